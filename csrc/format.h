@@ -1,0 +1,234 @@
+/*
+ * format.h -- every byte realmpy writes: the data file and the lock file.
+ *
+ * All integers are little-endian (the engine refuses big-endian hosts at
+ * compile time; see the static assertions at the end).  Multi-byte fields in
+ * pages may be unaligned and are read and written with memcpy.
+ *
+ * =========================================================================
+ * THE DATA FILE
+ * =========================================================================
+ *
+ * A sequence of RP_PAGE_SIZE (4096-byte) pages, numbered from 0.
+ *
+ *   page 0, page 1    meta pages (two: commit N writes meta page N % 2)
+ *   page 2 ...        tree pages, overflow runs, free-list pages, free pages
+ *   [pages_used, file end)   pre-grown, never yet used (zeros)
+ *
+ * The file is grown in chunks (zero-filled) so that a commit overwrites
+ * allocated blocks instead of appending: an append + fdatasync costs about
+ * twice an overwrite + fdatasync on ext4.
+ *
+ * Every page begins with the same 32-byte header:
+ *
+ *   OFFSET SIZE DESCRIPTION
+ *      0     4  checksum: rp_hash32 of bytes [4, end) of the page, or of the
+ *               whole run for an overflow run, or of [4, RP_META_SIZE) for a
+ *               meta page
+ *      4     2  flags: one of P_META, P_BRANCH, P_LEAF, P_OVERFLOW, P_FREELIST
+ *      6     2  nkeys: entries on a branch or leaf page; 0 otherwise
+ *      8     8  txnid: the version whose commit wrote this page
+ *     16     8  pgno: this page's own number (catches misdirected writes)
+ *     24     2  lower: branch/leaf: end of the slot array (offset)
+ *     26     2  upper: branch/leaf: start of the entry heap (offset)
+ *     28     4  npages: overflow: pages in the run; otherwise 1
+ *
+ * Checksums and txnids are what make a one-fdatasync commit safe: on open,
+ * the newest meta page is verified by walking from its roots every page
+ * whose parent pointer says it was written by that meta's version
+ * (child txnid == meta txnid) and checking each one's checksum, txnid and
+ * pgno.  A page that never reached the disk has a stale txnid or a bad
+ * checksum; the meta is then rejected and the previous one used.  Pages of
+ * older versions were made durable by an earlier commit's fdatasync.
+ *
+ * META PAGE (pages 0 and 1)
+ *   OFFSET SIZE DESCRIPTION
+ *      0    32  page header (flags P_META, nkeys 0, pgno 0 or 1)
+ *     32     8  magic "realmpy\0"
+ *     40     4  format version (RP_FORMAT_VERSION_NUMBER)
+ *     44     4  page size (4096)
+ *     48     8  pages_used: pages [0, pages_used) are allocated
+ *     56     8  catalog root pgno (0 = no tables)
+ *     64     8  catalog root txnid
+ *     72     8  free-list head pgno (0 = empty free list)
+ *     80     8  free-list head txnid
+ *     88     8  free-list length in bytes (serialised stream, below)
+ *     96    32  reserved, zero
+ *    128        end of the checksummed region (RP_META_SIZE); rest zero
+ *   The txnid in the header is the version.  A meta is valid when magic,
+ *   version, page size, pgno and checksum are right.  The newest valid meta
+ *   whose commit verifies is the current version.
+ *
+ * BRANCH AND LEAF PAGES (B+tree nodes; slotted pages)
+ *   After the header, a slot array of nkeys u16 offsets (sorted by key)
+ *   grows up from offset 32 to `lower`; entries are packed from the end of
+ *   the page down to `upper`.  Free space is [lower, upper).
+ *
+ *   Leaf entry:
+ *      0     2  klen
+ *      2     1  flags: E_BIG (value in an overflow run)
+ *      3     1  reserved, zero
+ *      4     4  vlen (the value's full length)
+ *      8  klen  key
+ *         ...   value (vlen bytes), or for E_BIG: u64 overflow pgno,
+ *               u64 overflow txnid
+ *   A value is stored inline when the entry would be at most
+ *   RP_MAX_INLINE_ENTRY bytes, else in an overflow run.
+ *
+ *   Branch entry:
+ *      0     2  klen (0 for the first entry: its key is "minus infinity")
+ *      2     6  reserved, zero
+ *      8     8  child pgno
+ *     16     8  child txnid (the version that wrote the child)
+ *     24  klen  key: every key in the child's subtree is >= this key, and
+ *               < the next entry's key
+ *
+ * OVERFLOW RUN (a large value): npages contiguous pages; the header of the
+ *   first page is followed by the value bytes, continuing through the
+ *   following pages with no further headers.  The checksum covers the
+ *   whole run from byte 4.
+ *
+ * THE CATALOG is a B+tree of the same form keyed by table name (UTF-8, 1 to
+ *   RP_MAX_TABLE_NAME bytes), whose inline values are table descriptors:
+ *      0     8  root pgno (0 = empty table)
+ *      8     8  root txnid
+ *     16     8  entries (keys in the table)
+ *     24     8  depth (levels; 0 when empty)
+ *     32     8  pages (branch + leaf + overflow pages of the table)
+ *
+ * FREE-LIST PAGES: a chain of P_FREELIST pages holding one byte stream:
+ *   page:   32 header | 8 next pgno | 8 next txnid | 4 bytes used | 4 zero |
+ *           stream bytes (up to RP_FREELIST_CAP per page)
+ *   stream: records  [u64 txnid T][u32 n][u32 pgno] * n
+ *   A record lists pages freed by the commit of version T: live in T-1, not
+ *   in T.  They may be reused by a writer once no live snapshot is older
+ *   than T.  Records whose pages are reusable by everyone are stored with
+ *   T = 0.  The whole list is rewritten by each commit that changes it.
+ *
+ * =========================================================================
+ * THE LOCK FILE  (<path>.lock, mapped MAP_SHARED: shared memory)
+ * =========================================================================
+ *   OFFSET SIZE DESCRIPTION
+ *      0     8  magic "rplock\0\0"
+ *      8     4  layout version (RP_LOCK_LAYOUT)
+ *     12     4  ABI signature (RP_LOCK_ABI: sizes of pthread_mutex_t,
+ *               pointers and the slot, so 32/64-bit and libc mismatches are
+ *               refused)
+ *     16     4  max_readers (slots in the table)
+ *     20     4  ready: 1 once initialisation is complete (written last)
+ *     24     8  nonce: random, chosen when the lock file was (re)built
+ *     32    32  reserved
+ *     64    64  writer mutex: pthread_mutex_t, PROCESS_SHARED + ROBUST +
+ *               ERRORCHECK (on its own cache line)
+ *    128     8  version: latest durable committed version (atomic)
+ *    136     4  futex word: incremented after each version bump (atomic)
+ *    140     4  waiters: processes' threads waiting on the futex word
+ *    144     8  last reap time (CLOCK_MONOTONIC ns) of the reader table
+ *    152     8  writer tid (diagnostics: who holds the writer mutex)
+ *    160    32  reserved
+ *    192  64*16 meta ring: the last RP_RING versions' roots, entry
+ *               v % RP_RING, each guarded by a sequence number:
+ *                 0  8  seq: 2*v when entry v is complete, odd while written
+ *                 8  8  txnid (= v)
+ *                16  8  pages_used
+ *                24  8  catalog root pgno
+ *                32  8  catalog root txnid
+ *                40  8  free-list head pgno
+ *                48  8  free-list head txnid
+ *                56  8  free-list length in bytes
+ *   1216  64*R  reader slots (R = max_readers), one cache line each:
+ *                 0  8  version pinned (0 = idle)
+ *                 8  4  owner pid (0 = slot free)
+ *                12  4  owner thread id (diagnostics)
+ *                16  8  owner start time (clock ticks since boot, from
+ *                       /proc/<pid>/stat; tells a reused pid from the owner)
+ *                24 40  reserved
+ *
+ *   A reader claims a slot once (CAS on pid 0 -> own pid), then begins a
+ *   snapshot with: store version = latest; re-read latest; retry if it
+ *   moved (so a writer scanning the table either sees the slot or the
+ *   reader sees the new version), and ends it by storing 0.
+ */
+#ifndef REALMPY_FORMAT_H
+#define REALMPY_FORMAT_H
+
+#include <stdint.h>
+
+#define RP_FORMAT_VERSION_NUMBER 1
+#define RP_META_MAGIC      "realmpy\0"
+#define RP_LOCK_MAGIC      "rplock\0\0"
+#define RP_LOCK_LAYOUT     1
+
+#define RP_PAGE_HEADER     32
+#define RP_META_SIZE       128
+#define RP_RING            16
+#define RP_LOCK_SLOTS_OFF  1216
+#define RP_LOCK_SLOT_SIZE  64
+#define RP_DEFAULT_READERS 126
+#define RP_FIRST_DATA_PAGE 2
+
+/* page flags */
+#define P_BRANCH   0x01
+#define P_LEAF     0x02
+#define P_OVERFLOW 0x04
+#define P_FREELIST 0x08
+#define P_META     0x10
+
+/* leaf entry flags */
+#define E_BIG      0x01
+
+#define RP_LEAF_ENTRY_HDR    8
+#define RP_BRANCH_ENTRY_HDR 24
+#define RP_BIG_REF          16   /* overflow pgno + txnid in a leaf entry */
+/* Largest leaf entry kept inline: a quarter page keeps >= 4 entries a leaf. */
+#define RP_MAX_INLINE_ENTRY ((RP_PAGE_SIZE - RP_PAGE_HEADER) / 4 - 2)
+#define RP_TABLE_DESC_SIZE  40
+#define RP_FREELIST_HDR     (RP_PAGE_HEADER + 24)
+#define RP_FREELIST_CAP     (RP_PAGE_SIZE - RP_FREELIST_HDR)
+
+/* Page header, as laid out on disk (little-endian host asserted). */
+typedef struct rp_page_hdr {
+    uint32_t checksum;
+    uint16_t flags;
+    uint16_t nkeys;
+    uint64_t txnid;
+    uint64_t pgno;
+    uint16_t lower;
+    uint16_t upper;
+    uint32_t npages;
+} rp_page_hdr;
+
+/* Meta page body after the page header. */
+typedef struct rp_meta_body {
+    char     magic[8];
+    uint32_t format_version;
+    uint32_t page_size;
+    uint64_t pages_used;
+    uint64_t cat_pgno;
+    uint64_t cat_txnid;
+    uint64_t free_pgno;
+    uint64_t free_txnid;
+    uint64_t free_len;
+    uint8_t  reserved[32];
+} rp_meta_body;
+
+/* A version's roots as the engine passes them around (also a ring entry). */
+typedef struct rp_roots {
+    uint64_t txnid;
+    uint64_t pages_used;
+    uint64_t cat_pgno;
+    uint64_t cat_txnid;
+    uint64_t free_pgno;
+    uint64_t free_txnid;
+    uint64_t free_len;
+} rp_roots;
+
+_Static_assert(sizeof(rp_page_hdr) == RP_PAGE_HEADER, "page header size");
+_Static_assert(RP_PAGE_HEADER + sizeof(rp_meta_body) == RP_META_SIZE,
+               "meta size");
+_Static_assert(sizeof(rp_roots) == 56, "ring entry payload");
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "realmpy's file format is little-endian; big-endian hosts are unsupported"
+#endif
+
+#endif /* REALMPY_FORMAT_H */

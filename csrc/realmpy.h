@@ -1,0 +1,344 @@
+/*
+ * realmpy.h -- the realmpy storage engine: public API and manual.
+ *
+ * realmpy's engine stores named tables of byte keys -> byte values in one data
+ * file, shared by any number of processes and threads.  It is built for one
+ * job: a file that many processes read and write at once, where a process
+ * killed at any instruction never corrupts the file and never stops the
+ * others.
+ *
+ *   - Copy-on-write B+trees, one per table plus a catalog of tables.  A write
+ *     transaction never modifies a page that a committed version uses; it
+ *     writes new pages and then publishes a new meta page.  Nothing is ever
+ *     overwritten in place except the older of the two meta pages.
+ *   - MVCC: a read transaction (a "snapshot") sees exactly one committed
+ *     version for its whole life.  Readers take no locks: beginning and
+ *     ending a snapshot are a few stores into a reader slot in shared memory.
+ *   - One writer at a time across all processes and threads, serialised by a
+ *     robust process-shared mutex.  A writer that dies holding it is
+ *     recovered by the next writer, in that writer's own call.
+ *   - A durable commit costs ONE fdatasync: every page carries a checksum
+ *     and the version that wrote it, every child pointer carries the version
+ *     of the child, so on open the newest meta page is verified by walking only
+ *     the pages its commit wrote.  A commit whose pages did not all reach the
+ *     disk is detected and the previous version is used.  (LMDB pays two
+ *     syncs because its meta page cannot prove its pages arrived.)
+ *   - A 64-bit version counter in shared memory is bumped after each commit
+ *     is durable; other processes wait on it through a futex at no CPU cost.
+ *
+ * FILES
+ *   <path>        the data file (format: format.h).
+ *   <path>.lock   shared memory: writer mutex, version counter, futex word,
+ *                 recent meta pages and the reader table (format: format.h).
+ *                 It is rebuilt by the first process that opens the data file
+ *                 when no other process has it open.  It carries a layout
+ *                 version and the ABI sizes of its members; an opener of
+ *                 another layout gets RP_INCOMPATIBLE_LOCK, never corruption.
+ *
+ * THREADS AND PROCESSES
+ *   - An rp_env may be used by any number of threads at once.
+ *   - A transaction (and its cursors) belongs to the thread that began it;
+ *     calls from another thread return RP_WRONG_THREAD.
+ *   - One thread may hold several read transactions at once, but at most one
+ *     write transaction; a second rp_txn_begin(RP_TXN_WRITE) in the same
+ *     thread returns RP_TXN_ACTIVE instead of deadlocking.
+ *   - After fork() the child must not use the parent's rp_env: every call
+ *     on it returns RP_FORKED.  The child opens its own.
+ *
+ * ERRORS
+ *   Every function that can fail returns an int: RP_OK (0), a negative RP_*
+ *   code below, or a positive errno value from the operating system (EIO,
+ *   ENOSPC, EACCES, ENOENT, ENOMEM, ...).  rp_strerror() gives a message for
+ *   either kind.  Nothing in the engine aborts on bad input or a bad file: a
+ *   corrupt page is reported as RP_CORRUPT by the read that meets it.
+ *
+ * CAVEATS
+ *   - Do not put the file on a network file system: the lock file is shared
+ *     memory and the locks are local.
+ *   - Long-lived snapshots pin old versions: pages they see cannot be reused,
+ *     so the file grows while they live.  rp_env_readers() tells who pins
+ *     what; max_active_versions turns runaway growth into an error.  Slots of
+ *     dead processes are reaped automatically by the next writer.
+ *   - Truncating the data file behind the engine's back while it is mapped
+ *     can raise SIGBUS; no API of the engine does that.
+ *   - Keys are at most RP_MAX_KEY bytes; values at most RP_MAX_VALUE bytes.
+ *
+ * The block between the CDEF markers is read verbatim by build.py into cffi's
+ * cdef: keep it free of preprocessor conditionals and macros with bodies.
+ */
+#ifndef REALMPY_H
+#define REALMPY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* BEGIN CDEF */
+
+/* ---- Error codes (negative; positive values are errno) ------------------ */
+#define RP_OK                    0
+#define RP_NOTFOUND         -30800  /* key or table absent (not a failure)    */
+#define RP_CORRUPT          -30801  /* a page or meta page fails validation  */
+#define RP_NOT_A_DB         -30802  /* not a realmpy data file (bad magic)    */
+#define RP_FORMAT_VERSION   -30803  /* data file of an unsupported version    */
+#define RP_INCOMPATIBLE_LOCK -30804 /* lock file of another layout or ABI in
+                                       use by another process                */
+#define RP_MAP_FULL         -30805  /* the file would exceed max_size         */
+#define RP_VERSION_LIMIT    -30806  /* max_active_versions would be exceeded  */
+#define RP_READERS_FULL     -30807  /* no free reader slot (max_readers)      */
+#define RP_BAD_TXN          -30808  /* transaction finished or failed         */
+#define RP_WRONG_THREAD     -30809  /* transaction used from another thread   */
+#define RP_FORKED           -30810  /* handle inherited across fork()         */
+#define RP_KEY_TOO_LONG     -30811  /* key empty or longer than RP_MAX_KEY    */
+#define RP_VALUE_TOO_LARGE  -30812  /* value longer than RP_MAX_VALUE         */
+#define RP_READ_ONLY        -30813  /* write on a read-only env or snapshot   */
+#define RP_BUSY             -30814  /* close with transactions still open     */
+#define RP_TXN_ACTIVE       -30815  /* this thread already has a write txn    */
+#define RP_PANIC            -30816  /* env unusable after a failed rollback:
+                                       close it and open the file again      */
+#define RP_INVALID          -30817  /* invalid argument                       */
+#define RP_BAD_TABLE        -30818  /* table name empty or too long           */
+#define RP_CLOSED           -30819  /* env is closing (rp_env_interrupt)      */
+#define RP_EXISTS           -30820  /* compaction target already exists       */
+
+/* ---- Limits --------------------------------------------------------------- */
+#define RP_PAGE_SIZE        4096
+#define RP_MAX_KEY          1024
+#define RP_MAX_TABLE_NAME   255
+#define RP_MAX_VALUE        2147483647
+
+/* ---- rp_env_open flags ---------------------------------------------------- */
+#define RP_NOSYNC           0x1  /* durability "none": a commit survives a
+                                    process crash, not an OS crash or power
+                                    loss; no fdatasync is issued            */
+#define RP_RDONLY           0x2  /* no write transactions; the data file must
+                                    exist                                     */
+
+/* ---- rp_txn_begin flags --------------------------------------------------- */
+#define RP_TXN_WRITE        0x1
+
+/* ---- rp_cursor_seek modes ------------------------------------------------- */
+#define RP_SEEK_FIRST       0  /* smallest key                                */
+#define RP_SEEK_LAST        1  /* largest key                                 */
+#define RP_SEEK_GE          2  /* smallest key >= given key                   */
+#define RP_SEEK_LT          3  /* largest key  <  given key                   */
+
+/* ---- fault injection (tests only; see rp_fault_set) ----------------------- */
+#define RP_FAULT_NONE       0
+#define RP_FAULT_WRITE      1  /* a pwrite fails with EIO                     */
+#define RP_FAULT_SYNC       2  /* an fdatasync fails with EIO                 */
+#define RP_FAULT_NOSPACE    3  /* a write or file growth fails with ENOSPC    */
+
+typedef struct rp_env rp_env;
+typedef struct rp_txn rp_txn;
+typedef struct rp_cursor rp_cursor;
+
+/* Statistics of the latest committed version (rp_env_stat). */
+typedef struct rp_stat {
+    uint64_t version;          /* latest committed version                   */
+    uint64_t page_size;        /* bytes per page                             */
+    uint64_t pages_used;       /* high-water mark: pages ever allocated      */
+    uint64_t file_size;        /* bytes on disk (pre-grown in chunks)        */
+    uint64_t map_size;         /* max_size: largest the file may grow        */
+    uint64_t free_pages;       /* reusable by the next writer now            */
+    uint64_t pending_pages;    /* freed, but pinned by a live snapshot       */
+    uint64_t tables;           /* number of tables                           */
+    uint64_t entries;          /* keys in all tables                         */
+    uint64_t tree_pages;       /* branch + leaf + overflow pages in tables   */
+    uint64_t readers_used;     /* reader slots claimed by live processes     */
+    uint64_t max_readers;      /* size of the reader table                   */
+    uint64_t oldest_version;   /* oldest version a live snapshot pins        */
+    uint64_t active_versions;  /* distinct pinned versions + the latest      */
+} rp_stat;
+
+/* One reader slot (rp_env_readers): who pins which version. */
+typedef struct rp_reader_info {
+    int64_t  pid;
+    uint64_t thread;           /* owner's thread id (gettid)                 */
+    uint64_t version;          /* pinned version; 0 = slot idle              */
+    int      alive;            /* 0 if the owner is dead (slot reapable)     */
+} rp_reader_info;
+
+/* ---- Errors --------------------------------------------------------------- */
+
+/* Message for an RP_* code or an errno value; a static string, never NULL. */
+const char *rp_strerror(int err);
+
+/* Library and file-format versions, for diagnostics. */
+int rp_library_version(void);
+int rp_format_version(void);
+
+/* ---- Environment ---------------------------------------------------------- */
+
+/* Open (creating if needed, unless RP_RDONLY) the data file at path, with its
+ * lock file at <path>.lock.  Both are created with mode 0600 (owner only):
+ * a database is private data; share it between users by changing the mode.
+ *   flags        RP_NOSYNC, RP_RDONLY
+ *   max_size     largest size in bytes the data file may reach; 0 = default
+ *                (64 GiB).  Reserved as address space, not memory.
+ *   max_readers  reader slots in a newly built lock file; 0 = default (126).
+ *                A lock file in use keeps its own size.
+ *   max_active_versions  0 = unlimited; else a write begin that would make
+ *                more than this many distinct versions live returns
+ *                RP_VERSION_LIMIT.
+ * On open, if no other process has the file open, the newest meta page is
+ * verified (its commit's pages are walked) and a commit that did not fully
+ * reach the disk is rolled back to the previous version.
+ * Errors: RP_NOT_A_DB, RP_FORMAT_VERSION, RP_CORRUPT, RP_INCOMPATIBLE_LOCK,
+ *         RP_INVALID, errno (ENOENT, EACCES, ENOMEM, ...). */
+int rp_env_open(const char *path, unsigned flags, uint64_t max_size,
+                unsigned max_readers, unsigned max_active_versions,
+                rp_env **out);
+
+/* Close the env and free it.  Returns RP_BUSY (and closes nothing) while
+ * transactions or cursors of this env are open.  Wakes this env's waiters. */
+int rp_env_close(rp_env *env);
+
+/* Latest committed version: one atomic load from shared memory, no syscall.
+ * Versions start at 1 and increase by 1 per commit. */
+uint64_t rp_env_version(rp_env *env);
+
+/* Block until the version differs from since, or until timeout_ns passes
+ * (negative = forever).  *out receives the version then current (== since on
+ * timeout).  Costs no CPU while waiting (futex).  A wake-up can be late, never
+ * lost.  Returns RP_CLOSED if rp_env_interrupt() was called, RP_OK otherwise
+ * (also on timeout and on EINTR, so callers can check for signals). */
+int rp_env_wait(rp_env *env, uint64_t since, int64_t timeout_ns,
+                uint64_t *out);
+
+/* Make this env's current and future rp_env_wait calls return RP_CLOSED
+ * (used before close to stop notifier threads). */
+int rp_env_interrupt(rp_env *env);
+
+/* Statistics of the latest version. */
+int rp_env_stat(rp_env *env, rp_stat *out);
+
+/* Copy up to cap claimed reader slots into out; *count = slots copied. */
+int rp_env_readers(rp_env *env, rp_reader_info *out, unsigned cap,
+                   unsigned *count);
+
+/* Free the slots of dead processes now (writers also do this by themselves);
+ * *reaped = slots freed. */
+int rp_env_reader_check(rp_env *env, unsigned *reaped);
+
+/* Integrity check of the latest version: walks every tree, verifies every
+ * page's checksum, version, type and key order, and accounts for every page
+ * (in a tree, free, pending, or a meta page).  On failure returns RP_CORRUPT
+ * and writes a description into msg (always NUL-terminated if msglen > 0). */
+int rp_env_check(rp_env *env, char *msg, size_t msglen);
+
+/* Write a compacted copy of the latest version to dest_path (which must not
+ * exist: RP_EXISTS): every table, no free pages.  Durable before return. */
+int rp_env_compact(rp_env *env, const char *dest_path);
+
+/* Path of the data file (for messages). */
+const char *rp_env_path(rp_env *env);
+
+/* ---- Transactions --------------------------------------------------------- */
+
+/* Begin a read snapshot of the latest version (flags 0) or the write
+ * transaction (RP_TXN_WRITE), which waits for the writer mutex (other
+ * processes' writers, or other threads').
+ * Errors: RP_READ_ONLY, RP_TXN_ACTIVE, RP_READERS_FULL, RP_VERSION_LIMIT,
+ *         RP_FORKED, RP_PANIC, errno. */
+int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out);
+
+/* Commit and free the transaction (a read txn is simply ended).  With
+ * durability "full" the commit is on stable storage when this returns OK.
+ * On any error the transaction is rolled back and freed as well. */
+int rp_txn_commit(rp_txn *txn);
+
+/* Roll back and free.  Never fails; NULL is ignored.  A txn owned by another
+ * thread is not touched and RP_WRONG_THREAD is returned. */
+int rp_txn_abort(rp_txn *txn);
+
+/* Version the transaction reads (a write txn: the version it will commit
+ * minus one). */
+uint64_t rp_txn_version(rp_txn *txn);
+
+/* Point lookup.  *val points into the map (or the txn's dirty page) and stays
+ * valid until the transaction ends or, for a write txn, its next change.
+ * Returns RP_NOTFOUND if the key or the table is absent. */
+int rp_get(rp_txn *txn, const char *table, size_t tlen,
+           const void *key, size_t klen, const void **val, size_t *vlen);
+
+/* Insert or replace.  Creates the table if needed.
+ * Errors: RP_READ_ONLY, RP_KEY_TOO_LONG, RP_VALUE_TOO_LARGE, RP_BAD_TABLE,
+ *         RP_MAP_FULL, errno. */
+int rp_put(rp_txn *txn, const char *table, size_t tlen,
+           const void *key, size_t klen, const void *val, size_t vlen);
+
+/* Insert or replace n pairs packed back to back in buf as
+ * [u32 klen][u32 vlen][key][value] (little endian, no padding). */
+int rp_put_many(rp_txn *txn, const char *table, size_t tlen,
+                const void *buf, size_t buflen, size_t n);
+
+/* Delete; RP_NOTFOUND if absent. */
+int rp_del(rp_txn *txn, const char *table, size_t tlen,
+           const void *key, size_t klen);
+
+/* Remove a table and all its keys; RP_NOTFOUND if absent. */
+int rp_drop_table(rp_txn *txn, const char *table, size_t tlen);
+
+/* Number of keys in a table (0 if absent). */
+int rp_table_count(rp_txn *txn, const char *table, size_t tlen,
+                   uint64_t *out);
+
+/* ---- Cursors (ordered iteration) ------------------------------------------ */
+
+/* A cursor over a table (or over the catalog of table names when table is
+ * NULL: keys are names, values are empty).  Belongs to its transaction; it is
+ * invalid after the transaction ends.  In a write txn the table may change
+ * under an open cursor: the cursor remembers its current key and, after a
+ * change, re-seeks next to it, so iteration continues in key order. */
+int rp_cursor_open(rp_txn *txn, const char *table, size_t tlen,
+                   rp_cursor **out);
+void rp_cursor_close(rp_cursor *cur);
+
+/* Position the cursor (see RP_SEEK_*) and return that entry.  key may be NULL
+ * for FIRST/LAST.  Returns RP_NOTFOUND if no entry qualifies. */
+int rp_cursor_seek(rp_cursor *cur, int mode, const void *key, size_t klen,
+                   const void **k, size_t *kl, const void **v, size_t *vl);
+
+/* Step forward (dir > 0) or backward (dir < 0) and return the entry;
+ * RP_NOTFOUND past the end. */
+int rp_cursor_step(rp_cursor *cur, int dir, const void **k, size_t *kl,
+                   const void **v, size_t *vl);
+
+/* Copy entries into buf as [u32 klen][u32 vlen][key][value] records, starting
+ * with the entry at the cursor's position (include_current != 0) or the next
+ * one, moving in direction dir, stopping before a key outside the bound (for
+ * dir > 0: key >= stop; for dir < 0: key < stop; stop == NULL: no bound), or
+ * when the next record does not fit, or after max_items.  *n = records
+ * copied, *used = bytes used.  A first record larger than buflen makes *n 0
+ * and *used the size it needs.  Returns RP_NOTFOUND when the range is
+ * exhausted and nothing was copied. */
+int rp_cursor_batch(rp_cursor *cur, int dir, int include_current,
+                    const void *stop, size_t stoplen,
+                    void *buf, size_t buflen, size_t max_items,
+                    size_t *n, size_t *used);
+
+/* ---- Fault injection (for tests) ------------------------------------------ */
+
+/* Arm a fault for this process: the after-th next I/O operation of that kind
+ * (0 = the very next) fails.  RP_FAULT_NONE disarms everything. */
+void rp_fault_set(int kind, unsigned after);
+
+/* Power-cut simulation.  rp_powercut_record(env, 1) starts recording every
+ * write made to the data file since its last fdatasync, with the bytes it
+ * replaced.  rp_powercut_apply(env, seed) then emulates a power cut: for the
+ * writes made since the last fdatasync, a seed-chosen subset is undone and
+ * some are torn (undone from a 512-byte sector boundary onward).  The env
+ * must be closed and reopened afterwards (it is poisoned: RP_PANIC). */
+int rp_powercut_record(rp_env *env, int on);
+int rp_powercut_apply(rp_env *env, uint64_t seed, unsigned *undone);
+
+/* END CDEF */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* REALMPY_H */
