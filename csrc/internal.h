@@ -1,0 +1,214 @@
+/*
+ * internal.h -- what the engine's modules share.  Not installed, not part of
+ * the API.
+ *
+ *   io.c     file I/O: pwrite/pwritev/fdatasync/growth, fault injection and
+ *            the power-cut recorder (every byte written goes through here)
+ *   lock.c   the lock file: first-opener detection and (re)initialisation,
+ *            layout/ABI check, writer mutex, version counter + futex, meta
+ *            ring, reader slots (claim, begin, end, oldest, reaping)
+ *   page.c   checksums and page-level helpers (slotted pages)
+ *   btree.c  B+tree search, insert, delete, split, merge, cursors, overflow
+ *   txn.c    transactions: dirty pages, allocation, free list, commit
+ *   env.c    open/close, recovery of the newest meta, stat, check, compact,
+ *            error strings
+ */
+#ifndef REALMPY_INTERNAL_H
+#define REALMPY_INTERNAL_H
+
+#define _GNU_SOURCE 1
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "format.h"
+#include "realmpy.h"
+
+#define RP_LIBRARY_VERSION 1
+#define RP_DEFAULT_MAP_SIZE (64ULL << 30)
+#define RP_MAX_DEPTH 32
+
+/* ---- shared memory (lock file) layout, matching format.h ------------------ */
+
+typedef struct rp_ring_entry {
+    _Atomic uint64_t seq;            /* 2*txnid when complete, odd if writing */
+    _Atomic uint64_t f[7];           /* rp_roots fields, in order             */
+} rp_ring_entry;
+
+typedef struct rp_lock_hdr {
+    char              magic[8];
+    uint32_t          layout;
+    uint32_t          abi;
+    uint32_t          max_readers;
+    _Atomic uint32_t  ready;
+    uint64_t          nonce;
+    uint8_t           reserved0[32];
+    union {
+        pthread_mutex_t m;
+        uint8_t         pad[64];
+    } wmutex;                        /* offset 64                             */
+    _Atomic uint64_t  version;       /* offset 128                            */
+    _Atomic uint32_t  futex;         /* offset 136                            */
+    _Atomic uint32_t  waiters;       /* offset 140                            */
+    _Atomic uint64_t  last_reap_ns;  /* offset 144                            */
+    _Atomic uint64_t  writer_tid;    /* offset 152                            */
+    uint8_t           reserved1[32];
+    rp_ring_entry     ring[RP_RING]; /* offset 192                            */
+} rp_lock_hdr;
+
+typedef struct rp_slot {
+    _Atomic uint64_t version;        /* pinned version, 0 = idle              */
+    _Atomic uint32_t pid;            /* 0 = free                              */
+    _Atomic uint32_t tid;
+    _Atomic uint64_t start_time;
+    uint8_t          reserved[40];
+} rp_slot;
+
+_Static_assert(offsetof(rp_lock_hdr, wmutex) == 64, "lock: mutex offset");
+_Static_assert(offsetof(rp_lock_hdr, version) == 128, "lock: version offset");
+_Static_assert(offsetof(rp_lock_hdr, ring) == 192, "lock: ring offset");
+_Static_assert(sizeof(rp_lock_hdr) == RP_LOCK_SLOTS_OFF, "lock: header size");
+_Static_assert(sizeof(rp_slot) == RP_LOCK_SLOT_SIZE, "lock: slot size");
+_Static_assert(sizeof(pthread_mutex_t) <= 64, "lock: mutex too large");
+
+/* ABI signature stored in the lock file: refuses other mutex sizes, pointer
+ * widths and slot layouts. */
+#define RP_LOCK_ABI ((uint32_t)(sizeof(pthread_mutex_t) | (sizeof(void *) << 8) \
+                     | (sizeof(rp_slot) << 16) | (RP_RING << 24)))
+
+/* ---- the power-cut recorder (io.c) ------------------------------------ */
+
+typedef struct rp_undo {
+    uint64_t off;
+    size_t   len;
+    uint8_t *before;                 /* bytes the write replaced              */
+} rp_undo;
+
+/* ---- environment ----------------------------------------------------------- */
+
+struct rp_env {
+    char            *path;           /* data file path (owned)                */
+    char            *lock_path;      /* <path>.lock (owned)                   */
+    int              fd;             /* data file                             */
+    int              lock_fd;        /* lock file (holds a shared OFD lock)   */
+    unsigned         flags;          /* RP_NOSYNC | RP_RDONLY                 */
+    unsigned         max_active;     /* 0 = unlimited                         */
+    uint64_t         map_size;       /* bytes reserved for the data map       */
+    const uint8_t   *map;            /* data file, PROT_READ, MAP_SHARED      */
+    uint64_t         file_size;      /* bytes known allocated on disk         */
+    rp_lock_hdr     *lk;             /* lock file mapping                     */
+    size_t           lk_size;
+    rp_slot         *slots;          /* lk's reader table                     */
+    unsigned         fork_gen;       /* rp_fork_generation at open            */
+    pid_t            pid;
+    uint64_t         start_time;     /* this process's start time (ticks)     */
+
+    pthread_mutex_t  local;          /* guards the fields below               */
+    rp_slot        **pool;           /* slots this process claimed, idle      */
+    unsigned         pool_len, pool_cap;
+    unsigned         ntxns;          /* open transactions of this env         */
+    _Atomic int      interrupted;    /* rp_env_interrupt called               */
+    _Atomic int      panic;          /* set after a failed rollback           */
+    pthread_t        writer;         /* thread holding the write txn          */
+    _Atomic int      has_writer;
+
+    /* power-cut recorder (io.c); only touched by the writer */
+    int              rec_on;
+    rp_undo         *rec;
+    size_t           rec_len, rec_cap;
+};
+
+/* Generation counter bumped in every fork child (pthread_atfork, lock.c). */
+extern _Atomic unsigned rp_fork_generation;
+
+/* Common precondition of every env call. */
+static inline int rp_env_usable(const rp_env *env) {
+    if (env == NULL) return RP_INVALID;
+    if (env->fork_gen != atomic_load_explicit(&rp_fork_generation,
+                                              memory_order_relaxed))
+        return RP_FORKED;
+    if (atomic_load_explicit(&env->panic, memory_order_relaxed))
+        return RP_PANIC;
+    return RP_OK;
+}
+
+/* ---- io.c ------------------------------------------------------------------
+ * All return RP_OK or an errno.  Short writes and EINTR are retried.  Faults
+ * armed by rp_fault_set() strike here.  With the recorder on, each write's
+ * before-image is kept until the next successful rp_io_sync(). */
+int rp_io_pwrite(rp_env *env, const void *buf, size_t len, uint64_t off);
+int rp_io_pwritev(rp_env *env, const struct iovec *iov, int cnt, uint64_t off);
+int rp_io_sync(rp_env *env);
+/* Make the data file at least new_size bytes long, zero-filled with real
+ * writes (not holes, not unwritten extents), then update env->file_size.
+ * Does not sync: the commit's fdatasync covers it. */
+int rp_io_grow(rp_env *env, uint64_t new_size);
+/* Free the recorder's buffers. */
+void rp_io_recorder_clear(rp_env *env);
+
+/* ---- lock.c ----------------------------------------------------------------- */
+
+/* Open or create <path>.lock (mode 0600) and map it.  Sets *first = 1 if no
+ * other process has the file open: the caller then owns an exclusive lock,
+ * the header has been (re)built with ready = 0, and the caller must finish
+ * with rp_lock_ready() after recovering the data file.  Otherwise waits for
+ * the initialiser, validates magic/layout/ABI (RP_INCOMPATIBLE_LOCK) and
+ * holds a shared lock.  Also records env->pid/start_time/fork_gen. */
+int  rp_lock_open(rp_env *env, unsigned max_readers, int *first);
+/* First opener: publish the recovered roots as the current version, set
+ * ready, downgrade to a shared lock. */
+int  rp_lock_ready(rp_env *env, const rp_roots *current);
+/* Release this process's slots of this env, unmap, close. */
+void rp_lock_close(rp_env *env);
+
+/* Writer mutex.  *owner_died = 1 when the previous owner died holding it
+ * (EOWNERDEAD): the caller must repair (republish the newest valid meta) and
+ * then call rp_wlock_consistent() before rp_wunlock(). */
+int  rp_wlock(rp_env *env, int *owner_died);
+void rp_wlock_consistent(rp_env *env);
+void rp_wunlock(rp_env *env);
+
+/* Version counter and meta ring. */
+uint64_t rp_version_load(const rp_env *env);
+/* Write the ring entry for roots->txnid (seqlocked). */
+void rp_ring_publish(rp_env *env, const rp_roots *roots);
+/* Read ring entry v: RP_OK, or RP_NOTFOUND if it no longer (or not yet)
+ * holds v. */
+int  rp_ring_read(const rp_env *env, uint64_t v, rp_roots *out);
+/* Store the new version, bump the futex word, wake waiters if any. */
+void rp_version_publish(rp_env *env, uint64_t v);
+/* rp_env_wait / rp_env_interrupt bodies. */
+int  rp_lock_wait(rp_env *env, uint64_t since, int64_t timeout_ns, uint64_t *out);
+void rp_lock_interrupt(rp_env *env);
+
+/* Reader slots.  rp_slot_get takes an idle slot from the process pool or
+ * claims a free one in the table (reaping dead owners first if full):
+ * RP_READERS_FULL when none.  rp_slot_put returns it to the pool idle. */
+int  rp_slot_get(rp_env *env, rp_slot **out);
+void rp_slot_put(rp_env *env, rp_slot *slot);
+/* Pin the latest version in slot and return its roots (retries until the
+ * version it pinned is the one it read, and the ring entry matches). */
+int  rp_snapshot_begin(rp_env *env, rp_slot *slot, rp_roots *out);
+void rp_snapshot_end(rp_slot *slot);
+/* Oldest version pinned by any live slot, or latest if none is older;
+ * *active = number of distinct pinned versions, counting latest once. */
+uint64_t rp_oldest_reader(rp_env *env, uint64_t latest, unsigned *active);
+/* Free slots whose owner process is dead (pid gone, or pid reused: start
+ * time differs).  force = 0 checks only pinning slots of other processes
+ * with kill(pid, 0) (cheap), force = 1 also compares start times.
+ * *reaped may be NULL. */
+int  rp_reap(rp_env *env, int force, unsigned *reaped);
+int  rp_readers_list(rp_env *env, rp_reader_info *out, unsigned cap,
+                     unsigned *count);
+/* Process start time of pid in clock ticks since boot (/proc/<pid>/stat
+ * field 22); 0 if unknown. */
+uint64_t rp_proc_start_time(pid_t pid);
+
+/* ---- page.c --------------------------------------------------------------- */
+uint32_t rp_hash32(const void *data, size_t len, uint32_t seed);
+
+#endif /* REALMPY_INTERNAL_H */
