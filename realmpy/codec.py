@@ -1,0 +1,367 @@
+"""Byte encodings of the object layer: order-preserving keys and records.
+
+Why order-preserving keys: the engine's B+trees order keys by raw bytes, so
+a primary key or index value encoded here sorts exactly as the values do.
+That turns ``age > 30`` on an indexed property into one ordered scan, and
+makes iteration by primary key come out in key order.
+
+Key format: each component is a type tag byte followed by a self-delimiting
+body, so components concatenate (an index key is ``value + primary key``)
+and :func:`decode_key` can split them again.  Tags order values of different
+kinds (``None`` < bool < numbers < str < bytes < datetime < ObjectId <
+UUID); within a kind:
+
+====================  =========================================================
+None                  tag only
+bool                  one byte 0/1
+int (64-bit)          8 bytes big-endian, sign bit flipped
+float                 8 bytes IEEE-754 big-endian; negatives inverted, others
+                      sign-flipped (``-0.0`` is stored as ``0.0``, NaN last)
+Decimal               class byte (-inf, negative, zero, positive, +inf, NaN),
+                      then for finite non-zero: 4-byte biased adjusted exponent
+                      and digits+1 bytes ending in 0; negatives inverted
+str / bytes           bytes with 0x00 escaped as 0x00 0xFF, ending 0x00
+                      (str as UTF-8)
+datetime (aware)      microseconds since the epoch as a flipped int64
+ObjectId / UUID       the 12 / 16 raw bytes
+====================  =========================================================
+
+Records are msgpack maps ``{property name: value}`` with extension types for
+datetime (int64 microseconds, UTC), Decimal (its string), ObjectId, UUID,
+sets (a packed array) and links (the target's encoded primary key).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import struct
+import uuid
+from decimal import Decimal
+from typing import Any, Final
+
+import msgpack  # type: ignore[import-untyped,unused-ignore]
+
+from realmpy.exceptions import CodecError
+from realmpy.objectid import ObjectId
+
+__all__ = [
+    "MAX_KEY",
+    "Link",
+    "decode_key",
+    "encode_key",
+    "encode_keys",
+    "pack_record",
+    "unpack_record",
+]
+
+MAX_KEY: Final = 1024
+"""The engine's key limit (RP_MAX_KEY); encoded keys longer than this fail."""
+
+T_NONE: Final = 0x01
+T_BOOL: Final = 0x10
+T_INT: Final = 0x20
+T_FLOAT: Final = 0x21
+T_DECIMAL: Final = 0x22
+T_STR: Final = 0x30
+T_BYTES: Final = 0x40
+T_DATETIME: Final = 0x50
+T_OBJECTID: Final = 0x60
+T_UUID: Final = 0x70
+
+_I64: Final = struct.Struct(">Q")
+_F64: Final = struct.Struct(">d")
+_U32: Final = struct.Struct(">I")
+_SIGN: Final = 1 << 63
+_INT_MIN: Final = -(1 << 63)
+_INT_MAX: Final = (1 << 63) - 1
+_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def _escape(raw: bytes) -> bytes:
+    return raw.replace(b"\x00", b"\x00\xff") + b"\x00"
+
+
+def _int_body(v: int) -> bytes:
+    if not _INT_MIN <= v <= _INT_MAX:
+        raise CodecError(f"integer {v} does not fit in 64 bits")
+    return _I64.pack((v + (1 << 64)) % (1 << 64) ^ _SIGN)
+
+
+def _float_body(v: float) -> bytes:
+    if v == 0.0:
+        v = 0.0
+    elif math.isnan(v):
+        v = math.nan
+    (bits,) = _I64.unpack(_F64.pack(v))
+    if bits & _SIGN:
+        bits ^= 0xFFFFFFFFFFFFFFFF
+    else:
+        bits ^= _SIGN
+    return _I64.pack(bits)
+
+
+def _decimal_body(v: Decimal) -> bytes:
+    if v.is_nan():
+        return b"\x05"
+    if v.is_infinite():
+        return b"\x04" if v > 0 else b"\x00"
+    if v.is_zero():
+        return b"\x02"
+    sign, digit_tuple, _exp = v.as_tuple()
+    digits = list(digit_tuple)
+    while digits[0] == 0:  # as_tuple keeps leading zeros of e.g. 0.0012
+        del digits[0]
+    while digits[-1] == 0:  # 1.50 == 1.5: trailing zeros carry no value
+        del digits[-1]
+    adjusted = v.adjusted()
+    body = _U32.pack(adjusted + (1 << 31)) + bytes(d + 1 for d in digits) + b"\x00"
+    if sign:
+        return b"\x01" + bytes(0xFF - b for b in body)
+    return b"\x03" + body
+
+
+def _datetime_body(v: _dt.datetime) -> bytes:
+    if v.tzinfo is None or v.utcoffset() is None:
+        raise CodecError(
+            f"datetime {v!r} is naive: use an aware one, e.g. tzinfo=timezone.utc"
+        )
+    delta = v - _EPOCH
+    micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return _int_body(micros)
+
+
+def _encode_one(v: Any, out: list[bytes]) -> None:
+    if v is None:
+        out.append(b"\x01")
+    elif isinstance(v, bool):
+        out.append(b"\x10\x01" if v else b"\x10\x00")
+    elif isinstance(v, int):
+        out.append(b"\x20" + _int_body(v))
+    elif isinstance(v, float):
+        out.append(b"\x21" + _float_body(v))
+    elif isinstance(v, Decimal):
+        out.append(b"\x22" + _decimal_body(v))
+    elif isinstance(v, str):
+        out.append(b"\x30" + _escape(v.encode("utf-8", "surrogatepass")))
+    elif isinstance(v, (bytes, bytearray, memoryview)):
+        out.append(b"\x40" + _escape(bytes(v)))
+    elif isinstance(v, _dt.datetime):
+        out.append(b"\x50" + _datetime_body(v))
+    elif isinstance(v, ObjectId):
+        out.append(b"\x60" + v.binary)
+    elif isinstance(v, uuid.UUID):
+        out.append(b"\x70" + v.bytes)
+    else:
+        raise CodecError(f"a {type(v).__name__} cannot be a key or index value")
+
+
+def encode_key(value: Any) -> bytes:
+    """Encode one value so that byte order equals value order.
+
+    Raises :class:`~realmpy.exceptions.CodecError` for an unsupported type,
+    an int beyond 64 bits, a naive datetime, or a result over ``MAX_KEY``.
+    """
+    out: list[bytes] = []
+    _encode_one(value, out)
+    key = out[0]
+    if len(key) > MAX_KEY:
+        raise CodecError(
+            f"encoded key is {len(key)} bytes, over the {MAX_KEY}-byte limit: "
+            "use a shorter primary key or do not index this value"
+        )
+    return key
+
+
+def encode_keys(*values: Any) -> bytes:
+    """Concatenate the encodings of several values (e.g. index value + pk)."""
+    out: list[bytes] = []
+    for v in values:
+        _encode_one(v, out)
+    key = b"".join(out)
+    if len(key) > MAX_KEY:
+        raise CodecError(
+            f"encoded key is {len(key)} bytes, over the {MAX_KEY}-byte limit"
+        )
+    return key
+
+
+def _unescape(raw: bytes, pos: int) -> tuple[bytes, int]:
+    parts = []
+    while True:
+        z = raw.index(b"\x00", pos)
+        parts.append(raw[pos:z])
+        if z + 1 < len(raw) and raw[z + 1] == 0xFF:
+            parts.append(b"\x00")
+            pos = z + 2
+        else:
+            return b"".join(parts), z + 1
+
+
+def _decode_int(raw: bytes, pos: int) -> int:
+    bits: int = _I64.unpack_from(raw, pos)[0]
+    bits ^= _SIGN
+    return bits - (1 << 64) if bits & _SIGN else bits
+
+
+def _decode_decimal(raw: bytes, pos: int) -> tuple[Decimal, int]:
+    cls = raw[pos]
+    pos += 1
+    if cls == 0x00:
+        return Decimal("-Infinity"), pos
+    if cls == 0x02:
+        return Decimal(0), pos
+    if cls == 0x04:
+        return Decimal("Infinity"), pos
+    if cls == 0x05:
+        return Decimal("NaN"), pos
+    neg = cls == 0x01
+    flip = 0xFF if neg else 0x00
+    (adj,) = _U32.unpack(bytes(b ^ flip for b in raw[pos : pos + 4]))
+    adjusted = adj - (1 << 31)
+    pos += 4
+    digits = []
+    while (raw[pos] ^ flip) != 0:
+        digits.append((raw[pos] ^ flip) - 1)
+        pos += 1
+    pos += 1
+    exponent = adjusted - len(digits) + 1
+    return Decimal((1 if neg else 0, tuple(digits), exponent)), pos
+
+
+def decode_key(raw: bytes) -> tuple[Any, ...]:
+    """Split and decode a key made by :func:`encode_key`/:func:`encode_keys`."""
+    out: list[Any] = []
+    pos = 0
+    n = len(raw)
+    try:
+        while pos < n:
+            tag = raw[pos]
+            pos += 1
+            if tag == T_NONE:
+                out.append(None)
+            elif tag == T_BOOL:
+                out.append(raw[pos] == 1)
+                pos += 1
+            elif tag == T_INT:
+                out.append(_decode_int(raw, pos))
+                pos += 8
+            elif tag == T_FLOAT:
+                (bits,) = _I64.unpack_from(raw, pos)
+                bits = bits ^ _SIGN if bits & _SIGN else bits ^ 0xFFFFFFFFFFFFFFFF
+                out.append(_F64.unpack(_I64.pack(bits))[0])
+                pos += 8
+            elif tag == T_DECIMAL:
+                d, pos = _decode_decimal(raw, pos)
+                out.append(d)
+            elif tag == T_STR:
+                b, pos = _unescape(raw, pos)
+                out.append(b.decode("utf-8", "surrogatepass"))
+            elif tag == T_BYTES:
+                b, pos = _unescape(raw, pos)
+                out.append(b)
+            elif tag == T_DATETIME:
+                micros = _decode_int(raw, pos)
+                out.append(_EPOCH + _dt.timedelta(microseconds=micros))
+                pos += 8
+            elif tag == T_OBJECTID:
+                out.append(ObjectId(raw[pos : pos + 12]))
+                pos += 12
+            elif tag == T_UUID:
+                out.append(uuid.UUID(bytes=raw[pos : pos + 16]))
+                pos += 16
+            else:
+                raise CodecError(f"unknown key tag 0x{tag:02x} at byte {pos - 1}")
+    except (IndexError, struct.error, ValueError) as exc:
+        if isinstance(exc, CodecError):
+            raise
+        raise CodecError(f"truncated or corrupt key {raw!r}: {exc}") from None
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------
+# Records
+
+EXT_DATETIME: Final = 1
+EXT_DECIMAL: Final = 2
+EXT_OBJECTID: Final = 3
+EXT_UUID: Final = 4
+EXT_SET: Final = 5
+EXT_LINK: Final = 6
+
+
+class Link(bytes):
+    """A stored reference: the target object's encoded primary key.
+
+    A distinct type so a record can tell a link from a ``bytes`` value.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Link({bytes(self)!r})"
+
+
+def _default(v: Any) -> Any:
+    if isinstance(v, Link):
+        return msgpack.ExtType(EXT_LINK, bytes(v))
+    if isinstance(v, _dt.datetime):
+        return msgpack.ExtType(EXT_DATETIME, _datetime_body(v))
+    if isinstance(v, Decimal):
+        return msgpack.ExtType(EXT_DECIMAL, str(v).encode("ascii"))
+    if isinstance(v, ObjectId):
+        return msgpack.ExtType(EXT_OBJECTID, v.binary)
+    if isinstance(v, uuid.UUID):
+        return msgpack.ExtType(EXT_UUID, v.bytes)
+    if isinstance(v, (set, frozenset)):
+        return msgpack.ExtType(EXT_SET, _packer_bytes(list(v)))
+    raise CodecError(f"cannot store a {type(v).__name__} in a record")
+
+
+def _packer_bytes(v: Any) -> bytes:
+    try:
+        return msgpack.packb(v, default=_default, use_bin_type=True, strict_types=True)  # type: ignore[no-any-return]
+    except (OverflowError, ValueError) as exc:
+        if isinstance(exc, CodecError):
+            raise
+        raise CodecError(f"cannot encode record: {exc}") from None
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == EXT_LINK:
+        return Link(data)
+    if code == EXT_DATETIME:
+        return _EPOCH + _dt.timedelta(microseconds=_decode_int(data, 0))
+    if code == EXT_DECIMAL:
+        return Decimal(data.decode("ascii"))
+    if code == EXT_OBJECTID:
+        return ObjectId(data)
+    if code == EXT_UUID:
+        return uuid.UUID(bytes=data)
+    if code == EXT_SET:
+        return set(_unpack(data))
+    raise CodecError(f"unknown record extension type {code}")
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(
+        data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True
+    )
+
+
+def pack_record(record: dict[str, Any]) -> bytes:
+    """Serialise an object's property values (already validated) to bytes."""
+    return _packer_bytes(record)
+
+
+def unpack_record(data: bytes) -> dict[str, Any]:
+    """Inverse of :func:`pack_record`; a damaged record raises CodecError."""
+    try:
+        rec = _unpack(data)
+    except CodecError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise CodecError(f"corrupt object record: {exc}") from None
+    if not isinstance(rec, dict):
+        raise CodecError("corrupt object record: not a map")
+    return rec
