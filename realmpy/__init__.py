@@ -1,0 +1,39 @@
+"""realmpy: an embedded object database for Python.
+
+One database file is shared by many processes: copy-on-write B+trees with
+MVCC snapshots, one writer at a time, and a shared version counter that other
+processes can wait on.  The storage layer is :mod:`realmpy.storage`; errors
+live in :mod:`realmpy.errors`.
+
+The storage names are imported lazily (on first use), so that importing
+``realmpy`` (and its pure-Python modules) does not require the compiled
+engine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import *  # noqa: F403
+from .errors import __all__ as _errors_all
+
+__version__ = "0.1.0.dev0"
+
+_STORAGE_NAMES = ("Environment", "ReaderInfo", "Snapshot", "Stats", "WriteTransaction")
+
+__all__ = ["__version__", *_errors_all, *_STORAGE_NAMES]
+
+if TYPE_CHECKING:
+    from .storage import Environment as Environment
+    from .storage import ReaderInfo as ReaderInfo
+    from .storage import Snapshot as Snapshot
+    from .storage import Stats as Stats
+    from .storage import WriteTransaction as WriteTransaction
+
+
+def __getattr__(name: str) -> Any:
+    if name in _STORAGE_NAMES:
+        from . import storage
+
+        return getattr(storage, name)
+    raise AttributeError(f"module 'realmpy' has no attribute {name!r}")

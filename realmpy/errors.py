@@ -1,0 +1,348 @@
+"""Exceptions raised by realmpy.
+
+One hierarchy, rooted at :class:`RealmpyError`.  Everything the storage layer
+raises is a :class:`StorageError`, with one subclass per engine error code
+(built from the table ``_CODES`` below, the way py-lmdb does it) and a few
+``OSError``-compatible ones for operating-system failures, so callers can
+catch either the realmpy class or the matching builtin:
+
+* bad argument *values* (key too long, value too large, bad table name,
+  invalid option) are also ``ValueError``;
+* arguments of the wrong Python *type* raise :class:`ArgumentTypeError`,
+  which is also a ``TypeError``;
+* I/O failures are :class:`StorageIOError` (also ``OSError``, with
+  ``errno``), with ``DiskFullError`` for ``ENOSPC`` and the usual
+  ``FileNotFoundError``/``PermissionError`` mix-ins.
+
+Messages read ``"what: engine message (what to do) [path]"`` so that a log
+line alone says what failed, why, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+__all__ = [
+    "ArgumentTypeError",
+    "BadTableError",
+    "BusyError",
+    "ClosedError",
+    "CorruptError",
+    "DiskFullError",
+    "ExistsError",
+    "ForkedError",
+    "FormatVersionError",
+    "IncompatibleLockError",
+    "InvalidArgumentError",
+    "KeyTooLongError",
+    "MapFullError",
+    "NotADatabaseError",
+    "NotFoundError",
+    "PanicError",
+    "ReadOnlyError",
+    "ReadersFullError",
+    "RealmpyError",
+    "StorageError",
+    "StorageFileNotFoundError",
+    "StorageIOError",
+    "StoragePermissionError",
+    "TransactionActiveError",
+    "TransactionError",
+    "ValueTooLargeError",
+    "VersionLimitError",
+    "WrongThreadError",
+    "error_for_code",
+]
+
+
+class RealmpyError(Exception):
+    """Root of every exception realmpy raises on purpose."""
+
+
+class StorageError(RealmpyError):
+    """An error from the storage engine or its Python bindings.
+
+    Attributes:
+        code: the engine's RP_* code (negative) or an errno (positive);
+            ``None`` for errors detected by the Python layer itself.
+        path: the data file concerned, when known.
+    """
+
+    code: int | None = None
+    path: str | None = None
+
+
+# ---- one class per engine code -------------------------------------------
+
+
+class NotFoundError(StorageError, KeyError):
+    """RP_NOTFOUND where absence is an error (most APIs return None/False)."""
+
+
+class CorruptError(StorageError):
+    """RP_CORRUPT: a page or meta page failed validation."""
+
+
+class NotADatabaseError(StorageError):
+    """RP_NOT_A_DB: the file is not a realmpy data file."""
+
+
+class FormatVersionError(StorageError):
+    """RP_FORMAT_VERSION: the data file has an unsupported format version."""
+
+
+class IncompatibleLockError(StorageError):
+    """RP_INCOMPATIBLE_LOCK: the lock file is in use with another layout/ABI."""
+
+
+class MapFullError(StorageError):
+    """RP_MAP_FULL: the data file would grow beyond ``max_size``."""
+
+
+class VersionLimitError(StorageError):
+    """RP_VERSION_LIMIT: ``max_active_versions`` would be exceeded."""
+
+
+class ReadersFullError(StorageError):
+    """RP_READERS_FULL: every reader slot is taken."""
+
+
+class TransactionError(StorageError):
+    """RP_BAD_TXN: the transaction is finished or failed; begin a new one."""
+
+
+class WrongThreadError(StorageError):
+    """RP_WRONG_THREAD: a transaction was used outside the thread that began it."""
+
+
+class ForkedError(StorageError):
+    """RP_FORKED: a handle was inherited across ``fork()``."""
+
+
+class KeyTooLongError(StorageError, ValueError):
+    """RP_KEY_TOO_LONG: a key is empty or longer than the limit."""
+
+
+class ValueTooLargeError(StorageError, ValueError):
+    """RP_VALUE_TOO_LARGE: a value is longer than the limit."""
+
+
+class ReadOnlyError(StorageError):
+    """RP_READ_ONLY: a write on a read-only environment or a snapshot."""
+
+
+class BusyError(StorageError):
+    """RP_BUSY: the environment still has open transactions."""
+
+
+class TransactionActiveError(StorageError):
+    """RP_TXN_ACTIVE: this thread already has a write transaction."""
+
+
+class PanicError(StorageError):
+    """RP_PANIC: the environment is unusable; close it and open it again."""
+
+
+class InvalidArgumentError(StorageError, ValueError):
+    """RP_INVALID, or an argument of the right type with a bad value."""
+
+
+class BadTableError(StorageError, ValueError):
+    """RP_BAD_TABLE: a table name is empty or too long."""
+
+
+class ClosedError(StorageError):
+    """RP_CLOSED, or any use of a closed environment."""
+
+
+class ExistsError(StorageError, FileExistsError):
+    """RP_EXISTS: the destination of a compaction already exists."""
+
+
+class ArgumentTypeError(StorageError, TypeError):
+    """An argument of the wrong Python type (e.g. ``str`` where ``bytes``)."""
+
+
+# ---- operating-system errors (positive codes) -----------------------------
+
+
+class StorageIOError(StorageError, OSError):
+    """The operating system refused an operation; ``errno`` says why."""
+
+
+class DiskFullError(StorageIOError):
+    """ENOSPC: the disk is full.  The transaction was rolled back."""
+
+
+class StorageFileNotFoundError(StorageIOError, FileNotFoundError):
+    """ENOENT: the data file (or its directory) does not exist."""
+
+
+class StoragePermissionError(StorageIOError, PermissionError):
+    """EACCES/EPERM: no permission to open or write the file."""
+
+
+# Engine codes (must match csrc/realmpy.h; tests check they do).
+RP_NOTFOUND = -30800
+RP_CORRUPT = -30801
+RP_NOT_A_DB = -30802
+RP_FORMAT_VERSION = -30803
+RP_INCOMPATIBLE_LOCK = -30804
+RP_MAP_FULL = -30805
+RP_VERSION_LIMIT = -30806
+RP_READERS_FULL = -30807
+RP_BAD_TXN = -30808
+RP_WRONG_THREAD = -30809
+RP_FORKED = -30810
+RP_KEY_TOO_LONG = -30811
+RP_VALUE_TOO_LARGE = -30812
+RP_READ_ONLY = -30813
+RP_BUSY = -30814
+RP_TXN_ACTIVE = -30815
+RP_PANIC = -30816
+RP_INVALID = -30817
+RP_BAD_TABLE = -30818
+RP_CLOSED = -30819
+RP_EXISTS = -30820
+
+# code -> (class, what to do about it)
+_CODES: dict[int, tuple[type[StorageError], str]] = {
+    RP_NOTFOUND: (NotFoundError, "the key or table does not exist"),
+    RP_CORRUPT: (
+        CorruptError,
+        "the file is damaged; restore it from a backup, or save what is "
+        "still readable with Environment.compact()",
+    ),
+    RP_NOT_A_DB: (
+        NotADatabaseError,
+        "this file is not a realmpy database; check the path",
+    ),
+    RP_FORMAT_VERSION: (
+        FormatVersionError,
+        "the file was written by an incompatible realmpy version; open it "
+        "with a matching version",
+    ),
+    RP_INCOMPATIBLE_LOCK: (
+        IncompatibleLockError,
+        "another process has this database open with an incompatible "
+        "realmpy build; close that process first",
+    ),
+    RP_MAP_FULL: (
+        MapFullError,
+        "the database reached max_size; open it with a larger max_size",
+    ),
+    RP_VERSION_LIMIT: (
+        VersionLimitError,
+        "too many versions are pinned by open snapshots; end long-lived "
+        "read transactions or raise max_active_versions",
+    ),
+    RP_READERS_FULL: (
+        ReadersFullError,
+        "every reader slot is in use; end some read transactions, or "
+        "reopen with a larger max_readers when no process has the file open",
+    ),
+    RP_BAD_TXN: (
+        TransactionError,
+        "the transaction has already finished or failed; begin a new one",
+    ),
+    RP_WRONG_THREAD: (
+        WrongThreadError,
+        "a transaction belongs to the thread that began it; begin one in this thread",
+    ),
+    RP_FORKED: (
+        ForkedError,
+        "handles do not survive fork(); open a new Environment in the child",
+    ),
+    RP_KEY_TOO_LONG: (KeyTooLongError, "keys must be 1 to 1024 bytes long"),
+    RP_VALUE_TOO_LARGE: (
+        ValueTooLargeError,
+        "values must be shorter than 2 GiB",
+    ),
+    RP_READ_ONLY: (
+        ReadOnlyError,
+        "write in a transaction from env.write() of an Environment opened "
+        "with read_only=False",
+    ),
+    RP_BUSY: (BusyError, "end the environment's transactions first"),
+    RP_TXN_ACTIVE: (
+        TransactionActiveError,
+        "this thread already has a write transaction; commit or abort it "
+        "first (write transactions do not nest)",
+    ),
+    RP_PANIC: (
+        PanicError,
+        "the environment is unusable after a failed rollback; close it and "
+        "open the file again",
+    ),
+    RP_INVALID: (InvalidArgumentError, "check the arguments"),
+    RP_BAD_TABLE: (
+        BadTableError,
+        "table names are 1 to 255 bytes of UTF-8",
+    ),
+    RP_CLOSED: (ClosedError, "the environment was closed; open it again"),
+    RP_EXISTS: (
+        ExistsError,
+        "the destination exists; choose a new path or remove it first",
+    ),
+}
+
+_ERRNO_HINTS: dict[int, tuple[type[StorageIOError], str]] = {
+    _errno.ENOSPC: (
+        DiskFullError,
+        "free some disk space; the transaction was rolled back and the file "
+        "keeps its previous version",
+    ),
+    _errno.ENOENT: (
+        StorageFileNotFoundError,
+        "check the path; a read-only open needs an existing database",
+    ),
+    _errno.EACCES: (
+        StoragePermissionError,
+        "check the permissions of the file, its .lock file and directory",
+    ),
+    _errno.EPERM: (
+        StoragePermissionError,
+        "check the permissions of the file, its .lock file and directory",
+    ),
+    _errno.EIO: (
+        StorageIOError,
+        "the device reported an I/O error; the transaction was rolled back",
+    ),
+    _errno.ENOMEM: (
+        StorageIOError,
+        "out of memory or address space; lower max_size or free memory",
+    ),
+}
+
+
+def error_for_code(
+    code: int,
+    engine_message: str,
+    what: str,
+    path: str | None = None,
+) -> StorageError:
+    """Build the exception for an engine return code.
+
+    Args:
+        code: an RP_* code (negative) or an errno value (positive).
+        engine_message: ``rp_strerror(code)``.
+        what: what was being done, e.g. ``"put into table 'cars'"``.
+        path: the data file, added to the message.
+    """
+    where = f" [{path}]" if path else ""
+    exc: StorageError
+    if code > 0:
+        cls, hint = _ERRNO_HINTS.get(
+            code, (StorageIOError, "the operating system refused the operation")
+        )
+        exc = cls(code, f"{what}: {engine_message} ({hint}){where}")
+    else:
+        known = _CODES.get(code)
+        if known is None:
+            exc = StorageError(f"{what}: {engine_message} (error {code}){where}")
+        else:
+            cls2, hint = known
+            exc = cls2(f"{what}: {engine_message} ({hint}){where}")
+    exc.code = code
+    exc.path = path
+    return exc

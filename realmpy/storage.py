@@ -1,0 +1,1086 @@
+"""The storage layer: environments, snapshots and write transactions.
+
+This is a thin, typed wrapper over the C engine (``csrc/realmpy.h``,
+compiled by ``build.py`` into ``realmpy._engine``).  An :class:`Environment`
+is one database file shared by any number of processes and threads::
+
+    with Environment("cars.db") as env:
+        with env.write() as txn:              # one writer across processes
+            txn.put("cars", b"k1", b"v1")     # commits on clean exit
+        with env.read() as snap:              # a pinned snapshot
+            assert snap.get("cars", b"k1") == b"v1"
+
+Rules the wrapper enforces so that no C pointer is ever used after it is
+freed, whatever the caller does:
+
+* A transaction belongs to the thread that began it.  Every call checks the
+  thread first (:class:`WrongThreadError` otherwise), so only the owner can
+  end it and no other thread can race with its end.
+* A finished transaction raises :class:`TransactionError` on use.
+* :meth:`Environment.close` ends this thread's open transactions (aborting
+  write transactions), refuses new work with :class:`ClosedError`, wakes
+  :meth:`Environment.wait_for_change` callers, and frees the engine handle
+  once every other thread's transaction has ended (those finish normally).
+  We chose this over raising ``BusyError``: closing never fails and never
+  leaves a half-closed handle behind.
+* Scans hold no C cursor between items: each batch opens a cursor, seeks,
+  copies a batch of records into a per-thread buffer and closes it, so an
+  abandoned iterator pins nothing and can be collected in any thread.
+* After ``fork()`` the engine answers :class:`ForkedError` to every call;
+  the child must open its own environment.
+
+Hot paths (``get``, ``put``, ``scan``, read begin/end) avoid per-call cffi
+allocations: out-parameters are pooled per environment and reused by each
+transaction, table names are encoded once and cached, and classes use
+``__slots__``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Literal, NoReturn, Union
+
+from . import errors as _e
+from ._engine import ffi, lib
+
+__all__ = [
+    "Environment",
+    "ReaderInfo",
+    "Snapshot",
+    "Stats",
+    "WriteTransaction",
+]
+
+StrPath = Union[str, "os.PathLike[str]"]
+Durability = Literal["full", "none"]
+
+MAX_KEY: Final[int] = int(lib.RP_MAX_KEY)
+MAX_TABLE_NAME: Final[int] = int(lib.RP_MAX_TABLE_NAME)
+
+_OK: Final = 0
+_NOTFOUND: Final[int] = int(lib.RP_NOTFOUND)
+_SEEK_FIRST: Final[int] = int(lib.RP_SEEK_FIRST)
+_SEEK_LAST: Final[int] = int(lib.RP_SEEK_LAST)
+_SEEK_GE: Final[int] = int(lib.RP_SEEK_GE)
+_SEEK_LT: Final[int] = int(lib.RP_SEEK_LT)
+
+_get_ident = threading.get_ident
+_rec_hdr = struct.Struct("<II")
+_unpack_hdr = _rec_hdr.unpack_from
+_pack_hdr = _rec_hdr.pack
+_NULL = ffi.NULL
+
+# Thread ids are never negative; an ended transaction's owner is set to this
+# so that a single comparison on the hot path catches both "ended" and
+# "wrong thread".
+_ENDED: Final = -1
+# wait_for_change blocks in slices so that signals (Ctrl-C) are handled.
+_WAIT_SLICE_NS: Final = 200_000_000
+# Scan batches start small (a scan that stops early copies little) and grow.
+_FIRST_BATCH_ITEMS: Final = 16
+_MAX_BATCH_ITEMS: Final = 1 << 16
+_BATCH_BUF_BYTES: Final = 1 << 16
+# put_many packs at most this many bytes per engine call.
+_PUT_MANY_CHUNK: Final = 1 << 20
+# Encoded table names cached per environment (tables are few; bound anyway).
+_NAME_CACHE_MAX: Final = 4096
+
+
+def _engine_message(code: int) -> str:
+    return str(ffi.string(lib.rp_strerror(code)).decode("utf-8", "replace"))
+
+
+def _error(code: int, what: str, path: str | None) -> _e.StorageError:
+    return _e.error_for_code(code, _engine_message(code), what, path)
+
+
+def _type_error(what: str, expected: str, got: object) -> _e.ArgumentTypeError:
+    return _e.ArgumentTypeError(f"{what} must be {expected}, not {type(got).__name__}")
+
+
+def _as_bytes(value: object, what: str) -> bytes:
+    """Coerce a bytes-like argument (slow path; bytes take the fast path)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise _type_error(what, "bytes", value)
+
+
+def _check_int(value: object, what: str, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _type_error(what, "an int", value)
+    if not minimum <= value <= maximum:
+        raise _e.InvalidArgumentError(
+            f"{what} must be between {minimum} and {maximum}, not {value}"
+        )
+    return value
+
+
+class _Outs:
+    """Out-parameters for engine calls, pooled and reused across transactions.
+
+    Allocating cffi objects costs far more than the engine calls they serve,
+    so each live transaction borrows one set from its environment's pool.
+    """
+
+    __slots__ = ("kl", "kp", "kpc", "n", "txn", "u64", "used", "vl", "vp", "vpc")
+
+    def __init__(self) -> None:
+        self.txn: Any = ffi.new("rp_txn **")
+        self.vp: Any = ffi.new("const void **")
+        self.vl: Any = ffi.new("size_t *")
+        self.kp: Any = ffi.new("const void **")
+        self.kl: Any = ffi.new("size_t *")
+        # char views of the void* out-params: ffi.unpack(vpc[0], n) is ~40%
+        # cheaper than casting the void* on every call.  vp/kp own the memory.
+        self.vpc: Any = ffi.cast("const char **", self.vp)
+        self.kpc: Any = ffi.cast("const char **", self.kp)
+        self.n: Any = ffi.new("size_t *")
+        self.used: Any = ffi.new("size_t *")
+        self.u64: Any = ffi.new("uint64_t *")
+
+
+class _ScanBuffer(threading.local):
+    """Per-thread batch buffer for scans (copied out after every batch)."""
+
+    def __init__(self) -> None:
+        self.size = _BATCH_BUF_BYTES
+        self.buf: Any = ffi.new("char[]", self.size)
+        self.cur: Any = ffi.new("rp_cursor **")
+
+    def grow(self, need: int) -> None:
+        size = self.size
+        while size < need:
+            size *= 2
+        self.buf = ffi.new("char[]", size)
+        self.size = size
+
+
+_scan_buffer = _ScanBuffer()
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Statistics of the latest committed version (see ``rp_stat``)."""
+
+    version: int
+    page_size: int
+    pages_used: int
+    file_size: int
+    map_size: int
+    free_pages: int
+    pending_pages: int
+    tables: int
+    entries: int
+    tree_pages: int
+    readers_used: int
+    max_readers: int
+    oldest_version: int
+    active_versions: int
+
+
+@dataclass(frozen=True)
+class ReaderInfo:
+    """One claimed reader slot: who pins which version (0 = idle slot)."""
+
+    pid: int
+    thread: int
+    version: int
+    alive: bool
+
+
+class Environment:
+    """One database file, shared by processes and threads.
+
+    Args:
+        path: the data file; its lock file is ``<path>.lock``.
+        durability: ``"full"`` (a commit that returned survives power loss;
+            one fdatasync per commit) or ``"none"`` (survives a crash of the
+            process, not of the OS).
+        max_size: largest size in bytes the file may reach (address space is
+            reserved, not memory); ``None`` for the engine default (64 GiB).
+        max_readers: reader slots when the lock file is built; ``None`` for
+            the default (126).  A lock file in use keeps its size.
+        max_active_versions: ``None`` for no limit; else beginning a write
+            that would keep more distinct versions alive raises
+            :class:`VersionLimitError` (long-lived snapshots pin versions and
+            make the file grow).
+        read_only: open for reading only; the file must exist.
+
+    The environment may be shared by threads; each transaction belongs to
+    the thread that began it.  Use it as a context manager or call
+    :meth:`close`.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_closing",
+        "_durability",
+        "_env",
+        "_inflight",
+        "_live",
+        "_lock",
+        "_names",
+        "_path",
+        "_pid",
+        "_pool",
+        "_read_only",
+    )
+
+    def __init__(
+        self,
+        path: StrPath,
+        *,
+        durability: Durability = "full",
+        max_size: int | None = None,
+        max_readers: int | None = None,
+        max_active_versions: int | None = None,
+        read_only: bool = False,
+    ) -> None:
+        # Set first so that __del__ and close() work even if we raise below.
+        self._env: Any = None
+        self._closing = True
+        if not isinstance(path, (str, os.PathLike)):
+            raise _type_error("path", "a str or os.PathLike", path)
+        fspath = os.fspath(path)
+        if not isinstance(fspath, str):
+            raise _type_error("path", "a str path", fspath)
+        if not fspath or "\0" in fspath:
+            raise _e.InvalidArgumentError(
+                f"path must be a non-empty file name without NUL: {fspath!r}"
+            )
+        if durability not in ("full", "none"):
+            raise _e.InvalidArgumentError(
+                f"durability must be 'full' or 'none', not {durability!r}"
+            )
+        if not isinstance(read_only, bool):
+            raise _type_error("read_only", "a bool", read_only)
+        size = 0 if max_size is None else _check_int(max_size, "max_size", 0, 2**63)
+        readers = (
+            0
+            if max_readers is None
+            else _check_int(max_readers, "max_readers", 1, 2**31 - 1)
+        )
+        versions = (
+            0
+            if max_active_versions is None
+            else _check_int(max_active_versions, "max_active_versions", 1, 2**31 - 1)
+        )
+        self._path = fspath
+        self._durability: Durability = durability
+        self._read_only = read_only
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._inflight: list[None] = []
+        self._live: set[_Transaction] = set()
+        self._pool: list[_Outs] = []
+        self._names: dict[str, bytes] = {}
+
+        flags = (lib.RP_NOSYNC if durability == "none" else 0) | (
+            lib.RP_RDONLY if read_only else 0
+        )
+        envp = ffi.new("rp_env **")
+        rc = lib.rp_env_open(os.fsencode(fspath), flags, size, readers, versions, envp)
+        if rc != _OK:
+            raise _error(rc, "cannot open database", fspath)
+        self._env = envp[0]
+        self._closing = False
+
+    # ---- properties -----------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The data file's path, as given."""
+        return self._path
+
+    @property
+    def durability(self) -> Durability:
+        """``"full"`` or ``"none"``."""
+        return self._durability
+
+    @property
+    def read_only(self) -> bool:
+        """Whether write transactions are refused."""
+        return self._read_only
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (or the open failed)."""
+        return self._closing
+
+    @property
+    def version(self) -> int:
+        """Latest committed version: one atomic load from shared memory."""
+        inflight = self._inflight
+        inflight.append(None)
+        try:
+            if self._closing:
+                raise self._closed_error("read the version")
+            return int(lib.rp_env_version(self._env))
+        finally:
+            inflight.pop()
+
+    # ---- transactions ---------------------------------------------------
+
+    def read(self) -> Snapshot:
+        """Begin a read snapshot of the latest version.
+
+        The snapshot sees that one version for its whole life and pins it;
+        end it promptly (``with env.read() as snap:``) so that old pages can
+        be reused.
+        """
+        return self._begin(Snapshot, 0)  # type: ignore[return-value]
+
+    def write(self) -> WriteTransaction:
+        """Begin the write transaction, waiting for other writers to finish.
+
+        One writer at a time across every process and thread.  As a context
+        manager it commits on a clean exit and aborts on an exception.
+        """
+        return self._begin(WriteTransaction, 1)  # type: ignore[return-value]
+
+    def _begin(self, cls: type[_Transaction], flags: int) -> _Transaction:
+        inflight = self._inflight
+        inflight.append(None)
+        try:
+            if self._closing:
+                raise self._closed_error("begin a transaction")
+            pool = self._pool
+            outs = pool.pop() if pool else _Outs()
+            rc = lib.rp_txn_begin(self._env, flags, outs.txn)
+            if rc != _OK:
+                pool.append(outs)
+                raise _error(
+                    rc,
+                    "cannot begin a write transaction"
+                    if flags
+                    else "cannot begin a read snapshot",
+                    self._path,
+                )
+            txn = cls(self, outs.txn[0], outs)
+            self._live.add(txn)
+        finally:
+            inflight.pop()
+        if self.closed:  # close() ran while we waited for the writer mutex
+            txn._end(lib.rp_txn_abort, "closed with its environment")
+            raise self._closed_error("begin a transaction")
+        return txn
+
+    # ---- waiting for other processes -------------------------------------
+
+    def wait_for_change(self, since: int, timeout: float | None = None) -> int:
+        """Block until the version differs from ``since``; return it.
+
+        Returns ``since`` if ``timeout`` seconds pass first.  Costs no CPU
+        while waiting (futex).  The wait is cut into short slices so that
+        signal handlers (Ctrl-C) run promptly.  Raises :class:`ClosedError`
+        if the environment is closed meanwhile.
+        """
+        _check_int(since, "since", 0, 2**64 - 1)
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise _type_error("timeout", "a number or None", timeout)
+            if not timeout >= 0:
+                raise _e.InvalidArgumentError(
+                    f"timeout must be >= 0 or None, not {timeout}"
+                )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out = ffi.new("uint64_t *")
+        while True:
+            if deadline is None:
+                slice_ns = _WAIT_SLICE_NS
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    slice_ns = 0
+                else:
+                    slice_ns = min(_WAIT_SLICE_NS, int(left * 1e9) + 1)
+            inflight = self._inflight
+            inflight.append(None)
+            try:
+                if self._closing:
+                    raise self._closed_error("wait for a change")
+                rc = lib.rp_env_wait(self._env, since, slice_ns, out)
+            finally:
+                inflight.pop()
+            if rc != _OK:
+                raise _error(rc, "wait for a change failed", self._path)
+            version = int(out[0])
+            if version != since or slice_ns == 0:
+                return version
+
+    # ---- whole-environment operations -------------------------------------
+
+    def _call(self, what: str, fn: Any, *args: Any) -> None:
+        """Run an env-level engine call under the in-flight guard."""
+        inflight = self._inflight
+        inflight.append(None)
+        try:
+            if self._closing:
+                raise self._closed_error(what)
+            rc = fn(self._env, *args)
+        finally:
+            inflight.pop()
+        if rc != _OK:
+            raise _error(rc, f"cannot {what}", self._path)
+
+    def stats(self) -> Stats:
+        """Statistics of the latest version (sizes, free pages, readers)."""
+        st = ffi.new("rp_stat *")
+        self._call("read statistics", lib.rp_env_stat, st)
+        return Stats(
+            version=st.version,
+            page_size=st.page_size,
+            pages_used=st.pages_used,
+            file_size=st.file_size,
+            map_size=st.map_size,
+            free_pages=st.free_pages,
+            pending_pages=st.pending_pages,
+            tables=st.tables,
+            entries=st.entries,
+            tree_pages=st.tree_pages,
+            readers_used=st.readers_used,
+            max_readers=st.max_readers,
+            oldest_version=st.oldest_version,
+            active_versions=st.active_versions,
+        )
+
+    def readers(self) -> list[ReaderInfo]:
+        """Claimed reader slots: who pins which version (0 = idle)."""
+        cap = max(int(self.stats().max_readers), 1)
+        out = ffi.new("rp_reader_info[]", cap)
+        count = ffi.new("unsigned *")
+        self._call("list readers", lib.rp_env_readers, out, cap, count)
+        return [
+            ReaderInfo(
+                pid=int(r.pid),
+                thread=int(r.thread),
+                version=int(r.version),
+                alive=bool(r.alive),
+            )
+            for r in (out[i] for i in range(min(int(count[0]), cap)))
+        ]
+
+    def reader_check(self) -> int:
+        """Free the reader slots of dead processes now; return how many.
+
+        Writers do this by themselves; this is for tools and tests.
+        """
+        reaped = ffi.new("unsigned *")
+        self._call("check readers", lib.rp_env_reader_check, reaped)
+        return int(reaped[0])
+
+    def check(self) -> None:
+        """Verify the latest version: every tree, page checksum and page.
+
+        Raises :class:`CorruptError` describing the first problem found.
+        """
+        msg = ffi.new("char[]", 1024)
+        inflight = self._inflight
+        inflight.append(None)
+        try:
+            if self._closing:
+                raise self._closed_error("check the database")
+            rc = lib.rp_env_check(self._env, msg, 1024)
+        finally:
+            inflight.pop()
+        if rc != _OK:
+            detail = ffi.string(msg).decode("utf-8", "replace")
+            what = "integrity check failed"
+            if detail:
+                what = f"{what} ({detail})"
+            raise _error(rc, what, self._path)
+
+    def compact(self, dest_path: StrPath) -> None:
+        """Write a compacted copy of the latest version to ``dest_path``.
+
+        ``dest_path`` must not exist.  The copy is durable on return.
+        """
+        if not isinstance(dest_path, (str, os.PathLike)):
+            raise _type_error("dest_path", "a str or os.PathLike", dest_path)
+        dest = os.fspath(dest_path)
+        if not isinstance(dest, str) or not dest or "\0" in dest:
+            raise _e.InvalidArgumentError(f"bad dest_path: {dest!r}")
+        self._call(f"compact into {dest!r}", lib.rp_env_compact, os.fsencode(dest))
+
+    # ---- closing ---------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the environment.  Idempotent; never raises.
+
+        Ends this thread's open transactions (write transactions are
+        aborted), makes new calls raise :class:`ClosedError`, wakes
+        :meth:`wait_for_change` callers, and frees the engine handle once
+        the transactions of other threads have ended (they keep working
+        until then).
+        """
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+        if self._env is None:
+            return
+        if os.getpid() != self._pid:
+            # Inherited across fork(): the handle is the parent's; drop it.
+            self._env = None
+            self._live.clear()
+            return
+        lib.rp_env_interrupt(self._env)
+        me = _get_ident()
+        for txn in list(self._live):
+            if txn._owner == me:
+                txn._end(lib.rp_txn_abort, "closed with its environment")
+        self._release_if_idle()
+
+    def _release_if_idle(self) -> None:
+        """Free the engine handle once nothing uses it (closing only)."""
+        while self._inflight:  # env-level calls finish quickly once interrupted
+            time.sleep(0.0005)
+        with self._lock:
+            env = self._env
+            if env is None or self._live:
+                return
+            self._env = None
+        rc = lib.rp_env_close(env)
+        if rc != _OK:  # pragma: no cover - we checked there is nothing open
+            self._env = env
+
+    def _closed_error(self, what: str) -> _e.ClosedError:
+        exc = _e.ClosedError(
+            f"cannot {what}: the environment is closed (open it again) [{self._path}]"
+        )
+        exc.path = self._path
+        return exc
+
+    def __enter__(self) -> Environment:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing else "open"
+        return f"<Environment {self._path!r} {state}>"
+
+    # ---- helpers used by transactions -------------------------------------
+
+    def _encode_name(self, table: object) -> bytes:
+        """Validate and encode a table name (slow path; results are cached)."""
+        if not isinstance(table, str):
+            raise _type_error("table name", "a str", table)
+        try:
+            name = table.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _e.BadTableError(f"table name {table!r} is not valid UTF-8") from exc
+        if not name or len(name) > MAX_TABLE_NAME:
+            raise _e.BadTableError(
+                f"table name {table!r}: must be 1 to {MAX_TABLE_NAME} bytes of UTF-8"
+            )
+        names = self._names
+        if len(names) >= _NAME_CACHE_MAX:
+            names.clear()
+        names[table] = name
+        return name
+
+
+class _Transaction:
+    """Shared part of snapshots and write transactions."""
+
+    __slots__ = (
+        "_env",
+        "_names",
+        "_outs",
+        "_owner",
+        "_path",
+        "_state",
+        "_txn",
+        "_version",
+    )
+
+    _kind = "transaction"
+
+    def __init__(self, env: Environment, txn: Any, outs: _Outs) -> None:
+        self._env = env
+        self._txn = txn
+        self._outs = outs
+        self._owner = _get_ident()
+        self._names = env._names
+        self._path = env._path
+        self._state = "open"
+        self._version: int | None = None
+
+    # ---- state -------------------------------------------------------------
+
+    def _unusable(self) -> NoReturn:
+        """Raise why this transaction cannot be used from here."""
+        if self._owner == _ENDED:
+            exc: _e.StorageError = _e.TransactionError(
+                f"the {self._kind} is {self._state}: begin a new one [{self._path}]"
+            )
+        else:
+            exc = _e.WrongThreadError(
+                f"the {self._kind} belongs to thread {self._owner}, not "
+                f"{_get_ident()}: a transaction belongs to the thread that "
+                f"began it; begin one in this thread [{self._path}]"
+            )
+        exc.path = self._path
+        raise exc
+
+    def _end(self, fn: Any, state: str) -> int:
+        """End the C transaction with ``fn`` and return to the pool.
+
+        Only the owner thread calls this (checked by callers).
+        """
+        txn = self._txn
+        self._owner = _ENDED
+        self._state = state
+        self._txn = _NULL
+        rc = int(fn(txn))
+        env = self._env
+        env._live.discard(self)
+        env._pool.append(self._outs)
+        if env._closing:
+            env._release_if_idle()
+        return rc
+
+    @property
+    def active(self) -> bool:
+        """True until the transaction is committed, aborted or ended."""
+        return self._owner != _ENDED
+
+    @property
+    def version(self) -> int:
+        """The version this transaction reads.
+
+        For a write transaction: the version it will commit, minus one.
+        """
+        if self._owner != _get_ident():
+            self._unusable()
+        v = self._version
+        if v is None:
+            v = self._version = int(lib.rp_txn_version(self._txn))
+        return v
+
+    def abort(self) -> None:
+        """End the transaction, discarding any changes.  Idempotent."""
+        if self._owner != _get_ident():
+            if self._owner == _ENDED:
+                return
+            self._unusable()
+        self._end(lib.rp_txn_abort, "aborted")
+
+    def _fail(self, rc: int, what: str, table: object = None) -> NoReturn:
+        if table is not None:
+            what = f"{what} (table {table!r})"
+        raise _error(rc, what, self._path)
+
+    def _name(self, table: str) -> bytes:
+        name = self._names.get(table)
+        if name is None:
+            return self._env._encode_name(table)
+        return name
+
+    # ---- reads -------------------------------------------------------------
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        """The value stored under ``key`` in ``table``, or ``None``."""
+        if self._owner != _get_ident():
+            self._unusable()
+        name = self._names.get(table)
+        if name is None:
+            name = self._env._encode_name(table)
+        if type(key) is not bytes:
+            key = _as_bytes(key, "key")
+        outs = self._outs
+        vl = outs.vl
+        rc = lib.rp_get(self._txn, name, len(name), key, len(key), outs.vp, vl)
+        if rc == _OK:
+            return ffi.unpack(outs.vpc[0], vl[0])  # type: ignore[no-any-return]
+        if rc == _NOTFOUND:
+            return None
+        self._fail(rc, "get failed", table)
+
+    def get_many(self, table: str, keys: Iterable[bytes]) -> list[bytes | None]:
+        """``[get(table, k) for k in keys]`` with the per-call work hoisted."""
+        if self._owner != _get_ident():
+            self._unusable()
+        name = self._names.get(table)
+        if name is None:
+            name = self._env._encode_name(table)
+        outs = self._outs
+        vp, vl, vpc = outs.vp, outs.vl, outs.vpc
+        txn, tlen = self._txn, len(name)
+        rp_get, unpack = lib.rp_get, ffi.unpack
+        result: list[bytes | None] = []
+        append = result.append
+        for key in keys:
+            if type(key) is not bytes:
+                key = _as_bytes(key, "key")
+            rc = rp_get(txn, name, tlen, key, len(key), vp, vl)
+            if rc == _OK:
+                append(unpack(vpc[0], vl[0]))
+            elif rc == _NOTFOUND:
+                append(None)
+            else:
+                self._fail(rc, "get failed", table)
+        return result
+
+    def count(self, table: str) -> int:
+        """Number of keys in ``table`` (0 if it does not exist)."""
+        if self._owner != _get_ident():
+            self._unusable()
+        name = self._name(table)
+        out = self._outs.u64
+        rc = lib.rp_table_count(self._txn, name, len(name), out)
+        if rc != _OK:
+            self._fail(rc, "count failed", table)
+        return int(out[0])
+
+    def scan(
+        self,
+        table: str,
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        reverse: bool = False,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Iterate ``(key, value)`` pairs of ``table`` in key order.
+
+        Covers keys ``start <= key < stop`` (``None``: unbounded), ascending,
+        or descending with ``reverse=True``.  Arguments are checked now; the
+        records are read in batches as the iterator advances, and must be
+        consumed in the transaction's thread while it is open.  In a write
+        transaction, changes made during the iteration may or may not be
+        seen (records are read a batch at a time).
+        """
+        if self._owner != _get_ident():
+            self._unusable()
+        name = self._name(table)
+        if start is not None and type(start) is not bytes:
+            start = _as_bytes(start, "start")
+        if stop is not None and type(stop) is not bytes:
+            stop = _as_bytes(stop, "stop")
+        if not isinstance(reverse, bool):
+            raise _type_error("reverse", "a bool", reverse)
+        return self._scan(table, name, start, stop, reverse)
+
+    def _scan(
+        self,
+        table: str,
+        name: bytes,
+        start: bytes | None,
+        stop: bytes | None,
+        reverse: bool,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        if start is not None and stop is not None and start >= stop:
+            return
+        last: bytes | None = None  # last key yielded
+        max_items = _FIRST_BATCH_ITEMS
+        unpack_hdr = _unpack_hdr
+        while True:
+            data, n = self._batch(table, name, start, stop, reverse, last, max_items)
+            if not n:
+                return
+            pos = 0
+            k = b""
+            for _ in range(n):
+                kl, vl = unpack_hdr(data, pos)
+                pos += 8
+                k = data[pos : pos + kl]
+                pos += kl
+                yield k, data[pos : pos + vl]
+                pos += vl
+            last = k
+            if max_items < _MAX_BATCH_ITEMS:
+                max_items *= 8
+
+    def _batch(
+        self,
+        table: str,
+        name: bytes,
+        start: bytes | None,
+        stop: bytes | None,
+        reverse: bool,
+        last: bytes | None,
+        max_items: int,
+    ) -> tuple[bytes, int]:
+        """Read the next batch of records after ``last`` (None: from the start).
+
+        Opens a cursor, positions it, copies one batch into the thread's
+        buffer, closes the cursor, and returns the records as bytes.
+        """
+        if self._owner != _get_ident():
+            self._unusable()
+        sb = _scan_buffer
+        outs = self._outs
+        kp, kl, vp, vl = outs.kp, outs.kl, outs.vp, outs.vl
+        curp = sb.cur
+        rc = lib.rp_cursor_open(self._txn, name, len(name), curp)
+        if rc != _OK:
+            if rc == _NOTFOUND:
+                return b"", 0
+            self._fail(rc, "scan failed", table)
+        cur = curp[0]
+        try:
+            include_current = 1
+            if not reverse:
+                if last is not None:
+                    rc = lib.rp_cursor_seek(
+                        cur, _SEEK_GE, last, len(last), kp, kl, vp, vl
+                    )
+                    if rc == _OK and ffi.unpack(outs.kpc[0], kl[0]) == last:
+                        include_current = 0
+                elif start is not None:
+                    rc = lib.rp_cursor_seek(
+                        cur, _SEEK_GE, start, len(start), kp, kl, vp, vl
+                    )
+                else:
+                    rc = lib.rp_cursor_seek(cur, _SEEK_FIRST, _NULL, 0, kp, kl, vp, vl)
+                bound = stop
+                direction = 1
+            else:
+                edge = last if last is not None else stop
+                if edge is not None:
+                    rc = lib.rp_cursor_seek(
+                        cur, _SEEK_LT, edge, len(edge), kp, kl, vp, vl
+                    )
+                else:
+                    rc = lib.rp_cursor_seek(cur, _SEEK_LAST, _NULL, 0, kp, kl, vp, vl)
+                bound = start
+                direction = -1
+            if rc == _NOTFOUND:
+                return b"", 0
+            if rc != _OK:
+                self._fail(rc, "scan failed", table)
+            bound_p = _NULL if bound is None else bound
+            bound_len = 0 if bound is None else len(bound)
+            n, used = outs.n, outs.used
+            while True:
+                rc = lib.rp_cursor_batch(
+                    cur,
+                    direction,
+                    include_current,
+                    bound_p,
+                    bound_len,
+                    sb.buf,
+                    sb.size,
+                    max_items,
+                    n,
+                    used,
+                )
+                if rc == _NOTFOUND:
+                    return b"", 0
+                if rc != _OK:
+                    self._fail(rc, "scan failed", table)
+                count = int(n[0])
+                if count:
+                    return ffi.unpack(sb.buf, used[0]), count
+                if int(used[0]) <= sb.size:  # pragma: no cover - engine contract
+                    return b"", 0
+                sb.grow(int(used[0]))
+        finally:
+            lib.rp_cursor_close(cur)
+
+    def tables(self) -> list[str]:
+        """Names of the tables in this version, sorted."""
+        if self._owner != _get_ident():
+            self._unusable()
+        names: list[str] = []
+        sb = _scan_buffer
+        outs = self._outs
+        kp, kl, vp, vl = outs.kp, outs.kl, outs.vp, outs.vl
+        curp = sb.cur
+        rc = lib.rp_cursor_open(self._txn, _NULL, 0, curp)
+        if rc != _OK:
+            self._fail(rc, "list tables failed")
+        cur = curp[0]
+        try:
+            rc = lib.rp_cursor_seek(cur, _SEEK_FIRST, _NULL, 0, kp, kl, vp, vl)
+            while rc == _OK:
+                raw = ffi.unpack(outs.kpc[0], kl[0])
+                names.append(raw.decode("utf-8", "surrogateescape"))
+                rc = lib.rp_cursor_step(cur, 1, kp, kl, vp, vl)
+            if rc != _NOTFOUND:
+                self._fail(rc, "list tables failed")
+        finally:
+            lib.rp_cursor_close(cur)
+        return names
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._state} [{self._path}]>"
+
+
+class Snapshot(_Transaction):
+    """A read-only view of one committed version, pinned until it ends.
+
+    Use as a context manager (``with env.read() as snap:``) or call
+    :meth:`end`.  Reads never block and are never blocked by writers.
+    """
+
+    __slots__ = ()
+    _kind = "snapshot"
+
+    def end(self) -> None:
+        """End the snapshot, unpinning its version.  Idempotent."""
+        self.abort()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._owner == _get_ident():
+            self._end(lib.rp_txn_abort, "ended")
+        elif self._owner != _ENDED:
+            self._unusable()
+
+
+class WriteTransaction(_Transaction):
+    """The write transaction: one at a time across all processes.
+
+    As a context manager it commits on a clean exit and aborts if the block
+    raises.  :meth:`commit` and :meth:`abort` end it explicitly.
+    """
+
+    __slots__ = ()
+    _kind = "write transaction"
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        """Insert or replace ``key`` -> ``value`` (creates the table)."""
+        if self._owner != _get_ident():
+            self._unusable()
+        name = self._names.get(table)
+        if name is None:
+            name = self._env._encode_name(table)
+        if type(key) is not bytes:
+            key = _as_bytes(key, "key")
+        if type(value) is not bytes:
+            value = _as_bytes(value, "value")
+        rc = lib.rp_put(self._txn, name, len(name), key, len(key), value, len(value))
+        if rc != _OK:
+            self._fail(rc, "put failed", table)
+
+    def put_many(self, table: str, items: Iterable[tuple[bytes, bytes]]) -> int:
+        """Insert or replace many pairs with few engine calls; return how many.
+
+        The pairs are packed into one buffer per chunk of about 1 MiB (the
+        engine's ``rp_put_many`` format), which amortises the per-call cost.
+        """
+        if self._owner != _get_ident():
+            self._unusable()
+        name = self._name(table)
+        parts: list[bytes] = []
+        append = parts.append
+        pack = _pack_hdr
+        size = n = total = 0
+        for pair in items:
+            try:
+                key, value = pair
+            except (TypeError, ValueError):
+                raise _type_error("each item", "a (key, value) pair", pair) from None
+            if type(key) is not bytes:
+                key = _as_bytes(key, "key")
+            if type(value) is not bytes:
+                value = _as_bytes(value, "value")
+            kl, vl = len(key), len(value)
+            if not 0 < kl <= MAX_KEY:
+                self._fail(int(lib.RP_KEY_TOO_LONG), "put_many failed", table)
+            append(pack(kl, vl))
+            append(key)
+            append(value)
+            n += 1
+            size += 8 + kl + vl
+            if size >= _PUT_MANY_CHUNK:
+                self._put_packed(table, name, parts, n)
+                total += n
+                parts.clear()
+                size = n = 0
+        if n:
+            self._put_packed(table, name, parts, n)
+            total += n
+        return total
+
+    def _put_packed(self, table: str, name: bytes, parts: list[bytes], n: int) -> None:
+        buf = b"".join(parts)
+        rc = lib.rp_put_many(self._txn, name, len(name), buf, len(buf), n)
+        if rc != _OK:
+            self._fail(rc, "put_many failed", table)
+
+    def delete(self, table: str, key: bytes) -> bool:
+        """Delete ``key``; return whether it existed."""
+        if self._owner != _get_ident():
+            self._unusable()
+        name = self._names.get(table)
+        if name is None:
+            name = self._env._encode_name(table)
+        if type(key) is not bytes:
+            key = _as_bytes(key, "key")
+        rc = lib.rp_del(self._txn, name, len(name), key, len(key))
+        if rc == _OK:
+            return True
+        if rc == _NOTFOUND:
+            return False
+        self._fail(rc, "delete failed", table)
+
+    def drop(self, table: str) -> bool:
+        """Remove ``table`` and all its keys; return whether it existed."""
+        if self._owner != _get_ident():
+            self._unusable()
+        name = self._name(table)
+        rc = lib.rp_drop_table(self._txn, name, len(name))
+        if rc == _OK:
+            return True
+        if rc == _NOTFOUND:
+            return False
+        self._fail(rc, "drop failed", table)
+
+    def commit(self) -> None:
+        """Commit and end the transaction.
+
+        With durability ``"full"`` the changes are on stable storage when
+        this returns.  On failure the transaction is rolled back (and still
+        ended) and the error is raised; the file keeps its previous version.
+        """
+        if self._owner != _get_ident():
+            self._unusable()
+        rc = self._end(lib.rp_txn_commit, "committed")
+        if rc != _OK:
+            self._state = "failed"
+            raise _error(rc, "commit failed (rolled back)", self._path)
+
+    def __enter__(self) -> WriteTransaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._owner == _ENDED:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
