@@ -112,6 +112,7 @@ struct rp_env {
     unsigned         pool_len, pool_cap;
     unsigned         ntxns;          /* open transactions of this env         */
     _Atomic int      interrupted;    /* rp_env_interrupt called               */
+    _Atomic int      nwaiting;       /* threads inside rp_env_wait (env.c)    */
     _Atomic int      panic;          /* set after a failed rollback           */
     pthread_t        writer;         /* thread holding the write txn          */
     _Atomic int      has_writer;

@@ -1,0 +1,673 @@
+/*
+ * btree.c -- copy-on-write B+trees: lookup, insert, delete, drop, cursors.
+ *
+ * A write descends from the root touching (copying) every page on its path,
+ * so the path is writable and each parent already points at its child's new
+ * copy; splits then propagate upward along that path.  Deletes merge an
+ * underfull page into a sibling when both fit in one page (no rotation:
+ * simpler, and a quarter-full page costs only space, which compact()
+ * recovers).  Values too large for a quarter page live in overflow runs.
+ */
+#include "tree.h"
+
+#define PAGE_CAP (RP_PAGE_SIZE - RP_PAGE_HEADER)
+
+typedef struct path_ent {
+    uint8_t *page;
+    uint64_t pgno;
+    unsigned idx;
+} path_ent;
+
+/* ---- values ------------------------------------------------------------------ */
+
+int rp_bt_value(rp_txn *txn, const uint8_t *page, const uint8_t *e,
+                const void **val, size_t *vlen) {
+    uint32_t vl = rp_leaf_vlen(e);
+    if (!rp_leaf_big(e)) {
+        if ((size_t)(e - page) + rp_leaf_size(e) > RP_PAGE_SIZE) return RP_CORRUPT;
+        *val = rp_leaf_val(e);
+        *vlen = vl;
+        return RP_OK;
+    }
+    const uint8_t *ref = rp_leaf_val(e);
+    int err = RP_OK;
+    const uint8_t *ov = rp_page_read(txn, rp_rd64(ref), rp_rd64(ref + 8), P_OVERFLOW, &err);
+    if (!ov) return err;
+    if ((uint64_t)vl + RP_PAGE_HEADER > (uint64_t)rp_hdr(ov)->npages * RP_PAGE_SIZE)
+        return RP_CORRUPT;
+    *val = ov + RP_PAGE_HEADER;
+    *vlen = vl;
+    return RP_OK;
+}
+
+static uint32_t overflow_pages(size_t vlen) {
+    return (uint32_t)((vlen + RP_PAGE_HEADER + RP_PAGE_SIZE - 1) / RP_PAGE_SIZE);
+}
+
+/* ---- lookup -------------------------------------------------------------------- */
+
+int rp_bt_get(rp_txn *txn, rp_table *t, const void *key, size_t klen,
+              const void **val, size_t *vlen) {
+    uint64_t pg = t->root, tx = t->root_txnid;
+    int err = RP_OK;
+    for (int d = 0; d < RP_MAX_DEPTH; d++) {
+        const uint8_t *p = rp_page_read(txn, pg, tx, P_BRANCH | P_LEAF, &err);
+        if (!p) return err;
+        unsigned idx;
+        int exact;
+        int rc = rp_page_search(p, key, klen, &idx, &exact);
+        if (rc) return rc;
+        if (rp_hdr(p)->flags & P_LEAF) {
+            if (!exact) return RP_NOTFOUND;
+            return rp_bt_value(txn, p, rp_entry(p, idx), val, vlen);
+        }
+        const uint8_t *e = rp_entry(p, idx);
+        pg = rp_br_child(e);
+        tx = rp_br_child_txnid(e);
+    }
+    return RP_CORRUPT;
+}
+
+/* ---- descent with copy-on-write ------------------------------------------------ */
+
+static int set_root(rp_txn *txn, rp_table *t, uint64_t pgno) {
+    t->root = pgno;
+    t->root_txnid = pgno ? txn->txnid : 0;
+    t->dirty = 1;
+    return RP_OK;
+}
+
+/* Touch the path to key; path[depth-1] is the leaf, its idx the position of
+ * key (first >= key), *exact whether present. */
+static int descend_touch(rp_txn *txn, rp_table *t, const void *key, size_t klen,
+                         path_ent *path, int *depth, int *exact) {
+    int err = RP_OK;
+    uint64_t np;
+    uint8_t *p = rp_page_touch(txn, t->root, t->root_txnid, &np, &err);
+    if (!p) return err;
+    if (np != t->root || t->root_txnid != txn->txnid) set_root(txn, t, np);
+    for (int d = 0; d < RP_MAX_DEPTH; d++) {
+        unsigned idx;
+        int rc = rp_page_search(p, key, klen, &idx, exact);
+        if (rc) return rc;
+        path[d].page = p;
+        path[d].pgno = np;
+        path[d].idx = idx;
+        if (rp_hdr(p)->flags & P_LEAF) {
+            *depth = d + 1;
+            return RP_OK;
+        }
+        uint8_t *e = p + rp_rd16(p + RP_PAGE_HEADER + 2 * idx);
+        uint64_t child = rp_br_child(e), ctx = rp_br_child_txnid(e);
+        uint8_t *c = rp_page_touch(txn, child, ctx, &np, &err);
+        if (!c) return err;
+        if (np != child || ctx != txn->txnid) {
+            rp_wr64(e + 8, np);
+            rp_wr64(e + 16, txn->txnid);
+        }
+        p = c;
+    }
+    return RP_CORRUPT;
+}
+
+/* ---- insertion and splits ------------------------------------------------------ */
+
+static int insert_at(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
+                     unsigned idx, const uint8_t *ent, size_t size);
+
+static size_t build_branch(uint8_t *out, const void *key, size_t klen,
+                           uint64_t child, uint64_t ctx) {
+    memset(out, 0, RP_BRANCH_ENTRY_HDR);
+    rp_wr16(out, (uint16_t)klen);
+    rp_wr64(out + 8, child);
+    rp_wr64(out + 16, ctx);
+    if (klen) memcpy(out + RP_BRANCH_ENTRY_HDR, key, klen);
+    return RP_BRANCH_ENTRY_HDR + klen;
+}
+
+/* True when every ancestor points at its last child: the page is the
+ * rightmost of its tree, where sequential inserts land. */
+static int rightmost(const path_ent *path, int lvl) {
+    for (int d = 0; d < lvl; d++)
+        if (path[d].idx + 1 != rp_nkeys(path[d].page)) return 0;
+    return 1;
+}
+
+static int split_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
+                        unsigned idx, const uint8_t *ent, size_t size) {
+    uint8_t *P = path[lvl].page;
+    uint16_t flags = rp_hdr(P)->flags;
+    int leaf = (flags & P_LEAF) != 0;
+    unsigned n = rp_nkeys(P), total = n + 1;
+    uint8_t *tmp = malloc(RP_PAGE_SIZE);
+    const uint8_t **ptr = malloc(total * sizeof *ptr);
+    size_t *sz = malloc(total * sizeof *sz);
+    int rc = (tmp && ptr && sz) ? RP_OK : ENOMEM;
+    if (rc) goto out;
+    memcpy(tmp, P, RP_PAGE_SIZE);
+    size_t sum = 0;
+    for (unsigned j = 0, k = 0; j < total; j++) {
+        if (j == idx) { ptr[j] = ent; sz[j] = size; }
+        else { ptr[j] = rp_entry(tmp, k); sz[j] = rp_entry_size(tmp, ptr[j]); k++; }
+        sum += sz[j] + 2;
+    }
+    /* Split point s: entries [0, s) stay left.  An append at the right edge
+     * leaves the old page full (sequential loads fill pages completely);
+     * otherwise split by bytes. */
+    unsigned s;
+    if (idx == n && n >= 1 && rightmost(path, lvl)) {
+        s = n;
+    } else {
+        size_t acc = 0;
+        s = 0;
+        while (s < total - 1 && acc + (sz[s] + 2) <= sum / 2) acc += sz[s++] + 2;
+        if (s == 0) s = 1;
+    }
+    /* The separator: first key of the right page. */
+    const uint8_t *se = ptr[s];
+    size_t seplen = leaf ? rp_leaf_klen(se) : rp_br_klen(se);
+    const uint8_t *sep = leaf ? rp_leaf_key(se) : rp_br_key(se);
+    uint64_t rpg;
+    uint8_t *R = rp_page_new(txn, flags, 1, &rpg, &rc);
+    if (!R) goto out;
+    t->pages++;
+    rp_page_init(P, path[lvl].pgno, txn->txnid, flags);
+    for (unsigned j = 0; j < s; j++) rp_page_insert(P, j, ptr[j], sz[j]);
+    for (unsigned j = s; j < total; j++) {
+        if (!leaf && j == s) {
+            /* A branch page's first key is minus infinity. */
+            uint8_t first[RP_BRANCH_ENTRY_HDR];
+            build_branch(first, NULL, 0, rp_br_child(ptr[j]), rp_br_child_txnid(ptr[j]));
+            rp_page_insert(R, 0, first, RP_BRANCH_ENTRY_HDR);
+        } else {
+            rp_page_insert(R, j - s, ptr[j], sz[j]);
+        }
+    }
+    uint8_t bent[RP_BRANCH_ENTRY_HDR + RP_MAX_KEY];
+    size_t blen = build_branch(bent, sep, seplen, rpg, txn->txnid);
+    if (lvl == 0) {
+        uint64_t rootpg;
+        uint8_t *root = rp_page_new(txn, P_BRANCH, 1, &rootpg, &rc);
+        if (!root) goto out;
+        t->pages++;
+        uint8_t first[RP_BRANCH_ENTRY_HDR];
+        build_branch(first, NULL, 0, path[0].pgno, txn->txnid);
+        rp_page_insert(root, 0, first, RP_BRANCH_ENTRY_HDR);
+        rp_page_insert(root, 1, bent, blen);
+        set_root(txn, t, rootpg);
+        t->depth++;
+        if (t->depth > RP_MAX_DEPTH) rc = RP_CORRUPT;
+    } else {
+        rc = insert_at(txn, t, path, lvl - 1, path[lvl - 1].idx + 1, bent, blen);
+    }
+out:
+    free(tmp);
+    free(ptr);
+    free(sz);
+    return rc;
+}
+
+static int insert_at(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
+                     unsigned idx, const uint8_t *ent, size_t size) {
+    uint8_t *P = path[lvl].page;
+    if (size + 2 <= rp_page_free(P)) {
+        rp_page_insert(P, idx, ent, size);
+        return RP_OK;
+    }
+    return split_insert(txn, t, path, lvl, idx, ent, size);
+}
+
+static int free_value(rp_txn *txn, rp_table *t, const uint8_t *e) {
+    if (!rp_leaf_big(e)) return RP_OK;
+    const uint8_t *ref = rp_leaf_val(e);
+    uint64_t pg = rp_rd64(ref), tx = rp_rd64(ref + 8);
+    int err = RP_OK;
+    const uint8_t *ov = rp_page_read(txn, pg, tx, P_OVERFLOW, &err);
+    if (!ov) return err;
+    uint32_t np = rp_hdr(ov)->npages;
+    t->pages -= np;
+    return rp_page_free_pg(txn, pg, tx, np);
+}
+
+int rp_bt_put(rp_txn *txn, rp_table *t, const void *key, size_t klen,
+              const void *val, size_t vlen) {
+    uint8_t ent[RP_MAX_INLINE_ENTRY + RP_BIG_REF + RP_MAX_KEY];
+    size_t size = RP_LEAF_ENTRY_HDR + klen + vlen;
+    int rc, err = RP_OK;
+    memset(ent, 0, RP_LEAF_ENTRY_HDR);
+    rp_wr16(ent, (uint16_t)klen);
+    rp_wr32(ent + 4, (uint32_t)vlen);
+    memcpy(ent + RP_LEAF_ENTRY_HDR, key, klen);
+    if (size <= RP_MAX_INLINE_ENTRY) {
+        if (vlen) memcpy(ent + RP_LEAF_ENTRY_HDR + klen, val, vlen);
+    } else {
+        /* The value goes to an overflow run, written before any page of the
+         * tree changes (val may point into a page this put will free). */
+        uint32_t np = overflow_pages(vlen);
+        uint64_t opg;
+        uint8_t *ov = rp_page_new(txn, P_OVERFLOW, np, &opg, &err);
+        if (!ov) return err;
+        memcpy(ov + RP_PAGE_HEADER, val, vlen);
+        t->pages += np;
+        ent[2] = E_BIG;
+        rp_wr64(ent + RP_LEAF_ENTRY_HDR + klen, opg);
+        rp_wr64(ent + RP_LEAF_ENTRY_HDR + klen + 8, txn->txnid);
+        size = RP_LEAF_ENTRY_HDR + klen + RP_BIG_REF;
+    }
+    t->modcount++;
+    t->dirty = 1;
+    if (!t->root) {
+        uint64_t pg;
+        uint8_t *leaf = rp_page_new(txn, P_LEAF, 1, &pg, &err);
+        if (!leaf) return err;
+        rp_page_insert(leaf, 0, ent, size);
+        set_root(txn, t, pg);
+        t->depth = 1;
+        t->pages++;
+        t->entries = 1;
+        return RP_OK;
+    }
+    path_ent path[RP_MAX_DEPTH];
+    int depth, exact;
+    rc = descend_touch(txn, t, key, klen, path, &depth, &exact);
+    if (rc) return rc;
+    path_ent *lf = &path[depth - 1];
+    if (exact) {
+        rc = free_value(txn, t, rp_entry(lf->page, lf->idx));
+        if (rc) return rc;
+        rp_page_remove(lf->page, lf->idx);
+    } else {
+        t->entries++;
+    }
+    return insert_at(txn, t, path, depth - 1, lf->idx, ent, size);
+}
+
+/* ---- deletion and merges ------------------------------------------------------ */
+
+static size_t page_used(const uint8_t *p) { return PAGE_CAP - rp_page_free(p); }
+
+/* Append all entries of R to L (same level); for branches R's first entry
+ * takes the separator key sep. */
+static void merge_into(uint8_t *L, const uint8_t *R, const uint8_t *sep, size_t seplen) {
+    int leaf = (rp_hdr(L)->flags & P_LEAF) != 0;
+    unsigned base = rp_nkeys(L), n = rp_nkeys(R);
+    for (unsigned j = 0; j < n; j++) {
+        const uint8_t *e = rp_entry(R, j);
+        if (!leaf && j == 0) {
+            uint8_t bent[RP_BRANCH_ENTRY_HDR + RP_MAX_KEY];
+            size_t bl = build_branch(bent, sep, seplen, rp_br_child(e), rp_br_child_txnid(e));
+            rp_page_insert(L, base + j, bent, bl);
+        } else {
+            rp_page_insert(L, base + j, e, rp_entry_size(R, e));
+        }
+    }
+}
+
+static int rebalance(rp_txn *txn, rp_table *t, path_ent *path, int lvl) {
+    uint8_t *P = path[lvl].page;
+    int leaf = (rp_hdr(P)->flags & P_LEAF) != 0;
+    unsigned n = rp_nkeys(P);
+    int err = RP_OK;
+    if (lvl == 0) {
+        if (leaf && n == 0) {
+            t->pages--;
+            t->depth = 0;
+            int rc = rp_page_free_pg(txn, path[0].pgno, txn->txnid, 1);
+            set_root(txn, t, 0);
+            return rc;
+        }
+        if (!leaf && n == 1) {
+            const uint8_t *e = rp_entry(P, 0);
+            uint64_t child = rp_br_child(e), ctx = rp_br_child_txnid(e);
+            int rc = rp_page_free_pg(txn, path[0].pgno, txn->txnid, 1);
+            t->root = child;
+            t->root_txnid = ctx;
+            t->dirty = 1;
+            t->depth--;
+            t->pages--;
+            return rc;
+        }
+        return RP_OK;
+    }
+    if (page_used(P) >= PAGE_CAP / 4 && (leaf || n >= 2)) return RP_OK;
+    uint8_t *parent = path[lvl - 1].page;
+    unsigned pidx = path[lvl - 1].idx, pn = rp_nkeys(parent);
+    if (pn < 2) return rebalance(txn, t, path, lvl - 1);
+    /* Merge the right one of (P, sibling) into the left one. */
+    unsigned li = pidx > 0 ? pidx - 1 : pidx, ri = li + 1;
+    uint8_t *lent = parent + rp_rd16(parent + RP_PAGE_HEADER + 2 * li);
+    uint8_t *rent = parent + rp_rd16(parent + RP_PAGE_HEADER + 2 * ri);
+    uint64_t rpg = rp_br_child(rent), rtx = rp_br_child_txnid(rent);
+    const uint8_t *R = rp_page_read(txn, rpg, rtx, P_BRANCH | P_LEAF, &err);
+    if (!R) return err;
+    if (!(rp_hdr(R)->flags & rp_hdr(P)->flags)) return RP_CORRUPT;
+    size_t seplen = rp_br_klen(rent);
+    size_t need = page_used(R) + (leaf ? 0 : seplen);
+    uint64_t lpg = rp_br_child(lent), ltx = rp_br_child_txnid(lent);
+    const uint8_t *Lr = rp_page_read(txn, lpg, ltx, P_BRANCH | P_LEAF, &err);
+    if (!Lr) return err;
+    if (page_used(Lr) + need > PAGE_CAP) return RP_OK;   /* cannot merge */
+    if (rp_page_validate(R)) return RP_CORRUPT;
+    uint64_t nl;
+    uint8_t *L = rp_page_touch(txn, lpg, ltx, &nl, &err);
+    if (!L) return err;
+    if (nl != lpg || ltx != txn->txnid) {
+        rp_wr64(lent + 8, nl);
+        rp_wr64(lent + 16, txn->txnid);
+    }
+    uint8_t sep[RP_MAX_KEY];
+    memcpy(sep, rp_br_key(rent), seplen);
+    merge_into(L, R, sep, seplen);
+    t->pages--;
+    int rc = rp_page_free_pg(txn, rpg, rtx, 1);   /* R's buffer dies here */
+    if (rc) return rc;
+    rp_page_remove(parent, ri);
+    return rebalance(txn, t, path, lvl - 1);
+}
+
+int rp_bt_del(rp_txn *txn, rp_table *t, const void *key, size_t klen) {
+    const void *v;
+    size_t vl;
+    int rc = rp_bt_get(txn, t, key, klen, &v, &vl);   /* absent: touch nothing */
+    if (rc) return rc;
+    path_ent path[RP_MAX_DEPTH];
+    int depth, exact;
+    rc = descend_touch(txn, t, key, klen, path, &depth, &exact);
+    if (rc) return rc;
+    if (!exact) return RP_CORRUPT;
+    path_ent *lf = &path[depth - 1];
+    rc = free_value(txn, t, rp_entry(lf->page, lf->idx));
+    if (rc) return rc;
+    rp_page_remove(lf->page, lf->idx);
+    t->entries--;
+    t->modcount++;
+    t->dirty = 1;
+    return rebalance(txn, t, path, depth - 1);
+}
+
+static int drop_tree(rp_txn *txn, rp_table *t, uint64_t pg, uint64_t tx, int d) {
+    if (d >= RP_MAX_DEPTH) return RP_CORRUPT;
+    int err = RP_OK;
+    const uint8_t *p = rp_page_read(txn, pg, tx, P_BRANCH | P_LEAF, &err);
+    if (!p) return err;
+    if (rp_page_validate(p)) return RP_CORRUPT;
+    for (unsigned i = 0; i < rp_nkeys(p); i++) {
+        const uint8_t *e = rp_entry(p, i);
+        int rc = (rp_hdr(p)->flags & P_LEAF)
+                     ? free_value(txn, t, e)
+                     : drop_tree(txn, t, rp_br_child(e), rp_br_child_txnid(e), d + 1);
+        if (rc) return rc;
+    }
+    return rp_page_free_pg(txn, pg, tx, 1);
+}
+
+int rp_bt_drop(rp_txn *txn, rp_table *t) {
+    int rc = t->root ? drop_tree(txn, t, t->root, t->root_txnid, 0) : RP_OK;
+    if (rc) return rc;
+    t->root = t->root_txnid = t->entries = t->depth = t->pages = 0;
+    t->modcount++;
+    t->dirty = 1;
+    return RP_OK;
+}
+
+/* ---- cursors ------------------------------------------------------------------- */
+
+void rp_cursor_init(rp_cursor *c, rp_txn *txn, rp_table *t) {
+    memset(c, 0, sizeof *c);
+    c->txn = txn;
+    c->table = t;
+}
+
+/* Descend from the root: towards key (GE position) or to an edge
+ * (edge < 0: leftmost, edge > 0: rightmost). */
+static int cur_descend(rp_cursor *c, const void *key, size_t klen, int edge, int *exact) {
+    rp_table *t = c->table;
+    c->depth = 0;
+    c->valid = 0;
+    *exact = 0;
+    c->modcount = t->modcount;
+    if (!t->exists || !t->root) return RP_NOTFOUND;
+    uint64_t pg = t->root, tx = t->root_txnid;
+    int err = RP_OK;
+    for (int d = 0; d < RP_MAX_DEPTH; d++) {
+        const uint8_t *p = rp_page_read(c->txn, pg, tx, P_BRANCH | P_LEAF, &err);
+        if (!p) return err;
+        unsigned idx, n = rp_nkeys(p);
+        if (edge < 0) idx = 0;
+        else if (edge > 0) idx = n ? n - 1 : 0;
+        else {
+            int rc = rp_page_search(p, key, klen, &idx, exact);
+            if (rc) return rc;
+        }
+        c->stack[d].page = p;
+        c->stack[d].idx = idx;
+        c->depth = d + 1;
+        if (rp_hdr(p)->flags & P_LEAF) return RP_OK;
+        const uint8_t *e;
+        int rc = rp_page_entry(p, idx, &e);
+        if (rc) return rc;
+        pg = rp_br_child(e);
+        tx = rp_br_child_txnid(e);
+    }
+    return RP_CORRUPT;
+}
+
+/* Descend to the edge (dir > 0: leftmost) of the subtree below level lvl. */
+static int cur_down(rp_cursor *c, int lvl, int dir) {
+    int err = RP_OK;
+    for (int d = lvl; d + 1 < RP_MAX_DEPTH; d++) {
+        const uint8_t *p = c->stack[d].page;
+        if (rp_hdr(p)->flags & P_LEAF) { c->depth = d + 1; return RP_OK; }
+        const uint8_t *e;
+        int rc = rp_page_entry(p, c->stack[d].idx, &e);
+        if (rc) return rc;
+        const uint8_t *cp = rp_page_read(c->txn, rp_br_child(e), rp_br_child_txnid(e),
+                                         P_BRANCH | P_LEAF, &err);
+        if (!cp) return err;
+        unsigned n = rp_nkeys(cp);
+        c->stack[d + 1].page = cp;
+        c->stack[d + 1].idx = dir > 0 ? 0 : (n ? n - 1 : 0);
+    }
+    return RP_CORRUPT;
+}
+
+/* Move one entry in direction dir; RP_NOTFOUND past the end.  Also used to
+ * leave an empty leaf or a GE position past a leaf's last entry. */
+static int cur_move(rp_cursor *c, int dir, int from_gap) {
+    for (int guard = 0; guard < 1 << 20; guard++) {
+        int lvl = c->depth - 1;
+        const uint8_t *leaf = c->stack[lvl].page;
+        unsigned n = rp_nkeys(leaf);
+        unsigned *idx = &c->stack[lvl].idx;
+        if (from_gap) {
+            /* Position idx is "between": valid if it names an entry. */
+            if (dir > 0 && *idx < n) return RP_OK;
+            if (dir < 0 && *idx > 0 && *idx - 1 < n) { (*idx)--; return RP_OK; }
+        } else {
+            if (dir > 0 && *idx + 1 < n) { (*idx)++; return RP_OK; }
+            if (dir < 0 && *idx > 0 && n) { (*idx)--; return RP_OK; }
+        }
+        /* Climb to the first ancestor that has a neighbour in direction dir. */
+        int d = lvl - 1;
+        while (d >= 0) {
+            unsigned pn = rp_nkeys(c->stack[d].page);
+            if (dir > 0 && c->stack[d].idx + 1 < pn) { c->stack[d].idx++; break; }
+            if (dir < 0 && c->stack[d].idx > 0) { c->stack[d].idx--; break; }
+            d--;
+        }
+        if (d < 0) { c->valid = 0; return RP_NOTFOUND; }
+        int rc = cur_down(c, d, dir);
+        if (rc) return rc;
+        lvl = c->depth - 1;
+        n = rp_nkeys(c->stack[lvl].page);
+        if (n) return RP_OK;   /* landed on an edge entry */
+        from_gap = 0;          /* an empty leaf: keep going */
+    }
+    return RP_CORRUPT;
+}
+
+/* Current entry's key and value; saves the key for re-seeking in write txns. */
+static int cur_entry(rp_cursor *c, const void **k, size_t *kl, const void **v, size_t *vl) {
+    const uint8_t *leaf = c->stack[c->depth - 1].page, *e;
+    int rc = rp_page_entry(leaf, c->stack[c->depth - 1].idx, &e);
+    if (rc) return rc;
+    c->valid = 1;
+    const void *kp = rp_leaf_key(e);
+    size_t klen = rp_leaf_klen(e);
+    if (c->table == &c->txn->catalog) {
+        if (v) *v = NULL;
+        if (vl) *vl = 0;
+    } else if (v || vl) {
+        const void *vp;
+        size_t vlen;
+        rc = rp_bt_value(c->txn, leaf, e, &vp, &vlen);
+        if (rc) return rc;
+        if (v) *v = vp;
+        if (vl) *vl = vlen;
+    }
+    if (c->txn->flags & RP_TXN_WRITE) {
+        if (klen > c->kcap) {
+            uint8_t *nk = realloc(c->key, RP_MAX_KEY);
+            if (!nk) return ENOMEM;
+            c->key = nk;
+            c->kcap = RP_MAX_KEY;
+        }
+        memcpy(c->key, kp, klen);
+        c->klen = klen;
+    }
+    if (k) *k = kp;
+    if (kl) *kl = klen;
+    return RP_OK;
+}
+
+static int cur_seek(rp_cursor *c, int mode, const void *key, size_t klen) {
+    int exact = 0, rc;
+    switch (mode) {
+    case RP_SEEK_FIRST:
+        rc = cur_descend(c, NULL, 0, -1, &exact);
+        return rc ? rc : cur_move(c, +1, 1);
+    case RP_SEEK_LAST:
+        rc = cur_descend(c, NULL, 0, +1, &exact);
+        if (rc) return rc;
+        c->stack[c->depth - 1].idx++;   /* gap after the last entry */
+        return cur_move(c, -1, 1);
+    case RP_SEEK_GE:
+        rc = cur_descend(c, key, klen, 0, &exact);
+        return rc ? rc : cur_move(c, +1, 1);
+    case RP_SEEK_LT:
+        rc = cur_descend(c, key, klen, 0, &exact);
+        return rc ? rc : cur_move(c, -1, 1);
+    default:
+        return RP_INVALID;
+    }
+}
+
+/* After the table changed under the cursor (write txn), land again next to
+ * the saved key: on it if it still exists (*moved = 0), else on its
+ * neighbour in direction dir (*moved = 1). */
+static int cur_fix(rp_cursor *c, int dir, int *moved) {
+    *moved = 0;
+    if (c->modcount == c->table->modcount || !c->valid) return RP_OK;
+    int exact = 0;
+    int rc = cur_descend(c, c->key, c->klen, 0, &exact);
+    if (rc) return rc;
+    if (exact) { c->valid = 1; return RP_OK; }
+    *moved = 1;
+    return cur_move(c, dir, 1);
+}
+
+static int cur_check(rp_cursor *c) {
+    if (!c) return RP_INVALID;
+    return rp_txn_check(c->txn, 0);
+}
+
+int rp_cursor_open(rp_txn *txn, const char *table, size_t tlen, rp_cursor **out) {
+    if (!out) return RP_INVALID;
+    *out = NULL;
+    int rc = rp_txn_check(txn, 0);
+    if (rc) return rc;
+    rp_table *t = &txn->catalog;
+    if (table) {
+        rc = rp_table_get(txn, table, tlen, 0, &t);
+        if (rc) return rc;
+    }
+    rp_cursor *c = malloc(sizeof *c);
+    if (!c) return ENOMEM;
+    rp_cursor_init(c, txn, t);
+    txn->ncursors++;
+    *out = c;
+    return RP_OK;
+}
+
+void rp_cursor_close(rp_cursor *c) {
+    if (!c) return;
+    if (c->txn && c->txn->ncursors) c->txn->ncursors--;
+    free(c->key);
+    free(c);
+}
+
+int rp_cursor_seek(rp_cursor *c, int mode, const void *key, size_t klen,
+                   const void **k, size_t *kl, const void **v, size_t *vl) {
+    int rc = cur_check(c);
+    if (rc) return rc;
+    if ((mode == RP_SEEK_GE || mode == RP_SEEK_LT) && (!key || klen == 0 || klen > RP_MAX_KEY))
+        return RP_KEY_TOO_LONG;
+    rc = cur_seek(c, mode, key, klen);
+    if (rc) { c->valid = 0; return rc; }
+    return cur_entry(c, k, kl, v, vl);
+}
+
+int rp_cursor_step(rp_cursor *c, int dir, const void **k, size_t *kl,
+                   const void **v, size_t *vl) {
+    int rc = cur_check(c);
+    if (rc) return rc;
+    if (!c->valid) return RP_NOTFOUND;
+    dir = dir < 0 ? -1 : 1;
+    int moved;
+    rc = cur_fix(c, dir, &moved);
+    if (!rc && !moved) rc = cur_move(c, dir, 0);
+    if (rc) { c->valid = 0; return rc; }
+    return cur_entry(c, k, kl, v, vl);
+}
+
+int rp_cursor_batch(rp_cursor *c, int dir, int include_current, const void *stop,
+                    size_t stoplen, void *buf, size_t buflen, size_t max_items,
+                    size_t *n, size_t *used) {
+    int rc = cur_check(c);
+    if (rc) return rc;
+    if (!n || !used || (!buf && buflen)) return RP_INVALID;
+    *n = 0;
+    *used = 0;
+    if (!c->valid) return RP_NOTFOUND;
+    dir = dir < 0 ? -1 : 1;
+    int moved;
+    rc = cur_fix(c, dir, &moved);
+    if (!rc && !include_current && !moved) rc = cur_move(c, dir, 0);
+    if (rc) { c->valid = 0; return rc; }
+    uint8_t *o = buf;
+    while (*n < max_items) {
+        const void *k, *v;
+        size_t kl, vl;
+        rc = cur_entry(c, &k, &kl, &v, &vl);
+        if (rc) return rc;
+        if (stop) {
+            int cmp = rp_keycmp(k, kl, stop, stoplen);
+            if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { c->valid = 0; break; }
+        }
+        size_t need = 8 + kl + vl;
+        if (*used + need > buflen) {
+            if (*n == 0) *used = need;   /* tell the caller the size needed */
+            return RP_OK;
+        }
+        rp_wr32(o + *used, (uint32_t)kl);
+        rp_wr32(o + *used + 4, (uint32_t)vl);
+        memcpy(o + *used + 8, k, kl);
+        if (vl) memcpy(o + *used + 8 + kl, v, vl);
+        *used += need;
+        (*n)++;
+        rc = cur_move(c, dir, 0);
+        if (rc == RP_NOTFOUND) break;
+        if (rc) return rc;
+    }
+    return *n ? RP_OK : RP_NOTFOUND;
+}

@@ -1,0 +1,218 @@
+/*
+ * tree.h -- transactions, tables and cursors as page.c, btree.c, txn.c and
+ * env.c share them.  Private to the engine.
+ *
+ * Page numbers are uint64_t in memory and in page headers; the free list
+ * stores them as uint32_t, which bounds a file at 2^32 pages (16 TiB).
+ */
+#ifndef REALMPY_TREE_H
+#define REALMPY_TREE_H
+
+#include "internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+
+/* ---- small vectors of page numbers ---------------------------------------- */
+typedef struct rp_pgvec {
+    uint32_t *v;
+    size_t    n, cap;
+} rp_pgvec;
+
+int  rp_pgvec_push(rp_pgvec *pv, uint64_t pgno);
+void rp_pgvec_free(rp_pgvec *pv);
+
+/* A free-list record: pages freed by the commit of version txnid. */
+typedef struct rp_freerec {
+    uint64_t txnid;
+    rp_pgvec pages;
+} rp_freerec;
+
+/* ---- dirty pages (write txn): open-addressing map pgno -> buffer ---------- */
+typedef struct rp_dirty {
+    uint64_t pgno;                   /* UINT64_MAX = empty bucket             */
+    uint8_t *page;                   /* NULL = freed again in this txn        */
+    uint32_t npages;                 /* >1 for an overflow run                */
+} rp_dirty;
+
+/* ---- a table as a transaction sees it ------------------------------------- */
+typedef struct rp_table {
+    uint64_t root, root_txnid;       /* root page, version that wrote it      */
+    uint64_t entries, depth, pages;
+    uint64_t modcount;               /* changes in this txn (cursor re-seek)  */
+    int      exists;                 /* in the catalog (or created now)       */
+    int      dirty;                  /* descriptor must be written back       */
+    uint16_t nlen;
+    char     name[RP_MAX_TABLE_NAME + 1];
+} rp_table;
+
+struct rp_txn {
+    rp_env    *env;
+    unsigned   flags;                /* RP_TXN_WRITE                          */
+    pthread_t  owner;
+    int        failed;               /* an error left the txn inconsistent    */
+    uint64_t   txnid;                /* version read (read txn) / being built */
+    rp_roots   roots;                /* version read; for a write txn the
+                                        working roots of the new version     */
+    rp_slot   *slot;                 /* read txn: the pinning slot            */
+    uint64_t   base_pages;           /* pages_used of the version read        */
+    int        locked;               /* write txn holds the writer mutex      */
+    unsigned   ncursors;
+
+    rp_table   catalog;              /* the catalog, as a pseudo-table        */
+    rp_table **tables;               /* cache of looked-up tables             */
+    size_t     ntables, cap_tables;
+    rp_table  *last_table;
+
+    /* write txn only */
+    rp_dirty  *dirty;
+    size_t     dcap, dcount;
+    rp_pgvec   freed;                /* pages of older versions freed now     */
+    rp_pgvec   loose;                /* pages allocated and freed in this txn */
+    rp_pgvec   reuse;                /* reusable now, sorted descending       */
+    rp_freerec *pending;             /* free-list records still pinned        */
+    size_t     npending;
+    uint64_t   oldest;               /* oldest pinned version at begin        */
+    uint64_t   free_pages_at_begin;  /* for stats                             */
+};
+
+struct rp_cursor {
+    rp_txn   *txn;
+    rp_table *table;
+    uint64_t  modcount;              /* table->modcount when positioned       */
+    int       depth;                 /* levels in the stack; 0 = unpositioned */
+    struct {
+        const uint8_t *page;
+        unsigned       idx;
+    } stack[RP_MAX_DEPTH];
+    uint8_t  *key;                   /* copy of the current key (re-seek)     */
+    size_t    klen, kcap;
+    int       valid;                 /* positioned on an entry                */
+};
+
+/* ---- page.c: slotted-page primitives -------------------------------------- */
+static inline uint16_t rp_rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static inline uint32_t rp_rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint64_t rp_rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static inline void rp_wr16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static inline void rp_wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void rp_wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+static inline const rp_page_hdr *rp_hdr(const uint8_t *page) {
+    return (const rp_page_hdr *)(const void *)page;
+}
+static inline rp_page_hdr *rp_hdrw(uint8_t *page) {
+    return (rp_page_hdr *)(void *)page;
+}
+static inline unsigned rp_nkeys(const uint8_t *page) { return rp_hdr(page)->nkeys; }
+/* Offset of entry i (slot array after the header). */
+static inline const uint8_t *rp_entry(const uint8_t *page, unsigned i) {
+    return page + rp_rd16(page + RP_PAGE_HEADER + 2 * i);
+}
+static inline size_t rp_page_free(const uint8_t *page) {
+    return (size_t)rp_hdr(page)->upper - rp_hdr(page)->lower;
+}
+
+/* Leaf entry accessors. */
+static inline uint16_t rp_leaf_klen(const uint8_t *e) { return rp_rd16(e); }
+static inline const uint8_t *rp_leaf_key(const uint8_t *e) { return e + RP_LEAF_ENTRY_HDR; }
+static inline int rp_leaf_big(const uint8_t *e) { return (e[2] & E_BIG) != 0; }
+static inline uint32_t rp_leaf_vlen(const uint8_t *e) { return rp_rd32(e + 4); }
+static inline const uint8_t *rp_leaf_val(const uint8_t *e) {
+    return e + RP_LEAF_ENTRY_HDR + rp_leaf_klen(e);
+}
+static inline size_t rp_leaf_size(const uint8_t *e) {
+    return RP_LEAF_ENTRY_HDR + rp_leaf_klen(e)
+           + (rp_leaf_big(e) ? RP_BIG_REF : rp_leaf_vlen(e));
+}
+/* Branch entry accessors. */
+static inline uint16_t rp_br_klen(const uint8_t *e) { return rp_rd16(e); }
+static inline uint64_t rp_br_child(const uint8_t *e) { return rp_rd64(e + 8); }
+static inline uint64_t rp_br_child_txnid(const uint8_t *e) { return rp_rd64(e + 16); }
+static inline const uint8_t *rp_br_key(const uint8_t *e) { return e + RP_BRANCH_ENTRY_HDR; }
+static inline size_t rp_br_size(const uint8_t *e) {
+    return RP_BRANCH_ENTRY_HDR + rp_br_klen(e);
+}
+static inline size_t rp_entry_size(const uint8_t *page, const uint8_t *e) {
+    return (rp_hdr(page)->flags & P_LEAF) ? rp_leaf_size(e) : rp_br_size(e);
+}
+
+/* Compare two keys: memcmp order, shorter first on a common prefix. */
+static inline int rp_keycmp(const void *a, size_t alen, const void *b, size_t blen) {
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c) return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+void rp_page_init(uint8_t *page, uint64_t pgno, uint64_t txnid, uint16_t flags);
+/* Insert a raw entry of size len at slot i; the caller checked the space. */
+void rp_page_insert(uint8_t *page, unsigned i, const uint8_t *entry, size_t len);
+/* Remove slot i and compact the heap. */
+void rp_page_remove(uint8_t *page, unsigned i);
+/* Structural validation of a branch/leaf page (bounds of every slot and
+ * entry, nkeys, lower/upper): RP_OK or RP_CORRUPT. */
+int  rp_page_validate(const uint8_t *page);
+/* Checksum of a page or overflow run (bytes [4, len)). */
+uint32_t rp_page_checksum(const uint8_t *page, size_t len);
+/* Binary search: leaf -> first index with key >= k (*exact set);
+ * branch -> index of the child whose range holds k.  Bounds-checks every
+ * entry it reads: RP_OK or RP_CORRUPT. */
+int rp_page_search(const uint8_t *page, const void *k, size_t klen,
+                   unsigned *idx, int *exact);
+/* Entry i with its bounds checked (a leaf entry's whole extent). */
+int rp_page_entry(const uint8_t *page, unsigned i, const uint8_t **e);
+
+/* ---- txn.c ------------------------------------------------------------------ */
+/* Page of (pgno, txnid) for reading: a dirty buffer when txnid is this write
+ * txn's, else the map.  Validates bounds, header pgno and txnid, and the
+ * expected kind (P_BRANCH|P_LEAF or P_OVERFLOW).  NULL with *err set. */
+const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
+                            unsigned kinds, int *err);
+/* Writable copy of (pgno, txnid) (copy-on-write); *newpgno is its number. */
+uint8_t *rp_page_touch(rp_txn *txn, uint64_t pgno, uint64_t txnid,
+                       uint64_t *newpgno, int *err);
+/* A new dirty page (or run of npages), initialised with the header. */
+uint8_t *rp_page_new(rp_txn *txn, uint16_t flags, uint32_t npages,
+                     uint64_t *pgno, int *err);
+/* Free a page (or run) of version txnid. */
+int  rp_page_free_pg(rp_txn *txn, uint64_t pgno, uint64_t txnid, uint32_t npages);
+/* Look up (and cache) a table; create it (in a write txn) if create. */
+int  rp_table_get(rp_txn *txn, const char *name, size_t nlen, int create,
+                  rp_table **out);
+int  rp_txn_check(rp_txn *txn, int write);
+/* Walk the free list of roots: chain(ctx, pgno, txnid, page) for each list
+ * page (may be NULL), fn(ctx, record txnid, pgno) for each listed page. */
+typedef int (*rp_chain_fn)(void *ctx, uint64_t pgno, uint64_t txnid, const uint8_t *page);
+typedef int (*rp_free_fn)(void *ctx, uint64_t rec_txnid, uint32_t pgno);
+int  rp_freelist_walk(rp_txn *txn, const rp_roots *roots, rp_chain_fn chain,
+                      rp_free_fn fn, void *ctx);
+
+/* ---- btree.c --------------------------------------------------------------- */
+int rp_bt_get(rp_txn *txn, rp_table *t, const void *key, size_t klen,
+              const void **val, size_t *vlen);
+int rp_bt_put(rp_txn *txn, rp_table *t, const void *key, size_t klen,
+              const void *val, size_t vlen);
+int rp_bt_del(rp_txn *txn, rp_table *t, const void *key, size_t klen);
+/* Free every page of a table's tree. */
+int rp_bt_drop(rp_txn *txn, rp_table *t);
+/* Value of leaf entry e of page (inline or overflow), bounds-checked. */
+int rp_bt_value(rp_txn *txn, const uint8_t *page, const uint8_t *e,
+                const void **val, size_t *vlen);
+void rp_cursor_init(rp_cursor *c, rp_txn *txn, rp_table *t);
+
+/* Table descriptor (catalog value) codec. */
+void rp_desc_encode(const rp_table *t, uint8_t out[RP_TABLE_DESC_SIZE]);
+int  rp_desc_decode(rp_table *t, const void *buf, size_t len);
+
+/* ---- env.c ------------------------------------------------------------------ */
+/* Verify that the commit of roots->txnid fully reached the file: walk the
+ * pages it wrote.  RP_OK or RP_CORRUPT. */
+int rp_verify_commit(rp_env *env, const rp_roots *roots);
+/* Pick the newest meta page whose commit verifies; RP_NOT_A_DB etc. */
+int rp_recover_roots(rp_env *env, rp_roots *out);
+/* Meta page image for roots. */
+void rp_meta_build(uint8_t page[RP_PAGE_SIZE], const rp_roots *roots);
+
+#endif /* REALMPY_TREE_H */

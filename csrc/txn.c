@@ -1,0 +1,810 @@
+/*
+ * txn.c -- transactions: snapshots, dirty pages, page allocation, the free
+ * list and the commit protocol.
+ *
+ * COMMIT PROTOCOL (one fdatasync)
+ *   1. Write the table descriptors back into the catalog, then the free list.
+ *   2. Grow the file if the new pages need it (in chunks, zero-filled).
+ *   3. pwrite every dirty page, each stamped with this version and its
+ *      checksum, sorted and coalesced into runs.
+ *   4. pwrite the meta page N % 2 (the one holding version N-2).
+ *   5. fdatasync (durability "full").  Pages and meta reach the disk in any
+ *      order; recovery tells a meta whose pages did not all arrive (their
+ *      txnid/checksum do not match what the parents record) and falls back
+ *      to version N-1, which step 3 never overwrote (see ALLOCATION).
+ *   6. Publish the roots in the lock file's ring, then the version counter,
+ *      and wake waiters.  Readers therefore never see an undurable version.
+ *   If step 4 or 5 fails, the old meta image is written back, so neither
+ *   this process nor a later opener can adopt a commit that reported failure.
+ *
+ * ALLOCATION
+ *   A page freed by the commit of version T was live in T-1.  A writer may
+ *   reuse it once no live snapshot is older than T; the latest committed
+ *   version counts as pinned, so pages freed by the running transaction or
+ *   by the latest commit are never overwritten while version N-1 is the
+ *   recovery fallback.  Pages allocated and freed inside one transaction
+ *   ("loose") were never visible to anyone and are reused at once.
+ */
+#include "tree.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- dirty page map ------------------------------------------------------- */
+
+static inline size_t dslot(uint64_t pgno, size_t cap) {
+    return (size_t)((pgno * 0x9E3779B97F4A7C15ULL) >> 17) & (cap - 1);
+}
+
+static rp_dirty *dirty_find(rp_txn *txn, uint64_t pgno) {
+    if (!txn->dcap) return NULL;
+    for (size_t i = dslot(pgno, txn->dcap);; i = (i + 1) & (txn->dcap - 1)) {
+        rp_dirty *d = &txn->dirty[i];
+        if (d->pgno == pgno) return d;
+        if (d->pgno == UINT64_MAX) return NULL;
+    }
+}
+
+static int dirty_grow(rp_txn *txn) {
+    size_t cap = txn->dcap ? txn->dcap * 2 : 256;
+    rp_dirty *nd = malloc(cap * sizeof *nd);
+    if (!nd) return ENOMEM;
+    for (size_t i = 0; i < cap; i++) nd[i].pgno = UINT64_MAX;
+    for (size_t i = 0; i < txn->dcap; i++) {
+        rp_dirty *d = &txn->dirty[i];
+        if (d->pgno == UINT64_MAX) continue;
+        size_t j = dslot(d->pgno, cap);
+        while (nd[j].pgno != UINT64_MAX) j = (j + 1) & (cap - 1);
+        nd[j] = *d;
+    }
+    free(txn->dirty);
+    txn->dirty = nd;
+    txn->dcap = cap;
+    return RP_OK;
+}
+
+static int dirty_put(rp_txn *txn, uint64_t pgno, uint8_t *page, uint32_t npages) {
+    rp_dirty *d = dirty_find(txn, pgno);
+    if (!d) {
+        if ((txn->dcount + 1) * 2 > txn->dcap) {
+            int rc = dirty_grow(txn);
+            if (rc) return rc;
+        }
+        size_t i = dslot(pgno, txn->dcap);
+        while (txn->dirty[i].pgno != UINT64_MAX) i = (i + 1) & (txn->dcap - 1);
+        d = &txn->dirty[i];
+        d->pgno = pgno;
+        txn->dcount++;
+    }
+    assert(d->page == NULL);
+    d->page = page;
+    d->npages = npages;
+    return RP_OK;
+}
+
+/* ---- page access ------------------------------------------------------------ */
+
+const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
+                            unsigned kinds, int *err) {
+    if ((txn->flags & RP_TXN_WRITE) && txnid == txn->txnid) {
+        rp_dirty *d = dirty_find(txn, pgno);
+        if (!d || !d->page) { *err = RP_CORRUPT; return NULL; }
+        return d->page;
+    }
+    /* A committed page: it must lie inside the version being read, and say
+     * it is the page and version its parent recorded. */
+    const rp_env *env = txn->env;
+    uint64_t limit = (txn->flags & RP_TXN_WRITE) ? txn->txnid : txn->txnid + 1;
+    if (pgno < RP_FIRST_DATA_PAGE || pgno >= txn->base_pages || txnid >= limit
+        || txnid == 0) {
+        *err = RP_CORRUPT;
+        return NULL;
+    }
+    const uint8_t *p = env->map + pgno * RP_PAGE_SIZE;
+    const rp_page_hdr *h = rp_hdr(p);
+    if (h->pgno != pgno || h->txnid != txnid || !(h->flags & kinds)) {
+        *err = RP_CORRUPT;
+        return NULL;
+    }
+    if (h->flags & (P_BRANCH | P_LEAF)) {
+        if (h->lower != RP_PAGE_HEADER + 2u * h->nkeys || h->upper < h->lower
+            || h->upper > RP_PAGE_SIZE || (h->flags & P_BRANCH && !h->nkeys)) {
+            *err = RP_CORRUPT;
+            return NULL;
+        }
+    } else if (h->flags & P_OVERFLOW) {
+        if (h->npages == 0 || pgno + h->npages > txn->base_pages) {
+            *err = RP_CORRUPT;
+            return NULL;
+        }
+    }
+    return p;
+}
+
+/* Take a page number: loose pages first (never visible to anyone), then
+ * reusable free pages (lowest first, to keep the file compact), then the end
+ * of the file. */
+static int alloc_pgno(rp_txn *txn, uint32_t npages, uint64_t *out) {
+    if (npages == 1) {
+        if (txn->loose.n) { *out = txn->loose.v[--txn->loose.n]; return RP_OK; }
+        if (txn->reuse.n) { *out = txn->reuse.v[--txn->reuse.n]; return RP_OK; }
+    } else if (txn->reuse.n >= npages) {
+        /* reuse is sorted descending: a run p..p+n-1 appears as n adjacent
+         * entries counting down.  Scan from the low end. */
+        size_t run = 1;
+        for (size_t i = txn->reuse.n - 1; i > 0; i--) {
+            run = (txn->reuse.v[i - 1] == txn->reuse.v[i] + 1) ? run + 1 : 1;
+            if (run == npages) {
+                *out = txn->reuse.v[i + npages - 1];
+                memmove(&txn->reuse.v[i - 1], &txn->reuse.v[i - 1 + npages],
+                        (txn->reuse.n - (i - 1 + npages)) * sizeof(uint32_t));
+                txn->reuse.n -= npages;
+                return RP_OK;
+            }
+        }
+    }
+    uint64_t pgno = txn->roots.pages_used;
+    if ((pgno + npages) > UINT32_MAX
+        || (pgno + npages) * RP_PAGE_SIZE > txn->env->map_size)
+        return RP_MAP_FULL;
+    txn->roots.pages_used += npages;
+    *out = pgno;
+    return RP_OK;
+}
+
+uint8_t *rp_page_new(rp_txn *txn, uint16_t flags, uint32_t npages,
+                     uint64_t *pgno, int *err) {
+    int rc = alloc_pgno(txn, npages, pgno);
+    if (rc) { *err = rc; return NULL; }
+    uint8_t *page = calloc(npages, RP_PAGE_SIZE);
+    if (!page) { *err = ENOMEM; return NULL; }
+    rc = dirty_put(txn, *pgno, page, npages);
+    if (rc) { free(page); *err = rc; return NULL; }
+    rp_page_init(page, *pgno, txn->txnid, flags);
+    rp_hdrw(page)->npages = npages;
+    return page;
+}
+
+int rp_page_free_pg(rp_txn *txn, uint64_t pgno, uint64_t txnid, uint32_t npages) {
+    rp_pgvec *to = &txn->freed;
+    if (txnid == txn->txnid) {
+        rp_dirty *d = dirty_find(txn, pgno);
+        if (!d || !d->page) return RP_CORRUPT;
+        free(d->page);
+        d->page = NULL;
+        to = &txn->loose;
+    }
+    for (uint32_t i = 0; i < npages; i++) {
+        int rc = rp_pgvec_push(to, pgno + i);
+        if (rc) return rc;
+    }
+    return RP_OK;
+}
+
+uint8_t *rp_page_touch(rp_txn *txn, uint64_t pgno, uint64_t txnid,
+                       uint64_t *newpgno, int *err) {
+    if (txnid == txn->txnid) {
+        rp_dirty *d = dirty_find(txn, pgno);
+        if (!d || !d->page) { *err = RP_CORRUPT; return NULL; }
+        *newpgno = pgno;
+        return d->page;
+    }
+    const uint8_t *src = rp_page_read(txn, pgno, txnid, P_BRANCH | P_LEAF, err);
+    if (!src) return NULL;
+    /* A page about to be edited is validated in full: the editing code
+     * trusts slot offsets, so corruption must stop here. */
+    if (rp_page_validate(src)) { *err = RP_CORRUPT; return NULL; }
+    uint8_t *dst = rp_page_new(txn, rp_hdr(src)->flags, 1, newpgno, err);
+    if (!dst) return NULL;
+    memcpy(dst, src, RP_PAGE_SIZE);
+    rp_hdrw(dst)->pgno = *newpgno;
+    rp_hdrw(dst)->txnid = txn->txnid;
+    int rc = rp_page_free_pg(txn, pgno, txnid, 1);
+    if (rc) { *err = rc; return NULL; }
+    return dst;
+}
+
+/* ---- tables ------------------------------------------------------------------- */
+
+void rp_desc_encode(const rp_table *t, uint8_t out[RP_TABLE_DESC_SIZE]) {
+    rp_wr64(out, t->root);
+    rp_wr64(out + 8, t->root_txnid);
+    rp_wr64(out + 16, t->entries);
+    rp_wr64(out + 24, t->depth);
+    rp_wr64(out + 32, t->pages);
+}
+
+int rp_desc_decode(rp_table *t, const void *buf, size_t len) {
+    if (len != RP_TABLE_DESC_SIZE) return RP_CORRUPT;
+    const uint8_t *b = buf;
+    t->root = rp_rd64(b);
+    t->root_txnid = rp_rd64(b + 8);
+    t->entries = rp_rd64(b + 16);
+    t->depth = rp_rd64(b + 24);
+    t->pages = rp_rd64(b + 32);
+    if ((t->root == 0) != (t->depth == 0) || t->depth > RP_MAX_DEPTH)
+        return RP_CORRUPT;
+    return RP_OK;
+}
+
+int rp_table_get(rp_txn *txn, const char *name, size_t nlen, int create,
+                 rp_table **out) {
+    if (!name || nlen == 0 || nlen > RP_MAX_TABLE_NAME) return RP_BAD_TABLE;
+    rp_table *t = txn->last_table;
+    if (!(t && t->nlen == nlen && memcmp(t->name, name, nlen) == 0)) {
+        t = NULL;
+        for (size_t i = 0; i < txn->ntables; i++) {
+            rp_table *c = txn->tables[i];
+            if (c->nlen == nlen && memcmp(c->name, name, nlen) == 0) { t = c; break; }
+        }
+    }
+    if (!t) {
+        if (txn->ntables == txn->cap_tables) {
+            size_t cap = txn->cap_tables ? txn->cap_tables * 2 : 8;
+            rp_table **nt = realloc(txn->tables, cap * sizeof *nt);
+            if (!nt) return ENOMEM;
+            txn->tables = nt;
+            txn->cap_tables = cap;
+        }
+        t = calloc(1, sizeof *t);
+        if (!t) return ENOMEM;
+        memcpy(t->name, name, nlen);
+        t->nlen = (uint16_t)nlen;
+        const void *val;
+        size_t vlen;
+        int rc = txn->catalog.root
+                     ? rp_bt_get(txn, &txn->catalog, name, nlen, &val, &vlen)
+                     : RP_NOTFOUND;
+        if (rc == RP_OK) {
+            rc = rp_desc_decode(t, val, vlen);
+            t->exists = 1;
+        } else if (rc == RP_NOTFOUND) {
+            rc = RP_OK;
+        }
+        if (rc) { free(t); return rc; }
+        txn->tables[txn->ntables++] = t;
+    }
+    txn->last_table = t;
+    if (!t->exists && create) {
+        memset(&t->root, 0, offsetof(rp_table, exists) - offsetof(rp_table, root));
+        t->exists = 1;
+        t->dirty = 1;
+        t->modcount++;
+    }
+    *out = t;
+    return RP_OK;
+}
+
+/* ---- checks ------------------------------------------------------------------- */
+
+int rp_txn_check(rp_txn *txn, int write) {
+    if (!txn) return RP_INVALID;
+    int rc = rp_env_usable(txn->env);
+    if (rc) return rc;
+    if (!pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
+    if (txn->failed) return RP_BAD_TXN;
+    if (write && !(txn->flags & RP_TXN_WRITE)) return RP_READ_ONLY;
+    return RP_OK;
+}
+
+/* ---- free list ------------------------------------------------------------------ */
+
+static int cmp_desc(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x < y) - (x > y);
+}
+
+static int pgvec_append(rp_pgvec *dst, const uint32_t *v, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int rc = rp_pgvec_push(dst, v[i]);
+        if (rc) return rc;
+    }
+    return RP_OK;
+}
+
+int rp_freelist_walk(rp_txn *txn, const rp_roots *roots, rp_chain_fn chain,
+                     rp_free_fn fn, void *ctx) {
+    uint64_t len = roots->free_len, pgno = roots->free_pgno, t = roots->free_txnid;
+    if (!pgno) return len ? RP_CORRUPT : RP_OK;
+    if (len > roots->pages_used * 16 + RP_PAGE_SIZE) return RP_CORRUPT;
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) return ENOMEM;
+    uint64_t got = 0;
+    int rc = RP_OK;
+    for (uint64_t hops = 0; pgno; hops++) {
+        if (hops > roots->pages_used) { rc = RP_CORRUPT; break; }
+        const uint8_t *p = rp_page_read(txn, pgno, t, P_FREELIST, &rc);
+        if (!p) break;
+        uint32_t used = rp_rd32(p + RP_PAGE_HEADER + 16);
+        if (used > RP_FREELIST_CAP || got + used > len) { rc = RP_CORRUPT; break; }
+        memcpy(buf + got, p + RP_FREELIST_HDR, used);
+        got += used;
+        uint64_t next = rp_rd64(p + RP_PAGE_HEADER), nt = rp_rd64(p + RP_PAGE_HEADER + 8);
+        if (chain && (rc = chain(ctx, pgno, t, p)) != RP_OK) break;
+        pgno = next;
+        t = nt;
+    }
+    if (!rc && got != len) rc = RP_CORRUPT;
+    for (uint64_t off = 0; !rc && off < len;) {
+        if (len - off < 12) { rc = RP_CORRUPT; break; }
+        uint64_t rt = rp_rd64(buf + off);
+        uint32_t n = rp_rd32(buf + off + 8);
+        off += 12;
+        if ((uint64_t)n * 4 > len - off || rt > roots->txnid) { rc = RP_CORRUPT; break; }
+        for (uint32_t i = 0; i < n && !rc; i++) {
+            uint32_t v = rp_rd32(buf + off + 4 * (size_t)i);
+            if (v < RP_FIRST_DATA_PAGE || v >= roots->pages_used) rc = RP_CORRUPT;
+            else rc = fn(ctx, rt, v);
+        }
+        off += (uint64_t)n * 4;
+    }
+    free(buf);
+    return rc;
+}
+
+static int load_chain(void *ctx, uint64_t pgno, uint64_t txnid, const uint8_t *page) {
+    (void)page;
+    return rp_page_free_pg(ctx, pgno, txnid, 1);
+}
+
+static int load_page(void *ctx, uint64_t rec_txnid, uint32_t pgno) {
+    rp_txn *txn = ctx;
+    if (rec_txnid <= txn->oldest) return rp_pgvec_push(&txn->reuse, pgno);
+    rp_freerec *last = txn->npending ? &txn->pending[txn->npending - 1] : NULL;
+    if (!last || last->txnid != rec_txnid) {
+        rp_freerec *np = realloc(txn->pending, (txn->npending + 1) * sizeof *np);
+        if (!np) return ENOMEM;
+        txn->pending = np;
+        last = &np[txn->npending++];
+        memset(last, 0, sizeof *last);
+        last->txnid = rec_txnid;
+    }
+    return rp_pgvec_push(&last->pages, pgno);
+}
+
+/* Read the free list of the base version: pages reusable now (record txnid
+ * <= oldest pinned version) go to txn->reuse, the rest stay pending.  The
+ * chain pages are freed: the commit rewrites the list. */
+static int freelist_load(rp_txn *txn) {
+    int rc = rp_freelist_walk(txn, &txn->roots, load_chain, load_page, txn);
+    if (!rc && txn->reuse.n > 1)
+        qsort(txn->reuse.v, txn->reuse.n, sizeof(uint32_t), cmp_desc);
+    txn->free_pages_at_begin = txn->reuse.n;
+    return rc;
+}
+
+static size_t rec_bytes(size_t n) { return n ? 12 + 4 * n : 0; }
+
+static uint8_t *put_rec(uint8_t *o, uint64_t txnid, const uint32_t *v, size_t n) {
+    if (!n) return o;
+    rp_wr64(o, txnid);
+    rp_wr32(o + 8, (uint32_t)n);
+    memcpy(o + 12, v, 4 * n);
+    return o + 12 + 4 * n;
+}
+
+/* Write the free list of the new version: [reusable now + loose] as txnid 0,
+ * the still-pinned records, and this commit's freed pages. */
+static int freelist_save(rp_txn *txn) {
+    size_t len = rec_bytes(txn->reuse.n + txn->loose.n) + rec_bytes(txn->freed.n);
+    for (size_t i = 0; i < txn->npending; i++) len += rec_bytes(txn->pending[i].pages.n);
+    size_t npages = (len + RP_FREELIST_CAP - 1) / RP_FREELIST_CAP;
+    /* Allocating the chain may take pages from the reusable set, which only
+     * shortens the stream, so npages pages are always enough (trailing ones
+     * may stay empty). */
+    uint8_t **pages = calloc(npages ? npages : 1, sizeof *pages);
+    uint64_t *pgnos = calloc(npages ? npages : 1, sizeof *pgnos);
+    int rc = (pages && pgnos) ? RP_OK : ENOMEM;
+    for (size_t i = 0; i < npages && !rc; i++) {
+        pages[i] = rp_page_new(txn, P_FREELIST, 1, &pgnos[i], &rc);
+        if (!pages[i]) break;
+    }
+    uint8_t *stream = NULL;
+    if (!rc) {
+        rc = pgvec_append(&txn->reuse, txn->loose.v, txn->loose.n);
+        txn->loose.n = 0;
+    }
+    if (!rc) {
+        len = rec_bytes(txn->reuse.n) + rec_bytes(txn->freed.n);
+        for (size_t i = 0; i < txn->npending; i++) len += rec_bytes(txn->pending[i].pages.n);
+        assert(len <= npages * RP_FREELIST_CAP);
+        stream = malloc(len ? len : 1);
+        if (!stream) rc = ENOMEM;
+    }
+    if (!rc) {
+        uint8_t *o = put_rec(stream, 0, txn->reuse.v, txn->reuse.n);
+        for (size_t i = 0; i < txn->npending; i++)
+            o = put_rec(o, txn->pending[i].txnid, txn->pending[i].pages.v,
+                        txn->pending[i].pages.n);
+        o = put_rec(o, txn->txnid, txn->freed.v, txn->freed.n);
+        assert((size_t)(o - stream) == len);
+        size_t off = 0;
+        for (size_t i = 0; i < npages; i++) {
+            uint8_t *p = pages[i];
+            size_t used = len - off < RP_FREELIST_CAP ? len - off : RP_FREELIST_CAP;
+            rp_wr64(p + RP_PAGE_HEADER, i + 1 < npages ? pgnos[i + 1] : 0);
+            rp_wr64(p + RP_PAGE_HEADER + 8, i + 1 < npages ? txn->txnid : 0);
+            rp_wr32(p + RP_PAGE_HEADER + 16, (uint32_t)used);
+            memcpy(p + RP_FREELIST_HDR, stream + off, used);
+            off += used;
+        }
+        txn->roots.free_pgno = npages ? pgnos[0] : 0;
+        txn->roots.free_txnid = npages ? txn->txnid : 0;
+        txn->roots.free_len = len;
+    }
+    free(stream);
+    free(pages);
+    free(pgnos);
+    return rc;
+}
+
+/* ---- begin / end ------------------------------------------------------------------ */
+
+static void txn_free(rp_txn *txn) {
+    for (size_t i = 0; i < txn->dcap; i++)
+        if (txn->dirty[i].pgno != UINT64_MAX) free(txn->dirty[i].page);
+    free(txn->dirty);
+    for (size_t i = 0; i < txn->ntables; i++) free(txn->tables[i]);
+    free(txn->tables);
+    rp_pgvec_free(&txn->freed);
+    rp_pgvec_free(&txn->loose);
+    rp_pgvec_free(&txn->reuse);
+    for (size_t i = 0; i < txn->npending; i++) rp_pgvec_free(&txn->pending[i].pages);
+    free(txn->pending);
+    free(txn);
+}
+
+/* End a transaction: release the writer mutex or the reader slot. */
+static void txn_end(rp_txn *txn) {
+    rp_env *env = txn->env;
+    int same_process = env->fork_gen == atomic_load(&rp_fork_generation);
+    if (txn->flags & RP_TXN_WRITE) {
+        if (same_process) {
+            pthread_mutex_lock(&env->local);
+            atomic_store(&env->has_writer, 0);
+            pthread_mutex_unlock(&env->local);
+            rp_wunlock(env);
+        }
+    } else if (txn->slot && same_process) {
+        rp_snapshot_end(txn->slot);
+        rp_slot_put(env, txn->slot);
+    }
+    if (same_process) {
+        pthread_mutex_lock(&env->local);
+        env->ntxns--;
+        pthread_mutex_unlock(&env->local);
+    }
+    txn_free(txn);
+}
+
+/* The previous writer died, or the ring does not hold the latest version:
+ * adopt the newest meta page whose commit verifies, make it durable, and
+ * publish it.  Runs with the writer mutex held. */
+static int repair(rp_env *env) {
+    rp_roots r;
+    int rc = rp_recover_roots(env, &r);
+    if (rc) return rc;
+    uint64_t latest = rp_version_load(env);
+    if (r.txnid < latest) return RP_CORRUPT;
+    if (!(env->flags & RP_NOSYNC)) {
+        rc = rp_io_sync(env);
+        if (rc) return rc;
+    }
+    rp_ring_publish(env, &r);
+    if (r.txnid != latest) rp_version_publish(env, r.txnid);
+    return RP_OK;
+}
+
+static int write_begin(rp_env *env, rp_txn *txn) {
+    if (env->flags & RP_RDONLY) return RP_READ_ONLY;
+    pthread_mutex_lock(&env->local);
+    int mine = atomic_load(&env->has_writer) && pthread_equal(env->writer, pthread_self());
+    pthread_mutex_unlock(&env->local);
+    if (mine) return RP_TXN_ACTIVE;
+    int died = 0;
+    int rc = rp_wlock(env, &died);
+    if (rc) return rc;
+    txn->locked = 1;
+    pthread_mutex_lock(&env->local);
+    env->writer = pthread_self();
+    atomic_store(&env->has_writer, 1);
+    pthread_mutex_unlock(&env->local);
+    if (died) {
+        rc = repair(env);
+        rp_reap(env, 1, NULL);
+        rp_wlock_consistent(env);
+        if (rc) return rc;
+    }
+    uint64_t latest = rp_version_load(env);
+    if (rp_ring_read(env, latest, &txn->roots) != RP_OK) {
+        rc = repair(env);
+        if (rc) return rc;
+        latest = rp_version_load(env);
+        if (rp_ring_read(env, latest, &txn->roots) != RP_OK) return RP_CORRUPT;
+    }
+    rp_reap(env, 0, NULL);
+    unsigned active = 0;
+    txn->oldest = rp_oldest_reader(env, latest, &active);
+    if (env->max_active && active > env->max_active) return RP_VERSION_LIMIT;
+    txn->txnid = latest + 1;
+    txn->base_pages = txn->roots.pages_used;
+    return freelist_load(txn);
+}
+
+int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out) {
+    if (!out) return RP_INVALID;
+    *out = NULL;
+    int rc = rp_env_usable(env);
+    if (rc) return rc;
+    if (flags & ~(unsigned)RP_TXN_WRITE) return RP_INVALID;
+    if (atomic_load(&env->interrupted)) return RP_CLOSED;
+    rp_txn *txn = calloc(1, sizeof *txn);
+    if (!txn) return ENOMEM;
+    txn->env = env;
+    txn->flags = flags;
+    txn->owner = pthread_self();
+    pthread_mutex_lock(&env->local);
+    env->ntxns++;
+    pthread_mutex_unlock(&env->local);
+    if (flags & RP_TXN_WRITE) {
+        rc = write_begin(env, txn);
+    } else {
+        rc = rp_slot_get(env, &txn->slot);
+        if (!rc) rc = rp_snapshot_begin(env, txn->slot, &txn->roots);
+        txn->txnid = txn->roots.txnid;
+        txn->base_pages = txn->roots.pages_used;
+        if (!rc && txn->base_pages * RP_PAGE_SIZE > env->map_size) rc = RP_MAP_FULL;
+    }
+    if (!rc && txn->base_pages * RP_PAGE_SIZE > env->map_size) rc = RP_MAP_FULL;
+    if (rc) {
+        /* txn_end releases exactly what was acquired: a write txn that failed
+         * before taking the mutex must not unlock it. */
+        if ((flags & RP_TXN_WRITE) && !txn->locked) txn->flags = 0;
+        txn_end(txn);
+        return rc;
+    }
+    txn->catalog.root = txn->roots.cat_pgno;
+    txn->catalog.root_txnid = txn->roots.cat_txnid;
+    txn->catalog.exists = 1;
+    *out = txn;
+    return RP_OK;
+}
+
+uint64_t rp_txn_version(rp_txn *txn) {
+    return txn ? txn->roots.txnid : 0;
+}
+
+int rp_txn_abort(rp_txn *txn) {
+    if (!txn) return RP_OK;
+    if (!pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
+    txn_end(txn);
+    return RP_OK;
+}
+
+/* ---- commit ----------------------------------------------------------------- */
+
+static int cmp_dirty(const void *a, const void *b) {
+    uint64_t x = (*(rp_dirty *const *)a)->pgno, y = (*(rp_dirty *const *)b)->pgno;
+    return (x > y) - (x < y);
+}
+
+/* Grow the file so that the new version's pages fit, in chunks of 1/8 of the
+ * file (at least 1 MiB, at most 256 MiB): growth costs an extra metadata
+ * flush, so it should be rare. */
+static int ensure_size(rp_env *env, uint64_t pages) {
+    uint64_t need = pages * RP_PAGE_SIZE;
+    if (need <= env->file_size) return RP_OK;
+    struct stat st;
+    if (fstat(env->fd, &st)) return errno;
+    env->file_size = (uint64_t)st.st_size;   /* another process may have grown it */
+    if (need <= env->file_size) return RP_OK;
+    uint64_t chunk = env->file_size / 8;
+    if (chunk < (1u << 20)) chunk = 1u << 20;
+    if (chunk > (256u << 20)) chunk = 256u << 20;
+    uint64_t target = (need + chunk - 1) / chunk * chunk;
+    if (target > env->map_size) target = env->map_size;
+    if (target < need) return RP_MAP_FULL;
+    return rp_io_grow(env, target);
+}
+
+static int write_pages(rp_txn *txn) {
+    rp_env *env = txn->env;
+    rp_dirty **list = malloc((txn->dcount ? txn->dcount : 1) * sizeof *list);
+    if (!list) return ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < txn->dcap; i++)
+        if (txn->dirty[i].pgno != UINT64_MAX && txn->dirty[i].page) list[n++] = &txn->dirty[i];
+    qsort(list, n, sizeof *list, cmp_dirty);
+    int rc = RP_OK;
+    struct iovec iov[64];
+    size_t i = 0;
+    while (i < n && !rc) {
+        int cnt = 0;
+        uint64_t start = list[i]->pgno, next = start;
+        while (i < n && cnt < 64 && list[i]->pgno == next) {
+            rp_dirty *d = list[i];
+            size_t bytes = (size_t)d->npages * RP_PAGE_SIZE;
+            rp_page_hdr *h = rp_hdrw(d->page);
+            h->txnid = txn->txnid;
+            h->checksum = rp_page_checksum(d->page, bytes);
+            iov[cnt].iov_base = d->page;
+            iov[cnt].iov_len = bytes;
+            cnt++;
+            next += d->npages;
+            i++;
+        }
+        rc = rp_io_pwritev(env, iov, cnt, start * RP_PAGE_SIZE);
+    }
+    free(list);
+    return rc;
+}
+
+static int commit_write(rp_txn *txn) {
+    rp_env *env = txn->env;
+    int rc = RP_OK;
+    /* 1. table descriptors -> catalog */
+    for (size_t i = 0; i < txn->ntables && !rc; i++) {
+        rp_table *t = txn->tables[i];
+        if (!t->dirty) continue;
+        if (t->exists) {
+            uint8_t desc[RP_TABLE_DESC_SIZE];
+            rp_desc_encode(t, desc);
+            rc = rp_bt_put(txn, &txn->catalog, t->name, t->nlen, desc, sizeof desc);
+        } else {
+            rc = txn->catalog.root ? rp_bt_del(txn, &txn->catalog, t->name, t->nlen)
+                                   : RP_NOTFOUND;
+            if (rc == RP_NOTFOUND) rc = RP_OK;
+        }
+    }
+    if (rc) return rc;
+    txn->roots.cat_pgno = txn->catalog.root;
+    txn->roots.cat_txnid = txn->catalog.root_txnid;
+    /* 2. free list (allocates its own pages last) */
+    rc = freelist_save(txn);
+    if (rc) return rc;
+    txn->roots.txnid = txn->txnid;
+    /* 3. pages */
+    rc = ensure_size(env, txn->roots.pages_used);
+    if (!rc) rc = write_pages(txn);
+    if (rc) return rc;
+    /* 4. meta, keeping the image it replaces for rollback */
+    uint64_t moff = (txn->txnid % 2) * RP_PAGE_SIZE;
+    uint8_t *old = malloc(2 * RP_PAGE_SIZE);
+    if (!old) return ENOMEM;
+    uint8_t *meta = old + RP_PAGE_SIZE;
+    memcpy(old, env->map + moff, RP_PAGE_SIZE);
+    rp_meta_build(meta, &txn->roots);
+    rc = rp_io_pwrite(env, meta, RP_PAGE_SIZE, moff);
+    /* 5. one flush for pages and meta together */
+    if (!rc && !(env->flags & RP_NOSYNC)) rc = rp_io_sync(env);
+    if (rc) {
+        if (rp_io_pwrite(env, old, RP_PAGE_SIZE, moff) != RP_OK)
+            atomic_store(&env->panic, 1);
+        free(old);
+        return rc;
+    }
+    free(old);
+    /* 6. publish */
+    rp_ring_publish(env, &txn->roots);
+    rp_version_publish(env, txn->txnid);
+    return RP_OK;
+}
+
+int rp_txn_commit(rp_txn *txn) {
+    if (!txn) return RP_INVALID;
+    if (!pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
+    int rc = rp_txn_check(txn, 0);
+    if (rc == RP_OK && (txn->flags & RP_TXN_WRITE)) {
+        if (txn->ncursors) rc = RP_BUSY;
+        else rc = commit_write(txn);
+    }
+    txn_end(txn);
+    return rc;
+}
+
+/* ---- data operations -------------------------------------------------------------- */
+
+int rp_get(rp_txn *txn, const char *table, size_t tlen, const void *key,
+           size_t klen, const void **val, size_t *vlen) {
+    int rc = rp_txn_check(txn, 0);
+    if (rc) return rc;
+    if (!val || !vlen || (!key && klen)) return RP_INVALID;
+    if (klen == 0 || klen > RP_MAX_KEY) return RP_KEY_TOO_LONG;
+    rp_table *t;
+    rc = rp_table_get(txn, table, tlen, 0, &t);
+    if (rc) return rc;
+    if (!t->exists || !t->root) return RP_NOTFOUND;
+    return rp_bt_get(txn, t, key, klen, val, vlen);
+}
+
+static int put_one(rp_txn *txn, rp_table *t, const void *key, size_t klen,
+                   const void *val, size_t vlen) {
+    if (!key || klen == 0 || klen > RP_MAX_KEY) return RP_KEY_TOO_LONG;
+    if (vlen > RP_MAX_VALUE) return RP_VALUE_TOO_LARGE;
+    if (!val && vlen) return RP_INVALID;
+    int rc = rp_bt_put(txn, t, key, klen, val, vlen);
+    /* Errors before any page changed leave the txn usable; the rest may have
+     * left a half-split tree, so the transaction can only be aborted. */
+    if (rc && rc != RP_KEY_TOO_LONG && rc != RP_VALUE_TOO_LARGE) txn->failed = 1;
+    return rc;
+}
+
+int rp_put(rp_txn *txn, const char *table, size_t tlen, const void *key,
+           size_t klen, const void *val, size_t vlen) {
+    int rc = rp_txn_check(txn, 1);
+    if (rc) return rc;
+    if (!key || klen == 0 || klen > RP_MAX_KEY) return RP_KEY_TOO_LONG;
+    if (vlen > RP_MAX_VALUE) return RP_VALUE_TOO_LARGE;
+    rp_table *t;
+    rc = rp_table_get(txn, table, tlen, 1, &t);
+    if (rc) return rc;
+    return put_one(txn, t, key, klen, val, vlen);
+}
+
+int rp_put_many(rp_txn *txn, const char *table, size_t tlen, const void *buf,
+                size_t buflen, size_t n) {
+    int rc = rp_txn_check(txn, 1);
+    if (rc) return rc;
+    if (!buf && buflen) return RP_INVALID;
+    /* Validate the whole batch first so a bad record changes nothing. */
+    const uint8_t *p = buf, *end = p + buflen;
+    for (size_t i = 0; i < n; i++) {
+        if ((size_t)(end - p) < 8) return RP_INVALID;
+        uint32_t kl = rp_rd32(p), vl = rp_rd32(p + 4);
+        if (kl == 0 || kl > RP_MAX_KEY) return RP_KEY_TOO_LONG;
+        if (vl > RP_MAX_VALUE) return RP_VALUE_TOO_LARGE;
+        if ((uint64_t)(end - p) - 8 < (uint64_t)kl + vl) return RP_INVALID;
+        p += 8 + (size_t)kl + vl;
+    }
+    if (p != end) return RP_INVALID;
+    rp_table *t;
+    rc = rp_table_get(txn, table, tlen, 1, &t);
+    if (rc) return rc;
+    p = buf;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t kl = rp_rd32(p), vl = rp_rd32(p + 4);
+        rc = put_one(txn, t, p + 8, kl, p + 8 + kl, vl);
+        if (rc) return rc;
+        p += 8 + (size_t)kl + vl;
+    }
+    return RP_OK;
+}
+
+int rp_del(rp_txn *txn, const char *table, size_t tlen, const void *key, size_t klen) {
+    int rc = rp_txn_check(txn, 1);
+    if (rc) return rc;
+    if (!key || klen == 0 || klen > RP_MAX_KEY) return RP_KEY_TOO_LONG;
+    rp_table *t;
+    rc = rp_table_get(txn, table, tlen, 0, &t);
+    if (rc) return rc;
+    if (!t->exists || !t->root) return RP_NOTFOUND;
+    rc = rp_bt_del(txn, t, key, klen);
+    if (rc && rc != RP_NOTFOUND) txn->failed = 1;
+    return rc;
+}
+
+int rp_drop_table(rp_txn *txn, const char *table, size_t tlen) {
+    int rc = rp_txn_check(txn, 1);
+    if (rc) return rc;
+    rp_table *t;
+    rc = rp_table_get(txn, table, tlen, 0, &t);
+    if (rc) return rc;
+    if (!t->exists) return RP_NOTFOUND;
+    rc = rp_bt_drop(txn, t);
+    if (rc) { txn->failed = 1; return rc; }
+    t->exists = 0;
+    t->dirty = 1;
+    t->modcount++;
+    return RP_OK;
+}
+
+int rp_table_count(rp_txn *txn, const char *table, size_t tlen, uint64_t *out) {
+    int rc = rp_txn_check(txn, 0);
+    if (rc) return rc;
+    if (!out) return RP_INVALID;
+    rp_table *t;
+    rc = rp_table_get(txn, table, tlen, 0, &t);
+    if (rc) return rc;
+    *out = t->exists ? t->entries : 0;
+    return RP_OK;
+}
