@@ -1,0 +1,844 @@
+"""Models and their schema: ``Object``, ``EmbeddedObject``, ``field``.
+
+Why this shape: users write ordinary annotated classes, and
+``typing.dataclass_transform`` makes type checkers see a typed keyword-only
+``__init__`` for them, exactly as for dataclasses.  At run time each model is
+turned (lazily, so forward references such as ``list["Dog"]`` resolve once
+``Dog`` exists) into an :class:`ObjectSchema`: plain, serialisable
+description objects that the realm stores in the file and compares with the
+schema of the next opener (:meth:`Schema.diff`).
+
+Property types: ``bool``, ``int`` (64-bit), ``float``, ``str``, ``bytes``,
+``datetime`` (timezone-aware), ``Decimal``, ``ObjectId``, ``UUID``,
+:class:`Counter`, ``T | None``, ``list[T]``, ``set[T]``, ``dict[str, T]``,
+links to other models (to-one links must be ``Model | None``), and embedded
+objects (subclasses of :class:`EmbeddedObject`, stored inside their parent).
+
+An unmanaged object (``Person(name="Ann")``) keeps its values in memory.
+Once added to a realm it becomes *managed*: every attribute read goes to the
+realm's current version and every write goes into the open write
+transaction.  The bridge is the small :class:`ObjectStore` protocol, so this
+module never imports the realm.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+import sys
+import types
+import typing
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, ClassVar, Final, Protocol, dataclass_transform
+
+from realmpy.exceptions import ObjectTypeError, SchemaError
+from realmpy.objectid import ObjectId
+
+__all__ = [
+    "PRIMARY_KEY_TYPES",
+    "SCALAR_TYPES",
+    "Counter",
+    "EmbeddedObject",
+    "Field",
+    "Object",
+    "ObjectSchema",
+    "ObjectStore",
+    "Property",
+    "Schema",
+    "SchemaDiff",
+    "field",
+    "object_schema",
+]
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+SCALAR_TYPES: Final[dict[type, str]] = {}  # filled below (Counter first)
+PRIMARY_KEY_TYPES: Final = frozenset({"int", "str", "objectid", "uuid"})
+INDEXABLE_TYPES: Final = frozenset(
+    {"bool", "int", "str", "objectid", "uuid", "datetime", "decimal", "float"}
+)
+
+
+class Counter(int):
+    """An integer property whose concurrent increments merge.
+
+    Annotate ``visits: Counter = Counter(0)`` (or ``= 0``).  Reading it from
+    a managed object gives a ``Counter`` bound to that object, so
+    ``obj.visits.increment(1)`` adds inside the write transaction, and sync
+    merges the *addition* (two devices adding 1 give +2), whereas assigning
+    ``obj.visits = 5`` is an ordinary last-writer-wins set.
+    """
+
+    _owner: Any = None
+    _name: str = ""
+
+    def increment(self, delta: int = 1) -> None:
+        """Add ``delta`` (may be negative) to the stored value."""
+        if isinstance(delta, bool) or not isinstance(delta, int):
+            raise ObjectTypeError(
+                f"a counter increments by an int, not {type(delta).__name__}"
+            )
+        owner = self._owner
+        if owner is None:
+            raise ObjectTypeError(
+                "this Counter is not bound to an object: read it from one"
+            )
+        store = owner._rp_store
+        if store is None:
+            owner._rp_values[self._name] = owner._rp_values[self._name] + delta
+        else:
+            store.increment_property(owner, self._name, delta)
+
+    def decrement(self, delta: int = 1) -> None:
+        """Subtract ``delta``: ``increment(-delta)``."""
+        self.increment(-delta)
+
+
+SCALAR_TYPES.update(
+    {
+        Counter: "counter",
+        bool: "bool",
+        int: "int",
+        float: "float",
+        str: "str",
+        bytes: "bytes",
+        _dt.datetime: "datetime",
+        Decimal: "decimal",
+        ObjectId: "objectid",
+        uuid.UUID: "uuid",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """What :func:`field` returns: per-property options."""
+
+    default: Any = MISSING
+    default_factory: Callable[[], Any] | _Missing = MISSING
+    primary_key: bool = False
+    indexed: bool = False
+
+    def has_default(self) -> bool:
+        return self.default is not MISSING or self.default_factory is not MISSING
+
+    def make_default(self) -> Any:
+        if not isinstance(self.default_factory, _Missing):
+            return self.default_factory()
+        return self.default
+
+
+def field(
+    *,
+    default: Any = MISSING,
+    default_factory: Callable[[], Any] | _Missing = MISSING,
+    primary_key: bool = False,
+    indexed: bool = False,
+) -> Any:
+    """Options of one property: a default, primary key, or secondary index.
+
+    ``id: ObjectId = field(primary_key=True, default_factory=ObjectId)``.
+    A primary key is always indexed; ``indexed=True`` keeps a separate
+    ordered index so equality and range queries on it need no scan.
+    """
+    if default is not MISSING and default_factory is not MISSING:
+        raise SchemaError("field() takes default or default_factory, not both")
+    if isinstance(default, (list, dict, set)):
+        raise SchemaError(
+            "a mutable default would be shared by every object: "
+            "use default_factory=list (or dict, set)"
+        )
+    return Field(default, default_factory, primary_key, indexed)
+
+
+# ----------------------------------------------------------------------------
+# Description objects (serialisable)
+
+
+@dataclass(frozen=True, slots=True)
+class Property:
+    """One property as stored in the file.
+
+    ``type`` is a scalar name (``"int"``, ``"str"``, …, ``"counter"``),
+    ``"link"`` (to ``target``) or ``"embedded"`` (of ``target``);
+    ``collection`` is ``None``, ``"list"``, ``"set"`` or ``"dict"``;
+    ``optional`` applies to the value (or each element of a collection).
+    """
+
+    name: str
+    type: str
+    collection: str | None = None
+    optional: bool = False
+    target: str | None = None
+    primary_key: bool = False
+    indexed: bool = False
+
+    @property
+    def is_link(self) -> bool:
+        return self.type == "link"
+
+    @property
+    def has_index(self) -> bool:
+        """True if values are kept in an index table (not the primary key)."""
+        return self.indexed and not self.primary_key
+
+    def describe(self) -> str:
+        """Type as a user would write it, for messages."""
+        base = self.target if self.target else self.type
+        if self.optional:
+            base += " | None"
+        if self.collection == "list":
+            return f"list[{base}]"
+        if self.collection == "set":
+            return f"set[{base}]"
+        if self.collection == "dict":
+            return f"dict[str, {base}]"
+        return base
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "collection": self.collection,
+            "optional": self.optional,
+            "target": self.target,
+            "primary_key": self.primary_key,
+            "indexed": self.indexed,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Property:
+        return cls(
+            str(d["name"]),
+            str(d["type"]),
+            d.get("collection"),
+            bool(d.get("optional", False)),
+            d.get("target"),
+            bool(d.get("primary_key", False)),
+            bool(d.get("indexed", False)),
+        )
+
+    def shape(self) -> tuple[Any, ...]:
+        """What must not change without a migration."""
+        return (self.type, self.collection, self.optional, self.target)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectSchema:
+    """One model: its table name, properties, primary key and kind."""
+
+    name: str
+    properties: tuple[Property, ...]
+    embedded: bool = False
+
+    @property
+    def primary_key(self) -> str | None:
+        for p in self.properties:
+            if p.primary_key:
+                return p.name
+        return None
+
+    def property(self, name: str) -> Property:
+        for p in self.properties:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def get(self, name: str) -> Property | None:
+        for p in self.properties:
+            if p.name == name:
+                return p
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "embedded": self.embedded,
+            "properties": [p.to_dict() for p in self.properties],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ObjectSchema:
+        return cls(
+            str(d["name"]),
+            tuple(Property.from_dict(p) for p in d["properties"]),
+            bool(d.get("embedded", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaDiff:
+    """Differences between a stored and a configured schema.
+
+    ``additive`` changes (new class, new property, index added or dropped)
+    apply without a migration; ``breaking`` ones (removed property, changed
+    type, optionality, primary key or kind) need a ``schema_version`` bump
+    and usually a migration function.
+    """
+
+    additive: tuple[str, ...]
+    breaking: tuple[str, ...]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.additive and not self.breaking
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """A set of object schemas, by name."""
+
+    classes: tuple[ObjectSchema, ...]
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.classes]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise SchemaError(f"two models share the name(s) {sorted(dup)}")
+
+    def __getitem__(self, name: str) -> ObjectSchema:
+        for c in self.classes:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return any(c.name == name for c in self.classes)
+
+    def names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": [c.to_dict() for c in self.classes]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Schema:
+        return cls(tuple(ObjectSchema.from_dict(c) for c in d["classes"]))
+
+    @classmethod
+    def from_models(
+        cls, models: Iterable[type[Object] | type[EmbeddedObject]]
+    ) -> Schema:
+        """Build and check the schema of a list of model classes.
+
+        Every link or embedded target must be in the list, so a realm never
+        holds a link it cannot follow.
+        """
+        classes = list(models)
+        if not classes:
+            raise SchemaError("a schema needs at least one model class")
+        out = []
+        for m in classes:
+            if not (isinstance(m, type) and issubclass(m, _Model)) or m in (
+                Object,
+                EmbeddedObject,
+            ):
+                raise SchemaError(
+                    f"{m!r} is not a model: subclass realmpy.Object or EmbeddedObject"
+                )
+            out.append(object_schema(m))
+        schema = cls(tuple(out))
+        by_name = {c.name for c in schema.classes}
+        for c in schema.classes:
+            for p in c.properties:
+                if p.target is not None and p.target not in by_name:
+                    raise SchemaError(
+                        f"{c.name}.{p.name} refers to {p.target}, which is not in "
+                        "the schema: add it to the configuration's model list"
+                    )
+        return schema
+
+    def merged_with(self, stored: Schema) -> Schema:
+        """This schema plus stored classes it does not mention (kept as is)."""
+        extra = tuple(c for c in stored.classes if c.name not in self)
+        return Schema(self.classes + extra)
+
+    def diff(self, stored: Schema) -> SchemaDiff:
+        """Changes needed to go from ``stored`` (in the file) to ``self``."""
+        additive: list[str] = []
+        breaking: list[str] = []
+        for new in self.classes:
+            if new.name not in stored:
+                additive.append(f"class {new.name} added")
+                continue
+            old = stored[new.name]
+            if old.embedded != new.embedded:
+                breaking.append(f"{new.name} changed between embedded and top-level")
+            if old.primary_key != new.primary_key:
+                breaking.append(
+                    f"{new.name}: primary key changed from {old.primary_key} "
+                    f"to {new.primary_key}"
+                )
+            for p in new.properties:
+                q = old.get(p.name)
+                if q is None:
+                    additive.append(f"{new.name}.{p.name} added")
+                elif q.shape() != p.shape():
+                    breaking.append(
+                        f"{new.name}.{p.name} changed from {q.describe()} "
+                        f"to {p.describe()}"
+                    )
+                elif q.indexed != p.indexed:
+                    additive.append(
+                        f"{new.name}.{p.name} index "
+                        + ("added" if p.indexed else "removed")
+                    )
+            for q in old.properties:
+                if new.get(q.name) is None:
+                    breaking.append(f"{new.name}.{q.name} removed")
+        return SchemaDiff(tuple(additive), tuple(breaking))
+
+
+# ----------------------------------------------------------------------------
+# Models
+
+
+class ObjectStore(Protocol):
+    """What a managed object needs from its realm (implemented there)."""
+
+    def read_property(self, obj: _Model, name: str) -> Any: ...
+
+    def write_property(self, obj: _Model, name: str, value: Any) -> None: ...
+
+    def increment_property(self, obj: _Model, name: str, delta: int) -> None: ...
+
+
+_REGISTRY: dict[str, type[_Model]] = {}
+_SCHEMAS: dict[type[_Model], ObjectSchema] = {}
+
+
+class _PropertyDescriptor:
+    """Routes attribute access to memory (unmanaged) or the realm (managed)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: _Model | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        store = obj._rp_store
+        if store is None:
+            try:
+                value = obj._rp_values[self.name]
+            except KeyError:
+                raise AttributeError(self.name) from None
+        else:
+            value = store.read_property(obj, self.name)
+        if (
+            type(value) is int
+            and object_schema(type(obj)).property(self.name).type == "counter"
+        ):
+            c = Counter(value)
+            c._owner = obj
+            c._name = self.name
+            return c
+        return value
+
+    def __set__(self, obj: _Model, value: Any) -> None:
+        store = obj._rp_store
+        prop = object_schema(type(obj)).get(self.name)
+        assert prop is not None
+        if store is None:
+            obj._rp_values[self.name] = validate_value(type(obj), prop, value)
+        else:
+            store.write_property(obj, self.name, value)
+
+    def __delete__(self, obj: _Model) -> None:
+        raise AttributeError(f"cannot delete property {self.name!r}")
+
+
+@dataclass_transform(kw_only_default=True, field_specifiers=(field, Field))
+class _Model:
+    """Common base of Object and EmbeddedObject (not a model itself)."""
+
+    __realm_name__: ClassVar[str]
+    _rp_store: ObjectStore | None
+    _rp_values: dict[str, Any]
+    _rp_key: bytes
+    _rp_fields: ClassVar[dict[str, Field]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:
+            return
+        fields: dict[str, Field] = {}
+        for base in reversed(cls.__mro__[1:]):
+            fields.update(getattr(base, "_rp_fields", {}))
+        annotations = inspect.get_annotations(cls)
+        for name in annotations:
+            if name.startswith("_"):
+                continue
+            raw = cls.__dict__.get(name, MISSING)
+            if isinstance(raw, Field):
+                f = raw
+            elif raw is MISSING:
+                f = Field()
+            else:
+                if isinstance(raw, (list, dict, set)):
+                    raise SchemaError(
+                        f"{cls.__name__}.{name}: a mutable default would be shared "
+                        "by every object: use field(default_factory=...)"
+                    )
+                f = Field(default=raw)
+            fields[name] = f
+        for name in list(fields):
+            if name in annotations and _is_classvar(annotations[name]):
+                del fields[name]
+        cls._rp_fields = fields
+        for name in fields:
+            setattr(cls, name, _PropertyDescriptor(name))
+        cls.__realm_name__ = cls.__dict__.get("__realm_name__", cls.__name__)
+        _REGISTRY[cls.__realm_name__] = cls
+        _SCHEMAS.pop(cls, None)
+
+    def __init__(self, **kwargs: Any) -> None:
+        cls = type(self)
+        schema = object_schema(cls)
+        object.__setattr__(self, "_rp_store", None)
+        values: dict[str, Any] = {}
+        for prop in schema.properties:
+            if prop.name in kwargs:
+                value = kwargs.pop(prop.name)
+            else:
+                f = cls._rp_fields[prop.name]
+                if not f.has_default():
+                    raise ObjectTypeError(
+                        f"{cls.__name__}() missing required field {prop.name!r} "
+                        f"({prop.describe()})"
+                    )
+                value = f.make_default()
+            values[prop.name] = validate_value(cls, prop, value)
+        if kwargs:
+            names = ", ".join(sorted(kwargs))
+            raise ObjectTypeError(
+                f"{cls.__name__}() got unknown field(s) {names}; its properties "
+                f"are {', '.join(p.name for p in schema.properties)}"
+            )
+        object.__setattr__(self, "_rp_values", values)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_rp_") or name in type(self)._rp_fields:
+            object.__setattr__(self, name, value)
+            return
+        raise AttributeError(
+            f"{type(self).__name__} has no property {name!r} "
+            "(models only store their annotated properties)"
+        )
+
+    @property
+    def is_managed(self) -> bool:
+        """True once the object belongs to a realm."""
+        return self._rp_store is not None
+
+    def __repr__(self) -> str:
+        schema = object_schema(type(self))
+        try:
+            parts = []
+            for p in schema.properties[:6]:
+                v = getattr(self, p.name)
+                if isinstance(v, _Model):
+                    parts.append(f"{p.name}=<{type(v).__name__}>")
+                elif p.collection:
+                    parts.append(f"{p.name}=<{p.collection} of {len(v)}>")
+                else:
+                    parts.append(f"{p.name}={v!r}")
+            inner = ", ".join(parts)
+        except Exception as exc:  # a deleted object or closed realm
+            inner = f"<{type(exc).__name__}>"
+        return f"{type(self).__name__}({inner})"
+
+
+def _is_classvar(annotation: Any) -> bool:
+    if isinstance(annotation, str):
+        return annotation.startswith(("ClassVar", "typing.ClassVar"))
+    return typing.get_origin(annotation) is ClassVar
+
+
+class Object(_Model):
+    """Base class of top-level models (each has its own table).
+
+    ``class Person(Object): name: str = field(indexed=True); age: int = 0``
+    """
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Object):
+            return NotImplemented
+        if self._rp_store is None or other._rp_store is None:
+            return self is other
+        return (
+            type(self) is type(other)
+            and self._rp_key == other._rp_key
+            and _store_path(self._rp_store) == _store_path(other._rp_store)
+        )
+
+    def __hash__(self) -> int:
+        if self._rp_store is None:
+            return id(self)
+        return hash((type(self).__realm_name__, self._rp_key))
+
+
+class EmbeddedObject(_Model):
+    """Base class of models stored inside their parent object.
+
+    An embedded object has no primary key and no table; it lives and dies
+    with the object (or collection element) that holds it.
+    """
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EmbeddedObject):
+            return NotImplemented
+        if type(self) is not type(other):
+            return False
+        if self is other:
+            return True
+        schema = object_schema(type(self))
+        return all(
+            getattr(self, p.name) == getattr(other, p.name) for p in schema.properties
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _store_path(store: Any) -> Any:
+    return getattr(store, "path", id(store))
+
+
+def object_schema(cls: type[_Model]) -> ObjectSchema:
+    """The :class:`ObjectSchema` of a model class (built once, cached)."""
+    cached = _SCHEMAS.get(cls)
+    if cached is not None:
+        return cached
+    schema = _build_schema(cls)
+    _SCHEMAS[cls] = schema
+    return schema
+
+
+def _build_schema(cls: type[_Model]) -> ObjectSchema:
+    module = sys.modules.get(cls.__module__)
+    localns: dict[str, Any] = {n: c for n, c in _REGISTRY.items()}
+    localns.update({c.__name__: c for c in _REGISTRY.values()})
+    if module is not None:
+        localns.update(vars(module))
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        ann = inspect.get_annotations(klass)
+        for name, raw in ann.items():
+            if name not in cls._rp_fields:
+                continue
+            if isinstance(raw, str):
+                try:
+                    raw = eval(raw, dict(localns), {})  # annotation text
+                except NameError as exc:
+                    raise SchemaError(
+                        f"{cls.__name__}.{name}: cannot resolve annotation {raw!r} "
+                        f"({exc}); define the referenced model before using "
+                        f"{cls.__name__}"
+                    ) from None
+            hints[name] = raw
+    embedded = issubclass(cls, EmbeddedObject)
+    props = []
+    for name, f in cls._rp_fields.items():
+        p = _property(cls, name, hints[name], f)
+        if embedded and p.primary_key:
+            raise SchemaError(
+                f"embedded object {cls.__name__} cannot have a primary key"
+            )
+        props.append(p)
+    pks = [p.name for p in props if p.primary_key]
+    if len(pks) > 1:
+        raise SchemaError(f"{cls.__name__} has several primary keys: {pks}")
+    return ObjectSchema(cls.__realm_name__, tuple(props), embedded)
+
+
+def _split_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) != len(typing.get_args(tp)) - 1 or len(args) != 1:
+            raise SchemaError(f"only 'T | None' unions are supported, not {tp!r}")
+        return args[0], True
+    return tp, False
+
+
+def _element(cls: type, name: str, tp: Any) -> tuple[str, str | None, bool]:
+    """(type name, target, optional) of a non-collection annotation."""
+    inner, optional = _split_optional(tp)
+    if isinstance(inner, typing.ForwardRef):
+        raise SchemaError(
+            f"{cls.__name__}.{name}: unresolved forward reference {inner}"
+        )
+    if inner in SCALAR_TYPES:
+        return SCALAR_TYPES[inner], None, optional
+    if isinstance(inner, type) and issubclass(inner, EmbeddedObject):
+        return "embedded", inner.__realm_name__, optional
+    if isinstance(inner, type) and issubclass(inner, Object):
+        return "link", inner.__realm_name__, optional
+    raise SchemaError(
+        f"{cls.__name__}.{name}: unsupported type {tp!r}; use bool, int, float, "
+        "str, bytes, datetime, Decimal, ObjectId, UUID, Counter, a model class, "
+        "or list/set/dict of those"
+    )
+
+
+def _property(cls: type, name: str, tp: Any, f: Field) -> Property:
+    origin = typing.get_origin(tp)
+    collection: str | None = None
+    if origin in (list, set, dict):
+        args = typing.get_args(tp)
+        if origin is dict:
+            if len(args) != 2 or args[0] is not str:
+                raise SchemaError(f"{cls.__name__}.{name}: dictionaries need str keys")
+            elem = args[1]
+        else:
+            if len(args) != 1:
+                raise SchemaError(f"{cls.__name__}.{name}: {tp!r} needs one type")
+            elem = args[0]
+        collection = origin.__name__
+        type_name, target, optional = _element(cls, name, elem)
+        if type_name == "counter":
+            raise SchemaError(
+                f"{cls.__name__}.{name}: counters cannot be in a collection"
+            )
+        if type_name == "link" and optional and collection != "dict":
+            raise SchemaError(
+                f"{cls.__name__}.{name}: links in a list or set cannot be None"
+            )
+        if type_name == "embedded" and collection == "set":
+            raise SchemaError(
+                f"{cls.__name__}.{name}: a set cannot hold embedded objects"
+            )
+    elif origin is not None and origin not in (typing.Union, types.UnionType):
+        raise SchemaError(f"{cls.__name__}.{name}: unsupported generic {tp!r}")
+    else:
+        type_name, target, optional = _element(cls, name, tp)
+        if type_name in ("link", "embedded") and not optional:
+            raise SchemaError(
+                f"{cls.__name__}.{name}: a to-one link must be optional: "
+                f"annotate it '{target} | None'"
+            )
+    if f.primary_key:
+        if collection or type_name not in PRIMARY_KEY_TYPES:
+            raise SchemaError(
+                f"{cls.__name__}.{name}: a primary key must be int, str, ObjectId "
+                f"or UUID, not {tp!r}"
+            )
+    if f.indexed and (collection or type_name not in INDEXABLE_TYPES):
+        raise SchemaError(
+            f"{cls.__name__}.{name}: cannot index {tp!r} (indexable: "
+            + ", ".join(sorted(INDEXABLE_TYPES))
+            + ")"
+        )
+    return Property(
+        name,
+        type_name,
+        collection,
+        optional,
+        target,
+        f.primary_key,
+        f.indexed or f.primary_key,
+    )
+
+
+# ----------------------------------------------------------------------------
+# Validation of values given by the user
+
+_INT_MIN: Final = -(1 << 63)
+_INT_MAX: Final = (1 << 63) - 1
+
+
+def _bad(cls: type, prop: Property, value: Any, why: str = "") -> ObjectTypeError:
+    extra = f" ({why})" if why else ""
+    return ObjectTypeError(
+        f"{cls.__name__}.{prop.name} expects {prop.describe()}, got "
+        f"{type(value).__name__} {value!r:.60}{extra}"
+    )
+
+
+def validate_scalar(cls: type, prop: Property, value: Any) -> Any:
+    """Check and normalise one non-collection value for ``prop``."""
+    if value is None:
+        if prop.optional:
+            return None
+        raise _bad(cls, prop, value, "it is not optional")
+    t = prop.type
+    if t in ("int", "counter"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(cls, prop, value)
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise _bad(cls, prop, value, "out of the 64-bit range")
+        return int(value)
+    if t == "bool":
+        if not isinstance(value, bool):
+            raise _bad(cls, prop, value)
+        return value
+    if t == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _bad(cls, prop, value)
+        return float(value)
+    if t == "str":
+        if not isinstance(value, str):
+            raise _bad(cls, prop, value)
+        return value
+    if t == "bytes":
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise _bad(cls, prop, value)
+        return bytes(value)
+    if t == "datetime":
+        if not isinstance(value, _dt.datetime):
+            raise _bad(cls, prop, value)
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise _bad(cls, prop, value, "naive datetime: give it a tzinfo")
+        return value
+    if t == "decimal":
+        if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
+            raise _bad(cls, prop, value)
+        return Decimal(value)
+    if t == "objectid":
+        if not isinstance(value, ObjectId):
+            raise _bad(cls, prop, value)
+        return value
+    if t == "uuid":
+        if not isinstance(value, uuid.UUID):
+            raise _bad(cls, prop, value)
+        return value
+    if t in ("link", "embedded"):
+        target = _REGISTRY.get(prop.target or "")
+        if target is None or not isinstance(value, target):
+            raise _bad(cls, prop, value)
+        return value
+    raise SchemaError(f"unknown property type {t!r}")
+
+
+def validate_value(cls: type, prop: Property, value: Any) -> Any:
+    """Check and normalise a whole property value (collections included)."""
+    if prop.collection is None:
+        return validate_scalar(cls, prop, value)
+    if prop.collection == "dict":
+        if not isinstance(value, Mapping):
+            raise _bad(cls, prop, value)
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise _bad(cls, prop, value, f"key {k!r} is not a str")
+            out[k] = validate_scalar(cls, prop, v)
+        return out
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise _bad(cls, prop, value)
+    items = [validate_scalar(cls, prop, v) for v in value]
+    if prop.collection == "set":
+        try:
+            return set(items)
+        except TypeError as exc:
+            raise _bad(cls, prop, value, str(exc)) from None
+    return items
