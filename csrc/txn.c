@@ -49,7 +49,7 @@ static int dirty_grow(rp_txn *txn) {
     size_t cap = txn->dcap ? txn->dcap * 2 : 256;
     rp_dirty *nd = malloc(cap * sizeof *nd);
     if (!nd) return ENOMEM;
-    for (size_t i = 0; i < cap; i++) nd[i].pgno = UINT64_MAX;
+    for (size_t i = 0; i < cap; i++) nd[i] = (rp_dirty){.pgno = UINT64_MAX};
     for (size_t i = 0; i < txn->dcap; i++) {
         rp_dirty *d = &txn->dirty[i];
         if (d->pgno == UINT64_MAX) continue;
@@ -135,7 +135,7 @@ static int alloc_pgno(rp_txn *txn, uint32_t npages, uint64_t *out) {
         for (size_t i = txn->reuse.n - 1; i > 0; i--) {
             run = (txn->reuse.v[i - 1] == txn->reuse.v[i] + 1) ? run + 1 : 1;
             if (run == npages) {
-                *out = txn->reuse.v[i + npages - 1];
+                *out = txn->reuse.v[i - 1 + npages - 1];   /* the run's lowest page */
                 memmove(&txn->reuse.v[i - 1], &txn->reuse.v[i - 1 + npages],
                         (txn->reuse.n - (i - 1 + npages)) * sizeof(uint32_t));
                 txn->reuse.n -= npages;

@@ -1,0 +1,243 @@
+/*
+ * test_engine.c -- the engine against a model: random puts, deletes, drops,
+ * commits and aborts over several tables with small and overflow values;
+ * after every commit each table is compared with the model by point gets,
+ * forward and reverse scans and batch reads, and rp_env_check() must pass.
+ * Also: reopen, snapshots that keep their version, compaction.
+ */
+#define _GNU_SOURCE 1
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "realmpy.h"
+
+#define CHECK(cond, what)                                                        \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, what);            \
+            exit(1);                                                             \
+        }                                                                        \
+    } while (0)
+#define E(expr)                                                                  \
+    do {                                                                         \
+        int rc_ = (expr);                                                        \
+        if (rc_) {                                                               \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr,        \
+                    rp_strerror(rc_));                                           \
+            exit(1);                                                             \
+        }                                                                        \
+    } while (0)
+
+#define NTABLES 3
+#define NKEYS 600
+
+/* Model: per table, per key index, a value (len 0 with present=0 = absent). */
+typedef struct {
+    int present;
+    size_t len;
+    unsigned char *val;
+} slot;
+static slot model[NTABLES][NKEYS], saved[NTABLES][NKEYS];
+static const char *tname[NTABLES] = {"alpha", "beta", "a-table-with-a-longer-name"};
+
+static uint64_t rng = 88172645463325252ULL;
+static uint64_t rnd(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static size_t mkkey(int i, unsigned char *buf) {
+    /* Variable-length keys whose byte order is not index order. */
+    int len = sprintf((char *)buf, "k%05d-%0*d", (i * 7919) % NKEYS, 1 + i % 40, i);
+    return (size_t)len;
+}
+
+static void copy_model(slot dst[NTABLES][NKEYS], slot src[NTABLES][NKEYS]) {
+    for (int t = 0; t < NTABLES; t++)
+        for (int i = 0; i < NKEYS; i++) {
+            free(dst[t][i].val);
+            dst[t][i] = src[t][i];
+            if (src[t][i].present) {
+                dst[t][i].val = malloc(src[t][i].len + 1);
+                memcpy(dst[t][i].val, src[t][i].val, src[t][i].len);
+            } else {
+                dst[t][i].val = NULL;
+            }
+        }
+}
+
+static int cmpkey(const void *a, const void *b) {
+    unsigned char ka[64], kb[64];
+    size_t la = mkkey(*(const int *)a, ka), lb = mkkey(*(const int *)b, kb);
+    size_t n = la < lb ? la : lb;
+    int c = memcmp(ka, kb, n);
+    return c ? c : (la > lb) - (la < lb);
+}
+
+static void verify(rp_env *env, slot m[NTABLES][NKEYS]) {
+    rp_txn *txn;
+    E(rp_txn_begin(env, 0, &txn));
+    static int order[NKEYS];
+    for (int i = 0; i < NKEYS; i++) order[i] = i;
+    qsort(order, NKEYS, sizeof order[0], cmpkey);
+    for (int t = 0; t < NTABLES; t++) {
+        size_t tl = strlen(tname[t]);
+        uint64_t count = 0, expect = 0;
+        for (int i = 0; i < NKEYS; i++) {
+            unsigned char k[64];
+            size_t kl = mkkey(i, k);
+            const void *v;
+            size_t vl;
+            int rc = rp_get(txn, tname[t], tl, k, kl, &v, &vl);
+            if (m[t][i].present) {
+                expect++;
+                CHECK(rc == RP_OK, "present key not found");
+                CHECK(vl == m[t][i].len && memcmp(v, m[t][i].val, vl) == 0, "value differs");
+            } else {
+                CHECK(rc == RP_NOTFOUND, "absent key found");
+            }
+        }
+        E(rp_table_count(txn, tname[t], tl, &count));
+        CHECK(count == expect, "table count differs");
+        /* forward and reverse scans visit exactly the present keys in order */
+        for (int dir = 1; dir >= -1; dir -= 2) {
+            rp_cursor *c;
+            E(rp_cursor_open(txn, tname[t], tl, &c));
+            const void *k, *v;
+            size_t kl, vl;
+            int rc = rp_cursor_seek(c, dir > 0 ? RP_SEEK_FIRST : RP_SEEK_LAST, NULL, 0, &k, &kl, &v, &vl);
+            int pos = dir > 0 ? 0 : NKEYS - 1;
+            for (;;) {
+                while (pos >= 0 && pos < NKEYS && !m[t][order[pos]].present) pos += dir;
+                if (pos < 0 || pos >= NKEYS) { CHECK(rc == RP_NOTFOUND, "scan went past the end"); break; }
+                CHECK(rc == RP_OK, "scan ended early");
+                unsigned char ek[64];
+                size_t ekl = mkkey(order[pos], ek);
+                CHECK(kl == ekl && memcmp(k, ek, kl) == 0, "scan key differs");
+                CHECK(vl == m[t][order[pos]].len, "scan value length differs");
+                pos += dir;
+                rc = rp_cursor_step(c, dir, &k, &kl, &v, &vl);
+            }
+            rp_cursor_close(c);
+        }
+        /* batch reads over a bounded range */
+        {
+            rp_cursor *c;
+            E(rp_cursor_open(txn, tname[t], tl, &c));
+            unsigned char lo[64], hi[64];
+            size_t lol = mkkey(order[NKEYS / 4], lo), hil = mkkey(order[3 * NKEYS / 4], hi);
+            const void *k, *v;
+            size_t kl, vl;
+            int rc = rp_cursor_seek(c, RP_SEEK_GE, lo, lol, &k, &kl, &v, &vl);
+            size_t got = 0, want = 0;
+            for (int p = NKEYS / 4; p < 3 * NKEYS / 4; p++) want += m[t][order[p]].present;
+            static unsigned char buf[1 << 17];   /* > the largest value */
+            while (rc == RP_OK) {
+                size_t n, used;
+                rc = rp_cursor_batch(c, 1, 1, hi, hil, buf, sizeof buf, 37, &n, &used);
+                if (rc == RP_OK) { CHECK(n > 0, "batch made no progress"); got += n; }
+            }
+            CHECK(rc == RP_NOTFOUND, "batch error");
+            CHECK(got == want, "batch count differs");
+            rp_cursor_close(c);
+        }
+    }
+    rp_txn_abort(txn);
+    char msg[256];
+    int rc = rp_env_check(env, msg, sizeof msg);
+    if (rc) { fprintf(stderr, "check: %s (%s)\n", rp_strerror(rc), msg); exit(1); }
+}
+
+int main(void) {
+    char dir[] = "/tmp/rp_test_engineXXXXXX";
+    CHECK(mkdtemp(dir), "mkdtemp");
+    char path[256], copy[256];
+    snprintf(path, sizeof path, "%s/db", dir);
+    snprintf(copy, sizeof copy, "%s/compact", dir);
+    rp_env *env;
+    E(rp_env_open(path, RP_NOSYNC, 0, 0, 0, &env));
+    CHECK(rp_env_version(env) == 1, "fresh env version");
+    verify(env, model);
+    unsigned char *big = malloc(71000);
+    for (int i = 0; i < 71000; i++) big[i] = (unsigned char)rnd();
+    rp_txn *snap = NULL;
+    uint64_t snap_version = 0;
+    for (int round = 0; round < 120; round++) {
+        rp_txn *w;
+        E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+        copy_model(saved, model);
+        int nops = 1 + (int)(rnd() % (round % 10 == 0 ? 800 : 60));
+        for (int op = 0; op < nops; op++) {
+            int t = (int)(rnd() % NTABLES), i = (int)(rnd() % NKEYS);
+            unsigned char k[64];
+            size_t kl = mkkey(i, k);
+            size_t tl = strlen(tname[t]);
+            uint64_t r = rnd() % 100;
+            if (r < 60) {
+                size_t len = (r < 3) ? 1000 + rnd() % 69000 : rnd() % 300;
+                unsigned char *v = malloc(len + 1);
+                memcpy(v, big + rnd() % 1000, len);
+                E(rp_put(w, tname[t], tl, k, kl, v, len));
+                free(model[t][i].val);
+                model[t][i] = (slot){1, len, v};
+            } else if (r < 99) {
+                int rc = rp_del(w, tname[t], tl, k, kl);
+                CHECK(rc == (model[t][i].present ? RP_OK : RP_NOTFOUND), "delete result");
+                free(model[t][i].val);
+                model[t][i] = (slot){0, 0, NULL};
+            } else {
+                int rc = rp_drop_table(w, tname[t], tl);
+                CHECK(rc == RP_OK || rc == RP_NOTFOUND, "drop result");
+                for (int j = 0; j < NKEYS; j++) {
+                    free(model[t][j].val);
+                    model[t][j] = (slot){0, 0, NULL};
+                }
+            }
+        }
+        if (rnd() % 5 == 0) {
+            rp_txn_abort(w);
+            copy_model(model, saved);
+        } else {
+            E(rp_txn_commit(w));
+        }
+        verify(env, model);
+        /* A snapshot keeps seeing its version while writers go on. */
+        if (round % 17 == 0) {
+            if (snap) rp_txn_abort(snap);
+            E(rp_txn_begin(env, 0, &snap));
+            snap_version = rp_txn_version(snap);
+        }
+        if (snap) CHECK(rp_txn_version(snap) == snap_version, "snapshot version moved");
+    }
+    if (snap) rp_txn_abort(snap);
+    rp_stat st;
+    E(rp_env_stat(env, &st));
+    printf("version %llu pages %llu free %llu pending %llu entries %llu\n",
+           (unsigned long long)st.version, (unsigned long long)st.pages_used,
+           (unsigned long long)st.free_pages, (unsigned long long)st.pending_pages,
+           (unsigned long long)st.entries);
+    E(rp_env_compact(env, copy));
+    CHECK(rp_env_compact(env, copy) == RP_EXISTS, "compact onto an existing file");
+    E(rp_env_close(env));
+    /* reopen: the same data */
+    E(rp_env_open(path, 0, 0, 0, 0, &env));
+    verify(env, model);
+    E(rp_env_close(env));
+    E(rp_env_open(copy, RP_RDONLY, 0, 0, 0, &env));
+    verify(env, model);
+    rp_txn *w;
+    CHECK(rp_txn_begin(env, RP_TXN_WRITE, &w) == RP_READ_ONLY, "write on read-only env");
+    E(rp_env_close(env));
+    for (int t = 0; t < NTABLES; t++)
+        for (int i = 0; i < NKEYS; i++) { free(model[t][i].val); free(saved[t][i].val); }
+    free(big);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+    printf("test_engine: ok\n");
+    return 0;
+}
