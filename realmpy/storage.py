@@ -789,7 +789,9 @@ class _Transaction:
         stop: bytes | None,
         reverse: bool,
     ) -> Iterator[tuple[bytes, bytes]]:
-        if start is not None and stop is not None and start >= stop:
+        if start == b"":
+            start = None  # every key is >= b""
+        if stop is not None and (stop == b"" or (start is not None and start >= stop)):
             return
         last: bytes | None = None  # last key yielded
         max_items = _FIRST_BATCH_ITEMS
@@ -839,30 +841,44 @@ class _Transaction:
             self._fail(rc, "scan failed", table)
         cur = curp[0]
         try:
+            seek = lib.rp_cursor_seek
             include_current = 1
             if not reverse:
+                # Seek to `key` (GE); `exclusive` skips an entry equal to it.
+                # A start bound longer than any key (MAX_KEY) is exclusive
+                # at its MAX_KEY prefix: k >= start <=> k > start[:MAX_KEY].
+                key: bytes | None
+                exclusive: bool
                 if last is not None:
-                    rc = lib.rp_cursor_seek(
-                        cur, _SEEK_GE, last, len(last), kp, kl, vp, vl
-                    )
-                    if rc == _OK and ffi.unpack(outs.kpc[0], kl[0]) == last:
-                        include_current = 0
-                elif start is not None:
-                    rc = lib.rp_cursor_seek(
-                        cur, _SEEK_GE, start, len(start), kp, kl, vp, vl
-                    )
+                    key, exclusive = last, True
+                elif start is not None and len(start) > MAX_KEY:
+                    key, exclusive = start[:MAX_KEY], True
                 else:
-                    rc = lib.rp_cursor_seek(cur, _SEEK_FIRST, _NULL, 0, kp, kl, vp, vl)
+                    key, exclusive = start, False
+                if key is None:
+                    rc = seek(cur, _SEEK_FIRST, _NULL, 0, kp, kl, vp, vl)
+                else:
+                    rc = seek(cur, _SEEK_GE, key, len(key), kp, kl, vp, vl)
+                    if (
+                        exclusive
+                        and rc == _OK
+                        and ffi.unpack(outs.kpc[0], kl[0]) == key
+                    ):
+                        include_current = 0
                 bound = stop
                 direction = 1
             else:
                 edge = last if last is not None else stop
-                if edge is not None:
-                    rc = lib.rp_cursor_seek(
-                        cur, _SEEK_LT, edge, len(edge), kp, kl, vp, vl
-                    )
+                if edge is None:
+                    rc = seek(cur, _SEEK_LAST, _NULL, 0, kp, kl, vp, vl)
+                elif len(edge) <= MAX_KEY:
+                    rc = seek(cur, _SEEK_LT, edge, len(edge), kp, kl, vp, vl)
                 else:
-                    rc = lib.rp_cursor_seek(cur, _SEEK_LAST, _NULL, 0, kp, kl, vp, vl)
+                    # k < edge <=> k <= edge[:MAX_KEY] for keys of <= MAX_KEY.
+                    cut = edge[:MAX_KEY]
+                    rc = seek(cur, _SEEK_GE, cut, len(cut), kp, kl, vp, vl)
+                    if rc != _OK or ffi.unpack(outs.kpc[0], kl[0]) != cut:
+                        rc = seek(cur, _SEEK_LT, cut, len(cut), kp, kl, vp, vl)
                 bound = start
                 direction = -1
             if rc == _NOTFOUND:

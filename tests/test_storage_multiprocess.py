@@ -1,0 +1,255 @@
+"""Several processes on one database file.
+
+* Read-modify-write increments from 4 processes add up exactly (one writer
+  at a time, and each writer sees the previous writer's commit).
+* Readers holding snapshots always see a conserved sum while writers move
+  value between keys (snapshots see whole commits only).
+* ``wait_for_change`` wakes a process blocked on the shared version counter.
+
+Children are forked and open their own ``Environment`` (handles do not
+survive ``fork()``).  Every child reports through its exit code or a queue;
+nothing here depends on timing.
+"""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing as mp
+import os
+import random
+import struct
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from realmpy.errors import ClosedError, ForkedError
+from realmpy.storage import Environment
+
+CTX = mp.get_context("fork")
+PROCS = 4
+INCREMENTS = int(os.environ.get("REALMPY_INCREMENTS", "2000"))
+# Offset of the waiter count in the lock file (csrc/format.h).
+LOCK_WAITERS_OFFSET = 140
+# Guard against a hang (a lost wake-up) only; never reached when things work.
+HANG_GUARD_S = 120.0
+
+
+def _join_all(procs: list[Any]) -> list[int]:
+    codes = []
+    for p in procs:
+        p.join(HANG_GUARD_S)
+        if p.is_alive():
+            p.kill()
+            p.join()
+        codes.append(p.exitcode)
+    return codes
+
+
+def _incrementer(path: str, me: int, n: int, start: Any) -> None:
+    start.wait()
+    with Environment(path, durability="none") as env:
+        for _ in range(n):
+            with env.write() as txn:
+                total = int(txn.get("t", b"total") or b"0")
+                txn.put("t", b"total", b"%d" % (total + 1))
+                mine = int(txn.get("t", b"p%d" % me) or b"0")
+                txn.put("t", b"p%d" % me, b"%d" % (mine + 1))
+
+
+def test_concurrent_increments_are_exact(db_path: str) -> None:
+    Environment(db_path).close()  # create the file before the race
+    start = CTX.Event()
+    procs = [
+        CTX.Process(target=_incrementer, args=(db_path, i, INCREMENTS, start))
+        for i in range(PROCS)
+    ]
+    for p in procs:
+        p.start()
+    start.set()
+    assert _join_all(procs) == [0] * PROCS
+    with Environment(db_path) as env, env.read() as snap:
+        assert snap.get("t", b"total") == b"%d" % (PROCS * INCREMENTS)
+        for i in range(PROCS):
+            assert snap.get("t", b"p%d" % i) == b"%d" % INCREMENTS
+        env.check()
+
+
+ACCOUNTS = 16
+INITIAL = 1000
+MOVES = int(os.environ.get("REALMPY_MOVES", "1500"))
+
+
+def _mover(path: str, seed: int, n: int, start: Any) -> None:
+    rng = random.Random(seed)
+    start.wait()
+    with Environment(path, durability="none") as env:
+        for _ in range(n):
+            a, b = rng.sample(range(ACCOUNTS), 2)
+            with env.write() as txn:
+                va = int(txn.get("acct", b"%02d" % a) or b"0")
+                vb = int(txn.get("acct", b"%02d" % b) or b"0")
+                amount = rng.randint(0, va)
+                txn.put("acct", b"%02d" % a, b"%d" % (va - amount))
+                txn.put("acct", b"%02d" % b, b"%d" % (vb + amount))
+
+
+def _auditor(path: str, start: Any, done: Any, out: Any) -> None:
+    start.wait()
+    checks = 0
+    last_version = 0
+    problems: list[str] = []
+    with Environment(path, durability="none") as env:
+        # Keep auditing until the movers are done, and at least 50 times.
+        while not done.is_set() or checks < 50:
+            with env.read() as snap:
+                if snap.version < last_version:
+                    problems.append(f"version went back {last_version}->{snap.version}")
+                last_version = snap.version
+                rows = list(snap.scan("acct"))
+                total = sum(int(v) for _, v in rows)
+                by_get = sum(
+                    int(snap.get("acct", b"%02d" % i) or b"0") for i in range(ACCOUNTS)
+                )
+                if (
+                    total != ACCOUNTS * INITIAL
+                    or by_get != total
+                    or len(rows) != ACCOUNTS
+                ):
+                    problems.append(
+                        f"v{snap.version}: sum {total}/{by_get}, {len(rows)} rows"
+                    )
+            checks += 1
+    out.put((checks, problems))
+
+
+def test_readers_see_a_conserved_sum(db_path: str) -> None:
+    with Environment(db_path, durability="none") as env, env.write() as txn:
+        for i in range(ACCOUNTS):
+            txn.put("acct", b"%02d" % i, b"%d" % INITIAL)
+    start, done = CTX.Event(), CTX.Event()
+    out = CTX.Queue()
+    movers = [
+        CTX.Process(target=_mover, args=(db_path, seed, MOVES, start))
+        for seed in (1, 2)
+    ]
+    auditors = [
+        CTX.Process(target=_auditor, args=(db_path, start, done, out)) for _ in range(2)
+    ]
+    for p in movers + auditors:
+        p.start()
+    start.set()
+    assert _join_all(movers) == [0, 0]
+    done.set()
+    results = [out.get(timeout=HANG_GUARD_S) for _ in auditors]
+    assert _join_all(auditors) == [0, 0]
+    for checks, problems in results:
+        assert checks >= 50
+        assert problems == []
+    with Environment(db_path) as env:
+        env.check()
+        assert env.version >= 1 + 2 * MOVES
+
+
+def _wait_for_waiter(lock_path: str, expected: int) -> None:
+    """Wait until ``expected`` threads are blocked on the version futex.
+
+    Reads the waiter count from the lock file (csrc/format.h); it only makes
+    the test stricter (the commit happens while the waiter really sleeps).
+    """
+    with open(lock_path, "rb") as f:
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            deadline = time.monotonic() + HANG_GUARD_S
+            while time.monotonic() < deadline:
+                (waiters,) = struct.unpack_from("<I", m, LOCK_WAITERS_OFFSET)
+                if waiters >= expected:
+                    return
+                time.sleep(0.0005)
+            pytest.fail("the waiter never blocked on the version counter")
+        finally:
+            m.close()
+
+
+def _waiter(path: str, since: int, conn: Any) -> None:
+    with Environment(path, durability="none") as env:
+        got = env.wait_for_change(since, timeout=HANG_GUARD_S)
+        woke = time.perf_counter_ns()
+        conn.send((got, woke))
+
+
+def test_wait_for_change_wakes_another_process(db_path: str) -> None:
+    with Environment(db_path, durability="full") as env:
+        with env.write() as txn:
+            txn.put("t", b"k", b"0")
+        latencies = []
+        for round_ in range(5):
+            since = env.version
+            parent, child = CTX.Pipe()
+            p = CTX.Process(target=_waiter, args=(db_path, since, child))
+            p.start()
+            _wait_for_waiter(db_path + ".lock", 1)
+            with env.write() as txn:
+                txn.put("t", b"k", b"%d" % round_)
+            committed = time.perf_counter_ns()
+            assert parent.poll(HANG_GUARD_S), "waiter did not wake up"
+            got, woke = parent.recv()
+            assert _join_all([p]) == [0]
+            assert got == since + 1 == env.version
+            latencies.append((woke - committed) / 1000)
+        print(f"wake-up latency after commit returned (us): {sorted(latencies)}")
+
+
+def test_wait_for_change_timeout_returns_since(db_path: str) -> None:
+    with Environment(db_path) as env:
+        v = env.version
+        assert env.wait_for_change(v, timeout=0) == v
+        assert env.wait_for_change(v, timeout=0.01) == v
+        # A version that is already different returns at once.
+        assert env.wait_for_change(v + 5, timeout=None) == v
+
+
+def test_close_wakes_a_waiting_thread(db_path: str) -> None:
+    env = Environment(db_path)
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            env.wait_for_change(env.version, timeout=HANG_GUARD_S)
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=wait)
+    t.start()
+    _wait_for_waiter(db_path + ".lock", 1)
+    env.close()
+    t.join(HANG_GUARD_S)
+    assert not t.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], ClosedError)
+
+
+def _use_inherited(env: Environment, conn: Any) -> None:
+    try:
+        with env.read() as snap:
+            snap.get("t", b"k")
+        conn.send("no error")
+    except ForkedError:
+        conn.send("ForkedError")
+    except BaseException as exc:
+        conn.send(f"{type(exc).__name__}: {exc}")
+
+
+def test_forked_child_cannot_use_parent_handle(db_path: str) -> None:
+    with Environment(db_path) as env:
+        with env.write() as txn:
+            txn.put("t", b"k", b"v")
+        parent, child = CTX.Pipe()
+        p = CTX.Process(target=_use_inherited, args=(env, child))
+        p.start()
+        assert parent.poll(HANG_GUARD_S)
+        assert parent.recv() == "ForkedError"
+        assert _join_all([p]) == [0]
+        # The parent's handle is unaffected.
+        with env.read() as snap:
+            assert snap.get("t", b"k") == b"v"
