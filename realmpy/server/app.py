@@ -1,0 +1,397 @@
+"""The HTTP application (ASGI, Starlette): routing, limits, authentication, errors, long-polls.
+
+Why Starlette: a small, pure-Python ASGI toolkit whose routing, request
+streaming and lifespan handling we would otherwise rewrite; it runs under
+uvicorn in production and under ``starlette.testclient`` in tests.
+
+Every request is handled the same way: size limit (``Content-Length`` and the
+streamed body), authentication (every endpoint but register/login/refresh/
+logout/health/metrics), strict decoding of the msgpack body into a typed
+message, the handler in a worker thread (stores are blocking), and a msgpack
+answer.  Any ``ProtocolError`` becomes its 4xx with a typed ``error`` code;
+anything else is logged and answered ``500 internal_error`` — the server
+never crashes on input, and since each handler is one store transaction, an
+error never leaves half an upload behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from realmpy.sync.protocol import (
+    PROTOCOL_VERSION,
+    ApiKeyRequest,
+    ApiKeyResponse,
+    AuthError,
+    DownloadRequest,
+    ErrorResponse,
+    IdentRequest,
+    LoginRequest,
+    MalformedMessage,
+    ProtocolError,
+    RegisterRequest,
+    SchemaRequest,
+    SubscriptionRequest,
+    UploadRequest,
+    pack,
+    tables_to_wire,
+    unpack,
+)
+from realmpy.server.auth import AuthService, Principal
+from realmpy.server.config import ServerConfig
+from realmpy.server.metrics import Metrics
+from realmpy.server.store import Store
+from realmpy.server.sync_service import SyncService
+
+__all__ = ["ChangeWatcher", "ServerApp", "create_app"]
+
+log = logging.getLogger("realmpy.server")
+MSGPACK = "application/msgpack"
+
+
+class RequestTooLarge(ProtocolError):
+    """The body exceeds ``max_request_bytes``."""
+
+    code = "request_too_large"
+    status = 413
+
+
+class NotFound(ProtocolError):
+    """No such endpoint, app or resource."""
+
+    code = "not_found"
+    status = 404
+
+
+class UnsupportedVersion(ProtocolError):
+    """The URL names a protocol version this server does not speak."""
+
+    code = "unsupported_protocol_version"
+
+
+class MissingToken(AuthError):
+    """No ``Authorization: Bearer`` header."""
+
+    code = "unauthorized"
+
+
+class ShuttingDown(ProtocolError):
+    """The server is stopping; retry against another instance or later."""
+
+    code = "shutting_down"
+    status = 503
+
+
+class ChangeWatcher:
+    """Wakes long-polls when any server version is committed (here or, via the store, elsewhere).
+
+    A generation counter is read *before* a long-poll looks at the store and
+    waited on after, so a commit in between is never missed.
+    """
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event = asyncio.Event()
+        self.stopping = False
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Attach to the event loop the app runs on."""
+        self._loop = loop
+        self._event = asyncio.Event()
+
+    def notify_threadsafe(self, *_: object) -> None:
+        """Callable from any thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._bump)
+
+    def _bump(self) -> None:
+        self.generation += 1
+        self._event.set()
+        self._event = asyncio.Event()
+
+    def stop(self) -> None:
+        """Wake every long-poll for a graceful shutdown."""
+        self.stopping = True
+        self.notify_threadsafe()
+
+    async def wait(self, generation: int, timeout: float) -> None:
+        """Return when the generation moved past ``generation`` or after ``timeout`` seconds."""
+        if self.generation != generation or self.stopping or timeout <= 0:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+
+
+class ServerApp:
+    """Wires config, store, auth and sync into Starlette routes."""
+
+    def __init__(self, config: ServerConfig, store: Store, *, now: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = Metrics()
+        self.watcher = ChangeWatcher()
+        with store.transaction(write=False) as tx:
+            secret = tx.server_state()[2]
+        self.auth = AuthService(store, config.auth, app_id=config.app_id, secret=secret, now=now)
+        self.sync = SyncService(store, config, on_change=self.watcher.notify_threadsafe)
+        store.add_listener(self.watcher.notify_threadsafe)
+        prefix = f"/api/v{PROTOCOL_VERSION}/app/{{app_id}}"
+        routes = [
+            Route("/health", self.health, methods=["GET"]),
+            Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+            Route(f"{prefix}/auth/register", self.register, methods=["POST"]),
+            Route(f"{prefix}/auth/login", self.login, methods=["POST"]),
+            Route(f"{prefix}/auth/refresh", self.refresh, methods=["POST"]),
+            Route(f"{prefix}/auth/logout", self.logout, methods=["POST"]),
+            Route(f"{prefix}/auth/profile", self.profile, methods=["GET"]),
+            Route(f"{prefix}/auth/api-keys", self.api_keys, methods=["GET", "POST"]),
+            Route(f"{prefix}/auth/api-keys/{{key_id}}", self.api_key_delete, methods=["DELETE"]),
+            Route(f"{prefix}/sync/ident", self.ident, methods=["POST"]),
+            Route(f"{prefix}/sync/schema", self.schema, methods=["GET", "POST"]),
+            Route(f"{prefix}/sync/upload", self.upload, methods=["POST"]),
+            Route(f"{prefix}/sync/download", self.download, methods=["POST"]),
+            Route(f"{prefix}/sync/subscriptions", self.subscriptions, methods=["POST"]),
+            Route("/api/{version}/{rest:path}", self.wrong_version, methods=["GET", "POST", "PUT", "DELETE"]),
+        ]
+        self.app = Starlette(routes=routes, lifespan=self._lifespan, exception_handlers={404: self._not_found, 405: self._not_allowed})
+
+    # ----------------------------------------------------------------- plumbing
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        self.watcher.bind(asyncio.get_running_loop())
+        self.store.start_listening()
+        log.info("server started", extra={"app_id": self.config.app_id, "dev_mode": self.config.dev_mode})
+        try:
+            yield
+        finally:
+            self.watcher.stop()
+            log.info("server stopped")
+
+    async def _not_found(self, request: Request, exc: Exception) -> Response:
+        return self._error(NotFound(f"no endpoint {request.method} {request.url.path}"))
+
+    async def _not_allowed(self, request: Request, exc: Exception) -> Response:
+        err = NotFound(f"method {request.method} not allowed on {request.url.path}")
+        return Response(pack(ErrorResponse("method_not_allowed", err.message).to_wire()), 405, media_type=MSGPACK)
+
+    def _error(self, exc: ProtocolError) -> Response:
+        body = ErrorResponse(exc.code, exc.message, _plain(exc.detail)).to_wire()
+        return Response(pack(body), exc.status, media_type=MSGPACK)
+
+    async def _body(self, request: Request) -> Any:
+        limit = self.config.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                if int(declared) > limit:
+                    raise RequestTooLarge(f"request body of {declared} bytes exceeds {limit}", limit=limit)
+            except ValueError:
+                raise MalformedMessage("bad Content-Length") from None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestTooLarge(f"request body exceeds {limit} bytes", limit=limit)
+            chunks.append(chunk)
+        return unpack(b"".join(chunks), max_bytes=limit)
+
+    @staticmethod
+    def _bearer(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise MissingToken("missing 'Authorization: Bearer <token>' header")
+        return token.strip()
+
+    async def _principal(self, request: Request) -> Principal:
+        return await run_in_threadpool(self.auth.authenticate, self._bearer(request))
+
+    def _check_app(self, request: Request) -> None:
+        if request.path_params.get("app_id") != self.config.app_id:
+            raise NotFound(f"unknown app {request.path_params.get('app_id')!r}")
+
+    async def _run(self, request: Request, name: str, fn: Callable[[], Awaitable[Any]]) -> Response:
+        start = time.perf_counter()
+        status = 500
+        try:
+            self._check_app(request)
+            result = await fn()
+            status = 200
+            return Response(pack(result), 200, media_type=MSGPACK)
+        except ProtocolError as exc:
+            status = exc.status
+            self.metrics.inc("realmpy_errors_total", help="Requests answered with a typed error", code=exc.code)
+            return self._error(exc)
+        except Exception:
+            log.exception("internal error", extra={"endpoint": name})
+            return Response(pack(ErrorResponse("internal_error", "internal server error").to_wire()), 500, media_type=MSGPACK)
+        finally:
+            elapsed = time.perf_counter() - start
+            self.metrics.inc("realmpy_requests_total", help="HTTP requests by endpoint and status", endpoint=name, status=str(status))
+            self.metrics.observe("realmpy_request_seconds", elapsed, help="Request durations", endpoint=name)
+            log.info("request", extra={"endpoint": name, "status": status, "ms": round(elapsed * 1000, 2)})
+
+    # ----------------------------------------------------------------- endpoints
+
+    async def health(self, request: Request) -> Response:
+        """Liveness and store reachability."""
+        try:
+            latest = await run_in_threadpool(self._latest)
+        except Exception as exc:  # noqa: BLE001 - health reports any store failure
+            return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok", "app_id": self.config.app_id, "server_version": latest,
+                             "protocol_version": PROTOCOL_VERSION, "dev_mode": self.config.dev_mode})
+
+    def _latest(self) -> int:
+        with self.store.transaction(write=False) as tx:
+            return tx.latest_server_version()
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        """Prometheus text format."""
+        return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def wrong_version(self, request: Request) -> Response:
+        """Any other ``/api/vN/...``."""
+        version = request.path_params.get("version", "")
+        if version == f"v{PROTOCOL_VERSION}":
+            return self._error(NotFound(f"no endpoint {request.method} {request.url.path}"))
+        return self._error(UnsupportedVersion(f"protocol {version!r} is not supported; this server speaks v{PROTOCOL_VERSION}",
+                                              supported=[PROTOCOL_VERSION]))
+
+    async def register(self, request: Request) -> Response:
+        async def go() -> Any:
+            msg = RegisterRequest.from_wire(await self._body(request))
+            return {"user_id": await run_in_threadpool(self.auth.register, msg.email, msg.password)}
+        return await self._run(request, "register", go)
+
+    async def login(self, request: Request) -> Response:
+        async def go() -> Any:
+            msg = LoginRequest.from_wire(await self._body(request))
+            return (await run_in_threadpool(self.auth.login, msg)).to_wire()
+        return await self._run(request, "login", go)
+
+    async def refresh(self, request: Request) -> Response:
+        async def go() -> Any:
+            return (await run_in_threadpool(self.auth.refresh, self._bearer(request))).to_wire()
+        return await self._run(request, "refresh", go)
+
+    async def logout(self, request: Request) -> Response:
+        async def go() -> Any:
+            await run_in_threadpool(self.auth.logout, self._bearer(request))
+            return {"ok": True}
+        return await self._run(request, "logout", go)
+
+    async def profile(self, request: Request) -> Response:
+        async def go() -> Any:
+            p = await self._principal(request)
+            return {"user_id": p.user_id, "provider": p.provider, "email": p.email}
+        return await self._run(request, "profile", go)
+
+    async def api_keys(self, request: Request) -> Response:
+        async def go() -> Any:
+            p = await self._principal(request)
+            if request.method == "GET":
+                keys = await run_in_threadpool(self.auth.list_api_keys, p)
+                return {"keys": [ApiKeyResponse(i, n).to_wire() for i, n in keys]}
+            msg = ApiKeyRequest.from_wire(await self._body(request))
+            key_id, key = await run_in_threadpool(self.auth.create_api_key, p, msg.name)
+            return ApiKeyResponse(key_id, msg.name, key).to_wire()
+        return await self._run(request, "api_keys", go)
+
+    async def api_key_delete(self, request: Request) -> Response:
+        async def go() -> Any:
+            p = await self._principal(request)
+            if not await run_in_threadpool(self.auth.delete_api_key, p, request.path_params["key_id"]):
+                raise NotFound("no such API key")
+            return {"ok": True}
+        return await self._run(request, "api_key_delete", go)
+
+    async def ident(self, request: Request) -> Response:
+        async def go() -> Any:
+            p = await self._principal(request)
+            msg = IdentRequest.from_wire(await self._body(request))
+            return (await run_in_threadpool(self.sync.ident, p, msg.nonce)).to_wire()
+        return await self._run(request, "ident", go)
+
+    async def schema(self, request: Request) -> Response:
+        async def go() -> Any:
+            await self._principal(request)
+            if request.method == "GET":
+                return {"tables": tables_to_wire(self.sync.schema(reload=True))}
+            msg = SchemaRequest.from_wire(await self._body(request))
+            return {"tables": tables_to_wire(await run_in_threadpool(self.sync.push_schema, msg))}
+        return await self._run(request, "schema", go)
+
+    async def upload(self, request: Request) -> Response:
+        async def go() -> Any:
+            p = await self._principal(request)
+            msg = UploadRequest.from_wire(await self._body(request))
+            res = await run_in_threadpool(self.sync.upload, p, msg)
+            self.metrics.inc("realmpy_upload_changesets_total", len(msg.changesets), help="Changesets received")
+            self.metrics.inc("realmpy_upload_ops_total", sum(len(c.ops) for c in msg.changesets), help="Operations received")
+            if res.rejected:
+                self.metrics.inc("realmpy_rejected_writes_total", len(res.rejected), help="Writes refused by permission rules")
+            return res.to_wire()
+        return await self._run(request, "upload", go)
+
+    async def subscriptions(self, request: Request) -> Response:
+        async def go() -> Any:
+            p = await self._principal(request)
+            msg = SubscriptionRequest.from_wire(await self._body(request))
+            return (await run_in_threadpool(self.sync.set_subscriptions, p, msg)).to_wire()
+        return await self._run(request, "subscriptions", go)
+
+    async def download(self, request: Request) -> Response:
+        async def go() -> Any:
+            p = await self._principal(request)
+            msg = DownloadRequest.from_wire(await self._body(request))
+            wait = min(msg.wait_ms, self.config.max_long_poll_ms) / 1000.0
+            deadline = time.monotonic() + wait
+            self.metrics.gauge("realmpy_long_polls", 1, help="Downloads currently waiting")
+            try:
+                while True:
+                    gen = self.watcher.generation
+                    res = await run_in_threadpool(self.sync.download, p, msg)
+                    remaining = deadline - time.monotonic()
+                    if res.entries or res.batch != "steady" or remaining <= 0 or self.watcher.stopping:
+                        break
+                    if res.server_version > msg.after_server_version:
+                        break  # the cursor moved (objects outside the view changed): tell the client
+                    await self.watcher.wait(gen, remaining)
+            finally:
+                self.metrics.gauge("realmpy_long_polls", -1)
+            self.metrics.inc("realmpy_download_entries_total", len(res.entries), help="Objects sent in downloads")
+            return res.to_wire()
+        return await self._run(request, "download", go)
+
+
+def _plain(detail: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in dict(detail).items():
+        try:
+            pack(v)
+            out[k] = v
+        except TypeError:
+            out[k] = str(v)
+    return out
+
+
+def create_app(config: ServerConfig, store: Store, *, now: Callable[[], float] = time.time) -> ServerApp:
+    """Build the app; ``ServerApp.app`` is the ASGI callable."""
+    return ServerApp(config, store, now=now)

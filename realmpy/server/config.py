@@ -1,0 +1,142 @@
+"""Server configuration: a TOML file plus command-line flags; development mode without a file.
+
+Why TOML: it is in the standard library (``tomllib``), readable, and maps
+cleanly onto the few sections the server needs.  Example::
+
+    app_id = "demo"
+
+    [auth]
+    anonymous = false
+    email_password = true
+    api_keys = true
+    access_token_ttl = 900          # seconds
+    refresh_token_ttl = 5184000
+
+    [limits]
+    max_request_bytes = 16777216
+    max_clock_skew_ms = 300000
+
+    [schema.Task]                   # optional; without it clients' additive schema is adopted
+    primary_key = "id"
+    fields = { id = "objectid", owner_id = "string", title = "string", done = "bool",
+               tags = "string[]", likes = "counter", parent = "link:Task?" }
+
+    [rules]                         # the default for tables without their own rule
+    read = "FALSEPREDICATE"
+    write = "FALSEPREDICATE"
+
+    [rules.Task]
+    read = "owner_id == %user.id"
+    write = "owner_id == %user.id"
+
+A field type is a base type (``bool int float string binary timestamp decimal
+objectid uuid counter``) or ``link:Table``, then ``?`` for optional, then
+``[]`` for a list.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from realmpy.sync.merge import MAX_CLOCK_SKEW_MS
+from realmpy.sync.protocol import FIELD_TYPES, FieldSpec, MalformedMessage, TableSpec, tables_from_wire, tables_to_wire
+from realmpy.server.auth import AuthConfig
+from realmpy.server.permissions import Permissions
+
+__all__ = ["ConfigError", "ServerConfig", "load_config", "parse_field_type"]
+
+
+class ConfigError(ValueError):
+    """The configuration file is invalid; the message names the setting."""
+
+
+_FIELD_RE = re.compile(r"^(?:link:(?P<target>[A-Za-z_][A-Za-z0-9_]*)|(?P<base>[a-z]+))(?P<opt>\?)?(?P<list>\[\])?$")
+
+
+def parse_field_type(text: str) -> FieldSpec:
+    """``"string?"`` → FieldSpec("string", optional=True), ``"link:Dog[]"`` → list of links."""
+    m = _FIELD_RE.match(text.strip())
+    if m is None or (m["base"] is not None and m["base"] not in FIELD_TYPES - {"link"}):
+        raise ConfigError(f"unknown field type {text!r}")
+    typ = "link" if m["target"] else m["base"]
+    return FieldSpec(typ, bool(m["opt"]), "list" if m["list"] else None, m["target"])
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything that shapes one served app."""
+
+    app_id: str = "default"
+    dev_mode: bool = True
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    permissions: Permissions = field(default_factory=Permissions)
+    schema: Mapping[str, TableSpec] | None = None
+    """Fixed schema, or None to adopt clients' additive schema changes."""
+    max_request_bytes: int = 16 * 1024 * 1024
+    max_clock_skew_ms: int = MAX_CLOCK_SKEW_MS
+    max_long_poll_ms: int = 60_000
+
+
+def _section(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    v = doc.get(name, {})
+    if not isinstance(v, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return v
+
+
+def load_config(path: str | Path | None, *, app_id: str | None = None) -> ServerConfig:
+    """Read a configuration file (None = development mode)."""
+    if path is None:
+        return ServerConfig(app_id=app_id or "default")
+    try:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    auth_doc = _section(doc, "auth")
+    known_auth = {f for f in AuthConfig.__dataclass_fields__}
+    unknown = set(auth_doc) - known_auth
+    if unknown:
+        raise ConfigError(f"[auth]: unknown settings {sorted(unknown)}")
+    auth = AuthConfig(**auth_doc)
+    limits = _section(doc, "limits")
+    schema: dict[str, TableSpec] | None = None
+    if "schema" in doc:
+        raw: dict[str, Any] = {}
+        for table, spec in _section(doc, "schema").items():
+            if not isinstance(spec, dict) or not isinstance(spec.get("fields"), dict):
+                raise ConfigError(f"[schema.{table}] needs primary_key and fields")
+            raw[table] = {
+                "primary_key": spec.get("primary_key"),
+                "fields": {k: parse_field_type(str(v)).to_wire() for k, v in spec["fields"].items()},
+            }
+        try:
+            schema = tables_from_wire(raw)
+        except MalformedMessage as exc:
+            raise ConfigError(f"[schema]: {exc}") from None
+        for table, spec in schema.items():
+            for fname, fs in spec.fields.items():
+                if fs.target is not None and fs.target not in schema:
+                    raise ConfigError(f"[schema.{table}] {fname}: unknown link target {fs.target!r}")
+        tables_to_wire(schema)
+    rules = _section(doc, "rules")
+    default = (rules.get("read"), rules.get("write"))
+    per_table = {k: (v.get("read", default[0]), v.get("write", default[1])) for k, v in rules.items() if isinstance(v, dict)}
+    try:
+        perms = Permissions(per_table, default)
+    except ValueError as exc:
+        raise ConfigError(f"[rules]: {exc}") from None
+    return ServerConfig(
+        app_id=app_id or str(doc.get("app_id", "default")),
+        dev_mode=False,
+        auth=auth,
+        permissions=perms,
+        schema=schema,
+        max_request_bytes=int(limits.get("max_request_bytes", 16 * 1024 * 1024)),
+        max_clock_skew_ms=int(limits.get("max_clock_skew_ms", MAX_CLOCK_SKEW_MS)),
+        max_long_poll_ms=int(limits.get("max_long_poll_ms", 60_000)),
+    )

@@ -1,0 +1,120 @@
+"""Per-table read and write rules, written in the Realm Query Language.
+
+Why rules are queries: the same language the client uses for subscriptions
+says which objects a user may see or change (``owner_id == %user.id``), it is
+evaluated by the object layer's ``realmpy.query`` on plain records, and a rule
+is visible in one line of configuration.  A table without its own rule uses
+the default; with no configuration (development mode) everything is allowed.
+
+Write checks look at both images of an object: a change is allowed only if the
+object before it (when it existed) *and* after it (when it still exists)
+satisfy the table's write rule, so a user can neither edit another user's
+object nor give an object away, nor create one on another user's behalf.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from realmpy import query as rql
+from realmpy.exceptions import QueryError
+from realmpy.sync.protocol import ProtocolError
+
+__all__ = ["InvalidQueryError", "Permissions", "Rule", "Subscriptions", "compile_query"]
+
+
+class InvalidQueryError(ProtocolError):
+    """A rule or subscription query does not parse or names an unknown table."""
+
+    code = "invalid_query"
+
+
+def compile_query(text: str) -> rql.Query:
+    """Parse a query, turning syntax errors into a typed protocol error."""
+    try:
+        return rql.parse(text)
+    except (QueryError, ValueError, TypeError) as exc:
+        raise InvalidQueryError(f"invalid query {text!r}: {exc}", query=text) from None
+
+
+def _matches(q: rql.Query | None, record: Mapping[str, Any], variables: Mapping[str, Any], args: tuple[Any, ...] = ()) -> bool:
+    if q is None:
+        return True
+    try:
+        return q.matches(record, args=args, variables=variables)
+    except (QueryError, ValueError, TypeError, KeyError):
+        return False  # a rule that cannot be evaluated on this record denies
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One table's rule: None means "allowed"."""
+
+    read: rql.Query | None
+    write: rql.Query | None
+
+
+class Permissions:
+    """The rule set of an app."""
+
+    def __init__(self, tables: Mapping[str, tuple[str | None, str | None]] | None = None, default: tuple[str | None, str | None] = (None, None)) -> None:
+        def rule(pair: tuple[str | None, str | None]) -> Rule:
+            return Rule(*(None if t is None else compile_query(t) for t in pair))
+
+        self._default = rule(default)
+        self._tables = {name: rule(pair) for name, pair in (tables or {}).items()}
+        text = repr((sorted((k, v) for k, v in (tables or {}).items()), default))
+        self.fingerprint = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        """Changes whenever the rules change, so clients re-bootstrap."""
+
+    @property
+    def allows_everything(self) -> bool:
+        """True in development mode (no rules)."""
+        return not self._tables and self._default == Rule(None, None)
+
+    def rule(self, table: str) -> Rule:
+        """The rule for ``table`` (or the default)."""
+        return self._tables.get(table, self._default)
+
+    def can_read(self, table: str, record: Mapping[str, Any], variables: Mapping[str, Any]) -> bool:
+        """May the user see this object?"""
+        return _matches(self.rule(table).read, record, variables)
+
+    def check_write(self, table: str, pre: Mapping[str, Any] | None, post: Mapping[str, Any] | None, variables: Mapping[str, Any]) -> str | None:
+        """None if the change is allowed, else the reason it is not."""
+        q = self.rule(table).write
+        if q is None:
+            return None
+        if pre is not None and not _matches(q, pre, variables):
+            return f"write to {table} denied: the object does not satisfy the write rule ({q.text})"
+        if post is not None and not _matches(q, post, variables):
+            return f"write to {table} denied: the result would not satisfy the write rule ({q.text})"
+        return None
+
+
+class Subscriptions:
+    """A client's compiled subscription set: table → [(query, args)]."""
+
+    def __init__(self, queries: Mapping[str, tuple[tuple[str, tuple[Any, ...]], ...]], known_tables: Mapping[str, Any]) -> None:
+        compiled: dict[str, list[tuple[rql.Query, tuple[Any, ...]]]] = {}
+        for table, items in queries.items():
+            if table not in known_tables:
+                raise InvalidQueryError(f"subscription on unknown table {table!r}", table=table)
+            for text, args in items:
+                q = compile_query(text)
+                if len(args) < q.arg_count:
+                    raise InvalidQueryError(f"query {text!r} needs {q.arg_count} argument(s)", query=text)
+                compiled.setdefault(table, []).append((q, args))
+        self._queries = compiled
+
+    @property
+    def tables(self) -> frozenset[str]:
+        """Tables with at least one query."""
+        return frozenset(self._queries)
+
+    def matches(self, table: str, record: Mapping[str, Any], variables: Mapping[str, Any]) -> bool:
+        """Is the object in any subscribed query?"""
+        return any(_matches(q, record, variables, args) for q, args in self._queries.get(table, ()))

@@ -1,0 +1,508 @@
+"""The server's history and state store: one small abstract base, SQL shared by SQLite and PostgreSQL.
+
+Why one base with a dialect rather than two implementations: every query the
+server runs is plain SQL that both engines accept (``INSERT … ON CONFLICT``,
+``RETURNING``, row-value comparisons), so the data-access code is written once
+in ``Tx`` and a back end only supplies connections, the write lock, the
+schema's column types and the cross-process wake-up (``store_sqlite``,
+``store_postgres``).
+
+Guarantees the rest of the server relies on:
+
+- ``write()`` transactions are serialised and allocate server versions with
+  ``Tx.next_server_version``; commit order equals version order, so a reader
+  that sees version *v* sees every version below it (no gaps for long-polls);
+- a transaction commits whole or not at all (never half an upload);
+- ``on_commit`` callbacks run only after a successful commit (wake-ups).
+"""
+
+from __future__ import annotations
+
+import abc
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = ["ClientRow", "ConflictError", "ObjectRow", "SessionRow", "Store", "Tx", "UserRow"]
+
+SCHEMA_VERSION: Final = 1
+
+
+class ConflictError(Exception):
+    """A uniqueness constraint refused a row (an email already registered, ...)."""
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """A user: id, the provider that created it, email and password hash if any."""
+
+    id: str
+    provider: str
+    email: str | None
+    pw_hash: bytes | None
+    created_at: int
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """A login session; its refresh token is stored only as a hash."""
+
+    id: str
+    user_id: str
+    refresh_hash: bytes
+    expires_at: int
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    """A client file: identity, upload cursor and subscription state."""
+
+    file_ident: int
+    salt: int
+    user_id: str
+    last_cv: int
+    last_base_sv: int
+    last_ts: int
+    query_version: int
+    queries: bytes | None
+    bootstrapped_qv: int
+    bootstrapped_rules: str
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    """One object's merge state and the server version of its last change."""
+
+    table: str
+    pk: bytes
+    state: bytes
+    last_sv: int
+
+
+_TABLES: Final = """
+CREATE TABLE IF NOT EXISTS server_state (
+    id INTEGER PRIMARY KEY, sv BIGINT NOT NULL, salt BIGINT NOT NULL,
+    secret {blob} NOT NULL, schema {blob}, format INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY, provider TEXT NOT NULL, email TEXT UNIQUE,
+    pw_hash {blob}, created_at BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, refresh_hash {blob} NOT NULL,
+    expires_at BIGINT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL,
+    key_hash {blob} NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS clients (
+    file_ident {serial} PRIMARY KEY, salt BIGINT NOT NULL, user_id TEXT NOT NULL,
+    nonce TEXT NOT NULL, last_cv BIGINT NOT NULL DEFAULT 0,
+    last_base_sv BIGINT NOT NULL DEFAULT 0, last_ts BIGINT NOT NULL DEFAULT 0,
+    query_version BIGINT NOT NULL DEFAULT 0, queries {blob},
+    bootstrapped_qv BIGINT NOT NULL DEFAULT -1, bootstrapped_rules TEXT NOT NULL DEFAULT '',
+    UNIQUE (user_id, nonce));
+CREATE TABLE IF NOT EXISTS changesets (
+    sv BIGINT PRIMARY KEY, file_ident BIGINT NOT NULL, client_version BIGINT NOT NULL,
+    ts BIGINT NOT NULL, base_sv BIGINT NOT NULL, ops {blob} NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    tbl TEXT NOT NULL, pk {blob} NOT NULL, state {blob} NOT NULL, last_sv BIGINT NOT NULL,
+    PRIMARY KEY (tbl, pk));
+CREATE INDEX IF NOT EXISTS objects_by_sv ON objects (last_sv, tbl, pk);
+CREATE TABLE IF NOT EXISTS views (
+    file_ident BIGINT NOT NULL, tbl TEXT NOT NULL, pk {blob} NOT NULL,
+    in_view INTEGER NOT NULL, changed_sv BIGINT NOT NULL,
+    PRIMARY KEY (file_ident, tbl, pk));
+CREATE TABLE IF NOT EXISTS rejections (
+    file_ident BIGINT NOT NULL, sv BIGINT NOT NULL, tbl TEXT NOT NULL, pk {blob} NOT NULL,
+    client_version BIGINT NOT NULL, reason TEXT NOT NULL,
+    PRIMARY KEY (file_ident, sv, tbl, pk));
+"""
+
+
+class Tx:
+    """Data access inside one transaction.  SQL uses ``?``; the store translates."""
+
+    def __init__(self, store: Store, conn: Any) -> None:
+        self._store = store
+        self._conn = conn
+        self._after_commit: list[Callable[[], None]] = []
+        self.new_server_version: int | None = None
+        self._versions_locked = False
+
+    def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._store._execute(self._conn, sql, params)
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._x(sql, params).fetchone()
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self._x(sql, params).fetchall())
+
+    def on_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` after this transaction commits (never if it rolls back)."""
+        self._after_commit.append(fn)
+
+    # ----------------------------------------------------------------- server state
+
+    def server_state(self) -> tuple[int, int, bytes, bytes | None]:
+        """(latest server version, server salt, token secret, stored schema)."""
+        row = self._one("SELECT sv, salt, secret, schema FROM server_state WHERE id = 1")
+        assert row is not None, "store not initialised"
+        return int(row[0]), int(row[1]), bytes(row[2]), None if row[3] is None else bytes(row[3])
+
+    def latest_server_version(self) -> int:
+        """The newest committed server version visible to this transaction."""
+        row = self._one("SELECT sv FROM server_state WHERE id = 1")
+        return int(row[0])
+
+    def lock_versions(self) -> None:
+        """Take the store-wide version lock now (before reading rows an upload depends on).
+
+        Held until commit; serialises every transaction that allocates server
+        versions, so commit order equals version order.
+        """
+        if not self._versions_locked:
+            self._store._lock_versions(self._conn)
+            self._versions_locked = True
+
+    def next_server_version(self) -> int:
+        """Allocate the next server version (write transactions only)."""
+        self.lock_versions()
+        row = self._one("UPDATE server_state SET sv = sv + 1 WHERE id = 1 RETURNING sv")
+        sv = int(row[0])
+        self.new_server_version = sv
+        return sv
+
+    def set_schema(self, blob: bytes) -> None:
+        """Store the app schema (development mode adopts clients' additions)."""
+        self._x("UPDATE server_state SET schema = ? WHERE id = 1", (blob,))
+
+    # ----------------------------------------------------------------- users
+
+    def create_user(self, user: UserRow) -> None:
+        """Insert a user; ``ConflictError`` if the email is taken."""
+        if user.email is not None and self.user_by_email(user.email) is not None:
+            raise ConflictError("email already registered")
+        self._x(
+            "INSERT INTO users (id, provider, email, pw_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+            (user.id, user.provider, user.email, user.pw_hash, user.created_at),
+        )
+
+    def _user(self, row: Any) -> UserRow | None:
+        if row is None:
+            return None
+        return UserRow(row[0], row[1], row[2], None if row[3] is None else bytes(row[3]), int(row[4]))
+
+    def get_user(self, user_id: str) -> UserRow | None:
+        """A user by id."""
+        return self._user(self._one("SELECT id, provider, email, pw_hash, created_at FROM users WHERE id = ?", (user_id,)))
+
+    def user_by_email(self, email: str) -> UserRow | None:
+        """A user by (lower-cased) email."""
+        return self._user(self._one("SELECT id, provider, email, pw_hash, created_at FROM users WHERE email = ?", (email,)))
+
+    def create_session(self, s: SessionRow) -> None:
+        """Record a new login session."""
+        self._x(
+            "INSERT INTO sessions (id, user_id, refresh_hash, expires_at, revoked) VALUES (?, ?, ?, ?, ?)",
+            (s.id, s.user_id, s.refresh_hash, s.expires_at, int(s.revoked)),
+        )
+
+    def get_session(self, sid: str) -> SessionRow | None:
+        """A session by id."""
+        row = self._one("SELECT id, user_id, refresh_hash, expires_at, revoked FROM sessions WHERE id = ?", (sid,))
+        if row is None:
+            return None
+        return SessionRow(row[0], row[1], bytes(row[2]), int(row[3]), bool(row[4]))
+
+    def revoke_session(self, sid: str) -> None:
+        """Log-out: the session's refresh and access tokens stop working."""
+        self._x("UPDATE sessions SET revoked = 1 WHERE id = ?", (sid,))
+
+    def create_api_key(self, key_id: str, user_id: str, name: str, key_hash: bytes, now: int) -> None:
+        """Record an API key (only its hash)."""
+        self._x(
+            "INSERT INTO api_keys (id, user_id, name, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+            (key_id, user_id, name, key_hash, now),
+        )
+
+    def get_api_key(self, key_id: str) -> tuple[str, str, bytes] | None:
+        """(user id, name, key hash) of an API key."""
+        row = self._one("SELECT user_id, name, key_hash FROM api_keys WHERE id = ?", (key_id,))
+        return None if row is None else (row[0], row[1], bytes(row[2]))
+
+    def list_api_keys(self, user_id: str) -> list[tuple[str, str]]:
+        """(id, name) of a user's API keys."""
+        return [(r[0], r[1]) for r in self._all("SELECT id, name FROM api_keys WHERE user_id = ? ORDER BY created_at, id", (user_id,))]
+
+    def delete_api_key(self, key_id: str, user_id: str) -> bool:
+        """Delete one of the user's keys; False if there was none."""
+        return bool(self._x("DELETE FROM api_keys WHERE id = ? AND user_id = ?", (key_id, user_id)).rowcount)
+
+    # ----------------------------------------------------------------- clients
+
+    _CLIENT_COLS: Final = (
+        "file_ident, salt, user_id, last_cv, last_base_sv, last_ts, query_version, queries, "
+        "bootstrapped_qv, bootstrapped_rules"
+    )
+
+    def _client(self, row: Any) -> ClientRow | None:
+        if row is None:
+            return None
+        return ClientRow(
+            int(row[0]), int(row[1]), row[2], int(row[3]), int(row[4]), int(row[5]), int(row[6]),
+            None if row[7] is None else bytes(row[7]), int(row[8]), row[9],
+        )
+
+    def client_by_nonce(self, user_id: str, nonce: str) -> ClientRow | None:
+        """The file a user already asked for with this nonce (idempotent ident)."""
+        return self._client(self._one(f"SELECT {self._CLIENT_COLS} FROM clients WHERE user_id = ? AND nonce = ?", (user_id, nonce)))
+
+    def create_client(self, user_id: str, nonce: str, salt: int) -> int:
+        """Allocate a file ident."""
+        row = self._one("INSERT INTO clients (salt, user_id, nonce) VALUES (?, ?, ?) RETURNING file_ident", (salt, user_id, nonce))
+        return int(row[0])
+
+    def get_client(self, file_ident: int, *, for_update: bool = False) -> ClientRow | None:
+        """A client file by ident."""
+        lock = " FOR UPDATE" if for_update and self._store.dialect == "postgresql" else ""
+        return self._client(self._one(f"SELECT {self._CLIENT_COLS} FROM clients WHERE file_ident = ?{lock}", (file_ident,)))
+
+    def update_upload_cursor(self, file_ident: int, last_cv: int, last_base_sv: int, last_ts: int) -> None:
+        """Advance a client's integrated client version (same transaction as the changes)."""
+        self._x(
+            "UPDATE clients SET last_cv = ?, last_base_sv = ?, last_ts = ? WHERE file_ident = ?",
+            (last_cv, last_base_sv, last_ts, file_ident),
+        )
+
+    def set_subscriptions(self, file_ident: int, query_version: int, queries: bytes) -> None:
+        """Store a client's newest subscription set."""
+        self._x("UPDATE clients SET query_version = ?, queries = ? WHERE file_ident = ?", (query_version, queries, file_ident))
+
+    def set_bootstrapped(self, file_ident: int, query_version: int, rules: str) -> None:
+        """Mark the bootstrap of a query version (under a rule set) complete."""
+        self._x(
+            "UPDATE clients SET bootstrapped_qv = ?, bootstrapped_rules = ? WHERE file_ident = ?",
+            (query_version, rules, file_ident),
+        )
+
+    # ----------------------------------------------------------------- history and objects
+
+    def add_changeset(self, sv: int, file_ident: int, cv: int, ts: int, base_sv: int, ops: bytes) -> None:
+        """Append an integrated changeset to the history."""
+        self._x(
+            "INSERT INTO changesets (sv, file_ident, client_version, ts, base_sv, ops) VALUES (?, ?, ?, ?, ?, ?)",
+            (sv, file_ident, cv, ts, base_sv, ops),
+        )
+
+    def changeset_count(self, file_ident: int, cv: int) -> int:
+        """How many history entries a (file, client version) has (0 or 1; tests use it)."""
+        row = self._one("SELECT count(*) FROM changesets WHERE file_ident = ? AND client_version = ?", (file_ident, cv))
+        return int(row[0])
+
+    def get_object(self, table: str, pk: bytes) -> ObjectRow | None:
+        """One object's state."""
+        row = self._one("SELECT state, last_sv FROM objects WHERE tbl = ? AND pk = ?", (table, pk))
+        return None if row is None else ObjectRow(table, pk, bytes(row[0]), int(row[1]))
+
+    def put_object(self, table: str, pk: bytes, state: bytes, sv: int) -> None:
+        """Insert or replace an object's state, changed at ``sv``."""
+        self._x(
+            "INSERT INTO objects (tbl, pk, state, last_sv) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (tbl, pk) DO UPDATE SET state = excluded.state, last_sv = excluded.last_sv",
+            (table, pk, state, sv),
+        )
+
+    def objects_changed(self, after_sv: int, upto_sv: int, pos: tuple[int, str, bytes], limit: int) -> list[ObjectRow]:
+        """Objects with ``after_sv < last_sv <= upto_sv`` after ``pos`` in (last_sv, table, pk) order."""
+        rows = self._all(
+            "SELECT tbl, pk, state, last_sv FROM objects WHERE last_sv > ? AND last_sv <= ? "
+            "AND (last_sv, tbl, pk) > (?, ?, ?) ORDER BY last_sv, tbl, pk LIMIT ?",
+            (after_sv, upto_sv, pos[0], pos[1], pos[2], limit),
+        )
+        return [ObjectRow(r[0], bytes(r[1]), bytes(r[2]), int(r[3])) for r in rows]
+
+    def objects_scan(self, pos: tuple[str, bytes], limit: int) -> list[ObjectRow]:
+        """Objects after ``pos`` in (table, pk) order (bootstraps)."""
+        rows = self._all(
+            "SELECT tbl, pk, state, last_sv FROM objects WHERE (tbl, pk) > (?, ?) ORDER BY tbl, pk LIMIT ?",
+            (pos[0], pos[1], limit),
+        )
+        return [ObjectRow(r[0], bytes(r[1]), bytes(r[2]), int(r[3])) for r in rows]
+
+    def count_objects(self) -> int:
+        """Number of stored objects (bootstrap progress)."""
+        return int(self._one("SELECT count(*) FROM objects")[0])
+
+    # ----------------------------------------------------------------- per-client views
+
+    def view_get(self, file_ident: int, table: str, pk: bytes) -> tuple[bool, int] | None:
+        """(in view, server version of the last change) of an object for a client."""
+        row = self._one("SELECT in_view, changed_sv FROM views WHERE file_ident = ? AND tbl = ? AND pk = ?", (file_ident, table, pk))
+        return None if row is None else (bool(row[0]), int(row[1]))
+
+    def view_put(self, file_ident: int, table: str, pk: bytes, in_view: bool, changed_sv: int) -> None:
+        """Record that an object entered or left a client's view."""
+        self._x(
+            "INSERT INTO views (file_ident, tbl, pk, in_view, changed_sv) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (file_ident, tbl, pk) DO UPDATE SET in_view = excluded.in_view, changed_sv = excluded.changed_sv",
+            (file_ident, table, pk, int(in_view), changed_sv),
+        )
+
+    def view_gc(self, file_ident: int, confirmed_sv: int) -> None:
+        """Forget 'left the view' rows the client has confirmed by moving its cursor past them."""
+        self._x("DELETE FROM views WHERE file_ident = ? AND in_view = 0 AND changed_sv <= ?", (file_ident, confirmed_sv))
+
+    def add_rejection(self, file_ident: int, sv: int, table: str, pk: bytes, cv: int, reason: str) -> None:
+        """Record a refused write so the client's next download carries the compensating reset."""
+        self._x(
+            "INSERT INTO rejections (file_ident, sv, tbl, pk, client_version, reason) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (file_ident, sv, tbl, pk) DO NOTHING",
+            (file_ident, sv, table, pk, cv, reason),
+        )
+
+    def rejections(self, file_ident: int, after_sv: int, upto_sv: int) -> list[tuple[int, str, bytes, int, str]]:
+        """(sv, table, pk, client version, reason) of a client's refused writes in a version range."""
+        rows = self._all(
+            "SELECT sv, tbl, pk, client_version, reason FROM rejections WHERE file_ident = ? AND sv > ? AND sv <= ? ORDER BY sv, tbl, pk",
+            (file_ident, after_sv, upto_sv),
+        )
+        return [(int(r[0]), r[1], bytes(r[2]), int(r[3]), r[4]) for r in rows]
+
+
+class Store(abc.ABC):
+    """A connection pool plus transactions; subclasses supply the engine specifics."""
+
+    dialect: str = ""
+    blob_type: str = "BLOB"
+    serial_type: str = "INTEGER"
+
+    def __init__(self, *, max_connections: int = 8) -> None:
+        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._all_conns: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._listeners: list[Callable[[int], None]] = []
+
+    # ----------------------------------------------------------------- for subclasses
+
+    @abc.abstractmethod
+    def _connect(self) -> Any:
+        """A new DB-API connection, in manual-transaction mode."""
+
+    @abc.abstractmethod
+    def _begin(self, conn: Any, write: bool) -> None:
+        """Start a transaction; a write transaction takes the store-wide write lock."""
+
+    def _lock_versions(self, conn: Any) -> None:  # noqa: B027 - optional hook
+        """Serialise version allocation until commit (SQLite's IMMEDIATE lock already does)."""
+
+    def _execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
+        return conn.execute(sql, tuple(params))
+
+    def _publish(self, conn: Any, sv: int) -> None:  # noqa: B027 - optional hook
+        """Inside a committing write that made ``sv``: tell other processes (PostgreSQL NOTIFY)."""
+
+    def start_listening(self) -> None:  # noqa: B027 - optional hook
+        """Start receiving other processes' commits (PostgreSQL LISTEN); no-op by default."""
+
+    # ----------------------------------------------------------------- public
+
+    def add_listener(self, fn: Callable[[int], None]) -> None:
+        """``fn(sv)`` runs (on some thread) after any commit that made a new server version,
+        in this process or — for stores that support it — another."""
+        self._listeners.append(fn)
+
+    def _fire(self, sv: int) -> None:
+        for fn in list(self._listeners):
+            fn(sv)
+
+    def initialise(self, *, secret: bytes, salt: int) -> None:
+        """Create tables and the server-state row if missing (idempotent, safe across processes)."""
+        ddl = _TABLES.format(blob=self.blob_type, serial=self.serial_type)
+        with self._conn() as conn:
+            self._begin(conn, True)
+            try:
+                self._lock_versions(conn)
+                for stmt in ddl.split(";"):
+                    if stmt.strip():
+                        self._execute(conn, stmt, ())
+                self._execute(
+                    conn,
+                    "INSERT INTO server_state (id, sv, salt, secret, schema, format) VALUES (1, 0, ?, ?, NULL, ?) "
+                    "ON CONFLICT (id) DO NOTHING",
+                    (salt, secret, SCHEMA_VERSION),
+                )
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+    @contextmanager
+    def _conn(self) -> Iterator[Any]:
+        if self._closed:
+            raise RuntimeError("store is closed")
+        self._slots.acquire()
+        try:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+                with self._lock:
+                    self._all_conns.append(conn)
+            ok = False
+            try:
+                yield conn
+                ok = True
+            finally:
+                if ok:
+                    self._pool.put(conn)
+                else:
+                    self._discard(conn)
+        finally:
+            self._slots.release()
+
+    def _discard(self, conn: Any) -> None:
+        with self._lock:
+            if conn in self._all_conns:
+                self._all_conns.remove(conn)
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone either way
+            pass
+
+    @contextmanager
+    def transaction(self, *, write: bool) -> Iterator[Tx]:
+        """One transaction: commits on clean exit, rolls back on any exception."""
+        with self._conn() as conn:
+            self._begin(conn, write)
+            tx = Tx(self, conn)
+            try:
+                yield tx
+                if tx.new_server_version is not None:
+                    self._publish(conn, tx.new_server_version)
+                conn.commit()
+            except BaseException:
+                try:
+                    conn.rollback()
+                except Exception:  # noqa: BLE001 - the original error matters more
+                    pass
+                raise
+        if tx.new_server_version is not None:
+            self._fire(tx.new_server_version)
+        for fn in tx._after_commit:
+            fn()
+
+    def close(self) -> None:
+        """Close every connection."""
+        self._closed = True
+        with self._lock:
+            conns, self._all_conns = self._all_conns, []
+        for c in conns:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 - closing at shutdown is best effort
+                pass

@@ -1,0 +1,471 @@
+"""The sync service: file idents, schema, upload integration, subscriptions and download batches.
+
+Why the server keeps object *states* (``realmpy.sync.merge``) rather than
+only an operation log: integrating an upload is then one read-merge-write per
+touched object, however old the upload's base version, and a download can be
+cut exactly to what a user may read and has subscribed to — an object
+entering the view arrives whole, one leaving it is ``forget``-ed — which an
+operation log filtered op by op cannot do.  The log (``changesets``) is still
+kept, in server-version order, for auditing and dedup.
+
+Every upload is one store transaction: validate everything first (any schema
+or type error rejects the whole upload with a 4xx and stores nothing), skip
+changesets at or below the client's integrated version (acknowledged again),
+merge, check write rules on each object's before and after images, record
+refused writes for a compensating ``reset``, advance the client's cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from realmpy.sync import merge
+from realmpy.sync.merge import ObjectState, now_ms
+from realmpy.sync.protocol import (
+    Changeset,
+    DownloadEntry,
+    DownloadRequest,
+    DownloadResponse,
+    FileIdentError,
+    IdentResponse,
+    MalformedMessage,
+    Op,
+    PrimaryKey,
+    ProtocolError,
+    RejectedWrite,
+    SchemaMismatch,
+    SchemaRequest,
+    Stamp,
+    SubscriptionRequest,
+    SubscriptionResponse,
+    TableSpec,
+    UnknownFieldError,
+    UnknownTableError,
+    UploadRequest,
+    UploadResponse,
+    pack,
+    pk_key,
+    tables_from_wire,
+    tables_to_wire,
+    unpack,
+)
+from realmpy.server.auth import Principal
+from realmpy.server.config import ServerConfig
+from realmpy.server.permissions import Subscriptions
+from realmpy.server.store import ClientRow, ObjectRow, Store, Tx
+
+__all__ = ["ClientResetRequired", "SyncService"]
+
+log = logging.getLogger("realmpy.server.sync")
+
+
+class ClientResetRequired(ProtocolError):
+    """The client's cursor is ahead of the server's history (a restored or foreign server)."""
+
+    code = "client_reset_required"
+    status = 409
+
+
+@dataclass
+class _Pending:
+    state: ObjectState
+    sv: int
+
+
+class SyncService:
+    """Stateless request handlers over a ``Store`` (safe to call from many threads)."""
+
+    def __init__(self, store: Store, config: ServerConfig, *, on_change: Callable[[], None] = lambda: None) -> None:
+        self.store = store
+        self.config = config
+        self.perms = config.permissions
+        self._on_change = on_change
+        self._schema_lock = threading.Lock()
+        self._schema: dict[str, TableSpec] = dict(config.schema or {})
+        self._subs_cache: dict[tuple[int, int], Subscriptions] = {}
+        with store.transaction(write=False) as tx:
+            _, self.server_salt, _, stored = tx.server_state()
+        if config.schema is None and stored is not None:
+            self._schema = tables_from_wire(unpack(stored))
+
+    # ----------------------------------------------------------------- schema
+
+    def schema(self, *, reload: bool = False) -> dict[str, TableSpec]:
+        """The current app schema (reloaded from the store on demand: another process may have grown it)."""
+        if reload and self.config.schema is None:
+            with self.store.transaction(write=False) as tx:
+                stored = tx.server_state()[3]
+            if stored is not None:
+                with self._schema_lock:
+                    self._schema = tables_from_wire(unpack(stored))
+        return self._schema
+
+    def push_schema(self, req: SchemaRequest) -> dict[str, TableSpec]:
+        """Development mode: adopt additive changes.  Fixed schema: check the client's fits."""
+        if self.config.schema is not None:
+            _check_subset(req.tables, self.config.schema)
+            return dict(self.config.schema)
+        with self.store.transaction(write=True) as tx:
+            stored = tx.server_state()[3]
+            current = tables_from_wire(unpack(stored)) if stored is not None else {}
+            merged = _additive_merge(current, req.tables)
+            for tname, spec in merged.items():
+                for fname, fs in spec.fields.items():
+                    if fs.target is not None and fs.target not in merged:
+                        raise UnknownTableError(f"{tname}.{fname}: link target {fs.target!r} is unknown", table=fs.target)
+            if merged != current:
+                tx.set_schema(pack(tables_to_wire(merged)))
+                log.info("schema extended", extra={"tables": sorted(set(merged) - set(current))})
+        with self._schema_lock:
+            self._schema = merged
+        return merged
+
+    # ----------------------------------------------------------------- identity
+
+    def ident(self, principal: Principal, nonce: str) -> IdentResponse:
+        """A file ident for (user, nonce); repeated calls answer the same."""
+        with self.store.transaction(write=True) as tx:
+            row = tx.client_by_nonce(principal.user_id, nonce)
+            if row is None:
+                salt = secrets.randbits(62)
+                fi = tx.create_client(principal.user_id, nonce, salt)
+                return IdentResponse(fi, salt, self.server_salt)
+        return IdentResponse(row.file_ident, row.salt, self.server_salt)
+
+    @staticmethod
+    def _client(tx: Tx, principal: Principal, file_ident: int, salt: int, *, for_update: bool = False) -> ClientRow:
+        row = tx.get_client(file_ident, for_update=for_update)
+        if row is None or row.salt != salt or row.user_id != principal.user_id:
+            raise FileIdentError("unknown file ident, wrong salt, or the file belongs to another user", file_ident=file_ident)
+        return row
+
+    # ----------------------------------------------------------------- upload
+
+    def _validate(self, changesets: tuple[Changeset, ...]) -> dict[str, TableSpec]:
+        schema = self.schema()
+        try:
+            for cs in changesets:
+                for i, op in enumerate(cs.ops):
+                    op.validate(schema, f"changeset {cs.client_version} op {i}")
+        except (UnknownTableError, UnknownFieldError):
+            schema = self.schema(reload=True)
+            for cs in changesets:
+                for i, op in enumerate(cs.ops):
+                    op.validate(schema, f"changeset {cs.client_version} op {i}")
+        return schema
+
+    def upload(self, principal: Principal, req: UploadRequest) -> UploadResponse:
+        """Integrate changesets atomically; see the module docstring."""
+        schema = self._validate(req.changesets)
+        now = now_ms()
+        for cs in req.changesets:
+            merge.check_clock(cs.timestamp, now=now, max_skew_ms=self.config.max_clock_skew_ms)
+        variables = principal.variables()
+        rejected: list[RejectedWrite] = []
+        with self.store.transaction(write=True) as tx:
+            tx.lock_versions()
+            client = self._client(tx, principal, req.file_ident, req.salt)
+            fi = client.file_ident
+            last_cv, last_base, last_ts = client.last_cv, client.last_base_sv, client.last_ts
+            pending: dict[tuple[str, bytes], _Pending] = {}
+            for cs in req.changesets:
+                if cs.client_version <= last_cv:
+                    continue  # integrated before: skip, acknowledge again
+                latest = tx.latest_server_version()
+                if not last_base <= cs.base_server_version <= latest:
+                    raise MalformedMessage(
+                        f"changeset {cs.client_version}: base_server_version {cs.base_server_version} "
+                        f"outside [{last_base}, {latest}]"
+                    )
+                sv = tx.next_server_version()
+                accepted: list[Any] = []
+                groups: dict[tuple[str, bytes], list[tuple[int, Op]]] = {}
+                for i, op in enumerate(cs.ops):
+                    groups.setdefault((op.table, pk_key(op.pk)), []).append((i, op))
+                for key, items in groups.items():
+                    table, pkb = key
+                    pk = items[0][1].pk
+                    if key in pending:
+                        state = pending[key].state
+                    else:
+                        row = tx.get_object(table, pkb)
+                        state = ObjectState.from_wire(unpack(row.state)) if row else ObjectState()
+                    pk_field = schema[table].primary_key
+                    new = state.copy()
+                    for i, op in items:
+                        new.apply(op, Stamp(cs.timestamp, fi, cs.client_version, i), cs.base_server_version, sv)
+                    reason = None
+                    if not self.perms.allows_everything:
+                        pre = state.materialize(pk_field, pk)
+                        post = new.materialize(pk_field, pk)
+                        reason = self.perms.check_write(table, pre, post, variables)
+                    if reason is not None:
+                        tx.add_rejection(fi, sv, table, pkb, cs.client_version, reason)
+                        rejected.append(RejectedWrite(cs.client_version, table, pk, reason, sv))
+                        continue
+                    pending[key] = _Pending(new, sv)
+                    accepted.extend(op.to_wire() for _, op in items)
+                tx.add_changeset(sv, fi, cs.client_version, cs.timestamp, cs.base_server_version, pack(accepted))
+                last_cv, last_base, last_ts = cs.client_version, cs.base_server_version, cs.timestamp
+            for (table, pkb), p in pending.items():
+                tx.put_object(table, pkb, pack(p.state.to_wire()), p.sv)
+            tx.update_upload_cursor(fi, last_cv, last_base, last_ts)
+            latest = tx.latest_server_version()
+        return UploadResponse(last_cv, latest, tuple(rejected))
+
+    # ----------------------------------------------------------------- subscriptions
+
+    def set_subscriptions(self, principal: Principal, req: SubscriptionRequest) -> SubscriptionResponse:
+        """Store a newer subscription set; the next download bootstraps it."""
+        schema = self.schema()
+        if any(t not in schema for t in req.queries):
+            schema = self.schema(reload=True)
+        Subscriptions(req.queries, schema)  # validate before storing
+        blob = pack({t: [[q, list(a)] for q, a in qs] for t, qs in req.queries.items()})
+        with self.store.transaction(write=True) as tx:
+            client = self._client(tx, principal, req.file_ident, req.salt, for_update=True)
+            if req.query_version < client.query_version:
+                return SubscriptionResponse(req.query_version, "superseded")
+            if req.query_version == client.query_version:
+                if client.queries != blob:
+                    raise MalformedMessage("query_version reused with different queries", query_version=req.query_version)
+                state = "complete" if client.bootstrapped_qv == client.query_version else "pending"
+                return SubscriptionResponse(req.query_version, state)
+            tx.set_subscriptions(client.file_ident, req.query_version, blob)
+            tx.on_commit(self._on_change)
+        return SubscriptionResponse(req.query_version, "pending")
+
+    def _subscriptions(self, client: ClientRow) -> Subscriptions:
+        key = (client.file_ident, client.query_version)
+        subs = self._subs_cache.get(key)
+        if subs is None:
+            raw = unpack(client.queries) if client.queries else {}
+            queries = {t: tuple((q, tuple(a)) for q, a in qs) for t, qs in raw.items()}
+            try:
+                subs = Subscriptions(queries, self.schema())
+            except ProtocolError:
+                subs = Subscriptions(queries, self.schema(reload=True))
+            if len(self._subs_cache) > 10_000:
+                self._subs_cache.clear()
+            self._subs_cache[key] = subs
+        return subs
+
+    # ----------------------------------------------------------------- download
+
+    def download(self, principal: Principal, req: DownloadRequest) -> DownloadResponse:
+        """One download batch (no waiting; the app's long-poll loop calls this again)."""
+        variables = principal.variables()
+        schema = self.schema()
+        # write=True: the batch records what entered or left the client's view.  It takes
+        # SQLite's write lock but not the version lock, so on PostgreSQL downloads run in parallel.
+        with self.store.transaction(write=True) as tx:
+            client = self._client(tx, principal, req.file_ident, req.salt)
+            fi = client.file_ident
+            latest = tx.latest_server_version()
+            after = req.after_server_version
+            if after > latest:
+                raise ClientResetRequired(
+                    f"client cursor {after} is ahead of the server's history ({latest}); reset the client",
+                    latest_server_version=latest,
+                )
+            tx.view_gc(fi, after)
+            subs = self._subscriptions(client)
+            if any(t not in schema for t in subs.tables):
+                schema = self.schema(reload=True)
+            ctx = _DownloadCtx(tx, fi, subs, self.perms, variables, schema)
+            needs_bootstrap = (
+                client.bootstrapped_qv != client.query_version
+                or client.bootstrapped_rules != self.perms.fingerprint
+                or req.bootstrap_token is not None
+            )
+            if needs_bootstrap:
+                return self._bootstrap(ctx, client, req, latest)
+            return self._incremental(ctx, client, req, latest)
+
+    def _bootstrap(self, ctx: _DownloadCtx, client: ClientRow, req: DownloadRequest, latest: int) -> DownloadResponse:
+        qv = client.query_version
+        token = _decode_token(req.bootstrap_token, qv, latest) if req.bootstrap_token else None
+        if token is None:
+            start_sv, pos, scanned, total = latest, ("", b""), 0, ctx.tx.count_objects()
+        else:
+            start_sv, pos, scanned, total = token
+        after = req.after_server_version
+        entries: list[DownloadEntry] = []
+        size = 0
+        done = False
+        while size < req.max_bytes:
+            rows = ctx.tx.objects_scan(pos, 256)
+            if not rows:
+                done = True
+                break
+            for row in rows:
+                pos = (row.table, row.pk)
+                scanned += 1
+                e = ctx.consider(row, after, forget_sv=start_sv, bootstrap=True)
+                if e is not None:
+                    entries.append(e)
+                    size += len(pack(e.to_wire()))
+                if size >= req.max_bytes:
+                    break
+        if not done and not ctx.tx.objects_scan(pos, 1):
+            done = True
+        if done:
+            entries.extend(ctx.resets(after, start_sv))
+            ctx.tx.set_bootstrapped(client.file_ident, qv, self.perms.fingerprint)
+            return self._response(client, start_sv, latest, qv, "last", 1.0, entries, None)
+        progress = min(0.99, scanned / total) if total else 0.0
+        tok = pack([qv, start_sv, pos[0], pos[1], scanned, total])
+        return self._response(client, after, latest, qv, "more", progress, entries, tok)
+
+    def _incremental(self, ctx: _DownloadCtx, client: ClientRow, req: DownloadRequest, latest: int) -> DownloadResponse:
+        after = req.after_server_version
+        entries: list[DownloadEntry] = []
+        size = 0
+        pos: tuple[int, str, bytes] = (after, "", b"")
+        boundary: int | None = None
+        more = False
+        while True:
+            rows = ctx.tx.objects_changed(after, latest, pos, 256)
+            if not rows:
+                break
+            stop = False
+            for row in rows:
+                if boundary is not None and row.last_sv != boundary:
+                    more, stop = True, True
+                    break
+                pos = (row.last_sv, row.table, row.pk)
+                e = ctx.consider(row, after, forget_sv=row.last_sv, bootstrap=False)
+                if e is not None:
+                    entries.append(e)
+                    size += len(pack(e.to_wire()))
+                if boundary is None and size >= req.max_bytes:
+                    boundary = row.last_sv
+            if stop:
+                break
+        cursor = boundary if more and boundary is not None else latest
+        entries.extend(ctx.resets(after, cursor))
+        progress = 1.0 if latest <= after else (cursor - after) / (latest - after)
+        return self._response(client, cursor, latest, client.query_version, "more" if more else "steady", progress, entries, None)
+
+    def _response(
+        self, client: ClientRow, cursor: int, latest: int, qv: int, batch: str, progress: float,
+        entries: list[DownloadEntry], token: bytes | None,
+    ) -> DownloadResponse:
+        return DownloadResponse(cursor, latest, self.server_salt, client.last_cv, qv, batch, progress, tuple(entries), token)
+
+
+def _decode_token(raw: bytes | None, qv: int, latest: int) -> tuple[int, tuple[str, bytes], int, int] | None:
+    """A bootstrap continuation, or None if it belongs to an older query version."""
+    try:
+        v = unpack(raw or b"")
+        tqv, start_sv, tbl, pkb, scanned, total = v
+        ok = all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (tqv, start_sv, scanned, total))
+        if not ok or not isinstance(tbl, str) or not isinstance(pkb, bytes) or start_sv > latest:
+            raise ValueError
+    except (ValueError, TypeError, ProtocolError):
+        raise MalformedMessage("invalid bootstrap token") from None
+    if tqv != qv:
+        return None  # the subscription changed mid-bootstrap: start again
+    return start_sv, (tbl, pkb), scanned, total
+
+
+class _DownloadCtx:
+    """What deciding one object's fate for one client needs."""
+
+    def __init__(self, tx: Tx, fi: int, subs: Subscriptions, perms: Any, variables: Mapping[str, Any], schema: Mapping[str, TableSpec]) -> None:
+        self.tx, self.fi, self.subs, self.perms, self.variables, self.schema = tx, fi, subs, perms, variables, schema
+
+    def _visible(self, table: str, record: Mapping[str, Any] | None) -> bool:
+        return (
+            record is not None
+            and self.subs.matches(table, record, self.variables)
+            and self.perms.can_read(table, record, self.variables)
+        )
+
+    def _record(self, table: str, pk: PrimaryKey, state: ObjectState) -> dict[str, Any] | None:
+        spec = self.schema.get(table)
+        return None if spec is None else state.materialize(spec.primary_key, pk)
+
+    def consider(self, row: ObjectRow, after: int, *, forget_sv: int, bootstrap: bool) -> DownloadEntry | None:
+        """``state``, ``forget`` or nothing for one changed (or scanned) object."""
+        if row.table not in self.subs.tables:
+            view = self.tx.view_get(self.fi, row.table, row.pk)
+            if view is None:
+                return None  # fast path: never subscribed, never seen
+        else:
+            view = self.tx.view_get(self.fi, row.table, row.pk)
+        state = ObjectState.from_wire(unpack(row.state))
+        pk = unpack(row.pk)
+        record = self._record(row.table, pk, state)
+        in_view = view is not None and view[0]
+        if self._visible(row.table, record):
+            if not (in_view and bootstrap and row.last_sv <= after):
+                self.tx.view_put(self.fi, row.table, row.pk, True, row.last_sv)
+                return DownloadEntry("state", row.table, pk, state.to_wire())
+            return None  # already there and unchanged since the client's cursor
+        if in_view:
+            self.tx.view_put(self.fi, row.table, row.pk, False, forget_sv)
+            if record is None:
+                return DownloadEntry("state", row.table, pk, state.to_wire())  # erased: let the tombstone merge
+            return DownloadEntry("forget", row.table, pk)
+        if view is not None and view[1] > after:
+            return DownloadEntry("forget", row.table, pk)  # resend: the last answer may have been lost
+        return None
+
+    def resets(self, after: int, upto: int) -> list[DownloadEntry]:
+        """Compensating resets for this client's refused writes in (after, upto]."""
+        out: list[DownloadEntry] = []
+        for sv, table, pkb, cv, reason in self.tx.rejections(self.fi, after, upto):
+            pk = unpack(pkb)
+            row = self.tx.get_object(table, pkb)
+            state = ObjectState.from_wire(unpack(row.state)) if row else ObjectState()
+            record = self._record(table, pk, state)
+            err = RejectedWrite(cv, table, pk, reason, sv)
+            if row is not None and record is not None and self.perms.can_read(table, record, self.variables):
+                out.append(DownloadEntry("reset", table, pk, state.to_wire(), err))
+            else:
+                out.append(DownloadEntry("reset", table, pk, None, err))
+        return out
+
+
+def _additive_merge(current: Mapping[str, TableSpec], incoming: Mapping[str, TableSpec]) -> dict[str, TableSpec]:
+    out = dict(current)
+    for name, spec in incoming.items():
+        have = out.get(name)
+        if have is None:
+            out[name] = spec
+            continue
+        if have.primary_key != spec.primary_key:
+            raise SchemaMismatch(f"{name}: primary key {spec.primary_key!r} differs from the server's {have.primary_key!r}", table=name)
+        fields = dict(have.fields)
+        for fname, fs in spec.fields.items():
+            old = fields.get(fname)
+            if old is None:
+                fields[fname] = fs
+            elif old != fs:
+                raise SchemaMismatch(
+                    f"{name}.{fname}: {fs.to_wire()} differs from the server's {old.to_wire()} (only additive changes)",
+                    table=name, field=fname,
+                )
+        out[name] = TableSpec(have.primary_key, fields)
+    return out
+
+
+def _check_subset(client: Mapping[str, TableSpec], server: Mapping[str, TableSpec]) -> None:
+    for name, spec in client.items():
+        have = server.get(name)
+        if have is None:
+            raise UnknownTableError(f"table {name!r} is not in the server's schema", table=name)
+        if have.primary_key != spec.primary_key:
+            raise SchemaMismatch(f"{name}: primary key differs from the server's", table=name)
+        for fname, fs in spec.fields.items():
+            old = have.fields.get(fname)
+            if old is None:
+                raise UnknownFieldError(f"field {name}.{fname} is not in the server's schema", table=name, field=fname)
+            if old != fs:
+                raise SchemaMismatch(f"{name}.{fname}: type differs from the server's", table=name, field=fname)
