@@ -353,7 +353,9 @@ static int test_tear_shape(void) {
 }
 
 int main(void) {
-    const char *tmp = getenv("TMPDIR");
+    /* ctest gives each test a scratch directory in RP_TEST_DIR. */
+    const char *tmp = getenv("RP_TEST_DIR");
+    if (tmp == NULL || *tmp == '\0') tmp = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/rp_test_io.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (mkdtemp(dir) == NULL) {
         perror("mkdtemp");

@@ -817,7 +817,9 @@ static void cleanup_dir(void) {
 }
 
 int main(void) {
-    const char *tmp = getenv("TMPDIR");
+    /* ctest gives each test a scratch directory in RP_TEST_DIR. */
+    const char *tmp = getenv("RP_TEST_DIR");
+    if (tmp == NULL || *tmp == '\0') tmp = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/rp_test_lock.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (mkdtemp(dir) == NULL) {
         perror("mkdtemp");
