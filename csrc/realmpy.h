@@ -62,6 +62,15 @@
  *   - Truncating the data file behind the engine's back while it is mapped
  *     can raise SIGBUS; no API of the engine does that.
  *   - Keys are at most RP_MAX_KEY bytes; values at most RP_MAX_VALUE bytes.
+ *   - Reads check the structure of every page they touch (bounds, page
+ *     number, version, type), so a damaged file yields RP_CORRUPT, never a
+ *     wild read; they do not verify checksums (that would cost a hash of
+ *     every page visited).  rp_env_check() verifies every checksum; opening
+ *     after a crash verifies the newest commit's pages.
+ *   - Durability "none" (RP_NOSYNC) keeps the file consistent across process
+ *     crashes only.  After an OS crash or power loss several unsynced
+ *     commits may have reached the disk in part, which no single-commit
+ *     verification can repair: use "full" where that matters.
  *
  * The block between the CDEF markers is read verbatim by build.py into cffi's
  * cdef: keep it free of preprocessor conditionals and macros with bodies.
