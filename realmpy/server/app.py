@@ -29,6 +29,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from realmpy.server.auth import AuthService, Principal
+from realmpy.server.config import ServerConfig
+from realmpy.server.metrics import Metrics
+from realmpy.server.store import Store
+from realmpy.server.sync_service import SyncService
 from realmpy.sync.protocol import (
     PROTOCOL_VERSION,
     ApiKeyRequest,
@@ -48,11 +53,6 @@ from realmpy.sync.protocol import (
     tables_to_wire,
     unpack,
 )
-from realmpy.server.auth import AuthService, Principal
-from realmpy.server.config import ServerConfig
-from realmpy.server.metrics import Metrics
-from realmpy.server.store import Store
-from realmpy.server.sync_service import SyncService
 
 __all__ = ["ChangeWatcher", "ServerApp", "create_app"]
 
@@ -139,7 +139,9 @@ class ChangeWatcher:
 class ServerApp:
     """Wires config, store, auth and sync into Starlette routes."""
 
-    def __init__(self, config: ServerConfig, store: Store, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: ServerConfig, store: Store, *, now: Callable[[], float] = time.time
+    ) -> None:
         self.config = config
         self.store = store
         self.metrics = Metrics()
@@ -165,9 +167,17 @@ class ServerApp:
             Route(f"{prefix}/sync/upload", self.upload, methods=["POST"]),
             Route(f"{prefix}/sync/download", self.download, methods=["POST"]),
             Route(f"{prefix}/sync/subscriptions", self.subscriptions, methods=["POST"]),
-            Route("/api/{version}/{rest:path}", self.wrong_version, methods=["GET", "POST", "PUT", "DELETE"]),
+            Route(
+                "/api/{version}/{rest:path}",
+                self.wrong_version,
+                methods=["GET", "POST", "PUT", "DELETE"],
+            ),
         ]
-        self.app = Starlette(routes=routes, lifespan=self._lifespan, exception_handlers={404: self._not_found, 405: self._not_allowed})
+        self.app = Starlette(
+            routes=routes,
+            lifespan=self._lifespan,
+            exception_handlers={404: self._not_found, 405: self._not_allowed},
+        )
 
     # ----------------------------------------------------------------- plumbing
 
@@ -175,7 +185,9 @@ class ServerApp:
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         self.watcher.bind(asyncio.get_running_loop())
         self.store.start_listening()
-        log.info("server started", extra={"app_id": self.config.app_id, "dev_mode": self.config.dev_mode})
+        log.info(
+            "server started", extra={"app_id": self.config.app_id, "dev_mode": self.config.dev_mode}
+        )
         try:
             yield
         finally:
@@ -187,7 +199,11 @@ class ServerApp:
 
     async def _not_allowed(self, request: Request, exc: Exception) -> Response:
         err = NotFound(f"method {request.method} not allowed on {request.url.path}")
-        return Response(pack(ErrorResponse("method_not_allowed", err.message).to_wire()), 405, media_type=MSGPACK)
+        return Response(
+            pack(ErrorResponse("method_not_allowed", err.message).to_wire()),
+            405,
+            media_type=MSGPACK,
+        )
 
     def _error(self, exc: ProtocolError) -> Response:
         body = ErrorResponse(exc.code, exc.message, _plain(exc.detail)).to_wire()
@@ -199,7 +215,9 @@ class ServerApp:
         if declared is not None:
             try:
                 if int(declared) > limit:
-                    raise RequestTooLarge(f"request body of {declared} bytes exceeds {limit}", limit=limit)
+                    raise RequestTooLarge(
+                        f"request body of {declared} bytes exceeds {limit}", limit=limit
+                    )
             except ValueError:
                 raise MalformedMessage("bad Content-Length") from None
         chunks: list[bytes] = []
@@ -236,16 +254,32 @@ class ServerApp:
             return Response(pack(result), 200, media_type=MSGPACK)
         except ProtocolError as exc:
             status = exc.status
-            self.metrics.inc("realmpy_errors_total", help="Requests answered with a typed error", code=exc.code)
+            self.metrics.inc(
+                "realmpy_errors_total", help="Requests answered with a typed error", code=exc.code
+            )
             return self._error(exc)
         except Exception:
             log.exception("internal error", extra={"endpoint": name})
-            return Response(pack(ErrorResponse("internal_error", "internal server error").to_wire()), 500, media_type=MSGPACK)
+            return Response(
+                pack(ErrorResponse("internal_error", "internal server error").to_wire()),
+                500,
+                media_type=MSGPACK,
+            )
         finally:
             elapsed = time.perf_counter() - start
-            self.metrics.inc("realmpy_requests_total", help="HTTP requests by endpoint and status", endpoint=name, status=str(status))
-            self.metrics.observe("realmpy_request_seconds", elapsed, help="Request durations", endpoint=name)
-            log.info("request", extra={"endpoint": name, "status": status, "ms": round(elapsed * 1000, 2)})
+            self.metrics.inc(
+                "realmpy_requests_total",
+                help="HTTP requests by endpoint and status",
+                endpoint=name,
+                status=str(status),
+            )
+            self.metrics.observe(
+                "realmpy_request_seconds", elapsed, help="Request durations", endpoint=name
+            )
+            log.info(
+                "request",
+                extra={"endpoint": name, "status": status, "ms": round(elapsed * 1000, 2)},
+            )
 
     # ----------------------------------------------------------------- endpoints
 
@@ -253,10 +287,17 @@ class ServerApp:
         """Liveness and store reachability."""
         try:
             latest = await run_in_threadpool(self._latest)
-        except Exception as exc:  # noqa: BLE001 - health reports any store failure
+        except Exception as exc:
             return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok", "app_id": self.config.app_id, "server_version": latest,
-                             "protocol_version": PROTOCOL_VERSION, "dev_mode": self.config.dev_mode})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "app_id": self.config.app_id,
+                "server_version": latest,
+                "protocol_version": PROTOCOL_VERSION,
+                "dev_mode": self.config.dev_mode,
+            }
+        )
 
     def _latest(self) -> int:
         with self.store.transaction(write=False) as tx:
@@ -271,36 +312,45 @@ class ServerApp:
         version = request.path_params.get("version", "")
         if version == f"v{PROTOCOL_VERSION}":
             return self._error(NotFound(f"no endpoint {request.method} {request.url.path}"))
-        return self._error(UnsupportedVersion(f"protocol {version!r} is not supported; this server speaks v{PROTOCOL_VERSION}",
-                                              supported=[PROTOCOL_VERSION]))
+        return self._error(
+            UnsupportedVersion(
+                f"protocol {version!r} is not supported; this server speaks v{PROTOCOL_VERSION}",
+                supported=[PROTOCOL_VERSION],
+            )
+        )
 
     async def register(self, request: Request) -> Response:
         async def go() -> Any:
             msg = RegisterRequest.from_wire(await self._body(request))
             return {"user_id": await run_in_threadpool(self.auth.register, msg.email, msg.password)}
+
         return await self._run(request, "register", go)
 
     async def login(self, request: Request) -> Response:
         async def go() -> Any:
             msg = LoginRequest.from_wire(await self._body(request))
             return (await run_in_threadpool(self.auth.login, msg)).to_wire()
+
         return await self._run(request, "login", go)
 
     async def refresh(self, request: Request) -> Response:
         async def go() -> Any:
             return (await run_in_threadpool(self.auth.refresh, self._bearer(request))).to_wire()
+
         return await self._run(request, "refresh", go)
 
     async def logout(self, request: Request) -> Response:
         async def go() -> Any:
             await run_in_threadpool(self.auth.logout, self._bearer(request))
             return {"ok": True}
+
         return await self._run(request, "logout", go)
 
     async def profile(self, request: Request) -> Response:
         async def go() -> Any:
             p = await self._principal(request)
             return {"user_id": p.user_id, "provider": p.provider, "email": p.email}
+
         return await self._run(request, "profile", go)
 
     async def api_keys(self, request: Request) -> Response:
@@ -312,14 +362,18 @@ class ServerApp:
             msg = ApiKeyRequest.from_wire(await self._body(request))
             key_id, key = await run_in_threadpool(self.auth.create_api_key, p, msg.name)
             return ApiKeyResponse(key_id, msg.name, key).to_wire()
+
         return await self._run(request, "api_keys", go)
 
     async def api_key_delete(self, request: Request) -> Response:
         async def go() -> Any:
             p = await self._principal(request)
-            if not await run_in_threadpool(self.auth.delete_api_key, p, request.path_params["key_id"]):
+            if not await run_in_threadpool(
+                self.auth.delete_api_key, p, request.path_params["key_id"]
+            ):
                 raise NotFound("no such API key")
             return {"ok": True}
+
         return await self._run(request, "api_key_delete", go)
 
     async def ident(self, request: Request) -> Response:
@@ -327,6 +381,7 @@ class ServerApp:
             p = await self._principal(request)
             msg = IdentRequest.from_wire(await self._body(request))
             return (await run_in_threadpool(self.sync.ident, p, msg.nonce)).to_wire()
+
         return await self._run(request, "ident", go)
 
     async def schema(self, request: Request) -> Response:
@@ -336,6 +391,7 @@ class ServerApp:
                 return {"tables": tables_to_wire(self.sync.schema(reload=True))}
             msg = SchemaRequest.from_wire(await self._body(request))
             return {"tables": tables_to_wire(await run_in_threadpool(self.sync.push_schema, msg))}
+
         return await self._run(request, "schema", go)
 
     async def upload(self, request: Request) -> Response:
@@ -343,11 +399,22 @@ class ServerApp:
             p = await self._principal(request)
             msg = UploadRequest.from_wire(await self._body(request))
             res = await run_in_threadpool(self.sync.upload, p, msg)
-            self.metrics.inc("realmpy_upload_changesets_total", len(msg.changesets), help="Changesets received")
-            self.metrics.inc("realmpy_upload_ops_total", sum(len(c.ops) for c in msg.changesets), help="Operations received")
+            self.metrics.inc(
+                "realmpy_upload_changesets_total", len(msg.changesets), help="Changesets received"
+            )
+            self.metrics.inc(
+                "realmpy_upload_ops_total",
+                sum(len(c.ops) for c in msg.changesets),
+                help="Operations received",
+            )
             if res.rejected:
-                self.metrics.inc("realmpy_rejected_writes_total", len(res.rejected), help="Writes refused by permission rules")
+                self.metrics.inc(
+                    "realmpy_rejected_writes_total",
+                    len(res.rejected),
+                    help="Writes refused by permission rules",
+                )
             return res.to_wire()
+
         return await self._run(request, "upload", go)
 
     async def subscriptions(self, request: Request) -> Response:
@@ -355,6 +422,7 @@ class ServerApp:
             p = await self._principal(request)
             msg = SubscriptionRequest.from_wire(await self._body(request))
             return (await run_in_threadpool(self.sync.set_subscriptions, p, msg)).to_wire()
+
         return await self._run(request, "subscriptions", go)
 
     async def download(self, request: Request) -> Response:
@@ -369,15 +437,23 @@ class ServerApp:
                     gen = self.watcher.generation
                     res = await run_in_threadpool(self.sync.download, p, msg)
                     remaining = deadline - time.monotonic()
-                    if res.entries or res.batch != "steady" or remaining <= 0 or self.watcher.stopping:
+                    if (
+                        res.entries
+                        or res.batch != "steady"
+                        or remaining <= 0
+                        or self.watcher.stopping
+                    ):
                         break
                     if res.server_version > msg.after_server_version:
                         break  # the cursor moved (objects outside the view changed): tell the client
                     await self.watcher.wait(gen, remaining)
             finally:
                 self.metrics.gauge("realmpy_long_polls", -1)
-            self.metrics.inc("realmpy_download_entries_total", len(res.entries), help="Objects sent in downloads")
+            self.metrics.inc(
+                "realmpy_download_entries_total", len(res.entries), help="Objects sent in downloads"
+            )
             return res.to_wire()
+
         return await self._run(request, "download", go)
 
 
@@ -392,6 +468,8 @@ def _plain(detail: Any) -> dict[str, Any]:
     return out
 
 
-def create_app(config: ServerConfig, store: Store, *, now: Callable[[], float] = time.time) -> ServerApp:
+def create_app(
+    config: ServerConfig, store: Store, *, now: Callable[[], float] = time.time
+) -> ServerApp:
     """Build the app; ``ServerApp.app`` is the ASGI callable."""
     return ServerApp(config, store, now=now)

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from realmpy.sync.protocol import AuthError, LoginRequest, ProtocolError, TokenResponse
 from realmpy.server.store import ConflictError, SessionRow, Store, UserRow
+from realmpy.sync.protocol import AuthError, LoginRequest, ProtocolError, TokenResponse
 
 __all__ = [
     "AuthConfig",
@@ -116,7 +116,9 @@ def hash_password(password: str, *, n: int = 2**14) -> bytes:
     """``scrypt$n$r$p$salt$hash``: memory-hard (about 16 MiB at n=2**14), salted."""
     salt = secrets.token_bytes(16)
     r, p = 8, 1
-    dk = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32)
+    dk = hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32
+    )
     return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(dk)}".encode("ascii")
 
 
@@ -128,7 +130,13 @@ def verify_password(password: str, stored: bytes) -> bool:
             return False
         want = _unb64(dk)
         got = hashlib.scrypt(
-            password.encode("utf-8"), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), maxmem=256 * 1024 * 1024, dklen=len(want)
+            password.encode("utf-8"),
+            salt=_unb64(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=256 * 1024 * 1024,
+            dklen=len(want),
         )
     except (ValueError, UnicodeDecodeError):
         return False
@@ -144,7 +152,15 @@ class AuthService:
 
     TOKEN_PREFIX: ClassVar[str] = "rpa1"
 
-    def __init__(self, store: Store, config: AuthConfig, *, app_id: str, secret: bytes, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: AuthConfig,
+        *,
+        app_id: str,
+        secret: bytes,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.config = config
         self.app_id = app_id
@@ -157,14 +173,18 @@ class AuthService:
 
     def _sign(self, payload: dict[str, Any]) -> str:
         body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8"))
-        mac = hmac.new(self._secret, f"{self.TOKEN_PREFIX}.{body}".encode("ascii"), hashlib.sha256).digest()
+        mac = hmac.new(
+            self._secret, f"{self.TOKEN_PREFIX}.{body}".encode("ascii"), hashlib.sha256
+        ).digest()
         return f"{self.TOKEN_PREFIX}.{body}.{_b64(mac)}"
 
     def _verify(self, token: str) -> dict[str, Any]:
         parts = token.split(".")
         if len(parts) != 3 or parts[0] != self.TOKEN_PREFIX or len(token) > 4096:
             raise AuthError("malformed access token")
-        mac = hmac.new(self._secret, f"{parts[0]}.{parts[1]}".encode("ascii"), hashlib.sha256).digest()
+        mac = hmac.new(
+            self._secret, f"{parts[0]}.{parts[1]}".encode("ascii"), hashlib.sha256
+        ).digest()
         try:
             given = _unb64(parts[2])
             payload = json.loads(_unb64(parts[1]))
@@ -176,7 +196,9 @@ class AuthService:
 
     def _issue(self, user: UserRow, sid: str, *, refresh: str | None) -> TokenResponse:
         exp = int(self.now()) + self.config.access_token_ttl
-        token = self._sign({"sub": user.id, "sid": sid, "exp": exp, "app": self.app_id, "typ": "access"})
+        token = self._sign(
+            {"sub": user.id, "sid": sid, "exp": exp, "app": self.app_id, "typ": "access"}
+        )
         return TokenResponse(user.id, token, exp, refresh)
 
     def _new_session(self, user: UserRow) -> TokenResponse:
@@ -184,7 +206,15 @@ class AuthService:
         secret = secrets.token_urlsafe(32)
         refresh = f"rpr1.{sid}.{secret}"
         with self.store.transaction(write=True) as tx:
-            tx.create_session(SessionRow(sid, user.id, _sha(secret), int(self.now()) + self.config.refresh_token_ttl, False))
+            tx.create_session(
+                SessionRow(
+                    sid,
+                    user.id,
+                    _sha(secret),
+                    int(self.now()) + self.config.refresh_token_ttl,
+                    False,
+                )
+            )
         return self._issue(user, sid, refresh=refresh)
 
     def authenticate(self, token: str) -> Principal:
@@ -247,8 +277,17 @@ class AuthService:
         if not self.config.email_password:
             raise ProviderDisabled("email/password authentication is disabled")
         if len(password) < self.config.min_password_length:
-            raise ProtocolError(f"password must have at least {self.config.min_password_length} characters", field="password")
-        user = UserRow(secrets.token_hex(12), "email_password", email, hash_password(password, n=self.config.scrypt_n), int(self.now()))
+            raise ProtocolError(
+                f"password must have at least {self.config.min_password_length} characters",
+                field="password",
+            )
+        user = UserRow(
+            secrets.token_hex(12),
+            "email_password",
+            email,
+            hash_password(password, n=self.config.scrypt_n),
+            int(self.now()),
+        )
         try:
             with self.store.transaction(write=True) as tx:
                 tx.create_user(user)
@@ -271,7 +310,9 @@ class AuthService:
             assert req.email is not None and req.password is not None
             with self.store.transaction(write=False) as tx:
                 found = tx.user_by_email(req.email)
-            ok = verify_password(req.password, found.pw_hash if found and found.pw_hash else self._dummy_hash)
+            ok = verify_password(
+                req.password, found.pw_hash if found and found.pw_hash else self._dummy_hash
+            )
             if found is None or not ok:
                 raise InvalidCredentials("wrong email or password")
             return self._new_session(found)

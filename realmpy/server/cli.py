@@ -68,13 +68,23 @@ class _Server(uvicorn.Server):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, open the store, serve until stopped."""
-    p = argparse.ArgumentParser(prog="realmpy-server", description="realmpy's self-hosted sync server")
+    p = argparse.ArgumentParser(
+        prog="realmpy-server", description="realmpy's self-hosted sync server"
+    )
     p.add_argument("--data", required=True, help="data directory (SQLite store, lock file)")
     p.add_argument("--port", type=int, required=True, help="TCP port (0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    p.add_argument("--app-id", default=None, help="app id (default: from the config, else 'default')")
-    p.add_argument("--config", default=None, help="TOML configuration file (omit for development mode)")
-    p.add_argument("--database", default=os.environ.get("REALMPY_DATABASE"), help="postgresql://... to use PostgreSQL")
+    p.add_argument(
+        "--app-id", default=None, help="app id (default: from the config, else 'default')"
+    )
+    p.add_argument(
+        "--config", default=None, help="TOML configuration file (omit for development mode)"
+    )
+    p.add_argument(
+        "--database",
+        default=os.environ.get("REALMPY_DATABASE"),
+        help="postgresql://... to use PostgreSQL",
+    )
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     setup_logging(args.log_level)
@@ -85,16 +95,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if config.dev_mode:
         print(DEV_WARNING, file=sys.stderr, flush=True)
-        log.warning("development mode: no rules, everyone reads and writes everything", extra={"app_id": config.app_id})
+        log.warning(
+            "development mode: no rules, everyone reads and writes everything",
+            extra={"app_id": config.app_id},
+        )
     try:
         store = open_store(args.data, args.database)
-    except Exception as exc:  # noqa: BLE001 - report any start-up failure plainly
+    except Exception as exc:
         print(f"realmpy-server: cannot open the store: {exc}", file=sys.stderr)
         return 2
     server_app = create_app(config, store)
     uv_config = uvicorn.Config(
-        server_app.app, host=args.host, port=args.port, log_config=None, access_log=False,
-        timeout_graceful_shutdown=10, lifespan="on",
+        server_app.app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
     )
     server = _Server(uv_config)
     server.app_ref = server_app

@@ -37,16 +37,24 @@ objectid uuid counter``) or ``link:Table``, then ``?`` for optional, then
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from realmpy.sync.merge import MAX_CLOCK_SKEW_MS
-from realmpy.sync.protocol import FIELD_TYPES, FieldSpec, MalformedMessage, TableSpec, tables_from_wire, tables_to_wire
+import tomllib
+
 from realmpy.server.auth import AuthConfig
 from realmpy.server.permissions import Permissions
+from realmpy.sync.merge import MAX_CLOCK_SKEW_MS
+from realmpy.sync.protocol import (
+    FIELD_TYPES,
+    FieldSpec,
+    MalformedMessage,
+    TableSpec,
+    tables_from_wire,
+    tables_to_wire,
+)
 
 __all__ = ["ConfigError", "ServerConfig", "load_config", "parse_field_type"]
 
@@ -55,7 +63,9 @@ class ConfigError(ValueError):
     """The configuration file is invalid; the message names the setting."""
 
 
-_FIELD_RE = re.compile(r"^(?:link:(?P<target>[A-Za-z_][A-Za-z0-9_]*)|(?P<base>[a-z]+))(?P<opt>\?)?(?P<list>\[\])?$")
+_FIELD_RE = re.compile(
+    r"^(?:link:(?P<target>[A-Za-z_][A-Za-z0-9_]*)|(?P<base>[a-z]+))(?P<opt>\?)?(?P<list>\[\])?$"
+)
 
 
 def parse_field_type(text: str) -> FieldSpec:
@@ -112,7 +122,9 @@ def load_config(path: str | Path | None, *, app_id: str | None = None) -> Server
                 raise ConfigError(f"[schema.{table}] needs primary_key and fields")
             raw[table] = {
                 "primary_key": spec.get("primary_key"),
-                "fields": {k: parse_field_type(str(v)).to_wire() for k, v in spec["fields"].items()},
+                "fields": {
+                    k: parse_field_type(str(v)).to_wire() for k, v in spec["fields"].items()
+                },
             }
         try:
             schema = tables_from_wire(raw)
@@ -121,11 +133,17 @@ def load_config(path: str | Path | None, *, app_id: str | None = None) -> Server
         for table, spec in schema.items():
             for fname, fs in spec.fields.items():
                 if fs.target is not None and fs.target not in schema:
-                    raise ConfigError(f"[schema.{table}] {fname}: unknown link target {fs.target!r}")
+                    raise ConfigError(
+                        f"[schema.{table}] {fname}: unknown link target {fs.target!r}"
+                    )
         tables_to_wire(schema)
     rules = _section(doc, "rules")
     default = (rules.get("read"), rules.get("write"))
-    per_table = {k: (v.get("read", default[0]), v.get("write", default[1])) for k, v in rules.items() if isinstance(v, dict)}
+    per_table = {
+        k: (v.get("read", default[0]), v.get("write", default[1]))
+        for k, v in rules.items()
+        if isinstance(v, dict)
+    }
     try:
         perms = Permissions(per_table, default)
     except ValueError as exc:

@@ -22,14 +22,17 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
         for k, v in vars(record).items():
             if k not in _RESERVED and not k.startswith("_"):
-                out[k] = v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)
+                out[k] = (
+                    v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)
+                )
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)

@@ -40,7 +40,12 @@ def compile_query(text: str) -> rql.Query:
         raise InvalidQueryError(f"invalid query {text!r}: {exc}", query=text) from None
 
 
-def _matches(q: rql.Query | None, record: Mapping[str, Any], variables: Mapping[str, Any], args: tuple[Any, ...] = ()) -> bool:
+def _matches(
+    q: rql.Query | None,
+    record: Mapping[str, Any],
+    variables: Mapping[str, Any],
+    args: tuple[Any, ...] = (),
+) -> bool:
     if q is None:
         return True
     try:
@@ -60,7 +65,11 @@ class Rule:
 class Permissions:
     """The rule set of an app."""
 
-    def __init__(self, tables: Mapping[str, tuple[str | None, str | None]] | None = None, default: tuple[str | None, str | None] = (None, None)) -> None:
+    def __init__(
+        self,
+        tables: Mapping[str, tuple[str | None, str | None]] | None = None,
+        default: tuple[str | None, str | None] = (None, None),
+    ) -> None:
         def rule(pair: tuple[str | None, str | None]) -> Rule:
             return Rule(*(None if t is None else compile_query(t) for t in pair))
 
@@ -83,7 +92,13 @@ class Permissions:
         """May the user see this object?"""
         return _matches(self.rule(table).read, record, variables)
 
-    def check_write(self, table: str, pre: Mapping[str, Any] | None, post: Mapping[str, Any] | None, variables: Mapping[str, Any]) -> str | None:
+    def check_write(
+        self,
+        table: str,
+        pre: Mapping[str, Any] | None,
+        post: Mapping[str, Any] | None,
+        variables: Mapping[str, Any],
+    ) -> str | None:
         """None if the change is allowed, else the reason it is not."""
         q = self.rule(table).write
         if q is None:
@@ -91,14 +106,20 @@ class Permissions:
         if pre is not None and not _matches(q, pre, variables):
             return f"write to {table} denied: the object does not satisfy the write rule ({q.text})"
         if post is not None and not _matches(q, post, variables):
-            return f"write to {table} denied: the result would not satisfy the write rule ({q.text})"
+            return (
+                f"write to {table} denied: the result would not satisfy the write rule ({q.text})"
+            )
         return None
 
 
 class Subscriptions:
     """A client's compiled subscription set: table → [(query, args)]."""
 
-    def __init__(self, queries: Mapping[str, tuple[tuple[str, tuple[Any, ...]], ...]], known_tables: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        queries: Mapping[str, tuple[tuple[str, tuple[Any, ...]], ...]],
+        known_tables: Mapping[str, Any],
+    ) -> None:
         compiled: dict[str, list[tuple[rql.Query, tuple[Any, ...]]]] = {}
         for table, items in queries.items():
             if table not in known_tables:
@@ -106,7 +127,9 @@ class Subscriptions:
             for text, args in items:
                 q = compile_query(text)
                 if len(args) < q.arg_count:
-                    raise InvalidQueryError(f"query {text!r} needs {q.arg_count} argument(s)", query=text)
+                    raise InvalidQueryError(
+                        f"query {text!r} needs {q.arg_count} argument(s)", query=text
+                    )
                 compiled.setdefault(table, []).append((q, args))
         self._queries = compiled
 

@@ -193,15 +193,27 @@ class Tx:
     def _user(self, row: Any) -> UserRow | None:
         if row is None:
             return None
-        return UserRow(row[0], row[1], row[2], None if row[3] is None else bytes(row[3]), int(row[4]))
+        return UserRow(
+            row[0], row[1], row[2], None if row[3] is None else bytes(row[3]), int(row[4])
+        )
 
     def get_user(self, user_id: str) -> UserRow | None:
         """A user by id."""
-        return self._user(self._one("SELECT id, provider, email, pw_hash, created_at FROM users WHERE id = ?", (user_id,)))
+        return self._user(
+            self._one(
+                "SELECT id, provider, email, pw_hash, created_at FROM users WHERE id = ?",
+                (user_id,),
+            )
+        )
 
     def user_by_email(self, email: str) -> UserRow | None:
         """A user by (lower-cased) email."""
-        return self._user(self._one("SELECT id, provider, email, pw_hash, created_at FROM users WHERE email = ?", (email,)))
+        return self._user(
+            self._one(
+                "SELECT id, provider, email, pw_hash, created_at FROM users WHERE email = ?",
+                (email,),
+            )
+        )
 
     def create_session(self, s: SessionRow) -> None:
         """Record a new login session."""
@@ -212,7 +224,10 @@ class Tx:
 
     def get_session(self, sid: str) -> SessionRow | None:
         """A session by id."""
-        row = self._one("SELECT id, user_id, refresh_hash, expires_at, revoked FROM sessions WHERE id = ?", (sid,))
+        row = self._one(
+            "SELECT id, user_id, refresh_hash, expires_at, revoked FROM sessions WHERE id = ?",
+            (sid,),
+        )
         if row is None:
             return None
         return SessionRow(row[0], row[1], bytes(row[2]), int(row[3]), bool(row[4]))
@@ -221,7 +236,9 @@ class Tx:
         """Log-out: the session's refresh and access tokens stop working."""
         self._x("UPDATE sessions SET revoked = 1 WHERE id = ?", (sid,))
 
-    def create_api_key(self, key_id: str, user_id: str, name: str, key_hash: bytes, now: int) -> None:
+    def create_api_key(
+        self, key_id: str, user_id: str, name: str, key_hash: bytes, now: int
+    ) -> None:
         """Record an API key (only its hash)."""
         self._x(
             "INSERT INTO api_keys (id, user_id, name, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -235,11 +252,19 @@ class Tx:
 
     def list_api_keys(self, user_id: str) -> list[tuple[str, str]]:
         """(id, name) of a user's API keys."""
-        return [(r[0], r[1]) for r in self._all("SELECT id, name FROM api_keys WHERE user_id = ? ORDER BY created_at, id", (user_id,))]
+        return [
+            (r[0], r[1])
+            for r in self._all(
+                "SELECT id, name FROM api_keys WHERE user_id = ? ORDER BY created_at, id",
+                (user_id,),
+            )
+        ]
 
     def delete_api_key(self, key_id: str, user_id: str) -> bool:
         """Delete one of the user's keys; False if there was none."""
-        return bool(self._x("DELETE FROM api_keys WHERE id = ? AND user_id = ?", (key_id, user_id)).rowcount)
+        return bool(
+            self._x("DELETE FROM api_keys WHERE id = ? AND user_id = ?", (key_id, user_id)).rowcount
+        )
 
     # ----------------------------------------------------------------- clients
 
@@ -252,25 +277,47 @@ class Tx:
         if row is None:
             return None
         return ClientRow(
-            int(row[0]), int(row[1]), row[2], int(row[3]), int(row[4]), int(row[5]), int(row[6]),
-            None if row[7] is None else bytes(row[7]), int(row[8]), row[9],
+            int(row[0]),
+            int(row[1]),
+            row[2],
+            int(row[3]),
+            int(row[4]),
+            int(row[5]),
+            int(row[6]),
+            None if row[7] is None else bytes(row[7]),
+            int(row[8]),
+            row[9],
         )
 
     def client_by_nonce(self, user_id: str, nonce: str) -> ClientRow | None:
         """The file a user already asked for with this nonce (idempotent ident)."""
-        return self._client(self._one(f"SELECT {self._CLIENT_COLS} FROM clients WHERE user_id = ? AND nonce = ?", (user_id, nonce)))
+        return self._client(
+            self._one(
+                f"SELECT {self._CLIENT_COLS} FROM clients WHERE user_id = ? AND nonce = ?",
+                (user_id, nonce),
+            )
+        )
 
     def create_client(self, user_id: str, nonce: str, salt: int) -> int:
         """Allocate a file ident."""
-        row = self._one("INSERT INTO clients (salt, user_id, nonce) VALUES (?, ?, ?) RETURNING file_ident", (salt, user_id, nonce))
+        row = self._one(
+            "INSERT INTO clients (salt, user_id, nonce) VALUES (?, ?, ?) RETURNING file_ident",
+            (salt, user_id, nonce),
+        )
         return int(row[0])
 
     def get_client(self, file_ident: int, *, for_update: bool = False) -> ClientRow | None:
         """A client file by ident."""
         lock = " FOR UPDATE" if for_update and self._store.dialect == "postgresql" else ""
-        return self._client(self._one(f"SELECT {self._CLIENT_COLS} FROM clients WHERE file_ident = ?{lock}", (file_ident,)))
+        return self._client(
+            self._one(
+                f"SELECT {self._CLIENT_COLS} FROM clients WHERE file_ident = ?{lock}", (file_ident,)
+            )
+        )
 
-    def update_upload_cursor(self, file_ident: int, last_cv: int, last_base_sv: int, last_ts: int) -> None:
+    def update_upload_cursor(
+        self, file_ident: int, last_cv: int, last_base_sv: int, last_ts: int
+    ) -> None:
         """Advance a client's integrated client version (same transaction as the changes)."""
         self._x(
             "UPDATE clients SET last_cv = ?, last_base_sv = ?, last_ts = ? WHERE file_ident = ?",
@@ -279,7 +326,10 @@ class Tx:
 
     def set_subscriptions(self, file_ident: int, query_version: int, queries: bytes) -> None:
         """Store a client's newest subscription set."""
-        self._x("UPDATE clients SET query_version = ?, queries = ? WHERE file_ident = ?", (query_version, queries, file_ident))
+        self._x(
+            "UPDATE clients SET query_version = ?, queries = ? WHERE file_ident = ?",
+            (query_version, queries, file_ident),
+        )
 
     def set_bootstrapped(self, file_ident: int, query_version: int, rules: str) -> None:
         """Mark the bootstrap of a query version (under a rule set) complete."""
@@ -290,16 +340,29 @@ class Tx:
 
     # ----------------------------------------------------------------- history and objects
 
-    def add_changeset(self, sv: int, file_ident: int, cv: int, ts: int, base_sv: int, ops: bytes) -> None:
+    def add_changeset(
+        self, sv: int, file_ident: int, cv: int, ts: int, base_sv: int, ops: bytes
+    ) -> None:
         """Append an integrated changeset to the history."""
         self._x(
             "INSERT INTO changesets (sv, file_ident, client_version, ts, base_sv, ops) VALUES (?, ?, ?, ?, ?, ?)",
             (sv, file_ident, cv, ts, base_sv, ops),
         )
 
+    def history(self, after_sv: int, limit: int) -> list[tuple[int, int, int, int, int, bytes]]:
+        """(sv, file ident, client version, timestamp, base sv, accepted ops) after ``after_sv``."""
+        rows = self._all(
+            "SELECT sv, file_ident, client_version, ts, base_sv, ops FROM changesets WHERE sv > ? ORDER BY sv LIMIT ?",
+            (after_sv, limit),
+        )
+        return [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), bytes(r[5])) for r in rows]
+
     def changeset_count(self, file_ident: int, cv: int) -> int:
         """How many history entries a (file, client version) has (0 or 1; tests use it)."""
-        row = self._one("SELECT count(*) FROM changesets WHERE file_ident = ? AND client_version = ?", (file_ident, cv))
+        row = self._one(
+            "SELECT count(*) FROM changesets WHERE file_ident = ? AND client_version = ?",
+            (file_ident, cv),
+        )
         return int(row[0])
 
     def get_object(self, table: str, pk: bytes) -> ObjectRow | None:
@@ -315,7 +378,9 @@ class Tx:
             (table, pk, state, sv),
         )
 
-    def objects_changed(self, after_sv: int, upto_sv: int, pos: tuple[int, str, bytes], limit: int) -> list[ObjectRow]:
+    def objects_changed(
+        self, after_sv: int, upto_sv: int, pos: tuple[int, str, bytes], limit: int
+    ) -> list[ObjectRow]:
         """Objects with ``after_sv < last_sv <= upto_sv`` after ``pos`` in (last_sv, table, pk) order."""
         rows = self._all(
             "SELECT tbl, pk, state, last_sv FROM objects WHERE last_sv > ? AND last_sv <= ? "
@@ -340,10 +405,15 @@ class Tx:
 
     def view_get(self, file_ident: int, table: str, pk: bytes) -> tuple[bool, int] | None:
         """(in view, server version of the last change) of an object for a client."""
-        row = self._one("SELECT in_view, changed_sv FROM views WHERE file_ident = ? AND tbl = ? AND pk = ?", (file_ident, table, pk))
+        row = self._one(
+            "SELECT in_view, changed_sv FROM views WHERE file_ident = ? AND tbl = ? AND pk = ?",
+            (file_ident, table, pk),
+        )
         return None if row is None else (bool(row[0]), int(row[1]))
 
-    def view_put(self, file_ident: int, table: str, pk: bytes, in_view: bool, changed_sv: int) -> None:
+    def view_put(
+        self, file_ident: int, table: str, pk: bytes, in_view: bool, changed_sv: int
+    ) -> None:
         """Record that an object entered or left a client's view."""
         self._x(
             "INSERT INTO views (file_ident, tbl, pk, in_view, changed_sv) VALUES (?, ?, ?, ?, ?) "
@@ -353,9 +423,14 @@ class Tx:
 
     def view_gc(self, file_ident: int, confirmed_sv: int) -> None:
         """Forget 'left the view' rows the client has confirmed by moving its cursor past them."""
-        self._x("DELETE FROM views WHERE file_ident = ? AND in_view = 0 AND changed_sv <= ?", (file_ident, confirmed_sv))
+        self._x(
+            "DELETE FROM views WHERE file_ident = ? AND in_view = 0 AND changed_sv <= ?",
+            (file_ident, confirmed_sv),
+        )
 
-    def add_rejection(self, file_ident: int, sv: int, table: str, pk: bytes, cv: int, reason: str) -> None:
+    def add_rejection(
+        self, file_ident: int, sv: int, table: str, pk: bytes, cv: int, reason: str
+    ) -> None:
         """Record a refused write so the client's next download carries the compensating reset."""
         self._x(
             "INSERT INTO rejections (file_ident, sv, tbl, pk, client_version, reason) VALUES (?, ?, ?, ?, ?, ?) "
@@ -363,7 +438,9 @@ class Tx:
             (file_ident, sv, table, pk, cv, reason),
         )
 
-    def rejections(self, file_ident: int, after_sv: int, upto_sv: int) -> list[tuple[int, str, bytes, int, str]]:
+    def rejections(
+        self, file_ident: int, after_sv: int, upto_sv: int
+    ) -> list[tuple[int, str, bytes, int, str]]:
         """(sv, table, pk, client version, reason) of a client's refused writes in a version range."""
         rows = self._all(
             "SELECT sv, tbl, pk, client_version, reason FROM rejections WHERE file_ident = ? AND sv > ? AND sv <= ? ORDER BY sv, tbl, pk",
@@ -471,7 +548,7 @@ class Store(abc.ABC):
                 self._all_conns.remove(conn)
         try:
             conn.close()
-        except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone either way
+        except Exception:
             pass
 
     @contextmanager
@@ -488,7 +565,7 @@ class Store(abc.ABC):
             except BaseException:
                 try:
                     conn.rollback()
-                except Exception:  # noqa: BLE001 - the original error matters more
+                except Exception:
                     pass
                 raise
         if tx.new_server_version is not None:
@@ -504,5 +581,5 @@ class Store(abc.ABC):
         for c in conns:
             try:
                 c.close()
-            except Exception:  # noqa: BLE001 - closing at shutdown is best effort
+            except Exception:
                 pass

@@ -68,7 +68,9 @@ class PostgresStore(Store):
         conn = psycopg.connect(self.url, autocommit=True)
         conn.execute(f"LISTEN {_CHANNEL}")
         self._listen_conn = conn
-        self._listen_thread = threading.Thread(target=self._listen, name="realmpy-pg-listen", daemon=True)
+        self._listen_thread = threading.Thread(
+            target=self._listen, name="realmpy-pg-listen", daemon=True
+        )
         self._listen_thread.start()
 
     def _listen(self) -> None:

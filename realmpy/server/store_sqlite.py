@@ -35,14 +35,16 @@ class SQLiteStore(Store):
     blob_type = "BLOB"
     serial_type = "INTEGER"
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, max_connections: int = 8, lock: bool = True) -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike[str], *, max_connections: int = 8, lock: bool = True
+    ) -> None:
         super().__init__(max_connections=max_connections)
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.data_dir / "realmpy-server.sqlite3"
         self._lock_file: IO[bytes] | None = None
         if lock:
-            f = open(self.data_dir / "server.lock", "wb")  # noqa: SIM115 - held for the store's life
+            f = open(self.data_dir / "server.lock", "wb")
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -54,7 +56,9 @@ class SQLiteStore(Store):
             self._lock_file = f
 
     def _connect(self) -> Any:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60.0)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=60.0
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=60000")

@@ -24,10 +24,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from realmpy.server.auth import Principal
+from realmpy.server.config import ServerConfig
+from realmpy.server.permissions import Subscriptions
+from realmpy.server.store import ClientRow, ObjectRow, Store, Tx
 from realmpy.sync import merge
 from realmpy.sync.merge import ObjectState, now_ms
 from realmpy.sync.protocol import (
     Changeset,
+    ClockSkewError,
     DownloadEntry,
     DownloadRequest,
     DownloadResponse,
@@ -54,10 +59,6 @@ from realmpy.sync.protocol import (
     tables_to_wire,
     unpack,
 )
-from realmpy.server.auth import Principal
-from realmpy.server.config import ServerConfig
-from realmpy.server.permissions import Subscriptions
-from realmpy.server.store import ClientRow, ObjectRow, Store, Tx
 
 __all__ = ["ClientResetRequired", "SyncService"]
 
@@ -80,7 +81,9 @@ class _Pending:
 class SyncService:
     """Stateless request handlers over a ``Store`` (safe to call from many threads)."""
 
-    def __init__(self, store: Store, config: ServerConfig, *, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, store: Store, config: ServerConfig, *, on_change: Callable[[], None] = lambda: None
+    ) -> None:
         self.store = store
         self.config = config
         self.perms = config.permissions
@@ -117,7 +120,10 @@ class SyncService:
             for tname, spec in merged.items():
                 for fname, fs in spec.fields.items():
                     if fs.target is not None and fs.target not in merged:
-                        raise UnknownTableError(f"{tname}.{fname}: link target {fs.target!r} is unknown", table=fs.target)
+                        raise UnknownTableError(
+                            f"{tname}.{fname}: link target {fs.target!r} is unknown",
+                            table=fs.target,
+                        )
             if merged != current:
                 tx.set_schema(pack(tables_to_wire(merged)))
                 log.info("schema extended", extra={"tables": sorted(set(merged) - set(current))})
@@ -138,10 +144,15 @@ class SyncService:
         return IdentResponse(row.file_ident, row.salt, self.server_salt)
 
     @staticmethod
-    def _client(tx: Tx, principal: Principal, file_ident: int, salt: int, *, for_update: bool = False) -> ClientRow:
+    def _client(
+        tx: Tx, principal: Principal, file_ident: int, salt: int, *, for_update: bool = False
+    ) -> ClientRow:
         row = tx.get_client(file_ident, for_update=for_update)
         if row is None or row.salt != salt or row.user_id != principal.user_id:
-            raise FileIdentError("unknown file ident, wrong salt, or the file belongs to another user", file_ident=file_ident)
+            raise FileIdentError(
+                "unknown file ident, wrong salt, or the file belongs to another user",
+                file_ident=file_ident,
+            )
         return row
 
     # ----------------------------------------------------------------- upload
@@ -176,6 +187,12 @@ class SyncService:
             for cs in req.changesets:
                 if cs.client_version <= last_cv:
                     continue  # integrated before: skip, acknowledge again
+                if cs.timestamp < last_ts:
+                    raise ClockSkewError(
+                        f"changeset {cs.client_version}: timestamp {cs.timestamp} is before the file's previous "
+                        f"one ({last_ts}); timestamps must not go backwards within a file",
+                        timestamp=cs.timestamp,
+                    )
                 latest = tx.latest_server_version()
                 if not last_base <= cs.base_server_version <= latest:
                     raise MalformedMessage(
@@ -198,7 +215,12 @@ class SyncService:
                     pk_field = schema[table].primary_key
                     new = state.copy()
                     for i, op in items:
-                        new.apply(op, Stamp(cs.timestamp, fi, cs.client_version, i), cs.base_server_version, sv)
+                        new.apply(
+                            op,
+                            Stamp(cs.timestamp, fi, cs.client_version, i),
+                            cs.base_server_version,
+                            sv,
+                        )
                     reason = None
                     if not self.perms.allows_everything:
                         pre = state.materialize(pk_field, pk)
@@ -210,17 +232,28 @@ class SyncService:
                         continue
                     pending[key] = _Pending(new, sv)
                     accepted.extend(op.to_wire() for _, op in items)
-                tx.add_changeset(sv, fi, cs.client_version, cs.timestamp, cs.base_server_version, pack(accepted))
-                last_cv, last_base, last_ts = cs.client_version, cs.base_server_version, cs.timestamp
+                tx.add_changeset(
+                    sv, fi, cs.client_version, cs.timestamp, cs.base_server_version, pack(accepted)
+                )
+                last_cv, last_base, last_ts = (
+                    cs.client_version,
+                    cs.base_server_version,
+                    cs.timestamp,
+                )
             for (table, pkb), p in pending.items():
                 tx.put_object(table, pkb, pack(p.state.to_wire()), p.sv)
+                # The client holds what it wrote, so the object is in its view: if the
+                # merge kills it or it leaves the subscriptions, the client must hear so.
+                tx.view_put(fi, table, pkb, True, p.sv)
             tx.update_upload_cursor(fi, last_cv, last_base, last_ts)
             latest = tx.latest_server_version()
         return UploadResponse(last_cv, latest, tuple(rejected))
 
     # ----------------------------------------------------------------- subscriptions
 
-    def set_subscriptions(self, principal: Principal, req: SubscriptionRequest) -> SubscriptionResponse:
+    def set_subscriptions(
+        self, principal: Principal, req: SubscriptionRequest
+    ) -> SubscriptionResponse:
         """Store a newer subscription set; the next download bootstraps it."""
         schema = self.schema()
         if any(t not in schema for t in req.queries):
@@ -233,7 +266,10 @@ class SyncService:
                 return SubscriptionResponse(req.query_version, "superseded")
             if req.query_version == client.query_version:
                 if client.queries != blob:
-                    raise MalformedMessage("query_version reused with different queries", query_version=req.query_version)
+                    raise MalformedMessage(
+                        "query_version reused with different queries",
+                        query_version=req.query_version,
+                    )
                 state = "complete" if client.bootstrapped_qv == client.query_version else "pending"
                 return SubscriptionResponse(req.query_version, state)
             tx.set_subscriptions(client.file_ident, req.query_version, blob)
@@ -287,7 +323,9 @@ class SyncService:
                 return self._bootstrap(ctx, client, req, latest)
             return self._incremental(ctx, client, req, latest)
 
-    def _bootstrap(self, ctx: _DownloadCtx, client: ClientRow, req: DownloadRequest, latest: int) -> DownloadResponse:
+    def _bootstrap(
+        self, ctx: _DownloadCtx, client: ClientRow, req: DownloadRequest, latest: int
+    ) -> DownloadResponse:
         qv = client.query_version
         token = _decode_token(req.bootstrap_token, qv, latest) if req.bootstrap_token else None
         if token is None:
@@ -322,7 +360,9 @@ class SyncService:
         tok = pack([qv, start_sv, pos[0], pos[1], scanned, total])
         return self._response(client, after, latest, qv, "more", progress, entries, tok)
 
-    def _incremental(self, ctx: _DownloadCtx, client: ClientRow, req: DownloadRequest, latest: int) -> DownloadResponse:
+    def _incremental(
+        self, ctx: _DownloadCtx, client: ClientRow, req: DownloadRequest, latest: int
+    ) -> DownloadResponse:
         after = req.after_server_version
         entries: list[DownloadEntry] = []
         size = 0
@@ -350,21 +390,52 @@ class SyncService:
         cursor = boundary if more and boundary is not None else latest
         entries.extend(ctx.resets(after, cursor))
         progress = 1.0 if latest <= after else (cursor - after) / (latest - after)
-        return self._response(client, cursor, latest, client.query_version, "more" if more else "steady", progress, entries, None)
+        return self._response(
+            client,
+            cursor,
+            latest,
+            client.query_version,
+            "more" if more else "steady",
+            progress,
+            entries,
+            None,
+        )
 
     def _response(
-        self, client: ClientRow, cursor: int, latest: int, qv: int, batch: str, progress: float,
-        entries: list[DownloadEntry], token: bytes | None,
+        self,
+        client: ClientRow,
+        cursor: int,
+        latest: int,
+        qv: int,
+        batch: str,
+        progress: float,
+        entries: list[DownloadEntry],
+        token: bytes | None,
     ) -> DownloadResponse:
-        return DownloadResponse(cursor, latest, self.server_salt, client.last_cv, qv, batch, progress, tuple(entries), token)
+        return DownloadResponse(
+            cursor,
+            latest,
+            self.server_salt,
+            client.last_cv,
+            qv,
+            batch,
+            progress,
+            tuple(entries),
+            token,
+        )
 
 
-def _decode_token(raw: bytes | None, qv: int, latest: int) -> tuple[int, tuple[str, bytes], int, int] | None:
+def _decode_token(
+    raw: bytes | None, qv: int, latest: int
+) -> tuple[int, tuple[str, bytes], int, int] | None:
     """A bootstrap continuation, or None if it belongs to an older query version."""
     try:
         v = unpack(raw or b"")
         tqv, start_sv, tbl, pkb, scanned, total = v
-        ok = all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (tqv, start_sv, scanned, total))
+        ok = all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0
+            for x in (tqv, start_sv, scanned, total)
+        )
         if not ok or not isinstance(tbl, str) or not isinstance(pkb, bytes) or start_sv > latest:
             raise ValueError
     except (ValueError, TypeError, ProtocolError):
@@ -377,8 +448,23 @@ def _decode_token(raw: bytes | None, qv: int, latest: int) -> tuple[int, tuple[s
 class _DownloadCtx:
     """What deciding one object's fate for one client needs."""
 
-    def __init__(self, tx: Tx, fi: int, subs: Subscriptions, perms: Any, variables: Mapping[str, Any], schema: Mapping[str, TableSpec]) -> None:
-        self.tx, self.fi, self.subs, self.perms, self.variables, self.schema = tx, fi, subs, perms, variables, schema
+    def __init__(
+        self,
+        tx: Tx,
+        fi: int,
+        subs: Subscriptions,
+        perms: Any,
+        variables: Mapping[str, Any],
+        schema: Mapping[str, TableSpec],
+    ) -> None:
+        self.tx, self.fi, self.subs, self.perms, self.variables, self.schema = (
+            tx,
+            fi,
+            subs,
+            perms,
+            variables,
+            schema,
+        )
 
     def _visible(self, table: str, record: Mapping[str, Any] | None) -> bool:
         return (
@@ -391,7 +477,9 @@ class _DownloadCtx:
         spec = self.schema.get(table)
         return None if spec is None else state.materialize(spec.primary_key, pk)
 
-    def consider(self, row: ObjectRow, after: int, *, forget_sv: int, bootstrap: bool) -> DownloadEntry | None:
+    def consider(
+        self, row: ObjectRow, after: int, *, forget_sv: int, bootstrap: bool
+    ) -> DownloadEntry | None:
         """``state``, ``forget`` or nothing for one changed (or scanned) object."""
         if row.table not in self.subs.tables:
             view = self.tx.view_get(self.fi, row.table, row.pk)
@@ -411,10 +499,14 @@ class _DownloadCtx:
         if in_view:
             self.tx.view_put(self.fi, row.table, row.pk, False, forget_sv)
             if record is None:
-                return DownloadEntry("state", row.table, pk, state.to_wire())  # erased: let the tombstone merge
+                return DownloadEntry(
+                    "state", row.table, pk, state.to_wire()
+                )  # erased: let the tombstone merge
             return DownloadEntry("forget", row.table, pk)
         if view is not None and view[1] > after:
-            return DownloadEntry("forget", row.table, pk)  # resend: the last answer may have been lost
+            return DownloadEntry(
+                "forget", row.table, pk
+            )  # resend: the last answer may have been lost
         return None
 
     def resets(self, after: int, upto: int) -> list[DownloadEntry]:
@@ -426,14 +518,20 @@ class _DownloadCtx:
             state = ObjectState.from_wire(unpack(row.state)) if row else ObjectState()
             record = self._record(table, pk, state)
             err = RejectedWrite(cv, table, pk, reason, sv)
-            if row is not None and record is not None and self.perms.can_read(table, record, self.variables):
+            if (
+                row is not None
+                and record is not None
+                and self.perms.can_read(table, record, self.variables)
+            ):
                 out.append(DownloadEntry("reset", table, pk, state.to_wire(), err))
             else:
                 out.append(DownloadEntry("reset", table, pk, None, err))
         return out
 
 
-def _additive_merge(current: Mapping[str, TableSpec], incoming: Mapping[str, TableSpec]) -> dict[str, TableSpec]:
+def _additive_merge(
+    current: Mapping[str, TableSpec], incoming: Mapping[str, TableSpec]
+) -> dict[str, TableSpec]:
     out = dict(current)
     for name, spec in incoming.items():
         have = out.get(name)
@@ -441,7 +539,10 @@ def _additive_merge(current: Mapping[str, TableSpec], incoming: Mapping[str, Tab
             out[name] = spec
             continue
         if have.primary_key != spec.primary_key:
-            raise SchemaMismatch(f"{name}: primary key {spec.primary_key!r} differs from the server's {have.primary_key!r}", table=name)
+            raise SchemaMismatch(
+                f"{name}: primary key {spec.primary_key!r} differs from the server's {have.primary_key!r}",
+                table=name,
+            )
         fields = dict(have.fields)
         for fname, fs in spec.fields.items():
             old = fields.get(fname)
@@ -450,7 +551,8 @@ def _additive_merge(current: Mapping[str, TableSpec], incoming: Mapping[str, Tab
             elif old != fs:
                 raise SchemaMismatch(
                     f"{name}.{fname}: {fs.to_wire()} differs from the server's {old.to_wire()} (only additive changes)",
-                    table=name, field=fname,
+                    table=name,
+                    field=fname,
                 )
         out[name] = TableSpec(have.primary_key, fields)
     return out
@@ -466,6 +568,10 @@ def _check_subset(client: Mapping[str, TableSpec], server: Mapping[str, TableSpe
         for fname, fs in spec.fields.items():
             old = have.fields.get(fname)
             if old is None:
-                raise UnknownFieldError(f"field {name}.{fname} is not in the server's schema", table=name, field=fname)
+                raise UnknownFieldError(
+                    f"field {name}.{fname} is not in the server's schema", table=name, field=fname
+                )
             if old != fs:
-                raise SchemaMismatch(f"{name}.{fname}: type differs from the server's", table=name, field=fname)
+                raise SchemaMismatch(
+                    f"{name}.{fname}: type differs from the server's", table=name, field=fname
+                )

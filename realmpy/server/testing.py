@@ -24,7 +24,15 @@ from pathlib import Path
 
 from realmpy.server.store import Store
 
-__all__ = ["DEFAULT_PG_URL", "free_port", "make_store", "pg_schema_url", "pg_url", "postgres_available", "run_server"]
+__all__ = [
+    "DEFAULT_PG_URL",
+    "free_port",
+    "make_store",
+    "pg_schema_url",
+    "pg_url",
+    "postgres_available",
+    "run_server",
+]
 
 DEFAULT_PG_URL = "postgresql://postgres:postgres@127.0.0.1:5432/realmpy_test"
 
@@ -43,7 +51,7 @@ def postgres_available() -> str | None:
     try:
         with psycopg.connect(pg_url(), connect_timeout=3) as conn:
             conn.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as exc:
         return f"PostgreSQL not reachable at {pg_url()}: {exc}"
     return None
 
@@ -101,18 +109,34 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def run_server(
-    data: Path, *, database: str | None = None, config: Path | None = None, app_id: str = "default",
-    port: int | None = None, timeout: float = 30.0,
+    data: Path,
+    *,
+    database: str | None = None,
+    config: Path | None = None,
+    app_id: str = "default",
+    port: int | None = None,
+    timeout: float = 30.0,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Start ``realmpy-server`` as a subprocess; yield (base URL, process); stop it after."""
     port = port or free_port()
-    cmd = [sys.executable, "-m", "realmpy.server.cli", "--data", str(data), "--port", str(port), "--app-id", app_id,
-           "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "realmpy.server.cli",
+        "--data",
+        str(data),
+        "--port",
+        str(port),
+        "--app-id",
+        app_id,
+        "--log-level",
+        "warning",
+    ]
     if database:
         cmd += ["--database", database]
     if config:
         cmd += ["--config", str(config)]
-    log = open(Path(data) / f"server-{port}.log", "ab")  # noqa: SIM115 - closed below
+    log = open(Path(data) / f"server-{port}.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -1,0 +1,230 @@
+"""The merge rule (realmpy.sync.merge): worked examples of each rule, and the algebra of ``join``.
+
+Convergence of whole simulated systems lives in test_merge_convergence.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from realmpy.sync.merge import ObjectState, check_clock, join, list_element_ids
+from realmpy.sync.protocol import ClockSkewError, MalformedMessage, Op, OpCode, Stamp, pack, unpack
+
+EXAMPLES = 300 if os.environ.get("CI") else 100
+T = "Car"
+
+
+def create() -> Op:
+    return Op(OpCode.CREATE, T, 1)
+
+
+def erase() -> Op:
+    return Op(OpCode.ERASE, T, 1)
+
+
+def set_(field: str, value: object) -> Op:
+    return Op(OpCode.SET, T, 1, field, value)
+
+
+def add(field: str, delta: int) -> Op:
+    return Op(OpCode.ADD, T, 1, field, delta)
+
+
+def ins(after: Stamp | None, value: object, field: str = "tags") -> Op:
+    return Op(OpCode.LIST_INSERT, T, 1, field, value, after)
+
+
+def s(ts: int, fi: int, cv: int = 1, i: int = 0) -> Stamp:
+    return Stamp(ts, fi, cv, i)
+
+
+def test_last_writer_wins_per_field_by_stamp() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    a.apply(set_("make", "VW"), s(10, 1), 0, 1)
+    a.apply(set_("make", "Audi"), s(9, 2), 0, 2)  # older stamp loses although applied later
+    a.apply(set_("model", "A4"), s(9, 2, 1, 1), 0, 2)  # another field is independent
+    assert a.materialize("id", 1) == {"id": 1, "make": "VW", "model": "A4"}
+
+
+def test_equal_timestamps_break_ties_by_file_ident() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    a.apply(set_("make", "from-2"), s(5, 2), 0, 1)
+    a.apply(set_("make", "from-1"), s(5, 1), 0, 2)
+    assert a.field_value("make") == "from-2"
+
+
+def test_counter_increments_commute_and_count_after_the_winning_set() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    a.apply(add("miles", 5), s(2, 1), 0, 1)
+    a.apply(add("miles", 7), s(3, 2), 0, 2)
+    assert a.field_value("miles") == 12
+    a.apply(set_("miles", 100), s(4, 3), 0, 3)  # a set stamped after both adds wins over them
+    a.apply(add("miles", 1), s(5, 2, 2), 0, 3)
+    assert a.field_value("miles") == 101
+
+
+def test_create_is_an_idempotent_upsert() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    a.apply(set_("make", "VW"), s(2, 1), 0, 1)
+    a.apply(create(), s(3, 2), 0, 2)  # a second create of the same key keeps the fields
+    assert a.materialize("id", 1) == {"id": 1, "make": "VW"}
+
+
+def test_erase_wins_over_a_concurrent_later_stamped_change() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)  # sv 1
+    a.apply(erase(), s(5, 2), 1, 2)  # client 2 saw sv 1, erases at sv 2
+    a.apply(set_("make", "late"), s(9, 3), 1, 3)  # client 3 had only sv 1: concurrent
+    assert a.materialize("id", 1) is None
+    # the same set arriving *before* the erase is removed by it (order does not matter)
+    b = ObjectState()
+    b.apply(create(), s(1, 1), 0, 1)
+    b.apply(set_("make", "late"), s(9, 3), 1, 2)
+    b.apply(erase(), s(5, 2), 1, 3)
+    assert b.materialize("id", 1) is None
+
+
+def test_a_create_that_saw_the_erase_resurrects() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    a.apply(erase(), s(5, 2), 1, 2)
+    a.apply(create(), s(6, 3), 2, 3)  # client 3 had downloaded sv 2
+    a.apply(set_("make", "new"), s(6, 3, 1, 1), 2, 3)
+    assert a.materialize("id", 1) == {"id": 1, "make": "new"}
+
+
+def test_erase_and_recreate_in_one_changeset() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    a.apply(set_("make", "old"), s(1, 1, 1, 1), 0, 1)
+    a.apply(erase(), s(2, 1, 2, 0), 1, 2)
+    a.apply(create(), s(2, 1, 2, 1), 1, 2)
+    assert a.materialize("id", 1) == {"id": 1}
+
+
+def test_concurrent_list_inserts_are_all_kept_in_stamp_order() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    head = s(1, 1, 1, 1)
+    a.apply(ins(None, "x"), head, 0, 1)
+    # three clients insert after "x" concurrently, applied in two different orders
+    ops = [(ins(head, "from1"), s(5, 1, 2)), (ins(head, "from2"), s(5, 2)), (ins(head, "from3"), s(4, 3))]
+    b = a.copy()
+    for op, st_ in ops:
+        a.apply(op, st_, 1, 2)
+    for op, st_ in reversed(ops):
+        b.apply(op, st_, 1, 2)
+    assert a.list_value("tags") == b.list_value("tags") == ["x", "from2", "from1", "from3"]
+
+
+def test_list_erase_hides_the_element_but_keeps_it_as_an_anchor() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    e1 = s(1, 1, 1, 1)
+    a.apply(ins(None, "a"), e1, 0, 1)
+    a.apply(Op(OpCode.LIST_ERASE, T, 1, "tags", None, e1), s(2, 1, 2), 1, 2)
+    a.apply(ins(e1, "b"), s(1, 2, 1), 1, 3)  # inserted after an element another client erased
+    assert a.list_value("tags") == ["b"]
+    assert list_element_ids(a, "tags") == [s(1, 2, 1)]
+
+
+def test_clock_skew_is_refused() -> None:
+    check_clock(1000 + 60_000, now=1000, max_skew_ms=60_000)
+    with pytest.raises(ClockSkewError) as info:
+        check_clock(1000 + 60_001, now=1000, max_skew_ms=60_000)
+    assert info.value.code == "clock_skew"
+
+
+def test_state_codec_round_trips_and_rejects_garbage() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    a.apply(set_("make", "VW"), s(2, 1), 0, 1)
+    a.apply(add("miles", 3), s(3, 1), 0, 1)
+    a.apply(ins(None, "t"), s(4, 1), 0, 1)
+    a.apply(erase(), s(5, 2), 0, None)
+    b = ObjectState.from_wire(unpack(pack(a.to_wire())))
+    assert a == b and pack(a.to_wire()) == pack(b.to_wire())
+    for bad in ([], [1, 2, 3, 4, 5, 6], [[["x"]], [], {}, {}, {}, {}], "state"):
+        with pytest.raises(MalformedMessage):
+            ObjectState.from_wire(bad)
+
+
+# --------------------------------------------------------------------------- algebra of join
+
+
+@st.composite
+def causal_ops(draw: st.DrawFn) -> list[tuple[Op, Stamp, int, int]]:
+    """A causally plausible history on one object: (op, stamp, base_sv, sv), sv = position + 1."""
+    n = draw(st.integers(1, 12))
+    out: list[tuple[Op, Stamp, int, int]] = []
+    cv = {1: 0, 2: 0, 3: 0}
+    base = {1: 0, 2: 0, 3: 0}
+    elems: list[Stamp] = []
+    for sv in range(1, n + 1):
+        fi = draw(st.integers(1, 3))
+        cv[fi] += 1
+        base[fi] = draw(st.integers(base[fi], sv - 1))  # a client has downloaded some prefix
+        stamp = Stamp(draw(st.integers(0, 20)) * 10 + cv[fi], fi, cv[fi], 0)
+        kind = draw(st.sampled_from(["create", "erase", "set", "add", "ins", "lerase"]))
+        if kind == "create":
+            op = create()
+        elif kind == "erase":
+            op = erase()
+        elif kind == "set":
+            op = set_(draw(st.sampled_from(["a", "b"])), draw(st.integers(0, 3)))
+        elif kind == "add":
+            op = add("a", draw(st.integers(-3, 3)))
+        elif kind == "ins":
+            op = ins(draw(st.sampled_from([None, *elems])) if elems else None, draw(st.integers(0, 9)))
+            elems.append(stamp)
+        else:
+            if not elems:
+                continue
+            op = Op(OpCode.LIST_ERASE, T, 1, "tags", None, draw(st.sampled_from(elems)))
+        out.append((op, stamp, base[fi], sv))
+    return out
+
+
+def build(ops: list[tuple[Op, Stamp, int, int]]) -> ObjectState:
+    st_ = ObjectState()
+    for op, stamp, base, sv in ops:
+        st_.apply(op, stamp, base, sv)
+    return st_
+
+
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
+@given(causal_ops(), st.data())
+def test_join_is_commutative_associative_idempotent(ops: list[tuple[Op, Stamp, int, int]], data: st.DataObject) -> None:
+    parts = [build(ops[i::3]) for i in range(3)]
+    a, b, c = parts
+    assert join(a, b) == join(b, a)
+    assert join(join(a, b), c) == join(a, join(b, c))
+    assert join(a, a) == a
+    assert join(join(a, b), b) == join(a, b)
+
+
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
+@given(causal_ops(), st.randoms(use_true_random=False))
+def test_any_order_with_duplicates_gives_the_same_state(ops: list[tuple[Op, Stamp, int, int]], rnd: object) -> None:
+    import random
+
+    assert isinstance(rnd, random.Random)
+    reference = build(ops)
+    shuffled = ops + [rnd.choice(ops) for _ in range(len(ops) // 2)]  # duplicates
+    rnd.shuffle(shuffled)
+    assert build(shuffled) == reference
+    # apply == join with the op's singleton state
+    folded = ObjectState()
+    for op, stamp, base, sv in shuffled:
+        single = ObjectState()
+        single.apply(op, stamp, base, sv)
+        folded = join(folded, single)
+    assert folded == reference
