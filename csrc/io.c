@@ -10,7 +10,9 @@
  *   - the power-cut recorder (rp_powercut_record/apply): keeps the
  *     before-image of every write since the last successful sync, so a test
  *     can emulate the page cache being lost: some writes never reached the
- *     disk, some only partly (torn at a 512-byte sector boundary).
+ *     disk, some only partly (torn at a 512-byte sector boundary), and a
+ *     growth of the file may be lost too (the file is then shorter than any
+ *     meta page written after it expects).
  */
 #include "internal.h"
 
@@ -127,8 +129,7 @@ static int read_before(int fd, uint8_t *dst, size_t len, uint64_t off) {
     return RP_OK;
 }
 
-static int record(rp_env *env, uint64_t off, size_t len) {
-    if (len == 0) return RP_OK;
+static int record_reserve(rp_env *env) {
     if (env->rec_len == env->rec_cap) {
         size_t cap = env->rec_cap ? env->rec_cap * 2 : 64;
         rp_undo *r = realloc(env->rec, cap * sizeof *r);
@@ -136,9 +137,16 @@ static int record(rp_env *env, uint64_t off, size_t len) {
         env->rec = r;
         env->rec_cap = cap;
     }
+    return RP_OK;
+}
+
+static int record(rp_env *env, uint64_t off, size_t len) {
+    if (len == 0) return RP_OK;
+    int rc = record_reserve(env);
+    if (rc != RP_OK) return rc;
     uint8_t *b = malloc(len);
     if (b == NULL) return ENOMEM;
-    int rc = read_before(env->fd, b, len, off);
+    rc = read_before(env->fd, b, len, off);
     if (rc != RP_OK) {
         free(b);
         return rc;
@@ -209,8 +217,10 @@ int rp_io_grow(rp_env *env, uint64_t new_size) {
     int rc = fault_strike(OP_WRITE);
     if (rc != 0) return rc;
     uint64_t old = env->file_size, off = old;
-    /* Not recorded for power cuts: undoing it would write zeros over zeros
-     * (the before-image past the end of the file is zeros). */
+    /* For power cuts a growth is recorded as an extension (before == NULL):
+     * until the next sync the new size itself may be lost.  Reserve the
+     * record first so that success cannot fail to be recorded. */
+    if (env->rec_on && (rc = record_reserve(env)) != RP_OK) return rc;
     while (off < new_size) {
         uint64_t n = new_size - off;
         if (n > RP_GROW_BLOCK) n = RP_GROW_BLOCK;
@@ -223,6 +233,9 @@ int rp_io_grow(rp_env *env, uint64_t new_size) {
         off += n;
     }
     env->file_size = new_size;
+    if (env->rec_on)
+        env->rec[env->rec_len++] = (rp_undo){ .off = old, .len = (size_t)(new_size - old),
+                                              .before = NULL };
     return RP_OK;
 }
 
@@ -248,6 +261,7 @@ int rp_powercut_apply(rp_env *env, uint64_t seed, unsigned *undone) {
     if (rc != RP_OK) return rc;
     uint64_t s = seed;
     unsigned count = 0;
+    uint64_t cap = UINT64_MAX;         /* file size after undone growths */
     /* Newest first: when writes overlap, undoing an older one after a newer
      * one leaves each byte as it was after some prefix of the writes to it,
      * which is what a disk can hold after a power cut. */
@@ -269,8 +283,17 @@ int rp_powercut_apply(rp_env *env, uint64_t seed, unsigned *undone) {
             break;
         }
         }
-        rc = raw_pwrite(env->fd, u->before + (from - u->off), (size_t)(end - from), from);
         count++;
+        if (u->before == NULL) {
+            /* A growth: the file size (or its tail) never became durable,
+             * and with it whatever newer writes put there. */
+            while ((rc = ftruncate(env->fd, (off_t)from) != 0 ? errno : RP_OK) == EINTR) {}
+            if (from < cap) cap = from;
+            continue;
+        }
+        if (end > cap) end = cap;      /* inside a lost extension: gone */
+        if (from < end)
+            rc = raw_pwrite(env->fd, u->before + (from - u->off), (size_t)(end - from), from);
     }
     rp_io_recorder_clear(env);
     env->rec_on = 0;
