@@ -219,8 +219,7 @@ _CODES: dict[int, tuple[type[StorageError], str]] = {
     ),
     RP_FORMAT_VERSION: (
         FormatVersionError,
-        "the file was written by an incompatible realmpy version; open it "
-        "with a matching version",
+        "the file was written by an incompatible realmpy version; open it with a matching version",
     ),
     RP_INCOMPATIBLE_LOCK: (
         IncompatibleLockError,
@@ -260,8 +259,7 @@ _CODES: dict[int, tuple[type[StorageError], str]] = {
     ),
     RP_READ_ONLY: (
         ReadOnlyError,
-        "write in a transaction from env.write() of an Environment opened "
-        "with read_only=False",
+        "write in a transaction from env.write() of an Environment opened with read_only=False",
     ),
     RP_BUSY: (BusyError, "end the environment's transactions first"),
     RP_TXN_ACTIVE: (
@@ -271,8 +269,7 @@ _CODES: dict[int, tuple[type[StorageError], str]] = {
     ),
     RP_PANIC: (
         PanicError,
-        "the environment is unusable after a failed rollback; close it and "
-        "open the file again",
+        "the environment is unusable after a failed rollback; close it and open the file again",
     ),
     RP_INVALID: (InvalidArgumentError, "check the arguments"),
     RP_BAD_TABLE: (

@@ -263,11 +263,7 @@ class Environment:
         if not isinstance(read_only, bool):
             raise _type_error("read_only", "a bool", read_only)
         size = 0 if max_size is None else _check_int(max_size, "max_size", 0, 2**63)
-        readers = (
-            0
-            if max_readers is None
-            else _check_int(max_readers, "max_readers", 1, 2**31 - 1)
-        )
+        readers = 0 if max_readers is None else _check_int(max_readers, "max_readers", 1, 2**31 - 1)
         versions = (
             0
             if max_active_versions is None
@@ -283,9 +279,7 @@ class Environment:
         self._pool: list[_Outs] = []
         self._names: dict[str, bytes] = {}
 
-        flags = (lib.RP_NOSYNC if durability == "none" else 0) | (
-            lib.RP_RDONLY if read_only else 0
-        )
+        flags = (lib.RP_NOSYNC if durability == "none" else 0) | (lib.RP_RDONLY if read_only else 0)
         envp = ffi.new("rp_env **")
         rc = lib.rp_env_open(os.fsencode(fspath), flags, size, readers, versions, envp)
         if rc != _OK:
@@ -359,9 +353,7 @@ class Environment:
                 pool.append(outs)
                 raise _error(
                     rc,
-                    "cannot begin a write transaction"
-                    if flags
-                    else "cannot begin a read snapshot",
+                    "cannot begin a write transaction" if flags else "cannot begin a read snapshot",
                     self._path,
                 )
             txn = cls(self, outs.txn[0], outs)
@@ -388,9 +380,7 @@ class Environment:
             if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
                 raise _type_error("timeout", "a number or None", timeout)
             if not timeout >= 0:
-                raise _e.InvalidArgumentError(
-                    f"timeout must be >= 0 or None, not {timeout}"
-                )
+                raise _e.InvalidArgumentError(f"timeout must be >= 0 or None, not {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
         out = ffi.new("uint64_t *")
         while True:
@@ -693,10 +683,10 @@ class _Transaction:
         raise _error(rc, what, self._path)
 
     def _name(self, table: str) -> bytes:
-        name = self._names.get(table)
-        if name is None:
+        try:
+            return self._names[table]
+        except (KeyError, TypeError):  # first use, or not a (hashable) str
             return self._env._encode_name(table)
-        return name
 
     # ---- reads -------------------------------------------------------------
 
@@ -704,8 +694,9 @@ class _Transaction:
         """The value stored under ``key`` in ``table``, or ``None``."""
         if self._owner != _get_ident():
             self._unusable()
-        name = self._names.get(table)
-        if name is None:
+        try:
+            name = self._names[table]
+        except (KeyError, TypeError):  # first use, or not a (hashable) str
             name = self._env._encode_name(table)
         if type(key) is not bytes:
             key = _as_bytes(key, "key")
@@ -722,8 +713,9 @@ class _Transaction:
         """``[get(table, k) for k in keys]`` with the per-call work hoisted."""
         if self._owner != _get_ident():
             self._unusable()
-        name = self._names.get(table)
-        if name is None:
+        try:
+            name = self._names[table]
+        except (KeyError, TypeError):  # first use, or not a (hashable) str
             name = self._env._encode_name(table)
         outs = self._outs
         vp, vl, vpc = outs.vp, outs.vl, outs.vpc
@@ -859,11 +851,7 @@ class _Transaction:
                     rc = seek(cur, _SEEK_FIRST, _NULL, 0, kp, kl, vp, vl)
                 else:
                     rc = seek(cur, _SEEK_GE, key, len(key), kp, kl, vp, vl)
-                    if (
-                        exclusive
-                        and rc == _OK
-                        and ffi.unpack(outs.kpc[0], kl[0]) == key
-                    ):
+                    if exclusive and rc == _OK and ffi.unpack(outs.kpc[0], kl[0]) == key:
                         include_current = 0
                 bound = stop
                 direction = 1
@@ -955,7 +943,13 @@ class Snapshot(_Transaction):
 
     def end(self) -> None:
         """End the snapshot, unpinning its version.  Idempotent."""
-        self.abort()
+        if self._owner != _get_ident():
+            if self._owner == _ENDED:
+                return
+            self._unusable()
+        self._end(lib.rp_txn_abort, "ended")
+
+    abort = end
 
     def __enter__(self) -> Snapshot:
         return self
@@ -986,8 +980,9 @@ class WriteTransaction(_Transaction):
         """Insert or replace ``key`` -> ``value`` (creates the table)."""
         if self._owner != _get_ident():
             self._unusable()
-        name = self._names.get(table)
-        if name is None:
+        try:
+            name = self._names[table]
+        except (KeyError, TypeError):  # first use, or not a (hashable) str
             name = self._env._encode_name(table)
         if type(key) is not bytes:
             key = _as_bytes(key, "key")
@@ -1047,8 +1042,9 @@ class WriteTransaction(_Transaction):
         """Delete ``key``; return whether it existed."""
         if self._owner != _get_ident():
             self._unusable()
-        name = self._names.get(table)
-        if name is None:
+        try:
+            name = self._names[table]
+        except (KeyError, TypeError):  # first use, or not a (hashable) str
             name = self._env._encode_name(table)
         if type(key) is not bytes:
             key = _as_bytes(key, "key")

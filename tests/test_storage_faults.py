@@ -304,9 +304,7 @@ def test_enospc_while_growing_is_disk_full(db_path: str, disarm_faults: Any) -> 
 # ---- power cuts ----------------------------------------------------------------------
 
 
-def test_power_cut_recovers_last_synced_or_next(
-    db_path: str, disarm_faults: Any
-) -> None:
+def test_power_cut_recovers_last_synced_or_next(db_path: str, disarm_faults: Any) -> None:
     outcomes = {"before": 0, "after": 0}
     for seed in range(1, POWERCUT_ROUNDS + 1):
         rng = random.Random(seed)

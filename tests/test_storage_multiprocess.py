@@ -62,8 +62,7 @@ def test_concurrent_increments_are_exact(db_path: str) -> None:
     Environment(db_path).close()  # create the file before the race
     start = CTX.Event()
     procs = [
-        CTX.Process(target=_incrementer, args=(db_path, i, INCREMENTS, start))
-        for i in range(PROCS)
+        CTX.Process(target=_incrementer, args=(db_path, i, INCREMENTS, start)) for i in range(PROCS)
     ]
     for p in procs:
         p.start()
@@ -109,17 +108,9 @@ def _auditor(path: str, start: Any, done: Any, out: Any) -> None:
                 last_version = snap.version
                 rows = list(snap.scan("acct"))
                 total = sum(int(v) for _, v in rows)
-                by_get = sum(
-                    int(snap.get("acct", b"%02d" % i) or b"0") for i in range(ACCOUNTS)
-                )
-                if (
-                    total != ACCOUNTS * INITIAL
-                    or by_get != total
-                    or len(rows) != ACCOUNTS
-                ):
-                    problems.append(
-                        f"v{snap.version}: sum {total}/{by_get}, {len(rows)} rows"
-                    )
+                by_get = sum(int(snap.get("acct", b"%02d" % i) or b"0") for i in range(ACCOUNTS))
+                if total != ACCOUNTS * INITIAL or by_get != total or len(rows) != ACCOUNTS:
+                    problems.append(f"v{snap.version}: sum {total}/{by_get}, {len(rows)} rows")
             checks += 1
     out.put((checks, problems))
 
@@ -130,13 +121,8 @@ def test_readers_see_a_conserved_sum(db_path: str) -> None:
             txn.put("acct", b"%02d" % i, b"%d" % INITIAL)
     start, done = CTX.Event(), CTX.Event()
     out = CTX.Queue()
-    movers = [
-        CTX.Process(target=_mover, args=(db_path, seed, MOVES, start))
-        for seed in (1, 2)
-    ]
-    auditors = [
-        CTX.Process(target=_auditor, args=(db_path, start, done, out)) for _ in range(2)
-    ]
+    movers = [CTX.Process(target=_mover, args=(db_path, seed, MOVES, start)) for seed in (1, 2)]
+    auditors = [CTX.Process(target=_auditor, args=(db_path, start, done, out)) for _ in range(2)]
     for p in movers + auditors:
         p.start()
     start.set()
