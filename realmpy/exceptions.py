@@ -23,6 +23,7 @@ __all__ = [
     "QueryError",
     "QuerySyntaxError",
     "RealmError",
+    "RealmThreadError",
     "SchemaError",
     "TransactionStateError",
     "WrongRealmError",
@@ -75,6 +76,12 @@ class InvalidObjectError(RealmError, RuntimeError):
 
 class WrongRealmError(RealmError, ValueError):
     """An object managed by another realm instance was passed in."""
+
+
+class RealmThreadError(RealmError, RuntimeError):
+    """A live realm (or its objects and results) was used from a thread
+    other than the one that opened it; open a realm per thread, or pass
+    ``realm.freeze()`` results between threads of your own design."""
 
 
 class CodecError(RealmError, ValueError):

@@ -84,14 +84,10 @@ class Counter(int):
     def increment(self, delta: int = 1) -> None:
         """Add ``delta`` (may be negative) to the stored value."""
         if isinstance(delta, bool) or not isinstance(delta, int):
-            raise ObjectTypeError(
-                f"a counter increments by an int, not {type(delta).__name__}"
-            )
+            raise ObjectTypeError(f"a counter increments by an int, not {type(delta).__name__}")
         owner = self._owner
         if owner is None:
-            raise ObjectTypeError(
-                "this Counter is not bound to an object: read it from one"
-            )
+            raise ObjectTypeError("this Counter is not bound to an object: read it from one")
         store = owner._rp_store
         if store is None:
             owner._rp_values[self._name] = owner._rp_values[self._name] + delta
@@ -325,9 +321,7 @@ class Schema:
         return cls(tuple(ObjectSchema.from_dict(c) for c in d["classes"]))
 
     @classmethod
-    def from_models(
-        cls, models: Iterable[type[Object] | type[EmbeddedObject]]
-    ) -> Schema:
+    def from_models(cls, models: Iterable[type[Object] | type[EmbeddedObject]]) -> Schema:
         """Build and check the schema of a list of model classes.
 
         Every link or embedded target must be in the list, so a realm never
@@ -375,8 +369,7 @@ class Schema:
                 breaking.append(f"{new.name} changed between embedded and top-level")
             if old.primary_key != new.primary_key:
                 breaking.append(
-                    f"{new.name}: primary key changed from {old.primary_key} "
-                    f"to {new.primary_key}"
+                    f"{new.name}: primary key changed from {old.primary_key} to {new.primary_key}"
                 )
             for p in new.properties:
                 q = old.get(p.name)
@@ -384,13 +377,11 @@ class Schema:
                     additive.append(f"{new.name}.{p.name} added")
                 elif q.shape() != p.shape():
                     breaking.append(
-                        f"{new.name}.{p.name} changed from {q.describe()} "
-                        f"to {p.describe()}"
+                        f"{new.name}.{p.name} changed from {q.describe()} to {p.describe()}"
                     )
                 elif q.indexed != p.indexed:
                     additive.append(
-                        f"{new.name}.{p.name} index "
-                        + ("added" if p.indexed else "removed")
+                        f"{new.name}.{p.name} index " + ("added" if p.indexed else "removed")
                     )
             for q in old.properties:
                 if new.get(q.name) is None:
@@ -435,10 +426,7 @@ class _PropertyDescriptor:
                 raise AttributeError(self.name) from None
         else:
             value = store.read_property(obj, self.name)
-        if (
-            type(value) is int
-            and object_schema(type(obj)).property(self.name).type == "counter"
-        ):
+        if type(value) is int and object_schema(type(obj)).property(self.name).type == "counter":
             c = Counter(value)
             c._owner = obj
             c._name = self.name
@@ -514,8 +502,7 @@ class _Model:
                 f = cls._rp_fields[prop.name]
                 if not f.has_default():
                     raise ObjectTypeError(
-                        f"{cls.__name__}() missing required field {prop.name!r} "
-                        f"({prop.describe()})"
+                        f"{cls.__name__}() missing required field {prop.name!r} ({prop.describe()})"
                     )
                 value = f.make_default()
             values[prop.name] = validate_value(cls, prop, value)
@@ -587,6 +574,27 @@ class Object(_Model):
             return id(self)
         return hash((type(self).__realm_name__, self._rp_key))
 
+    @property
+    def is_valid(self) -> bool:
+        """False once the object was deleted or its realm closed."""
+        store = self._rp_store
+        if store is None:
+            return True
+        try:
+            store.read_property(self, next(iter(type(self)._rp_fields)))
+        except Exception:
+            return False
+        return True
+
+    def add_listener(self, callback: Callable[[Any], None]) -> Any:
+        """Call ``callback(change)`` (``change.is_deleted``,
+        ``change.properties``) after each version that changes this managed
+        object; returns a token with ``remove()``.  See
+        :mod:`realmpy.notifier` for the thread it runs on."""
+        from realmpy.notifier import add_object_listener  # same layer, lazily
+
+        return add_object_listener(self, callback)
+
 
 class EmbeddedObject(_Model):
     """Base class of models stored inside their parent object.
@@ -603,9 +611,7 @@ class EmbeddedObject(_Model):
         if self is other:
             return True
         schema = object_schema(type(self))
-        return all(
-            getattr(self, p.name) == getattr(other, p.name) for p in schema.properties
-        )
+        return all(getattr(self, p.name) == getattr(other, p.name) for p in schema.properties)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -651,9 +657,7 @@ def _build_schema(cls: type[_Model]) -> ObjectSchema:
     for name, f in cls._rp_fields.items():
         p = _property(cls, name, hints[name], f)
         if embedded and p.primary_key:
-            raise SchemaError(
-                f"embedded object {cls.__name__} cannot have a primary key"
-            )
+            raise SchemaError(f"embedded object {cls.__name__} cannot have a primary key")
         props.append(p)
     pks = [p.name for p in props if p.primary_key]
     if len(pks) > 1:
@@ -675,9 +679,7 @@ def _element(cls: type, name: str, tp: Any) -> tuple[str, str | None, bool]:
     """(type name, target, optional) of a non-collection annotation."""
     inner, optional = _split_optional(tp)
     if isinstance(inner, typing.ForwardRef):
-        raise SchemaError(
-            f"{cls.__name__}.{name}: unresolved forward reference {inner}"
-        )
+        raise SchemaError(f"{cls.__name__}.{name}: unresolved forward reference {inner}")
     if inner in SCALAR_TYPES:
         return SCALAR_TYPES[inner], None, optional
     if isinstance(inner, type) and issubclass(inner, EmbeddedObject):
@@ -707,17 +709,11 @@ def _property(cls: type, name: str, tp: Any, f: Field) -> Property:
         collection = origin.__name__
         type_name, target, optional = _element(cls, name, elem)
         if type_name == "counter":
-            raise SchemaError(
-                f"{cls.__name__}.{name}: counters cannot be in a collection"
-            )
+            raise SchemaError(f"{cls.__name__}.{name}: counters cannot be in a collection")
         if type_name == "link" and optional and collection != "dict":
-            raise SchemaError(
-                f"{cls.__name__}.{name}: links in a list or set cannot be None"
-            )
+            raise SchemaError(f"{cls.__name__}.{name}: links in a list or set cannot be None")
         if type_name == "embedded" and collection == "set":
-            raise SchemaError(
-                f"{cls.__name__}.{name}: a set cannot hold embedded objects"
-            )
+            raise SchemaError(f"{cls.__name__}.{name}: a set cannot hold embedded objects")
     elif origin is not None and origin not in (typing.Union, types.UnionType):
         raise SchemaError(f"{cls.__name__}.{name}: unsupported generic {tp!r}")
     else:

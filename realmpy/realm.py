@@ -1,0 +1,1297 @@
+"""The Realm: models on top of ``realmpy.storage``.
+
+Layout in the data file (all tables of one environment):
+
+- ``_meta``: ``schema`` (msgpack of :meth:`Schema.to_dict`), ``schema_version``,
+  ``history`` (``"local"`` or ``"sync"``), ``seq:<Class>`` (next key of a
+  model without primary key);
+- ``o:<Class>``: encoded primary key (``codec.encode_key``) → msgpack record;
+- ``i:<Class>:<prop>``: encoded value + encoded primary key → empty, one
+  table per indexed property, so equality and range queries are scans.
+
+When a realm advances (auto-refresh), exactly:
+
+1. every *read* of a live realm — :meth:`Realm.find`, :meth:`Realm.all`,
+   :meth:`Realm.query`, ``len()``/iteration/indexing/``first()`` of
+   :class:`~realmpy.results.Results`, and reading a property of a managed
+   object — first moves the realm to the newest committed version (one
+   atomic load when nothing changed).  So a read that starts after another
+   process's commit returned sees it, with no ``refresh()``;
+2. :meth:`Realm.begin_write` / :meth:`Realm.write` always start from the
+   newest version (the writer lock serialises all writers);
+3. :meth:`Realm.refresh` advances and delivers pending notifications;
+4. it never advances inside an open write transaction (reads see the
+   transaction's own changes), and a frozen realm never advances.
+
+Iterating a ``Results`` walks the list of objects computed when the
+iteration started, so membership and order never change under the loop; the
+objects themselves are live (reading one gives its newest values).
+
+A live realm belongs to the thread that opened it (other threads get
+:class:`~realmpy.exceptions.RealmThreadError`); open one per thread — they
+share one storage environment and one notifier thread per file and process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+from uuid import UUID
+
+from realmpy import codec
+from realmpy import query as _query
+from realmpy.codec import Link
+from realmpy.config import Configuration
+from realmpy.exceptions import (
+    ClosedRealmError,
+    ConfigurationError,
+    DuplicatePrimaryKeyError,
+    FrozenRealmError,
+    InvalidObjectError,
+    MigrationRequiredError,
+    ObjectTypeError,
+    RealmThreadError,
+    SchemaError,
+    TransactionStateError,
+    WrongRealmError,
+)
+from realmpy.objectid import ObjectId
+from realmpy.schema import (
+    Counter,
+    EmbeddedObject,
+    Object,
+    ObjectSchema,
+    Property,
+    Schema,
+    _Model,
+    object_schema,
+    validate_value,
+)
+from realmpy.storage import Environment, Snapshot, WriteTransaction
+
+if TYPE_CHECKING:
+    from realmpy.notifier import Notifier
+    from realmpy.results import Results
+
+__all__ = ["Realm", "Transaction"]
+
+T = TypeVar("T", bound=Object)
+
+META = "_meta"
+HISTORY_KEY = b"history"
+SCHEMA_KEY = b"schema"
+VERSION_KEY = b"schema_version"
+
+
+def table_name(cls_name: str) -> str:
+    return "o:" + cls_name
+
+
+def index_name(cls_name: str, prop: str) -> str:
+    return f"i:{cls_name}:{prop}"
+
+
+def zero_value(prop: Property, model: type | None) -> Any:
+    """The value a record lacking ``prop`` reads as (property added later)."""
+    if model is not None:
+        f = getattr(model, "_rp_fields", {}).get(prop.name)
+        if f is not None and f.has_default():
+            from realmpy.schema import MISSING
+
+            if f.default is not MISSING:
+                return f.default
+    if prop.collection == "list":
+        return []
+    if prop.collection == "set":
+        return set()
+    if prop.collection == "dict":
+        return {}
+    if prop.optional or prop.type in ("link", "embedded"):
+        return None
+    return {
+        "int": 0,
+        "counter": 0,
+        "bool": False,
+        "float": 0.0,
+        "str": "",
+        "bytes": b"",
+        "decimal": __import__("decimal").Decimal(0),
+        "objectid": ObjectId(bytes(12)),
+        "uuid": UUID(int=0),
+        "datetime": __import__("datetime").datetime(
+            1970, 1, 1, tzinfo=__import__("datetime").timezone.utc
+        ),
+    }[prop.type]
+
+
+# ----------------------------------------------------------------------------
+# Per-process state of one file
+
+
+class _SharedFile:
+    """One Environment, session lock and notifier per file and process."""
+
+    _registry: ClassVar[dict[str, _SharedFile]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, config: Configuration) -> None:
+        self.path = config.path
+        self.refs = 0
+        self.lock = threading.RLock()
+        self.pid = os.getpid()
+        self._session_fd = os.open(config.path + ".session", os.O_RDWR | os.O_CREAT, 0o644)
+        if config.kind == "in_memory" and self._try_exclusive():
+            # Nobody else has this in-memory realm open: start it empty.
+            for suffix in ("", ".lock"):
+                try:
+                    os.unlink(config.path + suffix)
+                except FileNotFoundError:
+                    pass
+        fcntl.flock(self._session_fd, fcntl.LOCK_SH)
+        self.env = Environment(
+            config.path,
+            durability=config.durability,
+            max_active_versions=config.max_active_versions,
+            read_only=config.read_only,
+        )
+        self.kind = config.kind
+        self.notifier: Notifier | None = None
+
+    def _try_exclusive(self) -> bool:
+        try:
+            fcntl.flock(self._session_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def alone(self) -> bool:
+        """True if no other process has the file open (and one realm here)."""
+        with self.lock:
+            if self.refs > 1:
+                return False
+            alone = self._try_exclusive()
+            fcntl.flock(self._session_fd, fcntl.LOCK_SH)
+            return alone
+
+    @classmethod
+    def acquire(cls, config: Configuration) -> _SharedFile:
+        with cls._registry_lock:
+            shared = cls._registry.get(config.path)
+            if shared is not None and shared.pid != os.getpid():
+                shared = None  # inherited across fork(): open our own
+            if shared is None:
+                shared = cls(config)
+                cls._registry[config.path] = shared
+            elif shared.kind != config.kind and "in_memory" in (shared.kind, config.kind):
+                raise ConfigurationError(
+                    f"{config.path} is open here as {shared.kind}, not {config.kind}"
+                )
+            shared.refs += 1
+            return shared
+
+    def get_notifier(self) -> Notifier:
+        with self.lock:
+            if self.notifier is None:
+                from realmpy.notifier import Notifier
+
+                self.notifier = Notifier(self.env)
+            return self.notifier
+
+    def release(self) -> None:
+        with _SharedFile._registry_lock:
+            self.refs -= 1
+            if self.refs > 0:
+                return
+            if _SharedFile._registry.get(self.path) is self:
+                del _SharedFile._registry[self.path]
+        if self.notifier is not None:
+            self.notifier.stop()
+        self.env.close()
+        last = self._try_exclusive()
+        if last and self.kind == "in_memory":
+            for suffix in ("", ".lock", ".session"):
+                try:
+                    os.unlink(self.path + suffix)
+                except FileNotFoundError:
+                    pass
+        os.close(self._session_fd)
+
+
+# ----------------------------------------------------------------------------
+# Evaluation helpers
+
+
+class _Bound:
+    """A record with its class, as the query evaluator sees it."""
+
+    __slots__ = ("cls", "key", "rec")
+
+    def __init__(self, cls: str, key: bytes, rec: dict[str, Any]) -> None:
+        self.cls = cls
+        self.key = key
+        self.rec = rec
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _Bound):
+            return self.cls == other.cls and self.key == other.key
+        if isinstance(other, Object) and other._rp_store is not None:
+            return type(other).__realm_name__ == self.cls and other._rp_key == self.key
+        return False
+
+    def __hash__(self) -> int:
+        return hash((self.cls, self.key))
+
+
+class Transaction:
+    """An open write transaction; also a context manager.
+
+    ``with realm.write():`` commits on a clean exit and rolls back on an
+    exception.  ``realm.begin_write()`` returns the same object for explicit
+    ``commit()`` / ``rollback()``.
+    """
+
+    def __init__(self, realm: Realm) -> None:
+        self._realm = realm
+
+    @property
+    def is_open(self) -> bool:
+        return self._realm._wtxn_owner is self
+
+    def commit(self) -> None:
+        if not self.is_open:
+            raise TransactionStateError("this transaction is no longer open")
+        self._realm._commit()
+
+    def rollback(self) -> None:
+        if not self.is_open:
+            raise TransactionStateError("this transaction is no longer open")
+        self._realm._rollback()
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self.is_open:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+
+
+# ----------------------------------------------------------------------------
+# The realm
+
+
+class Realm:
+    """A realm opened with a :class:`~realmpy.config.Configuration`.
+
+    Also a context manager (closes on exit).  See the module docstring for
+    exactly when a live realm advances to newer versions.
+    """
+
+    def __init__(self, config: Configuration) -> None:
+        if not isinstance(config, Configuration):
+            raise ConfigurationError(f"Realm() takes a Configuration, not {type(config).__name__}")
+        self._closed = True
+        self._config = config
+        self._frozen = False
+        self._owner = threading.get_ident()
+        self._wtxn: WriteTransaction | None = None
+        self._wtxn_owner: Transaction | None = None
+        self._snap: Snapshot | None = None
+        self._version = 0
+        self._stamp = 0
+        self._pending: list[Callable[[], None]] = []
+        self._pending_lock = threading.Lock()
+        self._tokens: list[Any] = []
+        self._models: dict[str, type[_Model]] = {}
+        self._shared = _SharedFile.acquire(config)
+        self._env = self._shared.env
+        self._closed = False
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening ------------------------------------------------------------
+
+    def _set_schema(self, schema: Schema) -> None:
+        self._schema = schema
+        models = {object_schema(m).name: m for m in self._config.schema}
+        self._models = models
+        self._defaults: dict[str, dict[str, Any]] = {}
+        for c in schema.classes:
+            m = models.get(c.name)
+            self._defaults[c.name] = {p.name: zero_value(p, m) for p in c.properties}
+
+    def _open(self) -> None:
+        config = self._config
+        wanted = config.model_schema
+        if config.should_compact is not None and config.kind == "local" and self._shared.alone():
+            st = self._env.stats()
+            total = st.file_size
+            used = (st.pages_used - st.free_pages) * st.page_size
+            if config.should_compact(total, used):
+                self._compact_in_place()
+        with self._env.read() as snap:
+            raw_schema = snap.get(META, SCHEMA_KEY)
+            raw_version = snap.get(META, VERSION_KEY)
+            raw_history = snap.get(META, HISTORY_KEY)
+        if raw_history is not None and raw_history.decode() != config.history:
+            raise ConfigurationError(
+                f"{config.path} has {raw_history.decode()} history but was opened "
+                f"with a {config.kind} configuration ({config.history} history): "
+                "open it with the configuration kind that created it"
+            )
+        if raw_schema is None:
+            self._set_schema(wanted)
+            if config.read_only:
+                raise ConfigurationError(
+                    f"{config.path} is not a realm yet and read_only=True cannot create it"
+                )
+            with self.write():
+                self._store_schema(wanted, config.schema_version)
+                self._wtxn_put_meta(HISTORY_KEY, config.history.encode())
+                if config.initial_data is not None:
+                    config.initial_data(self)
+            return
+        stored = Schema.from_dict(codec.unpack_record(raw_schema))
+        stored_version = int(raw_version or b"0")
+        diff = wanted.diff(stored)
+        merged = wanted.merged_with(stored)
+        if config.schema_version < stored_version:
+            raise MigrationRequiredError(
+                f"{config.path} has schema_version {stored_version}, newer than the "
+                f"configured {config.schema_version}: open it with the newer models"
+            )
+        if diff.breaking and config.schema_version == stored_version:
+            if config.delete_if_migration_needed:
+                self._set_schema(merged)
+                self._reset(wanted)
+                return
+            raise MigrationRequiredError(
+                "the models changed incompatibly with the file: "
+                + "; ".join(diff.breaking)
+                + f". Raise schema_version above {stored_version} (and pass a "
+                "migration callback to convert data) or set "
+                "delete_if_migration_needed=True"
+            )
+        self._set_schema(merged)
+        if diff.is_empty and config.schema_version == stored_version:
+            return
+        if config.read_only:
+            raise MigrationRequiredError(
+                f"{config.path} needs a schema update ({'; '.join(diff.additive)}) "
+                "but the realm is read-only"
+            )
+        with self.write():
+            self._rebuild_indexes(stored, merged)
+            self._store_schema(merged, config.schema_version)
+            if config.schema_version > stored_version and config.migration is not None:
+                old = _OldRealm(self, stored)
+                config.migration(old, self)
+
+    def _reset(self, schema: Schema) -> None:
+        with self.write():
+            txn = self._require_write()
+            for name in txn.tables():
+                txn.drop(name)
+            self._set_schema(schema)
+            self._store_schema(schema, self._config.schema_version)
+            self._wtxn_put_meta(HISTORY_KEY, self._config.history.encode())
+            if self._config.initial_data is not None:
+                self._config.initial_data(self)
+
+    def _store_schema(self, schema: Schema, version: int) -> None:
+        self._wtxn_put_meta(SCHEMA_KEY, codec.pack_record(schema.to_dict()))
+        self._wtxn_put_meta(VERSION_KEY, str(version).encode())
+
+    def _wtxn_put_meta(self, key: bytes, value: bytes) -> None:
+        self._require_write().put(META, key, value)
+
+    def _rebuild_indexes(self, stored: Schema, new: Schema) -> None:
+        txn = self._require_write()
+        for c in new.classes:
+            old = stored[c.name] if c.name in stored else None
+            for p in c.properties:
+                was = old.get(p.name) if old is not None else None
+                had = was is not None and was.has_index
+                if p.has_index and not had:
+                    for key, raw in txn.scan(table_name(c.name)):
+                        rec = codec.unpack_record(raw)
+                        value = rec.get(p.name, self._defaults[c.name][p.name])
+                        pk = codec.decode_key(key)[0]
+                        txn.put(index_name(c.name, p.name), codec.encode_keys(value, pk), b"")
+                elif had and not p.has_index:
+                    txn.drop(index_name(c.name, p.name))
+
+    def _compact_in_place(self) -> None:
+        tmp = self._config.path + ".compact"
+        for suffix in ("", ".lock"):
+            try:
+                os.unlink(tmp + suffix)
+            except FileNotFoundError:
+                pass
+        self._env.compact(tmp)
+        self._env.close()
+        os.replace(tmp, self._config.path)
+        try:
+            os.unlink(tmp + ".lock")
+        except FileNotFoundError:
+            pass
+        try:
+            os.unlink(self._config.path + ".lock")
+        except FileNotFoundError:
+            pass
+        self._shared.env = Environment(
+            self._config.path,
+            durability=self._config.durability,
+            max_active_versions=self._config.max_active_versions,
+        )
+        self._env = self._shared.env
+
+    # -- static operations --------------------------------------------------
+
+    @staticmethod
+    def compact(config: Configuration) -> bool:
+        """Compact the file if no process has it open; True if it did."""
+        with _SharedFile._registry_lock:
+            if config.path in _SharedFile._registry:
+                return False
+        if not os.path.exists(config.path):
+            return False
+        shared = _SharedFile.acquire(config)
+        try:
+            if not shared.alone():
+                return False
+            realm = Realm.__new__(Realm)
+            realm._config = config
+            realm._shared = shared
+            realm._env = shared.env
+            realm._compact_in_place()
+            return True
+        finally:
+            shared.release()
+
+    @staticmethod
+    def delete_realm(path: str | os.PathLike[str]) -> None:
+        """Delete a realm's files; refuses while this process has it open."""
+        p = os.path.abspath(os.fspath(path))
+        with _SharedFile._registry_lock:
+            if p in _SharedFile._registry:
+                raise ConfigurationError(f"cannot delete {p}: it is open in this process")
+        for suffix in ("", ".lock", ".session"):
+            try:
+                os.unlink(p + suffix)
+            except FileNotFoundError:
+                pass
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def config(self) -> Configuration:
+        return self._config
+
+    @property
+    def schema(self) -> Schema:
+        return self._schema
+
+    @property
+    def path(self) -> str:
+        return self._config.path
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def is_frozen(self) -> bool:
+        return self._frozen
+
+    @property
+    def is_in_transaction(self) -> bool:
+        return self._wtxn is not None
+
+    @property
+    def version(self) -> int:
+        """The committed version this realm currently reads."""
+        self._check()
+        self._reader()
+        return self._version
+
+    def _check(self) -> None:
+        if self._closed:
+            raise ClosedRealmError(f"the realm {self._config.path} is closed")
+        if threading.get_ident() != self._owner:
+            raise RealmThreadError(
+                "this realm belongs to the thread that opened it"
+                + (" (frozen realms too)" if self._frozen else "")
+                + ": open a Realm in this thread instead"
+            )
+
+    def _reader(self) -> Snapshot | WriteTransaction:
+        if self._wtxn is not None:
+            return self._wtxn
+        if self._snap is None:
+            self._snap = self._env.read()
+            self._version = self._snap.version
+            self._stamp += 1
+        return self._snap
+
+    def _safe_point(self) -> None:
+        """Advance to the newest version if one exists (see module docs)."""
+        if self._frozen or self._wtxn is not None:
+            return
+        snap = self._snap
+        if snap is not None and self._env.version != self._version:
+            snap.end()
+            self._snap = None
+
+    def _read(self) -> Snapshot | WriteTransaction:
+        """Entry of every public read: checks, auto-refresh, the reader."""
+        self._check()
+        self._safe_point()
+        return self._reader()
+
+    # -- refresh ----------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Advance to the newest version now and deliver pending
+        notifications of listeners bound to this realm; True if it moved."""
+        self._check()
+        if self._frozen or self._wtxn is not None:
+            return False
+        before = self._version if self._snap is not None else -1
+        self._safe_point()
+        self._reader()
+        self._drain()
+        return self._version != before
+
+    async def refresh_async(self) -> bool:
+        """Complete when this realm reaches the newest version that existed
+        at the call (after its listeners' notifications were computed);
+        ``False`` at once if it is already there."""
+        self._check()
+        if self._frozen or self._wtxn is not None:
+            return False
+        target = self._env.version
+        if self._snap is not None and self._version >= target:
+            return False
+        notifier = self._shared.notifier
+        if notifier is not None and self._tokens:
+            await notifier.wait_processed(target, asyncio.get_running_loop())
+        self.refresh()
+        return True
+
+    def _post(self, deliver: Callable[[], None], loop: asyncio.AbstractEventLoop) -> None:
+        """Queue a delivery for this realm's loop (from the notifier)."""
+        with self._pending_lock:
+            self._pending.append(deliver)
+        try:
+            loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # loop closed
+            pass
+
+    def _drain(self) -> None:
+        if self._closed or threading.get_ident() != self._owner:
+            return
+        with self._pending_lock:
+            todo, self._pending = self._pending, []
+        if todo and self._wtxn is None:
+            self._safe_point()
+        for deliver in todo:
+            deliver()
+
+    # -- transactions ----------------------------------------------------------
+
+    def begin_write(self) -> Transaction:
+        """Begin the write transaction at the newest version (waits for
+        writers in other processes and threads)."""
+        self._check()
+        if self._frozen:
+            raise FrozenRealmError("a frozen realm cannot be written")
+        if self._config.read_only:
+            raise TransactionStateError(f"{self._config.path} was opened read-only")
+        if self._wtxn is not None:
+            raise TransactionStateError(
+                "a write transaction is already open in this realm: nested writes are not supported"
+            )
+        if self._snap is not None:
+            self._snap.end()
+            self._snap = None
+        self._wtxn = self._env.write()
+        self._version = self._wtxn.version
+        self._stamp += 1
+        tx = Transaction(self)
+        self._wtxn_owner = tx
+        return tx
+
+    def write(self) -> Transaction:
+        """``with realm.write():`` — commits on success, rolls back on error."""
+        return self.begin_write()
+
+    def _commit(self) -> None:
+        txn = self._require_write()
+        self._wtxn = None
+        self._wtxn_owner = None
+        self._stamp += 1
+        txn.commit()
+
+    def _rollback(self) -> None:
+        txn = self._require_write()
+        self._wtxn = None
+        self._wtxn_owner = None
+        self._stamp += 1
+        txn.abort()
+
+    def _require_write(self) -> WriteTransaction:
+        if self._wtxn is None:
+            if self._frozen:
+                raise FrozenRealmError("a frozen realm cannot be written")
+            raise TransactionStateError(
+                "cannot modify objects outside a write transaction: "
+                "wrap the change in 'with realm.write():'"
+            )
+        return self._wtxn
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the realm (idempotent); its objects become unusable."""
+        if self._closed and not hasattr(self, "_shared"):
+            return
+        if getattr(self, "_closed_done", False):
+            return
+        self._closed_done = True
+        self._closed = True
+        for token in list(getattr(self, "_tokens", [])):
+            token.remove()
+        try:
+            if self._wtxn is not None:
+                self._wtxn.abort()
+            if self._snap is not None:
+                self._snap.end()
+        except Exception:  # another thread's or a closed env's handle
+            pass
+        self._wtxn = None
+        self._snap = None
+        if not self._frozen and hasattr(self, "_shared"):
+            self._shared.release()
+
+    def __enter__(self) -> Realm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed and threading.get_ident() == self._owner:
+                self.close()
+        except Exception:
+            pass
+
+    def freeze(self) -> Realm:
+        """A frozen realm at this realm's (newest) version.
+
+        It never changes, pins its version until closed, and belongs to the
+        calling thread.
+        """
+        self._check()
+        if self._frozen:
+            return self
+        self._safe_point()
+        if self._wtxn is not None:
+            raise TransactionStateError("cannot freeze inside a write transaction")
+        return Realm._frozen_at(self, self._env.read())
+
+    @classmethod
+    def _frozen_at(cls, source: Realm, snap: Snapshot) -> Realm:
+        r = cls.__new__(cls)
+        r._config = source._config
+        r._frozen = True
+        r._closed = False
+        r._owner = threading.get_ident()
+        r._wtxn = None
+        r._wtxn_owner = None
+        r._snap = snap
+        r._version = snap.version
+        r._stamp = 1
+        r._pending = []
+        r._pending_lock = threading.Lock()
+        r._tokens = []
+        r._shared = source._shared
+        r._env = source._env
+        r._schema = source._schema
+        r._models = source._models
+        r._defaults = source._defaults
+        return r
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("frozen" if self._frozen else "open")
+        return f"<Realm {state} {self._config.path} v{self._version}>"
+
+    # -- model lookup -------------------------------------------------------------
+
+    def _class_schema(self, cls: type[_Model]) -> ObjectSchema:
+        if not isinstance(cls, type) or not issubclass(cls, Object):
+            raise SchemaError(f"{cls!r} is not a model class (subclass realmpy.Object)")
+        name = cls.__realm_name__
+        if self._models.get(name) is not cls:
+            raise SchemaError(
+                f"{cls.__name__} is not in this realm's schema: add it to the "
+                "Configuration's model list"
+            )
+        return self._schema[name]
+
+    def _make(self, name: str, key: bytes, rec: dict[str, Any] | None = None) -> Any:
+        cls = self._models[name]
+        obj = cls.__new__(cls)
+        object.__setattr__(obj, "_rp_store", self)
+        object.__setattr__(obj, "_rp_key", key)
+        object.__setattr__(obj, "_rp_cache", (self._stamp, rec) if rec is not None else None)
+        return obj
+
+    # -- reads ------------------------------------------------------------------------
+
+    def find(self, cls: type[T], primary_key: Any) -> T | None:
+        """The object of ``cls`` with this primary key, or ``None``."""
+        schema = self._class_schema(cls)
+        pk = schema.primary_key
+        if pk is None:
+            raise SchemaError(f"{cls.__name__} has no primary key: use query()")
+        txn = self._read()
+        prop = schema.property(pk)
+        try:
+            value = validate_value(cls, prop, primary_key)
+        except ObjectTypeError:
+            raise ObjectTypeError(
+                f"{cls.__name__}'s primary key is {prop.describe()}, got "
+                f"{type(primary_key).__name__} {primary_key!r:.60}"
+            ) from None
+        key = codec.encode_key(value)
+        raw = txn.get(table_name(schema.name), key)
+        if raw is None:
+            return None
+        return cast(T, self._make(schema.name, key, codec.unpack_record(raw)))
+
+    def all(self, cls: type[T]) -> Results[T]:
+        """Live results of every object of ``cls``."""
+        from realmpy.results import Results
+
+        self._class_schema(cls)
+        self._check()
+        return Results(self, cls, None, ())
+
+    def query(self, cls: type[T], text: str, *args: Any) -> Results[T]:
+        """Live results of the objects of ``cls`` matching ``text`` (RQL)."""
+        from realmpy.results import Results
+
+        schema = self._class_schema(cls)
+        self._check()
+        q = _query.parse(text)
+        self._validate_query(schema, q)
+        if len(args) < q.arg_count:
+            raise _query.QueryArgumentError(
+                f"the query uses ${q.arg_count - 1} but {len(args)} argument(s) "
+                f"were given: {text!r}"
+            )
+        return Results(self, cls, q, args)
+
+    def _validate_query(self, schema: ObjectSchema, q: _query.Query) -> None:
+        paths: list[_query.KeyPath] = []
+
+        def collect(node: Any) -> None:
+            if isinstance(node, _query.KeyPath):
+                paths.append(node)
+            elif isinstance(node, (_query.And, _query.Or)):
+                for i in node.items:
+                    collect(i)
+            elif isinstance(node, _query.Not):
+                collect(node.item)
+            elif isinstance(node, _query.Comparison):
+                collect(node.left)
+                collect(node.right)
+            elif isinstance(node, _query.Between):
+                collect(node.value)
+                collect(node.low)
+                collect(node.high)
+            elif isinstance(node, _query.ListExpr):
+                for i in node.items:
+                    collect(i)
+
+        collect(q.predicate)
+        for d in q.descriptors:
+            if isinstance(d, _query.Sort):
+                paths.extend(p for p, _ in d.keys)
+            elif isinstance(d, _query.Distinct):
+                paths.extend(d.paths)
+        for path in paths:
+            current: ObjectSchema | None = schema
+            for part in path.parts:
+                if part in _query.AGGREGATES:
+                    continue
+                if current is None:
+                    continue  # a dictionary key
+                prop = current.get(part)
+                if prop is None:
+                    raise _query.QueryArgumentError(
+                        f"{current.name} has no property {part!r} (in {str(path)!r}); "
+                        f"its properties are {', '.join(p.name for p in current.properties)}"
+                    )
+                if prop.target is not None:
+                    current = self._schema[prop.target]
+                else:
+                    current = None
+
+    # -- evaluation (used by Results and the notifier) -------------------------------
+
+    def _resolve(self, value: Any, name: str) -> Any:
+        if type(value) is _Bound:
+            schema = self._schema[value.cls]
+            prop = schema.get(name)
+            if prop is None:
+                return None
+            stored = value.rec.get(name, self._defaults[value.cls][name])
+            if prop.type == "link":
+                return self._bind_links(prop, stored)
+            if prop.type == "embedded":
+                target = prop.target or ""
+                if prop.collection == "list":
+                    return [_Bound(target, b"", r) for r in stored]
+                if prop.collection == "dict":
+                    return {
+                        k: (None if r is None else _Bound(target, b"", r))
+                        for k, r in stored.items()
+                    }
+                return None if stored is None else _Bound(target, b"", stored)
+            return stored
+        return _query.default_resolver(value, name)
+
+    def _bind_links(self, prop: Property, stored: Any) -> Any:
+        txn = self._reader()
+        target = prop.target or ""
+        table = table_name(target)
+
+        def load(link: Any) -> _Bound | None:
+            if link is None:
+                return None
+            raw = txn.get(table, bytes(link))
+            return None if raw is None else _Bound(target, bytes(link), codec.unpack_record(raw))
+
+        if prop.collection in ("list", "set"):
+            return [b for b in (load(x) for x in stored) if b is not None]
+        if prop.collection == "dict":
+            return {k: load(v) for k, v in stored.items()}
+        return load(stored)
+
+    def _plan(
+        self, schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
+    ) -> list[bytes] | None:
+        from realmpy.results import plan_keys
+
+        return plan_keys(self, schema, q, args)
+
+    def _evaluate(
+        self, name: str, q: _query.Query | None, args: tuple[Any, ...]
+    ) -> list[tuple[bytes, bytes, dict[str, Any]]]:
+        """Matching (key, raw record, record) in result order."""
+        txn = self._reader()
+        table = table_name(name)
+        schema = self._schema[name]
+        unpack = codec.unpack_record
+        if q is None:
+            return [(k, v, unpack(v)) for k, v in txn.scan(table)]
+        keys = self._plan(schema, q, args)
+        rows: Iterable[tuple[bytes, bytes]]
+        if keys is None:
+            rows = txn.scan(table)
+        else:
+            raws = txn.get_many(table, keys)
+            rows = [(k, r) for k, r in zip(keys, raws, strict=True) if r is not None]
+        match = q.matcher(args, resolver=self._resolve)
+        out = []
+        for k, v in rows:
+            rec = unpack(v)
+            if match(_Bound(name, k, rec)):
+                out.append((k, v, rec))
+        if q.descriptors:
+            bound = [_Bound(name, k, rec) for k, _, rec in out]
+            by_key = {k: (k, v, rec) for k, v, rec in out}
+            out = [by_key[b.key] for b in q.order(bound, resolver=self._resolve)]
+        return out
+
+    # -- ObjectStore (managed objects) ------------------------------------------------
+
+    def _record(self, obj: _Model) -> dict[str, Any]:
+        self._check()
+        self._safe_point()
+        cache = obj.__dict__.get("_rp_cache")
+        if cache is not None and cache[0] == self._stamp and self._snap_alive():
+            return cast(dict[str, Any], cache[1])
+        txn = self._reader()
+        name = type(obj).__realm_name__
+        raw = txn.get(table_name(name), obj._rp_key)
+        if raw is None:
+            raise InvalidObjectError(
+                f"this {name} object was deleted (or its write was rolled back)"
+            )
+        rec = codec.unpack_record(raw)
+        object.__setattr__(obj, "_rp_cache", (self._stamp, rec))
+        return rec
+
+    def _snap_alive(self) -> bool:
+        return self._wtxn is not None or self._snap is not None
+
+    def raw_get(self, obj: _Model, name: str) -> Any:
+        rec = self._record(obj)
+        return rec.get(name, self._defaults[type(obj).__realm_name__][name])
+
+    def raw_set(self, obj: _Model, name: str, stored: Any) -> None:
+        txn = self._require_write()
+        cls_name = type(obj).__realm_name__
+        rec = dict(self._record(obj))
+        prop = self._schema[cls_name].property(name)
+        if prop.primary_key:
+            raise ObjectTypeError(
+                f"{cls_name}.{name} is the primary key and cannot change: "
+                "delete the object and add a new one"
+            )
+        old = rec.get(name, self._defaults[cls_name][name])
+        rec[name] = stored
+        if prop.has_index and old != stored:
+            pk = codec.decode_key(obj._rp_key)[0]
+            iname = index_name(cls_name, name)
+            txn.delete(iname, codec.encode_keys(old, pk))
+            txn.put(iname, codec.encode_keys(stored, pk), b"")
+        txn.put(table_name(cls_name), obj._rp_key, codec.pack_record(rec))
+        self._stamp += 1
+        object.__setattr__(obj, "_rp_cache", (self._stamp, rec))
+
+    def read_property(self, obj: _Model, name: str) -> Any:
+        stored = self.raw_get(obj, name)
+        prop = self._schema[type(obj).__realm_name__].property(name)
+        return self._to_py(obj, prop, stored)
+
+    def write_property(self, obj: _Model, name: str, value: Any) -> None:
+        self._require_write()
+        prop = self._schema[type(obj).__realm_name__].property(name)
+        py = validate_value(type(obj), prop, value)
+        self.raw_set(obj, name, self._to_stored(prop, py))
+
+    def increment_property(self, obj: _Model, name: str, delta: int) -> None:
+        self._require_write()
+        current = self.raw_get(obj, name)
+        value = current + delta
+        if not -(1 << 63) <= value < (1 << 63):
+            raise ObjectTypeError(f"counter {name} would overflow 64 bits")
+        self.raw_set(obj, name, value)
+
+    # -- conversions ---------------------------------------------------------------------
+
+    def _to_py(self, owner: _Model, prop: Property, stored: Any) -> Any:
+        from realmpy.managed import ManagedDict, ManagedList, ManagedSet
+
+        if prop.collection == "list":
+            return ManagedList(self, owner, prop)
+        if prop.collection == "set":
+            return ManagedSet(self, owner, prop)
+        if prop.collection == "dict":
+            return ManagedDict(self, owner, prop)
+        return self._elem_to_py(owner, prop, stored, None)
+
+    def _elem_to_py(self, owner: _Model, prop: Property, stored: Any, slot: Any) -> Any:
+        if stored is None:
+            return None
+        if prop.type == "link":
+            target = prop.target or ""
+            raw = self._reader().get(table_name(target), bytes(stored))
+            if raw is None:
+                return None
+            return self._make(target, bytes(stored), codec.unpack_record(raw))
+        if prop.type == "embedded":
+            cls = self._models[prop.target or ""]
+            emb = cls.__new__(cls)
+            object.__setattr__(emb, "_rp_store", _EmbeddedStore(self, owner, prop.name, slot))
+            object.__setattr__(emb, "_rp_key", b"")
+            return emb
+        return stored
+
+    def _to_stored(self, prop: Property, py: Any) -> Any:
+        if prop.collection == "list":
+            return [self._elem_to_stored(prop, v) for v in py]
+        if prop.collection == "set":
+            return {self._elem_to_stored(prop, v) for v in py}
+        if prop.collection == "dict":
+            return {k: self._elem_to_stored(prop, v) for k, v in py.items()}
+        return self._elem_to_stored(prop, py)
+
+    def _elem_to_stored(self, prop: Property, v: Any) -> Any:
+        if v is None:
+            return None
+        if prop.type == "link":
+            return Link(self._link_key(v))
+        if prop.type == "embedded":
+            return self._embedded_record(v)
+        if prop.type == "counter":
+            return int(v)
+        return v
+
+    def _embedded_record(self, emb: _Model) -> dict[str, Any]:
+        schema = object_schema(type(emb))
+        rec: dict[str, Any] = {}
+        for p in schema.properties:
+            value = getattr(emb, p.name)
+            if p.collection == "list":
+                value = list(value)
+            elif p.collection == "set":
+                value = set(value)
+            elif p.collection == "dict":
+                value = dict(value)
+            rec[p.name] = self._to_stored(p, value)
+        return rec
+
+    def _link_key(self, target: Object) -> bytes:
+        store = target._rp_store
+        if store is None:
+            return self._add(target, update=False, cascade=True)
+        if store is not self:
+            if getattr(store, "_shared", None) is self._shared and not getattr(
+                store, "_frozen", True
+            ):
+                return target._rp_key
+            raise WrongRealmError(
+                f"this {type(target).__name__} belongs to another realm instance: "
+                "find it in this realm (realm.find) before linking to it"
+            )
+        return target._rp_key
+
+    # -- writes --------------------------------------------------------------------------
+
+    def add(self, obj: T, update: bool = False) -> T:
+        """Add an unmanaged object (and the unmanaged objects it links to);
+        with ``update=True`` replace an existing object with the same
+        primary key.  Returns the object, now managed by this realm."""
+        self._check()
+        self._require_write()
+        if isinstance(obj, EmbeddedObject):
+            raise ObjectTypeError(
+                f"{type(obj).__name__} is embedded: assign it to a property of an "
+                "object instead of adding it"
+            )
+        if not isinstance(obj, Object):
+            raise ObjectTypeError(f"add() takes a model object, not {type(obj).__name__}")
+        self._class_schema(type(obj))
+        if obj._rp_store is self:
+            return obj
+        if obj._rp_store is not None:
+            raise WrongRealmError(f"this {type(obj).__name__} is already managed by another realm")
+        self._add(obj, update=update, cascade=False)
+        return obj
+
+    def upsert(self, obj: T) -> T:
+        """``add(obj, update=True)``."""
+        return self.add(obj, update=True)
+
+    def add_all(self, objects: Iterable[T], update: bool = False) -> list[T]:
+        """Add several objects; returns them managed."""
+        return [self.add(o, update=update) for o in objects]
+
+    def _next_seq(self, name: str) -> int:
+        txn = self._require_write()
+        key = b"seq:" + name.encode()
+        raw = txn.get(META, key)
+        n = int(raw) if raw else 1
+        txn.put(META, key, str(n + 1).encode())
+        return n
+
+    def _add(self, obj: Object, update: bool, cascade: bool) -> bytes:
+        txn = self._require_write()
+        cls = type(obj)
+        schema = self._class_schema(cls)
+        name = schema.name
+        values = obj._rp_values
+        pk_name = schema.primary_key
+        pk = values[pk_name] if pk_name else self._next_seq(name)
+        key = codec.encode_key(pk)
+        table = table_name(name)
+        old_raw = txn.get(table, key)
+        if old_raw is not None and not update:
+            if cascade:
+                # A link to an unmanaged object whose key exists: link to it.
+                self._manage(obj, key, None)
+                return key
+            raise DuplicatePrimaryKeyError(
+                f"a {name} with primary key {pk!r} already exists: use "
+                "add(obj, update=True) to replace it"
+            )
+        # Mark managed first so link cycles (a -> b -> a) terminate.
+        self._manage(obj, key, None)
+        try:
+            rec = {}
+            for p in schema.properties:
+                rec[p.name] = self._to_stored(p, values[p.name])
+        except BaseException:
+            object.__setattr__(obj, "_rp_store", None)
+            raise
+        old = codec.unpack_record(old_raw) if old_raw is not None else None
+        for p in schema.properties:
+            if not p.has_index:
+                continue
+            iname = index_name(name, p.name)
+            if old is not None:
+                txn.delete(
+                    iname, codec.encode_keys(old.get(p.name, self._defaults[name][p.name]), pk)
+                )
+            txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
+        txn.put(table, key, codec.pack_record(rec))
+        self._stamp += 1
+        object.__setattr__(obj, "_rp_cache", (self._stamp, rec))
+        return key
+
+    def _manage(self, obj: Object, key: bytes, rec: dict[str, Any] | None) -> None:
+        object.__setattr__(obj, "_rp_store", self)
+        object.__setattr__(obj, "_rp_key", key)
+        object.__setattr__(obj, "_rp_cache", None)
+
+    def delete(self, obj: Object) -> None:
+        """Delete a managed object (links to it then read as ``None``)."""
+        self._check()
+        txn = self._require_write()
+        if not isinstance(obj, Object):
+            raise ObjectTypeError(f"delete() takes a model object, not {type(obj).__name__}")
+        if obj._rp_store is None:
+            raise InvalidObjectError("this object is not managed by a realm: nothing to delete")
+        if obj._rp_store is not self:
+            raise WrongRealmError("this object belongs to another realm instance")
+        name = type(obj).__realm_name__
+        rec = self._record(obj)
+        schema = self._schema[name]
+        pk = codec.decode_key(obj._rp_key)[0]
+        for p in schema.properties:
+            if p.has_index:
+                txn.delete(
+                    index_name(name, p.name),
+                    codec.encode_keys(rec.get(p.name, self._defaults[name][p.name]), pk),
+                )
+        txn.delete(table_name(name), obj._rp_key)
+        self._stamp += 1
+
+    def delete_many(self, objects: Iterable[Object]) -> int:
+        """Delete every object of an iterable (e.g. a Results); returns the count."""
+        items = list(objects)
+        for o in items:
+            self.delete(o)
+        return len(items)
+
+    def delete_all(self, cls: type[Object] | None = None) -> None:
+        """Delete every object of ``cls``, or of every class."""
+        self._check()
+        txn = self._require_write()
+        names = [self._class_schema(cls).name] if cls is not None else self._schema.names()
+        for name in names:
+            txn.drop(table_name(name))
+            for p in self._schema[name].properties:
+                if p.has_index:
+                    txn.drop(index_name(name, p.name))
+        self._stamp += 1
+
+
+class _EmbeddedStore:
+    """ObjectStore of a managed embedded object: reads and writes go to the
+    parent's record at (property, slot)."""
+
+    def __init__(self, realm: Realm, parent: _Model, prop: str, slot: Any) -> None:
+        self.realm = realm
+        self.parent = parent
+        self.prop = prop
+        self.slot = slot
+        self._shared = realm._shared
+        self._frozen = realm._frozen
+
+    def _node(self, container: Any) -> dict[str, Any]:
+        node = container if self.slot is None else None
+        try:
+            if self.slot is not None:
+                node = container[self.slot]
+        except (IndexError, KeyError, TypeError):
+            node = None
+        if node is None:
+            raise InvalidObjectError("this embedded object was removed from its parent")
+        return cast(dict[str, Any], node)
+
+    def raw_get(self, obj: _Model, name: str) -> Any:
+        store = self.parent._rp_store
+        container = store.raw_get(self.parent, self.prop)  # type: ignore[union-attr]
+        node = self._node(container)
+        if name in node:
+            return node[name]
+        prop = object_schema(type(obj)).property(name)
+        return zero_value(prop, type(obj))
+
+    def raw_set(self, obj: _Model, name: str, stored: Any) -> None:
+        store = self.parent._rp_store
+        container = copy.deepcopy(store.raw_get(self.parent, self.prop))  # type: ignore[union-attr]
+        node = self._node(container)
+        node[name] = stored
+        store.raw_set(self.parent, self.prop, container)  # type: ignore[union-attr]
+
+    def read_property(self, obj: _Model, name: str) -> Any:
+        prop = object_schema(type(obj)).property(name)
+        stored = self.raw_get(obj, name)
+        if prop.collection is not None:
+            from realmpy.managed import ManagedDict, ManagedList, ManagedSet
+
+            kind = {"list": ManagedList, "set": ManagedSet, "dict": ManagedDict}[prop.collection]
+            return kind(self, obj, prop)
+        return self.realm._elem_to_py(obj, prop, stored, None)
+
+    def write_property(self, obj: _Model, name: str, value: Any) -> None:
+        self.realm._require_write()
+        prop = object_schema(type(obj)).property(name)
+        py = validate_value(type(obj), prop, value)
+        self.raw_set(obj, name, self.realm._to_stored(prop, py))
+
+    def increment_property(self, obj: _Model, name: str, delta: int) -> None:
+        self.realm._require_write()
+        self.raw_set(obj, name, self.raw_get(obj, name) + delta)
+
+    # collections inside embedded objects convert elements through the realm
+    def _elem_to_py(self, owner: _Model, prop: Property, stored: Any, slot: Any) -> Any:
+        return self.realm._elem_to_py(owner, prop, stored, slot)
+
+    def _elem_to_stored(self, prop: Property, v: Any) -> Any:
+        return self.realm._elem_to_stored(prop, v)
+
+    def _require_write(self) -> WriteTransaction:
+        return self.realm._require_write()
+
+
+class _OldRealm:
+    """What ``migration`` receives as the old realm: read access to the
+    records as the previous schema stored them (dictionaries)."""
+
+    def __init__(self, realm: Realm, schema: Schema) -> None:
+        self._realm = realm
+        self.schema = schema
+
+    def all(self, class_name: str) -> Iterator[dict[str, Any]]:
+        """Each stored record of ``class_name`` as a dict (old property names)."""
+        txn = self._realm._require_write()
+        for _k, v in txn.scan(table_name(class_name)):
+            yield codec.unpack_record(v)
+
+    def find(self, class_name: str, primary_key: Any) -> dict[str, Any] | None:
+        txn = self._realm._require_write()
+        raw = txn.get(table_name(class_name), codec.encode_key(primary_key))
+        return None if raw is None else codec.unpack_record(raw)
+
+
+_ = Counter  # re-exported type used by models

@@ -1,0 +1,329 @@
+"""Live query results, and the index planner that feeds them.
+
+Why lazy and cached by version: a ``Results`` is cheap to create and is
+re-evaluated only when the realm it belongs to has moved (a commit here or in
+another process, see :mod:`realmpy.realm`); between versions, ``len()``,
+indexing and iteration reuse one evaluation.  An iteration takes the list
+computed when it starts, so it never changes under the loop.  Results of a
+frozen realm never change at all.
+
+Planning: a top-level conjunct ``prop op value`` (``==``, ``IN``, ``<``,
+``<=``, ``>``, ``>=``, ``BETWEEN``) on the primary key or an indexed
+property narrows the candidates to one point lookup or one ordered scan of
+the primary-key table or the property's index table; the whole predicate is
+then checked on each candidate, so the index only has to over-approximate.
+Candidates come back in table order, so results are the same with or
+without an index.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from realmpy import codec
+from realmpy import query as _query
+from realmpy.exceptions import CodecError, ObjectTypeError
+from realmpy.schema import Object, ObjectSchema, Property
+
+if TYPE_CHECKING:
+    from realmpy.notifier import ListenerToken, ResultsChange
+    from realmpy.realm import Realm
+
+__all__ = ["Results", "plan_keys"]
+
+T = TypeVar("T", bound=Object)
+
+
+class Results(Generic[T]):
+    """Objects of one class matching a query, in the realm's current version."""
+
+    def __init__(
+        self,
+        realm: Realm,
+        cls: type[T],
+        query: _query.Query | None,
+        args: tuple[Any, ...],
+    ) -> None:
+        self._realm = realm
+        self._cls = cls
+        self._name = cls.__realm_name__
+        self._query = query
+        self._args = args
+        self._cache: tuple[int, list[tuple[bytes, bytes, dict[str, Any]]]] | None = None
+
+    # -- evaluation -----------------------------------------------------------
+
+    def _rows(self) -> list[tuple[bytes, bytes, dict[str, Any]]]:
+        realm = self._realm
+        realm._read()
+        cache = self._cache
+        if cache is not None and cache[0] == realm._stamp:
+            return cache[1]
+        rows = realm._evaluate(self._name, self._query, self._args)
+        self._cache = (realm._stamp, rows)
+        return rows
+
+    def _obj(self, row: tuple[bytes, bytes, dict[str, Any]]) -> T:
+        obj: T = self._realm._make(self._name, row[0], row[2])
+        return obj
+
+    def __len__(self) -> int:
+        return len(self._rows())
+
+    def __bool__(self) -> bool:
+        return bool(self._rows())
+
+    def __iter__(self) -> Iterator[T]:
+        rows = self._rows()  # fixed for the whole iteration
+        make = self._realm._make
+        name = self._name
+        for k, _, rec in rows:
+            yield make(name, k, rec)
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        rows = self._rows()
+        if isinstance(index, slice):
+            return [self._obj(r) for r in rows[index]]
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"Results indices are int or slice, not {type(index).__name__}")
+        return self._obj(rows[index])
+
+    def __contains__(self, obj: object) -> bool:
+        if not isinstance(obj, Object) or obj._rp_store is None:
+            return False
+        return any(k == obj._rp_key for k, _, _ in self._rows()) and (
+            type(obj).__realm_name__ == self._name
+        )
+
+    def first(self, default: T | None = None) -> T | None:
+        """The first object, or ``default`` if there is none."""
+        rows = self._rows()
+        return self._obj(rows[0]) if rows else default
+
+    def last(self, default: T | None = None) -> T | None:
+        """The last object, or ``default`` if there is none."""
+        rows = self._rows()
+        return self._obj(rows[-1]) if rows else default
+
+    def query(self, text: str, *args: Any) -> Results[T]:
+        """Narrow these results with another query (``AND``-ed)."""
+        if self._query is None:
+            return self._realm.query(self._cls, text, *args)
+        inner = _query.parse(text)
+        shift = len(self._args)
+        shifted = _shift_args(inner.predicate, shift)
+        combined_text = f"({self._query.predicate}) AND ({shifted})"
+        descriptors = " ".join(str(d) for d in self._query.descriptors + inner.descriptors)
+        return self._realm.query(
+            self._cls, f"{combined_text} {descriptors}".strip(), *self._args, *args
+        )
+
+    @property
+    def realm(self) -> Realm:
+        return self._realm
+
+    @property
+    def is_frozen(self) -> bool:
+        return self._realm.is_frozen
+
+    @property
+    def is_valid(self) -> bool:
+        return not self._realm.is_closed
+
+    def freeze(self) -> Results[T]:
+        """The same query over a frozen realm: never changes."""
+        return Results(self._realm.freeze(), self._cls, self._query, self._args)
+
+    def add_listener(self, callback: Callable[[Results[T], ResultsChange], None]) -> ListenerToken:
+        """Call ``callback(results, changes)`` after each version that changes
+        these results.  See :mod:`realmpy.notifier` for where it runs."""
+        from realmpy.notifier import add_results_listener
+
+        return add_results_listener(self, callback)
+
+    def __repr__(self) -> str:
+        q = f" {self._query}" if self._query is not None else ""
+        return f"<Results {self._name}{q}>"
+
+
+def _shift_args(node: _query.Node, shift: int) -> _query.Node:
+    """Renumber ``$n`` so two queries' arguments can be concatenated."""
+    import dataclasses
+
+    if isinstance(node, _query.Arg):
+        return _query.Arg(node.index + shift)
+    data: Any = node  # every Node subclass is a frozen dataclass
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(data):
+        v = getattr(data, f.name)
+        if isinstance(v, _query.Node):
+            changes[f.name] = _shift_args(v, shift)
+        elif isinstance(v, tuple) and v and isinstance(v[0], _query.Node):
+            changes[f.name] = tuple(_shift_args(x, shift) for x in v)
+    result: _query.Node = dataclasses.replace(data, **changes)
+    return result
+
+
+# ----------------------------------------------------------------------------
+# Index planning
+
+_RANGE = ("<", "<=", ">", ">=")
+
+
+def _coerce(prop: Property, v: Any) -> Any:
+    """The value as stored for ``prop``, or raise ValueError if it cannot be."""
+    if v is None:
+        if prop.optional:
+            return None
+        raise ValueError
+    t = prop.type
+    if t in ("int", "counter"):
+        if isinstance(v, bool):
+            raise ValueError
+        if isinstance(v, int):
+            return v
+        if isinstance(v, (float, Decimal)) and v == int(v):
+            return int(v)
+        raise ValueError
+    if t == "float":
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError
+        return float(v)
+    if t == "decimal":
+        if isinstance(v, bool) or not isinstance(v, (int, Decimal)):
+            raise ValueError
+        return Decimal(v)
+    if t == "datetime":
+        if not isinstance(v, _dt.datetime) or v.tzinfo is None:
+            raise ValueError
+        return v
+    py = {"bool": bool, "str": str, "bytes": bytes}.get(t)
+    if py is not None and type(v) is not py:
+        raise ValueError
+    return v
+
+
+def _value(node: _query.Node, args: tuple[Any, ...]) -> Any:
+    if isinstance(node, _query.Const):
+        return node.value
+    if isinstance(node, _query.Arg):
+        return args[node.index]
+    raise ValueError
+
+
+def _candidates(
+    schema: ObjectSchema, node: _query.Node, args: tuple[Any, ...]
+) -> tuple[int, Property, str, list[Any]] | None:
+    """(rank, prop, op, values) if ``node`` can use an index; lower rank wins."""
+    try:
+        if isinstance(node, _query.Between) and node.quantifier is None:
+            path, ops = node.value, [(">=", node.low), ("<=", node.high)]
+        elif (
+            isinstance(node, _query.Comparison)
+            and node.quantifier is None
+            and not node.case_insensitive
+            and not node.diacritic_insensitive
+            and node.op in ("==", "IN", *_RANGE)
+        ):
+            path, ops = node.left, [(node.op, node.right)]
+        else:
+            return None
+        if not isinstance(path, _query.KeyPath) or len(path.parts) != 1:
+            return None
+        prop = schema.get(path.parts[0])
+        if prop is None or not prop.indexed or prop.collection is not None:
+            return None
+        if isinstance(node, _query.Between):
+            lo = _coerce(prop, _value(node.low, args))
+            hi = _coerce(prop, _value(node.high, args))
+            if lo is None or hi is None:
+                return None
+            return (3 if prop.primary_key else 4, prop, "BETWEEN", [lo, hi])
+        op, rhs = ops[0]
+        if op == "IN":
+            if isinstance(rhs, _query.ListExpr):
+                raw = [_value(i, args) for i in rhs.items]
+            else:
+                raw = list(_value(rhs, args))
+            vals = []
+            for v in raw:
+                try:
+                    vals.append(_coerce(prop, v))
+                except ValueError:
+                    continue  # cannot equal a stored value
+            return (1 if prop.primary_key else 2, prop, "IN", vals)
+        v = _coerce(prop, _value(rhs, args))
+        if op == "==":
+            return (0 if prop.primary_key else 2, prop, "IN", [v])
+        if v is None:
+            return None
+        return (3 if prop.primary_key else 4, prop, op, [v])
+    except (ValueError, TypeError, IndexError, CodecError):
+        return None
+
+
+def _bounds(op: str, values: list[Any]) -> tuple[bytes, bytes]:
+    """Key range [start, stop) holding every value satisfying ``op``."""
+    enc = codec.encode_key
+    tag = enc(values[0])[:1]
+    lo, hi = tag, bytes([tag[0] + 1])
+    if op == "BETWEEN":
+        return enc(values[0]), enc(values[1]) + b"\xff"
+    v = enc(values[0])
+    if op == ">":
+        return v + b"\xff", hi
+    if op == ">=":
+        return v, hi
+    if op == "<":
+        return lo, v
+    return lo, v + b"\xff"
+
+
+def plan_keys(
+    realm: Realm, schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
+) -> list[bytes] | None:
+    """Primary keys of candidate objects, in table order; None → full scan."""
+    from realmpy.realm import index_name, table_name
+
+    pred = q.predicate
+    conjuncts = pred.items if isinstance(pred, _query.And) else (pred,)
+    best = None
+    for c in conjuncts:
+        cand = _candidates(schema, c, args)
+        if cand is not None and (best is None or cand[0] < best[0]):
+            best = cand
+    if best is None:
+        return None
+    _rank, prop, op, values = best
+    txn = realm._reader()
+    enc = codec.encode_key
+    try:
+        if prop.primary_key:
+            if op == "IN":
+                return sorted({enc(v) for v in values})
+            start, stop = _bounds(op, values)
+            return [k for k, _ in txn.scan(table_name(schema.name), start, stop)]
+        iname = index_name(schema.name, prop.name)
+        keys: set[bytes] = set()
+        if op == "IN":
+            for v in values:
+                prefix = enc(v)
+                n = len(prefix)
+                for k, _ in txn.scan(iname, prefix, prefix + b"\xff"):
+                    keys.add(k[n:])
+        else:
+            start, stop = _bounds(op, values)
+            for k, _ in txn.scan(iname, start, stop):
+                keys.add(enc(codec.decode_key(k)[1]))
+        return sorted(keys)
+    except (CodecError, ObjectTypeError):
+        return None
