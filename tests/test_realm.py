@@ -1,0 +1,457 @@
+"""Realm: writes, reads, queries with and without indexes, schema changes,
+lifecycle, and every bad input the issue lists."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from objects_models import MODELS, Address, Dog, Note, Person
+
+from realmpy.config import Configuration
+from realmpy.exceptions import (
+    ClosedRealmError,
+    ConfigurationError,
+    DuplicatePrimaryKeyError,
+    FrozenRealmError,
+    InvalidObjectError,
+    MigrationRequiredError,
+    ObjectTypeError,
+    QueryArgumentError,
+    QuerySyntaxError,
+    RealmThreadError,
+    SchemaError,
+    TransactionStateError,
+    WrongRealmError,
+)
+from realmpy.objectid import ObjectId
+from realmpy.realm import Realm
+from realmpy.schema import Object, field
+
+
+@pytest.fixture(params=["file", "memory"])
+def config(request: pytest.FixtureRequest, tmp_path: Path) -> Configuration:
+    if request.param == "memory":
+        return Configuration.in_memory(MODELS, identifier=f"t-{tmp_path.name}")
+    return Configuration.local(MODELS, path=tmp_path / "t.realm", durability="none")
+
+
+@pytest.fixture
+def realm(config: Configuration) -> Iterator[Realm]:
+    with Realm(config) as r:
+        yield r
+
+
+def test_add_find_update_delete(realm: Realm) -> None:
+    with realm.write():
+        ann = realm.add(Person(name="Ann", age=30))
+        assert ann.is_managed and realm.is_in_transaction
+        realm.add(Person(id=ann.id, name="Ann", age=31), update=True)
+    assert not realm.is_in_transaction
+    assert ann.age == 31
+    found = realm.find(Person, ann.id)
+    assert found == ann and found is not None and found.name == "Ann"
+    assert realm.find(Person, ObjectId()) is None
+    with realm.write():
+        ann.age = 32
+        ann.visits.increment(2)
+        ann.visits.increment(3)
+    assert ann.age == 32 and ann.visits == 5
+    ann_id = ann.id
+    with realm.write():
+        realm.delete(ann)
+    assert realm.find(Person, ann_id) is None
+    with pytest.raises(InvalidObjectError):
+        _ = ann.age
+    assert not ann.is_valid
+
+
+def test_links_collections_embedded(realm: Realm) -> None:
+    with realm.write():
+        ann = realm.add(
+            Person(
+                name="Ann",
+                address=Address(street="Main"),
+                tags={"a"},
+                scores={"x": 1.0},
+                born=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc),
+                balance=Decimal("1.50"),
+            )
+        )
+        rex = Dog(id=1, name="Rex", owner=ann)  # unmanaged: added by the link
+        ann.dogs.append(rex)
+        assert rex.is_managed
+        ann.tags.add("b")
+        ann.scores["y"] = 2
+        assert ann.address is not None
+        ann.address.city = "Oslo"
+    assert [d.name for d in ann.dogs] == ["Rex"]
+    assert rex.owner == ann
+    assert ann.tags == {"a", "b"}
+    assert dict(ann.scores) == {"x": 1.0, "y": 2.0}
+    assert ann.address is not None and ann.address.city == "Oslo"
+    assert ann.address.street == "Main"
+    assert ann.born == dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+    assert ann.balance == Decimal("1.5")
+    with realm.write():
+        realm.delete(rex)
+        ann.dogs.extend([Dog(id=2, name="Fido")])
+        del ann.scores["x"]
+        ann.tags.discard("a")
+    assert [d.name for d in ann.dogs] == ["Fido"]  # the deleted link is gone
+    assert dict(ann.scores) == {"y": 2.0} and ann.tags == {"b"}
+
+
+def test_link_cycle_is_added_once(realm: Realm) -> None:
+    ann = Person(name="Ann")
+    rex = Dog(id=1, name="Rex", owner=ann)
+    ann.dogs.append(rex)
+    with realm.write():
+        realm.add(ann)
+    assert realm.find(Dog, 1) == rex and len(realm.all(Person)) == 1
+    dog = realm.find(Dog, 1)
+    assert dog is not None and dog.owner is not None and dog.owner.dogs[0] == dog
+
+
+def test_results_are_live_and_lazy(realm: Realm) -> None:
+    old = realm.query(Person, "age >= 18")
+    everyone = realm.all(Person)
+    assert len(old) == 0 and not everyone
+    with realm.write():
+        realm.add_all([Person(name=n, age=a) for n, a in [("a", 10), ("b", 20), ("c", 30)]])
+    assert len(old) == 2 and len(everyone) == 3
+    assert [p.name for p in old] == ["b", "c"] or sorted(p.name for p in old) == ["b", "c"]
+    it = iter(realm.query(Person, "TRUEPREDICATE SORT(age)"))
+    first = next(it)
+    with realm.write():
+        realm.add(Person(name="d", age=1))
+    # the iteration keeps its list; a new evaluation sees the change
+    assert [first.name] + [p.name for p in it] == ["a", "b", "c"]
+    assert realm.query(Person, "TRUEPREDICATE SORT(age)")[0].name == "d"
+    assert realm.all(Person).first() is not None
+    assert realm.query(Person, "age > 100").first() is None
+    s = realm.query(Person, "TRUEPREDICATE SORT(age)")[1:3]
+    assert [p.name for p in s] == ["a", "b"]
+    chained = realm.query(Person, "age > $0", 5).query("age < $0 SORT(age DESC)", 25)
+    assert [p.name for p in chained] == ["b", "a"]
+
+
+def test_indexed_and_unindexed_queries_agree(realm: Realm) -> None:
+    with realm.write():
+        for i in range(60):
+            realm.add(Dog(id=i, name=f"d{i % 7}", age=i % 10))
+    cases = [
+        ("age == 3", ()),
+        ("age == $0", (3,)),
+        ("age IN {1, 2, 30}", ()),
+        ("age > 7", ()),
+        ("age >= 7 AND name == 'd1'", ()),
+        ("age < 2", ()),
+        ("age <= 2", ()),
+        ("age BETWEEN {3, 5}", ()),
+        ("id == 17", ()),
+        ("id IN $0", ([1, 5, 99],)),
+        ("id > 50", ()),
+        ("id BETWEEN {10, 12} OR age == 9", ()),
+        ("age == 3.0", ()),
+        ("age == 'x'", ()),
+    ]
+    for text, args in cases:
+        got = [d.id for d in realm.query(Dog, text, *args)]
+        model = [
+            d.id
+            for d in realm.all(Dog)
+            if __import__("realmpy.query")
+            .query.parse(text)
+            .matches({"id": d.id, "age": d.age, "name": d.name}, args)
+        ]
+        assert got == model, text
+
+
+def test_query_errors(realm: Realm) -> None:
+    with pytest.raises(QuerySyntaxError):
+        realm.query(Person, "age >")
+    with pytest.raises(QueryArgumentError, match="no property 'colour'"):
+        realm.query(Person, "colour == 'red'")
+    with pytest.raises(QueryArgumentError, match="no property 'x'"):
+        realm.query(Dog, "owner.x == 1")
+    with pytest.raises(QueryArgumentError, match=r"\$1"):
+        realm.query(Person, "age > $1", 3)
+
+
+def test_bad_writes_are_typed_errors(realm: Realm, tmp_path: Path) -> None:
+    with pytest.raises(TransactionStateError, match="outside a write transaction"):
+        realm.add(Person(name="x"))
+    with realm.write():
+        ann = realm.add(Person(name="Ann"))
+        dog = realm.add(Dog(id=1, name="Rex"))
+        with pytest.raises(DuplicatePrimaryKeyError, match="update=True"):
+            realm.add(Dog(id=1, name="Other"))
+        with pytest.raises(ObjectTypeError, match="expects int"):
+            dog.age = "old"  # type: ignore[assignment]
+        with pytest.raises(ObjectTypeError, match="primary key"):
+            dog.id = 5
+        with pytest.raises(ObjectTypeError, match="embedded"):
+            realm.add(Address(street="x"))  # type: ignore[type-var]
+        with pytest.raises(TransactionStateError, match="already open"):
+            realm.begin_write()
+    with pytest.raises(TransactionStateError):
+        ann.age = 3
+    with pytest.raises(TransactionStateError):
+        ann.dogs.append(dog)
+    with pytest.raises(ObjectTypeError, match="primary key is int"):
+        realm.find(Dog, "1")
+    with pytest.raises(SchemaError, match="no primary key"):
+        realm.find(Note, 1)
+
+    class Stranger(Object):
+        id: int = field(primary_key=True)
+
+    with pytest.raises(SchemaError, match="not in this realm's schema"):
+        realm.all(Stranger)
+    other = Realm(Configuration.local(MODELS, path=tmp_path / "other.realm"))
+    try:
+        with other.write():
+            theirs = other.add(Dog(id=9, name="Theirs"))
+        with realm.write():
+            with pytest.raises(WrongRealmError):
+                realm.add(theirs)
+            with pytest.raises(WrongRealmError):
+                realm.delete(theirs)
+            with pytest.raises(WrongRealmError):
+                ann.dogs.append(theirs)
+    finally:
+        other.close()
+
+
+def test_rollback_on_exception(realm: Realm) -> None:
+    with pytest.raises(RuntimeError), realm.write():
+        p = realm.add(Person(name="gone"))
+        raise RuntimeError("boom")
+    assert len(realm.all(Person)) == 0
+    with pytest.raises(InvalidObjectError):
+        _ = p.name
+    tx = realm.begin_write()
+    realm.add(Person(name="kept"))
+    tx.commit()
+    assert not tx.is_open
+    with pytest.raises(TransactionStateError):
+        tx.commit()
+    tx = realm.begin_write()
+    realm.add(Person(name="dropped"))
+    tx.rollback()
+    assert [p.name for p in realm.all(Person)] == ["kept"]
+
+
+def test_delete_many_and_all(realm: Realm) -> None:
+    with realm.write():
+        realm.add_all([Dog(id=i, name=str(i), age=i) for i in range(10)])
+        realm.add_all([Note(text=str(i)) for i in range(3)])
+    with realm.write():
+        assert realm.delete_many(realm.query(Dog, "age < 4")) == 4
+    assert len(realm.all(Dog)) == 6
+    assert len(realm.query(Dog, "age == 2")) == 0  # the index entry went too
+    with realm.write():
+        realm.delete_all(Dog)
+    assert len(realm.all(Dog)) == 0 and len(realm.all(Note)) == 3
+    with realm.write():
+        realm.delete_all()
+    assert len(realm.all(Note)) == 0
+
+
+def test_objects_without_primary_key_keep_insertion_order(realm: Realm) -> None:
+    with realm.write():
+        for i in (3, 1, 2):
+            realm.add(Note(text=str(i), n=i))
+    assert [n.text for n in realm.all(Note)] == ["3", "1", "2"]
+
+
+def test_close_freeze_and_threads(realm: Realm, tmp_path: Path) -> None:
+    with realm.write():
+        ann = realm.add(Person(name="Ann", age=1))
+    frozen = realm.freeze()
+    people = frozen.all(Person)
+    with realm.write():
+        ann.age = 2
+        realm.add(Person(name="Bo"))
+    assert len(people) == 1 and people[0].age == 1
+    assert frozen.is_frozen and people.is_frozen
+    with pytest.raises(FrozenRealmError):
+        frozen.begin_write()
+    frozen.close()
+    errors: list[BaseException] = []
+
+    def other_thread() -> None:
+        try:
+            realm.all(Person)
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    t.join()
+    assert isinstance(errors[0], RealmThreadError)
+    realm.close()
+    assert realm.is_closed
+    realm.close()  # idempotent
+    with pytest.raises(ClosedRealmError):
+        realm.all(Person)
+    with pytest.raises(ClosedRealmError):
+        _ = ann.name
+
+
+def test_schema_is_stored_and_additive_changes_apply(tmp_path: Path) -> None:
+    path = tmp_path / "s.realm"
+
+    class Item(Object):
+        id: int = field(primary_key=True)
+        name: str = ""
+
+    with Realm(Configuration.local([Item], path=path)) as r, r.write():
+        r.add(Item(id=1, name="a"))
+
+    class Item(Object):  # type: ignore[no-redef]
+        id: int = field(primary_key=True)
+        name: str = field(default="", indexed=True)
+        price: float = 2.5
+
+    class Extra(Object):
+        v: int = 0
+
+    with Realm(Configuration.local([Item, Extra], path=path)) as r:
+        item = r.find(Item, 1)
+        assert item is not None and item.price == 2.5 and item.name == "a"
+        assert [i.id for i in r.query(Item, "name == 'a'")] == [1]  # index built
+        assert r.schema.names() == ["Item", "Extra"]
+
+    class Item(Object):  # type: ignore[no-redef]
+        id: int = field(primary_key=True)
+        name: int = 0
+
+    with pytest.raises(MigrationRequiredError, match=r"Item\.name changed from str to int"):
+        Realm(Configuration.local([Item], path=path))
+    Realm(Configuration.local([Item], path=path, schema_version=1)).close()
+    with pytest.raises(MigrationRequiredError, match="newer than"):
+        Realm(Configuration.local([Item], path=path, schema_version=0))
+
+
+def test_migration_and_reset(tmp_path: Path) -> None:
+    path = tmp_path / "m.realm"
+
+    class Pet(Object):
+        id: int = field(primary_key=True)
+        name: str = ""
+
+    with Realm(Configuration.local([Pet], path=path)) as r, r.write():
+        r.add_all([Pet(id=1, name="ann lee"), Pet(id=2, name="bo ko")])
+
+    class Pet(Object):  # type: ignore[no-redef]
+        id: int = field(primary_key=True)
+        first: str = ""
+        last: str = ""
+
+    seen: list[str] = []
+
+    def migrate(old: object, new: Realm) -> None:
+        for rec in old.all("Pet"):  # type: ignore[attr-defined]
+            seen.append(rec["name"])
+            first, last = rec["name"].split()
+            pet = new.find(Pet, rec["id"])
+            assert pet is not None
+            pet.first, pet.last = first, last
+
+    config = Configuration.local([Pet], path=path, schema_version=1, migration=migrate)
+    with Realm(config) as r:
+        assert sorted(seen) == ["ann lee", "bo ko"]
+        assert [(p.first, p.last) for p in r.all(Pet)] == [("ann", "lee"), ("bo", "ko")]
+
+    class Pet(Object):  # type: ignore[no-redef]
+        id: str = field(primary_key=True)
+
+    reset = Configuration.local([Pet], path=path, schema_version=1, delete_if_migration_needed=True)
+    with Realm(reset) as r:
+        assert len(r.all(Pet)) == 0
+
+
+def test_initial_data_runs_once(tmp_path: Path) -> None:
+    calls = []
+
+    def seed(r: Realm) -> None:
+        calls.append(1)
+        r.add(Dog(id=1, name="Seed"))
+
+    config = Configuration.local(MODELS, path=tmp_path / "i.realm", initial_data=seed)
+    for _ in range(2):
+        with Realm(config) as r:
+            assert [d.name for d in r.all(Dog)] == ["Seed"]
+    assert calls == [1]
+
+
+def test_history_kind_mismatch_is_refused(tmp_path: Path) -> None:
+    import dataclasses
+
+    path = tmp_path / "h.realm"
+    Realm(Configuration.local(MODELS, path=path)).close()
+    synced = dataclasses.replace(
+        Configuration.local(MODELS, path=path), kind="disconnected_sync", history="sync"
+    )
+    with pytest.raises(ConfigurationError, match="local history"):
+        Realm(synced)
+
+
+def test_compact_delete_and_read_only(tmp_path: Path) -> None:
+    path = tmp_path / "c.realm"
+    config = Configuration.local(MODELS, path=path)
+    with Realm(config) as r:
+        with r.write():
+            r.add_all([Note(text="x" * 500) for _ in range(200)])
+        with r.write():
+            r.delete_all(Note)
+        with r.write():
+            r.add(Dog(id=1, name="Rex"))
+        assert not Realm.compact(config)  # open here
+        with pytest.raises(ConfigurationError):
+            Realm.delete_realm(path)
+    assert Realm.compact(config)
+    asked: list[tuple[int, int]] = []
+
+    def should(total: int, used: int) -> bool:
+        asked.append((total, used))
+        return True
+
+    with Realm(Configuration.local(MODELS, path=path, should_compact=should)) as r:
+        assert [d.name for d in r.all(Dog)] == ["Rex"]
+    assert asked and asked[0][1] <= asked[0][0]
+    with Realm(Configuration.local(MODELS, path=path, read_only=True)) as r:
+        assert len(r.all(Dog)) == 1
+        with pytest.raises(TransactionStateError, match="read-only"):
+            r.begin_write()
+    Realm.delete_realm(path)
+    assert not path.exists()
+
+
+def test_configuration_validation(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError):
+        Configuration.local(MODELS, path=tmp_path / "x", schema_version=-1)
+    with pytest.raises(ConfigurationError):
+        Configuration.local(MODELS, path=tmp_path / "x", durability="fast")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        Configuration.in_memory(MODELS, identifier="")
+    with pytest.raises(SchemaError):
+        Configuration.local([Dog], path=tmp_path / "x")  # Dog links to Person
+    with pytest.raises(ConfigurationError):
+        Realm("path")  # type: ignore[arg-type]
+
+
+def test_in_memory_is_shared_and_vanishes(tmp_path: Path) -> None:
+    config = Configuration.in_memory(MODELS, identifier=f"v-{tmp_path.name}")
+    with Realm(config) as a, Realm(config) as b:
+        with a.write():
+            a.add(Dog(id=1, name="Rex"))
+        assert [d.name for d in b.all(Dog)] == ["Rex"]
+    with Realm(config) as c:
+        assert len(c.all(Dog)) == 0
