@@ -123,9 +123,7 @@ def _decimal_body(v: Decimal) -> bytes:
 
 def _datetime_body(v: _dt.datetime) -> bytes:
     if v.tzinfo is None or v.utcoffset() is None:
-        raise CodecError(
-            f"datetime {v!r} is naive: use an aware one, e.g. tzinfo=timezone.utc"
-        )
+        raise CodecError(f"datetime {v!r} is naive: use an aware one, e.g. tzinfo=timezone.utc")
     delta = v - _EPOCH
     micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
     return _int_body(micros)
@@ -180,9 +178,7 @@ def encode_keys(*values: Any) -> bytes:
         _encode_one(v, out)
     key = b"".join(out)
     if len(key) > MAX_KEY:
-        raise CodecError(
-            f"encoded key is {len(key)} bytes, over the {MAX_KEY}-byte limit"
-        )
+        raise CodecError(f"encoded key is {len(key)} bytes, over the {MAX_KEY}-byte limit")
     return key
 
 
@@ -344,9 +340,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(
-        data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True
-    )
+    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True)
 
 
 def pack_record(record: dict[str, Any]) -> bytes:

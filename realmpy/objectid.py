@@ -65,9 +65,7 @@ class ObjectId:
             try:
                 raw = bytes.fromhex(value)
             except ValueError:
-                raise ValueError(
-                    f"an ObjectId string is 24 hex digits, got {value!r}"
-                ) from None
+                raise ValueError(f"an ObjectId string is 24 hex digits, got {value!r}") from None
         else:
             raise TypeError(
                 "ObjectId() takes None, 24 hex digits, 12 bytes or an ObjectId, "

@@ -214,9 +214,7 @@ class Comparison(Node):
     diacritic_insensitive: bool = False
 
     def __str__(self) -> str:
-        mods = ("c" if self.case_insensitive else "") + (
-            "d" if self.diacritic_insensitive else ""
-        )
+        mods = ("c" if self.case_insensitive else "") + ("d" if self.diacritic_insensitive else "")
         q = f"{self.quantifier} " if self.quantifier else ""
         m = f"[{mods}]" if mods else ""
         return f"{q}{self.left} {self.op}{m} {self.right}"
@@ -449,9 +447,7 @@ def _tokenize(text: str) -> list[_Tok]:
             toks.append(_Tok("lit", _parse_date(raw, start, text), start))
         elif kind == "ts":
             secs, nanos = raw[1:].split(":")
-            value = _EPOCH + _dt.timedelta(
-                seconds=int(secs), microseconds=int(nanos) // 1000
-            )
+            value = _EPOCH + _dt.timedelta(seconds=int(secs), microseconds=int(nanos) // 1000)
             toks.append(_Tok("lit", value, start))
         elif kind == "oid":
             toks.append(_Tok("lit", ObjectId(m.group("oidv")), start))
@@ -465,9 +461,7 @@ def _tokenize(text: str) -> list[_Tok]:
             try:
                 value = Decimal(m.group("decv"))
             except InvalidOperation:
-                raise QuerySyntaxError(
-                    "malformed decimal128(...)", text, start
-                ) from None
+                raise QuerySyntaxError("malformed decimal128(...)", text, start) from None
             toks.append(_Tok("lit", value, start))
         elif kind == "b64":
             try:
@@ -485,18 +479,14 @@ def _tokenize(text: str) -> list[_Tok]:
             low = raw.lower()
             if low not in AGGREGATES:
                 raise QuerySyntaxError(
-                    f"unknown aggregate {raw!r} (supported: "
-                    + ", ".join(sorted(AGGREGATES))
-                    + ")",
+                    f"unknown aggregate {raw!r} (supported: " + ", ".join(sorted(AGGREGATES)) + ")",
                     text,
                     start,
                 )
             toks.append(_Tok("agg", low, start))
         else:
             if kind == "ident" and raw.lower() in _UNSUPPORTED:
-                raise QuerySyntaxError(
-                    f"{raw.upper()} is not supported by realmpy", text, start
-                )
+                raise QuerySyntaxError(f"{raw.upper()} is not supported by realmpy", text, start)
             toks.append(_Tok(kind, raw, start))
     toks.append(_Tok("eof", None, n))
     return toks
@@ -581,18 +571,14 @@ class _Parser:
 
     def parse_or(self) -> Node:
         items = [self.parse_and()]
-        while self.is_kw("or") or (
-            self.peek().kind == "op" and self.peek().value == "||"
-        ):
+        while self.is_kw("or") or (self.peek().kind == "op" and self.peek().value == "||"):
             self.next()
             items.append(self.parse_and())
         return items[0] if len(items) == 1 else Or(tuple(items))
 
     def parse_and(self) -> Node:
         items = [self.parse_not()]
-        while self.is_kw("and") or (
-            self.peek().kind == "op" and self.peek().value == "&&"
-        ):
+        while self.is_kw("and") or (self.peek().kind == "op" and self.peek().value == "&&"):
             self.next()
             items.append(self.parse_not())
         return items[0] if len(items) == 1 else And(tuple(items))
@@ -713,9 +699,7 @@ class _Parser:
                 self.next()
                 nt = self.next()
                 if nt.kind not in ("ident", "agg"):
-                    raise self.error(
-                        "expected a property name or @aggregate after '.'", nt
-                    )
+                    raise self.error("expected a property name or @aggregate after '.'", nt)
                 parts.append(nt.value)
             elif t.kind == "agg":
                 # "tags.@count" tokenizes as ident, punct '.', agg; allow
@@ -814,9 +798,7 @@ def _is_collection(v: Any) -> bool:
 
 
 def _strip_diacritics(s: str) -> str:
-    return "".join(
-        c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c)
-    )
+    return "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
 
 
 def _fold(s: Any, ci: bool, di: bool) -> Any:
@@ -988,8 +970,7 @@ def _operand(node: Node, record: Any, ctx: _Ctx) -> Any:
     if isinstance(node, Arg):
         if node.index >= len(ctx.args):
             raise QueryArgumentError(
-                f"the query uses ${node.index} but only {len(ctx.args)} "
-                "argument(s) were given"
+                f"the query uses ${node.index} but only {len(ctx.args)} argument(s) were given"
             )
         return ctx.args[node.index]
     if isinstance(node, Var):
@@ -998,8 +979,7 @@ def _operand(node: Node, record: Any, ctx: _Ctx) -> Any:
         head, _, rest = node.name.partition(".")
         if head not in ctx.variables:
             raise QueryArgumentError(
-                f"the query uses %{node.name} but no variable {node.name!r} "
-                f"or {head!r} was given"
+                f"the query uses %{node.name} but no variable {node.name!r} or {head!r} was given"
             )
         value = ctx.variables[head]
         for name in rest.split(".") if rest else ():
@@ -1046,11 +1026,7 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
                 left,
                 lambda x: any(_values_equal(_fold(x, ci, di), o) for o in options),
             )
-        if (
-            isinstance(left, Mapping)
-            and not isinstance(right, Mapping)
-            and right is not None
-        ):
+        if isinstance(left, Mapping) and not isinstance(right, Mapping) and right is not None:
             left = _Multi(left.values())  # a dictionary compared to a value
         if isinstance(right, _Multi):
             return _quantify(
@@ -1058,9 +1034,7 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
                 left,
                 lambda x: any(_compare(op, x, r, ci, di) for r in right),
             )
-        return _quantify(
-            node.quantifier, left, lambda x: _compare(op, x, right, ci, di)
-        )
+        return _quantify(node.quantifier, left, lambda x: _compare(op, x, right, ci, di))
     if isinstance(node, And):
         return all(_eval(i, record, ctx) for i in node.items)
     if isinstance(node, Or):
@@ -1098,9 +1072,7 @@ def _sort_rank(v: Any) -> tuple[int, Any]:
     if isinstance(v, _dt.datetime):
         return (
             5,
-            v.timestamp()
-            if v.tzinfo
-            else v.replace(tzinfo=_dt.timezone.utc).timestamp(),
+            v.timestamp() if v.tzinfo else v.replace(tzinfo=_dt.timezone.utc).timestamp(),
         )
     if isinstance(v, ObjectId):
         return (6, v.binary)
@@ -1204,9 +1176,7 @@ class Query:
                 seen: set[Any] = set()
                 kept: list[T] = []
                 for r in out:
-                    key = tuple(
-                        _hashable(_walk([r], p.parts, ctx, False)) for p in d.paths
-                    )
+                    key = tuple(_hashable(_walk([r], p.parts, ctx, False)) for p in d.paths)
                     if key not in seen:
                         seen.add(key)
                         kept.append(r)

@@ -568,7 +568,7 @@ class Realm:
         self._check()
         if self._frozen or self._wtxn is not None:
             return False
-        before = self._version if self._snap is not None else -1
+        before = self._version
         self._safe_point()
         self._reader()
         self._drain()
@@ -582,7 +582,7 @@ class Realm:
         if self._frozen or self._wtxn is not None:
             return False
         target = self._env.version
-        if self._snap is not None and self._version >= target:
+        if self._version >= target:
             return False
         notifier = self._shared.notifier
         if notifier is not None and self._tokens:
@@ -642,7 +642,11 @@ class Realm:
         self._wtxn = None
         self._wtxn_owner = None
         self._stamp += 1
+        base = txn.version
         txn.commit()
+        # The next read begins a snapshot lazily; until then this realm is at
+        # (at least) its own commit.
+        self._version = base + 1
 
     def _rollback(self) -> None:
         txn = self._require_write()
