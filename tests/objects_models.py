@@ -40,3 +40,10 @@ class Note(Object):
 
 
 MODELS = [Person, Dog, Address, Note]
+
+
+class Item(Object):
+    id: int = field(primary_key=True)
+    label: str = field(default="", indexed=True)
+    n: int = 0
+    parent: Item | None = None
