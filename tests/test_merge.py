@@ -116,7 +116,11 @@ def test_concurrent_list_inserts_are_all_kept_in_stamp_order() -> None:
     head = s(1, 1, 1, 1)
     a.apply(ins(None, "x"), head, 0, 1)
     # three clients insert after "x" concurrently, applied in two different orders
-    ops = [(ins(head, "from1"), s(5, 1, 2)), (ins(head, "from2"), s(5, 2)), (ins(head, "from3"), s(4, 3))]
+    ops = [
+        (ins(head, "from1"), s(5, 1, 2)),
+        (ins(head, "from2"), s(5, 2)),
+        (ins(head, "from3"), s(4, 3)),
+    ]
     b = a.copy()
     for op, st_ in ops:
         a.apply(op, st_, 1, 2)
@@ -183,7 +187,9 @@ def causal_ops(draw: st.DrawFn) -> list[tuple[Op, Stamp, int, int]]:
         elif kind == "add":
             op = add("a", draw(st.integers(-3, 3)))
         elif kind == "ins":
-            op = ins(draw(st.sampled_from([None, *elems])) if elems else None, draw(st.integers(0, 9)))
+            op = ins(
+                draw(st.sampled_from([None, *elems])) if elems else None, draw(st.integers(0, 9))
+            )
             elems.append(stamp)
         else:
             if not elems:
@@ -202,7 +208,9 @@ def build(ops: list[tuple[Op, Stamp, int, int]]) -> ObjectState:
 
 @settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 @given(causal_ops(), st.data())
-def test_join_is_commutative_associative_idempotent(ops: list[tuple[Op, Stamp, int, int]], data: st.DataObject) -> None:
+def test_join_is_commutative_associative_idempotent(
+    ops: list[tuple[Op, Stamp, int, int]], data: st.DataObject
+) -> None:
     parts = [build(ops[i::3]) for i in range(3)]
     a, b, c = parts
     assert join(a, b) == join(b, a)
@@ -213,7 +221,9 @@ def test_join_is_commutative_associative_idempotent(ops: list[tuple[Op, Stamp, i
 
 @settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 @given(causal_ops(), st.randoms(use_true_random=False))
-def test_any_order_with_duplicates_gives_the_same_state(ops: list[tuple[Op, Stamp, int, int]], rnd: object) -> None:
+def test_any_order_with_duplicates_gives_the_same_state(
+    ops: list[tuple[Op, Stamp, int, int]], rnd: object
+) -> None:
     import random
 
     assert isinstance(rnd, random.Random)

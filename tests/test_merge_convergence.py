@@ -53,7 +53,9 @@ SCHEMA = {
     )
 }
 PKS = (1, 2, 3)
-EXAMPLES = int(os.environ.get("REALMPY_CONVERGENCE_EXAMPLES", "40" if os.environ.get("CI") else "15"))
+EXAMPLES = int(
+    os.environ.get("REALMPY_CONVERGENCE_EXAMPLES", "40" if os.environ.get("CI") else "15")
+)
 
 
 def store_kind(kind: str) -> None:
@@ -91,7 +93,12 @@ class SimClient:
     def _apply_local(self, cs: Changeset) -> None:
         for i, op in enumerate(cs.ops):
             st_ = self.states.setdefault((op.table, op.pk), ObjectState())
-            st_.apply(op, Stamp(cs.timestamp, self.file_ident, cs.client_version, i), cs.base_server_version, None)
+            st_.apply(
+                op,
+                Stamp(cs.timestamp, self.file_ident, cs.client_version, i),
+                cs.base_server_version,
+                None,
+            )
 
     def record(self, pk: int) -> dict[str, Any] | None:
         st_ = self.states.get(("Car", pk))
@@ -103,7 +110,11 @@ def random_ops(c: SimClient, rnd: random.Random) -> list[Op]:
     for _ in range(rnd.randint(1, 3)):
         pk = rnd.choice(PKS)
         rec = c.record(pk)
-        kind = rnd.choice(["create", "set", "add", "ins", "lerase", "erase"] if rec else ["create", "create", "erase"])
+        kind = rnd.choice(
+            ["create", "set", "add", "ins", "lerase", "erase"]
+            if rec
+            else ["create", "create", "erase"]
+        )
         if kind == "create":
             ops.append(Op(OpCode.CREATE, "Car", pk))
         elif kind == "erase":
@@ -129,7 +140,7 @@ def upload(svc: SyncService, c: SimClient, rnd: random.Random, *, everything: bo
     # retries: sometimes re-send already acknowledged changesets too
     resend = [cs for cs in c.pending if cs.client_version <= c.acked]
     if resend and not everything and rnd.random() < 0.3:
-        todo = resend[-rnd.randint(1, len(resend)):] + todo
+        todo = resend[-rnd.randint(1, len(resend)) :] + todo
     if not todo:
         return
     res = svc.upload(c.principal, UploadRequest(c.file_ident, c.salt, tuple(todo)))
@@ -137,12 +148,16 @@ def upload(svc: SyncService, c: SimClient, rnd: random.Random, *, everything: bo
         c.acked = res.acked_client_version
 
 
-def download(svc: SyncService, c: SimClient, rnd: random.Random, *, until_steady: bool = False) -> None:
+def download(
+    svc: SyncService, c: SimClient, rnd: random.Random, *, until_steady: bool = False
+) -> None:
     for _ in range(10_000):
         after = c.cursor
         if not until_steady and rnd.random() < 0.2:
             after = rnd.randint(0, c.cursor)  # re-download from an older cursor (duplicates)
-        req = DownloadRequest(c.file_ident, c.salt, after, c.token, 0, rnd.choice([150, 400, 1 << 20]))
+        req = DownloadRequest(
+            c.file_ident, c.salt, after, c.token, 0, rnd.choice([150, 400, 1 << 20])
+        )
         res = svc.download(c.principal, req)
         if not until_steady and rnd.random() < 0.15:
             return  # the response was "lost"
@@ -170,7 +185,23 @@ def download(svc: SyncService, c: SimClient, rnd: random.Random, *, until_steady
 # --------------------------------------------------------------------------- the oracle
 
 
-def predict(history: list[tuple[int, int, int, int, int, bytes]]) -> dict[int, dict[str, Any] | None]:
+def rga_order(inserts: dict[Stamp, Op]) -> list[Stamp]:
+    """Depth-first from the head; siblings newest first."""
+    order: list[Stamp] = []
+
+    def walk(parent: Stamp | None) -> None:
+        kids = sorted((s for s, op in inserts.items() if op.elem == parent), reverse=True)
+        for child in kids:
+            order.append(child)
+            walk(child)
+
+    walk(None)
+    return order
+
+
+def predict(
+    history: list[tuple[int, int, int, int, int, bytes]],
+) -> dict[int, dict[str, Any] | None]:
     """Brute-force merge rule over the whole history (no compaction, no incremental state)."""
     per_obj: dict[int, list[tuple[Op, Stamp, int, int]]] = {}
     for sv, fi, cv, ts, base, blob in history:
@@ -182,18 +213,29 @@ def predict(history: list[tuple[int, int, int, int, int, bytes]]) -> dict[int, d
         tombs = [(s, sv) for op, s, _, sv in ops if op.code == OpCode.ERASE]
 
         def saw(s: Stamp, base: int, t: Stamp, tsv: int) -> bool:
-            same = s.file_ident == t.file_ident and (s.client_version, s.op_index) > (t.client_version, t.op_index)
+            same = s.file_ident == t.file_ident and (s.client_version, s.op_index) > (
+                t.client_version,
+                t.op_index,
+            )
             return same or tsv <= base
 
-        live = [(op, s) for op, s, base, _ in ops if op.code != OpCode.ERASE and all(saw(s, base, t, tsv) for t, tsv in tombs)]
+        live = [
+            (op, s)
+            for op, s, base, _ in ops
+            if op.code != OpCode.ERASE and all(saw(s, base, t, tsv) for t, tsv in tombs)
+        ]
         if not any(op.code == OpCode.CREATE for op, _ in live):
             out[pk] = None
             continue
         rec: dict[str, Any] = {"id": pk}
-        sets = sorted((s, op.value) for op, s in live if op.code == OpCode.SET and op.field == "make")
+        sets = sorted(
+            (s, op.value) for op, s in live if op.code == OpCode.SET and op.field == "make"
+        )
         if sets:
             rec["make"] = sets[-1][1]
-        msets = sorted((s, op.value) for op, s in live if op.code == OpCode.SET and op.field == "miles")
+        msets = sorted(
+            (s, op.value) for op, s in live if op.code == OpCode.SET and op.field == "miles"
+        )
         adds = sorted((s, op.value) for op, s in live if op.code == OpCode.ADD)
         if msets or adds:
             base_s, base_v = msets[-1] if msets else (None, 0)
@@ -201,14 +243,7 @@ def predict(history: list[tuple[int, int, int, int, int, bytes]]) -> dict[int, d
         inserts = {s: op for op, s in live if op.code == OpCode.LIST_INSERT}
         erased = {op.elem for op, _, _, _ in ops if op.code == OpCode.LIST_ERASE}
         if inserts:
-            order: list[Stamp] = []
-
-            def walk(parent: Stamp | None) -> None:
-                for child in sorted((s for s, op in inserts.items() if op.elem == parent), reverse=True):
-                    order.append(child)
-                    walk(child)
-
-            walk(None)
+            order = rga_order(inserts)
             rec["tags"] = [inserts[s].value for s in order if s not in erased]
         out[pk] = rec
     return out
@@ -233,7 +268,10 @@ def test_three_clients_converge_to_the_merge_rule(kind: str) -> None:
                 p = Principal(f"user{n}", f"s{n}", "anonymous", None)
                 ident = svc.ident(p, f"nonce-{n}-xxxxxxxx")
                 c = SimClient(p, ident.file_ident, ident.salt, t0)
-                svc.set_subscriptions(p, SubscriptionRequest(c.file_ident, c.salt, 1, {"Car": (("TRUEPREDICATE", ()),)}))
+                svc.set_subscriptions(
+                    p,
+                    SubscriptionRequest(c.file_ident, c.salt, 1, {"Car": (("TRUEPREDICATE", ()),)}),
+                )
                 clients.append(c)
             for step in range(steps):
                 c = rnd.choice(clients)
@@ -250,10 +288,19 @@ def test_three_clients_converge_to_the_merge_rule(kind: str) -> None:
                 download(svc, c, rnd, until_steady=True)
             with store.transaction(write=False) as tx:
                 history = tx.history(0, 1_000_000)
-                server = {pk: (ObjectState.from_wire(unpack(r.state)).materialize("id", pk) if (r := tx.get_object("Car", pk_key(pk))) else None) for pk in PKS}
+                server = {
+                    pk: (
+                        ObjectState.from_wire(unpack(r.state)).materialize("id", pk)
+                        if (r := tx.get_object("Car", pk_key(pk)))
+                        else None
+                    )
+                    for pk in PKS
+                }
             expected = predict(history)
             for pk in PKS:
-                assert server[pk] == expected.get(pk), f"server disagrees with the merge rule on {pk}"
+                assert server[pk] == expected.get(pk), (
+                    f"server disagrees with the merge rule on {pk}"
+                )
                 for c in clients:
                     assert c.record(pk) == server[pk], f"client {c.file_ident} diverged on {pk}"
             # nothing applied twice: one history entry per (file, client version)

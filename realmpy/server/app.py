@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from realmpy.server.auth import AuthService, Principal
 from realmpy.server.config import ServerConfig
@@ -214,12 +214,13 @@ class ServerApp:
         declared = request.headers.get("content-length")
         if declared is not None:
             try:
-                if int(declared) > limit:
-                    raise RequestTooLarge(
-                        f"request body of {declared} bytes exceeds {limit}", limit=limit
-                    )
+                length = int(declared)
             except ValueError:
                 raise MalformedMessage("bad Content-Length") from None
+            if length > limit:
+                raise RequestTooLarge(
+                    f"request body of {length} bytes exceeds {limit}", limit=limit
+                )
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
@@ -311,6 +312,10 @@ class ServerApp:
         """Any other ``/api/vN/...``."""
         version = request.path_params.get("version", "")
         if version == f"v{PROTOCOL_VERSION}":
+            for route in self.app.routes[:-1]:
+                match, _ = route.matches(request.scope)
+                if match == Match.PARTIAL:  # the path exists, the method does not
+                    return await self._not_allowed(request, NotFound(""))
             return self._error(NotFound(f"no endpoint {request.method} {request.url.path}"))
         return self._error(
             UnsupportedVersion(

@@ -263,10 +263,10 @@ class AuthService:
         if token.startswith("rpr1."):
             sid = self._session_for_refresh(token).id
         else:
-            payload = self._verify(token)
-            sid = payload.get("sid")
-            if not isinstance(sid, str):
+            raw_sid = self._verify(token).get("sid")
+            if not isinstance(raw_sid, str):
                 raise AuthError("malformed access token")
+            sid = raw_sid
         with self.store.transaction(write=True) as tx:
             tx.revoke_session(sid)
 

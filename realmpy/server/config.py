@@ -37,12 +37,16 @@ objectid uuid counter``) or ``link:Table``, then ``?`` for optional, then
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python < 3.11 reads TOML with the tomli backport
+    import tomli as tomllib
 
 from realmpy.server.auth import AuthConfig
 from realmpy.server.permissions import Permissions
@@ -73,7 +77,7 @@ def parse_field_type(text: str) -> FieldSpec:
     m = _FIELD_RE.match(text.strip())
     if m is None or (m["base"] is not None and m["base"] not in FIELD_TYPES - {"link"}):
         raise ConfigError(f"unknown field type {text!r}")
-    typ = "link" if m["target"] else m["base"]
+    typ = "link" if m["target"] else str(m["base"])
     return FieldSpec(typ, bool(m["opt"]), "list" if m["list"] else None, m["target"])
 
 

@@ -85,13 +85,15 @@ def check_clock(timestamp: int, *, now: int, max_skew_ms: int = MAX_CLOCK_SKEW_M
         )
 
 
-def op_stamps(file_ident: int, client_version: int, timestamp: int, ops: tuple[Op, ...]) -> Iterator[tuple[Stamp, Op]]:
+def op_stamps(
+    file_ident: int, client_version: int, timestamp: int, ops: tuple[Op, ...]
+) -> Iterator[tuple[Stamp, Op]]:
     """Pair each op of a changeset with its stamp."""
     for i, op in enumerate(ops):
         yield Stamp(timestamp, file_ident, client_version, i), op
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Causal:
     """What an operation's author had seen: its own stamp, and the server version it had downloaded."""
 
@@ -101,16 +103,22 @@ class Causal:
     def saw(self, t: Tombstone) -> bool:
         """True if the author knew of tombstone ``t`` when writing."""
         s, ts = self.stamp, t.stamp
-        if s.file_ident == ts.file_ident and (s.client_version, s.op_index) > (ts.client_version, ts.op_index):
+        if s.file_ident == ts.file_ident and (s.client_version, s.op_index) > (
+            ts.client_version,
+            ts.op_index,
+        ):
             return True
         return t.sv is not None and t.sv <= self.base_sv
 
     def newer_in_origin(self, other: Causal) -> bool:
         """Within one origin file, later client versions (and op indexes) are newer."""
-        return (self.stamp.client_version, self.stamp.op_index) > (other.stamp.client_version, other.stamp.op_index)
+        return (self.stamp.client_version, self.stamp.op_index) > (
+            other.stamp.client_version,
+            other.stamp.op_index,
+        )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Tombstone:
     """An erase: its stamp and the server version it was integrated at (None = not yet, on a client)."""
 
@@ -118,7 +126,7 @@ class Tombstone:
     sv: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ListNode:
     """An RGA list element: inserted after ``after`` (None = head) with ``value``."""
 
@@ -250,7 +258,9 @@ class ObjectState:
         if adds:
             later = [adds[s][1] for s in sorted(adds) if base_stamp is None or s > base_stamp]
             if later:
-                total: int | float = base if isinstance(base, (int, float)) and not isinstance(base, bool) else 0
+                total: int | float = (
+                    base if isinstance(base, (int, float)) and not isinstance(base, bool) else 0
+                )
                 for d in later:
                     total += d
                 return total
@@ -278,10 +288,19 @@ class ObjectState:
         return [
             [[list(t.stamp), t.sv] for _, t in sorted(self.tombs.items())],
             [[list(c.stamp), c.base_sv] for _, c in sorted(self.creates.items())],
-            {f: [[list(c.stamp), c.base_sv, v] for _, (c, v) in sorted(r.items())] for f, r in sorted(self.regs.items())},
-            {f: [[list(s), b, d] for s, (b, d) in sorted(a.items())] for f, a in sorted(self.adds.items())},
             {
-                f: [[list(s), None if n.after is None else list(n.after), n.base_sv, n.value] for s, n in sorted(ns.items())]
+                f: [[list(c.stamp), c.base_sv, v] for _, (c, v) in sorted(r.items())]
+                for f, r in sorted(self.regs.items())
+            },
+            {
+                f: [[list(s), b, d] for s, (b, d) in sorted(a.items())]
+                for f, a in sorted(self.adds.items())
+            },
+            {
+                f: [
+                    [list(s), None if n.after is None else list(n.after), n.base_sv, n.value]
+                    for s, n in sorted(ns.items())
+                ]
                 for f, ns in sorted(self.lists.items())
             },
             {f: [list(s) for s in sorted(e)] for f, e in sorted(self.erased.items()) if e},
@@ -323,7 +342,9 @@ class ObjectState:
         for f, items in lists_w.items():
             st.lists[f] = {}
             for s, after, b, v in items:
-                st.lists[f][_stamp(s)] = ListNode(None if after is None else _stamp(after), v, _int(b))
+                st.lists[f][_stamp(s)] = ListNode(
+                    None if after is None else _stamp(after), v, _int(b)
+                )
         for f, items in erased_w.items():
             st.erased[f] = {_stamp(s) for s in items}
         return st

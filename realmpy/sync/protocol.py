@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import IntEnum
-from typing import Any, ClassVar, Final, NamedTuple, TypeAlias
+from typing import Any, ClassVar, Final, NamedTuple, Union
 
-import msgpack
+import msgpack  # type: ignore[import-untyped,unused-ignore]
 
 from realmpy.objectid import ObjectId
 
@@ -85,10 +85,10 @@ PROTOCOL_VERSION: Final = 1
 MAX_STRING_BYTES: Final = 16 * 1024 * 1024
 """No single string or binary value may exceed this (msgpack allocation bound)."""
 
-Value: TypeAlias = Any
+Value = Any
 """A field value: None, bool, int, float, str, bytes, datetime, Decimal, ObjectId, UUID."""
 
-PrimaryKey: TypeAlias = "int | str | ObjectId | uuid.UUID | None"
+PrimaryKey = Union[int, str, ObjectId, uuid.UUID, None]
 
 
 # --------------------------------------------------------------------------- errors
@@ -234,7 +234,13 @@ def unpack(data: bytes, *, max_bytes: int = 64 * 1024 * 1024) -> Any:
         )
     except ProtocolError:
         raise
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+    ) as exc:
         raise MalformedMessage(f"not a valid msgpack message: {exc}") from None
     except RecursionError:
         raise MalformedMessage("message nested too deeply") from None
@@ -254,7 +260,15 @@ def _map(obj: object, what: str) -> Mapping[str, Any]:
     return obj
 
 
-def _get(m: Mapping[str, Any], key: str, typ: type | tuple[type, ...], what: str, *, optional: bool = False, default: Any = None) -> Any:
+def _get(
+    m: Mapping[str, Any],
+    key: str,
+    typ: type | tuple[type, ...],
+    what: str,
+    *,
+    optional: bool = False,
+    default: Any = None,
+) -> Any:
     if key not in m or m[key] is None:
         if optional:
             return default
@@ -267,14 +281,24 @@ def _get(m: Mapping[str, Any], key: str, typ: type | tuple[type, ...], what: str
     return v
 
 
-def _uint(m: Mapping[str, Any], key: str, what: str, *, optional: bool = False, default: int = 0, maximum: int = 2**63 - 1) -> int:
+def _uint(
+    m: Mapping[str, Any],
+    key: str,
+    what: str,
+    *,
+    optional: bool = False,
+    default: int = 0,
+    maximum: int = 2**63 - 1,
+) -> int:
     v = _get(m, key, int, what, optional=optional, default=default)
     if not 0 <= v <= maximum:
         raise MalformedMessage(f"{what}: {key!r} out of range")
     return int(v)
 
 
-def _str(m: Mapping[str, Any], key: str, what: str, *, optional: bool = False, max_len: int = 1024) -> Any:
+def _str(
+    m: Mapping[str, Any], key: str, what: str, *, optional: bool = False, max_len: int = 1024
+) -> Any:
     v = _get(m, key, str, what, optional=optional)
     if v is not None and len(v) > max_len:
         raise MalformedMessage(f"{what}: {key!r} is longer than {max_len}")
@@ -290,7 +314,19 @@ def _name(v: object, what: str) -> str:
 # --------------------------------------------------------------------------- schema
 
 FIELD_TYPES: Final = frozenset(
-    {"bool", "int", "float", "string", "binary", "timestamp", "decimal", "objectid", "uuid", "counter", "link"}
+    {
+        "bool",
+        "int",
+        "float",
+        "string",
+        "binary",
+        "timestamp",
+        "decimal",
+        "objectid",
+        "uuid",
+        "counter",
+        "link",
+    }
 )
 COLLECTIONS: Final = frozenset({"list"})
 PK_TYPES: Final = frozenset({"int", "string", "objectid", "uuid"})
@@ -323,7 +359,12 @@ class FieldSpec:
         return cls(typ, bool(optional), coll, target)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"type": self.type, "optional": self.optional, "collection": self.collection, "target": self.target}
+        return {
+            "type": self.type,
+            "optional": self.optional,
+            "collection": self.collection,
+            "target": self.target,
+        }
 
 
 @dataclass(frozen=True)
@@ -340,14 +381,22 @@ class TableSpec:
         fields_raw = _map(m.get("fields"), f"{what}.fields")
         if len(fields_raw) > 1024:
             raise MalformedMessage(f"{what}: too many fields")
-        fields = {_name(k, f"{what} field"): FieldSpec.from_wire(v, f"{what}.{k}") for k, v in fields_raw.items()}
+        fields = {
+            _name(k, f"{what} field"): FieldSpec.from_wire(v, f"{what}.{k}")
+            for k, v in fields_raw.items()
+        }
         spec = fields.get(pk)
         if spec is None or spec.type not in PK_TYPES or spec.collection is not None:
-            raise MalformedMessage(f"{what}: primary key {pk!r} must be a field of type {sorted(PK_TYPES)}")
+            raise MalformedMessage(
+                f"{what}: primary key {pk!r} must be a field of type {sorted(PK_TYPES)}"
+            )
         return cls(pk, fields)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"primary_key": self.primary_key, "fields": {k: v.to_wire() for k, v in self.fields.items()}}
+        return {
+            "primary_key": self.primary_key,
+            "fields": {k: v.to_wire() for k, v in self.fields.items()},
+        }
 
 
 def _tables_from_wire(obj: object, what: str) -> dict[str, TableSpec]:
@@ -387,7 +436,9 @@ def _check_scalar(typ: str, value: object, optional: bool, where: str) -> None:
         raise WrongTypeError(f"{where}: NaN", where=where)
 
 
-def check_value(tables: Mapping[str, TableSpec], spec: FieldSpec, value: object, where: str) -> None:
+def check_value(
+    tables: Mapping[str, TableSpec], spec: FieldSpec, value: object, where: str
+) -> None:
     """Raise ``WrongTypeError`` unless ``value`` fits one element/scalar of ``spec``.
 
     A link's value is the target's primary key (or null when optional).
@@ -396,7 +447,9 @@ def check_value(tables: Mapping[str, TableSpec], spec: FieldSpec, value: object,
         assert spec.target is not None
         target = tables.get(spec.target)
         if target is None:
-            raise UnknownTableError(f"{where}: link target {spec.target!r} is unknown", table=spec.target)
+            raise UnknownTableError(
+                f"{where}: link target {spec.target!r} is unknown", table=spec.target
+            )
         pk_spec = target.fields[target.primary_key]
         _check_scalar(pk_spec.type, value, spec.optional or spec.collection is None, where)
         return
@@ -438,7 +491,9 @@ _OP_ARITY: Final = {
 
 def _stamp_from_wire(obj: object, what: str) -> Stamp:
     if not isinstance(obj, list) or len(obj) != 4:
-        raise MalformedMessage(f"{what}: an element id is [ts, file_ident, client_version, op_index]")
+        raise MalformedMessage(
+            f"{what}: an element id is [ts, file_ident, client_version, op_index]"
+        )
     for x in obj:
         if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x < 2**63:
             raise MalformedMessage(f"{what}: element id parts are unsigned integers")
@@ -462,7 +517,11 @@ class Op:
         if not isinstance(obj, list) or not obj:
             raise MalformedMessage(f"{what} must be a non-empty array")
         raw_code = obj[0]
-        if not isinstance(raw_code, int) or isinstance(raw_code, bool) or raw_code not in _OP_ARITY.keys():
+        if (
+            not isinstance(raw_code, int)
+            or isinstance(raw_code, bool)
+            or raw_code not in _OP_ARITY.keys()
+        ):
             raise InvalidOpError(f"{what}: unknown op code {raw_code!r}")
         code = OpCode(raw_code)
         if len(obj) != _OP_ARITY[code]:
@@ -473,7 +532,9 @@ class Op:
             return cls(code, table, pk)
         fld = _name(obj[3], f"{what} field")
         if code in (OpCode.SET, OpCode.ADD):
-            if code == OpCode.ADD and (not isinstance(obj[4], (int, float)) or isinstance(obj[4], bool)):
+            if code == OpCode.ADD and (
+                not isinstance(obj[4], (int, float)) or isinstance(obj[4], bool)
+            ):
                 raise WrongTypeError(f"{what}: ADD takes a number")
             return cls(code, table, pk, fld, obj[4])
         if code == OpCode.LIST_INSERT:
@@ -487,7 +548,14 @@ class Op:
         if self.code in (OpCode.SET, OpCode.ADD):
             return [int(self.code), self.table, self.pk, self.field, self.value]
         if self.code == OpCode.LIST_INSERT:
-            return [int(self.code), self.table, self.pk, self.field, None if self.elem is None else list(self.elem), self.value]
+            return [
+                int(self.code),
+                self.table,
+                self.pk,
+                self.field,
+                None if self.elem is None else list(self.elem),
+                self.value,
+            ]
         assert self.elem is not None
         return [int(self.code), self.table, self.pk, self.field, list(self.elem)]
 
@@ -501,7 +569,11 @@ class Op:
             return
         fs = spec.fields.get(self.field)
         if fs is None:
-            raise UnknownFieldError(f"{where}: unknown field {self.table}.{self.field}", table=self.table, field=self.field)
+            raise UnknownFieldError(
+                f"{where}: unknown field {self.table}.{self.field}",
+                table=self.table,
+                field=self.field,
+            )
         if self.field == spec.primary_key:
             raise InvalidOpError(f"{where}: the primary key cannot be changed")
         loc = f"{where} {self.table}.{self.field}"
@@ -569,7 +641,11 @@ class ErrorResponse:
     @classmethod
     def from_wire(cls, obj: object) -> ErrorResponse:
         m = _map(obj, "error")
-        return cls(_str(m, "error", "error"), _str(m, "message", "error", max_len=65536), _map(m.get("detail", {}), "detail"))
+        return cls(
+            _str(m, "error", "error"),
+            _str(m, "message", "error", max_len=65536),
+            _map(m.get("detail", {}), "detail"),
+        )
 
 
 @dataclass(frozen=True)
@@ -609,13 +685,22 @@ class LoginRequest:
         if provider not in cls.PROVIDERS:
             raise MalformedMessage(f"login: unknown provider {provider!r}")
         if provider == "email_password":
-            return cls(provider, _str(m, "email", "login", max_len=254).lower(), _str(m, "password", "login"))
+            return cls(
+                provider,
+                _str(m, "email", "login", max_len=254).lower(),
+                _str(m, "password", "login"),
+            )
         if provider == "api_key":
             return cls(provider, key=_str(m, "key", "login"))
         return cls(provider)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"provider": self.provider, "email": self.email, "password": self.password, "key": self.key}
+        return {
+            "provider": self.provider,
+            "email": self.email,
+            "password": self.password,
+            "key": self.key,
+        }
 
 
 @dataclass(frozen=True)
@@ -739,7 +824,11 @@ class UploadRequest(_FileMsg):
         return cls(fi, salt, css)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"file_ident": self.file_ident, "salt": self.salt, "changesets": [c.to_wire() for c in self.changesets]}
+        return {
+            "file_ident": self.file_ident,
+            "salt": self.salt,
+            "changesets": [c.to_wire() for c in self.changesets],
+        }
 
 
 @dataclass(frozen=True)
@@ -821,7 +910,12 @@ class SubscriptionRequest(_FileMsg):
                 raise MalformedMessage("subscriptions: each table maps to a list of [query, args]")
             items = []
             for q in qs:
-                if not (isinstance(q, list) and len(q) == 2 and isinstance(q[0], str) and isinstance(q[1], list)):
+                if not (
+                    isinstance(q, list)
+                    and len(q) == 2
+                    and isinstance(q[0], str)
+                    and isinstance(q[1], list)
+                ):
                     raise MalformedMessage("subscriptions: a query is [text, [args...]]")
                 if len(q[0]) > 4096:
                     raise MalformedMessage("subscriptions: query text too long")
@@ -909,13 +1003,25 @@ class DownloadEntry:
     KINDS: ClassVar[frozenset[str]] = frozenset({"state", "forget", "reset"})
 
     def to_wire(self) -> list[Any]:
-        return [self.kind, self.table, self.pk, self.state, None if self.error is None else self.error.to_wire()]
+        return [
+            self.kind,
+            self.table,
+            self.pk,
+            self.state,
+            None if self.error is None else self.error.to_wire(),
+        ]
 
     @classmethod
     def from_wire(cls, obj: object) -> DownloadEntry:
         if not isinstance(obj, list) or len(obj) != 5 or obj[0] not in cls.KINDS:
             raise MalformedMessage("download entry: [kind, table, pk, state, error]")
-        return cls(obj[0], _name(obj[1], "entry table"), obj[2], obj[3], None if obj[4] is None else RejectedWrite.from_wire(obj[4]))
+        return cls(
+            obj[0],
+            _name(obj[1], "entry table"),
+            obj[2],
+            obj[3],
+            None if obj[4] is None else RejectedWrite.from_wire(obj[4]),
+        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,567 @@
+"""HTTP API of realmpy-server: every endpoint, every typed error, auth flows, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from realmpy.server.app import ServerApp, create_app
+from realmpy.server.auth import AuthConfig
+from realmpy.server.config import ServerConfig
+from realmpy.server.testing import make_store, postgres_available
+from realmpy.sync.protocol import pack, unpack
+
+P = "/api/v1/app/default"
+CAR = {
+    "primary_key": "id",
+    "fields": {
+        "id": {"type": "int"},
+        "make": {"type": "string", "optional": True},
+        "miles": {"type": "counter"},
+        "tags": {"type": "string", "collection": "list"},
+    },
+}
+
+
+class Clock:
+    """An injectable clock, so token expiry is tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Api:
+    """msgpack over the test client."""
+
+    def __init__(self, client: TestClient, server: ServerApp, clock: Clock) -> None:
+        self.c, self.server, self.clock = client, server, clock
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        h = {"content-type": "application/msgpack", **(headers or {})}
+        if token:
+            h["authorization"] = f"Bearer {token}"
+        content = raw if raw is not None else (None if body is None else pack(body))
+        r = self.c.request(
+            method,
+            path
+            if path.startswith("/")
+            and not path.startswith("/auth")
+            and not path.startswith("/sync")
+            else P + path,
+            content=content,
+            headers=h,
+        )
+        try:
+            return r.status_code, unpack(r.content)
+        except Exception:
+            return r.status_code, r.text
+
+    def post(
+        self, path: str, body: Any = None, token: str | None = None, **kw: Any
+    ) -> tuple[int, Any]:
+        return self.call("POST", path, body, token, **kw)
+
+    def anon(self) -> dict[str, Any]:
+        status, body = self.post("/auth/login", {"provider": "anonymous"})
+        assert status == 200, body
+        return body  # type: ignore[no-any-return]
+
+    def file(self, token: str, nonce: str = "device-0001") -> dict[str, Any]:
+        status, body = self.post("/sync/ident", {"nonce": nonce}, token)
+        assert status == 200, body
+        return body  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def kind(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":
+        reason = postgres_available()
+        if reason:
+            if os.environ.get("CI"):
+                pytest.fail(f"CI requires PostgreSQL: {reason}")
+            pytest.skip(reason)
+    return str(request.param)
+
+
+def make_api(kind: str, tmp: Path, config: ServerConfig) -> Iterator[Api]:
+    clock = Clock()
+    with make_store(kind, tmp) as store:
+        server = create_app(config, store, now=clock)
+        with TestClient(server.app) as client:
+            yield Api(client, server, clock)
+
+
+@pytest.fixture
+def api(kind: str, tmp_path: Path) -> Iterator[Api]:
+    yield from make_api(
+        kind, tmp_path, ServerConfig(max_request_bytes=64 * 1024, auth=AuthConfig(scrypt_n=2**10))
+    )
+
+
+def upload_body(
+    f: dict[str, Any], cv: int, ops: list[Any], base: int = 0, ts: int | None = None
+) -> dict[str, Any]:
+    ts = int(time.time() * 1000) if ts is None else ts
+    return {
+        "file_ident": f["file_ident"],
+        "salt": f["salt"],
+        "changesets": [
+            {"client_version": cv, "base_server_version": base, "timestamp": ts, "ops": ops}
+        ],
+    }
+
+
+def setup_file(api: Api) -> tuple[str, dict[str, Any]]:
+    tok = api.anon()["access_token"]
+    assert api.post("/sync/schema", {"tables": {"Car": CAR}}, tok)[0] == 200
+    return tok, api.file(tok)
+
+
+# --------------------------------------------------------------------------- health and metrics
+
+
+def test_health_and_metrics(api: Api) -> None:
+    status, body = api.call("GET", "/health")
+    assert status == 200 and '"status":"ok"' in body.replace(" ", "")
+    api.post("/auth/login", {"provider": "anonymous"})
+    status, text = api.call("GET", "/metrics")
+    assert status == 200
+    assert 'realmpy_requests_total{endpoint="login",status="200"} 1' in text
+    assert "# TYPE realmpy_request_seconds summary" in text
+
+
+# --------------------------------------------------------------------------- auth
+
+
+def test_email_password_register_login_refresh_logout(api: Api) -> None:
+    status, body = api.post(
+        "/auth/register", {"email": "Ann@Example.com", "password": "correct horse"}
+    )
+    assert status == 200 and body["user_id"]
+    assert (
+        api.post("/auth/register", {"email": "ann@example.com", "password": "another one"})[1][
+            "error"
+        ]
+        == "email_taken"
+    )
+    assert api.post("/auth/register", {"email": "bob@example.com", "password": "short"})[0] == 400
+    assert (
+        api.post(
+            "/auth/login",
+            {"provider": "email_password", "email": "ann@example.com", "password": "wrong!!!!"},
+        )[1]["error"]
+        == "invalid_credentials"
+    )
+    assert (
+        api.post(
+            "/auth/login",
+            {"provider": "email_password", "email": "nobody@example.com", "password": "x"},
+        )[1]["error"]
+        == "invalid_credentials"
+    )
+    status, tokens = api.post(
+        "/auth/login",
+        {"provider": "email_password", "email": "ann@example.com", "password": "correct horse"},
+    )
+    assert status == 200 and tokens["user_id"] == body["user_id"]
+    status, prof = api.call("GET", "/auth/profile", token=tokens["access_token"])
+    assert prof == {
+        "user_id": body["user_id"],
+        "provider": "email_password",
+        "email": "ann@example.com",
+    }
+    status, refreshed = api.post("/auth/refresh", token=tokens["refresh_token"])
+    assert status == 200 and refreshed["refresh_token"] is None and refreshed["access_token"]
+    assert api.post("/auth/logout", token=tokens["refresh_token"])[0] == 200
+    # log-out revokes both the refresh token and every access token of the session
+    assert api.post("/auth/refresh", token=tokens["refresh_token"])[1]["error"] == "invalid_token"
+    assert (
+        api.call("GET", "/auth/profile", token=refreshed["access_token"])[1]["error"]
+        == "invalid_token"
+    )
+
+
+def test_access_token_expiry_and_refresh(api: Api) -> None:
+    tokens = api.anon()
+    assert api.call("GET", "/auth/profile", token=tokens["access_token"])[0] == 200
+    api.clock.t += 15 * 60 + 1
+    status, err = api.call("GET", "/auth/profile", token=tokens["access_token"])
+    assert (status, err["error"]) == (401, "token_expired")
+    assert (
+        api.post("/sync/ident", {"nonce": "device-0001"}, tokens["access_token"])[1]["error"]
+        == "token_expired"
+    )
+    status, fresh = api.post("/auth/refresh", token=tokens["refresh_token"])
+    assert status == 200
+    assert api.call("GET", "/auth/profile", token=fresh["access_token"])[0] == 200
+    api.clock.t += 61 * 24 * 3600
+    assert api.post("/auth/refresh", token=tokens["refresh_token"])[1]["error"] == "token_expired"
+
+
+def test_forged_and_missing_tokens(api: Api) -> None:
+    tokens = api.anon()
+    head, body, _sig = tokens["access_token"].split(".")
+    assert (
+        api.call("GET", "/auth/profile", token=f"{head}.{body}.AAAA")[1]["error"] == "invalid_token"
+    )
+    assert api.call("GET", "/auth/profile", token="garbage")[1]["error"] == "invalid_token"
+    assert api.call("GET", "/auth/profile")[1]["error"] == "unauthorized"
+    assert api.post("/auth/refresh", token=tokens["access_token"])[1]["error"] == "invalid_token"
+
+
+def test_api_keys(api: Api) -> None:
+    tok = api.anon()
+    status, created = api.post("/auth/api-keys", {"name": "ci"}, tok["access_token"])
+    assert status == 200 and created["key"].startswith("rpk1.")
+    status, listed = api.call("GET", "/auth/api-keys", token=tok["access_token"])
+    assert listed["keys"] == [{"id": created["id"], "name": "ci", "key": None}]
+    status, via_key = api.post("/auth/login", {"provider": "api_key", "key": created["key"]})
+    assert status == 200 and via_key["user_id"] == tok["user_id"]
+    bad = created["key"][:-2] + "xx"
+    assert (
+        api.post("/auth/login", {"provider": "api_key", "key": bad})[1]["error"]
+        == "invalid_credentials"
+    )
+    other = api.anon()
+    assert (
+        api.call("DELETE", f"/auth/api-keys/{created['id']}", token=other["access_token"])[0] == 404
+    )
+    assert (
+        api.call("DELETE", f"/auth/api-keys/{created['id']}", token=tok["access_token"])[0] == 200
+    )
+    assert (
+        api.post("/auth/login", {"provider": "api_key", "key": created["key"]})[1]["error"]
+        == "invalid_credentials"
+    )
+
+
+def test_disabled_providers(kind: str, tmp_path: Path) -> None:
+    cfg = ServerConfig(
+        dev_mode=False, auth=AuthConfig(anonymous=False, api_keys=False, scrypt_n=2**10)
+    )
+    for api in make_api(kind, tmp_path, cfg):
+        assert api.post("/auth/login", {"provider": "anonymous"})[1]["error"] == "provider_disabled"
+        assert (
+            api.post("/auth/login", {"provider": "api_key", "key": "rpk1.a.b"})[1]["error"]
+            == "provider_disabled"
+        )
+        assert api.post("/auth/login", {"provider": "magic"})[1]["error"] == "malformed_message"
+
+
+# --------------------------------------------------------------------------- identity, schema
+
+
+def test_ident_is_idempotent_per_nonce_and_bound_to_the_user(api: Api) -> None:
+    a = api.anon()["access_token"]
+    b = api.anon()["access_token"]
+    fa = api.file(a)
+    assert api.file(a) == fa
+    assert api.file(a, "device-0002")["file_ident"] != fa["file_ident"]
+    assert api.file(b)["file_ident"] != fa["file_ident"]
+    assert api.post("/sync/ident", {"nonce": "short"}, a)[1]["error"] == "malformed_message"
+    # B cannot use A's file, and a wrong salt is refused
+    body = {"file_ident": fa["file_ident"], "salt": fa["salt"], "after_server_version": 0}
+    assert api.post("/sync/download", body, b)[1]["error"] == "bad_file_ident"
+    body["salt"] = fa["salt"] ^ 1
+    assert api.post("/sync/download", body, a)[1]["error"] == "bad_file_ident"
+
+
+def test_schema_is_additive_in_dev_mode(api: Api) -> None:
+    tok = api.anon()["access_token"]
+    assert api.post("/sync/schema", {"tables": {"Car": CAR}}, tok)[0] == 200
+    more = {
+        "primary_key": "id",
+        "fields": {**CAR["fields"], "year": {"type": "int", "optional": True}},
+    }
+    status, body = api.post("/sync/schema", {"tables": {"Car": more}}, tok)
+    assert status == 200 and "year" in body["tables"]["Car"]["fields"]
+    changed = {"primary_key": "id", "fields": {**CAR["fields"], "make": {"type": "int"}}}
+    status, err = api.post("/sync/schema", {"tables": {"Car": changed}}, tok)
+    assert (status, err["error"]) == (409, "schema_mismatch")
+    bad_link = {
+        "primary_key": "id",
+        "fields": {"id": {"type": "int"}, "x": {"type": "link", "target": "Nope"}},
+    }
+    assert (
+        api.post("/sync/schema", {"tables": {"Dog": bad_link}}, tok)[1]["error"] == "unknown_table"
+    )
+    status, got = api.call("GET", "/sync/schema", token=tok)
+    assert set(got["tables"]) == {"Car"}
+
+
+# --------------------------------------------------------------------------- upload and download
+
+
+def test_upload_download_round_trip_and_idempotent_resend(api: Api) -> None:
+    tok, f = setup_file(api)
+    ops = [
+        [0, "Car", 1],
+        [2, "Car", 1, "make", "VW"],
+        [3, "Car", 1, "miles", 5],
+        [4, "Car", 1, "tags", None, "red"],
+    ]
+    body = upload_body(f, 1, ops)
+    status, res = api.post("/sync/upload", body, tok)
+    assert status == 200 and res["acked_client_version"] == 1 and res["server_version"] == 1
+    status, res2 = api.post("/sync/upload", body, tok)  # resent: skipped but acknowledged
+    assert res2["acked_client_version"] == 1 and res2["server_version"] == 1
+    with api.server.store.transaction(write=False) as tx:
+        assert tx.changeset_count(f["file_ident"], 1) == 1
+
+    tok2 = api.anon()["access_token"]
+    f2 = api.file(tok2)
+    sub = {
+        "file_ident": f2["file_ident"],
+        "salt": f2["salt"],
+        "query_version": 1,
+        "queries": {"Car": [["miles > $0", [1]]]},
+    }
+    assert api.post("/sync/subscriptions", sub, tok2)[1] == {"query_version": 1, "state": "pending"}
+    status, dl = api.post(
+        "/sync/download",
+        {"file_ident": f2["file_ident"], "salt": f2["salt"], "after_server_version": 0},
+        tok2,
+    )
+    assert (
+        dl["batch"] == "last"
+        and dl["query_version"] == 1
+        and dl["server_version"] == 1
+        and dl["progress"] == 1.0
+    )
+    [entry] = dl["entries"]
+    assert entry[:3] == ["state", "Car", 1]
+    assert api.post("/sync/subscriptions", sub, tok2)[1] == {
+        "query_version": 1,
+        "state": "complete",
+    }
+    old = dict(sub, query_version=0)
+    assert api.post("/sync/subscriptions", old, tok2)[1]["state"] == "superseded"
+    status, steady = api.post(
+        "/sync/download",
+        {
+            "file_ident": f2["file_ident"],
+            "salt": f2["salt"],
+            "after_server_version": 1,
+            "wait_ms": 0,
+        },
+        tok2,
+    )
+    assert steady["batch"] == "steady" and steady["entries"] == []
+
+
+def test_objects_leaving_the_subscription_are_forgotten(api: Api) -> None:
+    tok, f = setup_file(api)
+    api.post("/sync/upload", upload_body(f, 1, [[0, "Car", 1], [2, "Car", 1, "make", "VW"]]), tok)
+    tok2 = api.anon()["access_token"]
+    f2 = api.file(tok2)
+    sub = {
+        "file_ident": f2["file_ident"],
+        "salt": f2["salt"],
+        "query_version": 1,
+        "queries": {"Car": [["make == 'VW'", []]]},
+    }
+    api.post("/sync/subscriptions", sub, tok2)
+    dl = api.post(
+        "/sync/download",
+        {"file_ident": f2["file_ident"], "salt": f2["salt"], "after_server_version": 0},
+        tok2,
+    )[1]
+    assert [e[0] for e in dl["entries"]] == ["state"]
+    api.post("/sync/upload", upload_body(f, 2, [[2, "Car", 1, "make", "Audi"]], base=1), tok)
+    req = {
+        "file_ident": f2["file_ident"],
+        "salt": f2["salt"],
+        "after_server_version": dl["server_version"],
+    }
+    dl2 = api.post("/sync/download", req, tok2)[1]
+    assert [e[:3] for e in dl2["entries"]] == [["forget", "Car", 1]]
+    # the answer may be lost: asking again from the old cursor repeats the forget
+    assert [e[0] for e in api.post("/sync/download", req, tok2)[1]["entries"]] == ["forget"]
+    # a new subscription set bootstraps the object back in
+    api.post(
+        "/sync/subscriptions",
+        dict(sub, query_version=2, queries={"Car": [["TRUEPREDICATE", []]]}),
+        tok2,
+    )
+    dl3 = api.post("/sync/download", dict(req, after_server_version=dl2["server_version"]), tok2)[1]
+    assert dl3["query_version"] == 2 and [e[0] for e in dl3["entries"]] == ["state"]
+
+
+def test_bootstrap_comes_in_batches_with_progress(api: Api) -> None:
+    tok, f = setup_file(api)
+    ops = [op for pk in range(1, 41) for op in ([0, "Car", pk], [2, "Car", pk, "make", "x" * 100])]
+    api.post("/sync/upload", upload_body(f, 1, ops), tok)
+    tok2 = api.anon()["access_token"]
+    f2 = api.file(tok2)
+    api.post(
+        "/sync/subscriptions",
+        {
+            "file_ident": f2["file_ident"],
+            "salt": f2["salt"],
+            "query_version": 1,
+            "queries": {"Car": [["TRUEPREDICATE", []]]},
+        },
+        tok2,
+    )
+    req: dict[str, Any] = {
+        "file_ident": f2["file_ident"],
+        "salt": f2["salt"],
+        "after_server_version": 0,
+        "max_bytes": 1024,
+    }
+    batches, got, progress = [], 0, []
+    while True:
+        dl = api.post("/sync/download", req, tok2)[1]
+        batches.append(dl["batch"])
+        got += len(dl["entries"])
+        progress.append(dl["progress"])
+        if dl["batch"] == "last":
+            break
+        assert dl["server_version"] == 0  # the cursor moves only when the bootstrap is complete
+        req["bootstrap_token"] = dl["bootstrap_token"]
+    assert got == 40 and len(batches) > 2 and batches[-1] == "last"
+    assert progress == sorted(progress) and progress[-1] == 1.0 and progress[0] < 1.0
+
+
+def test_long_poll_wakes_on_upload(api: Api) -> None:
+    import threading
+
+    tok, f = setup_file(api)
+    tok2 = api.anon()["access_token"]
+    f2 = api.file(tok2)
+    api.post(
+        "/sync/subscriptions",
+        {
+            "file_ident": f2["file_ident"],
+            "salt": f2["salt"],
+            "query_version": 1,
+            "queries": {"Car": [["TRUEPREDICATE", []]]},
+        },
+        tok2,
+    )
+    api.post(
+        "/sync/download",
+        {"file_ident": f2["file_ident"], "salt": f2["salt"], "after_server_version": 0},
+        tok2,
+    )
+    result: dict[str, Any] = {}
+
+    def poll() -> None:
+        result["dl"] = api.post(
+            "/sync/download",
+            {
+                "file_ident": f2["file_ident"],
+                "salt": f2["salt"],
+                "after_server_version": 0,
+                "wait_ms": 30_000,
+            },
+            tok2,
+        )[1]
+
+    waiting = api.server.metrics
+    t = threading.Thread(target=poll)
+    t.start()
+    deadline = time.monotonic() + 30
+    while waiting.value("realmpy_long_polls") < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # waiting for the poll to park; there is no event to observe from outside
+    api.post("/sync/upload", upload_body(f, 1, [[0, "Car", 7]]), tok)
+    t.join(timeout=30)
+    assert not t.is_alive()
+    assert [e[:3] for e in result["dl"]["entries"]] == [["state", "Car", 7]]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_typed_errors_for_bad_uploads(api: Api) -> None:
+    tok, f = setup_file(api)
+
+    def err(ops: list[Any], **kw: Any) -> tuple[int, str]:
+        status, body = api.post("/sync/upload", upload_body(f, 1, ops, **kw), tok)
+        return status, body["error"]
+
+    assert err([[0, "Truck", 1]]) == (400, "unknown_table")
+    assert err([[2, "Car", 1, "colour", "red"]]) == (400, "unknown_field")
+    assert err([[2, "Car", 1, "make", 42]]) == (400, "wrong_type")
+    assert err([[0, "Car", "not-an-int"]]) == (400, "wrong_type")
+    assert err([[3, "Car", 1, "make", 1]]) == (400, "invalid_op")
+    assert err([[4, "Car", 1, "make", None, "x"]]) == (400, "invalid_op")
+    assert err([[2, "Car", 1, "id", 5]]) == (400, "invalid_op")
+    assert err([[99, "Car", 1]]) == (400, "invalid_op")
+    assert err([[2, "Car", 1]]) == (400, "malformed_message")
+    assert err([[0, "Car", 1]], ts=int(time.time() * 1000) + 3_600_000) == (400, "clock_skew")
+    assert err([[0, "Car", 1]], base=5) == (
+        400,
+        "malformed_message",
+    )  # base beyond the server's history
+    # a mixed upload with one bad changeset stores nothing at all
+    good = upload_body(f, 1, [[0, "Car", 1]])
+    good["changesets"].append(upload_body(f, 2, [[2, "Car", 1, "make", 3]])["changesets"][0])
+    assert api.post("/sync/upload", good, tok)[1]["error"] == "wrong_type"
+    with api.server.store.transaction(write=False) as tx:
+        assert tx.latest_server_version() == 0 and tx.count_objects() == 0
+
+
+def test_typed_errors_for_malformed_requests(api: Api) -> None:
+    tok, f = setup_file(api)
+    assert api.post("/sync/upload", raw=b"\xc1\xc1", token=tok)[1]["error"] == "malformed_message"
+    assert (
+        api.post("/sync/upload", raw=pack([1, 2, 3]), token=tok)[1]["error"] == "malformed_message"
+    )
+    assert api.post("/sync/upload", {"file_ident": "x"}, tok)[1]["error"] == "malformed_message"
+    assert (
+        api.post("/sync/upload", raw=pack({"a": 1}) + b"extra", token=tok)[1]["error"]
+        == "malformed_message"
+    )
+    nested = b"\x91" * 5000 + b"\xc0"
+    assert api.post("/sync/upload", raw=nested, token=tok)[1]["error"] == "malformed_message"
+    status, body = api.post("/sync/upload", raw=b"\x00" * (65 * 1024), token=tok)
+    assert (status, body["error"]) == (413, "request_too_large")
+    assert api.post("/sync/upload", {"file_ident": 1}, None)[1]["error"] == "unauthorized"
+    assert (
+        api.call("POST", "/api/v2/app/default/sync/upload", {})[1]["error"]
+        == "unsupported_protocol_version"
+    )
+    assert api.call("POST", "/api/v1/app/other/sync/upload", {}, tok)[1]["error"] == "not_found"
+    assert api.call("GET", "/nope")[0] == 404
+    assert api.call("GET", f"{P}/sync/upload")[0] == 405
+    sub = {
+        "file_ident": f["file_ident"],
+        "salt": f["salt"],
+        "query_version": 1,
+        "queries": {"Car": [["make ==", []]]},
+    }
+    assert api.post("/sync/subscriptions", sub, tok)[1]["error"] == "invalid_query"
+    sub["queries"] = {"Truck": [["TRUEPREDICATE", []]]}
+    assert api.post("/sync/subscriptions", sub, tok)[1]["error"] == "invalid_query"
+    body2 = {"file_ident": f["file_ident"], "salt": f["salt"], "after_server_version": 99}
+    assert api.post("/sync/download", body2, tok)[1]["error"] == "client_reset_required"
+    # after all that, the server still works
+    assert api.post("/sync/upload", upload_body(f, 1, [[0, "Car", 1]]), tok)[0] == 200
+
+
+def test_timestamps_must_not_go_backwards_within_a_file(api: Api) -> None:
+    tok, f = setup_file(api)
+    now = int(time.time() * 1000)
+    assert api.post("/sync/upload", upload_body(f, 1, [[0, "Car", 1]], ts=now), tok)[0] == 200
+    assert (
+        api.post("/sync/upload", upload_body(f, 2, [[0, "Car", 2]], ts=now - 10), tok)[1]["error"]
+        == "clock_skew"
+    )
