@@ -115,11 +115,12 @@ def _compile_in_place() -> None:
     scratch = os.path.join(_HERE, "build-cffi")
     os.makedirs(scratch, exist_ok=True)
     out = make_ffibuilder(_HERE).compile(tmpdir=scratch, verbose=True)
-    # A stale module from another build (e.g. _engine.abi3.so from an
-    # editable install) would shadow or be shadowed by this one: remove it.
+    # Install it under the name an editable install uses (the module is
+    # compiled against the limited API either way), and remove any other
+    # build's module: a stale _engine.cpython-*.so would shadow it.
     for old in glob.glob(os.path.join(_HERE, "realmpy", "_engine*.so")):
         os.remove(old)
-    dest = os.path.join(_HERE, "realmpy", os.path.basename(out))
+    dest = os.path.join(_HERE, "realmpy", "_engine.abi3.so")
     shutil.copyfile(out, dest)
     print(f"built {dest}")
 
