@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from realmpy import query as rql
-from realmpy.exceptions import QueryError
+from realmpy.errors import QueryError
 from realmpy.sync.protocol import ProtocolError
 
 __all__ = ["InvalidQueryError", "Permissions", "Rule", "Subscriptions", "compile_query"]
