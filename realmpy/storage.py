@@ -58,6 +58,8 @@ __all__ = [
 ]
 
 StrPath = Union[str, "os.PathLike[str]"]
+# Keys and values are bytes; other bytes-like objects are copied to bytes.
+BytesLike = Union[bytes, bytearray, memoryview]
 Durability = Literal["full", "none"]
 
 MAX_KEY: Final[int] = int(lib.RP_MAX_KEY)
@@ -690,7 +692,7 @@ class _Transaction:
 
     # ---- reads -------------------------------------------------------------
 
-    def get(self, table: str, key: bytes) -> bytes | None:
+    def get(self, table: str, key: BytesLike) -> bytes | None:
         """The value stored under ``key`` in ``table``, or ``None``."""
         if self._owner != _get_ident():
             self._unusable()
@@ -709,7 +711,7 @@ class _Transaction:
             return None
         self._fail(rc, "get failed", table)
 
-    def get_many(self, table: str, keys: Iterable[bytes]) -> list[bytes | None]:
+    def get_many(self, table: str, keys: Iterable[BytesLike]) -> list[bytes | None]:
         """``[get(table, k) for k in keys]`` with the per-call work hoisted."""
         if self._owner != _get_ident():
             self._unusable()
@@ -749,8 +751,8 @@ class _Transaction:
     def scan(
         self,
         table: str,
-        start: bytes | None = None,
-        stop: bytes | None = None,
+        start: BytesLike | None = None,
+        stop: BytesLike | None = None,
         reverse: bool = False,
     ) -> Iterator[tuple[bytes, bytes]]:
         """Iterate ``(key, value)`` pairs of ``table`` in key order.
@@ -976,7 +978,7 @@ class WriteTransaction(_Transaction):
     __slots__ = ()
     _kind = "write transaction"
 
-    def put(self, table: str, key: bytes, value: bytes) -> None:
+    def put(self, table: str, key: BytesLike, value: BytesLike) -> None:
         """Insert or replace ``key`` -> ``value`` (creates the table)."""
         if self._owner != _get_ident():
             self._unusable()
@@ -992,7 +994,7 @@ class WriteTransaction(_Transaction):
         if rc != _OK:
             self._fail(rc, "put failed", table)
 
-    def put_many(self, table: str, items: Iterable[tuple[bytes, bytes]]) -> int:
+    def put_many(self, table: str, items: Iterable[tuple[BytesLike, BytesLike]]) -> int:
         """Insert or replace many pairs with few engine calls; return how many.
 
         The pairs are packed into one buffer per chunk of about 1 MiB (the
@@ -1038,7 +1040,7 @@ class WriteTransaction(_Transaction):
         if rc != _OK:
             self._fail(rc, "put_many failed", table)
 
-    def delete(self, table: str, key: bytes) -> bool:
+    def delete(self, table: str, key: BytesLike) -> bool:
         """Delete ``key``; return whether it existed."""
         if self._owner != _get_ident():
             self._unusable()

@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import hypothesis.strategies as st
@@ -370,9 +370,9 @@ def test_bad_key_and_value_types(env: Environment, key: Any) -> None:
         with pytest.raises(ArgumentTypeError):
             txn.scan("t", reverse=key)
         with pytest.raises(ArgumentTypeError):
-            txn.put_many("t", [b"not a pair"])
+            txn.put_many("t", [b"not a pair"])  # type: ignore[list-item]
         with pytest.raises(ArgumentTypeError):
-            txn.put_many("t", [(b"a", b"b", b"c")])
+            txn.put_many("t", [(b"a", b"b", b"c")])  # type: ignore[list-item]
         # bytes-like keys and values are accepted
         txn.put("t", bytearray(b"ba"), memoryview(b"mv"))
         assert txn.get("t", memoryview(b"ba")) == b"mv"
@@ -518,13 +518,14 @@ def test_transaction_from_another_thread(env: Environment) -> None:
     seen: list[BaseException] = []
 
     def misuse() -> None:
-        for call in (
+        calls: list[Callable[[], object]] = [
             lambda: txn.put("t", b"x", b"y"),
             lambda: snap.get("t", b"k"),
             txn.commit,
             txn.abort,
             snap.end,
-        ):
+        ]
+        for call in calls:
             try:
                 call()
             except BaseException as exc:

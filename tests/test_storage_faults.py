@@ -97,6 +97,7 @@ def test_killed_writers_lose_nothing_acknowledged(db_path: str) -> None:
                 assert parent.poll(HANG_GUARD_S)
                 acked.append(parent.recv())
             _spin(rng.randint(0, 3000))  # a random moment in a later commit
+            assert p.pid is not None
             os.kill(p.pid, signal.SIGKILL)
             p.join()
             assert p.exitcode == -signal.SIGKILL
@@ -146,6 +147,7 @@ def test_writer_killed_holding_the_lock_does_not_block_the_next(db_path: str) ->
         holder = CTX.Process(target=_hold_write_lock, args=(db_path, child))
         holder.start()
         assert parent.poll(HANG_GUARD_S) and parent.recv() == "holding"
+        assert holder.pid is not None
         os.kill(holder.pid, signal.SIGKILL)
         holder.join()
         # The next writer (another process) must get the lock by itself.

@@ -235,7 +235,7 @@ class StorageMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         """Close with open transactions (they end), then open again."""
-        open_txns = [s for s, _ in self.snaps]
+        open_txns: list[Snapshot | WriteTransaction] = [s for s, _ in self.snaps]
         if self.txn is not None:
             open_txns.append(self.txn)
         self.env.close()
