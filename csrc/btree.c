@@ -97,7 +97,7 @@ static int descend_touch(rp_txn *txn, rp_table *t, const void *key, size_t klen,
             *depth = d + 1;
             return RP_OK;
         }
-        uint8_t *e = p + rp_rd16(p + RP_PAGE_HEADER + 2 * idx);
+        uint8_t *e = rp_entry_w(p, idx);
         uint64_t child = rp_br_child(e), ctx = rp_br_child_txnid(e);
         uint8_t *c = rp_page_touch(txn, child, ctx, &np, &err);
         if (!c) return err;
@@ -149,7 +149,7 @@ static int split_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
     for (unsigned j = 0, k = 0; j < total; j++) {
         if (j == idx) { ptr[j] = ent; sz[j] = size; }
         else { ptr[j] = rp_entry(tmp, k); sz[j] = rp_entry_size(tmp, ptr[j]); k++; }
-        sum += sz[j] + 2;
+        sum += sz[j] + RP_SLOT_SIZE;
     }
     /* Split point s: entries [0, s) stay left.  An append at the right edge
      * leaves the old page full (sequential loads fill pages completely);
@@ -160,7 +160,8 @@ static int split_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
     } else {
         size_t acc = 0;
         s = 0;
-        while (s < total - 1 && acc + (sz[s] + 2) <= sum / 2) acc += sz[s++] + 2;
+        while (s < total - 1 && acc + (sz[s] + RP_SLOT_SIZE) <= sum / 2)
+            acc += sz[s++] + RP_SLOT_SIZE;
         if (s == 0) s = 1;
     }
     /* The separator: first key of the right page. */
@@ -210,7 +211,7 @@ out:
 static int insert_at(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
                      unsigned idx, const uint8_t *ent, size_t size) {
     uint8_t *P = path[lvl].page;
-    if (size + 2 <= rp_page_free(P)) {
+    if (size + RP_SLOT_SIZE <= rp_page_free(P)) {
         rp_page_insert(P, idx, ent, size);
         return RP_OK;
     }
@@ -335,8 +336,8 @@ static int rebalance(rp_txn *txn, rp_table *t, path_ent *path, int lvl) {
     if (pn < 2) return rebalance(txn, t, path, lvl - 1);
     /* Merge the right one of (P, sibling) into the left one. */
     unsigned li = pidx > 0 ? pidx - 1 : pidx, ri = li + 1;
-    uint8_t *lent = parent + rp_rd16(parent + RP_PAGE_HEADER + 2 * li);
-    uint8_t *rent = parent + rp_rd16(parent + RP_PAGE_HEADER + 2 * ri);
+    uint8_t *lent = rp_entry_w(parent, li);
+    uint8_t *rent = rp_entry_w(parent, ri);
     uint64_t rpg = rp_br_child(rent), rtx = rp_br_child_txnid(rent);
     const uint8_t *R = rp_page_read(txn, rpg, rtx, P_BRANCH | P_LEAF, &err);
     if (!R) return err;

@@ -60,9 +60,20 @@
  *   whose commit verifies is the current version.
  *
  * BRANCH AND LEAF PAGES (B+tree nodes; slotted pages)
- *   After the header, a slot array of nkeys u16 offsets (sorted by key)
+ *   After the header, a slot array of nkeys 8-byte slots (sorted by key)
  *   grows up from offset 32 to `lower`; entries are packed from the end of
  *   the page down to `upper`.  Free space is [lower, upper).
+ *
+ *   Slot:
+ *      0     4  head: the key's first 4 bytes, zero-padded (0 for a branch
+ *               page's first entry).  Compared as a big-endian integer,
+ *               unequal heads order two keys exactly, so a binary search
+ *               reads the compact slot array and dereferences an entry only
+ *               when heads tie: one or two cache lines a page instead of
+ *               one per probe.
+ *      4     2  offset of the entry in the page
+ *      6     2  klen (a copy of the entry's, to break ties between keys of
+ *               at most 4 bytes without reading the entry)
  *
  *   Leaf entry:
  *      0     2  klen
@@ -160,6 +171,7 @@
 #define RP_LOCK_LAYOUT     1
 
 #define RP_PAGE_HEADER     32
+#define RP_SLOT_SIZE       8
 #define RP_META_SIZE       128
 #define RP_RING            16
 #define RP_LOCK_SLOTS_OFF  1216
@@ -181,7 +193,7 @@
 #define RP_BRANCH_ENTRY_HDR 24
 #define RP_BIG_REF          16   /* overflow pgno + txnid in a leaf entry */
 /* Largest leaf entry kept inline: a quarter page keeps >= 4 entries a leaf. */
-#define RP_MAX_INLINE_ENTRY ((RP_PAGE_SIZE - RP_PAGE_HEADER) / 4 - 2)
+#define RP_MAX_INLINE_ENTRY ((RP_PAGE_SIZE - RP_PAGE_HEADER) / 4 - RP_SLOT_SIZE)
 #define RP_TABLE_DESC_SIZE  40
 #define RP_FREELIST_HDR     (RP_PAGE_HEADER + 24)
 #define RP_FREELIST_CAP     (RP_PAGE_SIZE - RP_FREELIST_HDR)

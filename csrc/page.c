@@ -76,48 +76,63 @@ void rp_page_init(uint8_t *page, uint64_t pgno, uint64_t txnid, uint16_t flags) 
 void rp_page_insert(uint8_t *page, unsigned i, const uint8_t *entry, size_t len) {
     rp_page_hdr *h = rp_hdrw(page);
     assert(i <= h->nkeys);
-    assert(len + 2 <= rp_page_free(page));
+    assert(len + RP_SLOT_SIZE <= rp_page_free(page));
     h->upper = (uint16_t)(h->upper - len);
     memcpy(page + h->upper, entry, len);
     uint8_t *slots = page + RP_PAGE_HEADER;
-    memmove(slots + 2 * (i + 1), slots + 2 * i, 2 * (size_t)(h->nkeys - i));
-    rp_wr16(slots + 2 * i, h->upper);
+    memmove(slots + RP_SLOT_SIZE * (i + 1), slots + RP_SLOT_SIZE * i,
+            RP_SLOT_SIZE * (size_t)(h->nkeys - i));
+    /* Leaf and branch entries both start with u16 klen; keys sit after
+     * their headers. */
+    uint16_t klen = rp_rd16(entry);
+    const uint8_t *key = entry + ((h->flags & P_LEAF) ? RP_LEAF_ENTRY_HDR : RP_BRANCH_ENTRY_HDR);
+    uint8_t *s = slots + RP_SLOT_SIZE * i;
+    rp_wr32(s, __builtin_bswap32(rp_key_head(key, klen)));
+    rp_wr16(s + 4, h->upper);
+    rp_wr16(s + 6, klen);
     h->nkeys++;
-    h->lower = (uint16_t)(h->lower + 2);
+    h->lower = (uint16_t)(h->lower + RP_SLOT_SIZE);
 }
 
 void rp_page_remove(uint8_t *page, unsigned i) {
     rp_page_hdr *h = rp_hdrw(page);
     assert(i < h->nkeys);
     uint8_t *slots = page + RP_PAGE_HEADER;
-    uint16_t off = rp_rd16(slots + 2 * i);
+    uint16_t off = rp_slot_off(page, i);
     size_t sz = rp_entry_size(page, page + off);
     /* Close the hole: shift the heap below the entry up by sz bytes. */
     memmove(page + h->upper + sz, page + h->upper, (size_t)(off - h->upper));
     for (unsigned j = 0; j < h->nkeys; j++) {
-        uint16_t o = rp_rd16(slots + 2 * j);
-        if (o < off) rp_wr16(slots + 2 * j, (uint16_t)(o + sz));
+        uint8_t *s = slots + RP_SLOT_SIZE * j + 4;
+        uint16_t o = rp_rd16(s);
+        if (o < off) rp_wr16(s, (uint16_t)(o + sz));
     }
-    memmove(slots + 2 * i, slots + 2 * (i + 1), 2 * (size_t)(h->nkeys - i - 1));
+    memmove(slots + RP_SLOT_SIZE * i, slots + RP_SLOT_SIZE * (i + 1),
+            RP_SLOT_SIZE * (size_t)(h->nkeys - i - 1));
     h->nkeys--;
-    h->lower = (uint16_t)(h->lower - 2);
+    h->lower = (uint16_t)(h->lower - RP_SLOT_SIZE);
     h->upper = (uint16_t)(h->upper + sz);
 }
 
 int rp_page_validate(const uint8_t *page) {
     const rp_page_hdr *h = rp_hdr(page);
     if (!(h->flags == P_LEAF || h->flags == P_BRANCH)) return RP_CORRUPT;
-    if (h->lower != RP_PAGE_HEADER + 2u * h->nkeys) return RP_CORRUPT;
+    if (h->lower != RP_PAGE_HEADER + RP_SLOT_SIZE * (size_t)h->nkeys) return RP_CORRUPT;
     if (h->upper < h->lower || h->upper > RP_PAGE_SIZE) return RP_CORRUPT;
     if (h->flags == P_BRANCH && h->nkeys == 0) return RP_CORRUPT;
     size_t used = 0;
     for (unsigned i = 0; i < h->nkeys; i++) {
-        size_t off = rp_rd16(page + RP_PAGE_HEADER + 2 * i);
+        size_t off = rp_slot_off(page, i);
         size_t hdr = h->flags == P_LEAF ? RP_LEAF_ENTRY_HDR : RP_BRANCH_ENTRY_HDR;
         if (off < h->upper || off + hdr > RP_PAGE_SIZE) return RP_CORRUPT;
         const uint8_t *e = page + off;
         size_t klen = rp_rd16(e), sz;
-        if (klen > RP_MAX_KEY) return RP_CORRUPT;
+        if (klen > RP_MAX_KEY || off + hdr + klen > RP_PAGE_SIZE) return RP_CORRUPT;
+        /* The slot's copies of head and klen must agree with the entry:
+         * searches trust them for ordering. */
+        if (rp_rd16(rp_slot_at(page, i) + 6) != klen
+            || rp_slot_head(page, i) != rp_key_head(e + hdr, klen))
+            return RP_CORRUPT;
         if (h->flags == P_LEAF) {
             if (klen == 0) return RP_CORRUPT;
             sz = rp_leaf_size(e);
@@ -140,23 +155,38 @@ int rp_page_validate(const uint8_t *page) {
  * O(log n). */
 static inline const uint8_t *entry_checked(const uint8_t *page, unsigned i,
                                            size_t hdr) {
-    size_t off = rp_rd16(page + RP_PAGE_HEADER + 2 * i);
+    size_t off = rp_slot_off(page, i);
     if (off < rp_hdr(page)->upper || off + hdr > RP_PAGE_SIZE) return NULL;
     if (off + hdr + rp_rd16(page + off) > RP_PAGE_SIZE) return NULL;
     return page + off;
 }
 
+/* Order of key k (head kh) against entry i: the slot's head decides unless
+ * it ties; then the slot's klen decides two keys of at most 4 bytes; only
+ * then is the entry read.  *err set on a corrupt entry. */
+static inline int cmp_slot(const uint8_t *page, unsigned i, size_t hdr, const void *k,
+                           size_t klen, uint32_t kh, int *err) {
+    uint32_t sh = rp_slot_head(page, i);
+    if (sh != kh) return sh < kh ? -1 : 1;
+    size_t sl = rp_rd16(rp_slot_at(page, i) + 6);
+    if (sl <= 4 && klen <= 4) return (sl > klen) - (sl < klen);
+    const uint8_t *e = entry_checked(page, i, hdr);
+    if (!e) { *err = RP_CORRUPT; return 0; }
+    return rp_keycmp(e + hdr, rp_rd16(e), k, klen);
+}
+
 int rp_page_search(const uint8_t *page, const void *k, size_t klen,
                    unsigned *idx, int *exact) {
     unsigned n = rp_nkeys(page);
+    uint32_t kh = rp_key_head(k, klen);
+    int err = RP_OK;
     *exact = 0;
     if (rp_hdr(page)->flags & P_LEAF) {
         unsigned lo = 0, hi = n;
         while (lo < hi) {
             unsigned mid = (lo + hi) / 2;
-            const uint8_t *e = entry_checked(page, mid, RP_LEAF_ENTRY_HDR);
-            if (!e) return RP_CORRUPT;
-            int c = rp_keycmp(rp_leaf_key(e), rp_leaf_klen(e), k, klen);
+            int c = cmp_slot(page, mid, RP_LEAF_ENTRY_HDR, k, klen, kh, &err);
+            if (err) return err;
             if (c < 0) lo = mid + 1;
             else {
                 if (c == 0) { *exact = 1; *idx = mid; return RP_OK; }
@@ -171,9 +201,8 @@ int rp_page_search(const uint8_t *page, const void *k, size_t klen,
     unsigned lo = 1, hi = n;
     while (lo < hi) {
         unsigned mid = (lo + hi) / 2;
-        const uint8_t *e = entry_checked(page, mid, RP_BRANCH_ENTRY_HDR);
-        if (!e) return RP_CORRUPT;
-        int c = rp_keycmp(rp_br_key(e), rp_br_klen(e), k, klen);
+        int c = cmp_slot(page, mid, RP_BRANCH_ENTRY_HDR, k, klen, kh, &err);
+        if (err) return err;
         if (c <= 0) lo = mid + 1;
         else hi = mid;
     }

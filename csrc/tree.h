@@ -106,9 +106,29 @@ static inline rp_page_hdr *rp_hdrw(uint8_t *page) {
     return (rp_page_hdr *)(void *)page;
 }
 static inline unsigned rp_nkeys(const uint8_t *page) { return rp_hdr(page)->nkeys; }
-/* Offset of entry i (slot array after the header). */
+/* Slot i of the slot array after the header (format.h). */
+static inline const uint8_t *rp_slot_at(const uint8_t *page, unsigned i) {
+    return page + RP_PAGE_HEADER + RP_SLOT_SIZE * (size_t)i;
+}
+static inline uint16_t rp_slot_off(const uint8_t *page, unsigned i) {
+    return rp_rd16(rp_slot_at(page, i) + 4);
+}
+/* Entry i (unchecked: for pages this transaction built or validated). */
 static inline const uint8_t *rp_entry(const uint8_t *page, unsigned i) {
-    return page + rp_rd16(page + RP_PAGE_HEADER + 2 * i);
+    return page + rp_slot_off(page, i);
+}
+static inline uint8_t *rp_entry_w(uint8_t *page, unsigned i) {
+    return page + rp_slot_off(page, i);
+}
+/* A key's head as stored in a slot: first 4 bytes, zero-padded, as the
+ * big-endian integer whose order is the bytes' order. */
+static inline uint32_t rp_key_head(const void *key, size_t klen) {
+    uint8_t b[4] = {0, 0, 0, 0};
+    memcpy(b, key, klen < 4 ? klen : 4);
+    return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | b[3];
+}
+static inline uint32_t rp_slot_head(const uint8_t *page, unsigned i) {
+    return __builtin_bswap32(rp_rd32(rp_slot_at(page, i)));
 }
 static inline size_t rp_page_free(const uint8_t *page) {
     return (size_t)rp_hdr(page)->upper - rp_hdr(page)->lower;

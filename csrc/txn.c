@@ -107,7 +107,7 @@ const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
         return NULL;
     }
     if (h->flags & (P_BRANCH | P_LEAF)) {
-        if (h->lower != RP_PAGE_HEADER + 2u * h->nkeys || h->upper < h->lower
+        if (h->lower != RP_PAGE_HEADER + RP_SLOT_SIZE * (size_t)h->nkeys || h->upper < h->lower
             || h->upper > RP_PAGE_SIZE || (h->flags & P_BRANCH && !h->nkeys)) {
             *err = RP_CORRUPT;
             return NULL;
