@@ -42,11 +42,12 @@ from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
-from realmpy.exceptions import CodecError
+from realmpy.errors import CodecError
 from realmpy.objectid import ObjectId
 
 __all__ = [
     "MAX_KEY",
+    "CodecError",
     "Link",
     "decode_key",
     "encode_key",
@@ -157,7 +158,7 @@ def _encode_one(v: Any, out: list[bytes]) -> None:
 def encode_key(value: Any) -> bytes:
     """Encode one value so that byte order equals value order.
 
-    Raises :class:`~realmpy.exceptions.CodecError` for an unsupported type,
+    Raises :class:`~realmpy.errors.CodecError` for an unsupported type,
     an int beyond 64 bits, a naive datetime, or a result over ``MAX_KEY``.
     """
     out: list[bytes] = []

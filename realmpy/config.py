@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from realmpy.exceptions import ConfigurationError
+from realmpy.errors import ConfigurationError
 from realmpy.schema import Schema
 
 if TYPE_CHECKING:
@@ -137,6 +137,28 @@ class Configuration:
             delete_if_migration_needed,
             durability,
         )
+
+    # -- sync kinds (issue 5): built by realmpy.sync.configuration, imported lazily ------
+
+    @classmethod
+    def flexible_sync(cls, user: Any, schema: Sequence[type], **kwargs: Any) -> Configuration:
+        """The main process's configuration: syncs the file with the server for ``user``.
+
+        Keywords: ``path=None`` (default: under the app's base directory),
+        ``sync_error_handler``, ``client_reset_handler``, ``max_active_versions``,
+        ``schema_version``, ``migration``, ``initial_data``, ``durability``.
+        """
+        from realmpy.sync.configuration import flexible_sync
+
+        return flexible_sync(cls, user, schema, **kwargs)
+
+    @classmethod
+    def disconnected_sync(cls, schema: Sequence[type], **kwargs: Any) -> Configuration:
+        """A secondary process's configuration: reads and writes the synced file at ``path``
+        (required) without syncing; the main process uploads its changes."""
+        from realmpy.sync.configuration import disconnected_sync
+
+        return disconnected_sync(cls, schema, **kwargs)
 
     @classmethod
     def in_memory(

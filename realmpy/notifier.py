@@ -365,7 +365,7 @@ def add_results_listener(results: Results[Any], callback: Callable[..., None]) -
     realm = results._realm
     realm._check()
     if realm.is_frozen:
-        from realmpy.exceptions import FrozenRealmError
+        from realmpy.errors import FrozenRealmError
 
         raise FrozenRealmError("frozen results never change: nothing to listen to")
     rows = results._rows()
@@ -386,7 +386,7 @@ def add_results_listener(results: Results[Any], callback: Callable[..., None]) -
 
 
 def add_object_listener(obj: Object, callback: Callable[[ObjectChange], None]) -> ListenerToken:
-    from realmpy.exceptions import InvalidObjectError
+    from realmpy.errors import InvalidObjectError
     from realmpy.realm import Realm, table_name
 
     realm = obj._rp_store

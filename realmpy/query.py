@@ -70,7 +70,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, TypeVar
 
-from realmpy.exceptions import QueryArgumentError, QuerySyntaxError
+from realmpy.errors import QueryArgumentError, QuerySyntaxError
 from realmpy.objectid import ObjectId
 
 __all__ = [

@@ -28,7 +28,7 @@ iteration started, so membership and order never change under the loop; the
 objects themselves are live (reading one gives its newest values).
 
 A live realm belongs to the thread that opened it (other threads get
-:class:`~realmpy.exceptions.RealmThreadError`); open one per thread — they
+:class:`~realmpy.errors.RealmThreadError`); open one per thread — they
 share one storage environment and one notifier thread per file and process.
 """
 
@@ -47,7 +47,7 @@ from realmpy import codec
 from realmpy import query as _query
 from realmpy.codec import Link
 from realmpy.config import Configuration
-from realmpy.exceptions import (
+from realmpy.errors import (
     ClosedRealmError,
     ConfigurationError,
     DuplicatePrimaryKeyError,
@@ -316,6 +316,8 @@ class Realm:
         self._closed = False
         try:
             self._open()
+            if config.sync is not None:  # sync hook (issue 5): join the file's sync client
+                config.sync.on_open(self)
         except BaseException:
             self.close()
             raise
@@ -519,6 +521,21 @@ class Realm:
     def is_in_transaction(self) -> bool:
         return self._wtxn is not None
 
+    # -- sync (issue 5: provided by realmpy.sync through config.sync) -----------------
+
+    @property
+    def sync_session(self) -> Any:
+        """The :class:`realmpy.sync.session.SyncSession` of a ``flexible_sync`` realm, else ``None``."""
+        return None if self._config.sync is None else self._config.sync.sync_session(self)
+
+    @property
+    def subscriptions(self) -> Any:
+        """The :class:`realmpy.sync.subscriptions.SubscriptionSet` of a synced realm."""
+        if self._config.sync is None:
+            raise ConfigurationError("subscriptions need a flexible_sync or disconnected_sync configuration")
+        self._check()
+        return self._config.sync.subscriptions(self)
+
     @property
     def version(self) -> int:
         """The committed version this realm currently reads."""
@@ -627,6 +644,8 @@ class Realm:
             self._snap.end()
             self._snap = None
         self._wtxn = self._env.write()
+        if self._config.sync is not None:  # sync hook (issue 5): record this write's changeset
+            self._wtxn = self._config.sync.wrap_write(self._wtxn)
         self._version = self._wtxn.version
         self._stamp += 1
         tx = Transaction(self)
@@ -686,6 +705,8 @@ class Realm:
             pass
         self._wtxn = None
         self._snap = None
+        if not self._frozen and self._config.sync is not None:  # sync hook (issue 5)
+            self._config.sync.on_close(self)
         if not self._frozen and hasattr(self, "_shared"):
             self._shared.release()
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from realmpy import codec
 from realmpy import query as _query
-from realmpy.exceptions import CodecError, ObjectTypeError
+from realmpy.errors import CodecError, ObjectTypeError
 from realmpy.schema import Object, ObjectSchema, Property
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, Final, Protocol, dataclass_transform
 
-from realmpy.exceptions import ObjectTypeError, SchemaError
+from realmpy.errors import ObjectTypeError, SchemaError
 from realmpy.objectid import ObjectId
 
 __all__ = [
@@ -404,6 +404,9 @@ class ObjectStore(Protocol):
 
 
 _REGISTRY: dict[str, type[_Model]] = {}
+# Link/embedded target class of each (model, property), from the resolved
+# annotation: models of the same name (tests, reloads) never get mixed up.
+_TARGETS: dict[tuple[type, str], type] = {}
 _SCHEMAS: dict[type[_Model], ObjectSchema] = {}
 
 
@@ -683,8 +686,10 @@ def _element(cls: type, name: str, tp: Any) -> tuple[str, str | None, bool]:
     if inner in SCALAR_TYPES:
         return SCALAR_TYPES[inner], None, optional
     if isinstance(inner, type) and issubclass(inner, EmbeddedObject):
+        _TARGETS[(cls, name)] = inner
         return "embedded", inner.__realm_name__, optional
     if isinstance(inner, type) and issubclass(inner, Object):
+        _TARGETS[(cls, name)] = inner
         return "link", inner.__realm_name__, optional
     raise SchemaError(
         f"{cls.__name__}.{name}: unsupported type {tp!r}; use bool, int, float, "
@@ -809,7 +814,7 @@ def validate_scalar(cls: type, prop: Property, value: Any) -> Any:
             raise _bad(cls, prop, value)
         return value
     if t in ("link", "embedded"):
-        target = _REGISTRY.get(prop.target or "")
+        target = _TARGETS.get((cls, prop.name)) or _REGISTRY.get(prop.target or "")
         if target is None or not isinstance(value, target):
             raise _bad(cls, prop, value)
         return value

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from realmpy import codec
-from realmpy.exceptions import CodecError
+from realmpy.errors import CodecError
 from realmpy.objectid import ObjectId
 
 int64 = st.integers(-(1 << 63), (1 << 63) - 1)

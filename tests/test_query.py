@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from realmpy import query
-from realmpy.exceptions import QueryArgumentError, QuerySyntaxError
+from realmpy.errors import QueryArgumentError, QuerySyntaxError
 from realmpy.objectid import ObjectId
 from realmpy.query import And, Comparison, Const, KeyPath, Node, Not, Or
 

@@ -13,7 +13,7 @@ import pytest
 from objects_models import MODELS, Address, Dog, Note, Person
 
 from realmpy.config import Configuration
-from realmpy.exceptions import (
+from realmpy.errors import (
     ClosedRealmError,
     ConfigurationError,
     DuplicatePrimaryKeyError,

@@ -20,7 +20,7 @@ from objects_models import Item
 
 from realmpy import query
 from realmpy.config import Configuration
-from realmpy.exceptions import DuplicatePrimaryKeyError
+from realmpy.errors import DuplicatePrimaryKeyError
 from realmpy.notifier import ResultsChange, diff_rows
 from realmpy.realm import Realm
 from realmpy.results import Results

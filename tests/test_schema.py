@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 
-from realmpy.exceptions import ObjectTypeError, SchemaError
+from realmpy.errors import ObjectTypeError, SchemaError
 from realmpy.objectid import ObjectId
 from realmpy.schema import (
     Counter,
