@@ -1,0 +1,505 @@
+"""The sync agent: exactly one per file, across processes and threads (invariant 8).
+
+Election: every ``flexible_sync`` opener of a file creates (once per
+process, shared by its realms and threads) a :class:`SyncClient`, whose
+thread asks for an exclusive POSIX record lock (``fcntl.lockf``) on
+``<path>.sync``.  The holder is the agent; the others wait *blocked in the
+kernel* as standbys, and the kernel releases the lock when the agent process
+dies however it dies (SIGKILL included), so one standby takes over at once.
+POSIX record locks belong to the process and are not inherited by
+``fork()`` children, so a forked worker can never hold the agent's lock.
+(Realm instead crashes the second opener with ``MultipleSyncAgents``.)
+
+The agent runs two threads:
+
+* the **uploader** blocks on the shared version counter
+  (``Environment.wait_for_change``), so a commit in *any* process wakes it
+  within microseconds with no polling; it then scans ``_sync.history`` from
+  the persisted acknowledgement (never an in-memory queue), uploads in
+  batches and records each acknowledgement in one local transaction.  It
+  also obtains the file ident, pushes the schema and posts subscription sets;
+* the **downloader** long-polls the server and applies each batch together
+  with the cursor move in one local transaction (``integrate``).
+
+Errors: connection failures back off exponentially with jitter (capped) and
+never lose anything — the history and cursors are in the file; typed server
+errors reach the configuration's ``sync_error_handler``; lost or diverged
+server state triggers the configured client reset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from realmpy.storage import Environment
+from realmpy.sync import integrate
+from realmpy.sync import protocol as P
+from realmpy.sync import subscriptions as S
+from realmpy.sync.convert import wire_tables
+from realmpy.sync.errors import (
+    AppError,
+    AuthenticationError,
+    ClientResetError,
+    CompensatingWriteError,
+    ConnectionFailedError,
+    ServerResponseError,
+    SubscriptionError,
+    SyncConfigurationError,
+    SyncError,
+    UserLoggedOutError,
+)
+from realmpy.sync.history import Meta
+
+if TYPE_CHECKING:
+    from realmpy.config import Configuration
+    from realmpy.sync.configuration import FlexibleSyncOptions
+    from realmpy.sync.session import SyncSession
+
+__all__ = ["Backoff", "SyncClient"]
+
+log = logging.getLogger("realmpy.sync")
+
+_IDLE_WAIT_S: Final = 1.0
+"""Longest a blocked agent thread goes without checking for stop/pause (not a poll: it waits on the counter)."""
+
+_RESET_CODES: Final = frozenset({"bad_file_ident", "client_reset_required"})
+
+
+class Backoff:
+    """Exponential backoff with full jitter: 0.1 s doubling to ``cap`` seconds."""
+
+    def __init__(self, first: float = 0.1, cap: float = 10.0) -> None:
+        self.first = first
+        self.cap = cap
+        self.attempt = 0
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.first * (2 ** self.attempt))
+        self.attempt = min(self.attempt + 1, 30)
+        return random.uniform(delay / 2, delay)
+
+
+class SyncClient:
+    """The per-process, per-file sync machinery behind every ``flexible_sync`` realm of that file."""
+
+    _registry: dict[str, SyncClient] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, config: Configuration, options: FlexibleSyncOptions) -> None:
+        from realmpy.realm import _SharedFile
+
+        self.path = config.path
+        self.options = options
+        self.user = options.user
+        self.pid = os.getpid()
+        self.refs = 0
+        self.sessions: list[SyncSession] = []
+        self._shared = _SharedFile.acquire(config)
+        self.env: Environment = self._shared.env
+        self.tables = wire_tables(config.model_schema)
+        self.role = "starting"
+        self.connection_state = "disconnected"
+        self.state = "active"
+        self.last_error: SyncError | None = None
+        self._stop = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+        self._ident_lock = threading.Lock()
+        self._schema_pushed = False
+        self._state_cond = threading.Condition()
+        self._lock_fd = os.open(self.path + ".sync", os.O_RDWR | os.O_CREAT, 0o600)
+        self._downloader: threading.Thread | None = None
+        self._remove_logout = self.user._add_logout_callback(self._on_logout)
+        self._check_owner()
+        self._thread = threading.Thread(target=self._run, name=f"realmpy-sync-agent[{os.path.basename(self.path)}]",
+                                        daemon=True)
+        self._thread.start()
+
+    # ---- registry -------------------------------------------------------------------
+
+    @classmethod
+    def acquire(cls, config: Configuration, options: FlexibleSyncOptions) -> SyncClient:
+        """The process's client for ``config.path`` (created on first use)."""
+        with cls._registry_lock:
+            client = cls._registry.get(config.path)
+            if client is not None and (client.pid != os.getpid() or client._stop.is_set()):
+                client = None
+            if client is None:
+                client = cls(config, options)
+                cls._registry[config.path] = client
+            elif client.user.id != options.user.id:
+                raise SyncConfigurationError(
+                    f"{config.path} is already being synced here for user {client.user.id}; "
+                    f"open it for user {options.user.id} in another file (a synced file belongs to one user)")
+            client.refs += 1
+            return client
+
+    def release(self) -> None:
+        with SyncClient._registry_lock:
+            self.refs -= 1
+            if self.refs > 0:
+                return
+            if SyncClient._registry.get(self.path) is self:
+                del SyncClient._registry[self.path]
+        self.stop()
+
+    def _check_owner(self) -> None:
+        with self.env.read() as snap:
+            ident = Meta(snap).ident()
+        if ident is not None and ident[3] != self.user.id:
+            self._shared.release()
+            os.close(self._lock_fd)
+            raise SyncConfigurationError(
+                f"{self.path} is synced for user {ident[3]}, not {self.user.id}: "
+                "open another path for this user (each synced file belongs to one user)")
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def stop(self, *, join: float = 2.0) -> None:
+        """Stop syncing in this process (another process's standby takes over)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._resume.set()
+        self._remove_logout()
+        with self._state_cond:
+            self._state_cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(join)
+        if self._downloader is not None and threading.current_thread() is not self._downloader:
+            self._downloader.join(0.2)
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)  # releases the agent lock if we hold it
+        self.role = "stopped"
+        self.connection_state = "disconnected"
+        self.state = "inactive"
+        self._shared.release()
+
+    def pause(self) -> None:
+        self._resume.clear()
+        self.state = "inactive"
+        self.connection_state = "disconnected"
+
+    def resume(self) -> None:
+        if not self._stop.is_set():
+            self.state = "active"
+            self._resume.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def _on_logout(self) -> None:
+        self._report(UserLoggedOutError(f"user {self.user.id} logged out: syncing of {self.path} stopped",
+                                        code="logged_out"))
+        threading.Thread(target=self.stop, daemon=True).start()
+
+    # ---- election ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            try:
+                fcntl.lockf(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                self.role = "standby"
+                log.info("standby: another process is the sync agent of %s", self.path)
+                fcntl.lockf(self._lock_fd, fcntl.LOCK_EX)  # blocks until the agent dies or stops
+            if self._stop.is_set():
+                return
+            self.role = "agent"
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lock_fd, 0)
+                os.pwrite(self._lock_fd, f"{os.getpid()}\n".encode(), 0)
+            log.info("process %d is the sync agent of %s", os.getpid(), self.path)
+            self._downloader = threading.Thread(target=self._download_loop, daemon=True,
+                                                name=f"realmpy-sync-download[{os.path.basename(self.path)}]")
+            self._downloader.start()
+            self._upload_loop()
+        except Exception as exc:  # noqa: BLE001 - a dead agent thread must say why
+            if not self._stop.is_set():
+                log.exception("sync agent of %s failed", self.path)
+                self._report(SyncError(f"sync agent failed: {exc!r}", code="internal_error"))
+        finally:
+            self.options.app._transport.close_thread_session()
+
+    # ---- shared steps -----------------------------------------------------------------------
+
+    def _wait(self, seconds: float) -> None:
+        """Back off for ``seconds`` (returns early on stop)."""
+        self._stop.wait(seconds)
+
+    def _gate(self) -> bool:
+        """Block while paused; False when stopping."""
+        while not self._resume.is_set() and not self._stop.is_set():
+            self._resume.wait(_IDLE_WAIT_S)
+        return not self._stop.is_set()
+
+    def ensure_ident(self) -> tuple[int, int, int, str]:
+        """The file's ident, asking the server once (idempotently, by the nonce stored in the file)."""
+        with self._ident_lock:
+            with self.env.read() as snap:
+                meta = Meta(snap)
+                ident = meta.ident()
+                nonce = meta.nonce()
+            if ident is not None:
+                return ident
+            if nonce is None:
+                with self.env.write() as txn:
+                    nonce = Meta(txn).ensure_nonce()
+            raw = self.user.request("POST", "/sync/ident", P.IdentRequest(nonce).to_wire())
+            try:
+                m = raw if isinstance(raw, dict) else {}
+                ident = (int(m["file_ident"]), int(m["salt"]), int(m["server_salt"]), self.user.id)
+            except (KeyError, TypeError, ValueError):
+                raise ServerResponseError("bad ident response", code="bad_response") from None
+            integrate.assign_ident(self.env, ident, nonce)
+            self._schema_pushed = False
+            with self.env.read() as snap:
+                stored = Meta(snap).ident()
+            if stored is None:
+                raise SyncError("file ident was not stored (reset meanwhile); retrying", code="retry")
+            return stored
+
+    def _push_schema(self) -> None:
+        if self._schema_pushed:
+            return
+        self.user.request("POST", "/sync/schema", P.SchemaRequest(self.tables).to_wire())
+        self._schema_pushed = True
+
+    def _post_subscriptions(self, fi: int, salt: int) -> None:
+        with self.env.read() as snap:
+            todo = S.to_post(snap, Meta(snap).sub_sent())
+        if todo is None:
+            return
+        qv, queries = todo
+        req = {"file_ident": fi, "salt": salt, "query_version": qv, "queries": queries}
+        try:
+            raw = self.user.request("POST", "/sync/subscriptions", req)
+        except AppError as exc:
+            if exc.code in _RESET_CODES or exc.status is None or exc.status >= 500 or isinstance(exc, AuthenticationError):
+                raise
+            with self.env.write() as txn:
+                Meta(txn).set_sub_sent(qv)
+                S.mark(txn, qv, S.SubscriptionSetState.ERROR, exc.message)
+            self._report(SubscriptionError(f"subscription set {qv} refused: {exc.message}", code=exc.code,
+                                           status=exc.status))
+            return
+        state = raw.get("state") if isinstance(raw, dict) else None
+        if state not in ("pending", "complete", "superseded"):
+            raise ServerResponseError(f"bad subscription response state {state!r}", code="bad_response")
+        with self.env.write() as txn:
+            meta = Meta(txn)
+            if meta.file_ident() != fi:
+                txn.abort()
+                return
+            meta.set_sub_sent(max(qv, meta.sub_sent()))
+            S.mark(txn, qv, {"pending": S.SubscriptionSetState.BOOTSTRAPPING,
+                             "complete": S.SubscriptionSetState.COMPLETE,
+                             "superseded": S.SubscriptionSetState.SUPERSEDED}[state])
+
+    def _upload_pending(self) -> int:
+        sent = 0
+        while not self._stop.is_set() and self._resume.is_set():
+            fi, acked, css = integrate.upload_changesets(self.env)
+            if not css:
+                return sent
+            ident = self.ensure_ident()
+            if ident[0] != fi:
+                continue  # identity changed under us (reset): rescan
+            req = P.UploadRequest(fi, ident[1], tuple(css))
+            raw = self.user.request("POST", "/sync/upload", req.to_wire())
+            try:
+                resp = P.UploadResponse.from_wire(raw)
+            except P.ProtocolError as exc:
+                raise ServerResponseError(f"bad upload response: {exc}", code="bad_response") from None
+            if resp.acked_client_version > css[-1].client_version:
+                raise ServerResponseError(
+                    f"server acknowledged client version {resp.acked_client_version}, beyond what was sent "
+                    f"({css[-1].client_version})", code="bad_response")
+            integrate.record_ack(self.env, fi, resp.acked_client_version)
+            self._set_connected()
+            sent += len(css)
+            if resp.acked_client_version < css[-1].client_version:
+                raise ServerResponseError("server did not acknowledge the whole upload", code="bad_response")
+        return sent
+
+    def _set_connected(self) -> None:
+        if self._resume.is_set():
+            self.connection_state = "connected"
+        with self._state_cond:
+            self._state_cond.notify_all()
+
+    # ---- loops --------------------------------------------------------------------------
+
+    def _upload_loop(self) -> None:
+        backoff = Backoff()
+        while self._gate():
+            seen = self.env.version
+            fi = 0
+            try:
+                if self.connection_state == "disconnected":
+                    self.connection_state = "connecting"
+                ident = self.ensure_ident()
+                fi = ident[0]
+                self._push_schema()
+                self._post_subscriptions(ident[0], ident[1])
+                self._upload_pending()
+                self._set_connected()
+                backoff.reset()
+            except Exception as exc:  # noqa: BLE001 - classified in _handle
+                if self._handle(exc, backoff, fi):
+                    return
+                continue
+            with contextlib.suppress(Exception):
+                self.env.wait_for_change(seen, _IDLE_WAIT_S)
+
+    def _download_loop(self) -> None:
+        backoff = Backoff()
+        token: bytes | None = None
+        token_fi = 0
+        try:
+            while self._gate():
+                fi = 0
+                try:
+                    fi, salt, server_salt, _ = self.ensure_ident()
+                    if fi != token_fi:
+                        token, token_fi = None, fi
+                    with self.env.read() as snap:
+                        after = Meta(snap).download()[0]
+                    wait_ms = 0 if token else int(self.options.app.config.long_poll_seconds * 1000)
+                    req = P.DownloadRequest(fi, salt, after, token, wait_ms)
+                    timeout = self.options.app.config.request_timeout + wait_ms / 1000
+                    raw = self.user.request("POST", "/sync/download", req.to_wire(), timeout=timeout)
+                    try:
+                        resp = P.DownloadResponse.from_wire(raw)
+                    except P.ProtocolError as exc:
+                        raise ServerResponseError(f"bad download response: {exc}", code="bad_response") from None
+                    if resp.server_version > resp.latest_server_version or resp.server_version < after:
+                        raise ServerResponseError(
+                            f"download cursor {resp.server_version} outside [{after}, {resp.latest_server_version}]",
+                            code="bad_response")
+                    if self._stop.is_set():
+                        return
+                    res = integrate.apply_download(self.env, resp, after, fi, server_salt,
+                                                   on_subscription=S.on_download,
+                                                   is_current=lambda: not self._stop.is_set())
+                    if res.reset_needed:
+                        self._client_reset(fi, res.reset_needed)
+                        token = None
+                        continue
+                    token = resp.bootstrap_token if resp.batch == "more" else None
+                    self._set_connected()
+                    backoff.reset()
+                    if res.rejected:
+                        writes = [(r.table, r.pk, r.reason) for r in res.rejected]
+                        self._report(CompensatingWriteError(
+                            f"the server refused {len(writes)} write(s) and undid them: "
+                            + "; ".join(f"{t}[{pk!r}]: {why}" for t, pk, why in writes[:5]), writes))
+                except Exception as exc:  # noqa: BLE001 - classified in _handle
+                    token = None
+                    if self._handle(exc, backoff, fi):
+                        return
+        finally:
+            self.options.app._transport.close_thread_session()
+
+    # ---- errors and resets ----------------------------------------------------------------
+
+    def _handle(self, exc: BaseException, backoff: Backoff, fi: int) -> bool:
+        """Classify an error; back off; return True if this loop must end."""
+        if self._stop.is_set():
+            return True
+        if isinstance(exc, UserLoggedOutError):
+            self.last_error = exc
+            self._report(exc)
+            self.state = "inactive"
+            threading.Thread(target=self.stop, daemon=True).start()
+            return True
+        if isinstance(exc, ConnectionFailedError):
+            if self.connection_state != "disconnected":
+                log.info("sync of %s disconnected: %s", self.path, exc.message)
+            self.connection_state = "disconnected"
+            self._wait(backoff.next())
+            return False
+        if isinstance(exc, SyncError) and exc.code in _RESET_CODES:
+            self._client_reset(fi, exc.message)  # no-op if ``fi`` is not the file's identity any more
+            return False
+        if isinstance(exc, SyncError):
+            self.last_error = exc
+            if exc.code != "retry":
+                self._report(exc)
+            backoff.attempt = max(backoff.attempt, 5)
+            self._wait(backoff.next())
+            return False
+        log.exception("unexpected error in the sync agent of %s", self.path, exc_info=exc)
+        err = SyncError(f"unexpected error: {exc!r}", code="internal_error")
+        self.last_error = err
+        self._report(err)
+        backoff.attempt = max(backoff.attempt, 5)
+        self._wait(backoff.next())
+        return False
+
+    def _report(self, err: SyncError) -> None:
+        handler = self.options.sync_error_handler
+        session = self.sessions[0] if self.sessions else None
+        if handler is None:
+            log.warning("sync error on %s: %s", self.path, err)
+            return
+        try:
+            handler(session, err)
+        except Exception:  # noqa: BLE001 - a handler's bug must not kill the agent
+            log.exception("sync_error_handler raised")
+
+    def _client_reset(self, fi: int, reason: str) -> None:
+        """Run the configured client reset, once per lost identity."""
+        from realmpy.sync.configuration import ClientResetMode
+
+        with self._ident_lock:
+            with self.env.read() as snap:
+                current = Meta(snap).file_ident()
+            if current != fi or fi == 0:
+                return  # another thread already reset this identity
+            handler = self.options.client_reset_handler
+            session = self.sessions[0] if self.sessions else None
+            err = ClientResetError(f"client reset required for {self.path}: {reason}", code="client_reset")
+            if handler.mode is ClientResetMode.MANUAL:
+                self.last_error = err
+                self.state = "inactive"
+                self._callback(handler.on_manual_reset, session, err)
+                self._report(err)
+                threading.Thread(target=self.stop, daemon=True).start()
+                return
+            log.warning("client reset of %s (%s): %s", self.path, handler.mode.value, reason)
+            self._callback(handler.on_before_reset, session)
+            recover = handler.mode in (ClientResetMode.RECOVER_UNSYNCED, ClientResetMode.RECOVER_OR_DISCARD)
+            try:
+                kept = integrate.client_reset(self.env, recover=recover)
+            except Exception:
+                if handler.mode is not ClientResetMode.RECOVER_OR_DISCARD:
+                    raise
+                log.exception("recovery failed; discarding unsynced changes of %s", self.path)
+                kept = integrate.client_reset(self.env, recover=False)
+            with self.env.write() as txn:
+                S.repend_latest(txn)
+            self._schema_pushed = False
+            log.warning("client reset of %s done: %d unsynced changeset(s) kept", self.path, kept)
+            self._callback(handler.on_after_reset, session)
+
+    @staticmethod
+    def _callback(cb: Callable[..., Any] | None, *args: Any) -> None:
+        if cb is None:
+            return
+        try:
+            cb(*args)
+        except Exception:  # noqa: BLE001
+            log.exception("client reset callback raised")

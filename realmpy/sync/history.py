@@ -1,0 +1,428 @@
+"""Sync state inside the realm file, and the recorder that writes every local change into it.
+
+Why the history lives in the file and is written in the *same* storage
+transaction as the data (invariant 7): any process may write — the main
+process, a ``disconnected_sync`` secondary, a process that crashes a
+microsecond after its commit — and the sync agent must upload exactly what
+was committed, no more (a rolled-back write leaves no history) and no less
+(a committed write always has its changeset).  So the agent never depends
+on memory, a queue or a notification arriving: it scans this history from
+its persisted cursor.
+
+Tables (all in the realm's own storage environment, next to ``o:<Class>``):
+
+``_sync.meta``
+    ``nonce`` (asks the server for this file's ident, idempotently),
+    ``ident`` ``[file_ident, salt, server_salt, user_id]``, ``cv`` (last
+    client version written), ``ts`` (last changeset timestamp, kept
+    monotone), ``acked`` (last client version the server acknowledged),
+    ``dl`` ``[download cursor, latest server version, progress]``,
+    ``sub_sent`` (query version the server accepted), ``stale`` (a client
+    reset is waiting for its bootstrap to finish).
+``_sync.history``
+    8-byte big-endian client version → ``[base_server_version, timestamp,
+    [ops]]``: changesets not yet acknowledged (acknowledged ones are removed
+    in the transaction that records the acknowledgement).
+``_sync.state``
+    ``table NUL pk`` → the object's merge state (``merge.ObjectState``): the
+    server's state joined with every local operation.  Local operations are
+    stamped exactly as the server will stamp them (timestamp, file ident,
+    client version, op index), so joining a downloaded state is idempotent.
+``_sync.subs``
+    8-byte query version → the subscription set (see ``subscriptions``).
+``_sync.stale``
+    keys of objects that must disappear when the bootstrap after a client
+    reset completes, unless the server or a pending local change keeps them.
+
+Changes made by the sync agent when it applies downloads go through a plain
+storage transaction, not the recorder, so server-originated changes are
+never uploaded back.
+
+A write made before the server has assigned the file ident is stamped with
+file ident 0; when the ident arrives (one transaction) the states touched by
+pending changesets are rebuilt with the real ident, and element references
+to ident 0 in queued list operations are translated when uploaded.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from collections.abc import Iterator
+from typing import Any, Final
+
+from realmpy import codec
+from realmpy.realm import META, SCHEMA_KEY, index_name, table_name, zero_value
+from realmpy.schema import ObjectSchema, Property, Schema
+from realmpy.storage import Snapshot, WriteTransaction
+from realmpy.sync import merge as M
+from realmpy.sync import protocol as P
+from realmpy.sync.convert import to_wire_value
+
+__all__ = [
+    "HISTORY",
+    "META_TABLE",
+    "STALE",
+    "STATE",
+    "SUBS",
+    "Meta",
+    "RecordingTransaction",
+    "apply_record",
+    "cv_key",
+    "state_key",
+]
+
+META_TABLE: Final = "_sync.meta"
+HISTORY: Final = "_sync.history"
+STATE: Final = "_sync.state"
+SUBS: Final = "_sync.subs"
+STALE: Final = "_sync.stale"
+
+_BE64: Final = struct.Struct(">Q")
+
+Txn = Snapshot | WriteTransaction
+
+
+def cv_key(cv: int) -> bytes:
+    """The history key of client version ``cv`` (big-endian: scans go in version order)."""
+    return _BE64.pack(cv)
+
+
+def key_cv(key: bytes) -> int:
+    return int(_BE64.unpack(key)[0])
+
+
+def state_key(table: str, pk: Any) -> bytes:
+    """The key of an object's merge state (and of its stale mark)."""
+    return table.encode("utf-8") + b"\0" + P.pk_key(pk)
+
+
+def split_state_key(key: bytes) -> tuple[str, Any]:
+    table, _, pkb = key.partition(b"\0")
+    return table.decode("utf-8"), P.unpack(pkb)
+
+
+class Meta:
+    """Typed access to ``_sync.meta`` inside any transaction."""
+
+    def __init__(self, txn: Txn) -> None:
+        self.txn = txn
+
+    def _get(self, key: str) -> Any:
+        raw = self.txn.get(META_TABLE, key.encode())
+        return None if raw is None else P.unpack(raw)
+
+    def _put(self, key: str, value: Any) -> None:
+        txn = self.txn
+        assert isinstance(txn, WriteTransaction) or hasattr(txn, "put")
+        txn.put(META_TABLE, key.encode(), P.pack(value))  # type: ignore[union-attr]
+
+    # identity
+    def nonce(self) -> str | None:
+        v = self._get("nonce")
+        return v if isinstance(v, str) else None
+
+    def ensure_nonce(self) -> str:
+        n = self.nonce()
+        if n is None:
+            n = secrets.token_hex(16)
+            self._put("nonce", n)
+        return n
+
+    def set_nonce(self, nonce: str | None) -> None:
+        if nonce is None:
+            self.txn.delete(META_TABLE, b"nonce")  # type: ignore[union-attr]
+        else:
+            self._put("nonce", nonce)
+
+    def ident(self) -> tuple[int, int, int, str] | None:
+        v = self._get("ident")
+        if not v:
+            return None
+        return int(v[0]), int(v[1]), int(v[2]), str(v[3])
+
+    def set_ident(self, value: tuple[int, int, int, str] | None) -> None:
+        if value is None:
+            self.txn.delete(META_TABLE, b"ident")  # type: ignore[union-attr]
+        else:
+            self._put("ident", list(value))
+
+    def file_ident(self) -> int:
+        ident = self.ident()
+        return 0 if ident is None else ident[0]
+
+    # versions
+    def cv(self) -> int:
+        return int(self._get("cv") or 0)
+
+    def set_cv(self, cv: int) -> None:
+        self._put("cv", cv)
+
+    def ts(self) -> int:
+        return int(self._get("ts") or 0)
+
+    def set_ts(self, ts: int) -> None:
+        self._put("ts", ts)
+
+    def acked(self) -> int:
+        return int(self._get("acked") or 0)
+
+    def set_acked(self, cv: int) -> None:
+        self._put("acked", cv)
+
+    def download(self) -> tuple[int, int, float]:
+        v = self._get("dl")
+        if not v:
+            return 0, 0, 0.0
+        return int(v[0]), int(v[1]), float(v[2])
+
+    def set_download(self, cursor: int, latest: int, progress: float) -> None:
+        self._put("dl", [cursor, latest, float(progress)])
+
+    def sub_sent(self) -> int:
+        return int(self._get("sub_sent") or 0)
+
+    def set_sub_sent(self, qv: int) -> None:
+        self._put("sub_sent", qv)
+
+    def stale_pending(self) -> bool:
+        return bool(self._get("stale"))
+
+    def set_stale_pending(self, flag: bool) -> None:
+        self._put("stale", flag)
+
+
+def load_state(txn: Txn, table: str, pk: Any) -> M.ObjectState | None:
+    raw = txn.get(STATE, state_key(table, pk))
+    return None if raw is None else M.ObjectState.from_wire(P.unpack(raw))
+
+
+def save_state(txn: WriteTransaction, table: str, pk: Any, state: M.ObjectState | None) -> None:
+    if state is None:
+        txn.delete(STATE, state_key(table, pk))
+    else:
+        txn.put(STATE, state_key(table, pk), P.pack(state.to_wire()))
+
+
+def pending_changesets(txn: Txn, after_cv: int) -> Iterator[tuple[int, int, int, list[P.Op]]]:
+    """``(cv, base_sv, ts, ops)`` of every recorded changeset with cv > ``after_cv``, in order."""
+    for k, v in txn.scan(HISTORY, cv_key(after_cv + 1)):
+        base, ts, ops = P.unpack(v)
+        yield key_cv(k), int(base), int(ts), [P.Op.from_wire(o) for o in ops]
+
+
+def stored_schema(txn: Txn) -> Schema | None:
+    raw = txn.get(META, SCHEMA_KEY)
+    return None if raw is None else Schema.from_dict(codec.unpack_record(raw))
+
+
+def apply_record(txn: WriteTransaction, cls: ObjectSchema, pk: Any, rec: dict[str, Any] | None) -> None:
+    """Write (or delete, ``rec=None``) one object as the object layer stores it, indexes included.
+
+    Used for server-originated changes only (the raw transaction bypasses the
+    recorder).  Mirrors ``Realm._add``/``Realm.delete``: ``o:<Class>`` keyed
+    by the encoded primary key, one ``i:<Class>:<prop>`` entry per index.
+    """
+    key = codec.encode_key(pk)
+    table = table_name(cls.name)
+    old_raw = txn.get(table, key)
+    old = codec.unpack_record(old_raw) if old_raw is not None else None
+    for p in cls.properties:
+        if not p.has_index:
+            continue
+        iname = index_name(cls.name, p.name)
+        if old is not None:
+            txn.delete(iname, codec.encode_keys(old.get(p.name, zero_value(p, None)), pk))
+        if rec is not None:
+            txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
+    if rec is None:
+        if old_raw is not None:
+            txn.delete(table, key)
+    else:
+        txn.put(table, key, codec.pack_record(rec))
+
+
+# ----------------------------------------------------------------------------- diffs → ops
+
+
+def _list_ops(table: str, pk: Any, prop: Property, before: list[Any], after: list[Any],
+              ids: list[P.Stamp], first_index: int, stamp_of: Any) -> list[P.Op]:
+    """LIST_ERASE/LIST_INSERT ops turning ``before`` into ``after`` (common prefix and suffix kept)."""
+    if len(ids) != len(before):  # no usable element ids: replace the whole list
+        ids_ok = False
+    else:
+        ids_ok = True
+    ops: list[P.Op] = []
+    if ids_ok:
+        lo = 0
+        while lo < len(before) and lo < len(after) and before[lo] == after[lo]:
+            lo += 1
+        hi_b, hi_a = len(before), len(after)
+        while hi_b > lo and hi_a > lo and before[hi_b - 1] == after[hi_a - 1]:
+            hi_b -= 1
+            hi_a -= 1
+        erase = ids[lo:hi_b]
+        insert = after[lo:hi_a]
+        anchor: P.Stamp | None = ids[lo - 1] if lo > 0 else None
+    else:
+        erase = list(ids)
+        insert = list(after)
+        anchor = None
+    for e in erase:
+        ops.append(P.Op(P.OpCode.LIST_ERASE, table, pk, prop.name, None, e))
+    for v in insert:
+        op = P.Op(P.OpCode.LIST_INSERT, table, pk, prop.name, v, anchor)
+        anchor = stamp_of(first_index + len(ops))
+        ops.append(op)
+    return ops
+
+
+def diff_ops(cls: ObjectSchema, pk: Any, before: dict[str, Any] | None, after: dict[str, Any] | None,
+             state: M.ObjectState | None, first_index: int, stamp_of: Any) -> list[P.Op]:
+    """The operations that turn stored record ``before`` into ``after`` (None = absent)."""
+    table = cls.name
+    if after is None:
+        return [] if before is None else [P.Op(P.OpCode.ERASE, table, pk)]
+    ops: list[P.Op] = []
+    created = before is None or state is None or not state.alive
+    if created:
+        ops.append(P.Op(P.OpCode.CREATE, table, pk))
+    for prop in cls.properties:
+        if prop.primary_key:
+            continue
+        new = to_wire_value(prop, after.get(prop.name, zero_value(prop, None)))
+        old = None if before is None else to_wire_value(prop, before.get(prop.name, zero_value(prop, None)))
+        if prop.collection == "list":
+            if created and before is None:
+                old_list: list[Any] = []
+                ids: list[P.Stamp] = []
+            else:
+                old_list = list(old or [])
+                ids = M.list_element_ids(state, prop.name) if state is not None else []
+            if new != old_list or (created and before is not None):
+                ops.extend(_list_ops(table, pk, prop, old_list, list(new), ids, first_index + len(ops), stamp_of))
+            continue
+        if not created and new == old and type(new) is type(old):
+            continue
+        if (prop.type == "counter" and not created and isinstance(old, int) and isinstance(new, int)):
+            ops.append(P.Op(P.OpCode.ADD, table, pk, prop.name, new - old))
+        else:
+            ops.append(P.Op(P.OpCode.SET, table, pk, prop.name, new))
+    return ops
+
+
+# ----------------------------------------------------------------------------- the recorder
+
+
+class RecordingTransaction:
+    """A storage write transaction that records the changeset of its object changes at commit.
+
+    It wraps the realm's ``WriteTransaction``: ``put``/``delete``/``drop`` on
+    object tables (``o:<Class>``) remember each object's image before its
+    first change; ``commit`` diffs before and after images into protocol
+    operations, appends them to ``_sync.history`` under the next client
+    version and updates the objects' merge states — all in this
+    transaction — then commits.  Everything else is passed through.
+    """
+
+    __slots__ = ("_before", "_txn")
+
+    def __init__(self, txn: WriteTransaction) -> None:
+        self._txn = txn
+        self._before: dict[tuple[str, bytes], bytes | None] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._txn, name)
+
+    def _touch(self, table: str, key: bytes) -> None:
+        if table.startswith("o:") and (table, key) not in self._before:
+            self._before[(table, key)] = self._txn.get(table, key)
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        self._touch(table, key)
+        self._txn.put(table, key, value)
+
+    def put_many(self, table: str, items: Any) -> int:
+        pairs = list(items)
+        for k, _ in pairs:
+            self._touch(table, bytes(k))
+        return self._txn.put_many(table, pairs)
+
+    def delete(self, table: str, key: bytes) -> bool:
+        self._touch(table, key)
+        return self._txn.delete(table, key)
+
+    def drop(self, table: str) -> bool:
+        if table.startswith("o:"):
+            for k, _ in self._txn.scan(table):
+                self._touch(table, k)
+        return self._txn.drop(table)
+
+    def commit(self) -> None:
+        if self._before:
+            record_changeset(self._txn, self._before)
+            self._before = {}
+        self._txn.commit()
+
+    def abort(self) -> None:
+        self._before = {}
+        self._txn.abort()
+
+    def __enter__(self) -> RecordingTransaction:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def __repr__(self) -> str:
+        return f"<RecordingTransaction {self._txn!r}>"
+
+
+def record_changeset(txn: WriteTransaction, before: dict[tuple[str, bytes], bytes | None]) -> int:
+    """Diff the touched objects and append their changeset; returns its client version (0 if empty)."""
+    schema = stored_schema(txn)
+    if schema is None:
+        return 0
+    meta = Meta(txn)
+    cv = meta.cv() + 1
+    ts = max(M.now_ms(), meta.ts())
+    base = meta.download()[0]
+    fi = meta.file_ident()
+
+    def stamp_of(i: int) -> P.Stamp:
+        return P.Stamp(ts, fi, cv, i)
+
+    ops: list[P.Op] = []
+    touched: list[tuple[str, Any, M.ObjectState | None, int]] = []
+    for (table, key), old_raw in sorted(before.items()):
+        name = table[2:]
+        if name not in schema:
+            continue
+        cls = schema[name]
+        new_raw = txn.get(table, key)
+        if new_raw == old_raw:
+            continue
+        pk = codec.decode_key(key)[0]
+        old = codec.unpack_record(old_raw) if old_raw is not None else None
+        new = codec.unpack_record(new_raw) if new_raw is not None else None
+        state = load_state(txn, name, pk)
+        start = len(ops)
+        ops.extend(diff_ops(cls, pk, old, new, state, start, stamp_of))
+        if len(ops) > start:
+            touched.append((name, pk, state, start))
+    if not ops:
+        return 0
+    # Update merge states (local ops are stamped as the server will stamp them).
+    ends = [t[3] for t in touched[1:]] + [len(ops)]
+    for (name, pk, state, start), end in zip(touched, ends):
+        st = state if state is not None else M.ObjectState()
+        for i in range(start, end):
+            st.apply(ops[i], stamp_of(i), base, None)
+        save_state(txn, name, pk, st)
+    txn.put(HISTORY, cv_key(cv), P.pack([base, ts, [o.to_wire() for o in ops]]))
+    meta.set_cv(cv)
+    meta.set_ts(ts)
+    return cv

@@ -1,0 +1,296 @@
+"""Integrating what the server sends into the local file, and client resets.
+
+Why each function is one local transaction: a download batch, the object
+records it rewrites, their merge states and the download cursor commit
+together or not at all (invariant 9), so a crash at any instruction either
+keeps the old cursor — the batch is fetched again and, because joining merge
+states is idempotent, applied again harmlessly — or keeps everything.  The
+transaction also checks that the cursor is still the one the request was made
+from, so a stale response (an agent that was replaced mid-request) is
+dropped instead of applied twice.
+
+These writes use the raw storage transaction, not the recorder: changes that
+came from the server are never recorded for upload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from realmpy.realm import table_name, zero_value
+from realmpy.schema import ObjectSchema, Schema
+from realmpy.storage import Environment, WriteTransaction
+from realmpy import codec
+from realmpy.sync import merge as M
+from realmpy.sync import protocol as P
+from realmpy.sync.convert import record_from_state_values
+from realmpy.sync.history import (
+    HISTORY,
+    STALE,
+    STATE,
+    Meta,
+    apply_record,
+    cv_key,
+    load_state,
+    pending_changesets,
+    save_state,
+    split_state_key,
+    state_key,
+    stored_schema,
+)
+
+__all__ = ["DownloadResult", "apply_download", "assign_ident", "client_reset", "record_ack"]
+
+
+@dataclass
+class DownloadResult:
+    """What one applied batch did (for logs, progress and error handlers)."""
+
+    applied: bool
+    objects: int = 0
+    forgotten: int = 0
+    rejected: list[P.RejectedWrite] = field(default_factory=list)
+    reset_needed: str | None = None
+
+
+def _defaults(cls: ObjectSchema) -> dict[str, Any]:
+    return {p.name: zero_value(p, None) for p in cls.properties}
+
+
+def _write_object(txn: WriteTransaction, schema: Schema, table: str, pk: Any, state: M.ObjectState | None) -> None:
+    cls = schema[table]
+    assert cls.primary_key is not None
+    rec = None
+    if state is not None:
+        values = state.materialize(cls.primary_key, pk)
+        if values is not None:
+            rec = record_from_state_values(cls, values, _defaults(cls))
+            rec[cls.primary_key] = pk
+    apply_record(txn, cls, pk, rec)
+
+
+def _reapply_pending(txn: WriteTransaction, state: M.ObjectState, table: str, pk: Any, after_cv: int, fi: int) -> None:
+    key = P.pk_key(pk)
+    for cv, base, ts, ops in pending_changesets(txn, after_cv):
+        for i, op in enumerate(ops):
+            if op.table == table and P.pk_key(op.pk) == key:
+                state.apply(op, P.Stamp(ts, fi, cv, i), base, None)
+
+
+def apply_download(env: Environment, resp: P.DownloadResponse, after: int, fi: int, server_salt: int,
+                   on_subscription: Callable[[WriteTransaction, P.DownloadResponse], None] | None = None,
+                   is_current: Callable[[], bool] = lambda: True) -> DownloadResult:
+    """Apply one download batch and move the cursor, in one local transaction."""
+    result = DownloadResult(applied=False)
+    if resp.server_salt != server_salt:
+        result.reset_needed = "the server's history salt changed (the server was restored or replaced)"
+        return result
+    with env.write() as txn:
+        meta = Meta(txn)
+        ident = meta.ident()
+        if ident is None or ident[0] != fi or meta.download()[0] != after or not is_current():
+            txn.abort()
+            return result  # someone else applied it, or the file was reset meanwhile
+        schema = stored_schema(txn)
+        assert schema is not None
+        acked = max(meta.acked(), resp.acked_client_version)
+        for e in resp.entries:
+            if e.table not in schema:
+                continue
+            try:
+                if e.kind == "state":
+                    incoming = M.ObjectState.from_wire(e.state)
+                    old = load_state(txn, e.table, e.pk)
+                    st = incoming if old is None else M.join(old, incoming)
+                    save_state(txn, e.table, e.pk, st)
+                    _write_object(txn, schema, e.table, e.pk, st)
+                    txn.delete(STALE, state_key(e.table, e.pk))
+                    result.objects += 1
+                elif e.kind == "forget":
+                    save_state(txn, e.table, e.pk, None)
+                    _write_object(txn, schema, e.table, e.pk, None)
+                    result.forgotten += 1
+                else:  # reset: a compensating write
+                    st = M.ObjectState() if e.state is None else M.ObjectState.from_wire(e.state)
+                    _reapply_pending(txn, st, e.table, e.pk, acked, fi)
+                    save_state(txn, e.table, e.pk, st if st.alive or st.tombs else None)
+                    _write_object(txn, schema, e.table, e.pk, st)
+                    if e.error is not None:
+                        result.rejected.append(e.error)
+            except (P.ProtocolError, codec.CodecError, TypeError, ValueError, KeyError) as exc:
+                # A state this client cannot represent (e.g. a type changed on the server): skip the
+                # object rather than corrupt the file; the error reaches the session's handler.
+                result.rejected.append(P.RejectedWrite(0, e.table, e.pk, f"cannot apply server state: {exc}", resp.server_version))
+        progress = 1.0 if resp.batch != "more" else min(resp.progress, 0.99)
+        if resp.batch == "more":
+            meta.set_download(after, resp.latest_server_version, progress)
+        else:
+            meta.set_download(resp.server_version, resp.latest_server_version, progress)
+        if acked > meta.acked():
+            meta.set_acked(acked)
+            _trim_history(txn, acked)
+        if resp.batch == "last" and meta.stale_pending():
+            _drop_stale(txn, schema)
+            meta.set_stale_pending(False)
+        if on_subscription is not None:
+            on_subscription(txn, resp)
+    result.applied = True
+    return result
+
+
+def _trim_history(txn: WriteTransaction, acked: int) -> None:
+    for k, _ in list(txn.scan(HISTORY, None, cv_key(acked + 1))):
+        txn.delete(HISTORY, k)
+
+
+def record_ack(env: Environment, fi: int, acked: int) -> bool:
+    """Persist an upload acknowledgement and drop the acknowledged history (one transaction)."""
+    with env.write() as txn:
+        meta = Meta(txn)
+        ident = meta.ident()
+        if ident is None or ident[0] != fi:
+            txn.abort()
+            return False
+        if acked <= meta.acked():
+            txn.abort()
+            return True
+        meta.set_acked(acked)
+        _trim_history(txn, acked)
+    return True
+
+
+def _drop_stale(txn: WriteTransaction, schema: Schema) -> None:
+    """After a reset's bootstrap: remove objects neither the server nor a pending change kept."""
+    for k, _ in list(txn.scan(STALE)):
+        table, pk = split_state_key(k)
+        txn.delete(STALE, k)
+        if table in schema and txn.get(STATE, k) is None:
+            apply_record(txn, schema[table], pk, None)
+
+
+def assign_ident(env: Environment, ident: tuple[int, int, int, str], nonce: str) -> bool:
+    """Store the server-assigned ident and restamp local states of pending changesets with it.
+
+    Pending changesets recorded before the ident existed carry file ident 0
+    in their merge states; they are rebuilt here so that joining the
+    server's states (stamped with the real ident) stays idempotent.
+    """
+    fi = ident[0]
+    with env.write() as txn:
+        meta = Meta(txn)
+        if meta.ident() is not None or meta.nonce() != nonce:
+            txn.abort()
+            return False
+        meta.set_ident(ident)
+        touched: dict[bytes, tuple[str, Any]] = {}
+        changesets = list(pending_changesets(txn, meta.acked()))
+        for _, _, _, ops in changesets:
+            for op in ops:
+                touched[state_key(op.table, op.pk)] = (op.table, op.pk)
+        if touched:
+            states: dict[bytes, M.ObjectState] = {}
+            for cv, base, ts, ops in changesets:
+                for i, op in enumerate(ops):
+                    k = state_key(op.table, op.pk)
+                    st = states.setdefault(k, _without_local(load_state(txn, op.table, op.pk)))
+                    st.apply(_restamp(op, fi), P.Stamp(ts, fi, cv, i), base, None)
+            for k, st in states.items():
+                table, pk = touched[k]
+                save_state(txn, table, pk, st)
+    return True
+
+
+def _without_local(state: M.ObjectState | None) -> M.ObjectState:
+    """A state minus candidates stamped with file ident 0 (not yet identified local writes)."""
+    if state is None:
+        return M.ObjectState()
+    w = state.to_wire()
+    tombs, creates, regs, adds, lists, erased = w
+    keep = lambda s: s[1] != 0  # noqa: E731
+    w = [
+        [t for t in tombs if keep(t[0])],
+        [c for c in creates if keep(c[0])],
+        {f: [r for r in rs if keep(r[0])] for f, rs in regs.items()},
+        {f: [a for a in ads if keep(a[0])] for f, ads in adds.items()},
+        {f: [n for n in ns if keep(n[0])] for f, ns in lists.items()},
+        {f: [s for s in es if keep(s)] for f, es in erased.items()},
+    ]
+    return M.ObjectState.from_wire(w)
+
+
+def _restamp(op: P.Op, fi: int) -> P.Op:
+    """Translate an element reference made before the ident existed (file ident 0) to ``fi``."""
+    if op.elem is not None and op.elem.file_ident == 0:
+        return P.Op(op.code, op.table, op.pk, op.field, op.value, op.elem._replace(file_ident=fi))
+    return op
+
+
+def upload_changesets(env: Environment, max_changesets: int = 500, max_bytes: int = 1 << 20
+                      ) -> tuple[int, int, list[P.Changeset]]:
+    """``(file ident, acked, changesets)`` to upload next, read from one snapshot."""
+    out: list[P.Changeset] = []
+    size = 0
+    with env.read() as snap:
+        meta = Meta(snap)
+        fi = meta.file_ident()
+        acked = meta.acked()
+        for cv, base, ts, ops in pending_changesets(snap, acked):
+            cs = P.Changeset(cv, base, ts, tuple(_restamp(o, fi) for o in ops))
+            out.append(cs)
+            size += 64 + sum(16 + len(repr(o.value)) for o in ops)
+            if len(out) >= max_changesets or size >= max_bytes:
+                break
+    return fi, acked, out
+
+
+def client_reset(env: Environment, *, recover: bool) -> int:
+    """Forget the server identity; keep (``recover``) or drop the unsynced changesets.
+
+    Every synced object is marked stale and every merge state dropped; the
+    next bootstrap (from a new file ident) brings back what the server has,
+    and objects neither the server nor a kept change knows are removed when
+    it completes.  Kept changesets are rebased on server version 0 (they saw
+    nothing of the new history), so the server's "erase wins" and
+    last-writer-wins rules decide conflicts.  Returns how many changesets
+    were kept.
+    """
+    with env.write() as txn:
+        meta = Meta(txn)
+        schema = stored_schema(txn)
+        kept: list[tuple[int, int, int, list[P.Op]]] = list(pending_changesets(txn, meta.acked())) if recover else []
+        for k, _ in list(txn.scan(STATE)):
+            txn.put(STALE, k, b"")
+            txn.delete(STATE, k)
+        if schema is not None:
+            for cls in schema.classes:
+                if cls.primary_key is None:
+                    continue
+                for key, _ in txn.scan(table_name(cls.name)):
+                    txn.put(STALE, state_key(cls.name, codec.decode_key(key)[0]), b"")
+        for k, _ in list(txn.scan(HISTORY)):
+            txn.delete(HISTORY, k)
+        for cv, _base, ts, ops in kept:
+            txn.put(HISTORY, cv_key(cv), P.pack([0, ts, [o.to_wire() for o in ops]]))
+            for i, op in enumerate(ops):
+                st = load_state(txn, op.table, op.pk) or M.ObjectState()
+                st.apply(op, P.Stamp(ts, 0, cv, i), 0, None)
+                save_state(txn, op.table, op.pk, st)
+        meta.set_ident(None)
+        meta.set_nonce(None)
+        meta.ensure_nonce()
+        if not kept:
+            meta.set_acked(meta.cv())
+        else:
+            meta.set_acked(kept[0][0] - 1)
+        meta.set_download(0, 0, 0.0)
+        meta.set_sub_sent(0)
+        meta.set_stale_pending(True)
+    return len(kept)
+
+
+def object_count(env: Environment, tables: Mapping[str, Any]) -> dict[str, int]:
+    """Objects per synced table (for progress messages)."""
+    with env.read() as snap:
+        return {t: snap.count(table_name(t)) for t in tables}

@@ -1,0 +1,289 @@
+"""``realm.sync_session``: the state of a synced realm's session, waits, pause/resume and progress.
+
+Why waits and progress read the *file* rather than the agent's memory: the
+upload acknowledgement, the download cursor, the server's progress estimate
+and the subscription states are all persisted in ``_sync.meta`` by the agent,
+so ``wait_for_upload``/``wait_for_download`` and progress listeners work the
+same in the agent process and in a standby process, and they block on the
+shared version counter instead of polling.
+
+Progress is honest: the download estimate comes from the server's batches and
+reaches 1.0 only in the transaction that applies the last batch, so a
+listener never sees 100% before the data is in the file (realm-swift #8595).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from realmpy.sync.errors import ConnectionFailedError, SyncError, SyncTimeoutError
+from realmpy.sync.history import Meta
+
+if TYPE_CHECKING:
+    from realmpy.storage import Environment
+    from realmpy.sync.agent import SyncClient
+    from realmpy.sync.app import User
+
+__all__ = ["ConnectionState", "ProgressDirection", "ProgressMode", "SessionState", "SyncProgress", "SyncSession"]
+
+
+class SessionState(str, Enum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+class ConnectionState(str, Enum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+
+
+class ProgressDirection(str, Enum):
+    UPLOAD = "upload"
+    DOWNLOAD = "download"
+
+
+class ProgressMode(str, Enum):
+    REPORT_INDEFINITELY = "report_indefinitely"
+    FOR_CURRENTLY_OUTSTANDING_WORK = "for_currently_outstanding_work"
+
+
+@dataclass(frozen=True)
+class SyncProgress:
+    """One progress report.
+
+    Upload: ``transferred``/``transferable`` count changesets (acknowledged /
+    recorded).  Download: they are the download cursor and the newest
+    server version known; ``progress_estimate`` is in [0, 1].
+    """
+
+    transferred: int
+    transferable: int
+    progress_estimate: float
+
+
+class _Listener:
+    def __init__(self, direction: ProgressDirection, mode: ProgressMode,
+                 callback: Callable[[SyncProgress], None], start: tuple[int, int]) -> None:
+        self.direction = direction
+        self.mode = mode
+        self.callback = callback
+        self.start = start
+        self.last: SyncProgress | None = None
+        self.done = False
+
+
+class ProgressToken:
+    """Returned by :meth:`SyncSession.add_progress_listener`; :meth:`remove` stops the reports."""
+
+    def __init__(self, session: SyncSession, listener: _Listener) -> None:
+        self._session = session
+        self._listener = listener
+
+    def remove(self) -> None:
+        self._session._remove_listener(self._listener)
+
+    cancel = remove
+
+
+class SyncSession:
+    """The sync session of one ``flexible_sync`` realm (shared per process and file)."""
+
+    def __init__(self, client: SyncClient) -> None:
+        self._client = client
+        self._listeners: list[_Listener] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def _env(self) -> Environment:
+        return self._client.env
+
+    # ---- state ---------------------------------------------------------------------
+
+    @property
+    def user(self) -> User:
+        return self._client.user
+
+    @property
+    def path(self) -> str:
+        return self._client.path
+
+    @property
+    def state(self) -> SessionState:
+        """``active`` while syncing (or standing by to take over); ``inactive`` when paused or stopped."""
+        return SessionState(self._client.state)
+
+    @property
+    def connection_state(self) -> ConnectionState:
+        """The agent's connection; a standby process reports ``disconnected`` (see :attr:`is_agent`)."""
+        if self._client.role != "agent":
+            return ConnectionState.DISCONNECTED
+        return ConnectionState(self._client.connection_state)
+
+    @property
+    def role(self) -> str:
+        """``agent`` (this process syncs the file), ``standby`` (another process does) or ``stopped``."""
+        return self._client.role
+
+    @property
+    def is_agent(self) -> bool:
+        return self._client.role == "agent"
+
+    @property
+    def last_error(self) -> SyncError | None:
+        return self._client.last_error
+
+    def pause(self) -> None:
+        """Stop network activity for this file in this process (local writes go on and queue in the file)."""
+        self._client.pause()
+
+    def resume(self) -> None:
+        self._client.resume()
+
+    # ---- waits ------------------------------------------------------------------------
+
+    def _meta(self) -> tuple[int, int, int, int, float]:
+        with self._env.read() as snap:
+            m = Meta(snap)
+            cursor, latest, progress = m.download()
+            return m.cv(), m.acked(), cursor, latest, progress
+
+    def _wait_until(self, cond: Callable[[], bool], timeout: float | None, what: str) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            seen = self._env.version
+            if cond():
+                return
+            if self._client.stopped:
+                raise SyncError(f"cannot {what}: the sync session of {self.path} stopped", code="session_stopped")
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise SyncTimeoutError(f"{what} did not finish within {timeout}s "
+                                       f"(connection {self.connection_state.value}, role {self.role})", code="timeout")
+            self._env.wait_for_change(seen, 1.0 if remaining is None else min(remaining, 1.0))
+
+    def wait_for_upload(self, timeout: float | None = None) -> None:
+        """Block until every change committed to the file before the call is acknowledged by the server."""
+        target = self._meta()[0]
+        self._wait_until(lambda: self._meta()[1] >= target, timeout, "wait_for_upload")
+
+    def wait_for_download(self, timeout: float | None = None) -> None:
+        """Block until everything the server had when called is in the file."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        target = self._server_version(deadline)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self._wait_until(lambda: self._meta()[2] >= target and self._meta()[4] >= 1.0, remaining, "wait_for_download")
+
+    def _server_version(self, deadline: float | None) -> int:
+        app = self._client.options.app
+        url = urllib.parse.urljoin(app.config.base_url.rstrip("/") + "/", "health")
+        delay = 0.1
+        while True:
+            try:
+                resp = app._transport._session().get(url, timeout=app.config.request_timeout)
+                if resp.status_code == 200:
+                    v = resp.json().get("server_version")
+                    if isinstance(v, int):
+                        return v
+            except Exception:  # noqa: BLE001 - any failure: retry until the deadline
+                pass
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise ConnectionFailedError(f"wait_for_download: cannot reach {app.config.base_url}",
+                                            code="connection_failed")
+            if self._client.stopped:
+                raise SyncError("the sync session stopped", code="session_stopped")
+            self._client._stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+
+    # ---- progress ------------------------------------------------------------------------
+
+    def add_progress_listener(self, direction: ProgressDirection | str, mode: ProgressMode | str,
+                              callback: Callable[[SyncProgress], None]) -> ProgressToken:
+        """Call ``callback(SyncProgress)`` as uploads or downloads advance.
+
+        ``for_currently_outstanding_work`` reports until the work outstanding
+        at registration is done (ending with ``progress_estimate == 1.0``);
+        ``report_indefinitely`` reports every change until removed.
+        Callbacks run on a per-session progress thread.
+        """
+        d = ProgressDirection(direction)
+        m = ProgressMode(mode)
+        cv, acked, cursor, latest, _ = self._meta()
+        start = (acked, cv) if d is ProgressDirection.UPLOAD else (cursor, latest)
+        listener = _Listener(d, m, callback, start)
+        with self._lock:
+            self._listeners.append(listener)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._progress_loop, daemon=True, name="realmpy-sync-progress")
+                self._thread.start()
+        self._deliver(listener, self._meta())
+        return ProgressToken(self, listener)
+
+    def _remove_listener(self, listener: _Listener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _deliver(self, ls: _Listener, meta: tuple[int, int, int, int, float]) -> None:
+        cv, acked, cursor, latest, dl_progress = meta
+        if ls.direction is ProgressDirection.UPLOAD:
+            base, target = ls.start
+            if ls.mode is ProgressMode.REPORT_INDEFINITELY:
+                target = cv
+            total = max(0, target - base)
+            done = min(max(0, acked - base), total)
+            est = 1.0 if total == 0 else done / total
+            p = SyncProgress(done, total, est)
+        else:
+            base, target = ls.start
+            if ls.mode is ProgressMode.REPORT_INDEFINITELY:
+                target = latest
+            est = dl_progress if cursor < target or dl_progress < 1.0 else 1.0
+            if cursor >= target and dl_progress >= 1.0:
+                est = 1.0
+            elif est >= 1.0:
+                est = 0.99
+            p = SyncProgress(cursor, max(target, cursor), est)
+        if p != ls.last:
+            ls.last = p
+            try:
+                ls.callback(p)
+            except Exception:  # noqa: BLE001
+                import logging
+
+                logging.getLogger("realmpy.sync").exception("progress listener raised")
+        if ls.mode is ProgressMode.FOR_CURRENTLY_OUTSTANDING_WORK and p.progress_estimate >= 1.0:
+            ls.done = True
+            self._remove_listener(ls)
+
+    def _progress_loop(self) -> None:
+        while not self._closed and not self._client.stopped:
+            seen = self._env.version
+            with self._lock:
+                listeners = list(self._listeners)
+            if not listeners:
+                with self._lock:
+                    if not self._listeners:
+                        self._thread = None
+                        return
+            meta = self._meta()
+            for ls in listeners:
+                self._deliver(ls, meta)
+            try:
+                self._env.wait_for_change(seen, 1.0)
+            except Exception:  # noqa: BLE001 - the environment closed
+                return
+
+    def _close(self) -> None:
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"<SyncSession {self.path} {self.role} {self.state.value} {self.connection_state.value}>"
