@@ -77,6 +77,8 @@ _rec_hdr = struct.Struct("<II")
 _unpack_hdr = _rec_hdr.unpack_from
 _pack_hdr = _rec_hdr.pack
 _NULL = ffi.NULL
+_txn_begin = lib.rp_txn_begin
+_txn_abort = lib.rp_txn_abort
 
 # Thread ids are never negative; an ended transaction's owner is set to this
 # so that a single comparison on the hot path catches both "ended" and
@@ -332,7 +334,26 @@ class Environment:
         end it promptly (``with env.read() as snap:``) so that old pages can
         be reused.
         """
-        return self._begin(Snapshot, 0)  # type: ignore[return-value]
+        # _begin() inlined: this is a hot path (read-txn begin+end).
+        inflight = self._inflight
+        inflight.append(None)
+        try:
+            if self._closing:
+                raise self._closed_error("begin a read snapshot")
+            pool = self._pool
+            outs = pool.pop() if pool else _Outs()
+            rc = _txn_begin(self._env, 0, outs.txn)
+            if rc != _OK:
+                pool.append(outs)
+                raise _error(rc, "cannot begin a read snapshot", self._path)
+            snap = Snapshot(self, outs.txn[0], outs)
+            self._live.add(snap)
+        finally:
+            inflight.pop()
+        if self.closed:  # close() ran meanwhile (in another thread)
+            snap.end()
+            raise self._closed_error("begin a read snapshot")
+        return snap
 
     def write(self) -> WriteTransaction:
         """Begin the write transaction, waiting for other writers to finish.
@@ -949,7 +970,17 @@ class Snapshot(_Transaction):
             if self._owner == _ENDED:
                 return
             self._unusable()
-        self._end(lib.rp_txn_abort, "ended")
+        # _end() inlined: this is a hot path (read-txn begin+end).
+        txn = self._txn
+        self._owner = _ENDED
+        self._state = "ended"
+        self._txn = _NULL
+        _txn_abort(txn)
+        env = self._env
+        env._live.discard(self)
+        env._pool.append(self._outs)
+        if env._closing:
+            env._release_if_idle()
 
     abort = end
 
@@ -962,10 +993,7 @@ class Snapshot(_Transaction):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._owner == _get_ident():
-            self._end(lib.rp_txn_abort, "ended")
-        elif self._owner != _ENDED:
-            self._unusable()
+        self.end()
 
 
 class WriteTransaction(_Transaction):
