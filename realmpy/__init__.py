@@ -14,16 +14,45 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .config import Configuration  # object layer: pure Python, engine names lazy
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
+from .objectid import ObjectId
+from .schema import Counter, EmbeddedObject, Object, field
 
 __version__ = "0.1.0.dev0"
 
 _STORAGE_NAMES = ("Environment", "ReaderInfo", "Snapshot", "Stats", "WriteTransaction")
 
-__all__ = ["__version__", *_errors_all, *_STORAGE_NAMES]
+_OBJECT_NAMES = {
+    "Realm": "realm",
+    "Transaction": "realm",
+    "Results": "results",
+    "ResultsChange": "notifier",
+    "ObjectChange": "notifier",
+    "ListenerToken": "notifier",
+}
+
+__all__ = [
+    "__version__",
+    *_errors_all,
+    *_STORAGE_NAMES,
+    "Configuration",
+    "Counter",
+    "EmbeddedObject",
+    "Object",
+    "ObjectId",
+    "field",
+    *_OBJECT_NAMES,
+]
 
 if TYPE_CHECKING:
+    from .notifier import ListenerToken as ListenerToken
+    from .notifier import ObjectChange as ObjectChange
+    from .notifier import ResultsChange as ResultsChange
+    from .realm import Realm as Realm
+    from .realm import Transaction as Transaction
+    from .results import Results as Results
     from .storage import Environment as Environment
     from .storage import ReaderInfo as ReaderInfo
     from .storage import Snapshot as Snapshot
@@ -36,4 +65,8 @@ def __getattr__(name: str) -> Any:
         from . import storage
 
         return getattr(storage, name)
+    if name in _OBJECT_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_OBJECT_NAMES[name]}"), name)
     raise AttributeError(f"module 'realmpy' has no attribute {name!r}")
