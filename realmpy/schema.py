@@ -645,16 +645,7 @@ def _build_schema(cls: type[_Model]) -> ObjectSchema:
         for name, raw in ann.items():
             if name not in cls._rp_fields:
                 continue
-            if isinstance(raw, str):
-                try:
-                    raw = eval(raw, dict(localns), {})  # annotation text
-                except NameError as exc:
-                    raise SchemaError(
-                        f"{cls.__name__}.{name}: cannot resolve annotation {raw!r} "
-                        f"({exc}); define the referenced model before using "
-                        f"{cls.__name__}"
-                    ) from None
-            hints[name] = raw
+            hints[name] = _resolve_refs(raw, localns, cls, name)
     embedded = issubclass(cls, EmbeddedObject)
     props = []
     for name, f in cls._rp_fields.items():
@@ -666,6 +657,35 @@ def _build_schema(cls: type[_Model]) -> ObjectSchema:
     if len(pks) > 1:
         raise SchemaError(f"{cls.__name__} has several primary keys: {pks}")
     return ObjectSchema(cls.__realm_name__, tuple(props), embedded)
+
+
+def _resolve_refs(tp: Any, localns: dict[str, Any], cls: type, name: str) -> Any:
+    """Evaluate string annotations and forward references, also inside
+    ``list["Dog"]`` or ``Optional["Dog"]`` (no ``from __future__`` needed)."""
+    if isinstance(tp, typing.ForwardRef):
+        tp = tp.__forward_arg__
+    if isinstance(tp, str):
+        try:
+            tp = eval(tp, dict(localns), {})  # annotation text
+        except NameError as exc:
+            raise SchemaError(
+                f"{cls.__name__}.{name}: cannot resolve annotation {tp!r} "
+                f"({exc}); define the referenced model before using "
+                f"{cls.__name__}"
+            ) from None
+        return _resolve_refs(tp, localns, cls, name)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is None or not args:
+        return tp
+    resolved = tuple(_resolve_refs(a, localns, cls, name) for a in args)
+    if resolved == args:
+        return tp
+    if origin is typing.Union or origin is types.UnionType:
+        return typing.Union[resolved]
+    if origin in (list, set, dict):
+        return origin[resolved]
+    return tp
 
 
 def _split_optional(tp: Any) -> tuple[Any, bool]:

@@ -179,9 +179,7 @@ def make(body: str) -> type:
     ],
 )
 def test_bad_models(body: str, fragment: str) -> None:
-    with pytest.raises(
-        SchemaError, match=fragment.replace("|", r"\|").replace("(", r"\(")
-    ):
+    with pytest.raises(SchemaError, match=fragment.replace("|", r"\|").replace("(", r"\(")):
         make(body)
 
 
@@ -237,3 +235,29 @@ def test_diff_classifies_changes() -> None:
     assert new.merged_with(old).names() == ["A", "B", "Old"]
     with pytest.raises(SchemaError, match="share the name"):
         Schema((old["Old"], old["Old"]))
+
+
+def test_string_forward_references_without_future_import() -> None:
+    cls = make_plain(
+        "class M(Object):\n"
+        "    id: int = field(primary_key=True)\n"
+        "    kids: list['N'] = field(default_factory=list)\n"
+        "    best: Optional['N'] = None\n"
+        "class N(Object):\n"
+        "    v: int = 0\n"
+    )
+    s = object_schema(cls)  # type: ignore[arg-type]
+    assert s.property("kids") == Property("kids", "link", "list", False, "N")
+    assert s.property("best") == Property("best", "link", None, True, "N")
+
+
+def make_plain(body: str) -> type:
+    module = types.ModuleType("fake_plain_models")
+    sys.modules["fake_plain_models"] = module
+    exec(
+        "from typing import Optional\nfrom realmpy.schema import Object, field\n" + body,
+        module.__dict__,
+    )
+    cls = module.__dict__["M"]
+    assert isinstance(cls, type)
+    return cls
