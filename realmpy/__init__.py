@@ -31,6 +31,11 @@ _OBJECT_NAMES = {
     "ResultsChange": "notifier",
     "ObjectChange": "notifier",
     "ListenerToken": "notifier",
+    # sync client (issue 5), imported lazily like the rest
+    "App": "sync.app",
+    "AppConfiguration": "sync.app",
+    "Credentials": "sync.app",
+    "User": "sync.app",
 }
 
 __all__ = [
@@ -58,6 +63,10 @@ if TYPE_CHECKING:
     from .storage import Snapshot as Snapshot
     from .storage import Stats as Stats
     from .storage import WriteTransaction as WriteTransaction
+    from .sync.app import App as App
+    from .sync.app import AppConfiguration as AppConfiguration
+    from .sync.app import Credentials as Credentials
+    from .sync.app import User as User
 
 
 def __getattr__(name: str) -> Any:
