@@ -1,0 +1,174 @@
+"""Processes of the multi-process sync tests (run as ``python tests/sync_worker.py ROLE ...``).
+
+Each role prints one JSON object per line on stdout (``{"event": ...}``) so
+the test can wait for conditions with deadlines instead of sleeping.
+
+Roles:
+
+``main PATH APPDIR BASE``
+    logs in (reusing the app directory's current user if any), opens
+    ``flexible_sync``, subscribes to every ``Car``, prints ``role`` events as
+    it becomes agent or standby, and runs until SIGTERM.
+``secondary PATH NAME COUNT EXPECT``
+    opens ``disconnected_sync``, writes COUNT cars (one transaction each,
+    make=NAME), prints ``wrote``; then waits — by a listener, i.e. auto-refresh
+    — until it sees EXPECT cars made by ``device``, checks ``refresh()`` and
+    ``refresh_async()``, prints ``seen`` and exits.
+``device PATH APPDIR BASE COUNT EXPECT``
+    another device: ``flexible_sync`` on its own file, writes COUNT cars
+    (make=device), waits for the upload, then waits until it has EXPECT cars
+    in total and prints ``done`` with the makes it saw.
+``writer PATH NAME COUNT``
+    ``disconnected_sync`` writes only (used to be SIGKILLed mid-write); prints
+    ``progress`` after every commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter as _Counter
+from typing import Any
+
+from realmpy.config import Configuration
+from realmpy.objectid import ObjectId
+from realmpy.realm import Realm
+from realmpy.schema import Object, field
+from realmpy.sync.app import App, AppConfiguration, Credentials
+
+APP_ID = "demo"
+
+
+class Car(Object):
+    id: ObjectId = field(primary_key=True, default_factory=ObjectId)
+    make: str = field(indexed=True)
+    seq: int = 0
+    miles: int = 0
+
+
+def emit(event: str, **kw: Any) -> None:
+    print(json.dumps({"event": event, "pid": os.getpid(), **kw}), flush=True)
+
+
+def _app(appdir: str, base: str) -> App:
+    return App(AppConfiguration(APP_ID, base, base_file_path=appdir, long_poll_seconds=5, request_timeout=10))
+
+
+def _user(app: App) -> Any:
+    user = app.current_user
+    if user is None:
+        delay = 0.1
+        deadline = time.monotonic() + 60
+        while True:  # the server may be down when we start (offline first): retry with backoff
+            try:
+                user = app.log_in(Credentials.anonymous())
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)  # noqa: backoff between login attempts, not a sleep-to-pass
+                delay = min(2 * delay, 2.0)
+    return user
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return stop
+
+
+def main_role(path: str, appdir: str, base: str) -> None:
+    stop = _stop_event()
+    app = _app(appdir, base)
+    realm = Realm(Configuration.flexible_sync(_user(app), [Car], path=path))
+    if realm.subscriptions.find(realm.all(Car)) is None:
+        with realm.subscriptions.update() as subs:
+            subs.add(realm.all(Car), name="all cars")
+    session = realm.sync_session
+    emit("open", role=session.role)
+    last = None
+    while not stop.is_set():
+        if session.role != last:
+            last = session.role
+            emit("role", role=last)
+        stop.wait(0.05)  # noqa: watching a role flag for the test's benefit
+    realm.close()
+    emit("closed")
+
+
+def secondary_role(path: str, name: str, count: int, expect: int) -> None:
+    realm = Realm(Configuration.disconnected_sync([Car], path=path))
+    for i in range(count):
+        with realm.write():
+            realm.add(Car(make=name, seq=i, miles=i * 10))
+    emit("wrote", n=count)
+    seen = threading.Event()
+    results = realm.query(Car, "make == 'device'")
+
+    def on_change(res: Any, changes: Any) -> None:
+        if len(res) >= expect:
+            seen.set()
+
+    token = results.add_listener(on_change)
+    if len(results) >= expect:
+        seen.set()
+    ok = seen.wait(120)
+    token.remove()
+    realm.refresh()
+    n_sync = len(realm.query(Car, "make == 'device'"))
+    moved = asyncio.run(realm.refresh_async())
+    emit("seen", ok=ok, device_cars=n_sync, refresh_async=moved, total=len(realm.all(Car)))
+    realm.close()
+
+
+def device_role(path: str, appdir: str, base: str, count: int, expect: int) -> None:
+    app = _app(appdir, base)
+    realm = Realm(Configuration.flexible_sync(_user(app), [Car], path=path))
+    with realm.subscriptions.update() as subs:
+        subs.add(realm.all(Car), name="all cars")
+    realm.subscriptions.wait_for_synchronization(timeout=120)
+    for i in range(count):
+        with realm.write():
+            realm.add(Car(make="device", seq=i))
+    realm.sync_session.wait_for_upload(timeout=120)
+    emit("uploaded", n=count)
+    got = threading.Event()
+    results = realm.all(Car)
+    token = results.add_listener(lambda res, ch: got.set() if len(res) >= expect else None)
+    if len(results) >= expect:
+        got.set()
+    ok = got.wait(180)
+    token.remove()
+    realm.refresh()
+    makes = _Counter(c.make for c in realm.all(Car))
+    seqs = sorted((c.make, c.seq) for c in realm.all(Car))
+    emit("done", ok=ok, makes=dict(makes), unique=len(set(seqs)) == len(seqs), total=len(seqs))
+    realm.close()
+
+
+def writer_role(path: str, name: str, count: int) -> None:
+    realm = Realm(Configuration.disconnected_sync([Car], path=path))
+    for i in range(count):
+        with realm.write():
+            realm.add(Car(make=name, seq=i))
+        emit("progress", n=i + 1)
+    realm.close()
+
+
+if __name__ == "__main__":
+    role, *args = sys.argv[1:]
+    if role == "main":
+        main_role(args[0], args[1], args[2])
+    elif role == "secondary":
+        secondary_role(args[0], args[1], int(args[2]), int(args[3]))
+    elif role == "device":
+        device_role(args[0], args[1], args[2], int(args[3]), int(args[4]))
+    elif role == "writer":
+        writer_role(args[0], args[1], int(args[2]))
+    else:
+        raise SystemExit(f"unknown role {role}")

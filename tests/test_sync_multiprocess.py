@@ -1,0 +1,255 @@
+"""The seed scenario end to end, agent takeover, and offline-first with SIGKILLs (real processes, real server).
+
+Every wait is a condition with a deadline (a process's JSON event, the
+server's health); nothing sleeps to pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("uvicorn")
+
+from realmpy.server.testing import free_port  # noqa: E402
+
+WORKER = str(Path(__file__).with_name("sync_worker.py"))
+DEADLINE = 120.0
+
+
+class Proc:
+    """A worker process whose JSON events are collected by a reader thread."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.popen = subprocess.Popen([sys.executable, WORKER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env=env)
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            try:
+                self.events.put(json.loads(line))
+            except ValueError:
+                pass
+
+    def _read_err(self) -> None:
+        assert self.popen.stderr is not None
+        for line in self.popen.stderr:
+            self.stderr.append(line)
+
+    def wait_for(self, event: str, pred: Callable[[dict[str, Any]], bool] = lambda e: True,
+                 timeout: float = DEADLINE) -> dict[str, Any]:
+        for e in self.seen:
+            if e["event"] == event and pred(e):
+                return e
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{self.args[0]}: no {event!r} event in {timeout}s; seen {self.seen}; "
+                                     f"stderr: {''.join(self.stderr[-40:])}")
+            try:
+                e = self.events.get(timeout=min(remaining, 1.0))
+            except queue.Empty:
+                if self.popen.poll() is not None and self.events.empty():
+                    raise AssertionError(f"{self.args[0]} exited with {self.popen.returncode} before {event!r}; "
+                                         f"seen {self.seen}; stderr: {''.join(self.stderr[-40:])}") from None
+                continue
+            self.seen.append(e)
+            if e["event"] == event and pred(e):
+                return e
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(30)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Server:
+    """``realmpy-server`` (SQLite) on a fixed loopback port that can be killed and restarted."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.data / "server.log", "ab")  # noqa: SIM115
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "realmpy.server.cli", "--data", str(self.data), "--port", str(self.port),
+             "--app-id", "demo", "--log-level", "warning"], stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 60
+        while True:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.data / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.base + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not start")
+            time.sleep(0.05)  # readiness of a subprocess: no event to wait on
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(30)
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    data = tmp_path / "server"
+    data.mkdir()
+    s = Server(data)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    try:
+        yield started
+    finally:
+        for p in started:
+            p.stop()
+
+
+def _contents(path: Path) -> list[tuple[str, int]]:
+    """(make, seq) of every car in a synced file, read here as a secondary process would."""
+    sys.path.insert(0, str(Path(WORKER).parent))
+    try:
+        from sync_worker import Car
+    finally:
+        sys.path.pop(0)
+    from realmpy.config import Configuration
+    from realmpy.realm import Realm
+
+    with Realm(Configuration.disconnected_sync([Car], path=path)) as realm:
+        return sorted((c.make, c.seq) for c in realm.all(Car))
+
+
+def test_seed_scenario(tmp_path: Path, server: Server, procs: list[Proc]) -> None:
+    """Main (flexible_sync) + two concurrent secondaries (disconnected_sync) + another device."""
+    file_a = str(tmp_path / "a" / "cars.realm")
+    os.makedirs(os.path.dirname(file_a))
+    main = Proc("main", file_a, str(tmp_path / "app-a"), server.base)
+    procs.append(main)
+    main.wait_for("role", lambda e: e["role"] == "agent")
+    s1 = Proc("secondary", file_a, "s1", "25", "5")
+    s2 = Proc("secondary", file_a, "s2", "25", "5")
+    procs += [s1, s2]
+    device = Proc("device", str(tmp_path / "b.realm"), str(tmp_path / "app-b"), server.base, "5", "55")
+    procs.append(device)
+    done = device.wait_for("done")
+    assert done["ok"] and done["unique"], done
+    assert done["makes"] == {"s1": 25, "s2": 25, "device": 5}
+    for s in (s1, s2):
+        seen = s.wait_for("seen")
+        assert seen["ok"] and seen["device_cars"] == 5, seen  # the device's writes, by auto-refresh
+        assert seen["refresh_async"] in (True, False)
+    main.stop()
+    assert _contents(Path(file_a)) == _contents(tmp_path / "b.realm")
+
+
+def test_agent_takeover_after_sigkill(tmp_path: Path, server: Server, procs: list[Proc]) -> None:
+    """A second flexible_sync opener stands by, and takes over when the agent is SIGKILLed."""
+    file_a = str(tmp_path / "cars.realm")
+    appdir = str(tmp_path / "app-a")
+    m1 = Proc("main", file_a, appdir, server.base)
+    procs.append(m1)
+    m1.wait_for("role", lambda e: e["role"] == "agent")
+    m2 = Proc("main", file_a, appdir, server.base)
+    procs.append(m2)
+    m2.wait_for("role", lambda e: e["role"] == "standby")
+    w1 = Proc("writer", file_a, "before", "10")
+    procs.append(w1)
+    w1.wait_for("progress", lambda e: e["n"] == 10)
+    m1.kill()
+    m2.wait_for("role", lambda e: e["role"] == "agent")
+    w2 = Proc("writer", file_a, "after", "10")
+    procs.append(w2)
+    device = Proc("device", str(tmp_path / "b.realm"), str(tmp_path / "app-b"), server.base, "0", "20")
+    procs.append(device)
+    done = device.wait_for("done")
+    assert done["ok"] and done["unique"] and done["makes"] == {"before": 10, "after": 10}, done
+
+
+def test_offline_first_with_sigkills(tmp_path: Path, server: Server, procs: list[Proc]) -> None:
+    """Server down: writes go on; main, a secondary and the server are SIGKILLed; everything converges once."""
+    file_a = str(tmp_path / "cars.realm")
+    appdir = str(tmp_path / "app-a")
+    main = Proc("main", file_a, appdir, server.base)
+    procs.append(main)
+    main.wait_for("role", lambda e: e["role"] == "agent")
+    # Uploads in flight when the server dies.
+    w0 = Proc("writer", file_a, "w0", "30")
+    procs.append(w0)
+    w0.wait_for("progress", lambda e: e["n"] >= 5)
+    server.kill()
+    w0.wait_for("progress", lambda e: e["n"] == 30)
+    # Offline: a secondary writes, another is SIGKILLed mid-write, the main process is SIGKILLed.
+    w1 = Proc("writer", file_a, "w1", "20")
+    procs.append(w1)
+    w2 = Proc("writer", file_a, "w2", "100000")
+    procs.append(w2)
+    w2.wait_for("progress", lambda e: e["n"] >= 10)
+    w2.kill()
+    main.kill()
+    w1.wait_for("progress", lambda e: e["n"] == 20)
+    before = _contents(Path(file_a))
+    counts = {m: sum(1 for mk, _ in before if mk == m) for m in ("w0", "w1", "w2")}
+    assert counts["w0"] == 30 and counts["w1"] == 20 and counts["w2"] >= 10
+    # Back online: a new main process takes over from the persisted cursors.
+    server.start()
+    main2 = Proc("main", file_a, appdir, server.base)
+    procs.append(main2)
+    main2.wait_for("role", lambda e: e["role"] == "agent")
+    total = len(before)
+    device = Proc("device", str(tmp_path / "b.realm"), str(tmp_path / "app-b"), server.base, "0", str(total))
+    procs.append(device)
+    done = device.wait_for("done")
+    assert done["ok"] and done["unique"] and done["total"] == total, done
+    main2.stop()
+    assert _contents(tmp_path / "b.realm") == before
