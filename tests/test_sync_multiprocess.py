@@ -23,7 +23,7 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
-from realmpy.server.testing import free_port  # noqa: E402
+from realmpy.server.testing import free_port
 
 WORKER = str(Path(__file__).with_name("sync_worker.py"))
 DEADLINE = 120.0
@@ -101,7 +101,7 @@ class Server:
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        log = open(self.data / "server.log", "ab")  # noqa: SIM115
+        log = open(self.data / "server.log", "ab")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "realmpy.server.cli", "--data", str(self.data), "--port", str(self.port),
              "--app-id", "demo", "--log-level", "warning"], stdout=log, stderr=log)

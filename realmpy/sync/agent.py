@@ -35,9 +35,8 @@ import logging
 import os
 import random
 import threading
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from realmpy.storage import Environment
 from realmpy.sync import integrate
@@ -93,8 +92,8 @@ class Backoff:
 class SyncClient:
     """The per-process, per-file sync machinery behind every ``flexible_sync`` realm of that file."""
 
-    _registry: dict[str, SyncClient] = {}
-    _registry_lock = threading.Lock()
+    _registry: ClassVar[dict[str, SyncClient]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, config: Configuration, options: FlexibleSyncOptions) -> None:
         from realmpy.realm import _SharedFile
@@ -226,7 +225,7 @@ class SyncClient:
                                                 name=f"realmpy-sync-download[{os.path.basename(self.path)}]")
             self._downloader.start()
             self._upload_loop()
-        except Exception as exc:  # noqa: BLE001 - a dead agent thread must say why
+        except Exception as exc:
             if not self._stop.is_set():
                 log.exception("sync agent of %s failed", self.path)
                 self._report(SyncError(f"sync agent failed: {exc!r}", code="internal_error"))
@@ -311,7 +310,7 @@ class SyncClient:
     def _upload_pending(self) -> int:
         sent = 0
         while not self._stop.is_set() and self._resume.is_set():
-            fi, acked, css = integrate.upload_changesets(self.env)
+            fi, _acked, css = integrate.upload_changesets(self.env)
             if not css:
                 return sent
             ident = self.ensure_ident()
@@ -357,7 +356,7 @@ class SyncClient:
                 self._upload_pending()
                 self._set_connected()
                 backoff.reset()
-            except Exception as exc:  # noqa: BLE001 - classified in _handle
+            except Exception as exc:
                 if self._handle(exc, backoff, fi):
                     return
                 continue
@@ -406,7 +405,7 @@ class SyncClient:
                         self._report(CompensatingWriteError(
                             f"the server refused {len(writes)} write(s) and undid them: "
                             + "; ".join(f"{t}[{pk!r}]: {why}" for t, pk, why in writes[:5]), writes))
-                except Exception as exc:  # noqa: BLE001 - classified in _handle
+                except Exception as exc:
                     token = None
                     if self._handle(exc, backoff, fi):
                         return
@@ -457,7 +456,7 @@ class SyncClient:
             return
         try:
             handler(session, err)
-        except Exception:  # noqa: BLE001 - a handler's bug must not kill the agent
+        except Exception:
             log.exception("sync_error_handler raised")
 
     def _client_reset(self, fi: int, reason: str) -> None:
@@ -501,5 +500,5 @@ class SyncClient:
             return
         try:
             cb(*args)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("client reset callback raised")

@@ -31,7 +31,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import requests
 
@@ -467,7 +467,7 @@ class App:
     (``app.current_user``, ``app.all_users``).
     """
 
-    _instances: weakref.WeakSet[App] = weakref.WeakSet()
+    _instances: ClassVar[weakref.WeakSet[App]] = weakref.WeakSet()
 
     def __init__(self, config: AppConfiguration) -> None:
         if not isinstance(config, AppConfiguration):

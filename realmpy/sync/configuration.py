@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ClientResetHandler",
     "ClientResetMode",
-    "DisconnectedSyncOptions",
     "DiscardUnsyncedChangesHandler",
+    "DisconnectedSyncOptions",
     "FlexibleSyncOptions",
     "ManualRecoveryHandler",
     "RecoverOrDiscardUnsyncedChangesHandler",
@@ -75,25 +75,25 @@ class ClientResetHandler:
     on_manual_reset: Callable[..., None] | None = None
 
 
-def DiscardUnsyncedChangesHandler(on_before_reset: Callable[..., None] | None = None,  # noqa: N802 - Realm's names
+def DiscardUnsyncedChangesHandler(on_before_reset: Callable[..., None] | None = None,
                                   on_after_reset: Callable[..., None] | None = None) -> ClientResetHandler:
     """Drop local changes the server never acknowledged; take the server's state."""
     return ClientResetHandler(ClientResetMode.DISCARD_UNSYNCED, on_before_reset, on_after_reset)
 
 
-def RecoverUnsyncedChangesHandler(on_before_reset: Callable[..., None] | None = None,  # noqa: N802
+def RecoverUnsyncedChangesHandler(on_before_reset: Callable[..., None] | None = None,
                                   on_after_reset: Callable[..., None] | None = None) -> ClientResetHandler:
     """Re-apply unacknowledged local changes on top of the server's state."""
     return ClientResetHandler(ClientResetMode.RECOVER_UNSYNCED, on_before_reset, on_after_reset)
 
 
-def RecoverOrDiscardUnsyncedChangesHandler(on_before_reset: Callable[..., None] | None = None,  # noqa: N802
+def RecoverOrDiscardUnsyncedChangesHandler(on_before_reset: Callable[..., None] | None = None,
                                            on_after_reset: Callable[..., None] | None = None) -> ClientResetHandler:
     """Recover if possible, else discard (the default)."""
     return ClientResetHandler(ClientResetMode.RECOVER_OR_DISCARD, on_before_reset, on_after_reset)
 
 
-def ManualRecoveryHandler(on_manual_reset: Callable[..., None]) -> ClientResetHandler:  # noqa: N802
+def ManualRecoveryHandler(on_manual_reset: Callable[..., None]) -> ClientResetHandler:
     """Stop syncing and call ``on_manual_reset(session, error)``; the app decides."""
     return ClientResetHandler(ClientResetMode.MANUAL, on_manual_reset=on_manual_reset)
 

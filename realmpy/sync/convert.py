@@ -76,7 +76,7 @@ def wire_tables(schema: Schema) -> dict[str, P.TableSpec]:
         fields = {
             p.name: P.FieldSpec(
                 _TYPE_NAMES[p.type],
-                p.optional or p.type == "link" and p.collection is None,
+                p.optional or (p.type == "link" and p.collection is None),
                 p.collection,
                 p.target,
             )

@@ -114,8 +114,8 @@ class Meta:
 
     def _put(self, key: str, value: Any) -> None:
         txn = self.txn
-        assert isinstance(txn, WriteTransaction) or hasattr(txn, "put")
-        txn.put(META_TABLE, key.encode(), P.pack(value))  # type: ignore[union-attr]
+        assert not isinstance(txn, Snapshot), "meta writes need a write transaction"
+        txn.put(META_TABLE, key.encode(), P.pack(value))
 
     # identity
     def nonce(self) -> str | None:

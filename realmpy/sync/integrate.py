@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from realmpy import codec
 from realmpy.realm import table_name, zero_value
 from realmpy.schema import ObjectSchema, Schema
 from realmpy.storage import Environment, WriteTransaction
-from realmpy import codec
 from realmpy.sync import merge as M
 from realmpy.sync import protocol as P
 from realmpy.sync.convert import record_from_state_values
@@ -208,7 +208,10 @@ def _without_local(state: M.ObjectState | None) -> M.ObjectState:
         return M.ObjectState()
     w = state.to_wire()
     tombs, creates, regs, adds, lists, erased = w
-    keep = lambda s: s[1] != 0  # noqa: E731
+
+    def keep(stamp: list[int]) -> bool:
+        return stamp[1] != 0
+
     w = [
         [t for t in tombs if keep(t[0])],
         [c for c in creates if keep(c[0])],

@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from realmpy.sync.errors import ConnectionFailedError, SyncError, SyncTimeoutError
 from realmpy.sync.history import Meta
@@ -193,7 +193,7 @@ class SyncSession:
                     v = resp.json().get("server_version")
                     if isinstance(v, int):
                         return v
-            except Exception:  # noqa: BLE001 - any failure: retry until the deadline
+            except Exception:
                 pass
             if deadline is not None and time.monotonic() + delay > deadline:
                 raise ConnectionFailedError(f"wait_for_download: cannot reach {app.config.base_url}",
@@ -256,7 +256,7 @@ class SyncSession:
             ls.last = p
             try:
                 ls.callback(p)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 import logging
 
                 logging.getLogger("realmpy.sync").exception("progress listener raised")
@@ -279,7 +279,7 @@ class SyncSession:
                 self._deliver(ls, meta)
             try:
                 self._env.wait_for_change(seen, 1.0)
-            except Exception:  # noqa: BLE001 - the environment closed
+            except Exception:
                 return
 
     def _close(self) -> None:
