@@ -62,6 +62,7 @@ import base64
 import datetime as _dt
 import functools
 import math
+import operator
 import re
 import unicodedata
 import uuid
@@ -791,7 +792,12 @@ class _Ctx:
     resolve: Resolver
 
 
+_SCALARS: Final = frozenset({int, str, float, bool, bytes, type(None), Decimal})
+
+
 def _is_collection(v: Any) -> bool:
+    if type(v) in _SCALARS:  # fast path: the common case, no ABC checks
+        return False
     return isinstance(v, (list, tuple, Set, _Multi)) or (
         isinstance(v, Sequence) and not isinstance(v, (str, bytes, bytearray))
     )
@@ -1055,6 +1061,94 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
     raise TypeError(f"not a predicate: {node!r}")
 
 
+_ORDER_OPS: Final = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
+    """Turn a predicate into nested closures (arguments bound once).
+
+    Same semantics as :func:`_eval`; the common ``prop op constant`` shape
+    gets a fast path for scalar values and falls back to ``_eval`` for
+    anything else (collections, links, string modifiers).
+    """
+    if isinstance(node, And):
+        parts = [_compile(i, ctx) for i in node.items]
+
+        def all_of(r: Any) -> bool:
+            for f in parts:
+                if not f(r):
+                    return False
+            return True
+
+        return all_of
+    if isinstance(node, Or):
+        parts = [_compile(i, ctx) for i in node.items]
+
+        def any_of(r: Any) -> bool:
+            for f in parts:
+                if f(r):
+                    return True
+            return False
+
+        return any_of
+    if isinstance(node, Not):
+        inner = _compile(node.item, ctx)
+        return lambda r: not inner(r)
+    if isinstance(node, TruePredicate):
+        value = node.value
+        return lambda r: value
+    if (
+        isinstance(node, Comparison)
+        and node.quantifier is None
+        and isinstance(node.left, KeyPath)
+        and len(node.left.parts) == 1
+        and node.left.parts[0] not in AGGREGATES
+        and isinstance(node.right, (Const, Arg, Var))
+        and node.op in ("==", "!=", *_ORDER_OPS)
+    ):
+        name = node.left.parts[0]
+        rv = _operand(node.right, None, ctx)
+        resolve = ctx.resolve
+        op = node.op
+        ci, di = node.case_insensitive, node.diacritic_insensitive
+
+        def slow(r: Any) -> bool:
+            return _eval(node, r, ctx)
+
+        if type(rv) not in _SCALARS and not isinstance(rv, (ObjectId, uuid.UUID, _dt.datetime)):
+            return slow
+        if op in _ORDER_OPS:
+            opfn = _ORDER_OPS[op]
+            if rv is None:
+                return lambda r: False
+            rv_bool = isinstance(rv, bool)
+
+            def ordered(r: Any) -> bool:
+                x = resolve(r, name)
+                if type(x) in _SCALARS or isinstance(x, (ObjectId, uuid.UUID, _dt.datetime)):
+                    if x is None or isinstance(x, bool) != rv_bool:
+                        return False
+                    try:
+                        return bool(opfn(x, rv))
+                    except (TypeError, ValueError, InvalidOperation):
+                        return False
+                return slow(r)
+
+            return ordered
+        if not (ci or di):
+            negate = op == "!="
+
+            def equal(r: Any) -> bool:
+                x = resolve(r, name)
+                if type(x) in _SCALARS or isinstance(x, (ObjectId, uuid.UUID, _dt.datetime)):
+                    return _values_equal(x, rv) != negate
+                return slow(r)
+
+            return equal
+        return slow
+    return lambda r: _eval(node, r, ctx)
+
+
 # Sorting ranks values by kind first so a mixed column sorts without error.
 def _sort_rank(v: Any) -> tuple[int, Any]:
     if v is None:
@@ -1142,8 +1236,7 @@ class Query:
     ) -> Callable[[Any], bool]:
         """A one-argument predicate with arguments bound (checked once)."""
         ctx = self._ctx(args, variables, resolver)
-        pred = self.predicate
-        return lambda record: _eval(pred, record, ctx)
+        return _compile(self.predicate, ctx)
 
     def filter(
         self,
@@ -1153,9 +1246,8 @@ class Query:
         resolver: Resolver | None = None,
     ) -> list[T]:
         """Matching records, then SORT/DISTINCT/LIMIT in the order written."""
-        ctx = self._ctx(args, variables, resolver)
-        pred = self.predicate
-        kept = [r for r in records if _eval(pred, r, ctx)]
+        match = _compile(self.predicate, self._ctx(args, variables, resolver))
+        kept = [r for r in records if match(r)]
         return self.order(kept, resolver=resolver)
 
     def order(self, records: list[T], resolver: Resolver | None = None) -> list[T]:

@@ -60,6 +60,7 @@ from realmpy.errors import (
     TransactionStateError,
     WrongRealmError,
 )
+from realmpy.managed import ManagedDict, ManagedList, ManagedSet
 from realmpy.objectid import ObjectId
 from realmpy.schema import (
     Counter,
@@ -329,6 +330,9 @@ class Realm:
         models = {object_schema(m).name: m for m in self._config.schema}
         self._models = models
         self._defaults: dict[str, dict[str, Any]] = {}
+        self._props: dict[str, dict[str, Property]] = {
+            c.name: {p.name: p for p in c.properties} for c in schema.classes
+        }
         for c in schema.classes:
             m = models.get(c.name)
             self._defaults[c.name] = {p.name: zero_value(p, m) for p in c.properties}
@@ -757,6 +761,7 @@ class Realm:
         r._schema = source._schema
         r._models = source._models
         r._defaults = source._defaults
+        r._props = source._props
         return r
 
     def __repr__(self) -> str:
@@ -880,8 +885,7 @@ class Realm:
 
     def _resolve(self, value: Any, name: str) -> Any:
         if type(value) is _Bound:
-            schema = self._schema[value.cls]
-            prop = schema.get(name)
+            prop = self._props[value.cls].get(name)
             if prop is None:
                 return None
             stored = value.rec.get(name, self._defaults[value.cls][name])
@@ -983,7 +987,7 @@ class Realm:
         txn = self._require_write()
         cls_name = type(obj).__realm_name__
         rec = dict(self._record(obj))
-        prop = self._schema[cls_name].property(name)
+        prop = self._props[cls_name][name]
         if prop.primary_key:
             raise ObjectTypeError(
                 f"{cls_name}.{name} is the primary key and cannot change: "
@@ -1002,12 +1006,12 @@ class Realm:
 
     def read_property(self, obj: _Model, name: str) -> Any:
         stored = self.raw_get(obj, name)
-        prop = self._schema[type(obj).__realm_name__].property(name)
+        prop = self._props[type(obj).__realm_name__][name]
         return self._to_py(obj, prop, stored)
 
     def write_property(self, obj: _Model, name: str, value: Any) -> None:
         self._require_write()
-        prop = self._schema[type(obj).__realm_name__].property(name)
+        prop = self._props[type(obj).__realm_name__][name]
         py = validate_value(type(obj), prop, value)
         self.raw_set(obj, name, self._to_stored(prop, py))
 
@@ -1022,8 +1026,6 @@ class Realm:
     # -- conversions ---------------------------------------------------------------------
 
     def _to_py(self, owner: _Model, prop: Property, stored: Any) -> Any:
-        from realmpy.managed import ManagedDict, ManagedList, ManagedSet
-
         if prop.collection == "list":
             return ManagedList(self, owner, prop)
         if prop.collection == "set":
@@ -1272,8 +1274,6 @@ class _EmbeddedStore:
         prop = object_schema(type(obj)).property(name)
         stored = self.raw_get(obj, name)
         if prop.collection is not None:
-            from realmpy.managed import ManagedDict, ManagedList, ManagedSet
-
             kind = {"list": ManagedList, "set": ManagedSet, "dict": ManagedDict}[prop.collection]
             return kind(self, obj, prop)
         return self.realm._elem_to_py(obj, prop, stored, None)

@@ -429,7 +429,7 @@ class _PropertyDescriptor:
                 raise AttributeError(self.name) from None
         else:
             value = store.read_property(obj, self.name)
-        if type(value) is int and object_schema(type(obj)).property(self.name).type == "counter":
+        if type(value) is int and _is_counter(type(obj), self.name):
             c = Counter(value)
             c._owner = obj
             c._name = self.name
@@ -547,6 +547,17 @@ class _Model:
         except Exception as exc:  # a deleted object or closed realm
             inner = f"<{type(exc).__name__}>"
         return f"{type(self).__name__}({inner})"
+
+
+_COUNTERS: dict[tuple[type, str], bool] = {}
+
+
+def _is_counter(cls: type[_Model], name: str) -> bool:
+    key = (cls, name)
+    hit = _COUNTERS.get(key)
+    if hit is None:
+        hit = _COUNTERS[key] = object_schema(cls).property(name).type == "counter"
+    return hit
 
 
 def _is_classvar(annotation: Any) -> bool:

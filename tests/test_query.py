@@ -202,6 +202,7 @@ def test_literals() -> None:
 )
 def test_evaluation(text: str, expected: bool) -> None:
     assert m(text) is expected
+    assert query.parse(text).matcher()(ANN) is expected
 
 
 def test_arguments_and_variables() -> None:
@@ -411,8 +412,11 @@ def test_evaluator_agrees_with_reference(
     node: Node, recs: list[dict[str, Any]]
 ) -> None:
     q = query.parse(str(node))
+    compiled = q.matcher()
     for rec in recs:
-        assert q.matches(rec) is reference(node, rec), (str(node), rec)
+        expected = reference(node, rec)
+        assert q.matches(rec) is expected, (str(node), rec)
+        assert compiled(rec) is expected, (str(node), rec)
 
 
 @given(st.lists(records, max_size=8), st.booleans())
