@@ -536,7 +536,9 @@ class Realm:
     def subscriptions(self) -> Any:
         """The :class:`realmpy.sync.subscriptions.SubscriptionSet` of a synced realm."""
         if self._config.sync is None:
-            raise ConfigurationError("subscriptions need a flexible_sync or disconnected_sync configuration")
+            raise ConfigurationError(
+                "subscriptions need a flexible_sync or disconnected_sync configuration"
+            )
         self._check()
         return self._config.sync.subscriptions(self)
 

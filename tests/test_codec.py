@@ -68,9 +68,7 @@ def test_byte_order_equals_value_order(kind: str, data: st.DataObject) -> None:
 
 
 @given(st.one_of(st.none(), int64), texts, st.one_of(st.none(), int64), texts)
-def test_composite_keys_order_like_tuples(
-    a1: int | None, a2: str, b1: int | None, b2: str
-) -> None:
+def test_composite_keys_order_like_tuples(a1: int | None, a2: str, b1: int | None, b2: str) -> None:
     def rank(v: int | None) -> tuple[int, int]:
         return (0, 0) if v is None else (1, v)
 
@@ -100,9 +98,7 @@ def test_kinds_are_ordered_by_tag() -> None:
 
 def test_float_edge_cases() -> None:
     assert codec.encode_key(-0.0) == codec.encode_key(0.0)
-    keys = [
-        codec.encode_key(v) for v in (-math.inf, -1.0, 0.0, 1e-300, math.inf, math.nan)
-    ]
+    keys = [codec.encode_key(v) for v in (-math.inf, -1.0, 0.0, 1e-300, math.inf, math.nan)]
     assert keys == sorted(keys)
 
 
@@ -133,19 +129,8 @@ def test_corrupt_keys() -> None:
 
 
 values = st.recursive(
-    st.none()
-    | st.booleans()
-    | int64
-    | floats
-    | texts
-    | blobs
-    | aware
-    | oids
-    | uuids
-    | decimals,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3)
-    ),
+    st.none() | st.booleans() | int64 | floats | texts | blobs | aware | oids | uuids | decimals,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
     max_leaves=8,
 )
 

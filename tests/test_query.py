@@ -62,9 +62,7 @@ def test_parse_is_cached() -> None:
         ("age IN 3 4", 9, "expected AND, OR"),
     ],
 )
-def test_syntax_errors_name_the_position(
-    text: str, position: int, fragment: str
-) -> None:
+def test_syntax_errors_name_the_position(text: str, position: int, fragment: str) -> None:
     with pytest.raises(QuerySyntaxError) as info:
         query.parse(text)
     assert info.value.position == position
@@ -99,12 +97,10 @@ def test_missing_variable_is_a_typed_error() -> None:
 
 def test_canonical_text() -> None:
     q = query.parse(
-        "age>$0 && name beginswith[c] 'a' || !(nick = nil) "
-        "sort(age desc, name) limit(2)"
+        "age>$0 && name beginswith[c] 'a' || !(nick = nil) sort(age desc, name) limit(2)"
     )
     assert str(q) == (
-        'age > $0 AND name BEGINSWITH[c] "a" OR NOT nick == null '
-        "SORT(age DESC, name ASC) LIMIT(2)"
+        'age > $0 AND name BEGINSWITH[c] "a" OR NOT nick == null SORT(age DESC, name ASC) LIMIT(2)'
     )
 
 
@@ -210,12 +206,8 @@ def test_arguments_and_variables() -> None:
     assert m("age IN $0", ANN, [1, 30])
     assert m("age IN $0", ANN, {30})
     assert m("owner.id == %user.id", ANN, **{"user.id": 7})
-    assert query.parse("owner.id == %user.id").matches(
-        ANN, variables={"user": {"id": 7}}
-    )
-    assert not query.parse("owner.id == %user.id").matches(
-        ANN, variables={"user": {"id": 8}}
-    )
+    assert query.parse("owner.id == %user.id").matches(ANN, variables={"user": {"id": 7}})
+    assert not query.parse("owner.id == %user.id").matches(ANN, variables={"user": {"id": 8}})
 
 
 def test_diacritic_insensitive() -> None:
@@ -408,9 +400,7 @@ def test_render_then_parse_round_trips(node: Node) -> None:
 
 
 @given(predicates, st.lists(records, max_size=5))
-def test_evaluator_agrees_with_reference(
-    node: Node, recs: list[dict[str, Any]]
-) -> None:
+def test_evaluator_agrees_with_reference(node: Node, recs: list[dict[str, Any]]) -> None:
     q = query.parse(str(node))
     compiled = q.matcher()
     for rec in recs:
