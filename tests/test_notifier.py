@@ -138,10 +138,12 @@ def test_listeners_on_the_asyncio_loop(tmp_path: Path) -> None:
             event.clear()
             with realm.write():
                 realm.delete(ann)
-            while not (obj_calls and obj_calls[-1].is_deleted):
+            for _ in range(10):
+                if any(c.is_deleted for c in obj_calls):
+                    break
                 event.clear()
                 await asyncio.wait_for(event.wait(), WAIT)
-            assert obj_calls[-1].object is None
+            assert [c.object for c in obj_calls if c.is_deleted] == [None]
 
     asyncio.run(main())
 

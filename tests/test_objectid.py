@@ -63,7 +63,7 @@ def test_naive_datetime_is_refused() -> None:
 
 def test_immutable() -> None:
     with pytest.raises(AttributeError):
-        ObjectId()._bytes = b""  # type: ignore[misc]
+        ObjectId()._bytes = b""
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

@@ -253,7 +253,7 @@ def test_matcher_binds_once() -> None:
 
 
 def test_sort_distinct_limit() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"n": "b", "a": 2},
         {"n": "a", "a": 2},
         {"n": "c", "a": None},
@@ -358,7 +358,7 @@ def reference(node: Node, rec: dict[str, Any]) -> bool:
     c = node.right.value
     parts = node.left.parts
     if parts == ("dogs", "@count"):
-        return len(rec["dogs"]) >= c
+        return bool(len(rec["dogs"]) >= c)
     if parts == ("dogs", "age"):
         hits = [basic(node.op, d["age"], c) for d in rec["dogs"]]
         if node.quantifier == "ALL":
@@ -374,22 +374,24 @@ def reference(node: Node, rec: dict[str, Any]) -> bool:
 
 def basic(op: str, v: Any, c: Any) -> bool:
     if op == "==":
-        return v == c
+        return bool(v == c)
     if op == "!=":
-        return v != c
+        return bool(v != c)
     if v is None or c is None:
         return False
-    return bool(
-        {
-            "<": lambda: v < c,
-            "<=": lambda: v <= c,
-            ">": lambda: v > c,
-            ">=": lambda: v >= c,
-            "BEGINSWITH": lambda: v.startswith(c),
-            "ENDSWITH": lambda: v.endswith(c),
-            "CONTAINS": lambda: c in v,
-        }[op]()
-    )
+    if op == "<":
+        return bool(v < c)
+    if op == "<=":
+        return bool(v <= c)
+    if op == ">":
+        return bool(v > c)
+    if op == ">=":
+        return bool(v >= c)
+    if op == "BEGINSWITH":
+        return bool(v.startswith(c))
+    if op == "ENDSWITH":
+        return bool(v.endswith(c))
+    return bool(c in v)
 
 
 @given(predicates)
