@@ -242,9 +242,7 @@ class LmdbBench:
 
     def get_many(self) -> Measurement:
         keys = self.ds.get_keys
-        chunks = [
-            keys[i : i + GET_MANY_BATCH] for i in range(0, len(keys), GET_MANY_BATCH)
-        ]
+        chunks = [keys[i : i + GET_MANY_BATCH] for i in range(0, len(keys), GET_MANY_BATCH)]
         with self.loaded().begin() as txn:
             getmulti = txn.cursor().getmulti
             with Timer() as t:
@@ -408,9 +406,7 @@ class RealmpyBench:
 
     def _open(self, durable: bool) -> Any:
         path = self.work.new("realmpy") / "db.realm"
-        return Environment(
-            str(path), durability="full" if durable else "none", max_size=MAP_SIZE
-        )
+        return Environment(str(path), durability="full" if durable else "none", max_size=MAP_SIZE)
 
     def loaded(self) -> Any:
         if self._loaded is None:
@@ -431,9 +427,7 @@ class RealmpyBench:
 
     def get_many(self) -> Measurement:
         keys = self.ds.get_keys
-        chunks = [
-            keys[i : i + GET_MANY_BATCH] for i in range(0, len(keys), GET_MANY_BATCH)
-        ]
+        chunks = [keys[i : i + GET_MANY_BATCH] for i in range(0, len(keys), GET_MANY_BATCH)]
         with self.loaded().read() as snap:
             get_many = snap.get_many
             with Timer() as t:
@@ -475,6 +469,13 @@ class RealmpyBench:
                     pass
         return Measurement(t.ns, n)
 
+    def read_txn_explicit(self, n: int) -> Measurement:
+        read = self.loaded().read
+        with Timer() as t:
+            for _ in range(n):
+                read().end()
+        return Measurement(t.ns, n)
+
     def commit(self, n: int, durable: bool) -> Measurement:
         env, pairs, lat = self._open(durable), self.ds.pairs[:n], []
         write = env.write
@@ -487,8 +488,62 @@ class RealmpyBench:
         env.close()
         return Measurement(t.ns, n, lat)
 
+    # The same work through cffi with no wrapper: the floor that
+    # realmpy/storage.py could reach.  Uses only the public C API and the
+    # Environment's C handle (env._env); wrapper time minus this = overhead.
+
+    def floor_get(self) -> Measurement:
+        from realmpy._engine import ffi, lib
+
+        keys, name = self.ds.get_keys, TABLE.encode()
+        txnp, vl = ffi.new("rp_txn **"), ffi.new("size_t *")
+        vp = ffi.new("const void **")
+        vpc = ffi.cast("const char **", vp)
+        _check(lib.rp_txn_begin(self.loaded()._env, 0, txnp))
+        txn, tlen, rp_get, unpack = txnp[0], len(name), lib.rp_get, ffi.unpack
+        try:
+            with Timer() as t:
+                for k in keys:
+                    rp_get(txn, name, tlen, k, len(k), vp, vl)
+                    unpack(vpc[0], vl[0])
+        finally:
+            lib.rp_txn_abort(txn)
+        return Measurement(t.ns, len(keys))
+
+    def floor_put(self) -> Measurement:
+        from realmpy._engine import ffi, lib
+
+        env, pairs, name = self._open(durable=False), self.ds.pairs, TABLE.encode()
+        txnp = ffi.new("rp_txn **")
+        tlen, rp_put = len(name), lib.rp_put
+        with Timer() as t:
+            _check(lib.rp_txn_begin(env._env, lib.RP_TXN_WRITE, txnp))
+            txn = txnp[0]
+            for k, v in pairs:
+                rp_put(txn, name, tlen, k, len(k), v, len(v))
+            _check(lib.rp_txn_commit(txn))
+        env.close()
+        return Measurement(t.ns, len(pairs))
+
+    def floor_read_txn(self, n: int) -> Measurement:
+        from realmpy._engine import ffi, lib
+
+        cenv, txnp = self.loaded()._env, ffi.new("rp_txn **")
+        begin, abort = lib.rp_txn_begin, lib.rp_txn_abort
+        with Timer() as t:
+            for _ in range(n):
+                begin(cenv, 0, txnp)
+                abort(txnp[0])
+        return Measurement(t.ns, n)
+
+
+def _check(rc: int) -> None:
+    if rc != 0:
+        raise RuntimeError(f"engine call failed: {rc}")
+
 
 # --------------------------------------------------------------------------
+
 # cross-process wake-up (runs in spawned child processes)
 
 WAKE_METHODS = {
@@ -515,10 +570,10 @@ def _wake_create(method: str, path: Path) -> None:
             txn.put(TABLE, COUNTER, zero)
         env.close()
     elif engine == "lmdb":
-        env = lmdb.open(str(path), map_size=MAP_SIZE)
-        with env.begin(write=True) as txn:
-            txn.put(COUNTER, zero)
-        env.close()
+        lenv = lmdb.open(str(path), map_size=MAP_SIZE)
+        with lenv.begin(write=True) as ltxn:
+            ltxn.put(COUNTER, zero)
+        lenv.close()
         os.mkfifo(path / "wake.fifo")
     else:
         con = sqlite_open(path / "db.sqlite", durable=True)
@@ -526,9 +581,7 @@ def _wake_create(method: str, path: Path) -> None:
         con.close()
 
 
-def _wake_writer(
-    method: str, path: Path, n: int, seed: int, go: Any, out: Connection
-) -> None:
+def _wake_writer(method: str, path: Path, n: int, seed: int, go: Any, out: Connection) -> None:
     """Commit seq = 1..n durably with random 0.5-2 ms gaps; send stamps."""
     engine = WAKE_METHODS[method][0]
     commit: Callable[[int], None]
@@ -710,10 +763,11 @@ class Bench:
     method: str  # adapter method that runs one rep
     target: Target | None
     latency: bool = False  # per-op latencies recorded: report p50/p99
+    floor_of: str = ""  # a realmpy-only cffi floor for the named bench
 
     def run(self, adapter: Any, cfg: Config) -> Measurement:
         fn = getattr(adapter, self.method)
-        if self.method.startswith("read_txn"):
+        if "read_txn" in self.method:
             return fn(cfg.n_txns)  # type: ignore[no-any-return]
         if self.method == "commit":
             return fn(cfg.n_commits, durable=self.name == "commit_durable")  # type: ignore[no-any-return]
@@ -722,15 +776,11 @@ class Bench:
 
 BENCHES = [
     Bench("get", "point get, warm, 1 read txn", "get", Target("lmdb", 1.0)),
-    Bench(
-        "get_many", f"point get, batch API ({GET_MANY_BATCH}/call)", "get_many", None
-    ),
+    Bench("get_many", f"point get, batch API ({GET_MANY_BATCH}/call)", "get_many", None),
     Bench("put", "put, per-call loop, 1 txn", "put", Target("lmdb", 1.0)),
     Bench("put_many", "put, bulk API, 1 txn", "put_many", Target("lmdb", 1.0)),
     Bench("scan", "ordered scan, per item", "scan", Target("lmdb", 1.0)),
-    Bench(
-        "read_txn", "read txn begin+end (with-block)", "read_txn", Target("lmdb", 1.5)
-    ),
+    Bench("read_txn", "read txn begin+end (with-block)", "read_txn", Target("lmdb", 1.5)),
     Bench(
         "read_txn_explicit",
         "read txn begin+end (explicit)",
@@ -751,6 +801,9 @@ BENCHES = [
         None,
         latency=True,
     ),
+    Bench("floor_get", "get", "floor_get", None, floor_of="get"),
+    Bench("floor_put", "put, per-call loop", "floor_put", None, floor_of="put"),
+    Bench("floor_read_txn", "read txn begin+end", "floor_read_txn", None, floor_of="read_txn"),
 ]
 BENCH_NAMES = [b.name for b in BENCHES] + ["wakeup"]
 
@@ -791,9 +844,7 @@ def run_bench(bench: Bench, adapters: dict[str, Any], cfg: Config) -> list[Row]:
     return list(rows.values())
 
 
-def run_wakeups(
-    work: Workdir, cfg: Config, available: set[str]
-) -> list[dict[str, Any]]:
+def run_wakeups(work: Workdir, cfg: Config, available: set[str]) -> list[dict[str, Any]]:
     out = []
     for method, (engine, desc) in WAKE_METHODS.items():
         entry: dict[str, Any] = {
@@ -819,9 +870,7 @@ def run_wakeups(
                 p50=statistics.median(percentile(r.latencies_us, 50) for r in good),
                 p90=statistics.median(percentile(r.latencies_us, 90) for r in good),
                 p99=statistics.median(percentile(r.latencies_us, 99) for r in good),
-                from_start_p50=statistics.median(
-                    percentile(r.from_start_us, 50) for r in good
-                ),
+                from_start_p50=statistics.median(percentile(r.from_start_us, 50) for r in good),
                 commit_p50=statistics.median(percentile(r.commit_us, 50) for r in good),
                 samples=sum(len(r.latencies_us) for r in good),
                 missed=sum(r.missed for r in reps),
@@ -864,6 +913,24 @@ def verdict(bench: Bench, rows: dict[str, Row]) -> tuple[str, str, str]:
     return as_text["lmdb"], as_text["sqlite"], met
 
 
+def print_floor_table(floors: list[tuple[Bench, list[Row]]], main: dict[str, list[Row]]) -> None:
+    """realmpy's Python wrapper against the same engine calls made raw."""
+    print()
+    print(
+        f"{'realmpy wrapper vs raw cffi (median µs/op)':<44} {'wrapper':>8}"
+        f" {'raw cffi':>8} {'overhead':>8} {'share':>6}"
+    )
+    for bench, rows in floors:
+        floor = next(r for r in rows if r.engine == "realmpy")
+        wrapper_rows = main.get(bench.floor_of, [])
+        wrapper = next((r.median for r in wrapper_rows if r.engine == "realmpy"), None)
+        over = share = "n/a"
+        if wrapper is not None and floor.median is not None:
+            over = fmt(wrapper - floor.median)
+            share = f"{(wrapper - floor.median) / wrapper:.0%}"
+        print(f"{bench.title:<44} {fmt(wrapper):>8} {fmt(floor.median):>8} {over:>8} {share:>6}")
+
+
 def print_tables(
     results: list[tuple[Bench, list[Row]]],
     wakeups: list[dict[str, Any]],
@@ -874,10 +941,12 @@ def print_tables(
         f"{'sqlite3':>9} {'rp/lmdb':>8} {'rp/sqlite':>9}  {'target':<15} {'met':<4}"
         f" {'other load':>10}"
     )
-    if results:
+    main = [(b, rows) for b, rows in results if not b.floor_of]
+    floors = [(b, rows) for b, rows in results if b.floor_of]
+    if main:
         print(head)
         print("-" * len(head))
-    for bench, rows in results:
+    for bench, rows in main:
         by = {r.engine: r for r in rows}
         vs_lmdb, vs_sqlite, met = verdict(bench, by)
         target = bench.target.text() if bench.target else "-"
@@ -887,13 +956,12 @@ def print_tables(
             f"{bench.title:<40} {rp:>9} {lm:>9} {sq:>9} {vs_lmdb:>8} {vs_sqlite:>9}"
             f"  {target:<15} {met:<4} {load:>9.2f}c"
         )
-    lat = [(b, rows) for b, rows in results if b.latency]
+    if floors:
+        print_floor_table(floors, {b.name: rows for b, rows in main})
+    lat = [(b, rows) for b, rows in main if b.latency]
     if lat:
         print()
-        print(
-            f"{'per-commit latency, all reps (µs)':<40} {'engine':<8}"
-            f" {'p50':>8} {'p99':>8}"
-        )
+        print(f"{'per-commit latency, all reps (µs)':<40} {'engine':<8} {'p50':>8} {'p99':>8}")
         for bench, rows in lat:
             for r in rows:
                 if r.latencies_us:
@@ -901,9 +969,7 @@ def print_tables(
                         percentile(r.latencies_us, 50),
                         percentile(r.latencies_us, 99),
                     )
-                    print(
-                        f"{bench.title:<40} {r.engine:<8} {fmt(p50):>8} {fmt(p99):>8}"
-                    )
+                    print(f"{bench.title:<40} {r.engine:<8} {fmt(p50):>8} {fmt(p99):>8}")
     if wakeups:
         print()
         print(
@@ -927,7 +993,12 @@ def print_tables(
                 f"target: realmpy wait_for_change p50 <= 50 µs: {ok}"
                 f" (other load {loads.get('wakeup', float('nan')):.2f} cores)"
             )
-    errors = [r for _, rows in results for r in rows if r.error]
+    errors = [
+        r
+        for b, rows in results
+        for r in rows
+        if r.error and not (b.floor_of and r.engine != "realmpy")
+    ]
     errors_w = [w for w in wakeups if "error" in w]
     if errors or errors_w:
         print()
@@ -975,9 +1046,7 @@ def parse_only(text: str | None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small N, 3 reps (smoke run)")
-    ap.add_argument(
-        "--only", help="comma-separated subset of: " + ", ".join(BENCH_NAMES)
-    )
+    ap.add_argument("--only", help="comma-separated subset of: " + ", ".join(BENCH_NAMES))
     ap.add_argument("--json", help="write raw numbers to this file")
     ap.add_argument("--dir", help="where to create databases (default: project disk)")
     ap.add_argument("--reps", type=int, help="override the number of repetitions")

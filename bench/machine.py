@@ -144,6 +144,4 @@ def format_description(info: dict[str, str]) -> str:
 
 
 if __name__ == "__main__":
-    print(
-        format_description(describe(sys.argv[1] if len(sys.argv) > 1 else os.getcwd()))
-    )
+    print(format_description(describe(sys.argv[1] if len(sys.argv) > 1 else os.getcwd())))
