@@ -488,18 +488,29 @@ class RealmpyBench:
         env.close()
         return Measurement(t.ns, n, lat)
 
-    # The same work through cffi with no wrapper: the floor that
-    # realmpy/storage.py could reach.  Uses only the public C API and the
-    # Environment's C handle (env._env); wrapper time minus this = overhead.
 
-    def floor_get(self) -> Measurement:
+class RawCffiBench:
+    """realmpy's engine called through cffi with no wrapper: the floor.
+
+    The same work as RealmpyBench.get/put/read_txn on the same database, with
+    no argument checks, thread checks or bookkeeping: what realmpy/storage.py
+    could reach.  Uses only the public C API and the Environment's C handle
+    (env._env).  Wrapper time minus this time = the wrapper's overhead.
+    """
+
+    name = "raw-cffi"
+
+    def __init__(self, rp: RealmpyBench) -> None:
+        self.rp, self.ds = rp, rp.ds
+
+    def get(self) -> Measurement:
         from realmpy._engine import ffi, lib
 
         keys, name = self.ds.get_keys, TABLE.encode()
         txnp, vl = ffi.new("rp_txn **"), ffi.new("size_t *")
         vp = ffi.new("const void **")
         vpc = ffi.cast("const char **", vp)
-        _check(lib.rp_txn_begin(self.loaded()._env, 0, txnp))
+        _check(lib.rp_txn_begin(self.rp.loaded()._env, 0, txnp))
         txn, tlen, rp_get, unpack = txnp[0], len(name), lib.rp_get, ffi.unpack
         try:
             with Timer() as t:
@@ -510,10 +521,10 @@ class RealmpyBench:
             lib.rp_txn_abort(txn)
         return Measurement(t.ns, len(keys))
 
-    def floor_put(self) -> Measurement:
+    def put(self) -> Measurement:
         from realmpy._engine import ffi, lib
 
-        env, pairs, name = self._open(durable=False), self.ds.pairs, TABLE.encode()
+        env, pairs, name = self.rp._open(durable=False), self.ds.pairs, TABLE.encode()
         txnp = ffi.new("rp_txn **")
         tlen, rp_put = len(name), lib.rp_put
         with Timer() as t:
@@ -525,10 +536,10 @@ class RealmpyBench:
         env.close()
         return Measurement(t.ns, len(pairs))
 
-    def floor_read_txn(self, n: int) -> Measurement:
+    def read_txn_explicit(self, n: int) -> Measurement:
         from realmpy._engine import ffi, lib
 
-        cenv, txnp = self.loaded()._env, ffi.new("rp_txn **")
+        cenv, txnp = self.rp.loaded()._env, ffi.new("rp_txn **")
         begin, abort = lib.rp_txn_begin, lib.rp_txn_abort
         with Timer() as t:
             for _ in range(n):
@@ -763,7 +774,6 @@ class Bench:
     method: str  # adapter method that runs one rep
     target: Target | None
     latency: bool = False  # per-op latencies recorded: report p50/p99
-    floor_of: str = ""  # a realmpy-only cffi floor for the named bench
 
     def run(self, adapter: Any, cfg: Config) -> Measurement:
         fn = getattr(adapter, self.method)
@@ -801,9 +811,6 @@ BENCHES = [
         None,
         latency=True,
     ),
-    Bench("floor_get", "get", "floor_get", None, floor_of="get"),
-    Bench("floor_put", "put, per-call loop", "floor_put", None, floor_of="put"),
-    Bench("floor_read_txn", "read txn begin+end", "floor_read_txn", None, floor_of="read_txn"),
 ]
 BENCH_NAMES = [b.name for b in BENCHES] + ["wakeup"]
 
@@ -823,16 +830,20 @@ class Row:
 
 
 def run_bench(bench: Bench, adapters: dict[str, Any], cfg: Config) -> list[Row]:
+    """Run every adapter that has the operation, interleaved within each rep."""
     rows = {name: Row(bench.name, bench.title, name) for name in ENGINES}
     for name in ENGINES:
         if name not in adapters:
             rows[name].error = "not available"
         elif not hasattr(adapters[name], bench.method):
             rows[name].error = "no such API"
+    for name, adapter in adapters.items():
+        if name not in ENGINES and hasattr(adapter, bench.method):
+            rows[name] = Row(bench.name, bench.title, name)  # an extra, e.g. raw-cffi
     for _ in range(cfg.reps):
         for name, adapter in adapters.items():
-            row = rows[name]
-            if row.error:
+            row = rows.get(name)
+            if row is None or row.error:
                 continue
             try:
                 m = bench.run(adapter, cfg)
@@ -913,22 +924,26 @@ def verdict(bench: Bench, rows: dict[str, Row]) -> tuple[str, str, str]:
     return as_text["lmdb"], as_text["sqlite"], met
 
 
-def print_floor_table(floors: list[tuple[Bench, list[Row]]], main: dict[str, list[Row]]) -> None:
+def print_floor_table(results: list[tuple[Bench, list[Row]]]) -> None:
     """realmpy's Python wrapper against the same engine calls made raw."""
+    pairs = []
+    for bench, rows in results:
+        by = {r.engine: r for r in rows}
+        if "raw-cffi" in by and by["raw-cffi"].samples_us:
+            pairs.append((bench, by["realmpy"].median, by["raw-cffi"].median))
+    if not pairs:
+        return
     print()
     print(
         f"{'realmpy wrapper vs raw cffi (median µs/op)':<44} {'wrapper':>8}"
         f" {'raw cffi':>8} {'overhead':>8} {'share':>6}"
     )
-    for bench, rows in floors:
-        floor = next(r for r in rows if r.engine == "realmpy")
-        wrapper_rows = main.get(bench.floor_of, [])
-        wrapper = next((r.median for r in wrapper_rows if r.engine == "realmpy"), None)
+    for bench, wrapper, raw in pairs:
         over = share = "n/a"
-        if wrapper is not None and floor.median is not None:
-            over = fmt(wrapper - floor.median)
-            share = f"{(wrapper - floor.median) / wrapper:.0%}"
-        print(f"{bench.title:<44} {fmt(wrapper):>8} {fmt(floor.median):>8} {over:>8} {share:>6}")
+        if wrapper is not None and raw is not None:
+            over = fmt(wrapper - raw)
+            share = f"{(wrapper - raw) / wrapper:.0%}"
+        print(f"{bench.title:<44} {fmt(wrapper):>8} {fmt(raw):>8} {over:>8} {share:>6}")
 
 
 def print_tables(
@@ -941,8 +956,7 @@ def print_tables(
         f"{'sqlite3':>9} {'rp/lmdb':>8} {'rp/sqlite':>9}  {'target':<15} {'met':<4}"
         f" {'other load':>10}"
     )
-    main = [(b, rows) for b, rows in results if not b.floor_of]
-    floors = [(b, rows) for b, rows in results if b.floor_of]
+    main = results
     if main:
         print(head)
         print("-" * len(head))
@@ -956,8 +970,7 @@ def print_tables(
             f"{bench.title:<40} {rp:>9} {lm:>9} {sq:>9} {vs_lmdb:>8} {vs_sqlite:>9}"
             f"  {target:<15} {met:<4} {load:>9.2f}c"
         )
-    if floors:
-        print_floor_table(floors, {b.name: rows for b, rows in main})
+    print_floor_table(results)
     lat = [(b, rows) for b, rows in main if b.latency]
     if lat:
         print()
@@ -993,12 +1006,7 @@ def print_tables(
                 f"target: realmpy wait_for_change p50 <= 50 µs: {ok}"
                 f" (other load {loads.get('wakeup', float('nan')):.2f} cores)"
             )
-    errors = [
-        r
-        for b, rows in results
-        for r in rows
-        if r.error and not (b.floor_of and r.engine != "realmpy")
-    ]
+    errors = [r for b, rows in results for r in rows if r.error]
     errors_w = [w for w in wakeups if "error" in w]
     if errors or errors_w:
         print()
@@ -1076,6 +1084,8 @@ def main(argv: list[str] | None = None) -> int:
         if Environment is not None:
             adapters["realmpy"] = RealmpyBench(work, ds)
         adapters = {k: adapters[k] for k in ENGINES if k in adapters}  # fixed order
+        if "realmpy" in adapters:
+            adapters["raw-cffi"] = RawCffiBench(adapters["realmpy"])
         for bench in BENCHES:
             if bench.name not in only:
                 continue
