@@ -29,7 +29,7 @@ from realmpy.errors import DiskFullError, StorageIOError
 from realmpy.storage import Environment
 
 CTX = mp.get_context("fork")
-KILL_ROUNDS = int(os.environ.get("REALMPY_KILL_ROUNDS", "24"))
+KILL_ROUNDS = int(os.environ.get("REALMPY_KILL_ROUNDS", "40"))
 POWERCUT_ROUNDS = int(os.environ.get("REALMPY_POWERCUT_ROUNDS", "30"))
 # Guards against hangs only (a writer mutex that never recovers); never a
 # pass/fail threshold.
