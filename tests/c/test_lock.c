@@ -132,6 +132,15 @@ static int get_byte(int fd) {
     return n == 1 ? 0 : -1;
 }
 
+/* Send / receive a CLOCK_MONOTONIC timestamp (system-wide clock). */
+static int put_time(int fd, uint64_t t) { return write(fd, &t, sizeof t) == sizeof t ? 0 : -1; }
+static uint64_t get_time(int fd) {
+    uint64_t t = 0;
+    ssize_t n;
+    do n = read(fd, &t, sizeof t); while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof t ? t : 0;
+}
+
 static int read_file(const char *path, uint8_t **buf, size_t *len) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return -1;
@@ -152,15 +161,17 @@ static int hold_shared(int fd) {
 /* ---- first opener, second opener ----------------------------------------- */
 
 static int child_second_opener(void *arg) {
-    (void)arg;
+    chan *c = arg;
     rp_env *env = env_new("t1");
     int first = -1;
     uint64_t t0 = now_ns();
+    put_time(c->up[1], t0);
     E(rp_lock_open(env, 0, &first));
     uint64_t waited = now_ns() - t0;
     CHECK(first == 0);
-    /* It had to wait for the initialiser's rp_lock_ready (~100 ms). */
-    CHECK(waited > 50 * 1000000ull);
+    /* It had to wait for the initialiser's rp_lock_ready, which comes
+     * 100 ms after the parent received t0. */
+    CHECK(waited >= 100 * 1000000ull);
     CHECK(rp_version_load(env) == 7);
     CHECK(env->lk->max_readers == 5);
     CHECK(env->lk->ready == 1);
@@ -183,11 +194,15 @@ static int test_first_and_second(void) {
     CHECK(env->pid == getpid() && env->start_time != 0);
     struct stat sb;
     CHECK(stat(env->lock_path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
-    pid_t kid = spawn(child_second_opener, NULL);
+    chan c;
+    CHECK(chan_init(&c) == 0);
+    pid_t kid = spawn(child_second_opener, &c);
+    CHECK(get_time(c.up[0]) != 0);
     sleep_ms(100);                      /* the child blocks meanwhile */
     rp_roots r = roots_of(7);
     E(rp_lock_ready(env, &r));
     CHECK(reap_status(kid) == 0);
+    chan_close(&c);
     /* A third opener in this process (a second env on the path). */
     rp_env *e2 = env_new("t1");
     E(rp_lock_open(e2, 99, &first));
@@ -290,7 +305,7 @@ static int child_dying_initialiser(void *p) {
     int first = -1;
     E(rp_lock_open(env, 4, &first));
     CHECK(first == 1);
-    put_byte(c->up[1]);
+    put_time(c->up[1], now_ns());
     sleep_ms(150);
     _exit(0);                           /* dies with ready == 0 */
 }
@@ -299,12 +314,12 @@ static int test_dead_initialiser(void) {
     chan c;
     CHECK(chan_init(&c) == 0);
     pid_t kid = spawn(child_dying_initialiser, &c);
-    CHECK(get_byte(c.up[0]) == 0);
+    uint64_t t0 = get_time(c.up[0]);
+    CHECK(t0 != 0);
     rp_env *env = env_new("t3");
     int first = -1;
-    uint64_t t0 = now_ns();
     E(rp_lock_open(env, 6, &first));   /* waits on the child, then rebuilds */
-    CHECK(now_ns() - t0 > 50 * 1000000ull);
+    CHECK(now_ns() - t0 >= 150 * 1000000ull);   /* not before it died */
     CHECK(first == 1 && env->lk->max_readers == 6 && env->lk->ready == 0);
     CHECK(reap_status(kid) == 0);
     chan_close(&c);
