@@ -467,10 +467,16 @@ class Environment:
 
     def readers(self) -> list[ReaderInfo]:
         """Claimed reader slots: who pins which version (0 = idle)."""
-        cap = max(int(self.stats().max_readers), 1)
-        out = ffi.new("rp_reader_info[]", cap)
+        # Not sized from stats(): that needs a reader slot itself, and this
+        # is most useful exactly when every slot is taken.
+        cap = 128
         count = ffi.new("unsigned *")
-        self._call("list readers", lib.rp_env_readers, out, cap, count)
+        while True:
+            out = ffi.new("rp_reader_info[]", cap)
+            self._call("list readers", lib.rp_env_readers, out, cap, count)
+            if int(count[0]) < cap:
+                break
+            cap *= 4
         return [
             ReaderInfo(
                 pid=int(r.pid),
@@ -534,12 +540,13 @@ class Environment:
         the transactions of other threads have ended (they keep working
         until then).
         """
+        if self._env is None:  # never opened (or already released)
+            self._closing = True
+            return
         with self._lock:
             if self._closing:
                 return
             self._closing = True
-        if self._env is None:
-            return
         if os.getpid() != self._pid:
             # Inherited across fork(): the handle is the parent's; drop it.
             self._env = None

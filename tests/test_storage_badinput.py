@@ -550,3 +550,62 @@ def test_abandoned_scan_pins_nothing(env: Environment) -> None:
         del it
     with env.write() as txn:
         txn.put("t", b"after", b"ok")
+
+
+# ---- limits ----------------------------------------------------------------------
+
+
+def test_max_active_versions(db_path: str) -> None:
+    with Environment(db_path, durability="none", max_active_versions=2) as env:
+        with env.write() as txn:
+            txn.put("t", b"k", b"1")
+        old = env.read()
+        with env.write() as txn:
+            txn.put("t", b"k", b"2")
+        older = env.read()
+        with env.write() as txn:  # pinned {2, 3}, latest 4: three live versions
+            txn.put("t", b"k", b"3")
+        with pytest.raises(errors.VersionLimitError, match="max_active_versions"):
+            env.write()
+        old.end()
+        with env.write() as txn:  # unpinning one makes room again
+            txn.put("t", b"k", b"4")
+        assert older.get("t", b"k") == b"2"
+        older.end()
+
+
+def test_readers_full_and_diagnostics_still_work(db_path: str) -> None:
+    with Environment(db_path, durability="none", max_readers=2) as env:
+        snaps = [env.read(), env.read()]
+        with pytest.raises(errors.ReadersFullError, match="max_readers"):
+            env.read()
+        pinned = [r for r in env.readers() if r.pid == os.getpid() and r.version]
+        assert len(pinned) == 2
+        for s in snaps:
+            s.end()
+        with env.read() as snap:
+            assert snap.tables() == []
+
+
+def test_compact(db_path: str) -> None:
+    dest = db_path + ".compact"
+    with Environment(db_path, durability="none") as env:
+        with env.write() as txn:
+            for i in range(2000):
+                txn.put("t", b"%05d" % i, b"x" * 200)
+            txn.put("big", b"v", b"y" * 50000)
+        with env.write() as txn:
+            for i in range(0, 2000, 2):
+                txn.delete("t", b"%05d" % i)
+        with env.read() as snap:
+            expected = {t: list(snap.scan(t)) for t in snap.tables()}
+        env.compact(dest)
+        with pytest.raises(errors.ExistsError):
+            env.compact(dest)
+        used = env.stats().pages_used
+    with Environment(dest) as copy:
+        copy.check()
+        with copy.read() as snap:
+            assert {t: list(snap.scan(t)) for t in snap.tables()} == expected
+        stats = copy.stats()
+        assert stats.free_pages == 0 and stats.pages_used < used

@@ -76,6 +76,7 @@ class StorageMachine(RuleBasedStateMachine):
         self.txn: WriteTransaction | None = None
         self.pending: Model = {}
         self.snaps: list[tuple[Snapshot, int]] = []
+        self.compactions = 0
 
     def teardown(self) -> None:
         self.env.close()
@@ -231,6 +232,18 @@ class StorageMachine(RuleBasedStateMachine):
         assert stats.version == self.version
         assert stats.tables == len(self.committed)
         assert stats.entries == sum(len(t) for t in self.committed.values())
+
+    @precondition(lambda self: self.txn is None)
+    @rule()
+    def compact_copy_matches(self) -> None:
+        self.compactions += 1
+        dest = f"{self.dir}/compact-{self.compactions}.db"
+        self.env.compact(dest)
+        with Environment(dest, durability="none") as copy, copy.read() as snap:
+            copy.check()
+            assert snap.tables() == sorted(self.committed)
+            for table, rows in self.committed.items():
+                assert list(snap.scan(table)) == sorted(rows.items())
 
     @rule()
     def reopen(self) -> None:
