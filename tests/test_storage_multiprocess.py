@@ -239,3 +239,39 @@ def test_forked_child_cannot_use_parent_handle(db_path: str) -> None:
         # The parent's handle is unaffected.
         with env.read() as snap:
             assert snap.get("t", b"k") == b"v"
+
+
+def test_threads_share_one_environment(db_path: str) -> None:
+    """Write transactions of several threads serialise; snapshots don't block."""
+    threads_n, per_thread = 4, 300
+    errors_seen: list[BaseException] = []
+    with Environment(db_path, durability="none") as env:
+        with env.write() as txn:
+            txn.put("t", b"total", b"0")
+        pinned = env.read()  # held by this thread throughout: blocks nobody
+        start = threading.Barrier(threads_n)
+
+        def work(me: int) -> None:
+            try:
+                start.wait()
+                for _ in range(per_thread):
+                    with env.write() as txn:
+                        total = int(txn.get("t", b"total") or b"0")
+                        txn.put("t", b"total", b"%d" % (total + 1))
+                    with env.read() as snap:
+                        assert int(snap.get("t", b"total") or b"0") >= 1
+            except BaseException as exc:
+                errors_seen.append(exc)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(threads_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG_GUARD_S)
+        assert not any(t.is_alive() for t in threads)
+        assert errors_seen == []
+        assert pinned.get("t", b"total") == b"0"
+        pinned.end()
+        with env.read() as snap:
+            assert snap.get("t", b"total") == b"%d" % (threads_n * per_thread)
+        env.check()
