@@ -55,6 +55,16 @@
  * CAVEATS
  *   - Do not put the file on a network file system: the lock file is shared
  *     memory and the locks are local.
+ *   - Processes sharing a file must share a PID namespace: reader slots are
+ *     reaped when kill(pid, 0) says their owner is gone.
+ *   - Never delete <path>.lock while the file is open: processes opening it
+ *     afterwards would build a second lock file and a second writer mutex.
+ *     When nobody has the file open, deleting it is harmless.
+ *   - A read-only environment still needs write access to <path>.lock (its
+ *     reader slots live there), as with LMDB.
+ *   - If a process is killed while waiting in rp_env_wait, the shared waiter
+ *     count stays raised: later commits make one spare wake-up syscall each
+ *     until the lock file is rebuilt.  Harmless, slightly slower.
  *   - Long-lived snapshots pin old versions: pages they see cannot be reused,
  *     so the file grows while they live.  rp_env_readers() tells who pins
  *     what; max_active_versions turns runaway growth into an error.  Slots of
