@@ -885,7 +885,7 @@ def run_wakeups(work: Workdir, cfg: Config, available: set[str]) -> list[dict[st
                 commit_p50=statistics.median(percentile(r.commit_us, 50) for r in good),
                 samples=sum(len(r.latencies_us) for r in good),
                 missed=sum(r.missed for r in reps),
-                latencies_us=[r.latencies_us for r in reps],
+                latencies_us=[[round(x, 2) for x in r.latencies_us] for r in reps],
             )
         out.append(entry)
     return out
@@ -1118,7 +1118,7 @@ def main(argv: list[str] | None = None) -> int:
                     "engine": r.engine,
                     "median_us": r.median,
                     "samples_us": r.samples_us,
-                    "latencies_us": r.latencies_us,
+                    "latencies_us": [round(x, 2) for x in r.latencies_us],
                     "error": r.error,
                     "target": b.target.text() if b.target else None,
                 }
