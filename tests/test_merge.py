@@ -161,6 +161,106 @@ def test_state_codec_round_trips_and_rejects_garbage() -> None:
             ObjectState.from_wire(bad)
 
 
+def sadd(value: object) -> Op:
+    return Op(OpCode.SET_ADD, T, 1, "labels", value)
+
+
+def serase(value: object) -> Op:
+    return Op(OpCode.SET_ERASE, T, 1, "labels", value)
+
+
+def test_set_concurrent_add_and_erase_keeps_the_element_add_wins() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    a.apply(sadd("x"), s(2, 1), 0, 2)  # client 1 adds x at sv 2
+    a.apply(serase("x"), s(9, 2), 1, 3)  # client 2 (had sv 1 only) erases x: did not observe it
+    assert a.set_value("labels") == ["x"]
+    a.apply(serase("x"), s(10, 3), 2, 4)  # client 3 had sv 2: observed the add, removes it
+    assert a.set_value("labels") == []
+    a.apply(
+        sadd("x"), s(3, 2, 2), 1, 5
+    )  # an add nobody erased after: back (stamp order irrelevant)
+    assert a.set_value("labels") == ["x"]
+
+
+def test_set_erase_of_own_earlier_add_and_local_adds_before_integration() -> None:
+    local = ObjectState()
+    local.apply(create(), s(1, 7), 0, None)
+    local.apply(sadd("x"), s(2, 7), 0, None)  # not integrated yet: nobody else observed it
+    local.apply(serase("x"), s(3, 7, 2), 0, None)  # same file, later: observed
+    assert local.set_value("labels") == []
+    remote = ObjectState()
+    remote.apply(sadd("y"), s(1, 7, 3), 0, None)
+    remote.apply(serase("y"), s(9, 8), 5, 6)  # another file at sv 5; the add is unintegrated
+    assert remote.set_value("labels") == ["y"]
+    server = ObjectState()
+    server.apply(sadd("y"), s(1, 7, 3), 0, 4)  # integrated at sv 4 <= the erase's base 5
+    merged = join(remote, server)
+    assert merged.set_value("labels") == [] == join(server, remote).set_value("labels")
+
+
+def test_dictionary_keys_are_last_writer_wins_with_erase() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    a.apply(Op(OpCode.DICT_SET, T, 1, "prefs", "dark", key="theme"), s(5, 1), 0, 1)
+    a.apply(Op(OpCode.DICT_SET, T, 1, "prefs", "light", key="theme"), s(4, 2), 0, 2)
+    a.apply(Op(OpCode.DICT_SET, T, 1, "prefs", 3, key="size"), s(4, 2, 1, 1), 0, 2)
+    assert a.dict_value("prefs") == {"size": 3, "theme": "dark"}
+    a.apply(Op(OpCode.DICT_ERASE, T, 1, "prefs", key="theme"), s(6, 3), 2, 3)
+    assert a.materialize("id", 1) == {"id": 1, "prefs": {"size": 3}}
+    a.apply(Op(OpCode.DICT_SET, T, 1, "prefs", "blue", key="theme"), s(7, 2, 2), 2, 4)
+    assert a.dict_value("prefs") == {"size": 3, "theme": "blue"}
+
+
+def test_embedded_objects_merge_per_path() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    a.apply(set_("addr", {"city": "Oslo", "zip": "0150", "n": 1}), s(2, 1), 0, 1)
+    a.apply(set_("addr.city", "Bergen"), s(5, 2), 1, 2)  # one path, newer: wins
+    a.apply(set_("addr.zip", "9999"), s(1, 3), 0, 3)  # older than the whole object: loses
+    a.apply(add("addr.n", 2), s(6, 3, 2), 1, 4)  # a counter inside an embedded object
+    assert a.materialize("id", 1) == {"id": 1, "addr": {"city": "Bergen", "zip": "0150", "n": 3}}
+    a.apply(set_("addr", {"city": "Rome"}), s(7, 1, 2), 2, 5)  # a new object replaces all paths
+    assert a.materialize("id", 1) == {"id": 1, "addr": {"city": "Rome"}}
+    a.apply(set_("addr", None), s(8, 2, 2), 5, 6)
+    a.apply(set_("addr.city", "Lost"), s(9, 3, 3), 5, 7)  # under a null object: ignored
+    assert a.materialize("id", 1) == {"id": 1, "addr": None}
+
+
+def test_erase_wins_over_concurrent_collection_changes() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    a.apply(erase(), s(5, 2), 1, 2)
+    a.apply(sadd("x"), s(9, 3), 1, 3)
+    a.apply(Op(OpCode.DICT_SET, T, 1, "prefs", 1, key="k"), s(9, 3, 1, 1), 1, 3)
+    a.apply(create(), s(10, 1, 2), 2, 4)  # saw the erase: resurrects, without the dropped writes
+    assert a.materialize("id", 1) == {"id": 1}
+
+
+def test_state_with_collections_round_trips_and_old_shape_is_unchanged() -> None:
+    a = ObjectState()
+    a.apply(create(), s(1, 1), 0, 1)
+    assert len(a.to_wire()) == 6  # states without sets/dictionaries keep the v1 shape
+    a.apply(sadd("x"), s(2, 1), 0, 2)
+    a.apply(serase("y"), s(2, 1, 1, 1), 0, 2)
+    a.apply(Op(OpCode.DICT_ERASE, T, 1, "prefs", key="k"), s(3, 2), 0, None)
+    a.apply(set_("addr", {"city": "Oslo"}), s(4, 2, 2), 0, None)
+    w = a.to_wire()
+    assert len(w) == 7
+    b = ObjectState.from_wire(unpack(pack(w)))
+    assert a == b and pack(b.to_wire()) == pack(w)
+    assert b.without_origin(2) == build(
+        [(create(), s(1, 1), 0, 1), (sadd("x"), s(2, 1), 0, 2), (serase("y"), s(2, 1, 1, 1), 0, 2)]
+    )
+    for bad in (
+        [*w[:6], {"sets": 1}],
+        [*w[:6], {"other": {}}],
+        [*w[:6], {"dicts": {"f": [[1, []]]}}],
+    ):
+        with pytest.raises(MalformedMessage):
+            ObjectState.from_wire(bad)
+
+
 # --------------------------------------------------------------------------- algebra of join
 
 
@@ -177,7 +277,25 @@ def causal_ops(draw: st.DrawFn) -> list[tuple[Op, Stamp, int, int]]:
         cv[fi] += 1
         base[fi] = draw(st.integers(base[fi], sv - 1))  # a client has downloaded some prefix
         stamp = Stamp(draw(st.integers(0, 20)) * 10 + cv[fi], fi, cv[fi], 0)
-        kind = draw(st.sampled_from(["create", "erase", "set", "add", "ins", "lerase"]))
+        kind = draw(
+            st.sampled_from(
+                [
+                    "create",
+                    "erase",
+                    "set",
+                    "add",
+                    "ins",
+                    "lerase",
+                    "sadd",
+                    "serase",
+                    "dset",
+                    "derase",
+                    "eset",
+                    "epath",
+                    "eadd",
+                ]
+            )
+        )
         if kind == "create":
             op = create()
         elif kind == "erase":
@@ -191,6 +309,21 @@ def causal_ops(draw: st.DrawFn) -> list[tuple[Op, Stamp, int, int]]:
                 draw(st.sampled_from([None, *elems])) if elems else None, draw(st.integers(0, 9))
             )
             elems.append(stamp)
+        elif kind == "sadd":
+            op = Op(OpCode.SET_ADD, T, 1, "labels", draw(st.sampled_from(["x", "y"])))
+        elif kind == "serase":
+            op = Op(OpCode.SET_ERASE, T, 1, "labels", draw(st.sampled_from(["x", "y"])))
+        elif kind == "dset":
+            key = draw(st.sampled_from(["k1", "k2"]))
+            op = Op(OpCode.DICT_SET, T, 1, "prefs", draw(st.integers(0, 3)), key=key)
+        elif kind == "derase":
+            op = Op(OpCode.DICT_ERASE, T, 1, "prefs", key=draw(st.sampled_from(["k1", "k2"])))
+        elif kind == "eset":
+            op = set_("addr", draw(st.sampled_from([None, {"city": "A", "n": 1}, {"city": "B"}])))
+        elif kind == "epath":
+            op = set_("addr.city", draw(st.sampled_from(["C", "D"])))
+        elif kind == "eadd":
+            op = add("addr.n", draw(st.integers(-2, 2)))
         else:
             if not elems:
                 continue

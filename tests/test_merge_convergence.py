@@ -37,6 +37,7 @@ from realmpy.sync.protocol import (
     SubscriptionRequest,
     TableSpec,
     UploadRequest,
+    pack,
     pk_key,
     unpack,
 )
@@ -49,8 +50,16 @@ SCHEMA = {
             "make": FieldSpec("string", optional=True),
             "miles": FieldSpec("counter"),
             "tags": FieldSpec("string", collection="list"),
+            "labels": FieldSpec("string", collection="set"),
+            "prefs": FieldSpec("int", optional=True, collection="dict"),
+            "addr": FieldSpec("embedded", optional=True, target="Address"),
         },
-    )
+    ),
+    "Address": TableSpec(
+        "",
+        {"city": FieldSpec("string", optional=True), "n": FieldSpec("counter")},
+        embedded=True,
+    ),
 }
 PKS = (1, 2, 3)
 EXAMPLES = int(
@@ -111,7 +120,21 @@ def random_ops(c: SimClient, rnd: random.Random) -> list[Op]:
         pk = rnd.choice(PKS)
         rec = c.record(pk)
         kind = rnd.choice(
-            ["create", "set", "add", "ins", "lerase", "erase"]
+            [
+                "create",
+                "set",
+                "add",
+                "ins",
+                "lerase",
+                "erase",
+                "sadd",
+                "serase",
+                "dset",
+                "derase",
+                "eset",
+                "epath",
+                "eadd",
+            ]
             if rec
             else ["create", "create", "erase"]
         )
@@ -123,6 +146,21 @@ def random_ops(c: SimClient, rnd: random.Random) -> list[Op]:
             ops.append(Op(OpCode.SET, "Car", pk, "make", rnd.choice(["VW", "Audi", None])))
         elif kind == "add":
             ops.append(Op(OpCode.ADD, "Car", pk, "miles", rnd.randint(-5, 5)))
+        elif kind in ("sadd", "serase"):
+            code = OpCode.SET_ADD if kind == "sadd" else OpCode.SET_ERASE
+            ops.append(Op(code, "Car", pk, "labels", rnd.choice("xyz")))
+        elif kind == "dset":
+            val = rnd.choice([None, 1, 2, 3])
+            ops.append(Op(OpCode.DICT_SET, "Car", pk, "prefs", val, key=rnd.choice("kl")))
+        elif kind == "derase":
+            ops.append(Op(OpCode.DICT_ERASE, "Car", pk, "prefs", key=rnd.choice("kl")))
+        elif kind == "eset":
+            emb: Any = rnd.choice([None, {"city": "Oslo", "n": 1}, {"city": None}, {"n": 4}])
+            ops.append(Op(OpCode.SET, "Car", pk, "addr", emb))
+        elif kind == "epath":
+            ops.append(Op(OpCode.SET, "Car", pk, "addr.city", rnd.choice(["Rome", "Bonn"])))
+        elif kind == "eadd":
+            ops.append(Op(OpCode.ADD, "Car", pk, "addr.n", rnd.randint(-3, 3)))
         else:
             ids = list_element_ids(c.states[("Car", pk)], "tags")
             if kind == "ins":
@@ -206,7 +244,10 @@ def predict(
     per_obj: dict[int, list[tuple[Op, Stamp, int, int]]] = {}
     for sv, fi, cv, ts, base, blob in history:
         for i, raw in enumerate(unpack(blob)):
+            if raw is None:
+                continue  # refused by a permission rule
             op = Op.from_wire(raw)
+            assert isinstance(op.pk, int)
             per_obj.setdefault(op.pk, []).append((op, Stamp(ts, fi, cv, i), base, sv))
     out: dict[int, dict[str, Any] | None] = {}
     for pk, ops in per_obj.items():
@@ -236,7 +277,9 @@ def predict(
         msets = sorted(
             (s, op.value) for op, s in live if op.code == OpCode.SET and op.field == "miles"
         )
-        adds = sorted((s, op.value) for op, s in live if op.code == OpCode.ADD)
+        adds = sorted(
+            (s, op.value) for op, s in live if op.code == OpCode.ADD and op.field == "miles"
+        )
         if msets or adds:
             base_s, base_v = msets[-1] if msets else (None, 0)
             rec["miles"] = (base_v or 0) + sum(d for s, d in adds if base_s is None or s > base_s)
@@ -245,6 +288,68 @@ def predict(
         if inserts:
             order = rga_order(inserts)
             rec["tags"] = [inserts[s].value for s in order if s not in erased]
+        # sets: observed-remove (an add survives every erase that had not observed it)
+        live_full = [
+            (op, s, base, sv)
+            for op, s, base, sv in ops
+            if op.code != OpCode.ERASE and all(saw(s, base, t, tsv) for t, tsv in tombs)
+        ]
+        set_adds = [(op, s, sv) for op, s, _, sv in live_full if op.code == OpCode.SET_ADD]
+        set_erases = [(op, s, b) for op, s, b, _ in live_full if op.code == OpCode.SET_ERASE]
+        if set_adds:
+
+            def observed(a_s: Stamp, a_sv: int, r_s: Stamp, r_base: int) -> bool:
+                same = a_s.file_ident == r_s.file_ident and (r_s.client_version, r_s.op_index) > (
+                    a_s.client_version,
+                    a_s.op_index,
+                )
+                return same or a_sv <= r_base
+
+            present = {
+                op.value
+                for op, a_s, a_sv in set_adds
+                if not any(
+                    r.value == op.value and observed(a_s, a_sv, r_s, r_b)
+                    for r, r_s, r_b in set_erases
+                )
+            }
+            rec["labels"] = sorted(present, key=pack)
+        # dictionaries: per key, the highest-stamped set or erase
+        dict_ops = sorted(
+            (s, op) for op, s in live if op.code in (OpCode.DICT_SET, OpCode.DICT_ERASE)
+        )
+        if dict_ops:
+            d: dict[str, Any] = {}
+            for _, op in dict_ops:
+                assert op.key is not None
+                if op.code == OpCode.DICT_SET:
+                    d[op.key] = op.value
+                else:
+                    d.pop(op.key, None)
+            rec["prefs"] = dict(sorted(d.items()))
+        # embedded object: every write to addr or a path below it, replayed in stamp order
+        emb = sorted(
+            (s, op)
+            for op, s in live
+            if op.code in (OpCode.SET, OpCode.ADD)
+            and op.field is not None
+            and (op.field == "addr" or op.field.startswith("addr."))
+        )
+        if emb:
+            root: dict[str, Any] = {}
+            for _, op in emb:
+                assert op.field is not None
+                parts = op.field.split(".")
+                parent: Any = root
+                for part in parts[:-1]:
+                    parent = parent.get(part) if isinstance(parent, dict) else None
+                if not isinstance(parent, dict):
+                    continue
+                if op.code == OpCode.SET:
+                    parent[parts[-1]] = dict(op.value) if isinstance(op.value, dict) else op.value
+                else:
+                    parent[parts[-1]] = (parent.get(parts[-1]) or 0) + op.value
+            rec["addr"] = root.get("addr")
         out[pk] = rec
     return out
 

@@ -15,10 +15,11 @@ from realmpy.server.app import ServerApp, create_app
 from realmpy.server.auth import AuthConfig
 from realmpy.server.config import ServerConfig
 from realmpy.server.testing import make_store, postgres_available
+from realmpy.sync.merge import ObjectState
 from realmpy.sync.protocol import pack, unpack
 
 P = "/api/v1/app/default"
-CAR = {
+CAR: dict[str, Any] = {
     "primary_key": "id",
     "fields": {
         "id": {"type": "int"},
@@ -555,6 +556,89 @@ def test_typed_errors_for_malformed_requests(api: Api) -> None:
     assert api.post("/sync/download", body2, tok)[1]["error"] == "client_reset_required"
     # after all that, the server still works
     assert api.post("/sync/upload", upload_body(f, 1, [[0, "Car", 1]]), tok)[0] == 200
+
+
+CAR_FULL: dict[str, Any] = {
+    "primary_key": "id",
+    "fields": {
+        **CAR["fields"],
+        "labels": {"type": "string", "collection": "set"},
+        "prefs": {"type": "string", "optional": True, "collection": "dict"},
+        "addr": {"type": "embedded", "optional": True, "target": "Address"},
+    },
+}
+ADDRESS = {
+    "primary_key": None,
+    "embedded": True,
+    "fields": {"city": {"type": "string", "optional": True}, "n": {"type": "counter"}},
+}
+
+
+def test_sets_dictionaries_and_embedded_objects_round_trip(api: Api) -> None:
+    tok = api.anon()["access_token"]
+    status, sch = api.post("/sync/schema", {"tables": {"Car": CAR_FULL, "Address": ADDRESS}}, tok)
+    assert status == 200 and sch["tables"]["Address"]["embedded"] is True, sch
+    f = api.file(tok)
+    ops = [
+        [0, "Car", 1],
+        [6, "Car", 1, "labels", "x"],
+        [6, "Car", 1, "labels", "y"],
+        [7, "Car", 1, "labels", "y"],
+        [8, "Car", 1, "prefs", "theme", "dark"],
+        [8, "Car", 1, "prefs", "size", "L"],
+        [9, "Car", 1, "prefs", "size"],
+        [2, "Car", 1, "addr", {"city": "Oslo", "n": 1}],
+        [2, "Car", 1, "addr.city", "Bergen"],
+        [3, "Car", 1, "addr.n", 2],
+    ]
+    status, res = api.post("/sync/upload", upload_body(f, 1, ops), tok)
+    assert status == 200 and res["acked_client_version"] == 1, res
+
+    tok2 = api.anon()["access_token"]
+    f2 = api.file(tok2)
+    q = "addr.city == 'Bergen' AND 'x' IN labels AND prefs['theme'] == 'dark' AND addr.n == 3"
+    sub = {
+        "file_ident": f2["file_ident"],
+        "salt": f2["salt"],
+        "query_version": 1,
+        "queries": {"Car": [[q, []]]},
+    }
+    assert api.post("/sync/subscriptions", sub, tok2)[0] == 200
+    body = {"file_ident": f2["file_ident"], "salt": f2["salt"], "after_server_version": 0}
+    status, dl = api.post("/sync/download", body, tok2)
+    [entry] = dl["entries"]
+    state = ObjectState.from_wire(entry[3])
+    assert state.materialize("id", 1) == {
+        "id": 1,
+        "labels": ["x"],
+        "prefs": {"theme": "dark"},
+        "addr": {"city": "Bergen", "n": 3},
+    }
+    sub["queries"] = {"Address": [["TRUEPREDICATE", []]]}
+    sub["query_version"] = 2
+    assert api.post("/sync/subscriptions", sub, tok2)[1]["error"] == "invalid_query"
+
+    def err(op: list[Any]) -> tuple[int, str]:
+        status, body = api.post("/sync/upload", upload_body(f, 2, [op]), tok)
+        return status, body["error"]
+
+    assert err([2, "Car", 1, "labels", ["x"]]) == (400, "invalid_op")  # SET on a set
+    assert err([6, "Car", 1, "tags", "x"]) == (400, "invalid_op")  # SET_ADD on a list
+    assert err([8, "Car", 1, "labels", "k", "x"]) == (400, "invalid_op")  # DICT_SET on a set
+    assert err([6, "Car", 1, "labels", 5]) == (400, "wrong_type")
+    assert err([8, "Car", 1, "prefs", 5, "x"]) == (400, "wrong_type")  # keys are strings
+    assert err([8, "Car", 1, "prefs", "k", 5]) == (400, "wrong_type")
+    assert err([2, "Car", 1, "addr", {"city": 5}]) == (400, "wrong_type")
+    assert err([2, "Car", 1, "addr", {"zip": "x"}]) == (400, "unknown_field")
+    assert err([2, "Car", 1, "addr", "Oslo"]) == (400, "wrong_type")
+    assert err([2, "Car", 1, "addr.zip", "x"]) == (400, "unknown_field")
+    assert err([2, "Car", 1, "make.x", "x"]) == (400, "invalid_op")  # not an embedded object
+    assert err([3, "Car", 1, "addr.city", 1]) == (400, "invalid_op")
+    assert err([0, "Address", 1]) == (400, "unknown_table")  # written through the parent only
+    bad_schema = {
+        "Boat": {"primary_key": "id", "fields": {"id": {"type": "int"}, "a.b": {"type": "int"}}}
+    }
+    assert api.post("/sync/schema", {"tables": bad_schema}, tok)[1]["error"] == "malformed_message"
 
 
 def test_timestamps_must_not_go_backwards_within_a_file(api: Api) -> None:

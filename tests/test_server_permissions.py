@@ -123,7 +123,8 @@ def test_writes_to_another_users_object_are_refused_and_compensated(api: Api) ->
     resets = {e[2]: e for e in entries}
     assert resets[1][3] is None and resets[9][3] is None  # unreadable for B: just drop locally
     assert "write rule" in resets[1][4]["reason"]
-    assert ObjectState.from_wire(resets[5][3]).materialize("id", 5)["owner_id"] == ub
+    rec = ObjectState.from_wire(resets[5][3]).materialize("id", 5)
+    assert rec is not None and rec["owner_id"] == ub
 
 
 def test_bad_rules_are_refused_at_start(tmp_path: Path) -> None:

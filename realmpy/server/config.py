@@ -30,8 +30,14 @@ cleanly onto the few sections the server needs.  Example::
     write = "owner_id == %user.id"
 
 A field type is a base type (``bool int float string binary timestamp decimal
-objectid uuid counter``) or ``link:Table``, then ``?`` for optional, then
-``[]`` for a list.
+objectid uuid counter``), ``link:Table`` or ``embedded:Table``, then ``?``
+for optional, then ``[]`` for a list, ``{}`` for a set or ``[str]`` for a
+dictionary with string keys.  An embedded table has ``embedded = true`` and
+no primary key::
+
+    [schema.Address]
+    embedded = true
+    fields = { city = "string?", visits = "counter" }
 """
 
 from __future__ import annotations
@@ -68,17 +74,27 @@ class ConfigError(ValueError):
 
 
 _FIELD_RE = re.compile(
-    r"^(?:link:(?P<target>[A-Za-z_][A-Za-z0-9_]*)|(?P<base>[a-z]+))(?P<opt>\?)?(?P<list>\[\])?$"
+    r"^(?:(?P<ref>link|embedded):(?P<target>[A-Za-z_][A-Za-z0-9_]*)|(?P<base>[a-z]+))"
+    r"(?P<opt>\?)?(?P<coll>\[\]|\{\}|\[str\])?$"
 )
+_COLLECTION_SUFFIX = {"[]": "list", "{}": "set", "[str]": "dict"}
 
 
 def parse_field_type(text: str) -> FieldSpec:
-    """``"string?"`` → FieldSpec("string", optional=True), ``"link:Dog[]"`` → list of links."""
+    """``"string?"`` → FieldSpec("string", optional=True), ``"link:Dog[]"`` → list of links,
+    ``"string{}"`` → set, ``"int[str]"`` → dictionary, ``"embedded:Address?"`` → embedded object."""
     m = _FIELD_RE.match(text.strip())
-    if m is None or (m["base"] is not None and m["base"] not in FIELD_TYPES - {"link"}):
+    if m is None or (m["base"] is not None and m["base"] not in FIELD_TYPES - {"link", "embedded"}):
         raise ConfigError(f"unknown field type {text!r}")
-    typ = "link" if m["target"] else str(m["base"])
-    return FieldSpec(typ, bool(m["opt"]), "list" if m["list"] else None, m["target"])
+    typ = str(m["ref"]) if m["target"] else str(m["base"])
+    coll = _COLLECTION_SUFFIX[m["coll"]] if m["coll"] else None
+    try:
+        return FieldSpec.from_wire(
+            {"type": typ, "optional": bool(m["opt"]), "collection": coll, "target": m["target"]},
+            text,
+        )
+    except MalformedMessage as exc:
+        raise ConfigError(f"field type {text!r}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -126,6 +142,7 @@ def load_config(path: str | Path | None, *, app_id: str | None = None) -> Server
                 raise ConfigError(f"[schema.{table}] needs primary_key and fields")
             raw[table] = {
                 "primary_key": spec.get("primary_key"),
+                "embedded": bool(spec.get("embedded", False)),
                 "fields": {
                     k: parse_field_type(str(v)).to_wire() for k, v in spec["fields"].items()
                 },
@@ -136,9 +153,12 @@ def load_config(path: str | Path | None, *, app_id: str | None = None) -> Server
             raise ConfigError(f"[schema]: {exc}") from None
         for table, spec in schema.items():
             for fname, fs in spec.fields.items():
-                if fs.target is not None and fs.target not in schema:
+                tgt = None if fs.target is None else schema.get(fs.target)
+                if fs.target is not None and (
+                    tgt is None or tgt.embedded != (fs.type == "embedded")
+                ):
                     raise ConfigError(
-                        f"[schema.{table}] {fname}: unknown link target {fs.target!r}"
+                        f"[schema.{table}] {fname}: unknown {fs.type} target {fs.target!r}"
                     )
         tables_to_wire(schema)
     rules = _section(doc, "rules")

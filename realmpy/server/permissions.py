@@ -124,6 +124,11 @@ class Subscriptions:
         for table, items in queries.items():
             if table not in known_tables:
                 raise InvalidQueryError(f"subscription on unknown table {table!r}", table=table)
+            if getattr(known_tables[table], "embedded", False):
+                raise InvalidQueryError(
+                    f"subscription on embedded table {table!r}: subscribe to its parent",
+                    table=table,
+                )
             for text, args in items:
                 q = compile_query(text)
                 if len(args) < q.arg_count:

@@ -350,7 +350,8 @@ class Tx:
         )
 
     def history(self, after_sv: int, limit: int) -> list[tuple[int, int, int, int, int, bytes]]:
-        """(sv, file ident, client version, timestamp, base sv, accepted ops) after ``after_sv``."""
+        """(sv, file ident, client version, timestamp, base sv, ops) after ``after_sv``; the ops blob
+        keeps each op at its index in the changeset (its stamp), refused ops as nil."""
         rows = self._all(
             "SELECT sv, file_ident, client_version, ts, base_sv, ops FROM changesets WHERE sv > ? ORDER BY sv LIMIT ?",
             (after_sv, limit),

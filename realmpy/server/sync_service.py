@@ -119,9 +119,13 @@ class SyncService:
             merged = _additive_merge(current, req.tables)
             for tname, spec in merged.items():
                 for fname, fs in spec.fields.items():
-                    if fs.target is not None and fs.target not in merged:
+                    if fs.target is not None and (
+                        fs.target not in merged
+                        or merged[fs.target].embedded != (fs.type == "embedded")
+                    ):
                         raise UnknownTableError(
-                            f"{tname}.{fname}: link target {fs.target!r} is unknown",
+                            f"{tname}.{fname}: {fs.type} target {fs.target!r} is unknown"
+                            + (" or of the wrong kind" if fs.target in merged else ""),
                             table=fs.target,
                         )
             if merged != current:
@@ -200,7 +204,8 @@ class SyncService:
                         f"outside [{last_base}, {latest}]"
                     )
                 sv = tx.next_server_version()
-                accepted: list[Any] = []
+                # The history keeps each op at its index (its stamp); refused ops are nil.
+                accepted: list[Any] = [None] * len(cs.ops)
                 groups: dict[tuple[str, bytes], list[tuple[int, Op]]] = {}
                 for i, op in enumerate(cs.ops):
                     groups.setdefault((op.table, pk_key(op.pk)), []).append((i, op))
@@ -231,7 +236,8 @@ class SyncService:
                         rejected.append(RejectedWrite(cs.client_version, table, pk, reason, sv))
                         continue
                     pending[key] = _Pending(new, sv)
-                    accepted.extend(op.to_wire() for _, op in items)
+                    for i, op in items:
+                        accepted[i] = op.to_wire()
                 tx.add_changeset(
                     sv, fi, cs.client_version, cs.timestamp, cs.base_server_version, pack(accepted)
                 )
@@ -538,9 +544,10 @@ def _additive_merge(
         if have is None:
             out[name] = spec
             continue
-        if have.primary_key != spec.primary_key:
+        if have.primary_key != spec.primary_key or have.embedded != spec.embedded:
             raise SchemaMismatch(
-                f"{name}: primary key {spec.primary_key!r} differs from the server's {have.primary_key!r}",
+                f"{name}: primary key {spec.primary_key!r} (embedded={spec.embedded}) differs from "
+                f"the server's {have.primary_key!r} (embedded={have.embedded})",
                 table=name,
             )
         fields = dict(have.fields)
@@ -554,7 +561,7 @@ def _additive_merge(
                     table=name,
                     field=fname,
                 )
-        out[name] = TableSpec(have.primary_key, fields)
+        out[name] = TableSpec(have.primary_key, fields, have.embedded)
     return out
 
 
@@ -563,7 +570,7 @@ def _check_subset(client: Mapping[str, TableSpec], server: Mapping[str, TableSpe
         have = server.get(name)
         if have is None:
             raise UnknownTableError(f"table {name!r} is not in the server's schema", table=name)
-        if have.primary_key != spec.primary_key:
+        if have.primary_key != spec.primary_key or have.embedded != spec.embedded:
             raise SchemaMismatch(f"{name}: primary key differs from the server's", table=name)
         for fname, fs in spec.fields.items():
             old = have.fields.get(fname)

@@ -28,7 +28,22 @@ Per object, an ``ObjectState`` keeps just enough to decide every future merge:
 - **lists** are RGA sequences: each element is named by the stamp of the
   insert that made it and hangs after another element (or the head);
   siblings are ordered newest first, so concurrent inserts at one spot are all
-  kept in one deterministic order; erased elements stay as invisible anchors.
+  kept in one deterministic order; erased elements stay as invisible anchors;
+- **sets** are observed-remove sets (add wins): an element is present while
+  some ``SET_ADD`` of it was not *observed* by any ``SET_ERASE`` of it — the
+  erase came later from the same file, or its author had downloaded the
+  server version the add was integrated at.  A concurrent add and erase of
+  one element therefore keep the element; "observed" is monotone per origin,
+  so the newest add and the newest erase per origin and element suffice;
+- **dictionaries**: each key is a last-writer-wins register whose value may
+  be "erased" (``DICT_ERASE``); the highest stamp decides whether the key is
+  present and with what value;
+- **embedded objects** are merged as part of their parent: a ``SET`` of an
+  embedded field carries the whole object (a map) and ``SET``/``ADD`` may
+  address a dotted path (``address.city``).  Every path is last-writer-wins:
+  materialising replays a field's surviving writes in stamp order, a whole
+  object replacing everything below it and a path write changing one value
+  of an existing object (a path write under a null object is ignored).
 
 ``join`` is commutative, associative and idempotent; ``apply`` of an
 operation equals ``join`` with that operation's singleton state.  Timestamps
@@ -51,15 +66,20 @@ from realmpy.sync.protocol import (
     PrimaryKey,
     Stamp,
     Value,
+    pack,
+    unpack,
 )
 
 __all__ = [
     "MAX_CLOCK_SKEW_MS",
     "Causal",
+    "DictEntry",
     "ListNode",
     "ObjectState",
+    "SetAdd",
     "Tombstone",
     "check_clock",
+    "elem_key",
     "join",
     "list_element_ids",
     "now_ms",
@@ -135,6 +155,44 @@ class ListNode:
     base_sv: int
 
 
+@dataclass(frozen=True)
+class SetAdd:
+    """A ``SET_ADD``: its author's causal context and the server version it was integrated at."""
+
+    causal: Causal
+    sv: int | None
+
+    def seen_by(self, r: Causal) -> bool:
+        """True if the author of erase ``r`` had observed this add."""
+        a = self.causal.stamp
+        if a.file_ident == r.stamp.file_ident and (r.stamp.client_version, r.stamp.op_index) > (
+            a.client_version,
+            a.op_index,
+        ):
+            return True
+        return self.sv is not None and self.sv <= r.base_sv
+
+
+@dataclass(frozen=True)
+class DictEntry:
+    """A dictionary key's candidate: ``present`` False is a ``DICT_ERASE``."""
+
+    causal: Causal
+    present: bool
+    value: Value
+
+
+def _newer_add(a: SetAdd, b: SetAdd) -> SetAdd:
+    if a.causal.stamp != b.causal.stamp:
+        return a if a.causal.newer_in_origin(b.causal) else b
+    return a if a.sv is not None else b
+
+
+def elem_key(value: Value) -> bytes:
+    """A set element's identity: its canonical msgpack encoding."""
+    return pack(value)
+
+
 def _newer_tomb(a: Tombstone, b: Tombstone) -> Tombstone:
     ka = (a.stamp.client_version, a.stamp.op_index)
     kb = (b.stamp.client_version, b.stamp.op_index)
@@ -153,6 +211,12 @@ class ObjectState:
     adds: dict[str, dict[Stamp, tuple[int, int | float]]] = field(default_factory=dict)
     lists: dict[str, dict[Stamp, ListNode]] = field(default_factory=dict)
     erased: dict[str, set[Stamp]] = field(default_factory=dict)
+    sadds: dict[str, dict[bytes, dict[int, tuple[SetAdd, Value]]]] = field(default_factory=dict)
+    """set field → element key → origin → (newest add, element value)"""
+    srems: dict[str, dict[bytes, dict[int, Causal]]] = field(default_factory=dict)
+    """set field → element key → origin → newest erase"""
+    dicts: dict[str, dict[str, dict[int, DictEntry]]] = field(default_factory=dict)
+    """dictionary field → key → origin → newest candidate"""
 
     # ----------------------------------------------------------------- queries
 
@@ -173,7 +237,53 @@ class ObjectState:
             {k: dict(v) for k, v in self.adds.items()},
             {k: dict(v) for k, v in self.lists.items()},
             {k: set(v) for k, v in self.erased.items()},
+            {f: {e: dict(o) for e, o in es.items()} for f, es in self.sadds.items()},
+            {f: {e: dict(o) for e, o in es.items()} for f, es in self.srems.items()},
+            {f: {k: dict(o) for k, o in ks.items()} for f, ks in self.dicts.items()},
         )
+
+    def without_origin(self, file_ident: int) -> ObjectState:
+        """A copy without anything stamped by ``file_ident`` (a client strips its
+        not-yet-identified local writes, stamped 0, this way before re-applying them)."""
+
+        def keep(st: Stamp) -> bool:
+            return st.file_ident != file_ident
+
+        out = ObjectState()
+        out.tombs = {o: t for o, t in self.tombs.items() if o != file_ident}
+        out.creates = {o: c for o, c in self.creates.items() if o != file_ident}
+        for f, regs in self.regs.items():
+            r = {o: cv for o, cv in regs.items() if o != file_ident}
+            if r:
+                out.regs[f] = r
+        for f, adds in self.adds.items():
+            a = {st: v for st, v in adds.items() if keep(st)}
+            if a:
+                out.adds[f] = a
+        for f, nodes in self.lists.items():
+            n = {st: v for st, v in nodes.items() if keep(st)}
+            if n:
+                out.lists[f] = n
+        for f, er in self.erased.items():
+            e = {st for st in er if keep(st)}
+            if e:
+                out.erased[f] = e
+        for f, els in self.sadds.items():
+            for k, by in els.items():
+                b = {o: v for o, v in by.items() if o != file_ident}
+                if b:
+                    out.sadds.setdefault(f, {})[k] = b
+        for f, rels in self.srems.items():
+            for k, rby in rels.items():
+                rb = {o: v for o, v in rby.items() if o != file_ident}
+                if rb:
+                    out.srems.setdefault(f, {})[k] = rb
+        for f, keys in self.dicts.items():
+            for dk, dby in keys.items():
+                db = {o: v for o, v in dby.items() if o != file_ident}
+                if db:
+                    out.dicts.setdefault(f, {})[dk] = db
+        return out
 
     # ----------------------------------------------------------------- apply
 
@@ -210,6 +320,26 @@ class ObjectState:
         elif op.code == OpCode.LIST_INSERT:
             assert op.field is not None
             self.lists.setdefault(op.field, {})[stamp] = ListNode(op.elem, op.value, base_sv)
+        elif op.code == OpCode.SET_ADD:
+            assert op.field is not None
+            by = self.sadds.setdefault(op.field, {}).setdefault(elem_key(op.value), {})
+            new_add = SetAdd(c, sv)
+            old_add = by.get(origin)
+            if old_add is None or _newer_add(old_add[0], new_add) is new_add:
+                by[origin] = (new_add, op.value)
+        elif op.code == OpCode.SET_ERASE:
+            assert op.field is not None
+            rby = self.srems.setdefault(op.field, {}).setdefault(elem_key(op.value), {})
+            old_r = rby.get(origin)
+            if old_r is None or c.newer_in_origin(old_r):
+                rby[origin] = c
+        elif op.code in (OpCode.DICT_SET, OpCode.DICT_ERASE):
+            assert op.field is not None and op.key is not None
+            dby = self.dicts.setdefault(op.field, {}).setdefault(op.key, {})
+            old_d = dby.get(origin)
+            if old_d is None or c.newer_in_origin(old_d.causal):
+                present = op.code == OpCode.DICT_SET
+                dby[origin] = DictEntry(c, present, op.value if present else None)
         return True
 
     def _add_tomb(self, t: Tombstone) -> None:
@@ -243,6 +373,9 @@ class ObjectState:
                 self.lists[f] = kept_nodes
             else:
                 del self.lists[f]
+        self.sadds = _purge3(self.sadds, lambda v: ok(v[0].causal))
+        self.srems = _purge3(self.srems, ok)
+        self.dicts = _purge3(self.dicts, lambda v: ok(v.causal))
 
     # ----------------------------------------------------------------- read
 
@@ -270,15 +403,82 @@ class ObjectState:
         """The merged list, in RGA order, without erased elements."""
         return [self.lists[name][s].value for s in list_element_ids(self, name)]
 
+    def set_value(self, name: str) -> list[Value]:
+        """The merged set's elements, ordered by their encoding (deterministic)."""
+        out: list[Value] = []
+        rems = self.srems.get(name, {})
+        for k, by in sorted(self.sadds.get(name, {}).items()):
+            rs = rems.get(k, {})
+            if any(not any(a.seen_by(r) for r in rs.values()) for a, _ in by.values()):
+                out.append(next(iter(by.values()))[1])
+        return out
+
+    def dict_value(self, name: str) -> dict[str, Value]:
+        """The merged dictionary (keys in sorted order)."""
+        out: dict[str, Value] = {}
+        for k, by in sorted(self.dicts.get(name, {}).items()):
+            win = max(by.values(), key=lambda d: d.causal.stamp)
+            if win.present:
+                out[k] = win.value
+        return out
+
+    def _nested_value(self, name: str, paths: list[str]) -> Value:
+        """Replay every surviving write of field ``name`` and the paths below it in stamp order."""
+        events: list[tuple[Stamp, int, list[str], Value]] = []
+        for p in paths:
+            parts = p.split(".")
+            for c, v in self.regs.get(p, {}).values():
+                events.append((c.stamp, 0, parts, v))
+            for st, (_, d) in self.adds.get(p, {}).items():
+                events.append((st, 1, parts, d))
+        events.sort(key=lambda e: e[0])
+        root: dict[str, Value] = {}
+        for _, kind, parts, v in events:
+            parent: Any = root
+            for part in parts[:-1]:
+                parent = parent.get(part) if isinstance(parent, dict) else None
+            if not isinstance(parent, dict):
+                continue  # a path under a null (or replaced) embedded object
+            last = parts[-1]
+            if kind == 0:
+                parent[last] = _deep_copy(v)
+            else:
+                cur = parent.get(last)
+                base = cur if isinstance(cur, (int, float)) and not isinstance(cur, bool) else 0
+                parent[last] = base + v
+        return root.get(name)
+
     def materialize(self, pk_field: str, pk: PrimaryKey) -> dict[str, Value] | None:
-        """The object as a plain record (field → value), or None if it does not exist."""
+        """The object as a plain record (field → value), or None if it does not exist.
+
+        Lists are lists, sets are lists in a canonical order, dictionaries and
+        embedded objects are maps (``{"address": {"city": ...}}``).
+        """
         if not self.alive:
             return None
         rec: dict[str, Value] = {pk_field: pk}
+        nested: dict[str, list[str]] = {}
         for name in self.regs.keys() | self.adds.keys():
+            head = name.split(".", 1)[0]
+            if head != name:
+                nested.setdefault(head, []).append(name)
+        for name in self.regs.keys() | self.adds.keys():
+            if "." in name:
+                continue
+            if name in nested or any(
+                isinstance(v, dict) for _, v in self.regs.get(name, {}).values()
+            ):
+                nested.setdefault(name, []).append(name)
+                continue
             rec[name] = self.field_value(name)
+        for name, paths in nested.items():
+            rec[name] = self._nested_value(name, sorted(paths))
         for name in self.lists:
             rec[name] = self.list_value(name)
+        for name in self.sadds:
+            rec[name] = self.set_value(name)
+        for name in self.dicts:
+            rec[name] = self.dict_value(name)
         return rec
 
     # ----------------------------------------------------------------- codec
@@ -304,7 +504,52 @@ class ObjectState:
                 for f, ns in sorted(self.lists.items())
             },
             {f: [list(s) for s in sorted(e)] for f, e in sorted(self.erased.items()) if e},
+            *self._collections_wire(),
         ]
+
+    def _collections_wire(self) -> list[Any]:
+        """The optional 7th element (sets and dictionaries), absent when both are empty."""
+        ext: dict[str, Any] = {}
+        fields = sorted(self.sadds.keys() | self.srems.keys())
+        if fields:
+            sets: dict[str, Any] = {}
+            for f in fields:
+                adds = self.sadds.get(f, {})
+                rems = self.srems.get(f, {})
+                items = []
+                for k in sorted(adds.keys() | rems.keys()):
+                    by = adds.get(k, {})
+                    value = next(iter(by.values()))[1] if by else unpack(k)
+                    items.append(
+                        [
+                            value,
+                            [
+                                [list(a.causal.stamp), a.causal.base_sv, a.sv]
+                                for _, (a, _v) in sorted(by.items())
+                            ],
+                            [
+                                [list(r.stamp), r.base_sv]
+                                for _, r in sorted(rems.get(k, {}).items())
+                            ],
+                        ]
+                    )
+                sets[f] = items
+            ext["sets"] = sets
+        if self.dicts:
+            ext["dicts"] = {
+                f: [
+                    [
+                        k,
+                        [
+                            [list(d.causal.stamp), d.causal.base_sv, d.present, d.value]
+                            for _, d in sorted(by.items())
+                        ],
+                    ]
+                    for k, by in sorted(keys.items())
+                ]
+                for f, keys in sorted(self.dicts.items())
+            }
+        return [ext] if ext else []
 
     @classmethod
     def from_wire(cls, obj: object) -> ObjectState:
@@ -318,9 +563,11 @@ class ObjectState:
 
     @classmethod
     def _from_wire(cls, obj: object) -> ObjectState:
-        assert isinstance(obj, list) and len(obj) == 6
-        tombs_w, creates_w, regs_w, adds_w, lists_w, erased_w = obj
+        assert isinstance(obj, list) and len(obj) in (6, 7)
+        tombs_w, creates_w, regs_w, adds_w, lists_w, erased_w = obj[:6]
         st = cls()
+        if len(obj) == 7:
+            st._collections_from_wire(obj[6])
         for s, sv in tombs_w:
             t = Tombstone(_stamp(s), _opt_int(sv))
             st.tombs[t.stamp.file_ident] = t
@@ -349,12 +596,59 @@ class ObjectState:
             st.erased[f] = {_stamp(s) for s in items}
         return st
 
+    def _collections_from_wire(self, ext: object) -> None:
+        assert isinstance(ext, dict) and set(ext) <= {"sets", "dicts"}
+        sets = ext.get("sets", {})
+        dicts = ext.get("dicts", {})
+        assert isinstance(sets, dict) and isinstance(dicts, dict)
+        for f, items in sets.items():
+            assert isinstance(f, str)
+            for value, adds_w, rems_w in items:
+                k = elem_key(value)
+                for s, b, sv in adds_w:
+                    a = SetAdd(Causal(_stamp(s), _int(b)), _opt_int(sv))
+                    self.sadds.setdefault(f, {}).setdefault(k, {})[a.causal.stamp.file_ident] = (
+                        a,
+                        value,
+                    )
+                for s, b in rems_w:
+                    r = Causal(_stamp(s), _int(b))
+                    self.srems.setdefault(f, {}).setdefault(k, {})[r.stamp.file_ident] = r
+        for f, keys in dicts.items():
+            assert isinstance(f, str)
+            for key, cands in keys:
+                assert isinstance(key, str)
+                for s, b, present, v in cands:
+                    assert isinstance(present, bool)
+                    d = DictEntry(Causal(_stamp(s), _int(b)), present, v if present else None)
+                    self.dicts.setdefault(f, {}).setdefault(key, {})[d.causal.stamp.file_ident] = d
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ObjectState):
             return NotImplemented
         return self.to_wire() == other.to_wire()
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _purge3(
+    m: dict[str, dict[Any, dict[int, Any]]], ok: Any
+) -> dict[str, dict[Any, dict[int, Any]]]:
+    out: dict[str, dict[Any, dict[int, Any]]] = {}
+    for f, inner in m.items():
+        for k, by in inner.items():
+            kept = {o: v for o, v in by.items() if ok(v)}
+            if kept:
+                out.setdefault(f, {})[k] = kept
+    return out
+
+
+def _deep_copy(v: Value) -> Value:
+    if isinstance(v, dict):
+        return {k: _deep_copy(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_deep_copy(x) for x in v]
+    return v
 
 
 def _int(v: object) -> int:
@@ -393,6 +687,30 @@ def join(a: ObjectState, b: ObjectState) -> ObjectState:
         out.lists.setdefault(f, {}).update(nodes)
     for f, er in b.erased.items():
         out.erased.setdefault(f, set()).update(er)
+    for f, els in b.sadds.items():
+        mine_s = out.sadds.setdefault(f, {})
+        for ek, by in els.items():
+            mb = mine_s.setdefault(ek, {})
+            for o, (sa, v) in by.items():
+                prev_a = mb.get(o)
+                if prev_a is None or _newer_add(prev_a[0], sa) is sa:
+                    mb[o] = (sa, v)
+    for f, rels in b.srems.items():
+        mine_r = out.srems.setdefault(f, {})
+        for rk, rby in rels.items():
+            mr = mine_r.setdefault(rk, {})
+            for o, r in rby.items():
+                prev_r = mr.get(o)
+                if prev_r is None or r.newer_in_origin(prev_r):
+                    mr[o] = r
+    for f, keys in b.dicts.items():
+        mine_d = out.dicts.setdefault(f, {})
+        for k, dby in keys.items():
+            md = mine_d.setdefault(k, {})
+            for o, d in dby.items():
+                prev_d = md.get(o)
+                if prev_d is None or d.causal.newer_in_origin(prev_d.causal):
+                    md[o] = d
     out._purge()
     return out
 

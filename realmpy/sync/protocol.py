@@ -74,8 +74,10 @@ __all__ = [
     "Value",
     "WrongTypeError",
     "check_value",
+    "check_whole",
     "pack",
     "pk_key",
+    "resolve_path",
     "unpack",
 ]
 
@@ -311,6 +313,25 @@ def _name(v: object, what: str) -> str:
     return v
 
 
+def _field_name(v: object, what: str) -> str:
+    name = _name(v, what)
+    if "." in name:
+        raise MalformedMessage(f"{what} {name!r}: field names cannot contain '.' (path separator)")
+    return name
+
+
+MAX_PATH_CHARS: Final = 1024
+"""An op's ``field`` may be a dotted path into embedded objects (``address.city``)."""
+
+
+def _path(v: object, what: str) -> str:
+    if not isinstance(v, str) or not 0 < len(v) <= MAX_PATH_CHARS:
+        raise MalformedMessage(
+            f"{what} must be a field name or path of 1-{MAX_PATH_CHARS} characters"
+        )
+    return v
+
+
 # --------------------------------------------------------------------------- schema
 
 FIELD_TYPES: Final = frozenset(
@@ -326,9 +347,10 @@ FIELD_TYPES: Final = frozenset(
         "uuid",
         "counter",
         "link",
+        "embedded",
     }
 )
-COLLECTIONS: Final = frozenset({"list"})
+COLLECTIONS: Final = frozenset({"list", "set", "dict"})
 PK_TYPES: Final = frozenset({"int", "string", "objectid", "uuid"})
 
 
@@ -352,10 +374,14 @@ class FieldSpec:
         if coll is not None and coll not in COLLECTIONS:
             raise MalformedMessage(f"{what}: unsupported collection {coll!r}")
         target = _str(m, "target", what, optional=True)
-        if (typ == "link") != (target is not None):
-            raise MalformedMessage(f"{what}: a link needs a target table, other types none")
+        if (typ in ("link", "embedded")) != (target is not None):
+            raise MalformedMessage(
+                f"{what}: a link or embedded field needs a target table, other types none"
+            )
         if typ == "counter" and coll is not None:
             raise MalformedMessage(f"{what}: a counter cannot be a collection")
+        if typ == "embedded" and coll == "set":
+            raise MalformedMessage(f"{what}: a set cannot hold embedded objects")
         return cls(typ, bool(optional), coll, target)
 
     def to_wire(self) -> dict[str, Any]:
@@ -369,20 +395,37 @@ class FieldSpec:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One table: its primary-key field and every field (the key included)."""
+    """One table: its primary-key field and every field (the key included).
+
+    An ``embedded`` table (wire: ``embedded: true``, ``primary_key: nil``) has
+    no primary key (``primary_key == ""``): its objects live inside a parent's
+    ``embedded`` field and are merged as part of the parent.
+    """
 
     primary_key: str
     fields: Mapping[str, FieldSpec]
+    embedded: bool = False
 
     @classmethod
     def from_wire(cls, obj: object, what: str) -> TableSpec:
         m = _map(obj, what)
-        pk = _name(m.get("primary_key"), f"{what}.primary_key")
+        embedded = _get(m, "embedded", bool, what, optional=True, default=False)
         fields_raw = _map(m.get("fields"), f"{what}.fields")
+        if embedded:
+            if m.get("primary_key") is not None:
+                raise MalformedMessage(f"{what}: an embedded table has no primary key")
+            if len(fields_raw) > 1024:
+                raise MalformedMessage(f"{what}: too many fields")
+            efields = {
+                _field_name(k, f"{what} field"): FieldSpec.from_wire(v, f"{what}.{k}")
+                for k, v in fields_raw.items()
+            }
+            return cls("", efields, True)
+        pk = _name(m.get("primary_key"), f"{what}.primary_key")
         if len(fields_raw) > 1024:
             raise MalformedMessage(f"{what}: too many fields")
         fields = {
-            _name(k, f"{what} field"): FieldSpec.from_wire(v, f"{what}.{k}")
+            _field_name(k, f"{what} field"): FieldSpec.from_wire(v, f"{what}.{k}")
             for k, v in fields_raw.items()
         }
         spec = fields.get(pk)
@@ -393,10 +436,13 @@ class TableSpec:
         return cls(pk, fields)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "primary_key": self.primary_key,
+        out: dict[str, Any] = {
+            "primary_key": self.primary_key or None,
             "fields": {k: v.to_wire() for k, v in self.fields.items()},
         }
+        if self.embedded:
+            out["embedded"] = True
+        return out
 
 
 def _tables_from_wire(obj: object, what: str) -> dict[str, TableSpec]:
@@ -441,7 +487,9 @@ def check_value(
 ) -> None:
     """Raise ``WrongTypeError`` unless ``value`` fits one element/scalar of ``spec``.
 
-    A link's value is the target's primary key (or null when optional).
+    A link's value is the target's primary key (or null when optional).  An
+    embedded object's value is a map ``{field: value}`` over its table's
+    fields (absent fields take their defaults), or null when optional.
     """
     if spec.type == "link":
         assert spec.target is not None
@@ -450,10 +498,98 @@ def check_value(
             raise UnknownTableError(
                 f"{where}: link target {spec.target!r} is unknown", table=spec.target
             )
+        if target.embedded:
+            raise InvalidOpError(f"{where}: a link cannot target embedded table {spec.target!r}")
         pk_spec = target.fields[target.primary_key]
-        _check_scalar(pk_spec.type, value, spec.optional or spec.collection is None, where)
+        nullable = spec.optional or spec.collection in (None, "dict")
+        _check_scalar(pk_spec.type, value, nullable, where)
+        return
+    if spec.type == "embedded":
+        assert spec.target is not None
+        target = tables.get(spec.target)
+        if target is None or not target.embedded:
+            raise UnknownTableError(
+                f"{where}: embedded target {spec.target!r} is unknown or not embedded",
+                table=spec.target,
+            )
+        if value is None:
+            if not (spec.optional or spec.collection is None or spec.collection == "dict"):
+                raise WrongTypeError(f"{where}: null is not allowed", where=where)
+            return
+        if not isinstance(value, dict):
+            raise WrongTypeError(
+                f"{where}: an embedded object is a map, got {type(value).__name__}", where=where
+            )
+        for k, v in value.items():
+            fs = target.fields.get(k)
+            if fs is None:
+                raise UnknownFieldError(
+                    f"{where}: unknown field {spec.target}.{k}", table=spec.target, field=k
+                )
+            check_whole(tables, fs, v, f"{where}.{k}")
         return
     _check_scalar(spec.type, value, spec.optional, where)
+
+
+def check_whole(
+    tables: Mapping[str, TableSpec], spec: FieldSpec, value: object, where: str
+) -> None:
+    """Check a whole field value: a scalar, or a whole collection (a list for lists and
+    sets, a map with string keys for dictionaries).  Used inside embedded objects."""
+    if spec.collection is None:
+        check_value(tables, spec, value, where)
+        return
+    if spec.collection in ("list", "set"):
+        if not isinstance(value, list):
+            raise WrongTypeError(f"{where}: a {spec.collection} is an array", where=where)
+        for i, v in enumerate(value):
+            check_value(tables, spec, v, f"{where}[{i}]")
+        return
+    if not isinstance(value, dict):
+        raise WrongTypeError(f"{where}: a dictionary is a map", where=where)
+    for k, v in value.items():
+        _dict_key(k, where)
+        check_value(tables, spec, v, f"{where}[{k!r}]")
+
+
+MAX_DICT_KEY_CHARS: Final = 1024
+
+
+def _dict_key(k: object, where: str) -> str:
+    if not isinstance(k, str) or len(k) > MAX_DICT_KEY_CHARS:
+        raise WrongTypeError(
+            f"{where}: dictionary keys are strings of at most {MAX_DICT_KEY_CHARS} characters",
+            where=where,
+        )
+    return k
+
+
+def resolve_path(
+    tables: Mapping[str, TableSpec], table: str, path: str, where: str
+) -> tuple[FieldSpec, bool]:
+    """The spec of a field or of a dotted path through embedded objects (``address.city``),
+    and whether the path goes into an embedded object (``True`` for ``address.city``)."""
+    spec = tables[table]
+    parts = path.split(".")
+    fs: FieldSpec | None = None
+    for n, part in enumerate(parts):
+        fs = spec.fields.get(part)
+        if fs is None:
+            raise UnknownFieldError(
+                f"{where}: unknown field {table}.{path}", table=table, field=path
+            )
+        if n + 1 < len(parts):
+            if fs.type != "embedded" or fs.collection is not None:
+                raise InvalidOpError(
+                    f"{where}: {table}.{path}: {part!r} is not a to-one embedded object"
+                )
+            assert fs.target is not None
+            nxt = tables.get(fs.target)
+            if nxt is None:
+                raise UnknownTableError(f"{where}: unknown table {fs.target!r}", table=fs.target)
+            spec = nxt
+    assert fs is not None
+    return fs, len(parts) > 1
 
 
 # --------------------------------------------------------------------------- operations
@@ -477,6 +613,10 @@ class OpCode(IntEnum):
     ADD = 3  # [3, table, pk, field, delta]
     LIST_INSERT = 4  # [4, table, pk, field, after_elem | nil, value]
     LIST_ERASE = 5  # [5, table, pk, field, elem]
+    SET_ADD = 6  # [6, table, pk, field, value]
+    SET_ERASE = 7  # [7, table, pk, field, value]
+    DICT_SET = 8  # [8, table, pk, field, key, value]
+    DICT_ERASE = 9  # [9, table, pk, field, key]
 
 
 _OP_ARITY: Final = {
@@ -486,6 +626,10 @@ _OP_ARITY: Final = {
     OpCode.ADD: 5,
     OpCode.LIST_INSERT: 6,
     OpCode.LIST_ERASE: 5,
+    OpCode.SET_ADD: 5,
+    OpCode.SET_ERASE: 5,
+    OpCode.DICT_SET: 6,
+    OpCode.DICT_ERASE: 5,
 }
 
 
@@ -503,7 +647,9 @@ def _stamp_from_wire(obj: object, what: str) -> Stamp:
 @dataclass(frozen=True)
 class Op:
     """One operation on one object.  ``elem`` is the list element acted on
-    (``after`` for LIST_INSERT, the erased element for LIST_ERASE)."""
+    (``after`` for LIST_INSERT, the erased element for LIST_ERASE); ``key`` is
+    the dictionary key of DICT_SET / DICT_ERASE.  ``field`` of SET and ADD may
+    be a dotted path into embedded objects (``address.city``)."""
 
     code: OpCode
     table: str
@@ -511,6 +657,7 @@ class Op:
     field: str | None = None
     value: Value = None
     elem: Stamp | None = None
+    key: str | None = None
 
     @classmethod
     def from_wire(cls, obj: object, what: str = "op") -> Op:
@@ -530,7 +677,13 @@ class Op:
         pk = obj[2]
         if code in (OpCode.CREATE, OpCode.ERASE):
             return cls(code, table, pk)
-        fld = _name(obj[3], f"{what} field")
+        fld = _path(obj[3], f"{what} field")
+        if code in (OpCode.SET_ADD, OpCode.SET_ERASE):
+            return cls(code, table, pk, fld, obj[4])
+        if code == OpCode.DICT_SET:
+            return cls(code, table, pk, fld, obj[5], key=_dict_key(obj[4], f"{what} key"))
+        if code == OpCode.DICT_ERASE:
+            return cls(code, table, pk, fld, key=_dict_key(obj[4], f"{what} key"))
         if code in (OpCode.SET, OpCode.ADD):
             if code == OpCode.ADD and (
                 not isinstance(obj[4], (int, float)) or isinstance(obj[4], bool)
@@ -545,7 +698,11 @@ class Op:
     def to_wire(self) -> list[Any]:
         if self.code in (OpCode.CREATE, OpCode.ERASE):
             return [int(self.code), self.table, self.pk]
-        if self.code in (OpCode.SET, OpCode.ADD):
+        if self.code == OpCode.DICT_SET:
+            return [int(self.code), self.table, self.pk, self.field, self.key, self.value]
+        if self.code == OpCode.DICT_ERASE:
+            return [int(self.code), self.table, self.pk, self.field, self.key]
+        if self.code in (OpCode.SET, OpCode.ADD, OpCode.SET_ADD, OpCode.SET_ERASE):
             return [int(self.code), self.table, self.pk, self.field, self.value]
         if self.code == OpCode.LIST_INSERT:
             return [
@@ -562,35 +719,49 @@ class Op:
     def validate(self, tables: Mapping[str, TableSpec], where: str) -> None:
         """Check the op against a schema: table, field, op kind and value types."""
         spec = tables.get(self.table)
-        if spec is None:
-            raise UnknownTableError(f"{where}: unknown table {self.table!r}", table=self.table)
+        if spec is None or spec.embedded:
+            raise UnknownTableError(
+                f"{where}: unknown table {self.table!r}"
+                + (" (embedded objects are written through their parent)" if spec else ""),
+                table=self.table,
+            )
         _check_scalar(spec.fields[spec.primary_key].type, self.pk, False, f"{where} primary key")
         if self.field is None:
             return
-        fs = spec.fields.get(self.field)
-        if fs is None:
-            raise UnknownFieldError(
-                f"{where}: unknown field {self.table}.{self.field}",
-                table=self.table,
-                field=self.field,
-            )
+        fs, nested = resolve_path(tables, self.table, self.field, where)
         if self.field == spec.primary_key:
             raise InvalidOpError(f"{where}: the primary key cannot be changed")
         loc = f"{where} {self.table}.{self.field}"
-        if self.code == OpCode.SET:
-            if fs.collection is not None:
-                raise InvalidOpError(f"{loc}: SET on a list; use LIST_INSERT/LIST_ERASE")
-            check_value(tables, fs, self.value, loc)
-        elif self.code == OpCode.ADD:
+        code = self.code
+        if code == OpCode.SET:
+            if fs.collection is not None and not nested:
+                raise InvalidOpError(
+                    f"{loc}: SET on a {fs.collection}; use its own ops "
+                    "(LIST_INSERT/LIST_ERASE, SET_ADD/SET_ERASE, DICT_SET/DICT_ERASE)"
+                )
+            check_whole(tables, fs, self.value, loc)
+        elif code == OpCode.ADD:
             if fs.collection is not None or fs.type not in ("int", "counter", "float"):
                 raise InvalidOpError(f"{loc}: ADD needs an int, float or counter field")
             if fs.type != "float" and not isinstance(self.value, int):
                 raise WrongTypeError(f"{loc}: ADD to an integer field takes an integer")
             _check_scalar("float" if fs.type == "float" else "int", self.value, False, loc)
         else:
-            if fs.collection != "list":
-                raise InvalidOpError(f"{loc}: list op on a field that is not a list")
-            if self.code == OpCode.LIST_INSERT:
+            want = {
+                OpCode.LIST_INSERT: "list",
+                OpCode.LIST_ERASE: "list",
+                OpCode.SET_ADD: "set",
+                OpCode.SET_ERASE: "set",
+                OpCode.DICT_SET: "dict",
+                OpCode.DICT_ERASE: "dict",
+            }[code]
+            if fs.collection != want:
+                raise InvalidOpError(f"{loc}: {code.name} on a field that is not a {want}")
+            if nested:
+                raise InvalidOpError(
+                    f"{loc}: a {want} inside an embedded object is replaced whole: SET its path"
+                )
+            if code in (OpCode.LIST_INSERT, OpCode.SET_ADD, OpCode.SET_ERASE, OpCode.DICT_SET):
                 check_value(tables, fs, self.value, loc)
 
 
