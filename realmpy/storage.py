@@ -404,6 +404,8 @@ class Environment:
                 raise _type_error("timeout", "a number or None", timeout)
             if not timeout >= 0:
                 raise _e.InvalidArgumentError(f"timeout must be >= 0 or None, not {timeout}")
+            if timeout == float("inf"):
+                timeout = None
         deadline = None if timeout is None else time.monotonic() + timeout
         out = ffi.new("uint64_t *")
         while True:

@@ -194,6 +194,7 @@ def test_wait_for_change_timeout_returns_since(db_path: str) -> None:
         assert env.wait_for_change(v, timeout=0.01) == v
         # A version that is already different returns at once.
         assert env.wait_for_change(v + 5, timeout=None) == v
+        assert env.wait_for_change(v + 5, timeout=float("inf")) == v
 
 
 def test_close_wakes_a_waiting_thread(db_path: str) -> None:
