@@ -17,7 +17,10 @@ import mmap
 import multiprocessing as mp
 import os
 import random
+import signal
 import struct
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -276,3 +279,36 @@ def test_threads_share_one_environment(db_path: str) -> None:
         with env.read() as snap:
             assert snap.get("t", b"total") == b"%d" % (threads_n * per_thread)
         env.check()
+
+
+INTERRUPTIBLE = r"""
+import sys
+from realmpy.storage import Environment
+env = Environment(sys.argv[1])
+try:
+    env.wait_for_change(env.version)  # no timeout: only a signal ends this
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_wait_for_change(db_path: str) -> None:
+    Environment(db_path).close()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTIBLE, db_path],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        _wait_for_waiter(db_path + ".lock", 1)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert out.strip() == "interrupted"
+    assert proc.returncode == 0
