@@ -16,7 +16,7 @@ from realmpy.server.auth import AuthConfig
 from realmpy.server.config import ServerConfig
 from realmpy.server.testing import make_store, postgres_available
 from realmpy.sync.merge import ObjectState
-from realmpy.sync.protocol import pack, unpack
+from realmpy.sync.protocol import pack, pk_key, unpack
 
 P = "/api/v1/app/default"
 CAR: dict[str, Any] = {
@@ -280,8 +280,20 @@ def test_ident_is_idempotent_per_nonce_and_bound_to_the_user(api: Api) -> None:
     # B cannot use A's file, and a wrong salt is refused
     body = {"file_ident": fa["file_ident"], "salt": fa["salt"], "after_server_version": 0}
     assert api.post("/sync/download", body, b)[1]["error"] == "bad_file_ident"
-    body["salt"] = fa["salt"] ^ 1
-    assert api.post("/sync/download", body, a)[1]["error"] == "bad_file_ident"
+    body["salt"] = fa["salt"] ^ 1  # the user's own ident with another salt: re-allocated
+    status, err = api.post("/sync/download", body, a)
+    assert (status, err["error"], err["detail"]["reason"]) == (
+        409,
+        "client_reset_required",
+        "salt_mismatch",
+    )
+    body["file_ident"] = 10_000  # never allocated here: the server lost its history
+    status, err = api.post("/sync/download", body, a)
+    assert (status, err["error"], err["detail"]["reason"]) == (
+        409,
+        "client_reset_required",
+        "unknown_file_ident",
+    )
 
 
 def test_schema_is_additive_in_dev_mode(api: Api) -> None:
@@ -639,6 +651,77 @@ def test_sets_dictionaries_and_embedded_objects_round_trip(api: Api) -> None:
         "Boat": {"primary_key": "id", "fields": {"id": {"type": "int"}, "a.b": {"type": "int"}}}
     }
     assert api.post("/sync/schema", {"tables": bad_schema}, tok)[1]["error"] == "malformed_message"
+
+
+def sync_down(api: Api, tok: str, f: dict[str, Any], after: int) -> tuple[int, Any]:
+    body = {"file_ident": f["file_ident"], "salt": f["salt"], "after_server_version": after}
+    return api.post("/sync/download", body, tok)
+
+
+def subscribe_all(api: Api, tok: str, f: dict[str, Any]) -> int:
+    """Subscribe to every Car and download until steady; returns the cursor."""
+    sub = {
+        "file_ident": f["file_ident"],
+        "salt": f["salt"],
+        "query_version": 1,
+        "queries": {"Car": [["TRUEPREDICATE", []]]},
+    }
+    assert api.post("/sync/subscriptions", sub, tok)[0] == 200
+    cursor = 0
+    while True:
+        status, dl = sync_down(api, tok, f, cursor)
+        assert status == 200, dl
+        cursor = dl["server_version"]
+        if dl["batch"] != "more":
+            return int(cursor)
+
+
+def test_history_trimming_requires_a_client_reset_behind_the_horizon(api: Api) -> None:
+    tok, f = setup_file(api)
+    assert (
+        api.post("/sync/upload", upload_body(f, 1, [[0, "Car", 1], [0, "Car", 2]]), tok)[0] == 200
+    )
+    tc = api.anon()["access_token"]
+    fc = api.file(tc)
+    assert subscribe_all(api, tc, fc) == 1  # C is at sv 1, before the erase
+    up = upload_body(f, 2, [[1, "Car", 2]], base=1)
+    up["changesets"] += upload_body(f, 3, [[0, "Car", 3]], base=2)["changesets"]
+    assert api.post("/sync/upload", up, tok)[1]["acked_client_version"] == 3
+    tb = api.anon()["access_token"]
+    fb = api.file(tb)
+    assert subscribe_all(api, tb, fb) == 3  # B is up to date
+
+    assert api.server.sync.trim_history(2) == (2, 1)  # the erased object 2 is dropped
+    assert api.server.sync.trim_history(1) == (2, 0)  # never lowers the horizon
+    with api.server.store.transaction(write=False) as tx:
+        assert [h[0] for h in tx.history(0, 100)] == [3]
+        assert tx.get_object("Car", pk_key(2)) is None and tx.horizon() == 2
+
+    # C is behind the horizon: it may still hold object 2, whose erasure is gone
+    status, err = sync_down(api, tc, fc, 1)
+    assert (status, err["error"], err["detail"]["reason"]) == (
+        409,
+        "client_reset_required",
+        "history_trimmed",
+    )
+    status, err = api.post("/sync/upload", upload_body(fc, 1, [[0, "Car", 2]], base=1), tc)
+    assert (status, err["error"], err["detail"]["reason"]) == (
+        409,
+        "client_reset_required",
+        "history_trimmed",
+    )
+    # B is past it and carries on; a fresh file bootstraps without a reset
+    assert sync_down(api, tb, fb, 3)[1]["batch"] == "steady"
+    assert api.post("/sync/upload", upload_body(fb, 1, [[0, "Car", 4]], base=3), tb)[0] == 200
+    td = api.anon()["access_token"]
+    fd = api.file(td)
+    sub = {"file_ident": fd["file_ident"], "salt": fd["salt"], "query_version": 1}
+    api.post("/sync/subscriptions", {**sub, "queries": {"Car": [["TRUEPREDICATE", []]]}}, td)
+    status, dl = sync_down(api, td, fd, 0)
+    assert status == 200 and dl["batch"] == "last"
+    assert sorted(e[2] for e in dl["entries"]) == [1, 3, 4]
+    # age-based trimming: everything older than "now" (all of it) goes
+    assert api.server.sync.trim_history(older_than_ms=0)[0] == 4
 
 
 def test_timestamps_must_not_go_backwards_within_a_file(api: Api) -> None:

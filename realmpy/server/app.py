@@ -188,11 +188,26 @@ class ServerApp:
         log.info(
             "server started", extra={"app_id": self.config.app_id, "dev_mode": self.config.dev_mode}
         )
+        trimmer = None
+        if self.config.history_retention_ms is not None:
+            trimmer = asyncio.create_task(self._trim_loop(self.config.history_retention_ms))
         try:
             yield
         finally:
+            if trimmer is not None:
+                trimmer.cancel()
             self.watcher.stop()
             log.info("server stopped")
+
+    async def _trim_loop(self, retention_ms: int) -> None:
+        """Trim history older than the retention period, at start and then periodically."""
+        interval = max(60.0, min(3600.0, retention_ms / 1000 / 24))
+        while True:
+            try:
+                await run_in_threadpool(self.sync.trim_history, older_than_ms=retention_ms)
+            except Exception:
+                log.exception("history trimming failed")
+            await asyncio.sleep(interval)
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
         return self._error(NotFound(f"no endpoint {request.method} {request.url.path}"))

@@ -21,6 +21,10 @@ cleanly onto the few sections the server needs.  Example::
     fields = { id = "objectid", owner_id = "string", title = "string", done = "bool",
                tags = "string[]", likes = "counter", parent = "link:Task?" }
 
+    [history]
+    retention_days = 30             # optional: trim history/tombstones older than this; clients
+                                    # offline longer get client_reset_required
+
     [rules]                         # the default for tables without their own rule
     read = "FALSEPREDICATE"
     write = "FALSEPREDICATE"
@@ -110,6 +114,9 @@ class ServerConfig:
     max_request_bytes: int = 16 * 1024 * 1024
     max_clock_skew_ms: int = MAX_CLOCK_SKEW_MS
     max_long_poll_ms: int = 60_000
+    history_retention_ms: int | None = None
+    """Trim history and tombstones older than this (None = keep forever); clients offline
+    longer must reset (``[history] retention_days``)."""
 
 
 def _section(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -161,6 +168,10 @@ def load_config(path: str | Path | None, *, app_id: str | None = None) -> Server
                         f"[schema.{table}] {fname}: unknown {fs.type} target {fs.target!r}"
                     )
         tables_to_wire(schema)
+    history = _section(doc, "history")
+    retention = history.get("retention_days")
+    if retention is not None and (not isinstance(retention, (int, float)) or retention <= 0):
+        raise ConfigError("[history] retention_days must be a positive number")
     rules = _section(doc, "rules")
     default = (rules.get("read"), rules.get("write"))
     per_table = {
@@ -181,4 +192,5 @@ def load_config(path: str | Path | None, *, app_id: str | None = None) -> Server
         max_request_bytes=int(limits.get("max_request_bytes", 16 * 1024 * 1024)),
         max_clock_skew_ms=int(limits.get("max_clock_skew_ms", MAX_CLOCK_SKEW_MS)),
         max_long_poll_ms=int(limits.get("max_long_poll_ms", 60_000)),
+        history_retention_ms=None if retention is None else int(retention * 86_400_000),
     )

@@ -114,6 +114,8 @@ CREATE TABLE IF NOT EXISTS views (
     file_ident BIGINT NOT NULL, tbl TEXT NOT NULL, pk {blob} NOT NULL,
     in_view INTEGER NOT NULL, changed_sv BIGINT NOT NULL,
     PRIMARY KEY (file_ident, tbl, pk));
+CREATE TABLE IF NOT EXISTS history_horizon (
+    id INTEGER PRIMARY KEY, sv BIGINT NOT NULL, trimmed_at BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS rejections (
     file_ident BIGINT NOT NULL, sv BIGINT NOT NULL, tbl TEXT NOT NULL, pk {blob} NOT NULL,
     client_version BIGINT NOT NULL, reason TEXT NOT NULL,
@@ -139,6 +141,11 @@ class Tx:
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self._x(sql, params).fetchall())
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many parameter rows (a single round trip where the driver can)."""
+        if rows:
+            self._store._executemany(self._conn, sql, rows)
 
     def on_commit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` after this transaction commits (never if it rolls back)."""
@@ -402,6 +409,50 @@ class Tx:
         """Number of stored objects (bootstrap progress)."""
         return int(self._one("SELECT count(*) FROM objects")[0])
 
+    # ----------------------------------------------------------------- history horizon
+
+    def horizon(self) -> int:
+        """The history horizon: history and tombstones at or below it may be gone (0 = none)."""
+        row = self._one("SELECT sv FROM history_horizon WHERE id = 1")
+        return 0 if row is None else int(row[0])
+
+    def horizon_for_age(self, cutoff_ms: int) -> int:
+        """The newest server version whose changeset is older than ``cutoff_ms`` (0 if none)."""
+        row = self._one("SELECT max(sv) FROM changesets WHERE ts < ?", (cutoff_ms,))
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    def trim_history(self, horizon: int, now: int, is_dead: Callable[[bytes], bool]) -> int:
+        """Raise the horizon to ``horizon`` and drop what only clients behind it could need:
+        changesets, refusals and forgotten-view rows at or below it, and erased objects
+        (``is_dead(state)``) whose last change is at or below it, with their view rows.
+        Returns the number of objects dropped.  Call under the version lock."""
+        self.lock_versions()
+        self._x(
+            "INSERT INTO history_horizon (id, sv, trimmed_at) VALUES (1, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET sv = excluded.sv, trimmed_at = excluded.trimmed_at",
+            (horizon, now),
+        )
+        self._x("DELETE FROM changesets WHERE sv <= ?", (horizon,))
+        self._x("DELETE FROM rejections WHERE sv <= ?", (horizon,))
+        self._x("DELETE FROM views WHERE in_view = 0 AND changed_sv <= ?", (horizon,))
+        dropped = 0
+        pos: tuple[int, str, bytes] = (-1, "", b"")
+        while True:
+            rows = self._all(
+                "SELECT tbl, pk, state, last_sv FROM objects WHERE last_sv <= ? "
+                "AND (last_sv, tbl, pk) > (?, ?, ?) ORDER BY last_sv, tbl, pk LIMIT 512",
+                (horizon, pos[0], pos[1], pos[2]),
+            )
+            if not rows:
+                break
+            pos = (int(rows[-1][3]), rows[-1][0], bytes(rows[-1][1]))
+            dead = [(r[0], bytes(r[1])) for r in rows if is_dead(bytes(r[2]))]
+            if dead:
+                self._many("DELETE FROM objects WHERE tbl = ? AND pk = ?", dead)
+                self._many("DELETE FROM views WHERE tbl = ? AND pk = ?", dead)
+                dropped += len(dead)
+        return dropped
+
     # ----------------------------------------------------------------- per-client views
 
     def view_get(self, file_ident: int, table: str, pk: bytes) -> tuple[bool, int] | None:
@@ -480,6 +531,9 @@ class Store(abc.ABC):
 
     def _execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
         return conn.execute(sql, tuple(params))
+
+    def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        conn.executemany(sql, [tuple(r) for r in rows])
 
     def _publish(self, conn: Any, sv: int) -> None:  # noqa: B027 - optional hook
         """Inside a committing write that made ``sv``: tell other processes (PostgreSQL NOTIFY)."""

@@ -52,6 +52,11 @@ class PostgresStore(Store):
     def _execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
         return conn.execute(sql.replace("?", "%s"), tuple(params))
 
+    def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """psycopg 3 pipelines ``executemany``: one network round trip for the batch."""
+        with conn.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
+
     def _begin(self, conn: Any, write: bool) -> None:
         """psycopg opens a READ COMMITTED transaction implicitly at the first statement."""
 

@@ -66,7 +66,10 @@ log = logging.getLogger("realmpy.server.sync")
 
 
 class ClientResetRequired(ProtocolError):
-    """The client's cursor is ahead of the server's history (a restored or foreign server)."""
+    """The client must reset its file: ``detail.reason`` is ``cursor_ahead`` (a restored or
+    foreign server), ``history_trimmed`` (its cursor or an upload's base is below the history
+    horizon), ``unknown_file_ident`` or ``salt_mismatch`` (the server lost or replaced the
+    file's identity)."""
 
     code = "client_reset_required"
     status = 409
@@ -152,9 +155,22 @@ class SyncService:
         tx: Tx, principal: Principal, file_ident: int, salt: int, *, for_update: bool = False
     ) -> ClientRow:
         row = tx.get_client(file_ident, for_update=for_update)
-        if row is None or row.salt != salt or row.user_id != principal.user_id:
-            raise FileIdentError(
-                "unknown file ident, wrong salt, or the file belongs to another user",
+        if row is None:
+            # Never allocated here: the server lost its history (restored from an older
+            # backup, or a new database).  The client must start over with a new identity.
+            raise ClientResetRequired(
+                f"the server does not know file ident {file_ident}; reset the client",
+                reason="unknown_file_ident",
+                file_ident=file_ident,
+            )
+        if row.user_id != principal.user_id:
+            raise FileIdentError("the file ident belongs to another user", file_ident=file_ident)
+        if row.salt != salt:
+            # The same user's ident with another salt: the ident was allocated again after
+            # the server lost its history.
+            raise ClientResetRequired(
+                f"file ident {file_ident} has another salt on this server; reset the client",
+                reason="salt_mismatch",
                 file_ident=file_ident,
             )
         return row
@@ -187,10 +203,19 @@ class SyncService:
             client = self._client(tx, principal, req.file_ident, req.salt)
             fi = client.file_ident
             last_cv, last_base, last_ts = client.last_cv, client.last_base_sv, client.last_ts
+            horizon = tx.horizon()
             pending: dict[tuple[str, bytes], _Pending] = {}
             for cs in req.changesets:
                 if cs.client_version <= last_cv:
                     continue  # integrated before: skip, acknowledge again
+                if cs.base_server_version < horizon:
+                    raise ClientResetRequired(
+                        f"changeset {cs.client_version} was written at server version "
+                        f"{cs.base_server_version}, before the history horizon {horizon}; "
+                        "the server can no longer merge it: reset the client",
+                        reason="history_trimmed",
+                        horizon=horizon,
+                    )
                 if cs.timestamp < last_ts:
                     raise ClockSkewError(
                         f"changeset {cs.client_version}: timestamp {cs.timestamp} is before the file's previous "
@@ -313,8 +338,11 @@ class SyncService:
             if after > latest:
                 raise ClientResetRequired(
                     f"client cursor {after} is ahead of the server's history ({latest}); reset the client",
+                    reason="cursor_ahead",
                     latest_server_version=latest,
                 )
+            horizon = tx.horizon()
+            self._check_horizon(client, after, horizon)
             tx.view_gc(fi, after)
             subs = self._subscriptions(client)
             if any(t not in schema for t in subs.tables):
@@ -326,8 +354,58 @@ class SyncService:
                 or req.bootstrap_token is not None
             )
             if needs_bootstrap:
-                return self._bootstrap(ctx, client, req, latest)
-            return self._incremental(ctx, client, req, latest)
+                res = self._bootstrap(ctx, client, req, latest)
+            else:
+                res = self._incremental(ctx, client, req, latest)
+            # PostgreSQL reads each statement at READ COMMITTED: a trim that committed while
+            # this batch was being read may have dropped objects it needed.  Check again.
+            now_horizon = tx.horizon()
+            if now_horizon != horizon:
+                self._check_horizon(client, after, now_horizon)
+            return res
+
+    @staticmethod
+    def _check_horizon(client: ClientRow, after: int, horizon: int) -> None:
+        """A client behind the horizon may hold objects whose erasure was trimmed: reset it.
+        A fresh file (nothing downloaded, nothing uploaded) just bootstraps."""
+        if after < horizon and not (after == 0 and client.last_cv == 0):
+            raise ClientResetRequired(
+                f"client cursor {after} is older than the server's history horizon {horizon}; "
+                "reset the client",
+                reason="history_trimmed",
+                horizon=horizon,
+            )
+
+    # ----------------------------------------------------------------- history trimming
+
+    def trim_history(
+        self, horizon: int | None = None, *, older_than_ms: int | None = None
+    ) -> tuple[int, int]:
+        """Move the history horizon up to ``horizon`` (or to the newest server version whose
+        changeset is older than ``older_than_ms``) and drop history and tombstones below it.
+
+        Clients whose download cursor or upload base is below the horizon then get
+        ``409 client_reset_required`` (reason ``history_trimmed``).  Returns
+        ``(horizon, objects dropped)``; never lowers the horizon.
+        """
+        with self.store.transaction(write=True) as tx:
+            tx.lock_versions()
+            current = tx.horizon()
+            latest = tx.latest_server_version()
+            target = horizon
+            if target is None:
+                assert older_than_ms is not None, "give a horizon or an age"
+                target = tx.horizon_for_age(now_ms() - older_than_ms)
+            target = min(target, latest)
+            if target <= current:
+                return current, 0
+
+            def is_dead(blob: bytes) -> bool:
+                return not ObjectState.from_wire(unpack(blob)).alive
+
+            dropped = tx.trim_history(target, now_ms(), is_dead)
+        log.info("history trimmed", extra={"horizon": target, "objects_dropped": dropped})
+        return target, dropped
 
     def _bootstrap(
         self, ctx: _DownloadCtx, client: ClientRow, req: DownloadRequest, latest: int
