@@ -6,6 +6,8 @@ drives it over HTTP with two clients:
 
 - upload throughput: ``--uploads`` requests of ``--batch`` changesets, each
   creating ``--objects`` objects with two fields → changesets/s and objects/s;
+- bootstrap: a fresh client C subscribes to every object uploaded above and
+  downloads them all (1 MiB batches) → objects/s and batches;
 - latency: client B long-polls; client A uploads one changeset; the time from
   A's request until B's long-poll returns the object → p50 and p99 over
   ``--samples`` rounds.
@@ -105,6 +107,36 @@ def bench(kind: str, args: argparse.Namespace) -> dict[str, float]:
                     )
                 dt = time.perf_counter() - t0
                 n_cs = args.uploads * args.batch
+                # ---- bootstrap of everything by a fresh client
+                c = Client(base)
+                fc = c.setup()
+                c.post(
+                    "/sync/subscriptions",
+                    {
+                        "file_ident": fc["file_ident"],
+                        "salt": fc["salt"],
+                        "query_version": 1,
+                        "queries": {"Car": [["TRUEPREDICATE", []]]},
+                    },
+                )
+                t1 = time.perf_counter()
+                got_objects, batches, token, after = 0, 0, None, 0
+                while True:
+                    r = c.post(
+                        "/sync/download",
+                        {
+                            "file_ident": fc["file_ident"],
+                            "salt": fc["salt"],
+                            "after_server_version": after,
+                            "bootstrap_token": token,
+                        },
+                    )
+                    got_objects += len(r["entries"])
+                    batches += 1
+                    token = r["bootstrap_token"]
+                    if r["batch"] != "more":
+                        break
+                dt_boot = time.perf_counter() - t1
                 # ---- latency
                 b.post(
                     "/sync/subscriptions",
@@ -186,6 +218,9 @@ def bench(kind: str, args: argparse.Namespace) -> dict[str, float]:
                     got.wait(60)
                     t.join(60)
                 return {
+                    "bootstrap_objects": got_objects,
+                    "bootstrap_batches": batches,
+                    "bootstrap_objects_per_s": got_objects / dt_boot,
                     "changesets_per_s": n_cs / dt,
                     "objects_per_s": n_cs * args.objects / dt,
                     "latency_p50_ms": statistics.median(lat) * 1000,
@@ -210,12 +245,17 @@ def main() -> None:
         f"realmpy-server: {args.uploads} uploads x {args.batch} changesets x {args.objects} objects; "
         f"{args.samples} latency samples; one client machine, loopback HTTP/1.1"
     )
-    print(f"{'store':<12}{'changesets/s':>14}{'objects/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
+    print(
+        f"{'store':<12}{'changesets/s':>14}{'objects/s':>12}{'p50 ms':>10}{'p99 ms':>10}"
+        f"{'bootstrap obj/s':>17}{'(objects/batches)':>19}"
+    )
     for kind in kinds:
         r = bench(kind, args)
         print(
             f"{kind:<12}{r['changesets_per_s']:>14.0f}{r['objects_per_s']:>12.0f}"
             f"{r['latency_p50_ms']:>10.2f}{r['latency_p99_ms']:>10.2f}"
+            f"{r['bootstrap_objects_per_s']:>17.0f}"
+            f"{r['bootstrap_objects']:>12.0f}/{r['bootstrap_batches']:.0f}"
         )
 
 

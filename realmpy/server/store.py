@@ -473,6 +473,43 @@ class Tx:
             (file_ident, table, pk, int(in_view), changed_sv),
         )
 
+    def views_many(
+        self, file_ident: int, keys: Sequence[tuple[str, bytes]]
+    ) -> dict[tuple[str, bytes], tuple[bool, int]]:
+        """``view_get`` for many objects in one query: key → (in view, changed sv)."""
+        out: dict[tuple[str, bytes], tuple[bool, int]] = {}
+        for i in range(0, len(keys), 256):
+            chunk = keys[i : i + 256]
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            params: list[Any] = [file_ident]
+            for t, pk in chunk:
+                params += [t, pk]
+            rows = self._all(
+                "SELECT tbl, pk, in_view, changed_sv FROM views WHERE file_ident = ? "
+                f"AND (tbl, pk) IN (VALUES {values})",
+                params,
+            )
+            for r in rows:
+                out[(r[0], bytes(r[1]))] = (bool(r[2]), int(r[3]))
+        return out
+
+    def view_put_many(self, file_ident: int, rows: Sequence[tuple[str, bytes, bool, int]]) -> None:
+        """``view_put`` for many objects: one batched statement."""
+        self._many(
+            "INSERT INTO views (file_ident, tbl, pk, in_view, changed_sv) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (file_ident, tbl, pk) DO UPDATE SET in_view = excluded.in_view, "
+            "changed_sv = excluded.changed_sv",
+            [(file_ident, t, pk, int(iv), sv) for t, pk, iv, sv in rows],
+        )
+
+    def put_objects(self, rows: Sequence[tuple[str, bytes, bytes, int]]) -> None:
+        """``put_object`` for many objects: one batched statement."""
+        self._many(
+            "INSERT INTO objects (tbl, pk, state, last_sv) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (tbl, pk) DO UPDATE SET state = excluded.state, last_sv = excluded.last_sv",
+            rows,
+        )
+
     def view_gc(self, file_ident: int, confirmed_sv: int) -> None:
         """Forget 'left the view' rows the client has confirmed by moving its cursor past them."""
         self._x(

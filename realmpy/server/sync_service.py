@@ -271,11 +271,12 @@ class SyncService:
                     cs.base_server_version,
                     cs.timestamp,
                 )
-            for (table, pkb), p in pending.items():
-                tx.put_object(table, pkb, pack(p.state.to_wire()), p.sv)
-                # The client holds what it wrote, so the object is in its view: if the
-                # merge kills it or it leaves the subscriptions, the client must hear so.
-                tx.view_put(fi, table, pkb, True, p.sv)
+            tx.put_objects(
+                [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in pending.items()]
+            )
+            # The client holds what it wrote, so the object is in its view: if the
+            # merge kills it or it leaves the subscriptions, the client must hear so.
+            tx.view_put_many(fi, [(t, pkb, True, p.sv) for (t, pkb), p in pending.items()])
             tx.update_upload_cursor(fi, last_cv, last_base, last_ts)
             latest = tx.latest_server_version()
         return UploadResponse(last_cv, latest, tuple(rejected))
@@ -357,6 +358,7 @@ class SyncService:
                 res = self._bootstrap(ctx, client, req, latest)
             else:
                 res = self._incremental(ctx, client, req, latest)
+            ctx.flush()
             # PostgreSQL reads each statement at READ COMMITTED: a trim that committed while
             # this batch was being read may have dropped objects it needed.  Check again.
             now_horizon = tx.horizon()
@@ -425,6 +427,7 @@ class SyncService:
             if not rows:
                 done = True
                 break
+            ctx.prefetch(rows)
             for row in rows:
                 pos = (row.table, row.pk)
                 scanned += 1
@@ -457,6 +460,7 @@ class SyncService:
             rows = ctx.tx.objects_changed(after, latest, pos, 256)
             if not rows:
                 break
+            ctx.prefetch(rows)
             stop = False
             for row in rows:
                 if boundary is not None and row.last_sv != boundary:
@@ -549,6 +553,34 @@ class _DownloadCtx:
             variables,
             schema,
         )
+        self._views: dict[tuple[str, bytes], tuple[bool, int] | None] = {}
+        self._puts: dict[tuple[str, bytes], tuple[bool, int]] = {}
+
+    def prefetch(self, rows: list[ObjectRow]) -> None:
+        """Load this client's view rows for a page of objects in one query."""
+        keys = [(r.table, r.pk) for r in rows if (r.table, r.pk) not in self._views]
+        if keys:
+            found = self.tx.views_many(self.fi, keys)
+            for k in keys:
+                self._views[k] = found.get(k)
+
+    def _view_get(self, table: str, pk: bytes) -> tuple[bool, int] | None:
+        key = (table, pk)
+        if key not in self._views:
+            self._views[key] = self.tx.view_get(self.fi, table, pk)
+        return self._views[key]
+
+    def _view_put(self, table: str, pk: bytes, in_view: bool, sv: int) -> None:
+        self._views[(table, pk)] = (in_view, sv)
+        self._puts[(table, pk)] = (in_view, sv)
+
+    def flush(self) -> None:
+        """Write the view changes of this batch in one batched statement."""
+        if self._puts:
+            self.tx.view_put_many(
+                self.fi, [(t, pk, iv, sv) for (t, pk), (iv, sv) in self._puts.items()]
+            )
+            self._puts.clear()
 
     def _visible(self, table: str, record: Mapping[str, Any] | None) -> bool:
         return (
@@ -565,23 +597,20 @@ class _DownloadCtx:
         self, row: ObjectRow, after: int, *, forget_sv: int, bootstrap: bool
     ) -> DownloadEntry | None:
         """``state``, ``forget`` or nothing for one changed (or scanned) object."""
-        if row.table not in self.subs.tables:
-            view = self.tx.view_get(self.fi, row.table, row.pk)
-            if view is None:
-                return None  # fast path: never subscribed, never seen
-        else:
-            view = self.tx.view_get(self.fi, row.table, row.pk)
+        view = self._view_get(row.table, row.pk)
+        if view is None and row.table not in self.subs.tables:
+            return None  # fast path: never subscribed, never seen
         state = ObjectState.from_wire(unpack(row.state))
         pk = unpack(row.pk)
         record = self._record(row.table, pk, state)
         in_view = view is not None and view[0]
         if self._visible(row.table, record):
             if not (in_view and bootstrap and row.last_sv <= after):
-                self.tx.view_put(self.fi, row.table, row.pk, True, row.last_sv)
+                self._view_put(row.table, row.pk, True, row.last_sv)
                 return DownloadEntry("state", row.table, pk, state.to_wire())
             return None  # already there and unchanged since the client's cursor
         if in_view:
-            self.tx.view_put(self.fi, row.table, row.pk, False, forget_sv)
+            self._view_put(row.table, row.pk, False, forget_sv)
             if record is None:
                 return DownloadEntry(
                     "state", row.table, pk, state.to_wire()
