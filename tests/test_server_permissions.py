@@ -135,3 +135,71 @@ def test_bad_rules_are_refused_at_start(tmp_path: Path) -> None:
     cfg.write_text('[schema.Task]\nprimary_key = "id"\nfields = { id = "int", x = "vector" }\n')
     with pytest.raises(ConfigError):
         load_config(cfg)
+
+
+LINK_CONFIG = """
+app_id = "default"
+[auth]
+anonymous = true
+scrypt_n = 1024
+
+[schema.Team]
+primary_key = "id"
+fields = { id = "string", owner_id = "string", name = "string" }
+
+[schema.Project]
+primary_key = "id"
+fields = { id = "int", team = "link:Team?", title = "string?" }
+
+[rules.Team]
+read = "owner_id == %user.id"
+write = "owner_id == %user.id"
+
+[rules.Project]
+read = "team.owner_id == %user.id"
+write = "team.owner_id == %user.id"
+"""
+
+
+@pytest.fixture
+def link_api(kind: str, tmp_path: Path) -> Iterator[Api]:  # noqa: F811 - uses the imported fixture
+    cfg_file = tmp_path / "server.toml"
+    cfg_file.write_text(LINK_CONFIG)
+    yield from make_api(kind, tmp_path, load_config(cfg_file))
+
+
+def test_rules_and_subscriptions_follow_links(link_api: Api) -> None:
+    api = link_api
+
+    def who(nonce: str, queries: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        t = api.anon()
+        f = api.file(t["access_token"], nonce)
+        sub = {"file_ident": f["file_ident"], "salt": f["salt"], "query_version": 1}
+        status, res = api.post(
+            "/sync/subscriptions", {**sub, "queries": queries}, t["access_token"]
+        )
+        assert status == 200, res
+        return t["access_token"], t["user_id"], f
+
+    q_red = {"Project": [["team.name == 'red' AND team == $0", ["t1"]]]}
+    ta, ua, fa = who("device-a-9", q_red)
+    tb, _, fb = who("device-b-9", {"Project": [["TRUEPREDICATE", []]]})
+    # the project's rule reads its team, created earlier in the same upload
+    ops = [
+        [0, "Team", "t1"],
+        [2, "Team", "t1", "owner_id", ua],
+        [2, "Team", "t1", "name", "red"],
+        [0, "Project", 1],
+        [2, "Project", 1, "team", "t1"],
+        [0, "Project", 3],
+    ]
+    res = api.post("/sync/upload", upload_body(fa, 1, ops), ta)[1]
+    # project 3 has no team: team.owner_id is null, the rule denies it
+    assert [(r["table"], r["pk"]) for r in res["rejected"]] == [("Project", 3)]
+    # B cannot attach a project to A's team, nor see A's project
+    ops_b = [[0, "Project", 2], [2, "Project", 2, "team", "t1"]]
+    res_b = api.post("/sync/upload", upload_body(fb, 1, ops_b), tb)[1]
+    assert [(r["table"], r["pk"]) for r in res_b["rejected"]] == [("Project", 2)]
+    assert [e[2] for e in download(api, tb, fb)["entries"] if e[0] == "state"] == []
+    # A's subscription goes through the link too
+    assert [e[1:3] for e in download(api, ta, fa)["entries"] if e[0] == "state"] == [["Project", 1]]

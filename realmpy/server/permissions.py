@@ -45,11 +45,12 @@ def _matches(
     record: Mapping[str, Any],
     variables: Mapping[str, Any],
     args: tuple[Any, ...] = (),
+    resolver: rql.Resolver | None = None,
 ) -> bool:
     if q is None:
         return True
     try:
-        return q.matches(record, args=args, variables=variables)
+        return q.matches(record, args=args, variables=variables, resolver=resolver)
     except (QueryError, ValueError, TypeError, KeyError):
         return False  # a rule that cannot be evaluated on this record denies
 
@@ -88,9 +89,15 @@ class Permissions:
         """The rule for ``table`` (or the default)."""
         return self._tables.get(table, self._default)
 
-    def can_read(self, table: str, record: Mapping[str, Any], variables: Mapping[str, Any]) -> bool:
-        """May the user see this object?"""
-        return _matches(self.rule(table).read, record, variables)
+    def can_read(
+        self,
+        table: str,
+        record: Mapping[str, Any],
+        variables: Mapping[str, Any],
+        resolver: rql.Resolver | None = None,
+    ) -> bool:
+        """May the user see this object?  (``resolver`` follows links: ``server.links``.)"""
+        return _matches(self.rule(table).read, record, variables, (), resolver)
 
     def check_write(
         self,
@@ -98,14 +105,15 @@ class Permissions:
         pre: Mapping[str, Any] | None,
         post: Mapping[str, Any] | None,
         variables: Mapping[str, Any],
+        resolver: rql.Resolver | None = None,
     ) -> str | None:
         """None if the change is allowed, else the reason it is not."""
         q = self.rule(table).write
         if q is None:
             return None
-        if pre is not None and not _matches(q, pre, variables):
+        if pre is not None and not _matches(q, pre, variables, (), resolver):
             return f"write to {table} denied: the object does not satisfy the write rule ({q.text})"
-        if post is not None and not _matches(q, post, variables):
+        if post is not None and not _matches(q, post, variables, (), resolver):
             return (
                 f"write to {table} denied: the result would not satisfy the write rule ({q.text})"
             )
@@ -143,6 +151,15 @@ class Subscriptions:
         """Tables with at least one query."""
         return frozenset(self._queries)
 
-    def matches(self, table: str, record: Mapping[str, Any], variables: Mapping[str, Any]) -> bool:
+    def matches(
+        self,
+        table: str,
+        record: Mapping[str, Any],
+        variables: Mapping[str, Any],
+        resolver: rql.Resolver | None = None,
+    ) -> bool:
         """Is the object in any subscribed query?"""
-        return any(_matches(q, record, variables, args) for q, args in self._queries.get(table, ()))
+        return any(
+            _matches(q, record, variables, args, resolver)
+            for q, args in self._queries.get(table, ())
+        )

@@ -26,6 +26,7 @@ from typing import Any
 
 from realmpy.server.auth import Principal
 from realmpy.server.config import ServerConfig
+from realmpy.server.links import LinkResolver
 from realmpy.server.permissions import Subscriptions
 from realmpy.server.store import ClientRow, ObjectRow, Store, Tx
 from realmpy.sync import merge
@@ -205,6 +206,15 @@ class SyncService:
             last_cv, last_base, last_ts = client.last_cv, client.last_base_sv, client.last_ts
             horizon = tx.horizon()
             pending: dict[tuple[str, bytes], _Pending] = {}
+
+            def load(t: str, pkb: bytes) -> ObjectState | None:
+                """A link target as this upload sees it (its own earlier changes included)."""
+                p = pending.get((t, pkb))
+                if p is not None:
+                    return p.state
+                row = tx.get_object(t, pkb)
+                return None if row is None else ObjectState.from_wire(unpack(row.state))
+
             for cs in req.changesets:
                 if cs.client_version <= last_cv:
                     continue  # integrated before: skip, acknowledge again
@@ -253,9 +263,10 @@ class SyncService:
                         )
                     reason = None
                     if not self.perms.allows_everything:
-                        pre = state.materialize(pk_field, pk)
-                        post = new.materialize(pk_field, pk)
-                        reason = self.perms.check_write(table, pre, post, variables)
+                        links = LinkResolver(schema, load)
+                        pre = links.wrap(table, state.materialize(pk_field, pk))
+                        post = links.wrap(table, new.materialize(pk_field, pk))
+                        reason = self.perms.check_write(table, pre, post, variables, links)
                     if reason is not None:
                         tx.add_rejection(fi, sv, table, pkb, cs.client_version, reason)
                         rejected.append(RejectedWrite(cs.client_version, table, pk, reason, sv))
@@ -553,6 +564,7 @@ class _DownloadCtx:
             variables,
             schema,
         )
+        self.links = LinkResolver(schema, self._load)
         self._views: dict[tuple[str, bytes], tuple[bool, int] | None] = {}
         self._puts: dict[tuple[str, bytes], tuple[bool, int]] = {}
 
@@ -582,16 +594,24 @@ class _DownloadCtx:
             )
             self._puts.clear()
 
+    def _load(self, table: str, pkb: bytes) -> ObjectState | None:
+        row = self.tx.get_object(table, pkb)
+        return None if row is None else ObjectState.from_wire(unpack(row.state))
+
     def _visible(self, table: str, record: Mapping[str, Any] | None) -> bool:
         return (
             record is not None
-            and self.subs.matches(table, record, self.variables)
-            and self.perms.can_read(table, record, self.variables)
+            and self.subs.matches(table, record, self.variables, self.links)
+            and self.perms.can_read(table, record, self.variables, self.links)
         )
 
     def _record(self, table: str, pk: PrimaryKey, state: ObjectState) -> dict[str, Any] | None:
         spec = self.schema.get(table)
-        return None if spec is None else state.materialize(spec.primary_key, pk)
+        return (
+            None
+            if spec is None
+            else self.links.wrap(table, state.materialize(spec.primary_key, pk))
+        )
 
     def consider(
         self, row: ObjectRow, after: int, *, forget_sv: int, bootstrap: bool
@@ -634,7 +654,7 @@ class _DownloadCtx:
             if (
                 row is not None
                 and record is not None
-                and self.perms.can_read(table, record, self.variables)
+                and self.perms.can_read(table, record, self.variables, self.links)
             ):
                 out.append(DownloadEntry("reset", table, pk, state.to_wire(), err))
             else:

@@ -1,0 +1,160 @@
+"""Key paths through links in permission rules and subscription queries (``owner.name``).
+
+Why wrapped primary keys: on the server a link's value is the target's primary
+key, and rules such as ``owner == %user.id`` compare exactly that, so a link
+must still *be* its key at the end of a path.  Each link value in a record
+handed to a query is therefore a subclass of its key's type (``str``,
+``int``, ``ObjectId``, ``UUID``) that also remembers the target table; it
+compares, hashes and sorts as the key.  The query's resolver, asked for a
+name *on* such a value, loads the target's current merged state (once per
+request) and continues the walk there, so ``owner.name``, ``owner.team.name``
+and ``ANY dogs.name == 'Rex'`` work through to-one links, lists, sets and
+dictionaries of links and links inside embedded objects.
+
+Evaluated when the object itself is uploaded or downloaded: a change to a
+linked object alone does not re-evaluate the objects that link to it (see
+docs/protocol.md, "Permissions and subscriptions through links").
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from realmpy.objectid import ObjectId
+from realmpy.query import default_resolver
+from realmpy.sync.merge import ObjectState
+from realmpy.sync.protocol import FieldSpec, TableSpec, pk_key
+
+__all__ = ["LinkResolver"]
+
+
+class _StrLink(str):
+    _rp_table: str
+
+
+class _IntLink(int):
+    _rp_table: str
+
+
+class _OidLink(ObjectId):
+    __slots__ = ("_rp_table",)
+
+
+class _UuidLink(uuid.UUID):
+    __slots__ = ("_rp_table",)
+
+
+def _link(table: str, pk: Any) -> Any:
+    """``pk`` tagged with its target table (or unchanged when it cannot be tagged)."""
+    out: Any
+    if isinstance(pk, bool) or pk is None:
+        return pk
+    if isinstance(pk, str):
+        out = _StrLink(pk)
+    elif isinstance(pk, int):
+        out = _IntLink(pk)
+    elif isinstance(pk, ObjectId):
+        out = _OidLink(bytes(pk))
+    elif isinstance(pk, uuid.UUID):
+        out = _UuidLink(bytes=pk.bytes)
+    else:
+        return pk
+    object.__setattr__(out, "_rp_table", table)
+    return out
+
+
+def _plain(pk: Any) -> Any:
+    """The untagged key (for storage lookups)."""
+    if isinstance(pk, _StrLink):
+        return str.__str__(pk)
+    if isinstance(pk, _IntLink):
+        return int(pk)
+    if isinstance(pk, _OidLink):
+        return ObjectId(bytes(pk))
+    if isinstance(pk, _UuidLink):
+        return uuid.UUID(bytes=pk.bytes)
+    return pk
+
+
+class LinkResolver:
+    """Tags link values in records and follows them on demand; one per request."""
+
+    def __init__(
+        self,
+        schema: Mapping[str, TableSpec],
+        load: Callable[[str, bytes], ObjectState | None],
+    ) -> None:
+        self._schema = schema
+        self._load = load
+        self._cache: dict[tuple[str, bytes], Any] = {}
+        self._link_fields: dict[str, list[tuple[str, FieldSpec]]] = {}
+
+    def _fields(self, table: str) -> list[tuple[str, FieldSpec]]:
+        got = self._link_fields.get(table)
+        if got is None:
+            spec = self._schema.get(table)
+            got = (
+                []
+                if spec is None
+                else [(n, f) for n, f in spec.fields.items() if f.type in ("link", "embedded")]
+            )
+            self._link_fields[table] = got
+        return got
+
+    def wrap(self, table: str, record: Mapping[str, Any] | None) -> Any:
+        """``record`` with every link value tagged (a new dict; None stays None)."""
+        if record is None:
+            return None
+        fields = self._fields(table)
+        if not fields:
+            return record
+        out = dict(record)
+        for name, fs in fields:
+            target = fs.target
+            if name not in out or target is None:
+                continue
+            if fs.type == "link":
+                out[name] = _map_collection(out[name], fs, functools.partial(_link, target))
+            else:
+                out[name] = _map_collection(
+                    out[name], fs, functools.partial(self._wrap_embedded, target)
+                )
+        return out
+
+    def _wrap_embedded(self, table: str, value: Any) -> Any:
+        return self.wrap(table, value) if isinstance(value, Mapping) else value
+
+    def _target(self, table: str, pk: Any) -> Any:
+        plain = _plain(pk)
+        key = (table, pk_key(plain))
+        if key not in self._cache:
+            spec = self._schema.get(table)
+            state = self._load(table, key[1]) if spec is not None else None
+            rec = (
+                None
+                if state is None or spec is None
+                else state.materialize(spec.primary_key, plain)
+            )
+            self._cache[key] = self.wrap(table, rec)
+        return self._cache[key]
+
+    def __call__(self, value: Any, name: str) -> Any:
+        table = getattr(value, "_rp_table", None) if value is not None else None
+        if table is not None:
+            value = self._target(table, value)
+        return default_resolver(value, name)
+
+
+def _map_collection(value: Any, fs: FieldSpec, fn: Callable[[Any], Any]) -> Any:
+    if value is None:
+        return None
+    if fs.collection in ("list", "set") and isinstance(value, list):
+        return [fn(v) for v in value]
+    if fs.collection == "dict" and isinstance(value, dict):
+        return {k: fn(v) for k, v in value.items()}
+    if fs.collection is None:
+        return fn(value)
+    return value
