@@ -77,8 +77,14 @@ _rec_hdr = struct.Struct("<II")
 _unpack_hdr = _rec_hdr.unpack_from
 _pack_hdr = _rec_hdr.pack
 _NULL = ffi.NULL
+# Bound once: a module global is cheaper than an attribute of lib/ffi.
 _txn_begin = lib.rp_txn_begin
 _txn_abort = lib.rp_txn_abort
+_rp_get = lib.rp_get
+_rp_put = lib.rp_put
+_rp_del = lib.rp_del
+_unpack = ffi.unpack
+_env_version = lib.rp_env_version
 
 # Thread ids are never negative; an ended transaction's owner is set to this
 # so that a single comparison on the hot path catches both "ended" and
@@ -734,9 +740,9 @@ class _Transaction:
             key = _as_bytes(key, "key")
         outs = self._outs
         vl = outs.vl
-        rc = lib.rp_get(self._txn, name, len(name), key, len(key), outs.vp, vl)
+        rc = _rp_get(self._txn, name, len(name), key, len(key), outs.vp, vl)
         if rc == _OK:
-            return ffi.unpack(outs.vpc[0], vl[0])  # type: ignore[no-any-return]
+            return _unpack(outs.vpc[0], vl[0])  # type: ignore[no-any-return]
         if rc == _NOTFOUND:
             return None
         self._fail(rc, "get failed", table)
@@ -993,6 +999,22 @@ class Snapshot(_Transaction):
 
     abort = end
 
+    def latest_version(self) -> int:
+        """The environment's latest committed version (a fast path).
+
+        Same value as :attr:`Environment.version`, without its in-flight
+        guard: this live snapshot keeps the engine handle open, so the
+        handle cannot be freed during the call.  A caller that holds a
+        snapshot can compare this with :attr:`version` on every read to
+        decide whether a newer version exists (one atomic load).
+        """
+        if self._owner != _get_ident():
+            self._unusable()
+        handle = self._env._env
+        if handle is None:  # pragma: no cover - the env was dropped after fork()
+            raise self._env._closed_error("read the version")
+        return _env_version(handle)  # type: ignore[no-any-return]
+
     def __enter__(self) -> Snapshot:
         return self
 
@@ -1027,7 +1049,7 @@ class WriteTransaction(_Transaction):
             key = _as_bytes(key, "key")
         if type(value) is not bytes:
             value = _as_bytes(value, "value")
-        rc = lib.rp_put(self._txn, name, len(name), key, len(key), value, len(value))
+        rc = _rp_put(self._txn, name, len(name), key, len(key), value, len(value))
         if rc != _OK:
             self._fail(rc, "put failed", table)
 
@@ -1087,7 +1109,7 @@ class WriteTransaction(_Transaction):
             name = self._env._encode_name(table)
         if type(key) is not bytes:
             key = _as_bytes(key, "key")
-        rc = lib.rp_del(self._txn, name, len(name), key, len(key))
+        rc = _rp_del(self._txn, name, len(name), key, len(key))
         if rc == _OK:
             return True
         if rc == _NOTFOUND:
