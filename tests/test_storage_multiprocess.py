@@ -13,7 +13,6 @@ nothing here depends on timing.
 
 from __future__ import annotations
 
-import mmap
 import multiprocessing as mp
 import os
 import random
@@ -146,19 +145,24 @@ def _wait_for_waiter(lock_path: str, expected: int) -> None:
 
     Reads the waiter count from the lock file (csrc/format.h); it only makes
     the test stricter (the commit happens while the waiter really sleeps).
+    The file is read with pread, never mapped: the first opener may rebuild
+    it (truncate) meanwhile, and a mapped read past the end is a SIGBUS.
     """
-    with open(lock_path, "rb") as f:
-        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    deadline = time.monotonic() + HANG_GUARD_S
+    while time.monotonic() < deadline:
         try:
-            deadline = time.monotonic() + HANG_GUARD_S
-            while time.monotonic() < deadline:
-                (waiters,) = struct.unpack_from("<I", m, LOCK_WAITERS_OFFSET)
-                if waiters >= expected:
-                    return
-                time.sleep(0.0005)
-            pytest.fail("the waiter never blocked on the version counter")
-        finally:
-            m.close()
+            fd = os.open(lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            raw = b""
+        else:
+            try:
+                raw = os.pread(fd, 4, LOCK_WAITERS_OFFSET)
+            finally:
+                os.close(fd)
+        if len(raw) == 4 and struct.unpack("<I", raw)[0] >= expected:
+            return
+        time.sleep(0.0005)
+    pytest.fail("the waiter never blocked on the version counter")
 
 
 def _waiter(path: str, since: int, conn: Any) -> None:
