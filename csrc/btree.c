@@ -591,6 +591,9 @@ int rp_cursor_open(rp_txn *txn, const char *table, size_t tlen, rp_cursor **out)
     if (table) {
         rc = rp_table_get(txn, table, tlen, 0, &t);
         if (rc) return rc;
+    } else if (txn->flags & RP_TXN_WRITE) {
+        rc = rp_txn_flush_catalog(txn);
+        if (rc) return rc;
     }
     rp_cursor *c = malloc(sizeof *c);
     if (!c) return ENOMEM;

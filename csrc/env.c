@@ -373,11 +373,21 @@ static int stat_page(void *ctx, uint64_t rec_txnid, uint32_t pgno) {
     return RP_OK;
 }
 
+/* A transaction to inspect the latest version: a snapshot, or when every
+ * reader slot is taken the write transaction, which keeps the latest
+ * version's pages from reuse just as well. */
+static int inspect_begin(rp_env *env, rp_txn **txn) {
+    int rc = rp_txn_begin(env, 0, txn);
+    if (rc == RP_READERS_FULL && !(env->flags & RP_RDONLY))
+        rc = rp_txn_begin(env, RP_TXN_WRITE, txn);
+    return rc;
+}
+
 int rp_env_stat(rp_env *env, rp_stat *out) {
     if (!out) return RP_INVALID;
     memset(out, 0, sizeof *out);
     rp_txn *txn;
-    int rc = rp_txn_begin(env, 0, &txn);
+    int rc = inspect_begin(env, &txn);
     if (rc) return rc;
     out->version = txn->roots.txnid;
     out->page_size = RP_PAGE_SIZE;
@@ -537,7 +547,7 @@ static int check_free(void *ctx, uint64_t rec_txnid, uint32_t pgno) {
 int rp_env_check(rp_env *env, char *msg, size_t msglen) {
     if (msg && msglen) msg[0] = 0;
     rp_txn *txn;
-    int rc = rp_txn_begin(env, 0, &txn);
+    int rc = inspect_begin(env, &txn);
     if (rc) return rc;
     check_ctx c = {.txn = txn, .msg = msg, .msglen = msglen};
     c.seen = calloc(txn->roots.pages_used / 8 + 1, 1);

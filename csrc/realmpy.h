@@ -232,7 +232,8 @@ int rp_env_wait(rp_env *env, uint64_t since, int64_t timeout_ns,
  * (used before close to stop notifier threads). */
 int rp_env_interrupt(rp_env *env);
 
-/* Statistics of the latest version. */
+/* Statistics of the latest version.  Works even when every reader slot is
+ * taken (it then reads under the writer mutex instead of a slot). */
 int rp_env_stat(rp_env *env, rp_stat *out);
 
 /* Copy up to cap claimed reader slots into out; *count = slots copied. */
@@ -245,7 +246,8 @@ int rp_env_reader_check(rp_env *env, unsigned *reaped);
 
 /* Integrity check of the latest version: walks every tree, verifies every
  * page's checksum, version, type and key order, and accounts for every page
- * (in a tree, free, pending, or a meta page).  On failure returns RP_CORRUPT
+ * (in a tree, free, pending, or a meta page).  Like rp_env_stat it works
+ * when every reader slot is taken.  On failure returns RP_CORRUPT
  * and writes a description into msg (always NUL-terminated if msglen > 0). */
 int rp_env_check(rp_env *env, char *msg, size_t msglen);
 
@@ -270,9 +272,33 @@ int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out);
  * On any error the transaction is rolled back and freed as well. */
 int rp_txn_commit(rp_txn *txn);
 
+/* Commit like rp_txn_commit; *version (may be NULL) receives the version
+ * this commit created (for a read txn: the version it read), 0 on error. */
+int rp_txn_commit_ex(rp_txn *txn, uint64_t *version);
+
 /* Roll back and free.  Never fails; NULL is ignored.  A txn owned by another
- * thread is not touched and RP_WRONG_THREAD is returned. */
+ * thread is not touched and RP_WRONG_THREAD is returned (a reset read txn
+ * belongs to no thread and may be freed from any). */
 int rp_txn_abort(rp_txn *txn);
+
+/* Park a read txn: end its snapshot (it pins nothing any more) but keep the
+ * handle and its reader slot, so that rp_txn_renew() can begin the next
+ * snapshot without allocating.  A parked txn accepts only renew and abort
+ * (others return RP_BAD_TXN); it still counts as open for rp_env_close,
+ * which returns RP_BUSY until it is freed with rp_txn_abort().
+ * Errors: RP_INVALID (a write txn), RP_BAD_TXN (already parked),
+ * RP_WRONG_THREAD, RP_BUSY (cursors open). */
+int rp_txn_reset(rp_txn *txn);
+
+/* Begin a new snapshot of the latest version on a parked read txn, owned by
+ * the calling thread.  Errors: RP_BAD_TXN (not parked), RP_CLOSED, RP_FORKED,
+ * RP_PANIC, RP_MAP_FULL. */
+int rp_txn_renew(rp_txn *txn);
+
+/* rp_txn_reset + rp_txn_renew in one call: move a live read txn to the
+ * latest version (a realm advancing, a poller re-reading).  On error the
+ * txn is left parked. */
+int rp_txn_refresh(rp_txn *txn);
 
 /* Version the transaction reads (a write txn: the version it will commit
  * minus one). */
@@ -318,7 +344,10 @@ int rp_cursor_open(rp_txn *txn, const char *table, size_t tlen,
 void rp_cursor_close(rp_cursor *cur);
 
 /* Position the cursor (see RP_SEEK_*) and return that entry.  key may be NULL
- * for FIRST/LAST.  Returns RP_NOTFOUND if no entry qualifies. */
+ * for FIRST/LAST; for GE/LT it must be 1 to RP_MAX_KEY bytes
+ * (RP_KEY_TOO_LONG otherwise: no stored key is empty or longer, so callers
+ * map an empty bound to FIRST and a longer one to its prefix).  Returns
+ * RP_NOTFOUND if no entry qualifies. */
 int rp_cursor_seek(rp_cursor *cur, int mode, const void *key, size_t klen,
                    const void **k, size_t *kl, const void **v, size_t *vl);
 

@@ -58,6 +58,7 @@ struct rp_txn {
     rp_slot   *slot;                 /* read txn: the pinning slot            */
     uint64_t   base_pages;           /* pages_used of the version read        */
     int        locked;               /* write txn holds the writer mutex      */
+    int        parked;               /* read txn reset: pins no snapshot      */
     unsigned   ncursors;
 
     rp_table   catalog;              /* the catalog, as a pseudo-table        */
@@ -202,6 +203,10 @@ int  rp_page_free_pg(rp_txn *txn, uint64_t pgno, uint64_t txnid, uint32_t npages
 int  rp_table_get(rp_txn *txn, const char *name, size_t nlen, int create,
                   rp_table **out);
 int  rp_txn_check(rp_txn *txn, int write);
+/* Write changed table descriptors into the catalog tree (at commit, and
+ * before a catalog cursor opens in a write txn, so that it lists the tables
+ * this transaction created and not those it dropped). */
+int  rp_txn_flush_catalog(rp_txn *txn);
 /* Walk the free list of roots: chain(ctx, pgno, txnid, page) for each list
  * page (may be NULL), fn(ctx, record txnid, pgno) for each listed page. */
 typedef int (*rp_chain_fn)(void *ctx, uint64_t pgno, uint64_t txnid, const uint8_t *page);

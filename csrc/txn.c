@@ -279,6 +279,7 @@ int rp_table_get(rp_txn *txn, const char *name, size_t nlen, int create,
 
 int rp_txn_check(rp_txn *txn, int write) {
     if (!txn) return RP_INVALID;
+    if (txn->parked) return RP_BAD_TXN;
     int rc = rp_env_usable(txn->env);
     if (rc) return rc;
     if (!pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
@@ -576,8 +577,62 @@ uint64_t rp_txn_version(rp_txn *txn) {
 
 int rp_txn_abort(rp_txn *txn) {
     if (!txn) return RP_OK;
-    if (!pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
+    /* A parked handle pins nothing and belongs to no thread. */
+    if (!txn->parked && !pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
     txn_end(txn);
+    return RP_OK;
+}
+
+static void drop_table_cache(rp_txn *txn) {
+    for (size_t i = 0; i < txn->ntables; i++) free(txn->tables[i]);
+    txn->ntables = 0;
+    txn->last_table = NULL;
+}
+
+int rp_txn_reset(rp_txn *txn) {
+    if (!txn) return RP_INVALID;
+    if (txn->flags & RP_TXN_WRITE) return RP_INVALID;
+    if (txn->parked) return RP_BAD_TXN;
+    if (!pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
+    int rc = rp_env_usable(txn->env);
+    if (rc) return rc;
+    if (txn->ncursors) return RP_BUSY;
+    rp_snapshot_end(txn->slot);
+    txn->parked = 1;
+    return RP_OK;
+}
+
+int rp_txn_refresh(rp_txn *txn) {
+    if (!txn) return RP_INVALID;
+    if (txn->flags & RP_TXN_WRITE) return RP_INVALID;
+    int rc = rp_txn_reset(txn);
+    return rc ? rc : rp_txn_renew(txn);
+}
+
+int rp_txn_renew(rp_txn *txn) {
+    if (!txn) return RP_INVALID;
+    if (!txn->parked) return RP_BAD_TXN;
+    rp_env *env = txn->env;
+    int rc = rp_env_usable(env);
+    if (rc) return rc;
+    if (atomic_load(&env->interrupted)) return RP_CLOSED;
+    rp_roots roots;
+    rc = rp_snapshot_begin(env, txn->slot, &roots);
+    if (rc) return rc;
+    if (roots.pages_used * RP_PAGE_SIZE > env->map_size) {
+        rp_snapshot_end(txn->slot);
+        return RP_MAP_FULL;
+    }
+    /* Table descriptors are per version: keep them only if it is the same. */
+    if (roots.txnid != txn->roots.txnid) drop_table_cache(txn);
+    txn->roots = roots;
+    txn->txnid = roots.txnid;
+    txn->base_pages = roots.pages_used;
+    txn->catalog.root = roots.cat_pgno;
+    txn->catalog.root_txnid = roots.cat_txnid;
+    txn->owner = pthread_self();
+    txn->failed = 0;
+    txn->parked = 0;
     return RP_OK;
 }
 
@@ -639,10 +694,8 @@ static int write_pages(rp_txn *txn) {
     return rc;
 }
 
-static int commit_write(rp_txn *txn) {
-    rp_env *env = txn->env;
+int rp_txn_flush_catalog(rp_txn *txn) {
     int rc = RP_OK;
-    /* 1. table descriptors -> catalog */
     for (size_t i = 0; i < txn->ntables && !rc; i++) {
         rp_table *t = txn->tables[i];
         if (!t->dirty) continue;
@@ -655,7 +708,16 @@ static int commit_write(rp_txn *txn) {
                                    : RP_NOTFOUND;
             if (rc == RP_NOTFOUND) rc = RP_OK;
         }
+        if (!rc) t->dirty = 0;
     }
+    if (rc) txn->failed = 1;   /* the catalog may be half-updated */
+    return rc;
+}
+
+static int commit_write(rp_txn *txn) {
+    rp_env *env = txn->env;
+    /* 1. table descriptors -> catalog */
+    int rc = rp_txn_flush_catalog(txn);
     if (rc) return rc;
     txn->roots.cat_pgno = txn->catalog.root;
     txn->roots.cat_txnid = txn->catalog.root_txnid;
@@ -690,7 +752,7 @@ static int commit_write(rp_txn *txn) {
     return RP_OK;
 }
 
-int rp_txn_commit(rp_txn *txn) {
+int rp_txn_commit_ex(rp_txn *txn, uint64_t *version) {
     if (!txn) return RP_INVALID;
     if (!pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
     int rc = rp_txn_check(txn, 0);
@@ -698,9 +760,12 @@ int rp_txn_commit(rp_txn *txn) {
         if (txn->ncursors) rc = RP_BUSY;
         else rc = commit_write(txn);
     }
+    if (version) *version = rc == RP_OK ? txn->roots.txnid : 0;
     txn_end(txn);
     return rc;
 }
+
+int rp_txn_commit(rp_txn *txn) { return rp_txn_commit_ex(txn, NULL); }
 
 /* ---- data operations -------------------------------------------------------------- */
 

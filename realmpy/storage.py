@@ -80,6 +80,14 @@ _NULL = ffi.NULL
 # Bound once: a module global is cheaper than an attribute of lib/ffi.
 _txn_begin = lib.rp_txn_begin
 _txn_abort = lib.rp_txn_abort
+_txn_reset = lib.rp_txn_reset
+_txn_renew = lib.rp_txn_renew
+_txn_refresh = lib.rp_txn_refresh
+# Ended snapshots park their engine handle (rp_txn_reset: it pins nothing)
+# for the next read() to renew, which skips an allocation, a reader-slot
+# claim and a cffi out-parameter on the hot path.  Each parked handle keeps
+# one reader slot claimed, so only a few are kept per environment.
+_PARKED_MAX: Final = 4
 _rp_get = lib.rp_get
 _rp_put = lib.rp_put
 _rp_del = lib.rp_del
@@ -238,6 +246,7 @@ class Environment:
         "_live",
         "_lock",
         "_names",
+        "_parked",
         "_path",
         "_pid",
         "_pool",
@@ -287,6 +296,7 @@ class Environment:
         self._inflight: list[None] = []
         self._live: set[_Transaction] = set()
         self._pool: list[_Outs] = []
+        self._parked: list[tuple[Any, _Outs]] = []
         self._names: dict[str, bytes] = {}
 
         flags = (lib.RP_NOSYNC if durability == "none" else 0) | (lib.RP_RDONLY if read_only else 0)
@@ -346,13 +356,23 @@ class Environment:
         try:
             if self._closing:
                 raise self._closed_error("begin a read snapshot")
-            pool = self._pool
-            outs = pool.pop() if pool else _Outs()
-            rc = _txn_begin(self._env, 0, outs.txn)
-            if rc != _OK:
-                pool.append(outs)
-                raise _error(rc, "cannot begin a read snapshot", self._path)
-            snap = Snapshot(self, outs.txn[0], outs)
+            parked = self._parked
+            if parked:
+                handle, outs = parked.pop()
+                rc = _txn_renew(handle)
+                if rc != _OK:
+                    _txn_abort(handle)
+                    self._pool.append(outs)
+                    raise _error(rc, "cannot begin a read snapshot", self._path)
+            else:
+                pool = self._pool
+                outs = pool.pop() if pool else _Outs()
+                rc = _txn_begin(self._env, 0, outs.txn)
+                if rc != _OK:
+                    pool.append(outs)
+                    raise _error(rc, "cannot begin a read snapshot", self._path)
+                handle = outs.txn[0]
+            snap = Snapshot(self, handle, outs)
             self._live.add(snap)
         finally:
             inflight.pop()
@@ -576,6 +596,9 @@ class Environment:
             if env is None or self._live:
                 return
             self._env = None
+            parked, self._parked = self._parked, []
+        for handle, _ in parked:  # parked handles belong to no thread
+            _txn_abort(handle)
         rc = lib.rp_env_close(env)
         if rc != _OK:  # pragma: no cover - we checked there is nothing open
             self._env = env
@@ -990,14 +1013,43 @@ class Snapshot(_Transaction):
         self._owner = _ENDED
         self._state = "ended"
         self._txn = _NULL
-        _txn_abort(txn)
         env = self._env
+        parked = env._parked
+        if len(parked) < _PARKED_MAX and not env._closing and _txn_reset(txn) == _OK:
+            parked.append((txn, self._outs))
+        else:
+            _txn_abort(txn)
+            env._pool.append(self._outs)
         env._live.discard(self)
-        env._pool.append(self._outs)
         if env._closing:
             env._release_if_idle()
 
     abort = end
+
+    def refresh(self) -> None:
+        """Move this snapshot to the latest version, in place.
+
+        Equivalent to ending it and beginning a new one, in one engine call
+        and without a new object: the cheap way for a long-lived reader
+        (a realm advancing, a poller) to see other processes' commits.
+        """
+        if self._owner != _get_ident():
+            self._unusable()
+        rc = _txn_refresh(self._txn)
+        self._version = None
+        if rc != _OK:
+            # The engine left the handle parked (pinning nothing): end it.
+            txn = self._txn
+            self._owner = _ENDED
+            self._state = "failed"
+            self._txn = _NULL
+            _txn_abort(txn)
+            env = self._env
+            env._pool.append(self._outs)
+            env._live.discard(self)
+            if env._closing:
+                env._release_if_idle()
+            raise _error(rc, "cannot refresh the snapshot", self._path)
 
     def latest_version(self) -> int:
         """The environment's latest committed version (a fast path).
@@ -1128,8 +1180,8 @@ class WriteTransaction(_Transaction):
             return False
         self._fail(rc, "drop failed", table)
 
-    def commit(self) -> None:
-        """Commit and end the transaction.
+    def commit(self) -> int:
+        """Commit and end the transaction; return the version it created.
 
         With durability ``"full"`` the changes are on stable storage when
         this returns.  On failure the transaction is rolled back (and still
@@ -1137,10 +1189,20 @@ class WriteTransaction(_Transaction):
         """
         if self._owner != _get_ident():
             self._unusable()
-        rc = self._end(lib.rp_txn_commit, "committed")
+        out = self._outs.u64
+        version = 0
+
+        def commit_ex(txn: Any) -> int:
+            nonlocal version  # read before _end() returns the out-param to the pool
+            rc = int(lib.rp_txn_commit_ex(txn, out))
+            version = int(out[0])
+            return rc
+
+        rc = self._end(commit_ex, "committed")
         if rc != _OK:
             self._state = "failed"
             raise _error(rc, "commit failed (rolled back)", self._path)
+        return version
 
     def __enter__(self) -> WriteTransaction:
         return self

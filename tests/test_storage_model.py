@@ -274,12 +274,6 @@ class StorageMachine(RuleBasedStateMachine):
 TestStorageModel = StorageMachine.TestCase
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: the catalog cursor of a write transaction does not see the "
-    "tables it created or dropped (rp_cursor_open(txn, NULL) walks the committed "
-    "catalog tree; table descriptors are written back only at commit)",
-)
 def test_tables_in_a_write_transaction_see_its_own_changes(db_path: str) -> None:
     with Environment(db_path, durability="none") as env:
         with env.write() as txn:
@@ -289,3 +283,27 @@ def test_tables_in_a_write_transaction_see_its_own_changes(db_path: str) -> None
             txn.drop("a")
             txn.put("b", b"k", b"v")
             assert txn.tables() == ["b"]
+
+
+def test_snapshot_refresh_moves_to_the_latest_version(db_path: str) -> None:
+    with Environment(db_path, durability="none") as env:
+        with env.write() as txn:
+            txn.put("t", b"k", b"1")
+        with env.read() as snap:
+            first = snap.version
+            assert snap.get("t", b"k") == b"1"
+            with env.write() as txn:
+                txn.put("t", b"k", b"2")
+            assert snap.get("t", b"k") == b"1"  # a snapshot never moves by itself
+            snap.refresh()
+            assert snap.version == first + 1 == env.version
+            assert snap.get("t", b"k") == b"2"
+            assert [r.version for r in env.readers() if r.version] == [first + 1]
+        assert [r.version for r in env.readers() if r.version] == []
+
+
+def test_commit_returns_the_new_version(db_path: str) -> None:
+    with Environment(db_path, durability="none") as env:
+        txn = env.write()
+        txn.put("t", b"k", b"v")
+        assert txn.commit() == env.version

@@ -152,6 +152,57 @@ static void verify(rp_env *env, slot m[NTABLES][NKEYS]) {
     if (rc) { fprintf(stderr, "check: %s (%s)\n", rp_strerror(rc), msg); exit(1); }
 }
 
+/* Parked read handles, commit versions, and the catalog of a write txn. */
+static void test_handles(const char *path) {
+    rp_env *env;
+    E(rp_env_open(path, RP_NOSYNC, 0, 0, 0, &env));
+    rp_txn *w, *r;
+    uint64_t v = 0;
+    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+    E(rp_put(w, "x", 1, "k", 1, "1", 1));
+    E(rp_put(w, "y", 1, "k", 1, "1", 1));
+    /* the catalog cursor of a write txn lists the tables it created */
+    rp_cursor *c;
+    const void *k, *val;
+    size_t kl, vl;
+    E(rp_cursor_open(w, NULL, 0, &c));
+    E(rp_cursor_seek(c, RP_SEEK_FIRST, NULL, 0, &k, &kl, &val, &vl));
+    CHECK(kl == 1 && memcmp(k, "x", 1) == 0, "first table");
+    E(rp_cursor_step(c, 1, &k, &kl, &val, &vl));
+    CHECK(kl == 1 && memcmp(k, "y", 1) == 0, "second table");
+    CHECK(rp_cursor_step(c, 1, &k, &kl, &val, &vl) == RP_NOTFOUND, "two tables");
+    rp_cursor_close(c);
+    E(rp_drop_table(w, "x", 1));
+    E(rp_cursor_open(w, NULL, 0, &c));
+    E(rp_cursor_seek(c, RP_SEEK_FIRST, NULL, 0, &k, &kl, &val, &vl));
+    CHECK(kl == 1 && memcmp(k, "y", 1) == 0, "dropped table gone");
+    CHECK(rp_cursor_step(c, 1, &k, &kl, &val, &vl) == RP_NOTFOUND, "one table");
+    rp_cursor_close(c);
+    E(rp_put(w, "y", 1, "k2", 2, "2", 1));   /* changes after the flush count too */
+    E(rp_txn_commit_ex(w, &v));
+    CHECK(v == rp_env_version(env), "commit_ex version");
+    /* a parked handle pins nothing and renews at the latest version */
+    E(rp_txn_begin(env, 0, &r));
+    CHECK(rp_txn_version(r) == v, "snapshot version");
+    E(rp_txn_reset(r));
+    CHECK(rp_get(r, "y", 1, "k", 1, &val, &vl) == RP_BAD_TXN, "parked txn refuses reads");
+    CHECK(rp_txn_reset(r) == RP_BAD_TXN, "double reset");
+    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+    E(rp_put(w, "y", 1, "k3", 2, "3", 1));
+    E(rp_txn_commit_ex(w, &v));
+    rp_stat st;
+    E(rp_env_stat(env, &st));
+    CHECK(st.oldest_version == v, "a parked handle pins no version");
+    E(rp_txn_renew(r));
+    CHECK(rp_txn_version(r) == v, "renewed at the latest version");
+    E(rp_get(r, "y", 1, "k3", 2, &val, &vl));
+    CHECK(rp_txn_renew(r) == RP_BAD_TXN, "renew of a live txn");
+    E(rp_txn_reset(r));
+    CHECK(rp_env_close(env) == RP_BUSY, "a parked handle keeps the env open");
+    E(rp_txn_abort(r));
+    E(rp_env_close(env));
+}
+
 int main(void) {
     char dir[] = "/tmp/rp_test_engineXXXXXX";
     CHECK(mkdtemp(dir), "mkdtemp");
@@ -229,9 +280,12 @@ int main(void) {
     E(rp_env_close(env));
     E(rp_env_open(copy, RP_RDONLY, 0, 0, 0, &env));
     verify(env, model);
+    char hpath[300];
+    snprintf(hpath, sizeof hpath, "%s/handles", dir);
     rp_txn *w;
     CHECK(rp_txn_begin(env, RP_TXN_WRITE, &w) == RP_READ_ONLY, "write on read-only env");
     E(rp_env_close(env));
+    test_handles(hpath);
     for (int t = 0; t < NTABLES; t++)
         for (int i = 0; i < NKEYS; i++) { free(model[t][i].val); free(saved[t][i].val); }
     free(big);
