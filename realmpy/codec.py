@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import struct
+import threading
 import uuid
 from decimal import Decimal
 from typing import Any, Final
@@ -155,12 +156,27 @@ def _encode_one(v: Any, out: list[bytes]) -> None:
         raise CodecError(f"a {type(v).__name__} cannot be a key or index value")
 
 
+_INT_KEY: Final = struct.Struct(">BQ")
+_pack_int_key = _INT_KEY.pack
+
+
 def encode_key(value: Any) -> bytes:
     """Encode one value so that byte order equals value order.
 
     Raises :class:`~realmpy.errors.CodecError` for an unsupported type,
     an int beyond 64 bits, a naive datetime, or a result over ``MAX_KEY``.
     """
+    t = type(value)
+    if t is int:  # fast paths: the common primary-key and index types
+        if _INT_MIN <= value <= _INT_MAX:
+            return _pack_int_key(T_INT, value + _SIGN)
+    elif t is str:
+        raw: bytes = value.encode("utf-8", "surrogatepass")
+        if b"\x00" not in raw and len(raw) < MAX_KEY - 1:
+            return b"\x30" + raw + b"\x00"
+    elif t is ObjectId:
+        binary: bytes = value.binary
+        return b"\x60" + binary
     out: list[bytes] = []
     _encode_one(value, out)
     key = out[0]
@@ -340,23 +356,43 @@ def _ext_hook(code: int, data: bytes) -> Any:
     raise CodecError(f"unknown record extension type {code}")
 
 
+_unpackb = msgpack.unpackb
+
+
 def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True)
+    return _unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
+
+
+class _Packers(threading.local):
+    """One reusable msgpack Packer per thread (``packb`` builds one per call,
+    which costs more than packing a small record).  Never used re-entrantly:
+    ``_default`` packs nested values with ``packb``."""
+
+    def __init__(self) -> None:
+        self.pack = msgpack.Packer(default=_default, use_bin_type=True, strict_types=True).pack
+
+
+_packers = _Packers()
 
 
 def pack_record(record: dict[str, Any]) -> bytes:
     """Serialise an object's property values (already validated) to bytes."""
-    return _packer_bytes(record)
+    try:
+        return _packers.pack(record)  # type: ignore[no-any-return]
+    except (OverflowError, ValueError) as exc:
+        if isinstance(exc, CodecError):
+            raise
+        raise CodecError(f"cannot encode record: {exc}") from None
 
 
 def unpack_record(data: bytes) -> dict[str, Any]:
     """Inverse of :func:`pack_record`; a damaged record raises CodecError."""
     try:
-        rec = _unpack(data)
+        rec = _unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
     except CodecError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types
         raise CodecError(f"corrupt object record: {exc}") from None
-    if not isinstance(rec, dict):
+    if type(rec) is not dict:
         raise CodecError("corrupt object record: not a map")
     return rec

@@ -70,8 +70,10 @@ from realmpy.schema import (
     Property,
     Schema,
     _Model,
+    bind_counter,
     object_schema,
     validate_value,
+    validator,
 )
 from realmpy.storage import Environment, Snapshot, WriteTransaction
 
@@ -82,6 +84,11 @@ if TYPE_CHECKING:
 __all__ = ["Realm", "Transaction"]
 
 T = TypeVar("T", bound=Object)
+
+_get_ident = threading.get_ident
+_encode_key = codec.encode_key
+_unpack = codec.unpack_record
+_pack = codec.pack_record
 
 META = "_meta"
 HISTORY_KEY = b"history"
@@ -128,6 +135,64 @@ def zero_value(prop: Property, model: type | None) -> Any:
             1970, 1, 1, tzinfo=__import__("datetime").timezone.utc
         ),
     }[prop.type]
+
+
+# How a property's stored value becomes what a read returns.
+K_PLAIN = 0  # the stored value itself (scalars)
+K_COUNTER = 1  # an int bound to its object as a Counter
+K_COLLECTION = 2  # a live ManagedList / ManagedSet / ManagedDict view
+K_LINK = 3  # a to-one link: the target object or None
+K_EMBEDDED = 4  # a to-one embedded object or None
+
+
+def _kind(prop: Property) -> int:
+    if prop.collection is not None:
+        return K_COLLECTION
+    if prop.type == "link":
+        return K_LINK
+    if prop.type == "embedded":
+        return K_EMBEDDED
+    if prop.type == "counter":
+        return K_COUNTER
+    return K_PLAIN
+
+
+class _ClassInfo:
+    """Everything the hot paths need about one class, computed once per schema."""
+
+    __slots__ = (
+        "defaults",
+        "indexed",
+        "kinds",
+        "model",
+        "name",
+        "pk",
+        "pk_check",
+        "props",
+        "schema",
+        "simple",
+        "table",
+    )
+
+    def __init__(self, schema: ObjectSchema, model: type[_Model] | None) -> None:
+        self.schema = schema
+        self.model = model
+        self.name = schema.name
+        self.table = table_name(schema.name)
+        self.props = {p.name: p for p in schema.properties}
+        self.defaults = {p.name: zero_value(p, model) for p in schema.properties}
+        self.kinds = {p.name: _kind(p) for p in schema.properties}
+        self.pk = schema.primary_key
+        self.pk_check: Callable[[Any], Any] | None = None
+        if self.pk is not None and model is not None:
+            self.pk_check = validator(model, self.props[self.pk])
+        self.indexed = tuple(
+            (p.name, index_name(schema.name, p.name)) for p in schema.properties if p.has_index
+        )
+        # No links or embedded objects: the validated values are the record.
+        self.simple = not schema.embedded and all(
+            p.type not in ("link", "embedded") for p in schema.properties
+        )
 
 
 # ----------------------------------------------------------------------------
@@ -329,13 +394,15 @@ class Realm:
         self._schema = schema
         models = {object_schema(m).name: m for m in self._config.schema}
         self._models = models
-        self._defaults: dict[str, dict[str, Any]] = {}
-        self._props: dict[str, dict[str, Property]] = {
-            c.name: {p.name: p for p in c.properties} for c in schema.classes
+        self._info = {c.name: _ClassInfo(c, models.get(c.name)) for c in schema.classes}
+        self._by_cls: dict[type, _ClassInfo] = {
+            m: self._info[n]
+            for n, m in models.items()
+            if n in self._info and isinstance(m, type) and issubclass(m, Object)
         }
-        for c in schema.classes:
-            m = models.get(c.name)
-            self._defaults[c.name] = {p.name: zero_value(p, m) for p in c.properties}
+        self._defaults: dict[str, dict[str, Any]] = {n: i.defaults for n, i in self._info.items()}
+        self._props: dict[str, dict[str, Property]] = {n: i.props for n, i in self._info.items()}
+        self._reach = _link_reach(schema)
 
     def _open(self) -> None:
         config = self._config
@@ -573,14 +640,32 @@ class Realm:
         if self._frozen or self._wtxn is not None:
             return
         snap = self._snap
-        if snap is not None and self._env.version != self._version:
+        if snap is not None and snap.latest_version() != self._version:
+            self._advance()
+
+    def _advance(self) -> None:
+        """Drop the snapshot; the next read begins one at the newest version.
+
+        Bumps the stamp, so every record cached by an object (or rows by a
+        Results) before this point is re-read."""
+        snap = self._snap
+        self._snap = None
+        self._stamp += 1
+        if snap is not None:
             snap.end()
-            self._snap = None
 
     def _read(self) -> Snapshot | WriteTransaction:
         """Entry of every public read: checks, auto-refresh, the reader."""
-        self._check()
-        self._safe_point()
+        if self._closed or _get_ident() != self._owner:
+            self._check()
+        txn = self._wtxn
+        if txn is not None:
+            return txn
+        snap = self._snap
+        if snap is not None:
+            if self._frozen or snap.latest_version() == self._version:
+                return snap
+            self._advance()
         return self._reader()
 
     # -- refresh ----------------------------------------------------------------
@@ -764,6 +849,9 @@ class Realm:
         r._models = source._models
         r._defaults = source._defaults
         r._props = source._props
+        r._info = source._info
+        r._by_cls = source._by_cls
+        r._reach = source._reach
         return r
 
     def __repr__(self) -> str:
@@ -783,36 +871,48 @@ class Realm:
             )
         return self._schema[name]
 
-    def _make(self, name: str, key: bytes, rec: dict[str, Any] | None = None) -> Any:
+    def _make(
+        self, name: str, key: bytes, rec: dict[str, Any] | None = None, stamp: int | None = None
+    ) -> Any:
+        """A managed object; ``rec`` (read at ``stamp``, default now) is cached."""
         cls = self._models[name]
         obj = cls.__new__(cls)
-        object.__setattr__(obj, "_rp_store", self)
-        object.__setattr__(obj, "_rp_key", key)
-        object.__setattr__(obj, "_rp_cache", (self._stamp, rec) if rec is not None else None)
+        d = obj.__dict__
+        d["_rp_store"] = self
+        d["_rp_key"] = key
+        d["_rp_cache"] = None if rec is None else (self._stamp if stamp is None else stamp, rec)
         return obj
 
     # -- reads ------------------------------------------------------------------------
 
     def find(self, cls: type[T], primary_key: Any) -> T | None:
         """The object of ``cls`` with this primary key, or ``None``."""
-        schema = self._class_schema(cls)
-        pk = schema.primary_key
-        if pk is None:
+        info = self._by_cls.get(cls)
+        if info is None:
+            self._class_schema(cls)  # raises the reason
+            raise SchemaError(f"{cls!r} is not in this realm's schema")  # pragma: no cover
+        check = info.pk_check
+        if check is None:
             raise SchemaError(f"{cls.__name__} has no primary key: use query()")
         txn = self._read()
-        prop = schema.property(pk)
         try:
-            value = validate_value(cls, prop, primary_key)
+            value = check(primary_key)
         except ObjectTypeError:
+            prop = info.props[info.pk or ""]
             raise ObjectTypeError(
                 f"{cls.__name__}'s primary key is {prop.describe()}, got "
                 f"{type(primary_key).__name__} {primary_key!r:.60}"
             ) from None
-        key = codec.encode_key(value)
-        raw = txn.get(table_name(schema.name), key)
+        key = _encode_key(value)
+        raw = txn.get(info.table, key)
         if raw is None:
             return None
-        return cast(T, self._make(schema.name, key, codec.unpack_record(raw)))
+        obj = cls.__new__(cls)
+        d = obj.__dict__
+        d["_rp_store"] = self
+        d["_rp_key"] = key
+        d["_rp_cache"] = (self._stamp, _unpack(raw))
+        return obj
 
     def all(self, cls: type[T]) -> Results[T]:
         """Live results of every object of ``cls``."""
@@ -925,34 +1025,59 @@ class Realm:
 
     def _plan(
         self, schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
-    ) -> list[bytes] | None:
-        from realmpy.results import plan_keys
+    ) -> tuple[list[bytes], bool] | None:
+        from realmpy.results import plan
 
-        return plan_keys(self, schema, q, args)
+        return plan(self, schema, q, args)
+
+    def _matcher(
+        self, info: _ClassInfo, q: _query.Query, args: tuple[Any, ...]
+    ) -> Callable[[dict[str, Any]], bool]:
+        """The predicate over decoded records of ``info``'s class.
+
+        Plain properties are read straight from the record dict; anything
+        else (links, embedded objects, collections) goes through the
+        resolver on a :class:`_Bound` made only when needed."""
+        kinds, defaults, name = info.kinds, info.defaults, info.name
+
+        def direct(prop: str) -> tuple[Any] | None:
+            if kinds.get(prop) in (K_PLAIN, K_COUNTER):
+                return (defaults[prop],)
+            return None
+
+        def bind(rec: Any) -> Any:
+            return _Bound(name, b"", rec)
+
+        return q.matcher(args, resolver=self._resolve, direct=direct, wrap=bind)
 
     def _evaluate(
         self, name: str, q: _query.Query | None, args: tuple[Any, ...]
     ) -> list[tuple[bytes, bytes, dict[str, Any]]]:
         """Matching (key, raw record, record) in result order."""
         txn = self._reader()
-        table = table_name(name)
-        schema = self._schema[name]
-        unpack = codec.unpack_record
+        info = self._info[name]
+        table = info.table
+        unpack = _unpack
         if q is None:
             return [(k, v, unpack(v)) for k, v in txn.scan(table)]
-        keys = self._plan(schema, q, args)
+        planned = self._plan(info.schema, q, args)
         rows: Iterable[tuple[bytes, bytes]]
-        if keys is None:
+        if planned is None:
             rows = txn.scan(table)
         else:
+            keys, exact = planned
             raws = txn.get_many(table, keys)
+            if exact and not q.descriptors:
+                # The index decided the whole predicate: nothing to re-check.
+                return [(k, v, unpack(v)) for k, v in zip(keys, raws, strict=True) if v is not None]
             rows = [(k, r) for k, r in zip(keys, raws, strict=True) if r is not None]
-        match = q.matcher(args, resolver=self._resolve)
-        out = []
+        match = self._matcher(info, q, args)
+        out: list[tuple[bytes, bytes, dict[str, Any]]] = []
+        append = out.append
         for k, v in rows:
             rec = unpack(v)
-            if match(_Bound(name, k, rec)):
-                out.append((k, v, rec))
+            if match(rec):
+                append((k, v, rec))
         if q.descriptors:
             bound = [_Bound(name, k, rec) for k, _, rec in out]
             by_key = {k: (k, v, rec) for k, v, rec in out}
@@ -962,11 +1087,23 @@ class Realm:
     # -- ObjectStore (managed objects) ------------------------------------------------
 
     def _record(self, obj: _Model) -> dict[str, Any]:
-        self._check()
-        self._safe_point()
+        """The object's decoded record at the current version.
+
+        Cached on the object with the realm's stamp; the stamp changes
+        whenever what this realm reads changes (advance, write, commit), so
+        a cached record with the current stamp is current."""
+        if self._closed or _get_ident() != self._owner:
+            self._check()
+        if not self._frozen and self._wtxn is None:
+            snap = self._snap
+            if snap is not None and snap.latest_version() != self._version:
+                self._advance()
         cache = obj.__dict__.get("_rp_cache")
-        if cache is not None and cache[0] == self._stamp and self._snap_alive():
+        if cache is not None and cache[0] == self._stamp:
             return cast(dict[str, Any], cache[1])
+        return self._load(obj)
+
+    def _load(self, obj: _Model) -> dict[str, Any]:
         txn = self._reader()
         name = type(obj).__realm_name__
         raw = txn.get(table_name(name), obj._rp_key)
@@ -974,12 +1111,9 @@ class Realm:
             raise InvalidObjectError(
                 f"this {name} object was deleted (or its write was rolled back)"
             )
-        rec = codec.unpack_record(raw)
-        object.__setattr__(obj, "_rp_cache", (self._stamp, rec))
+        rec = _unpack(raw)
+        obj.__dict__["_rp_cache"] = (self._stamp, rec)
         return rec
-
-    def _snap_alive(self) -> bool:
-        return self._wtxn is not None or self._snap is not None
 
     def raw_get(self, obj: _Model, name: str) -> Any:
         rec = self._record(obj)
@@ -1007,9 +1141,29 @@ class Realm:
         object.__setattr__(obj, "_rp_cache", (self._stamp, rec))
 
     def read_property(self, obj: _Model, name: str) -> Any:
-        stored = self.raw_get(obj, name)
-        prop = self._props[type(obj).__realm_name__][name]
-        return self._to_py(obj, prop, stored)
+        # _record() inlined: this is the hot path of every attribute read.
+        if self._closed or _get_ident() != self._owner:
+            self._check()
+        if not self._frozen and self._wtxn is None:
+            snap = self._snap
+            if snap is not None and snap.latest_version() != self._version:
+                self._advance()
+        cache = obj.__dict__.get("_rp_cache")
+        if cache is not None and cache[0] == self._stamp:
+            rec = cache[1]
+        else:
+            rec = self._load(obj)
+        info = self._info[type(obj).__realm_name__]
+        try:
+            stored = rec[name]
+        except KeyError:
+            stored = info.defaults[name]
+        kind = info.kinds[name]
+        if kind == K_PLAIN:
+            return stored
+        if kind == K_COUNTER:
+            return bind_counter(obj, name, stored)
+        return self._to_py(obj, info.props[name], stored)
 
     def write_property(self, obj: _Model, name: str, value: Any) -> None:
         self._require_write()
@@ -1110,6 +1264,22 @@ class Realm:
         primary key.  Returns the object, now managed by this realm."""
         self._check()
         self._require_write()
+        info = self._add_info(obj)
+        store = obj.__dict__.get("_rp_store")
+        if store is self:
+            return obj
+        if store is not None:
+            raise WrongRealmError(f"this {type(obj).__name__} is already managed by another realm")
+        if info.simple:
+            self._add_simple(info, [obj], update)
+        else:
+            self._add(obj, update=update, cascade=False)
+        return obj
+
+    def _add_info(self, obj: object) -> _ClassInfo:
+        info = self._by_cls.get(type(obj))
+        if info is not None:
+            return info
         if isinstance(obj, EmbeddedObject):
             raise ObjectTypeError(
                 f"{type(obj).__name__} is embedded: assign it to a property of an "
@@ -1117,29 +1287,130 @@ class Realm:
             )
         if not isinstance(obj, Object):
             raise ObjectTypeError(f"add() takes a model object, not {type(obj).__name__}")
-        self._class_schema(type(obj))
-        if obj._rp_store is self:
-            return obj
-        if obj._rp_store is not None:
-            raise WrongRealmError(f"this {type(obj).__name__} is already managed by another realm")
-        self._add(obj, update=update, cascade=False)
-        return obj
+        self._class_schema(type(obj))  # raises the reason
+        raise SchemaError(f"{type(obj).__name__} is not in this realm's schema")  # pragma: no cover
 
     def upsert(self, obj: T) -> T:
         """``add(obj, update=True)``."""
         return self.add(obj, update=True)
 
     def add_all(self, objects: Iterable[T], update: bool = False) -> list[T]:
-        """Add several objects; returns them managed."""
-        return [self.add(o, update=update) for o in objects]
+        """Add several objects; returns them managed.
 
-    def _next_seq(self, name: str) -> int:
+        Same result as ``[add(o, update) for o in objects]``; runs of
+        objects of a class without links are encoded once each and written
+        with one bulk put per table."""
+        self._check()
+        self._require_write()
+        out = list(objects)
+        i, n = 0, len(out)
+        while i < n:
+            obj = out[i]
+            info = self._add_info(obj)
+            if not info.simple:
+                self.add(obj, update=update)
+                i += 1
+                continue
+            j = i + 1
+            cls = type(obj)
+            while j < n and type(out[j]) is cls:
+                j += 1
+            self._add_simple(info, out[i:j], update)
+            i = j
+        return out
+
+    def _next_seq(self, name: str, count: int = 1) -> int:
+        """Reserve ``count`` sequence numbers for keys of a class without a
+        primary key; returns the first."""
         txn = self._require_write()
         key = b"seq:" + name.encode()
         raw = txn.get(META, key)
         n = int(raw) if raw else 1
-        txn.put(META, key, str(n + 1).encode())
+        txn.put(META, key, str(n + count).encode())
         return n
+
+    def _add_simple(self, info: _ClassInfo, objs: list[Any], update: bool) -> None:
+        """Add objects of one class without links or embedded objects.
+
+        Their validated values are their records: each is packed once, the
+        records go in with one ``put_many``, index entries with one per
+        index.  On any error the objects before the failing one are added
+        (as a loop of ``add`` would) and the error is raised."""
+        txn = self._require_write()
+        encode = _encode_key
+        pk = info.pk
+        todo = [o for o in objs if o.__dict__.get("_rp_store") is None]
+        for o in objs:
+            store = o.__dict__.get("_rp_store")
+            if store is not None and store is not self:
+                raise WrongRealmError(
+                    f"this {type(o).__name__} is already managed by another realm"
+                )
+        if not todo:
+            return
+        if pk is not None:
+            keys = [encode(o._rp_values[pk]) for o in todo]
+        else:
+            first = self._next_seq(info.name, len(todo))
+            keys = [encode(first + i) for i in range(len(todo))]
+        olds = txn.get_many(info.table, keys)
+        indexed = info.indexed
+        defaults = info.defaults
+        records: list[tuple[bytes, bytes]] = []
+        entries: list[list[tuple[bytes, bytes]]] = [[] for _ in indexed]
+        stale: list[tuple[str, bytes]] = []
+        done: list[tuple[Any, dict[str, Any]]] = []
+        seen: set[bytes] = set()
+        rest = 0
+        try:
+            for i, obj in enumerate(todo):
+                key = keys[i]
+                if key in seen or obj.__dict__.get("_rp_store") is not None:
+                    rest = i  # a repeat inside the batch: continue after a flush
+                    break
+                old_raw = olds[i]
+                if old_raw is not None and not update:
+                    raise DuplicatePrimaryKeyError(
+                        f"a {info.name} with primary key {obj._rp_values[pk or '']!r} "
+                        "already exists: use add(obj, update=True) to replace it"
+                    )
+                rec = obj._rp_values
+                packed = _pack(rec)
+                if indexed:
+                    old = _unpack(old_raw) if old_raw is not None else None
+                    for j, (pname, iname) in enumerate(indexed):
+                        ik = encode(rec[pname]) + key
+                        if len(ik) > codec.MAX_KEY:
+                            raise codec.CodecError(
+                                f"{info.name}.{pname}: index entry of {len(ik)} bytes, "
+                                f"over the {codec.MAX_KEY}-byte key limit"
+                            )
+                        entries[j].append((ik, b""))
+                        if old is not None:
+                            stale.append((iname, encode(old.get(pname, defaults[pname])) + key))
+                records.append((key, packed))
+                seen.add(key)
+                done.append((obj, rec))
+            else:
+                rest = len(todo)
+        finally:
+            # Also on error: what was processed is added, as by a loop of add().
+            for iname, ik in stale:
+                txn.delete(iname, ik)
+            if records:
+                txn.put_many(info.table, records)
+            for (_pname, iname), items in zip(indexed, entries, strict=True):
+                if items:
+                    txn.put_many(iname, items)
+            self._stamp += 1
+            stamp = self._stamp
+            for (obj, rec), (key, _) in zip(done, records, strict=True):
+                d = obj.__dict__
+                d["_rp_store"] = self
+                d["_rp_key"] = key
+                d["_rp_cache"] = (stamp, rec)
+        if rest < len(todo):
+            self._add_simple(info, todo[rest:], update)
 
     def _add(self, obj: Object, update: bool, cascade: bool) -> bytes:
         txn = self._require_write()
@@ -1190,38 +1461,50 @@ class Realm:
         object.__setattr__(obj, "_rp_key", key)
         object.__setattr__(obj, "_rp_cache", None)
 
-    def delete(self, obj: Object) -> None:
-        """Delete a managed object (links to it then read as ``None``)."""
-        self._check()
-        txn = self._require_write()
+    def _deletable(self, obj: object) -> _ClassInfo:
         if not isinstance(obj, Object):
             raise ObjectTypeError(f"delete() takes a model object, not {type(obj).__name__}")
         if obj._rp_store is None:
             raise InvalidObjectError("this object is not managed by a realm: nothing to delete")
         if obj._rp_store is not self:
             raise WrongRealmError("this object belongs to another realm instance")
-        name = type(obj).__realm_name__
-        rec = self._record(obj)
-        schema = self._schema[name]
-        pk = codec.decode_key(obj._rp_key)[0]
-        for p in schema.properties:
-            if p.has_index:
-                txn.delete(
-                    index_name(name, p.name),
-                    codec.encode_keys(rec.get(p.name, self._defaults[name][p.name]), pk),
-                )
-        txn.delete(table_name(name), obj._rp_key)
-        self._stamp += 1
+        return self._info[type(obj).__realm_name__]
+
+    def delete(self, obj: Object) -> None:
+        """Delete a managed object, in this write transaction.
+
+        As in Realm, links to it are cleared in the same transaction:
+        to-one links become ``None``, it is removed from lists and sets of
+        links, and dictionary values linking to it become ``None``.  Its
+        embedded objects go with it."""
+        self.delete_many([obj])
 
     def delete_many(self, objects: Iterable[Object]) -> int:
-        """Delete every object of an iterable (e.g. a Results); returns the count."""
-        items = list(objects)
-        for o in items:
-            self.delete(o)
-        return len(items)
+        """Delete every object of an iterable (e.g. a Results), clearing
+        links to them as :meth:`delete` does; returns how many were deleted."""
+        self._check()
+        txn = self._require_write()
+        doomed: dict[str, dict[bytes, dict[str, Any]]] = {}
+        for obj in list(objects):
+            info = self._deletable(obj)
+            per_class = doomed.setdefault(info.name, {})
+            if obj._rp_key not in per_class:
+                per_class[obj._rp_key] = self._record(obj)
+        count = 0
+        for name, items in doomed.items():
+            info = self._info[name]
+            for key, rec in items.items():
+                for pname, iname in info.indexed:
+                    txn.delete(iname, _encode_key(rec.get(pname, info.defaults[pname])) + key)
+                txn.delete(info.table, key)
+                count += 1
+        self._stamp += 1
+        self._clear_links({name: set(items) for name, items in doomed.items()})
+        return count
 
     def delete_all(self, cls: type[Object] | None = None) -> None:
-        """Delete every object of ``cls``, or of every class."""
+        """Delete every object of ``cls``, or of every class (clearing links
+        to them as :meth:`delete` does)."""
         self._check()
         txn = self._require_write()
         names = [self._class_schema(cls).name] if cls is not None else self._schema.names()
@@ -1231,6 +1514,107 @@ class Realm:
                 if p.has_index:
                     txn.drop(index_name(name, p.name))
         self._stamp += 1
+        if cls is not None:
+            self._clear_links({names[0]: None})
+
+    def _clear_links(self, dead: dict[str, set[bytes] | None]) -> None:
+        """Remove links to deleted objects (``dead``: class -> keys, None =
+        all) from every object that can hold one, in the open write.
+
+        There is no backlink index: each class that can link to a dead
+        class (directly or through embedded objects) is scanned once."""
+        txn = self._require_write()
+        targets = set(dead)
+        for c in self._schema.classes:
+            if c.embedded or not (self._reach.get(c.name, set()) & targets):
+                continue
+            table = table_name(c.name)
+            changed: list[tuple[bytes, bytes]] = []
+            for key, raw in txn.scan(table):
+                rec = _strip_links(self._schema, c, _unpack(raw), dead)
+                if rec is not None:
+                    changed.append((key, _pack(rec)))
+            if changed:
+                txn.put_many(table, changed)
+                self._stamp += 1
+
+
+def _link_reach(schema: Schema) -> dict[str, set[str]]:
+    """Class name -> classes its objects can link to, also through embedded objects."""
+    direct: dict[str, set[str]] = {}
+    embeds: dict[str, set[str]] = {}
+    for c in schema.classes:
+        direct[c.name] = {p.target for p in c.properties if p.type == "link" and p.target}
+        embeds[c.name] = {p.target for p in c.properties if p.type == "embedded" and p.target}
+    reach: dict[str, set[str]] = {}
+    for c in schema.classes:
+        seen: set[str] = set()
+        out: set[str] = set()
+        stack = [c.name]
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            out |= direct.get(n, set())
+            stack.extend(embeds.get(n, set()))
+        reach[c.name] = out
+    return reach
+
+
+def _strip_links(
+    schema: Schema, cls: ObjectSchema, rec: dict[str, Any], dead: dict[str, set[bytes] | None]
+) -> dict[str, Any] | None:
+    """``rec`` without its links to dead objects, or None if it has none."""
+    out: dict[str, Any] | None = None
+    for p in cls.properties:
+        value = rec.get(p.name)
+        if value is None or p.target is None:
+            continue
+        new: Any = value
+        if p.type == "link":
+            if p.target not in dead:
+                continue
+            keys = dead[p.target]
+
+            def gone(x: Any, keys: set[bytes] | None = keys) -> bool:
+                return x is not None and (keys is None or x in keys)
+
+            if p.collection is None:
+                new = None if gone(value) else value
+            elif p.collection == "list":
+                new = [x for x in value if not gone(x)]
+            elif p.collection == "set":
+                new = {x for x in value if not gone(x)}
+            else:
+                new = {k: (None if gone(x) else x) for k, x in value.items()}
+            if new == value:
+                continue
+        else:  # embedded: strip inside
+            emb = schema[p.target]
+            if p.collection is None:
+                inner = _strip_links(schema, emb, value, dead)
+                if inner is None:
+                    continue
+                new = inner
+            elif p.collection == "list":
+                items = [_strip_links(schema, emb, x, dead) if x else None for x in value]
+                if all(x is None for x in items):
+                    continue
+                new = [x if y is None else y for x, y in zip(value, items, strict=True)]
+            elif p.collection == "dict":
+                parts = {
+                    k: (_strip_links(schema, emb, x, dead) if x else None) for k, x in value.items()
+                }
+                if all(x is None for x in parts.values()):
+                    continue
+                new = {k: (x if parts[k] is None else parts[k]) for k, x in value.items()}
+            else:
+                continue
+        if out is None:
+            out = dict(rec)
+        out[p.name] = new
+    return out
 
 
 class _EmbeddedStore:
@@ -1278,6 +1662,8 @@ class _EmbeddedStore:
         if prop.collection is not None:
             kind = {"list": ManagedList, "set": ManagedSet, "dict": ManagedDict}[prop.collection]
             return kind(self, obj, prop)
+        if prop.type == "counter" and type(stored) is int:
+            return bind_counter(obj, name, stored)
         return self.realm._elem_to_py(obj, prop, stored, None)
 
     def write_property(self, obj: _Model, name: str, value: Any) -> None:

@@ -19,6 +19,7 @@ without an index.
 from __future__ import annotations
 
 import datetime as _dt
+import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -26,13 +27,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from realmpy import codec
 from realmpy import query as _query
 from realmpy.errors import CodecError, ObjectTypeError
+from realmpy.objectid import ObjectId
 from realmpy.schema import Object, ObjectSchema, Property
 
 if TYPE_CHECKING:
     from realmpy.notifier import ListenerToken, ResultsChange
     from realmpy.realm import Realm
 
-__all__ = ["Results", "plan_keys"]
+__all__ = ["Results", "plan", "plan_keys"]
 
 T = TypeVar("T", bound=Object)
 
@@ -67,7 +69,11 @@ class Results(Generic[T]):
         return rows
 
     def _obj(self, row: tuple[bytes, bytes, dict[str, Any]]) -> T:
-        obj: T = self._realm._make(self._name, row[0], row[2])
+        # Rows were decoded at the stamp of the cache (the current one, right
+        # after _rows()); an object made from them caches its record with it.
+        cache = self._cache
+        stamp = cache[0] if cache is not None else -1
+        obj: T = self._realm._make(self._name, row[0], row[2], stamp)
         return obj
 
     def __len__(self) -> int:
@@ -78,10 +84,21 @@ class Results(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         rows = self._rows()  # fixed for the whole iteration
-        make = self._realm._make
-        name = self._name
+        cache = self._cache
+        stamp = cache[0] if cache is not None else -1
+        realm = self._realm
+        cls = realm._models[self._name]
+        new = cls.__new__
+        # Each object caches its record with the stamp the rows were read
+        # at: if the realm moves on during the loop (a write, an advance),
+        # the object re-reads its record instead of showing a stale one.
         for k, _, rec in rows:
-            yield make(name, k, rec)
+            obj: Any = new(cls)
+            d = obj.__dict__
+            d["_rp_store"] = realm
+            d["_rp_key"] = k
+            d["_rp_cache"] = (stamp, rec)
+            yield obj
 
     @overload
     def __getitem__(self, index: int) -> T: ...
@@ -288,31 +305,68 @@ def _bounds(op: str, values: list[Any]) -> tuple[bytes, bytes]:
     return lo, v + b"\xff"
 
 
-def plan_keys(
+# Property types whose index equality is exactly the query's ``==``, for
+# arguments of exactly that Python type (floats have -0.0 and NaN, decimals
+# and datetimes several spellings of one value).
+_EXACT_TYPES = {"str": str, "int": int, "objectid": ObjectId, "uuid": uuid.UUID, "bool": bool}
+
+
+def _exact(node: _query.Node, prop: Property, args: tuple[Any, ...]) -> bool:
+    """True if looking ``node`` up in ``prop``'s index decides it exactly."""
+    if not (
+        isinstance(node, _query.Comparison)
+        and node.op in ("==", "IN")
+        and node.quantifier is None
+        and not node.case_insensitive
+        and not node.diacritic_insensitive
+    ):
+        return False
+    py = _EXACT_TYPES.get(prop.type)
+    if py is None:
+        return False
+    rhs = node.right
+    items = rhs.items if node.op == "IN" and isinstance(rhs, _query.ListExpr) else (rhs,)
+    if node.op == "IN" and not isinstance(rhs, _query.ListExpr):
+        return False
+    try:
+        return all(type(_value(i, args)) is py for i in items)
+    except (ValueError, IndexError):
+        return False
+
+
+def plan(
     realm: Realm, schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
-) -> list[bytes] | None:
-    """Primary keys of candidate objects, in table order; None → full scan."""
+) -> tuple[list[bytes], bool] | None:
+    """Primary keys of candidate objects, in table order, and whether the
+    index lookup alone decides the whole predicate; None → full scan."""
     from realmpy.realm import index_name, table_name
 
     pred = q.predicate
     conjuncts = pred.items if isinstance(pred, _query.And) else (pred,)
     best = None
+    best_node: _query.Node | None = None
     for c in conjuncts:
         cand = _candidates(schema, c, args)
         if cand is not None and (best is None or cand[0] < best[0]):
-            best = cand
-    if best is None:
+            best, best_node = cand, c
+    if best is None or best_node is None:
         return None
     _rank, prop, op, values = best
+    exact = best_node is pred and _exact(pred, prop, args)
     txn = realm._reader()
     enc = codec.encode_key
     try:
         if prop.primary_key:
             if op == "IN":
-                return sorted({enc(v) for v in values})
+                return sorted({enc(v) for v in values}), exact
             start, stop = _bounds(op, values)
-            return [k for k, _ in txn.scan(table_name(schema.name), start, stop)]
+            return [k for k, _ in txn.scan(table_name(schema.name), start, stop)], False
         iname = index_name(schema.name, prop.name)
+        if op == "IN" and len(values) == 1:
+            # One value: the index range is already in primary-key order.
+            prefix = enc(values[0])
+            n = len(prefix)
+            return [k[n:] for k, _ in txn.scan(iname, prefix, prefix + b"\xff")], exact
         keys: set[bytes] = set()
         if op == "IN":
             for v in values:
@@ -324,6 +378,14 @@ def plan_keys(
             start, stop = _bounds(op, values)
             for k, _ in txn.scan(iname, start, stop):
                 keys.add(enc(codec.decode_key(k)[1]))
-        return sorted(keys)
+        return sorted(keys), exact
     except (CodecError, ObjectTypeError):
         return None
+
+
+def plan_keys(
+    realm: Realm, schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
+) -> list[bytes] | None:
+    """Primary keys of candidate objects, in table order; None → full scan."""
+    planned = plan(realm, schema, q, args)
+    return None if planned is None else planned[0]

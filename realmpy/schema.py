@@ -422,18 +422,15 @@ class _PropertyDescriptor:
         if obj is None:
             return self
         store = obj._rp_store
-        if store is None:
-            try:
-                value = obj._rp_values[self.name]
-            except KeyError:
-                raise AttributeError(self.name) from None
-        else:
-            value = store.read_property(obj, self.name)
+        if store is not None:
+            # Managed: the store converts (and binds counters) itself.
+            return store.read_property(obj, self.name)
+        try:
+            value = obj._rp_values[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
         if type(value) is int and _is_counter(type(obj), self.name):
-            c = Counter(value)
-            c._owner = obj
-            c._name = self.name
-            return c
+            return bind_counter(obj, self.name, value)
         return value
 
     def __set__(self, obj: _Model, value: Any) -> None:
@@ -492,30 +489,40 @@ class _Model:
         cls.__realm_name__ = cls.__dict__.get("__realm_name__", cls.__name__)
         _REGISTRY[cls.__realm_name__] = cls
         _SCHEMAS.pop(cls, None)
+        _INIT_PLANS.pop(cls, None)
 
     def __init__(self, **kwargs: Any) -> None:
         cls = type(self)
-        schema = object_schema(cls)
-        object.__setattr__(self, "_rp_store", None)
+        plan = _INIT_PLANS.get(cls)
+        if plan is None:
+            plan = _init_plan(cls)
         values: dict[str, Any] = {}
-        for prop in schema.properties:
-            if prop.name in kwargs:
-                value = kwargs.pop(prop.name)
+        used = 0
+        for name, check, kind, default in plan:
+            if name in kwargs:
+                values[name] = check(kwargs[name])
+                used += 1
+            elif kind == _PLAIN_DEFAULT:
+                values[name] = default  # validated once, immutable
+            elif kind == _FACTORY:
+                values[name] = check(default())
+            elif kind == _COPIED_DEFAULT:
+                values[name] = check(default)
             else:
-                f = cls._rp_fields[prop.name]
-                if not f.has_default():
-                    raise ObjectTypeError(
-                        f"{cls.__name__}() missing required field {prop.name!r} ({prop.describe()})"
-                    )
-                value = f.make_default()
-            values[prop.name] = validate_value(cls, prop, value)
-        if kwargs:
-            names = ", ".join(sorted(kwargs))
+                prop = object_schema(cls).property(name)
+                raise ObjectTypeError(
+                    f"{cls.__name__}() missing required field {name!r} ({prop.describe()})"
+                )
+        if used != len(kwargs):
+            schema = object_schema(cls)
+            names = ", ".join(sorted(k for k in kwargs if k not in values))
             raise ObjectTypeError(
                 f"{cls.__name__}() got unknown field(s) {names}; its properties "
                 f"are {', '.join(p.name for p in schema.properties)}"
             )
-        object.__setattr__(self, "_rp_values", values)
+        d = self.__dict__
+        d["_rp_store"] = None
+        d["_rp_values"] = values
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_rp_") or name in type(self)._rp_fields:
@@ -550,6 +557,40 @@ class _Model:
 
 
 _COUNTERS: dict[tuple[type, str], bool] = {}
+
+# How __init__ fills each property: (name, validator, kind, default).
+_REQUIRED: Final = 0
+_PLAIN_DEFAULT: Final = 1  # default validated once (an immutable scalar)
+_FACTORY: Final = 2  # default_factory(), validated per object
+_COPIED_DEFAULT: Final = 3  # a default of a collection property, validated per object
+_INIT_PLANS: dict[type, tuple[tuple[str, Callable[[Any], Any], int, Any], ...]] = {}
+
+
+def _init_plan(cls: type[_Model]) -> tuple[tuple[str, Callable[[Any], Any], int, Any], ...]:
+    schema = object_schema(cls)
+    plan: list[tuple[str, Callable[[Any], Any], int, Any]] = []
+    for prop in schema.properties:
+        check = validator(cls, prop)
+        f = cls._rp_fields[prop.name]
+        if not isinstance(f.default_factory, _Missing):
+            plan.append((prop.name, check, _FACTORY, f.default_factory))
+        elif f.default is MISSING:
+            plan.append((prop.name, check, _REQUIRED, None))
+        elif prop.collection is None:
+            plan.append((prop.name, check, _PLAIN_DEFAULT, check(f.default)))
+        else:
+            plan.append((prop.name, check, _COPIED_DEFAULT, f.default))
+    out = tuple(plan)
+    _INIT_PLANS[cls] = out
+    return out
+
+
+def bind_counter(obj: _Model, name: str, value: int) -> Counter:
+    """A :class:`Counter` with ``value`` bound to ``obj.name``."""
+    c = Counter(value)
+    c._owner = obj
+    c._name = name
+    return c
 
 
 def _is_counter(cls: type[_Model], name: str) -> bool:
@@ -874,3 +915,44 @@ def validate_value(cls: type, prop: Property, value: Any) -> Any:
         except TypeError as exc:
             raise _bad(cls, prop, value, str(exc)) from None
     return items
+
+
+def validator(cls: type, prop: Property) -> Callable[[Any], Any]:
+    """A one-argument :func:`validate_value` for ``prop``, with a fast path
+    for values of exactly the stored type (the common case)."""
+    if prop.collection is None:
+        exact = {
+            "int": int,
+            "counter": int,
+            "str": str,
+            "float": float,
+            "bool": bool,
+            "objectid": ObjectId,
+            "uuid": uuid.UUID,
+        }.get(prop.type)
+        if exact is int:
+
+            def check_int(value: Any) -> Any:
+                if type(value) is int and _INT_MIN <= value <= _INT_MAX:
+                    return value
+                return validate_scalar(cls, prop, value)
+
+            return check_int
+        if exact is not None:
+
+            def check_exact(value: Any) -> Any:
+                if type(value) is exact:
+                    return value
+                return validate_scalar(cls, prop, value)
+
+            return check_exact
+
+        def check_scalar(value: Any) -> Any:
+            return validate_scalar(cls, prop, value)
+
+        return check_scalar
+
+    def check_value(value: Any) -> Any:
+        return validate_value(cls, prop, value)
+
+    return check_value

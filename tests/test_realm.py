@@ -30,7 +30,7 @@ from realmpy.errors import (
 )
 from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
-from realmpy.schema import Object, field
+from realmpy.schema import EmbeddedObject, Object, field
 
 
 @pytest.fixture(params=["file", "memory"])
@@ -461,3 +461,122 @@ def test_in_memory_is_shared_and_vanishes(tmp_path: Path) -> None:
         assert [d.name for d in b.all(Dog)] == ["Rex"]
     with Realm(config) as c:
         assert len(c.all(Dog)) == 0
+
+
+class Target(Object):
+    id: int = field(primary_key=True)
+
+
+class Holds(EmbeddedObject):
+    ref: Target | None = None
+    refs: list[Target] = field(default_factory=list)
+
+
+class Holder(Object):
+    id: int = field(primary_key=True)
+    one: Target | None = None
+    many: list[Target] = field(default_factory=list)
+    bag: set[Target] = field(default_factory=set)
+    named: dict[str, Target | None] = field(default_factory=dict)
+    inner: Holds | None = None
+    inners: list[Holds] = field(default_factory=list)
+
+
+LINK_MODELS = [Target, Holds, Holder]
+
+
+def _holder_state(h: Holder) -> tuple[object, ...]:
+    assert h.inner is not None
+    return (
+        None if h.one is None else h.one.id,
+        [t.id for t in h.many],
+        sorted(t.id for t in h.bag),
+        {k: (None if v is None else v.id) for k, v in h.named.items()},
+        None if h.inner.ref is None else h.inner.ref.id,
+        [t.id for t in h.inner.refs],
+        [(None if e.ref is None else e.ref.id) for e in h.inners],
+    )
+
+
+def test_deleting_a_link_target_clears_links_to_it(tmp_path: Path) -> None:
+    config = Configuration.local(LINK_MODELS, path=tmp_path / "l.realm", durability="none")
+    with Realm(config) as realm:
+        with realm.write():
+            t1, t2 = realm.add(Target(id=1)), realm.add(Target(id=2))
+            h = realm.add(
+                Holder(
+                    id=1,
+                    one=t1,
+                    many=[t1, t2, t1],
+                    bag={t1, t2},
+                    named={"a": t1, "b": t2},
+                    inner=Holds(ref=t1, refs=[t2, t1]),
+                    inners=[Holds(ref=t1), Holds(ref=t2)],
+                )
+            )
+        before = _holder_state(h)
+        tx = realm.begin_write()
+        realm.delete(t1)
+        assert _holder_state(h)[0] is None  # in the same write transaction
+        tx.rollback()
+        assert _holder_state(h) == before
+        with realm.write():
+            realm.delete(t1)
+        after = (None, [2], [2], {"a": None, "b": 2}, None, [2], [None, 2])
+        assert _holder_state(h) == after
+        with realm.write():
+            realm.add(Target(id=1))  # same primary key: no link comes back
+        assert _holder_state(h) == after
+        # What is stored is cleared too, not only what reads skip.
+        assert len(realm.raw_get(h, "many")) == 1
+        with realm.write():
+            again = realm.find(Target, 1)
+            assert again is not None
+            h.one = again
+            h.many.append(again)
+            realm.delete_all(Target)
+        assert _holder_state(h) == (None, [], [], {"a": None, "b": None}, None, [], [None, None])
+        inner = h.inner
+        with realm.write():
+            realm.delete(h)
+        with pytest.raises(InvalidObjectError):  # embedded objects go with their parent
+            _ = inner.ref  # type: ignore[union-attr]
+
+
+def test_add_all_batches_behave_like_a_loop_of_add(realm: Realm) -> None:
+    with realm.write():
+        dogs = realm.add_all([Dog(id=i, name=str(i), age=i % 3) for i in range(6)])
+        assert all(d.is_managed for d in dogs)
+        assert realm.add_all(dogs) == dogs  # already managed here: nothing to do
+    assert [d.id for d in realm.query(Dog, "age == 1")] == [1, 4]
+    with realm.write():
+        # A repeated key updates in order; the index follows the last value.
+        realm.add_all([Dog(id=1, name="a", age=2), Dog(id=1, name="b", age=0)], update=True)
+    assert [d.id for d in realm.query(Dog, "age == 1")] == [4]
+    assert [d.id for d in realm.query(Dog, "age == 0")] == [0, 1, 3]
+    found = realm.find(Dog, 1)
+    assert found is not None and found.name == "b"
+    with realm.write():
+        with pytest.raises(DuplicatePrimaryKeyError):
+            realm.add_all([Dog(id=10, name="x"), Dog(id=11, name="y"), Dog(id=10, name="z")])
+        # The objects before the failing one were added, as by a loop of add().
+        assert [d.id for d in realm.query(Dog, "id >= 10")] == [10, 11]
+        x = Dog(id=12, name="same")
+        realm.add_all([x, x])
+    with realm.write():
+        realm.add_all([Note(text="n1"), Note(text="n2")])
+        realm.add(Note(text="n3"))
+    assert [n.text for n in realm.all(Note)] == ["n1", "n2", "n3"]
+
+
+def test_objects_from_an_iteration_are_live(realm: Realm) -> None:
+    with realm.write():
+        realm.add_all([Dog(id=i, name=str(i), age=1) for i in range(3)])
+    with realm.write():
+        it = iter(realm.query(Dog, "age == 1"))
+        first = next(it)
+        other = realm.find(Dog, 1)
+        assert other is not None
+        other.name = "changed"  # after the rows were read, before the object is made
+        second = next(it)
+        assert first.id == 0 and second.id == 1 and second.name == "changed"

@@ -4,6 +4,11 @@ A hypothesis state machine adds, upserts, deletes, changes and links
 ``Item`` objects in a realm and in a dict; after every step queries must give
 what the query module computes over the dict, and the change sets a results
 listener receives must equal the diff of the model's query results.
+
+Deleting an item clears the links to it in the same write, as Realm does:
+to-one links (``Item.parent``, ``Bag.best``) become ``None`` and the item
+leaves every list of links (``Bag.items``), so re-adding an object with the
+same primary key never brings an old link back.
 """
 
 from __future__ import annotations
@@ -24,8 +29,17 @@ from realmpy.errors import DuplicatePrimaryKeyError
 from realmpy.notifier import ResultsChange, diff_rows
 from realmpy.realm import Realm
 from realmpy.results import Results
+from realmpy.schema import Object, field
+
+
+class Bag(Object):
+    id: int = field(primary_key=True)
+    items: list[Item] = field(default_factory=list)
+    best: Item | None = None
+
 
 ids = st.integers(0, 12)
+bag_ids = st.integers(0, 3)
 labels = st.sampled_from(["", "a", "ab", "B", "ba"])
 numbers = st.integers(-3, 10)
 WAIT = 30
@@ -48,9 +62,12 @@ class ObjectMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="realmpy-sm-")
-        config = Configuration.local([Item], path=Path(self.dir) / "m.realm", durability="none")
+        config = Configuration.local(
+            [Item, Bag], path=Path(self.dir) / "m.realm", durability="none"
+        )
         self.realm = Realm(config)
         self.model: dict[int, dict[str, Any]] = {}
+        self.bags: dict[int, dict[str, Any]] = {}
         self.changes: queue.Queue[ResultsChange] = queue.Queue()
         self.last_rows = self.model_rows()
         self.token = self.realm.query(Item, LISTENED).add_listener(self.on_change)
@@ -122,6 +139,43 @@ class ObjectMachine(RuleBasedStateMachine):
             assert obj is not None
             self.realm.delete(obj)
         del self.model[i]
+        for rec in self.model.values():  # links to it are cleared in the same write
+            if rec["parent"] == i:
+                rec["parent"] = None
+        for bag in self.bags.values():
+            bag["items"] = [x for x in bag["items"] if x != i]
+            if bag["best"] == i:
+                bag["best"] = None
+        self.committed()
+
+    @precondition(lambda self: self.model)
+    @rule(b=bag_ids, data=st.data())
+    def fill_bag(self, b: int, data: st.DataObject) -> None:
+        present = sorted(self.model)
+        items = data.draw(st.lists(st.sampled_from(present), max_size=4))
+        best = data.draw(st.none() | st.sampled_from(present))
+        with self.realm.write():
+            found = [o for o in (self.realm.find(Item, x) for x in items) if o is not None]
+            best_obj = None if best is None else self.realm.find(Item, best)
+            self.realm.add(Bag(id=b, items=found, best=best_obj), update=True)
+        self.bags[b] = {"items": items, "best": best}
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def delete_many(self, data: st.DataObject) -> None:
+        n = data.draw(st.integers(-3, 10))
+        with self.realm.write():
+            self.realm.delete_many(self.realm.query(Item, "n <= $0", n))
+        gone = {i for i, r in self.model.items() if r["n"] <= n}
+        for i in gone:
+            del self.model[i]
+        for rec in self.model.values():
+            if rec["parent"] in gone:
+                rec["parent"] = None
+        for bag in self.bags.values():
+            bag["items"] = [x for x in bag["items"] if x not in gone]
+            if bag["best"] in gone:
+                bag["best"] = None
         self.committed()
 
     @precondition(lambda self: self.model)
@@ -163,8 +217,21 @@ class ObjectMachine(RuleBasedStateMachine):
 
     @invariant()
     def same_objects(self) -> None:
-        got = {o.id: (o.label, o.n) for o in self.realm.all(Item)}
-        assert got == {i: (r["label"], r["n"]) for i, r in self.model.items()}
+        got = {
+            o.id: (o.label, o.n, None if o.parent is None else o.parent.id)
+            for o in self.realm.all(Item)
+        }
+        assert got == {i: (r["label"], r["n"], r["parent"]) for i, r in self.model.items()}
+
+    @invariant()
+    def same_bags(self) -> None:
+        got = {}
+        for b in self.realm.all(Bag):
+            # The stored list itself, not just what reads skip: no dangling keys.
+            stored = b._rp_store.raw_get(b, "items")  # type: ignore[union-attr]
+            assert len(stored) == len(b.items)
+            got[b.id] = ([x.id for x in b.items], None if b.best is None else b.best.id)
+        assert got == {k: (v["items"], v["best"]) for k, v in self.bags.items()}
 
     def teardown(self) -> None:
         try:

@@ -1,0 +1,604 @@
+"""Object-layer benchmarks: realmpy objects vs an equivalent sqlite3 table, one run.
+
+    python bench/bench_objects.py [--quick] [--reps N] [--only NAME[,NAME...]] [--json FILE]
+
+Runs the object operations of DESIGN.md section 6 / issue 3 on realmpy and
+sqlite3 side by side in the same process run, so the ratios compare like
+with like on the same machine state.
+
+Method:
+- Data: N small objects ``Item(id: int primary key, name: str,
+  grp: str indexed, age: int, score: float)`` with ``grp`` one of 100
+  values (1% of the objects each) and ``age`` uniform in 0..999, from a
+  fixed seed.  SQLite gets the equivalent table
+  ``items(id INTEGER PRIMARY KEY, name TEXT, grp TEXT, age INTEGER,
+  score REAL)`` with ``CREATE INDEX items_grp ON items(grp)``.
+- SQLite: journal_mode=WAL, synchronous=FULL (one sync per commit, like
+  realmpy's durability="full"), cache_size 64 MiB, autocommit reads.
+- Every timed region runs with the garbage collector disabled (as in
+  bench_storage.py); setup and loading happen outside it.  Each bench is
+  repeated (5 reps, engines interleaved within a rep) and the table shows
+  the median of the reps.
+- insert: a fresh database per rep; realmpy builds the model objects from
+  the same prepared tuples *inside* the timed region (that is what a user's
+  code runs: ``realm.add_all(Item(...) for ...)`` in one ``write()``),
+  sqlite3 runs ``executemany`` of those tuples in one transaction; both
+  commit durably.  ``insert_prebuilt`` is the same with the objects built
+  before the timer starts.
+- find: by primary key, then read two fields (``o.name``, ``o.age`` /
+  ``SELECT name, age FROM items WHERE id = ?``), random keys, warm.
+- indexed query: ``grp == $0`` (1% of the objects), materialised and two
+  fields read of every result (``[(o.name, o.age) for o in results]`` /
+  ``fetchall()`` of ``SELECT name, age``).
+- unindexed range: ``age >= $0 AND age < $1`` over all N objects (1% match),
+  materialised the same way.
+- listener: a child process (spawned) registers a listener; the parent
+  commits a one-field change with random 2-5 ms gaps; the callback (on the
+  child's notifier thread) takes ``perf_counter_ns()`` (CLOCK_MONOTONIC,
+  system-wide) and the latency is that minus the time the parent's commit
+  returned.  ``listener_object`` is an object listener;
+  ``listener_results`` a results listener on an indexed query (1% of N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import machine  # sibling module; bench/ is not a package
+
+from realmpy import Configuration, Object, Realm, field
+
+perf_counter_ns = time.perf_counter_ns
+N_GROUPS = 100
+AGE_RANGE = 1000
+
+
+class Item(Object):
+    id: int = field(primary_key=True)
+    name: str = ""
+    grp: str = field(default="", indexed=True)
+    age: int = 0
+    score: float = 0.0
+
+
+SQL_CREATE = (
+    "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, grp TEXT NOT NULL, "
+    "age INTEGER NOT NULL, score REAL NOT NULL)",
+    "CREATE INDEX items_grp ON items(grp)",
+)
+SQL_INSERT = "INSERT INTO items(id, name, grp, age, score) VALUES (?, ?, ?, ?, ?)"
+SQL_FIND = "SELECT name, age FROM items WHERE id = ?"
+SQL_GROUP = "SELECT name, age FROM items WHERE grp = ?"
+SQL_RANGE = "SELECT name, age FROM items WHERE age >= ? AND age < ?"
+Q_GROUP = "grp == $0"
+Q_RANGE = "age >= $0 AND age < $1"
+
+Row = tuple[int, str, str, int, float]
+
+
+@dataclass(frozen=True)
+class Config:
+    n: int = 100_000
+    n_finds: int = 20_000
+    n_group_queries: int = 20
+    n_range_queries: int = 5
+    n_commits: int = 200
+    reps: int = 5
+    seed: int = 20240601
+
+    @classmethod
+    def quick(cls) -> Config:
+        return cls(
+            n=10_000, n_finds=5_000, n_group_queries=10, n_range_queries=3, n_commits=50, reps=3
+        )
+
+
+def make_rows(n: int, seed: int) -> list[Row]:
+    rng = random.Random(seed)
+    return [
+        (i, f"name{i}", f"g{i % N_GROUPS}", rng.randrange(AGE_RANGE), rng.random())
+        for i in range(n)
+    ]
+
+
+class Timer:
+    """Wall time of a ``with`` block in ns, with the GC off inside it."""
+
+    ns: int = 0
+
+    def __enter__(self) -> Timer:
+        gc.collect()
+        gc.disable()
+        self._t0 = perf_counter_ns()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ns = perf_counter_ns() - self._t0
+        gc.enable()
+
+
+def percentile(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    pos = (len(s) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+class Workdir:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self._count = 0
+
+    def new(self, name: str) -> Path:
+        self._count += 1
+        d = self.base / f"{name}-{self._count}"
+        d.mkdir()
+        return d
+
+
+# --------------------------------------------------------------------------
+# engines
+
+
+def realm_config(path: Path, durability: str = "full") -> Configuration:
+    return Configuration.local([Item], path=path, durability=durability)  # type: ignore[arg-type]
+
+
+def sqlite_open(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA cache_size=-65536")
+    return conn
+
+
+def sqlite_create(conn: sqlite3.Connection) -> None:
+    for stmt in SQL_CREATE:
+        conn.execute(stmt)
+
+
+class RealmpyBench:
+    name = "realmpy"
+
+    def __init__(self, work: Workdir, rows: list[Row], cfg: Config) -> None:
+        self.work, self.rows, self.cfg = work, rows, cfg
+        self._loaded: Realm | None = None
+
+    def _fresh(self) -> Realm:
+        return Realm(realm_config(self.work.new("realm") / "items.realm"))
+
+    def loaded(self) -> Realm:
+        if self._loaded is None:
+            realm = self._fresh()
+            with realm.write():
+                realm.add_all(
+                    [Item(id=a, name=b, grp=c, age=d, score=e) for a, b, c, d, e in self.rows]
+                )
+            self._loaded = realm
+        return self._loaded
+
+    def insert(self) -> float:
+        realm = self._fresh()
+        rows = self.rows
+        try:
+            with Timer() as t:
+                with realm.write():
+                    realm.add_all(
+                        [Item(id=a, name=b, grp=c, age=d, score=e) for a, b, c, d, e in rows]
+                    )
+            assert len(realm.all(Item)) == len(rows)
+        finally:
+            realm.close()
+        return t.ns / 1e9
+
+    def insert_prebuilt(self) -> float:
+        realm = self._fresh()
+        objs = [Item(id=a, name=b, grp=c, age=d, score=e) for a, b, c, d, e in self.rows]
+        try:
+            with Timer() as t:
+                with realm.write():
+                    realm.add_all(objs)
+        finally:
+            realm.close()
+        return t.ns / 1e9
+
+    def find(self, keys: list[int]) -> float:
+        realm = self.loaded()
+        find = realm.find
+        total = 0
+        with Timer() as t:
+            for k in keys:
+                o = find(Item, k)
+                assert o is not None
+                total += len(o.name) + o.age
+        return t.ns / 1e3 / len(keys)
+
+    def group(self, groups: list[str]) -> float:
+        realm = self.loaded()
+        n = 0
+        with Timer() as t:
+            for g in groups:
+                out = [(o.name, o.age) for o in realm.query(Item, Q_GROUP, g)]
+                n += len(out)
+        assert n == len(groups) * len(self.rows) // N_GROUPS, n
+        return t.ns / 1e6 / len(groups)
+
+    def range(self, ranges: list[tuple[int, int]], expect: int) -> float:
+        realm = self.loaded()
+        n = 0
+        with Timer() as t:
+            for lo, hi in ranges:
+                out = [(o.name, o.age) for o in realm.query(Item, Q_RANGE, lo, hi)]
+                n += len(out)
+        assert n == expect, (n, expect)
+        return t.ns / 1e6 / len(ranges)
+
+    def close(self) -> None:
+        if self._loaded is not None:
+            self._loaded.close()
+
+
+class SqliteBench:
+    name = "sqlite"
+
+    def __init__(self, work: Workdir, rows: list[Row], cfg: Config) -> None:
+        self.work, self.rows, self.cfg = work, rows, cfg
+        self._loaded: sqlite3.Connection | None = None
+
+    def _fresh(self) -> sqlite3.Connection:
+        conn = sqlite_open(self.work.new("sqlite") / "items.db")
+        sqlite_create(conn)
+        return conn
+
+    def loaded(self) -> sqlite3.Connection:
+        if self._loaded is None:
+            conn = self._fresh()
+            conn.execute("BEGIN")
+            conn.executemany(SQL_INSERT, self.rows)
+            conn.execute("COMMIT")
+            self._loaded = conn
+        return self._loaded
+
+    def insert(self) -> float:
+        conn = self._fresh()
+        rows = self.rows
+        try:
+            with Timer() as t:
+                conn.execute("BEGIN")
+                conn.executemany(SQL_INSERT, rows)
+                conn.execute("COMMIT")
+            assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == len(rows)
+        finally:
+            conn.close()
+        return t.ns / 1e9
+
+    insert_prebuilt = insert
+
+    def find(self, keys: list[int]) -> float:
+        execute = self.loaded().execute
+        total = 0
+        with Timer() as t:
+            for k in keys:
+                name, age = execute(SQL_FIND, (k,)).fetchone()
+                total += len(name) + age
+        return t.ns / 1e3 / len(keys)
+
+    def group(self, groups: list[str]) -> float:
+        execute = self.loaded().execute
+        n = 0
+        with Timer() as t:
+            for g in groups:
+                out = execute(SQL_GROUP, (g,)).fetchall()
+                n += len(out)
+        assert n == len(groups) * len(self.rows) // N_GROUPS, n
+        return t.ns / 1e6 / len(groups)
+
+    def range(self, ranges: list[tuple[int, int]], expect: int) -> float:
+        execute = self.loaded().execute
+        n = 0
+        with Timer() as t:
+            for lo, hi in ranges:
+                out = execute(SQL_RANGE, (lo, hi)).fetchall()
+                n += len(out)
+        assert n == expect, (n, expect)
+        return t.ns / 1e6 / len(ranges)
+
+    def close(self) -> None:
+        if self._loaded is not None:
+            self._loaded.close()
+
+
+# --------------------------------------------------------------------------
+# listener latency across processes
+
+
+def _listener_child(path: str, kind: str, ready: Any, stop: Any, out: Connection) -> None:
+    realm = Realm(realm_config(Path(path)))
+    seen: list[tuple[int, int]] = []
+    if kind == "object":
+        obj = realm.find(Item, 0)
+        assert obj is not None
+
+        def on_object(change: Any) -> None:
+            seen.append((int(change.object.age), perf_counter_ns()))
+
+        token = obj.add_listener(on_object)
+    else:
+        results = realm.query(Item, Q_GROUP, "g0")
+
+        def on_results(res: Any, change: Any) -> None:
+            t = perf_counter_ns()
+            seen.append((int(res[0].age), t))
+
+        token = results.add_listener(on_results)
+    ready.set()
+    stop.wait(600)
+    token.remove()
+    realm.close()
+    out.send(seen)
+
+
+def listener_rep(kind: str, work: Workdir, n_items: int, n: int, seed: int) -> list[float]:
+    """One rep: a fresh file, a listening child; returns latencies in µs."""
+    path = work.new("listen") / "items.realm"
+    rows = make_rows(n_items, seed)
+    realm = Realm(realm_config(path))
+    try:
+        with realm.write():
+            realm.add_all([Item(id=a, name=b, grp=c, age=d, score=e) for a, b, c, d, e in rows])
+        ctx = mp.get_context("spawn")
+        ready, stop = ctx.Event(), ctx.Event()
+        recv, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_listener_child, args=(str(path), kind, ready, stop, send))
+        child.start()
+        try:
+            if not ready.wait(60):
+                raise RuntimeError("listener child did not start")
+            time.sleep(0.1)
+            rng = random.Random(seed)
+            obj = realm.find(Item, 0)
+            assert obj is not None
+            returned: dict[int, int] = {}
+            for i in range(1, n + 1):
+                time.sleep(rng.uniform(0.002, 0.005))
+                with realm.write():
+                    obj.age = AGE_RANGE + i  # a value no row had: identifies the commit
+                returned[AGE_RANGE + i] = perf_counter_ns()
+            time.sleep(0.5)  # let the last notifications arrive
+            stop.set()
+            if not recv.poll(60):
+                raise RuntimeError("no result from the listener child")
+            seen: list[tuple[int, int]] = recv.recv()
+        finally:
+            child.join(10)
+            if child.is_alive():
+                child.terminate()
+                child.join()
+    finally:
+        realm.close()
+    return [(t - returned[v]) / 1e3 for v, t in seen if v in returned]
+
+
+# --------------------------------------------------------------------------
+# the table
+
+
+@dataclass
+class Result:
+    name: str
+    title: str
+    unit: str
+    realmpy: float | None
+    sqlite: float | None
+    target: str
+    limit: float | None  # max ratio, or absolute p50 (µs) for the listener
+    reps_realmpy: list[float]
+    reps_sqlite: list[float]
+    extra: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.realmpy is None or not self.sqlite:
+            return None
+        return self.realmpy / self.sqlite
+
+    @property
+    def met(self) -> bool | None:
+        if self.limit is None or self.realmpy is None:
+            return None
+        if self.sqlite is None:
+            return self.realmpy <= self.limit
+        r = self.ratio
+        return r is not None and r <= self.limit
+
+
+def fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3g}"
+
+
+def run(cfg: Config, only: set[str] | None) -> list[Result]:
+    rows = make_rows(cfg.n, cfg.seed)
+    rng = random.Random(cfg.seed + 1)
+    keys = [rng.randrange(cfg.n) for _ in range(cfg.n_finds)]
+    groups = [f"g{rng.randrange(N_GROUPS)}" for _ in range(cfg.n_group_queries)]
+    ranges = []
+    for _ in range(cfg.n_range_queries):
+        lo = rng.randrange(AGE_RANGE - 10)
+        ranges.append((lo, lo + 10))
+    expect = sum(1 for r in rows for lo, hi in ranges if lo <= r[3] < hi)
+
+    def want(name: str) -> bool:
+        return only is None or name in only
+
+    base = Path(tempfile.mkdtemp(prefix="realmpy-bench-objects-", dir=_bench_dir()))
+    work = Workdir(base)
+    rp = RealmpyBench(work, rows, cfg)
+    sq = SqliteBench(work, rows, cfg)
+    out: list[Result] = []
+    try:
+        specs: list[tuple[str, str, str, Callable[[Any], float], str, float]] = [
+            (
+                "insert",
+                f"insert {cfg.n:,} objects, one write",
+                "s",
+                lambda e: e.insert(),
+                "<= 1.0x",
+                1.0,
+            ),
+            (
+                "insert_prebuilt",
+                "  (objects built before the timer)",
+                "s",
+                lambda e: e.insert_prebuilt(),
+                "",
+                0.0,
+            ),
+            ("find", "find by pk + read 2 fields", "us", lambda e: e.find(keys), "<= 1.0x", 1.0),
+            (
+                "group",
+                f"indexed equality ({cfg.n // N_GROUPS:,} of {cfg.n:,}), materialised",
+                "ms",
+                lambda e: e.group(groups),
+                "<= 1.0x",
+                1.0,
+            ),
+            (
+                "range",
+                f"unindexed range over {cfg.n:,} (~1%), materialised",
+                "ms",
+                lambda e: e.range(ranges, expect),
+                "<= 2.0x",
+                2.0,
+            ),
+        ]
+        for name, title, unit, fn, target, limit in specs:
+            if not want(name):
+                continue
+            a: list[float] = []
+            b: list[float] = []
+            for rep in range(cfg.reps):
+                engines = (rp, sq) if rep % 2 == 0 else (sq, rp)
+                for e in engines:
+                    (a if e is rp else b).append(fn(e))
+            out.append(
+                Result(
+                    name,
+                    title,
+                    unit,
+                    statistics.median(a),
+                    statistics.median(b),
+                    target,
+                    limit or None,
+                    a,
+                    b,
+                )
+            )
+            print(_line(out[-1]), flush=True)
+        for kind in ("object", "results"):
+            name = f"listener_{kind}"
+            if not want(name):
+                continue
+            p50s: list[float] = []
+            p99s: list[float] = []
+            lost = 0
+            for rep in range(max(1, cfg.reps // 2)):
+                lat = listener_rep(kind, work, cfg.n, cfg.n_commits, cfg.seed + rep)
+                lost += cfg.n_commits - len(lat)
+                p50s.append(percentile(lat, 50))
+                p99s.append(percentile(lat, 99))
+            res = Result(
+                name,
+                f"{kind} listener in another process, p50 (p99)",
+                "ms",
+                statistics.median(p50s) / 1e3,
+                None,
+                "p50 <= 2 ms",
+                2.0,
+                [x / 1e3 for x in p50s],
+                [],
+                extra=f"p99 {statistics.median(p99s) / 1e3:.2f} ms; {lost} coalesced",
+            )
+            out.append(res)
+            print(_line(res), flush=True)
+    finally:
+        rp.close()
+        sq.close()
+        shutil.rmtree(base, ignore_errors=True)
+    return out
+
+
+def _bench_dir() -> str:
+    # On the project's disk, not tmpfs (fdatasync is free on tmpfs).
+    d = Path(__file__).resolve().parent.parent / ".bench-tmp"
+    d.mkdir(exist_ok=True)
+    return str(d)
+
+
+def _line(r: Result) -> str:
+    ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
+    met = {None: "", True: "met", False: "NOT met"}[r.met]
+    extra = f"  [{r.extra}]" if r.extra else ""
+    return (
+        f"{r.title:<52} {fmt(r.realmpy):>8} {fmt(r.sqlite):>8} {r.unit:<3} "
+        f"{ratio:>7}  {r.target:<12} {met}{extra}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="10k objects, fewer reps")
+    ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--only", default=None, help="comma-separated bench names")
+    ap.add_argument("--json", default=None, help="write the results to this file")
+    ns = ap.parse_args(argv)
+    cfg = Config.quick() if ns.quick else Config()
+    if ns.reps:
+        cfg = Config(**{**cfg.__dict__, "reps": ns.reps})
+    only = set(ns.only.split(",")) if ns.only else None
+    info = machine.describe(_bench_dir())
+    print(machine.format_description(info))
+    print(f"uptime: {os.popen('uptime').read().strip()}")
+    print()
+    print(f"{'operation':<52} {'realmpy':>8} {'sqlite3':>8} {'':<3} {'ratio':>7}  target")
+    results = run(cfg, only)
+    info["load average after"] = machine.load_average()
+    if ns.json:
+        Path(ns.json).write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "config": cfg.__dict__,
+                    "results": [{**r.__dict__, "ratio": r.ratio, "met": r.met} for r in results],
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
