@@ -634,6 +634,19 @@ int rp_cursor_step(rp_cursor *c, int dir, const void **k, size_t *kl,
     return cur_entry(c, k, kl, v, vl);
 }
 
+/* msgpack bin string header for len bytes; returns its size (1+1/2/4). */
+static size_t bin_header(uint8_t *o, size_t len) {
+    if (len < 256) { o[0] = 0xc4; o[1] = (uint8_t)len; return 2; }
+    if (len < 65536) { o[0] = 0xc5; o[1] = (uint8_t)(len >> 8); o[2] = (uint8_t)len; return 3; }
+    o[0] = 0xc6;
+    o[1] = (uint8_t)(len >> 24); o[2] = (uint8_t)(len >> 16);
+    o[3] = (uint8_t)(len >> 8); o[4] = (uint8_t)len;
+    return 5;
+}
+static size_t bin_size(size_t len) { return len < 256 ? 2 : len < 65536 ? 3 : 5; }
+
+#define ARRAY_HDR 5   /* msgpack array32: 0xdd + u32 big-endian count */
+
 int rp_cursor_batch(rp_cursor *c, int dir, int include_current, const void *stop,
                     size_t stoplen, void *buf, size_t buflen, size_t max_items,
                     size_t *n, size_t *used) {
@@ -642,6 +655,7 @@ int rp_cursor_batch(rp_cursor *c, int dir, int include_current, const void *stop
     if (!n || !used || (!buf && buflen)) return RP_INVALID;
     *n = 0;
     *used = 0;
+    if (max_items > UINT32_MAX / 2) max_items = UINT32_MAX / 2;
     if (!c->valid) return RP_NOTFOUND;
     dir = dir < 0 ? -1 : 1;
     int moved;
@@ -649,6 +663,7 @@ int rp_cursor_batch(rp_cursor *c, int dir, int include_current, const void *stop
     if (!rc && !include_current && !moved) rc = cur_move(c, dir, 0);
     if (rc) { c->valid = 0; return rc; }
     uint8_t *o = buf;
+    size_t pos = ARRAY_HDR;
     while (*n < max_items) {
         const void *k, *v;
         size_t kl, vl;
@@ -658,20 +673,27 @@ int rp_cursor_batch(rp_cursor *c, int dir, int include_current, const void *stop
             int cmp = rp_keycmp(k, kl, stop, stoplen);
             if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { c->valid = 0; break; }
         }
-        size_t need = 8 + kl + vl;
-        if (*used + need > buflen) {
-            if (*n == 0) *used = need;   /* tell the caller the size needed */
-            return RP_OK;
+        size_t need = bin_size(kl) + kl + bin_size(vl) + vl;
+        if (pos + need > buflen) {
+            if (*n == 0) { *used = ARRAY_HDR + need; return RP_OK; }  /* size needed */
+            break;
         }
-        rp_wr32(o + *used, (uint32_t)kl);
-        rp_wr32(o + *used + 4, (uint32_t)vl);
-        memcpy(o + *used + 8, k, kl);
-        if (vl) memcpy(o + *used + 8 + kl, v, vl);
-        *used += need;
+        pos += bin_header(o + pos, kl);
+        memcpy(o + pos, k, kl);
+        pos += kl;
+        pos += bin_header(o + pos, vl);
+        if (vl) memcpy(o + pos, v, vl);
+        pos += vl;
         (*n)++;
         rc = cur_move(c, dir, 0);
         if (rc == RP_NOTFOUND) break;
         if (rc) return rc;
     }
-    return *n ? RP_OK : RP_NOTFOUND;
+    if (!*n) return RP_NOTFOUND;
+    uint32_t items = (uint32_t)(2 * *n);
+    o[0] = 0xdd;
+    o[1] = (uint8_t)(items >> 24); o[2] = (uint8_t)(items >> 16);
+    o[3] = (uint8_t)(items >> 8); o[4] = (uint8_t)items;
+    *used = pos;
+    return RP_OK;
 }

@@ -356,14 +356,19 @@ int rp_cursor_seek(rp_cursor *cur, int mode, const void *key, size_t klen,
 int rp_cursor_step(rp_cursor *cur, int dir, const void **k, size_t *kl,
                    const void **v, size_t *vl);
 
-/* Copy entries into buf as [u32 klen][u32 vlen][key][value] records, starting
- * with the entry at the cursor's position (include_current != 0) or the next
- * one, moving in direction dir, stopping before a key outside the bound (for
- * dir > 0: key >= stop; for dir < 0: key < stop; stop == NULL: no bound), or
- * when the next record does not fit, or after max_items.  *n = records
- * copied, *used = bytes used.  A first record larger than buflen makes *n 0
- * and *used the size it needs.  Returns RP_NOTFOUND when the range is
- * exhausted and nothing was copied. */
+/* Copy entries into buf as ONE msgpack array of 2n bin strings:
+ * [key 0, value 0, key 1, value 1, ...] (array32 header 0xdd + u32 count,
+ * then each string as bin8/bin16/bin32, lengths big-endian, per the msgpack
+ * spec).  A binding decodes a whole batch with one call of a msgpack
+ * library's C unpacker, which builds the key and value objects far faster
+ * than per-item code in the binding's language.  Starts with the entry at
+ * the cursor's position (include_current != 0) or the next one, moves in
+ * direction dir, and stops before a key outside the bound (dir > 0: key >=
+ * stop; dir < 0: key < stop; stop == NULL: no bound), when the next record
+ * does not fit, or after max_items.  The cursor is left on the first entry
+ * not copied.  *n = records copied, *used = bytes used.  A first record
+ * too large for buflen makes *n 0 and *used the size it needs.  Returns
+ * RP_NOTFOUND when the range is exhausted and nothing was copied. */
 int rp_cursor_batch(rp_cursor *cur, int dir, int include_current,
                     const void *stop, size_t stoplen,
                     void *buf, size_t buflen, size_t max_items,

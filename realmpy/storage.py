@@ -37,6 +37,8 @@ transaction, table names are encoded once and cached, and classes use
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 import struct
 import threading
@@ -45,6 +47,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal, NoReturn, Union
+
+import msgpack  # type: ignore[import-untyped,unused-ignore]
 
 from . import errors as _e
 from ._engine import ffi, lib
@@ -73,8 +77,7 @@ _SEEK_GE: Final[int] = int(lib.RP_SEEK_GE)
 _SEEK_LT: Final[int] = int(lib.RP_SEEK_LT)
 
 _get_ident = threading.get_ident
-_rec_hdr = struct.Struct("<II")
-_unpack_hdr = _rec_hdr.unpack_from
+_rec_hdr = struct.Struct("<II")  # rp_put_many record header
 _pack_hdr = _rec_hdr.pack
 _NULL = ffi.NULL
 # Bound once: a module global is cheaper than an attribute of lib/ffi.
@@ -101,6 +104,14 @@ _ENDED: Final = -1
 # wait_for_change blocks in slices so that signals (Ctrl-C) are handled.
 _WAIT_SLICE_NS: Final = 200_000_000
 # Scan batches start small (a scan that stops early copies little) and grow.
+_chain_batches = itertools.chain.from_iterable
+# A scan batch is one msgpack array of bin strings (rp_cursor_batch); the
+# max_*_len limits are raised from their defaults to the engine's limits.
+_unpackb = functools.partial(
+    msgpack.unpackb,
+    max_bin_len=2**31,
+    max_array_len=2**32 - 1,
+)
 _FIRST_BATCH_ITEMS: Final = 16
 _MAX_BATCH_ITEMS: Final = 1 << 16
 _BATCH_BUF_BYTES: Final = 1 << 16
@@ -845,24 +856,28 @@ class _Transaction:
         if start == b"":
             start = None  # every key is >= b""
         if stop is not None and (stop == b"" or (start is not None and start >= stop)):
-            return
+            return iter(())
+        # Items flow through C-level code only (msgpack builds each batch's
+        # bytes objects, chain + zip pair them): no Python code runs per item.
+        return _chain_batches(self._batches(table, name, start, stop, reverse))
+
+    def _batches(
+        self,
+        table: str,
+        name: bytes,
+        start: bytes | None,
+        stop: bytes | None,
+        reverse: bool,
+    ) -> Iterator[Iterator[tuple[bytes, bytes]]]:
         last: bytes | None = None  # last key yielded
         max_items = _FIRST_BATCH_ITEMS
-        unpack_hdr = _unpack_hdr
         while True:
-            data, n = self._batch(table, name, start, stop, reverse, last, max_items)
-            if not n:
+            flat = self._batch(table, name, start, stop, reverse, last, max_items)
+            if not flat:
                 return
-            pos = 0
-            k = b""
-            for _ in range(n):
-                kl, vl = unpack_hdr(data, pos)
-                pos += 8
-                k = data[pos : pos + kl]
-                pos += kl
-                yield k, data[pos : pos + vl]
-                pos += vl
-            last = k
+            it = iter(flat)  # [k0, v0, k1, v1, ...]
+            yield zip(it, it)
+            last = flat[-2]
             if max_items < _MAX_BATCH_ITEMS:
                 max_items *= 8
 
@@ -875,11 +890,12 @@ class _Transaction:
         reverse: bool,
         last: bytes | None,
         max_items: int,
-    ) -> tuple[bytes, int]:
+    ) -> list[bytes]:
         """Read the next batch of records after ``last`` (None: from the start).
 
         Opens a cursor, positions it, copies one batch into the thread's
-        buffer, closes the cursor, and returns the records as bytes.
+        buffer (a msgpack array, see ``rp_cursor_batch``), closes the cursor,
+        and returns ``[k0, v0, k1, v1, ...]`` (empty at the end).
         """
         if self._owner != _get_ident():
             self._unusable()
@@ -890,7 +906,7 @@ class _Transaction:
         rc = lib.rp_cursor_open(self._txn, name, len(name), curp)
         if rc != _OK:
             if rc == _NOTFOUND:
-                return b"", 0
+                return []
             self._fail(rc, "scan failed", table)
         cur = curp[0]
         try:
@@ -931,7 +947,7 @@ class _Transaction:
                 bound = start
                 direction = -1
             if rc == _NOTFOUND:
-                return b"", 0
+                return []
             if rc != _OK:
                 self._fail(rc, "scan failed", table)
             bound_p = _NULL if bound is None else bound
@@ -951,14 +967,14 @@ class _Transaction:
                     used,
                 )
                 if rc == _NOTFOUND:
-                    return b"", 0
+                    return []
                 if rc != _OK:
                     self._fail(rc, "scan failed", table)
                 count = int(n[0])
                 if count:
-                    return ffi.unpack(sb.buf, used[0]), count
+                    return _unpackb(ffi.buffer(sb.buf, used[0]))  # type: ignore[no-any-return]
                 if int(used[0]) <= sb.size:  # pragma: no cover - engine contract
-                    return b"", 0
+                    return []
                 sb.grow(int(used[0]))
         finally:
             lib.rp_cursor_close(cur)

@@ -136,10 +136,55 @@ static void verify(rp_env *env, slot m[NTABLES][NKEYS]) {
             size_t got = 0, want = 0;
             for (int p = NKEYS / 4; p < 3 * NKEYS / 4; p++) want += m[t][order[p]].present;
             static unsigned char buf[1 << 17];   /* > the largest value */
+            size_t prev_key = 0;
             while (rc == RP_OK) {
                 size_t n, used;
                 rc = rp_cursor_batch(c, 1, 1, hi, hil, buf, sizeof buf, 37, &n, &used);
-                if (rc == RP_OK) { CHECK(n > 0, "batch made no progress"); got += n; }
+                if (rc == RP_OK) {
+                    CHECK(n > 0, "batch made no progress");
+                    /* a msgpack array32 of 2n bin strings */
+                    CHECK(buf[0] == 0xdd && ((size_t)buf[1] << 24 | (size_t)buf[2] << 16
+                                             | (size_t)buf[3] << 8 | buf[4]) == 2 * n,
+                          "batch array header");
+                    size_t pos = 5;
+                    const unsigned char *str[2];
+                    size_t len[2];
+                    for (size_t j = 0; j < n; j++) {
+                        for (int s = 0; s < 2; s++) {
+                            unsigned char tag = buf[pos];
+                            size_t l;
+                            if (tag == 0xc4) { l = buf[pos + 1]; pos += 2; }
+                            else if (tag == 0xc5) { l = (size_t)buf[pos + 1] << 8 | buf[pos + 2]; pos += 3; }
+                            else {
+                                CHECK(tag == 0xc6, "bin tag");
+                                l = (size_t)buf[pos + 1] << 24 | (size_t)buf[pos + 2] << 16
+                                    | (size_t)buf[pos + 3] << 8 | buf[pos + 4];
+                                pos += 5;
+                            }
+                            str[s] = buf + pos;
+                            len[s] = l;
+                            pos += l;
+                        }
+                        const unsigned char *kk = str[0];
+                        size_t kkl = len[0];
+                        int found = 0;
+                        for (int p = NKEYS / 4; p < 3 * NKEYS / 4 && !found; p++) {
+                            unsigned char ek[64];
+                            size_t ekl = mkkey(order[p], ek);
+                            if (ekl == kkl && memcmp(ek, kk, kkl) == 0) {
+                                found = 1;
+                                CHECK((size_t)p >= prev_key, "batch keys out of order");
+                                prev_key = (size_t)p;
+                                CHECK(len[1] == m[t][order[p]].len
+                                          && memcmp(str[1], m[t][order[p]].val, len[1]) == 0,
+                                      "batch value");
+                            }
+                        }
+                        CHECK(found, "batch key not in range");
+                    }
+                    CHECK(pos == used, "batch size");
+                    got += n;
+                }
             }
             CHECK(rc == RP_NOTFOUND, "batch error");
             CHECK(got == want, "batch count differs");
