@@ -635,7 +635,7 @@ int rp_cursor_step(rp_cursor *c, int dir, const void **k, size_t *kl,
 }
 
 /* msgpack bin string header for len bytes; returns its size (1+1/2/4). */
-static size_t bin_header(uint8_t *o, size_t len) {
+size_t rp_mp_bin_header(uint8_t *o, size_t len) {
     if (len < 256) { o[0] = 0xc4; o[1] = (uint8_t)len; return 2; }
     if (len < 65536) { o[0] = 0xc5; o[1] = (uint8_t)(len >> 8); o[2] = (uint8_t)len; return 3; }
     o[0] = 0xc6;
@@ -643,7 +643,13 @@ static size_t bin_header(uint8_t *o, size_t len) {
     o[3] = (uint8_t)(len >> 8); o[4] = (uint8_t)len;
     return 5;
 }
-static size_t bin_size(size_t len) { return len < 256 ? 2 : len < 65536 ? 3 : 5; }
+size_t rp_mp_bin_size(size_t len) { return len < 256 ? 2 : len < 65536 ? 3 : 5; }
+
+void rp_mp_array32(uint8_t *o, uint32_t items) {
+    o[0] = 0xdd;
+    o[1] = (uint8_t)(items >> 24); o[2] = (uint8_t)(items >> 16);
+    o[3] = (uint8_t)(items >> 8); o[4] = (uint8_t)items;
+}
 
 #define ARRAY_HDR 5   /* msgpack array32: 0xdd + u32 big-endian count */
 
@@ -673,15 +679,15 @@ int rp_cursor_batch(rp_cursor *c, int dir, int include_current, const void *stop
             int cmp = rp_keycmp(k, kl, stop, stoplen);
             if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { c->valid = 0; break; }
         }
-        size_t need = bin_size(kl) + kl + bin_size(vl) + vl;
+        size_t need = rp_mp_bin_size(kl) + kl + rp_mp_bin_size(vl) + vl;
         if (pos + need > buflen) {
             if (*n == 0) { *used = ARRAY_HDR + need; return RP_OK; }  /* size needed */
             break;
         }
-        pos += bin_header(o + pos, kl);
+        pos += rp_mp_bin_header(o + pos, kl);
         memcpy(o + pos, k, kl);
         pos += kl;
-        pos += bin_header(o + pos, vl);
+        pos += rp_mp_bin_header(o + pos, vl);
         if (vl) memcpy(o + pos, v, vl);
         pos += vl;
         (*n)++;
@@ -690,10 +696,7 @@ int rp_cursor_batch(rp_cursor *c, int dir, int include_current, const void *stop
         if (rc) return rc;
     }
     if (!*n) return RP_NOTFOUND;
-    uint32_t items = (uint32_t)(2 * *n);
-    o[0] = 0xdd;
-    o[1] = (uint8_t)(items >> 24); o[2] = (uint8_t)(items >> 16);
-    o[3] = (uint8_t)(items >> 8); o[4] = (uint8_t)items;
+    rp_mp_array32(o, (uint32_t)(2 * *n));
     *used = pos;
     return RP_OK;
 }

@@ -310,6 +310,18 @@ uint64_t rp_txn_version(rp_txn *txn);
 int rp_get(rp_txn *txn, const char *table, size_t tlen,
            const void *key, size_t klen, const void **val, size_t *vlen);
 
+/* Look up n keys packed back to back in keys as [u32 klen][key] (little
+ * endian) and write their values into out as one msgpack array (array32
+ * header, then per key a bin string, or nil when the key or the table is
+ * absent; see rp_cursor_batch).  Stops early when the next value does not
+ * fit: *done = keys answered (their count is the array's), *used = bytes
+ * written; if not even the first fits, *done is 0 and *used the size it
+ * needs.  Errors: RP_INVALID (malformed keys buffer), RP_KEY_TOO_LONG, and
+ * those of rp_get. */
+int rp_get_many(rp_txn *txn, const char *table, size_t tlen,
+                const void *keys, size_t keyslen, size_t n,
+                void *out, size_t outcap, size_t *done, size_t *used);
+
 /* Insert or replace.  Creates the table if needed.
  * Errors: RP_READ_ONLY, RP_KEY_TOO_LONG, RP_VALUE_TOO_LARGE, RP_BAD_TABLE,
  *         RP_MAP_FULL, errno. */

@@ -226,6 +226,10 @@ int rp_bt_drop(rp_txn *txn, rp_table *t);
 int rp_bt_value(rp_txn *txn, const uint8_t *page, const uint8_t *e,
                 const void **val, size_t *vlen);
 void rp_cursor_init(rp_cursor *c, rp_txn *txn, rp_table *t);
+/* msgpack helpers shared by batch outputs (btree.c). */
+size_t rp_mp_bin_header(uint8_t *o, size_t len);
+size_t rp_mp_bin_size(size_t len);
+void   rp_mp_array32(uint8_t *o, uint32_t items);
 
 /* Table descriptor (catalog value) codec. */
 void rp_desc_encode(const rp_table *t, uint8_t out[RP_TABLE_DESC_SIZE]);

@@ -782,6 +782,50 @@ int rp_get(rp_txn *txn, const char *table, size_t tlen, const void *key,
     return rp_bt_get(txn, t, key, klen, val, vlen);
 }
 
+int rp_get_many(rp_txn *txn, const char *table, size_t tlen, const void *keys,
+                size_t keyslen, size_t n, void *out, size_t outcap, size_t *done,
+                size_t *used) {
+    int rc = rp_txn_check(txn, 0);
+    if (rc) return rc;
+    if (!done || !used || (!keys && keyslen) || (!out && outcap)) return RP_INVALID;
+    *done = 0;
+    *used = 0;
+    if (n > UINT32_MAX) n = UINT32_MAX;
+    rp_table *t;
+    rc = rp_table_get(txn, table, tlen, 0, &t);
+    if (rc) return rc;
+    const uint8_t *p = keys, *end = p + keyslen;
+    uint8_t *o = out;
+    size_t pos = 5;   /* msgpack array32 header, written last */
+    for (size_t i = 0; i < n; i++) {
+        if ((size_t)(end - p) < 4) return RP_INVALID;
+        uint32_t kl = rp_rd32(p);
+        if (kl == 0 || kl > RP_MAX_KEY) return RP_KEY_TOO_LONG;
+        if ((size_t)(end - p) - 4 < kl) return RP_INVALID;
+        const void *v = NULL;
+        size_t vl = 0;
+        rc = (t->exists && t->root) ? rp_bt_get(txn, t, p + 4, kl, &v, &vl) : RP_NOTFOUND;
+        if (rc && rc != RP_NOTFOUND) return rc;
+        size_t need = rc == RP_NOTFOUND ? 1 : rp_mp_bin_size(vl) + vl;
+        if (pos + need > outcap) {
+            if (i == 0) { *used = pos + need; return RP_OK; }
+            break;
+        }
+        if (rc == RP_NOTFOUND) {
+            o[pos++] = 0xc0;   /* nil */
+        } else {
+            pos += rp_mp_bin_header(o + pos, vl);
+            if (vl) memcpy(o + pos, v, vl);
+            pos += vl;
+        }
+        (*done)++;
+        p += 4 + (size_t)kl;
+    }
+    if (*done) rp_mp_array32(o, (uint32_t)*done);
+    *used = *done ? pos : 0;
+    return RP_OK;
+}
+
 static int put_one(rp_txn *txn, rp_table *t, const void *key, size_t klen,
                    const void *val, size_t vlen) {
     if (!key || klen == 0 || klen > RP_MAX_KEY) return RP_KEY_TOO_LONG;

@@ -37,13 +37,14 @@ transaction, table names are encoded once and cached, and classes use
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import os
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal, NoReturn, Union
@@ -79,6 +80,7 @@ _SEEK_LT: Final[int] = int(lib.RP_SEEK_LT)
 _get_ident = threading.get_ident
 _rec_hdr = struct.Struct("<II")  # rp_put_many record header
 _pack_hdr = _rec_hdr.pack
+_pack_u32 = struct.Struct("<I").pack  # rp_get_many key header
 _NULL = ffi.NULL
 # Bound once: a module global is cheaper than an attribute of lib/ffi.
 _txn_begin = lib.rp_txn_begin
@@ -789,22 +791,40 @@ class _Transaction:
             name = self._names[table]
         except (KeyError, TypeError):  # first use, or not a (hashable) str
             name = self._env._encode_name(table)
-        outs = self._outs
-        vp, vl, vpc = outs.vp, outs.vl, outs.vpc
-        txn, tlen = self._txn, len(name)
-        rp_get, unpack = lib.rp_get, ffi.unpack
+        keyl = [k if type(k) is bytes else _as_bytes(k, "key") for k in keys]
+        if not keyl:
+            return []
+        # One engine call answers a whole batch: keys go in packed as
+        # [u32 len][key], values come back as one msgpack array (nil when
+        # absent) that msgpack's C unpacker turns into the result list.
+        packed = b"".join(_chain_batches(zip(map(_pack_u32, map(len, keyl)), keyl)))
+        src = ffi.from_buffer(packed)
+        outs, sb = self._outs, _scan_buffer
+        done, used = outs.n, outs.used
         result: list[bytes | None] = []
-        append = result.append
-        for key in keys:
-            if type(key) is not bytes:
-                key = _as_bytes(key, "key")
-            rc = rp_get(txn, name, tlen, key, len(key), vp, vl)
-            if rc == _OK:
-                append(unpack(vpc[0], vl[0]))
-            elif rc == _NOTFOUND:
-                append(None)
-            else:
+        first = off = 0
+        while first < len(keyl):
+            rc = lib.rp_get_many(
+                self._txn,
+                name,
+                len(name),
+                src + off,
+                len(packed) - off,
+                len(keyl) - first,
+                sb.buf,
+                sb.size,
+                done,
+                used,
+            )
+            if rc != _OK:
                 self._fail(rc, "get failed", table)
+            answered = int(done[0])
+            if not answered:  # not even one value fits: grow and retry
+                sb.grow(int(used[0]))
+                continue
+            result += _unpackb(ffi.buffer(sb.buf, used[0]))
+            off += sum(4 + len(k) for k in keyl[first : first + answered])
+            first += answered
         return result
 
     def count(self, table: str) -> int:
@@ -1166,6 +1186,58 @@ class WriteTransaction(_Transaction):
         rc = lib.rp_put_many(self._txn, name, len(name), buf, len(buf), n)
         if rc != _OK:
             self._fail(rc, "put_many failed", table)
+
+    def put_columns(
+        self, table: str, keys: Sequence[bytes], values: Sequence[bytes] | None = None
+    ) -> int:
+        """``put_many(table, zip(keys, values))`` for parallel sequences of
+        ``bytes`` (``values=None``: every value empty); returns how many.
+
+        A fast path for bulk loads (the object layer's ``add_all`` and
+        index entries): the engine buffer is built with C-level
+        ``map``/``join`` rather than a Python loop per pair.  Keys and
+        values must be exactly ``bytes``.
+        """
+        if self._owner != _get_ident():
+            self._unusable()
+        name = self._name(table)
+        n = len(keys)
+        if values is not None and len(values) != n:
+            raise _e.InvalidArgumentError(
+                f"put_columns: {n} keys but {len(values)} values (table {table!r})"
+            )
+        if not n:
+            return 0
+        if set(map(type, keys)) != {bytes}:
+            bad = next(k for k in keys if type(k) is not bytes)
+            raise _type_error("each key", "bytes", bad)
+        klens = list(map(len, keys))
+        if min(klens) == 0 or max(klens) > MAX_KEY:
+            self._fail(int(lib.RP_KEY_TOO_LONG), "put_columns failed", table)
+        if values is None:
+            vals: Sequence[bytes] = [b""] * n
+            vlens = [0] * n
+        else:
+            if set(map(type, values)) != {bytes}:
+                bad = next(v for v in values if type(v) is not bytes)
+                raise _type_error("each value", "bytes", bad)
+            vals = values
+            vlens = list(map(len, values))
+        # Chunks of about _PUT_MANY_CHUNK bytes, as put_many does.
+        ends = list(itertools.accumulate(map(int.__add__, klens, vlens)))
+        start = 0
+        while start < n:
+            limit = (ends[start - 1] if start else 0) + _PUT_MANY_CHUNK
+            stop = max(start + 1, bisect.bisect_left(ends, limit, start))
+            stop = min(stop, n)
+            hdrs = map(_pack_hdr, klens[start:stop], vlens[start:stop])
+            parts = itertools.chain.from_iterable(zip(hdrs, keys[start:stop], vals[start:stop]))
+            buf = b"".join(parts)
+            rc = lib.rp_put_many(self._txn, name, len(name), buf, len(buf), stop - start)
+            if rc != _OK:
+                self._fail(rc, "put_columns failed", table)
+            start = stop
+        return n
 
     def delete(self, table: str, key: BytesLike) -> bool:
         """Delete ``key``; return whether it existed."""
