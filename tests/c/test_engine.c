@@ -78,6 +78,58 @@ static int cmpkey(const void *a, const void *b) {
     return c ? c : (la > lb) - (la < lb);
 }
 
+/* Next msgpack item at *pos: 1 with (ptr, len) for a bin string, 0 for nil. */
+static int mp_next(const unsigned char *buf, size_t *pos, const unsigned char **ptr, size_t *len) {
+    unsigned char tag = buf[*pos];
+    size_t l;
+    if (tag == 0xc0) { (*pos)++; return 0; }
+    if (tag == 0xc4) { l = buf[*pos + 1]; *pos += 2; }
+    else if (tag == 0xc5) { l = (size_t)buf[*pos + 1] << 8 | buf[*pos + 2]; *pos += 3; }
+    else {
+        CHECK(tag == 0xc6, "msgpack bin tag");
+        l = (size_t)buf[*pos + 1] << 24 | (size_t)buf[*pos + 2] << 16
+            | (size_t)buf[*pos + 3] << 8 | buf[*pos + 4];
+        *pos += 5;
+    }
+    *ptr = buf + *pos;
+    *len = l;
+    *pos += l;
+    return 1;
+}
+
+/* rp_get_many over every key of table t, in pieces when the output fills. */
+static void verify_get_many(rp_txn *txn, int t, slot m[NTABLES][NKEYS]) {
+    static unsigned char keys[NKEYS * 68], out[1 << 17];
+    size_t kpos = 0;
+    for (int i = 0; i < NKEYS; i++) {
+        unsigned char k[64];
+        uint32_t kl = (uint32_t)mkkey(i, k);
+        memcpy(keys + kpos, &kl, 4);
+        memcpy(keys + kpos + 4, k, kl);
+        kpos += 4 + kl;
+    }
+    size_t at = 0, koff = 0;
+    while (at < NKEYS) {
+        size_t done, used;
+        E(rp_get_many(txn, tname[t], strlen(tname[t]), keys + koff, kpos - koff,
+                      NKEYS - at, out, sizeof out, &done, &used));
+        CHECK(done > 0, "get_many made no progress");
+        CHECK(out[0] == 0xdd && ((size_t)out[3] << 8 | out[4]) == done, "get_many header");
+        size_t pos = 5;
+        for (size_t j = 0; j < done; j++, at++) {
+            const unsigned char *v;
+            size_t vl;
+            int present = mp_next(out, &pos, &v, &vl);
+            CHECK(present == m[t][at].present, "get_many presence");
+            if (present) CHECK(vl == m[t][at].len && memcmp(v, m[t][at].val, vl) == 0, "get_many value");
+            uint32_t kl;
+            memcpy(&kl, keys + koff, 4);
+            koff += 4 + kl;
+        }
+        CHECK(pos == used, "get_many size");
+    }
+}
+
 static void verify(rp_env *env, slot m[NTABLES][NKEYS]) {
     rp_txn *txn;
     E(rp_txn_begin(env, 0, &txn));
@@ -103,6 +155,7 @@ static void verify(rp_env *env, slot m[NTABLES][NKEYS]) {
         }
         E(rp_table_count(txn, tname[t], tl, &count));
         CHECK(count == expect, "table count differs");
+        verify_get_many(txn, t, m);
         /* forward and reverse scans visit exactly the present keys in order */
         for (int dir = 1; dir >= -1; dir -= 2) {
             rp_cursor *c;
