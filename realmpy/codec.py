@@ -52,6 +52,7 @@ __all__ = [
     "Link",
     "decode_key",
     "encode_key",
+    "encode_key_list",
     "encode_keys",
     "pack_record",
     "unpack_record",
@@ -186,6 +187,25 @@ def encode_key(value: Any) -> bytes:
             "use a shorter primary key or do not index this value"
         )
     return key
+
+
+def encode_key_list(values: list[Any]) -> list[bytes]:
+    """``[encode_key(v) for v in values]``, with C-level loops when every
+    value is an int or every value is a str (bulk inserts)."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        try:
+            return [_pack_int_key(T_INT, v + _SIGN) for v in values]
+        except struct.error:
+            pass  # one is out of range: the generic path names it
+    elif kinds == {str}:
+        keys = [
+            b"\x30" + v.encode("utf-8", "surrogatepass").replace(b"\x00", b"\x00\xff") + b"\x00"
+            for v in values
+        ]
+        if not keys or max(map(len, keys)) <= MAX_KEY:
+            return keys
+    return [encode_key(v) for v in values]
 
 
 def encode_keys(*values: Any) -> bytes:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import fcntl
+import itertools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -1337,80 +1338,101 @@ class Realm:
         index.  On any error the objects before the failing one are added
         (as a loop of ``add`` would) and the error is raised."""
         txn = self._require_write()
-        encode = _encode_key
-        pk = info.pk
-        todo = [o for o in objs if o.__dict__.get("_rp_store") is None]
         for o in objs:
             store = o.__dict__.get("_rp_store")
             if store is not None and store is not self:
                 raise WrongRealmError(
                     f"this {type(o).__name__} is already managed by another realm"
                 )
+        todo = [o for o in objs if o.__dict__.get("_rp_store") is None]
         if not todo:
             return
-        if pk is not None:
-            keys = [encode(o._rp_values[pk]) for o in todo]
-        else:
-            first = self._next_seq(info.name, len(todo))
-            keys = [encode(first + i) for i in range(len(todo))]
-        olds = txn.get_many(info.table, keys)
-        indexed = info.indexed
-        defaults = info.defaults
-        records: list[tuple[bytes, bytes]] = []
-        entries: list[list[tuple[bytes, bytes]]] = [[] for _ in indexed]
-        stale: list[tuple[str, bytes]] = []
-        done: list[tuple[Any, dict[str, Any]]] = []
-        seen: set[bytes] = set()
-        rest = 0
+        encode_list = codec.encode_key_list
+        pk = info.pk
+        values = [o._rp_values for o in todo]
         try:
-            for i, obj in enumerate(todo):
-                key = keys[i]
-                if key in seen or obj.__dict__.get("_rp_store") is not None:
-                    rest = i  # a repeat inside the batch: continue after a flush
-                    break
-                old_raw = olds[i]
-                if old_raw is not None and not update:
-                    raise DuplicatePrimaryKeyError(
-                        f"a {info.name} with primary key {obj._rp_values[pk or '']!r} "
-                        "already exists: use add(obj, update=True) to replace it"
-                    )
-                rec = obj._rp_values
-                packed = _pack(rec)
-                if indexed:
-                    old = _unpack(old_raw) if old_raw is not None else None
-                    for j, (pname, iname) in enumerate(indexed):
-                        ik = encode(rec[pname]) + key
-                        if len(ik) > codec.MAX_KEY:
-                            raise codec.CodecError(
-                                f"{info.name}.{pname}: index entry of {len(ik)} bytes, "
-                                f"over the {codec.MAX_KEY}-byte key limit"
-                            )
-                        entries[j].append((ik, b""))
-                        if old is not None:
-                            stale.append((iname, encode(old.get(pname, defaults[pname])) + key))
-                records.append((key, packed))
-                seen.add(key)
-                done.append((obj, rec))
+            if pk is not None:
+                keys = encode_list([v[pk] for v in values])
             else:
-                rest = len(todo)
-        finally:
-            # Also on error: what was processed is added, as by a loop of add().
-            for iname, ik in stale:
-                txn.delete(iname, ik)
-            if records:
-                txn.put_many(info.table, records)
-            for (_pname, iname), items in zip(indexed, entries, strict=True):
-                if items:
-                    txn.put_many(iname, items)
+                first = self._next_seq(info.name, len(todo))
+                keys = encode_list(list(range(first, first + len(todo))))
+        except Exception:
+            # A key that cannot be encoded: add one by one up to it.
+            self._add_simple_each(info, todo, None, update)
+            return
+        # Into an empty table nothing is replaced: skip the lookups.
+        olds = [] if txn.count(info.table) == 0 else txn.get_many(info.table, keys)
+        if olds.count(None) != len(olds) or len(set(keys)) != len(keys):
+            # Replacements or repeats: the careful loop.
+            self._add_simple_each(info, todo, keys, update)
+            return
+        try:
+            packed = list(map(_pack, values))
+            entries = []
+            for pname, _iname in info.indexed:
+                ik = list(map(bytes.__add__, encode_list([v[pname] for v in values]), keys))
+                if max(map(len, ik)) > codec.MAX_KEY:
+                    raise codec.CodecError("index entry over the key limit")
+                entries.append(ik)
+        except Exception:
+            self._add_simple_each(info, todo, keys, update)
+            return
+        _put_all(txn, info.table, keys, packed)
+        for (_pname, iname), ik in zip(info.indexed, entries, strict=True):
+            _put_all(txn, iname, ik, None)
+        self._stamp += 1
+        stamp = self._stamp
+        for obj, key, rec in zip(todo, keys, values, strict=True):
+            d = obj.__dict__
+            d["_rp_store"] = self
+            d["_rp_key"] = key
+            d["_rp_cache"] = (stamp, rec)
+
+    def _add_simple_each(
+        self, info: _ClassInfo, todo: list[Any], keys: list[bytes] | None, update: bool
+    ) -> None:
+        """The careful path of :meth:`_add_simple`: one object at a time
+        (replacements, repeats, errors), with the same outcome as a loop of
+        :meth:`add`."""
+        txn = self._require_write()
+        encode = _encode_key
+        pk = info.pk
+        for i, obj in enumerate(todo):
+            if obj.__dict__.get("_rp_store") is not None:
+                continue  # the same object twice
+            values = obj._rp_values
+            if keys is not None:
+                key = keys[i]
+            else:
+                key = encode(values[pk] if pk is not None else self._next_seq(info.name))
+            old_raw = txn.get(info.table, key)
+            if old_raw is not None and not update:
+                raise DuplicatePrimaryKeyError(
+                    f"a {info.name} with primary key {values[pk or ''] if pk else key!r} "
+                    "already exists: use add(obj, update=True) to replace it"
+                )
+            packed = _pack(values)
+            puts = []
+            for pname, iname in info.indexed:
+                ik = encode(values[pname]) + key
+                if len(ik) > codec.MAX_KEY:
+                    raise codec.CodecError(
+                        f"{info.name}.{pname}: index entry of {len(ik)} bytes, "
+                        f"over the {codec.MAX_KEY}-byte key limit"
+                    )
+                puts.append((iname, ik))
+            if old_raw is not None:
+                old = _unpack(old_raw)
+                for pname, iname in info.indexed:
+                    txn.delete(iname, encode(old.get(pname, info.defaults[pname])) + key)
+            for iname, ik in puts:
+                txn.put(iname, ik, b"")
+            txn.put(info.table, key, packed)
             self._stamp += 1
-            stamp = self._stamp
-            for (obj, rec), (key, _) in zip(done, records, strict=True):
-                d = obj.__dict__
-                d["_rp_store"] = self
-                d["_rp_key"] = key
-                d["_rp_cache"] = (stamp, rec)
-        if rest < len(todo):
-            self._add_simple(info, todo[rest:], update)
+            d = obj.__dict__
+            d["_rp_store"] = self
+            d["_rp_key"] = key
+            d["_rp_cache"] = (self._stamp, values)
 
     def _add(self, obj: Object, update: bool, cascade: bool) -> bytes:
         txn = self._require_write()
@@ -1537,6 +1559,18 @@ class Realm:
             if changed:
                 txn.put_many(table, changed)
                 self._stamp += 1
+
+
+def _put_all(
+    txn: WriteTransaction, table: str, keys: list[bytes], values: list[bytes] | None
+) -> None:
+    """``put_many`` of parallel lists (``values`` None: empty values)."""
+    if type(txn) is WriteTransaction:  # not a wrapper (sync records puts)
+        txn.put_columns(table, keys, values)
+    elif values is None:
+        txn.put_many(table, zip(keys, itertools.repeat(b"")))
+    else:
+        txn.put_many(table, zip(keys, values))
 
 
 def _link_reach(schema: Schema) -> dict[str, set[str]]:

@@ -490,6 +490,10 @@ class _Model:
         _REGISTRY[cls.__realm_name__] = cls
         _SCHEMAS.pop(cls, None)
         _INIT_PLANS.pop(cls, None)
+        if "__init__" not in cls.__dict__:
+            # Each model gets its own __init__, generated at first use (when
+            # forward references resolve), like a dataclass's.
+            type.__setattr__(cls, "__init__", _lazy_init(cls))
 
     def __init__(self, **kwargs: Any) -> None:
         cls = type(self)
@@ -583,6 +587,101 @@ def _init_plan(cls: type[_Model]) -> tuple[tuple[str, Callable[[Any], Any], int,
     out = tuple(plan)
     _INIT_PLANS[cls] = out
     return out
+
+
+def _lazy_init(cls: type[_Model]) -> Callable[..., None]:
+    def __init__(self: _Model, **kwargs: Any) -> None:
+        if type(self) is not cls:  # pragma: no cover - subclasses have their own
+            _Model.__init__(self, **kwargs)
+            return
+        fast = _compile_init(cls)
+        type.__setattr__(cls, "__init__", fast)
+        fast(self, **kwargs)
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    return __init__
+
+
+def _missing_field(cls: type[_Model], name: str) -> None:
+    prop = object_schema(cls).property(name)
+    raise ObjectTypeError(f"{cls.__name__}() missing required field {name!r} ({prop.describe()})")
+
+
+def _unknown_fields(cls: type[_Model], extra: dict[str, Any]) -> None:
+    schema = object_schema(cls)
+    raise ObjectTypeError(
+        f"{cls.__name__}() got unknown field(s) {', '.join(sorted(extra))}; its properties "
+        f"are {', '.join(p.name for p in schema.properties)}"
+    )
+
+
+_EXACT: Final[dict[str, type]] = {
+    "str": str,
+    "float": float,
+    "bool": bool,
+    "objectid": ObjectId,
+    "uuid": uuid.UUID,
+}
+
+
+def _compile_init(cls: type[_Model]) -> Callable[..., None]:
+    """Generate ``__init__(self, *, prop=..., ...)`` for a model: keyword-only
+    parameters with the defaults, each value checked inline when it has
+    exactly the stored type, else by the property's validator (which also
+    gives the error messages).  Same behaviour as :meth:`_Model.__init__`."""
+    plan = _INIT_PLANS.get(cls) or _init_plan(cls)
+    schema = object_schema(cls)
+    ns: dict[str, Any] = {
+        "_M": MISSING,
+        "_cls": cls,
+        "_missing": _missing_field,
+        "_unknown": _unknown_fields,
+    }
+    params: list[str] = []
+    body: list[str] = []
+    for i, (name, _check, kind, default) in enumerate(plan):
+        prop = schema.property(name)
+        ns[f"_c{i}"] = _check
+        if prop.collection is None and prop.type in ("int", "counter"):
+            check = (
+                f"if type({name}) is not int or not "
+                f"{_INT_MIN} <= {name} <= {_INT_MAX}: {name} = _c{i}({name})"
+            )
+        elif prop.collection is None and prop.type in _EXACT:
+            ns[f"_t{i}"] = _EXACT[prop.type]
+            check = f"if type({name}) is not _t{i}: {name} = _c{i}({name})"
+        else:
+            check = f"{name} = _c{i}({name})"
+        if kind == _PLAIN_DEFAULT:
+            ns[f"_d{i}"] = default
+            params.append(f"{name}=_d{i}")
+            body.append(f"    if {name} is not _d{i}:")
+            body.append(f"        {check}")
+            continue
+        params.append(f"{name}=_M")
+        if kind == _REQUIRED:
+            body.append(f"    if {name} is _M: _missing(_cls, {name!r})")
+        elif kind == _FACTORY:
+            ns[f"_f{i}"] = default
+            body.append(f"    if {name} is _M: {name} = _f{i}()")
+        else:  # _COPIED_DEFAULT
+            ns[f"_d{i}"] = default
+            body.append(f"    if {name} is _M: {name} = _d{i}")
+        body.append(f"    {check}")
+    values = ", ".join(f"{n!r}: {n}" for n, _, _, _ in plan)
+    star = "*, " if params else ""
+    src = (
+        f"def __init__(_rp_self_, {star}{', '.join(params)}{', ' if params else ''}**_extra):\n"
+        + "".join(line + "\n" for line in body)
+        + "    if _extra: _unknown(_cls, _extra)\n"
+        + "    _d_ = _rp_self_.__dict__\n"
+        + "    _d_['_rp_store'] = None\n"
+        + f"    _d_['_rp_values'] = {{{values}}}\n"
+    )
+    exec(src, ns)  # generated from identifiers of the model's own annotations
+    fn: Callable[..., None] = ns["__init__"]
+    fn.__qualname__ = f"{cls.__qualname__}.__init__"
+    return fn
 
 
 def bind_counter(obj: _Model, name: str, value: int) -> Counter:

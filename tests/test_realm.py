@@ -580,3 +580,32 @@ def test_objects_from_an_iteration_are_live(realm: Realm) -> None:
         other.name = "changed"  # after the rows were read, before the object is made
         second = next(it)
         assert first.id == 0 and second.id == 1 and second.name == "changed"
+
+
+def test_storage_put_columns_is_put_many_of_two_lists(tmp_path: Path) -> None:
+    # The bulk fast path add_all uses (realmpy.storage, WriteTransaction.put_columns).
+    from realmpy.errors import ArgumentTypeError, InvalidArgumentError, KeyTooLongError
+    from realmpy.storage import Environment
+
+    keys = [i.to_bytes(4, "big") for i in range(5000)]
+    values = [bytes(i % 300) for i in range(5000)]
+    with Environment(tmp_path / "s.db", durability="none") as env:
+        with env.write() as txn:
+            assert txn.put_columns("a", keys, values) == 5000
+            assert txn.put_columns("b", keys) == 5000
+            assert txn.put_columns("c", []) == 0
+            txn.put_columns("d", [b"big", b"small"], [b"x" * (3 << 20), b"y"])
+            for bad_keys, bad_values, error in (
+                ([b""], None, KeyTooLongError),
+                ([b"k" * 2000], None, KeyTooLongError),
+                (["text"], None, ArgumentTypeError),
+                ([b"k"], ["text"], ArgumentTypeError),
+                ([b"k"], [], InvalidArgumentError),
+            ):
+                with pytest.raises(error):
+                    txn.put_columns("e", bad_keys, bad_values)  # type: ignore[arg-type]
+        with env.read() as snap:
+            assert list(snap.scan("a")) == list(zip(keys, values))
+            assert [v for _, v in snap.scan("b")] == [b""] * 5000
+            assert snap.get("d", b"big") == b"x" * (3 << 20) and snap.get("d", b"small") == b"y"
+            assert snap.count("e") == 0
