@@ -74,6 +74,9 @@ class ResultsChange:
         return not (self.inserted or self.deleted or self.modified or self.moved or self.is_cleared)
 
 
+_UNCHANGED: ResultsChange = ResultsChange()
+
+
 @dataclass(frozen=True)
 class ObjectChange:
     """What changed in one object between two versions."""
@@ -109,6 +112,8 @@ def _stationary(seq: list[int]) -> set[int]:
 
 def diff_rows(old: list[tuple[bytes, bytes]], new: list[tuple[bytes, bytes]]) -> ResultsChange:
     """Change set between two ordered lists of (key, record bytes)."""
+    if old == new:
+        return _UNCHANGED
     old_pos = {k: i for i, (k, _) in enumerate(old)}
     new_pos = {k: i for i, (k, _) in enumerate(new)}
     deleted = tuple(i for i, (k, _) in enumerate(old) if k not in new_pos)
@@ -124,8 +129,11 @@ def diff_rows(old: list[tuple[bytes, bytes]], new: list[tuple[bytes, bytes]]) ->
         if new[j][1] != raw:
             modified.append(i)
             new_modified.append(j)
-    keep = _stationary(common_old_order)
-    moved = tuple((old_pos[new[j][0]], j) for j in sorted(common_old_order) if j not in keep)
+    if all(a < b for a, b in zip(common_old_order, common_old_order[1:])):
+        moved: tuple[tuple[int, int], ...] = ()  # the common objects kept their order
+    else:
+        keep = _stationary(common_old_order)
+        moved = tuple((old_pos[new[j][0]], j) for j in sorted(common_old_order) if j not in keep)
     return ResultsChange(
         inserted,
         deleted,
@@ -278,7 +286,7 @@ class Notifier:
         from realmpy.results import Results
 
         if lis.kind == "results":
-            rows = frozen._evaluate(lis.cls_name, lis.query, lis.args)
+            rows = frozen._evaluate(lis.cls_name, lis.query, lis.args, decode=False)
             state = [(k, raw) for k, raw, _ in rows]
             change = diff_rows(lis.state, state)
             lis.state = state

@@ -1052,14 +1052,20 @@ class Realm:
         return q.matcher(args, resolver=self._resolve, direct=direct, wrap=bind)
 
     def _evaluate(
-        self, name: str, q: _query.Query | None, args: tuple[Any, ...]
-    ) -> list[tuple[bytes, bytes, dict[str, Any]]]:
-        """Matching (key, raw record, record) in result order."""
+        self, name: str, q: _query.Query | None, args: tuple[Any, ...], decode: bool = True
+    ) -> list[tuple[bytes, bytes, dict[str, Any] | None]]:
+        """Matching (key, raw record, record) in result order.
+
+        With ``decode=False`` the record is ``None`` where the predicate did
+        not need it (no query, or an exact index lookup): the notifier diffs
+        raw records, and objects decode their record on first read."""
         txn = self._reader()
         info = self._info[name]
         table = info.table
         unpack = _unpack
         if q is None:
+            if not decode:
+                return [(k, v, None) for k, v in txn.scan(table)]
             return [(k, v, unpack(v)) for k, v in txn.scan(table)]
         planned = self._plan(info.schema, q, args)
         rows: Iterable[tuple[bytes, bytes]]
@@ -1070,17 +1076,20 @@ class Realm:
             raws = txn.get_many(table, keys)
             if exact and not q.descriptors:
                 # The index decided the whole predicate: nothing to re-check.
-                return [(k, v, unpack(v)) for k, v in zip(keys, raws, strict=True) if v is not None]
+                pairs = zip(keys, raws, strict=True)
+                if not decode:
+                    return [(k, v, None) for k, v in pairs if v is not None]
+                return [(k, v, unpack(v)) for k, v in pairs if v is not None]
             rows = [(k, r) for k, r in zip(keys, raws, strict=True) if r is not None]
         match = self._matcher(info, q, args)
-        out: list[tuple[bytes, bytes, dict[str, Any]]] = []
+        out: list[tuple[bytes, bytes, dict[str, Any] | None]] = []
         append = out.append
         for k, v in rows:
             rec = unpack(v)
             if match(rec):
                 append((k, v, rec))
         if q.descriptors:
-            bound = [_Bound(name, k, rec) for k, _, rec in out]
+            bound = [_Bound(name, k, cast(dict[str, Any], rec)) for k, _, rec in out]
             by_key = {k: (k, v, rec) for k, v, rec in out}
             out = [by_key[b.key] for b in q.order(bound, resolver=self._resolve)]
         return out
@@ -1095,10 +1104,9 @@ class Realm:
         a cached record with the current stamp is current."""
         if self._closed or _get_ident() != self._owner:
             self._check()
-        if not self._frozen and self._wtxn is None:
-            snap = self._snap
-            if snap is not None and snap.latest_version() != self._version:
-                self._advance()
+        snap = self._snap
+        if snap is not None and snap.latest_version() != self._version and not self._frozen:
+            self._advance()
         cache = obj.__dict__.get("_rp_cache")
         if cache is not None and cache[0] == self._stamp:
             return cast(dict[str, Any], cache[1])
@@ -1141,14 +1149,32 @@ class Realm:
         self._stamp += 1
         object.__setattr__(obj, "_rp_cache", (self._stamp, rec))
 
+    def read_plain(self, obj: _Model, name: str) -> Any:
+        # _record() inlined: the hot path of reading a scalar property.  A
+        # snapshot exists only outside write transactions; a frozen realm's
+        # never advances.
+        if self._closed or _get_ident() != self._owner:
+            self._check()
+        snap = self._snap
+        if snap is not None and snap.latest_version() != self._version and not self._frozen:
+            self._advance()
+        cache = obj.__dict__.get("_rp_cache")
+        if cache is not None and cache[0] == self._stamp:
+            rec = cache[1]
+        else:
+            rec = self._load(obj)
+        try:
+            return rec[name]
+        except KeyError:
+            return self._info[type(obj).__realm_name__].defaults[name]
+
     def read_property(self, obj: _Model, name: str) -> Any:
         # _record() inlined: this is the hot path of every attribute read.
         if self._closed or _get_ident() != self._owner:
             self._check()
-        if not self._frozen and self._wtxn is None:
-            snap = self._snap
-            if snap is not None and snap.latest_version() != self._version:
-                self._advance()
+        snap = self._snap
+        if snap is not None and snap.latest_version() != self._version and not self._frozen:
+            self._advance()
         cache = obj.__dict__.get("_rp_cache")
         if cache is not None and cache[0] == self._stamp:
             rec = cache[1]
@@ -1689,6 +1715,9 @@ class _EmbeddedStore:
         node = self._node(container)
         node[name] = stored
         store.raw_set(self.parent, self.prop, container)  # type: ignore[union-attr]
+
+    def read_plain(self, obj: _Model, name: str) -> Any:
+        return self.read_property(obj, name)
 
     def read_property(self, obj: _Model, name: str) -> Any:
         prop = object_schema(type(obj)).property(name)

@@ -54,11 +54,12 @@ class Results(Generic[T]):
         self._name = cls.__realm_name__
         self._query = query
         self._args = args
-        self._cache: tuple[int, list[tuple[bytes, bytes, dict[str, Any]]]] | None = None
+        # (stamp, rows); a row's record is None if it was not decoded yet.
+        self._cache: tuple[int, list[tuple[bytes, bytes, dict[str, Any] | None]]] | None = None
 
     # -- evaluation -----------------------------------------------------------
 
-    def _rows(self) -> list[tuple[bytes, bytes, dict[str, Any]]]:
+    def _rows(self) -> list[tuple[bytes, bytes, dict[str, Any] | None]]:
         realm = self._realm
         realm._read()
         cache = self._cache
@@ -68,7 +69,7 @@ class Results(Generic[T]):
         self._cache = (realm._stamp, rows)
         return rows
 
-    def _obj(self, row: tuple[bytes, bytes, dict[str, Any]]) -> T:
+    def _obj(self, row: tuple[bytes, bytes, dict[str, Any] | None]) -> T:
         # Rows were decoded at the stamp of the cache (the current one, right
         # after _rows()); an object made from them caches its record with it.
         cache = self._cache
@@ -97,7 +98,7 @@ class Results(Generic[T]):
             d = obj.__dict__
             d["_rp_store"] = realm
             d["_rp_key"] = k
-            d["_rp_cache"] = (stamp, rec)
+            d["_rp_cache"] = None if rec is None else (stamp, rec)
             yield obj
 
     @overload

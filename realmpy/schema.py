@@ -398,6 +398,11 @@ class ObjectStore(Protocol):
 
     def read_property(self, obj: _Model, name: str) -> Any: ...
 
+    def read_plain(self, obj: _Model, name: str) -> Any:
+        """``read_property`` of a property whose stored value is its value
+        (a scalar that is not a counter): the descriptors' fast path."""
+        ...
+
     def write_property(self, obj: _Model, name: str, value: Any) -> None: ...
 
     def increment_property(self, obj: _Model, name: str, delta: int) -> None: ...
@@ -413,10 +418,13 @@ _SCHEMAS: dict[type[_Model], ObjectSchema] = {}
 class _PropertyDescriptor:
     """Routes attribute access to memory (unmanaged) or the realm (managed)."""
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "plain")
 
     def __init__(self, name: str) -> None:
         self.name = name
+        # Whether the stored value is the value (a scalar, not a counter);
+        # known once the schema is (lazily) resolved.
+        self.plain: bool | None = None
 
     def __get__(self, obj: _Model | None, owner: type | None = None) -> Any:
         if obj is None:
@@ -424,6 +432,16 @@ class _PropertyDescriptor:
         store = obj._rp_store
         if store is not None:
             # Managed: the store converts (and binds counters) itself.
+            plain = self.plain
+            if plain:
+                return store.read_plain(obj, self.name)
+            if plain is None:
+                prop = object_schema(type(obj)).property(self.name)
+                self.plain = prop.collection is None and prop.type not in (
+                    "link",
+                    "embedded",
+                    "counter",
+                )
             return store.read_property(obj, self.name)
         try:
             value = obj._rp_values[self.name]
