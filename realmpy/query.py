@@ -1091,6 +1091,19 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
         parts = [_compile(i, ctx) for i in node.items]
         if len(parts) == 2:
             first, second = parts
+            bounds = _numeric_bounds(node, ctx)
+            if bounds is not None:
+                # ``x >= lo AND x < hi`` on one plain property: read it once.
+                name, default, lo_op, lo, hi_op, hi = bounds
+
+                def within(r: Any) -> bool:
+                    x = r.get(name, default)
+                    t = type(x)
+                    if t is int or t is float:
+                        return lo_op(x, lo) and hi_op(x, hi)  # type: ignore[no-any-return]
+                    return first(r) and second(r)
+
+                return within
             return lambda r: first(r) and second(r)
 
         def all_of(r: Any) -> bool:
@@ -1204,6 +1217,35 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
             return equal
         return slow
     return general(node)
+
+
+def _numeric_bounds(node: And, ctx: _Ctx) -> tuple[str, Any, Any, Any, Any, Any] | None:
+    """``(name, default, op1, v1, op2, v2)`` if ``node`` is two ordering
+    comparisons of one directly readable property with numbers."""
+    if ctx.direct is None or len(node.items) != 2:
+        return None
+    found = []
+    for item in node.items:
+        if not (
+            isinstance(item, Comparison)
+            and item.quantifier is None
+            and item.op in _ORDER_OPS
+            and isinstance(item.left, KeyPath)
+            and len(item.left.parts) == 1
+            and isinstance(item.right, (Const, Arg, Var))
+        ):
+            return None
+        rv = _operand(item.right, None, ctx)
+        if type(rv) not in (int, float):
+            return None
+        found.append((item.left.parts[0], _ORDER_OPS[item.op], rv))
+    (n1, op1, v1), (n2, op2, v2) = found
+    if n1 != n2 or n1 in AGGREGATES:
+        return None
+    spec = ctx.direct(n1)
+    if spec is None:
+        return None
+    return (n1, spec[0], op1, v1, op2, v2)
 
 
 # Sorting ranks values by kind first so a mixed column sorts without error.

@@ -54,6 +54,9 @@ QUERIES = [
     ("parent == null", ()),
     ("parent.label == $0 AND label != $0", (labels,)),
     ("label < $0", (labels,)),
+    ("n >= $0 AND n < $1", (numbers, numbers)),
+    ("label IN {$0, $1}", (labels, labels)),
+    ("parent.parent == null AND n != $0", (numbers,)),
 ]
 LISTENED = "n > 2 SORT(id)"
 
