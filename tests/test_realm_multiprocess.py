@@ -62,3 +62,18 @@ def test_max_active_versions_counts_every_process(tmp_path: Path) -> None:
             p.close()
         with realm.write():  # unpinned: writing works again
             realm.add(Person(name="after"))
+
+
+def test_the_complete_local_example_runs(tmp_path: Path) -> None:
+    # realmpy/examples/local.py is the README's example: models, a write, a
+    # query, a listener, and a second process whose commit it sees.
+    out = subprocess.run(
+        [sys.executable, "-m", "realmpy.examples.local", "--path", str(tmp_path / "p.realm")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "adults: ['Ann']" in out
+    assert "listener: inserted at (1,) -> ['Ann', 'Bo']" in out
+    assert out.rstrip().endswith("adults now: ['Ann', 'Bo']")
