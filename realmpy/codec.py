@@ -199,10 +199,13 @@ def encode_key_list(values: list[Any]) -> list[bytes]:
         except struct.error:
             pass  # one is out of range: the generic path names it
     elif kinds == {str}:
-        keys = [
-            b"\x30" + v.encode("utf-8", "surrogatepass").replace(b"\x00", b"\x00\xff") + b"\x00"
-            for v in values
-        ]
+        if "\x00" in "".join(values):
+            keys = [
+                b"\x30" + v.encode("utf-8", "surrogatepass").replace(b"\x00", b"\x00\xff") + b"\x00"
+                for v in values
+            ]
+        else:  # nothing to escape: tag, text and terminator encode in one go
+            keys = [("\x30" + v + "\x00").encode("utf-8", "surrogatepass") for v in values]
         if not keys or max(map(len, keys)) <= MAX_KEY:
             return keys
     return [encode_key(v) for v in values]

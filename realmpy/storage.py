@@ -1230,8 +1230,11 @@ class WriteTransaction(_Transaction):
             limit = (ends[start - 1] if start else 0) + _PUT_MANY_CHUNK
             stop = max(start + 1, bisect.bisect_left(ends, limit, start))
             stop = min(stop, n)
-            hdrs = map(_pack_hdr, klens[start:stop], vlens[start:stop])
-            parts = itertools.chain.from_iterable(zip(hdrs, keys[start:stop], vals[start:stop]))
+            # Interleave [hdr, key, value, ...] by slice assignment (C loops).
+            parts: list[bytes] = [b""] * (3 * (stop - start))
+            parts[0::3] = list(map(_pack_hdr, klens[start:stop], vlens[start:stop]))
+            parts[1::3] = keys[start:stop]
+            parts[2::3] = vals[start:stop]
             buf = b"".join(parts)
             rc = lib.rp_put_many(self._txn, name, len(name), buf, len(buf), stop - start)
             if rc != _OK:
