@@ -56,6 +56,7 @@ __all__ = [
     "encode_keys",
     "pack_record",
     "unpack_record",
+    "unpack_records",
 ]
 
 MAX_KEY: Final = 1024
@@ -406,6 +407,18 @@ def pack_record(record: dict[str, Any]) -> bytes:
         if isinstance(exc, CodecError):
             raise
         raise CodecError(f"cannot encode record: {exc}") from None
+
+
+def unpack_records(raws: list[bytes]) -> list[dict[str, Any]]:
+    """``[unpack_record(r) for r in raws]`` with the per-record checks
+    hoisted out of the loop (bulk reads: query evaluation)."""
+    try:
+        out = [_unpackb(r, ext_hook=_ext_hook, strict_map_key=False) for r in raws]
+    except Exception:
+        out = []
+    if len(out) != len(raws) or (out and set(map(type, out)) != {dict}):
+        return [unpack_record(r) for r in raws]  # raises the right CodecError
+    return out
 
 
 def unpack_record(data: bytes) -> dict[str, Any]:

@@ -377,6 +377,9 @@ class Realm:
         self._pending: list[Callable[[], None]] = []
         self._pending_lock = threading.Lock()
         self._tokens: list[Any] = []
+        # Objects deleted in the open write whose incoming links are not
+        # cleared yet: class -> keys (None: all).  See _flush_links.
+        self._dead: dict[str, set[bytes] | None] = {}
         self._models: dict[str, type[_Model]] = {}
         self._shared = _SharedFile.acquire(config)
         self._env = self._shared.env
@@ -736,6 +739,7 @@ class Realm:
             self._snap.end()
             self._snap = None
         self._wtxn = self._env.write()
+        self._dead = {}
         if self._config.sync is not None:  # sync hook (issue 5): record this write's changeset
             self._wtxn = self._config.sync.wrap_write(self._wtxn)
         self._version = self._wtxn.version
@@ -750,6 +754,7 @@ class Realm:
 
     def _commit(self) -> None:
         txn = self._require_write()
+        self._flush_links()
         self._wtxn = None
         self._wtxn_owner = None
         self._stamp += 1
@@ -761,6 +766,7 @@ class Realm:
 
     def _rollback(self) -> None:
         txn = self._require_write()
+        self._dead = {}
         self._wtxn = None
         self._wtxn_owner = None
         self._stamp += 1
@@ -844,6 +850,7 @@ class Realm:
         r._pending = []
         r._pending_lock = threading.Lock()
         r._tokens = []
+        r._dead = {}
         r._shared = source._shared
         r._env = source._env
         r._schema = source._schema
@@ -1062,11 +1069,13 @@ class Realm:
         txn = self._reader()
         info = self._info[name]
         table = info.table
-        unpack = _unpack
+        unpack_all = codec.unpack_records
         if q is None:
             if not decode:
                 return [(k, v, None) for k, v in txn.scan(table)]
-            return [(k, v, unpack(v)) for k, v in txn.scan(table)]
+            pairs = list(txn.scan(table))
+            recs = unpack_all([v for _, v in pairs])
+            return [(k, v, r) for (k, v), r in zip(pairs, recs, strict=True)]
         planned = self._plan(info.schema, q, args)
         rows: Iterable[tuple[bytes, bytes]]
         if planned is None:
@@ -1076,15 +1085,17 @@ class Realm:
             raws = txn.get_many(table, keys)
             if exact and not q.descriptors:
                 # The index decided the whole predicate: nothing to re-check.
-                pairs = zip(keys, raws, strict=True)
+                found = [(k, v) for k, v in zip(keys, raws, strict=True) if v is not None]
                 if not decode:
-                    return [(k, v, None) for k, v in pairs if v is not None]
-                return [(k, v, unpack(v)) for k, v in pairs if v is not None]
+                    return [(k, v, None) for k, v in found]
+                recs = unpack_all([v for _, v in found])
+                return [(k, v, r) for (k, v), r in zip(found, recs, strict=True)]
             rows = [(k, r) for k, r in zip(keys, raws, strict=True) if r is not None]
         match = self._matcher(info, q, args)
         out: list[tuple[bytes, bytes, dict[str, Any] | None]] = []
         append = out.append
-        for k, v in rows:
+        unpack = _unpack
+        for k, v in rows:  # one record at a time: a rejected one is freed at once
             rec = unpack(v)
             if match(rec):
                 append((k, v, rec))
@@ -1373,6 +1384,8 @@ class Realm:
         todo = [o for o in objs if o.__dict__.get("_rp_store") is None]
         if not todo:
             return
+        if info.name in self._dead:
+            self._flush_links()  # before a deleted key can come back
         encode_list = codec.encode_key_list
         pk = info.pk
         values = [o._rp_values for o in todo]
@@ -1465,6 +1478,8 @@ class Realm:
         cls = type(obj)
         schema = self._class_schema(cls)
         name = schema.name
+        if name in self._dead:
+            self._flush_links()  # before a deleted key can come back
         values = obj._rp_values
         pk_name = schema.primary_key
         pk = values[pk_name] if pk_name else self._next_seq(name)
@@ -1524,7 +1539,13 @@ class Realm:
         As in Realm, links to it are cleared in the same transaction:
         to-one links become ``None``, it is removed from lists and sets of
         links, and dictionary values linking to it become ``None``.  Its
-        embedded objects go with it."""
+        embedded objects go with it.
+
+        The stored links are rewritten once per write transaction (at
+        commit, or before an object of the class is added again), so a loop
+        of deletes scans the linking classes once; until then, reads inside
+        the transaction already see the links as cleared (a link to a
+        missing object reads as ``None`` and lists skip it)."""
         self.delete_many([obj])
 
     def delete_many(self, objects: Iterable[Object]) -> int:
@@ -1547,7 +1568,14 @@ class Realm:
                 txn.delete(info.table, key)
                 count += 1
         self._stamp += 1
-        self._clear_links({name: set(items) for name, items in doomed.items()})
+        dead = self._dead
+        for name, items in doomed.items():
+            if name in dead:
+                pending = dead[name]
+                if pending is not None:
+                    pending.update(items)
+            elif self._linked(name):
+                dead[name] = set(items)
         return count
 
     def delete_all(self, cls: type[Object] | None = None) -> None:
@@ -1562,8 +1590,20 @@ class Realm:
                 if p.has_index:
                     txn.drop(index_name(name, p.name))
         self._stamp += 1
-        if cls is not None:
-            self._clear_links({names[0]: None})
+        if cls is None:
+            self._dead = {}  # nothing is left to link to anything
+        elif self._linked(names[0]):
+            self._dead[names[0]] = None
+
+    def _linked(self, name: str) -> bool:
+        """Whether objects of some class can link to objects of ``name``."""
+        return any(name in targets for targets in self._reach.values())
+
+    def _flush_links(self) -> None:
+        """Clear the stored links to the objects deleted in this write."""
+        if self._dead:
+            dead, self._dead = self._dead, {}
+            self._clear_links(dead)
 
     def _clear_links(self, dead: dict[str, set[bytes] | None]) -> None:
         """Remove links to deleted objects (``dead``: class -> keys, None =

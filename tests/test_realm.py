@@ -530,6 +530,16 @@ def test_deleting_a_link_target_clears_links_to_it(tmp_path: Path) -> None:
         # What is stored is cleared too, not only what reads skip.
         assert len(realm.raw_get(h, "many")) == 1
         with realm.write():
+            # Deleted and added again in one write: only the old links go.
+            old_two = realm.find(Target, 2)
+            assert old_two is not None
+            realm.delete(old_two)
+            assert [t.id for t in h.many] == []  # reads see the links cleared at once
+            new_two = realm.add(Target(id=2))
+            h.bag.add(new_two)
+        assert [t.id for t in h.many] == [] and [t.id for t in h.bag] == [2]
+        assert h.named["b"] is None
+        with realm.write():
             again = realm.find(Target, 1)
             assert again is not None
             h.one = again
