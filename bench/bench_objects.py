@@ -552,10 +552,15 @@ def run(cfg: Config, only: set[str] | None) -> list[Result]:
 
 
 def _bench_dir() -> str:
-    # On the project's disk, not tmpfs (fdatasync is free on tmpfs).
-    d = Path(__file__).resolve().parent.parent / ".bench-tmp"
-    d.mkdir(exist_ok=True)
-    return str(d)
+    """A directory on the project's own disk, never tmpfs (where fdatasync
+    is free): the system temp dir if it qualifies, else ``bench/``."""
+    repo = Path(__file__).resolve().parent.parent
+    tmp = Path(tempfile.gettempdir())
+    if tmp.stat().st_dev == repo.stat().st_dev and not machine.filesystem_of(tmp).startswith(
+        "tmpfs"
+    ):
+        return str(tmp)
+    return str(repo / "bench")
 
 
 def _line(r: Result) -> str:

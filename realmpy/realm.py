@@ -902,7 +902,16 @@ class Realm:
         check = info.pk_check
         if check is None:
             raise SchemaError(f"{cls.__name__} has no primary key: use query()")
-        txn = self._read()
+        # _read() inlined: find is a hot path.
+        if self._closed or _get_ident() != self._owner:
+            self._check()
+        txn: Snapshot | WriteTransaction | None = self._wtxn
+        if txn is None:
+            txn = self._snap
+            if txn is None or (txn.latest_version() != self._version and not self._frozen):
+                if txn is not None:
+                    self._advance()
+                txn = self._reader()
         try:
             value = check(primary_key)
         except ObjectTypeError:
