@@ -71,7 +71,7 @@ def _user(app: App) -> Any:
             except Exception:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(delay)  # noqa: backoff between login attempts, not a sleep-to-pass
+                time.sleep(delay)  # backoff between login attempts, not a sleep-to-pass
                 delay = min(2 * delay, 2.0)
     return user
 
@@ -96,7 +96,7 @@ def main_role(path: str, appdir: str, base: str) -> None:
         if session.role != last:
             last = session.role
             emit("role", role=last)
-        stop.wait(0.05)  # noqa: watching a role flag for the test's benefit
+        stop.wait(0.05)  # watching a role flag for the test's benefit
     realm.close()
     emit("closed")
 

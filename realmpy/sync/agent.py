@@ -488,8 +488,6 @@ class SyncClient:
                     raise
                 log.exception("recovery failed; discarding unsynced changes of %s", self.path)
                 kept = integrate.client_reset(self.env, recover=False)
-            with self.env.write() as txn:
-                S.repend_latest(txn)
             self._schema_pushed = False
             log.warning("client reset of %s done: %d unsynced changeset(s) kept", self.path, kept)
             self._callback(handler.on_after_reset, session)

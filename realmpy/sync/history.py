@@ -49,7 +49,7 @@ from __future__ import annotations
 import secrets
 import struct
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any, Final, Union
 
 from realmpy import codec
 from realmpy.realm import META, SCHEMA_KEY, index_name, table_name, zero_value
@@ -80,7 +80,7 @@ STALE: Final = "_sync.stale"
 
 _BE64: Final = struct.Struct(">Q")
 
-Txn = Snapshot | WriteTransaction
+Txn = Union[Snapshot, WriteTransaction]
 
 
 def cv_key(cv: int) -> bytes:

@@ -131,13 +131,20 @@ def apply_download(env: Environment, resp: P.DownloadResponse, after: int, fi: i
         if acked > meta.acked():
             meta.set_acked(acked)
             _trim_history(txn, acked)
-        if resp.batch == "last" and meta.stale_pending():
+        if resp.batch == "last" and meta.stale_pending() and resp.query_version == _latest_query_version(txn):
+            # Only the bootstrap of the (re-sent) newest subscription set decides what the server keeps.
             _drop_stale(txn, schema)
             meta.set_stale_pending(False)
         if on_subscription is not None:
             on_subscription(txn, resp)
     result.applied = True
     return result
+
+
+def _latest_query_version(txn: WriteTransaction) -> int:
+    from realmpy.sync.subscriptions import _read
+
+    return _read(txn)[0]
 
 
 def _trim_history(txn: WriteTransaction, acked: int) -> None:
@@ -290,6 +297,9 @@ def client_reset(env: Environment, *, recover: bool) -> int:
         meta.set_download(0, 0, 0.0)
         meta.set_sub_sent(0)
         meta.set_stale_pending(True)
+        from realmpy.sync.subscriptions import repend_latest
+
+        repend_latest(txn)  # the new identity has no subscriptions yet: send the newest set again
     return len(kept)
 
 
