@@ -114,6 +114,10 @@ def diff_rows(old: list[tuple[bytes, bytes]], new: list[tuple[bytes, bytes]]) ->
     """Change set between two ordered lists of (key, record bytes)."""
     if old == new:
         return _UNCHANGED
+    if len(old) == len(new) and [k for k, _ in old] == [k for k, _ in new]:
+        # Same objects in the same order (the common case): only modifications.
+        changed = tuple(i for i, (a, b) in enumerate(zip(old, new)) if a[1] != b[1])
+        return ResultsChange(modified=changed, new_modified=changed)
     old_pos = {k: i for i, (k, _) in enumerate(old)}
     new_pos = {k: i for i, (k, _) in enumerate(new)}
     deleted = tuple(i for i, (k, _) in enumerate(old) if k not in new_pos)
