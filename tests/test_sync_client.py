@@ -436,3 +436,25 @@ def test_default_path_under_base_directory(tmp_path: Path, base: str) -> None:
     assert config.path.startswith(str(tmp_path / "app")) and os.path.basename(config.path).endswith(
         ".realm"
     )
+
+
+def test_second_opener_in_another_thread_shares_the_agent(tmp_path: Path, base: str) -> None:
+    """Two flexible_sync realms of one file in two threads: no MultipleSyncAgents, one agent."""
+    app = _app(tmp_path, base)
+    main = _open(app, tmp_path / "t.realm")
+    _subscribe(main)
+    out: dict[str, Any] = {}
+
+    def other() -> None:
+        r = Realm(Configuration.flexible_sync(app.current_user, [Item], path=str(tmp_path / "t.realm")))
+        with r.write():
+            r.add(Item(name="from-thread"))
+        out["same"] = r.sync_session._client is main.sync_session._client
+        r.sync_session.wait_for_upload(timeout=T)
+        r.close()
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join(T)
+    assert out["same"] and main.sync_session.is_agent
+    main.close()
