@@ -10,6 +10,8 @@ Method (as in research/storage.md section 1):
   seed, inserted in random order; point gets use another random order.
 - Every timed region runs with the garbage collector disabled and measures
   only the operation named (setup, opening and loading happen outside it).
+  Read loops (get, get_many, scan) make one untimed pass first: "warm" means
+  the data is in the CPU caches, whichever engine ran before.
 - Each measurement is repeated (5 reps by default, engines interleaved within
   a rep so that load drift on a shared machine hits all of them alike); the
   table shows the median of the reps, in microseconds per operation,
@@ -27,6 +29,11 @@ Method (as in research/storage.md section 1):
   the committed counter in a fresh read transaction and takes
   t(noticed) = perf_counter_ns() (CLOCK_MONOTONIC, system-wide); latency is
   t(noticed) - t(writer's commit returned).
+- "raw-cffi" rows make realmpy's get / put / snapshot engine calls through
+  cffi with no wrapper, interleaved with the wrapper in the same reps: the
+  difference is realmpy/storage.py's own overhead.
+- "other load" = cores kept busy by other processes during a row (from
+  /proc/stat minus this process tree's CPU time).
 """
 
 from __future__ import annotations
