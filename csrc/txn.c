@@ -736,11 +736,13 @@ static int commit_write(rp_txn *txn) {
     uint8_t *meta = old + RP_PAGE_SIZE;
     memcpy(old, env->map + moff, RP_PAGE_SIZE);
     rp_meta_build(meta, &txn->roots);
-    rc = rp_io_pwrite(env, meta, RP_PAGE_SIZE, moff);
+    /* Only the checksummed head of the meta page changes (the rest stays
+     * zero from creation), so only it is written. */
+    rc = rp_io_pwrite(env, meta, RP_META_SIZE, moff);
     /* 5. one flush for pages and meta together */
     if (!rc && !(env->flags & RP_NOSYNC)) rc = rp_io_sync(env);
     if (rc) {
-        if (rp_io_pwrite(env, old, RP_PAGE_SIZE, moff) != RP_OK)
+        if (rp_io_pwrite(env, old, RP_META_SIZE, moff) != RP_OK)
             atomic_store(&env->panic, 1);
         free(old);
         return rc;

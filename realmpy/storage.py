@@ -107,6 +107,7 @@ _ENDED: Final = -1
 _WAIT_SLICE_NS: Final = 200_000_000
 # Scan batches start small (a scan that stops early copies little) and grow.
 _chain_batches = itertools.chain.from_iterable
+_new_snapshot = object.__new__
 # A scan batch is one msgpack array of bin strings (rp_cursor_batch); the
 # max_*_len limits are raised from their defaults to the engine's limits.
 _unpackb = functools.partial(
@@ -385,12 +386,22 @@ class Environment:
                     pool.append(outs)
                     raise _error(rc, "cannot begin a read snapshot", self._path)
                 handle = outs.txn[0]
-            snap = Snapshot(self, handle, outs)
+            # Snapshot.__init__ inlined (hot path): same fields as _Transaction.
+            snap = _new_snapshot(Snapshot)
+            snap._env = self
+            snap._txn = handle
+            snap._outs = outs
+            snap._owner = _get_ident()
+            snap._names = self._names
+            snap._path = self._path
+            snap._state = "open"
+            snap._version = None
             self._live.add(snap)
         finally:
             inflight.pop()
-        if self.closed:  # close() ran meanwhile (in another thread)
-            snap.end()
+        # close() may have run meanwhile in another thread (mypy cannot know).
+        if self._closing:
+            snap.end()  # type: ignore[unreachable]
             raise self._closed_error("begin a read snapshot")
         return snap
 
@@ -1038,8 +1049,12 @@ class Snapshot(_Transaction):
     __slots__ = ()
     _kind = "snapshot"
 
-    def end(self) -> None:
-        """End the snapshot, unpinning its version.  Idempotent."""
+    def end(self, *_exc_info: object) -> None:
+        """End the snapshot, unpinning its version.  Idempotent.
+
+        Also the context manager's ``__exit__`` (it ignores the exception
+        arguments), which saves a call on the read hot path.
+        """
         if self._owner != _get_ident():
             if self._owner == _ENDED:
                 return
@@ -1106,13 +1121,7 @@ class Snapshot(_Transaction):
     def __enter__(self) -> Snapshot:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.end()
+    __exit__ = end
 
 
 class WriteTransaction(_Transaction):
