@@ -423,6 +423,9 @@ def test_compensating_write_reaches_the_handler(tmp_path: Path) -> None:
         realm.sync_session.wait_for_download(timeout=T)
         _until(realm, lambda: len(realm.query(Item, "name == 'forbidden'")) == 0)
         assert [i.name for i in realm.all(Item)] == ["ok"]
+        deadline = time.monotonic() + T  # the handler runs just after the batch commits
+        while not any(isinstance(e, CompensatingWriteError) for e in errors) and time.monotonic() < deadline:
+            threading.Event().wait(0.05)  # bounded wait for the agent's report
         assert any(
             isinstance(e, CompensatingWriteError) and e.writes[0][0] == "Item" for e in errors
         )
