@@ -1127,9 +1127,9 @@ class Realm:
         snap = self._snap
         if snap is not None and snap.latest_version() != self._version and not self._frozen:
             self._advance()
-        cache = obj.__dict__.get("_rp_cache")
+        cache = obj._rp_cache
         if cache is not None and cache[0] == self._stamp:
-            return cast(dict[str, Any], cache[1])
+            return cache[1]
         return self._load(obj)
 
     def _load(self, obj: _Model) -> dict[str, Any]:
@@ -1178,7 +1178,7 @@ class Realm:
         snap = self._snap
         if snap is not None and snap.latest_version() != self._version and not self._frozen:
             self._advance()
-        cache = obj.__dict__.get("_rp_cache")
+        cache = obj._rp_cache
         if cache is not None and cache[0] == self._stamp:
             rec = cache[1]
         else:
@@ -1195,7 +1195,7 @@ class Realm:
         snap = self._snap
         if snap is not None and snap.latest_version() != self._version and not self._frozen:
             self._advance()
-        cache = obj.__dict__.get("_rp_cache")
+        cache = obj._rp_cache
         if cache is not None and cache[0] == self._stamp:
             rec = cache[1]
         else:

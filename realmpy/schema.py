@@ -473,6 +473,9 @@ class _Model:
     _rp_values: dict[str, Any]
     _rp_key: bytes
     _rp_fields: ClassVar[dict[str, Field]]
+    # A managed object's decoded record and the realm stamp it was read at
+    # (set on the instance by its realm; None: read it on first access).
+    _rp_cache: tuple[int, dict[str, Any]] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
