@@ -211,9 +211,20 @@ def pending_changesets(txn: Txn, after_cv: int) -> Iterator[tuple[int, int, int,
         yield key_cv(k), int(base), int(ts), [P.Op.from_wire(o) for o in ops]
 
 
+_schema_cache: dict[bytes, Schema] = {}
+
+
 def stored_schema(txn: Txn) -> Schema | None:
+    """The file's schema (decoded once per distinct stored schema: every recorded commit asks)."""
     raw = txn.get(META, SCHEMA_KEY)
-    return None if raw is None else Schema.from_dict(codec.unpack_record(raw))
+    if raw is None:
+        return None
+    schema = _schema_cache.get(raw)
+    if schema is None:
+        if len(_schema_cache) > 64:
+            _schema_cache.clear()
+        schema = _schema_cache[raw] = Schema.from_dict(codec.unpack_record(raw))
+    return schema
 
 
 def apply_record(txn: WriteTransaction, cls: ObjectSchema, pk: Any, rec: dict[str, Any] | None) -> None:
