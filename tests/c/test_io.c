@@ -51,8 +51,11 @@ static uint64_t fsize(rp_env *env) {
 
 /* Read the whole file into a fresh buffer (*len bytes). */
 static uint8_t *slurp(rp_env *env, size_t *len) {
-    *len = (size_t)fsize(env);
+    uint64_t size = fsize(env);
+    if (size == UINT64_MAX || size > (1u << 30)) return NULL;
+    *len = (size_t)size;
     uint8_t *b = malloc(*len + 1);
+    if (b == NULL) return NULL;
     if (pread(env->fd, b, *len, 0) != (ssize_t)*len) {
         free(b);
         return NULL;
