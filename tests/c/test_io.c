@@ -51,6 +51,7 @@ static uint64_t fsize(rp_env *env) {
 
 /* Read the whole file into a fresh buffer (*len bytes). */
 static uint8_t *slurp(rp_env *env, size_t *len) {
+    *len = 0;
     uint64_t size = fsize(env);
     if (size == UINT64_MAX || size > (1u << 30)) return NULL;
     *len = (size_t)size;
@@ -288,7 +289,7 @@ static int test_powercut(void) {
             E(rp_powercut_apply(env, seed, NULL));
             size_t len2;
             uint8_t *b2 = slurp(env, &len2);
-            CHECK(len2 == len && memcmp(b, b2, len) == 0);
+            CHECK(b2 != NULL && len2 == len && memcmp(b, b2, len) == 0);
             free(b);
             free(b2);
         }
