@@ -653,9 +653,28 @@ void rp_mp_array32(uint8_t *o, uint32_t items) {
 
 #define ARRAY_HDR 5   /* msgpack array32: 0xdd + u32 big-endian count */
 
-int rp_cursor_batch(rp_cursor *c, int dir, int include_current, const void *stop,
+/* Size and writer of one value in a batch: a bin string, or (raw) the
+ * bytes themselves, nil for an empty value. */
+size_t rp_mp_value_size(size_t len, int raw) {
+    return raw ? (len ? len : 1) : rp_mp_bin_size(len) + len;
+}
+
+size_t rp_mp_value(uint8_t *o, const void *v, size_t len, int raw) {
+    size_t h = 0;
+    if (raw) {
+        if (!len) { o[0] = 0xc0; return 1; }
+    } else {
+        h = rp_mp_bin_header(o, len);
+    }
+    if (len) memcpy(o + h, v, len);
+    return h + len;
+}
+
+int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,
                     size_t stoplen, void *buf, size_t buflen, size_t max_items,
                     size_t *n, size_t *used) {
+    int include_current = (flags & RP_BATCH_CURRENT) != 0;
+    int raw = (flags & RP_BATCH_RAW_VALUES) != 0;
     int rc = cur_check(c);
     if (rc) return rc;
     if (!n || !used || (!buf && buflen)) return RP_INVALID;
@@ -679,7 +698,7 @@ int rp_cursor_batch(rp_cursor *c, int dir, int include_current, const void *stop
             int cmp = rp_keycmp(k, kl, stop, stoplen);
             if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { c->valid = 0; break; }
         }
-        size_t need = rp_mp_bin_size(kl) + kl + rp_mp_bin_size(vl) + vl;
+        size_t need = rp_mp_bin_size(kl) + kl + rp_mp_value_size(vl, raw);
         if (pos + need > buflen) {
             if (*n == 0) { *used = ARRAY_HDR + need; return RP_OK; }  /* size needed */
             break;
@@ -687,9 +706,7 @@ int rp_cursor_batch(rp_cursor *c, int dir, int include_current, const void *stop
         pos += rp_mp_bin_header(o + pos, kl);
         memcpy(o + pos, k, kl);
         pos += kl;
-        pos += rp_mp_bin_header(o + pos, vl);
-        if (vl) memcpy(o + pos, v, vl);
-        pos += vl;
+        pos += rp_mp_value(o + pos, v, vl, raw);
         (*n)++;
         rc = cur_move(c, dir, 0);
         if (rc == RP_NOTFOUND) break;

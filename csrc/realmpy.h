@@ -145,6 +145,14 @@ extern "C" {
 #define RP_SEEK_GE          2  /* smallest key >= given key                   */
 #define RP_SEEK_LT          3  /* largest key  <  given key                   */
 
+/* ---- rp_cursor_batch / rp_get_many flags ----------------------------------- */
+#define RP_BATCH_CURRENT    0x1  /* start with the cursor's current entry     */
+#define RP_BATCH_RAW_VALUES 0x2  /* values are copied as they are, not wrapped
+                                    as bin strings: for tables whose values
+                                    are each one msgpack object, so that one
+                                    unpack decodes keys and values together.
+                                    An empty value is written as nil.        */
+
 /* ---- fault injection (tests only; see rp_fault_set) ----------------------- */
 #define RP_FAULT_NONE       0
 #define RP_FAULT_WRITE      1  /* a pwrite fails with EIO                     */
@@ -313,13 +321,14 @@ int rp_get(rp_txn *txn, const char *table, size_t tlen,
 /* Look up n keys packed back to back in keys as [u32 klen][key] (little
  * endian) and write their values into out as one msgpack array (array32
  * header, then per key a bin string, or nil when the key or the table is
- * absent; see rp_cursor_batch).  Stops early when the next value does not
+ * absent; see rp_cursor_batch, also for RP_BATCH_RAW_VALUES, the only flag
+ * used here).  Stops early when the next value does not
  * fit: *done = keys answered (their count is the array's), *used = bytes
  * written; if not even the first fits, *done is 0 and *used the size it
  * needs.  Errors: RP_INVALID (malformed keys buffer), RP_KEY_TOO_LONG, and
  * those of rp_get. */
 int rp_get_many(rp_txn *txn, const char *table, size_t tlen,
-                const void *keys, size_t keyslen, size_t n,
+                const void *keys, size_t keyslen, size_t n, unsigned flags,
                 void *out, size_t outcap, size_t *done, size_t *used);
 
 /* Insert or replace.  Creates the table if needed.
@@ -373,15 +382,19 @@ int rp_cursor_step(rp_cursor *cur, int dir, const void **k, size_t *kl,
  * then each string as bin8/bin16/bin32, lengths big-endian, per the msgpack
  * spec).  A binding decodes a whole batch with one call of a msgpack
  * library's C unpacker, which builds the key and value objects far faster
- * than per-item code in the binding's language.  Starts with the entry at
- * the cursor's position (include_current != 0) or the next one, moves in
+ * than per-item code in the binding's language.  With RP_BATCH_RAW_VALUES
+ * in flags the values are copied verbatim instead (each must be one msgpack
+ * object; empty ones become nil), so the same call also decodes them; the
+ * engine does not check them, and a value that is not msgpack only makes
+ * the caller's decoding fail.  Starts with the entry at the cursor's
+ * position (RP_BATCH_CURRENT in flags) or the next one, moves in
  * direction dir, and stops before a key outside the bound (dir > 0: key >=
  * stop; dir < 0: key < stop; stop == NULL: no bound), when the next record
  * does not fit, or after max_items.  The cursor is left on the first entry
  * not copied.  *n = records copied, *used = bytes used.  A first record
  * too large for buflen makes *n 0 and *used the size it needs.  Returns
  * RP_NOTFOUND when the range is exhausted and nothing was copied. */
-int rp_cursor_batch(rp_cursor *cur, int dir, int include_current,
+int rp_cursor_batch(rp_cursor *cur, int dir, unsigned flags,
                     const void *stop, size_t stoplen,
                     void *buf, size_t buflen, size_t max_items,
                     size_t *n, size_t *used);

@@ -230,6 +230,8 @@ void rp_cursor_init(rp_cursor *c, rp_txn *txn, rp_table *t);
 size_t rp_mp_bin_header(uint8_t *o, size_t len);
 size_t rp_mp_bin_size(size_t len);
 void   rp_mp_array32(uint8_t *o, uint32_t items);
+size_t rp_mp_value_size(size_t len, int raw);
+size_t rp_mp_value(uint8_t *o, const void *v, size_t len, int raw);
 
 /* Table descriptor (catalog value) codec. */
 void rp_desc_encode(const rp_table *t, uint8_t out[RP_TABLE_DESC_SIZE]);

@@ -785,8 +785,9 @@ int rp_get(rp_txn *txn, const char *table, size_t tlen, const void *key,
 }
 
 int rp_get_many(rp_txn *txn, const char *table, size_t tlen, const void *keys,
-                size_t keyslen, size_t n, void *out, size_t outcap, size_t *done,
-                size_t *used) {
+                size_t keyslen, size_t n, unsigned flags, void *out, size_t outcap,
+                size_t *done, size_t *used) {
+    int raw = (flags & RP_BATCH_RAW_VALUES) != 0;
     int rc = rp_txn_check(txn, 0);
     if (rc) return rc;
     if (!done || !used || (!keys && keyslen) || (!out && outcap)) return RP_INVALID;
@@ -808,7 +809,7 @@ int rp_get_many(rp_txn *txn, const char *table, size_t tlen, const void *keys,
         size_t vl = 0;
         rc = (t->exists && t->root) ? rp_bt_get(txn, t, p + 4, kl, &v, &vl) : RP_NOTFOUND;
         if (rc && rc != RP_NOTFOUND) return rc;
-        size_t need = rc == RP_NOTFOUND ? 1 : rp_mp_bin_size(vl) + vl;
+        size_t need = rc == RP_NOTFOUND ? 1 : rp_mp_value_size(vl, raw);
         if (pos + need > outcap) {
             if (i == 0) { *used = pos + need; return RP_OK; }
             break;
@@ -816,9 +817,7 @@ int rp_get_many(rp_txn *txn, const char *table, size_t tlen, const void *keys,
         if (rc == RP_NOTFOUND) {
             o[pos++] = 0xc0;   /* nil */
         } else {
-            pos += rp_mp_bin_header(o + pos, vl);
-            if (vl) memcpy(o + pos, v, vl);
-            pos += vl;
+            pos += rp_mp_value(o + pos, v, vl, raw);
         }
         (*done)++;
         p += 4 + (size_t)kl;

@@ -44,7 +44,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal, NoReturn, Union
@@ -108,6 +108,20 @@ _WAIT_SLICE_NS: Final = 200_000_000
 # Scan batches start small (a scan that stops early copies little) and grow.
 _chain_batches = itertools.chain.from_iterable
 _new_snapshot = object.__new__
+_BATCH_CURRENT: Final[int] = int(lib.RP_BATCH_CURRENT)
+_BATCH_RAW: Final[int] = int(lib.RP_BATCH_RAW_VALUES)
+
+
+def _decoder(options: Mapping[str, Any] | None) -> Any:
+    """A batch decoder for msgpack-valued tables: ``msgpack.unpackb`` with
+    the caller's options and limits raised to the engine's."""
+    if options is not None and not isinstance(options, Mapping):
+        raise _type_error("options", "a mapping of msgpack.unpackb options", options)
+    return functools.partial(
+        msgpack.unpackb, **{"max_bin_len": 2**31, "max_array_len": 2**32 - 1, **(options or {})}
+    )
+
+
 # A scan batch is one msgpack array of bin strings (rp_cursor_batch); the
 # max_*_len limits are raised from their defaults to the engine's limits.
 _unpackb = functools.partial(
@@ -795,7 +809,19 @@ class _Transaction:
         self._fail(rc, "get failed", table)
 
     def get_many(self, table: str, keys: Iterable[BytesLike]) -> list[bytes | None]:
-        """``[get(table, k) for k in keys]`` with the per-call work hoisted."""
+        """``[get(table, k) for k in keys]``, answered in batches by the engine."""
+        return self._get_many(table, keys, None)
+
+    def get_many_msgpack(
+        self, table: str, keys: Iterable[BytesLike], options: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        """Like :meth:`get_many` for a table whose values are msgpack
+        documents: each value comes back decoded (``msgpack.unpackb`` with
+        ``options``, in one call per batch), ``None`` for an absent key (and
+        for an empty value)."""
+        return self._get_many(table, keys, _decoder(options))
+
+    def _get_many(self, table: str, keys: Iterable[BytesLike], decode: Any) -> list[Any]:
         if self._owner != _get_ident():
             self._unusable()
         try:
@@ -812,7 +838,9 @@ class _Transaction:
         src = ffi.from_buffer(packed)
         outs, sb = self._outs, _scan_buffer
         done, used = outs.n, outs.used
-        result: list[bytes | None] = []
+        result: list[Any] = []
+        flags = 0 if decode is None else _BATCH_RAW
+        decode = decode or _unpackb
         first = off = 0
         while first < len(keyl):
             rc = lib.rp_get_many(
@@ -822,6 +850,7 @@ class _Transaction:
                 src + off,
                 len(packed) - off,
                 len(keyl) - first,
+                flags,
                 sb.buf,
                 sb.size,
                 done,
@@ -833,7 +862,7 @@ class _Transaction:
             if not answered:  # not even one value fits: grow and retry
                 sb.grow(int(used[0]))
                 continue
-            result += _unpackb(ffi.buffer(sb.buf, used[0]))
+            result += decode(ffi.buffer(sb.buf, used[0]))
             off += sum(4 + len(k) for k in keyl[first : first + answered])
             first += answered
         return result
@@ -874,7 +903,34 @@ class _Transaction:
             stop = _as_bytes(stop, "stop")
         if not isinstance(reverse, bool):
             raise _type_error("reverse", "a bool", reverse)
-        return self._scan(table, name, start, stop, reverse)
+        return self._scan(table, name, start, stop, reverse, None)
+
+    def scan_msgpack(
+        self,
+        table: str,
+        start: BytesLike | None = None,
+        stop: BytesLike | None = None,
+        reverse: bool = False,
+        options: Mapping[str, Any] | None = None,
+    ) -> Iterator[tuple[bytes, Any]]:
+        """Like :meth:`scan` for a table whose values are msgpack documents:
+        yields ``(key, decoded value)``.
+
+        The engine embeds the values in its batch as they are, so one
+        ``msgpack.unpackb(batch, **options)`` call decodes a whole batch of
+        keys and values in C (an empty value decodes as ``None``).  A value
+        that is not msgpack raises msgpack's error.
+        """
+        if self._owner != _get_ident():
+            self._unusable()
+        name = self._name(table)
+        if start is not None and type(start) is not bytes:
+            start = _as_bytes(start, "start")
+        if stop is not None and type(stop) is not bytes:
+            stop = _as_bytes(stop, "stop")
+        if not isinstance(reverse, bool):
+            raise _type_error("reverse", "a bool", reverse)
+        return self._scan(table, name, start, stop, reverse, _decoder(options))
 
     def _scan(
         self,
@@ -883,14 +939,15 @@ class _Transaction:
         start: bytes | None,
         stop: bytes | None,
         reverse: bool,
-    ) -> Iterator[tuple[bytes, bytes]]:
+        decode: Any,
+    ) -> Iterator[tuple[bytes, Any]]:
         if start == b"":
             start = None  # every key is >= b""
         if stop is not None and (stop == b"" or (start is not None and start >= stop)):
             return iter(())
         # Items flow through C-level code only (msgpack builds each batch's
         # bytes objects, chain + zip pair them): no Python code runs per item.
-        return _chain_batches(self._batches(table, name, start, stop, reverse))
+        return _chain_batches(self._batches(table, name, start, stop, reverse, decode))
 
     def _batches(
         self,
@@ -899,11 +956,12 @@ class _Transaction:
         start: bytes | None,
         stop: bytes | None,
         reverse: bool,
-    ) -> Iterator[Iterator[tuple[bytes, bytes]]]:
+        decode: Any,
+    ) -> Iterator[Iterator[tuple[bytes, Any]]]:
         last: bytes | None = None  # last key yielded
         max_items = _FIRST_BATCH_ITEMS
         while True:
-            flat = self._batch(table, name, start, stop, reverse, last, max_items)
+            flat = self._batch(table, name, start, stop, reverse, last, max_items, decode)
             if not flat:
                 return
             it = iter(flat)  # [k0, v0, k1, v1, ...]
@@ -921,12 +979,14 @@ class _Transaction:
         reverse: bool,
         last: bytes | None,
         max_items: int,
-    ) -> list[bytes]:
+        decode: Any = None,
+    ) -> list[Any]:
         """Read the next batch of records after ``last`` (None: from the start).
 
         Opens a cursor, positions it, copies one batch into the thread's
         buffer (a msgpack array, see ``rp_cursor_batch``), closes the cursor,
-        and returns ``[k0, v0, k1, v1, ...]`` (empty at the end).
+        and returns ``[k0, v0, k1, v1, ...]`` (empty at the end).  With a
+        ``decode`` (from :func:`_decoder`) values come embedded and decoded.
         """
         if self._owner != _get_ident():
             self._unusable()
@@ -942,7 +1002,7 @@ class _Transaction:
         cur = curp[0]
         try:
             seek = lib.rp_cursor_seek
-            include_current = 1
+            flags = _BATCH_CURRENT | (_BATCH_RAW if decode is not None else 0)
             if not reverse:
                 # Seek to `key` (GE); `exclusive` skips an entry equal to it.
                 # A start bound longer than any key (MAX_KEY) is exclusive
@@ -960,7 +1020,7 @@ class _Transaction:
                 else:
                     rc = seek(cur, _SEEK_GE, key, len(key), kp, kl, vp, vl)
                     if exclusive and rc == _OK and ffi.unpack(outs.kpc[0], kl[0]) == key:
-                        include_current = 0
+                        flags &= ~_BATCH_CURRENT
                 bound = stop
                 direction = 1
             else:
@@ -988,7 +1048,7 @@ class _Transaction:
                 rc = lib.rp_cursor_batch(
                     cur,
                     direction,
-                    include_current,
+                    flags,
                     bound_p,
                     bound_len,
                     sb.buf,
@@ -1003,7 +1063,7 @@ class _Transaction:
                     self._fail(rc, "scan failed", table)
                 count = int(n[0])
                 if count:
-                    return _unpackb(ffi.buffer(sb.buf, used[0]))  # type: ignore[no-any-return]
+                    return (decode or _unpackb)(ffi.buffer(sb.buf, used[0]))  # type: ignore[no-any-return]
                 if int(used[0]) <= sb.size:  # pragma: no cover - engine contract
                     return []
                 sb.grow(int(used[0]))

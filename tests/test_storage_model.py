@@ -14,7 +14,9 @@ import shutil
 import tempfile
 
 import hypothesis.strategies as st
+import msgpack  # type: ignore[import-untyped,unused-ignore]
 import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
@@ -307,3 +309,40 @@ def test_commit_returns_the_new_version(db_path: str) -> None:
         txn = env.write()
         txn.put("t", b"k", b"v")
         assert txn.commit() == env.version
+
+
+@given(
+    docs=st.dictionaries(
+        st.binary(min_size=1, max_size=20),
+        st.recursive(
+            st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text() | st.binary(),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+            ),
+            max_leaves=8,
+        ),
+        max_size=40,
+    ),
+    absent=st.lists(st.binary(min_size=1, max_size=20), max_size=5),
+)
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_msgpack_scans_and_gets_decode_like_plain_ones(
+    db_path: str, docs: dict[bytes, object], absent: list[bytes]
+) -> None:
+    """scan_msgpack / get_many_msgpack == plain scan / get_many + unpackb."""
+    with Environment(db_path, durability="none") as env:
+        with env.write() as txn:
+            txn.drop("docs")
+            txn.put_many("docs", ((k, msgpack.packb(v)) for k, v in docs.items()))
+        with env.read() as snap:
+            for reverse in (False, True):
+                plain = [
+                    (k, msgpack.unpackb(v, raw=False))
+                    for k, v in snap.scan("docs", reverse=reverse)
+                ]
+                assert list(snap.scan_msgpack("docs", reverse=reverse)) == plain
+            keys = list(docs) + [k for k in absent if k not in docs]
+            want = [None if v is None else msgpack.unpackb(v) for v in snap.get_many("docs", keys)]
+            assert snap.get_many_msgpack("docs", keys) == want
+            assert snap.get_many_msgpack("no such table", keys[:1]) == [None] * len(keys[:1])

@@ -112,7 +112,7 @@ static void verify_get_many(rp_txn *txn, int t, slot m[NTABLES][NKEYS]) {
     while (at < NKEYS) {
         size_t done, used;
         E(rp_get_many(txn, tname[t], strlen(tname[t]), keys + koff, kpos - koff,
-                      NKEYS - at, out, sizeof out, &done, &used));
+                      NKEYS - at, 0, out, sizeof out, &done, &used));
         CHECK(done > 0, "get_many made no progress");
         CHECK(out[0] == 0xdd && ((size_t)out[3] << 8 | out[4]) == done, "get_many header");
         size_t pos = 5;
@@ -192,7 +192,7 @@ static void verify(rp_env *env, slot m[NTABLES][NKEYS]) {
             size_t prev_key = 0;
             while (rc == RP_OK) {
                 size_t n, used;
-                rc = rp_cursor_batch(c, 1, 1, hi, hil, buf, sizeof buf, 37, &n, &used);
+                rc = rp_cursor_batch(c, 1, RP_BATCH_CURRENT, hi, hil, buf, sizeof buf, 37, &n, &used);
                 if (rc == RP_OK) {
                     CHECK(n > 0, "batch made no progress");
                     /* a msgpack array32 of 2n bin strings */
@@ -295,6 +295,30 @@ static void test_handles(const char *path) {
     CHECK(rp_txn_version(r) == v, "renewed at the latest version");
     E(rp_get(r, "y", 1, "k3", 2, &val, &vl));
     CHECK(rp_txn_renew(r) == RP_BAD_TXN, "renew of a live txn");
+    /* raw values: msgpack documents come back embedded, empty ones as nil */
+    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+    E(rp_put(w, "m", 1, "a", 1, "\x93\x01\x02\x03", 4));   /* [1, 2, 3] */
+    E(rp_put(w, "m", 1, "b", 1, "", 0));
+    E(rp_txn_commit(w));
+    E(rp_txn_refresh(r));
+    {
+        static const unsigned char want[] = {0xdd, 0, 0, 0, 4, 0xc4, 1, 'a', 0x93, 1, 2, 3,
+                                             0xc4, 1, 'b', 0xc0};
+        unsigned char out[64];
+        size_t n, used;
+        E(rp_cursor_open(r, "m", 1, &c));
+        E(rp_cursor_seek(c, RP_SEEK_FIRST, NULL, 0, &k, &kl, &val, &vl));
+        E(rp_cursor_batch(c, 1, RP_BATCH_CURRENT | RP_BATCH_RAW_VALUES, NULL, 0, out,
+                          sizeof out, 10, &n, &used));
+        CHECK(n == 2 && used == sizeof want && memcmp(out, want, used) == 0, "raw batch");
+        rp_cursor_close(c);
+        static const unsigned char keys[] = {1, 0, 0, 0, 'b', 1, 0, 0, 0, 'z', 1, 0, 0, 0, 'a'};
+        static const unsigned char want2[] = {0xdd, 0, 0, 0, 3, 0xc0, 0xc0, 0x93, 1, 2, 3};
+        size_t done;
+        E(rp_get_many(r, "m", 1, keys, sizeof keys, 3, RP_BATCH_RAW_VALUES, out, sizeof out,
+                      &done, &used));
+        CHECK(done == 3 && used == sizeof want2 && memcmp(out, want2, used) == 0, "raw get_many");
+    }
     E(rp_txn_reset(r));
     CHECK(rp_env_close(env) == RP_BUSY, "a parked handle keeps the env open");
     E(rp_txn_abort(r));
