@@ -201,8 +201,12 @@ class _Child:
     def __init__(self, label: str, args: list[str], events: queue.Queue[tuple[str, dict[str, Any]]], logdir: str) -> None:
         self.label = label
         self.log = open(os.path.join(logdir, f"{label}.log"), "w")
+        # cwd=logdir: `python -m` puts the working directory first on sys.path,
+        # and run from a source checkout that would import its uncompiled
+        # realmpy instead of the installed one.
         self.popen = subprocess.Popen([sys.executable, "-m", "realmpy", "demo", "--role", *args],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                      cwd=logdir)
         self.events = events
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -254,7 +258,8 @@ class _Child:
 def _start_server(data: str, port: int, logdir: str) -> subprocess.Popen[bytes]:
     log = open(os.path.join(logdir, "server.log"), "wb")
     proc = subprocess.Popen([sys.executable, "-m", "realmpy.server.cli", "--data", data, "--port", str(port),
-                             "--app-id", APP_ID, "--log-level", "warning"], stdout=log, stderr=log)
+                             "--app-id", APP_ID, "--log-level", "warning"], stdout=log, stderr=log,
+                            cwd=logdir)  # not the caller's directory: see _Child
     log.close()
     deadline = time.monotonic() + 60
     while True:
