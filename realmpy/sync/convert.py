@@ -7,10 +7,12 @@ Why a module of its own: the object layer stores links as the target's
 primary key.  Both directions live here, next to each other, so they stay
 inverse; everything else in the client works on one side or the other.
 
-Synced models need a primary key (objects are identified across devices by
-it) and may use the scalar types, counters, to-one links and lists; sets,
-dictionaries and embedded objects are not in protocol v1 and are refused
-when the configuration is built, with a message saying so.
+Every type the object layer supports syncs: top-level models need a
+primary key (objects are identified across devices by it); embedded objects
+(no key) travel as maps inside their parent's operations; sets and
+dictionaries have their own operations (protocol changelog: ``SET_ADD`` /
+``SET_ERASE`` / ``DICT_SET`` / ``DICT_ERASE``).  Values inside an embedded
+object are whole values (a list or set is an array, a dictionary a map).
 """
 
 from __future__ import annotations
@@ -19,11 +21,20 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from realmpy import codec
+from realmpy.realm import zero_value
 from realmpy.schema import ObjectSchema, Property, Schema
+from realmpy.sync import merge as M
 from realmpy.sync import protocol as P
 from realmpy.sync.errors import SyncConfigurationError
 
-__all__ = ["from_wire_value", "record_from_state_values", "to_wire_value", "wire_tables"]
+__all__ = [
+    "embedded_from_wire",
+    "embedded_to_wire",
+    "from_wire_value",
+    "record_from_state_values",
+    "to_wire_value",
+    "wire_tables",
+]
 
 _TYPE_NAMES: Final[Mapping[str, str]] = {
     "bool": "bool",
@@ -37,34 +48,26 @@ _TYPE_NAMES: Final[Mapping[str, str]] = {
     "uuid": "uuid",
     "counter": "counter",
     "link": "link",
+    "embedded": "embedded",
 }
 
 
 def check_syncable(schema: Schema) -> None:
     """Raise :class:`SyncConfigurationError` unless every model can be synced."""
     for cls in schema.classes:
-        if cls.embedded:
-            raise SyncConfigurationError(
-                f"{cls.name} is an embedded object; protocol v1 cannot sync embedded objects yet: "
-                "make it a top-level model with a primary key and link to it"
-            )
-        if cls.primary_key is None:
+        if cls.primary_key is None and not cls.embedded:
             raise SyncConfigurationError(
                 f"{cls.name} has no primary key; synced models need one "
                 "(e.g. id: ObjectId = field(primary_key=True, default_factory=ObjectId))"
             )
         for p in cls.properties:
-            if p.collection in ("set", "dict"):
-                raise SyncConfigurationError(
-                    f"{cls.name}.{p.name} is a {p.collection}; protocol v1 syncs scalars, counters, links and lists only"
-                )
-            if p.type == "embedded":
-                raise SyncConfigurationError(
-                    f"{cls.name}.{p.name} holds embedded objects, which protocol v1 cannot sync"
-                )
             if p.type not in _TYPE_NAMES:
                 raise SyncConfigurationError(
                     f"{cls.name}.{p.name}: type {p.type!r} cannot be synced"
+                )
+            if "." in p.name:
+                raise SyncConfigurationError(
+                    f"{cls.name}.{p.name}: synced field names cannot contain '.'"
                 )
 
 
@@ -76,14 +79,17 @@ def wire_tables(schema: Schema) -> dict[str, P.TableSpec]:
         fields = {
             p.name: P.FieldSpec(
                 _TYPE_NAMES[p.type],
-                p.optional or (p.type == "link" and p.collection is None),
+                p.optional or (p.type in ("link", "embedded") and p.collection is None),
                 p.collection,
                 p.target,
             )
             for p in cls.properties
         }
-        assert cls.primary_key is not None
-        out[cls.name] = P.TableSpec(cls.primary_key, fields)
+        if cls.embedded:
+            out[cls.name] = P.TableSpec("", fields, True)
+        else:
+            assert cls.primary_key is not None
+            out[cls.name] = P.TableSpec(cls.primary_key, fields)
     return out
 
 
@@ -93,41 +99,92 @@ def _link_pk(stored: Any) -> Any:
     return codec.decode_key(bytes(stored))[0]
 
 
-def to_wire_value(prop: Property, stored: Any) -> Any:
-    """A stored property value (or list element list) as the protocol sends it."""
-    if prop.type == "link":
-        if prop.collection == "list":
-            return [_link_pk(v) for v in (stored or [])]
-        return _link_pk(stored)
-    if prop.collection == "list":
-        return list(stored or [])
-    if prop.type == "counter" and stored is not None:
-        return int(stored)
-    return stored
+def _target(schema: Schema | None, prop: Property) -> ObjectSchema:
+    if schema is None or prop.target is None or prop.target not in schema:
+        raise SyncConfigurationError(f"{prop.name}: embedded target {prop.target!r} is not in the schema")
+    return schema[prop.target]
 
 
-def from_wire_value(prop: Property, value: Any) -> Any:
+def _elem_to_wire(prop: Property, v: Any, schema: Schema | None) -> Any:
+    if v is None:
+        return None
+    t = prop.type
+    if t == "link":
+        return _link_pk(v)
+    if t == "embedded":
+        return embedded_to_wire(_target(schema, prop), v, schema)
+    if t == "counter":
+        return int(v)
+    return v
+
+
+def embedded_to_wire(cls: ObjectSchema, stored: Any, schema: Schema | None) -> dict[str, Any]:
+    """A stored embedded record as the protocol's map (every field, links as keys)."""
+    rec = stored if isinstance(stored, dict) else {}
+    return {p.name: to_wire_value(p, rec.get(p.name, zero_value(p, None)), schema) for p in cls.properties}
+
+
+def to_wire_value(prop: Property, stored: Any, schema: Schema | None = None) -> Any:
+    """A stored property value as the protocol sends it.
+
+    Lists are arrays; sets are arrays in the canonical order of
+    ``merge.elem_key`` (the order ``ObjectState.set_value`` gives, so equal
+    sets compare equal); dictionaries are maps; an embedded object is a map
+    over its fields; a link is the target's primary key.  ``schema`` is
+    needed for embedded objects only.
+    """
+    coll = prop.collection
+    if coll is None:
+        return _elem_to_wire(prop, stored, schema)
+    if coll == "list":
+        return [_elem_to_wire(prop, v, schema) for v in (stored or [])]
+    if coll == "set":
+        return sorted((_elem_to_wire(prop, v, schema) for v in (stored or ())), key=M.elem_key)
+    return {str(k): _elem_to_wire(prop, v, schema) for k, v in (stored or {}).items()}
+
+
+def _elem_from_wire(prop: Property, v: Any, schema: Schema | None) -> Any:
+    if v is None:
+        return None
+    t = prop.type
+    if t == "link":
+        return codec.Link(codec.encode_key(v))
+    if t == "embedded":
+        return embedded_from_wire(_target(schema, prop), v, schema) if isinstance(v, dict) else None
+    if t == "float" and isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    return v
+
+
+def embedded_from_wire(cls: ObjectSchema, value: Mapping[str, Any], schema: Schema | None) -> dict[str, Any]:
+    """A protocol map as the object layer stores an embedded object (absent fields take defaults)."""
+    return record_from_state_values(cls, value, {p.name: zero_value(p, None) for p in cls.properties}, schema)
+
+
+def from_wire_value(prop: Property, value: Any, schema: Schema | None = None) -> Any:
     """A protocol value (a field's merged value) as the object layer stores it."""
-    if prop.type == "link":
-        if prop.collection == "list":
-            return [codec.Link(codec.encode_key(v)) for v in (value or []) if v is not None]
-        return None if value is None else codec.Link(codec.encode_key(value))
-    if prop.collection == "list":
-        return list(value or [])
-    if prop.type == "float" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
+    coll = prop.collection
+    if coll is None:
+        return _elem_from_wire(prop, value, schema)
+    link = prop.type == "link"
+    if coll == "list":
+        return [_elem_from_wire(prop, v, schema) for v in (value or []) if not (link and v is None)]
+    if coll == "set":
+        return {_elem_from_wire(prop, v, schema) for v in (value or []) if not (link and v is None)}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): _elem_from_wire(prop, v, schema) for k, v in value.items()}
 
 
 def record_from_state_values(
-    cls: ObjectSchema, values: Mapping[str, Any], defaults: Mapping[str, Any]
+    cls: ObjectSchema, values: Mapping[str, Any], defaults: Mapping[str, Any], schema: Schema | None = None
 ) -> dict[str, Any]:
     """A full stored record for ``cls`` from merged wire values; absent fields get ``defaults``."""
     rec: dict[str, Any] = {}
     for p in cls.properties:
         if p.name in values:
-            v = from_wire_value(p, values[p.name])
-            if v is None and not p.optional and p.type != "link" and p.collection is None:
+            v = from_wire_value(p, values[p.name], schema)
+            if v is None and not p.optional and p.type not in ("link", "embedded") and p.collection is None:
                 v = defaults.get(p.name)
             rec[p.name] = v
         else:

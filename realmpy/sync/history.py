@@ -288,9 +288,65 @@ def _list_ops(table: str, pk: Any, prop: Property, before: list[Any], after: lis
     return ops
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same types all the way down (``1``, ``1.0`` and ``True`` differ)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+def _embedded_ops(table: str, pk: Any, path: str, cls: ObjectSchema, schema: Schema,
+                  before: dict[str, Any], after: dict[str, Any]) -> list[P.Op]:
+    """Path-level SET/ADD ops turning embedded map ``before`` into ``after`` (both present).
+
+    Writing only what changed (``address.city``) lets concurrent edits of
+    different fields of one embedded object both survive the merge; a nested
+    embedded object replaced by or with null, and a collection inside an
+    embedded object, are written whole at their path (the protocol's rule).
+    """
+    ops: list[P.Op] = []
+    for p in cls.properties:
+        old, new = before.get(p.name), after.get(p.name)
+        if _same(old, new):
+            continue
+        sub = f"{path}.{p.name}"
+        if p.collection is None and p.type == "embedded" and isinstance(old, dict) and isinstance(new, dict):
+            assert p.target is not None
+            ops.extend(_embedded_ops(table, pk, sub, schema[p.target], schema, old, new))
+        elif p.collection is None and p.type == "counter" and isinstance(old, int) and isinstance(new, int):
+            ops.append(P.Op(P.OpCode.ADD, table, pk, sub, new - old))
+        else:
+            ops.append(P.Op(P.OpCode.SET, table, pk, sub, new))
+    return ops
+
+
+def _set_ops(table: str, pk: Any, name: str, old: list[Any], new: list[Any], created: bool) -> list[P.Op]:
+    before = {M.elem_key(v): v for v in old}
+    after = {M.elem_key(v): v for v in new}
+    ops = [P.Op(P.OpCode.SET_ERASE, table, pk, name, before[k]) for k in sorted(before.keys() - after.keys())]
+    ops += [P.Op(P.OpCode.SET_ADD, table, pk, name, after[k])
+            for k in sorted(after if created else after.keys() - before.keys())]
+    return ops
+
+
+def _dict_ops(table: str, pk: Any, name: str, old: dict[str, Any], new: dict[str, Any], created: bool) -> list[P.Op]:
+    ops = [P.Op(P.OpCode.DICT_ERASE, table, pk, name, key=k) for k in sorted(old.keys() - new.keys())]
+    ops += [P.Op(P.OpCode.DICT_SET, table, pk, name, new[k], key=k)
+            for k in sorted(new) if created or k not in old or not _same(old[k], new[k])]
+    return ops
+
+
 def diff_ops(cls: ObjectSchema, pk: Any, before: dict[str, Any] | None, after: dict[str, Any] | None,
-             state: M.ObjectState | None, first_index: int, stamp_of: Any) -> list[P.Op]:
-    """The operations that turn stored record ``before`` into ``after`` (None = absent)."""
+             state: M.ObjectState | None, first_index: int, stamp_of: Any,
+             schema: Schema | None = None) -> list[P.Op]:
+    """The operations that turn stored record ``before`` into ``after`` (None = absent).
+
+    ``schema`` (the file's) is needed when ``cls`` holds embedded objects.
+    """
     table = cls.name
     if after is None:
         return [] if before is None else [P.Op(P.OpCode.ERASE, table, pk)]
@@ -301,22 +357,32 @@ def diff_ops(cls: ObjectSchema, pk: Any, before: dict[str, Any] | None, after: d
     for prop in cls.properties:
         if prop.primary_key:
             continue
-        new = to_wire_value(prop, after.get(prop.name, zero_value(prop, None)))
-        old = None if before is None else to_wire_value(prop, before.get(prop.name, zero_value(prop, None)))
-        if prop.collection == "list":
+        new = to_wire_value(prop, after.get(prop.name, zero_value(prop, None)), schema)
+        old = None if before is None else to_wire_value(prop, before.get(prop.name, zero_value(prop, None)), schema)
+        coll = prop.collection
+        if coll == "list":
             if created and before is None:
                 old_list: list[Any] = []
                 ids: list[P.Stamp] = []
             else:
                 old_list = list(old or [])
                 ids = M.list_element_ids(state, prop.name) if state is not None else []
-            if new != old_list or (created and before is not None):
+            if not _same(new, old_list) or (created and before is not None):
                 ops.extend(_list_ops(table, pk, prop, old_list, list(new), ids, first_index + len(ops), stamp_of))
             continue
-        if not created and new == old and type(new) is type(old):
+        if coll == "set":
+            ops.extend(_set_ops(table, pk, prop.name, list(old or []), list(new), created))
+            continue
+        if coll == "dict":
+            ops.extend(_dict_ops(table, pk, prop.name, dict(old or {}), dict(new), created))
+            continue
+        if not created and _same(new, old):
             continue
         if (prop.type == "counter" and not created and isinstance(old, int) and isinstance(new, int)):
             ops.append(P.Op(P.OpCode.ADD, table, pk, prop.name, new - old))
+        elif (prop.type == "embedded" and not created and isinstance(old, dict) and isinstance(new, dict)
+              and schema is not None and prop.target is not None):
+            ops.extend(_embedded_ops(table, pk, prop.name, schema[prop.target], schema, old, new))
         else:
             ops.append(P.Op(P.OpCode.SET, table, pk, prop.name, new))
     return ops
@@ -421,7 +487,7 @@ def record_changeset(txn: WriteTransaction, before: dict[tuple[str, bytes], byte
         new = codec.unpack_record(new_raw) if new_raw is not None else None
         state = load_state(txn, name, pk)
         start = len(ops)
-        ops.extend(diff_ops(cls, pk, old, new, state, start, stamp_of))
+        ops.extend(diff_ops(cls, pk, old, new, state, start, stamp_of, schema))
         if len(ops) > start:
             touched.append((name, pk, state, start))
     if not ops:

@@ -66,7 +66,7 @@ def _write_object(txn: WriteTransaction, schema: Schema, table: str, pk: Any, st
     if state is not None:
         values = state.materialize(cls.primary_key, pk)
         if values is not None:
-            rec = record_from_state_values(cls, values, _defaults(cls))
+            rec = record_from_state_values(cls, values, _defaults(cls), schema)
             rec[cls.primary_key] = pk
     apply_record(txn, cls, pk, rec)
 
@@ -211,23 +211,7 @@ def assign_ident(env: Environment, ident: tuple[int, int, int, str], nonce: str)
 
 def _without_local(state: M.ObjectState | None) -> M.ObjectState:
     """A state minus candidates stamped with file ident 0 (not yet identified local writes)."""
-    if state is None:
-        return M.ObjectState()
-    w = state.to_wire()
-    tombs, creates, regs, adds, lists, erased = w
-
-    def keep(stamp: list[int]) -> bool:
-        return stamp[1] != 0
-
-    w = [
-        [t for t in tombs if keep(t[0])],
-        [c for c in creates if keep(c[0])],
-        {f: [r for r in rs if keep(r[0])] for f, rs in regs.items()},
-        {f: [a for a in ads if keep(a[0])] for f, ads in adds.items()},
-        {f: [n for n in ns if keep(n[0])] for f, ns in lists.items()},
-        {f: [s for s in es if keep(s)] for f, es in erased.items()},
-    ]
-    return M.ObjectState.from_wire(w)
+    return M.ObjectState() if state is None else state.without_origin(0)
 
 
 def _restamp(op: P.Op, fi: int) -> P.Op:
@@ -306,4 +290,4 @@ def client_reset(env: Environment, *, recover: bool) -> int:
 def object_count(env: Environment, tables: Mapping[str, Any]) -> dict[str, int]:
     """Objects per synced table (for progress messages)."""
     with env.read() as snap:
-        return {t: snap.count(table_name(t)) for t in tables}
+        return {t: snap.count(table_name(t)) for t, spec in tables.items() if not getattr(spec, "embedded", False)}
