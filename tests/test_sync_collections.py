@@ -36,6 +36,7 @@ class Address(EmbeddedObject):
     visits: Counter = Counter(0)
     geo: Geo | None = None
     lines: list[str] = field(default_factory=list)
+    tag: Tag | None = None
 
 
 class Tag(Object):
@@ -88,7 +89,7 @@ def _snapshot(shop: Shop) -> dict[str, Any]:
         if a is None:
             return None
         geo = None if a.geo is None else (a.geo.lat, a.geo.lon)
-        return (a.city, a.street, int(a.visits), geo, list(a.lines))
+        return (a.city, a.street, int(a.visits), geo, list(a.lines), None if a.tag is None else a.tag.name)
 
     return {
         "name": shop.name,
@@ -145,7 +146,7 @@ def test_two_devices_converge_with_sets_dicts_and_embedded(tmp_path: Path, base:
         shop = r1.add(Shop(
             name="corner", labels={"a", "b"}, ratings={"x": 1, "y": 2, "z": 3},
             address=Address(city="Oslo", street="Old", geo=Geo(lat=59.9, lon=10.7), lines=["l1"]),
-            branches=[Address(city="Bergen")], contacts={"ann": Address(city="Tromsø"), "nobody": None},
+            branches=[Address(city="Bergen", tag=t1)], contacts={"ann": Address(city="Tromsø"), "nobody": None},
             tags={t1}, by_name={"r": t1, "none": None},
         ))
     _sync(r1, r2)
@@ -189,7 +190,8 @@ def test_two_devices_converge_with_sets_dicts_and_embedded(tmp_path: Path, base:
     assert s1 == s2
     assert s1["labels"] == ["c", "d"]
     assert s1["ratings"] == {"x": 10, "y": 20, "w": 4}
-    assert s1["address"] == ("Paris", "Main", 6, (48.8, 10.7), ["l1"])
+    assert s1["address"] == ("Paris", "Main", 6, (48.8, 10.7), ["l1"], None)
+    assert s1["branches"][0][5] == "red"
     assert [b[0] for b in s1["branches"]] == ["Bergen", "Lyon"]
     assert sorted(s1["contacts"]) == ["bob", "nobody"] and s1["contacts"]["bob"][0] == "Nice"
     assert s1["tags"] == ["blue", "red"]
@@ -209,6 +211,7 @@ def test_two_devices_converge_with_sets_dicts_and_embedded(tmp_path: Path, base:
     _sync(r1, r2)
     assert _snapshot(shop) == _snapshot(other)
     assert _snapshot(other)["tags"] == ["blue"] and "r" in _snapshot(other)["by_name"]
+    assert _snapshot(other)["branches"][0][5] is None  # the link inside an embedded object too
     r1.close()
     r2.close()
 
