@@ -49,18 +49,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import describe, format_description  # noqa: E402
+from machine import describe, format_description
 
-from realmpy import App, AppConfiguration, Configuration, Credentials, Realm  # noqa: E402
-from realmpy.realm import table_name  # noqa: E402
-from realmpy.schema import Object, field  # noqa: E402
-from realmpy.server.testing import (  # noqa: E402
+from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
+from realmpy.realm import table_name
+from realmpy.schema import Object, field
+from realmpy.server.testing import (
     drop_pg_schema,
     pg_schema_url,
     postgres_available,
     run_server,
 )
-from realmpy.sync.history import Meta  # noqa: E402
+from realmpy.sync.history import Meta
 
 APP_ID = "bench"
 DEADLINE = 300.0
@@ -261,7 +261,7 @@ def run_store(store: str, samples: int, writers: int, commits: int, tmp: Path) -
 
 def _table(results: list[dict[str, Any]]) -> str:
     rows = [
-        "| store | commit→visible on B p50 | p90 | p99 | mean | secondary commit p50 | writers × commits "
+        "| store | commit→visible on B p50 | p90 | p99 | mean | secondary commit p50 | writers x commits "
         "| local commits/s | acked by server /s | arrived on B /s | upload lag after last commit |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -269,7 +269,7 @@ def _table(results: list[dict[str, Any]]) -> str:
         lat, tp = r["latency_ms"], r["throughput"]
         rows.append(
             f"| {r['store']} | {lat['p50']:.1f} ms | {lat['p90']:.1f} ms | {lat['p99']:.1f} ms "
-            f"| {r['latency_mean_ms']:.1f} ms | {r['commit_ms_p50']:.2f} ms | {tp['writers']} × "
+            f"| {r['latency_mean_ms']:.1f} ms | {r['commit_ms_p50']:.2f} ms | {tp['writers']} x "
             f"{tp['commits'] // tp['writers']} | {tp['local_per_s']:.0f} | {tp['acked_per_s']:.0f} "
             f"| {tp['on_b_per_s']:.0f} | {tp['upload_lag_s'] * 1000:.0f} ms |"
         )
@@ -310,7 +310,7 @@ def main() -> None:
                     continue
             sub = Path(d) / store
             sub.mkdir()
-            print(f"\n{store}: {samples} latency rounds, {args.writers} writers × {commits} commits ...", flush=True)
+            print(f"\n{store}: {samples} latency rounds, {args.writers} writers x {commits} commits ...", flush=True)
             results.append(run_store(store, samples, args.writers, commits, sub))
     load_after = os.getloadavg()
     print()
