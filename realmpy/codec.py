@@ -26,9 +26,21 @@ datetime (aware)      microseconds since the epoch as a flipped int64
 ObjectId / UUID       the 12 / 16 raw bytes
 ====================  =========================================================
 
-Records are msgpack maps ``{property name: value}`` with extension types for
-datetime (int64 microseconds, UTC), Decimal (its string), ObjectId, UUID,
-sets (a packed array) and links (the target's encoded primary key).
+Records are msgpack *arrays* of property values in the class's stored
+property order (the order of the schema kept in the file; properties added
+later are appended, so a record shorter than the schema lacks only the
+newest properties, which read as their defaults).  Values use extension
+types for datetime (int64 microseconds, UTC), Decimal (its string),
+ObjectId, UUID, sets (a packed array) and links (the target's encoded
+primary key); embedded objects are nested maps ``{property name: value}``.
+Arrays decode about three times faster than maps and skip the names.
+
+Helpers: :func:`pack_row` / :func:`unpack_row` (positional lists),
+:data:`RECORD_OPTIONS` (``msgpack.unpackb`` options for the storage layer's
+``scan_msgpack`` / ``get_many_msgpack``), and, for code that works by
+property name (sync, migrations), :func:`record_to_dict` /
+:func:`record_from_dict` given the class schema.  :func:`pack_record` /
+:func:`unpack_record` remain for msgpack maps (the stored schema).
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ import math
 import struct
 import threading
 import uuid
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -48,6 +61,7 @@ from realmpy.objectid import ObjectId
 
 __all__ = [
     "MAX_KEY",
+    "RECORD_OPTIONS",
     "CodecError",
     "Link",
     "decode_key",
@@ -55,8 +69,12 @@ __all__ = [
     "encode_key_list",
     "encode_keys",
     "pack_record",
+    "pack_row",
+    "record_from_dict",
+    "record_names",
+    "record_to_dict",
     "unpack_record",
-    "unpack_records",
+    "unpack_row",
 ]
 
 MAX_KEY: Final = 1024
@@ -409,18 +427,6 @@ def pack_record(record: dict[str, Any]) -> bytes:
         raise CodecError(f"cannot encode record: {exc}") from None
 
 
-def unpack_records(raws: list[bytes]) -> list[dict[str, Any]]:
-    """``[unpack_record(r) for r in raws]`` with the per-record checks
-    hoisted out of the loop (bulk reads: query evaluation)."""
-    try:
-        out = [_unpackb(r, ext_hook=_ext_hook, strict_map_key=False) for r in raws]
-    except Exception:
-        out = []
-    if len(out) != len(raws) or (out and set(map(type, out)) != {dict}):
-        return [unpack_record(r) for r in raws]  # raises the right CodecError
-    return out
-
-
 def unpack_record(data: bytes) -> dict[str, Any]:
     """Inverse of :func:`pack_record`; a damaged record raises CodecError."""
     try:
@@ -432,3 +438,81 @@ def unpack_record(data: bytes) -> dict[str, Any]:
     if type(rec) is not dict:
         raise CodecError("corrupt object record: not a map")
     return rec
+
+
+# ----------------------------------------------------------------------------
+# Positional records (the ``o:<Class>`` tables)
+
+RECORD_OPTIONS: Final[Mapping[str, Any]] = {"ext_hook": _ext_hook, "strict_map_key": False}
+"""``msgpack.unpackb`` options that decode records (and their extension
+types): pass as ``options`` to ``scan_msgpack`` / ``get_many_msgpack``."""
+
+
+def pack_row(values: Sequence[Any]) -> bytes:
+    """Serialise a record given as its property values in stored order
+    (a list; already validated)."""
+    try:
+        return _packers.pack(values)  # type: ignore[no-any-return]
+    except (OverflowError, ValueError) as exc:
+        if isinstance(exc, CodecError):
+            raise
+        raise CodecError(f"cannot encode record: {exc}") from None
+
+
+def unpack_row(data: bytes) -> list[Any]:
+    """Inverse of :func:`pack_row`: the stored values (possibly fewer than
+    the schema has properties); a damaged record raises CodecError."""
+    try:
+        rec = _unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
+    except CodecError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise CodecError(f"corrupt object record: {exc}") from None
+    if type(rec) is not list:
+        raise CodecError("corrupt object record: not an array")
+    return rec
+
+
+_NAMES: dict[Any, tuple[str, ...]] = {}
+
+
+def record_names(cls: Any) -> tuple[str, ...]:
+    """The stored property order of a class schema (an
+    :class:`~realmpy.schema.ObjectSchema`, or a sequence of names)."""
+    if isinstance(cls, (tuple, list)):
+        return tuple(cls)
+    names = _NAMES.get(cls)
+    if names is None:
+        names = tuple(p.name for p in cls.properties)
+        if len(_NAMES) > 256:
+            _NAMES.clear()
+        _NAMES[cls] = names
+    return names
+
+
+def record_to_dict(data: bytes, cls: Any) -> dict[str, Any]:
+    """A stored record as ``{property: value}`` for the class schema ``cls``
+    (the stored schema's class, or its property names in stored order).
+
+    Only the stored properties appear: one added after the record was
+    written is absent (read it as its default)."""
+    names = record_names(cls)
+    return dict(zip(names, unpack_row(data)))
+
+
+def record_from_dict(rec: Mapping[str, Any], cls: Any) -> bytes:
+    """Serialise ``{property: stored value}`` in the stored order of ``cls``.
+
+    Trailing properties missing from ``rec`` are left out (they read as
+    their defaults); a missing property before a present one is an error."""
+    names = record_names(cls)
+    values = []
+    missing = None
+    for n in names:
+        if n in rec:
+            if missing is not None:
+                raise CodecError(f"record lacks property {missing!r}")
+            values.append(rec[n])
+        elif missing is None:
+            missing = n
+    return pack_row(values)

@@ -290,8 +290,7 @@ class Notifier:
         from realmpy.results import Results
 
         if lis.kind == "results":
-            rows = frozen._evaluate(lis.cls_name, lis.query, lis.args, decode=False)
-            state = [(k, raw) for k, raw, _ in rows]
+            state = frozen._evaluate_raw(lis.cls_name, lis.query, lis.args)
             change = diff_rows(lis.state, state)
             lis.state = state
             lis.version = version
@@ -299,7 +298,8 @@ class Notifier:
                 return
             if lis.loop is None:
                 results: Results[Any] = Results(frozen, lis.cls, lis.query, lis.args)
-                results._cache = (frozen._stamp, rows)
+                # objects decode their record on first read
+                results._cache = (frozen._stamp, [(k, None) for k, _ in state])
                 _call(lis.callback, results, change)
             else:
                 self._post(lis, lambda: _live_results(lis, change))
@@ -313,8 +313,9 @@ class Notifier:
             if raw is None:
                 props: tuple[str, ...] = ()
             else:
-                a = codec.unpack_record(old) if old is not None else {}
-                b = codec.unpack_record(raw)
+                names = frozen._info[lis.cls_name].names
+                a = codec.record_to_dict(old, names) if old is not None else {}
+                b = codec.record_to_dict(raw, names)
                 props = tuple(n for n in b if a.get(n) != b.get(n) or n not in a)
             deleted = raw is None
             if lis.loop is None:
@@ -380,7 +381,8 @@ def add_results_listener(results: Results[Any], callback: Callable[..., None]) -
         from realmpy.errors import FrozenRealmError
 
         raise FrozenRealmError("frozen results never change: nothing to listen to")
-    rows = results._rows()
+    realm._read()  # auto-refresh, then the state the listener starts from
+    state = realm._evaluate_raw(results._name, results._query, results._args)
     lis = _Listener(
         "results",
         weakref.ref(realm),
@@ -392,7 +394,7 @@ def add_results_listener(results: Results[Any], callback: Callable[..., None]) -
         callback,
         _loop(),
         realm._version,
-        [(k, raw) for k, raw, _ in rows],
+        state,
     )
     return _register(realm, lis)
 

@@ -786,8 +786,9 @@ class _Multi(list[Any]):
 
 
 Direct = Callable[[str], "tuple[Any] | None"]
-"""``name -> (default,)`` if a one-name key path can be read as
-``record.get(name, default)`` from the (mapping) record, else ``None``."""
+"""``name -> (slot,)`` if a one-name key path can be read as
+``record[slot]`` from every record the matcher gets (a position in a
+positional record, or a key every mapping has), else ``None``."""
 
 
 @dataclass(slots=True)
@@ -1094,10 +1095,10 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
             bounds = _numeric_bounds(node, ctx)
             if bounds is not None:
                 # ``x >= lo AND x < hi`` on one plain property: read it once.
-                name, default, lo_op, lo, hi_op, hi = bounds
+                slot, lo_op, lo, hi_op, hi = bounds
 
                 def within(r: Any) -> bool:
-                    x = r.get(name, default)
+                    x = r[slot]
                     t = type(x)
                     if t is int or t is float:
                         return lo_op(x, lo) and hi_op(x, hi)  # type: ignore[no-any-return]
@@ -1148,10 +1149,10 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
         spec = ctx.direct(name) if ctx.direct is not None else None
         get: Callable[[Any], Any]
         if spec is not None:
-            default = spec[0]
+            slot = spec[0]
 
             def get(r: Any) -> Any:
-                return r.get(name, default)
+                return r[slot]
 
         elif wrap is not None:
             resolve = ctx.resolve
@@ -1187,7 +1188,7 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
                 d = spec[0]
 
                 def ordered_num(r: Any) -> bool:
-                    x = r.get(name, d)
+                    x = r[d]
                     t = type(x)
                     if t is int or t is float:
                         return opfn(x, rv)  # type: ignore[no-any-return]
@@ -1208,7 +1209,7 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
                 d = spec[0]
 
                 def equal_str(r: Any) -> bool:
-                    x = r.get(name, d)
+                    x = r[d]
                     if type(x) is str:
                         return (x == rv) != negate
                     return equal(r)
@@ -1219,8 +1220,8 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
     return general(node)
 
 
-def _numeric_bounds(node: And, ctx: _Ctx) -> tuple[str, Any, Any, Any, Any, Any] | None:
-    """``(name, default, op1, v1, op2, v2)`` if ``node`` is two ordering
+def _numeric_bounds(node: And, ctx: _Ctx) -> tuple[Any, Any, Any, Any, Any] | None:
+    """``(slot, op1, v1, op2, v2)`` if ``node`` is two ordering
     comparisons of one directly readable property with numbers."""
     if ctx.direct is None or len(node.items) != 2:
         return None
@@ -1245,7 +1246,7 @@ def _numeric_bounds(node: And, ctx: _Ctx) -> tuple[str, Any, Any, Any, Any, Any]
     spec = ctx.direct(n1)
     if spec is None:
         return None
-    return (n1, spec[0], op1, v1, op2, v2)
+    return (spec[0], op1, v1, op2, v2)
 
 
 # Sorting ranks values by kind first so a mixed column sorts without error.
@@ -1337,11 +1338,12 @@ class Query:
     ) -> Callable[[Any], bool]:
         """A one-argument predicate with arguments bound (checked once).
 
-        For speed over raw mapping records: ``direct(name)`` returns
-        ``(default,)`` when the one-name path ``name`` is a plain value read
-        as ``record.get(name, default)`` (else ``None``: the resolver is
-        used), and ``wrap(record)`` gives what the resolver walks for
-        everything else (e.g. an object that follows links)."""
+        For speed over raw records: ``direct(name)`` returns ``(slot,)``
+        when the one-name path ``name`` is a plain value read as
+        ``record[slot]`` (e.g. a position in a positional record; else
+        ``None``: the resolver is used), and ``wrap(record)`` gives what the
+        resolver walks for everything else (e.g. an object that follows
+        links)."""
         ctx = self._ctx(args, variables, resolver)
         ctx.direct = direct
         ctx.wrap = wrap

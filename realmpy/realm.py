@@ -5,7 +5,9 @@ Layout in the data file (all tables of one environment):
 - ``_meta``: ``schema`` (msgpack of :meth:`Schema.to_dict`), ``schema_version``,
   ``history`` (``"local"`` or ``"sync"``), ``seq:<Class>`` (next key of a
   model without primary key);
-- ``o:<Class>``: encoded primary key (``codec.encode_key``) → msgpack record;
+- ``o:<Class>``: encoded primary key (``codec.encode_key``) → msgpack array
+  of the property values in the stored schema's property order (see
+  :mod:`realmpy.codec`; a shorter record lacks properties added later);
 - ``i:<Class>:<prop>``: encoded value + encoded primary key → empty, one
   table per indexed property, so equality and range queries are scans.
 
@@ -38,6 +40,7 @@ import asyncio
 import copy
 import fcntl
 import itertools
+import operator
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -77,6 +80,7 @@ from realmpy.schema import (
     validator,
 )
 from realmpy.storage import Environment, Snapshot, WriteTransaction
+from realmpy.storage import _env_version as _latest_version
 
 if TYPE_CHECKING:
     from realmpy.notifier import Notifier
@@ -88,8 +92,10 @@ T = TypeVar("T", bound=Object)
 
 _get_ident = threading.get_ident
 _encode_key = codec.encode_key
-_unpack = codec.unpack_record
-_pack = codec.pack_record
+_unpack_row = codec.unpack_row
+_pack = codec.pack_row
+_OPTS = codec.RECORD_OPTIONS
+OLD_PREFIX = "_old:"  # a migration's copy of records whose layout changed
 
 META = "_meta"
 HISTORY_KEY = b"history"
@@ -163,13 +169,18 @@ class _ClassInfo:
 
     __slots__ = (
         "defaults",
+        "fill",
         "indexed",
         "kinds",
         "model",
+        "n",
         "name",
+        "names",
         "pk",
         "pk_check",
+        "pos",
         "props",
+        "row",
         "schema",
         "simple",
         "table",
@@ -183,6 +194,19 @@ class _ClassInfo:
         self.props = {p.name: p for p in schema.properties}
         self.defaults = {p.name: zero_value(p, model) for p in schema.properties}
         self.kinds = {p.name: _kind(p) for p in schema.properties}
+        # Records are positional, in this (the stored schema's) order.
+        self.names = tuple(p.name for p in schema.properties)
+        self.n = len(self.names)
+        self.pos = {n: i for i, n in enumerate(self.names)}
+        self.fill = [self.defaults[n] for n in self.names]
+        # values dict (of a model object) -> record row
+        self.row: Callable[[dict[str, Any]], list[Any]]
+        if self.n == 1:
+            only = self.names[0]
+            self.row = lambda values: [values[only]]
+        else:
+            getter = operator.itemgetter(*self.names)
+            self.row = lambda values: list(getter(values))
         self.pk = schema.primary_key
         self.pk_check: Callable[[Any], Any] | None = None
         if self.pk is not None and model is not None:
@@ -194,6 +218,16 @@ class _ClassInfo:
         self.simple = not schema.embedded and all(
             p.type not in ("link", "embedded") for p in schema.properties
         )
+
+    def full(self, rec: list[Any]) -> list[Any]:
+        """``rec`` (a decoded record) padded with the defaults of properties
+        added after it was written, so every position of the schema exists."""
+        if len(rec) < self.n:
+            rec.extend(self.fill[len(rec) :])
+        return rec
+
+    def decode(self, raw: bytes) -> list[Any]:
+        return self.full(_unpack_row(raw))
 
 
 # ----------------------------------------------------------------------------
@@ -298,7 +332,8 @@ class _Bound:
 
     __slots__ = ("cls", "key", "rec")
 
-    def __init__(self, cls: str, key: bytes, rec: dict[str, Any]) -> None:
+    def __init__(self, cls: str, key: bytes, rec: Any) -> None:
+        # rec: a top-level record (a full list) or an embedded one (a dict)
         self.cls = cls
         self.key = key
         self.rec = rec
@@ -372,6 +407,12 @@ class Realm:
         self._wtxn: WriteTransaction | None = None
         self._wtxn_owner: Transaction | None = None
         self._snap: Snapshot | None = None
+        # The engine handle whose shared version counter tells whether a
+        # newer version exists, while a live snapshot is open (None: no
+        # check: no snapshot, a write transaction, or a frozen realm).  One
+        # atomic load, as Snapshot.latest_version() without its checks; the
+        # open snapshot keeps the handle alive.
+        self._vh: Any = None
         self._version = 0
         self._stamp = 0
         self._pending: list[Callable[[], None]] = []
@@ -469,11 +510,15 @@ class Realm:
                 "but the realm is read-only"
             )
         with self.write():
+            moved = self._relayout(stored)
             self._rebuild_indexes(stored, merged)
             self._store_schema(merged, config.schema_version)
             if config.schema_version > stored_version and config.migration is not None:
-                old = _OldRealm(self, stored)
+                old = _OldRealm(self, stored, moved)
                 config.migration(old, self)
+            txn = self._require_write()
+            for name in moved:
+                txn.drop(OLD_PREFIX + name)
 
     def _reset(self, schema: Schema) -> None:
         with self.write():
@@ -493,6 +538,32 @@ class Realm:
     def _wtxn_put_meta(self, key: bytes, value: bytes) -> None:
         self._require_write().put(META, key, value)
 
+    def _relayout(self, stored: Schema) -> set[str]:
+        """Rewrite the records of classes whose property order changed other
+        than by appending (a property removed in a migration) in the current
+        layout; returns those classes, whose old records are kept in
+        ``_old:<Class>`` for the migration's old realm until it returns."""
+        txn = self._require_write()
+        moved: set[str] = set()
+        for info in self._info.values():
+            if info.schema.embedded or info.name not in stored:
+                continue
+            old_names = codec.record_names(stored[info.name])
+            if info.names[: len(old_names)] == old_names:
+                continue
+            pairs = list(txn.scan(info.table))
+            if not pairs:
+                continue
+            moved.add(info.name)
+            txn.put_many(OLD_PREFIX + info.name, pairs)
+            rows = []
+            for key, raw in pairs:
+                d = codec.record_to_dict(raw, old_names)
+                row = [d.get(n, f) for n, f in zip(info.names, info.fill, strict=True)]
+                rows.append((key, _pack(row)))
+            txn.put_many(info.table, rows)
+        return moved
+
     def _rebuild_indexes(self, stored: Schema, new: Schema) -> None:
         txn = self._require_write()
         for c in new.classes:
@@ -501,9 +572,10 @@ class Realm:
                 was = old.get(p.name) if old is not None else None
                 had = was is not None and was.has_index
                 if p.has_index and not had:
+                    info = self._info[c.name]
+                    i = info.pos[p.name]
                     for key, raw in txn.scan(table_name(c.name)):
-                        rec = codec.unpack_record(raw)
-                        value = rec.get(p.name, self._defaults[c.name][p.name])
+                        value = info.decode(raw)[i]
                         pk = codec.decode_key(key)[0]
                         txn.put(index_name(c.name, p.name), codec.encode_keys(value, pk), b"")
                 elif had and not p.has_index:
@@ -634,27 +706,39 @@ class Realm:
         if self._wtxn is not None:
             return self._wtxn
         if self._snap is None:
-            self._snap = self._env.read()
-            self._version = self._snap.version
+            snap = self._snap = self._env.read()
+            self._version = snap.version
             self._stamp += 1
+            if not self._frozen:
+                self._vh = self._env._env
         return self._snap
 
     def _safe_point(self) -> None:
         """Advance to the newest version if one exists (see module docs)."""
-        if self._frozen or self._wtxn is not None:
-            return
-        snap = self._snap
-        if snap is not None and snap.latest_version() != self._version:
+        vh = self._vh
+        if vh is not None and _latest_version(vh) != self._version:
             self._advance()
 
     def _advance(self) -> None:
-        """Drop the snapshot; the next read begins one at the newest version.
+        """Move the snapshot to the newest version (in place).
 
         Bumps the stamp, so every record cached by an object (or rows by a
         Results) before this point is re-read."""
         snap = self._snap
-        self._snap = None
         self._stamp += 1
+        if snap is None:
+            return
+        try:
+            snap.refresh()
+            self._version = snap.version
+        except Exception:  # the snapshot is gone: the next read begins one
+            self._snap = None
+            self._vh = None
+
+    def _drop_snapshot(self) -> None:
+        snap = self._snap
+        self._snap = None
+        self._vh = None
         if snap is not None:
             snap.end()
 
@@ -667,9 +751,12 @@ class Realm:
             return txn
         snap = self._snap
         if snap is not None:
-            if self._frozen or snap.latest_version() == self._version:
+            vh = self._vh
+            if vh is None or _latest_version(vh) == self._version:
                 return snap
             self._advance()
+            if self._snap is not None:
+                return self._snap
         return self._reader()
 
     # -- refresh ----------------------------------------------------------------
@@ -735,9 +822,7 @@ class Realm:
             raise TransactionStateError(
                 "a write transaction is already open in this realm: nested writes are not supported"
             )
-        if self._snap is not None:
-            self._snap.end()
-            self._snap = None
+        self._drop_snapshot()
         self._wtxn = self._env.write()
         self._dead = {}
         if self._config.sync is not None:  # sync hook (issue 5): record this write's changeset
@@ -797,12 +882,14 @@ class Realm:
         try:
             if self._wtxn is not None:
                 self._wtxn.abort()
+            self._vh = None
             if self._snap is not None:
                 self._snap.end()
         except Exception:  # another thread's or a closed env's handle
             pass
         self._wtxn = None
         self._snap = None
+        self._vh = None
         if not self._frozen and self._config.sync is not None:  # sync hook (issue 5)
             self._config.sync.on_close(self)
         if not self._frozen and hasattr(self, "_shared"):
@@ -845,6 +932,7 @@ class Realm:
         r._wtxn = None
         r._wtxn_owner = None
         r._snap = snap
+        r._vh = None
         r._version = snap.version
         r._stamp = 1
         r._pending = []
@@ -880,15 +968,20 @@ class Realm:
         return self._schema[name]
 
     def _make(
-        self, name: str, key: bytes, rec: dict[str, Any] | None = None, stamp: int | None = None
+        self, name: str, key: bytes, rec: list[Any] | None = None, stamp: int | None = None
     ) -> Any:
-        """A managed object; ``rec`` (read at ``stamp``, default now) is cached."""
+        """A managed object; ``rec`` (a full record read at ``stamp``,
+        default now) is cached."""
         cls = self._models[name]
         obj = cls.__new__(cls)
         d = obj.__dict__
         d["_rp_store"] = self
         d["_rp_key"] = key
-        d["_rp_cache"] = None if rec is None else (self._stamp if stamp is None else stamp, rec)
+        d["_rp_cache"] = (
+            None
+            if rec is None
+            else (self._stamp if stamp is None else stamp, rec, self._info[name].pos)
+        )
         return obj
 
     # -- reads ------------------------------------------------------------------------
@@ -907,10 +1000,11 @@ class Realm:
             self._check()
         txn: Snapshot | WriteTransaction | None = self._wtxn
         if txn is None:
+            vh = self._vh
+            if vh is not None and _latest_version(vh) != self._version:
+                self._advance()
             txn = self._snap
-            if txn is None or (txn.latest_version() != self._version and not self._frozen):
-                if txn is not None:
-                    self._advance()
+            if txn is None:
                 txn = self._reader()
         try:
             value = check(primary_key)
@@ -928,7 +1022,7 @@ class Realm:
         d = obj.__dict__
         d["_rp_store"] = self
         d["_rp_key"] = key
-        d["_rp_cache"] = (self._stamp, _unpack(raw))
+        d["_rp_cache"] = (self._stamp, info.decode(raw), info.pos)
         return obj
 
     def all(self, cls: type[T]) -> Results[T]:
@@ -1004,10 +1098,20 @@ class Realm:
 
     def _resolve(self, value: Any, name: str) -> Any:
         if type(value) is _Bound:
-            prop = self._props[value.cls].get(name)
-            if prop is None:
-                return None
-            stored = value.rec.get(name, self._defaults[value.cls][name])
+            rec = value.rec
+            if type(rec) is list:  # a top-level record: positional
+                info = self._info[value.cls]
+                i = info.pos.get(name)
+                if i is None:
+                    return None
+                prop = info.props[name]
+                stored = rec[i]
+            else:  # an embedded record: a map
+                eprop = self._props[value.cls].get(name)
+                if eprop is None:
+                    return None
+                prop = eprop
+                stored = rec.get(name, self._defaults[value.cls][name])
             if prop.type == "link":
                 return self._bind_links(prop, stored)
             if prop.type == "embedded":
@@ -1026,19 +1130,48 @@ class Realm:
     def _bind_links(self, prop: Property, stored: Any) -> Any:
         txn = self._reader()
         target = prop.target or ""
-        table = table_name(target)
+        info = self._info[target]
+        table = info.table
 
         def load(link: Any) -> _Bound | None:
             if link is None:
                 return None
             raw = txn.get(table, bytes(link))
-            return None if raw is None else _Bound(target, bytes(link), codec.unpack_record(raw))
+            return None if raw is None else _Bound(target, bytes(link), info.decode(raw))
 
         if prop.collection in ("list", "set"):
-            return [b for b in (load(x) for x in stored) if b is not None]
+            keys = [bytes(x) for x in stored if x is not None]
+            recs = self._get_records(txn, info, keys)
+            return [_Bound(target, k, r) for k, r in zip(keys, recs, strict=True) if r is not None]
         if prop.collection == "dict":
             return {k: load(v) for k, v in stored.items()}
         return load(stored)
+
+    @staticmethod
+    def _get_records(
+        txn: Snapshot | WriteTransaction, info: _ClassInfo, keys: list[bytes]
+    ) -> list[list[Any] | None]:
+        """Full records of ``keys`` (None where absent): one batched read,
+        decoded in C."""
+        try:
+            recs: list[Any] = txn.get_many_msgpack(info.table, keys, _OPTS)
+        except codec.CodecError:
+            raise
+        except Exception:  # a damaged record: find it and name it
+            raws = txn.get_many(info.table, keys)
+            return [None if r is None else info.decode(r) for r in raws]
+        n = info.n
+        for r in recs:
+            if r is not None and (type(r) is not list or len(r) < n):
+                break
+        else:
+            return recs
+        out: list[list[Any] | None] = []
+        for r in recs:
+            if r is not None and type(r) is not list:
+                raise codec.CodecError("corrupt object record: not an array")
+            out.append(None if r is None else info.full(r))
+        return out
 
     def _plan(
         self, schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
@@ -1049,17 +1182,17 @@ class Realm:
 
     def _matcher(
         self, info: _ClassInfo, q: _query.Query, args: tuple[Any, ...]
-    ) -> Callable[[dict[str, Any]], bool]:
-        """The predicate over decoded records of ``info``'s class.
+    ) -> Callable[[list[Any]], bool]:
+        """The predicate over decoded (positional) records of ``info``'s class.
 
-        Plain properties are read straight from the record dict; anything
-        else (links, embedded objects, collections) goes through the
-        resolver on a :class:`_Bound` made only when needed."""
-        kinds, defaults, name = info.kinds, info.defaults, info.name
+        Plain properties are read straight from the record by position;
+        anything else (links, embedded objects, collections) goes through
+        the resolver on a :class:`_Bound` made only when needed."""
+        kinds, pos, name = info.kinds, info.pos, info.name
 
         def direct(prop: str) -> tuple[Any] | None:
             if kinds.get(prop) in (K_PLAIN, K_COUNTER):
-                return (defaults[prop],)
+                return (pos[prop],)
             return None
 
         def bind(rec: Any) -> Any:
@@ -1068,23 +1201,73 @@ class Realm:
         return q.matcher(args, resolver=self._resolve, direct=direct, wrap=bind)
 
     def _evaluate(
-        self, name: str, q: _query.Query | None, args: tuple[Any, ...], decode: bool = True
-    ) -> list[tuple[bytes, bytes, dict[str, Any] | None]]:
-        """Matching (key, raw record, record) in result order.
+        self, name: str, q: _query.Query | None, args: tuple[Any, ...]
+    ) -> list[tuple[bytes, list[Any] | None]]:
+        """Matching (key, full record) in result order.
 
-        With ``decode=False`` the record is ``None`` where the predicate did
-        not need it (no query, or an exact index lookup): the notifier diffs
-        raw records, and objects decode their record on first read."""
+        Records are decoded a batch at a time in C (``scan_msgpack`` /
+        ``get_many_msgpack``) and the predicate reads them by position: no
+        object is built for a record that does not match."""
         txn = self._reader()
         info = self._info[name]
         table = info.table
-        unpack_all = codec.unpack_records
         if q is None:
-            if not decode:
-                return [(k, v, None) for k, v in txn.scan(table)]
-            pairs = list(txn.scan(table))
-            recs = unpack_all([v for _, v in pairs])
-            return [(k, v, r) for (k, v), r in zip(pairs, recs, strict=True)]
+            return self._full_rows(info, list(txn.scan_msgpack(table, options=_OPTS)))
+        planned = self._plan(info.schema, q, args)
+        pairs: list[tuple[bytes, Any]] | None = None
+        if planned is not None:
+            keys, exact = planned
+            recs = self._get_records(txn, info, keys)
+            pairs = [(k, r) for k, r in zip(keys, recs, strict=True) if r is not None]
+            if exact and not q.descriptors:
+                # The index decided the whole predicate: nothing to re-check.
+                return pairs
+        match = self._matcher(info, q, args)
+        try:
+            rows = pairs if pairs is not None else txn.scan_msgpack(table, options=_OPTS)
+            out = [(k, r) for k, r in rows if match(r)]
+        except (IndexError, TypeError, AttributeError, KeyError, ValueError):
+            # A record shorter than the schema (written before a property was
+            # added) or a damaged one: decode and pad each, then match.
+            full = info.decode
+            if pairs is None:
+                pairs = [(k, full(v)) for k, v in txn.scan(table)]
+            else:
+                pairs = [(k, info.full(r)) for k, r in pairs]
+            out = [(k, r) for k, r in pairs if match(r)]
+        out = self._full_rows(info, out)
+        if q.descriptors:
+            bound = [_Bound(name, k, rec) for k, rec in out]
+            by_key = dict(out)
+            out = [(b.key, by_key[b.key]) for b in q.order(bound, resolver=self._resolve)]
+        return out
+
+    @staticmethod
+    def _full_rows(info: _ClassInfo, rows: list[tuple[bytes, Any]]) -> list[tuple[bytes, Any]]:
+        """``rows`` with every record padded to the schema (checked once)."""
+        n = info.n
+        for _k, r in rows:
+            if type(r) is not list or len(r) < n:
+                break
+        else:
+            return rows
+        out = []
+        for k, r in rows:
+            if type(r) is not list:
+                raise codec.CodecError("corrupt object record: not an array")
+            out.append((k, info.full(r)))
+        return out
+
+    def _evaluate_raw(
+        self, name: str, q: _query.Query | None, args: tuple[Any, ...]
+    ) -> list[tuple[bytes, bytes]]:
+        """Matching (key, raw record) in result order (the notifier diffs
+        raw records); a record is decoded only where the predicate needs it."""
+        txn = self._reader()
+        info = self._info[name]
+        table = info.table
+        if q is None:
+            return list(txn.scan(table))
         planned = self._plan(info.schema, q, args)
         rows: Iterable[tuple[bytes, bytes]]
         if planned is None:
@@ -1092,108 +1275,100 @@ class Realm:
         else:
             keys, exact = planned
             raws = txn.get_many(table, keys)
+            found = [(k, v) for k, v in zip(keys, raws, strict=True) if v is not None]
             if exact and not q.descriptors:
-                # The index decided the whole predicate: nothing to re-check.
-                found = [(k, v) for k, v in zip(keys, raws, strict=True) if v is not None]
-                if not decode:
-                    return [(k, v, None) for k, v in found]
-                recs = unpack_all([v for _, v in found])
-                return [(k, v, r) for (k, v), r in zip(found, recs, strict=True)]
-            rows = [(k, r) for k, r in zip(keys, raws, strict=True) if r is not None]
+                return found
+            rows = found
         match = self._matcher(info, q, args)
-        out: list[tuple[bytes, bytes, dict[str, Any] | None]] = []
-        append = out.append
-        unpack = _unpack
+        decode = info.decode
+        out: list[tuple[bytes, bytes, list[Any]]] = []
         for k, v in rows:  # one record at a time: a rejected one is freed at once
-            rec = unpack(v)
+            rec = decode(v)
             if match(rec):
-                append((k, v, rec))
+                out.append((k, v, rec))
         if q.descriptors:
-            bound = [_Bound(name, k, cast(dict[str, Any], rec)) for k, _, rec in out]
+            bound = [_Bound(name, k, rec) for k, _, rec in out]
             by_key = {k: (k, v, rec) for k, v, rec in out}
             out = [by_key[b.key] for b in q.order(bound, resolver=self._resolve)]
-        return out
+        return [(k, v) for k, v, _ in out]
 
     # -- ObjectStore (managed objects) ------------------------------------------------
 
-    def _record(self, obj: _Model) -> dict[str, Any]:
-        """The object's decoded record at the current version.
+    def _record(self, obj: _Model) -> list[Any]:
+        """The object's decoded (full, positional) record at the current version.
 
         Cached on the object with the realm's stamp; the stamp changes
         whenever what this realm reads changes (advance, write, commit), so
         a cached record with the current stamp is current."""
         if self._closed or _get_ident() != self._owner:
             self._check()
-        snap = self._snap
-        if snap is not None and snap.latest_version() != self._version and not self._frozen:
+        vh = self._vh
+        if vh is not None and _latest_version(vh) != self._version:
             self._advance()
         cache = obj._rp_cache
         if cache is not None and cache[0] == self._stamp:
             return cache[1]
         return self._load(obj)
 
-    def _load(self, obj: _Model) -> dict[str, Any]:
+    def _load(self, obj: _Model) -> list[Any]:
         txn = self._reader()
-        name = type(obj).__realm_name__
-        raw = txn.get(table_name(name), obj._rp_key)
+        info = self._info[type(obj).__realm_name__]
+        raw = txn.get(info.table, obj._rp_key)
         if raw is None:
             raise InvalidObjectError(
-                f"this {name} object was deleted (or its write was rolled back)"
+                f"this {info.name} object was deleted (or its write was rolled back)"
             )
-        rec = _unpack(raw)
-        obj.__dict__["_rp_cache"] = (self._stamp, rec)
+        rec = info.decode(raw)
+        obj.__dict__["_rp_cache"] = (self._stamp, rec, info.pos)
         return rec
 
     def raw_get(self, obj: _Model, name: str) -> Any:
         rec = self._record(obj)
-        return rec.get(name, self._defaults[type(obj).__realm_name__][name])
+        return rec[self._info[type(obj).__realm_name__].pos[name]]
 
     def raw_set(self, obj: _Model, name: str, stored: Any) -> None:
         txn = self._require_write()
         cls_name = type(obj).__realm_name__
-        rec = dict(self._record(obj))
-        prop = self._props[cls_name][name]
+        info = self._info[cls_name]
+        rec = list(self._record(obj))
+        prop = info.props[name]
         if prop.primary_key:
             raise ObjectTypeError(
                 f"{cls_name}.{name} is the primary key and cannot change: "
                 "delete the object and add a new one"
             )
-        old = rec.get(name, self._defaults[cls_name][name])
-        rec[name] = stored
+        i = info.pos[name]
+        old = rec[i]
+        rec[i] = stored
         if prop.has_index and old != stored:
             pk = codec.decode_key(obj._rp_key)[0]
             iname = index_name(cls_name, name)
             txn.delete(iname, codec.encode_keys(old, pk))
             txn.put(iname, codec.encode_keys(stored, pk), b"")
-        txn.put(table_name(cls_name), obj._rp_key, codec.pack_record(rec))
+        txn.put(info.table, obj._rp_key, _pack(rec))
         self._stamp += 1
-        object.__setattr__(obj, "_rp_cache", (self._stamp, rec))
+        object.__setattr__(obj, "_rp_cache", (self._stamp, rec, info.pos))
 
     def read_plain(self, obj: _Model, name: str) -> Any:
-        # _record() inlined: the hot path of reading a scalar property.  A
-        # snapshot exists only outside write transactions; a frozen realm's
-        # never advances.
+        # _record() inlined: the hot path of reading a scalar property.  The
+        # version check is one atomic load (None: nothing to check).
         if self._closed or _get_ident() != self._owner:
             self._check()
-        snap = self._snap
-        if snap is not None and snap.latest_version() != self._version and not self._frozen:
+        vh = self._vh
+        if vh is not None and _latest_version(vh) != self._version:
             self._advance()
         cache = obj._rp_cache
         if cache is not None and cache[0] == self._stamp:
-            rec = cache[1]
-        else:
-            rec = self._load(obj)
-        try:
-            return rec[name]
-        except KeyError:
-            return self._info[type(obj).__realm_name__].defaults[name]
+            return cache[1][cache[2][name]]
+        rec = self._load(obj)
+        return rec[self._info[type(obj).__realm_name__].pos[name]]
 
     def read_property(self, obj: _Model, name: str) -> Any:
         # _record() inlined: this is the hot path of every attribute read.
         if self._closed or _get_ident() != self._owner:
             self._check()
-        snap = self._snap
-        if snap is not None and snap.latest_version() != self._version and not self._frozen:
+        vh = self._vh
+        if vh is not None and _latest_version(vh) != self._version:
             self._advance()
         cache = obj._rp_cache
         if cache is not None and cache[0] == self._stamp:
@@ -1201,10 +1376,7 @@ class Realm:
         else:
             rec = self._load(obj)
         info = self._info[type(obj).__realm_name__]
-        try:
-            stored = rec[name]
-        except KeyError:
-            stored = info.defaults[name]
+        stored = rec[info.pos[name]]
         kind = info.kinds[name]
         if kind == K_PLAIN:
             return stored
@@ -1242,10 +1414,11 @@ class Realm:
             return None
         if prop.type == "link":
             target = prop.target or ""
-            raw = self._reader().get(table_name(target), bytes(stored))
+            info = self._info[target]
+            raw = self._reader().get(info.table, bytes(stored))
             if raw is None:
                 return None
-            return self._make(target, bytes(stored), codec.unpack_record(raw))
+            return self._make(target, bytes(stored), info.decode(raw))
         if prop.type == "embedded":
             cls = self._models[prop.target or ""]
             emb = cls.__new__(cls)
@@ -1415,7 +1588,8 @@ class Realm:
             self._add_simple_each(info, todo, keys, update)
             return
         try:
-            packed = list(map(_pack, values))
+            rows = list(map(info.row, values))
+            packed = list(map(_pack, rows))
             entries = []
             for pname, _iname in info.indexed:
                 ik = list(map(bytes.__add__, encode_list([v[pname] for v in values]), keys))
@@ -1430,11 +1604,12 @@ class Realm:
             _put_all(txn, iname, ik, None)
         self._stamp += 1
         stamp = self._stamp
-        for obj, key, rec in zip(todo, keys, values, strict=True):
+        pos = info.pos
+        for obj, key, rec in zip(todo, keys, rows, strict=True):
             d = obj.__dict__
             d["_rp_store"] = self
             d["_rp_key"] = key
-            d["_rp_cache"] = (stamp, rec)
+            d["_rp_cache"] = (stamp, rec, pos)
 
     def _add_simple_each(
         self, info: _ClassInfo, todo: list[Any], keys: list[bytes] | None, update: bool
@@ -1459,7 +1634,8 @@ class Realm:
                     f"a {info.name} with primary key {values[pk or ''] if pk else key!r} "
                     "already exists: use add(obj, update=True) to replace it"
                 )
-            packed = _pack(values)
+            row = info.row(values)
+            packed = _pack(row)
             puts = []
             for pname, iname in info.indexed:
                 ik = encode(values[pname]) + key
@@ -1470,9 +1646,9 @@ class Realm:
                     )
                 puts.append((iname, ik))
             if old_raw is not None:
-                old = _unpack(old_raw)
+                old = info.decode(old_raw)
                 for pname, iname in info.indexed:
-                    txn.delete(iname, encode(old.get(pname, info.defaults[pname])) + key)
+                    txn.delete(iname, encode(old[info.pos[pname]]) + key)
             for iname, ik in puts:
                 txn.put(iname, ik, b"")
             txn.put(info.table, key, packed)
@@ -1480,7 +1656,7 @@ class Realm:
             d = obj.__dict__
             d["_rp_store"] = self
             d["_rp_key"] = key
-            d["_rp_cache"] = (self._stamp, values)
+            d["_rp_cache"] = (self._stamp, row, info.pos)
 
     def _add(self, obj: Object, update: bool, cascade: bool) -> bytes:
         txn = self._require_write()
@@ -1513,22 +1689,22 @@ class Realm:
         except BaseException:
             object.__setattr__(obj, "_rp_store", None)
             raise
-        old = codec.unpack_record(old_raw) if old_raw is not None else None
+        info = self._info[name]
+        old = info.decode(old_raw) if old_raw is not None else None
         for p in schema.properties:
             if not p.has_index:
                 continue
             iname = index_name(name, p.name)
             if old is not None:
-                txn.delete(
-                    iname, codec.encode_keys(old.get(p.name, self._defaults[name][p.name]), pk)
-                )
+                txn.delete(iname, codec.encode_keys(old[info.pos[p.name]], pk))
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
-        txn.put(table, key, codec.pack_record(rec))
+        row = info.row(rec)
+        txn.put(table, key, _pack(row))
         self._stamp += 1
-        object.__setattr__(obj, "_rp_cache", (self._stamp, rec))
+        object.__setattr__(obj, "_rp_cache", (self._stamp, row, info.pos))
         return key
 
-    def _manage(self, obj: Object, key: bytes, rec: dict[str, Any] | None) -> None:
+    def _manage(self, obj: Object, key: bytes, rec: list[Any] | None) -> None:
         object.__setattr__(obj, "_rp_store", self)
         object.__setattr__(obj, "_rp_key", key)
         object.__setattr__(obj, "_rp_cache", None)
@@ -1562,7 +1738,7 @@ class Realm:
         links to them as :meth:`delete` does; returns how many were deleted."""
         self._check()
         txn = self._require_write()
-        doomed: dict[str, dict[bytes, dict[str, Any]]] = {}
+        doomed: dict[str, dict[bytes, list[Any]]] = {}
         for obj in list(objects):
             info = self._deletable(obj)
             per_class = doomed.setdefault(info.name, {})
@@ -1573,7 +1749,7 @@ class Realm:
             info = self._info[name]
             for key, rec in items.items():
                 for pname, iname in info.indexed:
-                    txn.delete(iname, _encode_key(rec.get(pname, info.defaults[pname])) + key)
+                    txn.delete(iname, _encode_key(rec[info.pos[pname]]) + key)
                 txn.delete(info.table, key)
                 count += 1
         self._stamp += 1
@@ -1626,11 +1802,12 @@ class Realm:
             if c.embedded or not (self._reach.get(c.name, set()) & targets):
                 continue
             table = table_name(c.name)
+            names = self._info[c.name].names
             changed: list[tuple[bytes, bytes]] = []
             for key, raw in txn.scan(table):
-                rec = _strip_links(self._schema, c, _unpack(raw), dead)
+                rec = _strip_links(self._schema, c, codec.record_to_dict(raw, names), dead)
                 if rec is not None:
-                    changed.append((key, _pack(rec)))
+                    changed.append((key, codec.record_from_dict(rec, names)))
             if changed:
                 txn.put_many(table, changed)
                 self._stamp += 1
@@ -1803,20 +1980,29 @@ class _OldRealm:
     """What ``migration`` receives as the old realm: read access to the
     records as the previous schema stored them (dictionaries)."""
 
-    def __init__(self, realm: Realm, schema: Schema) -> None:
+    def __init__(self, realm: Realm, schema: Schema, moved: set[str] | None = None) -> None:
         self._realm = realm
         self.schema = schema
+        self._moved = moved or set()
+
+    def _where(self, class_name: str) -> tuple[str, tuple[str, ...]]:
+        names = codec.record_names(self.schema[class_name]) if class_name in self.schema else ()
+        if class_name in self._moved:  # rewritten in the new layout: the saved copy
+            return OLD_PREFIX + class_name, names
+        return table_name(class_name), names
 
     def all(self, class_name: str) -> Iterator[dict[str, Any]]:
         """Each stored record of ``class_name`` as a dict (old property names)."""
         txn = self._realm._require_write()
-        for _k, v in txn.scan(table_name(class_name)):
-            yield codec.unpack_record(v)
+        table, names = self._where(class_name)
+        for _k, v in txn.scan(table):
+            yield codec.record_to_dict(v, names)
 
     def find(self, class_name: str, primary_key: Any) -> dict[str, Any] | None:
         txn = self._realm._require_write()
-        raw = txn.get(table_name(class_name), codec.encode_key(primary_key))
-        return None if raw is None else codec.unpack_record(raw)
+        table, names = self._where(class_name)
+        raw = txn.get(table, codec.encode_key(primary_key))
+        return None if raw is None else codec.record_to_dict(raw, names)
 
 
 _ = Counter  # re-exported type used by models

@@ -54,12 +54,12 @@ class Results(Generic[T]):
         self._name = cls.__realm_name__
         self._query = query
         self._args = args
-        # (stamp, rows); a row's record is None if it was not decoded yet.
-        self._cache: tuple[int, list[tuple[bytes, bytes, dict[str, Any] | None]]] | None = None
+        # (stamp, rows): (key, full positional record, or None if not read)
+        self._cache: tuple[int, list[tuple[bytes, list[Any] | None]]] | None = None
 
     # -- evaluation -----------------------------------------------------------
 
-    def _rows(self) -> list[tuple[bytes, bytes, dict[str, Any] | None]]:
+    def _rows(self) -> list[tuple[bytes, list[Any] | None]]:
         realm = self._realm
         realm._read()
         cache = self._cache
@@ -69,12 +69,12 @@ class Results(Generic[T]):
         self._cache = (realm._stamp, rows)
         return rows
 
-    def _obj(self, row: tuple[bytes, bytes, dict[str, Any] | None]) -> T:
+    def _obj(self, row: tuple[bytes, list[Any] | None]) -> T:
         # Rows were decoded at the stamp of the cache (the current one, right
         # after _rows()); an object made from them caches its record with it.
         cache = self._cache
         stamp = cache[0] if cache is not None else -1
-        obj: T = self._realm._make(self._name, row[0], row[2], stamp)
+        obj: T = self._realm._make(self._name, row[0], row[1], stamp)
         return obj
 
     def __len__(self) -> int:
@@ -89,16 +89,18 @@ class Results(Generic[T]):
         stamp = cache[0] if cache is not None else -1
         realm = self._realm
         cls = realm._models[self._name]
+        pos = realm._info[self._name].pos
         new = cls.__new__
         # Each object caches its record with the stamp the rows were read
         # at: if the realm moves on during the loop (a write, an advance),
         # the object re-reads its record instead of showing a stale one.
-        for k, _, rec in rows:
+        # Objects are made one at a time as the loop asks for them.
+        for k, rec in rows:
             obj: Any = new(cls)
             d = obj.__dict__
             d["_rp_store"] = realm
             d["_rp_key"] = k
-            d["_rp_cache"] = None if rec is None else (stamp, rec)
+            d["_rp_cache"] = None if rec is None else (stamp, rec, pos)
             yield obj
 
     @overload
@@ -118,7 +120,7 @@ class Results(Generic[T]):
     def __contains__(self, obj: object) -> bool:
         if not isinstance(obj, Object) or obj._rp_store is None:
             return False
-        return any(k == obj._rp_key for k, _, _ in self._rows()) and (
+        return any(k == obj._rp_key for k, _ in self._rows()) and (
             type(obj).__realm_name__ == self._name
         )
 

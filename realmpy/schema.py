@@ -352,9 +352,22 @@ class Schema:
         return schema
 
     def merged_with(self, stored: Schema) -> Schema:
-        """This schema plus stored classes it does not mention (kept as is)."""
+        """This schema plus stored classes it does not mention (kept as is).
+
+        A class in both keeps the stored property order (records are
+        positional in that order), then appends its new properties; a
+        property the models no longer have is left out."""
+        classes = []
+        for c in self.classes:
+            if c.name not in stored:
+                classes.append(c)
+                continue
+            old = stored[c.name]
+            kept = [p for p in (c.get(q.name) for q in old.properties) if p is not None]
+            added = [p for p in c.properties if old.get(p.name) is None]
+            classes.append(ObjectSchema(c.name, tuple(kept + added), c.embedded))
         extra = tuple(c for c in stored.classes if c.name not in self)
-        return Schema(self.classes + extra)
+        return Schema(tuple(classes) + extra)
 
     def diff(self, stored: Schema) -> SchemaDiff:
         """Changes needed to go from ``stored`` (in the file) to ``self``."""
@@ -475,7 +488,8 @@ class _Model:
     _rp_fields: ClassVar[dict[str, Field]]
     # A managed object's decoded record and the realm stamp it was read at
     # (set on the instance by its realm; None: read it on first access).
-    _rp_cache: tuple[int, dict[str, Any]] | None = None
+    # (stamp, record: the stored values by position, positions by name)
+    _rp_cache: tuple[int, list[Any], dict[str, int]] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -8,6 +8,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -156,3 +157,23 @@ def test_bad_records() -> None:
         codec.unpack_record(b"\xc1")
     with pytest.raises(CodecError):
         codec.unpack_record(b"\x01")
+
+
+def test_positional_records_and_their_name_helpers() -> None:
+    names = ("id", "name", "tags", "when")
+    when = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
+    rec = {"id": 1, "name": "x", "tags": {"a", "b"}, "when": when}
+    raw = codec.record_from_dict(rec, names)
+    assert codec.unpack_row(raw) == [1, "x", {"a", "b"}, when]
+    assert codec.record_to_dict(raw, names) == rec
+    assert msgpack.unpackb(raw, **codec.RECORD_OPTIONS) == [1, "x", {"a", "b"}, when]
+    # trailing properties may be missing (they read as defaults) ...
+    short = codec.record_from_dict({"id": 2, "name": "y"}, names)
+    assert codec.record_to_dict(short, names) == {"id": 2, "name": "y"}
+    # ... but not one before a present one
+    with pytest.raises(CodecError):
+        codec.record_from_dict({"id": 2, "tags": set()}, names)
+    with pytest.raises(CodecError):
+        codec.unpack_row(codec.pack_record({"id": 1}))  # a map is not a record
+    with pytest.raises(CodecError):
+        codec.unpack_row(b"\xc1")

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from objects_models import MODELS, Address, Dog, Note, Person
@@ -619,3 +620,79 @@ def test_storage_put_columns_is_put_many_of_two_lists(tmp_path: Path) -> None:
             assert [v for _, v in snap.scan("b")] == [b""] * 5000
             assert snap.get("d", b"big") == b"x" * (3 << 20) and snap.get("d", b"small") == b"y"
             assert snap.count("e") == 0
+
+
+def test_positional_records_follow_the_stored_property_order(tmp_path: Path) -> None:
+    """Records are arrays in the stored schema's order: reordering a model's
+    fields changes nothing, an added property is appended and reads as its
+    default in older (shorter) records, in reads, filters and indexes."""
+    path = tmp_path / "layout.realm"
+
+    class Row(Object):
+        id: int = field(primary_key=True)
+        a: str = ""
+        b: int = 0
+
+    with Realm(Configuration.local([Row], path=path)) as r, r.write():
+        r.add_all([Row(id=i, a=f"a{i}", b=i * 10) for i in range(5)])
+
+    class Row(Object):  # type: ignore[no-redef]
+        b: int = 0
+        c: int = field(default=7, indexed=True)
+        id: int = field(primary_key=True)
+        a: str = ""
+
+    with Realm(Configuration.local([Row], path=path)) as r:
+        assert [p.name for p in r.schema["Row"].properties] == ["id", "a", "b", "c"]
+        got = [(o.id, o.a, o.b, o.c) for o in r.all(Row)]  # type: ignore[attr-defined]
+        assert got == [(i, f"a{i}", i * 10, 7) for i in range(5)]
+        # unindexed filters over short records read the default
+        assert len(r.query(Row, "c == 7 AND b >= 20")) == 3
+        assert len(r.query(Row, "c >= 7 AND c < 8")) == 5
+        assert len(r.query(Row, "c == 7 SORT(b DESC)")) == 5
+        # the index added on open covers the old records
+        assert [o.id for o in r.query(Row, "c == $0", 7)] == list(range(5))
+        with r.write():
+            r.add(Row(id=9, a="z", b=1, c=8))  # type: ignore[call-arg]
+            one = r.find(Row, 1)
+            assert one is not None
+            one.c = 8
+        assert sorted(o.id for o in r.query(Row, "c == 8")) == [1, 9]
+        assert sorted(o.id for o in r.query(Row, "c == 8 AND a != ''")) == [1, 9]
+
+
+def test_migration_that_removes_a_property_rewrites_records(tmp_path: Path) -> None:
+    path = tmp_path / "drop.realm"
+
+    class Item(Object):
+        id: int = field(primary_key=True)
+        gone: str = ""
+        keep: int = field(default=0, indexed=True)
+
+    with Realm(Configuration.local([Item], path=path)) as r, r.write():
+        r.add_all([Item(id=i, gone=f"g{i}", keep=i) for i in range(3)])
+
+    class Item(Object):  # type: ignore[no-redef]
+        id: int = field(primary_key=True)
+        keep: int = field(default=0, indexed=True)
+        extra: str = "x"
+
+    seen: list[tuple[Any, ...]] = []
+
+    def migrate(old: Any, new: Realm) -> None:
+        for rec in old.all("Item"):
+            seen.append((rec["id"], rec["gone"], rec["keep"]))
+        one = old.find("Item", 1)
+        assert one is not None and one["gone"] == "g1"
+        obj = new.find(Item, 2)
+        assert obj is not None
+        obj.extra = "two"
+
+    config = Configuration.local([Item], path=path, schema_version=1, migration=migrate)
+    with Realm(config) as r:
+        assert sorted(seen) == [(i, f"g{i}", i) for i in range(3)]
+        rows = [(o.id, o.keep, o.extra) for o in r.all(Item)]  # type: ignore[attr-defined]
+        assert rows == [(0, 0, "x"), (1, 1, "x"), (2, 2, "two")]
+        assert [o.id for o in r.query(Item, "keep >= 1")] == [1, 2]
+        with r._env.read() as snap:
+            assert not any(t.startswith("_old:") for t in snap.tables())

@@ -237,7 +237,7 @@ def apply_record(txn: WriteTransaction, cls: ObjectSchema, pk: Any, rec: dict[st
     key = codec.encode_key(pk)
     table = table_name(cls.name)
     old_raw = txn.get(table, key)
-    old = codec.unpack_record(old_raw) if old_raw is not None else None
+    old = codec.record_to_dict(old_raw, cls) if old_raw is not None else None
     for p in cls.properties:
         if not p.has_index:
             continue
@@ -250,7 +250,7 @@ def apply_record(txn: WriteTransaction, cls: ObjectSchema, pk: Any, rec: dict[st
         if old_raw is not None:
             txn.delete(table, key)
     else:
-        txn.put(table, key, codec.pack_record(rec))
+        txn.put(table, key, codec.record_from_dict(rec, cls))
 
 
 # ----------------------------------------------------------------------------- diffs → ops
@@ -483,8 +483,8 @@ def record_changeset(txn: WriteTransaction, before: dict[tuple[str, bytes], byte
         if new_raw == old_raw:
             continue
         pk = codec.decode_key(key)[0]
-        old = codec.unpack_record(old_raw) if old_raw is not None else None
-        new = codec.unpack_record(new_raw) if new_raw is not None else None
+        old = codec.record_to_dict(old_raw, cls) if old_raw is not None else None
+        new = codec.record_to_dict(new_raw, cls) if new_raw is not None else None
         state = load_state(txn, name, pk)
         start = len(ops)
         ops.extend(diff_ops(cls, pk, old, new, state, start, stamp_of, schema))
