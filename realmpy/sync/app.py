@@ -169,6 +169,10 @@ class _Transport:
                 data=data,
                 headers=headers,
                 timeout=timeout or self.config.request_timeout,
+                # Per request, not only on the session: requests lets REQUESTS_CA_BUNDLE /
+                # CURL_CA_BUNDLE override ``Session.verify`` (psf/requests#3829), which would
+                # silently ignore ``AppConfiguration(verify=<CA bundle>)`` and ``verify=False``.
+                verify=self.config.verify,
             )
         except requests.exceptions.SSLError as exc:
             raise ConnectionFailedError(

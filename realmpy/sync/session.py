@@ -188,7 +188,8 @@ class SyncSession:
         delay = 0.1
         while True:
             try:
-                resp = app._transport._session().get(url, timeout=app.config.request_timeout)
+                resp = app._transport._session().get(url, timeout=app.config.request_timeout,
+                                                     verify=app.config.verify)
                 if resp.status_code == 200:
                     v = resp.json().get("server_version")
                     if isinstance(v, int):
