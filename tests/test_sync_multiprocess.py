@@ -1,4 +1,5 @@
-"""The seed scenario end to end, agent takeover, and offline-first with SIGKILLs (real processes, real server).
+"""The seed scenario end to end, agent takeover, and offline-first with SIGKILLs (real processes, real server),
+each against a SQLite and a PostgreSQL store.
 
 Every wait is a condition with a deadline (a process's JSON event, the
 server's health); nothing sleeps to pass.
@@ -23,7 +24,7 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
-from realmpy.server.testing import free_port
+from realmpy.server.testing import drop_pg_schema, free_port, pg_schema_url, postgres_available
 
 WORKER = str(Path(__file__).with_name("sync_worker.py"))
 DEADLINE = 120.0
@@ -92,10 +93,12 @@ class Proc:
 
 
 class Server:
-    """``realmpy-server`` (SQLite) on a fixed loopback port that can be killed and restarted."""
+    """``realmpy-server`` (SQLite, or PostgreSQL at ``database``) on a fixed loopback port that can be
+    killed and restarted (a restart keeps the store: the data directory or the database)."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, database: str | None = None) -> None:
         self.data = data
+        self.database = database
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.popen: subprocess.Popen[bytes] | None = None
@@ -104,7 +107,8 @@ class Server:
         log = open(self.data / "server.log", "ab")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "realmpy.server.cli", "--data", str(self.data), "--port", str(self.port),
-             "--app-id", "demo", "--log-level", "warning"], stdout=log, stderr=log)
+             "--app-id", "demo", "--log-level", "warning",
+             *(["--database", self.database] if self.database else [])], stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + 60
         while True:
@@ -134,16 +138,30 @@ class Server:
                 self.kill()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """A server on each store kind; PostgreSQL is skipped only if unreachable outside CI
+    (the rule of tests/test_server_*.py)."""
     data = tmp_path / "server"
     data.mkdir()
-    s = Server(data)
+    schema: str | None = None
+    database: str | None = None
+    if request.param == "postgresql":
+        reason = postgres_available()
+        if reason is not None:
+            if os.environ.get("CI"):
+                pytest.fail(f"CI requires PostgreSQL: {reason}")
+            pytest.skip(reason)
+        schema = f"t_{os.urandom(6).hex()}"
+        database = pg_schema_url(schema)
+    s = Server(data, database)
     s.start()
     try:
         yield s
     finally:
         s.stop()
+        if schema is not None:
+            drop_pg_schema(schema)
 
 
 @pytest.fixture
