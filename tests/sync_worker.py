@@ -8,7 +8,8 @@ Roles:
 ``main PATH APPDIR BASE``
     logs in (reusing the app directory's current user if any), opens
     ``flexible_sync``, subscribes to every ``Car``, prints ``role`` events as
-    it becomes agent or standby, and runs until SIGTERM.
+    it becomes agent or standby and ``conn`` events as its session's
+    ``connection_state`` / ``agent_pid`` change, and runs until SIGTERM.
 ``secondary PATH NAME COUNT EXPECT``
     opens ``disconnected_sync``, writes COUNT cars (one transaction each,
     make=NAME), prints ``wrote``; then waits — by a listener, i.e. auto-refresh
@@ -92,11 +93,16 @@ def main_role(path: str, appdir: str, base: str) -> None:
     session = realm.sync_session
     emit("open", role=session.role)
     last = None
+    last_conn = None
     while not stop.is_set():
         if session.role != last:
             last = session.role
             emit("role", role=last)
-        stop.wait(0.05)  # watching a role flag for the test's benefit
+        conn = (session.role, session.connection_state.value, session.agent_pid)
+        if conn != last_conn:
+            last_conn = conn
+            emit("conn", role=conn[0], state=conn[1], agent_pid=conn[2])
+        stop.wait(0.05)  # watching role/connection flags for the test's benefit
     realm.close()
     emit("closed")
 

@@ -221,6 +221,15 @@ def test_agent_takeover_after_sigkill(tmp_path: Path, server: Server, procs: lis
     m2 = Proc("main", file_a, appdir, server.base)
     procs.append(m2)
     m2.wait_for("role", lambda e: e["role"] == "standby")
+    # The standby reports the agent's connection (published by the agent), not its own idle one.
+    agent_pid = m1.popen.pid
+    m2.wait_for("conn", lambda e: e["role"] == "standby" and e["state"] == "connected" and e["agent_pid"] == agent_pid)
+    server.kill()
+    m2.wait_for("conn", lambda e: e["role"] == "standby" and e["state"] != "connected")
+    server.start()
+    n = len(m2.seen)
+    m2.wait_for("conn", lambda e: e["role"] == "standby" and e["state"] == "connected"
+                and any(x is e for x in m2.seen[n:]))
     w1 = Proc("writer", file_a, "before", "10")
     procs.append(w1)
     w1.wait_for("progress", lambda e: e["n"] == 10)

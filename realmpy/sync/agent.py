@@ -21,6 +21,13 @@ The agent runs two threads:
 * the **downloader** long-polls the server and applies each batch together
   with the cursor move in one local transaction (``integrate``).
 
+Connection state is published for every process: the agent writes
+``"<pid> <state>"`` (``connecting``/``connected``/``disconnected``) at the
+start of ``<path>.sync`` whenever it changes (a ``pwrite``, no sync: it is
+ephemeral), so a standby's ``sync_session.connection_state`` reports the
+agent's connection, not its own idle one; a published pid that is no longer
+alive reads as ``disconnected``.
+
 Errors: connection failures back off exponentially with jitter (capped) and
 never lose anything — the history and cursors are in the file; typed server
 errors reach the configuration's ``sync_error_handler``; lost or diverged
@@ -71,6 +78,9 @@ _IDLE_WAIT_S: Final = 1.0
 
 _RESET_CODES: Final = frozenset({"bad_file_ident", "client_reset_required"})
 
+_PUBLISHED: Final = 64
+"""Bytes at the start of ``<path>.sync`` holding the agent's ``"<pid> <state>"`` line."""
+
 
 class Backoff:
     """Exponential backoff with full jitter: 0.1 s doubling to ``cap`` seconds."""
@@ -108,7 +118,7 @@ class SyncClient:
         self.env: Environment = self._shared.env
         self.tables = wire_tables(config.model_schema)
         self.role = "starting"
-        self.connection_state = "disconnected"
+        self._conn = "disconnected"
         self.state = "active"
         self.last_error: SyncError | None = None
         self._stop = threading.Event()
@@ -124,6 +134,44 @@ class SyncClient:
         self._thread = threading.Thread(target=self._run, name=f"realmpy-sync-agent[{os.path.basename(self.path)}]",
                                         daemon=True)
         self._thread.start()
+
+    # ---- connection state, published for the other processes -----------------------------
+
+    @property
+    def connection_state(self) -> str:
+        """This process's own connection (meaningful while it is the agent)."""
+        return self._conn
+
+    @connection_state.setter
+    def connection_state(self, value: str) -> None:
+        if value != self._conn:
+            self._conn = value
+            if self.role == "agent":
+                self._publish()
+
+    def _publish(self) -> None:
+        line = f"{os.getpid()} {self._conn}".ljust(_PUBLISHED - 1) + "\n"
+        with contextlib.suppress(OSError):
+            os.pwrite(self._lock_fd, line.encode(), 0)
+
+    def published(self) -> tuple[int, str]:
+        """``(pid, connection state)`` the agent published in ``<path>.sync``; ``(0, "disconnected")``
+        if none is published or its process is gone (a kill -9 leaves the last line behind)."""
+        try:
+            raw = os.pread(self._lock_fd, _PUBLISHED, 0).decode("ascii", "replace")
+        except OSError:
+            return 0, "disconnected"
+        parts = raw.split()
+        if len(parts) != 2 or not parts[0].isdigit() or parts[1] not in ("connecting", "connected", "disconnected"):
+            return 0, "disconnected"
+        pid = int(parts[0])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return 0, "disconnected"
+        except PermissionError:
+            pass  # alive, owned by another user
+        return pid, parts[1]
 
     # ---- registry -------------------------------------------------------------------
 
@@ -178,10 +226,12 @@ class SyncClient:
             self._thread.join(join)
         if self._downloader is not None and threading.current_thread() is not self._downloader:
             self._downloader.join(0.2)
+        if self.role == "agent":
+            self.connection_state = "disconnected"  # published: standbys see it until one takes over
         with contextlib.suppress(OSError):
             os.close(self._lock_fd)  # releases the agent lock if we hold it
         self.role = "stopped"
-        self.connection_state = "disconnected"
+        self._conn = "disconnected"
         self.state = "inactive"
         self._shared.release()
 
@@ -219,7 +269,7 @@ class SyncClient:
             self.role = "agent"
             with contextlib.suppress(OSError):
                 os.ftruncate(self._lock_fd, 0)
-                os.pwrite(self._lock_fd, f"{os.getpid()}\n".encode(), 0)
+            self._publish()
             log.info("process %d is the sync agent of %s", os.getpid(), self.path)
             self._downloader = threading.Thread(target=self._download_loop, daemon=True,
                                                 name=f"realmpy-sync-download[{os.path.basename(self.path)}]")

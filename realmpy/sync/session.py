@@ -7,6 +7,9 @@ so ``wait_for_upload``/``wait_for_download`` and progress listeners work the
 same in the agent process and in a standby process, and they block on the
 shared version counter instead of polling.
 
+Connection state is honest in every process: a standby reports the
+connection the agent process published (see ``agent``), not its own idle one.
+
 Progress is honest: the download estimate comes from the server's batches and
 reaches 1.0 only in the transaction that applies the last batch, so a
 listener never sees 100% before the data is in the file (realm-swift #8595).
@@ -14,6 +17,7 @@ listener never sees 100% before the data is in the file (realm-swift #8595).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import urllib.parse
@@ -123,10 +127,30 @@ class SyncSession:
 
     @property
     def connection_state(self) -> ConnectionState:
-        """The agent's connection; a standby process reports ``disconnected`` (see :attr:`is_agent`)."""
-        if self._client.role != "agent":
-            return ConnectionState.DISCONNECTED
-        return ConnectionState(self._client.connection_state)
+        """The connection of the file's sync agent, whichever process it is.
+
+        In the agent process it is the agent's own state; in a standby
+        process it is what the agent published in ``<path>.sync`` (so every
+        ``flexible_sync`` opener of a file reports the same thing), and
+        ``disconnected`` if no agent is alive.  After :meth:`pause` in the
+        agent process, or once this session stopped, it is ``disconnected``.
+        """
+        role = self._client.role
+        if role == "agent":
+            return ConnectionState(self._client.connection_state)
+        if role == "standby":
+            return ConnectionState(self._client.published()[1])
+        return ConnectionState.DISCONNECTED
+
+    @property
+    def agent_pid(self) -> int | None:
+        """The pid of the process syncing this file (this one when :attr:`is_agent`), None if none is alive."""
+        role = self._client.role
+        if role == "agent":
+            return os.getpid()
+        if role == "standby":
+            return self._client.published()[0] or None
+        return None
 
     @property
     def role(self) -> str:
