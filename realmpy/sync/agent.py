@@ -76,7 +76,10 @@ log = logging.getLogger("realmpy.sync")
 _IDLE_WAIT_S: Final = 1.0
 """Longest a blocked agent thread goes without checking for stop/pause (not a poll: it waits on the counter)."""
 
-_RESET_CODES: Final = frozenset({"bad_file_ident", "client_reset_required"})
+_RESET_CODES: Final = frozenset({"client_reset_required"})
+"""Server errors that mean "reset this file" (``detail.reason``: ``cursor_ahead``, ``history_trimmed``,
+``unknown_file_ident``, ``salt_mismatch``).  ``403 bad_file_ident`` now means only "another user's
+file": it is reported to the error handler, never answered with a reset."""
 
 _PUBLISHED: Final = 64
 """Bytes at the start of ``<path>.sync`` holding the agent's ``"<pid> <state>"`` line."""

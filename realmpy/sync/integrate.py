@@ -133,6 +133,7 @@ def apply_download(env: Environment, resp: P.DownloadResponse, after: int, fi: i
             _trim_history(txn, acked)
         if resp.batch == "last" and meta.stale_pending() and resp.query_version == _latest_query_version(txn):
             # Only the bootstrap of the (re-sent) newest subscription set decides what the server keeps.
+            _rebase_pending(txn, schema, fi, resp.server_version)
             _drop_stale(txn, schema)
             meta.set_stale_pending(False)
         if on_subscription is not None:
@@ -166,6 +167,36 @@ def record_ack(env: Environment, fi: int, acked: int) -> bool:
         meta.set_acked(acked)
         _trim_history(txn, acked)
     return True
+
+
+def _rebase_pending(txn: WriteTransaction, schema: Schema, fi: int, base: int) -> None:
+    """After a reset's bootstrap: the changesets kept (or written) meanwhile saw that bootstrap.
+
+    The protocol's reset re-applies them with ``base_server_version`` = the new
+    cursor: the server refuses an upload based below its history horizon
+    (``history_trimmed``), so a recovered changeset still based on version 0
+    would reset the client again, forever.  Their local merge states are
+    rebuilt with the new base too (the bootstrap's tombstones purged the
+    candidates that claimed to have seen nothing), and the objects rewritten.
+    """
+    changesets = list(pending_changesets(txn, Meta(txn).acked()))
+    states: dict[bytes, tuple[str, Any, M.ObjectState]] = {}
+    for cv, _old_base, ts, ops in changesets:
+        txn.put(HISTORY, cv_key(cv), P.pack([base, ts, [o.to_wire() for o in ops]]))
+        for i, op in enumerate(ops):
+            k = state_key(op.table, op.pk)
+            entry = states.get(k)
+            if entry is None:
+                entry = states[k] = (op.table, op.pk, _without_origin(load_state(txn, op.table, op.pk), fi))
+            entry[2].apply(_restamp(op, fi), P.Stamp(ts, fi, cv, i), base, None)
+    for table, pk, st in states.values():
+        save_state(txn, table, pk, st)
+        if table in schema:
+            _write_object(txn, schema, table, pk, st)
+
+
+def _without_origin(state: M.ObjectState | None, fi: int) -> M.ObjectState:
+    return M.ObjectState() if state is None else state.without_origin(fi)
 
 
 def _drop_stale(txn: WriteTransaction, schema: Schema) -> None:
@@ -230,6 +261,10 @@ def upload_changesets(env: Environment, max_changesets: int = 500, max_bytes: in
         meta = Meta(snap)
         fi = meta.file_ident()
         acked = meta.acked()
+        if meta.stale_pending():
+            # A client reset waits for its bootstrap: the kept changesets get their new base
+            # then (``_rebase_pending``); uploading them before would be based below the horizon.
+            return fi, acked, out
         for cv, base, ts, ops in pending_changesets(snap, acked):
             cs = P.Changeset(cv, base, ts, tuple(_restamp(o, fi) for o in ops))
             out.append(cs)
