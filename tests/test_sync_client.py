@@ -286,6 +286,21 @@ def test_log_out_stops_sessions(tmp_path: Path, base: str) -> None:
     realm.close()
 
 
+def test_email_password_and_api_key_logins(tmp_path: Path, base: str) -> None:
+    """The issue's three credential kinds: an API key logs in as the user that created it."""
+    app = _app(tmp_path, base)
+    app.email_password_auth.register_user("kim@example.com", "kim's password")
+    kim = app.log_in(Credentials.email_password("kim@example.com", "kim's password"))
+    assert app.current_user is not None and app.current_user.id == kim.id
+    _key_id, key = kim.create_api_key("ci")
+    other = _app(tmp_path, base, "server-side")
+    by_key = other.log_in(Credentials.api_key(key))
+    assert by_key.id == kim.id
+    by_key.log_out()
+    with pytest.raises(AuthenticationError):
+        other.log_in(Credentials.api_key(key + "x"))
+
+
 def test_bad_credentials_and_bad_servers_give_typed_errors(tmp_path: Path, base: str) -> None:
     app = _app(tmp_path, base)
     app.email_password_auth.register_user("bob@example.com", "correct horse")
