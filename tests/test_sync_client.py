@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -23,6 +23,7 @@ from realmpy.objectid import ObjectId
 from realmpy.schema import Counter, Object, field
 from realmpy.server.testing import run_server
 from realmpy.sync import protocol as P
+from realmpy.sync.app import User
 from realmpy.sync.configuration import ManualRecoveryHandler
 from realmpy.sync.errors import (
     AuthenticationError,
@@ -188,7 +189,7 @@ def test_subscription_lifecycle_and_objects_leaving(tmp_path: Path, base: str) -
             text = "miles >>> 3"
 
     with subs.update() as m:
-        m.add(Bad())  # type: ignore[arg-type]
+        m.add(Bad())
     with pytest.raises(SubscriptionError, match="refused"):
         subs.wait_for_synchronization(timeout=T)
     assert subs.state.value == "error" and subs.error
@@ -267,7 +268,7 @@ def test_token_refresh_and_persistence(tmp_path: Path, base: str, monkeypatch: p
     again = App(AppConfiguration("demo", base, base_file_path=str(tmp_path / "app")))
     assert again.current_user is not None and again.current_user.id == user.id
     user.log_out()
-    assert again.current_user is None
+    assert cast("User | None", again.current_user) is None  # (mypy narrowed it above)
     with pytest.raises(UserLoggedOutError):
         user.request("GET", "/auth/profile")
 
