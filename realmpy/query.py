@@ -1220,6 +1220,67 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
     return general(node)
 
 
+def _row_filter(node: Node, ctx: _Ctx) -> Callable[[Iterable[tuple[Any, Any]]], list[Any]]:
+    """``rows -> [(key, record) ...]`` keeping the rows whose record matches:
+    one generated list comprehension, with comparisons of directly readable
+    properties (``ctx.direct``) with numbers and strings written inline and
+    everything else calling the compiled closure of that part.  Same
+    semantics as :func:`_compile` (the inline tests are its fast paths)."""
+    ns: dict[str, Any] = {"_int": int, "_float": float, "_str": str, "_type": type}
+    counter = [0]
+
+    def fallback(n: Node) -> str:
+        i = counter[0]
+        counter[0] += 1
+        ns[f"_f{i}"] = _compile(n, ctx)
+        return f"_f{i}(r)"
+
+    def expr(n: Node) -> str:
+        if isinstance(n, And):
+            return "(" + " and ".join(expr(i) for i in n.items) + ")"
+        if isinstance(n, Or):
+            return "(" + " or ".join(expr(i) for i in n.items) + ")"
+        if isinstance(n, Not):
+            return f"(not {expr(n.item)})"
+        if not (
+            isinstance(n, Comparison)
+            and ctx.direct is not None
+            and n.quantifier is None
+            and not n.case_insensitive
+            and not n.diacritic_insensitive
+            and isinstance(n.left, KeyPath)
+            and len(n.left.parts) == 1
+            and n.left.parts[0] not in AGGREGATES
+            and isinstance(n.right, (Const, Arg, Var))
+            and n.op in ("==", "!=", *_ORDER_OPS)
+        ):
+            return fallback(n)
+        spec = ctx.direct(n.left.parts[0])
+        rv = _operand(n.right, None, ctx)
+        if spec is None or type(spec[0]) is not int:
+            return fallback(n)
+        slot = spec[0]
+        i = counter[0]
+        slow = fallback(n)
+        ns[f"_v{i}"] = rv
+        x = f"_x{i}"
+        if n.op in _ORDER_OPS and type(rv) in (int, float):
+            return (
+                f"(({x} {n.op} _v{i}) if (_type({x} := r[{slot}]) is _int "
+                f"or _type({x}) is _float) else {slow})"
+            )
+        if n.op in ("==", "!=") and type(rv) in (int, str):
+            t = "_int" if type(rv) is int else "_str"
+            return f"(({x} {n.op} _v{i}) if _type({x} := r[{slot}]) is {t} else {slow})"
+        return slow
+
+    body = expr(node)
+    src = f"def _filter(rows):\n    return [(k, r) for k, r in rows if {body}]\n"
+    exec(src, ns)  # built from slot numbers and generated names only
+    fn: Callable[[Iterable[tuple[Any, Any]]], list[Any]] = ns["_filter"]
+    return fn
+
+
 def _numeric_bounds(node: And, ctx: _Ctx) -> tuple[Any, Any, Any, Any, Any] | None:
     """``(slot, op1, v1, op2, v2)`` if ``node`` is two ordering
     comparisons of one directly readable property with numbers."""
@@ -1348,6 +1409,21 @@ class Query:
         ctx.direct = direct
         ctx.wrap = wrap
         return _compile(self.predicate, ctx)
+
+    def row_filter(
+        self,
+        args: Sequence[Any] = (),
+        resolver: Resolver | None = None,
+        direct: Direct | None = None,
+        wrap: Callable[[Any], Any] | None = None,
+    ) -> Callable[[Iterable[tuple[Any, Any]]], list[Any]]:
+        """Like :meth:`matcher`, for many records at once: a function from
+        ``(key, record)`` pairs to the list of those whose record matches
+        (one list comprehension; plain comparisons inline)."""
+        ctx = self._ctx(args, None, resolver)
+        ctx.direct = direct
+        ctx.wrap = wrap
+        return _row_filter(self.predicate, ctx)
 
     def filter(
         self,

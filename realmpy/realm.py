@@ -43,12 +43,13 @@ import itertools
 import operator
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
 from realmpy import codec
 from realmpy import query as _query
+from realmpy import schema as _schema_mod
 from realmpy.codec import Link
 from realmpy.config import Configuration
 from realmpy.errors import (
@@ -181,6 +182,7 @@ class _ClassInfo:
         "pos",
         "props",
         "row",
+        "row_tuple",
         "schema",
         "simple",
         "table",
@@ -201,12 +203,17 @@ class _ClassInfo:
         self.fill = [self.defaults[n] for n in self.names]
         # values dict (of a model object) -> record row
         self.row: Callable[[dict[str, Any]], list[Any]]
+        # values dict -> record as a tuple (a C-level getter; reads index
+        # tuples and lists alike, and pack_plain_rows packs them)
+        self.row_tuple: Callable[[dict[str, Any]], tuple[Any, ...]]
         if self.n == 1:
             only = self.names[0]
             self.row = lambda values: [values[only]]
+            self.row_tuple = lambda values: (values[only],)
         else:
             getter = operator.itemgetter(*self.names)
             self.row = lambda values: list(getter(values))
+            self.row_tuple = getter
         self.pk = schema.primary_key
         self.pk_check: Callable[[Any], Any] | None = None
         if self.pk is not None and model is not None:
@@ -404,6 +411,9 @@ class Realm:
         self._config = config
         self._frozen = False
         self._owner = threading.get_ident()
+        # The owner's thread id while open, else None: one comparison checks
+        # both (the descriptors' inlined read path).
+        self._guard: int | None = None
         self._wtxn: WriteTransaction | None = None
         self._wtxn_owner: Transaction | None = None
         self._snap: Snapshot | None = None
@@ -425,6 +435,7 @@ class Realm:
         self._shared = _SharedFile.acquire(config)
         self._env = self._shared.env
         self._closed = False
+        self._guard = self._owner
         try:
             self._open()
             if config.sync is not None:  # sync hook (issue 5): join the file's sync client
@@ -877,6 +888,7 @@ class Realm:
             return
         self._closed_done = True
         self._closed = True
+        self._guard = None
         for token in list(getattr(self, "_tokens", [])):
             token.remove()
         try:
@@ -929,6 +941,7 @@ class Realm:
         r._frozen = True
         r._closed = False
         r._owner = threading.get_ident()
+        r._guard = r._owner
         r._wtxn = None
         r._wtxn_owner = None
         r._snap = snap
@@ -1200,6 +1213,22 @@ class Realm:
 
         return q.matcher(args, resolver=self._resolve, direct=direct, wrap=bind)
 
+    def _row_filter(
+        self, info: _ClassInfo, q: _query.Query, args: tuple[Any, ...]
+    ) -> Callable[[Iterable[tuple[bytes, Any]]], list[Any]]:
+        """:meth:`_matcher` over many (key, record) pairs at once."""
+        kinds, pos, name = info.kinds, info.pos, info.name
+
+        def direct(prop: str) -> tuple[Any] | None:
+            if kinds.get(prop) in (K_PLAIN, K_COUNTER):
+                return (pos[prop],)
+            return None
+
+        def bind(rec: Any) -> Any:
+            return _Bound(name, b"", rec)
+
+        return q.row_filter(args, resolver=self._resolve, direct=direct, wrap=bind)
+
     def _evaluate(
         self, name: str, q: _query.Query | None, args: tuple[Any, ...]
     ) -> list[tuple[bytes, list[Any] | None]]:
@@ -1222,10 +1251,9 @@ class Realm:
             if exact and not q.descriptors:
                 # The index decided the whole predicate: nothing to re-check.
                 return pairs
-        match = self._matcher(info, q, args)
+        keep = self._row_filter(info, q, args)
         try:
-            rows = pairs if pairs is not None else txn.scan_msgpack(table, options=_OPTS)
-            out = [(k, r) for k, r in rows if match(r)]
+            out = keep(pairs if pairs is not None else txn.scan_msgpack(table, options=_OPTS))
         except (IndexError, TypeError, AttributeError, KeyError, ValueError):
             # A record shorter than the schema (written before a property was
             # added) or a damaged one: decode and pad each, then match.
@@ -1234,7 +1262,7 @@ class Realm:
                 pairs = [(k, full(v)) for k, v in txn.scan(table)]
             else:
                 pairs = [(k, info.full(r)) for k, r in pairs]
-            out = [(k, r) for k, r in pairs if match(r)]
+            out = keep(pairs)
         out = self._full_rows(info, out)
         if q.descriptors:
             bound = [_Bound(name, k, rec) for k, rec in out]
@@ -1294,7 +1322,7 @@ class Realm:
 
     # -- ObjectStore (managed objects) ------------------------------------------------
 
-    def _record(self, obj: _Model) -> list[Any]:
+    def _record(self, obj: _Model) -> Sequence[Any]:
         """The object's decoded (full, positional) record at the current version.
 
         Cached on the object with the realm's stamp; the stamp changes
@@ -1524,6 +1552,11 @@ class Realm:
         self._require_write()
         out = list(objects)
         i, n = 0, len(out)
+        if n and list(map(type, out)).count(type(out[0])) == n:
+            info = self._add_info(out[0])  # one class (the common case)
+            if info.simple:
+                self._add_simple(info, out, update)
+                return out
         while i < n:
             obj = out[i]
             info = self._add_info(obj)
@@ -1557,13 +1590,16 @@ class Realm:
         index.  On any error the objects before the failing one are added
         (as a loop of ``add`` would) and the error is raised."""
         txn = self._require_write()
-        for o in objs:
-            store = o.__dict__.get("_rp_store")
-            if store is not None and store is not self:
-                raise WrongRealmError(
-                    f"this {type(o).__name__} is already managed by another realm"
-                )
-        todo = [o for o in objs if o.__dict__.get("_rp_store") is None]
+        stores = [o.__dict__.get("_rp_store") for o in objs]
+        if stores.count(None) == len(stores):
+            todo = objs  # the common case: all unmanaged
+        else:
+            for o, store in zip(objs, stores, strict=True):
+                if store is not None and store is not self:
+                    raise WrongRealmError(
+                        f"this {type(o).__name__} is already managed by another realm"
+                    )
+            todo = [o for o, store in zip(objs, stores, strict=True) if store is None]
         if not todo:
             return
         if info.name in self._dead:
@@ -1588,8 +1624,9 @@ class Realm:
             self._add_simple_each(info, todo, keys, update)
             return
         try:
-            rows = list(map(info.row, values))
-            packed = list(map(_pack, rows))
+            # Tuples: cached records are only indexed, and a write copies.
+            rows = list(map(info.row_tuple, values))
+            packed = codec.pack_plain_rows(rows)
             entries = []
             for pname, _iname in info.indexed:
                 ik = list(map(bytes.__add__, encode_list([v[pname] for v in values]), keys))
@@ -1738,7 +1775,7 @@ class Realm:
         links to them as :meth:`delete` does; returns how many were deleted."""
         self._check()
         txn = self._require_write()
-        doomed: dict[str, dict[bytes, list[Any]]] = {}
+        doomed: dict[str, dict[bytes, Sequence[Any]]] = {}
         for obj in list(objects):
             info = self._deletable(obj)
             per_class = doomed.setdefault(info.name, {})
@@ -2006,3 +2043,7 @@ class _OldRealm:
 
 
 _ = Counter  # re-exported type used by models
+
+# The descriptors' inlined read path (see schema._PropertyDescriptor).
+_schema_mod._FAST_STORE = Realm
+_schema_mod._fast_version = _latest_version

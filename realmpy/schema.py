@@ -26,10 +26,11 @@ from __future__ import annotations
 import datetime as _dt
 import inspect
 import sys
+import threading
 import types
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, Final, Protocol, dataclass_transform
@@ -428,6 +429,14 @@ _TARGETS: dict[tuple[type, str], type] = {}
 _SCHEMAS: dict[type[_Model], ObjectSchema] = {}
 
 
+# The realm's fast read path, inlined in the descriptor (set by realmpy.realm
+# at import): its Realm class, and the engine call reading the shared
+# version counter.  Other stores (embedded objects) go through read_plain.
+_FAST_STORE: Any = None
+_fast_version: Any = None
+_get_ident = threading.get_ident
+
+
 class _PropertyDescriptor:
     """Routes attribute access to memory (unmanaged) or the realm (managed)."""
 
@@ -442,11 +451,19 @@ class _PropertyDescriptor:
     def __get__(self, obj: _Model | None, owner: type | None = None) -> Any:
         if obj is None:
             return self
-        store = obj._rp_store
+        store: Any = obj._rp_store
         if store is not None:
             # Managed: the store converts (and binds counters) itself.
             plain = self.plain
             if plain:
+                if store.__class__ is _FAST_STORE and _get_ident() == store._guard:
+                    # Realm.read_plain inlined (the hot path of every scalar
+                    # read): auto-refresh check, then the cached record.
+                    vh = store._vh
+                    if vh is None or _fast_version(vh) == store._version:
+                        cache = obj._rp_cache
+                        if cache is not None and cache[0] == store._stamp:
+                            return cache[1][cache[2][self.name]]
                 return store.read_plain(obj, self.name)
             if plain is None:
                 prop = object_schema(type(obj)).property(self.name)
@@ -489,7 +506,7 @@ class _Model:
     # A managed object's decoded record and the realm stamp it was read at
     # (set on the instance by its realm; None: read it on first access).
     # (stamp, record: the stored values by position, positions by name)
-    _rp_cache: tuple[int, list[Any], dict[str, int]] | None = None
+    _rp_cache: tuple[int, Sequence[Any], dict[str, int]] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
