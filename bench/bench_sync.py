@@ -82,7 +82,9 @@ def emit(event: str, **kw: Any) -> None:
 def role_main(path: str, appdir: str, base: str) -> None:
     """Device main process: flexible_sync, subscribe to every Ping; runs until stdin closes."""
     app = App(AppConfiguration(APP_ID, base, base_file_path=appdir))
-    realm = Realm(Configuration.flexible_sync(app.log_in(Credentials.anonymous()), [Ping], path=path))
+    realm = Realm(
+        Configuration.flexible_sync(app.log_in(Credentials.anonymous()), [Ping], path=path)
+    )
     with realm.subscriptions.update() as subs:
         subs.add(realm.all(Ping), name="all")
     realm.subscriptions.wait_for_synchronization(timeout=DEADLINE)
@@ -110,8 +112,12 @@ def role_writer(path: str, start: int, count: int) -> None:
 
 class Child:
     def __init__(self, *args: str) -> None:
-        self.p = subprocess.Popen([sys.executable, __file__, "--role", *args], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
+        self.p = subprocess.Popen(
+            [sys.executable, __file__, "--role", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def wait_event(self, name: str, timeout: float = DEADLINE) -> dict[str, Any]:
         assert self.p.stdout is not None
@@ -132,7 +138,9 @@ class Child:
         t.start()
         t.join(timeout)
         if not result:
-            raise RuntimeError(f"child {self.p.args!r}: no {name!r} event (exit code {self.p.poll()})")
+            raise RuntimeError(
+                f"child {self.p.args!r}: no {name!r} event (exit code {self.p.poll()})"
+            )
         return result[0]
 
     def send(self, line: str) -> None:
@@ -210,7 +218,9 @@ def run_store(store: str, samples: int, writers: int, commits: int, tmp: Path) -
                 if i >= 5:
                     commit.append(t1 - t0)
                     lat.append(t2 - t1)
-            out["latency_ms"] = {q: 1000 * _pct(lat, v) for q, v in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))}
+            out["latency_ms"] = {
+                q: 1000 * _pct(lat, v) for q, v in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+            }
             out["latency_mean_ms"] = 1000 * statistics.fmean(lat)
             out["commit_ms_p50"] = 1000 * _pct(commit, 0.5)
             out["samples"] = samples
@@ -277,13 +287,19 @@ def _table(results: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--role", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="few samples and commits (a smoke run)")
     ap.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")
-    ap.add_argument("--samples", type=int, default=None, help="latency rounds (default 200, quick 30)")
+    ap.add_argument(
+        "--samples", type=int, default=None, help="latency rounds (default 200, quick 30)"
+    )
     ap.add_argument("--writers", type=int, default=2, help="secondary writer processes")
-    ap.add_argument("--commits", type=int, default=None, help="commits per writer (default 500, quick 100)")
+    ap.add_argument(
+        "--commits", type=int, default=None, help="commits per writer (default 500, quick 100)"
+    )
     ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")
     args = ap.parse_args()
     if args.role:
@@ -306,17 +322,24 @@ def main() -> None:
             if store == "postgres":
                 why = postgres_available()
                 if why is not None:
-                    print(f"\npostgres: skipped ({why}); run `bash .ci/postgres.sh` or set REALMPY_TEST_PG_URL")
+                    print(
+                        f"\npostgres: skipped ({why}); run `bash .ci/postgres.sh` or set REALMPY_TEST_PG_URL"
+                    )
                     continue
             sub = Path(d) / store
             sub.mkdir()
-            print(f"\n{store}: {samples} latency rounds, {args.writers} writers x {commits} commits ...", flush=True)
+            print(
+                f"\n{store}: {samples} latency rounds, {args.writers} writers x {commits} commits ...",
+                flush=True,
+            )
             results.append(run_store(store, samples, args.writers, commits, sub))
     load_after = os.getloadavg()
     print()
     print(_table(results))
-    print(f"\nload average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
-          f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    print(
+        f"\nload average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+        f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
+    )
     if args.json:
         print(json.dumps(results, indent=2))
 

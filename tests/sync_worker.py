@@ -57,7 +57,11 @@ def emit(event: str, **kw: Any) -> None:
 
 
 def _app(appdir: str, base: str) -> App:
-    return App(AppConfiguration(APP_ID, base, base_file_path=appdir, long_poll_seconds=5, request_timeout=10))
+    return App(
+        AppConfiguration(
+            APP_ID, base, base_file_path=appdir, long_poll_seconds=5, request_timeout=10
+        )
+    )
 
 
 def _user(app: App) -> Any:

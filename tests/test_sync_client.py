@@ -242,7 +242,9 @@ def test_pause_resume_and_progress(tmp_path: Path, base: str) -> None:
     realm.close()
 
 
-def test_token_refresh_and_persistence(tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_refresh_and_persistence(
+    tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = _app(tmp_path, base)
     user = app.log_in(Credentials.anonymous())
     f = Path(app._user_file(user.id))
@@ -440,7 +442,10 @@ def test_compensating_write_reaches_the_handler(tmp_path: Path) -> None:
         _until(realm, lambda: len(realm.query(Item, "name == 'forbidden'")) == 0)
         assert [i.name for i in realm.all(Item)] == ["ok"]
         deadline = time.monotonic() + T  # the handler runs just after the batch commits
-        while not any(isinstance(e, CompensatingWriteError) for e in errors) and time.monotonic() < deadline:
+        while (
+            not any(isinstance(e, CompensatingWriteError) for e in errors)
+            and time.monotonic() < deadline
+        ):
             threading.Event().wait(0.05)  # bounded wait for the agent's report
         assert any(
             isinstance(e, CompensatingWriteError) and e.writes[0][0] == "Item" for e in errors
@@ -465,7 +470,9 @@ def test_second_opener_in_another_thread_shares_the_agent(tmp_path: Path, base: 
     out: dict[str, Any] = {}
 
     def other() -> None:
-        r = Realm(Configuration.flexible_sync(app.current_user, [Item], path=str(tmp_path / "t.realm")))
+        r = Realm(
+            Configuration.flexible_sync(app.current_user, [Item], path=str(tmp_path / "t.realm"))
+        )
         with r.write():
             r.add(Item(name="from-thread"))
         out["same"] = r.sync_session._client is main.sync_session._client

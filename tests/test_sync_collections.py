@@ -67,7 +67,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _open(tmp: Path, base: str, name: str) -> Realm:
-    app = App(AppConfiguration("demo", base, base_file_path=str(tmp / f"app-{name}"), long_poll_seconds=2))
+    app = App(
+        AppConfiguration("demo", base, base_file_path=str(tmp / f"app-{name}"), long_poll_seconds=2)
+    )
     user = app.log_in(Credentials.anonymous())
     realm = Realm(Configuration.flexible_sync(user, MODELS, path=str(tmp / f"{name}.realm")))
     with realm.subscriptions.update() as subs:
@@ -89,7 +91,14 @@ def _snapshot(shop: Shop) -> dict[str, Any]:
         if a is None:
             return None
         geo = None if a.geo is None else (a.geo.lat, a.geo.lon)
-        return (a.city, a.street, int(a.visits), geo, list(a.lines), None if a.tag is None else a.tag.name)
+        return (
+            a.city,
+            a.street,
+            int(a.visits),
+            geo,
+            list(a.lines),
+            None if a.tag is None else a.tag.name,
+        )
 
     return {
         "name": shop.name,
@@ -107,8 +116,14 @@ def test_collection_ops_are_recorded(tmp_path: Path) -> None:
     """Set and dictionary edits become SET_ADD/SET_ERASE/DICT_SET/DICT_ERASE; embedded edits dotted SETs."""
     realm = Realm(Configuration.disconnected_sync(MODELS, path=str(tmp_path / "h.realm")))
     with realm.write():
-        shop = realm.add(Shop(name="s", labels={"a", "b"}, ratings={"x": 1, "y": 2},
-                              address=Address(city="Oslo", geo=Geo(lat=1.0))))
+        shop = realm.add(
+            Shop(
+                name="s",
+                labels={"a", "b"},
+                ratings={"x": 1, "y": 2},
+                address=Address(city="Oslo", geo=Geo(lat=1.0)),
+            )
+        )
     with realm.write():
         shop.labels.discard("a")
         shop.labels.add("c")
@@ -123,8 +138,14 @@ def test_collection_ops_are_recorded(tmp_path: Path) -> None:
         hist = [P.unpack(v) for _, v in snap.scan(HISTORY)]
     created = [P.Op.from_wire(o) for o in hist[0][2]]
     assert {(o.code.name, o.field) for o in created} >= {
-        ("CREATE", None), ("SET_ADD", "labels"), ("DICT_SET", "ratings"), ("SET", "address")}
-    ops = sorted((o.code.name, o.field, o.key, o.value) for o in (P.Op.from_wire(w) for w in hist[1][2]))
+        ("CREATE", None),
+        ("SET_ADD", "labels"),
+        ("DICT_SET", "ratings"),
+        ("SET", "address"),
+    }
+    ops = sorted(
+        (o.code.name, o.field, o.key, o.value) for o in (P.Op.from_wire(w) for w in hist[1][2])
+    )
     assert ops == [
         ("ADD", "address.visits", None, 2),
         ("DICT_ERASE", "ratings", "y", None),
@@ -143,12 +164,20 @@ def test_two_devices_converge_with_sets_dicts_and_embedded(tmp_path: Path, base:
     with r1.write():
         t1 = r1.add(Tag(name="red", weight=1))
         r1.add(Tag(name="blue", weight=2))
-        shop = r1.add(Shop(
-            name="corner", labels={"a", "b"}, ratings={"x": 1, "y": 2, "z": 3},
-            address=Address(city="Oslo", street="Old", geo=Geo(lat=59.9, lon=10.7), lines=["l1"]),
-            branches=[Address(city="Bergen", tag=t1)], contacts={"ann": Address(city="Tromsø"), "nobody": None},
-            tags={t1}, by_name={"r": t1, "none": None},
-        ))
+        shop = r1.add(
+            Shop(
+                name="corner",
+                labels={"a", "b"},
+                ratings={"x": 1, "y": 2, "z": 3},
+                address=Address(
+                    city="Oslo", street="Old", geo=Geo(lat=59.9, lon=10.7), lines=["l1"]
+                ),
+                branches=[Address(city="Bergen", tag=t1)],
+                contacts={"ann": Address(city="Tromsø"), "nobody": None},
+                tags={t1},
+                by_name={"r": t1, "none": None},
+            )
+        )
     _sync(r1, r2)
     other = r2.find(Shop, shop.id)
     assert other is not None
@@ -219,8 +248,13 @@ def test_two_devices_converge_with_sets_dicts_and_embedded(tmp_path: Path, base:
 def test_offline_writes_before_the_file_has_an_ident(tmp_path: Path, base: str) -> None:
     """Sets/dicts written before the server assigned the file ident are restamped and uploaded once."""
     path = tmp_path / "early.realm"
-    with Realm(Configuration.disconnected_sync(MODELS, path=str(path))) as secondary, secondary.write():
-        secondary.add(Shop(name="early", labels={"p", "q"}, ratings={"k": 1}, address=Address(city="Oslo")))
+    with (
+        Realm(Configuration.disconnected_sync(MODELS, path=str(path))) as secondary,
+        secondary.write(),
+    ):
+        secondary.add(
+            Shop(name="early", labels={"p", "q"}, ratings={"k": 1}, address=Address(city="Oslo"))
+        )
     r1 = _open(tmp_path, base, "early")
     r2 = _open(tmp_path, base, "late")
     shop = r1.query(Shop, "name == 'early'").first()

@@ -11,8 +11,12 @@ pytest.importorskip("uvicorn")
 
 
 def test_demo_runs_end_to_end() -> None:
-    proc = subprocess.run([sys.executable, "-m", "realmpy", "demo", "--objects", "20", "--device-objects", "5"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "realmpy", "demo", "--objects", "20", "--device-objects", "5"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "OK: every car reached every process." in out

@@ -35,8 +35,13 @@ class Proc:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.args = args
-        self.popen = subprocess.Popen([sys.executable, WORKER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, env=env)
+        self.popen = subprocess.Popen(
+            [sys.executable, WORKER, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
         self.stderr: list[str] = []
@@ -56,8 +61,12 @@ class Proc:
         for line in self.popen.stderr:
             self.stderr.append(line)
 
-    def wait_for(self, event: str, pred: Callable[[dict[str, Any]], bool] = lambda e: True,
-                 timeout: float = DEADLINE) -> dict[str, Any]:
+    def wait_for(
+        self,
+        event: str,
+        pred: Callable[[dict[str, Any]], bool] = lambda e: True,
+        timeout: float = DEADLINE,
+    ) -> dict[str, Any]:
         for e in self.seen:
             if e["event"] == event and pred(e):
                 return e
@@ -65,14 +74,18 @@ class Proc:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"{self.args[0]}: no {event!r} event in {timeout}s; seen {self.seen}; "
-                                     f"stderr: {''.join(self.stderr[-40:])}")
+                raise AssertionError(
+                    f"{self.args[0]}: no {event!r} event in {timeout}s; seen {self.seen}; "
+                    f"stderr: {''.join(self.stderr[-40:])}"
+                )
             try:
                 e = self.events.get(timeout=min(remaining, 1.0))
             except queue.Empty:
                 if self.popen.poll() is not None and self.events.empty():
-                    raise AssertionError(f"{self.args[0]} exited with {self.popen.returncode} before {event!r}; "
-                                         f"seen {self.seen}; stderr: {''.join(self.stderr[-40:])}") from None
+                    raise AssertionError(
+                        f"{self.args[0]} exited with {self.popen.returncode} before {event!r}; "
+                        f"seen {self.seen}; stderr: {''.join(self.stderr[-40:])}"
+                    ) from None
                 continue
             self.seen.append(e)
             if e["event"] == event and pred(e):
@@ -106,14 +119,30 @@ class Server:
     def start(self) -> None:
         log = open(self.data / "server.log", "ab")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "realmpy.server.cli", "--data", str(self.data), "--port", str(self.port),
-             "--app-id", "demo", "--log-level", "warning",
-             *(["--database", self.database] if self.database else [])], stdout=log, stderr=log)
+            [
+                sys.executable,
+                "-m",
+                "realmpy.server.cli",
+                "--data",
+                str(self.data),
+                "--port",
+                str(self.port),
+                "--app-id",
+                "demo",
+                "--log-level",
+                "warning",
+                *(["--database", self.database] if self.database else []),
+            ],
+            stdout=log,
+            stderr=log,
+        )
         log.close()
         deadline = time.monotonic() + 60
         while True:
             if self.popen.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.data / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"server exited: {(self.data / 'server.log').read_text()[-2000:]}"
+                )
             try:
                 with urllib.request.urlopen(self.base + "/health", timeout=1) as r:
                     if r.status == 200:
@@ -198,7 +227,9 @@ def test_seed_scenario(tmp_path: Path, server: Server, procs: list[Proc]) -> Non
     s1 = Proc("secondary", file_a, "s1", "25", "5")
     s2 = Proc("secondary", file_a, "s2", "25", "5")
     procs += [s1, s2]
-    device = Proc("device", str(tmp_path / "b.realm"), str(tmp_path / "app-b"), server.base, "5", "55")
+    device = Proc(
+        "device", str(tmp_path / "b.realm"), str(tmp_path / "app-b"), server.base, "5", "55"
+    )
     procs.append(device)
     done = device.wait_for("done")
     assert done["ok"] and done["unique"], done
@@ -223,13 +254,24 @@ def test_agent_takeover_after_sigkill(tmp_path: Path, server: Server, procs: lis
     m2.wait_for("role", lambda e: e["role"] == "standby")
     # The standby reports the agent's connection (published by the agent), not its own idle one.
     agent_pid = m1.popen.pid
-    m2.wait_for("conn", lambda e: e["role"] == "standby" and e["state"] == "connected" and e["agent_pid"] == agent_pid)
+    m2.wait_for(
+        "conn",
+        lambda e: (
+            e["role"] == "standby" and e["state"] == "connected" and e["agent_pid"] == agent_pid
+        ),
+    )
     server.kill()
     m2.wait_for("conn", lambda e: e["role"] == "standby" and e["state"] != "connected")
     server.start()
     n = len(m2.seen)
-    m2.wait_for("conn", lambda e: e["role"] == "standby" and e["state"] == "connected"
-                and any(x is e for x in m2.seen[n:]))
+    m2.wait_for(
+        "conn",
+        lambda e: (
+            e["role"] == "standby"
+            and e["state"] == "connected"
+            and any(x is e for x in m2.seen[n:])
+        ),
+    )
     w1 = Proc("writer", file_a, "before", "10")
     procs.append(w1)
     w1.wait_for("progress", lambda e: e["n"] == 10)
@@ -237,7 +279,9 @@ def test_agent_takeover_after_sigkill(tmp_path: Path, server: Server, procs: lis
     m2.wait_for("role", lambda e: e["role"] == "agent")
     w2 = Proc("writer", file_a, "after", "10")
     procs.append(w2)
-    device = Proc("device", str(tmp_path / "b.realm"), str(tmp_path / "app-b"), server.base, "0", "20")
+    device = Proc(
+        "device", str(tmp_path / "b.realm"), str(tmp_path / "app-b"), server.base, "0", "20"
+    )
     procs.append(device)
     done = device.wait_for("done")
     assert done["ok"] and done["unique"] and done["makes"] == {"before": 10, "after": 10}, done
@@ -274,7 +318,9 @@ def test_offline_first_with_sigkills(tmp_path: Path, server: Server, procs: list
     procs.append(main2)
     main2.wait_for("role", lambda e: e["role"] == "agent")
     total = len(before)
-    device = Proc("device", str(tmp_path / "b.realm"), str(tmp_path / "app-b"), server.base, "0", str(total))
+    device = Proc(
+        "device", str(tmp_path / "b.realm"), str(tmp_path / "app-b"), server.base, "0", str(total)
+    )
     procs.append(device)
     done = device.wait_for("done")
     assert done["ok"] and done["unique"] and done["total"] == total, done

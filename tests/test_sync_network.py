@@ -25,6 +25,7 @@ class Item(Object):
     id: ObjectId = field(primary_key=True, default_factory=ObjectId)
     name: str = ""
 
+
 T = 60.0
 
 
@@ -49,7 +50,9 @@ class Proxy:
             except OSError:
                 return
             if not self.up.is_set():
-                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                client.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
                 client.close()  # RST: the network is down
                 continue
             try:
@@ -107,15 +110,33 @@ def test_network_cut_converges(tmp_path: Path, server: str) -> None:
     port = int(server.rsplit(":", 1)[1])
     proxy = Proxy(port)
     try:
-        app = App(AppConfiguration("demo", f"http://127.0.0.1:{proxy.port}", base_file_path=str(tmp_path / "a"),
-                                   long_poll_seconds=2, request_timeout=5))
-        main = Realm(Configuration.flexible_sync(app.log_in(Credentials.anonymous()), [Item], path=str(tmp_path / "m.realm")))
+        app = App(
+            AppConfiguration(
+                "demo",
+                f"http://127.0.0.1:{proxy.port}",
+                base_file_path=str(tmp_path / "a"),
+                long_poll_seconds=2,
+                request_timeout=5,
+            )
+        )
+        main = Realm(
+            Configuration.flexible_sync(
+                app.log_in(Credentials.anonymous()), [Item], path=str(tmp_path / "m.realm")
+            )
+        )
         with main.subscriptions.update() as subs:
             subs.add(main.all(Item))
         main.subscriptions.wait_for_synchronization(timeout=T)
-        dev_app = App(AppConfiguration("demo", server, base_file_path=str(tmp_path / "b"), long_poll_seconds=2))
-        device = Realm(Configuration.flexible_sync(dev_app.log_in(Credentials.anonymous()), [Item],
-                                                   path=str(tmp_path / "d.realm")))
+        dev_app = App(
+            AppConfiguration(
+                "demo", server, base_file_path=str(tmp_path / "b"), long_poll_seconds=2
+            )
+        )
+        device = Realm(
+            Configuration.flexible_sync(
+                dev_app.log_in(Credentials.anonymous()), [Item], path=str(tmp_path / "d.realm")
+            )
+        )
         with device.subscriptions.update() as subs:
             subs.add(device.all(Item))
         device.subscriptions.wait_for_synchronization(timeout=T)
@@ -127,7 +148,11 @@ def test_network_cut_converges(tmp_path: Path, server: str) -> None:
                     proxy.cut()  # mid-stream: in-flight uploads and long-polls die
             with device.write():
                 device.add(Item(name=f"d{round_}"))
-            assert main.sync_session.connection_state.value in ("disconnected", "connecting", "connected")
+            assert main.sync_session.connection_state.value in (
+                "disconnected",
+                "connecting",
+                "connected",
+            )
             proxy.restore()
         main.sync_session.wait_for_upload(timeout=T)
         device.sync_session.wait_for_upload(timeout=T)

@@ -37,11 +37,24 @@ class Doc(Object):
 
 
 def _open(tmp: Path, base: str, name: str, errors: list[SyncError]) -> Realm:
-    app = App(AppConfiguration("demo", base, base_file_path=str(tmp / f"app-{name}"), long_poll_seconds=1,
-                               request_timeout=5))
+    app = App(
+        AppConfiguration(
+            "demo",
+            base,
+            base_file_path=str(tmp / f"app-{name}"),
+            long_poll_seconds=1,
+            request_timeout=5,
+        )
+    )
     user = app.log_in(Credentials.anonymous())
-    realm = Realm(Configuration.flexible_sync(user, [Doc], path=str(tmp / f"{name}.realm"),
-                                              sync_error_handler=lambda s, e: errors.append(e)))
+    realm = Realm(
+        Configuration.flexible_sync(
+            user,
+            [Doc],
+            path=str(tmp / f"{name}.realm"),
+            sync_error_handler=lambda s, e: errors.append(e),
+        )
+    )
     with realm.subscriptions.update() as subs:
         subs.add(realm.all(Doc), name="all")
     realm.subscriptions.wait_for_synchronization(timeout=T)
@@ -109,6 +122,8 @@ def test_history_trimmed_resets_and_recovers(tmp_path: Path) -> None:
         assert names == ["from-b", "kept", "unsynced-on-a"], names
         b.sync_session.wait_for_download(timeout=T)
         assert sorted(d.name for d in b.all(Doc)) == names
-    assert not any(isinstance(e, ClientResetError) for e in errors)  # recovered automatically, not manual
+    assert not any(
+        isinstance(e, ClientResetError) for e in errors
+    )  # recovered automatically, not manual
     a.close()
     b.close()

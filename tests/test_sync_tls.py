@@ -61,14 +61,49 @@ def _openssl(*args: str, cwd: Path) -> None:
 def _make_certs(d: Path) -> tuple[Path, Path, Path]:
     """(CA certificate, server certificate for IP 127.0.0.1, server key), signed by that CA."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=realmpy test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-    _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=d)
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                               "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=realmpy test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=d,
+    )
+    _openssl(
+        "req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=d
+    )
+    (d / "ext.cnf").write_text(
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        cwd=d,
+    )
     return d / "ca.pem", d / "server.pem", d / "server.key"
 
 
@@ -83,8 +118,11 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     data.mkdir()
     port = free_port()
     log = open(d / "server.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-c", _SERVE, str(data), str(port), str(cert), str(key)],
-                            stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, str(data), str(port), str(cert), str(key)],
+        stdout=log,
+        stderr=log,
+    )
     base = f"https://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -123,12 +161,20 @@ def test_unknown_ca_is_refused_by_default(tmp_path: Path, tls_server: tuple[str,
 
 def test_verify_with_ca_bundle_syncs(tmp_path: Path, tls_server: tuple[str, Path]) -> None:
     base, ca = tls_server
-    apps = [App(AppConfiguration("demo", base, base_file_path=str(tmp_path / n), verify=str(ca),
-                                 long_poll_seconds=2)) for n in ("a", "b")]
+    apps = [
+        App(
+            AppConfiguration(
+                "demo", base, base_file_path=str(tmp_path / n), verify=str(ca), long_poll_seconds=2
+            )
+        )
+        for n in ("a", "b")
+    ]
     realms = []
     for app, name in zip(apps, ("a", "b")):
         user = app.log_in(Credentials.anonymous())
-        realm = Realm(Configuration.flexible_sync(user, [Note], path=str(tmp_path / f"{name}.realm")))
+        realm = Realm(
+            Configuration.flexible_sync(user, [Note], path=str(tmp_path / f"{name}.realm"))
+        )
         with realm.subscriptions.update() as subs:
             subs.add(realm.all(Note), name="all")
         realm.subscriptions.wait_for_synchronization(timeout=T)

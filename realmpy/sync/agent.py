@@ -97,7 +97,7 @@ class Backoff:
         self.attempt = 0
 
     def next(self) -> float:
-        delay = min(self.cap, self.first * (2 ** self.attempt))
+        delay = min(self.cap, self.first * (2**self.attempt))
         self.attempt = min(self.attempt + 1, 30)
         return random.uniform(delay / 2, delay)
 
@@ -134,8 +134,9 @@ class SyncClient:
         self._downloader: threading.Thread | None = None
         self._remove_logout = self.user._add_logout_callback(self._on_logout)
         self._check_owner()
-        self._thread = threading.Thread(target=self._run, name=f"realmpy-sync-agent[{os.path.basename(self.path)}]",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"realmpy-sync-agent[{os.path.basename(self.path)}]", daemon=True
+        )
         self._thread.start()
 
     # ---- connection state, published for the other processes -----------------------------
@@ -165,7 +166,11 @@ class SyncClient:
         except OSError:
             return 0, "disconnected"
         parts = raw.split()
-        if len(parts) != 2 or not parts[0].isdigit() or parts[1] not in ("connecting", "connected", "disconnected"):
+        if (
+            len(parts) != 2
+            or not parts[0].isdigit()
+            or parts[1] not in ("connecting", "connected", "disconnected")
+        ):
             return 0, "disconnected"
         pid = int(parts[0])
         try:
@@ -191,7 +196,8 @@ class SyncClient:
             elif client.user.id != options.user.id:
                 raise SyncConfigurationError(
                     f"{config.path} is already being synced here for user {client.user.id}; "
-                    f"open it for user {options.user.id} in another file (a synced file belongs to one user)")
+                    f"open it for user {options.user.id} in another file (a synced file belongs to one user)"
+                )
             client.refs += 1
             return client
 
@@ -212,7 +218,8 @@ class SyncClient:
             os.close(self._lock_fd)
             raise SyncConfigurationError(
                 f"{self.path} is synced for user {ident[3]}, not {self.user.id}: "
-                "open another path for this user (each synced file belongs to one user)")
+                "open another path for this user (each synced file belongs to one user)"
+            )
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -230,7 +237,9 @@ class SyncClient:
         if self._downloader is not None and threading.current_thread() is not self._downloader:
             self._downloader.join(0.2)
         if self.role == "agent":
-            self.connection_state = "disconnected"  # published: standbys see it until one takes over
+            self.connection_state = (
+                "disconnected"  # published: standbys see it until one takes over
+            )
         with contextlib.suppress(OSError):
             os.close(self._lock_fd)  # releases the agent lock if we hold it
         self.role = "stopped"
@@ -253,8 +262,11 @@ class SyncClient:
         return self._stop.is_set()
 
     def _on_logout(self) -> None:
-        self._report(UserLoggedOutError(f"user {self.user.id} logged out: syncing of {self.path} stopped",
-                                        code="logged_out"))
+        self._report(
+            UserLoggedOutError(
+                f"user {self.user.id} logged out: syncing of {self.path} stopped", code="logged_out"
+            )
+        )
         threading.Thread(target=self.stop, daemon=True).start()
 
     # ---- election ------------------------------------------------------------------------
@@ -274,8 +286,11 @@ class SyncClient:
                 os.ftruncate(self._lock_fd, 0)
             self._publish()
             log.info("process %d is the sync agent of %s", os.getpid(), self.path)
-            self._downloader = threading.Thread(target=self._download_loop, daemon=True,
-                                                name=f"realmpy-sync-download[{os.path.basename(self.path)}]")
+            self._downloader = threading.Thread(
+                target=self._download_loop,
+                daemon=True,
+                name=f"realmpy-sync-download[{os.path.basename(self.path)}]",
+            )
             self._downloader.start()
             self._upload_loop()
         except Exception as exc:
@@ -320,7 +335,9 @@ class SyncClient:
             with self.env.read() as snap:
                 stored = Meta(snap).ident()
             if stored is None:
-                raise SyncError("file ident was not stored (reset meanwhile); retrying", code="retry")
+                raise SyncError(
+                    "file ident was not stored (reset meanwhile); retrying", code="retry"
+                )
             return stored
 
     def _push_schema(self) -> None:
@@ -339,26 +356,44 @@ class SyncClient:
         try:
             raw = self.user.request("POST", "/sync/subscriptions", req)
         except AppError as exc:
-            if exc.code in _RESET_CODES or exc.status is None or exc.status >= 500 or isinstance(exc, AuthenticationError):
+            if (
+                exc.code in _RESET_CODES
+                or exc.status is None
+                or exc.status >= 500
+                or isinstance(exc, AuthenticationError)
+            ):
                 raise
             with self.env.write() as txn:
                 Meta(txn).set_sub_sent(qv)
                 S.mark(txn, qv, S.SubscriptionSetState.ERROR, exc.message)
-            self._report(SubscriptionError(f"subscription set {qv} refused: {exc.message}", code=exc.code,
-                                           status=exc.status))
+            self._report(
+                SubscriptionError(
+                    f"subscription set {qv} refused: {exc.message}",
+                    code=exc.code,
+                    status=exc.status,
+                )
+            )
             return
         state = raw.get("state") if isinstance(raw, dict) else None
         if state not in ("pending", "complete", "superseded"):
-            raise ServerResponseError(f"bad subscription response state {state!r}", code="bad_response")
+            raise ServerResponseError(
+                f"bad subscription response state {state!r}", code="bad_response"
+            )
         with self.env.write() as txn:
             meta = Meta(txn)
             if meta.file_ident() != fi:
                 txn.abort()
                 return
             meta.set_sub_sent(max(qv, meta.sub_sent()))
-            S.mark(txn, qv, {"pending": S.SubscriptionSetState.BOOTSTRAPPING,
-                             "complete": S.SubscriptionSetState.COMPLETE,
-                             "superseded": S.SubscriptionSetState.SUPERSEDED}[state])
+            S.mark(
+                txn,
+                qv,
+                {
+                    "pending": S.SubscriptionSetState.BOOTSTRAPPING,
+                    "complete": S.SubscriptionSetState.COMPLETE,
+                    "superseded": S.SubscriptionSetState.SUPERSEDED,
+                }[state],
+            )
 
     def _upload_pending(self) -> int:
         sent = 0
@@ -374,16 +409,22 @@ class SyncClient:
             try:
                 resp = P.UploadResponse.from_wire(raw)
             except P.ProtocolError as exc:
-                raise ServerResponseError(f"bad upload response: {exc}", code="bad_response") from None
+                raise ServerResponseError(
+                    f"bad upload response: {exc}", code="bad_response"
+                ) from None
             if resp.acked_client_version > css[-1].client_version:
                 raise ServerResponseError(
                     f"server acknowledged client version {resp.acked_client_version}, beyond what was sent "
-                    f"({css[-1].client_version})", code="bad_response")
+                    f"({css[-1].client_version})",
+                    code="bad_response",
+                )
             integrate.record_ack(self.env, fi, resp.acked_client_version)
             self._set_connected()
             sent += len(css)
             if resp.acked_client_version < css[-1].client_version:
-                raise ServerResponseError("server did not acknowledge the whole upload", code="bad_response")
+                raise ServerResponseError(
+                    "server did not acknowledge the whole upload", code="bad_response"
+                )
         return sent
 
     def _set_connected(self) -> None:
@@ -432,20 +473,34 @@ class SyncClient:
                     wait_ms = 0 if token else int(self.options.app.config.long_poll_seconds * 1000)
                     req = P.DownloadRequest(fi, salt, after, token, wait_ms)
                     timeout = self.options.app.config.request_timeout + wait_ms / 1000
-                    raw = self.user.request("POST", "/sync/download", req.to_wire(), timeout=timeout)
+                    raw = self.user.request(
+                        "POST", "/sync/download", req.to_wire(), timeout=timeout
+                    )
                     try:
                         resp = P.DownloadResponse.from_wire(raw)
                     except P.ProtocolError as exc:
-                        raise ServerResponseError(f"bad download response: {exc}", code="bad_response") from None
-                    if resp.server_version > resp.latest_server_version or resp.server_version < after:
+                        raise ServerResponseError(
+                            f"bad download response: {exc}", code="bad_response"
+                        ) from None
+                    if (
+                        resp.server_version > resp.latest_server_version
+                        or resp.server_version < after
+                    ):
                         raise ServerResponseError(
                             f"download cursor {resp.server_version} outside [{after}, {resp.latest_server_version}]",
-                            code="bad_response")
+                            code="bad_response",
+                        )
                     if self._stop.is_set():
                         return
-                    res = integrate.apply_download(self.env, resp, after, fi, server_salt,
-                                                   on_subscription=S.on_download,
-                                                   is_current=lambda: not self._stop.is_set())
+                    res = integrate.apply_download(
+                        self.env,
+                        resp,
+                        after,
+                        fi,
+                        server_salt,
+                        on_subscription=S.on_download,
+                        is_current=lambda: not self._stop.is_set(),
+                    )
                     if res.reset_needed:
                         self._client_reset(fi, res.reset_needed)
                         token = None
@@ -455,9 +510,13 @@ class SyncClient:
                     backoff.reset()
                     if res.rejected:
                         writes = [(r.table, r.pk, r.reason) for r in res.rejected]
-                        self._report(CompensatingWriteError(
-                            f"the server refused {len(writes)} write(s) and undid them: "
-                            + "; ".join(f"{t}[{pk!r}]: {why}" for t, pk, why in writes[:5]), writes))
+                        self._report(
+                            CompensatingWriteError(
+                                f"the server refused {len(writes)} write(s) and undid them: "
+                                + "; ".join(f"{t}[{pk!r}]: {why}" for t, pk, why in writes[:5]),
+                                writes,
+                            )
+                        )
                 except Exception as exc:
                     token = None
                     if self._handle(exc, backoff, fi):
@@ -484,7 +543,9 @@ class SyncClient:
             self._wait(backoff.next())
             return False
         if isinstance(exc, SyncError) and exc.code in _RESET_CODES:
-            self._client_reset(fi, exc.message)  # no-op if ``fi`` is not the file's identity any more
+            self._client_reset(
+                fi, exc.message
+            )  # no-op if ``fi`` is not the file's identity any more
             return False
         if isinstance(exc, SyncError):
             self.last_error = exc
@@ -523,7 +584,9 @@ class SyncClient:
                 return  # another thread already reset this identity
             handler = self.options.client_reset_handler
             session = self.sessions[0] if self.sessions else None
-            err = ClientResetError(f"client reset required for {self.path}: {reason}", code="client_reset")
+            err = ClientResetError(
+                f"client reset required for {self.path}: {reason}", code="client_reset"
+            )
             if handler.mode is ClientResetMode.MANUAL:
                 self.last_error = err
                 self.state = "inactive"
@@ -533,7 +596,10 @@ class SyncClient:
                 return
             log.warning("client reset of %s (%s): %s", self.path, handler.mode.value, reason)
             self._callback(handler.on_before_reset, session)
-            recover = handler.mode in (ClientResetMode.RECOVER_UNSYNCED, ClientResetMode.RECOVER_OR_DISCARD)
+            recover = handler.mode in (
+                ClientResetMode.RECOVER_UNSYNCED,
+                ClientResetMode.RECOVER_OR_DISCARD,
+            )
             try:
                 kept = integrate.client_reset(self.env, recover=recover)
             except Exception:

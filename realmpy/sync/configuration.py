@@ -75,20 +75,26 @@ class ClientResetHandler:
     on_manual_reset: Callable[..., None] | None = None
 
 
-def DiscardUnsyncedChangesHandler(on_before_reset: Callable[..., None] | None = None,
-                                  on_after_reset: Callable[..., None] | None = None) -> ClientResetHandler:
+def DiscardUnsyncedChangesHandler(
+    on_before_reset: Callable[..., None] | None = None,
+    on_after_reset: Callable[..., None] | None = None,
+) -> ClientResetHandler:
     """Drop local changes the server never acknowledged; take the server's state."""
     return ClientResetHandler(ClientResetMode.DISCARD_UNSYNCED, on_before_reset, on_after_reset)
 
 
-def RecoverUnsyncedChangesHandler(on_before_reset: Callable[..., None] | None = None,
-                                  on_after_reset: Callable[..., None] | None = None) -> ClientResetHandler:
+def RecoverUnsyncedChangesHandler(
+    on_before_reset: Callable[..., None] | None = None,
+    on_after_reset: Callable[..., None] | None = None,
+) -> ClientResetHandler:
     """Re-apply unacknowledged local changes on top of the server's state."""
     return ClientResetHandler(ClientResetMode.RECOVER_UNSYNCED, on_before_reset, on_after_reset)
 
 
-def RecoverOrDiscardUnsyncedChangesHandler(on_before_reset: Callable[..., None] | None = None,
-                                           on_after_reset: Callable[..., None] | None = None) -> ClientResetHandler:
+def RecoverOrDiscardUnsyncedChangesHandler(
+    on_before_reset: Callable[..., None] | None = None,
+    on_after_reset: Callable[..., None] | None = None,
+) -> ClientResetHandler:
     """Recover if possible, else discard (the default)."""
     return ClientResetHandler(ClientResetMode.RECOVER_OR_DISCARD, on_before_reset, on_after_reset)
 
@@ -108,9 +114,12 @@ def _reset_handler(value: ClientResetHandler | str | None) -> ClientResetHandler
     except ValueError:
         raise SyncConfigurationError(
             f"client_reset_handler must be a ClientResetHandler or one of {[m.value for m in ClientResetMode]}, "
-            f"not {value!r}") from None
+            f"not {value!r}"
+        ) from None
     if mode is ClientResetMode.MANUAL:
-        raise SyncConfigurationError("the manual mode needs a callback: use ManualRecoveryHandler(on_manual_reset)")
+        raise SyncConfigurationError(
+            "the manual mode needs a callback: use ManualRecoveryHandler(on_manual_reset)"
+        )
     return ClientResetHandler(mode)
 
 
@@ -163,8 +172,10 @@ class FlexibleSyncOptions(_SyncHistory):
         from realmpy.sync.session import SyncSession
 
         if not self.user.is_logged_in:
-            raise SyncConfigurationError(f"user {self.user.id} is logged out: log in before opening a synced realm",
-                                         code="logged_out")
+            raise SyncConfigurationError(
+                f"user {self.user.id} is logged out: log in before opening a synced realm",
+                code="logged_out",
+            )
         client = SyncClient.acquire(realm.config, self)
         if not client.sessions:
             client.sessions.append(SyncSession(client))
@@ -180,44 +191,80 @@ class FlexibleSyncOptions(_SyncHistory):
         return client.sessions[0] if client is not None and client.sessions else None
 
 
-def flexible_sync(cls: type[Configuration], user: User, schema: Sequence[type], *, path: str | os.PathLike[str] | None = None,
-                  sync_error_handler: SyncErrorHandler | None = None,
-                  client_reset_handler: ClientResetHandler | str | None = None,
-                  max_active_versions: int | None = None, schema_version: int = 0,
-                  migration: Any = None, initial_data: Any = None,
-                  durability: str = "full") -> Configuration:
+def flexible_sync(
+    cls: type[Configuration],
+    user: User,
+    schema: Sequence[type],
+    *,
+    path: str | os.PathLike[str] | None = None,
+    sync_error_handler: SyncErrorHandler | None = None,
+    client_reset_handler: ClientResetHandler | str | None = None,
+    max_active_versions: int | None = None,
+    schema_version: int = 0,
+    migration: Any = None,
+    initial_data: Any = None,
+    durability: str = "full",
+) -> Configuration:
     """The configuration of the main process: syncs the file (or stands by to) for ``user``."""
     from realmpy.config import Configuration as _C
     from realmpy.sync.app import User as _User
     from realmpy.sync.convert import check_syncable
 
     if not isinstance(user, _User):
-        raise SyncConfigurationError(f"flexible_sync needs a logged-in User (app.log_in(...)), not {type(user).__name__}")
+        raise SyncConfigurationError(
+            f"flexible_sync needs a logged-in User (app.log_in(...)), not {type(user).__name__}"
+        )
     if sync_error_handler is not None and not callable(sync_error_handler):
         raise SyncConfigurationError("sync_error_handler must be callable(session, error)")
-    full = os.path.abspath(os.fspath(path)) if path is not None else user.app.default_realm_path(user)
-    config = _C(tuple(schema), full, kind="flexible_sync", history="sync", schema_version=schema_version,
-                migration=migration, initial_data=initial_data, max_active_versions=max_active_versions,
-                durability=durability,  # type: ignore[arg-type]
-                sync=FlexibleSyncOptions(user, sync_error_handler, _reset_handler(client_reset_handler)))
+    full = (
+        os.path.abspath(os.fspath(path)) if path is not None else user.app.default_realm_path(user)
+    )
+    config = _C(
+        tuple(schema),
+        full,
+        kind="flexible_sync",
+        history="sync",
+        schema_version=schema_version,
+        migration=migration,
+        initial_data=initial_data,
+        max_active_versions=max_active_versions,
+        durability=durability,  # type: ignore[arg-type]
+        sync=FlexibleSyncOptions(user, sync_error_handler, _reset_handler(client_reset_handler)),
+    )
     check_syncable(config.model_schema)
     assert isinstance(config, cls)
     return config
 
 
-def disconnected_sync(cls: type[Configuration], schema: Sequence[type], *, path: str | os.PathLike[str],
-                      max_active_versions: int | None = None, schema_version: int = 0,
-                      migration: Any = None, durability: str = "full") -> Configuration:
+def disconnected_sync(
+    cls: type[Configuration],
+    schema: Sequence[type],
+    *,
+    path: str | os.PathLike[str],
+    max_active_versions: int | None = None,
+    schema_version: int = 0,
+    migration: Any = None,
+    durability: str = "full",
+) -> Configuration:
     """The configuration of a secondary process: reads and writes the synced file; the main process syncs it."""
     from realmpy.config import Configuration as _C
     from realmpy.sync.convert import check_syncable
 
     if path is None or not isinstance(path, (str, os.PathLike)):
-        raise SyncConfigurationError("disconnected_sync needs the path of the main process's synced file")
-    config = _C(tuple(schema), os.path.abspath(os.fspath(path)), kind="disconnected_sync", history="sync",
-                schema_version=schema_version, migration=migration, max_active_versions=max_active_versions,
-                durability=durability,  # type: ignore[arg-type]
-                sync=DisconnectedSyncOptions())
+        raise SyncConfigurationError(
+            "disconnected_sync needs the path of the main process's synced file"
+        )
+    config = _C(
+        tuple(schema),
+        os.path.abspath(os.fspath(path)),
+        kind="disconnected_sync",
+        history="sync",
+        schema_version=schema_version,
+        migration=migration,
+        max_active_versions=max_active_versions,
+        durability=durability,  # type: ignore[arg-type]
+        sync=DisconnectedSyncOptions(),
+    )
     check_syncable(config.model_schema)
     assert isinstance(config, cls)
     return config

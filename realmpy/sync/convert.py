@@ -101,7 +101,9 @@ def _link_pk(stored: Any) -> Any:
 
 def _target(schema: Schema | None, prop: Property) -> ObjectSchema:
     if schema is None or prop.target is None or prop.target not in schema:
-        raise SyncConfigurationError(f"{prop.name}: embedded target {prop.target!r} is not in the schema")
+        raise SyncConfigurationError(
+            f"{prop.name}: embedded target {prop.target!r} is not in the schema"
+        )
     return schema[prop.target]
 
 
@@ -121,7 +123,10 @@ def _elem_to_wire(prop: Property, v: Any, schema: Schema | None) -> Any:
 def embedded_to_wire(cls: ObjectSchema, stored: Any, schema: Schema | None) -> dict[str, Any]:
     """A stored embedded record as the protocol's map (every field, links as keys)."""
     rec = stored if isinstance(stored, dict) else {}
-    return {p.name: to_wire_value(p, rec.get(p.name, zero_value(p, None)), schema) for p in cls.properties}
+    return {
+        p.name: to_wire_value(p, rec.get(p.name, zero_value(p, None)), schema)
+        for p in cls.properties
+    }
 
 
 def to_wire_value(prop: Property, stored: Any, schema: Schema | None = None) -> Any:
@@ -156,9 +161,13 @@ def _elem_from_wire(prop: Property, v: Any, schema: Schema | None) -> Any:
     return v
 
 
-def embedded_from_wire(cls: ObjectSchema, value: Mapping[str, Any], schema: Schema | None) -> dict[str, Any]:
+def embedded_from_wire(
+    cls: ObjectSchema, value: Mapping[str, Any], schema: Schema | None
+) -> dict[str, Any]:
     """A protocol map as the object layer stores an embedded object (absent fields take defaults)."""
-    return record_from_state_values(cls, value, {p.name: zero_value(p, None) for p in cls.properties}, schema)
+    return record_from_state_values(
+        cls, value, {p.name: zero_value(p, None) for p in cls.properties}, schema
+    )
 
 
 def from_wire_value(prop: Property, value: Any, schema: Schema | None = None) -> Any:
@@ -177,14 +186,22 @@ def from_wire_value(prop: Property, value: Any, schema: Schema | None = None) ->
 
 
 def record_from_state_values(
-    cls: ObjectSchema, values: Mapping[str, Any], defaults: Mapping[str, Any], schema: Schema | None = None
+    cls: ObjectSchema,
+    values: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    schema: Schema | None = None,
 ) -> dict[str, Any]:
     """A full stored record for ``cls`` from merged wire values; absent fields get ``defaults``."""
     rec: dict[str, Any] = {}
     for p in cls.properties:
         if p.name in values:
             v = from_wire_value(p, values[p.name], schema)
-            if v is None and not p.optional and p.type not in ("link", "embedded") and p.collection is None:
+            if (
+                v is None
+                and not p.optional
+                and p.type not in ("link", "embedded")
+                and p.collection is None
+            ):
                 v = defaults.get(p.name)
             rec[p.name] = v
         else:

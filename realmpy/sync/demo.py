@@ -124,7 +124,14 @@ def _role_secondary(path: str, name: str, count: int, expect_device: int) -> Non
     t0 = time.monotonic()
     for i in range(count):
         with realm.write():
-            realm.add(Car(make=("VW", "Fiat", "Volvo", "Kia")[i % 4], origin=name, miles=i, written_us=_now_us()))
+            realm.add(
+                Car(
+                    make=("VW", "Fiat", "Volvo", "Kia")[i % 4],
+                    origin=name,
+                    miles=i,
+                    written_us=_now_us(),
+                )
+            )
     _emit("wrote", n=count, seconds=time.monotonic() - t0)
     ok = done.wait(120) if expect_device else True
     token.remove()
@@ -198,15 +205,26 @@ def run_role(argv: Sequence[str]) -> None:
 
 
 class _Child:
-    def __init__(self, label: str, args: list[str], events: queue.Queue[tuple[str, dict[str, Any]]], logdir: str) -> None:
+    def __init__(
+        self,
+        label: str,
+        args: list[str],
+        events: queue.Queue[tuple[str, dict[str, Any]]],
+        logdir: str,
+    ) -> None:
         self.label = label
         self.log = open(os.path.join(logdir, f"{label}.log"), "w")
         # cwd=logdir: `python -m` puts the working directory first on sys.path,
         # and run from a source checkout that would import its uncompiled
         # realmpy instead of the installed one.
-        self.popen = subprocess.Popen([sys.executable, "-m", "realmpy", "demo", "--role", *args],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
-                                      cwd=logdir)
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "realmpy", "demo", "--role", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            cwd=logdir,
+        )
         self.events = events
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -257,9 +275,24 @@ class _Child:
 
 def _start_server(data: str, port: int, logdir: str) -> subprocess.Popen[bytes]:
     log = open(os.path.join(logdir, "server.log"), "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "realmpy.server.cli", "--data", data, "--port", str(port),
-                             "--app-id", APP_ID, "--log-level", "warning"], stdout=log, stderr=log,
-                            cwd=logdir)  # not the caller's directory: see _Child
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "realmpy.server.cli",
+            "--data",
+            data,
+            "--port",
+            str(port),
+            "--app-id",
+            APP_ID,
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=log,
+        cwd=logdir,
+    )  # not the caller's directory: see _Child
     log.close()
     deadline = time.monotonic() + 60
     while True:
@@ -281,11 +314,21 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the demo; returns the exit status (0 when every object arrived everywhere)."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="realmpy demo", description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--secondaries", type=int, default=2, help="secondary processes writing (default 2)")
-    p.add_argument("--objects", type=int, default=200, help="cars each secondary writes (default 200)")
-    p.add_argument("--device-objects", type=int, default=20, help="cars the other device writes (default 20)")
-    p.add_argument("--keep", metavar="DIR", help="keep all files (realms, logs, server data) in DIR")
+    p = argparse.ArgumentParser(
+        prog="realmpy demo", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    p.add_argument(
+        "--secondaries", type=int, default=2, help="secondary processes writing (default 2)"
+    )
+    p.add_argument(
+        "--objects", type=int, default=200, help="cars each secondary writes (default 200)"
+    )
+    p.add_argument(
+        "--device-objects", type=int, default=20, help="cars the other device writes (default 20)"
+    )
+    p.add_argument(
+        "--keep", metavar="DIR", help="keep all files (realms, logs, server data) in DIR"
+    )
     p.add_argument("--role", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.role:
@@ -325,31 +368,61 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         from realmpy.sync.app import App, AppConfiguration
 
         password = secrets.token_urlsafe(12)
-        App(AppConfiguration(APP_ID, base, base_file_path=os.path.join(root, "laptop", "app"))
-            ).email_password_auth.register_user(EMAIL, password)
+        App(
+            AppConfiguration(APP_ID, base, base_file_path=os.path.join(root, "laptop", "app"))
+        ).email_password_auth.register_user(EMAIL, password)
         say(f"  user         {EMAIL} (registered; logged in on the laptop and on the phone)")
-        main_p = _Child("main", ["main", laptop, os.path.join(root, "laptop", "app"), base, password], events, logs)
+        main_p = _Child(
+            "main",
+            ["main", laptop, os.path.join(root, "laptop", "app"), base, password],
+            events,
+            logs,
+        )
         children.append(main_p)
         say(f"  main         pid {main_p.popen.pid}  flexible_sync     {laptop}")
         role = main_p.wait_for("role")
-        say(f"  [{time.monotonic() - t_start:6.2f}s] main process is the sync agent of the laptop file ({role['role']})")
-        device = _Child("device", ["device", phone, os.path.join(root, "phone", "app"), base, password,
-                                   str(n_dev), str(n_sec * n_obj)], events, logs)
+        say(
+            f"  [{time.monotonic() - t_start:6.2f}s] main process is the sync agent of the laptop file ({role['role']})"
+        )
+        device = _Child(
+            "device",
+            [
+                "device",
+                phone,
+                os.path.join(root, "phone", "app"),
+                base,
+                password,
+                str(n_dev),
+                str(n_sec * n_obj),
+            ],
+            events,
+            logs,
+        )
         children.append(device)
-        say(f"  device       pid {device.popen.pid}  flexible_sync     {phone}  (another device; writes {n_dev} cars)")
+        say(
+            f"  device       pid {device.popen.pid}  flexible_sync     {phone}  (another device; writes {n_dev} cars)"
+        )
         device.wait_for("subscribed")
-        say(f"  [{time.monotonic() - t_start:6.2f}s] device subscribed to all cars (bootstrap complete)")
+        say(
+            f"  [{time.monotonic() - t_start:6.2f}s] device subscribed to all cars (bootstrap complete)"
+        )
         secs = []
         for i in range(n_sec):
             label = f"secondary-{i + 1}"
-            secs.append(_Child(label, ["secondary", laptop, label, str(n_obj), str(n_dev)], events, logs))
-            say(f"  {label:<12} pid {secs[-1].popen.pid}  disconnected_sync {laptop}  (writes {n_obj} cars)")
+            secs.append(
+                _Child(label, ["secondary", laptop, label, str(n_obj), str(n_dev)], events, logs)
+            )
+            say(
+                f"  {label:<12} pid {secs[-1].popen.pid}  disconnected_sync {laptop}  (writes {n_obj} cars)"
+            )
         children.extend(secs)
         for c in secs:
             c.wait_for("listening")
         t_go = time.monotonic()
         device.go()
-        say(f"  [{t_go - t_start:6.2f}s] go: secondaries write on the laptop, the device writes on the phone")
+        say(
+            f"  [{t_go - t_start:6.2f}s] go: secondaries write on the laptop, the device writes on the phone"
+        )
         say()
         expected = n_sec * n_obj
         wrote: dict[str, float] = {}
@@ -368,7 +441,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             ev = e["event"]
             if ev == "wrote":
                 wrote[label] = e["seconds"]
-                say(f"  [{time.monotonic() - t_start:6.2f}s] {label} committed {e['n']} cars in {e['seconds']:.2f}s")
+                say(
+                    f"  [{time.monotonic() - t_start:6.2f}s] {label} committed {e['n']} cars in {e['seconds']:.2f}s"
+                )
                 if len(wrote) == n_sec:
                     t_all_written = time.monotonic() - t_start
             elif ev == "upload":
@@ -386,7 +461,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 break
             line = f"laptop→server {acked} changesets acknowledged; phone has {received}/{expected} laptop cars"
             now = time.monotonic()
-            if ev in ("upload", "received") and line != last_line and (now - last_print > 0.25 or received >= expected):
+            if (
+                ev in ("upload", "received")
+                and line != last_line
+                and (now - last_print > 0.25 or received >= expected)
+            ):
                 last_line, last_print = line, now
                 say(f"  [{now - t_start:6.2f}s] progress: {line}")
             if done is not None and len(seen) == n_sec:
@@ -401,21 +480,38 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         say("What moved where")
         for origin, xs in sorted(done["latencies"].items()):
             say(f"  {origin}: {len(xs)} cars  laptop file → main process → server → phone")
-        say(f"  device: {n_dev} cars  phone → server → main process → laptop file → "
-            f"{n_sec} secondary process(es) by auto-refresh")
-        say(f"  phone file holds {done['total']} cars ({expected} from the laptop + {n_dev} of its own)")
+        say(
+            f"  device: {n_dev} cars  phone → server → main process → laptop file → "
+            f"{n_sec} secondary process(es) by auto-refresh"
+        )
+        say(
+            f"  phone file holds {done['total']} cars ({expected} from the laptop + {n_dev} of its own)"
+        )
         say()
         say("How long it took")
         say(f"  server start                         {t_server:8.2f} s")
-        say(f"  secondaries' writes done             {t_all_written - (t_go - t_start):8.2f} s after go")
-        say(f"  all laptop cars on the phone         {t_device_has_all - (t_go - t_start):8.2f} s after go")
-        say(f"  commit in a secondary → on phone     p50 {_pct(lat, 0.5):7.1f} ms   p99 {_pct(lat, 0.99):7.1f} ms")
-        say(f"  commit on phone → seen by secondary  p50 {_pct(back, 0.5):7.1f} ms   p99 {_pct(back, 0.99):7.1f} ms")
-        say(f"  throughput secondaries → phone       {expected / max(1e-9, t_device_has_all - (t_go - t_start)):8.0f} cars/s"
-            "  (each car is its own durable transaction)")
+        say(
+            f"  secondaries' writes done             {t_all_written - (t_go - t_start):8.2f} s after go"
+        )
+        say(
+            f"  all laptop cars on the phone         {t_device_has_all - (t_go - t_start):8.2f} s after go"
+        )
+        say(
+            f"  commit in a secondary → on phone     p50 {_pct(lat, 0.5):7.1f} ms   p99 {_pct(lat, 0.99):7.1f} ms"
+        )
+        say(
+            f"  commit on phone → seen by secondary  p50 {_pct(back, 0.5):7.1f} ms   p99 {_pct(back, 0.99):7.1f} ms"
+        )
+        say(
+            f"  throughput secondaries → phone       {expected / max(1e-9, t_device_has_all - (t_go - t_start)):8.0f} cars/s"
+            "  (each car is its own durable transaction)"
+        )
         say(f"  total                                {total_elapsed:8.2f} s")
-        ok = done["ok"] and done["total"] == expected + n_dev and all(
-            s["ok"] and s["n"] == n_dev and s["visible"] == n_dev for s in seen.values())
+        ok = (
+            done["ok"]
+            and done["total"] == expected + n_dev
+            and all(s["ok"] and s["n"] == n_dev and s["visible"] == n_dev for s in seen.values())
+        )
         say()
         say("OK: every car reached every process." if ok else "FAILED: some cars did not arrive.")
         status = 0 if ok else 1
@@ -436,4 +532,3 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -227,7 +227,9 @@ def stored_schema(txn: Txn) -> Schema | None:
     return schema
 
 
-def apply_record(txn: WriteTransaction, cls: ObjectSchema, pk: Any, rec: dict[str, Any] | None) -> None:
+def apply_record(
+    txn: WriteTransaction, cls: ObjectSchema, pk: Any, rec: dict[str, Any] | None
+) -> None:
     """Write (or delete, ``rec=None``) one object as the object layer stores it, indexes included.
 
     Used for server-originated changes only (the raw transaction bypasses the
@@ -256,8 +258,16 @@ def apply_record(txn: WriteTransaction, cls: ObjectSchema, pk: Any, rec: dict[st
 # ----------------------------------------------------------------------------- diffs → ops
 
 
-def _list_ops(table: str, pk: Any, prop: Property, before: list[Any], after: list[Any],
-              ids: list[P.Stamp], first_index: int, stamp_of: Any) -> list[P.Op]:
+def _list_ops(
+    table: str,
+    pk: Any,
+    prop: Property,
+    before: list[Any],
+    after: list[Any],
+    ids: list[P.Stamp],
+    first_index: int,
+    stamp_of: Any,
+) -> list[P.Op]:
     """LIST_ERASE/LIST_INSERT ops turning ``before`` into ``after`` (common prefix and suffix kept)."""
     if len(ids) != len(before):  # no usable element ids: replace the whole list
         ids_ok = False
@@ -299,8 +309,15 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _embedded_ops(table: str, pk: Any, path: str, cls: ObjectSchema, schema: Schema,
-                  before: dict[str, Any], after: dict[str, Any]) -> list[P.Op]:
+def _embedded_ops(
+    table: str,
+    pk: Any,
+    path: str,
+    cls: ObjectSchema,
+    schema: Schema,
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> list[P.Op]:
     """Path-level SET/ADD ops turning embedded map ``before`` into ``after`` (both present).
 
     Writing only what changed (``address.city``) lets concurrent edits of
@@ -314,35 +331,66 @@ def _embedded_ops(table: str, pk: Any, path: str, cls: ObjectSchema, schema: Sch
         if _same(old, new):
             continue
         sub = f"{path}.{p.name}"
-        if p.collection is None and p.type == "embedded" and isinstance(old, dict) and isinstance(new, dict):
+        if (
+            p.collection is None
+            and p.type == "embedded"
+            and isinstance(old, dict)
+            and isinstance(new, dict)
+        ):
             assert p.target is not None
             ops.extend(_embedded_ops(table, pk, sub, schema[p.target], schema, old, new))
-        elif p.collection is None and p.type == "counter" and isinstance(old, int) and isinstance(new, int):
+        elif (
+            p.collection is None
+            and p.type == "counter"
+            and isinstance(old, int)
+            and isinstance(new, int)
+        ):
             ops.append(P.Op(P.OpCode.ADD, table, pk, sub, new - old))
         else:
             ops.append(P.Op(P.OpCode.SET, table, pk, sub, new))
     return ops
 
 
-def _set_ops(table: str, pk: Any, name: str, old: list[Any], new: list[Any], created: bool) -> list[P.Op]:
+def _set_ops(
+    table: str, pk: Any, name: str, old: list[Any], new: list[Any], created: bool
+) -> list[P.Op]:
     before = {M.elem_key(v): v for v in old}
     after = {M.elem_key(v): v for v in new}
-    ops = [P.Op(P.OpCode.SET_ERASE, table, pk, name, before[k]) for k in sorted(before.keys() - after.keys())]
-    ops += [P.Op(P.OpCode.SET_ADD, table, pk, name, after[k])
-            for k in sorted(after if created else after.keys() - before.keys())]
+    ops = [
+        P.Op(P.OpCode.SET_ERASE, table, pk, name, before[k])
+        for k in sorted(before.keys() - after.keys())
+    ]
+    ops += [
+        P.Op(P.OpCode.SET_ADD, table, pk, name, after[k])
+        for k in sorted(after if created else after.keys() - before.keys())
+    ]
     return ops
 
 
-def _dict_ops(table: str, pk: Any, name: str, old: dict[str, Any], new: dict[str, Any], created: bool) -> list[P.Op]:
-    ops = [P.Op(P.OpCode.DICT_ERASE, table, pk, name, key=k) for k in sorted(old.keys() - new.keys())]
-    ops += [P.Op(P.OpCode.DICT_SET, table, pk, name, new[k], key=k)
-            for k in sorted(new) if created or k not in old or not _same(old[k], new[k])]
+def _dict_ops(
+    table: str, pk: Any, name: str, old: dict[str, Any], new: dict[str, Any], created: bool
+) -> list[P.Op]:
+    ops = [
+        P.Op(P.OpCode.DICT_ERASE, table, pk, name, key=k) for k in sorted(old.keys() - new.keys())
+    ]
+    ops += [
+        P.Op(P.OpCode.DICT_SET, table, pk, name, new[k], key=k)
+        for k in sorted(new)
+        if created or k not in old or not _same(old[k], new[k])
+    ]
     return ops
 
 
-def diff_ops(cls: ObjectSchema, pk: Any, before: dict[str, Any] | None, after: dict[str, Any] | None,
-             state: M.ObjectState | None, first_index: int, stamp_of: Any,
-             schema: Schema | None = None) -> list[P.Op]:
+def diff_ops(
+    cls: ObjectSchema,
+    pk: Any,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    state: M.ObjectState | None,
+    first_index: int,
+    stamp_of: Any,
+    schema: Schema | None = None,
+) -> list[P.Op]:
     """The operations that turn stored record ``before`` into ``after`` (None = absent).
 
     ``schema`` (the file's) is needed when ``cls`` holds embedded objects.
@@ -358,7 +406,11 @@ def diff_ops(cls: ObjectSchema, pk: Any, before: dict[str, Any] | None, after: d
         if prop.primary_key:
             continue
         new = to_wire_value(prop, after.get(prop.name, zero_value(prop, None)), schema)
-        old = None if before is None else to_wire_value(prop, before.get(prop.name, zero_value(prop, None)), schema)
+        old = (
+            None
+            if before is None
+            else to_wire_value(prop, before.get(prop.name, zero_value(prop, None)), schema)
+        )
         coll = prop.collection
         if coll == "list":
             if created and before is None:
@@ -368,7 +420,11 @@ def diff_ops(cls: ObjectSchema, pk: Any, before: dict[str, Any] | None, after: d
                 old_list = list(old or [])
                 ids = M.list_element_ids(state, prop.name) if state is not None else []
             if not _same(new, old_list) or (created and before is not None):
-                ops.extend(_list_ops(table, pk, prop, old_list, list(new), ids, first_index + len(ops), stamp_of))
+                ops.extend(
+                    _list_ops(
+                        table, pk, prop, old_list, list(new), ids, first_index + len(ops), stamp_of
+                    )
+                )
             continue
         if coll == "set":
             ops.extend(_set_ops(table, pk, prop.name, list(old or []), list(new), created))
@@ -378,10 +434,16 @@ def diff_ops(cls: ObjectSchema, pk: Any, before: dict[str, Any] | None, after: d
             continue
         if not created and _same(new, old):
             continue
-        if (prop.type == "counter" and not created and isinstance(old, int) and isinstance(new, int)):
+        if prop.type == "counter" and not created and isinstance(old, int) and isinstance(new, int):
             ops.append(P.Op(P.OpCode.ADD, table, pk, prop.name, new - old))
-        elif (prop.type == "embedded" and not created and isinstance(old, dict) and isinstance(new, dict)
-              and schema is not None and prop.target is not None):
+        elif (
+            prop.type == "embedded"
+            and not created
+            and isinstance(old, dict)
+            and isinstance(new, dict)
+            and schema is not None
+            and prop.target is not None
+        ):
             ops.extend(_embedded_ops(table, pk, prop.name, schema[prop.target], schema, old, new))
         else:
             ops.append(P.Op(P.OpCode.SET, table, pk, prop.name, new))

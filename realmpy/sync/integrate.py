@@ -59,7 +59,9 @@ def _defaults(cls: ObjectSchema) -> dict[str, Any]:
     return {p.name: zero_value(p, None) for p in cls.properties}
 
 
-def _write_object(txn: WriteTransaction, schema: Schema, table: str, pk: Any, state: M.ObjectState | None) -> None:
+def _write_object(
+    txn: WriteTransaction, schema: Schema, table: str, pk: Any, state: M.ObjectState | None
+) -> None:
     cls = schema[table]
     assert cls.primary_key is not None
     rec = None
@@ -71,7 +73,9 @@ def _write_object(txn: WriteTransaction, schema: Schema, table: str, pk: Any, st
     apply_record(txn, cls, pk, rec)
 
 
-def _reapply_pending(txn: WriteTransaction, state: M.ObjectState, table: str, pk: Any, after_cv: int, fi: int) -> None:
+def _reapply_pending(
+    txn: WriteTransaction, state: M.ObjectState, table: str, pk: Any, after_cv: int, fi: int
+) -> None:
     key = P.pk_key(pk)
     for cv, base, ts, ops in pending_changesets(txn, after_cv):
         for i, op in enumerate(ops):
@@ -79,13 +83,21 @@ def _reapply_pending(txn: WriteTransaction, state: M.ObjectState, table: str, pk
                 state.apply(op, P.Stamp(ts, fi, cv, i), base, None)
 
 
-def apply_download(env: Environment, resp: P.DownloadResponse, after: int, fi: int, server_salt: int,
-                   on_subscription: Callable[[WriteTransaction, P.DownloadResponse], None] | None = None,
-                   is_current: Callable[[], bool] = lambda: True) -> DownloadResult:
+def apply_download(
+    env: Environment,
+    resp: P.DownloadResponse,
+    after: int,
+    fi: int,
+    server_salt: int,
+    on_subscription: Callable[[WriteTransaction, P.DownloadResponse], None] | None = None,
+    is_current: Callable[[], bool] = lambda: True,
+) -> DownloadResult:
     """Apply one download batch and move the cursor, in one local transaction."""
     result = DownloadResult(applied=False)
     if resp.server_salt != server_salt:
-        result.reset_needed = "the server's history salt changed (the server was restored or replaced)"
+        result.reset_needed = (
+            "the server's history salt changed (the server was restored or replaced)"
+        )
         return result
     with env.write() as txn:
         meta = Meta(txn)
@@ -122,7 +134,11 @@ def apply_download(env: Environment, resp: P.DownloadResponse, after: int, fi: i
             except (P.ProtocolError, codec.CodecError, TypeError, ValueError, KeyError) as exc:
                 # A state this client cannot represent (e.g. a type changed on the server): skip the
                 # object rather than corrupt the file; the error reaches the session's handler.
-                result.rejected.append(P.RejectedWrite(0, e.table, e.pk, f"cannot apply server state: {exc}", resp.server_version))
+                result.rejected.append(
+                    P.RejectedWrite(
+                        0, e.table, e.pk, f"cannot apply server state: {exc}", resp.server_version
+                    )
+                )
         progress = 1.0 if resp.batch != "more" else min(resp.progress, 0.99)
         if resp.batch == "more":
             meta.set_download(after, resp.latest_server_version, progress)
@@ -131,7 +147,11 @@ def apply_download(env: Environment, resp: P.DownloadResponse, after: int, fi: i
         if acked > meta.acked():
             meta.set_acked(acked)
             _trim_history(txn, acked)
-        if resp.batch == "last" and meta.stale_pending() and resp.query_version == _latest_query_version(txn):
+        if (
+            resp.batch == "last"
+            and meta.stale_pending()
+            and resp.query_version == _latest_query_version(txn)
+        ):
             # Only the bootstrap of the (re-sent) newest subscription set decides what the server keeps.
             _rebase_pending(txn, schema, fi, resp.server_version)
             _drop_stale(txn, schema)
@@ -187,7 +207,11 @@ def _rebase_pending(txn: WriteTransaction, schema: Schema, fi: int, base: int) -
             k = state_key(op.table, op.pk)
             entry = states.get(k)
             if entry is None:
-                entry = states[k] = (op.table, op.pk, _without_origin(load_state(txn, op.table, op.pk), fi))
+                entry = states[k] = (
+                    op.table,
+                    op.pk,
+                    _without_origin(load_state(txn, op.table, op.pk), fi),
+                )
             entry[2].apply(_restamp(op, fi), P.Stamp(ts, fi, cv, i), base, None)
     for table, pk, st in states.values():
         save_state(txn, table, pk, st)
@@ -252,8 +276,9 @@ def _restamp(op: P.Op, fi: int) -> P.Op:
     return op
 
 
-def upload_changesets(env: Environment, max_changesets: int = 500, max_bytes: int = 1 << 20
-                      ) -> tuple[int, int, list[P.Changeset]]:
+def upload_changesets(
+    env: Environment, max_changesets: int = 500, max_bytes: int = 1 << 20
+) -> tuple[int, int, list[P.Changeset]]:
     """``(file ident, acked, changesets)`` to upload next, read from one snapshot."""
     out: list[P.Changeset] = []
     size = 0
@@ -288,7 +313,9 @@ def client_reset(env: Environment, *, recover: bool) -> int:
     with env.write() as txn:
         meta = Meta(txn)
         schema = stored_schema(txn)
-        kept: list[tuple[int, int, int, list[P.Op]]] = list(pending_changesets(txn, meta.acked())) if recover else []
+        kept: list[tuple[int, int, int, list[P.Op]]] = (
+            list(pending_changesets(txn, meta.acked())) if recover else []
+        )
         for k, _ in list(txn.scan(STATE)):
             txn.put(STALE, k, b"")
             txn.delete(STATE, k)
@@ -325,4 +352,8 @@ def client_reset(env: Environment, *, recover: bool) -> int:
 def object_count(env: Environment, tables: Mapping[str, Any]) -> dict[str, int]:
     """Objects per synced table (for progress messages)."""
     with env.read() as snap:
-        return {t: snap.count(table_name(t)) for t, spec in tables.items() if not getattr(spec, "embedded", False)}
+        return {
+            t: snap.count(table_name(t))
+            for t, spec in tables.items()
+            if not getattr(spec, "embedded", False)
+        }

@@ -34,7 +34,14 @@ if TYPE_CHECKING:
     from realmpy.sync.agent import SyncClient
     from realmpy.sync.app import User
 
-__all__ = ["ConnectionState", "ProgressDirection", "ProgressMode", "SessionState", "SyncProgress", "SyncSession"]
+__all__ = [
+    "ConnectionState",
+    "ProgressDirection",
+    "ProgressMode",
+    "SessionState",
+    "SyncProgress",
+    "SyncSession",
+]
 
 
 class SessionState(str, Enum):
@@ -73,8 +80,13 @@ class SyncProgress:
 
 
 class _Listener:
-    def __init__(self, direction: ProgressDirection, mode: ProgressMode,
-                 callback: Callable[[SyncProgress], None], start: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        direction: ProgressDirection,
+        mode: ProgressMode,
+        callback: Callable[[SyncProgress], None],
+        start: tuple[int, int],
+    ) -> None:
         self.direction = direction
         self.mode = mode
         self.callback = callback
@@ -187,11 +199,17 @@ class SyncSession:
             if cond():
                 return
             if self._client.stopped:
-                raise SyncError(f"cannot {what}: the sync session of {self.path} stopped", code="session_stopped")
+                raise SyncError(
+                    f"cannot {what}: the sync session of {self.path} stopped",
+                    code="session_stopped",
+                )
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise SyncTimeoutError(f"{what} did not finish within {timeout}s "
-                                       f"(connection {self.connection_state.value}, role {self.role})", code="timeout")
+                raise SyncTimeoutError(
+                    f"{what} did not finish within {timeout}s "
+                    f"(connection {self.connection_state.value}, role {self.role})",
+                    code="timeout",
+                )
             self._env.wait_for_change(seen, 1.0 if remaining is None else min(remaining, 1.0))
 
     def wait_for_upload(self, timeout: float | None = None) -> None:
@@ -204,7 +222,11 @@ class SyncSession:
         deadline = None if timeout is None else time.monotonic() + timeout
         target = self._server_version(deadline)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        self._wait_until(lambda: self._meta()[2] >= target and self._meta()[4] >= 1.0, remaining, "wait_for_download")
+        self._wait_until(
+            lambda: self._meta()[2] >= target and self._meta()[4] >= 1.0,
+            remaining,
+            "wait_for_download",
+        )
 
     def _server_version(self, deadline: float | None) -> int:
         app = self._client.options.app
@@ -212,8 +234,9 @@ class SyncSession:
         delay = 0.1
         while True:
             try:
-                resp = app._transport._session().get(url, timeout=app.config.request_timeout,
-                                                     verify=app.config.verify)
+                resp = app._transport._session().get(
+                    url, timeout=app.config.request_timeout, verify=app.config.verify
+                )
                 if resp.status_code == 200:
                     v = resp.json().get("server_version")
                     if isinstance(v, int):
@@ -221,8 +244,10 @@ class SyncSession:
             except Exception:
                 pass
             if deadline is not None and time.monotonic() + delay > deadline:
-                raise ConnectionFailedError(f"wait_for_download: cannot reach {app.config.base_url}",
-                                            code="connection_failed")
+                raise ConnectionFailedError(
+                    f"wait_for_download: cannot reach {app.config.base_url}",
+                    code="connection_failed",
+                )
             if self._client.stopped:
                 raise SyncError("the sync session stopped", code="session_stopped")
             self._client._stop.wait(delay)
@@ -230,8 +255,12 @@ class SyncSession:
 
     # ---- progress ------------------------------------------------------------------------
 
-    def add_progress_listener(self, direction: ProgressDirection | str, mode: ProgressMode | str,
-                              callback: Callable[[SyncProgress], None]) -> ProgressToken:
+    def add_progress_listener(
+        self,
+        direction: ProgressDirection | str,
+        mode: ProgressMode | str,
+        callback: Callable[[SyncProgress], None],
+    ) -> ProgressToken:
         """Call ``callback(SyncProgress)`` as uploads or downloads advance.
 
         ``for_currently_outstanding_work`` reports until the work outstanding
@@ -247,7 +276,9 @@ class SyncSession:
         with self._lock:
             self._listeners.append(listener)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._progress_loop, daemon=True, name="realmpy-sync-progress")
+                self._thread = threading.Thread(
+                    target=self._progress_loop, daemon=True, name="realmpy-sync-progress"
+                )
                 self._thread.start()
         self._deliver(listener, self._meta())
         return ProgressToken(self, listener)

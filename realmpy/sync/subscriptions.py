@@ -62,8 +62,14 @@ class Subscription:
     updated_at: datetime
 
     def _wire(self) -> list[Any]:
-        return [self.name, self.object_class_name, self.query_string, list(self.args),
-                int(self.created_at.timestamp() * 1000), int(self.updated_at.timestamp() * 1000)]
+        return [
+            self.name,
+            self.object_class_name,
+            self.query_string,
+            list(self.args),
+            int(self.created_at.timestamp() * 1000),
+            int(self.updated_at.timestamp() * 1000),
+        ]
 
     @classmethod
     def _from(cls, w: list[Any]) -> Subscription:
@@ -97,7 +103,9 @@ def _write(txn: WriteTransaction, qv: int, rec: dict[str, Any]) -> None:
     txn.put(SUBS, cv_key(qv), P.pack(rec))
 
 
-def mark(txn: WriteTransaction, qv: int, state: SubscriptionSetState, error: str | None = None) -> None:
+def mark(
+    txn: WriteTransaction, qv: int, state: SubscriptionSetState, error: str | None = None
+) -> None:
     """Move set ``qv`` to ``state``; a complete set supersedes every older one."""
     v, rec = _read(txn, qv)
     if v == 0 or rec["state"] in ("superseded", "error") or rec["state"] == state.value:
@@ -113,7 +121,9 @@ def mark(txn: WriteTransaction, qv: int, state: SubscriptionSetState, error: str
                 txn.put(SUBS, k, P.pack(old))
 
 
-def to_post(txn: Snapshot | WriteTransaction, sent: int) -> tuple[int, dict[str, list[list[Any]]]] | None:
+def to_post(
+    txn: Snapshot | WriteTransaction, sent: int
+) -> tuple[int, dict[str, list[list[Any]]]] | None:
     """The newest set if the server has not accepted it yet: (version, table → [[query, args]])."""
     qv, rec = _read(txn)
     if qv <= sent or rec["state"] not in ("pending", "bootstrapping"):
@@ -210,7 +220,9 @@ class SubscriptionSet:
         if self._realm.is_in_transaction:
             raise SubscriptionError(
                 "cannot update subscriptions inside an open write transaction of the same realm: "
-                "commit it first", code="wrong_state")
+                "commit it first",
+                code="wrong_state",
+            )
         qv, rec = self._snapshot()
         return MutableSubscriptionSet(self._env, qv, [Subscription._from(w) for w in rec["subs"]])
 
@@ -232,13 +244,16 @@ class SubscriptionSet:
             if state in ("complete", "superseded"):
                 return True
             if state == "error":
-                raise SubscriptionError(f"subscription set {target} was refused: {rec.get('error')}",
-                                        code="subscription_error")
+                raise SubscriptionError(
+                    f"subscription set {target} was refused: {rec.get('error')}",
+                    code="subscription_error",
+                )
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise SyncTimeoutError(
                     f"subscription set {target} is still {state} after {timeout}s (is the main process syncing?)",
-                    code="timeout")
+                    code="timeout",
+                )
             self._env.wait_for_change(seen, None if remaining is None else min(remaining, 5.0))
 
     def __repr__(self) -> str:
@@ -253,7 +268,9 @@ def _describe(results: Results[Any]) -> tuple[str, str, tuple[Any, ...]]:
     try:
         P.pack(list(args))
     except TypeError as exc:
-        raise SubscriptionError(f"subscription arguments must be plain values: {exc}", code="invalid_query") from None
+        raise SubscriptionError(
+            f"subscription arguments must be plain values: {exc}", code="invalid_query"
+        ) from None
     return results._name, text, args
 
 
@@ -272,7 +289,9 @@ class MutableSubscriptionSet:
     def __len__(self) -> int:
         return len(self._subs)
 
-    def add(self, results: Results[Any], *, name: str | None = None, update: bool = False) -> Subscription:
+    def add(
+        self, results: Results[Any], *, name: str | None = None, update: bool = False
+    ) -> Subscription:
         """Subscribe to ``results`` (``realm.query(Car, "miles > 100")``); idempotent for the same query.
 
         A ``name`` already used by another query raises unless ``update=True``,
@@ -287,12 +306,17 @@ class MutableSubscriptionSet:
                 if not update:
                     raise SubscriptionError(
                         f"a subscription named {name!r} already exists with another query; pass update=True to replace it",
-                        code="duplicate_subscription")
+                        code="duplicate_subscription",
+                    )
                 new = Subscription(name, table, text, args, s.created_at, now)
                 self._subs[i] = new
                 self._changed = True
                 return new
-            if name is None and (s.object_class_name, s.query_string, s.args) == (table, text, args):
+            if name is None and (s.object_class_name, s.query_string, s.args) == (
+                table,
+                text,
+                args,
+            ):
                 return s
         new = Subscription(name, table, text, args, now, now)
         self._subs.append(new)
@@ -332,8 +356,16 @@ class MutableSubscriptionSet:
         with self._env.write() as txn:
             qv, _ = _read(txn)
             qv += 1
-            _write(txn, qv, {"state": "pending", "error": None, "subs": [s._wire() for s in self._subs],
-                             "created": int(time.time() * 1000)})
+            _write(
+                txn,
+                qv,
+                {
+                    "state": "pending",
+                    "error": None,
+                    "subs": [s._wire() for s in self._subs],
+                    "created": int(time.time() * 1000),
+                },
+            )
             # Older sets that never completed will never be served.
             for k, raw in list(txn.scan(SUBS, None, cv_key(qv))):
                 old = P.unpack(raw)
