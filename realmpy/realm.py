@@ -1606,7 +1606,7 @@ class Realm:
             self._flush_links()  # before a deleted key can come back
         encode_list = codec.encode_key_list
         pk = info.pk
-        values = [o._rp_values for o in todo]
+        values = [o.__dict__ for o in todo]  # unmanaged: the values (see _rp_values)
         try:
             if pk is not None:
                 keys = encode_list([v[pk] for v in values])

@@ -474,7 +474,7 @@ class _PropertyDescriptor:
                 )
             return store.read_property(obj, self.name)
         try:
-            value = obj._rp_values[self.name]
+            value = obj.__dict__[self.name]
         except KeyError:
             raise AttributeError(self.name) from None
         if type(value) is int and _is_counter(type(obj), self.name):
@@ -499,14 +499,23 @@ class _Model:
     """Common base of Object and EmbeddedObject (not a model itself)."""
 
     __realm_name__: ClassVar[str]
-    _rp_store: ObjectStore | None
-    _rp_values: dict[str, Any]
+    # The realm (store) of a managed object; None (this default) while unmanaged.
+    _rp_store: ObjectStore | None = None
     _rp_key: bytes
     _rp_fields: ClassVar[dict[str, Field]]
     # A managed object's decoded record and the realm stamp it was read at
     # (set on the instance by its realm; None: read it on first access).
     # (stamp, record: the stored values by position, positions by name)
     _rp_cache: tuple[int, Sequence[Any], dict[str, int]] | None = None
+
+    @property
+    def _rp_values(self) -> dict[str, Any]:
+        """An unmanaged object's property values, by name.
+
+        They live in the instance dict itself (one dict per object: cheap
+        to build); the data descriptors of the properties take precedence
+        over it for attribute access, so only they read these entries."""
+        return self.__dict__
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -576,9 +585,7 @@ class _Model:
                 f"{cls.__name__}() got unknown field(s) {names}; its properties "
                 f"are {', '.join(p.name for p in schema.properties)}"
             )
-        d = self.__dict__
-        d["_rp_store"] = None
-        d["_rp_values"] = values
+        self.__dict__.update(values)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_rp_") or name in type(self)._rp_fields:
@@ -720,15 +727,13 @@ def _compile_init(cls: type[_Model]) -> Callable[..., None]:
             ns[f"_d{i}"] = default
             body.append(f"    if {name} is _M: {name} = _d{i}")
         body.append(f"    {check}")
-    values = ", ".join(f"{n!r}: {n}" for n, _, _, _ in plan)
     star = "*, " if params else ""
     src = (
         f"def __init__(_rp_self_, {star}{', '.join(params)}{', ' if params else ''}**_extra):\n"
         + "".join(line + "\n" for line in body)
         + "    if _extra: _unknown(_cls, _extra)\n"
         + "    _d_ = _rp_self_.__dict__\n"
-        + "    _d_['_rp_store'] = None\n"
-        + f"    _d_['_rp_values'] = {{{values}}}\n"
+        + "".join(f"    _d_[{n!r}] = {n}\n" for n, _, _, _ in plan)
     )
     exec(src, ns)  # generated from identifiers of the model's own annotations
     fn: Callable[..., None] = ns["__init__"]

@@ -429,3 +429,52 @@ def test_arbitrary_text_never_crashes(text: str) -> None:
         query.parse(text)
     except QuerySyntaxError as err:
         assert 0 <= err.position <= len(text)
+
+
+_POSITIONAL_QUERIES = [
+    "a >= $0 AND a < $1",
+    "a > 2.5 OR b == 'x'",
+    "NOT (a <= $0) AND b != 'y'",
+    "b == $2 AND a != 3",
+    "a == 3 OR (b BEGINSWITH 'x' AND a > -1)",
+    "b == 'x' AND TRUEPREDICATE",
+    "a == null OR b == null",
+]
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(-5, 5),
+    st.just(float("nan")),
+    st.sampled_from(["x", "y", "xa", ""]),
+    st.decimals(-5, 5, places=1),
+)
+
+
+@given(
+    rows=st.lists(st.tuples(_VALUES, _VALUES), max_size=12),
+    lo=st.integers(-5, 5),
+    hi=st.one_of(st.integers(-5, 5), st.floats(-5, 5)),
+)
+def test_row_filter_matches_the_matcher_on_positional_records(
+    rows: list[tuple[Any, Any]], lo: int, hi: float
+) -> None:
+    """``row_filter`` (inline fast paths over positional records) keeps
+    exactly the rows the per-record matcher (and the evaluator) accepts."""
+    slots = {"a": 0, "b": 1}
+
+    def direct(name: str) -> tuple[Any] | None:
+        return (slots[name],) if name in slots else None
+
+    def resolve(rec: Any, name: str) -> Any:
+        return rec[slots[name]]
+
+    pairs = [(i, list(r)) for i, r in enumerate(rows)]
+    args = (lo, hi, "x")
+    for text in _POSITIONAL_QUERIES:
+        q = query.parse(text)
+        match = q.matcher(args, resolver=resolve, direct=direct)
+        expected = [(k, r) for k, r in pairs if match(r)]
+        assert q.row_filter(args, resolver=resolve, direct=direct)(iter(pairs)) == expected, text
+        as_maps = [k for k, r in pairs if q.matches(dict(zip("ab", r)), args)]
+        assert [k for k, _ in expected] == as_maps, text
