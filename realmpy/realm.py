@@ -356,6 +356,10 @@ class _Bound:
         return hash((self.cls, self.key))
 
 
+class _SchemaRaced(Exception):
+    """Another process stored a schema while this realm was opening."""
+
+
 class Transaction:
     """An open write transaction; also a context manager.
 
@@ -462,13 +466,32 @@ class Realm:
 
     def _open(self) -> None:
         config = self._config
-        wanted = config.model_schema
         if config.should_compact is not None and config.kind == "local" and self._shared.alone():
             st = self._env.stats()
             total = st.file_size
             used = (st.pages_used - st.free_pages) * st.page_size
             if config.should_compact(total, used):
                 self._compact_in_place()
+        # Records are positional in the stored schema's order, so the schema
+        # this realm uses must be the one it stores: if another process
+        # stored one between our read and our write, start again from it.
+        for _attempt in range(100):
+            try:
+                self._open_schema()
+                return
+            except _SchemaRaced:
+                continue
+        raise ConfigurationError(f"{config.path}: the stored schema kept changing while opening")
+
+    def _check_schema_unchanged(self, raw_schema: bytes | None) -> None:
+        """Inside the opening write: raise _SchemaRaced if the stored schema
+        is no longer the one read before it (the write then rolls back)."""
+        if self._require_write().get(META, SCHEMA_KEY) != raw_schema:
+            raise _SchemaRaced
+
+    def _open_schema(self) -> None:
+        config = self._config
+        wanted = config.model_schema
         with self._env.read() as snap:
             raw_schema = snap.get(META, SCHEMA_KEY)
             raw_version = snap.get(META, VERSION_KEY)
@@ -486,6 +509,7 @@ class Realm:
                     f"{config.path} is not a realm yet and read_only=True cannot create it"
                 )
             with self.write():
+                self._check_schema_unchanged(None)
                 self._store_schema(wanted, config.schema_version)
                 self._wtxn_put_meta(HISTORY_KEY, config.history.encode())
                 if config.initial_data is not None:
@@ -521,6 +545,7 @@ class Realm:
                 "but the realm is read-only"
             )
         with self.write():
+            self._check_schema_unchanged(raw_schema)
             moved = self._relayout(stored)
             self._rebuild_indexes(stored, merged)
             self._store_schema(merged, config.schema_version)

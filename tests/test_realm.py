@@ -696,3 +696,44 @@ def test_migration_that_removes_a_property_rewrites_records(tmp_path: Path) -> N
         assert [o.id for o in r.query(Item, "keep >= 1")] == [1, 2]
         with r._env.read() as snap:
             assert not any(t.startswith("_old:") for t in snap.tables())
+
+
+def test_a_schema_stored_by_another_opener_in_between_is_adopted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes creating a file at once: the one whose opening write
+    finds a schema stored since its read starts again from that schema (its
+    records are positional in the stored order)."""
+    path = tmp_path / "race.realm"
+
+    class Pair(Object):
+        id: int = field(primary_key=True)
+        a: str = ""
+        b: int = 0
+
+    class Other(Object):
+        __realm_name__ = "Pair"
+        b: int = 0
+        id: int = field(primary_key=True)
+        a: str = ""
+
+    original = Realm.write
+    injected: list[bool] = []
+
+    def write(self: Realm) -> Any:
+        if not injected:
+            injected.append(True)
+            with Realm(Configuration.local([Other], path=path)) as other, other.write():
+                other.add(Other(id=1, a="x", b=2))
+        return original(self)
+
+    monkeypatch.setattr(Realm, "write", write)
+    with Realm(Configuration.local([Pair], path=path)) as r:
+        monkeypatch.setattr(Realm, "write", original)
+        assert [p.name for p in r.schema["Pair"].properties] == ["b", "id", "a"]
+        one = r.find(Pair, 1)
+        assert one is not None and (one.a, one.b) == ("x", 2)
+        with r.write():
+            r.add(Pair(id=2, a="y", b=3))
+    with Realm(Configuration.local([Other], path=path)) as again:
+        assert [(o.id, o.a, o.b) for o in again.all(Other)] == [(1, "x", 2), (2, "y", 3)]
