@@ -487,7 +487,9 @@ def unpack_row(data: bytes) -> list[Any]:
     return rec
 
 
-_NAMES: dict[Any, tuple[str, ...]] = {}
+# id(class schema) -> (that schema, its names): keyed by identity, since
+# hashing a schema (a frozen dataclass) costs more than listing its names.
+_NAMES: dict[int, tuple[Any, tuple[str, ...]]] = {}
 
 
 def record_names(cls: Any) -> tuple[str, ...]:
@@ -495,12 +497,13 @@ def record_names(cls: Any) -> tuple[str, ...]:
     :class:`~realmpy.schema.ObjectSchema`, or a sequence of names)."""
     if isinstance(cls, (tuple, list)):
         return tuple(cls)
-    names = _NAMES.get(cls)
-    if names is None:
-        names = tuple(p.name for p in cls.properties)
-        if len(_NAMES) > 256:
-            _NAMES.clear()
-        _NAMES[cls] = names
+    hit = _NAMES.get(id(cls))
+    if hit is not None and hit[0] is cls:
+        return hit[1]
+    names = tuple(p.name for p in cls.properties)
+    if len(_NAMES) > 256:
+        _NAMES.clear()
+    _NAMES[id(cls)] = (cls, names)
     return names
 
 
