@@ -894,16 +894,7 @@ class _Transaction:
         transaction, changes made during the iteration may or may not be
         seen (records are read a batch at a time).
         """
-        if self._owner != _get_ident():
-            self._unusable()
-        name = self._name(table)
-        if start is not None and type(start) is not bytes:
-            start = _as_bytes(start, "start")
-        if stop is not None and type(stop) is not bytes:
-            stop = _as_bytes(stop, "stop")
-        if not isinstance(reverse, bool):
-            raise _type_error("reverse", "a bool", reverse)
-        return self._scan(table, name, start, stop, reverse, None)
+        return self._scan(table, start, stop, reverse, None)
 
     def scan_msgpack(
         self,
@@ -921,6 +912,18 @@ class _Transaction:
         keys and values in C (an empty value decodes as ``None``).  A value
         that is not msgpack raises msgpack's error.
         """
+        return self._scan(table, start, stop, reverse, _decoder(options))
+
+    def _scan(
+        self,
+        table: str,
+        start: BytesLike | None,
+        stop: BytesLike | None,
+        reverse: bool,
+        decode: Any,
+    ) -> Iterator[tuple[bytes, Any]]:
+        """Check the arguments now (the records are read lazily), then
+        iterate the records of scan / scan_msgpack."""
         if self._owner != _get_ident():
             self._unusable()
         name = self._name(table)
@@ -930,17 +933,6 @@ class _Transaction:
             stop = _as_bytes(stop, "stop")
         if not isinstance(reverse, bool):
             raise _type_error("reverse", "a bool", reverse)
-        return self._scan(table, name, start, stop, reverse, _decoder(options))
-
-    def _scan(
-        self,
-        table: str,
-        name: bytes,
-        start: bytes | None,
-        stop: bytes | None,
-        reverse: bool,
-        decode: Any,
-    ) -> Iterator[tuple[bytes, Any]]:
         if start == b"":
             start = None  # every key is >= b""
         if stop is not None and (stop == b"" or (start is not None and start >= stop)):
