@@ -18,32 +18,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "realmpy.h"
+#include "check.h"
 
-#define CHECK(cond, what)                                                        \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, what);            \
-            exit(1);                                                             \
-        }                                                                        \
-    } while (0)
-#define E(expr)                                                                  \
-    do {                                                                         \
-        int rc_ = (expr);                                                        \
-        if (rc_) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr,        \
-                    rp_strerror(rc_));                                           \
-            exit(1);                                                             \
-        }                                                                        \
-    } while (0)
 
 static uint64_t rng;
-static uint64_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
+static uint64_t rnd(void) { return xorshift64(&rng); }
 
 static const char *tables[] = {"users", "orders", "big"};
 

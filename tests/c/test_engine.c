@@ -11,24 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "realmpy.h"
+#include "check.h"
 
-#define CHECK(cond, what)                                                        \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, what);            \
-            exit(1);                                                             \
-        }                                                                        \
-    } while (0)
-#define E(expr)                                                                  \
-    do {                                                                         \
-        int rc_ = (expr);                                                        \
-        if (rc_) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr,        \
-                    rp_strerror(rc_));                                           \
-            exit(1);                                                             \
-        }                                                                        \
-    } while (0)
 
 #define NTABLES 3
 #define NKEYS 600
@@ -43,12 +27,7 @@ static slot model[NTABLES][NKEYS], saved[NTABLES][NKEYS];
 static const char *tname[NTABLES] = {"alpha", "beta", "a-table-with-a-longer-name"};
 
 static uint64_t rng = 88172645463325252ULL;
-static uint64_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
+static uint64_t rnd(void) { return xorshift64(&rng); }
 
 static size_t mkkey(int i, unsigned char *buf) {
     /* Variable-length keys whose byte order is not index order. */

@@ -18,35 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "realmpy.h"
+#include "check.h"
 
-#define CHECK(cond, what)                                                        \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, what);            \
-            exit(1);                                                             \
-        }                                                                        \
-    } while (0)
-#define E(expr)                                                                  \
-    do {                                                                         \
-        int rc_ = (expr);                                                        \
-        if (rc_) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr,        \
-                    rp_strerror(rc_));                                           \
-            exit(1);                                                             \
-        }                                                                        \
-    } while (0)
 
 #define NKEYS 300
 static int vals[NKEYS];   /* model: value number per key, 0 = absent */
 
 static uint64_t rng;
-static uint64_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
+static uint64_t rnd(void) { return xorshift64(&rng); }
 
 static void key(int i, char *k) { sprintf(k, "key-%04d", i); }
 
