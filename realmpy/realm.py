@@ -401,6 +401,25 @@ class Transaction:
 # The realm
 
 
+def _record_access(
+    info: _ClassInfo,
+) -> tuple[Callable[[str], tuple[Any] | None], Callable[[Any], Any]]:
+    """How compiled queries read a decoded record of ``info``'s class: plain
+    properties by position (``direct``), anything else through a
+    :class:`_Bound` wrapper (``bind``) made only when needed."""
+    kinds, pos, name = info.kinds, info.pos, info.name
+
+    def direct(prop: str) -> tuple[Any] | None:
+        if kinds.get(prop) in (K_PLAIN, K_COUNTER):
+            return (pos[prop],)
+        return None
+
+    def bind(rec: Any) -> Any:
+        return _Bound(name, b"", rec)
+
+    return direct, bind
+
+
 class Realm:
     """A realm opened with a :class:`~realmpy.config.Configuration`.
 
@@ -1226,32 +1245,14 @@ class Realm:
         Plain properties are read straight from the record by position;
         anything else (links, embedded objects, collections) goes through
         the resolver on a :class:`_Bound` made only when needed."""
-        kinds, pos, name = info.kinds, info.pos, info.name
-
-        def direct(prop: str) -> tuple[Any] | None:
-            if kinds.get(prop) in (K_PLAIN, K_COUNTER):
-                return (pos[prop],)
-            return None
-
-        def bind(rec: Any) -> Any:
-            return _Bound(name, b"", rec)
-
+        direct, bind = _record_access(info)
         return q.matcher(args, resolver=self._resolve, direct=direct, wrap=bind)
 
     def _row_filter(
         self, info: _ClassInfo, q: _query.Query, args: tuple[Any, ...]
     ) -> Callable[[Iterable[tuple[bytes, Any]]], list[Any]]:
         """:meth:`_matcher` over many (key, record) pairs at once."""
-        kinds, pos, name = info.kinds, info.pos, info.name
-
-        def direct(prop: str) -> tuple[Any] | None:
-            if kinds.get(prop) in (K_PLAIN, K_COUNTER):
-                return (pos[prop],)
-            return None
-
-        def bind(rec: Any) -> Any:
-            return _Bound(name, b"", rec)
-
+        direct, bind = _record_access(info)
         return q.row_filter(args, resolver=self._resolve, direct=direct, wrap=bind)
 
     def _evaluate(
