@@ -327,6 +327,10 @@ int rp_env_close(rp_env *env) {
 
 uint64_t rp_env_version(rp_env *env) { return env ? rp_version_load(env) : 0; }
 
+uintptr_t rp_env_version_addr(rp_env *env) {
+    return env ? (uintptr_t)&env->lk->version : 0;
+}
+
 int rp_env_wait(rp_env *env, uint64_t since, int64_t timeout_ns, uint64_t *out) {
     int rc = rp_env_usable(env);
     if (rc) return rc;

@@ -228,6 +228,16 @@ int rp_env_close(rp_env *env);
  * Versions start at 1 and increase by 1 per commit. */
 uint64_t rp_env_version(rp_env *env);
 
+/* Address of the counter rp_env_version reads: a naturally aligned
+ * _Atomic uint64_t in the lock file's shared memory, for bindings that check
+ * for a newer version without a call (the Python object layer's C property
+ * fast path).  Read it only with an acquire atomic load (as rp_env_version
+ * does), never write it.  It stays valid until rp_env_close(env): a binding
+ * must stop using it before the env can close (realmpy only keeps it while a
+ * transaction of the env is open, which keeps rp_env_close from closing).
+ * Returns 0 if env is NULL. */
+uintptr_t rp_env_version_addr(rp_env *env);
+
 /* Block until the version differs from since, or until timeout_ns passes
  * (negative = forever).  *out receives the version then current (== since on
  * timeout).  Costs no CPU while waiting (futex).  A wake-up can be late, never

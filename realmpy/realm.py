@@ -49,7 +49,9 @@ from uuid import UUID
 
 from realmpy import codec
 from realmpy import query as _query
-from realmpy import schema as _schema_mod
+from realmpy._speedups import RealmState
+from realmpy._speedups import make_object as _make_object
+from realmpy._speedups import manage as _manage
 from realmpy.codec import Link
 from realmpy.config import Configuration
 from realmpy.errors import (
@@ -81,7 +83,6 @@ from realmpy.schema import (
     validator,
 )
 from realmpy.storage import Environment, Snapshot, WriteTransaction
-from realmpy.storage import _env_version as _latest_version
 
 if TYPE_CHECKING:
     from realmpy.notifier import Notifier
@@ -420,7 +421,7 @@ def _record_access(
     return direct, bind
 
 
-class Realm:
+class Realm(RealmState):
     """A realm opened with a :class:`~realmpy.config.Configuration`.
 
     Also a context manager (closes on exit).  See the module docstring for
@@ -435,17 +436,18 @@ class Realm:
         self._frozen = False
         self._owner = threading.get_ident()
         # The owner's thread id while open, else None: one comparison checks
-        # both (the descriptors' inlined read path).
-        self._guard: int | None = None
+        # both.  _guard, _version, _stamp and _vh are C fields of RealmState,
+        # which the property descriptors read directly (realmpy._speedups).
+        self._guard = None
         self._wtxn: WriteTransaction | None = None
         self._wtxn_owner: Transaction | None = None
         self._snap: Snapshot | None = None
-        # The engine handle whose shared version counter tells whether a
+        # The address of the shared version counter that tells whether a
         # newer version exists, while a live snapshot is open (None: no
-        # check: no snapshot, a write transaction, or a frozen realm).  One
-        # atomic load, as Snapshot.latest_version() without its checks; the
-        # open snapshot keeps the handle alive.
-        self._vh: Any = None
+        # check: no snapshot, a write transaction, or a frozen realm).
+        # self._moved() is one atomic load of it; the open snapshot keeps
+        # the engine handle, and so the counter, alive.
+        self._vh = None
         self._version = 0
         self._stamp = 0
         self._pending: list[Callable[[], None]] = []
@@ -765,13 +767,12 @@ class Realm:
             self._version = snap.version
             self._stamp += 1
             if not self._frozen:
-                self._vh = self._env._env
+                self._vh = self._env.version_address
         return self._snap
 
     def _safe_point(self) -> None:
         """Advance to the newest version if one exists (see module docs)."""
-        vh = self._vh
-        if vh is not None and _latest_version(vh) != self._version:
+        if self._moved():
             self._advance()
 
     def _advance(self) -> None:
@@ -806,8 +807,7 @@ class Realm:
             return txn
         snap = self._snap
         if snap is not None:
-            vh = self._vh
-            if vh is None or _latest_version(vh) == self._version:
+            if not self._moved():
                 return snap
             self._advance()
             if self._snap is not None:
@@ -1029,17 +1029,14 @@ class Realm:
     ) -> Any:
         """A managed object; ``rec`` (a full record read at ``stamp``,
         default now) is cached."""
-        cls = self._models[name]
-        obj = cls.__new__(cls)
-        d = obj.__dict__
-        d["_rp_store"] = self
-        d["_rp_key"] = key
-        d["_rp_cache"] = (
-            None
-            if rec is None
-            else (self._stamp if stamp is None else stamp, rec, self._info[name].pos)
+        return _make_object(
+            self._models[name],
+            self,
+            key,
+            rec,
+            self._stamp if stamp is None else stamp,
+            self._info[name].pos,
         )
-        return obj
 
     # -- reads ------------------------------------------------------------------------
 
@@ -1057,8 +1054,7 @@ class Realm:
             self._check()
         txn: Snapshot | WriteTransaction | None = self._wtxn
         if txn is None:
-            vh = self._vh
-            if vh is not None and _latest_version(vh) != self._version:
+            if self._moved():
                 self._advance()
             txn = self._snap
             if txn is None:
@@ -1075,11 +1071,7 @@ class Realm:
         raw = txn.get(info.table, key)
         if raw is None:
             return None
-        obj = cls.__new__(cls)
-        d = obj.__dict__
-        d["_rp_store"] = self
-        d["_rp_key"] = key
-        d["_rp_cache"] = (self._stamp, info.decode(raw), info.pos)
+        obj: T = _make_object(cls, self, key, info.decode(raw), self._stamp, info.pos)
         return obj
 
     def all(self, cls: type[T]) -> Results[T]:
@@ -1356,8 +1348,7 @@ class Realm:
         a cached record with the current stamp is current."""
         if self._closed or _get_ident() != self._owner:
             self._check()
-        vh = self._vh
-        if vh is not None and _latest_version(vh) != self._version:
+        if self._moved():
             self._advance()
         cache = obj._rp_cache
         if cache is not None and cache[0] == self._stamp:
@@ -1408,8 +1399,7 @@ class Realm:
         # version check is one atomic load (None: nothing to check).
         if self._closed or _get_ident() != self._owner:
             self._check()
-        vh = self._vh
-        if vh is not None and _latest_version(vh) != self._version:
+        if self._moved():
             self._advance()
         cache = obj._rp_cache
         if cache is not None and cache[0] == self._stamp:
@@ -1421,8 +1411,7 @@ class Realm:
         # _record() inlined: this is the hot path of every attribute read.
         if self._closed or _get_ident() != self._owner:
             self._check()
-        vh = self._vh
-        if vh is not None and _latest_version(vh) != self._version:
+        if self._moved():
             self._advance()
         cache = obj._rp_cache
         if cache is not None and cache[0] == self._stamp:
@@ -1666,13 +1655,8 @@ class Realm:
         for (_pname, iname), ik in zip(info.indexed, entries, strict=True):
             _put_all(txn, iname, ik, None)
         self._stamp += 1
-        stamp = self._stamp
-        pos = info.pos
-        for obj, key, rec in zip(todo, keys, rows, strict=True):
-            d = obj.__dict__
-            d["_rp_store"] = self
-            d["_rp_key"] = key
-            d["_rp_cache"] = (stamp, rec, pos)
+        # Each object: _rp_store, _rp_key, _rp_cache = (stamp, row, pos).
+        _manage(todo, self, keys, rows, self._stamp, info.pos)
 
     def _add_simple_each(
         self, info: _ClassInfo, todo: list[Any], keys: list[bytes] | None, update: bool
@@ -2069,7 +2053,3 @@ class _OldRealm:
 
 
 _ = Counter  # re-exported type used by models
-
-# The descriptors' inlined read path (see schema._PropertyDescriptor).
-_schema_mod._FAST_STORE = Realm
-_schema_mod._fast_version = _latest_version

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from realmpy import codec
 from realmpy import query as _query
+from realmpy._speedups import iter_objects as _iter_objects
 from realmpy.errors import CodecError, ObjectTypeError
 from realmpy.objectid import ObjectId
 from realmpy.schema import Object, ObjectSchema, Property
@@ -88,20 +89,14 @@ class Results(Generic[T]):
         cache = self._cache
         stamp = cache[0] if cache is not None else -1
         realm = self._realm
-        cls = realm._models[self._name]
-        pos = realm._info[self._name].pos
-        new = cls.__new__
         # Each object caches its record with the stamp the rows were read
         # at: if the realm moves on during the loop (a write, an advance),
         # the object re-reads its record instead of showing a stale one.
-        # Objects are made one at a time as the loop asks for them.
-        for k, rec in rows:
-            obj: Any = new(cls)
-            d = obj.__dict__
-            d["_rp_store"] = realm
-            d["_rp_key"] = k
-            d["_rp_cache"] = None if rec is None else (stamp, rec, pos)
-            yield obj
+        # Objects are made one at a time as the loop asks for them (in C:
+        # cls.__new__(cls) and the entries _rp_store, _rp_key, _rp_cache).
+        cls: Any = realm._models[self._name]
+        it: Iterator[T] = _iter_objects(cls, realm, rows, stamp, realm._info[self._name].pos)
+        return it
 
     @overload
     def __getitem__(self, index: int) -> T: ...

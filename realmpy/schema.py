@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as _dt
 import inspect
 import sys
-import threading
 import types
 import typing
 import uuid
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, Final, Protocol, dataclass_transform
 
+from realmpy._speedups import PropertyBase
 from realmpy.errors import ObjectTypeError, SchemaError
 from realmpy.objectid import ObjectId
 
@@ -429,41 +429,31 @@ _TARGETS: dict[tuple[type, str], type] = {}
 _SCHEMAS: dict[type[_Model], ObjectSchema] = {}
 
 
-# The realm's fast read path, inlined in the descriptor (set by realmpy.realm
-# at import): its Realm class, and the engine call reading the shared
-# version counter.  Other stores (embedded objects) go through read_plain.
-_FAST_STORE: Any = None
-_fast_version: Any = None
-_get_ident = threading.get_ident
+class _PropertyDescriptor(PropertyBase):
+    """Routes attribute access to memory (unmanaged) or the realm (managed).
 
+    ``__get__`` is C (:class:`realmpy._speedups.PropertyBase`): for a
+    managed object of a :class:`~realmpy.realm.Realm` and a plain property it
+    checks the owner thread and the shared version counter, then returns the
+    value from the object's cached record if its stamp is the realm's; an
+    unmanaged object's non-int value comes straight from its ``__dict__``.
+    Every other case calls :meth:`_slow_get` (or ``store.read_plain`` when
+    only a check failed), which is the reference semantics."""
 
-class _PropertyDescriptor:
-    """Routes attribute access to memory (unmanaged) or the realm (managed)."""
-
-    __slots__ = ("name", "plain")
+    __slots__ = ()
 
     def __init__(self, name: str) -> None:
         self.name = name
         # Whether the stored value is the value (a scalar, not a counter);
         # known once the schema is (lazily) resolved.
-        self.plain: bool | None = None
+        self.plain = None
 
-    def __get__(self, obj: _Model | None, owner: type | None = None) -> Any:
-        if obj is None:
-            return self
+    def _slow_get(self, obj: _Model, owner: type | None = None) -> Any:
         store: Any = obj._rp_store
         if store is not None:
             # Managed: the store converts (and binds counters) itself.
             plain = self.plain
             if plain:
-                if store.__class__ is _FAST_STORE and _get_ident() == store._guard:
-                    # Realm.read_plain inlined (the hot path of every scalar
-                    # read): auto-refresh check, then the cached record.
-                    vh = store._vh
-                    if vh is None or _fast_version(vh) == store._version:
-                        cache = obj._rp_cache
-                        if cache is not None and cache[0] == store._stamp:
-                            return cache[1][cache[2][self.name]]
                 return store.read_plain(obj, self.name)
             if plain is None:
                 prop = object_schema(type(obj)).property(self.name)

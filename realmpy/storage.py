@@ -369,6 +369,19 @@ class Environment:
         finally:
             inflight.pop()
 
+    @property
+    def version_address(self) -> int:
+        """Address of the shared version counter that :attr:`version` loads
+        (``rp_env_version_addr``), for C code that checks for newer versions
+        without a call (the object layer's property fast path).
+
+        Only an acquire atomic load may read it, and only while a
+        transaction of this environment is open: that keeps the engine
+        handle, and so the counter's mapping, alive."""
+        if self._closing:
+            raise self._closed_error("read the version counter's address")
+        return int(lib.rp_env_version_addr(self._env))
+
     # ---- transactions ---------------------------------------------------
 
     def read(self) -> Snapshot:

@@ -1,0 +1,781 @@
+/* realmpy._speedups: the object layer's per-object hot paths in C.
+ *
+ * cffi (realmpy._engine) binds the storage engine but cannot define Python
+ * types, so the few things that run once per object or per attribute read
+ * live here, written against the limited API (abi3, CPython >= 3.10):
+ *
+ *   RealmState    base class of realmpy.Realm holding the state every read
+ *                 checks: the owner thread (_guard), the version this realm
+ *                 reads (_version), the cache stamp (_stamp) and the address
+ *                 of the engine's shared version counter while a live
+ *                 snapshot is open (_vh).  Plain C fields, so the property
+ *                 descriptor below reads them without attribute lookups.
+ *   PropertyBase  base class of realmpy.schema._PropertyDescriptor: the
+ *                 C __get__.  Its fast path is exactly the Python reference
+ *                 (_PropertyDescriptor._slow_get / Realm.read_plain): owner
+ *                 thread, auto-refresh version check, then the object's
+ *                 cached record (_rp_cache = (stamp, record, positions))
+ *                 checked against the realm's stamp.  Every other case calls
+ *                 the Python code: store.read_plain(obj, name) when only
+ *                 the check failed, descriptor._slow_get(obj, owner) for
+ *                 everything else (counters, links, collections, unresolved
+ *                 schema, other stores, unmanaged counters).
+ *   iter_objects / make_object / manage
+ *                 build managed objects: cls.__new__(cls) plus the three
+ *                 instance-dict entries _rp_store, _rp_key, _rp_cache.
+ *
+ * Thread and lifetime rules: everything runs with the GIL held.  The version
+ * counter address is only set (RealmState._vh) while the realm holds an open
+ * snapshot of the environment, which keeps the engine handle (and its
+ * shared mapping) alive; the realm clears it before the snapshot ends.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* ---- module globals (single-phase init: one interpreter) ------------------ */
+
+static PyObject *RealmState_Type;
+static PyObject *PropertyBase_Type;
+static PyObject *ObjectIter_Type;
+static PyObject *s_rp_store, *s_rp_key, *s_rp_cache, *s_read_plain, *s_slow_get;
+static PyObject *empty_tuple;
+
+/* ---- RealmState ------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    long long stamp;          /* _stamp: bumped whenever what is read changes */
+    unsigned long long version; /* _version: the version this realm reads    */
+    unsigned long guard;      /* _guard: owner thread id, if has_guard         */
+    int has_guard;            /* 0: _guard is None (closed, or not yet open)  */
+    uintptr_t vaddr;          /* _vh: the shared counter's address, or 0      */
+} RealmState;
+
+static inline unsigned long long load_version(uintptr_t addr) {
+    /* Acquire, as the engine's rp_version_load: pairs with the committer's
+     * release store of the counter. */
+    return atomic_load_explicit((_Atomic uint64_t *)addr, memory_order_acquire);
+}
+
+/* True when the shared counter moved past the version this realm reads. */
+static inline int realm_moved(const RealmState *r) {
+    return r->vaddr != 0 && load_version(r->vaddr) != r->version;
+}
+
+static PyObject *rs_get_stamp(PyObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromLongLong(((RealmState *)self)->stamp);
+}
+
+static int no_delete(PyObject *value, const char *name) {
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "cannot delete %s", name);
+        return -1;
+    }
+    return 0;
+}
+
+static int need_int(PyObject *value, const char *name) {
+    if (!PyLong_Check(value) || PyBool_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %R", name,
+                     (PyObject *)Py_TYPE(value));
+        return -1;
+    }
+    return 0;
+}
+
+static int rs_set_stamp(PyObject *self, PyObject *value, void *closure) {
+    (void)closure;
+    if (no_delete(value, "_stamp") || need_int(value, "_stamp")) return -1;
+    long long v = PyLong_AsLongLong(value);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    ((RealmState *)self)->stamp = v;
+    return 0;
+}
+
+static PyObject *rs_get_version(PyObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(((RealmState *)self)->version);
+}
+
+static int rs_set_version(PyObject *self, PyObject *value, void *closure) {
+    (void)closure;
+    if (no_delete(value, "_version") || need_int(value, "_version")) return -1;
+    unsigned long long v = PyLong_AsUnsignedLongLong(value);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    ((RealmState *)self)->version = v;
+    return 0;
+}
+
+static PyObject *rs_get_guard(PyObject *self, void *closure) {
+    (void)closure;
+    RealmState *r = (RealmState *)self;
+    if (!r->has_guard) Py_RETURN_NONE;
+    return PyLong_FromUnsignedLong(r->guard);
+}
+
+static int rs_set_guard(PyObject *self, PyObject *value, void *closure) {
+    (void)closure;
+    RealmState *r = (RealmState *)self;
+    if (no_delete(value, "_guard")) return -1;
+    if (value == Py_None) {
+        r->has_guard = 0;
+        r->guard = 0;
+        return 0;
+    }
+    if (need_int(value, "_guard")) return -1;
+    unsigned long v = PyLong_AsUnsignedLong(value);
+    if (v == (unsigned long)-1 && PyErr_Occurred()) return -1;
+    r->guard = v;
+    r->has_guard = 1;
+    return 0;
+}
+
+static PyObject *rs_get_vh(PyObject *self, void *closure) {
+    (void)closure;
+    RealmState *r = (RealmState *)self;
+    if (!r->vaddr) Py_RETURN_NONE;
+    return PyLong_FromVoidPtr((void *)r->vaddr);
+}
+
+/* The address comes from Environment.version_address (rp_env_version_addr);
+ * it is trusted, as a pointer always is: only its type and alignment can be
+ * checked here. */
+static int rs_set_vh(PyObject *self, PyObject *value, void *closure) {
+    (void)closure;
+    RealmState *r = (RealmState *)self;
+    if (no_delete(value, "_vh")) return -1;
+    if (value == Py_None) {
+        r->vaddr = 0;
+        return 0;
+    }
+    if (need_int(value, "_vh")) return -1;
+    void *p = PyLong_AsVoidPtr(value);
+    if (p == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "_vh: the counter address cannot be 0");
+        return -1;
+    }
+    if ((uintptr_t)p % _Alignof(uint64_t) != 0) {
+        PyErr_SetString(PyExc_ValueError, "_vh: misaligned counter address");
+        return -1;
+    }
+    r->vaddr = (uintptr_t)p;
+    return 0;
+}
+
+static PyObject *rs_moved(PyObject *self, PyObject *unused) {
+    (void)unused;
+    return PyBool_FromLong(realm_moved((RealmState *)self));
+}
+
+static PyObject *rs_owned(PyObject *self, PyObject *unused) {
+    (void)unused;
+    RealmState *r = (RealmState *)self;
+    return PyBool_FromLong(r->has_guard && r->guard == PyThread_get_thread_ident());
+}
+
+static PyGetSetDef rs_getset[] = {
+    {"_stamp", rs_get_stamp, rs_set_stamp,
+     "Bumped whenever what this realm reads changes (cached records with an "
+     "older stamp are re-read).", NULL},
+    {"_version", rs_get_version, rs_set_version,
+     "The committed version this realm reads.", NULL},
+    {"_guard", rs_get_guard, rs_set_guard,
+     "The owner thread's id while open, else None.", NULL},
+    {"_vh", rs_get_vh, rs_set_vh,
+     "Address of the shared version counter while a live snapshot is open "
+     "(None: nothing to check).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef rs_methods[] = {
+    {"_moved", rs_moved, METH_NOARGS,
+     "True if another commit moved the shared version counter past _version "
+     "(one atomic load; False when nothing is watched)."},
+    {"_owned", rs_owned, METH_NOARGS,
+     "True if the calling thread is the owner of this open realm."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int rs_traverse(PyObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static void rs_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot rs_slots[] = {
+    {Py_tp_doc, "Hot state of a Realm, read by the C property descriptor."},
+    {Py_tp_getset, rs_getset},
+    {Py_tp_methods, rs_methods},
+    {Py_tp_traverse, rs_traverse},
+    {Py_tp_dealloc, rs_dealloc},
+    {Py_tp_new, PyType_GenericNew},
+    {0, NULL},
+};
+
+static PyType_Spec rs_spec = {
+    "realmpy._speedups.RealmState",
+    sizeof(RealmState),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    rs_slots,
+};
+
+/* ---- object construction ------------------------------------------------------ */
+
+/* cls.__new__(cls), with the type's own tp_new as Python does. */
+static PyObject *new_instance(PyObject *cls) {
+    newfunc tp_new = (newfunc)PyType_GetSlot((PyTypeObject *)cls, Py_tp_new);
+    if (tp_new == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "cannot create '%S' instances", cls);
+        return NULL;
+    }
+    return tp_new((PyTypeObject *)cls, empty_tuple, NULL);
+}
+
+/* The instance dict (new reference); TypeError if instances have none. */
+static PyObject *instance_dict(PyObject *obj) {
+    PyObject *d = PyObject_GenericGetDict(obj, NULL);
+    if (d == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%R objects have no __dict__",
+                         (PyObject *)Py_TYPE(obj));
+        }
+        return NULL;
+    }
+    if (!PyDict_Check(d)) {
+        PyErr_SetString(PyExc_TypeError, "__dict__ is not a dict");
+        Py_DECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* The three managed-object entries; cache may be Py_None. */
+static int set_managed(PyObject *obj, PyObject *realm, PyObject *key, PyObject *cache) {
+    PyObject *d = instance_dict(obj);
+    if (d == NULL) return -1;
+    int rc = PyDict_SetItem(d, s_rp_store, realm);
+    if (rc == 0) rc = PyDict_SetItem(d, s_rp_key, key);
+    if (rc == 0) rc = PyDict_SetItem(d, s_rp_cache, cache);
+    Py_DECREF(d);
+    return rc;
+}
+
+/* (stamp, rec, pos), or None if rec is None (new reference). */
+static PyObject *cache_tuple(PyObject *stamp, PyObject *rec, PyObject *pos) {
+    if (rec == Py_None) Py_RETURN_NONE;
+    return PyTuple_Pack(3, stamp, rec, pos);
+}
+
+static PyObject *make_managed(PyObject *cls, PyObject *realm, PyObject *key, PyObject *cache) {
+    PyObject *obj = new_instance(cls);
+    if (obj == NULL) return NULL;
+    if (set_managed(obj, realm, key, cache) < 0) {
+        Py_DECREF(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+static int check_model_args(PyObject *cls, PyObject *realm, PyObject *pos) {
+    if (!PyType_Check(cls)) {
+        PyErr_Format(PyExc_TypeError, "cls must be a class, not %R", (PyObject *)Py_TYPE(cls));
+        return -1;
+    }
+    if (!(PyType_GetFlags((PyTypeObject *)cls) & Py_TPFLAGS_HEAPTYPE)) {
+        PyErr_Format(PyExc_TypeError, "cls must be a model class, not %R", cls);
+        return -1;
+    }
+    if (!PyObject_TypeCheck(realm, (PyTypeObject *)RealmState_Type)) {
+        PyErr_Format(PyExc_TypeError, "realm must be a Realm, not %R", (PyObject *)Py_TYPE(realm));
+        return -1;
+    }
+    if (pos != NULL && !PyDict_Check(pos)) {
+        PyErr_Format(PyExc_TypeError, "pos must be a dict, not %R", (PyObject *)Py_TYPE(pos));
+        return -1;
+    }
+    return 0;
+}
+
+static int check_stamp(PyObject *stamp) {
+    if (!PyLong_Check(stamp)) {
+        PyErr_Format(PyExc_TypeError, "stamp must be an int, not %R", (PyObject *)Py_TYPE(stamp));
+        return -1;
+    }
+    return 0;
+}
+
+static int check_key(PyObject *key) {
+    if (!PyBytes_Check(key)) {
+        PyErr_Format(PyExc_TypeError, "a key must be bytes, not %R", (PyObject *)Py_TYPE(key));
+        return -1;
+    }
+    return 0;
+}
+
+/* make_object(cls, realm, key, rec, stamp, pos) */
+static int nargs_is(Py_ssize_t nargs, Py_ssize_t want, const char *fn) {
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", fn, want, nargs);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *sp_make_object(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs_is(nargs, 6, "make_object")) return NULL;
+    PyObject *cls = args[0], *realm = args[1], *key = args[2], *rec = args[3];
+    PyObject *stamp = args[4], *pos = args[5];
+    if (check_model_args(cls, realm, pos) || check_key(key) || check_stamp(stamp)) return NULL;
+    PyObject *cache = cache_tuple(stamp, rec, pos);
+    if (cache == NULL) return NULL;
+    PyObject *obj = make_managed(cls, realm, key, cache);
+    Py_DECREF(cache);
+    return obj;
+}
+
+/* manage(objs, realm, keys, recs, stamp, pos): set the managed entries of
+ * objects that already exist (a bulk add). */
+static PyObject *sp_manage(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *objs, *realm, *keys, *recs, *stamp, *pos;
+    if (!PyArg_ParseTuple(args, "O!OO!O!OO!:manage", &PyList_Type, &objs, &realm, &PyList_Type,
+                          &keys, &PyList_Type, &recs, &stamp, &PyDict_Type, &pos))
+        return NULL;
+    if (!PyObject_TypeCheck(realm, (PyTypeObject *)RealmState_Type)) {
+        PyErr_Format(PyExc_TypeError, "realm must be a Realm, not %R", (PyObject *)Py_TYPE(realm));
+        return NULL;
+    }
+    if (check_stamp(stamp)) return NULL;
+    Py_ssize_t n = PyList_Size(objs);
+    if (PyList_Size(keys) != n || PyList_Size(recs) != n) {
+        PyErr_SetString(PyExc_ValueError, "manage: objs, keys and recs differ in length");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (check_key(PyList_GetItem(keys, i))) return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *obj = PyList_GetItem(objs, i);
+        PyObject *key = PyList_GetItem(keys, i);
+        PyObject *rec = PyList_GetItem(recs, i);
+        if (obj == NULL || key == NULL || rec == NULL) return NULL; /* lists changed */
+        Py_INCREF(obj);
+        Py_INCREF(key);
+        Py_INCREF(rec);
+        PyObject *cache = cache_tuple(stamp, rec, pos);
+        int rc = cache == NULL ? -1 : set_managed(obj, realm, key, cache);
+        Py_XDECREF(cache);
+        Py_DECREF(rec);
+        Py_DECREF(key);
+        Py_DECREF(obj);
+        if (rc < 0) return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- ObjectIter: Results.__iter__ ---------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *cls, *realm, *rows, *stamp, *pos;
+    Py_ssize_t i;
+} ObjectIter;
+
+static int oi_traverse(PyObject *self_, visitproc visit, void *arg) {
+    ObjectIter *self = (ObjectIter *)self_;
+    Py_VISIT(Py_TYPE(self_));
+    Py_VISIT(self->cls);
+    Py_VISIT(self->realm);
+    Py_VISIT(self->rows);
+    Py_VISIT(self->stamp);
+    Py_VISIT(self->pos);
+    return 0;
+}
+
+static int oi_clear(PyObject *self_) {
+    ObjectIter *self = (ObjectIter *)self_;
+    Py_CLEAR(self->cls);
+    Py_CLEAR(self->realm);
+    Py_CLEAR(self->rows);
+    Py_CLEAR(self->stamp);
+    Py_CLEAR(self->pos);
+    return 0;
+}
+
+static void oi_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    oi_clear(self);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* Unpack one row (key, rec): borrowed-like new references in *k, *rec. */
+static int unpack_row(PyObject *row, PyObject **k, PyObject **rec) {
+    PyObject *t = PySequence_Tuple(row);
+    if (t == NULL) return -1;
+    if (PyTuple_Size(t) != 2) {
+        PyErr_Format(PyExc_ValueError, "a row is (key, record), got %zd items", PyTuple_Size(t));
+        Py_DECREF(t);
+        return -1;
+    }
+    *k = PyTuple_GetItem(t, 0);
+    *rec = PyTuple_GetItem(t, 1);
+    Py_INCREF(*k);
+    Py_INCREF(*rec);
+    Py_DECREF(t);
+    return check_key(*k);
+}
+
+static PyObject *oi_next(PyObject *self_) {
+    ObjectIter *self = (ObjectIter *)self_;
+    if (self->rows == NULL) return NULL;
+    if (self->i >= PyList_Size(self->rows)) {
+        oi_clear(self_); /* exhausted: let go of the rows */
+        return NULL;
+    }
+    PyObject *row = PyList_GetItem(self->rows, self->i++);
+    if (row == NULL) return NULL;
+    Py_INCREF(row);
+    PyObject *k = NULL, *rec = NULL, *obj = NULL;
+    if (unpack_row(row, &k, &rec) == 0) {
+        PyObject *cache = cache_tuple(self->stamp, rec, self->pos);
+        if (cache != NULL) {
+            obj = make_managed(self->cls, self->realm, k, cache);
+            Py_DECREF(cache);
+        }
+    }
+    Py_XDECREF(k);
+    Py_XDECREF(rec);
+    Py_DECREF(row);
+    return obj;
+}
+
+static PyType_Slot oi_slots[] = {
+    {Py_tp_doc, "Managed objects made one at a time from (key, record) rows."},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, oi_next},
+    {Py_tp_traverse, oi_traverse},
+    {Py_tp_clear, oi_clear},
+    {Py_tp_dealloc, oi_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec oi_spec = {
+    "realmpy._speedups.ObjectIter",
+    sizeof(ObjectIter),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    oi_slots,
+};
+
+/* iter_objects(cls, realm, rows, stamp, pos) */
+static PyObject *sp_iter_objects(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs_is(nargs, 5, "iter_objects")) return NULL;
+    PyObject *cls = args[0], *realm = args[1], *rows = args[2], *stamp = args[3], *pos = args[4];
+    if (!PyList_Check(rows)) {
+        PyErr_Format(PyExc_TypeError, "rows must be a list, not %R", (PyObject *)Py_TYPE(rows));
+        return NULL;
+    }
+    if (check_model_args(cls, realm, pos) || check_stamp(stamp)) return NULL;
+    allocfunc alloc = (allocfunc)PyType_GetSlot((PyTypeObject *)ObjectIter_Type, Py_tp_alloc);
+    ObjectIter *it = (ObjectIter *)alloc((PyTypeObject *)ObjectIter_Type, 0);
+    if (it == NULL) return NULL;
+    Py_INCREF(cls);
+    Py_INCREF(realm);
+    Py_INCREF(rows);
+    Py_INCREF(stamp);
+    Py_INCREF(pos);
+    it->cls = cls;
+    it->realm = realm;
+    it->rows = rows;
+    it->stamp = stamp;
+    it->pos = pos;
+    it->i = 0;
+    return (PyObject *)it;
+}
+
+/* ---- PropertyBase: the descriptor ------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *name;   /* the property name (str)                              */
+    PyObject *plain;  /* True: the stored value is the value; None: unknown  */
+} PropertyBase;
+
+static PyMemberDef pb_members[] = {
+    {"name", T_OBJECT, offsetof(PropertyBase, name), 0, "The property's name."},
+    {"plain", T_OBJECT, offsetof(PropertyBase, plain), 0,
+     "Whether the stored value is the value (a scalar, not a counter); None "
+     "until the schema is resolved."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyObject *call_slow(PyObject *self, PyObject *obj, PyObject *owner) {
+    return PyObject_CallMethodObjArgs(self, s_slow_get, obj, owner ? owner : Py_None, NULL);
+}
+
+/* The cached value of a managed object, or NULL with no exception when the
+ * fast path does not apply (NULL with an exception on error). */
+static PyObject *cached_value(PropertyBase *self, RealmState *r, PyObject *d) {
+    PyObject *cache = PyDict_GetItemWithError(d, s_rp_cache);
+    if (cache == NULL || !PyTuple_Check(cache) || PyTuple_Size(cache) != 3) return NULL;
+    PyObject *st = PyTuple_GetItem(cache, 0);
+    if (!PyLong_CheckExact(st)) return NULL;
+    int overflow = 0;
+    long long s = PyLong_AsLongLongAndOverflow(st, &overflow);
+    if (s == -1 && PyErr_Occurred()) return NULL;
+    if (overflow || s != r->stamp) return NULL;
+    PyObject *pos = PyTuple_GetItem(cache, 2);
+    if (!PyDict_Check(pos)) return NULL;
+    PyObject *rec = PyTuple_GetItem(cache, 1);
+    Py_INCREF(rec);
+    Py_INCREF(pos);
+    PyObject *v = NULL;
+    /* cache[1][cache[2][name]], as the Python code: its errors propagate. */
+    PyObject *i = PyObject_GetItem(pos, self->name);
+    if (i != NULL) {
+        v = PyObject_GetItem(rec, i);
+        Py_DECREF(i);
+    }
+    Py_DECREF(pos);
+    Py_DECREF(rec);
+    return v;
+}
+
+static PyObject *pb_descr_get(PyObject *self_, PyObject *obj, PyObject *owner) {
+    PropertyBase *self = (PropertyBase *)self_;
+    if (obj == NULL || obj == Py_None) return Py_NewRef(self_);
+    if (self->name == NULL || !PyUnicode_Check(self->name)) return call_slow(self_, obj, owner);
+    PyObject *d = PyObject_GenericGetDict(obj, NULL);
+    if (d == NULL || !PyDict_Check(d)) {
+        PyErr_Clear();
+        Py_XDECREF(d);
+        return call_slow(self_, obj, owner);
+    }
+    PyObject *store = PyDict_GetItemWithError(d, s_rp_store);
+    if (store == NULL) {
+        Py_DECREF(d);
+        if (PyErr_Occurred()) return NULL;
+        return call_slow(self_, obj, owner);
+    }
+    if (store == Py_None) {
+        /* Unmanaged: the value in the instance dict, unless it may be a
+         * counter (an int: the Python path binds counters). */
+        PyObject *v = PyDict_GetItemWithError(d, self->name);
+        if (v != NULL && !PyLong_CheckExact(v)) {
+            Py_INCREF(v);
+            Py_DECREF(d);
+            return v;
+        }
+        Py_DECREF(d);
+        if (PyErr_Occurred()) return NULL;
+        return call_slow(self_, obj, owner);
+    }
+    if (self->plain != Py_True) {
+        Py_DECREF(d);
+        return call_slow(self_, obj, owner);
+    }
+    Py_INCREF(store);
+    PyObject *v = NULL;
+    if (PyObject_TypeCheck(store, (PyTypeObject *)RealmState_Type)) {
+        RealmState *r = (RealmState *)store;
+        if (r->has_guard && r->guard == PyThread_get_thread_ident() && !realm_moved(r)) {
+            v = cached_value(self, r, d);
+            if (v == NULL && PyErr_Occurred()) {
+                if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                    PyErr_Clear();
+                } else {
+                    Py_DECREF(store);
+                    Py_DECREF(d);
+                    return NULL;
+                }
+            }
+        }
+    }
+    Py_DECREF(d);
+    if (v == NULL) v = PyObject_CallMethodObjArgs(store, s_read_plain, obj, self->name, NULL);
+    Py_DECREF(store);
+    return v;
+}
+
+static int pb_traverse(PyObject *self_, visitproc visit, void *arg) {
+    PropertyBase *self = (PropertyBase *)self_;
+    Py_VISIT(Py_TYPE(self_));
+    Py_VISIT(self->name);
+    Py_VISIT(self->plain);
+    return 0;
+}
+
+static int pb_clear(PyObject *self_) {
+    PropertyBase *self = (PropertyBase *)self_;
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->plain);
+    return 0;
+}
+
+static void pb_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    pb_clear(self);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot pb_slots[] = {
+    {Py_tp_doc, "Property descriptor whose __get__ reads cached records in C."},
+    {Py_tp_members, pb_members},
+    {Py_tp_descr_get, pb_descr_get},
+    {Py_tp_traverse, pb_traverse},
+    {Py_tp_clear, pb_clear},
+    {Py_tp_dealloc, pb_dealloc},
+    {Py_tp_new, PyType_GenericNew},
+    {0, NULL},
+};
+
+static PyType_Spec pb_spec = {
+    "realmpy._speedups.PropertyBase",
+    sizeof(PropertyBase),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    pb_slots,
+};
+
+/* ---- pack_keys: the rp_get_many key buffer ------------------------------------- */
+
+/* pack_keys(keys: list[bytes]) -> bytes: each key as [u32 little-endian
+ * length][key bytes], concatenated. */
+static PyObject *sp_pack_keys(PyObject *module, PyObject *keys) {
+    (void)module;
+    if (!PyList_Check(keys)) {
+        PyErr_Format(PyExc_TypeError, "pack_keys takes a list of bytes, not %R",
+                     (PyObject *)Py_TYPE(keys));
+        return NULL;
+    }
+    Py_ssize_t n = PyList_Size(keys), total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyList_GetItem(keys, i);
+        if (check_key(k)) return NULL;
+        Py_ssize_t len = PyBytes_Size(k);
+        if (len > (Py_ssize_t)UINT32_MAX || total > PY_SSIZE_T_MAX - 4 - len) {
+            PyErr_SetString(PyExc_OverflowError, "pack_keys: keys too large");
+            return NULL;
+        }
+        total += 4 + len;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL) return NULL;
+    char *p = PyBytes_AsString(out);
+    if (p == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    char *end = p + total;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyList_GetItem(keys, i); /* the list cannot change here */
+        char *src;
+        Py_ssize_t len;
+        if (PyBytes_AsStringAndSize(k, &src, &len) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (end - p < 4 + len) { /* never: sizes checked above */
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_RuntimeError, "pack_keys: keys changed");
+            return NULL;
+        }
+        uint32_t l = (uint32_t)len;
+        p[0] = (char)(l & 0xff);
+        p[1] = (char)((l >> 8) & 0xff);
+        p[2] = (char)((l >> 16) & 0xff);
+        p[3] = (char)((l >> 24) & 0xff);
+        memcpy(p + 4, src, (size_t)len);
+        p += 4 + len;
+    }
+    return out;
+}
+
+/* ---- module ------------------------------------------------------------------------ */
+
+static PyMethodDef sp_methods[] = {
+    {"make_object", (PyCFunction)(void (*)(void))sp_make_object, METH_FASTCALL,
+     "make_object(cls, realm, key, rec, stamp, pos): a managed object of cls "
+     "with key, caching rec (unless None) as read at stamp."},
+    {"iter_objects", (PyCFunction)(void (*)(void))sp_iter_objects, METH_FASTCALL,
+     "iter_objects(cls, realm, rows, stamp, pos): an iterator making one managed "
+     "object per (key, rec) row, as they are asked for."},
+    {"manage", sp_manage, METH_VARARGS,
+     "manage(objs, realm, keys, recs, stamp, pos): make existing objects "
+     "managed by realm, each caching its rec."},
+    {"pack_keys", sp_pack_keys, METH_O,
+     "pack_keys(keys): the keys as [u32 little-endian length][bytes]..."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef sp_module = {
+    PyModuleDef_HEAD_INIT,
+    "realmpy._speedups",
+    "The object layer's per-object hot paths in C (see csrc/py/speedups.c).",
+    -1,
+    sp_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+static int add_type(PyObject *m, PyObject **slot, PyType_Spec *spec, const char *name) {
+    *slot = PyType_FromSpec(spec);
+    if (*slot == NULL) return -1;
+    Py_INCREF(*slot);
+    if (PyModule_AddObject(m, name, *slot) < 0) {
+        Py_DECREF(*slot);
+        return -1;
+    }
+    return 0;
+}
+
+static int intern(PyObject **slot, const char *s) {
+    *slot = PyUnicode_InternFromString(s);
+    return *slot == NULL ? -1 : 0;
+}
+
+PyMODINIT_FUNC PyInit__speedups(void) {
+    PyObject *m = PyModule_Create(&sp_module);
+    if (m == NULL) return NULL;
+    if (intern(&s_rp_store, "_rp_store") || intern(&s_rp_key, "_rp_key")
+        || intern(&s_rp_cache, "_rp_cache") || intern(&s_read_plain, "read_plain")
+        || intern(&s_slow_get, "_slow_get"))
+        goto fail;
+    empty_tuple = PyTuple_New(0);
+    if (empty_tuple == NULL) goto fail;
+    if (add_type(m, &RealmState_Type, &rs_spec, "RealmState")
+        || add_type(m, &PropertyBase_Type, &pb_spec, "PropertyBase")
+        || add_type(m, &ObjectIter_Type, &oi_spec, "ObjectIter"))
+        goto fail;
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

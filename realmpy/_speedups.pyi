@@ -1,0 +1,59 @@
+# Type stub for realmpy._speedups (csrc/py/speedups.c, built by build.py
+# and setup.py): the object layer's per-object hot paths in C.
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar, final, overload
+
+_T = TypeVar("_T")
+_P = TypeVar("_P", bound=PropertyBase)
+
+class RealmState:
+    """Hot state of a Realm (its base class), read by PropertyBase.__get__."""
+
+    _stamp: int
+    _version: int
+    _guard: int | None
+    # Address of the shared version counter (Environment.version_address)
+    # while a live snapshot is open; None: nothing to check.
+    _vh: int | None
+    def _moved(self) -> bool: ...
+    def _owned(self) -> bool: ...
+
+class PropertyBase:
+    """Base of the model property descriptors: __get__ in C; subclasses
+    define ``_slow_get(obj, owner)`` (the reference semantics)."""
+
+    name: str
+    plain: bool | None
+    @overload
+    def __get__(self: _P, obj: None, owner: type | None = None) -> _P: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> Any: ...
+
+@final
+class ObjectIter(Iterator[Any]):
+    def __next__(self) -> Any: ...
+
+def make_object(
+    cls: type[_T],
+    realm: RealmState,
+    key: bytes,
+    rec: Sequence[Any] | None,
+    stamp: int,
+    pos: dict[str, int],
+) -> _T: ...
+def iter_objects(
+    cls: type[_T],
+    realm: RealmState,
+    rows: list[tuple[bytes, Any]],
+    stamp: int,
+    pos: dict[str, int],
+) -> Iterator[_T]: ...
+def manage(
+    objs: list[Any],
+    realm: RealmState,
+    keys: list[bytes],
+    recs: list[Any],
+    stamp: int,
+    pos: dict[str, int],
+) -> None: ...
+def pack_keys(keys: list[bytes]) -> bytes: ...
