@@ -1,6 +1,6 @@
 # Type stub for realmpy._speedups (csrc/py/speedups.c, built by build.py
 # and setup.py): the object layer's per-object hot paths in C.
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar, final, overload
 
 _T = TypeVar("_T")
@@ -57,3 +57,5 @@ def manage(
     pos: dict[str, int],
 ) -> None: ...
 def pack_keys(keys: list[bytes]) -> bytes: ...
+def key_suffixes(pairs: Iterable[tuple[bytes, Any]], n: int) -> list[bytes]: ...
+def all_full(recs: list[Any], n: int) -> bool: ...

@@ -50,6 +50,7 @@ from uuid import UUID
 from realmpy import codec
 from realmpy import query as _query
 from realmpy._speedups import RealmState
+from realmpy._speedups import all_full as _all_full
 from realmpy._speedups import make_object as _make_object
 from realmpy._speedups import manage as _manage
 from realmpy.codec import Link
@@ -1210,10 +1211,7 @@ class Realm(RealmState):
             raws = txn.get_many(info.table, keys)
             return [None if r is None else info.decode(r) for r in raws]
         n = info.n
-        for r in recs:
-            if r is not None and (type(r) is not list or len(r) < n):
-                break
-        else:
+        if _all_full(recs, n):
             return recs
         out: list[list[Any] | None] = []
         for r in recs:

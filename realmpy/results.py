@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from realmpy import codec
 from realmpy import query as _query
 from realmpy._speedups import iter_objects as _iter_objects
+from realmpy._speedups import key_suffixes as _key_suffixes
 from realmpy.errors import CodecError, ObjectTypeError
 from realmpy.objectid import ObjectId
 from realmpy.schema import Object, ObjectSchema, Property
@@ -363,8 +364,7 @@ def plan(
         if op == "IN" and len(values) == 1:
             # One value: the index range is already in primary-key order.
             prefix = enc(values[0])
-            n = len(prefix)
-            return [k[n:] for k, _ in txn.scan(iname, prefix, prefix + b"\xff")], exact
+            return _key_suffixes(txn.scan(iname, prefix, prefix + b"\xff"), len(prefix)), exact
         keys: set[bytes] = set()
         if op == "IN":
             for v in values:

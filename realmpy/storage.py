@@ -53,6 +53,7 @@ import msgpack  # type: ignore[import-untyped,unused-ignore]
 
 from . import errors as _e
 from ._engine import ffi, lib
+from ._speedups import pack_keys as _pack_keys
 
 __all__ = [
     "Environment",
@@ -841,13 +842,17 @@ class _Transaction:
             name = self._names[table]
         except (KeyError, TypeError):  # first use, or not a (hashable) str
             name = self._env._encode_name(table)
-        keyl = [k if type(k) is bytes else _as_bytes(k, "key") for k in keys]
+        keyl: list[Any] = keys if type(keys) is list else list(keys)
         if not keyl:
             return []
         # One engine call answers a whole batch: keys go in packed as
         # [u32 len][key], values come back as one msgpack array (nil when
         # absent) that msgpack's C unpacker turns into the result list.
-        packed = b"".join(_chain_batches(zip(map(_pack_u32, map(len, keyl)), keyl)))
+        try:
+            packed = _pack_keys(keyl)  # bytes keys only
+        except TypeError:
+            keyl = [k if type(k) is bytes else _as_bytes(k, "key") for k in keyl]
+            packed = _pack_keys(keyl)
         src = ffi.from_buffer(packed)
         outs, sb = self._outs, _scan_buffer
         done, used = outs.n, outs.used
@@ -876,8 +881,9 @@ class _Transaction:
                 sb.grow(int(used[0]))
                 continue
             result += decode(ffi.buffer(sb.buf, used[0]))
-            off += sum(4 + len(k) for k in keyl[first : first + answered])
             first += answered
+            if first < len(keyl):  # a partial answer: skip the keys it covered
+                off += sum(4 + len(k) for k in keyl[first - answered : first])
         return result
 
     def count(self, table: str) -> int:

@@ -716,6 +716,93 @@ static PyObject *sp_pack_keys(PyObject *module, PyObject *keys) {
     return out;
 }
 
+/* ---- index and record helpers ------------------------------------------------------ */
+
+/* key_suffixes(pairs, n) -> list[bytes]: key[n:] of each (key, value) pair
+ * (an index scan's primary keys after the encoded value prefix). */
+static PyObject *sp_key_suffixes(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs_is(nargs, 2, "key_suffixes")) return NULL;
+    if (!PyLong_Check(args[1])) {
+        PyErr_Format(PyExc_TypeError, "n must be an int, not %R", (PyObject *)Py_TYPE(args[1]));
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "key_suffixes: n must be >= 0");
+        return NULL;
+    }
+    PyObject *it = PyObject_GetIter(args[0]);
+    if (it == NULL) return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        Py_DECREF(it);
+        return NULL;
+    }
+    PyObject *pair;
+    while ((pair = PyIter_Next(it)) != NULL) {
+        PyObject *k = NULL;
+        if (PyTuple_Check(pair) && PyTuple_Size(pair) == 2) {
+            k = PyTuple_GetItem(pair, 0);
+            Py_XINCREF(k);
+        } else {
+            PyErr_Format(PyExc_TypeError, "key_suffixes: expected (key, value) pairs, got %R",
+                         (PyObject *)Py_TYPE(pair));
+        }
+        Py_DECREF(pair);
+        if (k == NULL) goto fail;
+        if (check_key(k)) {
+            Py_DECREF(k);
+            goto fail;
+        }
+        char *src;
+        Py_ssize_t len;
+        PyObject *suffix = NULL;
+        if (PyBytes_AsStringAndSize(k, &src, &len) == 0)
+            suffix = n < len ? PyBytes_FromStringAndSize(src + n, len - n)
+                             : PyBytes_FromStringAndSize("", 0);
+        Py_DECREF(k);
+        if (suffix == NULL) goto fail;
+        int rc = PyList_Append(out, suffix);
+        Py_DECREF(suffix);
+        if (rc < 0) goto fail;
+    }
+    if (PyErr_Occurred()) goto fail;
+    Py_DECREF(it);
+    return out;
+fail:
+    Py_DECREF(it);
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* all_full(recs, n) -> bool: every item is None or a list of >= n items
+ * (decoded records that need no padding). */
+static PyObject *sp_all_full(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs_is(nargs, 2, "all_full")) return NULL;
+    PyObject *recs = args[0];
+    if (!PyList_Check(recs)) {
+        PyErr_Format(PyExc_TypeError, "recs must be a list, not %R", (PyObject *)Py_TYPE(recs));
+        return NULL;
+    }
+    if (!PyLong_Check(args[1])) {
+        PyErr_Format(PyExc_TypeError, "n must be an int, not %R", (PyObject *)Py_TYPE(args[1]));
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t len = PyList_Size(recs);
+    for (Py_ssize_t i = 0; i < len; i++) {
+        PyObject *r = PyList_GetItem(recs, i);
+        if (r == NULL) return NULL;
+        if (r == Py_None) continue;
+        if (!PyList_CheckExact(r) || PyList_Size(r) < n) Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
 /* ---- module ------------------------------------------------------------------------ */
 
 static PyMethodDef sp_methods[] = {
@@ -728,6 +815,10 @@ static PyMethodDef sp_methods[] = {
     {"manage", sp_manage, METH_VARARGS,
      "manage(objs, realm, keys, recs, stamp, pos): make existing objects "
      "managed by realm, each caching its rec."},
+    {"key_suffixes", (PyCFunction)(void (*)(void))sp_key_suffixes, METH_FASTCALL,
+     "key_suffixes(pairs, n): [key[n:] for key, _ in pairs]."},
+    {"all_full", (PyCFunction)(void (*)(void))sp_all_full, METH_FASTCALL,
+     "all_full(recs, n): every item is None or a list of at least n items."},
     {"pack_keys", sp_pack_keys, METH_O,
      "pack_keys(keys): the keys as [u32 little-endian length][bytes]..."},
     {NULL, NULL, 0, NULL},
