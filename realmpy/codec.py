@@ -56,6 +56,7 @@ from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
+from realmpy._speedups import encode_key_list as _fast_key_list
 from realmpy.errors import CodecError
 from realmpy.objectid import ObjectId
 
@@ -212,6 +213,9 @@ def encode_key(value: Any) -> bytes:
 def encode_key_list(values: list[Any]) -> list[bytes]:
     """``[encode_key(v) for v in values]``, with C-level loops when every
     value is an int or every value is a str (bulk inserts)."""
+    fast = _fast_key_list(values, MAX_KEY) if type(values) is list else None
+    if fast is not None:  # all 64-bit ints, or all short strs without NUL
+        return fast
     kinds = set(map(type, values))
     if kinds == {int}:
         try:

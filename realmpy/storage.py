@@ -37,7 +37,6 @@ transaction, table names are encoded once and cached, and classes use
 
 from __future__ import annotations
 
-import bisect
 import functools
 import itertools
 import os
@@ -54,6 +53,7 @@ import msgpack  # type: ignore[import-untyped,unused-ignore]
 from . import errors as _e
 from ._engine import ffi, lib
 from ._speedups import pack_keys as _pack_keys
+from ._speedups import pack_records as _pack_records
 
 __all__ = [
     "Environment",
@@ -1274,9 +1274,9 @@ class WriteTransaction(_Transaction):
         ``bytes`` (``values=None``: every value empty); returns how many.
 
         A fast path for bulk loads (the object layer's ``add_all`` and
-        index entries): the engine buffer is built with C-level
-        ``map``/``join`` rather than a Python loop per pair.  Keys and
-        values must be exactly ``bytes``.
+        index entries): the engine buffer is built in C
+        (``realmpy._speedups.pack_records``) rather than by a Python loop
+        per pair.  Keys and values must be exactly ``bytes``.
         """
         if self._owner != _get_ident():
             self._unusable()
@@ -1294,28 +1294,16 @@ class WriteTransaction(_Transaction):
         klens = list(map(len, keys))
         if min(klens) == 0 or max(klens) > MAX_KEY:
             self._fail(int(lib.RP_KEY_TOO_LONG), "put_columns failed", table)
-        if values is None:
-            vals: Sequence[bytes] = [b""] * n
-            vlens = [0] * n
-        else:
-            if set(map(type, values)) != {bytes}:
-                bad = next(v for v in values if type(v) is not bytes)
-                raise _type_error("each value", "bytes", bad)
-            vals = values
-            vlens = list(map(len, values))
-        # Chunks of about _PUT_MANY_CHUNK bytes, as put_many does.
-        ends = list(itertools.accumulate(map(int.__add__, klens, vlens)))
+        if values is not None and set(map(type, values)) != {bytes}:
+            bad = next(v for v in values if type(v) is not bytes)
+            raise _type_error("each value", "bytes", bad)
+        keyl = list(keys) if type(keys) is not list else keys
+        vall = None if values is None else list(values) if type(values) is not list else values
+        # Chunks of about _PUT_MANY_CHUNK bytes, as put_many does, each
+        # packed as [u32 klen][u32 vlen][key][value]... in C.
         start = 0
         while start < n:
-            limit = (ends[start - 1] if start else 0) + _PUT_MANY_CHUNK
-            stop = max(start + 1, bisect.bisect_left(ends, limit, start))
-            stop = min(stop, n)
-            # Interleave [hdr, key, value, ...] by slice assignment (C loops).
-            parts: list[bytes] = [b""] * (3 * (stop - start))
-            parts[0::3] = list(map(_pack_hdr, klens[start:stop], vlens[start:stop]))
-            parts[1::3] = keys[start:stop]
-            parts[2::3] = vals[start:stop]
-            buf = b"".join(parts)
+            buf, stop = _pack_records(keyl, vall, start, _PUT_MANY_CHUNK)
             rc = lib.rp_put_many(self._txn, name, len(name), buf, len(buf), stop - start)
             if rc != _OK:
                 self._fail(rc, "put_columns failed", table)

@@ -803,6 +803,168 @@ static PyObject *sp_all_full(PyObject *module, PyObject *const *args, Py_ssize_t
     Py_RETURN_TRUE;
 }
 
+/* ---- bulk writes ------------------------------------------------------------------ */
+
+static void put_u32le(char *p, uint32_t v) {
+    p[0] = (char)(v & 0xff);
+    p[1] = (char)((v >> 8) & 0xff);
+    p[2] = (char)((v >> 16) & 0xff);
+    p[3] = (char)((v >> 24) & 0xff);
+}
+
+/* pack_records(keys, values, start, max_bytes) -> (bytes, stop): records
+ * start.. as rp_put_many wants them, [u32 klen][u32 vlen][key][value]
+ * (little endian; values None: every value empty), as many as fit in about
+ * max_bytes of keys and values (at least one). */
+static PyObject *sp_pack_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs_is(nargs, 4, "pack_records")) return NULL;
+    PyObject *keys = args[0], *values = args[1];
+    if (!PyList_Check(keys) || (values != Py_None && !PyList_Check(values))) {
+        PyErr_SetString(PyExc_TypeError, "pack_records: keys and values must be lists");
+        return NULL;
+    }
+    if (!PyLong_Check(args[2]) || !PyLong_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "pack_records: start and max_bytes must be ints");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[2]);
+    if (start == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t max_bytes = PyLong_AsSsize_t(args[3]);
+    if (max_bytes == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t n = PyList_Size(keys);
+    if (values != Py_None && PyList_Size(values) != n) {
+        PyErr_SetString(PyExc_ValueError, "pack_records: keys and values differ in length");
+        return NULL;
+    }
+    if (start < 0 || start >= n || max_bytes < 0) {
+        PyErr_SetString(PyExc_ValueError, "pack_records: start out of range");
+        return NULL;
+    }
+    /* Pass 1: how many records, and the buffer size. */
+    Py_ssize_t stop = start, data = 0, total = 0;
+    while (stop < n) {
+        PyObject *k = PyList_GetItem(keys, stop);
+        PyObject *v = values == Py_None ? NULL : PyList_GetItem(values, stop);
+        if (k == NULL || (values != Py_None && v == NULL)) return NULL;
+        if (!PyBytes_CheckExact(k) || (v != NULL && !PyBytes_CheckExact(v))) {
+            PyErr_SetString(PyExc_TypeError, "pack_records: keys and values must be bytes");
+            return NULL;
+        }
+        Py_ssize_t kl = PyBytes_Size(k), vl = v == NULL ? 0 : PyBytes_Size(v);
+        if ((size_t)kl > UINT32_MAX || (size_t)vl > UINT32_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "pack_records: record too large");
+            return NULL;
+        }
+        if (stop > start && data + kl + vl > max_bytes) break;
+        if (total > PY_SSIZE_T_MAX - 8 - kl - vl) {
+            PyErr_SetString(PyExc_OverflowError, "pack_records: batch too large");
+            return NULL;
+        }
+        data += kl + vl;
+        total += 8 + kl + vl;
+        stop++;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL) return NULL;
+    char *p = PyBytes_AsString(out);
+    if (p == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    /* Pass 2: copy (no Python code ran since pass 1: the lists are as
+     * they were). */
+    for (Py_ssize_t i = start; i < stop; i++) {
+        PyObject *k = PyList_GetItem(keys, i);
+        PyObject *v = values == Py_None ? NULL : PyList_GetItem(values, i);
+        char *kp, *vp = NULL;
+        Py_ssize_t kl, vl = 0;
+        if (k == NULL || PyBytes_AsStringAndSize(k, &kp, &kl) < 0
+            || (v != NULL && PyBytes_AsStringAndSize(v, &vp, &vl) < 0)) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        put_u32le(p, (uint32_t)kl);
+        put_u32le(p + 4, (uint32_t)vl);
+        memcpy(p + 8, kp, (size_t)kl);
+        if (vl) memcpy(p + 8 + kl, vp, (size_t)vl);
+        p += 8 + kl + vl;
+    }
+    PyObject *res = Py_BuildValue("(Nn)", out, stop);
+    return res;
+}
+
+/* encode_key_list(values) -> list[bytes] | None: codec.encode_key of each
+ * value when all are ints of 64 bits, or all are strs without NUL (and
+ * valid UTF-8, no surrogates) whose keys fit max_key; None otherwise (the
+ * caller's general path then encodes, or names the bad value). */
+static PyObject *sp_encode_key_list(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs_is(nargs, 2, "encode_key_list")) return NULL;
+    PyObject *values = args[0];
+    if (!PyList_Check(values)) {
+        PyErr_Format(PyExc_TypeError, "values must be a list, not %R", (PyObject *)Py_TYPE(values));
+        return NULL;
+    }
+    if (!PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "max_key must be an int");
+        return NULL;
+    }
+    Py_ssize_t max_key = PyLong_AsSsize_t(args[1]);
+    if (max_key == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t n = PyList_Size(values);
+    if (n == 0) Py_RETURN_NONE;
+    int ints = PyLong_CheckExact(PyList_GetItem(values, 0));
+    int strs = PyUnicode_CheckExact(PyList_GetItem(values, 0));
+    if (!ints && !strs) Py_RETURN_NONE;
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GetItem(values, i), *key = NULL;
+        if (ints && PyLong_CheckExact(v)) {
+            int overflow = 0;
+            long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+            if (x == -1 && PyErr_Occurred()) goto fail;
+            if (overflow) goto none;
+            uint64_t u = (uint64_t)x ^ ((uint64_t)1 << 63);
+            char buf[9];
+            buf[0] = 0x20;
+            for (int b = 0; b < 8; b++) buf[1 + b] = (char)((u >> (56 - 8 * b)) & 0xff);
+            key = PyBytes_FromStringAndSize(buf, 9);
+        } else if (strs && PyUnicode_CheckExact(v)) {
+            Py_ssize_t len;
+            const char *u8 = PyUnicode_AsUTF8AndSize(v, &len);
+            if (u8 == NULL) { /* surrogates: the general path */
+                PyErr_Clear();
+                goto none;
+            }
+            if (len + 2 > max_key || memchr(u8, 0, (size_t)len) != NULL) goto none;
+            key = PyBytes_FromStringAndSize(NULL, len + 2);
+            if (key != NULL) {
+                char *p = PyBytes_AsString(key);
+                if (p == NULL) {
+                    Py_CLEAR(key);
+                } else {
+                    p[0] = 0x30;
+                    memcpy(p + 1, u8, (size_t)len);
+                    p[len + 1] = 0;
+                }
+            }
+        } else {
+            goto none;
+        }
+        if (key == NULL) goto fail;
+        PyList_SetItem(out, i, key); /* steals */
+    }
+    return out;
+none:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* ---- module ------------------------------------------------------------------------ */
 
 static PyMethodDef sp_methods[] = {
@@ -819,6 +981,11 @@ static PyMethodDef sp_methods[] = {
      "key_suffixes(pairs, n): [key[n:] for key, _ in pairs]."},
     {"all_full", (PyCFunction)(void (*)(void))sp_all_full, METH_FASTCALL,
      "all_full(recs, n): every item is None or a list of at least n items."},
+    {"pack_records", (PyCFunction)(void (*)(void))sp_pack_records, METH_FASTCALL,
+     "pack_records(keys, values, start, max_bytes): (rp_put_many buffer, stop)."},
+    {"encode_key_list", (PyCFunction)(void (*)(void))sp_encode_key_list, METH_FASTCALL,
+     "encode_key_list(values, max_key): codec keys of all-int or all-str values, "
+     "else None."},
     {"pack_keys", sp_pack_keys, METH_O,
      "pack_keys(keys): the keys as [u32 little-endian length][bytes]..."},
     {NULL, NULL, 0, NULL},
