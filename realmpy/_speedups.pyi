@@ -1,6 +1,6 @@
 # Type stub for realmpy._speedups (csrc/py/speedups.c, built by build.py
 # and setup.py): the object layer's per-object hot paths in C.
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, final, overload
 
 _T = TypeVar("_T")
@@ -28,6 +28,28 @@ class PropertyBase:
     def __get__(self: _P, obj: None, owner: type | None = None) -> _P: ...
     @overload
     def __get__(self, obj: object, owner: type | None = None) -> Any: ...
+
+@final
+class ModelInit:
+    """A model's __init__ (keyword-only properties), in C."""
+
+    __qualname__: str
+    __model__: type
+    def __new__(
+        cls,
+        model: type,
+        fields: tuple[tuple[str, int, int, type | None, Callable[[Any], Any], Any], ...],
+        missing: Callable[[Any, str], object],
+        unknown: Callable[[Any, dict[str, Any]], object],
+        fallback: Callable[..., object],
+        qualname: str,
+        /,
+    ) -> ModelInit: ...
+    def __call__(self, obj: Any, /, **kwargs: Any) -> None: ...
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> ModelInit: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> Callable[..., None]: ...
 
 @final
 class ObjectIter(Iterator[Any]):
@@ -63,3 +85,10 @@ def pack_records(
     keys: list[bytes], values: list[bytes] | None, start: int, max_bytes: int
 ) -> tuple[bytes, int]: ...
 def encode_key_list(values: list[Any], max_key: int) -> list[bytes] | None: ...
+def pack_rows(
+    dicts: list[dict[str, Any]], names: tuple[str, ...]
+) -> tuple[list[tuple[Any, ...]], list[bytes]] | None: ...
+def column_keys(
+    dicts: list[dict[str, Any]], name: str, suffixes: list[bytes] | None, max_key: int
+) -> list[bytes] | None: ...
+def strictly_increasing(keys: list[bytes]) -> bool: ...

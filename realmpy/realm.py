@@ -51,8 +51,11 @@ from realmpy import codec
 from realmpy import query as _query
 from realmpy._speedups import RealmState
 from realmpy._speedups import all_full as _all_full
+from realmpy._speedups import column_keys as _column_keys
 from realmpy._speedups import make_object as _make_object
 from realmpy._speedups import manage as _manage
+from realmpy._speedups import pack_rows as _pack_rows
+from realmpy._speedups import strictly_increasing as _strictly_increasing
 from realmpy.codec import Link
 from realmpy.config import Configuration
 from realmpy.errors import (
@@ -1622,7 +1625,9 @@ class Realm(RealmState):
         values = [o.__dict__ for o in todo]  # unmanaged: the values (see _rp_values)
         try:
             if pk is not None:
-                keys = encode_list([v[pk] for v in values])
+                keys = _column_keys(values, pk, None, codec.MAX_KEY)  # None: not ints/strs
+                if keys is None:
+                    keys = encode_list([v[pk] for v in values])
             else:
                 first = self._next_seq(info.name, len(todo))
                 keys = encode_list(list(range(first, first + len(todo))))
@@ -1632,19 +1637,29 @@ class Realm(RealmState):
             return
         # Into an empty table nothing is replaced: skip the lookups.
         olds = [] if txn.count(info.table) == 0 else txn.get_many(info.table, keys)
-        if olds.count(None) != len(olds) or len(set(keys)) != len(keys):
+        if olds.count(None) != len(olds) or (
+            not _strictly_increasing(keys) and len(set(keys)) != len(keys)
+        ):
             # Replacements or repeats: the careful loop.
             self._add_simple_each(info, todo, keys, update)
             return
         try:
             # Tuples: cached records are only indexed, and a write copies.
-            rows = list(map(info.row_tuple, values))
-            packed = codec.pack_plain_rows(rows)
+            # Records of plain scalars are built and packed in C (the same
+            # bytes as pack_plain_rows), index entries of ints and strs too.
+            done = _pack_rows(values, info.names)
+            if done is not None:
+                rows, packed = done
+            else:
+                rows = list(map(info.row_tuple, values))
+                packed = codec.pack_plain_rows(rows)
             entries = []
             for pname, _iname in info.indexed:
-                ik = list(map(bytes.__add__, encode_list([v[pname] for v in values]), keys))
-                if max(map(len, ik)) > codec.MAX_KEY:
-                    raise codec.CodecError("index entry over the key limit")
+                ik = _column_keys(values, pname, keys, codec.MAX_KEY)
+                if ik is None:
+                    ik = list(map(bytes.__add__, encode_list([v[pname] for v in values]), keys))
+                    if max(map(len, ik)) > codec.MAX_KEY:
+                        raise codec.CodecError("index entry over the key limit")
                 entries.append(ik)
         except Exception:
             self._add_simple_each(info, todo, keys, update)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, Final, Protocol, dataclass_transform
 
-from realmpy._speedups import PropertyBase
+from realmpy._speedups import ModelInit, PropertyBase
 from realmpy.errors import ObjectTypeError, SchemaError
 from realmpy.objectid import ObjectId
 
@@ -674,10 +674,46 @@ _EXACT: Final[dict[str, type]] = {
 
 
 def _compile_init(cls: type[_Model]) -> Callable[..., None]:
+    """A model's ``__init__(self, *, prop=..., ...)`` in C
+    (:class:`realmpy._speedups.ModelInit`): the same checks, in the same
+    order and with the same errors, as the Python one that
+    :func:`_compile_init_py` generates (the reference; tests compare them)."""
+    plan = _INIT_PLANS.get(cls) or _init_plan(cls)
+    schema = object_schema(cls)
+    fields = []
+    for name, check, kind, default in plan:
+        prop = schema.property(name)
+        fast, exact = _F_NONE, None
+        if prop.collection is None and prop.type in ("int", "counter"):
+            fast = _F_INT64
+        elif prop.collection is None and prop.type in _EXACT:
+            fast, exact = _F_EXACT, _EXACT[prop.type]
+        fields.append((name, kind, fast, exact, check, default))
+    init: Callable[..., None] = ModelInit(
+        cls,
+        tuple(fields),
+        _missing_field,
+        _unknown_fields,
+        _Model.__init__,
+        f"{cls.__qualname__}.__init__",
+    )
+    return init
+
+
+# How ModelInit checks a value before calling its validator: never (always
+# validate), an int of 64 bits passes, a value of exactly the type passes.
+_F_NONE: Final = 0
+_F_INT64: Final = 1
+_F_EXACT: Final = 2
+
+
+def _compile_init_py(cls: type[_Model]) -> Callable[..., None]:
     """Generate ``__init__(self, *, prop=..., ...)`` for a model: keyword-only
     parameters with the defaults, each value checked inline when it has
     exactly the stored type, else by the property's validator (which also
-    gives the error messages).  Same behaviour as :meth:`_Model.__init__`."""
+    gives the error messages).  Same behaviour as :meth:`_Model.__init__`.
+
+    The reference semantics of the C ``__init__`` (:func:`_compile_init`)."""
     plan = _INIT_PLANS.get(cls) or _init_plan(cls)
     schema = object_schema(cls)
     ns: dict[str, Any] = {

@@ -716,6 +716,328 @@ static PyObject *sp_pack_keys(PyObject *module, PyObject *keys) {
     return out;
 }
 
+/* ---- ModelInit: a model's generated __init__ ------------------------------------ */
+
+/* How __init__ fills a property (schema._REQUIRED ...). */
+enum { K_REQUIRED = 0, K_PLAIN_DEFAULT = 1, K_FACTORY = 2, K_COPIED_DEFAULT = 3 };
+/* How a value is checked before its validator is called. */
+enum { F_NONE = 0, F_INT64 = 1, F_EXACT = 2 };
+
+typedef struct {
+    PyObject *name;   /* property name (str)                              */
+    PyObject *type;   /* F_EXACT: the exact type that needs no validator  */
+    PyObject *check;  /* validator: value -> stored value, or raises      */
+    PyObject *dflt;   /* default (K_PLAIN/K_COPIED) or factory (K_FACTORY) */
+    int kind, fast;
+} InitField;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *cls;       /* the model class this __init__ is for            */
+    PyObject *missing;   /* missing(cls, name): raises ObjectTypeError       */
+    PyObject *unknown;   /* unknown(cls, extra: dict): raises                 */
+    PyObject *fallback;  /* called as fallback(self, *args, **kwargs) for an
+                            instance of another class (a subclass)           */
+    PyObject *qualname;
+    Py_ssize_t n;
+    InitField *f;
+} ModelInit;
+
+static PyObject *ModelInit_Type;
+static PyObject *method_type; /* types.MethodType */
+
+static int mi_traverse(PyObject *self_, visitproc visit, void *arg) {
+    ModelInit *self = (ModelInit *)self_;
+    Py_VISIT(Py_TYPE(self_));
+    Py_VISIT(self->cls);
+    Py_VISIT(self->missing);
+    Py_VISIT(self->unknown);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->qualname);
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        Py_VISIT(self->f[i].name);
+        Py_VISIT(self->f[i].type);
+        Py_VISIT(self->f[i].check);
+        Py_VISIT(self->f[i].dflt);
+    }
+    return 0;
+}
+
+static int mi_clear(PyObject *self_) {
+    ModelInit *self = (ModelInit *)self_;
+    Py_CLEAR(self->cls);
+    Py_CLEAR(self->missing);
+    Py_CLEAR(self->unknown);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->qualname);
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        Py_CLEAR(self->f[i].name);
+        Py_CLEAR(self->f[i].type);
+        Py_CLEAR(self->f[i].check);
+        Py_CLEAR(self->f[i].dflt);
+    }
+    return 0;
+}
+
+static void mi_dealloc(PyObject *self_) {
+    ModelInit *self = (ModelInit *)self_;
+    PyTypeObject *tp = Py_TYPE(self_);
+    PyObject_GC_UnTrack(self_);
+    mi_clear(self_);
+    PyMem_Free(self->f);
+    self->f = NULL;
+    self->n = 0;
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(self_);
+    Py_DECREF(tp);
+}
+
+/* ModelInit(cls, fields, missing, unknown, fallback, qualname) where fields
+ * is a tuple of (name, kind, fast, exact_type_or_None, check, default). */
+static PyObject *mi_new(PyTypeObject *tp, PyObject *args, PyObject *kwds) {
+    PyObject *cls, *fields, *missing, *unknown, *fallback, *qualname;
+    if (kwds != NULL && PyDict_Size(kwds) != 0) {
+        PyErr_SetString(PyExc_TypeError, "ModelInit() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O!O!OOOU:ModelInit", &PyType_Type, &cls, &PyTuple_Type, &fields,
+                          &missing, &unknown, &fallback, &qualname))
+        return NULL;
+    if (!PyCallable_Check(missing) || !PyCallable_Check(unknown) || !PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "ModelInit: missing, unknown and fallback must be callable");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_Size(fields);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyTuple_GetItem(fields, i);
+        if (!PyTuple_Check(e) || PyTuple_Size(e) != 6) {
+            PyErr_SetString(PyExc_TypeError,
+                            "ModelInit: each field is (name, kind, fast, type, check, default)");
+            return NULL;
+        }
+        PyObject *name = PyTuple_GetItem(e, 0), *kind = PyTuple_GetItem(e, 1);
+        PyObject *fast = PyTuple_GetItem(e, 2), *type = PyTuple_GetItem(e, 3);
+        PyObject *check = PyTuple_GetItem(e, 4);
+        if (!PyUnicode_Check(name) || !PyLong_CheckExact(kind) || !PyLong_CheckExact(fast)
+            || !PyCallable_Check(check)) {
+            PyErr_SetString(PyExc_TypeError,
+                            "ModelInit: a field needs a str name, int kind and fast, a validator");
+            return NULL;
+        }
+        long k = PyLong_AsLong(kind), f = PyLong_AsLong(fast);
+        if (PyErr_Occurred()) return NULL;
+        if (k < K_REQUIRED || k > K_COPIED_DEFAULT || f < F_NONE || f > F_EXACT) {
+            PyErr_SetString(PyExc_ValueError, "ModelInit: bad field kind or fast mode");
+            return NULL;
+        }
+        if (f == F_EXACT && !PyType_Check(type)) {
+            PyErr_SetString(PyExc_TypeError, "ModelInit: an exact check needs a type");
+            return NULL;
+        }
+        if (k == K_FACTORY && !PyCallable_Check(PyTuple_GetItem(e, 5))) {
+            PyErr_SetString(PyExc_TypeError, "ModelInit: a factory must be callable");
+            return NULL;
+        }
+    }
+    allocfunc alloc = (allocfunc)PyType_GetSlot(tp, Py_tp_alloc);
+    ModelInit *self = (ModelInit *)alloc(tp, 0);
+    if (self == NULL) return NULL;
+    self->f = PyMem_Calloc(n ? (size_t)n : 1, sizeof(InitField));
+    if (self->f == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    self->n = n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyTuple_GetItem(fields, i);
+        InitField *fl = &self->f[i];
+        fl->name = Py_NewRef(PyTuple_GetItem(e, 0));
+        fl->kind = (int)PyLong_AsLong(PyTuple_GetItem(e, 1));
+        fl->fast = (int)PyLong_AsLong(PyTuple_GetItem(e, 2));
+        fl->type = Py_NewRef(PyTuple_GetItem(e, 3));
+        fl->check = Py_NewRef(PyTuple_GetItem(e, 4));
+        fl->dflt = Py_NewRef(PyTuple_GetItem(e, 5));
+    }
+    self->cls = Py_NewRef(cls);
+    self->missing = Py_NewRef(missing);
+    self->unknown = Py_NewRef(unknown);
+    self->fallback = Py_NewRef(fallback);
+    self->qualname = Py_NewRef(qualname);
+    return (PyObject *)self;
+}
+
+/* The value as stored: v itself when its type needs no validator, else
+ * check(v).  Steals v; returns a new reference or NULL. */
+static PyObject *mi_check(InitField *fl, PyObject *v) {
+    if (fl->fast == F_INT64 && PyLong_CheckExact(v)) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        (void)x;
+        if (!overflow && !PyErr_Occurred()) return v;
+        PyErr_Clear();
+    } else if (fl->fast == F_EXACT && (PyObject *)Py_TYPE(v) == fl->type) {
+        return v;
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(fl->check, v, NULL);
+    Py_DECREF(v);
+    return r;
+}
+
+static int is_field_name(ModelInit *self, PyObject *key) {
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        if (self->f[i].name == key) return 1;
+    }
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        int eq = PyObject_RichCompareBool(self->f[i].name, key, Py_EQ);
+        if (eq != 0) return eq; /* 1, or -1 on error */
+    }
+    return 0;
+}
+
+static PyObject *mi_call(PyObject *self_, PyObject *args, PyObject *kwargs) {
+    ModelInit *self = (ModelInit *)self_;
+    Py_ssize_t nargs = PyTuple_Size(args);
+    if (nargs < 1) {
+        PyErr_Format(PyExc_TypeError, "%U() missing its instance argument", self->qualname);
+        return NULL;
+    }
+    PyObject *obj = PyTuple_GetItem(args, 0);
+    if ((PyObject *)Py_TYPE(obj) != self->cls) return PyObject_Call(self->fallback, args, kwargs);
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "%U() takes 1 positional argument but %zd were given",
+                     self->qualname, nargs);
+        return NULL;
+    }
+    if (kwargs != NULL && !PyDict_Check(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "keyword arguments must be a dict");
+        return NULL;
+    }
+    PyObject *stack[16];
+    PyObject **vals = self->n <= 16 ? stack : PyMem_Calloc((size_t)self->n, sizeof(PyObject *));
+    if (vals == NULL) return PyErr_NoMemory();
+    Py_ssize_t done = 0, used = 0;
+    PyObject *result = NULL;
+    for (; done < self->n; done++) {
+        InitField *fl = &self->f[done];
+        PyObject *v = kwargs == NULL ? NULL : PyDict_GetItemWithError(kwargs, fl->name);
+        if (v == NULL && PyErr_Occurred()) goto out;
+        if (v != NULL) {
+            used++;
+            Py_INCREF(v);
+        }
+        switch (fl->kind) {
+        case K_REQUIRED:
+            if (v == NULL) {
+                PyObject *r = PyObject_CallFunctionObjArgs(self->missing, self->cls, fl->name, NULL);
+                Py_XDECREF(r);
+                if (!PyErr_Occurred())
+                    PyErr_Format(PyExc_TypeError, "missing required field %R", fl->name);
+                goto out;
+            }
+            v = mi_check(fl, v);
+            break;
+        case K_PLAIN_DEFAULT:
+            if (v == NULL) {
+                v = Py_NewRef(fl->dflt);
+            } else if (v != fl->dflt) {
+                v = mi_check(fl, v);
+            }
+            break;
+        case K_FACTORY:
+            if (v == NULL) {
+                v = PyObject_CallNoArgs(fl->dflt);
+                if (v == NULL) goto out;
+            }
+            v = mi_check(fl, v);
+            break;
+        default: /* K_COPIED_DEFAULT */
+            if (v == NULL) v = Py_NewRef(fl->dflt);
+            v = mi_check(fl, v);
+            break;
+        }
+        if (v == NULL) goto out;
+        vals[done] = v;
+    }
+    if (kwargs != NULL && used != PyDict_Size(kwargs)) {
+        PyObject *extra = PyDict_New();
+        if (extra == NULL) goto out;
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(kwargs, &pos, &k, &v)) {
+            int known = is_field_name(self, k);
+            if (known < 0 || (!known && PyDict_SetItem(extra, k, v) < 0)) {
+                Py_DECREF(extra);
+                goto out;
+            }
+        }
+        PyObject *r = PyObject_CallFunctionObjArgs(self->unknown, self->cls, extra, NULL);
+        Py_DECREF(extra);
+        Py_XDECREF(r);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "unknown fields");
+        goto out;
+    }
+    PyObject *d = instance_dict(obj);
+    if (d == NULL) goto out;
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        if (PyDict_SetItem(d, self->f[i].name, vals[i]) < 0) {
+            Py_DECREF(d);
+            goto out;
+        }
+    }
+    Py_DECREF(d);
+    result = Py_NewRef(Py_None);
+out:
+    for (Py_ssize_t i = 0; i < done; i++) Py_DECREF(vals[i]);
+    if (vals != stack) PyMem_Free(vals);
+    return result;
+}
+
+static PyObject *mi_descr_get(PyObject *self, PyObject *obj, PyObject *owner) {
+    (void)owner;
+    if (obj == NULL || obj == Py_None) return Py_NewRef(self);
+    return PyObject_CallFunctionObjArgs(method_type, self, obj, NULL);
+}
+
+static PyMemberDef mi_members[] = {
+    {"__qualname__", T_OBJECT, offsetof(ModelInit, qualname), READONLY, NULL},
+    {"__model__", T_OBJECT, offsetof(ModelInit, cls), READONLY, "The model class."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyObject *mi_get_name(PyObject *self, void *closure) {
+    (void)self;
+    (void)closure;
+    return PyUnicode_FromString("__init__");
+}
+
+static PyGetSetDef mi_getset[] = {
+    {"__name__", mi_get_name, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot mi_slots[] = {
+    {Py_tp_doc, "A model's __init__: keyword-only properties, checked as the generated "
+                "Python __init__ (schema._compile_init_py) checks them."},
+    {Py_tp_new, mi_new},
+    {Py_tp_call, mi_call},
+    {Py_tp_descr_get, mi_descr_get},
+    {Py_tp_members, mi_members},
+    {Py_tp_getset, mi_getset},
+    {Py_tp_traverse, mi_traverse},
+    {Py_tp_clear, mi_clear},
+    {Py_tp_dealloc, mi_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec mi_spec = {
+    "realmpy._speedups.ModelInit",
+    sizeof(ModelInit),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    mi_slots,
+};
+
 /* ---- index and record helpers ------------------------------------------------------ */
 
 /* key_suffixes(pairs, n) -> list[bytes]: key[n:] of each (key, value) pair
@@ -965,6 +1287,307 @@ fail:
     return NULL;
 }
 
+/* ---- bulk add: rows, msgpack records and keys ------------------------------------ */
+
+/* A growable byte buffer. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} Buf;
+
+static int buf_reserve(Buf *b, size_t more) {
+    if (b->len + more <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + more) cap *= 2;
+    char *p = PyMem_Realloc(b->p, cap);
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void put_be(char *p, uint64_t v, int nbytes) {
+    for (int i = 0; i < nbytes; i++) p[i] = (char)((v >> (8 * (nbytes - 1 - i))) & 0xff);
+}
+
+static int buf_head(Buf *b, unsigned char tag, uint64_t v, int nbytes) {
+    if (buf_reserve(b, 1 + (size_t)nbytes)) return -1;
+    b->p[b->len] = (char)tag;
+    put_be(b->p + b->len + 1, v, nbytes);
+    b->len += 1 + (size_t)nbytes;
+    return 0;
+}
+
+static int buf_bytes(Buf *b, const char *src, size_t n) {
+    if (buf_reserve(b, n)) return -1;
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+    return 0;
+}
+
+/* Pack one value exactly as msgpack-python's Packer(use_bin_type=True)
+ * does; 1 if the value is not one of the plain types packed here (the
+ * caller then falls back to msgpack), -1 on error. */
+static int mp_value(Buf *b, PyObject *v) {
+    if (v == Py_None) return buf_head(b, 0xc0, 0, 0);
+    if (v == Py_True) return buf_head(b, 0xc3, 0, 0);
+    if (v == Py_False) return buf_head(b, 0xc2, 0, 0);
+    if (PyLong_CheckExact(v)) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (x == -1 && PyErr_Occurred()) return -1;
+        if (overflow) return 1;
+        if (x < -(1LL << 5)) {
+            if (x < -(1LL << 15)) {
+                if (x < -(1LL << 31)) return buf_head(b, 0xd3, (uint64_t)x, 8);
+                return buf_head(b, 0xd2, (uint64_t)(uint32_t)(int32_t)x, 4);
+            }
+            if (x < -(1LL << 7)) return buf_head(b, 0xd1, (uint64_t)(uint16_t)(int16_t)x, 2);
+            return buf_head(b, 0xd0, (uint64_t)(uint8_t)(int8_t)x, 1);
+        }
+        if (x < (1LL << 7)) return buf_head(b, (unsigned char)(x & 0xff), 0, 0);
+        if (x < (1LL << 16)) {
+            if (x < (1LL << 8)) return buf_head(b, 0xcc, (uint64_t)x, 1);
+            return buf_head(b, 0xcd, (uint64_t)x, 2);
+        }
+        if (x < (1LL << 32)) return buf_head(b, 0xce, (uint64_t)x, 4);
+        return buf_head(b, 0xcf, (uint64_t)x, 8);
+    }
+    if (PyFloat_CheckExact(v)) {
+        double d = PyFloat_AsDouble(v);
+        uint64_t bits;
+        memcpy(&bits, &d, sizeof bits);
+        return buf_head(b, 0xcb, bits, 8);
+    }
+    if (PyUnicode_CheckExact(v)) {
+        Py_ssize_t n;
+        const char *u8 = PyUnicode_AsUTF8AndSize(v, &n);
+        if (u8 == NULL) { /* surrogates: msgpack decides */
+            PyErr_Clear();
+            return 1;
+        }
+        size_t len = (size_t)n;
+        int rc;
+        if (len < 32) rc = buf_head(b, (unsigned char)(0xa0 | len), 0, 0);
+        else if (len < 256) rc = buf_head(b, 0xd9, len, 1);
+        else if (len < 65536) rc = buf_head(b, 0xda, len, 2);
+        else if (len <= UINT32_MAX) rc = buf_head(b, 0xdb, len, 4);
+        else return 1;
+        return rc ? rc : buf_bytes(b, u8, len);
+    }
+    if (PyBytes_CheckExact(v)) {
+        char *src;
+        Py_ssize_t n;
+        if (PyBytes_AsStringAndSize(v, &src, &n) < 0) return -1;
+        size_t len = (size_t)n;
+        int rc;
+        if (len < 256) rc = buf_head(b, 0xc4, len, 1);
+        else if (len < 65536) rc = buf_head(b, 0xc5, len, 2);
+        else if (len <= UINT32_MAX) rc = buf_head(b, 0xc6, len, 4);
+        else return 1;
+        return rc ? rc : buf_bytes(b, src, len);
+    }
+    return 1;
+}
+
+/* pack_rows(dicts, names) -> (rows, packed) | None: for each dict its
+ * values at names as a tuple (the record) and that record packed as a
+ * msgpack array, byte for byte as codec.pack_plain_rows packs it; None if a
+ * name is missing or a value is not a plain scalar (None, bool, int of 64
+ * bits, float, str, bytes): the caller's general path handles those. */
+static PyObject *sp_pack_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs_is(nargs, 2, "pack_rows")) return NULL;
+    PyObject *dicts = args[0], *names = args[1];
+    if (!PyList_Check(dicts) || !PyTuple_Check(names)) {
+        PyErr_SetString(PyExc_TypeError, "pack_rows(dicts: list, names: tuple)");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_Size(dicts), m = PyTuple_Size(names);
+    for (Py_ssize_t j = 0; j < m; j++) {
+        if (!PyUnicode_Check(PyTuple_GetItem(names, j))) {
+            PyErr_SetString(PyExc_TypeError, "pack_rows: names must be strs");
+            return NULL;
+        }
+    }
+    PyObject *rows = PyList_New(n), *packed = PyList_New(n);
+    Buf b = {NULL, 0, 0};
+    int fallback = 0;
+    if (rows == NULL || packed == NULL) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyList_GetItem(dicts, i);
+        if (d == NULL) goto fail;
+        if (!PyDict_Check(d)) {
+            PyErr_SetString(PyExc_TypeError, "pack_rows: dicts must be dicts");
+            goto fail;
+        }
+        PyObject *row = PyTuple_New(m);
+        if (row == NULL) goto fail;
+        PyList_SetItem(rows, i, row); /* steals; filled below */
+        b.len = 0;
+        int rc = m < 16 ? buf_head(&b, (unsigned char)(0x90 | m), 0, 0)
+                 : m < 65536 ? buf_head(&b, 0xdc, (uint64_t)m, 2)
+                             : buf_head(&b, 0xdd, (uint64_t)m, 4);
+        if (rc) goto fail;
+        for (Py_ssize_t j = 0; j < m; j++) {
+            PyObject *v = PyDict_GetItemWithError(d, PyTuple_GetItem(names, j));
+            if (v == NULL) {
+                if (PyErr_Occurred()) goto fail;
+                fallback = 1;
+                goto fail;
+            }
+            Py_INCREF(v);
+            PyTuple_SetItem(row, j, v); /* steals */
+            rc = mp_value(&b, v);
+            if (rc < 0) goto fail;
+            if (rc > 0) {
+                fallback = 1;
+                goto fail;
+            }
+        }
+        PyObject *raw = PyBytes_FromStringAndSize(b.p, (Py_ssize_t)b.len);
+        if (raw == NULL) goto fail;
+        PyList_SetItem(packed, i, raw);
+    }
+    PyMem_Free(b.p);
+    return Py_BuildValue("(NN)", rows, packed);
+fail:
+    PyMem_Free(b.p);
+    Py_XDECREF(rows);
+    Py_XDECREF(packed);
+    if (fallback && !PyErr_Occurred()) Py_RETURN_NONE;
+    return NULL;
+}
+
+/* One codec key (int or str fast path) into b; 1 if v needs the general
+ * encoder. */
+static int key_value(Buf *b, PyObject *v) {
+    if (PyLong_CheckExact(v)) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (x == -1 && PyErr_Occurred()) return -1;
+        if (overflow) return 1;
+        return buf_head(b, 0x20, (uint64_t)x ^ ((uint64_t)1 << 63), 8);
+    }
+    if (PyUnicode_CheckExact(v)) {
+        Py_ssize_t n;
+        const char *u8 = PyUnicode_AsUTF8AndSize(v, &n);
+        if (u8 == NULL) {
+            PyErr_Clear();
+            return 1;
+        }
+        if (memchr(u8, 0, (size_t)n) != NULL) return 1;
+        if (buf_head(b, 0x30, 0, 0) || buf_bytes(b, u8, (size_t)n)) return -1;
+        return buf_head(b, 0x00, 0, 0);
+    }
+    return 1;
+}
+
+/* column_keys(dicts, name, suffixes, max_key) -> list[bytes] | None:
+ * codec.encode_key(d[name]) + suffixes[i] (suffixes None: nothing) for
+ * each dict, when every value is an int of 64 bits or a str without NUL
+ * and every key fits max_key; None otherwise (the general path then
+ * encodes, or raises with the value's name). */
+static PyObject *sp_column_keys(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs_is(nargs, 4, "column_keys")) return NULL;
+    PyObject *dicts = args[0], *name = args[1], *suffixes = args[2];
+    if (!PyList_Check(dicts) || !PyUnicode_Check(name)
+        || (suffixes != Py_None && !PyList_Check(suffixes)) || !PyLong_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "column_keys(dicts: list, name: str, suffixes: list | None, max_key: int)");
+        return NULL;
+    }
+    Py_ssize_t max_key = PyLong_AsSsize_t(args[3]);
+    if (max_key == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t n = PyList_Size(dicts);
+    if (suffixes != Py_None && PyList_Size(suffixes) != n) {
+        PyErr_SetString(PyExc_ValueError, "column_keys: dicts and suffixes differ in length");
+        return NULL;
+    }
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    Buf b = {NULL, 0, 0};
+    int fallback = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyList_GetItem(dicts, i);
+        if (d == NULL) goto fail;
+        if (!PyDict_Check(d)) {
+            PyErr_SetString(PyExc_TypeError, "column_keys: dicts must be dicts");
+            goto fail;
+        }
+        PyObject *v = PyDict_GetItemWithError(d, name);
+        if (v == NULL) {
+            if (!PyErr_Occurred()) fallback = 1;
+            goto fail;
+        }
+        b.len = 0;
+        int rc = key_value(&b, v);
+        if (rc < 0) goto fail;
+        if (rc > 0 || (Py_ssize_t)b.len > max_key) {
+            fallback = 1;
+            goto fail;
+        }
+        if (suffixes != Py_None) {
+            PyObject *sfx = PyList_GetItem(suffixes, i);
+            char *sp;
+            Py_ssize_t sl;
+            if (sfx == NULL) goto fail;
+            if (!PyBytes_Check(sfx)) {
+                PyErr_SetString(PyExc_TypeError, "column_keys: suffixes must be bytes");
+                goto fail;
+            }
+            if (PyBytes_AsStringAndSize(sfx, &sp, &sl) < 0 || buf_bytes(&b, sp, (size_t)sl) < 0)
+                goto fail;
+            if ((Py_ssize_t)b.len > max_key) {
+                fallback = 1;
+                goto fail;
+            }
+        }
+        PyObject *key = PyBytes_FromStringAndSize(b.p, (Py_ssize_t)b.len);
+        if (key == NULL) goto fail;
+        PyList_SetItem(out, i, key);
+    }
+    PyMem_Free(b.p);
+    return out;
+fail:
+    PyMem_Free(b.p);
+    Py_DECREF(out);
+    if (fallback && !PyErr_Occurred()) Py_RETURN_NONE;
+    return NULL;
+}
+
+/* strictly_increasing(keys) -> bool: each bytes key > the one before (so
+ * none repeats). */
+static PyObject *sp_strictly_increasing(PyObject *module, PyObject *keys) {
+    (void)module;
+    if (!PyList_Check(keys)) {
+        PyErr_Format(PyExc_TypeError, "strictly_increasing takes a list of bytes, not %R",
+                     (PyObject *)Py_TYPE(keys));
+        return NULL;
+    }
+    Py_ssize_t n = PyList_Size(keys);
+    char *prev = NULL;
+    Py_ssize_t plen = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyList_GetItem(keys, i);
+        char *p;
+        Py_ssize_t len;
+        if (k == NULL || check_key(k) || PyBytes_AsStringAndSize(k, &p, &len) < 0) return NULL;
+        if (prev != NULL) {
+            Py_ssize_t common = len < plen ? len : plen;
+            int c = memcmp(prev, p, (size_t)common);
+            if (c > 0 || (c == 0 && plen >= len)) Py_RETURN_FALSE;
+        }
+        prev = p;
+        plen = len;
+    }
+    Py_RETURN_TRUE;
+}
+
 /* ---- module ------------------------------------------------------------------------ */
 
 static PyMethodDef sp_methods[] = {
@@ -986,6 +1609,12 @@ static PyMethodDef sp_methods[] = {
     {"encode_key_list", (PyCFunction)(void (*)(void))sp_encode_key_list, METH_FASTCALL,
      "encode_key_list(values, max_key): codec keys of all-int or all-str values, "
      "else None."},
+    {"pack_rows", (PyCFunction)(void (*)(void))sp_pack_rows, METH_FASTCALL,
+     "pack_rows(dicts, names): (row tuples, msgpack records) of plain values, else None."},
+    {"column_keys", (PyCFunction)(void (*)(void))sp_column_keys, METH_FASTCALL,
+     "column_keys(dicts, name, suffixes, max_key): encoded keys (+ suffixes), else None."},
+    {"strictly_increasing", sp_strictly_increasing, METH_O,
+     "strictly_increasing(keys): each key greater than the one before."},
     {"pack_keys", sp_pack_keys, METH_O,
      "pack_keys(keys): the keys as [u32 little-endian length][bytes]..."},
     {NULL, NULL, 0, NULL},
@@ -1030,8 +1659,14 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (empty_tuple == NULL) goto fail;
     if (add_type(m, &RealmState_Type, &rs_spec, "RealmState")
         || add_type(m, &PropertyBase_Type, &pb_spec, "PropertyBase")
-        || add_type(m, &ObjectIter_Type, &oi_spec, "ObjectIter"))
+        || add_type(m, &ObjectIter_Type, &oi_spec, "ObjectIter")
+        || add_type(m, &ModelInit_Type, &mi_spec, "ModelInit"))
         goto fail;
+    PyObject *types = PyImport_ImportModule("types");
+    if (types == NULL) goto fail;
+    method_type = PyObject_GetAttrString(types, "MethodType");
+    Py_DECREF(types);
+    if (method_type == NULL) goto fail;
     return m;
 fail:
     Py_DECREF(m);
