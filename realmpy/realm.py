@@ -52,6 +52,7 @@ from realmpy import query as _query
 from realmpy._speedups import RealmState
 from realmpy._speedups import all_full as _all_full
 from realmpy._speedups import column_keys as _column_keys
+from realmpy._speedups import found_rows as _found_rows
 from realmpy._speedups import make_object as _make_object
 from realmpy._speedups import manage as _manage
 from realmpy._speedups import pack_rows as _pack_rows
@@ -1266,7 +1267,7 @@ class Realm(RealmState):
         if planned is not None:
             keys, exact = planned
             recs = self._get_records(txn, info, keys)
-            pairs = [(k, r) for k, r in zip(keys, recs, strict=True) if r is not None]
+            pairs = _found_rows(keys, recs)  # (k, r) where r is not None
             if exact and not q.descriptors:
                 # The index decided the whole predicate: nothing to re-check.
                 return pairs

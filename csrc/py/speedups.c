@@ -140,7 +140,7 @@ static PyObject *rs_get_vh(PyObject *self, void *closure) {
     (void)closure;
     RealmState *r = (RealmState *)self;
     if (!r->vaddr) Py_RETURN_NONE;
-    return PyLong_FromVoidPtr((void *)r->vaddr);
+    return PyLong_FromUnsignedLongLong((unsigned long long)r->vaddr);
 }
 
 /* The address comes from Environment.version_address (rp_env_version_addr);
@@ -155,17 +155,17 @@ static int rs_set_vh(PyObject *self, PyObject *value, void *closure) {
         return 0;
     }
     if (need_int(value, "_vh")) return -1;
-    void *p = PyLong_AsVoidPtr(value);
-    if (p == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "_vh: the counter address cannot be 0");
+    unsigned long long a = PyLong_AsUnsignedLongLong(value); /* < 0: OverflowError */
+    if (a == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    if (a == 0 || a > UINTPTR_MAX) {
+        PyErr_SetString(PyExc_ValueError, "_vh: not a counter address");
         return -1;
     }
-    if ((uintptr_t)p % _Alignof(uint64_t) != 0) {
+    if (a % _Alignof(uint64_t) != 0) {
         PyErr_SetString(PyExc_ValueError, "_vh: misaligned counter address");
         return -1;
     }
-    r->vaddr = (uintptr_t)p;
+    r->vaddr = (uintptr_t)a;
     return 0;
 }
 
@@ -547,8 +547,24 @@ static PyObject *cached_value(PropertyBase *self, RealmState *r, PyObject *d) {
     if (s == -1 && PyErr_Occurred()) return NULL;
     if (overflow || s != r->stamp) return NULL;
     PyObject *pos = PyTuple_GetItem(cache, 2);
-    if (!PyDict_Check(pos)) return NULL;
     PyObject *rec = PyTuple_GetItem(cache, 1);
+    if (PyDict_CheckExact(pos) && (PyList_CheckExact(rec) || PyTuple_CheckExact(rec))) {
+        /* The usual shapes: no Python code runs until the value is found. */
+        PyObject *i = PyDict_GetItemWithError(pos, self->name);
+        if (i != NULL && PyLong_CheckExact(i)) {
+            Py_ssize_t k = PyLong_AsSsize_t(i);
+            if (k >= 0) {
+                Py_ssize_t n = PyList_CheckExact(rec) ? PyList_Size(rec) : PyTuple_Size(rec);
+                if (k < n) {
+                    PyObject *v = PyList_CheckExact(rec) ? PyList_GetItem(rec, k)
+                                                         : PyTuple_GetItem(rec, k);
+                    return Py_XNewRef(v);
+                }
+            }
+        }
+        if (PyErr_Occurred()) return NULL;
+    }
+    if (!PyDict_Check(pos)) return NULL;
     Py_INCREF(rec);
     Py_INCREF(pos);
     PyObject *v = NULL;
@@ -574,12 +590,13 @@ static PyObject *pb_descr_get(PyObject *self_, PyObject *obj, PyObject *owner) {
         return call_slow(self_, obj, owner);
     }
     PyObject *store = PyDict_GetItemWithError(d, s_rp_store);
-    if (store == NULL) {
+    if (store == NULL && PyErr_Occurred()) {
         Py_DECREF(d);
-        if (PyErr_Occurred()) return NULL;
-        return call_slow(self_, obj, owner);
+        return NULL;
     }
-    if (store == Py_None) {
+    if (store == NULL || store == Py_None) {
+        /* Not in the instance dict: the class's _rp_store, None (models
+         * never set it on the class). */
         /* Unmanaged: the value in the instance dict, unless it may be a
          * counter (an int: the Python path binds counters). */
         PyObject *v = PyDict_GetItemWithError(d, self->name);
@@ -1125,6 +1142,38 @@ static PyObject *sp_all_full(PyObject *module, PyObject *const *args, Py_ssize_t
     Py_RETURN_TRUE;
 }
 
+/* found_rows(keys, recs) -> [(key, rec) for key, rec in zip(keys, recs)
+ * if rec is not None]; ValueError if the lengths differ. */
+static PyObject *sp_found_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs_is(nargs, 2, "found_rows")) return NULL;
+    PyObject *keys = args[0], *recs = args[1];
+    if (!PyList_Check(keys) || !PyList_Check(recs)) {
+        PyErr_SetString(PyExc_TypeError, "found_rows(keys: list, recs: list)");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_Size(keys);
+    if (PyList_Size(recs) != n) {
+        PyErr_SetString(PyExc_ValueError, "found_rows: keys and recs differ in length");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *r = PyList_GetItem(recs, i);
+        if (r == Py_None) continue;
+        PyObject *k = PyList_GetItem(keys, i);
+        PyObject *pair = (k && r) ? PyTuple_Pack(2, k, r) : NULL;
+        if (pair == NULL || PyList_Append(out, pair) < 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(pair);
+    }
+    return out;
+}
+
 /* ---- bulk writes ------------------------------------------------------------------ */
 
 static void put_u32le(char *p, uint32_t v) {
@@ -1615,6 +1664,8 @@ static PyMethodDef sp_methods[] = {
      "column_keys(dicts, name, suffixes, max_key): encoded keys (+ suffixes), else None."},
     {"strictly_increasing", sp_strictly_increasing, METH_O,
      "strictly_increasing(keys): each key greater than the one before."},
+    {"found_rows", (PyCFunction)(void (*)(void))sp_found_rows, METH_FASTCALL,
+     "found_rows(keys, recs): (key, rec) pairs where rec is not None."},
     {"pack_keys", sp_pack_keys, METH_O,
      "pack_keys(keys): the keys as [u32 little-endian length][bytes]..."},
     {NULL, NULL, 0, NULL},
