@@ -57,6 +57,7 @@ from realmpy._speedups import make_object as _make_object
 from realmpy._speedups import manage as _manage
 from realmpy._speedups import pack_rows as _pack_rows
 from realmpy._speedups import strictly_increasing as _strictly_increasing
+from realmpy._speedups import unmanaged_dicts as _unmanaged_dicts
 from realmpy.codec import Link
 from realmpy.config import Configuration
 from realmpy.errors import (
@@ -1607,23 +1608,24 @@ class Realm(RealmState):
         index.  On any error the objects before the failing one are added
         (as a loop of ``add`` would) and the error is raised."""
         txn = self._require_write()
-        stores = [o.__dict__.get("_rp_store") for o in objs]
-        if stores.count(None) == len(stores):
+        values = _unmanaged_dicts(objs)  # their __dict__s, None if some are managed
+        if values is not None:
             todo = objs  # the common case: all unmanaged
         else:
+            stores = [o.__dict__.get("_rp_store") for o in objs]
             for o, store in zip(objs, stores, strict=True):
                 if store is not None and store is not self:
                     raise WrongRealmError(
                         f"this {type(o).__name__} is already managed by another realm"
                     )
             todo = [o for o, store in zip(objs, stores, strict=True) if store is None]
+            values = [o.__dict__ for o in todo]  # unmanaged: the values (see _rp_values)
         if not todo:
             return
         if info.name in self._dead:
             self._flush_links()  # before a deleted key can come back
         encode_list = codec.encode_key_list
         pk = info.pk
-        values = [o.__dict__ for o in todo]  # unmanaged: the values (see _rp_values)
         try:
             if pk is not None:
                 keys = _column_keys(values, pk, None, codec.MAX_KEY)  # None: not ints/strs

@@ -305,6 +305,8 @@ def test_garbage_input_raises_and_never_crashes(realm: Realm) -> None:
             (_speedups.column_keys, ([g], "a", None, 10)),
             (_speedups.column_keys, ([{"a": 1}], "a", [g], 10)),
             (_speedups.strictly_increasing, (g,)),
+            (_speedups.unmanaged_dicts, (g,)),
+            (_speedups.unmanaged_dicts, ([g],)),
             (_speedups.strictly_increasing, ([b"a", g],)),
             (_speedups.ModelInit, (g, (), print, print, print, "x")),
             (_speedups.ModelInit, (Dog, (g,), print, print, print, "x")),

@@ -1174,6 +1174,39 @@ static PyObject *sp_found_rows(PyObject *module, PyObject *const *args, Py_ssize
     return out;
 }
 
+/* unmanaged_dicts(objs) -> list[dict] | None: the instance dicts of objs
+ * when none of them has a (non-None) _rp_store entry, else None. */
+static PyObject *sp_unmanaged_dicts(PyObject *module, PyObject *objs) {
+    (void)module;
+    if (!PyList_Check(objs)) {
+        PyErr_Format(PyExc_TypeError, "unmanaged_dicts takes a list, not %R",
+                     (PyObject *)Py_TYPE(objs));
+        return NULL;
+    }
+    Py_ssize_t n = PyList_Size(objs);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = PyList_GetItem(objs, i);
+        PyObject *d = o == NULL ? NULL : instance_dict(o);
+        if (d == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *store = PyDict_GetItemWithError(d, s_rp_store);
+        PyList_SetItem(out, i, d); /* steals */
+        if (store != NULL && store != Py_None) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        if (PyErr_Occurred()) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
 /* ---- bulk writes ------------------------------------------------------------------ */
 
 static void put_u32le(char *p, uint32_t v) {
@@ -1666,6 +1699,8 @@ static PyMethodDef sp_methods[] = {
      "strictly_increasing(keys): each key greater than the one before."},
     {"found_rows", (PyCFunction)(void (*)(void))sp_found_rows, METH_FASTCALL,
      "found_rows(keys, recs): (key, rec) pairs where rec is not None."},
+    {"unmanaged_dicts", sp_unmanaged_dicts, METH_O,
+     "unmanaged_dicts(objs): their instance dicts if none is managed, else None."},
     {"pack_keys", sp_pack_keys, METH_O,
      "pack_keys(keys): the keys as [u32 little-endian length][bytes]..."},
     {NULL, NULL, 0, NULL},
