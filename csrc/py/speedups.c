@@ -537,9 +537,20 @@ static PyObject *call_slow(PyObject *self, PyObject *obj, PyObject *owner) {
 
 /* The cached value of a managed object, or NULL with no exception when the
  * fast path does not apply (NULL with an exception on error). */
+static PyObject *cached_value_of(PropertyBase *self, RealmState *r, PyObject *cache);
+
+/* Holds the cache tuple while looking inside it: a dict lookup with an odd
+ * key type can run Python code that replaces the object's _rp_cache. */
 static PyObject *cached_value(PropertyBase *self, RealmState *r, PyObject *d) {
     PyObject *cache = PyDict_GetItemWithError(d, s_rp_cache);
     if (cache == NULL || !PyTuple_Check(cache) || PyTuple_Size(cache) != 3) return NULL;
+    Py_INCREF(cache);
+    PyObject *v = cached_value_of(self, r, cache);
+    Py_DECREF(cache);
+    return v;
+}
+
+static PyObject *cached_value_of(PropertyBase *self, RealmState *r, PyObject *cache) {
     PyObject *st = PyTuple_GetItem(cache, 0);
     if (!PyLong_CheckExact(st)) return NULL;
     int overflow = 0;
@@ -549,7 +560,7 @@ static PyObject *cached_value(PropertyBase *self, RealmState *r, PyObject *d) {
     PyObject *pos = PyTuple_GetItem(cache, 2);
     PyObject *rec = PyTuple_GetItem(cache, 1);
     if (PyDict_CheckExact(pos) && (PyList_CheckExact(rec) || PyTuple_CheckExact(rec))) {
-        /* The usual shapes: no Python code runs until the value is found. */
+        /* The usual shapes (the cache tuple holds pos and rec). */
         PyObject *i = PyDict_GetItemWithError(pos, self->name);
         if (i != NULL && PyLong_CheckExact(i)) {
             Py_ssize_t k = PyLong_AsSsize_t(i);
@@ -1163,7 +1174,15 @@ static PyObject *sp_found_rows(PyObject *module, PyObject *const *args, Py_ssize
         PyObject *r = PyList_GetItem(recs, i);
         if (r == Py_None) continue;
         PyObject *k = PyList_GetItem(keys, i);
-        PyObject *pair = (k && r) ? PyTuple_Pack(2, k, r) : NULL;
+        if (k == NULL || r == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_INCREF(k);
+        Py_INCREF(r);
+        PyObject *pair = PyTuple_Pack(2, k, r);
+        Py_DECREF(k);
+        Py_DECREF(r);
         if (pair == NULL || PyList_Append(out, pair) < 0) {
             Py_XDECREF(pair);
             Py_DECREF(out);
@@ -1188,7 +1207,9 @@ static PyObject *sp_unmanaged_dicts(PyObject *module, PyObject *objs) {
     if (out == NULL) return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *o = PyList_GetItem(objs, i);
+        Py_XINCREF(o);
         PyObject *d = o == NULL ? NULL : instance_dict(o);
+        Py_XDECREF(o);
         if (d == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -1288,6 +1309,12 @@ static PyObject *sp_pack_records(PyObject *module, PyObject *const *args, Py_ssi
             Py_DECREF(out);
             return NULL;
         }
+        if (total < 8 + kl + vl) { /* the lists changed under us: never overrun */
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_RuntimeError, "pack_records: keys or values changed");
+            return NULL;
+        }
+        total -= 8 + kl + vl;
         put_u32le(p, (uint32_t)kl);
         put_u32le(p + 4, (uint32_t)vl);
         memcpy(p + 8, kp, (size_t)kl);
@@ -1475,6 +1502,9 @@ static int mp_value(Buf *b, PyObject *v) {
     return 1;
 }
 
+static int pack_row(PyObject *d, PyObject *names, Py_ssize_t m, PyObject *rows,
+                    PyObject *packed, Py_ssize_t i, Buf *bp);
+
 /* pack_rows(dicts, names) -> (rows, packed) | None: for each dict its
  * values at names as a tuple (the record) and that record packed as a
  * msgpack array, byte for byte as codec.pack_plain_rows packs it; None if a
@@ -1506,33 +1536,16 @@ static PyObject *sp_pack_rows(PyObject *module, PyObject *const *args, Py_ssize_
             PyErr_SetString(PyExc_TypeError, "pack_rows: dicts must be dicts");
             goto fail;
         }
-        PyObject *row = PyTuple_New(m);
-        if (row == NULL) goto fail;
-        PyList_SetItem(rows, i, row); /* steals; filled below */
-        b.len = 0;
-        int rc = m < 16 ? buf_head(&b, (unsigned char)(0x90 | m), 0, 0)
-                 : m < 65536 ? buf_head(&b, 0xdc, (uint64_t)m, 2)
-                             : buf_head(&b, 0xdd, (uint64_t)m, 4);
-        if (rc) goto fail;
-        for (Py_ssize_t j = 0; j < m; j++) {
-            PyObject *v = PyDict_GetItemWithError(d, PyTuple_GetItem(names, j));
-            if (v == NULL) {
-                if (PyErr_Occurred()) goto fail;
-                fallback = 1;
-                goto fail;
-            }
-            Py_INCREF(v);
-            PyTuple_SetItem(row, j, v); /* steals */
-            rc = mp_value(&b, v);
-            if (rc < 0) goto fail;
-            if (rc > 0) {
-                fallback = 1;
-                goto fail;
-            }
+        /* Owned while used: allocations can run the GC, and with it code
+         * that changes the list. */
+        Py_INCREF(d);
+        int rc = pack_row(d, names, m, rows, packed, i, &b);
+        Py_DECREF(d);
+        if (rc < 0) goto fail;
+        if (rc > 0) {
+            fallback = 1;
+            goto fail;
         }
-        PyObject *raw = PyBytes_FromStringAndSize(b.p, (Py_ssize_t)b.len);
-        if (raw == NULL) goto fail;
-        PyList_SetItem(packed, i, raw);
     }
     PyMem_Free(b.p);
     return Py_BuildValue("(NN)", rows, packed);
@@ -1542,6 +1555,44 @@ fail:
     Py_XDECREF(packed);
     if (fallback && !PyErr_Occurred()) Py_RETURN_NONE;
     return NULL;
+}
+
+/* One record of pack_rows into rows[i] and packed[i]: 0, 1 (fall back), -1. */
+static int pack_row(PyObject *d, PyObject *names, Py_ssize_t m, PyObject *rows,
+                    PyObject *packed, Py_ssize_t i, Buf *bp) {
+    Buf b = *bp;
+    int result = -1;
+    {
+        PyObject *row = PyTuple_New(m);
+        if (row == NULL) goto done;
+        if (PyList_SetItem(rows, i, row) < 0) goto done; /* steals; filled below */
+        b.len = 0;
+        int rc = m < 16 ? buf_head(&b, (unsigned char)(0x90 | m), 0, 0)
+                 : m < 65536 ? buf_head(&b, 0xdc, (uint64_t)m, 2)
+                             : buf_head(&b, 0xdd, (uint64_t)m, 4);
+        if (rc) goto done;
+        for (Py_ssize_t j = 0; j < m; j++) {
+            PyObject *v = PyDict_GetItemWithError(d, PyTuple_GetItem(names, j));
+            if (v == NULL) {
+                if (!PyErr_Occurred()) result = 1;
+                goto done;
+            }
+            Py_INCREF(v);
+            PyTuple_SetItem(row, j, v); /* steals */
+            rc = mp_value(&b, v);
+            if (rc != 0) {
+                result = rc;
+                goto done;
+            }
+        }
+        PyObject *raw = PyBytes_FromStringAndSize(b.p, (Py_ssize_t)b.len);
+        if (raw == NULL) goto done;
+        PyList_SetItem(packed, i, raw);
+        result = 0;
+    }
+done:
+    *bp = b;
+    return result;
 }
 
 /* One codec key (int or str fast path) into b; 1 if v needs the general
@@ -1601,13 +1652,17 @@ static PyObject *sp_column_keys(PyObject *module, PyObject *const *args, Py_ssiz
             PyErr_SetString(PyExc_TypeError, "column_keys: dicts must be dicts");
             goto fail;
         }
+        Py_INCREF(d);
         PyObject *v = PyDict_GetItemWithError(d, name);
+        Py_XINCREF(v);
+        Py_DECREF(d);
         if (v == NULL) {
             if (!PyErr_Occurred()) fallback = 1;
             goto fail;
         }
         b.len = 0;
         int rc = key_value(&b, v);
+        Py_DECREF(v);
         if (rc < 0) goto fail;
         if (rc > 0 || (Py_ssize_t)b.len > max_key) {
             fallback = 1;
