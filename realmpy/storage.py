@@ -52,6 +52,7 @@ import msgpack  # type: ignore[import-untyped,unused-ignore]
 
 from . import errors as _e
 from ._engine import ffi, lib
+from ._speedups import columns_ok as _columns_ok
 from ._speedups import pack_keys as _pack_keys
 from ._speedups import pack_records as _pack_records
 
@@ -1288,17 +1289,18 @@ class WriteTransaction(_Transaction):
             )
         if not n:
             return 0
-        if set(map(type, keys)) != {bytes}:
-            bad = next(k for k in keys if type(k) is not bytes)
-            raise _type_error("each key", "bytes", bad)
-        klens = list(map(len, keys))
-        if min(klens) == 0 or max(klens) > MAX_KEY:
-            self._fail(int(lib.RP_KEY_TOO_LONG), "put_columns failed", table)
-        if values is not None and set(map(type, values)) != {bytes}:
-            bad = next(v for v in values if type(v) is not bytes)
-            raise _type_error("each value", "bytes", bad)
         keyl = list(keys) if type(keys) is not list else keys
         vall = None if values is None else list(values) if type(values) is not list else values
+        if not _columns_ok(keyl, vall, MAX_KEY):  # one C pass; else find the culprit
+            if set(map(type, keys)) != {bytes}:
+                bad = next(k for k in keys if type(k) is not bytes)
+                raise _type_error("each key", "bytes", bad)
+            klens = list(map(len, keys))
+            if min(klens) == 0 or max(klens) > MAX_KEY:
+                self._fail(int(lib.RP_KEY_TOO_LONG), "put_columns failed", table)
+            if values is not None and set(map(type, values)) != {bytes}:
+                bad = next(v for v in values if type(v) is not bytes)
+                raise _type_error("each value", "bytes", bad)
         # Chunks of about _PUT_MANY_CHUNK bytes, as put_many does, each
         # packed as [u32 klen][u32 vlen][key][value]... in C.
         start = 0

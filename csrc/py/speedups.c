@@ -1325,6 +1325,36 @@ static PyObject *sp_pack_records(PyObject *module, PyObject *const *args, Py_ssi
     return res;
 }
 
+/* columns_ok(keys, values, max_key) -> bool: every key is bytes of 1 to
+ * max_key bytes and values is None or a list of bytes (exact types) of the
+ * same length; False sends the caller to its checks, which name the
+ * culprit. */
+static PyObject *sp_columns_ok(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs_is(nargs, 3, "columns_ok")) return NULL;
+    PyObject *keys = args[0], *values = args[1];
+    if (!PyList_Check(keys) || (values != Py_None && !PyList_Check(values))
+        || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "columns_ok(keys: list, values: list | None, max_key)");
+        return NULL;
+    }
+    Py_ssize_t max_key = PyLong_AsSsize_t(args[2]);
+    if (max_key == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t n = PyList_Size(keys);
+    if (values != Py_None && PyList_Size(values) != n) Py_RETURN_FALSE;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyList_GetItem(keys, i);
+        if (k == NULL || !PyBytes_CheckExact(k)) Py_RETURN_FALSE;
+        Py_ssize_t len = PyBytes_Size(k);
+        if (len < 1 || len > max_key) Py_RETURN_FALSE;
+        if (values != Py_None) {
+            PyObject *v = PyList_GetItem(values, i);
+            if (v == NULL || !PyBytes_CheckExact(v)) Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
 /* encode_key_list(values) -> list[bytes] | None: codec.encode_key of each
  * value when all are ints of 64 bits, or all are strs without NUL (and
  * valid UTF-8, no surrogates) whose keys fit max_key; None otherwise (the
@@ -1756,6 +1786,8 @@ static PyMethodDef sp_methods[] = {
      "found_rows(keys, recs): (key, rec) pairs where rec is not None."},
     {"unmanaged_dicts", sp_unmanaged_dicts, METH_O,
      "unmanaged_dicts(objs): their instance dicts if none is managed, else None."},
+    {"columns_ok", (PyCFunction)(void (*)(void))sp_columns_ok, METH_FASTCALL,
+     "columns_ok(keys, values, max_key): put_columns' checks pass."},
     {"pack_keys", sp_pack_keys, METH_O,
      "pack_keys(keys): the keys as [u32 little-endian length][bytes]..."},
     {NULL, NULL, 0, NULL},
