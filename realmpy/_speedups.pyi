@@ -1,5 +1,6 @@
 # Type stub for realmpy._speedups (csrc/py/speedups.c, built by build.py
 # and setup.py): the object layer's per-object hot paths in C.
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, final, overload
 
@@ -35,6 +36,7 @@ class ModelInit:
 
     __qualname__: str
     __model__: type
+    __signature__: inspect.Signature | None
     def __new__(
         cls,
         model: type,

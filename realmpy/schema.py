@@ -697,6 +697,8 @@ def _compile_init(cls: type[_Model]) -> Callable[..., None]:
         _Model.__init__,
         f"{cls.__qualname__}.__init__",
     )
+    # What inspect.signature() shows: the parameters of the Python reference.
+    init.__signature__ = inspect.signature(_compile_init_py(cls))  # type: ignore[attr-defined]
     return init
 
 

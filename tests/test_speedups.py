@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import inspect
 import math
 import subprocess
 import sys
@@ -504,6 +505,11 @@ def test_model_init_is_a_method() -> None:
     assert isinstance(init, _speedups.ModelInit)
     assert init.__model__ is Plain and init.__qualname__.endswith("Plain.__init__")
     assert init.__name__ == "__init__"  # type: ignore[attr-defined]
+    sig = inspect.signature(Plain)
+    assert sig == inspect.signature(_compile_init_py(Plain)).replace(
+        parameters=list(inspect.signature(_compile_init_py(Plain)).parameters.values())[1:]
+    )
+    assert list(sig.parameters)[:2] == ["id", "name"]
     p = Plain.__new__(Plain)
     p.__init__(id=3)  # type: ignore[misc]  # (mypy: no direct __init__ calls)
     assert p.id == 3

@@ -767,6 +767,7 @@ typedef struct {
     PyObject *fallback;  /* called as fallback(self, *args, **kwargs) for an
                             instance of another class (a subclass)           */
     PyObject *qualname;
+    PyObject *signature; /* __signature__ (inspect), set by schema.py       */
     Py_ssize_t n;
     InitField *f;
 } ModelInit;
@@ -782,6 +783,7 @@ static int mi_traverse(PyObject *self_, visitproc visit, void *arg) {
     Py_VISIT(self->unknown);
     Py_VISIT(self->fallback);
     Py_VISIT(self->qualname);
+    Py_VISIT(self->signature);
     for (Py_ssize_t i = 0; i < self->n; i++) {
         Py_VISIT(self->f[i].name);
         Py_VISIT(self->f[i].type);
@@ -798,6 +800,7 @@ static int mi_clear(PyObject *self_) {
     Py_CLEAR(self->unknown);
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->qualname);
+    Py_CLEAR(self->signature);
     for (Py_ssize_t i = 0; i < self->n; i++) {
         Py_CLEAR(self->f[i].name);
         Py_CLEAR(self->f[i].type);
@@ -1030,6 +1033,8 @@ static PyObject *mi_descr_get(PyObject *self, PyObject *obj, PyObject *owner) {
 static PyMemberDef mi_members[] = {
     {"__qualname__", T_OBJECT, offsetof(ModelInit, qualname), READONLY, NULL},
     {"__model__", T_OBJECT, offsetof(ModelInit, cls), READONLY, "The model class."},
+    {"__signature__", T_OBJECT, offsetof(ModelInit, signature), 0,
+     "The inspect.Signature of the generated Python __init__ (None: unknown)."},
     {NULL, 0, 0, 0, NULL},
 };
 
