@@ -6,6 +6,7 @@
  * Also: reopen, snapshots that keep their version, compaction.
  */
 #define _GNU_SOURCE 1
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,6 +259,12 @@ static void test_handles(const char *path) {
     E(rp_put(w, "y", 1, "k2", 2, "2", 1));   /* changes after the flush count too */
     E(rp_txn_commit_ex(w, &v));
     CHECK(v == rp_env_version(env), "commit_ex version");
+    {   /* the counter's address: what rp_env_version loads, updated in place */
+        const _Atomic uint64_t *vp = (const _Atomic uint64_t *)rp_env_version_addr(env);
+        CHECK(vp != NULL && (uintptr_t)vp % 8 == 0, "version address");
+        CHECK(atomic_load_explicit(vp, memory_order_acquire) == v, "version at its address");
+        CHECK(rp_env_version_addr(NULL) == 0, "version address of NULL");
+    }
     /* a parked handle pins nothing and renews at the latest version */
     E(rp_txn_begin(env, 0, &r));
     CHECK(rp_txn_version(r) == v, "snapshot version");
