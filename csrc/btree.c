@@ -670,9 +670,12 @@ size_t rp_mp_value(uint8_t *o, const void *v, size_t len, int raw) {
     return h + len;
 }
 
-int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,
-                    size_t stoplen, void *buf, size_t buflen, size_t max_items,
-                    size_t *n, size_t *used) {
+/* rp_cursor_batch and rp_cursor_filter: copy entries (those whose verdict
+ * under f is not FALSE, when f is given) until a bound, a full buffer or
+ * max_items. */
+static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
+                       size_t stoplen, const rp_filter *f, void *buf, size_t buflen,
+                       size_t max_items, size_t *n, size_t *used) {
     int include_current = (flags & RP_BATCH_CURRENT) != 0;
     int raw = (flags & RP_BATCH_RAW_VALUES) != 0;
     int rc = cur_check(c);
@@ -698,16 +701,23 @@ int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,
             int cmp = rp_keycmp(k, kl, stop, stoplen);
             if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { c->valid = 0; break; }
         }
-        size_t need = rp_mp_bin_size(kl) + kl + rp_mp_value_size(vl, raw);
-        if (pos + need > buflen) {
-            if (*n == 0) { *used = ARRAY_HDR + need; return RP_OK; }  /* size needed */
-            break;
+        int verdict = RP_FILTER_TRUE;
+        if (f) {
+            rc = rp_filter_run(f, v, vl, &verdict);
+            if (rc) return rc;
         }
-        pos += rp_mp_bin_header(o + pos, kl);
-        memcpy(o + pos, k, kl);
-        pos += kl;
-        pos += rp_mp_value(o + pos, v, vl, raw);
-        (*n)++;
+        if (verdict != RP_FILTER_FALSE) {
+            size_t need = rp_mp_bin_size(kl) + kl + rp_mp_value_size(vl, raw);
+            if (pos + need > buflen) {
+                if (*n == 0) { *used = ARRAY_HDR + need; return RP_OK; }  /* size needed */
+                break;
+            }
+            pos += rp_mp_bin_header(o + pos, kl);
+            memcpy(o + pos, k, kl);
+            pos += kl;
+            pos += rp_mp_value(o + pos, v, vl, raw);
+            (*n)++;
+        }
         rc = cur_move(c, dir, 0);
         if (rc == RP_NOTFOUND) break;
         if (rc) return rc;
@@ -716,4 +726,23 @@ int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,
     rp_mp_array32(o, (uint32_t)(2 * *n));
     *used = pos;
     return RP_OK;
+}
+
+int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,
+                    size_t stoplen, void *buf, size_t buflen, size_t max_items,
+                    size_t *n, size_t *used) {
+    return cursor_copy(c, dir, flags, stop, stoplen, NULL, buf, buflen, max_items, n, used);
+}
+
+int rp_cursor_filter(rp_cursor *c, int dir, unsigned flags, const void *stop,
+                     size_t stoplen, const void *prog, size_t proglen, void *buf,
+                     size_t buflen, size_t max_items, size_t *n, size_t *used) {
+    if (n) *n = 0;
+    if (used) *used = 0;
+    /* Parsed on each call (microseconds) so that callers hold no handle;
+     * the instructions live on this stack frame. */
+    rp_filter f;
+    int rc = rp_filter_parse(&f, prog, proglen);
+    if (rc) return rc;
+    return cursor_copy(c, dir, flags, stop, stoplen, &f, buf, buflen, max_items, n, used);
 }
