@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import fcntl
+import functools
 import itertools
 import operator
 import os
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
 from realmpy import codec
+from realmpy import pushdown as _pushdown
 from realmpy import query as _query
 from realmpy import schema as _schema_mod
 from realmpy.codec import Link
@@ -55,8 +57,10 @@ from realmpy.config import Configuration
 from realmpy.errors import (
     ClosedRealmError,
     ConfigurationError,
+    CorruptError,
     DuplicatePrimaryKeyError,
     FrozenRealmError,
+    InvalidArgumentError,
     InvalidObjectError,
     MigrationRequiredError,
     ObjectTypeError,
@@ -418,6 +422,33 @@ def _record_access(
         return _Bound(name, b"", rec)
 
     return direct, bind
+
+
+def _filter_program(info: _ClassInfo, q: _query.Query, args: tuple[Any, ...]) -> bytes | None:
+    """The engine filter program of ``q`` with ``args`` over ``info``'s
+    records (see :mod:`realmpy.pushdown`), cached per (class, query, args)
+    for plain scalar arguments.  The key carries the arguments' types too:
+    ``1 == True == 1.0`` as dict keys, but they are different queries."""
+    if all(type(a) in _CACHE_ARG_TYPES for a in args):
+        return _filter_program_cached(info, q, tuple(map(type, args)), args)
+    return _compile_filter(info, q, (), args)  # a list for IN, a datetime, ...
+
+
+_CACHE_ARG_TYPES = frozenset({type(None), bool, int, float, str, bytes})
+
+
+def _compile_filter(
+    info: _ClassInfo, q: _query.Query, _types: tuple[type, ...], args: tuple[Any, ...]
+) -> bytes | None:
+    kinds, pos = info.kinds, info.pos
+
+    def slot(prop: str) -> int | None:
+        return pos[prop] if kinds.get(prop) in (K_PLAIN, K_COUNTER) else None
+
+    return _pushdown.compile_filter(q, args, slot, info.fill)
+
+
+_filter_program_cached = functools.lru_cache(maxsize=256)(_compile_filter)
 
 
 class Realm:
@@ -1277,6 +1308,19 @@ class Realm:
             if exact and not q.descriptors:
                 # The index decided the whole predicate: nothing to re-check.
                 return pairs
+        else:
+            program = _filter_program(info, q, args)
+            if program is not None:
+                # The engine drops the records the pushable part rejects;
+                # the survivors are re-checked in full below.
+                try:
+                    pairs = self._full_rows(
+                        info, txn.scan_filter_msgpack(table, program, options=_OPTS)
+                    )
+                except InvalidArgumentError:
+                    raise
+                except (CorruptError, ValueError):
+                    pairs = None  # a damaged record: the plain path reports it
         keep = self._row_filter(info, q, args)
         try:
             out = keep(pairs if pairs is not None else txn.scan_msgpack(table, options=_OPTS))
@@ -1325,7 +1369,15 @@ class Realm:
         planned = self._plan(info.schema, q, args)
         rows: Iterable[tuple[bytes, bytes]]
         if planned is None:
+            program = _filter_program(info, q, args)
             rows = txn.scan(table)
+            if program is not None:
+                # The engine drops what the pushable part rejects; a damaged
+                # record makes it fail, and the plain scan reports it.
+                try:
+                    rows = txn.scan_filter(table, program)
+                except CorruptError:
+                    pass
         else:
             keys, exact = planned
             raws = txn.get_many(table, keys)

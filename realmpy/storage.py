@@ -55,6 +55,9 @@ from . import errors as _e
 from ._engine import ffi, lib
 
 __all__ = [
+    "FILTER_FALSE",
+    "FILTER_TRUE",
+    "FILTER_UNKNOWN",
     "Environment",
     "ReaderInfo",
     "Snapshot",
@@ -167,6 +170,29 @@ def _check_int(value: object, what: str, minimum: int, maximum: int) -> int:
             f"{what} must be between {minimum} and {maximum}, not {value}"
         )
     return value
+
+
+FILTER_FALSE: Final[int] = int(lib.RP_FILTER_FALSE)
+FILTER_TRUE: Final[int] = int(lib.RP_FILTER_TRUE)
+FILTER_UNKNOWN: Final[int] = int(lib.RP_FILTER_UNKNOWN)
+
+
+def filter_verdict(program: BytesLike, record: BytesLike) -> int:
+    """The engine's verdict on one record under a filter program:
+    :data:`FILTER_FALSE`, :data:`FILTER_TRUE` or :data:`FILTER_UNKNOWN`
+    (``rp_filter_eval``).  Raises
+    :class:`~realmpy.errors.InvalidArgumentError` for a malformed program,
+    :class:`~realmpy.errors.CorruptError` for a record that is not msgpack
+    up to a field the program compares."""
+    if type(program) is not bytes:
+        program = _as_bytes(program, "program")
+    if type(record) is not bytes:
+        record = _as_bytes(record, "record")
+    out = ffi.new("int *")
+    rc = lib.rp_filter_eval(program, len(program), record, len(record), out)
+    if rc != _OK:
+        raise _error(rc, "filter program", None)
+    return int(out[0])
 
 
 class _Outs:
@@ -1059,6 +1085,72 @@ class _Transaction:
                 if int(used[0]) <= sb.size:  # pragma: no cover - engine contract
                     return []
                 sb.grow(int(used[0]))
+        finally:
+            lib.rp_cursor_close(cur)
+
+    def scan_filter(self, table: str, program: BytesLike) -> list[tuple[bytes, bytes]]:
+        """``(key, value)`` pairs of ``table`` in key order whose value a
+        filter program does not reject (see ``FILTER PROGRAMS`` in
+        ``csrc/realmpy.h``; :mod:`realmpy.pushdown` builds them).
+
+        Values must be msgpack arrays ("records").  The engine keeps records
+        whose verdict is true *or unknown*, so the caller re-checks what it
+        gets with the full predicate.  Unlike :meth:`scan` the result is one
+        list, read with one cursor in this call.  Raises
+        :class:`~realmpy.errors.InvalidArgumentError` for a malformed
+        program and :class:`~realmpy.errors.CorruptError` for a value the
+        program cannot read.
+        """
+        return self._scan_filter(table, program, None)
+
+    def scan_filter_msgpack(
+        self, table: str, program: BytesLike, options: Mapping[str, Any] | None = None
+    ) -> list[tuple[bytes, Any]]:
+        """:meth:`scan_filter` with the values decoded in C, as
+        :meth:`scan_msgpack` does (``msgpack.unpackb`` with ``options``)."""
+        return self._scan_filter(table, program, _decoder(options))
+
+    def _scan_filter(self, table: str, program: BytesLike, decode: Any) -> list[Any]:
+        if self._owner != _get_ident():
+            self._unusable()
+        name = self._name(table)
+        if type(program) is not bytes:
+            program = _as_bytes(program, "program")
+        filter_verdict(program, b"")  # checks the program even on an empty table
+        sb = _scan_buffer
+        outs = self._outs
+        n, used = outs.n, outs.used
+        curp = sb.cur
+        rc = lib.rp_cursor_open(self._txn, name, len(name), curp)
+        if rc != _OK:
+            if rc == _NOTFOUND:
+                return []
+            self._fail(rc, "filtered scan failed", table)
+        cur = curp[0]
+        out: list[Any] = []
+        decode = decode or _unpackb
+        try:
+            kp, kl, vp, vl = outs.kp, outs.kl, outs.vp, outs.vl
+            rc = lib.rp_cursor_seek(cur, _SEEK_FIRST, _NULL, 0, kp, kl, vp, vl)
+            flags = _BATCH_CURRENT | (_BATCH_RAW if decode is not _unpackb else 0)
+            while rc == _OK:
+                # The cursor stays on the first record not examined, so each
+                # call resumes where the last one stopped (buffer full).
+                rc = lib.rp_cursor_filter(
+                    cur, 1, flags, _NULL, 0, program, len(program),
+                    sb.buf, sb.size, _MAX_BATCH_ITEMS, n, used,
+                )  # fmt: skip
+                if rc != _OK:
+                    break
+                if not n[0]:  # the next match does not fit: grow, retry it
+                    sb.grow(int(used[0]))
+                    continue
+                flat = decode(ffi.buffer(sb.buf, used[0]))
+                it = iter(flat)
+                out += zip(it, it)
+            if rc != _NOTFOUND:
+                self._fail(rc, "filtered scan failed", table)
+            return out
         finally:
             lib.rp_cursor_close(cur)
 
