@@ -137,6 +137,23 @@ static int mp_skip(const uint8_t *rec, size_t len, size_t *pos) {
     uint64_t todo = 1;
     size_t p = *pos;
     while (todo) {
+        if (p >= len) return RP_CORRUPT;
+        /* Fast path for the scalars records are mostly made of. */
+        uint8_t b = rec[p];
+        static const uint8_t whole[32] = {    /* 0xc0..0xdf: fixed total size */
+            1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 5, 9, 2, 3, 5, 9,
+            2, 3, 5, 9, 3, 4, 6, 10, 18, 0, 0, 0, 0, 0, 0, 0,
+        };
+        size_t quick = b <= 0x7f || b >= 0xe0 ? 1
+                     : b >= 0xa0 && b <= 0xbf ? 1 + (size_t)(b & 0x1f)
+                     : b >= 0xc0 ? whole[b - 0xc0] : 0;
+        if (quick) {
+            if (quick > len - p) return RP_CORRUPT;
+            p += quick;
+            todo--;
+            if (todo > len - p) return RP_CORRUPT;
+            continue;
+        }
         rp_fval v;
         size_t size;
         uint64_t children;
@@ -319,6 +336,9 @@ int rp_filter_run(const rp_filter *f, const uint8_t *rec, size_t len, int *verdi
     size_t offs[RP_FILTER_MAX_FIELDS + 1];
     unsigned known = 0;
     offs[0] = hsize;
+    /* Programs often compare one field twice (a range): read it once. */
+    rp_fval x;
+    unsigned x_field = RP_FILTER_MAX_FIELDS;   /* none read yet */
     uint8_t stack[RP_FILTER_MAX_DEPTH];
     unsigned sp = 0;
     for (unsigned i = 0; i < f->nops; i++) {
@@ -330,17 +350,20 @@ int rp_filter_run(const rp_filter *f, const uint8_t *rec, size_t len, int *verdi
                 stack[sp++] = op->missing;
                 break;
             }
-            while (known < op->field) {
-                size_t at = offs[known];
-                rc = mp_skip(rec, len, &at);
+            if (op->field != x_field) {
+                while (known < op->field) {
+                    size_t at = offs[known];
+                    rc = mp_skip(rec, len, &at);
+                    if (rc) return rc;
+                    offs[++known] = at;
+                }
+                size_t size;
+                uint64_t children;
+                rc = rp_mp_read(rec + offs[op->field], len - offs[op->field], &x, &size,
+                                &children);
                 if (rc) return rc;
-                offs[++known] = at;
+                x_field = op->field;
             }
-            rp_fval x;
-            size_t size;
-            uint64_t children;
-            rc = rp_mp_read(rec + offs[op->field], len - offs[op->field], &x, &size, &children);
-            if (rc) return rc;
             stack[sp++] = x.cls == RP_FV_OTHER ? RP_FILTER_UNKNOWN
                                                : (uint8_t)compare(op->op, &x, &op->c);
             break;

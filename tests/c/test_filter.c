@@ -124,6 +124,7 @@ static void test_bad_records(void) {
     uint8_t p[16];
     int v;
     size_t n = cmp_prog(p, RP_FOP_EQ, 0, 3, i5, 1);   /* reads field 3 */
+    uint8_t p2[16];
     /* [[1, {"k": "vv"}], bin8 "ab", "xyz", 5] */
     const uint8_t good[] = {0x94, 0x92, 0x01, 0x81, 0xa1, 'k', 0xa2, 'v', 'v',
                             0xc4, 0x02, 'a', 'b', 0xa3, 'x', 'y', 'z', 0x05};
@@ -150,6 +151,19 @@ static void test_bad_records(void) {
         CHECK(t != NULL, "malloc");
         memcpy(t, buf, len);
         int rc = rp_filter_eval(p, n, t, len, &v);
+        CHECK(rc == RP_OK || rc == RP_CORRUPT, "unexpected error");
+        free(t);
+    }
+    /* Random bytes after an array header, against programs reading fields
+     * 0..5: any outcome but a crash or a read past the end. */
+    for (int round = 0; round < 20000; round++) {
+        size_t len = 1 + xorshift64(&seed) % 24;
+        uint8_t *t = malloc(len);
+        CHECK(t != NULL, "malloc");
+        for (size_t i = 0; i < len; i++) t[i] = (uint8_t)xorshift64(&seed);
+        t[0] = (uint8_t)(0x90 | (xorshift64(&seed) % 16));
+        size_t pn = cmp_prog(p2, RP_FOP_LT, 2, (unsigned)(xorshift64(&seed) % 6), i5, 1);
+        int rc = rp_filter_eval(p2, pn, t, len, &v);
         CHECK(rc == RP_OK || rc == RP_CORRUPT, "unexpected error");
         free(t);
     }
