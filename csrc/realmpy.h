@@ -482,6 +482,23 @@ int rp_cursor_filter(rp_cursor *cur, int dir, unsigned flags,
                      void *buf, size_t buflen, size_t max_items,
                      size_t *n, size_t *used);
 
+/* rp_cursor_filter for a cursor on an index: a table whose keys are a
+ * prefix of strip bytes (an encoded value) followed by the key of an entry
+ * in table (a primary key).  For each index entry in range, that key is
+ * looked up in table and (key, value) is filtered by prog (NULL: no filter)
+ * and copied, exactly as rp_cursor_filter copies the cursor's own entries:
+ * one call replaces an index scan plus rp_get_many.  Index entries whose
+ * key is absent from table are stepped over.  Same output, flags, stop
+ * rules, cursor position and return values as rp_cursor_filter.
+ * Errors: those of rp_cursor_filter and rp_get, RP_INVALID (strip >
+ * RP_MAX_KEY), RP_CORRUPT (an index key of at most strip bytes). */
+int rp_cursor_join(rp_cursor *cur, int dir, unsigned flags,
+                   const void *stop, size_t stoplen, size_t strip,
+                   const char *table, size_t tlen,
+                   const void *prog, size_t proglen,
+                   void *buf, size_t buflen, size_t max_items,
+                   size_t *n, size_t *used);
+
 /* ---- Fault injection (for tests) ------------------------------------------ */
 
 /* Arm a fault for this process: the after-th next I/O operation of that kind
