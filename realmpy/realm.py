@@ -1299,8 +1299,27 @@ class Realm:
         table = info.table
         if q is None:
             return self._full_rows(info, list(txn.scan_msgpack(table, options=_OPTS)))
-        planned = self._plan(info.schema, q, args)
+        from realmpy.results import index_prefix
+
         pairs: list[tuple[bytes, Any]] | None = None
+        ranged = index_prefix(info.schema, q, args)
+        if ranged is not None:
+            # One range of a secondary index: the engine reads it, looks the
+            # keys up and (if the index does not decide everything) filters
+            # the records, in one call per buffer.
+            iname, prefix, exact = ranged
+            program = None if exact else _filter_program(info, q, args)
+            try:
+                pairs = self._full_rows(
+                    info, txn.scan_join(iname, prefix, table, program, options=_OPTS)
+                )
+            except InvalidArgumentError:
+                raise
+            except (CorruptError, ValueError):
+                pairs = None  # a damaged record: the plain path reports it
+            if pairs is not None and exact and not q.descriptors:
+                return pairs
+        planned = None if pairs is not None else self._plan(info.schema, q, args)
         if planned is not None:
             keys, exact = planned
             recs = self._get_records(txn, info, keys)
@@ -1308,7 +1327,7 @@ class Realm:
             if exact and not q.descriptors:
                 # The index decided the whole predicate: nothing to re-check.
                 return pairs
-        else:
+        elif pairs is None:
             program = _filter_program(info, q, args)
             if program is not None:
                 # The engine drops the records the pushable part rejects;

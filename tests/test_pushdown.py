@@ -274,3 +274,45 @@ def test_realm_queries_match_the_python_evaluator(
     # the notifier's path (raw records) agrees
     raw = r._evaluate_raw("Thing", q, (value,))
     assert [codec.decode_key(k)[0] for k, _ in raw] == expected
+
+
+def test_storage_scan_join(tmp_path: Path) -> None:
+    with Environment(str(tmp_path / "j.db"), durability="none") as env:
+        with env.write() as txn:
+            for i in range(2000):
+                key = codec.encode_key(i)
+                txn.put("t", key, codec.pack_row([i, i % 7]))
+                txn.put("ix", codec.encode_key(f"g{i % 7}") + key, b"")
+            txn.put("ix", codec.encode_key("g3") + codec.encode_key(10**6), b"")  # dangling
+        prefix = codec.encode_key("g3")
+        with env.read() as snap:
+            got = snap.scan_join("ix", prefix, "t", options=codec.RECORD_OPTIONS)
+            assert [r for _, r in got] == [[i, 3] for i in range(2000) if i % 7 == 3]
+            assert [k for k, _ in got] == [codec.encode_key(r[0]) for _, r in got]
+            q = query.parse("f0 < $0")
+            program = compile_filter(q, [100], SLOTS.get, [0, 0])
+            assert program is not None
+            small = snap.scan_join("ix", prefix, "t", program)
+            assert [r[0] for _, r in small] == [i for i in range(100) if i % 7 == 3]
+            assert snap.scan_join("ix", prefix, "absent") == []
+            assert snap.scan_join("absent", prefix, "t") == []
+            with pytest.raises(InvalidArgumentError):
+                snap.scan_join("ix", b"", "t")
+
+
+@pytest.mark.parametrize("extra", ["", " AND age >= 5", " AND age >= 5 SORT(age DESC)"])
+def test_realm_indexed_equality_joins_in_the_engine(tmp_path: Path, extra: str) -> None:
+    class Row(Object):
+        id: int = field(primary_key=True)
+        grp: str = field(default="", indexed=True)
+        age: int = 0
+
+    path = tmp_path / "j.realm"
+    with Realm(Configuration.local([Row], path=path, durability="none")) as r:
+        with r.write():
+            r.add_all([Row(id=i, grp=f"g{i % 5}", age=i % 11) for i in range(500)])
+        got = [(o.id, o.age) for o in r.query(Row, "grp == $0" + extra, "g2")]
+        rows = [(i, i % 11) for i in range(500) if i % 5 == 2 and (not extra or i % 11 >= 5)]
+        if "SORT" in extra:
+            rows.sort(key=lambda t: t[1], reverse=True)
+        assert got == rows
