@@ -1293,7 +1293,10 @@ class Realm:
 
         Records are decoded a batch at a time in C (``scan_msgpack`` /
         ``get_many_msgpack``) and the predicate reads them by position: no
-        object is built for a record that does not match."""
+        object is built for a record that does not match.  Where the engine
+        can decide part of the predicate (:mod:`realmpy.pushdown`), it drops
+        the records that part rejects before any is decoded (``scan_filter``
+        / ``scan_join``); the rest is re-checked here as always."""
         txn = self._reader()
         info = self._info[name]
         table = info.table
