@@ -75,6 +75,26 @@ _IN_TYPES: Final = (list, tuple, set, frozenset)
 _cmp_header = struct.Struct("<BBH").pack  # operator, missing verdict, field
 
 
+_ANY_VERDICT: Final = frozenset({_FALSE, _TRUE, _UNKNOWN})
+
+
+def _k_and(a: int, b: int) -> int:
+    """Kleene AND, as the engine computes it."""
+    if _FALSE in (a, b):
+        return _FALSE
+    return _TRUE if a == b == _TRUE else _UNKNOWN
+
+
+def _k_or(a: int, b: int) -> int:
+    if _TRUE in (a, b):
+        return _TRUE
+    return _FALSE if a == b == _FALSE else _UNKNOWN
+
+
+def _k_not(a: int) -> int:
+    return a if a == _UNKNOWN else _TRUE if a == _FALSE else _FALSE
+
+
 class _Unpushable(Exception):
     """Raised inside the compiler for a part the engine cannot decide."""
 
@@ -108,6 +128,9 @@ class _Compiler:
         self.cmps = 0
         self.depth = 0
         self.max_depth = 0
+        # Per stack entry, the verdicts it can have at run time: a program
+        # that can never say FALSE filters nothing and is not worth running.
+        self.can: list[frozenset[int]] = []
 
     def _op(self, code: int, pushes: int) -> None:
         self.ops += 1
@@ -118,13 +141,17 @@ class _Compiler:
     def push(self, verdict: int) -> None:
         self._op(_PUSH, 1)
         self.out.append(verdict)
+        self.can.append(frozenset({verdict}))
 
     def combine(self, code: int, parts: Sequence[Callable[[], None]]) -> None:
         """Each part pushes one verdict; fold them with AND/OR (depth 2)."""
+        fold = _k_and if code == _AND else _k_or
         for i, emit in enumerate(parts):
             emit()
             if i:
                 self._op(code, -1)
+                b, a = self.can.pop(), self.can.pop()
+                self.can.append(frozenset(fold(x, y) for x in a for y in b))
 
     def value(self, node: _q.Node) -> Any:
         if isinstance(node, _q.Const):
@@ -164,6 +191,7 @@ class _Compiler:
         self.out += _cmp_header(_OPCODE[op], missing, slot)
         self.out += const
         self.cmps += 1
+        self.can.append(_ANY_VERDICT)  # unknown too: a nested or ext value
 
     def emit(self, node: _q.Node) -> None:
         """Push the verdict of ``node``: exact where pushable, else unknown."""
@@ -174,16 +202,18 @@ class _Compiler:
         elif isinstance(node, _q.Not):
             self.emit(node.item)
             self._op(_NOT, 0)
+            self.can[-1] = frozenset(_k_not(x) for x in self.can[-1])
         elif isinstance(node, _q.TruePredicate):
             self.push(_TRUE if node.value else _FALSE)
         else:
             # A leaf either pushes exactly one verdict or nothing at all.
-            mark = (len(self.out), self.ops, self.cmps, self.depth)
+            mark = (len(self.out), len(self.can), self.ops, self.cmps, self.depth)
             try:
                 self.leaf(node)
             except _Unpushable:
                 del self.out[mark[0] :]
-                self.ops, self.cmps, self.depth = mark[1:]
+                del self.can[mark[1] :]
+                self.ops, self.cmps, self.depth = mark[2:]
                 self.push(_UNKNOWN)
 
     def leaf(self, node: _q.Node) -> None:
@@ -241,6 +271,6 @@ def compile_filter(
         return None  # Python reports the missing argument or variable
     c = _Compiler(args, slot, defaults)
     c.emit(q.predicate)
-    if not c.cmps or c.ops > _MAX_OPS or c.max_depth > _MAX_DEPTH:
-        return None
+    if not c.cmps or c.ops > _MAX_OPS or c.max_depth > _MAX_DEPTH or _FALSE not in c.can[0]:
+        return None  # nothing pushed, too large, or it could never reject a record
     return bytes(c.out)

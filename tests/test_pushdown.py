@@ -164,6 +164,10 @@ def test_plain_comparisons_are_always_decided(
         ("f0 > $0", [1], True),
         ("f0 > $0 AND f1 BEGINSWITH 'a'", [1], True),  # the pushable conjunct
         ("f1 BEGINSWITH 'a'", [], False),
+        ("f0 > $0 OR f1 BEGINSWITH 'a'", [1], False),  # could never reject a record
+        ("f0 > $0 OR TRUEPREDICATE", [1], False),
+        ("NOT (f0 > $0 OR f1 BEGINSWITH 'a')", [1], True),
+        ("f0 IN {}", [], False),  # no comparison: FALSEPREDICATE alone is not pushed
         ("f0 == $0", [dt.datetime(2020, 1, 1)], False),  # ext types stay in Python
         ("f0 == $0", [2**64], False),  # beyond msgpack's ints
         ("f0 == %user", [], False),  # variables: Python reports them
