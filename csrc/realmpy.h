@@ -482,6 +482,17 @@ int rp_cursor_filter(rp_cursor *cur, int dir, unsigned flags,
                      void *buf, size_t buflen, size_t max_items,
                      size_t *n, size_t *used);
 
+/* rp_get_many that also runs the filter program prog on each value found:
+ * a value whose verdict is RP_FILTER_FALSE comes back as nil, as an absent
+ * key does, so the output stays aligned with the keys (index-planned
+ * candidates re-checked in the engine).  Errors: those of rp_get_many,
+ * RP_INVALID (malformed program), RP_CORRUPT (a value that is not msgpack
+ * up to a compared field). */
+int rp_get_many_filter(rp_txn *txn, const char *table, size_t tlen,
+                       const void *keys, size_t keyslen, size_t n,
+                       unsigned flags, const void *prog, size_t proglen,
+                       void *out, size_t outcap, size_t *done, size_t *used);
+
 /* rp_cursor_filter for a cursor on an index: a table whose keys are a
  * prefix of strip bytes (an encoded value) followed by the key of an entry
  * in table (a primary key).  For each index entry in range, that key is

@@ -1325,8 +1325,22 @@ class Realm:
         planned = None if pairs is not None else self._plan(info.schema, q, args)
         if planned is not None:
             keys, exact = planned
-            recs = self._get_records(txn, info, keys)
-            pairs = [(k, r) for k, r in zip(keys, recs, strict=True) if r is not None]
+            program = None if exact else _filter_program(info, q, args)
+            if program is not None:
+                # The engine drops the candidates the pushable part rejects
+                # (they come back as None, like absent keys).
+                try:
+                    found = txn.get_many_msgpack(table, keys, _OPTS, program)
+                    pairs = self._full_rows(
+                        info, [(k, r) for k, r in zip(keys, found, strict=True) if r is not None]
+                    )
+                except InvalidArgumentError:
+                    raise
+                except (CorruptError, ValueError):
+                    pairs = None  # a damaged record: the plain path reports it
+            if pairs is None:
+                recs = self._get_records(txn, info, keys)
+                pairs = [(k, r) for k, r in zip(keys, recs, strict=True) if r is not None]
             if exact and not q.descriptors:
                 # The index decided the whole predicate: nothing to re-check.
                 return pairs

@@ -834,22 +834,37 @@ class _Transaction:
             return None
         self._fail(rc, "get failed", table)
 
-    def get_many(self, table: str, keys: Iterable[BytesLike]) -> list[bytes | None]:
-        """``[get(table, k) for k in keys]``, answered in batches by the engine."""
-        return self._get_many(table, keys, None)
+    def get_many(
+        self, table: str, keys: Iterable[BytesLike], program: BytesLike | None = None
+    ) -> list[bytes | None]:
+        """``[get(table, k) for k in keys]``, answered in batches by the engine.
+
+        With a filter ``program`` (see :meth:`scan_filter`), a value the
+        program rejects comes back as ``None``, like an absent key."""
+        return self._get_many(table, keys, None, program)
 
     def get_many_msgpack(
-        self, table: str, keys: Iterable[BytesLike], options: Mapping[str, Any] | None = None
+        self,
+        table: str,
+        keys: Iterable[BytesLike],
+        options: Mapping[str, Any] | None = None,
+        program: BytesLike | None = None,
     ) -> list[Any]:
         """Like :meth:`get_many` for a table whose values are msgpack
         documents: each value comes back decoded (``msgpack.unpackb`` with
         ``options``, in one call per batch), ``None`` for an absent key (and
-        for an empty value)."""
-        return self._get_many(table, keys, _decoder(options))
+        for an empty value, and for a value ``program`` rejects)."""
+        return self._get_many(table, keys, _decoder(options), program)
 
-    def _get_many(self, table: str, keys: Iterable[BytesLike], decode: Any) -> list[Any]:
+    def _get_many(
+        self, table: str, keys: Iterable[BytesLike], decode: Any, program: BytesLike | None
+    ) -> list[Any]:
         if self._owner != _get_ident():
             self._unusable()
+        if program is not None:
+            if type(program) is not bytes:
+                program = _as_bytes(program, "program")
+            filter_verdict(program, b"")  # checks it even when no key is given
         try:
             name = self._names[table]
         except (KeyError, TypeError):  # first use, or not a (hashable) str
@@ -869,19 +884,17 @@ class _Transaction:
         decode = decode or _unpackb
         first = off = 0
         while first < len(keyl):
-            rc = lib.rp_get_many(
-                self._txn,
-                name,
-                len(name),
-                src + off,
-                len(packed) - off,
-                len(keyl) - first,
-                flags,
-                sb.buf,
-                sb.size,
-                done,
-                used,
-            )
+            if program is None:
+                rc = lib.rp_get_many(
+                    self._txn, name, len(name), src + off, len(packed) - off,
+                    len(keyl) - first, flags, sb.buf, sb.size, done, used,
+                )  # fmt: skip
+            else:
+                rc = lib.rp_get_many_filter(
+                    self._txn, name, len(name), src + off, len(packed) - off,
+                    len(keyl) - first, flags, program, len(program), sb.buf, sb.size,
+                    done, used,
+                )  # fmt: skip
             if rc != _OK:
                 self._fail(rc, "get failed", table)
             answered = int(done[0])
@@ -889,8 +902,9 @@ class _Transaction:
                 sb.grow(int(used[0]))
                 continue
             result += decode(ffi.buffer(sb.buf, used[0]))
-            off += sum(4 + len(k) for k in keyl[first : first + answered])
             first += answered
+            if first < len(keyl):  # more to come: skip the answered keys
+                off += sum(4 + len(k) for k in keyl[first - answered : first])
         return result
 
     def count(self, table: str) -> int:

@@ -320,3 +320,55 @@ def test_realm_indexed_equality_joins_in_the_engine(tmp_path: Path, extra: str) 
         if "SORT" in extra:
             rows.sort(key=lambda t: t[1], reverse=True)
         assert got == rows
+
+
+def test_storage_get_many_filter(tmp_path: Path) -> None:
+    with Environment(str(tmp_path / "g.db"), durability="none") as env:
+        with env.write() as txn:
+            for i in range(100):
+                txn.put("t", b"k%03d" % i, codec.pack_row([i]))
+        program = compile_filter(query.parse("f0 >= $0"), [50], SLOTS.get, [0])
+        assert program is not None
+        keys = [b"k%03d" % i for i in (1, 60, 70, 200, 40)]
+        with env.read() as snap:
+            assert snap.get_many_msgpack("t", keys, program=program) == [
+                None,
+                [60],
+                [70],
+                None,
+                None,
+            ]
+            raw = snap.get_many("t", keys, program)
+            assert raw == [None, codec.pack_row([60]), codec.pack_row([70]), None, None]
+            with pytest.raises(InvalidArgumentError):
+                snap.get_many("t", [], b"\x02")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "age >= $0 AND age < $1 AND score > 0.5",
+        "age BETWEEN {$0, $1} AND NOT (grp == 'g1')",
+        "grp IN {'g1', 'g2'} AND age < $1",
+    ],
+)
+def test_realm_index_plans_filter_candidates_in_the_engine(tmp_path: Path, text: str) -> None:
+    class Rec(Object):
+        id: int = field(primary_key=True)
+        grp: str = field(default="", indexed=True)
+        age: int = field(default=0, indexed=True)
+        score: float = 0.0
+
+    path = tmp_path / "g.realm"
+    rows = [(i, f"g{i % 3}", i % 50, (i * 7 % 10) / 10) for i in range(600)]
+    with Realm(Configuration.local([Rec], path=path, durability="none")) as r:
+        with r.write():
+            r.add_all([Rec(id=i, grp=g, age=a, score=s) for i, g, a, s in rows])
+        q = query.parse(text)
+        want = [
+            i
+            for i, g, a, s in rows
+            if q.matches({"id": i, "grp": g, "age": a, "score": s}, [10, 20])
+        ]
+        assert want
+        assert [o.id for o in r.query(Rec, text, 10, 20)] == want

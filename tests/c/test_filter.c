@@ -288,7 +288,29 @@ static void test_join(void) {
     CHECK(rp_cursor_join(cur, 1, flags, NULL, 0, 8, "t", 1, NULL, 0, out, sizeof out, 1000,
                          &cnt, &used) == RP_CORRUPT, "short index key");
     rp_cursor_close(cur);
+    /* rp_get_many_filter: rejected values are nil, like absent keys. */
+    uint8_t keys[3 * 10];
+    size_t kpos = 0;
+    const char *names[3] = {"k00001", "k00040", "k77777"};   /* match, no, absent */
+    for (int i = 0; i < 3; i++) {
+        keys[kpos] = 6; keys[kpos + 1] = keys[kpos + 2] = keys[kpos + 3] = 0;
+        memcpy(keys + kpos + 4, names[i], 6);
+        kpos += 10;
+    }
+    size_t done;
+    E(rp_get_many_filter(txn, "t", 1, keys, kpos, 3, RP_BATCH_RAW_VALUES, p, n, out,
+                         sizeof out, &done, &used));
+    static const uint8_t want[] = {0xdd, 0, 0, 0, 3, 0x91, 0xcd, 0, 1, 0xc0, 0xc0};
+    CHECK(done == 3 && used == sizeof want && memcmp(out, want, used) == 0,
+          "filtered get_many");
+    CHECK(rp_get_many_filter(txn, "t", 1, keys, kpos, 3, 0, p, n - 1, out, sizeof out, &done,
+                             &used) == RP_INVALID, "bad program");
     E(rp_txn_commit(txn));
+    E(rp_txn_begin(env, RP_TXN_WRITE, &txn));
+    E(rp_put(txn, "t", 1, "k00001", 6, "\x91\xc1", 2));   /* damaged */
+    CHECK(rp_get_many_filter(txn, "t", 1, keys, kpos, 3, 0, p, n, out, sizeof out, &done,
+                             &used) == RP_CORRUPT, "damaged value");
+    rp_txn_abort(txn);
     E(rp_env_close(env));
 }
 
