@@ -63,6 +63,7 @@ __all__ = [
     "Snapshot",
     "Stats",
     "WriteTransaction",
+    "filter_verdict",
 ]
 
 StrPath = Union[str, "os.PathLike[str]"]
