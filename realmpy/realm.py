@@ -1416,7 +1416,12 @@ class Realm:
                     pass
         else:
             keys, exact = planned
-            raws = txn.get_many(table, keys)
+            program = None if exact else _filter_program(info, q, args)
+            try:
+                # Candidates the pushable part rejects come back as None.
+                raws = txn.get_many(table, keys, program)
+            except CorruptError:
+                raws = txn.get_many(table, keys)  # the matcher reports the damage
             found = [(k, v) for k, v in zip(keys, raws, strict=True) if v is not None]
             if exact and not q.descriptors:
                 return found

@@ -372,3 +372,5 @@ def test_realm_index_plans_filter_candidates_in_the_engine(tmp_path: Path, text:
         ]
         assert want
         assert [o.id for o in r.query(Rec, text, 10, 20)] == want
+        raw = r._evaluate_raw("Rec", q, (10, 20))  # the notifier's path
+        assert [codec.decode_key(k)[0] for k, _ in raw] == want
