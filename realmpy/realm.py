@@ -440,6 +440,8 @@ _CACHE_ARG_TYPES = frozenset({type(None), bool, int, float, str, bytes})
 def _compile_filter(
     info: _ClassInfo, q: _query.Query, _types: tuple[type, ...], args: tuple[Any, ...]
 ) -> bytes | None:
+    # _types is unused here: it only makes the arguments' types part of the
+    # lru_cache key of _filter_program_cached.
     kinds, pos = info.kinds, info.pos
 
     def slot(prop: str) -> int | None:
