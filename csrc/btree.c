@@ -670,9 +670,15 @@ size_t rp_mp_value(uint8_t *o, const void *v, size_t len, int raw) {
     return h + len;
 }
 
-int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,
-                    size_t stoplen, void *buf, size_t buflen, size_t max_items,
-                    size_t *n, size_t *used) {
+/* rp_cursor_batch, rp_cursor_filter and rp_cursor_join: copy entries
+ * (those whose verdict under f is not FALSE, when f is given) until a
+ * bound, a full buffer or max_items.  With join, each entry's key minus
+ * its first strip bytes is looked up in join, and that key and value are
+ * what is filtered and copied (keys absent there are stepped over). */
+static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
+                       size_t stoplen, const rp_filter *f, rp_table *join, size_t strip,
+                       void *buf, size_t buflen, size_t max_items, size_t *n,
+                       size_t *used) {
     int include_current = (flags & RP_BATCH_CURRENT) != 0;
     int raw = (flags & RP_BATCH_RAW_VALUES) != 0;
     int rc = cur_check(c);
@@ -698,16 +704,32 @@ int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,
             int cmp = rp_keycmp(k, kl, stop, stoplen);
             if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { c->valid = 0; break; }
         }
-        size_t need = rp_mp_bin_size(kl) + kl + rp_mp_value_size(vl, raw);
-        if (pos + need > buflen) {
-            if (*n == 0) { *used = ARRAY_HDR + need; return RP_OK; }  /* size needed */
-            break;
+        int verdict = RP_FILTER_TRUE;
+        if (join) {
+            if (kl <= strip) return RP_CORRUPT;   /* an index entry without a key */
+            k = (const uint8_t *)k + strip;
+            kl -= strip;
+            rc = join->exists && join->root ? rp_bt_get(c->txn, join, k, kl, &v, &vl)
+                                            : RP_NOTFOUND;
+            if (rc == RP_NOTFOUND) verdict = RP_FILTER_FALSE;
+            else if (rc) return rc;
         }
-        pos += rp_mp_bin_header(o + pos, kl);
-        memcpy(o + pos, k, kl);
-        pos += kl;
-        pos += rp_mp_value(o + pos, v, vl, raw);
-        (*n)++;
+        if (f && verdict != RP_FILTER_FALSE) {
+            rc = rp_filter_run(f, v, vl, &verdict);
+            if (rc) return rc;
+        }
+        if (verdict != RP_FILTER_FALSE) {
+            size_t need = rp_mp_bin_size(kl) + kl + rp_mp_value_size(vl, raw);
+            if (pos + need > buflen) {
+                if (*n == 0) { *used = ARRAY_HDR + need; return RP_OK; }  /* size needed */
+                break;
+            }
+            pos += rp_mp_bin_header(o + pos, kl);
+            memcpy(o + pos, k, kl);
+            pos += kl;
+            pos += rp_mp_value(o + pos, v, vl, raw);
+            (*n)++;
+        }
         rc = cur_move(c, dir, 0);
         if (rc == RP_NOTFOUND) break;
         if (rc) return rc;
@@ -716,4 +738,48 @@ int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,
     rp_mp_array32(o, (uint32_t)(2 * *n));
     *used = pos;
     return RP_OK;
+}
+
+int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,
+                    size_t stoplen, void *buf, size_t buflen, size_t max_items,
+                    size_t *n, size_t *used) {
+    return cursor_copy(c, dir, flags, stop, stoplen, NULL, NULL, 0, buf, buflen, max_items, n,
+                       used);
+}
+
+int rp_cursor_filter(rp_cursor *c, int dir, unsigned flags, const void *stop,
+                     size_t stoplen, const void *prog, size_t proglen, void *buf,
+                     size_t buflen, size_t max_items, size_t *n, size_t *used) {
+    if (n) *n = 0;
+    if (used) *used = 0;
+    /* Parsed on each call (microseconds) so that callers hold no handle;
+     * the instructions live on this stack frame. */
+    rp_filter f;
+    int rc = rp_filter_parse(&f, prog, proglen);
+    if (rc) return rc;
+    return cursor_copy(c, dir, flags, stop, stoplen, &f, NULL, 0, buf, buflen, max_items, n,
+                       used);
+}
+
+int rp_cursor_join(rp_cursor *c, int dir, unsigned flags, const void *stop, size_t stoplen,
+                   size_t strip, const char *table, size_t tlen, const void *prog,
+                   size_t proglen, void *buf, size_t buflen, size_t max_items, size_t *n,
+                   size_t *used) {
+    if (n) *n = 0;
+    if (used) *used = 0;
+    int rc = cur_check(c);
+    if (rc) return rc;
+    if (strip > RP_MAX_KEY) return RP_INVALID;
+    rp_filter f;
+    if (prog) {
+        rc = rp_filter_parse(&f, prog, proglen);
+        if (rc) return rc;
+    } else if (proglen) {
+        return RP_INVALID;
+    }
+    rp_table *t;
+    rc = rp_table_get(c->txn, table, tlen, 0, &t);
+    if (rc) return rc;
+    return cursor_copy(c, dir, flags, stop, stoplen, prog ? &f : NULL, t, strip, buf, buflen,
+                       max_items, n, used);
 }

@@ -12,6 +12,8 @@
  *   txn.c    transactions: dirty pages, allocation, free list, commit
  *   env.c    open/close, recovery of the newest meta, stat, check, compact,
  *            error strings
+ *   filter.c filter programs on msgpack records (rp_filter_eval and the
+ *            record test of rp_cursor_filter)
  */
 #ifndef REALMPY_INTERNAL_H
 #define REALMPY_INTERNAL_H
@@ -211,5 +213,55 @@ uint64_t rp_proc_start_time(pid_t pid);
 
 /* ---- page.c --------------------------------------------------------------- */
 uint32_t rp_hash32(const void *data, size_t len, uint32_t seed);
+
+/* ---- filter.c ------------------------------------------------------------
+ * A filter program (format: realmpy.h, FILTER PROGRAMS) parsed once per
+ * call into instructions, then run on each record.  The limits bound the
+ * stack arrays of rp_filter_run; programs beyond them are RP_INVALID. */
+#define RP_FILTER_MAX_OPS    256
+#define RP_FILTER_MAX_DEPTH  64
+#define RP_FILTER_MAX_FIELDS 1024
+
+/* Classes of msgpack values, as the filter compares them. */
+enum { RP_FV_NIL, RP_FV_BOOL, RP_FV_INT, RP_FV_FLOAT, RP_FV_STR, RP_FV_BIN,
+       RP_FV_OTHER /* array, map, ext: not compared */ };
+
+typedef struct rp_fval {
+    int            cls;              /* RP_FV_*                               */
+    int            neg;              /* INT: negative                         */
+    uint64_t       mag;              /* INT: magnitude; BOOL: 0 or 1          */
+    double         d;                /* FLOAT                                 */
+    const uint8_t *s;                /* STR, BIN: bytes (into the program or
+                                        the record)                           */
+    size_t         len;
+} rp_fval;
+
+typedef struct rp_fop {
+    uint8_t  code;                   /* RP_FILTER_CMP/AND/OR/NOT/PUSH         */
+    uint8_t  op;                     /* CMP: RP_FOP_*                         */
+    uint8_t  missing;                /* CMP: verdict when the record is too
+                                        short; PUSH: the verdict pushed       */
+    uint16_t field;                  /* CMP: array index in the record        */
+    rp_fval  c;                      /* CMP: the constant                     */
+} rp_fop;
+
+typedef struct rp_filter {
+    unsigned nops;
+    unsigned max_field;
+    int      has_cmp;
+    rp_fop   ops[RP_FILTER_MAX_OPS];
+} rp_filter;
+
+/* Parse and check a program: RP_INVALID if malformed (unknown opcode,
+ * truncated, bad constant, stack underflow or overflow, not exactly one
+ * verdict left, beyond the limits above). */
+int rp_filter_parse(rp_filter *f, const void *prog, size_t len);
+/* Run a parsed program on one record: *verdict = RP_FILTER_FALSE/TRUE/
+ * UNKNOWN.  A record that is not a msgpack array is UNKNOWN; one whose
+ * bytes up to the fields compared are not msgpack is RP_CORRUPT. */
+int rp_filter_run(const rp_filter *f, const uint8_t *rec, size_t len, int *verdict);
+/* Read one msgpack object header (see filter.c). */
+int rp_mp_read(const uint8_t *p, size_t avail, rp_fval *v, size_t *size,
+               uint64_t *children);
 
 #endif /* REALMPY_INTERNAL_H */

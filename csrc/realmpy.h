@@ -153,6 +153,22 @@ extern "C" {
                                     unpack decodes keys and values together.
                                     An empty value is written as nil.        */
 
+/* ---- filter programs (rp_cursor_filter, rp_filter_eval) ------------------ */
+#define RP_FILTER_FALSE     0  /* verdicts, three-valued (Kleene logic)      */
+#define RP_FILTER_TRUE      1
+#define RP_FILTER_UNKNOWN   2  /* the engine cannot decide: caller re-checks */
+#define RP_FILTER_CMP       1  /* opcodes, see FILTER PROGRAMS below         */
+#define RP_FILTER_AND       2
+#define RP_FILTER_OR        3
+#define RP_FILTER_NOT       4
+#define RP_FILTER_PUSH      5
+#define RP_FOP_EQ           0  /* comparison operators of RP_FILTER_CMP      */
+#define RP_FOP_NE           1
+#define RP_FOP_LT           2
+#define RP_FOP_LE           3
+#define RP_FOP_GT           4
+#define RP_FOP_GE           5
+
 /* ---- fault injection (tests only; see rp_fault_set) ----------------------- */
 #define RP_FAULT_NONE       0
 #define RP_FAULT_WRITE      1  /* a pwrite fails with EIO                     */
@@ -408,6 +424,101 @@ int rp_cursor_batch(rp_cursor *cur, int dir, unsigned flags,
                     const void *stop, size_t stoplen,
                     void *buf, size_t buflen, size_t max_items,
                     size_t *n, size_t *used);
+
+/* ---- Filter programs --------------------------------------------------------
+ *
+ * FILTER PROGRAMS
+ *   A filter program decides, inside the engine, whether a record (a value
+ *   that is one msgpack array; element i is "field i") may match a query,
+ *   so that only candidates are copied out and decoded by the caller.  It
+ *   is a postfix program over a stack of verdicts, each RP_FILTER_FALSE,
+ *   RP_FILTER_TRUE or RP_FILTER_UNKNOWN.  Instructions, back to back:
+ *
+ *     offset size  description
+ *     0      1     RP_FILTER_CMP (1)
+ *     1      1     operator: RP_FOP_EQ, _NE, _LT, _LE, _GT, _GE (0..5)
+ *     2      1     verdict when the record has no field i (an array shorter
+ *                  than i + 1: a record written before the field existed)
+ *     3      2     field index i, little endian, < 1024
+ *     5      n     the constant: one msgpack nil, bool, int, float (32 or
+ *                  64 bit), str or bin; pushes "field i <op> constant"
+ *
+ *     0      1     RP_FILTER_AND (2) / RP_FILTER_OR (3): pop two verdicts,
+ *                  push their conjunction / disjunction
+ *     0      1     RP_FILTER_NOT (4): negate the top verdict
+ *     0      1     RP_FILTER_PUSH (5)
+ *     1      1     a verdict to push (for parts the engine cannot decide,
+ *                  RP_FILTER_UNKNOWN, and TRUE/FALSEPREDICATE)
+ *
+ *   The program must leave exactly one verdict; at most 256 instructions
+ *   and a stack of at most 64.  Logic is Kleene's: FALSE AND UNKNOWN is
+ *   FALSE, TRUE OR UNKNOWN is TRUE, NOT UNKNOWN is UNKNOWN.
+ *
+ *   Comparisons follow realmpy's query language exactly (realmpy/query.py):
+ *     - nil equals only nil; an ordering with nil is FALSE;
+ *     - a bool equals and orders only against bools (true is not 1);
+ *     - ints and floats compare exactly, as Python does (2^53 + 1 is
+ *       greater than 2.0^53: no rounding to double); NaN equals nothing
+ *       and is not ordered;
+ *     - str with str by bytes (for UTF-8: code point order), bin with bin
+ *       by bytes;
+ *     - any other mix of kinds is unequal (!= is TRUE) and unordered;
+ *     - a field holding an array, a map or an extension type is UNKNOWN.
+ *   A value that is not an array (also an empty value) is UNKNOWN.
+ *
+ *   Caveats: the engine reads a record only up to the fields a program
+ *   compares; it does not check the rest, nor that strings are UTF-8.
+ */
+
+/* Run a program on one record: *verdict = RP_FILTER_FALSE/TRUE/UNKNOWN.
+ * Errors: RP_INVALID (malformed program), RP_CORRUPT (the record's bytes up
+ * to a compared field are not msgpack). */
+int rp_filter_eval(const void *prog, size_t proglen, const void *rec,
+                   size_t reclen, int *verdict);
+
+/* rp_cursor_batch that copies only the records whose verdict under the
+ * filter program prog is TRUE or UNKNOWN (the caller re-checks UNKNOWN
+ * ones, or all of them); others are stepped over.  Same arguments, flags,
+ * output format and stop rules; max_items counts copied records.  The
+ * cursor is left on the first entry not examined.  As there, *n == 0 with
+ * RP_OK means the first match did not fit (*used = the size it needs; the
+ * cursor is on it).  Returns RP_NOTFOUND when the range is exhausted and
+ * nothing was copied.
+ * Errors: those of rp_cursor_batch, RP_INVALID (malformed program),
+ * RP_CORRUPT (a record that is not msgpack). */
+int rp_cursor_filter(rp_cursor *cur, int dir, unsigned flags,
+                     const void *stop, size_t stoplen,
+                     const void *prog, size_t proglen,
+                     void *buf, size_t buflen, size_t max_items,
+                     size_t *n, size_t *used);
+
+/* rp_get_many that also runs the filter program prog on each value found:
+ * a value whose verdict is RP_FILTER_FALSE comes back as nil, as an absent
+ * key does, so the output stays aligned with the keys (index-planned
+ * candidates re-checked in the engine).  Errors: those of rp_get_many,
+ * RP_INVALID (malformed program), RP_CORRUPT (a value that is not msgpack
+ * up to a compared field). */
+int rp_get_many_filter(rp_txn *txn, const char *table, size_t tlen,
+                       const void *keys, size_t keyslen, size_t n,
+                       unsigned flags, const void *prog, size_t proglen,
+                       void *out, size_t outcap, size_t *done, size_t *used);
+
+/* rp_cursor_filter for a cursor on an index: a table whose keys are a
+ * prefix of strip bytes (an encoded value) followed by the key of an entry
+ * in table (a primary key).  For each index entry in range, that key is
+ * looked up in table and (key, value) is filtered by prog (NULL: no filter)
+ * and copied, exactly as rp_cursor_filter copies the cursor's own entries:
+ * one call replaces an index scan plus rp_get_many.  Index entries whose
+ * key is absent from table are stepped over.  Same output, flags, stop
+ * rules, cursor position and return values as rp_cursor_filter.
+ * Errors: those of rp_cursor_filter and rp_get, RP_INVALID (strip >
+ * RP_MAX_KEY), RP_CORRUPT (an index key of at most strip bytes). */
+int rp_cursor_join(rp_cursor *cur, int dir, unsigned flags,
+                   const void *stop, size_t stoplen, size_t strip,
+                   const char *table, size_t tlen,
+                   const void *prog, size_t proglen,
+                   void *buf, size_t buflen, size_t max_items,
+                   size_t *n, size_t *used);
 
 /* ---- Fault injection (for tests) ------------------------------------------ */
 

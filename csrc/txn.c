@@ -784,9 +784,10 @@ int rp_get(rp_txn *txn, const char *table, size_t tlen, const void *key,
     return rp_bt_get(txn, t, key, klen, val, vlen);
 }
 
-int rp_get_many(rp_txn *txn, const char *table, size_t tlen, const void *keys,
-                size_t keyslen, size_t n, unsigned flags, void *out, size_t outcap,
-                size_t *done, size_t *used) {
+/* rp_get_many, and with f rp_get_many_filter: values f rejects are nil. */
+static int get_many(rp_txn *txn, const char *table, size_t tlen, const void *keys,
+                    size_t keyslen, size_t n, unsigned flags, const rp_filter *f,
+                    void *out, size_t outcap, size_t *done, size_t *used) {
     int raw = (flags & RP_BATCH_RAW_VALUES) != 0;
     int rc = rp_txn_check(txn, 0);
     if (rc) return rc;
@@ -809,6 +810,12 @@ int rp_get_many(rp_txn *txn, const char *table, size_t tlen, const void *keys,
         size_t vl = 0;
         rc = (t->exists && t->root) ? rp_bt_get(txn, t, p + 4, kl, &v, &vl) : RP_NOTFOUND;
         if (rc && rc != RP_NOTFOUND) return rc;
+        if (!rc && f) {
+            int verdict;
+            rc = rp_filter_run(f, v, vl, &verdict);
+            if (rc) return rc;
+            if (verdict == RP_FILTER_FALSE) rc = RP_NOTFOUND;   /* as if absent */
+        }
         size_t need = rc == RP_NOTFOUND ? 1 : rp_mp_value_size(vl, raw);
         if (pos + need > outcap) {
             if (i == 0) { *used = pos + need; return RP_OK; }
@@ -825,6 +832,24 @@ int rp_get_many(rp_txn *txn, const char *table, size_t tlen, const void *keys,
     if (*done) rp_mp_array32(o, (uint32_t)*done);
     *used = *done ? pos : 0;
     return RP_OK;
+}
+
+int rp_get_many(rp_txn *txn, const char *table, size_t tlen, const void *keys,
+                size_t keyslen, size_t n, unsigned flags, void *out, size_t outcap,
+                size_t *done, size_t *used) {
+    return get_many(txn, table, tlen, keys, keyslen, n, flags, NULL, out, outcap, done, used);
+}
+
+int rp_get_many_filter(rp_txn *txn, const char *table, size_t tlen, const void *keys,
+                       size_t keyslen, size_t n, unsigned flags, const void *prog,
+                       size_t proglen, void *out, size_t outcap, size_t *done,
+                       size_t *used) {
+    if (done) *done = 0;
+    if (used) *used = 0;
+    rp_filter f;
+    int rc = rp_filter_parse(&f, prog, proglen);
+    if (rc) return rc;
+    return get_many(txn, table, tlen, keys, keyslen, n, flags, &f, out, outcap, done, used);
 }
 
 static int put_one(rp_txn *txn, rp_table *t, const void *key, size_t klen,

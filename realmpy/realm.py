@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import fcntl
+import functools
 import itertools
 import operator
 import os
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
 from realmpy import codec
+from realmpy import pushdown as _pushdown
 from realmpy import query as _query
 from realmpy._speedups import RealmState
 from realmpy._speedups import all_full as _all_full
@@ -63,8 +65,10 @@ from realmpy.config import Configuration
 from realmpy.errors import (
     ClosedRealmError,
     ConfigurationError,
+    CorruptError,
     DuplicatePrimaryKeyError,
     FrozenRealmError,
+    InvalidArgumentError,
     InvalidObjectError,
     MigrationRequiredError,
     ObjectTypeError,
@@ -425,6 +429,35 @@ def _record_access(
         return _Bound(name, b"", rec)
 
     return direct, bind
+
+
+def _filter_program(info: _ClassInfo, q: _query.Query, args: tuple[Any, ...]) -> bytes | None:
+    """The engine filter program of ``q`` with ``args`` over ``info``'s
+    records (see :mod:`realmpy.pushdown`), cached per (class, query, args)
+    for plain scalar arguments.  The key carries the arguments' types too:
+    ``1 == True == 1.0`` as dict keys, but they are different queries."""
+    if all(type(a) in _CACHE_ARG_TYPES for a in args):
+        return _filter_program_cached(info, q, tuple(map(type, args)), args)
+    return _compile_filter(info, q, (), args)  # a list for IN, a datetime, ...
+
+
+_CACHE_ARG_TYPES = frozenset({type(None), bool, int, float, str, bytes})
+
+
+def _compile_filter(
+    info: _ClassInfo, q: _query.Query, _types: tuple[type, ...], args: tuple[Any, ...]
+) -> bytes | None:
+    # _types is unused here: it only makes the arguments' types part of the
+    # lru_cache key of _filter_program_cached.
+    kinds, pos = info.kinds, info.pos
+
+    def slot(prop: str) -> int | None:
+        return pos[prop] if kinds.get(prop) in (K_PLAIN, K_COUNTER) else None
+
+    return _pushdown.compile_filter(q, args, slot, info.fill)
+
+
+_filter_program_cached = functools.lru_cache(maxsize=256)(_compile_filter)
 
 
 class Realm(RealmState):
@@ -1257,21 +1290,70 @@ class Realm(RealmState):
 
         Records are decoded a batch at a time in C (``scan_msgpack`` /
         ``get_many_msgpack``) and the predicate reads them by position: no
-        object is built for a record that does not match."""
+        object is built for a record that does not match.  Where the engine
+        can decide part of the predicate (:mod:`realmpy.pushdown`), it drops
+        the records that part rejects before any is decoded (``scan_filter``
+        / ``scan_join``); the rest is re-checked here as always."""
         txn = self._reader()
         info = self._info[name]
         table = info.table
         if q is None:
             return self._full_rows(info, list(txn.scan_msgpack(table, options=_OPTS)))
-        planned = self._plan(info.schema, q, args)
+        from realmpy.results import index_prefix
+
         pairs: list[tuple[bytes, Any]] | None = None
+        ranged = index_prefix(info.schema, q, args)
+        if ranged is not None:
+            # One range of a secondary index: the engine reads it, looks the
+            # keys up and (if the index does not decide everything) filters
+            # the records, in one call per buffer.
+            iname, prefix, exact = ranged
+            program = None if exact else _filter_program(info, q, args)
+            try:
+                pairs = self._full_rows(
+                    info, txn.scan_join(iname, prefix, table, program, options=_OPTS)
+                )
+            except InvalidArgumentError:
+                raise
+            except (CorruptError, ValueError):
+                pairs = None  # a damaged record: the plain path reports it
+            if pairs is not None and exact and not q.descriptors:
+                return pairs
+        planned = None if pairs is not None else self._plan(info.schema, q, args)
         if planned is not None:
             keys, exact = planned
-            recs = self._get_records(txn, info, keys)
-            pairs = _found_rows(keys, recs)  # (k, r) where r is not None
+            program = None if exact else _filter_program(info, q, args)
+            if program is not None:
+                # The engine drops the candidates the pushable part rejects
+                # (they come back as None, like absent keys).
+                try:
+                    found = txn.get_many_msgpack(table, keys, _OPTS, program)
+                    pairs = self._full_rows(
+                        info, [(k, r) for k, r in zip(keys, found, strict=True) if r is not None]
+                    )
+                except InvalidArgumentError:
+                    raise
+                except (CorruptError, ValueError):
+                    pairs = None  # a damaged record: the plain path reports it
+            if pairs is None:
+                recs = self._get_records(txn, info, keys)
+                pairs = _found_rows(keys, recs)  # (k, r) where r is not None
             if exact and not q.descriptors:
                 # The index decided the whole predicate: nothing to re-check.
                 return pairs
+        elif pairs is None:
+            program = _filter_program(info, q, args)
+            if program is not None:
+                # The engine drops the records the pushable part rejects;
+                # the survivors are re-checked in full below.
+                try:
+                    pairs = self._full_rows(
+                        info, txn.scan_filter_msgpack(table, program, options=_OPTS)
+                    )
+                except InvalidArgumentError:
+                    raise
+                except (CorruptError, ValueError):
+                    pairs = None  # a damaged record: the plain path reports it
         keep = self._row_filter(info, q, args)
         try:
             out = keep(pairs if pairs is not None else txn.scan_msgpack(table, options=_OPTS))
@@ -1320,10 +1402,23 @@ class Realm(RealmState):
         planned = self._plan(info.schema, q, args)
         rows: Iterable[tuple[bytes, bytes]]
         if planned is None:
+            program = _filter_program(info, q, args)
             rows = txn.scan(table)
+            if program is not None:
+                # The engine drops what the pushable part rejects; a damaged
+                # record makes it fail, and the plain scan reports it.
+                try:
+                    rows = txn.scan_filter(table, program)
+                except CorruptError:
+                    pass
         else:
             keys, exact = planned
-            raws = txn.get_many(table, keys)
+            program = None if exact else _filter_program(info, q, args)
+            try:
+                # Candidates the pushable part rejects come back as None.
+                raws = txn.get_many(table, keys, program)
+            except CorruptError:
+                raws = txn.get_many(table, keys)  # the matcher reports the damage
             found = [(k, v) for k, v in zip(keys, raws, strict=True) if v is not None]
             if exact and not q.descriptors:
                 return found

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from realmpy.notifier import ListenerToken, ResultsChange
     from realmpy.realm import Realm
 
-__all__ = ["Results", "plan", "plan_keys"]
+__all__ = ["Results", "index_prefix", "plan", "plan_keys"]
 
 T = TypeVar("T", bound=Object)
 
@@ -333,13 +333,11 @@ def _exact(node: _query.Node, prop: Property, args: tuple[Any, ...]) -> bool:
         return False
 
 
-def plan(
-    realm: Realm, schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
-) -> tuple[list[bytes], bool] | None:
-    """Primary keys of candidate objects, in table order, and whether the
-    index lookup alone decides the whole predicate; None → full scan."""
-    from realmpy.realm import index_name, table_name
-
+def _choose(
+    schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
+) -> tuple[tuple[int, Property, str, list[Any]], bool] | None:
+    """The best index candidate among the top-level conjuncts, and whether
+    its lookup alone decides the whole predicate; None → full scan."""
     pred = q.predicate
     conjuncts = pred.items if isinstance(pred, _query.And) else (pred,)
     best = None
@@ -350,8 +348,42 @@ def plan(
             best, best_node = cand, c
     if best is None or best_node is None:
         return None
-    _rank, prop, op, values = best
-    exact = best_node is pred and _exact(pred, prop, args)
+    return best, best_node is pred and _exact(pred, best[1], args)
+
+
+def index_prefix(
+    schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
+) -> tuple[str, bytes, bool] | None:
+    """``(index table, prefix, exact)`` when :func:`plan` would read the
+    candidates as one range of a secondary index (one ``==`` value): the
+    primary keys are the index keys after ``prefix``, already in table
+    order, so the engine can join them to the records in one call
+    (``scan_join``).  None otherwise."""
+    from realmpy.realm import index_name
+
+    chosen = _choose(schema, q, args)
+    if chosen is None:
+        return None
+    (_rank, prop, op, values), exact = chosen
+    if prop.primary_key or op != "IN" or len(values) != 1:
+        return None
+    try:
+        return index_name(schema.name, prop.name), codec.encode_key(values[0]), exact
+    except (CodecError, ObjectTypeError):
+        return None
+
+
+def plan(
+    realm: Realm, schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
+) -> tuple[list[bytes], bool] | None:
+    """Primary keys of candidate objects, in table order, and whether the
+    index lookup alone decides the whole predicate; None → full scan."""
+    from realmpy.realm import index_name, table_name
+
+    chosen = _choose(schema, q, args)
+    if chosen is None:
+        return None
+    (_rank, prop, op, values), exact = chosen
     txn = realm._reader()
     enc = codec.encode_key
     try:

@@ -57,11 +57,15 @@ from ._speedups import pack_keys as _pack_keys
 from ._speedups import pack_records as _pack_records
 
 __all__ = [
+    "FILTER_FALSE",
+    "FILTER_TRUE",
+    "FILTER_UNKNOWN",
     "Environment",
     "ReaderInfo",
     "Snapshot",
     "Stats",
     "WriteTransaction",
+    "filter_verdict",
 ]
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -169,6 +173,29 @@ def _check_int(value: object, what: str, minimum: int, maximum: int) -> int:
             f"{what} must be between {minimum} and {maximum}, not {value}"
         )
     return value
+
+
+FILTER_FALSE: Final[int] = int(lib.RP_FILTER_FALSE)
+FILTER_TRUE: Final[int] = int(lib.RP_FILTER_TRUE)
+FILTER_UNKNOWN: Final[int] = int(lib.RP_FILTER_UNKNOWN)
+
+
+def filter_verdict(program: BytesLike, record: BytesLike) -> int:
+    """The engine's verdict on one record under a filter program:
+    :data:`FILTER_FALSE`, :data:`FILTER_TRUE` or :data:`FILTER_UNKNOWN`
+    (``rp_filter_eval``).  Raises
+    :class:`~realmpy.errors.InvalidArgumentError` for a malformed program,
+    :class:`~realmpy.errors.CorruptError` for a record that is not msgpack
+    up to a field the program compares."""
+    if type(program) is not bytes:
+        program = _as_bytes(program, "program")
+    if type(record) is not bytes:
+        record = _as_bytes(record, "record")
+    out = ffi.new("int *")
+    rc = lib.rp_filter_eval(program, len(program), record, len(record), out)
+    if rc != _OK:
+        raise _error(rc, "filter program", None)
+    return int(out[0])
 
 
 class _Outs:
@@ -823,22 +850,37 @@ class _Transaction:
             return None
         self._fail(rc, "get failed", table)
 
-    def get_many(self, table: str, keys: Iterable[BytesLike]) -> list[bytes | None]:
-        """``[get(table, k) for k in keys]``, answered in batches by the engine."""
-        return self._get_many(table, keys, None)
+    def get_many(
+        self, table: str, keys: Iterable[BytesLike], program: BytesLike | None = None
+    ) -> list[bytes | None]:
+        """``[get(table, k) for k in keys]``, answered in batches by the engine.
+
+        With a filter ``program`` (see :meth:`scan_filter`), a value the
+        program rejects comes back as ``None``, like an absent key."""
+        return self._get_many(table, keys, None, program)
 
     def get_many_msgpack(
-        self, table: str, keys: Iterable[BytesLike], options: Mapping[str, Any] | None = None
+        self,
+        table: str,
+        keys: Iterable[BytesLike],
+        options: Mapping[str, Any] | None = None,
+        program: BytesLike | None = None,
     ) -> list[Any]:
         """Like :meth:`get_many` for a table whose values are msgpack
         documents: each value comes back decoded (``msgpack.unpackb`` with
         ``options``, in one call per batch), ``None`` for an absent key (and
-        for an empty value)."""
-        return self._get_many(table, keys, _decoder(options))
+        for an empty value, and for a value ``program`` rejects)."""
+        return self._get_many(table, keys, _decoder(options), program)
 
-    def _get_many(self, table: str, keys: Iterable[BytesLike], decode: Any) -> list[Any]:
+    def _get_many(
+        self, table: str, keys: Iterable[BytesLike], decode: Any, program: BytesLike | None
+    ) -> list[Any]:
         if self._owner != _get_ident():
             self._unusable()
+        if program is not None:
+            if type(program) is not bytes:
+                program = _as_bytes(program, "program")
+            filter_verdict(program, b"")  # checks it even when no key is given
         try:
             name = self._names[table]
         except (KeyError, TypeError):  # first use, or not a (hashable) str
@@ -862,19 +904,17 @@ class _Transaction:
         decode = decode or _unpackb
         first = off = 0
         while first < len(keyl):
-            rc = lib.rp_get_many(
-                self._txn,
-                name,
-                len(name),
-                src + off,
-                len(packed) - off,
-                len(keyl) - first,
-                flags,
-                sb.buf,
-                sb.size,
-                done,
-                used,
-            )
+            if program is None:
+                rc = lib.rp_get_many(
+                    self._txn, name, len(name), src + off, len(packed) - off,
+                    len(keyl) - first, flags, sb.buf, sb.size, done, used,
+                )  # fmt: skip
+            else:
+                rc = lib.rp_get_many_filter(
+                    self._txn, name, len(name), src + off, len(packed) - off,
+                    len(keyl) - first, flags, program, len(program), sb.buf, sb.size,
+                    done, used,
+                )  # fmt: skip
             if rc != _OK:
                 self._fail(rc, "get failed", table)
             answered = int(done[0])
@@ -883,7 +923,7 @@ class _Transaction:
                 continue
             result += decode(ffi.buffer(sb.buf, used[0]))
             first += answered
-            if first < len(keyl):  # a partial answer: skip the keys it covered
+            if first < len(keyl):  # more to come: skip the answered keys
                 off += sum(4 + len(k) for k in keyl[first - answered : first])
         return result
 
@@ -1079,6 +1119,120 @@ class _Transaction:
                 if int(used[0]) <= sb.size:  # pragma: no cover - engine contract
                     return []
                 sb.grow(int(used[0]))
+        finally:
+            lib.rp_cursor_close(cur)
+
+    def scan_filter(self, table: str, program: BytesLike) -> list[tuple[bytes, bytes]]:
+        """``(key, value)`` pairs of ``table`` in key order whose value a
+        filter program does not reject (see ``FILTER PROGRAMS`` in
+        ``csrc/realmpy.h``; :mod:`realmpy.pushdown` builds them).
+
+        Values must be msgpack arrays ("records").  The engine keeps records
+        whose verdict is true *or unknown*, so the caller re-checks what it
+        gets with the full predicate.  Unlike :meth:`scan` the result is one
+        list, read with one cursor in this call.  Raises
+        :class:`~realmpy.errors.InvalidArgumentError` for a malformed
+        program and :class:`~realmpy.errors.CorruptError` for a value the
+        program cannot read.
+        """
+        return self._scan_filter(table, program, None)
+
+    def scan_filter_msgpack(
+        self, table: str, program: BytesLike, options: Mapping[str, Any] | None = None
+    ) -> list[tuple[bytes, Any]]:
+        """:meth:`scan_filter` with the values decoded in C, as
+        :meth:`scan_msgpack` does (``msgpack.unpackb`` with ``options``)."""
+        return self._scan_filter(table, program, _decoder(options))
+
+    def scan_join(
+        self,
+        index: str,
+        prefix: BytesLike,
+        table: str,
+        program: BytesLike | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> list[tuple[bytes, Any]]:
+        """For an index table whose keys are ``prefix + key``: ``(key, value
+        of key in table)`` for every index key starting with ``prefix``, in
+        index order, values decoded as by :meth:`scan_msgpack`; keys absent
+        from ``table`` are left out.  With a filter ``program`` only the
+        values it does not reject (see :meth:`scan_filter`).  One engine
+        call per buffer instead of an index scan plus :meth:`get_many`."""
+        if type(prefix) is not bytes:
+            prefix = _as_bytes(prefix, "prefix")
+        if not prefix or len(prefix) > MAX_KEY:
+            raise _e.InvalidArgumentError(f"prefix: 1 to {MAX_KEY} bytes, not {len(prefix)}")
+        return self._engine_scan(
+            index, prefix, prefix + b"\xff", program, _decoder(options), self._name(table)
+        )
+
+    def _scan_filter(self, table: str, program: BytesLike, decode: Any) -> list[Any]:
+        return self._engine_scan(table, None, None, program, decode, None)
+
+    def _engine_scan(
+        self,
+        table: str,
+        start: bytes | None,
+        stop: bytes | None,
+        program: BytesLike | None,
+        decode: Any,
+        join: bytes | None,
+    ) -> list[Any]:
+        """The records rp_cursor_filter (or, with ``join``, rp_cursor_join
+        looking up keys past ``start`` in table ``join``) copies from
+        ``table``'s keys in [start, stop), read with one cursor."""
+        if self._owner != _get_ident():
+            self._unusable()
+        name = self._name(table)
+        if program is not None:
+            if type(program) is not bytes:
+                program = _as_bytes(program, "program")
+            filter_verdict(program, b"")  # checks the program even on an empty table
+        prog, proglen = (_NULL, 0) if program is None else (program, len(program))
+        sb = _scan_buffer
+        outs = self._outs
+        n, used = outs.n, outs.used
+        curp = sb.cur
+        rc = lib.rp_cursor_open(self._txn, name, len(name), curp)
+        if rc != _OK:
+            if rc == _NOTFOUND:
+                return []
+            self._fail(rc, "filtered scan failed", table)
+        cur = curp[0]
+        out: list[Any] = []
+        flags = _BATCH_CURRENT | (_BATCH_RAW if decode is not None else 0)
+        decode = decode or _unpackb
+        stop_p, stop_len = (_NULL, 0) if stop is None else (stop, len(stop))
+        try:
+            kp, kl, vp, vl = outs.kp, outs.kl, outs.vp, outs.vl
+            if start is None:
+                rc = lib.rp_cursor_seek(cur, _SEEK_FIRST, _NULL, 0, kp, kl, vp, vl)
+            else:
+                rc = lib.rp_cursor_seek(cur, _SEEK_GE, start, len(start), kp, kl, vp, vl)
+            while rc == _OK:
+                # The cursor stays on the first record not examined, so each
+                # call resumes where the last one stopped (buffer full).
+                if join is None:
+                    rc = lib.rp_cursor_filter(
+                        cur, 1, flags, stop_p, stop_len, prog, proglen,
+                        sb.buf, sb.size, _MAX_BATCH_ITEMS, n, used,
+                    )  # fmt: skip
+                else:
+                    rc = lib.rp_cursor_join(
+                        cur, 1, flags, stop_p, stop_len, len(start or b""), join, len(join),
+                        prog, proglen, sb.buf, sb.size, _MAX_BATCH_ITEMS, n, used,
+                    )  # fmt: skip
+                if rc != _OK:
+                    break
+                if not n[0]:  # the next match does not fit: grow, retry it
+                    sb.grow(int(used[0]))
+                    continue
+                flat = decode(ffi.buffer(sb.buf, used[0]))
+                it = iter(flat)
+                out += zip(it, it)
+            if rc != _NOTFOUND:
+                self._fail(rc, "filtered scan failed", table)
+            return out
         finally:
             lib.rp_cursor_close(cur)
 
