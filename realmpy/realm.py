@@ -58,6 +58,7 @@ from realmpy._speedups import found_rows as _found_rows
 from realmpy._speedups import make_object as _make_object
 from realmpy._speedups import manage as _manage
 from realmpy._speedups import pack_rows as _pack_rows
+from realmpy._speedups import rows_full as _rows_full
 from realmpy._speedups import strictly_increasing as _strictly_increasing
 from realmpy._speedups import unmanaged_dicts as _unmanaged_dicts
 from realmpy.codec import Link
@@ -1377,6 +1378,8 @@ class Realm(RealmState):
     def _full_rows(info: _ClassInfo, rows: list[tuple[bytes, Any]]) -> list[tuple[bytes, Any]]:
         """``rows`` with every record padded to the schema (checked once)."""
         n = info.n
+        if type(rows) is list and _rows_full(rows, n):  # the usual case, checked in C
+            return rows
         for _k, r in rows:
             if type(r) is not list or len(r) < n:
                 break

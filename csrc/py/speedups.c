@@ -1233,6 +1233,33 @@ static PyObject *sp_unmanaged_dicts(PyObject *module, PyObject *objs) {
     return out;
 }
 
+/* rows_full(rows, n) -> bool: every row is a (key, record) tuple whose
+ * record is a list of at least n items (no padding needed). */
+static PyObject *sp_rows_full(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs_is(nargs, 2, "rows_full")) return NULL;
+    PyObject *rows = args[0];
+    if (!PyList_Check(rows)) {
+        PyErr_Format(PyExc_TypeError, "rows must be a list, not %R", (PyObject *)Py_TYPE(rows));
+        return NULL;
+    }
+    if (!PyLong_Check(args[1])) {
+        PyErr_Format(PyExc_TypeError, "n must be an int, not %R", (PyObject *)Py_TYPE(args[1]));
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t len = PyList_Size(rows);
+    for (Py_ssize_t i = 0; i < len; i++) {
+        PyObject *row = PyList_GetItem(rows, i);
+        if (row == NULL) return NULL;
+        if (!PyTuple_CheckExact(row) || PyTuple_Size(row) != 2) Py_RETURN_FALSE;
+        PyObject *r = PyTuple_GetItem(row, 1);
+        if (r == NULL || !PyList_CheckExact(r) || PyList_Size(r) < n) Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
 /* ---- bulk writes ------------------------------------------------------------------ */
 
 static void put_u32le(char *p, uint32_t v) {
@@ -1793,6 +1820,8 @@ static PyMethodDef sp_methods[] = {
      "unmanaged_dicts(objs): their instance dicts if none is managed, else None."},
     {"columns_ok", (PyCFunction)(void (*)(void))sp_columns_ok, METH_FASTCALL,
      "columns_ok(keys, values, max_key): put_columns' checks pass."},
+    {"rows_full", (PyCFunction)(void (*)(void))sp_rows_full, METH_FASTCALL,
+     "rows_full(rows, n): every (key, record) row's record is a list of >= n items."},
     {"pack_keys", sp_pack_keys, METH_O,
      "pack_keys(keys): the keys as [u32 little-endian length][bytes]..."},
     {NULL, NULL, 0, NULL},
