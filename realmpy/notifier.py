@@ -29,11 +29,12 @@ managed list, set or dictionary property get a :class:`ListChange`,
 by the same pass.
 
 The initial call: as in Realm's SDKs, the first call after ``add_listener``
-reports the state at registration time, with an empty change set whose
-``is_initial`` is true; every later call reports the changes since the
-previous one.  It is delivered like every other call (on the loop, or on
-the notifier thread with frozen results), so a callback can build its view
-from the first call alone.  ``add_listener(callback, initial=False)`` skips
+reports the state as it is when the call is made, with an empty change set
+whose ``is_initial`` is true; every later call reports the changes since the
+previous one.  It is delivered like every other call (on the loop once it
+runs, or on the notifier thread with frozen results at the version the
+notifier reads), so a callback can build its view from its calls alone.  An
+object deleted before its initial call gets the deletion as its first call.  ``add_listener(callback, initial=False)`` skips
 it: the first call then reports the first change after registration.
 
 Why two threads: the *watcher* sleeps on the shared version counter (a
