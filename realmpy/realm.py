@@ -31,7 +31,9 @@ objects themselves are live (reading one gives its newest values).
 
 A live realm belongs to the thread that opened it (other threads get
 :class:`~realmpy.errors.RealmThreadError`); open one per thread — they
-share one storage environment and one notifier thread per file and process.
+share one storage environment and one notifier per file and process.  A
+frozen realm from :meth:`Realm.freeze` (with its results and objects) is
+immutable and usable from any thread (:mod:`realmpy.frozen`).
 """
 
 from __future__ import annotations
@@ -433,6 +435,7 @@ class Realm:
         self._closed = True
         self._config = config
         self._frozen = False
+        self._any_thread = False  # a frozen realm from freeze(): see _check
         self._owner = threading.get_ident()
         # The owner's thread id while open, else None: one comparison checks
         # both (the descriptors' inlined read path).
@@ -750,11 +753,16 @@ class Realm:
     def _check(self) -> None:
         if self._closed:
             raise ClosedRealmError(f"the realm {self._config.path} is closed")
-        if threading.get_ident() != self._owner:
+        if threading.get_ident() != self._owner and not self._any_thread:
+            if self._frozen:  # lent to a listener's callback (see _frozen_at)
+                raise RealmThreadError(
+                    "the frozen results or object a listener receives are valid in "
+                    "the callback, on its thread: copy out what you need there, or "
+                    "use realm.freeze() for a snapshot that any thread can read"
+                )
             raise RealmThreadError(
-                "this realm belongs to the thread that opened it"
-                + (" (frozen realms too)" if self._frozen else "")
-                + ": open a Realm in this thread instead"
+                "this realm belongs to the thread that opened it: open a Realm in "
+                "this thread instead, or pass a frozen one (realm.freeze())"
             )
 
     def _reader(self) -> Snapshot | WriteTransaction:
@@ -959,7 +967,7 @@ class Realm:
 
     def __del__(self) -> None:
         try:
-            if not self._closed and threading.get_ident() == self._owner:
+            if not self._closed and (threading.get_ident() == self._owner or self._any_thread):
                 self.close()
         except Exception:
             pass
@@ -967,22 +975,33 @@ class Realm:
     def freeze(self) -> Realm:
         """A frozen realm at this realm's (newest) version.
 
-        It never changes, pins its version until closed, and belongs to the
-        calling thread.
+        It never changes and pins its version until closed (or garbage
+        collected).  It, its results and its objects are immutable, so any
+        thread may read them, concurrently: pass them to worker threads
+        freely (see :mod:`realmpy.frozen` for how).
         """
+        from realmpy.frozen import SharedSnapshot
+
         self._check()
         if self._frozen:
             return self
         self._safe_point()
         if self._wtxn is not None:
             raise TransactionStateError("cannot freeze inside a write transaction")
-        return Realm._frozen_at(self, self._env.read())
+        # Duck-typed: a SharedSnapshot has the read methods of a Snapshot.
+        snap = cast(Snapshot, SharedSnapshot(self._env))
+        return Realm._frozen_at(self, snap, any_thread=True)
 
     @classmethod
-    def _frozen_at(cls, source: Realm, snap: Snapshot) -> Realm:
+    def _frozen_at(cls, source: Realm, snap: Snapshot, any_thread: bool = False) -> Realm:
+        """A frozen realm reading ``snap``.  With ``any_thread`` (``snap`` is
+        a :class:`~realmpy.frozen.SharedSnapshot`) every thread may use it;
+        without, it is the notifier's: lent to callbacks on the thread that
+        owns ``snap``, for the duration of the call."""
         r = cls.__new__(cls)
         r._config = source._config
         r._frozen = True
+        r._any_thread = any_thread
         r._closed = False
         r._owner = threading.get_ident()
         r._guard = r._owner
