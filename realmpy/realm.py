@@ -54,6 +54,7 @@ from realmpy import query as _query
 from realmpy import schema as _schema_mod
 from realmpy.codec import Link
 from realmpy.config import Configuration
+from realmpy.dynamic import DynamicObject
 from realmpy.errors import (
     ClosedRealmError,
     ConfigurationError,
@@ -2059,32 +2060,62 @@ class _EmbeddedStore:
 
 
 class _OldRealm:
-    """What ``migration`` receives as the old realm: read access to the
-    records as the previous schema stored them (dictionaries)."""
+    """What ``migration`` receives as the old realm: the records as the
+    previous schema stored them, read-only, as :class:`~realmpy.dynamic.
+    DynamicObject` s (attribute access that follows links, and dict access to
+    the stored values for code written against the earlier dict records).
+
+    ``old.all("Person")``, ``old.find("Person", pk)``; ``old.dynamic`` is
+    the same object (Realm's ``oldRealm.dynamic.all(...)``).  Class names may
+    also be given as model classes."""
 
     def __init__(self, realm: Realm, schema: Schema, moved: set[str] | None = None) -> None:
         self._realm = realm
         self.schema = schema
         self._moved = moved or set()
 
+    @property
+    def dynamic(self) -> _OldRealm:
+        return self
+
     def _where(self, class_name: str) -> tuple[str, tuple[str, ...]]:
-        names = codec.record_names(self.schema[class_name]) if class_name in self.schema else ()
+        if class_name not in self.schema:
+            raise SchemaError(
+                f"the old schema has no class {class_name!r}; it has "
+                f"{', '.join(self.schema.names())}"
+            )
+        names = codec.record_names(self.schema[class_name])
         if class_name in self._moved:  # rewritten in the new layout: the saved copy
             return OLD_PREFIX + class_name, names
         return table_name(class_name), names
 
-    def all(self, class_name: str) -> Iterator[dict[str, Any]]:
-        """Each stored record of ``class_name`` as a dict (old property names)."""
-        txn = self._realm._require_write()
-        table, names = self._where(class_name)
-        for _k, v in txn.scan(table):
-            yield codec.record_to_dict(v, names)
+    @staticmethod
+    def _name(cls: str | type[_Model]) -> str:
+        return cls if isinstance(cls, str) else cls.__realm_name__
 
-    def find(self, class_name: str, primary_key: Any) -> dict[str, Any] | None:
+    def _object(self, class_name: str, raw: bytes, names: tuple[str, ...]) -> DynamicObject:
+        values = codec.record_to_dict(raw, names)
+        return DynamicObject(values, class_name, self.schema, self._load)
+
+    def _load(self, class_name: str, key: bytes) -> DynamicObject | None:
+        """A link's target (``None`` if it is gone), for DynamicObject."""
         txn = self._realm._require_write()
         table, names = self._where(class_name)
-        raw = txn.get(table, codec.encode_key(primary_key))
-        return None if raw is None else codec.record_to_dict(raw, names)
+        raw = txn.get(table, key)
+        return None if raw is None else self._object(class_name, raw, names)
+
+    def all(self, cls: str | type[_Model]) -> Iterator[DynamicObject]:
+        """Each stored object of the class (by its old name)."""
+        name = self._name(cls)
+        txn = self._realm._require_write()
+        table, names = self._where(name)
+        for _k, v in txn.scan(table):
+            yield self._object(name, v, names)
+
+    def find(self, cls: str | type[_Model], primary_key: Any) -> DynamicObject | None:
+        """The stored object with this primary key, or ``None``."""
+        name = self._name(cls)
+        return self._load(name, codec.encode_key(primary_key))
 
 
 _ = Counter  # re-exported type used by models
