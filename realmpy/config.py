@@ -18,7 +18,8 @@ Callbacks:
   ``old_realm.find("Person", pk)``; attributes follow links, ``obj["name"]``
   gives the stored value), ``new_realm`` is the one being written.
 - ``should_compact(total_bytes, used_bytes) -> bool`` is asked on open when
-  no other process has the file open.
+  no other process has the file open; other openers wait until it returned
+  and the compaction it asked for is done.
 - ``initial_data(realm)`` runs in a write transaction when the file is new.
 """
 

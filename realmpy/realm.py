@@ -39,6 +39,7 @@ immutable and usable from any thread (:mod:`realmpy.frozen`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import fcntl
 import itertools
@@ -280,14 +281,25 @@ class _SharedFile:
             return False
         return True
 
-    def alone(self) -> bool:
-        """True if no other process has the file open (and one realm here)."""
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[bool]:
+        """Whether no other process has the file open (and this process has
+        one realm on it), *kept true for the block*: the session file's
+        exclusive lock is held until the block ends, so an opener in another
+        process waits in its shared ``flock`` and then opens the file as the
+        block left it (a compacted file, not the replaced one).
+
+        Every process holds a shared lock on ``<path>.session`` while it has
+        the file open, and the kernel drops it when the process dies (also
+        by SIGKILL), so a crashed process never blocks compaction."""
         with self.lock:
-            if self.refs > 1:
-                return False
-            alone = self._try_exclusive()
-            fcntl.flock(self._session_fd, fcntl.LOCK_SH)
-            return alone
+            if self.refs > 1 or not self._try_exclusive():
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(self._session_fd, fcntl.LOCK_SH)  # downgrade
 
     @classmethod
     def acquire(cls, config: Configuration) -> _SharedFile:
@@ -489,12 +501,14 @@ class Realm:
 
     def _open(self) -> None:
         config = self._config
-        if config.should_compact is not None and config.kind == "local" and self._shared.alone():
-            st = self._env.stats()
-            total = st.file_size
-            used = (st.pages_used - st.free_pages) * st.page_size
-            if config.should_compact(total, used):
-                self._compact_in_place()
+        if config.should_compact is not None and config.kind == "local":
+            with self._shared.alone() as alone:
+                if alone:
+                    st = self._env.stats()
+                    total = st.file_size
+                    used = (st.pages_used - st.free_pages) * st.page_size
+                    if config.should_compact(total, used):
+                        self._compact_in_place()
         # Records are positional in the stored schema's order, so the schema
         # this realm uses must be the one it stores: if another process
         # stored one between our read and our write, start again from it.
@@ -677,14 +691,15 @@ class Realm:
             return False
         shared = _SharedFile.acquire(config)
         try:
-            if not shared.alone():
-                return False
-            realm = Realm.__new__(Realm)
-            realm._config = config
-            realm._shared = shared
-            realm._env = shared.env
-            realm._compact_in_place()
-            return True
+            with shared.alone() as alone:
+                if not alone:
+                    return False
+                realm = Realm.__new__(Realm)
+                realm._config = config
+                realm._shared = shared
+                realm._env = shared.env
+                realm._compact_in_place()
+                return True
         finally:
             shared.release()
 
