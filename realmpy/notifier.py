@@ -654,7 +654,14 @@ def add_results_listener(
 
         raise FrozenRealmError("frozen results never change: nothing to listen to")
     realm._read()  # auto-refresh, then the state the listener starts from
-    state = realm._evaluate_raw(results._name, results._query, results._args)
+    loop = _loop()
+    # An initial call made by the notifier evaluates the query itself (and
+    # diffs from there): no need to evaluate it here too.
+    state: list[tuple[bytes, bytes]] = (
+        []
+        if initial and loop is None
+        else realm._evaluate_raw(results._name, results._query, results._args)
+    )
     lis = _Listener(
         "results",
         weakref.ref(realm),
@@ -664,7 +671,7 @@ def add_results_listener(
         results._args,
         b"",
         callback,
-        _loop(),
+        loop,
         realm._version,
         state,
     )

@@ -316,6 +316,8 @@ def test_collection_listener_errors(tmp_path: Path) -> None:
         with realm.write():
             holder = realm.add(Holder(id=1, inner=Tagged(words=["a"])))
         assert holder.inner is not None
+        with pytest.raises(TypeError, match="not a managed collection"):
+            managed_collection([1, 2])
         with pytest.raises(InvalidObjectError, match="embedded object"):
             managed_collection(holder.inner.words).add_listener(lambda v, c: None)
 
