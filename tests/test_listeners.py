@@ -180,12 +180,17 @@ def test_initial_call_comes_before_changes_on_the_loop(tmp_path: Path) -> None:
     async def main() -> None:
         with Realm(config(tmp_path)) as realm:
             changes: list[ResultsChange] = []
-            realm.all(Dog).add_listener(lambda r, c: changes.append(c))
-            with realm.write():
+            two = asyncio.Event()
+
+            def on_change(_r: Any, c: ResultsChange) -> None:
+                changes.append(c)
+                if len(changes) == 2:
+                    two.set()
+
+            realm.all(Dog).add_listener(on_change)
+            with realm.write():  # committed before the loop ran the initial call
                 realm.add(Dog(id=1, name="Rex"))
-            while len(changes) < 2:
-                await realm.refresh_async()
-                await asyncio.sleep(0)
+            await asyncio.wait_for(two.wait(), WAIT)
             assert changes[0].is_initial and changes[1].inserted == (0,)
 
     asyncio.run(main())
