@@ -17,7 +17,9 @@ that thread and waited for: the engine sees one owner, calls are serialised,
 and nothing in the C layer changes.  The cost is a thread hop per engine
 call (tens of microseconds); a frozen realm's objects and results cache what
 they read (its version never moves), so repeated reads cost nothing.  Scans
-come back in batches of :data:`SCAN_BATCH` records per hop.
+come back in batches of :data:`SCAN_BATCH` records per hop.  Every public
+read method of a Snapshot is forwarded by name, so one added to the storage
+layer works on frozen realms without a change here.
 
 The snapshot ends (unpinning its version) on :meth:`SharedSnapshot.end`, or
 when the object is garbage-collected, from whichever thread.
@@ -29,16 +31,20 @@ import itertools
 import queue
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from realmpy.errors import TransactionError
-from realmpy.storage import BytesLike, Environment, Snapshot
+from realmpy.storage import Environment, Snapshot
 
 __all__ = ["SCAN_BATCH", "SharedSnapshot"]
 
 SCAN_BATCH = 1024
+
+# Snapshot methods a frozen snapshot must not forward: moving it to a newer
+# version would unfreeze it, and ending goes through SharedSnapshot.end.
+_NOT_FORWARDED = frozenset({"refresh", "end", "abort"})
 
 R = TypeVar("R")
 _Request = tuple[Callable[[Snapshot], Any], "Future[Any]"]
@@ -119,45 +125,28 @@ class SharedSnapshot:
             self._requests.put((fn, fut))
         return fut.result()
 
-    def get(self, table: str, key: BytesLike) -> bytes | None:
-        return self._run(lambda s: s.get(table, key))
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        """Every public read method of :class:`~realmpy.storage.Snapshot`
+        (``get``, ``get_many``, ``scan``, ``scan_msgpack``, ``count``,
+        ``tables``... and any added later), run on the owner thread.
 
-    def get_many(self, table: str, keys: Iterable[BytesLike]) -> list[bytes | None]:
-        keys = list(keys)
-        return self._run(lambda s: s.get_many(table, keys))
+        Why forward by name rather than wrap each method: the storage layer
+        grows read methods (filtered scans, joins); a frozen realm must
+        offer whatever a live one calls.  Iterators that come back (scans)
+        are consumed a batch per hop; iterator arguments are read here
+        first (the owner thread must not run the caller's code)."""
+        if name.startswith("_") or name in _NOT_FORWARDED:
+            raise AttributeError(name)
+        if not callable(getattr(Snapshot, name, None)):
+            raise AttributeError(f"a snapshot has no method {name!r}")
 
-    def get_many_msgpack(
-        self, table: str, keys: Iterable[BytesLike], options: Mapping[str, Any] | None = None
-    ) -> list[Any]:
-        keys = list(keys)
-        return self._run(lambda s: s.get_many_msgpack(table, keys, options))
+        def call(*args: Any, **kwargs: Any) -> Any:
+            args = tuple(list(a) if isinstance(a, Iterator) else a for a in args)
+            result = self._run(lambda s: getattr(s, name)(*args, **kwargs))
+            return self._batches(result) if isinstance(result, Iterator) else result
 
-    def count(self, table: str) -> int:
-        return self._run(lambda s: s.count(table))
-
-    def tables(self) -> list[str]:
-        return self._run(lambda s: s.tables())
-
-    def scan(
-        self,
-        table: str,
-        start: BytesLike | None = None,
-        stop: BytesLike | None = None,
-        reverse: bool = False,
-    ) -> Iterator[tuple[bytes, bytes]]:
-        it = self._run(lambda s: s.scan(table, start, stop, reverse))
-        return self._batches(it)
-
-    def scan_msgpack(
-        self,
-        table: str,
-        start: BytesLike | None = None,
-        stop: BytesLike | None = None,
-        reverse: bool = False,
-        options: Mapping[str, Any] | None = None,
-    ) -> Iterator[tuple[bytes, Any]]:
-        it = self._run(lambda s: s.scan_msgpack(table, start, stop, reverse, options))
-        return self._batches(it)
+        call.__name__ = name
+        return call
 
     def _batches(self, it: Iterator[R]) -> Iterator[R]:
         """Consume ``it`` (a storage scan, which must advance on the owner

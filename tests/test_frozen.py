@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from objects_models import MODELS, Dog, Person
 
 from realmpy.config import Configuration
-from realmpy.errors import ClosedRealmError, FrozenRealmError, RealmThreadError
+from realmpy.errors import ClosedRealmError, FrozenRealmError, RealmThreadError, TransactionError
 from realmpy.frozen import SCAN_BATCH
 from realmpy.realm import Realm
 
@@ -165,3 +165,22 @@ def test_frozen_state_matches_the_model_at_freezing(before: list[Any], after: li
             i for i, a in expected.items() if a > 4
         }
         frozen.close()
+
+
+def test_shared_snapshot_forwards_reads_but_never_moves(realm: Realm) -> None:
+    with realm.write():
+        realm.add(Dog(id=1, name="Rex"))
+    frozen = realm.freeze()
+    try:
+        snap: Any = frozen._snap
+        assert "o:Dog" in in_thread(snap.tables)
+        assert in_thread(lambda: snap.count("o:Dog")) == 1
+        assert in_thread(lambda: snap.get_many("o:Dog", iter([b"nope"]))) == [None]
+        with pytest.raises(AttributeError):
+            _ = snap.refresh  # a frozen snapshot never moves to a newer version
+        with pytest.raises(AttributeError, match="no method"):
+            _ = snap.put
+    finally:
+        frozen.close()
+    with pytest.raises(TransactionError, match="freeze the realm again"):
+        snap.count("o:Dog")
