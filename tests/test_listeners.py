@@ -436,3 +436,57 @@ def test_list_change_sets_match_a_model(initial: list[int], commits: list[Any]) 
             # (the frozen view of the call is gone: check against the model)
             _check_change(before, model, change)
         assert calls.none_pending(realm)
+
+
+class Box(Object):
+    id: int = field(primary_key=True)
+    words: set[str] = field(default_factory=set)
+    marks: dict[str, int] = field(default_factory=dict)
+
+
+set_states = st.lists(st.sets(st.sampled_from("abcde"), max_size=4), min_size=1, max_size=4)
+dict_states = st.lists(
+    st.dictionaries(st.sampled_from("wxyz"), st.integers(0, 2), max_size=3), min_size=1, max_size=4
+)
+
+
+@given(set_states, dict_states)
+def test_set_and_dict_change_sets_match_a_model(
+    sets: list[set[str]], dicts: list[dict[str, int]]
+) -> None:
+    import tempfile
+
+    cfg = [*LOCAL_MODELS, Box]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "b.realm"
+        with Realm(Configuration.local(cfg, path=path, durability="none")) as realm:
+            with realm.write():
+                box = realm.add(Box(id=1))
+            set_calls, dict_calls = Calls(), Calls()
+            managed_collection(box.words).add_listener(set_calls, initial=False)
+            managed_collection(box.marks).add_listener(dict_calls, initial=False)
+            old_s: set[str] = set()
+            old_d: dict[str, int] = {}
+            for new_s, new_d in zip(sets, dicts):
+                with realm.write():
+                    box.words = new_s
+                    box.marks = new_d
+                if new_s != old_s:
+                    change = set_calls.next()[1]
+                    assert change == SetChange(
+                        inserted=len(new_s - old_s),
+                        deleted=len(old_s - new_s),
+                        is_cleared=bool(old_s) and not new_s,
+                    )
+                if new_d != old_d:
+                    change = dict_calls.next()[1]
+                    assert change == DictChange(
+                        inserted=tuple(sorted(new_d.keys() - old_d.keys())),
+                        deleted=tuple(sorted(old_d.keys() - new_d.keys())),
+                        modified=tuple(
+                            sorted(k for k in new_d if k in old_d and old_d[k] != new_d[k])
+                        ),
+                        is_cleared=bool(old_d) and not new_d,
+                    )
+                old_s, old_d = new_s, new_d
+            assert set_calls.none_pending(realm) and dict_calls.none_pending(realm)
