@@ -15,8 +15,10 @@ So a :class:`SharedSnapshot` begins its snapshot on a small daemon thread
 that owns it for its whole life, and every read from any thread is handed to
 that thread and waited for: the engine sees one owner, calls are serialised,
 and nothing in the C layer changes.  The cost is a thread hop per engine
-call (tens of microseconds); a frozen realm's objects and results cache what
-they read (its version never moves), so repeated reads cost nothing.  Scans
+call: measured here, a frozen ``find`` plus a property read takes ~90 µs
+against ~4 µs on a live realm, while a 20,000-object scan costs the same as
+live (it hops once per batch).  A frozen realm's objects and results cache
+what they read (its version never moves), so repeated reads cost nothing.  Scans
 come back in batches of :data:`SCAN_BATCH` records per hop.  Every public
 read method of a Snapshot is forwarded by name, so one added to the storage
 layer works on frozen realms without a change here.
