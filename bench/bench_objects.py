@@ -340,7 +340,7 @@ def _listener_child(path: str, kind: str, ready: Any, stop: Any, out: Connection
         def on_object(change: Any) -> None:
             seen.append((int(change.object.age), perf_counter_ns()))
 
-        token = obj.add_listener(on_object)
+        token = obj.add_listener(on_object, initial=False)
     else:
         results = realm.query(Item, Q_GROUP, "g0")
 
@@ -348,7 +348,7 @@ def _listener_child(path: str, kind: str, ready: Any, stop: Any, out: Connection
             t = perf_counter_ns()
             seen.append((int(res[0].age), t))
 
-        token = results.add_listener(on_results)
+        token = results.add_listener(on_results, initial=False)
     ready.set()
     stop.wait(600)
     token.remove()

@@ -30,6 +30,9 @@ _OBJECT_NAMES = {
     "Results": "results",
     "ResultsChange": "notifier",
     "ObjectChange": "notifier",
+    "ListChange": "notifier",
+    "SetChange": "notifier",
+    "DictChange": "notifier",
     "ListenerToken": "notifier",
     # sync client (issue 5), imported lazily like the rest
     "App": "sync.app",
@@ -52,9 +55,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .notifier import DictChange as DictChange
+    from .notifier import ListChange as ListChange
     from .notifier import ListenerToken as ListenerToken
     from .notifier import ObjectChange as ObjectChange
     from .notifier import ResultsChange as ResultsChange
+    from .notifier import SetChange as SetChange
     from .realm import Realm as Realm
     from .realm import Transaction as Transaction
     from .results import Results as Results

@@ -12,10 +12,14 @@ local opener of a synced file (or the reverse) gets a clear error.
 Callbacks:
 
 - ``migration(old_realm, new_realm)`` runs inside the write transaction that
-  upgrades the file when ``schema_version`` grew; ``old_realm`` is a frozen
-  realm of the previous schema, ``new_realm`` the one being written.
+  upgrades the file when ``schema_version`` grew; ``old_realm`` reads the
+  previous schema's records by class name as read-only
+  :class:`~realmpy.dynamic.DynamicObject` s (``old_realm.all("Person")``,
+  ``old_realm.find("Person", pk)``; attributes follow links, ``obj["name"]``
+  gives the stored value), ``new_realm`` is the one being written.
 - ``should_compact(total_bytes, used_bytes) -> bool`` is asked on open when
-  no other process has the file open.
+  no other process has the file open; other openers wait until it returned
+  and the compaction it asked for is done.
 - ``initial_data(realm)`` runs in a write transaction when the file is new.
 """
 

@@ -4,17 +4,25 @@ Why views rather than copies: ``person.dogs.append(rex)`` must change the
 stored object, like Realm's ``RealmList``.  Each view reads the property's
 stored value from its owner's store on every access (so it follows
 auto-refresh) and writes a whole new value back on every change (one record
-put per change, inside the open write transaction).
+put per change, inside the open write transaction).  ``add_listener``
+reports their changes through the notifier (:mod:`realmpy.notifier`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, MutableMapping, MutableSequence, MutableSet
+from collections.abc import (
+    Callable,
+    Iterable,
+    Iterator,
+    MutableMapping,
+    MutableSequence,
+    MutableSet,
+)
 from typing import Any, overload
 
 from realmpy.schema import Property, _Model, validate_scalar
 
-__all__ = ["ManagedDict", "ManagedList", "ManagedSet"]
+__all__ = ["ManagedDict", "ManagedList", "ManagedSet", "managed_collection"]
 
 
 class _View:
@@ -38,6 +46,19 @@ class _View:
 
     def _out(self, stored: Any, slot: Any) -> Any:
         return self._store._elem_to_py(self._owner, self._prop, stored, slot)
+
+    def add_listener(self, callback: Callable[[Any, Any], None], *, initial: bool = True) -> Any:
+        """Call ``callback(collection, changes)`` once with the collection as
+        it is (``changes.is_initial``; skipped with ``initial=False``), then
+        after each version that changes it: a
+        :class:`~realmpy.notifier.ListChange`, ``SetChange`` or
+        ``DictChange``.  When the owner object is deleted, ``collection`` is
+        ``None`` and ``changes.is_deleted`` is true.  Runs where the other
+        listeners run (see :mod:`realmpy.notifier`); returns a token with
+        ``remove()``."""
+        from realmpy.notifier import add_collection_listener  # same layer, lazily
+
+        return add_collection_listener(self._store, self._owner, self._prop, callback, initial)
 
 
 def _live_links(view: _View, raw: list[Any]) -> list[Any]:
@@ -206,3 +227,30 @@ class ManagedDict(_View, MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"ManagedDict({dict(self.items())!r})"
+
+
+@overload
+def managed_collection(value: list[Any]) -> ManagedList: ...
+
+
+@overload
+def managed_collection(value: set[Any]) -> ManagedSet: ...
+
+
+@overload
+def managed_collection(value: dict[str, Any]) -> ManagedDict: ...
+
+
+def managed_collection(value: object) -> ManagedList | ManagedSet | ManagedDict:
+    """``value`` (a collection property read from a managed object) as the
+    live view it is at run time, typed as one.
+
+    Why: models annotate ``dogs: list[Dog]``, so type checkers see a plain
+    ``list`` and reject ``obj.dogs.add_listener(...)``;
+    ``managed_collection(obj.dogs).add_listener(...)`` type-checks."""
+    if isinstance(value, (ManagedList, ManagedSet, ManagedDict)):
+        return value
+    raise TypeError(
+        f"a {type(value).__name__} is not a managed collection: read the list, set "
+        "or dict property of an object managed by a realm (e.g. realm.find(...).dogs)"
+    )

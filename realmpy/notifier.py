@@ -23,10 +23,24 @@ are indexes in the old results, ``inserted`` and ``new_modified`` in the new,
 ``moved`` lists ``(old, new)`` index pairs of objects whose relative order
 changed, ``is_cleared`` is true when non-empty results became empty.  An
 object is *modified* when its own stored record changed.  ``ObjectChange``
-has ``is_deleted`` and the names of changed ``properties``.
+has ``is_deleted`` and the names of changed ``properties``.  Listeners on a
+managed list, set or dictionary property get a :class:`ListChange`,
+:class:`SetChange` or :class:`DictChange` (see their docstrings), computed
+by the same pass.
 
-There is no initial call on registration: the first call reports the first
-change after it.
+The initial call: as in Realm's SDKs, the first call after ``add_listener``
+reports the state as it is when the call is made, with an empty change set
+whose ``is_initial`` is true; every later call reports the changes since the
+previous one.  It is delivered like every other call (on the loop once it
+runs, or on the notifier thread with frozen results at the version the
+notifier reads), so a callback can build its view from its calls alone.  An
+object deleted before its initial call gets the deletion as its first call.  ``add_listener(callback, initial=False)`` skips
+it: the first call then reports the first change after registration.
+
+Why two threads: the *watcher* sleeps on the shared version counter (a
+futex only a commit can wake); the *processor* sleeps on a local condition
+that both the watcher and a registration wanting an initial call can
+signal, so an initial call needs no commit and no polling.
 """
 
 from __future__ import annotations
@@ -48,10 +62,14 @@ if TYPE_CHECKING:
     from realmpy.schema import Object
 
 __all__ = [
+    "DictChange",
+    "ListChange",
     "ListenerToken",
     "Notifier",
     "ObjectChange",
     "ResultsChange",
+    "SetChange",
+    "add_collection_listener",
     "add_object_listener",
     "add_results_listener",
     "diff_rows",
@@ -68,9 +86,13 @@ class ResultsChange:
     new_modified: tuple[int, ...] = ()
     moved: tuple[tuple[int, int], ...] = ()
     is_cleared: bool = False
+    #: True for the first call after ``add_listener`` (the initial state; the
+    #: change fields are then empty).
+    is_initial: bool = False
 
     @property
     def is_empty(self) -> bool:
+        """True if nothing changed (the initial call is empty too)."""
         return not (self.inserted or self.deleted or self.modified or self.moved or self.is_cleared)
 
 
@@ -84,6 +106,72 @@ class ObjectChange:
     object: Any
     is_deleted: bool = False
     properties: tuple[str, ...] = ()
+    #: True for the first call after ``add_listener`` (no property changed).
+    is_initial: bool = False
+
+
+@dataclass(frozen=True)
+class ListChange(ResultsChange):
+    """What changed in a managed ``list`` property between two versions.
+
+    The index fields mean what they mean for :class:`ResultsChange`, in the
+    list as it reads (links to deleted objects are skipped, as iteration
+    does).  An element of a list of links is *modified* when the object it
+    links to changed; an element of any other list is a value, so replacing
+    it is a deletion and an insertion.  ``is_deleted``: the object owning
+    the list was deleted (the callback then gets ``None`` for the list).
+    """
+
+    is_deleted: bool = False
+
+    @property
+    def is_empty(self) -> bool:
+        return super().is_empty and not self.is_deleted
+
+
+@dataclass(frozen=True)
+class SetChange:
+    """What changed in a managed ``set`` property between two versions.
+
+    Sets have no order, so, as Realm's ``SetChangeSet``, this counts:
+    ``inserted`` and ``deleted`` elements, and ``modified`` elements of a
+    set of links whose object changed.  ``is_deleted``: the owner object
+    was deleted (the callback then gets ``None`` for the set).
+    """
+
+    inserted: int = 0
+    deleted: int = 0
+    modified: int = 0
+    is_cleared: bool = False
+    is_deleted: bool = False
+    is_initial: bool = False
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.inserted or self.deleted or self.modified or self.is_cleared or self.is_deleted
+        )
+
+
+@dataclass(frozen=True)
+class DictChange:
+    """What changed in a managed ``dict`` property between two versions:
+    the keys ``inserted``, ``deleted`` and ``modified`` (a new value, or a
+    linked object that changed), each sorted.  ``is_deleted``: the owner
+    object was deleted (the callback then gets ``None`` for the dict)."""
+
+    inserted: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    modified: tuple[str, ...] = ()
+    is_cleared: bool = False
+    is_deleted: bool = False
+    is_initial: bool = False
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.inserted or self.deleted or self.modified or self.is_cleared or self.is_deleted
+        )
 
 
 def _stationary(seq: list[int]) -> set[int]:
@@ -150,7 +238,7 @@ def diff_rows(old: list[tuple[bytes, bytes]], new: list[tuple[bytes, bytes]]) ->
 
 @dataclass(eq=False)
 class _Listener:
-    kind: str  # "results" or "object"
+    kind: str  # "results", "object" or "collection"
     realm_ref: weakref.ref[Realm]
     cls_name: str
     cls: type
@@ -162,6 +250,10 @@ class _Listener:
     version: int
     state: Any
     active: bool = True
+    prop: str = ""  # a collection listener's property
+    collection: str = ""  # its kind: "list", "set" or "dict"
+    # The notifier thread still owes this listener its initial call.
+    initial: bool = False
 
 
 @dataclass(eq=False)
@@ -182,15 +274,21 @@ class ListenerToken:
 
 
 class Notifier:
-    """The notifier thread of one file in this process."""
+    """The notifier of one file in this process: a watcher thread and a
+    processor thread (see the module docstring)."""
 
     def __init__(self, env: Environment) -> None:
         self._env = env
         self._lock = threading.Lock()
+        # Signalled by the watcher (a new version), by a registration owing
+        # an initial call, and by stop().
+        self._wake = threading.Condition(self._lock)
         self._listeners: list[_Listener] = []
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._processed = env.version
+        self._seen = self._processed  # newest version the watcher reported
+        self._kicked = False  # an initial call is owed
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     @property
@@ -198,14 +296,19 @@ class Notifier:
         return self._processed
 
     def add(self, listener: _Listener) -> None:
-        with self._lock:
+        with self._wake:
             self._listeners.append(listener)
+            if listener.initial:
+                self._kicked = True
+                self._wake.notify()
             if self._thread is None:
                 self._processed = max(self._processed, listener.version)
-                self._thread = threading.Thread(
-                    target=self._run, name=f"realmpy-notifier:{self._env.path}", daemon=True
-                )
+                self._seen = self._processed
+                name = f"realmpy-notifier:{self._env.path}"
+                self._thread = threading.Thread(target=self._run, name=name, daemon=True)
                 self._thread.start()
+                watcher = threading.Thread(target=self._watch, name=name + ":watch", daemon=True)
+                watcher.start()
 
     def remove(self, listener: _Listener) -> None:
         with self._lock:
@@ -213,8 +316,11 @@ class Notifier:
                 self._listeners.remove(listener)
 
     def stop(self) -> None:
-        """Stop the thread (it wakes when the environment closes)."""
-        self._stopping = True
+        """Stop the processor now; the watcher stops when the environment
+        closes."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
 
     async def wait_processed(self, version: int, loop: asyncio.AbstractEventLoop) -> None:
         """Wait until the notifier has handled ``version`` (or stopped)."""
@@ -225,8 +331,9 @@ class Notifier:
             self._waiters.append((version, loop, fut))
         await fut
 
-    def _run(self) -> None:
-        last = self._processed
+    def _watch(self) -> None:
+        """Sleep on the shared version counter; report each new version."""
+        last = self._seen
         while not self._stopping:
             try:
                 current = self._env.wait_for_change(last, timeout=None)
@@ -234,6 +341,23 @@ class Notifier:
                 break
             if current == last:
                 continue
+            last = current
+            with self._wake:
+                self._seen = current
+                self._wake.notify()
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+
+    def _run(self) -> None:
+        """Compute and deliver change sets whenever there is something new."""
+        while True:
+            with self._wake:
+                while not self._stopping and not self._kicked and self._seen <= self._processed:
+                    self._wake.wait()
+                if self._stopping:
+                    break
+                self._kicked = False
             try:
                 self._process()
             except ClosedError:
@@ -242,7 +366,8 @@ class Notifier:
                 import traceback
 
                 traceback.print_exc()
-            last = self._processed
+                with self._lock:  # do not retry the failing version in a loop
+                    self._processed = max(self._processed, self._seen)
         self._release_waiters(all_=True)
 
     def _release_waiters(self, all_: bool = False) -> None:
@@ -260,69 +385,83 @@ class Notifier:
 
         with self._lock:
             listeners = [lis for lis in self._listeners if lis.active]
-        if not listeners:
-            self._processed = self._env.version
-            self._release_waiters()
-            return
-        source = None
-        for lis in listeners:
-            source = lis.realm_ref()
-            if source is not None:
-                break
-        if source is None:
+        if not any(lis.realm_ref() is not None for lis in listeners):
             self._processed = self._env.version
             self._release_waiters()
             return
         snap = self._env.read()
-        frozen = Realm._frozen_at(source, snap)
         version = snap.version
+        # One frozen realm per schema the listeners were registered with
+        # (realms of one file may open it with different model lists), all
+        # on the one snapshot of this version.
+        frozens: dict[int, Realm] = {}
         try:
             for lis in listeners:
-                if not lis.active or version <= lis.version:
+                realm = lis.realm_ref()
+                if realm is None or not lis.active:
                     continue
-                self._deliver(frozen, lis, version)
+                if not lis.initial and version <= lis.version:
+                    continue
+                frozen = frozens.get(id(realm._info))
+                if frozen is None:
+                    frozen = frozens[id(realm._info)] = Realm._frozen_at(realm, snap)
+                initial, lis.initial = lis.initial, False
+                self._deliver(frozen, lis, version, initial)
         finally:
-            frozen.close()  # frozen results are valid during the callback
+            for frozen in frozens.values():
+                frozen.close()  # frozen results are valid during the callback
+            snap.end()
         self._processed = version
         self._release_waiters()
 
-    def _deliver(self, frozen: Realm, lis: _Listener, version: int) -> None:
-        from realmpy.results import Results
-
+    def _deliver(self, frozen: Realm, lis: _Listener, version: int, initial: bool) -> None:
+        """Compute ``lis``'s change at ``version`` (or its initial state)
+        and call it, or post the call to its loop."""
         if lis.kind == "results":
             state = frozen._evaluate_raw(lis.cls_name, lis.query, lis.args)
-            change = diff_rows(lis.state, state)
+            change = ResultsChange(is_initial=True) if initial else diff_rows(lis.state, state)
             lis.state = state
             lis.version = version
-            if change.is_empty:
+            if change.is_empty and not initial:
                 return
             if lis.loop is None:
-                results: Results[Any] = Results(frozen, lis.cls, lis.query, lis.args)
-                # objects decode their record on first read
-                results._cache = (frozen._stamp, [(k, None) for k, _ in state])
-                _call(lis.callback, results, change)
+                _call(lis.callback, _frozen_results(frozen, lis, state), change)
             else:
                 self._post(lis, lambda: _live_results(lis, change))
-        else:
+        elif lis.kind == "object":
             raw = frozen._reader().get("o:" + lis.cls_name, lis.key)
             old = lis.state
             lis.state = raw
             lis.version = version
-            if raw == old:
+            if raw == old and not initial:
                 return
-            if raw is None:
-                props: tuple[str, ...] = ()
-            else:
+            deleted = raw is None
+            props: tuple[str, ...] = ()
+            if raw is not None and not initial:
                 names = frozen._info[lis.cls_name].names
                 a = codec.record_to_dict(old, names) if old is not None else {}
                 b = codec.record_to_dict(raw, names)
                 props = tuple(n for n in b if a.get(n) != b.get(n) or n not in a)
-            deleted = raw is None
+            first = initial and not deleted  # a deletion is reported as one
             if lis.loop is None:
                 obj = None if deleted else frozen._make(lis.cls_name, lis.key)
-                _call(lis.callback, ObjectChange(obj, deleted, props))
+                _call(lis.callback, ObjectChange(obj, deleted, props, first))
             else:
-                self._post(lis, lambda: _live_object(lis, deleted, props))
+                self._post(lis, lambda: _live_object(lis, deleted, props, first))
+        else:
+            new = collection_state(frozen, lis.cls_name, lis.key, lis.prop)
+            coll_change = collection_change(lis.collection, lis.state, new, initial)
+            lis.state = new
+            lis.version = version
+            if coll_change is None:
+                return
+            if lis.loop is None:
+                view = (
+                    None if new is None else getattr(frozen._make(lis.cls_name, lis.key), lis.prop)
+                )
+                _call(lis.callback, view, coll_change)
+            else:
+                self._post(lis, lambda: _live_collection(lis, coll_change))
 
     def _post(self, lis: _Listener, deliver: Callable[[], None]) -> None:
         realm = lis.realm_ref()
@@ -334,6 +473,109 @@ class Notifier:
                 deliver()
 
         realm._post(guarded, lis.loop)
+
+
+# ----------------------------------------------------------------------------
+# Collections: what a list, set or dict property holds at one version
+
+
+def collection_state(realm: Realm, cls_name: str, key: bytes, prop_name: str) -> Any:
+    """What the notifier diffs for a collection property, read in ``realm``'s
+    current version; ``None`` if the owner object does not exist.
+
+    Each element is (identity, value): identity is the element's encoding
+    (a list numbers repeats, so that ``diff_rows`` sees unique keys); value
+    is the linked object's record for links (so a change to it shows as a
+    modification) and empty otherwise.  Links to deleted objects are left
+    out of lists and sets and read as ``None`` in dicts, as the views do."""
+    txn = realm._reader()
+    info = realm._info[cls_name]
+    raw = txn.get(info.table, key)
+    if raw is None:
+        return None
+    prop = info.props[prop_name]
+    stored = info.decode(raw)[info.pos[prop_name]]
+    target = realm._info[prop.target].table if prop.type == "link" and prop.target else None
+    pack = codec.pack_row
+
+    def value(x: Any) -> bytes | None:
+        if target is None or x is None:
+            return b""
+        return txn.get(target, bytes(x))  # None: a deleted object
+
+    if prop.collection == "dict":
+        out: dict[str, tuple[bytes, bytes]] = {}
+        for k, x in stored.items():
+            v = value(x)
+            out[k] = (pack([x]), v) if v is not None else (pack([None]), b"")
+        return out
+    if prop.collection == "set":
+        members: dict[bytes, bytes] = {}
+        for x in stored:
+            v = value(x)
+            if v is not None:
+                members[pack([x])] = v
+        return members
+    rows: list[tuple[bytes, bytes]] = []
+    repeats: dict[bytes, int] = {}
+    for x in stored:
+        v = value(x)
+        if v is None:
+            continue
+        ident = pack([x])
+        n = repeats.get(ident, 0)
+        repeats[ident] = n + 1
+        # msgpack is self-delimiting: ident + count is unique
+        rows.append((ident + str(n).encode(), v))
+    return rows
+
+
+_CHANGE_CLASSES: dict[str, type[ListChange | SetChange | DictChange]] = {
+    "list": ListChange,
+    "set": SetChange,
+    "dict": DictChange,
+}
+
+
+def collection_change(
+    kind: str, old: Any, new: Any, initial: bool = False
+) -> ListChange | SetChange | DictChange | None:
+    """The change set of a ``kind`` collection from state ``old`` to ``new``
+    (see :func:`collection_state`); None if nothing changed (an initial
+    call always has one)."""
+    if new is None:
+        if old is None and not initial:
+            return None
+        return _CHANGE_CLASSES[kind](is_deleted=True)
+    if initial:
+        return _CHANGE_CLASSES[kind](is_initial=True)
+    change: ListChange | SetChange | DictChange
+    if kind == "list":
+        d = diff_rows(old or [], new)
+        change = ListChange(
+            d.inserted, d.deleted, d.modified, d.new_modified, d.moved, d.is_cleared
+        )
+    elif kind == "set":
+        a, b = old or {}, new
+        change = SetChange(
+            inserted=sum(1 for k in b if k not in a),
+            deleted=sum(1 for k in a if k not in b),
+            modified=sum(1 for k, v in b.items() if k in a and a[k] != v),
+            is_cleared=bool(a) and not b,
+        )
+    else:
+        a, b = old or {}, new
+        change = DictChange(
+            inserted=tuple(sorted(k for k in b if k not in a)),
+            deleted=tuple(sorted(k for k in a if k not in b)),
+            modified=tuple(sorted(k for k, v in b.items() if k in a and a[k] != v)),
+            is_cleared=bool(a) and not b,
+        )
+    return None if change.is_empty else change
+
+
+# ----------------------------------------------------------------------------
+# Delivery
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -350,6 +592,15 @@ def _call(callback: Callable[..., None], *args: Any) -> None:
         traceback.print_exc()
 
 
+def _frozen_results(frozen: Realm, lis: _Listener, state: list[tuple[bytes, bytes]]) -> Any:
+    from realmpy.results import Results
+
+    results: Results[Any] = Results(frozen, lis.cls, lis.query, lis.args)
+    # objects decode their record on first read
+    results._cache = (frozen._stamp, [(k, None) for k, _ in state])
+    return results
+
+
 def _live_results(lis: _Listener, change: ResultsChange) -> None:
     from realmpy.results import Results
 
@@ -359,12 +610,31 @@ def _live_results(lis: _Listener, change: ResultsChange) -> None:
     _call(lis.callback, Results(realm, lis.cls, lis.query, lis.args), change)
 
 
-def _live_object(lis: _Listener, deleted: bool, props: tuple[str, ...]) -> None:
+def _live_object(lis: _Listener, deleted: bool, props: tuple[str, ...], initial: bool) -> None:
     realm = lis.realm_ref()
     if realm is None or realm.is_closed:
         return
     obj = None if deleted else realm._make(lis.cls_name, lis.key)
-    _call(lis.callback, ObjectChange(obj, deleted, props))
+    _call(lis.callback, ObjectChange(obj, deleted, props, initial))
+
+
+def _live_collection(lis: _Listener, change: ListChange | SetChange | DictChange) -> None:
+    from realmpy.errors import InvalidObjectError
+
+    realm = lis.realm_ref()
+    if realm is None or realm.is_closed:
+        return
+    view = None
+    if not change.is_deleted:
+        try:
+            view = getattr(realm._make(lis.cls_name, lis.key), lis.prop)
+        except InvalidObjectError:
+            return  # deleted since: the call reporting it follows
+    _call(lis.callback, view, change)
+
+
+# ----------------------------------------------------------------------------
+# Registration
 
 
 def _loop() -> asyncio.AbstractEventLoop | None:
@@ -374,7 +644,9 @@ def _loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def add_results_listener(results: Results[Any], callback: Callable[..., None]) -> ListenerToken:
+def add_results_listener(
+    results: Results[Any], callback: Callable[..., None], initial: bool = True
+) -> ListenerToken:
     realm = results._realm
     realm._check()
     if realm.is_frozen:
@@ -382,7 +654,14 @@ def add_results_listener(results: Results[Any], callback: Callable[..., None]) -
 
         raise FrozenRealmError("frozen results never change: nothing to listen to")
     realm._read()  # auto-refresh, then the state the listener starts from
-    state = realm._evaluate_raw(results._name, results._query, results._args)
+    loop = _loop()
+    # An initial call made by the notifier evaluates the query itself (and
+    # diffs from there): no need to evaluate it here too.
+    state: list[tuple[bytes, bytes]] = (
+        []
+        if initial and loop is None
+        else realm._evaluate_raw(results._name, results._query, results._args)
+    )
     lis = _Listener(
         "results",
         weakref.ref(realm),
@@ -392,20 +671,25 @@ def add_results_listener(results: Results[Any], callback: Callable[..., None]) -
         results._args,
         b"",
         callback,
-        _loop(),
+        loop,
         realm._version,
         state,
     )
-    return _register(realm, lis)
+    return _register(
+        realm, lis, initial, lambda: _live_results(lis, ResultsChange(is_initial=True))
+    )
 
 
-def add_object_listener(obj: Object, callback: Callable[[ObjectChange], None]) -> ListenerToken:
+def add_object_listener(
+    obj: Object, callback: Callable[[ObjectChange], None], initial: bool = True
+) -> ListenerToken:
     from realmpy.errors import InvalidObjectError
     from realmpy.realm import Realm, table_name
 
     realm = obj._rp_store
     if not isinstance(realm, Realm):
         raise InvalidObjectError("only objects managed by a realm can have listeners")
+    _check_live(realm, "a frozen object never changes: nothing to listen to")
     txn = realm._read()
     raw = txn.get(table_name(type(obj).__realm_name__), obj._rp_key)
     if raw is None:
@@ -423,12 +707,69 @@ def add_object_listener(obj: Object, callback: Callable[[ObjectChange], None]) -
         realm._version,
         raw,
     )
-    return _register(realm, lis)
+    return _register(realm, lis, initial, lambda: _live_object(lis, False, (), True))
 
 
-def _register(realm: Realm, lis: _Listener) -> ListenerToken:
+def add_collection_listener(
+    store: Any, owner: Any, prop: Any, callback: Callable[..., None], initial: bool = True
+) -> ListenerToken:
+    """A listener on the ``prop`` collection (a list, set or dict property)
+    of the managed object ``owner`` whose store is ``store``."""
+    from realmpy.errors import InvalidObjectError
+    from realmpy.realm import Realm
+
+    if not isinstance(store, Realm):
+        raise InvalidObjectError(
+            f"{prop.name} belongs to an embedded object: listen to the object that "
+            "owns it (add_listener on the top-level object reports every change)"
+        )
+    _check_live(store, f"a frozen {prop.collection} never changes: nothing to listen to")
+    store._read()
+    cls_name = type(owner).__realm_name__
+    state = collection_state(store, cls_name, owner._rp_key, prop.name)
+    if state is None:
+        raise InvalidObjectError(f"the {cls_name} owning {prop.name} was deleted")
+    lis = _Listener(
+        "collection",
+        weakref.ref(store),
+        cls_name,
+        type(owner),
+        None,
+        (),
+        owner._rp_key,
+        callback,
+        _loop(),
+        store._version,
+        state,
+        prop=prop.name,
+        collection=prop.collection,
+    )
+    first = collection_change(lis.collection, None, state, initial=True)
+    assert first is not None
+    return _register(store, lis, initial, lambda: _live_collection(lis, first))
+
+
+def _check_live(realm: Realm, frozen_message: str) -> None:
+    realm._check()
+    if realm.is_frozen:
+        from realmpy.errors import FrozenRealmError
+
+        raise FrozenRealmError(frozen_message)
+
+
+def _register(
+    realm: Realm, lis: _Listener, initial: bool, live_initial: Callable[[], None]
+) -> ListenerToken:
+    """Register ``lis``; with ``initial``, owe it its initial call: posted to
+    its loop now (before any change can be), or made by the notifier
+    thread."""
     notifier = realm._shared.get_notifier()
     token = ListenerToken(notifier, lis, weakref.ref(realm))
     realm._tokens.append(token)
+    if initial:
+        if lis.loop is None:
+            lis.initial = True
+        else:
+            notifier._post(lis, live_initial)
     notifier.add(lis)
     return token

@@ -31,12 +31,15 @@ objects themselves are live (reading one gives its newest values).
 
 A live realm belongs to the thread that opened it (other threads get
 :class:`~realmpy.errors.RealmThreadError`); open one per thread — they
-share one storage environment and one notifier thread per file and process.
+share one storage environment and one notifier per file and process.  A
+frozen realm from :meth:`Realm.freeze` (with its results and objects) is
+immutable and usable from any thread (:mod:`realmpy.frozen`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import fcntl
 import functools
@@ -63,6 +66,7 @@ from realmpy._speedups import strictly_increasing as _strictly_increasing
 from realmpy._speedups import unmanaged_dicts as _unmanaged_dicts
 from realmpy.codec import Link
 from realmpy.config import Configuration
+from realmpy.dynamic import DynamicObject
 from realmpy.errors import (
     ClosedRealmError,
     ConfigurationError,
@@ -289,14 +293,25 @@ class _SharedFile:
             return False
         return True
 
-    def alone(self) -> bool:
-        """True if no other process has the file open (and one realm here)."""
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[bool]:
+        """Whether no other process has the file open (and this process has
+        one realm on it), *kept true for the block*: the session file's
+        exclusive lock is held until the block ends, so an opener in another
+        process waits in its shared ``flock`` and then opens the file as the
+        block left it (a compacted file, not the replaced one).
+
+        Every process holds a shared lock on ``<path>.session`` while it has
+        the file open, and the kernel drops it when the process dies (also
+        by SIGKILL), so a crashed process never blocks compaction."""
         with self.lock:
-            if self.refs > 1:
-                return False
-            alone = self._try_exclusive()
-            fcntl.flock(self._session_fd, fcntl.LOCK_SH)
-            return alone
+            if self.refs > 1 or not self._try_exclusive():
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(self._session_fd, fcntl.LOCK_SH)  # downgrade
 
     @classmethod
     def acquire(cls, config: Configuration) -> _SharedFile:
@@ -474,6 +489,7 @@ class Realm(RealmState):
         self._closed = True
         self._config = config
         self._frozen = False
+        self._any_thread = False  # a frozen realm from freeze(): see _check
         self._owner = threading.get_ident()
         # The owner's thread id while open, else None: one comparison checks
         # both.  _guard, _version, _stamp and _vh are C fields of RealmState,
@@ -527,12 +543,14 @@ class Realm(RealmState):
 
     def _open(self) -> None:
         config = self._config
-        if config.should_compact is not None and config.kind == "local" and self._shared.alone():
-            st = self._env.stats()
-            total = st.file_size
-            used = (st.pages_used - st.free_pages) * st.page_size
-            if config.should_compact(total, used):
-                self._compact_in_place()
+        if config.should_compact is not None and config.kind == "local":
+            with self._shared.alone() as alone:
+                if alone:
+                    st = self._env.stats()
+                    total = st.file_size
+                    used = (st.pages_used - st.free_pages) * st.page_size
+                    if config.should_compact(total, used):
+                        self._compact_in_place()
         # Records are positional in the stored schema's order, so the schema
         # this realm uses must be the one it stores: if another process
         # stored one between our read and our write, start again from it.
@@ -715,14 +733,15 @@ class Realm(RealmState):
             return False
         shared = _SharedFile.acquire(config)
         try:
-            if not shared.alone():
-                return False
-            realm = Realm.__new__(Realm)
-            realm._config = config
-            realm._shared = shared
-            realm._env = shared.env
-            realm._compact_in_place()
-            return True
+            with shared.alone() as alone:
+                if not alone:
+                    return False
+                realm = Realm.__new__(Realm)
+                realm._config = config
+                realm._shared = shared
+                realm._env = shared.env
+                realm._compact_in_place()
+                return True
         finally:
             shared.release()
 
@@ -792,11 +811,16 @@ class Realm(RealmState):
     def _check(self) -> None:
         if self._closed:
             raise ClosedRealmError(f"the realm {self._config.path} is closed")
-        if threading.get_ident() != self._owner:
+        if threading.get_ident() != self._owner and not self._any_thread:
+            if self._frozen:  # lent to a listener's callback (see _frozen_at)
+                raise RealmThreadError(
+                    "the frozen results or object a listener receives are valid in "
+                    "the callback, on its thread: copy out what you need there, or "
+                    "use realm.freeze() for a snapshot that any thread can read"
+                )
             raise RealmThreadError(
-                "this realm belongs to the thread that opened it"
-                + (" (frozen realms too)" if self._frozen else "")
-                + ": open a Realm in this thread instead"
+                "this realm belongs to the thread that opened it: open a Realm in "
+                "this thread instead, or pass a frozen one (realm.freeze())"
             )
 
     def _reader(self) -> Snapshot | WriteTransaction:
@@ -999,7 +1023,7 @@ class Realm(RealmState):
 
     def __del__(self) -> None:
         try:
-            if not self._closed and threading.get_ident() == self._owner:
+            if not self._closed and (threading.get_ident() == self._owner or self._any_thread):
                 self.close()
         except Exception:
             pass
@@ -1007,22 +1031,33 @@ class Realm(RealmState):
     def freeze(self) -> Realm:
         """A frozen realm at this realm's (newest) version.
 
-        It never changes, pins its version until closed, and belongs to the
-        calling thread.
+        It never changes and pins its version until closed (or garbage
+        collected).  It, its results and its objects are immutable, so any
+        thread may read them, concurrently: pass them to worker threads
+        freely (see :mod:`realmpy.frozen` for how).
         """
+        from realmpy.frozen import SharedSnapshot
+
         self._check()
         if self._frozen:
             return self
         self._safe_point()
         if self._wtxn is not None:
             raise TransactionStateError("cannot freeze inside a write transaction")
-        return Realm._frozen_at(self, self._env.read())
+        # Duck-typed: a SharedSnapshot has the read methods of a Snapshot.
+        snap = cast(Snapshot, SharedSnapshot(self._env))
+        return Realm._frozen_at(self, snap, any_thread=True)
 
     @classmethod
-    def _frozen_at(cls, source: Realm, snap: Snapshot) -> Realm:
+    def _frozen_at(cls, source: Realm, snap: Snapshot, any_thread: bool = False) -> Realm:
+        """A frozen realm reading ``snap``.  With ``any_thread`` (``snap`` is
+        a :class:`~realmpy.frozen.SharedSnapshot`) every thread may use it;
+        without, it is the notifier's: lent to callbacks on the thread that
+        owns ``snap``, for the duration of the call."""
         r = cls.__new__(cls)
         r._config = source._config
         r._frozen = True
+        r._any_thread = any_thread
         r._closed = False
         r._owner = threading.get_ident()
         r._guard = r._owner
@@ -2138,32 +2173,62 @@ class _EmbeddedStore:
 
 
 class _OldRealm:
-    """What ``migration`` receives as the old realm: read access to the
-    records as the previous schema stored them (dictionaries)."""
+    """What ``migration`` receives as the old realm: the records as the
+    previous schema stored them, read-only, as :class:`~realmpy.dynamic.
+    DynamicObject` s (attribute access that follows links, and dict access to
+    the stored values for code written against the earlier dict records).
+
+    ``old.all("Person")``, ``old.find("Person", pk)``; ``old.dynamic`` is
+    the same object (Realm's ``oldRealm.dynamic.all(...)``).  Class names may
+    also be given as model classes."""
 
     def __init__(self, realm: Realm, schema: Schema, moved: set[str] | None = None) -> None:
         self._realm = realm
         self.schema = schema
         self._moved = moved or set()
 
+    @property
+    def dynamic(self) -> _OldRealm:
+        return self
+
     def _where(self, class_name: str) -> tuple[str, tuple[str, ...]]:
-        names = codec.record_names(self.schema[class_name]) if class_name in self.schema else ()
+        if class_name not in self.schema:
+            raise SchemaError(
+                f"the old schema has no class {class_name!r}; it has "
+                f"{', '.join(self.schema.names())}"
+            )
+        names = codec.record_names(self.schema[class_name])
         if class_name in self._moved:  # rewritten in the new layout: the saved copy
             return OLD_PREFIX + class_name, names
         return table_name(class_name), names
 
-    def all(self, class_name: str) -> Iterator[dict[str, Any]]:
-        """Each stored record of ``class_name`` as a dict (old property names)."""
-        txn = self._realm._require_write()
-        table, names = self._where(class_name)
-        for _k, v in txn.scan(table):
-            yield codec.record_to_dict(v, names)
+    @staticmethod
+    def _name(cls: str | type[_Model]) -> str:
+        return cls if isinstance(cls, str) else cls.__realm_name__
 
-    def find(self, class_name: str, primary_key: Any) -> dict[str, Any] | None:
+    def _object(self, class_name: str, raw: bytes, names: tuple[str, ...]) -> DynamicObject:
+        values = codec.record_to_dict(raw, names)
+        return DynamicObject(values, class_name, self.schema, self._load)
+
+    def _load(self, class_name: str, key: bytes) -> DynamicObject | None:
+        """A link's target (``None`` if it is gone), for DynamicObject."""
         txn = self._realm._require_write()
         table, names = self._where(class_name)
-        raw = txn.get(table, codec.encode_key(primary_key))
-        return None if raw is None else codec.record_to_dict(raw, names)
+        raw = txn.get(table, key)
+        return None if raw is None else self._object(class_name, raw, names)
+
+    def all(self, cls: str | type[_Model]) -> Iterator[DynamicObject]:
+        """Each stored object of the class (by its old name)."""
+        name = self._name(cls)
+        txn = self._realm._require_write()
+        table, names = self._where(name)
+        for _k, v in txn.scan(table):
+            yield self._object(name, v, names)
+
+    def find(self, cls: str | type[_Model], primary_key: Any) -> DynamicObject | None:
+        """The stored object with this primary key, or ``None``."""
+        name = self._name(cls)
+        return self._load(name, codec.encode_key(primary_key))
 
 
 _ = Counter  # re-exported type used by models

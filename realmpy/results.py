@@ -159,12 +159,16 @@ class Results(Generic[T]):
         """The same query over a frozen realm: never changes."""
         return Results(self._realm.freeze(), self._cls, self._query, self._args)
 
-    def add_listener(self, callback: Callable[[Results[T], ResultsChange], None]) -> ListenerToken:
-        """Call ``callback(results, changes)`` after each version that changes
-        these results.  See :mod:`realmpy.notifier` for where it runs."""
+    def add_listener(
+        self, callback: Callable[[Results[T], ResultsChange], None], *, initial: bool = True
+    ) -> ListenerToken:
+        """Call ``callback(results, changes)`` once with the initial results
+        (``changes.is_initial``; skipped with ``initial=False``), then after
+        each version that changes these results.  See
+        :mod:`realmpy.notifier` for where it runs."""
         from realmpy.notifier import add_results_listener
 
-        return add_results_listener(self, callback)
+        return add_results_listener(self, callback, initial)
 
     def __repr__(self) -> str:
         q = f" {self._query}" if self._query is not None else ""

@@ -825,14 +825,15 @@ class Object(_Model):
             return False
         return True
 
-    def add_listener(self, callback: Callable[[Any], None]) -> Any:
-        """Call ``callback(change)`` (``change.is_deleted``,
-        ``change.properties``) after each version that changes this managed
-        object; returns a token with ``remove()``.  See
+    def add_listener(self, callback: Callable[[Any], None], *, initial: bool = True) -> Any:
+        """Call ``callback(change)`` once with the object as it is
+        (``change.is_initial``; skipped with ``initial=False``), then after
+        each version that changes this managed object (``change.is_deleted``,
+        ``change.properties``); returns a token with ``remove()``.  See
         :mod:`realmpy.notifier` for the thread it runs on."""
         from realmpy.notifier import add_object_listener  # same layer, lazily
 
-        return add_object_listener(self, callback)
+        return add_object_listener(self, callback, initial)
 
 
 class EmbeddedObject(_Model):

@@ -79,7 +79,7 @@ def test_results_listener_on_notifier_thread(tmp_path: Path) -> None:
             )
             done.set()
 
-        token = realm.query(Dog, "age > 1 SORT(age)").add_listener(on_change)
+        token = realm.query(Dog, "age > 1 SORT(age)").add_listener(on_change, initial=False)
         with realm.write():
             realm.add(Dog(id=1, name="young", age=1))
             realm.add(Dog(id=2, name="old", age=5))
@@ -121,14 +121,14 @@ def test_listeners_on_the_asyncio_loop(tmp_path: Path) -> None:
                 obj_calls.append(change)
                 event.set()
 
-            realm.all(Person).add_listener(on_results)
+            realm.all(Person).add_listener(on_results, initial=False)
             with realm.write():
                 ann = realm.add(Person(name="Ann"))
             # our own commit: the realm is already at the newest version
             assert not await realm.refresh_async()
             await asyncio.wait_for(event.wait(), WAIT)
             assert calls == [(1, (0,), False, me)]
-            ann.add_listener(on_object)
+            ann.add_listener(on_object, initial=False)
             event.clear()
             with realm.write():
                 ann.age = 3
@@ -157,7 +157,7 @@ def test_refresh_async_waits_for_another_realms_commit(tmp_path: Path) -> None:
         cfg = config(tmp_path)
         with Realm(cfg) as realm:
             seen: list[int] = []
-            realm.all(Dog).add_listener(lambda r, c: seen.append(len(r)))
+            realm.all(Dog).add_listener(lambda r, c: seen.append(len(r)), initial=False)
             writer_done = threading.Event()
 
             def writer() -> None:
@@ -237,7 +237,7 @@ def test_listener_fires_for_another_process(tmp_path: Path) -> None:
             seen.append(changes.inserted)
             done.set()
 
-        realm.all(Dog).add_listener(on_change)
+        realm.all(Dog).add_listener(on_change, initial=False)
         child = spawn(cfg.path)  # type: ignore[arg-type]
         assert child.stdin is not None and child.stdout is not None
         try:

@@ -73,7 +73,7 @@ class ObjectMachine(RuleBasedStateMachine):
         self.bags: dict[int, dict[str, Any]] = {}
         self.changes: queue.Queue[ResultsChange] = queue.Queue()
         self.last_rows = self.model_rows()
-        self.token = self.realm.query(Item, LISTENED).add_listener(self.on_change)
+        self.token = self.realm.query(Item, LISTENED).add_listener(self.on_change, initial=False)
 
     def on_change(self, results: Results[Item], change: ResultsChange) -> None:
         self.changes.put(change)

@@ -58,12 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         print("Rex belongs to", rex.owner.name)
 
         # Listen: without an asyncio loop the callback runs on the notifier
-        # thread, with frozen results at the new version.
+        # thread, with frozen results at the new version; the first call
+        # reports the initial results.
         changed = threading.Event()
 
         def on_change(results: Results[Person], changes: ResultsChange) -> None:
-            print(f"listener: inserted at {changes.inserted} ->", [p.name for p in results])
-            changed.set()
+            what = "initial results" if changes.is_initial else f"inserted at {changes.inserted}"
+            print(f"listener: {what} ->", [p.name for p in results])
+            if not changes.is_initial:
+                changed.set()
 
         token = adults.add_listener(on_change)
 

@@ -31,7 +31,9 @@ alive reads as ``disconnected``.
 Errors: connection failures back off exponentially with jitter (capped) and
 never lose anything — the history and cursors are in the file; typed server
 errors reach the configuration's ``sync_error_handler``; lost or diverged
-server state triggers the configured client reset.
+server state triggers the configured client reset; a permanent error
+(``_PERMANENT_CODES``, e.g. ``403 bad_file_ident``) is reported once and
+stops the session (``state`` becomes ``inactive``, ``last_error`` keeps it).
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ _RESET_CODES: Final = frozenset({"client_reset_required"})
 """Server errors that mean "reset this file" (``detail.reason``: ``cursor_ahead``, ``history_trimmed``,
 ``unknown_file_ident``, ``salt_mismatch``).  ``403 bad_file_ident`` now means only "another user's
 file": it is reported to the error handler, never answered with a reset."""
+
+_PERMANENT_CODES: Final = frozenset({"bad_file_ident", "forbidden"})
+"""Server errors that retrying cannot cure (``403``: the file ident belongs to another user, or the
+user may not sync at all): the session stops, reports the error once and goes ``inactive``, as a
+Realm SDK does on a fatal session error, instead of re-reporting it on every backoff."""
 
 _PUBLISHED: Final = 64
 """Bytes at the start of ``<path>.sync`` holding the agent's ``"<pid> <state>"`` line."""
@@ -542,6 +549,9 @@ class SyncClient:
             self.connection_state = "disconnected"
             self._wait(backoff.next())
             return False
+        if isinstance(exc, SyncError) and exc.code in _PERMANENT_CODES:
+            self._stop_for(exc)
+            return True
         if isinstance(exc, SyncError) and exc.code in _RESET_CODES:
             self._client_reset(
                 fi, exc.message
@@ -561,6 +571,19 @@ class SyncClient:
         backoff.attempt = max(backoff.attempt, 5)
         self._wait(backoff.next())
         return False
+
+    def _stop_for(self, err: SyncError) -> None:
+        """Stop the session for a permanent error: report it once (both loops may meet it), go
+        ``inactive``, and stop in another thread (stopping joins this one)."""
+        with self._state_cond:
+            last = self.last_error
+            if last is not None and last.code in _PERMANENT_CODES:
+                return  # the other loop reported it already
+            self.last_error = err
+            self.state = "inactive"
+        log.error("sync of %s stopped: %s", self.path, err.message)
+        self._report(err)
+        threading.Thread(target=self.stop, daemon=True).start()
 
     def _report(self, err: SyncError) -> None:
         handler = self.options.sync_error_handler

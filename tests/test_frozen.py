@@ -1,0 +1,186 @@
+"""Frozen realms, results and objects are immutable and usable from any thread."""
+
+from __future__ import annotations
+
+import gc
+import queue
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from objects_models import MODELS, Dog, Person
+
+from realmpy.config import Configuration
+from realmpy.errors import ClosedRealmError, FrozenRealmError, RealmThreadError, TransactionError
+from realmpy.frozen import SCAN_BATCH
+from realmpy.realm import Realm
+
+WAIT = 30
+
+
+def config(path: Path) -> Configuration:
+    return Configuration.local(MODELS, path=path / "f.realm", durability="none")
+
+
+@pytest.fixture
+def realm(tmp_path: Path) -> Iterator[Realm]:
+    with Realm(config(tmp_path)) as r:
+        yield r
+
+
+def in_thread(fn: Callable[[], Any]) -> Any:
+    """``fn()`` run on a new thread; its result or its exception."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result(timeout=WAIT)
+
+
+def test_frozen_realm_results_and_objects_in_other_threads(realm: Realm) -> None:
+    with realm.write():
+        ann = realm.add(Person(name="Ann", age=30))
+        ann.dogs.append(Dog(id=1, name="Rex", owner=ann))
+    frozen = realm.freeze()
+    people = frozen.query(Person, "age >= 18")
+    fann = frozen.find(Person, ann.id)
+    assert fann is not None
+    with realm.write():  # the live realm moves on; the frozen one does not
+        ann.age = 5
+        realm.add(Person(name="Bo", age=40))
+
+    def read() -> tuple[Any, ...]:
+        dogs = [(d.name, d.owner.name if d.owner else None) for d in fann.dogs]
+        return ([p.name for p in people], fann.age, dogs, len(frozen.all(Person)))
+
+    expected = (["Ann"], 30, [("Rex", "Ann")], 1)
+    assert read() == expected
+    with ThreadPoolExecutor(4) as pool:  # several threads at once
+        assert [f.result(WAIT) for f in [pool.submit(read) for _ in range(8)]] == [expected] * 8
+    ann_id = ann.id
+    assert in_thread(lambda: frozen.find(Person, ann_id).name) == "Ann"  # type: ignore[union-attr]
+    with pytest.raises(FrozenRealmError):
+        in_thread(frozen.begin_write)
+    in_thread(frozen.close)  # any thread may close it
+    with pytest.raises(ClosedRealmError):
+        _ = fann.name
+    with pytest.raises(ClosedRealmError):
+        in_thread(lambda: len(people))
+
+
+def test_frozen_scans_span_batches(realm: Realm) -> None:
+    n = SCAN_BATCH * 2 + 3
+    with realm.write():
+        realm.add_all([Dog(id=i, name=f"d{i}", age=i % 7) for i in range(n)])
+    frozen = realm.freeze()
+    try:
+        assert in_thread(lambda: [d.id for d in frozen.all(Dog)]) == list(range(n))
+        assert in_thread(lambda: len(frozen.query(Dog, "age == 3"))) == len(
+            [i for i in range(n) if i % 7 == 3]
+        )
+    finally:
+        frozen.close()
+
+
+def test_listener_results_are_lent_to_the_callback_thread(realm: Realm) -> None:
+    got: queue.Queue[BaseException | None] = queue.Queue()
+
+    def on_change(results: Any, change: Any) -> None:
+        def other() -> None:
+            len(results)
+
+        try:
+            in_thread(other)
+        except BaseException as exc:
+            got.put(exc)
+        else:
+            got.put(None)
+
+    token = realm.all(Dog).add_listener(on_change)
+    exc = got.get(timeout=WAIT)
+    token.remove()
+    assert isinstance(exc, RealmThreadError) and "realm.freeze()" in str(exc)
+
+
+def test_live_realm_still_belongs_to_its_thread(realm: Realm) -> None:
+    with pytest.raises(RealmThreadError, match="pass a frozen one"):
+        in_thread(lambda: realm.all(Dog))
+
+
+def test_an_unreferenced_frozen_realm_unpins_its_version(realm: Realm) -> None:
+    with realm.write():
+        realm.add(Dog(id=1, name="Rex"))
+    me = threading.get_ident()
+    before = {t.ident for t in threading.enumerate()}
+    frozen = realm.freeze()
+    owner = [t for t in threading.enumerate() if t.ident not in before]
+    assert len(owner) == 1 and owner[0].name.startswith("realmpy-frozen")
+    pinned = [r for r in realm._env.readers() if r.version == frozen.version]
+    assert pinned and all(r.thread != me for r in pinned)
+    del frozen
+    gc.collect()
+    owner[0].join(WAIT)  # the snapshot's thread ends it and exits
+    assert not owner[0].is_alive()
+
+
+# -- a model: a frozen realm read from another thread shows the state at freezing --
+
+ops = st.lists(
+    st.tuples(st.sampled_from(["add", "age", "delete"]), st.integers(0, 5), st.integers(0, 9)),
+    max_size=8,
+)
+
+
+def _apply(realm: Realm, model: dict[int, int], op: tuple[str, int, int]) -> None:
+    kind, i, age = op
+    with realm.write():
+        dog = realm.find(Dog, i)
+        if kind == "add" and dog is None:
+            realm.add(Dog(id=i, name=str(i), age=age))
+            model[i] = age
+        elif kind == "age" and dog is not None:
+            dog.age = age
+            model[i] = age
+        elif kind == "delete" and dog is not None:
+            realm.delete(dog)
+            del model[i]
+
+
+@given(ops, ops)
+def test_frozen_state_matches_the_model_at_freezing(before: list[Any], after: list[Any]) -> None:
+    with tempfile.TemporaryDirectory() as d, Realm(config(Path(d))) as realm:
+        model: dict[int, int] = {}
+        for op in before:
+            _apply(realm, model, op)
+        frozen = realm.freeze()
+        expected = dict(model)
+        dogs = frozen.all(Dog)
+        for op in after:
+            _apply(realm, model, op)
+        assert in_thread(lambda: {d.id: d.age for d in dogs}) == expected
+        assert in_thread(lambda: {d.id for d in frozen.query(Dog, "age > 4")}) == {
+            i for i, a in expected.items() if a > 4
+        }
+        frozen.close()
+
+
+def test_shared_snapshot_forwards_reads_but_never_moves(realm: Realm) -> None:
+    with realm.write():
+        realm.add(Dog(id=1, name="Rex"))
+    frozen = realm.freeze()
+    try:
+        snap: Any = frozen._snap
+        assert "o:Dog" in in_thread(snap.tables)
+        assert in_thread(lambda: snap.count("o:Dog")) == 1
+        assert in_thread(lambda: snap.get_many("o:Dog", iter([b"nope"]))) == [None]
+        with pytest.raises(AttributeError):
+            _ = snap.refresh  # a frozen snapshot never moves to a newer version
+        with pytest.raises(AttributeError, match="no method"):
+            _ = snap.put
+    finally:
+        frozen.close()
+    with pytest.raises(TransactionError, match="freeze the realm again"):
+        snap.count("o:Dog")
