@@ -32,7 +32,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar, Final, Protocol, dataclass_transform
+from typing import Any, ClassVar, Final, Protocol
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # pragma: no cover - CPython 3.10 takes it from the backport (setup.cfg)
+    from typing_extensions import dataclass_transform
 
 from realmpy._speedups import ModelInit, PropertyBase
 from realmpy.errors import ObjectTypeError, SchemaError
