@@ -23,6 +23,7 @@ from realmpy.errors import (
     DuplicatePrimaryKeyError,
     FrozenRealmError,
     InvalidObjectError,
+    KeyFormatError,
     MigrationRequiredError,
     ObjectTypeError,
     QueryArgumentError,
@@ -220,6 +221,45 @@ def test_int_index_ranges_match_a_full_scan(
             ]
             assert got == model, (text, args)
             assert [d.id for d in realm.all(Dog)] == sorted(ids)
+
+
+def test_old_key_format_is_refused(tmp_path: Path) -> None:
+    """A file from before variable-length int keys (no ``key_format`` in
+    ``_meta``) or of an unknown format is refused with KeyFormatError, not
+    misread; delete_if_migration_needed starts it afresh."""
+    from realmpy.realm import KEY_FORMAT_KEY, META
+    from realmpy.storage import Environment
+
+    path = tmp_path / "old.realm"
+    config = Configuration.local(MODELS, path=path, durability="none")
+    with Realm(config) as realm:
+        with realm.write():
+            realm.add(Dog(id=300, name="rex", age=3))
+    for stored in (None, b"1", b"3"):
+        with Environment(path, durability="none") as env:
+            with env.write() as txn:
+                if stored is None:
+                    txn.delete(META, KEY_FORMAT_KEY)
+                else:
+                    txn.put(META, KEY_FORMAT_KEY, stored)
+        found = "1" if stored is None else stored.decode()
+        with pytest.raises(KeyFormatError, match=f"format {found}") as info:
+            Realm(config)
+        assert "delete_if_migration_needed" in str(info.value)
+        assert "copy the objects out" in str(info.value)
+    ro = Configuration.local(MODELS, path=path, read_only=True)
+    with pytest.raises(KeyFormatError):
+        Realm(ro)
+    fresh = Configuration.local(
+        MODELS, path=path, durability="none", delete_if_migration_needed=True
+    )
+    with Realm(fresh) as realm:
+        assert len(realm.all(Dog)) == 0
+        with realm.write():
+            realm.add(Dog(id=300, name="rex", age=3))
+    with Realm(config) as realm:
+        dog = realm.find(Dog, 300)
+        assert dog is not None and dog.name == "rex"
 
 
 def test_query_errors(realm: Realm) -> None:
