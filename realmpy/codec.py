@@ -94,6 +94,7 @@ from typing import Any, Final
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
 from realmpy._speedups import encode_key_list as _fast_key_list
+from realmpy._speedups import int_key as _fast_int_key
 from realmpy.errors import CodecError
 from realmpy.objectid import ObjectId
 
@@ -252,7 +253,8 @@ def encode_key(value: Any) -> bytes:
     """
     t = type(value)
     if t is int:  # fast paths: the common primary-key and index types
-        return _int_key(value)
+        # C builds the bytes (never empty); None: beyond 64 bits, raise here
+        return _fast_int_key(value) or _int_key(value)
     if t is str:
         raw: bytes = value.encode("utf-8", "surrogatepass")
         if b"\x00" not in raw and len(raw) < MAX_KEY - 1:

@@ -478,6 +478,8 @@ def test_c_int_keys_are_the_codec_keys(values: list[int]) -> None:
     and without suffixes) gives codec.encode_key's bytes, in particular at
     the length boundaries of the variable-length encoding."""
     expect = [codec.encode_key(v) for v in values]
+    assert [_speedups.int_key(v) for v in values] == expect
+    assert [codec._int_key(v) for v in values] == expect  # the Python fallback
     assert _speedups.encode_key_list(values, codec.MAX_KEY) == expect
     assert codec.encode_key_list(values) == expect
     dicts = [{"v": v} for v in values]
@@ -486,6 +488,12 @@ def test_c_int_keys_are_the_codec_keys(values: list[int]) -> None:
     got = _speedups.column_keys(dicts, "v", sfx, codec.MAX_KEY)
     assert got == [codec.encode_keys(v, -i) for i, v in enumerate(values)]
     assert [codec.decode_key(k) for k in got] == [(v, -i) for i, v in enumerate(values)]
+
+
+def test_c_int_key_takes_exact_ints_only() -> None:
+    for other in (True, 1.0, "1", None, b"\x01", [1]):
+        assert _speedups.int_key(other) is None
+    assert codec.encode_key(True) == b"\x10\x01"
 
 
 def test_c_int_keys_at_the_boundaries() -> None:
@@ -499,6 +507,7 @@ def test_c_int_keys_at_the_boundaries() -> None:
 @pytest.mark.parametrize("big", [1 << 63, -(1 << 63) - 1, 1 << 64, -(1 << 100)])
 def test_c_int_keys_leave_big_ints_to_the_codec_error(big: int) -> None:
     # The C paths decline (None); the Python path then names the value.
+    assert _speedups.int_key(big) is None
     assert _speedups.encode_key_list([1, big], codec.MAX_KEY) is None
     assert _speedups.column_keys([{"v": 1}, {"v": big}], "v", None, codec.MAX_KEY) is None
     with pytest.raises(CodecError, match="64 bits"):

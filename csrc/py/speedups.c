@@ -1405,6 +1405,21 @@ static Py_ssize_t int_key(unsigned char *dst, long long x) {
     return 1 + n;
 }
 
+/* int_key(v) -> bytes | None: codec.encode_key(v) for an int of 64 bits
+ * (exactly int: codec handles subclasses), else None (the codec then raises
+ * or encodes another kind).  One C call instead of the arithmetic of the
+ * variable-length form in Python on every find by primary key. */
+static PyObject *sp_int_key(PyObject *module, PyObject *v) {
+    (void)module;
+    if (!PyLong_CheckExact(v)) Py_RETURN_NONE;
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (x == -1 && PyErr_Occurred()) return NULL;
+    if (overflow) Py_RETURN_NONE;
+    unsigned char buf[9];
+    return PyBytes_FromStringAndSize((const char *)buf, int_key(buf, x));
+}
+
 /* encode_key_list(values) -> list[bytes] | None: codec.encode_key of each
  * value when all are ints of 64 bits, or all are strs without NUL (and
  * valid UTF-8, no surrogates) whose keys fit max_key; None otherwise (the
@@ -1821,6 +1836,7 @@ static PyMethodDef sp_methods[] = {
      "all_full(recs, n): every item is None or a list of at least n items."},
     {"pack_records", (PyCFunction)(void (*)(void))sp_pack_records, METH_FASTCALL,
      "pack_records(keys, values, start, max_bytes): (rp_put_many buffer, stop)."},
+    {"int_key", sp_int_key, METH_O, "int_key(v): codec.encode_key(v) of a 64-bit int, else None."},
     {"encode_key_list", (PyCFunction)(void (*)(void))sp_encode_key_list, METH_FASTCALL,
      "encode_key_list(values, max_key): codec keys of all-int or all-str values, "
      "else None."},
