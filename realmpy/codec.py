@@ -16,11 +16,13 @@ ObjectId < UUID; ints, floats and Decimals are separate kinds: ``1`` and
 None                  tag 0x01 only
 bool                  tag 0x10, one byte 0/1
 int (64-bit)          variable length, tags 0x14..0x24 (see below)
-float                 tag 0x28, 8 bytes IEEE-754 big-endian; negatives inverted, others
-                      sign-flipped (``-0.0`` is stored as ``0.0``, NaN last)
-Decimal               tag 0x29, class byte (-inf, negative, zero, positive, +inf, NaN),
-                      then for finite non-zero: 4-byte biased adjusted exponent
-                      and digits+1 bytes ending in 0; negatives inverted
+float                 tag 0x28, 8 bytes IEEE-754 big-endian; negatives
+                      inverted, others sign-flipped (``-0.0`` is stored as
+                      ``0.0``, NaN last)
+Decimal               tag 0x29, class byte (-inf, negative, zero, positive,
+                      +inf, NaN), then for finite non-zero: 4-byte biased
+                      adjusted exponent and digits+1 bytes ending in 0;
+                      negatives inverted
 str / bytes           tag 0x30 / 0x40, bytes with 0x00 escaped as 0x00 0xFF,
                       ending 0x00 (str as UTF-8)
 datetime (aware)      tag 0x50, microseconds since the epoch as 8 bytes
@@ -45,7 +47,8 @@ Why it preserves order: the negatives with ``n`` bytes are exactly
 ``-(256**n - 1) .. -256**(n-1)``, so a longer negative is a smaller number
 and gets a smaller tag, and the positives with ``n`` bytes are
 ``256**(n-1) .. 256**n - 1``, a longer one larger with a larger tag; so
-values of different tags order as their tags.  Under one tag every body has
+values of different tags order as their tags (negatives ``Z-8..Z-1`` <
+zero ``Z`` < positives ``Z+1..Z+8``).  Under one tag every body has
 the same length ``n`` and ``v -> v`` (positive) or ``v -> v - 1 + 256**n``
 (negative, mapping ``-(256**n - 1) .. -256**(n-1)`` onto ``0 ..
 256**n - 256**(n-1) - 1``) is increasing, so byte order is value order.  The
