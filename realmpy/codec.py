@@ -8,23 +8,63 @@ makes iteration by primary key come out in key order.
 Key format: each component is a type tag byte followed by a self-delimiting
 body, so components concatenate (an index key is ``value + primary key``)
 and :func:`decode_key` can split them again.  Tags order values of different
-kinds (``None`` < bool < numbers < str < bytes < datetime < ObjectId <
-UUID); within a kind:
+kinds (``None`` < bool < int < float < Decimal < str < bytes < datetime <
+ObjectId < UUID; ints, floats and Decimals are separate kinds: ``1`` and
+``1.0`` do not interleave); within a kind:
 
 ====================  =========================================================
-None                  tag only
-bool                  one byte 0/1
-int (64-bit)          8 bytes big-endian, sign bit flipped
-float                 8 bytes IEEE-754 big-endian; negatives inverted, others
-                      sign-flipped (``-0.0`` is stored as ``0.0``, NaN last)
-Decimal               class byte (-inf, negative, zero, positive, +inf, NaN),
-                      then for finite non-zero: 4-byte biased adjusted exponent
-                      and digits+1 bytes ending in 0; negatives inverted
-str / bytes           bytes with 0x00 escaped as 0x00 0xFF, ending 0x00
-                      (str as UTF-8)
-datetime (aware)      microseconds since the epoch as a flipped int64
-ObjectId / UUID       the 12 / 16 raw bytes
+None                  tag 0x01 only
+bool                  tag 0x10, one byte 0/1
+int (64-bit)          variable length, tags 0x14..0x24 (see below)
+float                 tag 0x28, 8 bytes IEEE-754 big-endian; negatives
+                      inverted, others sign-flipped (``-0.0`` is stored as
+                      ``0.0``, NaN last)
+Decimal               tag 0x29, class byte (-inf, negative, zero, positive,
+                      +inf, NaN), then for finite non-zero: 4-byte biased
+                      adjusted exponent and digits+1 bytes ending in 0;
+                      negatives inverted
+str / bytes           tag 0x30 / 0x40, bytes with 0x00 escaped as 0x00 0xFF,
+                      ending 0x00 (str as UTF-8)
+datetime (aware)      tag 0x50, microseconds since the epoch as 8 bytes
+                      big-endian with the sign bit flipped (fixed length:
+                      datetimes are rarely near the epoch, so a short form
+                      would save nothing, and records reuse the body)
+ObjectId / UUID       tag 0x60 / 0x70, the 12 / 16 raw bytes
 ====================  =========================================================
+
+Ints (the FoundationDB tuple layer's scheme).  Let ``Z = 0x1C``; for an int
+``v`` let ``n`` be the number of bytes of ``|v|`` without leading zero bytes
+(0 for ``v == 0``, 1..8 otherwise):
+
+- ``v == 0``: the tag ``Z`` alone;
+- ``v > 0``:  tag ``Z + n``, then ``v`` as ``n`` big-endian bytes (so the
+  first body byte is never 0x00);
+- ``v < 0``:  tag ``Z - n``, then ``v - 1 + 256**n`` as ``n`` big-endian
+  bytes, i.e. the one's complement of ``|v|`` in ``n`` bytes (so the first
+  body byte is never 0xFF).
+
+Why it preserves order: the negatives with ``n`` bytes are exactly
+``-(256**n - 1) .. -256**(n-1)``, so a longer negative is a smaller number
+and gets a smaller tag, and the positives with ``n`` bytes are
+``256**(n-1) .. 256**n - 1``, a longer one larger with a larger tag; so
+values of different tags order as their tags (negatives ``Z-8..Z-1`` <
+zero ``Z`` < positives ``Z+1..Z+8``).  Under one tag every body has
+the same length ``n`` and ``v -> v`` (positive) or ``v -> v - 1 + 256**n``
+(negative, mapping ``-(256**n - 1) .. -256**(n-1)`` onto ``0 ..
+256**n - 256**(n-1) - 1``) is increasing, so byte order is value order.  The
+tag fixes the length, so the encoding is prefix-free and keys of several
+components still compare component by component.  ``-2**63`` is
+``0x14 7F FF FF FF FF FF FF FF`` and ``2**63 - 1`` is ``0x24 7F FF FF FF
+FF FF FF FF``.  Why not 8 fixed bytes: the engine's page slots keep a key's
+first 4 bytes to compare without reading the entry, and a fixed body makes
+those bytes equal for every int below 2**24; here the tag and the first
+body bytes tell apart most keys of a table keyed by ints.
+
+:func:`decode_key` accepts only the one minimal encoding of each int in 64
+bits: a body that is truncated, starts with a redundant 0x00 (positive) or
+0xFF (negative), or is beyond 64 bits raises :class:`CodecError`.  The
+layout of keys is version ``KEY_FORMAT`` of the file's object layer (the
+realm stores it in its ``_meta`` table and refuses files of another).
 
 Records are msgpack *arrays* of property values in the class's stored
 property order (the order of the schema kept in the file; properties added
@@ -57,6 +97,7 @@ from typing import Any, Final
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
 from realmpy._speedups import encode_key_list as _fast_key_list
+from realmpy._speedups import int_key as _fast_int_key
 from realmpy.errors import CodecError
 from realmpy.objectid import ObjectId
 
@@ -69,6 +110,7 @@ __all__ = [
     "encode_key",
     "encode_key_list",
     "encode_keys",
+    "kind_range",
     "pack_plain_rows",
     "pack_record",
     "pack_row",
@@ -82,11 +124,18 @@ __all__ = [
 MAX_KEY: Final = 1024
 """The engine's key limit (RP_MAX_KEY); encoded keys longer than this fail."""
 
+KEY_FORMAT: Final = 2
+"""Version of the key layout above, stored in a realm's ``_meta`` table.
+1: ints as tag 0x20 + 8 fixed bytes; 2: variable-length ints."""
+
 T_NONE: Final = 0x01
 T_BOOL: Final = 0x10
-T_INT: Final = 0x20
-T_FLOAT: Final = 0x21
-T_DECIMAL: Final = 0x22
+T_INT_ZERO: Final = 0x1C
+"""The int 0; an int of ``n`` significant bytes has tag ``T_INT_ZERO ± n``."""
+T_INT_MIN: Final = T_INT_ZERO - 8
+T_INT_MAX: Final = T_INT_ZERO + 8
+T_FLOAT: Final = 0x28
+T_DECIMAL: Final = 0x29
 T_STR: Final = 0x30
 T_BYTES: Final = 0x40
 T_DATETIME: Final = 0x50
@@ -106,7 +155,28 @@ def _escape(raw: bytes) -> bytes:
     return raw.replace(b"\x00", b"\x00\xff") + b"\x00"
 
 
-def _int_body(v: int) -> bytes:
+def _int_key(v: int) -> bytes:
+    """The variable-length key of an int (see the module docstring)."""
+    if v > 0:
+        n = (v.bit_length() + 7) >> 3
+        if n <= 8 and v <= _INT_MAX:
+            # tag and body as one big-endian number: one to_bytes call
+            return ((T_INT_ZERO + n) << (n << 3) | v).to_bytes(n + 1, "big")
+    elif v < 0:
+        n = ((-v).bit_length() + 7) >> 3
+        if v >= _INT_MIN:
+            # (Z - n) << 8n  +  (v - 1 + 256**n)  ==  (Z - n + 1) << 8n  +  v - 1
+            return (((T_INT_ZERO - n + 1) << (n << 3)) + v - 1).to_bytes(n + 1, "big")
+    else:
+        return _INT_ZERO_KEY
+    raise CodecError(f"integer {v} does not fit in 64 bits")
+
+
+_INT_ZERO_KEY: Final = bytes((T_INT_ZERO,))
+
+
+def _int64_body(v: int) -> bytes:
+    """8 bytes big-endian, sign bit flipped: datetime keys and records."""
     if not _INT_MIN <= v <= _INT_MAX:
         raise CodecError(f"integer {v} does not fit in 64 bits")
     return _I64.pack((v + (1 << 64)) % (1 << 64) ^ _SIGN)
@@ -150,7 +220,7 @@ def _datetime_body(v: _dt.datetime) -> bytes:
         raise CodecError(f"datetime {v!r} is naive: use an aware one, e.g. tzinfo=timezone.utc")
     delta = v - _EPOCH
     micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return _int_body(micros)
+    return _int64_body(micros)
 
 
 def _encode_one(v: Any, out: list[bytes]) -> None:
@@ -159,11 +229,11 @@ def _encode_one(v: Any, out: list[bytes]) -> None:
     elif isinstance(v, bool):
         out.append(b"\x10\x01" if v else b"\x10\x00")
     elif isinstance(v, int):
-        out.append(b"\x20" + _int_body(v))
+        out.append(_int_key(v))
     elif isinstance(v, float):
-        out.append(b"\x21" + _float_body(v))
+        out.append(b"\x28" + _float_body(v))
     elif isinstance(v, Decimal):
-        out.append(b"\x22" + _decimal_body(v))
+        out.append(b"\x29" + _decimal_body(v))
     elif isinstance(v, str):
         out.append(b"\x30" + _escape(v.encode("utf-8", "surrogatepass")))
     elif isinstance(v, (bytes, bytearray, memoryview)):
@@ -178,10 +248,6 @@ def _encode_one(v: Any, out: list[bytes]) -> None:
         raise CodecError(f"a {type(v).__name__} cannot be a key or index value")
 
 
-_INT_KEY: Final = struct.Struct(">BQ")
-_pack_int_key = _INT_KEY.pack
-
-
 def encode_key(value: Any) -> bytes:
     """Encode one value so that byte order equals value order.
 
@@ -190,9 +256,9 @@ def encode_key(value: Any) -> bytes:
     """
     t = type(value)
     if t is int:  # fast paths: the common primary-key and index types
-        if _INT_MIN <= value <= _INT_MAX:
-            return _pack_int_key(T_INT, value + _SIGN)
-    elif t is str:
+        # C builds the bytes (never empty); None: beyond 64 bits, raise here
+        return _fast_int_key(value) or _int_key(value)
+    if t is str:
         raw: bytes = value.encode("utf-8", "surrogatepass")
         if b"\x00" not in raw and len(raw) < MAX_KEY - 1:
             return b"\x30" + raw + b"\x00"
@@ -210,6 +276,20 @@ def encode_key(value: Any) -> bytes:
     return key
 
 
+def kind_range(key: bytes) -> tuple[bytes, bytes]:
+    """``[start, stop)`` holding every key (and every key with further
+    components) of the same kind as the encoded ``key``: a range query's
+    open end.  One tag per kind, except ints, which span
+    ``T_INT_MIN..T_INT_MAX``."""
+    tag = key[0]
+    if T_INT_MIN <= tag <= T_INT_MAX:
+        return _INT_RANGE
+    return key[:1], bytes((tag + 1,))
+
+
+_INT_RANGE: Final = (bytes((T_INT_MIN,)), bytes((T_INT_MAX + 1,)))
+
+
 def encode_key_list(values: list[Any]) -> list[bytes]:
     """``[encode_key(v) for v in values]``, with C-level loops when every
     value is an int or every value is a str (bulk inserts)."""
@@ -217,12 +297,7 @@ def encode_key_list(values: list[Any]) -> list[bytes]:
     if fast is not None:  # all 64-bit ints, or all short strs without NUL
         return fast
     kinds = set(map(type, values))
-    if kinds == {int}:
-        try:
-            return [_pack_int_key(T_INT, v + _SIGN) for v in values]
-        except struct.error:
-            pass  # one is out of range: the generic path names it
-    elif kinds == {str}:
+    if kinds == {str}:
         if "\x00" in "".join(values):
             keys = [
                 b"\x30" + v.encode("utf-8", "surrogatepass").replace(b"\x00", b"\x00\xff") + b"\x00"
@@ -258,7 +333,30 @@ def _unescape(raw: bytes, pos: int) -> tuple[bytes, int]:
             return b"".join(parts), z + 1
 
 
-def _decode_int(raw: bytes, pos: int) -> int:
+def _decode_int(raw: bytes, pos: int, tag: int) -> tuple[int, int]:
+    """The int whose key tag is ``tag`` and body starts at ``pos``, and the
+    position after it; CodecError unless it is the minimal 64-bit form."""
+    n = tag - T_INT_ZERO
+    if n == 0:
+        return 0, pos
+    size = n if n > 0 else -n
+    end = pos + size
+    if end > len(raw):
+        raise CodecError(f"truncated int in key {raw!r} at byte {pos - 1}")
+    v = int.from_bytes(raw[pos:end], "big")
+    if n > 0:
+        if raw[pos] == 0x00:
+            raise CodecError(f"non-minimal int in key {raw!r} at byte {pos - 1}")
+    else:
+        if raw[pos] == 0xFF:
+            raise CodecError(f"non-minimal int in key {raw!r} at byte {pos - 1}")
+        v -= (1 << (size << 3)) - 1
+    if not _INT_MIN <= v <= _INT_MAX:
+        raise CodecError(f"int beyond 64 bits in key {raw!r} at byte {pos - 1}")
+    return v, end
+
+
+def _decode_int64(raw: bytes, pos: int) -> int:
     bits: int = _I64.unpack_from(raw, pos)[0]
     bits ^= _SIGN
     return bits - (1 << 64) if bits & _SIGN else bits
@@ -303,9 +401,9 @@ def decode_key(raw: bytes) -> tuple[Any, ...]:
             elif tag == T_BOOL:
                 out.append(raw[pos] == 1)
                 pos += 1
-            elif tag == T_INT:
-                out.append(_decode_int(raw, pos))
-                pos += 8
+            elif T_INT_MIN <= tag <= T_INT_MAX:
+                i, pos = _decode_int(raw, pos, tag)
+                out.append(i)
             elif tag == T_FLOAT:
                 (bits,) = _I64.unpack_from(raw, pos)
                 bits = bits ^ _SIGN if bits & _SIGN else bits ^ 0xFFFFFFFFFFFFFFFF
@@ -321,7 +419,7 @@ def decode_key(raw: bytes) -> tuple[Any, ...]:
                 b, pos = _unescape(raw, pos)
                 out.append(b)
             elif tag == T_DATETIME:
-                micros = _decode_int(raw, pos)
+                micros = _decode_int64(raw, pos)
                 out.append(_EPOCH + _dt.timedelta(microseconds=micros))
                 pos += 8
             elif tag == T_OBJECTID:
@@ -391,7 +489,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code == EXT_LINK:
         return Link(data)
     if code == EXT_DATETIME:
-        return _EPOCH + _dt.timedelta(microseconds=_decode_int(data, 0))
+        return _EPOCH + _dt.timedelta(microseconds=_decode_int64(data, 0))
     if code == EXT_DECIMAL:
         return Decimal(data.decode("ascii"))
     if code == EXT_OBJECTID:

@@ -368,6 +368,15 @@ class MigrationRequiredError(RealmError):
     ``schema_version`` was not raised (or no migration can bridge it)."""
 
 
+class KeyFormatError(RealmError):
+    """The file's objects were written with another layout of encoded keys
+    (``_meta`` ``key_format``, :data:`realmpy.codec.KEY_FORMAT`) than this
+    realmpy's, e.g. a file from before variable-length int keys: its keys
+    would be misread, so it is refused.  Copy the objects out with the
+    realmpy that wrote it and into a new file, or open it with
+    ``delete_if_migration_needed=True`` to start it afresh."""
+
+
 class ConfigurationError(RealmError, ValueError):
     """A configuration is invalid or conflicts with how the file is used
     (e.g. a local configuration on a file with sync history)."""
@@ -446,6 +455,7 @@ __all__ += [
     "DuplicatePrimaryKeyError",
     "FrozenRealmError",
     "InvalidObjectError",
+    "KeyFormatError",
     "MigrationRequiredError",
     "ObjectTypeError",
     "QueryArgumentError",

@@ -3,6 +3,9 @@
 Layout in the data file (all tables of one environment):
 
 - ``_meta``: ``schema`` (msgpack of :meth:`Schema.to_dict`), ``schema_version``,
+  ``key_format`` (:data:`codec.KEY_FORMAT` as text: the layout of every
+  encoded key below; a file without it has format 1, fixed 8-byte ints, and
+  is refused with :class:`~realmpy.errors.KeyFormatError`),
   ``history`` (``"local"`` or ``"sync"``), ``seq:<Class>`` (next key of a
   model without primary key);
 - ``o:<Class>``: encoded primary key (``codec.encode_key``) → msgpack array
@@ -75,6 +78,7 @@ from realmpy.errors import (
     FrozenRealmError,
     InvalidArgumentError,
     InvalidObjectError,
+    KeyFormatError,
     MigrationRequiredError,
     ObjectTypeError,
     RealmThreadError,
@@ -118,6 +122,8 @@ META = "_meta"
 HISTORY_KEY = b"history"
 SCHEMA_KEY = b"schema"
 VERSION_KEY = b"schema_version"
+KEY_FORMAT_KEY = b"key_format"
+_KEY_FORMAT = str(codec.KEY_FORMAT).encode()
 
 
 def table_name(cls_name: str) -> str:
@@ -575,6 +581,7 @@ class Realm(RealmState):
             raw_schema = snap.get(META, SCHEMA_KEY)
             raw_version = snap.get(META, VERSION_KEY)
             raw_history = snap.get(META, HISTORY_KEY)
+            raw_key_format = snap.get(META, KEY_FORMAT_KEY)
         if raw_history is not None and raw_history.decode() != config.history:
             raise ConfigurationError(
                 f"{config.path} has {raw_history.decode()} history but was opened "
@@ -594,6 +601,21 @@ class Realm(RealmState):
                 if config.initial_data is not None:
                     config.initial_data(self)
             return
+        if raw_key_format != _KEY_FORMAT:
+            # Its keys would decode as other values (or not at all) and sort
+            # in another order than this version's queries expect.
+            if config.delete_if_migration_needed and not config.read_only:
+                self._set_schema(wanted)
+                self._reset(wanted)
+                return
+            found = (raw_key_format or b"1").decode(errors="replace")
+            raise KeyFormatError(
+                f"{config.path} stores keys in format {found} (written by an "
+                f"older realmpy), this realmpy reads only format {codec.KEY_FORMAT} "
+                "(variable-length int keys): copy the objects out with the realmpy "
+                "that wrote the file and add them to a new one, or open it with "
+                "delete_if_migration_needed=True to discard its data"
+            )
         stored = Schema.from_dict(codec.unpack_record(raw_schema))
         stored_version = int(raw_version or b"0")
         diff = wanted.diff(stored)
@@ -649,6 +671,7 @@ class Realm(RealmState):
     def _store_schema(self, schema: Schema, version: int) -> None:
         self._wtxn_put_meta(SCHEMA_KEY, codec.pack_record(schema.to_dict()))
         self._wtxn_put_meta(VERSION_KEY, str(version).encode())
+        self._wtxn_put_meta(KEY_FORMAT_KEY, _KEY_FORMAT)
 
     def _wtxn_put_meta(self, key: bytes, value: bytes) -> None:
         self._require_write().put(META, key, value)

@@ -294,11 +294,12 @@ def _candidates(
 def _bounds(op: str, values: list[Any]) -> tuple[bytes, bytes]:
     """Key range [start, stop) holding every value satisfying ``op``."""
     enc = codec.encode_key
-    tag = enc(values[0])[:1]
-    lo, hi = tag, bytes([tag[0] + 1])
-    if op == "BETWEEN":
-        return enc(values[0]), enc(values[1]) + b"\xff"
     v = enc(values[0])
+    # The open end is the end of the value's kind, not of its tag: an int's
+    # tag also encodes its length (codec.kind_range).
+    lo, hi = codec.kind_range(v)
+    if op == "BETWEEN":
+        return v, enc(values[1]) + b"\xff"
     if op == ">":
         return v + b"\xff", hi
     if op == ">=":

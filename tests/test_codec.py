@@ -86,7 +86,15 @@ def test_kinds_are_ordered_by_tag() -> None:
     values = [
         None,
         False,
+        -(1 << 63),
+        -1,
+        0,
         1,
+        (1 << 63) - 1,
+        -math.inf,
+        1.0,
+        Decimal("-Infinity"),
+        Decimal(1),
         "a",
         b"a",
         dt.datetime.now(dt.timezone.utc),
@@ -95,6 +103,130 @@ def test_kinds_are_ordered_by_tag() -> None:
     ]
     keys = [codec.encode_key(v) for v in values]
     assert keys == sorted(keys)
+
+
+# The int encoding byte by byte (codec's module docstring), at every length
+# boundary: Z = 0x1C, Z ± n for n significant bytes.
+INT_KEYS = [
+    (-(1 << 63), "147fffffffffffffff"),
+    (-(1 << 63) + 1, "148000000000000000"),
+    (-(1 << 56), "14feffffffffffffff"),
+    (-(1 << 56) + 1, "1500000000000000"),
+    (-65536, "19feffff"),
+    (-65535, "1a0000"),
+    (-256, "1afeff"),
+    (-255, "1b00"),
+    (-2, "1bfd"),
+    (-1, "1bfe"),
+    (0, "1c"),
+    (1, "1d01"),
+    (255, "1dff"),
+    (256, "1e0100"),
+    (65535, "1effff"),
+    (65536, "1f010000"),
+    ((1 << 24) - 1, "1fffffff"),
+    (1 << 24, "2001000000"),
+    ((1 << 56) - 1, "23ffffffffffffff"),
+    (1 << 56, "240100000000000000"),
+    ((1 << 63) - 1, "247fffffffffffffff"),
+]
+
+
+@pytest.mark.parametrize(("value", "hexkey"), INT_KEYS)
+def test_int_keys_byte_by_byte(value: int, hexkey: str) -> None:
+    key = bytes.fromhex(hexkey)
+    assert codec.encode_key(value) == key
+    assert codec.encode_keys(value) == key
+    assert codec.encode_key_list([value]) == [key]
+    assert codec.decode_key(key) == (value,)
+    assert codec.decode_key(key + key) == (value, value)
+
+
+def test_int_key_table_is_in_order() -> None:
+    values = [v for v, _ in INT_KEYS]
+    assert values == sorted(values)
+    keys = [bytes.fromhex(h) for _, h in INT_KEYS]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+
+
+@given(int64, int64)
+def test_int_keys_order_and_round_trip(a: int, b: int) -> None:
+    ka, kb = codec.encode_key(a), codec.encode_key(b)
+    assert (ka < kb) == (a < b)
+    assert (ka == kb) == (a == b)
+    assert codec.decode_key(ka) == (a,)
+    # minimal: the tag is Z ± the significant bytes, the body exactly those
+    n = (abs(a).bit_length() + 7) // 8
+    assert len(ka) == 1 + n
+    assert ka[0] == codec.T_INT_ZERO + (n if a >= 0 else -n)
+    # prefix-free: a key is never the start of another int's key
+    assert a == b or not kb.startswith(ka)
+
+
+@given(st.integers(-(1 << 20), 1 << 20), st.integers(-(1 << 20), 1 << 20))
+def test_small_int_keys_differ_in_their_first_bytes(a: int, b: int) -> None:
+    """Why the encoding: the engine's page slots compare 4-byte heads, and
+    ints below 2**24 now differ there (the fixed encoding did not)."""
+    assert (codec.encode_key(a)[:4] == codec.encode_key(b)[:4]) == (a == b)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x1d",  # positive, 1 byte, body missing
+        b"\x1e\x01",  # positive, 2 bytes, one present
+        b"\x24\x7f\xff\xff\xff\xff\xff\xff",  # 8 bytes, 7 present
+        b"\x1b",  # negative, body missing
+        b"\x14\x7f\xff",
+        b"\x1d\x00",  # 0 with a body: non-minimal
+        b"\x1e\x00\x01",  # 1 in two bytes
+        b"\x24\x00\x00\x00\x00\x00\x00\x00\x01",
+        b"\x1b\xff",  # -0 in one byte
+        b"\x1a\xff\xfe",  # -1 in two bytes
+        b"\x24\x80\x00\x00\x00\x00\x00\x00\x00",  # 2**63: beyond 64 bits
+        b"\x24\xff\xff\xff\xff\xff\xff\xff\xff",
+        b"\x14\x7f\xff\xff\xff\xff\xff\xff\xfe",  # -2**63 - 1
+        b"\x14\x00\x00\x00\x00\x00\x00\x00\x00",
+        b"\x1d\x01\x1e\x01",  # a good component, then a truncated one
+    ],
+)
+def test_malformed_int_keys_raise(raw: bytes) -> None:
+    with pytest.raises(CodecError):
+        codec.decode_key(raw)
+
+
+@given(st.binary(max_size=12))
+def test_decode_key_never_crashes_and_round_trips(raw: bytes) -> None:
+    """Garbage raises CodecError; whatever decodes is the one encoding of
+    what it decodes to (no second spelling of a value)."""
+    try:
+        values = codec.decode_key(raw)
+    except CodecError:
+        return
+    if all(type(v) in (int, type(None)) for v in values):
+        assert codec.encode_keys(*values) == raw
+
+
+@pytest.mark.parametrize("value", [1 << 63, -(1 << 63) - 1, 1 << 64, -(1 << 64), 1 << 200])
+def test_ints_beyond_64_bits_are_refused(value: int) -> None:
+    with pytest.raises(CodecError, match="64 bits"):
+        codec.encode_key(value)
+    with pytest.raises(CodecError, match="64 bits"):
+        codec.encode_keys("a", value)
+    with pytest.raises(CodecError, match="64 bits"):
+        codec.encode_key_list([1, value])
+
+
+def test_kind_range_covers_every_int() -> None:
+    lo, hi = codec.kind_range(codec.encode_key(5))
+    assert codec.kind_range(codec.encode_key(-(1 << 63))) == (lo, hi)
+    for v in (-(1 << 63), -1, 0, 1, (1 << 63) - 1):
+        assert lo <= codec.encode_keys(v, "pk") < hi
+    for other in (None, True, 0.5, Decimal(1), "", b""):
+        k = codec.encode_key(other)
+        assert not lo <= k < hi
+        klo, khi = codec.kind_range(k)
+        assert klo <= k < khi and (khi <= lo or klo >= hi)
 
 
 def test_float_edge_cases() -> None:

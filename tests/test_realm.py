@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from objects_models import MODELS, Address, Dog, Note, Person
 
 from realmpy.config import Configuration
@@ -20,6 +23,7 @@ from realmpy.errors import (
     DuplicatePrimaryKeyError,
     FrozenRealmError,
     InvalidObjectError,
+    KeyFormatError,
     MigrationRequiredError,
     ObjectTypeError,
     QueryArgumentError,
@@ -175,6 +179,87 @@ def test_indexed_and_unindexed_queries_agree(realm: Realm) -> None:
             .matches({"id": d.id, "age": d.age, "name": d.name}, args)
         ]
         assert got == model, text
+
+
+WIDE_INTS = st.sampled_from(
+    [0, 1, -1, 255, -255, 256, -256, 1 << 24, -(1 << 24), (1 << 63) - 1, -(1 << 63)]
+) | st.integers(-(1 << 63), (1 << 63) - 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(WIDE_INTS, min_size=1, max_size=30, unique=True),
+    st.lists(WIDE_INTS, min_size=30, max_size=30),
+    st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "BETWEEN", "IN"]),
+    WIDE_INTS,
+    WIDE_INTS,
+)
+def test_int_index_ranges_match_a_full_scan(
+    ids: list[int], ages: list[int], op: str, a: int, b: int
+) -> None:
+    """Ints of every key length and sign: a range on the primary key or on
+    an index returns exactly what a scan of every object does (ints span
+    several key tags, so "all ints" is more than one tag)."""
+    config = Configuration.in_memory(MODELS, identifier=f"wide-{uuid.uuid4()}")
+    with Realm(config) as realm:
+        with realm.write():
+            realm.add_all([Dog(id=i, name="d", age=g) for i, g in zip(ids, ages)])
+        for prop in ("id", "age"):
+            args: tuple[int, ...]
+            if op == "BETWEEN":
+                text, args = f"{prop} BETWEEN {{$0, $1}}", (a, b)
+            elif op == "IN":
+                text, args = f"{prop} IN {{$0, $1}}", (a, b)
+            else:
+                text, args = f"{prop} {op} $0", (a,)
+            got = [d.id for d in realm.query(Dog, text, *args)]
+            parsed = __import__("realmpy.query").query.parse(text)
+            model = [
+                d.id
+                for d in realm.all(Dog)
+                if parsed.matches({"id": d.id, "age": d.age, "name": d.name}, args)
+            ]
+            assert got == model, (text, args)
+            assert [d.id for d in realm.all(Dog)] == sorted(ids)
+
+
+def test_old_key_format_is_refused(tmp_path: Path) -> None:
+    """A file from before variable-length int keys (no ``key_format`` in
+    ``_meta``) or of an unknown format is refused with KeyFormatError, not
+    misread; delete_if_migration_needed starts it afresh."""
+    from realmpy.realm import KEY_FORMAT_KEY, META
+    from realmpy.storage import Environment
+
+    path = tmp_path / "old.realm"
+    config = Configuration.local(MODELS, path=path, durability="none")
+    with Realm(config) as realm:
+        with realm.write():
+            realm.add(Dog(id=300, name="rex", age=3))
+    for stored in (None, b"1", b"3"):
+        with Environment(path, durability="none") as env:
+            with env.write() as txn:
+                if stored is None:
+                    txn.delete(META, KEY_FORMAT_KEY)
+                else:
+                    txn.put(META, KEY_FORMAT_KEY, stored)
+        found = "1" if stored is None else stored.decode()
+        with pytest.raises(KeyFormatError, match=f"format {found}") as info:
+            Realm(config)
+        assert "delete_if_migration_needed" in str(info.value)
+        assert "copy the objects out" in str(info.value)
+    ro = Configuration.local(MODELS, path=path, read_only=True)
+    with pytest.raises(KeyFormatError):
+        Realm(ro)
+    fresh = Configuration.local(
+        MODELS, path=path, durability="none", delete_if_migration_needed=True
+    )
+    with Realm(fresh) as realm:
+        assert len(realm.all(Dog)) == 0
+        with realm.write():
+            realm.add(Dog(id=300, name="rex", age=3))
+    with Realm(config) as realm:
+        dog = realm.find(Dog, 300)
+        assert dog is not None and dog.name == "rex"
 
 
 def test_query_errors(realm: Realm) -> None:

@@ -28,6 +28,7 @@ from realmpy import _speedups, codec
 from realmpy.config import Configuration
 from realmpy.errors import (
     ClosedRealmError,
+    CodecError,
     InvalidObjectError,
     ObjectTypeError,
     RealmThreadError,
@@ -437,6 +438,80 @@ def test_column_keys_match_encode_key(values: list[Any]) -> None:
         assert got == [e + s for e, s in zip(expect, sfx)]
     keys = [codec.encode_key(v) for v in values]
     assert _speedups.strictly_increasing(keys) == all(a < b for a, b in zip(keys, keys[1:]))
+
+
+INT_BOUNDARIES = [
+    0,
+    1,
+    -1,
+    255,
+    -255,
+    256,
+    -256,
+    65535,
+    -65535,
+    65536,
+    -65536,
+    (1 << 24) - 1,
+    1 << 24,
+    (1 << 56) - 1,
+    -((1 << 56) - 1),
+    1 << 56,
+    -(1 << 56),
+    (1 << 63) - 1,
+    -(1 << 63),
+    -(1 << 63) + 1,
+]
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.sampled_from(INT_BOUNDARIES)
+        | st.integers(-(1 << 63), (1 << 63) - 1)
+        | st.integers(-70000, 70000),
+        min_size=1,
+    )
+)
+def test_c_int_keys_are_the_codec_keys(values: list[int]) -> None:
+    """Every C path that builds int keys (encode_key_list, column_keys with
+    and without suffixes) gives codec.encode_key's bytes, in particular at
+    the length boundaries of the variable-length encoding."""
+    expect = [codec.encode_key(v) for v in values]
+    assert [_speedups.int_key(v) for v in values] == expect
+    assert [codec._int_key(v) for v in values] == expect  # the Python fallback
+    assert _speedups.encode_key_list(values, codec.MAX_KEY) == expect
+    assert codec.encode_key_list(values) == expect
+    dicts = [{"v": v} for v in values]
+    assert _speedups.column_keys(dicts, "v", None, codec.MAX_KEY) == expect
+    sfx = [codec.encode_key(-i) for i in range(len(values))]
+    got = _speedups.column_keys(dicts, "v", sfx, codec.MAX_KEY)
+    assert got == [codec.encode_keys(v, -i) for i, v in enumerate(values)]
+    assert [codec.decode_key(k) for k in got] == [(v, -i) for i, v in enumerate(values)]
+
+
+def test_c_int_key_takes_exact_ints_only() -> None:
+    for other in (True, 1.0, "1", None, b"\x01", [1]):
+        assert _speedups.int_key(other) is None
+    assert codec.encode_key(True) == b"\x10\x01"
+
+
+def test_c_int_keys_at_the_boundaries() -> None:
+    keys = _speedups.encode_key_list(INT_BOUNDARIES, codec.MAX_KEY)
+    assert keys == [codec.encode_key(v) for v in INT_BOUNDARIES]
+    assert keys is not None and sorted(keys) == [
+        codec.encode_key(v) for v in sorted(INT_BOUNDARIES)
+    ]
+
+
+@pytest.mark.parametrize("big", [1 << 63, -(1 << 63) - 1, 1 << 64, -(1 << 100)])
+def test_c_int_keys_leave_big_ints_to_the_codec_error(big: int) -> None:
+    # The C paths decline (None); the Python path then names the value.
+    assert _speedups.int_key(big) is None
+    assert _speedups.encode_key_list([1, big], codec.MAX_KEY) is None
+    assert _speedups.column_keys([{"v": 1}, {"v": big}], "v", None, codec.MAX_KEY) is None
+    with pytest.raises(CodecError, match="64 bits"):
+        codec.encode_key_list([1, big])
 
 
 def test_pack_records_is_the_put_many_layout() -> None:

@@ -1387,6 +1387,39 @@ static PyObject *sp_columns_ok(PyObject *module, PyObject *const *args, Py_ssize
     Py_RETURN_TRUE;
 }
 
+/* codec's int key (realmpy/codec.py, KEY_FORMAT 2) into dst[0..9);
+ * returns its length, 1..9.  Z = 0x1C; n = bytes of |x| without leading
+ * zeros: 0 -> Z; x > 0 -> Z + n, then x in n big-endian bytes; x < 0 ->
+ * Z - n, then the low n bytes of x - 1 (== x - 1 + 256^n: the one's
+ * complement of |x|), so byte order is value order and the first bytes
+ * differ between keys (the engine's page slots compare 4-byte heads). */
+#define INT_KEY_ZERO 0x1C
+static Py_ssize_t int_key(unsigned char *dst, long long x) {
+    /* |x| in unsigned arithmetic: defined for LLONG_MIN too */
+    uint64_t mag = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
+    int n = 0;
+    for (uint64_t m = mag; m != 0; m >>= 8) n++;
+    uint64_t body = x < 0 ? (uint64_t)x - 1 : (uint64_t)x;
+    dst[0] = (unsigned char)(x < 0 ? INT_KEY_ZERO - n : INT_KEY_ZERO + n);
+    for (int i = 0; i < n; i++) dst[1 + i] = (unsigned char)(body >> (8 * (n - 1 - i)));
+    return 1 + n;
+}
+
+/* int_key(v) -> bytes | None: codec.encode_key(v) for an int of 64 bits
+ * (exactly int: codec handles subclasses), else None (the codec then raises
+ * or encodes another kind).  One C call instead of the arithmetic of the
+ * variable-length form in Python on every find by primary key. */
+static PyObject *sp_int_key(PyObject *module, PyObject *v) {
+    (void)module;
+    if (!PyLong_CheckExact(v)) Py_RETURN_NONE;
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (x == -1 && PyErr_Occurred()) return NULL;
+    if (overflow) Py_RETURN_NONE;
+    unsigned char buf[9];
+    return PyBytes_FromStringAndSize((const char *)buf, int_key(buf, x));
+}
+
 /* encode_key_list(values) -> list[bytes] | None: codec.encode_key of each
  * value when all are ints of 64 bits, or all are strs without NUL (and
  * valid UTF-8, no surrogates) whose keys fit max_key; None otherwise (the
@@ -1419,11 +1452,8 @@ static PyObject *sp_encode_key_list(PyObject *module, PyObject *const *args, Py_
             long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
             if (x == -1 && PyErr_Occurred()) goto fail;
             if (overflow) goto none;
-            uint64_t u = (uint64_t)x ^ ((uint64_t)1 << 63);
-            char buf[9];
-            buf[0] = 0x20;
-            for (int b = 0; b < 8; b++) buf[1 + b] = (char)((u >> (56 - 8 * b)) & 0xff);
-            key = PyBytes_FromStringAndSize(buf, 9);
+            unsigned char buf[9];
+            key = PyBytes_FromStringAndSize((const char *)buf, int_key(buf, x));
         } else if (strs && PyUnicode_CheckExact(v)) {
             Py_ssize_t len;
             const char *u8 = PyUnicode_AsUTF8AndSize(v, &len);
@@ -1665,7 +1695,8 @@ static int key_value(Buf *b, PyObject *v) {
         long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
         if (x == -1 && PyErr_Occurred()) return -1;
         if (overflow) return 1;
-        return buf_head(b, 0x20, (uint64_t)x ^ ((uint64_t)1 << 63), 8);
+        unsigned char k[9];
+        return buf_bytes(b, (const char *)k, (size_t)int_key(k, x));
     }
     if (PyUnicode_CheckExact(v)) {
         Py_ssize_t n;
@@ -1805,6 +1836,7 @@ static PyMethodDef sp_methods[] = {
      "all_full(recs, n): every item is None or a list of at least n items."},
     {"pack_records", (PyCFunction)(void (*)(void))sp_pack_records, METH_FASTCALL,
      "pack_records(keys, values, start, max_bytes): (rp_put_many buffer, stop)."},
+    {"int_key", sp_int_key, METH_O, "int_key(v): codec.encode_key(v) of a 64-bit int, else None."},
     {"encode_key_list", (PyCFunction)(void (*)(void))sp_encode_key_list, METH_FASTCALL,
      "encode_key_list(values, max_key): codec keys of all-int or all-str values, "
      "else None."},
