@@ -203,7 +203,8 @@ typedef struct rp_stat {
 /* One reader slot (rp_env_readers): who pins which version. */
 typedef struct rp_reader_info {
     int64_t  pid;
-    uint64_t thread;           /* owner's thread id (gettid)                 */
+    uint64_t thread;           /* owner's thread id (gettid); for a shared
+                                  txn the thread that began it (rp_txn_share) */
     uint64_t version;          /* pinned version; 0 = slot idle              */
     int      alive;            /* 0 if the owner is dead (slot reapable)     */
 } rp_reader_info;
