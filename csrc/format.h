@@ -150,7 +150,8 @@
  *   1216  64*R  reader slots (R = max_readers), one cache line each:
  *                 0  8  version pinned (0 = idle)
  *                 8  4  owner pid (0 = slot free)
- *                12  4  owner thread id (diagnostics)
+ *                12  4  owner thread id (diagnostics; a shared txn's
+ *                       beginner, see rp_txn_share)
  *                16  8  owner start time (clock ticks since boot, from
  *                       /proc/<pid>/stat; tells a reused pid from the owner)
  *                24 40  reserved

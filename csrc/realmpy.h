@@ -38,7 +38,10 @@
  * THREADS AND PROCESSES
  *   - An rp_env may be used by any number of threads at once.
  *   - A transaction (and its cursors) belongs to the thread that began it;
- *     calls from another thread return RP_WRONG_THREAD.
+ *     calls from another thread return RP_WRONG_THREAD.  The exception is a
+ *     read transaction marked shared with rp_txn_share(): any thread may use
+ *     it (and its cursors) and end it, but never two at once -- the caller
+ *     serialises every call on it (see rp_txn_share).
  *   - One thread may hold several read transactions at once, but at most one
  *     write transaction; a second rp_txn_begin(RP_TXN_WRITE) in the same
  *     thread returns RP_TXN_ACTIVE instead of deadlocking.
@@ -200,7 +203,8 @@ typedef struct rp_stat {
 /* One reader slot (rp_env_readers): who pins which version. */
 typedef struct rp_reader_info {
     int64_t  pid;
-    uint64_t thread;           /* owner's thread id (gettid)                 */
+    uint64_t thread;           /* owner's thread id (gettid); for a shared
+                                  txn the thread that began it (rp_txn_share) */
     uint64_t version;          /* pinned version; 0 = slot idle              */
     int      alive;            /* 0 if the owner is dead (slot reapable)     */
 } rp_reader_info;
@@ -312,7 +316,8 @@ int rp_txn_commit_ex(rp_txn *txn, uint64_t *version);
 
 /* Roll back and free.  Never fails; NULL is ignored.  A txn owned by another
  * thread is not touched and RP_WRONG_THREAD is returned (a reset read txn
- * belongs to no thread and may be freed from any). */
+ * belongs to no thread and may be freed from any, a shared one -- see
+ * rp_txn_share -- too). */
 int rp_txn_abort(rp_txn *txn);
 
 /* Park a read txn: end its snapshot (it pins nothing any more) but keep the
@@ -320,6 +325,8 @@ int rp_txn_abort(rp_txn *txn);
  * snapshot without allocating.  A parked txn accepts only renew and abort
  * (others return RP_BAD_TXN); it still counts as open for rp_env_close,
  * which returns RP_BUSY until it is freed with rp_txn_abort().
+ * A shared txn (rp_txn_share) may be parked from any thread; it is parked
+ * unshared.
  * Errors: RP_INVALID (a write txn), RP_BAD_TXN (already parked),
  * RP_WRONG_THREAD, RP_BUSY (cursors open). */
 int rp_txn_reset(rp_txn *txn);
@@ -331,8 +338,37 @@ int rp_txn_renew(rp_txn *txn);
 
 /* rp_txn_reset + rp_txn_renew in one call: move a live read txn to the
  * latest version (a realm advancing, a poller re-reading).  On error the
- * txn is left parked. */
+ * txn is left parked.  A shared txn stays shared (and callable from any
+ * thread); an unshared one is then owned by the calling thread. */
 int rp_txn_refresh(rp_txn *txn);
+
+/* Mark a live read txn as shared: from now on every thread may call the
+ * engine with it and its cursors, and end it (rp_txn_abort/commit, or
+ * rp_txn_reset), not only the thread that began it.  This is how one
+ * snapshot of an older version is read by many threads (a frozen realm):
+ * other threads cannot begin a snapshot of that version themselves.
+ *
+ * CONTRACT.  The engine does not lock a shared txn.  A txn keeps per-call
+ * state (its table-descriptor cache, its cursor count), so the caller must
+ * serialise every call on the txn and its cursors, ending included: at most
+ * one thread inside any rp_* call taking this txn or one of its cursors at a
+ * time, with a mutex (or anything else that orders memory) between threads.
+ * Pointers the engine returned (values, keys) stay valid until the txn ends,
+ * whichever thread ends it.  Call it from the owner before handing the txn
+ * to other threads (the hand-over itself must be synchronised too).
+ *
+ * Sharing lasts while the snapshot does: rp_txn_reset parks the txn unshared
+ * (a parked txn belongs to no thread), and rp_txn_renew begins an unshared
+ * snapshot owned by its caller; rp_txn_refresh keeps the mark.  The reader
+ * slot of a shared txn still records the thread that began the txn
+ * (rp_env_readers: rp_reader_info.thread), which need not be the thread
+ * using it now, nor alive.  The txn counts as open for rp_env_close like any
+ * other, from whichever thread closes the env.
+ * Idempotent on a shared txn (from any thread).
+ * Errors: RP_INVALID (NULL, or a write txn: those are never shared),
+ *         RP_BAD_TXN (parked), RP_WRONG_THREAD (not shared yet and called
+ *         from a thread other than the owner), RP_FORKED, RP_PANIC. */
+int rp_txn_share(rp_txn *txn);
 
 /* Version the transaction reads (a write txn: the version it will commit
  * minus one). */

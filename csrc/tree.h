@@ -59,6 +59,7 @@ struct rp_txn {
     uint64_t   base_pages;           /* pages_used of the version read        */
     int        locked;               /* write txn holds the writer mutex      */
     int        parked;               /* read txn reset: pins no snapshot      */
+    int        shared;               /* read txn: any thread (rp_txn_share)   */
     unsigned   ncursors;
 
     rp_table   catalog;              /* the catalog, as a pseudo-table        */

@@ -282,7 +282,7 @@ int rp_txn_check(rp_txn *txn, int write) {
     if (txn->parked) return RP_BAD_TXN;
     int rc = rp_env_usable(txn->env);
     if (rc) return rc;
-    if (!pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
+    if (!txn->shared && !pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
     if (txn->failed) return RP_BAD_TXN;
     if (write && !(txn->flags & RP_TXN_WRITE)) return RP_READ_ONLY;
     return RP_OK;
@@ -577,8 +577,10 @@ uint64_t rp_txn_version(rp_txn *txn) {
 
 int rp_txn_abort(rp_txn *txn) {
     if (!txn) return RP_OK;
-    /* A parked handle pins nothing and belongs to no thread. */
-    if (!txn->parked && !pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
+    /* A parked handle pins nothing and belongs to no thread; a shared one
+     * belongs to every thread (the caller serialises, see rp_txn_share). */
+    if (!txn->parked && !txn->shared && !pthread_equal(txn->owner, pthread_self()))
+        return RP_WRONG_THREAD;
     txn_end(txn);
     return RP_OK;
 }
@@ -593,20 +595,36 @@ int rp_txn_reset(rp_txn *txn) {
     if (!txn) return RP_INVALID;
     if (txn->flags & RP_TXN_WRITE) return RP_INVALID;
     if (txn->parked) return RP_BAD_TXN;
-    if (!pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
+    if (!txn->shared && !pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
     int rc = rp_env_usable(txn->env);
     if (rc) return rc;
     if (txn->ncursors) return RP_BUSY;
     rp_snapshot_end(txn->slot);
     txn->parked = 1;
+    txn->shared = 0;   /* a parked handle belongs to no thread; renew owns it */
+    return RP_OK;
+}
+
+int rp_txn_share(rp_txn *txn) {
+    if (!txn) return RP_INVALID;
+    if (txn->flags & RP_TXN_WRITE) return RP_INVALID;
+    if (txn->parked) return RP_BAD_TXN;
+    if (txn->shared) return RP_OK;
+    if (!pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
+    int rc = rp_env_usable(txn->env);
+    if (rc) return rc;
+    txn->shared = 1;
     return RP_OK;
 }
 
 int rp_txn_refresh(rp_txn *txn) {
     if (!txn) return RP_INVALID;
     if (txn->flags & RP_TXN_WRITE) return RP_INVALID;
+    int shared = txn->shared;
     int rc = rp_txn_reset(txn);
-    return rc ? rc : rp_txn_renew(txn);
+    if (!rc) rc = rp_txn_renew(txn);
+    if (!rc) txn->shared = shared;
+    return rc;
 }
 
 int rp_txn_renew(rp_txn *txn) {
@@ -756,7 +774,7 @@ static int commit_write(rp_txn *txn) {
 
 int rp_txn_commit_ex(rp_txn *txn, uint64_t *version) {
     if (!txn) return RP_INVALID;
-    if (!pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
+    if (!txn->shared && !pthread_equal(txn->owner, pthread_self())) return RP_WRONG_THREAD;
     int rc = rp_txn_check(txn, 0);
     if (rc == RP_OK && (txn->flags & RP_TXN_WRITE)) {
         if (txn->ncursors) rc = RP_BUSY;

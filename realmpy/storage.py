@@ -15,7 +15,10 @@ freed, whatever the caller does:
 
 * A transaction belongs to the thread that began it.  Every call checks the
   thread first (:class:`WrongThreadError` otherwise), so only the owner can
-  end it and no other thread can race with its end.
+  end it and no other thread can race with its end.  The one exception is
+  a snapshot made shared (:meth:`Snapshot.share`, ``rp_txn_share``): any
+  thread may use and end it, and its user serialises the calls
+  (:mod:`realmpy.frozen` does, for frozen realms).
 * A finished transaction raises :class:`TransactionError` on use.
 * :meth:`Environment.close` ends this thread's open transactions (aborting
   write transactions), refuses new work with :class:`ClosedError`, wakes
@@ -109,6 +112,9 @@ _env_version = lib.rp_env_version
 # so that a single comparison on the hot path catches both "ended" and
 # "wrong thread".
 _ENDED: Final = -1
+# The owner of a shared snapshot (Snapshot.share): no thread matches it, so
+# every call takes the slow path, _not_owner, which lets it through.
+_SHARED: Final = -2
 # wait_for_change blocks in slices so that signals (Ctrl-C) are handled.
 _WAIT_SLICE_NS: Final = 200_000_000
 # Scan batches start small (a scan that stops early copies little) and grow.
@@ -760,8 +766,14 @@ class _Transaction:
 
     # ---- state -------------------------------------------------------------
 
-    def _unusable(self) -> NoReturn:
-        """Raise why this transaction cannot be used from here."""
+    def _not_owner(self) -> None:
+        """Called when the calling thread is not the recorded owner: return
+        for a shared snapshot (:meth:`Snapshot.share`: every thread may use
+        it, the caller serialises), else raise why this transaction cannot
+        be used from here.  Kept off the hot path: the owner's calls never
+        get here."""
+        if self._owner == _SHARED:
+            return
         if self._owner == _ENDED:
             exc: _e.StorageError = _e.TransactionError(
                 f"the {self._kind} is {self._state}: begin a new one [{self._path}]"
@@ -778,7 +790,8 @@ class _Transaction:
     def _end(self, fn: Any, state: str) -> int:
         """End the C transaction with ``fn`` and return to the pool.
 
-        Only the owner thread calls this (checked by callers).
+        Only the owner thread calls this (checked by callers), or any thread
+        for a shared snapshot (its user serialises the calls).
         """
         txn = self._txn
         self._owner = _ENDED
@@ -804,7 +817,7 @@ class _Transaction:
         For a write transaction: the version it will commit, minus one.
         """
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         v = self._version
         if v is None:
             v = self._version = int(lib.rp_txn_version(self._txn))
@@ -815,7 +828,7 @@ class _Transaction:
         if self._owner != _get_ident():
             if self._owner == _ENDED:
                 return
-            self._unusable()
+            self._not_owner()
         self._end(lib.rp_txn_abort, "aborted")
 
     def _fail(self, rc: int, what: str, table: object = None) -> NoReturn:
@@ -834,7 +847,7 @@ class _Transaction:
     def get(self, table: str, key: BytesLike) -> bytes | None:
         """The value stored under ``key`` in ``table``, or ``None``."""
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         try:
             name = self._names[table]
         except (KeyError, TypeError):  # first use, or not a (hashable) str
@@ -876,7 +889,7 @@ class _Transaction:
         self, table: str, keys: Iterable[BytesLike], decode: Any, program: BytesLike | None
     ) -> list[Any]:
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         if program is not None:
             if type(program) is not bytes:
                 program = _as_bytes(program, "program")
@@ -930,7 +943,7 @@ class _Transaction:
     def count(self, table: str) -> int:
         """Number of keys in ``table`` (0 if it does not exist)."""
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         name = self._name(table)
         out = self._outs.u64
         rc = lib.rp_table_count(self._txn, name, len(name), out)
@@ -985,7 +998,7 @@ class _Transaction:
         """Check the arguments now (the records are read lazily), then
         iterate the records of scan / scan_msgpack."""
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         name = self._name(table)
         if start is not None and type(start) is not bytes:
             start = _as_bytes(start, "start")
@@ -1041,7 +1054,7 @@ class _Transaction:
         ``decode`` (from :func:`_decoder`) values come embedded and decoded.
         """
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         sb = _scan_buffer
         outs = self._outs
         kp, kl, vp, vl = outs.kp, outs.kl, outs.vp, outs.vl
@@ -1182,7 +1195,7 @@ class _Transaction:
         looking up keys past ``start`` in table ``join``) copies from
         ``table``'s keys in [start, stop), read with one cursor."""
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         name = self._name(table)
         if program is not None:
             if type(program) is not bytes:
@@ -1239,7 +1252,7 @@ class _Transaction:
     def tables(self) -> list[str]:
         """Names of the tables in this version, sorted."""
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         names: list[str] = []
         sb = _scan_buffer
         outs = self._outs
@@ -1284,7 +1297,7 @@ class Snapshot(_Transaction):
         if self._owner != _get_ident():
             if self._owner == _ENDED:
                 return
-            self._unusable()
+            self._not_owner()
         # _end() inlined: this is a hot path (read-txn begin+end).
         txn = self._txn
         self._owner = _ENDED
@@ -1303,6 +1316,27 @@ class Snapshot(_Transaction):
 
     abort = end
 
+    def share(self) -> None:
+        """Make this snapshot usable from every thread (``rp_txn_share``).
+
+        From then on any thread may call its methods and end it, and
+        :meth:`Environment.close` no longer ends it (it has no owner thread;
+        the environment is freed once it ends).  The caller must serialise
+        every call on it: at most one thread inside a method of this
+        snapshot at a time, scans included (a scan reads a batch per
+        ``next()`` that needs one; see :class:`realmpy.frozen.SharedSnapshot`,
+        which does this with a lock).  Only the owner may share it.
+        Idempotent.
+        """
+        if self._owner != _get_ident():
+            if self._owner == _SHARED:
+                return
+            self._not_owner()
+        rc = int(lib.rp_txn_share(self._txn))
+        if rc != _OK:
+            raise _error(rc, "cannot share the snapshot", self._path)
+        self._owner = _SHARED
+
     def refresh(self) -> None:
         """Move this snapshot to the latest version, in place.
 
@@ -1311,7 +1345,7 @@ class Snapshot(_Transaction):
         (a realm advancing, a poller) to see other processes' commits.
         """
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         rc = _txn_refresh(self._txn)
         self._version = None
         if rc != _OK:
@@ -1338,7 +1372,7 @@ class Snapshot(_Transaction):
         decide whether a newer version exists (one atomic load).
         """
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         handle = self._env._env
         if handle is None:  # pragma: no cover - the env was dropped after fork()
             raise self._env._closed_error("read the version")
@@ -1363,7 +1397,7 @@ class WriteTransaction(_Transaction):
     def put(self, table: str, key: BytesLike, value: BytesLike) -> None:
         """Insert or replace ``key`` -> ``value`` (creates the table)."""
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         try:
             name = self._names[table]
         except (KeyError, TypeError):  # first use, or not a (hashable) str
@@ -1383,7 +1417,7 @@ class WriteTransaction(_Transaction):
         engine's ``rp_put_many`` format), which amortises the per-call cost.
         """
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         name = self._name(table)
         parts: list[bytes] = []
         append = parts.append
@@ -1434,7 +1468,7 @@ class WriteTransaction(_Transaction):
         per pair.  Keys and values must be exactly ``bytes``.
         """
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         name = self._name(table)
         n = len(keys)
         if values is not None and len(values) != n:
@@ -1469,7 +1503,7 @@ class WriteTransaction(_Transaction):
     def delete(self, table: str, key: BytesLike) -> bool:
         """Delete ``key``; return whether it existed."""
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         try:
             name = self._names[table]
         except (KeyError, TypeError):  # first use, or not a (hashable) str
@@ -1486,7 +1520,7 @@ class WriteTransaction(_Transaction):
     def drop(self, table: str) -> bool:
         """Remove ``table`` and all its keys; return whether it existed."""
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         name = self._name(table)
         rc = lib.rp_drop_table(self._txn, name, len(name))
         if rc == _OK:
@@ -1503,7 +1537,7 @@ class WriteTransaction(_Transaction):
         ended) and the error is raised; the file keeps its previous version.
         """
         if self._owner != _get_ident():
-            self._unusable()
+            self._not_owner()
         out = self._outs.u64
         version = 0
 

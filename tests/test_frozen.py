@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import queue
 import tempfile
 import threading
@@ -113,17 +114,75 @@ def test_live_realm_still_belongs_to_its_thread(realm: Realm) -> None:
 def test_an_unreferenced_frozen_realm_unpins_its_version(realm: Realm) -> None:
     with realm.write():
         realm.add(Dog(id=1, name="Rex"))
-    me = threading.get_ident()
-    before = {t.ident for t in threading.enumerate()}
+    threads = threading.active_count()
     frozen = realm.freeze()
-    owner = [t for t in threading.enumerate() if t.ident not in before]
-    assert len(owner) == 1 and owner[0].name.startswith("realmpy-frozen")
-    pinned = [r for r in realm._env.readers() if r.version == frozen.version]
-    assert pinned and all(r.thread != me for r in pinned)
+    assert threading.active_count() == threads  # no thread of its own
+    version = frozen.version
+    with realm.write():  # the live realm moves on: only the frozen one pins `version`
+        realm.add(Dog(id=2, name="Bo"))
+    assert realm.find(Dog, 2) is not None
+    pinned = [r for r in realm._env.readers() if r.version == version]
+    assert len(pinned) == 1
+    # The reader slot names the thread that froze the realm (rp_txn_share).
+    assert pinned[0].thread == threading.get_native_id()
     del frozen
     gc.collect()
-    owner[0].join(WAIT)  # the snapshot's thread ends it and exits
-    assert not owner[0].is_alive()
+    assert not [r for r in realm._env.readers() if r.version == version]
+
+
+def test_a_frozen_realm_collected_on_another_thread_unpins_its_version(realm: Realm) -> None:
+    with realm.write():
+        realm.add(Dog(id=1, name="Rex"))
+    box = [realm.freeze()]
+    version = box[0].version
+    with realm.write():
+        realm.add(Dog(id=2, name="Bo"))
+    assert realm.find(Dog, 2) is not None
+
+    def drop() -> None:
+        assert box[0].find(Dog, 1) is not None
+        box.clear()  # the last reference goes on this thread
+        gc.collect()
+
+    in_thread(drop)
+    assert not [r for r in realm._env.readers() if r.version == version]
+
+
+def test_many_threads_read_one_frozen_realm_at_once(realm: Realm) -> None:
+    n = SCAN_BATCH + 50
+    with realm.write():
+        realm.add_all([Dog(id=i, name=f"d{i}", age=i % 9) for i in range(n)])
+    frozen = realm.freeze()
+    with realm.write():  # the frozen realm keeps reading the older version
+        for d in realm.all(Dog):
+            d.age = 100
+        realm.add(Dog(id=n, name="late"))
+    expected_ages = {i: i % 9 for i in range(n)}
+    snap: Any = frozen._snap
+    start = threading.Barrier(8)
+
+    def reader(k: int) -> int:
+        start.wait(WAIT)
+        for r in range(6):
+            dogs = frozen.all(Dog)
+            i = (k * 131 + r * 17) % n
+            d = frozen.find(Dog, i)
+            assert d is not None and d.age == i % 9 and d.name == f"d{i}"
+            assert frozen.find(Dog, n) is None
+            assert snap.count("o:Dog") == n
+            keys = [k for k, _ in itertools.islice(snap.scan("o:Dog"), 3)]  # abandoned scan
+            got = snap.get_many("o:Dog", keys)
+            assert len(got) == 3 and None not in got
+            if r % 3 == 0:
+                assert {d.id: d.age for d in dogs} == expected_ages
+            assert len(frozen.query(Dog, "age == 3")) == len([a for a in range(n) if a % 9 == 3])
+        return k
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sorted(
+            f.result(WAIT * 4) for f in [pool.submit(reader, k) for k in range(8)]
+        ) == list(range(8))
+    frozen.close()
 
 
 # -- a model: a frozen realm read from another thread shows the state at freezing --
@@ -184,3 +243,5 @@ def test_shared_snapshot_forwards_reads_but_never_moves(realm: Realm) -> None:
         frozen.close()
     with pytest.raises(TransactionError, match="freeze the realm again"):
         snap.count("o:Dog")
+    with pytest.raises(TransactionError, match="freeze the realm again"):
+        snap.get("o:Dog", b"x")

@@ -541,6 +541,47 @@ def test_transaction_from_another_thread(env: Environment) -> None:
     snap.end()
 
 
+def test_a_shared_snapshot_is_any_threads(env: Environment) -> None:
+    """Snapshot.share (rp_txn_share): any thread may read and end it; only
+    the owner may share it; close() of the env leaves it to its user."""
+    with env.write() as txn:
+        txn.put("t", b"k", b"v")
+    snap = env.read()
+    errs: list[BaseException] = []
+
+    def other(fn: Callable[[], Any]) -> Any:
+        box: list[Any] = []
+
+        def run() -> None:
+            try:
+                box.append(fn())
+            except BaseException as exc:
+                errs.append(exc)
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+        return box[0] if box else None
+
+    other(snap.share)
+    assert len(errs) == 1 and isinstance(errs.pop(), WrongThreadError)
+    snap.share()
+    snap.share()  # idempotent
+    with env.write() as txn:
+        txn.put("t", b"k", b"new")
+        assert not hasattr(txn, "share")  # write transactions are never shared
+    assert other(lambda: snap.get("t", b"k")) == b"v"
+    assert other(lambda: list(snap.scan("t"))) == [(b"k", b"v")]
+    assert other(lambda: snap.version) == snap.version
+    env.close()  # ends this thread's transactions; a shared one has no owner thread
+    assert snap.active and snap.get("t", b"k") == b"v"
+    other(snap.end)
+    assert not errs
+    assert (snap.active, env.closed) == (False, True)  # a tuple: mypy narrowed snap.active
+    with pytest.raises(TransactionError):
+        snap.get("t", b"k")
+
+
 def test_abandoned_scan_pins_nothing(env: Environment) -> None:
     with env.write() as txn:
         txn.put_many("t", [(b"%04d" % i, b"v") for i in range(1000)])
