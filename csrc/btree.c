@@ -670,6 +670,115 @@ size_t rp_mp_value(uint8_t *o, const void *v, size_t len, int raw) {
     return h + len;
 }
 
+/* ---- join lookahead -------------------------------------------------------------- */
+
+/* A join looks up one key per index entry, each usually in a leaf of its own
+ * (a 1% index range is one key per leaf or so): the time goes in cache
+ * misses on those leaves, not in the work.  So while entry i is looked up,
+ * the leaf of entry i + JOIN_AHEAD is found (its branch pages are hot) and
+ * prefetched, letting the misses overlap (and its lookup then starts at
+ * that leaf instead of descending again).  Looking ahead stays within the
+ * index leaf under the cursor (no cursor state to undo when the buffer
+ * fills) and may pass the stop bound (only hints and branch reads are
+ * wasted).  A page the descent cannot vouch for is simply not prefetched.
+ * Nothing changes the trees during one call, so what is found stays valid
+ * for that call. */
+#define JOIN_AHEAD 8
+
+/* The joined table's leaf found for an index entry (ipage, idx) ahead of
+ * time, so that its lookup need not descend again. */
+typedef struct join_leaf {
+    const uint8_t *ipage;
+    unsigned idx;
+    uint64_t pg, tx;       /* pg 0: none */
+} join_leaf;
+
+typedef struct join_ahead {
+    const uint8_t *page;   /* the index leaf whose entries are being prefetched */
+    unsigned next;         /* its next entry to prefetch                        */
+    int levels;            /* branch levels of the joined table; -1: none      */
+    join_leaf found[JOIN_AHEAD + 1];   /* by entry index modulo JOIN_AHEAD + 1 */
+} join_ahead;
+
+/* The number of branch levels above t's leaves (all leaves are at one
+ * depth), or -1 if unknown. */
+static int branch_levels(rp_txn *txn, rp_table *t) {
+    if (!t->exists || !t->root) return -1;
+    uint64_t pg = t->root, tx = t->root_txnid;
+    int err = RP_OK;
+    for (int d = 0; d < RP_MAX_DEPTH; d++) {
+        const uint8_t *p = rp_page_read(txn, pg, tx, P_BRANCH | P_LEAF, &err);
+        if (!p) return -1;
+        if (rp_hdr(p)->flags & P_LEAF) return d;
+        const uint8_t *e;
+        if (rp_page_entry(p, 0, &e)) return -1;
+        pg = rp_br_child(e);
+        tx = rp_br_child_txnid(e);
+    }
+    return -1;
+}
+
+static void join_prefetch(rp_txn *txn, rp_table *t, int levels, const void *key,
+                          size_t klen, join_leaf *out) {
+    out->pg = 0;
+    uint64_t pg = t->root, tx = t->root_txnid;
+    int err = RP_OK;
+    for (int d = 0; d < levels; d++) {
+        const uint8_t *p = rp_page_read(txn, pg, tx, P_BRANCH, &err);
+        if (!p) return;
+        unsigned idx;
+        int exact;
+        if (rp_page_search(p, key, klen, &idx, &exact)) return;
+        const uint8_t *e;
+        if (rp_page_entry(p, idx, &e)) return;
+        pg = rp_br_child(e);
+        tx = rp_br_child_txnid(e);
+    }
+    out->pg = pg;
+    out->tx = tx;
+    /* The leaf: where the miss would be.  Not read here (that would wait
+     * for it), only prefetched, if it is a committed page of this version. */
+    if (((txn->flags & RP_TXN_WRITE) && tx == txn->txnid) || pg >= txn->base_pages) return;
+    const uint8_t *leaf = txn->env->map + pg * RP_PAGE_SIZE;
+    for (size_t off = 0; off < RP_PAGE_SIZE; off += 64) __builtin_prefetch(leaf + off);
+}
+
+/* rp_bt_get's last step, in the leaf (pg, tx) the key belongs in. */
+static int leaf_get(rp_txn *txn, uint64_t pg, uint64_t tx, const void *key, size_t klen,
+                    const void **val, size_t *vlen) {
+    int err = RP_OK;
+    const uint8_t *p = rp_page_read(txn, pg, tx, P_LEAF, &err);
+    if (!p) return err;
+    unsigned idx;
+    int exact;
+    int rc = rp_page_search(p, key, klen, &idx, &exact);
+    if (rc) return rc;
+    if (!exact) return RP_NOTFOUND;
+    return rp_bt_value(txn, p, rp_entry(p, idx), val, vlen);
+}
+
+/* Prefetch for the entries of the cursor's leaf up to JOIN_AHEAD past the
+ * current one. */
+static void join_ahead_step(rp_cursor *c, join_ahead *ja, rp_table *join, size_t strip) {
+    const uint8_t *leaf = c->stack[c->depth - 1].page;
+    unsigned idx = c->stack[c->depth - 1].idx, n = rp_nkeys(leaf);
+    if (ja->levels < 0) return;
+    if (ja->page != leaf || ja->next <= idx) {
+        ja->page = leaf;
+        ja->next = idx + 1;
+    }
+    for (; ja->next < n && ja->next <= idx + JOIN_AHEAD; ja->next++) {
+        const uint8_t *e;
+        if (rp_page_entry(leaf, ja->next, &e)) return;
+        size_t kl = rp_leaf_klen(e);
+        if (kl <= strip) return;
+        join_leaf *f = &ja->found[ja->next % (JOIN_AHEAD + 1)];
+        f->ipage = leaf;
+        f->idx = ja->next;
+        join_prefetch(c->txn, join, ja->levels, rp_leaf_key(e) + strip, kl - strip, f);
+    }
+}
+
 /* rp_cursor_batch, rp_cursor_filter and rp_cursor_join: copy entries
  * (those whose verdict under f is not FALSE, when f is given) until a
  * bound, a full buffer or max_items.  With join, each entry's key minus
@@ -695,11 +804,15 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
     if (rc) { c->valid = 0; return rc; }
     uint8_t *o = buf;
     size_t pos = ARRAY_HDR;
+    join_ahead ja;
+    memset(&ja, 0, sizeof ja);
+    ja.levels = join ? branch_levels(c->txn, join) : -1;
     while (*n < max_items) {
         const void *k, *v;
         size_t kl, vl;
         rc = cur_entry(c, &k, &kl, &v, &vl);
         if (rc) return rc;
+        if (join) join_ahead_step(c, &ja, join, strip);
         if (stop) {
             int cmp = rp_keycmp(k, kl, stop, stoplen);
             if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { c->valid = 0; break; }
@@ -709,8 +822,14 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
             if (kl <= strip) return RP_CORRUPT;   /* an index entry without a key */
             k = (const uint8_t *)k + strip;
             kl -= strip;
-            rc = join->exists && join->root ? rp_bt_get(c->txn, join, k, kl, &v, &vl)
-                                            : RP_NOTFOUND;
+            const uint8_t *ip = c->stack[c->depth - 1].page;
+            unsigned ii = c->stack[c->depth - 1].idx;
+            const join_leaf *f = &ja.found[ii % (JOIN_AHEAD + 1)];
+            if (f->pg && f->ipage == ip && f->idx == ii)
+                rc = leaf_get(c->txn, f->pg, f->tx, k, kl, &v, &vl);
+            else
+                rc = join->exists && join->root ? rp_bt_get(c->txn, join, k, kl, &v, &vl)
+                                                : RP_NOTFOUND;
             if (rc == RP_NOTFOUND) verdict = RP_FILTER_FALSE;
             else if (rc) return rc;
         }

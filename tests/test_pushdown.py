@@ -304,6 +304,47 @@ def test_storage_scan_join(tmp_path: Path) -> None:
                 snap.scan_join("ix", b"", "t")
 
 
+def test_storage_scan_join_many_leaves(tmp_path: Path) -> None:
+    """The join looks the leaves of the next index entries up ahead of time
+    (prefetch): over a table several levels deep, with dangling index keys
+    between present ones, in a write transaction's own (dirty) pages, after
+    deletes and after commit, it finds exactly what a lookup per key finds."""
+
+    def expect(txn: Any, prefix: bytes) -> list[tuple[bytes, Any]]:
+        keys = [k[len(prefix) :] for k, _ in txn.scan("ix", prefix, prefix + b"\xff")]
+        found = txn.get_many_msgpack("t", keys)  # one lookup per key
+        return [(k, r) for k, r in zip(keys, found, strict=True) if r is not None]
+
+    pad = "x" * 200  # big records: many leaves, several branch levels
+    with Environment(str(tmp_path / "j.db"), durability="none") as env:
+        with env.write() as txn:
+            for i in range(0, 6000, 2):
+                key = codec.encode_key(i)
+                txn.put("t", key, codec.pack_row([i, pad]))
+            for i in range(6000):  # odd keys dangle
+                txn.put("ix", codec.encode_key(f"g{i % 5}") + codec.encode_key(i), b"")
+            prefix = codec.encode_key("g2")
+            got = txn.scan_join("ix", prefix, "t")
+            assert got == expect(txn, prefix)
+            assert [k for k, _ in got] == [
+                codec.encode_key(i) for i in range(0, 6000, 2) if i % 5 == 2
+            ]
+        with env.write() as txn:
+            for i in range(0, 6000, 6):
+                txn.delete("t", codec.encode_key(i))
+            for i in range(1, 600, 10):  # some dangling keys come back, dirty
+                txn.put("t", codec.encode_key(i), codec.pack_row([i, "new"]))
+            for g in range(5):
+                prefix = codec.encode_key(f"g{g}")
+                assert txn.scan_join("ix", prefix, "t") == expect(txn, prefix)
+        with env.read() as snap:
+            for g in range(5):
+                prefix = codec.encode_key(f"g{g}")
+                got = snap.scan_join("ix", prefix, "t")
+                assert got == expect(snap, prefix)
+                assert got
+
+
 @pytest.mark.parametrize("extra", ["", " AND age >= 5", " AND age >= 5 SORT(age DESC)"])
 def test_realm_indexed_equality_joins_in_the_engine(tmp_path: Path, extra: str) -> None:
     class Row(Object):
