@@ -489,6 +489,32 @@ class _PropertyDescriptor(PropertyBase):
         raise AttributeError(f"cannot delete property {self.name!r}")
 
 
+# The entries a managed object's instance dict holds besides its values.
+_MANAGED_ENTRIES: Final = ("_rp_store", "_rp_key", "_rp_cache")
+
+
+def _prime_instance_keys(cls: type, names: Iterable[str]) -> None:
+    """Enter every name a model's instance dicts hold (its properties and
+    the managed entries) in the class's shared dict keys, once, at class
+    creation.
+
+    CPython (3.11) shares one key table among the instance dicts of a
+    class, and a new name can only join it while it has room; that room
+    shrinks with every instance dict made.  A name that no longer fits
+    turns the dict it is set in into a dict of its own (an allocation, a
+    copy, and four times the memory).  Without this, ``_rp_key`` no longer
+    fits by the time objects are added, and every added object paid that
+    conversion.  A throwaway instance puts the names in while they fit;
+    only memory layout changes, never what the dicts hold."""
+    try:
+        probe: Any = object.__new__(cls)
+        d = probe.__dict__
+    except Exception:  # pragma: no cover - a model without an instance dict
+        return
+    for name in (*names, *_MANAGED_ENTRIES):
+        d[name] = None
+
+
 @dataclass_transform(kw_only_default=True, field_specifiers=(field, Field))
 class _Model:
     """Common base of Object and EmbeddedObject (not a model itself)."""
@@ -550,6 +576,7 @@ class _Model:
             # Each model gets its own __init__, generated at first use (when
             # forward references resolve), like a dataclass's.
             type.__setattr__(cls, "__init__", _lazy_init(cls))
+        _prime_instance_keys(cls, fields)
 
     def __init__(self, **kwargs: Any) -> None:
         cls = type(self)

@@ -261,3 +261,17 @@ def make_plain(body: str) -> type:
     cls = module.__dict__["M"]
     assert isinstance(cls, type)
     return cls
+
+
+def test_priming_the_shared_instance_keys_leaves_no_trace() -> None:
+    """Model classes enter their instance dict names in CPython's shared key
+    table at creation (a throwaway instance); instances see nothing of it."""
+
+    class Primed(Object):
+        id: int = field(primary_key=True)
+        label: str = ""
+
+    assert object.__new__(Primed).__dict__ == {}
+    p = Primed(id=3)
+    assert p.__dict__ == {"id": 3, "label": ""}
+    assert p._rp_store is None and p._rp_cache is None and not p.is_managed
