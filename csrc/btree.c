@@ -255,6 +255,25 @@ int rp_bt_put(rp_txn *txn, rp_table *t, const void *key, size_t klen,
         rp_wr64(ent + RP_LEAF_ENTRY_HDR + klen + 8, txn->txnid);
         size = RP_LEAF_ENTRY_HDR + klen + RP_BIG_REF;
     }
+    /* Ascending loads: a key after the last one of the rightmost leaf goes
+     * at its end, and that leaf (already copied in this txn) is known from
+     * the previous put if nothing changed the table since (modcount), so
+     * the descent is skipped while the key fits without a split. */
+    if (t->tail && t->tail_mod == t->modcount) {
+        uint8_t *L = t->tail;
+        unsigned n = rp_nkeys(L);
+        if (n && size + RP_SLOT_SIZE <= rp_page_free(L)) {
+            const uint8_t *last = rp_entry(L, n - 1);
+            if (rp_keycmp(key, klen, rp_leaf_key(last), rp_leaf_klen(last)) > 0) {
+                rp_page_insert(L, n, ent, size);
+                t->entries++;
+                t->modcount++;
+                t->dirty = 1;
+                t->tail_mod = t->modcount;
+                return RP_OK;
+            }
+        }
+    }
     t->modcount++;
     t->dirty = 1;
     if (!t->root) {
@@ -280,7 +299,15 @@ int rp_bt_put(rp_txn *txn, rp_table *t, const void *key, size_t klen,
     } else {
         t->entries++;
     }
-    return insert_at(txn, t, path, depth - 1, lf->idx, ent, size);
+    /* Without a split the leaf stays where it is: remember it if it is the
+     * rightmost one (a split makes new pages; the next put finds them). */
+    int fits = size + RP_SLOT_SIZE <= rp_page_free(lf->page);
+    rc = insert_at(txn, t, path, depth - 1, lf->idx, ent, size);
+    if (!rc && fits && rightmost(path, depth - 1)) {
+        t->tail = lf->page;
+        t->tail_mod = t->modcount;
+    }
+    return rc;
 }
 
 /* ---- deletion and merges ------------------------------------------------------ */

@@ -41,6 +41,8 @@ typedef struct rp_table {
     uint64_t root, root_txnid;       /* root page, version that wrote it      */
     uint64_t entries, depth, pages;
     uint64_t modcount;               /* changes in this txn (cursor re-seek)  */
+    uint8_t *tail;                   /* the rightmost leaf, writable, as of   */
+    uint64_t tail_mod;               /* modcount tail_mod (else stale)        */
     int      exists;                 /* in the catalog (or created now)       */
     int      dirty;                  /* descriptor must be written back       */
     uint16_t nlen;

@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import shutil
 import tempfile
+from pathlib import Path
+from typing import Any
 
 import hypothesis.strategies as st
 import msgpack  # type: ignore[import-untyped,unused-ignore]
@@ -346,3 +348,54 @@ def test_msgpack_scans_and_gets_decode_like_plain_ones(
             want = [None if v is None else msgpack.unpackb(v) for v in snap.get_many("docs", keys)]
             assert snap.get_many_msgpack("docs", keys) == want
             assert snap.get_many_msgpack("no such table", keys[:1]) == [None] * len(keys[:1])
+
+
+def test_ascending_puts_append_through_deletes_drops_and_cursors(tmp_path: Path) -> None:
+    """Puts in ascending key order skip the descent while they land at the
+    end of the rightmost leaf the previous put left; anything that changes
+    the table in between (deletes, overwrites, a drop and re-creation,
+    splits, other tables) must send the next put down the tree again."""
+    model: dict[bytes, bytes] = {}
+
+    def key(i: int) -> bytes:
+        return i.to_bytes(4, "big")
+
+    def check(txn: Any) -> None:
+        assert list(txn.scan("t")) == sorted(model.items())
+
+    with Environment(str(tmp_path / "a.db"), durability="none") as env:
+        with env.write() as txn:
+            for i in range(0, 4000, 2):  # ascending, many splits
+                v = bytes([i % 251]) * (i % 97)
+                txn.put("t", key(i), v)
+                model[key(i)] = v
+                if i % 500 == 0:
+                    txn.put("u", key(i), b"other table")
+                if i and i % 700 == 0:  # delete near the right edge, then go on
+                    assert txn.delete("t", key(i - 2)) == (key(i - 2) in model)
+                    model.pop(key(i - 2), None)
+                if i % 900 == 0:  # an overwrite of the last key
+                    txn.put("t", key(i), b"again")
+                    model[key(i)] = b"again"
+            check(txn)
+            for i in range(1, 300, 2):  # keys between existing ones
+                txn.put("t", key(i), b"mid")
+                model[key(i)] = b"mid"
+            txn.put("t", key(5000), b"end")
+            model[key(5000)] = b"end"
+            check(txn)
+            assert txn.drop("t")
+            model.clear()
+            for i in range(6000, 6600):  # the same table again, ascending
+                txn.put("t", key(i), b"x" * (i % 50))
+                model[key(i)] = b"x" * (i % 50)
+            check(txn)
+        with env.read() as snap:
+            check(snap)
+        with env.write() as txn:  # a new txn: the old tail is not its own
+            for i in range(6600, 7000):
+                txn.put("t", key(i), b"y")
+                model[key(i)] = b"y"
+            check(txn)
+        with env.read() as snap:
+            check(snap)
