@@ -502,10 +502,13 @@ def _prime_instance_keys(cls: type, names: Iterable[str]) -> None:
     class, and a new name can only join it while it has room; that room
     shrinks with every instance dict made.  A name that no longer fits
     turns the dict it is set in into a dict of its own (an allocation, a
-    copy, and four times the memory).  Without this, ``_rp_key`` no longer
+    copy, and several times the memory).  Without this, ``_rp_key`` no longer
     fits by the time objects are added, and every added object paid that
     conversion.  A throwaway instance puts the names in while they fit;
-    only memory layout changes, never what the dicts hold."""
+    only memory layout changes, never what the dicts hold.  (Not for a
+    class with a finaliser, which would see the throwaway instance.)"""
+    if getattr(cls, "__del__", None) is not None:
+        return
     try:
         probe: Any = object.__new__(cls)
         d = probe.__dict__

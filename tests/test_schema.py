@@ -275,3 +275,17 @@ def test_priming_the_shared_instance_keys_leaves_no_trace() -> None:
     p = Primed(id=3)
     assert p.__dict__ == {"id": 3, "label": ""}
     assert p._rp_store is None and p._rp_cache is None and not p.is_managed
+
+
+def test_priming_skips_models_with_a_finaliser() -> None:
+    finalised: list[object] = []
+
+    class Finalised(Object):
+        id: int = field(primary_key=True)
+
+        def __del__(self) -> None:
+            finalised.append(self)
+
+    assert finalised == []
+    Finalised(id=1)
+    assert len(finalised) == 1
