@@ -89,6 +89,22 @@ static int need_int(PyObject *value, const char *name) {
     return 0;
 }
 
+static int need_list(PyObject *value, const char *name) {
+    if (!PyList_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a list, not %R", name,
+                     (PyObject *)Py_TYPE(value));
+        return -1;
+    }
+    return 0;
+}
+
+/* An int argument as a Py_ssize_t (TypeError if not an int). */
+static int size_arg(PyObject *value, const char *name, Py_ssize_t *out) {
+    if (need_int(value, name)) return -1;
+    *out = PyLong_AsSsize_t(value);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 static int rs_set_stamp(PyObject *self, PyObject *value, void *closure) {
     (void)closure;
     if (no_delete(value, "_stamp") || need_int(value, "_stamp")) return -1;
@@ -493,10 +509,7 @@ static PyObject *sp_iter_objects(PyObject *module, PyObject *const *args, Py_ssi
     (void)module;
     if (nargs_is(nargs, 5, "iter_objects")) return NULL;
     PyObject *cls = args[0], *realm = args[1], *rows = args[2], *stamp = args[3], *pos = args[4];
-    if (!PyList_Check(rows)) {
-        PyErr_Format(PyExc_TypeError, "rows must be a list, not %R", (PyObject *)Py_TYPE(rows));
-        return NULL;
-    }
+    if (need_list(rows, "rows")) return NULL;
     if (check_model_args(cls, realm, pos) || check_stamp(stamp)) return NULL;
     allocfunc alloc = (allocfunc)PyType_GetSlot((PyTypeObject *)ObjectIter_Type, Py_tp_alloc);
     ObjectIter *it = (ObjectIter *)alloc((PyTypeObject *)ObjectIter_Type, 0);
@@ -1078,12 +1091,8 @@ static PyType_Spec mi_spec = {
 static PyObject *sp_key_suffixes(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs_is(nargs, 2, "key_suffixes")) return NULL;
-    if (!PyLong_Check(args[1])) {
-        PyErr_Format(PyExc_TypeError, "n must be an int, not %R", (PyObject *)Py_TYPE(args[1]));
-        return NULL;
-    }
-    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
-    if (n == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t n;
+    if (size_arg(args[1], "n", &n)) return NULL;
     if (n < 0) {
         PyErr_SetString(PyExc_ValueError, "key_suffixes: n must be >= 0");
         return NULL;
@@ -1138,16 +1147,9 @@ static PyObject *sp_all_full(PyObject *module, PyObject *const *args, Py_ssize_t
     (void)module;
     if (nargs_is(nargs, 2, "all_full")) return NULL;
     PyObject *recs = args[0];
-    if (!PyList_Check(recs)) {
-        PyErr_Format(PyExc_TypeError, "recs must be a list, not %R", (PyObject *)Py_TYPE(recs));
-        return NULL;
-    }
-    if (!PyLong_Check(args[1])) {
-        PyErr_Format(PyExc_TypeError, "n must be an int, not %R", (PyObject *)Py_TYPE(args[1]));
-        return NULL;
-    }
-    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
-    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (need_list(recs, "recs")) return NULL;
+    Py_ssize_t n;
+    if (size_arg(args[1], "n", &n)) return NULL;
     Py_ssize_t len = PyList_Size(recs);
     for (Py_ssize_t i = 0; i < len; i++) {
         PyObject *r = PyList_GetItem(recs, i);
@@ -1239,16 +1241,9 @@ static PyObject *sp_rows_full(PyObject *module, PyObject *const *args, Py_ssize_
     (void)module;
     if (nargs_is(nargs, 2, "rows_full")) return NULL;
     PyObject *rows = args[0];
-    if (!PyList_Check(rows)) {
-        PyErr_Format(PyExc_TypeError, "rows must be a list, not %R", (PyObject *)Py_TYPE(rows));
-        return NULL;
-    }
-    if (!PyLong_Check(args[1])) {
-        PyErr_Format(PyExc_TypeError, "n must be an int, not %R", (PyObject *)Py_TYPE(args[1]));
-        return NULL;
-    }
-    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
-    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (need_list(rows, "rows")) return NULL;
+    Py_ssize_t n;
+    if (size_arg(args[1], "n", &n)) return NULL;
     Py_ssize_t len = PyList_Size(rows);
     for (Py_ssize_t i = 0; i < len; i++) {
         PyObject *row = PyList_GetItem(rows, i);
@@ -1428,10 +1423,7 @@ static PyObject *sp_encode_key_list(PyObject *module, PyObject *const *args, Py_
     (void)module;
     if (nargs_is(nargs, 2, "encode_key_list")) return NULL;
     PyObject *values = args[0];
-    if (!PyList_Check(values)) {
-        PyErr_Format(PyExc_TypeError, "values must be a list, not %R", (PyObject *)Py_TYPE(values));
-        return NULL;
-    }
+    if (need_list(values, "values")) return NULL;
     if (!PyLong_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "max_key must be an int");
         return NULL;
