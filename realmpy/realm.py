@@ -1554,8 +1554,9 @@ class Realm(RealmState):
         object.__setattr__(obj, "_rp_cache", (self._stamp, rec, info.pos))
 
     def read_plain(self, obj: _Model, name: str) -> Any:
-        # _record() inlined: the hot path of reading a scalar property.  The
-        # version check is one atomic load (None: nothing to check).
+        # The reference for the C descriptor's fast path (realmpy._speedups),
+        # which calls this whenever one of its checks fails: a current cached
+        # record is read through the positions cached with it.
         if self._closed or _get_ident() != self._owner:
             self._check()
         if self._moved():
@@ -1567,16 +1568,7 @@ class Realm(RealmState):
         return rec[self._info[type(obj).__realm_name__].pos[name]]
 
     def read_property(self, obj: _Model, name: str) -> Any:
-        # _record() inlined: this is the hot path of every attribute read.
-        if self._closed or _get_ident() != self._owner:
-            self._check()
-        if self._moved():
-            self._advance()
-        cache = obj._rp_cache
-        if cache is not None and cache[0] == self._stamp:
-            rec = cache[1]
-        else:
-            rec = self._load(obj)
+        rec = self._record(obj)
         info = self._info[type(obj).__realm_name__]
         stored = rec[info.pos[name]]
         kind = info.kinds[name]
