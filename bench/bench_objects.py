@@ -43,7 +43,6 @@ Method:
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import multiprocessing as mp
 import os
@@ -61,7 +60,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import machine  # sibling module; bench/ is not a package
+import machine  # sibling modules; bench/ is not a package
+from harness import Timer, Workdir, percentile
 
 from realmpy import Configuration, Object, Realm, field
 
@@ -118,42 +118,6 @@ def make_rows(n: int, seed: int) -> list[Row]:
     ]
 
 
-class Timer:
-    """Wall time of a ``with`` block in ns, with the GC off inside it."""
-
-    ns: int = 0
-
-    def __enter__(self) -> Timer:
-        gc.collect()
-        gc.disable()
-        self._t0 = perf_counter_ns()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.ns = perf_counter_ns() - self._t0
-        gc.enable()
-
-
-def percentile(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    pos = (len(s) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
-class Workdir:
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self._count = 0
-
-    def new(self, name: str) -> Path:
-        self._count += 1
-        d = self.base / f"{name}-{self._count}"
-        d.mkdir()
-        return d
-
-
 # --------------------------------------------------------------------------
 # engines
 
@@ -199,7 +163,7 @@ class RealmpyBench:
         realm = self._fresh()
         rows = self.rows
         try:
-            with Timer() as t:
+            with Timer(collect=True) as t:
                 with realm.write():
                     realm.add_all(
                         [Item(id=a, name=b, grp=c, age=d, score=e) for a, b, c, d, e in rows]
@@ -213,7 +177,7 @@ class RealmpyBench:
         realm = self._fresh()
         objs = [Item(id=a, name=b, grp=c, age=d, score=e) for a, b, c, d, e in self.rows]
         try:
-            with Timer() as t:
+            with Timer(collect=True) as t:
                 with realm.write():
                     realm.add_all(objs)
         finally:
@@ -224,7 +188,7 @@ class RealmpyBench:
         realm = self.loaded()
         find = realm.find
         total = 0
-        with Timer() as t:
+        with Timer(collect=True) as t:
             for k in keys:
                 o = find(Item, k)
                 assert o is not None
@@ -234,7 +198,7 @@ class RealmpyBench:
     def group(self, groups: list[str]) -> float:
         realm = self.loaded()
         n = 0
-        with Timer() as t:
+        with Timer(collect=True) as t:
             for g in groups:
                 out = [(o.name, o.age) for o in realm.query(Item, Q_GROUP, g)]
                 n += len(out)
@@ -244,7 +208,7 @@ class RealmpyBench:
     def range(self, ranges: list[tuple[int, int]], expect: int) -> float:
         realm = self.loaded()
         n = 0
-        with Timer() as t:
+        with Timer(collect=True) as t:
             for lo, hi in ranges:
                 out = [(o.name, o.age) for o in realm.query(Item, Q_RANGE, lo, hi)]
                 n += len(out)
@@ -281,7 +245,7 @@ class SqliteBench:
         conn = self._fresh()
         rows = self.rows
         try:
-            with Timer() as t:
+            with Timer(collect=True) as t:
                 conn.execute("BEGIN")
                 conn.executemany(SQL_INSERT, rows)
                 conn.execute("COMMIT")
@@ -295,7 +259,7 @@ class SqliteBench:
     def find(self, keys: list[int]) -> float:
         execute = self.loaded().execute
         total = 0
-        with Timer() as t:
+        with Timer(collect=True) as t:
             for k in keys:
                 name, age = execute(SQL_FIND, (k,)).fetchone()
                 total += len(name) + age
@@ -304,7 +268,7 @@ class SqliteBench:
     def group(self, groups: list[str]) -> float:
         execute = self.loaded().execute
         n = 0
-        with Timer() as t:
+        with Timer(collect=True) as t:
             for g in groups:
                 out = execute(SQL_GROUP, (g,)).fetchall()
                 n += len(out)
@@ -314,7 +278,7 @@ class SqliteBench:
     def range(self, ranges: list[tuple[int, int]], expect: int) -> float:
         execute = self.loaded().execute
         n = 0
-        with Timer() as t:
+        with Timer(collect=True) as t:
             for lo, hi in ranges:
                 out = execute(SQL_RANGE, (lo, hi)).fetchall()
                 n += len(out)

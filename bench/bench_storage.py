@@ -59,7 +59,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import machine  # sibling module; bench/ is not a package
+import machine  # sibling modules; bench/ is not a package
+from harness import Timer, Workdir, percentile
 
 try:
     import lmdb
@@ -125,27 +126,6 @@ class Dataset:
 # timing
 
 
-class Timer:
-    """Wall time of a `with` block in ns, with the GC off inside it.
-
-    GC pauses land at random points of a loop that allocates (every get
-    returns a new bytes object), so they would add noise, not signal.  No
-    gc.collect() on entry: walking every object would evict the data that a
-    warm-up pass just brought into the CPU caches.
-    """
-
-    ns: int = 0
-
-    def __enter__(self) -> Timer:
-        gc.disable()
-        self._t0 = perf_counter_ns()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.ns = perf_counter_ns() - self._t0
-        gc.enable()
-
-
 @dataclass
 class Measurement:
     """One timed rep: total ns for n operations, and optional per-op ns."""
@@ -157,15 +137,6 @@ class Measurement:
     @property
     def us_per_op(self) -> float:
         return self.ns / self.n / 1000
-
-
-def percentile(xs: list[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100) of a non-empty list."""
-    s = sorted(xs)
-    pos = (len(s) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 class CpuMeter:
@@ -205,20 +176,6 @@ class CpuMeter:
 
 # --------------------------------------------------------------------------
 # engine adapters: open a fresh or a loaded database; one method per bench
-
-
-class Workdir:
-    """A fresh directory per database, removed at close."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self._count = 0
-
-    def new(self, name: str) -> Path:
-        self._count += 1
-        d = self.base / f"{name}-{self._count}"
-        d.mkdir()
-        return d
 
 
 class LmdbBench:
