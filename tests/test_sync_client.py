@@ -16,7 +16,9 @@ from typing import Any, cast
 
 import pytest
 
-pytest.importorskip("uvicorn")
+pytest.importorskip(
+    "uvicorn", reason="the server extra is not installed: pip install -e '.[test,server]'"
+)
 
 from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
 from realmpy.objectid import ObjectId

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("uvicorn")
+pytest.importorskip(
+    "uvicorn", reason="the server extra is not installed: pip install -e '.[test,server]'"
+)
 
 from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
 from realmpy.objectid import ObjectId

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-pytest.importorskip("uvicorn")
+pytest.importorskip(
+    "uvicorn", reason="the server extra is not installed: pip install -e '.[test,server]'"
+)
 
 
 def test_demo_runs_end_to_end() -> None:

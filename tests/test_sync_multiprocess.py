@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("uvicorn")
+pytest.importorskip(
+    "uvicorn", reason="the server extra is not installed: pip install -e '.[test,server]'"
+)
 
 from realmpy.server.testing import drop_pg_schema, free_port, pg_schema_url, postgres_available
 
