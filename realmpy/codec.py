@@ -575,6 +575,19 @@ def pack_plain_rows(rows: Iterable[Sequence[Any]]) -> list[bytes]:
         raise CodecError(f"cannot encode record: {exc}") from None
 
 
+def decode_value(data: bytes) -> Any:
+    """One msgpack-encoded stored value (a field of a record), decoded as
+    :func:`unpack_row` decodes it inside the record; damage raises
+    CodecError.  The lazy records of ``realmpy._speedups`` call it for the
+    fields they do not decode themselves."""
+    try:
+        return _unpackb(data, ext_hook=_ext_hook, strict_map_key=False)
+    except CodecError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise CodecError(f"corrupt object record: {exc}") from None
+
+
 def unpack_row(data: bytes) -> list[Any]:
     """Inverse of :func:`pack_row`: the stored values (possibly fewer than
     the schema has properties); a damaged record raises CodecError."""

@@ -58,12 +58,14 @@ from realmpy import codec
 from realmpy import pushdown as _pushdown
 from realmpy import query as _query
 from realmpy._speedups import RealmState
+from realmpy._speedups import Record as _Record
 from realmpy._speedups import all_full as _all_full
 from realmpy._speedups import column_keys as _column_keys
 from realmpy._speedups import found_rows as _found_rows
 from realmpy._speedups import make_object as _make_object
 from realmpy._speedups import manage as _manage
 from realmpy._speedups import pack_rows as _pack_rows
+from realmpy._speedups import record_pairs as _record_pairs
 from realmpy._speedups import rows_full as _rows_full
 from realmpy._speedups import strictly_increasing as _strictly_increasing
 from realmpy._speedups import unmanaged_dicts as _unmanaged_dicts
@@ -114,6 +116,7 @@ T = TypeVar("T", bound=Object)
 _get_ident = threading.get_ident
 _encode_key = codec.encode_key
 _unpack_row = codec.unpack_row
+_decode_value = codec.decode_value
 _pack = codec.pack_row
 _OPTS = codec.RECORD_OPTIONS
 OLD_PREFIX = "_old:"  # a migration's copy of records whose layout changed
@@ -257,6 +260,13 @@ class _ClassInfo:
 
     def decode(self, raw: bytes) -> list[Any]:
         return self.full(_unpack_row(raw))
+
+    def lazy_rows(self, batch: bytes) -> list[tuple[bytes, Any]]:
+        """``[(key, record), ...]`` of a raw engine batch, each record a lazy
+        :class:`~realmpy._speedups.Record` (full: padded with ``fill``)
+        that decodes a field when it is first read; a damaged record
+        raises CodecError."""
+        return _record_pairs(batch, self.n, self.fill, _decode_value, codec.CodecError)
 
 
 # ----------------------------------------------------------------------------
@@ -1246,7 +1256,7 @@ class Realm(RealmState):
     def _resolve(self, value: Any, name: str) -> Any:
         if type(value) is _Bound:
             rec = value.rec
-            if type(rec) is list:  # a top-level record: positional
+            if type(rec) is list or type(rec) is _Record:  # a top-level record: positional
                 info = self._info[value.cls]
                 i = info.pos.get(name)
                 if i is None:
@@ -1367,6 +1377,15 @@ class Realm(RealmState):
             # keys up and (if the index does not decide everything) filters
             # the records, in one call per buffer.
             iname, prefix, exact = ranged
+            if exact and not q.descriptors:
+                # The index decides everything: the records come back lazy
+                # (decoded a field at a time as they are read).
+                try:
+                    return txn.scan_join(iname, prefix, table, decode=info.lazy_rows)
+                except InvalidArgumentError:
+                    raise
+                except (CorruptError, ValueError):
+                    pass  # a damaged record: the plain path reports it
             program = None if exact else _filter_program(info, q, args)
             try:
                 pairs = self._full_rows(
@@ -1439,12 +1458,17 @@ class Realm(RealmState):
         if type(rows) is list and _rows_full(rows, n):  # the usual case, checked in C
             return rows
         for _k, r in rows:
+            if type(r) is _Record:
+                continue  # made full
             if type(r) is not list or len(r) < n:
                 break
         else:
             return rows
-        out = []
+        out: list[tuple[bytes, Any]] = []
         for k, r in rows:
+            if type(r) is _Record:
+                out.append((k, r))
+                continue
             if type(r) is not list:
                 raise codec.CodecError("corrupt object record: not an array")
             out.append((k, info.full(r)))
@@ -1523,7 +1547,7 @@ class Realm(RealmState):
                 f"this {info.name} object was deleted (or its write was rolled back)"
             )
         rec = info.decode(raw)
-        obj.__dict__["_rp_cache"] = (self._stamp, rec, info.pos)
+        object.__setattr__(obj, "_rp_cache", (self._stamp, rec, info.pos))
         return rec
 
     def raw_get(self, obj: _Model, name: str) -> Any:
@@ -1679,7 +1703,7 @@ class Realm(RealmState):
         self._check()
         self._require_write()
         info = self._add_info(obj)
-        store = obj.__dict__.get("_rp_store")
+        store = obj._rp_store
         if store is self:
             return obj
         if store is not None:
@@ -1760,7 +1784,7 @@ class Realm(RealmState):
         if values is not None:
             todo = objs  # the common case: all unmanaged
         else:
-            stores = [o.__dict__.get("_rp_store") for o in objs]
+            stores = [o._rp_store for o in objs]
             for o, store in zip(objs, stores, strict=True):
                 if store is not None and store is not self:
                     raise WrongRealmError(
@@ -1819,7 +1843,7 @@ class Realm(RealmState):
         for (_pname, iname), ik in zip(info.indexed, entries, strict=True):
             _put_all(txn, iname, ik, None)
         self._stamp += 1
-        # Each object: _rp_store, _rp_key, _rp_cache = (stamp, row, pos).
+        # Each object: _rp_store, _rp_key, and its record cached with the stamp.
         _manage(todo, self, keys, rows, self._stamp, info.pos)
 
     def _add_simple_each(
@@ -1832,7 +1856,7 @@ class Realm(RealmState):
         encode = _encode_key
         pk = info.pk
         for i, obj in enumerate(todo):
-            if obj.__dict__.get("_rp_store") is not None:
+            if obj._rp_store is not None:
                 continue  # the same object twice
             values = obj._rp_values
             if keys is not None:
@@ -1864,10 +1888,7 @@ class Realm(RealmState):
                 txn.put(iname, ik, b"")
             txn.put(info.table, key, packed)
             self._stamp += 1
-            d = obj.__dict__
-            d["_rp_store"] = self
-            d["_rp_key"] = key
-            d["_rp_cache"] = (self._stamp, row, info.pos)
+            _manage([obj], self, [key], [row], self._stamp, info.pos)
 
     def _add(self, obj: Object, update: bool, cascade: bool) -> bytes:
         txn = self._require_write()

@@ -39,7 +39,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - CPython 3.10 takes it from the backport (setup.cfg)
     from typing_extensions import dataclass_transform
 
-from realmpy._speedups import ModelInit, PropertyBase
+from realmpy._speedups import ModelBase, ModelInit, PropertyBase
 from realmpy.errors import ObjectTypeError, SchemaError
 from realmpy.objectid import ObjectId
 
@@ -489,48 +489,42 @@ class _PropertyDescriptor(PropertyBase):
         raise AttributeError(f"cannot delete property {self.name!r}")
 
 
-# The entries a managed object's instance dict holds besides its values.
-_MANAGED_ENTRIES: Final = ("_rp_store", "_rp_key", "_rp_cache")
-
-
 def _prime_instance_keys(cls: type, names: Iterable[str]) -> None:
-    """Enter every name a model's instance dicts hold (its properties and
-    the managed entries) in the class's shared dict keys, once, at class
-    creation.
+    """Enter every name a model's instance dicts hold (its properties) in
+    the class's shared dict keys, once, at class creation.
 
     CPython (3.11) shares one key table among the instance dicts of a
     class, and a new name can only join it while it has room; that room
     shrinks with every instance dict made.  A name that no longer fits
     turns the dict it is set in into a dict of its own (an allocation, a
-    copy, and several times the memory).  Without this, ``_rp_key`` no longer
-    fits by the time objects are added, and every added object paid that
-    conversion.  A throwaway instance puts the names in while they fit;
+    copy, and several times the memory).  A throwaway instance puts the names in while they fit;
     only memory layout changes, never what the dicts hold.  (Not for a
     class with a finaliser, which would see the throwaway instance.)"""
     if getattr(cls, "__del__", None) is not None:
         return
     try:
-        probe: Any = object.__new__(cls)
+        probe: Any = cls.__new__(cls)
         d = probe.__dict__
     except Exception:  # pragma: no cover - a model without an instance dict
         return
-    for name in (*names, *_MANAGED_ENTRIES):
+    for name in names:
         d[name] = None
 
 
 @dataclass_transform(kw_only_default=True, field_specifiers=(field, Field))
-class _Model:
-    """Common base of Object and EmbeddedObject (not a model itself)."""
+class _Model(ModelBase):
+    """Common base of Object and EmbeddedObject (not a model itself).
+
+    A managed object's state is in the C fields of
+    :class:`realmpy._speedups.ModelBase`, not in its instance dict:
+    ``_rp_store`` (its realm, None while unmanaged), ``_rp_key`` (its
+    primary-key bytes) and ``_rp_cache`` (``(stamp, record, positions)``:
+    its record, read at the realm stamp, by position; None: read it on
+    first access)."""
 
     __realm_name__: ClassVar[str]
-    # The realm (store) of a managed object; None (this default) while unmanaged.
-    _rp_store: ObjectStore | None = None
-    _rp_key: bytes
+    _rp_store: ObjectStore | None
     _rp_fields: ClassVar[dict[str, Field]]
-    # A managed object's decoded record and the realm stamp it was read at
-    # (set on the instance by its realm; None: read it on first access).
-    # (stamp, record: the stored values by position, positions by name)
-    _rp_cache: tuple[int, Sequence[Any], dict[str, int]] | None = None
 
     @property
     def _rp_values(self) -> dict[str, Any]:

@@ -46,7 +46,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal, NoReturn, Union
@@ -1164,19 +1164,30 @@ class _Transaction:
         table: str,
         program: BytesLike | None = None,
         options: Mapping[str, Any] | None = None,
+        decode: Callable[[bytes], list[Any]] | None = None,
     ) -> list[tuple[bytes, Any]]:
         """For an index table whose keys are ``prefix + key``: ``(key, value
         of key in table)`` for every index key starting with ``prefix``, in
         index order, values decoded as by :meth:`scan_msgpack`; keys absent
         from ``table`` are left out.  With a filter ``program`` only the
         values it does not reject (see :meth:`scan_filter`).  One engine
-        call per buffer instead of an index scan plus :meth:`get_many`."""
+        call per buffer instead of an index scan plus :meth:`get_many`.
+
+        ``decode`` (instead of ``options``): a batch decoder given each
+        buffer's bytes (a msgpack array of bin keys and raw msgpack
+        values) that returns its ``[(key, value), ...]``."""
         if type(prefix) is not bytes:
             prefix = _as_bytes(prefix, "prefix")
         if not prefix or len(prefix) > MAX_KEY:
             raise _e.InvalidArgumentError(f"prefix: 1 to {MAX_KEY} bytes, not {len(prefix)}")
         return self._engine_scan(
-            index, prefix, prefix + b"\xff", program, _decoder(options), self._name(table)
+            index,
+            prefix,
+            prefix + b"\xff",
+            program,
+            _decoder(options) if decode is None else decode,
+            self._name(table),
+            paired=decode is not None,
         )
 
     def _scan_filter(self, table: str, program: BytesLike, decode: Any) -> list[Any]:
@@ -1190,10 +1201,13 @@ class _Transaction:
         program: BytesLike | None,
         decode: Any,
         join: bytes | None,
+        paired: bool = False,
     ) -> list[Any]:
         """The records rp_cursor_filter (or, with ``join``, rp_cursor_join
         looking up keys past ``start`` in table ``join``) copies from
-        ``table``'s keys in [start, stop), read with one cursor."""
+        ``table``'s keys in [start, stop), read with one cursor.  ``paired``:
+        ``decode`` takes each buffer's bytes and returns its (key, value)
+        pairs (else the flat list of a msgpack batch decoder)."""
         if self._owner != _get_ident():
             self._not_owner()
         name = self._name(table)
@@ -1239,6 +1253,9 @@ class _Transaction:
                     break
                 if not n[0]:  # the next match does not fit: grow, retry it
                     sb.grow(int(used[0]))
+                    continue
+                if paired:
+                    out += decode(ffi.buffer(sb.buf, used[0])[:])
                     continue
                 flat = decode(ffi.buffer(sb.buf, used[0]))
                 it = iter(flat)

@@ -42,7 +42,7 @@
 static PyObject *RealmState_Type;
 static PyObject *PropertyBase_Type;
 static PyObject *ObjectIter_Type;
-static PyObject *s_rp_store, *s_rp_key, *s_rp_cache, *s_read_plain, *s_slow_get;
+static PyObject *s_read_plain, *s_slow_get;
 static PyObject *empty_tuple;
 
 /* ---- RealmState ------------------------------------------------------------- */
@@ -250,6 +250,185 @@ static PyType_Spec rs_spec = {
     rs_slots,
 };
 
+/* ---- ModelBase ---------------------------------------------------------------
+ *
+ * Base class of every model (realmpy.schema._Model).  A managed object's
+ * state lives in these C fields, not in its instance dict: the descriptor
+ * reads them without a dict lookup, and an object made from a query result
+ * is one allocation (its instance dict is only made if something asks for
+ * it: unmanaged objects keep their values there).
+ *
+ *   store  _rp_store  the realm (or an embedded object's store); NULL: not
+ *                     managed (reads as None)
+ *   key    _rp_key    the primary-key bytes in the table; NULL: unset
+ *   rec    the cached record (a list, or a lazy Record), valid while
+ *   stamp  equals the realm's _stamp; pos maps property names to positions
+ *   pos    in rec.  Python reads and sets the three together as _rp_cache =
+ *          (stamp, rec, pos), or None (nothing cached). */
+
+static PyObject *ModelBase_Type;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *store;
+    PyObject *key;
+    PyObject *rec;
+    PyObject *pos;
+    long long stamp;
+} ModelBase;
+
+static inline int is_model(PyObject *o) {
+    return PyObject_TypeCheck(o, (PyTypeObject *)ModelBase_Type);
+}
+
+/* *slot = new (a new reference, or NULL); the old value is released last. */
+static void replace_ref(PyObject **slot, PyObject *new_ref) {
+    PyObject *old = *slot;
+    *slot = new_ref;
+    Py_XDECREF(old);
+}
+
+static PyObject *mb_get_store(PyObject *self, void *closure) {
+    (void)closure;
+    PyObject *s = ((ModelBase *)self)->store;
+    return Py_NewRef(s ? s : Py_None);
+}
+
+static int mb_set_store(PyObject *self, PyObject *value, void *closure) {
+    (void)closure;
+    if (no_delete(value, "_rp_store")) return -1;
+    ModelBase *m = (ModelBase *)self;
+    replace_ref(&m->store, value == Py_None ? NULL : Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *mb_get_key(PyObject *self, void *closure) {
+    (void)closure;
+    PyObject *k = ((ModelBase *)self)->key;
+    if (k == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_rp_key");
+        return NULL;
+    }
+    return Py_NewRef(k);
+}
+
+static int mb_set_key(PyObject *self, PyObject *value, void *closure) {
+    (void)closure;
+    if (no_delete(value, "_rp_key")) return -1;
+    if (!PyBytes_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "_rp_key must be bytes, not %R", (PyObject *)Py_TYPE(value));
+        return -1;
+    }
+    replace_ref(&((ModelBase *)self)->key, Py_NewRef(value));
+    return 0;
+}
+
+static void mb_set_record(ModelBase *m, PyObject *rec, long long stamp, PyObject *pos) {
+    /* rec NULL or None: nothing cached.  The old values go last: their
+     * deallocation may run code that looks at this object. */
+    PyObject *old_rec = m->rec, *old_pos = m->pos;
+    if (rec == NULL || rec == Py_None) {
+        m->rec = m->pos = NULL;
+    } else {
+        m->rec = Py_NewRef(rec);
+        m->pos = Py_NewRef(pos);
+        m->stamp = stamp;
+    }
+    Py_XDECREF(old_rec);
+    Py_XDECREF(old_pos);
+}
+
+static PyObject *mb_get_cache(PyObject *self, void *closure) {
+    (void)closure;
+    ModelBase *m = (ModelBase *)self;
+    if (m->rec == NULL) Py_RETURN_NONE;
+    PyObject *st = PyLong_FromLongLong(m->stamp);
+    if (st == NULL) return NULL;
+    PyObject *t = PyTuple_Pack(3, st, m->rec, m->pos);
+    Py_DECREF(st);
+    return t;
+}
+
+static int mb_set_cache(PyObject *self, PyObject *value, void *closure) {
+    (void)closure;
+    if (no_delete(value, "_rp_cache")) return -1;
+    if (value == Py_None) {
+        mb_set_record((ModelBase *)self, NULL, 0, NULL);
+        return 0;
+    }
+    if (!PyTuple_Check(value) || PyTuple_Size(value) != 3) {
+        PyErr_SetString(PyExc_TypeError, "_rp_cache is None or (stamp, record, positions)");
+        return -1;
+    }
+    PyObject *st = PyTuple_GetItem(value, 0), *pos = PyTuple_GetItem(value, 2);
+    if (!PyLong_Check(st) || !PyDict_Check(pos)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_rp_cache is (stamp: int, record, positions: dict)");
+        return -1;
+    }
+    long long stamp = PyLong_AsLongLong(st);
+    if (stamp == -1 && PyErr_Occurred()) return -1;
+    mb_set_record((ModelBase *)self, PyTuple_GetItem(value, 1), stamp, pos);
+    return 0;
+}
+
+static PyGetSetDef mb_getset[] = {
+    {"_rp_store", mb_get_store, mb_set_store,
+     "The realm (store) of a managed object; None while unmanaged.", NULL},
+    {"_rp_key", mb_get_key, mb_set_key, "A managed object's primary-key bytes.", NULL},
+    {"_rp_cache", mb_get_cache, mb_set_cache,
+     "(stamp, record, positions) of the cached record, or None.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static int mb_traverse(PyObject *self_, visitproc visit, void *arg) {
+    ModelBase *self = (ModelBase *)self_;
+    Py_VISIT(Py_TYPE(self_));
+    Py_VISIT(self->store);
+    Py_VISIT(self->key);
+    Py_VISIT(self->rec);
+    Py_VISIT(self->pos);
+    return 0;
+}
+
+static int mb_clear(PyObject *self_) {
+    ModelBase *self = (ModelBase *)self_;
+    Py_CLEAR(self->store);
+    Py_CLEAR(self->key);
+    Py_CLEAR(self->rec);
+    Py_CLEAR(self->pos);
+    return 0;
+}
+
+/* Reached from a subclass's dealloc (which has already untracked the
+ * object and cleared its instance dict) or directly. */
+static void mb_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    mb_clear(self);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot mb_slots[] = {
+    {Py_tp_doc, "Base of every model: a managed object's state in C fields."},
+    {Py_tp_getset, mb_getset},
+    {Py_tp_traverse, mb_traverse},
+    {Py_tp_clear, mb_clear},
+    {Py_tp_dealloc, mb_dealloc},
+    {Py_tp_new, PyType_GenericNew},
+    {0, NULL},
+};
+
+static PyType_Spec mb_spec = {
+    "realmpy._speedups.ModelBase",
+    sizeof(ModelBase),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    mb_slots,
+};
+
 /* ---- object construction ------------------------------------------------------ */
 
 /* cls.__new__(cls), with the type's own tp_new as Python does. */
@@ -282,27 +461,26 @@ static PyObject *instance_dict(PyObject *obj) {
     return d;
 }
 
-/* The three managed-object entries; cache may be Py_None. */
-static int set_managed(PyObject *obj, PyObject *realm, PyObject *key, PyObject *cache) {
-    PyObject *d = instance_dict(obj);
-    if (d == NULL) return -1;
-    int rc = PyDict_SetItem(d, s_rp_store, realm);
-    if (rc == 0) rc = PyDict_SetItem(d, s_rp_key, key);
-    if (rc == 0) rc = PyDict_SetItem(d, s_rp_cache, cache);
-    Py_DECREF(d);
-    return rc;
+/* Make obj (a model) managed by realm under key, caching rec (NULL or
+ * None: nothing) read at stamp with positions pos. */
+static int set_managed(PyObject *obj, PyObject *realm, PyObject *key, PyObject *rec,
+                       long long stamp, PyObject *pos) {
+    if (!is_model(obj)) {
+        PyErr_Format(PyExc_TypeError, "%R is not a model class", (PyObject *)Py_TYPE(obj));
+        return -1;
+    }
+    ModelBase *m = (ModelBase *)obj;
+    replace_ref(&m->store, Py_NewRef(realm));
+    replace_ref(&m->key, Py_NewRef(key));
+    mb_set_record(m, rec, stamp, pos);
+    return 0;
 }
 
-/* (stamp, rec, pos), or None if rec is None (new reference). */
-static PyObject *cache_tuple(PyObject *stamp, PyObject *rec, PyObject *pos) {
-    if (rec == Py_None) Py_RETURN_NONE;
-    return PyTuple_Pack(3, stamp, rec, pos);
-}
-
-static PyObject *make_managed(PyObject *cls, PyObject *realm, PyObject *key, PyObject *cache) {
+static PyObject *make_managed(PyObject *cls, PyObject *realm, PyObject *key, PyObject *rec,
+                              long long stamp, PyObject *pos) {
     PyObject *obj = new_instance(cls);
     if (obj == NULL) return NULL;
-    if (set_managed(obj, realm, key, cache) < 0) {
+    if (set_managed(obj, realm, key, rec, stamp, pos) < 0) {
         Py_DECREF(obj);
         return NULL;
     }
@@ -314,7 +492,8 @@ static int check_model_args(PyObject *cls, PyObject *realm, PyObject *pos) {
         PyErr_Format(PyExc_TypeError, "cls must be a class, not %R", (PyObject *)Py_TYPE(cls));
         return -1;
     }
-    if (!(PyType_GetFlags((PyTypeObject *)cls) & Py_TPFLAGS_HEAPTYPE)) {
+    if (!(PyType_GetFlags((PyTypeObject *)cls) & Py_TPFLAGS_HEAPTYPE)
+        || !PyType_IsSubtype((PyTypeObject *)cls, (PyTypeObject *)ModelBase_Type)) {
         PyErr_Format(PyExc_TypeError, "cls must be a model class, not %R", cls);
         return -1;
     }
@@ -329,12 +508,14 @@ static int check_model_args(PyObject *cls, PyObject *realm, PyObject *pos) {
     return 0;
 }
 
-static int check_stamp(PyObject *stamp) {
+/* The stamp argument as a C value (it must fit, as the realm's does). */
+static int stamp_arg(PyObject *stamp, long long *out) {
     if (!PyLong_Check(stamp)) {
         PyErr_Format(PyExc_TypeError, "stamp must be an int, not %R", (PyObject *)Py_TYPE(stamp));
         return -1;
     }
-    return 0;
+    *out = PyLong_AsLongLong(stamp);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
 static int check_key(PyObject *key) {
@@ -359,12 +540,9 @@ static PyObject *sp_make_object(PyObject *module, PyObject *const *args, Py_ssiz
     if (nargs_is(nargs, 6, "make_object")) return NULL;
     PyObject *cls = args[0], *realm = args[1], *key = args[2], *rec = args[3];
     PyObject *stamp = args[4], *pos = args[5];
-    if (check_model_args(cls, realm, pos) || check_key(key) || check_stamp(stamp)) return NULL;
-    PyObject *cache = cache_tuple(stamp, rec, pos);
-    if (cache == NULL) return NULL;
-    PyObject *obj = make_managed(cls, realm, key, cache);
-    Py_DECREF(cache);
-    return obj;
+    long long st;
+    if (check_model_args(cls, realm, pos) || check_key(key) || stamp_arg(stamp, &st)) return NULL;
+    return make_managed(cls, realm, key, rec, st, pos);
 }
 
 /* manage(objs, realm, keys, recs, stamp, pos): set the managed entries of
@@ -379,7 +557,8 @@ static PyObject *sp_manage(PyObject *module, PyObject *args) {
         PyErr_Format(PyExc_TypeError, "realm must be a Realm, not %R", (PyObject *)Py_TYPE(realm));
         return NULL;
     }
-    if (check_stamp(stamp)) return NULL;
+    long long st;
+    if (stamp_arg(stamp, &st)) return NULL;
     Py_ssize_t n = PyList_Size(objs);
     if (PyList_Size(keys) != n || PyList_Size(recs) != n) {
         PyErr_SetString(PyExc_ValueError, "manage: objs, keys and recs differ in length");
@@ -396,9 +575,7 @@ static PyObject *sp_manage(PyObject *module, PyObject *args) {
         Py_INCREF(obj);
         Py_INCREF(key);
         Py_INCREF(rec);
-        PyObject *cache = cache_tuple(stamp, rec, pos);
-        int rc = cache == NULL ? -1 : set_managed(obj, realm, key, cache);
-        Py_XDECREF(cache);
+        int rc = set_managed(obj, realm, key, rec, st, pos);
         Py_DECREF(rec);
         Py_DECREF(key);
         Py_DECREF(obj);
@@ -411,7 +588,8 @@ static PyObject *sp_manage(PyObject *module, PyObject *args) {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *cls, *realm, *rows, *stamp, *pos;
+    PyObject *cls, *realm, *rows, *pos;
+    long long stamp;
     Py_ssize_t i;
 } ObjectIter;
 
@@ -421,7 +599,6 @@ static int oi_traverse(PyObject *self_, visitproc visit, void *arg) {
     Py_VISIT(self->cls);
     Py_VISIT(self->realm);
     Py_VISIT(self->rows);
-    Py_VISIT(self->stamp);
     Py_VISIT(self->pos);
     return 0;
 }
@@ -431,7 +608,6 @@ static int oi_clear(PyObject *self_) {
     Py_CLEAR(self->cls);
     Py_CLEAR(self->realm);
     Py_CLEAR(self->rows);
-    Py_CLEAR(self->stamp);
     Py_CLEAR(self->pos);
     return 0;
 }
@@ -474,11 +650,7 @@ static PyObject *oi_next(PyObject *self_) {
     Py_INCREF(row);
     PyObject *k = NULL, *rec = NULL, *obj = NULL;
     if (unpack_row(row, &k, &rec) == 0) {
-        PyObject *cache = cache_tuple(self->stamp, rec, self->pos);
-        if (cache != NULL) {
-            obj = make_managed(self->cls, self->realm, k, cache);
-            Py_DECREF(cache);
-        }
+        obj = make_managed(self->cls, self->realm, k, rec, self->stamp, self->pos);
     }
     Py_XDECREF(k);
     Py_XDECREF(rec);
@@ -510,22 +682,527 @@ static PyObject *sp_iter_objects(PyObject *module, PyObject *const *args, Py_ssi
     if (nargs_is(nargs, 5, "iter_objects")) return NULL;
     PyObject *cls = args[0], *realm = args[1], *rows = args[2], *stamp = args[3], *pos = args[4];
     if (need_list(rows, "rows")) return NULL;
-    if (check_model_args(cls, realm, pos) || check_stamp(stamp)) return NULL;
+    long long st;
+    if (check_model_args(cls, realm, pos) || stamp_arg(stamp, &st)) return NULL;
     allocfunc alloc = (allocfunc)PyType_GetSlot((PyTypeObject *)ObjectIter_Type, Py_tp_alloc);
     ObjectIter *it = (ObjectIter *)alloc((PyTypeObject *)ObjectIter_Type, 0);
     if (it == NULL) return NULL;
     Py_INCREF(cls);
     Py_INCREF(realm);
     Py_INCREF(rows);
-    Py_INCREF(stamp);
     Py_INCREF(pos);
     it->cls = cls;
     it->realm = realm;
     it->rows = rows;
-    it->stamp = stamp;
+    it->stamp = st;
     it->pos = pos;
     it->i = 0;
     return (PyObject *)it;
+}
+
+/* ---- Record: a lazily decoded object record ---------------------------------------
+ *
+ * One stored record (a msgpack array of the property values in stored
+ * order) kept as its bytes, read as the list the Python code would decode
+ * and pad (codec.unpack_row + _ClassInfo.full): len() is max(n, stored),
+ * item i decodes field i the first time it is read and caches it.  Plain
+ * scalars (nil, bool, int, float, str, bin) are decoded here; anything else
+ * (arrays, maps, ext types), and a str that is not valid UTF-8, goes
+ * through the Python decoder given at creation (msgpack.unpackb with the
+ * record options: the same values, the same CodecError).  Positions past
+ * the stored array hold the given defaults.  The record's structure (array
+ * header, every field's extent) is checked when it is made, so a damaged
+ * one is refused up front (the given error type) and a read never runs off
+ * its bytes.
+ *
+ * Layout: the fixed part, then (var part, itemsize 1) len value slots
+ * (NULL: not decoded yet), stored + 1 uint32 field offsets, the raw bytes. */
+
+static PyObject *Record_Type;
+
+typedef struct {
+    PyObject_VAR_HEAD
+    Py_ssize_t len;      /* max(n, stored): what len() says                  */
+    Py_ssize_t stored;   /* fields in the stored array                       */
+    PyObject *decode;    /* decode(bytes) -> value: the Python decoder        */
+    PyObject **vals;     /* len slots                                        */
+    uint32_t *offs;      /* stored + 1 offsets of the fields in raw          */
+    const unsigned char *raw;
+} Record;
+
+static inline uint16_t be16(const unsigned char *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint64_t be64(const unsigned char *p) {
+    return ((uint64_t)be32(p) << 32) | be32(p + 4);
+}
+
+/* Past one msgpack object at p (nested ones included), or NULL if it is
+ * malformed or runs past e.  Iterative: a count of objects still owed. */
+static const unsigned char *mp_skip(const unsigned char *p, const unsigned char *e) {
+    uint64_t owed = 1;
+    while (owed) {
+        if (p >= e || owed > (uint64_t)(e - p)) return NULL; /* each takes >= 1 byte */
+        owed--;
+        unsigned c = *p++;
+        uint64_t body = 0, items = 0;
+        size_t avail = (size_t)(e - p);
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+            continue;
+        } else if (c >= 0xa0 && c <= 0xbf) {
+            body = c & 0x1f;
+        } else if (c >= 0x90 && c <= 0x9f) {
+            items = c & 0x0f;
+        } else if (c >= 0x80 && c <= 0x8f) {
+            items = 2 * (uint64_t)(c & 0x0f);
+        } else {
+            switch (c) {
+            case 0xcc: case 0xd0: body = 1; break;
+            case 0xcd: case 0xd1: body = 2; break;
+            case 0xce: case 0xd2: case 0xca: body = 4; break;
+            case 0xcf: case 0xd3: case 0xcb: body = 8; break;
+            case 0xd4: body = 2; break; /* fixext: type + data */
+            case 0xd5: body = 3; break;
+            case 0xd6: body = 5; break;
+            case 0xd7: body = 9; break;
+            case 0xd8: body = 17; break;
+            case 0xc4: case 0xd9:
+                if (avail < 1) return NULL;
+                body = 1 + (uint64_t)p[0];
+                break;
+            case 0xc5: case 0xda:
+                if (avail < 2) return NULL;
+                body = 2 + (uint64_t)be16(p);
+                break;
+            case 0xc6: case 0xdb:
+                if (avail < 4) return NULL;
+                body = 4 + (uint64_t)be32(p);
+                break;
+            case 0xc7:
+                if (avail < 1) return NULL;
+                body = 2 + (uint64_t)p[0];
+                break;
+            case 0xc8:
+                if (avail < 2) return NULL;
+                body = 3 + (uint64_t)be16(p);
+                break;
+            case 0xc9:
+                if (avail < 4) return NULL;
+                body = 5 + (uint64_t)be32(p);
+                break;
+            case 0xdc:
+                if (avail < 2) return NULL;
+                body = 2;
+                items = be16(p);
+                break;
+            case 0xdd:
+                if (avail < 4) return NULL;
+                body = 4;
+                items = be32(p);
+                break;
+            case 0xde:
+                if (avail < 2) return NULL;
+                body = 2;
+                items = 2 * (uint64_t)be16(p);
+                break;
+            case 0xdf:
+                if (avail < 4) return NULL;
+                body = 4;
+                items = 2 * (uint64_t)be32(p);
+                break;
+            default: /* 0xc1: never used */
+                return NULL;
+            }
+        }
+        if (body > avail) return NULL;
+        p += body;
+        owed += items;
+    }
+    return p;
+}
+
+/* The plain scalar at [p, e) (one whole object), or NULL without an
+ * exception if it is not one this decodes (NULL with one on failure). */
+static PyObject *mp_scalar(const unsigned char *p, const unsigned char *e) {
+    unsigned c = *p;
+    Py_ssize_t n = e - p;
+    if (c <= 0x7f) return PyLong_FromLong((long)c);
+    if (c >= 0xe0) return PyLong_FromLong((long)(signed char)c);
+    if (c >= 0xa0 && c <= 0xbf) {
+        PyObject *s = PyUnicode_DecodeUTF8((const char *)p + 1, n - 1, NULL);
+        if (s == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) PyErr_Clear();
+        return s;
+    }
+    switch (c) {
+    case 0xc0: Py_RETURN_NONE;
+    case 0xc2: Py_RETURN_FALSE;
+    case 0xc3: Py_RETURN_TRUE;
+    case 0xcc: return PyLong_FromLong((long)p[1]);
+    case 0xcd: return PyLong_FromLong((long)be16(p + 1));
+    case 0xce: return PyLong_FromUnsignedLongLong((unsigned long long)be32(p + 1));
+    case 0xcf: return PyLong_FromUnsignedLongLong((unsigned long long)be64(p + 1));
+    case 0xd0: return PyLong_FromLong((long)(int8_t)p[1]);
+    case 0xd1: return PyLong_FromLong((long)(int16_t)be16(p + 1));
+    case 0xd2: return PyLong_FromLong((long)(int32_t)be32(p + 1));
+    case 0xd3: return PyLong_FromLongLong((long long)(int64_t)be64(p + 1));
+    case 0xca: {
+        uint32_t u = be32(p + 1);
+        float f;
+        memcpy(&f, &u, 4);
+        return PyFloat_FromDouble((double)f);
+    }
+    case 0xcb: {
+        uint64_t u = be64(p + 1);
+        double d;
+        memcpy(&d, &u, 8);
+        return PyFloat_FromDouble(d);
+    }
+    case 0xd9: case 0xda: case 0xdb: {
+        Py_ssize_t h = c == 0xd9 ? 2 : c == 0xda ? 3 : 5;
+        PyObject *s = PyUnicode_DecodeUTF8((const char *)p + h, n - h, NULL);
+        if (s == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) PyErr_Clear();
+        return s;
+    }
+    case 0xc4: case 0xc5: case 0xc6: {
+        Py_ssize_t h = c == 0xc4 ? 2 : c == 0xc5 ? 3 : 5;
+        return PyBytes_FromStringAndSize((const char *)p + h, n - h);
+    }
+    default:
+        return NULL;
+    }
+}
+
+static int rec_traverse(PyObject *self_, visitproc visit, void *arg) {
+    Record *self = (Record *)self_;
+    Py_VISIT(Py_TYPE(self_));
+    Py_VISIT(self->decode);
+    if (self->vals != NULL)
+        for (Py_ssize_t i = 0; i < self->len; i++) Py_VISIT(self->vals[i]);
+    return 0;
+}
+
+static int rec_clear(PyObject *self_) {
+    Record *self = (Record *)self_;
+    Py_CLEAR(self->decode);
+    if (self->vals != NULL)
+        for (Py_ssize_t i = 0; i < self->len; i++) Py_CLEAR(self->vals[i]);
+    return 0;
+}
+
+static void rec_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    rec_clear(self);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(self);
+    Py_DECREF(tp);
+}
+
+static Py_ssize_t rec_length(PyObject *self) { return ((Record *)self)->len; }
+
+static PyObject *rec_item(PyObject *self_, Py_ssize_t i) {
+    Record *self = (Record *)self_;
+    if (i < 0 || i >= self->len) {
+        PyErr_SetString(PyExc_IndexError, "record index out of range");
+        return NULL;
+    }
+    PyObject *v = self->vals[i];
+    if (v != NULL) return Py_NewRef(v);
+    /* i < stored: the positions past it hold their defaults from the start. */
+    const unsigned char *p = self->raw + self->offs[i], *e = self->raw + self->offs[i + 1];
+    v = mp_scalar(p, e);
+    if (v == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        PyObject *decode = self->decode;
+        if (decode == NULL) {
+            PyErr_SetString(PyExc_ValueError, "record cleared");
+            return NULL;
+        }
+        PyObject *b = PyBytes_FromStringAndSize((const char *)p, e - p);
+        if (b == NULL) return NULL;
+        Py_INCREF(decode); /* held across the call: it may run any code */
+        v = PyObject_CallFunctionObjArgs(decode, b, NULL);
+        Py_DECREF(decode);
+        Py_DECREF(b);
+        if (v == NULL) return NULL;
+        if (self->vals[i] != NULL) { /* filled meanwhile (re-entered): keep that */
+            Py_DECREF(v);
+            return Py_NewRef(self->vals[i]);
+        }
+    }
+    self->vals[i] = v;
+    return Py_NewRef(v);
+}
+
+static PyObject *rec_as_list(Record *self) {
+    PyObject *out = PyList_New(self->len);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < self->len; i++) {
+        PyObject *v = rec_item((PyObject *)self, i);
+        if (v == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SetItem(out, i, v); /* steals */
+    }
+    return out;
+}
+
+/* rec[i] (negative i from the end, as a list) or rec[a:b] (a list). */
+static PyObject *rec_subscript(PyObject *self, PyObject *key) {
+    if (PyIndex_Check(key)) {
+        Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+        if (i == -1 && PyErr_Occurred()) return NULL;
+        if (i < 0) i += ((Record *)self)->len;
+        return rec_item(self, i);
+    }
+    if (PySlice_Check(key)) {
+        PyObject *l = rec_as_list((Record *)self);
+        if (l == NULL) return NULL;
+        PyObject *r = PyObject_GetItem(l, key);
+        Py_DECREF(l);
+        return r;
+    }
+    PyErr_Format(PyExc_TypeError, "record indices must be integers or slices, not %R",
+                 (PyObject *)Py_TYPE(key));
+    return NULL;
+}
+
+static PyObject *rec_richcompare(PyObject *a, PyObject *b, int op) {
+    if ((op != Py_EQ && op != Py_NE) || !PyObject_TypeCheck(a, (PyTypeObject *)Record_Type)
+        || !(PyList_Check(b) || PyObject_TypeCheck(b, (PyTypeObject *)Record_Type)))
+        Py_RETURN_NOTIMPLEMENTED;
+    PyObject *la = rec_as_list((Record *)a);
+    if (la == NULL) return NULL;
+    PyObject *lb = PyList_Check(b) ? Py_NewRef(b) : rec_as_list((Record *)b);
+    if (lb == NULL) {
+        Py_DECREF(la);
+        return NULL;
+    }
+    PyObject *r = PyObject_RichCompare(la, lb, op);
+    Py_DECREF(la);
+    Py_DECREF(lb);
+    return r;
+}
+
+static PyObject *rec_repr(PyObject *self) {
+    PyObject *l = rec_as_list((Record *)self);
+    if (l == NULL) return NULL;
+    PyObject *r = PyUnicode_FromFormat("Record(%R)", l);
+    Py_DECREF(l);
+    return r;
+}
+
+static PyObject *rec_tolist(PyObject *self, PyObject *unused) {
+    (void)unused;
+    return rec_as_list((Record *)self);
+}
+
+static PyMethodDef rec_methods[] = {
+    {"tolist", rec_tolist, METH_NOARGS, "The values as a list (every field decoded)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot rec_slots[] = {
+    {Py_tp_doc, "A stored record decoded field by field as it is read (see speedups.c)."},
+    {Py_sq_length, rec_length},
+    {Py_sq_item, rec_item},
+    {Py_mp_length, rec_length},
+    {Py_mp_subscript, rec_subscript},
+    {Py_tp_richcompare, rec_richcompare},
+    {Py_tp_hash, PyObject_HashNotImplemented},
+    {Py_tp_repr, rec_repr},
+    {Py_tp_methods, rec_methods},
+    {Py_tp_traverse, rec_traverse},
+    {Py_tp_clear, rec_clear},
+    {Py_tp_dealloc, rec_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec rec_spec = {
+    "realmpy._speedups.Record",
+    sizeof(Record),
+    1,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    rec_slots,
+};
+
+/* A Record of the record at [p, e) (exactly one msgpack object), or NULL
+ * with `error` set if it is not a well-formed array. */
+static PyObject *new_record(const unsigned char *p, const unsigned char *e, Py_ssize_t n,
+                            PyObject *fill, PyObject *decode, PyObject *error) {
+    const unsigned char *q = p;
+    uint64_t stored;
+    unsigned c = q < e ? *q : 0;
+    if (c >= 0x90 && c <= 0x9f) {
+        stored = c & 0x0f;
+        q += 1;
+    } else if (c == 0xdc && e - q >= 3) {
+        stored = be16(q + 1);
+        q += 3;
+    } else if (c == 0xdd && e - q >= 5) {
+        stored = be32(q + 1);
+        q += 5;
+    } else {
+        PyErr_SetString(error, "corrupt object record: not an array");
+        return NULL;
+    }
+    if ((uint64_t)(e - p) >= UINT32_MAX || stored > (uint64_t)(e - q)) {
+        PyErr_SetString(error, "corrupt object record: truncated");
+        return NULL;
+    }
+    Py_ssize_t ns = (Py_ssize_t)stored, len = ns > n ? ns : n;
+    Py_ssize_t raw = e - p;
+    Py_ssize_t extra = len * (Py_ssize_t)sizeof(PyObject *) + (ns + 1) * 4 + raw;
+    allocfunc alloc = (allocfunc)PyType_GetSlot((PyTypeObject *)Record_Type, Py_tp_alloc);
+    Record *r = (Record *)alloc((PyTypeObject *)Record_Type, extra);
+    if (r == NULL) return NULL;
+    r->len = len;
+    r->stored = ns;
+    r->vals = (PyObject **)((char *)r + sizeof(Record));
+    r->offs = (uint32_t *)(r->vals + len);
+    unsigned char *rawp = (unsigned char *)(r->offs + ns + 1);
+    memcpy(rawp, p, (size_t)raw);
+    r->raw = rawp;
+    for (Py_ssize_t i = 0; i < len; i++) r->vals[i] = NULL;
+    r->decode = Py_NewRef(decode);
+    const unsigned char *base = p;
+    for (Py_ssize_t i = 0; i < ns; i++) {
+        r->offs[i] = (uint32_t)(q - base);
+        q = mp_skip(q, e);
+        if (q == NULL) {
+            Py_DECREF(r);
+            PyErr_SetString(error, "corrupt object record: damaged field");
+            return NULL;
+        }
+    }
+    r->offs[ns] = (uint32_t)(q - base);
+    if (q != e) {
+        Py_DECREF(r);
+        PyErr_SetString(error, "corrupt object record: extra data");
+        return NULL;
+    }
+    for (Py_ssize_t i = ns; i < n; i++) {
+        PyObject *d = PyList_GetItem(fill, i);
+        if (d == NULL) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        r->vals[i] = Py_NewRef(d);
+    }
+    return (PyObject *)r;
+}
+
+static int record_args(PyObject *const *args, Py_ssize_t *n) {
+    if (!PyBytes_Check(args[0])) {
+        PyErr_Format(PyExc_TypeError, "data must be bytes, not %R", (PyObject *)Py_TYPE(args[0]));
+        return -1;
+    }
+    if (!PyLong_Check(args[1])) {
+        PyErr_Format(PyExc_TypeError, "n must be an int, not %R", (PyObject *)Py_TYPE(args[1]));
+        return -1;
+    }
+    *n = PyLong_AsSsize_t(args[1]);
+    if (*n == -1 && PyErr_Occurred()) return -1;
+    if (*n < 0) {
+        PyErr_SetString(PyExc_ValueError, "n must be >= 0");
+        return -1;
+    }
+    if (!PyList_CheckExact(args[2]) || PyList_Size(args[2]) != *n) {
+        PyErr_SetString(PyExc_TypeError, "fill must be a list of n defaults");
+        return -1;
+    }
+    if (!PyCallable_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "decode must be callable");
+        return -1;
+    }
+    if (!PyType_Check(args[4])
+        || !PyType_IsSubtype((PyTypeObject *)args[4], (PyTypeObject *)PyExc_Exception)) {
+        PyErr_SetString(PyExc_TypeError, "error must be an exception class");
+        return -1;
+    }
+    return 0;
+}
+
+/* record(data, n, fill, decode, error) -> Record */
+static PyObject *sp_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    Py_ssize_t n;
+    if (nargs_is(nargs, 5, "record") || record_args(args, &n)) return NULL;
+    const unsigned char *p = (const unsigned char *)PyBytes_AsString(args[0]);
+    if (p == NULL) return NULL;
+    return new_record(p, p + PyBytes_Size(args[0]), n, args[2], args[3], args[4]);
+}
+
+/* record_pairs(data, n, fill, decode, error) -> [(key, Record), ...]
+ * of a batch buffer (a msgpack array of bin keys and raw records, as the
+ * engine's RP_BATCH_RAW_VALUES batches are); `error` if it is damaged. */
+static PyObject *sp_record_pairs(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    Py_ssize_t n;
+    if (nargs_is(nargs, 5, "record_pairs") || record_args(args, &n)) return NULL;
+    PyObject *error = args[4];
+    const unsigned char *p = (const unsigned char *)PyBytes_AsString(args[0]);
+    if (p == NULL) return NULL;
+    const unsigned char *e = p + PyBytes_Size(args[0]);
+    uint64_t count;
+    unsigned c = p < e ? *p : 0;
+    if (c >= 0x90 && c <= 0x9f) {
+        count = c & 0x0f;
+        p += 1;
+    } else if (c == 0xdc && e - p >= 3) {
+        count = be16(p + 1);
+        p += 3;
+    } else if (c == 0xdd && e - p >= 5) {
+        count = be32(p + 1);
+        p += 5;
+    } else {
+        PyErr_SetString(error, "corrupt batch: not an array");
+        return NULL;
+    }
+    if (count % 2 || count > (uint64_t)(e - p)) {
+        PyErr_SetString(error, "corrupt batch: bad length");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < (Py_ssize_t)count; i += 2) {
+        const unsigned char *q = mp_skip(p, e);
+        PyObject *k = NULL;
+        if (q != NULL && (*p == 0xc4 || *p == 0xc5 || *p == 0xc6)) k = mp_scalar(p, q);
+        else if (q != NULL) PyErr_SetString(error, "corrupt batch: a key is not bytes");
+        if (k == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetString(error, "corrupt batch: damaged key");
+            Py_DECREF(out);
+            return NULL;
+        }
+        p = q;
+        q = mp_skip(p, e);
+        PyObject *r = q == NULL ? NULL : new_record(p, q, n, args[2], args[3], error);
+        if (r == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetString(error, "corrupt batch: damaged record");
+            Py_DECREF(k);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *pair = PyTuple_Pack(2, k, r);
+        Py_DECREF(k);
+        Py_DECREF(r);
+        if (pair == NULL || PyList_Append(out, pair) < 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(pair);
+        p = q;
+    }
+    if (p != e) {
+        Py_DECREF(out);
+        PyErr_SetString(error, "corrupt batch: extra data");
+        return NULL;
+    }
+    return out;
 }
 
 /* ---- PropertyBase: the descriptor ------------------------------------------------ */
@@ -548,81 +1225,57 @@ static PyObject *call_slow(PyObject *self, PyObject *obj, PyObject *owner) {
     return PyObject_CallMethodObjArgs(self, s_slow_get, obj, owner ? owner : Py_None, NULL);
 }
 
-/* The cached value of a managed object, or NULL with no exception when the
- * fast path does not apply (NULL with an exception on error). */
-static PyObject *cached_value_of(PropertyBase *self, RealmState *r, PyObject *cache);
-
-/* Holds the cache tuple while looking inside it: a dict lookup with an odd
- * key type can run Python code that replaces the object's _rp_cache. */
-static PyObject *cached_value(PropertyBase *self, RealmState *r, PyObject *d) {
-    PyObject *cache = PyDict_GetItemWithError(d, s_rp_cache);
-    if (cache == NULL || !PyTuple_Check(cache) || PyTuple_Size(cache) != 3) return NULL;
-    Py_INCREF(cache);
-    PyObject *v = cached_value_of(self, r, cache);
-    Py_DECREF(cache);
-    return v;
-}
-
-static PyObject *cached_value_of(PropertyBase *self, RealmState *r, PyObject *cache) {
-    PyObject *st = PyTuple_GetItem(cache, 0);
-    if (!PyLong_CheckExact(st)) return NULL;
-    int overflow = 0;
-    long long s = PyLong_AsLongLongAndOverflow(st, &overflow);
-    if (s == -1 && PyErr_Occurred()) return NULL;
-    if (overflow || s != r->stamp) return NULL;
-    PyObject *pos = PyTuple_GetItem(cache, 2);
-    PyObject *rec = PyTuple_GetItem(cache, 1);
-    if (PyDict_CheckExact(pos) && (PyList_CheckExact(rec) || PyTuple_CheckExact(rec))) {
-        /* The usual shapes (the cache tuple holds pos and rec). */
-        PyObject *i = PyDict_GetItemWithError(pos, self->name);
-        if (i != NULL && PyLong_CheckExact(i)) {
-            Py_ssize_t k = PyLong_AsSsize_t(i);
-            if (k >= 0) {
-                Py_ssize_t n = PyList_CheckExact(rec) ? PyList_Size(rec) : PyTuple_Size(rec);
-                if (k < n) {
-                    PyObject *v = PyList_CheckExact(rec) ? PyList_GetItem(rec, k)
-                                                         : PyTuple_GetItem(rec, k);
-                    return Py_XNewRef(v);
-                }
-            }
-        }
-        if (PyErr_Occurred()) return NULL;
-    }
-    if (!PyDict_Check(pos)) return NULL;
+/* The value of the property in a managed object's cached record (current:
+ * the caller checked the stamp), or NULL with no exception when the fast
+ * path does not apply (NULL with one on error). */
+static PyObject *cached_value(PropertyBase *self, ModelBase *m) {
+    PyObject *rec = m->rec, *pos = m->pos;
+    if (!PyDict_CheckExact(pos)) return NULL;
+    /* Held across the lookups: a dict lookup with an odd key type can run
+     * Python code that replaces the object's cached record. */
     Py_INCREF(rec);
     Py_INCREF(pos);
     PyObject *v = NULL;
-    /* cache[1][cache[2][name]], as the Python code: its errors propagate. */
-    PyObject *i = PyObject_GetItem(pos, self->name);
-    if (i != NULL) {
-        v = PyObject_GetItem(rec, i);
-        Py_DECREF(i);
+    PyObject *i = PyDict_GetItemWithError(pos, self->name);
+    if (i != NULL && PyLong_CheckExact(i)) {
+        Py_ssize_t k = PyLong_AsSsize_t(i);
+        if (k >= 0) {
+            if (PyList_CheckExact(rec)) {
+                if (k < PyList_Size(rec)) v = Py_XNewRef(PyList_GetItem(rec, k));
+            } else if (Py_IS_TYPE(rec, (PyTypeObject *)Record_Type)) {
+                if (k < ((Record *)rec)->len) v = rec_item(rec, k);
+            } else {
+                v = PySequence_GetItem(rec, k); /* as the Python code: rec[i] */
+            }
+        } else if (PyErr_Occurred()) {
+            PyErr_Clear(); /* an absurd position: the Python path reports it */
+        }
     }
     Py_DECREF(pos);
     Py_DECREF(rec);
     return v;
 }
 
+/* Managed objects of a Realm, plain properties: owner thread, auto-refresh
+ * check, then the cached record if its stamp is the realm's, all from C
+ * fields.  Every other case is Python's: store.read_plain(obj, name) when
+ * only a check failed, self._slow_get(obj, owner) otherwise. */
 static PyObject *pb_descr_get(PyObject *self_, PyObject *obj, PyObject *owner) {
     PropertyBase *self = (PropertyBase *)self_;
     if (obj == NULL || obj == Py_None) return Py_NewRef(self_);
-    if (self->name == NULL || !PyUnicode_Check(self->name)) return call_slow(self_, obj, owner);
-    PyObject *d = PyObject_GenericGetDict(obj, NULL);
-    if (d == NULL || !PyDict_Check(d)) {
-        PyErr_Clear();
-        Py_XDECREF(d);
+    if (self->name == NULL || !PyUnicode_CheckExact(self->name) || !is_model(obj))
         return call_slow(self_, obj, owner);
-    }
-    PyObject *store = PyDict_GetItemWithError(d, s_rp_store);
-    if (store == NULL && PyErr_Occurred()) {
-        Py_DECREF(d);
-        return NULL;
-    }
-    if (store == NULL || store == Py_None) {
-        /* Not in the instance dict: the class's _rp_store, None (models
-         * never set it on the class). */
+    ModelBase *m = (ModelBase *)obj;
+    PyObject *store = m->store;
+    if (store == NULL) {
         /* Unmanaged: the value in the instance dict, unless it may be a
          * counter (an int: the Python path binds counters). */
+        PyObject *d = PyObject_GenericGetDict(obj, NULL);
+        if (d == NULL || !PyDict_Check(d)) {
+            PyErr_Clear();
+            Py_XDECREF(d);
+            return call_slow(self_, obj, owner);
+        }
         PyObject *v = PyDict_GetItemWithError(d, self->name);
         if (v != NULL && !PyLong_CheckExact(v)) {
             Py_INCREF(v);
@@ -633,28 +1286,20 @@ static PyObject *pb_descr_get(PyObject *self_, PyObject *obj, PyObject *owner) {
         if (PyErr_Occurred()) return NULL;
         return call_slow(self_, obj, owner);
     }
-    if (self->plain != Py_True) {
-        Py_DECREF(d);
-        return call_slow(self_, obj, owner);
-    }
+    if (self->plain != Py_True) return call_slow(self_, obj, owner);
     Py_INCREF(store);
     PyObject *v = NULL;
-    if (PyObject_TypeCheck(store, (PyTypeObject *)RealmState_Type)) {
+    if (m->rec != NULL && PyObject_TypeCheck(store, (PyTypeObject *)RealmState_Type)) {
         RealmState *r = (RealmState *)store;
-        if (r->has_guard && r->guard == PyThread_get_thread_ident() && !realm_moved(r)) {
-            v = cached_value(self, r, d);
+        if (m->stamp == r->stamp && r->has_guard && r->guard == PyThread_get_thread_ident()
+            && !realm_moved(r)) {
+            v = cached_value(self, m);
             if (v == NULL && PyErr_Occurred()) {
-                if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-                    PyErr_Clear();
-                } else {
-                    Py_DECREF(store);
-                    Py_DECREF(d);
-                    return NULL;
-                }
+                Py_DECREF(store);
+                return NULL;
             }
         }
     }
-    Py_DECREF(d);
     if (v == NULL) v = PyObject_CallMethodObjArgs(store, s_read_plain, obj, self->name, NULL);
     Py_DECREF(store);
     return v;
@@ -1216,20 +1861,16 @@ static PyObject *sp_unmanaged_dicts(PyObject *module, PyObject *objs) {
         PyObject *o = PyList_GetItem(objs, i);
         Py_XINCREF(o);
         PyObject *d = o == NULL ? NULL : instance_dict(o);
+        int managed = d != NULL && is_model(o) && ((ModelBase *)o)->store != NULL;
         Py_XDECREF(o);
         if (d == NULL) {
             Py_DECREF(out);
             return NULL;
         }
-        PyObject *store = PyDict_GetItemWithError(d, s_rp_store);
         PyList_SetItem(out, i, d); /* steals */
-        if (store != NULL && store != Py_None) {
+        if (managed) {
             Py_DECREF(out);
             Py_RETURN_NONE;
-        }
-        if (PyErr_Occurred()) {
-            Py_DECREF(out);
-            return NULL;
         }
     }
     return out;
@@ -1250,7 +1891,12 @@ static PyObject *sp_rows_full(PyObject *module, PyObject *const *args, Py_ssize_
         if (row == NULL) return NULL;
         if (!PyTuple_CheckExact(row) || PyTuple_Size(row) != 2) Py_RETURN_FALSE;
         PyObject *r = PyTuple_GetItem(row, 1);
-        if (r == NULL || !PyList_CheckExact(r) || PyList_Size(r) < n) Py_RETURN_FALSE;
+        if (r == NULL) return NULL;
+        if (Py_IS_TYPE(r, (PyTypeObject *)Record_Type)) {
+            if (((Record *)r)->len < n) Py_RETURN_FALSE;
+        } else if (!PyList_CheckExact(r) || PyList_Size(r) < n) {
+            Py_RETURN_FALSE;
+        }
     }
     Py_RETURN_TRUE;
 }
@@ -1846,6 +2492,10 @@ static PyMethodDef sp_methods[] = {
      "columns_ok(keys, values, max_key): put_columns' checks pass."},
     {"rows_full", (PyCFunction)(void (*)(void))sp_rows_full, METH_FASTCALL,
      "rows_full(rows, n): every (key, record) row's record is a list of >= n items."},
+    {"record", (PyCFunction)(void (*)(void))sp_record, METH_FASTCALL,
+     "record(data, n, fill, decode, error): a Record of one stored record."},
+    {"record_pairs", (PyCFunction)(void (*)(void))sp_record_pairs, METH_FASTCALL,
+     "record_pairs(data, n, fill, decode, error): [(key, Record), ...] of a raw batch."},
     {"pack_keys", sp_pack_keys, METH_O,
      "pack_keys(keys): the keys as [u32 little-endian length][bytes]..."},
     {NULL, NULL, 0, NULL},
@@ -1882,16 +2532,17 @@ static int intern(PyObject **slot, const char *s) {
 PyMODINIT_FUNC PyInit__speedups(void) {
     PyObject *m = PyModule_Create(&sp_module);
     if (m == NULL) return NULL;
-    if (intern(&s_rp_store, "_rp_store") || intern(&s_rp_key, "_rp_key")
-        || intern(&s_rp_cache, "_rp_cache") || intern(&s_read_plain, "read_plain")
+    if (intern(&s_read_plain, "read_plain")
         || intern(&s_slow_get, "_slow_get"))
         goto fail;
     empty_tuple = PyTuple_New(0);
     if (empty_tuple == NULL) goto fail;
     if (add_type(m, &RealmState_Type, &rs_spec, "RealmState")
+        || add_type(m, &ModelBase_Type, &mb_spec, "ModelBase")
         || add_type(m, &PropertyBase_Type, &pb_spec, "PropertyBase")
         || add_type(m, &ObjectIter_Type, &oi_spec, "ObjectIter")
-        || add_type(m, &ModelInit_Type, &mi_spec, "ModelInit"))
+        || add_type(m, &ModelInit_Type, &mi_spec, "ModelInit")
+        || add_type(m, &Record_Type, &rec_spec, "Record"))
         goto fail;
     PyObject *types = PyImport_ImportModule("types");
     if (types == NULL) goto fail;
