@@ -29,10 +29,10 @@ import sys
 import types
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -497,18 +497,30 @@ def _prime_instance_keys(cls: type, names: Iterable[str]) -> None:
     class, and a new name can only join it while it has room; that room
     shrinks with every instance dict made.  A name that no longer fits
     turns the dict it is set in into a dict of its own (an allocation, a
-    copy, and several times the memory).  A throwaway instance puts the names in while they fit;
-    only memory layout changes, never what the dicts hold.  (Not for a
-    class with a finaliser, which would see the throwaway instance.)"""
+    copy, and several times the memory).  A throwaway instance puts the
+    names in while they fit; only memory layout changes, never what the
+    dicts hold.  (Not for a class with a finaliser, which would see the
+    throwaway instance.)"""
     if getattr(cls, "__del__", None) is not None:
         return
     try:
-        probe: Any = cls.__new__(cls)
-        d = probe.__dict__
+        new: Any = cls.__new__  # ModelBase's tp_new (object.__new__ refuses a C base)
+        d = new(cls).__dict__
     except Exception:  # pragma: no cover - a model without an instance dict
         return
     for name in names:
         d[name] = None
+
+
+_M = TypeVar("_M", bound="_Model")
+
+
+def _restore_unmanaged(cls: type[_M], values: dict[str, Any]) -> _M:
+    """An unmanaged ``cls`` object holding ``values`` (a copy's or a
+    pickle's reconstructor)."""
+    obj = cls.__new__(cls)
+    obj.__dict__.update(values)
+    return obj
 
 
 @dataclass_transform(kw_only_default=True, field_specifiers=(field, Field))
@@ -614,6 +626,27 @@ class _Model(ModelBase):
             f"{type(self).__name__} has no property {name!r} "
             "(models only store their annotated properties)"
         )
+
+    # Copying and pickling: ModelBase's C fields are no state that pickle
+    # knows about, so say what a copy is.  An unmanaged object is its
+    # values; a managed one is a handle on a stored object: copy.copy gives
+    # another handle on it, and a deep copy or a pickle would have to copy
+    # the realm, so they are refused.
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        if self._rp_store is not None:
+            raise TypeError(
+                f"a managed {type(self).__name__} cannot be pickled or deep-copied: "
+                "build an unmanaged copy from its values instead"
+            )
+        return (_restore_unmanaged, (type(self), dict(self.__dict__)))
+
+    def __copy__(self) -> Any:
+        if self._rp_store is None:
+            return _restore_unmanaged(type(self), dict(self.__dict__))
+        other = type(self).__new__(type(self))
+        other._rp_store = self._rp_store
+        other._rp_key = self._rp_key
+        return other
 
     @property
     def is_managed(self) -> bool:

@@ -10,19 +10,26 @@
  *                 of the engine's shared version counter while a live
  *                 snapshot is open (_vh).  Plain C fields, so the property
  *                 descriptor below reads them without attribute lookups.
+ *   ModelBase     base class of every model: a managed object's realm
+ *                 (_rp_store), key (_rp_key) and cached record with its
+ *                 stamp and positions (_rp_cache) in C fields, so an object
+ *                 made from a query result is one allocation, with no
+ *                 instance dict.
+ *   Record        a stored record kept as its msgpack bytes and decoded a
+ *                 field at a time when read (what exact index queries
+ *                 return; reads as the padded list the codec would give).
  *   PropertyBase  base class of realmpy.schema._PropertyDescriptor: the
  *                 C __get__.  Its fast path is exactly the Python reference
  *                 (_PropertyDescriptor._slow_get / Realm.read_plain): owner
  *                 thread, auto-refresh version check, then the object's
- *                 cached record (_rp_cache = (stamp, record, positions))
- *                 checked against the realm's stamp.  Every other case calls
+ *                 cached record checked against the realm's stamp.  Every other case calls
  *                 the Python code: store.read_plain(obj, name) when only
  *                 the check failed, descriptor._slow_get(obj, owner) for
  *                 everything else (counters, links, collections, unresolved
  *                 schema, other stores, unmanaged counters).
  *   iter_objects / make_object / manage
- *                 build managed objects: cls.__new__(cls) plus the three
- *                 instance-dict entries _rp_store, _rp_key, _rp_cache.
+ *                 build managed objects: cls.__new__(cls) with ModelBase's
+ *                 fields set.
  *
  * Thread and lifetime rules: everything runs with the GIL held.  The version
  * counter address is only set (RealmState._vh) while the realm holds an open
