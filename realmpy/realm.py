@@ -65,6 +65,7 @@ from realmpy._speedups import found_rows as _found_rows
 from realmpy._speedups import make_object as _make_object
 from realmpy._speedups import manage as _manage
 from realmpy._speedups import pack_rows as _pack_rows
+from realmpy._speedups import record as _make_record
 from realmpy._speedups import record_pairs as _record_pairs
 from realmpy._speedups import rows_full as _rows_full
 from realmpy._speedups import strictly_increasing as _strictly_increasing
@@ -260,6 +261,12 @@ class _ClassInfo:
 
     def decode(self, raw: bytes) -> list[Any]:
         return self.full(_unpack_row(raw))
+
+    def record(self, raw: bytes) -> Sequence[Any]:
+        """One stored record as a lazy :class:`~realmpy._speedups.Record`:
+        reads as :meth:`decode` would return it, a field decoded when it is
+        first read; damage to its structure raises CodecError here."""
+        return _make_record(raw, self.n, self.fill, _decode_value, codec.CodecError)
 
     def lazy_rows(self, batch: bytes) -> list[tuple[bytes, Any]]:
         """``[(key, record), ...]`` of a raw engine batch, each record a lazy
@@ -1133,7 +1140,7 @@ class Realm(RealmState):
         return self._schema[name]
 
     def _make(
-        self, name: str, key: bytes, rec: list[Any] | None = None, stamp: int | None = None
+        self, name: str, key: bytes, rec: Sequence[Any] | None = None, stamp: int | None = None
     ) -> Any:
         """A managed object; ``rec`` (a full record read at ``stamp``,
         default now) is cached."""
@@ -1179,7 +1186,7 @@ class Realm(RealmState):
         raw = txn.get(info.table, key)
         if raw is None:
             return None
-        obj: T = _make_object(cls, self, key, info.decode(raw), self._stamp, info.pos)
+        obj: T = _make_object(cls, self, key, info.record(raw), self._stamp, info.pos)
         return obj
 
     def all(self, cls: type[T]) -> Results[T]:
@@ -1294,7 +1301,7 @@ class Realm(RealmState):
             if link is None:
                 return None
             raw = txn.get(table, bytes(link))
-            return None if raw is None else _Bound(target, bytes(link), info.decode(raw))
+            return None if raw is None else _Bound(target, bytes(link), info.record(raw))
 
         if prop.collection in ("list", "set"):
             keys = [bytes(x) for x in stored if x is not None]
@@ -1357,8 +1364,10 @@ class Realm(RealmState):
     ) -> list[tuple[bytes, list[Any] | None]]:
         """Matching (key, full record) in result order.
 
-        Records are decoded a batch at a time in C (``scan_msgpack`` /
-        ``get_many_msgpack``) and the predicate reads them by position: no
+        Scans and index joins read one engine buffer at a time and return
+        lazy records (:class:`~realmpy._speedups.Record`: a field is decoded
+        when something reads it); key lookups decode a batch at a time in C
+        (``get_many_msgpack``).  The predicate reads records by position: no
         object is built for a record that does not match.  Where the engine
         can decide part of the predicate (:mod:`realmpy.pushdown`), it drops
         the records that part rejects before any is decoded (``scan_filter``
@@ -1367,7 +1376,7 @@ class Realm(RealmState):
         info = self._info[name]
         table = info.table
         if q is None:
-            return self._full_rows(info, list(txn.scan_msgpack(table, options=_OPTS)))
+            return txn.scan_filter_msgpack(table, None, decode=info.lazy_rows)
         from realmpy.results import index_prefix
 
         pairs: list[tuple[bytes, Any]] | None = None
@@ -1377,20 +1386,9 @@ class Realm(RealmState):
             # keys up and (if the index does not decide everything) filters
             # the records, in one call per buffer.
             iname, prefix, exact = ranged
-            if exact and not q.descriptors:
-                # The index decides everything: the records come back lazy
-                # (decoded a field at a time as they are read).
-                try:
-                    return txn.scan_join(iname, prefix, table, decode=info.lazy_rows)
-                except InvalidArgumentError:
-                    raise
-                except (CorruptError, ValueError):
-                    pass  # a damaged record: the plain path reports it
             program = None if exact else _filter_program(info, q, args)
             try:
-                pairs = self._full_rows(
-                    info, txn.scan_join(iname, prefix, table, program, options=_OPTS)
-                )
+                pairs = txn.scan_join(iname, prefix, table, program, decode=info.lazy_rows)
             except InvalidArgumentError:
                 raise
             except (CorruptError, ValueError):
@@ -1425,9 +1423,7 @@ class Realm(RealmState):
                 # The engine drops the records the pushable part rejects;
                 # the survivors are re-checked in full below.
                 try:
-                    pairs = self._full_rows(
-                        info, txn.scan_filter_msgpack(table, program, options=_OPTS)
-                    )
+                    pairs = txn.scan_filter_msgpack(table, program, decode=info.lazy_rows)
                 except InvalidArgumentError:
                     raise
                 except (CorruptError, ValueError):
@@ -1538,7 +1534,7 @@ class Realm(RealmState):
             return cache[1]
         return self._load(obj)
 
-    def _load(self, obj: _Model) -> list[Any]:
+    def _load(self, obj: _Model) -> Sequence[Any]:
         txn = self._reader()
         info = self._info[type(obj).__realm_name__]
         raw = txn.get(info.table, obj._rp_key)
@@ -1546,7 +1542,7 @@ class Realm(RealmState):
             raise InvalidObjectError(
                 f"this {info.name} object was deleted (or its write was rolled back)"
             )
-        rec = info.decode(raw)
+        rec = info.record(raw)
         object.__setattr__(obj, "_rp_cache", (self._stamp, rec, info.pos))
         return rec
 
@@ -1636,7 +1632,7 @@ class Realm(RealmState):
             raw = self._reader().get(info.table, bytes(stored))
             if raw is None:
                 return None
-            return self._make(target, bytes(stored), info.decode(raw))
+            return self._make(target, bytes(stored), info.record(raw))
         if prop.type == "embedded":
             cls = self._models[prop.target or ""]
             emb = cls.__new__(cls)

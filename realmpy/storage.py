@@ -184,6 +184,8 @@ def _check_int(value: object, what: str, minimum: int, maximum: int) -> int:
 FILTER_FALSE: Final[int] = int(lib.RP_FILTER_FALSE)
 FILTER_TRUE: Final[int] = int(lib.RP_FILTER_TRUE)
 FILTER_UNKNOWN: Final[int] = int(lib.RP_FILTER_UNKNOWN)
+# The filter program that keeps every record (scan_filter_msgpack(table, None)).
+_KEEP_ALL: Final = bytes([lib.RP_FILTER_PUSH, lib.RP_FILTER_TRUE])
 
 
 def filter_verdict(program: BytesLike, record: BytesLike) -> int:
@@ -1148,14 +1150,31 @@ class _Transaction:
         program and :class:`~realmpy.errors.CorruptError` for a value the
         program cannot read.
         """
-        return self._scan_filter(table, program, None)
+        return self._engine_scan(table, None, None, program, None, None)
 
     def scan_filter_msgpack(
-        self, table: str, program: BytesLike, options: Mapping[str, Any] | None = None
+        self,
+        table: str,
+        program: BytesLike | None,
+        options: Mapping[str, Any] | None = None,
+        decode: Callable[[bytes], list[tuple[bytes, Any]]] | None = None,
     ) -> list[tuple[bytes, Any]]:
         """:meth:`scan_filter` with the values decoded in C, as
-        :meth:`scan_msgpack` does (``msgpack.unpackb`` with ``options``)."""
-        return self._scan_filter(table, program, _decoder(options))
+        :meth:`scan_msgpack` does (``msgpack.unpackb`` with ``options``);
+        ``program`` None keeps every record.
+
+        ``decode`` (instead of ``options``): a batch decoder given each
+        buffer's bytes (a msgpack array of bin keys and raw msgpack
+        values) that returns its ``[(key, value), ...]``."""
+        return self._engine_scan(
+            table,
+            None,
+            None,
+            _KEEP_ALL if program is None else program,
+            _decoder(options) if decode is None else decode,
+            None,
+            paired=decode is not None,
+        )
 
     def scan_join(
         self,
@@ -1189,9 +1208,6 @@ class _Transaction:
             self._name(table),
             paired=decode is not None,
         )
-
-    def _scan_filter(self, table: str, program: BytesLike, decode: Any) -> list[Any]:
-        return self._engine_scan(table, None, None, program, decode, None)
 
     def _engine_scan(
         self,

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -217,6 +218,17 @@ def test_storage_scan_filter(tmp_path: Path) -> None:
             assert got == want
             decoded = snap.scan_filter_msgpack("t", program)
             assert decoded == [(k, codec.unpack_row(v)) for k, v in want]
+            # No program: every record; a paired decoder gets each buffer.
+            buffers: list[bytes] = []
+
+            def pairs(buf: bytes) -> list[tuple[bytes, Any]]:
+                buffers.append(buf)
+                flat = msgpack.unpackb(buf)
+                return list(zip(flat[::2], flat[1::2], strict=True))
+
+            every = snap.scan_filter_msgpack("t", None, decode=pairs)
+            assert every == [(k, codec.unpack_row(v)) for k, v in snap.scan("t")]
+            assert buffers and all(type(b) is bytes for b in buffers)
             assert snap.scan_filter("absent", program) == []
             with pytest.raises(InvalidArgumentError):
                 snap.scan_filter("absent", b"\x02")
