@@ -829,6 +829,25 @@ static const unsigned char *mp_skip(const unsigned char *p, const unsigned char 
     return p;
 }
 
+/* mp_skip with the usual fields of a record (small ints, nil, bools,
+ * short strings, doubles) stepped over inline: building a Record skips
+ * every field once. */
+static inline const unsigned char *mp_skip_field(const unsigned char *p,
+                                                 const unsigned char *e) {
+    if (p < e) {
+        unsigned c = *p;
+        size_t avail = (size_t)(e - p) - 1, body;
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) return p + 1;
+        if (c >= 0xa0 && c <= 0xbf) body = c & 0x1f;
+        else if (c == 0xcb || c == 0xcf || c == 0xd3) body = 8;
+        else if (c == 0xcd || c == 0xd1) body = 2;
+        else if (c == 0xce || c == 0xd2) body = 4;
+        else return mp_skip(p, e);
+        return body <= avail ? p + 1 + body : NULL;
+    }
+    return NULL;
+}
+
 /* The plain scalar at [p, e) (one whole object), or NULL without an
  * exception if it is not one this decodes (NULL with one on failure). */
 static PyObject *mp_scalar(const unsigned char *p, const unsigned char *e) {
@@ -1077,7 +1096,7 @@ static PyObject *new_record(const unsigned char *p, const unsigned char *e, Py_s
     const unsigned char *base = p;
     for (Py_ssize_t i = 0; i < ns; i++) {
         r->offs[i] = (uint32_t)(q - base);
-        q = mp_skip(q, e);
+        q = mp_skip_field(q, e);
         if (q == NULL) {
             Py_DECREF(r);
             PyErr_SetString(error, "corrupt object record: damaged field");
