@@ -439,6 +439,9 @@ _POSITIONAL_QUERIES = [
     "a == 3 OR (b BEGINSWITH 'x' AND a > -1)",
     "b == 'x' AND TRUEPREDICATE",
     "a == null OR b == null",
+    "b ENDSWITH $2 OR b CONTAINS 'a'",
+    "b BEGINSWITH $2 AND NOT (b CONTAINS[c] 'A')",
+    "a CONTAINS 'x' OR b ENDSWITH ''",
 ]
 _VALUES = st.one_of(
     st.none(),
@@ -446,7 +449,8 @@ _VALUES = st.one_of(
     st.integers(-5, 5),
     st.floats(-5, 5),
     st.just(float("nan")),
-    st.sampled_from(["x", "y", "xa", ""]),
+    st.sampled_from(["x", "y", "xa", "ax", ""]),
+    st.sampled_from([b"x", b"xa", b""]),
     st.decimals(-5, 5, places=1),
 )
 
@@ -455,9 +459,10 @@ _VALUES = st.one_of(
     rows=st.lists(st.tuples(_VALUES, _VALUES), max_size=12),
     lo=st.integers(-5, 5),
     hi=st.one_of(st.integers(-5, 5), st.floats(-5, 5)),
+    text_arg=st.sampled_from(["x", "a", "", b"x"]),
 )
 def test_row_filter_matches_the_matcher_on_positional_records(
-    rows: list[tuple[Any, Any]], lo: int, hi: float
+    rows: list[tuple[Any, Any]], lo: int, hi: float, text_arg: Any
 ) -> None:
     """``row_filter`` (inline fast paths over positional records) keeps
     exactly the rows the per-record matcher (and the evaluator) accepts."""
@@ -470,7 +475,9 @@ def test_row_filter_matches_the_matcher_on_positional_records(
         return rec[slots[name]]
 
     pairs = [(i, list(r)) for i, r in enumerate(rows)]
-    args = (lo, hi, "x")
+    # The generated filters are cached by shape, so these runs also check
+    # that one made for other argument values is not reused with them.
+    args = (lo, hi, text_arg)
     for text in _POSITIONAL_QUERIES:
         q = query.parse(text)
         match = q.matcher(args, resolver=resolve, direct=direct)
