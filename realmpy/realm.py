@@ -1377,7 +1377,7 @@ class Realm(RealmState):
         table = info.table
         if q is None:
             return txn.scan_filter_msgpack(table, None, decode=info.lazy_rows)
-        from realmpy.results import index_prefix
+        from realmpy.results import index_prefix, table_range
 
         pairs: list[tuple[bytes, Any]] | None = None
         ranged = index_prefix(info.schema, q, args)
@@ -1395,6 +1395,23 @@ class Realm(RealmState):
                 pairs = None  # a damaged record: the plain path reports it
             if pairs is not None and exact and not q.descriptors:
                 return pairs
+        if pairs is None and ranged is None:
+            bounds = table_range(info.schema, q, args)
+            if bounds is not None:
+                # A range of primary keys: the engine scans just that part
+                # of the table, filtering as it goes; re-checked below.
+                try:
+                    pairs = txn.scan_filter_msgpack(
+                        table,
+                        _filter_program(info, q, args),
+                        decode=info.lazy_rows,
+                        start=bounds[0],
+                        stop=bounds[1],
+                    )
+                except InvalidArgumentError:
+                    raise
+                except (CorruptError, ValueError):
+                    pairs = None  # a damaged record: the plain path reports it
         planned = None if pairs is not None else self._plan(info.schema, q, args)
         if planned is not None:
             keys, exact = planned

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from realmpy.notifier import ListenerToken, ResultsChange
     from realmpy.realm import Realm
 
-__all__ = ["Results", "index_prefix", "plan", "plan_keys"]
+__all__ = ["Results", "index_prefix", "plan", "plan_keys", "table_range"]
 
 T = TypeVar("T", bound=Object)
 
@@ -197,6 +197,8 @@ def _shift_args(node: _query.Node, shift: int) -> _query.Node:
 # Index planning
 
 _RANGE = ("<", "<=", ">", ">=")
+# Candidate ops read as one key range (see _bounds).
+_RANGES = frozenset({*_RANGE, "BETWEEN", "BOUNDS"})
 
 
 def _coerce(prop: Property, v: Any) -> Any:
@@ -292,7 +294,10 @@ def _candidates(
 
 
 def _bounds(op: str, values: list[Any]) -> tuple[bytes, bytes]:
-    """Key range [start, stop) holding every value satisfying ``op``."""
+    """Key range [start, stop) holding every value satisfying ``op``
+    (``BOUNDS``: ``values`` are that range already)."""
+    if op == "BOUNDS":
+        return values[0], values[1]
     enc = codec.encode_key
     v = enc(values[0])
     # The open end is the end of the value's kind, not of its tag: an int's
@@ -342,18 +347,57 @@ def _choose(
     schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
 ) -> tuple[tuple[int, Property, str, list[Any]], bool] | None:
     """The best index candidate among the top-level conjuncts, and whether
-    its lookup alone decides the whole predicate; None → full scan."""
+    its lookup alone decides the whole predicate; None → full scan.
+
+    Range conjuncts on the chosen property narrow each other: ``a >= x AND
+    a < y`` reads one key range, [x, y), as op ``BOUNDS``.  Each range holds
+    every value its conjunct accepts, so their intersection holds every
+    value the conjunction accepts."""
     pred = q.predicate
     conjuncts = pred.items if isinstance(pred, _query.And) else (pred,)
+    cands = []
     best = None
     best_node: _query.Node | None = None
     for c in conjuncts:
         cand = _candidates(schema, c, args)
-        if cand is not None and (best is None or cand[0] < best[0]):
+        if cand is None:
+            continue
+        cands.append(cand)
+        if best is None or cand[0] < best[0]:
             best, best_node = cand, c
     if best is None or best_node is None:
         return None
+    if best[2] in _RANGES and len(cands) > 1:
+        try:
+            start, stop = _bounds(best[2], best[3])
+            for _rank, prop, op, values in cands:
+                if prop is best[1] and op in _RANGES:
+                    lo, hi = _bounds(op, values)
+                    start, stop = max(start, lo), min(stop, hi)
+        except (CodecError, ObjectTypeError):
+            pass  # keep the one range
+        else:
+            best = (best[0], best[1], "BOUNDS", [start, stop])
     return best, best_node is pred and _exact(pred, best[1], args)
+
+
+def table_range(
+    schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
+) -> tuple[bytes, bytes] | None:
+    """The primary-key range ``[start, stop)`` of the table holding every
+    candidate, when :func:`plan` would read one (a range of the primary
+    key): the engine can then scan and filter those records directly
+    (``scan_filter_msgpack`` with bounds).  None otherwise."""
+    chosen = _choose(schema, q, args)
+    if chosen is None:
+        return None
+    (_rank, prop, op, values), _exact_ = chosen
+    if not prop.primary_key or op not in _RANGES:
+        return None
+    try:
+        return _bounds(op, values)
+    except (CodecError, ObjectTypeError):
+        return None
 
 
 def index_prefix(

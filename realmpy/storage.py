@@ -1158,18 +1158,27 @@ class _Transaction:
         program: BytesLike | None,
         options: Mapping[str, Any] | None = None,
         decode: Callable[[bytes], list[tuple[bytes, Any]]] | None = None,
+        start: BytesLike | None = None,
+        stop: BytesLike | None = None,
     ) -> list[tuple[bytes, Any]]:
         """:meth:`scan_filter` with the values decoded in C, as
         :meth:`scan_msgpack` does (``msgpack.unpackb`` with ``options``);
-        ``program`` None keeps every record.
+        ``program`` None keeps every record.  ``start <= key < stop``
+        bound the scan as in :meth:`scan` (``None``: unbounded).
 
         ``decode`` (instead of ``options``): a batch decoder given each
         buffer's bytes (a msgpack array of bin keys and raw msgpack
         values) that returns its ``[(key, value), ...]``."""
+        if start is not None and type(start) is not bytes:
+            start = _as_bytes(start, "start")
+        if stop is not None and type(stop) is not bytes:
+            stop = _as_bytes(stop, "stop")
+        if stop is not None and (stop == b"" or (start is not None and start >= stop)):
+            return []
         return self._engine_scan(
             table,
-            None,
-            None,
+            start or None,
+            stop,
             _KEEP_ALL if program is None else program,
             _decoder(options) if decode is None else decode,
             None,

@@ -190,7 +190,7 @@ WIDE_INTS = st.sampled_from(
 @given(
     st.lists(WIDE_INTS, min_size=1, max_size=30, unique=True),
     st.lists(WIDE_INTS, min_size=30, max_size=30),
-    st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "BETWEEN", "IN"]),
+    st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "BETWEEN", "IN", "AND", "AND3"]),
     WIDE_INTS,
     WIDE_INTS,
 )
@@ -210,6 +210,11 @@ def test_int_index_ranges_match_a_full_scan(
                 text, args = f"{prop} BETWEEN {{$0, $1}}", (a, b)
             elif op == "IN":
                 text, args = f"{prop} IN {{$0, $1}}", (a, b)
+            elif op == "AND":  # two ranges on one property narrow each other
+                text, args = f"{prop} >= $0 AND {prop} < $1", (a, b)
+            elif op == "AND3":
+                text = f"{prop} > $0 AND name == 'd' AND {prop} <= $1 AND {prop} BETWEEN {{$1, $0}}"
+                args = (a, b)
             else:
                 text, args = f"{prop} {op} $0", (a,)
             got = [d.id for d in realm.query(Dog, text, *args)]
