@@ -4,7 +4,7 @@
  * A database with several tables, overflow values and a free list is
  * damaged in many seed-chosen ways (random byte flips anywhere, a zeroed
  * page, a page copied over another, a truncation), then opened and used:
- * every table read by gets and both-way scans, rp_env_check(), and a write
+ * every table read by gets, both-way scans and joins, rp_env_check(), and a write
  * transaction that modifies and commits.  Every call must return an error
  * code or succeed; under ASan/UBSan (the CI build) any wild read or write
  * fails the test.  Damage that open or check cannot see must be damage the
@@ -128,6 +128,26 @@ static int exercise(const char *path) {
                     rc = rp_cursor_step(c, dir, &k, &kl, &v, &vl);
                 CHECK(rc == RP_NOTFOUND || rc == RP_CORRUPT, "scan");
                 rp_cursor_close(c);
+            }
+            /* Table t as an index (strip 0: its keys are the keys) joined
+             * with every table, both ways. */
+            for (int u = 0; u < 3; u++) {
+                for (int dir = 1; dir >= -1; dir -= 2) {
+                    rp_cursor *c;
+                    if (rp_cursor_open(r, tables[t], strlen(tables[t]), &c)) continue;
+                    static unsigned char buf[1 << 16];
+                    size_t cnt, used;
+                    rc = rp_cursor_seek(c, dir > 0 ? RP_SEEK_FIRST : RP_SEEK_LAST, NULL, 0,
+                                        NULL, NULL, NULL, NULL);
+                    for (int calls = 0; rc == RP_OK && calls < 5000; calls++) {
+                        rc = rp_cursor_join(c, dir, RP_BATCH_CURRENT, NULL, 0, 0, tables[u],
+                                            strlen(tables[u]), NULL, 0, buf, sizeof buf, 50,
+                                            &cnt, &used);
+                        CHECK(rc != RP_OK || cnt > 0, "join: an item larger than the buffer");
+                    }
+                    CHECK(rc == RP_NOTFOUND || rc == RP_CORRUPT, "join");
+                    rp_cursor_close(c);
+                }
             }
         }
         rp_txn_abort(r);

@@ -314,12 +314,152 @@ static void test_join(void) {
     E(rp_env_close(env));
 }
 
+/* Index entries of join_many: key "v<g><s>k<5 digits>", g = i % 7 and s a
+ * two-digit scramble, so that the joined keys of one group do not ascend. */
+#define JM_STRIP 4
+static int jm_ikey(char *out, unsigned g, unsigned i) {
+    return snprintf(out, 16, "v%u%02uk%05u", g, (i * 7919u) % 97u, i);
+}
+
+/* msgpack bin header for len bytes (as rp_cursor_join writes keys). */
+static size_t jm_bin(uint8_t *o, size_t len) {
+    if (len < 256) { o[0] = 0xc4; o[1] = (uint8_t)len; return 2; }
+    o[0] = 0xc5; o[1] = (uint8_t)(len >> 8); o[2] = (uint8_t)len;
+    return 3;
+}
+
+/* What rp_cursor_join must produce for index range [lo, hi) in direction
+ * dir, built from a plain cursor walk and rp_get: the items, concatenated
+ * (no array header).  Returns their byte length, *items their count. */
+static size_t jm_expect(rp_txn *txn, const char *lo, const char *hi, int dir, uint8_t *out,
+                        size_t *items) {
+    rp_cursor *c;
+    E(rp_cursor_open(txn, "i", 1, &c));
+    const void *k, *v;
+    size_t kl, vl, pos = 0;
+    *items = 0;
+    int rc = dir > 0 ? rp_cursor_seek(c, RP_SEEK_GE, lo, strlen(lo), &k, &kl, NULL, NULL)
+                     : rp_cursor_seek(c, RP_SEEK_LT, hi, strlen(hi), &k, &kl, NULL, NULL);
+    while (rc == RP_OK) {
+        int in = memcmp(k, lo, strlen(lo)) >= 0 && memcmp(k, hi, strlen(hi)) < 0;
+        if (!in) break;
+        rc = rp_get(txn, "t", 1, (const uint8_t *)k + JM_STRIP, kl - JM_STRIP, &v, &vl);
+        if (rc == RP_OK) {
+            pos += jm_bin(out + pos, kl - JM_STRIP);
+            memcpy(out + pos, (const uint8_t *)k + JM_STRIP, kl - JM_STRIP);
+            pos += kl - JM_STRIP;
+            pos += jm_bin(out + pos, vl);
+            memcpy(out + pos, v, vl);
+            pos += vl;
+            (*items)++;
+        } else {
+            CHECK(rc == RP_NOTFOUND, rp_strerror(rc));
+        }
+        rc = rp_cursor_step(c, dir, &k, &kl, NULL, NULL);
+    }
+    CHECK(rc == RP_OK || rc == RP_NOTFOUND, rp_strerror(rc));
+    rp_cursor_close(c);
+    return pos;
+}
+
+/* rp_cursor_join over [lo, hi) in direction dir, in calls of at most
+ * max_items items into a buffer of bufcap bytes (grown when an item does
+ * not fit), must give what jm_expect gives. */
+static void jm_compare(rp_txn *txn, const char *lo, const char *hi, int dir, size_t bufcap,
+                       size_t max_items) {
+    static uint8_t want[1 << 21], got[1 << 21], buf[1 << 16];
+    size_t witems, wlen = jm_expect(txn, lo, hi, dir, want, &witems);
+    rp_cursor *c;
+    E(rp_cursor_open(txn, "i", 1, &c));
+    int rc = dir > 0 ? rp_cursor_seek(c, RP_SEEK_GE, lo, strlen(lo), NULL, NULL, NULL, NULL)
+                     : rp_cursor_seek(c, RP_SEEK_LT, hi, strlen(hi), NULL, NULL, NULL, NULL);
+    const char *stop = dir > 0 ? hi : lo;
+    size_t glen = 0, gitems = 0, cap = bufcap;
+    while (rc == RP_OK) {
+        size_t cnt, used;
+        rc = rp_cursor_join(c, dir, RP_BATCH_CURRENT, stop, strlen(stop), JM_STRIP, "t", 1,
+                            NULL, 0, buf, cap, max_items, &cnt, &used);
+        if (rc != RP_OK) break;
+        if (cnt == 0) {   /* the next item needs used bytes */
+            CHECK(used > cap && used <= sizeof buf, "size needed");
+            cap = used;
+            continue;
+        }
+        CHECK(cnt <= max_items && used <= cap, "batch bounds");
+        CHECK(buf[0] == 0xdd && buf[4] == (uint8_t)(2 * cnt), "array header");
+        CHECK(glen + used - 5 <= sizeof got, "too much output");
+        memcpy(got + glen, buf + 5, used - 5);
+        glen += used - 5;
+        gitems += cnt;
+        cap = bufcap;
+    }
+    CHECK(rc == RP_NOTFOUND, rp_strerror(rc));
+    CHECK(gitems == witems, "join: wrong number of items");
+    CHECK(glen == wlen && memcmp(got, want, wlen) == 0, "join: wrong items");
+    rp_cursor_close(c);
+}
+
+static void jm_compare_all(rp_txn *txn) {
+    static const char *ranges[][2] = {
+        {"v3", "v4"}, {"v0", "v1"}, {"v6", "v7"}, {"v2", "v5"}, {"v450", "v460"},
+        {"v0", "w"}, {"v9", "w"}, {"a", "v"},
+    };
+    static const size_t caps[] = {1 << 16, 300, 40};
+    static const size_t maxes[] = {1000000, 1, 9};
+    for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++)
+        for (int dir = -1; dir <= 1; dir += 2)
+            for (size_t b = 0; b < 3; b++)
+                jm_compare(txn, ranges[r][0], ranges[r][1], dir, caps[b], maxes[b]);
+}
+
+/* Joins over many leaves of both tables (the lookahead runs across index
+ * leaves and meets absent keys, overflow values and, in a write
+ * transaction, pages of its own), against a plain index walk + rp_get. */
+static void test_join_many(void) {
+    rp_env *env;
+    unlink("joinmany.db");
+    unlink("joinmany.db.lock");
+    E(rp_env_open("joinmany.db", RP_NOSYNC, 0, 0, 0, &env));
+    static uint8_t val[3000];
+    for (size_t i = 0; i < sizeof val; i++) val[i] = (uint8_t)(i * 31);
+    rp_txn *txn;
+    E(rp_txn_begin(env, RP_TXN_WRITE, &txn));
+    for (unsigned i = 0; i < 6000; i++) {
+        char key[16], ikey[16];
+        int kl = snprintf(key, sizeof key, "k%05u", i);
+        int il = jm_ikey(ikey, i % 7, i);
+        size_t vl = i % 211 == 5 ? 1500 + i % 1000 : 10 + i % 60;   /* some overflow */
+        if (i % 53 != 0) E(rp_put(txn, "t", 1, key, (size_t)kl, val + i % 100, vl));
+        E(rp_put(txn, "i", 1, ikey, (size_t)il, "", 0));   /* i % 53 == 0: dangling */
+    }
+    jm_compare_all(txn);   /* all pages dirty */
+    E(rp_txn_commit(txn));
+    E(rp_txn_begin(env, 0, &txn));
+    jm_compare_all(txn);   /* all pages committed */
+    rp_txn_abort(txn);
+    E(rp_txn_begin(env, RP_TXN_WRITE, &txn));
+    for (unsigned i = 0; i < 6000; i += 17) {   /* some pages dirty, some not */
+        char key[16];
+        int kl = snprintf(key, sizeof key, "k%05u", i);
+        if (i % 2) {
+            int rc = rp_del(txn, "t", 1, key, (size_t)kl);
+            CHECK(rc == RP_OK || rc == RP_NOTFOUND, rp_strerror(rc));
+        } else {
+            E(rp_put(txn, "t", 1, key, (size_t)kl, val, 7));
+        }
+    }
+    jm_compare_all(txn);
+    rp_txn_abort(txn);
+    E(rp_env_close(env));
+}
+
 int main(void) {
     test_rules();
     test_bad_programs();
     test_bad_records();
     test_cursor();
     test_join();
+    test_join_many();
     printf("test_filter: ok\n");
     return 0;
 }
