@@ -127,9 +127,17 @@ static inline uint8_t *rp_entry_w(uint8_t *page, unsigned i) {
 /* A key's head as stored in a slot: first 4 bytes, zero-padded, as the
  * big-endian integer whose order is the bytes' order. */
 static inline uint32_t rp_key_head(const void *key, size_t klen) {
-    uint8_t b[4] = {0, 0, 0, 0};
-    memcpy(b, key, klen < 4 ? klen : 4);
-    return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | b[3];
+    const uint8_t *k = key;
+    /* Not through a zeroed 4-byte buffer: the compiler fills it bytewise
+     * and loads it whole, a store-to-load forwarding stall on every
+     * search and key comparison. */
+    if (klen >= 4)
+        return ((uint32_t)k[0] << 24) | ((uint32_t)k[1] << 16) | ((uint32_t)k[2] << 8) | k[3];
+    uint32_t h = 0;
+    if (klen > 0) h |= (uint32_t)k[0] << 24;
+    if (klen > 1) h |= (uint32_t)k[1] << 16;
+    if (klen > 2) h |= (uint32_t)k[2] << 8;
+    return h;
 }
 static inline uint32_t rp_slot_head(const uint8_t *page, unsigned i) {
     return __builtin_bswap32(rp_rd32(rp_slot_at(page, i)));
