@@ -701,30 +701,53 @@ size_t rp_mp_value(uint8_t *o, const void *v, size_t len, int raw) {
 
 /* A join looks up one key per index entry, each usually in a leaf of its own
  * (a 1% index range is one key per leaf or so): the time goes in cache
- * misses on those leaves, not in the work.  So while entry i is looked up,
- * the leaf of entry i + JOIN_AHEAD is found (its branch pages are hot) and
- * prefetched, letting the misses overlap (and its lookup then starts at
- * that leaf instead of descending again).  Looking ahead stays within the
- * index leaf under the cursor (no cursor state to undo when the buffer
- * fills) and may pass the stop bound (only hints and branch reads are
- * wasted).  A page the descent cannot vouch for is simply not prefetched.
- * Nothing changes the trees during one call, so what is found stays valid
- * for that call. */
-#define JOIN_AHEAD 8
+ * misses on those leaves, not in the work.  A lookup misses on the leaf's
+ * header, then on the slots its binary search probes, then on the entry
+ * found, one after the other, since each address comes from the previous
+ * load.  So the lookups are pipelined over the index entries ahead of the
+ * cursor, one stage per dependent miss:
+ *
+ *   JOIN_DESCEND entries ahead: descend the branch pages (they stay hot) to
+ *     the key's leaf and prefetch its header and slot array -- only those:
+ *     prefetching the whole 4 KiB page costs 64 prefetches, floods the miss
+ *     queues and evicts more than it helps;
+ *   JOIN_SEARCH entries ahead: binary-search that leaf (now cached) and
+ *     prefetch the entry found;
+ *   at the entry itself: bounds-check the entry and copy its value.
+ *
+ * Looking ahead uses a second cursor, a copy of the first, so it runs on
+ * across index leaves and leaves the real cursor's state alone.  It stops
+ * at the stop bound (no work past the range) and at anything unexpected: a
+ * lookahead never reports an error, it only records what it found, and an
+ * entry it could not vouch for is looked up from the root at its turn,
+ * which then reports whatever is wrong.  Nothing changes the trees during
+ * one call, so what is found stays valid for that call. */
+/* Distances in index entries.  On the join benchmark (1000 joined rows of
+ * 100k, L3-resident) anything from 4/2 to 14/6 measures alike; these leave
+ * room for slower memory. */
+#define JOIN_DESCEND 8
+#define JOIN_SEARCH 3
+#define JOIN_RING 16   /* > JOIN_DESCEND, a power of two */
 
-/* The joined table's leaf found for an index entry (ipage, idx) ahead of
- * time, so that its lookup need not descend again. */
-typedef struct join_leaf {
-    const uint8_t *ipage;
+/* The lookahead's result for one index entry. */
+typedef struct join_slot {
+    const uint8_t *ipage;  /* the index leaf and entry this is for        */
     unsigned idx;
-    uint64_t pg, tx;       /* pg 0: none */
-} join_leaf;
+    unsigned eidx;         /* searched: the entry's index in leaf          */
+    const uint8_t *key;    /* the joined key (inside ipage)                */
+    size_t klen;
+    uint64_t pg, tx;       /* the joined table's leaf; pg 0: unknown       */
+    const uint8_t *leaf;   /* searched: that leaf, read and checked        */
+    int found;             /* searched: 1 entry eidx, 0 key absent         */
+} join_slot;
 
 typedef struct join_ahead {
-    const uint8_t *page;   /* the index leaf whose entries are being prefetched */
-    unsigned next;         /* its next entry to prefetch                        */
-    int levels;            /* branch levels of the joined table; -1: none      */
-    join_leaf found[JOIN_AHEAD + 1];   /* by entry index modulo JOIN_AHEAD + 1 */
+    rp_cursor cur;         /* the lookahead cursor (on the index)          */
+    int live;              /* cur is on the next index entry to queue      */
+    int levels;            /* branch levels of the joined table; -1: none */
+    unsigned head, searched, tail;   /* ring positions (free-running)     */
+    unsigned slot_lines;   /* cache lines of header + slots of a leaf     */
+    join_slot ring[JOIN_RING];
 } join_ahead;
 
 /* The number of branch levels above t's leaves (all leaves are at one
@@ -745,65 +768,134 @@ static int branch_levels(rp_txn *txn, rp_table *t) {
     return -1;
 }
 
-static void join_prefetch(rp_txn *txn, rp_table *t, int levels, const void *key,
-                          size_t klen, join_leaf *out) {
-    out->pg = 0;
+/* The mapped address of committed page pg of version tx, NULL if it is not
+ * one (a dirty page of a write txn, or out of range).  For prefetching
+ * only: rp_page_read does the real checks. */
+static const uint8_t *mapped_page(const rp_txn *txn, uint64_t pg, uint64_t tx) {
+    if (((txn->flags & RP_TXN_WRITE) && tx == txn->txnid) || pg >= txn->base_pages) return NULL;
+    return txn->env->map + pg * RP_PAGE_SIZE;
+}
+
+/* Stage 1: the leaf (pg, tx) that s->key belongs in; pg 0 if unknown. */
+static void join_descend(rp_txn *txn, rp_table *t, join_ahead *ja, join_slot *s) {
+    s->pg = 0;
+    s->leaf = NULL;
+    if (ja->levels < 0) return;
     uint64_t pg = t->root, tx = t->root_txnid;
     int err = RP_OK;
-    for (int d = 0; d < levels; d++) {
+    for (int d = 0; d < ja->levels; d++) {
         const uint8_t *p = rp_page_read(txn, pg, tx, P_BRANCH, &err);
         if (!p) return;
         unsigned idx;
         int exact;
-        if (rp_page_search(p, key, klen, &idx, &exact)) return;
+        if (rp_page_search(p, s->key, s->klen, &idx, &exact)) return;
         const uint8_t *e;
         if (rp_page_entry(p, idx, &e)) return;
         pg = rp_br_child(e);
         tx = rp_br_child_txnid(e);
     }
-    out->pg = pg;
-    out->tx = tx;
-    /* The leaf: where the miss would be.  Not read here (that would wait
-     * for it), only prefetched, if it is a committed page of this version. */
-    if (((txn->flags & RP_TXN_WRITE) && tx == txn->txnid) || pg >= txn->base_pages) return;
-    const uint8_t *leaf = txn->env->map + pg * RP_PAGE_SIZE;
-    for (size_t off = 0; off < RP_PAGE_SIZE; off += 64) __builtin_prefetch(leaf + off);
+    s->pg = pg;
+    s->tx = tx;
+    /* Not read here (that would wait for the miss), only prefetched. */
+    const uint8_t *leaf = mapped_page(txn, pg, tx);
+    if (!leaf) return;
+    for (unsigned l = 0; l < ja->slot_lines; l++) __builtin_prefetch(leaf + 64 * l);
 }
 
-/* rp_bt_get's last step, in the leaf (pg, tx) the key belongs in. */
-static int leaf_get(rp_txn *txn, uint64_t pg, uint64_t tx, const void *key, size_t klen,
-                    const void **val, size_t *vlen) {
+/* Stage 2: search s's leaf (if known) and prefetch the entry found. */
+static void join_search(rp_txn *txn, join_ahead *ja, join_slot *s) {
+    if (!s->pg) return;
     int err = RP_OK;
-    const uint8_t *p = rp_page_read(txn, pg, tx, P_LEAF, &err);
-    if (!p) return err;
-    unsigned idx;
+    const uint8_t *p = rp_page_read(txn, s->pg, s->tx, P_LEAF, &err);
+    if (!p) { s->pg = 0; return; }
     int exact;
-    int rc = rp_page_search(p, key, klen, &idx, &exact);
-    if (rc) return rc;
-    if (!exact) return RP_NOTFOUND;
-    return rp_bt_value(txn, p, rp_entry(p, idx), val, vlen);
+    if (rp_page_search(p, s->key, s->klen, &s->eidx, &exact)) { s->pg = 0; return; }
+    s->leaf = p;
+    s->found = exact;
+    /* Learn how much of a leaf to prefetch in stage 1: this table's leaves
+     * hold similar numbers of entries. */
+    unsigned lines = (unsigned)((RP_PAGE_HEADER + RP_SLOT_SIZE * (size_t)rp_nkeys(p) + 63) / 64);
+    ja->slot_lines = lines < RP_PAGE_SIZE / 64 ? lines : RP_PAGE_SIZE / 64;
+    if (exact) {
+        size_t off = rp_slot_off(p, s->eidx);
+        if (off + RP_LEAF_ENTRY_HDR <= RP_PAGE_SIZE) {
+            /* Both lines of an entry of up to 64 bytes that straddles two
+             * (a bigger one's value is copied sequentially anyway). */
+            size_t last = off + 63 < RP_PAGE_SIZE ? off + 63 : RP_PAGE_SIZE - 1;
+            __builtin_prefetch(p + off);
+            __builtin_prefetch(p + last);
+        }
+    }
 }
 
-/* Prefetch for the entries of the cursor's leaf up to JOIN_AHEAD past the
- * current one. */
-static void join_ahead_step(rp_cursor *c, join_ahead *ja, rp_table *join, size_t strip) {
-    const uint8_t *leaf = c->stack[c->depth - 1].page;
-    unsigned idx = c->stack[c->depth - 1].idx, n = rp_nkeys(leaf);
-    if (ja->levels < 0) return;
-    if (ja->page != leaf || ja->next <= idx) {
-        ja->page = leaf;
-        ja->next = idx + 1;
-    }
-    for (; ja->next < n && ja->next <= idx + JOIN_AHEAD; ja->next++) {
-        const uint8_t *e;
-        if (rp_page_entry(leaf, ja->next, &e)) return;
+/* Queue index entries up to JOIN_DESCEND ahead of the ring's head, and
+ * search those up to JOIN_SEARCH ahead. */
+static void join_pump(rp_cursor *c, join_ahead *ja, rp_table *join, size_t strip, int dir,
+                      const void *stop, size_t stoplen) {
+    while (ja->live && ja->tail - ja->head < JOIN_DESCEND) {
+        rp_cursor *la = &ja->cur;
+        const uint8_t *leaf = la->stack[la->depth - 1].page, *e;
+        unsigned idx = la->stack[la->depth - 1].idx;
+        if (rp_page_entry(leaf, idx, &e)) { ja->live = 0; break; }
         size_t kl = rp_leaf_klen(e);
-        if (kl <= strip) return;
-        join_leaf *f = &ja->found[ja->next % (JOIN_AHEAD + 1)];
-        f->ipage = leaf;
-        f->idx = ja->next;
-        join_prefetch(c->txn, join, ja->levels, rp_leaf_key(e) + strip, kl - strip, f);
+        const uint8_t *k = rp_leaf_key(e);
+        if (stop) {
+            int cmp = rp_keycmp(k, kl, stop, stoplen);
+            if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { ja->live = 0; break; }
+        }
+        if (kl <= strip) { ja->live = 0; break; }
+        join_slot *s = &ja->ring[ja->tail % JOIN_RING];
+        s->ipage = leaf;
+        s->idx = idx;
+        s->key = k + strip;
+        s->klen = kl - strip;
+        join_descend(c->txn, join, ja, s);
+        ja->tail++;
+        if (cur_move(la, dir, 0)) ja->live = 0;
     }
+    if (ja->searched < ja->head) ja->searched = ja->head;
+    while (ja->searched < ja->tail && ja->searched - ja->head < JOIN_SEARCH) {
+        join_search(c->txn, ja, &ja->ring[ja->searched % JOIN_RING]);
+        ja->searched++;
+    }
+}
+
+/* Restart the lookahead at the cursor's entry. */
+static void join_restart(rp_cursor *c, join_ahead *ja) {
+    rp_cursor *la = &ja->cur;
+    rp_cursor_init(la, c->txn, c->table);
+    la->depth = c->depth;
+    memcpy(la->stack, c->stack, sizeof c->stack[0] * (size_t)c->depth);
+    la->valid = 1;
+    ja->live = c->depth > 0;
+    ja->head = ja->searched = ja->tail = 0;
+}
+
+/* Look up the cursor's index entry (joined key k, kl) in join, through the
+ * lookahead when it has that entry. */
+static int join_get(rp_cursor *c, join_ahead *ja, rp_table *join, size_t strip, int dir,
+                    const void *stop, size_t stoplen, const void *k, size_t kl,
+                    const void **v, size_t *vl) {
+    const uint8_t *ip = c->stack[c->depth - 1].page;
+    unsigned ii = c->stack[c->depth - 1].idx;
+    const join_slot *s = &ja->ring[ja->head % JOIN_RING];
+    if (ja->head == ja->tail || s->ipage != ip || s->idx != ii) {
+        /* Not where the lookahead is (its first call, or it stopped). */
+        join_restart(c, ja);
+    }
+    join_pump(c, ja, join, strip, dir, stop, stoplen);
+    s = &ja->ring[ja->head % JOIN_RING];
+    int have = ja->head < ja->tail && s->ipage == ip && s->idx == ii;
+    if (have) ja->head++;
+    if (have && s->leaf) {
+        if (!s->found) return RP_NOTFOUND;
+        const uint8_t *e;
+        int rc = rp_page_entry(s->leaf, s->eidx, &e);
+        if (rc) return rc;
+        return rp_bt_value(c->txn, s->leaf, e, v, vl);
+    }
+    if (!join->exists || !join->root) return RP_NOTFOUND;
+    return rp_bt_get(c->txn, join, k, kl, v, vl);
 }
 
 /* rp_cursor_batch, rp_cursor_filter and rp_cursor_join: copy entries
@@ -832,14 +924,17 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
     uint8_t *o = buf;
     size_t pos = ARRAY_HDR;
     join_ahead ja;
-    memset(&ja, 0, sizeof ja);
-    ja.levels = join ? branch_levels(c->txn, join) : -1;
+    if (join) {
+        ja.head = ja.searched = ja.tail = 0;
+        ja.live = 0;
+        ja.levels = branch_levels(c->txn, join);
+        ja.slot_lines = 8;   /* until a leaf is seen */
+    }
     while (*n < max_items) {
         const void *k, *v;
         size_t kl, vl;
         rc = cur_entry(c, &k, &kl, &v, &vl);
         if (rc) return rc;
-        if (join) join_ahead_step(c, &ja, join, strip);
         if (stop) {
             int cmp = rp_keycmp(k, kl, stop, stoplen);
             if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { c->valid = 0; break; }
@@ -849,14 +944,7 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
             if (kl <= strip) return RP_CORRUPT;   /* an index entry without a key */
             k = (const uint8_t *)k + strip;
             kl -= strip;
-            const uint8_t *ip = c->stack[c->depth - 1].page;
-            unsigned ii = c->stack[c->depth - 1].idx;
-            const join_leaf *f = &ja.found[ii % (JOIN_AHEAD + 1)];
-            if (f->pg && f->ipage == ip && f->idx == ii)
-                rc = leaf_get(c->txn, f->pg, f->tx, k, kl, &v, &vl);
-            else
-                rc = join->exists && join->root ? rp_bt_get(c->txn, join, k, kl, &v, &vl)
-                                                : RP_NOTFOUND;
+            rc = join_get(c, &ja, join, strip, dir, stop, stoplen, k, kl, &v, &vl);
             if (rc == RP_NOTFOUND) verdict = RP_FILTER_FALSE;
             else if (rc) return rc;
         }
