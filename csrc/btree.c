@@ -747,6 +747,11 @@ typedef struct join_ahead {
     int levels;            /* branch levels of the joined table; -1: none */
     unsigned head, searched, tail;   /* ring positions (free-running)     */
     unsigned slot_lines;   /* cache lines of header + slots of a leaf     */
+    int path_len;          /* levels of path that hold the last descent    */
+    struct {
+        const uint8_t *page;
+        unsigned idx;
+    } path[RP_MAX_DEPTH];  /* the last descent: branch pages, children taken */
     join_slot ring[JOIN_RING];
 } join_ahead;
 
@@ -776,21 +781,59 @@ static const uint8_t *mapped_page(const rp_txn *txn, uint64_t pg, uint64_t tx) {
     return txn->env->map + pg * RP_PAGE_SIZE;
 }
 
-/* Stage 1: the leaf (pg, tx) that s->key belongs in; pg 0 if unknown. */
+/* Whether k belongs in child i of branch page p (entry i's key <= k <
+ * entry i + 1's key, entry 0's being minus infinity).  0 if not, or if p
+ * is corrupt (the caller then searches, which reports it). */
+static int branch_holds(const uint8_t *p, unsigned i, const void *k, size_t klen) {
+    unsigned n = rp_nkeys(p);
+    int order;
+    if (i >= n) return 0;
+    if (i > 0 && (rp_page_order(p, i, k, klen, &order) || order > 0)) return 0;
+    if (i + 1 < n && (rp_page_order(p, i + 1, k, klen, &order) || order <= 0)) return 0;
+    return 1;
+}
+
+/* Stage 1: the leaf (pg, tx) that s->key belongs in; pg 0 if unknown.
+ * Joined keys often come in key order (an index range of one value lists
+ * its primary keys in order), so the next key is mostly in the same leaf
+ * or the next: a branch page met on the last descent is first asked
+ * whether the key is still under the child taken then, or the one after,
+ * which costs two or three key comparisons instead of a binary search. */
 static void join_descend(rp_txn *txn, rp_table *t, join_ahead *ja, join_slot *s) {
     s->pg = 0;
     s->leaf = NULL;
     if (ja->levels < 0) return;
     uint64_t pg = t->root, tx = t->root_txnid;
-    int err = RP_OK;
+    int err = RP_OK, known = ja->path_len;   /* levels still on the last path */
+    ja->path_len = 0;
     for (int d = 0; d < ja->levels; d++) {
-        const uint8_t *p = rp_page_read(txn, pg, tx, P_BRANCH, &err);
-        if (!p) return;
+        const uint8_t *p;
         unsigned idx;
-        int exact;
-        if (rp_page_search(p, s->key, s->klen, &idx, &exact)) return;
+        if (d < known) {
+            /* The page the last descent read here (its parent's child is
+             * the same): already checked by rp_page_read. */
+            p = ja->path[d].page;
+            idx = ja->path[d].idx;
+            if (!branch_holds(p, idx, s->key, s->klen)) {
+                known = d + 1;   /* a new child: below here, new pages */
+                if (branch_holds(p, idx + 1, s->key, s->klen)) {
+                    idx++;
+                } else {
+                    int exact;
+                    if (rp_page_search(p, s->key, s->klen, &idx, &exact)) return;
+                }
+            }
+        } else {
+            p = rp_page_read(txn, pg, tx, P_BRANCH, &err);
+            if (!p) return;
+            int exact;
+            if (rp_page_search(p, s->key, s->klen, &idx, &exact)) return;
+        }
         const uint8_t *e;
         if (rp_page_entry(p, idx, &e)) return;
+        ja->path[d].page = p;
+        ja->path[d].idx = idx;
+        ja->path_len = d + 1;
         pg = rp_br_child(e);
         tx = rp_br_child_txnid(e);
     }
@@ -929,6 +972,7 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
         ja.live = 0;
         ja.levels = branch_levels(c->txn, join);
         ja.slot_lines = 8;   /* until a leaf is seen */
+        ja.path_len = 0;
     }
     while (*n < max_items) {
         const void *k, *v;

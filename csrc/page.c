@@ -211,6 +211,14 @@ int rp_page_search(const uint8_t *page, const void *k, size_t klen,
     return RP_OK;
 }
 
+int rp_page_order(const uint8_t *page, unsigned i, const void *k, size_t klen, int *order) {
+    if (i >= rp_nkeys(page)) return RP_CORRUPT;
+    size_t hdr = (rp_hdr(page)->flags & P_LEAF) ? RP_LEAF_ENTRY_HDR : RP_BRANCH_ENTRY_HDR;
+    int err = RP_OK;
+    *order = cmp_slot(page, i, hdr, k, klen, rp_key_head(k, klen), &err);
+    return err;
+}
+
 int rp_page_entry(const uint8_t *page, unsigned i, const uint8_t **e) {
     int leaf = (rp_hdr(page)->flags & P_LEAF) != 0;
     if (i >= rp_nkeys(page)) return RP_CORRUPT;

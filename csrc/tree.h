@@ -193,6 +193,10 @@ uint32_t rp_page_checksum(const uint8_t *page, size_t len);
  * entry it reads: RP_OK or RP_CORRUPT. */
 int rp_page_search(const uint8_t *page, const void *k, size_t klen,
                    unsigned *idx, int *exact);
+/* *order: the order of entry i's key against k (<0, 0, >0), reading the
+ * entry only when the slot's copy of the key's head cannot tell.  RP_OK or
+ * RP_CORRUPT (no entry i, or an entry out of bounds). */
+int rp_page_order(const uint8_t *page, unsigned i, const void *k, size_t klen, int *order);
 /* Entry i with its bounds checked (a leaf entry's whole extent). */
 int rp_page_entry(const uint8_t *page, unsigned i, const uint8_t **e);
 
