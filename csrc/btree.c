@@ -914,11 +914,12 @@ static void join_restart(rp_cursor *c, join_ahead *ja) {
     ja->head = ja->searched = ja->tail = 0;
 }
 
-/* Look up the cursor's index entry (joined key k, kl) in join, through the
- * lookahead when it has that entry. */
-static int join_get(rp_cursor *c, join_ahead *ja, rp_table *join, size_t strip, int dir,
-                    const void *stop, size_t stoplen, const void *k, size_t kl,
-                    const void **v, size_t *vl) {
+/* The lookahead's slot for the cursor's index entry, taken off the ring,
+ * or NULL if it has none: then the entry is past the stop bound, or
+ * something stopped the lookahead short of it.  A slot's entry is within
+ * the stop bound and has a key longer than strip. */
+static const join_slot *join_take(rp_cursor *c, join_ahead *ja, rp_table *join, size_t strip,
+                                  int dir, const void *stop, size_t stoplen) {
     const uint8_t *ip = c->stack[c->depth - 1].page;
     unsigned ii = c->stack[c->depth - 1].idx;
     const join_slot *s = &ja->ring[ja->head % JOIN_RING];
@@ -928,17 +929,24 @@ static int join_get(rp_cursor *c, join_ahead *ja, rp_table *join, size_t strip, 
     }
     join_pump(c, ja, join, strip, dir, stop, stoplen);
     s = &ja->ring[ja->head % JOIN_RING];
-    int have = ja->head < ja->tail && s->ipage == ip && s->idx == ii;
-    if (have) ja->head++;
-    if (have && s->leaf) {
+    if (ja->head == ja->tail || s->ipage != ip || s->idx != ii) return NULL;
+    ja->head++;   /* its ring place is not reused before the next take */
+    return s;
+}
+
+/* Look up joined key (k, kl) in join: in the leaf the lookahead searched
+ * (slot s) if it did, else from the root. */
+static int join_get(rp_txn *txn, rp_table *join, const join_slot *s, const void *k, size_t kl,
+                    const void **v, size_t *vl) {
+    if (s && s->leaf) {
         if (!s->found) return RP_NOTFOUND;
         const uint8_t *e;
         int rc = rp_page_entry(s->leaf, s->eidx, &e);
         if (rc) return rc;
-        return rp_bt_value(c->txn, s->leaf, e, v, vl);
+        return rp_bt_value(txn, s->leaf, e, v, vl);
     }
     if (!join->exists || !join->root) return RP_NOTFOUND;
-    return rp_bt_get(c->txn, join, k, kl, v, vl);
+    return rp_bt_get(txn, join, k, kl, v, vl);
 }
 
 /* rp_cursor_batch, rp_cursor_filter and rp_cursor_join: copy entries
@@ -979,7 +987,9 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
         size_t kl, vl;
         rc = cur_entry(c, &k, &kl, &v, &vl);
         if (rc) return rc;
-        if (stop) {
+        /* The lookahead compared the entries it queued with stop already. */
+        const join_slot *js = join ? join_take(c, &ja, join, strip, dir, stop, stoplen) : NULL;
+        if (stop && !js) {
             int cmp = rp_keycmp(k, kl, stop, stoplen);
             if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { c->valid = 0; break; }
         }
@@ -988,7 +998,7 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
             if (kl <= strip) return RP_CORRUPT;   /* an index entry without a key */
             k = (const uint8_t *)k + strip;
             kl -= strip;
-            rc = join_get(c, &ja, join, strip, dir, stop, stoplen, k, kl, &v, &vl);
+            rc = join_get(c->txn, join, js, k, kl, &v, &vl);
             if (rc == RP_NOTFOUND) verdict = RP_FILTER_FALSE;
             else if (rc) return rc;
         }
