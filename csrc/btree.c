@@ -784,13 +784,15 @@ static const uint8_t *mapped_page(const rp_txn *txn, uint64_t pg, uint64_t tx) {
 /* Whether k belongs in child i of branch page p (entry i's key <= k <
  * entry i + 1's key, entry 0's being minus infinity).  0 if not, or if p
  * is corrupt (the caller then searches, which reports it). */
-static int branch_holds(const uint8_t *p, unsigned i, const void *k, size_t klen) {
+static int branch_holds(const uint8_t *p, unsigned i, const void *k, size_t klen,
+                        uint32_t kh) {
     unsigned n = rp_nkeys(p);
-    int order;
+    int err = RP_OK;
     if (i >= n) return 0;
-    if (i > 0 && (rp_page_order(p, i, k, klen, &order) || order > 0)) return 0;
-    if (i + 1 < n && (rp_page_order(p, i + 1, k, klen, &order) || order <= 0)) return 0;
-    return 1;
+    if (i > 0 && rp_slot_cmp(p, i, RP_BRANCH_ENTRY_HDR, k, klen, kh, &err) > 0) return 0;
+    if (i + 1 < n && rp_slot_cmp(p, i + 1, RP_BRANCH_ENTRY_HDR, k, klen, kh, &err) <= 0)
+        return 0;
+    return !err;
 }
 
 /* Stage 1: the leaf (pg, tx) that s->key belongs in; pg 0 if unknown.
@@ -805,6 +807,7 @@ static void join_descend(rp_txn *txn, rp_table *t, join_ahead *ja, join_slot *s)
     if (ja->levels < 0) return;
     uint64_t pg = t->root, tx = t->root_txnid;
     int err = RP_OK, known = ja->path_len;   /* levels still on the last path */
+    uint32_t kh = rp_key_head(s->key, s->klen);
     ja->path_len = 0;
     for (int d = 0; d < ja->levels; d++) {
         const uint8_t *p;
@@ -814,9 +817,9 @@ static void join_descend(rp_txn *txn, rp_table *t, join_ahead *ja, join_slot *s)
              * the same): already checked by rp_page_read. */
             p = ja->path[d].page;
             idx = ja->path[d].idx;
-            if (!branch_holds(p, idx, s->key, s->klen)) {
+            if (!branch_holds(p, idx, s->key, s->klen, kh)) {
                 known = d + 1;   /* a new child: below here, new pages */
-                if (branch_holds(p, idx + 1, s->key, s->klen)) {
+                if (branch_holds(p, idx + 1, s->key, s->klen, kh)) {
                     idx++;
                 } else {
                     int exact;

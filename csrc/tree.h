@@ -178,6 +178,31 @@ static inline int rp_keycmp(const void *a, size_t alen, const void *b, size_t bl
     return alen < blen ? -1 : alen > blen;
 }
 
+/* Bounds of entry i: its header and key lie inside the page.  The read path
+ * checks each entry it touches instead of validating whole pages, so a
+ * corrupt page costs an error, never a wild read, and a lookup stays
+ * O(log n). */
+static inline const uint8_t *rp_entry_checked(const uint8_t *page, unsigned i, size_t hdr) {
+    size_t off = rp_slot_off(page, i);
+    if (off < rp_hdr(page)->upper || off + hdr > RP_PAGE_SIZE) return NULL;
+    if (off + hdr + rp_rd16(page + off) > RP_PAGE_SIZE) return NULL;
+    return page + off;
+}
+
+/* Order of entry i (header size hdr) against key k (head kh): the slot's head decides unless
+ * it ties; then the slot's klen decides two keys of at most 4 bytes; only
+ * then is the entry read.  *err set on a corrupt entry. */
+static inline int rp_slot_cmp(const uint8_t *page, unsigned i, size_t hdr, const void *k,
+                              size_t klen, uint32_t kh, int *err) {
+    uint32_t sh = rp_slot_head(page, i);
+    if (sh != kh) return sh < kh ? -1 : 1;
+    size_t sl = rp_rd16(rp_slot_at(page, i) + 6);
+    if (sl <= 4 && klen <= 4) return (sl > klen) - (sl < klen);
+    const uint8_t *e = rp_entry_checked(page, i, hdr);
+    if (!e) { *err = RP_CORRUPT; return 0; }
+    return rp_keycmp(e + hdr, rp_rd16(e), k, klen);
+}
+
 void rp_page_init(uint8_t *page, uint64_t pgno, uint64_t txnid, uint16_t flags);
 /* Insert a raw entry of size len at slot i; the caller checked the space. */
 void rp_page_insert(uint8_t *page, unsigned i, const uint8_t *entry, size_t len);
@@ -193,10 +218,6 @@ uint32_t rp_page_checksum(const uint8_t *page, size_t len);
  * entry it reads: RP_OK or RP_CORRUPT. */
 int rp_page_search(const uint8_t *page, const void *k, size_t klen,
                    unsigned *idx, int *exact);
-/* *order: the order of entry i's key against k (<0, 0, >0), reading the
- * entry only when the slot's copy of the key's head cannot tell.  RP_OK or
- * RP_CORRUPT (no entry i, or an entry out of bounds). */
-int rp_page_order(const uint8_t *page, unsigned i, const void *k, size_t klen, int *order);
 /* Entry i with its bounds checked (a leaf entry's whole extent). */
 int rp_page_entry(const uint8_t *page, unsigned i, const uint8_t **e);
 
