@@ -697,63 +697,29 @@ size_t rp_mp_value(uint8_t *o, const void *v, size_t len, int raw) {
     return h + len;
 }
 
-/* ---- join lookahead -------------------------------------------------------------- */
+/* ---- pipelined lookups (joins, rp_get_many) ---------------------------------------- */
 
-/* A join looks up one key per index entry, each usually in a leaf of its own
- * (a 1% index range is one key per leaf or so): the time goes in cache
- * misses on those leaves, not in the work.  A lookup misses on the leaf's
- * header, then on the slots its binary search probes, then on the entry
- * found, one after the other, since each address comes from the previous
- * load.  So the lookups are pipelined over the index entries ahead of the
- * cursor, one stage per dependent miss:
+/* A join or a batch get looks up one key after another, each usually in a
+ * leaf of its own (a 1% index range is one key per leaf or so): the time
+ * goes in cache misses on those leaves, not in the work.  A lookup misses
+ * on the leaf's header, then on the slots its binary search probes, then
+ * on the entry found, one after the other, since each address comes from
+ * the previous load.  So the lookups are pipelined over the keys ahead of
+ * the current one, one stage per dependent miss:
  *
- *   JOIN_DESCEND entries ahead: descend the branch pages (they stay hot) to
- *     the key's leaf and prefetch its header and slot array -- only those:
- *     prefetching the whole 4 KiB page costs 64 prefetches, floods the miss
- *     queues and evicts more than it helps;
- *   JOIN_SEARCH entries ahead: binary-search that leaf (now cached) and
- *     prefetch the entry found;
- *   at the entry itself: bounds-check the entry and copy its value.
+ *   RP_AHEAD_DESCEND keys ahead (rp_ahead_queue): descend the branch pages
+ *     (they stay hot) to the key's leaf and prefetch its header and slot
+ *     array -- only those: prefetching the whole 4 KiB page costs 64
+ *     prefetches, floods the miss queues and evicts more than it helps;
+ *   RP_AHEAD_SEARCH keys ahead (rp_ahead_search): binary-search that leaf
+ *     (now cached) and prefetch the entry found;
+ *   at the key itself (rp_ahead_get): bounds-check the entry and return
+ *     its value.
  *
- * Looking ahead uses a second cursor, a copy of the first, so it runs on
- * across index leaves and leaves the real cursor's state alone.  It stops
- * at the stop bound (no work past the range) and at anything unexpected: a
- * lookahead never reports an error, it only records what it found, and an
- * entry it could not vouch for is looked up from the root at its turn,
- * which then reports whatever is wrong.  Nothing changes the trees during
- * one call, so what is found stays valid for that call. */
-/* Distances in index entries.  On the join benchmark (1000 joined rows of
- * 100k, L3-resident) anything from 4/2 to 14/6 measures alike; these leave
- * room for slower memory. */
-#define JOIN_DESCEND 8
-#define JOIN_SEARCH 3
-#define JOIN_RING 16   /* > JOIN_DESCEND, a power of two */
-
-/* The lookahead's result for one index entry. */
-typedef struct join_slot {
-    const uint8_t *ipage;  /* the index leaf and entry this is for        */
-    unsigned idx;
-    unsigned eidx;         /* searched: the entry's index in leaf          */
-    const uint8_t *key;    /* the joined key (inside ipage)                */
-    size_t klen;
-    uint64_t pg, tx;       /* the joined table's leaf; pg 0: unknown       */
-    const uint8_t *leaf;   /* searched: that leaf, read and checked        */
-    int found;             /* searched: 1 entry eidx, 0 key absent         */
-} join_slot;
-
-typedef struct join_ahead {
-    rp_cursor cur;         /* the lookahead cursor (on the index)          */
-    int live;              /* cur is on the next index entry to queue      */
-    int levels;            /* branch levels of the joined table; -1: none */
-    unsigned head, searched, tail;   /* ring positions (free-running)     */
-    unsigned slot_lines;   /* cache lines of header + slots of a leaf     */
-    int path_len;          /* levels of path that hold the last descent    */
-    struct {
-        const uint8_t *page;
-        unsigned idx;
-    } path[RP_MAX_DEPTH];  /* the last descent: branch pages, children taken */
-    join_slot ring[JOIN_RING];
-} join_ahead;
+ * The stages never report errors, they only record what they found: a key
+ * they could not vouch for is looked up from the root at its turn, which
+ * then reports whatever is wrong.  Nothing changes the tree during one
+ * call of the engine, so what is found stays valid for that call. */
 
 /* The number of branch levels above t's leaves (all leaves are at one
  * depth), or -1 if unknown. */
@@ -795,28 +761,37 @@ static int branch_holds(const uint8_t *p, unsigned i, const void *k, size_t klen
     return !err;
 }
 
+void rp_ahead_init(rp_ahead *a, rp_txn *txn, rp_table *t) {
+    a->txn = txn;
+    a->t = t;
+    a->levels = branch_levels(txn, t);
+    a->head = a->searched = a->tail = 0;
+    a->slot_lines = 8;   /* until a leaf is seen */
+    a->path_len = 0;
+}
+
 /* Stage 1: the leaf (pg, tx) that s->key belongs in; pg 0 if unknown.
- * Joined keys often come in key order (an index range of one value lists
- * its primary keys in order), so the next key is mostly in the same leaf
- * or the next: a branch page met on the last descent is first asked
- * whether the key is still under the child taken then, or the one after,
- * which costs two or three key comparisons instead of a binary search. */
-static void join_descend(rp_txn *txn, rp_table *t, join_ahead *ja, join_slot *s) {
+ * Keys often come in key order (an index range of one value lists its
+ * primary keys in order), so the next key is mostly in the same leaf or
+ * the next: a branch page met on the last descent is first asked whether
+ * the key is still under the child taken then, or the one after, which
+ * costs two or three key comparisons instead of a binary search. */
+static void ahead_descend(rp_ahead *a, rp_ahead_slot *s) {
     s->pg = 0;
     s->leaf = NULL;
-    if (ja->levels < 0) return;
-    uint64_t pg = t->root, tx = t->root_txnid;
-    int err = RP_OK, known = ja->path_len;   /* levels still on the last path */
+    if (a->levels < 0) return;
+    uint64_t pg = a->t->root, tx = a->t->root_txnid;
+    int err = RP_OK, known = a->path_len;   /* levels still on the last path */
     uint32_t kh = rp_key_head(s->key, s->klen);
-    ja->path_len = 0;
-    for (int d = 0; d < ja->levels; d++) {
+    a->path_len = 0;
+    for (int d = 0; d < a->levels; d++) {
         const uint8_t *p;
         unsigned idx;
         if (d < known) {
             /* The page the last descent read here (its parent's child is
              * the same): already checked by rp_page_read. */
-            p = ja->path[d].page;
-            idx = ja->path[d].idx;
+            p = a->path[d].page;
+            idx = a->path[d].idx;
             if (!branch_holds(p, idx, s->key, s->klen, kh)) {
                 known = d + 1;   /* a new child: below here, new pages */
                 if (branch_holds(p, idx + 1, s->key, s->klen, kh)) {
@@ -827,32 +802,32 @@ static void join_descend(rp_txn *txn, rp_table *t, join_ahead *ja, join_slot *s)
                 }
             }
         } else {
-            p = rp_page_read(txn, pg, tx, P_BRANCH, &err);
+            p = rp_page_read(a->txn, pg, tx, P_BRANCH, &err);
             if (!p) return;
             int exact;
             if (rp_page_search(p, s->key, s->klen, &idx, &exact)) return;
         }
         const uint8_t *e;
         if (rp_page_entry(p, idx, &e)) return;
-        ja->path[d].page = p;
-        ja->path[d].idx = idx;
-        ja->path_len = d + 1;
+        a->path[d].page = p;
+        a->path[d].idx = idx;
+        a->path_len = d + 1;
         pg = rp_br_child(e);
         tx = rp_br_child_txnid(e);
     }
     s->pg = pg;
     s->tx = tx;
     /* Not read here (that would wait for the miss), only prefetched. */
-    const uint8_t *leaf = mapped_page(txn, pg, tx);
+    const uint8_t *leaf = mapped_page(a->txn, pg, tx);
     if (!leaf) return;
-    for (unsigned l = 0; l < ja->slot_lines; l++) __builtin_prefetch(leaf + 64 * l);
+    for (unsigned l = 0; l < a->slot_lines; l++) __builtin_prefetch(leaf + 64 * l);
 }
 
 /* Stage 2: search s's leaf (if known) and prefetch the entry found. */
-static void join_search(rp_txn *txn, join_ahead *ja, join_slot *s) {
+static void ahead_search_one(rp_ahead *a, rp_ahead_slot *s) {
     if (!s->pg) return;
     int err = RP_OK;
-    const uint8_t *p = rp_page_read(txn, s->pg, s->tx, P_LEAF, &err);
+    const uint8_t *p = rp_page_read(a->txn, s->pg, s->tx, P_LEAF, &err);
     if (!p) { s->pg = 0; return; }
     int exact;
     if (rp_page_search(p, s->key, s->klen, &s->eidx, &exact)) { s->pg = 0; return; }
@@ -861,7 +836,7 @@ static void join_search(rp_txn *txn, join_ahead *ja, join_slot *s) {
     /* Learn how much of a leaf to prefetch in stage 1: this table's leaves
      * hold similar numbers of entries. */
     unsigned lines = (unsigned)((RP_PAGE_HEADER + RP_SLOT_SIZE * (size_t)rp_nkeys(p) + 63) / 64);
-    ja->slot_lines = lines < RP_PAGE_SIZE / 64 ? lines : RP_PAGE_SIZE / 64;
+    a->slot_lines = lines < RP_PAGE_SIZE / 64 ? lines : RP_PAGE_SIZE / 64;
     if (exact) {
         size_t off = rp_slot_off(p, s->eidx);
         if (off + RP_LEAF_ENTRY_HDR <= RP_PAGE_SIZE) {
@@ -874,11 +849,68 @@ static void join_search(rp_txn *txn, join_ahead *ja, join_slot *s) {
     }
 }
 
-/* Queue index entries up to JOIN_DESCEND ahead of the ring's head, and
- * search those up to JOIN_SEARCH ahead. */
-static void join_pump(rp_cursor *c, join_ahead *ja, rp_table *join, size_t strip, int dir,
-                      const void *stop, size_t stoplen) {
-    while (ja->live && ja->tail - ja->head < JOIN_DESCEND) {
+/* Inline here (the join's copy loop calls them), exported for txn.c. */
+static inline void ahead_queue(rp_ahead *a, const void *tag, size_t idx, const void *key,
+                               size_t klen) {
+    rp_ahead_slot *s = &a->ring[a->tail % RP_AHEAD_RING];
+    s->tag = tag;
+    s->idx = idx;
+    s->key = key;
+    s->klen = klen;
+    ahead_descend(a, s);
+    a->tail++;
+}
+
+static inline void ahead_search(rp_ahead *a) {
+    if (a->searched < a->head) a->searched = a->head;
+    while (a->searched < a->tail && a->searched - a->head < RP_AHEAD_SEARCH) {
+        ahead_search_one(a, &a->ring[a->searched % RP_AHEAD_RING]);
+        a->searched++;
+    }
+}
+
+const rp_ahead_slot *rp_ahead_take(rp_ahead *a, const void *tag, size_t idx) {
+    const rp_ahead_slot *s = &a->ring[a->head % RP_AHEAD_RING];
+    if (a->head == a->tail || s->tag != tag || s->idx != idx) return NULL;
+    a->head++;   /* its ring place is not reused before the next queue */
+    return s;
+}
+
+static inline int ahead_get(rp_ahead *a, const rp_ahead_slot *s, const void *k, size_t kl,
+                            const void **v, size_t *vl) {
+    if (s && s->leaf) {
+        if (!s->found) return RP_NOTFOUND;
+        const uint8_t *e;
+        int rc = rp_page_entry(s->leaf, s->eidx, &e);
+        if (rc) return rc;
+        return rp_bt_value(a->txn, s->leaf, e, v, vl);
+    }
+    if (!a->t->exists || !a->t->root) return RP_NOTFOUND;
+    return rp_bt_get(a->txn, a->t, k, kl, v, vl);
+}
+
+void rp_ahead_queue(rp_ahead *a, const void *tag, size_t idx, const void *key, size_t klen) {
+    ahead_queue(a, tag, idx, key, klen);
+}
+void rp_ahead_search(rp_ahead *a) { ahead_search(a); }
+int rp_ahead_get(rp_ahead *a, const rp_ahead_slot *s, const void *k, size_t kl,
+                 const void **v, size_t *vl) {
+    return ahead_get(a, s, k, kl, v, vl);
+}
+
+/* A join's keys come from the index entries ahead of the cursor, read with
+ * a second cursor, a copy of the first, so that looking ahead runs on
+ * across index leaves and leaves the real cursor's state alone.  It stops
+ * at the stop bound (no work past the range) and at anything unexpected. */
+typedef struct join_ahead {
+    rp_ahead a;
+    rp_cursor cur;         /* the lookahead cursor (on the index)          */
+    int live;              /* cur is on the next index entry to queue      */
+} join_ahead;
+
+/* Queue index entries up to RP_AHEAD_DESCEND ahead, and search. */
+static void join_pump(join_ahead *ja, size_t strip, int dir, const void *stop, size_t stoplen) {
+    while (ja->live && rp_ahead_room(&ja->a)) {
         rp_cursor *la = &ja->cur;
         const uint8_t *leaf = la->stack[la->depth - 1].page, *e;
         unsigned idx = la->stack[la->depth - 1].idx;
@@ -890,20 +922,10 @@ static void join_pump(rp_cursor *c, join_ahead *ja, rp_table *join, size_t strip
             if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { ja->live = 0; break; }
         }
         if (kl <= strip) { ja->live = 0; break; }
-        join_slot *s = &ja->ring[ja->tail % JOIN_RING];
-        s->ipage = leaf;
-        s->idx = idx;
-        s->key = k + strip;
-        s->klen = kl - strip;
-        join_descend(c->txn, join, ja, s);
-        ja->tail++;
+        ahead_queue(&ja->a, leaf, idx, k + strip, kl - strip);
         if (cur_move(la, dir, 0)) ja->live = 0;
     }
-    if (ja->searched < ja->head) ja->searched = ja->head;
-    while (ja->searched < ja->tail && ja->searched - ja->head < JOIN_SEARCH) {
-        join_search(c->txn, ja, &ja->ring[ja->searched % JOIN_RING]);
-        ja->searched++;
-    }
+    ahead_search(&ja->a);
 }
 
 /* Restart the lookahead at the cursor's entry. */
@@ -914,42 +936,23 @@ static void join_restart(rp_cursor *c, join_ahead *ja) {
     memcpy(la->stack, c->stack, sizeof c->stack[0] * (size_t)c->depth);
     la->valid = 1;
     ja->live = c->depth > 0;
-    ja->head = ja->searched = ja->tail = 0;
+    rp_ahead_reset(&ja->a);
 }
 
 /* The lookahead's slot for the cursor's index entry, taken off the ring,
  * or NULL if it has none: then the entry is past the stop bound, or
  * something stopped the lookahead short of it.  A slot's entry is within
  * the stop bound and has a key longer than strip. */
-static const join_slot *join_take(rp_cursor *c, join_ahead *ja, rp_table *join, size_t strip,
-                                  int dir, const void *stop, size_t stoplen) {
+static const rp_ahead_slot *join_take(rp_cursor *c, join_ahead *ja, size_t strip, int dir,
+                                      const void *stop, size_t stoplen) {
     const uint8_t *ip = c->stack[c->depth - 1].page;
     unsigned ii = c->stack[c->depth - 1].idx;
-    const join_slot *s = &ja->ring[ja->head % JOIN_RING];
-    if (ja->head == ja->tail || s->ipage != ip || s->idx != ii) {
+    if (!rp_ahead_next_is(&ja->a, ip, ii)) {
         /* Not where the lookahead is (its first call, or it stopped). */
         join_restart(c, ja);
     }
-    join_pump(c, ja, join, strip, dir, stop, stoplen);
-    s = &ja->ring[ja->head % JOIN_RING];
-    if (ja->head == ja->tail || s->ipage != ip || s->idx != ii) return NULL;
-    ja->head++;   /* its ring place is not reused before the next take */
-    return s;
-}
-
-/* Look up joined key (k, kl) in join: in the leaf the lookahead searched
- * (slot s) if it did, else from the root. */
-static int join_get(rp_txn *txn, rp_table *join, const join_slot *s, const void *k, size_t kl,
-                    const void **v, size_t *vl) {
-    if (s && s->leaf) {
-        if (!s->found) return RP_NOTFOUND;
-        const uint8_t *e;
-        int rc = rp_page_entry(s->leaf, s->eidx, &e);
-        if (rc) return rc;
-        return rp_bt_value(txn, s->leaf, e, v, vl);
-    }
-    if (!join->exists || !join->root) return RP_NOTFOUND;
-    return rp_bt_get(txn, join, k, kl, v, vl);
+    join_pump(ja, strip, dir, stop, stoplen);
+    return rp_ahead_take(&ja->a, ip, ii);
 }
 
 /* rp_cursor_batch, rp_cursor_filter and rp_cursor_join: copy entries
@@ -979,11 +982,8 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
     size_t pos = ARRAY_HDR;
     join_ahead ja;
     if (join) {
-        ja.head = ja.searched = ja.tail = 0;
+        rp_ahead_init(&ja.a, c->txn, join);
         ja.live = 0;
-        ja.levels = branch_levels(c->txn, join);
-        ja.slot_lines = 8;   /* until a leaf is seen */
-        ja.path_len = 0;
     }
     while (*n < max_items) {
         const void *k, *v;
@@ -991,7 +991,7 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
         rc = cur_entry(c, &k, &kl, &v, &vl);
         if (rc) return rc;
         /* The lookahead compared the entries it queued with stop already. */
-        const join_slot *js = join ? join_take(c, &ja, join, strip, dir, stop, stoplen) : NULL;
+        const rp_ahead_slot *js = join ? join_take(c, &ja, strip, dir, stop, stoplen) : NULL;
         if (stop && !js) {
             int cmp = rp_keycmp(k, kl, stop, stoplen);
             if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { c->valid = 0; break; }
@@ -1001,7 +1001,7 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
             if (kl <= strip) return RP_CORRUPT;   /* an index entry without a key */
             k = (const uint8_t *)k + strip;
             kl -= strip;
-            rc = join_get(c->txn, join, js, k, kl, &v, &vl);
+            rc = ahead_get(&ja.a, js, k, kl, &v, &vl);
             if (rc == RP_NOTFOUND) verdict = RP_FILTER_FALSE;
             else if (rc) return rc;
         }
