@@ -399,6 +399,82 @@ static void jm_compare(rp_txn *txn, const char *lo, const char *hi, int dir, siz
     rp_cursor_close(c);
 }
 
+/* rp_get_many over keys in several orders (ascending, descending, random,
+ * with absent ones), in pieces when the output fills, must give what
+ * rp_get gives key by key; a malformed key is reported when reached and
+ * only then. */
+static void jm_get_many(rp_txn *txn) {
+    enum { NK = 3000 };
+    static uint8_t keys[NK * 12], out[1 << 16];
+    static size_t koff[NK + 1];
+    uint64_t rng = 99;
+    for (int order = 0; order < 3; order++) {
+        size_t kpos = 0;
+        for (unsigned j = 0; j < NK; j++) {
+            unsigned i = order == 0 ? j * 2 : order == 1 ? 6100 - j * 2
+                                                        : (unsigned)(xorshift64(&rng) % 6100);
+            char key[16];
+            int kl = snprintf(key, sizeof key, "k%05u", i);
+            koff[j] = kpos;
+            uint32_t k32 = (uint32_t)kl;
+            memcpy(keys + kpos, &k32, 4);
+            memcpy(keys + kpos + 4, key, (size_t)kl);
+            kpos += 4 + (size_t)kl;
+        }
+        koff[NK] = kpos;
+        static const size_t caps[] = {sizeof out, 500, 60};
+        for (size_t b = 0; b < 3; b++) {
+            size_t at = 0;
+            while (at < NK) {
+                size_t done, used, cap = caps[b];
+                E(rp_get_many(txn, "t", 1, keys + koff[at], koff[NK] - koff[at], NK - at, 0, out,
+                              cap, &done, &used));
+                if (done == 0) {   /* the next value needs used bytes */
+                    CHECK(used > cap && used <= sizeof out, "size needed");
+                    E(rp_get_many(txn, "t", 1, keys + koff[at], koff[NK] - koff[at], 1, 0, out,
+                                  used, &done, &used));
+                    CHECK(done == 1, "one value");
+                }
+                size_t pos = 5;
+                for (size_t j = at; j < at + done; j++) {
+                    const void *v;
+                    size_t vl;
+                    int rc = rp_get(txn, "t", 1, keys + koff[j] + 4, koff[j + 1] - koff[j] - 4,
+                                    &v, &vl);
+                    if (rc == RP_NOTFOUND) {
+                        CHECK(out[pos] == 0xc0, "get_many: nil for an absent key");
+                        pos++;
+                        continue;
+                    }
+                    E(rc);
+                    uint8_t h[3];
+                    size_t hl = jm_bin(h, vl);
+                    CHECK(memcmp(out + pos, h, hl) == 0 && memcmp(out + pos + hl, v, vl) == 0,
+                          "get_many: wrong value");
+                    pos += hl + vl;
+                }
+                CHECK(pos == used, "get_many: output size");
+                at += done;
+            }
+        }
+    }
+    /* Key 37 malformed: reported when reached, not before; a truncated
+     * buffer likewise. */
+    size_t done, used;
+    uint32_t zero = 0;
+    memcpy(keys + koff[37], &zero, 4);
+    CHECK(rp_get_many(txn, "t", 1, keys, koff[NK], 100, 0, out, sizeof out, &done, &used)
+              == RP_KEY_TOO_LONG, "malformed key");
+    E(rp_get_many(txn, "t", 1, keys, koff[NK], 37, 0, out, sizeof out, &done, &used));
+    CHECK(done == 37, "keys before a malformed one");
+    CHECK(rp_get_many(txn, "t", 1, keys, koff[30] + 6, 100, 0, out, sizeof out, &done, &used)
+              == RP_INVALID, "truncated keys");
+    E(rp_get_many(txn, "t", 1, keys, koff[30] + 6, 30, 0, out, sizeof out, &done, &used));
+    CHECK(done == 30, "keys before a truncated one");
+    E(rp_get_many(txn, "none", 4, keys, koff[30], 30, 0, out, sizeof out, &done, &used));
+    CHECK(done == 30 && out[5] == 0xc0 && out[34] == 0xc0, "absent table");
+}
+
 static void jm_compare_all(rp_txn *txn) {
     static const char *ranges[][2] = {
         {"v3", "v4"}, {"v0", "v1"}, {"v6", "v7"}, {"v2", "v5"}, {"v450", "v460"},
@@ -410,11 +486,13 @@ static void jm_compare_all(rp_txn *txn) {
         for (int dir = -1; dir <= 1; dir += 2)
             for (size_t b = 0; b < 3; b++)
                 jm_compare(txn, ranges[r][0], ranges[r][1], dir, caps[b], maxes[b]);
+    jm_get_many(txn);
 }
 
 /* Joins over many leaves of both tables (the lookahead runs across index
  * leaves and meets absent keys, overflow values and, in a write
- * transaction, pages of its own), against a plain index walk + rp_get. */
+ * transaction, pages of its own), against a plain index walk + rp_get;
+ * rp_get_many (the same lookahead) against rp_get. */
 static void test_join_many(void) {
     rp_env *env;
     unlink("joinmany.db");
