@@ -59,7 +59,12 @@ int rp_bt_get(rp_txn *txn, rp_table *t, const void *key, size_t klen,
         if (rc) return rc;
         if (rp_hdr(p)->flags & P_LEAF) {
             if (!exact) return RP_NOTFOUND;
-            return rp_bt_value(txn, p, rp_entry(p, idx), val, vlen);
+            /* Checked: a search decides keys of up to 4 bytes from the
+             * slots alone, so it may not have read this entry. */
+            const uint8_t *e;
+            rc = rp_page_entry(p, idx, &e);
+            if (rc) return rc;
+            return rp_bt_value(txn, p, e, val, vlen);
         }
         const uint8_t *e = rp_entry(p, idx);
         pg = rp_br_child(e);
