@@ -189,9 +189,10 @@ static inline const uint8_t *rp_entry_checked(const uint8_t *page, unsigned i, s
     return page + off;
 }
 
-/* Order of entry i (header size hdr) against key k (head kh): the slot's head decides unless
- * it ties; then the slot's klen decides two keys of at most 4 bytes; only
- * then is the entry read.  *err set on a corrupt entry. */
+/* Order of entry i (header size hdr) against key k (head kh): the slot's
+ * head decides unless it ties; then the slot's klen decides two keys of at
+ * most 4 bytes; only then is the entry read.  *err set on a corrupt entry.
+ * (Here rather than in page.c so that btree.c's lookahead inlines it.) */
 static inline int rp_slot_cmp(const uint8_t *page, unsigned i, size_t hdr, const void *k,
                               size_t klen, uint32_t kh, int *err) {
     uint32_t sh = rp_slot_head(page, i);
