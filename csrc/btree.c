@@ -59,7 +59,12 @@ int rp_bt_get(rp_txn *txn, rp_table *t, const void *key, size_t klen,
         if (rc) return rc;
         if (rp_hdr(p)->flags & P_LEAF) {
             if (!exact) return RP_NOTFOUND;
-            return rp_bt_value(txn, p, rp_entry(p, idx), val, vlen);
+            /* Checked: a search decides keys of up to 4 bytes from the
+             * slots alone, so it may not have read this entry. */
+            const uint8_t *e;
+            rc = rp_page_entry(p, idx, &e);
+            if (rc) return rc;
+            return rp_bt_value(txn, p, e, val, vlen);
         }
         const uint8_t *e = rp_entry(p, idx);
         pg = rp_br_child(e);
@@ -697,35 +702,29 @@ size_t rp_mp_value(uint8_t *o, const void *v, size_t len, int raw) {
     return h + len;
 }
 
-/* ---- join lookahead -------------------------------------------------------------- */
+/* ---- pipelined lookups (joins, rp_get_many) ---------------------------------------- */
 
-/* A join looks up one key per index entry, each usually in a leaf of its own
- * (a 1% index range is one key per leaf or so): the time goes in cache
- * misses on those leaves, not in the work.  So while entry i is looked up,
- * the leaf of entry i + JOIN_AHEAD is found (its branch pages are hot) and
- * prefetched, letting the misses overlap (and its lookup then starts at
- * that leaf instead of descending again).  Looking ahead stays within the
- * index leaf under the cursor (no cursor state to undo when the buffer
- * fills) and may pass the stop bound (only hints and branch reads are
- * wasted).  A page the descent cannot vouch for is simply not prefetched.
- * Nothing changes the trees during one call, so what is found stays valid
- * for that call. */
-#define JOIN_AHEAD 8
-
-/* The joined table's leaf found for an index entry (ipage, idx) ahead of
- * time, so that its lookup need not descend again. */
-typedef struct join_leaf {
-    const uint8_t *ipage;
-    unsigned idx;
-    uint64_t pg, tx;       /* pg 0: none */
-} join_leaf;
-
-typedef struct join_ahead {
-    const uint8_t *page;   /* the index leaf whose entries are being prefetched */
-    unsigned next;         /* its next entry to prefetch                        */
-    int levels;            /* branch levels of the joined table; -1: none      */
-    join_leaf found[JOIN_AHEAD + 1];   /* by entry index modulo JOIN_AHEAD + 1 */
-} join_ahead;
+/* A join or a batch get looks up one key after another, each usually in a
+ * leaf of its own (a 1% index range is one key per leaf or so): the time
+ * goes in cache misses on those leaves, not in the work.  A lookup misses
+ * on the leaf's header, then on the slots its binary search probes, then
+ * on the entry found, one after the other, since each address comes from
+ * the previous load.  So the lookups are pipelined over the keys ahead of
+ * the current one, one stage per dependent miss:
+ *
+ *   RP_AHEAD_DESCEND keys ahead (rp_ahead_queue): descend the branch pages
+ *     (they stay hot) to the key's leaf and prefetch its header and slot
+ *     array -- only those: prefetching the whole 4 KiB page costs 64
+ *     prefetches, floods the miss queues and evicts more than it helps;
+ *   RP_AHEAD_SEARCH keys ahead (rp_ahead_search): binary-search that leaf
+ *     (now cached) and prefetch the entry found;
+ *   at the key itself (rp_ahead_get): bounds-check the entry and return
+ *     its value.
+ *
+ * The stages never report errors, they only record what they found: a key
+ * they could not vouch for is looked up from the root at its turn, which
+ * then reports whatever is wrong.  Nothing changes the tree during one
+ * call of the engine, so what is found stays valid for that call. */
 
 /* The number of branch levels above t's leaves (all leaves are at one
  * depth), or -1 if unknown. */
@@ -745,65 +744,220 @@ static int branch_levels(rp_txn *txn, rp_table *t) {
     return -1;
 }
 
-static void join_prefetch(rp_txn *txn, rp_table *t, int levels, const void *key,
-                          size_t klen, join_leaf *out) {
-    out->pg = 0;
-    uint64_t pg = t->root, tx = t->root_txnid;
+/* The mapped address of committed page pg of version tx, NULL if it is not
+ * one (a dirty page of a write txn, or out of range).  For prefetching
+ * only: rp_page_read does the real checks. */
+static const uint8_t *mapped_page(const rp_txn *txn, uint64_t pg, uint64_t tx) {
+    if (((txn->flags & RP_TXN_WRITE) && tx == txn->txnid) || pg >= txn->base_pages) return NULL;
+    return txn->env->map + pg * RP_PAGE_SIZE;
+}
+
+/* Whether k belongs in child i of branch page p (entry i's key <= k <
+ * entry i + 1's key, entry 0's being minus infinity).  0 if not, or if p
+ * is corrupt (the caller then searches, which reports it). */
+static int branch_holds(const uint8_t *p, unsigned i, const void *k, size_t klen,
+                        uint32_t kh) {
+    unsigned n = rp_nkeys(p);
     int err = RP_OK;
-    for (int d = 0; d < levels; d++) {
-        const uint8_t *p = rp_page_read(txn, pg, tx, P_BRANCH, &err);
-        if (!p) return;
+    if (i >= n) return 0;
+    if (i > 0 && rp_slot_cmp(p, i, RP_BRANCH_ENTRY_HDR, k, klen, kh, &err) > 0) return 0;
+    if (i + 1 < n && rp_slot_cmp(p, i + 1, RP_BRANCH_ENTRY_HDR, k, klen, kh, &err) <= 0)
+        return 0;
+    return !err;
+}
+
+void rp_ahead_init(rp_ahead *a, rp_txn *txn, rp_table *t) {
+    a->txn = txn;
+    a->t = t;
+    a->levels = branch_levels(txn, t);
+    a->head = a->searched = a->tail = 0;
+    a->slot_lines = 8;   /* until a leaf is seen */
+    a->path_len = 0;
+}
+
+/* Stage 1: the leaf (pg, tx) that s->key belongs in; pg 0 if unknown.
+ * Keys often come in key order (an index range of one value lists its
+ * primary keys in order), so the next key is mostly in the same leaf or
+ * the next: a branch page met on the last descent is first asked whether
+ * the key is still under the child taken then, or the one after, which
+ * costs two or three key comparisons instead of a binary search. */
+static void ahead_descend(rp_ahead *a, rp_ahead_slot *s) {
+    s->pg = 0;
+    s->leaf = NULL;
+    if (a->levels < 0) return;
+    uint64_t pg = a->t->root, tx = a->t->root_txnid;
+    int err = RP_OK, known = a->path_len;   /* levels still on the last path */
+    uint32_t kh = rp_key_head(s->key, s->klen);
+    a->path_len = 0;
+    for (int d = 0; d < a->levels; d++) {
+        const uint8_t *p;
         unsigned idx;
-        int exact;
-        if (rp_page_search(p, key, klen, &idx, &exact)) return;
+        if (d < known) {
+            /* The page the last descent read here (its parent's child is
+             * the same): already checked by rp_page_read. */
+            p = a->path[d].page;
+            idx = a->path[d].idx;
+            if (!branch_holds(p, idx, s->key, s->klen, kh)) {
+                known = d + 1;   /* a new child: below here, new pages */
+                if (branch_holds(p, idx + 1, s->key, s->klen, kh)) {
+                    idx++;
+                } else {
+                    int exact;
+                    if (rp_page_search(p, s->key, s->klen, &idx, &exact)) return;
+                }
+            }
+        } else {
+            p = rp_page_read(a->txn, pg, tx, P_BRANCH, &err);
+            if (!p) return;
+            int exact;
+            if (rp_page_search(p, s->key, s->klen, &idx, &exact)) return;
+        }
         const uint8_t *e;
         if (rp_page_entry(p, idx, &e)) return;
+        a->path[d].page = p;
+        a->path[d].idx = idx;
+        a->path_len = d + 1;
         pg = rp_br_child(e);
         tx = rp_br_child_txnid(e);
     }
-    out->pg = pg;
-    out->tx = tx;
-    /* The leaf: where the miss would be.  Not read here (that would wait
-     * for it), only prefetched, if it is a committed page of this version. */
-    if (((txn->flags & RP_TXN_WRITE) && tx == txn->txnid) || pg >= txn->base_pages) return;
-    const uint8_t *leaf = txn->env->map + pg * RP_PAGE_SIZE;
-    for (size_t off = 0; off < RP_PAGE_SIZE; off += 64) __builtin_prefetch(leaf + off);
+    s->pg = pg;
+    s->tx = tx;
+    /* Not read here (that would wait for the miss), only prefetched. */
+    const uint8_t *leaf = mapped_page(a->txn, pg, tx);
+    if (!leaf) return;
+    for (unsigned l = 0; l < a->slot_lines; l++) __builtin_prefetch(leaf + 64 * l);
 }
 
-/* rp_bt_get's last step, in the leaf (pg, tx) the key belongs in. */
-static int leaf_get(rp_txn *txn, uint64_t pg, uint64_t tx, const void *key, size_t klen,
-                    const void **val, size_t *vlen) {
+/* Stage 2: search s's leaf (if known) and prefetch the entry found. */
+static void ahead_search_one(rp_ahead *a, rp_ahead_slot *s) {
+    if (!s->pg) return;
     int err = RP_OK;
-    const uint8_t *p = rp_page_read(txn, pg, tx, P_LEAF, &err);
-    if (!p) return err;
-    unsigned idx;
+    const uint8_t *p = rp_page_read(a->txn, s->pg, s->tx, P_LEAF, &err);
+    if (!p) { s->pg = 0; return; }
     int exact;
-    int rc = rp_page_search(p, key, klen, &idx, &exact);
-    if (rc) return rc;
-    if (!exact) return RP_NOTFOUND;
-    return rp_bt_value(txn, p, rp_entry(p, idx), val, vlen);
+    if (rp_page_search(p, s->key, s->klen, &s->eidx, &exact)) { s->pg = 0; return; }
+    s->leaf = p;
+    s->found = exact;
+    /* Learn how much of a leaf to prefetch in stage 1: this table's leaves
+     * hold similar numbers of entries. */
+    unsigned lines = (unsigned)((RP_PAGE_HEADER + RP_SLOT_SIZE * (size_t)rp_nkeys(p) + 63) / 64);
+    a->slot_lines = lines < RP_PAGE_SIZE / 64 ? lines : RP_PAGE_SIZE / 64;
+    if (exact) {
+        size_t off = rp_slot_off(p, s->eidx);
+        if (off + RP_LEAF_ENTRY_HDR <= RP_PAGE_SIZE) {
+            /* Both lines of an entry of up to 64 bytes that straddles two
+             * (a bigger one's value is copied sequentially anyway). */
+            size_t last = off + 63 < RP_PAGE_SIZE ? off + 63 : RP_PAGE_SIZE - 1;
+            __builtin_prefetch(p + off);
+            __builtin_prefetch(p + last);
+        }
+    }
 }
 
-/* Prefetch for the entries of the cursor's leaf up to JOIN_AHEAD past the
- * current one. */
-static void join_ahead_step(rp_cursor *c, join_ahead *ja, rp_table *join, size_t strip) {
-    const uint8_t *leaf = c->stack[c->depth - 1].page;
-    unsigned idx = c->stack[c->depth - 1].idx, n = rp_nkeys(leaf);
-    if (ja->levels < 0) return;
-    if (ja->page != leaf || ja->next <= idx) {
-        ja->page = leaf;
-        ja->next = idx + 1;
+/* Inline here (the join's copy loop calls them), exported for txn.c. */
+static inline void ahead_queue(rp_ahead *a, const void *tag, size_t idx, const void *key,
+                               size_t klen) {
+    rp_ahead_slot *s = &a->ring[a->tail % RP_AHEAD_RING];
+    s->tag = tag;
+    s->idx = idx;
+    s->key = key;
+    s->klen = klen;
+    ahead_descend(a, s);
+    a->tail++;
+}
+
+static inline void ahead_search(rp_ahead *a) {
+    if (a->searched < a->head) a->searched = a->head;
+    while (a->searched < a->tail && a->searched - a->head < RP_AHEAD_SEARCH) {
+        ahead_search_one(a, &a->ring[a->searched % RP_AHEAD_RING]);
+        a->searched++;
     }
-    for (; ja->next < n && ja->next <= idx + JOIN_AHEAD; ja->next++) {
+}
+
+const rp_ahead_slot *rp_ahead_take(rp_ahead *a, const void *tag, size_t idx) {
+    const rp_ahead_slot *s = &a->ring[a->head % RP_AHEAD_RING];
+    if (a->head == a->tail || s->tag != tag || s->idx != idx) return NULL;
+    a->head++;   /* its ring place is not reused before the next queue */
+    return s;
+}
+
+static inline int ahead_get(rp_ahead *a, const rp_ahead_slot *s, const void *k, size_t kl,
+                            const void **v, size_t *vl) {
+    if (s && s->leaf) {
+        if (!s->found) return RP_NOTFOUND;
         const uint8_t *e;
-        if (rp_page_entry(leaf, ja->next, &e)) return;
-        size_t kl = rp_leaf_klen(e);
-        if (kl <= strip) return;
-        join_leaf *f = &ja->found[ja->next % (JOIN_AHEAD + 1)];
-        f->ipage = leaf;
-        f->idx = ja->next;
-        join_prefetch(c->txn, join, ja->levels, rp_leaf_key(e) + strip, kl - strip, f);
+        int rc = rp_page_entry(s->leaf, s->eidx, &e);
+        if (rc) return rc;
+        return rp_bt_value(a->txn, s->leaf, e, v, vl);
     }
+    if (!a->t->exists || !a->t->root) return RP_NOTFOUND;
+    return rp_bt_get(a->txn, a->t, k, kl, v, vl);
+}
+
+void rp_ahead_queue(rp_ahead *a, const void *tag, size_t idx, const void *key, size_t klen) {
+    ahead_queue(a, tag, idx, key, klen);
+}
+void rp_ahead_search(rp_ahead *a) { ahead_search(a); }
+int rp_ahead_get(rp_ahead *a, const rp_ahead_slot *s, const void *k, size_t kl,
+                 const void **v, size_t *vl) {
+    return ahead_get(a, s, k, kl, v, vl);
+}
+
+/* A join's keys come from the index entries ahead of the cursor, read with
+ * a second cursor, a copy of the first, so that looking ahead runs on
+ * across index leaves and leaves the real cursor's state alone.  It stops
+ * at the stop bound (no work past the range) and at anything unexpected. */
+typedef struct join_ahead {
+    rp_ahead a;
+    rp_cursor cur;         /* the lookahead cursor (on the index)          */
+    int live;              /* cur is on the next index entry to queue      */
+} join_ahead;
+
+/* Queue index entries up to RP_AHEAD_DESCEND ahead, and search. */
+static void join_pump(join_ahead *ja, size_t strip, int dir, const void *stop, size_t stoplen) {
+    while (ja->live && rp_ahead_room(&ja->a)) {
+        rp_cursor *la = &ja->cur;
+        const uint8_t *leaf = la->stack[la->depth - 1].page, *e;
+        unsigned idx = la->stack[la->depth - 1].idx;
+        if (rp_page_entry(leaf, idx, &e)) { ja->live = 0; break; }
+        size_t kl = rp_leaf_klen(e);
+        const uint8_t *k = rp_leaf_key(e);
+        if (stop) {
+            int cmp = rp_keycmp(k, kl, stop, stoplen);
+            if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { ja->live = 0; break; }
+        }
+        if (kl <= strip) { ja->live = 0; break; }
+        ahead_queue(&ja->a, leaf, idx, k + strip, kl - strip);
+        if (cur_move(la, dir, 0)) ja->live = 0;
+    }
+    ahead_search(&ja->a);
+}
+
+/* Restart the lookahead at the cursor's entry. */
+static void join_restart(rp_cursor *c, join_ahead *ja) {
+    rp_cursor *la = &ja->cur;
+    rp_cursor_init(la, c->txn, c->table);
+    la->depth = c->depth;
+    memcpy(la->stack, c->stack, sizeof c->stack[0] * (size_t)c->depth);
+    la->valid = 1;
+    ja->live = c->depth > 0;
+    rp_ahead_reset(&ja->a);
+}
+
+/* The lookahead's slot for the cursor's index entry, taken off the ring,
+ * or NULL if it has none: then the entry is past the stop bound, or
+ * something stopped the lookahead short of it.  A slot's entry is within
+ * the stop bound and has a key longer than strip. */
+static const rp_ahead_slot *join_take(rp_cursor *c, join_ahead *ja, size_t strip, int dir,
+                                      const void *stop, size_t stoplen) {
+    const uint8_t *ip = c->stack[c->depth - 1].page;
+    unsigned ii = c->stack[c->depth - 1].idx;
+    if (!rp_ahead_next_is(&ja->a, ip, ii)) {
+        /* Not where the lookahead is (its first call, or it stopped). */
+        join_restart(c, ja);
+    }
+    join_pump(ja, strip, dir, stop, stoplen);
+    return rp_ahead_take(&ja->a, ip, ii);
 }
 
 /* rp_cursor_batch, rp_cursor_filter and rp_cursor_join: copy entries
@@ -832,15 +986,18 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
     uint8_t *o = buf;
     size_t pos = ARRAY_HDR;
     join_ahead ja;
-    memset(&ja, 0, sizeof ja);
-    ja.levels = join ? branch_levels(c->txn, join) : -1;
+    if (join) {
+        rp_ahead_init(&ja.a, c->txn, join);
+        ja.live = 0;
+    }
     while (*n < max_items) {
         const void *k, *v;
         size_t kl, vl;
         rc = cur_entry(c, &k, &kl, &v, &vl);
         if (rc) return rc;
-        if (join) join_ahead_step(c, &ja, join, strip);
-        if (stop) {
+        /* The lookahead compared the entries it queued with stop already. */
+        const rp_ahead_slot *js = join ? join_take(c, &ja, strip, dir, stop, stoplen) : NULL;
+        if (stop && !js) {
             int cmp = rp_keycmp(k, kl, stop, stoplen);
             if ((dir > 0 && cmp >= 0) || (dir < 0 && cmp < 0)) { c->valid = 0; break; }
         }
@@ -849,14 +1006,7 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
             if (kl <= strip) return RP_CORRUPT;   /* an index entry without a key */
             k = (const uint8_t *)k + strip;
             kl -= strip;
-            const uint8_t *ip = c->stack[c->depth - 1].page;
-            unsigned ii = c->stack[c->depth - 1].idx;
-            const join_leaf *f = &ja.found[ii % (JOIN_AHEAD + 1)];
-            if (f->pg && f->ipage == ip && f->idx == ii)
-                rc = leaf_get(c->txn, f->pg, f->tx, k, kl, &v, &vl);
-            else
-                rc = join->exists && join->root ? rp_bt_get(c->txn, join, k, kl, &v, &vl)
-                                                : RP_NOTFOUND;
+            rc = ahead_get(&ja.a, js, k, kl, &v, &vl);
             if (rc == RP_NOTFOUND) verdict = RP_FILTER_FALSE;
             else if (rc) return rc;
         }

@@ -149,32 +149,6 @@ int rp_page_validate(const uint8_t *page) {
     return RP_OK;
 }
 
-/* Bounds of entry i: its header and key lie inside the page.  The read path
- * checks each entry it touches instead of validating whole pages, so a
- * corrupt page costs an error, never a wild read, and a lookup stays
- * O(log n). */
-static inline const uint8_t *entry_checked(const uint8_t *page, unsigned i,
-                                           size_t hdr) {
-    size_t off = rp_slot_off(page, i);
-    if (off < rp_hdr(page)->upper || off + hdr > RP_PAGE_SIZE) return NULL;
-    if (off + hdr + rp_rd16(page + off) > RP_PAGE_SIZE) return NULL;
-    return page + off;
-}
-
-/* Order of key k (head kh) against entry i: the slot's head decides unless
- * it ties; then the slot's klen decides two keys of at most 4 bytes; only
- * then is the entry read.  *err set on a corrupt entry. */
-static inline int cmp_slot(const uint8_t *page, unsigned i, size_t hdr, const void *k,
-                           size_t klen, uint32_t kh, int *err) {
-    uint32_t sh = rp_slot_head(page, i);
-    if (sh != kh) return sh < kh ? -1 : 1;
-    size_t sl = rp_rd16(rp_slot_at(page, i) + 6);
-    if (sl <= 4 && klen <= 4) return (sl > klen) - (sl < klen);
-    const uint8_t *e = entry_checked(page, i, hdr);
-    if (!e) { *err = RP_CORRUPT; return 0; }
-    return rp_keycmp(e + hdr, rp_rd16(e), k, klen);
-}
-
 int rp_page_search(const uint8_t *page, const void *k, size_t klen,
                    unsigned *idx, int *exact) {
     unsigned n = rp_nkeys(page);
@@ -185,7 +159,7 @@ int rp_page_search(const uint8_t *page, const void *k, size_t klen,
         unsigned lo = 0, hi = n;
         while (lo < hi) {
             unsigned mid = (lo + hi) / 2;
-            int c = cmp_slot(page, mid, RP_LEAF_ENTRY_HDR, k, klen, kh, &err);
+            int c = rp_slot_cmp(page, mid, RP_LEAF_ENTRY_HDR, k, klen, kh, &err);
             if (err) return err;
             if (c < 0) lo = mid + 1;
             else {
@@ -201,12 +175,12 @@ int rp_page_search(const uint8_t *page, const void *k, size_t klen,
     unsigned lo = 1, hi = n;
     while (lo < hi) {
         unsigned mid = (lo + hi) / 2;
-        int c = cmp_slot(page, mid, RP_BRANCH_ENTRY_HDR, k, klen, kh, &err);
+        int c = rp_slot_cmp(page, mid, RP_BRANCH_ENTRY_HDR, k, klen, kh, &err);
         if (err) return err;
         if (c <= 0) lo = mid + 1;
         else hi = mid;
     }
-    if (!entry_checked(page, lo - 1, RP_BRANCH_ENTRY_HDR)) return RP_CORRUPT;
+    if (!rp_entry_checked(page, lo - 1, RP_BRANCH_ENTRY_HDR)) return RP_CORRUPT;
     *idx = lo - 1;
     return RP_OK;
 }
@@ -214,7 +188,7 @@ int rp_page_search(const uint8_t *page, const void *k, size_t klen,
 int rp_page_entry(const uint8_t *page, unsigned i, const uint8_t **e) {
     int leaf = (rp_hdr(page)->flags & P_LEAF) != 0;
     if (i >= rp_nkeys(page)) return RP_CORRUPT;
-    *e = entry_checked(page, i, leaf ? RP_LEAF_ENTRY_HDR : RP_BRANCH_ENTRY_HDR);
+    *e = rp_entry_checked(page, i, leaf ? RP_LEAF_ENTRY_HDR : RP_BRANCH_ENTRY_HDR);
     if (!*e) return RP_CORRUPT;
     if (leaf && (size_t)(*e - page) + rp_leaf_size(*e) > RP_PAGE_SIZE) return RP_CORRUPT;
     return RP_OK;

@@ -819,14 +819,34 @@ static int get_many(rp_txn *txn, const char *table, size_t tlen, const void *key
     const uint8_t *p = keys, *end = p + keyslen;
     uint8_t *o = out;
     size_t pos = 5;   /* msgpack array32 header, written last */
+    /* The lookups are pipelined (rp_ahead): keys up to RP_AHEAD_DESCEND
+     * ahead of key i are queued as they are parsed; the first that is not
+     * well-formed ends the lookahead, and key i reports it at its turn. */
+    rp_ahead ahead;
+    rp_ahead_init(&ahead, txn, t);
+    const uint8_t *q = p;   /* the next key to queue: key qi */
+    size_t qi = 0;
+    int qlive = ahead.levels >= 0;
     for (size_t i = 0; i < n; i++) {
+        while (qlive && qi < n && rp_ahead_room(&ahead)) {
+            uint32_t ql;
+            if ((size_t)(end - q) < 4 || (ql = rp_rd32(q)) == 0 || ql > RP_MAX_KEY
+                || (size_t)(end - q) - 4 < ql) {
+                qlive = 0;
+                break;
+            }
+            rp_ahead_queue(&ahead, NULL, qi, q + 4, ql);
+            q += 4 + (size_t)ql;
+            qi++;
+        }
+        rp_ahead_search(&ahead);
         if ((size_t)(end - p) < 4) return RP_INVALID;
         uint32_t kl = rp_rd32(p);
         if (kl == 0 || kl > RP_MAX_KEY) return RP_KEY_TOO_LONG;
         if ((size_t)(end - p) - 4 < kl) return RP_INVALID;
         const void *v = NULL;
         size_t vl = 0;
-        rc = (t->exists && t->root) ? rp_bt_get(txn, t, p + 4, kl, &v, &vl) : RP_NOTFOUND;
+        rc = rp_ahead_get(&ahead, rp_ahead_take(&ahead, NULL, i), p + 4, kl, &v, &vl);
         if (rc && rc != RP_NOTFOUND) return rc;
         if (!rc && f) {
             int verdict;

@@ -314,12 +314,230 @@ static void test_join(void) {
     E(rp_env_close(env));
 }
 
+/* Index entries of join_many: key "v<g><s>k<5 digits>", g = i % 7 and s a
+ * two-digit scramble, so that the joined keys of one group do not ascend. */
+#define JM_STRIP 4
+static int jm_ikey(char *out, unsigned g, unsigned i) {
+    return snprintf(out, 16, "v%u%02uk%05u", g, (i * 7919u) % 97u, i);
+}
+
+/* msgpack bin header for len bytes (as rp_cursor_join writes keys). */
+static size_t jm_bin(uint8_t *o, size_t len) {
+    if (len < 256) { o[0] = 0xc4; o[1] = (uint8_t)len; return 2; }
+    o[0] = 0xc5; o[1] = (uint8_t)(len >> 8); o[2] = (uint8_t)len;
+    return 3;
+}
+
+/* What rp_cursor_join must produce for index range [lo, hi) in direction
+ * dir, built from a plain cursor walk and rp_get: the items, concatenated
+ * (no array header).  Returns their byte length, *items their count. */
+static size_t jm_expect(rp_txn *txn, const char *lo, const char *hi, int dir, uint8_t *out,
+                        size_t *items) {
+    rp_cursor *c;
+    E(rp_cursor_open(txn, "i", 1, &c));
+    const void *k, *v;
+    size_t kl, vl, pos = 0;
+    *items = 0;
+    int rc = dir > 0 ? rp_cursor_seek(c, RP_SEEK_GE, lo, strlen(lo), &k, &kl, NULL, NULL)
+                     : rp_cursor_seek(c, RP_SEEK_LT, hi, strlen(hi), &k, &kl, NULL, NULL);
+    while (rc == RP_OK) {
+        int in = memcmp(k, lo, strlen(lo)) >= 0 && memcmp(k, hi, strlen(hi)) < 0;
+        if (!in) break;
+        rc = rp_get(txn, "t", 1, (const uint8_t *)k + JM_STRIP, kl - JM_STRIP, &v, &vl);
+        if (rc == RP_OK) {
+            pos += jm_bin(out + pos, kl - JM_STRIP);
+            memcpy(out + pos, (const uint8_t *)k + JM_STRIP, kl - JM_STRIP);
+            pos += kl - JM_STRIP;
+            pos += jm_bin(out + pos, vl);
+            memcpy(out + pos, v, vl);
+            pos += vl;
+            (*items)++;
+        } else {
+            CHECK(rc == RP_NOTFOUND, rp_strerror(rc));
+        }
+        rc = rp_cursor_step(c, dir, &k, &kl, NULL, NULL);
+    }
+    CHECK(rc == RP_OK || rc == RP_NOTFOUND, rp_strerror(rc));
+    rp_cursor_close(c);
+    return pos;
+}
+
+/* rp_cursor_join over [lo, hi) in direction dir, in calls of at most
+ * max_items items into a buffer of bufcap bytes (grown when an item does
+ * not fit), must give what jm_expect gives. */
+static void jm_compare(rp_txn *txn, const char *lo, const char *hi, int dir, size_t bufcap,
+                       size_t max_items) {
+    static uint8_t want[1 << 21], got[1 << 21], buf[1 << 16];
+    size_t witems, wlen = jm_expect(txn, lo, hi, dir, want, &witems);
+    rp_cursor *c;
+    E(rp_cursor_open(txn, "i", 1, &c));
+    int rc = dir > 0 ? rp_cursor_seek(c, RP_SEEK_GE, lo, strlen(lo), NULL, NULL, NULL, NULL)
+                     : rp_cursor_seek(c, RP_SEEK_LT, hi, strlen(hi), NULL, NULL, NULL, NULL);
+    const char *stop = dir > 0 ? hi : lo;
+    size_t glen = 0, gitems = 0, cap = bufcap;
+    while (rc == RP_OK) {
+        size_t cnt, used;
+        rc = rp_cursor_join(c, dir, RP_BATCH_CURRENT, stop, strlen(stop), JM_STRIP, "t", 1,
+                            NULL, 0, buf, cap, max_items, &cnt, &used);
+        if (rc != RP_OK) break;
+        if (cnt == 0) {   /* the next item needs used bytes */
+            CHECK(used > cap && used <= sizeof buf, "size needed");
+            cap = used;
+            continue;
+        }
+        CHECK(cnt <= max_items && used <= cap, "batch bounds");
+        CHECK(buf[0] == 0xdd && buf[4] == (uint8_t)(2 * cnt), "array header");
+        CHECK(glen + used - 5 <= sizeof got, "too much output");
+        memcpy(got + glen, buf + 5, used - 5);
+        glen += used - 5;
+        gitems += cnt;
+        cap = bufcap;
+    }
+    CHECK(rc == RP_NOTFOUND, rp_strerror(rc));
+    CHECK(gitems == witems, "join: wrong number of items");
+    CHECK(glen == wlen && memcmp(got, want, wlen) == 0, "join: wrong items");
+    rp_cursor_close(c);
+}
+
+/* rp_get_many over keys in several orders (ascending, descending, random,
+ * with absent ones), in pieces when the output fills, must give what
+ * rp_get gives key by key; a malformed key is reported when reached and
+ * only then. */
+static void jm_get_many(rp_txn *txn) {
+    enum { NK = 3000 };
+    static uint8_t keys[NK * 12], out[1 << 16];
+    static size_t koff[NK + 1];
+    uint64_t rng = 99;
+    for (int order = 0; order < 3; order++) {
+        size_t kpos = 0;
+        for (unsigned j = 0; j < NK; j++) {
+            unsigned i = order == 0 ? j * 2 : order == 1 ? 6100 - j * 2
+                                                        : (unsigned)(xorshift64(&rng) % 6100);
+            char key[16];
+            int kl = snprintf(key, sizeof key, "k%05u", i);
+            koff[j] = kpos;
+            uint32_t k32 = (uint32_t)kl;
+            memcpy(keys + kpos, &k32, 4);
+            memcpy(keys + kpos + 4, key, (size_t)kl);
+            kpos += 4 + (size_t)kl;
+        }
+        koff[NK] = kpos;
+        static const size_t caps[] = {sizeof out, 500, 60};
+        for (size_t b = 0; b < 3; b++) {
+            size_t at = 0;
+            while (at < NK) {
+                size_t done, used, cap = caps[b];
+                E(rp_get_many(txn, "t", 1, keys + koff[at], koff[NK] - koff[at], NK - at, 0, out,
+                              cap, &done, &used));
+                if (done == 0) {   /* the next value needs used bytes */
+                    CHECK(used > cap && used <= sizeof out, "size needed");
+                    E(rp_get_many(txn, "t", 1, keys + koff[at], koff[NK] - koff[at], 1, 0, out,
+                                  used, &done, &used));
+                    CHECK(done == 1, "one value");
+                }
+                size_t pos = 5;
+                for (size_t j = at; j < at + done; j++) {
+                    const void *v;
+                    size_t vl;
+                    int rc = rp_get(txn, "t", 1, keys + koff[j] + 4, koff[j + 1] - koff[j] - 4,
+                                    &v, &vl);
+                    if (rc == RP_NOTFOUND) {
+                        CHECK(out[pos] == 0xc0, "get_many: nil for an absent key");
+                        pos++;
+                        continue;
+                    }
+                    E(rc);
+                    uint8_t h[3];
+                    size_t hl = jm_bin(h, vl);
+                    CHECK(memcmp(out + pos, h, hl) == 0 && memcmp(out + pos + hl, v, vl) == 0,
+                          "get_many: wrong value");
+                    pos += hl + vl;
+                }
+                CHECK(pos == used, "get_many: output size");
+                at += done;
+            }
+        }
+    }
+    /* Key 37 malformed: reported when reached, not before; a truncated
+     * buffer likewise. */
+    size_t done, used;
+    uint32_t zero = 0;
+    memcpy(keys + koff[37], &zero, 4);
+    CHECK(rp_get_many(txn, "t", 1, keys, koff[NK], 100, 0, out, sizeof out, &done, &used)
+              == RP_KEY_TOO_LONG, "malformed key");
+    E(rp_get_many(txn, "t", 1, keys, koff[NK], 37, 0, out, sizeof out, &done, &used));
+    CHECK(done == 37, "keys before a malformed one");
+    CHECK(rp_get_many(txn, "t", 1, keys, koff[30] + 6, 100, 0, out, sizeof out, &done, &used)
+              == RP_INVALID, "truncated keys");
+    E(rp_get_many(txn, "t", 1, keys, koff[30] + 6, 30, 0, out, sizeof out, &done, &used));
+    CHECK(done == 30, "keys before a truncated one");
+    E(rp_get_many(txn, "none", 4, keys, koff[30], 30, 0, out, sizeof out, &done, &used));
+    CHECK(done == 30 && out[5] == 0xc0 && out[34] == 0xc0, "absent table");
+}
+
+static void jm_compare_all(rp_txn *txn) {
+    static const char *ranges[][2] = {
+        {"v3", "v4"}, {"v0", "v1"}, {"v6", "v7"}, {"v2", "v5"}, {"v450", "v460"},
+        {"v0", "w"}, {"v9", "w"}, {"a", "v"},
+    };
+    static const size_t caps[] = {1 << 16, 300, 40};
+    static const size_t maxes[] = {1000000, 1, 9};
+    for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++)
+        for (int dir = -1; dir <= 1; dir += 2)
+            for (size_t b = 0; b < 3; b++)
+                jm_compare(txn, ranges[r][0], ranges[r][1], dir, caps[b], maxes[b]);
+    jm_get_many(txn);
+}
+
+/* Joins over many leaves of both tables (the lookahead runs across index
+ * leaves and meets absent keys, overflow values and, in a write
+ * transaction, pages of its own), against a plain index walk + rp_get;
+ * rp_get_many (the same lookahead) against rp_get. */
+static void test_join_many(void) {
+    rp_env *env;
+    unlink("joinmany.db");
+    unlink("joinmany.db.lock");
+    E(rp_env_open("joinmany.db", RP_NOSYNC, 0, 0, 0, &env));
+    static uint8_t val[3000];
+    for (size_t i = 0; i < sizeof val; i++) val[i] = (uint8_t)(i * 31);
+    rp_txn *txn;
+    E(rp_txn_begin(env, RP_TXN_WRITE, &txn));
+    for (unsigned i = 0; i < 6000; i++) {
+        char key[16], ikey[16];
+        int kl = snprintf(key, sizeof key, "k%05u", i);
+        int il = jm_ikey(ikey, i % 7, i);
+        size_t vl = i % 211 == 5 ? 1500 + i % 1000 : 10 + i % 60;   /* some overflow */
+        if (i % 53 != 0) E(rp_put(txn, "t", 1, key, (size_t)kl, val + i % 100, vl));
+        E(rp_put(txn, "i", 1, ikey, (size_t)il, "", 0));   /* i % 53 == 0: dangling */
+    }
+    jm_compare_all(txn);   /* all pages dirty */
+    E(rp_txn_commit(txn));
+    E(rp_txn_begin(env, 0, &txn));
+    jm_compare_all(txn);   /* all pages committed */
+    rp_txn_abort(txn);
+    E(rp_txn_begin(env, RP_TXN_WRITE, &txn));
+    for (unsigned i = 0; i < 6000; i += 17) {   /* some pages dirty, some not */
+        char key[16];
+        int kl = snprintf(key, sizeof key, "k%05u", i);
+        if (i % 2) {
+            int rc = rp_del(txn, "t", 1, key, (size_t)kl);
+            CHECK(rc == RP_OK || rc == RP_NOTFOUND, rp_strerror(rc));
+        } else {
+            E(rp_put(txn, "t", 1, key, (size_t)kl, val, 7));
+        }
+    }
+    jm_compare_all(txn);
+    rp_txn_abort(txn);
+    E(rp_env_close(env));
+}
+
 int main(void) {
     test_rules();
     test_bad_programs();
     test_bad_records();
     test_cursor();
     test_join();
+    test_join_many();
     printf("test_filter: ok\n");
     return 0;
 }
