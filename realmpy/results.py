@@ -391,7 +391,7 @@ def table_range(
     chosen = _choose(schema, q, args)
     if chosen is None:
         return None
-    (_rank, prop, op, values), _exact_ = chosen
+    (_rank, prop, op, values), _ = chosen
     if not prop.primary_key or op not in _RANGES:
         return None
     try:
