@@ -51,12 +51,13 @@ import operator
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 from uuid import UUID
 
 from realmpy import codec
 from realmpy import pushdown as _pushdown
 from realmpy import query as _query
+from realmpy import results as _results
 from realmpy._speedups import RealmState
 from realmpy._speedups import Record as _Record
 from realmpy._speedups import all_full as _all_full
@@ -120,6 +121,8 @@ _unpack_row = codec.unpack_row
 _decode_value = codec.decode_value
 _pack = codec.pack_row
 _OPTS = codec.RECORD_OPTIONS
+# How many validated (class, query text) pairs a realm remembers.
+_VALID_QUERIES_MAX: Final = 1024
 OLD_PREFIX = "_old:"  # a migration's copy of records whose layout changed
 
 META = "_meta"
@@ -552,6 +555,8 @@ class Realm(RealmState):
 
     def _set_schema(self, schema: Schema) -> None:
         self._schema = schema
+        # (class, query text) pairs that passed _validate_query against it.
+        self._valid_queries: set[tuple[str, str]] = set()
         models = {object_schema(m).name: m for m in self._config.schema}
         self._models = models
         self._info = {c.name: _ClassInfo(c, models.get(c.name)) for c in schema.classes}
@@ -1120,6 +1125,7 @@ class Realm(RealmState):
         r._info = source._info
         r._by_cls = source._by_cls
         r._reach = source._reach
+        r._valid_queries = source._valid_queries
         return r
 
     def __repr__(self) -> str:
@@ -1191,26 +1197,26 @@ class Realm(RealmState):
 
     def all(self, cls: type[T]) -> Results[T]:
         """Live results of every object of ``cls``."""
-        from realmpy.results import Results
-
         self._class_schema(cls)
         self._check()
-        return Results(self, cls, None, ())
+        return _results.Results(self, cls, None, ())
 
     def query(self, cls: type[T], text: str, *args: Any) -> Results[T]:
         """Live results of the objects of ``cls`` matching ``text`` (RQL)."""
-        from realmpy.results import Results
-
         schema = self._class_schema(cls)
         self._check()
         q = _query.parse(text)
-        self._validate_query(schema, q)
+        valid = self._valid_queries
+        if (schema.name, text) not in valid:
+            self._validate_query(schema, q)
+            if len(valid) < _VALID_QUERIES_MAX:
+                valid.add((schema.name, text))
         if len(args) < q.arg_count:
             raise _query.QueryArgumentError(
                 f"the query uses ${q.arg_count - 1} but {len(args)} argument(s) "
                 f"were given: {text!r}"
             )
-        return Results(self, cls, q, args)
+        return _results.Results(self, cls, q, args)
 
     def _validate_query(self, schema: ObjectSchema, q: _query.Query) -> None:
         paths: list[_query.KeyPath] = []
@@ -1337,9 +1343,7 @@ class Realm(RealmState):
     def _plan(
         self, schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
     ) -> tuple[list[bytes], bool] | None:
-        from realmpy.results import plan
-
-        return plan(self, schema, q, args)
+        return _results.plan(self, schema, _results.choose(schema, q, args))
 
     def _matcher(
         self, info: _ClassInfo, q: _query.Query, args: tuple[Any, ...]
@@ -1377,10 +1381,9 @@ class Realm(RealmState):
         table = info.table
         if q is None:
             return txn.scan_filter_msgpack(table, None, decode=info.lazy_rows)
-        from realmpy.results import index_prefix, table_range
-
         pairs: list[tuple[bytes, Any]] | None = None
-        ranged = index_prefix(info.schema, q, args)
+        chosen = _results.choose(info.schema, q, args)  # the index read, if any
+        ranged = _results.index_prefix(info.schema, chosen)
         if ranged is not None:
             # One range of a secondary index: the engine reads it, looks the
             # keys up and (if the index does not decide everything) filters
@@ -1396,7 +1399,7 @@ class Realm(RealmState):
             if pairs is not None and exact and not q.descriptors:
                 return pairs
         if pairs is None and ranged is None:
-            bounds = table_range(info.schema, q, args)
+            bounds = _results.table_range(chosen)
             if bounds is not None:
                 # A range of primary keys: the engine scans just that part
                 # of the table, filtering as it goes; re-checked below.
@@ -1412,7 +1415,7 @@ class Realm(RealmState):
                     raise
                 except (CorruptError, ValueError):
                     pairs = None  # a damaged record: the plain path reports it
-        planned = None if pairs is not None else self._plan(info.schema, q, args)
+        planned = None if pairs is not None else _results.plan(self, info.schema, chosen)
         if planned is not None:
             keys, exact = planned
             program = None if exact else _filter_program(info, q, args)

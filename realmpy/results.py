@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from realmpy.notifier import ListenerToken, ResultsChange
     from realmpy.realm import Realm
 
-__all__ = ["Results", "index_prefix", "plan", "plan_keys", "table_range"]
+__all__ = ["Chosen", "Results", "choose", "index_prefix", "plan", "table_range"]
 
 T = TypeVar("T", bound=Object)
 
@@ -343,9 +343,12 @@ def _exact(node: _query.Node, prop: Property, args: tuple[Any, ...]) -> bool:
         return False
 
 
-def _choose(
-    schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
-) -> tuple[tuple[int, Property, str, list[Any]], bool] | None:
+# (rank, property, op, values) of the index read chosen, and whether that
+# read alone decides the whole predicate.
+Chosen = tuple[tuple[int, Property, str, list[Any]], bool]
+
+
+def choose(schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]) -> Chosen | None:
     """The best index candidate among the top-level conjuncts, and whether
     its lookup alone decides the whole predicate; None → full scan.
 
@@ -381,14 +384,11 @@ def _choose(
     return best, best_node is pred and _exact(pred, best[1], args)
 
 
-def table_range(
-    schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
-) -> tuple[bytes, bytes] | None:
+def table_range(chosen: Chosen | None) -> tuple[bytes, bytes] | None:
     """The primary-key range ``[start, stop)`` of the table holding every
     candidate, when :func:`plan` would read one (a range of the primary
     key): the engine can then scan and filter those records directly
     (``scan_filter_msgpack`` with bounds).  None otherwise."""
-    chosen = _choose(schema, q, args)
     if chosen is None:
         return None
     (_rank, prop, op, values), _ = chosen
@@ -400,9 +400,7 @@ def table_range(
         return None
 
 
-def index_prefix(
-    schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
-) -> tuple[str, bytes, bool] | None:
+def index_prefix(schema: ObjectSchema, chosen: Chosen | None) -> tuple[str, bytes, bool] | None:
     """``(index table, prefix, exact)`` when :func:`plan` would read the
     candidates as one range of a secondary index (one ``==`` value): the
     primary keys are the index keys after ``prefix``, already in table
@@ -410,7 +408,6 @@ def index_prefix(
     (``scan_join``).  None otherwise."""
     from realmpy.realm import index_name
 
-    chosen = _choose(schema, q, args)
     if chosen is None:
         return None
     (_rank, prop, op, values), exact = chosen
@@ -423,13 +420,13 @@ def index_prefix(
 
 
 def plan(
-    realm: Realm, schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
+    realm: Realm, schema: ObjectSchema, chosen: Chosen | None
 ) -> tuple[list[bytes], bool] | None:
-    """Primary keys of candidate objects, in table order, and whether the
-    index lookup alone decides the whole predicate; None → full scan."""
+    """Primary keys of the candidate objects of an index read
+    :func:`choose` chose, in table order, and whether that read alone
+    decides the whole predicate; None → full scan."""
     from realmpy.realm import index_name, table_name
 
-    chosen = _choose(schema, q, args)
     if chosen is None:
         return None
     (_rank, prop, op, values), exact = chosen
@@ -460,11 +457,3 @@ def plan(
         return sorted(keys), exact
     except (CodecError, ObjectTypeError):
         return None
-
-
-def plan_keys(
-    realm: Realm, schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
-) -> list[bytes] | None:
-    """Primary keys of candidate objects, in table order; None → full scan."""
-    planned = plan(realm, schema, q, args)
-    return None if planned is None else planned[0]

@@ -827,3 +827,19 @@ def test_a_schema_stored_by_another_opener_in_between_is_adopted(
             r.add(Pair(id=2, a="y", b=3))
     with Realm(Configuration.local([Other], path=path)) as again:
         assert [(o.id, o.a, o.b) for o in again.all(Other)] == [(1, "x", 2), (2, "y", 3)]
+
+
+def test_query_validation_is_remembered_only_for_valid_queries() -> None:
+    """A realm checks a query's key paths against its schema once per
+    (class, text): a bad query raises every time, a good one keeps working
+    with any arguments."""
+    config = Configuration.in_memory(MODELS, identifier=f"valid-{uuid.uuid4()}")
+    with Realm(config) as realm:
+        with realm.write():
+            realm.add(Dog(id=1, name="a", age=3))
+        for _ in range(2):
+            with pytest.raises(QueryArgumentError, match="no property 'nope'"):
+                realm.query(Dog, "nope == $0", 1)
+        for age, n in [(3, 1), (4, 0), (3, 1)]:
+            assert len(realm.query(Dog, "age == $0", age)) == n
+        assert len(realm.freeze().query(Dog, "age == $0", 3)) == 1
