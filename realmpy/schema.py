@@ -504,8 +504,8 @@ def _prime_instance_keys(cls: type, names: Iterable[str]) -> None:
     if getattr(cls, "__del__", None) is not None:
         return
     try:
-        new: Any = cls.__new__  # ModelBase's tp_new (object.__new__ refuses a C base)
-        d = new(cls).__dict__
+        probe: Any = object.__new__(cls)
+        d = probe.__dict__
     except Exception:  # pragma: no cover - a model without an instance dict
         return
     for name in names:

@@ -14,7 +14,7 @@ import pickle
 import sys
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from objects_models import MODELS, Dog, Person
@@ -134,3 +134,26 @@ def test_copy_of_a_managed_object_is_another_handle(realm: Realm) -> None:
         pickle.dumps(p)
     with pytest.raises(TypeError, match="cannot be pickled or deep-copied"):
         copy.deepcopy(p)
+
+
+class Counted(Object):
+    """A model with its own __new__: the realm must still call it."""
+
+    made: ClassVar[int] = 0
+    id: int = field(primary_key=True)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Counted:
+        Counted.made += 1
+        return super().__new__(cls)
+
+
+def test_constructors_of_models(tmp_path: Path) -> None:
+    assert type(object.__new__(Dog)) is Dog  # as for any Python class
+    config = Configuration.local([Counted], path=tmp_path / "c.realm", durability="none")
+    with Realm(config) as realm:
+        with realm.write():
+            realm.add_all(Counted(id=i) for i in range(3))
+        before = Counted.made
+        assert [c.id for c in realm.all(Counted)] == [0, 1, 2]
+        assert realm.find(Counted, 1) is not None
+        assert Counted.made == before + 4

@@ -271,7 +271,7 @@ def test_priming_the_shared_instance_keys_leaves_no_trace() -> None:
         id: int = field(primary_key=True)
         label: str = ""
 
-    assert Primed.__new__(Primed).__dict__ == {}
+    assert object.__new__(Primed).__dict__ == {}
     p = Primed(id=3)
     assert p.__dict__ == {"id": 3, "label": ""}
     assert p._rp_store is None and p._rp_cache is None and not p.is_managed

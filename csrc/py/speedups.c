@@ -424,7 +424,8 @@ static PyType_Slot mb_slots[] = {
     {Py_tp_traverse, mb_traverse},
     {Py_tp_clear, mb_clear},
     {Py_tp_dealloc, mb_dealloc},
-    {Py_tp_new, PyType_GenericNew},
+    /* No Py_tp_new: object's, so model classes construct (and
+     * object.__new__(cls) works) exactly as for a plain Python class. */
     {0, NULL},
 };
 
@@ -438,9 +439,17 @@ static PyType_Spec mb_spec = {
 
 /* ---- object construction ------------------------------------------------------ */
 
-/* cls.__new__(cls), with the type's own tp_new as Python does. */
+/* cls.__new__(cls), with the type's own tp_new as Python does.  A model
+ * that keeps ModelBase's (object's) tp_new is only allocated: object's
+ * would also set up the instance-dict values that an unmanaged object's
+ * fields go in, and a managed object never uses them. */
 static PyObject *new_instance(PyObject *cls) {
     newfunc tp_new = (newfunc)PyType_GetSlot((PyTypeObject *)cls, Py_tp_new);
+    if (tp_new != NULL && PyType_IsSubtype((PyTypeObject *)cls, (PyTypeObject *)ModelBase_Type)
+        && tp_new == (newfunc)PyType_GetSlot((PyTypeObject *)ModelBase_Type, Py_tp_new)) {
+        allocfunc alloc = (allocfunc)PyType_GetSlot((PyTypeObject *)cls, Py_tp_alloc);
+        return alloc((PyTypeObject *)cls, 0);
+    }
     if (tp_new == NULL) {
         if (!PyErr_Occurred())
             PyErr_Format(PyExc_TypeError, "cannot create '%S' instances", cls);
