@@ -231,13 +231,18 @@ static int rs_traverse(PyObject *self, visitproc visit, void *arg) {
     return 0;
 }
 
-static void rs_dealloc(PyObject *self) {
+/* The tp_dealloc of a GC-tracked heap type whose references clear()
+ * drops (NULL: none); instances hold a reference to their heap type. */
+static void gc_dealloc(PyObject *self, inquiry clear) {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
+    if (clear != NULL) clear(self);
     freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
     tp_free(self);
     Py_DECREF(tp);
 }
+
+static void rs_dealloc(PyObject *self) { gc_dealloc(self, NULL); }
 
 static PyType_Slot rs_slots[] = {
     {Py_tp_doc, "Hot state of a Realm, read by the C property descriptor."},
@@ -409,14 +414,7 @@ static int mb_clear(PyObject *self_) {
 
 /* Reached from a subclass's dealloc (which has already untracked the
  * object and cleared its instance dict) or directly. */
-static void mb_dealloc(PyObject *self) {
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    mb_clear(self);
-    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
-    tp_free(self);
-    Py_DECREF(tp);
-}
+static void mb_dealloc(PyObject *self) { gc_dealloc(self, mb_clear); }
 
 static PyType_Slot mb_slots[] = {
     {Py_tp_doc, "Base of every model: a managed object's state in C fields."},
@@ -628,14 +626,7 @@ static int oi_clear(PyObject *self_) {
     return 0;
 }
 
-static void oi_dealloc(PyObject *self) {
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    oi_clear(self);
-    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
-    tp_free(self);
-    Py_DECREF(tp);
-}
+static void oi_dealloc(PyObject *self) { gc_dealloc(self, oi_clear); }
 
 /* Unpack one row (key, rec): borrowed-like new references in *k, *rec. */
 static int unpack_row(PyObject *row, PyObject **k, PyObject **rec) {
@@ -925,14 +916,7 @@ static int rec_clear(PyObject *self_) {
     return 0;
 }
 
-static void rec_dealloc(PyObject *self) {
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    rec_clear(self);
-    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
-    tp_free(self);
-    Py_DECREF(tp);
-}
+static void rec_dealloc(PyObject *self) { gc_dealloc(self, rec_clear); }
 
 static Py_ssize_t rec_length(PyObject *self) { return ((Record *)self)->len; }
 
@@ -1355,14 +1339,7 @@ static int pb_clear(PyObject *self_) {
     return 0;
 }
 
-static void pb_dealloc(PyObject *self) {
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    pb_clear(self);
-    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
-    tp_free(self);
-    Py_DECREF(tp);
-}
+static void pb_dealloc(PyObject *self) { gc_dealloc(self, pb_clear); }
 
 static PyType_Slot pb_slots[] = {
     {Py_tp_doc, "Property descriptor whose __get__ reads cached records in C."},
