@@ -1043,18 +1043,25 @@ int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,
                        used);
 }
 
+/* Parse the program of rp_cursor_filter / rp_cursor_join into *f, if
+ * there is one (prog NULL with proglen 0: no filter).  Parsed on each call
+ * (microseconds) so that callers hold no handle; the instructions live on
+ * the caller's stack frame. */
+static int optional_filter(rp_filter *f, const void *prog, size_t proglen) {
+    if (prog) return rp_filter_parse(f, prog, proglen);
+    return proglen ? RP_INVALID : RP_OK;
+}
+
 int rp_cursor_filter(rp_cursor *c, int dir, unsigned flags, const void *stop,
                      size_t stoplen, const void *prog, size_t proglen, void *buf,
                      size_t buflen, size_t max_items, size_t *n, size_t *used) {
     if (n) *n = 0;
     if (used) *used = 0;
-    /* Parsed on each call (microseconds) so that callers hold no handle;
-     * the instructions live on this stack frame. */
     rp_filter f;
-    int rc = rp_filter_parse(&f, prog, proglen);
+    int rc = optional_filter(&f, prog, proglen);
     if (rc) return rc;
-    return cursor_copy(c, dir, flags, stop, stoplen, &f, NULL, 0, buf, buflen, max_items, n,
-                       used);
+    return cursor_copy(c, dir, flags, stop, stoplen, prog ? &f : NULL, NULL, 0, buf, buflen,
+                       max_items, n, used);
 }
 
 int rp_cursor_join(rp_cursor *c, int dir, unsigned flags, const void *stop, size_t stoplen,
@@ -1067,12 +1074,8 @@ int rp_cursor_join(rp_cursor *c, int dir, unsigned flags, const void *stop, size
     if (rc) return rc;
     if (strip > RP_MAX_KEY) return RP_INVALID;
     rp_filter f;
-    if (prog) {
-        rc = rp_filter_parse(&f, prog, proglen);
-        if (rc) return rc;
-    } else if (proglen) {
-        return RP_INVALID;
-    }
+    rc = optional_filter(&f, prog, proglen);
+    if (rc) return rc;
     rp_table *t;
     rc = rp_table_get(c->txn, table, tlen, 0, &t);
     if (rc) return rc;

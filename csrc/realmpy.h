@@ -519,9 +519,10 @@ int rp_filter_eval(const void *prog, size_t proglen, const void *rec,
  * cursor is left on the first entry not examined.  As there, *n == 0 with
  * RP_OK means the first match did not fit (*used = the size it needs; the
  * cursor is on it).  Returns RP_NOTFOUND when the range is exhausted and
- * nothing was copied.
- * Errors: those of rp_cursor_batch, RP_INVALID (malformed program),
- * RP_CORRUPT (a record that is not msgpack). */
+ * nothing was copied.  prog NULL (proglen 0): no filter, every record is
+ * copied (one call shape for filtered and plain scans).
+ * Errors: those of rp_cursor_batch, RP_INVALID (malformed program, or NULL
+ * with a length), RP_CORRUPT (a record that is not msgpack). */
 int rp_cursor_filter(rp_cursor *cur, int dir, unsigned flags,
                      const void *stop, size_t stoplen,
                      const void *prog, size_t proglen,

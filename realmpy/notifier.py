@@ -129,8 +129,25 @@ class ListChange(ResultsChange):
         return super().is_empty and not self.is_deleted
 
 
+class _CollectionChange:
+    """``is_empty`` of SetChange and DictChange (whose fields are counts
+    and key tuples: both false when nothing changed)."""
+
+    inserted: Any
+    deleted: Any
+    modified: Any
+    is_cleared: bool
+    is_deleted: bool
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.inserted or self.deleted or self.modified or self.is_cleared or self.is_deleted
+        )
+
+
 @dataclass(frozen=True)
-class SetChange:
+class SetChange(_CollectionChange):
     """What changed in a managed ``set`` property between two versions.
 
     Sets have no order, so, as Realm's ``SetChangeSet``, this counts:
@@ -146,15 +163,9 @@ class SetChange:
     is_deleted: bool = False
     is_initial: bool = False
 
-    @property
-    def is_empty(self) -> bool:
-        return not (
-            self.inserted or self.deleted or self.modified or self.is_cleared or self.is_deleted
-        )
-
 
 @dataclass(frozen=True)
-class DictChange:
+class DictChange(_CollectionChange):
     """What changed in a managed ``dict`` property between two versions:
     the keys ``inserted``, ``deleted`` and ``modified`` (a new value, or a
     linked object that changed), each sorted.  ``is_deleted``: the owner
@@ -166,12 +177,6 @@ class DictChange:
     is_cleared: bool = False
     is_deleted: bool = False
     is_initial: bool = False
-
-    @property
-    def is_empty(self) -> bool:
-        return not (
-            self.inserted or self.deleted or self.modified or self.is_cleared or self.is_deleted
-        )
 
 
 def _stationary(seq: list[int]) -> set[int]:

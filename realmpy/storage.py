@@ -124,6 +124,12 @@ _BATCH_CURRENT: Final[int] = int(lib.RP_BATCH_CURRENT)
 _BATCH_RAW: Final[int] = int(lib.RP_BATCH_RAW_VALUES)
 
 
+# A batch decoder for scan_filter_msgpack / scan_join: given the bytes of
+# one engine buffer (a msgpack array of bin keys and raw msgpack values),
+# its [(key, value), ...].
+PairDecoder = Callable[[bytes], list[tuple[bytes, Any]]]
+
+
 def _decoder(options: Mapping[str, Any] | None) -> Any:
     """A batch decoder for msgpack-valued tables: ``msgpack.unpackb`` with
     the caller's options and limits raised to the engine's."""
@@ -184,8 +190,6 @@ def _check_int(value: object, what: str, minimum: int, maximum: int) -> int:
 FILTER_FALSE: Final[int] = int(lib.RP_FILTER_FALSE)
 FILTER_TRUE: Final[int] = int(lib.RP_FILTER_TRUE)
 FILTER_UNKNOWN: Final[int] = int(lib.RP_FILTER_UNKNOWN)
-# The filter program that keeps every record (scan_filter_msgpack(table, None)).
-_KEEP_ALL: Final = bytes([lib.RP_FILTER_PUSH, lib.RP_FILTER_TRUE])
 
 
 def filter_verdict(program: BytesLike, record: BytesLike) -> int:
@@ -1157,7 +1161,7 @@ class _Transaction:
         table: str,
         program: BytesLike | None,
         options: Mapping[str, Any] | None = None,
-        decode: Callable[[bytes], list[tuple[bytes, Any]]] | None = None,
+        decode: PairDecoder | None = None,
         start: BytesLike | None = None,
         stop: BytesLike | None = None,
     ) -> list[tuple[bytes, Any]]:
@@ -1179,7 +1183,7 @@ class _Transaction:
             table,
             start or None,
             stop,
-            _KEEP_ALL if program is None else program,
+            program,
             _decoder(options) if decode is None else decode,
             None,
             paired=decode is not None,
@@ -1192,7 +1196,7 @@ class _Transaction:
         table: str,
         program: BytesLike | None = None,
         options: Mapping[str, Any] | None = None,
-        decode: Callable[[bytes], list[Any]] | None = None,
+        decode: PairDecoder | None = None,
     ) -> list[tuple[bytes, Any]]:
         """For an index table whose keys are ``prefix + key``: ``(key, value
         of key in table)`` for every index key starting with ``prefix``, in
@@ -1200,10 +1204,7 @@ class _Transaction:
         from ``table`` are left out.  With a filter ``program`` only the
         values it does not reject (see :meth:`scan_filter`).  One engine
         call per buffer instead of an index scan plus :meth:`get_many`.
-
-        ``decode`` (instead of ``options``): a batch decoder given each
-        buffer's bytes (a msgpack array of bin keys and raw msgpack
-        values) that returns its ``[(key, value), ...]``."""
+        ``decode``: as for :meth:`scan_filter_msgpack`."""
         if type(prefix) is not bytes:
             prefix = _as_bytes(prefix, "prefix")
         if not prefix or len(prefix) > MAX_KEY:

@@ -16,8 +16,9 @@
  *                 made from a query result is one allocation, with no
  *                 instance dict.
  *   Record        a stored record kept as its msgpack bytes and decoded a
- *                 field at a time when read (what exact index queries
- *                 return; reads as the padded list the codec would give).
+ *                 field at a time when read (what the realm caches for
+ *                 every record it reads from storage; reads as the padded
+ *                 list the codec would give).
  *   PropertyBase  base class of realmpy.schema._PropertyDescriptor: the
  *                 C __get__.  Its fast path is exactly the Python reference
  *                 (_PropertyDescriptor._slow_get / Realm.read_plain): owner

@@ -227,6 +227,16 @@ static void test_cursor(void) {
     CHECK(rc == RP_CORRUPT, "damaged record not reported");
     CHECK(rp_cursor_filter(cur, 1, flags, NULL, 0, p, n - 1, out, sizeof out, 10, &cnt,
                            &used) == RP_INVALID, "bad program");
+    /* No program: every record up to the stop bound, the short and the
+     * damaged ones too (nothing reads them), as rp_cursor_batch copies. */
+    E(rp_cursor_seek(cur, RP_SEEK_FIRST, NULL, 0, NULL, NULL, NULL, NULL));
+    got = 0;
+    while ((rc = rp_cursor_filter(cur, 1, flags, NULL, 0, NULL, 0, out, sizeof out, 1000,
+                                  &cnt, &used)) == RP_OK)
+        got += cnt;
+    CHECK(rc == RP_NOTFOUND && got == 1001, "no program keeps every record");
+    CHECK(rp_cursor_filter(cur, 1, flags, NULL, 0, NULL, 3, out, sizeof out, 10, &cnt,
+                           &used) == RP_INVALID, "NULL program with a length");
     rp_cursor_close(cur);
     E(rp_txn_commit(txn));
     E(rp_env_close(env));
