@@ -10,8 +10,12 @@
  *   page.c   checksums and page-level helpers (slotted pages)
  *   btree.c  B+tree search, insert, delete, split, merge, cursors, overflow
  *   txn.c    transactions: dirty pages, allocation, free list, commit
- *   env.c    open/close, recovery of the newest meta, stat, check, compact,
+ *   env.c    open/close, verification of a commit, stat, check, compact,
  *            error strings
+ *   meta.c   meta records: writing both copies, the acknowledged mark, and
+ *            choosing the version to open (torn commit or damage?)
+ *   verify.c checksums verified on read (the verified-version cache) and
+ *            the per-thread detail of RP_CORRUPT
  *   filter.c filter programs on msgpack records (rp_filter_eval and the
  *            record test of rp_cursor_filter)
  */
@@ -118,6 +122,13 @@ struct rp_env {
     _Atomic int      panic;          /* set after a failed rollback           */
     pthread_t        writer;         /* thread holding the write txn          */
     _Atomic int      has_writer;
+
+    /* integrity (verify.c, meta.c) */
+    _Atomic uint64_t *verified;      /* per pgno: txnid whose checksum this
+                                        process verified (verify.c)          */
+    size_t           verified_bytes;
+    uint64_t         recovered_from; /* RP_RECOVER: version rolled back from */
+    char             recovery_note[256];
 
     /* power-cut recorder (io.c); only touched by the writer */
     int              rec_on;

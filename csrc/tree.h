@@ -63,6 +63,7 @@ struct rp_txn {
     int        parked;               /* read txn reset: pins no snapshot      */
     int        shared;               /* read txn: any thread (rp_txn_share)   */
     unsigned   ncursors;
+    int        verify;               /* RP_VERIFY_* (verify.c)                */
 
     rp_table   catalog;              /* the catalog, as a pseudo-table        */
     rp_table **tables;               /* cache of looked-up tables             */
@@ -251,6 +252,29 @@ typedef int (*rp_free_fn)(void *ctx, uint64_t rec_txnid, uint32_t pgno);
 int  rp_freelist_walk(rp_txn *txn, const rp_roots *roots, rp_chain_fn chain,
                       rp_free_fn fn, void *ctx);
 
+/* ---- verify.c ---------------------------------------------------------------
+ * How a transaction checks the checksums of committed pages it reads. */
+enum {
+    RP_VERIFY_OFF,                   /* RP_NOVERIFY: structure checks only     */
+    RP_VERIFY_CACHED,                /* once per page version (env->verified)  */
+    RP_VERIFY_ALWAYS                 /* every read, cache untouched (recovery
+                                        walks, rp_env_check)                  */
+};
+int  rp_verified_init(rp_env *env);
+void rp_verified_free(rp_env *env);
+/* Checksum of a page as its header describes it (an overflow run: npages,
+ * which the caller bounds-checked; any other page: one page). */
+uint32_t rp_page_sum(const uint8_t *page);
+/* Verify the checksum of committed page (pgno, txnid) and, for
+ * RP_VERIFY_CACHED, remember it.  RP_OK or RP_CORRUPT with detail. */
+int  rp_page_verify(rp_txn *txn, const uint8_t *page, uint64_t pgno, uint64_t txnid);
+/* Record where corruption was found (per thread; rp_corrupt_detail) and
+ * return RP_CORRUPT.  rp_corrupt: "page N: what". */
+int  rp_corrupt(uint64_t pgno, const char *what);
+int  rp_corruptf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Append " (table NAME)" to the detail when rc is RP_CORRUPT; returns rc. */
+int  rp_corrupt_table(int rc, const rp_table *t);
+
 /* ---- btree.c --------------------------------------------------------------- */
 int rp_bt_get(rp_txn *txn, rp_table *t, const void *key, size_t klen,
               const void **val, size_t *vlen);
@@ -329,11 +353,26 @@ int  rp_desc_decode(rp_table *t, const void *buf, size_t len);
 
 /* ---- env.c ------------------------------------------------------------------ */
 /* Verify that the commit of roots->txnid fully reached the file: walk the
- * pages it wrote.  RP_OK or RP_CORRUPT. */
+ * pages it wrote.  RP_OK or RP_CORRUPT (with detail). */
 int rp_verify_commit(rp_env *env, const rp_roots *roots);
-/* Pick the newest meta page whose commit verifies; RP_NOT_A_DB etc. */
+
+/* ---- meta.c ------------------------------------------------------------------ */
+/* The version to open: the newest meta record whose commit verifies, unless
+ * a known-acknowledged one is damaged (format.h, WHAT AN OPEN CONCLUDES).
+ * RP_NOT_A_DB, RP_FORMAT_VERSION, RP_CORRUPT (with detail).  With salvage,
+ * damaged versions are skipped instead: *rolled_from (may be NULL) is then
+ * the newest version skipped for damage (0 if none), and *next_free a
+ * version number above every version the file may hold. */
+int rp_recover_roots_ex(rp_env *env, int salvage, rp_roots *out, uint64_t *rolled_from,
+                        uint64_t *next_free);
 int rp_recover_roots(rp_env *env, rp_roots *out);
-/* Meta page image for roots. */
-void rp_meta_build(uint8_t page[RP_PAGE_SIZE], const rp_roots *roots);
+/* Write both copies of roots' meta record with flags (RP_META_*).  old, if
+ * not NULL, receives the 2 * RP_META_SIZE bytes replaced, for
+ * rp_meta_restore after a failed commit. */
+int rp_meta_write(rp_env *env, const rp_roots *roots, uint32_t flags, uint8_t *old);
+int rp_meta_restore(rp_env *env, uint64_t txnid, const uint8_t *old);
+/* Write, sync and acknowledge roots as a new durable version (creation,
+ * salvage). */
+int rp_meta_commit(rp_env *env, const rp_roots *roots);
 
 #endif /* REALMPY_TREE_H */
