@@ -308,6 +308,7 @@ class _SharedFile:
             durability=config.durability,
             max_active_versions=config.max_active_versions,
             read_only=config.read_only,
+            recover=config.recover,
         )
         self.kind = config.kind
         self.notifier: Notifier | None = None
