@@ -113,7 +113,7 @@ static int descend_touch(rp_txn *txn, rp_table *t, const void *key, size_t klen,
         }
         p = c;
     }
-    return RP_CORRUPT;
+    return rp_corrupt(t->root, "tree deeper than the limit");
 }
 
 /* ---- insertion and splits ------------------------------------------------------ */
@@ -203,7 +203,7 @@ static int split_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
         rp_page_insert(root, 1, bent, blen);
         set_root(txn, t, rootpg);
         t->depth++;
-        if (t->depth > RP_MAX_DEPTH) rc = RP_CORRUPT;
+        if (t->depth > RP_MAX_DEPTH) rc = rp_corrupt(rootpg, "tree deeper than the limit");
     } else {
         rc = insert_at(txn, t, path, lvl - 1, path[lvl - 1].idx + 1, bent, blen);
     }
@@ -408,7 +408,7 @@ int rp_bt_del(rp_txn *txn, rp_table *t, const void *key, size_t klen) {
     int depth, exact;
     rc = descend_touch(txn, t, key, klen, path, &depth, &exact);
     if (rc) return rc;
-    if (!exact) return RP_CORRUPT;
+    if (!exact) return rp_corrupt(path[depth - 1].pgno, "key found by a lookup, not by the descent");
     path_ent *lf = &path[depth - 1];
     rc = free_value(txn, t, rp_entry(lf->page, lf->idx));
     if (rc) return rc;

@@ -79,7 +79,8 @@ static void walk_txn(rp_txn *t, rp_env *env, const rp_roots *roots) {
 static int verify_tree(rp_txn *t, uint64_t pg, uint64_t tx, int catalog, int d) {
     uint64_t T = t->txnid;
     if (!pg) return RP_OK;
-    if (tx > T || d >= RP_MAX_DEPTH) return RP_CORRUPT;
+    if (tx > T) return rp_corrupt(pg, "reference to a newer version");
+    if (d >= RP_MAX_DEPTH) return rp_corrupt(pg, "tree deeper than the limit");
     if (tx < T) return RP_OK;   /* durable since an earlier commit */
     int rc = RP_OK;
     const uint8_t *p = rp_page_read(t, pg, tx, P_BRANCH | P_LEAF, &rc);
@@ -153,6 +154,7 @@ static int create_file(rp_env *env) {
 static int recover(rp_env *env, rp_roots *roots) {
     uint64_t from = 0, next = 0;
     int rc = rp_recover_roots_ex(env, (env->flags & RP_RECOVER) != 0, roots, &from, &next);
+    if (!rc && !(env->flags & RP_RDONLY)) rc = rp_meta_upgrade(env);
     if (rc || !from) return rc;
     env->recovered_from = from;
     snprintf(env->recovery_note, sizeof env->recovery_note,
@@ -498,10 +500,12 @@ int rp_env_check(rp_env *env, char *msg, size_t msglen) {
     if (rc) return rc;
     /* Every page's checksum, every time: the cache is for reads. */
     txn->verify = RP_VERIFY_ALWAYS;
-    check_ctx c = {.txn = txn, .msg = msg, .msglen = msglen, .table = &txn->catalog};
+    check_ctx c = {.txn = txn, .msg = msg, .msglen = msglen};
     c.seen = calloc(txn->roots.pages_used / 8 + 1, 1);
     if (!c.seen) { rp_txn_abort(txn); return ENOMEM; }
     rc = mark(&c, 0, RP_FIRST_DATA_PAGE);
+    if (!rc) rc = failed(&c, rp_meta_check(env));
+    c.table = &txn->catalog;
     uint64_t depth = 0;
     if (!rc && txn->roots.cat_pgno)
         rc = check_tree(&c, txn->roots.cat_pgno, txn->roots.cat_txnid, 1, 0, NULL, 0, NULL, 0, &depth);

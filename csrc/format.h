@@ -78,8 +78,10 @@
  *   The rest of each 2048-byte half is zero.  A record is valid when magic,
  *   version, page size, checksum, and txnid parity against its slot are
  *   right.  Format 1 files have only the primary copies (no mirrors, flags
- *   zero); format 2 opens them, and their next commit writes format 2
- *   records (an older realmpy then refuses the file: RP_FORMAT_VERSION).
+ *   zero); format 2 opens them, and the first writable open rewrites their
+ *   records as format 2 (both copies, same roots, no flags) and syncs, so
+ *   that a realmpy knowing only format 1 refuses the file
+ *   (RP_FORMAT_VERSION) instead of opening the older of its two records.
  *
  * WHAT AN OPEN CONCLUDES FROM THE RECORDS (more in docs/integrity.md)
  *   - Torn commit or damage?  Commit N writes its record with SYNCED, then

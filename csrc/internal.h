@@ -222,6 +222,12 @@ int  rp_readers_list(rp_env *env, rp_reader_info *out, unsigned cap,
  * field 22); 0 if unknown. */
 uint64_t rp_proc_start_time(pid_t pid);
 
+/* ---- verify.c: where corruption was found ----------------------------------
+ * Record it (per thread; rp_corrupt_detail) and return RP_CORRUPT.
+ * rp_corrupt: "page N: what". */
+int  rp_corrupt(uint64_t pgno, const char *what);
+int  rp_corruptf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* ---- page.c --------------------------------------------------------------- */
 uint32_t rp_hash32(const void *data, size_t len, uint32_t seed);
 

@@ -81,6 +81,7 @@ enum { SLOT_EMPTY, SLOT_VALID, SLOT_DAMAGED, SLOT_FOREIGN, SLOT_FUTURE };
 typedef struct meta_rec {
     rp_roots r;
     uint32_t flags;
+    uint32_t format;                 /* RP_FORMAT_VERSION_OLDEST .. NUMBER    */
 } meta_rec;
 
 static int slot_parse(const uint8_t *rec, unsigned parity, meta_rec *out) {
@@ -102,6 +103,7 @@ static int slot_parse(const uint8_t *rec, unsigned parity, meta_rec *out) {
                         .free_pgno = b.free_pgno, .free_txnid = b.free_txnid,
                         .free_len = b.free_len};
     out->flags = b.flags;
+    out->format = b.format_version;
     return SLOT_VALID;
 }
 
@@ -221,6 +223,35 @@ int rp_recover_roots_ex(rp_env *env, int salvage, rp_roots *out, uint64_t *rolle
     char d[200];
     snprintf(d, sizeof d, "%s", rp_corrupt_detail());
     return rp_corruptf("no intact version: %s", d);
+}
+
+int rp_meta_upgrade(rp_env *env) {
+    meta_scan s;
+    meta_scan_file(env, &s);
+    int old = 0;
+    for (int i = 0; i < s.n; i++) old |= s.cand[i].format < RP_FORMAT_VERSION_NUMBER;
+    if (!old) return RP_OK;
+    int rc = RP_OK;
+    for (int i = 0; i < s.n && !rc; i++) rc = rp_meta_write(env, &s.cand[i].r, s.cand[i].flags, NULL);
+    if (!rc) rc = rp_io_sync(env);
+    return rc;
+}
+
+int rp_meta_check(rp_env *env) {
+    for (unsigned parity = 0; parity < 2; parity++) {
+        uint64_t off[2];
+        copy_offsets(parity, off);
+        for (int c = 0; c < 2; c++) {
+            meta_rec m;
+            int st = slot_parse(env->map + off[c], parity, &m);
+            if (st == SLOT_DAMAGED || st == SLOT_FOREIGN || st == SLOT_FUTURE)
+                return rp_corruptf("meta page %llu offset %llu: damaged copy of the record of "
+                                   "the newest %s version", (unsigned long long)(off[c] / RP_PAGE_SIZE),
+                                   (unsigned long long)(off[c] % RP_PAGE_SIZE),
+                                   parity ? "odd" : "even");
+        }
+    }
+    return RP_OK;
 }
 
 int rp_recover_roots(rp_env *env, rp_roots *out) {

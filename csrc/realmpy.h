@@ -84,7 +84,10 @@
  *   - Durability "none" (RP_NOSYNC) keeps the file consistent across process
  *     crashes only.  After an OS crash or power loss several unsynced
  *     commits may have reached the disk in part, which no single-commit
- *     verification can repair: use "full" where that matters.
+ *     verification can repair: use "full" where that matters.  For the same
+ *     reason such commits carry no acknowledged mark (format.h): damage to
+ *     the newest RP_NOSYNC commit cannot be told from an OS crash, and open
+ *     falls back to the previous version.
  *
  * The block between the CDEF markers is read verbatim by build.py into cffi's
  * cdef: keep it free of preprocessor conditionals and macros with bodies.

@@ -268,10 +268,6 @@ uint32_t rp_page_sum(const uint8_t *page);
 /* Verify the checksum of committed page (pgno, txnid) and, for
  * RP_VERIFY_CACHED, remember it.  RP_OK or RP_CORRUPT with detail. */
 int  rp_page_verify(rp_txn *txn, const uint8_t *page, uint64_t pgno, uint64_t txnid);
-/* Record where corruption was found (per thread; rp_corrupt_detail) and
- * return RP_CORRUPT.  rp_corrupt: "page N: what". */
-int  rp_corrupt(uint64_t pgno, const char *what);
-int  rp_corruptf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Append " (table NAME)" to the detail when rc is RP_CORRUPT; returns rc. */
 int  rp_corrupt_table(int rc, const rp_table *t);
 
@@ -371,6 +367,13 @@ int rp_recover_roots(rp_env *env, rp_roots *out);
  * rp_meta_restore after a failed commit. */
 int rp_meta_write(rp_env *env, const rp_roots *roots, uint32_t flags, uint8_t *old);
 int rp_meta_restore(rp_env *env, uint64_t txnid, const uint8_t *old);
+/* Rewrite format 1 records as format 2 (same roots, same flags: none), and
+ * sync, so that a realmpy knowing only format 1 refuses the file instead of
+ * opening its older record.  Writable first opener only. */
+int rp_meta_upgrade(rp_env *env);
+/* rp_env_check's part: RP_CORRUPT (with detail) if any copy of a record is
+ * damaged, even one that open survived. */
+int rp_meta_check(rp_env *env);
 /* Write, sync and acknowledge roots as a new durable version (creation,
  * salvage). */
 int rp_meta_commit(rp_env *env, const rp_roots *roots);

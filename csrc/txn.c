@@ -182,7 +182,7 @@ int rp_page_free_pg(rp_txn *txn, uint64_t pgno, uint64_t txnid, uint32_t npages)
     rp_pgvec *to = &txn->freed;
     if (txnid == txn->txnid) {
         rp_dirty *d = dirty_find(txn, pgno);
-        if (!d || !d->page) return RP_CORRUPT;
+        if (!d || !d->page) return rp_corrupt(pgno, "freed twice in one transaction");
         free(d->page);
         d->page = NULL;
         to = &txn->loose;
@@ -198,7 +198,10 @@ uint8_t *rp_page_touch(rp_txn *txn, uint64_t pgno, uint64_t txnid,
                        uint64_t *newpgno, int *err) {
     if (txnid == txn->txnid) {
         rp_dirty *d = dirty_find(txn, pgno);
-        if (!d || !d->page) { *err = RP_CORRUPT; return NULL; }
+        if (!d || !d->page) {
+            *err = rp_corrupt(pgno, "reference to a page this transaction freed");
+            return NULL;
+        }
         *newpgno = pgno;
         return d->page;
     }
@@ -509,7 +512,10 @@ static int repair(rp_env *env) {
     int rc = rp_recover_roots(env, &r);
     if (rc) return rc;
     uint64_t latest = rp_version_load(env);
-    if (r.txnid < latest) return RP_CORRUPT;
+    if (r.txnid < latest)
+        return rp_corruptf("the newest intact version (%llu) is older than the latest "
+                           "published one (%llu)", (unsigned long long)r.txnid,
+                           (unsigned long long)latest);
     if (!(env->flags & RP_NOSYNC)) {
         rc = rp_io_sync(env);
         if (rc) return rc;
@@ -544,7 +550,9 @@ static int write_begin(rp_env *env, rp_txn *txn) {
         rc = repair(env);
         if (rc) return rc;
         latest = rp_version_load(env);
-        if (rp_ring_read(env, latest, &txn->roots) != RP_OK) return RP_CORRUPT;
+        if (rp_ring_read(env, latest, &txn->roots) != RP_OK)
+            return rp_corruptf("lock file: the roots of version %llu are missing",
+                               (unsigned long long)latest);
     }
     rp_reap(env, 0, NULL);
     unsigned active = 0;

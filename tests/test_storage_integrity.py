@@ -114,8 +114,10 @@ def test_damaged_acknowledged_commit_is_refused_then_recovered(db_path: str) -> 
 def test_both_meta_copies_damaged(db_path: str) -> None:
     _build(db_path)  # newest version 3: primary in page 1, mirror in page 0 at 2048
     _flip(db_path, 4096 + 60)
-    with Environment(db_path) as env:  # one copy: survived
+    with Environment(db_path) as env:  # one copy: survived, and check() says so
         assert env.version == 3 and env.recovered_from is None
+        with pytest.raises(CorruptError, match="meta page 1 offset 0: damaged copy"):
+            env.check()
     _flip(db_path, 2048 + 60)
     with pytest.raises(CorruptError, match="both copies"):
         Environment(db_path)
