@@ -268,8 +268,13 @@ uint32_t rp_page_sum(const uint8_t *page);
 /* Verify the checksum of committed page (pgno, txnid) and, for
  * RP_VERIFY_CACHED, remember it.  RP_OK or RP_CORRUPT with detail. */
 int  rp_page_verify(rp_txn *txn, const uint8_t *page, uint64_t pgno, uint64_t txnid);
-/* Append " (table NAME)" to the detail when rc is RP_CORRUPT; returns rc. */
-int  rp_corrupt_table(int rc, const rp_table *t);
+/* Append " (table NAME)" to the detail when rc is RP_CORRUPT; returns rc.
+ * Inline test: the API's read calls pass every result through it. */
+int  rp_corrupt_name_table(const rp_table *t);
+static inline int rp_corrupt_table(int rc, const rp_table *t) {
+    if (__builtin_expect(rc == RP_CORRUPT, 0)) rp_corrupt_name_table(t);
+    return rc;
+}
 
 /* ---- btree.c --------------------------------------------------------------- */
 int rp_bt_get(rp_txn *txn, rp_table *t, const void *key, size_t klen,

@@ -50,14 +50,14 @@ int rp_corrupt(uint64_t pgno, const char *what) {
     return rp_corruptf("page %llu: %s", (unsigned long long)pgno, what);
 }
 
-int rp_corrupt_table(int rc, const rp_table *t) {
-    if (rc != RP_CORRUPT || !t || !detail[0] || strstr(detail, " (table ")) return rc;
+int rp_corrupt_name_table(const rp_table *t) {
+    if (!t || !detail[0] || strstr(detail, " (table ")) return RP_CORRUPT;
     size_t n = strlen(detail);
     if (t->nlen)
         snprintf(detail + n, sizeof detail - n, " (table %.*s)", (int)t->nlen, t->name);
     else
         snprintf(detail + n, sizeof detail - n, " (table catalog)");
-    return rc;
+    return RP_CORRUPT;
 }
 
 const char *rp_corrupt_detail(void) { return detail; }
