@@ -568,6 +568,15 @@ int rp_env_compact(rp_env *env, const char *dest) {
     if (!rc) { rc = rp_txn_commit(w); w = NULL; }
     else if (w) rp_txn_abort(w);
     if (!rc) rc = fdatasync(dst->fd) ? errno : RP_OK;
+    if (!rc) {
+        /* Its commit was made without a sync (RP_NOSYNC, for speed), so its
+         * record carries no acknowledged mark: add it now that it is
+         * durable, or damage to the copy would quietly open as empty. */
+        rp_roots r;
+        rc = rp_ring_read(dst, rp_version_load(dst), &r);
+        if (!rc) rc = rp_meta_write(dst, &r, RP_META_SYNCED | RP_META_ACKED, NULL);
+        if (!rc) rc = rp_io_sync(dst);
+    }
     if (!rc) rc = fsync_dir(dest);
     if (src) rp_txn_abort(src);
     rp_env_close(dst);

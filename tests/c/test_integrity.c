@@ -16,8 +16,9 @@
  *   - a damaged page of the newest (acknowledged) commit: RP_CORRUPT;
  *     RP_RECOVER rolls back;
  *   - the file truncated to 16, 64 and 128 KiB: RP_CORRUPT "truncated";
- *   - a format 1 file (one copy per record, no flags) still opens, and its
- *     next commit writes format 2.
+ *   - a format 1 file (one copy per record, no flags) still opens, and a
+ *     writable open rewrites its records as format 2;
+ *   - a compacted copy's newest commit counts as acknowledged.
  */
 #define _GNU_SOURCE 1
 #include <fcntl.h>
@@ -512,6 +513,26 @@ static void format1(void) {
     E(rp_env_close(env));
 }
 
+/* A compacted copy is written without syncs and made durable at the end:
+ * its record must still be marked acknowledged, or damage would open it as
+ * its empty first version. */
+static void compacted_copy(void) {
+    char path[256], copy[256];
+    path_of(path, "compact-src");
+    path_of(copy, "compact");
+    build(path);
+    rm_db(copy);
+    rp_env *env;
+    E(rp_env_open(path, 0, 0, 0, 0, &env));
+    E(rp_env_compact(env, copy));
+    E(rp_env_close(env));
+    uint64_t pg;
+    size_t off;
+    locate(copy, "t", "key00010", &pg, &off);
+    xor_byte(copy, (off_t)(pg * 4096 + off), 0x01);
+    expect_open_corrupt(copy, 0, "an acknowledged commit, is damaged");
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/rp_test_integrityXXXXXX");
     CHECK(mkdtemp(dir), "mkdtemp");
@@ -522,6 +543,7 @@ int main(void) {
     newest_commit_damaged();
     truncated();
     format1();
+    compacted_copy();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0, "cleanup");
