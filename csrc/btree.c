@@ -30,12 +30,9 @@ int rp_bt_value(rp_txn *txn, const uint8_t *page, const uint8_t *e,
         *vlen = vl;
         return RP_OK;
     }
-    const uint8_t *ref = rp_leaf_val(e);
     int err = RP_OK;
-    const uint8_t *ov = rp_page_read(txn, rp_rd64(ref), rp_rd64(ref + 8), P_OVERFLOW, &err);
+    const uint8_t *ov = rp_overflow_read(txn, e, &err);
     if (!ov) return err;
-    if ((uint64_t)vl + RP_PAGE_HEADER > (uint64_t)rp_hdr(ov)->npages * RP_PAGE_SIZE)
-        return rp_corrupt(rp_rd64(ref), "overflow run shorter than its value");
     *val = ov + RP_PAGE_HEADER;
     *vlen = vl;
     return RP_OK;
@@ -43,6 +40,17 @@ int rp_bt_value(rp_txn *txn, const uint8_t *page, const uint8_t *e,
 
 static uint32_t overflow_pages(size_t vlen) {
     return (uint32_t)((vlen + RP_PAGE_HEADER + RP_PAGE_SIZE - 1) / RP_PAGE_SIZE);
+}
+
+const uint8_t *rp_overflow_read(rp_txn *txn, const uint8_t *e, int *err) {
+    const uint8_t *ref = rp_leaf_val(e);
+    uint64_t pg = rp_rd64(ref);
+    const uint8_t *ov = rp_page_read(txn, pg, rp_rd64(ref + 8), P_OVERFLOW, err);
+    if (ov && rp_hdr(ov)->npages != overflow_pages(rp_leaf_vlen(e))) {
+        *err = rp_corrupt(pg, "overflow run of another length than its value needs");
+        return NULL;
+    }
+    return ov;
 }
 
 /* ---- lookup -------------------------------------------------------------------- */
@@ -227,13 +235,12 @@ static int insert_at(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
 static int free_value(rp_txn *txn, rp_table *t, const uint8_t *e) {
     if (!rp_leaf_big(e)) return RP_OK;
     const uint8_t *ref = rp_leaf_val(e);
-    uint64_t pg = rp_rd64(ref), tx = rp_rd64(ref + 8);
     int err = RP_OK;
-    const uint8_t *ov = rp_page_read(txn, pg, tx, P_OVERFLOW, &err);
+    const uint8_t *ov = rp_overflow_read(txn, e, &err);
     if (!ov) return err;
     uint32_t np = rp_hdr(ov)->npages;
     t->pages -= np;
-    return rp_page_free_pg(txn, pg, tx, np);
+    return rp_page_free_pg(txn, rp_rd64(ref), rp_rd64(ref + 8), np);
 }
 
 int rp_bt_put(rp_txn *txn, rp_table *t, const void *key, size_t klen,

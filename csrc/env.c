@@ -91,10 +91,9 @@ static int verify_tree(rp_txn *t, uint64_t pg, uint64_t tx, int catalog, int d) 
         if (rp_hdr(p)->flags & P_BRANCH) {
             rc = verify_tree(t, rp_br_child(e), rp_br_child_txnid(e), catalog, d + 1);
         } else if (rp_leaf_big(e)) {
-            const uint8_t *ref = rp_leaf_val(e);
-            uint64_t otx = rp_rd64(ref + 8);
+            uint64_t otx = rp_rd64(rp_leaf_val(e) + 8);
             if (otx > T) return rp_corrupt(pg, "overflow reference to a newer version");
-            if (otx == T && !rp_page_read(t, rp_rd64(ref), otx, P_OVERFLOW, &rc)) return rc;
+            if (otx == T && !rp_overflow_read(t, e, &rc)) return rc;
         } else if (catalog) {
             rp_table tb;
             memset(&tb, 0, sizeof tb);
@@ -409,12 +408,9 @@ static int check_leaf_entry(check_ctx *c, const uint8_t *p, const uint8_t *e, in
     int rc = RP_OK;
     uint64_t pg = rp_hdr(p)->pgno;
     if (rp_leaf_big(e)) {
-        const uint8_t *ref = rp_leaf_val(e);
-        uint64_t opg = rp_rd64(ref), otx = rp_rd64(ref + 8);
-        const uint8_t *ov = rp_page_read(c->txn, opg, otx, P_OVERFLOW, &rc);
+        uint64_t opg = rp_rd64(rp_leaf_val(e));
+        const uint8_t *ov = rp_overflow_read(c->txn, e, &rc);
         if (!ov) return failed(c, rc);
-        if ((uint64_t)rp_leaf_vlen(e) + RP_PAGE_HEADER > (uint64_t)rp_hdr(ov)->npages * RP_PAGE_SIZE)
-            return fail(c, opg, "overflow run shorter than its value");
         c->pages += rp_hdr(ov)->npages;
         return mark(c, opg, rp_hdr(ov)->npages);
     }

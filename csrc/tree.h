@@ -287,6 +287,9 @@ int rp_bt_drop(rp_txn *txn, rp_table *t);
 /* Value of leaf entry e of page (inline or overflow), bounds-checked. */
 int rp_bt_value(rp_txn *txn, const uint8_t *page, const uint8_t *e,
                 const void **val, size_t *vlen);
+/* The overflow run of big leaf entry e, read (rp_page_read: bounds,
+ * checksum) and of exactly the length its value needs; NULL with *err. */
+const uint8_t *rp_overflow_read(rp_txn *txn, const uint8_t *e, int *err);
 void rp_cursor_init(rp_cursor *c, rp_txn *txn, rp_table *t);
 /* Pipelined lookups in one table (joins, rp_get_many; btree.c explains).
  * The caller queues keys ahead of the one it is at while rp_ahead_room,
