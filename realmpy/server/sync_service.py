@@ -27,7 +27,7 @@ from typing import Any
 from realmpy.server.auth import Principal
 from realmpy.server.config import ServerConfig
 from realmpy.server.links import LinkResolver
-from realmpy.server.permissions import Subscriptions
+from realmpy.server.permissions import Permissions, Subscriptions
 from realmpy.server.store import ClientRow, ObjectRow, Store, Tx
 from realmpy.sync import merge
 from realmpy.sync.merge import ObjectState, now_ms
@@ -263,7 +263,7 @@ class SyncService:
                         )
                     reason = None
                     if not self.perms.allows_everything:
-                        links = LinkResolver(schema, load)
+                        links = LinkResolver(schema, load, self.perms, variables)
                         pre = links.wrap(table, state.materialize(pk_field, pk))
                         post = links.wrap(table, new.materialize(pk_field, pk))
                         reason = self.perms.check_write(table, pre, post, variables, links)
@@ -552,7 +552,7 @@ class _DownloadCtx:
         tx: Tx,
         fi: int,
         subs: Subscriptions,
-        perms: Any,
+        perms: Permissions,
         variables: Mapping[str, Any],
         schema: Mapping[str, TableSpec],
     ) -> None:
@@ -564,7 +564,7 @@ class _DownloadCtx:
             variables,
             schema,
         )
-        self.links = LinkResolver(schema, self._load)
+        self.links = LinkResolver(schema, self._load, perms, variables)
         self._views: dict[tuple[str, bytes], tuple[bool, int] | None] = {}
         self._puts: dict[tuple[str, bytes], tuple[bool, int]] = {}
 

@@ -1,0 +1,146 @@
+"""Queries evaluated for a user learn nothing the user may not read (issue 11).
+
+A link to an object the user may not read (or that does not exist) is null
+in rules and subscriptions, through every path, aggregate and ``@count``;
+downloads carry no overwritten values; hostile query shapes are a 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_server_api import Api, kind, make_api, upload_body  # noqa: F401 - `kind` is a fixture
+
+from realmpy.server.config import load_config
+
+CONFIG = """
+app_id = "default"
+[auth]
+anonymous = true
+scrypt_n = 1024
+
+[schema.Task]
+primary_key = "id"
+fields = { id = "int", owner_id = "string", secret = "string?", n = "int?", parent = "link:Task?", links = "link:Task[]", named = "link:Task[str]" }
+
+[rules]
+read = "FALSEPREDICATE"
+write = "FALSEPREDICATE"
+
+[rules.Task]
+read = "owner_id == %user.id"
+write = "owner_id == %user.id"
+"""
+
+SECRET = "K3-topsecret"
+
+
+@pytest.fixture
+def api(kind: str, tmp_path: Path) -> Iterator[Api]:  # noqa: F811 - uses the imported fixture
+    cfg_file = tmp_path / "server.toml"
+    cfg_file.write_text(CONFIG)
+    yield from make_api(kind, tmp_path, load_config(cfg_file))
+
+
+class User:
+    def __init__(self, api: Api, nonce: str) -> None:
+        t = api.anon()
+        self.api, self.tok, self.id = api, t["access_token"], t["user_id"]
+        self.f = api.file(self.tok, nonce)
+        self.cv = 0
+        self.qv = 0
+
+    def upload(self, ops: list[Any]) -> dict[str, Any]:
+        self.cv += 1
+        status, res = self.api.post("/sync/upload", upload_body(self.f, self.cv, ops), self.tok)
+        assert status == 200, res
+        return res  # type: ignore[no-any-return]
+
+    def subscribe(self, query: str, *args: Any) -> tuple[int, Any]:
+        self.qv += 1
+        body = {
+            "file_ident": self.f["file_ident"],
+            "salt": self.f["salt"],
+            "query_version": self.qv,
+            "queries": {"Task": [[query, list(args)]]},
+        }
+        return self.api.post("/sync/subscriptions", body, self.tok)
+
+    def visible(self, query: str, *args: Any) -> set[int]:
+        """The Task pks a fresh bootstrap of ``query`` downloads."""
+        status, res = self.subscribe(query, *args)
+        assert status == 200, res
+        body = {"file_ident": self.f["file_ident"], "salt": self.f["salt"]}
+        status, dl = self.api.post("/sync/download", {**body, "after_server_version": 0}, self.tok)
+        assert status == 200, dl
+        return {e[2] for e in dl["entries"] if e[0] == "state"}
+
+
+def task(pk: int, owner: str, **fields: Any) -> list[list[Any]]:
+    ops: list[list[Any]] = [[0, "Task", pk], [2, "Task", pk, "owner_id", owner]]
+    for name, value in fields.items():
+        ops.append([2, "Task", pk, name, value])
+    return ops
+
+
+@pytest.fixture
+def ab(api: Api) -> tuple[User, User]:
+    """B owns task 2 (secret, n=7); A owns 1 (parent -> B's 2), 3 (parent -> A's 1),
+    4 (links/named -> [A's 5, B's 2]), 5 (n=1), 6 (parent -> 99, which does not exist)."""
+    a, b = User(api, "device-a"), User(api, "device-b")
+    assert b.upload(task(2, b.id, secret=SECRET, n=7))["rejected"] == []
+    ops = task(5, a.id, n=1) + task(1, a.id, parent=2) + task(3, a.id, parent=1)
+    ops += [*task(4, a.id), [4, "Task", 4, "links", None, 5], [4, "Task", 4, "links", None, 2]]
+    ops += [[8, "Task", 4, "named", "mine", 5], [8, "Task", 4, "named", "theirs", 2]]
+    ops += task(6, a.id, parent=99)
+    assert a.upload(ops)["rejected"] == []
+    return a, b
+
+
+def test_prefix_probe_through_a_link_learns_nothing(ab: tuple[User, User]) -> None:
+    a, _ = ab
+    # The attack: guess B's secret one character at a time through A's own task 1.
+    answers = {
+        guess: 1 in a.visible("parent.secret BEGINSWITH $0", guess) for guess in ("K", "Z", "")
+    }
+    assert answers == {"K": False, "Z": False, "": False}
+    assert a.visible("parent.secret == nil") == {1, 3, 4, 5, 6}
+    # The link itself reads as null: B's object might as well not exist, as task 6's target.
+    assert a.visible("parent == nil") == {1, 4, 5, 6}
+    assert a.visible("parent == $0", 2) == set()
+    assert a.visible("parent == $0", 1) == {3}
+
+
+def test_multi_hop_paths_stop_at_an_unreadable_object(ab: tuple[User, User]) -> None:
+    a, _ = ab
+    assert a.visible("parent.parent.secret BEGINSWITH 'K'") == set()
+    assert a.visible("parent.parent == nil") == {1, 3, 4, 5, 6}
+    assert a.visible("parent.parent.n == 7") == set()
+
+
+def test_collections_of_links_drop_unreadable_targets(ab: tuple[User, User]) -> None:
+    a, _ = ab
+    assert a.visible("links.@count == 1") == {4}
+    assert a.visible("links.@sum.n == 1 AND links.@max.n == 1") == {4}
+    assert a.visible("ANY links.n == 7") == set()
+    assert a.visible("ANY links.secret BEGINSWITH 'K'") == set()
+    assert a.visible("ALL links.n == 1 AND links.@count > 0") == {4}
+    # a dictionary keeps the key (A's own data) with a null value
+    assert a.visible("named.@count == 2 AND named['theirs'] == nil") == {4}
+    assert a.visible("ANY named.@values.n == 7") == set()
+
+
+def test_write_rules_see_unreadable_links_as_null(kind: str, tmp_path: Path) -> None:  # noqa: F811
+    cfg_file = tmp_path / "w.toml"
+    rules = CONFIG.replace('write = "owner_id == %user.id"', 'write = "parent == nil"')
+    cfg_file.write_text(rules)
+    # whether a write is refused must not tell whether B's task is there either
+    for api2 in make_api(kind, tmp_path, load_config(cfg_file)):
+        a, b = User(api2, "device-a"), User(api2, "device-b")
+        assert b.upload(task(2, b.id, secret=SECRET))["rejected"] == []
+        # A's task linking to B's (unreadable) task satisfies `parent == nil`
+        assert a.upload(task(1, a.id, parent=2))["rejected"] == []
+        assert [r["pk"] for r in a.upload(task(3, a.id, parent=1))["rejected"]] == [3]
