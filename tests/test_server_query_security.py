@@ -144,3 +144,49 @@ def test_write_rules_see_unreadable_links_as_null(kind: str, tmp_path: Path) -> 
         # A's task linking to B's (unreadable) task satisfies `parent == nil`
         assert a.upload(task(1, a.id, parent=2))["rejected"] == []
         assert [r["pk"] for r in a.upload(task(3, a.id, parent=1))["rejected"]] == [3]
+
+
+@pytest.mark.parametrize(
+    "text", ["(" * 1500 + "n == 1" + ")" * 1500, "NOT " * 1000 + "n == 1", "!" * 3000 + "n == 1"]
+)
+def test_oversized_subscriptions_are_a_400(api: Api, text: str) -> None:
+    status, res = User(api, "device-c").subscribe(text)
+    assert (status, res["error"]) == (400, "query_too_complex")
+    assert "MAX_QUERY_DEPTH" in res["message"]
+
+
+def test_like_subscription_answers_without_backtracking(ab: tuple[User, User]) -> None:
+    a, _ = ab
+    attack = "*a*a*a*a*a*a*a*a*a*b"
+    a.upload(task(7, a.id, secret="a" * 36) + task(8, a.id, secret="a" * 36 + "b"))
+    assert a.visible("secret LIKE $0", attack) == {8}
+    assert a.visible("secret LIKE[c] $0", attack.upper()) == {8}
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("nope == 1", "nope"),
+        ("parent.nope BEGINSWITH 'x'", "parent.nope"),
+        ("ANY links.parent.nope == 1", "links.parent.nope"),
+        ("n.x == 1", "n.x"),
+        ("TRUEPREDICATE SORT(nope ASC)", "nope"),
+    ],
+)
+def test_subscriptions_naming_unknown_properties_are_refused(
+    api: Api, text: str, field: str
+) -> None:
+    status, res = User(api, "device-d").subscribe(text)
+    assert (status, res["error"], res["detail"]["field"]) == (400, "unknown_field", field)
+
+
+def test_subscriptions_through_links_and_collections_are_accepted(api: Api) -> None:
+    u = User(api, "device-e")
+    for text in (
+        "parent.parent.secret == 'x'",
+        "links.@count > 1 AND links.@sum.n > 2 AND ANY links.parent.n == 1",
+        "named['any key'].n == 1 AND named.@keys == 'k' AND named.@values.secret == 'x'",
+        "TRUEPREDICATE SORT(parent.n DESC) DISTINCT(secret)",
+    ):
+        status, res = u.subscribe(text)
+        assert status == 200, (text, res)

@@ -27,7 +27,12 @@ from typing import Any
 from realmpy.server.auth import Principal
 from realmpy.server.config import ServerConfig
 from realmpy.server.links import LinkResolver
-from realmpy.server.permissions import Permissions, Subscriptions
+from realmpy.server.permissions import (
+    Permissions,
+    Subscriptions,
+    check_key_paths,
+    compile_query,
+)
 from realmpy.server.store import ClientRow, ObjectRow, Store, Tx
 from realmpy.sync import merge
 from realmpy.sync.merge import ObjectState, now_ms
@@ -299,9 +304,10 @@ class SyncService:
     ) -> SubscriptionResponse:
         """Store a newer subscription set; the next download bootstraps it."""
         schema = self.schema()
-        if any(t not in schema for t in req.queries):
-            schema = self.schema(reload=True)
-        Subscriptions(req.queries, schema)  # validate before storing
+        try:
+            _check_subscriptions(req, schema)
+        except ProtocolError:  # another process may have grown the schema: look again
+            _check_subscriptions(req, self.schema(reload=True))
         blob = pack({t: [[q, list(a)] for q, a in qs] for t, qs in req.queries.items()})
         with self.store.transaction(write=True) as tx:
             client = self._client(tx, principal, req.file_ident, req.salt, for_update=True)
@@ -660,6 +666,14 @@ class _DownloadCtx:
             else:
                 out.append(DownloadEntry("reset", table, pk, None, err))
         return out
+
+
+def _check_subscriptions(req: SubscriptionRequest, schema: Mapping[str, TableSpec]) -> None:
+    """Refuse queries that do not parse, or that name tables or properties the schema lacks."""
+    Subscriptions(req.queries, schema)
+    for table, items in req.queries.items():
+        for text, _ in items:
+            check_key_paths(compile_query(text), table, schema)
 
 
 def _additive_merge(
