@@ -15,6 +15,8 @@ import pytest
 from test_server_api import Api, kind, make_api, upload_body  # noqa: F401 - `kind` is a fixture
 
 from realmpy.server.config import load_config
+from realmpy.sync.merge import ObjectState
+from realmpy.sync.protocol import pack
 
 CONFIG = """
 app_id = "default"
@@ -32,6 +34,14 @@ write = "FALSEPREDICATE"
 
 [rules.Task]
 read = "owner_id == %user.id"
+write = "owner_id == %user.id"
+
+[schema.Note]
+primary_key = "id"
+fields = { id = "int", owner_id = "string", body = "string?", tags = "string[]" }
+
+[rules.Note]
+read = "TRUEPREDICATE"
 write = "owner_id == %user.id"
 """
 
@@ -59,13 +69,13 @@ class User:
         assert status == 200, res
         return res  # type: ignore[no-any-return]
 
-    def subscribe(self, query: str, *args: Any) -> tuple[int, Any]:
+    def subscribe(self, query: str, *args: Any, table: str = "Task") -> tuple[int, Any]:
         self.qv += 1
         body = {
             "file_ident": self.f["file_ident"],
             "salt": self.f["salt"],
             "query_version": self.qv,
-            "queries": {"Task": [[query, list(args)]]},
+            "queries": {table: [[query, list(args)]]},
         }
         return self.api.post("/sync/subscriptions", body, self.tok)
 
@@ -190,3 +200,40 @@ def test_subscriptions_through_links_and_collections_are_accepted(api: Api) -> N
     ):
         status, res = u.subscribe(text)
         assert status == 200, (text, res)
+
+
+def test_readers_download_no_overwritten_values(api: Api) -> None:
+    a, b1 = User(api, "device-a"), User(api, "device-b1")
+    b2 = User.__new__(User)  # B's second device: same user, another file
+    b2.api, b2.tok, b2.id, b2.cv, b2.qv = api, b1.tok, b1.id, 0, 0
+    b2.f = api.file(b1.tok, "device-b2")
+    draft = [
+        [0, "Note", 1],
+        [2, "Note", 1, "owner_id", b1.id],
+        [2, "Note", 1, "body", "draft-secret-K3"],
+    ]
+    draft.append([4, "Note", 1, "tags", None, "erased-secret"])
+    assert b1.upload(draft)["rejected"] == []
+    # B's other device overwrites the body and erases the list element it downloaded
+    body = {"file_ident": b2.f["file_ident"], "salt": b2.f["salt"], "query_version": 1}
+    api.post("/sync/subscriptions", {**body, "queries": {"Note": [["TRUEPREDICATE", []]]}}, b2.tok)
+    dl = api.post("/sync/download", {**body, "after_server_version": 0}, b2.tok)[1]
+    [entry] = dl["entries"]
+    elem = next(iter(ObjectState.from_wire(entry[3]).lists["tags"]))
+    ops = [[2, "Note", 1, "body", "final text"], [5, "Note", 1, "tags", list(elem)]]
+    res = api.post("/sync/upload", {**upload_body(b2.f, 1, ops, base=dl["server_version"])}, b2.tok)
+    assert res[0] == 200 and res[1]["rejected"] == []
+    # reader A bootstraps: the bytes she receives hold the current values only
+    a.subscribe("TRUEPREDICATE", table="Note")
+    ident = {"file_ident": a.f["file_ident"], "salt": a.f["salt"], "after_server_version": 0}
+    status, got = api.post("/sync/download", ident, a.tok)
+    wire = pack(got)
+    assert status == 200 and b"final text" in wire
+    assert b"draft-secret-K3" not in wire and b"erased-secret" not in wire
+    [note] = [e for e in got["entries"] if e[1] == "Note"]
+    assert ObjectState.from_wire(note[3]).materialize("id", 1) == {
+        "id": 1,
+        "owner_id": b1.id,
+        "body": "final text",
+        "tags": [],
+    }

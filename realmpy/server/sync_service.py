@@ -633,13 +633,13 @@ class _DownloadCtx:
         if self._visible(row.table, record):
             if not (in_view and bootstrap and row.last_sv <= after):
                 self._view_put(row.table, row.pk, True, row.last_sv)
-                return DownloadEntry("state", row.table, pk, state.to_wire())
+                return DownloadEntry("state", row.table, pk, state.for_reader().to_wire())
             return None  # already there and unchanged since the client's cursor
         if in_view:
             self._view_put(row.table, row.pk, False, forget_sv)
             if record is None:
                 return DownloadEntry(
-                    "state", row.table, pk, state.to_wire()
+                    "state", row.table, pk, state.for_reader().to_wire()
                 )  # erased: let the tombstone merge
             return DownloadEntry("forget", row.table, pk)
         if view is not None and view[1] > after:
@@ -662,7 +662,7 @@ class _DownloadCtx:
                 and record is not None
                 and self.perms.can_read(table, record, self.variables, self.links)
             ):
-                out.append(DownloadEntry("reset", table, pk, state.to_wire(), err))
+                out.append(DownloadEntry("reset", table, pk, state.for_reader().to_wire(), err))
             else:
                 out.append(DownloadEntry("reset", table, pk, None, err))
         return out
