@@ -34,9 +34,9 @@ class Root(Object):
     nodes: list[Node] = field(default_factory=list)
 
 
-def chain(depth: int) -> Node | None:
-    n = None
-    for i in range(depth):
+def chain(depth: int) -> Node:
+    n = Node(v=0)
+    for i in range(1, depth):
         n = Node(v=i, child=n)
     return n
 
@@ -44,14 +44,15 @@ def chain(depth: int) -> Node | None:
 def test_a_realm_refuses_embedded_objects_nested_too_deep(tmp_path: Path) -> None:
     with Realm(Configuration.local([Root, Node], path=tmp_path / "r.realm")) as r:
         with r.write():
-            r.add(Root(id=1, node=chain(MAX_EMBEDDED_DEPTH)))
+            root = r.add(Root(id=1, node=chain(MAX_EMBEDDED_DEPTH)))
         for value in (chain(MAX_EMBEDDED_DEPTH + 1), chain(10_000)):
             with pytest.raises(CodecError, match="MAX_EMBEDDED_DEPTH"), r.write():
                 r.add(Root(id=2, node=value))
             with pytest.raises(CodecError), r.write():
-                r.find(Root, 1).nodes.append(value)  # type: ignore[union-attr]
+                root.nodes.append(value)
         assert r.find(Root, 2) is None
-        got, depth = r.find(Root, 1).node, 0  # type: ignore[union-attr]
+        assert root.nodes == []
+        got, depth = root.node, 0
         while got is not None:
             got, depth = got.child, depth + 1
         assert depth == MAX_EMBEDDED_DEPTH

@@ -16,7 +16,7 @@ from test_server_api import Api, kind, make_api, upload_body  # noqa: F401 - `ki
 
 from realmpy.server.config import load_config
 from realmpy.sync.merge import ObjectState
-from realmpy.sync.protocol import pack
+from realmpy.sync.protocol import DownloadResponse, pack, unpack
 
 CONFIG = """
 app_id = "default"
@@ -237,3 +237,18 @@ def test_readers_download_no_overwritten_values(api: Api) -> None:
         "body": "final text",
         "tags": [],
     }
+
+
+def test_a_download_encoded_entry_by_entry_is_the_same_bytes(ab: tuple[User, User]) -> None:
+    a, _ = ab
+    a.subscribe("TRUEPREDICATE")
+    body = {"file_ident": a.f["file_ident"], "salt": a.f["salt"], "after_server_version": 0}
+    raw = a.api.c.post(
+        "/api/v1/app/default/sync/download",
+        content=pack(body),
+        headers={"content-type": "application/msgpack", "authorization": f"Bearer {a.tok}"},
+    ).content
+    res = DownloadResponse.from_wire(unpack(raw))
+    assert len(res.entries) == 5 and res.pack() == raw == pack(res.to_wire())
+    empty = DownloadResponse(1, 1, 2, 0, 1, "steady", 1.0, (), b"tok")
+    assert empty.pack() == pack(empty.to_wire())

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -58,6 +59,8 @@ __all__ = ["ChangeWatcher", "ServerApp", "create_app"]
 
 log = logging.getLogger("realmpy.server")
 MSGPACK = "application/msgpack"
+SWITCH_INTERVAL_S = 0.0005
+"""The GIL switch interval while the server runs (see ``ServerApp._lifespan``)."""
 
 
 class RequestTooLarge(ProtocolError):
@@ -183,6 +186,13 @@ class ServerApp:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        # CPU-heavy handlers (bootstraps, uploads, query evaluation) run in worker threads,
+        # but share the GIL with the event loop: with CPython's default 5 ms switch interval,
+        # each of the dozen GIL hand-offs a small request needs (the loop, a worker's store
+        # calls) could wait 5 ms behind a busy worker.  A shorter interval keeps /health and
+        # long-poll wake-ups fast while a worker computes, for a small cost in throughput.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
         self.watcher.bind(asyncio.get_running_loop())
         self.store.start_listening()
         log.info(
@@ -197,6 +207,7 @@ class ServerApp:
             if trimmer is not None:
                 trimmer.cancel()
             self.watcher.stop()
+            sys.setswitchinterval(switch)
             log.info("server stopped")
 
     async def _trim_loop(self, retention_ms: int) -> None:
@@ -267,7 +278,9 @@ class ServerApp:
             self._check_app(request)
             result = await fn()
             status = 200
-            return Response(pack(result), 200, media_type=MSGPACK)
+            # bytes: a handler that packed its (large) answer off the event loop
+            body = result if isinstance(result, bytes) else pack(result)
+            return Response(body, 200, media_type=MSGPACK)
         except ProtocolError as exc:
             status = exc.status
             self.metrics.inc(
@@ -417,7 +430,8 @@ class ServerApp:
     async def upload(self, request: Request) -> Response:
         async def go() -> Any:
             p = await self._principal(request)
-            msg = UploadRequest.from_wire(await self._body(request))
+            # decoding, integrating and encoding a large upload is CPU work: off the loop
+            msg = await run_in_threadpool(UploadRequest.from_wire, await self._body(request))
             res = await run_in_threadpool(self.sync.upload, p, msg)
             self.metrics.inc(
                 "realmpy_upload_changesets_total", len(msg.changesets), help="Changesets received"
@@ -472,7 +486,8 @@ class ServerApp:
             self.metrics.inc(
                 "realmpy_download_entries_total", len(res.entries), help="Objects sent in downloads"
             )
-            return res.to_wire()
+            # a bootstrap batch is up to max_bytes of entries: encode it off the loop
+            return await run_in_threadpool(res.pack)
 
         return await self._run(request, "download", go)
 

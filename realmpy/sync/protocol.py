@@ -1251,6 +1251,25 @@ class DownloadResponse:
             "bootstrap_token": self.bootstrap_token,
         }
 
+    def pack(self) -> bytes:
+        """``pack(self.to_wire())``, byte for byte, encoded one entry at a time.
+
+        Why: one ``msgpack.packb`` of a whole batch (up to 64 MiB) is one C call
+        that holds the GIL throughout (~55 ms for 20,000 small objects), stalling
+        the server's event loop; entry by entry, other threads run in between.
+        """
+        wire = self.to_wire()
+        header = msgpack.Packer()
+        out = [header.pack_map_header(len(wire))]
+        for key, value in wire.items():
+            out.append(pack(key))
+            if key == "entries":
+                out.append(header.pack_array_header(len(value)))
+                out.extend(pack(e) for e in value)
+            else:
+                out.append(pack(value))
+        return b"".join(out)
+
     @classmethod
     def from_wire(cls, obj: object) -> DownloadResponse:
         m = _map(obj, "download response")
