@@ -26,7 +26,11 @@ scrypt_n = 1024
 
 [schema.Task]
 primary_key = "id"
-fields = { id = "int", owner_id = "string", secret = "string?", n = "int?", parent = "link:Task?", links = "link:Task[]", named = "link:Task[str]" }
+fields = { id = "int", owner_id = "string", secret = "string?", n = "int?", parent = "link:Task?", links = "link:Task[]", named = "link:Task[str]", box = "embedded:Box?" }
+
+[schema.Box]
+embedded = true
+fields = { ref = "link:Task?", n = "int?" }
 
 [rules]
 read = "FALSEPREDICATE"
@@ -143,6 +147,15 @@ def test_collections_of_links_drop_unreadable_targets(ab: tuple[User, User]) -> 
     assert a.visible("ANY named.@values.n == 7") == set()
 
 
+def test_links_inside_embedded_objects_are_filtered_too(ab: tuple[User, User]) -> None:
+    a, _ = ab
+    a.upload([*task(7, a.id), [2, "Task", 7, "box", {"ref": 2, "n": 1}]])
+    a.upload([*task(8, a.id), [2, "Task", 8, "box", {"ref": 5, "n": 1}]])
+    assert a.visible("box.ref.secret BEGINSWITH 'K'") == set()
+    assert a.visible("box.n == 1 AND box.ref == nil") == {7}
+    assert a.visible("box.ref.n == 1") == {8}
+
+
 def test_write_rules_see_unreadable_links_as_null(kind: str, tmp_path: Path) -> None:  # noqa: F811
     cfg_file = tmp_path / "w.toml"
     rules = CONFIG.replace('write = "owner_id == %user.id"', 'write = "parent == nil"')
@@ -252,3 +265,51 @@ def test_a_download_encoded_entry_by_entry_is_the_same_bytes(ab: tuple[User, Use
     assert len(res.entries) == 5 and res.pack() == raw == pack(res.to_wire())
     empty = DownloadResponse(1, 1, 2, 0, 1, "steady", 1.0, (), b"tok")
     assert empty.pack() == pack(empty.to_wire())
+
+
+def test_read_rules_through_link_cycles_and_long_chains_terminate() -> None:
+    from realmpy.server.links import MAX_LINK_DEPTH, LinkResolver
+    from realmpy.server.permissions import Permissions
+    from realmpy.sync.merge import ObjectState as State
+    from realmpy.sync.protocol import FieldSpec, Op, OpCode, Stamp, TableSpec, pk_key
+
+    schema = {
+        "T": TableSpec(
+            "id",
+            {
+                "id": FieldSpec("int"),
+                "owner_id": FieldSpec("string"),
+                "parent": FieldSpec("link", optional=True, target="T"),
+            },
+        )
+    }
+    # readable if the parent is (a chain), or if it has none and is mine
+    perms = Permissions(
+        {"T": ("parent.owner_id == 'me' OR (parent == nil AND owner_id == 'me')", None)}
+    )
+    states: dict[bytes, State] = {}
+
+    def put(pk: int, parent: int | None) -> None:
+        st = State()
+        ops = [Op(OpCode.CREATE, "T", pk), Op(OpCode.SET, "T", pk, "owner_id", "me")]
+        ops.append(Op(OpCode.SET, "T", pk, "parent", parent))
+        for i, op in enumerate(ops):
+            st.apply(op, Stamp(1, 1, 1, i), 0, 1)
+        states[pk_key(pk)] = st
+
+    n = 20 * MAX_LINK_DEPTH
+    for pk in range(n):
+        put(pk, pk + 1 if pk + 1 < n else None)  # 0 -> 1 -> ... -> n-1
+    put(1000, 1001)
+    put(1001, 1000)  # a cycle
+    links = LinkResolver(schema, lambda t, pkb: states.get(pkb), perms, {})
+
+    def readable(pk: int) -> bool:
+        rec = links.wrap("T", states[pk_key(pk)].materialize("id", pk))
+        return perms.can_read("T", rec, {}, links)
+
+    assert readable(n - 1) and readable(n - 2)  # no parent; a readable parent
+    assert readable(0)  # 320 links deep: decided without RecursionError
+    # deciding 1000 asks about 1001, whose parent (1000, being decided) reads as null,
+    # so ``parent == nil AND owner_id == 'me'`` holds for 1001, and then for 1000
+    assert readable(1000) and readable(1001)
