@@ -299,7 +299,10 @@ class ObjectState:
         What still travels: an erased object's surviving candidates (a create
         that saw the erase brings them back), removed set elements (an
         element *is* its value) and erased dictionary keys (a key is its name).
+        ``self`` itself when nothing was overwritten (one writer per field).
         """
+        if not self._overwritten():
+            return self
         out = self.copy()
         newest: dict[str, Stamp] = {
             f: max(c.stamp for c, _ in regs.values()) for f, regs in out.regs.items() if regs
@@ -334,6 +337,16 @@ class ObjectState:
                     for o, d in by.items()
                 }
         return out
+
+    def _overwritten(self) -> bool:
+        """Might ``for_reader`` change anything?  (Cheap: no value is looked at.)"""
+        return (
+            any(len(regs) > 1 for regs in self.regs.values())
+            or any("." in f for f in self.regs)
+            or bool(self.adds and self.regs.keys() & {f.split(".", 1)[0] for f in self.adds})
+            or any(self.erased.values())
+            or any(len(by) > 1 for keys in self.dicts.values() for by in keys.values())
+        )
 
     # ----------------------------------------------------------------- apply
 
