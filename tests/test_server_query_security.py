@@ -313,3 +313,32 @@ def test_read_rules_through_link_cycles_and_long_chains_terminate() -> None:
     # deciding 1000 asks about 1001, whose parent (1000, being decided) reads as null,
     # so ``parent == nil AND owner_id == 'me'`` holds for 1001, and then for 1000
     assert readable(1000) and readable(1001)
+
+
+def test_a_download_looks_at_a_bounded_number_of_objects(api: Api) -> None:
+    api.server.sync.max_objects_per_batch = 3
+    a = User(api, "device-batch")
+    for first in range(0, 8, 2):  # four server versions of two tasks each
+        a.upload(task(first, a.id, n=first) + task(first + 1, a.id, n=first + 1))
+    ident = {"file_ident": a.f["file_ident"], "salt": a.f["salt"]}
+
+    def drain(after: int, token: bytes | None = None) -> tuple[list[str], set[int], int]:
+        batches: list[str] = []
+        got: set[int] = set()
+        while True:
+            body = {**ident, "after_server_version": after, "bootstrap_token": token}
+            status, res = api.post("/sync/download", body, a.tok)
+            assert status == 200, res
+            batches.append(res["batch"])
+            got |= {e[2] for e in res["entries"] if e[0] == "state"}
+            token, after = res.get("bootstrap_token"), res["server_version"]
+            if res["batch"] != "more":
+                return batches, got, after
+
+    a.subscribe("n >= 5")  # bootstrap: 8 objects, 3 at a time
+    batches, got, cursor = drain(0)
+    assert (batches, got) == (["more", "more", "last"], {5, 6, 7})
+    for first in range(10, 18, 2):  # incremental: 3 objects, then the rest of their version
+        a.upload(task(first, a.id, n=first) + task(first + 1, a.id, n=first + 1))
+    batches, got, _ = drain(cursor)
+    assert (batches, got) == (["more", "steady"], set(range(10, 18)))

@@ -66,7 +66,7 @@ from realmpy.sync.protocol import (
     unpack,
 )
 
-__all__ = ["ClientResetRequired", "SyncService"]
+__all__ = ["MAX_OBJECTS_PER_BATCH", "ClientResetRequired", "SyncService"]
 
 log = logging.getLogger("realmpy.server.sync")
 
@@ -87,8 +87,16 @@ class _Pending:
     sv: int
 
 
+MAX_OBJECTS_PER_BATCH = 10_000
+"""Objects one download request looks at, at most (beyond the rest of one server
+version): a subscription that matches little, or a costly query, then answers
+``more`` and the client continues, instead of one request scanning everything."""
+
+
 class SyncService:
     """Stateless request handlers over a ``Store`` (safe to call from many threads)."""
+
+    max_objects_per_batch = MAX_OBJECTS_PER_BATCH
 
     def __init__(
         self, store: Store, config: ServerConfig, *, on_change: Callable[[], None] = lambda: None
@@ -437,9 +445,9 @@ class SyncService:
             start_sv, pos, scanned, total = token
         after = req.after_server_version
         entries: list[DownloadEntry] = []
-        size = 0
+        size = looked = 0
         done = False
-        while size < req.max_bytes:
+        while size < req.max_bytes and looked < self.max_objects_per_batch:
             rows = ctx.tx.objects_scan(pos, 256)
             if not rows:
                 done = True
@@ -448,11 +456,12 @@ class SyncService:
             for row in rows:
                 pos = (row.table, row.pk)
                 scanned += 1
+                looked += 1
                 e = ctx.consider(row, after, forget_sv=start_sv, bootstrap=True)
                 if e is not None:
                     entries.append(e)
                     size += len(pack(e.to_wire()))
-                if size >= req.max_bytes:
+                if size >= req.max_bytes or looked >= self.max_objects_per_batch:
                     break
         if not done and not ctx.tx.objects_scan(pos, 1):
             done = True
@@ -469,7 +478,7 @@ class SyncService:
     ) -> DownloadResponse:
         after = req.after_server_version
         entries: list[DownloadEntry] = []
-        size = 0
+        size = looked = 0
         pos: tuple[int, str, bytes] = (after, "", b"")
         boundary: int | None = None
         more = False
@@ -484,12 +493,15 @@ class SyncService:
                     more, stop = True, True
                     break
                 pos = (row.last_sv, row.table, row.pk)
+                looked += 1
                 e = ctx.consider(row, after, forget_sv=row.last_sv, bootstrap=False)
                 if e is not None:
                     entries.append(e)
                     size += len(pack(e.to_wire()))
-                if boundary is None and size >= req.max_bytes:
-                    boundary = row.last_sv
+                if boundary is None and (
+                    size >= req.max_bytes or looked >= self.max_objects_per_batch
+                ):
+                    boundary = row.last_sv  # finish this version: the cursor moves whole versions
             if stop:
                 break
         cursor = boundary if more and boundary is not None else latest
