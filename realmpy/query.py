@@ -929,16 +929,21 @@ _Segment = tuple[str | re.Pattern[str], int]  # the segment, its length in chara
 
 
 @functools.lru_cache(maxsize=256)
-def _like_segments(pattern: str) -> tuple[_Segment, ...]:
-    return tuple(
+def _like_segments(pattern: str) -> tuple[int, tuple[_Segment, ...]]:
+    """(fewest characters a match has, the segments); empty middle segments
+    (``**``) are dropped, so each one the matcher visits consumes a character."""
+    parts = pattern.split("*")
+    kept = [parts[0], *(p for p in parts[1:-1] if p), parts[-1]] if len(parts) > 1 else parts
+    segs = tuple(
         (
             part
             if "?" not in part
             else re.compile(".".join(re.escape(x) for x in part.split("?")), re.DOTALL),
             len(part),
         )
-        for part in pattern.split("*")
+        for part in kept
     )
+    return sum(n for _, n in segs), segs
 
 
 def _segment_at(text: str, seg: str | re.Pattern[str], pos: int) -> bool:
@@ -957,21 +962,28 @@ def _segment_find(text: str, seg: str | re.Pattern[str], start: int, end: int) -
 
 def like(text: str, pattern: str) -> bool:
     """Does all of ``text`` match the LIKE ``pattern`` (``*`` any run, ``?``
-    one character)?  At worst O(len(text) * len(pattern)), never backtracking."""
-    segs = _like_segments(pattern)
-    (first, first_len), (last, last_len) = segs[0], segs[-1]
+    one character)?  At worst O(len(text) * len(pattern)), never backtracking.
+    A pattern is at most ``MAX_QUERY_CHARS`` characters (``QueryArgumentError``)."""
+    if len(pattern) > MAX_QUERY_CHARS:
+        raise QueryArgumentError(
+            f"LIKE pattern of {len(pattern)} characters is longer than MAX_QUERY_CHARS "
+            f"({MAX_QUERY_CHARS})"
+        )
+    least, segs = _like_segments(pattern)
     n = len(text)
+    if n < least:
+        return False
+    (first, first_len), (last, last_len) = segs[0], segs[-1]
     if len(segs) == 1:
         return n == first_len and _segment_at(text, first, 0)
     pos, end = first_len, n - last_len
-    if end < pos or not _segment_at(text, first, 0) or not _segment_at(text, last, end):
+    if not _segment_at(text, first, 0) or not _segment_at(text, last, end):
         return False
     for seg, length in segs[1:-1]:
-        if length:
-            found = _segment_find(text, seg, pos, end)
-            if found < 0:
-                return False
-            pos = found + length
+        found = _segment_find(text, seg, pos, end)
+        if found < 0:
+            return False
+        pos = found + length
     return True
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from realmpy import query
 from realmpy.config import Configuration
-from realmpy.errors import QuerySyntaxError, QueryTooComplexError
+from realmpy.errors import QueryArgumentError, QuerySyntaxError, QueryTooComplexError
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
 
@@ -58,6 +58,14 @@ def test_the_backtracking_attack_gets_its_answer() -> None:
         assert query.like(title + "b", attack)
         for text in ("title LIKE $0", "title LIKE[c] $0", "title LIKE[cd] $0"):
             assert not query.parse(text).matches({"title": title}, [attack])
+
+
+def test_like_patterns_are_bounded() -> None:
+    stars = "*" * (query.MAX_QUERY_CHARS - 2)
+    assert query.like("abc", "a" + stars + "c") and not query.like("abd", "a" + stars + "c")
+    assert not query.like("ab", "*a*b*c*")  # shorter than any match: no segment is searched
+    with pytest.raises(QueryArgumentError, match="MAX_QUERY_CHARS"):
+        query.parse("s LIKE $0").matches({"s": "x"}, ["?" * (query.MAX_QUERY_CHARS + 1)])
 
 
 def test_string_operators_on_bytes_and_mixed_types() -> None:
