@@ -1247,6 +1247,14 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
         return lambda r: value
     if (
         isinstance(node, Comparison)
+        and node.op == "IN"
+        and not (node.case_insensitive or node.diacritic_insensitive)
+        and isinstance(node.left, KeyPath)
+        and _is_fixed(node.right)
+    ):
+        return _compile_in(node, node.left, ctx)
+    if (
+        isinstance(node, Comparison)
         and node.quantifier is None
         and isinstance(node.left, KeyPath)
         and len(node.left.parts) == 1
@@ -1333,6 +1341,64 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
             return equal
         return slow
     return general(node)
+
+
+def _is_fixed(node: Node) -> bool:
+    """Does ``node`` evaluate to the same value for every record?"""
+    if isinstance(node, ListExpr):
+        return all(_is_fixed(i) for i in node.items)
+    return isinstance(node, (Const, Arg, Var))
+
+
+_KEYED_OTHER: Final = (_dt.datetime, ObjectId, uuid.UUID)
+
+
+def _in_key(v: Any) -> tuple[str, Any] | None:
+    """A hashable key with ``_in_key(a) == _in_key(b)`` exactly when
+    ``_values_equal(a, b)``, or None when ``v`` has none (then compare)."""
+    if v is None:
+        return ("null", None)
+    if isinstance(v, bool):
+        return ("bool", v)
+    if isinstance(v, str):
+        return ("str", v)
+    if isinstance(v, (int, float, Decimal)):
+        if v != v:  # NaN equals nothing, not even itself
+            return None
+        return ("num", v)
+    if isinstance(v, bytes):
+        return ("bytes", v)
+    if isinstance(v, _KEYED_OTHER):
+        return ("other", v)
+    return None
+
+
+def _compile_in(node: Comparison, left: KeyPath, ctx: _Ctx) -> Callable[[Any], bool]:
+    """``path IN <fixed list>`` with the list hashed once: O(1) per value instead of
+    O(len(list)) (a subscription may pass thousands of keys as ``$0``)."""
+    options = _as_list(_operand(node.right, None, ctx))
+    keys: set[tuple[str, Any]] = set()
+    rest: list[Any] = []
+    for o in options:
+        k = _in_key(o)
+        if k is None:
+            rest.append(o)
+        else:
+            keys.add(k)
+
+    def member(x: Any) -> bool:
+        k = _in_key(x)
+        if k is None:
+            return any(_values_equal(x, o) for o in options)
+        return k in keys or any(_values_equal(x, o) for o in rest)
+
+    wrap, quant, parts = ctx.wrap, node.quantifier, left.parts
+
+    def test(r: Any) -> bool:
+        x = _walk([r if wrap is None else wrap(r)], parts, ctx, False)
+        return _quantify(quant, x, member)
+
+    return test
 
 
 RowFilter = Callable[[Iterable[tuple[Any, Any]]], list[Any]]
@@ -1519,6 +1585,8 @@ class Query:
     predicate: Node
     descriptors: tuple[Descriptor, ...]
     arg_count: int
+    terms: int = 1
+    """Comparisons (and BETWEEN, TRUEPREDICATE, FALSEPREDICATE): see MAX_QUERY_TERMS."""
 
     def __str__(self) -> str:
         tail = "".join(" " + str(d) for d in self.descriptors)
@@ -1635,4 +1703,4 @@ def parse(text: str) -> Query:
 def _parse_cached(text: str) -> Query:
     p = _Parser(text)
     predicate, descriptors = p.parse()
-    return Query(text, predicate, descriptors, p.max_arg + 1)
+    return Query(text, predicate, descriptors, p.max_arg + 1, p.terms)

@@ -10,8 +10,12 @@ realm's query paths (compiled matcher, generated row filter, engine pushdown).
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import re
+import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,7 @@ from hypothesis import strategies as st
 from realmpy import query
 from realmpy.config import Configuration
 from realmpy.errors import QueryArgumentError, QuerySyntaxError, QueryTooComplexError
+from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
 
@@ -72,6 +77,30 @@ def test_string_operators_on_bytes_and_mixed_types() -> None:
     assert not query.parse("s LIKE '*'").matches({"s": b"x"})
     assert not query.parse("s LIKE '*'").matches({"s": 3})
     assert query.parse("s LIKE[d] 'cafe*'").matches({"s": "café au lait"})
+
+
+mixed = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 2),
+    st.floats(-2, 2),
+    st.sampled_from([Decimal("1"), Decimal("0.5"), Decimal("NaN"), math.nan]),
+    st.sampled_from(["", "1", "a"]),
+    st.sampled_from([b"", b"1"]),
+    st.sampled_from([dt.datetime(2020, 1, 1), ObjectId(b"\x01" * 12), uuid.UUID(int=1)]),
+    st.lists(st.integers(0, 1), max_size=2),
+)
+
+
+@given(st.one_of(mixed, st.lists(mixed, max_size=3)), st.lists(mixed, max_size=8))
+def test_in_with_a_hashed_list_agrees_with_the_evaluator(
+    value: object, options: list[object]
+) -> None:
+    """The compiled ``IN`` (a hashed list, for long ``$0`` lists) answers as ``matches``."""
+    for text in ("v IN $0", "ANY v IN $0", "ALL v IN $0", "NONE v IN $0"):
+        q = query.parse(text)
+        rec = {"v": value}
+        assert q.matcher([options])(rec) == q.matches(rec, [options]), text
 
 
 @pytest.mark.parametrize(

@@ -342,3 +342,28 @@ def test_a_download_looks_at_a_bounded_number_of_objects(api: Api) -> None:
         a.upload(task(first, a.id, n=first) + task(first + 1, a.id, n=first + 1))
     batches, got, _ = drain(cursor)
     assert (batches, got) == (["more", "steady"], set(range(10, 18)))
+
+
+def test_a_subscription_set_is_held_to_one_querys_limits(api: Api) -> None:
+    from realmpy.query import MAX_QUERY_TERMS
+    from realmpy.server.permissions import MAX_SUBSCRIPTION_ARGS
+
+    u = User(api, "device-size")
+    body = {"file_ident": u.f["file_ident"], "salt": u.f["salt"], "query_version": 1}
+    wide = " OR ".join(["n == 1"] * 10)  # 10 comparisons per query, 101 queries
+    queries = {"Task": [[wide, []]] * (MAX_QUERY_TERMS // 10 + 1)}
+    status, res = api.post("/sync/subscriptions", {**body, "queries": queries}, u.tok)
+    assert (status, res["error"]) == (400, "query_too_complex")
+    queries = {"Task": [["n IN $0", [list(range(MAX_SUBSCRIPTION_ARGS + 1))]]]}
+    status, res = api.post("/sync/subscriptions", {**body, "queries": queries}, u.tok)
+    assert (status, res["error"]) == (400, "query_too_complex")
+    queries = {"Task": [["n IN $0", [list(range(MAX_SUBSCRIPTION_ARGS))]]]}
+    assert api.post("/sync/subscriptions", {**body, "queries": queries}, u.tok)[0] == 200
+
+
+def test_a_long_in_list_argument_is_hashed_once_per_download(api: Api) -> None:
+    u = User(api, "device-in")
+    u.upload([op for pk in range(20) for op in task(pk, u.id, n=pk)])
+    wanted = [3, 7.0, "7", True, None, *range(1000, 1000 + 9_990)]
+    assert u.visible("n IN $0", wanted) == {3, 7}
+    assert u.visible("NOT (n IN $0) AND n < 5", wanted) == {0, 1, 2, 4}

@@ -15,7 +15,7 @@ object nor give an object away, nor create one on another user's behalf.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from realmpy.errors import QueryError, QueryTooComplexError
 from realmpy.sync.protocol import ProtocolError, TableSpec, UnknownFieldError
 
 __all__ = [
+    "MAX_SUBSCRIPTION_ARGS",
     "InvalidQueryError",
     "Permissions",
     "QueryTooComplex",
@@ -207,8 +208,22 @@ class Permissions:
         return None
 
 
+MAX_SUBSCRIPTION_ARGS = 10_000
+"""Argument values of one subscription set, list elements counted one by one."""
+
+
+def _arg_values(args: tuple[Any, ...]) -> int:
+    return sum(len(a) if isinstance(a, (list, tuple, dict)) else 1 for a in args)
+
+
 class Subscriptions:
-    """A client's compiled subscription set: table → [(query, args)]."""
+    """A client's compiled subscription set: table → [(query, args)].
+
+    Every object a download considers is tested against the whole set, so the
+    set as a whole is held to one query's limits (``check_size``): at most
+    ``MAX_QUERY_TERMS`` comparisons and ``MAX_SUBSCRIPTION_ARGS`` argument
+    values in all.
+    """
 
     def __init__(
         self,
@@ -216,6 +231,7 @@ class Subscriptions:
         known_tables: Mapping[str, Any],
     ) -> None:
         compiled: dict[str, list[tuple[rql.Query, tuple[Any, ...]]]] = {}
+        terms = values = 0
         for table, items in queries.items():
             if table not in known_tables:
                 raise InvalidQueryError(f"subscription on unknown table {table!r}", table=table)
@@ -231,22 +247,48 @@ class Subscriptions:
                         f"query {text!r} needs {q.arg_count} argument(s)", query=text
                     )
                 compiled.setdefault(table, []).append((q, args))
+                terms += q.terms
+                values += _arg_values(args)
         self._queries = compiled
+        self._size = (terms, values)
+
+    def check_size(self) -> None:
+        """Refuse a set beyond the limits (checked when a set is stored, not on sets stored
+        before the limits existed)."""
+        terms, values = self._size
+        if terms > rql.MAX_QUERY_TERMS or values > MAX_SUBSCRIPTION_ARGS:
+            raise QueryTooComplex(
+                f"the subscription set has {terms} comparisons and {values} argument values; "
+                f"at most {rql.MAX_QUERY_TERMS} and {MAX_SUBSCRIPTION_ARGS} in all",
+                terms=terms,
+                values=values,
+            )
 
     @property
     def tables(self) -> frozenset[str]:
         """Tables with at least one query."""
         return frozenset(self._queries)
 
-    def matches(
-        self,
-        table: str,
-        record: Mapping[str, Any],
-        variables: Mapping[str, Any],
-        resolver: rql.Resolver | None = None,
-    ) -> bool:
-        """Is the object in any subscribed query?"""
-        return any(
-            _matches(q, record, variables, args, resolver)
-            for q, args in self._queries.get(table, ())
-        )
+    def matcher(
+        self, table: str, variables: Mapping[str, Any], resolver: rql.Resolver | None = None
+    ) -> Callable[[Mapping[str, Any]], bool]:
+        """``record -> is the object in any subscribed query of table?``, with the
+        arguments bound once (``IN $0`` lists hashed): make one per request.  A query
+        that cannot be evaluated (on this record) matches nothing."""
+        tests = []
+        for q, args in self._queries.get(table, ()):
+            try:
+                tests.append(q.matcher(args, variables, resolver))
+            except (QueryError, ValueError, TypeError, KeyError):
+                continue
+
+        def match(record: Mapping[str, Any]) -> bool:
+            for test in tests:
+                try:
+                    if test(record):
+                        return True
+                except (QueryError, ValueError, TypeError, KeyError):
+                    continue
+            return False
+
+        return match

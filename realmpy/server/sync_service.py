@@ -583,6 +583,7 @@ class _DownloadCtx:
             schema,
         )
         self.links = LinkResolver(schema, self._load, perms, variables)
+        self._matchers: dict[str, Callable[[Mapping[str, Any]], bool]] = {}
         self._views: dict[tuple[str, bytes], tuple[bool, int] | None] = {}
         self._puts: dict[tuple[str, bytes], tuple[bool, int]] = {}
 
@@ -616,10 +617,16 @@ class _DownloadCtx:
         row = self.tx.get_object(table, pkb)
         return None if row is None else ObjectState.from_wire(unpack(row.state))
 
+    def _matcher(self, table: str) -> Callable[[Mapping[str, Any]], bool]:
+        got = self._matchers.get(table)
+        if got is None:
+            got = self._matchers[table] = self.subs.matcher(table, self.variables, self.links)
+        return got
+
     def _visible(self, table: str, record: Mapping[str, Any] | None) -> bool:
         return (
             record is not None
-            and self.subs.matches(table, record, self.variables, self.links)
+            and self._matcher(table)(record)
             and self.perms.can_read(table, record, self.variables, self.links)
         )
 
@@ -681,8 +688,9 @@ class _DownloadCtx:
 
 
 def _check_subscriptions(req: SubscriptionRequest, schema: Mapping[str, TableSpec]) -> None:
-    """Refuse queries that do not parse, or that name tables or properties the schema lacks."""
-    Subscriptions(req.queries, schema)
+    """Refuse queries that do not parse, sets beyond the size limits, and queries naming
+    tables or properties the schema lacks."""
+    Subscriptions(req.queries, schema).check_size()
     for table, items in req.queries.items():
         for text, _ in items:
             check_key_paths(compile_query(text), table, schema)
