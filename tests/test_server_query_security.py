@@ -351,7 +351,7 @@ def test_a_subscription_set_is_held_to_one_querys_limits(api: Api) -> None:
     u = User(api, "device-size")
     body = {"file_ident": u.f["file_ident"], "salt": u.f["salt"], "query_version": 1}
     wide = " OR ".join(["n == 1"] * 10)  # 10 comparisons per query, 101 queries
-    queries = {"Task": [[wide, []]] * (MAX_QUERY_TERMS // 10 + 1)}
+    queries: dict[str, list[list[Any]]] = {"Task": [[wide, []]] * (MAX_QUERY_TERMS // 10 + 1)}
     status, res = api.post("/sync/subscriptions", {**body, "queries": queries}, u.tok)
     assert (status, res["error"]) == (400, "query_too_complex")
     queries = {"Task": [["n IN $0", [list(range(MAX_SUBSCRIPTION_ARGS + 1))]]]}
