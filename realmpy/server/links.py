@@ -198,15 +198,19 @@ class LinkResolver:
             self._readable[key] = got
         return got
 
+    def _follow(self, link: Any) -> Any:
+        """``link`` if the user may follow it, else None (so is a value not tagged as a link)."""
+        if link is None or getattr(link, "_rp_table", None) is None:
+            return None
+        return link if self._may_read(link) else None
+
     def _readable_links(self, value: Any) -> Any:
         """A link field's value with the links the user may not follow nulled or left out."""
         if isinstance(value, list):
-            return [v for v in value if v is None or self._may_read(v)]
+            return [v for v in value if v is None or self._follow(v) is not None]
         if isinstance(value, dict):
-            return {k: v if v is None or self._may_read(v) else None for k, v in value.items()}
-        if value is None or getattr(value, "_rp_table", None) is None:
-            return value
-        return value if self._may_read(value) else None
+            return {k: self._follow(v) for k, v in value.items()}
+        return self._follow(value)
 
     def __call__(self, value: Any, name: str) -> Any:
         if isinstance(value, _Record):
