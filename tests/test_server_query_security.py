@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from test_server_api import Api, kind, make_api, upload_body  # noqa: F401 - `kind` is a fixture
 
+from realmpy.server import app as server_app
 from realmpy.server.config import load_config
 from realmpy.sync.merge import ObjectState
 from realmpy.sync.protocol import DownloadResponse, pack, unpack
@@ -252,15 +253,20 @@ def test_readers_download_no_overwritten_values(api: Api) -> None:
     }
 
 
-def test_a_download_encoded_entry_by_entry_is_the_same_bytes(ab: tuple[User, User]) -> None:
+def test_a_download_encoded_entry_by_entry_and_sent_in_pieces_is_the_same_bytes(
+    ab: tuple[User, User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_app, "SEND_CHUNK_BYTES", 64)  # answers above it go in pieces
     a, _ = ab
     a.subscribe("TRUEPREDICATE")
     body = {"file_ident": a.f["file_ident"], "salt": a.f["salt"], "after_server_version": 0}
-    raw = a.api.c.post(
+    got = a.api.c.post(
         "/api/v1/app/default/sync/download",
         content=pack(body),
         headers={"content-type": "application/msgpack", "authorization": f"Bearer {a.tok}"},
-    ).content
+    )
+    raw = got.content
+    assert got.headers["content-length"] == str(len(raw)) and len(raw) > 64
     res = DownloadResponse.from_wire(unpack(raw))
     assert len(res.entries) == 5 and res.pack() == raw == pack(res.to_wire())
     empty = DownloadResponse(1, 1, 2, 0, 1, "steady", 1.0, (), b"tok")

@@ -27,7 +27,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
 from realmpy.server.auth import AuthService, Principal
@@ -59,6 +59,8 @@ __all__ = ["ChangeWatcher", "ServerApp", "create_app"]
 
 log = logging.getLogger("realmpy.server")
 MSGPACK = "application/msgpack"
+SEND_CHUNK_BYTES = 256 * 1024
+"""Answers larger than this are written to the socket in pieces of this size."""
 SWITCH_INTERVAL_S = 0.0005
 """The GIL switch interval while the server runs (see ``ServerApp._lifespan``)."""
 
@@ -280,6 +282,8 @@ class ServerApp:
             status = 200
             # bytes: a handler that packed its (large) answer off the event loop
             body = result if isinstance(result, bytes) else pack(result)
+            if len(body) > SEND_CHUNK_BYTES:
+                return _chunked(body)
             return Response(body, 200, media_type=MSGPACK)
         except ProtocolError as exc:
             status = exc.status
@@ -490,6 +494,20 @@ class ServerApp:
             return await run_in_threadpool(res.pack)
 
         return await self._run(request, "download", go)
+
+
+def _chunked(body: bytes) -> Response:
+    """A large answer sent SEND_CHUNK_BYTES at a time: one socket write of a whole
+    bootstrap batch (megabytes) would keep the event loop in the kernel meanwhile."""
+
+    async def pieces() -> AsyncIterator[bytes]:
+        view = memoryview(body)
+        for start in range(0, len(body), SEND_CHUNK_BYTES):
+            yield bytes(view[start : start + SEND_CHUNK_BYTES])
+
+    return StreamingResponse(
+        pieces(), 200, headers={"content-length": str(len(body))}, media_type=MSGPACK
+    )
 
 
 def _plain(detail: Any) -> dict[str, Any]:
