@@ -437,7 +437,8 @@ class ServerApp:
         async def go() -> Any:
             await self._principal(request)
             if request.method == "GET":
-                return {"tables": tables_to_wire(self.sync.schema(reload=True))}
+                tables = await run_in_threadpool(self.sync.schema, reload=True)  # a store read
+                return {"tables": tables_to_wire(tables)}
             msg = SchemaRequest.from_wire(await self._body(request))
             return {"tables": tables_to_wire(await run_in_threadpool(self.sync.push_schema, msg))}
 
