@@ -1363,8 +1363,8 @@ def _in_key(v: Any) -> tuple[str, Any] | None:
     if isinstance(v, str):
         return ("str", v)
     if isinstance(v, (int, float, Decimal)):
-        if v != v:  # NaN equals nothing, not even itself
-            return None
+        if (isinstance(v, Decimal) and v.is_nan()) or (isinstance(v, float) and math.isnan(v)):
+            return None  # NaN equals nothing, not even itself
         return ("num", v)
     if isinstance(v, bytes):
         return ("bytes", v)
