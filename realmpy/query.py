@@ -894,7 +894,7 @@ def _values_equal(a: Any, b: Any) -> bool:
         return False
     try:
         return bool(a == b)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, InvalidOperation):  # a signaling Decimal NaN
         return False
 
 
