@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from realmpy.server.store import ConflictError, SessionRow, Store, UserRow
 from realmpy.sync.protocol import AuthError, LoginRequest, ProtocolError, TokenResponse
@@ -104,6 +104,10 @@ class Principal:
         return {"user.id": self.user_id, "user.email": self.email, "user.provider": self.provider}
 
 
+MAX_TOKEN_CHARS: Final = 4096
+"""Longer bearer tokens are refused before any work (ours are about 250 characters)."""
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -179,19 +183,31 @@ class AuthService:
         return f"{self.TOKEN_PREFIX}.{body}.{_b64(mac)}"
 
     def _verify(self, token: str) -> dict[str, Any]:
-        parts = token.split(".")
-        if len(parts) != 3 or parts[0] != self.TOKEN_PREFIX or len(token) > 4096:
+        """The payload of a token this deployment signed; ``AuthError`` for anything else.
+
+        The signature is checked (in constant time) before anything in the token is
+        decoded, so forged input never reaches the JSON parser; length and alphabet are
+        checked first so that even the MAC is computed only over bounded ASCII.
+        """
+        if len(token) > MAX_TOKEN_CHARS or not token.isascii():
             raise AuthError("malformed access token")
-        mac = hmac.new(
-            self._secret, f"{parts[0]}.{parts[1]}".encode("ascii"), hashlib.sha256
-        ).digest()
+        signed, _, mac_text = token.rpartition(".")
+        prefix, _, body = signed.partition(".")
+        if prefix != self.TOKEN_PREFIX or not body or "." in body:
+            raise AuthError("malformed access token")
+        want = hmac.new(self._secret, signed.encode("ascii"), hashlib.sha256).digest()
         try:
-            given = _unb64(parts[2])
-            payload = json.loads(_unb64(parts[1]))
-        except (ValueError, UnicodeDecodeError):
+            given = _unb64(mac_text)
+        except ValueError:
             raise AuthError("malformed access token") from None
-        if not hmac.compare_digest(mac, given) or not isinstance(payload, dict):
+        if not hmac.compare_digest(want, given):
             raise AuthError("access token signature is invalid")
+        try:  # signed by us, so well-formed; checked anyway (a leaked secret must not crash us)
+            payload = json.loads(_unb64(body))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise AuthError("malformed access token") from None
+        if not isinstance(payload, dict):
+            raise AuthError("malformed access token")
         return payload
 
     def _issue(self, user: UserRow, sid: str, *, refresh: str | None) -> TokenResponse:
@@ -237,7 +253,7 @@ class AuthService:
 
     def _session_for_refresh(self, refresh: str) -> SessionRow:
         parts = refresh.split(".")
-        if len(parts) != 3 or parts[0] != "rpr1" or len(refresh) > 512:
+        if len(parts) != 3 or parts[0] != "rpr1" or len(refresh) > 512 or not refresh.isascii():
             raise AuthError("malformed refresh token")
         with self.store.transaction(write=False) as tx:
             session = tx.get_session(parts[1])

@@ -156,9 +156,11 @@ class SyncService:
         tx: Tx, principal: Principal, file_ident: int, salt: int, *, for_update: bool = False
     ) -> ClientRow:
         row = tx.get_client(file_ident, for_update=for_update)
-        if row is None:
+        if row is None or (row.user_id != principal.user_id and row.salt != salt):
             # Never allocated here: the server lost its history (restored from an older
             # backup, or a new database).  The client must start over with a new identity.
+            # Another user's ident with the wrong salt answers the same, so idents cannot be
+            # probed: only a holder of that file (who knows its salt) learns it is foreign.
             raise ClientResetRequired(
                 f"the server does not know file ident {file_ident}; reset the client",
                 reason="unknown_file_ident",

@@ -19,9 +19,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import realmpy
 from realmpy.server.store import Store
 
 __all__ = [
@@ -116,28 +117,41 @@ def run_server(
     app_id: str = "default",
     port: int | None = None,
     timeout: float = 30.0,
+    log_level: str = "warning",
+    extra_args: Sequence[str] = (),
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start ``realmpy-server`` as a subprocess; yield (base URL, process); stop it after."""
+    """Start ``realmpy-server`` as a subprocess; yield (base URL, process); stop it after.
+
+    The child imports the same ``realmpy`` package as this process and runs in
+    ``data``: started from a checkout's root, its working directory would
+    otherwise put the uncompiled source tree first on ``sys.path``.
+    """
     port = port or free_port()
     cmd = [
         sys.executable,
         "-m",
         "realmpy.server.cli",
         "--data",
-        str(data),
+        str(Path(data).resolve()),
         "--port",
         str(port),
         "--app-id",
         app_id,
         "--log-level",
-        "warning",
+        log_level,
+        *extra_args,
     ]
     if database:
         cmd += ["--database", database]
     if config:
         cmd += ["--config", str(config)]
     log = open(Path(data) / f"server-{port}.log", "ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+    package_root = str(Path(realmpy.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [package_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    )
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=data, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
