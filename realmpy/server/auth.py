@@ -31,6 +31,7 @@ from realmpy.server.store import ConflictError, SessionRow, Store, UserRow
 from realmpy.sync.protocol import AuthError, LoginRequest, ProtocolError, TokenResponse
 
 __all__ = [
+    "AccountDisabled",
     "AuthConfig",
     "AuthService",
     "EmailTakenError",
@@ -54,6 +55,12 @@ class InvalidCredentials(AuthError):
     """Wrong email/password or API key."""
 
     code = "invalid_credentials"
+
+
+class AccountDisabled(AuthError):
+    """The account was disabled by an administrator (``realmpy-server users disable``)."""
+
+    code = "account_disabled"
 
 
 class ProviderDisabled(ProtocolError):
@@ -222,6 +229,8 @@ class AuthService:
         secret = secrets.token_urlsafe(32)
         refresh = f"rpr1.{sid}.{secret}"
         with self.store.transaction(write=True) as tx:
+            if tx.is_disabled(user.id):
+                raise AccountDisabled("this account is disabled; ask the app's administrator")
             tx.create_session(
                 SessionRow(
                     sid,
@@ -292,11 +301,7 @@ class AuthService:
         """Create an email/password user; returns its id."""
         if not self.config.email_password:
             raise ProviderDisabled("email/password authentication is disabled")
-        if len(password) < self.config.min_password_length:
-            raise ProtocolError(
-                f"password must have at least {self.config.min_password_length} characters",
-                field="password",
-            )
+        self.check_password_rules(password)
         user = UserRow(
             secrets.token_hex(12),
             "email_password",
@@ -349,11 +354,31 @@ class AuthService:
         """(id, key) of a new API key for the caller; the key is shown only now."""
         if not self.config.api_keys:
             raise ProviderDisabled("API-key authentication is disabled")
+        return self.issue_api_key(principal.user_id, name)
+
+    def issue_api_key(self, user_id: str, name: str) -> tuple[str, str]:
+        """(id, key) of a new API key for ``user_id`` (also the admin command's)."""
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         with self.store.transaction(write=True) as tx:
-            tx.create_api_key(key_id, principal.user_id, name, _sha(secret), int(self.now()))
+            tx.create_api_key(key_id, user_id, name, _sha(secret), int(self.now()))
         return key_id, f"rpk1.{key_id}.{secret}"
+
+    def check_password_rules(self, password: str) -> None:
+        """``ProtocolError`` if ``password`` is too short for this deployment."""
+        if len(password) < self.config.min_password_length:
+            raise ProtocolError(
+                f"password must have at least {self.config.min_password_length} characters",
+                field="password",
+            )
+
+    def reset_password(self, user_id: str, password: str) -> None:
+        """Set a new password and end every session of the user (the admin command's)."""
+        self.check_password_rules(password)
+        pw_hash = hash_password(password, n=self.config.scrypt_n)
+        with self.store.transaction(write=True) as tx:
+            tx.set_password(user_id, pw_hash)
+            tx.revoke_user_sessions(user_id)
 
     def list_api_keys(self, principal: Principal) -> list[tuple[str, str]]:
         """(id, name) of the caller's API keys."""

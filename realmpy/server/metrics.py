@@ -27,7 +27,7 @@ from prometheus_client import (
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 # ``*_created`` series (one timestamp per counter) double the output and no dashboard uses them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
