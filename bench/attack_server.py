@@ -89,10 +89,12 @@ def measured(base: str, pid: int, what: str, fn: Callable[[], Any]) -> Any:
         out = fn()
         dt = time.perf_counter() - t0
     after = peak_rss_kib(pid)
+    lat.sort()
+    p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))] if lat else 0.0
     print(
         f"  {what}: {dt:.2f} s; server peak RSS {before / 1024:.0f} -> {after / 1024:.0f} MiB "
-        f"(+{(after - before) / 1024:.0f}); /health max {max(lat, default=0) * 1000:.0f} ms "
-        f"over {len(lat)} polls"
+        f"(+{(after - before) / 1024:.0f}); /health over {len(lat)} polls: "
+        f"p99 {p99 * 1000:.0f} ms, max {max(lat, default=0) * 1000:.0f} ms"
     )
     return out
 
@@ -142,10 +144,10 @@ def attack_tokens(base: str, pid: int, c: httpx.Client) -> None:
             print(f"  {name}: {type(exc).__name__}")
 
 
-def empty_maps(n: int) -> bytes:
-    """msgpack: an array of ``n`` empty maps (1 byte each), split into arrays of <= 1M."""
+def empty_maps(n: int, per_array: int = 1_000_000) -> bytes:
+    """msgpack: an array of ``n`` empty maps (1 byte each), split into arrays of ``per_array``."""
     out = bytearray()
-    chunks = [min(1_000_000, n - i) for i in range(0, n, 1_000_000)]
+    chunks = [min(per_array, n - i) for i in range(0, n, per_array)]
     out += b"\xdd" + len(chunks).to_bytes(4, "big")
     for k in chunks:
         out += b"\xdd" + k.to_bytes(4, "big") + b"\x80" * k
@@ -183,21 +185,58 @@ def attack_big_body(base: str, pid: int, c: httpx.Client) -> None:
         ),
     )
     print(f"  upload answer: {answer(r)}")
+    up = pack(head)[:-1] + b"\xdd" + (1).to_bytes(4, "big")
+    up += empty_maps(8 * 1024 * 1024 - 4096 - len(up), per_array=65536)
+    r = measured(
+        base,
+        pid,
+        "upload just under 8 MiB (the new default limit)",
+        lambda: c.post(
+            P + "/sync/upload", content=up, headers={**MSGPACK, "authorization": f"Bearer {tok}"}
+        ),
+    )
+    print(f"  upload answer: {answer(r)}")
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(body), 65536):
+            yield body[i : i + 65536]
+
+    r = measured(
+        base,
+        pid,
+        "login, 15 MiB chunked (no Content-Length)",
+        lambda: c.post(P + "/auth/login", content=chunks(), headers=MSGPACK),
+    )
+    print(f"  chunked login answer: {answer(r)}")
+
+
+LIFTED = """
+[rate_limits]
+login_per_account_burst = 100000
+login_per_address_burst = 100000
+register_per_address_burst = 100000
+[rules]
+read = "TRUEPREDICATE"
+write = "TRUEPREDICATE"
+"""
+"""A configuration without effective rate limits: measures the password-hash bound alone."""
 
 
 def attack_logins(base: str, pid: int, c: httpx.Client) -> None:
-    print("logins: 60 concurrent email/password logins (right password)")
-    email = f"many{secrets.token_hex(4)}@example.com"
-    register(c, email)
+    print("logins: 60 concurrent email/password logins to 60 accounts (rate limits lifted)")
+    emails = [f"many{i}{secrets.token_hex(4)}@example.com" for i in range(60)]
+    for email in emails:
+        register(c, email)
 
-    def one(_: int) -> str:
+    def one(i: int) -> str:
         with httpx.Client(base_url=base, timeout=120) as cc:
-            return answer(login(cc, email))
+            return answer(login(cc, emails[i]))
 
     def run() -> list[str]:
         with ThreadPoolExecutor(60) as ex:
             return list(ex.map(one, range(60)))
 
+    measured(base, pid, "idle baseline, 2 s", lambda: time.sleep(2))
     answers = measured(base, pid, "60 logins", run)
     counts: dict[str, int] = {}
     for a in answers:
@@ -320,11 +359,15 @@ def main() -> None:
     ap.add_argument("--slow-seconds", type=float, default=15.0)
     args = ap.parse_args()
     only = args.only.split(",")
-    with tempfile.TemporaryDirectory() as d:
-        with run_server(Path(d), log_level="info") as (base, proc):
-            log = next(Path(d).glob("server-*.log"))
-            with httpx.Client(base_url=base, timeout=120) as c:
-                for name in only:
+    for name in only:  # a fresh server each: one attack's rate limits do not leak into another
+        with tempfile.TemporaryDirectory() as d:
+            config = None
+            if name == "logins":
+                config = Path(d) / "lifted.toml"
+                config.write_text(LIFTED)
+            with run_server(Path(d), log_level="info", config=config) as (base, proc):
+                log = next(Path(d).glob("server-*.log"))
+                with httpx.Client(base_url=base, timeout=120) as c:
                     fn = globals()[f"attack_{name}"]
                     if name == "slowloris":
                         fn(base, proc.pid, c, args.slow_seconds)

@@ -54,7 +54,7 @@ class RateLimits:
     login_per_address_per_minute: float = 60.0
     register_per_address_burst: int = 20
     register_per_address_per_minute: float = 10.0
-    max_concurrent_hashes: int = 4
+    max_concurrent_hashes: int = 2
     max_queued_hashes: int = 64
     max_keys: int = 100_000
 

@@ -20,6 +20,7 @@ __all__ = [
     "ClientResetError",
     "CompensatingWriteError",
     "ConnectionFailedError",
+    "RateLimitedError",
     "ServerResponseError",
     "SubscriptionError",
     "SyncConfigurationError",
@@ -73,6 +74,19 @@ class AppError(SyncError, RuntimeError):
 
 class AuthenticationError(AppError):
     """Wrong credentials, a disabled provider, or a refresh token that is revoked or expired: log in again."""
+
+
+class RateLimitedError(AppError):
+    """The server refused this for now (``429 rate_limited``: too many logins, registrations, ...).
+
+    Retry after ``retry_after`` seconds (the server's ``Retry-After``).
+    """
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds to wait before trying again."""
+        value = self.detail.get("retry_after")
+        return float(value) if isinstance(value, (int, float)) else 1.0
 
 
 class UserLoggedOutError(AuthenticationError):
