@@ -282,6 +282,11 @@ def unpack(
         msgpack.FormatError,
         msgpack.StackError,
     ) as exc:
+        if max_items is not None and "exceeds max_" in str(exc):
+            # One array or map longer than the whole budget ("N exceeds max_array_len(M)").
+            raise MessageTooLarge(
+                f"message has more than {max_items} values", max_items=max_items
+            ) from None
         raise MalformedMessage(f"not a valid msgpack message: {exc}") from None
     except RecursionError:
         raise MalformedMessage("message nested too deeply") from None
