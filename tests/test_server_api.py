@@ -113,7 +113,9 @@ def make_api(kind: str, tmp: Path, config: ServerConfig) -> Iterator[Api]:
 @pytest.fixture
 def api(kind: str, tmp_path: Path) -> Iterator[Api]:
     yield from make_api(
-        kind, tmp_path, ServerConfig(limits=Limits(max_request_bytes=64 * 1024), auth=AuthConfig(scrypt_n=2**10))
+        kind,
+        tmp_path,
+        ServerConfig(limits=Limits(max_request_bytes=64 * 1024), auth=AuthConfig(scrypt_n=2**10)),
     )
 
 

@@ -29,7 +29,8 @@ import pytest
 
 from realmpy.server.app import create_app
 from realmpy.server.auth import AuthConfig, AuthService
-from realmpy.server.config import ServerConfig
+from realmpy.server.config import ConfigError, ServerConfig, load_config
+from realmpy.server.limits import Limits
 from realmpy.server.ratelimit import HashSlots, RateLimited, RateLimiter
 from realmpy.server.testing import make_store, run_server
 from realmpy.sync.app import App, AppConfiguration, Credentials
@@ -401,3 +402,22 @@ def test_each_app_has_its_own_metrics_registry(tmp_path: Path) -> None:
         assert one.metrics.value("realmpy_upload_changesets_total") == 3
         assert two.metrics.value("realmpy_upload_changesets_total") == 0
         assert b"realmpy_upload_changesets_total 0.0" in two.metrics.render()
+
+
+def test_limit_settings_are_checked(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    for text, message in [
+        ("[limits]\nmax_request_byte = 1\n", "unknown settings ['max_request_byte']"),
+        ("[limits]\nbody_timeout = 0\n", "[limits] body_timeout must be a positive number"),
+        ("[rate_limits]\nlogin_per_account_burst = -1\n", "[rate_limits] login_per_account_burst"),
+        ('[rate_limits]\nmax_keys = "many"\n', "[rate_limits] max_keys"),
+        ("[auth]\nanonymus = false\n", "[auth]: unknown settings ['anonymus']"),
+    ]:
+        cfg.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load_config(cfg)
+        assert message in str(info.value), text
+    cfg.write_text("[limits]\nmax_request_bytes = 1024\nmax_clock_skew_ms = 5\n")
+    loaded = load_config(cfg)
+    assert (loaded.limits.max_request_bytes, loaded.max_clock_skew_ms) == (1024, 5)
+    assert loaded.limits.bulk.max_values == Limits().max_request_values

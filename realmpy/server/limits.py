@@ -27,7 +27,14 @@ from starlette.requests import Request
 
 from realmpy.sync.protocol import MalformedMessage, MessageTooLarge, ProtocolError, unpack
 
-__all__ = ["BodyLimit", "Limits", "RequestTimeout", "UnsupportedMediaType", "read_body"]
+__all__ = [
+    "BodyLimit",
+    "Limits",
+    "RequestTimeout",
+    "UnsupportedMediaType",
+    "read_body",
+    "require_positive",
+]
 
 MSGPACK = "application/msgpack"
 
@@ -44,6 +51,13 @@ class RequestTimeout(ProtocolError):
 
     code = "request_timeout"
     status = 408
+
+
+def require_positive(section: str, settings: object) -> None:
+    """``ValueError`` naming the first setting of ``[section]`` that is not a positive number."""
+    for name, value in vars(settings).items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"[{section}] {name} must be a positive number, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -78,9 +92,7 @@ class Limits:
     """Request line plus headers."""
 
     def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"[limits] {name} must be a positive number, not {value!r}")
+        require_positive("limits", self)
 
     @property
     def bulk(self) -> BodyLimit:

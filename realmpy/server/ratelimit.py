@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from realmpy.server.limits import require_positive
 from realmpy.sync.protocol import ProtocolError
 
 __all__ = ["HashSlots", "RateLimited", "RateLimiter", "RateLimits"]
@@ -59,9 +60,7 @@ class RateLimits:
     max_keys: int = 100_000
 
     def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"[rate_limits] {name} must be a positive number, not {value!r}")
+        require_positive("rate_limits", self)
 
 
 class RateLimiter:
