@@ -34,7 +34,7 @@ from starlette.routing import Match, Route
 
 from realmpy.server.auth import AuthService, Principal
 from realmpy.server.config import ServerConfig
-from realmpy.server.limits import MSGPACK, BodyLimit, read_body
+from realmpy.server.limits import CONTROL, MSGPACK, BodyLimit, read_body
 from realmpy.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from realmpy.server.ratelimit import HashSlots, RateLimited, RateLimiter, check
 from realmpy.server.store import Store
@@ -250,14 +250,13 @@ class ServerApp:
         headers = {"retry-after": str(exc.detail["retry_after"])} if exc.status == 429 else None
         return Response(pack(body), exc.status, media_type=MSGPACK, headers=headers)
 
-    async def _body(self, request: Request, limit: BodyLimit | None = None) -> Any:
-        """The request's msgpack body within ``limit`` (default: the small-request limit)."""
-        limits = self.config.limits
-        return await read_body(request, limit or limits.small, limits.body_timeout)
+    async def _body(self, request: Request, limit: BodyLimit) -> Any:
+        """The request's msgpack body within ``limit``."""
+        return await read_body(request, limit, self.config.limits.body_timeout)
 
     @staticmethod
     def _address(request: Request) -> str:
-        """The client's address (behind a proxy: the one uvicorn's ``--forwarded-allow-ips`` trusts)."""
+        """The client's address (behind a proxy: its ``X-Forwarded-For``, if uvicorn trusts the proxy)."""
         return request.client.host if request.client else "unknown"
 
     @staticmethod
@@ -361,7 +360,7 @@ class ServerApp:
 
     async def register(self, request: Request) -> Response:
         async def go() -> Any:
-            msg = RegisterRequest.from_wire(await self._body(request))
+            msg = RegisterRequest.from_wire(await self._body(request, self.config.limits.auth))
             check(self._register_by_address, self._address(request), "register_per_address")
             async with self._hashes.slot():
                 uid = await run_in_threadpool(self.auth.register, msg.email, msg.password)
@@ -371,7 +370,7 @@ class ServerApp:
 
     async def login(self, request: Request) -> Response:
         async def go() -> Any:
-            msg = LoginRequest.from_wire(await self._body(request))
+            msg = LoginRequest.from_wire(await self._body(request, self.config.limits.auth))
             check(self._login_by_address, self._address(request), "login_per_address")
             if msg.provider != "email_password":
                 return (await run_in_threadpool(self.auth.login, msg)).to_wire()
@@ -407,7 +406,7 @@ class ServerApp:
             if request.method == "GET":
                 keys = await run_in_threadpool(self.auth.list_api_keys, p)
                 return {"keys": [ApiKeyResponse(i, n).to_wire() for i, n in keys]}
-            msg = ApiKeyRequest.from_wire(await self._body(request))
+            msg = ApiKeyRequest.from_wire(await self._body(request, CONTROL))
             key_id, key = await run_in_threadpool(self.auth.create_api_key, p, msg.name)
             return ApiKeyResponse(key_id, msg.name, key).to_wire()
 
@@ -427,7 +426,7 @@ class ServerApp:
     async def ident(self, request: Request) -> Response:
         async def go() -> Any:
             p = await self._principal(request)
-            msg = IdentRequest.from_wire(await self._body(request))
+            msg = IdentRequest.from_wire(await self._body(request, CONTROL))
             return (await run_in_threadpool(self.sync.ident, p, msg.nonce)).to_wire()
 
         return await self._run(request, "ident", go)
@@ -470,7 +469,7 @@ class ServerApp:
     async def download(self, request: Request) -> Response:
         async def go() -> Any:
             p = await self._principal(request)
-            msg = DownloadRequest.from_wire(await self._body(request))
+            msg = DownloadRequest.from_wire(await self._body(request, CONTROL))
             wait = min(msg.wait_ms, self.config.max_long_poll_ms) / 1000.0
             deadline = time.monotonic() + wait
             self.metrics.long_polls.inc()

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from realmpy.sync.protocol import MalformedMessage, MessageTooLarge, ProtocolError, unpack
 
 __all__ = [
+    "CONTROL",
     "BodyLimit",
     "Limits",
     "RequestTimeout",
@@ -67,7 +68,7 @@ class BodyLimit:
     max_bytes: int
     max_values: int
     setting: str
-    """The configuration key to raise, named in the 413's message."""
+    """The configuration key to raise, named in the 413's message ("" = fixed by the protocol)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class Limits:
     max_request_values: int = 512 * 1024
     """Values (array items, map keys and values) an upload, schema or subscription may decode to."""
     max_auth_request_bytes: int = 4096
-    """Endpoints used before authentication (register, login); also ident, download, api-keys."""
+    """Endpoints used before authentication: register and login (also their value budget)."""
     body_timeout: float = 60.0
     """Seconds to receive a whole request body."""
     header_timeout: float = 10.0
@@ -100,11 +101,15 @@ class Limits:
         return BodyLimit(self.max_request_bytes, self.max_request_values, "max_request_bytes")
 
     @property
-    def small(self) -> BodyLimit:
-        """Every other endpoint: a few fields each."""
+    def auth(self) -> BodyLimit:
+        """Register and login: anyone may send them, and they need a few hundred bytes."""
         return BodyLimit(
             self.max_auth_request_bytes, self.max_auth_request_bytes, "max_auth_request_bytes"
         )
+
+
+CONTROL = BodyLimit(64 * 1024, 8192, "")
+"""Ident, download, API keys: a few fields, the longest a 4 KiB bootstrap token."""
 
 
 async def read_body(request: Request, limit: BodyLimit, timeout: float) -> Any:
@@ -149,7 +154,7 @@ async def _read(request: Request, limit: BodyLimit) -> bytearray:
 
 
 def _too_large(limit: BodyLimit) -> MessageTooLarge:
+    where = f"server setting [limits] {limit.setting}" if limit.setting else "protocol limit"
     return MessageTooLarge(
-        f"request body exceeds {limit.max_bytes} bytes (server setting [limits] {limit.setting})",
-        limit=limit.max_bytes,
+        f"request body exceeds {limit.max_bytes} bytes ({where})", limit=limit.max_bytes
     )
