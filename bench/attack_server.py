@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import multiprocessing
 import secrets
 import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -56,28 +56,33 @@ def reset_peak(pid: int) -> None:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
+def _poll_health(base: str, stop: Any, out: Any) -> None:
+    lat: list[float] = []
+    with httpx.Client(base_url=base, timeout=60) as c:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            with contextlib.suppress(httpx.HTTPError):
+                c.get("/health")
+            lat.append(time.perf_counter() - t0)
+            stop.wait(0.01)
+    out.send(lat)
+
+
 @contextlib.contextmanager
 def watch_health(base: str) -> Iterator[list[float]]:
-    """Poll /health every 10 ms in a thread; yields the list of latencies (s)."""
+    """Poll /health every 10 ms from another process (the attack's threads would otherwise
+    share its GIL); yields the list of latencies (s), filled in when the block ends."""
     lat: list[float] = []
-    stop = threading.Event()
-
-    def run() -> None:
-        with httpx.Client(base_url=base, timeout=60) as c:
-            while not stop.is_set():
-                t0 = time.perf_counter()
-                with contextlib.suppress(httpx.HTTPError):
-                    c.get("/health")
-                lat.append(time.perf_counter() - t0)
-                stop.wait(0.01)
-
-    t = threading.Thread(target=run)
-    t.start()
+    stop = multiprocessing.Event()
+    receive, send = multiprocessing.Pipe(duplex=False)
+    proc = multiprocessing.Process(target=_poll_health, args=(base, stop, send))
+    proc.start()
     try:
         yield lat
     finally:
         stop.set()
-        t.join()
+        lat.extend(receive.recv())
+        proc.join()
 
 
 def measured(base: str, pid: int, what: str, fn: Callable[[], Any]) -> Any:

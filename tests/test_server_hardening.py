@@ -20,6 +20,7 @@ import hmac
 import json
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ from realmpy.server.app import create_app
 from realmpy.server.auth import AuthConfig, AuthService
 from realmpy.server.config import ConfigError, ServerConfig, load_config
 from realmpy.server.limits import Limits
-from realmpy.server.ratelimit import HashSlots, RateLimited, RateLimiter
+from realmpy.server.ratelimit import HashPool, RateLimited, RateLimiter
 from realmpy.server.testing import make_store, run_server
 from realmpy.sync.app import App, AppConfiguration, Credentials
 from realmpy.sync.errors import RateLimitedError
@@ -309,29 +310,29 @@ def test_token_buckets_refill_and_stay_bounded() -> None:
 
 
 def test_password_hashes_are_bounded_and_the_queue_too() -> None:
+    release = threading.Event()
+    order: list[str] = []
+
+    def hash_like(name: str) -> str:
+        order.append(f"{name} runs")
+        release.wait(T)
+        return name
+
     async def go() -> list[str]:
-        slots = HashSlots(running=1, queued=1)
-        release = asyncio.Event()
-        order: list[str] = []
-
-        async def hold(name: str) -> None:
-            try:
-                async with slots.slot():
-                    order.append(f"{name} runs")
-                    await release.wait()
-            except RateLimited as exc:
-                order.append(f"{name} refused {exc.detail['retry_after']}")
-
-        first = asyncio.create_task(hold("a"))
-        await asyncio.sleep(0)  # a takes the slot
-        second = asyncio.create_task(hold("b"))
-        await asyncio.sleep(0)  # b queues
-        await hold("c")  # the queue is full
+        pool = HashPool(running=1, queued=1)
+        first = asyncio.create_task(pool.run(hash_like, "a"))
+        second = asyncio.create_task(pool.run(hash_like, "b"))
+        await asyncio.sleep(0)  # both submitted: a runs, b waits
+        with pytest.raises(RateLimited) as info:
+            await pool.run(hash_like, "c")  # the queue is full
+        assert info.value.detail["retry_after"] == 1
         release.set()
-        await asyncio.gather(first, second)
-        return order
+        done = await asyncio.gather(first, second)
+        pool.close()
+        return list(done)
 
-    assert asyncio.run(go()) == ["a runs", "c refused 1", "b runs"]
+    assert asyncio.run(go()) == ["a", "b"]
+    assert order == ["a runs", "b runs"]
 
 
 # --------------------------------------------------------------------------- probes, disconnects

@@ -36,7 +36,7 @@ from realmpy.server.auth import AuthService, Principal
 from realmpy.server.config import ServerConfig
 from realmpy.server.limits import CONTROL, MSGPACK, BodyLimit, read_body
 from realmpy.server.metrics import CONTENT_TYPE_LATEST, Metrics
-from realmpy.server.ratelimit import HashSlots, RateLimited, RateLimiter, check
+from realmpy.server.ratelimit import HashPool, RateLimited, RateLimiter, check
 from realmpy.server.store import Store
 from realmpy.server.sync_service import SyncService
 from realmpy.sync.protocol import (
@@ -168,7 +168,7 @@ class ServerApp:
         self._register_by_address = RateLimiter(
             rl.register_per_address_burst, rl.register_per_address_per_minute, max_keys=rl.max_keys
         )
-        self._hashes = HashSlots(rl.max_concurrent_hashes, rl.max_queued_hashes)
+        self._hashes = HashPool(rl.max_concurrent_hashes, rl.max_queued_hashes)
         with store.transaction(write=False) as tx:
             secret = tx.server_state()[2]
         self.auth = AuthService(store, config.auth, app_id=config.app_id, secret=secret, now=now)
@@ -208,7 +208,7 @@ class ServerApp:
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         self.watcher.bind(asyncio.get_running_loop())
         rl = self.config.rate_limits
-        self._hashes = HashSlots(rl.max_concurrent_hashes, rl.max_queued_hashes)  # this loop's
+        self._hashes = HashPool(rl.max_concurrent_hashes, rl.max_queued_hashes)  # closed below
         self.store.start_listening()
         log.info(
             "server started", extra={"app_id": self.config.app_id, "dev_mode": self.config.dev_mode}
@@ -221,6 +221,7 @@ class ServerApp:
         finally:
             if trimmer is not None:
                 trimmer.cancel()
+            self._hashes.close()
             self.watcher.stop()
             log.info("server stopped")
 
@@ -362,8 +363,7 @@ class ServerApp:
         async def go() -> Any:
             msg = RegisterRequest.from_wire(await self._body(request, self.config.limits.auth))
             check(self._register_by_address, self._address(request), "register_per_address")
-            async with self._hashes.slot():
-                uid = await run_in_threadpool(self.auth.register, msg.email, msg.password)
+            uid = await self._hashes.run(self.auth.register, msg.email, msg.password)
             return {"user_id": uid}
 
         return await self._run(request, "register", go)
@@ -375,8 +375,7 @@ class ServerApp:
             if msg.provider != "email_password":
                 return (await run_in_threadpool(self.auth.login, msg)).to_wire()
             check(self._login_by_account, str(msg.email), "login_per_account")
-            async with self._hashes.slot():
-                return (await run_in_threadpool(self.auth.login, msg)).to_wire()
+            return (await self._hashes.run(self.auth.login, msg)).to_wire()
 
         return await self._run(request, "login", go)
 

@@ -24,7 +24,7 @@ cleanly onto the few sections the server needs.  Example::
     [rate_limits]                   # token buckets: <what>_burst, <what>_per_minute
     login_per_account_burst = 10
     login_per_address_per_minute = 60
-    max_concurrent_hashes = 2       # scrypt takes ~16 MiB and a core per running login
+    max_concurrent_hashes = 2       # default: half the cores (scrypt: ~16 MiB, a core each)
 
     [schema.Task]                   # optional; without it clients' additive schema is adopted
     primary_key = "id"

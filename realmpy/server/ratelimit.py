@@ -12,9 +12,9 @@ keys cannot exhaust memory.
 
 Why a bound on concurrent hashes: scrypt takes about 16 MiB and some 50 ms
 of CPU per attempt, so 60 concurrent logins took 600 MiB and every core.
-``HashSlots`` lets ``max_concurrent_hashes`` run (in worker threads) and
-queues up to ``max_queued_hashes`` more; beyond that a login is answered
-``429`` at once instead of piling up.
+``HashPool`` runs ``max_concurrent_hashes`` (half the cores) at a time on
+low-priority threads and queues up to ``max_queued_hashes`` more; beyond
+that a login is answered ``429`` at once instead of piling up.
 
 A locked-out account is the price of the per-account limit: someone who
 knows an email can keep its logins refused by guessing at the refill rate.
@@ -24,18 +24,24 @@ The victim's existing sessions and API keys keep working.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from realmpy.server.limits import require_positive
 from realmpy.sync.protocol import ProtocolError
 
-__all__ = ["HashSlots", "RateLimited", "RateLimiter", "RateLimits"]
+__all__ = ["HashPool", "RateLimited", "RateLimiter", "RateLimits", "check"]
+
+T = TypeVar("T")
 
 
 class RateLimited(ProtocolError):
@@ -55,7 +61,8 @@ class RateLimits:
     login_per_address_per_minute: float = 60.0
     register_per_address_burst: int = 20
     register_per_address_per_minute: float = 10.0
-    max_concurrent_hashes: int = 2
+    max_concurrent_hashes: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
+    """Half the cores: logins must not starve everything else of CPU."""
     max_queued_hashes: int = 64
     max_keys: int = 100_000
 
@@ -106,27 +113,42 @@ def check(limiter: RateLimiter, key: str, what: str) -> None:
         raise RateLimited(f"too many {what}; retry in {retry} s", retry_after=retry, limit=what)
 
 
-class HashSlots:
-    """At most ``running`` password hashes at once and ``queued`` waiting (event-loop side)."""
+class HashPool:
+    """Password hashing on ``running`` low-priority threads, at most ``queued`` calls waiting.
+
+    Its own threads, not the shared worker pool: they run at a lower CPU
+    priority (10 nice levels below the process; Linux sets it per thread), so a burst of logins
+    leaves the event loop and every other request the CPU they need, and the
+    pool's size is the bound on concurrent hashes.
+    """
 
     def __init__(self, running: int, queued: int) -> None:
-        self._sem = asyncio.Semaphore(running)
-        self._queued = queued
-        self._waiting = 0
+        self._executor = ThreadPoolExecutor(
+            running, thread_name_prefix="realmpy-hash", initializer=_lower_priority
+        )
+        self._limit = running + queued
+        self._pending = 0  # touched on the event loop only
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold a slot for one hash; ``RateLimited`` if the queue is full."""
-        if self._sem.locked() and self._waiting >= self._queued:
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on a hashing thread; ``RateLimited`` if too many are waiting."""
+        if self._pending >= self._limit:
             raise RateLimited(
                 "too many logins in progress; retry in 1 s", retry_after=1, limit="hashes"
             )
-        self._waiting += 1
+        self._pending += 1
         try:
-            await self._sem.acquire()
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
         finally:
-            self._waiting -= 1
-        try:
-            yield
-        finally:
-            self._sem.release()
+            self._pending -= 1
+
+    def close(self) -> None:
+        """Stop the threads once they are idle."""
+        self._executor.shutdown(wait=False)
+
+
+def _lower_priority() -> None:
+    """10 nice levels below the process (Linux: this thread only; elsewhere it may fail: fine)."""
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + 10))
