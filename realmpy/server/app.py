@@ -54,6 +54,7 @@ from realmpy.sync.protocol import (
     SchemaRequest,
     SubscriptionRequest,
     UploadRequest,
+    UploadResponse,
     pack,
     tables_to_wire,
 )
@@ -437,8 +438,11 @@ class ServerApp:
                 tables = await run_in_threadpool(self.sync.schema, reload=True)
                 return {"tables": tables_to_wire(tables)}
             body = await self._body(request, self.config.limits.bulk)
-            msg = await run_in_threadpool(SchemaRequest.from_wire, body)
-            return {"tables": tables_to_wire(await run_in_threadpool(self.sync.push_schema, msg))}
+
+            def push() -> Any:
+                return tables_to_wire(self.sync.push_schema(SchemaRequest.from_wire(body)))
+
+            return {"tables": await run_in_threadpool(push)}
 
         return await self._run(request, "schema", go)
 
@@ -446,9 +450,13 @@ class ServerApp:
         async def go() -> Any:
             p = await self._principal(request)
             body = await self._body(request, self.config.limits.bulk)
-            # Validating a large upload takes a while: not on the event loop.
-            msg = await run_in_threadpool(UploadRequest.from_wire, body)
-            res = await run_in_threadpool(self.sync.upload, p, msg)
+
+            def integrate() -> tuple[UploadRequest, UploadResponse]:
+                # Validating a large upload takes a while too: in the same worker thread.
+                msg = UploadRequest.from_wire(body)
+                return msg, self.sync.upload(p, msg)
+
+            msg, res = await run_in_threadpool(integrate)
             self.metrics.changesets_in.inc(len(msg.changesets))
             self.metrics.ops_in.inc(sum(len(c.ops) for c in msg.changesets))
             self.metrics.compensating_writes.inc(len(res.rejected))
@@ -460,8 +468,11 @@ class ServerApp:
         async def go() -> Any:
             p = await self._principal(request)
             body = await self._body(request, self.config.limits.bulk)
-            msg = await run_in_threadpool(SubscriptionRequest.from_wire, body)
-            return (await run_in_threadpool(self.sync.set_subscriptions, p, msg)).to_wire()
+
+            def subscribe() -> Any:
+                return self.sync.set_subscriptions(p, SubscriptionRequest.from_wire(body)).to_wire()
+
+            return await run_in_threadpool(subscribe)
 
         return await self._run(request, "subscriptions", go)
 
