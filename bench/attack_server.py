@@ -202,6 +202,30 @@ def attack_big_body(base: str, pid: int, c: httpx.Client) -> None:
     )
     print(f"  upload answer: {answer(r)}")
 
+    # A valid upload as large as the value budget allows: 80,000 ops creating 40,000 objects.
+    schema = {"primary_key": "id", "fields": {"id": {"type": "int"}, "t": {"type": "string"}}}
+    c.post(
+        P + "/sync/schema",
+        content=pack({"tables": {"Big": schema}}),
+        headers={**MSGPACK, "authorization": f"Bearer {tok}"},
+    )
+    ops: list[Any] = []
+    for pk in range(40_000):
+        ops += [[0, "Big", pk], [2, "Big", pk, "t", f"title {pk}"]]
+    cs = {"client_version": 1, "base_server_version": 0, "timestamp": int(time.time() * 1000)}
+    valid = pack({**head, "changesets": [{**cs, "ops": ops}]})
+    r = measured(
+        base,
+        pid,
+        f"valid upload of 80,000 ops ({len(valid) / 1048576:.1f} MiB)",
+        lambda: c.post(
+            P + "/sync/upload",
+            content=valid,
+            headers={**MSGPACK, "authorization": f"Bearer {tok}"},
+        ),
+    )
+    print(f"  valid upload answer: {answer(r)}")
+
     def chunks() -> Iterator[bytes]:
         for i in range(0, len(body), 65536):
             yield body[i : i + 65536]
