@@ -5,9 +5,10 @@ bytes, an upload megabytes.  One limit sized for uploads let an
 unauthenticated 15 MiB login body of empty maps grow the server by 1.1 GiB
 (a decoded value costs 50-70 bytes, its msgpack form can take one), so each
 endpoint reads at most its own number of bytes, and decodes at most its own
-number of values (``realmpy.sync.protocol.unpack(max_items=...)``).  The
-worst case of one request is then about ``bytes + 72 * values``: with the
-defaults under 64 MiB.
+number of values (``realmpy.sync.protocol.unpack(max_items=...)``).  Reading
+and decoding one body then costs at most about ``bytes + 72 * values``: with
+the defaults under 64 MiB (what handling a valid message costs beyond that
+is the handler's; ``docs/server.md`` has the numbers).
 
 The body is read into one buffer that stops growing at the limit (a
 ``Content-Length`` above it is refused before reading anything), within
