@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -48,7 +49,7 @@ scrypt_n = 1024
 
 [limits]
 max_request_bytes = 65536
-max_request_values = 2000
+max_request_values = 4000
 header_timeout = 1
 body_timeout = 1
 
@@ -129,8 +130,13 @@ def test_every_malformed_bearer_token_is_a_401(http: httpx.Client) -> None:
             r = http.get(P + path, headers={b"authorization": b"Bearer " + tok})
             assert r.status_code == 401, (tok[:40], r.status_code, r.content[:200])
             assert unpack(r.content)["error"] == "invalid_token"
-        r = http.post(P + "/auth/logout", headers={b"authorization": b"Bearer " + tok})
-        assert r.status_code == 401, tok[:40]
+        for path in ("/auth/logout", "/auth/refresh"):
+            r = http.post(P + path, headers={b"authorization": b"Bearer " + tok})
+            assert r.status_code == 401, (path, tok[:40])
+    for tok in (b"rpr1.\xe9.x", b"rpr1." + b"a" * 600 + b".b", b"rpr1.nosuchsession.secret"):
+        for path in ("/auth/logout", "/auth/refresh"):
+            r = http.post(P + path, headers={b"authorization": b"Bearer " + tok})
+            assert error(r) == (401, "invalid_token"), (path, tok[:40])
 
 
 def test_a_correctly_signed_but_hostile_payload_is_refused(tmp_path: Path) -> None:
@@ -181,11 +187,11 @@ def test_upload_bodies_are_limited_in_bytes_and_in_decoded_values(http: httpx.Cl
     h = {**MSGPACK, "authorization": f"Bearer {tok}"}
     f = unpack(http.post(P + "/sync/ident", content=pack({"nonce": "n" * 16}), headers=h).content)
     head = {"file_ident": f["file_ident"], "salt": f["salt"]}
-    # 3,000 empty maps: 3 KiB on the wire, ~200 KiB decoded: over the 2,000-value budget.
-    many = pack({**head, "changesets": [{}] * 3000})
+    # 5,000 empty maps: 5 KiB on the wire, ~350 KiB decoded: over the 4,000-value budget.
+    many = pack({**head, "changesets": [{}] * 5000})
     r = http.post(P + "/sync/upload", content=many, headers=h)
     assert error(r) == (413, "request_too_large")
-    assert unpack(r.content)["detail"] == {"max_items": 2000}
+    assert unpack(r.content)["detail"] == {"max_items": 4000}
     too_long = pack({**head, "changesets": [], "pad": b"x" * 70_000})
     r = http.post(P + "/sync/upload", content=too_long, headers=h)
     assert error(r) == (413, "request_too_large")
@@ -194,6 +200,26 @@ def test_upload_bodies_are_limited_in_bytes_and_in_decoded_values(http: httpx.Cl
     assert error(
         http.post(P + "/sync/upload", content=pack({**head, "changesets": [{}]}), headers=h)
     ) == (400, "malformed_message")
+
+
+def test_deeply_nested_values_are_a_400_not_a_500(http: httpx.Client) -> None:
+    tok = anon(http)
+    h = {**MSGPACK, "authorization": f"Bearer {tok}"}
+    node = {"n": {"type": "embedded", "target": "Node", "optional": True}}
+    tables = {
+        "Doc": {"primary_key": "id", "fields": {"id": {"type": "int"}, **node}},
+        "Node": {"primary_key": None, "embedded": True, "fields": node},
+    }
+    r = http.post(P + "/sync/schema", content=pack({"tables": tables}), headers=h)
+    assert r.status_code == 200, unpack(r.content)
+    f = unpack(http.post(P + "/sync/ident", content=pack({"nonce": "d" * 16}), headers=h).content)
+    value: Any = None
+    for _ in range(1000):  # msgpack allows 1,024 levels; validation recursed past Python's limit
+        value = {"n": value}
+    cs = {"client_version": 1, "base_server_version": 0, "timestamp": int(time.time() * 1000)}
+    body = {**f, "changesets": [{**cs, "ops": [[0, "Doc", 1], [2, "Doc", 1, "n", value]]}]}
+    r = http.post(P + "/sync/upload", content=pack(body), headers=h)
+    assert r.status_code == 400, unpack(r.content)
 
 
 def test_bodies_must_be_msgpack(http: httpx.Client) -> None:
