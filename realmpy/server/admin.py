@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from realmpy.server.auth import AuthService
-from realmpy.server.cli import add_store_arguments, open_store, version_argument
 from realmpy.server.config import ConfigError, load_config
+from realmpy.server.options import add_store_arguments, open_store, version_argument
 from realmpy.server.store import Store, UserRow
 from realmpy.sync.protocol import ProtocolError, RegisterRequest
 

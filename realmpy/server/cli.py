@@ -10,23 +10,20 @@
 Why this module only parses and dispatches: it must work, and say what to
 install, when the ``server`` extra is missing.  The serving code
 (``serve``) and the admin commands (``admin``) import uvicorn, starlette,
-psycopg, prometheus_client; a missing one is reported as one line naming
-``pip install 'realmpy[server]'`` instead of a traceback.
+psycopg, prometheus_client; they are imported only once chosen (the one
+deliberate function-level import), and a missing dependency is reported as
+one line naming ``pip install 'realmpy[server]'`` instead of a traceback.
+Options both share (``--data``, ``--database``, ``--config``, ``--version``)
+and the store they name live in ``options``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-import realmpy
-
-if TYPE_CHECKING:
-    from realmpy.server.store import Store
+from realmpy.server.options import add_store_arguments, open_store, version_argument
 
 __all__ = ["main", "open_store"]
 
@@ -35,44 +32,6 @@ _SERVER_DEPS = frozenset(
     {"uvicorn", "starlette", "h11", "anyio", "prometheus_client", "psycopg", "tomli"}
 )
 _ADMIN_COMMANDS = ("users", "api-keys")
-
-
-def open_store(data: str, database: str | None, *, lock: bool = True) -> Store:
-    """The SQLite store in ``data`` or, with a URL, the PostgreSQL store; initialised.
-
-    ``lock=False`` lets an admin command share a SQLite directory with the
-    running server (it writes users and sessions only, never server versions).
-    """
-    store: Store
-    if database:
-        from realmpy.server.store_postgres import PostgresStore
-
-        store = PostgresStore(database)
-    else:
-        from realmpy.server.store_sqlite import SQLiteStore
-
-        store = SQLiteStore(data, lock=lock)
-    store.initialise(secret=secrets.token_bytes(32), salt=secrets.randbits(62))
-    return store
-
-
-def add_store_arguments(p: argparse.ArgumentParser, *, data_required: bool) -> None:
-    """``--data``, ``--database`` and ``--config``: where the server keeps its state."""
-    p.add_argument(
-        "--data", required=data_required, help="data directory (SQLite store, lock file)"
-    )
-    p.add_argument(
-        "--database",
-        default=os.environ.get("REALMPY_DATABASE"),
-        help="postgresql://... to use PostgreSQL (default: $REALMPY_DATABASE)",
-    )
-    p.add_argument(
-        "--config", default=None, help="TOML configuration file (omit for development mode)"
-    )
-
-
-def version_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--version", action="version", version=f"realmpy-server {realmpy.__version__}")
 
 
 def serve_parser() -> argparse.ArgumentParser:

@@ -21,9 +21,9 @@ from typing import Any
 import uvicorn
 
 from realmpy.server.app import ServerApp, create_app
-from realmpy.server.cli import open_store
 from realmpy.server.config import ConfigError, ServerConfig, load_config
 from realmpy.server.logs import setup_logging
+from realmpy.server.options import open_store
 from realmpy.server.transport import guarded_protocol
 
 __all__ = ["DEV_WARNING", "serve", "uvicorn_config"]
