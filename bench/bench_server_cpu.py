@@ -19,11 +19,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_server import Client
+from bench_server import Client, car_changesets
 
 from realmpy.server.testing import run_server
 
@@ -42,28 +41,15 @@ def main() -> None:
         c = Client(base)
         f = c.setup()
         ident = {"file_ident": f["file_ident"], "salt": f["salt"]}
-        ts, cv, pk = int(time.time() * 1000), 0, 0
+        ts = int(time.time() * 1000)
         start = cpu_seconds(proc.pid)
-        for _ in range(args.uploads):
-            batch = []
-            for _ in range(10):
-                cv += 1
-                ops: list[Any] = []
-                for _ in range(5):
-                    pk += 1
-                    ops += [
-                        [0, "Car", pk],
-                        [2, "Car", pk, "make", "VW"],
-                        [2, "Car", pk, "miles", pk],
-                    ]
-                batch.append(
-                    {"client_version": cv, "base_server_version": 0, "timestamp": ts, "ops": ops}
-                )
+        for i in range(args.uploads):
+            batch = car_changesets(i * 10, i * 50, ts, 10, 5)
             c.post("/sync/upload", {**ident, "changesets": batch})
         upload = (cpu_seconds(proc.pid) - start) / args.uploads
         start = cpu_seconds(proc.pid)
         for _ in range(args.downloads):
-            c.post("/sync/download", {**ident, "after_server_version": cv})
+            c.post("/sync/download", {**ident, "after_server_version": args.uploads * 10})
         download = (cpu_seconds(proc.pid) - start) / args.downloads
     print(
         f"server CPU: {upload * 1000:.2f} ms per upload (10 changesets), "
