@@ -147,6 +147,8 @@ def test_verify_with_ca_bundle_syncs(tmp_path: Path, tls_server: tuple[str, Path
     assert a.sync_session.connection_state.value == "connected"
     for r in realms:
         r.close()
+    for app in apps:  # this thread's idle TLS connection would hold up the server's shutdown
+        app._transport.close_thread_session()
 
 
 def test_tls_flags_go_together(tmp_path: Path) -> None:
