@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -29,7 +31,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
 from realmpy.server.auth import AuthService, Principal
@@ -62,6 +64,12 @@ from realmpy.sync.protocol import (
 __all__ = ["ChangeWatcher", "ServerApp", "create_app"]
 
 log = logging.getLogger("realmpy.server")
+SEND_CHUNK_BYTES = 256 * 1024
+"""Answers larger than this are written to the socket in pieces of this size."""
+SWITCH_INTERVAL_S = 0.0005
+"""The GIL switch interval while the server runs (see ``ServerApp._lifespan``)."""
+GC_THRESHOLDS = (50_000, 20, 20)
+"""``gc.set_threshold`` while the server runs (see ``ServerApp._lifespan``)."""
 
 ROUTES = (
     "register",
@@ -207,6 +215,20 @@ class ServerApp:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        # CPU-heavy handlers (bootstraps, uploads, query evaluation) run in worker threads,
+        # but share the GIL with the event loop: with CPython's default 5 ms switch interval,
+        # each of the dozen GIL hand-offs a small request needs (the loop, a worker's store
+        # calls) could wait 5 ms behind a busy worker.  A shorter interval keeps /health and
+        # long-poll wake-ups fast while a worker computes, for a small cost in throughput.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
+        # A full garbage collection stops every thread: with CPython's default thresholds a
+        # bootstrap batch's temporaries reach the oldest generation and each full pass walked
+        # them and every module object (75-195 ms measured).  Objects alive at start-up are
+        # frozen out of collection, and young collections run less often.
+        thresholds = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         self.watcher.bind(asyncio.get_running_loop())
         rl = self.config.rate_limits
         self._hashes = HashPool(rl.max_concurrent_hashes, rl.max_queued_hashes)  # closed below
@@ -224,6 +246,9 @@ class ServerApp:
                 trimmer.cancel()
             self._hashes.close()
             self.watcher.stop()
+            sys.setswitchinterval(switch)
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
             log.info("server stopped")
 
     async def _trim_loop(self, retention_ms: int) -> None:
@@ -283,7 +308,11 @@ class ServerApp:
             self._check_app(request)
             result = await fn()
             status = 200
-            return Response(pack(result), 200, media_type=MSGPACK)
+            # bytes: a handler that packed its (large) answer off the event loop
+            body = result if isinstance(result, bytes) else pack(result)
+            if len(body) > SEND_CHUNK_BYTES:
+                return _chunked(body)
+            return Response(body, 200, media_type=MSGPACK)
         except ProtocolError as exc:
             status = exc.status
             self.metrics.errors.labels(exc.code).inc()
@@ -435,7 +464,7 @@ class ServerApp:
         async def go() -> Any:
             await self._principal(request)
             if request.method == "GET":
-                tables = await run_in_threadpool(self.sync.schema, reload=True)
+                tables = await run_in_threadpool(self.sync.schema, reload=True)  # a store read
                 return {"tables": tables_to_wire(tables)}
             body = await self._body(request, self.config.limits.bulk)
 
@@ -452,7 +481,7 @@ class ServerApp:
             body = await self._body(request, self.config.limits.bulk)
 
             def integrate() -> tuple[UploadRequest, UploadResponse]:
-                # Validating a large upload takes a while too: in the same worker thread.
+                # decoding, integrating and encoding a large upload is CPU work: off the loop
                 msg = UploadRequest.from_wire(body)
                 return msg, self.sync.upload(p, msg)
 
@@ -506,9 +535,24 @@ class ServerApp:
                 else self.metrics.bootstrap_objects
             )
             sent.inc(len(res.entries))
-            return res.to_wire()
+            # a bootstrap batch is up to max_bytes of entries: encode it off the loop
+            return await run_in_threadpool(res.pack)
 
         return await self._run(request, "download", go)
+
+
+def _chunked(body: bytes) -> Response:
+    """A large answer sent SEND_CHUNK_BYTES at a time: one socket write of a whole
+    bootstrap batch (megabytes) would keep the event loop in the kernel meanwhile."""
+
+    async def pieces() -> AsyncIterator[bytes]:
+        view = memoryview(body)
+        for start in range(0, len(body), SEND_CHUNK_BYTES):
+            yield bytes(view[start : start + SEND_CHUNK_BYTES])
+
+    return StreamingResponse(
+        pieces(), 200, headers={"content-length": str(len(body))}, media_type=MSGPACK
+    )
 
 
 def _plain(detail: Any) -> dict[str, Any]:
