@@ -8,7 +8,8 @@ ones it also prints the server's peak-RSS growth (``VmHWM`` from
 
     PYTHONPATH=. python bench/attack_server.py [--only big_body,logins,...] [--slow-seconds 15]
 
-Attacks: ``tokens`` (non-ASCII and deeply nested bearer tokens), ``big_body``
+The query attacks (the read-rule oracle, LIKE, query depth) are in
+``bench_server_attacks.py``.  Attacks here: ``tokens`` (non-ASCII and deeply nested bearer tokens), ``big_body``
 (15 MiB login body of empty maps; 15 MiB upload of the same), ``logins`` (60
 concurrent email/password logins), ``brute`` (600 wrong passwords for one
 account, then the right one; 50 registrations from one address),
@@ -133,6 +134,16 @@ def anon(c: httpx.Client) -> str:
     return str(unpack(r.content)["access_token"])
 
 
+def ident(c: httpx.Client, tok: str) -> dict[str, Any]:
+    """A new file ident (and salt) for the user of ``tok``."""
+    r = c.post(
+        P + "/sync/ident",
+        content=pack({"nonce": secrets.token_hex(8)}),
+        headers={**MSGPACK, "authorization": f"Bearer {tok}"},
+    )
+    return dict(unpack(r.content))
+
+
 def attack_tokens(base: str, pid: int, c: httpx.Client) -> None:
     print("tokens: GET /sync/schema with a forged bearer token")
     nested = "rpa1." + base64.urlsafe_b64encode(b"[" * 2900).decode().rstrip("=") + ".AAAA"
@@ -171,13 +182,7 @@ def attack_big_body(base: str, pid: int, c: httpx.Client) -> None:
     )
     print(f"  login answer: {answer(r)}")
     tok = anon(c)
-    f = unpack(
-        c.post(
-            P + "/sync/ident",
-            content=pack({"nonce": secrets.token_hex(8)}),
-            headers={**MSGPACK, "authorization": f"Bearer {tok}"},
-        ).content
-    )
+    f = ident(c, tok)
     head = {"file_ident": f["file_ident"], "salt": f["salt"], "changesets": []}
     up = pack(head)[:-1] + b"\xdd" + (1).to_bytes(4, "big")  # changesets = [<junk>]
     up += empty_maps(15 * 1024 * 1024)
@@ -334,17 +339,11 @@ def attack_slowloris(base: str, pid: int, c: httpx.Client, seconds: float) -> No
 def attack_probes(base: str, pid: int, c: httpx.Client) -> None:
     print("probes: download with another user's file ident (wrong salt) vs an unknown ident")
     a, b = anon(c), anon(c)
-    fb = unpack(
-        c.post(
-            P + "/sync/ident",
-            content=pack({"nonce": secrets.token_hex(8)}),
-            headers={**MSGPACK, "authorization": f"Bearer {b}"},
-        ).content
-    )
-    for name, ident in [("B's ident", fb["file_ident"]), ("unknown ident", 10**9)]:
+    fb = ident(c, b)
+    for name, file_ident in [("B's ident", fb["file_ident"]), ("unknown ident", 10**9)]:
         r = c.post(
             P + "/sync/download",
-            content=pack({"file_ident": ident, "salt": 1, "after_server_version": 0}),
+            content=pack({"file_ident": file_ident, "salt": 1, "after_server_version": 0}),
             headers={**MSGPACK, "authorization": f"Bearer {a}"},
         )
         print(f"  {name}: {answer(r)} {unpack(r.content).get('message', '')!r}")
