@@ -169,7 +169,8 @@
 #define RP_FORMAT_VERSION_NUMBER 1
 #define RP_META_MAGIC      "realmpy\0"
 #define RP_LOCK_MAGIC      "rplock\0\0"
-#define RP_LOCK_LAYOUT     1
+#define RP_LOCK_LAYOUT     2
+#define RP_LOCK_ABANDONED  2   /* ready: deleted, replaced or truncated in use */
 
 #define RP_PAGE_HEADER     32
 #define RP_SLOT_SIZE       8

@@ -125,6 +125,16 @@ extern "C" {
 #define RP_BAD_TABLE        -30818  /* table name empty or too long           */
 #define RP_CLOSED           -30819  /* env is closing (rp_env_interrupt)      */
 #define RP_EXISTS           -30820  /* compaction target already exists       */
+#define RP_LOCK_CHANGED     -30830  /* <path>.lock was deleted, replaced or
+                                       truncated while the env was open: this
+                                       env refuses to write (another process
+                                       may be writing under another mutex);
+                                       close it and open the file again      */
+#define RP_LOCK_ERRNO       -31000  /* RP_LOCK_ERRNO - e (e = 1..4095): errno e
+                                       about the lock file <path>.lock, not the
+                                       data file: ELOOP (a symlink, refused),
+                                       EMLINK (a hard link), EINVAL / EISDIR
+                                       (not a regular file), EACCES, EROFS... */
 
 /* ---- Limits --------------------------------------------------------------- */
 #define RP_PAGE_SIZE        4096
@@ -177,6 +187,16 @@ extern "C" {
 #define RP_FAULT_WRITE      1  /* a pwrite fails with EIO                     */
 #define RP_FAULT_SYNC       2  /* an fdatasync fails with EIO                 */
 #define RP_FAULT_NOSPACE    3  /* a write or file growth fails with ENOSPC    */
+#define RP_FAULT_CRASH      4  /* SIGKILL this process at commit step `after`
+                                  (RP_STEP_*): a writer dying mid-commit    */
+
+/* ---- commit steps, where RP_FAULT_CRASH strikes (see txn.c) --------------- */
+#define RP_STEP_PAGES       0  /* pages written, nothing marked yet          */
+#define RP_STEP_MARKED      1  /* commit marked in doubt, meta not written   */
+#define RP_STEP_META        2  /* meta page written, not yet synced          */
+#define RP_STEP_SYNCED      3  /* synced (durable), not yet published        */
+#define RP_STEP_RING        4  /* ring entry written, version not published  */
+#define RP_STEP_PUBLISHED   5  /* version published, mark not yet cleared    */
 
 typedef struct rp_env rp_env;
 typedef struct rp_txn rp_txn;
@@ -560,7 +580,9 @@ int rp_cursor_join(rp_cursor *cur, int dir, unsigned flags,
 /* ---- Fault injection (for tests) ------------------------------------------ */
 
 /* Arm a fault for this process: the after-th next I/O operation of that kind
- * (0 = the very next) fails.  RP_FAULT_NONE disarms everything. */
+ * (0 = the very next) fails.  RP_FAULT_NONE disarms everything.
+ * RP_FAULT_CRASH kills the process (SIGKILL, as a crash would) when a
+ * commit reaches step `after` (RP_STEP_*). */
 void rp_fault_set(int kind, unsigned after);
 
 /* Power-cut simulation.  rp_powercut_record(env, 1) starts recording every

@@ -28,6 +28,7 @@
 #include "tree.h"
 
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- dirty page map ------------------------------------------------------- */
@@ -478,9 +479,10 @@ static void txn_end(rp_txn *txn) {
     txn_free(txn);
 }
 
-/* The previous writer died, or the ring does not hold the latest version:
- * adopt the newest meta page whose commit verifies, make it durable, and
- * publish it.  Runs with the writer mutex held. */
+/* The previous writer died, the ring does not hold the latest version, or
+ * a commit was left marked in doubt: adopt the newest meta page whose
+ * commit verifies, make it durable, publish it and clear the mark.  Runs
+ * with the writer mutex held. */
 static int repair(rp_env *env) {
     rp_roots r;
     int rc = rp_recover_roots(env, &r);
@@ -493,6 +495,33 @@ static int repair(rp_env *env) {
     }
     rp_ring_publish(env, &r);
     if (r.txnid != latest) rp_version_publish(env, r.txnid);
+    rp_commit_mark(env, 0);
+    return RP_OK;
+}
+
+/* Slices of 50 us spent waiting for another process to resolve a dead
+ * writer's commit before waiting on the writer mutex itself. */
+#define RESOLVE_SPINS 2000
+
+int rp_resolve_commit(rp_env *env) {
+    for (unsigned spins = 0; rp_commit_in_doubt(env); spins++) {
+        /* Whoever holds the writer mutex now got it after the death, so it
+         * is resolving (repair comes first in write_begin): wait for the
+         * mark to clear rather than for its whole write transaction. */
+        int died = 0;
+        int rc = spins < RESOLVE_SPINS ? rp_wlock_try(env, &died) : rp_wlock(env, &died);
+        if (rc == RP_BUSY) {
+            struct timespec ts = { 0, 50000 };
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (rc == RP_TXN_ACTIVE) return RP_OK;   /* this thread is the writer */
+        if (rc) return rc;
+        rc = rp_commit_in_doubt(env) || died ? repair(env) : RP_OK;
+        if (died) rp_wlock_consistent(env);
+        rp_wunlock(env);
+        return rc;
+    }
     return RP_OK;
 }
 
@@ -502,18 +531,25 @@ static int write_begin(rp_env *env, rp_txn *txn) {
     int mine = atomic_load(&env->has_writer) && pthread_equal(env->writer, pthread_self());
     pthread_mutex_unlock(&env->local);
     if (mine) return RP_TXN_ACTIVE;
+    /* Truncated or deleted lock file: refuse before touching it (SIGBUS). */
+    int rc = rp_lock_check(env, 0);
+    if (rc) return rc;
     int died = 0;
-    int rc = rp_wlock(env, &died);
+    rc = rp_wlock(env, &died);
     if (rc) return rc;
     txn->locked = 1;
     pthread_mutex_lock(&env->local);
     env->writer = pthread_self();
     atomic_store(&env->has_writer, 1);
     pthread_mutex_unlock(&env->local);
-    if (died) {
+    if (died || rp_commit_marked(env)) {
+        /* A writer died (or left its mark behind): its commit is settled
+         * before this one reads anything. */
         rc = repair(env);
-        rp_reap(env, 1, NULL);
-        rp_wlock_consistent(env);
+        if (died) {
+            rp_reap(env, 1, NULL);
+            rp_wlock_consistent(env);
+        }
         if (rc) return rc;
     }
     uint64_t latest = rp_version_load(env);
@@ -530,6 +566,20 @@ static int write_begin(rp_env *env, rp_txn *txn) {
     txn->txnid = latest + 1;
     txn->base_pages = txn->roots.pages_used;
     return freelist_load(txn);
+}
+
+/* Begin a snapshot in slot: a dead writer's commit is resolved first, so
+ * that this reader sees what the next writer will (rp_commit_in_doubt). */
+static int read_begin(rp_env *env, rp_slot *slot, rp_roots *roots) {
+    /* An abandoned lock file (rp_lock_check): writers under a new one do
+     * not see this reader's pin. */
+    if (atomic_load_explicit(&env->lk->ready, memory_order_relaxed) != 1)
+        return RP_LOCK_CHANGED;
+    if (rp_commit_marked(env) && rp_commit_in_doubt(env)) {
+        int rc = rp_resolve_commit(env);
+        if (rc) return rc;
+    }
+    return rp_snapshot_begin(env, slot, roots);
 }
 
 int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out) {
@@ -551,7 +601,7 @@ int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out) {
         rc = write_begin(env, txn);
     } else {
         rc = rp_slot_get(env, &txn->slot);
-        if (!rc) rc = rp_snapshot_begin(env, txn->slot, &txn->roots);
+        if (!rc) rc = read_begin(env, txn->slot, &txn->roots);
         txn->txnid = txn->roots.txnid;
         txn->base_pages = txn->roots.pages_used;
         if (!rc && txn->base_pages * RP_PAGE_SIZE > env->map_size) rc = RP_MAP_FULL;
@@ -635,7 +685,7 @@ int rp_txn_renew(rp_txn *txn) {
     if (rc) return rc;
     if (atomic_load(&env->interrupted)) return RP_CLOSED;
     rp_roots roots;
-    rc = rp_snapshot_begin(env, txn->slot, &roots);
+    rc = read_begin(env, txn->slot, &roots);
     if (rc) return rc;
     if (roots.pages_used * RP_PAGE_SIZE > env->map_size) {
         rp_snapshot_end(txn->slot);
@@ -743,10 +793,20 @@ static int commit_write(rp_txn *txn) {
     rc = freelist_save(txn);
     if (rc) return rc;
     txn->roots.txnid = txn->txnid;
-    /* 3. pages */
-    rc = ensure_size(env, txn->roots.pages_used);
+    /* 3. pages.  The lock file must still be the one at <path>.lock: if it
+     * was deleted or replaced, another process may be writing under another
+     * writer mutex, into the same free pages: writing ours could destroy
+     * its acknowledged commits. */
+    rc = rp_lock_check(env, 1);
+    if (!rc) rc = ensure_size(env, txn->roots.pages_used);
     if (!rc) rc = write_pages(txn);
     if (rc) return rc;
+    rp_fault_step(RP_STEP_PAGES);
+    /* Mark the commit in doubt until published (or rolled back): if this
+     * process dies in between, the next reader resolves it at once
+     * (rp_resolve_commit) instead of waiting for the next writer. */
+    rp_commit_mark(env, txn->txnid);
+    rp_fault_step(RP_STEP_MARKED);
     /* 4. meta, keeping the image it replaces for rollback */
     uint64_t moff = (txn->txnid % 2) * RP_PAGE_SIZE;
     uint8_t *old = malloc(2 * RP_PAGE_SIZE);
@@ -757,18 +817,24 @@ static int commit_write(rp_txn *txn) {
     /* Only the checksummed head of the meta page changes (the rest stays
      * zero from creation), so only it is written. */
     rc = rp_io_pwrite(env, meta, RP_META_SIZE, moff);
+    if (!rc) rp_fault_step(RP_STEP_META);
     /* 5. one flush for pages and meta together */
     if (!rc && !(env->flags & RP_NOSYNC)) rc = rp_io_sync(env);
     if (rc) {
         if (rp_io_pwrite(env, old, RP_META_SIZE, moff) != RP_OK)
             atomic_store(&env->panic, 1);
+        rp_commit_mark(env, 0);
         free(old);
         return rc;
     }
     free(old);
+    rp_fault_step(RP_STEP_SYNCED);
     /* 6. publish */
     rp_ring_publish(env, &txn->roots);
+    rp_fault_step(RP_STEP_RING);
     rp_version_publish(env, txn->txnid);
+    rp_fault_step(RP_STEP_PUBLISHED);
+    rp_commit_mark(env, 0);
     return RP_OK;
 }
 
