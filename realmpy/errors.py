@@ -341,6 +341,7 @@ def side_file_error(err: int, side_file: str, path: str, what: str) -> SideFileE
 def _os_strerror(err: int) -> str:
     return _os.strerror(err)
 
+
 _ERRNO_HINTS: dict[int, tuple[type[StorageIOError], str]] = {
     _errno.ENOSPC: (
         DiskFullError,
@@ -349,8 +350,7 @@ _ERRNO_HINTS: dict[int, tuple[type[StorageIOError], str]] = {
     ),
     _errno.ENOENT: (
         StorageFileNotFoundError,
-        "check the path: its directory must exist, and a read-only open needs "
-        "an existing database",
+        "check the path: its directory must exist, and a read-only open needs an existing database",
     ),
     _errno.EACCES: (
         StoragePermissionError,
