@@ -71,7 +71,6 @@ from realmpy._speedups import record_pairs as _record_pairs
 from realmpy._speedups import rows_full as _rows_full
 from realmpy._speedups import strictly_increasing as _strictly_increasing
 from realmpy._speedups import unmanaged_dicts as _unmanaged_dicts
-from realmpy.sidefiles import check_directory, open_side_file
 from realmpy.codec import Link
 from realmpy.config import Configuration
 from realmpy.dynamic import DynamicObject
@@ -106,6 +105,7 @@ from realmpy.schema import (
     validate_value,
     validator,
 )
+from realmpy.sidefiles import check_directory, open_side_file
 from realmpy.storage import Environment, Snapshot, WriteTransaction
 
 if TYPE_CHECKING:
