@@ -221,9 +221,12 @@ static inline int rp_commit_marked(const rp_env *env) {
 
 /* The lock file is still the one mapped: RP_LOCK_CHANGED if it was
  * truncated below the mapped size (touching the lost part would raise
- * SIGBUS) or deleted, and with identity also if <path>.lock is now another
- * file (replaced: two writer mutexes).  One fstat (+ one stat).  RP_OK for
- * an immutable env. */
+ * SIGBUS; it is extended back first), deleted, already abandoned, and with
+ * identity also if <path>.lock is now another file (replaced: two writer
+ * mutexes).  Except when already abandoned, it then marks the file
+ * abandoned (format.h: ready = RP_LOCK_ABANDONED), so every env on it
+ * refuses reads and writes.  One fstat (+ one stat).  RP_OK for an
+ * immutable env. */
 int  rp_lock_check(rp_env *env, int identity);
 
 /* Version counter and meta ring. */

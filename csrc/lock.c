@@ -15,6 +15,15 @@
  * env on the same path, Python code peeking at the file) does not drop them,
  * as it would with classic POSIX record locks.
  *
+ * The file itself is distrusted: opened with O_NOFOLLOW, used only as a
+ * regular file with one link, its header validated once and its
+ * max_readers copied (env->nreaders), never re-read.  A file deleted,
+ * replaced or truncated under its users is detected by rp_lock_check and
+ * marked abandoned; a writer mutex whose owner is dead or forged is
+ * recovered by rp_wlock; a writer that died mid-commit is detected by
+ * rp_commit_in_doubt.  Immutable envs (RP_RDONLY without a writable lock
+ * file) put the same header in private memory.
+ *
  * Reader slots record their owner (pid + process start time), so slots of
  * dead processes -- including a dead process whose pid was reused -- are
  * reaped by whoever notices (writers, and any opener that finds the table

@@ -5,17 +5,27 @@
  * COMMIT PROTOCOL (one fdatasync)
  *   1. Write the table descriptors back into the catalog, then the free list.
  *   2. Grow the file if the new pages need it (in chunks, zero-filled).
- *   3. pwrite every dirty page, each stamped with this version and its
+ *   3. Check that <path>.lock is still the lock file held (rp_lock_check),
+ *      then pwrite every dirty page, each stamped with this version and its
  *      checksum, sorted and coalesced into runs.
- *   4. pwrite the meta page N % 2 (the one holding version N-2).
+ *   4. Mark version N in doubt in the lock file (rp_commit_mark), then
+ *      pwrite the meta page N % 2 (the one holding version N-2).
  *   5. fdatasync (durability "full").  Pages and meta reach the disk in any
  *      order; recovery tells a meta whose pages did not all arrive (their
  *      txnid/checksum do not match what the parents record) and falls back
  *      to version N-1, which step 3 never overwrote (see ALLOCATION).
  *   6. Publish the roots in the lock file's ring, then the version counter,
- *      and wake waiters.  Readers therefore never see an undurable version.
- *   If step 4 or 5 fails, the old meta image is written back, so neither
- *   this process nor a later opener can adopt a commit that reported failure.
+ *      and wake waiters; clear the mark.  Readers therefore never see an
+ *      undurable version.
+ *   If step 4 or 5 fails, the old meta image is written back (and the mark
+ *   cleared), so neither this process nor a later opener can adopt a commit
+ *   that reported failure.  If the writer dies between 4 and the end of 6,
+ *   the mark stays while its thread no longer holds the writer mutex: the
+ *   next reader, waiter or opener settles the commit (rp_resolve_commit:
+ *   repair under the writer mutex publishes the meta if its commit
+ *   verifies, else the previous version stands) before it reads, so every
+ *   reader after the death agrees with the next writer.  RP_FAULT_CRASH
+ *   kills a writer at each step (RP_STEP_*) to test exactly that.
  *
  * ALLOCATION
  *   A page freed by the commit of version T was live in T-1.  A writer may
