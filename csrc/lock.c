@@ -809,6 +809,13 @@ void rp_version_publish(rp_env *env, uint64_t v) {
 int rp_lock_wait(rp_env *env, uint64_t since, int64_t timeout_ns, uint64_t *out) {
     assert(env != NULL && env->lk != NULL && out != NULL);
     rp_lock_hdr *lk = env->lk;
+    /* A waiter is not a hot path: check the lock file before touching it
+     * (a truncated one would raise SIGBUS), and again after each sleep. */
+    int rc = rp_lock_check(env, 0);
+    if (rc != RP_OK) {
+        *out = since;
+        return rc;
+    }
     uint64_t deadline = 0;
     if (timeout_ns > 0) deadline = now_ns() + (uint64_t)timeout_ns;
     for (;;) {
@@ -831,7 +838,7 @@ int rp_lock_wait(rp_env *env, uint64_t since, int64_t timeout_ns, uint64_t *out)
         /* A writer that died mid-commit publishes nothing: resolve its
          * commit here, so listeners see it without waiting for a writer. */
         if (rp_commit_in_doubt(env)) {
-            int rc = rp_resolve_commit(env);
+            rc = rp_resolve_commit(env);
             if (rc != RP_OK) {
                 *out = v;
                 return rc;
@@ -860,7 +867,7 @@ int rp_lock_wait(rp_env *env, uint64_t since, int64_t timeout_ns, uint64_t *out)
         int err = r == -1 ? errno : 0;
         /* Before touching the shared memory again: a truncated lock file
          * would raise SIGBUS. */
-        int rc = rp_lock_check(env, err == ETIMEDOUT);
+        rc = rp_lock_check(env, err == ETIMEDOUT);
         if (rc != RP_OK) {
             *out = since;
             return rc;

@@ -72,8 +72,8 @@
  *     processes opening it afterwards build a second lock file and a second
  *     writer mutex.  The engine detects it -- a write transaction checks the
  *     held lock file's link count and size when it begins and compares its
- *     inode with the path's before writing any page, a waiter checks every
- *     0.5 s -- and then every env on the old lock file returns
+ *     inode with the path's before writing any page, a waiter checks at
+ *     every call and every 0.5 s -- and then every env on the old lock file returns
  *     RP_LOCK_CHANGED for reads and writes (it marks the file abandoned)
  *     until it is closed and reopened.  What remains: a writer that passed
  *     the check a moment before the deletion still commits under the old

@@ -38,6 +38,7 @@ from realmpy.errors import (
     StorageError,
     StorageFileNotFoundError,
 )
+from realmpy.notifier import Notifier
 from realmpy.realm import Realm
 from realmpy.sidefiles import open_side_file
 from realmpy.storage import Environment
@@ -144,6 +145,17 @@ def test_truncated_lock_file(tmp_path: Path) -> None:
             Environment(db)  # abandoned while this env still has it open
     with Environment(db) as env:  # everybody left: rebuilt
         assert _get(env, b"k") == b"x"
+
+
+def test_notifier_stops_on_a_changed_lock_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = str(tmp_path / "db")
+    with Environment(db, durability="none") as env:
+        notifier = Notifier(env)
+        os.truncate(db + ".lock", 0)
+        notifier._watch()  # the watcher thread's body: returns instead of raising
+        assert "change notifications stopped" in caplog.text and ".lock" in caplog.text
 
 
 def test_bad_max_readers(tmp_path: Path) -> None:
@@ -382,6 +394,25 @@ def test_read_only_refused_while_others_use_it(ro_dir: Path) -> None:
             return "opened"
 
         assert _as_unprivileged(open_ro) == f"{errno.EACCES} {db}.lock"
+
+
+def test_unwritable_lock_file_is_named(ro_dir: Path) -> None:
+    db = str(ro_dir / "db")
+    Environment(db).close()
+    os.chmod(db, 0o666)
+    os.chmod(db + ".lock", 0o644)
+    os.chmod(ro_dir, 0o555)
+
+    def open_rw() -> str:
+        try:
+            Environment(db).close()
+        except SideFileError as e:
+            return f"{e.errno} {e.filename} {e}"
+        return "opened"
+
+    err, name, message = _as_unprivileged(open_rw).split(" ", 2)
+    assert (int(err), name) == (errno.EACCES, db + ".lock")
+    assert "read_only=True" in message  # says what to do
 
 
 def test_missing_directory_names_the_data_file(tmp_path: Path) -> None:
