@@ -49,7 +49,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
-#include <sys/file.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -584,9 +583,10 @@ static int thread_info(uint32_t tid, pid_t *tgid, char *state) {
 
 /* Called when the writer mutex stayed locked for RP_WLOCK_CHECK_NS.  The
  * lock word names the owning thread; a live writer records itself
- * (writer_tid/pid/start) right after locking.  Returns 1 if the owner is
- * dead or foreign and the word was repaired (marked FUTEX_OWNER_DIED, as
- * the kernel marks it when an owner exits), 0 to keep waiting.
+ * (writer_tid/pid/start) right after locking.  If the owner is dead or
+ * foreign, the word is repaired: marked FUTEX_OWNER_DIED, as the kernel
+ * marks it when an owner exits, so the next locker gets EOWNERDEAD.
+ * *suspect carries a suspicious word from one check to the next.
  *
  * Never breaks a live writer's lock: a thread that exists and is the
  * recorded writer is waited on however long it holds the lock.  A thread
@@ -595,14 +595,14 @@ static int thread_info(uint32_t tid, pid_t *tgid, char *state) {
  * only if the same word was seen at the previous check too (a whole
  * interval later) and the thread is not stopped (SIGSTOP, a debugger),
  * where it could legitimately sit inside that window. */
-static int wlock_owner_check(rp_env *env, uint32_t *suspect) {
+static void wlock_owner_check(rp_env *env, uint32_t *suspect) {
     rp_lock_hdr *lk = env->lk;
     _Atomic uint32_t *word = mutex_word(env);
     uint32_t w = atomic_load_explicit(word, memory_order_acquire);
     uint32_t tid = w & FUTEX_TID_MASK;
     if (tid == 0 || (w & FUTEX_OWNER_DIED)) {
         *suspect = 0;
-        return 0;                      /* free or already marked: retry */
+        return;                        /* free or already marked: retry */
     }
     pid_t tgid = 0;
     char state = 0;
@@ -614,22 +614,20 @@ static int wlock_owner_check(rp_env *env, uint32_t *suspect) {
         if ((rtid == tid && rpid == tgid && owner_alive(rpid, rst, 1)) ||
             state == 'T' || state == 't') {
             *suspect = 0;
-            return 0;                  /* the live writer (or a paused one) */
+            return;                    /* the live writer (or a paused one) */
         }
         if (*suspect != w) {
             *suspect = w;              /* give it one more interval */
-            return 0;
+            return;
         }
     }
     /* Dead, or foreign for a whole interval: mark it as the kernel would.
      * The CAS fails if the word moved meanwhile (then nothing is broken). */
     uint32_t repaired = (w & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
     *suspect = 0;
-    if (!atomic_compare_exchange_strong_explicit(word, &w, repaired, memory_order_acq_rel,
-                                                 memory_order_relaxed))
-        return 0;
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-    return 1;
+    if (atomic_compare_exchange_strong_explicit(word, &w, repaired, memory_order_acq_rel,
+                                                memory_order_relaxed))
+        syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 /* Record this thread as the writer (diagnostics, and the liveness checks of

@@ -812,11 +812,6 @@ static int commit_write(rp_txn *txn) {
     if (!rc) rc = write_pages(txn);
     if (rc) return rc;
     rp_fault_step(RP_STEP_PAGES);
-    /* Mark the commit in doubt until published (or rolled back): if this
-     * process dies in between, the next reader resolves it at once
-     * (rp_resolve_commit) instead of waiting for the next writer. */
-    rp_commit_mark(env, txn->txnid);
-    rp_fault_step(RP_STEP_MARKED);
     /* 4. meta, keeping the image it replaces for rollback */
     uint64_t moff = (txn->txnid % 2) * RP_PAGE_SIZE;
     uint8_t *old = malloc(2 * RP_PAGE_SIZE);
@@ -824,6 +819,11 @@ static int commit_write(rp_txn *txn) {
     uint8_t *meta = old + RP_PAGE_SIZE;
     memcpy(old, env->map + moff, RP_PAGE_SIZE);
     rp_meta_build(meta, &txn->roots);
+    /* Mark the commit in doubt until published (or rolled back): if this
+     * process dies in between, the next reader resolves it at once
+     * (rp_resolve_commit) instead of waiting for the next writer. */
+    rp_commit_mark(env, txn->txnid);
+    rp_fault_step(RP_STEP_MARKED);
     /* Only the checksummed head of the meta page changes (the rest stays
      * zero from creation), so only it is written. */
     rc = rp_io_pwrite(env, meta, RP_META_SIZE, moff);
