@@ -44,22 +44,31 @@ def _mode(path: str) -> int:
         return 0o600
 
 
-def open_side_file(path: str, suffix: str, *, read_only: bool, what: str) -> int | None:
-    """Open ``path + suffix`` and return its descriptor.
+# What a read-only opener takes for "this directory or medium is not ours to write".
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
-    ``read_only``: open it for reading and never create it; ``None`` when it
-    does not exist or cannot be opened (a read-only directory or medium),
-    where the caller goes without it.  Otherwise it is opened read-write,
-    created if needed.
+
+def open_side_file(path: str, suffix: str, *, read_only: bool, what: str) -> int | None:
+    """Open ``path + suffix`` read-write, created if needed, and return its
+    descriptor.
+
+    ``read_only``: where it cannot be opened for writing (a read-only
+    directory or medium), open it for reading without creating it, and
+    return ``None`` if that fails too: the caller goes without it.
     """
     side = path + suffix
-    flags = os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_RDONLY if read_only else os.O_RDWR | os.O_CREAT)
+    flags = os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(side, flags, _mode(path))
+        fd = os.open(side, flags | os.O_RDWR | os.O_CREAT, _mode(path))
     except OSError as e:
-        if read_only and e.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
-            return None
-        raise side_file_error(e.errno or errno.EIO, side, path, what) from None
+        if not (read_only and e.errno in _NOT_WRITABLE):
+            raise side_file_error(e.errno or errno.EIO, side, path, what) from None
+        try:
+            fd = os.open(side, flags | os.O_RDONLY)
+        except OSError as e2:
+            if e2.errno in (errno.ENOENT, *_NOT_WRITABLE):
+                return None
+            raise side_file_error(e2.errno or errno.EIO, side, path, what) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
