@@ -378,6 +378,31 @@ def test_read_only_directory(ro_dir: Path, keep_lock_file: bool) -> None:
     assert sorted(os.listdir(ro_dir)) == before  # nothing created
 
 
+def _hold_read_only(db: str, opened: Any, done: Any) -> None:
+    with Realm(Configuration.local(MODELS, path=db, read_only=True)):
+        opened.set()
+        done.wait(HANG_GUARD_S)
+    os._exit(0)
+
+
+def test_read_only_realm_still_blocks_compaction(tmp_path: Path) -> None:
+    """Where it can, a read-only realm holds ``.session`` like any other, so
+    another process never compacts (replaces) the file under it."""
+    db = str(tmp_path / "db.realm")
+    Realm(Configuration.local(MODELS, path=db)).close()
+    os.unlink(db + ".session")  # the read-only opener recreates it
+    opened, done = CTX.Event(), CTX.Event()
+    holder = CTX.Process(target=_hold_read_only, args=(db, opened, done))
+    holder.start()
+    try:
+        assert opened.wait(HANG_GUARD_S)
+        assert Realm.compact(Configuration.local(MODELS, path=db)) is False
+    finally:
+        done.set()
+        assert _join(holder) == 0
+    assert Realm.compact(Configuration.local(MODELS, path=db)) is True
+
+
 def test_read_only_refused_while_others_use_it(ro_dir: Path) -> None:
     db = str(ro_dir / "db")
     Environment(db).close()
