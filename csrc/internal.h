@@ -115,6 +115,8 @@ struct rp_env {
                                         never re-read from the shared header  */
     int              immutable;      /* RP_RDONLY without a usable lock file:
                                         lk is private, nothing is shared      */
+    dev_t            lock_dev;       /* the lock file held (rp_lock_check)    */
+    ino_t            lock_ino;
     rp_slot         *slots;          /* lk's reader table                     */
     unsigned         fork_gen;       /* rp_fork_generation at open            */
     pid_t            pid;
@@ -225,8 +227,8 @@ static inline int rp_commit_marked(const rp_env *env) {
  * identity also if <path>.lock is now another file (replaced: two writer
  * mutexes).  Except when already abandoned, it then marks the file
  * abandoned (format.h: ready = RP_LOCK_ABANDONED), so every env on it
- * refuses reads and writes.  One fstat (+ one stat).  RP_OK for an
- * immutable env. */
+ * refuses reads and writes.  One syscall: fstat of the descriptor, or with
+ * identity stat of the path.  RP_OK for an immutable env. */
 int  rp_lock_check(rp_env *env, int identity);
 
 /* Version counter and meta ring. */

@@ -507,6 +507,11 @@ int rp_lock_open(rp_env *env, unsigned max_readers, int *first) {
     env->pool_len = 0;
     env->pool_cap = max_readers;
     atomic_store_explicit(&env->interrupted, 0, memory_order_relaxed);
+    struct stat sb;
+    if (env->lock_fd >= 0 && fstat(env->lock_fd, &sb) == 0) {
+        env->lock_dev = sb.st_dev;     /* for rp_lock_check's identity test */
+        env->lock_ino = sb.st_ino;
+    }
     return RP_OK;
 
 fail:
@@ -745,8 +750,15 @@ int rp_commit_in_doubt(rp_env *env) {
 
 /* Mark the lock file abandoned (ready = RP_LOCK_ABANDONED): every process
  * still using it refuses to write and to begin snapshots, and the next
- * first opener rebuilds it. */
+ * first opener rebuilds it.  A truncated file is first extended back
+ * (zeros), so that neither this store nor any later access of any process
+ * faults; our shared OFD lock means nobody rebuilds it meanwhile. */
 static int abandon(rp_env *env) {
+    struct stat a;
+    if (fstat(env->lock_fd, &a) != 0) return RP_LOCK_CHANGED;
+    if ((uint64_t)a.st_size < env->lk_size &&
+        ftruncate(env->lock_fd, (off_t)env->lk_size) != 0)
+        return RP_LOCK_CHANGED;
     atomic_store_explicit(&env->lk->ready, RP_LOCK_ABANDONED, memory_order_seq_cst);
     return RP_LOCK_CHANGED;
 }
@@ -754,25 +766,19 @@ static int abandon(rp_env *env) {
 int rp_lock_check(rp_env *env, int identity) {
     if (env->immutable) return RP_OK;
     struct stat a;
-    if (fstat(env->lock_fd, &a) != 0) return lock_err(errno);
-    if ((uint64_t)a.st_size < env->lk_size) {
-        /* Truncated: touching the cut-off part raises SIGBUS.  Extend it
-         * back (zeros) so that no process faults on it any more, then
-         * abandon it: its shared state is gone.  Our shared OFD lock means
-         * nobody rebuilds it meanwhile. */
-        if (ftruncate(env->lock_fd, (off_t)env->lk_size) != 0) return RP_LOCK_CHANGED;
-        return abandon(env);
-    }
-    if (atomic_load_explicit(&env->lk->ready, memory_order_acquire) != 1) return RP_LOCK_CHANGED;
-    /* No link left: deleted, and the next opener makes another. */
-    if (a.st_nlink == 0) return abandon(env);
-    if (!identity) return RP_OK;
-    struct stat b;
-    if (stat(env->lock_path, &b) != 0) {
-        if (errno == ENOENT) return abandon(env);
+    if (identity) {
+        /* One stat of the path: if it is still our inode, its size and
+         * link count are our file's too. */
+        if (stat(env->lock_path, &a) != 0)
+            return errno == ENOENT ? abandon(env) : lock_err(errno);
+        if (a.st_dev != env->lock_dev || a.st_ino != env->lock_ino) return abandon(env);
+    } else if (fstat(env->lock_fd, &a) != 0) {
         return lock_err(errno);
     }
-    if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) return abandon(env);
+    /* Truncated: touching the cut-off part raises SIGBUS.  No link left:
+     * deleted, and the next opener makes another. */
+    if ((uint64_t)a.st_size < env->lk_size || a.st_nlink == 0) return abandon(env);
+    if (atomic_load_explicit(&env->lk->ready, memory_order_acquire) != 1) return RP_LOCK_CHANGED;
     return RP_OK;
 }
 
