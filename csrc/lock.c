@@ -131,19 +131,27 @@ static uint32_t my_tid(void) {
     return tls_tid;
 }
 
+/* Read /proc/<id>/<what> into buf as a string: 0, or -1 if the process or
+ * thread is gone or the file unreadable. */
+static int read_proc(unsigned id, const char *what, char *buf, size_t len) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%u/%s", id, what);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n;
+    do n = read(fd, buf, len - 1); while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
 /* Parse /proc/<pid>/stat: state (field 3) and start time (field 22).  comm
  * (field 2) may contain spaces and ')', so parse after the LAST ')'.
  * Returns 0 on success, -1 if the process is gone or the file unreadable. */
 static int proc_stat(pid_t pid, char *state, uint64_t *start) {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t n;
-    do n = read(fd, buf, sizeof buf - 1); while (n < 0 && errno == EINTR);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = '\0';
+    char buf[1024];
+    if (read_proc((unsigned)pid, "stat", buf, sizeof buf) != 0) return -1;
     char *p = strrchr(buf, ')');
     if (p == NULL) return -1;
     p++;
@@ -570,15 +578,8 @@ void rp_lock_close(rp_env *env) {
  * (/proc/<tid> exists for every thread of the pid namespace, listed or
  * not).  Returns 0, or -1 if no such thread exists. */
 static int thread_info(uint32_t tid, pid_t *tgid, char *state) {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%u/status", (unsigned)tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t n;
-    do n = read(fd, buf, sizeof buf - 1); while (n < 0 && errno == EINTR);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = '\0';
+    char buf[512];
+    if (read_proc(tid, "status", buf, sizeof buf) != 0) return -1;
     const char *st = strstr(buf, "\nState:\t"), *tg = strstr(buf, "\nTgid:\t");
     if (st == NULL || tg == NULL) return -1;
     *state = st[8];

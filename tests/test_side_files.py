@@ -403,39 +403,38 @@ def test_read_only_realm_still_blocks_compaction(tmp_path: Path) -> None:
     assert Realm.compact(Configuration.local(MODELS, path=db)) is True
 
 
-def test_read_only_refused_while_others_use_it(ro_dir: Path) -> None:
+def _lock_file_not_ours(ro_dir: Path, data_mode: int) -> str:
+    """A database in ro_dir whose lock file only its owner (root) may write."""
     db = str(ro_dir / "db")
     Environment(db).close()
-    os.chmod(db, 0o644)
+    os.chmod(db, data_mode)
     os.chmod(db + ".lock", 0o644)
     os.chmod(ro_dir, 0o555)
-    with Environment(db):  # in use: a reader without a slot would be unsafe
-
-        def open_ro() -> str:
-            try:
-                Environment(db, read_only=True).close()
-            except SideFileError as e:
-                return f"{e.errno} {e.filename}"
-            return "opened"
-
-        assert _as_unprivileged(open_ro) == f"{errno.EACCES} {db}.lock"
+    return db
 
 
-def test_unwritable_lock_file_is_named(ro_dir: Path) -> None:
-    db = str(ro_dir / "db")
-    Environment(db).close()
-    os.chmod(db, 0o666)
-    os.chmod(db + ".lock", 0o644)
-    os.chmod(ro_dir, 0o555)
-
-    def open_rw() -> str:
+def _open_unprivileged(db: str, read_only: bool) -> str:
+    def attempt() -> str:
         try:
-            Environment(db).close()
+            Environment(db, read_only=read_only).close()
         except SideFileError as e:
             return f"{e.errno} {e.filename} {e}"
         return "opened"
 
-    err, name, message = _as_unprivileged(open_rw).split(" ", 2)
+    return _as_unprivileged(attempt)
+
+
+def test_read_only_refused_while_others_use_it(ro_dir: Path) -> None:
+    db = _lock_file_not_ours(ro_dir, 0o644)
+    with Environment(db):  # in use: a reader without a slot would be unsafe
+        err, name, _ = _open_unprivileged(db, read_only=True).split(" ", 2)
+    assert (int(err), name) == (errno.EACCES, db + ".lock")
+    assert _open_unprivileged(db, read_only=True) == "opened"  # once nobody uses it
+
+
+def test_unwritable_lock_file_is_named(ro_dir: Path) -> None:
+    db = _lock_file_not_ours(ro_dir, 0o666)
+    err, name, message = _open_unprivileged(db, read_only=False).split(" ", 2)
     assert (int(err), name) == (errno.EACCES, db + ".lock")
     assert "read_only=True" in message  # says what to do
 

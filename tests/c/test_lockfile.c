@@ -157,6 +157,17 @@ static void test_hardlink(void) {
 
 /* ---- damaged header ------------------------------------------------------ */
 
+/* While a holds name open, a new opener gets want; once a closed, the next
+ * opener rebuilds the lock file and finds key. */
+static void refused_then_rebuilt(rp_env *a, const char *name, int want, const char *key) {
+    rp_env *b = NULL;
+    CHECK(rp_env_open(a->path, 0, 0, 0, 0, &b) == want, "new opener refused");
+    E(rp_env_close(a));
+    rp_env *c = open_env(name);
+    CHECK(has_key(c, key), "data intact after the rebuild");
+    E(rp_env_close(c));
+}
+
 static void test_bad_max_readers(void) {
     rp_env *a = open_env("mr");
     put_str(a, "k", "v");
@@ -178,11 +189,7 @@ static void test_bad_max_readers(void) {
         rp_env *b = NULL;
         CHECK(rp_env_open(a->path, 0, 0, 0, 0, &b) == RP_INCOMPATIBLE_LOCK, "garbage refused");
     }
-    E(rp_env_close(a));
-    /* Nobody has it open: the next opener rebuilds it. */
-    rp_env *c = open_env("mr");
-    CHECK(has_key(c, "k2"), "data intact after the rebuild");
-    E(rp_env_close(c));
+    refused_then_rebuilt(a, "mr", RP_INCOMPATIBLE_LOCK, "k2");
 }
 
 static void test_truncated(void) {
@@ -198,12 +205,7 @@ static void test_truncated(void) {
     CHECK(rp_txn_begin(a, 0, &t) == RP_LOCK_CHANGED, "reader refuses");
     uint64_t v;
     CHECK(rp_env_wait(a, 1, 1000000, &v) == RP_LOCK_CHANGED, "waiter refuses");
-    rp_env *b = NULL;
-    CHECK(rp_env_open(a->path, 0, 0, 0, 0, &b) == RP_LOCK_CHANGED, "new opener refused");
-    E(rp_env_close(a));
-    rp_env *c = open_env("trunc");
-    CHECK(has_key(c, "k"), "data intact");
-    E(rp_env_close(c));
+    refused_then_rebuilt(a, "trunc", RP_LOCK_CHANGED, "k");
 }
 
 /* Deleted or replaced while two processes write: the old handle refuses,
