@@ -200,7 +200,8 @@ void rp_lock_close(rp_env *env);
  * names, and a dead or foreign one (a forged word) is turned into
  * EOWNERDEAD; the live recorded writer is waited on for as long as it
  * holds the lock.  RP_TXN_ACTIVE if this thread holds it.  rp_wlock_try
- * does not wait: RP_BUSY if another thread holds it. */
+ * does not wait: RP_BUSY if another thread holds it, RP_TXN_ACTIVE if this
+ * one does. */
 int  rp_wlock(rp_env *env, int *owner_died);
 int  rp_wlock_try(rp_env *env, int *owner_died);
 void rp_wlock_consistent(rp_env *env);

@@ -703,7 +703,8 @@ int rp_wlock_try(rp_env *env, int *owner_died) {
     assert(env != NULL && env->lk != NULL && owner_died != NULL);
     *owner_died = 0;
     int rc = pthread_mutex_trylock(&env->lk->wmutex.m);
-    if (rc == EBUSY || rc == EDEADLK) return RP_BUSY;
+    if (rc == EBUSY) return RP_BUSY;
+    if (rc == EDEADLK) return RP_TXN_ACTIVE;
     return wlock_result(env, rc, owner_died);
 }
 
