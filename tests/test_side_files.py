@@ -403,12 +403,12 @@ def test_read_only_realm_still_blocks_compaction(tmp_path: Path) -> None:
     assert Realm.compact(Configuration.local(MODELS, path=db)) is True
 
 
-def _lock_file_not_ours(ro_dir: Path, data_mode: int) -> str:
-    """A database in ro_dir whose lock file only its owner (root) may write."""
+def _lock_file_not_ours(ro_dir: Path, data_mode: int, lock_mode: int = 0o444) -> str:
+    """A database in ro_dir whose lock file the unprivileged child cannot write."""
     db = str(ro_dir / "db")
     Environment(db).close()
     os.chmod(db, data_mode)
-    os.chmod(db + ".lock", 0o644)
+    os.chmod(db + ".lock", lock_mode)
     os.chmod(ro_dir, 0o555)
     return db
 
@@ -424,8 +424,9 @@ def _open_unprivileged(db: str, read_only: bool) -> str:
     return _as_unprivileged(attempt)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the holder must write what the child cannot")
 def test_read_only_refused_while_others_use_it(ro_dir: Path) -> None:
-    db = _lock_file_not_ours(ro_dir, 0o644)
+    db = _lock_file_not_ours(ro_dir, 0o644, 0o644)
     with Environment(db):  # in use: a reader without a slot would be unsafe
         err, name, _ = _open_unprivileged(db, read_only=True).split(" ", 2)
     assert (int(err), name) == (errno.EACCES, db + ".lock")

@@ -294,6 +294,65 @@ static void test_forged_owner(void) {
     E(rp_env_close(a));
 }
 
+/* ---- read-only directory ------------------------------------------------------- */
+
+/* In a child that cannot write dir/ro (root writes anywhere: it becomes
+ * nobody), open the database there read-only: 0 if it reads key, or the
+ * step that failed. */
+static int read_only_child(const char *db, int in_use_expected) {
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) return 10;
+    rp_env *env = NULL;
+    int rc = rp_env_open(db, RP_RDONLY, 0, 0, 0, &env);
+    if (in_use_expected) return rc == RP_LOCK_ERRNO - EACCES ? 0 : 11;
+    if (rc != RP_OK) return 12;
+    rp_txn *r;
+    if (rp_txn_begin(env, 0, &r) != RP_OK) return 13;
+    const void *v;
+    size_t vl;
+    rc = rp_get(r, "t", 1, "k", 1, &v, &vl);
+    rp_txn_abort(r);
+    uint64_t seen;
+    if (rp_env_wait(env, rp_env_version(env), 1000000, &seen) != RP_OK) return 14;
+    return rc == RP_OK && rp_env_close(env) == RP_OK ? 0 : 15;
+}
+
+static void test_read_only_dir(void) {
+    char ro[512], db[512], lk[512];
+    path_of(ro, sizeof ro, "ro");
+    path_of(db, sizeof db, "ro/db");
+    path_of(lk, sizeof lk, "ro/db.lock");
+    CHECK(mkdir(ro, 0755) == 0 && chmod(dir, 0755) == 0, "mkdir");
+    rp_env *env = NULL;
+    E(rp_env_open(db, RP_NOSYNC, 0, 0, 0, &env));
+    put_str(env, "k", "v");
+    E(rp_env_close(env));
+    CHECK(chmod(db, 0644) == 0 && chmod(lk, 0644) == 0 && chmod(ro, 0555) == 0, "chmod");
+    /* Round 2 needs another user (the holder must write what the child
+     * cannot): root only. */
+    int rounds = geteuid() == 0 ? 3 : 2;
+    for (int round = 0; round < rounds; round++) {
+        /* 0: a lock file nobody uses; 1: none at all; 2: one in use here */
+        if (round == 1) {
+            CHECK(chmod(ro, 0755) == 0 && unlink(lk) == 0 && chmod(ro, 0555) == 0, "unlink");
+        }
+        if (round == 2) {
+            E(rp_env_open(db, RP_RDONLY, 0, 0, 0, &env));   /* root may create it */
+            CHECK(chmod(lk, 0644) == 0, "chmod");
+        }
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) _exit(read_only_child(db, round == 2));
+        int st = reap(pid);
+        if (st != 0) {
+            fprintf(stderr, "read-only round %d: child step %d\n", round, st);
+            exit(1);
+        }
+        CHECK(round != 1 || access(lk, F_OK) != 0, "nothing created");
+        if (round == 2) E(rp_env_close(env));
+    }
+    CHECK(chmod(ro, 0755) == 0, "chmod back");
+}
+
 /* ---- a writer killed at every step of its commit ---------------------------- */
 
 typedef struct waiter {
@@ -385,6 +444,7 @@ int main(void) {
         { "bad_max_readers", test_bad_max_readers },
         { "truncated", test_truncated },
         { "forged_owner", test_forged_owner },
+        { "read_only_dir", test_read_only_dir },
         { "dead_writer", test_dead_writer },
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
