@@ -47,6 +47,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from realmpy.sidefiles import open_side_file
 from realmpy.storage import Environment
 from realmpy.sync import integrate
 from realmpy.sync import protocol as P
@@ -137,7 +138,13 @@ class SyncClient:
         self._ident_lock = threading.Lock()
         self._schema_pushed = False
         self._state_cond = threading.Condition()
-        self._lock_fd = os.open(self.path + ".sync", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = open_side_file(self.path, ".sync", read_only=False, what="cannot start sync")
+        except BaseException:
+            self._shared.release()
+            raise
+        assert fd is not None  # only read_only opens return None
+        self._lock_fd = fd
         self._downloader: threading.Thread | None = None
         self._remove_logout = self.user._add_logout_callback(self._on_logout)
         self._check_owner()
