@@ -22,6 +22,13 @@ Roles:
 ``writer PATH NAME COUNT``
     ``disconnected_sync`` writes only (used to be SIGKILLed mid-write); prints
     ``progress`` after every commit.
+``extender PATH COUNT``
+    ``disconnected_sync`` with newer models (``Car`` plus ``Extra``, a class the
+    main process does not have): writes COUNT ``Extra`` objects, then one car
+    (make=after-extra), each in its own transaction; prints ``wrote`` and exits.
+``extra-device PATH APPDIR BASE EXPECT``
+    another device with the newer models, subscribed to every ``Extra`` and
+    ``Car``: waits until it has EXPECT ``Extra`` objects and prints ``done``.
 """
 
 from __future__ import annotations
@@ -50,6 +57,13 @@ class Car(Object):
     make: str = field(indexed=True)
     seq: int = 0
     miles: int = 0
+
+
+class Extra(Object):
+    """A class only the newer models (``extender``, ``extra-device``) have."""
+
+    id: ObjectId = field(primary_key=True, default_factory=ObjectId)
+    note: str = ""
 
 
 def emit(event: str, **kw: Any) -> None:
@@ -90,7 +104,12 @@ def _stop_event() -> threading.Event:
 def main_role(path: str, appdir: str, base: str) -> None:
     stop = _stop_event()
     app = _app(appdir, base)
-    realm = Realm(Configuration.flexible_sync(_user(app), [Car], path=path))
+
+    def on_error(_session: Any, err: Any) -> None:
+        emit("sync_error", code=err.code, type=type(err).__name__, detail=err.detail)
+
+    config = Configuration.flexible_sync(_user(app), [Car], path=path, sync_error_handler=on_error)
+    realm = Realm(config)
     if realm.subscriptions.find(realm.all(Car)) is None:
         with realm.subscriptions.update() as subs:
             subs.add(realm.all(Car), name="all cars")
@@ -170,6 +189,36 @@ def writer_role(path: str, name: str, count: int) -> None:
     realm.close()
 
 
+def extender_role(path: str, count: int) -> None:
+    realm = Realm(Configuration.disconnected_sync([Car, Extra], path=path))
+    for i in range(count):
+        with realm.write():
+            realm.add(Extra(note=f"extra {i}"))
+    with realm.write():
+        realm.add(Car(make="after-extra"))
+    emit("wrote", n=count)
+    realm.close()
+
+
+def extra_device_role(path: str, appdir: str, base: str, expect: int) -> None:
+    app = _app(appdir, base)
+    realm = Realm(Configuration.flexible_sync(_user(app), [Car, Extra], path=path))
+    with realm.subscriptions.update() as subs:
+        subs.add(realm.all(Extra), name="all extras")
+        subs.add(realm.all(Car), name="all cars")
+    realm.subscriptions.wait_for_synchronization(timeout=120)
+    got = threading.Event()
+    results = realm.all(Extra)
+    token = results.add_listener(lambda res, ch: got.set() if len(res) >= expect else None)
+    if len(results) >= expect:
+        got.set()
+    ok = got.wait(120)
+    token.remove()
+    realm.refresh()
+    emit("done", ok=ok, extras=len(realm.all(Extra)), cars=len(realm.all(Car)))
+    realm.close()
+
+
 if __name__ == "__main__":
     role, *args = sys.argv[1:]
     if role == "main":
@@ -180,5 +229,9 @@ if __name__ == "__main__":
         device_role(args[0], args[1], args[2], int(args[3]), int(args[4]))
     elif role == "writer":
         writer_role(args[0], args[1], int(args[2]))
+    elif role == "extender":
+        extender_role(args[0], int(args[1]))
+    elif role == "extra-device":
+        extra_device_role(args[0], args[1], args[2], int(args[3]))
     else:
         raise SystemExit(f"unknown role {role}")
