@@ -114,7 +114,12 @@ def main_role(path: str, appdir: str, base: str) -> None:
         with realm.subscriptions.update() as subs:
             subs.add(realm.all(Car), name="all cars")
     session = realm.sync_session
-    emit("open", role=session.role)
+    emit(
+        "open",
+        role=session.role,
+        state=session.connection_state.value,
+        agent_pid=session.agent_pid,
+    )
     last = None
     last_conn = None
     while not stop.is_set():

@@ -251,9 +251,13 @@ def test_agent_takeover_after_sigkill(tmp_path: Path, server: Server, procs: lis
     m1 = Proc("main", file_a, appdir, server.base)
     procs.append(m1)
     m1.wait_for("role", lambda e: e["role"] == "agent")
+    m1.wait_for("conn", lambda e: e["state"] == "connected")
     m2 = Proc("main", file_a, appdir, server.base)
     procs.append(m2)
-    m2.wait_for("role", lambda e: e["role"] == "standby")
+    # A freshly opened standby knows it is one and reports the agent's real state at once.
+    opened = m2.wait_for("open")
+    assert opened["role"] == "standby" and opened["state"] == "connected", opened
+    assert opened["agent_pid"] == m1.popen.pid, opened
     # The standby reports the agent's connection (published by the agent), not its own idle one.
     agent_pid = m1.popen.pid
     m2.wait_for(
