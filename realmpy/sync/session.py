@@ -113,7 +113,7 @@ class _Listener:
         self.mode = mode
         self.callback = callback
         self.start = start
-        self.objects_base = 0  # downloads: objects received before this listener's unit of work
+        self.objects_base = 0  # downloads: objects received before this listener was added
         self.last: SyncProgress | None = None
         self.done = False
 
@@ -394,15 +394,11 @@ class SyncSession:
     def _deliver(self, ls: _Listener, meta: tuple[int, int, int, int, float]) -> None:
         p = self._measure(ls, meta)
         last = ls.last
-        if last is not None and last.progress_estimate >= 1.0 and p.progress_estimate < 1.0:
-            # New work after everything was done (``report_indefinitely``): a new unit, counted
-            # from where the last one ended.
-            if ls.direction is ProgressDirection.UPLOAD:
-                ls.start = (ls.start[0] + last.transferable, ls.start[1])
-            else:
-                ls.objects_base += last.transferred
-            p = self._measure(ls, meta)
-        elif last is not None and p.progress_estimate < last.progress_estimate:
+        if (
+            last is not None
+            and last.progress_estimate < 1.0  # after 1.0, new work starts a new unit (indefinitely)
+            and p.progress_estimate < last.progress_estimate
+        ):
             p = SyncProgress(p.transferred, p.transferable, last.progress_estimate)
         if p != last:
             ls.last = p

@@ -24,7 +24,6 @@ election if this process is also the agent.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from typing import TYPE_CHECKING, Any, Final
@@ -211,7 +210,3 @@ class AgentView:
         )
 
     resume = pause
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._stop.set()

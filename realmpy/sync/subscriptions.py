@@ -2,8 +2,10 @@
 
 Why they are stored in the file (``_sync.subs``): every process of the file
 sees the same subscriptions and their states, whichever process changed them
-and whichever runs the sync agent; a secondary process can even update them,
-and the agent posts the new set.  Each committed change is a new *version*
+and whichever runs the sync agent.  A ``disconnected_sync`` secondary may
+update them (Realm forbids it; realmpy allows it on purpose): the commit wakes
+the agent, which posts the new set, and ``wait_for_synchronization`` works in
+the secondary as in the main process.  Each committed change is a new *version*
 (the protocol's ``query_version``); its state moves
 
     pending → bootstrapping → complete        (or error; older sets → superseded)
