@@ -101,6 +101,17 @@ def _stop_event() -> threading.Event:
     return stop
 
 
+def _wait_for_count(results: Any, expect: int, timeout: float) -> bool:
+    """Wait, by a listener (auto-refresh), until ``results`` has ``expect`` objects."""
+    got = threading.Event()
+    token = results.add_listener(lambda res, ch: got.set() if len(res) >= expect else None)
+    if len(results) >= expect:
+        got.set()
+    ok = got.wait(timeout)
+    token.remove()
+    return ok
+
+
 def main_role(path: str, appdir: str, base: str) -> None:
     stop = _stop_event()
     app = _app(appdir, base)
@@ -171,13 +182,7 @@ def device_role(path: str, appdir: str, base: str, count: int, expect: int) -> N
             realm.add(Car(make="device", seq=i))
     realm.sync_session.wait_for_upload(timeout=120)
     emit("uploaded", n=count)
-    got = threading.Event()
-    results = realm.all(Car)
-    token = results.add_listener(lambda res, ch: got.set() if len(res) >= expect else None)
-    if len(results) >= expect:
-        got.set()
-    ok = got.wait(180)
-    token.remove()
+    ok = _wait_for_count(realm.all(Car), expect, 180)
     realm.refresh()
     makes = _Counter(c.make for c in realm.all(Car))
     seqs = sorted((c.make, c.seq) for c in realm.all(Car))
@@ -212,13 +217,7 @@ def extra_device_role(path: str, appdir: str, base: str, expect: int) -> None:
         subs.add(realm.all(Extra), name="all extras")
         subs.add(realm.all(Car), name="all cars")
     realm.subscriptions.wait_for_synchronization(timeout=120)
-    got = threading.Event()
-    results = realm.all(Extra)
-    token = results.add_listener(lambda res, ch: got.set() if len(res) >= expect else None)
-    if len(results) >= expect:
-        got.set()
-    ok = got.wait(120)
-    token.remove()
+    ok = _wait_for_count(realm.all(Extra), expect, 120)
     realm.refresh()
     emit("done", ok=ok, extras=len(realm.all(Extra)), cars=len(realm.all(Car)))
     realm.close()

@@ -11,7 +11,6 @@ are quarantined, reported once, and do not block anything else.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,14 @@ pytest.importorskip(
     "uvicorn", reason="the server extra is not installed: pip install -e '.[test,server]'"
 )
 
+import test_sync_multiprocess
 from test_sync_multiprocess import Proc
 
 from realmpy.config import Configuration
 from realmpy.realm import Realm
 from realmpy.server.testing import run_server
+
+procs = test_sync_multiprocess.procs  # the fixture: started processes, stopped after the test
 
 _FIXED = """app_id = "demo"
 [schema.Car]
@@ -35,16 +37,6 @@ fields = { id = "objectid", make = "string", seq = "int", miles = "int" }
 read = "TRUEPREDICATE"
 write = "TRUEPREDICATE"
 """
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    try:
-        yield started
-    finally:
-        for p in started:
-            p.stop()
 
 
 def _all_events(p: Proc) -> list[dict[str, Any]]:
@@ -70,17 +62,24 @@ def _quarantined(path: str) -> list[Any]:
         return quarantined
 
 
+def _main_and_extender(tmp_path: Path, base: str, procs: list[Proc]) -> tuple[str, Proc]:
+    """The main process (old models) syncing ``cars.realm``, and a secondary that wrote three
+    objects of a class the main process does not know, then a car."""
+    file_a = str(tmp_path / "cars.realm")
+    main = Proc("main", file_a, str(tmp_path / "app-a"), base)
+    procs.append(main)
+    main.wait_for("role", lambda e: e["role"] == "agent")
+    ext = Proc("extender", file_a, "3")
+    procs.append(ext)
+    ext.wait_for("wrote")
+    return file_a, main
+
+
 def test_secondary_extends_schema_in_development_mode(tmp_path: Path, procs: list[Proc]) -> None:
     data = tmp_path / "server"
     data.mkdir()
     with run_server(data, app_id="demo") as (base, _):
-        file_a = str(tmp_path / "cars.realm")
-        main = Proc("main", file_a, str(tmp_path / "app-a"), base)
-        procs.append(main)
-        main.wait_for("role", lambda e: e["role"] == "agent")
-        ext = Proc("extender", file_a, "3")
-        procs.append(ext)
-        ext.wait_for("wrote")
+        file_a, main = _main_and_extender(tmp_path, base, procs)
         device = Proc("extra-device", str(tmp_path / "b.realm"), str(tmp_path / "app-b"), base, "3")
         procs.append(device)
         done = device.wait_for("done")
@@ -96,13 +95,7 @@ def test_secondary_extends_a_fixed_schema(tmp_path: Path, procs: list[Proc]) -> 
     data = tmp_path / "server"
     data.mkdir()
     with run_server(data, app_id="demo", config=conf) as (base, _):
-        file_a = str(tmp_path / "cars.realm")
-        main = Proc("main", file_a, str(tmp_path / "app-a"), base)
-        procs.append(main)
-        main.wait_for("role", lambda e: e["role"] == "agent")
-        ext = Proc("extender", file_a, "3")
-        procs.append(ext)
-        ext.wait_for("wrote")
+        file_a, main = _main_and_extender(tmp_path, base, procs)
         err = main.wait_for("sync_error")
         assert err["type"] == "SyncSchemaError" and err["code"] == "unknown_table", err
         assert ["Extra", None] in err["detail"]["refused"]

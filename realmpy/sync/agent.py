@@ -137,9 +137,8 @@ class SyncClient:
         self._ident_lock = threading.Lock()
         self._schema = Q.SchemaPush()
         self._refusals_reported: set[Q.Refused] = set()
-        self._reported: set[str] = (
-            set()
-        )  # codes of transient errors reported since the last success
+        # Codes of transient errors reported since the last successful request (report once).
+        self._reported: set[str] = set()
         self._state_cond = threading.Condition()
         self._lock_fd = os.open(self.path + ".sync", os.O_RDWR | os.O_CREAT, 0o600)
         self._downloader: threading.Thread | None = None
@@ -372,9 +371,10 @@ class SyncClient:
         """Push the file's stored schema if a commit changed it since the last push, around the
         parts the server refuses (``quarantine``); True if it pushed now."""
         with self.env.read() as snap:
-            raw, tables = Q.file_schema(snap)
-        if raw == self._schema.raw:
+            changed = Q.file_schema(snap, unless=self._schema.raw)
+        if changed is None:
             return False
+        raw, tables = changed
         refused: Q.Refused = frozenset()
         push = tables
         first: SyncError | None = None

@@ -89,14 +89,18 @@ class QuarantinedChangeset:
     reason: str
 
 
-def file_schema(snap: Snapshot | WriteTransaction) -> tuple[bytes, dict[str, P.TableSpec]]:
-    """The file's stored schema (the union every process wrote): its raw bytes and wire form."""
+def file_schema(
+    snap: Snapshot | WriteTransaction, unless: bytes
+) -> tuple[bytes, dict[str, P.TableSpec]] | None:
+    """The file's stored schema (the union every process wrote): its raw bytes and wire form;
+    None if its bytes are ``unless`` (unchanged since the last push: one read per call)."""
     from realmpy.realm import META, SCHEMA_KEY
 
     raw = snap.get(META, SCHEMA_KEY)
+    if raw is None or bytes(raw) == unless:
+        return None
     schema = stored_schema(snap)
-    if raw is None or schema is None:
-        return b"", {}
+    assert schema is not None
     return bytes(raw), wire_tables(schema)
 
 
