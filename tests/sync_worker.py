@@ -12,7 +12,8 @@ Roles:
     ``connection_state`` / ``agent_pid`` change, and runs until SIGTERM.
 ``secondary PATH NAME COUNT EXPECT``
     opens ``disconnected_sync``, writes COUNT cars (one transaction each,
-    make=NAME), prints ``wrote``; then waits — by a listener, i.e. auto-refresh
+    make=NAME), prints ``wrote``, waits with its session view until the agent
+    uploaded them and prints ``uploaded`` with what the view says; then waits — by a listener, i.e. auto-refresh
     — until it sees EXPECT cars made by ``device``, checks ``refresh()`` and
     ``refresh_async()``, prints ``seen`` and exits.
 ``device PATH APPDIR BASE COUNT EXPECT``
@@ -152,6 +153,15 @@ def secondary_role(path: str, name: str, count: int, expect: int) -> None:
         with realm.write():
             realm.add(Car(make=name, seq=i, miles=i * 10))
     emit("wrote", n=count)
+    view = realm.sync_session  # a read-only view of the agent (another process)
+    view.wait_for_upload(timeout=120)  # until the agent uploaded this process's commits
+    emit(
+        "uploaded",
+        role=view.role,
+        agent_pid=view.agent_pid,
+        state=view.connection_state.value,
+        session=view.state.value,
+    )
     seen = threading.Event()
     results = realm.query(Car, "make == 'device'")
 

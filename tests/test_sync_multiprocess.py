@@ -237,6 +237,10 @@ def test_seed_scenario(tmp_path: Path, server: Server, procs: list[Proc]) -> Non
     assert done["ok"] and done["unique"], done
     assert done["makes"] == {"s1": 25, "s2": 25, "device": 5}
     for s in (s1, s2):
+        # The secondary's sync_session: a view of the agent process (README: "in every process").
+        up = s.wait_for("uploaded")
+        assert up["role"] == "secondary" and up["agent_pid"] == main.popen.pid, up
+        assert up["state"] == "connected" and up["session"] == "active", up
         seen = s.wait_for("seen")
         assert seen["ok"] and seen["device_cars"] == 5, seen  # the device's writes, by auto-refresh
         assert seen["refresh_async"] in (True, False)

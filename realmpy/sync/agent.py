@@ -135,6 +135,7 @@ class SyncClient:
         self._resume = threading.Event()
         self._resume.set()
         self._ident_lock = threading.Lock()
+        self._logged_out = False
         self._schema = Q.SchemaPush()
         self._refusals_reported: set[Q.Refused] = set()
         # Codes of transient errors reported since the last successful request (report once).
@@ -273,6 +274,7 @@ class SyncClient:
         return self._stop.is_set()
 
     def _on_logout(self) -> None:
+        self._logged_out = True  # the loops' failing requests are not errors of their own
         self._report(
             UserLoggedOutError(
                 f"user {self.user.id} logged out: syncing of {self.path} stopped", code="logged_out"
@@ -598,7 +600,7 @@ class SyncClient:
 
     def _handle(self, exc: BaseException, backoff: Backoff, fi: int) -> bool:
         """Handle an error by its code (``error_codes``); back off; True if this loop must end."""
-        if self._stop.is_set():
+        if self._stop.is_set() or self._logged_out:
             return True
         if not isinstance(exc, SyncError):
             log.exception("unexpected error in the sync agent of %s", self.path, exc_info=exc)

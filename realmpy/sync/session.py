@@ -167,9 +167,10 @@ class SyncSession:
     def connection_state(self) -> ConnectionState:
         """The connection of the file's sync agent, whichever process it is.
 
-        In the agent process it is the agent's own state; in a standby
-        process it is what the agent published in ``<path>.sync`` (so every
-        ``flexible_sync`` opener of a file reports the same thing), and
+        In the agent process it is the agent's own state (``connected`` only
+        right after the server answered a request); in a standby or a
+        secondary process it is what the agent published in ``<path>.sync``
+        (so every opener of a file reports the same thing), and
         ``disconnected`` if no agent is alive.  After :meth:`pause` in the
         agent process, or once this session stopped, it is ``disconnected``.
         """
