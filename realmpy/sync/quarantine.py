@@ -129,12 +129,13 @@ def without(
 ) -> tuple[dict[str, P.TableSpec], Refused]:
     """``tables`` minus the refused parts, and the refused parts closed over link/embedded
     targets (a field whose target table is refused is refused too; so is a table whose
-    primary key field is)."""
+    primary key field is, and an embedded table with a refused field: its parent's operations
+    write it by dotted paths, which count by their first field)."""
     gone = {t for t, f in refused if f is None}
     parts = set(refused)
     for t, f in refused:
         spec = tables.get(t)
-        if f is not None and spec is not None and f == spec.primary_key:
+        if f is not None and spec is not None and (f == spec.primary_key or spec.embedded):
             gone.add(t)
             parts.add((t, None))
     changed = True
