@@ -179,8 +179,8 @@ class SyncClient:
             self.connection_state = "connecting"
         try:
             result = self.user.request(method, path, body, timeout=timeout)
-        except ConnectionFailedError:
-            self.connection_state = "disconnected"
+        except (ConnectionFailedError, ServerResponseError):
+            self.connection_state = "disconnected"  # unreachable, or not a realmpy server answering
             raise
         except SyncError as exc:
             if exc.status is not None and exc.status >= 500:
