@@ -156,14 +156,19 @@ _fds_lock = threading.Lock()
 
 
 def _sync_fd(path: str) -> int | None:
-    """This process's read descriptor of ``<path>.sync`` (kept open: see the module docstring)."""
+    """This process's read descriptor of ``<path>.sync`` (kept open: see the module docstring;
+    if the file was replaced, the old descriptor is left open, never closed, for the same reason)."""
     with _fds_lock:
         fd = _fds.get(path)
-        if fd is None:
+        try:
+            current = os.stat(path + ".sync").st_ino
+        except OSError:
+            return None  # no flexible_sync opener has run here (or its files were deleted)
+        if fd is None or os.fstat(fd).st_ino != current:
             try:
                 fd = os.open(path + ".sync", os.O_RDONLY)
             except OSError:
-                return None  # no flexible_sync opener has ever run here
+                return None
             _fds[path] = fd
         return fd
 
