@@ -443,6 +443,12 @@ class QuerySyntaxError(QueryError, ValueError):
         return (type(self), (self.message, self.text, self.position))
 
 
+class QueryTooComplexError(QuerySyntaxError):
+    """The query exceeds a limit of ``realmpy.query`` (``MAX_QUERY_CHARS``,
+    ``MAX_QUERY_DEPTH``, ``MAX_QUERY_TERMS``): simplify it, or pass long lists
+    as a ``$`` argument."""
+
+
 class QueryArgumentError(QueryError, ValueError):
     """A ``$n`` argument or ``%variable`` the query uses was not supplied, or
     the query does not fit the model (unknown property)."""
@@ -461,6 +467,7 @@ __all__ += [
     "QueryArgumentError",
     "QueryError",
     "QuerySyntaxError",
+    "QueryTooComplexError",
     "RealmError",
     "RealmThreadError",
     "SchemaError",

@@ -76,6 +76,7 @@ from realmpy.config import Configuration
 from realmpy.dynamic import DynamicObject
 from realmpy.errors import (
     ClosedRealmError,
+    CodecError,
     ConfigurationError,
     CorruptError,
     DuplicatePrimaryKeyError,
@@ -93,6 +94,7 @@ from realmpy.errors import (
 from realmpy.managed import ManagedDict, ManagedList, ManagedSet
 from realmpy.objectid import ObjectId
 from realmpy.schema import (
+    MAX_EMBEDDED_DEPTH,
     Counter,
     EmbeddedObject,
     Object,
@@ -1661,27 +1663,33 @@ class Realm(RealmState):
             return emb
         return stored
 
-    def _to_stored(self, prop: Property, py: Any) -> Any:
+    def _to_stored(self, prop: Property, py: Any, depth: int = 0) -> Any:
         if prop.collection == "list":
-            return [self._elem_to_stored(prop, v) for v in py]
+            return [self._elem_to_stored(prop, v, depth) for v in py]
         if prop.collection == "set":
-            return {self._elem_to_stored(prop, v) for v in py}
+            return {self._elem_to_stored(prop, v, depth) for v in py}
         if prop.collection == "dict":
-            return {k: self._elem_to_stored(prop, v) for k, v in py.items()}
-        return self._elem_to_stored(prop, py)
+            return {k: self._elem_to_stored(prop, v, depth) for k, v in py.items()}
+        return self._elem_to_stored(prop, py, depth)
 
-    def _elem_to_stored(self, prop: Property, v: Any) -> Any:
+    def _elem_to_stored(self, prop: Property, v: Any, depth: int = 0) -> Any:
+        """``depth``: how many embedded objects ``v`` sits in (see MAX_EMBEDDED_DEPTH)."""
         if v is None:
             return None
         if prop.type == "link":
             return Link(self._link_key(v))
         if prop.type == "embedded":
-            return self._embedded_record(v)
+            return self._embedded_record(v, depth + 1)
         if prop.type == "counter":
             return int(v)
         return v
 
-    def _embedded_record(self, emb: _Model) -> dict[str, Any]:
+    def _embedded_record(self, emb: _Model, depth: int = 1) -> dict[str, Any]:
+        if depth > MAX_EMBEDDED_DEPTH:
+            raise CodecError(
+                f"embedded objects nested deeper than {MAX_EMBEDDED_DEPTH} "
+                "(realmpy.schema.MAX_EMBEDDED_DEPTH): store deep structures as links"
+            )
         schema = object_schema(type(emb))
         rec: dict[str, Any] = {}
         for p in schema.properties:
@@ -1692,7 +1700,7 @@ class Realm(RealmState):
                 value = set(value)
             elif p.collection == "dict":
                 value = dict(value)
-            rec[p.name] = self._to_stored(p, value)
+            rec[p.name] = self._to_stored(p, value, depth)
         return rec
 
     def _link_key(self, target: Object) -> bytes:

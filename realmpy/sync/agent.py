@@ -418,7 +418,7 @@ class SyncClient:
         try:
             raw = self._call("POST", "/sync/subscriptions", req)
         except AppError as exc:
-            if handling(exc.code, exc.status) is not Handling.SUBSCRIPTION:
+            if handling(exc.code, exc.status) not in (Handling.SUBSCRIPTION, Handling.SCHEMA):
                 raise
             with self.env.write() as txn:
                 Meta(txn).set_sub_sent(qv)

@@ -22,7 +22,9 @@ The handlings (``docs/protocol.md``, "Errors", says the same for other clients):
     it are quarantined (``quarantine``); everything else goes on.
 ``subscription``
     the server refuses one subscription set: that set goes to ``error``;
-    the session goes on with the previous set.
+    the session goes on with the previous set.  A ``schema`` code in answer
+    to a subscription set (a query naming a table or property the server
+    lacks) is handled the same way.
 ``fatal``
     permanent: retrying the same request cannot succeed (another user's
     file, a forbidden user, a request this server can never accept, a login
@@ -73,8 +75,9 @@ ERROR_CODES: Final[Mapping[str, Handling]] = {
     "unknown_table": _S,
     "unknown_field": _S,
     "schema_mismatch": _S,
-    # -- server: subscriptions
+    # -- server: subscriptions (a schema code answered to a subscription set refuses that set too)
     "invalid_query": _Q,
+    "query_too_complex": _Q,
     # -- server: permanent
     "bad_file_ident": _F,  # the file belongs to another user
     "forbidden": _F,

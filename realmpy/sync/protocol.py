@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Final, NamedTuple, Union
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
 from realmpy.objectid import ObjectId
+from realmpy.schema import MAX_EMBEDDED_DEPTH
 
 __all__ = [
     "BATCH_STATES",
@@ -483,13 +484,19 @@ def _check_scalar(typ: str, value: object, optional: bool, where: str) -> None:
 
 
 def check_value(
-    tables: Mapping[str, TableSpec], spec: FieldSpec, value: object, where: str
+    tables: Mapping[str, TableSpec],
+    spec: FieldSpec,
+    value: object,
+    where: str,
+    depth: int = 0,
 ) -> None:
     """Raise ``WrongTypeError`` unless ``value`` fits one element/scalar of ``spec``.
 
     A link's value is the target's primary key (or null when optional).  An
     embedded object's value is a map ``{field: value}`` over its table's
-    fields (absent fields take their defaults), or null when optional.
+    fields (absent fields take their defaults), or null when optional, nested
+    at most ``MAX_EMBEDDED_DEPTH`` deep (``depth``: the embedded objects
+    ``value`` is already inside).
     """
     if spec.type == "link":
         assert spec.target is not None
@@ -520,36 +527,46 @@ def check_value(
             raise WrongTypeError(
                 f"{where}: an embedded object is a map, got {type(value).__name__}", where=where
             )
+        if depth >= MAX_EMBEDDED_DEPTH:
+            raise WrongTypeError(
+                f"{where}: embedded objects nested deeper than {MAX_EMBEDDED_DEPTH}",
+                where=where[:200],
+                limit=MAX_EMBEDDED_DEPTH,
+            )
         for k, v in value.items():
             fs = target.fields.get(k)
             if fs is None:
                 raise UnknownFieldError(
                     f"{where}: unknown field {spec.target}.{k}", table=spec.target, field=k
                 )
-            check_whole(tables, fs, v, f"{where}.{k}")
+            check_whole(tables, fs, v, f"{where}.{k}", depth + 1)
         return
     _check_scalar(spec.type, value, spec.optional, where)
 
 
 def check_whole(
-    tables: Mapping[str, TableSpec], spec: FieldSpec, value: object, where: str
+    tables: Mapping[str, TableSpec],
+    spec: FieldSpec,
+    value: object,
+    where: str,
+    depth: int = 0,
 ) -> None:
     """Check a whole field value: a scalar, or a whole collection (a list for lists and
     sets, a map with string keys for dictionaries).  Used inside embedded objects."""
     if spec.collection is None:
-        check_value(tables, spec, value, where)
+        check_value(tables, spec, value, where, depth)
         return
     if spec.collection in ("list", "set"):
         if not isinstance(value, list):
             raise WrongTypeError(f"{where}: a {spec.collection} is an array", where=where)
         for i, v in enumerate(value):
-            check_value(tables, spec, v, f"{where}[{i}]")
+            check_value(tables, spec, v, f"{where}[{i}]", depth)
         return
     if not isinstance(value, dict):
         raise WrongTypeError(f"{where}: a dictionary is a map", where=where)
     for k, v in value.items():
         _dict_key(k, where)
-        check_value(tables, spec, v, f"{where}[{k!r}]")
+        check_value(tables, spec, v, f"{where}[{k!r}]", depth)
 
 
 MAX_DICT_KEY_CHARS: Final = 1024
@@ -733,13 +750,19 @@ class Op:
             raise InvalidOpError(f"{where}: the primary key cannot be changed")
         loc = f"{where} {self.table}.{self.field}"
         code = self.code
+        inside = self.field.count(".")  # the embedded objects a path write is inside
+        if inside >= MAX_EMBEDDED_DEPTH:
+            raise WrongTypeError(
+                f"{where}: a path through more than {MAX_EMBEDDED_DEPTH} embedded objects",
+                limit=MAX_EMBEDDED_DEPTH,
+            )
         if code == OpCode.SET:
             if fs.collection is not None and not nested:
                 raise InvalidOpError(
                     f"{loc}: SET on a {fs.collection}; use its own ops "
                     "(LIST_INSERT/LIST_ERASE, SET_ADD/SET_ERASE, DICT_SET/DICT_ERASE)"
                 )
-            check_whole(tables, fs, self.value, loc)
+            check_whole(tables, fs, self.value, loc, inside)
         elif code == OpCode.ADD:
             if fs.collection is not None or fs.type not in ("int", "counter", "float"):
                 raise InvalidOpError(f"{loc}: ADD needs an int, float or counter field")
@@ -1227,6 +1250,25 @@ class DownloadResponse:
             "entries": [e.to_wire() for e in self.entries],
             "bootstrap_token": self.bootstrap_token,
         }
+
+    def pack(self) -> bytes:
+        """``pack(self.to_wire())``, byte for byte, encoded one entry at a time.
+
+        Why: one ``msgpack.packb`` of a whole batch (up to 64 MiB) is one C call
+        that holds the GIL throughout (~55 ms for 20,000 small objects), stalling
+        the server's event loop; entry by entry, other threads run in between.
+        """
+        wire = self.to_wire()
+        header = msgpack.Packer()
+        out = [header.pack_map_header(len(wire))]
+        for key, value in wire.items():
+            out.append(pack(key))
+            if key == "entries":
+                out.append(header.pack_array_header(len(value)))
+                out.extend(pack(e) for e in value)
+            else:
+                out.append(pack(value))
+        return b"".join(out)
 
     @classmethod
     def from_wire(cls, obj: object) -> DownloadResponse:
