@@ -55,6 +55,7 @@ __all__ = [
     "InvalidOpError",
     "LoginRequest",
     "MalformedMessage",
+    "MessageTooLarge",
     "Op",
     "OpCode",
     "PrimaryKey",
@@ -113,6 +114,13 @@ class MalformedMessage(ProtocolError):
     """Not msgpack, or not the shape the message type requires."""
 
     code = "malformed_message"
+
+
+class MessageTooLarge(ProtocolError):
+    """A body above the endpoint's byte limit, or with more values than it allows."""
+
+    code = "request_too_large"
+    status = 413
 
 
 class UnknownTableError(ProtocolError):
@@ -218,10 +226,40 @@ def pack(obj: object) -> bytes:
         raise TypeError(str(exc)) from exc
 
 
-def unpack(data: bytes, *, max_bytes: int = 64 * 1024 * 1024) -> Any:
-    """Decode untrusted ``data``; any defect raises ``MalformedMessage``."""
+def unpack(
+    data: bytes | bytearray, *, max_bytes: int = 64 * 1024 * 1024, max_items: int | None = None
+) -> Any:
+    """Decode untrusted ``data``; any defect raises ``MalformedMessage``.
+
+    ``max_items`` bounds the number of values inside arrays and maps, counted
+    as they are decoded: a decoded value costs 50-70 bytes of memory where its
+    msgpack form may take one (an empty map), so a byte limit alone would let
+    a few MiB of body grow to a GiB.  Over it: ``MessageTooLarge``.  Nesting
+    is bounded by msgpack itself (1,024 levels).
+    """
     if len(data) > max_bytes:
-        raise MalformedMessage(f"message of {len(data)} bytes exceeds {max_bytes}")
+        raise MessageTooLarge(f"message of {len(data)} bytes exceeds {max_bytes}", limit=max_bytes)
+    hooks: dict[str, Any] = {}
+    if max_items is not None:
+        budget = [max_items]
+
+        def spend(n: int) -> None:
+            budget[0] -= n
+            if budget[0] < 0:
+                raise MessageTooLarge(
+                    f"message has more than {max_items} values", max_items=max_items
+                )
+
+        def list_hook(items: list[Any]) -> list[Any]:
+            spend(len(items))
+            return items
+
+        def object_hook(m: dict[str, Any]) -> dict[str, Any]:
+            spend(2 * len(m))
+            return m
+
+        hooks = {"list_hook": list_hook, "object_hook": object_hook}
+    limit = min(1_000_000, max_items if max_items is not None else 1_000_000)
     try:
         return msgpack.unpackb(
             data,
@@ -231,9 +269,10 @@ def unpack(data: bytes, *, max_bytes: int = 64 * 1024 * 1024) -> Any:
             strict_map_key=True,
             max_str_len=MAX_STRING_BYTES,
             max_bin_len=MAX_STRING_BYTES,
-            max_array_len=1_000_000,
-            max_map_len=1_000_000,
+            max_array_len=limit,
+            max_map_len=limit,
             max_ext_len=64,
+            **hooks,
         )
     except ProtocolError:
         raise
@@ -244,6 +283,11 @@ def unpack(data: bytes, *, max_bytes: int = 64 * 1024 * 1024) -> Any:
         msgpack.FormatError,
         msgpack.StackError,
     ) as exc:
+        if max_items is not None and "exceeds max_" in str(exc):
+            # One array or map longer than the whole budget ("N exceeds max_array_len(M)").
+            raise MessageTooLarge(
+                f"message has more than {max_items} values", max_items=max_items
+            ) from None
         raise MalformedMessage(f"not a valid msgpack message: {exc}") from None
     except RecursionError:
         raise MalformedMessage("message nested too deeply") from None
