@@ -3,6 +3,10 @@ and what each error code makes the client do (``realmpy.sync.error_codes``): no 
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
+import realmpy.server
 from realmpy.sync import protocol as P
 from realmpy.sync import quarantine as Q
 from realmpy.sync.error_codes import ERROR_CODES, Handling, handling
@@ -71,11 +75,15 @@ def test_every_code_has_one_handling_and_unknown_codes_fall_back_on_the_status()
     assert handling("something_new", 503) is Handling.RETRY
     assert handling("something_new", 400) is Handling.FATAL
     # Every typed code the server sends is in the table (no status guessing for known codes).
-    from realmpy.server import app, auth, permissions, sync_service
-
+    # Every module of the server package, so a new module's error class cannot be missed.
+    modules = [P] + [
+        importlib.import_module(f"realmpy.server.{info.name}")
+        for info in pkgutil.iter_modules(realmpy.server.__path__)
+        if info.name != "__main__"
+    ]
     server_codes = {
         cls.code
-        for module in (P, app, auth, permissions, sync_service)
+        for module in modules
         for cls in vars(module).values()
         if isinstance(cls, type) and issubclass(cls, P.ProtocolError)
     }

@@ -69,6 +69,8 @@ ERROR_CODES: Final[Mapping[str, Handling]] = {
     "shutting_down": _R,
     "internal_error": _R,
     "clock_skew": _R,  # the file's timestamps are ahead of the server: they catch up
+    "rate_limited": _R,  # 429 with Retry-After: wait at least that long
+    "request_timeout": _R,  # 408: the body did not arrive in time (a slow link)
     # -- server: history
     "client_reset_required": _X,
     # -- server: the file's schema
@@ -88,6 +90,7 @@ ERROR_CODES: Final[Mapping[str, Handling]] = {
     "not_found": _F,  # wrong app id or base URL
     "method_not_allowed": _F,
     "request_too_large": _F,  # one changeset above the server's limit
+    "unsupported_media_type": _F,  # 415: not application/msgpack
     "email_taken": _F,
     # -- server: authentication (the user's request() already refreshed the token once)
     "unauthorized": _F,
@@ -95,6 +98,7 @@ ERROR_CODES: Final[Mapping[str, Handling]] = {
     "token_expired": _F,
     "invalid_credentials": _F,
     "provider_disabled": _F,
+    "account_disabled": _F,  # an administrator disabled the user
 }
 
 
