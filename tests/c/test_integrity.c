@@ -18,7 +18,8 @@
  *   - the file truncated to 16, 64 and 128 KiB: RP_CORRUPT "truncated";
  *   - a format 1 file (one copy per record, no flags) still opens, and a
  *     writable open rewrites its records as format 2;
- *   - a compacted copy's newest commit counts as acknowledged.
+ *   - a compacted copy's newest commit counts as acknowledged, and so does
+ *     a dead writer's durable commit once another process settled it.
  */
 #define _GNU_SOURCE 1
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -531,6 +533,45 @@ static void compacted_copy(void) {
     expect_open_corrupt(copy, 0, "an acknowledged commit, is damaged");
 }
 
+/* A writer killed after its commit's fdatasync, before it marked the
+ * record acknowledged: the process that settles the commit (here a reader
+ * holding the file open) marks it, so damage to it is reported later. */
+static void settled_commit_is_acknowledged(void) {
+    char path[256];
+    path_of(path, "settled");
+    build(path);
+    rp_env *keep;
+    E(rp_env_open(path, 0, 0, 0, 0, &keep));
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        rp_env *c;
+        rp_txn *w;
+        if (rp_env_open(path, 0, 0, 0, 0, &c) || rp_txn_begin(c, RP_TXN_WRITE, &w)
+            || rp_put(w, "t", 1, "key00200", 8, "dead", 4))
+            _exit(2);
+        rp_fault_set(RP_FAULT_CRASH, RP_STEP_SYNCED);
+        rp_txn_commit(w);
+        _exit(3);   /* not reached: killed at RP_STEP_SYNCED */
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFSIGNALED(st), "the writer was killed");
+    rp_txn *r;
+    E(rp_txn_begin(keep, 0, &r));   /* settles the commit in doubt */
+    const void *v;
+    size_t vl;
+    E(rp_get(r, "t", 1, "key00200", 8, &v, &vl));
+    CHECK(vl == 4 && memcmp(v, "dead", 4) == 0, "the durable commit is published");
+    rp_txn_abort(r);
+    E(rp_env_close(keep));
+    uint64_t pg;
+    size_t off;
+    locate(path, "t", "key00200", &pg, &off);
+    CHECK(page_txnid(path, pg) == 5, "a page of the settled commit");
+    xor_byte(path, (off_t)(pg * 4096 + off), 0x01);
+    expect_open_corrupt(path, 0, "version 5, an acknowledged commit, is damaged");
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/rp_test_integrityXXXXXX");
     CHECK(mkdtemp(dir), "mkdtemp");
@@ -542,6 +583,7 @@ int main(void) {
     truncated();
     format1();
     compacted_copy();
+    settled_commit_is_acknowledged();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0, "cleanup");
