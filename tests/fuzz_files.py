@@ -36,6 +36,7 @@ REALMPY_FUZZ_ROUNDS=1`` for the test) replays it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import faulthandler
@@ -51,8 +52,9 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from realmpy.config import Configuration
@@ -419,6 +421,12 @@ class PageMap:
             return sorted(p for p, t in self.txnid.items() if t == self.newest_txnid and not p < 2)
         return sorted(p for p, r in self.role.items() if r == role)
 
+    def label(self, pg: int) -> str:
+        """The page's role, marked "(last commit)" if the newest commit wrote it."""
+        role = self.role.get(pg, "beyond the end")
+        newest = self.txnid.get(pg) == self.newest_txnid and role not in ("free", "unused")
+        return f"{role} (last commit)" if newest and not role.startswith("meta") else role
+
     def describe(self, pg: int) -> str:
         role = self.role.get(pg, "beyond the end")
         table = self.table.get(pg)
@@ -738,6 +746,21 @@ def m_lost_meta_write(rng: random.Random, base: Base) -> Damage:
     return Damage(bytes(buf), f"the newest meta (page {slot}) reverted to its previous content")
 
 
+def target_of(base: Base, data: bytes) -> str:
+    """What kind of page a mutation hit (for the summary's second table)."""
+    if len(data) != len(base.data):
+        return "file end (truncated)" if len(data) < len(base.data) else "file end (appended)"
+    hit = [
+        p
+        for p in range(len(data) // PAGE)
+        if data[p * PAGE : (p + 1) * PAGE] != base.data[p * PAGE : (p + 1) * PAGE]
+    ]
+    labels = {base.pages.label(p) for p in hit}
+    if not labels:
+        return "nothing"
+    return labels.pop() if len(labels) == 1 else "several kinds of page"
+
+
 def m_none(rng: random.Random, base: Base) -> Damage:
     return Damage(base.data, "no damage (control)")
 
@@ -805,6 +828,7 @@ class Outcome:
     stage: str = ""
     detail: str = ""
     what: str = ""  # the damage
+    target: str = ""  # the kind of page it hit (target_of)
     error: str = ""  # exception class, for typed and untyped errors
     seconds: float = 0.0
 
@@ -945,11 +969,29 @@ def _probe_storage(env: Environment, expected: Dump) -> Dump:
     return want
 
 
+@contextlib.contextmanager
+def _collecting_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def _reported(verdict: Verdict, env: Environment, caught: list[warnings.WarningMessage]) -> Verdict:
+    """A recovery to an older commit must say so (a warning, or the
+    environment's ``recovered_from``); one that does not is a silent
+    rollback even though the caller asked for recover=True."""
+    if verdict[0] != RECOVERED or caught or getattr(env, "recovered_from", None):
+        return verdict
+    return ROLLBACK, f"recover=True {verdict[1]}, without a warning or recovered_from"
+
+
 def round_storage(path: str, base: Base, mode: str, stage: Stage) -> Verdict:
     stage("open")
-    with Environment(path, **_open_kwargs(mode)) as env:
+    with _collecting_warnings() as caught:
+        env = Environment(path, **_open_kwargs(mode))
+    with env:
         stage("read")
-        verdict = compare(dump_env(env), base, mode)
+        verdict = _reported(compare(dump_env(env), base, mode), env, caught)
         if verdict[0] not in (INTACT, RECOVERED):
             return verdict
         stage("check")
@@ -976,7 +1018,14 @@ def round_storage(path: str, base: Base, mode: str, stage: Stage) -> Verdict:
     return verdict
 
 
-PROBE_OWNER = FzOwner(id=10**6, name="probe", score=0.5, joined=EPOCH, photo=b"p" * 5000)
+# The object the write of an object-layer round adds (a large photo: an overflow run).
+PROBE_FIELDS: dict[str, Any] = {
+    "id": 10**6,
+    "name": "probe",
+    "score": 0.5,
+    "joined": EPOCH,
+    "photo": b"p" * 5000,
+}
 
 
 def _check_realm(realm: Realm) -> None:
@@ -991,9 +1040,11 @@ def round_objects(path: str, base: Base, mode: str, stage: Stage) -> Verdict:
     stage("open")
     kwargs = _open_kwargs(mode)
     config = Configuration.local(MODELS, path=path, **kwargs)
-    with Realm(config) as realm:
+    with _collecting_warnings() as caught:
+        realm = Realm(config)
+    with realm:
         stage("read")
-        verdict = compare(dump_realm(realm), base, mode)
+        verdict = _reported(compare(dump_realm(realm), base, mode), realm._env, caught)
         if verdict[0] not in (INTACT, RECOVERED):
             return verdict
         stage("check")
@@ -1003,20 +1054,13 @@ def round_objects(path: str, base: Base, mode: str, stage: Stage) -> Verdict:
         stage("write")
         want = {cls: dict(rows) for cls, rows in base.expected.items()}
         with realm.write():
-            realm.add(
-                FzOwner(
-                    **{
-                        f: getattr(PROBE_OWNER, f)
-                        for f in ("id", "name", "score", "joined", "photo")
-                    }
-                )
-            )
+            realm.add(FzOwner(**PROBE_FIELDS))
             first = min(want["FzOwner"])
             obj = realm.find(FzOwner, first)
             if obj is None:
                 return WRONG, f"owner {first} not found by primary key"
             obj.score = 0.25
-        want["FzOwner"][PROBE_OWNER.id] = owner_row(PROBE_OWNER)
+        want["FzOwner"][PROBE_FIELDS["id"]] = owner_row(FzOwner(**PROBE_FIELDS))
         want["FzOwner"][first] = (want["FzOwner"][first][0], 0.25, *want["FzOwner"][first][2:])
         stage("read after write")
         after = dump_realm(realm)
@@ -1041,6 +1085,12 @@ class LockCtx:
         self.base = base
         self.stage = stage
         self.written: list[bytes] = []
+        self.context = ""  # what was done to the lock file, for stage names
+
+    def after(self, what: str) -> None:
+        """Record what the scenario just did (shown with every later stage)."""
+        self.context = what
+        self.stage(what)
 
     def poke(self, off: int, fmt: str, value: int) -> None:
         """Overwrite bytes of the lock file (as another process could)."""
@@ -1061,11 +1111,12 @@ class LockCtx:
 
     def use(self, env: Environment, name: str) -> Verdict:
         """Read everything, then commit one key and read it back."""
-        self.stage(f"read ({name})")
+        where = f"{self.context}: " if self.context else ""
+        self.stage(f"{where}read ({name})")
         verdict = self.verify(env)
         if verdict[0] != INTACT:
             return verdict
-        self.stage(f"write ({name})")
+        self.stage(f"{where}write ({name})")
         key = b"%s-%03d" % (name.encode(), len(self.written))
         with env.write() as txn:
             txn.put(LOCK_TABLE, key, b"v")
@@ -1112,7 +1163,7 @@ def lock_garbage_stale(ctx: LockCtx) -> Verdict:
     size = ctx.rng.choice([0, 7, 64, LOCK_SLOTS, LOCK_SLOTS + 64 * 126, 100000])
     with open(ctx.lock, "wb") as f:
         f.write(ctx.rng.randbytes(size) if ctx.rng.random() < 0.5 else bytes(size))
-    ctx.stage(f"open over a stale {size}-byte lock file")
+    ctx.after(f"open over a stale {size}-byte lock file")
     with Environment(ctx.path) as env:
         return ctx.use(env, "a")
 
@@ -1126,7 +1177,7 @@ def lock_truncated_in_use(ctx: LockCtx) -> Verdict:
             return verdict
         size = ctx.rng.choice([0, 64, 200, LOCK_SLOTS, LOCK_SLOTS + 64])
         os.truncate(ctx.lock, size)
-        ctx.stage(f"lock file truncated to {size}")
+        ctx.after(f"lock file truncated to {size}")
         verdict = ctx.use(env, "a")
         if verdict[0] != INTACT:
             return verdict
@@ -1142,7 +1193,7 @@ def lock_max_readers_in_use(ctx: LockCtx) -> Verdict:
     with Environment(ctx.path) as env:
         value = ctx.rng.choice([0, 1, 65537, 1 << 20, 0x7FFFFFFF, 0xFFFFFFFF])
         ctx.poke(LOCK_MAX_READERS, "<I", value)
-        ctx.stage(f"second opener with max_readers={value:#x}")
+        ctx.after(f"second opener with max_readers={value:#x}")
         try:
             with Environment(ctx.path) as env2:
                 verdict = ctx.use(env2, "b")
@@ -1174,7 +1225,7 @@ def lock_forged_writer(ctx: LockCtx) -> Verdict:
         ctx.poke(LOCK_MUTEX, "<I", tid)
         ctx.poke(LOCK_MUTEX + 8, "<I", tid)
         ctx.poke(LOCK_WRITER_TID, "<Q", tid)
-        ctx.stage(f"write with the mutex forged to {'dead' if dead else 'live foreign'} tid {tid}")
+        ctx.after(f"write with the mutex forged to {'dead' if dead else 'live foreign'} tid {tid}")
         return ctx.use(env, "a")
 
 
@@ -1184,7 +1235,7 @@ def lock_header_in_use(ctx: LockCtx) -> Verdict:
     with Environment(ctx.path) as env:
         off = ctx.rng.choice([0, 8, 12, 16, 20])
         ctx.poke(off, "<I", ctx.rng.getrandbits(32))
-        ctx.stage(f"second opener, lock header bytes {off}..{off + 4} garbage")
+        ctx.after(f"second opener, lock header bytes {off}..{off + 4} garbage")
         try:
             with Environment(ctx.path) as env2:
                 verdict = ctx.use(env2, "b")
@@ -1211,7 +1262,7 @@ def lock_deleted_in_use(ctx: LockCtx) -> Verdict:
         else:
             os.rename(ctx.lock, ctx.lock + ".old")
             how = "moved away"
-        ctx.stage(f"lock file {how}; second opener")
+        ctx.after(f"lock file {how}; second opener")
         with Environment(ctx.path) as env2:
             for _i in range(10):
                 verdict = ctx.use(env1, "a")
@@ -1235,7 +1286,7 @@ def lock_shared_state_in_use(ctx: LockCtx) -> Verdict:
         )
         value = rng.choice([0, 1, 1 << 40, rng.getrandbits(64)])
         ctx.poke(off, "<Q", value)
-        ctx.stage(f"use after lock file byte {off} := {value:#x}")
+        ctx.after(f"use after lock file byte {off} := {value:#x}")
         verdict = ctx.use(env, "a")
         if verdict[0] != INTACT:
             return verdict
@@ -1299,6 +1350,7 @@ def _child(body: RoundBody, rnd: Round, base: Base, path: str) -> dict[str, Any]
 class _Running:
     rnd: Round
     what: str
+    target: str
     pid: int
     pidfd: int
     pipe: int
@@ -1358,10 +1410,10 @@ class Runner:
         base = self.bases[rnd.kind]
         path = os.path.join(slot, "fuzz.db")
         if rnd.suite == "lock":
-            data, what = base.data, "(intact data file)"
+            data, what, target = base.data, "(intact data file)", "lock file"
         else:
             damage = damage_for(rnd, base)
-            data, what = damage.data, damage.what
+            data, what, target = damage.data, damage.what, target_of(base, damage.data)
         with open(path, "wb") as f:
             f.write(data)
         r, w = os.pipe()
@@ -1370,7 +1422,7 @@ class Runner:
             os.close(r)
             self._child_main(rnd, base, path, slot, w)
         os.close(w)
-        return _Running(rnd, what, pid, os.pidfd_open(pid), r, slot, time.monotonic())
+        return _Running(rnd, what, target, pid, os.pidfd_open(pid), r, slot, time.monotonic())
 
     def _child_main(self, rnd: Round, base: Base, path: str, slot: str, w: int) -> None:
         try:
@@ -1403,7 +1455,7 @@ class Runner:
             chunks.append(chunk)
         os.close(job.pipe)
         seconds = time.monotonic() - job.started
-        outcome = Outcome(job.rnd, CRASH, what=job.what, seconds=seconds)
+        outcome = Outcome(job.rnd, CRASH, what=job.what, target=job.target, seconds=seconds)
         stderr = _tail(os.path.join(job.dir, "stderr"))
         stage = last_stage(job.dir)
         if os.WIFSIGNALED(status):
@@ -1470,35 +1522,42 @@ def plan(suite: str, seed: int, rounds: int, kinds: Sequence[str], only: str = "
     return [plan_round(seed + i, suite, kinds, only) for i in range(rounds)]
 
 
-def summary(outcomes: Sequence[Outcome], title: str, seconds: float) -> str:
-    """A Markdown table of outcome classes per mutation kind and file kind."""
+def _table(
+    outcomes: Sequence[Outcome], first: str, keys: Callable[[Outcome], Sequence[str]]
+) -> list[str]:
+    """Markdown rows: outcome classes per key (keys in bold sort last)."""
     counts: dict[str, Counter[str]] = {}
     for o in outcomes:
-        for row in (o.round.mutation, f"**{o.round.kind} ({o.round.mode})**", "**all**"):
-            counts.setdefault(row, Counter())[o.cls] += 1
+        for key in keys(o):
+            counts.setdefault(key, Counter())[o.cls] += 1
     used = [c for c in CLASSES if any(c in n for n in counts.values()) or c in (TYPED, INTACT)]
-    rows = sorted(r for r in counts if not r.startswith("**"))
-    rows += [*sorted(r for r in counts if r.startswith("**") and r != "**all**"), "**all**"]
-    bad = sum(1 for o in outcomes if not o.ok)
-    lines = [
-        f"### {title}: {len(outcomes)} rounds, {bad} unacceptable, {seconds:.1f} s",
-        "",
-        "| mutation | rounds | " + " | ".join(used) + " |",
-        "|---|---:|" + "---:|" * len(used),
-    ]
+    rows = sorted(counts, key=lambda r: (r == "**all**", r.startswith("**"), r))
+    lines = [f"| {first} | rounds | " + " | ".join(used) + " |", "|---|---:|" + "---:|" * len(used)]
     for r in rows:
-        c = counts.get(r, Counter())
-        lines.append(
-            f"| {r} | {sum(c.values())} | " + " | ".join(str(c[k] or "") for k in used) + " |"
-        )
+        c = counts[r]
+        cells = " | ".join(str(c[k] or "") for k in used)
+        lines.append(f"| {r} | {sum(c.values())} | {cells} |")
+    return lines
+
+
+def summary(outcomes: Sequence[Outcome], title: str, seconds: float) -> str:
+    """Outcome classes per mutation kind (and file kind), then per kind of
+    page hit, as Markdown tables."""
+    bad = sum(1 for o in outcomes if not o.ok)
+    lines = [f"### {title}: {len(outcomes)} rounds, {bad} unacceptable, {seconds:.1f} s", ""]
+    lines += _table(
+        outcomes,
+        "mutation",
+        lambda o: (o.round.mutation, f"**{o.round.kind} ({o.round.mode})**", "**all**"),
+    )
+    if any(o.round.suite != "lock" for o in outcomes):
+        lines += ["", *_table(outcomes, "page hit", lambda o: (o.target,))]
     errors = Counter(o.error for o in outcomes if o.cls == TYPED)
     if errors:
         lines += ["", "typed errors: " + ", ".join(f"{k} {v}" for k, v in errors.most_common())]
-    stages = Counter(f"{o.cls} at {o.stage}" for o in outcomes if not o.ok)
+    stages = Counter(f"{o.cls} at {o.stage}" for o in outcomes if not o.ok).most_common(12)
     if stages:
-        lines += [
-            "unacceptable, by stage: " + ", ".join(f"{k}: {v}" for k, v in stages.most_common())
-        ]
+        lines += ["unacceptable, by stage: " + ", ".join(f"{k}: {v}" for k, v in stages)]
     return "\n".join(lines) + "\n"
 
 
