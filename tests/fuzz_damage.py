@@ -195,7 +195,9 @@ def m_truncate_last_page(rng: random.Random, base: Base) -> Damage:
 
 
 def m_truncate_tiny(rng: random.Random, base: Base) -> Damage:
-    size = rng.choice([0, 1, 40, PAGE - 1, PAGE, PAGE + 64, 2 * PAGE - 1, 2 * PAGE, 3 * PAGE])
+    # Not 0 bytes: an empty file is a new database by design (as in SQLite;
+    # a crash before the first meta write leaves one), so it opens empty.
+    size = rng.choice([1, 40, PAGE - 1, PAGE, PAGE + 64, 2 * PAGE - 1, 2 * PAGE, 3 * PAGE])
     return _truncated(base, size, "metas only or less")
 
 

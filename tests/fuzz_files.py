@@ -237,6 +237,8 @@ class Runner:
             data, what, target = damage.data, damage.what, target_of(base, damage.data)
         with open(path, "wb") as f:
             f.write(data)
+        if self.keep:  # the round changes fuzz.db; keep the damaged original too
+            shutil.copyfile(path, os.path.join(slot, "damaged.db"))
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
