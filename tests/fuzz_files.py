@@ -86,6 +86,8 @@ MAX_DETAIL = 2000
 
 @dataclasses.dataclass
 class Outcome:
+    """How a round ended (``cls`` is one of fuzz_corpus.CLASSES)."""
+
     round: Round
     cls: str
     stage: str = ""

@@ -130,6 +130,8 @@ def _reported(verdict: Verdict, env: Environment, caught: list[warnings.WarningM
 
 
 def round_storage(path: str, base: Base, mode: str, stage: Stage) -> Verdict:
+    """Open, read everything, check; unless read-only: write, read and
+    check again, reopen and read again."""
     stage("open")
     with _collecting_warnings() as caught:
         env = Environment(path, **_open_kwargs(mode))
@@ -181,6 +183,8 @@ def _check_realm(realm: Realm) -> None:
 
 
 def round_objects(path: str, base: Base, mode: str, stage: Stage) -> Verdict:
+    """Open the realm, read every object, check; unless read-only or
+    recovered: add and change objects, read and check again."""
     stage("open")
     kwargs = _open_kwargs(mode)
     config = Configuration.local(MODELS, path=path, **kwargs)
@@ -202,7 +206,7 @@ def round_objects(path: str, base: Base, mode: str, stage: Stage) -> Verdict:
             first = min(want["FzOwner"])
             obj = realm.find(FzOwner, first)
             if obj is None:
-                return WRONG, f"owner {first} not found by primary key"
+                raise Mismatch(f"find(FzOwner, {first}) found nothing")  # aborts the write
             obj.score = 0.25
         want["FzOwner"][PROBE_FIELDS["id"]] = owner_row(FzOwner(**PROBE_FIELDS))
         want["FzOwner"][first] = (want["FzOwner"][first][0], 0.25, *want["FzOwner"][first][2:])
