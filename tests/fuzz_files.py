@@ -460,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--failures", help="write every unacceptable round here (one per line)")
     parser.add_argument("--workdir", help="scratch directory (default: a new temporary one)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print unacceptable rounds")
+    parser.add_argument("--all", action="store_true", help="print every round, one line each")
     args = parser.parse_args(argv)
     settings = Settings(
         args.seed,
@@ -479,6 +480,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("recover suite skipped: this realmpy has no recover=True")
             continue
         outcomes, table = run_suite(suite, settings, workdir, bases)
+        if args.all:
+            for o in outcomes:
+                print(o.line().split("\n")[0][:300])
         print(table)
         bad = [o for o in outcomes if not o.ok]
         if bad:
