@@ -59,22 +59,25 @@ def _flip(buf: bytearray, offset: int, bit: int) -> None:
     buf[offset] ^= 1 << bit
 
 
-def m_bitflip(rng: random.Random, base: Base) -> Damage:
+def _flip_one(rng: random.Random, base: Base, pg: int, span: int) -> tuple[bytes, str]:
+    """One random bit among the first ``span`` bytes of page ``pg``."""
     buf = bytearray(base.data)
-    pg = pick_page(rng, base)
-    off = pg * PAGE + rng.randrange(PAGE)
+    off = rng.randrange(span)
     bit = rng.randrange(8)
-    _flip(buf, off, bit)
-    return Damage(bytes(buf), f"bit {bit} of byte {off - pg * PAGE} in {base.pages.describe(pg)}")
+    _flip(buf, pg * PAGE + off, bit)
+    return bytes(buf), f"bit {bit} of byte {off}"
+
+
+def m_bitflip(rng: random.Random, base: Base) -> Damage:
+    pg = pick_page(rng, base)
+    data, what = _flip_one(rng, base, pg, PAGE)
+    return Damage(data, f"{what} in {base.pages.describe(pg)}")
 
 
 def m_bitflip_header(rng: random.Random, base: Base) -> Damage:
-    buf = bytearray(base.data)
     pg = pick_page(rng, base, headered=True)
-    off = rng.randrange(32)
-    bit = rng.randrange(8)
-    _flip(buf, pg * PAGE + off, bit)
-    return Damage(bytes(buf), f"bit {bit} of header byte {off} in {base.pages.describe(pg)}")
+    data, what = _flip_one(rng, base, pg, 32)
+    return Damage(data, f"{what} (header) in {base.pages.describe(pg)}")
 
 
 def m_bitflips(rng: random.Random, base: Base) -> Damage:
@@ -245,20 +248,15 @@ def _meta_slot(base: Base, newest: bool) -> int:
 
 
 def m_meta_newest_bit(rng: random.Random, base: Base) -> Damage:
-    buf = bytearray(base.data)
     slot = _meta_slot(base, True)
-    off = rng.randrange(128)  # the checksummed region
-    bit = rng.randrange(8)
-    _flip(buf, slot * PAGE + off, bit)
-    return Damage(bytes(buf), f"bit {bit} of byte {off} of the newest meta (page {slot})")
+    data, what = _flip_one(rng, base, slot, 128)  # the checksummed region
+    return Damage(data, f"{what} of the newest meta (page {slot})")
 
 
 def m_meta_older_bit(rng: random.Random, base: Base) -> Damage:
-    buf = bytearray(base.data)
     slot = _meta_slot(base, False)
-    off = rng.randrange(128)
-    _flip(buf, slot * PAGE + off, rng.randrange(8))
-    return Damage(bytes(buf), f"a bit of byte {off} of the older meta (page {slot})")
+    data, what = _flip_one(rng, base, slot, 128)
+    return Damage(data, f"{what} of the older meta (page {slot})")
 
 
 def _spoil_meta(rng: random.Random, buf: bytearray, slot: int) -> str:

@@ -334,6 +334,20 @@ def lock_truncated_in_use(ctx: LockCtx) -> Verdict:
             return ctx.use(env2, "b")
 
 
+def second_then_first(ctx: LockCtx, env: Environment) -> Verdict:
+    """After damage to a lock file in use: a second opener works or is
+    refused with a typed error; either way the first handle goes on."""
+    try:
+        with Environment(ctx.path) as env2:
+            verdict = ctx.use(env2, "b")
+            if verdict[0] != INTACT:
+                return verdict
+    except StorageError:
+        pass  # refusing the second opener is right; the first must go on
+    ctx.stage("first opener goes on")
+    return ctx.use(env, "a")
+
+
 def lock_max_readers_in_use(ctx: LockCtx) -> Verdict:
     """A bad max_readers in a lock file in use: a second opener and the
     first one keep working or get a typed error."""
@@ -342,15 +356,7 @@ def lock_max_readers_in_use(ctx: LockCtx) -> Verdict:
         value = ctx.rng.choice([0, 1, 65537, 1 << 20, 0x7FFFFFFF, 0xFFFFFFFF])
         ctx.poke(LOCK_MAX_READERS, "<I", value)
         ctx.after(f"second opener with max_readers={value:#x}")
-        try:
-            with Environment(ctx.path) as env2:
-                verdict = ctx.use(env2, "b")
-                if verdict[0] != INTACT:
-                    return verdict
-        except StorageError:
-            pass  # refusing the second opener is right; the first must go on
-        ctx.stage("first opener goes on")
-        return ctx.use(env, "a")
+        return second_then_first(ctx, env)
 
 
 def _dead_tid() -> int:
@@ -384,15 +390,7 @@ def lock_header_in_use(ctx: LockCtx) -> Verdict:
         off = ctx.rng.choice([0, 8, 12, 16, 20])
         ctx.poke(off, "<I", ctx.rng.getrandbits(32))
         ctx.after(f"second opener, lock header bytes {off}..{off + 4} garbage")
-        try:
-            with Environment(ctx.path) as env2:
-                verdict = ctx.use(env2, "b")
-                if verdict[0] != INTACT:
-                    return verdict
-        except StorageError:
-            pass  # refusing the second opener is right; the first must go on
-        ctx.stage("first opener goes on")
-        return ctx.use(env, "a")
+        return second_then_first(ctx, env)
 
 
 def lock_deleted_in_use(ctx: LockCtx) -> Verdict:
