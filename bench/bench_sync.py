@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, format_description
 
 from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
-from realmpy.realm import table_name
+from realmpy.layout import table_name
 from realmpy.schema import Object, field
 from realmpy.server.testing import (
     drop_pg_schema,

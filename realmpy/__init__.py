@@ -20,6 +20,10 @@ from .errors import __all__ as _errors_all
 from .objectid import ObjectId
 from .schema import Counter, EmbeddedObject, Object, field
 
+# The sync layer registers its configuration kinds (Configuration.flexible_sync):
+# the package is the façade above every layer, so it is the one that loads it.
+from .sync import configuration as _sync_configuration  # noqa: F401
+
 __version__ = "0.1.0.dev0"
 
 _STORAGE_NAMES = ("Environment", "ReaderInfo", "Snapshot", "Stats", "WriteTransaction")

@@ -37,7 +37,7 @@ from realmpy.schema import Schema
 if TYPE_CHECKING:
     from realmpy.realm import Realm
 
-__all__ = ["Configuration", "in_memory_path"]
+__all__ = ["Configuration", "in_memory_path", "register_kind"]
 
 Kind = Literal["local", "in_memory", "flexible_sync", "disconnected_sync"]
 Durability = Literal["full", "none"]
@@ -152,7 +152,7 @@ class Configuration:
             recover=recover,
         )
 
-    # -- sync kinds (issue 5): built by realmpy.sync.configuration, imported lazily ------
+    # -- sync kinds: built by the sync layer, which registers its builders ------------
 
     @classmethod
     def flexible_sync(cls, user: Any, schema: Sequence[type], **kwargs: Any) -> Configuration:
@@ -162,17 +162,13 @@ class Configuration:
         ``sync_error_handler``, ``client_reset_handler``, ``max_active_versions``,
         ``schema_version``, ``migration``, ``initial_data``, ``durability``.
         """
-        from realmpy.sync.configuration import flexible_sync
-
-        return flexible_sync(cls, user, schema, **kwargs)
+        return _kind_builder("flexible_sync")(cls, user, schema, **kwargs)
 
     @classmethod
     def disconnected_sync(cls, schema: Sequence[type], **kwargs: Any) -> Configuration:
         """A secondary process's configuration: reads and writes the synced file at ``path``
         (required) without syncing; the main process uploads its changes."""
-        from realmpy.sync.configuration import disconnected_sync
-
-        return disconnected_sync(cls, schema, **kwargs)
+        return _kind_builder("disconnected_sync")(cls, schema, **kwargs)
 
     @classmethod
     def in_memory(
@@ -208,3 +204,29 @@ class Configuration:
             "none",
             identifier,
         )
+
+
+# ----------------------------------------------------------------------------
+# Configuration kinds registered by the layers above
+#
+# The object layer must not import the sync client (layers import downwards
+# only, docs/architecture.md), yet ``Configuration.flexible_sync`` is where a
+# user looks for it.  So the sync layer registers its builders here when it is
+# imported (``realmpy/__init__.py`` imports it, so they are always there).
+
+KindBuilder = Callable[..., "Configuration"]
+_KIND_BUILDERS: dict[str, KindBuilder] = {}
+
+
+def register_kind(kind: str, builder: KindBuilder) -> None:
+    """Make ``Configuration.<kind>(...)`` call ``builder(cls, ...)``."""
+    _KIND_BUILDERS[kind] = builder
+
+
+def _kind_builder(kind: str) -> KindBuilder:
+    builder = _KIND_BUILDERS.get(kind)
+    if builder is None:
+        raise ConfigurationError(
+            f"no {kind} configurations: import realmpy.sync.configuration to register them"
+        )
+    return builder

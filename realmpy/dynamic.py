@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from realmpy.errors import SchemaError, TransactionStateError
+from realmpy.layout import zero_value
 from realmpy.schema import ObjectSchema, Property, Schema
 
 __all__ = ["DynamicObject", "LinkLoader"]
@@ -63,8 +64,6 @@ class DynamicObject(dict[str, Any]):
             names = ", ".join(p.name for p in self.object_schema.properties)
             raise AttributeError(f"{self._rp_class} has no property {name!r}; it has {names}")
         if name not in self:
-            from realmpy.realm import zero_value  # a record older than the property
-
             return zero_value(prop, None)
         return self._convert(prop, self[name])
 

@@ -20,6 +20,7 @@ from collections.abc import (
 )
 from typing import Any, overload
 
+from realmpy.hooks import add_listener
 from realmpy.schema import Property, _Model, validate_scalar
 
 __all__ = ["ManagedDict", "ManagedList", "ManagedSet", "managed_collection"]
@@ -56,9 +57,7 @@ class _View:
         ``None`` and ``changes.is_deleted`` is true.  Runs where the other
         listeners run (see :mod:`realmpy.notifier`); returns a token with
         ``remove()``."""
-        from realmpy.notifier import add_collection_listener  # same layer, lazily
-
-        return add_collection_listener(self._store, self._owner, self._prop, callback, initial)
+        return add_listener("collection", self._store, self._owner, self._prop, callback, initial)
 
 
 def _live_links(view: _View, raw: list[Any]) -> list[Any]:

@@ -51,17 +51,19 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from realmpy import codec
+import realmpy.codec as codec
 from realmpy.errors import ClosedError, StorageError
+from realmpy.hooks import register_listeners
+from realmpy.layout import table_name
+from realmpy.results import Results
 from realmpy.storage import Environment
 
 log = logging.getLogger("realmpy.notifier")
 
 if TYPE_CHECKING:
     from realmpy.realm import Realm
-    from realmpy.results import Results
     from realmpy.schema import Object
 
 __all__ = [
@@ -395,8 +397,6 @@ class Notifier:
                 pass
 
     def _process(self) -> None:
-        from realmpy.realm import Realm
-
         with self._lock:
             listeners = [lis for lis in self._listeners if lis.active]
         if not any(lis.realm_ref() is not None for lis in listeners):
@@ -418,7 +418,7 @@ class Notifier:
                     continue
                 frozen = frozens.get(id(realm._info))
                 if frozen is None:
-                    frozen = frozens[id(realm._info)] = Realm._frozen_at(realm, snap)
+                    frozen = frozens[id(realm._info)] = type(realm)._frozen_at(realm, snap)
                 initial, lis.initial = lis.initial, False
                 self._deliver(frozen, lis, version, initial)
         finally:
@@ -443,7 +443,7 @@ class Notifier:
             else:
                 self._post(lis, lambda: _live_results(lis, change))
         elif lis.kind == "object":
-            raw = frozen._reader().get("o:" + lis.cls_name, lis.key)
+            raw = frozen._reader().get(table_name(lis.cls_name), lis.key)
             old = lis.state
             lis.state = raw
             lis.version = version
@@ -607,8 +607,6 @@ def _call(callback: Callable[..., None], *args: Any) -> None:
 
 
 def _frozen_results(frozen: Realm, lis: _Listener, state: list[tuple[bytes, bytes]]) -> Any:
-    from realmpy.results import Results
-
     results: Results[Any] = Results(frozen, lis.cls, lis.query, lis.args)
     # objects decode their record on first read
     results._cache = (frozen._stamp, [(k, None) for k, _ in state])
@@ -616,8 +614,6 @@ def _frozen_results(frozen: Realm, lis: _Listener, state: list[tuple[bytes, byte
 
 
 def _live_results(lis: _Listener, change: ResultsChange) -> None:
-    from realmpy.results import Results
-
     realm = lis.realm_ref()
     if realm is None or realm.is_closed:
         return
@@ -649,6 +645,13 @@ def _live_collection(lis: _Listener, change: ListChange | SetChange | DictChange
 
 # ----------------------------------------------------------------------------
 # Registration
+
+
+class Listenable:
+    """A store whose commits the notifier follows: :class:`realmpy.realm.Realm`
+    derives from it (an embedded object's store, or an unmanaged object's, does not)."""
+
+    __slots__ = ()
 
 
 def _loop() -> asyncio.AbstractEventLoop | None:
@@ -698,11 +701,11 @@ def add_object_listener(
     obj: Object, callback: Callable[[ObjectChange], None], initial: bool = True
 ) -> ListenerToken:
     from realmpy.errors import InvalidObjectError
-    from realmpy.realm import Realm, table_name
 
-    realm = obj._rp_store
-    if not isinstance(realm, Realm):
+    store: Any = obj._rp_store
+    if not isinstance(store, Listenable):
         raise InvalidObjectError("only objects managed by a realm can have listeners")
+    realm = cast("Realm", store)
     _check_live(realm, "a frozen object never changes: nothing to listen to")
     txn = realm._read()
     raw = txn.get(table_name(type(obj).__realm_name__), obj._rp_key)
@@ -730,13 +733,13 @@ def add_collection_listener(
     """A listener on the ``prop`` collection (a list, set or dict property)
     of the managed object ``owner`` whose store is ``store``."""
     from realmpy.errors import InvalidObjectError
-    from realmpy.realm import Realm
 
-    if not isinstance(store, Realm):
+    if not isinstance(store, Listenable):
         raise InvalidObjectError(
             f"{prop.name} belongs to an embedded object: listen to the object that "
             "owns it (add_listener on the top-level object reports every change)"
         )
+    store = cast("Realm", store)
     _check_live(store, f"a frozen {prop.collection} never changes: nothing to listen to")
     store._read()
     cls_name = type(owner).__realm_name__
@@ -787,3 +790,8 @@ def _register(
             notifier._post(lis, live_initial)
     notifier.add(lis)
     return token
+
+
+register_listeners(
+    object=add_object_listener, collection=add_collection_listener, results=add_results_listener
+)

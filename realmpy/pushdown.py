@@ -38,7 +38,7 @@ from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
-from realmpy import query as _q
+import realmpy.query as _q
 from realmpy._engine import lib
 
 __all__ = ["MAX_FIELDS", "compile_filter"]

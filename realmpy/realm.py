@@ -42,22 +42,19 @@ immutable and usable from any thread (:mod:`realmpy.frozen`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
-import fcntl
 import functools
 import itertools
 import operator
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
-from uuid import UUID
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-from realmpy import codec
-from realmpy import pushdown as _pushdown
-from realmpy import query as _query
-from realmpy import results as _results
+import realmpy.codec as codec
+import realmpy.pushdown as _pushdown
+import realmpy.query as _query
+import realmpy.results as _results
 from realmpy._speedups import RealmState
 from realmpy._speedups import Record as _Record
 from realmpy._speedups import all_full as _all_full
@@ -91,8 +88,20 @@ from realmpy.errors import (
     TransactionStateError,
     WrongRealmError,
 )
+from realmpy.layout import (
+    HISTORY_KEY,
+    KEY_FORMAT_KEY,
+    KEY_FORMAT_VALUE,
+    META,
+    OLD_PREFIX,
+    SCHEMA_KEY,
+    VERSION_KEY,
+    index_name,
+    table_name,
+    zero_value,
+)
 from realmpy.managed import ManagedDict, ManagedList, ManagedSet
-from realmpy.objectid import ObjectId
+from realmpy.notifier import Listenable
 from realmpy.schema import (
     MAX_EMBEDDED_DEPTH,
     Counter,
@@ -107,11 +116,10 @@ from realmpy.schema import (
     validate_value,
     validator,
 )
-from realmpy.sidefiles import check_directory, open_side_file
+from realmpy.sharedfile import SharedFile
 from realmpy.storage import Environment, Snapshot, WriteTransaction
 
 if TYPE_CHECKING:
-    from realmpy.notifier import Notifier
     from realmpy.results import Results
 
 __all__ = ["Realm", "Transaction"]
@@ -126,57 +134,6 @@ _pack = codec.pack_row
 _OPTS = codec.RECORD_OPTIONS
 # How many validated (class, query text) pairs a realm remembers.
 _VALID_QUERIES_MAX: Final = 1024
-OLD_PREFIX = "_old:"  # a migration's copy of records whose layout changed
-
-META = "_meta"
-HISTORY_KEY = b"history"
-SCHEMA_KEY = b"schema"
-VERSION_KEY = b"schema_version"
-KEY_FORMAT_KEY = b"key_format"
-_KEY_FORMAT = str(codec.KEY_FORMAT).encode()
-
-
-def table_name(cls_name: str) -> str:
-    return "o:" + cls_name
-
-
-def index_name(cls_name: str, prop: str) -> str:
-    return f"i:{cls_name}:{prop}"
-
-
-def zero_value(prop: Property, model: type | None) -> Any:
-    """The value a record lacking ``prop`` reads as (property added later)."""
-    if model is not None:
-        f = getattr(model, "_rp_fields", {}).get(prop.name)
-        if f is not None and f.has_default():
-            from realmpy.schema import MISSING
-
-            if f.default is not MISSING:
-                return f.default
-    if prop.collection == "list":
-        return []
-    if prop.collection == "set":
-        return set()
-    if prop.collection == "dict":
-        return {}
-    if prop.optional or prop.type in ("link", "embedded"):
-        return None
-    return {
-        "int": 0,
-        "counter": 0,
-        "bool": False,
-        "float": 0.0,
-        "str": "",
-        "bytes": b"",
-        "decimal": __import__("decimal").Decimal(0),
-        "objectid": ObjectId(bytes(12)),
-        "uuid": UUID(int=0),
-        "datetime": __import__("datetime").datetime(
-            1970, 1, 1, tzinfo=__import__("datetime").timezone.utc
-        ),
-    }[prop.type]
-
-
 # How a property's stored value becomes what a read returns.
 K_PLAIN = 0  # the stored value itself (scalars)
 K_COUNTER = 1  # an int bound to its object as a Counter
@@ -280,126 +237,6 @@ class _ClassInfo:
         that decodes a field when it is first read; a damaged record
         raises CodecError."""
         return _record_pairs(batch, self.n, self.fill, _decode_value, codec.CodecError)
-
-
-# ----------------------------------------------------------------------------
-# Per-process state of one file
-
-
-class _SharedFile:
-    """One Environment, session lock and notifier per file and process."""
-
-    _registry: ClassVar[dict[str, _SharedFile]] = {}
-    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self, config: Configuration) -> None:
-        self.path = config.path
-        self.refs = 0
-        self.lock = threading.RLock()
-        self.pid = os.getpid()
-        check_directory(config.path, "cannot open realm")
-        # None: a read-only realm where the session file cannot be opened (a
-        # read-only directory or medium); it then takes no part in "alone".
-        self._session_fd = open_side_file(
-            config.path, ".session", read_only=config.read_only, what="cannot open realm"
-        )
-        if config.kind == "in_memory" and self._try_exclusive():
-            # Nobody else has this in-memory realm open: start it empty.
-            for suffix in ("", ".lock"):
-                try:
-                    os.unlink(config.path + suffix)
-                except FileNotFoundError:
-                    pass
-        if self._session_fd is not None:
-            fcntl.flock(self._session_fd, fcntl.LOCK_SH)
-        try:
-            self.env = Environment(
-                config.path,
-                durability=config.durability,
-                max_active_versions=config.max_active_versions,
-                read_only=config.read_only,
-                recover=config.recover,
-            )
-        except BaseException:
-            if self._session_fd is not None:
-                os.close(self._session_fd)
-            raise
-        self.kind = config.kind
-        self.notifier: Notifier | None = None
-
-    def _try_exclusive(self) -> bool:
-        if self._session_fd is None:
-            return False
-        try:
-            fcntl.flock(self._session_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    @contextlib.contextmanager
-    def alone(self) -> Iterator[bool]:
-        """Whether no other process has the file open (and this process has
-        one realm on it), *kept true for the block*: the session file's
-        exclusive lock is held until the block ends, so an opener in another
-        process waits in its shared ``flock`` and then opens the file as the
-        block left it (a compacted file, not the replaced one).
-
-        Every process holds a shared lock on ``<path>.session`` while it has
-        the file open, and the kernel drops it when the process dies (also
-        by SIGKILL), so a crashed process never blocks compaction."""
-        with self.lock:
-            if self.refs > 1 or not self._try_exclusive():
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                assert self._session_fd is not None  # _try_exclusive succeeded
-                fcntl.flock(self._session_fd, fcntl.LOCK_SH)  # downgrade
-
-    @classmethod
-    def acquire(cls, config: Configuration) -> _SharedFile:
-        with cls._registry_lock:
-            shared = cls._registry.get(config.path)
-            if shared is not None and shared.pid != os.getpid():
-                shared = None  # inherited across fork(): open our own
-            if shared is None:
-                shared = cls(config)
-                cls._registry[config.path] = shared
-            elif shared.kind != config.kind and "in_memory" in (shared.kind, config.kind):
-                raise ConfigurationError(
-                    f"{config.path} is open here as {shared.kind}, not {config.kind}"
-                )
-            shared.refs += 1
-            return shared
-
-    def get_notifier(self) -> Notifier:
-        with self.lock:
-            if self.notifier is None:
-                from realmpy.notifier import Notifier
-
-                self.notifier = Notifier(self.env)
-            return self.notifier
-
-    def release(self) -> None:
-        with _SharedFile._registry_lock:
-            self.refs -= 1
-            if self.refs > 0:
-                return
-            if _SharedFile._registry.get(self.path) is self:
-                del _SharedFile._registry[self.path]
-        if self.notifier is not None:
-            self.notifier.stop()
-        self.env.close()
-        last = self._try_exclusive()
-        if last and self.kind == "in_memory":
-            for suffix in ("", ".lock", ".session"):
-                try:
-                    os.unlink(self.path + suffix)
-                except FileNotFoundError:
-                    pass
-        if self._session_fd is not None:
-            os.close(self._session_fd)
 
 
 # ----------------------------------------------------------------------------
@@ -521,7 +358,7 @@ def _compile_filter(
 _filter_program_cached = functools.lru_cache(maxsize=256)(_compile_filter)
 
 
-class Realm(RealmState):
+class Realm(RealmState, Listenable):
     """A realm opened with a :class:`~realmpy.config.Configuration`.
 
     Also a context manager (closes on exit).  See the module docstring for
@@ -558,7 +395,7 @@ class Realm(RealmState):
         # cleared yet: class -> keys (None: all).  See _flush_links.
         self._dead: dict[str, set[bytes] | None] = {}
         self._models: dict[str, type[_Model]] = {}
-        self._shared = _SharedFile.acquire(config)
+        self._shared = SharedFile.acquire(config)
         self._env = self._shared.env
         self._closed = False
         self._guard = self._owner
@@ -642,7 +479,7 @@ class Realm(RealmState):
                 if config.initial_data is not None:
                     config.initial_data(self)
             return
-        if raw_key_format != _KEY_FORMAT:
+        if raw_key_format != KEY_FORMAT_VALUE:
             # Its keys would decode as other values (or not at all) and sort
             # in another order than this version's queries expect.
             if config.delete_if_migration_needed and not config.read_only:
@@ -712,7 +549,7 @@ class Realm(RealmState):
     def _store_schema(self, schema: Schema, version: int) -> None:
         self._wtxn_put_meta(SCHEMA_KEY, codec.pack_record(schema.to_dict()))
         self._wtxn_put_meta(VERSION_KEY, str(version).encode())
-        self._wtxn_put_meta(KEY_FORMAT_KEY, _KEY_FORMAT)
+        self._wtxn_put_meta(KEY_FORMAT_KEY, KEY_FORMAT_VALUE)
 
     def _wtxn_put_meta(self, key: bytes, value: bytes) -> None:
         self._require_write().put(META, key, value)
@@ -790,12 +627,12 @@ class Realm(RealmState):
     @staticmethod
     def compact(config: Configuration) -> bool:
         """Compact the file if no process has it open; True if it did."""
-        with _SharedFile._registry_lock:
-            if config.path in _SharedFile._registry:
+        with SharedFile._registry_lock:
+            if config.path in SharedFile._registry:
                 return False
         if not os.path.exists(config.path):
             return False
-        shared = _SharedFile.acquire(config)
+        shared = SharedFile.acquire(config)
         try:
             with shared.alone() as alone:
                 if not alone:
@@ -813,8 +650,8 @@ class Realm(RealmState):
     def delete_realm(path: str | os.PathLike[str]) -> None:
         """Delete a realm's files; refuses while this process has it open."""
         p = os.path.abspath(os.fspath(path))
-        with _SharedFile._registry_lock:
-            if p in _SharedFile._registry:
+        with SharedFile._registry_lock:
+            if p in SharedFile._registry:
                 raise ConfigurationError(f"cannot delete {p}: it is open in this process")
         for suffix in ("", ".lock", ".session"):
             try:

@@ -24,11 +24,13 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from realmpy import codec
-from realmpy import query as _query
+import realmpy.codec as codec
+import realmpy.query as _query
 from realmpy._speedups import iter_objects as _iter_objects
 from realmpy._speedups import key_suffixes as _key_suffixes
 from realmpy.errors import CodecError, ObjectTypeError
+from realmpy.hooks import add_listener
+from realmpy.layout import index_name, table_name
 from realmpy.objectid import ObjectId
 from realmpy.schema import Object, ObjectSchema, Property
 
@@ -166,9 +168,8 @@ class Results(Generic[T]):
         (``changes.is_initial``; skipped with ``initial=False``), then after
         each version that changes these results.  See
         :mod:`realmpy.notifier` for where it runs."""
-        from realmpy.notifier import add_results_listener
-
-        return add_results_listener(self, callback, initial)
+        token: ListenerToken = add_listener("results", self, callback, initial)
+        return token
 
     def __repr__(self) -> str:
         q = f" {self._query}" if self._query is not None else ""
@@ -406,8 +407,6 @@ def index_prefix(schema: ObjectSchema, chosen: Chosen | None) -> tuple[str, byte
     primary keys are the index keys after ``prefix``, already in table
     order, so the engine can join them to the records in one call
     (``scan_join``).  None otherwise."""
-    from realmpy.realm import index_name
-
     if chosen is None:
         return None
     (_rank, prop, op, values), exact = chosen
@@ -425,8 +424,6 @@ def plan(
     """Primary keys of the candidate objects of an index read
     :func:`choose` chose, in table order, and whether that read alone
     decides the whole predicate; None → full scan."""
-    from realmpy.realm import index_name, table_name
-
     if chosen is None:
         return None
     (_rank, prop, op, values), exact = chosen

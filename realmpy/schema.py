@@ -41,6 +41,7 @@ else:  # pragma: no cover - CPython 3.10 takes it from the backport (setup.cfg)
 
 from realmpy._speedups import ModelBase, ModelInit, PropertyBase
 from realmpy.errors import ObjectTypeError, SchemaError
+from realmpy.hooks import add_listener
 from realmpy.objectid import ObjectId
 
 __all__ = [
@@ -901,9 +902,7 @@ class Object(_Model):
         each version that changes this managed object (``change.is_deleted``,
         ``change.properties``); returns a token with ``remove()``.  See
         :mod:`realmpy.notifier` for the thread it runs on."""
-        from realmpy.notifier import add_object_listener  # same layer, lazily
-
-        return add_object_listener(self, callback, initial)
+        return add_listener("object", self, callback, initial)
 
 
 class EmbeddedObject(_Model):

@@ -54,7 +54,8 @@ from typing import Any, Final, Literal, NoReturn, Union
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
-from . import errors as _e
+import realmpy.errors as _e
+
 from ._engine import ffi, lib
 from ._speedups import columns_ok as _columns_ok
 from ._speedups import pack_keys as _pack_keys

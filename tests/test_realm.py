@@ -232,7 +232,7 @@ def test_old_key_format_is_refused(tmp_path: Path) -> None:
     """A file from before variable-length int keys (no ``key_format`` in
     ``_meta``) or of an unknown format is refused with KeyFormatError, not
     misread; delete_if_migration_needed starts it afresh."""
-    from realmpy.realm import KEY_FORMAT_KEY, META
+    from realmpy.layout import KEY_FORMAT_KEY, META
     from realmpy.storage import Environment
 
     path = tmp_path / "old.realm"

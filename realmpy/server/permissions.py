@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from realmpy import query as rql
+import realmpy.query as rql
 from realmpy.errors import QueryError, QueryTooComplexError
 from realmpy.sync.protocol import ProtocolError, TableSpec, UnknownFieldError
 

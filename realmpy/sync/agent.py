@@ -53,6 +53,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from realmpy.sharedfile import SharedFile
 from realmpy.sidefiles import open_side_file
 from realmpy.storage import Environment, WriteTransaction
 from realmpy.sync import integrate
@@ -60,6 +61,7 @@ from realmpy.sync import protocol as P
 from realmpy.sync import quarantine as Q
 from realmpy.sync import status as ST
 from realmpy.sync import subscriptions as S
+from realmpy.sync.client_reset import ClientResetMode
 from realmpy.sync.error_codes import Handling, handling
 from realmpy.sync.errors import (
     AppError,
@@ -118,15 +120,13 @@ class SyncClient:
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, config: Configuration, options: FlexibleSyncOptions) -> None:
-        from realmpy.realm import _SharedFile
-
         self.path = config.path
         self.options = options
         self.user = options.user
         self.pid = os.getpid()
         self.refs = 0
         self.sessions: list[SyncSession] = []
-        self._shared = _SharedFile.acquire(config)
+        self._shared = SharedFile.acquire(config)
         self.env: Environment = self._shared.env
         self.role = "starting"
         self._conn = "disconnected"
@@ -665,8 +665,6 @@ class SyncClient:
 
     def _client_reset(self, fi: int, reason: str) -> None:
         """Run the configured client reset, once per lost identity."""
-        from realmpy.sync.configuration import ClientResetMode
-
         with self._ident_lock:
             with self.env.read() as snap:
                 current = Meta(snap).file_ident()

@@ -25,9 +25,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from realmpy.config import register_kind
+from realmpy.sync.client_reset import ClientResetMode
 from realmpy.sync.errors import SyncConfigurationError, SyncError
 
 if TYPE_CHECKING:
@@ -53,15 +54,6 @@ __all__ = [
 ]
 
 SyncErrorHandler = Callable[["SyncSession | None", SyncError], None]
-
-
-class ClientResetMode(str, Enum):
-    """What to do when the server cannot continue this file's history."""
-
-    DISCARD_UNSYNCED = "discard_unsynced"
-    RECOVER_UNSYNCED = "recover_unsynced"
-    RECOVER_OR_DISCARD = "recover_or_discard"
-    MANUAL = "manual"
 
 
 @dataclass(frozen=True)
@@ -285,3 +277,7 @@ def disconnected_sync(
     check_syncable(config.model_schema)
     assert isinstance(config, cls)
     return config
+
+
+register_kind("flexible_sync", flexible_sync)
+register_kind("disconnected_sync", disconnected_sync)

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from realmpy import codec
-from realmpy.realm import zero_value
+import realmpy.codec as codec
+from realmpy.layout import zero_value
 from realmpy.schema import ObjectSchema, Property, Schema
 from realmpy.sync import merge as M
 from realmpy.sync import protocol as P

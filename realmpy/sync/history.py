@@ -58,8 +58,15 @@ import struct
 from collections.abc import Iterator
 from typing import Any, Final, Union
 
-from realmpy import codec
-from realmpy.realm import META, SCHEMA_KEY, index_name, table_name, zero_value
+import realmpy.codec as codec
+from realmpy.layout import (
+    META,
+    SCHEMA_KEY,
+    TABLE_PREFIX,
+    index_name,
+    table_name,
+    zero_value,
+)
 from realmpy.schema import ObjectSchema, Property, Schema
 from realmpy.storage import Snapshot, WriteTransaction
 from realmpy.sync import merge as M
@@ -481,7 +488,7 @@ class RecordingTransaction:
         return getattr(self._txn, name)
 
     def _touch(self, table: str, key: bytes) -> None:
-        if table.startswith("o:") and (table, key) not in self._before:
+        if table.startswith(TABLE_PREFIX) and (table, key) not in self._before:
             self._before[(table, key)] = self._txn.get(table, key)
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
@@ -499,7 +506,7 @@ class RecordingTransaction:
         return self._txn.delete(table, key)
 
     def drop(self, table: str) -> bool:
-        if table.startswith("o:"):
+        if table.startswith(TABLE_PREFIX):
             for k, _ in self._txn.scan(table):
                 self._touch(table, k)
         return self._txn.drop(table)

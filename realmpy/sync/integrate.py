@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from realmpy import codec
-from realmpy.realm import table_name, zero_value
+import realmpy.codec as codec
+from realmpy.layout import table_name, zero_value
 from realmpy.schema import ObjectSchema, Schema
 from realmpy.storage import Environment, WriteTransaction
 from realmpy.sync import merge as M

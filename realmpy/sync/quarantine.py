@@ -94,7 +94,7 @@ def file_schema(
 ) -> tuple[bytes, dict[str, P.TableSpec]] | None:
     """The file's stored schema (the union every process wrote): its raw bytes and wire form;
     None if its bytes are ``unless`` (unchanged since the last push: one read per call)."""
-    from realmpy.realm import META, SCHEMA_KEY
+    from realmpy.layout import META, SCHEMA_KEY
 
     raw = snap.get(META, SCHEMA_KEY)
     if raw is None or bytes(raw) == unless:

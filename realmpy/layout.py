@@ -1,0 +1,66 @@
+"""Where the object layer keeps things in the engine's tables.
+
+One home for the names of the tables and meta keys a realm file holds (see
+docs/format.md for the whole file): the object layer, the notifier and the
+sync history all read them from here, so none of them reaches into another's
+private names.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+from typing import Any, Final
+from uuid import UUID
+
+import realmpy.codec as codec
+from realmpy.objectid import ObjectId
+from realmpy.schema import MISSING, Property
+
+TABLE_PREFIX: Final = "o:"  # one table per top-level class: primary key -> record
+INDEX_PREFIX: Final = "i:"  # one table per indexed property: value key + primary key -> b""
+OLD_PREFIX = "_old:"  # a migration's copy of records whose layout changed
+
+META = "_meta"
+HISTORY_KEY = b"history"
+SCHEMA_KEY = b"schema"
+VERSION_KEY = b"schema_version"
+KEY_FORMAT_KEY = b"key_format"
+KEY_FORMAT_VALUE = str(codec.KEY_FORMAT).encode()
+
+
+def table_name(cls_name: str) -> str:
+    return TABLE_PREFIX + cls_name
+
+
+def index_name(cls_name: str, prop: str) -> str:
+    return f"{INDEX_PREFIX}{cls_name}:{prop}"
+
+
+def zero_value(prop: Property, model: type | None) -> Any:
+    """The value a record lacking ``prop`` reads as (property added later)."""
+    if model is not None:
+        f = getattr(model, "_rp_fields", {}).get(prop.name)
+        if f is not None and f.has_default():
+            if f.default is not MISSING:
+                return f.default
+    if prop.collection == "list":
+        return []
+    if prop.collection == "set":
+        return set()
+    if prop.collection == "dict":
+        return {}
+    if prop.optional or prop.type in ("link", "embedded"):
+        return None
+    return {
+        "int": 0,
+        "counter": 0,
+        "bool": False,
+        "float": 0.0,
+        "str": "",
+        "bytes": b"",
+        "decimal": decimal.Decimal(0),
+        "objectid": ObjectId(bytes(12)),
+        "uuid": UUID(int=0),
+        "datetime": datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc),
+    }[prop.type]

@@ -1,0 +1,140 @@
+"""The per-process state of one realm file: one per file and process.
+
+Every :class:`~realmpy.realm.Realm` on a path in this process shares one
+:class:`SharedFile`: the :class:`~realmpy.storage.Environment`, the shared
+lock on ``<path>.session`` that says "this process has the file open" (what
+compaction and in-memory deletion ask), and the notifier thread.  The sync
+client (``realmpy.sync.agent``) takes a reference too, so the file stays
+open while it syncs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from typing import ClassVar
+
+from realmpy.config import Configuration
+from realmpy.errors import ConfigurationError
+from realmpy.notifier import Notifier
+from realmpy.sidefiles import check_directory, open_side_file
+from realmpy.storage import Environment
+
+__all__ = ["SharedFile"]
+
+
+class SharedFile:
+    """One Environment, session lock and notifier per file and process."""
+
+    _registry: ClassVar[dict[str, SharedFile]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, config: Configuration) -> None:
+        self.path = config.path
+        self.refs = 0
+        self.lock = threading.RLock()
+        self.pid = os.getpid()
+        check_directory(config.path, "cannot open realm")
+        # None: a read-only realm where the session file cannot be opened (a
+        # read-only directory or medium); it then takes no part in "alone".
+        self._session_fd = open_side_file(
+            config.path, ".session", read_only=config.read_only, what="cannot open realm"
+        )
+        if config.kind == "in_memory" and self._try_exclusive():
+            # Nobody else has this in-memory realm open: start it empty.
+            for suffix in ("", ".lock"):
+                try:
+                    os.unlink(config.path + suffix)
+                except FileNotFoundError:
+                    pass
+        if self._session_fd is not None:
+            fcntl.flock(self._session_fd, fcntl.LOCK_SH)
+        try:
+            self.env = Environment(
+                config.path,
+                durability=config.durability,
+                max_active_versions=config.max_active_versions,
+                read_only=config.read_only,
+                recover=config.recover,
+            )
+        except BaseException:
+            if self._session_fd is not None:
+                os.close(self._session_fd)
+            raise
+        self.kind = config.kind
+        self.notifier: Notifier | None = None
+
+    def _try_exclusive(self) -> bool:
+        if self._session_fd is None:
+            return False
+        try:
+            fcntl.flock(self._session_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[bool]:
+        """Whether no other process has the file open (and this process has
+        one realm on it), *kept true for the block*: the session file's
+        exclusive lock is held until the block ends, so an opener in another
+        process waits in its shared ``flock`` and then opens the file as the
+        block left it (a compacted file, not the replaced one).
+
+        Every process holds a shared lock on ``<path>.session`` while it has
+        the file open, and the kernel drops it when the process dies (also
+        by SIGKILL), so a crashed process never blocks compaction."""
+        with self.lock:
+            if self.refs > 1 or not self._try_exclusive():
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                assert self._session_fd is not None  # _try_exclusive succeeded
+                fcntl.flock(self._session_fd, fcntl.LOCK_SH)  # downgrade
+
+    @classmethod
+    def acquire(cls, config: Configuration) -> SharedFile:
+        with cls._registry_lock:
+            shared = cls._registry.get(config.path)
+            if shared is not None and shared.pid != os.getpid():
+                shared = None  # inherited across fork(): open our own
+            if shared is None:
+                shared = cls(config)
+                cls._registry[config.path] = shared
+            elif shared.kind != config.kind and "in_memory" in (shared.kind, config.kind):
+                raise ConfigurationError(
+                    f"{config.path} is open here as {shared.kind}, not {config.kind}"
+                )
+            shared.refs += 1
+            return shared
+
+    def get_notifier(self) -> Notifier:
+        with self.lock:
+            if self.notifier is None:
+                self.notifier = Notifier(self.env)
+            return self.notifier
+
+    def release(self) -> None:
+        with SharedFile._registry_lock:
+            self.refs -= 1
+            if self.refs > 0:
+                return
+            if SharedFile._registry.get(self.path) is self:
+                del SharedFile._registry[self.path]
+        if self.notifier is not None:
+            self.notifier.stop()
+        self.env.close()
+        last = self._try_exclusive()
+        if last and self.kind == "in_memory":
+            for suffix in ("", ".lock", ".session"):
+                try:
+                    os.unlink(self.path + suffix)
+                except FileNotFoundError:
+                    pass
+        if self._session_fd is not None:
+            os.close(self._session_fd)
