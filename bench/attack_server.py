@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 
 from realmpy.server.testing import run_server
-from realmpy.sync.protocol import pack, unpack
+from realmpy.wire.protocol import pack, unpack
 
 P = "/api/v1/app/default"
 MSGPACK = {"content-type": "application/msgpack"}

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from realmpy.server.testing import drop_pg_schema, pg_schema_url, postgres_available, run_server
-from realmpy.sync.protocol import pack, unpack
+from realmpy.wire.protocol import pack, unpack
 
 P = "/api/v1/app/default"
 CAR = {

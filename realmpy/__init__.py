@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .config import Configuration  # object layer: pure Python, engine names lazy
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
@@ -23,8 +24,6 @@ from .schema import Counter, EmbeddedObject, Object, field
 # The sync layer registers its configuration kinds (Configuration.flexible_sync):
 # the package is the façade above every layer, so it is the one that loads it.
 from .sync import configuration as _sync_configuration  # noqa: F401
-
-__version__ = "0.1.0.dev0"
 
 _STORAGE_NAMES = ("Environment", "ReaderInfo", "Snapshot", "Stats", "WriteTransaction")
 

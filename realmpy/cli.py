@@ -6,7 +6,7 @@ Subcommands:
     the multi-process sync scenario on this machine: an embedded sync server
     on a free loopback port, a main process, secondary processes and a second
     device; prints progress, what moved where and how long it took
-    (see :mod:`realmpy.sync.demo`; ``realmpy demo --help`` for options).
+    (see :mod:`realmpy.tools.demo`; ``realmpy demo --help`` for options).
 
 Why a dispatcher with lazy imports: ``realmpy --help`` must work without the
 server's dependencies, and each subcommand owns its own options.
@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "demo":
-        from realmpy.sync.demo import main as demo_main
+        from realmpy.tools.demo import main as demo_main
 
         return demo_main(rest)
     print(f"realmpy: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The merge rule (realmpy.sync.merge): worked examples of each rule, and the algebra of ``join``.
+"""The merge rule (realmpy.wire.merge): worked examples of each rule, and the algebra of ``join``.
 
 Convergence of whole simulated systems lives in test_merge_convergence.py.
 """
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from realmpy.sync.merge import ObjectState, check_clock, join, list_element_ids
-from realmpy.sync.protocol import ClockSkewError, MalformedMessage, Op, OpCode, Stamp, pack, unpack
+from realmpy.wire.merge import ObjectState, check_clock, join, list_element_ids
+from realmpy.wire.protocol import ClockSkewError, MalformedMessage, Op, OpCode, Stamp, pack, unpack
 
 EXAMPLES = 300 if os.environ.get("CI") else 100
 T = "Car"

@@ -26,8 +26,8 @@ from realmpy.server.auth import Principal
 from realmpy.server.config import ServerConfig
 from realmpy.server.sync_service import SyncService
 from realmpy.server.testing import make_store, postgres_available
-from realmpy.sync.merge import ObjectState, list_element_ids, now_ms
-from realmpy.sync.protocol import (
+from realmpy.wire.merge import ObjectState, list_element_ids, now_ms
+from realmpy.wire.protocol import (
     Changeset,
     DownloadRequest,
     FieldSpec,
@@ -203,7 +203,7 @@ def download(
             key = (e.table, e.pk)
             if e.kind == "state":
                 local = c.states.setdefault(key, ObjectState())
-                from realmpy.sync.merge import join
+                from realmpy.wire.merge import join
 
                 c.states[key] = join(local, ObjectState.from_wire(e.state))
             elif e.kind == "forget":

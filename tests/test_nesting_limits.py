@@ -20,7 +20,7 @@ from realmpy.errors import CodecError
 from realmpy.realm import Realm
 from realmpy.schema import MAX_EMBEDDED_DEPTH, EmbeddedObject, Object, field
 from realmpy.server.config import load_config
-from realmpy.sync.merge import ObjectState
+from realmpy.wire.merge import ObjectState
 
 
 class Node(EmbeddedObject):
@@ -100,7 +100,7 @@ def test_the_server_refuses_embedded_values_nested_too_deep(api: Api) -> None:
     # msgpack itself refuses 10,000 levels (a raw body: the test client's packer would too)
     deep = b"\x82\xa1v\x00\xa5child" * 10_000 + b"\xc0"
     body = upload_body(f, 2, [[2, "Root", 1, "node", None]])
-    from realmpy.sync.protocol import pack
+    from realmpy.wire.protocol import pack
 
     raw = pack(body).replace(b"\xa4node\xc0", b"\xa4node" + deep)
     status, res = api.post("/sync/upload", raw=raw, token=tok)

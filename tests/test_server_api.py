@@ -16,8 +16,8 @@ from realmpy.server.auth import AuthConfig
 from realmpy.server.config import ServerConfig
 from realmpy.server.limits import Limits
 from realmpy.server.testing import make_store, postgres_available
-from realmpy.sync.merge import ObjectState
-from realmpy.sync.protocol import pack, pk_key, unpack
+from realmpy.wire.merge import ObjectState
+from realmpy.wire.protocol import pack, pk_key, unpack
 
 P = "/api/v1/app/default"
 CAR: dict[str, Any] = {

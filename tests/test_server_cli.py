@@ -25,7 +25,7 @@ import pytest
 
 import realmpy
 from realmpy.server.testing import drop_pg_schema, pg_schema_url, postgres_available, run_server
-from realmpy.sync.protocol import pack, unpack
+from realmpy.wire.protocol import pack, unpack
 
 P = "/api/v1/app/default"
 MSGPACK = {"content-type": "application/msgpack"}

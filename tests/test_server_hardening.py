@@ -37,7 +37,7 @@ from realmpy.server.ratelimit import HashPool, RateLimited, RateLimiter
 from realmpy.server.testing import make_store, run_server
 from realmpy.sync.app import App, AppConfiguration, Credentials
 from realmpy.sync.errors import RateLimitedError
-from realmpy.sync.protocol import AuthError, pack, unpack
+from realmpy.wire.protocol import AuthError, pack, unpack
 
 P = "/api/v1/app/default"
 MSGPACK = {"content-type": "application/msgpack"}

@@ -110,7 +110,7 @@ def test_writes_to_another_users_object_are_refused_and_compensated(api: Api) ->
     # A's task is untouched on the server
     dl = download(api, ta, fa)
     [state] = [e for e in dl["entries"] if e[2] == 1]
-    from realmpy.sync.merge import ObjectState
+    from realmpy.wire.merge import ObjectState
 
     assert ObjectState.from_wire(state[3]).materialize("id", 1) == {
         "id": 1,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from realmpy.server.testing import drop_pg_schema, pg_schema_url, postgres_available, run_server
-from realmpy.sync.protocol import pack, unpack
+from realmpy.wire.protocol import pack, unpack
 
 P = "/api/v1/app/default"
 CAR = {"primary_key": "id", "fields": {"id": {"type": "int"}, "miles": {"type": "counter"}}}
@@ -175,7 +175,7 @@ def test_sigkill_mid_upload_loses_nothing_acknowledged_and_applies_nothing_twice
             {"file_ident": f["file_ident"], "salt": f["salt"], "after_server_version": 0},
             email_tok,
         )
-    from realmpy.sync.merge import ObjectState
+    from realmpy.wire.merge import ObjectState
 
     [entry] = dl["entries"]
     # every changeset adds 1 exactly once: a lost ack or a double apply would change the sum

@@ -16,8 +16,8 @@ from test_server_api import Api, kind, make_api, upload_body  # noqa: F401 - `ki
 
 from realmpy.server import app as server_app
 from realmpy.server.config import load_config
-from realmpy.sync.merge import ObjectState
-from realmpy.sync.protocol import DownloadResponse, pack, unpack
+from realmpy.wire.merge import ObjectState
+from realmpy.wire.protocol import DownloadResponse, pack, unpack
 
 CONFIG = """
 app_id = "default"
@@ -276,8 +276,8 @@ def test_a_download_encoded_entry_by_entry_and_sent_in_pieces_is_the_same_bytes(
 def test_read_rules_through_link_cycles_and_long_chains_terminate() -> None:
     from realmpy.server.links import MAX_LINK_DEPTH, LinkResolver
     from realmpy.server.permissions import Permissions
-    from realmpy.sync.merge import ObjectState as State
-    from realmpy.sync.protocol import FieldSpec, Op, OpCode, Stamp, TableSpec, pk_key
+    from realmpy.wire.merge import ObjectState as State
+    from realmpy.wire.protocol import FieldSpec, Op, OpCode, Stamp, TableSpec, pk_key
 
     schema = {
         "T": TableSpec(

@@ -24,7 +24,6 @@ from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
 from realmpy.objectid import ObjectId
 from realmpy.schema import Counter, Object, field
 from realmpy.server.testing import run_server
-from realmpy.sync import protocol as P
 from realmpy.sync.app import User
 from realmpy.sync.configuration import ManualRecoveryHandler
 from realmpy.sync.errors import (
@@ -38,6 +37,7 @@ from realmpy.sync.errors import (
     UserLoggedOutError,
 )
 from realmpy.sync.history import HISTORY, Meta
+from realmpy.wire import protocol as P
 
 T = 60.0
 

@@ -21,8 +21,8 @@ from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
 from realmpy.objectid import ObjectId
 from realmpy.schema import Counter, EmbeddedObject, Object, field
 from realmpy.server.testing import run_server
-from realmpy.sync import protocol as P
 from realmpy.sync.history import HISTORY
+from realmpy.wire import protocol as P
 
 T = 60.0
 

@@ -1,5 +1,5 @@
 """Which schema parts and changesets a schema refusal takes out (``realmpy.sync.quarantine``),
-and what each error code makes the client do (``realmpy.sync.error_codes``): no server."""
+and what each error code makes the client do (``realmpy.wire.error_codes``): no server."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import importlib
 import pkgutil
 
 import realmpy.server
-from realmpy.sync import protocol as P
 from realmpy.sync import quarantine as Q
-from realmpy.sync.error_codes import ERROR_CODES, Handling, handling
 from realmpy.sync.errors import SyncError
+from realmpy.wire import protocol as P
+from realmpy.wire.error_codes import ERROR_CODES, Handling, handling
 
 _F = P.FieldSpec
 

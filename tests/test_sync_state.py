@@ -23,12 +23,12 @@ from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
 from realmpy.objectid import ObjectId
 from realmpy.schema import Object, field
 from realmpy.server.testing import free_port, run_server
-from realmpy.sync import protocol as P
 from realmpy.sync import status as ST
 from realmpy.sync import subscriptions as S
 from realmpy.sync.errors import SyncTimeoutError
 from realmpy.sync.history import Meta
 from realmpy.sync.session import SyncProgress
+from realmpy.wire import protocol as P
 
 T = 60.0
 

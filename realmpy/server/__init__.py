@@ -8,7 +8,7 @@ integration, subscriptions, downloads), ``app`` (ASGI routes), ``limits``
 ``transport`` (header deadline, connection cap), ``metrics``, ``logs``,
 ``cli`` (command line) with ``options`` (shared flags, opening the store),
 ``serve`` (uvicorn) and ``admin`` (users, API keys).  The wire format and the merge rule come from
-``realmpy.sync.protocol`` and ``realmpy.sync.merge``, shared with the client;
+``realmpy.wire.protocol`` and ``realmpy.wire.merge``, shared with the client;
 nothing here depends on the C engine.
 """
 

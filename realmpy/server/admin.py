@@ -33,7 +33,7 @@ from realmpy.server.auth import AuthService
 from realmpy.server.config import ConfigError, load_config
 from realmpy.server.options import add_store_arguments, open_store, version_argument
 from realmpy.server.store import Store, UserRow
-from realmpy.sync.protocol import ProtocolError, RegisterRequest
+from realmpy.wire.protocol import ProtocolError, RegisterRequest
 
 __all__ = ["main"]
 

@@ -41,7 +41,7 @@ from realmpy.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from realmpy.server.ratelimit import HashPool, RateLimited, RateLimiter, check
 from realmpy.server.store import Store
 from realmpy.server.sync_service import SyncService
-from realmpy.sync.protocol import (
+from realmpy.wire.protocol import (
     PROTOCOL_VERSION,
     ApiKeyRequest,
     ApiKeyResponse,

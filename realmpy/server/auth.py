@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from realmpy.server.store import ConflictError, SessionRow, Store, UserRow
-from realmpy.sync.protocol import AuthError, LoginRequest, ProtocolError, TokenResponse
+from realmpy.wire.protocol import AuthError, LoginRequest, ProtocolError, TokenResponse
 
 __all__ = [
     "AccountDisabled",

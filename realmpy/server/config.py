@@ -72,8 +72,8 @@ from realmpy.server.auth import AuthConfig
 from realmpy.server.limits import Limits
 from realmpy.server.permissions import Permissions
 from realmpy.server.ratelimit import RateLimits
-from realmpy.sync.merge import MAX_CLOCK_SKEW_MS
-from realmpy.sync.protocol import (
+from realmpy.wire.merge import MAX_CLOCK_SKEW_MS
+from realmpy.wire.protocol import (
     FIELD_TYPES,
     FieldSpec,
     MalformedMessage,

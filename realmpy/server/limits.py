@@ -5,7 +5,7 @@ bytes, an upload megabytes.  One limit sized for uploads let an
 unauthenticated 15 MiB login body of empty maps grow the server by 1.1 GiB
 (a decoded value costs 50-70 bytes, its msgpack form can take one), so each
 endpoint reads at most its own number of bytes, and decodes at most its own
-number of values (``realmpy.sync.protocol.unpack(max_items=...)``).  Reading
+number of values (``realmpy.wire.protocol.unpack(max_items=...)``).  Reading
 and decoding one body then costs at most about ``bytes + 72 * values``: with
 the defaults under 64 MiB (what handling a valid message costs beyond that
 is the handler's; ``docs/server.md`` has the numbers).
@@ -27,7 +27,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from realmpy.sync.protocol import MalformedMessage, MessageTooLarge, ProtocolError, unpack
+from realmpy.wire.protocol import MalformedMessage, MessageTooLarge, ProtocolError, unpack
 
 __all__ = [
     "CONTROL",

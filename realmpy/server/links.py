@@ -37,8 +37,8 @@ from typing import Any
 from realmpy.objectid import ObjectId
 from realmpy.query import default_resolver
 from realmpy.server.permissions import Permissions
-from realmpy.sync.merge import ObjectState
-from realmpy.sync.protocol import FieldSpec, TableSpec, pk_key
+from realmpy.wire.merge import ObjectState
+from realmpy.wire.protocol import FieldSpec, TableSpec, pk_key
 
 __all__ = ["MAX_LINK_DEPTH", "LinkResolver"]
 

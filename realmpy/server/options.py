@@ -13,7 +13,7 @@ import os
 import secrets
 from typing import TYPE_CHECKING
 
-import realmpy
+from realmpy._version import __version__
 
 if TYPE_CHECKING:
     from realmpy.server.store import Store
@@ -57,4 +57,4 @@ def add_store_arguments(p: argparse.ArgumentParser, *, data_required: bool) -> N
 
 def version_argument(p: argparse.ArgumentParser) -> None:
     """``--version``: prints ``realmpy-server <version>``."""
-    p.add_argument("--version", action="version", version=f"realmpy-server {realmpy.__version__}")
+    p.add_argument("--version", action="version", version=f"realmpy-server {__version__}")

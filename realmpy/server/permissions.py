@@ -21,7 +21,7 @@ from typing import Any
 
 import realmpy.query as rql
 from realmpy.errors import QueryError, QueryTooComplexError
-from realmpy.sync.protocol import ProtocolError, TableSpec, UnknownFieldError
+from realmpy.wire.protocol import ProtocolError, TableSpec, UnknownFieldError
 
 __all__ = [
     "MAX_SUBSCRIPTION_ARGS",

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from realmpy.server.limits import require_positive
-from realmpy.sync.protocol import ProtocolError
+from realmpy.wire.protocol import ProtocolError
 
 __all__ = ["HashPool", "RateLimited", "RateLimiter", "RateLimits", "check"]
 

@@ -1,6 +1,6 @@
 """The sync service: file idents, schema, upload integration, subscriptions and download batches.
 
-Why the server keeps object *states* (``realmpy.sync.merge``) rather than
+Why the server keeps object *states* (``realmpy.wire.merge``) rather than
 only an operation log: integrating an upload is then one read-merge-write per
 touched object, however old the upload's base version, and a download can be
 cut exactly to what a user may read and has subscribed to — an object
@@ -34,9 +34,9 @@ from realmpy.server.permissions import (
     compile_query,
 )
 from realmpy.server.store import ClientRow, ObjectRow, Store, Tx
-from realmpy.sync import merge
-from realmpy.sync.merge import ObjectState, now_ms
-from realmpy.sync.protocol import (
+from realmpy.wire import merge
+from realmpy.wire.merge import ObjectState, now_ms
+from realmpy.wire.protocol import (
     Changeset,
     ClockSkewError,
     DownloadEntry,

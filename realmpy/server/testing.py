@@ -23,7 +23,6 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import realmpy
 from realmpy.server.store import Store
 
 __all__ = [
@@ -154,7 +153,7 @@ def run_server(
         cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
         context = ssl.create_default_context(cafile=str(tls[2]))
     log = open(Path(data) / f"server-{port}.log", "ab")
-    package_root = str(Path(realmpy.__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parent.parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [package_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]

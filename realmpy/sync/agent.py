@@ -57,12 +57,10 @@ from realmpy.sharedfile import SharedFile
 from realmpy.sidefiles import open_side_file
 from realmpy.storage import Environment, WriteTransaction
 from realmpy.sync import integrate
-from realmpy.sync import protocol as P
 from realmpy.sync import quarantine as Q
 from realmpy.sync import status as ST
 from realmpy.sync import subscriptions as S
 from realmpy.sync.client_reset import ClientResetMode
-from realmpy.sync.error_codes import Handling, handling
 from realmpy.sync.errors import (
     AppError,
     ClientResetError,
@@ -76,6 +74,8 @@ from realmpy.sync.errors import (
     UserLoggedOutError,
 )
 from realmpy.sync.history import Meta
+from realmpy.wire import protocol as P
+from realmpy.wire.error_codes import Handling, handling
 
 if TYPE_CHECKING:
     from realmpy.config import Configuration

@@ -35,7 +35,6 @@ from typing import Any, ClassVar, Final, Literal
 
 import requests
 
-from realmpy.sync import protocol as P
 from realmpy.sync.errors import (
     AppError,
     AuthenticationError,
@@ -45,6 +44,7 @@ from realmpy.sync.errors import (
     SyncError,
     UserLoggedOutError,
 )
+from realmpy.wire import protocol as P
 
 __all__ = ["App", "AppConfiguration", "Credentials", "EmailPasswordAuth", "User", "UserState"]
 

@@ -23,9 +23,9 @@ from typing import Any, Final
 import realmpy.codec as codec
 from realmpy.layout import zero_value
 from realmpy.schema import ObjectSchema, Property, Schema
-from realmpy.sync import merge as M
-from realmpy.sync import protocol as P
 from realmpy.sync.errors import SyncConfigurationError
+from realmpy.wire import merge as M
+from realmpy.wire import protocol as P
 
 __all__ = [
     "embedded_from_wire",

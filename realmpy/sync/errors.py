@@ -51,7 +51,7 @@ class SyncError(Exception):
     @property
     def is_fatal(self) -> bool:
         """True when retrying cannot succeed: the session stops (``error_codes.ERROR_CODES``)."""
-        from realmpy.sync.error_codes import Handling, handling
+        from realmpy.wire.error_codes import Handling, handling
 
         return handling(self.code, self.status) is Handling.FATAL
 

@@ -69,9 +69,9 @@ from realmpy.layout import (
 )
 from realmpy.schema import ObjectSchema, Property, Schema
 from realmpy.storage import Snapshot, WriteTransaction
-from realmpy.sync import merge as M
-from realmpy.sync import protocol as P
 from realmpy.sync.convert import to_wire_value
+from realmpy.wire import merge as M
+from realmpy.wire import protocol as P
 
 __all__ = [
     "HISTORY",

@@ -23,8 +23,6 @@ import realmpy.codec as codec
 from realmpy.layout import table_name, zero_value
 from realmpy.schema import ObjectSchema, Schema
 from realmpy.storage import Environment, WriteTransaction
-from realmpy.sync import merge as M
-from realmpy.sync import protocol as P
 from realmpy.sync.convert import record_from_state_values
 from realmpy.sync.history import (
     HISTORY,
@@ -40,6 +38,8 @@ from realmpy.sync.history import (
     state_key,
     stored_schema,
 )
+from realmpy.wire import merge as M
+from realmpy.wire import protocol as P
 
 __all__ = ["DownloadResult", "apply_download", "assign_ident", "client_reset", "record_ack"]
 

@@ -42,10 +42,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from realmpy.sync import protocol as P
 from realmpy.sync.convert import wire_tables
 from realmpy.sync.errors import SyncError
 from realmpy.sync.history import HISTORY, Meta, cv_key, key_cv, stored_schema
+from realmpy.wire import protocol as P
 
 if TYPE_CHECKING:
     from realmpy.storage import Environment, Snapshot, WriteTransaction

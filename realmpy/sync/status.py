@@ -29,8 +29,8 @@ import threading
 from typing import TYPE_CHECKING, Any, Final
 
 from realmpy.sync import errors as E
-from realmpy.sync import protocol as P
 from realmpy.sync.history import META_TABLE
+from realmpy.wire import protocol as P
 
 if TYPE_CHECKING:
     from realmpy.storage import Environment, Snapshot, WriteTransaction

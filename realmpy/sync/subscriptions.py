@@ -31,10 +31,10 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
 from realmpy.storage import Environment, Snapshot, WriteTransaction
-from realmpy.sync import protocol as P
 from realmpy.sync.errors import SubscriptionError, SyncTimeoutError
 from realmpy.sync.history import SUBS, cv_key, key_cv
 from realmpy.sync.status import read_error
+from realmpy.wire import protocol as P
 
 if TYPE_CHECKING:
     from realmpy.realm import Realm

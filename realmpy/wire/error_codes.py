@@ -4,7 +4,7 @@ Why one table: before it, the agent decided with a few sets of codes, a
 status-range test (``SyncError.is_fatal``) and, for a revoked session, a
 search of the message text, so a code nobody listed (``schema_mismatch``)
 was retried and re-reported forever.  Every code the server sends
-(``realmpy/sync/protocol.py``, ``realmpy/server/``) and every code the
+(``realmpy/wire/protocol.py``, ``realmpy/server/``) and every code the
 client makes up for itself (``realmpy/sync/app.py``, ``agent``) is listed
 here once; ``handling`` falls back on the HTTP status only for a code this
 client does not know (a newer server), the way an old client must.

@@ -58,7 +58,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from realmpy.sync.protocol import (
+from realmpy.wire.protocol import (
     ClockSkewError,
     MalformedMessage,
     Op,
