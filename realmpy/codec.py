@@ -96,6 +96,7 @@ from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
+import realmpy.exttypes as exttypes
 from realmpy._speedups import encode_key_list as _fast_key_list
 from realmpy._speedups import int_key as _fast_int_key
 from realmpy.errors import CodecError
@@ -440,12 +441,14 @@ def decode_key(raw: bytes) -> tuple[Any, ...]:
 # ----------------------------------------------------------------------------
 # Records
 
-EXT_DATETIME: Final = 1
-EXT_DECIMAL: Final = 2
-EXT_OBJECTID: Final = 3
-EXT_UUID: Final = 4
-EXT_SET: Final = 5
-EXT_LINK: Final = 6
+# The extension type numbers of record values: realmpy/exttypes.py (the table
+# of both msgpack number spaces, the file's and the wire's).
+EXT_DATETIME: Final = exttypes.RECORD_DATETIME
+EXT_DECIMAL: Final = exttypes.RECORD_DECIMAL
+EXT_OBJECTID: Final = exttypes.RECORD_OBJECTID
+EXT_UUID: Final = exttypes.RECORD_UUID
+EXT_SET: Final = exttypes.RECORD_SET
+EXT_LINK: Final = exttypes.RECORD_LINK
 
 
 class Link(bytes):

@@ -92,7 +92,6 @@ class NotFound(ProtocolError):
     """No such endpoint, app or resource."""
 
     code = "not_found"
-    status = 404
 
 
 class UnsupportedVersion(ProtocolError):
@@ -111,7 +110,6 @@ class ShuttingDown(ProtocolError):
     """The server is stopping; retry against another instance or later."""
 
     code = "shutting_down"
-    status = 503
 
 
 class ChangeWatcher:

@@ -67,21 +67,18 @@ class ProviderDisabled(ProtocolError):
     """The login provider is switched off in the configuration."""
 
     code = "provider_disabled"
-    status = 403
 
 
 class EmailTakenError(ProtocolError):
     """Registration with an email that already has an account."""
 
     code = "email_taken"
-    status = 409
 
 
 class ForbiddenError(ProtocolError):
     """Authenticated, but not allowed to do this."""
 
     code = "forbidden"
-    status = 403
 
 
 @dataclass(frozen=True)

@@ -46,14 +46,12 @@ class UnsupportedMediaType(ProtocolError):
     """A request body that is not declared ``application/msgpack``."""
 
     code = "unsupported_media_type"
-    status = 415
 
 
 class RequestTimeout(ProtocolError):
     """The body did not arrive within ``body_timeout`` seconds."""
 
     code = "request_timeout"
-    status = 408
 
 
 def require_positive(section: str, settings: object) -> None:

@@ -48,7 +48,6 @@ class RateLimited(ProtocolError):
     """Too many attempts: retry after ``detail.retry_after`` seconds (also the ``Retry-After`` header)."""
 
     code = "rate_limited"
-    status = 429
 
 
 @dataclass(frozen=True)

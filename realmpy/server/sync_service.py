@@ -78,7 +78,6 @@ class ClientResetRequired(ProtocolError):
     file's identity)."""
 
     code = "client_reset_required"
-    status = 409
 
 
 @dataclass

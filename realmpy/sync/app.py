@@ -45,6 +45,7 @@ from realmpy.sync.errors import (
     UserLoggedOutError,
 )
 from realmpy.wire import protocol as P
+from realmpy.wire.error_codes import ERRORS, Family
 
 __all__ = ["App", "AppConfiguration", "Credentials", "EmailPasswordAuth", "User", "UserState"]
 
@@ -52,10 +53,6 @@ UserState = Literal["logged_in", "logged_out", "removed"]
 
 _REFRESH_MARGIN_S: Final = 30
 """Refresh an access token this many seconds before the server would reject it."""
-
-_AUTH_CODES: Final = frozenset(
-    {"invalid_token", "token_expired", "unauthorized", "invalid_credentials", "provider_disabled"}
-)
 
 
 @dataclass(frozen=True)
@@ -217,11 +214,8 @@ class _Transport:
             message = str(payload.get("message", code))
             raw_detail = payload.get("detail")
             detail: dict[str, Any] = raw_detail if isinstance(raw_detail, dict) else {}
-            cls: type[SyncError] = AppError
-            if resp.status_code == 401 or code in _AUTH_CODES:
-                cls = AuthenticationError
-            elif resp.status_code == 429:
-                cls = RateLimitedError
+            cls = error_class(code, resp.status_code)
+            if cls is RateLimitedError:
                 retry = resp.headers.get("retry-after", "")
                 if "retry_after" not in detail and retry.isdigit():
                     detail = {**detail, "retry_after": int(retry)}
@@ -239,6 +233,19 @@ class _Transport:
             code="bad_response",
             status=resp.status_code,
         )
+
+
+def error_class(code: str, status: int) -> type[AppError]:
+    """The exception for a typed error answer: the code's family in the one
+    table (``realmpy.wire.error_codes``); the status only for a code this
+    client does not know."""
+    entry = ERRORS.get(code)
+    family = entry.family if entry is not None else None
+    if family is Family.AUTH or (family is None and status == 401):
+        return AuthenticationError
+    if family is Family.RATE_LIMITED or (family is None and status == 429):
+        return RateLimitedError
+    return AppError
 
 
 def _write_private(path: str, data: bytes) -> None:

@@ -29,8 +29,10 @@ from typing import Any, ClassVar, Final, NamedTuple, Union
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
+import realmpy.exttypes as exttypes
 from realmpy.objectid import ObjectId
 from realmpy.schema import MAX_EMBEDDED_DEPTH
+from realmpy.wire.error_codes import status_of
 
 __all__ = [
     "BATCH_STATES",
@@ -102,7 +104,15 @@ class ProtocolError(ValueError):
     """A message is not acceptable; ``code`` is the typed code sent to the client."""
 
     code: ClassVar[str] = "malformed_message"
-    status: ClassVar[int] = 400
+    status: ClassVar[int] = status_of("malformed_message")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The status comes from the one table of codes (error_codes.ERRORS):
+        # a subclass names its code only, and a code missing there fails here.
+        super().__init_subclass__(**kwargs)
+        if "status" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: the status of {cls.code!r} is set in ERRORS only")
+        cls.status = status_of(cls.code)
 
     def __init__(self, message: str, **detail: Any) -> None:
         super().__init__(message)
@@ -120,7 +130,6 @@ class MessageTooLarge(ProtocolError):
     """A body above the endpoint's byte limit, or with more values than it allows."""
 
     code = "request_too_large"
-    status = 413
 
 
 class UnknownTableError(ProtocolError):
@@ -151,7 +160,6 @@ class SchemaMismatch(ProtocolError):
     """A client schema changes an existing table or field incompatibly."""
 
     code = "schema_mismatch"
-    status = 409
 
 
 class ClockSkewError(ProtocolError):
@@ -164,25 +172,24 @@ class FileIdentError(ProtocolError):
     """A file ident or its salt is unknown, forged, or belongs to another user."""
 
     code = "bad_file_ident"
-    status = 403
 
 
 class AuthError(ProtocolError):
     """Missing, invalid, expired or revoked credentials."""
 
     code = "invalid_token"
-    status = 401
 
 
 # --------------------------------------------------------------------------- values
 
 
 class ExtCode(IntEnum):
-    """msgpack extension type numbers used by the protocol."""
+    """msgpack extension type numbers used by the protocol (realmpy/exttypes.py
+    tables them beside the file's, which number the same types differently)."""
 
-    OBJECT_ID = 1
-    UUID = 2
-    DECIMAL = 3
+    OBJECT_ID = exttypes.WIRE_OBJECT_ID
+    UUID = exttypes.WIRE_UUID
+    DECIMAL = exttypes.WIRE_DECIMAL
 
 
 def _default(obj: object) -> object:
