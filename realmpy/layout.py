@@ -16,13 +16,30 @@ from uuid import UUID
 import realmpy.codec as codec
 from realmpy.objectid import ObjectId
 from realmpy.schema import MISSING, Property
+from realmpy.storage import HISTORY_KEY, HISTORY_TABLE
+
+__all__ = [
+    "HISTORY_KEY",
+    "INDEX_PREFIX",
+    "KEY_FORMAT_KEY",
+    "KEY_FORMAT_VALUE",
+    "META",
+    "OLD_PREFIX",
+    "SCHEMA_KEY",
+    "TABLE_PREFIX",
+    "VERSION_KEY",
+    "index_name",
+    "table_name",
+    "zero_value",
+]
 
 TABLE_PREFIX: Final = "o:"  # one table per top-level class: primary key -> record
 INDEX_PREFIX: Final = "i:"  # one table per indexed property: value key + primary key -> b""
 OLD_PREFIX = "_old:"  # a migration's copy of records whose layout changed
 
-META = "_meta"
-HISTORY_KEY = b"history"
+# The meta table holds the schema and format keys; the storage layer reads the
+# file's history kind from it too (realmpy.storage.HISTORY_TABLE/HISTORY_KEY).
+META: Final = HISTORY_TABLE
 SCHEMA_KEY = b"schema"
 VERSION_KEY = b"schema_version"
 KEY_FORMAT_KEY = b"key_format"

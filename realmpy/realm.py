@@ -36,7 +36,7 @@ A live realm belongs to the thread that opened it (other threads get
 :class:`~realmpy.errors.RealmThreadError`); open one per thread — they
 share one storage environment and one notifier per file and process.  A
 frozen realm from :meth:`Realm.freeze` (with its results and objects) is
-immutable and usable from any thread (:mod:`realmpy.frozen`).
+immutable and usable from any thread (:mod:`realmpy.sharedsnapshot`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-import itertools
 import operator
 import os
 import threading
@@ -52,7 +51,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import realmpy.codec as codec
-import realmpy.pushdown as _pushdown
+import realmpy.filterprogram as _pushdown
 import realmpy.query as _query
 import realmpy.results as _results
 from realmpy._speedups import RealmState
@@ -331,7 +330,7 @@ def _record_access(
 
 def _filter_program(info: _ClassInfo, q: _query.Query, args: tuple[Any, ...]) -> bytes | None:
     """The engine filter program of ``q`` with ``args`` over ``info``'s
-    records (see :mod:`realmpy.pushdown`), cached per (class, query, args)
+    records (see :mod:`realmpy.filterprogram`), cached per (class, query, args)
     for plain scalar arguments.  The key carries the arguments' types too:
     ``1 == True == 1.0`` as dict keys, but they are different queries."""
     if all(type(a) in _CACHE_ARG_TYPES for a in args):
@@ -845,8 +844,6 @@ class Realm(RealmState, Listenable):
         self._drop_snapshot()
         self._wtxn = self._env.write()
         self._dead = {}
-        if self._config.sync is not None:  # sync hook (issue 5): record this write's changeset
-            self._wtxn = self._config.sync.wrap_write(self._wtxn)
         self._version = self._wtxn.version
         self._stamp += 1
         tx = Transaction(self)
@@ -935,9 +932,9 @@ class Realm(RealmState, Listenable):
         It never changes and pins its version until closed (or garbage
         collected).  It, its results and its objects are immutable, so any
         thread may read them, concurrently: pass them to worker threads
-        freely (see :mod:`realmpy.frozen` for how).
+        freely (see :mod:`realmpy.sharedsnapshot` for how).
         """
-        from realmpy.frozen import SharedSnapshot
+        from realmpy.sharedsnapshot import SharedSnapshot
 
         self._check()
         if self._frozen:
@@ -952,7 +949,7 @@ class Realm(RealmState, Listenable):
     @classmethod
     def _frozen_at(cls, source: Realm, snap: Snapshot, any_thread: bool = False) -> Realm:
         """A frozen realm reading ``snap``.  With ``any_thread`` (``snap`` is
-        a :class:`~realmpy.frozen.SharedSnapshot`) every thread may use it;
+        a :class:`~realmpy.sharedsnapshot.SharedSnapshot`) every thread may use it;
         without, it is the notifier's: lent to callbacks on the thread that
         owns ``snap``, for the duration of the call."""
         r = cls.__new__(cls)
@@ -1229,7 +1226,7 @@ class Realm(RealmState, Listenable):
         when something reads it); key lookups decode a batch at a time in C
         (``get_many_msgpack``).  The predicate reads records by position: no
         object is built for a record that does not match.  Where the engine
-        can decide part of the predicate (:mod:`realmpy.pushdown`), it drops
+        can decide part of the predicate (:mod:`realmpy.filterprogram`), it drops
         the records that part rejects before any is decoded (``scan_filter``
         / ``scan_join``); the rest is re-checked here as always."""
         txn = self._reader()
@@ -1927,12 +1924,7 @@ def _put_all(
     txn: WriteTransaction, table: str, keys: list[bytes], values: list[bytes] | None
 ) -> None:
     """``put_many`` of parallel lists (``values`` None: empty values)."""
-    if type(txn) is WriteTransaction:  # not a wrapper (sync records puts)
-        txn.put_columns(table, keys, values)
-    elif values is None:
-        txn.put_many(table, zip(keys, itertools.repeat(b"")))
-    else:
-        txn.put_many(table, zip(keys, values))
+    txn.put_columns(table, keys, values)
 
 
 def _link_reach(schema: Schema) -> dict[str, set[str]]:

@@ -18,7 +18,7 @@ freed, whatever the caller does:
   end it and no other thread can race with its end.  The one exception is
   a snapshot made shared (:meth:`Snapshot.share`, ``rp_txn_share``): any
   thread may use and end it, and its user serialises the calls
-  (:mod:`realmpy.frozen` does, for frozen realms).
+  (:mod:`realmpy.sharedsnapshot` does, for frozen realms).
 * A finished transaction raises :class:`TransactionError` on use.
 * :meth:`Environment.close` ends this thread's open transactions (aborting
   write transactions), refuses new work with :class:`ClosedError`, wakes
@@ -50,7 +50,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Literal, NoReturn, Union
+from typing import Any, Final, Literal, NoReturn, Protocol, Union
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
@@ -540,13 +540,20 @@ class Environment:
             raise self._closed_error("begin a read snapshot")
         return snap
 
-    def write(self) -> WriteTransaction:
+    def write(self, *, record_history: bool = True) -> WriteTransaction:
         """Begin the write transaction, waiting for other writers to finish.
 
         One writer at a time across every process and thread.  As a context
         manager it commits on a clean exit and aborts on an exception.
+
+        On a file that keeps a history (a synced file) the transaction
+        records its changes there (see :func:`register_history`);
+        ``record_history=False`` is for the history's own keeper (the sync
+        client applying the server's changes, which are not local ones).
         """
-        return self._begin(WriteTransaction, 1)  # type: ignore[return-value]
+        txn: WriteTransaction = self._begin(WriteTransaction, 1)  # type: ignore[assignment]
+        txn._observer = _UNRESOLVED if record_history else None
+        return txn
 
     def _begin(self, cls: type[_Transaction], flags: int) -> _Transaction:
         inflight = self._inflight
@@ -806,6 +813,44 @@ class Environment:
             names.clear()
         names[table] = name
         return name
+
+
+# ----------------------------------------------------------------------------
+# History observers
+#
+# A file may keep a history of its changes (a synced file records every
+# write's changeset, in the same transaction, for upload).  That must hold
+# for every write, whoever makes it, so the write transaction itself calls
+# the observer: the kind of history is stored in the file (HISTORY_TABLE /
+# HISTORY_KEY; "local" or absent: none), and the layer that keeps that kind
+# of history (realmpy.sync.history, for "sync") registers a factory here.
+
+
+HISTORY_TABLE: Final = "_meta"
+HISTORY_KEY: Final = b"history"
+
+
+class WriteObserver(Protocol):
+    """What a write transaction on a file with history calls."""
+
+    def before_change(self, txn: WriteTransaction, table: str, keys: Sequence[bytes]) -> None:
+        """``keys`` of ``table`` are about to be put or deleted."""
+
+    def before_drop(self, txn: WriteTransaction, table: str) -> None:
+        """``table`` is about to be dropped."""
+
+    def before_commit(self, txn: WriteTransaction) -> None:
+        """The transaction is about to commit (its writes here are not observed)."""
+
+
+_HISTORY_OBSERVERS: dict[bytes, Callable[[], WriteObserver]] = {}
+_UNRESOLVED: Final[Any] = object()  # not looked up yet: at the first change
+
+
+def register_history(kind: str, factory: Callable[[], WriteObserver]) -> None:
+    """Make every write transaction on a file with ``kind`` history call
+    ``factory()``'s observer (one per transaction)."""
+    _HISTORY_OBSERVERS[kind.encode()] = factory
 
 
 class _Transaction:
@@ -1208,7 +1253,7 @@ class _Transaction:
     def scan_filter(self, table: str, program: BytesLike) -> list[tuple[bytes, bytes]]:
         """``(key, value)`` pairs of ``table`` in key order whose value a
         filter program does not reject (see ``FILTER PROGRAMS`` in
-        ``csrc/realmpy.h``; :mod:`realmpy.pushdown` builds them).
+        ``csrc/realmpy.h``; :mod:`realmpy.filterprogram` builds them).
 
         Values must be msgpack arrays ("records").  The engine keeps records
         whose verdict is true *or unknown*, so the caller re-checks what it
@@ -1431,7 +1476,7 @@ class Snapshot(_Transaction):
         the environment is freed once it ends).  The caller must serialise
         every call on it: at most one thread inside a method of this
         snapshot at a time, scans included (a scan reads a batch per
-        ``next()`` that needs one; see :class:`realmpy.frozen.SharedSnapshot`,
+        ``next()`` that needs one; see :class:`realmpy.sharedsnapshot.SharedSnapshot`,
         which does this with a lock).  Only the owner may share it.
         Idempotent.
         """
@@ -1498,8 +1543,43 @@ class WriteTransaction(_Transaction):
     raises.  :meth:`commit` and :meth:`abort` end it explicitly.
     """
 
-    __slots__ = ()
+    __slots__ = ("_observer",)
     _kind = "write transaction"
+    # None: no history; _UNRESOLVED until the first change looks the kind up.
+    _observer: WriteObserver | None
+
+    # ---- the history observer ------------------------------------------------
+
+    def _observe(self, table: str, keys: Sequence[bytes]) -> None:
+        obs = self._observer
+        if obs is _UNRESOLVED:
+            obs = self._observer = self._history_observer()
+        if obs is not None:
+            obs.before_change(self, table, keys)
+
+    def _history_observer(self) -> WriteObserver | None:
+        """The observer this file's history kind asks for (read in this
+        transaction), or None."""
+        kind = self.get(HISTORY_TABLE, HISTORY_KEY)
+        if kind is None or kind == b"local":
+            return None
+        factory = _HISTORY_OBSERVERS.get(kind)
+        if factory is None:
+            raise _e.TransactionError(
+                f"this file keeps {kind.decode(errors='replace')!r} history and nothing "
+                "in this process records it: import realmpy (the package registers the "
+                f"sync history) before writing to it [{self._path}]"
+            )
+        return factory()
+
+    def _history_key_written(self) -> None:
+        """The history kind was just written: if no observer is attached yet,
+        look the kind up again at the next change (a new synced file records
+        its changes from the write that made it synced)."""
+        if self._observer is None:
+            self._observer = _UNRESOLVED
+
+    # ---- writes ----------------------------------------------------------------
 
     def put(self, table: str, key: BytesLike, value: BytesLike) -> None:
         """Insert or replace ``key`` -> ``value`` (creates the table)."""
@@ -1513,9 +1593,13 @@ class WriteTransaction(_Transaction):
             key = _as_bytes(key, "key")
         if type(value) is not bytes:
             value = _as_bytes(value, "value")
+        if self._observer is not None:
+            self._observe(table, (key,))
         rc = _rp_put(self._txn, name, len(name), key, len(key), value, len(value))
         if rc != _OK:
             self._fail(rc, "put failed", table)
+        if table == HISTORY_TABLE and key == HISTORY_KEY:
+            self._history_key_written()
 
     def put_many(self, table: str, items: Iterable[tuple[BytesLike, BytesLike]]) -> int:
         """Insert or replace many pairs with few engine calls; return how many.
@@ -1530,6 +1614,7 @@ class WriteTransaction(_Transaction):
         append = parts.append
         pack = _pack_hdr
         size = n = total = 0
+        keys: list[bytes] | None = [] if self._observer is not None else None
         for pair in items:
             try:
                 key, value = pair
@@ -1545,19 +1630,26 @@ class WriteTransaction(_Transaction):
             append(pack(kl, vl))
             append(key)
             append(value)
+            if keys is not None:
+                keys.append(key)
             n += 1
             size += 8 + kl + vl
             if size >= _PUT_MANY_CHUNK:
-                self._put_packed(table, name, parts, n)
+                self._put_packed(table, name, parts, n, keys)
                 total += n
                 parts.clear()
                 size = n = 0
         if n:
-            self._put_packed(table, name, parts, n)
+            self._put_packed(table, name, parts, n, keys)
             total += n
         return total
 
-    def _put_packed(self, table: str, name: bytes, parts: list[bytes], n: int) -> None:
+    def _put_packed(
+        self, table: str, name: bytes, parts: list[bytes], n: int, keys: list[bytes] | None
+    ) -> None:
+        if keys:  # the observer sees each chunk's keys before they change
+            self._observe(table, keys)
+            keys.clear()
         buf = b"".join(parts)
         rc = lib.rp_put_many(self._txn, name, len(name), buf, len(buf), n)
         if rc != _OK:
@@ -1596,6 +1688,8 @@ class WriteTransaction(_Transaction):
             if values is not None and set(map(type, values)) != {bytes}:
                 bad = next(v for v in values if type(v) is not bytes)
                 raise _type_error("each value", "bytes", bad)
+        if self._observer is not None:
+            self._observe(table, keyl)
         # Chunks of about _PUT_MANY_CHUNK bytes, as put_many does, each
         # packed as [u32 klen][u32 vlen][key][value]... in C.
         start = 0
@@ -1617,6 +1711,8 @@ class WriteTransaction(_Transaction):
             name = self._env._encode_name(table)
         if type(key) is not bytes:
             key = _as_bytes(key, "key")
+        if self._observer is not None:
+            self._observe(table, (key,))
         rc = _rp_del(self._txn, name, len(name), key, len(key))
         if rc == _OK:
             return True
@@ -1629,6 +1725,11 @@ class WriteTransaction(_Transaction):
         if self._owner != _get_ident():
             self._not_owner()
         name = self._name(table)
+        obs = self._observer
+        if obs is _UNRESOLVED:
+            obs = self._observer = self._history_observer()
+        if obs is not None:
+            obs.before_drop(self, table)
         rc = lib.rp_drop_table(self._txn, name, len(name))
         if rc == _OK:
             return True
@@ -1645,6 +1746,11 @@ class WriteTransaction(_Transaction):
         """
         if self._owner != _get_ident():
             self._not_owner()
+        obs = self._observer
+        if obs is not None:
+            self._observer = None  # its own writes (the changeset) are not observed
+            if obs is not _UNRESOLVED:
+                obs.before_commit(self)
         out = self._outs.u64
         version = 0
 

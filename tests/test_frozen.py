@@ -19,8 +19,8 @@ from objects_models import MODELS, Dog, Person
 
 from realmpy.config import Configuration
 from realmpy.errors import ClosedRealmError, FrozenRealmError, RealmThreadError, TransactionError
-from realmpy.frozen import SCAN_BATCH
 from realmpy.realm import Realm
+from realmpy.sharedsnapshot import SCAN_BATCH
 
 WAIT = 30
 

@@ -1,4 +1,4 @@
-"""Filter pushdown (realmpy.pushdown + the engine's filter programs).
+"""Filter pushdown (realmpy.filterprogram + the engine's filter programs).
 
 The property that matters: wherever the engine decides a record (true or
 false), the Python evaluator decides it the same way; unknown only means
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from realmpy import codec, query
 from realmpy.config import Configuration
 from realmpy.errors import CorruptError, InvalidArgumentError
-from realmpy.pushdown import compile_filter
+from realmpy.filterprogram import compile_filter
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
 from realmpy.storage import (

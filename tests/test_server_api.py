@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from realmpy.server.app import ServerApp, create_app
+from realmpy.server.asgi import ServerApp, create_app
 from realmpy.server.auth import AuthConfig
 from realmpy.server.config import ServerConfig
 from realmpy.server.limits import Limits

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from realmpy.server.app import create_app
+from realmpy.server.asgi import create_app
 from realmpy.server.auth import AuthConfig, AuthService
 from realmpy.server.config import ConfigError, ServerConfig, load_config
 from realmpy.server.limits import Limits

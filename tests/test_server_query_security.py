@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from test_server_api import Api, kind, make_api, upload_body  # noqa: F401 - `kind` is a fixture
 
-from realmpy.server import app as server_app
+from realmpy.server import asgi as server_app
 from realmpy.server.config import load_config
 from realmpy.wire.merge import ObjectState
 from realmpy.wire.protocol import DownloadResponse, pack, unpack

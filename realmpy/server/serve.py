@@ -20,7 +20,7 @@ from typing import Any
 
 import uvicorn
 
-from realmpy.server.app import ServerApp, create_app
+from realmpy.server.asgi import ServerApp, create_app
 from realmpy.server.config import ConfigError, ServerConfig, load_config
 from realmpy.server.logs import setup_logging
 from realmpy.server.options import open_store

@@ -316,9 +316,9 @@ class SyncClient:
                 self._become_agent()
             if self._stop.is_set():
                 return
-            with (
-                self.env.write() as txn
-            ):  # a new agent tries again: the last one's final error goes
+            with self.env.write(
+                record_history=False
+            ) as txn:  # a new agent tries again: the last one's final error goes
                 if not ST.clear_error(txn):
                     txn.abort()
             log.info("process %d is the sync agent of %s", os.getpid(), self.path)
@@ -358,7 +358,7 @@ class SyncClient:
             if ident is not None:
                 return ident
             if nonce is None:
-                with self.env.write() as txn:
+                with self.env.write(record_history=False) as txn:
                     nonce = Meta(txn).ensure_nonce()
             raw = self._call("POST", "/sync/ident", P.IdentRequest(nonce).to_wire())
             try:
@@ -427,7 +427,7 @@ class SyncClient:
         except AppError as exc:
             if handling(exc.code, exc.status) not in (Handling.SUBSCRIPTION, Handling.SCHEMA):
                 raise
-            with self.env.write() as txn:
+            with self.env.write(record_history=False) as txn:
                 Meta(txn).set_sub_sent(qv)
                 S.mark(txn, qv, S.SubscriptionSetState.ERROR, exc.message)
             self._report(
@@ -443,7 +443,7 @@ class SyncClient:
             raise ServerResponseError(
                 f"bad subscription response state {state!r}", code="bad_response"
             )
-        with self.env.write() as txn:
+        with self.env.write(record_history=False) as txn:
             meta = Meta(txn)
             if meta.file_ident() != fi:
                 txn.abort()
@@ -647,7 +647,7 @@ class SyncClient:
             self.last_error = err
             self.state = "error"
         log.error("sync of %s stopped: %s", self.path, err.message)
-        with contextlib.suppress(Exception), self.env.write() as txn:
+        with contextlib.suppress(Exception), self.env.write(record_history=False) as txn:
             ST.store_error(txn, err)
         self._report(err)
         threading.Thread(target=self.stop, daemon=True).start()

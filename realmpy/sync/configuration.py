@@ -3,18 +3,20 @@
 Why the object layer talks to sync through a payload object: ``realmpy.config``
 and ``realmpy.realm`` must not import ``realmpy.sync`` (layers import
 downwards only).  A synced configuration therefore carries, in its ``sync``
-field, an options object with four duck-typed hooks that ``Realm`` calls:
+field, an options object with duck-typed hooks that ``Realm`` calls:
 
-``wrap_write(txn)``
-    every write transaction on the file is wrapped by the history recorder
-    (both kinds: invariant 7 covers secondary processes too);
 ``on_open(realm)`` / ``on_close(realm)``
     a ``flexible_sync`` realm joins (and leaves) the process's sync client
     for its file — the agent, or a standby waiting to take over;
 ``sync_session(realm)`` / ``subscriptions(realm)``
     what ``realm.sync_session`` and ``realm.subscriptions`` return.
 
-Both kinds store ``history = "sync"`` in the file, so a ``local`` opener of
+Recording is not a hook of the realm: both kinds store ``history = "sync"``
+in the file, and every storage write transaction on such a file calls the
+history recorder that :mod:`realmpy.sync.history` registers with
+:func:`realmpy.storage.register_history` (invariant 7 covers secondary
+processes and plain ``Environment.write()`` too; importing this module
+registers it).  The stored kind also means that a ``local`` opener of
 a synced file (or the reverse) gets the object layer's clear error, while
 ``flexible_sync`` and ``disconnected_sync`` may open the same file in one
 process or many (Realm refuses the mix in one process).
@@ -28,13 +30,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from realmpy.config import register_kind
+from realmpy.sync import history as _history  # noqa: F401  (registers the "sync" recorder)
 from realmpy.sync.client_reset import ClientResetMode
 from realmpy.sync.errors import SyncConfigurationError, SyncError
 
 if TYPE_CHECKING:
     from realmpy.config import Configuration
     from realmpy.realm import Realm
-    from realmpy.storage import WriteTransaction
     from realmpy.sync.agent import SyncClient
     from realmpy.sync.app import App, User
     from realmpy.sync.session import SyncSession
@@ -119,11 +121,6 @@ class _SyncHistory:
     """Hooks shared by both synced kinds: record every write's changeset."""
 
     kind = "disconnected_sync"
-
-    def wrap_write(self, txn: WriteTransaction) -> WriteTransaction:
-        from realmpy.sync.history import RecordingTransaction
-
-        return RecordingTransaction(txn)  # type: ignore[return-value]
 
     def on_open(self, realm: Realm) -> None:
         pass
@@ -217,7 +214,7 @@ def flexible_sync(
     """The configuration of the main process: syncs the file (or stands by to) for ``user``."""
     from realmpy.config import Configuration as _C
     from realmpy.sync.app import User as _User
-    from realmpy.sync.convert import check_syncable
+    from realmpy.sync.wirevalues import check_syncable
 
     if not isinstance(user, _User):
         raise SyncConfigurationError(
@@ -257,7 +254,7 @@ def disconnected_sync(
 ) -> Configuration:
     """The configuration of a secondary process: reads and writes the synced file; the main process syncs it."""
     from realmpy.config import Configuration as _C
-    from realmpy.sync.convert import check_syncable
+    from realmpy.sync.wirevalues import check_syncable
 
     if path is None or not isinstance(path, (str, os.PathLike)):
         raise SyncConfigurationError(

@@ -41,9 +41,12 @@ Tables (all in the realm's own storage environment, next to ``o:<Class>``):
     changesets the server's schema refuses, moved out of the history and never
     uploaded (see ``quarantine``).
 
-Changes made by the sync agent when it applies downloads go through a plain
-storage transaction, not the recorder, so server-originated changes are
-never uploaded back.
+Every storage write transaction on a synced file calls the recorder
+(:class:`HistoryRecorder`, registered for the ``sync`` history kind with
+:func:`realmpy.storage.register_history`), whoever writes.  The sync agent's
+own writes (applying downloads, resets, its bookkeeping) opt out with
+``env.write(record_history=False)``, so server-originated changes are never
+uploaded back.
 
 A write made before the server has assigned the file ident is stamped with
 file ident 0; when the ident arrives (one transaction) the states touched by
@@ -55,7 +58,7 @@ from __future__ import annotations
 
 import secrets
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Final, Union
 
 import realmpy.codec as codec
@@ -68,8 +71,8 @@ from realmpy.layout import (
     zero_value,
 )
 from realmpy.schema import ObjectSchema, Property, Schema
-from realmpy.storage import Snapshot, WriteTransaction
-from realmpy.sync.convert import to_wire_value
+from realmpy.storage import Snapshot, WriteTransaction, register_history
+from realmpy.sync.wirevalues import to_wire_value
 from realmpy.wire import merge as M
 from realmpy.wire import protocol as P
 
@@ -79,8 +82,8 @@ __all__ = [
     "STALE",
     "STATE",
     "SUBS",
+    "HistoryRecorder",
     "Meta",
-    "RecordingTransaction",
     "apply_record",
     "cv_key",
     "state_key",
@@ -467,71 +470,41 @@ def diff_ops(
 # ----------------------------------------------------------------------------- the recorder
 
 
-class RecordingTransaction:
-    """A storage write transaction that records the changeset of its object changes at commit.
+class HistoryRecorder:
+    """The ``sync`` history's write observer: records the changeset of a
+    write transaction's object changes at commit, in that transaction.
 
-    It wraps the realm's ``WriteTransaction``: ``put``/``delete``/``drop`` on
-    object tables (``o:<Class>``) remember each object's image before its
-    first change; ``commit`` diffs before and after images into protocol
-    operations, appends them to ``_sync.history`` under the next client
-    version and updates the objects' merge states — all in this
-    transaction — then commits.  Everything else is passed through.
+    Every storage write transaction on a file whose history kind is
+    ``sync`` calls one (:func:`realmpy.storage.register_history`, at the end
+    of this module): changes to object tables (``o:<Class>``) remember each
+    object's image before its first change; before commit the before and
+    after images are diffed into protocol operations, appended to
+    ``_sync.history`` under the next client version, and the objects'
+    merge states updated.  Because the storage layer calls it on every
+    mutation, no write method can skip recording.
     """
 
-    __slots__ = ("_before", "_txn")
+    __slots__ = ("_before",)
 
-    def __init__(self, txn: WriteTransaction) -> None:
-        self._txn = txn
+    def __init__(self) -> None:
         self._before: dict[tuple[str, bytes], bytes | None] = {}
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._txn, name)
+    def before_change(self, txn: WriteTransaction, table: str, keys: Sequence[bytes]) -> None:
+        if not table.startswith(TABLE_PREFIX):
+            return
+        before = self._before
+        for key in keys:
+            if (table, key) not in before:
+                before[(table, key)] = txn.get(table, key)
 
-    def _touch(self, table: str, key: bytes) -> None:
-        if table.startswith(TABLE_PREFIX) and (table, key) not in self._before:
-            self._before[(table, key)] = self._txn.get(table, key)
-
-    def put(self, table: str, key: bytes, value: bytes) -> None:
-        self._touch(table, key)
-        self._txn.put(table, key, value)
-
-    def put_many(self, table: str, items: Any) -> int:
-        pairs = list(items)
-        for k, _ in pairs:
-            self._touch(table, bytes(k))
-        return self._txn.put_many(table, pairs)
-
-    def delete(self, table: str, key: bytes) -> bool:
-        self._touch(table, key)
-        return self._txn.delete(table, key)
-
-    def drop(self, table: str) -> bool:
+    def before_drop(self, txn: WriteTransaction, table: str) -> None:
         if table.startswith(TABLE_PREFIX):
-            for k, _ in self._txn.scan(table):
-                self._touch(table, k)
-        return self._txn.drop(table)
+            self.before_change(txn, table, [k for k, _ in txn.scan(table)])
 
-    def commit(self) -> None:
+    def before_commit(self, txn: WriteTransaction) -> None:
         if self._before:
-            record_changeset(self._txn, self._before)
+            record_changeset(txn, self._before)
             self._before = {}
-        self._txn.commit()
-
-    def abort(self) -> None:
-        self._before = {}
-        self._txn.abort()
-
-    def __enter__(self) -> RecordingTransaction:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
-    def __repr__(self) -> str:
-        return f"<RecordingTransaction {self._txn!r}>"
 
 
 def record_changeset(txn: WriteTransaction, before: dict[tuple[str, bytes], bytes | None]) -> int:
@@ -579,3 +552,6 @@ def record_changeset(txn: WriteTransaction, before: dict[tuple[str, bytes], byte
     meta.set_cv(cv)
     meta.set_ts(ts)
     return cv
+
+
+register_history("sync", HistoryRecorder)

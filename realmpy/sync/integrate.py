@@ -23,7 +23,6 @@ import realmpy.codec as codec
 from realmpy.layout import table_name, zero_value
 from realmpy.schema import ObjectSchema, Schema
 from realmpy.storage import Environment, WriteTransaction
-from realmpy.sync.convert import record_from_state_values
 from realmpy.sync.history import (
     HISTORY,
     STALE,
@@ -38,6 +37,7 @@ from realmpy.sync.history import (
     state_key,
     stored_schema,
 )
+from realmpy.sync.wirevalues import record_from_state_values
 from realmpy.wire import merge as M
 from realmpy.wire import protocol as P
 
@@ -99,7 +99,7 @@ def apply_download(
             "the server's history salt changed (the server was restored or replaced)"
         )
         return result
-    with env.write() as txn:
+    with env.write(record_history=False) as txn:
         meta = Meta(txn)
         ident = meta.ident()
         if ident is None or ident[0] != fi or meta.download()[0] != after or not is_current():
@@ -179,7 +179,7 @@ def _trim_history(txn: WriteTransaction, acked: int) -> None:
 
 def record_ack(env: Environment, fi: int, acked: int) -> bool:
     """Persist an upload acknowledgement and drop the acknowledged history (one transaction)."""
-    with env.write() as txn:
+    with env.write(record_history=False) as txn:
         meta = Meta(txn)
         ident = meta.ident()
         if ident is None or ident[0] != fi:
@@ -244,7 +244,7 @@ def assign_ident(env: Environment, ident: tuple[int, int, int, str], nonce: str)
     server's states (stamped with the real ident) stays idempotent.
     """
     fi = ident[0]
-    with env.write() as txn:
+    with env.write(record_history=False) as txn:
         meta = Meta(txn)
         if meta.ident() is not None or meta.nonce() != nonce:
             txn.abort()
@@ -314,7 +314,7 @@ def client_reset(env: Environment, *, recover: bool) -> int:
     last-writer-wins rules decide conflicts.  Returns how many changesets
     were kept.
     """
-    with env.write() as txn:
+    with env.write(record_history=False) as txn:
         meta = Meta(txn)
         schema = stored_schema(txn)
         kept: list[tuple[int, int, int, list[P.Op]]] = (

@@ -42,9 +42,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from realmpy.sync.convert import wire_tables
 from realmpy.sync.errors import SyncError
 from realmpy.sync.history import HISTORY, Meta, cv_key, key_cv, stored_schema
+from realmpy.sync.wirevalues import wire_tables
 from realmpy.wire import protocol as P
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ def quarantine(env: Environment, refused: Refused, reason: str) -> list[int]:
     from realmpy.sync.history import pending_changesets
 
     moved: list[int] = []
-    with env.write() as txn:
+    with env.write(record_history=False) as txn:
         meta = Meta(txn)
         for cv, _base, _ts, ops in list(pending_changesets(txn, meta.acked())):
             hit = touches(ops, refused)
@@ -214,7 +214,7 @@ def settle(env: Environment) -> None:
     with env.read() as snap:
         if next(iter(snap.scan(QUARANTINE)), None) is None or _settled(snap) <= Meta(snap).acked():
             return
-    with env.write() as txn:
+    with env.write(record_history=False) as txn:
         _settle(txn)
 
 
@@ -228,7 +228,7 @@ def listing(snap: Snapshot | WriteTransaction) -> list[QuarantinedChangeset]:
 
 def discard(env: Environment) -> int:
     """Forget every quarantined changeset (the local objects keep their values); returns how many."""
-    with env.write() as txn:
+    with env.write(record_history=False) as txn:
         keys = [k for k, _ in txn.scan(QUARANTINE)]
         for k in keys:
             txn.delete(QUARANTINE, k)

@@ -379,7 +379,7 @@ class MutableSubscriptionSet:
         """Store the edited set as a new pending version (no-op if nothing changed); returns its version."""
         if not self._changed:
             return self._base
-        with self._env.write() as txn:
+        with self._env.write(record_history=False) as txn:
             qv, _ = _read(txn)
             qv += 1
             _write(
