@@ -121,8 +121,10 @@ class ChangeWatcher:
     waited on after, so a commit in between is never missed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, latest: int = 0) -> None:
         self.generation = 0
+        self.latest = latest
+        """The newest server version this process has heard of (``/health`` reports it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event = asyncio.Event()
         self.stopping = False
@@ -132,8 +134,10 @@ class ChangeWatcher:
         self._loop = loop
         self._event = asyncio.Event()
 
-    def notify_threadsafe(self, *_: object) -> None:
-        """Callable from any thread."""
+    def notify_threadsafe(self, sv: int | None = None) -> None:
+        """Callable from any thread; ``sv``: the server version a commit made, if any."""
+        if sv is not None and sv > self.latest:
+            self.latest = sv  # a racy max is fine: /health's figure is informational
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
@@ -179,13 +183,15 @@ class ServerApp:
         )
         self._hashes = HashPool(rl.max_concurrent_hashes, rl.max_queued_hashes)
         with store.transaction(write=False) as tx:
-            secret = tx.server_state()[2]
+            latest, _, secret, _ = tx.server_state()
+        self.watcher.latest = latest
         self.auth = AuthService(store, config.auth, app_id=config.app_id, secret=secret, now=now)
         self.sync = SyncService(store, config, on_change=self.watcher.notify_threadsafe)
         store.add_listener(self.watcher.notify_threadsafe)
         prefix = f"/api/v{PROTOCOL_VERSION}/app/{{app_id}}"
         routes = [
             Route("/health", self.health, methods=["GET"]),
+            Route("/ready", self.ready, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
             Route(f"{prefix}/auth/register", self.register, methods=["POST"]),
             Route(f"{prefix}/auth/login", self.login, methods=["POST"]),
@@ -350,20 +356,26 @@ class ServerApp:
     # ----------------------------------------------------------------- endpoints
 
     async def health(self, request: Request) -> Response:
-        """Liveness and store reachability."""
+        """Liveness: answered on the event loop without the store, so it never waits on the
+        upload lock, the connection pool or a worker thread (``/ready`` checks the store)."""
+        return JSONResponse(self._status("ok", self.watcher.latest))
+
+    async def ready(self, request: Request) -> Response:
+        """Readiness: the store answers a read (503 if it does not)."""
         try:
             latest = await run_in_threadpool(self._latest)
         except Exception as exc:
             return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
-        return JSONResponse(
-            {
-                "status": "ok",
-                "app_id": self.config.app_id,
-                "server_version": latest,
-                "protocol_version": PROTOCOL_VERSION,
-                "dev_mode": self.config.dev_mode,
-            }
-        )
+        return JSONResponse(self._status("ok", latest))
+
+    def _status(self, status: str, latest: int) -> dict[str, Any]:
+        return {
+            "status": status,
+            "app_id": self.config.app_id,
+            "server_version": latest,
+            "protocol_version": PROTOCOL_VERSION,
+            "dev_mode": self.config.dev_mode,
+        }
 
     def _latest(self) -> int:
         with self.store.transaction(write=False) as tx:

@@ -14,11 +14,20 @@ Guarantees the rest of the server relies on:
   that sees version *v* sees every version below it (no gaps for long-polls);
 - a transaction commits whole or not at all (never half an upload);
 - ``on_commit`` callbacks run only after a successful commit (wake-ups).
+
+Why ``transaction(allocates=True)`` queues on a process-local lock *before*
+taking a pooled connection: a version-allocating transaction (an upload, a
+history trim) waits for the store-wide version lock.  If it waited while
+holding a connection, a dozen queued uploads would take the whole pool and
+downloads, logins and readiness checks would wait behind the upload lock.
+Queued on the local lock, at most one upload per process holds a connection
+while it waits for (or holds) the store-wide lock.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +38,8 @@ from typing import Any, Final
 __all__ = ["ClientRow", "ConflictError", "ObjectRow", "SessionRow", "Store", "Tx", "UserRow"]
 
 SCHEMA_VERSION: Final = 1
+DEFAULT_POOL_SIZE: Final = 8
+"""Database connections per server process (``--pool-size``, ``[database] pool_size``)."""
 
 
 class ConflictError(Exception):
@@ -608,7 +619,11 @@ class Store(abc.ABC):
     blob_type: str = "BLOB"
     serial_type: str = "INTEGER"
 
-    def __init__(self, *, max_connections: int = 8) -> None:
+    def __init__(self, *, max_connections: int = DEFAULT_POOL_SIZE) -> None:
+        if max_connections < 2:
+            raise ValueError("the connection pool needs at least 2 connections")
+        self.max_connections = max_connections
+        self._allocating = threading.Lock()
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(max_connections)
         self._all_conns: list[Any] = []
@@ -707,8 +722,20 @@ class Store(abc.ABC):
             pass
 
     @contextmanager
-    def transaction(self, *, write: bool) -> Iterator[Tx]:
-        """One transaction: commits on clean exit, rolls back on any exception."""
+    def transaction(self, *, write: bool, allocates: bool = False) -> Iterator[Tx]:
+        """One transaction: commits on clean exit, rolls back on any exception.
+
+        ``allocates=True`` for transactions that will take the version lock (uploads,
+        trims): they queue in this process before taking a connection (module docstring).
+        """
+        with contextlib.ExitStack() as stack:
+            if allocates:
+                stack.enter_context(self._allocating)
+            with self._transaction(write) as tx:
+                yield tx
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[Tx]:
         with self._conn() as conn:
             self._begin(conn, write)
             tx = Tx(self, conn)

@@ -214,7 +214,7 @@ class SyncService:
             merge.check_clock(cs.timestamp, now=now, max_skew_ms=self.config.max_clock_skew_ms)
         variables = principal.variables()
         rejected: list[RejectedWrite] = []
-        with self.store.transaction(write=True) as tx:
+        with self.store.transaction(write=True, allocates=True) as tx:
             tx.lock_versions()
             client = self._client(tx, principal, req.file_ident, req.salt)
             fi = client.file_ident
@@ -417,7 +417,7 @@ class SyncService:
         ``409 client_reset_required`` (reason ``history_trimmed``).  Returns
         ``(horizon, objects dropped)``; never lowers the horizon.
         """
-        with self.store.transaction(write=True) as tx:
+        with self.store.transaction(write=True, allocates=True) as tx:
             tx.lock_versions()
             current = tx.horizon()
             latest = tx.latest_server_version()
