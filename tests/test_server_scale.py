@@ -14,9 +14,11 @@ import pytest
 
 from realmpy.server.auth import SESSION_RECHECK_SECONDS
 from realmpy.server.config import ConfigError, ServerConfig, load_config
+from realmpy.server.group_commit import GroupCommit
 from realmpy.server.store_postgres import PostgresStore
+from realmpy.server.sync_service import ClientResetRequired, _Upload
 from realmpy.server.testing import drop_pg_schema, pg_schema_url, pg_url, postgres_available
-from realmpy.sync.protocol import DownloadRequest, UploadRequest
+from realmpy.sync.protocol import DownloadRequest, UploadRequest, UploadResponse, pk_key
 from tests.test_server_api import Api, kind, make_api, setup_file, upload_body
 
 __all__ = ["kind"]  # the store-kind fixture, shared with test_server_api
@@ -184,3 +186,83 @@ def test_tenants_in_separate_schemas_have_their_own_lock_and_channel() -> None:
             s.close()
         for name in schemas:
             drop_pg_schema(name)
+
+
+# --------------------------------------------------------------------------- group commit
+
+
+def test_group_commit_batches_what_queued_while_a_batch_ran() -> None:
+    batches: list[list[int]] = []
+    release = threading.Event()
+
+    def run(items: list[int]) -> list[int | BaseException]:
+        batches.append(items)
+        if len(batches) == 1:
+            release.wait(30)  # the first batch runs until the others have queued
+        return [ValueError(i) if i == 3 else i * 10 for i in items]
+
+    gc: GroupCommit[int, int] = GroupCommit(run)
+    results: dict[int, object] = {}
+
+    def submit(i: int) -> None:
+        try:
+            results[i] = gc.submit(i)
+        except ValueError as exc:
+            results[i] = exc
+
+    first = threading.Thread(target=submit, args=(0,))
+    first.start()
+    while not batches:  # the first caller leads, alone
+        threading.Event().wait(0.001)
+    others = [threading.Thread(target=submit, args=(i,)) for i in (1, 2, 3, 4)]
+    for t in others:
+        t.start()
+    while len(gc._queue) < 4:  # all four queued behind the running batch
+        threading.Event().wait(0.001)
+    release.set()
+    for t in [first, *others]:
+        t.join()
+    assert batches == [[0], [1, 2, 3, 4]]
+    assert results[0] == 0 and results[1] == 10 and results[4] == 40
+    assert isinstance(results[3], ValueError)  # one item's exception is its own
+
+
+def test_a_group_of_uploads_integrates_each_in_turn(api: Api) -> None:
+    """Three uploads in one group: two files writing the same object merge in order on one
+    version sequence; a third with a wrong salt is refused alone."""
+    tok, f = setup_file(api)
+    g = api.file(tok, nonce="device-0002")
+    p = api.server.auth.authenticate(tok)
+    sync = api.server.sync
+    schema = sync.schema()
+
+    def job(file: dict[str, Any], cv: int, ops: list[Any], **kw: Any) -> _Upload:
+        req = UploadRequest.from_wire(upload_body(file, cv, ops, **kw))
+        return _Upload(p, req, schema, p.variables())
+
+    bad = dict(f, salt=f["salt"] ^ 1)
+    results = sync._integrate_group(
+        [
+            job(f, 1, [[0, "Car", 1], [2, "Car", 1, "make", "VW"]]),
+            job(bad, 1, [[0, "Car", 2]]),
+            job(g, 1, [[2, "Car", 1, "make", "Audi"]], base=1),  # sees the first's version
+        ]
+    )
+    assert isinstance(results[1], ClientResetRequired)
+    ok = [r for r in results if isinstance(r, UploadResponse)]
+    assert [(r.acked_client_version, r.server_version) for r in ok] == [
+        (1, 1),
+        (1, 2),
+    ]
+    with api.server.store.transaction(write=False) as tx:
+        assert tx.latest_server_version() == 2
+        assert [h[:3] for h in tx.history(0, 10)] == [
+            (1, f["file_ident"], 1),
+            (2, g["file_ident"], 1),
+        ]
+        obj = tx.get_object("Car", pk_key(1))
+        assert obj is not None and obj.last_sv == 2
+        assert tx.get_object("Car", pk_key(2)) is None
+    # a resent upload is acknowledged again, not integrated twice
+    again = sync._integrate_group([job(f, 1, [[0, "Car", 1]])])
+    assert again[0] == UploadResponse(1, 2, ())

@@ -195,6 +195,13 @@ class Tx:
         self.new_server_version = sv
         return sv
 
+    def advance_server_version(self, to: int) -> None:
+        """Allocate every server version up to ``to`` in one statement (a group of uploads
+        counts its versions itself, under the version lock, and records the last here)."""
+        self.lock_versions()
+        self._x("UPDATE server_state SET sv = ? WHERE id = 1", (to,))
+        self.new_server_version = to
+
     def set_schema(self, blob: bytes) -> None:
         """Store the app schema (development mode adopts clients' additions)."""
         self._x("UPDATE server_state SET schema = ? WHERE id = 1", (blob,))
@@ -335,14 +342,33 @@ class Tx:
             )
         )
 
+    def clients_many(self, file_idents: Sequence[int]) -> dict[int, ClientRow]:
+        """``get_client`` for many files in one query."""
+        out: dict[int, ClientRow] = {}
+        idents = sorted(set(file_idents))
+        for i in range(0, len(idents), 256):
+            chunk = idents[i : i + 256]
+            marks = ", ".join(["?"] * len(chunk))
+            for r in self._all(
+                f"SELECT {self._CLIENT_COLS} FROM clients WHERE file_ident IN ({marks})", chunk
+            ):
+                row = self._client(r)
+                assert row is not None
+                out[row.file_ident] = row
+        return out
+
+    def update_upload_cursors(self, rows: Sequence[tuple[int, int, int, int]]) -> None:
+        """``update_upload_cursor`` for many files, rows of (file, cv, base sv, ts): one statement."""
+        self._many(
+            "UPDATE clients SET last_cv = ?, last_base_sv = ?, last_ts = ? WHERE file_ident = ?",
+            [(cv, base, ts, fi) for fi, cv, base, ts in rows],
+        )
+
     def update_upload_cursor(
         self, file_ident: int, last_cv: int, last_base_sv: int, last_ts: int
     ) -> None:
         """Advance a client's integrated client version (same transaction as the changes)."""
-        self._x(
-            "UPDATE clients SET last_cv = ?, last_base_sv = ?, last_ts = ? WHERE file_ident = ?",
-            (last_cv, last_base_sv, last_ts, file_ident),
-        )
+        self.update_upload_cursors([(file_ident, last_cv, last_base_sv, last_ts)])
 
     def set_subscriptions(self, file_ident: int, query_version: int, queries: bytes) -> None:
         """Store a client's newest subscription set."""
@@ -364,9 +390,13 @@ class Tx:
         self, sv: int, file_ident: int, cv: int, ts: int, base_sv: int, ops: bytes
     ) -> None:
         """Append an integrated changeset to the history."""
-        self._x(
+        self.add_changesets([(sv, file_ident, cv, ts, base_sv, ops)])
+
+    def add_changesets(self, rows: Sequence[tuple[int, int, int, int, int, bytes]]) -> None:
+        """``add_changeset`` for many changesets: one batched statement."""
+        self._many(
             "INSERT INTO changesets (sv, file_ident, client_version, ts, base_sv, ops) VALUES (?, ?, ?, ?, ?, ?)",
-            (sv, file_ident, cv, ts, base_sv, ops),
+            rows,
         )
 
     def history(self, after_sv: int, limit: int) -> list[tuple[int, int, int, int, int, bytes]]:
@@ -390,6 +420,22 @@ class Tx:
         """One object's state."""
         row = self._one("SELECT state, last_sv FROM objects WHERE tbl = ? AND pk = ?", (table, pk))
         return None if row is None else ObjectRow(table, pk, bytes(row[0]), int(row[1]))
+
+    def objects_many(self, keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes], ObjectRow]:
+        """``get_object`` for many objects in one query per 256: (table, pk) → row."""
+        out: dict[tuple[str, bytes], ObjectRow] = {}
+        for i in range(0, len(keys), 256):
+            chunk = keys[i : i + 256]
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            params: list[Any] = []
+            for t, pk in chunk:
+                params += [t, pk]
+            for r in self._all(
+                f"SELECT tbl, pk, state, last_sv FROM objects WHERE (tbl, pk) IN (VALUES {values})",
+                params,
+            ):
+                out[(r[0], bytes(r[1]))] = ObjectRow(r[0], bytes(r[1]), bytes(r[2]), int(r[3]))
+        return out
 
     def put_object(self, table: str, pk: bytes, state: bytes, sv: int) -> None:
         """Insert or replace an object's state, changed at ``sv``."""
@@ -508,11 +554,15 @@ class Tx:
 
     def view_put_many(self, file_ident: int, rows: Sequence[tuple[str, bytes, bool, int]]) -> None:
         """``view_put`` for many objects: one batched statement."""
+        self.views_put([(file_ident, t, pk, iv, sv) for t, pk, iv, sv in rows])
+
+    def views_put(self, rows: Sequence[tuple[int, str, bytes, bool, int]]) -> None:
+        """``view_put`` for many (file, table, pk, in view, changed sv): one batched statement."""
         self._many(
             "INSERT INTO views (file_ident, tbl, pk, in_view, changed_sv) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (file_ident, tbl, pk) DO UPDATE SET in_view = excluded.in_view, "
             "changed_sv = excluded.changed_sv",
-            [(file_ident, t, pk, int(iv), sv) for t, pk, iv, sv in rows],
+            [(fi, t, pk, int(iv), sv) for fi, t, pk, iv, sv in rows],
         )
 
     def put_objects(self, rows: Sequence[tuple[str, bytes, bytes, int]]) -> None:
@@ -534,10 +584,14 @@ class Tx:
         self, file_ident: int, sv: int, table: str, pk: bytes, cv: int, reason: str
     ) -> None:
         """Record a refused write so the client's next download carries the compensating reset."""
-        self._x(
+        self.add_rejections([(file_ident, sv, table, pk, cv, reason)])
+
+    def add_rejections(self, rows: Sequence[tuple[int, int, str, bytes, int, str]]) -> None:
+        """``add_rejection`` for many (file, sv, table, pk, cv, reason): one batched statement."""
+        self._many(
             "INSERT INTO rejections (file_ident, sv, tbl, pk, client_version, reason) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (file_ident, sv, tbl, pk) DO NOTHING",
-            (file_ident, sv, table, pk, cv, reason),
+            rows,
         )
 
     # ----------------------------------------------------------------- administration
