@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from test_server_api import Api, kind, make_api, setup_file, upload_body  # noqa: F401 - `kind` is a fixture
 
 from realmpy.server.auth import SESSION_RECHECK_SECONDS
 from realmpy.server.config import ConfigError, ServerConfig, load_config
@@ -19,13 +20,10 @@ from realmpy.server.store_postgres import PostgresStore
 from realmpy.server.sync_service import ClientResetRequired, _Upload
 from realmpy.server.testing import drop_pg_schema, pg_schema_url, pg_url, postgres_available
 from realmpy.sync.protocol import DownloadRequest, UploadRequest, UploadResponse, pk_key
-from tests.test_server_api import Api, kind, make_api, setup_file, upload_body
-
-__all__ = ["kind"]  # the store-kind fixture, shared with test_server_api
 
 
 @pytest.fixture
-def api(kind: str, tmp_path: Path) -> Iterator[Api]:
+def api(kind: str, tmp_path: Path) -> Iterator[Api]:  # noqa: F811 - uses the imported fixture
     yield from make_api(kind, tmp_path, ServerConfig())
 
 
