@@ -3,6 +3,7 @@ store, uploads queued without holding connections, tenants in separate PostgreSQ
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -13,9 +14,11 @@ import psycopg
 import pytest
 from test_server_api import Api, kind, make_api, setup_file, upload_body  # noqa: F401 - `kind` is a fixture
 
+from realmpy.server.app import ChangeWatcher
 from realmpy.server.auth import SESSION_RECHECK_SECONDS
 from realmpy.server.config import ConfigError, ServerConfig, load_config
 from realmpy.server.group_commit import GroupCommit
+from realmpy.server.store import Commit
 from realmpy.server.store_postgres import PostgresStore
 from realmpy.server.sync_service import ClientResetRequired, _Upload
 from realmpy.server.testing import drop_pg_schema, pg_schema_url, pg_url, postgres_available
@@ -160,8 +163,8 @@ def test_tenants_in_separate_schemas_have_their_own_lock_and_channel() -> None:
         heard: list[int] = []
         got = threading.Event()
 
-        def hear(sv: int) -> None:
-            heard.append(sv)
+        def hear(commit: Commit) -> None:
+            heard.append(commit.sv)
             got.set()
 
         b.add_listener(hear)
@@ -264,3 +267,44 @@ def test_a_group_of_uploads_integrates_each_in_turn(api: Api) -> None:
     # a resent upload is acknowledged again, not integrated twice
     again = sync._integrate_group([job(f, 1, [[0, "Car", 1]])])
     assert again[0] == UploadResponse(1, 2, ())
+
+
+# --------------------------------------------------------------------------- long-poll wake-ups
+
+
+def test_a_commit_wakes_only_the_polls_it_concerns() -> None:
+    async def run() -> list[bool]:
+        watcher = ChangeWatcher()
+        watcher.bind(asyncio.get_running_loop())
+        with (
+            watcher.watch(1) as cars,
+            watcher.watch(2) as tasks,
+            watcher.watch(3) as fresh,
+            watcher.watch(4) as mine,
+        ):
+            cars.tables, tasks.tables, mine.tables = (
+                frozenset({"Car"}),
+                frozenset({"Task"}),
+                frozenset(),
+            )
+            # fresh: no download yet, so it does not know its tables: any commit wakes it
+            watcher.notify_threadsafe(Commit(7, frozenset({"Car"}), frozenset({4})))
+            await asyncio.sleep(0)  # the wake-up is scheduled on the loop: let it run
+            woken = [p.event.is_set() for p in (cars, tasks, fresh, mine)]
+            assert watcher.latest == 7
+            for p in (cars, tasks, fresh, mine):
+                p.event.clear()
+            watcher.notify_threadsafe(Commit(0, frozenset(), frozenset({2})))  # subscriptions
+            await asyncio.sleep(0)
+            return woken + [p.event.is_set() for p in (cars, tasks, fresh, mine)]
+
+    # the second: a subscription change wakes its own file (and the poll that knows no tables)
+    assert asyncio.run(run()) == [True, False, True, True, False, True, True, False]
+
+
+def test_commit_notes_survive_notify() -> None:
+    note = Commit(12, frozenset({"Car", "Task"}), frozenset({3, 4}))
+    assert Commit.from_payload(note.to_payload()) == note
+    assert Commit.from_payload("12") == Commit(12)  # an older server's bare version
+    huge = Commit(1, frozenset(f"T{i:05}" for i in range(2_000)))
+    assert Commit.from_payload(huge.to_payload()) == Commit(1)  # too long: "anything changed"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import json
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -35,11 +36,50 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["ClientRow", "ConflictError", "ObjectRow", "SessionRow", "Store", "Tx", "UserRow"]
+__all__ = [
+    "ClientRow",
+    "Commit",
+    "ConflictError",
+    "ObjectRow",
+    "SessionRow",
+    "Store",
+    "Tx",
+    "UserRow",
+]
 
 SCHEMA_VERSION: Final = 1
 DEFAULT_POOL_SIZE: Final = 8
 """Database connections per server process (``--pool-size``, ``[database] pool_size``)."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What a committed write changed, for waking long-polls (``Store.add_listener``)."""
+
+    sv: int
+    """The newest server version it made (0: none, e.g. a subscription change)."""
+    tables: frozenset[str] | None = None
+    """Tables whose objects changed; None: not known (wake every poll)."""
+    files: frozenset[int] = frozenset()
+    """Files with news of their own (their uploads' refusals and views, new subscriptions)."""
+
+    def to_payload(self) -> str:
+        """NOTIFY text (PostgreSQL's limit is 8,000 bytes: past it, say "unknown")."""
+        if self.tables is not None:
+            text = json.dumps([self.sv, sorted(self.tables), sorted(self.files)])
+            if len(text) < 7_000:
+                return text
+        return json.dumps([self.sv])
+
+    @classmethod
+    def from_payload(cls, text: str) -> Commit:
+        """The inverse of ``to_payload``; a bare number (older servers) changed anything."""
+        v = json.loads(text)
+        if isinstance(v, int):
+            return cls(v)
+        if len(v) == 1:
+            return cls(int(v[0]))
+        return cls(int(v[0]), frozenset(map(str, v[1])), frozenset(map(int, v[2])))
 
 
 class ConflictError(Exception):
@@ -144,6 +184,8 @@ class Tx:
         self._conn = conn
         self._after_commit: list[Callable[[], None]] = []
         self.new_server_version: int | None = None
+        self.changed: Commit | None = None
+        """What the commit changes (tables, files), when the writer knows; else every poll wakes."""
         self._versions_locked = False
 
     def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -159,6 +201,14 @@ class Tx:
         """One statement for many parameter rows (a single round trip where the driver can)."""
         if rows:
             self._store._executemany(self._conn, sql, rows)
+
+    def commit_note(self) -> Commit | None:
+        """What listeners hear of this transaction's commit (None: it made no version)."""
+        if self.new_server_version is None:
+            return None
+        if self.changed is None:
+            return Commit(self.new_server_version)
+        return Commit(self.new_server_version, self.changed.tables, self.changed.files)
 
     def on_commit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` after this transaction commits (never if it rolls back)."""
@@ -683,7 +733,7 @@ class Store(abc.ABC):
         self._all_conns: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._listeners: list[Callable[[int], None]] = []
+        self._listeners: list[Callable[[Commit], None]] = []
 
     # ----------------------------------------------------------------- for subclasses
 
@@ -704,22 +754,22 @@ class Store(abc.ABC):
     def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         conn.executemany(sql, [tuple(r) for r in rows])
 
-    def _publish(self, conn: Any, sv: int) -> None:  # noqa: B027 - optional hook
-        """Inside a committing write that made ``sv``: tell other processes (PostgreSQL NOTIFY)."""
+    def _publish(self, conn: Any, commit: Commit) -> None:  # noqa: B027 - optional hook
+        """Inside a committing write: tell other processes (PostgreSQL NOTIFY)."""
 
     def start_listening(self) -> None:  # noqa: B027 - optional hook
         """Start receiving other processes' commits (PostgreSQL LISTEN); no-op by default."""
 
     # ----------------------------------------------------------------- public
 
-    def add_listener(self, fn: Callable[[int], None]) -> None:
-        """``fn(sv)`` runs (on some thread) after any commit that made a new server version,
+    def add_listener(self, fn: Callable[[Commit], None]) -> None:
+        """``fn(commit)`` runs (on some thread) after any commit that made a new server version,
         in this process or — for stores that support it — another."""
         self._listeners.append(fn)
 
-    def _fire(self, sv: int) -> None:
+    def _fire(self, commit: Commit) -> None:
         for fn in list(self._listeners):
-            fn(sv)
+            fn(commit)
 
     def initialise(self, *, secret: bytes, salt: int) -> None:
         """Create tables and the server-state row if missing (idempotent, safe across processes)."""
@@ -795,8 +845,9 @@ class Store(abc.ABC):
             tx = Tx(self, conn)
             try:
                 yield tx
-                if tx.new_server_version is not None:
-                    self._publish(conn, tx.new_server_version)
+                commit = tx.commit_note()
+                if commit is not None:
+                    self._publish(conn, commit)
                 conn.commit()
             except BaseException:
                 try:
@@ -804,8 +855,8 @@ class Store(abc.ABC):
                 except Exception:
                     pass
                 raise
-        if tx.new_server_version is not None:
-            self._fire(tx.new_server_version)
+        if commit is not None:
+            self._fire(commit)
         for fn in tx._after_commit:
             fn()
 

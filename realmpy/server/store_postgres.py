@@ -32,7 +32,7 @@ from typing import Any, Final
 
 import psycopg
 
-from realmpy.server.store import DEFAULT_POOL_SIZE, Store
+from realmpy.server.store import DEFAULT_POOL_SIZE, Commit, Store
 
 __all__ = ["PostgresStore"]
 
@@ -94,9 +94,9 @@ class PostgresStore(Store):
     def _lock_versions(self, conn: Any) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.tenant(conn)[0],))
 
-    def _publish(self, conn: Any, sv: int) -> None:
+    def _publish(self, conn: Any, commit: Commit) -> None:
         channel = self.tenant(conn)[1]
-        conn.execute("SELECT pg_notify(%s, %s)", (channel, str(sv)))
+        conn.execute("SELECT pg_notify(%s, %s)", (channel, commit.to_payload()))
 
     def start_listening(self) -> None:
         """Start the LISTEN thread (idempotent)."""
@@ -118,10 +118,10 @@ class PostgresStore(Store):
             try:
                 for note in conn.notifies(timeout=0.5):
                     try:
-                        sv = int(note.payload)
-                    except ValueError:
+                        commit = Commit.from_payload(note.payload)
+                    except (ValueError, TypeError, IndexError):
                         continue
-                    self._fire(sv)
+                    self._fire(commit)
             except psycopg.Error as exc:
                 if self._stop.is_set():
                     return

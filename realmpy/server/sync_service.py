@@ -36,7 +36,7 @@ from realmpy.server.permissions import (
     check_key_paths,
     compile_query,
 )
-from realmpy.server.store import ClientRow, ObjectRow, Store, Tx
+from realmpy.server.store import ClientRow, Commit, ObjectRow, Store, Tx
 from realmpy.sync import merge
 from realmpy.sync.merge import ObjectState, now_ms
 from realmpy.sync.protocol import (
@@ -123,6 +123,9 @@ class _Group:
         tx = self.tx
         if self.changesets:
             tx.advance_server_version(self.sv)
+            tx.changed = Commit(
+                self.sv, frozenset(t for t, _ in self.pending), frozenset(self.cursors)
+            )
         tx.add_changesets(self.changesets)
         tx.add_rejections(self.refusals)
         tx.put_objects(
@@ -144,7 +147,11 @@ class SyncService:
     max_objects_per_batch = MAX_OBJECTS_PER_BATCH
 
     def __init__(
-        self, store: Store, config: ServerConfig, *, on_change: Callable[[], None] = lambda: None
+        self,
+        store: Store,
+        config: ServerConfig,
+        *,
+        on_change: Callable[[Commit], None] = lambda _: None,
     ) -> None:
         self.store = store
         self.config = config
@@ -153,6 +160,7 @@ class SyncService:
         self._schema_lock = threading.Lock()
         self._schema: dict[str, TableSpec] = dict(config.schema or {})
         self._subs_cache: dict[tuple[int, int], Subscriptions] = {}
+        self._interest: dict[int, frozenset[str]] = {}
         self._uploads: GroupCommit[_Upload, UploadResponse] = GroupCommit(self._integrate_group)
         with store.transaction(write=False) as tx:
             _, self.server_salt, _, stored = tx.server_state()
@@ -426,7 +434,8 @@ class SyncService:
                 state = "complete" if client.bootstrapped_qv == client.query_version else "pending"
                 return SubscriptionResponse(req.query_version, state)
             tx.set_subscriptions(client.file_ident, req.query_version, blob)
-            tx.on_commit(self._on_change)
+            note = Commit(0, frozenset(), frozenset({client.file_ident}))  # wakes its own polls
+            tx.on_commit(lambda: self._on_change(note))
         return SubscriptionResponse(req.query_version, "pending")
 
     def _subscriptions(self, client: ClientRow) -> Subscriptions:
@@ -467,6 +476,9 @@ class SyncService:
             self._check_horizon(client, after, horizon)
             tx.view_gc(fi, after)
             subs = self._subscriptions(client)
+            if len(self._interest) > 100_000:
+                self._interest.clear()
+            self._interest[fi] = frozenset(subs.tables)
             if any(t not in schema for t in subs.tables):
                 schema = self.schema(reload=True)
             ctx = _DownloadCtx(tx, fi, subs, self.perms, variables, schema)
@@ -486,6 +498,10 @@ class SyncService:
             if now_horizon != horizon:
                 self._check_horizon(client, after, now_horizon)
             return res
+
+    def interest(self, file_ident: int) -> frozenset[str] | None:
+        """The tables a file's last download here subscribed to (None: no download yet)."""
+        return self._interest.get(file_ident)
 
     @staticmethod
     def _check_horizon(client: ClientRow, after: int, horizon: int) -> None:
