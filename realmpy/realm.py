@@ -107,6 +107,7 @@ from realmpy.schema import (
     validate_value,
     validator,
 )
+from realmpy.sidefiles import check_directory, open_side_file
 from realmpy.storage import Environment, Snapshot, WriteTransaction
 
 if TYPE_CHECKING:
@@ -296,7 +297,12 @@ class _SharedFile:
         self.refs = 0
         self.lock = threading.RLock()
         self.pid = os.getpid()
-        self._session_fd = os.open(config.path + ".session", os.O_RDWR | os.O_CREAT, 0o644)
+        check_directory(config.path, "cannot open realm")
+        # None: a read-only realm where the session file cannot be opened (a
+        # read-only directory or medium); it then takes no part in "alone".
+        self._session_fd = open_side_file(
+            config.path, ".session", read_only=config.read_only, what="cannot open realm"
+        )
         if config.kind == "in_memory" and self._try_exclusive():
             # Nobody else has this in-memory realm open: start it empty.
             for suffix in ("", ".lock"):
@@ -304,17 +310,25 @@ class _SharedFile:
                     os.unlink(config.path + suffix)
                 except FileNotFoundError:
                     pass
-        fcntl.flock(self._session_fd, fcntl.LOCK_SH)
-        self.env = Environment(
-            config.path,
-            durability=config.durability,
-            max_active_versions=config.max_active_versions,
-            read_only=config.read_only,
-        )
+        if self._session_fd is not None:
+            fcntl.flock(self._session_fd, fcntl.LOCK_SH)
+        try:
+            self.env = Environment(
+                config.path,
+                durability=config.durability,
+                max_active_versions=config.max_active_versions,
+                read_only=config.read_only,
+            )
+        except BaseException:
+            if self._session_fd is not None:
+                os.close(self._session_fd)
+            raise
         self.kind = config.kind
         self.notifier: Notifier | None = None
 
     def _try_exclusive(self) -> bool:
+        if self._session_fd is None:
+            return False
         try:
             fcntl.flock(self._session_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -339,6 +353,7 @@ class _SharedFile:
             try:
                 yield True
             finally:
+                assert self._session_fd is not None  # _try_exclusive succeeded
                 fcntl.flock(self._session_fd, fcntl.LOCK_SH)  # downgrade
 
     @classmethod
@@ -382,7 +397,8 @@ class _SharedFile:
                     os.unlink(self.path + suffix)
                 except FileNotFoundError:
                     pass
-        os.close(self._session_fd)
+        if self._session_fd is not None:
+            os.close(self._session_fd)
 
 
 # ----------------------------------------------------------------------------

@@ -808,50 +808,97 @@ def _check_subscriptions(req: SubscriptionRequest, schema: Mapping[str, TableSpe
             check_key_paths(compile_query(text), table, schema)
 
 
+def _refusal(
+    problems: list[tuple[type[ProtocolError], str, str, str | None]],
+) -> ProtocolError:
+    """One error for every part of a client schema the server refuses, so a client can push
+    the rest (``docs/protocol.md``, "Schema"): ``detail.refused`` lists ``[table, field or nil]``
+    (nil: the whole table); the code is the first problem's."""
+    cls, message, table, fname = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return cls(
+        message + more,
+        table=table,
+        **({} if fname is None else {"field": fname}),
+        refused=[[t, f] for _, _, t, f in problems],
+    )
+
+
 def _additive_merge(
     current: Mapping[str, TableSpec], incoming: Mapping[str, TableSpec]
 ) -> dict[str, TableSpec]:
     out = dict(current)
+    problems: list[tuple[type[ProtocolError], str, str, str | None]] = []
     for name, spec in incoming.items():
         have = out.get(name)
         if have is None:
             out[name] = spec
             continue
         if have.primary_key != spec.primary_key or have.embedded != spec.embedded:
-            raise SchemaMismatch(
-                f"{name}: primary key {spec.primary_key!r} (embedded={spec.embedded}) differs from "
-                f"the server's {have.primary_key!r} (embedded={have.embedded})",
-                table=name,
+            problems.append(
+                (
+                    SchemaMismatch,
+                    f"{name}: primary key {spec.primary_key!r} (embedded={spec.embedded}) differs "
+                    f"from the server's {have.primary_key!r} (embedded={have.embedded})",
+                    name,
+                    None,
+                )
             )
+            continue
         fields = dict(have.fields)
         for fname, fs in spec.fields.items():
             old = fields.get(fname)
             if old is None:
                 fields[fname] = fs
             elif old != fs:
-                raise SchemaMismatch(
-                    f"{name}.{fname}: {fs.to_wire()} differs from the server's {old.to_wire()} (only additive changes)",
-                    table=name,
-                    field=fname,
+                problems.append(
+                    (
+                        SchemaMismatch,
+                        f"{name}.{fname}: {fs.to_wire()} differs from the server's "
+                        f"{old.to_wire()} (only additive changes)",
+                        name,
+                        fname,
+                    )
                 )
         out[name] = TableSpec(have.primary_key, fields, have.embedded)
+    if problems:
+        raise _refusal(problems)
     return out
 
 
 def _check_subset(client: Mapping[str, TableSpec], server: Mapping[str, TableSpec]) -> None:
+    problems: list[tuple[type[ProtocolError], str, str, str | None]] = []
     for name, spec in client.items():
         have = server.get(name)
         if have is None:
-            raise UnknownTableError(f"table {name!r} is not in the server's schema", table=name)
+            problems.append(
+                (UnknownTableError, f"table {name!r} is not in the server's schema", name, None)
+            )
+            continue
         if have.primary_key != spec.primary_key or have.embedded != spec.embedded:
-            raise SchemaMismatch(f"{name}: primary key differs from the server's", table=name)
+            problems.append(
+                (SchemaMismatch, f"{name}: primary key differs from the server's", name, None)
+            )
+            continue
         for fname, fs in spec.fields.items():
             old = have.fields.get(fname)
             if old is None:
-                raise UnknownFieldError(
-                    f"field {name}.{fname} is not in the server's schema", table=name, field=fname
+                problems.append(
+                    (
+                        UnknownFieldError,
+                        f"field {name}.{fname} is not in the server's schema",
+                        name,
+                        fname,
+                    )
                 )
-            if old != fs:
-                raise SchemaMismatch(
-                    f"{name}.{fname}: type differs from the server's", table=name, field=fname
+            elif old != fs:
+                problems.append(
+                    (
+                        SchemaMismatch,
+                        f"{name}.{fname}: type differs from the server's",
+                        name,
+                        fname,
+                    )
                 )
+    if problems:
+        raise _refusal(problems)

@@ -409,13 +409,8 @@ class User:
         except AuthenticationError as exc:
             if exc.code not in ("token_expired", "invalid_token"):
                 raise
-            if "revoked" in exc.message:
-                self._mark_logged_out()
-                raise UserLoggedOutError(
-                    f"user {self._id}'s session was revoked: log in again",
-                    code=exc.code,
-                    status=exc.status,
-                ) from None
+            # A revoked session is found out by the refresh below: the server refuses its
+            # refresh token too, and ``access_token`` turns that into ``UserLoggedOutError``.
         token = self.access_token(force_refresh=True)
         return self._app._transport.request(method, path, body, token=token, timeout=timeout)
 
