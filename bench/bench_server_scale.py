@@ -143,8 +143,17 @@ def _latency(bases: list[str], stop: threading.Event, lat: list[float]) -> None:
         lat.append(time.perf_counter() - t0)
 
 
-def uploads(bases: list[str], args: argparse.Namespace) -> tuple[float, list[float]]:
-    """(changesets/s, commit→other-device latencies)."""
+def _health(base: str, stop: threading.Event, out: list[float]) -> None:
+    """``GET /health`` every 20 ms meanwhile: its latency under load."""
+    with httpx.Client(base_url=base, timeout=60) as c:
+        while not stop.wait(0.02):
+            t0 = time.perf_counter()
+            c.get("/health")
+            out.append(time.perf_counter() - t0)
+
+
+def uploads(bases: list[str], args: argparse.Namespace) -> tuple[float, list[float], list[float]]:
+    """(changesets/s, commit→other-device latencies, /health latencies)."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 3.0  # devices log in and ident first
@@ -157,15 +166,21 @@ def uploads(bases: list[str], args: argparse.Namespace) -> tuple[float, list[flo
         p.start()
     lat: list[float] = []
     stop = threading.Event()
-    prober = threading.Thread(target=_latency, args=(bases, stop, lat))
-    prober.start()
+    health: list[float] = []
+    probers = [
+        threading.Thread(target=_latency, args=(bases, stop, lat)),
+        threading.Thread(target=_health, args=(bases[0], stop, health)),
+    ]
+    for t in probers:
+        t.start()
     total = sum(out.get() for _ in range(args.devices))
     stop.set()
-    prober.join()
+    for t in probers:
+        t.join()
     for p in procs:
         p.join()
     # devices started uploading at start_at at the latest (after setup)
-    return total / (stop_at - start_at), lat
+    return total / (stop_at - start_at), lat, health
 
 
 def _cpu(pid: int) -> float:
@@ -174,8 +189,21 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _fan_out(base: str, polls: int, pid: int) -> tuple[float, int, float]:
-    """(server CPU s for one unrelated commit, polls answered within 2 s, seconds until the
+Phase = tuple[float, int, float]
+
+
+async def _settled(pid: int) -> None:
+    """Until the server used under 20 ms of CPU in half a second (at most 60 s)."""
+    for _ in range(120):
+        before = _cpu(pid)
+        await asyncio.sleep(0.5)
+        if _cpu(pid) - before < 0.02:
+            return
+
+
+async def _fan_out(base: str, polls: int, pid: int) -> tuple[Phase, Phase]:
+    """For a commit no poll subscribes to, then one every poll subscribes to: (server CPU s
+    until the window closed (2 s; 10 s) or all answered, polls answered, seconds until the
     last answered)."""
     c = Client(base)
     f = c.setup()
@@ -197,44 +225,57 @@ async def _fan_out(base: str, polls: int, pid: int) -> tuple[float, int, float]:
         if r["batch"] == "steady":
             break
     headers = {"content-type": "application/msgpack", "authorization": f"Bearer {c.tok}"}
-    poll = pack(body | {"after_server_version": after, "wait_ms": 20_000})
     limits = httpx.Limits(max_connections=polls + 10, max_keepalive_connections=polls + 10)
-    answered: list[float] = []
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as ac:
+    cv = 0
 
-        async def one() -> None:
-            r = await ac.post(P + "/sync/download", content=poll, headers=headers)
-            unpack(r.content)
-            answered.append(time.perf_counter())
+    w = Client(base)  # commits come from another device (the polls' own would concern them)
+    fw = w.setup()
 
-        tasks = [asyncio.create_task(one()) for _ in range(polls)]
-        await asyncio.sleep(5.0)  # let every poll park (nothing to wait on from outside)
-        cpu0, t0 = _cpu(pid), time.perf_counter()
-        await asyncio.to_thread(
-            c.post,
+    def commit(table: str, key: int) -> None:
+        nonlocal cv
+        cv += 1
+        cs = {
+            "client_version": cv,
+            "base_server_version": 0,
+            "timestamp": int(time.time() * 1000),
+            "ops": [[0, table, key]],
+        }
+        w.post(
             "/sync/upload",
-            {
-                "file_ident": f["file_ident"],
-                "salt": f["salt"],
-                "changesets": [
-                    {
-                        "client_version": 1,
-                        "base_server_version": after,
-                        "timestamp": int(time.time() * 1000),
-                        "ops": [[0, "Car", 1]],
-                    }
-                ],
-            },
+            {"file_ident": fw["file_ident"], "salt": fw["salt"], "changesets": [cs]},
         )
-        await asyncio.sleep(2.0)
-        cpu = _cpu(pid) - cpu0
-        quick = sum(1 for t in answered if t - t0 <= 2.0)
-        last = max(answered) - t0 if answered else float("nan")
-        for t in tasks:
-            t.cancel()
-        with contextlib.suppress(BaseException):
+
+    async def phase(table: str, key: int, window: float) -> tuple[float, int, float]:
+        nonlocal after
+        r = c.post("/sync/download", body | {"after_server_version": after, "wait_ms": 0})
+        after = r["server_version"]
+        # polls that outlive the window answer at their deadline: none is left for the next phase
+        wait_ms = int((window + 2) * 1000)
+        poll = pack(body | {"after_server_version": after, "wait_ms": wait_ms})
+        answered: list[float] = []
+        async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as ac:
+
+            async def one() -> None:
+                r = await ac.post(P + "/sync/download", content=poll, headers=headers)
+                unpack(r.content)
+                answered.append(time.perf_counter())
+
+            tasks = [asyncio.create_task(one()) for _ in range(polls)]
+            await _settled(pid)  # every poll parked: the server went idle
+            cpu0, t0 = _cpu(pid), time.perf_counter()
+            await asyncio.to_thread(commit, table, key)
+            end = t0 + window
+            while len(answered) < polls and time.perf_counter() < end:
+                await asyncio.sleep(0.01)
+            cpu = _cpu(pid) - cpu0
+            last = max(answered) - t0 if answered else float("nan")
+            quick = len(answered)
             await asyncio.gather(*tasks, return_exceptions=True)
-    return cpu, quick, last
+        return cpu, quick, last
+
+    none = await phase("Car", 1, 2.0)
+    everyone = await phase("Other", 1, 10.0)
+    return none, everyone
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -264,20 +305,22 @@ def main(argv: list[str] | None = None) -> None:
             pids = [p.pid for _, p in servers]
             cpu0 = sum(map(_cpu, pids))
             wall0 = time.perf_counter()
-            rate, lat = uploads(bases, args)
+            rate, lat, health = uploads(bases, args)
             busy = (sum(map(_cpu, pids)) - cpu0) / (time.perf_counter() - wall0)
             print(
                 f"{args.processes} process(es), {args.devices} devices x {args.batch} changeset(s)"
                 f"/upload: {rate:.0f} changesets/s; commit->other device p50 "
                 f"{statistics.median(lat) * 1000:.1f} ms p99 {pct(lat, 99) * 1000:.1f} ms "
-                f"({len(lat)} samples); server processes busy {busy:.2f} cores"
+                f"({len(lat)} samples); /health p99 {pct(health, 99) * 1000:.1f} ms; "
+                f"server processes busy {busy:.2f} cores"
             )
             if args.polls:
-                cpu, quick, last = asyncio.run(_fan_out(bases[0], args.polls, servers[0][1].pid))
-                print(
-                    f"{args.polls} parked polls (another table), one commit: server CPU "
-                    f"{cpu * 1000:.0f} ms, {quick} answered within 2 s (last after {last:.2f} s)"
-                )
+                phases = asyncio.run(_fan_out(bases[0], args.polls, servers[0][1].pid))
+                for what, (cpu, quick, last) in zip(("concerns none", "concerns all"), phases):
+                    print(
+                        f"{args.polls} parked polls, a commit that {what}: server CPU "
+                        f"{cpu * 1000:.0f} ms, {quick} answered (last after {last:.2f} s)"
+                    )
     finally:
         drop_pg_schema(schema)
 
