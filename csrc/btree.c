@@ -24,17 +24,15 @@ int rp_bt_value(rp_txn *txn, const uint8_t *page, const uint8_t *e,
                 const void **val, size_t *vlen) {
     uint32_t vl = rp_leaf_vlen(e);
     if (!rp_leaf_big(e)) {
-        if ((size_t)(e - page) + rp_leaf_size(e) > RP_PAGE_SIZE) return RP_CORRUPT;
+        if ((size_t)(e - page) + rp_leaf_size(e) > RP_PAGE_SIZE)
+            return rp_corrupt(rp_hdr(page)->pgno, "value out of bounds");
         *val = rp_leaf_val(e);
         *vlen = vl;
         return RP_OK;
     }
-    const uint8_t *ref = rp_leaf_val(e);
     int err = RP_OK;
-    const uint8_t *ov = rp_page_read(txn, rp_rd64(ref), rp_rd64(ref + 8), P_OVERFLOW, &err);
+    const uint8_t *ov = rp_overflow_read(txn, e, &err);
     if (!ov) return err;
-    if ((uint64_t)vl + RP_PAGE_HEADER > (uint64_t)rp_hdr(ov)->npages * RP_PAGE_SIZE)
-        return RP_CORRUPT;
     *val = ov + RP_PAGE_HEADER;
     *vlen = vl;
     return RP_OK;
@@ -42,6 +40,17 @@ int rp_bt_value(rp_txn *txn, const uint8_t *page, const uint8_t *e,
 
 static uint32_t overflow_pages(size_t vlen) {
     return (uint32_t)((vlen + RP_PAGE_HEADER + RP_PAGE_SIZE - 1) / RP_PAGE_SIZE);
+}
+
+const uint8_t *rp_overflow_read(rp_txn *txn, const uint8_t *e, int *err) {
+    const uint8_t *ref = rp_leaf_val(e);
+    uint64_t pg = rp_rd64(ref);
+    const uint8_t *ov = rp_page_read(txn, pg, rp_rd64(ref + 8), P_OVERFLOW, err);
+    if (ov && rp_hdr(ov)->npages != overflow_pages(rp_leaf_vlen(e))) {
+        *err = rp_corrupt(pg, "overflow run of another length than its value needs");
+        return NULL;
+    }
+    return ov;
 }
 
 /* ---- lookup -------------------------------------------------------------------- */
@@ -70,7 +79,7 @@ int rp_bt_get(rp_txn *txn, rp_table *t, const void *key, size_t klen,
         pg = rp_br_child(e);
         tx = rp_br_child_txnid(e);
     }
-    return RP_CORRUPT;
+    return rp_corrupt(pg, "tree deeper than the limit");
 }
 
 /* ---- descent with copy-on-write ------------------------------------------------ */
@@ -112,7 +121,7 @@ static int descend_touch(rp_txn *txn, rp_table *t, const void *key, size_t klen,
         }
         p = c;
     }
-    return RP_CORRUPT;
+    return rp_corrupt(t->root, "tree deeper than the limit");
 }
 
 /* ---- insertion and splits ------------------------------------------------------ */
@@ -202,7 +211,7 @@ static int split_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
         rp_page_insert(root, 1, bent, blen);
         set_root(txn, t, rootpg);
         t->depth++;
-        if (t->depth > RP_MAX_DEPTH) rc = RP_CORRUPT;
+        if (t->depth > RP_MAX_DEPTH) rc = rp_corrupt(rootpg, "tree deeper than the limit");
     } else {
         rc = insert_at(txn, t, path, lvl - 1, path[lvl - 1].idx + 1, bent, blen);
     }
@@ -226,13 +235,12 @@ static int insert_at(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
 static int free_value(rp_txn *txn, rp_table *t, const uint8_t *e) {
     if (!rp_leaf_big(e)) return RP_OK;
     const uint8_t *ref = rp_leaf_val(e);
-    uint64_t pg = rp_rd64(ref), tx = rp_rd64(ref + 8);
     int err = RP_OK;
-    const uint8_t *ov = rp_page_read(txn, pg, tx, P_OVERFLOW, &err);
+    const uint8_t *ov = rp_overflow_read(txn, e, &err);
     if (!ov) return err;
     uint32_t np = rp_hdr(ov)->npages;
     t->pages -= np;
-    return rp_page_free_pg(txn, pg, tx, np);
+    return rp_page_free_pg(txn, rp_rd64(ref), rp_rd64(ref + 8), np);
 }
 
 int rp_bt_put(rp_txn *txn, rp_table *t, const void *key, size_t klen,
@@ -373,14 +381,14 @@ static int rebalance(rp_txn *txn, rp_table *t, path_ent *path, int lvl) {
     uint64_t rpg = rp_br_child(rent), rtx = rp_br_child_txnid(rent);
     const uint8_t *R = rp_page_read(txn, rpg, rtx, P_BRANCH | P_LEAF, &err);
     if (!R) return err;
-    if (!(rp_hdr(R)->flags & rp_hdr(P)->flags)) return RP_CORRUPT;
+    if (!(rp_hdr(R)->flags & rp_hdr(P)->flags)) return rp_corrupt(rpg, "sibling of another level");
     size_t seplen = rp_br_klen(rent);
     size_t need = page_used(R) + (leaf ? 0 : seplen);
     uint64_t lpg = rp_br_child(lent), ltx = rp_br_child_txnid(lent);
     const uint8_t *Lr = rp_page_read(txn, lpg, ltx, P_BRANCH | P_LEAF, &err);
     if (!Lr) return err;
     if (page_used(Lr) + need > PAGE_CAP) return RP_OK;   /* cannot merge */
-    if (rp_page_validate(R)) return RP_CORRUPT;
+    if (rp_page_validate(R)) return rp_corrupt(rpg, "malformed page");
     uint64_t nl;
     uint8_t *L = rp_page_touch(txn, lpg, ltx, &nl, &err);
     if (!L) return err;
@@ -407,7 +415,7 @@ int rp_bt_del(rp_txn *txn, rp_table *t, const void *key, size_t klen) {
     int depth, exact;
     rc = descend_touch(txn, t, key, klen, path, &depth, &exact);
     if (rc) return rc;
-    if (!exact) return RP_CORRUPT;
+    if (!exact) return rp_corrupt(path[depth - 1].pgno, "key found by a lookup, not by the descent");
     path_ent *lf = &path[depth - 1];
     rc = free_value(txn, t, rp_entry(lf->page, lf->idx));
     if (rc) return rc;
@@ -419,11 +427,11 @@ int rp_bt_del(rp_txn *txn, rp_table *t, const void *key, size_t klen) {
 }
 
 static int drop_tree(rp_txn *txn, rp_table *t, uint64_t pg, uint64_t tx, int d) {
-    if (d >= RP_MAX_DEPTH) return RP_CORRUPT;
+    if (d >= RP_MAX_DEPTH) return rp_corrupt(pg, "tree deeper than the limit");
     int err = RP_OK;
     const uint8_t *p = rp_page_read(txn, pg, tx, P_BRANCH | P_LEAF, &err);
     if (!p) return err;
-    if (rp_page_validate(p)) return RP_CORRUPT;
+    if (rp_page_validate(p)) return rp_corrupt(pg, "malformed page");
     for (unsigned i = 0; i < rp_nkeys(p); i++) {
         const uint8_t *e = rp_entry(p, i);
         int rc = (rp_hdr(p)->flags & P_LEAF)
@@ -482,7 +490,7 @@ static int cur_descend(rp_cursor *c, const void *key, size_t klen, int edge, int
         pg = rp_br_child(e);
         tx = rp_br_child_txnid(e);
     }
-    return RP_CORRUPT;
+    return rp_corrupt(pg, "tree deeper than the limit");
 }
 
 /* Descend to the edge (dir > 0: leftmost) of the subtree below level lvl. */
@@ -501,7 +509,7 @@ static int cur_down(rp_cursor *c, int lvl, int dir) {
         c->stack[d + 1].page = cp;
         c->stack[d + 1].idx = dir > 0 ? 0 : (n ? n - 1 : 0);
     }
-    return RP_CORRUPT;
+    return rp_corrupt(rp_hdr(c->stack[lvl].page)->pgno, "tree deeper than the limit");
 }
 
 /* Move one entry in direction dir; RP_NOTFOUND past the end.  Also used to
@@ -536,7 +544,7 @@ static int cur_move(rp_cursor *c, int dir, int from_gap) {
         if (n) return RP_OK;   /* landed on an edge entry */
         from_gap = 0;          /* an empty leaf: keep going */
     }
-    return RP_CORRUPT;
+    return rp_corruptf("a cursor met over a million empty leaves in a row");
 }
 
 /* Current entry's key and value; saves the key for re-seeking in write txns. */
@@ -649,8 +657,8 @@ int rp_cursor_seek(rp_cursor *c, int mode, const void *key, size_t klen,
     if ((mode == RP_SEEK_GE || mode == RP_SEEK_LT) && (!key || klen == 0 || klen > RP_MAX_KEY))
         return RP_KEY_TOO_LONG;
     rc = cur_seek(c, mode, key, klen);
-    if (rc) { c->valid = 0; return rc; }
-    return cur_entry(c, k, kl, v, vl);
+    if (rc) { c->valid = 0; return rp_corrupt_table(rc, c->table); }
+    return rp_corrupt_table(cur_entry(c, k, kl, v, vl), c->table);
 }
 
 int rp_cursor_step(rp_cursor *c, int dir, const void **k, size_t *kl,
@@ -662,8 +670,8 @@ int rp_cursor_step(rp_cursor *c, int dir, const void **k, size_t *kl,
     int moved;
     rc = cur_fix(c, dir, &moved);
     if (!rc && !moved) rc = cur_move(c, dir, 0);
-    if (rc) { c->valid = 0; return rc; }
-    return cur_entry(c, k, kl, v, vl);
+    if (rc) { c->valid = 0; return rp_corrupt_table(rc, c->table); }
+    return rp_corrupt_table(cur_entry(c, k, kl, v, vl), c->table);
 }
 
 /* msgpack bin string header for len bytes; returns its size (1+1/2/4). */
@@ -1003,16 +1011,19 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
         }
         int verdict = RP_FILTER_TRUE;
         if (join) {
-            if (kl <= strip) return RP_CORRUPT;   /* an index entry without a key */
+            if (kl <= strip)   /* an index entry without a key */
+                return rp_corrupt_table(rp_corruptf("index entry shorter than its prefix"),
+                                        c->table);
             k = (const uint8_t *)k + strip;
             kl -= strip;
             rc = ahead_get(&ja.a, js, k, kl, &v, &vl);
             if (rc == RP_NOTFOUND) verdict = RP_FILTER_FALSE;
-            else if (rc) return rc;
+            else if (rc) return rp_corrupt_table(rc, join);
         }
         if (f && verdict != RP_FILTER_FALSE) {
             rc = rp_filter_run(f, v, vl, &verdict);
-            if (rc) return rc;
+            if (rc == RP_CORRUPT) rp_corruptf("a value is not valid msgpack");
+            if (rc) return rp_corrupt_table(rc, join ? join : c->table);
         }
         if (verdict != RP_FILTER_FALSE) {
             size_t need = rp_mp_bin_size(kl) + kl + rp_mp_value_size(vl, raw);
@@ -1039,8 +1050,8 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
 int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,
                     size_t stoplen, void *buf, size_t buflen, size_t max_items,
                     size_t *n, size_t *used) {
-    return cursor_copy(c, dir, flags, stop, stoplen, NULL, NULL, 0, buf, buflen, max_items, n,
-                       used);
+    return rp_corrupt_table(cursor_copy(c, dir, flags, stop, stoplen, NULL, NULL, 0, buf, buflen,
+                                        max_items, n, used), c->table);
 }
 
 /* Parse the program of rp_cursor_filter / rp_cursor_join into *f, if
@@ -1060,8 +1071,8 @@ int rp_cursor_filter(rp_cursor *c, int dir, unsigned flags, const void *stop,
     rp_filter f;
     int rc = optional_filter(&f, prog, proglen);
     if (rc) return rc;
-    return cursor_copy(c, dir, flags, stop, stoplen, prog ? &f : NULL, NULL, 0, buf, buflen,
-                       max_items, n, used);
+    return rp_corrupt_table(cursor_copy(c, dir, flags, stop, stoplen, prog ? &f : NULL, NULL, 0,
+                                        buf, buflen, max_items, n, used), c->table);
 }
 
 int rp_cursor_join(rp_cursor *c, int dir, unsigned flags, const void *stop, size_t stoplen,
@@ -1079,6 +1090,6 @@ int rp_cursor_join(rp_cursor *c, int dir, unsigned flags, const void *stop, size
     rp_table *t;
     rc = rp_table_get(c->txn, table, tlen, 0, &t);
     if (rc) return rc;
-    return cursor_copy(c, dir, flags, stop, stoplen, prog ? &f : NULL, t, strip, buf, buflen,
-                       max_items, n, used);
+    return rp_corrupt_table(cursor_copy(c, dir, flags, stop, stoplen, prog ? &f : NULL, t, strip,
+                                        buf, buflen, max_items, n, used), c->table);
 }

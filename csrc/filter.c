@@ -399,5 +399,6 @@ int rp_filter_eval(const void *prog, size_t proglen, const void *rec,
     rp_filter f;
     int rc = rp_filter_parse(&f, prog, proglen);
     if (rc) return rc;
-    return rp_filter_run(&f, rec, reclen, verdict);
+    rc = rp_filter_run(&f, rec, reclen, verdict);
+    return rc == RP_CORRUPT ? rp_corruptf("the record is not valid msgpack") : rc;
 }

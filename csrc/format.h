@@ -34,16 +34,32 @@
  *     28     4  npages: overflow: pages in the run; otherwise 1
  *
  * Checksums and txnids are what make a one-fdatasync commit safe: on open,
- * the newest meta page is verified by walking from its roots every page
+ * the newest meta record is verified by walking from its roots every page
  * whose parent pointer says it was written by that meta's version
  * (child txnid == meta txnid) and checking each one's checksum, txnid and
  * pgno.  A page that never reached the disk has a stale txnid or a bad
- * checksum; the meta is then rejected and the previous one used.  Pages of
- * older versions were made durable by an earlier commit's fdatasync.
+ * checksum.  Pages of older versions were made durable by an earlier
+ * commit's fdatasync.  Reads verify every page's checksum too, the first
+ * time a process reads that page version (docs/integrity.md).
  *
- * META PAGE (pages 0 and 1)
+ * META PAGES (pages 0 and 1) hold four meta-record slots, each 128 bytes
+ * at the start of its own 512-byte sector:
+ *
+ *   page 0 offset    0   primary copy of the newest EVEN version
+ *   page 1 offset    0   primary copy of the newest ODD version
+ *   page 0 offset 2048   mirror copy of the newest ODD version
+ *   page 1 offset 2048   mirror copy of the newest EVEN version
+ *
+ * Commit N writes both copies of record N (its primary in page N % 2, its
+ * mirror in the other page) before its single fdatasync, so every version
+ * exists twice, in two sectors of two different pages; records N and N-1
+ * live side by side and commit N never touches N-1's copies.
+ *
+ * META RECORD (128 bytes, identical in both copies)
  *   OFFSET SIZE DESCRIPTION
- *      0    32  page header (flags P_META, nkeys 0, pgno 0 or 1)
+ *      0    32  page header: checksum of bytes [4, 128), flags P_META,
+ *               txnid = the version N, pgno = N % 2 (the primary's page),
+ *               npages 1
  *     32     8  magic "realmpy\0"
  *     40     4  format version (RP_FORMAT_VERSION_NUMBER)
  *     44     4  page size (4096)
@@ -53,11 +69,47 @@
  *     72     8  free-list head pgno (0 = empty free list)
  *     80     8  free-list head txnid
  *     88     8  free-list length in bytes (serialised stream, below)
- *     96    32  reserved, zero
- *    128        end of the checksummed region (RP_META_SIZE); rest zero
- *   The txnid in the header is the version.  A meta is valid when magic,
- *   version, page size, pgno and checksum are right.  The newest valid meta
- *   whose commit verifies is the current version.
+ *     96     4  record flags (format 2; zero in format 1):
+ *                 RP_META_SYNCED  0x1  the commit is made durable by an
+ *                                      fdatasync (durability "full")
+ *                 RP_META_ACKED   0x2  that fdatasync returned: the commit
+ *                                      was acknowledged to its caller
+ *    100    28  reserved, zero
+ *   The rest of each 2048-byte half is zero.  A record is valid when magic,
+ *   version, page size, checksum, and txnid parity against its slot are
+ *   right.  Format 1 files have only the primary copies (no mirrors, flags
+ *   zero); format 2 opens them, and the first writable open rewrites their
+ *   records as format 2 (both copies, same roots, no flags) and syncs, so
+ *   that a realmpy knowing only format 1 refuses the file
+ *   (RP_FORMAT_VERSION) instead of opening the older of its two records.
+ *
+ * WHAT AN OPEN CONCLUDES FROM THE RECORDS (more in docs/integrity.md)
+ *   - Torn commit or damage?  Commit N writes its record with SYNCED, then
+ *     fdatasyncs, then rewrites both copies with SYNCED|ACKED (no further
+ *     sync: the next commit's fdatasync, or the kernel's writeback, carries
+ *     it to the disk).  A record is KNOWN ACKNOWLEDGED when it has ACKED, or
+ *     when it has SYNCED and a newer valid record exists (commit N+1 began
+ *     only after commit N returned).  If the newest record's commit fails
+ *     verification and it is not known acknowledged, its fdatasync never
+ *     returned (power cut mid-commit): falling back to the previous version
+ *     is right, and silent.  A known-acknowledged commit that fails
+ *     verification, or that claims pages beyond the end of the file (a
+ *     truncated file), is damage: open fails with RP_CORRUPT naming the
+ *     version, the page and what was wrong.
+ *   - A damaged copy of a record (bad checksum) is survived: the other copy
+ *     is in another sector of the other page.  If both copies of one parity
+ *     are damaged the lost record may have been the newest acknowledged
+ *     commit, so open fails with RP_CORRUPT -- unless the newest valid
+ *     record is not known acknowledged (then no newer commit was
+ *     acknowledged either: its fdatasync would have made that ACKED durable).
+ *   - Writes are assumed atomic per 512-byte sector (a torn write leaves
+ *     each sector old or new), as the power-cut simulation models them;
+ *     each record sits alone in its sector.
+ *   - Salvage (RP_RECOVER): open the newest intact version, skipping damaged
+ *     ones, and (unless read-only) make that durable as a new version
+ *     numbered above any version the file may hold, so that no later commit
+ *     reuses a damaged record's number.  rp_env_recovered_from() tells the
+ *     version it rolled back from.
  *
  * BRANCH AND LEAF PAGES (B+tree nodes; slotted pages)
  *   After the header, a slot array of nkeys 8-byte slots (sorted by key)
@@ -97,7 +149,8 @@
  * OVERFLOW RUN (a large value): npages contiguous pages; the header of the
  *   first page is followed by the value bytes, continuing through the
  *   following pages with no further headers.  The checksum covers the
- *   whole run from byte 4.
+ *   whole run from byte 4 and is verified, over the whole run, before any
+ *   of the value is handed out; npages must keep the run below pages_used.
  *
  * THE CATALOG is a B+tree of the same form keyed by table name (UTF-8, 1 to
  *   RP_MAX_TABLE_NAME bytes), whose inline values are table descriptors:
@@ -203,7 +256,8 @@
 
 #include <stdint.h>
 
-#define RP_FORMAT_VERSION_NUMBER 1
+#define RP_FORMAT_VERSION_NUMBER 2
+#define RP_FORMAT_VERSION_OLDEST 1   /* oldest format still opened         */
 #define RP_META_MAGIC      "realmpy\0"
 #define RP_LOCK_MAGIC      "rplock\0\0"
 #define RP_LOCK_LAYOUT     2
@@ -212,6 +266,9 @@
 #define RP_PAGE_HEADER     32
 #define RP_SLOT_SIZE       8
 #define RP_META_SIZE       128
+#define RP_META_MIRROR_OFF 2048      /* the mirror slot's offset in a page  */
+#define RP_META_SYNCED     0x1       /* meta record flags (above)           */
+#define RP_META_ACKED      0x2
 #define RP_RING            16
 #define RP_LOCK_SLOTS_OFF  1216
 #define RP_LOCK_SLOT_SIZE  64
@@ -260,7 +317,8 @@ typedef struct rp_meta_body {
     uint64_t free_pgno;
     uint64_t free_txnid;
     uint64_t free_len;
-    uint8_t  reserved[32];
+    uint32_t flags;                  /* RP_META_SYNCED | RP_META_ACKED        */
+    uint8_t  reserved[28];
 } rp_meta_body;
 
 /* A version's roots as the engine passes them around (also a ring entry). */

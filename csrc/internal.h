@@ -10,8 +10,12 @@
  *   page.c   checksums and page-level helpers (slotted pages)
  *   btree.c  B+tree search, insert, delete, split, merge, cursors, overflow
  *   txn.c    transactions: dirty pages, allocation, free list, commit
- *   env.c    open/close, recovery of the newest meta, stat, check, compact,
+ *   env.c    open/close, verification of a commit, stat, check, compact,
  *            error strings
+ *   meta.c   meta records: writing both copies, the acknowledged mark, and
+ *            choosing the version to open (torn commit or damage?)
+ *   verify.c checksums verified on read (the verified-version cache) and
+ *            the per-thread detail of RP_CORRUPT
  *   filter.c filter programs on msgpack records (rp_filter_eval and the
  *            record test of rp_cursor_filter)
  */
@@ -131,6 +135,13 @@ struct rp_env {
     _Atomic int      panic;          /* set after a failed rollback           */
     pthread_t        writer;         /* thread holding the write txn          */
     _Atomic int      has_writer;
+
+    /* integrity (verify.c, meta.c) */
+    _Atomic uint64_t *verified;      /* per pgno: txnid whose checksum this
+                                        process verified (verify.c)          */
+    size_t           verified_bytes;
+    uint64_t         recovered_from; /* RP_RECOVER: version rolled back from */
+    char             recovery_note[256];
 
     /* power-cut recorder (io.c); only touched by the writer */
     int              rec_on;
@@ -267,6 +278,12 @@ int  rp_readers_list(rp_env *env, rp_reader_info *out, unsigned cap,
 /* Process start time of pid in clock ticks since boot (/proc/<pid>/stat
  * field 22); 0 if unknown. */
 uint64_t rp_proc_start_time(pid_t pid);
+
+/* ---- verify.c: where corruption was found ----------------------------------
+ * Record it (per thread; rp_corrupt_detail) and return RP_CORRUPT.
+ * rp_corrupt: "page N: what". */
+int  rp_corrupt(uint64_t pgno, const char *what);
+int  rp_corruptf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- page.c --------------------------------------------------------------- */
 uint32_t rp_hash32(const void *data, size_t len, uint32_t seed);

@@ -160,7 +160,7 @@ int rp_page_search(const uint8_t *page, const void *k, size_t klen,
         while (lo < hi) {
             unsigned mid = (lo + hi) / 2;
             int c = rp_slot_cmp(page, mid, RP_LEAF_ENTRY_HDR, k, klen, kh, &err);
-            if (err) return err;
+            if (err) return rp_corrupt(rp_hdr(page)->pgno, "entry out of bounds");
             if (c < 0) lo = mid + 1;
             else {
                 if (c == 0) { *exact = 1; *idx = mid; return RP_OK; }
@@ -171,26 +171,27 @@ int rp_page_search(const uint8_t *page, const void *k, size_t klen,
         return RP_OK;
     }
     /* Branch: the last entry whose key <= k (entry 0 is minus infinity). */
-    if (n == 0) return RP_CORRUPT;
+    if (n == 0) return rp_corrupt(rp_hdr(page)->pgno, "branch page without entries");
     unsigned lo = 1, hi = n;
     while (lo < hi) {
         unsigned mid = (lo + hi) / 2;
         int c = rp_slot_cmp(page, mid, RP_BRANCH_ENTRY_HDR, k, klen, kh, &err);
-        if (err) return err;
+        if (err) return rp_corrupt(rp_hdr(page)->pgno, "entry out of bounds");
         if (c <= 0) lo = mid + 1;
         else hi = mid;
     }
-    if (!rp_entry_checked(page, lo - 1, RP_BRANCH_ENTRY_HDR)) return RP_CORRUPT;
+    if (!rp_entry_checked(page, lo - 1, RP_BRANCH_ENTRY_HDR))
+        return rp_corrupt(rp_hdr(page)->pgno, "entry out of bounds");
     *idx = lo - 1;
     return RP_OK;
 }
 
 int rp_page_entry(const uint8_t *page, unsigned i, const uint8_t **e) {
     int leaf = (rp_hdr(page)->flags & P_LEAF) != 0;
-    if (i >= rp_nkeys(page)) return RP_CORRUPT;
+    if (i >= rp_nkeys(page)) return rp_corrupt(rp_hdr(page)->pgno, "entry index beyond nkeys");
     *e = rp_entry_checked(page, i, leaf ? RP_LEAF_ENTRY_HDR : RP_BRANCH_ENTRY_HDR);
-    if (!*e) return RP_CORRUPT;
-    if (leaf && (size_t)(*e - page) + rp_leaf_size(*e) > RP_PAGE_SIZE) return RP_CORRUPT;
+    if (!*e || (leaf && (size_t)(*e - page) + rp_leaf_size(*e) > RP_PAGE_SIZE))
+        return rp_corrupt(rp_hdr(page)->pgno, "entry out of bounds");
     return RP_OK;
 }
 

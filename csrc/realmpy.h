@@ -106,14 +106,18 @@
  *     can raise SIGBUS; no API of the engine does that.
  *   - Keys are at most RP_MAX_KEY bytes; values at most RP_MAX_VALUE bytes.
  *   - Reads check the structure of every page they touch (bounds, page
- *     number, version, type), so a damaged file yields RP_CORRUPT, never a
- *     wild read; they do not verify checksums (that would cost a hash of
- *     every page visited).  rp_env_check() verifies every checksum; opening
- *     after a crash verifies the newest commit's pages.
+ *     number, version, type), and verify its checksum (an overflow run's
+ *     over the whole run) the first time this process reads that page
+ *     version, so a damaged file yields RP_CORRUPT, never a wild read and
+ *     never wrong bytes.  RP_NOVERIFY skips the checksums.
+ *     rp_env_check() verifies every checksum, every time.
  *   - Durability "none" (RP_NOSYNC) keeps the file consistent across process
  *     crashes only.  After an OS crash or power loss several unsynced
  *     commits may have reached the disk in part, which no single-commit
- *     verification can repair: use "full" where that matters.
+ *     verification can repair: use "full" where that matters.  For the same
+ *     reason such commits carry no acknowledged mark (format.h): damage to
+ *     the newest RP_NOSYNC commit cannot be told from an OS crash, and open
+ *     falls back to the previous version.
  *
  * The block between the CDEF markers is read verbatim by build.py into cffi's
  * cdef: keep it free of preprocessor conditionals and macros with bodies.
@@ -179,6 +183,12 @@ extern "C" {
 #define RP_RDONLY           0x2  /* no write transactions; the data file must
                                     exist; immutable without a writable lock
                                     file (see CAVEATS)                        */
+#define RP_NOVERIFY         0x4  /* reads skip page checksums (structure is
+                                    still checked): raw speed, at the risk of
+                                    returning damaged bytes undetected       */
+#define RP_RECOVER          0x8  /* salvage: open the newest intact version
+                                    even if a newer acknowledged one is
+                                    damaged (see rp_env_recovered_from)      */
 
 /* ---- rp_txn_begin flags --------------------------------------------------- */
 #define RP_TXN_WRITE        0x1
@@ -265,6 +275,13 @@ typedef struct rp_reader_info {
 /* Message for an RP_* code or an errno value; a static string, never NULL. */
 const char *rp_strerror(int err);
 
+/* Where the last RP_CORRUPT returned to the calling thread was found and
+ * what was wrong, e.g. "page 123: checksum mismatch (table users)"; "" if
+ * not known.  Per thread; valid until this thread's next engine call.
+ * rp_corrupt_clear() empties it. */
+const char *rp_corrupt_detail(void);
+void rp_corrupt_clear(void);
+
 /* Library and file-format versions, for diagnostics. */
 int rp_library_version(void);
 int rp_format_version(void);
@@ -274,7 +291,7 @@ int rp_format_version(void);
 /* Open (creating if needed, unless RP_RDONLY) the data file at path, with its
  * lock file at <path>.lock.  Both are created with mode 0600 (owner only):
  * a database is private data; share it between users by changing the mode.
- *   flags        RP_NOSYNC, RP_RDONLY
+ *   flags        RP_NOSYNC, RP_RDONLY, RP_NOVERIFY, RP_RECOVER
  *   max_size     largest size in bytes the data file may reach; 0 = default
  *                (64 GiB).  Reserved as address space, not memory.
  *   max_readers  reader slots in a newly built lock file; 0 = default (126).
@@ -283,10 +300,15 @@ int rp_format_version(void);
  *                more than this many distinct versions live returns
  *                RP_VERSION_LIMIT.
  * The lock file takes the data file's read/write mode bits instead.
- * On open, if no other process has the file open, the newest meta page is
- * verified (its commit's pages are walked) and a commit that did not fully
- * reach the disk is rolled back to the previous version.  If others have it
- * open and a writer died mid-commit, its commit is settled first.
+ * On open, if no other process has the file open, the newest meta record is
+ * verified (its commit's pages are walked).  A commit that did not fully
+ * reach the disk and was never acknowledged (its fdatasync did not return)
+ * is rolled back to the previous version.  Damage to an acknowledged
+ * commit, to both copies of a meta record, or a file shorter than its
+ * newest acknowledged version needs is RP_CORRUPT (rp_corrupt_detail says
+ * what and where); with RP_RECOVER the newest intact version is opened
+ * instead (format.h, WHAT AN OPEN CONCLUDES).  If others have it open and
+ * a writer died mid-commit, its commit is settled first.
  * Errors: RP_NOT_A_DB, RP_FORMAT_VERSION, RP_CORRUPT, RP_INCOMPATIBLE_LOCK
  *         (the lock file's header stays invalid while in use),
  *         RP_LOCK_CHANGED (the lock file is abandoned but still in use),
@@ -296,6 +318,12 @@ int rp_format_version(void);
 int rp_env_open(const char *path, unsigned flags, uint64_t max_size,
                 unsigned max_readers, unsigned max_active_versions,
                 rp_env **out);
+
+/* With RP_RECOVER, when this open rolled back past damage: the newest
+ * version it gave up (a lower bound when a damaged meta record hid it), else
+ * 0.  rp_env_recovery_note says what was wrong ("" if nothing). */
+uint64_t rp_env_recovered_from(rp_env *env);
+const char *rp_env_recovery_note(rp_env *env);
 
 /* Close the env and free it.  Returns RP_BUSY (and closes nothing) while
  * transactions or cursors of this env are open.  Wakes this env's waiters. */

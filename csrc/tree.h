@@ -63,6 +63,7 @@ struct rp_txn {
     int        parked;               /* read txn reset: pins no snapshot      */
     int        shared;               /* read txn: any thread (rp_txn_share)   */
     unsigned   ncursors;
+    int        verify;               /* RP_VERIFY_* (verify.c)                */
 
     rp_table   catalog;              /* the catalog, as a pseudo-table        */
     rp_table **tables;               /* cache of looked-up tables             */
@@ -251,6 +252,30 @@ typedef int (*rp_free_fn)(void *ctx, uint64_t rec_txnid, uint32_t pgno);
 int  rp_freelist_walk(rp_txn *txn, const rp_roots *roots, rp_chain_fn chain,
                       rp_free_fn fn, void *ctx);
 
+/* ---- verify.c ---------------------------------------------------------------
+ * How a transaction checks the checksums of committed pages it reads. */
+enum {
+    RP_VERIFY_OFF,                   /* RP_NOVERIFY: structure checks only     */
+    RP_VERIFY_CACHED,                /* once per page version (env->verified)  */
+    RP_VERIFY_ALWAYS                 /* every read, cache untouched (recovery
+                                        walks, rp_env_check)                  */
+};
+int  rp_verified_init(rp_env *env);
+void rp_verified_free(rp_env *env);
+/* Checksum of a page as its header describes it (an overflow run: npages,
+ * which the caller bounds-checked; any other page: one page). */
+uint32_t rp_page_sum(const uint8_t *page);
+/* Verify the checksum of committed page (pgno, txnid) and, for
+ * RP_VERIFY_CACHED, remember it.  RP_OK or RP_CORRUPT with detail. */
+int  rp_page_verify(rp_txn *txn, const uint8_t *page, uint64_t pgno, uint64_t txnid);
+/* Append " (table NAME)" to the detail when rc is RP_CORRUPT; returns rc.
+ * Inline test: the API's read calls pass every result through it. */
+int  rp_corrupt_name_table(const rp_table *t);
+static inline int rp_corrupt_table(int rc, const rp_table *t) {
+    if (__builtin_expect(rc == RP_CORRUPT, 0)) rp_corrupt_name_table(t);
+    return rc;
+}
+
 /* ---- btree.c --------------------------------------------------------------- */
 int rp_bt_get(rp_txn *txn, rp_table *t, const void *key, size_t klen,
               const void **val, size_t *vlen);
@@ -262,6 +287,9 @@ int rp_bt_drop(rp_txn *txn, rp_table *t);
 /* Value of leaf entry e of page (inline or overflow), bounds-checked. */
 int rp_bt_value(rp_txn *txn, const uint8_t *page, const uint8_t *e,
                 const void **val, size_t *vlen);
+/* The overflow run of big leaf entry e, read (rp_page_read: bounds,
+ * checksum) and of exactly the length its value needs; NULL with *err. */
+const uint8_t *rp_overflow_read(rp_txn *txn, const uint8_t *e, int *err);
 void rp_cursor_init(rp_cursor *c, rp_txn *txn, rp_table *t);
 /* Pipelined lookups in one table (joins, rp_get_many; btree.c explains).
  * The caller queues keys ahead of the one it is at while rp_ahead_room,
@@ -329,11 +357,33 @@ int  rp_desc_decode(rp_table *t, const void *buf, size_t len);
 
 /* ---- env.c ------------------------------------------------------------------ */
 /* Verify that the commit of roots->txnid fully reached the file: walk the
- * pages it wrote.  RP_OK or RP_CORRUPT. */
+ * pages it wrote.  RP_OK or RP_CORRUPT (with detail). */
 int rp_verify_commit(rp_env *env, const rp_roots *roots);
-/* Pick the newest meta page whose commit verifies; RP_NOT_A_DB etc. */
+
+/* ---- meta.c ------------------------------------------------------------------ */
+/* The version to open: the newest meta record whose commit verifies, unless
+ * a known-acknowledged one is damaged (format.h, WHAT AN OPEN CONCLUDES).
+ * RP_NOT_A_DB, RP_FORMAT_VERSION, RP_CORRUPT (with detail).  With salvage,
+ * damaged versions are skipped instead: *rolled_from (may be NULL) is then
+ * the newest version skipped for damage (0 if none), and *next_free a
+ * version number above every version the file may hold. */
+int rp_recover_roots_ex(rp_env *env, int salvage, rp_roots *out, uint64_t *rolled_from,
+                        uint64_t *next_free);
 int rp_recover_roots(rp_env *env, rp_roots *out);
-/* Meta page image for roots. */
-void rp_meta_build(uint8_t page[RP_PAGE_SIZE], const rp_roots *roots);
+/* Write both copies of roots' meta record with flags (RP_META_*).  old, if
+ * not NULL, receives the 2 * RP_META_SIZE bytes replaced, for
+ * rp_meta_restore after a failed commit. */
+int rp_meta_write(rp_env *env, const rp_roots *roots, uint32_t flags, uint8_t *old);
+int rp_meta_restore(rp_env *env, uint64_t txnid, const uint8_t *old);
+/* Rewrite format 1 records as format 2 (same roots, same flags: none), and
+ * sync, so that a realmpy knowing only format 1 refuses the file instead of
+ * opening its older record.  Writable first opener only. */
+int rp_meta_upgrade(rp_env *env);
+/* rp_env_check's part: RP_CORRUPT (with detail) if any copy of a record is
+ * damaged, even one that open survived. */
+int rp_meta_check(rp_env *env);
+/* Write, sync and acknowledge roots as a new durable version (creation,
+ * salvage). */
+int rp_meta_commit(rp_env *env, const rp_roots *roots);
 
 #endif /* REALMPY_TREE_H */

@@ -9,11 +9,13 @@
  *      then pwrite every dirty page, each stamped with this version and its
  *      checksum, sorted and coalesced into runs.
  *   4. Mark version N in doubt in the lock file (rp_commit_mark), then
- *      pwrite the meta page N % 2 (the one holding version N-2).
+ *      pwrite both copies of meta record N (format.h: slots of version N-2).
  *   5. fdatasync (durability "full").  Pages and meta reach the disk in any
  *      order; recovery tells a meta whose pages did not all arrive (their
  *      txnid/checksum do not match what the parents record) and falls back
  *      to version N-1, which step 3 never overwrote (see ALLOCATION).
+ *      Then rewrite the record marked acknowledged (no sync), so that a
+ *      later open tells damage to this commit from a torn one.
  *   6. Publish the roots in the lock file's ring, then the version counter,
  *      and wake waiters; clear the mark.  Readers therefore never see an
  *      undurable version.
@@ -99,36 +101,47 @@ const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
                             unsigned kinds, int *err) {
     if ((txn->flags & RP_TXN_WRITE) && txnid == txn->txnid) {
         rp_dirty *d = dirty_find(txn, pgno);
-        if (!d || !d->page) { *err = RP_CORRUPT; return NULL; }
+        if (!d || !d->page) { *err = rp_corrupt(pgno, "reference to a page this transaction freed"); return NULL; }
         return d->page;
     }
-    /* A committed page: it must lie inside the version being read, and say
-     * it is the page and version its parent recorded. */
+    /* A committed page: it must lie inside the version being read, say it
+     * is the page and version its parent recorded, and (unless RP_NOVERIFY)
+     * match its checksum, which verify.c remembers per page version. */
     const rp_env *env = txn->env;
     uint64_t limit = (txn->flags & RP_TXN_WRITE) ? txn->txnid : txn->txnid + 1;
     if (pgno < RP_FIRST_DATA_PAGE || pgno >= txn->base_pages || txnid >= limit
         || txnid == 0) {
-        *err = RP_CORRUPT;
+        *err = rp_corrupt(pgno, "reference out of range (page number or version)");
         return NULL;
     }
     const uint8_t *p = env->map + pgno * RP_PAGE_SIZE;
     const rp_page_hdr *h = rp_hdr(p);
     if (h->pgno != pgno || h->txnid != txnid || !(h->flags & kinds)) {
-        *err = RP_CORRUPT;
+        *err = rp_corrupt(pgno, h->pgno != pgno   ? "header names another page number"
+                                : h->txnid != txnid ? "header names another version than its parent"
+                                                    : "unexpected page type");
         return NULL;
     }
     if (h->flags & (P_BRANCH | P_LEAF)) {
         if (h->lower != RP_PAGE_HEADER + RP_SLOT_SIZE * (size_t)h->nkeys || h->upper < h->lower
-            || h->upper > RP_PAGE_SIZE || (h->flags & P_BRANCH && !h->nkeys)) {
-            *err = RP_CORRUPT;
+            || h->upper > RP_PAGE_SIZE || (h->flags & P_BRANCH && !h->nkeys) || h->npages != 1) {
+            *err = rp_corrupt(pgno, "bad page header (nkeys, lower, upper or npages)");
             return NULL;
         }
     } else if (h->flags & P_OVERFLOW) {
-        if (h->npages == 0 || pgno + h->npages > txn->base_pages) {
-            *err = RP_CORRUPT;
+        if (h->npages == 0 || h->npages > txn->base_pages - pgno) {
+            *err = rp_corrupt(pgno, "overflow run beyond the used pages (npages)");
             return NULL;
         }
+    } else if (h->npages != 1) {
+        *err = rp_corrupt(pgno, "bad page header (npages)");
+        return NULL;
     }
+    if (txn->verify != RP_VERIFY_OFF
+        && (txn->verify == RP_VERIFY_ALWAYS
+            || atomic_load_explicit(&env->verified[pgno], memory_order_relaxed) != txnid)
+        && (*err = rp_page_verify(txn, p, pgno, txnid)) != RP_OK)
+        return NULL;
     return p;
 }
 
@@ -180,7 +193,7 @@ int rp_page_free_pg(rp_txn *txn, uint64_t pgno, uint64_t txnid, uint32_t npages)
     rp_pgvec *to = &txn->freed;
     if (txnid == txn->txnid) {
         rp_dirty *d = dirty_find(txn, pgno);
-        if (!d || !d->page) return RP_CORRUPT;
+        if (!d || !d->page) return rp_corrupt(pgno, "freed twice in one transaction");
         free(d->page);
         d->page = NULL;
         to = &txn->loose;
@@ -196,7 +209,10 @@ uint8_t *rp_page_touch(rp_txn *txn, uint64_t pgno, uint64_t txnid,
                        uint64_t *newpgno, int *err) {
     if (txnid == txn->txnid) {
         rp_dirty *d = dirty_find(txn, pgno);
-        if (!d || !d->page) { *err = RP_CORRUPT; return NULL; }
+        if (!d || !d->page) {
+            *err = rp_corrupt(pgno, "reference to a page this transaction freed");
+            return NULL;
+        }
         *newpgno = pgno;
         return d->page;
     }
@@ -204,7 +220,7 @@ uint8_t *rp_page_touch(rp_txn *txn, uint64_t pgno, uint64_t txnid,
     if (!src) return NULL;
     /* A page about to be edited is validated in full: the editing code
      * trusts slot offsets, so corruption must stop here. */
-    if (rp_page_validate(src)) { *err = RP_CORRUPT; return NULL; }
+    if (rp_page_validate(src)) { *err = rp_corrupt(pgno, "malformed page"); return NULL; }
     uint8_t *dst = rp_page_new(txn, rp_hdr(src)->flags, 1, newpgno, err);
     if (!dst) return NULL;
     memcpy(dst, src, RP_PAGE_SIZE);
@@ -226,7 +242,7 @@ void rp_desc_encode(const rp_table *t, uint8_t out[RP_TABLE_DESC_SIZE]) {
 }
 
 int rp_desc_decode(rp_table *t, const void *buf, size_t len) {
-    if (len != RP_TABLE_DESC_SIZE) return RP_CORRUPT;
+    if (len != RP_TABLE_DESC_SIZE) return rp_corruptf("catalog: bad table descriptor size");
     const uint8_t *b = buf;
     t->root = rp_rd64(b);
     t->root_txnid = rp_rd64(b + 8);
@@ -234,7 +250,7 @@ int rp_desc_decode(rp_table *t, const void *buf, size_t len) {
     t->depth = rp_rd64(b + 24);
     t->pages = rp_rd64(b + 32);
     if ((t->root == 0) != (t->depth == 0) || t->depth > RP_MAX_DEPTH)
-        return RP_CORRUPT;
+        return rp_corruptf("catalog: bad table descriptor (root or depth)");
     return RP_OK;
 }
 
@@ -317,18 +333,24 @@ static int pgvec_append(rp_pgvec *dst, const uint32_t *v, size_t n) {
 int rp_freelist_walk(rp_txn *txn, const rp_roots *roots, rp_chain_fn chain,
                      rp_free_fn fn, void *ctx) {
     uint64_t len = roots->free_len, pgno = roots->free_pgno, t = roots->free_txnid;
-    if (!pgno) return len ? RP_CORRUPT : RP_OK;
-    if (len > roots->pages_used * 16 + RP_PAGE_SIZE) return RP_CORRUPT;
+    if (!pgno) return len ? rp_corruptf("free list: empty, but %llu bytes long",
+                                        (unsigned long long)len) : RP_OK;
+    if (len > roots->pages_used * 16 + RP_PAGE_SIZE)
+        return rp_corruptf("free list: %llu bytes long, more than the file can need",
+                           (unsigned long long)len);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) return ENOMEM;
     uint64_t got = 0;
     int rc = RP_OK;
     for (uint64_t hops = 0; pgno; hops++) {
-        if (hops > roots->pages_used) { rc = RP_CORRUPT; break; }
+        if (hops > roots->pages_used) { rc = rp_corrupt(pgno, "free-list chain loops"); break; }
         const uint8_t *p = rp_page_read(txn, pgno, t, P_FREELIST, &rc);
         if (!p) break;
         uint32_t used = rp_rd32(p + RP_PAGE_HEADER + 16);
-        if (used > RP_FREELIST_CAP || got + used > len) { rc = RP_CORRUPT; break; }
+        if (used > RP_FREELIST_CAP || got + used > len) {
+            rc = rp_corrupt(pgno, "free-list page holds more bytes than the list");
+            break;
+        }
         memcpy(buf + got, p + RP_FREELIST_HDR, used);
         got += used;
         uint64_t next = rp_rd64(p + RP_PAGE_HEADER), nt = rp_rd64(p + RP_PAGE_HEADER + 8);
@@ -336,16 +358,20 @@ int rp_freelist_walk(rp_txn *txn, const rp_roots *roots, rp_chain_fn chain,
         pgno = next;
         t = nt;
     }
-    if (!rc && got != len) rc = RP_CORRUPT;
+    if (!rc && got != len) rc = rp_corruptf("free list: chain shorter than its length");
     for (uint64_t off = 0; !rc && off < len;) {
-        if (len - off < 12) { rc = RP_CORRUPT; break; }
+        if (len - off < 12) { rc = rp_corruptf("free list: truncated record"); break; }
         uint64_t rt = rp_rd64(buf + off);
         uint32_t n = rp_rd32(buf + off + 8);
         off += 12;
-        if ((uint64_t)n * 4 > len - off || rt > roots->txnid) { rc = RP_CORRUPT; break; }
+        if ((uint64_t)n * 4 > len - off || rt > roots->txnid) {
+            rc = rp_corruptf("free list: bad record (length or version)");
+            break;
+        }
         for (uint32_t i = 0; i < n && !rc; i++) {
             uint32_t v = rp_rd32(buf + off + 4 * (size_t)i);
-            if (v < RP_FIRST_DATA_PAGE || v >= roots->pages_used) rc = RP_CORRUPT;
+            if (v < RP_FIRST_DATA_PAGE || v >= roots->pages_used)
+                rc = rp_corruptf("free list: lists page %u, not a data page", v);
             else rc = fn(ctx, rt, v);
         }
         off += (uint64_t)n * 4;
@@ -498,10 +524,16 @@ static int repair(rp_env *env) {
     int rc = rp_recover_roots(env, &r);
     if (rc) return rc;
     uint64_t latest = rp_version_load(env);
-    if (r.txnid < latest) return RP_CORRUPT;
+    if (r.txnid < latest)
+        return rp_corruptf("the newest intact version (%llu) is older than the latest "
+                           "published one (%llu)", (unsigned long long)r.txnid,
+                           (unsigned long long)latest);
     if (!(env->flags & RP_NOSYNC)) {
         rc = rp_io_sync(env);
         if (rc) return rc;
+        /* Durable and about to be published: acknowledged (format.h). */
+        if (!(env->flags & RP_RDONLY))
+            (void)rp_meta_write(env, &r, RP_META_SYNCED | RP_META_ACKED, NULL);
     }
     rp_ring_publish(env, &r);
     if (r.txnid != latest) rp_version_publish(env, r.txnid);
@@ -567,7 +599,9 @@ static int write_begin(rp_env *env, rp_txn *txn) {
         rc = repair(env);
         if (rc) return rc;
         latest = rp_version_load(env);
-        if (rp_ring_read(env, latest, &txn->roots) != RP_OK) return RP_CORRUPT;
+        if (rp_ring_read(env, latest, &txn->roots) != RP_OK)
+            return rp_corruptf("lock file: the roots of version %llu are missing",
+                               (unsigned long long)latest);
     }
     rp_reap(env, 0, NULL);
     unsigned active = 0;
@@ -604,6 +638,7 @@ int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out) {
     txn->env = env;
     txn->flags = flags;
     txn->owner = pthread_self();
+    txn->verify = (env->flags & RP_NOVERIFY) ? RP_VERIFY_OFF : RP_VERIFY_CACHED;
     pthread_mutex_lock(&env->local);
     env->ntxns++;
     pthread_mutex_unlock(&env->local);
@@ -812,33 +847,28 @@ static int commit_write(rp_txn *txn) {
     if (!rc) rc = write_pages(txn);
     if (rc) return rc;
     rp_fault_step(RP_STEP_PAGES);
-    /* 4. meta, keeping the image it replaces for rollback */
-    uint64_t moff = (txn->txnid % 2) * RP_PAGE_SIZE;
-    uint8_t *old = malloc(2 * RP_PAGE_SIZE);
-    if (!old) return ENOMEM;
-    uint8_t *meta = old + RP_PAGE_SIZE;
-    memcpy(old, env->map + moff, RP_PAGE_SIZE);
-    rp_meta_build(meta, &txn->roots);
-    /* Mark the commit in doubt until published (or rolled back): if this
+    /* 4. both copies of the meta record, keeping the images they replace.
+     * Mark the commit in doubt until published (or rolled back): if this
      * process dies in between, the next reader resolves it at once
      * (rp_resolve_commit) instead of waiting for the next writer. */
+    uint8_t old[2 * RP_META_SIZE];
+    uint32_t mflags = (env->flags & RP_NOSYNC) ? 0 : RP_META_SYNCED;
     rp_commit_mark(env, txn->txnid);
     rp_fault_step(RP_STEP_MARKED);
-    /* Only the checksummed head of the meta page changes (the rest stays
-     * zero from creation), so only it is written. */
-    rc = rp_io_pwrite(env, meta, RP_META_SIZE, moff);
+    rc = rp_meta_write(env, &txn->roots, mflags, old);
     if (!rc) rp_fault_step(RP_STEP_META);
     /* 5. one flush for pages and meta together */
     if (!rc && !(env->flags & RP_NOSYNC)) rc = rp_io_sync(env);
     if (rc) {
-        if (rp_io_pwrite(env, old, RP_META_SIZE, moff) != RP_OK)
+        if (rp_meta_restore(env, txn->txnid, old) != RP_OK)
             atomic_store(&env->panic, 1);
         rp_commit_mark(env, 0);
-        free(old);
         return rc;
     }
-    free(old);
     rp_fault_step(RP_STEP_SYNCED);
+    /* 5b. mark it acknowledged, without a sync (format.h: torn commit or
+     * damage?).  A failure here loses only the mark. */
+    if (mflags) (void)rp_meta_write(env, &txn->roots, mflags | RP_META_ACKED, NULL);
     /* 6. publish */
     rp_ring_publish(env, &txn->roots);
     rp_fault_step(RP_STEP_RING);
@@ -875,7 +905,7 @@ int rp_get(rp_txn *txn, const char *table, size_t tlen, const void *key,
     rc = rp_table_get(txn, table, tlen, 0, &t);
     if (rc) return rc;
     if (!t->exists || !t->root) return RP_NOTFOUND;
-    return rp_bt_get(txn, t, key, klen, val, vlen);
+    return rp_corrupt_table(rp_bt_get(txn, t, key, klen, val, vlen), t);
 }
 
 /* rp_get_many, and with f rp_get_many_filter: values f rejects are nil. */
@@ -923,11 +953,12 @@ static int get_many(rp_txn *txn, const char *table, size_t tlen, const void *key
         const void *v = NULL;
         size_t vl = 0;
         rc = rp_ahead_get(&ahead, rp_ahead_take(&ahead, NULL, i), p + 4, kl, &v, &vl);
-        if (rc && rc != RP_NOTFOUND) return rc;
+        if (rc && rc != RP_NOTFOUND) return rp_corrupt_table(rc, t);
         if (!rc && f) {
             int verdict;
             rc = rp_filter_run(f, v, vl, &verdict);
-            if (rc) return rc;
+            if (rc == RP_CORRUPT) rp_corruptf("a value is not valid msgpack");
+            if (rc) return rp_corrupt_table(rc, t);
             if (verdict == RP_FILTER_FALSE) rc = RP_NOTFOUND;   /* as if absent */
         }
         size_t need = rc == RP_NOTFOUND ? 1 : rp_mp_value_size(vl, raw);

@@ -76,6 +76,8 @@ class Configuration:
     identifier: str | None = None
     sync: Any = None
     """Sync payload (user, handlers, …) for the sync kinds; ``None`` here."""
+    recover: bool = False
+    """Open a damaged file at its newest intact version (``Environment(recover=True)``)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.schema_version, bool) or not isinstance(self.schema_version, int):
@@ -96,6 +98,8 @@ class Configuration:
             raise ConfigurationError(
                 "a read-only realm cannot run migration or initial_data callbacks"
             )
+        if not isinstance(self.recover, bool):
+            raise ConfigurationError("recover must be a bool")
         if self.read_only and self.delete_if_migration_needed:
             raise ConfigurationError("read_only and delete_if_migration_needed exclude each other")
         for cb in ("migration", "should_compact", "initial_data"):
@@ -123,8 +127,13 @@ class Configuration:
         read_only: bool = False,
         delete_if_migration_needed: bool = False,
         durability: Durability = "full",
+        recover: bool = False,
     ) -> Configuration:
-        """A file on disk, shared by any number of processes."""
+        """A file on disk, shared by any number of processes.
+
+        ``recover=True`` salvages a damaged file: it opens the newest intact
+        version instead of raising :class:`~realmpy.errors.CorruptError`
+        (see ``Environment``'s ``recover``)."""
         if not isinstance(path, (str, os.PathLike)):
             raise ConfigurationError(f"path must be a str or PathLike, not {path!r}")
         return cls(
@@ -140,6 +149,7 @@ class Configuration:
             read_only,
             delete_if_migration_needed,
             durability,
+            recover=recover,
         )
 
     # -- sync kinds (issue 5): built by realmpy.sync.configuration, imported lazily ------

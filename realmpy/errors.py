@@ -44,6 +44,7 @@ __all__ = [
     "ReadOnlyError",
     "ReadersFullError",
     "RealmpyError",
+    "RecoveryWarning",
     "SideFileError",
     "StorageError",
     "StorageFileNotFoundError",
@@ -84,6 +85,11 @@ class NotFoundError(StorageError, KeyError):
 
 class CorruptError(StorageError):
     """RP_CORRUPT: a page or meta page failed validation."""
+
+
+class RecoveryWarning(UserWarning):
+    """Opening with ``recover=True`` rolled a damaged database back to its
+    newest intact version (``Environment.recovered_from`` says from which)."""
 
 
 class NotADatabaseError(StorageError):
@@ -230,7 +236,8 @@ _CODES: dict[int, tuple[type[StorageError], str]] = {
     RP_CORRUPT: (
         CorruptError,
         "the file is damaged; restore it from a backup, or save what is "
-        "still readable with Environment.compact()",
+        "still readable with Environment.compact(), or open it with "
+        "recover=True to roll back to its newest intact version",
     ),
     RP_NOT_A_DB: (
         NotADatabaseError,

@@ -318,6 +318,7 @@ class _SharedFile:
                 durability=config.durability,
                 max_active_versions=config.max_active_versions,
                 read_only=config.read_only,
+                recover=config.recover,
             )
         except BaseException:
             if self._session_fd is not None:

@@ -46,6 +46,7 @@ import os
 import struct
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -81,6 +82,7 @@ MAX_TABLE_NAME: Final[int] = int(lib.RP_MAX_TABLE_NAME)
 
 _OK: Final = 0
 _NOTFOUND: Final[int] = int(lib.RP_NOTFOUND)
+_CORRUPT: Final[int] = int(lib.RP_CORRUPT)
 _SEEK_FIRST: Final[int] = int(lib.RP_SEEK_FIRST)
 _SEEK_LAST: Final[int] = int(lib.RP_SEEK_LAST)
 _SEEK_GE: Final[int] = int(lib.RP_SEEK_GE)
@@ -161,6 +163,13 @@ def _engine_message(code: int) -> str:
 
 
 def _error(code: int, what: str, path: str | None) -> _e.StorageError:
+    if code == _CORRUPT:
+        # Where the engine found it (page, table, check that failed): per
+        # thread, set by the call that just failed.
+        detail = ffi.string(lib.rp_corrupt_detail()).decode("utf-8", "replace")
+        lib.rp_corrupt_clear()
+        if detail:
+            what = f"{what} ({detail})"
     return _e.error_for_code(code, _engine_message(code), what, path)
 
 
@@ -305,6 +314,17 @@ class Environment:
             reader slot and no change notifications, so only where nothing
             writes it -- if another process has it open, the open is refused
             with a :class:`SideFileError` naming ``<path>.lock``.
+        verify: verify each page's checksum the first time this process
+            reads that page version (the default), so damaged bytes raise
+            :class:`CorruptError` instead of being returned; ``False`` skips
+            the checksums for raw speed (structure is still checked).
+        recover: salvage a damaged file: if the newest acknowledged version
+            is damaged (or both copies of a meta record, or the file was
+            truncated), open the newest intact version instead of raising
+            :class:`CorruptError`.  :attr:`recovered_from` then tells the
+            version given up, :attr:`recovery_note` why, and a
+            :class:`~realmpy.errors.RecoveryWarning` is issued.  Only the
+            first process to open the file recovers.
 
     Side files: ``<path>.lock`` is never followed if it is a symlink; every
     problem with it is a :class:`SideFileError` (errno, ``filename``).  If it
@@ -330,6 +350,8 @@ class Environment:
         "_pid",
         "_pool",
         "_read_only",
+        "_recovered_from",
+        "_recovery_note",
     )
 
     def __init__(
@@ -341,6 +363,8 @@ class Environment:
         max_readers: int | None = None,
         max_active_versions: int | None = None,
         read_only: bool = False,
+        verify: bool = True,
+        recover: bool = False,
     ) -> None:
         # Set first so that __del__ and close() work even if we raise below.
         self._env: Any = None
@@ -358,8 +382,9 @@ class Environment:
             raise _e.InvalidArgumentError(
                 f"durability must be 'full' or 'none', not {durability!r}"
             )
-        if not isinstance(read_only, bool):
-            raise _type_error("read_only", "a bool", read_only)
+        for name, flag in (("read_only", read_only), ("verify", verify), ("recover", recover)):
+            if not isinstance(flag, bool):
+                raise _type_error(name, "a bool", flag)
         size = 0 if max_size is None else _check_int(max_size, "max_size", 0, 2**63)
         readers = 0 if max_readers is None else _check_int(max_readers, "max_readers", 1, 2**31 - 1)
         versions = (
@@ -378,13 +403,32 @@ class Environment:
         self._parked: list[tuple[Any, _Outs]] = []
         self._names: dict[str, bytes] = {}
 
-        flags = (lib.RP_NOSYNC if durability == "none" else 0) | (lib.RP_RDONLY if read_only else 0)
+        flags = (
+            (lib.RP_NOSYNC if durability == "none" else 0)
+            | (lib.RP_RDONLY if read_only else 0)
+            | (0 if verify else lib.RP_NOVERIFY)
+            | (lib.RP_RECOVER if recover else 0)
+        )
         envp = ffi.new("rp_env **")
         rc = lib.rp_env_open(os.fsencode(fspath), flags, size, readers, versions, envp)
         if rc != _OK:
-            raise _error(rc, "cannot open database", fspath)
+            what = "cannot open database"
+            if rc == _CORRUPT and not recover:
+                what += " (recover=True opens the newest intact version instead)"
+            raise _error(rc, what, fspath)
         self._env = envp[0]
         self._closing = False
+        rolled = int(lib.rp_env_recovered_from(self._env))
+        self._recovered_from: int | None = rolled or None
+        self._recovery_note: str = ffi.string(lib.rp_env_recovery_note(self._env)).decode(
+            "utf-8", "replace"
+        )
+        if rolled:
+            warnings.warn(
+                f"{fspath}: recovered a damaged database: {self._recovery_note}",
+                _e.RecoveryWarning,
+                stacklevel=2,
+            )
 
     # ---- properties -----------------------------------------------------
 
@@ -402,6 +446,18 @@ class Environment:
     def read_only(self) -> bool:
         """Whether write transactions are refused."""
         return self._read_only
+
+    @property
+    def recovered_from(self) -> int | None:
+        """With ``recover=True``: the newest version this open gave up because
+        it was damaged (a lower bound when a damaged meta record hid it);
+        ``None`` when nothing was rolled back."""
+        return self._recovered_from
+
+    @property
+    def recovery_note(self) -> str:
+        """What the recovery rolled back and why (``""`` if nothing)."""
+        return self._recovery_note
 
     @property
     def closed(self) -> bool:
@@ -641,11 +697,8 @@ class Environment:
         finally:
             inflight.pop()
         if rc != _OK:
-            detail = ffi.string(msg).decode("utf-8", "replace")
-            what = "integrity check failed"
-            if detail:
-                what = f"{what} ({detail})"
-            raise _error(rc, what, self._path)
+            # _error adds where (rp_corrupt_detail, which msg repeats).
+            raise _error(rc, "integrity check failed", self._path)
 
     def compact(self, dest_path: StrPath) -> None:
         """Write a compacted copy of the latest version to ``dest_path``.

@@ -1,0 +1,259 @@
+/*
+ * meta.c -- meta records: writing both copies of a commit's record, the
+ * acknowledged mark, and choosing the version an open starts from.
+ *
+ * The layout and the reasoning are in format.h (META PAGES, META RECORD,
+ * WHAT AN OPEN CONCLUDES) and docs/integrity.md.  In short: each version's
+ * record exists twice, in two sectors of two pages, so one damaged sector
+ * never loses it; a record rewritten with ACKED after its commit's
+ * fdatasync returned tells damage (report it) from a commit torn by a
+ * power cut (fall back to the previous version, silently).
+ */
+#include "tree.h"
+
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- records ----------------------------------------------------------------- */
+
+static void meta_build(uint8_t rec[RP_META_SIZE], const rp_roots *r, uint32_t flags) {
+    memset(rec, 0, RP_META_SIZE);
+    rp_page_hdr *h = rp_hdrw(rec);
+    h->flags = P_META;
+    h->txnid = r->txnid;
+    h->pgno = r->txnid % 2;
+    h->npages = 1;
+    rp_meta_body b;
+    memset(&b, 0, sizeof b);
+    memcpy(b.magic, RP_META_MAGIC, 8);
+    b.format_version = RP_FORMAT_VERSION_NUMBER;
+    b.page_size = RP_PAGE_SIZE;
+    b.pages_used = r->pages_used;
+    b.cat_pgno = r->cat_pgno;
+    b.cat_txnid = r->cat_txnid;
+    b.free_pgno = r->free_pgno;
+    b.free_txnid = r->free_txnid;
+    b.free_len = r->free_len;
+    b.flags = flags;
+    memcpy(rec + RP_PAGE_HEADER, &b, sizeof b);
+    h->checksum = rp_page_checksum(rec, RP_META_SIZE);
+}
+
+/* File offsets of version v's two copies: primary, mirror. */
+static void copy_offsets(uint64_t v, uint64_t off[2]) {
+    off[0] = (v % 2) * RP_PAGE_SIZE;
+    off[1] = (1 - v % 2) * RP_PAGE_SIZE + RP_META_MIRROR_OFF;
+}
+
+int rp_meta_write(rp_env *env, const rp_roots *roots, uint32_t flags, uint8_t *old) {
+    uint8_t rec[RP_META_SIZE];
+    uint64_t off[2];
+    meta_build(rec, roots, flags);
+    copy_offsets(roots->txnid, off);
+    if (old) {
+        memcpy(old, env->map + off[0], RP_META_SIZE);
+        memcpy(old + RP_META_SIZE, env->map + off[1], RP_META_SIZE);
+    }
+    int rc = rp_io_pwrite(env, rec, RP_META_SIZE, off[0]);
+    if (!rc) rc = rp_io_pwrite(env, rec, RP_META_SIZE, off[1]);
+    return rc;
+}
+
+int rp_meta_restore(rp_env *env, uint64_t txnid, const uint8_t *old) {
+    uint64_t off[2];
+    copy_offsets(txnid, off);
+    int rc = rp_io_pwrite(env, old, RP_META_SIZE, off[0]);
+    int rc2 = rp_io_pwrite(env, old + RP_META_SIZE, RP_META_SIZE, off[1]);
+    return rc ? rc : rc2;
+}
+
+int rp_meta_commit(rp_env *env, const rp_roots *roots) {
+    int rc = rp_meta_write(env, roots, RP_META_SYNCED, NULL);
+    if (!rc) rc = rp_io_sync(env);
+    if (!rc) (void)rp_meta_write(env, roots, RP_META_SYNCED | RP_META_ACKED, NULL);
+    return rc;
+}
+
+/* What one 128-byte slot holds. */
+enum { SLOT_EMPTY, SLOT_VALID, SLOT_DAMAGED, SLOT_FOREIGN, SLOT_FUTURE };
+
+typedef struct meta_rec {
+    rp_roots r;
+    uint32_t flags;
+    uint32_t format;                 /* RP_FORMAT_VERSION_OLDEST .. NUMBER    */
+} meta_rec;
+
+static int slot_parse(const uint8_t *rec, unsigned parity, meta_rec *out) {
+    static const uint8_t zero[RP_META_SIZE];
+    if (memcmp(rec, zero, RP_META_SIZE) == 0) return SLOT_EMPTY;
+    const rp_page_hdr *h = rp_hdr(rec);
+    rp_meta_body b;
+    memcpy(&b, rec + RP_PAGE_HEADER, sizeof b);
+    if (memcmp(b.magic, RP_META_MAGIC, 8) != 0) return SLOT_FOREIGN;
+    if (h->checksum != rp_page_checksum(rec, RP_META_SIZE)) return SLOT_DAMAGED;
+    if (b.format_version > RP_FORMAT_VERSION_NUMBER) return SLOT_FUTURE;
+    if (b.format_version < RP_FORMAT_VERSION_OLDEST || h->flags != P_META || h->txnid == 0
+        || h->txnid % 2 != parity || h->pgno != parity || b.page_size != RP_PAGE_SIZE
+        || b.pages_used < RP_FIRST_DATA_PAGE || b.cat_pgno >= b.pages_used
+        || b.free_pgno >= b.pages_used || (b.flags & ~(uint32_t)(RP_META_SYNCED | RP_META_ACKED)))
+        return SLOT_DAMAGED;
+    out->r = (rp_roots){.txnid = h->txnid, .pages_used = b.pages_used,
+                        .cat_pgno = b.cat_pgno, .cat_txnid = b.cat_txnid,
+                        .free_pgno = b.free_pgno, .free_txnid = b.free_txnid,
+                        .free_len = b.free_len};
+    out->flags = b.flags;
+    out->format = b.format_version;
+    return SLOT_VALID;
+}
+
+/* ---- choosing the version to open ------------------------------------------ */
+
+typedef struct meta_scan {
+    meta_rec cand[4];                /* distinct versions, newest first       */
+    int      n;
+    int      lost;                   /* a parity with no valid copy, damaged  */
+    int      ours, future;
+} meta_scan;
+
+static void scan_add(meta_scan *s, const meta_rec *m) {
+    for (int i = 0; i < s->n; i++) {
+        if (s->cand[i].r.txnid != m->r.txnid) continue;
+        /* The other copy of the same version: the same roots, unless a torn
+         * ACKED rewrite left one copy without the mark. */
+        if (memcmp(&s->cand[i].r, &m->r, sizeof m->r) == 0) s->cand[i].flags |= m->flags;
+        return;
+    }
+    int i = s->n++;
+    while (i > 0 && s->cand[i - 1].r.txnid < m->r.txnid) {
+        s->cand[i] = s->cand[i - 1];
+        i--;
+    }
+    s->cand[i] = *m;
+}
+
+static void meta_scan_file(rp_env *env, meta_scan *s) {
+    memset(s, 0, sizeof *s);
+    for (unsigned parity = 0; parity < 2; parity++) {
+        uint64_t off[2];
+        copy_offsets(parity, off);
+        int valid = 0, damaged = 0;
+        for (int c = 0; c < 2; c++) {
+            meta_rec m;
+            int st = slot_parse(env->map + off[c], parity, &m);
+            if (st != SLOT_EMPTY && st != SLOT_FOREIGN) s->ours = 1;
+            if (st == SLOT_FUTURE) s->future = 1;
+            if (st == SLOT_VALID) { valid = 1; scan_add(s, &m); }
+            if (st == SLOT_DAMAGED || st == SLOT_FOREIGN) damaged = 1;
+        }
+        if (!valid && damaged) s->lost = 1;
+    }
+}
+
+/* Candidate i's commit returned to its caller (format.h). */
+static int known_acked(const meta_scan *s, int i) {
+    const meta_rec *m = &s->cand[i];
+    return (m->flags & RP_META_ACKED) || ((m->flags & RP_META_SYNCED) && i > 0);
+}
+
+/* Why version c cannot be opened, or RP_OK: beyond the end of the file
+ * (truncated), or a page of its commit fails verification. */
+static int check_candidate(rp_env *env, const meta_rec *c, uint64_t file_size) {
+    uint64_t need = c->r.pages_used * RP_PAGE_SIZE;
+    if (need > file_size)
+        return rp_corruptf("the file was truncated: version %llu needs %llu bytes, the file "
+                           "has %llu", (unsigned long long)c->r.txnid,
+                           (unsigned long long)need, (unsigned long long)file_size);
+    if (need > env->map_size)
+        return rp_corruptf("version %llu needs %llu bytes, beyond the mapping",
+                           (unsigned long long)c->r.txnid, (unsigned long long)need);
+    return rp_verify_commit(env, &c->r);
+}
+
+int rp_recover_roots_ex(rp_env *env, int salvage, rp_roots *out, uint64_t *rolled_from,
+                        uint64_t *next_free) {
+    if (rolled_from) *rolled_from = 0;
+    struct stat st;
+    if (fstat(env->fd, &st)) return errno;
+    uint64_t size = (uint64_t)st.st_size;
+    if (size < 2 * RP_PAGE_SIZE) {
+        /* Too short to hold both meta pages: ours, truncated, or not ours. */
+        if (size >= RP_PAGE_HEADER + 8 && memcmp(env->map + RP_PAGE_HEADER, RP_META_MAGIC, 8) == 0)
+            return rp_corruptf("the file was truncated to %llu bytes (shorter than its two "
+                               "meta pages)", (unsigned long long)size);
+        return RP_NOT_A_DB;
+    }
+    meta_scan s;
+    meta_scan_file(env, &s);
+    if (s.future) return RP_FORMAT_VERSION;
+    if (!s.ours) return RP_NOT_A_DB;
+    if (s.n == 0) return rp_corruptf("meta pages 0 and 1: no valid meta record");
+    uint64_t newest = s.cand[0].r.txnid;
+    if (next_free) *next_free = newest + (s.lost ? 2 : 1);
+    uint64_t gave_up = 0;
+    char why[200] = "";
+    if (s.lost && known_acked(&s, 0)) {
+        /* The lost record may be version newest + 1, acknowledged. */
+        rp_corruptf("meta pages 0 and 1: both copies of the record of the version after "
+                    "%llu are damaged (it may have been acknowledged)",
+                    (unsigned long long)newest);
+        if (!salvage) return RP_CORRUPT;
+        gave_up = newest + 1;
+        snprintf(why, sizeof why, "%s", rp_corrupt_detail());
+    }
+    for (int i = 0; i < s.n; i++) {
+        if (check_candidate(env, &s.cand[i], size) == RP_OK) {
+            *out = s.cand[i].r;
+            if (rolled_from) *rolled_from = gave_up;
+            if (gave_up) rp_corruptf("%s", why);   /* the detail of the rollback */
+            else rp_corrupt_clear();
+            return RP_OK;
+        }
+        if (!known_acked(&s, i)) continue;   /* torn, never acknowledged */
+        char d[200];
+        snprintf(d, sizeof d, "%s", rp_corrupt_detail());
+        rp_corruptf("version %llu, an acknowledged commit, is damaged: %s",
+                    (unsigned long long)s.cand[i].r.txnid, d);
+        if (!salvage) return RP_CORRUPT;
+        if (!gave_up) {
+            gave_up = s.cand[i].r.txnid;
+            snprintf(why, sizeof why, "%s", rp_corrupt_detail());
+        }
+    }
+    char d[200];
+    snprintf(d, sizeof d, "%s", rp_corrupt_detail());
+    return rp_corruptf("no intact version: %s", d);
+}
+
+int rp_meta_upgrade(rp_env *env) {
+    meta_scan s;
+    meta_scan_file(env, &s);
+    int old = 0;
+    for (int i = 0; i < s.n; i++) old |= s.cand[i].format < RP_FORMAT_VERSION_NUMBER;
+    if (!old) return RP_OK;
+    int rc = RP_OK;
+    for (int i = 0; i < s.n && !rc; i++) rc = rp_meta_write(env, &s.cand[i].r, s.cand[i].flags, NULL);
+    if (!rc) rc = rp_io_sync(env);
+    return rc;
+}
+
+int rp_meta_check(rp_env *env) {
+    for (unsigned parity = 0; parity < 2; parity++) {
+        uint64_t off[2];
+        copy_offsets(parity, off);
+        for (int c = 0; c < 2; c++) {
+            meta_rec m;
+            int st = slot_parse(env->map + off[c], parity, &m);
+            if (st == SLOT_DAMAGED || st == SLOT_FOREIGN || st == SLOT_FUTURE)
+                return rp_corruptf("meta page %llu offset %llu: damaged copy of the record of "
+                                   "the newest %s version", (unsigned long long)(off[c] / RP_PAGE_SIZE),
+                                   (unsigned long long)(off[c] % RP_PAGE_SIZE),
+                                   parity ? "odd" : "even");
+        }
+    }
+    return RP_OK;
+}
+
+int rp_recover_roots(rp_env *env, rp_roots *out) {
+    return rp_recover_roots_ex(env, 0, out, NULL, NULL);
+}
