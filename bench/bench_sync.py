@@ -312,7 +312,7 @@ def run_catchup(store: str, backlog: int, tmp: Path) -> dict[str, Any]:
             first.wait_event("ready")
         finally:
             first.close()
-        local = Realm(Configuration(schema=[Ping], path=str(tmp / "local.realm")))
+        local = Realm(Configuration(schema=(Ping,), path=str(tmp / "local.realm")))
         sec = Realm(Configuration.disconnected_sync([Ping], path=file_a))
         payload = "x" * 64
         for i in range(backlog):
