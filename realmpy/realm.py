@@ -50,6 +50,7 @@ import itertools
 import operator
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 from uuid import UUID
@@ -110,6 +111,8 @@ from realmpy.storage import Environment, Snapshot, WriteTransaction
 if TYPE_CHECKING:
     from realmpy.notifier import Notifier
     from realmpy.results import Results
+    from realmpy.sync.session import SyncSession  # types only: no run-time import of the sync layer
+    from realmpy.sync.subscriptions import SubscriptionSet
 
 __all__ = ["Realm", "Transaction"]
 
@@ -283,6 +286,33 @@ class _ClassInfo:
 # Per-process state of one file
 
 
+def _compact_file(env: Environment, path: str) -> None:
+    """Replace the file at ``path`` by a compacted copy of ``env``'s newest version; closes ``env``.
+
+    The caller holds the session file exclusively (no other process has the
+    file open), so the old file and lock file can be replaced under no one.
+    """
+    tmp = path + ".compact"
+    for suffix in ("", ".lock"):
+        try:
+            os.unlink(tmp + suffix)
+        except FileNotFoundError:
+            pass
+    env.compact(tmp)
+    env.close()
+    os.replace(tmp, path)
+    for stale in (tmp + ".lock", path + ".lock"):
+        try:
+            os.unlink(stale)
+        except FileNotFoundError:
+            pass
+
+
+def _wants_compaction(env: Environment, should_compact: Callable[[int, int], bool]) -> bool:
+    st = env.stats()
+    return should_compact(st.file_size, (st.pages_used - st.free_pages) * st.page_size)
+
+
 class _SharedFile:
     """One Environment, session lock and notifier per file and process."""
 
@@ -311,6 +341,8 @@ class _SharedFile:
         )
         self.kind = config.kind
         self.notifier: Notifier | None = None
+        self.should_compact = None if config.read_only else config.should_compact
+        """Asked again when the last realm of the file in this process closes (see ``release``)."""
 
     def _try_exclusive(self) -> bool:
         try:
@@ -372,8 +404,16 @@ class _SharedFile:
                 del _SharedFile._registry[self.path]
         if self.notifier is not None:
             self.notifier.stop()
-        self.env.close()
         last = self._try_exclusive()
+        if last and self.kind != "in_memory" and self.should_compact is not None:
+            # The file is idle (no other process has it open): the compaction a synced
+            # file's trimmed history asks for happens here, not only at the next open.
+            try:
+                if _wants_compaction(self.env, self.should_compact):
+                    _compact_file(self.env, self.path)
+            except Exception:  # never fail a close; the next open asks again
+                pass
+        self.env.close()
         if last and self.kind == "in_memory":
             for suffix in ("", ".lock", ".session"):
                 try:
@@ -509,6 +549,23 @@ class Realm(RealmState):
     exactly when a live realm advances to newer versions.
     """
 
+    _open_realms: ClassVar[weakref.WeakSet[Realm]] = weakref.WeakSet()
+    """Every live realm of this process (for :meth:`shutdown`)."""
+    _open_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @staticmethod
+    def shutdown() -> None:
+        """Close every realm this process has open, from any thread, and so stop its sync agents.
+
+        Realm's ``Realm.shutdown()``: for the end of a program or a test (a
+        standby elsewhere takes over syncing at once).  Objects and results of
+        the closed realms become unusable; a realm can be opened again after.
+        """
+        with Realm._open_lock:
+            realms = list(Realm._open_realms)
+        for realm in realms:
+            realm.close()
+
     def __init__(self, config: Configuration) -> None:
         if not isinstance(config, Configuration):
             raise ConfigurationError(f"Realm() takes a Configuration, not {type(config).__name__}")
@@ -550,6 +607,8 @@ class Realm(RealmState):
         except BaseException:
             self.close()
             raise
+        with Realm._open_lock:
+            Realm._open_realms.add(self)
 
     # -- opening ------------------------------------------------------------
 
@@ -571,14 +630,10 @@ class Realm(RealmState):
 
     def _open(self) -> None:
         config = self._config
-        if config.should_compact is not None and config.kind == "local":
+        if config.should_compact is not None and config.kind != "in_memory":
             with self._shared.alone() as alone:
-                if alone:
-                    st = self._env.stats()
-                    total = st.file_size
-                    used = (st.pages_used - st.free_pages) * st.page_size
-                    if config.should_compact(total, used):
-                        self._compact_in_place()
+                if alone and _wants_compaction(self._env, config.should_compact):
+                    self._compact_in_place()
         # Records are positional in the stored schema's order, so the schema
         # this realm uses must be the one it stores: if another process
         # stored one between our read and our write, start again from it.
@@ -742,23 +797,7 @@ class Realm(RealmState):
                     txn.drop(index_name(c.name, p.name))
 
     def _compact_in_place(self) -> None:
-        tmp = self._config.path + ".compact"
-        for suffix in ("", ".lock"):
-            try:
-                os.unlink(tmp + suffix)
-            except FileNotFoundError:
-                pass
-        self._env.compact(tmp)
-        self._env.close()
-        os.replace(tmp, self._config.path)
-        try:
-            os.unlink(tmp + ".lock")
-        except FileNotFoundError:
-            pass
-        try:
-            os.unlink(self._config.path + ".lock")
-        except FileNotFoundError:
-            pass
+        _compact_file(self._env, self._config.path)
         self._shared.env = Environment(
             self._config.path,
             durability=self._config.durability,
@@ -832,19 +871,32 @@ class Realm(RealmState):
     # -- sync (issue 5: provided by realmpy.sync through config.sync) -----------------
 
     @property
-    def sync_session(self) -> Any:
-        """The :class:`realmpy.sync.session.SyncSession` of a ``flexible_sync`` realm, else ``None``."""
-        return None if self._config.sync is None else self._config.sync.sync_session(self)
+    def sync_session(self) -> SyncSession:
+        """The :class:`realmpy.sync.session.SyncSession` of a synced realm.
+
+        Raises :class:`ConfigurationError` for a local realm, or when the
+        configuration kind gives no session (as Realm's ``syncSession`` throws).
+        """
+        session: SyncSession | None = (
+            None if self._config.sync is None else self._config.sync.sync_session(self)
+        )
+        if session is None:
+            raise ConfigurationError(
+                f"a {self._config.kind} realm has no sync session: open the file with "
+                "Configuration.flexible_sync in the process that syncs it"
+            )
+        return session
 
     @property
-    def subscriptions(self) -> Any:
+    def subscriptions(self) -> SubscriptionSet:
         """The :class:`realmpy.sync.subscriptions.SubscriptionSet` of a synced realm."""
         if self._config.sync is None:
             raise ConfigurationError(
                 "subscriptions need a flexible_sync or disconnected_sync configuration"
             )
         self._check()
-        return self._config.sync.subscriptions(self)
+        subs: SubscriptionSet = self._config.sync.subscriptions(self)
+        return subs
 
     @property
     def version(self) -> int:
@@ -1041,6 +1093,8 @@ class Realm(RealmState):
             return
         self._closed_done = True
         self._closed = True
+        with Realm._open_lock:
+            Realm._open_realms.discard(self)
         self._guard = None
         for token in list(getattr(self, "_tokens", [])):
             token.remove()

@@ -21,6 +21,7 @@ pytest.importorskip(
 )
 
 from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
+from realmpy.errors import ConfigurationError
 from realmpy.objectid import ObjectId
 from realmpy.schema import Counter, Object, field
 from realmpy.server.testing import run_server
@@ -191,10 +192,11 @@ def test_subscription_lifecycle_and_objects_leaving(tmp_path: Path, base: str) -
             text = "miles >>> 3"
 
     with subs.update() as m:
-        m.add(Bad())
+        m.add(Bad())  # type: ignore[arg-type]
     with pytest.raises(SubscriptionError, match="refused"):
         subs.wait_for_synchronization(timeout=T)
-    assert subs.state.value == "error" and subs.error
+    refused = subs.state
+    assert refused.value == "error" and subs.error
     writer.close()
     reader.close()
 
@@ -204,7 +206,8 @@ def test_subscriptions_visible_to_secondary_process_config(tmp_path: Path, base:
     main = _open(_app(tmp_path, base), tmp_path / "m.realm")
     _subscribe(main, "miles >= 0", "mine")
     sec = Realm(Configuration.disconnected_sync([Item], path=str(tmp_path / "m.realm")))
-    assert sec.sync_session is None
+    with pytest.raises(ConfigurationError, match="no sync session"):
+        sec.sync_session  # noqa: B018
     assert [s.name for s in sec.subscriptions] == ["mine"]
     with sec.write():
         sec.add(Item(name="from-secondary"))
@@ -471,10 +474,11 @@ def test_second_opener_in_another_thread_shares_the_agent(tmp_path: Path, base: 
     _subscribe(main)
     out: dict[str, Any] = {}
 
+    user = app.current_user
+    assert user is not None
+
     def other() -> None:
-        r = Realm(
-            Configuration.flexible_sync(app.current_user, [Item], path=str(tmp_path / "t.realm"))
-        )
+        r = Realm(Configuration.flexible_sync(user, [Item], path=str(tmp_path / "t.realm")))
         with r.write():
             r.add(Item(name="from-thread"))
         out["same"] = r.sync_session._client is main.sync_session._client

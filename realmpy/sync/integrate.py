@@ -277,7 +277,7 @@ def _restamp(op: P.Op, fi: int) -> P.Op:
 
 
 def upload_changesets(
-    env: Environment, max_changesets: int = 500, max_bytes: int = 1 << 20
+    env: Environment, max_changesets: int = 5000, max_bytes: int = 4 << 20
 ) -> tuple[int, int, list[P.Changeset]]:
     """``(file ident, acked, changesets)`` to upload next, read from one snapshot."""
     out: list[P.Changeset] = []
