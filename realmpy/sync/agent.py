@@ -1,14 +1,13 @@
 """The sync agent: exactly one per file, across processes and threads (invariant 8).
 
 Election: every ``flexible_sync`` opener of a file creates (once per
-process, shared by its realms and threads) a :class:`SyncClient`, whose
-thread asks for an exclusive POSIX record lock (``fcntl.lockf``) on
-``<path>.sync``.  The holder is the agent; the others wait *blocked in the
-kernel* as standbys, and the kernel releases the lock when the agent process
-dies however it dies (SIGKILL included), so one standby takes over at once.
-POSIX record locks belong to the process and are not inherited by
-``fork()`` children, so a forked worker can never hold the agent's lock.
-(Realm instead crashes the second opener with ``MultipleSyncAgents``.)
+process, shared by its realms and threads) a :class:`SyncClient`, which
+asks for an exclusive lock on ``<path>.sync`` (``election``).  The holder is
+the agent; the others wait *blocked in the kernel* as standbys, and the
+kernel releases the lock when the agent process dies however it dies
+(SIGKILL included), so one standby takes over at once; closing a standby
+returns at once.  (Realm instead crashes the second opener with
+``MultipleSyncAgents``.)
 
 The agent runs two threads:
 
@@ -39,7 +38,6 @@ stops the session (``state`` becomes ``inactive``, ``last_error`` keeps it).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import random
@@ -52,6 +50,7 @@ from realmpy.sync import integrate
 from realmpy.sync import protocol as P
 from realmpy.sync import subscriptions as S
 from realmpy.sync.convert import wire_tables
+from realmpy.sync.election import Election
 from realmpy.sync.errors import (
     AppError,
     AuthenticationError,
@@ -138,9 +137,11 @@ class SyncClient:
         self._schema_pushed = False
         self._state_cond = threading.Condition()
         self._lock_fd = os.open(self.path + ".sync", os.O_RDWR | os.O_CREAT, 0o600)
+        self._elected = threading.Event()
         self._downloader: threading.Thread | None = None
         self._remove_logout = self.user._add_logout_callback(self._on_logout)
         self._check_owner()
+        self._election = Election(self.path + ".sync", self._elected)
         self._thread = threading.Thread(
             target=self._run, name=f"realmpy-sync-agent[{os.path.basename(self.path)}]", daemon=True
         )
@@ -236,6 +237,7 @@ class SyncClient:
             return
         self._stop.set()
         self._resume.set()
+        self._elected.set()
         self._remove_logout()
         with self._state_cond:
             self._state_cond.notify_all()
@@ -247,8 +249,9 @@ class SyncClient:
             self.connection_state = (
                 "disconnected"  # published: standbys see it until one takes over
             )
+        self._election.release()  # gives the agent lock up, or stops waiting for it
         with contextlib.suppress(OSError):
-            os.close(self._lock_fd)  # releases the agent lock if we hold it
+            os.close(self._lock_fd)
         self.role = "stopped"
         self._conn = "disconnected"
         self.state = "inactive"
@@ -280,14 +283,14 @@ class SyncClient:
 
     def _run(self) -> None:
         try:
-            try:
-                fcntl.lockf(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            if not self._election.granted:
                 self.role = "standby"
                 log.info("standby: another process is the sync agent of %s", self.path)
-                fcntl.lockf(self._lock_fd, fcntl.LOCK_EX)  # blocks until the agent dies or stops
+                self._elected.wait()  # until the agent dies or stops, or we stop
             if self._stop.is_set():
                 return
+            if self._election.error is not None:
+                raise self._election.error
             self.role = "agent"
             with contextlib.suppress(OSError):
                 os.ftruncate(self._lock_fd, 0)
