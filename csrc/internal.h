@@ -172,6 +172,8 @@ void rp_lock_close(rp_env *env);
  * (EOWNERDEAD): the caller must repair (republish the newest valid meta) and
  * then call rp_wlock_consistent() before rp_wunlock(). */
 int  rp_wlock(rp_env *env, int *owner_died);
+/* The same, giving up with RP_TIMEOUT after timeout_ms (< 0: wait forever). */
+int  rp_wlock_timed(rp_env *env, int64_t timeout_ms, int *owner_died);
 void rp_wlock_consistent(rp_env *env);
 void rp_wunlock(rp_env *env);
 

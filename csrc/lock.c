@@ -446,12 +446,33 @@ void rp_lock_close(rp_env *env) {
 /* ---- writer mutex ------------------------------------------------------- */
 
 int rp_wlock(rp_env *env, int *owner_died) {
+    return rp_wlock_timed(env, -1, owner_died);
+}
+
+int rp_wlock_timed(rp_env *env, int64_t timeout_ms, int *owner_died) {
     assert(env != NULL && env->lk != NULL && owner_died != NULL);
     *owner_died = 0;
-    int rc = pthread_mutex_lock(&env->lk->wmutex.m);
+    int rc;
+    if (timeout_ms < 0) {
+        rc = pthread_mutex_lock(&env->lk->wmutex.m);
+    } else {
+        /* pthread_mutex_timedlock takes a CLOCK_REALTIME deadline: a clock
+         * step during the wait lengthens or shortens it, never breaks it. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += (time_t)(timeout_ms / 1000);
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec += 1;
+            until.tv_nsec -= 1000000000L;
+        }
+        rc = pthread_mutex_timedlock(&env->lk->wmutex.m, &until);
+    }
     switch (rc) {
     case 0:
         break;
+    case ETIMEDOUT:
+        return RP_TIMEOUT;
     case EOWNERDEAD:
         /* We own it now; the caller repairs and calls rp_wlock_consistent. */
         *owner_died = 1;

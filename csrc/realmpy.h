@@ -125,6 +125,7 @@ extern "C" {
 #define RP_BAD_TABLE        -30818  /* table name empty or too long           */
 #define RP_CLOSED           -30819  /* env is closing (rp_env_interrupt)      */
 #define RP_EXISTS           -30820  /* compaction target already exists       */
+#define RP_TIMEOUT          -30821  /* the writer mutex was not acquired in time */
 
 /* ---- Limits --------------------------------------------------------------- */
 #define RP_PAGE_SIZE        4096
@@ -304,6 +305,12 @@ const char *rp_env_path(rp_env *env);
  * Errors: RP_READ_ONLY, RP_TXN_ACTIVE, RP_READERS_FULL, RP_VERSION_LIMIT,
  *         RP_FORKED, RP_PANIC, errno. */
 int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out);
+
+/* rp_txn_begin, but a write transaction gives up waiting for the writer
+ * mutex after timeout_ms milliseconds (0: only if it is free now; < 0: wait
+ * forever, as rp_txn_begin).  A read snapshot never waits and ignores it.
+ * Errors: those of rp_txn_begin, and RP_TIMEOUT (nothing was acquired). */
+int rp_txn_begin_timed(rp_env *env, unsigned flags, int64_t timeout_ms, rp_txn **out);
 
 /* Commit and free the transaction (a read txn is simply ended).  With
  * durability "full" the commit is on stable storage when this returns OK.

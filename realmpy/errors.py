@@ -50,6 +50,7 @@ __all__ = [
     "TransactionError",
     "ValueTooLargeError",
     "VersionLimitError",
+    "WriteLockTimeoutError",
     "WrongThreadError",
     "error_for_code",
 ]
@@ -159,6 +160,10 @@ class ExistsError(StorageError, FileExistsError):
     """RP_EXISTS: the destination of a compaction already exists."""
 
 
+class WriteLockTimeoutError(StorageError, TimeoutError):
+    """RP_TIMEOUT: the write lock was not acquired within the ``timeout`` given."""
+
+
 class ArgumentTypeError(StorageError, TypeError):
     """An argument of the wrong Python type (e.g. ``str`` where ``bytes``)."""
 
@@ -204,6 +209,7 @@ RP_INVALID = -30817
 RP_BAD_TABLE = -30818
 RP_CLOSED = -30819
 RP_EXISTS = -30820
+RP_TIMEOUT = -30821
 
 # code -> (class, what to do about it)
 _CODES: dict[int, tuple[type[StorageError], str]] = {
@@ -280,6 +286,10 @@ _CODES: dict[int, tuple[type[StorageError], str]] = {
     RP_EXISTS: (
         ExistsError,
         "the destination exists; choose a new path or remove it first",
+    ),
+    RP_TIMEOUT: (
+        WriteLockTimeoutError,
+        "another thread or process holds the write lock; retry, or wait longer",
     ),
 }
 

@@ -59,6 +59,7 @@ from realmpy import codec
 from realmpy import pushdown as _pushdown
 from realmpy import query as _query
 from realmpy import results as _results
+from realmpy import waiting as _waiting
 from realmpy._speedups import RealmState
 from realmpy._speedups import Record as _Record
 from realmpy._speedups import all_full as _all_full
@@ -89,6 +90,7 @@ from realmpy.errors import (
     RealmThreadError,
     SchemaError,
     TransactionStateError,
+    WriteLockTimeoutError,
     WrongRealmError,
 )
 from realmpy.managed import ManagedDict, ManagedList, ManagedSet
@@ -117,6 +119,7 @@ if TYPE_CHECKING:
 __all__ = ["Realm", "Transaction"]
 
 T = TypeVar("T", bound=Object)
+_T = TypeVar("_T")
 
 _get_ident = threading.get_ident
 _encode_key = codec.encode_key
@@ -1026,9 +1029,10 @@ class Realm(RealmState):
 
     # -- transactions ----------------------------------------------------------
 
-    def begin_write(self) -> Transaction:
+    def begin_write(self, timeout: float | None = None) -> Transaction:
         """Begin the write transaction at the newest version (waits for
-        writers in other processes and threads)."""
+        writers in other processes and threads; at most ``timeout`` seconds
+        if given, then :class:`~realmpy.errors.WriteLockTimeoutError`)."""
         self._check()
         if self._frozen:
             raise FrozenRealmError("a frozen realm cannot be written")
@@ -1039,7 +1043,7 @@ class Realm(RealmState):
                 "a write transaction is already open in this realm: nested writes are not supported"
             )
         self._drop_snapshot()
-        self._wtxn = self._env.write()
+        self._wtxn = self._env.write(timeout)
         self._dead = {}
         if self._config.sync is not None:  # sync hook (issue 5): record this write's changeset
             self._wtxn = self._config.sync.wrap_write(self._wtxn)
@@ -1049,9 +1053,46 @@ class Realm(RealmState):
         self._wtxn_owner = tx
         return tx
 
-    def write(self) -> Transaction:
-        """``with realm.write():`` — commits on success, rolls back on error."""
-        return self.begin_write()
+    def write(self, timeout: float | None = None) -> Transaction:
+        """``with realm.write():`` — commits on success, rolls back on error.
+
+        ``timeout`` bounds the wait for the cross-process write lock (seconds;
+        None waits as long as another writer holds it):
+        :class:`~realmpy.errors.WriteLockTimeoutError` after it, with nothing begun.
+        """
+        return self.begin_write(timeout)
+
+    async def write_async(self, fn: Callable[[], _T], *, timeout: float | None = None) -> _T:
+        """Run ``fn()`` in a write transaction, waiting for the write lock without blocking the loop.
+
+        Realm's ``writeAsync``: returns ``fn``'s result after the commit; an
+        exception from ``fn`` rolls back and propagates.  The lock is taken
+        only when free (``begin_write(timeout=0)``); while another writer holds
+        it the coroutine awaits the next commit of the file (``waiting``), so a
+        burst of writers never blocks the event loop; a holder that ends
+        without committing is noticed within 50 ms.  Raises
+        :class:`~realmpy.errors.WriteLockTimeoutError` after ``timeout``
+        seconds.  The commit itself (one ``fdatasync`` with durability
+        "full") runs on the loop's thread, which owns this realm.
+        """
+        self._check()
+        began: list[Transaction] = []
+
+        def take() -> bool:
+            try:
+                began.append(self.begin_write(timeout=0))
+            except WriteLockTimeoutError:
+                return False
+            return True
+
+        def timed_out() -> WriteLockTimeoutError:
+            return WriteLockTimeoutError(
+                f"write_async: the write lock of {self._config.path} stayed taken for {timeout}s"
+            )
+
+        await _waiting.wait_until_async(self._env, take, timeout, timed_out=timed_out, slice_s=0.05)
+        with began[0]:
+            return fn()
 
     def _commit(self) -> None:
         txn = self._require_write()

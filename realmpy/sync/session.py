@@ -17,6 +17,7 @@ listener never sees 100% before the data is in the file (realm-swift #8595).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -24,8 +25,9 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from realmpy import waiting
 from realmpy.sync.errors import ConnectionFailedError, SyncError, SyncTimeoutError
 from realmpy.sync.history import Meta
 
@@ -192,66 +194,105 @@ class SyncSession:
             cursor, latest, progress = m.download()
             return m.cv(), m.acked(), cursor, latest, progress
 
-    def _wait_until(self, cond: Callable[[], bool], timeout: float | None, what: str) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            seen = self._env.version
-            if cond():
-                return
+    def _wait_args(self, what: str, timeout: float | None) -> dict[str, Any]:
+        """How both forms of every wait end: stopped session, or timeout (``waiting``)."""
+
+        def give_up() -> SyncError | None:
             if self._client.stopped:
-                raise SyncError(
+                return SyncError(
                     f"cannot {what}: the sync session of {self.path} stopped",
                     code="session_stopped",
                 )
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise SyncTimeoutError(
-                    f"{what} did not finish within {timeout}s "
-                    f"(connection {self.connection_state.value}, role {self.role})",
-                    code="timeout",
-                )
-            self._env.wait_for_change(seen, 1.0 if remaining is None else min(remaining, 1.0))
+            return None
+
+        def timed_out() -> SyncTimeoutError:
+            return SyncTimeoutError(
+                f"{what} did not finish within {timeout}s "
+                f"(connection {self.connection_state.value}, role {self.role})",
+                code="timeout",
+            )
+
+        return {"give_up": give_up, "timed_out": timed_out}
+
+    def _uploaded(self) -> Callable[[], bool]:
+        target = self._meta()[0]
+        return lambda: self._meta()[1] >= target
+
+    def _downloaded(self, target: int) -> Callable[[], bool]:
+        def ready() -> bool:
+            _, _, cursor, _, progress = self._meta()
+            return cursor >= target and progress >= 1.0
+
+        return ready
 
     def wait_for_upload(self, timeout: float | None = None) -> None:
         """Block until every change committed to the file before the call is acknowledged by the server."""
-        target = self._meta()[0]
-        self._wait_until(lambda: self._meta()[1] >= target, timeout, "wait_for_upload")
+        what = "wait_for_upload"
+        waiting.wait_until(self._env, self._uploaded(), timeout, **self._wait_args(what, timeout))
+
+    async def wait_for_upload_async(self, timeout: float | None = None) -> None:
+        """:meth:`wait_for_upload` for asyncio: the event loop runs on while it waits."""
+        what = "wait_for_upload"
+        await waiting.wait_until_async(
+            self._env, self._uploaded(), timeout, **self._wait_args(what, timeout)
+        )
 
     def wait_for_download(self, timeout: float | None = None) -> None:
         """Block until everything the server had when called is in the file."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        target = self._server_version(deadline)
+        target: int | None = None
+        delay = 0.1
+        while target is None:
+            target = self._server_version_once(deadline, delay)
+            if target is None:
+                self._client._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        self._wait_until(
-            lambda: self._meta()[2] >= target and self._meta()[4] >= 1.0,
-            remaining,
-            "wait_for_download",
+        what = "wait_for_download"
+        waiting.wait_until(
+            self._env, self._downloaded(target), remaining, **self._wait_args(what, timeout)
         )
 
-    def _server_version(self, deadline: float | None) -> int:
+    async def wait_for_download_async(self, timeout: float | None = None) -> None:
+        """:meth:`wait_for_download` for asyncio: the event loop runs on while it waits (the
+        one request that asks the server for its version runs in a worker thread)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        target: int | None = None
+        delay = 0.1
+        while target is None:
+            target = await asyncio.to_thread(self._server_version_once, deadline, delay)
+            if target is None:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        what = "wait_for_download"
+        await waiting.wait_until_async(
+            self._env, self._downloaded(target), remaining, **self._wait_args(what, timeout)
+        )
+
+    def _server_version_once(self, deadline: float | None, delay: float) -> int | None:
+        """Ask the server for its newest version once: the version, or None to retry after
+        ``delay`` (raises if the deadline would pass first or the session stopped)."""
         app = self._client.options.app
         url = urllib.parse.urljoin(app.config.base_url.rstrip("/") + "/", "health")
-        delay = 0.1
-        while True:
-            try:
-                resp = app._transport._session().get(
-                    url, timeout=app.config.request_timeout, verify=app.config.verify
-                )
-                if resp.status_code == 200:
-                    v = resp.json().get("server_version")
-                    if isinstance(v, int):
-                        return v
-            except Exception:
-                pass
-            if deadline is not None and time.monotonic() + delay > deadline:
-                raise ConnectionFailedError(
-                    f"wait_for_download: cannot reach {app.config.base_url}",
-                    code="connection_failed",
-                )
-            if self._client.stopped:
-                raise SyncError("the sync session stopped", code="session_stopped")
-            self._client._stop.wait(delay)
-            delay = min(delay * 2, 5.0)
+        try:
+            resp = app._transport._session().get(
+                url, timeout=app.config.request_timeout, verify=app.config.verify
+            )
+            if resp.status_code == 200:
+                v = resp.json().get("server_version")
+                if isinstance(v, int):
+                    return v
+        except Exception:
+            pass
+        if deadline is not None and time.monotonic() + delay > deadline:
+            raise ConnectionFailedError(
+                f"wait_for_download: cannot reach {app.config.base_url}",
+                code="connection_failed",
+            )
+        if self._client.stopped:
+            raise SyncError("the sync session stopped", code="session_stopped")
+        return None
 
     # ---- progress ------------------------------------------------------------------------
 
