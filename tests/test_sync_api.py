@@ -23,7 +23,7 @@ from realmpy.errors import ClosedRealmError
 from realmpy.objectid import ObjectId
 from realmpy.schema import Object, field
 from realmpy.server.testing import run_server
-from realmpy.sync.history import STATE, Meta
+from realmpy.sync.history import HISTORY, STATE, Meta, state_key
 from realmpy.sync.session import SyncSession
 
 T = 60.0
@@ -191,3 +191,106 @@ def test_closing_a_standby_is_prompt(tmp_path: Path, base: str) -> None:
     finally:
         agent.kill()
         agent.wait(T)
+
+
+# ---------------------------------------------------------------- item 5: bounded growth
+
+
+def _has_state(realm: Realm, pk: ObjectId) -> bool:
+    with realm._env.read() as snap:
+        return snap.get(STATE, state_key("Item", pk)) is not None
+
+
+def _sync(*realms: Realm) -> None:
+    for r in realms:
+        r.sync_session.wait_for_upload(timeout=T)
+    for r in realms:
+        r.sync_session.wait_for_download(timeout=T)
+
+
+def test_tombstones_are_collected_and_convergence_holds(tmp_path: Path, base: str) -> None:
+    a = _open(_app(tmp_path, base), tmp_path / "a.realm")
+    b = Realm(
+        Configuration.flexible_sync(
+            App(
+                AppConfiguration(
+                    "demo", base, base_file_path=str(tmp_path / "app-b"), long_poll_seconds=2
+                )
+            ).log_in(Credentials.anonymous()),
+            [Item],
+            path=str(tmp_path / "b.realm"),
+        )
+    )
+    try:
+        for r in (a, b):
+            with r.subscriptions.update() as subs:
+                subs.add(r.all(Item), name="all")
+            r.subscriptions.wait_for_synchronization(timeout=T)
+        x, y = ObjectId(), ObjectId()
+        with a.write():
+            a.add(Item(id=x, name="x"))
+            a.add(Item(id=y, name="y"))
+        _sync(a, b)
+        assert b.find(Item, x) is not None and _has_state(a, x) and _has_state(b, x)
+
+        # An acknowledged erase leaves no state here; a downloaded one none there.
+        with a.write():
+            a.delete(a.find(Item, x))
+        _sync(a, b)
+        b.refresh()
+        assert b.find(Item, x) is None
+        assert not _has_state(a, x) and not _has_state(b, x)
+
+        # A create of the same key after the collection resurrects it everywhere.
+        with a.write():
+            a.add(Item(id=x, name="again"))
+        _sync(a, b)
+        b.refresh()
+        found = b.find(Item, x)
+        assert found is not None and found.name == "again"
+
+        # Erase still wins over a concurrent change made without seeing it.
+        a.sync_session.pause()
+        with a.write():
+            a.find(Item, y).name = "late"  # type: ignore[union-attr]
+        with b.write():
+            b.delete(b.find(Item, y))
+        _sync(b)
+        a.sync_session.resume()
+        _sync(a, b)
+        _sync(a, b)
+        a.refresh()
+        b.refresh()
+        assert a.find(Item, y) is None and b.find(Item, y) is None
+        assert not _has_state(a, y) and not _has_state(b, y)
+        assert sorted(i.name for i in a.all(Item)) == sorted(i.name for i in b.all(Item))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_synced_file_compacts_when_last_closed_mostly_free(tmp_path: Path, base: str) -> None:
+    """The history trimmed after upload leaves free pages; the last close compacts the file
+    (default_should_compact) as it would on the next open."""
+    path = tmp_path / "c.realm"
+    realm = _open(_app(tmp_path, base), path)
+    with realm.subscriptions.update() as subs:
+        subs.add(realm.all(Item), name="all")
+    realm.subscriptions.wait_for_synchronization(timeout=T)
+    realm.sync_session.pause()
+    with realm.write():
+        item = realm.add(Item(name="big"))
+    pk = item.id
+    for i in range(600):  # history of 600 changesets of ~2 KiB each: ~1.2 MiB
+        with realm.write():
+            item.blob = f"{i:06d}" * 340
+    realm.sync_session.resume()
+    realm.sync_session.wait_for_upload(timeout=T)
+    with realm._env.read() as snap:
+        assert snap.count(HISTORY) == 0
+    grown = os.stat(path).st_size
+    realm.close()
+    assert os.stat(path).st_size < grown // 2
+    with _open(_app(tmp_path, base), path) as again:
+        found = again.find(Item, pk)
+        assert found is not None and found.blob.startswith("000599")

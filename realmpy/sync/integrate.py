@@ -26,6 +26,7 @@ from realmpy.storage import Environment, WriteTransaction
 from realmpy.sync import merge as M
 from realmpy.sync import protocol as P
 from realmpy.sync.convert import record_from_state_values
+from realmpy.sync.tombstones import collectable
 from realmpy.sync.history import (
     HISTORY,
     STALE,
@@ -108,6 +109,8 @@ def apply_download(
         schema = stored_schema(txn)
         assert schema is not None
         acked = max(meta.acked(), resp.acked_client_version)
+        # The cursor this batch moves to (a bootstrap's "more" batches keep the old one).
+        new_cursor = after if resp.batch == "more" else resp.server_version
         for e in resp.entries:
             if e.table not in schema:
                 continue
@@ -116,7 +119,8 @@ def apply_download(
                     incoming = M.ObjectState.from_wire(e.state)
                     old = load_state(txn, e.table, e.pk)
                     st = incoming if old is None else M.join(old, incoming)
-                    save_state(txn, e.table, e.pk, st)
+                    gone = collectable(st, file_ident=fi, acked=acked, cursor=new_cursor)
+                    save_state(txn, e.table, e.pk, None if gone else st)
                     _write_object(txn, schema, e.table, e.pk, st)
                     txn.delete(STALE, state_key(e.table, e.pk))
                     result.objects += 1
@@ -169,8 +173,20 @@ def _latest_query_version(txn: WriteTransaction) -> int:
 
 
 def _trim_history(txn: WriteTransaction, acked: int) -> None:
-    for k, _ in list(txn.scan(HISTORY, None, cv_key(acked + 1))):
+    """Drop the acknowledged changesets, and the merge states of the objects they erased
+    once nothing can need them any more (``tombstones``)."""
+    meta = Meta(txn)
+    fi, cursor = meta.file_ident(), meta.download()[0]
+    erased: dict[bytes, tuple[str, Any]] = {}
+    for k, raw in list(txn.scan(HISTORY, None, cv_key(acked + 1))):
+        for w in P.unpack(raw)[2]:
+            if w[0] == P.OpCode.ERASE:  # [1, table, pk]: our own history, decoded cheaply
+                erased[state_key(w[1], w[2])] = (w[1], w[2])
         txn.delete(HISTORY, k)
+    for table, pk in erased.values():
+        st = load_state(txn, table, pk)
+        if st is not None and collectable(st, file_ident=fi, acked=acked, cursor=cursor):
+            save_state(txn, table, pk, None)
 
 
 def record_ack(env: Environment, fi: int, acked: int) -> bool:
