@@ -235,7 +235,7 @@ def test_tombstones_are_collected_and_convergence_holds(tmp_path: Path, base: st
 
         # An acknowledged erase leaves no state here; a downloaded one none there.
         with a.write():
-            a.delete(a.find(Item, x))
+            a.delete(a.find(Item, x))  # type: ignore[arg-type]
         _sync(a, b)
         b.refresh()
         assert b.find(Item, x) is None
@@ -254,7 +254,7 @@ def test_tombstones_are_collected_and_convergence_holds(tmp_path: Path, base: st
         with a.write():
             a.find(Item, y).name = "late"  # type: ignore[union-attr]
         with b.write():
-            b.delete(b.find(Item, y))
+            b.delete(b.find(Item, y))  # type: ignore[arg-type]
         _sync(b)
         a.sync_session.resume()
         _sync(a, b)

@@ -26,7 +26,6 @@ from realmpy.storage import Environment, WriteTransaction
 from realmpy.sync import merge as M
 from realmpy.sync import protocol as P
 from realmpy.sync.convert import record_from_state_values
-from realmpy.sync.tombstones import collectable
 from realmpy.sync.history import (
     HISTORY,
     STALE,
@@ -41,6 +40,7 @@ from realmpy.sync.history import (
     state_key,
     stored_schema,
 )
+from realmpy.sync.tombstones import collectable
 
 __all__ = ["DownloadResult", "apply_download", "assign_ident", "client_reset", "record_ack"]
 
