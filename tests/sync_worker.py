@@ -22,6 +22,13 @@ Roles:
 ``writer PATH NAME COUNT``
     ``disconnected_sync`` writes only (used to be SIGKILLed mid-write); prints
     ``progress`` after every commit.
+``chaoswriter PATH NAME``
+    ``disconnected_sync``: continues NAME's sequence from what the file holds
+    (so a restarted writer neither skips nor repeats a number), one car and
+    one increment of the shared ``Tally`` counter per transaction, until
+    killed; prints ``progress`` after every commit.
+
+Every role opens the file with ``MODELS`` (``Car`` and ``Tally``).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from typing import Any
 from realmpy.config import Configuration
 from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
-from realmpy.schema import Object, field
+from realmpy.schema import Counter, Object, field
 from realmpy.sync.app import App, AppConfiguration, Credentials
 
 APP_ID = "demo"
@@ -50,6 +57,16 @@ class Car(Object):
     make: str = field(indexed=True)
     seq: int = 0
     miles: int = 0
+
+
+class Tally(Object):
+    """One counter every chaos writer increments once per commit (exactly-once check of ADDs)."""
+
+    id: str = field(primary_key=True)
+    hits: Counter = Counter(0)
+
+
+MODELS = [Car, Tally]
 
 
 def emit(event: str, **kw: Any) -> None:
@@ -90,10 +107,11 @@ def _stop_event() -> threading.Event:
 def main_role(path: str, appdir: str, base: str) -> None:
     stop = _stop_event()
     app = _app(appdir, base)
-    realm = Realm(Configuration.flexible_sync(_user(app), [Car], path=path))
-    if realm.subscriptions.find(realm.all(Car)) is None:
+    realm = Realm(Configuration.flexible_sync(_user(app), MODELS, path=path))
+    if realm.subscriptions.find(realm.all(Tally)) is None:
         with realm.subscriptions.update() as subs:
             subs.add(realm.all(Car), name="all cars")
+            subs.add(realm.all(Tally), name="tally")
     session = realm.sync_session
     emit("open", role=session.role)
     last = None
@@ -112,7 +130,7 @@ def main_role(path: str, appdir: str, base: str) -> None:
 
 
 def secondary_role(path: str, name: str, count: int, expect: int) -> None:
-    realm = Realm(Configuration.disconnected_sync([Car], path=path))
+    realm = Realm(Configuration.disconnected_sync(MODELS, path=path))
     for i in range(count):
         with realm.write():
             realm.add(Car(make=name, seq=i, miles=i * 10))
@@ -138,9 +156,10 @@ def secondary_role(path: str, name: str, count: int, expect: int) -> None:
 
 def device_role(path: str, appdir: str, base: str, count: int, expect: int) -> None:
     app = _app(appdir, base)
-    realm = Realm(Configuration.flexible_sync(_user(app), [Car], path=path))
+    realm = Realm(Configuration.flexible_sync(_user(app), MODELS, path=path))
     with realm.subscriptions.update() as subs:
         subs.add(realm.all(Car), name="all cars")
+        subs.add(realm.all(Tally), name="tally")
     realm.subscriptions.wait_for_synchronization(timeout=120)
     for i in range(count):
         with realm.write():
@@ -157,17 +176,37 @@ def device_role(path: str, appdir: str, base: str, count: int, expect: int) -> N
     realm.refresh()
     makes = _Counter(c.make for c in realm.all(Car))
     seqs = sorted((c.make, c.seq) for c in realm.all(Car))
-    emit("done", ok=ok, makes=dict(makes), unique=len(set(seqs)) == len(seqs), total=len(seqs))
+    tally = realm.find(Tally, "hits")
+    emit(
+        "done",
+        ok=ok,
+        makes=dict(makes),
+        unique=len(set(seqs)) == len(seqs),
+        total=len(seqs),
+        tally=None if tally is None else int(tally.hits),
+    )
     realm.close()
 
 
 def writer_role(path: str, name: str, count: int) -> None:
-    realm = Realm(Configuration.disconnected_sync([Car], path=path))
+    realm = Realm(Configuration.disconnected_sync(MODELS, path=path))
     for i in range(count):
         with realm.write():
             realm.add(Car(make=name, seq=i))
         emit("progress", n=i + 1)
     realm.close()
+
+
+def chaos_writer_role(path: str, name: str) -> None:
+    realm = Realm(Configuration.disconnected_sync(MODELS, path=path))
+    i = len(realm.query(Car, "make == $0", name))
+    while True:
+        with realm.write():
+            realm.add(Car(make=name, seq=i))
+            tally = realm.find(Tally, "hits") or realm.add(Tally(id="hits"))
+            tally.hits.increment(1)
+        i += 1
+        emit("progress", n=i)
 
 
 if __name__ == "__main__":
@@ -180,5 +219,7 @@ if __name__ == "__main__":
         device_role(args[0], args[1], args[2], int(args[3]), int(args[4]))
     elif role == "writer":
         writer_role(args[0], args[1], int(args[2]))
+    elif role == "chaoswriter":
+        chaos_writer_role(args[0], args[1])
     else:
         raise SystemExit(f"unknown role {role}")

@@ -166,7 +166,7 @@ def test_closing_a_standby_is_prompt(tmp_path: Path, base: str) -> None:
     """A standby's client thread has ended when close returns (it used to stay blocked in lockf);
     reopening standbys reuses one election waiter instead of piling threads up."""
     path = tmp_path / "sb.realm"
-    from sync_worker import Car
+    from sync_worker import MODELS
 
     app = _app(tmp_path, base)
     user = app.log_in(Credentials.anonymous())
@@ -181,7 +181,7 @@ def test_closing_a_standby_is_prompt(tmp_path: Path, base: str) -> None:
             if '"role": "agent"' in line:
                 break
         for _ in range(3):
-            realm = Realm(Configuration.flexible_sync(user, [Car], path=str(path)))
+            realm = Realm(Configuration.flexible_sync(user, MODELS, path=str(path)))
             client = realm.config.sync._clients[id(realm)]
             assert not client._election.granted
             realm.close()
