@@ -425,14 +425,18 @@ def test_chaos(tmp_path: Path, server: Server, procs: list[Proc]) -> None:
     try:
         done = device.wait_for("done")
     except AssertionError:
+        from sync_worker import MODELS as _MO
+
         from realmpy.config import Configuration as _C
         from realmpy.realm import Realm as _R
         from realmpy.sync.history import Meta as _M
-        from sync_worker import MODELS as _MO
+
         for f in (file_a, file_b):
             with _R(_C.disconnected_sync(_MO, path=f)) as r, r._env.read() as snap:
                 m = _M(snap)
-                print("DEBUG", f, m.cv(), m.acked(), m.download(), m.ident(), len(_contents(Path(f))))
+                print(
+                    "DEBUG", f, m.cv(), m.acked(), m.download(), m.ident(), len(_contents(Path(f)))
+                )
         for n, p in live.items():
             print("DEBUG", n, p.popen.poll(), p.seen[-5:], "".join(p.stderr[-20:]))
         print("DEBUG server log", (server.data / "server.log").read_text()[-3000:])

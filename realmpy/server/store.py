@@ -182,6 +182,16 @@ class Tx:
         self.new_server_version = sv
         return sv
 
+    def allocate_server_versions(self, n: int) -> int:
+        """Allocate ``n`` consecutive server versions at once; returns the first (an upload of
+        many changesets takes one statement, not one per changeset)."""
+        assert n > 0
+        self.lock_versions()
+        row = self._one("UPDATE server_state SET sv = sv + ? WHERE id = 1 RETURNING sv", (n,))
+        last = int(row[0])
+        self.new_server_version = last
+        return last - n + 1
+
     def set_schema(self, blob: bytes) -> None:
         """Store the app schema (development mode adopts clients' additions)."""
         self._x("UPDATE server_state SET schema = ? WHERE id = 1", (blob,))
@@ -354,6 +364,13 @@ class Tx:
         self._x(
             "INSERT INTO changesets (sv, file_ident, client_version, ts, base_sv, ops) VALUES (?, ?, ?, ?, ?, ?)",
             (sv, file_ident, cv, ts, base_sv, ops),
+        )
+
+    def add_changesets(self, rows: Sequence[tuple[int, int, int, int, int, bytes]]) -> None:
+        """``add_changeset`` for many changesets: one batched statement."""
+        self._many(
+            "INSERT INTO changesets (sv, file_ident, client_version, ts, base_sv, ops) VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
         )
 
     def history(self, after_sv: int, limit: int) -> list[tuple[int, int, int, int, int, bytes]]:

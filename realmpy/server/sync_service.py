@@ -215,6 +215,12 @@ class SyncService:
                 row = tx.get_object(t, pkb)
                 return None if row is None else ObjectState.from_wire(unpack(row.state))
 
+            # Versions for every changeset not integrated before, allocated in one statement
+            # (the version lock is held: nobody else allocates until this commits).
+            fresh = sum(1 for cs in req.changesets if cs.client_version > last_cv)
+            next_sv = tx.allocate_server_versions(fresh) if fresh else 0
+            latest = next_sv - 1 if fresh else tx.latest_server_version()
+            integrated: list[tuple[int, int, int, int, int, bytes]] = []
             for cs in req.changesets:
                 if cs.client_version <= last_cv:
                     continue  # integrated before: skip, acknowledge again
@@ -232,13 +238,13 @@ class SyncService:
                         f"one ({last_ts}); timestamps must not go backwards within a file",
                         timestamp=cs.timestamp,
                     )
-                latest = tx.latest_server_version()
                 if not last_base <= cs.base_server_version <= latest:
                     raise MalformedMessage(
                         f"changeset {cs.client_version}: base_server_version {cs.base_server_version} "
                         f"outside [{last_base}, {latest}]"
                     )
-                sv = tx.next_server_version()
+                sv = latest = next_sv
+                next_sv += 1
                 # The history keeps each op at its index (its stamp); refused ops are nil.
                 accepted: list[Any] = [None] * len(cs.ops)
                 groups: dict[tuple[str, bytes], list[tuple[int, Op]]] = {}
@@ -274,14 +280,22 @@ class SyncService:
                     pending[key] = _Pending(new, sv)
                     for i, op in items:
                         accepted[i] = op.to_wire()
-                tx.add_changeset(
-                    sv, fi, cs.client_version, cs.timestamp, cs.base_server_version, pack(accepted)
+                integrated.append(
+                    (
+                        sv,
+                        fi,
+                        cs.client_version,
+                        cs.timestamp,
+                        cs.base_server_version,
+                        pack(accepted),
+                    )
                 )
                 last_cv, last_base, last_ts = (
                     cs.client_version,
                     cs.base_server_version,
                     cs.timestamp,
                 )
+            tx.add_changesets(integrated)
             tx.put_objects(
                 [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in pending.items()]
             )

@@ -108,6 +108,29 @@ class Backoff:
         return random.uniform(delay / 2, delay)
 
 
+class _Ahead:
+    """A call run in a helper thread meanwhile (reading the next upload batch); ``result()`` joins it."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self._out: list[Any] = []
+        self._err: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._out.append(fn(*args, **kwargs))
+            except BaseException as exc:
+                self._err.append(exc)
+
+        self._thread = threading.Thread(target=run, name="realmpy-sync-upload-ahead", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._err:
+            raise self._err[0]
+        return self._out[0]
+
+
 class SyncClient:
     """The per-process, per-file sync machinery behind every ``flexible_sync`` realm of that file."""
 
@@ -406,14 +429,19 @@ class SyncClient:
             )
 
     def _upload_pending(self) -> int:
+        """Upload every recorded changeset, in batches; the next batch is read from the file
+        while the current one is in flight, so the history scan overlaps the server's work."""
         sent = 0
+        batch = integrate.upload_changesets(self.env)
         while not self._stop.is_set() and self._resume.is_set():
-            fi, _acked, css = integrate.upload_changesets(self.env)
+            fi, _acked, css = batch
             if not css:
                 return sent
             ident = self.ensure_ident()
             if ident[0] != fi:
+                batch = integrate.upload_changesets(self.env)
                 continue  # identity changed under us (reset): rescan
+            ahead = _Ahead(integrate.upload_changesets, self.env, after=css[-1].client_version)
             req = P.UploadRequest(fi, ident[1], tuple(css))
             raw = self.user.request("POST", "/sync/upload", req.to_wire())
             try:
@@ -435,6 +463,7 @@ class SyncClient:
                 raise ServerResponseError(
                     "server did not acknowledge the whole upload", code="bad_response"
                 )
+            batch = ahead.result()
         return sent
 
     def _set_connected(self) -> None:

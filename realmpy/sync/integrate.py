@@ -293,15 +293,16 @@ def _restamp(op: P.Op, fi: int) -> P.Op:
 
 
 def upload_changesets(
-    env: Environment, max_changesets: int = 5000, max_bytes: int = 4 << 20
+    env: Environment, max_changesets: int = 5000, max_bytes: int = 4 << 20, after: int = 0
 ) -> tuple[int, int, list[P.Changeset]]:
-    """``(file ident, acked, changesets)`` to upload next, read from one snapshot."""
+    """``(file ident, acked, changesets)`` to upload next, read from one snapshot: those after
+    the acknowledged client version, or after ``after`` if it is further (a batch in flight)."""
     out: list[P.Changeset] = []
     size = 0
     with env.read() as snap:
         meta = Meta(snap)
         fi = meta.file_ident()
-        acked = meta.acked()
+        acked = max(meta.acked(), after)
         if meta.stale_pending():
             # A client reset waits for its bootstrap: the kept changesets get their new base
             # then (``_rebase_pending``); uploading them before would be based below the horizon.
