@@ -347,6 +347,20 @@ def _settle(path: Path) -> None:
         pass
 
 
+def _cursors(path: Path) -> dict[str, object]:
+    """The sync cursors of a file (for failure messages)."""
+    from realmpy.storage import Environment
+    from realmpy.sync.history import Meta
+
+    env = Environment(str(path))
+    try:
+        with env.read() as snap:
+            m = Meta(snap)
+            return {"cv": m.cv(), "acked": m.acked(), "dl": m.download(), "ident": m.ident()}
+    finally:
+        env.close()
+
+
 def _tally(path: Path) -> int:
     sys.path.insert(0, str(Path(WORKER).parent))
     try:
@@ -439,7 +453,14 @@ def test_chaos(tmp_path: Path, server: Server, procs: list[Proc]) -> None:
     t1 = time.monotonic()
     device = Proc("device", file_b, app_b, server.base, "0", str(total))
     procs.append(device)
-    done = device.wait_for("done")
+    try:
+        done = device.wait_for("done")
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}\nA {total} cars, B {len(_contents(Path(file_b)))}; cursors "
+            f"A {_cursors(Path(file_a))}, B {_cursors(Path(file_b))}; A's main processes: "
+            + "; ".join(f"{n}: {live[n].seen[-3:]} {''.join(live[n].stderr[-5:])}" for n in live)
+        ) from None
     converged_s = time.monotonic() - t1
     after = _contents(Path(file_b))
     missing = sorted(set(before) - set(after))[:10]

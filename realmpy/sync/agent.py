@@ -429,19 +429,25 @@ class SyncClient:
             )
 
     def _upload_pending(self) -> int:
-        """Upload every recorded changeset, in batches; the next batch is read from the file
-        while the current one is in flight, so the history scan overlaps the server's work."""
+        """Upload every recorded changeset, in batches.  Behind a full batch (a backlog) the
+        next one is read from the file while this one is in flight, so the history scan
+        overlaps the server's work; otherwise it is read after the acknowledgement, so it
+        also carries what was committed meanwhile (a burst's latency)."""
         sent = 0
         batch = integrate.upload_changesets(self.env)
         while not self._stop.is_set() and self._resume.is_set():
-            fi, _acked, css = batch
+            fi, _acked, css, full = batch
             if not css:
                 return sent
             ident = self.ensure_ident()
             if ident[0] != fi:
                 batch = integrate.upload_changesets(self.env)
                 continue  # identity changed under us (reset): rescan
-            ahead = _Ahead(integrate.upload_changesets, self.env, after=css[-1].client_version)
+            ahead = (
+                _Ahead(integrate.upload_changesets, self.env, after=css[-1].client_version)
+                if full
+                else None
+            )
             req = P.UploadRequest(fi, ident[1], tuple(css))
             raw = self.user.request("POST", "/sync/upload", req.to_wire())
             try:
@@ -463,7 +469,7 @@ class SyncClient:
                 raise ServerResponseError(
                     "server did not acknowledge the whole upload", code="bad_response"
                 )
-            batch = ahead.result()
+            batch = integrate.upload_changesets(self.env) if ahead is None else ahead.result()
         return sent
 
     def _set_connected(self) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from realmpy import codec
 from realmpy.realm import table_name, zero_value
@@ -42,7 +42,15 @@ from realmpy.sync.history import (
 )
 from realmpy.sync.tombstones import collectable
 
-__all__ = ["DownloadResult", "apply_download", "assign_ident", "client_reset", "record_ack"]
+__all__ = [
+    "DownloadResult",
+    "UploadBatch",
+    "apply_download",
+    "assign_ident",
+    "client_reset",
+    "record_ack",
+    "upload_changesets",
+]
 
 
 @dataclass
@@ -292,11 +300,22 @@ def _restamp(op: P.Op, fi: int) -> P.Op:
     return op
 
 
+class UploadBatch(NamedTuple):
+    """The next changesets to upload, read from one snapshot."""
+
+    file_ident: int
+    acked: int
+    changesets: list[P.Changeset]
+    full: bool
+    """True if a size limit cut the batch (more is waiting behind it: worth reading ahead)."""
+
+
 def upload_changesets(
     env: Environment, max_changesets: int = 5000, max_bytes: int = 4 << 20, after: int = 0
-) -> tuple[int, int, list[P.Changeset]]:
-    """``(file ident, acked, changesets)`` to upload next, read from one snapshot: those after
-    the acknowledged client version, or after ``after`` if it is further (a batch in flight)."""
+) -> UploadBatch:
+    """The changesets after the acknowledged client version (or after ``after`` if further: a
+    batch in flight), up to ``max_changesets`` and about ``max_bytes`` (the server's
+    ``max_request_bytes`` defaults to 16 MiB)."""
     out: list[P.Changeset] = []
     size = 0
     with env.read() as snap:
@@ -306,14 +325,14 @@ def upload_changesets(
         if meta.stale_pending():
             # A client reset waits for its bootstrap: the kept changesets get their new base
             # then (``_rebase_pending``); uploading them before would be based below the horizon.
-            return fi, acked, out
+            return UploadBatch(fi, acked, out, False)
         for cv, base, ts, ops in pending_changesets(snap, acked):
             cs = P.Changeset(cv, base, ts, tuple(_restamp(o, fi) for o in ops))
             out.append(cs)
             size += 64 + sum(16 + len(repr(o.value)) for o in ops)
             if len(out) >= max_changesets or size >= max_bytes:
-                break
-    return fi, acked, out
+                return UploadBatch(fi, acked, out, True)
+    return UploadBatch(fi, acked, out, False)
 
 
 def client_reset(env: Environment, *, recover: bool) -> int:
