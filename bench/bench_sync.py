@@ -220,81 +220,89 @@ def _server(store: str, tmp: Path) -> Iterator[str]:
         drop_pg_schema(schema)
 
 
-def run_store(store: str, samples: int, writers: int, commits: int, tmp: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {"store": store}
-    file_a, file_b = str(tmp / "a.realm"), str(tmp / "b.realm")
+@contextlib.contextmanager
+def _two_devices(store: str, tmp: Path) -> Iterator[tuple[str, list[Child]]]:
+    """A server and the ready main processes of device A (``a.realm``) and B (``b.realm``);
+    yields the server's URL and the list of children (add more: all are closed after)."""
     children: list[Child] = []
     with _server(store, tmp) as base:
         try:
-            main_a = Child("main", file_a, str(tmp / "app-a"), base)
-            main_b = Child("main", file_b, str(tmp / "app-b"), base)
-            children += [main_a, main_b]
-            for c in (main_a, main_b):
+            for dev in ("a", "b"):
+                path = str(tmp / f"{dev}.realm")
+                children.append(Child("main", path, str(tmp / f"app-{dev}"), base))
+            for c in children:
                 c.wait_event("ready")
-            sec_a = Realm(Configuration.disconnected_sync([Ping], path=file_a))
-            obs_b = Realm(Configuration.disconnected_sync([Ping], path=file_b))
-
-            # ---- latency: commit in a secondary of A → readable by a process of B
-            lat: list[float] = []
-            commit: list[float] = []
-            for i in range(samples + 5):
-                t0 = time.monotonic()
-                with sec_a.write():
-                    sec_a.add(Ping(id=-1 - i, src="lat"))
-                t1 = time.monotonic()
-                _wait_until(obs_b, lambda i=i: obs_b.find(Ping, -1 - i) is not None, t1 + DEADLINE)
-                t2 = time.monotonic()
-                if i >= 5:
-                    commit.append(t1 - t0)
-                    lat.append(t2 - t1)
-            out["latency_ms"] = {
-                q: 1000 * _pct(lat, v) for q, v in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
-            }
-            out["latency_mean_ms"] = 1000 * statistics.fmean(lat)
-            out["commit_ms_p50"] = 1000 * _pct(commit, 0.5)
-            out["samples"] = samples
-
-            # ---- throughput: W secondary processes commit as fast as they can
-            ws = [Child("writer", file_a, str(w * commits), str(commits)) for w in range(writers)]
-            children += ws
-            for w in ws:
-                w.wait_event("ready")
-            t0 = time.monotonic()
-            for w in ws:
-                w.send("go")
-            dones = [w.wait_event("done") for w in ws]
-            t_written = max(d["t1"] for d in dones)
-            with sec_a._env.read() as snap:
-                target_cv = Meta(snap).cv()
-
-            def acked() -> bool:
-                with sec_a._env.read() as snap:
-                    return Meta(snap).acked() >= target_cv
-
-            _wait_until(sec_a, acked, time.monotonic() + DEADLINE)
-            t_acked = time.monotonic()
-            total = writers * commits
-            tname = table_name("Ping")
-
-            def all_on_b() -> bool:
-                with obs_b._env.read() as snap:
-                    return snap.count(tname) >= total + samples + 5
-
-            _wait_until(obs_b, all_on_b, time.monotonic() + DEADLINE)
-            t_b = time.monotonic()
-            out["throughput"] = {
-                "commits": total,
-                "writers": writers,
-                "local_per_s": total / (t_written - t0),
-                "acked_per_s": total / (t_acked - t0),
-                "on_b_per_s": total / (t_b - t0),
-                "upload_lag_s": t_acked - t_written,
-            }
-            sec_a.close()
-            obs_b.close()
+            yield base, children
         finally:
             for c in children:
                 c.close()
+
+
+def run_store(store: str, samples: int, writers: int, commits: int, tmp: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {"store": store}
+    file_a, file_b = str(tmp / "a.realm"), str(tmp / "b.realm")
+    with _two_devices(store, tmp) as (_base, children):
+        sec_a = Realm(Configuration.disconnected_sync([Ping], path=file_a))
+        obs_b = Realm(Configuration.disconnected_sync([Ping], path=file_b))
+
+        # ---- latency: commit in a secondary of A → readable by a process of B
+        lat: list[float] = []
+        commit: list[float] = []
+        for i in range(samples + 5):
+            t0 = time.monotonic()
+            with sec_a.write():
+                sec_a.add(Ping(id=-1 - i, src="lat"))
+            t1 = time.monotonic()
+            _wait_until(obs_b, lambda i=i: obs_b.find(Ping, -1 - i) is not None, t1 + DEADLINE)
+            t2 = time.monotonic()
+            if i >= 5:
+                commit.append(t1 - t0)
+                lat.append(t2 - t1)
+        out["latency_ms"] = {
+            q: 1000 * _pct(lat, v) for q, v in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+        }
+        out["latency_mean_ms"] = 1000 * statistics.fmean(lat)
+        out["commit_ms_p50"] = 1000 * _pct(commit, 0.5)
+        out["samples"] = samples
+
+        # ---- throughput: W secondary processes commit as fast as they can
+        ws = [Child("writer", file_a, str(w * commits), str(commits)) for w in range(writers)]
+        children += ws
+        for w in ws:
+            w.wait_event("ready")
+        t0 = time.monotonic()
+        for w in ws:
+            w.send("go")
+        dones = [w.wait_event("done") for w in ws]
+        t_written = max(d["t1"] for d in dones)
+        with sec_a._env.read() as snap:
+            target_cv = Meta(snap).cv()
+
+        def acked() -> bool:
+            with sec_a._env.read() as snap:
+                return Meta(snap).acked() >= target_cv
+
+        _wait_until(sec_a, acked, time.monotonic() + DEADLINE)
+        t_acked = time.monotonic()
+        total = writers * commits
+        tname = table_name("Ping")
+
+        def all_on_b() -> bool:
+            with obs_b._env.read() as snap:
+                return snap.count(tname) >= total + samples + 5
+
+        _wait_until(obs_b, all_on_b, time.monotonic() + DEADLINE)
+        t_b = time.monotonic()
+        out["throughput"] = {
+            "commits": total,
+            "writers": writers,
+            "local_per_s": total / (t_written - t0),
+            "acked_per_s": total / (t_acked - t0),
+            "on_b_per_s": total / (t_b - t0),
+            "upload_lag_s": t_acked - t_written,
+        }
+        sec_a.close()
+        obs_b.close()
     return out
 
 
@@ -350,65 +358,51 @@ def run_burst(store: str, writers: int, burst: int, tmp: Path) -> dict[str, Any]
     """``writers`` secondaries commit ``burst`` objects each at once: commit → seen on device B."""
     file_a, file_b = str(tmp / "a.realm"), str(tmp / "b.realm")
     out: dict[str, Any] = {"store": store, "writers": writers, "burst": burst}
-    children: list[Child] = []
     first_id = 1_000_000
-    with _server(store, tmp) as base:
-        try:
-            main_a = Child("main", file_a, str(tmp / "app-a"), base)
-            main_b = Child("main", file_b, str(tmp / "app-b"), base)
-            children += [main_a, main_b]
-            for c in (main_a, main_b):
-                c.wait_event("ready")
-            obs_b = Realm(Configuration.disconnected_sync([Ping], path=file_b))
-            ws = [
-                Child("burst", file_a, str(first_id + w * burst), str(burst))
-                for w in range(writers)
-            ]
-            children += ws
-            for w in ws:
-                w.wait_event("ready")
-            results: list[dict[str, Any]] = []
-            threads = [
-                threading.Thread(target=lambda w=w: results.append(w.wait_event("done")))
-                for w in ws
-            ]
-            for t in threads:
-                t.start()
-            for w in ws:
-                w.send("go")
-            seen: dict[int, float] = {}
-            total = writers * burst
-            tname = table_name("Ping")
-            start_key = codec.encode_key(first_id)
-            deadline = time.monotonic() + DEADLINE
-            env = obs_b._env
-            while len(seen) < total:
-                v = env.version
-                with env.read() as snap:
-                    if snap.count(tname) > len(seen):
-                        now = time.monotonic()
-                        for k, _ in snap.scan(tname, start_key):
-                            pk = codec.decode_key(k)[0]
-                            if pk not in seen:
-                                seen[pk] = now
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"burst: {len(seen)}/{total} arrived on B")
-                if len(seen) < total:
-                    env.wait_for_change(v, 1.0)
-            for t in threads:
-                t.join()
-            lat: list[float] = []
-            for r in results:
-                for i, tc in enumerate(r["times"]):
-                    lat.append(seen[int(r["first"]) + i] - tc)
-            out["latency_ms"] = {
-                q: 1000 * _pct(lat, v) for q, v in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
-            }
-            out["latency_max_ms"] = 1000 * max(lat)
-            obs_b.close()
-        finally:
-            for c in children:
-                c.close()
+    with _two_devices(store, tmp) as (_base, children):
+        obs_b = Realm(Configuration.disconnected_sync([Ping], path=file_b))
+        ws = [Child("burst", file_a, str(first_id + w * burst), str(burst)) for w in range(writers)]
+        children += ws
+        for w in ws:
+            w.wait_event("ready")
+        results: list[dict[str, Any]] = []
+        threads = [
+            threading.Thread(target=lambda w=w: results.append(w.wait_event("done"))) for w in ws
+        ]
+        for t in threads:
+            t.start()
+        for w in ws:
+            w.send("go")
+        seen: dict[int, float] = {}
+        total = writers * burst
+        tname = table_name("Ping")
+        start_key = codec.encode_key(first_id)
+        deadline = time.monotonic() + DEADLINE
+        env = obs_b._env
+        while len(seen) < total:
+            v = env.version
+            with env.read() as snap:
+                if snap.count(tname) > len(seen):
+                    now = time.monotonic()
+                    for k, _ in snap.scan(tname, start_key):
+                        pk = codec.decode_key(k)[0]
+                        if pk not in seen:
+                            seen[pk] = now
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"burst: {len(seen)}/{total} arrived on B")
+            if len(seen) < total:
+                env.wait_for_change(v, 1.0)
+        for t in threads:
+            t.join()
+        lat: list[float] = []
+        for r in results:
+            for i, tc in enumerate(r["times"]):
+                lat.append(seen[int(r["first"]) + i] - tc)
+        out["latency_ms"] = {
+            q: 1000 * _pct(lat, v) for q, v in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+        }
+        out["latency_max_ms"] = 1000 * max(lat)
+        obs_b.close()
     return out
 
 
