@@ -39,6 +39,10 @@ burst (``--scenario burst``)
     ``--burst`` (500) objects one per transaction as fast as they can; for
     every object, the time from its commit's return (in the writer) until
     B's observer first sees it; p50/p99 over all of them.
+standby (``--scenario standby``)
+    device A's main process is the agent; this process opens the file with
+    ``flexible_sync`` five times (a standby each time) and closes it: the
+    time ``close()`` takes.
 
     python bench/bench_sync.py [--quick] [--store sqlite|postgres|both]
         [--scenario latency|catchup|burst|all] [--samples 200] [--writers 2] [--commits 500]
@@ -406,6 +410,34 @@ def run_burst(store: str, writers: int, burst: int, tmp: Path) -> dict[str, Any]
     return out
 
 
+def run_standby(store: str, tmp: Path) -> dict[str, Any]:
+    """How long closing a standby takes (it waits for the agent's lock meanwhile)."""
+    file_a = str(tmp / "a.realm")
+    out: dict[str, Any] = {"store": store}
+    with _server(store, tmp) as base:
+        main = Child("main", file_a, str(tmp / "app-a"), base)
+        try:
+            main.wait_event("ready")
+            app = App(AppConfiguration(APP_ID, base, base_file_path=str(tmp / "app-a")))
+            user = app.current_user
+            assert user is not None
+            times: list[float] = []
+            for _ in range(5):
+                realm = Realm(Configuration.flexible_sync(user, [Ping], path=file_a))
+                assert realm.sync_session.role != "agent"
+                t0 = time.monotonic()
+                realm.close()
+                times.append(time.monotonic() - t0)
+            out["close_s"] = times
+        finally:
+            main.close()
+    return out
+
+
+def _standby_line(r: dict[str, Any]) -> str:
+    return f"{r['store']} standby close: " + ", ".join(f"{t * 1000:.1f} ms" for t in r["close_s"])
+
+
 def _catchup_line(r: dict[str, Any]) -> str:
     return (
         f"{r['store']} catch-up of {r['backlog']} offline commits: acknowledged "
@@ -456,7 +488,11 @@ def main() -> None:
     ap.add_argument(
         "--commits", type=int, default=None, help="commits per writer (default 500, quick 100)"
     )
-    ap.add_argument("--scenario", choices=("latency", "catchup", "burst", "all"), default="latency")
+    ap.add_argument(
+        "--scenario",
+        choices=("latency", "catchup", "burst", "standby", "all"),
+        default="latency",
+    )
     ap.add_argument("--backlog", type=int, default=None, help="catchup: offline commits (10000)")
     ap.add_argument("--burst-writers", type=int, default=6, help="burst: secondary processes")
     ap.add_argument("--burst", type=int, default=None, help="burst: commits per writer (500)")
@@ -478,7 +514,9 @@ def main() -> None:
     backlog = args.backlog or (2000 if args.quick else 10_000)
     burst = args.burst or (100 if args.quick else 500)
     stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
-    scenarios = ["latency", "catchup", "burst"] if args.scenario == "all" else [args.scenario]
+    scenarios = (
+        ["latency", "catchup", "burst", "standby"] if args.scenario == "all" else [args.scenario]
+    )
     results: list[dict[str, Any]] = []
     others: list[dict[str, Any]] = []
     load_before = os.getloadavg()
@@ -501,6 +539,9 @@ def main() -> None:
                         flush=True,
                     )
                     results.append(run_store(store, samples, args.writers, commits, sub))
+                elif scenario == "standby":
+                    others.append(run_standby(store, sub))
+                    print(_standby_line(others[-1]), flush=True)
                 elif scenario == "catchup":
                     print(f"\n{store}: catch-up of {backlog} offline commits ...", flush=True)
                     others.append(run_catchup(store, backlog, sub))
@@ -517,7 +558,10 @@ def main() -> None:
     if results:
         print(_table(results))
     for r in others:
-        print(_catchup_line(r) if "backlog" in r else _burst_line(r))
+        if "close_s" in r:
+            print(_standby_line(r))
+        else:
+            print(_catchup_line(r) if "backlog" in r else _burst_line(r))
     print(
         f"\nload average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
         f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
