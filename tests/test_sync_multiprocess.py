@@ -423,9 +423,12 @@ def test_chaos(tmp_path: Path, server: Server, procs: list[Proc]) -> None:
                 w.seen.append(w.events.get(timeout=0.5))  # blocks until that writer commits
 
     t0 = time.monotonic()
-    for name in ("main-1", "main-2", "writer-1", "writer-2", "device"):
-        start(name)
+    start("main-1")
+    # Its user is the app directory's current user from now on: every later main process (and
+    # restart) syncs as that user (two first logins at once would make two users, one per file).
     live["main-1"].wait_for("open")
+    for name in ("main-2", "writer-1", "writer-2", "device"):
+        start(name)
     for _ in range(rounds):
         for _ in range(8):
             writers_advance(rng.randint(2, 12))
