@@ -199,9 +199,13 @@ def writer_role(path: str, name: str, count: int) -> None:
 
 def chaos_writer_role(path: str, name: str) -> None:
     realm = Realm(Configuration.disconnected_sync(MODELS, path=path))
-    i = len(realm.query(Car, "make == $0", name))
+    i = -1
     while True:
         with realm.write():
+            if i < 0:
+                # Counted inside the write: a predecessor SIGKILLed mid-commit may have left a
+                # complete commit that only the next writer's repair publishes.
+                i = len(realm.query(Car, "make == $0", name))
             realm.add(Car(make=name, seq=i))
             tally = realm.find(Tally, "hits") or realm.add(Tally(id="hits"))
             tally.hits.increment(1)
