@@ -60,6 +60,23 @@ class Client:
         return f
 
 
+def car_changesets(
+    cv: int, pk: int, ts: int, changesets: int, objects: int
+) -> list[dict[str, Any]]:
+    """``changesets`` changesets after client version ``cv``, each creating ``objects`` Cars
+    (primary keys after ``pk``) with two fields set."""
+    out = []
+    for c in range(changesets):
+        ops: list[Any] = []
+        for o in range(objects):
+            key = pk + c * objects + o + 1
+            ops += [[0, "Car", key], [2, "Car", key, "make", "VW"], [2, "Car", key, "miles", key]]
+        out.append(
+            {"client_version": cv + c + 1, "base_server_version": 0, "timestamp": ts, "ops": ops}
+        )
+    return out
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
@@ -82,25 +99,9 @@ def bench(kind: str, args: argparse.Namespace) -> dict[str, float]:
                 # ---- upload throughput
                 t0 = time.perf_counter()
                 for _ in range(args.uploads):
-                    batch = []
-                    for _ in range(args.batch):
-                        cv += 1
-                        ops: list[Any] = []
-                        for _ in range(args.objects):
-                            pk += 1
-                            ops += [
-                                [0, "Car", pk],
-                                [2, "Car", pk, "make", "VW"],
-                                [2, "Car", pk, "miles", pk],
-                            ]
-                        batch.append(
-                            {
-                                "client_version": cv,
-                                "base_server_version": 0,
-                                "timestamp": ts,
-                                "ops": ops,
-                            }
-                        )
+                    batch = car_changesets(cv, pk, ts, args.batch, args.objects)
+                    cv += args.batch
+                    pk += args.batch * args.objects
                     a.post(
                         "/sync/upload",
                         {"file_ident": fa["file_ident"], "salt": fa["salt"], "changesets": batch},

@@ -49,9 +49,15 @@ const char *rp_strerror(int err) {
     case RP_CLOSED: return "the environment is closing";
     case RP_EXISTS: return "the target file already exists";
     case RP_TIMEOUT: return "timed out waiting for the write lock (another writer holds it)";
+    case RP_LOCK_CHANGED: return "the lock file was deleted, replaced or truncated while the database was open";
     default: break;
     }
     if (err > 0) return strerror(err);
+    if (err < RP_LOCK_ERRNO && err > RP_LOCK_ERRNO - 4096) {
+        static _Thread_local char buf[160];
+        snprintf(buf, sizeof buf, "the lock file: %s", strerror(RP_LOCK_ERRNO - err));
+        return buf;
+    }
     return "unknown error";
 }
 
@@ -299,6 +305,14 @@ int rp_env_open(const char *path, unsigned flags, uint64_t max_size,
             env_free(env);
             return rc;
         }
+    } else if (rp_commit_in_doubt(env)) {
+        /* A writer died mid-commit: settle it before the first read. */
+        rc = rp_resolve_commit(env);
+        if (rc) {
+            rp_lock_close(env);
+            env_free(env);
+            return rc;
+        }
     }
     *out = env;
     return RP_OK;
@@ -400,7 +414,7 @@ int rp_env_stat(rp_env *env, rp_stat *out) {
     struct stat st;
     out->file_size = fstat(env->fd, &st) ? 0 : (uint64_t)st.st_size;
     out->map_size = env->map_size;
-    out->max_readers = env->lk->max_readers;
+    out->max_readers = env->nreaders;
     unsigned active = 0;
     /* Our own snapshot pins the latest version: it is counted like any other. */
     stat_ctx sc = {.oldest = rp_oldest_reader(env, txn->roots.txnid, &active)};

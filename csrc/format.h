@@ -125,8 +125,18 @@
  *     12     4  ABI signature (RP_LOCK_ABI: sizes of pthread_mutex_t,
  *               pointers and the slot, so 32/64-bit and libc mismatches are
  *               refused)
- *     16     4  max_readers (slots in the table)
- *     20     4  ready: 1 once initialisation is complete (written last)
+ *     16     4  max_readers (slots in the table).  Validated once at open
+ *               (1..65536 and the file size == 1216 + 64 * max_readers);
+ *               every process then uses its own copy, never this field
+ *               again (a changed field cannot send it out of the mapping)
+ *     20     4  ready: 0 while being (re)built; 1 once initialisation is
+ *               complete (written last); 2 (RP_LOCK_ABANDONED) once a
+ *               process found the file deleted, replaced or truncated
+ *               under it: every user then refuses to read and write
+ *               (RP_LOCK_CHANGED) and openers are refused until the last
+ *               user left, when the next opener rebuilds it.  A truncated
+ *               file is first extended back to its size (zeros) so that no
+ *               process faults on it; 2 is checked before the magic
  *     24     8  nonce: random, chosen when the lock file was (re)built
  *     32    32  reserved
  *     64    64  writer mutex: pthread_mutex_t, PROCESS_SHARED + ROBUST +
@@ -135,8 +145,22 @@
  *    136     4  futex word: incremented after each version bump (atomic)
  *    140     4  waiters: processes' threads waiting on the futex word
  *    144     8  last reap time (CLOCK_MONOTONIC ns) of the reader table
- *    152     8  writer tid (diagnostics: who holds the writer mutex)
- *    160    32  reserved
+ *    152     8  writer tid: the thread holding the writer mutex (0 when
+ *               free), recorded right after locking
+ *    160     8  commit in doubt: the version a writer is committing, set
+ *               before it writes its meta page and cleared (0) after it
+ *               published that version (or rolled the meta back).  Set
+ *               above the published version while the thread at 172 no
+ *               longer holds the writer mutex = the writer died mid-commit:
+ *               the next reader, waiter or opener takes the writer mutex
+ *               and publishes the commit if its meta page verifies, or
+ *               discards it (rp_resolve_commit), before reading
+ *    168     4  writer pid: the process holding the writer mutex (0 free)
+ *    172     4  commit thread: tid of the writer that set 160
+ *    176     8  writer start time (clock ticks since boot, as in a reader
+ *               slot): with 152/168, tells a live writer from a dead or
+ *               forged owner of the mutex word (see rp_wlock)
+ *    184     8  reserved
  *    192  64*16 meta ring: the last RP_RING versions' roots, entry
  *               v % RP_RING, each guarded by a sequence number:
  *                 0  8  seq: 2*v when entry v is complete, odd while written
@@ -160,6 +184,19 @@
  *   snapshot with: store version = latest; re-read latest; retry if it
  *   moved (so a writer scanning the table either sees the slot or the
  *   reader sees the new version), and ends it by storing 0.
+ *
+ *   The writer mutex's first 4 bytes (offset 64) are the kernel's robust
+ *   futex word (glibc's __data.__lock): owner tid in bits 0-29,
+ *   FUTEX_OWNER_DIED (bit 30), FUTEX_WAITERS (bit 31).  A writer that
+ *   waits RP_WLOCK_CHECK_NS (0.5 s) for it checks the tid there: a thread
+ *   that does not exist, or one that is not the recorded writer (152, 168,
+ *   176) for two checks in a row and is not stopped, is a dead or forged
+ *   owner, and the word is set to FUTEX_OWNER_DIED as the kernel does when
+ *   an owner exits; the next locker then repairs (EOWNERDEAD).
+ *
+ *   The file is created with the data file's read/write mode bits, opened
+ *   with O_NOFOLLOW|O_CLOEXEC and used only as a regular file with one
+ *   link.  Layout 2 added the bytes at 160-183 and ready = 2.
  */
 #ifndef REALMPY_FORMAT_H
 #define REALMPY_FORMAT_H
@@ -169,7 +206,8 @@
 #define RP_FORMAT_VERSION_NUMBER 1
 #define RP_META_MAGIC      "realmpy\0"
 #define RP_LOCK_MAGIC      "rplock\0\0"
-#define RP_LOCK_LAYOUT     1
+#define RP_LOCK_LAYOUT     2
+#define RP_LOCK_ABANDONED  2   /* ready: deleted, replaced or truncated in use */
 
 #define RP_PAGE_HEADER     32
 #define RP_SLOT_SIZE       8

@@ -58,7 +58,11 @@ typedef struct rp_lock_hdr {
     _Atomic uint32_t  waiters;       /* offset 140                            */
     _Atomic uint64_t  last_reap_ns;  /* offset 144                            */
     _Atomic uint64_t  writer_tid;    /* offset 152                            */
-    uint8_t           reserved1[32];
+    _Atomic uint64_t  commit_txnid;  /* offset 160: commit in doubt, 0 = none */
+    _Atomic uint32_t  writer_pid;    /* offset 168                            */
+    _Atomic uint32_t  commit_tid;    /* offset 172: thread that set the mark  */
+    _Atomic uint64_t  writer_start;  /* offset 176                            */
+    uint8_t           reserved2[8];
     rp_ring_entry     ring[RP_RING]; /* offset 192                            */
 } rp_lock_hdr;
 
@@ -72,6 +76,8 @@ typedef struct rp_slot {
 
 _Static_assert(offsetof(rp_lock_hdr, wmutex) == 64, "lock: mutex offset");
 _Static_assert(offsetof(rp_lock_hdr, version) == 128, "lock: version offset");
+_Static_assert(offsetof(rp_lock_hdr, commit_txnid) == 160, "lock: marker offset");
+_Static_assert(offsetof(rp_lock_hdr, writer_start) == 176, "lock: writer offset");
 _Static_assert(offsetof(rp_lock_hdr, ring) == 192, "lock: ring offset");
 _Static_assert(sizeof(rp_lock_hdr) == RP_LOCK_SLOTS_OFF, "lock: header size");
 _Static_assert(sizeof(rp_slot) == RP_LOCK_SLOT_SIZE, "lock: slot size");
@@ -102,8 +108,15 @@ struct rp_env {
     uint64_t         map_size;       /* bytes reserved for the data map       */
     const uint8_t   *map;            /* data file, PROT_READ, MAP_SHARED      */
     uint64_t         file_size;      /* bytes known allocated on disk         */
-    rp_lock_hdr     *lk;             /* lock file mapping                     */
+    rp_lock_hdr     *lk;             /* lock file mapping (or private memory
+                                        when immutable)                        */
     size_t           lk_size;
+    unsigned         nreaders;       /* slots in lk's table, validated at open:
+                                        never re-read from the shared header  */
+    int              immutable;      /* RP_RDONLY without a usable lock file:
+                                        lk is private, nothing is shared      */
+    dev_t            lock_dev;       /* the lock file held (rp_lock_check)    */
+    ino_t            lock_ino;
     rp_slot         *slots;          /* lk's reader table                     */
     unsigned         fork_gen;       /* rp_fork_generation at open            */
     pid_t            pid;
@@ -152,15 +165,27 @@ int rp_io_sync(rp_env *env);
 int rp_io_grow(rp_env *env, uint64_t new_size);
 /* Free the recorder's buffers. */
 void rp_io_recorder_clear(rp_env *env);
+/* A commit reached step (RP_STEP_*): dies here if RP_FAULT_CRASH is armed
+ * for it. */
+void rp_fault_step(int step);
 
 /* ---- lock.c ----------------------------------------------------------------- */
 
-/* Open or create <path>.lock (mode 0600) and map it.  Sets *first = 1 if no
- * other process has the file open: the caller then owns an exclusive lock,
- * the header has been (re)built with ready = 0, and the caller must finish
- * with rp_lock_ready() after recovering the data file.  Otherwise waits for
- * the initialiser, validates magic/layout/ABI (RP_INCOMPATIBLE_LOCK) and
- * holds a shared lock.  Also records env->pid/start_time/fork_gen. */
+/* Open or create <path>.lock and map it.  It is created with the data
+ * file's read/write mode bits (env->fd; 0600 without one), opened with
+ * O_NOFOLLOW (a symlink: RP_LOCK_ERRNO - ELOOP, its target untouched) and
+ * used only as a regular file with one link (else RP_LOCK_ERRNO - EINVAL /
+ * EISDIR / EMLINK).  Sets *first = 1 if no other process has the file open:
+ * the caller then owns an exclusive lock, the header has been (re)built
+ * with ready = 0, and the caller must finish with rp_lock_ready() after
+ * recovering the data file.  Otherwise waits for the initialiser, validates
+ * the header (size against max_readers, magic, layout, ABI:
+ * RP_INCOMPATIBLE_LOCK when it stays bad while in use) and holds a shared
+ * lock.  With RP_RDONLY in env->flags, a lock file that cannot be opened
+ * for writing (EACCES, EPERM, EROFS) makes the env immutable (*first = 1,
+ * private memory, no file created) unless some process has the lock file in
+ * use (then RP_LOCK_ERRNO - that errno).  Other errors about the lock file
+ * are RP_LOCK_ERRNO - errno.  Also records env->pid/start_time/fork_gen. */
 int  rp_lock_open(rp_env *env, unsigned max_readers, int *first);
 /* First opener: publish the recovered roots as the current version, set
  * ready, downgrade to a shared lock. */
@@ -170,12 +195,45 @@ void rp_lock_close(rp_env *env);
 
 /* Writer mutex.  *owner_died = 1 when the previous owner died holding it
  * (EOWNERDEAD): the caller must repair (republish the newest valid meta) and
- * then call rp_wlock_consistent() before rp_wunlock(). */
+ * then call rp_wlock_consistent() before rp_wunlock().  rp_wlock waits in
+ * slices of RP_WLOCK_CHECK_NS; after each it checks the owner the lock word
+ * names, and a dead or foreign one (a forged word) is turned into
+ * EOWNERDEAD; the live recorded writer is waited on for as long as it
+ * holds the lock.  RP_TXN_ACTIVE if this thread holds it.  rp_wlock_try
+ * does not wait: RP_BUSY if another thread holds it, RP_TXN_ACTIVE if this
+ * one does. */
 int  rp_wlock(rp_env *env, int *owner_died);
-/* The same, giving up with RP_TIMEOUT after timeout_ms (< 0: wait forever). */
+int  rp_wlock_try(rp_env *env, int *owner_died);
+/* rp_wlock giving up with RP_TIMEOUT after timeout_ms (0: rp_wlock_try,
+ * RP_TIMEOUT instead of RP_BUSY; < 0: rp_wlock). */
 int  rp_wlock_timed(rp_env *env, int64_t timeout_ms, int *owner_died);
 void rp_wlock_consistent(rp_env *env);
 void rp_wunlock(rp_env *env);
+
+/* The in-doubt commit marker (format.h: commit_txnid, commit_tid).  A
+ * writer marks its version before writing its meta page and clears the
+ * mark (txnid 0) after publishing it, or after rolling the meta back.
+ * rp_commit_in_doubt: 1 if a mark is set above the published version and
+ * its thread no longer holds the writer mutex (it died mid-commit); then
+ * rp_resolve_commit (txn.c) publishes the durable commit or discards the
+ * torn one under the writer mutex.  rp_commit_marked is the readers' fast
+ * path: one load from the version's cache line. */
+void rp_commit_mark(rp_env *env, uint64_t txnid);
+int  rp_commit_in_doubt(rp_env *env);
+int  rp_resolve_commit(rp_env *env);
+static inline int rp_commit_marked(const rp_env *env) {
+    return atomic_load_explicit(&env->lk->commit_txnid, memory_order_seq_cst) != 0;
+}
+
+/* The lock file is still the one mapped: RP_LOCK_CHANGED if it was
+ * truncated below the mapped size (touching the lost part would raise
+ * SIGBUS; it is extended back first), deleted, already abandoned, and with
+ * identity also if <path>.lock is now another file (replaced: two writer
+ * mutexes).  Except when already abandoned, it then marks the file
+ * abandoned (format.h: ready = RP_LOCK_ABANDONED), so every env on it
+ * refuses reads and writes.  One syscall: fstat of the descriptor, or with
+ * identity stat of the path.  RP_OK for an immutable env. */
+int  rp_lock_check(rp_env *env, int identity);
 
 /* Version counter and meta ring. */
 uint64_t rp_version_load(const rp_env *env);

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -33,7 +34,8 @@ static _Atomic unsigned fault_after;
 enum { OP_WRITE, OP_SYNC };
 
 void rp_fault_set(int kind, unsigned after) {
-    if (kind != RP_FAULT_WRITE && kind != RP_FAULT_SYNC && kind != RP_FAULT_NOSPACE)
+    if (kind != RP_FAULT_WRITE && kind != RP_FAULT_SYNC && kind != RP_FAULT_NOSPACE
+        && kind != RP_FAULT_CRASH)
         kind = RP_FAULT_NONE;
     atomic_store_explicit(&fault_kind, RP_FAULT_NONE, memory_order_seq_cst);
     atomic_store_explicit(&fault_after, after, memory_order_seq_cst);
@@ -59,6 +61,12 @@ static int fault_strike(int op) {
         }
         if (atomic_compare_exchange_strong(&fault_after, &c, c - 1)) return 0;
     }
+}
+
+void rp_fault_step(int step) {
+    if (atomic_load_explicit(&fault_kind, memory_order_seq_cst) == RP_FAULT_CRASH &&
+        atomic_load_explicit(&fault_after, memory_order_seq_cst) == (unsigned)step)
+        raise(SIGKILL);
 }
 
 /* ---- raw writes (no faults, no recording) ----------------------------------- */

@@ -15,6 +15,15 @@
  * env on the same path, Python code peeking at the file) does not drop them,
  * as it would with classic POSIX record locks.
  *
+ * The file itself is distrusted: opened with O_NOFOLLOW, used only as a
+ * regular file with one link, its header validated once and its
+ * max_readers copied (env->nreaders), never re-read.  A file deleted,
+ * replaced or truncated under its users is detected by rp_lock_check and
+ * marked abandoned; a writer mutex whose owner is dead or forged is
+ * recovered by rp_wlock; a writer that died mid-commit is detected by
+ * rp_commit_in_doubt.  Immutable envs (RP_RDONLY without a writable lock
+ * file) put the same header in private memory.
+ *
  * Reader slots record their owner (pid + process start time), so slots of
  * dead processes -- including a dead process whose pid was reused -- are
  * reaped by whoever notices (writers, and any opener that finds the table
@@ -63,6 +72,33 @@ _Atomic unsigned rp_fork_generation;
 /* A non-forced reap is upgraded to a full one (start times, zombies) when
  * the last full reap is older than this. */
 #define RP_REAP_INTERVAL_NS 1000000000ull
+/* A writer waiting for the writer mutex looks at its owner this often (see
+ * rp_wlock): an owner recorded nowhere, or dead without the kernel saying
+ * so, is recovered instead of waited on forever. */
+#define RP_WLOCK_CHECK_NS 500000000ull
+/* rp_lock_wait sleeps at most this long between checks of the lock file
+ * and of a dead writer's commit (rp_commit_in_doubt). */
+#define RP_WAIT_CHECK_NS 500000000ull
+
+/* The robust futex word of the writer mutex: glibc keeps it as the first
+ * int of pthread_mutex_t (__data.__lock); its meaning is the kernel's robust
+ * futex ABI: owner's thread id in the low 30 bits, FUTEX_OWNER_DIED and
+ * FUTEX_WAITERS above.  rp_commit_in_doubt reads it, rp_wlock repairs a
+ * word whose owner is dead or foreign exactly as the kernel does for an
+ * owner that exits (sets FUTEX_OWNER_DIED): the next locker then gets
+ * EOWNERDEAD and repairs. */
+#ifndef __GLIBC__
+#error "the writer mutex's recovery relies on glibc's robust mutex layout"
+#endif
+_Static_assert(offsetof(pthread_mutex_t, __data.__lock) == 0, "robust futex word");
+static _Atomic uint32_t *mutex_word(rp_env *env) {
+    return (_Atomic uint32_t *)(void *)&env->lk->wmutex.m;
+}
+
+/* An errno about the lock file, as the engine returns it (RP_LOCK_ERRNO). */
+static int lock_err(int e) {
+    return e > 0 && e < 4096 ? RP_LOCK_ERRNO - e : e;
+}
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -95,19 +131,27 @@ static uint32_t my_tid(void) {
     return tls_tid;
 }
 
+/* Read /proc/<id>/<what> into buf as a string: 0, or -1 if the process or
+ * thread is gone or the file unreadable. */
+static int read_proc(unsigned id, const char *what, char *buf, size_t len) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%u/%s", id, what);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n;
+    do n = read(fd, buf, len - 1); while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
 /* Parse /proc/<pid>/stat: state (field 3) and start time (field 22).  comm
  * (field 2) may contain spaces and ')', so parse after the LAST ')'.
  * Returns 0 on success, -1 if the process is gone or the file unreadable. */
 static int proc_stat(pid_t pid, char *state, uint64_t *start) {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t n;
-    do n = read(fd, buf, sizeof buf - 1); while (n < 0 && errno == EINTR);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = '\0';
+    char buf[1024];
+    if (read_proc((unsigned)pid, "stat", buf, sizeof buf) != 0) return -1;
     char *p = strrchr(buf, ')');
     if (p == NULL) return -1;
     p++;
@@ -222,10 +266,17 @@ static void backoff(unsigned attempt) {
 /* Rebuild the header while holding the exclusive lock on fd. */
 static int lock_init(rp_env *env, int fd, unsigned max_readers) {
     size_t size = lock_size_for(max_readers);
-    /* Truncate to 0 first so every byte, including stale slots, is zero. */
-    if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)size) != 0) return errno;
-    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED) return errno;
+    void *m;
+    if (fd < 0) {
+        /* Immutable: private memory standing in for the lock file. */
+        m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) return errno;
+    } else {
+        /* Truncate to 0 first so every byte, including stale slots, is zero. */
+        if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)size) != 0) return lock_err(errno);
+        m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) return lock_err(errno);
+    }
     rp_lock_hdr *lk = m;
     memset(m, 0, size);
     memcpy(lk->magic, RP_LOCK_MAGIC, 8);
@@ -249,12 +300,13 @@ static int lock_init(rp_env *env, int fd, unsigned max_readers) {
     atomic_store_explicit(&lk->ready, 0, memory_order_release);
     env->lk = lk;
     env->lk_size = size;
+    env->nreaders = max_readers;
     env->slots = (rp_slot *)((uint8_t *)m + RP_LOCK_SLOTS_OFF);
     return RP_OK;
 }
 
 /* Validation result of an existing lock file. */
-enum { V_OK, V_FOREIGN, V_GARBAGE, V_NOT_READY };
+enum { V_OK, V_FOREIGN, V_GARBAGE, V_NOT_READY, V_ABANDONED };
 
 static int lock_validate(int fd, unsigned *max_readers, size_t *size) {
     struct stat sb;
@@ -264,12 +316,15 @@ static int lock_validate(int fd, unsigned *max_readers, size_t *size) {
     ssize_t n;
     do n = pread(fd, h, sizeof h, 0); while (n < 0 && errno == EINTR);
     if (n != (ssize_t)sizeof h) return V_GARBAGE;
-    if (memcmp(h, RP_LOCK_MAGIC, 8) != 0) return V_GARBAGE;
     uint32_t layout, abi, mr, ready;
     memcpy(&layout, h + offsetof(rp_lock_hdr, layout), 4);
     memcpy(&abi, h + offsetof(rp_lock_hdr, abi), 4);
     memcpy(&mr, h + offsetof(rp_lock_hdr, max_readers), 4);
     memcpy(&ready, h + offsetof(rp_lock_hdr, ready), 4);
+    /* Checked before the magic: a truncated file extended back is zeros
+     * but this mark (rp_lock_check). */
+    if (ready == RP_LOCK_ABANDONED) return V_ABANDONED;
+    if (memcmp(h, RP_LOCK_MAGIC, 8) != 0) return V_GARBAGE;
     /* Our magic but another layout or ABI: another realmpy build. */
     if (layout != RP_LOCK_LAYOUT || abi != RP_LOCK_ABI) return V_FOREIGN;
     if (ready != 1) return V_NOT_READY;
@@ -282,12 +337,61 @@ static int lock_validate(int fd, unsigned *max_readers, size_t *size) {
 
 /* ---- open / ready / close ----------------------------------------------- */
 
+/* Mode of a new lock file: the data file's read/write bits, so that a
+ * database shared between users through its mode shares its lock file too
+ * (the umask still applies); 0600 without a data file. */
+static mode_t lock_mode(const rp_env *env) {
+    struct stat sb;
+    if (env->fd >= 0 && fstat(env->fd, &sb) == 0) return sb.st_mode & 0666;
+    return 0600;
+}
+
+/* An opened lock file is used only if it is a regular file with one name.
+ * open(O_NOFOLLOW) already refused a symlink; this refuses a hard link to
+ * some other file (rebuilding the header would overwrite that file) and a
+ * fifo, device or directory. */
+static int lock_fd_usable(int fd) {
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) return lock_err(errno);
+    if (!S_ISREG(sb.st_mode)) return lock_err(S_ISDIR(sb.st_mode) ? EISDIR : EINVAL);
+    if (sb.st_nlink > 1) return lock_err(EMLINK);
+    return RP_OK;
+}
+
+/* RP_RDONLY where the lock file cannot be opened for writing (a read-only
+ * directory or file system, another user's lock file): open immutable --
+ * private memory in place of the lock file, no reader slot, nothing shared
+ * -- unless some process has the lock file in use (it holds a lock on it),
+ * whose writers could then reuse the pages this reader reads. */
+static int open_immutable(rp_env *env, unsigned max_readers, int why) {
+    int fd = open(env->lock_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        struct flock fl;
+        memset(&fl, 0, sizeof fl);
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        fl.l_len = 1;
+        int r = lock_fd_usable(fd);
+        if (r == RP_OK && fcntl(fd, F_OFD_GETLK, &fl) != 0) r = lock_err(errno);
+        close(fd);
+        if (r != RP_OK) return r;
+        if (fl.l_type != F_UNLCK) return lock_err(why);   /* in use */
+    } else if (errno != ENOENT) {
+        return lock_err(errno == ELOOP ? ELOOP : why);
+    }
+    int rc = lock_init(env, -1, max_readers);
+    if (rc == RP_OK) env->immutable = 1;
+    return rc;
+}
+
 int rp_lock_open(rp_env *env, unsigned max_readers, int *first) {
     assert(env != NULL && env->lock_path != NULL && first != NULL);
     if (env == NULL || env->lock_path == NULL || first == NULL) return RP_INVALID;
     env->lk = NULL;
     env->slots = NULL;
     env->lk_size = 0;
+    env->nreaders = 0;
+    env->immutable = 0;
     env->lock_fd = -1;
     *first = 0;
     if (max_readers == 0) max_readers = RP_DEFAULT_READERS;
@@ -301,18 +405,34 @@ int rp_lock_open(rp_env *env, unsigned max_readers, int *first) {
     int rc = pthread_mutex_init(&env->local, NULL);
     if (rc != 0) return rc;
 
+    int ro = (env->flags & RP_RDONLY) != 0;
+    mode_t mode = lock_mode(env);
     int last_bad = V_GARBAGE;
     for (unsigned attempt = 0; attempt < RP_OPEN_ATTEMPTS; attempt++) {
         if (attempt > 0) backoff(attempt);
-        int fd = open(env->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        /* O_NOFOLLOW: a symlink planted at <path>.lock is refused (ELOOP),
+         * its target never opened, let alone truncated. */
+        int fd = open(env->lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode);
         if (fd < 0) {
             rc = errno;
+            if (ro && (rc == EACCES || rc == EPERM || rc == EROFS)) {
+                rc = open_immutable(env, max_readers, rc);
+                if (rc != RP_OK) goto fail;
+                *first = 1;
+                break;
+            }
+            rc = lock_err(rc);
+            goto fail;
+        }
+        rc = lock_fd_usable(fd);
+        if (rc != RP_OK) {
+            close(fd);
             goto fail;
         }
         int excl = ofd_lock(fd, F_WRLCK, 0);
         if (excl != 0 && excl != EAGAIN && excl != EACCES) {
             close(fd);                 /* e.g. EINVAL: no OFD locks here */
-            rc = excl;
+            rc = lock_err(excl);
             goto fail;
         }
         if (excl != 0) {
@@ -320,6 +440,7 @@ int rp_lock_open(rp_env *env, unsigned max_readers, int *first) {
             rc = ofd_lock(fd, F_RDLCK, 1);
             if (rc != 0) {
                 close(fd);
+                rc = lock_err(rc);
                 goto fail;
             }
             if (!same_file(fd, env->lock_path)) {  /* replaced meanwhile */
@@ -332,13 +453,14 @@ int rp_lock_open(rp_env *env, unsigned max_readers, int *first) {
             if (v == V_OK) {
                 void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
                 if (m == MAP_FAILED) {
-                    rc = errno;
+                    rc = lock_err(errno);
                     close(fd);
                     goto fail;
                 }
                 max_readers = mr;
                 env->lk = m;
                 env->lk_size = size;
+                env->nreaders = mr;
                 env->slots = (rp_slot *)((uint8_t *)m + RP_LOCK_SLOTS_OFF);
                 env->lock_fd = fd;
                 break;
@@ -348,9 +470,10 @@ int rp_lock_open(rp_env *env, unsigned max_readers, int *first) {
             last_bad = v;
             if (ofd_lock(fd, F_WRLCK, 0) != 0) {
                 close(fd);
-                /* In use by another layout/ABI: refuse at once, untouched. */
-                if (v == V_FOREIGN) {
-                    rc = RP_INCOMPATIBLE_LOCK;
+                /* In use by another layout/ABI: refuse at once, untouched;
+                 * abandoned but still in use: refuse until its users left. */
+                if (v == V_FOREIGN || v == V_ABANDONED) {
+                    rc = v == V_FOREIGN ? RP_INCOMPATIBLE_LOCK : RP_LOCK_CHANGED;
                     goto fail;
                 }
                 continue;              /* racing openers or a live builder */
@@ -382,7 +505,7 @@ int rp_lock_open(rp_env *env, unsigned max_readers, int *first) {
     if (env->pool == NULL) {
         rc = ENOMEM;
         munmap(env->lk, env->lk_size);
-        close(env->lock_fd);
+        if (env->lock_fd >= 0) close(env->lock_fd);
         env->lk = NULL;
         env->slots = NULL;
         env->lock_fd = -1;
@@ -392,6 +515,11 @@ int rp_lock_open(rp_env *env, unsigned max_readers, int *first) {
     env->pool_len = 0;
     env->pool_cap = max_readers;
     atomic_store_explicit(&env->interrupted, 0, memory_order_relaxed);
+    struct stat sb;
+    if (env->lock_fd >= 0 && fstat(env->lock_fd, &sb) == 0) {
+        env->lock_dev = sb.st_dev;     /* for rp_lock_check's identity test */
+        env->lock_ino = sb.st_ino;
+    }
     return RP_OK;
 
 fail:
@@ -408,8 +536,9 @@ int rp_lock_ready(rp_env *env, const rp_roots *current) {
     rp_ring_publish(env, current);
     atomic_store_explicit(&lk->version, current->txnid, memory_order_seq_cst);
     atomic_store_explicit(&lk->ready, 1, memory_order_release);
+    if (env->immutable) return RP_OK;
     /* Atomic conversion exclusive -> shared: waiting openers proceed. */
-    return ofd_lock(env->lock_fd, F_RDLCK, 0);
+    return lock_err(ofd_lock(env->lock_fd, F_RDLCK, 0));
 }
 
 void rp_lock_close(rp_env *env) {
@@ -432,7 +561,7 @@ void rp_lock_close(rp_env *env) {
         pthread_mutex_unlock(&env->local);
     }
     munmap(env->lk, env->lk_size);
-    close(env->lock_fd);               /* drops the OFD lock */
+    if (env->lock_fd >= 0) close(env->lock_fd);   /* drops the OFD lock */
     env->lk = NULL;
     env->slots = NULL;
     env->lk_size = 0;
@@ -445,40 +574,86 @@ void rp_lock_close(rp_env *env) {
 
 /* ---- writer mutex ------------------------------------------------------- */
 
-int rp_wlock(rp_env *env, int *owner_died) {
-    return rp_wlock_timed(env, -1, owner_died);
+/* Thread tid's process id (its Tgid) and state, from /proc/<tid>/status
+ * (/proc/<tid> exists for every thread of the pid namespace, listed or
+ * not).  Returns 0, or -1 if no such thread exists. */
+static int thread_info(uint32_t tid, pid_t *tgid, char *state) {
+    char buf[512];
+    if (read_proc(tid, "status", buf, sizeof buf) != 0) return -1;
+    const char *st = strstr(buf, "\nState:\t"), *tg = strstr(buf, "\nTgid:\t");
+    if (st == NULL || tg == NULL) return -1;
+    *state = st[8];
+    *tgid = (pid_t)strtol(tg + 7, NULL, 10);
+    return 0;
 }
 
-int rp_wlock_timed(rp_env *env, int64_t timeout_ms, int *owner_died) {
-    assert(env != NULL && env->lk != NULL && owner_died != NULL);
-    *owner_died = 0;
-    int rc;
-    if (timeout_ms < 0) {
-        rc = pthread_mutex_lock(&env->lk->wmutex.m);
-    } else {
-        /* pthread_mutex_timedlock takes a CLOCK_REALTIME deadline: a clock
-         * step during the wait lengthens or shortens it, never breaks it. */
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += (time_t)(timeout_ms / 1000);
-        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec += 1;
-            until.tv_nsec -= 1000000000L;
-        }
-        rc = pthread_mutex_timedlock(&env->lk->wmutex.m, &until);
+/* Called when the writer mutex stayed locked for RP_WLOCK_CHECK_NS.  The
+ * lock word names the owning thread; a live writer records itself
+ * (writer_tid/pid/start) right after locking.  If the owner is dead or
+ * foreign, the word is repaired: marked FUTEX_OWNER_DIED, as the kernel
+ * marks it when an owner exits, so the next locker gets EOWNERDEAD.
+ * *suspect carries a suspicious word from one check to the next.
+ *
+ * Never breaks a live writer's lock: a thread that exists and is the
+ * recorded writer is waited on however long it holds the lock.  A thread
+ * that exists but is not recorded is either a writer between locking and
+ * recording (a few instructions) or a forged/foreign word; it is broken
+ * only if the same word was seen at the previous check too (a whole
+ * interval later) and the thread is not stopped (SIGSTOP, a debugger),
+ * where it could legitimately sit inside that window. */
+static void wlock_owner_check(rp_env *env, uint32_t *suspect) {
+    rp_lock_hdr *lk = env->lk;
+    _Atomic uint32_t *word = mutex_word(env);
+    uint32_t w = atomic_load_explicit(word, memory_order_acquire);
+    uint32_t tid = w & FUTEX_TID_MASK;
+    if (tid == 0 || (w & FUTEX_OWNER_DIED)) {
+        *suspect = 0;
+        return;                        /* free or already marked: retry */
     }
+    pid_t tgid = 0;
+    char state = 0;
+    int exists = thread_info(tid, &tgid, &state) == 0 && state != 'Z' && state != 'X';
+    if (exists) {
+        pid_t rpid = (pid_t)atomic_load_explicit(&lk->writer_pid, memory_order_acquire);
+        uint64_t rst = atomic_load_explicit(&lk->writer_start, memory_order_acquire);
+        uint64_t rtid = atomic_load_explicit(&lk->writer_tid, memory_order_acquire);
+        if ((rtid == tid && rpid == tgid && owner_alive(rpid, rst, 1)) ||
+            state == 'T' || state == 't') {
+            *suspect = 0;
+            return;                    /* the live writer (or a paused one) */
+        }
+        if (*suspect != w) {
+            *suspect = w;              /* give it one more interval */
+            return;
+        }
+    }
+    /* Dead, or foreign for a whole interval: mark it as the kernel would.
+     * The CAS fails if the word moved meanwhile (then nothing is broken). */
+    uint32_t repaired = (w & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
+    *suspect = 0;
+    if (atomic_compare_exchange_strong_explicit(word, &w, repaired, memory_order_acq_rel,
+                                                memory_order_relaxed))
+        syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Record this thread as the writer (diagnostics, and the liveness checks of
+ * wlock_owner_check and rp_commit_in_doubt). */
+static void wlock_record(rp_env *env) {
+    rp_lock_hdr *lk = env->lk;
+    atomic_store_explicit(&lk->writer_pid, (uint32_t)env->pid, memory_order_relaxed);
+    atomic_store_explicit(&lk->writer_start, env->start_time, memory_order_relaxed);
+    atomic_store_explicit(&lk->writer_tid, my_tid(), memory_order_release);
+}
+
+/* The result of locking, as rp_wlock and rp_wlock_try return it. */
+static int wlock_result(rp_env *env, int rc, int *owner_died) {
     switch (rc) {
     case 0:
         break;
-    case ETIMEDOUT:
-        return RP_TIMEOUT;
     case EOWNERDEAD:
         /* We own it now; the caller repairs and calls rp_wlock_consistent. */
         *owner_died = 1;
         break;
-    case EDEADLK:
-        return RP_TXN_ACTIVE;          /* this thread already holds it */
     case ENOTRECOVERABLE:
         /* Only if an owner unlocked after EOWNERDEAD without making it
          * consistent; the engine never does that. */
@@ -486,8 +661,63 @@ int rp_wlock_timed(rp_env *env, int64_t timeout_ms, int *owner_died) {
     default:
         return rc;
     }
-    atomic_store_explicit(&env->lk->writer_tid, my_tid(), memory_order_relaxed);
+    wlock_record(env);
     return RP_OK;
+}
+
+int rp_wlock(rp_env *env, int *owner_died) {
+    return rp_wlock_timed(env, -1, owner_died);
+}
+
+int rp_wlock_timed(rp_env *env, int64_t timeout_ms, int *owner_died) {
+    assert(env != NULL && env->lk != NULL && owner_died != NULL);
+    *owner_died = 0;
+    if (timeout_ms == 0) {
+        int rc = rp_wlock_try(env, owner_died);
+        return rc == RP_BUSY ? RP_TIMEOUT : rc;
+    }
+    /* The overall deadline (CLOCK_MONOTONIC, in ns); each slice ends at the
+     * sooner of it and the next owner check. */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t start_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+    uint64_t deadline_ns = timeout_ms < 0 ? UINT64_MAX : start_ns + (uint64_t)timeout_ms * 1000000ull;
+    uint32_t suspect = 0;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+        if (now_ns >= deadline_ns) return RP_TIMEOUT;
+        uint64_t until = now_ns + RP_WLOCK_CHECK_NS;
+        if (until > deadline_ns) until = deadline_ns;
+        struct timespec ts = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
+        int rc = pthread_mutex_clocklock(&env->lk->wmutex.m, CLOCK_MONOTONIC, &ts);
+        if (rc == ETIMEDOUT) {
+            wlock_owner_check(env, &suspect);
+            continue;
+        }
+        if (rc == EDEADLK) {
+            /* The word names this thread.  Truly ours only if recorded so
+             * (another env of this process on the same file, in this
+             * thread); otherwise it is forged: repair and retry. */
+            rp_lock_hdr *lk = env->lk;
+            if (atomic_load_explicit(&lk->writer_tid, memory_order_acquire) == my_tid() &&
+                atomic_load_explicit(&lk->writer_pid, memory_order_acquire) == (uint32_t)env->pid)
+                return RP_TXN_ACTIVE;
+            suspect = atomic_load_explicit(mutex_word(env), memory_order_acquire);
+            wlock_owner_check(env, &suspect);
+            continue;
+        }
+        return wlock_result(env, rc, owner_died);
+    }
+}
+
+int rp_wlock_try(rp_env *env, int *owner_died) {
+    assert(env != NULL && env->lk != NULL && owner_died != NULL);
+    *owner_died = 0;
+    int rc = pthread_mutex_trylock(&env->lk->wmutex.m);
+    if (rc == EBUSY) return RP_BUSY;
+    if (rc == EDEADLK) return RP_TXN_ACTIVE;
+    return wlock_result(env, rc, owner_died);
 }
 
 void rp_wlock_consistent(rp_env *env) {
@@ -497,8 +727,73 @@ void rp_wlock_consistent(rp_env *env) {
 
 void rp_wunlock(rp_env *env) {
     assert(env != NULL && env->lk != NULL);
-    atomic_store_explicit(&env->lk->writer_tid, 0, memory_order_relaxed);
-    pthread_mutex_unlock(&env->lk->wmutex.m);
+    rp_lock_hdr *lk = env->lk;
+    atomic_store_explicit(&lk->writer_tid, 0, memory_order_relaxed);
+    atomic_store_explicit(&lk->writer_pid, 0, memory_order_relaxed);
+    atomic_store_explicit(&lk->writer_start, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&lk->wmutex.m);
+}
+
+/* ---- the in-doubt commit marker --------------------------------------------- */
+
+void rp_commit_mark(rp_env *env, uint64_t txnid) {
+    /* seq_cst: ordered before the meta page's pwrite (a syscall, itself a
+     * full barrier) and visible to every reader that begins after.  The
+     * thread first: a reader pairs the two and re-checks the txnid. */
+    atomic_store_explicit(&env->lk->commit_tid, txnid ? my_tid() : 0, memory_order_seq_cst);
+    atomic_store_explicit(&env->lk->commit_txnid, txnid, memory_order_seq_cst);
+}
+
+int rp_commit_in_doubt(rp_env *env) {
+    rp_lock_hdr *lk = env->lk;
+    uint64_t c = atomic_load_explicit(&lk->commit_txnid, memory_order_seq_cst);
+    if (c == 0 || c <= atomic_load_explicit(&lk->version, memory_order_seq_cst))
+        return 0;                      /* none, or already published */
+    /* The marking thread holds the writer mutex until it clears the mark;
+     * if it died, the kernel released the mutex (FUTEX_OWNER_DIED, tid 0)
+     * before its process was gone, and whoever locks it next repairs (and
+     * clears the mark) before anything else.  So: the marking thread's tid
+     * still in the word = alive; anything else = in doubt until cleared. */
+    uint32_t w = atomic_load_explicit(mutex_word(env), memory_order_seq_cst);
+    uint32_t ctid = atomic_load_explicit(&lk->commit_tid, memory_order_seq_cst);
+    if (atomic_load_explicit(&lk->commit_txnid, memory_order_seq_cst) != c) return 0;
+    return (w & FUTEX_OWNER_DIED) || (w & FUTEX_TID_MASK) != ctid;
+}
+
+/* ---- lock file identity -------------------------------------------------------- */
+
+/* Mark the lock file abandoned (ready = RP_LOCK_ABANDONED): every process
+ * still using it refuses to write and to begin snapshots, and the next
+ * first opener rebuilds it.  A truncated file is first extended back
+ * (zeros), so that neither this store nor any later access of any process
+ * faults; our shared OFD lock means nobody rebuilds it meanwhile. */
+static int abandon(rp_env *env) {
+    struct stat a;
+    if (fstat(env->lock_fd, &a) != 0) return RP_LOCK_CHANGED;
+    if ((uint64_t)a.st_size < env->lk_size &&
+        ftruncate(env->lock_fd, (off_t)env->lk_size) != 0)
+        return RP_LOCK_CHANGED;
+    atomic_store_explicit(&env->lk->ready, RP_LOCK_ABANDONED, memory_order_seq_cst);
+    return RP_LOCK_CHANGED;
+}
+
+int rp_lock_check(rp_env *env, int identity) {
+    if (env->immutable) return RP_OK;
+    struct stat a;
+    if (identity) {
+        /* One stat of the path: if it is still our inode, its size and
+         * link count are our file's too. */
+        if (stat(env->lock_path, &a) != 0)
+            return errno == ENOENT ? abandon(env) : lock_err(errno);
+        if (a.st_dev != env->lock_dev || a.st_ino != env->lock_ino) return abandon(env);
+    } else if (fstat(env->lock_fd, &a) != 0) {
+        return lock_err(errno);
+    }
+    /* Truncated: touching the cut-off part raises SIGBUS.  No link left:
+     * deleted, and the next opener makes another. */
+    if ((uint64_t)a.st_size < env->lk_size || a.st_nlink == 0) return abandon(env);
+    if (atomic_load_explicit(&env->lk->ready, memory_order_acquire) != 1) return RP_LOCK_CHANGED;
+    return RP_OK;
 }
 
 /* ---- version counter, futex ----------------------------------------------- */
@@ -532,12 +827,23 @@ void rp_version_publish(rp_env *env, uint64_t v) {
 int rp_lock_wait(rp_env *env, uint64_t since, int64_t timeout_ns, uint64_t *out) {
     assert(env != NULL && env->lk != NULL && out != NULL);
     rp_lock_hdr *lk = env->lk;
+    /* A waiter is not a hot path: check the lock file before touching it
+     * (a truncated one would raise SIGBUS), and again after each sleep. */
+    int rc = rp_lock_check(env, 0);
+    if (rc != RP_OK) {
+        *out = since;
+        return rc;
+    }
     uint64_t deadline = 0;
     if (timeout_ns > 0) deadline = now_ns() + (uint64_t)timeout_ns;
     for (;;) {
         if (atomic_load_explicit(&env->interrupted, memory_order_seq_cst)) {
             *out = atomic_load_explicit(&lk->version, memory_order_acquire);
             return RP_CLOSED;
+        }
+        if (atomic_load_explicit(&lk->ready, memory_order_acquire) != 1) {
+            *out = since;
+            return RP_LOCK_CHANGED;    /* abandoned (rp_lock_check) */
         }
         /* Load the word BEFORE the version: a publish after this load
          * changes the word, so the FUTEX_WAIT below returns at once. */
@@ -547,29 +853,46 @@ int rp_lock_wait(rp_env *env, uint64_t since, int64_t timeout_ns, uint64_t *out)
             *out = v;
             return RP_OK;
         }
-        struct timespec ts, *tsp = NULL;
+        /* A writer that died mid-commit publishes nothing: resolve its
+         * commit here, so listeners see it without waiting for a writer. */
+        if (rp_commit_in_doubt(env)) {
+            rc = rp_resolve_commit(env);
+            if (rc != RP_OK) {
+                *out = v;
+                return rc;
+            }
+            continue;
+        }
+        /* Sleep in slices: each ends with a look at the lock file (deleted,
+         * replaced, truncated) and at a writer that died meanwhile. */
+        uint64_t slice = RP_WAIT_CHECK_NS;
         if (timeout_ns > 0) {
             uint64_t now = now_ns();
             if (now >= deadline) {
                 *out = v;
                 return RP_OK;
             }
-            uint64_t rem = deadline - now;
-            ts.tv_sec = (time_t)(rem / 1000000000ull);
-            ts.tv_nsec = (long)(rem % 1000000000ull);
-            tsp = &ts;
+            if (deadline - now < slice) slice = deadline - now;
         }
+        struct timespec ts = { (time_t)(slice / 1000000000ull), (long)(slice % 1000000000ull) };
         atomic_fetch_add_explicit(&lk->waiters, 1, memory_order_seq_cst);
         if (atomic_load_explicit(&lk->version, memory_order_seq_cst) != since ||
             atomic_load_explicit(&env->interrupted, memory_order_seq_cst)) {
             atomic_fetch_sub_explicit(&lk->waiters, 1, memory_order_seq_cst);
             continue;
         }
-        long r = futex(&lk->futex, FUTEX_WAIT, w, tsp);
+        long r = futex(&lk->futex, FUTEX_WAIT, w, &ts);
         int err = r == -1 ? errno : 0;
+        /* Before touching the shared memory again: a truncated lock file
+         * would raise SIGBUS. */
+        rc = rp_lock_check(env, err == ETIMEDOUT);
+        if (rc != RP_OK) {
+            *out = since;
+            return rc;
+        }
         atomic_fetch_sub_explicit(&lk->waiters, 1, memory_order_seq_cst);
-        if (r == 0 || err == EAGAIN) continue;   /* woken or word moved */
-        if (err == ETIMEDOUT || err == EINTR) {
+        if (r == 0 || err == EAGAIN || err == ETIMEDOUT) continue;  /* woken, word moved, slice over */
+        if (err == EINTR) {
             /* EINTR returns so that the caller can handle signals. */
             *out = atomic_load_explicit(&lk->version, memory_order_acquire);
             return RP_OK;
@@ -631,7 +954,7 @@ int rp_ring_read(const rp_env *env, uint64_t v, rp_roots *out) {
 
 static int try_claim(rp_env *env, rp_slot **out) {
     uint32_t me = (uint32_t)env->pid;
-    unsigned n = env->lk->max_readers;
+    unsigned n = env->nreaders;
     for (unsigned i = 0; i < n; i++) {
         rp_slot *s = &env->slots[i];
         uint32_t expect = 0;
@@ -695,7 +1018,10 @@ int rp_snapshot_begin(rp_env *env, rp_slot *slot, rp_roots *out) {
         if (atomic_load_explicit(&lk->version, memory_order_seq_cst) == v) break;
     }
     atomic_store_explicit(&slot->version, 0, memory_order_release);
-    return RP_CORRUPT;
+    /* Version 0 after ready: the lock file was truncated and extended back
+     * (rp_lock_check), not a damaged data file. */
+    return atomic_load_explicit(&lk->ready, memory_order_acquire) != 1 ? RP_LOCK_CHANGED
+                                                                       : RP_CORRUPT;
 }
 
 void rp_snapshot_end(rp_slot *slot) {
@@ -710,7 +1036,7 @@ static int cmp_u64(const void *a, const void *b) {
 
 uint64_t rp_oldest_reader(rp_env *env, uint64_t latest, unsigned *active) {
     assert(env != NULL && env->lk != NULL);
-    unsigned n = env->lk->max_readers;
+    unsigned n = env->nreaders;
     uint64_t stackbuf[256];
     uint64_t *buf = n + 1 <= 256 ? stackbuf : malloc((size_t)(n + 1) * sizeof *buf);
     uint64_t oldest = latest;
@@ -760,7 +1086,7 @@ int rp_reap(rp_env *env, int force, unsigned *reaped) {
                       > RP_REAP_INTERVAL_NS)
         force = 1;
     uint32_t me = (uint32_t)env->pid;
-    unsigned n = lk->max_readers, count = 0;
+    unsigned n = env->nreaders, count = 0;
     for (unsigned i = 0; i < n; i++) {
         rp_slot *s = &env->slots[i];
         uint32_t pid = atomic_load_explicit(&s->pid, memory_order_acquire);
@@ -791,7 +1117,7 @@ int rp_readers_list(rp_env *env, rp_reader_info *out, unsigned cap,
                     unsigned *count) {
     assert(env != NULL && env->lk != NULL && count != NULL);
     if (out == NULL && cap > 0) return RP_INVALID;
-    unsigned n = env->lk->max_readers, k = 0;
+    unsigned n = env->nreaders, k = 0;
     uint32_t me = (uint32_t)env->pid;
     for (unsigned i = 0; i < n && k < cap; i++) {
         rp_slot *s = &env->slots[i];

@@ -16,7 +16,10 @@
  *     ending a snapshot are a few stores into a reader slot in shared memory.
  *   - One writer at a time across all processes and threads, serialised by a
  *     robust process-shared mutex.  A writer that dies holding it is
- *     recovered by the next writer, in that writer's own call.
+ *     recovered by the next writer, in that writer's own call; one that dies
+ *     mid-commit leaves its commit marked in doubt, and the next reader,
+ *     waiter or opener settles it first (publishes it if it is durable,
+ *     discards it if torn), so everyone agrees on whether it happened.
  *   - A durable commit costs ONE fdatasync: every page carries a checksum
  *     and the version that wrote it, every child pointer carries the version
  *     of the child, so on open the newest meta page is verified by walking only
@@ -34,6 +37,11 @@
  *                 when no other process has it open.  It carries a layout
  *                 version and the ABI sizes of its members; an opener of
  *                 another layout gets RP_INCOMPATIBLE_LOCK, never corruption.
+ *                 It is opened with O_NOFOLLOW (a symlink is refused, its
+ *                 target untouched), used only as a regular file with one
+ *                 link, created with the data file's read/write mode bits,
+ *                 and its header is validated before use.  Errors about it
+ *                 are RP_LOCK_ERRNO - errno, so callers can name it.
  *
  * THREADS AND PROCESSES
  *   - An rp_env may be used by any number of threads at once.
@@ -60,11 +68,33 @@
  *     memory and the locks are local.
  *   - Processes sharing a file must share a PID namespace: reader slots are
  *     reaped when kill(pid, 0) says their owner is gone.
- *   - Never delete <path>.lock while the file is open: processes opening it
- *     afterwards would build a second lock file and a second writer mutex.
- *     When nobody has the file open, deleting it is harmless.
- *   - A read-only environment still needs write access to <path>.lock (its
- *     reader slots live there), as with LMDB.
+ *   - Never delete, replace or truncate <path>.lock while the file is open:
+ *     processes opening it afterwards build a second lock file and a second
+ *     writer mutex.  The engine detects it -- a write transaction checks the
+ *     held lock file's link count and size when it begins and compares its
+ *     inode with the path's before writing any page, a waiter checks at
+ *     every call and every 0.5 s -- and then every env on the old lock file returns
+ *     RP_LOCK_CHANGED for reads and writes (it marks the file abandoned)
+ *     until it is closed and reopened.  What remains: a writer that passed
+ *     the check a moment before the deletion still commits under the old
+ *     lock (a window of microseconds); and a truncation makes a process
+ *     that touches the lost part of its mapping before any check noticed it
+ *     die of SIGBUS (readers do not check: that would cost a syscall per
+ *     snapshot; the first writer or waiter to notice extends the file back
+ *     so that later accesses see the abandoned mark instead).  When nobody
+ *     has the file open, deleting it is harmless.
+ *   - A read-only environment (RP_RDONLY) uses <path>.lock as any other
+ *     when it can open it for writing.  When it cannot (a read-only
+ *     directory or file system, another user's lock file) it opens
+ *     IMMUTABLE, creating no file, as SQLite's immutable=1 and LMDB's
+ *     MDB_RDONLY|MDB_NOLOCK do, unless some process has the lock file in use
+ *     (then RP_LOCK_ERRNO - EACCES/EROFS/EPERM: a reader without a reader
+ *     slot is unsafe next to writers).  An immutable env gives up: a reader
+ *     slot (a writer that starts later cannot see its snapshots, may reuse
+ *     their pages and make its reads fail or, where checksums are not
+ *     verified, read wrong bytes -- use it only where nothing writes), the
+ *     shared version counter (it sees the version it found at open;
+ *     rp_env_wait never reports a change) and dead-writer resolution.
  *   - If a process is killed while waiting in rp_env_wait, the shared waiter
  *     count stays raised: later commits make one spare wake-up syscall each
  *     until the lock file is rebuilt.  Harmless, slightly slower.
@@ -126,6 +156,16 @@ extern "C" {
 #define RP_CLOSED           -30819  /* env is closing (rp_env_interrupt)      */
 #define RP_EXISTS           -30820  /* compaction target already exists       */
 #define RP_TIMEOUT          -30821  /* the writer mutex was not acquired in time */
+#define RP_LOCK_CHANGED     -30830  /* <path>.lock was deleted, replaced or
+                                       truncated while the env was open: this
+                                       env refuses to write (another process
+                                       may be writing under another mutex);
+                                       close it and open the file again      */
+#define RP_LOCK_ERRNO       -31000  /* RP_LOCK_ERRNO - e (e = 1..4095): errno e
+                                       about the lock file <path>.lock, not the
+                                       data file: ELOOP (a symlink, refused),
+                                       EMLINK (a hard link), EINVAL / EISDIR
+                                       (not a regular file), EACCES, EROFS... */
 
 /* ---- Limits --------------------------------------------------------------- */
 #define RP_PAGE_SIZE        4096
@@ -138,7 +178,8 @@ extern "C" {
                                     process crash, not an OS crash or power
                                     loss; no fdatasync is issued            */
 #define RP_RDONLY           0x2  /* no write transactions; the data file must
-                                    exist                                     */
+                                    exist; immutable without a writable lock
+                                    file (see CAVEATS)                        */
 
 /* ---- rp_txn_begin flags --------------------------------------------------- */
 #define RP_TXN_WRITE        0x1
@@ -178,6 +219,16 @@ extern "C" {
 #define RP_FAULT_WRITE      1  /* a pwrite fails with EIO                     */
 #define RP_FAULT_SYNC       2  /* an fdatasync fails with EIO                 */
 #define RP_FAULT_NOSPACE    3  /* a write or file growth fails with ENOSPC    */
+#define RP_FAULT_CRASH      4  /* SIGKILL this process at commit step `after`
+                                  (RP_STEP_*): a writer dying mid-commit    */
+
+/* ---- commit steps, where RP_FAULT_CRASH strikes (see txn.c) --------------- */
+#define RP_STEP_PAGES       0  /* pages written, nothing marked yet          */
+#define RP_STEP_MARKED      1  /* commit marked in doubt, meta not written   */
+#define RP_STEP_META        2  /* meta page written, not yet synced          */
+#define RP_STEP_SYNCED      3  /* synced (durable), not yet published        */
+#define RP_STEP_RING        4  /* ring entry written, version not published  */
+#define RP_STEP_PUBLISHED   5  /* version published, mark not yet cleared    */
 
 typedef struct rp_env rp_env;
 typedef struct rp_txn rp_txn;
@@ -232,11 +283,17 @@ int rp_format_version(void);
  *   max_active_versions  0 = unlimited; else a write begin that would make
  *                more than this many distinct versions live returns
  *                RP_VERSION_LIMIT.
+ * The lock file takes the data file's read/write mode bits instead.
  * On open, if no other process has the file open, the newest meta page is
  * verified (its commit's pages are walked) and a commit that did not fully
- * reach the disk is rolled back to the previous version.
- * Errors: RP_NOT_A_DB, RP_FORMAT_VERSION, RP_CORRUPT, RP_INCOMPATIBLE_LOCK,
- *         RP_INVALID, errno (ENOENT, EACCES, ENOMEM, ...). */
+ * reach the disk is rolled back to the previous version.  If others have it
+ * open and a writer died mid-commit, its commit is settled first.
+ * Errors: RP_NOT_A_DB, RP_FORMAT_VERSION, RP_CORRUPT, RP_INCOMPATIBLE_LOCK
+ *         (the lock file's header stays invalid while in use),
+ *         RP_LOCK_CHANGED (the lock file is abandoned but still in use),
+ *         RP_LOCK_ERRNO - e (about the lock file: ELOOP a symlink, EMLINK a
+ *         hard link, EINVAL/EISDIR not a regular file, EACCES, EROFS...),
+ *         RP_INVALID, errno about the data file (ENOENT, EACCES, ENOMEM...). */
 int rp_env_open(const char *path, unsigned flags, uint64_t max_size,
                 unsigned max_readers, unsigned max_active_versions,
                 rp_env **out);
@@ -261,9 +318,13 @@ uintptr_t rp_env_version_addr(rp_env *env);
 
 /* Block until the version differs from since, or until timeout_ns passes
  * (negative = forever).  *out receives the version then current (== since on
- * timeout).  Costs no CPU while waiting (futex).  A wake-up can be late, never
- * lost.  Returns RP_CLOSED if rp_env_interrupt() was called, RP_OK otherwise
- * (also on timeout and on EINTR, so callers can check for signals). */
+ * timeout).  Costs no CPU while waiting (futex; a waiter wakes every 0.5 s to
+ * check the lock file and for a writer that died mid-commit, whose commit it
+ * then settles).  A wake-up can be late, never lost.  Returns RP_CLOSED if
+ * rp_env_interrupt() was called, RP_LOCK_CHANGED if the lock file was
+ * deleted, replaced or truncated, an error of settling a dead writer's
+ * commit (RP_CORRUPT, errno), RP_OK otherwise (also on timeout and on EINTR,
+ * so callers can check for signals). */
 int rp_env_wait(rp_env *env, uint64_t since, int64_t timeout_ns,
                 uint64_t *out);
 
@@ -301,9 +362,14 @@ const char *rp_env_path(rp_env *env);
 
 /* Begin a read snapshot of the latest version (flags 0) or the write
  * transaction (RP_TXN_WRITE), which waits for the writer mutex (other
- * processes' writers, or other threads').
+ * processes' writers, or other threads'; a mutex whose owner is dead or
+ * forged is recovered, a live writer is waited for).  A snapshot begun
+ * after a writer died mid-commit first settles that commit, so it sees
+ * what the next writer will.
  * Errors: RP_READ_ONLY, RP_TXN_ACTIVE, RP_READERS_FULL, RP_VERSION_LIMIT,
- *         RP_FORKED, RP_PANIC, errno. */
+ *         RP_FORKED, RP_PANIC, RP_LOCK_CHANGED (the lock file was deleted,
+ *         replaced or truncated), RP_CORRUPT (a dead writer's commit cannot
+ *         be settled), errno. */
 int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out);
 
 /* rp_txn_begin, but a write transaction gives up waiting for the writer
@@ -314,7 +380,9 @@ int rp_txn_begin_timed(rp_env *env, unsigned flags, int64_t timeout_ms, rp_txn *
 
 /* Commit and free the transaction (a read txn is simply ended).  With
  * durability "full" the commit is on stable storage when this returns OK.
- * On any error the transaction is rolled back and freed as well. */
+ * On any error the transaction is rolled back and freed as well; with
+ * RP_LOCK_CHANGED (the lock file was deleted or replaced since the txn
+ * began) before any page is written. */
 int rp_txn_commit(rp_txn *txn);
 
 /* Commit like rp_txn_commit; *version (may be NULL) receives the version
@@ -339,8 +407,9 @@ int rp_txn_abort(rp_txn *txn);
 int rp_txn_reset(rp_txn *txn);
 
 /* Begin a new snapshot of the latest version on a parked read txn, owned by
- * the calling thread.  Errors: RP_BAD_TXN (not parked), RP_CLOSED, RP_FORKED,
- * RP_PANIC, RP_MAP_FULL. */
+ * the calling thread (settling a dead writer's commit first, as
+ * rp_txn_begin).  Errors: RP_BAD_TXN (not parked), RP_CLOSED, RP_FORKED,
+ * RP_PANIC, RP_MAP_FULL, RP_LOCK_CHANGED, RP_CORRUPT. */
 int rp_txn_renew(rp_txn *txn);
 
 /* rp_txn_reset + rp_txn_renew in one call: move a live read txn to the
@@ -567,7 +636,9 @@ int rp_cursor_join(rp_cursor *cur, int dir, unsigned flags,
 /* ---- Fault injection (for tests) ------------------------------------------ */
 
 /* Arm a fault for this process: the after-th next I/O operation of that kind
- * (0 = the very next) fails.  RP_FAULT_NONE disarms everything. */
+ * (0 = the very next) fails.  RP_FAULT_NONE disarms everything.
+ * RP_FAULT_CRASH kills the process (SIGKILL, as a crash would) when a
+ * commit reaches step `after` (RP_STEP_*). */
 void rp_fault_set(int kind, unsigned after);
 
 /* Power-cut simulation.  rp_powercut_record(env, 1) starts recording every

@@ -5,17 +5,27 @@
  * COMMIT PROTOCOL (one fdatasync)
  *   1. Write the table descriptors back into the catalog, then the free list.
  *   2. Grow the file if the new pages need it (in chunks, zero-filled).
- *   3. pwrite every dirty page, each stamped with this version and its
+ *   3. Check that <path>.lock is still the lock file held (rp_lock_check),
+ *      then pwrite every dirty page, each stamped with this version and its
  *      checksum, sorted and coalesced into runs.
- *   4. pwrite the meta page N % 2 (the one holding version N-2).
+ *   4. Mark version N in doubt in the lock file (rp_commit_mark), then
+ *      pwrite the meta page N % 2 (the one holding version N-2).
  *   5. fdatasync (durability "full").  Pages and meta reach the disk in any
  *      order; recovery tells a meta whose pages did not all arrive (their
  *      txnid/checksum do not match what the parents record) and falls back
  *      to version N-1, which step 3 never overwrote (see ALLOCATION).
  *   6. Publish the roots in the lock file's ring, then the version counter,
- *      and wake waiters.  Readers therefore never see an undurable version.
- *   If step 4 or 5 fails, the old meta image is written back, so neither
- *   this process nor a later opener can adopt a commit that reported failure.
+ *      and wake waiters; clear the mark.  Readers therefore never see an
+ *      undurable version.
+ *   If step 4 or 5 fails, the old meta image is written back (and the mark
+ *   cleared), so neither this process nor a later opener can adopt a commit
+ *   that reported failure.  If the writer dies between 4 and the end of 6,
+ *   the mark stays while its thread no longer holds the writer mutex: the
+ *   next reader, waiter or opener settles the commit (rp_resolve_commit:
+ *   repair under the writer mutex publishes the meta if its commit
+ *   verifies, else the previous version stands) before it reads, so every
+ *   reader after the death agrees with the next writer.  RP_FAULT_CRASH
+ *   kills a writer at each step (RP_STEP_*) to test exactly that.
  *
  * ALLOCATION
  *   A page freed by the commit of version T was live in T-1.  A writer may
@@ -28,6 +38,7 @@
 #include "tree.h"
 
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- dirty page map ------------------------------------------------------- */
@@ -478,9 +489,10 @@ static void txn_end(rp_txn *txn) {
     txn_free(txn);
 }
 
-/* The previous writer died, or the ring does not hold the latest version:
- * adopt the newest meta page whose commit verifies, make it durable, and
- * publish it.  Runs with the writer mutex held. */
+/* The previous writer died, the ring does not hold the latest version, or
+ * a commit was left marked in doubt: adopt the newest meta page whose
+ * commit verifies, make it durable, publish it and clear the mark.  Runs
+ * with the writer mutex held. */
 static int repair(rp_env *env) {
     rp_roots r;
     int rc = rp_recover_roots(env, &r);
@@ -493,6 +505,33 @@ static int repair(rp_env *env) {
     }
     rp_ring_publish(env, &r);
     if (r.txnid != latest) rp_version_publish(env, r.txnid);
+    rp_commit_mark(env, 0);
+    return RP_OK;
+}
+
+/* Slices of 50 us spent waiting for another process to resolve a dead
+ * writer's commit before waiting on the writer mutex itself. */
+#define RESOLVE_SPINS 2000
+
+int rp_resolve_commit(rp_env *env) {
+    for (unsigned spins = 0; rp_commit_in_doubt(env); spins++) {
+        /* Whoever holds the writer mutex now got it after the death, so it
+         * is resolving (repair comes first in write_begin): wait for the
+         * mark to clear rather than for its whole write transaction. */
+        int died = 0;
+        int rc = spins < RESOLVE_SPINS ? rp_wlock_try(env, &died) : rp_wlock(env, &died);
+        if (rc == RP_BUSY) {
+            struct timespec ts = { 0, 50000 };
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (rc == RP_TXN_ACTIVE) return RP_OK;   /* this thread is the writer */
+        if (rc) return rc;
+        rc = rp_commit_in_doubt(env) || died ? repair(env) : RP_OK;
+        if (died) rp_wlock_consistent(env);
+        rp_wunlock(env);
+        return rc;
+    }
     return RP_OK;
 }
 
@@ -502,18 +541,25 @@ static int write_begin(rp_env *env, rp_txn *txn, int64_t timeout_ms) {
     int mine = atomic_load(&env->has_writer) && pthread_equal(env->writer, pthread_self());
     pthread_mutex_unlock(&env->local);
     if (mine) return RP_TXN_ACTIVE;
+    /* Truncated or deleted lock file: refuse before touching it (SIGBUS). */
+    int rc = rp_lock_check(env, 0);
+    if (rc) return rc;
     int died = 0;
-    int rc = rp_wlock_timed(env, timeout_ms, &died);
+    rc = rp_wlock_timed(env, timeout_ms, &died);
     if (rc) return rc;
     txn->locked = 1;
     pthread_mutex_lock(&env->local);
     env->writer = pthread_self();
     atomic_store(&env->has_writer, 1);
     pthread_mutex_unlock(&env->local);
-    if (died) {
+    if (died || rp_commit_marked(env)) {
+        /* A writer died (or left its mark behind): its commit is settled
+         * before this one reads anything. */
         rc = repair(env);
-        rp_reap(env, 1, NULL);
-        rp_wlock_consistent(env);
+        if (died) {
+            rp_reap(env, 1, NULL);
+            rp_wlock_consistent(env);
+        }
         if (rc) return rc;
     }
     uint64_t latest = rp_version_load(env);
@@ -530,6 +576,20 @@ static int write_begin(rp_env *env, rp_txn *txn, int64_t timeout_ms) {
     txn->txnid = latest + 1;
     txn->base_pages = txn->roots.pages_used;
     return freelist_load(txn);
+}
+
+/* Begin a snapshot in slot: a dead writer's commit is resolved first, so
+ * that this reader sees what the next writer will (rp_commit_in_doubt). */
+static int read_begin(rp_env *env, rp_slot *slot, rp_roots *roots) {
+    /* An abandoned lock file (rp_lock_check): writers under a new one do
+     * not see this reader's pin. */
+    if (atomic_load_explicit(&env->lk->ready, memory_order_relaxed) != 1)
+        return RP_LOCK_CHANGED;
+    if (rp_commit_marked(env) && rp_commit_in_doubt(env)) {
+        int rc = rp_resolve_commit(env);
+        if (rc) return rc;
+    }
+    return rp_snapshot_begin(env, slot, roots);
 }
 
 int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out) {
@@ -555,7 +615,7 @@ int rp_txn_begin_timed(rp_env *env, unsigned flags, int64_t timeout_ms, rp_txn *
         rc = write_begin(env, txn, timeout_ms);
     } else {
         rc = rp_slot_get(env, &txn->slot);
-        if (!rc) rc = rp_snapshot_begin(env, txn->slot, &txn->roots);
+        if (!rc) rc = read_begin(env, txn->slot, &txn->roots);
         txn->txnid = txn->roots.txnid;
         txn->base_pages = txn->roots.pages_used;
         if (!rc && txn->base_pages * RP_PAGE_SIZE > env->map_size) rc = RP_MAP_FULL;
@@ -639,7 +699,7 @@ int rp_txn_renew(rp_txn *txn) {
     if (rc) return rc;
     if (atomic_load(&env->interrupted)) return RP_CLOSED;
     rp_roots roots;
-    rc = rp_snapshot_begin(env, txn->slot, &roots);
+    rc = read_begin(env, txn->slot, &roots);
     if (rc) return rc;
     if (roots.pages_used * RP_PAGE_SIZE > env->map_size) {
         rp_snapshot_end(txn->slot);
@@ -747,10 +807,15 @@ static int commit_write(rp_txn *txn) {
     rc = freelist_save(txn);
     if (rc) return rc;
     txn->roots.txnid = txn->txnid;
-    /* 3. pages */
-    rc = ensure_size(env, txn->roots.pages_used);
+    /* 3. pages.  The lock file must still be the one at <path>.lock: if it
+     * was deleted or replaced, another process may be writing under another
+     * writer mutex, into the same free pages: writing ours could destroy
+     * its acknowledged commits. */
+    rc = rp_lock_check(env, 1);
+    if (!rc) rc = ensure_size(env, txn->roots.pages_used);
     if (!rc) rc = write_pages(txn);
     if (rc) return rc;
+    rp_fault_step(RP_STEP_PAGES);
     /* 4. meta, keeping the image it replaces for rollback */
     uint64_t moff = (txn->txnid % 2) * RP_PAGE_SIZE;
     uint8_t *old = malloc(2 * RP_PAGE_SIZE);
@@ -758,21 +823,32 @@ static int commit_write(rp_txn *txn) {
     uint8_t *meta = old + RP_PAGE_SIZE;
     memcpy(old, env->map + moff, RP_PAGE_SIZE);
     rp_meta_build(meta, &txn->roots);
+    /* Mark the commit in doubt until published (or rolled back): if this
+     * process dies in between, the next reader resolves it at once
+     * (rp_resolve_commit) instead of waiting for the next writer. */
+    rp_commit_mark(env, txn->txnid);
+    rp_fault_step(RP_STEP_MARKED);
     /* Only the checksummed head of the meta page changes (the rest stays
      * zero from creation), so only it is written. */
     rc = rp_io_pwrite(env, meta, RP_META_SIZE, moff);
+    if (!rc) rp_fault_step(RP_STEP_META);
     /* 5. one flush for pages and meta together */
     if (!rc && !(env->flags & RP_NOSYNC)) rc = rp_io_sync(env);
     if (rc) {
         if (rp_io_pwrite(env, old, RP_META_SIZE, moff) != RP_OK)
             atomic_store(&env->panic, 1);
+        rp_commit_mark(env, 0);
         free(old);
         return rc;
     }
     free(old);
+    rp_fault_step(RP_STEP_SYNCED);
     /* 6. publish */
     rp_ring_publish(env, &txn->roots);
+    rp_fault_step(RP_STEP_RING);
     rp_version_publish(env, txn->txnid);
+    rp_fault_step(RP_STEP_PUBLISHED);
+    rp_commit_mark(env, 0);
     return RP_OK;
 }
 

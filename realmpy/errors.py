@@ -21,6 +21,7 @@ line alone says what failed, why, and how to fix it.
 from __future__ import annotations
 
 import errno as _errno
+import os as _os
 
 __all__ = [
     "ArgumentTypeError",
@@ -35,6 +36,7 @@ __all__ = [
     "IncompatibleLockError",
     "InvalidArgumentError",
     "KeyTooLongError",
+    "LockFileChangedError",
     "MapFullError",
     "NotADatabaseError",
     "NotFoundError",
@@ -42,6 +44,7 @@ __all__ = [
     "ReadOnlyError",
     "ReadersFullError",
     "RealmpyError",
+    "SideFileError",
     "StorageError",
     "StorageFileNotFoundError",
     "StorageIOError",
@@ -94,6 +97,12 @@ class FormatVersionError(StorageError):
 
 class IncompatibleLockError(StorageError):
     """RP_INCOMPATIBLE_LOCK: the lock file is in use with another layout/ABI."""
+
+
+class LockFileChangedError(StorageError):
+    """RP_LOCK_CHANGED: ``<path>.lock`` was deleted, replaced or truncated
+    while the database was open.  The environment refuses to write (another
+    process may be writing under another lock); close it and open again."""
 
 
 class MapFullError(StorageError):
@@ -187,6 +196,14 @@ class StoragePermissionError(StorageIOError, PermissionError):
     """EACCES/EPERM: no permission to open or write the file."""
 
 
+class SideFileError(StorageIOError):
+    """A side file of the database -- ``<path>.lock`` (engine),
+    ``<path>.session`` (object layer), ``<path>.sync`` (sync client) --
+    cannot be used: a symbolic link (never followed), a hard link, not a
+    regular file, no permission, a read-only file system...  ``filename``
+    is the side file, ``path`` the data file, ``errno`` the reason."""
+
+
 # Engine codes (must match csrc/realmpy.h; tests check they do).
 RP_NOTFOUND = -30800
 RP_CORRUPT = -30801
@@ -210,6 +227,8 @@ RP_BAD_TABLE = -30818
 RP_CLOSED = -30819
 RP_EXISTS = -30820
 RP_TIMEOUT = -30821
+RP_LOCK_CHANGED = -30830
+RP_LOCK_ERRNO = -31000  # RP_LOCK_ERRNO - errno: that errno, about <path>.lock
 
 # code -> (class, what to do about it)
 _CODES: dict[int, tuple[type[StorageError], str]] = {
@@ -291,7 +310,47 @@ _CODES: dict[int, tuple[type[StorageError], str]] = {
         WriteLockTimeoutError,
         "another thread or process holds the write lock; retry, or wait longer",
     ),
+    RP_LOCK_CHANGED: (
+        LockFileChangedError,
+        "never delete or replace the .lock file while the database is open; "
+        "this handle refuses to write so that two processes never write under "
+        "different locks: close every handle on the database and open it again",
+    ),
 }
+
+# errno of a side file -> what to do about it
+_SIDE_FILE_HINTS: dict[int, str] = {
+    _errno.ELOOP: "it is a symbolic link, which realmpy never follows for its side "
+    "files; remove the link (and find out who planted it)",
+    _errno.EMLINK: "it has other hard links, so rebuilding it would overwrite another "
+    "file; remove it while no process has the database open",
+    _errno.EINVAL: "it is not a regular file; remove it while no process has the database open",
+    _errno.EISDIR: "it is a directory; remove it",
+    _errno.EACCES: "no permission: give this user read-write access to it and its "
+    "directory, or open read-only (read_only=True) when no process has the database open",
+    _errno.EPERM: "no permission: give this user read-write access to it and its "
+    "directory, or open read-only (read_only=True) when no process has the database open",
+    _errno.EROFS: "the file system is read-only: open with read_only=True",
+    _errno.ENOENT: "its directory does not exist; create the directory first",
+}
+
+
+def side_file_error(err: int, side_file: str, path: str, what: str) -> SideFileError:
+    """The error for errno ``err`` about ``side_file`` of database ``path``."""
+    hint = _SIDE_FILE_HINTS.get(err, "check the file and its directory")
+    exc = SideFileError(
+        err,
+        f"{what}: side file {side_file}: {_os_strerror(err)} ({hint}) [{path}]",
+    )
+    exc.filename = side_file
+    exc.code = err
+    exc.path = path
+    return exc
+
+
+def _os_strerror(err: int) -> str:
+    return _os.strerror(err)
+
 
 _ERRNO_HINTS: dict[int, tuple[type[StorageIOError], str]] = {
     _errno.ENOSPC: (
@@ -301,7 +360,7 @@ _ERRNO_HINTS: dict[int, tuple[type[StorageIOError], str]] = {
     ),
     _errno.ENOENT: (
         StorageFileNotFoundError,
-        "check the path; a read-only open needs an existing database",
+        "check the path: its directory must exist, and a read-only open needs an existing database",
     ),
     _errno.EACCES: (
         StoragePermissionError,
@@ -338,6 +397,10 @@ def error_for_code(
     """
     where = f" [{path}]" if path else ""
     exc: StorageError
+    if RP_LOCK_ERRNO - 4096 < code < RP_LOCK_ERRNO:
+        side = side_file_error(RP_LOCK_ERRNO - code, f"{path or '<path>'}.lock", path or "", what)
+        side.code = code
+        return side
     if code > 0:
         cls, hint = _ERRNO_HINTS.get(
             code, (StorageIOError, "the operating system refused the operation")
@@ -453,6 +516,12 @@ class QuerySyntaxError(QueryError, ValueError):
         return (type(self), (self.message, self.text, self.position))
 
 
+class QueryTooComplexError(QuerySyntaxError):
+    """The query exceeds a limit of ``realmpy.query`` (``MAX_QUERY_CHARS``,
+    ``MAX_QUERY_DEPTH``, ``MAX_QUERY_TERMS``): simplify it, or pass long lists
+    as a ``$`` argument."""
+
+
 class QueryArgumentError(QueryError, ValueError):
     """A ``$n`` argument or ``%variable`` the query uses was not supplied, or
     the query does not fit the model (unknown property)."""
@@ -471,6 +540,7 @@ __all__ += [
     "QueryArgumentError",
     "QueryError",
     "QuerySyntaxError",
+    "QueryTooComplexError",
     "RealmError",
     "RealmThreadError",
     "SchemaError",

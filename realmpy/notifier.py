@@ -46,6 +46,7 @@ signal, so an initial call needs no commit and no polling.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import weakref
 from collections.abc import Callable
@@ -53,8 +54,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from realmpy import codec
-from realmpy.errors import ClosedError
+from realmpy.errors import ClosedError, StorageError
 from realmpy.storage import Environment
+
+log = logging.getLogger("realmpy.notifier")
 
 if TYPE_CHECKING:
     from realmpy.realm import Realm
@@ -343,6 +346,12 @@ class Notifier:
             try:
                 current = self._env.wait_for_change(last, timeout=None)
             except ClosedError:
+                break
+            except StorageError as e:
+                # The lock file was deleted, replaced or truncated, or a dead
+                # writer's commit cannot be settled: no notification can be
+                # trusted any more (reads and writes raise the same error).
+                log.warning("change notifications stopped for %s: %s", self._env.path, e)
                 break
             if current == last:
                 continue

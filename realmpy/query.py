@@ -71,11 +71,14 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, TypeVar
 
-from realmpy.errors import QueryArgumentError, QuerySyntaxError
+from realmpy.errors import QueryArgumentError, QuerySyntaxError, QueryTooComplexError
 from realmpy.objectid import ObjectId
 
 __all__ = [
     "AGGREGATES",
+    "MAX_QUERY_CHARS",
+    "MAX_QUERY_DEPTH",
+    "MAX_QUERY_TERMS",
     "And",
     "Arg",
     "Between",
@@ -91,11 +94,13 @@ __all__ = [
     "Query",
     "QueryArgumentError",
     "QuerySyntaxError",
+    "QueryTooComplexError",
     "Resolver",
     "Sort",
     "TruePredicate",
     "Var",
     "default_resolver",
+    "like",
     "parse",
 ]
 
@@ -126,6 +131,19 @@ _OPS: Final = {
     "like": "LIKE",
 }
 _STRING_OPS: Final = frozenset({"BEGINSWITH", "ENDSWITH", "CONTAINS", "LIKE"})
+
+# Limits on what one query may ask for, so that parsing, compiling and
+# evaluating it take bounded time and stack whoever wrote it (a sync
+# subscription is written by a remote user).  Beyond them ``parse`` raises
+# QuerySyntaxError.  Nesting is counted in parentheses and NOT/! prefixes;
+# 64 keeps every recursive walk of the tree (evaluation, row-filter source,
+# the engine's filter program, str()) far from Python's recursion limit.
+MAX_QUERY_CHARS: Final = 65_536
+"""Longest query text, in characters."""
+MAX_QUERY_DEPTH: Final = 64
+"""Deepest nesting of parentheses and NOT."""
+MAX_QUERY_TERMS: Final = 1_000
+"""Most comparisons (and BETWEEN, TRUEPREDICATE, FALSEPREDICATE) in one query."""
 
 
 def default_resolver(value: Any, name: str) -> Any:
@@ -438,7 +456,10 @@ def _tokenize(text: str) -> list[_Tok]:
         value: Any
         if kind == "num":
             if re.fullmatch(r"-?\d+", raw):
-                value = int(raw)
+                try:
+                    value = int(raw)
+                except ValueError:  # more digits than int() converts
+                    raise QuerySyntaxError("integer literal too long", text, start) from None
             else:
                 value = float(raw)
             toks.append(_Tok("lit", value, start))
@@ -521,10 +542,19 @@ _UNSUPPORTED: Final = frozenset({"subquery", "geowithin"})
 
 class _Parser:
     def __init__(self, text: str) -> None:
+        if len(text) > MAX_QUERY_CHARS:
+            raise QueryTooComplexError(
+                f"query of {len(text)} characters is longer than the limit of "
+                f"{MAX_QUERY_CHARS} (MAX_QUERY_CHARS): pass long lists as a $argument",
+                text[:80] + "...",
+                80,
+            )
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
         self.max_arg = -1
+        self.depth = 0
+        self.terms = 0
 
     # -- helpers
     def peek(self, k: int = 0) -> _Tok:
@@ -539,13 +569,15 @@ class _Parser:
         t = self.peek(k)
         return t.kind == "ident" and t.value.lower() == word
 
-    def error(self, message: str, tok: _Tok | None = None) -> QuerySyntaxError:
+    def error(
+        self, message: str, tok: _Tok | None = None, kind: type[QuerySyntaxError] = QuerySyntaxError
+    ) -> QuerySyntaxError:
         t = tok or self.peek()
         if t.kind == "eof":
             found = "end of query"
         else:
             found = repr(self.text[t.pos :].split(None, 1)[0][:20])
-        return QuerySyntaxError(f"{message}, found {found}", self.text, t.pos)
+        return kind(f"{message}, found {found}", self.text, t.pos)
 
     def expect_punct(self, p: str) -> _Tok:
         t = self.peek()
@@ -584,19 +616,45 @@ class _Parser:
             items.append(self.parse_not())
         return items[0] if len(items) == 1 else And(tuple(items))
 
+    def enter(self) -> None:
+        """One level deeper (a parenthesis or a NOT); see MAX_QUERY_DEPTH."""
+        self.depth += 1
+        if self.depth > MAX_QUERY_DEPTH:
+            raise self.error(
+                f"query nested deeper than {MAX_QUERY_DEPTH} parentheses and NOTs "
+                "(MAX_QUERY_DEPTH): simplify it",
+                kind=QueryTooComplexError,
+            )
+
+    def term(self) -> None:
+        """One more comparison; see MAX_QUERY_TERMS."""
+        self.terms += 1
+        if self.terms > MAX_QUERY_TERMS:
+            raise self.error(
+                f"query with more than {MAX_QUERY_TERMS} comparisons (MAX_QUERY_TERMS): "
+                "use IN $0 with a list argument, or split it",
+                kind=QueryTooComplexError,
+            )
+
     def parse_not(self) -> Node:
         if self.is_kw("not") or (self.peek().kind == "op" and self.peek().value == "!"):
             self.next()
-            return Not(self.parse_not())
+            self.enter()
+            item = self.parse_not()
+            self.depth -= 1
+            return Not(item)
         return self.parse_atom()
 
     def parse_atom(self) -> Node:
         t = self.peek()
         if t.kind == "punct" and t.value == "(":
             self.next()
+            self.enter()
             inner = self.parse_or()
             self.expect_punct(")")
+            self.depth -= 1
             return inner
+        self.term()
         if self.is_kw("truepredicate"):
             self.next()
             return TruePredicate(True)
@@ -836,7 +894,7 @@ def _values_equal(a: Any, b: Any) -> bool:
         return False
     try:
         return bool(a == b)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, InvalidOperation):  # a signaling Decimal NaN
         return False
 
 
@@ -857,26 +915,83 @@ def _order(a: Any, b: Any, op: str) -> bool:
         return False
 
 
+# LIKE without backtracking.  A pattern is literal segments separated by
+# ``*``; ``?`` stands for one character inside a segment, so every segment
+# has a fixed length.  The first segment must match at the start, the last at
+# the end, and each middle one is placed at its leftmost match after the one
+# before: placing a segment earlier never leaves less room for the rest, so
+# the leftmost placement finds a match whenever there is one.  Each segment
+# is one ``str.find`` or, when it holds ``?``, one search of a regular
+# expression made of literals and ``.`` only (no repetition, nothing to
+# backtrack into): O(len(text) * len(pattern)) at worst, where translating
+# the pattern to one ``.*`` regex took exponential time on ``*a*a*a*a*b``.
+_Segment = tuple[str | re.Pattern[str], int]  # the segment, its length in characters
+
+
 @functools.lru_cache(maxsize=256)
-def _like_regex(pattern: str, ci: bool) -> re.Pattern[str]:
-    out = []
-    for ch in pattern:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL | (re.IGNORECASE if ci else 0))
+def _like_segments(pattern: str) -> tuple[int, tuple[_Segment, ...]]:
+    """(fewest characters a match has, the segments); empty middle segments
+    (``**``) are dropped, so each one the matcher visits consumes a character."""
+    parts = pattern.split("*")
+    kept = [parts[0], *(p for p in parts[1:-1] if p), parts[-1]] if len(parts) > 1 else parts
+    segs = tuple(
+        (
+            part
+            if "?" not in part
+            else re.compile(".".join(re.escape(x) for x in part.split("?")), re.DOTALL),
+            len(part),
+        )
+        for part in kept
+    )
+    return sum(n for _, n in segs), segs
+
+
+def _segment_at(text: str, seg: str | re.Pattern[str], pos: int) -> bool:
+    if isinstance(seg, str):
+        return text.startswith(seg, pos)
+    return seg.match(text, pos) is not None
+
+
+def _segment_find(text: str, seg: str | re.Pattern[str], start: int, end: int) -> int:
+    """Where ``seg`` first matches wholly inside ``text[start:end]`` (-1: nowhere)."""
+    if isinstance(seg, str):
+        return text.find(seg, start, end)
+    m = seg.search(text, start, end)
+    return -1 if m is None else m.start()
+
+
+def like(text: str, pattern: str) -> bool:
+    """Does all of ``text`` match the LIKE ``pattern`` (``*`` any run, ``?``
+    one character)?  At worst O(len(text) * len(pattern)), never backtracking.
+    A pattern is at most ``MAX_QUERY_CHARS`` characters (``QueryArgumentError``)."""
+    if len(pattern) > MAX_QUERY_CHARS:
+        raise QueryArgumentError(
+            f"LIKE pattern of {len(pattern)} characters is longer than MAX_QUERY_CHARS "
+            f"({MAX_QUERY_CHARS})"
+        )
+    least, segs = _like_segments(pattern)
+    n = len(text)
+    if n < least:
+        return False
+    (first, first_len), (last, last_len) = segs[0], segs[-1]
+    if len(segs) == 1:
+        return n == first_len and _segment_at(text, first, 0)
+    pos, end = first_len, n - last_len
+    if not _segment_at(text, first, 0) or not _segment_at(text, last, end):
+        return False
+    for seg, length in segs[1:-1]:
+        found = _segment_find(text, seg, pos, end)
+        if found < 0:
+            return False
+        pos = found + length
+    return True
 
 
 def _string_op(op: str, a: Any, b: Any, ci: bool, di: bool) -> bool:
     if isinstance(a, str) and isinstance(b, str):
-        if op == "LIKE":
-            if di:
-                a, b = _strip_diacritics(a), _strip_diacritics(b)
-            return _like_regex(b, ci).fullmatch(a) is not None
         a, b = _fold(a, ci, di), _fold(b, ci, di)
+        if op == "LIKE":
+            return like(a, b)
     elif not (isinstance(a, bytes) and isinstance(b, bytes)) or op == "LIKE":
         return False
     if op == "BEGINSWITH":
@@ -1132,6 +1247,14 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
         return lambda r: value
     if (
         isinstance(node, Comparison)
+        and node.op == "IN"
+        and not (node.case_insensitive or node.diacritic_insensitive)
+        and isinstance(node.left, KeyPath)
+        and _is_fixed(node.right)
+    ):
+        return _compile_in(node, node.left, ctx)
+    if (
+        isinstance(node, Comparison)
         and node.quantifier is None
         and isinstance(node.left, KeyPath)
         and len(node.left.parts) == 1
@@ -1218,6 +1341,64 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
             return equal
         return slow
     return general(node)
+
+
+def _is_fixed(node: Node) -> bool:
+    """Does ``node`` evaluate to the same value for every record?"""
+    if isinstance(node, ListExpr):
+        return all(_is_fixed(i) for i in node.items)
+    return isinstance(node, (Const, Arg, Var))
+
+
+_KEYED_OTHER: Final = (_dt.datetime, ObjectId, uuid.UUID)
+
+
+def _in_key(v: Any) -> tuple[str, Any] | None:
+    """A hashable key with ``_in_key(a) == _in_key(b)`` exactly when
+    ``_values_equal(a, b)``, or None when ``v`` has none (then compare)."""
+    if v is None:
+        return ("null", None)
+    if isinstance(v, bool):
+        return ("bool", v)
+    if isinstance(v, str):
+        return ("str", v)
+    if isinstance(v, (int, float, Decimal)):
+        if (isinstance(v, Decimal) and v.is_nan()) or (isinstance(v, float) and math.isnan(v)):
+            return None  # NaN equals nothing, not even itself
+        return ("num", v)
+    if isinstance(v, bytes):
+        return ("bytes", v)
+    if isinstance(v, _KEYED_OTHER):
+        return ("other", v)
+    return None
+
+
+def _compile_in(node: Comparison, left: KeyPath, ctx: _Ctx) -> Callable[[Any], bool]:
+    """``path IN <fixed list>`` with the list hashed once: O(1) per value instead of
+    O(len(list)) (a subscription may pass thousands of keys as ``$0``)."""
+    options = _as_list(_operand(node.right, None, ctx))
+    keys: set[tuple[str, Any]] = set()
+    rest: list[Any] = []
+    for o in options:
+        k = _in_key(o)
+        if k is None:
+            rest.append(o)
+        else:
+            keys.add(k)
+
+    def member(x: Any) -> bool:
+        k = _in_key(x)
+        if k is None:
+            return any(_values_equal(x, o) for o in options)
+        return k in keys or any(_values_equal(x, o) for o in rest)
+
+    wrap, quant, parts = ctx.wrap, node.quantifier, left.parts
+
+    def test(r: Any) -> bool:
+        x = _walk([r if wrap is None else wrap(r)], parts, ctx, False)
+        return _quantify(quant, x, member)
+
+    return test
 
 
 RowFilter = Callable[[Iterable[tuple[Any, Any]]], list[Any]]
@@ -1404,6 +1585,8 @@ class Query:
     predicate: Node
     descriptors: tuple[Descriptor, ...]
     arg_count: int
+    terms: int = 1
+    """Comparisons (and BETWEEN, TRUEPREDICATE, FALSEPREDICATE): see MAX_QUERY_TERMS."""
 
     def __str__(self) -> str:
         tail = "".join(" " + str(d) for d in self.descriptors)
@@ -1520,4 +1703,4 @@ def parse(text: str) -> Query:
 def _parse_cached(text: str) -> Query:
     p = _Parser(text)
     predicate, descriptors = p.parse()
-    return Query(text, predicate, descriptors, p.max_arg + 1)
+    return Query(text, predicate, descriptors, p.max_arg + 1, p.terms)

@@ -78,6 +78,7 @@ from realmpy.config import Configuration
 from realmpy.dynamic import DynamicObject
 from realmpy.errors import (
     ClosedRealmError,
+    CodecError,
     ConfigurationError,
     CorruptError,
     DuplicatePrimaryKeyError,
@@ -96,6 +97,7 @@ from realmpy.errors import (
 from realmpy.managed import ManagedDict, ManagedList, ManagedSet
 from realmpy.objectid import ObjectId
 from realmpy.schema import (
+    MAX_EMBEDDED_DEPTH,
     Counter,
     EmbeddedObject,
     Object,
@@ -108,6 +110,7 @@ from realmpy.schema import (
     validate_value,
     validator,
 )
+from realmpy.sidefiles import check_directory, open_side_file
 from realmpy.storage import Environment, Snapshot, WriteTransaction
 
 if TYPE_CHECKING:
@@ -327,7 +330,12 @@ class _SharedFile:
         self.refs = 0
         self.lock = threading.RLock()
         self.pid = os.getpid()
-        self._session_fd = os.open(config.path + ".session", os.O_RDWR | os.O_CREAT, 0o644)
+        check_directory(config.path, "cannot open realm")
+        # None: a read-only realm where the session file cannot be opened (a
+        # read-only directory or medium); it then takes no part in "alone".
+        self._session_fd = open_side_file(
+            config.path, ".session", read_only=config.read_only, what="cannot open realm"
+        )
         if config.kind == "in_memory" and self._try_exclusive():
             # Nobody else has this in-memory realm open: start it empty.
             for suffix in ("", ".lock"):
@@ -335,19 +343,27 @@ class _SharedFile:
                     os.unlink(config.path + suffix)
                 except FileNotFoundError:
                     pass
-        fcntl.flock(self._session_fd, fcntl.LOCK_SH)
-        self.env = Environment(
-            config.path,
-            durability=config.durability,
-            max_active_versions=config.max_active_versions,
-            read_only=config.read_only,
-        )
+        if self._session_fd is not None:
+            fcntl.flock(self._session_fd, fcntl.LOCK_SH)
+        try:
+            self.env = Environment(
+                config.path,
+                durability=config.durability,
+                max_active_versions=config.max_active_versions,
+                read_only=config.read_only,
+            )
+        except BaseException:
+            if self._session_fd is not None:
+                os.close(self._session_fd)
+            raise
         self.kind = config.kind
         self.notifier: Notifier | None = None
         self.should_compact = None if config.read_only else config.should_compact
         """Asked again when the last realm of the file in this process closes (see ``release``)."""
 
     def _try_exclusive(self) -> bool:
+        if self._session_fd is None:
+            return False
         try:
             fcntl.flock(self._session_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -372,6 +388,7 @@ class _SharedFile:
             try:
                 yield True
             finally:
+                assert self._session_fd is not None  # _try_exclusive succeeded
                 fcntl.flock(self._session_fd, fcntl.LOCK_SH)  # downgrade
 
     @classmethod
@@ -423,7 +440,8 @@ class _SharedFile:
                     os.unlink(self.path + suffix)
                 except FileNotFoundError:
                     pass
-        os.close(self._session_fd)
+        if self._session_fd is not None:
+            os.close(self._session_fd)
 
 
 # ----------------------------------------------------------------------------
@@ -1756,27 +1774,33 @@ class Realm(RealmState):
             return emb
         return stored
 
-    def _to_stored(self, prop: Property, py: Any) -> Any:
+    def _to_stored(self, prop: Property, py: Any, depth: int = 0) -> Any:
         if prop.collection == "list":
-            return [self._elem_to_stored(prop, v) for v in py]
+            return [self._elem_to_stored(prop, v, depth) for v in py]
         if prop.collection == "set":
-            return {self._elem_to_stored(prop, v) for v in py}
+            return {self._elem_to_stored(prop, v, depth) for v in py}
         if prop.collection == "dict":
-            return {k: self._elem_to_stored(prop, v) for k, v in py.items()}
-        return self._elem_to_stored(prop, py)
+            return {k: self._elem_to_stored(prop, v, depth) for k, v in py.items()}
+        return self._elem_to_stored(prop, py, depth)
 
-    def _elem_to_stored(self, prop: Property, v: Any) -> Any:
+    def _elem_to_stored(self, prop: Property, v: Any, depth: int = 0) -> Any:
+        """``depth``: how many embedded objects ``v`` sits in (see MAX_EMBEDDED_DEPTH)."""
         if v is None:
             return None
         if prop.type == "link":
             return Link(self._link_key(v))
         if prop.type == "embedded":
-            return self._embedded_record(v)
+            return self._embedded_record(v, depth + 1)
         if prop.type == "counter":
             return int(v)
         return v
 
-    def _embedded_record(self, emb: _Model) -> dict[str, Any]:
+    def _embedded_record(self, emb: _Model, depth: int = 1) -> dict[str, Any]:
+        if depth > MAX_EMBEDDED_DEPTH:
+            raise CodecError(
+                f"embedded objects nested deeper than {MAX_EMBEDDED_DEPTH} "
+                "(realmpy.schema.MAX_EMBEDDED_DEPTH): store deep structures as links"
+            )
         schema = object_schema(type(emb))
         rec: dict[str, Any] = {}
         for p in schema.properties:
@@ -1787,7 +1811,7 @@ class Realm(RealmState):
                 value = set(value)
             elif p.collection == "dict":
                 value = dict(value)
-            rec[p.name] = self._to_stored(p, value)
+            rec[p.name] = self._to_stored(p, value, depth)
         return rec
 
     def _link_key(self, target: Object) -> bytes:

@@ -44,6 +44,7 @@ from realmpy.errors import ObjectTypeError, SchemaError
 from realmpy.objectid import ObjectId
 
 __all__ = [
+    "MAX_EMBEDDED_DEPTH",
     "PRIMARY_KEY_TYPES",
     "SCALAR_TYPES",
     "Counter",
@@ -58,6 +59,13 @@ __all__ = [
     "field",
     "object_schema",
 ]
+
+MAX_EMBEDDED_DEPTH: Final = 100
+"""Deepest nesting of embedded objects in one value (an embedded object inside
+an embedded object ... inside an object).  Deeper values are refused when
+written (``CodecError``) and when received by the sync server (``400
+wrong_type``), so every walk over a value stays far from Python's recursion
+limit."""
 
 
 class _Missing:

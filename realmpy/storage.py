@@ -299,7 +299,17 @@ class Environment:
             that would keep more distinct versions alive raises
             :class:`VersionLimitError` (long-lived snapshots pin versions and
             make the file grow).
-        read_only: open for reading only; the file must exist.
+        read_only: open for reading only; the file must exist.  Where the
+            lock file cannot be opened for writing (a read-only directory or
+            medium) the database opens *immutable*, creating no file: no
+            reader slot and no change notifications, so only where nothing
+            writes it -- if another process has it open, the open is refused
+            with a :class:`SideFileError` naming ``<path>.lock``.
+
+    Side files: ``<path>.lock`` is never followed if it is a symlink; every
+    problem with it is a :class:`SideFileError` (errno, ``filename``).  If it
+    is deleted, replaced or truncated while open, reads and writes raise
+    :class:`LockFileChangedError` until the environment is reopened.
 
     The environment may be shared by threads; each transaction belongs to
     the thread that began it.  Use it as a context manager or call

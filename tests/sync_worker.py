@@ -12,7 +12,8 @@ Roles:
     ``connection_state`` / ``agent_pid`` change, and runs until SIGTERM.
 ``secondary PATH NAME COUNT EXPECT``
     opens ``disconnected_sync``, writes COUNT cars (one transaction each,
-    make=NAME), prints ``wrote``; then waits — by a listener, i.e. auto-refresh
+    make=NAME), prints ``wrote``, waits with its session view until the agent
+    uploaded them and prints ``uploaded`` with what the view says; then waits — by a listener, i.e. auto-refresh
     — until it sees EXPECT cars made by ``device``, checks ``refresh()`` and
     ``refresh_async()``, prints ``seen`` and exits.
 ``device PATH APPDIR BASE COUNT EXPECT``
@@ -27,8 +28,15 @@ Roles:
     (so a restarted writer neither skips nor repeats a number), one car and
     one increment of the shared ``Tally`` counter per transaction, until
     killed; prints ``progress`` after every commit.
+``extender PATH COUNT``
+    ``disconnected_sync`` with newer models (``Car`` plus ``Extra``, a class the
+    main process does not have): writes COUNT ``Extra`` objects, then one car
+    (make=after-extra), each in its own transaction; prints ``wrote`` and exits.
+``extra-device PATH APPDIR BASE EXPECT``
+    another device with the newer models, subscribed to every ``Extra`` and
+    ``Car``: waits until it has EXPECT ``Extra`` objects and prints ``done``.
 
-Every role opens the file with ``MODELS`` (``Car`` and ``Tally``).
+The other roles open the file with ``MODELS`` (``Car`` and ``Tally``).
 """
 
 from __future__ import annotations
@@ -69,6 +77,13 @@ class Tally(Object):
 MODELS = [Car, Tally]
 
 
+class Extra(Object):
+    """A class only the newer models (``extender``, ``extra-device``) have."""
+
+    id: ObjectId = field(primary_key=True, default_factory=ObjectId)
+    note: str = ""
+
+
 def emit(event: str, **kw: Any) -> None:
     print(json.dumps({"event": event, "pid": os.getpid(), **kw}), flush=True)
 
@@ -104,16 +119,37 @@ def _stop_event() -> threading.Event:
     return stop
 
 
+def _wait_for_count(results: Any, expect: int, timeout: float) -> bool:
+    """Wait, by a listener (auto-refresh), until ``results`` has ``expect`` objects."""
+    got = threading.Event()
+    token = results.add_listener(lambda res, ch: got.set() if len(res) >= expect else None)
+    if len(results) >= expect:
+        got.set()
+    ok = got.wait(timeout)
+    token.remove()
+    return ok
+
+
 def main_role(path: str, appdir: str, base: str) -> None:
     stop = _stop_event()
     app = _app(appdir, base)
-    realm = Realm(Configuration.flexible_sync(_user(app), MODELS, path=path))
+
+    def on_error(_session: Any, err: Any) -> None:
+        emit("sync_error", code=err.code, type=type(err).__name__, detail=err.detail)
+
+    config = Configuration.flexible_sync(_user(app), MODELS, path=path, sync_error_handler=on_error)
+    realm = Realm(config)
     if realm.subscriptions.find(realm.all(Tally)) is None:
         with realm.subscriptions.update() as subs:
             subs.add(realm.all(Car), name="all cars")
             subs.add(realm.all(Tally), name="tally")
     session = realm.sync_session
-    emit("open", role=session.role)
+    emit(
+        "open",
+        role=session.role,
+        state=session.connection_state.value,
+        agent_pid=session.agent_pid,
+    )
     last = None
     last_conn = None
     while not stop.is_set():
@@ -135,6 +171,15 @@ def secondary_role(path: str, name: str, count: int, expect: int) -> None:
         with realm.write():
             realm.add(Car(make=name, seq=i, miles=i * 10))
     emit("wrote", n=count)
+    view = realm.sync_session  # a read-only view of the agent (another process)
+    view.wait_for_upload(timeout=120)  # until the agent uploaded this process's commits
+    emit(
+        "uploaded",
+        role=view.role,
+        agent_pid=view.agent_pid,
+        state=view.connection_state.value,
+        session=view.state.value,
+    )
     seen = threading.Event()
     results = realm.query(Car, "make == 'device'")
 
@@ -166,13 +211,7 @@ def device_role(path: str, appdir: str, base: str, count: int, expect: int) -> N
             realm.add(Car(make="device", seq=i))
     realm.sync_session.wait_for_upload(timeout=120)
     emit("uploaded", n=count)
-    got = threading.Event()
-    results = realm.all(Car)
-    token = results.add_listener(lambda res, ch: got.set() if len(res) >= expect else None)
-    if len(results) >= expect:
-        got.set()
-    ok = got.wait(180)
-    token.remove()
+    ok = _wait_for_count(realm.all(Car), expect, 180)
     realm.refresh()
     makes = _Counter(c.make for c in realm.all(Car))
     seqs = sorted((c.make, c.seq) for c in realm.all(Car))
@@ -213,6 +252,30 @@ def chaos_writer_role(path: str, name: str) -> None:
         emit("progress", n=i)
 
 
+def extender_role(path: str, count: int) -> None:
+    realm = Realm(Configuration.disconnected_sync([Car, Extra], path=path))
+    for i in range(count):
+        with realm.write():
+            realm.add(Extra(note=f"extra {i}"))
+    with realm.write():
+        realm.add(Car(make="after-extra"))
+    emit("wrote", n=count)
+    realm.close()
+
+
+def extra_device_role(path: str, appdir: str, base: str, expect: int) -> None:
+    app = _app(appdir, base)
+    realm = Realm(Configuration.flexible_sync(_user(app), [Car, Extra], path=path))
+    with realm.subscriptions.update() as subs:
+        subs.add(realm.all(Extra), name="all extras")
+        subs.add(realm.all(Car), name="all cars")
+    realm.subscriptions.wait_for_synchronization(timeout=120)
+    ok = _wait_for_count(realm.all(Extra), expect, 120)
+    realm.refresh()
+    emit("done", ok=ok, extras=len(realm.all(Extra)), cars=len(realm.all(Car)))
+    realm.close()
+
+
 if __name__ == "__main__":
     role, *args = sys.argv[1:]
     if role == "main":
@@ -225,5 +288,9 @@ if __name__ == "__main__":
         writer_role(args[0], args[1], int(args[2]))
     elif role == "chaoswriter":
         chaos_writer_role(args[0], args[1])
+    elif role == "extender":
+        extender_role(args[0], int(args[1]))
+    elif role == "extra-device":
+        extra_device_role(args[0], args[1], args[2], int(args[3]))
     else:
         raise SystemExit(f"unknown role {role}")

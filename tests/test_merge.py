@@ -371,3 +371,50 @@ def test_any_order_with_duplicates_gives_the_same_state(
         single.apply(op, stamp, base, sv)
         folded = join(folded, single)
     assert folded == reference
+
+
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
+@given(causal_ops(), st.data())
+def test_reader_states_converge_like_full_ones(
+    ops: list[tuple[Op, Stamp, int, int]], data: st.DataObject
+) -> None:
+    """A download carries ``for_reader()``: a client joining it with what it held before, and
+    merging whatever comes later, sees the object exactly as with the full state."""
+    k = data.draw(st.integers(0, len(ops)))
+    j = data.draw(st.integers(0, k))
+    server = build(ops[:k])
+    held = build(ops[:j]).for_reader()  # what the client received earlier
+    full, reader = join(held, server), join(held, server.for_reader())
+    assert reader.materialize("id", 1) == full.materialize("id", 1)
+    for op, stamp, base, sv in ops[k:]:
+        full.apply(op, stamp, base, sv)
+        reader.apply(op, stamp, base, sv)
+        assert reader.materialize("id", 1) == full.materialize("id", 1)
+    assert ObjectState.from_wire(unpack(pack(reader.to_wire()))) == reader
+
+
+def test_reader_state_drops_overwritten_values() -> None:
+    st_ = ObjectState()
+    st_.apply(create(), s(10, 1), 0, 1)
+    st_.apply(set_("title", "draft-secret-K3"), s(11, 1), 0, 1)
+    st_.apply(set_("addr", {"city": "old-secret"}), s(12, 1), 0, 1)
+    st_.apply(ins(None, "erased-secret"), s(13, 1), 0, 1)
+    st_.apply(Op(OpCode.LIST_ERASE, T, 1, "tags", None, s(13, 1)), s(14, 1), 0, 1)
+    st_.apply(Op(OpCode.DICT_SET, T, 1, "prefs", "dict-secret", key="k"), s(15, 1), 0, 1)
+    st_.apply(add("miles", 5), s(16, 1), 0, 1)
+    st_.apply(set_("title", "final text"), s(20, 2), 1, 2)
+    st_.apply(set_("addr", {"city": "new"}), s(21, 2), 1, 2)
+    st_.apply(Op(OpCode.DICT_SET, T, 1, "prefs", "v2", key="k"), s(22, 2), 1, 2)
+    st_.apply(set_("miles", 1), s(23, 2), 1, 2)
+    wire = pack(st_.for_reader().to_wire())
+    for secret in (b"draft-secret-K3", b"old-secret", b"erased-secret", b"dict-secret"):
+        assert secret in pack(st_.to_wire()) and secret not in wire
+    assert ObjectState.from_wire(unpack(wire)).materialize("id", 1) == st_.materialize("id", 1)
+    assert st_.materialize("id", 1) == {
+        "id": 1,
+        "title": "final text",
+        "addr": {"city": "new"},
+        "miles": 1,
+        "tags": [],
+        "prefs": {"k": "v2"},
+    }

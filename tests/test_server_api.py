@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from realmpy.server.app import ServerApp, create_app
 from realmpy.server.auth import AuthConfig
 from realmpy.server.config import ServerConfig
+from realmpy.server.limits import Limits
 from realmpy.server.testing import make_store, postgres_available
 from realmpy.sync.merge import ObjectState
 from realmpy.sync.protocol import pack, pk_key, unpack
@@ -112,7 +113,9 @@ def make_api(kind: str, tmp: Path, config: ServerConfig) -> Iterator[Api]:
 @pytest.fixture
 def api(kind: str, tmp_path: Path) -> Iterator[Api]:
     yield from make_api(
-        kind, tmp_path, ServerConfig(max_request_bytes=64 * 1024, auth=AuthConfig(scrypt_n=2**10))
+        kind,
+        tmp_path,
+        ServerConfig(limits=Limits(max_request_bytes=64 * 1024), auth=AuthConfig(scrypt_n=2**10)),
     )
 
 
@@ -141,11 +144,32 @@ def setup_file(api: Api) -> tuple[str, dict[str, Any]]:
 def test_health_and_metrics(api: Api) -> None:
     status, body = api.call("GET", "/health")
     assert status == 200 and '"status":"ok"' in body.replace(" ", "")
-    api.post("/auth/login", {"provider": "anonymous"})
     status, text = api.call("GET", "/metrics")
     assert status == 200
-    assert 'realmpy_requests_total{endpoint="login",status="200"} 1' in text
-    assert "# TYPE realmpy_request_seconds summary" in text
+    # Every family is there before any request, with a latency series per route.
+    for family in (
+        "realmpy_requests_total",
+        "realmpy_errors_total",
+        "realmpy_upload_changesets_total",
+        "realmpy_upload_ops_total",
+        "realmpy_download_objects_total",
+        "realmpy_bootstrap_objects_total",
+        "realmpy_compensating_writes_total",
+        "realmpy_client_disconnects_total",
+        "process_resident_memory_bytes",
+    ):
+        assert f"# TYPE {family.removesuffix('_total')}" in text, family
+    assert 'realmpy_rate_limited_total{limit="login_per_account"} 0.0' in text
+    assert "realmpy_long_polls 0.0" in text
+    assert 'realmpy_request_duration_seconds_count{route="upload"} 0.0' in text
+    api.post("/auth/login", {"provider": "anonymous"})
+    api.post("/auth/login", {"provider": "nobody"})
+    text = api.call("GET", "/metrics")[1]
+    assert 'realmpy_requests_total{route="login",status="200"} 1.0' in text
+    assert 'realmpy_requests_total{route="login",status="400"} 1.0' in text
+    assert 'realmpy_errors_total{code="malformed_message"} 1.0' in text
+    assert 'realmpy_request_duration_seconds_count{route="login"} 2.0' in text
+    assert 'realmpy_request_duration_seconds_bucket{le="60.0",route="login"} 2.0' in text
 
 
 # --------------------------------------------------------------------------- auth

@@ -21,7 +21,6 @@ pytest.importorskip(
 )
 
 from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
-from realmpy.errors import ConfigurationError
 from realmpy.objectid import ObjectId
 from realmpy.schema import Counter, Object, field
 from realmpy.server.testing import run_server
@@ -206,14 +205,25 @@ def test_subscriptions_visible_to_secondary_process_config(tmp_path: Path, base:
     main = _open(_app(tmp_path, base), tmp_path / "m.realm")
     _subscribe(main, "miles >= 0", "mine")
     sec = Realm(Configuration.disconnected_sync([Item], path=str(tmp_path / "m.realm")))
-    with pytest.raises(ConfigurationError, match="no sync session"):
-        sec.sync_session  # noqa: B018
+    # The secondary's session is a read-only view of the agent (here: this very process).
+    view = sec.sync_session
+    assert view is not None and view.role == "secondary" and not view.is_agent
+    assert view.agent_pid == os.getpid() and view.user is None
+    assert view.connection_state == main.sync_session.connection_state
+    with pytest.raises(SyncError, match="read-only view"):
+        view.pause()
     assert [s.name for s in sec.subscriptions] == ["mine"]
     with sec.write():
         sec.add(Item(name="from-secondary"))
-    main.sync_session.wait_for_upload(timeout=T)
+    view.wait_for_upload(timeout=T)  # waits for the agent to upload this realm's commit
     with main._env.read() as snap:
         assert Meta(snap).acked() == Meta(snap).cv() >= 1
+    # A secondary may change the subscriptions: the agent posts the new set.
+    with sec.subscriptions.update() as subs:
+        subs.add(sec.query(Item, "miles >= 10"), name="far")
+    assert sec.subscriptions.wait_for_synchronization(timeout=T)
+    assert sorted(s.name or "" for s in main.subscriptions) == ["far", "mine"]
+    assert main.sync_session.role == "agent"  # the view's descriptor did not end the election
     sec.close()
     main.close()
 

@@ -238,6 +238,10 @@ def test_seed_scenario(tmp_path: Path, server: Server, procs: list[Proc]) -> Non
     assert done["ok"] and done["unique"], done
     assert done["makes"] == {"s1": 25, "s2": 25, "device": 5}
     for s in (s1, s2):
+        # The secondary's sync_session: a view of the agent process (README: "in every process").
+        up = s.wait_for("uploaded")
+        assert up["role"] == "secondary" and up["agent_pid"] == main.popen.pid, up
+        assert up["state"] == "connected" and up["session"] == "active", up
         seen = s.wait_for("seen")
         assert seen["ok"] and seen["device_cars"] == 5, seen  # the device's writes, by auto-refresh
         assert seen["refresh_async"] in (True, False)
@@ -252,9 +256,13 @@ def test_agent_takeover_after_sigkill(tmp_path: Path, server: Server, procs: lis
     m1 = Proc("main", file_a, appdir, server.base)
     procs.append(m1)
     m1.wait_for("role", lambda e: e["role"] == "agent")
+    m1.wait_for("conn", lambda e: e["state"] == "connected")
     m2 = Proc("main", file_a, appdir, server.base)
     procs.append(m2)
-    m2.wait_for("role", lambda e: e["role"] == "standby")
+    # A freshly opened standby knows it is one and reports the agent's real state at once.
+    opened = m2.wait_for("open")
+    assert opened["role"] == "standby" and opened["state"] == "connected", opened
+    assert opened["agent_pid"] == m1.popen.pid, opened
     # The standby reports the agent's connection (published by the agent), not its own idle one.
     agent_pid = m1.popen.pid
     m2.wait_for(

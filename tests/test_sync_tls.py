@@ -7,9 +7,8 @@ trusts that CA for every request: login, the agent's uploads and
 downloads, and ``wait_for_download``'s health check.
 
 The certificates come from the ``openssl`` command-line tool (the test is
-skipped without it); the server is the real sync server app under uvicorn
-with ``ssl_certfile``/``ssl_keyfile`` (``realmpy-server`` has no TLS flags: in
-production TLS usually ends at a reverse proxy).
+skipped without it); the server is ``realmpy-server --tls-cert --tls-key``
+(for deployments without a reverse proxy; behind one, the proxy ends TLS).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,24 +29,10 @@ pytest.importorskip(
 from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
 from realmpy.objectid import ObjectId
 from realmpy.schema import Object, field
-from realmpy.server.testing import free_port
+from realmpy.server.testing import run_server
 from realmpy.sync.errors import ConnectionFailedError
 
 T = 60.0
-
-_SERVE = """
-import sys, uvicorn
-from realmpy.server.app import create_app
-from realmpy.server.cli import _Server, open_store
-from realmpy.server.config import load_config
-data, port, cert, key = sys.argv[1:5]
-server_app = create_app(load_config(None, app_id="demo"), open_store(data, None))
-server = _Server(uvicorn.Config(server_app.app, host="127.0.0.1", port=int(port), ssl_certfile=cert,
-                                ssl_keyfile=key, log_config=None, access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=2))
-server.app_ref = server_app  # stops the long-poll watcher on SIGTERM, as realmpy-server does
-server.run()
-"""
 
 
 class Note(Object):
@@ -118,36 +102,8 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     ca, cert, key = _make_certs(d)
     data = d / "data"
     data.mkdir()
-    port = free_port()
-    log = open(d / "server.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, str(data), str(port), str(cert), str(key)],
-        stdout=log,
-        stderr=log,
-    )
-    base = f"https://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"TLS server exited: {(d / 'server.log').read_text()[-2000:]}")
-            try:
-                if requests.get(base + "/health", verify=str(ca), timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("TLS server did not become healthy")
-            time.sleep(0.05)  # readiness of a subprocess: no event to wait on
+    with run_server(data, app_id="demo", tls=(cert, key, ca), timeout=60) as (base, _proc):
         yield base, ca
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_unknown_ca_is_refused_by_default(tmp_path: Path, tls_server: tuple[str, Path]) -> None:
@@ -191,3 +147,32 @@ def test_verify_with_ca_bundle_syncs(tmp_path: Path, tls_server: tuple[str, Path
     assert a.sync_session.connection_state.value == "connected"
     for r in realms:
         r.close()
+    for app in apps:  # this thread's idle TLS connection would hold up the server's shutdown
+        app._transport.close_thread_session()
+
+
+def test_tls_flags_go_together(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "realmpy.server",
+            "--data",
+            str(tmp_path),
+            "--port",
+            "0",
+            "--tls-cert",
+            str(tmp_path / "c.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=T,
+    )
+    assert out.returncode == 2
+    assert "--tls-cert and --tls-key go together" in out.stderr
+
+
+def test_plain_http_to_the_tls_port_gets_no_answer(tls_server: tuple[str, Path]) -> None:
+    base, _ca = tls_server
+    with pytest.raises(requests.ConnectionError):
+        requests.get(base.replace("https://", "http://") + "/health", timeout=T)

@@ -4,34 +4,41 @@ Why Starlette: a small, pure-Python ASGI toolkit whose routing, request
 streaming and lifespan handling we would otherwise rewrite; it runs under
 uvicorn in production and under ``starlette.testclient`` in tests.
 
-Every request is handled the same way: size limit (``Content-Length`` and the
-streamed body), authentication (every endpoint but register/login/refresh/
-logout/health/metrics), strict decoding of the msgpack body into a typed
-message, the handler in a worker thread (stores are blocking), and a msgpack
-answer.  Any ``ProtocolError`` becomes its 4xx with a typed ``error`` code;
-anything else is logged and answered ``500 internal_error`` — the server
-never crashes on input, and since each handler is one store transaction, an
-error never leaves half an upload behind.
+Every request is handled the same way: authentication (every endpoint but
+register/login/refresh/logout/health/metrics), the body read within the
+endpoint's byte and value limits and deadline (``limits``), strict decoding
+of the msgpack body into a typed message, the handler in a worker thread
+(stores are blocking), and a msgpack answer.  Logins and registrations pass
+rate limits and a bound on concurrent password hashes first
+(``ratelimit``).  Any ``ProtocolError`` becomes its 4xx with a typed
+``error`` code; a client that hangs up is logged as a disconnect; anything
+else is logged and answered ``500 internal_error`` — the server never
+crashes on input, and since each handler is one store transaction, an error
+never leaves half an upload behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
 from realmpy.server.auth import AuthService, Principal
 from realmpy.server.config import ServerConfig
-from realmpy.server.metrics import Metrics
+from realmpy.server.limits import CONTROL, MSGPACK, BodyLimit, read_body
+from realmpy.server.metrics import CONTENT_TYPE_LATEST, Metrics
+from realmpy.server.ratelimit import HashPool, RateLimited, RateLimiter, check
 from realmpy.server.store import Store
 from realmpy.server.sync_service import SyncService
 from realmpy.sync.protocol import (
@@ -49,22 +56,36 @@ from realmpy.sync.protocol import (
     SchemaRequest,
     SubscriptionRequest,
     UploadRequest,
+    UploadResponse,
     pack,
     tables_to_wire,
-    unpack,
 )
 
 __all__ = ["ChangeWatcher", "ServerApp", "create_app"]
 
 log = logging.getLogger("realmpy.server")
-MSGPACK = "application/msgpack"
+SEND_CHUNK_BYTES = 256 * 1024
+"""Answers larger than this are written to the socket in pieces of this size."""
+SWITCH_INTERVAL_S = 0.0005
+"""The GIL switch interval while the server runs (see ``ServerApp._lifespan``)."""
+GC_THRESHOLDS = (50_000, 20, 20)
+"""``gc.set_threshold`` while the server runs (see ``ServerApp._lifespan``)."""
 
-
-class RequestTooLarge(ProtocolError):
-    """The body exceeds ``max_request_bytes``."""
-
-    code = "request_too_large"
-    status = 413
+ROUTES = (
+    "register",
+    "login",
+    "refresh",
+    "logout",
+    "profile",
+    "api_keys",
+    "api_key_delete",
+    "ident",
+    "schema",
+    "upload",
+    "download",
+    "subscriptions",
+)
+"""Route names: the ``route`` label of the request metrics."""
 
 
 class NotFound(ProtocolError):
@@ -144,8 +165,19 @@ class ServerApp:
     ) -> None:
         self.config = config
         self.store = store
-        self.metrics = Metrics()
+        self.metrics = Metrics(ROUTES)
         self.watcher = ChangeWatcher()
+        rl = config.rate_limits
+        self._login_by_account = RateLimiter(
+            rl.login_per_account_burst, rl.login_per_account_per_minute, max_keys=rl.max_keys
+        )
+        self._login_by_address = RateLimiter(
+            rl.login_per_address_burst, rl.login_per_address_per_minute, max_keys=rl.max_keys
+        )
+        self._register_by_address = RateLimiter(
+            rl.register_per_address_burst, rl.register_per_address_per_minute, max_keys=rl.max_keys
+        )
+        self._hashes = HashPool(rl.max_concurrent_hashes, rl.max_queued_hashes)
         with store.transaction(write=False) as tx:
             secret = tx.server_state()[2]
         self.auth = AuthService(store, config.auth, app_id=config.app_id, secret=secret, now=now)
@@ -183,7 +215,23 @@ class ServerApp:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        # CPU-heavy handlers (bootstraps, uploads, query evaluation) run in worker threads,
+        # but share the GIL with the event loop: with CPython's default 5 ms switch interval,
+        # each of the dozen GIL hand-offs a small request needs (the loop, a worker's store
+        # calls) could wait 5 ms behind a busy worker.  A shorter interval keeps /health and
+        # long-poll wake-ups fast while a worker computes, for a small cost in throughput.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
+        # A full garbage collection stops every thread: with CPython's default thresholds a
+        # bootstrap batch's temporaries reach the oldest generation and each full pass walked
+        # them and every module object (75-195 ms measured).  Objects alive at start-up are
+        # frozen out of collection, and young collections run less often.
+        thresholds = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         self.watcher.bind(asyncio.get_running_loop())
+        rl = self.config.rate_limits
+        self._hashes = HashPool(rl.max_concurrent_hashes, rl.max_queued_hashes)  # closed below
         self.store.start_listening()
         log.info(
             "server started", extra={"app_id": self.config.app_id, "dev_mode": self.config.dev_mode}
@@ -196,7 +244,11 @@ class ServerApp:
         finally:
             if trimmer is not None:
                 trimmer.cancel()
+            self._hashes.close()
             self.watcher.stop()
+            sys.setswitchinterval(switch)
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
             log.info("server stopped")
 
     async def _trim_loop(self, retention_ms: int) -> None:
@@ -222,28 +274,17 @@ class ServerApp:
 
     def _error(self, exc: ProtocolError) -> Response:
         body = ErrorResponse(exc.code, exc.message, _plain(exc.detail)).to_wire()
-        return Response(pack(body), exc.status, media_type=MSGPACK)
+        headers = {"retry-after": str(exc.detail["retry_after"])} if exc.status == 429 else None
+        return Response(pack(body), exc.status, media_type=MSGPACK, headers=headers)
 
-    async def _body(self, request: Request) -> Any:
-        limit = self.config.max_request_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            try:
-                length = int(declared)
-            except ValueError:
-                raise MalformedMessage("bad Content-Length") from None
-            if length > limit:
-                raise RequestTooLarge(
-                    f"request body of {length} bytes exceeds {limit}", limit=limit
-                )
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestTooLarge(f"request body exceeds {limit} bytes", limit=limit)
-            chunks.append(chunk)
-        return unpack(b"".join(chunks), max_bytes=limit)
+    async def _body(self, request: Request, limit: BodyLimit) -> Any:
+        """The request's msgpack body within ``limit``."""
+        return await read_body(request, limit, self.config.limits.body_timeout)
+
+    @staticmethod
+    def _address(request: Request) -> str:
+        """The client's address (behind a proxy: its ``X-Forwarded-For``, if uvicorn trusts the proxy)."""
+        return request.client.host if request.client else "unknown"
 
     @staticmethod
     def _bearer(request: Request) -> str:
@@ -267,13 +308,29 @@ class ServerApp:
             self._check_app(request)
             result = await fn()
             status = 200
-            return Response(pack(result), 200, media_type=MSGPACK)
+            # bytes: a handler that packed its (large) answer off the event loop
+            body = result if isinstance(result, bytes) else pack(result)
+            if len(body) > SEND_CHUNK_BYTES:
+                return _chunked(body)
+            return Response(body, 200, media_type=MSGPACK)
         except ProtocolError as exc:
             status = exc.status
-            self.metrics.inc(
-                "realmpy_errors_total", help="Requests answered with a typed error", code=exc.code
-            )
+            self.metrics.errors.labels(exc.code).inc()
+            if isinstance(exc, RateLimited):
+                self.metrics.rate_limited.labels(str(exc.detail.get("limit", ""))).inc()
             return self._error(exc)
+        except ClientDisconnect:
+            # Nobody is left to answer; not a server fault (499: nginx's "client closed request").
+            status = 499
+            self.metrics.disconnects.labels(name).inc()
+            log.info("client disconnected", extra={"endpoint": name})
+            return Response(b"", 499)
+        except RecursionError:
+            # A message nested deeper than some validation can follow: the client's fault.
+            status = 400
+            err = MalformedMessage("message nested too deeply")
+            self.metrics.errors.labels(err.code).inc()
+            return self._error(err)
         except Exception:
             log.exception("internal error", extra={"endpoint": name})
             return Response(
@@ -283,15 +340,8 @@ class ServerApp:
             )
         finally:
             elapsed = time.perf_counter() - start
-            self.metrics.inc(
-                "realmpy_requests_total",
-                help="HTTP requests by endpoint and status",
-                endpoint=name,
-                status=str(status),
-            )
-            self.metrics.observe(
-                "realmpy_request_seconds", elapsed, help="Request durations", endpoint=name
-            )
+            self.metrics.requests.labels(name, str(status)).inc()
+            self.metrics.request_seconds.labels(name).observe(elapsed)
             log.info(
                 "request",
                 extra={"endpoint": name, "status": status, "ms": round(elapsed * 1000, 2)},
@@ -321,7 +371,7 @@ class ServerApp:
 
     async def metrics_endpoint(self, request: Request) -> Response:
         """Prometheus text format."""
-        return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def wrong_version(self, request: Request) -> Response:
         """Any other ``/api/vN/...``."""
@@ -341,15 +391,21 @@ class ServerApp:
 
     async def register(self, request: Request) -> Response:
         async def go() -> Any:
-            msg = RegisterRequest.from_wire(await self._body(request))
-            return {"user_id": await run_in_threadpool(self.auth.register, msg.email, msg.password)}
+            msg = RegisterRequest.from_wire(await self._body(request, self.config.limits.auth))
+            check(self._register_by_address, self._address(request), "register_per_address")
+            uid = await self._hashes.run(self.auth.register, msg.email, msg.password)
+            return {"user_id": uid}
 
         return await self._run(request, "register", go)
 
     async def login(self, request: Request) -> Response:
         async def go() -> Any:
-            msg = LoginRequest.from_wire(await self._body(request))
-            return (await run_in_threadpool(self.auth.login, msg)).to_wire()
+            msg = LoginRequest.from_wire(await self._body(request, self.config.limits.auth))
+            check(self._login_by_address, self._address(request), "login_per_address")
+            if msg.provider != "email_password":
+                return (await run_in_threadpool(self.auth.login, msg)).to_wire()
+            check(self._login_by_account, str(msg.email), "login_per_account")
+            return (await self._hashes.run(self.auth.login, msg)).to_wire()
 
         return await self._run(request, "login", go)
 
@@ -379,7 +435,7 @@ class ServerApp:
             if request.method == "GET":
                 keys = await run_in_threadpool(self.auth.list_api_keys, p)
                 return {"keys": [ApiKeyResponse(i, n).to_wire() for i, n in keys]}
-            msg = ApiKeyRequest.from_wire(await self._body(request))
+            msg = ApiKeyRequest.from_wire(await self._body(request, CONTROL))
             key_id, key = await run_in_threadpool(self.auth.create_api_key, p, msg.name)
             return ApiKeyResponse(key_id, msg.name, key).to_wire()
 
@@ -399,7 +455,7 @@ class ServerApp:
     async def ident(self, request: Request) -> Response:
         async def go() -> Any:
             p = await self._principal(request)
-            msg = IdentRequest.from_wire(await self._body(request))
+            msg = IdentRequest.from_wire(await self._body(request, CONTROL))
             return (await run_in_threadpool(self.sync.ident, p, msg.nonce)).to_wire()
 
         return await self._run(request, "ident", go)
@@ -408,31 +464,31 @@ class ServerApp:
         async def go() -> Any:
             await self._principal(request)
             if request.method == "GET":
-                return {"tables": tables_to_wire(self.sync.schema(reload=True))}
-            msg = SchemaRequest.from_wire(await self._body(request))
-            return {"tables": tables_to_wire(await run_in_threadpool(self.sync.push_schema, msg))}
+                tables = await run_in_threadpool(self.sync.schema, reload=True)  # a store read
+                return {"tables": tables_to_wire(tables)}
+            body = await self._body(request, self.config.limits.bulk)
+
+            def push() -> Any:
+                return tables_to_wire(self.sync.push_schema(SchemaRequest.from_wire(body)))
+
+            return {"tables": await run_in_threadpool(push)}
 
         return await self._run(request, "schema", go)
 
     async def upload(self, request: Request) -> Response:
         async def go() -> Any:
             p = await self._principal(request)
-            msg = UploadRequest.from_wire(await self._body(request))
-            res = await run_in_threadpool(self.sync.upload, p, msg)
-            self.metrics.inc(
-                "realmpy_upload_changesets_total", len(msg.changesets), help="Changesets received"
-            )
-            self.metrics.inc(
-                "realmpy_upload_ops_total",
-                sum(len(c.ops) for c in msg.changesets),
-                help="Operations received",
-            )
-            if res.rejected:
-                self.metrics.inc(
-                    "realmpy_rejected_writes_total",
-                    len(res.rejected),
-                    help="Writes refused by permission rules",
-                )
+            body = await self._body(request, self.config.limits.bulk)
+
+            def integrate() -> tuple[UploadRequest, UploadResponse]:
+                # decoding, integrating and encoding a large upload is CPU work: off the loop
+                msg = UploadRequest.from_wire(body)
+                return msg, self.sync.upload(p, msg)
+
+            msg, res = await run_in_threadpool(integrate)
+            self.metrics.changesets_in.inc(len(msg.changesets))
+            self.metrics.ops_in.inc(sum(len(c.ops) for c in msg.changesets))
+            self.metrics.compensating_writes.inc(len(res.rejected))
             return res.to_wire()
 
         return await self._run(request, "upload", go)
@@ -440,18 +496,22 @@ class ServerApp:
     async def subscriptions(self, request: Request) -> Response:
         async def go() -> Any:
             p = await self._principal(request)
-            msg = SubscriptionRequest.from_wire(await self._body(request))
-            return (await run_in_threadpool(self.sync.set_subscriptions, p, msg)).to_wire()
+            body = await self._body(request, self.config.limits.bulk)
+
+            def subscribe() -> Any:
+                return self.sync.set_subscriptions(p, SubscriptionRequest.from_wire(body)).to_wire()
+
+            return await run_in_threadpool(subscribe)
 
         return await self._run(request, "subscriptions", go)
 
     async def download(self, request: Request) -> Response:
         async def go() -> Any:
             p = await self._principal(request)
-            msg = DownloadRequest.from_wire(await self._body(request))
+            msg = DownloadRequest.from_wire(await self._body(request, CONTROL))
             wait = min(msg.wait_ms, self.config.max_long_poll_ms) / 1000.0
             deadline = time.monotonic() + wait
-            self.metrics.gauge("realmpy_long_polls", 1, help="Downloads currently waiting")
+            self.metrics.long_polls.inc()
             try:
                 while True:
                     gen = self.watcher.generation
@@ -468,13 +528,31 @@ class ServerApp:
                         break  # the cursor moved (objects outside the view changed): tell the client
                     await self.watcher.wait(gen, remaining)
             finally:
-                self.metrics.gauge("realmpy_long_polls", -1)
-            self.metrics.inc(
-                "realmpy_download_entries_total", len(res.entries), help="Objects sent in downloads"
+                self.metrics.long_polls.dec()
+            sent = (
+                self.metrics.objects_out
+                if res.batch == "steady"
+                else self.metrics.bootstrap_objects
             )
-            return res.to_wire()
+            sent.inc(len(res.entries))
+            # a bootstrap batch is up to max_bytes of entries: encode it off the loop
+            return await run_in_threadpool(res.pack)
 
         return await self._run(request, "download", go)
+
+
+def _chunked(body: bytes) -> Response:
+    """A large answer sent SEND_CHUNK_BYTES at a time: one socket write of a whole
+    bootstrap batch (megabytes) would keep the event loop in the kernel meanwhile."""
+
+    async def pieces() -> AsyncIterator[bytes]:
+        view = memoryview(body)
+        for start in range(0, len(body), SEND_CHUNK_BYTES):
+            yield bytes(view[start : start + SEND_CHUNK_BYTES])
+
+    return StreamingResponse(
+        pieces(), 200, headers={"content-length": str(len(body))}, media_type=MSGPACK
+    )
 
 
 def _plain(detail: Any) -> dict[str, Any]:

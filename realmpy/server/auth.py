@@ -25,12 +25,13 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from realmpy.server.store import ConflictError, SessionRow, Store, UserRow
 from realmpy.sync.protocol import AuthError, LoginRequest, ProtocolError, TokenResponse
 
 __all__ = [
+    "AccountDisabled",
     "AuthConfig",
     "AuthService",
     "EmailTakenError",
@@ -54,6 +55,12 @@ class InvalidCredentials(AuthError):
     """Wrong email/password or API key."""
 
     code = "invalid_credentials"
+
+
+class AccountDisabled(AuthError):
+    """The account was disabled by an administrator (``realmpy-server users disable``)."""
+
+    code = "account_disabled"
 
 
 class ProviderDisabled(ProtocolError):
@@ -102,6 +109,10 @@ class Principal:
     def variables(self) -> dict[str, Any]:
         """Values for ``%user.*`` in permission rules and subscriptions."""
         return {"user.id": self.user_id, "user.email": self.email, "user.provider": self.provider}
+
+
+MAX_TOKEN_CHARS: Final = 4096
+"""Longer bearer tokens are refused before any work (ours are about 250 characters)."""
 
 
 def _b64(data: bytes) -> str:
@@ -179,19 +190,31 @@ class AuthService:
         return f"{self.TOKEN_PREFIX}.{body}.{_b64(mac)}"
 
     def _verify(self, token: str) -> dict[str, Any]:
-        parts = token.split(".")
-        if len(parts) != 3 or parts[0] != self.TOKEN_PREFIX or len(token) > 4096:
+        """The payload of a token this deployment signed; ``AuthError`` for anything else.
+
+        The signature is checked (in constant time) before anything in the token is
+        decoded, so forged input never reaches the JSON parser; length and alphabet are
+        checked first so that even the MAC is computed only over bounded ASCII.
+        """
+        if len(token) > MAX_TOKEN_CHARS or not token.isascii():
             raise AuthError("malformed access token")
-        mac = hmac.new(
-            self._secret, f"{parts[0]}.{parts[1]}".encode("ascii"), hashlib.sha256
-        ).digest()
+        signed, _, mac_text = token.rpartition(".")
+        prefix, _, body = signed.partition(".")
+        if prefix != self.TOKEN_PREFIX or not body or "." in body:
+            raise AuthError("malformed access token")
+        want = hmac.new(self._secret, signed.encode("ascii"), hashlib.sha256).digest()
         try:
-            given = _unb64(parts[2])
-            payload = json.loads(_unb64(parts[1]))
-        except (ValueError, UnicodeDecodeError):
+            given = _unb64(mac_text)
+        except ValueError:
             raise AuthError("malformed access token") from None
-        if not hmac.compare_digest(mac, given) or not isinstance(payload, dict):
+        if not hmac.compare_digest(want, given):
             raise AuthError("access token signature is invalid")
+        try:  # signed by us, so well-formed; checked anyway (a leaked secret must not crash us)
+            payload = json.loads(_unb64(body))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise AuthError("malformed access token") from None
+        if not isinstance(payload, dict):
+            raise AuthError("malformed access token")
         return payload
 
     def _issue(self, user: UserRow, sid: str, *, refresh: str | None) -> TokenResponse:
@@ -206,6 +229,8 @@ class AuthService:
         secret = secrets.token_urlsafe(32)
         refresh = f"rpr1.{sid}.{secret}"
         with self.store.transaction(write=True) as tx:
+            if tx.is_disabled(user.id):
+                raise AccountDisabled("this account is disabled; ask the app's administrator")
             tx.create_session(
                 SessionRow(
                     sid,
@@ -237,7 +262,7 @@ class AuthService:
 
     def _session_for_refresh(self, refresh: str) -> SessionRow:
         parts = refresh.split(".")
-        if len(parts) != 3 or parts[0] != "rpr1" or len(refresh) > 512:
+        if len(parts) != 3 or parts[0] != "rpr1" or len(refresh) > 512 or not refresh.isascii():
             raise AuthError("malformed refresh token")
         with self.store.transaction(write=False) as tx:
             session = tx.get_session(parts[1])
@@ -276,11 +301,7 @@ class AuthService:
         """Create an email/password user; returns its id."""
         if not self.config.email_password:
             raise ProviderDisabled("email/password authentication is disabled")
-        if len(password) < self.config.min_password_length:
-            raise ProtocolError(
-                f"password must have at least {self.config.min_password_length} characters",
-                field="password",
-            )
+        self.check_password_rules(password)
         user = UserRow(
             secrets.token_hex(12),
             "email_password",
@@ -333,11 +354,31 @@ class AuthService:
         """(id, key) of a new API key for the caller; the key is shown only now."""
         if not self.config.api_keys:
             raise ProviderDisabled("API-key authentication is disabled")
+        return self.issue_api_key(principal.user_id, name)
+
+    def issue_api_key(self, user_id: str, name: str) -> tuple[str, str]:
+        """(id, key) of a new API key for ``user_id`` (also the admin command's)."""
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         with self.store.transaction(write=True) as tx:
-            tx.create_api_key(key_id, principal.user_id, name, _sha(secret), int(self.now()))
+            tx.create_api_key(key_id, user_id, name, _sha(secret), int(self.now()))
         return key_id, f"rpk1.{key_id}.{secret}"
+
+    def check_password_rules(self, password: str) -> None:
+        """``ProtocolError`` if ``password`` is too short for this deployment."""
+        if len(password) < self.config.min_password_length:
+            raise ProtocolError(
+                f"password must have at least {self.config.min_password_length} characters",
+                field="password",
+            )
+
+    def reset_password(self, user_id: str, password: str) -> None:
+        """Set a new password and end every session of the user (the admin command's)."""
+        self.check_password_rules(password)
+        pw_hash = hash_password(password, n=self.config.scrypt_n)
+        with self.store.transaction(write=True) as tx:
+            tx.set_password(user_id, pw_hash)
+            tx.revoke_user_sessions(user_id)
 
     def list_api_keys(self, principal: Principal) -> list[tuple[str, str]]:
         """(id, name) of the caller's API keys."""

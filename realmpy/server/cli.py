@@ -1,126 +1,85 @@
-"""``realmpy-server``: run the sync server under uvicorn.
+"""``realmpy-server`` (also ``python -m realmpy.server``): serve, or administer users and API keys.
 
-    realmpy-server --data DIR --port N [--host 127.0.0.1] [--app-id ID]
+    realmpy-server [serve] --data DIR --port N [--host 127.0.0.1] [--app-id ID]
                    [--config FILE] [--database postgresql://...]
+                   [--tls-cert PEM --tls-key PEM] [--log-level info] [--log-format json|text]
+    realmpy-server users list|add|disable|enable|delete|reset-password ...  (see admin.py)
+    realmpy-server api-keys list|create|revoke ...
+    realmpy-server --version
 
-Without ``--config`` the server runs in development mode and says so loudly.
-SIGTERM/SIGINT stop it gracefully: waiting long-polls are answered at once,
-in-flight uploads finish (each is one transaction, so a hard kill loses
-nothing acknowledged either).
+Why this module only parses and dispatches: it must work, and say what to
+install, when the ``server`` extra is missing.  The serving code
+(``serve``) and the admin commands (``admin``) import uvicorn, starlette,
+psycopg, prometheus_client; they are imported only once chosen (the one
+deliberate function-level import), and a missing dependency is reported as
+one line naming ``pip install 'realmpy[server]'`` instead of a traceback.
+Options both share (``--data``, ``--database``, ``--config``, ``--version``)
+and the store they name live in ``options``.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import secrets
 import sys
 from collections.abc import Sequence
-from types import FrameType
 
-import uvicorn
-
-from realmpy.server.app import ServerApp, create_app
-from realmpy.server.config import ConfigError, load_config
-from realmpy.server.logs import setup_logging
-from realmpy.server.store import Store
+from realmpy.server.options import add_store_arguments, open_store, version_argument
 
 __all__ = ["main", "open_store"]
 
-log = logging.getLogger("realmpy.server")
-
-DEV_WARNING = """
-************************************************************************
-*  realmpy-server is running in DEVELOPMENT MODE (no --config file):   *
-*  anonymous and email/password logins are on, EVERY user may read    *
-*  and write EVERY object, and clients may add tables and fields.      *
-*  Do not expose this server to anyone you do not trust.               *
-************************************************************************
-"""
+SERVER_EXTRA = "pip install 'realmpy[server]'"
+_SERVER_DEPS = frozenset(
+    {"uvicorn", "starlette", "h11", "anyio", "prometheus_client", "psycopg", "tomli"}
+)
+_ADMIN_COMMANDS = ("users", "api-keys")
 
 
-def open_store(data: str, database: str | None) -> Store:
-    """The SQLite store in ``data`` or, with a URL, the PostgreSQL store; initialised."""
-    store: Store
-    if database:
-        from realmpy.server.store_postgres import PostgresStore
-
-        store = PostgresStore(database)
-    else:
-        from realmpy.server.store_sqlite import SQLiteStore
-
-        store = SQLiteStore(data)
-    store.initialise(secret=secrets.token_bytes(32), salt=secrets.randbits(62))
-    return store
-
-
-class _Server(uvicorn.Server):
-    """uvicorn, plus: a stop signal also wakes our long-polls so shutdown is prompt."""
-
-    app_ref: ServerApp | None = None
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.app_ref is not None:
-            self.app_ref.watcher.stop()
-        super().handle_exit(sig, frame)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse flags, open the store, serve until stopped."""
+def serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="realmpy-server", description="realmpy's self-hosted sync server"
+        prog="realmpy-server",
+        description="realmpy's self-hosted sync server (admin: realmpy-server users|api-keys -h)",
     )
-    p.add_argument("--data", required=True, help="data directory (SQLite store, lock file)")
+    version_argument(p)
+    add_store_arguments(p, data_required=True)
     p.add_argument("--port", type=int, required=True, help="TCP port (0 = any free port)")
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     p.add_argument(
         "--app-id", default=None, help="app id (default: from the config, else 'default')"
     )
-    p.add_argument(
-        "--config", default=None, help="TOML configuration file (omit for development mode)"
-    )
-    p.add_argument(
-        "--database",
-        default=os.environ.get("REALMPY_DATABASE"),
-        help="postgresql://... to use PostgreSQL",
-    )
+    p.add_argument("--tls-cert", default=None, help="PEM certificate chain: serve HTTPS")
+    p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     p.add_argument("--log-level", default="info")
-    args = p.parse_args(argv)
-    setup_logging(args.log_level)
+    p.add_argument("--log-format", choices=("json", "text"), default="json")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run it; the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        config = load_config(args.config, app_id=args.app_id)
-    except ConfigError as exc:
-        print(f"realmpy-server: {exc}", file=sys.stderr)
-        return 2
-    if config.dev_mode:
-        print(DEV_WARNING, file=sys.stderr, flush=True)
-        log.warning(
-            "development mode: no rules, everyone reads and writes everything",
-            extra={"app_id": config.app_id},
+        if args[:1] and args[0] in _ADMIN_COMMANDS:
+            from realmpy.server import admin
+
+            return admin.main(args)
+        if args[:1] == ["serve"]:
+            args = args[1:]
+        parsed = serve_parser().parse_args(args)
+        if (parsed.tls_cert is None) != (parsed.tls_key is None):
+            print("realmpy-server: --tls-cert and --tls-key go together", file=sys.stderr)
+            return 2
+        from realmpy.server import serve
+
+        return serve.serve(parsed)
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in _SERVER_DEPS:
+            raise
+        print(
+            f"realmpy-server: the sync server needs the 'server' extra ({missing} is missing): "
+            f"{SERVER_EXTRA}",
+            file=sys.stderr,
         )
-    try:
-        store = open_store(args.data, args.database)
-    except Exception as exc:
-        print(f"realmpy-server: cannot open the store: {exc}", file=sys.stderr)
         return 2
-    server_app = create_app(config, store)
-    uv_config = uvicorn.Config(
-        server_app.app,
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        lifespan="on",
-    )
-    server = _Server(uv_config)
-    server.app_ref = server_app
-    try:
-        server.run()
-    finally:
-        store.close()
-    return 0
 
 
 if __name__ == "__main__":

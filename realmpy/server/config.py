@@ -12,9 +12,19 @@ cleanly onto the few sections the server needs.  Example::
     access_token_ttl = 900          # seconds
     refresh_token_ttl = 5184000
 
-    [limits]
-    max_request_bytes = 16777216
+    [limits]                        # see docs/server.md for every setting and its default
+    max_request_bytes = 8388608     # uploads, schemas, subscriptions
+    max_request_values = 524288     # values such a body may decode to
+    max_auth_request_bytes = 4096   # login, register and the other small requests
+    header_timeout = 10             # seconds to send a request's headers
+    body_timeout = 60               # seconds to send a request's body
+    max_connections = 2048
     max_clock_skew_ms = 300000
+
+    [rate_limits]                   # token buckets: <what>_burst, <what>_per_minute
+    login_per_account_burst = 10
+    login_per_address_per_minute = 60
+    max_concurrent_hashes = 2       # default: half the cores (scrypt: ~16 MiB, a core each)
 
     [schema.Task]                   # optional; without it clients' additive schema is adopted
     primary_key = "id"
@@ -51,7 +61,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,7 +69,9 @@ else:  # pragma: no cover - Python < 3.11 reads TOML with the tomli backport
     import tomli as tomllib
 
 from realmpy.server.auth import AuthConfig
+from realmpy.server.limits import Limits
 from realmpy.server.permissions import Permissions
+from realmpy.server.ratelimit import RateLimits
 from realmpy.sync.merge import MAX_CLOCK_SKEW_MS
 from realmpy.sync.protocol import (
     FIELD_TYPES,
@@ -111,7 +123,8 @@ class ServerConfig:
     permissions: Permissions = field(default_factory=Permissions)
     schema: Mapping[str, TableSpec] | None = None
     """Fixed schema, or None to adopt clients' additive schema changes."""
-    max_request_bytes: int = 16 * 1024 * 1024
+    limits: Limits = field(default_factory=Limits)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
     max_clock_skew_ms: int = MAX_CLOCK_SKEW_MS
     max_long_poll_ms: int = 60_000
     history_retention_ms: int | None = None
@@ -126,6 +139,21 @@ def _section(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return v
 
 
+_T = TypeVar("_T")
+
+
+def _settings(cls: type[_T], section: str, doc: Mapping[str, Any], others: set[str]) -> _T:
+    """A settings dataclass from its TOML section (``others``: keys the section may also hold)."""
+    fields = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    unknown = set(doc) - fields - others
+    if unknown:
+        raise ConfigError(f"[{section}]: unknown settings {sorted(unknown)}")
+    try:
+        return cls(**{k: v for k, v in doc.items() if k in fields})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def load_config(path: str | Path | None, *, app_id: str | None = None) -> ServerConfig:
     """Read a configuration file (None = development mode)."""
     if path is None:
@@ -135,12 +163,10 @@ def load_config(path: str | Path | None, *, app_id: str | None = None) -> Server
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     auth_doc = _section(doc, "auth")
-    known_auth = {f for f in AuthConfig.__dataclass_fields__}
-    unknown = set(auth_doc) - known_auth
-    if unknown:
-        raise ConfigError(f"[auth]: unknown settings {sorted(unknown)}")
-    auth = AuthConfig(**auth_doc)
+    auth = _settings(AuthConfig, "auth", auth_doc, set())
     limits = _section(doc, "limits")
+    transport = _settings(Limits, "limits", limits, {"max_clock_skew_ms", "max_long_poll_ms"})
+    rate_limits = _settings(RateLimits, "rate_limits", _section(doc, "rate_limits"), set())
     schema: dict[str, TableSpec] | None = None
     if "schema" in doc:
         raw: dict[str, Any] = {}
@@ -189,7 +215,8 @@ def load_config(path: str | Path | None, *, app_id: str | None = None) -> Server
         auth=auth,
         permissions=perms,
         schema=schema,
-        max_request_bytes=int(limits.get("max_request_bytes", 16 * 1024 * 1024)),
+        limits=transport,
+        rate_limits=rate_limits,
         max_clock_skew_ms=int(limits.get("max_clock_skew_ms", MAX_CLOCK_SKEW_MS)),
         max_long_poll_ms=int(limits.get("max_long_poll_ms", 60_000)),
         history_retention_ms=None if retention is None else int(retention * 86_400_000),

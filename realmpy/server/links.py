@@ -11,6 +11,17 @@ request) and continues the walk there, so ``owner.name``, ``owner.team.name``
 and ``ANY dogs.name == 'Rex'`` work through to-one links, lists, sets and
 dictionaries of links and links inside embedded objects.
 
+Why links are filtered by the read rules: a query evaluated *for a user*
+(a rule or a subscription) must not answer a question about an object that
+user may not read, or ``parent.secret BEGINSWITH $0`` on her own object tells
+her B's secret one probe at a time.  So reading a link field through the
+resolver (the one step every key path, aggregate and ``@count`` takes) hands
+back only links to objects that exist and that the user may read: a to-one
+link is null otherwise, a list or set leaves the element out, a dictionary
+keeps the key with a null value.  Deciding that runs the target table's read
+rule, which may follow links in turn: a cycle back to an object being decided,
+or a chain deeper than :data:`MAX_LINK_DEPTH`, reads as null.
+
 Evaluated when the object itself is uploaded or downloaded: a change to a
 linked object alone does not re-evaluate the objects that link to it (see
 docs/protocol.md, "Permissions and subscriptions through links").
@@ -25,10 +36,26 @@ from typing import Any
 
 from realmpy.objectid import ObjectId
 from realmpy.query import default_resolver
+from realmpy.server.permissions import Permissions
 from realmpy.sync.merge import ObjectState
 from realmpy.sync.protocol import FieldSpec, TableSpec, pk_key
 
-__all__ = ["LinkResolver"]
+__all__ = ["MAX_LINK_DEPTH", "LinkResolver"]
+
+MAX_LINK_DEPTH = 16
+"""Read rules decided inside read rules (a rule through a link whose target's
+rule goes through a link...) deeper than this read the link as null."""
+
+
+class _Record(dict[str, Any]):
+    """A record handed to a query: knows its table, so the resolver knows which
+    of its fields are links."""
+
+    __slots__ = ("_rp_table",)
+
+    def __init__(self, table: str, fields: Mapping[str, Any]) -> None:
+        super().__init__(fields)
+        self._rp_table = table
 
 
 class _StrLink(str):
@@ -86,11 +113,19 @@ class LinkResolver:
         self,
         schema: Mapping[str, TableSpec],
         load: Callable[[str, bytes], ObjectState | None],
+        perms: Permissions | None = None,
+        variables: Mapping[str, Any] | None = None,
     ) -> None:
+        """``perms`` and ``variables`` say what the user may read (None: anything that exists)."""
         self._schema = schema
         self._load = load
+        self._perms = None if perms is None or perms.allows_everything else perms
+        self._variables = variables or {}
         self._cache: dict[tuple[str, bytes], Any] = {}
+        self._readable: dict[tuple[str, bytes], bool] = {}
+        self._depth = 0
         self._link_fields: dict[str, list[tuple[str, FieldSpec]]] = {}
+        self._link_names: dict[str, frozenset[str]] = {}
 
     def _fields(self, table: str) -> list[tuple[str, FieldSpec]]:
         got = self._link_fields.get(table)
@@ -102,6 +137,7 @@ class LinkResolver:
                 else [(n, f) for n, f in spec.fields.items() if f.type in ("link", "embedded")]
             )
             self._link_fields[table] = got
+            self._link_names[table] = frozenset(n for n, f in got if f.type == "link")
         return got
 
     def wrap(self, table: str, record: Mapping[str, Any] | None) -> Any:
@@ -111,7 +147,7 @@ class LinkResolver:
         fields = self._fields(table)
         if not fields:
             return record
-        out = dict(record)
+        out = _Record(table, record)
         for name, fs in fields:
             target = fs.target
             if name not in out or target is None:
@@ -141,10 +177,50 @@ class LinkResolver:
             self._cache[key] = self.wrap(table, rec)
         return self._cache[key]
 
+    def _may_read(self, link: Any) -> bool:
+        """Does the link's target exist, and may the user read it?"""
+        table: str = link._rp_table
+        key = (table, pk_key(_plain(link)))
+        got = self._readable.get(key)
+        if got is None:
+            target = self._target(table, link)
+            if target is None or self._perms is None:
+                got = target is not None
+            elif self._depth >= MAX_LINK_DEPTH:
+                return False  # not cached: a shallower path may still decide it
+            else:
+                self._readable[key] = False  # a cycle back to this object reads as null
+                self._depth += 1
+                try:
+                    got = self._perms.can_read(table, target, self._variables, self)
+                finally:
+                    self._depth -= 1
+            self._readable[key] = got
+        return got
+
+    def _follow(self, link: Any) -> Any:
+        """``link`` if the user may follow it, else None (so is a value not tagged as a link)."""
+        if link is None or getattr(link, "_rp_table", None) is None:
+            return None
+        return link if self._may_read(link) else None
+
+    def _readable_links(self, value: Any) -> Any:
+        """A link field's value with the links the user may not follow nulled or left out."""
+        if isinstance(value, list):
+            return [v for v in value if v is None or self._follow(v) is not None]
+        if isinstance(value, dict):
+            return {k: self._follow(v) for k, v in value.items()}
+        return self._follow(value)
+
     def __call__(self, value: Any, name: str) -> Any:
+        if isinstance(value, _Record):
+            got = value.get(name)
+            if name in self._link_names[value._rp_table]:
+                got = self._readable_links(got)
+            return got
         table = getattr(value, "_rp_table", None) if value is not None else None
         if table is not None:
-            value = self._target(table, value)
+            return self(self._target(table, value), name)
         return default_resolver(value, name)
 
 

@@ -116,6 +116,8 @@ CREATE TABLE IF NOT EXISTS views (
     PRIMARY KEY (file_ident, tbl, pk));
 CREATE TABLE IF NOT EXISTS history_horizon (
     id INTEGER PRIMARY KEY, sv BIGINT NOT NULL, trimmed_at BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS disabled_users (
+    user_id TEXT PRIMARY KEY, disabled_at BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS rejections (
     file_ident BIGINT NOT NULL, sv BIGINT NOT NULL, tbl TEXT NOT NULL, pk {blob} NOT NULL,
     client_version BIGINT NOT NULL, reason TEXT NOT NULL,
@@ -543,6 +545,67 @@ class Tx:
             "ON CONFLICT (file_ident, sv, tbl, pk) DO NOTHING",
             (file_ident, sv, table, pk, cv, reason),
         )
+
+    # ----------------------------------------------------------------- administration
+    # (``realmpy-server users|api-keys``; not on any request's path)
+
+    def list_users(self) -> list[UserRow]:
+        """Every user, oldest first."""
+        rows = self._all(
+            "SELECT id, provider, email, pw_hash, created_at FROM users ORDER BY created_at, id"
+        )
+        return [u for u in map(self._user, rows) if u is not None]
+
+    def disabled_users(self) -> set[str]:
+        """Ids of disabled users."""
+        return {r[0] for r in self._all("SELECT user_id FROM disabled_users")}
+
+    def is_disabled(self, user_id: str) -> bool:
+        """May this user no longer log in?"""
+        return self._one("SELECT 1 FROM disabled_users WHERE user_id = ?", (user_id,)) is not None
+
+    def set_disabled(self, user_id: str, disabled: bool, now: int) -> None:
+        """Disable (and log out everywhere) or re-enable a user."""
+        if disabled:
+            self._x(
+                "INSERT INTO disabled_users (user_id, disabled_at) VALUES (?, ?) "
+                "ON CONFLICT (user_id) DO NOTHING",
+                (user_id, now),
+            )
+            self.revoke_user_sessions(user_id)
+        else:
+            self._x("DELETE FROM disabled_users WHERE user_id = ?", (user_id,))
+
+    def revoke_user_sessions(self, user_id: str) -> None:
+        """Log a user out of every session (their access tokens stop working at once)."""
+        self._x("UPDATE sessions SET revoked = 1 WHERE user_id = ?", (user_id,))
+
+    def set_password(self, user_id: str, pw_hash: bytes) -> None:
+        """Replace an email/password user's password hash."""
+        self._x("UPDATE users SET pw_hash = ? WHERE id = ?", (pw_hash, user_id))
+
+    def delete_user(self, user_id: str) -> None:
+        """Remove a user with their sessions and API keys (their objects stay)."""
+        for sql in (
+            "DELETE FROM sessions WHERE user_id = ?",
+            "DELETE FROM api_keys WHERE user_id = ?",
+            "DELETE FROM disabled_users WHERE user_id = ?",
+            "DELETE FROM users WHERE id = ?",
+        ):
+            self._x(sql, (user_id,))
+
+    def all_api_keys(self) -> list[tuple[str, str, str, int]]:
+        """(id, user id, name, created at) of every API key."""
+        return [
+            (r[0], r[1], r[2], int(r[3]))
+            for r in self._all(
+                "SELECT id, user_id, name, created_at FROM api_keys ORDER BY created_at, id"
+            )
+        ]
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        """Delete any user's API key; False if there was none."""
+        return bool(self._x("DELETE FROM api_keys WHERE id = ?", (key_id,)).rowcount)
 
     def rejections(
         self, file_ident: int, after_sv: int, upto_sv: int

@@ -27,7 +27,12 @@ from typing import Any
 from realmpy.server.auth import Principal
 from realmpy.server.config import ServerConfig
 from realmpy.server.links import LinkResolver
-from realmpy.server.permissions import Subscriptions
+from realmpy.server.permissions import (
+    Permissions,
+    Subscriptions,
+    check_key_paths,
+    compile_query,
+)
 from realmpy.server.store import ClientRow, ObjectRow, Store, Tx
 from realmpy.sync import merge
 from realmpy.sync.merge import ObjectState, now_ms
@@ -61,7 +66,7 @@ from realmpy.sync.protocol import (
     unpack,
 )
 
-__all__ = ["ClientResetRequired", "SyncService"]
+__all__ = ["MAX_OBJECTS_PER_BATCH", "ClientResetRequired", "SyncService"]
 
 log = logging.getLogger("realmpy.server.sync")
 
@@ -82,8 +87,16 @@ class _Pending:
     sv: int
 
 
+MAX_OBJECTS_PER_BATCH = 10_000
+"""Objects one download request looks at, at most (beyond the rest of one server
+version): a subscription that matches little, or a costly query, then answers
+``more`` and the client continues, instead of one request scanning everything."""
+
+
 class SyncService:
     """Stateless request handlers over a ``Store`` (safe to call from many threads)."""
+
+    max_objects_per_batch = MAX_OBJECTS_PER_BATCH
 
     def __init__(
         self, store: Store, config: ServerConfig, *, on_change: Callable[[], None] = lambda: None
@@ -156,9 +169,11 @@ class SyncService:
         tx: Tx, principal: Principal, file_ident: int, salt: int, *, for_update: bool = False
     ) -> ClientRow:
         row = tx.get_client(file_ident, for_update=for_update)
-        if row is None:
+        if row is None or (row.user_id != principal.user_id and row.salt != salt):
             # Never allocated here: the server lost its history (restored from an older
             # backup, or a new database).  The client must start over with a new identity.
+            # Another user's ident with the wrong salt answers the same, so idents cannot be
+            # probed: only a holder of that file (who knows its salt) learns it is foreign.
             raise ClientResetRequired(
                 f"the server does not know file ident {file_ident}; reset the client",
                 reason="unknown_file_ident",
@@ -269,7 +284,7 @@ class SyncService:
                         )
                     reason = None
                     if not self.perms.allows_everything:
-                        links = LinkResolver(schema, load)
+                        links = LinkResolver(schema, load, self.perms, variables)
                         pre = links.wrap(table, state.materialize(pk_field, pk))
                         post = links.wrap(table, new.materialize(pk_field, pk))
                         reason = self.perms.check_write(table, pre, post, variables, links)
@@ -313,9 +328,10 @@ class SyncService:
     ) -> SubscriptionResponse:
         """Store a newer subscription set; the next download bootstraps it."""
         schema = self.schema()
-        if any(t not in schema for t in req.queries):
-            schema = self.schema(reload=True)
-        Subscriptions(req.queries, schema)  # validate before storing
+        try:
+            _check_subscriptions(req, schema)
+        except ProtocolError:  # another process may have grown the schema: look again
+            _check_subscriptions(req, self.schema(reload=True))
         blob = pack({t: [[q, list(a)] for q, a in qs] for t, qs in req.queries.items()})
         with self.store.transaction(write=True) as tx:
             client = self._client(tx, principal, req.file_ident, req.salt, for_update=True)
@@ -445,9 +461,9 @@ class SyncService:
             start_sv, pos, scanned, total = token
         after = req.after_server_version
         entries: list[DownloadEntry] = []
-        size = 0
+        size = looked = 0
         done = False
-        while size < req.max_bytes:
+        while size < req.max_bytes and looked < self.max_objects_per_batch:
             rows = ctx.tx.objects_scan(pos, 256)
             if not rows:
                 done = True
@@ -456,11 +472,12 @@ class SyncService:
             for row in rows:
                 pos = (row.table, row.pk)
                 scanned += 1
+                looked += 1
                 e = ctx.consider(row, after, forget_sv=start_sv, bootstrap=True)
                 if e is not None:
                     entries.append(e)
                     size += len(pack(e.to_wire()))
-                if size >= req.max_bytes:
+                if size >= req.max_bytes or looked >= self.max_objects_per_batch:
                     break
         if not done and not ctx.tx.objects_scan(pos, 1):
             done = True
@@ -477,7 +494,7 @@ class SyncService:
     ) -> DownloadResponse:
         after = req.after_server_version
         entries: list[DownloadEntry] = []
-        size = 0
+        size = looked = 0
         pos: tuple[int, str, bytes] = (after, "", b"")
         boundary: int | None = None
         more = False
@@ -492,12 +509,15 @@ class SyncService:
                     more, stop = True, True
                     break
                 pos = (row.last_sv, row.table, row.pk)
+                looked += 1
                 e = ctx.consider(row, after, forget_sv=row.last_sv, bootstrap=False)
                 if e is not None:
                     entries.append(e)
                     size += len(pack(e.to_wire()))
-                if boundary is None and size >= req.max_bytes:
-                    boundary = row.last_sv
+                if boundary is None and (
+                    size >= req.max_bytes or looked >= self.max_objects_per_batch
+                ):
+                    boundary = row.last_sv  # finish this version: the cursor moves whole versions
             if stop:
                 break
         cursor = boundary if more and boundary is not None else latest
@@ -566,7 +586,7 @@ class _DownloadCtx:
         tx: Tx,
         fi: int,
         subs: Subscriptions,
-        perms: Any,
+        perms: Permissions,
         variables: Mapping[str, Any],
         schema: Mapping[str, TableSpec],
     ) -> None:
@@ -578,7 +598,8 @@ class _DownloadCtx:
             variables,
             schema,
         )
-        self.links = LinkResolver(schema, self._load)
+        self.links = LinkResolver(schema, self._load, perms, variables)
+        self._matchers: dict[str, Callable[[Mapping[str, Any]], bool]] = {}
         self._views: dict[tuple[str, bytes], tuple[bool, int] | None] = {}
         self._puts: dict[tuple[str, bytes], tuple[bool, int]] = {}
 
@@ -612,10 +633,16 @@ class _DownloadCtx:
         row = self.tx.get_object(table, pkb)
         return None if row is None else ObjectState.from_wire(unpack(row.state))
 
+    def _matcher(self, table: str) -> Callable[[Mapping[str, Any]], bool]:
+        got = self._matchers.get(table)
+        if got is None:
+            got = self._matchers[table] = self.subs.matcher(table, self.variables, self.links)
+        return got
+
     def _visible(self, table: str, record: Mapping[str, Any] | None) -> bool:
         return (
             record is not None
-            and self.subs.matches(table, record, self.variables, self.links)
+            and self._matcher(table)(record)
             and self.perms.can_read(table, record, self.variables, self.links)
         )
 
@@ -641,13 +668,13 @@ class _DownloadCtx:
         if self._visible(row.table, record):
             if not (in_view and bootstrap and row.last_sv <= after):
                 self._view_put(row.table, row.pk, True, row.last_sv)
-                return DownloadEntry("state", row.table, pk, state.to_wire())
+                return DownloadEntry("state", row.table, pk, state.for_reader().to_wire())
             return None  # already there and unchanged since the client's cursor
         if in_view:
             self._view_put(row.table, row.pk, False, forget_sv)
             if record is None:
                 return DownloadEntry(
-                    "state", row.table, pk, state.to_wire()
+                    "state", row.table, pk, state.for_reader().to_wire()
                 )  # erased: let the tombstone merge
             return DownloadEntry("forget", row.table, pk)
         if view is not None and view[1] > after:
@@ -670,56 +697,112 @@ class _DownloadCtx:
                 and record is not None
                 and self.perms.can_read(table, record, self.variables, self.links)
             ):
-                out.append(DownloadEntry("reset", table, pk, state.to_wire(), err))
+                out.append(DownloadEntry("reset", table, pk, state.for_reader().to_wire(), err))
             else:
                 out.append(DownloadEntry("reset", table, pk, None, err))
         return out
+
+
+def _check_subscriptions(req: SubscriptionRequest, schema: Mapping[str, TableSpec]) -> None:
+    """Refuse queries that do not parse, sets beyond the size limits, and queries naming
+    tables or properties the schema lacks."""
+    Subscriptions(req.queries, schema).check_size()
+    for table, items in req.queries.items():
+        for text, _ in items:
+            check_key_paths(compile_query(text), table, schema)
+
+
+def _refusal(
+    problems: list[tuple[type[ProtocolError], str, str, str | None]],
+) -> ProtocolError:
+    """One error for every part of a client schema the server refuses, so a client can push
+    the rest (``docs/protocol.md``, "Schema"): ``detail.refused`` lists ``[table, field or nil]``
+    (nil: the whole table); the code is the first problem's."""
+    cls, message, table, fname = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return cls(
+        message + more,
+        table=table,
+        **({} if fname is None else {"field": fname}),
+        refused=[[t, f] for _, _, t, f in problems],
+    )
 
 
 def _additive_merge(
     current: Mapping[str, TableSpec], incoming: Mapping[str, TableSpec]
 ) -> dict[str, TableSpec]:
     out = dict(current)
+    problems: list[tuple[type[ProtocolError], str, str, str | None]] = []
     for name, spec in incoming.items():
         have = out.get(name)
         if have is None:
             out[name] = spec
             continue
         if have.primary_key != spec.primary_key or have.embedded != spec.embedded:
-            raise SchemaMismatch(
-                f"{name}: primary key {spec.primary_key!r} (embedded={spec.embedded}) differs from "
-                f"the server's {have.primary_key!r} (embedded={have.embedded})",
-                table=name,
+            problems.append(
+                (
+                    SchemaMismatch,
+                    f"{name}: primary key {spec.primary_key!r} (embedded={spec.embedded}) differs "
+                    f"from the server's {have.primary_key!r} (embedded={have.embedded})",
+                    name,
+                    None,
+                )
             )
+            continue
         fields = dict(have.fields)
         for fname, fs in spec.fields.items():
             old = fields.get(fname)
             if old is None:
                 fields[fname] = fs
             elif old != fs:
-                raise SchemaMismatch(
-                    f"{name}.{fname}: {fs.to_wire()} differs from the server's {old.to_wire()} (only additive changes)",
-                    table=name,
-                    field=fname,
+                problems.append(
+                    (
+                        SchemaMismatch,
+                        f"{name}.{fname}: {fs.to_wire()} differs from the server's "
+                        f"{old.to_wire()} (only additive changes)",
+                        name,
+                        fname,
+                    )
                 )
         out[name] = TableSpec(have.primary_key, fields, have.embedded)
+    if problems:
+        raise _refusal(problems)
     return out
 
 
 def _check_subset(client: Mapping[str, TableSpec], server: Mapping[str, TableSpec]) -> None:
+    problems: list[tuple[type[ProtocolError], str, str, str | None]] = []
     for name, spec in client.items():
         have = server.get(name)
         if have is None:
-            raise UnknownTableError(f"table {name!r} is not in the server's schema", table=name)
+            problems.append(
+                (UnknownTableError, f"table {name!r} is not in the server's schema", name, None)
+            )
+            continue
         if have.primary_key != spec.primary_key or have.embedded != spec.embedded:
-            raise SchemaMismatch(f"{name}: primary key differs from the server's", table=name)
+            problems.append(
+                (SchemaMismatch, f"{name}: primary key differs from the server's", name, None)
+            )
+            continue
         for fname, fs in spec.fields.items():
             old = have.fields.get(fname)
             if old is None:
-                raise UnknownFieldError(
-                    f"field {name}.{fname} is not in the server's schema", table=name, field=fname
+                problems.append(
+                    (
+                        UnknownFieldError,
+                        f"field {name}.{fname} is not in the server's schema",
+                        name,
+                        fname,
+                    )
                 )
-            if old != fs:
-                raise SchemaMismatch(
-                    f"{name}.{fname}: type differs from the server's", table=name, field=fname
+            elif old != fs:
+                problems.append(
+                    (
+                        SchemaMismatch,
+                        f"{name}.{fname}: type differs from the server's",
+                        name,
+                        fname,
+                    )
                 )
+    if problems:
+        raise _refusal(problems)

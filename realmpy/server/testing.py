@@ -14,14 +14,16 @@ import contextlib
 import os
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import realmpy
 from realmpy.server.store import Store
 
 __all__ = [
@@ -116,36 +118,56 @@ def run_server(
     app_id: str = "default",
     port: int | None = None,
     timeout: float = 30.0,
+    log_level: str = "warning",
+    extra_args: Sequence[str] = (),
+    tls: tuple[Path, Path, Path] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start ``realmpy-server`` as a subprocess; yield (base URL, process); stop it after."""
+    """Start ``realmpy-server`` as a subprocess; yield (base URL, process); stop it after.
+
+    ``tls`` = (certificate, key, CA that signed it) serves HTTPS (``--tls-cert``).
+
+    The child imports the same ``realmpy`` package as this process and runs in
+    ``data``: started from a checkout's root, its working directory would
+    otherwise put the uncompiled source tree first on ``sys.path``.
+    """
     port = port or free_port()
     cmd = [
         sys.executable,
         "-m",
         "realmpy.server.cli",
         "--data",
-        str(data),
+        str(Path(data).resolve()),
         "--port",
         str(port),
         "--app-id",
         app_id,
         "--log-level",
-        "warning",
+        log_level,
+        *extra_args,
     ]
     if database:
         cmd += ["--database", database]
     if config:
         cmd += ["--config", str(config)]
+    context = None
+    if tls is not None:
+        cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+        context = ssl.create_default_context(cafile=str(tls[2]))
     log = open(Path(data) / f"server-{port}.log", "ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
+    package_root = str(Path(realmpy.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [package_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    )
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=data, env=env)
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode}; see {log.name}")
             try:
-                with urllib.request.urlopen(base + "/health", timeout=1) as r:
+                with urllib.request.urlopen(base + "/health", timeout=1, context=context) as r:
                     if r.status == 200:
                         break
             except (urllib.error.URLError, ConnectionError, OSError):

@@ -20,19 +20,25 @@ The agent runs two threads:
 * the **downloader** long-polls the server and applies each batch together
   with the cursor move in one local transaction (``integrate``).
 
-Connection state is published for every process: the agent writes
-``"<pid> <state>"`` (``connecting``/``connected``/``disconnected``) at the
-start of ``<path>.sync`` whenever it changes (a ``pwrite``, no sync: it is
-ephemeral), so a standby's ``sync_session.connection_state`` reports the
-agent's connection, not its own idle one; a published pid that is no longer
-alive reads as ``disconnected``.
+Connection state is honest and published for every process (``status``):
+``connected`` only right after the server answered a request,
+``disconnected`` at the first request that could not reach it,
+``connecting`` while a request is out after that.  The agent writes it to
+``<path>.sync`` whenever it changes, so a standby's or a secondary's
+``sync_session.connection_state`` reports the agent's connection, not its
+own idle one.  The election's first, non-blocking attempt is made before the
+constructor returns, so a freshly opened standby already knows it is one and
+reads the agent's state.
 
-Errors: connection failures back off exponentially with jitter (capped) and
-never lose anything — the history and cursors are in the file; typed server
-errors reach the configuration's ``sync_error_handler``; lost or diverged
-server state triggers the configured client reset; a permanent error
-(``_PERMANENT_CODES``, e.g. ``403 bad_file_ident``) is reported once and
-stops the session (``state`` becomes ``inactive``, ``last_error`` keeps it).
+Errors are handled by their code, from one table (``error_codes``):
+transient ones back off exponentially with jitter and never lose anything
+(the history and cursors are in the file); ``client_reset_required`` runs
+the configured client reset; a refused schema quarantines the changesets
+that need it (``quarantine``); a final error stops the session in state
+``error``, is reported to the ``sync_error_handler`` once, and is stored in
+the file so that every waiter in every process raises it (``status``).  A
+transient error is reported once until the next successful exchange, not on
+every retry.
 """
 
 from __future__ import annotations
@@ -45,15 +51,17 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from realmpy.storage import Environment
+from realmpy.sidefiles import open_side_file
+from realmpy.storage import Environment, WriteTransaction
 from realmpy.sync import integrate
 from realmpy.sync import protocol as P
+from realmpy.sync import quarantine as Q
+from realmpy.sync import status as ST
 from realmpy.sync import subscriptions as S
-from realmpy.sync.convert import wire_tables
 from realmpy.sync.election import Election
+from realmpy.sync.error_codes import Handling, handling
 from realmpy.sync.errors import (
     AppError,
-    AuthenticationError,
     ClientResetError,
     CompensatingWriteError,
     ConnectionFailedError,
@@ -61,6 +69,7 @@ from realmpy.sync.errors import (
     SubscriptionError,
     SyncConfigurationError,
     SyncError,
+    SyncSchemaError,
     UserLoggedOutError,
 )
 from realmpy.sync.history import Meta
@@ -76,19 +85,6 @@ log = logging.getLogger("realmpy.sync")
 
 _IDLE_WAIT_S: Final = 1.0
 """Longest a blocked agent thread goes without checking for stop/pause (not a poll: it waits on the counter)."""
-
-_RESET_CODES: Final = frozenset({"client_reset_required"})
-"""Server errors that mean "reset this file" (``detail.reason``: ``cursor_ahead``, ``history_trimmed``,
-``unknown_file_ident``, ``salt_mismatch``).  ``403 bad_file_ident`` now means only "another user's
-file": it is reported to the error handler, never answered with a reset."""
-
-_PERMANENT_CODES: Final = frozenset({"bad_file_ident", "forbidden"})
-"""Server errors that retrying cannot cure (``403``: the file ident belongs to another user, or the
-user may not sync at all): the session stops, reports the error once and goes ``inactive``, as a
-Realm SDK does on a fatal session error, instead of re-reporting it on every backoff."""
-
-_PUBLISHED: Final = 64
-"""Bytes at the start of ``<path>.sync`` holding the agent's ``"<pid> <state>"`` line."""
 
 
 class Backoff:
@@ -106,6 +102,12 @@ class Backoff:
         delay = min(self.cap, self.first * (2**self.attempt))
         self.attempt = min(self.attempt + 1, 30)
         return random.uniform(delay / 2, delay)
+
+
+def _on_download(txn: WriteTransaction, resp: P.DownloadResponse) -> None:
+    """Inside a download batch's transaction: advance subscription states, count its objects."""
+    S.on_download(txn, resp)
+    ST.count_download(txn, resp)
 
 
 class _Ahead:
@@ -148,7 +150,6 @@ class SyncClient:
         self.sessions: list[SyncSession] = []
         self._shared = _SharedFile.acquire(config)
         self.env: Environment = self._shared.env
-        self.tables = wire_tables(config.model_schema)
         self.role = "starting"
         self._conn = "disconnected"
         self.state = "active"
@@ -157,14 +158,24 @@ class SyncClient:
         self._resume = threading.Event()
         self._resume.set()
         self._ident_lock = threading.Lock()
-        self._schema_pushed = False
+        self._logged_out = False
+        self._schema = Q.SchemaPush()
+        self._refusals_reported: set[Q.Refused] = set()
+        # Codes of transient errors reported since the last successful request (report once).
+        self._reported: set[str] = set()
         self._state_cond = threading.Condition()
-        self._lock_fd = os.open(self.path + ".sync", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = open_side_file(self.path, ".sync", read_only=False, what="cannot start sync")
+        except BaseException:
+            self._shared.release()
+            raise
+        assert fd is not None  # only read_only opens return None
+        self._lock_fd = fd
         self._elected = threading.Event()
         self._downloader: threading.Thread | None = None
         self._remove_logout = self.user._add_logout_callback(self._on_logout)
         self._check_owner()
-        self._election = Election(self.path + ".sync", self._elected)
+        self._elect_now()
         self._thread = threading.Thread(
             target=self._run, name=f"realmpy-sync-agent[{os.path.basename(self.path)}]", daemon=True
         )
@@ -185,32 +196,31 @@ class SyncClient:
                 self._publish()
 
     def _publish(self) -> None:
-        line = f"{os.getpid()} {self._conn}".ljust(_PUBLISHED - 1) + "\n"
         with contextlib.suppress(OSError):
-            os.pwrite(self._lock_fd, line.encode(), 0)
+            os.pwrite(self._lock_fd, ST.format_line(os.getpid(), self._conn), 0)
 
     def published(self) -> tuple[int, str]:
-        """``(pid, connection state)`` the agent published in ``<path>.sync``; ``(0, "disconnected")``
-        if none is published or its process is gone (a kill -9 leaves the last line behind)."""
+        """``(pid, connection state)`` the agent published in ``<path>.sync`` (``status``)."""
+        return ST.parse_line(self._lock_fd)
+
+    def _call(self, method: str, path: str, body: Any, *, timeout: float | None = None) -> Any:
+        """One request to the server; the connection state follows its outcome (module docstring)."""
+        if self._conn == "disconnected" and self._resume.is_set():
+            self.connection_state = "connecting"
         try:
-            raw = os.pread(self._lock_fd, _PUBLISHED, 0).decode("ascii", "replace")
-        except OSError:
-            return 0, "disconnected"
-        parts = raw.split()
-        if (
-            len(parts) != 2
-            or not parts[0].isdigit()
-            or parts[1] not in ("connecting", "connected", "disconnected")
-        ):
-            return 0, "disconnected"
-        pid = int(parts[0])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return 0, "disconnected"
-        except PermissionError:
-            pass  # alive, owned by another user
-        return pid, parts[1]
+            result = self.user.request(method, path, body, timeout=timeout)
+        except (ConnectionFailedError, ServerResponseError):
+            self.connection_state = "disconnected"  # unreachable, or not a realmpy server answering
+            raise
+        except SyncError as exc:
+            if exc.status is not None and exc.status >= 500:
+                self.connection_state = "disconnected"
+            elif exc.status is not None:
+                self._set_connected()  # the server answered, with a typed refusal
+            raise
+        self._set_connected()
+        self._reported.clear()
+        return result
 
     # ---- registry -------------------------------------------------------------------
 
@@ -277,7 +287,8 @@ class SyncClient:
             os.close(self._lock_fd)
         self.role = "stopped"
         self._conn = "disconnected"
-        self.state = "inactive"
+        if self.state != "error":
+            self.state = "inactive"
         self._shared.release()
 
     def pause(self) -> None:
@@ -295,6 +306,7 @@ class SyncClient:
         return self._stop.is_set()
 
     def _on_logout(self) -> None:
+        self._logged_out = True  # the loops' failing requests are not errors of their own
         self._report(
             UserLoggedOutError(
                 f"user {self.user.id} logged out: syncing of {self.path} stopped", code="logged_out"
@@ -304,20 +316,43 @@ class SyncClient:
 
     # ---- election ------------------------------------------------------------------------
 
+    def _elect_now(self) -> None:
+        """The election's first, non-blocking attempt (before the constructor returns)."""
+
+        def open_lock() -> int:
+            fd = open_side_file(self.path, ".sync", read_only=False, what="cannot start sync")
+            assert fd is not None  # only read_only opens return None
+            return fd
+
+        self._election = Election(self.path + ".sync", open_lock, self._elected)
+        if not self._election.granted:
+            self.role = "standby"
+            log.info("standby: another process is the sync agent of %s", self.path)
+            return
+        self._become_agent()
+
+    def _become_agent(self) -> None:
+        self.role = "agent"
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._lock_fd, 0)
+        self._publish()
+
     def _run(self) -> None:
         try:
-            if not self._election.granted:
-                self.role = "standby"
-                log.info("standby: another process is the sync agent of %s", self.path)
+            if self.role == "standby":
                 self._elected.wait()  # until the agent dies or stops, or we stop
+                if self._stop.is_set():
+                    return
+                if self._election.error is not None:
+                    raise self._election.error
+                self._become_agent()
             if self._stop.is_set():
                 return
-            if self._election.error is not None:
-                raise self._election.error
-            self.role = "agent"
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._lock_fd, 0)
-            self._publish()
+            with (
+                self.env.write() as txn
+            ):  # a new agent tries again: the last one's final error goes
+                if not ST.clear_error(txn):
+                    txn.abort()
             log.info("process %d is the sync agent of %s", os.getpid(), self.path)
             self._downloader = threading.Thread(
                 target=self._download_loop,
@@ -357,14 +392,14 @@ class SyncClient:
             if nonce is None:
                 with self.env.write() as txn:
                     nonce = Meta(txn).ensure_nonce()
-            raw = self.user.request("POST", "/sync/ident", P.IdentRequest(nonce).to_wire())
+            raw = self._call("POST", "/sync/ident", P.IdentRequest(nonce).to_wire())
             try:
                 m = raw if isinstance(raw, dict) else {}
                 ident = (int(m["file_ident"]), int(m["salt"]), int(m["server_salt"]), self.user.id)
             except (KeyError, TypeError, ValueError):
                 raise ServerResponseError("bad ident response", code="bad_response") from None
             integrate.assign_ident(self.env, ident, nonce)
-            self._schema_pushed = False
+            self._schema = Q.SchemaPush()
             with self.env.read() as snap:
                 stored = Meta(snap).ident()
             if stored is None:
@@ -373,11 +408,44 @@ class SyncClient:
                 )
             return stored
 
-    def _push_schema(self) -> None:
-        if self._schema_pushed:
-            return
-        self.user.request("POST", "/sync/schema", P.SchemaRequest(self.tables).to_wire())
-        self._schema_pushed = True
+    def _push_schema(self) -> bool:
+        """Push the file's stored schema if a commit changed it since the last push, around the
+        parts the server refuses (``quarantine``); True if it pushed now."""
+        with self.env.read() as snap:
+            changed = Q.file_schema(snap, unless=self._schema.raw)
+        if changed is None:
+            return False
+        raw, tables = changed
+        refused: Q.Refused = frozenset()
+        push = tables
+        first: SyncError | None = None
+        while True:
+            try:
+                self._call("POST", "/sync/schema", P.SchemaRequest(push).to_wire())
+                break
+            except SyncError as exc:
+                more = Q.refused_from(exc)
+                if handling(exc.code, exc.status) is not Handling.SCHEMA:
+                    raise
+                if more is None or more <= refused:
+                    raise  # nothing new to leave out: cannot push around it (``_handle``: final)
+                first = first or exc
+                push, refused = Q.without(tables, refused | more)
+        self._schema = Q.SchemaPush(raw, refused)
+        if first is not None and refused not in self._refusals_reported:
+            self._refusals_reported.add(refused)
+            parts = sorted(t if f is None else f"{t}.{f}" for t, f in refused)
+            self._report(
+                SyncSchemaError(
+                    f"the server refuses part of {self.path}'s schema ({', '.join(parts)}): "
+                    f"{first.message}; changesets that use it are quarantined "
+                    "(sync_session.quarantined), the others sync",
+                    code=first.code,
+                    status=first.status,
+                    detail={"refused": [[t, f] for t, f in sorted(refused, key=str)]},
+                )
+            )
+        return True
 
     def _post_subscriptions(self, fi: int, salt: int) -> None:
         with self.env.read() as snap:
@@ -387,14 +455,9 @@ class SyncClient:
         qv, queries = todo
         req = {"file_ident": fi, "salt": salt, "query_version": qv, "queries": queries}
         try:
-            raw = self.user.request("POST", "/sync/subscriptions", req)
+            raw = self._call("POST", "/sync/subscriptions", req)
         except AppError as exc:
-            if (
-                exc.code in _RESET_CODES
-                or exc.status is None
-                or exc.status >= 500
-                or isinstance(exc, AuthenticationError)
-            ):
+            if handling(exc.code, exc.status) not in (Handling.SUBSCRIPTION, Handling.SCHEMA):
                 raise
             with self.env.write() as txn:
                 Meta(txn).set_sub_sent(qv)
@@ -438,18 +501,30 @@ class SyncClient:
         while not self._stop.is_set() and self._resume.is_set():
             fi, _acked, css, full = batch
             if not css:
+                Q.settle(self.env)
                 return sent
             ident = self.ensure_ident()
             if ident[0] != fi:
                 batch = integrate.upload_changesets(self.env)
                 continue  # identity changed under us (reset): rescan
+            fresh = self._push_schema()  # read after ``css``: the union covers every one of them
+            if self._quarantine(css):
+                batch = integrate.upload_changesets(self.env)
+                continue
+            req = P.UploadRequest(fi, ident[1], tuple(css))
             ahead = (
                 _Ahead(integrate.upload_changesets, self.env, after=css[-1].client_version)
                 if full
                 else None
             )
-            req = P.UploadRequest(fi, ident[1], tuple(css))
-            raw = self.user.request("POST", "/sync/upload", req.to_wire())
+            try:
+                raw = self._call("POST", "/sync/upload", req.to_wire())
+            except SyncError as exc:
+                if fresh or handling(exc.code, exc.status) is not Handling.SCHEMA:
+                    raise
+                self._schema = Q.SchemaPush()  # the server's schema changed: push again, retry
+                batch = integrate.upload_changesets(self.env)
+                continue
             try:
                 resp = P.UploadResponse.from_wire(raw)
             except P.ProtocolError as exc:
@@ -463,7 +538,6 @@ class SyncClient:
                     code="bad_response",
                 )
             integrate.record_ack(self.env, fi, resp.acked_client_version)
-            self._set_connected()
             sent += len(css)
             if resp.acked_client_version < css[-1].client_version:
                 raise ServerResponseError(
@@ -471,6 +545,18 @@ class SyncClient:
                 )
             batch = integrate.upload_changesets(self.env) if ahead is None else ahead.result()
         return sent
+
+    def _quarantine(self, css: list[P.Changeset]) -> bool:
+        """Quarantine the pending changesets that use refused schema parts; True if any were."""
+        refused = self._schema.refused
+        if not refused or not any(Q.touches(cs.ops, refused) for cs in css):
+            return False
+        parts = ", ".join(sorted(t if f is None else f"{t}.{f}" for t, f in refused))
+        moved = Q.quarantine(self.env, refused, f"the server's schema refuses {parts}")
+        log.warning(
+            "quarantined changesets %s of %s: the server refuses %s", moved, self.path, parts
+        )
+        return True
 
     def _set_connected(self) -> None:
         if self._resume.is_set():
@@ -486,14 +572,11 @@ class SyncClient:
             seen = self.env.version
             fi = 0
             try:
-                if self.connection_state == "disconnected":
-                    self.connection_state = "connecting"
                 ident = self.ensure_ident()
                 fi = ident[0]
                 self._push_schema()
                 self._post_subscriptions(ident[0], ident[1])
                 self._upload_pending()
-                self._set_connected()
                 backoff.reset()
             except Exception as exc:
                 if self._handle(exc, backoff, fi):
@@ -518,9 +601,7 @@ class SyncClient:
                     wait_ms = 0 if token else int(self.options.app.config.long_poll_seconds * 1000)
                     req = P.DownloadRequest(fi, salt, after, token, wait_ms)
                     timeout = self.options.app.config.request_timeout + wait_ms / 1000
-                    raw = self.user.request(
-                        "POST", "/sync/download", req.to_wire(), timeout=timeout
-                    )
+                    raw = self._call("POST", "/sync/download", req.to_wire(), timeout=timeout)
                     try:
                         resp = P.DownloadResponse.from_wire(raw)
                     except P.ProtocolError as exc:
@@ -543,7 +624,7 @@ class SyncClient:
                         after,
                         fi,
                         server_salt,
-                        on_subscription=S.on_download,
+                        on_subscription=_on_download,
                         is_current=lambda: not self._stop.is_set(),
                     )
                     if res.reset_needed:
@@ -551,7 +632,6 @@ class SyncClient:
                         token = None
                         continue
                     token = resp.bootstrap_token if resp.batch == "more" else None
-                    self._set_connected()
                     backoff.reset()
                     if res.rejected:
                         writes = [(r.table, r.pk, r.reason) for r in res.rejected]
@@ -572,54 +652,49 @@ class SyncClient:
     # ---- errors and resets ----------------------------------------------------------------
 
     def _handle(self, exc: BaseException, backoff: Backoff, fi: int) -> bool:
-        """Classify an error; back off; return True if this loop must end."""
-        if self._stop.is_set():
+        """Handle an error by its code (``error_codes``); back off; True if this loop must end."""
+        if self._stop.is_set() or self._logged_out:
             return True
-        if isinstance(exc, UserLoggedOutError):
-            self.last_error = exc
-            self._report(exc)
-            self.state = "inactive"
-            threading.Thread(target=self.stop, daemon=True).start()
-            return True
-        if isinstance(exc, ConnectionFailedError):
-            if self.connection_state != "disconnected":
-                log.info("sync of %s disconnected: %s", self.path, exc.message)
-            self.connection_state = "disconnected"
-            self._wait(backoff.next())
-            return False
-        if isinstance(exc, SyncError) and exc.code in _PERMANENT_CODES:
-            self._stop_for(exc)
-            return True
-        if isinstance(exc, SyncError) and exc.code in _RESET_CODES:
+        if not isinstance(exc, SyncError):
+            log.exception("unexpected error in the sync agent of %s", self.path, exc_info=exc)
+            exc = SyncError(f"unexpected error: {exc!r}", code="internal_error")
+        how = handling(exc.code, exc.status)
+        if how is Handling.RESET:
             self._client_reset(
                 fi, exc.message
             )  # no-op if ``fi`` is not the file's identity any more
             return False
-        if isinstance(exc, SyncError):
-            self.last_error = exc
-            if exc.code != "retry":
+        if how is not Handling.RETRY:
+            # FATAL, and a SCHEMA or SUBSCRIPTION refusal that could not be handled where it
+            # arose (nothing to push around, a refused upload right after a push): final.
+            self._stop_for(exc)
+            return True
+        self.last_error = exc
+        if isinstance(exc, ConnectionFailedError):
+            # Not reported: ``connection_state`` says it, and ``last_error`` keeps the cause.
+            if self.connection_state != "disconnected":
+                log.info("sync of %s disconnected: %s", self.path, exc.message)
+            self.connection_state = "disconnected"
+        else:
+            backoff.attempt = max(backoff.attempt, 5)  # the server answered: no hurry
+            if exc.code not in self._reported and exc.code != "retry":
+                self._reported.add(exc.code)  # once until the next successful exchange
                 self._report(exc)
-            backoff.attempt = max(backoff.attempt, 5)
-            self._wait(backoff.next())
-            return False
-        log.exception("unexpected error in the sync agent of %s", self.path, exc_info=exc)
-        err = SyncError(f"unexpected error: {exc!r}", code="internal_error")
-        self.last_error = err
-        self._report(err)
-        backoff.attempt = max(backoff.attempt, 5)
         self._wait(backoff.next())
         return False
 
     def _stop_for(self, err: SyncError) -> None:
-        """Stop the session for a permanent error: report it once (both loops may meet it), go
-        ``inactive``, and stop in another thread (stopping joins this one)."""
+        """Stop the session for a final error: state ``error``, report it once (both loops may
+        meet it), store it in the file (every waiter in every process raises it, ``status``),
+        and stop in another thread (stopping joins this one)."""
         with self._state_cond:
-            last = self.last_error
-            if last is not None and last.code in _PERMANENT_CODES:
+            if self.state == "error":
                 return  # the other loop reported it already
             self.last_error = err
-            self.state = "inactive"
+            self.state = "error"
         log.error("sync of %s stopped: %s", self.path, err.message)
+        with contextlib.suppress(Exception), self.env.write() as txn:
+            ST.store_error(txn, err)
         self._report(err)
         threading.Thread(target=self.stop, daemon=True).start()
 
@@ -649,11 +724,8 @@ class SyncClient:
                 f"client reset required for {self.path}: {reason}", code="client_reset"
             )
             if handler.mode is ClientResetMode.MANUAL:
-                self.last_error = err
-                self.state = "inactive"
                 self._callback(handler.on_manual_reset, session, err)
-                self._report(err)
-                threading.Thread(target=self.stop, daemon=True).start()
+                self._stop_for(err)
                 return
             log.warning("client reset of %s (%s): %s", self.path, handler.mode.value, reason)
             self._callback(handler.on_before_reset, session)
@@ -668,7 +740,7 @@ class SyncClient:
                     raise
                 log.exception("recovery failed; discarding unsynced changes of %s", self.path)
                 kept = integrate.client_reset(self.env, recover=False)
-            self._schema_pushed = False
+            self._schema = Q.SchemaPush()
             log.warning("client reset of %s done: %d unsynced changeset(s) kept", self.path, kept)
             self._callback(handler.on_after_reset, session)
 

@@ -41,6 +41,7 @@ from realmpy.sync.errors import (
     AppError,
     AuthenticationError,
     ConnectionFailedError,
+    RateLimitedError,
     ServerResponseError,
     SyncError,
     UserLoggedOutError,
@@ -215,10 +216,16 @@ class _Transport:
         if isinstance(payload, dict) and isinstance(payload.get("error"), str):
             code = payload["error"]
             message = str(payload.get("message", code))
-            detail = payload.get("detail") if isinstance(payload.get("detail"), dict) else {}
+            raw_detail = payload.get("detail")
+            detail: dict[str, Any] = raw_detail if isinstance(raw_detail, dict) else {}
             cls: type[SyncError] = AppError
             if resp.status_code == 401 or code in _AUTH_CODES:
                 cls = AuthenticationError
+            elif resp.status_code == 429:
+                cls = RateLimitedError
+                retry = resp.headers.get("retry-after", "")
+                if "retry_after" not in detail and retry.isdigit():
+                    detail = {**detail, "retry_after": int(retry)}
             raise cls(
                 f"{method} {path}: {message}", code=code, status=resp.status_code, detail=detail
             )
@@ -403,13 +410,8 @@ class User:
         except AuthenticationError as exc:
             if exc.code not in ("token_expired", "invalid_token"):
                 raise
-            if "revoked" in exc.message:
-                self._mark_logged_out()
-                raise UserLoggedOutError(
-                    f"user {self._id}'s session was revoked: log in again",
-                    code=exc.code,
-                    status=exc.status,
-                ) from None
+            # A revoked session is found out by the refresh below: the server refuses its
+            # refresh token too, and ``access_token`` turns that into ``UserLoggedOutError``.
         token = self.access_token(force_refresh=True)
         return self._app._transport.request(method, path, body, token=token, timeout=timeout)
 

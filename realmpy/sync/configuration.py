@@ -156,7 +156,24 @@ class _SyncHistory:
 
 @dataclass(eq=False)
 class DisconnectedSyncOptions(_SyncHistory):
-    """The ``sync`` payload of a ``disconnected_sync`` configuration: history, no session, no user."""
+    """The ``sync`` payload of a ``disconnected_sync`` configuration: history, no user, and a
+    read-only session view of the file's agent (``status.AgentView``)."""
+
+    _views: dict[int, SyncSession] = field(default_factory=dict)
+
+    def on_close(self, realm: Realm) -> None:
+        view = self._views.pop(id(realm), None)
+        if view is not None:
+            view._close()
+
+    def sync_session(self, realm: Realm) -> SyncSession | None:
+        from realmpy.sync.session import SyncSession
+        from realmpy.sync.status import AgentView
+
+        view = self._views.get(id(realm))
+        if view is None:
+            view = self._views[id(realm)] = SyncSession(AgentView(realm._env, realm.config.path))
+        return view
 
 
 @dataclass(eq=False)

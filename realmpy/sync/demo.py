@@ -468,8 +468,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             ):
                 last_line, last_print = line, now
                 say(f"  [{now - t_start:6.2f}s] progress: {line}")
-            if done is not None and len(seen) == n_sec:
+            # The end: every process reported, and the laptop's file has recorded the server's
+            # acknowledgement of every car (the phone may hold a car before the ack reaches the
+            # laptop: it travels on the upload's answer), so the last line agrees with the phone.
+            if done is not None and len(seen) == n_sec and acked >= expected:
                 break
+        final = f"laptop→server {acked} changesets acknowledged; phone has {received}/{expected} laptop cars"
+        if final != last_line:
+            say(f"  [{time.monotonic() - t_start:6.2f}s] progress: {final}")
         say()
         if done is None or len(seen) != n_sec:
             say(f"  the demo did not finish in time; logs are in {logs}")

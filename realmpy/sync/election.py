@@ -27,6 +27,7 @@ import fcntl
 import os
 import struct
 import threading
+from collections.abc import Callable
 from typing import ClassVar
 
 __all__ = ["Election"]
@@ -54,10 +55,10 @@ def _lock(fd: int, *, block: bool) -> bool:
 class _Waiter:
     """One descriptor of ``<path>.sync`` that holds, or waits in the kernel for, the agent lock."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, open_fd: Callable[[], int]) -> None:
         self.path = path
         self.pid = os.getpid()
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.fd = open_fd()
         self.holder: Election | None = None
         self.granted = _lock(self.fd, block=False)
         self.error: OSError | None = None
@@ -100,21 +101,23 @@ class _Waiter:
 class Election:
     """This sync client's claim to be the agent of one file.
 
-    ``wake`` is set when the lock is granted; the client sets it too when it
-    stops, so one ``wake.wait()`` covers both.
+    ``path`` names the lock file (``<path>.sync``), ``open_fd`` opens a new
+    descriptor of it (``sidefiles.open_side_file``: no symlinks); ``wake`` is
+    set when the lock is granted; the client sets it too when it stops, so
+    one ``wake.wait()`` covers both.
     """
 
     _waiters: ClassVar[dict[str, _Waiter]] = {}
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, path: str, wake: threading.Event) -> None:
+    def __init__(self, path: str, open_fd: Callable[[], int], wake: threading.Event) -> None:
         self._wake = wake
         with Election._registry_lock:
             waiter = Election._waiters.get(path)
             if waiter is None or waiter.pid != os.getpid() or waiter.holder is not None:
                 # (a holder already attached means two clients of one file in one process,
                 # which the client registry prevents; a fresh waiter keeps them apart anyway)
-                waiter = _Waiter(path)
+                waiter = _Waiter(path, open_fd)
                 if not waiter.granted:
                     Election._waiters[path] = waiter
             waiter.holder = self

@@ -20,10 +20,12 @@ __all__ = [
     "ClientResetError",
     "CompensatingWriteError",
     "ConnectionFailedError",
+    "RateLimitedError",
     "ServerResponseError",
     "SubscriptionError",
     "SyncConfigurationError",
     "SyncError",
+    "SyncSchemaError",
     "SyncTimeoutError",
     "UserLoggedOutError",
 ]
@@ -48,12 +50,10 @@ class SyncError(Exception):
 
     @property
     def is_fatal(self) -> bool:
-        """True when retrying the same request cannot succeed (a 4xx other than auth/limits)."""
-        return (
-            self.status is not None
-            and 400 <= self.status < 500
-            and self.status not in (401, 408, 429)
-        )
+        """True when retrying cannot succeed: the session stops (``error_codes.ERROR_CODES``)."""
+        from realmpy.sync.error_codes import Handling, handling
+
+        return handling(self.code, self.status) is Handling.FATAL
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.message, self.code, self.status, self.detail))
@@ -75,6 +75,19 @@ class AuthenticationError(AppError):
     """Wrong credentials, a disabled provider, or a refresh token that is revoked or expired: log in again."""
 
 
+class RateLimitedError(AppError):
+    """The server refused this for now (``429 rate_limited``: too many logins, registrations, ...).
+
+    Retry after ``retry_after`` seconds (the server's ``Retry-After``).
+    """
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds to wait before trying again."""
+        value = self.detail.get("retry_after")
+        return float(value) if isinstance(value, (int, float)) else 1.0
+
+
 class UserLoggedOutError(AuthenticationError):
     """The user logged out (here or in another process); its sessions stopped."""
 
@@ -92,6 +105,11 @@ class ServerResponseError(SyncError, ValueError):
 
 class SyncConfigurationError(SyncError, ValueError):
     """A sync configuration cannot work: unsupported property types, another user's file, a bad path."""
+
+
+class SyncSchemaError(SyncError, ValueError):
+    """The server refuses part of the file's schema (``detail["refused"]`` lists ``[table, field
+    or None]``); the changesets that use it are quarantined (``sync_session.quarantined``)."""
 
 
 class SubscriptionError(SyncError, ValueError):

@@ -18,7 +18,10 @@ Tables (all in the realm's own storage environment, next to ``o:<Class>``):
     monotone), ``acked`` (last client version the server acknowledged),
     ``dl`` ``[download cursor, latest server version, progress]``,
     ``sub_sent`` (query version the server accepted), ``stale`` (a client
-    reset is waiting for its bootstrap to finish).
+    reset is waiting for its bootstrap to finish), ``error`` ``[class name,
+    code, status, message]`` (the final error the last agent stopped for;
+    ``status``), ``dl_objects`` ``[objects received, objects expected,
+    objects of the bootstrap in progress]`` (download progress; ``status``).
 ``_sync.history``
     8-byte big-endian client version → ``[base_server_version, timestamp,
     [ops]]``: changesets not yet acknowledged (acknowledged ones are removed
@@ -33,6 +36,10 @@ Tables (all in the realm's own storage environment, next to ``o:<Class>``):
 ``_sync.stale``
     keys of objects that must disappear when the bootstrap after a client
     reset completes, unless the server or a pending local change keeps them.
+``_sync.quarantine``
+    8-byte big-endian client version → ``[history record, [tables], reason]``:
+    changesets the server's schema refuses, moved out of the history and never
+    uploaded (see ``quarantine``).
 
 Changes made by the sync agent when it applies downloads go through a plain
 storage transaction, not the recorder, so server-originated changes are

@@ -160,11 +160,13 @@ def apply_download(
             meta.set_acked(acked)
             _trim_history(txn, acked)
         if (
-            resp.batch == "last"
+            resp.batch in ("last", "steady")
             and meta.stale_pending()
-            and resp.query_version == _latest_query_version(txn)
+            and resp.query_version == _served_query_version(txn)
         ):
-            # Only the bootstrap of the (re-sent) newest subscription set decides what the server keeps.
+            # Only the bootstrap of the (re-sent) newest subscription set decides what the server
+            # keeps; if the server refused that set, it serves the new identity nothing (version
+            # 0), and its first answer ends the reset (uploads wait for this: never forever).
             _rebase_pending(txn, schema, fi, resp.server_version)
             _drop_stale(txn, schema)
             meta.set_stale_pending(False)
@@ -174,10 +176,12 @@ def apply_download(
     return result
 
 
-def _latest_query_version(txn: WriteTransaction) -> int:
+def _served_query_version(txn: WriteTransaction) -> int:
+    """The set the server serves a reset file: the newest, or none (0) if it refused it."""
     from realmpy.sync.subscriptions import _read
 
-    return _read(txn)[0]
+    qv, rec = _read(txn)
+    return 0 if rec["state"] == "error" else qv
 
 
 def _trim_history(txn: WriteTransaction, acked: int) -> None:

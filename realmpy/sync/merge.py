@@ -285,6 +285,69 @@ class ObjectState:
                     out.dicts.setdefault(f, {})[dk] = db
         return out
 
+    def for_reader(self) -> ObjectState:
+        """A copy without overwritten values: what a download may carry to a reader.
+
+        Every stamp and tombstone stays (joins and future merges need them),
+        but a value no reader can see now or later is replaced by null: a
+        register candidate older than a write to the same path or to an
+        embedded object above it, a counter delta before the winning ``SET``,
+        an erased list element, a dictionary candidate that lost its key.
+        None of them can win again: a later tombstone drops every candidate
+        written before it reached the server, the winner included (see
+        ``Causal.saw``), so an older candidate never outlives a newer one.
+        What still travels: an erased object's surviving candidates (a create
+        that saw the erase brings them back), removed set elements (an
+        element *is* its value) and erased dictionary keys (a key is its name).
+        ``self`` itself when nothing was overwritten (one writer per field).
+        """
+        if not self._overwritten():
+            return self
+        out = self.copy()
+        newest: dict[str, Stamp] = {
+            f: max(c.stamp for c, _ in regs.values()) for f, regs in out.regs.items() if regs
+        }
+
+        def overwriting(path: str) -> Stamp | None:
+            parts = path.split(".")
+            found = [newest.get(".".join(parts[:i])) for i in range(1, len(parts) + 1)]
+            return max((s for s in found if s is not None), default=None)
+
+        for f, regs in out.regs.items():
+            top = overwriting(f)
+            out.regs[f] = {
+                o: (c, v if top is None or c.stamp >= top else None) for o, (c, v) in regs.items()
+            }
+        for f, adds in out.adds.items():
+            base = overwriting(f)
+            out.adds[f] = {
+                st: (b, d if base is None or st > base else 0) for st, (b, d) in adds.items()
+            }
+        for f, nodes in out.lists.items():
+            gone = out.erased.get(f, set())
+            out.lists[f] = {
+                st: ListNode(n.after, None, n.base_sv) if st in gone else n
+                for st, n in nodes.items()
+            }
+        for keys in out.dicts.values():
+            for k, by in keys.items():
+                win = max(d.causal.stamp for d in by.values())
+                keys[k] = {
+                    o: d if d.causal.stamp == win else DictEntry(d.causal, d.present, None)
+                    for o, d in by.items()
+                }
+        return out
+
+    def _overwritten(self) -> bool:
+        """Might ``for_reader`` change anything?  (Cheap: no value is looked at.)"""
+        return (
+            any(len(regs) > 1 for regs in self.regs.values())
+            or any("." in f for f in self.regs)
+            or bool(self.adds and self.regs.keys() & {f.split(".", 1)[0] for f in self.adds})
+            or any(self.erased.values())
+            or any(len(by) > 1 for keys in self.dicts.values() for by in keys.values())
+        )
+
     # ----------------------------------------------------------------- apply
 
     def apply(self, op: Op, stamp: Stamp, base_sv: int, sv: int | None) -> bool:

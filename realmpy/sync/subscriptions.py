@@ -2,8 +2,10 @@
 
 Why they are stored in the file (``_sync.subs``): every process of the file
 sees the same subscriptions and their states, whichever process changed them
-and whichever runs the sync agent; a secondary process can even update them,
-and the agent posts the new set.  Each committed change is a new *version*
+and whichever runs the sync agent.  A ``disconnected_sync`` secondary may
+update them (Realm forbids it; realmpy allows it on purpose): the commit wakes
+the agent, which posts the new set, and ``wait_for_synchronization`` works in
+the secondary as in the main process.  Each committed change is a new *version*
 (the protocol's ``query_version``); its state moves
 
     pending → bootstrapping → complete        (or error; older sets → superseded)
@@ -26,13 +28,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from realmpy import waiting
+from realmpy.errors import ConfigurationError
 from realmpy.storage import Environment, Snapshot, WriteTransaction
 from realmpy.sync import protocol as P
 from realmpy.sync.errors import SubscriptionError, SyncTimeoutError
 from realmpy.sync.history import SUBS, cv_key, key_cv
+from realmpy.sync.status import read_error
 
 if TYPE_CHECKING:
     from realmpy.realm import Realm
@@ -104,12 +108,20 @@ def _write(txn: WriteTransaction, qv: int, rec: dict[str, Any]) -> None:
     txn.put(SUBS, cv_key(qv), P.pack(rec))
 
 
+_RANK: Final = {"pending": 0, "bootstrapping": 1, "complete": 2, "superseded": 3, "error": 3}
+"""A set's state only moves up this order: the agent's two threads learn about one set from two
+answers (the upload thread's post, the download thread's bootstrap) in either order, and the
+older answer must not undo the newer (``complete`` → ``bootstrapping`` after
+``wait_for_synchronization`` returned).  Only a client reset sends a set again from ``pending``
+(``repend_latest``: the server forgot it with the old identity)."""
+
+
 def mark(
     txn: WriteTransaction, qv: int, state: SubscriptionSetState, error: str | None = None
 ) -> None:
-    """Move set ``qv`` to ``state``; a complete set supersedes every older one."""
+    """Move set ``qv`` up to ``state``; a complete set supersedes every older one."""
     v, rec = _read(txn, qv)
-    if v == 0 or rec["state"] in ("superseded", "error") or rec["state"] == state.value:
+    if v == 0 or _RANK[rec["state"]] >= _RANK[state.value]:
         return
     rec["state"] = state.value
     rec["error"] = error
@@ -255,22 +267,39 @@ class SubscriptionSet:
                 return True
             with self._env.read() as snap:
                 _, rec = _read(snap, target)
+                final = read_error(snap)
             state[0] = rec["state"]
+            if state[0] in ("complete", "superseded"):
+                return True
             if state[0] == "error":
                 raise SubscriptionError(
                     f"subscription set {target} was refused: {rec.get('error')}",
                     code="subscription_error",
                 )
-            return state[0] in ("complete", "superseded")
+            if final is not None:
+                raise final  # the session stopped for good: the set cannot complete
+            return False
 
         def timed_out() -> SyncTimeoutError:
             return SyncTimeoutError(
-                f"subscription set {target} is still {state[0]} after {timeout}s "
-                "(is the main process syncing?)",
+                f"subscription set {target} is still {state[0]} after {timeout}s ({self._why()})",
                 code="timeout",
             )
 
         return ready, timed_out
+
+    def _why(self) -> str:
+        """What a timed-out wait says about the session (its last error, or whether an agent runs)."""
+        try:
+            session = self._realm.sync_session
+        except ConfigurationError:
+            return "no sync session"
+        last = session.last_error
+        if last is not None:
+            return f"last error: [{last.code}] {last.message}"
+        if session.agent_pid is None:
+            return "no process is syncing this file: open it with a flexible_sync configuration"
+        return f"connection {session.connection_state.value}"
 
     def __repr__(self) -> str:
         qv, rec = self._snapshot()
