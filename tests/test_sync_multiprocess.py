@@ -210,13 +210,13 @@ def _contents(path: Path) -> list[tuple[str, int]]:
     """(make, seq) of every car in a synced file, read here as a secondary process would."""
     sys.path.insert(0, str(Path(WORKER).parent))
     try:
-        from sync_worker import MODELS, Car
+        from sync_worker import Car
     finally:
         sys.path.pop(0)
     from realmpy.config import Configuration
     from realmpy.realm import Realm
 
-    with Realm(Configuration.disconnected_sync(MODELS, path=path)) as realm:
+    with Realm(Configuration.disconnected_sync([Car], path=path)) as realm:
         return sorted((c.make, c.seq) for c in realm.all(Car))
 
 
@@ -345,13 +345,13 @@ def _settle(path: Path) -> None:
     alone would still see the version before it while the agent may already upload it)."""
     sys.path.insert(0, str(Path(WORKER).parent))
     try:
-        from sync_worker import MODELS
+        from sync_worker import CHAOS_MODELS
     finally:
         sys.path.pop(0)
     from realmpy.config import Configuration
     from realmpy.realm import Realm
 
-    with Realm(Configuration.disconnected_sync(MODELS, path=path)) as realm, realm.write():
+    with Realm(Configuration.disconnected_sync(CHAOS_MODELS, path=path)) as realm, realm.write():
         pass
 
 
@@ -372,13 +372,13 @@ def _cursors(path: Path) -> dict[str, object]:
 def _tally(path: Path) -> int:
     sys.path.insert(0, str(Path(WORKER).parent))
     try:
-        from sync_worker import MODELS, Tally
+        from sync_worker import CHAOS_MODELS, Tally
     finally:
         sys.path.pop(0)
     from realmpy.config import Configuration
     from realmpy.realm import Realm
 
-    with Realm(Configuration.disconnected_sync(MODELS, path=path)) as realm:
+    with Realm(Configuration.disconnected_sync(CHAOS_MODELS, path=path)) as realm:
         t = realm.find(Tally, "hits")
         return 0 if t is None else int(t.hits)
 
@@ -401,13 +401,15 @@ def test_chaos(tmp_path: Path, server: Server, procs: list[Proc]) -> None:
     live: dict[str, Proc] = {}
     kills: dict[str, int] = {}
 
+    env = {**os.environ, "REALMPY_WORKER_TALLY": "1"}  # every process has the Tally model
+
     def start(name: str) -> None:
         if name.startswith("main"):
-            p = Proc("main", file_a, app_a, server.base)
+            p = Proc("main", file_a, app_a, server.base, env=env)
         elif name.startswith("writer"):
-            p = Proc("chaoswriter", file_a, name)
+            p = Proc("chaoswriter", file_a, name, env=env)
         else:  # the second device's main process, syncing all the while
-            p = Proc("main", file_b, app_b, server.base)
+            p = Proc("main", file_b, app_b, server.base, env=env)
         procs.append(p)
         live[name] = p
 
@@ -463,7 +465,7 @@ def test_chaos(tmp_path: Path, server: Server, procs: list[Proc]) -> None:
     assert _tally(Path(file_a)) == total
     live.pop("device").stop()
     t1 = time.monotonic()
-    device = Proc("device", file_b, app_b, server.base, "0", str(total))
+    device = Proc("device", file_b, app_b, server.base, "0", str(total), env=env)
     procs.append(device)
     try:
         done = device.wait_for("done")
