@@ -47,13 +47,15 @@ import functools
 import operator
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
 import realmpy.codec as codec
 import realmpy.filterprogram as _pushdown
 import realmpy.query as _query
 import realmpy.results as _results
+import realmpy.waiting as _waiting
 from realmpy._speedups import RealmState
 from realmpy._speedups import Record as _Record
 from realmpy._speedups import all_full as _all_full
@@ -85,6 +87,7 @@ from realmpy.errors import (
     RealmThreadError,
     SchemaError,
     TransactionStateError,
+    WriteLockTimeoutError,
     WrongRealmError,
 )
 from realmpy.layout import (
@@ -115,15 +118,18 @@ from realmpy.schema import (
     validate_value,
     validator,
 )
-from realmpy.sharedfile import SharedFile
+from realmpy.sharedfile import SharedFile, compact_file, wants_compaction
 from realmpy.storage import Environment, Snapshot, WriteTransaction
 
 if TYPE_CHECKING:
     from realmpy.results import Results
+    from realmpy.sync.session import SyncSession  # types only: no run-time import of the sync layer
+    from realmpy.sync.subscriptions import SubscriptionSet
 
 __all__ = ["Realm", "Transaction"]
 
 T = TypeVar("T", bound=Object)
+_T = TypeVar("_T")
 
 _get_ident = threading.get_ident
 _encode_key = codec.encode_key
@@ -364,6 +370,23 @@ class Realm(RealmState, Listenable):
     exactly when a live realm advances to newer versions.
     """
 
+    _open_realms: ClassVar[weakref.WeakSet[Realm]] = weakref.WeakSet()
+    """Every live realm of this process (for :meth:`shutdown`)."""
+    _open_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @staticmethod
+    def shutdown() -> None:
+        """Close every realm this process has open, from any thread, and so stop its sync agents.
+
+        Realm's ``Realm.shutdown()``: for the end of a program or a test (a
+        standby elsewhere takes over syncing at once).  Objects and results of
+        the closed realms become unusable; a realm can be opened again after.
+        """
+        with Realm._open_lock:
+            realms = list(Realm._open_realms)
+        for realm in realms:
+            realm.close()
+
     def __init__(self, config: Configuration) -> None:
         if not isinstance(config, Configuration):
             raise ConfigurationError(f"Realm() takes a Configuration, not {type(config).__name__}")
@@ -405,6 +428,8 @@ class Realm(RealmState, Listenable):
         except BaseException:
             self.close()
             raise
+        with Realm._open_lock:
+            Realm._open_realms.add(self)
 
     # -- opening ------------------------------------------------------------
 
@@ -426,14 +451,10 @@ class Realm(RealmState, Listenable):
 
     def _open(self) -> None:
         config = self._config
-        if config.should_compact is not None and config.kind == "local":
+        if config.should_compact is not None and config.kind != "in_memory":
             with self._shared.alone() as alone:
-                if alone:
-                    st = self._env.stats()
-                    total = st.file_size
-                    used = (st.pages_used - st.free_pages) * st.page_size
-                    if config.should_compact(total, used):
-                        self._compact_in_place()
+                if alone and wants_compaction(self._env, config.should_compact):
+                    self._compact_in_place()
         # Records are positional in the stored schema's order, so the schema
         # this realm uses must be the one it stores: if another process
         # stored one between our read and our write, start again from it.
@@ -597,23 +618,7 @@ class Realm(RealmState, Listenable):
                     txn.drop(index_name(c.name, p.name))
 
     def _compact_in_place(self) -> None:
-        tmp = self._config.path + ".compact"
-        for suffix in ("", ".lock"):
-            try:
-                os.unlink(tmp + suffix)
-            except FileNotFoundError:
-                pass
-        self._env.compact(tmp)
-        self._env.close()
-        os.replace(tmp, self._config.path)
-        try:
-            os.unlink(tmp + ".lock")
-        except FileNotFoundError:
-            pass
-        try:
-            os.unlink(self._config.path + ".lock")
-        except FileNotFoundError:
-            pass
+        compact_file(self._env, self._config.path)
         self._shared.env = Environment(
             self._config.path,
             durability=self._config.durability,
@@ -687,19 +692,32 @@ class Realm(RealmState, Listenable):
     # -- sync (issue 5: provided by realmpy.sync through config.sync) -----------------
 
     @property
-    def sync_session(self) -> Any:
-        """The :class:`realmpy.sync.session.SyncSession` of a ``flexible_sync`` realm, else ``None``."""
-        return None if self._config.sync is None else self._config.sync.sync_session(self)
+    def sync_session(self) -> SyncSession:
+        """The :class:`realmpy.sync.session.SyncSession` of a synced realm.
+
+        Raises :class:`ConfigurationError` for a local realm, or when the
+        configuration kind gives no session (as Realm's ``syncSession`` throws).
+        """
+        session: SyncSession | None = (
+            None if self._config.sync is None else self._config.sync.sync_session(self)
+        )
+        if session is None:
+            raise ConfigurationError(
+                f"a {self._config.kind} realm has no sync session: open the file with "
+                "Configuration.flexible_sync in the process that syncs it"
+            )
+        return session
 
     @property
-    def subscriptions(self) -> Any:
+    def subscriptions(self) -> SubscriptionSet:
         """The :class:`realmpy.sync.subscriptions.SubscriptionSet` of a synced realm."""
         if self._config.sync is None:
             raise ConfigurationError(
                 "subscriptions need a flexible_sync or disconnected_sync configuration"
             )
         self._check()
-        return self._config.sync.subscriptions(self)
+        subs: SubscriptionSet = self._config.sync.subscriptions(self)
+        return subs
 
     @property
     def version(self) -> int:
@@ -829,9 +847,10 @@ class Realm(RealmState, Listenable):
 
     # -- transactions ----------------------------------------------------------
 
-    def begin_write(self) -> Transaction:
+    def begin_write(self, timeout: float | None = None) -> Transaction:
         """Begin the write transaction at the newest version (waits for
-        writers in other processes and threads)."""
+        writers in other processes and threads; at most ``timeout`` seconds
+        if given, then :class:`~realmpy.errors.WriteLockTimeoutError`)."""
         self._check()
         if self._frozen:
             raise FrozenRealmError("a frozen realm cannot be written")
@@ -842,7 +861,7 @@ class Realm(RealmState, Listenable):
                 "a write transaction is already open in this realm: nested writes are not supported"
             )
         self._drop_snapshot()
-        self._wtxn = self._env.write()
+        self._wtxn = self._env.write(timeout)
         self._dead = {}
         self._version = self._wtxn.version
         self._stamp += 1
@@ -850,9 +869,46 @@ class Realm(RealmState, Listenable):
         self._wtxn_owner = tx
         return tx
 
-    def write(self) -> Transaction:
-        """``with realm.write():`` — commits on success, rolls back on error."""
-        return self.begin_write()
+    def write(self, timeout: float | None = None) -> Transaction:
+        """``with realm.write():`` — commits on success, rolls back on error.
+
+        ``timeout`` bounds the wait for the cross-process write lock (seconds;
+        None waits as long as another writer holds it):
+        :class:`~realmpy.errors.WriteLockTimeoutError` after it, with nothing begun.
+        """
+        return self.begin_write(timeout)
+
+    async def write_async(self, fn: Callable[[], _T], *, timeout: float | None = None) -> _T:
+        """Run ``fn()`` in a write transaction, waiting for the write lock without blocking the loop.
+
+        Realm's ``writeAsync``: returns ``fn``'s result after the commit; an
+        exception from ``fn`` rolls back and propagates.  The lock is taken
+        only when free (``begin_write(timeout=0)``); while another writer holds
+        it the coroutine awaits the next commit of the file (``waiting``), so a
+        burst of writers never blocks the event loop; a holder that ends
+        without committing is noticed within 50 ms.  Raises
+        :class:`~realmpy.errors.WriteLockTimeoutError` after ``timeout``
+        seconds.  The commit itself (one ``fdatasync`` with durability
+        "full") runs on the loop's thread, which owns this realm.
+        """
+        self._check()
+        began: list[Transaction] = []
+
+        def take() -> bool:
+            try:
+                began.append(self.begin_write(timeout=0))
+            except WriteLockTimeoutError:
+                return False
+            return True
+
+        def timed_out() -> WriteLockTimeoutError:
+            return WriteLockTimeoutError(
+                f"write_async: the write lock of {self._config.path} stayed taken for {timeout}s"
+            )
+
+        await _waiting.wait_until_async(self._env, take, timeout, timed_out=timed_out, slice_s=0.05)
+        with began[0]:
+            return fn()
 
     def _commit(self) -> None:
         txn = self._require_write()
@@ -894,6 +950,8 @@ class Realm(RealmState, Listenable):
             return
         self._closed_done = True
         self._closed = True
+        with Realm._open_lock:
+            Realm._open_realms.discard(self)
         self._guard = None
         for token in list(getattr(self, "_tokens", [])):
             token.remove()

@@ -14,7 +14,7 @@ import contextlib
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 from realmpy.config import Configuration
@@ -23,7 +23,34 @@ from realmpy.notifier import Notifier
 from realmpy.sidefiles import check_directory, open_side_file
 from realmpy.storage import Environment
 
-__all__ = ["SharedFile"]
+__all__ = ["SharedFile", "compact_file", "wants_compaction"]
+
+
+def compact_file(env: Environment, path: str) -> None:
+    """Replace the file at ``path`` by a compacted copy of ``env``'s newest version; closes ``env``.
+
+    The caller holds the session file exclusively (no other process has the
+    file open), so the old file and lock file can be replaced under no one.
+    """
+    tmp = path + ".compact"
+    for suffix in ("", ".lock"):
+        try:
+            os.unlink(tmp + suffix)
+        except FileNotFoundError:
+            pass
+    env.compact(tmp)
+    env.close()
+    os.replace(tmp, path)
+    for stale in (tmp + ".lock", path + ".lock"):
+        try:
+            os.unlink(stale)
+        except FileNotFoundError:
+            pass
+
+
+def wants_compaction(env: Environment, should_compact: Callable[[int, int], bool]) -> bool:
+    st = env.stats()
+    return should_compact(st.file_size, (st.pages_used - st.free_pages) * st.page_size)
 
 
 class SharedFile:
@@ -66,6 +93,8 @@ class SharedFile:
             raise
         self.kind = config.kind
         self.notifier: Notifier | None = None
+        self.should_compact = None if config.read_only else config.should_compact
+        """Asked again when the last realm of the file in this process closes (see ``release``)."""
 
     def _try_exclusive(self) -> bool:
         if self._session_fd is None:
@@ -128,8 +157,16 @@ class SharedFile:
                 del SharedFile._registry[self.path]
         if self.notifier is not None:
             self.notifier.stop()
-        self.env.close()
         last = self._try_exclusive()
+        if last and self.kind != "in_memory" and self.should_compact is not None:
+            # The file is idle (no other process has it open): the compaction a synced
+            # file's trimmed history asks for happens here, not only at the next open.
+            try:
+                if wants_compaction(self.env, self.should_compact):
+                    compact_file(self.env, self.path)
+            except Exception:  # never fail a close; the next open asks again
+                pass
+        self.env.close()
         if last and self.kind == "in_memory":
             for suffix in ("", ".lock", ".session"):
                 try:

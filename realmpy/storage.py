@@ -540,22 +540,35 @@ class Environment:
             raise self._closed_error("begin a read snapshot")
         return snap
 
-    def write(self, *, record_history: bool = True) -> WriteTransaction:
+    def write(
+        self, timeout: float | None = None, *, record_history: bool = True
+    ) -> WriteTransaction:
         """Begin the write transaction, waiting for other writers to finish.
 
         One writer at a time across every process and thread.  As a context
         manager it commits on a clean exit and aborts on an exception.
+        ``timeout`` (seconds; None waits forever, 0 only takes a free lock)
+        bounds the wait for the write lock: :class:`WriteLockTimeoutError`
+        after it.
 
         On a file that keeps a history (a synced file) the transaction
         records its changes there (see :func:`register_history`);
         ``record_history=False`` is for the history's own keeper (the sync
         client applying the server's changes, which are not local ones).
         """
-        txn: WriteTransaction = self._begin(WriteTransaction, 1)  # type: ignore[assignment]
+        ms = -1
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise _type_error("timeout", "a number or None", timeout)
+            if not timeout >= 0:
+                raise _e.InvalidArgumentError(f"timeout must be >= 0 or None, not {timeout}")
+            if timeout != float("inf"):
+                ms = min(int(timeout * 1000), 2**62)
+        txn: WriteTransaction = self._begin(WriteTransaction, 1, ms)  # type: ignore[assignment]
         txn._observer = _UNRESOLVED if record_history else None
         return txn
 
-    def _begin(self, cls: type[_Transaction], flags: int) -> _Transaction:
+    def _begin(self, cls: type[_Transaction], flags: int, timeout_ms: int = -1) -> _Transaction:
         inflight = self._inflight
         inflight.append(None)
         try:
@@ -563,7 +576,10 @@ class Environment:
                 raise self._closed_error("begin a transaction")
             pool = self._pool
             outs = pool.pop() if pool else _Outs()
-            rc = lib.rp_txn_begin(self._env, flags, outs.txn)
+            if timeout_ms < 0:
+                rc = lib.rp_txn_begin(self._env, flags, outs.txn)
+            else:
+                rc = lib.rp_txn_begin_timed(self._env, flags, timeout_ms, outs.txn)
             if rc != _OK:
                 pool.append(outs)
                 raise _error(
