@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
 import realmpy.codec as codec
 import realmpy.filterprogram as _pushdown
+import realmpy.planner as _planner
 import realmpy.query as _query
 import realmpy.results as _results
 import realmpy.waiting as _waiting
@@ -1254,7 +1255,7 @@ class Realm(RealmState, Listenable):
     def _plan(
         self, schema: ObjectSchema, q: _query.Query, args: tuple[Any, ...]
     ) -> tuple[list[bytes], bool] | None:
-        return _results.plan(self, schema, _results.choose(schema, q, args))
+        return _planner.plan(self, schema, _planner.choose(schema, q, args))
 
     def _matcher(
         self, info: _ClassInfo, q: _query.Query, args: tuple[Any, ...]
@@ -1293,8 +1294,8 @@ class Realm(RealmState, Listenable):
         if q is None:
             return txn.scan_filter_msgpack(table, None, decode=info.lazy_rows)
         pairs: list[tuple[bytes, Any]] | None = None
-        chosen = _results.choose(info.schema, q, args)  # the index read, if any
-        ranged = _results.index_prefix(info.schema, chosen)
+        chosen = _planner.choose(info.schema, q, args)  # the index read, if any
+        ranged = _planner.index_prefix(info.schema, chosen)
         if ranged is not None:
             # One range of a secondary index: the engine reads it, looks the
             # keys up and (if the index does not decide everything) filters
@@ -1310,7 +1311,7 @@ class Realm(RealmState, Listenable):
             if pairs is not None and exact and not q.descriptors:
                 return pairs
         if pairs is None and ranged is None:
-            bounds = _results.table_range(chosen)
+            bounds = _planner.table_range(chosen)
             if bounds is not None:
                 # A range of primary keys: the engine scans just that part
                 # of the table, filtering as it goes; re-checked below.
@@ -1326,7 +1327,7 @@ class Realm(RealmState, Listenable):
                     raise
                 except (CorruptError, ValueError):
                     pairs = None  # a damaged record: the plain path reports it
-        planned = None if pairs is not None else _results.plan(self, info.schema, chosen)
+        planned = None if pairs is not None else _planner.plan(self, info.schema, chosen)
         if planned is not None:
             keys, exact = planned
             program = None if exact else _filter_program(info, q, args)
