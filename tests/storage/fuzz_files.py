@@ -58,7 +58,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fuzz_corpus import (
+from realmpy.config import Configuration
+from realmpy.errors import RealmpyError, StorageError
+from realmpy.storage import Environment
+from tests.storage.fuzz_corpus import (
     ACCEPTABLE,
     CLASSES,
     CRASH,
@@ -71,12 +74,8 @@ from fuzz_corpus import (
     Mismatch,
     build_bases,
 )
-from fuzz_damage import MUTATIONS, Damage, target_of
-from fuzz_rounds import LOCK_SCENARIOS, Round, RoundBody, Stage, run_round
-
-from realmpy.config import Configuration
-from realmpy.errors import RealmpyError, StorageError
-from realmpy.storage import Environment
+from tests.storage.fuzz_damage import MUTATIONS, Damage, target_of
+from tests.storage.fuzz_rounds import LOCK_SCENARIOS, Round, RoundBody, Stage, run_round
 
 # A hang guard, not a performance threshold: a round takes well under a second.
 DEFAULT_TIMEOUT_S = 20.0

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from objects_models import MODELS, Address, Dog, Person
 
 from realmpy.config import Configuration
 from realmpy.errors import FrozenRealmError, InvalidObjectError
@@ -22,8 +21,9 @@ from realmpy.managed import managed_collection
 from realmpy.notifier import DictChange, ListChange, ObjectChange, ResultsChange, SetChange
 from realmpy.realm import Realm
 from realmpy.schema import EmbeddedObject, Object, field
+from tests.objects_models import MODELS, Address, Dog, Person
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parent.parent
 WAIT = 30  # seconds before a missing notification fails the test
 
 

@@ -38,7 +38,7 @@ from realmpy.errors import (
 )
 from realmpy.storage import Environment
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SUBPROCESS_TIMEOUT = 120  # a hang guard, not a performance threshold
 
 RUNNER = r"""
@@ -248,7 +248,7 @@ def test_incompatible_lock_file_in_use(db_path: str, header: str) -> None:
             "import sys; sys.path.insert(0, sys.argv[1]); "
             "from test_storage_badinput import _hold_shared_lock as h; "
             "h(sys.argv[2], 1)",
-            str(ROOT / "tests"),
+            str(ROOT / "tests" / "storage"),
             lock_path,
         ],
         stdin=subprocess.PIPE,

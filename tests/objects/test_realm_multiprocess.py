@@ -9,13 +9,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from objects_models import MODELS, Person
 
 from realmpy.config import Configuration
 from realmpy.errors import VersionLimitError
 from realmpy.realm import Realm
+from tests.objects_models import MODELS, Person
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parent.parent
 
 WRITER = """
 import sys

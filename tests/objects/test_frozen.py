@@ -7,7 +7,7 @@ import itertools
 import queue
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,24 +15,18 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from objects_models import MODELS, Dog, Person
 
 from realmpy.config import Configuration
 from realmpy.errors import ClosedRealmError, FrozenRealmError, RealmThreadError, TransactionError
 from realmpy.frozen import SCAN_BATCH
 from realmpy.realm import Realm
+from tests.objects_models import MODELS, Dog, Person
 
 WAIT = 30
 
 
 def config(path: Path) -> Configuration:
     return Configuration.local(MODELS, path=path / "f.realm", durability="none")
-
-
-@pytest.fixture
-def realm(tmp_path: Path) -> Iterator[Realm]:
-    with Realm(config(tmp_path)) as r:
-        yield r
 
 
 def in_thread(fn: Callable[[], Any]) -> Any:

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_api import Api, kind, make_api, upload_body  # noqa: F401 - `kind` is a fixture
 
-from realmpy.server.config import ConfigError, load_config
+from realmpy.server.config import ConfigError, ServerConfig, load_config
+from tests.server.http_api import Api, config_from_toml, make_api, upload_body
 
 CONFIG = """
 app_id = "default"
@@ -32,10 +32,8 @@ write = "owner_id == %user.id"
 
 
 @pytest.fixture
-def api(kind: str, tmp_path: Path) -> Iterator[Api]:  # noqa: F811 - uses the imported fixture
-    cfg_file = tmp_path / "server.toml"
-    cfg_file.write_text(CONFIG)
-    yield from make_api(kind, tmp_path, load_config(cfg_file))
+def server_config(tmp_path: Path) -> ServerConfig:
+    return config_from_toml(tmp_path, CONFIG)
 
 
 def user(api: Api, nonce: str) -> tuple[str, str, dict[str, Any]]:
@@ -162,10 +160,8 @@ write = "team.owner_id == %user.id"
 
 
 @pytest.fixture
-def link_api(kind: str, tmp_path: Path) -> Iterator[Api]:  # noqa: F811 - uses the imported fixture
-    cfg_file = tmp_path / "server.toml"
-    cfg_file.write_text(LINK_CONFIG)
-    yield from make_api(kind, tmp_path, load_config(cfg_file))
+def link_api(kind: str, tmp_path: Path) -> Iterator[Api]:
+    yield from make_api(kind, tmp_path, config_from_toml(tmp_path, LINK_CONFIG))
 
 
 def test_rules_and_subscriptions_follow_links(link_api: Api) -> None:

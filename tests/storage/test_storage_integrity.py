@@ -16,12 +16,12 @@ import warnings
 from pathlib import Path
 
 import pytest
-from objects_models import MODELS, Dog
 
 from realmpy.config import Configuration
 from realmpy.errors import ConfigurationError, CorruptError, RecoveryWarning
 from realmpy.realm import Realm
 from realmpy.storage import Environment
+from tests.objects_models import MODELS, Dog
 
 _VALUE = b"v" * 60
 

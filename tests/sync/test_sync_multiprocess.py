@@ -7,18 +7,14 @@ server's health); nothing sleeps to pass.
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,85 +22,8 @@ pytest.importorskip(
     "uvicorn", reason="the server extra is not installed: pip install -e '.[test,server]'"
 )
 
-from realmpy.server.testing import drop_pg_schema, free_port, pg_schema_url, postgres_available
-
-WORKER = str(Path(__file__).with_name("sync_worker.py"))
-DEADLINE = 120.0
-
-
-class Proc:
-    """A worker process whose JSON events are collected by a reader thread."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.args = args
-        self.popen = subprocess.Popen(
-            [sys.executable, WORKER, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.seen: list[dict[str, Any]] = []
-        self.stderr: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            try:
-                self.events.put(json.loads(line))
-            except ValueError:
-                pass
-
-    def _read_err(self) -> None:
-        assert self.popen.stderr is not None
-        for line in self.popen.stderr:
-            self.stderr.append(line)
-
-    def wait_for(
-        self,
-        event: str,
-        pred: Callable[[dict[str, Any]], bool] = lambda e: True,
-        timeout: float = DEADLINE,
-    ) -> dict[str, Any]:
-        for e in self.seen:
-            if e["event"] == event and pred(e):
-                return e
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(
-                    f"{self.args[0]}: no {event!r} event in {timeout}s; seen {self.seen}; "
-                    f"stderr: {''.join(self.stderr[-40:])}"
-                )
-            try:
-                e = self.events.get(timeout=min(remaining, 1.0))
-            except queue.Empty:
-                if self.popen.poll() is not None and self.events.empty():
-                    raise AssertionError(
-                        f"{self.args[0]} exited with {self.popen.returncode} before {event!r}; "
-                        f"seen {self.seen}; stderr: {''.join(self.stderr[-40:])}"
-                    ) from None
-                continue
-            self.seen.append(e)
-            if e["event"] == event and pred(e):
-                return e
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(30)
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+from realmpy.server.testing import free_port
+from tests.sync.processes import Proc
 
 
 class Server:
@@ -169,51 +88,24 @@ class Server:
                 self.kill()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    """A server on each store kind; PostgreSQL is skipped only if unreachable outside CI
-    (the rule of tests/test_server_*.py)."""
+@pytest.fixture
+def server(database: str | None, tmp_path: Path) -> Iterator[Server]:
+    """A server on each store kind (``database`` from tests/conftest.py)."""
     data = tmp_path / "server"
     data.mkdir()
-    schema: str | None = None
-    database: str | None = None
-    if request.param == "postgresql":
-        reason = postgres_available()
-        if reason is not None:
-            if os.environ.get("CI"):
-                pytest.fail(f"CI requires PostgreSQL: {reason}")
-            pytest.skip(reason)
-        schema = f"t_{os.urandom(6).hex()}"
-        database = pg_schema_url(schema)
     s = Server(data, database)
     s.start()
     try:
         yield s
     finally:
         s.stop()
-        if schema is not None:
-            drop_pg_schema(schema)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    try:
-        yield started
-    finally:
-        for p in started:
-            p.stop()
 
 
 def _contents(path: Path) -> list[tuple[str, int]]:
     """(make, seq) of every car in a synced file, read here as a secondary process would."""
-    sys.path.insert(0, str(Path(WORKER).parent))
-    try:
-        from sync_worker import Car
-    finally:
-        sys.path.pop(0)
     from realmpy.config import Configuration
     from realmpy.realm import Realm
+    from tests.sync.sync_worker import Car
 
     with Realm(Configuration.disconnected_sync([Car], path=path)) as realm:
         return sorted((c.make, c.seq) for c in realm.all(Car))

@@ -33,9 +33,11 @@ import pathlib
 import signal
 from collections.abc import Iterator
 
-import fuzz_files as fz
 import pytest
-from fuzz_corpus import (
+
+from realmpy.errors import CorruptError
+from tests.storage import fuzz_files as fz
+from tests.storage.fuzz_corpus import (
     CRASH,
     HANG,
     INTACT,
@@ -50,10 +52,8 @@ from fuzz_corpus import (
     build_bases,
     compare,
 )
-from fuzz_damage import MUTATIONS
-from fuzz_rounds import Round, RoundBody, Stage
-
-from realmpy.errors import CorruptError
+from tests.storage.fuzz_damage import MUTATIONS
+from tests.storage.fuzz_rounds import Round, RoundBody, Stage
 
 SETTINGS = fz.Settings.from_env()
 

@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from objects_models import MODELS, Address, Dog, Item, Note, Person
 
 from realmpy import _speedups, codec
 from realmpy.config import Configuration
@@ -35,14 +34,9 @@ from realmpy.errors import (
 )
 from realmpy.realm import Realm
 from realmpy.schema import Counter, Object, _compile_init_py, _PropertyDescriptor, field
+from tests.objects_models import MODELS, Address, Dog, Item, Note, Person
 
-TESTS = Path(__file__).parent
-
-
-@pytest.fixture
-def realm(tmp_path: Path) -> Any:
-    with Realm(Configuration.local(MODELS, path=tmp_path / "s.realm", durability="none")) as r:
-        yield r
+TESTS = Path(__file__).parent.parent
 
 
 def _error_of(fn: Any) -> tuple[type[BaseException], str] | None:

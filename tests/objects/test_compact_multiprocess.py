@@ -16,12 +16,11 @@ import textwrap
 import time
 from pathlib import Path
 
-from objects_models import MODELS, Dog
-
 from realmpy.config import Configuration
 from realmpy.realm import Realm
+from tests.objects_models import MODELS, Dog
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parent.parent
 WAIT = 60
 
 # A process that opens the realm, says "open", then obeys one command a line:

@@ -18,7 +18,11 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fuzz_corpus import (
+from realmpy.config import Configuration
+from realmpy.errors import StorageError
+from realmpy.realm import Realm
+from realmpy.storage import Environment
+from tests.storage.fuzz_corpus import (
     EPOCH,
     INTACT,
     MODELS,
@@ -37,11 +41,6 @@ from fuzz_corpus import (
     owner_row,
     read,
 )
-
-from realmpy.config import Configuration
-from realmpy.errors import StorageError
-from realmpy.realm import Realm
-from realmpy.storage import Environment
 
 # format.h, THE LOCK FILE
 LOCK_MAX_READERS = 16

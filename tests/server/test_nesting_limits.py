@@ -8,19 +8,18 @@ value at the limit still goes through both.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_api import Api, kind, make_api, upload_body  # noqa: F401 - `kind` is a fixture
 
 from realmpy.config import Configuration
 from realmpy.errors import CodecError
 from realmpy.realm import Realm
 from realmpy.schema import MAX_EMBEDDED_DEPTH, EmbeddedObject, Object, field
-from realmpy.server.config import load_config
+from realmpy.server.config import ServerConfig
 from realmpy.sync.merge import ObjectState
+from tests.server.http_api import Api, config_from_toml, upload_body
 
 
 class Node(EmbeddedObject):
@@ -75,10 +74,8 @@ fields = { id = "int", node = "embedded:Node?" }
 
 
 @pytest.fixture
-def api(kind: str, tmp_path: Path) -> Iterator[Api]:  # noqa: F811 - uses the imported fixture
-    cfg_file = tmp_path / "server.toml"
-    cfg_file.write_text(CONFIG)
-    yield from make_api(kind, tmp_path, load_config(cfg_file))
+def server_config(tmp_path: Path) -> ServerConfig:
+    return config_from_toml(tmp_path, CONFIG)
 
 
 def wire_chain(depth: int) -> dict[str, Any] | None:

@@ -20,14 +20,10 @@ pytest.importorskip(
     "uvicorn", reason="the server extra is not installed: pip install -e '.[test,server]'"
 )
 
-import test_sync_multiprocess
-from test_sync_multiprocess import Proc
-
 from realmpy.config import Configuration
 from realmpy.realm import Realm
 from realmpy.server.testing import run_server
-
-procs = test_sync_multiprocess.procs  # the fixture: started processes, stopped after the test
+from tests.sync.processes import Proc
 
 _FIXED = """app_id = "demo"
 [schema.Car]
@@ -48,13 +44,8 @@ def _all_events(p: Proc) -> list[dict[str, Any]]:
 
 
 def _quarantined(path: str) -> list[Any]:
-    import sys
+    from tests.sync.sync_worker import Car
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    try:
-        from sync_worker import Car
-    finally:
-        sys.path.pop(0)
     with Realm(Configuration.disconnected_sync([Car], path=path)) as realm:
         session = realm.sync_session
         assert session is not None and session.role == "secondary"

@@ -7,17 +7,16 @@ downloads carry no overwritten values; hostile query shapes are a 400.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_api import Api, kind, make_api, upload_body  # noqa: F401 - `kind` is a fixture
 
 from realmpy.server import app as server_app
-from realmpy.server.config import load_config
+from realmpy.server.config import ServerConfig, load_config
 from realmpy.sync.merge import ObjectState
 from realmpy.sync.protocol import DownloadResponse, pack, unpack
+from tests.server.http_api import Api, config_from_toml, make_api, upload_body
 
 CONFIG = """
 app_id = "default"
@@ -54,10 +53,8 @@ SECRET = "K3-topsecret"
 
 
 @pytest.fixture
-def api(kind: str, tmp_path: Path) -> Iterator[Api]:  # noqa: F811 - uses the imported fixture
-    cfg_file = tmp_path / "server.toml"
-    cfg_file.write_text(CONFIG)
-    yield from make_api(kind, tmp_path, load_config(cfg_file))
+def server_config(tmp_path: Path) -> ServerConfig:
+    return config_from_toml(tmp_path, CONFIG)
 
 
 class User:
@@ -157,7 +154,7 @@ def test_links_inside_embedded_objects_are_filtered_too(ab: tuple[User, User]) -
     assert a.visible("box.ref.n == 1") == {8}
 
 
-def test_write_rules_see_unreadable_links_as_null(kind: str, tmp_path: Path) -> None:  # noqa: F811
+def test_write_rules_see_unreadable_links_as_null(kind: str, tmp_path: Path) -> None:
     cfg_file = tmp_path / "w.toml"
     rules = CONFIG.replace('write = "owner_id == %user.id"', 'write = "parent == nil"')
     cfg_file.write_text(rules)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from objects_models import MODELS, Address, Dog, Note, Person
 
 from realmpy.config import Configuration
 from realmpy.errors import (
@@ -36,19 +34,7 @@ from realmpy.errors import (
 from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
 from realmpy.schema import EmbeddedObject, Object, field
-
-
-@pytest.fixture(params=["file", "memory"])
-def config(request: pytest.FixtureRequest, tmp_path: Path) -> Configuration:
-    if request.param == "memory":
-        return Configuration.in_memory(MODELS, identifier=f"t-{tmp_path.name}")
-    return Configuration.local(MODELS, path=tmp_path / "t.realm", durability="none")
-
-
-@pytest.fixture
-def realm(config: Configuration) -> Iterator[Realm]:
-    with Realm(config) as r:
-        yield r
+from tests.objects_models import MODELS, Address, Dog, Note, Person
 
 
 def in_transaction(realm: Realm) -> bool:

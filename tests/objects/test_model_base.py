@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from objects_models import MODELS, Dog, Person
 
 from realmpy import _speedups
 from realmpy.config import Configuration
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
+from tests.objects_models import MODELS, Dog, Person
 
 
 class Pickled(Object):  # module level: pickle finds classes by name
@@ -31,10 +31,8 @@ class Pickled(Object):  # module level: pickle finds classes by name
 
 
 @pytest.fixture
-def realm(tmp_path: Path) -> Any:
-    models = [*MODELS, Pickled]
-    with Realm(Configuration.local(models, path=tmp_path / "m.realm", durability="none")) as r:
-        yield r
+def models() -> list[type]:
+    return [*MODELS, Pickled]
 
 
 def test_every_model_is_a_model_base() -> None:

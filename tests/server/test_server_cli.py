@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ import httpx
 import pytest
 
 import realmpy
-from realmpy.server.testing import drop_pg_schema, pg_schema_url, postgres_available, run_server
+from realmpy.server.testing import run_server
 from realmpy.sync.protocol import pack, unpack
 
 P = "/api/v1/app/default"
@@ -57,20 +55,10 @@ def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_args(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str]]:
+@pytest.fixture
+def store_args(database: str | None, tmp_path: Path) -> list[str]:
     """``--data DIR`` or ``--database URL`` (a fresh PostgreSQL schema)."""
-    if request.param == "sqlite":
-        yield ["--data", str(tmp_path)]
-        return
-    reason = postgres_available()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI requires PostgreSQL: {reason}")
-        pytest.skip(reason)
-    schema = f"c_{secrets.token_hex(6)}"
-    yield ["--data", str(tmp_path), "--database", pg_schema_url(schema)]
-    drop_pg_schema(schema)
+    return ["--data", str(tmp_path)] + ([] if database is None else ["--database", database])
 
 
 def test_admin_commands_act_on_the_served_store(tmp_path: Path, store_args: list[str]) -> None:

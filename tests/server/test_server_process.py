@@ -3,7 +3,6 @@ and two server processes sharing one PostgreSQL database."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import threading
@@ -12,21 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from realmpy.server.testing import drop_pg_schema, pg_schema_url, postgres_available, run_server
+from realmpy.server.testing import drop_pg_schema, pg_schema_url, run_server
 from realmpy.sync.protocol import pack, unpack
+from tests.stores import require_postgresql
 
 P = "/api/v1/app/default"
 CAR = {"primary_key": "id", "fields": {"id": {"type": "int"}, "miles": {"type": "counter"}}}
-
-
-def need_pg() -> None:
-    reason = postgres_available()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI requires PostgreSQL: {reason}")
-        pytest.skip(reason)
 
 
 class Client:
@@ -61,17 +52,6 @@ def changeset(cv: int, ts: int) -> dict[str, Any]:
         "timestamp": ts,
         "ops": [[0, "Car", 1], [3, "Car", 1, "miles", 1]],
     }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest) -> Any:
-    if request.param == "sqlite":
-        yield None
-        return
-    need_pg()
-    schema = f"p_{secrets.token_hex(6)}"
-    yield pg_schema_url(schema)
-    drop_pg_schema(schema)
 
 
 def test_cli_dev_mode_warns_and_stops_gracefully_during_a_long_poll(tmp_path: Path) -> None:
@@ -183,7 +163,7 @@ def test_sigkill_mid_upload_loses_nothing_acknowledged_and_applies_nothing_twice
 
 
 def test_two_server_processes_on_one_postgresql_exchange_changes(tmp_path: Path) -> None:
-    need_pg()
+    require_postgresql()
     schema = f"p_{secrets.token_hex(6)}"
     url = pg_schema_url(schema)
     try:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from objects_models import MODELS, Person
 
 from realmpy._engine import lib
 from realmpy.config import Configuration
@@ -42,6 +41,7 @@ from realmpy.notifier import Notifier
 from realmpy.realm import Realm
 from realmpy.sidefiles import open_side_file
 from realmpy.storage import Environment
+from tests.objects_models import MODELS, Person
 
 CTX = mp.get_context("fork")
 HANG_GUARD_S = 60.0

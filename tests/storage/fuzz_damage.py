@@ -15,7 +15,16 @@ import random
 import struct
 from collections.abc import Callable
 
-from fuzz_corpus import P_BRANCH, P_FREELIST, P_LEAF, P_META, P_OVERFLOW, PAGE, SECTOR, Base
+from tests.storage.fuzz_corpus import (
+    P_BRANCH,
+    P_FREELIST,
+    P_LEAF,
+    P_META,
+    P_OVERFLOW,
+    PAGE,
+    SECTOR,
+    Base,
+)
 
 # Roles a targeted mutation picks from, with weights (pages of the newest
 # commit are the ones whose damage used to turn into a silent rollback).

@@ -21,7 +21,6 @@ from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from objects_models import Item
 
 from realmpy import query
 from realmpy.config import Configuration
@@ -30,6 +29,7 @@ from realmpy.notifier import ResultsChange, diff_rows
 from realmpy.realm import Realm
 from realmpy.results import Results
 from realmpy.schema import Object, field
+from tests.objects_models import Item
 
 
 class Bag(Object):

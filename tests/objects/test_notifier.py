@@ -12,14 +12,14 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from objects_models import MODELS, Dog, Person
 
 from realmpy.config import Configuration
 from realmpy.notifier import ObjectChange, ResultsChange, diff_rows
 from realmpy.realm import Realm
 from realmpy.results import Results
+from tests.objects_models import MODELS, Dog, Person
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parent.parent
 WAIT = 30  # seconds before a missing notification fails the test
 
 

@@ -1,0 +1,42 @@
+"""Fixtures of the object-layer tests: ``realm`` on a file and in memory.
+
+``realm`` runs every test that uses it twice, on a file and on an in-memory realm
+(the in-memory one shares no file with anything).  A module whose tests need a file
+(other processes, reopening, compaction, side files) overrides ``config`` with
+``file_config``; a module with more classes overrides ``models``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from realmpy.config import Configuration
+from realmpy.realm import Realm
+from tests.objects_models import MODELS
+
+
+@pytest.fixture
+def models() -> list[type]:
+    """The classes of the realm the fixtures open."""
+    return list(MODELS)
+
+
+@pytest.fixture
+def file_config(tmp_path: Path, models: list[type]) -> Configuration:
+    return Configuration.local(models, path=tmp_path / "t.realm", durability="none")
+
+
+@pytest.fixture(params=["file", "memory"])
+def config(request: pytest.FixtureRequest, tmp_path: Path, models: list[type]) -> Configuration:
+    if request.param == "memory":
+        return Configuration.in_memory(models, identifier=f"t-{tmp_path.name}")
+    return Configuration.local(models, path=tmp_path / "t.realm", durability="none")
+
+
+@pytest.fixture
+def realm(config: Configuration) -> Iterator[Realm]:
+    with Realm(config) as r:
+        yield r
