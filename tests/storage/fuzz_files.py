@@ -1,9 +1,9 @@
 """The file fuzz: realistic files, targeted damage, rounds in child processes.
 
-Used by ``tests/test_fuzz_files.py`` and runnable on its own as a measuring
+Used by ``tests/storage/test_fuzz_files.py`` and runnable on its own as a measuring
 tool (no pass/fail, a table of outcomes)::
 
-    python tests/fuzz_files.py --rounds 10000 --seed 1 [--suite data|recover|lock]
+    python -m tests.storage.fuzz_files --rounds 10000 --seed 1 [--suite data|recover|lock]
 
 Each *round* takes one intact base file (an object-layer realm or a raw
 storage file, built once per process with several commits of history),

@@ -65,7 +65,7 @@ class Round:
         opt = f" --mutations {self.only}" if self.only else ""
         return (
             f"{env}REALMPY_FUZZ_SEED={self.seed} REALMPY_FUZZ_ROUNDS=1 python -m pytest -s "
-            f"tests/test_fuzz_files.py -k {self.suite}   (or: python tests/fuzz_files.py "
+            f"tests/storage/test_fuzz_files.py -k {self.suite}   (or: python -m tests.storage.fuzz_files "
             f"--suite {self.suite} --seed {self.seed} --rounds 1{opt} -v)"
         )
 

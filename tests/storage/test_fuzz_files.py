@@ -5,7 +5,7 @@ damaged in targeted ways (bit flips, zeroed and garbage sectors and pages,
 page-header fields, truncation, swapped and duplicated pages, appended
 bytes, meta damage, lost writes) and lock files are tampered with while in
 use; each round opens, reads everything, checks and writes in a forked child
-with a time limit (``tests/fuzz_files.py`` has the machinery and the list of
+with a time limit (``fuzz_files.py`` has the machinery and the list of
 mutations).  A round must end in a typed storage error or read back exactly
 the last acknowledged commit; anything else fails the test with the
 round's reproducer.

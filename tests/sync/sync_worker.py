@@ -1,4 +1,4 @@
-"""Processes of the multi-process sync tests (run as ``python tests/sync_worker.py ROLE ...``).
+"""Processes of the multi-process sync tests (run as ``python tests/sync/sync_worker.py ROLE ...``).
 
 Each role prints one JSON object per line on stdout (``{"event": ...}``) so
 the test can wait for conditions with deadlines instead of sleeping.
