@@ -1,9 +1,9 @@
 """Fixtures of the object-layer tests: ``realm`` on a file and in memory.
 
-``realm`` runs every test that uses it twice, on a file and on an in-memory realm
-(the in-memory one shares no file with anything).  A module whose tests need a file
-(other processes, reopening, compaction, side files) overrides ``config`` with
-``file_config``; a module with more classes overrides ``models``.
+``realm`` runs every test that uses it twice, on a file and on an in-memory realm.
+Tests that need a file (other processes, reopening, compaction, side files, damage)
+open their own file realm by path instead; a module with more classes overrides
+``models``.
 """
 
 from __future__ import annotations
@@ -22,11 +22,6 @@ from tests.objects_models import MODELS
 def models() -> list[type]:
     """The classes of the realm the fixtures open."""
     return list(MODELS)
-
-
-@pytest.fixture
-def file_config(tmp_path: Path, models: list[type]) -> Configuration:
-    return Configuration.local(models, path=tmp_path / "t.realm", durability="none")
 
 
 @pytest.fixture(params=["file", "memory"])

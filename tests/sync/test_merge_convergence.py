@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from realmpy.server.auth import Principal
 from realmpy.server.config import ServerConfig
 from realmpy.server.sync_service import SyncService
-from realmpy.server.testing import make_store, postgres_available
+from realmpy.server.testing import make_store
 from realmpy.sync.merge import ObjectState, list_element_ids, now_ms
 from realmpy.sync.protocol import (
     Changeset,
@@ -65,16 +64,6 @@ PKS = (1, 2, 3)
 EXAMPLES = int(
     os.environ.get("REALMPY_CONVERGENCE_EXAMPLES", "40" if os.environ.get("CI") else "15")
 )
-
-
-def store_kind(kind: str) -> None:
-    """Skip PostgreSQL only when it is unreachable and CI is not set."""
-    if kind == "postgresql":
-        reason = postgres_available()
-        if reason:
-            if os.environ.get("CI"):
-                pytest.fail(f"CI requires PostgreSQL: {reason}")
-            pytest.skip(reason)
 
 
 @dataclass
@@ -357,10 +346,7 @@ def predict(
 # --------------------------------------------------------------------------- the test
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_three_clients_converge_to_the_merge_rule(kind: str) -> None:
-    store_kind(kind)
-
+def test_three_clients_converge_to_the_merge_rule(kind: str) -> None:  # kind: tests/conftest.py
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.integers(0, 2**32), st.integers(5, 40))
     def run(seed: int, steps: int) -> None:

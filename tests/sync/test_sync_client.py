@@ -10,7 +10,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,13 +48,6 @@ class Item(Object):
     miles: int = 0
     likes: Counter = Counter(0)
     tags: list[str] = field(default_factory=list)
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("server")
-    with run_server(data, app_id="demo") as (url, _proc):
-        yield url
 
 
 def _app(tmp: Path, base: str, name: str = "app") -> App:

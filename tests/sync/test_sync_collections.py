@@ -7,7 +7,6 @@ deadline (``wait_for_*``), nothing sleeps to pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ pytest.importorskip(
 from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
 from realmpy.objectid import ObjectId
 from realmpy.schema import Counter, EmbeddedObject, Object, field
-from realmpy.server.testing import run_server
 from realmpy.sync import protocol as P
 from realmpy.sync.history import HISTORY
 
@@ -59,13 +57,6 @@ class Shop(Object):
 
 
 MODELS = [Shop, Tag, Address, Geo]
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("server")
-    with run_server(data, app_id="demo") as (url, _proc):
-        yield url
 
 
 def _open(tmp: Path, base: str, name: str) -> Realm:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,12 +31,6 @@ T = 60.0
 class Item(Object):
     id: ObjectId = field(primary_key=True, default_factory=ObjectId)
     name: str = ""
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with run_server(tmp_path_factory.mktemp("server"), app_id="demo") as (url, _proc):
-        yield url
 
 
 def test_bad_file_ident_stops_the_session(tmp_path: Path, base: str) -> None:
