@@ -3,7 +3,8 @@
 ``realm`` runs every test that uses it twice, on a file and on an in-memory realm.
 Tests that need a file (other processes, reopening, compaction, side files, damage)
 open their own file realm by path instead; a module with more classes overrides
-``models``.
+``models``.  A module whose tests share one filled realm builds it with
+``make_config(module_realm_kind, ...)``, so that realm is a file and in memory too.
 """
 
 from __future__ import annotations
@@ -24,11 +25,25 @@ def models() -> list[type]:
     return list(MODELS)
 
 
-@pytest.fixture(params=["file", "memory"])
+KINDS = ["file", "memory"]
+
+
+def make_config(kind: str, models: list[type], directory: Path) -> Configuration:
+    """A realm on ``directory/t.realm`` or in memory (named after ``directory``, so unique)."""
+    if kind == "memory":
+        return Configuration.in_memory(models, identifier=f"t-{directory.name}")
+    return Configuration.local(models, path=directory / "t.realm", durability="none")
+
+
+@pytest.fixture(params=KINDS)
 def config(request: pytest.FixtureRequest, tmp_path: Path, models: list[type]) -> Configuration:
-    if request.param == "memory":
-        return Configuration.in_memory(models, identifier=f"t-{tmp_path.name}")
-    return Configuration.local(models, path=tmp_path / "t.realm", durability="none")
+    return make_config(request.param, models, tmp_path)
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def module_realm_kind(request: pytest.FixtureRequest) -> str:
+    """The kind of a realm a module's tests share (filled once, read by many)."""
+    return str(request.param)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from realmpy.storage import (
     Environment,
     filter_verdict,
 )
+from tests.objects.conftest import make_config
 
 NAMES = ("f0", "f1", "f2", "f3")
 SLOTS = {n: i for i, n in enumerate(NAMES)}
@@ -264,9 +265,11 @@ THINGS = [
 
 
 @pytest.fixture(scope="module")
-def thing_realm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realm]:
-    path = tmp_path_factory.mktemp("pushdown") / "p.realm"
-    with Realm(Configuration.local([Thing], path=path, durability="none")) as r:
+def thing_realm(
+    tmp_path_factory: pytest.TempPathFactory, module_realm_kind: str
+) -> Iterator[Realm]:
+    config = make_config(module_realm_kind, [Thing], tmp_path_factory.mktemp("pushdown"))
+    with Realm(config) as r:
         with r.write():
             r.add_all([Thing(id=t.id, i=t.i, f=t.f, s=t.s, b=t.b) for t in THINGS])
         yield r

@@ -16,18 +16,17 @@ import re
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from realmpy import query
-from realmpy.config import Configuration
 from realmpy.errors import QueryArgumentError, QuerySyntaxError, QueryTooComplexError
 from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
+from tests.objects.conftest import make_config
 
 
 def reference_like(text: str, pattern: str) -> bool:
@@ -133,9 +132,9 @@ class Row(Object):
 
 
 @pytest.fixture(scope="module")
-def rows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Realm]:
-    path: Path = tmp_path_factory.mktemp("limits") / "r.realm"
-    with Realm(Configuration.local([Row], path=path, durability="none")) as r:
+def rows(tmp_path_factory: pytest.TempPathFactory, module_realm_kind: str) -> Iterator[Realm]:
+    config = make_config(module_realm_kind, [Row], tmp_path_factory.mktemp("limits"))
+    with Realm(config) as r:
         with r.write():
             r.add_all([Row(id=i, a=i % 3, title="a" * 36 + "b" * (i % 2)) for i in range(20)])
         yield r
