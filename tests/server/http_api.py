@@ -15,6 +15,15 @@ from realmpy.server.testing import make_store
 from realmpy.sync.protocol import pack, unpack
 
 P = "/api/v1/app/default"
+CAR: dict[str, Any] = {
+    "primary_key": "id",
+    "fields": {
+        "id": {"type": "int"},
+        "make": {"type": "string", "optional": True},
+        "miles": {"type": "counter"},
+        "tags": {"type": "string", "collection": "list"},
+    },
+}
 
 
 class Clock:
@@ -103,3 +112,9 @@ def config_from_toml(tmp_path: Path, text: str) -> ServerConfig:
     cfg_file = tmp_path / "server.toml"
     cfg_file.write_text(text)
     return load_config(cfg_file)
+
+
+def setup_file(api: Api) -> tuple[str, dict[str, Any]]:
+    tok = api.anon()["access_token"]
+    assert api.post("/sync/schema", {"tables": {"Car": CAR}}, tok)[0] == 200
+    return tok, api.file(tok)

@@ -10,24 +10,7 @@ from realmpy.server.auth import AuthConfig
 from realmpy.server.config import ServerConfig
 from realmpy.sync.merge import ObjectState
 from realmpy.sync.protocol import pack, pk_key
-from tests.server.http_api import Api, P, make_api, upload_body
-
-CAR: dict[str, Any] = {
-    "primary_key": "id",
-    "fields": {
-        "id": {"type": "int"},
-        "make": {"type": "string", "optional": True},
-        "miles": {"type": "counter"},
-        "tags": {"type": "string", "collection": "list"},
-    },
-}
-
-
-def setup_file(api: Api) -> tuple[str, dict[str, Any]]:
-    tok = api.anon()["access_token"]
-    assert api.post("/sync/schema", {"tables": {"Car": CAR}}, tok)[0] == 200
-    return tok, api.file(tok)
-
+from tests.server.http_api import CAR, Api, P, make_api, setup_file, upload_body
 
 # --------------------------------------------------------------------------- health and metrics
 
