@@ -169,7 +169,13 @@ static int recover(rp_env *env, rp_roots *roots) {
     rp_corrupt_clear();
     roots->txnid = next;
     if (env->flags & RP_RDONLY) return RP_OK;
-    return rp_meta_commit(env, roots);
+    rc = rp_meta_commit(env, roots);
+    /* The salvaged roots again as the next version, so both parities hold
+     * an intact record: a parity whose copies were both lost would otherwise
+     * stay lost, and every later open would refuse the file again. */
+    roots->txnid = next + 1;
+    if (!rc) rc = rp_meta_commit(env, roots);
+    return rc;
 }
 
 static void env_free(rp_env *env) {
