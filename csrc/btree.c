@@ -674,24 +674,7 @@ int rp_cursor_step(rp_cursor *c, int dir, const void **k, size_t *kl,
     return rp_corrupt_table(cur_entry(c, k, kl, v, vl), c->table);
 }
 
-/* msgpack bin string header for len bytes; returns its size (1+1/2/4). */
-size_t rp_mp_bin_header(uint8_t *o, size_t len) {
-    if (len < 256) { o[0] = 0xc4; o[1] = (uint8_t)len; return 2; }
-    if (len < 65536) { o[0] = 0xc5; o[1] = (uint8_t)(len >> 8); o[2] = (uint8_t)len; return 3; }
-    o[0] = 0xc6;
-    o[1] = (uint8_t)(len >> 24); o[2] = (uint8_t)(len >> 16);
-    o[3] = (uint8_t)(len >> 8); o[4] = (uint8_t)len;
-    return 5;
-}
-size_t rp_mp_bin_size(size_t len) { return len < 256 ? 2 : len < 65536 ? 3 : 5; }
-
-void rp_mp_array32(uint8_t *o, uint32_t items) {
-    o[0] = 0xdd;
-    o[1] = (uint8_t)(items >> 24); o[2] = (uint8_t)(items >> 16);
-    o[3] = (uint8_t)(items >> 8); o[4] = (uint8_t)items;
-}
-
-#define ARRAY_HDR 5   /* msgpack array32: 0xdd + u32 big-endian count */
+/* The msgpack forms of a batch (rp_cursor_batch, rp_get_many): msgpack.h. */
 
 /* Size and writer of one value in a batch: a bin string, or (raw) the
  * bytes themselves, nil for an empty value. */
@@ -704,7 +687,7 @@ size_t rp_mp_value(uint8_t *o, const void *v, size_t len, int raw) {
     if (raw) {
         if (!len) { o[0] = 0xc0; return 1; }
     } else {
-        h = rp_mp_bin_header(o, len);
+        h = rp_mp_put_bin_header(o, len);
     }
     if (len) memcpy(o + h, v, len);
     return h + len;
@@ -992,7 +975,7 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
     if (!rc && !include_current && !moved) rc = cur_move(c, dir, 0);
     if (rc) { c->valid = 0; return rc; }
     uint8_t *o = buf;
-    size_t pos = ARRAY_HDR;
+    size_t pos = RP_MP_ARRAY32_SIZE;
     join_ahead ja;
     if (join) {
         rp_ahead_init(&ja.a, c->txn, join);
@@ -1028,10 +1011,10 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
         if (verdict != RP_FILTER_FALSE) {
             size_t need = rp_mp_bin_size(kl) + kl + rp_mp_value_size(vl, raw);
             if (pos + need > buflen) {
-                if (*n == 0) { *used = ARRAY_HDR + need; return RP_OK; }  /* size needed */
+                if (*n == 0) { *used = RP_MP_ARRAY32_SIZE + need; return RP_OK; }  /* size needed */
                 break;
             }
-            pos += rp_mp_bin_header(o + pos, kl);
+            pos += rp_mp_put_bin_header(o + pos, kl);
             memcpy(o + pos, k, kl);
             pos += kl;
             pos += rp_mp_value(o + pos, v, vl, raw);
@@ -1042,7 +1025,7 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
         if (rc) return rc;
     }
     if (!*n) return RP_NOTFOUND;
-    rp_mp_array32(o, (uint32_t)(2 * *n));
+    rp_mp_put_array32(o, (uint32_t)(2 * *n));
     *used = pos;
     return RP_OK;
 }

@@ -306,7 +306,7 @@ int rp_env_readers(rp_env *env, rp_reader_info *out, unsigned cap, unsigned *cou
     return rp_readers_list(env, out, cap, count);
 }
 
-int rp_env_reader_check(rp_env *env, unsigned *reaped) {
+int rp_env_reap_readers(rp_env *env, unsigned *reaped) {
     int rc = rp_env_usable(env);
     if (rc) return rc;
     return rp_reap(env, 1, reaped);

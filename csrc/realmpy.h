@@ -369,7 +369,7 @@ int rp_env_readers(rp_env *env, rp_reader_info *out, unsigned cap,
 
 /* Free the slots of dead processes now (writers also do this by themselves);
  * *reaped = slots freed. */
-int rp_env_reader_check(rp_env *env, unsigned *reaped);
+int rp_env_reap_readers(rp_env *env, unsigned *reaped);
 
 /* Integrity check of the latest version: walks every tree, verifies every
  * page's checksum, version, type and key order, and accounts for every page

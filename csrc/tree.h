@@ -9,6 +9,7 @@
 #define REALMPY_TREE_H
 
 #include "internal.h"
+#include "msgpack.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -344,10 +345,7 @@ const rp_ahead_slot *rp_ahead_take(rp_ahead *a, const void *tag, size_t idx);
 int  rp_ahead_get(rp_ahead *a, const rp_ahead_slot *s, const void *k, size_t kl,
                   const void **v, size_t *vl);
 
-/* msgpack helpers shared by batch outputs (btree.c). */
-size_t rp_mp_bin_header(uint8_t *o, size_t len);
-size_t rp_mp_bin_size(size_t len);
-void   rp_mp_array32(uint8_t *o, uint32_t items);
+/* A value of a batch (btree.c; the msgpack forms are in msgpack.h). */
 size_t rp_mp_value_size(size_t len, int raw);
 size_t rp_mp_value(uint8_t *o, const void *v, size_t len, int raw);
 

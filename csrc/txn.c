@@ -924,7 +924,7 @@ static int get_many(rp_txn *txn, const char *table, size_t tlen, const void *key
     if (rc) return rc;
     const uint8_t *p = keys, *end = p + keyslen;
     uint8_t *o = out;
-    size_t pos = 5;   /* msgpack array32 header, written last */
+    size_t pos = RP_MP_ARRAY32_SIZE;   /* written last */
     /* The lookups are pipelined (rp_ahead): keys up to RP_AHEAD_DESCEND
      * ahead of key i are queued as they are parsed; the first that is not
      * well-formed ends the lookahead, and key i reports it at its turn. */
@@ -974,7 +974,7 @@ static int get_many(rp_txn *txn, const char *table, size_t tlen, const void *key
         (*done)++;
         p += 4 + (size_t)kl;
     }
-    if (*done) rp_mp_array32(o, (uint32_t)*done);
+    if (*done) rp_mp_put_array32(o, (uint32_t)*done);
     *used = *done ? pos : 0;
     return RP_OK;
 }
