@@ -212,8 +212,9 @@ void rp_page_insert(uint8_t *page, unsigned i, const uint8_t *entry, size_t len)
 /* Remove slot i and compact the heap. */
 void rp_page_remove(uint8_t *page, unsigned i);
 /* Structural validation of a branch/leaf page (bounds of every slot and
- * entry, nkeys, lower/upper): RP_OK or RP_CORRUPT. */
-int  rp_page_validate(const uint8_t *page);
+ * entry, nkeys, lower/upper): NULL if valid, else which check failed (for
+ * the caller's rp_corrupt(pgno, why)). */
+const char *rp_page_validate(const uint8_t *page);
 /* Checksum of a page or overflow run (bytes [4, len)). */
 uint32_t rp_page_checksum(const uint8_t *page, size_t len);
 /* Binary search: leaf -> first index with key >= k (*exact set);
