@@ -72,6 +72,28 @@ static inline uint64_t rp_mp_be(const uint8_t *p, unsigned w) {
     return v;
 }
 
+/* ---- arrays ---------------------------------------------------------------------- */
+
+/* Past the header of the array at p (fixarray, array 16 or array 32), its
+ * item count in *count; NULL if p does not start one that fits before e.
+ * The items themselves are not checked. */
+static inline const uint8_t *rp_mp_array(const uint8_t *p, const uint8_t *e, uint64_t *count) {
+    unsigned c = p < e ? *p : 0;
+    if (c >= RP_MP_FIXARRAY && c < RP_MP_FIXSTR) {
+        *count = c & 0x0f;
+        return p + 1;
+    }
+    if (c == RP_MP_ARRAY16 && e - p >= 3) {
+        *count = rp_mp_be16(p + 1);
+        return p + 3;
+    }
+    if (c == RP_MP_ARRAY32 && e - p >= 5) {
+        *count = rp_mp_be32(p + 1);
+        return p + 5;
+    }
+    return NULL;
+}
+
 /* ---- skipping ------------------------------------------------------------------- */
 
 /* Past one msgpack object at p, nested ones included, or NULL if it is

@@ -228,19 +228,9 @@ PyType_Spec rec_spec = {
  * with `error` set if it is not a well-formed array. */
 static PyObject *new_record(const unsigned char *p, const unsigned char *e, Py_ssize_t n,
                             PyObject *fill, PyObject *decode, PyObject *error) {
-    const unsigned char *q = p;
     uint64_t stored;
-    unsigned c = q < e ? *q : 0;
-    if (c >= 0x90 && c <= 0x9f) {
-        stored = c & 0x0f;
-        q += 1;
-    } else if (c == 0xdc && e - q >= 3) {
-        stored = rp_mp_be16(q + 1);
-        q += 3;
-    } else if (c == 0xdd && e - q >= 5) {
-        stored = rp_mp_be32(q + 1);
-        q += 5;
-    } else {
+    const unsigned char *q = rp_mp_array(p, e, &stored);
+    if (q == NULL) {
         PyErr_SetString(error, "corrupt object record: not an array");
         return NULL;
     }
@@ -343,17 +333,8 @@ PyObject *sp_record_pairs(PyObject *module, PyObject *const *args, Py_ssize_t na
     if (p == NULL) return NULL;
     const unsigned char *e = p + PyBytes_Size(args[0]);
     uint64_t count;
-    unsigned c = p < e ? *p : 0;
-    if (c >= 0x90 && c <= 0x9f) {
-        count = c & 0x0f;
-        p += 1;
-    } else if (c == 0xdc && e - p >= 3) {
-        count = rp_mp_be16(p + 1);
-        p += 3;
-    } else if (c == 0xdd && e - p >= 5) {
-        count = rp_mp_be32(p + 1);
-        p += 5;
-    } else {
+    p = rp_mp_array(p, e, &count);
+    if (p == NULL) {
         PyErr_SetString(error, "corrupt batch: not an array");
         return NULL;
     }
