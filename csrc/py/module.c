@@ -32,6 +32,10 @@
  *                 build managed objects: cls.__new__(cls) with ModelBase's
  *                 fields set.
  *
+ * The code is split by concept into objects.c, record.c, modelinit.c and
+ * bulk.c (csrc/py/native.h says what each holds and what they share); this
+ * file is the module itself: its function table and init.
+ *
  * Thread and lifetime rules: everything runs with the GIL held.  The version
  * counter address is only set (RealmState._vh) while the realm holds an open
  * snapshot of the environment, which keeps the engine handle (and its

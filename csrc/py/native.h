@@ -48,9 +48,10 @@ static inline int is_model(PyObject *o) {
     return PyObject_TypeCheck(o, (PyTypeObject *)ModelBase_Type);
 }
 
-/* *obj's instance dict (new reference), made if it has none. */
+/* obj's instance dict (new reference); TypeError if it has none. */
 PyObject *instance_dict(PyObject *obj);
-/* row as (key, rec): 0, or -1 with TypeError. */
+/* row as (key, rec), new references in *k and *rec: 0, or -1 with an
+ * exception (not a pair, or a key that is not bytes). */
 int unpack_row(PyObject *row, PyObject **k, PyObject **rec);
 
 /* ---- Record (record.c) ------------------------------------------------------------ */
