@@ -13,6 +13,11 @@ drives it over HTTP with two clients:
   ``--samples`` rounds.
 
     python bench/bench_server.py [--uploads 200 --batch 10 --objects 5 --samples 200]
+    python bench/bench_server.py --scale [options of bench/bench_server_scale.py]
+
+``--scale`` runs the scale-out mode instead (``bench_server_scale.py``: N devices
+over 1-3 server processes on one PostgreSQL, uploads/s, commit→other-device
+latency, parked-poll fan-out CPU).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -233,6 +239,12 @@ def bench(kind: str, args: argparse.Namespace) -> dict[str, float]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--scale"]:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_server_scale
+
+        bench_server_scale.main(sys.argv[2:])
+        return
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -266,17 +266,24 @@ def test_state_with_collections_round_trips_and_old_shape_is_unchanged() -> None
 
 @st.composite
 def causal_ops(draw: st.DrawFn) -> list[tuple[Op, Stamp, int, int]]:
-    """A causally plausible history on one object: (op, stamp, base_sv, sv), sv = position + 1."""
+    """A causally plausible history on one object: (op, stamp, base_sv, sv), sv = position + 1.
+
+    Each file's clock runs independently but never backwards (the server refuses an upload
+    stamped before the file's previous one), so files are concurrent in any order while
+    every file's own stamps grow with its client versions, as the merge rule requires.
+    """
     n = draw(st.integers(1, 12))
     out: list[tuple[Op, Stamp, int, int]] = []
     cv = {1: 0, 2: 0, 3: 0}
+    clock = {1: 0, 2: 0, 3: 0}
     base = {1: 0, 2: 0, 3: 0}
     elems: list[Stamp] = []
     for sv in range(1, n + 1):
         fi = draw(st.integers(1, 3))
         cv[fi] += 1
         base[fi] = draw(st.integers(base[fi], sv - 1))  # a client has downloaded some prefix
-        stamp = Stamp(draw(st.integers(0, 20)) * 10 + cv[fi], fi, cv[fi], 0)
+        clock[fi] += draw(st.integers(0, 60))  # equal timestamps within a file are allowed
+        stamp = Stamp(clock[fi], fi, cv[fi], 0)
         kind = draw(
             st.sampled_from(
                 [
@@ -391,6 +398,44 @@ def test_reader_states_converge_like_full_ones(
         reader.apply(op, stamp, base, sv)
         assert reader.materialize("id", 1) == full.materialize("id", 1)
     assert ObjectState.from_wire(unpack(pack(reader.to_wire()))) == reader
+
+
+def test_reader_state_of_an_overwritten_field_converges_after_more_writes_of_the_winner() -> None:
+    """Regression (hypothesis once found it with a file clock running backwards): file 1
+    overwrites file 2's value, the reader state nulls file 2's value, then file 1 writes again
+    and creates twice.  The reader must keep seeing what a full replica sees."""
+    history = [
+        (create(), s(1, 1, 1), 0, 1),
+        (set_("a", "from-2"), s(11, 2, 1), 0, 2),
+        (set_("a", "from-1"), s(12, 1, 2), 0, 3),
+        (set_("a", "again-1"), s(12, 1, 3), 0, 4),  # same millisecond: the clock is clamped
+        (create(), s(12, 1, 4), 0, 5),
+        (create(), s(13, 1, 5), 0, 6),
+    ]
+    server = build(history[:3])
+    assert server.for_reader().regs["a"][2][1] is None  # file 2's value is not sent
+    full, reader = server.copy(), server.for_reader()
+    for op, stamp, base, sv in history[3:]:
+        full.apply(op, stamp, base, sv)
+        reader.apply(op, stamp, base, sv)
+        assert reader.materialize("id", 1) == full.materialize("id", 1)
+    assert full.materialize("id", 1) == {"id": 1, "a": "again-1"}
+
+
+def test_a_file_clock_running_backwards_would_bring_an_overwritten_value_back() -> None:
+    """Why the server refuses an upload stamped before the file's previous one (see
+    test_server_api.test_timestamps_must_not_go_backwards_within_a_file): a register keeps
+    each file's newest write, so a newer write with an older stamp would replace that file's
+    winner and revive a value already overwritten, which ``for_reader`` no longer sends."""
+    a = build(
+        [
+            (create(), s(1, 1, 1), 0, 1),
+            (set_("a", "from-2"), s(11, 2, 1), 0, 2),
+            (set_("a", "from-1"), s(12, 1, 2), 0, 3),
+            (set_("a", "back-1"), s(3, 1, 3), 0, 4),  # the history the server refuses
+        ]
+    )
+    assert a.field_value("a") == "from-2"
 
 
 def test_reader_state_drops_overwritten_values() -> None:

@@ -2,7 +2,8 @@
 
 Layers inside, each one module: ``config`` (file + flags), ``store`` (abstract
 base and shared SQL) with ``store_sqlite`` and ``store_postgres``, ``auth``
-(logins and tokens), ``permissions`` (query rules), ``sync_service`` (upload
+(logins and tokens), ``permissions`` (query rules), ``group_commit`` (uploads
+integrated in batches), ``sync_service`` (upload
 integration, subscriptions, downloads), ``app`` (ASGI routes), ``limits``
 (request bodies), ``ratelimit`` (logins, registrations, password hashes),
 ``transport`` (header deadline, connection cap), ``metrics``, ``logs``,

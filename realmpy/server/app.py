@@ -25,7 +25,7 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -39,7 +39,7 @@ from realmpy.server.config import ServerConfig
 from realmpy.server.limits import CONTROL, MSGPACK, BodyLimit, read_body
 from realmpy.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from realmpy.server.ratelimit import HashPool, RateLimited, RateLimiter, check
-from realmpy.server.store import Store
+from realmpy.server.store import Commit, Store
 from realmpy.server.sync_service import SyncService
 from realmpy.sync.protocol import (
     PROTOCOL_VERSION,
@@ -114,47 +114,80 @@ class ShuttingDown(ProtocolError):
     status = 503
 
 
-class ChangeWatcher:
-    """Wakes long-polls when any server version is committed (here or, via the store, elsewhere).
+class _Poll:
+    """One parked long-poll: what it is waiting for, and the event that wakes it."""
 
-    A generation counter is read *before* a long-poll looks at the store and
-    waited on after, so a commit in between is never missed.
+    __slots__ = ("event", "file_ident", "tables")
+
+    def __init__(self, file_ident: int) -> None:
+        self.file_ident = file_ident
+        self.tables: frozenset[str] | None = None
+        """Its file's subscribed tables (None until its first download: any change wakes it)."""
+        self.event = asyncio.Event()
+
+    def concerned(self, commit: Commit | None) -> bool:
+        if commit is None or commit.tables is None or self.tables is None:
+            return True
+        return self.file_ident in commit.files or not self.tables.isdisjoint(commit.tables)
+
+
+class ChangeWatcher:
+    """Wakes the long-polls a commit concerns (here or, via the store, in another process).
+
+    A poll registers before it reads the store and is woken by any commit after that
+    whose tables it subscribes to, or that names its file (its own upload's refusals
+    and views, its new subscriptions): a commit in between is never missed, and one
+    that concerns no poll wakes none.  Tables are the granularity: a commit to a
+    subscribed table that the poll's queries or read rules then exclude still wakes it,
+    and that poll goes back to waiting after a download with nothing to send.
     """
 
-    def __init__(self) -> None:
-        self.generation = 0
+    def __init__(self, latest: int = 0) -> None:
+        self.latest = latest
+        """The newest server version this process has heard of (``/health`` reports it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._event = asyncio.Event()
+        self._polls: set[_Poll] = set()
         self.stopping = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the event loop the app runs on."""
         self._loop = loop
-        self._event = asyncio.Event()
 
-    def notify_threadsafe(self, *_: object) -> None:
-        """Callable from any thread."""
+    def notify_threadsafe(self, commit: Commit | None = None) -> None:
+        """Callable from any thread; None wakes every poll."""
+        if commit is not None and commit.sv > self.latest:
+            self.latest = commit.sv  # a racy max is fine: /health's figure is informational
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._bump)
+                loop.call_soon_threadsafe(self._wake, commit)
 
-    def _bump(self) -> None:
-        self.generation += 1
-        self._event.set()
-        self._event = asyncio.Event()
+    def _wake(self, commit: Commit | None) -> None:
+        for poll in self._polls:
+            if poll.concerned(commit):
+                poll.event.set()
 
     def stop(self) -> None:
         """Wake every long-poll for a graceful shutdown."""
         self.stopping = True
         self.notify_threadsafe()
 
-    async def wait(self, generation: int, timeout: float) -> None:
-        """Return when the generation moved past ``generation`` or after ``timeout`` seconds."""
-        if self.generation != generation or self.stopping or timeout <= 0:
+    @contextlib.contextmanager
+    def watch(self, file_ident: int) -> Iterator[_Poll]:
+        """Register a long-poll (on the event loop) for as long as the block runs."""
+        poll = _Poll(file_ident)
+        self._polls.add(poll)
+        try:
+            yield poll
+        finally:
+            self._polls.discard(poll)
+
+    async def wait(self, poll: _Poll, timeout: float) -> None:
+        """Return when a commit concerning ``poll`` came in or after ``timeout`` seconds."""
+        if self.stopping or timeout <= 0:
             return
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            await asyncio.wait_for(poll.event.wait(), timeout)
 
 
 class ServerApp:
@@ -179,13 +212,15 @@ class ServerApp:
         )
         self._hashes = HashPool(rl.max_concurrent_hashes, rl.max_queued_hashes)
         with store.transaction(write=False) as tx:
-            secret = tx.server_state()[2]
+            latest, _, secret, _ = tx.server_state()
+        self.watcher.latest = latest
         self.auth = AuthService(store, config.auth, app_id=config.app_id, secret=secret, now=now)
         self.sync = SyncService(store, config, on_change=self.watcher.notify_threadsafe)
         store.add_listener(self.watcher.notify_threadsafe)
         prefix = f"/api/v{PROTOCOL_VERSION}/app/{{app_id}}"
         routes = [
             Route("/health", self.health, methods=["GET"]),
+            Route("/ready", self.ready, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
             Route(f"{prefix}/auth/register", self.register, methods=["POST"]),
             Route(f"{prefix}/auth/login", self.login, methods=["POST"]),
@@ -350,20 +385,26 @@ class ServerApp:
     # ----------------------------------------------------------------- endpoints
 
     async def health(self, request: Request) -> Response:
-        """Liveness and store reachability."""
+        """Liveness: answered on the event loop without the store, so it never waits on the
+        upload lock, the connection pool or a worker thread (``/ready`` checks the store)."""
+        return JSONResponse(self._status("ok", self.watcher.latest))
+
+    async def ready(self, request: Request) -> Response:
+        """Readiness: the store answers a read (503 if it does not)."""
         try:
             latest = await run_in_threadpool(self._latest)
         except Exception as exc:
             return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
-        return JSONResponse(
-            {
-                "status": "ok",
-                "app_id": self.config.app_id,
-                "server_version": latest,
-                "protocol_version": PROTOCOL_VERSION,
-                "dev_mode": self.config.dev_mode,
-            }
-        )
+        return JSONResponse(self._status("ok", latest))
+
+    def _status(self, status: str, latest: int) -> dict[str, Any]:
+        return {
+            "status": status,
+            "app_id": self.config.app_id,
+            "server_version": latest,
+            "protocol_version": PROTOCOL_VERSION,
+            "dev_mode": self.config.dev_mode,
+        }
 
     def _latest(self) -> int:
         with self.store.transaction(write=False) as tx:
@@ -513,20 +554,22 @@ class ServerApp:
             deadline = time.monotonic() + wait
             self.metrics.long_polls.inc()
             try:
-                while True:
-                    gen = self.watcher.generation
-                    res = await run_in_threadpool(self.sync.download, p, msg)
-                    remaining = deadline - time.monotonic()
-                    if (
-                        res.entries
-                        or res.batch != "steady"
-                        or remaining <= 0
-                        or self.watcher.stopping
-                    ):
-                        break
-                    if res.server_version > msg.after_server_version:
-                        break  # the cursor moved (objects outside the view changed): tell the client
-                    await self.watcher.wait(gen, remaining)
+                with self.watcher.watch(msg.file_ident) as poll:
+                    while True:
+                        poll.event.clear()  # before reading: a commit meanwhile sets it again
+                        res = await run_in_threadpool(self.sync.download, p, msg)
+                        poll.tables = self.sync.interest(msg.file_ident)
+                        remaining = deadline - time.monotonic()
+                        if (
+                            res.entries
+                            or res.batch != "steady"
+                            or remaining <= 0
+                            or self.watcher.stopping
+                        ):
+                            break
+                        # Nothing to send (the cursor may have moved past others' changes):
+                        # wait on; the answer at the deadline carries the moved cursor.
+                        await self.watcher.wait(poll, remaining)
             finally:
                 self.metrics.long_polls.dec()
             sent = (

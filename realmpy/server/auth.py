@@ -7,8 +7,13 @@ Why these choices:
   parameters are stored with each hash so they can be raised later.
 - Access tokens are short-lived and self-contained (a payload signed with
   HMAC-SHA256 under a per-deployment secret kept in the store, so every server
-  process sharing a database accepts them), but each use also checks that
-  the session was not revoked: log-out takes effect at once, not at expiry.
+  process sharing a database accepts them).  Each use also checks that the
+  session was not revoked, but not with a database transaction per request:
+  a session found live is remembered for ``SESSION_RECHECK_SECONDS`` (1 s).
+  So a log-out through this process takes effect at once (it forgets the
+  session), and a log-out, disabled user or deleted user through another
+  process or an admin command within 1 s; access-token expiry is checked on
+  every request from the token alone.
 - Refresh tokens and API keys are random secrets stored only as SHA-256
   hashes, compared in constant time.
 
@@ -112,6 +117,10 @@ class Principal:
 
 
 MAX_TOKEN_CHARS: Final = 4096
+SESSION_RECHECK_SECONDS: Final = 1.0
+"""How long a session found live is trusted before the store is asked again (the bound
+on how late a revocation made elsewhere takes effect)."""
+_MAX_CACHED_SESSIONS: Final = 100_000
 """Longer bearer tokens are refused before any work (ours are about 250 characters)."""
 
 
@@ -177,6 +186,8 @@ class AuthService:
         self.app_id = app_id
         self._secret = secret
         self.now = now
+        self._live: dict[str, tuple[float, Principal]] = {}
+        """Session id → (when it was found live, its principal)."""
         # A dummy hash so unknown emails cost as much as wrong passwords (no user enumeration by timing).
         self._dummy_hash = hash_password(secrets.token_hex(8), n=config.scrypt_n)
 
@@ -253,12 +264,25 @@ class AuthService:
         sid, uid = payload.get("sid"), payload.get("sub")
         if not isinstance(sid, str) or not isinstance(uid, str):
             raise AuthError("malformed access token")
+        now = self.now()
+        cached = self._live.get(sid)
+        if (
+            cached is not None
+            and cached[1].user_id == uid
+            and now - cached[0] < SESSION_RECHECK_SECONDS
+        ):
+            return cached[1]
         with self.store.transaction(write=False) as tx:
             session = tx.get_session(sid)
             user = tx.get_user(uid)
         if session is None or session.revoked or session.user_id != uid or user is None:
+            self._live.pop(sid, None)
             raise AuthError("session revoked; log in again")
-        return Principal(uid, sid, user.provider, user.email)
+        principal = Principal(uid, sid, user.provider, user.email)
+        if len(self._live) >= _MAX_CACHED_SESSIONS:
+            self._live.clear()
+        self._live[sid] = (now, principal)
+        return principal
 
     def _session_for_refresh(self, refresh: str) -> SessionRow:
         parts = refresh.split(".")
@@ -294,6 +318,7 @@ class AuthService:
             sid = raw_sid
         with self.store.transaction(write=True) as tx:
             tx.revoke_session(sid)
+        self._live.pop(sid, None)
 
     # ----------------------------------------------------------------- providers
 
@@ -379,6 +404,9 @@ class AuthService:
         with self.store.transaction(write=True) as tx:
             tx.set_password(user_id, pw_hash)
             tx.revoke_user_sessions(user_id)
+        for sid, (_, p) in list(self._live.items()):
+            if p.user_id == user_id:
+                self._live.pop(sid, None)
 
     def list_api_keys(self, principal: Principal) -> list[tuple[str, str]]:
         """(id, name) of the caller's API keys."""

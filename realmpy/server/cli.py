@@ -48,6 +48,12 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tls-cert", default=None, help="PEM certificate chain: serve HTTPS")
     p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    p.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        help="database connections (default: [database] pool_size in the config, else 8)",
+    )
     p.add_argument("--log-level", default="info")
     p.add_argument("--log-format", choices=("json", "text"), default="json")
     return p
@@ -66,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parsed = serve_parser().parse_args(args)
         if (parsed.tls_cert is None) != (parsed.tls_key is None):
             print("realmpy-server: --tls-cert and --tls-key go together", file=sys.stderr)
+            return 2
+        if parsed.pool_size is not None and parsed.pool_size < 2:
+            print("realmpy-server: --pool-size must be at least 2", file=sys.stderr)
             return 2
         from realmpy.server import serve
 

@@ -31,6 +31,9 @@ cleanly onto the few sections the server needs.  Example::
     fields = { id = "objectid", owner_id = "string", title = "string", done = "bool",
                tags = "string[]", likes = "counter", parent = "link:Task?" }
 
+    [database]
+    pool_size = 8                   # connections per server process (--pool-size overrides)
+
     [history]
     retention_days = 30             # optional: trim history/tombstones older than this; clients
                                     # offline longer get client_reset_required
@@ -72,6 +75,7 @@ from realmpy.server.auth import AuthConfig
 from realmpy.server.limits import Limits
 from realmpy.server.permissions import Permissions
 from realmpy.server.ratelimit import RateLimits
+from realmpy.server.store import DEFAULT_POOL_SIZE
 from realmpy.sync.merge import MAX_CLOCK_SKEW_MS
 from realmpy.sync.protocol import (
     FIELD_TYPES,
@@ -127,6 +131,8 @@ class ServerConfig:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     max_clock_skew_ms: int = MAX_CLOCK_SKEW_MS
     max_long_poll_ms: int = 60_000
+    pool_size: int = DEFAULT_POOL_SIZE
+    """Database connections per server process (``[database] pool_size``, ``--pool-size``)."""
     history_retention_ms: int | None = None
     """Trim history and tombstones older than this (None = keep forever); clients offline
     longer must reset (``[history] retention_days``)."""
@@ -194,6 +200,12 @@ def load_config(path: str | Path | None, *, app_id: str | None = None) -> Server
                         f"[schema.{table}] {fname}: unknown {fs.type} target {fs.target!r}"
                     )
         tables_to_wire(schema)
+    database = _section(doc, "database")
+    if set(database) - {"pool_size"}:
+        raise ConfigError(f"[database]: unknown settings {sorted(set(database) - {'pool_size'})}")
+    pool_size = database.get("pool_size", DEFAULT_POOL_SIZE)
+    if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 2:
+        raise ConfigError("[database] pool_size must be an integer of at least 2")
     history = _section(doc, "history")
     retention = history.get("retention_days")
     if retention is not None and (not isinstance(retention, (int, float)) or retention <= 0):
@@ -219,5 +231,6 @@ def load_config(path: str | Path | None, *, app_id: str | None = None) -> Server
         rate_limits=rate_limits,
         max_clock_skew_ms=int(limits.get("max_clock_skew_ms", MAX_CLOCK_SKEW_MS)),
         max_long_poll_ms=int(limits.get("max_long_poll_ms", 60_000)),
+        pool_size=pool_size,
         history_retention_ms=None if retention is None else int(retention * 86_400_000),
     )

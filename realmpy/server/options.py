@@ -21,21 +21,27 @@ if TYPE_CHECKING:
 __all__ = ["add_store_arguments", "open_store", "version_argument"]
 
 
-def open_store(data: str, database: str | None, *, lock: bool = True) -> Store:
+def open_store(
+    data: str, database: str | None, *, lock: bool = True, pool_size: int | None = None
+) -> Store:
     """The SQLite store in ``data`` or, with a URL, the PostgreSQL store; initialised.
 
     ``lock=False`` lets an admin command share a SQLite directory with the
     running server (it writes users and sessions only, never server versions).
+    ``pool_size``: database connections (None: the default, 8).
     """
+    from realmpy.server.store import DEFAULT_POOL_SIZE
+
+    size = DEFAULT_POOL_SIZE if pool_size is None else pool_size
     store: Store
     if database:
         from realmpy.server.store_postgres import PostgresStore
 
-        store = PostgresStore(database)
+        store = PostgresStore(database, max_connections=size)
     else:
         from realmpy.server.store_sqlite import SQLiteStore
 
-        store = SQLiteStore(data, lock=lock)
+        store = SQLiteStore(data, lock=lock, max_connections=size)
     store.initialise(secret=secrets.token_bytes(32), salt=secrets.randbits(62))
     return store
 

@@ -94,7 +94,8 @@ def serve(args: argparse.Namespace) -> int:
             extra={"app_id": config.app_id},
         )
     try:
-        store = open_store(args.data, args.database)
+        pool_size = args.pool_size if args.pool_size is not None else config.pool_size
+        store = open_store(args.data, args.database, pool_size=pool_size)
     except Exception as exc:
         print(f"realmpy-server: cannot open the store: {exc}", file=sys.stderr)
         return 2

@@ -14,11 +14,21 @@ Guarantees the rest of the server relies on:
   that sees version *v* sees every version below it (no gaps for long-polls);
 - a transaction commits whole or not at all (never half an upload);
 - ``on_commit`` callbacks run only after a successful commit (wake-ups).
+
+Why ``transaction(allocates=True)`` queues on a process-local lock *before*
+taking a pooled connection: a version-allocating transaction (an upload, a
+history trim) waits for the store-wide version lock.  If it waited while
+holding a connection, a dozen queued uploads would take the whole pool and
+downloads, logins and readiness checks would wait behind the upload lock.
+Queued on the local lock, at most one upload per process holds a connection
+while it waits for (or holds) the store-wide lock.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
+import json
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -26,9 +36,50 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["ClientRow", "ConflictError", "ObjectRow", "SessionRow", "Store", "Tx", "UserRow"]
+__all__ = [
+    "ClientRow",
+    "Commit",
+    "ConflictError",
+    "ObjectRow",
+    "SessionRow",
+    "Store",
+    "Tx",
+    "UserRow",
+]
 
 SCHEMA_VERSION: Final = 1
+DEFAULT_POOL_SIZE: Final = 8
+"""Database connections per server process (``--pool-size``, ``[database] pool_size``)."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What a committed write changed, for waking long-polls (``Store.add_listener``)."""
+
+    sv: int
+    """The newest server version it made (0: none, e.g. a subscription change)."""
+    tables: frozenset[str] | None = None
+    """Tables whose objects changed; None: not known (wake every poll)."""
+    files: frozenset[int] = frozenset()
+    """Files with news of their own (their uploads' refusals and views, new subscriptions)."""
+
+    def to_payload(self) -> str:
+        """NOTIFY text (PostgreSQL's limit is 8,000 bytes: past it, say "unknown")."""
+        if self.tables is not None:
+            text = json.dumps([self.sv, sorted(self.tables), sorted(self.files)])
+            if len(text) < 7_000:
+                return text
+        return json.dumps([self.sv])
+
+    @classmethod
+    def from_payload(cls, text: str) -> Commit:
+        """The inverse of ``to_payload``; a bare number (older servers) changed anything."""
+        v = json.loads(text)
+        if isinstance(v, int):
+            return cls(v)
+        if len(v) == 1:
+            return cls(int(v[0]))
+        return cls(int(v[0]), frozenset(map(str, v[1])), frozenset(map(int, v[2])))
 
 
 class ConflictError(Exception):
@@ -133,6 +184,8 @@ class Tx:
         self._conn = conn
         self._after_commit: list[Callable[[], None]] = []
         self.new_server_version: int | None = None
+        self.changed: Commit | None = None
+        """What the commit changes (tables, files), when the writer knows; else every poll wakes."""
         self._versions_locked = False
 
     def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -148,6 +201,14 @@ class Tx:
         """One statement for many parameter rows (a single round trip where the driver can)."""
         if rows:
             self._store._executemany(self._conn, sql, rows)
+
+    def commit_note(self) -> Commit | None:
+        """What listeners hear of this transaction's commit (None: it made no version)."""
+        if self.new_server_version is None:
+            return None
+        if self.changed is None:
+            return Commit(self.new_server_version)
+        return Commit(self.new_server_version, self.changed.tables, self.changed.files)
 
     def on_commit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` after this transaction commits (never if it rolls back)."""
@@ -183,6 +244,13 @@ class Tx:
         sv = int(row[0])
         self.new_server_version = sv
         return sv
+
+    def advance_server_version(self, to: int) -> None:
+        """Allocate every server version up to ``to`` in one statement (a group of uploads
+        counts its versions itself, under the version lock, and records the last here)."""
+        self.lock_versions()
+        self._x("UPDATE server_state SET sv = ? WHERE id = 1", (to,))
+        self.new_server_version = to
 
     def set_schema(self, blob: bytes) -> None:
         """Store the app schema (development mode adopts clients' additions)."""
@@ -324,14 +392,33 @@ class Tx:
             )
         )
 
+    def clients_many(self, file_idents: Sequence[int]) -> dict[int, ClientRow]:
+        """``get_client`` for many files in one query."""
+        out: dict[int, ClientRow] = {}
+        idents = sorted(set(file_idents))
+        for i in range(0, len(idents), 256):
+            chunk = idents[i : i + 256]
+            marks = ", ".join(["?"] * len(chunk))
+            for r in self._all(
+                f"SELECT {self._CLIENT_COLS} FROM clients WHERE file_ident IN ({marks})", chunk
+            ):
+                row = self._client(r)
+                assert row is not None
+                out[row.file_ident] = row
+        return out
+
+    def update_upload_cursors(self, rows: Sequence[tuple[int, int, int, int]]) -> None:
+        """``update_upload_cursor`` for many files, rows of (file, cv, base sv, ts): one statement."""
+        self._many(
+            "UPDATE clients SET last_cv = ?, last_base_sv = ?, last_ts = ? WHERE file_ident = ?",
+            [(cv, base, ts, fi) for fi, cv, base, ts in rows],
+        )
+
     def update_upload_cursor(
         self, file_ident: int, last_cv: int, last_base_sv: int, last_ts: int
     ) -> None:
         """Advance a client's integrated client version (same transaction as the changes)."""
-        self._x(
-            "UPDATE clients SET last_cv = ?, last_base_sv = ?, last_ts = ? WHERE file_ident = ?",
-            (last_cv, last_base_sv, last_ts, file_ident),
-        )
+        self.update_upload_cursors([(file_ident, last_cv, last_base_sv, last_ts)])
 
     def set_subscriptions(self, file_ident: int, query_version: int, queries: bytes) -> None:
         """Store a client's newest subscription set."""
@@ -353,9 +440,13 @@ class Tx:
         self, sv: int, file_ident: int, cv: int, ts: int, base_sv: int, ops: bytes
     ) -> None:
         """Append an integrated changeset to the history."""
-        self._x(
+        self.add_changesets([(sv, file_ident, cv, ts, base_sv, ops)])
+
+    def add_changesets(self, rows: Sequence[tuple[int, int, int, int, int, bytes]]) -> None:
+        """``add_changeset`` for many changesets: one batched statement."""
+        self._many(
             "INSERT INTO changesets (sv, file_ident, client_version, ts, base_sv, ops) VALUES (?, ?, ?, ?, ?, ?)",
-            (sv, file_ident, cv, ts, base_sv, ops),
+            rows,
         )
 
     def history(self, after_sv: int, limit: int) -> list[tuple[int, int, int, int, int, bytes]]:
@@ -379,6 +470,22 @@ class Tx:
         """One object's state."""
         row = self._one("SELECT state, last_sv FROM objects WHERE tbl = ? AND pk = ?", (table, pk))
         return None if row is None else ObjectRow(table, pk, bytes(row[0]), int(row[1]))
+
+    def objects_many(self, keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes], ObjectRow]:
+        """``get_object`` for many objects in one query per 256: (table, pk) → row."""
+        out: dict[tuple[str, bytes], ObjectRow] = {}
+        for i in range(0, len(keys), 256):
+            chunk = keys[i : i + 256]
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            params: list[Any] = []
+            for t, pk in chunk:
+                params += [t, pk]
+            for r in self._all(
+                f"SELECT tbl, pk, state, last_sv FROM objects WHERE (tbl, pk) IN (VALUES {values})",
+                params,
+            ):
+                out[(r[0], bytes(r[1]))] = ObjectRow(r[0], bytes(r[1]), bytes(r[2]), int(r[3]))
+        return out
 
     def put_object(self, table: str, pk: bytes, state: bytes, sv: int) -> None:
         """Insert or replace an object's state, changed at ``sv``."""
@@ -497,11 +604,15 @@ class Tx:
 
     def view_put_many(self, file_ident: int, rows: Sequence[tuple[str, bytes, bool, int]]) -> None:
         """``view_put`` for many objects: one batched statement."""
+        self.views_put([(file_ident, t, pk, iv, sv) for t, pk, iv, sv in rows])
+
+    def views_put(self, rows: Sequence[tuple[int, str, bytes, bool, int]]) -> None:
+        """``view_put`` for many (file, table, pk, in view, changed sv): one batched statement."""
         self._many(
             "INSERT INTO views (file_ident, tbl, pk, in_view, changed_sv) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (file_ident, tbl, pk) DO UPDATE SET in_view = excluded.in_view, "
             "changed_sv = excluded.changed_sv",
-            [(file_ident, t, pk, int(iv), sv) for t, pk, iv, sv in rows],
+            [(fi, t, pk, int(iv), sv) for fi, t, pk, iv, sv in rows],
         )
 
     def put_objects(self, rows: Sequence[tuple[str, bytes, bytes, int]]) -> None:
@@ -523,10 +634,14 @@ class Tx:
         self, file_ident: int, sv: int, table: str, pk: bytes, cv: int, reason: str
     ) -> None:
         """Record a refused write so the client's next download carries the compensating reset."""
-        self._x(
+        self.add_rejections([(file_ident, sv, table, pk, cv, reason)])
+
+    def add_rejections(self, rows: Sequence[tuple[int, int, str, bytes, int, str]]) -> None:
+        """``add_rejection`` for many (file, sv, table, pk, cv, reason): one batched statement."""
+        self._many(
             "INSERT INTO rejections (file_ident, sv, tbl, pk, client_version, reason) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (file_ident, sv, tbl, pk) DO NOTHING",
-            (file_ident, sv, table, pk, cv, reason),
+            rows,
         )
 
     # ----------------------------------------------------------------- administration
@@ -608,13 +723,17 @@ class Store(abc.ABC):
     blob_type: str = "BLOB"
     serial_type: str = "INTEGER"
 
-    def __init__(self, *, max_connections: int = 8) -> None:
+    def __init__(self, *, max_connections: int = DEFAULT_POOL_SIZE) -> None:
+        if max_connections < 2:
+            raise ValueError("the connection pool needs at least 2 connections")
+        self.max_connections = max_connections
+        self._allocating = threading.Lock()
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(max_connections)
         self._all_conns: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._listeners: list[Callable[[int], None]] = []
+        self._listeners: list[Callable[[Commit], None]] = []
 
     # ----------------------------------------------------------------- for subclasses
 
@@ -635,22 +754,22 @@ class Store(abc.ABC):
     def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         conn.executemany(sql, [tuple(r) for r in rows])
 
-    def _publish(self, conn: Any, sv: int) -> None:  # noqa: B027 - optional hook
-        """Inside a committing write that made ``sv``: tell other processes (PostgreSQL NOTIFY)."""
+    def _publish(self, conn: Any, commit: Commit) -> None:  # noqa: B027 - optional hook
+        """Inside a committing write: tell other processes (PostgreSQL NOTIFY)."""
 
     def start_listening(self) -> None:  # noqa: B027 - optional hook
         """Start receiving other processes' commits (PostgreSQL LISTEN); no-op by default."""
 
     # ----------------------------------------------------------------- public
 
-    def add_listener(self, fn: Callable[[int], None]) -> None:
-        """``fn(sv)`` runs (on some thread) after any commit that made a new server version,
+    def add_listener(self, fn: Callable[[Commit], None]) -> None:
+        """``fn(commit)`` runs (on some thread) after any commit that made a new server version,
         in this process or — for stores that support it — another."""
         self._listeners.append(fn)
 
-    def _fire(self, sv: int) -> None:
+    def _fire(self, commit: Commit) -> None:
         for fn in list(self._listeners):
-            fn(sv)
+            fn(commit)
 
     def initialise(self, *, secret: bytes, salt: int) -> None:
         """Create tables and the server-state row if missing (idempotent, safe across processes)."""
@@ -707,15 +826,28 @@ class Store(abc.ABC):
             pass
 
     @contextmanager
-    def transaction(self, *, write: bool) -> Iterator[Tx]:
-        """One transaction: commits on clean exit, rolls back on any exception."""
+    def transaction(self, *, write: bool, allocates: bool = False) -> Iterator[Tx]:
+        """One transaction: commits on clean exit, rolls back on any exception.
+
+        ``allocates=True`` for transactions that will take the version lock (uploads,
+        trims): they queue in this process before taking a connection (module docstring).
+        """
+        with contextlib.ExitStack() as stack:
+            if allocates:
+                stack.enter_context(self._allocating)
+            with self._transaction(write) as tx:
+                yield tx
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[Tx]:
         with self._conn() as conn:
             self._begin(conn, write)
             tx = Tx(self, conn)
             try:
                 yield tx
-                if tx.new_server_version is not None:
-                    self._publish(conn, tx.new_server_version)
+                commit = tx.commit_note()
+                if commit is not None:
+                    self._publish(conn, commit)
                 conn.commit()
             except BaseException:
                 try:
@@ -723,8 +855,8 @@ class Store(abc.ABC):
                 except Exception:
                     pass
                 raise
-        if tx.new_server_version is not None:
-            self._fire(tx.new_server_version)
+        if commit is not None:
+            self._fire(commit)
         for fn in tx._after_commit:
             fn()
 

@@ -12,10 +12,19 @@ committing transaction (PostgreSQL delivers it only on commit); one listener
 thread per process turns notifications into ``Store`` listener calls.  A lost
 notification can only delay a long-poll until its timeout: each poll re-reads
 the database before waiting.
+
+Why the lock key and the channel are derived from the schema: apps kept in
+separate schemas of one database (``?options=-csearch_path=tenant_a``) must
+not serialise each other's uploads nor wake each other's long-polls.  The key
+and channel come from ``current_schema()`` (a 63-bit BLAKE2b digest, and
+``realmpy_sv_<hex>``); the ``public`` schema keeps the original constants, so
+servers of an older release and this one still share one lock while a
+single-tenant deployment is upgraded process by process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -23,13 +32,21 @@ from typing import Any, Final
 
 import psycopg
 
-from realmpy.server.store import Store
+from realmpy.server.store import DEFAULT_POOL_SIZE, Commit, Store
 
 __all__ = ["PostgresStore"]
 
-_LOCK_KEY: Final = 0x5265616C6D7079  # "Realmpy"
+_LOCK_KEY: Final = 0x5265616C6D7079  # "Realmpy": the public schema's key
 _CHANNEL: Final = "realmpy_sv"
 log = logging.getLogger("realmpy.server.store")
+
+
+def tenant_identity(schema: str | None) -> tuple[int, str]:
+    """(advisory lock key, NOTIFY channel) for an app kept in ``schema``."""
+    if schema in (None, "public"):
+        return _LOCK_KEY, _CHANNEL
+    digest = hashlib.blake2b(str(schema).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1, f"{_CHANNEL}_{digest.hex()}"
 
 
 class PostgresStore(Store):
@@ -39,9 +56,10 @@ class PostgresStore(Store):
     blob_type = "BYTEA"
     serial_type = "BIGSERIAL"
 
-    def __init__(self, url: str, *, max_connections: int = 8) -> None:
+    def __init__(self, url: str, *, max_connections: int = DEFAULT_POOL_SIZE) -> None:
         super().__init__(max_connections=max_connections)
         self.url = url
+        self._tenant: tuple[int, str] | None = None
         self._listen_thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._listen_conn: psycopg.Connection[Any] | None = None
@@ -60,18 +78,33 @@ class PostgresStore(Store):
     def _begin(self, conn: Any, write: bool) -> None:
         """psycopg opens a READ COMMITTED transaction implicitly at the first statement."""
 
-    def _lock_versions(self, conn: Any) -> None:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    def tenant(self, conn: Any | None = None) -> tuple[int, str]:
+        """(advisory lock key, NOTIFY channel) of this store's schema (module docstring)."""
+        if self._tenant is None:
+            if conn is None:
+                with self._conn() as c:
+                    try:
+                        return self.tenant(c)
+                    finally:
+                        c.rollback()  # a plain read: end its implicit transaction
+            schema = conn.execute("SELECT current_schema()").fetchone()[0]
+            self._tenant = tenant_identity(schema)
+        return self._tenant
 
-    def _publish(self, conn: Any, sv: int) -> None:
-        conn.execute("SELECT pg_notify(%s, %s)", (_CHANNEL, str(sv)))
+    def _lock_versions(self, conn: Any) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.tenant(conn)[0],))
+
+    def _publish(self, conn: Any, commit: Commit) -> None:
+        channel = self.tenant(conn)[1]
+        conn.execute("SELECT pg_notify(%s, %s)", (channel, commit.to_payload()))
 
     def start_listening(self) -> None:
         """Start the LISTEN thread (idempotent)."""
         if self._listen_thread is not None:
             return
+        channel = self.tenant()[1]
         conn = psycopg.connect(self.url, autocommit=True)
-        conn.execute(f"LISTEN {_CHANNEL}")
+        conn.execute(f"LISTEN {channel}")
         self._listen_conn = conn
         self._listen_thread = threading.Thread(
             target=self._listen, name="realmpy-pg-listen", daemon=True
@@ -85,17 +118,17 @@ class PostgresStore(Store):
             try:
                 for note in conn.notifies(timeout=0.5):
                     try:
-                        sv = int(note.payload)
-                    except ValueError:
+                        commit = Commit.from_payload(note.payload)
+                    except (ValueError, TypeError, IndexError):
                         continue
-                    self._fire(sv)
+                    self._fire(commit)
             except psycopg.Error as exc:
                 if self._stop.is_set():
                     return
                 log.warning("postgres listener failed, reconnecting", extra={"error": str(exc)})
                 try:
                     conn = psycopg.connect(self.url, autocommit=True)
-                    conn.execute(f"LISTEN {_CHANNEL}")
+                    conn.execute(f"LISTEN {self.tenant()[1]}")
                     self._listen_conn = conn
                 except psycopg.Error:
                     self._stop.wait(1.0)

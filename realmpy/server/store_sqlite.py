@@ -19,7 +19,7 @@ import sqlite3
 from pathlib import Path
 from typing import IO, Any
 
-from realmpy.server.store import Store
+from realmpy.server.store import DEFAULT_POOL_SIZE, Store
 
 __all__ = ["DataDirLocked", "SQLiteStore"]
 
@@ -36,7 +36,11 @@ class SQLiteStore(Store):
     serial_type = "INTEGER"
 
     def __init__(
-        self, data_dir: str | os.PathLike[str], *, max_connections: int = 8, lock: bool = True
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        max_connections: int = DEFAULT_POOL_SIZE,
+        lock: bool = True,
     ) -> None:
         super().__init__(max_connections=max_connections)
         self.data_dir = Path(data_dir)

@@ -8,8 +8,10 @@ entering the view arrives whole, one leaving it is ``forget``-ed — which an
 operation log filtered op by op cannot do.  The log (``changesets``) is still
 kept, in server-version order, for auditing and dedup.
 
-Every upload is one store transaction: validate everything first (any schema
-or type error rejects the whole upload with a 4xx and stores nothing), skip
+Every upload is all-or-nothing, and concurrent uploads share one store
+transaction (``group_commit``; docs/protocol.md, "Uploads: group commit"):
+validate everything first (any schema or type error rejects the whole upload
+with a 4xx and stores nothing of it), skip
 changesets at or below the client's integrated version (acknowledged again),
 merge, check write rules on each object's before and after images, record
 refused writes for a compensating ``reset``, advance the client's cursor.
@@ -21,11 +23,12 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from realmpy.server.auth import Principal
 from realmpy.server.config import ServerConfig
+from realmpy.server.group_commit import GroupCommit
 from realmpy.server.links import LinkResolver
 from realmpy.server.permissions import (
     Permissions,
@@ -33,7 +36,7 @@ from realmpy.server.permissions import (
     check_key_paths,
     compile_query,
 )
-from realmpy.server.store import ClientRow, ObjectRow, Store, Tx
+from realmpy.server.store import ClientRow, Commit, ObjectRow, Store, Tx
 from realmpy.sync import merge
 from realmpy.sync.merge import ObjectState, now_ms
 from realmpy.sync.protocol import (
@@ -87,6 +90,51 @@ class _Pending:
     sv: int
 
 
+@dataclass
+class _Upload:
+    """One upload waiting for its group (validated, clocks checked)."""
+
+    principal: Principal
+    req: UploadRequest
+    schema: dict[str, TableSpec]
+    variables: dict[str, Any]
+
+
+@dataclass
+class _Group:
+    """What a group of uploads has read and integrated so far, written at its end."""
+
+    tx: Tx
+    sv: int
+    """The last server version allocated (the group's uploads count on from the store's)."""
+    horizon: int
+    clients: dict[int, ClientRow]
+    objects: dict[tuple[str, bytes], ObjectRow]
+    read: set[tuple[str, bytes]] = field(default_factory=set)
+    """Keys looked up already (``objects`` lacks those that do not exist)."""
+    pending: dict[tuple[str, bytes], _Pending] = field(default_factory=dict)
+    cursors: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    changesets: list[tuple[int, int, int, int, int, bytes]] = field(default_factory=list)
+    refusals: list[tuple[int, int, str, bytes, int, str]] = field(default_factory=list)
+    views: list[tuple[int, str, bytes, bool, int]] = field(default_factory=list)
+
+    def write(self) -> None:
+        """Everything the group's kept uploads did: one batched statement per table."""
+        tx = self.tx
+        if self.changesets:
+            tx.advance_server_version(self.sv)
+            tx.changed = Commit(
+                self.sv, frozenset(t for t, _ in self.pending), frozenset(self.cursors)
+            )
+        tx.add_changesets(self.changesets)
+        tx.add_rejections(self.refusals)
+        tx.put_objects(
+            [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in self.pending.items()]
+        )
+        tx.views_put(self.views)
+        tx.update_upload_cursors([(fi, *c) for fi, c in self.cursors.items()])
+
+
 MAX_OBJECTS_PER_BATCH = 10_000
 """Objects one download request looks at, at most (beyond the rest of one server
 version): a subscription that matches little, or a costly query, then answers
@@ -99,7 +147,11 @@ class SyncService:
     max_objects_per_batch = MAX_OBJECTS_PER_BATCH
 
     def __init__(
-        self, store: Store, config: ServerConfig, *, on_change: Callable[[], None] = lambda: None
+        self,
+        store: Store,
+        config: ServerConfig,
+        *,
+        on_change: Callable[[Commit], None] = lambda _: None,
     ) -> None:
         self.store = store
         self.config = config
@@ -108,6 +160,8 @@ class SyncService:
         self._schema_lock = threading.Lock()
         self._schema: dict[str, TableSpec] = dict(config.schema or {})
         self._subs_cache: dict[tuple[int, int], Subscriptions] = {}
+        self._interest: dict[int, frozenset[str]] = {}
+        self._uploads: GroupCommit[_Upload, UploadResponse] = GroupCommit(self._integrate_group)
         with store.transaction(write=False) as tx:
             _, self.server_salt, _, stored = tx.server_state()
         if config.schema is None and stored is not None:
@@ -164,11 +218,19 @@ class SyncService:
                 return IdentResponse(fi, salt, self.server_salt)
         return IdentResponse(row.file_ident, row.salt, self.server_salt)
 
-    @staticmethod
+    @classmethod
     def _client(
-        tx: Tx, principal: Principal, file_ident: int, salt: int, *, for_update: bool = False
+        cls, tx: Tx, principal: Principal, file_ident: int, salt: int, *, for_update: bool = False
     ) -> ClientRow:
-        row = tx.get_client(file_ident, for_update=for_update)
+        return cls._check_client(
+            tx.get_client(file_ident, for_update=for_update), principal, file_ident, salt
+        )
+
+    @staticmethod
+    def _check_client(
+        row: ClientRow | None, principal: Principal, file_ident: int, salt: int
+    ) -> ClientRow:
+        """The caller's file, or the error that says why it is not theirs or not known."""
         if row is None or (row.user_id != principal.user_id and row.salt != salt):
             # Never allocated here: the server lost its history (restored from an older
             # backup, or a new database).  The client must start over with a new identity.
@@ -207,105 +269,145 @@ class SyncService:
         return schema
 
     def upload(self, principal: Principal, req: UploadRequest) -> UploadResponse:
-        """Integrate changesets atomically; see the module docstring."""
+        """Integrate changesets atomically; see the module docstring.  Concurrent uploads in
+        this process are integrated together (``group_commit``)."""
         schema = self._validate(req.changesets)
         now = now_ms()
         for cs in req.changesets:
             merge.check_clock(cs.timestamp, now=now, max_skew_ms=self.config.max_clock_skew_ms)
-        variables = principal.variables()
-        rejected: list[RejectedWrite] = []
-        with self.store.transaction(write=True) as tx:
+        return self._uploads.submit(_Upload(principal, req, schema, principal.variables()))
+
+    def _integrate_group(self, uploads: list[_Upload]) -> list[UploadResponse | BaseException]:
+        """One transaction for a group of uploads: the version lock, one read of their clients
+        and objects, each upload merged in turn (one refused upload leaves the others alone),
+        then one batched write per table and one commit."""
+        results: list[UploadResponse | BaseException] = []
+        with self.store.transaction(write=True, allocates=True) as tx:
             tx.lock_versions()
-            client = self._client(tx, principal, req.file_ident, req.salt)
-            fi = client.file_ident
-            last_cv, last_base, last_ts = client.last_cv, client.last_base_sv, client.last_ts
-            horizon = tx.horizon()
-            pending: dict[tuple[str, bytes], _Pending] = {}
-
-            def load(t: str, pkb: bytes) -> ObjectState | None:
-                """A link target as this upload sees it (its own earlier changes included)."""
-                p = pending.get((t, pkb))
-                if p is not None:
-                    return p.state
-                row = tx.get_object(t, pkb)
-                return None if row is None else ObjectState.from_wire(unpack(row.state))
-
-            for cs in req.changesets:
-                if cs.client_version <= last_cv:
-                    continue  # integrated before: skip, acknowledge again
-                if cs.base_server_version < horizon:
-                    raise ClientResetRequired(
-                        f"changeset {cs.client_version} was written at server version "
-                        f"{cs.base_server_version}, before the history horizon {horizon}; "
-                        "the server can no longer merge it: reset the client",
-                        reason="history_trimmed",
-                        horizon=horizon,
-                    )
-                if cs.timestamp < last_ts:
-                    raise ClockSkewError(
-                        f"changeset {cs.client_version}: timestamp {cs.timestamp} is before the file's previous "
-                        f"one ({last_ts}); timestamps must not go backwards within a file",
-                        timestamp=cs.timestamp,
-                    )
-                latest = tx.latest_server_version()
-                if not last_base <= cs.base_server_version <= latest:
-                    raise MalformedMessage(
-                        f"changeset {cs.client_version}: base_server_version {cs.base_server_version} "
-                        f"outside [{last_base}, {latest}]"
-                    )
-                sv = tx.next_server_version()
-                # The history keeps each op at its index (its stamp); refused ops are nil.
-                accepted: list[Any] = [None] * len(cs.ops)
-                groups: dict[tuple[str, bytes], list[tuple[int, Op]]] = {}
-                for i, op in enumerate(cs.ops):
-                    groups.setdefault((op.table, pk_key(op.pk)), []).append((i, op))
-                for key, items in groups.items():
-                    table, pkb = key
-                    pk = items[0][1].pk
-                    if key in pending:
-                        state = pending[key].state
-                    else:
-                        row = tx.get_object(table, pkb)
-                        state = ObjectState.from_wire(unpack(row.state)) if row else ObjectState()
-                    pk_field = schema[table].primary_key
-                    new = state.copy()
-                    for i, op in items:
-                        new.apply(
-                            op,
-                            Stamp(cs.timestamp, fi, cs.client_version, i),
-                            cs.base_server_version,
-                            sv,
-                        )
-                    reason = None
-                    if not self.perms.allows_everything:
-                        links = LinkResolver(schema, load, self.perms, variables)
-                        pre = links.wrap(table, state.materialize(pk_field, pk))
-                        post = links.wrap(table, new.materialize(pk_field, pk))
-                        reason = self.perms.check_write(table, pre, post, variables, links)
-                    if reason is not None:
-                        tx.add_rejection(fi, sv, table, pkb, cs.client_version, reason)
-                        rejected.append(RejectedWrite(cs.client_version, table, pk, reason, sv))
-                        continue
-                    pending[key] = _Pending(new, sv)
-                    for i, op in items:
-                        accepted[i] = op.to_wire()
-                tx.add_changeset(
-                    sv, fi, cs.client_version, cs.timestamp, cs.base_server_version, pack(accepted)
-                )
-                last_cv, last_base, last_ts = (
-                    cs.client_version,
-                    cs.base_server_version,
-                    cs.timestamp,
-                )
-            tx.put_objects(
-                [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in pending.items()]
-            )
-            # The client holds what it wrote, so the object is in its view: if the
-            # merge kills it or it leaves the subscriptions, the client must hear so.
-            tx.view_put_many(fi, [(t, pkb, True, p.sv) for (t, pkb), p in pending.items()])
-            tx.update_upload_cursor(fi, last_cv, last_base, last_ts)
             latest = tx.latest_server_version()
-        return UploadResponse(last_cv, latest, tuple(rejected))
+            keys = {
+                (op.table, pk_key(op.pk))
+                for u in uploads
+                for cs in u.req.changesets
+                for op in cs.ops
+            }
+            group = _Group(
+                tx,
+                latest,
+                tx.horizon(),
+                tx.clients_many([u.req.file_ident for u in uploads]),
+                tx.objects_many(sorted(keys)),
+                read=keys,
+            )
+            for u in uploads:
+                try:
+                    results.append(self._integrate(group, u))
+                except Exception as exc:  # this upload's alone (a database error fails the
+                    results.append(exc)  # group's write below, and so every upload of it)
+            group.write()
+        return results
+
+    def _integrate(self, group: _Group, u: _Upload) -> UploadResponse:
+        """Merge one upload into the group; nothing of it is kept if it raises."""
+        principal, req, schema = u.principal, u.req, u.schema
+        client = self._check_client(
+            group.clients.get(req.file_ident), principal, req.file_ident, req.salt
+        )
+        fi = client.file_ident
+        last_cv, last_base, last_ts = group.cursors.get(
+            fi, (client.last_cv, client.last_base_sv, client.last_ts)
+        )
+        horizon, sv = group.horizon, group.sv
+        pending: dict[tuple[str, bytes], _Pending] = {}
+        changesets: list[tuple[int, int, int, int, int, bytes]] = []
+        refusals: list[tuple[int, int, str, bytes, int, str]] = []
+        rejected: list[RejectedWrite] = []
+
+        def current(key: tuple[str, bytes]) -> ObjectState | None:
+            p = pending.get(key) or group.pending.get(key)
+            if p is not None:
+                return p.state
+            row = group.objects.get(key)
+            if row is None and key not in group.read:
+                row = group.tx.get_object(*key)  # a link target no op of the group touches
+                group.read.add(key)
+                if row is not None:
+                    group.objects[key] = row
+            return None if row is None else ObjectState.from_wire(unpack(row.state))
+
+        def load(t: str, pkb: bytes) -> ObjectState | None:
+            """A link target as this upload sees it (its own and the group's changes included)."""
+            return current((t, pkb))
+
+        for cs in req.changesets:
+            if cs.client_version <= last_cv:
+                continue  # integrated before: skip, acknowledge again
+            if cs.base_server_version < horizon:
+                raise ClientResetRequired(
+                    f"changeset {cs.client_version} was written at server version "
+                    f"{cs.base_server_version}, before the history horizon {horizon}; "
+                    "the server can no longer merge it: reset the client",
+                    reason="history_trimmed",
+                    horizon=horizon,
+                )
+            if cs.timestamp < last_ts:
+                raise ClockSkewError(
+                    f"changeset {cs.client_version}: timestamp {cs.timestamp} is before the file's previous "
+                    f"one ({last_ts}); timestamps must not go backwards within a file",
+                    timestamp=cs.timestamp,
+                )
+            if not last_base <= cs.base_server_version <= sv:
+                raise MalformedMessage(
+                    f"changeset {cs.client_version}: base_server_version {cs.base_server_version} "
+                    f"outside [{last_base}, {sv}]"
+                )
+            sv += 1
+            # The history keeps each op at its index (its stamp); refused ops are nil.
+            accepted: list[Any] = [None] * len(cs.ops)
+            groups: dict[tuple[str, bytes], list[tuple[int, Op]]] = {}
+            for i, op in enumerate(cs.ops):
+                groups.setdefault((op.table, pk_key(op.pk)), []).append((i, op))
+            for key, items in groups.items():
+                table, pkb = key
+                pk = items[0][1].pk
+                found = current(key)
+                state = ObjectState() if found is None else found
+                pk_field = schema[table].primary_key
+                new = state.copy()
+                for i, op in items:
+                    new.apply(
+                        op,
+                        Stamp(cs.timestamp, fi, cs.client_version, i),
+                        cs.base_server_version,
+                        sv,
+                    )
+                reason = None
+                if not self.perms.allows_everything:
+                    links = LinkResolver(schema, load, self.perms, u.variables)
+                    pre = links.wrap(table, state.materialize(pk_field, pk))
+                    post = links.wrap(table, new.materialize(pk_field, pk))
+                    reason = self.perms.check_write(table, pre, post, u.variables, links)
+                if reason is not None:
+                    refusals.append((fi, sv, table, pkb, cs.client_version, reason))
+                    rejected.append(RejectedWrite(cs.client_version, table, pk, reason, sv))
+                    continue
+                pending[key] = _Pending(new, sv)
+                for i, op in items:
+                    accepted[i] = op.to_wire()
+            changesets.append(
+                (sv, fi, cs.client_version, cs.timestamp, cs.base_server_version, pack(accepted))
+            )
+            last_cv, last_base, last_ts = cs.client_version, cs.base_server_version, cs.timestamp
+        # Kept: the group takes this upload's versions, changes and cursor.
+        group.sv = sv
+        group.pending.update(pending)
+        group.changesets += changesets
+        group.refusals += refusals
+        # The client holds what it wrote, so the object is in its view: if the
+        # merge kills it or it leaves the subscriptions, the client must hear so.
+        group.views += [(fi, t, pkb, True, p.sv) for (t, pkb), p in pending.items()]
+        group.cursors[fi] = (last_cv, last_base, last_ts)
+        return UploadResponse(last_cv, sv, tuple(rejected))
 
     # ----------------------------------------------------------------- subscriptions
 
@@ -332,7 +434,8 @@ class SyncService:
                 state = "complete" if client.bootstrapped_qv == client.query_version else "pending"
                 return SubscriptionResponse(req.query_version, state)
             tx.set_subscriptions(client.file_ident, req.query_version, blob)
-            tx.on_commit(self._on_change)
+            note = Commit(0, frozenset(), frozenset({client.file_ident}))  # wakes its own polls
+            tx.on_commit(lambda: self._on_change(note))
         return SubscriptionResponse(req.query_version, "pending")
 
     def _subscriptions(self, client: ClientRow) -> Subscriptions:
@@ -373,6 +476,9 @@ class SyncService:
             self._check_horizon(client, after, horizon)
             tx.view_gc(fi, after)
             subs = self._subscriptions(client)
+            if len(self._interest) > 100_000:
+                self._interest.clear()
+            self._interest[fi] = frozenset(subs.tables)
             if any(t not in schema for t in subs.tables):
                 schema = self.schema(reload=True)
             ctx = _DownloadCtx(tx, fi, subs, self.perms, variables, schema)
@@ -392,6 +498,10 @@ class SyncService:
             if now_horizon != horizon:
                 self._check_horizon(client, after, now_horizon)
             return res
+
+    def interest(self, file_ident: int) -> frozenset[str] | None:
+        """The tables a file's last download here subscribed to (None: no download yet)."""
+        return self._interest.get(file_ident)
 
     @staticmethod
     def _check_horizon(client: ClientRow, after: int, horizon: int) -> None:
@@ -417,7 +527,7 @@ class SyncService:
         ``409 client_reset_required`` (reason ``history_trimmed``).  Returns
         ``(horizon, objects dropped)``; never lowers the horizon.
         """
-        with self.store.transaction(write=True) as tx:
+        with self.store.transaction(write=True, allocates=True) as tx:
             tx.lock_versions()
             current = tx.horizon()
             latest = tx.latest_server_version()

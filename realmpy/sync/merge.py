@@ -10,7 +10,10 @@ harmless because applying an operation twice equals applying it once).
 Per object, an ``ObjectState`` keeps just enough to decide every future merge:
 
 - **stamp** ``(timestamp, file ident, client version, op index)`` orders all
-  operations totally;
+  operations totally.  Within one file it agrees with the file's own order,
+  because a file's timestamps never decrease (its client clamps them, the
+  server refuses an upload that goes back): every rule below that keeps the
+  *newest* entry per origin thereby keeps that origin's highest stamp;
 - **fields** are last-writer-wins registers: the value with the highest stamp
   wins (one candidate per origin file is kept, see *erase* below);
 - **counters**: ``ADD`` operations commute; a field's value is the winning
@@ -293,9 +296,13 @@ class ObjectState:
         register candidate older than a write to the same path or to an
         embedded object above it, a counter delta before the winning ``SET``,
         an erased list element, a dictionary candidate that lost its key.
-        None of them can win again: a later tombstone drops every candidate
-        written before it reached the server, the winner included (see
-        ``Causal.saw``), so an older candidate never outlives a newer one.
+        None of them can win again: an origin's entry is only ever replaced by
+        a newer write of that origin, which (timestamps never decreasing within
+        a file, see the module docstring) has a higher stamp, so the stamp that
+        beat a candidate is only ever beaten by a higher one; and a later
+        tombstone drops every candidate written before it reached the server,
+        the winner included (see ``Causal.saw``), so an older candidate never
+        outlives a newer one.
         What still travels: an erased object's surviving candidates (a create
         that saw the erase brings them back), removed set elements (an
         element *is* its value) and erased dictionary keys (a key is its name).

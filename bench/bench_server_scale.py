@@ -1,0 +1,329 @@
+"""Sync server scale-out (issue 18): N devices over 1-3 server processes on one PostgreSQL.
+
+Starts ``--processes`` ``realmpy-server`` processes on one fresh PostgreSQL
+schema, then measures:
+
+- uploads/s: ``--devices`` devices (threads spread over ``--workers`` client
+  processes, each device on server ``i % processes``) upload ``--batch``
+  changesets of one new object each, back to back, for ``--seconds``;
+- commit→other-device latency meanwhile: device A uploads one object, device
+  B (subscribed to that object only, long-polling another server process)
+  sees it; p50/p99 over the run;
+- parked-poll fan-out: ``--polls`` long-polls parked on server 0, subscribed
+  to a table nobody writes; one commit to another table: the server's CPU
+  time (``/proc/<pid>/stat``) and how many polls answered within 2 s.
+
+    python bench/bench_server_scale.py --processes 1 --devices 12 --batch 1
+    python bench/bench_server.py --scale ...   (the same)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import multiprocessing
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_server import CAR, Client, P, pct
+
+from realmpy.server.testing import (
+    drop_pg_schema,
+    pg_schema_url,
+    postgres_available,
+    run_server,
+)
+from realmpy.sync.protocol import pack, unpack
+
+OTHER = {"primary_key": "id", "fields": {"id": {"type": "int"}}}
+
+
+def _device(base: str, index: int, batch: int, stop_at: float, out: Any) -> None:
+    c = Client(base)
+    f = c.setup()
+    # http.client, not httpx: a load generator on the same 2 cores must cost little per request
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    headers = {"content-type": "application/msgpack", "authorization": f"Bearer {c.tok}"}
+    ts = int(time.time() * 1000)
+    cv, done = 0, 0
+    pk = (index + 1) * 10_000_000
+    while time.time() < stop_at:
+        changesets = [
+            {
+                "client_version": cv + k + 1,
+                "base_server_version": 0,
+                "timestamp": ts,
+                "ops": [[0, "Car", pk + cv + k], [2, "Car", pk + cv + k, "make", "VW"]],
+            }
+            for k in range(batch)
+        ]
+        body = {"file_ident": f["file_ident"], "salt": f["salt"], "changesets": changesets}
+        conn.request("POST", P + "/sync/upload", pack(body), headers)
+        r = conn.getresponse()
+        data = r.read()
+        if r.status != 200:
+            raise RuntimeError(unpack(data))
+        cv += batch
+        done += batch
+    out.put(done)
+
+
+def _worker(bases: list[str], indices: list[int], batch: int, stop_at: float, out: Any) -> None:
+    threads = [
+        threading.Thread(target=_device, args=(bases[i % len(bases)], i, batch, stop_at, out))
+        for i in indices
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _latency(bases: list[str], stop: threading.Event, lat: list[float]) -> None:
+    """Device A uploads one Car (a key nobody else writes) on server 0; device B, subscribed
+    to it alone, long-polls the last server."""
+    a, b = Client(bases[0]), Client(bases[-1])
+    fa, fb = a.setup(), b.setup()
+    key = 1
+    b.post(
+        "/sync/subscriptions",
+        {
+            "file_ident": fb["file_ident"],
+            "salt": fb["salt"],
+            "query_version": 1,
+            "queries": {"Car": [["id < 0", []]]},
+        },
+    )
+    after = 0
+    body = {"file_ident": fb["file_ident"], "salt": fb["salt"], "max_bytes": 1 << 20}
+    while True:  # bootstrap
+        r = b.post("/sync/download", body | {"after_server_version": after, "wait_ms": 0})
+        after = r["server_version"]
+        if r["batch"] == "steady":
+            break
+    cv = 0
+    while not stop.is_set():
+        key += 1
+        cv += 1
+        t0 = time.perf_counter()
+        a.post(
+            "/sync/upload",
+            {
+                "file_ident": fa["file_ident"],
+                "salt": fa["salt"],
+                "changesets": [
+                    {
+                        "client_version": cv,
+                        "base_server_version": 0,
+                        "timestamp": int(time.time() * 1000),
+                        "ops": [[0, "Car", -key]],
+                    }
+                ],
+            },
+        )
+        while True:
+            r = b.post("/sync/download", body | {"after_server_version": after, "wait_ms": 30_000})
+            after = r["server_version"]
+            if r["entries"]:  # only A's objects match B's subscription
+                break
+        lat.append(time.perf_counter() - t0)
+
+
+def _health(base: str, stop: threading.Event, out: list[float]) -> None:
+    """``GET /health`` every 20 ms meanwhile: its latency under load."""
+    with httpx.Client(base_url=base, timeout=60) as c:
+        while not stop.wait(0.02):
+            t0 = time.perf_counter()
+            c.get("/health")
+            out.append(time.perf_counter() - t0)
+
+
+def uploads(bases: list[str], args: argparse.Namespace) -> tuple[float, list[float], list[float]]:
+    """(changesets/s, commit→other-device latencies, /health latencies)."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    start_at = time.time() + 3.0  # devices log in and ident first
+    stop_at = start_at + args.seconds
+    groups = [list(range(w, args.devices, args.workers)) for w in range(args.workers)]
+    procs = [
+        ctx.Process(target=_worker, args=(bases, g, args.batch, stop_at, out)) for g in groups if g
+    ]
+    for p in procs:
+        p.start()
+    lat: list[float] = []
+    stop = threading.Event()
+    health: list[float] = []
+    probers = [
+        threading.Thread(target=_latency, args=(bases, stop, lat)),
+        threading.Thread(target=_health, args=(bases[0], stop, health)),
+    ]
+    for t in probers:
+        t.start()
+    total = sum(out.get() for _ in range(args.devices))
+    stop.set()
+    for t in probers:
+        t.join()
+    for p in procs:
+        p.join()
+    # devices started uploading at start_at at the latest (after setup)
+    return total / (stop_at - start_at), lat, health
+
+
+def _cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+Phase = tuple[float, int, float]
+
+
+async def _settled(pid: int) -> None:
+    """Until the server used under 20 ms of CPU in half a second (at most 60 s)."""
+    for _ in range(120):
+        before = _cpu(pid)
+        await asyncio.sleep(0.5)
+        if _cpu(pid) - before < 0.02:
+            return
+
+
+async def _fan_out(base: str, polls: int, pid: int) -> tuple[Phase, Phase]:
+    """For a commit no poll subscribes to, then one every poll subscribes to: (server CPU s
+    until the window closed (2 s; 10 s) or all answered, polls answered, seconds until the
+    last answered)."""
+    c = Client(base)
+    f = c.setup()
+    c.post("/sync/schema", {"tables": {"Car": CAR, "Other": OTHER}})
+    c.post(
+        "/sync/subscriptions",
+        {
+            "file_ident": f["file_ident"],
+            "salt": f["salt"],
+            "query_version": 1,
+            "queries": {"Other": [["TRUEPREDICATE", []]]},
+        },
+    )
+    body = {"file_ident": f["file_ident"], "salt": f["salt"], "max_bytes": 1 << 20}
+    after = 0
+    while True:
+        r = c.post("/sync/download", body | {"after_server_version": after, "wait_ms": 0})
+        after = r["server_version"]
+        if r["batch"] == "steady":
+            break
+    headers = {"content-type": "application/msgpack", "authorization": f"Bearer {c.tok}"}
+    limits = httpx.Limits(max_connections=polls + 10, max_keepalive_connections=polls + 10)
+    cv = 0
+
+    w = Client(base)  # commits come from another device (the polls' own would concern them)
+    fw = w.setup()
+
+    def commit(table: str, key: int) -> None:
+        nonlocal cv
+        cv += 1
+        cs = {
+            "client_version": cv,
+            "base_server_version": 0,
+            "timestamp": int(time.time() * 1000),
+            "ops": [[0, table, key]],
+        }
+        w.post(
+            "/sync/upload",
+            {"file_ident": fw["file_ident"], "salt": fw["salt"], "changesets": [cs]},
+        )
+
+    async def phase(table: str, key: int, window: float) -> tuple[float, int, float]:
+        nonlocal after
+        r = c.post("/sync/download", body | {"after_server_version": after, "wait_ms": 0})
+        after = r["server_version"]
+        # polls that outlive the window answer at their deadline: none is left for the next phase
+        wait_ms = int((window + 2) * 1000)
+        poll = pack(body | {"after_server_version": after, "wait_ms": wait_ms})
+        answered: list[float] = []
+        async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as ac:
+
+            async def one() -> None:
+                r = await ac.post(P + "/sync/download", content=poll, headers=headers)
+                unpack(r.content)
+                answered.append(time.perf_counter())
+
+            tasks = [asyncio.create_task(one()) for _ in range(polls)]
+            await _settled(pid)  # every poll parked: the server went idle
+            cpu0, t0 = _cpu(pid), time.perf_counter()
+            await asyncio.to_thread(commit, table, key)
+            end = t0 + window
+            while len(answered) < polls and time.perf_counter() < end:
+                await asyncio.sleep(0.01)
+            cpu = _cpu(pid) - cpu0
+            last = max(answered) - t0 if answered else float("nan")
+            quick = len(answered)
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return cpu, quick, last
+
+    none = await phase("Car", 1, 2.0)
+    everyone = await phase("Other", 1, 10.0)
+    return none, everyone
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--processes", type=int, default=1)
+    ap.add_argument("--devices", type=int, default=12)
+    ap.add_argument("--workers", type=int, default=4, help="client processes")
+    ap.add_argument("--batch", type=int, default=1, help="changesets per upload")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--polls", type=int, default=1000, help="parked polls (0: skip)")
+    args = ap.parse_args(argv)
+    reason = postgres_available()
+    if reason:
+        sys.exit(f"needs PostgreSQL: {reason}")
+    schema = f"s_{secrets.token_hex(6)}"
+    url = pg_schema_url(schema)
+    try:
+        with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
+            servers = []
+            for i in range(args.processes):
+                (Path(d) / str(i)).mkdir()
+                servers.append(stack.enter_context(run_server(Path(d) / str(i), database=url)))
+            bases = [b for b, _ in servers]
+            Client(bases[0]).setup()  # the schema, once
+            pids = [p.pid for _, p in servers]
+            cpu0 = sum(map(_cpu, pids))
+            wall0 = time.perf_counter()
+            rate, lat, health = uploads(bases, args)
+            busy = (sum(map(_cpu, pids)) - cpu0) / (time.perf_counter() - wall0)
+            print(
+                f"{args.processes} process(es), {args.devices} devices x {args.batch} changeset(s)"
+                f"/upload: {rate:.0f} changesets/s; commit->other device p50 "
+                f"{statistics.median(lat) * 1000:.1f} ms p99 {pct(lat, 99) * 1000:.1f} ms "
+                f"({len(lat)} samples); /health p99 {pct(health, 99) * 1000:.1f} ms; "
+                f"server processes busy {busy:.2f} cores"
+            )
+            if args.polls:
+                phases = asyncio.run(_fan_out(bases[0], args.polls, servers[0][1].pid))
+                for what, (cpu, quick, last) in zip(("concerns none", "concerns all"), phases):
+                    print(
+                        f"{args.polls} parked polls, a commit that {what}: server CPU "
+                        f"{cpu * 1000:.0f} ms, {quick} answered (last after {last:.2f} s)"
+                    )
+    finally:
+        drop_pg_schema(schema)
+
+
+if __name__ == "__main__":
+    main()
