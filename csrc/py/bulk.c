@@ -479,14 +479,11 @@ static int buf_reserve(Buf *b, size_t more) {
     return 0;
 }
 
-static void put_be(char *p, uint64_t v, int nbytes) {
-    for (int i = 0; i < nbytes; i++) p[i] = (char)((v >> (8 * (nbytes - 1 - i))) & 0xff);
-}
 
 static int buf_head(Buf *b, unsigned char tag, uint64_t v, int nbytes) {
     if (buf_reserve(b, 1 + (size_t)nbytes)) return -1;
     b->p[b->len] = (char)tag;
-    put_be(b->p + b->len + 1, v, nbytes);
+    rp_mp_put_be((uint8_t *)b->p + b->len + 1, v, (unsigned)nbytes);
     b->len += 1 + (size_t)nbytes;
     return 0;
 }
@@ -502,9 +499,9 @@ static int buf_bytes(Buf *b, const char *src, size_t n) {
  * does; 1 if the value is not one of the plain types packed here (the
  * caller then falls back to msgpack), -1 on error. */
 static int mp_value(Buf *b, PyObject *v) {
-    if (v == Py_None) return buf_head(b, 0xc0, 0, 0);
-    if (v == Py_True) return buf_head(b, 0xc3, 0, 0);
-    if (v == Py_False) return buf_head(b, 0xc2, 0, 0);
+    if (v == Py_None) return buf_head(b, RP_MP_NIL, 0, 0);
+    if (v == Py_True) return buf_head(b, RP_MP_TRUE, 0, 0);
+    if (v == Py_False) return buf_head(b, RP_MP_FALSE, 0, 0);
     if (PyLong_CheckExact(v)) {
         int overflow = 0;
         long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
@@ -541,7 +538,7 @@ static int mp_value(Buf *b, PyObject *v) {
         }
         size_t len = (size_t)n;
         int rc;
-        if (len < 32) rc = buf_head(b, (unsigned char)(0xa0 | len), 0, 0);
+        if (len < 32) rc = buf_head(b, (unsigned char)(RP_MP_FIXSTR | len), 0, 0);
         else if (len < 256) rc = buf_head(b, 0xd9, len, 1);
         else if (len < 65536) rc = buf_head(b, 0xda, len, 2);
         else if (len <= UINT32_MAX) rc = buf_head(b, 0xdb, len, 4);
@@ -554,9 +551,9 @@ static int mp_value(Buf *b, PyObject *v) {
         if (PyBytes_AsStringAndSize(v, &src, &n) < 0) return -1;
         size_t len = (size_t)n;
         int rc;
-        if (len < 256) rc = buf_head(b, 0xc4, len, 1);
-        else if (len < 65536) rc = buf_head(b, 0xc5, len, 2);
-        else if (len <= UINT32_MAX) rc = buf_head(b, 0xc6, len, 4);
+        if (len < 256) rc = buf_head(b, RP_MP_BIN8, len, 1);
+        else if (len < 65536) rc = buf_head(b, RP_MP_BIN16, len, 2);
+        else if (len <= UINT32_MAX) rc = buf_head(b, RP_MP_BIN32, len, 4);
         else return 1;
         return rc ? rc : buf_bytes(b, src, len);
     }
@@ -628,9 +625,9 @@ static int pack_row(PyObject *d, PyObject *names, Py_ssize_t m, PyObject *rows,
         if (row == NULL) goto done;
         if (PyList_SetItem(rows, i, row) < 0) goto done; /* steals; filled below */
         b.len = 0;
-        int rc = m < 16 ? buf_head(&b, (unsigned char)(0x90 | m), 0, 0)
-                 : m < 65536 ? buf_head(&b, 0xdc, (uint64_t)m, 2)
-                             : buf_head(&b, 0xdd, (uint64_t)m, 4);
+        int rc = m < 16 ? buf_head(&b, (unsigned char)(RP_MP_FIXARRAY | m), 0, 0)
+                 : m < 65536 ? buf_head(&b, RP_MP_ARRAY16, (uint64_t)m, 2)
+                             : buf_head(&b, RP_MP_ARRAY32, (uint64_t)m, 4);
         if (rc) goto done;
         for (Py_ssize_t j = 0; j < m; j++) {
             PyObject *v = PyDict_GetItemWithError(d, PyTuple_GetItem(names, j));
