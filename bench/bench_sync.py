@@ -26,8 +26,27 @@ throughput
     main process (until A's file records the acknowledgement of the last
     commit), and the rate at which they all arrive on device B.
 
+catchup (``--scenario catchup``)
+    device A's main process syncs once and exits; a secondary then commits
+    ``--backlog`` (10,000) objects offline, one per transaction; reported:
+    the file's size then (and the size of a plain local realm holding the
+    same objects), the time from starting A's main process (and from its
+    agent starting, i.e. ``Realm()`` returning) until the server acknowledged
+    the whole backlog, the file's size after the upload and after A's main
+    process closed it.
+burst (``--scenario burst``)
+    ``--burst-writers`` (6) secondary processes of A each commit
+    ``--burst`` (500) objects one per transaction as fast as they can; for
+    every object, the time from its commit's return (in the writer) until
+    B's observer first sees it; p50/p99 over all of them.
+standby (``--scenario standby``)
+    device A's main process is the agent; this process opens the file with
+    ``flexible_sync`` five times (a standby each time) and closes it: the
+    time ``close()`` takes.
+
     python bench/bench_sync.py [--quick] [--store sqlite|postgres|both]
-        [--samples 200] [--writers 2] [--commits 500]
+        [--scenario latency|catchup|burst|all] [--samples 200] [--writers 2] [--commits 500]
+        [--backlog 10000] [--burst-writers 6] [--burst 500]
 """
 
 from __future__ import annotations
@@ -51,7 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import describe, format_description
 
-from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
+from realmpy import App, AppConfiguration, Configuration, Credentials, Realm, codec
 from realmpy.realm import table_name
 from realmpy.schema import Object, field
 from realmpy.server.testing import (
@@ -82,9 +101,9 @@ def emit(event: str, **kw: Any) -> None:
 def role_main(path: str, appdir: str, base: str) -> None:
     """Device main process: flexible_sync, subscribe to every Ping; runs until stdin closes."""
     app = App(AppConfiguration(APP_ID, base, base_file_path=appdir))
-    realm = Realm(
-        Configuration.flexible_sync(app.log_in(Credentials.anonymous()), [Ping], path=path)
-    )
+    user = app.current_user or app.log_in(Credentials.anonymous())  # the same user on a restart
+    realm = Realm(Configuration.flexible_sync(user, [Ping], path=path))
+    emit("opened", t=time.monotonic())
     with realm.subscriptions.update() as subs:
         subs.add(realm.all(Ping), name="all")
     realm.subscriptions.wait_for_synchronization(timeout=DEADLINE)
@@ -104,6 +123,20 @@ def role_writer(path: str, start: int, count: int) -> None:
         with realm.write():
             realm.add(Ping(id=i, src="tp", payload=payload))
     emit("done", t0=t0, t1=time.monotonic())
+    realm.close()
+
+
+def role_burst(path: str, start: int, count: int) -> None:
+    """Secondary process: on "go", commit ``count`` objects one per transaction; report each commit's return time."""
+    realm = Realm(Configuration.disconnected_sync([Ping], path=path))
+    emit("ready")
+    sys.stdin.readline()
+    times: list[float] = []
+    for i in range(start, start + count):
+        with realm.write():
+            realm.add(Ping(id=i, src="burst"))
+        times.append(time.monotonic())
+    emit("done", first=start, times=times)
     realm.close()
 
 
@@ -191,82 +224,237 @@ def _server(store: str, tmp: Path) -> Iterator[str]:
         drop_pg_schema(schema)
 
 
-def run_store(store: str, samples: int, writers: int, commits: int, tmp: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {"store": store}
-    file_a, file_b = str(tmp / "a.realm"), str(tmp / "b.realm")
+@contextlib.contextmanager
+def _two_devices(store: str, tmp: Path) -> Iterator[tuple[str, list[Child]]]:
+    """A server and the ready main processes of device A (``a.realm``) and B (``b.realm``);
+    yields the server's URL and the list of children (add more: all are closed after)."""
     children: list[Child] = []
     with _server(store, tmp) as base:
         try:
-            main_a = Child("main", file_a, str(tmp / "app-a"), base)
-            main_b = Child("main", file_b, str(tmp / "app-b"), base)
-            children += [main_a, main_b]
-            for c in (main_a, main_b):
+            for dev in ("a", "b"):
+                path = str(tmp / f"{dev}.realm")
+                children.append(Child("main", path, str(tmp / f"app-{dev}"), base))
+            for c in children:
                 c.wait_event("ready")
-            sec_a = Realm(Configuration.disconnected_sync([Ping], path=file_a))
-            obs_b = Realm(Configuration.disconnected_sync([Ping], path=file_b))
-
-            # ---- latency: commit in a secondary of A → readable by a process of B
-            lat: list[float] = []
-            commit: list[float] = []
-            for i in range(samples + 5):
-                t0 = time.monotonic()
-                with sec_a.write():
-                    sec_a.add(Ping(id=-1 - i, src="lat"))
-                t1 = time.monotonic()
-                _wait_until(obs_b, lambda i=i: obs_b.find(Ping, -1 - i) is not None, t1 + DEADLINE)
-                t2 = time.monotonic()
-                if i >= 5:
-                    commit.append(t1 - t0)
-                    lat.append(t2 - t1)
-            out["latency_ms"] = {
-                q: 1000 * _pct(lat, v) for q, v in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
-            }
-            out["latency_mean_ms"] = 1000 * statistics.fmean(lat)
-            out["commit_ms_p50"] = 1000 * _pct(commit, 0.5)
-            out["samples"] = samples
-
-            # ---- throughput: W secondary processes commit as fast as they can
-            ws = [Child("writer", file_a, str(w * commits), str(commits)) for w in range(writers)]
-            children += ws
-            for w in ws:
-                w.wait_event("ready")
-            t0 = time.monotonic()
-            for w in ws:
-                w.send("go")
-            dones = [w.wait_event("done") for w in ws]
-            t_written = max(d["t1"] for d in dones)
-            with sec_a._env.read() as snap:
-                target_cv = Meta(snap).cv()
-
-            def acked() -> bool:
-                with sec_a._env.read() as snap:
-                    return Meta(snap).acked() >= target_cv
-
-            _wait_until(sec_a, acked, time.monotonic() + DEADLINE)
-            t_acked = time.monotonic()
-            total = writers * commits
-            tname = table_name("Ping")
-
-            def all_on_b() -> bool:
-                with obs_b._env.read() as snap:
-                    return snap.count(tname) >= total + samples + 5
-
-            _wait_until(obs_b, all_on_b, time.monotonic() + DEADLINE)
-            t_b = time.monotonic()
-            out["throughput"] = {
-                "commits": total,
-                "writers": writers,
-                "local_per_s": total / (t_written - t0),
-                "acked_per_s": total / (t_acked - t0),
-                "on_b_per_s": total / (t_b - t0),
-                "upload_lag_s": t_acked - t_written,
-            }
-            sec_a.close()
-            obs_b.close()
+            yield base, children
         finally:
             for c in children:
                 c.close()
+
+
+def run_store(store: str, samples: int, writers: int, commits: int, tmp: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {"store": store}
+    file_a, file_b = str(tmp / "a.realm"), str(tmp / "b.realm")
+    with _two_devices(store, tmp) as (_base, children):
+        sec_a = Realm(Configuration.disconnected_sync([Ping], path=file_a))
+        obs_b = Realm(Configuration.disconnected_sync([Ping], path=file_b))
+
+        # ---- latency: commit in a secondary of A → readable by a process of B
+        lat: list[float] = []
+        commit: list[float] = []
+        for i in range(samples + 5):
+            t0 = time.monotonic()
+            with sec_a.write():
+                sec_a.add(Ping(id=-1 - i, src="lat"))
+            t1 = time.monotonic()
+            _wait_until(obs_b, lambda i=i: obs_b.find(Ping, -1 - i) is not None, t1 + DEADLINE)
+            t2 = time.monotonic()
+            if i >= 5:
+                commit.append(t1 - t0)
+                lat.append(t2 - t1)
+        out["latency_ms"] = {
+            q: 1000 * _pct(lat, v) for q, v in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+        }
+        out["latency_mean_ms"] = 1000 * statistics.fmean(lat)
+        out["commit_ms_p50"] = 1000 * _pct(commit, 0.5)
+        out["samples"] = samples
+
+        # ---- throughput: W secondary processes commit as fast as they can
+        ws = [Child("writer", file_a, str(w * commits), str(commits)) for w in range(writers)]
+        children += ws
+        for w in ws:
+            w.wait_event("ready")
+        t0 = time.monotonic()
+        for w in ws:
+            w.send("go")
+        dones = [w.wait_event("done") for w in ws]
+        t_written = max(d["t1"] for d in dones)
+        with sec_a._env.read() as snap:
+            target_cv = Meta(snap).cv()
+
+        def acked() -> bool:
+            with sec_a._env.read() as snap:
+                return Meta(snap).acked() >= target_cv
+
+        _wait_until(sec_a, acked, time.monotonic() + DEADLINE)
+        t_acked = time.monotonic()
+        total = writers * commits
+        tname = table_name("Ping")
+
+        def all_on_b() -> bool:
+            with obs_b._env.read() as snap:
+                return snap.count(tname) >= total + samples + 5
+
+        _wait_until(obs_b, all_on_b, time.monotonic() + DEADLINE)
+        t_b = time.monotonic()
+        out["throughput"] = {
+            "commits": total,
+            "writers": writers,
+            "local_per_s": total / (t_written - t0),
+            "acked_per_s": total / (t_acked - t0),
+            "on_b_per_s": total / (t_b - t0),
+            "upload_lag_s": t_acked - t_written,
+        }
+        sec_a.close()
+        obs_b.close()
     return out
+
+
+def _size(path: str) -> int:
+    return os.stat(path).st_size
+
+
+def run_catchup(store: str, backlog: int, tmp: Path) -> dict[str, Any]:
+    """10k offline commits in a secondary, then the main process starts: time to full acknowledgement."""
+    file_a = str(tmp / "a.realm")
+    out: dict[str, Any] = {"store": store, "backlog": backlog}
+    with _server(store, tmp) as base:
+        first = Child("main", file_a, str(tmp / "app-a"), base)
+        try:
+            first.wait_event("ready")
+        finally:
+            first.close()
+        local = Realm(Configuration(schema=(Ping,), path=str(tmp / "local.realm")))
+        sec = Realm(Configuration.disconnected_sync([Ping], path=file_a))
+        payload = "x" * 64
+        for i in range(backlog):
+            with sec.write():
+                sec.add(Ping(id=i, src="offline", payload=payload))
+            with local.write():
+                local.add(Ping(id=i, src="offline", payload=payload))
+        local.close()
+        out["size_local_mb"] = _size(str(tmp / "local.realm")) / 1e6
+        out["size_offline_mb"] = _size(file_a) / 1e6
+        with sec._env.read() as snap:
+            target = Meta(snap).cv()
+        t0 = time.monotonic()
+        main = Child("main", file_a, str(tmp / "app-a"), base)
+        try:
+            opened = main.wait_event("opened")["t"]
+
+            def acked() -> bool:
+                with sec._env.read() as snap:
+                    return Meta(snap).acked() >= target
+
+            _wait_until(sec, acked, time.monotonic() + DEADLINE)
+            t1 = time.monotonic()
+            out["acked_after_start_s"] = t1 - t0
+            out["acked_after_agent_s"] = t1 - opened
+            out["size_uploaded_mb"] = _size(file_a) / 1e6
+        finally:
+            main.close()
+        sec.close()
+        out["size_closed_mb"] = _size(file_a) / 1e6
+    return out
+
+
+def run_burst(store: str, writers: int, burst: int, tmp: Path) -> dict[str, Any]:
+    """``writers`` secondaries commit ``burst`` objects each at once: commit → seen on device B."""
+    file_a, file_b = str(tmp / "a.realm"), str(tmp / "b.realm")
+    out: dict[str, Any] = {"store": store, "writers": writers, "burst": burst}
+    first_id = 1_000_000
+    with _two_devices(store, tmp) as (_base, children):
+        obs_b = Realm(Configuration.disconnected_sync([Ping], path=file_b))
+        ws = [Child("burst", file_a, str(first_id + w * burst), str(burst)) for w in range(writers)]
+        children += ws
+        for w in ws:
+            w.wait_event("ready")
+        results: list[dict[str, Any]] = []
+        threads = [
+            threading.Thread(target=lambda w=w: results.append(w.wait_event("done"))) for w in ws
+        ]
+        for t in threads:
+            t.start()
+        for w in ws:
+            w.send("go")
+        seen: dict[int, float] = {}
+        total = writers * burst
+        tname = table_name("Ping")
+        start_key = codec.encode_key(first_id)
+        deadline = time.monotonic() + DEADLINE
+        env = obs_b._env
+        while len(seen) < total:
+            v = env.version
+            with env.read() as snap:
+                if snap.count(tname) > len(seen):
+                    now = time.monotonic()
+                    for k, _ in snap.scan(tname, start_key):
+                        pk = codec.decode_key(k)[0]
+                        if pk not in seen:
+                            seen[pk] = now
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"burst: {len(seen)}/{total} arrived on B")
+            if len(seen) < total:
+                env.wait_for_change(v, 1.0)
+        for t in threads:
+            t.join()
+        lat: list[float] = []
+        for r in results:
+            for i, tc in enumerate(r["times"]):
+                lat.append(seen[int(r["first"]) + i] - tc)
+        out["latency_ms"] = {
+            q: 1000 * _pct(lat, v) for q, v in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+        }
+        out["latency_max_ms"] = 1000 * max(lat)
+        obs_b.close()
+    return out
+
+
+def run_standby(store: str, tmp: Path) -> dict[str, Any]:
+    """How long closing a standby takes (it waits for the agent's lock meanwhile)."""
+    file_a = str(tmp / "a.realm")
+    out: dict[str, Any] = {"store": store}
+    with _server(store, tmp) as base:
+        main = Child("main", file_a, str(tmp / "app-a"), base)
+        try:
+            main.wait_event("ready")
+            app = App(AppConfiguration(APP_ID, base, base_file_path=str(tmp / "app-a")))
+            user = app.current_user
+            assert user is not None
+            times: list[float] = []
+            for _ in range(5):
+                realm = Realm(Configuration.flexible_sync(user, [Ping], path=file_a))
+                assert realm.sync_session.role != "agent"
+                t0 = time.monotonic()
+                realm.close()
+                times.append(time.monotonic() - t0)
+            out["close_s"] = times
+        finally:
+            main.close()
+    return out
+
+
+def _standby_line(r: dict[str, Any]) -> str:
+    return f"{r['store']} standby close: " + ", ".join(f"{t * 1000:.1f} ms" for t in r["close_s"])
+
+
+def _catchup_line(r: dict[str, Any]) -> str:
+    return (
+        f"{r['store']} catch-up of {r['backlog']} offline commits: acknowledged "
+        f"{r['acked_after_start_s']:.2f} s after the main process started "
+        f"({r['acked_after_agent_s']:.2f} s after its Realm() returned); file "
+        f"{r['size_offline_mb']:.1f} MB offline (plain local realm {r['size_local_mb']:.1f} MB), "
+        f"{r['size_uploaded_mb']:.1f} MB after upload, {r['size_closed_mb']:.1f} MB after close"
+    )
+
+
+def _burst_line(r: dict[str, Any]) -> str:
+    lat = r["latency_ms"]
+    return (
+        f"{r['store']} burst of {r['writers']} writers x {r['burst']} commits, commit -> seen on B: "
+        f"p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, p99 {lat['p99']:.0f} ms, "
+        f"max {r['latency_max_ms']:.0f} ms"
+    )
 
 
 def _table(results: list[dict[str, Any]]) -> str:
@@ -300,6 +488,14 @@ def main() -> None:
     ap.add_argument(
         "--commits", type=int, default=None, help="commits per writer (default 500, quick 100)"
     )
+    ap.add_argument(
+        "--scenario",
+        choices=("latency", "catchup", "burst", "standby", "all"),
+        default="latency",
+    )
+    ap.add_argument("--backlog", type=int, default=None, help="catchup: offline commits (10000)")
+    ap.add_argument("--burst-writers", type=int, default=6, help="burst: secondary processes")
+    ap.add_argument("--burst", type=int, default=None, help="burst: commits per writer (500)")
     ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")
     args = ap.parse_args()
     if args.role:
@@ -308,13 +504,21 @@ def main() -> None:
             role_main(rest[0], rest[1], rest[2])
         elif role == "writer":
             role_writer(rest[0], int(rest[1]), int(rest[2]))
+        elif role == "burst":
+            role_burst(rest[0], int(rest[1]), int(rest[2]))
         else:
             raise SystemExit(f"unknown role {role}")
         return
     samples = args.samples or (30 if args.quick else 200)
     commits = args.commits or (100 if args.quick else 500)
+    backlog = args.backlog or (2000 if args.quick else 10_000)
+    burst = args.burst or (100 if args.quick else 500)
     stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
+    scenarios = (
+        ["latency", "catchup", "burst", "standby"] if args.scenario == "all" else [args.scenario]
+    )
     results: list[dict[str, Any]] = []
+    others: list[dict[str, Any]] = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench_sync_") as d:
         print(format_description(describe(d)), flush=True)
@@ -326,22 +530,44 @@ def main() -> None:
                         f"\npostgres: skipped ({why}); run `bash .ci/postgres.sh` or set REALMPY_TEST_PG_URL"
                     )
                     continue
-            sub = Path(d) / store
-            sub.mkdir()
-            print(
-                f"\n{store}: {samples} latency rounds, {args.writers} writers x {commits} commits ...",
-                flush=True,
-            )
-            results.append(run_store(store, samples, args.writers, commits, sub))
+            for scenario in scenarios:
+                sub = Path(d) / f"{store}-{scenario}"
+                sub.mkdir()
+                if scenario == "latency":
+                    print(
+                        f"\n{store}: {samples} latency rounds, {args.writers} writers x {commits} commits ...",
+                        flush=True,
+                    )
+                    results.append(run_store(store, samples, args.writers, commits, sub))
+                elif scenario == "standby":
+                    others.append(run_standby(store, sub))
+                    print(_standby_line(others[-1]), flush=True)
+                elif scenario == "catchup":
+                    print(f"\n{store}: catch-up of {backlog} offline commits ...", flush=True)
+                    others.append(run_catchup(store, backlog, sub))
+                    print(_catchup_line(others[-1]), flush=True)
+                else:
+                    print(
+                        f"\n{store}: burst of {args.burst_writers} writers x {burst} commits ...",
+                        flush=True,
+                    )
+                    others.append(run_burst(store, args.burst_writers, burst, sub))
+                    print(_burst_line(others[-1]), flush=True)
     load_after = os.getloadavg()
     print()
-    print(_table(results))
+    if results:
+        print(_table(results))
+    for r in others:
+        if "close_s" in r:
+            print(_standby_line(r))
+        else:
+            print(_catchup_line(r) if "backlog" in r else _burst_line(r))
     print(
         f"\nload average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
         f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
     )
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results + others, indent=2))
 
 
 if __name__ == "__main__":

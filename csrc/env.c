@@ -48,6 +48,7 @@ const char *rp_strerror(int err) {
     case RP_BAD_TABLE: return "table name is empty or too long";
     case RP_CLOSED: return "the environment is closing";
     case RP_EXISTS: return "the target file already exists";
+    case RP_TIMEOUT: return "timed out waiting for the write lock (another writer holds it)";
     case RP_LOCK_CHANGED: return "the lock file was deleted, replaced or truncated while the database was open";
     default: break;
     }

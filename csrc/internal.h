@@ -230,6 +230,9 @@ void rp_lock_close(rp_env *env);
  * one does. */
 int  rp_wlock(rp_env *env, int *owner_died);
 int  rp_wlock_try(rp_env *env, int *owner_died);
+/* rp_wlock giving up with RP_TIMEOUT after timeout_ms (0: rp_wlock_try,
+ * RP_TIMEOUT instead of RP_BUSY; < 0: rp_wlock). */
+int  rp_wlock_timed(rp_env *env, int64_t timeout_ms, int *owner_died);
 void rp_wlock_consistent(rp_env *env);
 void rp_wunlock(rp_env *env);
 

@@ -666,18 +666,30 @@ static int wlock_result(rp_env *env, int rc, int *owner_died) {
 }
 
 int rp_wlock(rp_env *env, int *owner_died) {
+    return rp_wlock_timed(env, -1, owner_died);
+}
+
+int rp_wlock_timed(rp_env *env, int64_t timeout_ms, int *owner_died) {
     assert(env != NULL && env->lk != NULL && owner_died != NULL);
     *owner_died = 0;
+    if (timeout_ms == 0) {
+        int rc = rp_wlock_try(env, owner_died);
+        return rc == RP_BUSY ? RP_TIMEOUT : rc;
+    }
+    /* The overall deadline (CLOCK_MONOTONIC, in ns); each slice ends at the
+     * sooner of it and the next owner check. */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t start_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+    uint64_t deadline_ns = timeout_ms < 0 ? UINT64_MAX : start_ns + (uint64_t)timeout_ms * 1000000ull;
     uint32_t suspect = 0;
     for (;;) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(RP_WLOCK_CHECK_NS / 1000000000ull);
-        ts.tv_nsec += (long)(RP_WLOCK_CHECK_NS % 1000000000ull);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+        if (now_ns >= deadline_ns) return RP_TIMEOUT;
+        uint64_t until = now_ns + RP_WLOCK_CHECK_NS;
+        if (until > deadline_ns) until = deadline_ns;
+        struct timespec ts = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
         int rc = pthread_mutex_clocklock(&env->lk->wmutex.m, CLOCK_MONOTONIC, &ts);
         if (rc == ETIMEDOUT) {
             wlock_owner_check(env, &suspect);

@@ -178,6 +178,7 @@ extern "C" {
 #define RP_BAD_TABLE        -30818  /* table name empty or too long           */
 #define RP_CLOSED           -30819  /* env is closing (rp_env_interrupt)      */
 #define RP_EXISTS           -30820  /* compaction target already exists       */
+#define RP_TIMEOUT          -30821  /* the writer mutex was not acquired in time */
 #define RP_LOCK_CHANGED     -30830  /* <path>.lock was deleted, replaced or
                                        truncated while the env was open: this
                                        env refuses to write (another process
@@ -436,6 +437,12 @@ const char *rp_env_path(rp_env *env);
  *         replaced or truncated), RP_CORRUPT (a dead writer's commit cannot
  *         be settled), ENOMEM, errno. */
 int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out);
+
+/* rp_txn_begin, but a write transaction gives up waiting for the writer
+ * mutex after timeout_ms milliseconds (0: only if it is free now; < 0: wait
+ * forever, as rp_txn_begin).  A read snapshot never waits and ignores it.
+ * Errors: those of rp_txn_begin, and RP_TIMEOUT (nothing was acquired). */
+int rp_txn_begin_timed(rp_env *env, unsigned flags, int64_t timeout_ms, rp_txn **out);
 
 /* Commit and free the transaction (a read txn is simply ended).  With
  * durability "full" the commit is on stable storage when this returns OK.

@@ -579,7 +579,7 @@ int rp_resolve_commit(rp_env *env) {
     return RP_OK;
 }
 
-static int write_begin(rp_env *env, rp_txn *txn) {
+static int write_begin(rp_env *env, rp_txn *txn, int64_t timeout_ms) {
     if (env->flags & RP_RDONLY) return RP_READ_ONLY;
     pthread_mutex_lock(&env->local);
     int mine = atomic_load(&env->has_writer) && pthread_equal(env->writer, pthread_self());
@@ -589,7 +589,7 @@ static int write_begin(rp_env *env, rp_txn *txn) {
     int rc = rp_lock_check(env, 0);
     if (rc) return rc;
     int died = 0;
-    rc = rp_wlock(env, &died);
+    rc = rp_wlock_timed(env, timeout_ms, &died);
     if (rc) return rc;
     txn->locked = 1;
     pthread_mutex_lock(&env->local);
@@ -639,6 +639,10 @@ static int read_begin(rp_env *env, rp_slot *slot, rp_roots *roots) {
 }
 
 int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out) {
+    return rp_txn_begin_timed(env, flags, -1, out);
+}
+
+int rp_txn_begin_timed(rp_env *env, unsigned flags, int64_t timeout_ms, rp_txn **out) {
     if (!out) return RP_INVALID;
     *out = NULL;
     int rc = rp_env_usable(env);
@@ -655,7 +659,7 @@ int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out) {
     env->ntxns++;
     pthread_mutex_unlock(&env->local);
     if (flags & RP_TXN_WRITE) {
-        rc = write_begin(env, txn);
+        rc = write_begin(env, txn, timeout_ms);
     } else {
         rc = rp_slot_get(env, &txn->slot);
         if (!rc) rc = read_begin(env, txn->slot, &txn->roots);

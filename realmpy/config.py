@@ -29,21 +29,37 @@ import dataclasses
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from realmpy.errors import ConfigurationError
 from realmpy.schema import Schema
 
 if TYPE_CHECKING:
+    # Types only (the object layer never imports the sync client at run time).
     from realmpy.realm import Realm
+    from realmpy.sync.app import User
+    from realmpy.sync.configuration import ClientResetHandler, SyncErrorHandler
 
-__all__ = ["Configuration", "in_memory_path"]
+__all__ = ["Configuration", "default_should_compact", "in_memory_path"]
 
 Kind = Literal["local", "in_memory", "flexible_sync", "disconnected_sync"]
 Durability = Literal["full", "none"]
 MigrationCallback = Callable[[Any, "Realm"], None]
 CompactCallback = Callable[[int, int], bool]
 InitialDataCallback = Callable[["Realm"], None]
+
+
+def default_should_compact(total_bytes: int, used_bytes: int) -> bool:
+    """The ``should_compact`` of synced configurations: compact a file over 1 MiB that is mostly free.
+
+    A synced file's history and merge state grow while offline and are
+    trimmed once the server acknowledges them, leaving free pages behind;
+    the engine reuses them for later writes, but the file only shrinks by
+    compaction, which needs every other process to have closed the file.
+    So it is asked when a process opens the file alone and when the last
+    process closes it (Realm's ``shouldCompactOnLaunch`` asks only on open).
+    """
+    return total_bytes > 1 << 20 and used_bytes * 2 < total_bytes
 
 
 def in_memory_path(identifier: str) -> str:
@@ -78,6 +94,13 @@ class Configuration:
     """Sync payload (user, handlers, …) for the sync kinds; ``None`` here."""
     recover: bool = False
     """Open a damaged file at its newest intact version (``Environment(recover=True)``)."""
+
+    default_storage_path: ClassVar[str] = os.path.abspath(
+        os.environ.get("REALMPY_STORAGE_PATH") or os.getcwd()
+    )
+    """Where :meth:`local` puts ``default.realm`` when given no path (Realm's
+    ``Configuration.defaultStoragePath``): ``$REALMPY_STORAGE_PATH`` or the current
+    directory when realmpy was imported; assign it to move new default files."""
 
     def __post_init__(self) -> None:
         if isinstance(self.schema_version, bool) or not isinstance(self.schema_version, int):
@@ -118,7 +141,7 @@ class Configuration:
         cls,
         schema: Sequence[type],
         *,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None = None,
         schema_version: int = 0,
         migration: MigrationCallback | None = None,
         should_compact: CompactCallback | None = None,
@@ -129,11 +152,14 @@ class Configuration:
         durability: Durability = "full",
         recover: bool = False,
     ) -> Configuration:
-        """A file on disk, shared by any number of processes.
+        """A file on disk, shared by any number of processes
+        (``<default_storage_path>/default.realm`` when ``path`` is None).
 
         ``recover=True`` salvages a damaged file: it opens the newest intact
         version instead of raising :class:`~realmpy.errors.CorruptError`
         (see ``Environment``'s ``recover``)."""
+        if path is None:
+            path = os.path.join(cls.default_storage_path, "default.realm")
         if not isinstance(path, (str, os.PathLike)):
             raise ConfigurationError(f"path must be a str or PathLike, not {path!r}")
         return cls(
@@ -155,24 +181,70 @@ class Configuration:
     # -- sync kinds (issue 5): built by realmpy.sync.configuration, imported lazily ------
 
     @classmethod
-    def flexible_sync(cls, user: Any, schema: Sequence[type], **kwargs: Any) -> Configuration:
+    def flexible_sync(
+        cls,
+        user: User,
+        schema: Sequence[type],
+        *,
+        path: str | os.PathLike[str] | None = None,
+        sync_error_handler: SyncErrorHandler | None = None,
+        client_reset_handler: ClientResetHandler | str | None = None,
+        max_active_versions: int | None = None,
+        schema_version: int = 0,
+        migration: MigrationCallback | None = None,
+        initial_data: InitialDataCallback | None = None,
+        should_compact: CompactCallback | Literal["default"] | None = "default",
+        durability: Durability = "full",
+    ) -> Configuration:
         """The main process's configuration: syncs the file with the server for ``user``.
 
-        Keywords: ``path=None`` (default: under the app's base directory),
-        ``sync_error_handler``, ``client_reset_handler``, ``max_active_versions``,
-        ``schema_version``, ``migration``, ``initial_data``, ``durability``.
+        ``path=None`` puts the file under the app's base directory;
+        ``should_compact`` defaults to :func:`default_should_compact` (pass
+        None to never compact on open/close).
         """
         from realmpy.sync.configuration import flexible_sync
 
-        return flexible_sync(cls, user, schema, **kwargs)
+        return flexible_sync(
+            cls,
+            user,
+            schema,
+            path=path,
+            sync_error_handler=sync_error_handler,
+            client_reset_handler=client_reset_handler,
+            max_active_versions=max_active_versions,
+            schema_version=schema_version,
+            migration=migration,
+            initial_data=initial_data,
+            should_compact=should_compact,
+            durability=durability,
+        )
 
     @classmethod
-    def disconnected_sync(cls, schema: Sequence[type], **kwargs: Any) -> Configuration:
+    def disconnected_sync(
+        cls,
+        schema: Sequence[type],
+        *,
+        path: str | os.PathLike[str],
+        max_active_versions: int | None = None,
+        schema_version: int = 0,
+        migration: MigrationCallback | None = None,
+        should_compact: CompactCallback | Literal["default"] | None = "default",
+        durability: Durability = "full",
+    ) -> Configuration:
         """A secondary process's configuration: reads and writes the synced file at ``path``
         (required) without syncing; the main process uploads its changes."""
         from realmpy.sync.configuration import disconnected_sync
 
-        return disconnected_sync(cls, schema, **kwargs)
+        return disconnected_sync(
+            cls,
+            schema,
+            path=path,
+            max_active_versions=max_active_versions,
+            schema_version=schema_version,
+            migration=migration,
+            should_compact=should_compact,
+            durability=durability,
+        )
 
     @classmethod
     def in_memory(

@@ -54,6 +54,7 @@ __all__ = [
     "TransactionError",
     "ValueTooLargeError",
     "VersionLimitError",
+    "WriteLockTimeoutError",
     "WrongThreadError",
     "error_for_code",
 ]
@@ -174,6 +175,10 @@ class ExistsError(StorageError, FileExistsError):
     """RP_EXISTS: the destination of a compaction already exists."""
 
 
+class WriteLockTimeoutError(StorageError, TimeoutError):
+    """RP_TIMEOUT: the write lock was not acquired within the ``timeout`` given."""
+
+
 class ArgumentTypeError(StorageError, TypeError):
     """An argument of the wrong Python type (e.g. ``str`` where ``bytes``)."""
 
@@ -227,6 +232,7 @@ RP_INVALID = -30817
 RP_BAD_TABLE = -30818
 RP_CLOSED = -30819
 RP_EXISTS = -30820
+RP_TIMEOUT = -30821
 RP_LOCK_CHANGED = -30830
 RP_LOCK_ERRNO = -31000  # RP_LOCK_ERRNO - errno: that errno, about <path>.lock
 
@@ -306,6 +312,10 @@ _CODES: dict[int, tuple[type[StorageError], str]] = {
     RP_EXISTS: (
         ExistsError,
         "the destination exists; choose a new path or remove it first",
+    ),
+    RP_TIMEOUT: (
+        WriteLockTimeoutError,
+        "another thread or process holds the write lock; retry, or wait longer",
     ),
     RP_LOCK_CHANGED: (
         LockFileChangedError,

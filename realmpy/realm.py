@@ -50,6 +50,7 @@ import itertools
 import operator
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 from uuid import UUID
@@ -58,6 +59,7 @@ from realmpy import codec
 from realmpy import pushdown as _pushdown
 from realmpy import query as _query
 from realmpy import results as _results
+from realmpy import waiting as _waiting
 from realmpy._speedups import RealmState
 from realmpy._speedups import Record as _Record
 from realmpy._speedups import all_full as _all_full
@@ -89,6 +91,7 @@ from realmpy.errors import (
     RealmThreadError,
     SchemaError,
     TransactionStateError,
+    WriteLockTimeoutError,
     WrongRealmError,
 )
 from realmpy.managed import ManagedDict, ManagedList, ManagedSet
@@ -113,10 +116,13 @@ from realmpy.storage import Environment, Snapshot, WriteTransaction
 if TYPE_CHECKING:
     from realmpy.notifier import Notifier
     from realmpy.results import Results
+    from realmpy.sync.session import SyncSession  # types only: no run-time import of the sync layer
+    from realmpy.sync.subscriptions import SubscriptionSet
 
 __all__ = ["Realm", "Transaction"]
 
 T = TypeVar("T", bound=Object)
+_T = TypeVar("_T")
 
 _get_ident = threading.get_ident
 _encode_key = codec.encode_key
@@ -286,6 +292,33 @@ class _ClassInfo:
 # Per-process state of one file
 
 
+def _compact_file(env: Environment, path: str) -> None:
+    """Replace the file at ``path`` by a compacted copy of ``env``'s newest version; closes ``env``.
+
+    The caller holds the session file exclusively (no other process has the
+    file open), so the old file and lock file can be replaced under no one.
+    """
+    tmp = path + ".compact"
+    for suffix in ("", ".lock"):
+        try:
+            os.unlink(tmp + suffix)
+        except FileNotFoundError:
+            pass
+    env.compact(tmp)
+    env.close()
+    os.replace(tmp, path)
+    for stale in (tmp + ".lock", path + ".lock"):
+        try:
+            os.unlink(stale)
+        except FileNotFoundError:
+            pass
+
+
+def _wants_compaction(env: Environment, should_compact: Callable[[int, int], bool]) -> bool:
+    st = env.stats()
+    return should_compact(st.file_size, (st.pages_used - st.free_pages) * st.page_size)
+
+
 class _SharedFile:
     """One Environment, session lock and notifier per file and process."""
 
@@ -326,6 +359,8 @@ class _SharedFile:
             raise
         self.kind = config.kind
         self.notifier: Notifier | None = None
+        self.should_compact = None if config.read_only else config.should_compact
+        """Asked again when the last realm of the file in this process closes (see ``release``)."""
 
     def _try_exclusive(self) -> bool:
         if self._session_fd is None:
@@ -390,8 +425,16 @@ class _SharedFile:
                 del _SharedFile._registry[self.path]
         if self.notifier is not None:
             self.notifier.stop()
-        self.env.close()
         last = self._try_exclusive()
+        if last and self.kind != "in_memory" and self.should_compact is not None:
+            # The file is idle (no other process has it open): the compaction a synced
+            # file's trimmed history asks for happens here, not only at the next open.
+            try:
+                if _wants_compaction(self.env, self.should_compact):
+                    _compact_file(self.env, self.path)
+            except Exception:  # never fail a close; the next open asks again
+                pass
+        self.env.close()
         if last and self.kind == "in_memory":
             for suffix in ("", ".lock", ".session"):
                 try:
@@ -528,6 +571,23 @@ class Realm(RealmState):
     exactly when a live realm advances to newer versions.
     """
 
+    _open_realms: ClassVar[weakref.WeakSet[Realm]] = weakref.WeakSet()
+    """Every live realm of this process (for :meth:`shutdown`)."""
+    _open_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @staticmethod
+    def shutdown() -> None:
+        """Close every realm this process has open, from any thread, and so stop its sync agents.
+
+        Realm's ``Realm.shutdown()``: for the end of a program or a test (a
+        standby elsewhere takes over syncing at once).  Objects and results of
+        the closed realms become unusable; a realm can be opened again after.
+        """
+        with Realm._open_lock:
+            realms = list(Realm._open_realms)
+        for realm in realms:
+            realm.close()
+
     def __init__(self, config: Configuration) -> None:
         if not isinstance(config, Configuration):
             raise ConfigurationError(f"Realm() takes a Configuration, not {type(config).__name__}")
@@ -569,6 +629,8 @@ class Realm(RealmState):
         except BaseException:
             self.close()
             raise
+        with Realm._open_lock:
+            Realm._open_realms.add(self)
 
     # -- opening ------------------------------------------------------------
 
@@ -590,14 +652,10 @@ class Realm(RealmState):
 
     def _open(self) -> None:
         config = self._config
-        if config.should_compact is not None and config.kind == "local":
+        if config.should_compact is not None and config.kind != "in_memory":
             with self._shared.alone() as alone:
-                if alone:
-                    st = self._env.stats()
-                    total = st.file_size
-                    used = (st.pages_used - st.free_pages) * st.page_size
-                    if config.should_compact(total, used):
-                        self._compact_in_place()
+                if alone and _wants_compaction(self._env, config.should_compact):
+                    self._compact_in_place()
         # Records are positional in the stored schema's order, so the schema
         # this realm uses must be the one it stores: if another process
         # stored one between our read and our write, start again from it.
@@ -761,23 +819,7 @@ class Realm(RealmState):
                     txn.drop(index_name(c.name, p.name))
 
     def _compact_in_place(self) -> None:
-        tmp = self._config.path + ".compact"
-        for suffix in ("", ".lock"):
-            try:
-                os.unlink(tmp + suffix)
-            except FileNotFoundError:
-                pass
-        self._env.compact(tmp)
-        self._env.close()
-        os.replace(tmp, self._config.path)
-        try:
-            os.unlink(tmp + ".lock")
-        except FileNotFoundError:
-            pass
-        try:
-            os.unlink(self._config.path + ".lock")
-        except FileNotFoundError:
-            pass
+        _compact_file(self._env, self._config.path)
         self._shared.env = Environment(
             self._config.path,
             durability=self._config.durability,
@@ -851,19 +893,32 @@ class Realm(RealmState):
     # -- sync (issue 5: provided by realmpy.sync through config.sync) -----------------
 
     @property
-    def sync_session(self) -> Any:
-        """The :class:`realmpy.sync.session.SyncSession` of a ``flexible_sync`` realm, else ``None``."""
-        return None if self._config.sync is None else self._config.sync.sync_session(self)
+    def sync_session(self) -> SyncSession:
+        """The :class:`realmpy.sync.session.SyncSession` of a synced realm.
+
+        Raises :class:`ConfigurationError` for a local realm, or when the
+        configuration kind gives no session (as Realm's ``syncSession`` throws).
+        """
+        session: SyncSession | None = (
+            None if self._config.sync is None else self._config.sync.sync_session(self)
+        )
+        if session is None:
+            raise ConfigurationError(
+                f"a {self._config.kind} realm has no sync session: open the file with "
+                "Configuration.flexible_sync in the process that syncs it"
+            )
+        return session
 
     @property
-    def subscriptions(self) -> Any:
+    def subscriptions(self) -> SubscriptionSet:
         """The :class:`realmpy.sync.subscriptions.SubscriptionSet` of a synced realm."""
         if self._config.sync is None:
             raise ConfigurationError(
                 "subscriptions need a flexible_sync or disconnected_sync configuration"
             )
         self._check()
-        return self._config.sync.subscriptions(self)
+        subs: SubscriptionSet = self._config.sync.subscriptions(self)
+        return subs
 
     @property
     def version(self) -> int:
@@ -993,9 +1048,10 @@ class Realm(RealmState):
 
     # -- transactions ----------------------------------------------------------
 
-    def begin_write(self) -> Transaction:
+    def begin_write(self, timeout: float | None = None) -> Transaction:
         """Begin the write transaction at the newest version (waits for
-        writers in other processes and threads)."""
+        writers in other processes and threads; at most ``timeout`` seconds
+        if given, then :class:`~realmpy.errors.WriteLockTimeoutError`)."""
         self._check()
         if self._frozen:
             raise FrozenRealmError("a frozen realm cannot be written")
@@ -1006,7 +1062,7 @@ class Realm(RealmState):
                 "a write transaction is already open in this realm: nested writes are not supported"
             )
         self._drop_snapshot()
-        self._wtxn = self._env.write()
+        self._wtxn = self._env.write(timeout)
         self._dead = {}
         if self._config.sync is not None:  # sync hook (issue 5): record this write's changeset
             self._wtxn = self._config.sync.wrap_write(self._wtxn)
@@ -1016,9 +1072,46 @@ class Realm(RealmState):
         self._wtxn_owner = tx
         return tx
 
-    def write(self) -> Transaction:
-        """``with realm.write():`` — commits on success, rolls back on error."""
-        return self.begin_write()
+    def write(self, timeout: float | None = None) -> Transaction:
+        """``with realm.write():`` — commits on success, rolls back on error.
+
+        ``timeout`` bounds the wait for the cross-process write lock (seconds;
+        None waits as long as another writer holds it):
+        :class:`~realmpy.errors.WriteLockTimeoutError` after it, with nothing begun.
+        """
+        return self.begin_write(timeout)
+
+    async def write_async(self, fn: Callable[[], _T], *, timeout: float | None = None) -> _T:
+        """Run ``fn()`` in a write transaction, waiting for the write lock without blocking the loop.
+
+        Realm's ``writeAsync``: returns ``fn``'s result after the commit; an
+        exception from ``fn`` rolls back and propagates.  The lock is taken
+        only when free (``begin_write(timeout=0)``); while another writer holds
+        it the coroutine awaits the next commit of the file (``waiting``), so a
+        burst of writers never blocks the event loop; a holder that ends
+        without committing is noticed within 50 ms.  Raises
+        :class:`~realmpy.errors.WriteLockTimeoutError` after ``timeout``
+        seconds.  The commit itself (one ``fdatasync`` with durability
+        "full") runs on the loop's thread, which owns this realm.
+        """
+        self._check()
+        began: list[Transaction] = []
+
+        def take() -> bool:
+            try:
+                began.append(self.begin_write(timeout=0))
+            except WriteLockTimeoutError:
+                return False
+            return True
+
+        def timed_out() -> WriteLockTimeoutError:
+            return WriteLockTimeoutError(
+                f"write_async: the write lock of {self._config.path} stayed taken for {timeout}s"
+            )
+
+        await _waiting.wait_until_async(self._env, take, timeout, timed_out=timed_out, slice_s=0.05)
+        with began[0]:
+            return fn()
 
     def _commit(self) -> None:
         txn = self._require_write()
@@ -1060,6 +1153,8 @@ class Realm(RealmState):
             return
         self._closed_done = True
         self._closed = True
+        with Realm._open_lock:
+            Realm._open_realms.discard(self)
         self._guard = None
         for token in list(getattr(self, "_tokens", [])):
             token.remove()

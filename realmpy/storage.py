@@ -539,15 +539,26 @@ class Environment:
             raise self._closed_error("begin a read snapshot")
         return snap
 
-    def write(self) -> WriteTransaction:
+    def write(self, timeout: float | None = None) -> WriteTransaction:
         """Begin the write transaction, waiting for other writers to finish.
 
         One writer at a time across every process and thread.  As a context
         manager it commits on a clean exit and aborts on an exception.
+        ``timeout`` (seconds; None waits forever, 0 only takes a free lock)
+        bounds the wait for the write lock: :class:`WriteLockTimeoutError`
+        after it.
         """
-        return self._begin(WriteTransaction, 1)  # type: ignore[return-value]
+        ms = -1
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise _type_error("timeout", "a number or None", timeout)
+            if not timeout >= 0:
+                raise _e.InvalidArgumentError(f"timeout must be >= 0 or None, not {timeout}")
+            if timeout != float("inf"):
+                ms = min(int(timeout * 1000), 2**62)
+        return self._begin(WriteTransaction, 1, ms)  # type: ignore[return-value]
 
-    def _begin(self, cls: type[_Transaction], flags: int) -> _Transaction:
+    def _begin(self, cls: type[_Transaction], flags: int, timeout_ms: int = -1) -> _Transaction:
         inflight = self._inflight
         inflight.append(None)
         try:
@@ -555,7 +566,10 @@ class Environment:
                 raise self._closed_error("begin a transaction")
             pool = self._pool
             outs = pool.pop() if pool else _Outs()
-            rc = lib.rp_txn_begin(self._env, flags, outs.txn)
+            if timeout_ms < 0:
+                rc = lib.rp_txn_begin(self._env, flags, outs.txn)
+            else:
+                rc = lib.rp_txn_begin_timed(self._env, flags, timeout_ms, outs.txn)
             if rc != _OK:
                 pool.append(outs)
                 raise _error(

@@ -23,6 +23,11 @@ Roles:
 ``writer PATH NAME COUNT``
     ``disconnected_sync`` writes only (used to be SIGKILLed mid-write); prints
     ``progress`` after every commit.
+``chaoswriter PATH NAME``
+    ``disconnected_sync``: continues NAME's sequence from what the file holds
+    (so a restarted writer neither skips nor repeats a number), one car and
+    one increment of the shared ``Tally`` counter per transaction, until
+    killed; prints ``progress`` after every commit.
 ``extender PATH COUNT``
     ``disconnected_sync`` with newer models (``Car`` plus ``Extra``, a class the
     main process does not have): writes COUNT ``Extra`` objects, then one car
@@ -30,6 +35,8 @@ Roles:
 ``extra-device PATH APPDIR BASE EXPECT``
     another device with the newer models, subscribed to every ``Extra`` and
     ``Car``: waits until it has EXPECT ``Extra`` objects and prints ``done``.
+
+The other roles open the file with ``MODELS``.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ from typing import Any
 from realmpy.config import Configuration
 from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
-from realmpy.schema import Object, field
+from realmpy.schema import Counter, Object, field
 from realmpy.sync.app import App, AppConfiguration, Credentials
 
 APP_ID = "demo"
@@ -58,6 +65,19 @@ class Car(Object):
     make: str = field(indexed=True)
     seq: int = 0
     miles: int = 0
+
+
+class Tally(Object):
+    """One counter every chaos writer increments once per commit (exactly-once check of ADDs)."""
+
+    id: str = field(primary_key=True)
+    hits: Counter = Counter(0)
+
+
+CHAOS_MODELS = [Car, Tally]
+MODELS = CHAOS_MODELS if os.environ.get("REALMPY_WORKER_TALLY") == "1" else [Car]
+"""What ``main``, ``device`` and the secondaries open: with ``Tally`` for the chaos test only
+(other tests run servers whose fixed schema has only ``Car``)."""
 
 
 class Extra(Object):
@@ -113,6 +133,13 @@ def _wait_for_count(results: Any, expect: int, timeout: float) -> bool:
     return ok
 
 
+def _subscribe(realm: Realm) -> None:
+    with realm.subscriptions.update() as subs:
+        subs.add(realm.all(Car), name="all cars")
+        if Tally in MODELS:
+            subs.add(realm.all(Tally), name="tally")
+
+
 def main_role(path: str, appdir: str, base: str) -> None:
     stop = _stop_event()
     app = _app(appdir, base)
@@ -120,11 +147,10 @@ def main_role(path: str, appdir: str, base: str) -> None:
     def on_error(_session: Any, err: Any) -> None:
         emit("sync_error", code=err.code, type=type(err).__name__, detail=err.detail)
 
-    config = Configuration.flexible_sync(_user(app), [Car], path=path, sync_error_handler=on_error)
+    config = Configuration.flexible_sync(_user(app), MODELS, path=path, sync_error_handler=on_error)
     realm = Realm(config)
     if realm.subscriptions.find(realm.all(Car)) is None:
-        with realm.subscriptions.update() as subs:
-            subs.add(realm.all(Car), name="all cars")
+        _subscribe(realm)
     session = realm.sync_session
     emit(
         "open",
@@ -148,7 +174,7 @@ def main_role(path: str, appdir: str, base: str) -> None:
 
 
 def secondary_role(path: str, name: str, count: int, expect: int) -> None:
-    realm = Realm(Configuration.disconnected_sync([Car], path=path))
+    realm = Realm(Configuration.disconnected_sync(MODELS, path=path))
     for i in range(count):
         with realm.write():
             realm.add(Car(make=name, seq=i, miles=i * 10))
@@ -183,9 +209,8 @@ def secondary_role(path: str, name: str, count: int, expect: int) -> None:
 
 def device_role(path: str, appdir: str, base: str, count: int, expect: int) -> None:
     app = _app(appdir, base)
-    realm = Realm(Configuration.flexible_sync(_user(app), [Car], path=path))
-    with realm.subscriptions.update() as subs:
-        subs.add(realm.all(Car), name="all cars")
+    realm = Realm(Configuration.flexible_sync(_user(app), MODELS, path=path))
+    _subscribe(realm)
     realm.subscriptions.wait_for_synchronization(timeout=120)
     for i in range(count):
         with realm.write():
@@ -196,17 +221,41 @@ def device_role(path: str, appdir: str, base: str, count: int, expect: int) -> N
     realm.refresh()
     makes = _Counter(c.make for c in realm.all(Car))
     seqs = sorted((c.make, c.seq) for c in realm.all(Car))
-    emit("done", ok=ok, makes=dict(makes), unique=len(set(seqs)) == len(seqs), total=len(seqs))
+    tally = realm.find(Tally, "hits") if Tally in MODELS else None
+    emit(
+        "done",
+        ok=ok,
+        makes=dict(makes),
+        unique=len(set(seqs)) == len(seqs),
+        total=len(seqs),
+        tally=None if tally is None else int(tally.hits),
+    )
     realm.close()
 
 
 def writer_role(path: str, name: str, count: int) -> None:
-    realm = Realm(Configuration.disconnected_sync([Car], path=path))
+    realm = Realm(Configuration.disconnected_sync(MODELS, path=path))
     for i in range(count):
         with realm.write():
             realm.add(Car(make=name, seq=i))
         emit("progress", n=i + 1)
     realm.close()
+
+
+def chaos_writer_role(path: str, name: str) -> None:
+    realm = Realm(Configuration.disconnected_sync(CHAOS_MODELS, path=path))
+    i = -1
+    while True:
+        with realm.write():
+            if i < 0:
+                # Counted inside the write: a predecessor SIGKILLed mid-commit may have left a
+                # complete commit that only the next writer's repair publishes.
+                i = len(realm.query(Car, "make == $0", name))
+            realm.add(Car(make=name, seq=i))
+            tally = realm.find(Tally, "hits") or realm.add(Tally(id="hits"))
+            tally.hits.increment(1)
+        i += 1
+        emit("progress", n=i)
 
 
 def extender_role(path: str, count: int) -> None:
@@ -243,6 +292,8 @@ if __name__ == "__main__":
         device_role(args[0], args[1], args[2], int(args[3]), int(args[4]))
     elif role == "writer":
         writer_role(args[0], args[1], int(args[2]))
+    elif role == "chaoswriter":
+        chaos_writer_role(args[0], args[1])
     elif role == "extender":
         extender_role(args[0], int(args[1]))
     elif role == "extra-device":

@@ -191,10 +191,11 @@ def test_subscription_lifecycle_and_objects_leaving(tmp_path: Path, base: str) -
             text = "miles >>> 3"
 
     with subs.update() as m:
-        m.add(Bad())
+        m.add(Bad())  # type: ignore[arg-type]
     with pytest.raises(SubscriptionError, match="refused"):
         subs.wait_for_synchronization(timeout=T)
-    assert subs.state.value == "error" and subs.error
+    refused = subs.state
+    assert refused.value == "error" and subs.error
     writer.close()
     reader.close()
 
@@ -483,10 +484,11 @@ def test_second_opener_in_another_thread_shares_the_agent(tmp_path: Path, base: 
     _subscribe(main)
     out: dict[str, Any] = {}
 
+    user = app.current_user
+    assert user is not None
+
     def other() -> None:
-        r = Realm(
-            Configuration.flexible_sync(app.current_user, [Item], path=str(tmp_path / "t.realm"))
-        )
+        r = Realm(Configuration.flexible_sync(user, [Item], path=str(tmp_path / "t.realm")))
         with r.write():
             r.add(Item(name="from-thread"))
         out["same"] = r.sync_session._client is main.sync_session._client

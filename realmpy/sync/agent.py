@@ -1,14 +1,13 @@
 """The sync agent: exactly one per file, across processes and threads (invariant 8).
 
 Election: every ``flexible_sync`` opener of a file creates (once per
-process, shared by its realms and threads) a :class:`SyncClient`, whose
-thread asks for an exclusive POSIX record lock (``fcntl.lockf``) on
-``<path>.sync``.  The holder is the agent; the others wait *blocked in the
-kernel* as standbys, and the kernel releases the lock when the agent process
-dies however it dies (SIGKILL included), so one standby takes over at once.
-POSIX record locks belong to the process and are not inherited by
-``fork()`` children, so a forked worker can never hold the agent's lock.
-(Realm instead crashes the second opener with ``MultipleSyncAgents``.)
+process, shared by its realms and threads) a :class:`SyncClient`, which
+asks for an exclusive lock on ``<path>.sync`` (``election``).  The holder is
+the agent; the others wait *blocked in the kernel* as standbys, and the
+kernel releases the lock when the agent process dies however it dies
+(SIGKILL included), so one standby takes over at once; closing a standby
+returns at once.  (Realm instead crashes the second opener with
+``MultipleSyncAgents``.)
 
 The agent runs two threads:
 
@@ -45,7 +44,6 @@ every retry.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import random
@@ -60,6 +58,7 @@ from realmpy.sync import protocol as P
 from realmpy.sync import quarantine as Q
 from realmpy.sync import status as ST
 from realmpy.sync import subscriptions as S
+from realmpy.sync.election import Election
 from realmpy.sync.error_codes import Handling, handling
 from realmpy.sync.errors import (
     AppError,
@@ -111,6 +110,29 @@ def _on_download(txn: WriteTransaction, resp: P.DownloadResponse) -> None:
     ST.count_download(txn, resp)
 
 
+class _Ahead:
+    """A call run in a helper thread meanwhile (reading the next upload batch); ``result()`` joins it."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self._out: list[Any] = []
+        self._err: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._out.append(fn(*args, **kwargs))
+            except BaseException as exc:
+                self._err.append(exc)
+
+        self._thread = threading.Thread(target=run, name="realmpy-sync-upload-ahead", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._err:
+            raise self._err[0]
+        return self._out[0]
+
+
 class SyncClient:
     """The per-process, per-file sync machinery behind every ``flexible_sync`` realm of that file."""
 
@@ -149,6 +171,7 @@ class SyncClient:
             raise
         assert fd is not None  # only read_only opens return None
         self._lock_fd = fd
+        self._elected = threading.Event()
         self._downloader: threading.Thread | None = None
         self._remove_logout = self.user._add_logout_callback(self._on_logout)
         self._check_owner()
@@ -247,6 +270,7 @@ class SyncClient:
             return
         self._stop.set()
         self._resume.set()
+        self._elected.set()
         self._remove_logout()
         with self._state_cond:
             self._state_cond.notify_all()
@@ -258,8 +282,9 @@ class SyncClient:
             self.connection_state = (
                 "disconnected"  # published: standbys see it until one takes over
             )
+        self._election.release()  # gives the agent lock up, or stops waiting for it
         with contextlib.suppress(OSError):
-            os.close(self._lock_fd)  # releases the agent lock if we hold it
+            os.close(self._lock_fd)
         self.role = "stopped"
         self._conn = "disconnected"
         if self.state != "error":
@@ -293,9 +318,14 @@ class SyncClient:
 
     def _elect_now(self) -> None:
         """The election's first, non-blocking attempt (before the constructor returns)."""
-        try:
-            fcntl.lockf(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+
+        def open_lock() -> int:
+            fd = open_side_file(self.path, ".sync", read_only=False, what="cannot start sync")
+            assert fd is not None  # only read_only opens return None
+            return fd
+
+        self._election = Election(self.path + ".sync", open_lock, self._elected)
+        if not self._election.granted:
             self.role = "standby"
             log.info("standby: another process is the sync agent of %s", self.path)
             return
@@ -310,9 +340,11 @@ class SyncClient:
     def _run(self) -> None:
         try:
             if self.role == "standby":
-                fcntl.lockf(self._lock_fd, fcntl.LOCK_EX)  # blocks until the agent dies or stops
+                self._elected.wait()  # until the agent dies or stops, or we stop
                 if self._stop.is_set():
                     return
+                if self._election.error is not None:
+                    raise self._election.error
                 self._become_agent()
             if self._stop.is_set():
                 return
@@ -460,25 +492,38 @@ class SyncClient:
             )
 
     def _upload_pending(self) -> int:
+        """Upload every recorded changeset, in batches.  Behind a full batch (a backlog) the
+        next one is read from the file while this one is in flight, so the history scan
+        overlaps the server's work; otherwise it is read after the acknowledgement, so it
+        also carries what was committed meanwhile (a burst's latency)."""
         sent = 0
+        batch = integrate.upload_changesets(self.env)
         while not self._stop.is_set() and self._resume.is_set():
-            fi, _acked, css = integrate.upload_changesets(self.env)
+            fi, _acked, css, full = batch
             if not css:
                 Q.settle(self.env)
                 return sent
             ident = self.ensure_ident()
             if ident[0] != fi:
+                batch = integrate.upload_changesets(self.env)
                 continue  # identity changed under us (reset): rescan
             fresh = self._push_schema()  # read after ``css``: the union covers every one of them
             if self._quarantine(css):
+                batch = integrate.upload_changesets(self.env)
                 continue
             req = P.UploadRequest(fi, ident[1], tuple(css))
+            ahead = (
+                _Ahead(integrate.upload_changesets, self.env, after=css[-1].client_version)
+                if full
+                else None
+            )
             try:
                 raw = self._call("POST", "/sync/upload", req.to_wire())
             except SyncError as exc:
                 if fresh or handling(exc.code, exc.status) is not Handling.SCHEMA:
                     raise
                 self._schema = Q.SchemaPush()  # the server's schema changed: push again, retry
+                batch = integrate.upload_changesets(self.env)
                 continue
             try:
                 resp = P.UploadResponse.from_wire(raw)
@@ -498,6 +543,7 @@ class SyncClient:
                 raise ServerResponseError(
                     "server did not acknowledge the whole upload", code="bad_response"
                 )
+            batch = integrate.upload_changesets(self.env) if ahead is None else ahead.result()
         return sent
 
     def _quarantine(self, css: list[P.Changeset]) -> bool:

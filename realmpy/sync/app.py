@@ -23,6 +23,7 @@ refresh token once and retries; a revoked session turns into
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -517,6 +518,13 @@ class App:
         return os.path.join(d, "flx_sync_default.realm")
 
     # ---- users ------------------------------------------------------------------
+
+    async def log_in_async(self, credentials: Credentials) -> User:
+        """:meth:`log_in` for asyncio: the request runs in a worker thread (one blocking HTTP
+        exchange, nothing polled), so the event loop runs on meanwhile."""
+        if not isinstance(credentials, Credentials):
+            raise TypeError(f"log_in_async() takes Credentials, not {type(credentials).__name__}")
+        return await asyncio.to_thread(self.log_in, credentials)
 
     def log_in(self, credentials: Credentials) -> User:
         """Log in with ``credentials``; the user becomes :attr:`current_user`."""

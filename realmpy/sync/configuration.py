@@ -26,12 +26,18 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
 from realmpy.sync.errors import SyncConfigurationError, SyncError
 
 if TYPE_CHECKING:
-    from realmpy.config import Configuration
+    from realmpy.config import (
+        CompactCallback,
+        Configuration,
+        Durability,
+        InitialDataCallback,
+        MigrationCallback,
+    )
     from realmpy.realm import Realm
     from realmpy.storage import WriteTransaction
     from realmpy.sync.agent import SyncClient
@@ -208,6 +214,14 @@ class FlexibleSyncOptions(_SyncHistory):
         return client.sessions[0] if client is not None and client.sessions else None
 
 
+def _compact_rule(
+    value: CompactCallback | Literal["default"] | None,
+) -> CompactCallback | None:
+    from realmpy.config import default_should_compact
+
+    return default_should_compact if value == "default" else value
+
+
 def flexible_sync(
     cls: type[Configuration],
     user: User,
@@ -218,9 +232,10 @@ def flexible_sync(
     client_reset_handler: ClientResetHandler | str | None = None,
     max_active_versions: int | None = None,
     schema_version: int = 0,
-    migration: Any = None,
-    initial_data: Any = None,
-    durability: str = "full",
+    migration: MigrationCallback | None = None,
+    initial_data: InitialDataCallback | None = None,
+    should_compact: CompactCallback | Literal["default"] | None = "default",
+    durability: Durability = "full",
 ) -> Configuration:
     """The configuration of the main process: syncs the file (or stands by to) for ``user``."""
     from realmpy.config import Configuration as _C
@@ -244,8 +259,9 @@ def flexible_sync(
         schema_version=schema_version,
         migration=migration,
         initial_data=initial_data,
+        should_compact=_compact_rule(should_compact),
         max_active_versions=max_active_versions,
-        durability=durability,  # type: ignore[arg-type]
+        durability=durability,
         sync=FlexibleSyncOptions(user, sync_error_handler, _reset_handler(client_reset_handler)),
     )
     check_syncable(config.model_schema)
@@ -260,8 +276,9 @@ def disconnected_sync(
     path: str | os.PathLike[str],
     max_active_versions: int | None = None,
     schema_version: int = 0,
-    migration: Any = None,
-    durability: str = "full",
+    migration: MigrationCallback | None = None,
+    should_compact: CompactCallback | Literal["default"] | None = "default",
+    durability: Durability = "full",
 ) -> Configuration:
     """The configuration of a secondary process: reads and writes the synced file; the main process syncs it."""
     from realmpy.config import Configuration as _C
@@ -278,8 +295,9 @@ def disconnected_sync(
         history="sync",
         schema_version=schema_version,
         migration=migration,
+        should_compact=_compact_rule(should_compact),
         max_active_versions=max_active_versions,
-        durability=durability,  # type: ignore[arg-type]
+        durability=durability,
         sync=DisconnectedSyncOptions(),
     )
     check_syncable(config.model_schema)

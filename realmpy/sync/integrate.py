@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from realmpy import codec
 from realmpy.realm import table_name, zero_value
@@ -40,8 +40,17 @@ from realmpy.sync.history import (
     state_key,
     stored_schema,
 )
+from realmpy.sync.tombstones import collectable
 
-__all__ = ["DownloadResult", "apply_download", "assign_ident", "client_reset", "record_ack"]
+__all__ = [
+    "DownloadResult",
+    "UploadBatch",
+    "apply_download",
+    "assign_ident",
+    "client_reset",
+    "record_ack",
+    "upload_changesets",
+]
 
 
 @dataclass
@@ -108,6 +117,8 @@ def apply_download(
         schema = stored_schema(txn)
         assert schema is not None
         acked = max(meta.acked(), resp.acked_client_version)
+        # The cursor this batch moves to (a bootstrap's "more" batches keep the old one).
+        new_cursor = after if resp.batch == "more" else resp.server_version
         for e in resp.entries:
             if e.table not in schema:
                 continue
@@ -116,7 +127,8 @@ def apply_download(
                     incoming = M.ObjectState.from_wire(e.state)
                     old = load_state(txn, e.table, e.pk)
                     st = incoming if old is None else M.join(old, incoming)
-                    save_state(txn, e.table, e.pk, st)
+                    gone = collectable(st, file_ident=fi, acked=acked, cursor=new_cursor)
+                    save_state(txn, e.table, e.pk, None if gone else st)
                     _write_object(txn, schema, e.table, e.pk, st)
                     txn.delete(STALE, state_key(e.table, e.pk))
                     result.objects += 1
@@ -173,8 +185,20 @@ def _served_query_version(txn: WriteTransaction) -> int:
 
 
 def _trim_history(txn: WriteTransaction, acked: int) -> None:
-    for k, _ in list(txn.scan(HISTORY, None, cv_key(acked + 1))):
+    """Drop the acknowledged changesets, and the merge states of the objects they erased
+    once nothing can need them any more (``tombstones``)."""
+    meta = Meta(txn)
+    fi, cursor = meta.file_ident(), meta.download()[0]
+    erased: dict[bytes, tuple[str, Any]] = {}
+    for k, raw in list(txn.scan(HISTORY, None, cv_key(acked + 1))):
+        for w in P.unpack(raw)[2]:
+            if w[0] == P.OpCode.ERASE:  # [1, table, pk]: our own history, decoded cheaply
+                erased[state_key(w[1], w[2])] = (w[1], w[2])
         txn.delete(HISTORY, k)
+    for table, pk in erased.values():
+        st = load_state(txn, table, pk)
+        if st is not None and collectable(st, file_ident=fi, acked=acked, cursor=cursor):
+            save_state(txn, table, pk, None)
 
 
 def record_ack(env: Environment, fi: int, acked: int) -> bool:
@@ -280,27 +304,39 @@ def _restamp(op: P.Op, fi: int) -> P.Op:
     return op
 
 
+class UploadBatch(NamedTuple):
+    """The next changesets to upload, read from one snapshot."""
+
+    file_ident: int
+    acked: int
+    changesets: list[P.Changeset]
+    full: bool
+    """True if a size limit cut the batch (more is waiting behind it: worth reading ahead)."""
+
+
 def upload_changesets(
-    env: Environment, max_changesets: int = 500, max_bytes: int = 1 << 20
-) -> tuple[int, int, list[P.Changeset]]:
-    """``(file ident, acked, changesets)`` to upload next, read from one snapshot."""
+    env: Environment, max_changesets: int = 5000, max_bytes: int = 4 << 20, after: int = 0
+) -> UploadBatch:
+    """The changesets after the acknowledged client version (or after ``after`` if further: a
+    batch in flight), up to ``max_changesets`` and about ``max_bytes`` (the server's
+    ``max_request_bytes`` defaults to 16 MiB)."""
     out: list[P.Changeset] = []
     size = 0
     with env.read() as snap:
         meta = Meta(snap)
         fi = meta.file_ident()
-        acked = meta.acked()
+        acked = max(meta.acked(), after)
         if meta.stale_pending():
             # A client reset waits for its bootstrap: the kept changesets get their new base
             # then (``_rebase_pending``); uploading them before would be based below the horizon.
-            return fi, acked, out
+            return UploadBatch(fi, acked, out, False)
         for cv, base, ts, ops in pending_changesets(snap, acked):
             cs = P.Changeset(cv, base, ts, tuple(_restamp(o, fi) for o in ops))
             out.append(cs)
             size += 64 + sum(16 + len(repr(o.value)) for o in ops)
             if len(out) >= max_changesets or size >= max_bytes:
-                break
-    return fi, acked, out
+                return UploadBatch(fi, acked, out, True)
+    return UploadBatch(fi, acked, out, False)
 
 
 def client_reset(env: Environment, *, recover: bool) -> int:

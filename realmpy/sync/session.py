@@ -30,6 +30,7 @@ count objects, uploads count changesets (one per local transaction).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -37,8 +38,9 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from realmpy import waiting
 from realmpy.sync import quarantine as Q
 from realmpy.sync.errors import SyncError, SyncSchemaError, SyncTimeoutError
 from realmpy.sync.history import Meta
@@ -245,24 +247,39 @@ class SyncSession:
             code="timeout",
         )
 
-    def _wait_until(self, cond: Callable[[], bool], timeout: float | None, what: str) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            seen = self._env.version
+    def _wait_args(
+        self, cond: Callable[[], bool], timeout: float | None, what: str
+    ) -> dict[str, Any]:
+        """How both forms of a wait check and end (``realmpy.waiting``)."""
+
+        def ready() -> bool:
             final = self._final_error()
             if final is not None:
                 raise final  # before ``cond``: a stopped session does not claim to be in sync
-            if cond():
-                return
+            return cond()
+
+        def give_up() -> SyncError | None:
             if self._client.stopped:
-                raise SyncError(
+                return SyncError(
                     f"cannot {what}: the sync session of {self.path} stopped",
                     code="session_stopped",
                 )
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise self._timeout(what, timeout)
-            self._env.wait_for_change(seen, 1.0 if remaining is None else min(remaining, 1.0))
+            return None
+
+        return {
+            "ready": ready,
+            "timeout": timeout,
+            "give_up": give_up,
+            "timed_out": lambda: self._timeout(what, timeout),
+        }
+
+    def _wait_until(self, cond: Callable[[], bool], timeout: float | None, what: str) -> None:
+        waiting.wait_until(self._env, **self._wait_args(cond, timeout, what))
+
+    async def _wait_until_async(
+        self, cond: Callable[[], bool], timeout: float | None, what: str
+    ) -> None:
+        await waiting.wait_until_async(self._env, **self._wait_args(cond, timeout, what))
 
     def wait_for_upload(self, timeout: float | None = None) -> None:
         """Block until every change committed to the file before the call is acknowledged by the server.
@@ -271,6 +288,14 @@ class SyncSession:
         :class:`SyncSchemaError` if some of them were quarantined (``quarantined``): the first
         wait of this session that covers a quarantined changeset raises, later ones do not.
         """
+        self._wait_until(self._uploaded(), timeout, "wait_for_upload")
+
+    async def wait_for_upload_async(self, timeout: float | None = None) -> None:
+        """:meth:`wait_for_upload` for asyncio: the event loop runs on while it waits."""
+        await self._wait_until_async(self._uploaded(), timeout, "wait_for_upload")
+
+    def _uploaded(self) -> Callable[[], bool]:
+        """The condition of :meth:`wait_for_upload`, for the commits made before this call."""
         target = self._meta()[0]
 
         def uploaded() -> bool:
@@ -287,7 +312,7 @@ class SyncSession:
                 )
             return True
 
-        self._wait_until(uploaded, timeout, "wait_for_upload")
+        return uploaded
 
     def wait_for_download(self, timeout: float | None = None) -> None:
         """Block until everything the server had when called is in the file.
@@ -298,11 +323,23 @@ class SyncSession:
         deadline = None if timeout is None else time.monotonic() + timeout
         target = self._server_version(deadline, timeout)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        self._wait_until(
-            lambda: self._meta()[2] >= target and self._meta()[4] >= 1.0,
-            remaining,
-            "wait_for_download",
-        )
+        self._wait_until(self._downloaded(target), remaining, "wait_for_download")
+
+    async def wait_for_download_async(self, timeout: float | None = None) -> None:
+        """:meth:`wait_for_download` for asyncio: the event loop runs on while it waits.  The
+        one question to the server (its newest version, retried with backoff while it cannot
+        be reached) runs in a worker thread; the wait for the file to catch up is awaited."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        target = await asyncio.to_thread(self._server_version, deadline, timeout)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        await self._wait_until_async(self._downloaded(target), remaining, "wait_for_download")
+
+    def _downloaded(self, target: int) -> Callable[[], bool]:
+        def ready() -> bool:
+            _, _, cursor, _, progress = self._meta()
+            return cursor >= target and progress >= 1.0
+
+        return ready
 
     def _server_version(self, deadline: float | None, timeout: float | None) -> int:
         if isinstance(self._client, AgentView):  # a secondary: what the agent learned

@@ -24,12 +24,14 @@ server's ``forget`` entries (see ``integrate``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
+from realmpy import waiting
+from realmpy.errors import ConfigurationError
 from realmpy.storage import Environment, Snapshot, WriteTransaction
 from realmpy.sync import protocol as P
 from realmpy.sync.errors import SubscriptionError, SyncTimeoutError
@@ -242,38 +244,55 @@ class SubscriptionSet:
 
         Returns True once the matching objects are in the file (or a newer set superseded it).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        ready, timed_out = self._synchronized(timeout)
+        waiting.wait_until(self._env, ready, timeout, timed_out=timed_out)
+        return True
+
+    async def wait_for_synchronization_async(self, timeout: float | None = None) -> bool:
+        """:meth:`wait_for_synchronization` for asyncio: the event loop runs on while it waits."""
+        ready, timed_out = self._synchronized(timeout)
+        await waiting.wait_until_async(self._env, ready, timeout, timed_out=timed_out)
+        return True
+
+    def _synchronized(
+        self, timeout: float | None
+    ) -> tuple[Callable[[], bool], Callable[[], SyncTimeoutError]]:
+        """(ready, timed_out) of a wait for the newest set at the call."""
         with self._env.read() as snap:
             target, _ = _read(snap)
-        if target == 0:
-            return True
-        while True:
-            seen = self._env.version
+        state = ["complete"]
+
+        def ready() -> bool:
+            if target == 0:
+                return True
             with self._env.read() as snap:
                 _, rec = _read(snap, target)
                 final = read_error(snap)
-            state = rec["state"]
-            if state in ("complete", "superseded"):
+            state[0] = rec["state"]
+            if state[0] in ("complete", "superseded"):
                 return True
-            if state == "error":
+            if state[0] == "error":
                 raise SubscriptionError(
                     f"subscription set {target} was refused: {rec.get('error')}",
                     code="subscription_error",
                 )
             if final is not None:
                 raise final  # the session stopped for good: the set cannot complete
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise SyncTimeoutError(
-                    f"subscription set {target} is still {state} after {timeout}s ({self._why()})",
-                    code="timeout",
-                )
-            self._env.wait_for_change(seen, None if remaining is None else min(remaining, 5.0))
+            return False
+
+        def timed_out() -> SyncTimeoutError:
+            return SyncTimeoutError(
+                f"subscription set {target} is still {state[0]} after {timeout}s ({self._why()})",
+                code="timeout",
+            )
+
+        return ready, timed_out
 
     def _why(self) -> str:
         """What a timed-out wait says about the session (its last error, or whether an agent runs)."""
-        session = self._realm.sync_session
-        if session is None:
+        try:
+            session = self._realm.sync_session
+        except ConfigurationError:
             return "no sync session"
         last = session.last_error
         if last is not None:

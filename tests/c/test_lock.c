@@ -364,6 +364,45 @@ static void *thread_wlock(void *p) {
     return (void *)rc;
 }
 
+static void *thread_wlock_timed(void *p) {
+    rp_env *env = p;
+    int died = -1;
+    intptr_t rc = rp_wlock_timed(env, 20, &died);
+    if (rc == RP_OK) rp_wunlock(env);
+    return (void *)rc;
+}
+
+static int test_writer_mutex_timed(void) {
+    rp_env *env;
+    if (open_ready(&env, "t4", 0, 1)) return 1;
+    int died = -1;
+    pthread_t t;
+    void *res;
+    /* Held by this thread: another thread gives up with RP_TIMEOUT, holding nothing. */
+    E(rp_wlock_timed(env, 0, &died));
+    CHECK(died == 0);
+    CHECK(pthread_create(&t, NULL, thread_wlock_timed, env) == 0);
+    CHECK(pthread_join(t, &res) == 0 && (intptr_t)res == RP_TIMEOUT);
+    CHECK(env->lk->writer_tid != 0);
+    rp_wunlock(env);
+    /* Free: a timed acquire takes it (and a zero timeout is "only if free now"). */
+    CHECK(pthread_create(&t, NULL, thread_wlock_timed, env) == 0);
+    CHECK(pthread_join(t, &res) == 0 && (intptr_t)res == RP_OK);
+    E(rp_wlock_timed(env, 0, &died));
+    rp_wunlock(env);
+    /* The owner died holding it: the timed acquire repairs like the untimed one. */
+    int how = 1;
+    pid_t kid = spawn(child_lock_and_die, &how);
+    CHECK(reap_status(kid) == 128 + SIGKILL);
+    E(rp_wlock_timed(env, 1000, &died));
+    CHECK(died == 1);
+    rp_wlock_consistent(env);
+    rp_wunlock(env);
+    CHECK(strcmp(rp_strerror(RP_TIMEOUT), "") != 0);
+    env_free(env);
+    return 0;
+}
+
 static int test_writer_mutex(void) {
     rp_env *env;
     if (open_ready(&env, "t4", 0, 1)) return 1;
@@ -845,6 +884,7 @@ int main(void) {
         { "foreign", test_foreign },
         { "dead_initialiser", test_dead_initialiser },
         { "writer_mutex", test_writer_mutex },
+        { "writer_mutex_timed", test_writer_mutex_timed },
         { "futex", test_futex },
         { "ring", test_ring },
         { "ring_concurrent", test_ring_concurrent },
