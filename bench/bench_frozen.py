@@ -17,12 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from objects_models import MODELS, Dog
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent.parent)
+)  # the repository: tests.objects_models
 
 from realmpy.config import Configuration
 from realmpy.realm import Realm
+from tests.objects_models import MODELS, Dog
 
 N = 20_000
 ROUNDS = 5

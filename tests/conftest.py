@@ -1,4 +1,4 @@
-"""Shared pytest configuration: hypothesis profiles and database fixtures.
+"""Shared pytest configuration: hypothesis profiles and the fixtures every layer uses.
 
 Hypothesis profiles are picked by the ``HYPOTHESIS_PROFILE`` environment
 variable: ``dev`` (default; few examples, for a quick local run) or ``ci``
@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import os
 import pathlib
+import secrets
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from realmpy.server.testing import drop_pg_schema, pg_schema_url
+from tests.stores import KINDS, require_postgresql
 
 settings.register_profile(
     "dev",
@@ -36,3 +41,23 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 def db_path(tmp_path: pathlib.Path) -> str:
     """Path of a fresh (not yet created) database file."""
     return str(tmp_path / "test.db")
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """The server's store kind; every test using it runs on SQLite and on PostgreSQL."""
+    if request.param == "postgresql":
+        require_postgresql()
+    return str(request.param)
+
+
+@pytest.fixture
+def database(kind: str) -> Iterator[str | None]:
+    """A server's ``--database``: None (SQLite in its data directory) or a URL of a
+    fresh PostgreSQL schema, dropped afterwards."""
+    if kind == "sqlite":
+        yield None
+        return
+    schema = f"t_{secrets.token_hex(6)}"
+    yield pg_schema_url(schema)
+    drop_pg_schema(schema)

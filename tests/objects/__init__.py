@@ -1,0 +1,1 @@
+"""Tests of the object layer: schema, codec, query, realm, results, notifier."""

@@ -1,0 +1,215 @@
+"""``should_compact`` across processes: compaction only when alone.
+
+Each process holds a shared ``flock`` on ``<path>.session`` while it has
+the file open; compaction takes it exclusively for its whole run.  These
+tests use real processes: one holding the file open, one killed with
+SIGKILL, and one opening the file while compaction runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from realmpy.config import Configuration
+from realmpy.realm import Realm
+from tests.objects_models import MODELS, Dog
+
+TESTS = Path(__file__).parent.parent
+WAIT = 60
+
+# A process that opens the realm, says "open", then obeys one command a line:
+# "add N" (commit a Dog, then say "added N"), "count" (say how many Dogs it
+# reads), "hold" (begin a read snapshot and keep it), "exit".
+CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from objects_models import MODELS, Dog
+from realmpy.config import Configuration
+from realmpy.realm import Realm
+realm = Realm(Configuration.local(MODELS, path={path!r}, durability="none"))
+print("open", flush=True)
+held = []
+for line in sys.stdin:
+    cmd, *arg = line.split()
+    if cmd == "add":
+        with realm.write():
+            realm.add(Dog(id=int(arg[0]), name="child"))
+        print("added", arg[0], flush=True)
+    elif cmd == "count":
+        print(len(realm.all(Dog)), flush=True)
+    elif cmd == "hold":
+        held.append(realm.freeze())
+        print("holding", flush=True)
+    elif cmd == "exit":
+        break
+realm.close()
+"""
+
+
+class Child:
+    """Another process with the realm open, driven line by line."""
+
+    def __init__(self, path: Path) -> None:
+        code = textwrap.dedent(CHILD).format(tests=str(TESTS), path=str(path))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def ask(self, line: str) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def read(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def exit(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("exit\n")
+        self.proc.stdin.close()
+        assert self.proc.wait(WAIT) == 0
+
+
+def grow(path: Path, n: int = 6000) -> None:
+    """Write then delete many objects: the file gets free pages to compact."""
+    with Realm(Configuration.local(MODELS, path=path, durability="none")) as realm:
+        with realm.write():
+            realm.add_all([Dog(id=i, name="x" * 400) for i in range(1000, 1000 + n)])
+        with realm.write():
+            realm.delete_many(list(realm.query(Dog, "id >= 1000")))
+        with realm.write():
+            realm.add(Dog(id=1, name="kept"))
+
+
+class Asked:
+    """A should_compact callback that records its calls."""
+
+    def __init__(self, answer: bool = True) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.answer = answer
+
+    def __call__(self, total: int, used: int) -> bool:
+        self.calls.append((total, used))
+        return self.answer
+
+
+def compacting(path: Path, asked: Asked) -> Configuration:
+    return Configuration.local(MODELS, path=path, durability="none", should_compact=asked)
+
+
+def test_compacts_when_alone(tmp_path: Path) -> None:
+    path = tmp_path / "c.realm"
+    grow(path)
+    before = os.stat(path)
+    asked = Asked()
+    with Realm(compacting(path, asked)) as realm:
+        assert len(asked.calls) == 1
+        total, used = asked.calls[0]
+        assert used < total
+        assert [d.name for d in realm.all(Dog)] == ["kept"]
+    after = os.stat(path)
+    assert after.st_ino != before.st_ino and after.st_size < before.st_size
+
+
+def test_another_process_prevents_compaction_and_keeps_working(tmp_path: Path) -> None:
+    path = tmp_path / "c.realm"
+    grow(path)
+    child = Child(path)
+    try:
+        assert child.read() == "open"
+        before = os.stat(path).st_ino
+        asked = Asked()
+        with Realm(compacting(path, asked)) as realm:
+            assert asked.calls == []  # not alone: not even asked
+            assert os.stat(path).st_ino == before
+            # both processes keep working on the same file
+            assert child.ask("add 2") == "added 2"
+            assert realm.find(Dog, 2) is not None
+            with realm.write():
+                realm.add(Dog(id=3, name="parent"))
+            assert child.ask("count") == "3"
+        assert Realm.compact(compacting(path, Asked())) is False  # still open there
+        assert child.ask("count") == "3"
+    finally:
+        child.exit()
+    assert Realm.compact(compacting(path, Asked())) is True  # alone now
+
+
+def test_a_killed_process_does_not_block_compaction(tmp_path: Path) -> None:
+    path = tmp_path / "c.realm"
+    grow(path)
+    child = Child(path)
+    assert child.read() == "open"
+    assert child.ask("hold") == "holding"  # it also pins a version
+    child.proc.send_signal(signal.SIGKILL)
+    assert child.proc.wait(WAIT) == -signal.SIGKILL
+    assert child.proc.stdin is not None and child.proc.stdout is not None
+    child.proc.stdin.close()
+    child.proc.stdout.close()
+    before = os.stat(path).st_ino
+    asked = Asked()
+    with Realm(compacting(path, asked)) as realm:
+        assert len(asked.calls) == 1  # the kernel dropped the dead one's lock
+        assert [d.name for d in realm.all(Dog)] == ["kept"]
+        with realm.write():
+            realm.add(Dog(id=5, name="after"))
+    assert os.stat(path).st_ino != before
+    other = Child(path)  # and the compacted file opens in another process
+    try:
+        assert other.read() == "open"
+        assert other.ask("count") == "2"
+    finally:
+        other.exit()
+
+
+def _blocked_on_flock(pid: int) -> bool:
+    """Whether ``pid`` waits for a ``flock`` (a ``->`` line of /proc/locks)."""
+    # e.g. "1: -> FLOCK  ADVISORY  READ 24245 fe:00:2146524 0 EOF"
+    with open("/proc/locks") as f:
+        rows = [line.split() for line in f]
+    return any(r[1:3] == ["->", "FLOCK"] and r[5] == str(pid) for r in rows if len(r) > 5)
+
+
+def test_an_opener_during_compaction_opens_the_compacted_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.realm"
+    grow(path)
+    children: list[Child] = []
+
+    def should_compact(total: int, used: int) -> bool:
+        if children:  # asked again when the realm closes (compaction on last close)
+            return False
+        # Another process opens the file now, while we compact: it must wait
+        # for us (it would otherwise map the file we are about to replace).
+        children.append(Child(path))
+        pid = children[0].proc.pid
+        deadline = time.monotonic() + WAIT
+        # No event can tell that another process is blocked in the kernel:
+        # poll /proc/locks (which shows it) until it is.
+        while not _blocked_on_flock(pid):
+            assert time.monotonic() < deadline, "the opener never reached its flock"
+            time.sleep(0.01)
+        return True
+
+    config = Configuration.local(
+        MODELS, path=path, durability="none", should_compact=should_compact
+    )
+    with Realm(config) as realm:
+        child = children[0]
+        try:
+            assert child.read() == "open"
+            assert child.ask("add 7") == "added 7"
+            found = realm.find(Dog, 7)  # its commit is in our (compacted) file
+            assert found is not None and found.name == "child"
+            with realm.write():
+                realm.add(Dog(id=8, name="parent"))
+            assert child.ask("count") == "3"
+        finally:
+            child.exit()

@@ -1,0 +1,1 @@
+"""Tests of the sync server: its HTTP API, permissions, process and command line."""

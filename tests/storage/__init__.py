@@ -1,0 +1,1 @@
+"""Tests of the storage layer: the engine through its bindings, the file fuzz."""
