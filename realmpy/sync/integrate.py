@@ -117,8 +117,11 @@ def apply_download(
         schema = stored_schema(txn)
         assert schema is not None
         acked = max(meta.acked(), resp.acked_client_version)
-        # The cursor this batch moves to (a bootstrap's "more" batches keep the old one).
-        new_cursor = after if resp.batch == "more" else resp.server_version
+        # The cursor this batch moves to: the server's, always.  A bootstrap's ``more`` batches
+        # answer the old cursor; an incremental ``more`` batch (the per-batch cap) answers the
+        # last server version it finished, and keeping the old cursor there would ask for the
+        # same batch again forever.
+        new_cursor = resp.server_version
         for e in resp.entries:
             if e.table not in schema:
                 continue
@@ -152,10 +155,7 @@ def apply_download(
                     )
                 )
         progress = 1.0 if resp.batch != "more" else min(resp.progress, 0.99)
-        if resp.batch == "more":
-            meta.set_download(after, resp.latest_server_version, progress)
-        else:
-            meta.set_download(resp.server_version, resp.latest_server_version, progress)
+        meta.set_download(new_cursor, resp.latest_server_version, progress)
         if acked > meta.acked():
             meta.set_acked(acked)
             _trim_history(txn, acked)
