@@ -10,7 +10,7 @@ Why it looks the way it does:
 * ``setup.py`` names this file in ``cffi_modules``; setuptools then builds
   the extension for ``pip install``, ``pip wheel`` and ``python -m build``.
 * ``python build.py`` compiles the extension in place (for quick hacking),
-  and with it ``realmpy._speedups`` (``csrc/py/speedups.c``, a plain
+  and with it ``realmpy._speedups`` (``csrc/py/*.c``, a plain
   CPython extension on the limited API: the object layer's per-object hot
   paths, which cffi cannot express).  ``setup.py`` builds the same
   :func:`speedups_extension` for wheels.
@@ -114,13 +114,19 @@ ffibuilder = make_ffibuilder()
 SPEEDUPS_LIMITED_API = "0x030A0000"
 
 
+# Its C files (csrc/py/native.h says which concept each holds); it shares
+# the header-only msgpack.h and keytags.h with the engine.
+SPEEDUPS_SOURCES = ("module.c", "objects.c", "record.c", "modelinit.c", "bulk.c")
+
+
 def speedups_extension(root: str = "") -> Any:
     """The setuptools ``Extension`` of ``realmpy._speedups``."""
     from setuptools import Extension
 
     return Extension(
         "realmpy._speedups",
-        sources=[os.path.join(root, "csrc", "py", "speedups.c")],
+        sources=[os.path.join(root, "csrc", "py", n) for n in SPEEDUPS_SOURCES],
+        include_dirs=[os.path.join(root, "csrc")],
         define_macros=[("Py_LIMITED_API", SPEEDUPS_LIMITED_API)],
         py_limited_api=True,
         extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2"],

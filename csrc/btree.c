@@ -22,6 +22,7 @@ typedef struct path_ent {
 
 int rp_bt_value(rp_txn *txn, const uint8_t *page, const uint8_t *e,
                 const void **val, size_t *vlen) {
+    RP_ASSERT(txn && page && e && val && vlen);
     uint32_t vl = rp_leaf_vlen(e);
     if (!rp_leaf_big(e)) {
         if ((size_t)(e - page) + rp_leaf_size(e) > RP_PAGE_SIZE)
@@ -57,6 +58,7 @@ const uint8_t *rp_overflow_read(rp_txn *txn, const uint8_t *e, int *err) {
 
 int rp_bt_get(rp_txn *txn, rp_table *t, const void *key, size_t klen,
               const void **val, size_t *vlen) {
+    RP_ASSERT(txn && t && (key || !klen) && val && vlen);
     uint64_t pg = t->root, tx = t->root_txnid;
     int err = RP_OK;
     for (int d = 0; d < RP_MAX_DEPTH; d++) {
@@ -85,6 +87,7 @@ int rp_bt_get(rp_txn *txn, rp_table *t, const void *key, size_t klen,
 /* ---- descent with copy-on-write ------------------------------------------------ */
 
 static int set_root(rp_txn *txn, rp_table *t, uint64_t pgno) {
+    RP_ASSERT(txn->flags & RP_TXN_WRITE);
     t->root = pgno;
     t->root_txnid = pgno ? txn->txnid : 0;
     t->dirty = 1;
@@ -95,6 +98,8 @@ static int set_root(rp_txn *txn, rp_table *t, uint64_t pgno) {
  * key (first >= key), *exact whether present. */
 static int descend_touch(rp_txn *txn, rp_table *t, const void *key, size_t klen,
                          path_ent *path, int *depth, int *exact) {
+    RP_ASSERT(txn->flags & RP_TXN_WRITE);
+    RP_ASSERT(t->root != 0);   /* callers handle an empty tree */
     int err = RP_OK;
     uint64_t np;
     uint8_t *p = rp_page_touch(txn, t->root, t->root_txnid, &np, &err);
@@ -149,6 +154,7 @@ static int rightmost(const path_ent *path, int lvl) {
 
 static int split_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
                         unsigned idx, const uint8_t *ent, size_t size) {
+    RP_ASSERT(lvl >= 0 && lvl < RP_MAX_DEPTH && idx <= rp_nkeys(path[lvl].page));
     uint8_t *P = path[lvl].page;
     uint16_t flags = rp_hdr(P)->flags;
     int leaf = (flags & P_LEAF) != 0;
@@ -224,6 +230,8 @@ out:
 
 static int insert_at(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
                      unsigned idx, const uint8_t *ent, size_t size) {
+    RP_ASSERT(txn->flags & RP_TXN_WRITE);
+    RP_ASSERT(lvl >= 0 && lvl < RP_MAX_DEPTH && idx <= rp_nkeys(path[lvl].page));
     uint8_t *P = path[lvl].page;
     if (size + RP_SLOT_SIZE <= rp_page_free(P)) {
         rp_page_insert(P, idx, ent, size);
@@ -245,6 +253,8 @@ static int free_value(rp_txn *txn, rp_table *t, const uint8_t *e) {
 
 int rp_bt_put(rp_txn *txn, rp_table *t, const void *key, size_t klen,
               const void *val, size_t vlen) {
+    RP_ASSERT(txn->flags & RP_TXN_WRITE);
+    RP_ASSERT(t && key && (val || !vlen));   /* lengths: checked by put_one, or read from a page */
     uint8_t ent[RP_MAX_INLINE_ENTRY + RP_BIG_REF + RP_MAX_KEY];
     size_t size = RP_LEAF_ENTRY_HDR + klen + vlen;
     int rc, err = RP_OK;
@@ -345,6 +355,8 @@ static void merge_into(uint8_t *L, const uint8_t *R, const uint8_t *sep, size_t 
 }
 
 static int rebalance(rp_txn *txn, rp_table *t, path_ent *path, int lvl) {
+    RP_ASSERT(txn->flags & RP_TXN_WRITE);
+    RP_ASSERT(lvl >= 0 && lvl < RP_MAX_DEPTH);
     uint8_t *P = path[lvl].page;
     int leaf = (rp_hdr(P)->flags & P_LEAF) != 0;
     unsigned n = rp_nkeys(P);
@@ -388,7 +400,8 @@ static int rebalance(rp_txn *txn, rp_table *t, path_ent *path, int lvl) {
     const uint8_t *Lr = rp_page_read(txn, lpg, ltx, P_BRANCH | P_LEAF, &err);
     if (!Lr) return err;
     if (page_used(Lr) + need > PAGE_CAP) return RP_OK;   /* cannot merge */
-    if (rp_page_validate(R)) return rp_corrupt(rpg, "malformed page");
+    const char *why = rp_page_validate(R);
+    if (why) return rp_corrupt(rpg, why);
     uint64_t nl;
     uint8_t *L = rp_page_touch(txn, lpg, ltx, &nl, &err);
     if (!L) return err;
@@ -407,6 +420,8 @@ static int rebalance(rp_txn *txn, rp_table *t, path_ent *path, int lvl) {
 }
 
 int rp_bt_del(rp_txn *txn, rp_table *t, const void *key, size_t klen) {
+    RP_ASSERT(txn->flags & RP_TXN_WRITE);
+    RP_ASSERT(t && t->root && key && klen > 0 && klen <= RP_MAX_KEY);   /* rp_del checked */
     const void *v;
     size_t vl;
     int rc = rp_bt_get(txn, t, key, klen, &v, &vl);   /* absent: touch nothing */
@@ -431,7 +446,8 @@ static int drop_tree(rp_txn *txn, rp_table *t, uint64_t pg, uint64_t tx, int d) 
     int err = RP_OK;
     const uint8_t *p = rp_page_read(txn, pg, tx, P_BRANCH | P_LEAF, &err);
     if (!p) return err;
-    if (rp_page_validate(p)) return rp_corrupt(pg, "malformed page");
+    const char *why = rp_page_validate(p);
+    if (why) return rp_corrupt(pg, why);
     for (unsigned i = 0; i < rp_nkeys(p); i++) {
         const uint8_t *e = rp_entry(p, i);
         int rc = (rp_hdr(p)->flags & P_LEAF)
@@ -443,6 +459,8 @@ static int drop_tree(rp_txn *txn, rp_table *t, uint64_t pg, uint64_t tx, int d) 
 }
 
 int rp_bt_drop(rp_txn *txn, rp_table *t) {
+    RP_ASSERT(txn->flags & RP_TXN_WRITE);
+    RP_ASSERT(t && t != &txn->catalog);
     int rc = t->root ? drop_tree(txn, t, t->root, t->root_txnid, 0) : RP_OK;
     if (rc) return rc;
     t->root = t->root_txnid = t->entries = t->depth = t->pages = 0;
@@ -454,6 +472,7 @@ int rp_bt_drop(rp_txn *txn, rp_table *t) {
 /* ---- cursors ------------------------------------------------------------------- */
 
 void rp_cursor_init(rp_cursor *c, rp_txn *txn, rp_table *t) {
+    RP_ASSERT(c);   /* txn and t may be NULL: a cursor that fails its first seek */
     memset(c, 0, sizeof *c);
     c->txn = txn;
     c->table = t;
@@ -462,6 +481,7 @@ void rp_cursor_init(rp_cursor *c, rp_txn *txn, rp_table *t) {
 /* Descend from the root: towards key (GE position) or to an edge
  * (edge < 0: leftmost, edge > 0: rightmost). */
 static int cur_descend(rp_cursor *c, const void *key, size_t klen, int edge, int *exact) {
+    RP_ASSERT(c && exact && (edge != 0 || key || !klen));
     rp_table *t = c->table;
     c->depth = 0;
     c->valid = 0;
@@ -495,6 +515,7 @@ static int cur_descend(rp_cursor *c, const void *key, size_t klen, int edge, int
 
 /* Descend to the edge (dir > 0: leftmost) of the subtree below level lvl. */
 static int cur_down(rp_cursor *c, int lvl, int dir) {
+    RP_ASSERT(lvl >= 0 && lvl < c->depth && dir != 0);
     int err = RP_OK;
     for (int d = lvl; d + 1 < RP_MAX_DEPTH; d++) {
         const uint8_t *p = c->stack[d].page;
@@ -515,6 +536,7 @@ static int cur_down(rp_cursor *c, int lvl, int dir) {
 /* Move one entry in direction dir; RP_NOTFOUND past the end.  Also used to
  * leave an empty leaf or a GE position past a leaf's last entry. */
 static int cur_move(rp_cursor *c, int dir, int from_gap) {
+    RP_ASSERT(c->depth > 0 && dir != 0);   /* positioned by a descent */
     for (int guard = 0; guard < 1 << 20; guard++) {
         int lvl = c->depth - 1;
         const uint8_t *leaf = c->stack[lvl].page;
@@ -549,6 +571,7 @@ static int cur_move(rp_cursor *c, int dir, int from_gap) {
 
 /* Current entry's key and value; saves the key for re-seeking in write txns. */
 static int cur_entry(rp_cursor *c, const void **k, size_t *kl, const void **v, size_t *vl) {
+    RP_ASSERT(c->depth > 0 && c->depth <= RP_MAX_DEPTH);
     const uint8_t *leaf = c->stack[c->depth - 1].page, *e;
     int rc = rp_page_entry(leaf, c->stack[c->depth - 1].idx, &e);
     if (rc) return rc;
@@ -674,24 +697,7 @@ int rp_cursor_step(rp_cursor *c, int dir, const void **k, size_t *kl,
     return rp_corrupt_table(cur_entry(c, k, kl, v, vl), c->table);
 }
 
-/* msgpack bin string header for len bytes; returns its size (1+1/2/4). */
-size_t rp_mp_bin_header(uint8_t *o, size_t len) {
-    if (len < 256) { o[0] = 0xc4; o[1] = (uint8_t)len; return 2; }
-    if (len < 65536) { o[0] = 0xc5; o[1] = (uint8_t)(len >> 8); o[2] = (uint8_t)len; return 3; }
-    o[0] = 0xc6;
-    o[1] = (uint8_t)(len >> 24); o[2] = (uint8_t)(len >> 16);
-    o[3] = (uint8_t)(len >> 8); o[4] = (uint8_t)len;
-    return 5;
-}
-size_t rp_mp_bin_size(size_t len) { return len < 256 ? 2 : len < 65536 ? 3 : 5; }
-
-void rp_mp_array32(uint8_t *o, uint32_t items) {
-    o[0] = 0xdd;
-    o[1] = (uint8_t)(items >> 24); o[2] = (uint8_t)(items >> 16);
-    o[3] = (uint8_t)(items >> 8); o[4] = (uint8_t)items;
-}
-
-#define ARRAY_HDR 5   /* msgpack array32: 0xdd + u32 big-endian count */
+/* The msgpack forms of a batch (rp_cursor_batch, rp_get_many): msgpack.h. */
 
 /* Size and writer of one value in a batch: a bin string, or (raw) the
  * bytes themselves, nil for an empty value. */
@@ -704,7 +710,7 @@ size_t rp_mp_value(uint8_t *o, const void *v, size_t len, int raw) {
     if (raw) {
         if (!len) { o[0] = 0xc0; return 1; }
     } else {
-        h = rp_mp_bin_header(o, len);
+        h = rp_mp_put_bin_header(o, len);
     }
     if (len) memcpy(o + h, v, len);
     return h + len;
@@ -992,7 +998,7 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
     if (!rc && !include_current && !moved) rc = cur_move(c, dir, 0);
     if (rc) { c->valid = 0; return rc; }
     uint8_t *o = buf;
-    size_t pos = ARRAY_HDR;
+    size_t pos = RP_MP_ARRAY32_SIZE;
     join_ahead ja;
     if (join) {
         rp_ahead_init(&ja.a, c->txn, join);
@@ -1028,10 +1034,10 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
         if (verdict != RP_FILTER_FALSE) {
             size_t need = rp_mp_bin_size(kl) + kl + rp_mp_value_size(vl, raw);
             if (pos + need > buflen) {
-                if (*n == 0) { *used = ARRAY_HDR + need; return RP_OK; }  /* size needed */
+                if (*n == 0) { *used = RP_MP_ARRAY32_SIZE + need; return RP_OK; }  /* size needed */
                 break;
             }
-            pos += rp_mp_bin_header(o + pos, kl);
+            pos += rp_mp_put_bin_header(o + pos, kl);
             memcpy(o + pos, k, kl);
             pos += kl;
             pos += rp_mp_value(o + pos, v, vl, raw);
@@ -1042,7 +1048,7 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
         if (rc) return rc;
     }
     if (!*n) return RP_NOTFOUND;
-    rp_mp_array32(o, (uint32_t)(2 * *n));
+    rp_mp_put_array32(o, (uint32_t)(2 * *n));
     *used = pos;
     return RP_OK;
 }
@@ -1051,7 +1057,7 @@ int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,
                     size_t stoplen, void *buf, size_t buflen, size_t max_items,
                     size_t *n, size_t *used) {
     return rp_corrupt_table(cursor_copy(c, dir, flags, stop, stoplen, NULL, NULL, 0, buf, buflen,
-                                        max_items, n, used), c->table);
+                                        max_items, n, used), c ? c->table : NULL);
 }
 
 /* Parse the program of rp_cursor_filter / rp_cursor_join into *f, if
@@ -1072,7 +1078,7 @@ int rp_cursor_filter(rp_cursor *c, int dir, unsigned flags, const void *stop,
     int rc = optional_filter(&f, prog, proglen);
     if (rc) return rc;
     return rp_corrupt_table(cursor_copy(c, dir, flags, stop, stoplen, prog ? &f : NULL, NULL, 0,
-                                        buf, buflen, max_items, n, used), c->table);
+                                        buf, buflen, max_items, n, used), c ? c->table : NULL);
 }
 
 int rp_cursor_join(rp_cursor *c, int dir, unsigned flags, const void *stop, size_t stoplen,
@@ -1091,5 +1097,5 @@ int rp_cursor_join(rp_cursor *c, int dir, unsigned flags, const void *stop, size
     rc = rp_table_get(c->txn, table, tlen, 0, &t);
     if (rc) return rc;
     return rp_corrupt_table(cursor_copy(c, dir, flags, stop, stoplen, prog ? &f : NULL, t, strip,
-                                        buf, buflen, max_items, n, used), c->table);
+                                        buf, buflen, max_items, n, used), c ? c->table : NULL);
 }

@@ -68,6 +68,7 @@ int rp_format_version(void) { return RP_FORMAT_VERSION_NUMBER; }
 
 /* A read-only transaction over roots, for walks outside the public API. */
 static void walk_txn(rp_txn *t, rp_env *env, const rp_roots *roots) {
+    RP_ASSERT(t && env && roots);
     memset(t, 0, sizeof *t);
     t->env = env;
     t->roots = *roots;
@@ -84,6 +85,8 @@ static void walk_txn(rp_txn *t, rp_env *env, const rp_roots *roots) {
 
 /* Verify the pages of tree (pg, tx) written by version T. */
 static int verify_tree(rp_txn *t, uint64_t pg, uint64_t tx, int catalog, int d) {
+    RP_ASSERT(t->verify == RP_VERIFY_ALWAYS && !(t->flags & RP_TXN_WRITE));   /* a walk_txn */
+    RP_ASSERT(d >= 0 && (catalog == 0 || catalog == 1));
     uint64_t T = t->txnid;
     if (!pg) return RP_OK;
     if (tx > T) return rp_corrupt(pg, "reference to a newer version");
@@ -92,7 +95,8 @@ static int verify_tree(rp_txn *t, uint64_t pg, uint64_t tx, int catalog, int d) 
     int rc = RP_OK;
     const uint8_t *p = rp_page_read(t, pg, tx, P_BRANCH | P_LEAF, &rc);
     if (!p) return rc;
-    if (rp_page_validate(p)) return rp_corrupt(pg, "malformed page");
+    const char *why = rp_page_validate(p);
+    if (why) return rp_corrupt(pg, why);
     for (unsigned i = 0; i < rp_nkeys(p) && !rc; i++) {
         const uint8_t *e = rp_entry(p, i);
         if (rp_hdr(p)->flags & P_BRANCH) {
@@ -117,6 +121,7 @@ static int ignore_page(void *ctx, uint64_t rec_txnid, uint32_t pgno) {
 }
 
 int rp_verify_commit(rp_env *env, const rp_roots *roots) {
+    RP_ASSERT(env && roots);
     struct stat st;
     if (fstat(env->fd, &st)) return errno;
     if (roots->pages_used * RP_PAGE_SIZE > (uint64_t)st.st_size
@@ -169,7 +174,13 @@ static int recover(rp_env *env, rp_roots *roots) {
     rp_corrupt_clear();
     roots->txnid = next;
     if (env->flags & RP_RDONLY) return RP_OK;
-    return rp_meta_commit(env, roots);
+    rc = rp_meta_commit(env, roots);
+    /* The salvaged roots again as the next version, so both parities hold
+     * an intact record: a parity whose copies were both lost would otherwise
+     * stay lost, and every later open would refuse the file again. */
+    roots->txnid = next + 1;
+    if (!rc) rc = rp_meta_commit(env, roots);
+    return rc;
 }
 
 static void env_free(rp_env *env) {
@@ -307,7 +318,7 @@ int rp_env_readers(rp_env *env, rp_reader_info *out, unsigned cap, unsigned *cou
     return rp_readers_list(env, out, cap, count);
 }
 
-int rp_env_reader_check(rp_env *env, unsigned *reaped) {
+int rp_env_reap_readers(rp_env *env, unsigned *reaped) {
     int rc = rp_env_usable(env);
     if (rc) return rc;
     return rp_reap(env, 1, reaped);
@@ -407,6 +418,7 @@ static int fail(check_ctx *c, uint64_t pgno, const char *what) {
 }
 
 static int mark(check_ctx *c, uint64_t pgno, uint64_t n) {
+    RP_ASSERT(c->seen && n >= 1);
     for (uint64_t i = pgno; i < pgno + n; i++) {
         if (i >= c->txn->roots.pages_used) return fail(c, i, "beyond the end of the used pages");
         if (c->seen[i / 8] & (1u << (i % 8))) return fail(c, i, "referenced twice");
@@ -453,11 +465,13 @@ static int check_leaf_entry(check_ctx *c, const uint8_t *p, const uint8_t *e, in
 static int check_tree(check_ctx *c, uint64_t pg, uint64_t tx, int catalog, int d,
                       const uint8_t *lo, size_t lolen, const uint8_t *hi, size_t hilen,
                       uint64_t *depth) {
+    RP_ASSERT(c && depth && d >= 0 && (lo || !lolen) && (hi || !hilen));
     if (d >= RP_MAX_DEPTH) return fail(c, pg, "tree too deep");
     int rc = RP_OK;
     const uint8_t *p = rp_page_read(c->txn, pg, tx, P_BRANCH | P_LEAF, &rc);
     if (!p) return failed(c, rc);
-    if (rp_page_validate(p)) return fail(c, pg, "malformed page");
+    const char *why = rp_page_validate(p);
+    if (why) return fail(c, pg, why);
     if ((rc = mark(c, pg, 1))) return rc;
     c->pages++;
     int leaf = (rp_hdr(p)->flags & P_LEAF) != 0;

@@ -20,20 +20,15 @@
 #include <math.h>
 
 #include "internal.h"
+#include "msgpack.h"
 
-/* ---- msgpack reading -------------------------------------------------------- */
-
-static uint64_t rd_be(const uint8_t *p, unsigned w) {
-    uint64_t v = 0;
-    for (unsigned i = 0; i < w; i++) v = (v << 8) | p[i];
-    return v;
-}
+/* ---- msgpack reading (the byte forms: msgpack.h) ----------------------------- */
 
 /* Length of an str/bin/ext payload, given in w big-endian bytes at p[1]. */
 static int sized(const uint8_t *p, size_t avail, unsigned w, unsigned extra,
                  rp_fval *v, size_t *size, uint8_t cls) {
     if (avail < 1 + (size_t)w) return RP_CORRUPT;
-    uint64_t len = rd_be(p + 1, w);
+    uint64_t len = rp_mp_be(p + 1, w);
     uint64_t hdr = 1 + (uint64_t)w + extra;
     if (hdr > avail || len > avail - hdr) return RP_CORRUPT;
     v->cls = cls;
@@ -46,7 +41,7 @@ static int sized(const uint8_t *p, size_t avail, unsigned w, unsigned extra,
 /* Decode the integer of w bytes at p as (neg, magnitude); sign: two's
  * complement of width w. */
 static void int_at(const uint8_t *p, unsigned w, int sign, rp_fval *v) {
-    uint64_t u = rd_be(p, w);
+    uint64_t u = rp_mp_be(p, w);
     v->cls = RP_FV_INT;
     v->neg = 0;
     v->mag = u;
@@ -78,12 +73,9 @@ int rp_mp_read(const uint8_t *p, size_t avail, rp_fval *v, size_t *size,
         v->cls = RP_FV_STR; v->s = p + 1; v->len = len; *size = 1 + len;
         return RP_OK;
     }
-    static const uint8_t fixed[] = {       /* 0xc0..0xdf: bytes after the tag */
-        0, 0, 0, 0, 1, 2, 4, 1, 2, 4, 4, 8, 1, 2, 4, 8,
-        1, 2, 4, 8, 2, 3, 5, 9, 17, 1, 2, 4, 2, 4, 2, 4,
-    };
-    if (b == 0xc1) return RP_CORRUPT;
-    if (avail < 1 + (size_t)fixed[b - 0xc0]) return RP_CORRUPT;
+    if (b == RP_MP_NEVER_USED) return RP_CORRUPT;
+    unsigned w = rp_mp_after_tag(b);   /* length, count or body after b */
+    if (avail < 1 + (size_t)w) return RP_CORRUPT;
     switch (b) {
     case 0xc0: v->cls = RP_FV_NIL; *size = 1; return RP_OK;
     case 0xc2: case 0xc3:
@@ -96,74 +88,45 @@ int rp_mp_read(const uint8_t *p, size_t avail, rp_fval *v, size_t *size,
     case 0xc8: return sized(p, avail, 2, 1, v, size, RP_FV_OTHER);
     case 0xc9: return sized(p, avail, 4, 1, v, size, RP_FV_OTHER);
     case 0xca: {
-        uint32_t u = (uint32_t)rd_be(p + 1, 4);
+        uint32_t u = (uint32_t)rp_mp_be(p + 1, 4);
         float f;
         memcpy(&f, &u, 4);
         v->cls = RP_FV_FLOAT; v->d = f; *size = 5;
         return RP_OK;
     }
     case 0xcb: {
-        uint64_t u = rd_be(p + 1, 8);
+        uint64_t u = rp_mp_be(p + 1, 8);
         memcpy(&v->d, &u, 8);
         v->cls = RP_FV_FLOAT; *size = 9;
         return RP_OK;
     }
     case 0xcc: case 0xcd: case 0xce: case 0xcf:
-        int_at(p + 1, fixed[b - 0xc0], 0, v); *size = 1 + fixed[b - 0xc0];
+        int_at(p + 1, w, 0, v); *size = 1 + w;
         return RP_OK;
     case 0xd0: case 0xd1: case 0xd2: case 0xd3:
-        int_at(p + 1, fixed[b - 0xc0], 1, v); *size = 1 + fixed[b - 0xc0];
+        int_at(p + 1, w, 1, v); *size = 1 + w;
         return RP_OK;
     case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:   /* fixext */
-        *size = 1 + (size_t)fixed[b - 0xc0];
+        *size = 1 + (size_t)w;
         return RP_OK;
     case 0xd9: return sized(p, avail, 1, 0, v, size, RP_FV_STR);
     case 0xda: return sized(p, avail, 2, 0, v, size, RP_FV_STR);
     case 0xdb: return sized(p, avail, 4, 0, v, size, RP_FV_STR);
     case 0xdc: case 0xdd:
-        *children = rd_be(p + 1, fixed[b - 0xc0]); *size = 1 + fixed[b - 0xc0];
+        *children = rp_mp_be(p + 1, w); *size = 1 + w;
         return RP_OK;
     default:   /* 0xde, 0xdf: maps */
-        *children = 2 * rd_be(p + 1, fixed[b - 0xc0]); *size = 1 + fixed[b - 0xc0];
+        *children = 2 * rp_mp_be(p + 1, w); *size = 1 + w;
         return RP_OK;
     }
 }
 
 /* Skip one whole msgpack object (with everything nested in it) starting at
- * *pos in rec[0..len).  Iterative: one counter of objects still to skip, so
- * nesting depth costs no stack.  Every object takes at least one byte, so
- * a count larger than the bytes left is malformed at once. */
+ * *pos in rec[0..len). */
 static int mp_skip(const uint8_t *rec, size_t len, size_t *pos) {
-    uint64_t todo = 1;
-    size_t p = *pos;
-    while (todo) {
-        if (p >= len) return RP_CORRUPT;
-        /* Fast path for the scalars records are mostly made of. */
-        uint8_t b = rec[p];
-        static const uint8_t whole[32] = {    /* 0xc0..0xdf: fixed total size */
-            1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 5, 9, 2, 3, 5, 9,
-            2, 3, 5, 9, 3, 4, 6, 10, 18, 0, 0, 0, 0, 0, 0, 0,
-        };
-        size_t quick = b <= 0x7f || b >= 0xe0 ? 1
-                     : b >= 0xa0 && b <= 0xbf ? 1 + (size_t)(b & 0x1f)
-                     : b >= 0xc0 ? whole[b - 0xc0] : 0;
-        if (quick) {
-            if (quick > len - p) return RP_CORRUPT;
-            p += quick;
-            todo--;
-            if (todo > len - p) return RP_CORRUPT;
-            continue;
-        }
-        rp_fval v;
-        size_t size;
-        uint64_t children;
-        int rc = rp_mp_read(rec + p, len - p, &v, &size, &children);
-        if (rc) return rc;
-        p += size;
-        todo = todo - 1 + children;
-        if (todo > len - p) return RP_CORRUPT;
-    }
-    *pos = p;
+    const uint8_t *end = rp_mp_skip(rec + *pos, rec + len);
+    if (!end) return RP_CORRUPT;
+    *pos = (size_t)(end - rec);
     return RP_OK;
 }
 

@@ -108,8 +108,13 @@
  *   - Salvage (RP_RECOVER): open the newest intact version, skipping damaged
  *     ones, and (unless read-only) make that durable as a new version
  *     numbered above any version the file may hold, so that no later commit
- *     reuses a damaged record's number.  rp_env_recovered_from() tells the
- *     version it rolled back from.
+ *     reuses a damaged record's number, and again as the version after
+ *     that, so both parities hold an intact record (a parity whose two
+ *     copies were lost would otherwise refuse every later open).
+ *     rp_env_recovered_from() tells the version it rolled back from.
+ *   - Once a record newer than version 1 exists, both parities have been
+ *     written and no writer clears a slot: a parity whose two slots are all
+ *     zeros is damaged, like one whose slots fail their checksum.
  *
  * BRANCH AND LEAF PAGES (B+tree nodes; slotted pages)
  *   After the header, a slot array of nkeys 8-byte slots (sorted by key)

@@ -34,6 +34,21 @@
 #include "format.h"
 #include "realmpy.h"
 
+/* ---- assertions ----------------------------------------------------------------
+ *
+ * RP_ASSERT(c): a precondition or invariant that the engine's own code
+ * guarantees -- what one engine function must pass another, a structure
+ * the engine built itself in memory.  Never a condition that a damaged
+ * file, another process, or a caller of the public API can cause: those
+ * are return codes (RP_CORRUPT saying where, via rp_corrupt/rp_corruptf;
+ * RP_INVALID, ...).  As SQLite's assert(): checked in the debug build
+ * (CMake Debug, which the RP_SANITIZE build uses), compiled out where
+ * NDEBUG is defined (CMake Release/RelWithDebInfo, the Python extension),
+ * so it costs nothing where speed matters and documents the contract
+ * where it is read.  A failure is a bug in the engine, not in the data. */
+#include <assert.h>
+#define RP_ASSERT(c) assert(c)
+
 #define RP_LIBRARY_VERSION 1
 #define RP_DEFAULT_MAP_SIZE (64ULL << 30)
 #define RP_MAX_DEPTH 32

@@ -133,6 +133,7 @@ static void scan_add(meta_scan *s, const meta_rec *m) {
 }
 
 static void meta_scan_file(rp_env *env, meta_scan *s) {
+    int empty[2] = {0, 0};
     memset(s, 0, sizeof *s);
     for (unsigned parity = 0; parity < 2; parity++) {
         uint64_t off[2];
@@ -147,7 +148,13 @@ static void meta_scan_file(rp_env *env, meta_scan *s) {
             if (st == SLOT_DAMAGED || st == SLOT_FOREIGN) damaged = 1;
         }
         if (!valid && damaged) s->lost = 1;
+        if (!valid && !damaged) empty[parity] = 1;
     }
+    /* Both parities hold a record once version 2 was written (versions 1
+     * and 2 have different parities, and no writer ever clears a slot), so
+     * a parity with both slots zeroed beside a record newer than 1 was
+     * zeroed by damage: lost, like garbage in its slots. */
+    if (s->n && s->cand[0].r.txnid >= 2 && (empty[0] || empty[1])) s->lost = 1;
 }
 
 /* Candidate i's commit returned to its caller (format.h). */

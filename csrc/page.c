@@ -114,39 +114,40 @@ void rp_page_remove(uint8_t *page, unsigned i) {
     h->upper = (uint16_t)(h->upper + sz);
 }
 
-int rp_page_validate(const uint8_t *page) {
+const char *rp_page_validate(const uint8_t *page) {
     const rp_page_hdr *h = rp_hdr(page);
-    if (!(h->flags == P_LEAF || h->flags == P_BRANCH)) return RP_CORRUPT;
-    if (h->lower != RP_PAGE_HEADER + RP_SLOT_SIZE * (size_t)h->nkeys) return RP_CORRUPT;
-    if (h->upper < h->lower || h->upper > RP_PAGE_SIZE) return RP_CORRUPT;
-    if (h->flags == P_BRANCH && h->nkeys == 0) return RP_CORRUPT;
+    if (!(h->flags == P_LEAF || h->flags == P_BRANCH)) return "not a leaf or branch page";
+    if (h->lower != RP_PAGE_HEADER + RP_SLOT_SIZE * (size_t)h->nkeys)
+        return "slot array end (lower) disagrees with nkeys";
+    if (h->upper < h->lower || h->upper > RP_PAGE_SIZE) return "heap start (upper) out of range";
+    if (h->flags == P_BRANCH && h->nkeys == 0) return "branch page without entries";
     size_t used = 0;
     for (unsigned i = 0; i < h->nkeys; i++) {
         size_t off = rp_slot_off(page, i);
         size_t hdr = h->flags == P_LEAF ? RP_LEAF_ENTRY_HDR : RP_BRANCH_ENTRY_HDR;
-        if (off < h->upper || off + hdr > RP_PAGE_SIZE) return RP_CORRUPT;
+        if (off < h->upper || off + hdr > RP_PAGE_SIZE) return "slot offset outside the heap";
         const uint8_t *e = page + off;
         size_t klen = rp_rd16(e), sz;
-        if (klen > RP_MAX_KEY || off + hdr + klen > RP_PAGE_SIZE) return RP_CORRUPT;
+        if (klen > RP_MAX_KEY || off + hdr + klen > RP_PAGE_SIZE) return "key length out of range";
         /* The slot's copies of head and klen must agree with the entry:
          * searches trust them for ordering. */
         if (rp_rd16(rp_slot_at(page, i) + 6) != klen
             || rp_slot_head(page, i) != rp_key_head(e + hdr, klen))
-            return RP_CORRUPT;
+            return "slot's key head or length disagrees with its entry";
         if (h->flags == P_LEAF) {
-            if (klen == 0) return RP_CORRUPT;
+            if (klen == 0) return "leaf entry with an empty key";
             sz = rp_leaf_size(e);
-            if (!rp_leaf_big(e) && sz > RP_MAX_INLINE_ENTRY) return RP_CORRUPT;
+            if (!rp_leaf_big(e) && sz > RP_MAX_INLINE_ENTRY) return "inline value over the limit";
         } else {
-            if ((i == 0) != (klen == 0)) return RP_CORRUPT;
+            if ((i == 0) != (klen == 0)) return "branch key empty other than first";
             sz = rp_br_size(e);
         }
-        if (off + sz > RP_PAGE_SIZE) return RP_CORRUPT;
+        if (off + sz > RP_PAGE_SIZE) return "entry runs past the page";
         used += sz;
     }
     /* Entries may not overlap: their sizes must add up to the heap. */
-    if (used != (size_t)(RP_PAGE_SIZE - h->upper)) return RP_CORRUPT;
-    return RP_OK;
+    if (used != (size_t)(RP_PAGE_SIZE - h->upper)) return "entries overlap (sizes do not add up)";
+    return NULL;
 }
 
 int rp_page_search(const uint8_t *page, const void *k, size_t klen,

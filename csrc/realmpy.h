@@ -62,6 +62,25 @@
  *   ENOSPC, EACCES, ENOENT, ENOMEM, ...).  rp_strerror() gives a message for
  *   either kind.  Nothing in the engine aborts on bad input or a bad file: a
  *   corrupt page is reported as RP_CORRUPT by the read that meets it.
+ *   Every function below lists its errors ("Errors:"); these groups recur:
+ *     env errors    every call taking an rp_env: RP_INVALID (env NULL),
+ *                   RP_FORKED (opened before this process forked),
+ *                   RP_PANIC (a failed rollback left the env unusable).
+ *     txn errors    every call taking a txn or a cursor: RP_INVALID (NULL),
+ *                   RP_BAD_TXN (parked, or failed: an error in a write left
+ *                   it inconsistent; abort it), RP_WRONG_THREAD (see
+ *                   THREADS), RP_FORKED, RP_PANIC.
+ *     read errors   every call that reads pages: RP_CORRUPT (a page or value
+ *                   fails validation; rp_corrupt_detail says which page and
+ *                   what), ENOMEM.
+ *     write errors  every call that changes a table: RP_READ_ONLY (a read
+ *                   txn), RP_MAP_FULL (the file would exceed max_size),
+ *                   ENOMEM, RP_CORRUPT (a page the change reads); an error
+ *                   once pages may have changed fails the write txn (later
+ *                   calls: RP_BAD_TXN; abort it).
+ *     table errors  every call naming a table: RP_BAD_TABLE (NULL, empty, or
+ *                   longer than RP_MAX_TABLE_NAME).
+ *   A NULL output pointer that the call needs is RP_INVALID.
  *
  * CAVEATS
  *   - Do not put the file on a network file system: the lock file is shared
@@ -273,17 +292,18 @@ typedef struct rp_reader_info {
 
 /* ---- Errors --------------------------------------------------------------- */
 
-/* Message for an RP_* code or an errno value; a static string, never NULL. */
+/* Message for an RP_* code or an errno value; a static string, never NULL.
+ * Never fails. */
 const char *rp_strerror(int err);
 
 /* Where the last RP_CORRUPT returned to the calling thread was found and
  * what was wrong, e.g. "page 123: checksum mismatch (table users)"; "" if
  * not known.  Per thread; valid until this thread's next engine call.
- * rp_corrupt_clear() empties it. */
+ * rp_corrupt_clear() empties it.  Neither fails. */
 const char *rp_corrupt_detail(void);
 void rp_corrupt_clear(void);
 
-/* Library and file-format versions, for diagnostics. */
+/* Library and file-format versions, for diagnostics.  Never fail. */
 int rp_library_version(void);
 int rp_format_version(void);
 
@@ -322,16 +342,20 @@ int rp_env_open(const char *path, unsigned flags, uint64_t max_size,
 
 /* With RP_RECOVER, when this open rolled back past damage: the newest
  * version it gave up (a lower bound when a damaged meta record hid it), else
- * 0.  rp_env_recovery_note says what was wrong ("" if nothing). */
+ * 0.  rp_env_recovery_note says what was wrong ("" if nothing).  Neither
+ * fails (0 and "" for a NULL env). */
 uint64_t rp_env_recovered_from(rp_env *env);
 const char *rp_env_recovery_note(rp_env *env);
 
 /* Close the env and free it.  Returns RP_BUSY (and closes nothing) while
- * transactions or cursors of this env are open.  Wakes this env's waiters. */
+ * transactions or cursors of this env are open.  Wakes this env's waiters.
+ * In a fork child it only releases this process's mappings and descriptors.
+ * Errors: RP_INVALID (env NULL), RP_BUSY. */
 int rp_env_close(rp_env *env);
 
 /* Latest committed version: one atomic load from shared memory, no syscall.
- * Versions start at 1 and increase by 1 per commit. */
+ * Versions start at 1 and increase by 1 per commit.  Never fails (0 for a
+ * NULL env). */
 uint64_t rp_env_version(rp_env *env);
 
 /* Address of the counter rp_env_version reads: a naturally aligned
@@ -352,38 +376,50 @@ uintptr_t rp_env_version_addr(rp_env *env);
  * rp_env_interrupt() was called, RP_LOCK_CHANGED if the lock file was
  * deleted, replaced or truncated, an error of settling a dead writer's
  * commit (RP_CORRUPT, errno), RP_OK otherwise (also on timeout and on EINTR,
- * so callers can check for signals). */
+ * so callers can check for signals).
+ * Errors: env errors, RP_INVALID (out NULL), RP_CLOSED, RP_LOCK_CHANGED,
+ *         RP_CORRUPT, errno. */
 int rp_env_wait(rp_env *env, uint64_t since, int64_t timeout_ns,
                 uint64_t *out);
 
 /* Make this env's current and future rp_env_wait calls return RP_CLOSED
- * (used before close to stop notifier threads). */
+ * (used before close to stop notifier threads).  Works on a panicked env.
+ * Errors: RP_INVALID (env NULL), RP_FORKED. */
 int rp_env_interrupt(rp_env *env);
 
 /* Statistics of the latest version.  Works even when every reader slot is
- * taken (it then reads under the writer mutex instead of a slot). */
+ * taken (it then reads under the writer mutex instead of a slot).
+ * Errors: env errors, RP_INVALID (out NULL), those of rp_txn_begin (for a
+ *         read-only env RP_READERS_FULL too), read errors. */
 int rp_env_stat(rp_env *env, rp_stat *out);
 
-/* Copy up to cap claimed reader slots into out; *count = slots copied. */
+/* Copy up to cap claimed reader slots into out; *count = slots copied.
+ * Errors: env errors, RP_INVALID (count NULL, or out NULL with cap > 0). */
 int rp_env_readers(rp_env *env, rp_reader_info *out, unsigned cap,
                    unsigned *count);
 
 /* Free the slots of dead processes now (writers also do this by themselves);
- * *reaped = slots freed. */
-int rp_env_reader_check(rp_env *env, unsigned *reaped);
+ * *reaped (may be NULL) = slots freed.  Errors: env errors. */
+int rp_env_reap_readers(rp_env *env, unsigned *reaped);
 
 /* Integrity check of the latest version: walks every tree, verifies every
  * page's checksum, version, type and key order, and accounts for every page
  * (in a tree, free, pending, or a meta page).  Like rp_env_stat it works
  * when every reader slot is taken.  On failure returns RP_CORRUPT
- * and writes a description into msg (always NUL-terminated if msglen > 0). */
+ * and writes a description into msg (always NUL-terminated if msglen > 0).
+ * Errors: those of rp_env_stat, RP_CORRUPT (msg and rp_corrupt_detail say
+ *         which page and what check failed), ENOMEM. */
 int rp_env_check(rp_env *env, char *msg, size_t msglen);
 
 /* Write a compacted copy of the latest version to dest_path (which must not
- * exist: RP_EXISTS): every table, no free pages.  Durable before return. */
+ * exist: RP_EXISTS): every table, no free pages.  Durable before return.
+ * Errors: env errors, RP_INVALID (dest_path NULL or empty), RP_EXISTS,
+ *         those of rp_env_open for dest_path (errno: EACCES, ENOSPC...),
+ *         of rp_txn_begin, read errors (the source), RP_MAP_FULL (the copy
+ *         exceeds the source's max_size), errno (writing or syncing the copy). */
 int rp_env_compact(rp_env *env, const char *dest_path);
 
-/* Path of the data file (for messages). */
+/* Path of the data file (for messages).  Never fails ("" for a NULL env). */
 const char *rp_env_path(rp_env *env);
 
 /* ---- Transactions --------------------------------------------------------- */
@@ -394,10 +430,12 @@ const char *rp_env_path(rp_env *env);
  * forged is recovered, a live writer is waited for).  A snapshot begun
  * after a writer died mid-commit first settles that commit, so it sees
  * what the next writer will.
- * Errors: RP_READ_ONLY, RP_TXN_ACTIVE, RP_READERS_FULL, RP_VERSION_LIMIT,
- *         RP_FORKED, RP_PANIC, RP_LOCK_CHANGED (the lock file was deleted,
+ * Errors: env errors, RP_INVALID (out NULL, unknown flags), RP_CLOSED (after
+ *         rp_env_interrupt), RP_READ_ONLY, RP_TXN_ACTIVE, RP_READERS_FULL,
+ *         RP_VERSION_LIMIT, RP_MAP_FULL (the version is larger than this
+ *         env's max_size), RP_LOCK_CHANGED (the lock file was deleted,
  *         replaced or truncated), RP_CORRUPT (a dead writer's commit cannot
- *         be settled), errno. */
+ *         be settled), ENOMEM, errno. */
 int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out);
 
 /* rp_txn_begin, but a write transaction gives up waiting for the writer
@@ -410,17 +448,25 @@ int rp_txn_begin_timed(rp_env *env, unsigned flags, int64_t timeout_ms, rp_txn *
  * durability "full" the commit is on stable storage when this returns OK.
  * On any error the transaction is rolled back and freed as well; with
  * RP_LOCK_CHANGED (the lock file was deleted or replaced since the txn
- * began) before any page is written. */
+ * began) before any page is written.  The exceptions: NULL, and
+ * RP_WRONG_THREAD, which leave the txn untouched.
+ * Errors: txn errors (RP_BAD_TXN also for a failed write txn: nothing is
+ *         written), RP_BUSY (cursors still open), write errors (updating the
+ *         catalog and the free list: RP_MAP_FULL, ENOMEM, RP_CORRUPT),
+ *         RP_LOCK_CHANGED, errno (EIO, ENOSPC... growing the file, writing
+ *         pages or the meta record, syncing: the commit did not happen; if
+ *         restoring the meta record also fails the env is left RP_PANIC). */
 int rp_txn_commit(rp_txn *txn);
 
 /* Commit like rp_txn_commit; *version (may be NULL) receives the version
- * this commit created (for a read txn: the version it read), 0 on error. */
+ * this commit created (for a read txn: the version it read), 0 on error.
+ * Errors: those of rp_txn_commit. */
 int rp_txn_commit_ex(rp_txn *txn, uint64_t *version);
 
 /* Roll back and free.  Never fails; NULL is ignored.  A txn owned by another
  * thread is not touched and RP_WRONG_THREAD is returned (a reset read txn
  * belongs to no thread and may be freed from any, a shared one -- see
- * rp_txn_share -- too). */
+ * rp_txn_share -- too).  Errors: RP_WRONG_THREAD only. */
 int rp_txn_abort(rp_txn *txn);
 
 /* Park a read txn: end its snapshot (it pins nothing any more) but keep the
@@ -430,20 +476,22 @@ int rp_txn_abort(rp_txn *txn);
  * which returns RP_BUSY until it is freed with rp_txn_abort().
  * A shared txn (rp_txn_share) may be parked from any thread; it is parked
  * unshared.
- * Errors: RP_INVALID (a write txn), RP_BAD_TXN (already parked),
- * RP_WRONG_THREAD, RP_BUSY (cursors open). */
+ * Errors: RP_INVALID (NULL, a write txn), RP_BAD_TXN (already parked),
+ * RP_WRONG_THREAD, RP_FORKED, RP_PANIC, RP_BUSY (cursors open). */
 int rp_txn_reset(rp_txn *txn);
 
 /* Begin a new snapshot of the latest version on a parked read txn, owned by
  * the calling thread (settling a dead writer's commit first, as
- * rp_txn_begin).  Errors: RP_BAD_TXN (not parked), RP_CLOSED, RP_FORKED,
- * RP_PANIC, RP_MAP_FULL, RP_LOCK_CHANGED, RP_CORRUPT. */
+ * rp_txn_begin).  Errors: RP_INVALID (NULL), RP_BAD_TXN (not parked),
+ * RP_CLOSED, RP_FORKED, RP_PANIC, RP_MAP_FULL, RP_LOCK_CHANGED, RP_CORRUPT,
+ * errno (settling a dead writer's commit). */
 int rp_txn_renew(rp_txn *txn);
 
 /* rp_txn_reset + rp_txn_renew in one call: move a live read txn to the
  * latest version (a realm advancing, a poller re-reading).  On error the
  * txn is left parked.  A shared txn stays shared (and callable from any
- * thread); an unshared one is then owned by the calling thread. */
+ * thread); an unshared one is then owned by the calling thread.
+ * Errors: those of rp_txn_reset and rp_txn_renew. */
 int rp_txn_refresh(rp_txn *txn);
 
 /* Mark a live read txn as shared: from now on every thread may call the
@@ -475,12 +523,15 @@ int rp_txn_refresh(rp_txn *txn);
 int rp_txn_share(rp_txn *txn);
 
 /* Version the transaction reads (a write txn: the version it will commit
- * minus one). */
+ * minus one).  Never fails (0 for a NULL txn). */
 uint64_t rp_txn_version(rp_txn *txn);
 
 /* Point lookup.  *val points into the map (or the txn's dirty page) and stays
  * valid until the transaction ends or, for a write txn, its next change.
- * Returns RP_NOTFOUND if the key or the table is absent. */
+ * Returns RP_NOTFOUND if the key or the table is absent.
+ * Errors: txn errors, RP_INVALID (val or vlen NULL, key NULL with a length),
+ *         RP_KEY_TOO_LONG (empty or longer than RP_MAX_KEY), table errors,
+ *         read errors. */
 int rp_get(rp_txn *txn, const char *table, size_t tlen,
            const void *key, size_t klen, const void **val, size_t *vlen);
 
@@ -498,24 +549,31 @@ int rp_get_many(rp_txn *txn, const char *table, size_t tlen,
                 void *out, size_t outcap, size_t *done, size_t *used);
 
 /* Insert or replace.  Creates the table if needed.
- * Errors: RP_READ_ONLY, RP_KEY_TOO_LONG, RP_VALUE_TOO_LARGE, RP_BAD_TABLE,
- *         RP_MAP_FULL, errno. */
+ * Errors: txn errors, RP_KEY_TOO_LONG, RP_VALUE_TOO_LARGE (those two leave
+ *         the txn usable), RP_INVALID (val NULL with a length), table
+ *         errors, write errors. */
 int rp_put(rp_txn *txn, const char *table, size_t tlen,
            const void *key, size_t klen, const void *val, size_t vlen);
 
 /* Insert or replace n pairs packed back to back in buf as
- * [u32 klen][u32 vlen][key][value] (little endian, no padding). */
+ * [u32 klen][u32 vlen][key][value] (little endian, no padding).  The whole
+ * buffer is checked before anything changes, so a bad one changes nothing.
+ * Errors: those of rp_put, RP_INVALID (buf NULL with a length, a record
+ *         running past buflen, or bytes left after n records). */
 int rp_put_many(rp_txn *txn, const char *table, size_t tlen,
                 const void *buf, size_t buflen, size_t n);
 
-/* Delete; RP_NOTFOUND if absent. */
+/* Delete; RP_NOTFOUND if absent (the key or the table).
+ * Errors: txn errors, RP_KEY_TOO_LONG, table errors, write errors. */
 int rp_del(rp_txn *txn, const char *table, size_t tlen,
            const void *key, size_t klen);
 
-/* Remove a table and all its keys; RP_NOTFOUND if absent. */
+/* Remove a table and all its keys; RP_NOTFOUND if absent.
+ * Errors: txn errors, table errors, write errors. */
 int rp_drop_table(rp_txn *txn, const char *table, size_t tlen);
 
-/* Number of keys in a table (0 if absent). */
+/* Number of keys in a table (0 if absent).
+ * Errors: txn errors, RP_INVALID (out NULL), table errors, read errors. */
 int rp_table_count(rp_txn *txn, const char *table, size_t tlen,
                    uint64_t *out);
 
@@ -525,7 +583,12 @@ int rp_table_count(rp_txn *txn, const char *table, size_t tlen,
  * NULL: keys are names, values are empty).  Belongs to its transaction; it is
  * invalid after the transaction ends.  In a write txn the table may change
  * under an open cursor: the cursor remembers its current key and, after a
- * change, re-seeks next to it, so iteration continues in key order. */
+ * change, re-seeks next to it, so iteration continues in key order.
+ * An absent table gives a cursor that finds nothing.  rp_cursor_close
+ * never fails (NULL is ignored).
+ * Errors: txn errors, RP_INVALID (out NULL), table errors, read errors;
+ *         on the catalog in a write txn, those of writing the table
+ *         descriptors first (write errors). */
 int rp_cursor_open(rp_txn *txn, const char *table, size_t tlen,
                    rp_cursor **out);
 void rp_cursor_close(rp_cursor *cur);
@@ -534,12 +597,15 @@ void rp_cursor_close(rp_cursor *cur);
  * for FIRST/LAST; for GE/LT it must be 1 to RP_MAX_KEY bytes
  * (RP_KEY_TOO_LONG otherwise: no stored key is empty or longer, so callers
  * map an empty bound to FIRST and a longer one to its prefix).  Returns
- * RP_NOTFOUND if no entry qualifies. */
+ * RP_NOTFOUND if no entry qualifies.
+ * Errors: txn errors (of the cursor's txn), RP_KEY_TOO_LONG, RP_INVALID
+ *         (an unknown mode), read errors. */
 int rp_cursor_seek(rp_cursor *cur, int mode, const void *key, size_t klen,
                    const void **k, size_t *kl, const void **v, size_t *vl);
 
 /* Step forward (dir > 0) or backward (dir < 0) and return the entry;
- * RP_NOTFOUND past the end. */
+ * RP_NOTFOUND past the end (and on a cursor not positioned on an entry).
+ * Errors: txn errors (of the cursor's txn), read errors. */
 int rp_cursor_step(rp_cursor *cur, int dir, const void **k, size_t *kl,
                    const void **v, size_t *vl);
 
@@ -559,7 +625,9 @@ int rp_cursor_step(rp_cursor *cur, int dir, const void **k, size_t *kl,
  * does not fit, or after max_items.  The cursor is left on the first entry
  * not copied.  *n = records copied, *used = bytes used.  A first record
  * too large for buflen makes *n 0 and *used the size it needs.  Returns
- * RP_NOTFOUND when the range is exhausted and nothing was copied. */
+ * RP_NOTFOUND when the range is exhausted and nothing was copied.
+ * Errors: txn errors (of the cursor's txn), RP_INVALID (n or used NULL,
+ *         buf NULL with a length), read errors. */
 int rp_cursor_batch(rp_cursor *cur, int dir, unsigned flags,
                     const void *stop, size_t stoplen,
                     void *buf, size_t buflen, size_t max_items,
@@ -666,7 +734,7 @@ int rp_cursor_join(rp_cursor *cur, int dir, unsigned flags,
 /* Arm a fault for this process: the after-th next I/O operation of that kind
  * (0 = the very next) fails.  RP_FAULT_NONE disarms everything.
  * RP_FAULT_CRASH kills the process (SIGKILL, as a crash would) when a
- * commit reaches step `after` (RP_STEP_*). */
+ * commit reaches step `after` (RP_STEP_*).  Never fails. */
 void rp_fault_set(int kind, unsigned after);
 
 /* Power-cut simulation.  rp_powercut_record(env, 1) starts recording every
@@ -674,7 +742,8 @@ void rp_fault_set(int kind, unsigned after);
  * replaced.  rp_powercut_apply(env, seed) then emulates a power cut: for the
  * writes made since the last fdatasync, a seed-chosen subset is undone and
  * some are torn (undone from a 512-byte sector boundary onward).  The env
- * must be closed and reopened afterwards (it is poisoned: RP_PANIC). */
+ * must be closed and reopened afterwards (it is poisoned: RP_PANIC).
+ * Errors: env errors; rp_powercut_apply also errno (restoring bytes). */
 int rp_powercut_record(rp_env *env, int on);
 int rp_powercut_apply(rp_env *env, uint64_t seed, unsigned *undone);
 

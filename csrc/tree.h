@@ -9,6 +9,7 @@
 #define REALMPY_TREE_H
 
 #include "internal.h"
+#include "msgpack.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -211,8 +212,9 @@ void rp_page_insert(uint8_t *page, unsigned i, const uint8_t *entry, size_t len)
 /* Remove slot i and compact the heap. */
 void rp_page_remove(uint8_t *page, unsigned i);
 /* Structural validation of a branch/leaf page (bounds of every slot and
- * entry, nkeys, lower/upper): RP_OK or RP_CORRUPT. */
-int  rp_page_validate(const uint8_t *page);
+ * entry, nkeys, lower/upper): NULL if valid, else which check failed (for
+ * the caller's rp_corrupt(pgno, why)). */
+const char *rp_page_validate(const uint8_t *page);
 /* Checksum of a page or overflow run (bytes [4, len)). */
 uint32_t rp_page_checksum(const uint8_t *page, size_t len);
 /* Binary search: leaf -> first index with key >= k (*exact set);
@@ -344,10 +346,7 @@ const rp_ahead_slot *rp_ahead_take(rp_ahead *a, const void *tag, size_t idx);
 int  rp_ahead_get(rp_ahead *a, const rp_ahead_slot *s, const void *k, size_t kl,
                   const void **v, size_t *vl);
 
-/* msgpack helpers shared by batch outputs (btree.c). */
-size_t rp_mp_bin_header(uint8_t *o, size_t len);
-size_t rp_mp_bin_size(size_t len);
-void   rp_mp_array32(uint8_t *o, uint32_t items);
+/* A value of a batch (btree.c; the msgpack forms are in msgpack.h). */
 size_t rp_mp_value_size(size_t len, int raw);
 size_t rp_mp_value(uint8_t *o, const void *v, size_t len, int raw);
 

@@ -50,6 +50,8 @@ static inline size_t dslot(uint64_t pgno, size_t cap) {
 }
 
 static rp_dirty *dirty_find(rp_txn *txn, uint64_t pgno) {
+    RP_ASSERT(txn->flags & RP_TXN_WRITE);
+    RP_ASSERT(pgno != UINT64_MAX && (txn->dcap & (txn->dcap - 1)) == 0);   /* a power of two */
     if (!txn->dcap) return NULL;
     for (size_t i = dslot(pgno, txn->dcap);; i = (i + 1) & (txn->dcap - 1)) {
         rp_dirty *d = &txn->dirty[i];
@@ -77,6 +79,7 @@ static int dirty_grow(rp_txn *txn) {
 }
 
 static int dirty_put(rp_txn *txn, uint64_t pgno, uint8_t *page, uint32_t npages) {
+    RP_ASSERT(page && npages >= 1);
     rp_dirty *d = dirty_find(txn, pgno);
     if (!d) {
         if ((txn->dcount + 1) * 2 > txn->dcap) {
@@ -89,7 +92,7 @@ static int dirty_put(rp_txn *txn, uint64_t pgno, uint8_t *page, uint32_t npages)
         d->pgno = pgno;
         txn->dcount++;
     }
-    assert(d->page == NULL);
+    RP_ASSERT(d->page == NULL);   /* a page number is handed out once per txn */
     d->page = page;
     d->npages = npages;
     return RP_OK;
@@ -99,6 +102,7 @@ static int dirty_put(rp_txn *txn, uint64_t pgno, uint8_t *page, uint32_t npages)
 
 const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
                             unsigned kinds, int *err) {
+    RP_ASSERT(txn && err && kinds);
     if ((txn->flags & RP_TXN_WRITE) && txnid == txn->txnid) {
         rp_dirty *d = dirty_find(txn, pgno);
         if (!d || !d->page) { *err = rp_corrupt(pgno, "reference to a page this transaction freed"); return NULL; }
@@ -149,6 +153,8 @@ const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
  * reusable free pages (lowest first, to keep the file compact), then the end
  * of the file. */
 static int alloc_pgno(rp_txn *txn, uint32_t npages, uint64_t *out) {
+    RP_ASSERT(txn->flags & RP_TXN_WRITE);
+    RP_ASSERT(npages >= 1 && out);
     if (npages == 1) {
         if (txn->loose.n) { *out = txn->loose.v[--txn->loose.n]; return RP_OK; }
         if (txn->reuse.n) { *out = txn->reuse.v[--txn->reuse.n]; return RP_OK; }
@@ -178,6 +184,7 @@ static int alloc_pgno(rp_txn *txn, uint32_t npages, uint64_t *out) {
 
 uint8_t *rp_page_new(rp_txn *txn, uint16_t flags, uint32_t npages,
                      uint64_t *pgno, int *err) {
+    RP_ASSERT(npages == 1 || flags == P_OVERFLOW);   /* only overflow runs span pages */
     int rc = alloc_pgno(txn, npages, pgno);
     if (rc) { *err = rc; return NULL; }
     uint8_t *page = calloc(npages, RP_PAGE_SIZE);
@@ -190,6 +197,8 @@ uint8_t *rp_page_new(rp_txn *txn, uint16_t flags, uint32_t npages,
 }
 
 int rp_page_free_pg(rp_txn *txn, uint64_t pgno, uint64_t txnid, uint32_t npages) {
+    RP_ASSERT(txn->flags & RP_TXN_WRITE);
+    RP_ASSERT(npages >= 1 && txnid <= txn->txnid);
     rp_pgvec *to = &txn->freed;
     if (txnid == txn->txnid) {
         rp_dirty *d = dirty_find(txn, pgno);
@@ -207,6 +216,8 @@ int rp_page_free_pg(rp_txn *txn, uint64_t pgno, uint64_t txnid, uint32_t npages)
 
 uint8_t *rp_page_touch(rp_txn *txn, uint64_t pgno, uint64_t txnid,
                        uint64_t *newpgno, int *err) {
+    RP_ASSERT(txn->flags & RP_TXN_WRITE);
+    RP_ASSERT(newpgno && err);
     if (txnid == txn->txnid) {
         rp_dirty *d = dirty_find(txn, pgno);
         if (!d || !d->page) {
@@ -220,7 +231,8 @@ uint8_t *rp_page_touch(rp_txn *txn, uint64_t pgno, uint64_t txnid,
     if (!src) return NULL;
     /* A page about to be edited is validated in full: the editing code
      * trusts slot offsets, so corruption must stop here. */
-    if (rp_page_validate(src)) { *err = rp_corrupt(pgno, "malformed page"); return NULL; }
+    const char *why = rp_page_validate(src);
+    if (why) { *err = rp_corrupt(pgno, why); return NULL; }
     uint8_t *dst = rp_page_new(txn, rp_hdr(src)->flags, 1, newpgno, err);
     if (!dst) return NULL;
     memcpy(dst, src, RP_PAGE_SIZE);
@@ -780,6 +792,8 @@ static int ensure_size(rp_env *env, uint64_t pages) {
 }
 
 static int write_pages(rp_txn *txn) {
+    RP_ASSERT(txn->flags & RP_TXN_WRITE);
+    RP_ASSERT(txn->locked);   /* under the writer mutex */
     rp_env *env = txn->env;
     rp_dirty **list = malloc((txn->dcount ? txn->dcount : 1) * sizeof *list);
     if (!list) return ENOMEM;
@@ -832,6 +846,8 @@ int rp_txn_flush_catalog(rp_txn *txn) {
 }
 
 static int commit_write(rp_txn *txn) {
+    RP_ASSERT(txn->flags & RP_TXN_WRITE);
+    RP_ASSERT(txn->locked && !txn->failed && txn->ncursors == 0);   /* rp_txn_commit_ex checked */
     rp_env *env = txn->env;
     /* 1. table descriptors -> catalog */
     int rc = rp_txn_flush_catalog(txn);
@@ -928,7 +944,7 @@ static int get_many(rp_txn *txn, const char *table, size_t tlen, const void *key
     if (rc) return rc;
     const uint8_t *p = keys, *end = p + keyslen;
     uint8_t *o = out;
-    size_t pos = 5;   /* msgpack array32 header, written last */
+    size_t pos = RP_MP_ARRAY32_SIZE;   /* written last */
     /* The lookups are pipelined (rp_ahead): keys up to RP_AHEAD_DESCEND
      * ahead of key i are queued as they are parsed; the first that is not
      * well-formed ends the lookahead, and key i reports it at its turn. */
@@ -978,7 +994,7 @@ static int get_many(rp_txn *txn, const char *table, size_t tlen, const void *key
         (*done)++;
         p += 4 + (size_t)kl;
     }
-    if (*done) rp_mp_array32(o, (uint32_t)*done);
+    if (*done) rp_mp_put_array32(o, (uint32_t)*done);
     *used = *done ? pos : 0;
     return RP_OK;
 }

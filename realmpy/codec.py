@@ -430,7 +430,8 @@ def decode_key(raw: bytes) -> tuple[Any, ...]:
                 pos += 16
             else:
                 raise CodecError(f"unknown key tag 0x{tag:02x} at byte {pos - 1}")
-    except (IndexError, struct.error, ValueError) as exc:
+    except (IndexError, struct.error, ValueError, OverflowError) as exc:
+        # OverflowError: a datetime outside datetime's range (a damaged key).
         if isinstance(exc, CodecError):
             raise
         raise CodecError(f"truncated or corrupt key {raw!r}: {exc}") from None

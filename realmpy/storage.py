@@ -693,7 +693,7 @@ class Environment:
         Writers do this by themselves; this is for tools and tests.
         """
         reaped = ffi.new("unsigned *")
-        self._call("check readers", lib.rp_env_reader_check, reaped)
+        self._call("reap readers", lib.rp_env_reap_readers, reaped)
         return int(reaped[0])
 
     def check(self) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from realmpy import codec
@@ -196,6 +198,7 @@ def test_malformed_int_keys_raise(raw: bytes) -> None:
 
 
 @given(st.binary(max_size=12))
+@example(bytes([codec.T_DATETIME]) + bytes(8))  # a datetime before year 1
 def test_decode_key_never_crashes_and_round_trips(raw: bytes) -> None:
     """Garbage raises CodecError; whatever decodes is the one encoding of
     what it decodes to (no second spelling of a value)."""
@@ -309,3 +312,29 @@ def test_positional_records_and_their_name_helpers() -> None:
         codec.unpack_row(codec.pack_record({"id": 1}))  # a map is not a record
     with pytest.raises(CodecError):
         codec.unpack_row(b"\xc1")
+
+
+def _keytags_header() -> dict[str, int]:
+    """csrc/keytags.h's ``#define RP_KEY_<NAME> <value>`` lines, evaluated."""
+    header = Path(codec.__file__).resolve().parents[1] / "csrc" / "keytags.h"
+    if not header.exists():
+        pytest.skip("needs the source tree (csrc/keytags.h)")
+    found: dict[str, int] = {}
+    for line in header.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"#define RP_KEY_(\w+)\s+(.+?)\s*(?:/\*.*)?$", line)
+        if m:
+            # Values are hex literals or sums of earlier names.
+            expr = re.sub(r"RP_KEY_(\w+)", lambda n: str(found[n.group(1)]), m.group(2))
+            assert re.fullmatch(r"[0-9a-fA-Fx()+\- ]+", expr), line
+            found[m.group(1)] = int(eval(expr, {"__builtins__": {}}))
+    return found
+
+
+def test_key_tags_in_the_c_header_match_the_codec() -> None:
+    """The native module's key encoder (csrc/keytags.h) and codec.py agree."""
+    c_tags = _keytags_header()
+    py_tags = {n: getattr(codec, n) for n in dir(codec) if n.startswith("T_")}
+    assert {n: v for n, v in c_tags.items() if n.startswith("T_")} == py_tags
+    # The end of a str/bytes body: what the codec writes after the text.
+    assert codec.encode_key("") == bytes([c_tags["T_STR"], c_tags["END"]])
+    assert codec.encode_key(b"") == bytes([c_tags["T_BYTES"], c_tags["END"]])

@@ -129,6 +129,29 @@ def test_both_meta_copies_damaged(db_path: str) -> None:
                 assert snap.get("t", b"k00000") == _VALUE + b"00000"
 
 
+@pytest.mark.parametrize("fill", [b"\0", b"\xff"], ids=["zeroed", "garbage"])
+def test_lost_parity_is_refused_and_salvage_sticks(db_path: str, fill: bytes) -> None:
+    # Meta page 0 whole and page 1's first sector: both copies of version 3's
+    # parity are gone (zeroed slots are damage too once version 2 exists); the
+    # surviving record, version 2, cannot say whether version 3 was acknowledged.
+    _build(db_path)
+    with open(db_path, "r+b") as f:
+        f.write(fill * 4096)
+        f.seek(4096)
+        f.write(fill * 512)
+    os.remove(db_path + ".lock")
+    with pytest.raises(CorruptError, match="both copies"):
+        Environment(db_path)
+    with pytest.warns(RecoveryWarning):
+        with Environment(db_path, recover=True) as env:
+            assert env.recovered_from == 3
+    # The salvage rewrote both parities: a plain open works from now on.
+    with Environment(db_path) as env, env.read() as snap:
+        assert env.recovered_from is None
+        assert snap.get("t", b"k00000") == _VALUE + b"00000"
+        env.check()
+
+
 @pytest.mark.parametrize("size_kib", [16, 64, 128])
 def test_truncated_file_says_truncated(db_path: str, size_kib: int) -> None:
     _build(db_path, keys=3000)

@@ -94,6 +94,15 @@ static void test_bad_programs(void) {
     for (size_t cut = 0; cut < n; cut++)
         CHECK(rp_filter_eval(p, cut, rec, sizeof rec, &v) == RP_INVALID, "truncated");
     CHECK(rp_filter_eval(NULL, 0, rec, sizeof rec, &v) == RP_INVALID, "null program");
+    /* A NULL cursor is an invalid argument, never a crash. */
+    uint8_t out[64];
+    size_t got = 0, used = 0;
+    CHECK(rp_cursor_batch(NULL, 1, 0, NULL, 0, out, sizeof out, 1, &got, &used) == RP_INVALID,
+          "null cursor (batch)");
+    CHECK(rp_cursor_filter(NULL, 1, 0, NULL, 0, p, n, out, sizeof out, 1, &got, &used)
+              == RP_INVALID, "null cursor (filter)");
+    CHECK(rp_cursor_join(NULL, 1, 0, NULL, 0, 0, "t", 1, p, n, out, sizeof out, 1, &got, &used)
+              == RP_INVALID, "null cursor (join)");
     static const uint8_t bad[][8] = {
         {9},                                    /* unknown opcode              */
         {RP_FILTER_AND},                        /* stack underflow             */

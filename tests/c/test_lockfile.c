@@ -184,7 +184,7 @@ static void test_bad_max_readers(void) {
         unsigned n;
         E(rp_env_readers(a, info, 4, &n));
         unsigned reaped;
-        E(rp_env_reader_check(a, &reaped));
+        E(rp_env_reap_readers(a, &reaped));
         /* A new opener validates and refuses: the header is garbage and in use. */
         rp_env *b = NULL;
         CHECK(rp_env_open(a->path, 0, 0, 0, 0, &b) == RP_INCOMPATIBLE_LOCK, "garbage refused");

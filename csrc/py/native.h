@@ -1,0 +1,160 @@
+/* native.h -- what the files of the native module (realmpy._speedups)
+ * share.  Internal to the module: Python sees only what module.c exports.
+ *
+ *   module.c     the module: its functions table, init, the globals below
+ *   objects.c    RealmState, ModelBase, building managed objects,
+ *                ObjectIter, PropertyBase (the C __get__)
+ *   record.c     Record: a stored record decoded a field at a time
+ *   modelinit.c  ModelInit: a model's generated __init__
+ *   bulk.c       the bulk paths: key suffixes, rp_put_many/rp_get_many
+ *                buffers, key encoders (keytags.h), rows packed to msgpack
+ *
+ * Everything runs with the GIL held (see module.c for the lifetime rules).
+ */
+#ifndef REALMPY_NATIVE_H
+#define REALMPY_NATIVE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* ---- module globals (module.c; single-phase init: one interpreter) -------- */
+
+extern PyObject *RealmState_Type, *ModelBase_Type, *PropertyBase_Type, *ObjectIter_Type;
+extern PyObject *Record_Type, *ModelInit_Type;
+extern PyObject *method_type;               /* types.MethodType */
+extern PyObject *s_read_plain, *s_slow_get; /* interned method names */
+extern PyObject *empty_tuple;
+
+/* The types' specs, made into types by module.c. */
+extern PyType_Spec rs_spec, mb_spec, oi_spec, pb_spec, rec_spec, mi_spec;
+
+/* ---- ModelBase (objects.c) ------------------------------------------------------ */
+
+/* A managed object's state (see objects.c). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *store;
+    PyObject *key;
+    PyObject *rec;
+    PyObject *pos;
+    long long stamp;
+} ModelBase;
+
+static inline int is_model(PyObject *o) {
+    return PyObject_TypeCheck(o, (PyTypeObject *)ModelBase_Type);
+}
+
+/* obj's instance dict (new reference); TypeError if it has none. */
+PyObject *instance_dict(PyObject *obj);
+/* row as (key, rec), new references in *k and *rec: 0, or -1 with an
+ * exception (not a pair, or a key that is not bytes). */
+int unpack_row(PyObject *row, PyObject **k, PyObject **rec);
+
+/* ---- Record (record.c) ------------------------------------------------------------ */
+
+/* A stored record kept as its msgpack bytes (see record.c for the layout). */
+typedef struct {
+    PyObject_VAR_HEAD
+    Py_ssize_t len;      /* max(n, stored): what len() says                  */
+    Py_ssize_t stored;   /* fields in the stored array                       */
+    PyObject *decode;    /* decode(bytes) -> value: the Python decoder        */
+    PyObject **vals;     /* len slots                                        */
+    uint32_t *offs;      /* stored + 1 offsets of the fields in raw          */
+    const unsigned char *raw;
+} Record;
+
+/* self[i] for 0 <= i < len: decoded on first read, then kept. */
+PyObject *rec_item(PyObject *self_, Py_ssize_t i);
+
+/* ---- argument checks and GC helpers ------------------------------------------- */
+
+static inline int no_delete(PyObject *value, const char *name) {
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "cannot delete %s", name);
+        return -1;
+    }
+    return 0;
+}
+
+static inline int need_int(PyObject *value, const char *name) {
+    if (!PyLong_Check(value) || PyBool_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %R", name,
+                     (PyObject *)Py_TYPE(value));
+        return -1;
+    }
+    return 0;
+}
+
+static inline int need_list(PyObject *value, const char *name) {
+    if (!PyList_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a list, not %R", name,
+                     (PyObject *)Py_TYPE(value));
+        return -1;
+    }
+    return 0;
+}
+
+/* An int argument as a Py_ssize_t (TypeError if not an int). */
+static inline int size_arg(PyObject *value, const char *name, Py_ssize_t *out) {
+    if (need_int(value, name)) return -1;
+    *out = PyLong_AsSsize_t(value);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* The tp_dealloc of a GC-tracked heap type whose references clear()
+ * drops (NULL: none); instances hold a reference to their heap type. */
+static inline void gc_dealloc(PyObject *self, inquiry clear) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (clear != NULL) clear(self);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(self);
+    Py_DECREF(tp);
+}
+
+static inline int check_key(PyObject *key) {
+    if (!PyBytes_Check(key)) {
+        PyErr_Format(PyExc_TypeError, "a key must be bytes, not %R", (PyObject *)Py_TYPE(key));
+        return -1;
+    }
+    return 0;
+}
+
+/* TypeError unless a METH_FASTCALL function fn got want arguments. */
+static inline int nargs_is(Py_ssize_t nargs, Py_ssize_t want, const char *fn) {
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", fn, want, nargs);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the module's functions (module.c's table documents each) ------------------ */
+
+/* objects.c */
+PyObject *sp_make_object(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_iter_objects(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_manage(PyObject *module, PyObject *args);
+/* record.c */
+PyObject *sp_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_record_pairs(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+/* bulk.c */
+PyObject *sp_key_suffixes(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_all_full(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_pack_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_int_key(PyObject *module, PyObject *v);
+PyObject *sp_encode_key_list(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_pack_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_column_keys(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_strictly_increasing(PyObject *module, PyObject *keys);
+PyObject *sp_found_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_unmanaged_dicts(PyObject *module, PyObject *objs);
+PyObject *sp_columns_ok(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_rows_full(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_pack_keys(PyObject *module, PyObject *keys);
+
+#endif
