@@ -156,6 +156,8 @@ def apply_download(
                 )
         progress = 1.0 if resp.batch != "more" else min(resp.progress, 0.99)
         meta.set_download(new_cursor, resp.latest_server_version, progress)
+        if resp.batch == "last":
+            meta.set_bootstrapped(resp.query_version)
         if acked > meta.acked():
             meta.set_acked(acked)
             _trim_history(txn, acked)
@@ -381,6 +383,7 @@ def client_reset(env: Environment, *, recover: bool) -> int:
         else:
             meta.set_acked(kept[0][0] - 1)
         meta.set_download(0, 0, 0.0)
+        meta.set_bootstrapped(0)  # the new identity has bootstrapped nothing
         meta.set_sub_sent(0)
         meta.set_stale_pending(True)
         from realmpy.sync.subscriptions import repend_latest
