@@ -485,6 +485,9 @@ class SyncService:
                 client.bootstrapped_qv != client.query_version
                 or client.bootstrapped_rules != self.perms.fingerprint
                 or req.bootstrap_token is not None
+                # The answer that finished the bootstrap is recorded here when it is sent; a
+                # client that says it did not apply it (its answer was lost) gets it again.
+                or (req.query_version is not None and req.query_version != client.bootstrapped_qv)
             )
             if needs_bootstrap:
                 res = self._bootstrap(ctx, client, req, latest)
@@ -761,10 +764,10 @@ class _DownloadCtx:
         record = self._record(row.table, pk, state)
         in_view = view is not None and view[0]
         if self._visible(row.table, record):
-            if not (in_view and bootstrap and row.last_sv <= after):
-                self._view_put(row.table, row.pk, True, row.last_sv)
-                return DownloadEntry("state", row.table, pk, state.for_reader().to_wire())
-            return None  # already there and unchanged since the client's cursor
+            # Sent even if the view says the client has it: the view records what was sent,
+            # and the answer that sent it may have been lost (a bootstrap redone after it).
+            self._view_put(row.table, row.pk, True, row.last_sv)
+            return DownloadEntry("state", row.table, pk, state.for_reader().to_wire())
         if in_view:
             self._view_put(row.table, row.pk, False, forget_sv)
             if record is None:

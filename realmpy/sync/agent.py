@@ -597,9 +597,12 @@ class SyncClient:
                     if fi != token_fi:
                         token, token_fi = None, fi
                     with self.env.read() as snap:
-                        after = Meta(snap).download()[0]
+                        meta = Meta(snap)
+                        after, bootstrapped = meta.download()[0], meta.bootstrapped()
                     wait_ms = 0 if token else int(self.options.app.config.long_poll_seconds * 1000)
-                    req = P.DownloadRequest(fi, salt, after, token, wait_ms)
+                    req = P.DownloadRequest(
+                        fi, salt, after, token, wait_ms, query_version=bootstrapped
+                    )
                     timeout = self.options.app.config.request_timeout + wait_ms / 1000
                     raw = self._call("POST", "/sync/download", req.to_wire(), timeout=timeout)
                     try:

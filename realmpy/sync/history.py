@@ -17,7 +17,11 @@ Tables (all in the realm's own storage environment, next to ``o:<Class>``):
     client version written), ``ts`` (last changeset timestamp, kept
     monotone), ``acked`` (last client version the server acknowledged),
     ``dl`` ``[download cursor, latest server version, progress]``,
-    ``sub_sent`` (query version the server accepted), ``stale`` (a client
+    ``sub_sent`` (query version the server accepted), ``bootstrapped``
+    (query version whose bootstrap's ``last`` batch this file applied; sent
+    with every download so the server redoes a bootstrap whose answer was
+    lost; absent in files from before it: the server then trusts its own
+    record), ``stale`` (a client
     reset is waiting for its bootstrap to finish), ``error`` ``[class name,
     code, status, message]`` (the final error the last agent stopped for;
     ``status``), ``dl_objects`` ``[objects received, objects expected,
@@ -201,6 +205,16 @@ class Meta:
 
     def set_sub_sent(self, qv: int) -> None:
         self._put("sub_sent", qv)
+
+    def bootstrapped(self) -> int | None:
+        v = self._get("bootstrapped")
+        return None if v is None else int(v)
+
+    def set_bootstrapped(self, qv: int | None) -> None:
+        if qv is None:
+            self.txn.delete(META_TABLE, b"bootstrapped")  # type: ignore[union-attr]
+        else:
+            self._put("bootstrapped", qv)
 
     def stale_pending(self) -> bool:
         return bool(self._get("stale"))

@@ -117,8 +117,11 @@ def apply_download(
         schema = stored_schema(txn)
         assert schema is not None
         acked = max(meta.acked(), resp.acked_client_version)
-        # The cursor this batch moves to (a bootstrap's "more" batches keep the old one).
-        new_cursor = after if resp.batch == "more" else resp.server_version
+        # The cursor this batch moves to: the server's, always.  A bootstrap's ``more`` batches
+        # answer the old cursor; an incremental ``more`` batch (the per-batch cap) answers the
+        # last server version it finished, and keeping the old cursor there would ask for the
+        # same batch again forever.
+        new_cursor = resp.server_version
         for e in resp.entries:
             if e.table not in schema:
                 continue
@@ -152,10 +155,9 @@ def apply_download(
                     )
                 )
         progress = 1.0 if resp.batch != "more" else min(resp.progress, 0.99)
-        if resp.batch == "more":
-            meta.set_download(after, resp.latest_server_version, progress)
-        else:
-            meta.set_download(resp.server_version, resp.latest_server_version, progress)
+        meta.set_download(new_cursor, resp.latest_server_version, progress)
+        if resp.batch == "last":
+            meta.set_bootstrapped(resp.query_version)
         if acked > meta.acked():
             meta.set_acked(acked)
             _trim_history(txn, acked)
@@ -381,6 +383,7 @@ def client_reset(env: Environment, *, recover: bool) -> int:
         else:
             meta.set_acked(kept[0][0] - 1)
         meta.set_download(0, 0, 0.0)
+        meta.set_bootstrapped(0)  # the new identity has bootstrapped nothing
         meta.set_sub_sent(0)
         meta.set_stale_pending(True)
         from realmpy.sync.subscriptions import repend_latest

@@ -1204,6 +1204,8 @@ class DownloadRequest(_FileMsg):
     bootstrap_token: bytes | None = None
     wait_ms: int = 0
     max_bytes: int = 1 << 20
+    query_version: int | None = None
+    """The query version whose bootstrap the client applied (None: not said)."""
 
     @classmethod
     def from_wire(cls, obj: object) -> DownloadRequest:
@@ -1215,7 +1217,10 @@ class DownloadRequest(_FileMsg):
             raise MalformedMessage("download: bootstrap token too long")
         wait = _uint(m, "wait_ms", "download", optional=True, default=0, maximum=60_000)
         mb = _uint(m, "max_bytes", "download", optional=True, default=1 << 20, maximum=64 << 20)
-        return cls(fi, salt, after, token, wait, max(mb, 1024))
+        qv = _get(m, "query_version", int, "download", optional=True)
+        if qv is not None and not 0 <= qv < 2**63:
+            raise MalformedMessage("download: 'query_version' out of range")
+        return cls(fi, salt, after, token, wait, max(mb, 1024), qv)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -1225,6 +1230,7 @@ class DownloadRequest(_FileMsg):
             "bootstrap_token": self.bootstrap_token,
             "wait_ms": self.wait_ms,
             "max_bytes": self.max_bytes,
+            "query_version": self.query_version,
         }
 
 

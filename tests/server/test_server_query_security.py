@@ -370,3 +370,31 @@ def test_a_long_in_list_argument_is_hashed_once_per_download(api: Api) -> None:
     wanted = [3, 7.0, "7", True, None, *range(1000, 1000 + 9_990)]
     assert u.visible("n IN $0", wanted) == {3, 7}
     assert u.visible("NOT (n IN $0) AND n < 5", wanted) == {0, 1, 2, 4}
+
+
+def test_a_lost_last_bootstrap_batch_is_sent_again(api: Api) -> None:
+    """The server records a bootstrap as finished (and its objects as in the file's view) when
+    it answers the last batch; a client that never applied that answer says so (the query
+    version it applied) and gets the bootstrap again, objects at or below its cursor included
+    (the chaos test's device lost them while its cursor said it was up to date)."""
+    a, b = User(api, "device-writes"), User(api, "device-lost-answer")
+    for pk in range(3):  # server versions 1..3
+        a.upload([[0, "Note", pk], [2, "Note", pk, "owner_id", a.id]])
+    ident = {"file_ident": b.f["file_ident"], "salt": b.f["salt"]}
+
+    def download(after: int, applied: int) -> dict[str, Any]:
+        body = {**ident, "after_server_version": after, "query_version": applied}
+        status, res = api.post("/sync/download", body, b.tok)
+        assert status == 200, res
+        return res  # type: ignore[no-any-return]
+
+    first = download(0, 0)  # no subscription yet: nothing, cursor 3
+    assert (first["batch"], first["server_version"], first["query_version"]) == ("last", 3, 0)
+    status, res = b.subscribe("TRUEPREDICATE", table="Note")
+    assert status == 200, res
+    lost = download(3, 0)  # the bootstrap's last batch: the client never applies it
+    assert lost["batch"] == "last" and {e[2] for e in lost["entries"]} == {0, 1, 2}
+    again = download(3, 0)  # it asks again from the cursor and query version it still has
+    assert again["batch"] == "last" and {e[2] for e in again["entries"]} == {0, 1, 2}, again
+    applied = download(3, 1)  # applied: nothing again
+    assert (applied["batch"], applied["entries"]) == ("steady", []), applied

@@ -221,6 +221,43 @@ def test_subscriptions_visible_to_secondary_process_config(tmp_path: Path, base:
     main.close()
 
 
+def test_capped_incremental_download_moves_the_cursor(
+    tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An incremental batch cut short by the server's cap (``more``, here by the smallest
+    ``max_bytes``) moves the cursor to the version it finished: keeping the old cursor asked for
+    the same batch again forever, and the rest never arrived."""
+    r1 = _open(_app(tmp_path, base), tmp_path / "1.realm")
+    app2 = _app(tmp_path, base, "other")
+    r2 = _open(app2, tmp_path / "2.realm")
+    user = app2.current_user
+    assert user is not None
+    real = user.request
+    batches: list[str] = []
+
+    def capped(method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        if path != "/sync/download":
+            return real(method, path, body, **kw)
+        res = real(method, path, {**body, "max_bytes": 1024}, **kw)
+        batches.append(res["batch"])
+        return res
+
+    monkeypatch.setattr(user, "request", capped)
+    for r in (r1, r2):
+        _subscribe(r, "name BEGINSWITH 'capped'", "capped")
+    r1.sync_session.pause()
+    for i in range(3):  # one upload of three server versions
+        with r1.write():
+            r1.add(Item(name=f"capped{i}", tags=["x" * 2000]))  # bigger than a batch
+    del batches[:]
+    r1.sync_session.resume()
+    _until(r2, lambda: len(r2.query(Item, "name BEGINSWITH 'capped'")) == 3)
+    assert "more" in batches, batches
+    monkeypatch.undo()
+    r1.close()
+    r2.close()
+
+
 def test_pause_resume_and_progress(tmp_path: Path, base: str) -> None:
     realm = _open(_app(tmp_path, base), tmp_path / "p.realm")
     _subscribe(realm)

@@ -312,7 +312,14 @@ def test_chaos(tmp_path: Path, server: Server, procs: list[Proc]) -> None:
         target = progress() + by
         deadline = time.monotonic() + DEADLINE
         while progress() < target:
-            assert time.monotonic() < deadline, "writers made no progress"
+            for name in ("writer-1", "writer-2"):  # a writer that died on its own: say why
+                p = live[name]
+                assert p.popen.poll() is None, (
+                    f"{name} exited with {p.popen.returncode}: {''.join(p.stderr[-20:])}"
+                )
+            assert time.monotonic() < deadline, "writers made no progress: " + "; ".join(
+                f"{n}: {live[n].seen[-2:]} {''.join(live[n].stderr[-10:])}" for n in live
+            )
             w = live[rng.choice(["writer-1", "writer-2"])]
             with contextlib.suppress(queue.Empty):
                 w.seen.append(w.events.get(timeout=0.5))  # blocks until that writer commits
