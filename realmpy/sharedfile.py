@@ -11,7 +11,6 @@ open while it syncs.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from typing import ClassVar
 from realmpy.config import Configuration
 from realmpy.errors import ConfigurationError
 from realmpy.notifier import Notifier
-from realmpy.sidefiles import check_directory, open_side_file
+from realmpy.sidefiles import check_directory, lock_side_file, open_side_file
 from realmpy.storage import Environment
 
 __all__ = ["SharedFile", "compact_file", "wants_compaction"]
@@ -78,7 +77,7 @@ class SharedFile:
                 except FileNotFoundError:
                     pass
         if self._session_fd is not None:
-            fcntl.flock(self._session_fd, fcntl.LOCK_SH)
+            lock_side_file(self._session_fd, exclusive=False, block=True)
         try:
             self.env = Environment(
                 config.path,
@@ -99,18 +98,14 @@ class SharedFile:
     def _try_exclusive(self) -> bool:
         if self._session_fd is None:
             return False
-        try:
-            fcntl.flock(self._session_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
+        return lock_side_file(self._session_fd, exclusive=True, block=False)
 
     @contextlib.contextmanager
     def alone(self) -> Iterator[bool]:
         """Whether no other process has the file open (and this process has
         one realm on it), *kept true for the block*: the session file's
         exclusive lock is held until the block ends, so an opener in another
-        process waits in its shared ``flock`` and then opens the file as the
+        process waits for its shared lock and then opens the file as the
         block left it (a compacted file, not the replaced one).
 
         Every process holds a shared lock on ``<path>.session`` while it has
@@ -124,7 +119,7 @@ class SharedFile:
                 yield True
             finally:
                 assert self._session_fd is not None  # _try_exclusive succeeded
-                fcntl.flock(self._session_fd, fcntl.LOCK_SH)  # downgrade
+                lock_side_file(self._session_fd, exclusive=False, block=True)  # downgrade
 
     @classmethod
     def acquire(cls, config: Configuration) -> SharedFile:

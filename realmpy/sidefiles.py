@@ -15,12 +15,14 @@ to do.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
+import struct
 
 from realmpy.errors import StorageError, error_for_code, side_file_error
 
-__all__ = ["check_directory", "open_side_file"]
+__all__ = ["check_directory", "lock_side_file", "open_side_file"]
 
 
 def check_directory(path: str, what: str) -> None:
@@ -79,3 +81,35 @@ def open_side_file(path: str, suffix: str, *, read_only: bool, what: str) -> int
         os.close(fd)
         raise
     return fd
+
+
+_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", None)
+_OFD_SETLKW = getattr(fcntl, "F_OFD_SETLKW", None)
+
+
+def lock_side_file(fd: int, *, exclusive: bool, block: bool) -> bool:
+    """Lock the whole side file on ``fd``'s open file description; False when
+    ``block`` is off and another holder's lock conflicts.
+
+    An OFD lock (``F_OFD_SETLK``): like ``flock(2)`` it belongs to the open
+    file description, so the kernel drops it when the last descriptor closes
+    or the process dies (also by SIGKILL), and a second ``open`` of the file
+    in the same process conflicts with it.  Unlike ``flock(2)`` a conversion
+    is atomic: a refused non-blocking upgrade from shared to exclusive keeps
+    the shared lock.  ``flock`` removes the old lock first, so a process that
+    merely asked "am I alone?" while others had the file open was left holding
+    no lock at all, and a later "alone" process compacted the file under it.
+    """
+    kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
+    arg = struct.pack("hhqqixxxx", kind, os.SEEK_SET, 0, 0, 0)  # struct flock, l_pid 0
+    try:
+        if _OFD_SETLK is not None and _OFD_SETLKW is not None:
+            fcntl.fcntl(fd, _OFD_SETLKW if block else _OFD_SETLK, arg)
+        else:  # pragma: no cover - non-Linux: process-owned locks, conversions atomic too
+            op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            fcntl.lockf(fd, op if block else op | fcntl.LOCK_NB)
+    except (BlockingIOError, PermissionError):
+        if block:
+            raise
+        return False
+    return True

@@ -23,33 +23,19 @@ by the kernel when the process dies.  Elsewhere ``lockf`` is the fallback.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import struct
 import threading
 from collections.abc import Callable
 from typing import ClassVar
 
-__all__ = ["Election"]
+from realmpy.sidefiles import lock_side_file
 
-_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", None)
-_OFD_SETLKW = getattr(fcntl, "F_OFD_SETLKW", None)
-_FLOCK_WRLCK = struct.pack("hhqqixxxx", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
-"""``struct flock`` for an exclusive lock of the whole file (l_pid 0, as OFD locks require)."""
+__all__ = ["Election"]
 
 
 def _lock(fd: int, *, block: bool) -> bool:
     """Take the exclusive lock on ``fd``; False if ``block`` is off and another holder has it."""
-    try:
-        if _OFD_SETLKW is not None and _OFD_SETLK is not None:
-            fcntl.fcntl(fd, _OFD_SETLKW if block else _OFD_SETLK, _FLOCK_WRLCK)
-        else:  # pragma: no cover - non-Linux
-            fcntl.lockf(fd, fcntl.LOCK_EX if block else fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except (BlockingIOError, PermissionError):
-        if block:
-            raise
-        return False
-    return True
+    return lock_side_file(fd, exclusive=True, block=block)
 
 
 class _Waiter:

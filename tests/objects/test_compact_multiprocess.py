@@ -1,6 +1,6 @@
 """``should_compact`` across processes: compaction only when alone.
 
-Each process holds a shared ``flock`` on ``<path>.session`` while it has
+Each process holds a shared lock (an OFD lock) on ``<path>.session`` while it has
 the file open; compaction takes it exclusively for its whole run.  These
 tests use real processes: one holding the file open, one killed with
 SIGKILL, and one opening the file while compaction runs.
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from realmpy.config import Configuration
 from realmpy.realm import Realm
+from realmpy.sidefiles import lock_side_file
 from tests.objects_models import MODELS, Dog
 
 TESTS = Path(__file__).parent.parent
@@ -170,12 +171,15 @@ def test_a_killed_process_does_not_block_compaction(tmp_path: Path) -> None:
         other.exit()
 
 
-def _blocked_on_flock(pid: int) -> bool:
-    """Whether ``pid`` waits for a ``flock`` (a ``->`` line of /proc/locks)."""
-    # e.g. "1: -> FLOCK  ADVISORY  READ 24245 fe:00:2146524 0 EOF"
+def _blocked_on_session_lock(path: Path) -> bool:
+    """Whether a process waits for a lock of ``<path>.session`` (a ``->`` line of /proc/locks;
+    OFD locks show no pid, so the file's inode tells; only the child can be waiting)."""
+    # e.g. "1: -> OFDLCK ADVISORY  READ -1 fe:00:2146524 0 EOF"
+    st = os.stat(str(path) + ".session")
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     with open("/proc/locks") as f:
         rows = [line.split() for line in f]
-    return any(r[1:3] == ["->", "FLOCK"] and r[5] == str(pid) for r in rows if len(r) > 5)
+    return any(r[1] == "->" and r[6] == inode for r in rows if len(r) > 6)
 
 
 def test_an_opener_during_compaction_opens_the_compacted_file(tmp_path: Path) -> None:
@@ -189,12 +193,11 @@ def test_an_opener_during_compaction_opens_the_compacted_file(tmp_path: Path) ->
         # Another process opens the file now, while we compact: it must wait
         # for us (it would otherwise map the file we are about to replace).
         children.append(Child(path))
-        pid = children[0].proc.pid
         deadline = time.monotonic() + WAIT
         # No event can tell that another process is blocked in the kernel:
         # poll /proc/locks (which shows it) until it is.
-        while not _blocked_on_flock(pid):
-            assert time.monotonic() < deadline, "the opener never reached its flock"
+        while not _blocked_on_session_lock(path):
+            assert time.monotonic() < deadline, "the opener never reached its session lock"
             time.sleep(0.01)
         return True
 
@@ -213,3 +216,51 @@ def test_an_opener_during_compaction_opens_the_compacted_file(tmp_path: Path) ->
             assert child.ask("count") == "3"
         finally:
             child.exit()
+
+
+_TRY_EXCLUSIVE = """
+import os, sys
+from realmpy.sidefiles import lock_side_file
+fd = os.open(sys.argv[1], os.O_RDWR)
+print("refused" if not lock_side_file(fd, exclusive=True, block=False) else "granted")
+"""
+
+
+def test_a_refused_upgrade_keeps_the_shared_session_lock(tmp_path: Path) -> None:
+    # "Am I alone?" is an upgrade attempt.  flock(2) drops the shared lock before
+    # trying the exclusive one, so a refused attempt left the asker with no lock,
+    # and a later "alone" process compacted the file under it (the chaos test saw
+    # LockFileChangedError in writers).  The session lock must survive the question.
+    session = str(tmp_path / "s.session")
+    fd = os.open(session, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        assert lock_side_file(fd, exclusive=False, block=True)
+        other = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_SHARED, session], stdout=subprocess.PIPE, text=True
+        )
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == "holding"
+        assert not lock_side_file(fd, exclusive=True, block=False)  # not alone
+        other.kill()
+        assert other.wait(WAIT) == -signal.SIGKILL
+        other.stdout.close()
+        probe = subprocess.run(
+            [sys.executable, "-c", _TRY_EXCLUSIVE, session],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=True,
+        )
+        assert probe.stdout.strip() == "refused"  # this process still holds its shared lock
+    finally:
+        os.close(fd)
+
+
+_HOLD_SHARED = """
+import os, sys, time
+from realmpy.sidefiles import lock_side_file
+fd = os.open(sys.argv[1], os.O_RDWR)
+lock_side_file(fd, exclusive=False, block=True)
+print("holding", flush=True)
+time.sleep(600)
+"""
