@@ -112,4 +112,10 @@ def lock_side_file(fd: int, *, exclusive: bool, block: bool) -> bool:
         if block:
             raise
         return False
+    except OSError as exc:
+        # A descriptor opened read-only (a read-only realm) cannot hold a write
+        # lock: such a process never takes the file exclusively.
+        if exc.errno == errno.EBADF and exclusive and not block:
+            return False
+        raise
     return True
