@@ -246,9 +246,8 @@ class Realm(RealmState, Listenable):
     @staticmethod
     def compact(config: Configuration) -> bool:
         """Compact the file if no process has it open; True if it did."""
-        with SharedFile._registry_lock:
-            if config.path in SharedFile._registry:
-                return False
+        if config.path in SharedFile.registry:
+            return False
         if not os.path.exists(config.path):
             return False
         shared = SharedFile.acquire(config)
@@ -265,9 +264,8 @@ class Realm(RealmState, Listenable):
     def delete_realm(path: str | os.PathLike[str]) -> None:
         """Delete a realm's files; refuses while this process has it open."""
         p = os.path.abspath(os.fspath(path))
-        with SharedFile._registry_lock:
-            if p in SharedFile._registry:
-                raise ConfigurationError(f"cannot delete {p}: it is open in this process")
+        if p in SharedFile.registry:
+            raise ConfigurationError(f"cannot delete {p}: it is open in this process")
         for suffix in ("", ".lock", ".session"):
             try:
                 os.unlink(p + suffix)
