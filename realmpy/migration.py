@@ -51,6 +51,8 @@ class SchemaRaced(Exception):
 
 
 def open_file(realm: Realm) -> None:
+    """What ``Realm()`` does after acquiring the file: compact it if asked to
+    and no other process has it open, then settle the schema."""
     config = realm._config
     if config.should_compact is not None and config.kind != "in_memory":
         with realm._shared.alone() as alone:
@@ -76,6 +78,8 @@ def check_schema_unchanged(realm: Realm, raw_schema: bytes | None) -> None:
 
 
 def open_schema(realm: Realm) -> None:
+    """One attempt at settling the schema: create the file, refuse it, or
+    migrate it (raises SchemaRaced when another process stored one first)."""
     config = realm._config
     wanted = config.model_schema
     with realm._env.read() as snap:
