@@ -57,19 +57,19 @@ import realmpy.planner as _planner
 import realmpy.query as _query
 import realmpy.results as _results
 import realmpy.waiting as _waiting
-from realmpy._speedups import RealmState
-from realmpy._speedups import Record as _Record
-from realmpy._speedups import all_full as _all_full
-from realmpy._speedups import column_keys as _column_keys
-from realmpy._speedups import found_rows as _found_rows
-from realmpy._speedups import make_object as _make_object
-from realmpy._speedups import manage as _manage
-from realmpy._speedups import pack_rows as _pack_rows
-from realmpy._speedups import record as _make_record
-from realmpy._speedups import record_pairs as _record_pairs
-from realmpy._speedups import rows_full as _rows_full
-from realmpy._speedups import strictly_increasing as _strictly_increasing
-from realmpy._speedups import unmanaged_dicts as _unmanaged_dicts
+from realmpy._native import RealmState
+from realmpy._native import Record as _Record
+from realmpy._native import all_full as _all_full
+from realmpy._native import column_keys as _column_keys
+from realmpy._native import found_rows as _found_rows
+from realmpy._native import make_object as _make_object
+from realmpy._native import manage as _manage
+from realmpy._native import pack_rows as _pack_rows
+from realmpy._native import record as _make_record
+from realmpy._native import record_pairs as _record_pairs
+from realmpy._native import rows_full as _rows_full
+from realmpy._native import strictly_increasing as _strictly_increasing
+from realmpy._native import unmanaged_dicts as _unmanaged_dicts
 from realmpy.codec import Link
 from realmpy.config import Configuration
 from realmpy.dynamic import DynamicObject
@@ -232,14 +232,14 @@ class _ClassInfo:
         return self.full(_unpack_row(raw))
 
     def record(self, raw: bytes) -> Sequence[Any]:
-        """One stored record as a lazy :class:`~realmpy._speedups.Record`:
+        """One stored record as a lazy :class:`~realmpy._native.Record`:
         reads as :meth:`decode` would return it, a field decoded when it is
         first read; damage to its structure raises CodecError here."""
         return _make_record(raw, self.n, self.fill, _decode_value, codec.CodecError)
 
     def lazy_rows(self, batch: bytes) -> list[tuple[bytes, Any]]:
         """``[(key, record), ...]`` of a raw engine batch, each record a lazy
-        :class:`~realmpy._speedups.Record` (full: padded with ``fill``)
+        :class:`~realmpy._native.Record` (full: padded with ``fill``)
         that decodes a field when it is first read; a damaged record
         raises CodecError."""
         return _record_pairs(batch, self.n, self.fill, _decode_value, codec.CodecError)
@@ -398,7 +398,7 @@ class Realm(RealmState, Listenable):
         self._owner = threading.get_ident()
         # The owner's thread id while open, else None: one comparison checks
         # both.  _guard, _version, _stamp and _vh are C fields of RealmState,
-        # which the property descriptors read directly (realmpy._speedups).
+        # which the property descriptors read directly (realmpy._native).
         self._guard = None
         self._wtxn: WriteTransaction | None = None
         self._wtxn_owner: Transaction | None = None
@@ -1281,7 +1281,7 @@ class Realm(RealmState, Listenable):
         """Matching (key, full record) in result order.
 
         Scans and index joins read one engine buffer at a time and return
-        lazy records (:class:`~realmpy._speedups.Record`: a field is decoded
+        lazy records (:class:`~realmpy._native.Record`: a field is decoded
         when something reads it); key lookups decode a batch at a time in C
         (``get_many_msgpack``).  The predicate reads records by position: no
         object is built for a record that does not match.  Where the engine
@@ -1506,7 +1506,7 @@ class Realm(RealmState, Listenable):
         object.__setattr__(obj, "_rp_cache", (self._stamp, rec, info.pos))
 
     def read_plain(self, obj: _Model, name: str) -> Any:
-        # The reference for the C descriptor's fast path (realmpy._speedups),
+        # The reference for the C descriptor's fast path (realmpy._native),
         # which calls this whenever one of its checks fails: a current cached
         # record is read through the positions cached with it.
         if self._closed or _get_ident() != self._owner:
