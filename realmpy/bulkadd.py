@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import realmpy.codec as codec
-from realmpy._speedups import column_keys as _column_keys
-from realmpy._speedups import manage as _manage
-from realmpy._speedups import pack_rows as _pack_rows
-from realmpy._speedups import strictly_increasing as _strictly_increasing
-from realmpy._speedups import unmanaged_dicts as _unmanaged_dicts
+from realmpy._native import column_keys as _column_keys
+from realmpy._native import manage as _manage
+from realmpy._native import pack_rows as _pack_rows
+from realmpy._native import strictly_increasing as _strictly_increasing
+from realmpy._native import unmanaged_dicts as _unmanaged_dicts
 from realmpy.classinfo import ClassInfo
 from realmpy.errors import DuplicatePrimaryKeyError, WrongRealmError
 from realmpy.storage import WriteTransaction

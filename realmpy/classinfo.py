@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import realmpy.codec as codec
-from realmpy._speedups import record as _make_record
-from realmpy._speedups import record_pairs as _record_pairs
+from realmpy._native import record as _make_record
+from realmpy._native import record_pairs as _record_pairs
 from realmpy.layout import index_name, table_name, zero_value
 from realmpy.schema import ObjectSchema, Property, _Model, validator
 
@@ -113,14 +113,14 @@ class ClassInfo:
         return self.full(_unpack_row(raw))
 
     def record(self, raw: bytes) -> Sequence[Any]:
-        """One stored record as a lazy :class:`~realmpy._speedups.Record`:
+        """One stored record as a lazy :class:`~realmpy._native.Record`:
         reads as :meth:`decode` would return it, a field decoded when it is
         first read; damage to its structure raises CodecError here."""
         return _make_record(raw, self.n, self.fill, _decode_value, codec.CodecError)
 
     def lazy_rows(self, batch: bytes) -> list[tuple[bytes, Any]]:
         """``[(key, record), ...]`` of a raw engine batch, each record a lazy
-        :class:`~realmpy._speedups.Record` (full: padded with ``fill``)
+        :class:`~realmpy._native.Record` (full: padded with ``fill``)
         that decodes a field when it is first read; a damaged record
         raises CodecError."""
         return _record_pairs(batch, self.n, self.fill, _decode_value, codec.CodecError)

@@ -19,10 +19,10 @@ import realmpy.codec as codec
 import realmpy.filterprogram as _pushdown
 import realmpy.planner as _planner
 import realmpy.query as _query
-from realmpy._speedups import Record as _Record
-from realmpy._speedups import all_full as _all_full
-from realmpy._speedups import found_rows as _found_rows
-from realmpy._speedups import rows_full as _rows_full
+from realmpy._native import Record as _Record
+from realmpy._native import all_full as _all_full
+from realmpy._native import found_rows as _found_rows
+from realmpy._native import rows_full as _rows_full
 from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
 from realmpy.errors import CorruptError, InvalidArgumentError
 from realmpy.schema import Object, ObjectSchema, Property
@@ -260,7 +260,7 @@ def evaluate(
     """Matching (key, full record) in result order.
 
     Scans and index joins read one engine buffer at a time and return
-    lazy records (:class:`~realmpy._speedups.Record`: a field is decoded
+    lazy records (:class:`~realmpy._native.Record`: a field is decoded
     when something reads it); key lookups decode a batch at a time in C
     (``get_many_msgpack``).  The predicate reads records by position: no
     object is built for a record that does not match.  Where the engine

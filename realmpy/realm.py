@@ -50,8 +50,8 @@ import realmpy.migration as _migration
 import realmpy.query as _query
 import realmpy.results as _results
 import realmpy.waiting as _waiting
-from realmpy._speedups import RealmState
-from realmpy._speedups import make_object as _make_object
+from realmpy._native import RealmState
+from realmpy._native import make_object as _make_object
 from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
 from realmpy.codec import Link
 from realmpy.config import Configuration
@@ -189,7 +189,7 @@ class Realm(RealmState, Listenable):
         self._owner = threading.get_ident()
         # The owner's thread id while open, else None: one comparison checks
         # both.  _guard, _version, _stamp and _vh are C fields of RealmState,
-        # which the property descriptors read directly (realmpy._speedups).
+        # which the property descriptors read directly (realmpy._native).
         self._guard = None
         self._wtxn: WriteTransaction | None = None
         self._wtxn_owner: Transaction | None = None
@@ -807,7 +807,7 @@ class Realm(RealmState, Listenable):
         object.__setattr__(obj, "_rp_cache", (self._stamp, rec, info.pos))
 
     def read_plain(self, obj: _Model, name: str) -> Any:
-        # The reference for the C descriptor's fast path (realmpy._speedups),
+        # The reference for the C descriptor's fast path (realmpy._native),
         # which calls this whenever one of its checks fails: a current cached
         # record is read through the positions cached with it.
         if self._closed or _get_ident() != self._owner:
