@@ -565,8 +565,10 @@ class _Model(ModelBase):
             fields.update(getattr(base, "_rp_fields", {}))
         annotations = inspect.get_annotations(cls)
         for name in annotations:
-            if name.startswith("_"):
+            if _is_classvar(annotations[name]):
+                fields.pop(name, None)
                 continue
+            _check_property_name(cls, name)
             raw = cls.__dict__.get(name, MISSING)
             if isinstance(raw, Field):
                 f = raw
@@ -580,9 +582,6 @@ class _Model(ModelBase):
                     )
                 f = Field(default=raw)
             fields[name] = f
-        for name in list(fields):
-            if name in annotations and _is_classvar(annotations[name]):
-                del fields[name]
         cls._rp_fields = fields
         for name in fields:
             setattr(cls, name, _PropertyDescriptor(name))
@@ -596,7 +595,7 @@ class _Model(ModelBase):
             type.__setattr__(cls, "__init__", _lazy_init(cls))
         _prime_instance_keys(cls, fields)
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, /, **kwargs: Any) -> None:
         cls = type(self)
         plan = _INIT_PLANS.get(cls)
         if plan is None:
@@ -680,6 +679,35 @@ class _Model(ModelBase):
         return f"{type(self).__name__}({inner})"
 
 
+def _check_property_name(cls: type, name: str) -> None:
+    """Refuse an annotated name that cannot be a property.
+
+    The rule (docs/objects.md): every annotated attribute that is not a
+    ``ClassVar`` is a property, ``_id`` and other names with one leading
+    underscore included, except names that start with two underscores
+    (Python mangles them, and dunders are Python's), names that start with
+    ``_rp_`` (realmpy's own state on every model) and the attributes that
+    ``Object`` and ``EmbeddedObject`` themselves define (``is_valid``,
+    ``add_listener``, ...), which a property would hide."""
+    why = ""
+    if name.startswith("__"):
+        why = "names starting with two underscores are Python's"
+    elif name.startswith("_rp_"):
+        why = "names starting with _rp_ are realmpy's own"
+    else:
+        for klass in cls.__mro__[1:]:
+            if klass.__module__ in (__name__, ModelBase.__module__, "builtins") and (
+                name in vars(klass)
+            ):
+                why = f"every model has an attribute {name!r}"
+                break
+    if why:
+        raise SchemaError(
+            f"{cls.__name__}.{name} cannot be a property ({why}): rename it, "
+            "or annotate it ClassVar[...] if it is not stored"
+        )
+
+
 _COUNTERS: dict[tuple[type, str], bool] = {}
 
 # How __init__ fills each property: (name, validator, kind, default).
@@ -710,7 +738,7 @@ def _init_plan(cls: type[_Model]) -> tuple[tuple[str, Callable[[Any], Any], int,
 
 
 def _lazy_init(cls: type[_Model]) -> Callable[..., None]:
-    def __init__(self: _Model, **kwargs: Any) -> None:
+    def __init__(self: _Model, /, **kwargs: Any) -> None:
         if type(self) is not cls:  # pragma: no cover - subclasses have their own
             _Model.__init__(self, **kwargs)
             return
@@ -790,49 +818,51 @@ def _compile_init_py(cls: type[_Model]) -> Callable[..., None]:
     plan = _INIT_PLANS.get(cls) or _init_plan(cls)
     schema = object_schema(cls)
     ns: dict[str, Any] = {
-        "_M": MISSING,
-        "_cls": cls,
-        "_missing": _missing_field,
-        "_unknown": _unknown_fields,
+        "_rp_M": MISSING,
+        "_rp_cls": cls,
+        "_rp_missing": _missing_field,
+        "_rp_unknown": _unknown_fields,
+        "_rp_type": type,
+        "_rp_int": int,
     }
     params: list[str] = []
     body: list[str] = []
     for i, (name, _check, kind, default) in enumerate(plan):
         prop = schema.property(name)
-        ns[f"_c{i}"] = _check
+        ns[f"_rp_c{i}"] = _check
         if prop.collection is None and prop.type in ("int", "counter"):
             check = (
-                f"if type({name}) is not int or not "
-                f"{_INT_MIN} <= {name} <= {_INT_MAX}: {name} = _c{i}({name})"
+                f"if _rp_type({name}) is not _rp_int or not "
+                f"{_INT_MIN} <= {name} <= {_INT_MAX}: {name} = _rp_c{i}({name})"
             )
         elif prop.collection is None and prop.type in _EXACT:
-            ns[f"_t{i}"] = _EXACT[prop.type]
-            check = f"if type({name}) is not _t{i}: {name} = _c{i}({name})"
+            ns[f"_rp_t{i}"] = _EXACT[prop.type]
+            check = f"if _rp_type({name}) is not _rp_t{i}: {name} = _rp_c{i}({name})"
         else:
-            check = f"{name} = _c{i}({name})"
+            check = f"{name} = _rp_c{i}({name})"
         if kind == _PLAIN_DEFAULT:
-            ns[f"_d{i}"] = default
-            params.append(f"{name}=_d{i}")
-            body.append(f"    if {name} is not _d{i}:")
+            ns[f"_rp_d{i}"] = default
+            params.append(f"{name}=_rp_d{i}")
+            body.append(f"    if {name} is not _rp_d{i}:")
             body.append(f"        {check}")
             continue
-        params.append(f"{name}=_M")
+        params.append(f"{name}=_rp_M")
         if kind == _REQUIRED:
-            body.append(f"    if {name} is _M: _missing(_cls, {name!r})")
+            body.append(f"    if {name} is _rp_M: _rp_missing(_rp_cls, {name!r})")
         elif kind == _FACTORY:
-            ns[f"_f{i}"] = default
-            body.append(f"    if {name} is _M: {name} = _f{i}()")
+            ns[f"_rp_f{i}"] = default
+            body.append(f"    if {name} is _rp_M: {name} = _rp_f{i}()")
         else:  # _COPIED_DEFAULT
-            ns[f"_d{i}"] = default
-            body.append(f"    if {name} is _M: {name} = _d{i}")
+            ns[f"_rp_d{i}"] = default
+            body.append(f"    if {name} is _rp_M: {name} = _rp_d{i}")
         body.append(f"    {check}")
     star = "*, " if params else ""
     src = (
-        f"def __init__(_rp_self_, {star}{', '.join(params)}{', ' if params else ''}**_extra):\n"
+        f"def __init__(_rp_self_, {star}{', '.join(params)}{', ' if params else ''}**_rp_extra):\n"
         + "".join(line + "\n" for line in body)
-        + "    if _extra: _unknown(_cls, _extra)\n"
-        + "    _d_ = _rp_self_.__dict__\n"
-        + "".join(f"    _d_[{n!r}] = {n}\n" for n, _, _, _ in plan)
+        + "    if _rp_extra: _rp_unknown(_rp_cls, _rp_extra)\n"
+        + "    _rp_d_ = _rp_self_.__dict__\n"
+        + "".join(f"    _rp_d_[{n!r}] = {n}\n" for n, _, _, _ in plan)
     )
     exec(src, ns)  # generated from identifiers of the model's own annotations
     fn: Callable[..., None] = ns["__init__"]
@@ -959,6 +989,11 @@ def _build_schema(cls: type[_Model]) -> ObjectSchema:
         if embedded and p.primary_key:
             raise SchemaError(f"embedded object {cls.__name__} cannot have a primary key")
         props.append(p)
+    if not props:
+        raise SchemaError(
+            f"{cls.__name__} has no properties: annotate at least one (e.g. "
+            "'_id: ObjectId = field(primary_key=True, default_factory=ObjectId)')"
+        )
     pks = [p.name for p in props if p.primary_key]
     if len(pks) > 1:
         raise SchemaError(f"{cls.__name__} has several primary keys: {pks}")

@@ -1,0 +1,105 @@
+"""Property and class names of models: ``_id``, reserved names, mapped names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from realmpy.config import Configuration
+from realmpy.errors import SchemaError
+from realmpy.objectid import ObjectId
+from realmpy.realm import Realm
+from realmpy.schema import EmbeddedObject, Object, _compile_init_py, field, object_schema
+
+
+class OnlyId(Object):
+    _id: ObjectId = field(primary_key=True, default_factory=ObjectId)
+
+
+class Atlas(Object):
+    _id: int = field(primary_key=True)
+    _partition: str = ""
+    name: str = ""
+    cache: ClassVar[dict[str, int]] = {}
+
+
+class Awkward(Object):
+    """Names that the generated ``__init__`` itself once used."""
+
+    _id: int = field(primary_key=True)
+    self: str = "s"
+    type: int = 1
+    kwargs: int = 0
+    _M: str = "m"
+    _cls: str = "c"
+    _extra: int = 0
+
+
+def _open(tmp_path: Path, *models: type, name: str = "t.realm") -> Realm:
+    return Realm(Configuration.local(list(models), path=tmp_path / name, durability="none"))
+
+
+def test_id_is_a_primary_key_and_a_property(tmp_path: Path) -> None:
+    assert [p.name for p in object_schema(Atlas).properties] == ["_id", "_partition", "name"]
+    assert object_schema(Atlas).primary_key == "_id"
+    with _open(tmp_path, OnlyId, Atlas) as realm:
+        with realm.write():
+            only = realm.add(OnlyId())
+            realm.add(Atlas(_id=3, _partition="p", name="x"))
+            realm.add(Atlas(_id=4, name="y"))
+        assert isinstance(only._id, ObjectId)
+        assert realm.find(OnlyId, only._id) == only
+        found = realm.find(Atlas, 3)
+        assert found is not None and found._partition == "p"
+        assert [a.name for a in realm.query(Atlas, "_id > 3")] == ["y"]
+        assert len(realm.query(Atlas, "_partition == 'p'")) == 1
+        with realm.write():
+            found._partition = "q"
+        assert realm.query(Atlas, "_partition == 'q'").first() == found
+
+
+def test_names_the_generated_init_used_are_ordinary_properties(tmp_path: Path) -> None:
+    obj = Awkward(_id=1, self="a", type=5, kwargs=3, _M="q", _extra=4)
+    assert (obj.self, obj.type, obj.kwargs, obj._M, obj._cls, obj._extra) == (
+        "a",
+        5,
+        3,
+        "q",
+        "c",
+        4,
+    )
+    # The Python reference __init__ agrees with the C one.
+    reference = _compile_init_py(Awkward)
+    other = Awkward.__new__(Awkward)
+    reference(other, _id=1, self="a", type=5, kwargs=3, _M="q", _extra=4)
+    assert other.__dict__ == obj.__dict__
+    with _open(tmp_path, Awkward) as realm:
+        with realm.write():
+            realm.add(obj)
+        assert realm.query(Awkward, "type == 5 AND self == 'a' AND _M == 'q'").first() == obj
+
+
+@pytest.mark.parametrize(
+    ("name", "why", "bases"),
+    [
+        ("__secret", "two underscores", (Object, EmbeddedObject)),
+        ("_rp_state", "_rp_", (Object, EmbeddedObject)),
+        ("is_managed", "every model has", (Object, EmbeddedObject)),
+        ("is_valid", "every model has", (Object,)),
+        ("add_listener", "every model has", (Object,)),
+    ],
+)
+def test_reserved_names_are_refused(name: str, why: str, bases: tuple[type, ...]) -> None:
+    for base in bases:
+        with pytest.raises(SchemaError, match=why):
+            type("Bad", (base,), {"__annotations__": {name: "int"}, "__module__": __name__})
+
+
+def test_a_model_without_properties_is_refused(tmp_path: Path) -> None:
+    class Empty(Object):
+        note: ClassVar[str] = "not stored"
+
+    with pytest.raises(SchemaError, match="no properties"):
+        _open(tmp_path, Empty)
