@@ -95,7 +95,7 @@ class ClassInfo:
         if self.pk is not None and model is not None:
             self.pk_check = validator(model, self.props[self.pk])
         self.indexed = tuple(
-            (p.name, index_name(schema.name, p.name)) for p in schema.properties if p.has_index
+            (p.name, index_name(schema.name, p.file_name)) for p in schema.properties if p.has_index
         )
         # No links or embedded objects: the validated values are the record.
         self.simple = not schema.embedded and all(

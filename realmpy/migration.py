@@ -121,7 +121,9 @@ def open_schema(realm: Realm) -> None:
             "that wrote the file and add them to a new one, or open it with "
             "delete_if_migration_needed=True to discard its data"
         )
-    stored = Schema.from_dict(codec.unpack_record(raw_schema))
+    # The file names properties by their file names (map_to); compare,
+    # merge and migrate under the models' names.
+    stored = wanted.named_like(Schema.from_dict(codec.unpack_record(raw_schema)))
     stored_version = int(raw_version or b"0")
     diff = wanted.diff(stored)
     merged = wanted.merged_with(stored)
@@ -225,9 +227,9 @@ def rebuild_indexes(realm: Realm, stored: Schema, new: Schema) -> None:
                 for key, raw in txn.scan(table_name(c.name)):
                     value = info.decode(raw)[i]
                     pk = codec.decode_key(key)[0]
-                    txn.put(index_name(c.name, p.name), codec.encode_keys(value, pk), b"")
+                    txn.put(index_name(c.name, p.file_name), codec.encode_keys(value, pk), b"")
             elif had and not p.has_index:
-                txn.drop(index_name(c.name, p.name))
+                txn.drop(index_name(c.name, p.file_name))
 
 
 def compact_in_place(shared: SharedFile, config: Configuration) -> Environment:

@@ -799,7 +799,7 @@ class Realm(RealmState, Listenable):
         rec[i] = stored
         if prop.has_index and old != stored:
             pk = codec.decode_key(obj._rp_key)[0]
-            iname = index_name(cls_name, name)
+            iname = index_name(cls_name, prop.file_name)
             txn.delete(iname, codec.encode_keys(old, pk))
             txn.put(iname, codec.encode_keys(stored, pk), b"")
         txn.put(info.table, obj._rp_key, _pack(rec))
@@ -1043,7 +1043,7 @@ class Realm(RealmState, Listenable):
         for p in schema.properties:
             if not p.has_index:
                 continue
-            iname = index_name(name, p.name)
+            iname = index_name(name, p.file_name)
             if old is not None:
                 txn.delete(iname, codec.encode_keys(old[info.pos[p.name]], pk))
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
@@ -1122,7 +1122,7 @@ class Realm(RealmState, Listenable):
             txn.drop(table_name(name))
             for p in self._schema[name].properties:
                 if p.has_index:
-                    txn.drop(index_name(name, p.name))
+                    txn.drop(index_name(name, p.file_name))
         self._stamp += 1
         if cls is None:
             self._dead = {}  # nothing is left to link to anything

@@ -23,6 +23,7 @@ module never imports the realm.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import inspect
 import sys
@@ -138,6 +139,7 @@ class Field:
     default_factory: Callable[[], Any] | _Missing = MISSING
     primary_key: bool = False
     indexed: bool = False
+    map_to: str | None = None
 
     def has_default(self) -> bool:
         return self.default is not MISSING or self.default_factory is not MISSING
@@ -154,13 +156,19 @@ def field(
     default_factory: Callable[[], Any] | _Missing = MISSING,
     primary_key: bool = False,
     indexed: bool = False,
+    map_to: str | None = None,
 ) -> Any:
     """Options of one property: a default, primary key, or secondary index.
 
     ``id: ObjectId = field(primary_key=True, default_factory=ObjectId)``.
     A primary key is always indexed; ``indexed=True`` keeps a separate
     ordered index so equality and range queries on it need no scan.
+    ``map_to="name_in_file"`` (Realm's ``@MapTo``) stores the property
+    under another name in the file and its sync schema, while Python code
+    and queries use the attribute's name.
     """
+    if map_to is not None and (not isinstance(map_to, str) or not map_to):
+        raise SchemaError(f"map_to is a non-empty str, not {map_to!r}")
     if default is not MISSING and default_factory is not MISSING:
         raise SchemaError("field() takes default or default_factory, not both")
     if isinstance(default, (list, dict, set)):
@@ -168,7 +176,7 @@ def field(
             "a mutable default would be shared by every object: "
             "use default_factory=list (or dict, set)"
         )
-    return Field(default, default_factory, primary_key, indexed)
+    return Field(default, default_factory, primary_key, indexed, map_to)
 
 
 # ----------------------------------------------------------------------------
@@ -183,6 +191,10 @@ class Property:
     ``"link"`` (to ``target``) or ``"embedded"`` (of ``target``);
     ``collection`` is ``None``, ``"list"``, ``"set"`` or ``"dict"``;
     ``optional`` applies to the value (or each element of a collection).
+    ``name`` is the name Python code and queries use; ``map_to`` the name
+    in the file when it differs (``field(map_to=...)``).  The file stores
+    only :attr:`file_name`: a schema read from a file names every property
+    by it, and :meth:`Schema.named_like` gives them their model names.
     """
 
     name: str
@@ -192,6 +204,12 @@ class Property:
     target: str | None = None
     primary_key: bool = False
     indexed: bool = False
+    map_to: str | None = None
+
+    @property
+    def file_name(self) -> str:
+        """The property's name in the file, its index and its sync schema."""
+        return self.map_to or self.name
 
     @property
     def is_link(self) -> bool:
@@ -217,7 +235,7 @@ class Property:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name,
+            "name": self.file_name,
             "type": self.type,
             "collection": self.collection,
             "optional": self.optional,
@@ -267,6 +285,12 @@ class ObjectSchema:
     def get(self, name: str) -> Property | None:
         for p in self.properties:
             if p.name == name:
+                return p
+        return None
+
+    def by_file_name(self, file_name: str) -> Property | None:
+        for p in self.properties:
+            if p.file_name == file_name:
                 return p
         return None
 
@@ -365,6 +389,32 @@ class Schema:
                         "the schema: add it to the configuration's model list"
                     )
         return schema
+
+    def named_like(self, stored: Schema) -> Schema:
+        """``stored`` (a schema read from a file, every property under its
+        file name) with this schema's names: a stored property whose file
+        name a model property maps to is renamed to that model property's
+        name (and keeps its ``map_to``), so :meth:`diff`,
+        :meth:`merged_with` and a migration compare properties by what they
+        are in the file.  A stored property that no model property maps to
+        but whose name a model property uses for something else is named
+        ``"<name> (in the file)"`` (it reads as removed)."""
+        classes = []
+        for old in stored.classes:
+            new = self[old.name] if old.name in self else None
+            if new is None or all(p.map_to is None for p in new.properties):
+                classes.append(old)
+                continue
+            props = []
+            for q in old.properties:
+                p = new.by_file_name(q.name)
+                if p is not None:
+                    q = dataclasses.replace(q, name=p.name, map_to=p.map_to)
+                elif new.get(q.name) is not None:
+                    q = dataclasses.replace(q, name=f"{q.name} (in the file)")
+                props.append(q)
+            classes.append(ObjectSchema(old.name, tuple(props), old.embedded))
+        return Schema(tuple(classes))
 
     def merged_with(self, stored: Schema) -> Schema:
         """This schema plus stored classes it does not mention (kept as is).
@@ -556,20 +606,25 @@ class _Model(ModelBase):
         over it for attribute access, so only they read these entries."""
         return self.__dict__
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, name: str | None = None, **kwargs: Any) -> None:
+        """``class Person(Object, name="people")`` (Realm's class-level
+        ``@MapTo``) names the class ``people`` in the file, its sync schema
+        and a dynamic realm; Python code keeps using ``Person``."""
         super().__init_subclass__(**kwargs)
         if cls.__module__ == __name__:
             return
+        if name is not None and (not isinstance(name, str) or not name):
+            raise SchemaError(f"{cls.__name__}: name= is a non-empty str, not {name!r}")
         fields: dict[str, Field] = {}
         for base in reversed(cls.__mro__[1:]):
             fields.update(getattr(base, "_rp_fields", {}))
         annotations = inspect.get_annotations(cls)
-        for name in annotations:
-            if _is_classvar(annotations[name]):
-                fields.pop(name, None)
+        for attr in annotations:
+            if _is_classvar(annotations[attr]):
+                fields.pop(attr, None)
                 continue
-            _check_property_name(cls, name)
-            raw = cls.__dict__.get(name, MISSING)
+            _check_property_name(cls, attr)
+            raw = cls.__dict__.get(attr, MISSING)
             if isinstance(raw, Field):
                 f = raw
             elif raw is MISSING:
@@ -577,15 +632,15 @@ class _Model(ModelBase):
             else:
                 if isinstance(raw, (list, dict, set)):
                     raise SchemaError(
-                        f"{cls.__name__}.{name}: a mutable default would be shared "
+                        f"{cls.__name__}.{attr}: a mutable default would be shared "
                         "by every object: use field(default_factory=...)"
                     )
                 f = Field(default=raw)
-            fields[name] = f
+            fields[attr] = f
         cls._rp_fields = fields
-        for name in fields:
-            setattr(cls, name, _PropertyDescriptor(name))
-        cls.__realm_name__ = cls.__dict__.get("__realm_name__", cls.__name__)
+        for attr in fields:
+            setattr(cls, attr, _PropertyDescriptor(attr))
+        cls.__realm_name__ = name or cls.__dict__.get("__realm_name__", cls.__name__)
         _REGISTRY[cls.__realm_name__] = cls
         _SCHEMAS.pop(cls, None)
         _INIT_PLANS.pop(cls, None)
@@ -994,10 +1049,33 @@ def _build_schema(cls: type[_Model]) -> ObjectSchema:
             f"{cls.__name__} has no properties: annotate at least one (e.g. "
             "'_id: ObjectId = field(primary_key=True, default_factory=ObjectId)')"
         )
+    _check_file_names(cls, props)
     pks = [p.name for p in props if p.primary_key]
     if len(pks) > 1:
         raise SchemaError(f"{cls.__name__} has several primary keys: {pks}")
     return ObjectSchema(cls.__realm_name__, tuple(props), embedded)
+
+
+def _check_file_names(cls: type, props: list[Property]) -> None:
+    """Each property's file name is unique in its class, and no property's
+    Python name is another's file name (which would make a file written
+    with one naming read as the other)."""
+    seen: dict[str, str] = {}
+    for p in props:
+        other = seen.get(p.file_name)
+        if other is not None:
+            raise SchemaError(
+                f"{cls.__name__}.{p.name} and {cls.__name__}.{other} are both stored "
+                f"as {p.file_name!r}: give them different map_to names"
+            )
+        seen[p.file_name] = p.name
+    for p in props:
+        owner = seen.get(p.name)
+        if owner is not None and owner != p.name:
+            raise SchemaError(
+                f"{cls.__name__}.{p.name} has the file name of {cls.__name__}.{owner} "
+                f"(map_to={p.name!r}): rename one of them"
+            )
 
 
 def _resolve_refs(tp: Any, localns: dict[str, Any], cls: type, name: str) -> Any:
@@ -1109,6 +1187,7 @@ def _property(cls: type, name: str, tp: Any, f: Field) -> Property:
         target,
         f.primary_key,
         f.indexed or f.primary_key,
+        f.map_to if f.map_to != name else None,
     )
 
 

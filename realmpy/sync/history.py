@@ -274,7 +274,7 @@ def apply_record(
     for p in cls.properties:
         if not p.has_index:
             continue
-        iname = index_name(cls.name, p.name)
+        iname = index_name(cls.name, p.file_name)
         if old is not None:
             txn.delete(iname, codec.encode_keys(old.get(p.name, zero_value(p, None)), pk))
         if rec is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -103,3 +103,106 @@ def test_a_model_without_properties_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(SchemaError, match="no properties"):
         _open(tmp_path, Empty)
+
+
+class Mapped(Object, name="people"):
+    _id: int = field(primary_key=True)
+    full_name: str = field(default="", map_to="name", indexed=True)
+    age: int = field(default=0, map_to="years")
+
+
+class Plain(Object, name="people"):
+    """What another SDK's file (no mapping) looks like to realmpy."""
+
+    _id: int = field(primary_key=True)
+    name: str = field(default="", indexed=True)
+    years: int = 0
+
+
+def test_mapped_names_in_the_file_python_names_in_code(tmp_path: Path) -> None:
+    schema = object_schema(Mapped)
+    assert schema.name == "people"
+    assert [(p.name, p.file_name) for p in schema.properties] == [
+        ("_id", "_id"),
+        ("full_name", "name"),
+        ("age", "years"),
+    ]
+    assert [p["name"] for p in schema.to_dict()["properties"]] == ["_id", "name", "years"]
+    with _open(tmp_path, Mapped) as realm:
+        with realm.write():
+            realm.add(Mapped(_id=1, full_name="Ann", age=30))
+            realm.add(Mapped(_id=2, full_name="Bob", age=20))
+            bob = realm.find(Mapped, 2)
+            assert bob is not None
+            bob.full_name = "Rob"
+        assert [m._id for m in realm.query(Mapped, "full_name == 'Rob' AND age < 25")] == [2]
+        assert [m.full_name for m in realm.all(Mapped).sort("age")] == ["Rob", "Ann"]
+    # A file another SDK wrote with the file names reads the same data,
+    # with no migration (and the same index).
+    with _open(tmp_path, Plain) as realm:
+        assert [(p.name, p.years) for p in realm.query(Plain, "name == 'Rob'")] == [("Rob", 20)]
+        with realm.write():
+            realm.add(Plain(_id=3, name="Cy", years=5))
+    with _open(tmp_path, Mapped) as realm:
+        assert [m._id for m in realm.query(Mapped, "full_name == 'Cy'")] == [3]
+
+
+def test_changing_a_file_name_needs_a_migration(tmp_path: Path) -> None:
+    from realmpy.errors import MigrationRequiredError
+
+    with _open(tmp_path, Mapped) as realm:
+        with realm.write():
+            realm.add(Mapped(_id=1, full_name="Ann", age=30))
+
+    class Renamed(Object, name="people"):
+        _id: int = field(primary_key=True)
+        full_name: str = field(default="", map_to="label", indexed=True)
+        age: int = field(default=0, map_to="years")
+
+    with pytest.raises(MigrationRequiredError, match=r"people\.name removed"):
+        _open(tmp_path, Renamed)
+
+    def migrate(old: Any, new: Realm) -> None:
+        for person in old.all("people"):
+            obj = new.find(Renamed, person._id)
+            assert obj is not None
+            obj.full_name = person.name
+
+    config = Configuration.local(
+        [Renamed], path=tmp_path / "t.realm", schema_version=1, migration=migrate
+    )
+    with Realm(config) as realm:
+        assert [(r.full_name, r.age) for r in realm.query(Renamed, "full_name == 'Ann'")] == [
+            ("Ann", 30)
+        ]
+
+
+@pytest.mark.parametrize(
+    ("annotations", "defaults", "match"),
+    [
+        ({"a": "int", "b": "int"}, {"a": field(map_to="b")}, "both stored as 'b'"),
+        (
+            {"a": "int", "b": "int"},
+            {"a": field(map_to="x"), "b": field(map_to="a")},
+            "C.a has the file name of C.b",
+        ),
+        ({"a": "int", "b": "int"}, {"a": field(map_to="c"), "b": field(map_to="c")}, "both"),
+        ({"a": "int"}, {"a": field(map_to="a")}, None),
+    ],
+)
+def test_mapped_names_must_not_collide(
+    annotations: dict[str, str], defaults: dict[str, object], match: str | None
+) -> None:
+    cls = type("C", (Object,), {"__annotations__": annotations, "__module__": __name__, **defaults})
+    if match is None:
+        assert object_schema(cls).properties[0].map_to is None
+        return
+    with pytest.raises(SchemaError, match=match):
+        object_schema(cls)
+
+
+def test_bad_mapped_names() -> None:
+    with pytest.raises(SchemaError, match="map_to"):
+        field(map_to="")
+    with pytest.raises(SchemaError, match="name="):
+        type("C", (Object,), {"__annotations__": {"a": "int"}, "__module__": __name__}, name="")
