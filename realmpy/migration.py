@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import realmpy.backlinks as backlinks
 import realmpy.codec as codec
 from realmpy.config import Configuration
 from realmpy.dynamic import DynamicObject
@@ -22,6 +23,7 @@ from realmpy.errors import (
     SchemaError,
 )
 from realmpy.layout import (
+    BACKLINKS_KEY,
     HISTORY_KEY,
     KEY_FORMAT_KEY,
     KEY_FORMAT_VALUE,
@@ -87,6 +89,7 @@ def open_schema(realm: Realm) -> None:
         raw_version = snap.get(META, VERSION_KEY)
         raw_history = snap.get(META, HISTORY_KEY)
         raw_key_format = snap.get(META, KEY_FORMAT_KEY)
+        raw_backlinks = snap.get(META, BACKLINKS_KEY)
     if raw_history is not None and raw_history.decode() != config.history:
         raise ConfigurationError(
             f"{config.path} has {raw_history.decode()} history but was opened "
@@ -145,9 +148,13 @@ def open_schema(realm: Realm) -> None:
             "delete_if_migration_needed=True"
         )
     realm._set_schema(merged)
-    if diff.is_empty and config.schema_version == stored_version:
+    if diff.is_empty and config.schema_version == stored_version and raw_backlinks is not None:
         return
     if config.read_only:
+        if raw_backlinks is None and diff.is_empty:
+            # A file of an older realmpy: readers fall back to scanning.
+            realm._backlinks_indexed = False
+            return
         raise MigrationRequiredError(
             f"{config.path} needs a schema update ({'; '.join(diff.additive)}) "
             "but the realm is read-only"
@@ -160,7 +167,13 @@ def open_schema(realm: Realm) -> None:
         if config.schema_version > stored_version and config.migration is not None:
             old = OldRealm(realm, stored, moved)
             config.migration(old, realm)
+        realm._flush_links()
         txn = realm._require_write()
+        if raw_backlinks is None or diff.breaking:
+            # Built from the records once (an older file), and again after a
+            # migration, which may have retargeted or removed link properties.
+            backlinks.build(txn, merged)
+            put_meta(realm, BACKLINKS_KEY, b"1")
         for name in moved:
             txn.drop(OLD_PREFIX + name)
 
@@ -178,7 +191,9 @@ def reset(realm: Realm, schema: Schema) -> None:
 
 
 def store_schema(realm: Realm, schema: Schema, version: int) -> None:
+    """Store the schema of a file whose backlink tables match its records."""
     put_meta(realm, SCHEMA_KEY, codec.pack_record(schema.to_dict()))
+    put_meta(realm, BACKLINKS_KEY, b"1")
     put_meta(realm, VERSION_KEY, str(version).encode())
     put_meta(realm, KEY_FORMAT_KEY, KEY_FORMAT_VALUE)
 

@@ -43,6 +43,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
+import realmpy.backlinks as _backlinks
 import realmpy.bulkadd as _bulkadd
 import realmpy.codec as codec
 import realmpy.execute as _execute
@@ -55,7 +56,7 @@ from realmpy._native import make_object as _make_object
 from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
 from realmpy.codec import Link
 from realmpy.config import Configuration
-from realmpy.deletedlinks import clear_links, link_reach
+from realmpy.deletedlinks import clear_links, embedded_reach, link_reach
 from realmpy.embeddedstore import EmbeddedStore
 from realmpy.errors import (
     ClosedRealmError,
@@ -73,6 +74,7 @@ from realmpy.errors import (
 )
 from realmpy.layout import (
     META,
+    backlink_name,
     index_name,
     table_name,
 )
@@ -208,6 +210,9 @@ class Realm(RealmState, Listenable):
         # Objects deleted in the open write whose incoming links are not
         # cleared yet: class -> keys (None: all).  See _flush_links.
         self._dead: dict[str, set[bytes] | None] = {}
+        # False for a read-only file of an older realmpy without backlink
+        # tables (realmpy.backlinks): backlinks are then found by a scan.
+        self._backlinks_indexed = True
         self._models: dict[str, type[_Model]] = {}
         self._shared = SharedFile.acquire(config)
         self._env = self._shared.env
@@ -240,6 +245,7 @@ class Realm(RealmState, Listenable):
         self._defaults: dict[str, dict[str, Any]] = {n: i.defaults for n, i in self._info.items()}
         self._props: dict[str, dict[str, Property]] = {n: i.props for n, i in self._info.items()}
         self._reach = link_reach(schema)
+        self._embedded_reach = embedded_reach(schema)
 
     # -- static operations --------------------------------------------------
 
@@ -645,6 +651,8 @@ class Realm(RealmState, Listenable):
         r._info = source._info
         r._by_cls = source._by_cls
         r._reach = source._reach
+        r._embedded_reach = source._embedded_reach
+        r._backlinks_indexed = source._backlinks_indexed
         r._valid_queries = source._valid_queries
         return r
 
@@ -797,6 +805,8 @@ class Realm(RealmState, Listenable):
         i = info.pos[name]
         old = rec[i]
         rec[i] = stored
+        if prop.type == "link" and info.links:
+            _backlinks.update(txn, info.schema, (prop,), obj._rp_key, {name: old}, {name: stored})
         if prop.has_index and old != stored:
             pk = codec.decode_key(obj._rp_key)[0]
             iname = index_name(cls_name, prop.file_name)
@@ -805,6 +815,34 @@ class Realm(RealmState, Listenable):
         txn.put(info.table, obj._rp_key, _pack(rec))
         self._stamp += 1
         object.__setattr__(obj, "_rp_cache", (self._stamp, rec, info.pos))
+
+    def read_backlinks(self, obj: _Model, name: str) -> list[Any]:
+        """The objects listed by the declared backlinks property ``name`` of
+        ``obj``, in key order: the backlink index's candidates whose link
+        property still links to ``obj`` (see :mod:`realmpy.backlinks`)."""
+        self._record(obj)  # checks the thread and that obj still exists
+        info = self._info[type(obj).__realm_name__]
+        decl = info.schema.backlink(name)
+        origin = self._info.get(decl.origin) if decl is not None else None
+        prop = origin.schema.by_file_name(decl.property) if origin and decl else None
+        if origin is None or prop is None or prop.type != "link":
+            return []
+        txn = self._reader()
+        key = obj._rp_key
+        if self._backlinks_indexed:
+            candidates = _backlinks.origins(txn, origin.schema, prop, key)
+        else:
+            candidates = [bytes(k) for k, _ in txn.scan(origin.table)]
+        i = origin.pos[prop.name]
+        out = []
+        for k in candidates:
+            raw = txn.get(origin.table, k)
+            if raw is None:
+                continue
+            rec = origin.decode(raw)
+            if key in _backlinks.targets(prop, rec[i]):
+                out.append(self._make(origin.name, k, rec))
+        return out
 
     def read_plain(self, obj: _Model, name: str) -> Any:
         # The reference for the C descriptor's fast path (realmpy._native),
@@ -1047,6 +1085,9 @@ class Realm(RealmState, Listenable):
             if old is not None:
                 txn.delete(iname, codec.encode_keys(old[info.pos[p.name]], pk))
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
+        if info.links:
+            before = dict(zip(info.names, old, strict=True)) if old is not None else None
+            _backlinks.update(txn, info.schema, info.links, key, before, rec)
         row = info.row(rec)
         txn.put(table, key, _pack(row))
         self._stamp += 1
@@ -1099,6 +1140,9 @@ class Realm(RealmState, Listenable):
             for key, rec in items.items():
                 for pname, iname in info.indexed:
                     txn.delete(iname, _encode_key(rec[info.pos[pname]]) + key)
+                if info.links:
+                    old = dict(zip(info.names, rec, strict=True))
+                    _backlinks.update(txn, info.schema, info.links, key, old, None)
                 txn.delete(info.table, key)
                 count += 1
         self._stamp += 1
@@ -1123,6 +1167,8 @@ class Realm(RealmState, Listenable):
             for p in self._schema[name].properties:
                 if p.has_index:
                     txn.drop(index_name(name, p.file_name))
+                if p.type == "link":
+                    txn.drop(backlink_name(name, p.file_name))
         self._stamp += 1
         if cls is None:
             self._dead = {}  # nothing is left to link to anything

@@ -30,10 +30,10 @@ import sys
 import types
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Generic, Literal, Protocol, TypeVar, overload
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -49,6 +49,8 @@ __all__ = [
     "MAX_EMBEDDED_DEPTH",
     "PRIMARY_KEY_TYPES",
     "SCALAR_TYPES",
+    "Backlink",
+    "Backlinks",
     "Counter",
     "EmbeddedObject",
     "Field",
@@ -58,6 +60,7 @@ __all__ = [
     "Property",
     "Schema",
     "SchemaDiff",
+    "backlinks",
     "field",
     "object_schema",
 ]
@@ -179,6 +182,101 @@ def field(
     return Field(default, default_factory, primary_key, indexed, map_to)
 
 
+@dataclass(frozen=True, slots=True)
+class _BacklinkSpec:
+    """What :func:`backlinks` returns: the origin's link property."""
+
+    origin_property: str
+
+
+def backlinks(origin_property: str, *, init: Literal[False] = False) -> Any:
+    """Declare an inverse relationship (Realm's ``LinkingObjects`` /
+    ``@Backlink``): ``owners: Backlinks["Person"] = backlinks("dogs")``
+    on ``Dog`` is every ``Person`` whose ``dogs`` (a to-one, list, set or
+    dictionary link property to ``Dog``) links to the dog.  Read-only and
+    live, read from the backlink index (:mod:`realmpy.backlinks`); stored
+    in the schema but not in records, and never synced (it is derived).
+    ``init`` only tells type checkers it is no ``__init__`` parameter."""
+    if not isinstance(origin_property, str) or not origin_property:
+        raise SchemaError(f"backlinks() takes the origin property's name, not {origin_property!r}")
+    return _BacklinkSpec(origin_property)
+
+
+_O = TypeVar("_O", bound="Object")
+
+
+class Backlinks(Sequence[_O], Generic[_O]):
+    """The objects linking to an object through one link property, as
+    declared with :func:`backlinks`: a read-only, live sequence (read again
+    on each access, so it follows writes and auto-refresh).  Empty for an
+    unmanaged object."""
+
+    __slots__ = ("_name", "_owner")
+
+    def __init__(self, owner: _Model, name: str) -> None:
+        self._owner = owner
+        self._name = name
+
+    def _items(self) -> list[_O]:
+        store: Any = self._owner._rp_store
+        if store is None:
+            return []
+        items: list[_O] = store.read_backlinks(self._owner, self._name)
+        return items
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    @overload
+    def __getitem__(self, i: int) -> _O: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[_O]: ...
+
+    def __getitem__(self, i: int | slice) -> _O | list[_O]:
+        return self._items()[i]
+
+    def __iter__(self) -> Iterator[_O]:
+        return iter(self._items())
+
+    def __contains__(self, obj: object) -> bool:
+        return obj in self._items()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, Backlinks)):
+            return self._items() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Backlinks({self._items()!r})"
+
+
+class _BacklinksDescriptor:
+    """The class attribute of a declared backlinks property."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: _Model | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return Backlinks(obj, self.name)
+
+    def __set__(self, obj: _Model, value: Any) -> None:
+        raise _read_only(type(obj), self.name)
+
+
+def _read_only(cls: type, name: str) -> AttributeError:
+    return AttributeError(
+        f"{cls.__name__}.{name} is backlinks (read-only): change the link "
+        "property of the objects that link here instead"
+    )
+
+
 # ----------------------------------------------------------------------------
 # Description objects (serialisable)
 
@@ -262,12 +360,28 @@ class Property:
 
 
 @dataclass(frozen=True, slots=True)
+class Backlink:
+    """A declared backlinks property (:func:`backlinks`): ``name`` on this
+    class lists the objects of class ``origin`` whose link property
+    ``property`` (its file name) links here.  Computed: no record holds it."""
+
+    name: str
+    origin: str
+    property: str
+
+    def to_list(self) -> list[str]:
+        return [self.name, self.origin, self.property]
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectSchema:
-    """One model: its table name, properties, primary key and kind."""
+    """One model: its table name, properties, primary key and kind, and its
+    declared backlinks (computed: not part of the records)."""
 
     name: str
     properties: tuple[Property, ...]
     embedded: bool = False
+    backlinks: tuple[Backlink, ...] = ()
 
     @property
     def primary_key(self) -> str | None:
@@ -294,12 +408,21 @@ class ObjectSchema:
                 return p
         return None
 
+    def backlink(self, name: str) -> Backlink | None:
+        for b in self.backlinks:
+            if b.name == name:
+                return b
+        return None
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "embedded": self.embedded,
             "properties": [p.to_dict() for p in self.properties],
         }
+        if self.backlinks:  # absent otherwise: the schema of older files, unchanged
+            out["backlinks"] = [b.to_list() for b in self.backlinks]
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ObjectSchema:
@@ -307,6 +430,7 @@ class ObjectSchema:
             str(d["name"]),
             tuple(Property.from_dict(p) for p in d["properties"]),
             bool(d.get("embedded", False)),
+            tuple(Backlink(str(a), str(b), str(c)) for a, b, c in d.get("backlinks", ())),
         )
 
 
@@ -382,10 +506,12 @@ class Schema:
         schema = cls(tuple(out))
         by_name = {c.name for c in schema.classes}
         for c in schema.classes:
-            for p in c.properties:
-                if p.target is not None and p.target not in by_name:
+            refs = [(p.name, p.target) for p in c.properties if p.target is not None]
+            refs += [(b.name, b.origin) for b in c.backlinks]
+            for name, target in refs:
+                if target not in by_name:
                     raise SchemaError(
-                        f"{c.name}.{p.name} refers to {p.target}, which is not in "
+                        f"{c.name}.{name} refers to {target}, which is not in "
                         "the schema: add it to the configuration's model list"
                     )
         return schema
@@ -413,7 +539,7 @@ class Schema:
                 elif new.get(q.name) is not None:
                     q = dataclasses.replace(q, name=f"{q.name} (in the file)")
                 props.append(q)
-            classes.append(ObjectSchema(old.name, tuple(props), old.embedded))
+            classes.append(ObjectSchema(old.name, tuple(props), old.embedded, old.backlinks))
         return Schema(tuple(classes))
 
     def merged_with(self, stored: Schema) -> Schema:
@@ -430,7 +556,7 @@ class Schema:
             old = stored[c.name]
             kept = [p for p in (c.get(q.name) for q in old.properties) if p is not None]
             added = [p for p in c.properties if old.get(p.name) is None]
-            classes.append(ObjectSchema(c.name, tuple(kept + added), c.embedded))
+            classes.append(ObjectSchema(c.name, tuple(kept + added), c.embedded, c.backlinks))
         extra = tuple(c for c in stored.classes if c.name not in self)
         return Schema(tuple(classes) + extra)
 
@@ -464,6 +590,8 @@ class Schema:
             for q in old.properties:
                 if new.get(q.name) is None:
                     breaking.append(f"{new.name}.{q.name} removed")
+            if old.backlinks != new.backlinks:  # computed: nothing to migrate
+                additive.append(f"{new.name} backlinks changed")
         return SchemaDiff(tuple(additive), tuple(breaking))
 
 
@@ -484,6 +612,10 @@ class ObjectStore(Protocol):
     def write_property(self, obj: _Model, name: str, value: Any) -> None: ...
 
     def increment_property(self, obj: _Model, name: str, delta: int) -> None: ...
+
+    def read_backlinks(self, obj: _Model, name: str) -> list[Any]:
+        """The objects the declared backlinks property ``name`` lists."""
+        ...
 
 
 _REGISTRY: dict[str, type[_Model]] = {}
@@ -582,7 +714,7 @@ def _restore_unmanaged(cls: type[_M], values: dict[str, Any]) -> _M:
     return obj
 
 
-@dataclass_transform(kw_only_default=True, field_specifiers=(field, Field))
+@dataclass_transform(kw_only_default=True, field_specifiers=(field, Field, backlinks))
 class _Model(ModelBase):
     """Common base of Object and EmbeddedObject (not a model itself).
 
@@ -596,6 +728,8 @@ class _Model(ModelBase):
     __realm_name__: ClassVar[str]
     _rp_store: ObjectStore | None
     _rp_fields: ClassVar[dict[str, Field]]
+    # Declared backlinks: attribute -> the origin's link property (its name).
+    _rp_backlinks: ClassVar[dict[str, str]] = {}
 
     @property
     def _rp_values(self) -> dict[str, Any]:
@@ -616,8 +750,10 @@ class _Model(ModelBase):
         if name is not None and (not isinstance(name, str) or not name):
             raise SchemaError(f"{cls.__name__}: name= is a non-empty str, not {name!r}")
         fields: dict[str, Field] = {}
+        inverse: dict[str, str] = {}
         for base in reversed(cls.__mro__[1:]):
             fields.update(getattr(base, "_rp_fields", {}))
+            inverse.update(getattr(base, "_rp_backlinks", {}))
         annotations = inspect.get_annotations(cls)
         for attr in annotations:
             if _is_classvar(annotations[attr]):
@@ -625,6 +761,13 @@ class _Model(ModelBase):
                 continue
             _check_property_name(cls, attr)
             raw = cls.__dict__.get(attr, MISSING)
+            if isinstance(raw, _BacklinkSpec):
+                if issubclass(cls, EmbeddedObject):
+                    raise SchemaError(
+                        f"{cls.__name__}.{attr}: an embedded object cannot have backlinks"
+                    )
+                inverse[attr] = raw.origin_property
+                continue
             if isinstance(raw, Field):
                 f = raw
             elif raw is MISSING:
@@ -638,8 +781,11 @@ class _Model(ModelBase):
                 f = Field(default=raw)
             fields[attr] = f
         cls._rp_fields = fields
+        cls._rp_backlinks = inverse
         for attr in fields:
             setattr(cls, attr, _PropertyDescriptor(attr))
+        for attr in inverse:
+            setattr(cls, attr, _BacklinksDescriptor(attr))
         cls.__realm_name__ = name or cls.__dict__.get("__realm_name__", cls.__name__)
         _REGISTRY[cls.__realm_name__] = cls
         _SCHEMAS.pop(cls, None)
@@ -685,6 +831,8 @@ class _Model(ModelBase):
         if name.startswith("_rp_") or name in type(self)._rp_fields:
             object.__setattr__(self, name, value)
             return
+        if name in type(self)._rp_backlinks:
+            raise _read_only(type(self), name)
         raise AttributeError(
             f"{type(self).__name__} has no property {name!r} "
             "(models only store their annotated properties)"
@@ -1034,7 +1182,7 @@ def _build_schema(cls: type[_Model]) -> ObjectSchema:
     for klass in reversed(cls.__mro__):
         ann = inspect.get_annotations(klass)
         for name, raw in ann.items():
-            if name not in cls._rp_fields:
+            if name not in cls._rp_fields and name not in cls._rp_backlinks:
                 continue
             hints[name] = _resolve_refs(raw, localns, cls, name)
     embedded = issubclass(cls, EmbeddedObject)
@@ -1053,7 +1201,33 @@ def _build_schema(cls: type[_Model]) -> ObjectSchema:
     pks = [p.name for p in props if p.primary_key]
     if len(pks) > 1:
         raise SchemaError(f"{cls.__name__} has several primary keys: {pks}")
-    return ObjectSchema(cls.__realm_name__, tuple(props), embedded)
+    inverse = tuple(
+        _backlink(cls, name, hints[name], origin_prop)
+        for name, origin_prop in cls._rp_backlinks.items()
+    )
+    return ObjectSchema(cls.__realm_name__, tuple(props), embedded, inverse)
+
+
+def _backlink(cls: type[_Model], name: str, tp: Any, origin_prop: str) -> Backlink:
+    """The :class:`Backlink` of ``name: Backlinks[Origin] = backlinks(origin_prop)``."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is not Backlinks or len(args) != 1:
+        raise SchemaError(
+            f"{cls.__name__}.{name}: backlinks() needs the annotation "
+            f"Backlinks[OriginModel], not {tp!r}"
+        )
+    origin = args[0]
+    if not (isinstance(origin, type) and issubclass(origin, Object)):
+        raise SchemaError(
+            f"{cls.__name__}.{name}: Backlinks[...] takes a model class, not {origin!r}"
+        )
+    prop = object_schema(origin).get(origin_prop)
+    if prop is None or prop.type != "link" or prop.target != cls.__realm_name__:
+        raise SchemaError(
+            f"{cls.__name__}.{name}: {origin.__name__}.{origin_prop} is not a link "
+            f"property to {cls.__name__} (to-one, list, set or dict of {cls.__name__})"
+        )
+    return Backlink(name, origin.__realm_name__, prop.file_name)
 
 
 def _check_file_names(cls: type, props: list[Property]) -> None:
@@ -1104,6 +1278,8 @@ def _resolve_refs(tp: Any, localns: dict[str, Any], cls: type, name: str) -> Any
         return typing.Union[resolved]
     if origin in (list, set, dict):
         return origin[resolved]
+    if origin is Backlinks:
+        return typing.cast(Any, Backlinks)[resolved]
     return tp
 
 

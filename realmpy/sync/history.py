@@ -65,6 +65,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, Union
 
+import realmpy.backlinks as backlinks
 import realmpy.codec as codec
 from realmpy.layout import (
     META,
@@ -265,7 +266,8 @@ def apply_record(
 
     Used for server-originated changes only (the raw transaction bypasses the
     recorder).  Mirrors ``Realm._add``/``Realm.delete``: ``o:<Class>`` keyed
-    by the encoded primary key, one ``i:<Class>:<prop>`` entry per index.
+    by the encoded primary key, one ``i:<Class>:<prop>`` entry per index,
+    ``b:<Class>:<prop>`` entries per link (:mod:`realmpy.backlinks`).
     """
     key = codec.encode_key(pk)
     table = table_name(cls.name)
@@ -279,6 +281,7 @@ def apply_record(
             txn.delete(iname, codec.encode_keys(old.get(p.name, zero_value(p, None)), pk))
         if rec is not None:
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
+    backlinks.update(txn, cls, backlinks.link_properties(cls), key, old, rec)
     if rec is None:
         if old_raw is not None:
             txn.delete(table, key)
