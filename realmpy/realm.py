@@ -818,31 +818,40 @@ class Realm(RealmState, Listenable):
 
     def read_backlinks(self, obj: _Model, name: str) -> list[Any]:
         """The objects listed by the declared backlinks property ``name`` of
-        ``obj``, in key order: the backlink index's candidates whose link
-        property still links to ``obj`` (see :mod:`realmpy.backlinks`)."""
+        ``obj``, in key order (see :meth:`_backlink_rows`)."""
         self._record(obj)  # checks the thread and that obj still exists
-        info = self._info[type(obj).__realm_name__]
-        decl = info.schema.backlink(name)
+        found = self._backlink_rows(type(obj).__realm_name__, name, obj._rp_key)
+        if found is None:
+            return []
+        origin, rows = found
+        return [self._make(origin, k, rec) for k, rec in rows]
+
+    def _backlink_rows(
+        self, cls_name: str, name: str, key: bytes
+    ) -> tuple[str, list[tuple[bytes, list[Any]]]] | None:
+        """The origin class and ``(key, record)`` of each object that the
+        backlinks property ``name`` of object ``key`` of ``cls_name`` lists:
+        the backlink index's candidates whose link property still links to
+        it (see :mod:`realmpy.backlinks`); None if it has no such property."""
+        decl = self._info[cls_name].schema.backlink(name)
         origin = self._info.get(decl.origin) if decl is not None else None
         prop = origin.schema.by_file_name(decl.property) if origin and decl else None
         if origin is None or prop is None or prop.type != "link":
-            return []
+            return None
         txn = self._reader()
-        key = obj._rp_key
         if self._backlinks_indexed:
             candidates = _backlinks.origins(txn, origin.schema, prop, key)
         else:
             candidates = [bytes(k) for k, _ in txn.scan(origin.table)]
         i = origin.pos[prop.name]
-        out = []
+        rows = []
         for k in candidates:
             raw = txn.get(origin.table, k)
-            if raw is None:
-                continue
-            rec = origin.decode(raw)
-            if key in _backlinks.targets(prop, rec[i]):
-                out.append(self._make(origin.name, k, rec))
-        return out
+            if raw is not None:
+                rec = origin.decode(raw)
+                if key in _backlinks.targets(prop, rec[i]):
+                    rows.append((k, rec))
+        return origin.name, rows
 
     def read_plain(self, obj: _Model, name: str) -> Any:
         # The reference for the C descriptor's fast path (realmpy._native),

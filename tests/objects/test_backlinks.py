@@ -301,3 +301,23 @@ def test_backlinks_need_their_origin_in_the_schema(tmp_path: Path) -> None:
                 "x": backlinks("dogs"),
             },
         )
+
+
+def test_queries_on_declared_backlinks(realm: Realm) -> None:
+    with realm.write():
+        rex, fido, lone = realm.add(Dog(_id=1)), realm.add(Dog(_id=2)), realm.add(Dog(_id=3))
+        realm.add(Person(_id=1, dogs=[rex, fido], best=rex))
+        realm.add(Person(_id=2, dogs=[rex]))
+    assert ids(realm.query(Dog, "owners.@count == 2")) == [1]
+    assert ids(realm.query(Dog, "owners.@count == 0")) == [3]
+    assert ids(realm.query(Dog, "ANY owners._id == 2")) == [1]
+    assert ids(realm.query(Dog, "fans.@count > 0 OR owners.@size == 1")) == [1, 2]
+    assert ids(realm.query(Dog, "owners.@count > 0").sort("_id", descending=True)) == [2, 1]
+    with realm.write():
+        realm.delete(realm.find(Person, 2))
+    assert ids(realm.query(Dog, "owners.@count == 1")) == [1, 2]
+    from realmpy.errors import QueryArgumentError
+
+    with pytest.raises(QueryArgumentError, match="no property 'ownerz'"):
+        realm.query(Dog, "ownerz.@count > 0")
+    assert lone.is_valid
