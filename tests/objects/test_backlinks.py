@@ -313,8 +313,10 @@ def test_queries_on_declared_backlinks(realm: Realm) -> None:
     assert ids(realm.query(Dog, "ANY owners._id == 2")) == [1]
     assert ids(realm.query(Dog, "fans.@count > 0 OR owners.@size == 1")) == [1, 2]
     assert ids(realm.query(Dog, "owners.@count > 0").sort("_id", descending=True)) == [2, 1]
+    bob = realm.find(Person, 2)
+    assert bob is not None
     with realm.write():
-        realm.delete(realm.find(Person, 2))
+        realm.delete(bob)
     assert ids(realm.query(Dog, "owners.@count == 1")) == [1, 2]
     from realmpy.errors import QueryArgumentError
 
