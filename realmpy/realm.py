@@ -826,6 +826,25 @@ class Realm(RealmState, Listenable):
         origin, rows = found
         return [self._make(origin, k, rec) for k, rec in rows]
 
+    def backlinks_results(self, obj: _Model, name: str) -> Any:
+        """Live results of the objects that the backlinks property ``name``
+        of ``obj`` lists: a query on their class that matches what
+        :meth:`read_backlinks` reads from the index."""
+        self._record(obj)
+        decl = self._info[type(obj).__realm_name__].schema.backlink(name)
+        origin = self._info.get(decl.origin) if decl is not None else None
+        prop = origin.schema.by_file_name(decl.property) if origin and decl else None
+        model = self._models.get(origin.name) if origin is not None else None
+        if prop is None or model is None or not issubclass(model, Object):
+            raise SchemaError(f"{type(obj).__name__}.{name} has no origin class in this realm")
+        if prop.collection is None:
+            text = f"{prop.name} == $0"
+        elif prop.collection == "dict":
+            text = f"ANY {prop.name}.@values == $0"
+        else:
+            text = f"ANY {prop.name} == $0"
+        return self.query(model, text, obj)
+
     def _backlink_rows(
         self, cls_name: str, name: str, key: bytes
     ) -> tuple[str, list[tuple[bytes, list[Any]]]] | None:

@@ -252,6 +252,26 @@ class Backlinks(Sequence[_O], Generic[_O]):
     def __repr__(self) -> str:
         return f"Backlinks({self._items()!r})"
 
+    def results(self) -> Any:
+        """The same objects as live :class:`~realmpy.results.Results` of the
+        origin class (Realm's ``LinkingObjects`` is a results collection):
+        to refine with ``filter``/``sort``/``distinct``, or to listen to.
+        Evaluated as a query over the origin class (``dogs == $0``), like
+        any results."""
+        store: Any = self._owner._rp_store
+        if store is None:
+            raise ObjectTypeError(
+                "backlinks of an unmanaged object have no results: add the object to a realm"
+            )
+        return store.backlinks_results(self._owner, self._name)
+
+    def add_listener(self, callback: Callable[[Any, Any], None], *, initial: bool = True) -> Any:
+        """Realm's listener on linking objects: ``callback(results,
+        changes)`` with a :class:`~realmpy.notifier.ResultsChange` whenever
+        the set of linking objects (or one of them) changes; see
+        :meth:`realmpy.results.Results.add_listener`."""
+        return self.results().add_listener(callback, initial=initial)
+
 
 class _BacklinksDescriptor:
     """The class attribute of a declared backlinks property."""
@@ -615,6 +635,10 @@ class ObjectStore(Protocol):
 
     def read_backlinks(self, obj: _Model, name: str) -> list[Any]:
         """The objects the declared backlinks property ``name`` lists."""
+        ...
+
+    def backlinks_results(self, obj: _Model, name: str) -> Any:
+        """Those objects as live results of their class."""
         ...
 
 

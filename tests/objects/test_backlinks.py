@@ -12,7 +12,7 @@ import pytest
 import realmpy.backlinks as backlinks_index
 import realmpy.deletedlinks as deletedlinks
 from realmpy.config import Configuration
-from realmpy.errors import SchemaError
+from realmpy.errors import ObjectTypeError, SchemaError
 from realmpy.layout import BACKLINKS_KEY, META, backlink_name
 from realmpy.realm import Realm
 from realmpy.schema import Backlinks, EmbeddedObject, Object, backlinks, field, object_schema
@@ -323,3 +323,28 @@ def test_queries_on_declared_backlinks(realm: Realm) -> None:
     with pytest.raises(QueryArgumentError, match="no property 'ownerz'"):
         realm.query(Dog, "ownerz.@count > 0")
     assert lone.is_valid
+
+
+def test_backlinks_as_results_and_their_listener(tmp_path: Path) -> None:
+    import queue
+
+    config = Configuration.local(MODELS, path=tmp_path / "t.realm", durability="none")
+    with Realm(config) as realm:
+        with realm.write():
+            rex = realm.add(Dog(_id=1))
+            realm.add(Person(_id=1, dogs=[rex]))
+            realm.add(Person(_id=2, by_name={"x": rex}))
+        assert ids(rex.owners.results()) == ids(rex.owners) == [1]
+        assert ids(rex.named_by.results()) == [2] and ids(rex.fans.results()) == []
+        assert ids(rex.owners.results().filter("_id > 5")) == []
+        seen: queue.Queue[tuple[list[int], Any]] = queue.Queue()
+        token = rex.owners.add_listener(lambda r, c: seen.put(([p._id for p in r], c)))
+        got, change = seen.get(timeout=30)
+        assert got == [1] and change.is_initial
+        with realm.write():
+            realm.add(Person(_id=3, dogs=[rex, rex]))
+        got, change = seen.get(timeout=30)
+        assert got == [1, 3] and change.inserted == (1,)
+        token.remove()
+        with pytest.raises(ObjectTypeError, match="unmanaged"):
+            Dog(_id=5).owners.results()
