@@ -1215,6 +1215,12 @@ def _build_schema(cls: type[_Model]) -> ObjectSchema:
         p = _property(cls, name, hints[name], f)
         if embedded and p.primary_key:
             raise SchemaError(f"embedded object {cls.__name__} cannot have a primary key")
+        if embedded and p.map_to is not None:
+            # Embedded records are maps by property name inside their
+            # parent's record; mapping those names is not supported yet.
+            raise SchemaError(
+                f"{cls.__name__}.{name}: map_to is not supported on embedded objects yet"
+            )
         props.append(p)
     if not props:
         raise SchemaError(

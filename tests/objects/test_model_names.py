@@ -204,5 +204,12 @@ def test_mapped_names_must_not_collide(
 def test_bad_mapped_names() -> None:
     with pytest.raises(SchemaError, match="map_to"):
         field(map_to="")
+    embedded = type(
+        "E",
+        (EmbeddedObject,),
+        {"__annotations__": {"a": "int"}, "__module__": __name__, "a": field(map_to="b")},
+    )
+    with pytest.raises(SchemaError, match="not supported on embedded objects"):
+        object_schema(embedded)
     with pytest.raises(SchemaError, match="name="):
         type("C", (Object,), {"__annotations__": {"a": "int"}, "__module__": __name__}, name="")
