@@ -831,12 +831,11 @@ class Realm(RealmState, Listenable):
         of ``obj`` lists: a query on their class that matches what
         :meth:`read_backlinks` reads from the index."""
         self._record(obj)
-        decl = self._info[type(obj).__realm_name__].schema.backlink(name)
-        origin = self._info.get(decl.origin) if decl is not None else None
-        prop = origin.schema.by_file_name(decl.property) if origin and decl else None
-        model = self._models.get(origin.name) if origin is not None else None
-        if prop is None or model is None or not issubclass(model, Object):
+        found = self._backlink_origin(type(obj).__realm_name__, name)
+        model = self._models.get(found[0].name) if found is not None else None
+        if found is None or model is None or not issubclass(model, Object):
             raise SchemaError(f"{type(obj).__name__}.{name} has no origin class in this realm")
+        prop = found[1]
         if prop.collection is None:
             text = f"{prop.name} == $0"
         elif prop.collection == "dict":
@@ -845,6 +844,16 @@ class Realm(RealmState, Listenable):
             text = f"ANY {prop.name} == $0"
         return self.query(model, text, obj)
 
+    def _backlink_origin(self, cls_name: str, name: str) -> tuple[ClassInfo, Property] | None:
+        """The origin class and link property of backlinks property ``name``
+        of ``cls_name``; None if there is none (or it is no link any more)."""
+        decl = self._info[cls_name].schema.backlink(name)
+        origin = self._info.get(decl.origin) if decl is not None else None
+        prop = origin.schema.by_file_name(decl.property) if origin and decl else None
+        if origin is None or prop is None or prop.type != "link":
+            return None
+        return origin, prop
+
     def _backlink_rows(
         self, cls_name: str, name: str, key: bytes
     ) -> tuple[str, list[tuple[bytes, list[Any]]]] | None:
@@ -852,11 +861,10 @@ class Realm(RealmState, Listenable):
         backlinks property ``name`` of object ``key`` of ``cls_name`` lists:
         the backlink index's candidates whose link property still links to
         it (see :mod:`realmpy.backlinks`); None if it has no such property."""
-        decl = self._info[cls_name].schema.backlink(name)
-        origin = self._info.get(decl.origin) if decl is not None else None
-        prop = origin.schema.by_file_name(decl.property) if origin and decl else None
-        if origin is None or prop is None or prop.type != "link":
+        found = self._backlink_origin(cls_name, name)
+        if found is None:
             return None
+        origin, prop = found
         txn = self._reader()
         if self._backlinks_indexed:
             candidates = _backlinks.origins(txn, origin.schema, prop, key)
