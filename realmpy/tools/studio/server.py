@@ -90,8 +90,7 @@ class Studio:
             for _results, token in self._listeners:
                 token.remove()
             self._listeners.clear()
-            for q in list(self._queues):
-                q.put_nowait("")  # ends each event stream
+            self.end_streams()
             opened.close()
 
     @property
@@ -117,6 +116,10 @@ class Studio:
     def broadcast(self, data: str) -> None:
         for q in self._queues:
             q.put_nowait(data)
+
+    def end_streams(self) -> None:
+        """End every event stream (the server is stopping: open streams would hold it up)."""
+        self.broadcast("")
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -462,8 +465,15 @@ def main(argv: Sequence[str], out: TextIO) -> int:
     out.flush()
     if not args.no_browser:
         webbrowser.open(url)
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # A signal handler: let the loop end the streams between its callbacks.
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().call_soon_threadsafe(studio.end_streams)
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(studio.app, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
+    server = Server(config)
     try:
         asyncio.run(server.serve(sockets=[sock]))
     except KeyboardInterrupt:

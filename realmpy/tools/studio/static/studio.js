@@ -96,6 +96,7 @@ function renderValue(p, v, full = false) {
     return span;
   }
   if (typeof v === "object") return el("span", { class: "tag" }, tagText(v));
+  if (Object.is(v, -0)) return el("span", {}, "-0.0");
   return el("span", {}, typeof v === "string" ? v : JSON.stringify(v));
 }
 
