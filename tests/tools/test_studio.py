@@ -112,7 +112,7 @@ def browser() -> Iterator[Any]:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        missing.append("selenium (pip install -e '.[studio-test]')")
+        missing.append("selenium (pip install -e '.[test]')")
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the browser tests; missing: {', '.join(missing)}")
