@@ -86,7 +86,11 @@ def make(path: str, people: int = 3) -> None:
                         friend=prev,
                         tags={"x", f"t{i}"},
                         scores={"a": 0.5, "nan": float("nan")} if i == 0 else {},
-                        trips=[Stop(place="Bergen", near=oslo, when=dt.datetime(2020, 5, 1, tzinfo=utc))],
+                        trips=[
+                            Stop(
+                                place="Bergen", near=oslo, when=dt.datetime(2020, 5, 1, tzinfo=utc)
+                            )
+                        ],
                         home=Stop(place="home"),
                         lucky={7, -3, 2**62},
                     )

@@ -25,7 +25,9 @@ def script(name: str) -> str:
     here = pathlib.Path(sysconfig.get_path("scripts")) / name
     found = str(here) if here.exists() else shutil.which(name)
     if found is None:
-        pytest.fail(f"the console script {name!r} is not installed: pip install -e '.[test,server]'")
+        pytest.fail(
+            f"the console script {name!r} is not installed: pip install -e '.[test,server]'"
+        )
     return found
 
 

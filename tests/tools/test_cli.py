@@ -100,7 +100,9 @@ def test_errors_are_one_line_with_status_2(
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json"])
-def test_dump_then_load_round_trips_exactly(app_file: str, tmp_path: pathlib.Path, fmt: str) -> None:
+def test_dump_then_load_round_trips_exactly(
+    app_file: str, tmp_path: pathlib.Path, fmt: str
+) -> None:
     first = realmpy("dump", app_file, "--format", fmt)
     assert first.returncode == 0, first.stderr
     dump_file = tmp_path / f"dump.{fmt}"
@@ -118,7 +120,9 @@ def test_dump_then_load_round_trips_exactly(app_file: str, tmp_path: pathlib.Pat
 def test_load_reads_stdin_and_refuses_a_realm_that_holds_objects(
     app_file: str, tmp_path: pathlib.Path
 ) -> None:
-    dump = realmpy("dump", app_file, "--class", "Place", "--class", "Person", "--class", "Car").stdout
+    dump = realmpy(
+        "dump", app_file, "--class", "Place", "--class", "Person", "--class", "Car"
+    ).stdout
     copy = str(tmp_path / "copy.realm")
     assert realmpy("load", copy, "-", input=dump).returncode == 0
     assert "already holds 7 objects" in _one_line_error(realmpy("load", copy, input=dump), 2)

@@ -58,7 +58,10 @@ def _serve(path: str, *extra: str) -> Iterator[Served]:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         url = proc.stdout.readline().strip()
-        assert first.startswith("realmpy studio: serving"), (first, proc.stderr and proc.stderr.read())
+        assert first.startswith("realmpy studio: serving"), (
+            first,
+            proc.stderr and proc.stderr.read(),
+        )
         served = Served(proc, url)
         yield served
     finally:
@@ -119,8 +122,13 @@ def browser() -> Iterator[Any]:
         pytest.skip(f"no browser to drive: missing {', '.join(missing)}")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM  # type: ignore[assignment]
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,850"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,850",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     try:
@@ -186,7 +194,9 @@ def test_studio_in_the_browser(browser: Any, studio: tuple[Served, str]) -> None
 
     artefacts = pathlib.Path(os.environ.get("REALMPY_TEST_ARTIFACTS") or ROOT / "test-artifacts")
     artefacts.mkdir(parents=True, exist_ok=True)
-    d.execute_script("document.querySelector('.table-wrap').scrollLeft = 0;")  # (the click scrolled it)
+    d.execute_script(
+        "document.querySelector('.table-wrap').scrollLeft = 0;"
+    )  # (the click scrolled it)
     d.save_screenshot(str(artefacts / "studio-main.png"))
 
     # edit a value; read it back through the library, in the app's own process

@@ -321,8 +321,9 @@ class Studio:
                 found = opened.realm.query(opened.model(c.name), f"{p.name} == $0", obj)
                 ids = [self._id_json(c, o) for o in found[:PAGE_LIMIT]]
                 if ids:
-                    out.append({"class": c.name, "property": p.name, "ids": ids,
-                                "total": len(found)})
+                    out.append(
+                        {"class": c.name, "property": p.name, "ids": ids, "total": len(found)}
+                    )
         return out
 
     async def export(self, request: Request) -> Response:
@@ -465,6 +466,7 @@ def main(argv: Sequence[str], out: TextIO) -> int:
     out.flush()
     if not args.no_browser:
         webbrowser.open(url)
+
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             # A signal handler: let the loop end the streams between its callbacks.
