@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
+import sys
+import types
 
 import pytest
 
@@ -55,13 +57,15 @@ def test_schema_python_prints_models_that_match_the_stored_schema(app_file: str)
     stored = read_stored(app_file)
     source = realmpy("schema", app_file, "--python").stdout
     assert "class Person(Object):" in source and "class Stop(EmbeddedObject):" in source
-    namespace: dict[str, object] = {}
-    exec(compile(source, "schema.py", "exec"), namespace)  # noqa: S102 - our own output
-    # the printed classes describe exactly the stored schema (the same code
-    # the tools use to open the file, executed here from the printed text)
-    by_name = model_classes(stored.schema)
-    assert set(by_name) == set(stored.schema.names())
-    assert Schema.from_models(list(by_name.values())) == stored.schema
+    # the printed classes, imported as a module, describe exactly the stored schema
+    module = types.ModuleType("printed_models")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(source, "printed_models.py", "exec"), module.__dict__)
+        printed = [getattr(module, name) for name in stored.schema.names()]
+        assert Schema.from_models(printed) == stored.schema
+    finally:
+        del sys.modules[module.__name__]
     text = realmpy("schema", app_file).stdout
     assert "id: objectid primary key" in text and "name: str indexed" in text
 

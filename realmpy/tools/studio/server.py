@@ -15,7 +15,6 @@ sequence number the realm gave it (``#n`` on the page).  Links are
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
