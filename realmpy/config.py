@@ -55,7 +55,7 @@ CompactCallback = Callable[[int, int], bool]
 InitialDataCallback = Callable[["Realm"], None]
 
 
-def model_tuple(schema: Sequence[type], kind: str = "local") -> tuple[type, ...]:
+def model_tuple(schema: object, kind: str = "local") -> tuple[type, ...]:
     """The model classes of a configuration, as a tuple.
 
     Why a check of its own: ``Configuration.local(Person)`` (a class where a
@@ -68,7 +68,7 @@ def model_tuple(schema: Sequence[type], kind: str = "local") -> tuple[type, ...]
     if isinstance(schema, (str, bytes)) or schema is None:
         raise ConfigurationError(f"{wanted}, not {schema!r}")
     try:
-        return tuple(schema)
+        return tuple(schema)  # type: ignore[arg-type]
     except TypeError:
         raise ConfigurationError(f"{wanted}, not {type(schema).__name__}") from None
 

@@ -121,7 +121,7 @@ def show(path: str) -> None:
     with Realm(config(path)) as realm:
         for cls in (Person, Car, Place):
             for obj in realm.all(cls):
-                row = {"$class": cls.__name__}
+                row: dict[str, object] = {"$class": cls.__name__}
                 for name in obj._rp_fields:
                     row[name] = _plain(getattr(obj, name))
                 out.append(row)
@@ -133,8 +133,10 @@ def _plain(value: object) -> object:
         return f"<{type(value).__name__} {getattr(value, 'name', None) or getattr(value, 'make', None)}>"
     if isinstance(value, EmbeddedObject):
         return {k: _plain(getattr(value, k)) for k in value._rp_fields}
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return {k: _plain(v) for k, v in value.items()}  # type: ignore[attr-defined]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if hasattr(value, "items"):  # a managed dict
+        return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (set, frozenset)) or type(value).__name__ == "ManagedSet":
         return sorted(repr(_plain(v)) for v in value)  # type: ignore[attr-defined]
     if isinstance(value, (list, tuple)) or type(value).__name__ == "ManagedList":
