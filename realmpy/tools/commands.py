@@ -5,6 +5,11 @@ Each works on a file whose models it has never seen (the schema stored in
 the file, :mod:`realmpy.tools.storedfile`).  Errors are one line on stderr,
 never a traceback: exit status 2 for bad arguments or a file the command
 cannot use, 1 for a check that found damage (docs/tools.md).
+
+Each command imports the modules it needs when it runs (function-level
+imports, on purpose): ``realmpy info`` then loads the storage layer only,
+not the object layer and query engine that ``query`` and ``dump`` need, and
+``realmpy --help`` needs neither.
 """
 
 from __future__ import annotations
@@ -156,7 +161,8 @@ def cmd_info(argv: Sequence[str], out: TextIO) -> int:
 
 
 def cmd_schema(argv: Sequence[str], out: TextIO) -> int:
-    from realmpy.tools.storedfile import model_source, read_stored
+    from realmpy.tools.filemodels import model_source
+    from realmpy.tools.storedfile import read_stored
 
     p = Parser(prog="realmpy schema", description="The schema stored in a realm file.")
     _path_arg(p)
@@ -185,7 +191,7 @@ def cmd_schema(argv: Sequence[str], out: TextIO) -> int:
 
 def cmd_query(argv: Sequence[str], out: TextIO) -> int:
     from realmpy.tools.dumpload import DumpLinks, encode_object
-    from realmpy.tools.storedfile import open_realm
+    from realmpy.tools.filemodels import open_realm
 
     p = Parser(
         prog="realmpy query",
@@ -224,7 +230,7 @@ def cmd_query(argv: Sequence[str], out: TextIO) -> int:
 
 def cmd_dump(argv: Sequence[str], out: TextIO) -> int:
     from realmpy.tools.dumpload import dump
-    from realmpy.tools.storedfile import open_realm
+    from realmpy.tools.filemodels import open_realm
 
     p = Parser(
         prog="realmpy dump",
@@ -303,7 +309,8 @@ def cmd_check(argv: Sequence[str], out: TextIO) -> int:
 
 def cmd_compact(argv: Sequence[str], out: TextIO) -> int:
     from realmpy.realm import Realm
-    from realmpy.tools.storedfile import model_classes, read_stored, realm_configuration
+    from realmpy.tools.filemodels import model_classes, realm_configuration
+    from realmpy.tools.storedfile import read_stored
 
     p = Parser(
         prog="realmpy compact",

@@ -29,13 +29,8 @@ from realmpy.errors import CodecError, ConfigurationError
 from realmpy.realm import Realm
 from realmpy.schema import ObjectSchema, Property, Schema
 from realmpy.tools import jsonformat as J
-from realmpy.tools.storedfile import (
-    OpenedRealm,
-    StoredFile,
-    model_classes,
-    read_stored,
-    realm_configuration,
-)
+from realmpy.tools.filemodels import OpenedRealm, model_classes, realm_configuration
+from realmpy.tools.storedfile import StoredFile, read_stored
 
 __all__ = ["BATCH", "DUMP_FORMAT", "dump", "dump_text", "encode_object", "load"]
 

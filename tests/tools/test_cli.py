@@ -13,7 +13,8 @@ import pytest
 from realmpy import Realm, __version__, codec
 from realmpy.schema import Schema
 from realmpy.storage import Environment
-from realmpy.tools.storedfile import model_classes, read_stored, realm_configuration
+from realmpy.tools.filemodels import model_classes, realm_configuration
+from realmpy.tools.storedfile import read_stored
 from tests.tools.conftest import realmpy, run_app
 
 

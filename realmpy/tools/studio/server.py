@@ -42,7 +42,7 @@ from realmpy.errors import QuerySyntaxError, RealmpyError
 from realmpy.schema import ObjectSchema
 from realmpy.tools import jsonformat as J
 from realmpy.tools.dumpload import csv_cell, encode_object
-from realmpy.tools.storedfile import OpenedRealm, object_id, open_realm
+from realmpy.tools.filemodels import OpenedRealm, object_id, open_realm
 
 __all__ = ["Studio", "main"]
 
