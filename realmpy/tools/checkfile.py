@@ -19,7 +19,7 @@ from typing import Any
 from realmpy import codec
 from realmpy.errors import CodecError, CorruptError
 from realmpy.layout import index_name, table_name
-from realmpy.schema import ObjectSchema, Property, Schema
+from realmpy.schema import ObjectSchema, Property
 from realmpy.storage import Snapshot
 from realmpy.tools.storedfile import stored_env
 
@@ -51,9 +51,7 @@ def _links(prop: Property, value: Any) -> list[bytes]:
     return [bytes(v) for v in value if v is not None]
 
 
-def _check_class(
-    snap: Snapshot, schema: Schema, oschema: ObjectSchema, found: _Problems
-) -> set[bytes]:
+def _check_class(snap: Snapshot, oschema: ObjectSchema, found: _Problems) -> set[bytes]:
     name = oschema.name
     table = table_name(name)
     pk = oschema.primary_key
@@ -112,7 +110,7 @@ def check_file(path: str) -> str:
                 for oschema in stored.schema.classes:
                     if oschema.embedded:
                         continue
-                    keys = _check_class(snap, stored.schema, oschema, found)
+                    keys = _check_class(snap, oschema, found)
                     objects += len(keys)
                     for prop in oschema.properties:
                         if prop.has_index:

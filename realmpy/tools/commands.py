@@ -150,7 +150,6 @@ def cmd_info(argv: Sequence[str], out: TextIO) -> int:
             f" ({sync['connection_state']})"
         )
         lines.append(f"  pending upload  {sync['pending_changesets']} changesets")
-        lines.append(f"  subscriptions   {sync['subscriptions']}")
         if sync["error"]:
             lines.append(f"  final error     {sync['error']}")
     out.write("\n".join(lines) + "\n")
@@ -368,6 +367,15 @@ def run(command: str, argv: Sequence[str]) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: still one line, and how to see more
+        if os.environ.get("REALMPY_TRACEBACK"):
+            raise
+        print(
+            f"realmpy {command}: internal error, please report it: {one_line(exc)} "
+            "(REALMPY_TRACEBACK=1 shows where)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _quiet_stdout() -> None:

@@ -20,7 +20,6 @@ kept in memory between the passes, so a dump is read as a stream.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any, Final, TextIO
@@ -32,7 +31,14 @@ from realmpy.tools import jsonformat as J
 from realmpy.tools.filemodels import OpenedRealm, model_classes, realm_configuration
 from realmpy.tools.storedfile import StoredFile, read_stored
 
-__all__ = ["BATCH", "DUMP_FORMAT", "dump", "dump_text", "encode_object", "load"]
+__all__ = [
+    "BATCH",
+    "DUMP_FORMAT",
+    "dump",
+    "encode_object",
+    "load",
+    "write_csv",
+]
 
 DUMP_FORMAT: Final = 1
 """Version of the dump layout (the header's ``"realmpy_dump"``)."""
@@ -136,20 +142,27 @@ def csv_cell(prop: Property, value: Any) -> str:
     return _line(value)
 
 
-def dump_csv(opened: OpenedRealm, name: str, out: TextIO, links: DumpLinks) -> int:
-    schema = opened.stored.schema
-    oschema = schema[name]
+def write_csv(out: TextIO, oschema: ObjectSchema, lines: Iterable[dict[str, Any]]) -> int:
+    """Objects of one class (encoded as dump lines) as CSV; a ``$id`` column
+    first if the lines have one.  Returns how many."""
     props = oschema.properties
     writer = csv.writer(out, lineterminator="\n")
-    keyless = oschema.primary_key is None
-    writer.writerow((["$id"] if keyless else []) + [p.name for p in props])
     count = 0
-    for line in iter_objects(opened, [name], links):
-        row = [str(line["$id"])] if keyless else []
-        row += [csv_cell(p, line[p.name]) for p in props]
-        writer.writerow(row)
+    for line in lines:
+        with_id = "$id" in line
+        if count == 0:
+            writer.writerow((["$id"] if with_id else []) + [p.name for p in props])
+        row = [str(line["$id"])] if with_id else []
+        writer.writerow(row + [csv_cell(p, line[p.name]) for p in props])
         count += 1
+    if count == 0:
+        writer.writerow([p.name for p in props])
     return count
+
+
+def dump_csv(opened: OpenedRealm, name: str, out: TextIO, links: DumpLinks) -> int:
+    oschema = opened.stored.schema[name]
+    return write_csv(out, oschema, iter_objects(opened, [name], links))
 
 
 # ----------------------------------------------------------------------------- load
@@ -324,10 +337,3 @@ def load(path: str, stream: TextIO, fmt: str) -> int:
         return loader.count
     finally:
         realm.close()
-
-
-def dump_text(opened: OpenedRealm, fmt: str, classes: list[str]) -> str:
-    """A dump as one string (Studio's export)."""
-    out = io.StringIO()
-    dump(opened, out, fmt, classes)
-    return out.getvalue()

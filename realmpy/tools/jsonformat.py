@@ -43,7 +43,14 @@ from realmpy.errors import CodecError
 from realmpy.objectid import ObjectId
 from realmpy.schema import ObjectSchema, Property, Schema
 
-__all__ = ["decode_property", "decode_scalar", "encode_property", "encode_scalar", "parse_arg"]
+__all__ = [
+    "decode_arg",
+    "decode_property",
+    "decode_scalar",
+    "encode_property",
+    "encode_scalar",
+    "parse_arg",
+]
 
 # (target class name, target object) -> the JSON id a link to it is written as
 LinkWriter = Callable[[str, Any], Any]
@@ -292,6 +299,12 @@ def parse_arg(text: str) -> Any:
         value = json.loads(text)
     except ValueError:
         return text
+    return decode_arg(value)
+
+
+def decode_arg(value: Any) -> Any:
+    """A query argument given as decoded JSON: its tagged values decoded
+    (without a schema: the tag says the type)."""
     return _untag(value)
 
 

@@ -5,7 +5,8 @@ and Studio never import this module): ``python -m tests.tools.appmodels
 make PATH`` writes a file with every property type, links that form a
 cycle, a class without a primary key (with a gap from a deleted object) and
 embedded objects holding links; ``add-car PATH MAKE`` commits one more
-object, as another process of the app would; ``show PATH`` prints what the
+object, as another process of the app would; ``sync-main PATH URL`` is a
+synced file's main process (its sync agent) until its stdin closes; ``show PATH`` prints what the
 app reads, as JSON, so a test can compare it after ``dump`` and ``load``.
 """
 
@@ -59,6 +60,14 @@ class Car(Object):
 
 
 MODELS = [Person, Car, Place, Stop]
+
+
+class Trip(Object):
+    """The synced file's model (synced models need a primary key)."""
+
+    id: ObjectId = field(primary_key=True, default_factory=ObjectId)
+    to: str
+    km: int = 0
 
 
 def config(path: str) -> Configuration:
@@ -115,6 +124,24 @@ def add_car(path: str, make_: str) -> None:
         realm.add(Car(make=make_, miles=1))
 
 
+def sync_main(path: str, base_url: str) -> None:
+    """A synced file's main process: subscribe, upload one car, then stay the
+    file's agent until stdin closes (prints "ready" when synced)."""
+    from realmpy import App, AppConfiguration, Credentials
+
+    app = App(AppConfiguration(app_id="default", base_url=base_url))
+    user = app.log_in(Credentials.anonymous())
+    with Realm(Configuration.flexible_sync(user, [Trip], path=path)) as realm:
+        with realm.subscriptions.update() as subs:
+            subs.add(realm.query(Trip, "km >= 0"), name="all-trips")
+        realm.subscriptions.wait_for_synchronization(timeout=60)
+        with realm.write():
+            realm.add(Trip(to="Oslo", km=5))
+        realm.sync_session.wait_for_upload(timeout=60)
+        print("ready", flush=True)
+        sys.stdin.read()
+
+
 def show(path: str) -> None:
     """What the app reads, property by property, as JSON-able text."""
     out = []
@@ -152,6 +179,8 @@ if __name__ == "__main__":
         make(file, int(sys.argv[3]) if len(sys.argv) > 3 else 3)
     elif command == "add-car":
         add_car(file, sys.argv[3])
+    elif command == "sync-main":
+        sync_main(file, sys.argv[3])
     elif command == "show":
         show(file)
     else:

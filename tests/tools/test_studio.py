@@ -15,6 +15,7 @@ import pathlib
 import shutil
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -216,3 +217,39 @@ def test_studio_in_the_browser(browser: Any, studio: tuple[Served, str]) -> None
     run_app("add-car", path, "Lada")
     _wait(d, lambda d: _count(d, "Car") == "4" and any("Lada" in r for r in _rows(d)))
     assert d.execute_script("return window.notReloaded === true;")
+
+
+def test_add_validate_delete_and_export_through_the_api(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "api.realm")
+    run_app("make", path)
+    for served in _serve(path):
+        ann = {"$oid": "000000000000000000000001"}
+        with pytest.raises(urllib.error.HTTPError) as err:  # the file stores no defaults
+            served.api("/api/add", {"class": "Car", "values": {"make": "Lada"}})
+        assert "missing required field 'miles'" in json.loads(err.value.read())["error"]
+        values = {"make": "Lada", "miles": 0, "owner": {"$link": ann}}
+        car = served.api("/api/add", {"class": "Car", "values": values})
+        assert car["values"] == values
+        with pytest.raises(urllib.error.HTTPError) as err:
+            served.api(
+                "/api/update", {"class": "Person", "id": ann, "property": "age", "value": "x"}
+            )
+        assert err.value.code == 400
+        assert "Person.age: expected an integer" in json.loads(err.value.read())["error"]
+        backlinks = served.api(f"/api/object?class=Person&id={urllib.parse.quote(json.dumps(ann))}")
+        assert {"class": "Car", "property": "owner", "ids": [1, 3, 4, 5], "total": 4} in backlinks[
+            "backlinks"
+        ]
+        served.api("/api/delete", {"class": "Car", "id": car["id"]})
+        assert served.api("/api/objects?class=Car")["total"] == 3
+        req = urllib.request.Request(
+            served.base + "/api/export?class=Car&format=csv&query=miles%20%3E%3D%20$0&args=[100]",
+            headers={"X-Studio-Token": served.token},
+        )
+        with urllib.request.urlopen(req, timeout=WAIT) as resp:
+            assert resp.read().decode().splitlines() == [
+                "make,miles,owner",
+                'Tesla,200,"{""$link"":{""$oid"":""000000000000000000000001""}}"',
+                'Fiat,300,"{""$link"":{""$oid"":""000000000000000000000001""}}"',
+            ]
+    assert json.loads(run_app("show", path))[0]["age"] == "20"  # the refused edit changed nothing

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import secrets
 import socket
 import sys
 import webbrowser
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,7 +42,7 @@ from starlette.routing import Route
 from realmpy.errors import QuerySyntaxError, RealmpyError
 from realmpy.schema import ObjectSchema
 from realmpy.tools import jsonformat as J
-from realmpy.tools.dumpload import csv_cell, encode_object
+from realmpy.tools.dumpload import encode_object, write_csv
 from realmpy.tools.filemodels import OpenedRealm, object_id, open_realm
 
 __all__ = ["Studio", "main"]
@@ -58,6 +59,17 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.extra = extra
+
+
+@contextlib.contextmanager
+def _api_errors() -> Iterator[None]:
+    """The library's typed errors (bad values, queries, ids) as 400 answers that say why."""
+    try:
+        yield
+    except QuerySyntaxError as exc:
+        raise ApiError(exc.message, position=exc.position) from None
+    except (RealmpyError, ValueError, TypeError, KeyError) as exc:
+        raise ApiError(f"{type(exc).__name__}: {exc}") from None
 
 
 class Studio:
@@ -164,12 +176,8 @@ class Studio:
         self, fn: Callable[[Request], Awaitable[Any]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
-            try:
+            with _api_errors():
                 return JSONResponse(await fn(request))
-            except QuerySyntaxError as exc:
-                raise ApiError(exc.message, position=exc.position) from None
-            except (RealmpyError, ValueError, TypeError, KeyError) as exc:
-                raise ApiError(f"{type(exc).__name__}: {exc}") from None
 
         return self._guard(handler)
 
@@ -247,7 +255,13 @@ class Studio:
     def _results(self, params: Any) -> tuple[ObjectSchema, Any]:
         oschema, cls = self._class(params.get("class"))
         text = (params.get("query") or "").strip()
-        args = [J.parse_arg(a) for a in json.loads(params.get("args") or "[]")]
+        try:
+            raw_args = json.loads(params.get("args") or "[]")
+        except ValueError:
+            raise ApiError("args must be a JSON array of the query's $0, $1, ...") from None
+        if not isinstance(raw_args, list):
+            raise ApiError("args must be a JSON array of the query's $0, $1, ...")
+        args = [J.decode_arg(a) for a in raw_args]
         sort = params.get("sort")
         if sort:
             if oschema.get(sort) is None:
@@ -327,20 +341,15 @@ class Studio:
 
     async def export(self, request: Request) -> Response:
         params = request.query_params
-        oschema, results = self._results(params)
-        schema = self.opened.stored.schema
+        with _api_errors():
+            oschema, results = self._results(params)
+            schema = self.opened.stored.schema
+            lines = [encode_object(schema, oschema, o, self._link_id) for o in results]
         fmt = params.get("format") or "json"
-        lines = [encode_object(schema, oschema, o, self._link_id) for o in results]
         name = oschema.name
         if fmt == "csv":
-            import csv
-            import io
-
             buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator="\n")
-            writer.writerow([p.name for p in oschema.properties])
-            for line in lines:
-                writer.writerow([csv_cell(p, line[p.name]) for p in oschema.properties])
+            write_csv(buf, oschema, lines)
             body, media = buf.getvalue(), "text/csv"
         elif fmt == "json":
             body, media = json.dumps(lines, ensure_ascii=False, indent=1), "application/json"
