@@ -763,8 +763,5 @@ def _stop_clients_at_exit() -> None:
     those calls to return, forever.  Stopping the clients first (atexit runs
     before that) ends their calls and hands the file to a standby at once.
     """
-    with SyncClient._registry_lock:
-        clients = list(SyncClient._registry.values())
-    for client in clients:
-        if client.pid == os.getpid():
-            client.stop()
+    for client in SyncClient.registry.live():
+        client.stop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import uuid
 from decimal import Decimal
@@ -129,7 +130,8 @@ def sync_main(path: str, base_url: str) -> None:
     file's agent until stdin closes (prints "ready" when synced)."""
     from realmpy import App, AppConfiguration, Credentials
 
-    app = App(AppConfiguration(app_id="default", base_url=base_url))
+    # the app's own files next to the realm, not in the working directory
+    app = App(AppConfiguration("default", base_url, base_file_path=os.path.dirname(path)))
     user = app.log_in(Credentials.anonymous())
     with Realm(Configuration.flexible_sync(user, [Trip], path=path)) as realm:
         with realm.subscriptions.update() as subs:
