@@ -189,7 +189,7 @@ def cmd_schema(argv: Sequence[str], out: TextIO) -> int:
 
 
 def cmd_query(argv: Sequence[str], out: TextIO) -> int:
-    from realmpy.tools.dumpload import DumpLinks, encode_object
+    from realmpy.tools.dumpload import DumpLinks, encode_object, json_line
     from realmpy.tools.filemodels import open_realm
 
     p = Parser(
@@ -218,7 +218,7 @@ def cmd_query(argv: Sequence[str], out: TextIO) -> int:
             if args.limit is not None and n >= args.limit:
                 break
             line = encode_object(schema, oschema, obj, links)
-            out.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")
+            out.write(json_line(line) + "\n")
     finally:
         opened.close()
     return 0

@@ -36,6 +36,7 @@ __all__ = [
     "DUMP_FORMAT",
     "dump",
     "encode_object",
+    "json_line",
     "load",
     "write_csv",
 ]
@@ -104,7 +105,8 @@ def header(opened: OpenedRealm) -> dict[str, Any]:
     }
 
 
-def _line(value: Any) -> str:
+def json_line(value: Any) -> str:
+    """One value as compact JSON text (a line of a dump, of ``query``'s output)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -116,16 +118,16 @@ def dump(opened: OpenedRealm, out: TextIO, fmt: str, classes: list[str]) -> int:
         (name,) = classes
         return dump_csv(opened, name, out, links)
     if fmt == "jsonl":
-        out.write(_line(header(opened)) + "\n")
+        out.write(json_line(header(opened)) + "\n")
         for line in iter_objects(opened, classes, links):
-            out.write(_line(line) + "\n")
+            out.write(json_line(line) + "\n")
             count += 1
         return count
     # json: one document, still written as it goes
-    head = _line(header(opened))
+    head = json_line(header(opened))
     out.write(head[:-1] + ',"objects":[')
     for line in iter_objects(opened, classes, links):
-        out.write(("\n" if count == 0 else ",\n") + _line(line))
+        out.write(("\n" if count == 0 else ",\n") + json_line(line))
         count += 1
     out.write("\n]}\n")
     return count
@@ -139,7 +141,7 @@ def csv_cell(prop: Property, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float, str)):
         return str(value)
-    return _line(value)
+    return json_line(value)
 
 
 def write_csv(out: TextIO, oschema: ObjectSchema, lines: Iterable[dict[str, Any]]) -> int:
