@@ -14,12 +14,13 @@ generated models a scalar is required, an optional value defaults to
 
 from __future__ import annotations
 
+
 import itertools
 import keyword
 import os
 import sys
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from realmpy import codec
@@ -76,18 +77,13 @@ def _python_names(schema: Schema) -> dict[str, str]:
 
 
 def _annotation(prop: Property, names: dict[str, str]) -> str:
-    base = names[prop.target] if prop.target is not None else ANNOTATIONS.get(prop.type)
-    if base is None:
+    """The property's annotation: what ``describe`` writes, with Python names."""
+    if prop.target is not None:
+        return replace(prop, target=names[prop.target]).describe()
+    python = ANNOTATIONS.get(prop.type)
+    if python is None:
         raise SchemaError(f"{prop.name}: the stored type {prop.type!r} is unknown to this realmpy")
-    if prop.optional:
-        base += " | None"
-    if prop.collection == "list":
-        return f"list[{base}]"
-    if prop.collection == "set":
-        return f"set[{base}]"
-    if prop.collection == "dict":
-        return f"dict[str, {base}]"
-    return base
+    return replace(prop, type=python).describe()
 
 
 def _default(prop: Property) -> str:
