@@ -14,7 +14,6 @@ generated models a scalar is required, an optional value defaults to
 
 from __future__ import annotations
 
-
 import itertools
 import keyword
 import os
