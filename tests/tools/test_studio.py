@@ -218,6 +218,20 @@ def test_studio_in_the_browser(browser: Any, studio: tuple[Served, str]) -> None
     _wait(d, lambda d: _count(d, "Car") == "4" and any("Lada" in r for r in _rows(d)))
     assert d.execute_script("return window.notReloaded === true;")
 
+    # sort by a column (twice: descending), add an object with the form, delete it
+    d.find_element(By.CSS_SELECTOR, '#table th[data-prop="miles"]').click()
+    _wait(d, lambda d: [r.split()[0] for r in _rows(d)] == ["Saab", "Lada", "Tesla", "Fiat"])
+    d.find_element(By.CSS_SELECTOR, '#table th[data-prop="miles"]').click()
+    _wait(d, lambda d: [r.split()[0] for r in _rows(d)] == ["Fiat", "Tesla", "Lada", "Saab"])
+    d.find_element(By.ID, "add").click()
+    make = _wait(d, lambda d: d.find_element(By.CSS_SELECTOR, 'textarea[data-new="make"]'))
+    make.clear()
+    make.send_keys("Skoda")
+    d.find_element(By.ID, "create").click()
+    _wait(d, lambda d: _count(d, "Car") == "5" and "Skoda" in d.find_element(By.ID, "detail").text)
+    d.find_element(By.ID, "delete").click()
+    _wait(d, lambda d: _count(d, "Car") == "4" and not any("Skoda" in r for r in _rows(d)))
+
 
 def test_add_validate_delete_and_export_through_the_api(tmp_path: pathlib.Path) -> None:
     path = str(tmp_path / "api.realm")
