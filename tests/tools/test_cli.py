@@ -155,6 +155,17 @@ def test_check_passes_a_sound_file_and_names_damage(app_file: str, tmp_path: pat
     err = _one_line_error(realmpy("check", str(damaged)), 1)
     assert "index i:Person:name" in err and "names no stored Person" in err
     assert "Car 99" in err and "corrupt object record" in err
+    # damaged bytes in every page but the two meta pages: the engine names a page
+    torn = tmp_path / "torn.realm"
+    shutil.copy(app_file, torn)
+    with Environment(str(torn)) as env:
+        stats = env.stats()
+    with open(torn, "r+b") as f:
+        for page in range(2, stats.pages_used):
+            f.seek(page * stats.page_size + 100)
+            f.write(b"\xde\xad" * 16)
+    err = _one_line_error(realmpy("check", str(torn)), 1)
+    assert "CorruptError" in err and "page" in err
 
 
 def test_compact_says_what_it_saved_and_waits_for_other_processes(
