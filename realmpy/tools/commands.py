@@ -326,10 +326,13 @@ def cmd_compact(argv: Sequence[str], out: TextIO) -> int:
             f"{path} is open in another process: compact it when no process has it open"
         )
     after = os.path.getsize(path)
-    out.write(
-        f"compacted {path}: {_human_size(before)} -> {_human_size(after)} "
-        f"(saved {_human_size(max(0, before - after))})\n"
-    )
+    if after >= before:
+        out.write(f"compacted {path}: nothing to save ({_human_size(after)}, no free space)\n")
+    else:
+        out.write(
+            f"compacted {path}: {_human_size(before)} -> {_human_size(after)} "
+            f"(saved {_human_size(before - after)})\n"
+        )
     return 0
 
 
