@@ -327,7 +327,7 @@ def cmd_compact(argv: Sequence[str], out: TextIO) -> int:
         )
     after = os.path.getsize(path)
     if after >= before:
-        out.write(f"compacted {path}: nothing to save ({_human_size(after)}, no free space)\n")
+        out.write(f"compacted {path}: nothing to save (it stays {_human_size(after)})\n")
     else:
         out.write(
             f"compacted {path}: {_human_size(before)} -> {_human_size(after)} "
