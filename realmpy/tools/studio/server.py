@@ -50,6 +50,8 @@ __all__ = ["Studio", "main"]
 STATIC = Path(__file__).parent / "static"
 PAGE_LIMIT = 500
 """Most rows one page of a table may ask for."""
+QUERY_CACHE = 16
+"""Queries whose live results Studio keeps between requests."""
 KEEPALIVE_SECONDS = 15.0
 """An SSE comment this often keeps proxies and the browser from closing an idle stream."""
 
@@ -81,7 +83,12 @@ class Studio:
         self.token = token or secrets.token_urlsafe(24)
         self._opened: OpenedRealm | None = None
         self._queues: set[asyncio.Queue[str]] = set()
-        self._listeners: list[Any] = []
+        # class -> (realm.all(class), its listener token): the counts, and the
+        # key-ordered list that finds an object of a class without a primary key
+        self._all: dict[str, tuple[Any, Any]] = {}
+        # (class, query, args) -> live Results: a Results re-evaluates only when
+        # the realm moved, so paging through one costs a page, not a query
+        self._queries: dict[tuple[str, str, str], Any] = {}
         self.app = Starlette(routes=self._routes(), lifespan=self._lifespan)
 
     # -- lifecycle --------------------------------------------------------------------
@@ -95,12 +102,13 @@ class Studio:
             for name in opened.stored.counts:
                 results = opened.realm.all(opened.model(name))
                 token = results.add_listener(self._on_change(name), initial=False)
-                self._listeners.append((results, token))
+                self._all[name] = (results, token)
             yield
         finally:
-            for _results, token in self._listeners:
+            for _results, token in self._all.values():
                 token.remove()
-            self._listeners.clear()
+            self._all.clear()
+            self._queries.clear()
             self.end_streams()
             opened.close()
 
@@ -239,11 +247,27 @@ class Studio:
         if pk is not None:
             obj = realm.find(cls, J.decode_scalar(oschema.property(pk).type, ident, "id"))
         else:
-            # No public lookup by sequence number: walk the class (a local tool's cost).
-            obj = next((o for o in realm.all(cls) if object_id(o) == ident), None)
+            obj = self._by_sequence(oschema.name, ident)
         if obj is None:
             raise ApiError(f"no {oschema.name} with id {ident!r} (deleted?)", 404)
         return obj
+
+    def _by_sequence(self, name: str, ident: Any) -> Any:
+        """An object of a class without a primary key, by the sequence number
+        its key encodes: a binary search of the class, which is in key order."""
+        if isinstance(ident, bool) or not isinstance(ident, int):
+            raise ApiError(f"{name} has no primary key: its objects are named by number")
+        everything = self._all[name][0]
+        lo, hi = 0, len(everything)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if object_id(everything[mid]) < ident:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(everything) and object_id(everything[lo]) == ident:
+            return everything[lo]
+        return None
 
     def _row(self, oschema: ObjectSchema, obj: Any) -> dict[str, Any]:
         schema = self.opened.stored.schema
@@ -269,8 +293,15 @@ class Studio:
             if "SORT(" not in text.upper():  # the query's own SORT wins
                 order = "DESC" if params.get("desc") in ("1", "true") else "ASC"
                 text = f"{text or 'TRUEPREDICATE'} SORT({sort} {order})"
-        realm = self.opened.realm
-        results = realm.query(cls, text, *args) if text else realm.all(cls)
+        if not text:
+            return oschema, self._all[oschema.name][0]
+        key = (oschema.name, text, json.dumps(raw_args))
+        results = self._queries.get(key)
+        if results is None:
+            results = self.opened.realm.query(cls, text, *args)
+            if len(self._queries) >= QUERY_CACHE:
+                del self._queries[next(iter(self._queries))]  # the oldest
+            self._queries[key] = results
         return oschema, results
 
     async def info(self, request: Request) -> Any:
@@ -279,7 +310,7 @@ class Studio:
         realm = opened.realm
         classes = []
         for c in stored.schema.classes:
-            count = None if c.embedded else len(realm.all(opened.model(c.name)))
+            count = None if c.embedded else len(self._all[c.name][0])
             classes.append(
                 {
                     "name": c.name,
