@@ -213,3 +213,15 @@ def test_bad_mapped_names() -> None:
         object_schema(embedded)
     with pytest.raises(SchemaError, match="name="):
         type("C", (Object,), {"__annotations__": {"a": "int"}, "__module__": __name__}, name="")
+
+
+def test_models_generated_from_a_file_keep_id(tmp_path: Path) -> None:
+    from realmpy.tools.filemodels import model_classes, model_source
+    from realmpy.tools.storedfile import read_stored
+
+    with _open(tmp_path, Mapped) as realm, realm.write():
+        realm.add(Mapped(_id=1, full_name="Ann", age=30))
+    stored = read_stored(str(tmp_path / "t.realm"))
+    assert "    _id: int = field(primary_key=True)\n" in model_source(stored.schema)
+    generated = model_classes(stored.schema)["people"]
+    assert object_schema(generated).primary_key == "_id"
