@@ -348,3 +348,25 @@ def test_backlinks_as_results_and_their_listener(tmp_path: Path) -> None:
         token.remove()
         with pytest.raises(ObjectTypeError, match="unmanaged"):
             Dog(_id=5).owners.results()
+
+
+def test_realmpy_check_verifies_the_backlink_tables(tmp_path: Path) -> None:
+    from realmpy.errors import CorruptError
+    from realmpy.storage import Environment
+    from realmpy.tools.checkfile import check_file
+
+    path = tmp_path / "t.realm"
+    with Realm(Configuration.local(MODELS, path=path)) as realm, realm.write():
+        rex = realm.add(Dog(_id=1))
+        realm.add(Person(_id=1, dogs=[rex], best=rex))
+        realm.add(Person(_id=2, cats=[realm.add(Cat(_id=1))]))
+    assert "sound" in check_file(str(path))
+    from realmpy import codec
+
+    with Environment(str(path)) as env, env.write(record_history=False) as txn:
+        txn.delete("b:Person:best", codec.encode_key(1) + codec.encode_key(1))
+        txn.put("b:Person:dogs", codec.encode_key(7) + codec.encode_key(1), b"")
+    with pytest.raises(CorruptError) as err:
+        check_file(str(path))
+    assert "backlinks b:Person:best: missing entry (1, 1)" in str(err.value)
+    assert "backlinks b:Person:dogs: entry (7, 1) has no link" in str(err.value)
