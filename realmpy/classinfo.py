@@ -98,7 +98,7 @@ class ClassInfo:
         self.indexed = tuple(
             (p.name, index_name(schema.name, p.file_name)) for p in schema.properties if p.has_index
         )
-        # Link properties with a backlink table (realmpy.backlinks).
+        # Link properties with a backlink table (realmpy.backlinkindex).
         self.links = (
             tuple(p for p in schema.properties if p.type == "link") if not schema.embedded else ()
         )

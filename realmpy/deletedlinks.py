@@ -1,14 +1,14 @@
 """Links to deleted objects: which classes can link to which (also through
 embedded objects), and clearing the stored links to objects deleted in a
 write.  The objects linking to a dead object directly are found in the
-backlink index (:mod:`realmpy.backlinks`); only classes that can hold a
+backlink index (:mod:`realmpy.backlinkindex`); only classes that can hold a
 link to a dead class inside embedded objects are scanned, once per write."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import realmpy.backlinks as backlinks
+import realmpy.backlinkindex as backlinkindex
 import realmpy.codec as codec
 from realmpy.layout import backlink_name, table_name
 from realmpy.schema import ObjectSchema, Schema
@@ -119,7 +119,7 @@ def clear_links(realm: Realm, dead: dict[str, set[bytes] | None]) -> None:
     # Objects linking directly: from the backlink index (candidates).
     holders: dict[str, set[bytes]] = {}
     for target, keys in dead.items():
-        for c, p in backlinks.linked_from(schema, target):
+        for c, p in backlinkindex.linked_from(schema, target):
             found = holders.setdefault(c.name, set())
             if keys is None:
                 # Every target is dead: every entry's origin (its second key).
@@ -127,7 +127,7 @@ def clear_links(realm: Realm, dead: dict[str, set[bytes] | None]) -> None:
                 found.update(codec.encode_key(codec.decode_key(k)[1]) for k, _ in txn.scan(table))
             else:
                 for k in keys:
-                    found.update(backlinks.origins(txn, c, p, k))
+                    found.update(backlinkindex.origins(txn, c, p, k))
     for name, keys in holders.items():
         info = realm._info[name]
         for key in sorted(keys):
@@ -154,6 +154,6 @@ def _rewrite(
     if new is None:
         return
     txn = realm._require_write()
-    backlinks.update(txn, cls, info.links, key, old, new)
+    backlinkindex.update(txn, cls, info.links, key, old, new)
     txn.put(info.table, key, codec.record_from_dict(new, info.names))
     realm._stamp += 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import realmpy.backlinks as backlinks
+import realmpy.backlinkindex as backlinkindex
 import realmpy.codec as codec
 from realmpy.config import Configuration
 from realmpy.dynamic import DynamicObject
@@ -172,7 +172,7 @@ def open_schema(realm: Realm) -> None:
         if raw_backlinks is None or diff.breaking:
             # Built from the records once (an older file), and again after a
             # migration, which may have retargeted or removed link properties.
-            backlinks.build(txn, merged)
+            backlinkindex.build(txn, merged)
             put_meta(realm, BACKLINKS_KEY, b"1")
         for name in moved:
             txn.drop(OLD_PREFIX + name)

@@ -43,7 +43,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
-import realmpy.backlinks as _backlinks
+import realmpy.backlinkindex as _backlinkindex
 import realmpy.bulkadd as _bulkadd
 import realmpy.codec as codec
 import realmpy.execute as _execute
@@ -211,7 +211,7 @@ class Realm(RealmState, Listenable):
         # cleared yet: class -> keys (None: all).  See _flush_links.
         self._dead: dict[str, set[bytes] | None] = {}
         # False for a read-only file of an older realmpy without backlink
-        # tables (realmpy.backlinks): backlinks are then found by a scan.
+        # tables (realmpy.backlinkindex): backlinks are then found by a scan.
         self._backlinks_indexed = True
         self._models: dict[str, type[_Model]] = {}
         self._shared = SharedFile.acquire(config)
@@ -806,7 +806,9 @@ class Realm(RealmState, Listenable):
         old = rec[i]
         rec[i] = stored
         if prop.type == "link" and info.links:
-            _backlinks.update(txn, info.schema, (prop,), obj._rp_key, {name: old}, {name: stored})
+            _backlinkindex.update(
+                txn, info.schema, (prop,), obj._rp_key, {name: old}, {name: stored}
+            )
         if prop.has_index and old != stored:
             pk = codec.decode_key(obj._rp_key)[0]
             iname = index_name(cls_name, prop.file_name)
@@ -860,14 +862,14 @@ class Realm(RealmState, Listenable):
         """The origin class and ``(key, record)`` of each object that the
         backlinks property ``name`` of object ``key`` of ``cls_name`` lists:
         the backlink index's candidates whose link property still links to
-        it (see :mod:`realmpy.backlinks`); None if it has no such property."""
+        it (see :mod:`realmpy.backlinkindex`); None if it has no such property."""
         found = self._backlink_origin(cls_name, name)
         if found is None:
             return None
         origin, prop = found
         txn = self._reader()
         if self._backlinks_indexed:
-            candidates = _backlinks.origins(txn, origin.schema, prop, key)
+            candidates = _backlinkindex.origins(txn, origin.schema, prop, key)
         else:
             candidates = [bytes(k) for k, _ in txn.scan(origin.table)]
         i = origin.pos[prop.name]
@@ -876,7 +878,7 @@ class Realm(RealmState, Listenable):
             raw = txn.get(origin.table, k)
             if raw is not None:
                 rec = origin.decode(raw)
-                if key in _backlinks.targets(prop, rec[i]):
+                if key in _backlinkindex.targets(prop, rec[i]):
                     rows.append((k, rec))
         return origin.name, rows
 
@@ -1123,7 +1125,7 @@ class Realm(RealmState, Listenable):
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
         if info.links:
             before = dict(zip(info.names, old, strict=True)) if old is not None else None
-            _backlinks.update(txn, info.schema, info.links, key, before, rec)
+            _backlinkindex.update(txn, info.schema, info.links, key, before, rec)
         row = info.row(rec)
         txn.put(table, key, _pack(row))
         self._stamp += 1
@@ -1178,7 +1180,7 @@ class Realm(RealmState, Listenable):
                     txn.delete(iname, _encode_key(rec[info.pos[pname]]) + key)
                 if info.links:
                     old = dict(zip(info.names, rec, strict=True))
-                    _backlinks.update(txn, info.schema, info.links, key, old, None)
+                    _backlinkindex.update(txn, info.schema, info.links, key, old, None)
                 txn.delete(info.table, key)
                 count += 1
         self._stamp += 1

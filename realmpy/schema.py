@@ -194,7 +194,7 @@ def backlinks(origin_property: str, *, init: Literal[False] = False) -> Any:
     ``@Backlink``): ``owners: Backlinks["Person"] = backlinks("dogs")``
     on ``Dog`` is every ``Person`` whose ``dogs`` (a to-one, list, set or
     dictionary link property to ``Dog``) links to the dog.  Read-only and
-    live, read from the backlink index (:mod:`realmpy.backlinks`); stored
+    live, read from the backlink index (:mod:`realmpy.backlinkindex`); stored
     in the schema but not in records, and never synced (it is derived).
     ``init`` only tells type checkers it is no ``__init__`` parameter."""
     if not isinstance(origin_property, str) or not origin_property:

@@ -65,7 +65,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, Union
 
-import realmpy.backlinks as backlinks
+import realmpy.backlinkindex as backlinkindex
 import realmpy.codec as codec
 from realmpy.layout import (
     META,
@@ -267,7 +267,7 @@ def apply_record(
     Used for server-originated changes only (the raw transaction bypasses the
     recorder).  Mirrors ``Realm._add``/``Realm.delete``: ``o:<Class>`` keyed
     by the encoded primary key, one ``i:<Class>:<prop>`` entry per index,
-    ``b:<Class>:<prop>`` entries per link (:mod:`realmpy.backlinks`).
+    ``b:<Class>:<prop>`` entries per link (:mod:`realmpy.backlinkindex`).
     """
     key = codec.encode_key(pk)
     table = table_name(cls.name)
@@ -281,7 +281,7 @@ def apply_record(
             txn.delete(iname, codec.encode_keys(old.get(p.name, zero_value(p, None)), pk))
         if rec is not None:
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
-    backlinks.update(txn, cls, backlinks.link_properties(cls), key, old, rec)
+    backlinkindex.update(txn, cls, backlinkindex.link_properties(cls), key, old, rec)
     if rec is None:
         if old_raw is not None:
             txn.delete(table, key)

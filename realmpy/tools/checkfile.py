@@ -10,7 +10,7 @@ Three layers, each naming the place it found a problem:
    (deleting an object clears the links to it, so a dangling one is damage);
 3. every secondary index holds exactly one entry per object, each naming a
    stored object;
-4. every backlink table (``b:<Class>:<prop>``, see realmpy/backlinks.py)
+4. every backlink table (``b:<Class>:<prop>``, see realmpy/backlinkindex.py)
    holds exactly the (target, origin) entries the records' links call for.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from realmpy import codec
-from realmpy.backlinks import link_properties, targets
+from realmpy.backlinkindex import link_properties, targets
 from realmpy.errors import CodecError, CorruptError
 from realmpy.layout import BACKLINKS_KEY, META, backlink_name, index_name, table_name
 from realmpy.schema import ObjectSchema, Property

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-import realmpy.backlinks as backlinks_index
+import realmpy.backlinkindex as backlinks_index
 import realmpy.deletedlinks as deletedlinks
+from realmpy import Backlinks, backlinks
 from realmpy.config import Configuration
 from realmpy.errors import ObjectTypeError, SchemaError
 from realmpy.layout import BACKLINKS_KEY, META, backlink_name
 from realmpy.realm import Realm
-from realmpy.schema import Backlinks, EmbeddedObject, Object, backlinks, field, object_schema
+from realmpy.schema import EmbeddedObject, Object, field, object_schema
 from realmpy.sync.history import apply_record
 from realmpy.sync.wirevalues import wire_tables
 
