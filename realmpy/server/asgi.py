@@ -36,7 +36,7 @@ from starlette.routing import Match, Route
 
 from realmpy.server.auth import AuthService, Principal
 from realmpy.server.config import ServerConfig
-from realmpy.server.limits import CONTROL, MSGPACK, BodyLimit, read_body
+from realmpy.server.limits import CONTROL, MSGPACK, BodyLimit, decode, read_body, read_raw
 from realmpy.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from realmpy.server.ratelimit import HashPool, RateLimited, RateLimiter, check
 from realmpy.server.store import Commit, Store
@@ -517,11 +517,13 @@ class ServerApp:
     async def upload(self, request: Request) -> Response:
         async def go() -> Any:
             p = await self._principal(request)
-            body = await self._body(request, self.config.limits.bulk)
+            limit = self.config.limits.bulk
+            raw = await read_raw(request, limit, self.config.limits.body_timeout)
 
             def integrate() -> tuple[UploadRequest, UploadResponse]:
-                # decoding, integrating and encoding a large upload is CPU work: off the loop
-                msg = UploadRequest.from_wire(body)
+                # Decoding, integrating and encoding a large upload is CPU work: off the loop.
+                # The decoded body is garbage once it is a message (see sync_service on memory).
+                msg = UploadRequest.from_wire(decode(raw, limit))
                 return msg, self.sync.upload(p, msg)
 
             msg, res = await run_in_threadpool(integrate)

@@ -15,6 +15,17 @@ with a 4xx and stores nothing of it), skip
 changesets at or below the client's integrated version (acknowledged again),
 merge, check write rules on each object's before and after images, record
 refused writes for a compensating ``reset``, advance the client's cursor.
+
+Memory and pauses per upload are bounded by slicing, not by refusing large
+uploads (one local transaction is one changeset, however many objects it
+writes): a group holds at most ``UPLOAD_SLICE_OPS`` ops of small uploads,
+and an upload larger than that is integrated alone, ``UPLOAD_SLICE_OPS``
+objects at a time, each slice read, merged, checked and written before the
+next (its one transaction still makes it all-or-nothing).  What stays in
+memory is then the decoded request and one slice's states, not a merged
+state per object of the upload: an 80,000-op upload kept ~480,000 objects
+alive for the garbage collector to walk (160-190 ms pauses of every thread,
+``/health`` included) and grew the process by ~120 MiB.
 """
 
 from __future__ import annotations
@@ -97,6 +108,11 @@ class _Upload:
     req: UploadRequest
     schema: dict[str, TableSpec]
     variables: dict[str, Any]
+    ops: int = field(init=False)
+    """Its size (``GroupCommit``'s weight)."""
+
+    def __post_init__(self) -> None:
+        self.ops = sum(len(cs.ops) for cs in self.req.changesets)
 
 
 @dataclass
@@ -116,6 +132,28 @@ class _Group:
     changesets: list[tuple[int, int, int, int, int, bytes]] = field(default_factory=list)
     refusals: list[tuple[int, int, str, bytes, int, str]] = field(default_factory=list)
     views: list[tuple[int, str, bytes, bool, int]] = field(default_factory=list)
+    slice: int | None = None
+    """Objects per slice when the group (one large upload) is written as it goes; None: at its end."""
+    tables: set[str] = field(default_factory=set)
+    """Tables of the objects written already (slices)."""
+
+    def prefetch(self, keys: list[tuple[str, bytes]]) -> None:
+        """Read a slice's objects in one query per 256."""
+        missing = [k for k in keys if k not in self.read]
+        self.objects.update(self.tx.objects_many(missing))
+        self.read.update(missing)
+
+    def write_slice(self, fi: int, pending: dict[tuple[str, bytes], _Pending]) -> None:
+        """Write a slice of one upload's merged objects now and forget them (and every
+        object read for the slice): the transaction holds them, and later reads see them."""
+        self.tx.put_objects(
+            [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in pending.items()]
+        )
+        self.tx.views_put([(fi, t, pkb, True, p.sv) for (t, pkb), p in pending.items()])
+        self.tables.update(t for t, _ in pending)
+        pending.clear()
+        self.objects.clear()
+        self.read.clear()
 
     def write(self) -> None:
         """Everything the group's kept uploads did: one batched statement per table."""
@@ -123,7 +161,9 @@ class _Group:
         if self.changesets:
             tx.advance_server_version(self.sv)
             tx.changed = Commit(
-                self.sv, frozenset(t for t, _ in self.pending), frozenset(self.cursors)
+                self.sv,
+                frozenset(self.tables.union(t for t, _ in self.pending)),
+                frozenset(self.cursors),
             )
         tx.add_changesets(self.changesets)
         tx.add_rejections(self.refusals)
@@ -133,6 +173,10 @@ class _Group:
         tx.views_put(self.views)
         tx.update_upload_cursors([(fi, *c) for fi, c in self.cursors.items()])
 
+
+UPLOAD_SLICE_OPS = 4096
+"""Ops of small uploads integrated together in memory; larger uploads go alone, in slices of
+this many objects (module docstring).  A slice costs a few MiB and a young-generation pause."""
 
 MAX_OBJECTS_PER_BATCH = 10_000
 """Objects one download request looks at, at most (beyond the rest of one server
@@ -144,6 +188,7 @@ class SyncService:
     """Stateless request handlers over a ``Store`` (safe to call from many threads)."""
 
     max_objects_per_batch = MAX_OBJECTS_PER_BATCH
+    upload_slice_ops = UPLOAD_SLICE_OPS
 
     def __init__(
         self,
@@ -160,7 +205,9 @@ class SyncService:
         self._schema: dict[str, TableSpec] = dict(config.schema or {})
         self._subs_cache: dict[tuple[int, int], Subscriptions] = {}
         self._interest: dict[int, frozenset[str]] = {}
-        self._uploads: GroupCommit[_Upload, UploadResponse] = GroupCommit(self._integrate_group)
+        self._uploads: GroupCommit[_Upload, UploadResponse] = GroupCommit(
+            self._integrate_group, weight=lambda u: u.ops, max_weight=self.upload_slice_ops
+        )
         with store.transaction(write=False) as tx:
             _, self.server_salt, _, stored = tx.server_state()
         if config.schema is None and stored is not None:
@@ -279,17 +326,22 @@ class SyncService:
     def _integrate_group(self, uploads: list[_Upload]) -> list[UploadResponse | BaseException]:
         """One transaction for a group of uploads: the version lock, one read of their clients
         and objects, each upload merged in turn (one refused upload leaves the others alone),
-        then one batched write per table and one commit."""
+        then one batched write per table and one commit.  A group over ``upload_slice_ops``
+        is one large upload (``GroupCommit``'s weight bound): it is read and written a slice
+        at a time, and an error rolls the whole transaction back."""
         results: list[UploadResponse | BaseException] = []
+        sliced = sum(u.ops for u in uploads) > self.upload_slice_ops
         with self.store.transaction(write=True, allocates=True) as tx:
             tx.lock_versions()
             latest = tx.latest_server_version()
-            keys = {
-                (op.table, pk_key(op.pk))
-                for u in uploads
-                for cs in u.req.changesets
-                for op in cs.ops
-            }
+            keys: set[tuple[str, bytes]] = set()
+            if not sliced:
+                keys = {
+                    (op.table, pk_key(op.pk))
+                    for u in uploads
+                    for cs in u.req.changesets
+                    for op in cs.ops
+                }
             group = _Group(
                 tx,
                 latest,
@@ -297,12 +349,17 @@ class SyncService:
                 tx.clients_many([u.req.file_ident for u in uploads]),
                 tx.objects_many(sorted(keys)),
                 read=keys,
+                slice=self.upload_slice_ops if sliced else None,
             )
             for u in uploads:
                 try:
                     results.append(self._integrate(group, u))
-                except Exception as exc:  # this upload's alone (a database error fails the
-                    results.append(exc)  # group's write below, and so every upload of it)
+                except Exception as exc:
+                    if sliced:
+                        raise  # its written slices go with the transaction
+                    # this upload's alone (a database error fails the group's write
+                    # below, and so every upload of it)
+                    results.append(exc)
             group.write()
         return results
 
@@ -362,39 +419,49 @@ class SyncService:
                 )
             sv += 1
             # The history keeps each op at its index (its stamp); refused ops are nil.
-            accepted: list[Any] = [None] * len(cs.ops)
+            # Packed op by op: a large changeset's ops as lists would be as many objects.
+            accepted: list[bytes] = [_NIL] * len(cs.ops)
             groups: dict[tuple[str, bytes], list[tuple[int, Op]]] = {}
             for i, op in enumerate(cs.ops):
                 groups.setdefault((op.table, pk_key(op.pk)), []).append((i, op))
-            for key, items in groups.items():
-                table, pkb = key
-                pk = items[0][1].pk
-                found = current(key)
-                state = ObjectState() if found is None else found
-                pk_field = schema[table].primary_key
-                new = state.copy()
-                for i, op in items:
-                    new.apply(
-                        op,
-                        Stamp(cs.timestamp, fi, cs.client_version, i),
-                        cs.base_server_version,
-                        sv,
-                    )
-                reason = None
-                if not self.perms.allows_everything:
-                    links = LinkResolver(schema, load, self.perms, u.variables)
-                    pre = links.wrap(table, state.materialize(pk_field, pk))
-                    post = links.wrap(table, new.materialize(pk_field, pk))
-                    reason = self.perms.check_write(table, pre, post, u.variables, links)
-                if reason is not None:
-                    refusals.append((fi, sv, table, pkb, cs.client_version, reason))
-                    rejected.append(RejectedWrite(cs.client_version, table, pk, reason, sv))
-                    continue
-                pending[key] = _Pending(new, sv)
-                for i, op in items:
-                    accepted[i] = op.to_wire()
+            objects = list(groups.items())
+            del groups
+            step = group.slice or len(objects) or 1
+            for start in range(0, len(objects), step):
+                chunk = objects[start : start + step]
+                if group.slice is not None:
+                    group.prefetch([k for k, _ in chunk])
+                for key, items in chunk:
+                    table, pkb = key
+                    pk = items[0][1].pk
+                    found = current(key)
+                    state = ObjectState() if found is None else found
+                    pk_field = schema[table].primary_key
+                    new = state.copy()
+                    for i, op in items:
+                        new.apply(
+                            op,
+                            Stamp(cs.timestamp, fi, cs.client_version, i),
+                            cs.base_server_version,
+                            sv,
+                        )
+                    reason = None
+                    if not self.perms.allows_everything:
+                        links = LinkResolver(schema, load, self.perms, u.variables)
+                        pre = links.wrap(table, state.materialize(pk_field, pk))
+                        post = links.wrap(table, new.materialize(pk_field, pk))
+                        reason = self.perms.check_write(table, pre, post, u.variables, links)
+                    if reason is not None:
+                        refusals.append((fi, sv, table, pkb, cs.client_version, reason))
+                        rejected.append(RejectedWrite(cs.client_version, table, pk, reason, sv))
+                        continue
+                    pending[key] = _Pending(new, sv)
+                    for i, op in items:
+                        accepted[i] = pack(op.to_wire())
+                if group.slice is not None:
+                    group.write_slice(fi, pending)
             changesets.append(
-                (sv, fi, cs.client_version, cs.timestamp, cs.base_server_version, pack(accepted))
+                (sv, fi, cs.client_version, cs.timestamp, cs.base_server_version, _array(accepted))
             )
             last_cv, last_base, last_ts = cs.client_version, cs.base_server_version, cs.timestamp
         # Kept: the group takes this upload's versions, changes and cursor.
@@ -654,6 +721,22 @@ class SyncService:
             tuple(entries),
             token,
         )
+
+
+_NIL = pack(None)
+
+
+def _array(items: list[bytes]) -> bytes:
+    """The msgpack array of already-packed items: what ``pack`` gives for the list of their
+    values (an array is its header followed by its items' encodings)."""
+    n = len(items)
+    if n < 16:
+        head = bytes([0x90 | n])
+    elif n < 1 << 16:
+        head = b"\xdc" + n.to_bytes(2, "big")
+    else:
+        head = b"\xdd" + n.to_bytes(4, "big")
+    return head + b"".join(items)
 
 
 def _decode_token(
