@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -152,8 +153,11 @@ def _health(base: str, stop: threading.Event, out: list[float]) -> None:
             out.append(time.perf_counter() - t0)
 
 
-def uploads(bases: list[str], args: argparse.Namespace) -> tuple[float, list[float], list[float]]:
-    """(changesets/s, commit→other-device latencies, /health latencies)."""
+def uploads(
+    bases: list[str], pids: list[int], args: argparse.Namespace
+) -> tuple[float, float, list[float], list[float]]:
+    """(changesets/s, server CPU seconds while uploading, commit→other-device latencies,
+    /health latencies)."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 3.0  # devices log in and ident first
@@ -164,6 +168,15 @@ def uploads(bases: list[str], args: argparse.Namespace) -> tuple[float, list[flo
     ]
     for p in procs:
         p.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu0 = sum(map(_cpu, pids))
+    spy = None
+    if args.profile:
+        spy = subprocess.Popen(
+            ["py-spy", "record", "-p", str(pids[0]), "-d", str(int(args.seconds)), "-f", "raw"]
+            + ["-o", args.profile, "--threads"],
+            stdout=subprocess.DEVNULL,
+        )
     lat: list[float] = []
     stop = threading.Event()
     health: list[float] = []
@@ -173,14 +186,18 @@ def uploads(bases: list[str], args: argparse.Namespace) -> tuple[float, list[flo
     ]
     for t in probers:
         t.start()
+    time.sleep(max(0.0, stop_at - time.time()))
+    cpu = sum(map(_cpu, pids)) - cpu0
     total = sum(out.get() for _ in range(args.devices))
+    if spy is not None:
+        spy.wait()
     stop.set()
     for t in probers:
         t.join()
     for p in procs:
         p.join()
     # devices started uploading at start_at at the latest (after setup)
-    return total / (stop_at - start_at), lat, health
+    return total / (stop_at - start_at), cpu / max(total, 1), lat, health
 
 
 def _cpu(pid: int) -> float:
@@ -288,6 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=1, help="changesets per upload")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--polls", type=int, default=1000, help="parked polls (0: skip)")
+    ap.add_argument(
+        "--profile", help="py-spy the first server process while uploading: raw stacks to this file"
+    )
     args = ap.parse_args(argv)
     reason = postgres_available()
     if reason:
@@ -303,16 +323,14 @@ def main(argv: list[str] | None = None) -> None:
             bases = [b for b, _ in servers]
             Client(bases[0]).setup()  # the schema, once
             pids = [p.pid for _, p in servers]
-            cpu0 = sum(map(_cpu, pids))
-            wall0 = time.perf_counter()
-            rate, lat, health = uploads(bases, args)
-            busy = (sum(map(_cpu, pids)) - cpu0) / (time.perf_counter() - wall0)
+            rate, cpu, lat, health = uploads(bases, pids, args)
             print(
                 f"{args.processes} process(es), {args.devices} devices x {args.batch} changeset(s)"
                 f"/upload: {rate:.0f} changesets/s; commit->other device p50 "
                 f"{statistics.median(lat) * 1000:.1f} ms p99 {pct(lat, 99) * 1000:.1f} ms "
                 f"({len(lat)} samples); /health p99 {pct(health, 99) * 1000:.1f} ms; "
-                f"server processes busy {busy:.2f} cores"
+                f"server CPU {cpu * 1000:.2f} ms per changeset, busy {rate * cpu:.2f} cores; "
+                f"load average {os.getloadavg()[0]:.1f}"
             )
             if args.polls:
                 phases = asyncio.run(_fan_out(bases[0], args.polls, servers[0][1].pid))

@@ -158,20 +158,20 @@ class _Group:
     def write(self) -> None:
         """Everything the group's kept uploads did: one batched statement per table."""
         tx = self.tx
-        if self.changesets:
-            tx.advance_server_version(self.sv)
-            tx.changed = Commit(
-                self.sv,
-                frozenset(self.tables.union(t for t, _ in self.pending)),
-                frozenset(self.cursors),
-            )
-        tx.add_changesets(self.changesets)
-        tx.add_rejections(self.refusals)
-        tx.put_objects(
-            [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in self.pending.items()]
-        )
-        tx.views_put(self.views)
-        tx.update_upload_cursors([(fi, *c) for fi, c in self.cursors.items()])
+        objects = [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in self.pending.items()]
+        with tx.pipeline():  # nothing here reads a result: one round trip on PostgreSQL
+            if self.changesets:
+                tx.advance_server_version(self.sv)
+                tx.changed = Commit(
+                    self.sv,
+                    frozenset(self.tables.union(t for t, _ in self.pending)),
+                    frozenset(self.cursors),
+                )
+            tx.add_changesets(self.changesets)
+            tx.add_rejections(self.refusals)
+            tx.put_objects(objects)
+            tx.views_put(self.views)
+            tx.update_upload_cursors([(fi, *c) for fi, c in self.cursors.items()])
 
 
 UPLOAD_SLICE_OPS = 4096
@@ -333,7 +333,7 @@ class SyncService:
         sliced = sum(u.ops for u in uploads) > self.upload_slice_ops
         with self.store.transaction(write=True, allocates=True) as tx:
             tx.lock_versions()
-            latest = tx.latest_server_version()
+            latest, horizon = tx.versions()
             keys: set[tuple[str, bytes]] = set()
             if not sliced:
                 keys = {
@@ -345,7 +345,7 @@ class SyncService:
             group = _Group(
                 tx,
                 latest,
-                tx.horizon(),
+                horizon,
                 tx.clients_many([u.req.file_ident for u in uploads]),
                 tx.objects_many(sorted(keys)),
                 read=keys,
