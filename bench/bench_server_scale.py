@@ -13,7 +13,15 @@ schema, then measures:
   to a table nobody writes; one commit to another table: the server's CPU
   time (``/proc/<pid>/stat``) and how many polls answered within 2 s.
 
+With ``--reconnect N``, instead: N realmpy sync devices (real clients, with
+their backoff) connected to one server process; the process is SIGKILLed,
+each device commits one object during the ``--outage`` seconds, the server
+is restarted on the same port and database; reported: for each device, the
+time from the server answering ``/health`` again to its object being
+acknowledged (its upload loop reconnected), p50 and max.
+
     python bench/bench_server_scale.py --processes 1 --devices 12 --batch 1
+    python bench/bench_server_scale.py --reconnect 30 --outage 2
     python bench/bench_server.py --scale ...   (the same)
 """
 
@@ -41,8 +49,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_server import CAR, Client, P, pct
 
+from realmpy.schema import Object, field
 from realmpy.server.testing import (
     drop_pg_schema,
+    free_port,
     pg_schema_url,
     postgres_available,
     run_server,
@@ -173,8 +183,10 @@ def uploads(
     spy = None
     if args.profile:
         spy = subprocess.Popen(
-            ["py-spy", "record", "-p", str(pids[0]), "-d", str(int(args.seconds)), "-f", "raw"]
-            + ["-o", args.profile, "--threads"],
+            [
+                *("py-spy", "record", "-p", str(pids[0]), "-d", str(int(args.seconds))),
+                *("-f", "raw", "-o", args.profile, "--threads"),
+            ],
             stdout=subprocess.DEVNULL,
         )
     lat: list[float] = []
@@ -279,12 +291,13 @@ async def _fan_out(base: str, polls: int, pid: int) -> tuple[Phase, Phase]:
 
             tasks = [asyncio.create_task(one()) for _ in range(polls)]
             await _settled(pid)  # every poll parked: the server went idle
-            cpu0, t0 = _cpu(pid), time.perf_counter()
+            cpu0, t0, own0 = _cpu(pid), time.perf_counter(), time.process_time()
             await asyncio.to_thread(commit, table, key)
             end = t0 + window
             while len(answered) < polls and time.perf_counter() < end:
                 await asyncio.sleep(0.01)
             cpu = _cpu(pid) - cpu0
+            print(f"  (load generator CPU meanwhile: {time.process_time() - own0:.2f} s)")
             last = max(answered) - t0 if answered else float("nan")
             quick = len(answered)
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -293,6 +306,52 @@ async def _fan_out(base: str, polls: int, pid: int) -> tuple[Phase, Phase]:
     none = await phase("Car", 1, 2.0)
     everyone = await phase("Other", 1, 10.0)
     return none, everyone
+
+
+class Item(Object):
+    id: int = field(primary_key=True)
+    device: int = 0
+
+
+def reconnect(url: str, devices: int, outage: float) -> list[float]:
+    """Seconds from the restarted server's first healthy answer to each device's upload
+    acknowledged (module docstring)."""
+    from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
+
+    with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
+        port = free_port()
+        (Path(d) / "server").mkdir()
+        base, proc = stack.enter_context(run_server(Path(d) / "server", database=url, port=port))
+        realms: list[Any] = []
+        for i in range(devices):
+            app = App(AppConfiguration("default", base, base_file_path=Path(d) / f"app{i}"))
+            user = app.log_in(Credentials.anonymous())
+            realm = Realm(Configuration.flexible_sync(user, [Item], path=Path(d) / f"{i}.realm"))
+            stack.callback(realm.close)
+            with realm.subscriptions.update() as subs:
+                subs.add(realm.query(Item, "device == $0", i), name="mine")
+            realm.subscriptions.wait_for_synchronization(timeout=120)
+            realms.append(realm)
+        proc.kill()  # SIGKILL: no graceful shutdown, connections reset
+        proc.wait()
+        for i, realm in enumerate(realms):
+            with realm.write():
+                realm.add(Item(id=i, device=i))
+        time.sleep(outage)  # the outage: devices retry meanwhile, backing off
+        acked: list[float] = [float("nan")] * devices
+
+        def wait(i: int) -> None:
+            realms[i].sync_session.wait_for_upload(timeout=120)
+            acked[i] = time.perf_counter()
+
+        threads = [threading.Thread(target=wait, args=(i,)) for i in range(devices)]
+        with run_server(Path(d) / "server", database=url, port=port):
+            healthy = time.perf_counter()  # run_server returns once /health answered (50 ms polls)
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        return sorted(a - healthy for a in acked)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -305,6 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=1, help="changesets per upload")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--polls", type=int, default=1000, help="parked polls (0: skip)")
+    ap.add_argument("--reconnect", type=int, default=0, help="devices (item 6; see above)")
+    ap.add_argument("--outage", type=float, default=2.0, help="seconds the server stays down")
     ap.add_argument(
         "--profile", help="py-spy the first server process while uploading: raw stacks to this file"
     )
@@ -314,6 +375,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"needs PostgreSQL: {reason}")
     schema = f"s_{secrets.token_hex(6)}"
     url = pg_schema_url(schema)
+    if args.reconnect:
+        try:
+            t = reconnect(url, args.reconnect, args.outage)
+        finally:
+            drop_pg_schema(schema)
+        print(
+            f"{args.reconnect} devices, server SIGKILLed and restarted after {args.outage:g} s: "
+            f"healthy -> device reconnected (upload acknowledged) p50 "
+            f"{statistics.median(t):.2f} s, max {max(t):.2f} s; "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
+        return
     try:
         with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
             servers = []

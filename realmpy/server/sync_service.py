@@ -530,7 +530,7 @@ class SyncService:
         with self.store.transaction(write=True) as tx:
             client = self._client(tx, principal, req.file_ident, req.salt)
             fi = client.file_ident
-            latest = tx.latest_server_version()
+            latest, horizon = tx.versions()
             after = req.after_server_version
             if after > latest:
                 raise ClientResetRequired(
@@ -538,7 +538,6 @@ class SyncService:
                     reason="cursor_ahead",
                     latest_server_version=latest,
                 )
-            horizon = tx.horizon()
             self._check_horizon(client, after, horizon)
             tx.view_gc(fi, after)
             subs = self._subscriptions(client)
@@ -629,12 +628,14 @@ class SyncService:
         size = looked = 0
         done = False
         while size < req.max_bytes and looked < self.max_objects_per_batch:
-            rows = ctx.tx.objects_scan(pos, 256)
+            rows = ctx.tx.objects_scan(pos, _PAGE)
             if not rows:
                 done = True
                 break
             ctx.prefetch(rows)
+            consumed = 0
             for row in rows:
+                consumed += 1
                 pos = (row.table, row.pk)
                 scanned += 1
                 looked += 1
@@ -644,6 +645,9 @@ class SyncService:
                     size += len(pack(e.to_wire()))
                 if size >= req.max_bytes or looked >= self.max_objects_per_batch:
                     break
+            if consumed == len(rows) < _PAGE:  # a short page is the last: no query to say so
+                done = True
+                break
         if not done and not ctx.tx.objects_scan(pos, 1):
             done = True
         if done:
@@ -664,7 +668,7 @@ class SyncService:
         boundary: int | None = None
         more = False
         while True:
-            rows = ctx.tx.objects_changed(after, latest, pos, 256)
+            rows = ctx.tx.objects_changed(after, latest, pos, _PAGE)
             if not rows:
                 break
             ctx.prefetch(rows)
@@ -683,7 +687,7 @@ class SyncService:
                     size >= req.max_bytes or looked >= self.max_objects_per_batch
                 ):
                     boundary = row.last_sv  # finish this version: the cursor moves whole versions
-            if stop:
+            if stop or len(rows) < _PAGE:  # a short page is the last: no query to say so
                 break
         cursor = boundary if more and boundary is not None else latest
         entries.extend(ctx.resets(after, cursor))
@@ -724,6 +728,8 @@ class SyncService:
 
 
 _NIL = pack(None)
+_PAGE = 256
+"""Objects a download reads per query."""
 
 
 def _array(items: list[bytes]) -> bytes:
