@@ -328,7 +328,11 @@ class ServerApp:
         return token.strip()
 
     async def _principal(self, request: Request) -> Principal:
-        return await run_in_threadpool(self.auth.authenticate, self._bearer(request))
+        token = self._bearer(request)
+        cached = self.auth.authenticate_cached(token)  # on the loop: no store read needed
+        if cached is not None:
+            return cached
+        return await run_in_threadpool(self.auth.authenticate, token)
 
     def _check_app(self, request: Request) -> None:
         if request.path_params.get("app_id") != self.config.app_id:

@@ -21,7 +21,13 @@ from realmpy.server.store import Commit
 from realmpy.server.store_postgres import PostgresStore
 from realmpy.server.sync_service import ClientResetRequired, _Upload
 from realmpy.server.testing import drop_pg_schema, pg_schema_url, pg_url
-from realmpy.wire.protocol import DownloadRequest, UploadRequest, UploadResponse, pk_key
+from realmpy.wire.protocol import (
+    AuthError,
+    DownloadRequest,
+    UploadRequest,
+    UploadResponse,
+    pk_key,
+)
 from tests.server.http_api import Api, make_api, setup_file, upload_body
 from tests.stores import require_postgresql
 
@@ -307,3 +313,24 @@ def test_commit_notes_survive_notify() -> None:
     assert Commit.from_payload("12") == Commit(12)  # an older server's bare version
     huge = Commit(1, frozenset(f"T{i:05}" for i in range(2_000)))
     assert Commit.from_payload(huge.to_payload()) == Commit(1)  # too long: "anything changed"
+
+
+def test_a_session_found_live_is_authenticated_without_the_store(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What lets the app authenticate on the event loop, without a worker thread."""
+    tok, _ = setup_file(api)
+    auth = api.server.auth
+    auth._live.clear()
+    assert auth.authenticate_cached(tok) is None  # not checked yet: the store must be asked
+    principal = auth.authenticate(tok)
+
+    def unreachable(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("database unreachable")
+
+    monkeypatch.setattr(api.server.store, "_conn", unreachable)
+    assert auth.authenticate_cached(tok) == principal
+    api.clock.t += SESSION_RECHECK_SECONDS
+    assert auth.authenticate_cached(tok) is None  # the bound passed: ask the store again
+    with pytest.raises(AuthError):
+        auth.authenticate_cached(tok + "x")  # a bad token is refused, not deferred
