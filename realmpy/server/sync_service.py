@@ -419,8 +419,7 @@ class SyncService:
                 )
             sv += 1
             # The history keeps each op at its index (its stamp); refused ops are nil.
-            # Packed op by op: a large changeset's ops as lists would be as many objects.
-            accepted: list[bytes] = [_NIL] * len(cs.ops)
+            accepted: list[Any] = [None] * len(cs.ops)
             groups: dict[tuple[str, bytes], list[tuple[int, Op]]] = {}
             for i, op in enumerate(cs.ops):
                 groups.setdefault((op.table, pk_key(op.pk)), []).append((i, op))
@@ -457,11 +456,11 @@ class SyncService:
                         continue
                     pending[key] = _Pending(new, sv)
                     for i, op in items:
-                        accepted[i] = pack(op.to_wire())
+                        accepted[i] = op.to_wire()
                 if group.slice is not None:
                     group.write_slice(fi, pending)
             changesets.append(
-                (sv, fi, cs.client_version, cs.timestamp, cs.base_server_version, _array(accepted))
+                (sv, fi, cs.client_version, cs.timestamp, cs.base_server_version, pack(accepted))
             )
             last_cv, last_base, last_ts = cs.client_version, cs.base_server_version, cs.timestamp
         # Kept: the group takes this upload's versions, changes and cursor.
@@ -727,22 +726,8 @@ class SyncService:
         )
 
 
-_NIL = pack(None)
 _PAGE = 256
 """Objects a download reads per query."""
-
-
-def _array(items: list[bytes]) -> bytes:
-    """The msgpack array of already-packed items: what ``pack`` gives for the list of their
-    values (an array is its header followed by its items' encodings)."""
-    n = len(items)
-    if n < 16:
-        head = bytes([0x90 | n])
-    elif n < 1 << 16:
-        head = b"\xdc" + n.to_bytes(2, "big")
-    else:
-        head = b"\xdd" + n.to_bytes(4, "big")
-    return head + b"".join(items)
 
 
 def _decode_token(
