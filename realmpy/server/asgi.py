@@ -68,6 +68,9 @@ SEND_CHUNK_BYTES = 256 * 1024
 """Answers larger than this are written to the socket in pieces of this size."""
 SWITCH_INTERVAL_S = 0.0005
 """The GIL switch interval while the server runs (see ``ServerApp._lifespan``)."""
+PACK_INLINE_ENTRIES = 16
+"""Download answers of at most this many entries are encoded on the event loop (tens of
+microseconds); larger ones in a worker thread."""
 GC_THRESHOLDS = (50_000, 20, 20)
 """``gc.set_threshold`` while the server runs (see ``ServerApp._lifespan``)."""
 
@@ -582,6 +585,8 @@ class ServerApp:
                 else self.metrics.bootstrap_objects
             )
             sent.inc(len(res.entries))
+            if len(res.entries) <= PACK_INLINE_ENTRIES:
+                return res.pack()  # a few entries: cheaper here than a worker-thread hop
             # a bootstrap batch is up to max_bytes of entries: encode it off the loop
             return await run_in_threadpool(res.pack)
 
