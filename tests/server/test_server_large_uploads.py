@@ -4,13 +4,13 @@ An 80,000-op upload used to keep a merged state per object in memory until its c
 (~480,000 objects: +120 MiB, and 160-190 ms garbage-collector pauses of every thread).
 The properties here: a large upload's result is exactly that of integrating it whole, at
 most a slice of merged states is alive at any time, an error after slices were written
-leaves nothing behind, and a group of small uploads never holds more than a slice's ops.
+leaves nothing behind (a group of small uploads holding at most a slice's ops:
+``tests/server/test_server_scale.py``).
 """
 
 from __future__ import annotations
 
 import gc
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ import pytest
 
 from realmpy.server.auth import AuthConfig
 from realmpy.server.config import ServerConfig
-from realmpy.server.group_commit import GroupCommit
 from realmpy.server.store import Commit, Tx
 from realmpy.server.sync_service import _Upload
 from realmpy.wire.merge import ObjectState
@@ -66,12 +65,19 @@ def state(api: Api, pk: int) -> dict[str, Any] | None:
     return ObjectState.from_wire(unpack(row.state)).materialize("id", pk)
 
 
+@pytest.fixture
+def sliced(api: Api, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, Any]]:
+    """A file of a user on a server whose slices (and groups) are ``SLICE`` ops."""
+    monkeypatch.setattr(api.server.sync, "upload_slice_ops", SLICE)
+    monkeypatch.setattr(api.server.sync._uploads, "_max_weight", SLICE)
+    return setup_file(api)
+
+
 def test_a_large_upload_is_integrated_a_slice_at_a_time_as_if_whole(
-    api: Api, monkeypatch: pytest.MonkeyPatch
+    api: Api, sliced: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tok, f = setup_file(api)
+    tok, f = sliced
     sync = api.server.sync
-    monkeypatch.setattr(sync, "upload_slice_ops", SLICE)
     body = large_upload(f)
     p = api.server.auth.authenticate(tok)
     job = _Upload(p, UploadRequest.from_wire(body), sync.schema(), p.variables())
@@ -128,12 +134,9 @@ def test_a_large_upload_is_integrated_a_slice_at_a_time_as_if_whole(
 
 
 def test_an_error_after_written_slices_leaves_nothing(
-    api: Api, monkeypatch: pytest.MonkeyPatch
+    api: Api, sliced: tuple[str, dict[str, Any]]
 ) -> None:
-    tok, f = setup_file(api)
-    sync = api.server.sync
-    monkeypatch.setattr(sync, "upload_slice_ops", SLICE)
-    monkeypatch.setattr(sync._uploads, "_max_weight", SLICE)
+    tok, f = sliced
     body = large_upload(f)
     body["changesets"][1]["base_server_version"] = 7  # past the versions the upload makes
     status, answer = api.post("/sync/upload", body, tok)
@@ -147,31 +150,3 @@ def test_an_error_after_written_slices_leaves_nothing(
     body["changesets"][1]["base_server_version"] = 0
     status, answer = api.post("/sync/upload", body, tok)
     assert status == 200 and answer["server_version"] == 2
-
-
-def test_a_batch_is_bounded_by_weight_and_a_heavy_item_runs_alone() -> None:
-    batches: list[list[int]] = []
-    release = threading.Event()
-
-    def run(items: list[int]) -> list[int | BaseException]:
-        batches.append(items)
-        if len(batches) == 1:
-            release.wait(30)  # the first batch runs until the others have queued
-        return list[int | BaseException](items)
-
-    group: GroupCommit[int, int] = GroupCommit(run, weight=lambda i: i, max_weight=6)
-    first = threading.Thread(target=group.submit, args=(1,))
-    first.start()
-    while not batches:
-        threading.Event().wait(0.001)
-    others = []
-    for i in (3, 2, 10, 1, 1):  # queued in this order
-        t = threading.Thread(target=group.submit, args=(i,))
-        t.start()
-        others.append(t)
-        while len(group._queue) < len(others):
-            threading.Event().wait(0.001)
-    release.set()
-    for t in [first, *others]:
-        t.join()
-    assert batches == [[1], [3, 2], [10], [1, 1]]
