@@ -37,6 +37,21 @@ typedef struct rp_dirty {
     uint32_t npages;                 /* >1 for an overflow run                */
 } rp_dirty;
 
+/* A dirty page's buffer has RP_DIRTY_TRAILER bytes after its npages pages,
+ * never written to the file: 1 + the index of the entry last inserted into
+ * the page (0: none yet).  The split rule (btree.c) reads it as the sign of
+ * an ascending run; it is a hint, never trusted for anything else. */
+#define RP_DIRTY_TRAILER 8
+static inline unsigned rp_last_insert(const uint8_t *page) {
+    uint16_t v;
+    memcpy(&v, page + RP_PAGE_SIZE, 2);
+    return v;
+}
+static inline void rp_set_last_insert(uint8_t *page, unsigned idx_plus_1) {
+    uint16_t v = (uint16_t)idx_plus_1;
+    memcpy(page + RP_PAGE_SIZE, &v, 2);
+}
+
 /* ---- a table as a transaction sees it ------------------------------------- */
 typedef struct rp_table {
     uint64_t root, root_txnid;       /* root page, version that wrote it      */

@@ -187,7 +187,7 @@ uint8_t *rp_page_new(rp_txn *txn, uint16_t flags, uint32_t npages,
     RP_ASSERT(npages == 1 || flags == P_OVERFLOW);   /* only overflow runs span pages */
     int rc = alloc_pgno(txn, npages, pgno);
     if (rc) { *err = rc; return NULL; }
-    uint8_t *page = calloc(npages, RP_PAGE_SIZE);
+    uint8_t *page = calloc(1, (size_t)npages * RP_PAGE_SIZE + RP_DIRTY_TRAILER);
     if (!page) { *err = ENOMEM; return NULL; }
     rc = dirty_put(txn, *pgno, page, npages);
     if (rc) { free(page); *err = rc; return NULL; }
