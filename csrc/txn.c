@@ -238,6 +238,8 @@ uint8_t *rp_page_touch(rp_txn *txn, uint64_t pgno, uint64_t txnid,
     memcpy(dst, src, RP_PAGE_SIZE);
     rp_hdrw(dst)->pgno = *newpgno;
     rp_hdrw(dst)->txnid = txn->txnid;
+    const rp_split_hint *hint = &txn->env->hints[pgno % RP_SPLIT_HINTS];
+    if (hint->pgno == pgno && hint->txnid == txnid) rp_set_last_insert(dst, hint->last);
     int rc = rp_page_free_pg(txn, pgno, txnid, 1);
     if (rc) { *err = rc; return NULL; }
     return dst;
@@ -813,6 +815,10 @@ static int write_pages(rp_txn *txn) {
             rp_page_hdr *h = rp_hdrw(d->page);
             h->txnid = txn->txnid;
             h->checksum = rp_page_checksum(d->page, bytes);
+            if (h->flags & (P_BRANCH | P_LEAF) && rp_last_insert(d->page))
+                env->hints[d->pgno % RP_SPLIT_HINTS] = (rp_split_hint){
+                    .txnid = txn->txnid, .pgno = (uint32_t)d->pgno,
+                    .last = rp_last_insert(d->page)};
             iov[cnt].iov_base = d->page;
             iov[cnt].iov_len = bytes;
             cnt++;

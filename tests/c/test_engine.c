@@ -312,24 +312,28 @@ static void test_handles(const char *path) {
 }
 
 /* Keys arriving as interleaved ascending runs (an index's (value, primary
- * key) pairs, 10 values) fill their leaves: the split at the insertion
- * point leaves the pages behind each run full, where a half-and-half split
- * left them half empty (435 pages here before, 244 after, 228 if full). */
-static void test_split_runs(const char *path) {
+ * key) pairs, 10 values) fill their leaves, whether they come in one
+ * transaction or a few per transaction: the split at the insertion point
+ * leaves the pages behind each run full, where a half-and-half split left
+ * them half empty (435 pages here before, 244 after, 228 if full). */
+static void test_split_runs(const char *path, unsigned per_txn) {
     enum { N = 40000, RUNS = 10 };
     rp_env *env;
     E(rp_env_open(path, RP_NOSYNC, 0, 0, 0, &env));
-    rp_txn *w;
-    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+    rp_txn *w = NULL;
     for (uint32_t i = 0; i < N; i++) {
+        if (!w) E(rp_txn_begin(env, RP_TXN_WRITE, &w));
         unsigned char k[7];
         k[0] = 'g';
         k[1] = (unsigned char)('0' + i % RUNS);
         k[2] = '-';
         for (int b = 0; b < 4; b++) k[3 + b] = (unsigned char)(i >> (24 - 8 * b));
         E(rp_put(w, "runs", 4, k, sizeof k, "", 0));
+        if ((i + 1) % per_txn == 0 || i + 1 == N) {
+            E(rp_txn_commit(w));
+            w = NULL;
+        }
     }
-    E(rp_txn_commit(w));
     rp_stat st;
     E(rp_env_stat(env, &st));
     /* 23 bytes an entry (8 slot, 8 header, 7 key): 176 a page. */
@@ -425,7 +429,9 @@ int main(void) {
     E(rp_env_close(env));
     test_handles(hpath);
     snprintf(hpath, sizeof hpath, "%s/runs", dir);
-    test_split_runs(hpath);
+    test_split_runs(hpath, 40000);
+    snprintf(hpath, sizeof hpath, "%s/runs-small-txns", dir);
+    test_split_runs(hpath, 8);
     for (int t = 0; t < NTABLES; t++)
         for (int i = 0; i < NKEYS; i++) { free(model[t][i].val); free(saved[t][i].val); }
     free(big);
