@@ -139,6 +139,8 @@ struct rp_env {
     const uint8_t   *map;            /* data file, PROT_READ, MAP_SHARED      */
     uint64_t         file_size;      /* bytes known allocated on disk         */
     rp_split_hint    hints[RP_SPLIT_HINTS];
+    uint64_t         hot_pages;      /* hot pages the last commit allocated
+                                        (writer only; txn.c, ALLOCATION)     */
     rp_lock_hdr     *lk;             /* lock file mapping (or private memory
                                         when immutable)                        */
     size_t           lk_size;

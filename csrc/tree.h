@@ -92,6 +92,12 @@ struct rp_txn {
     rp_pgvec   freed;                /* pages of older versions freed now     */
     rp_pgvec   loose;                /* pages allocated and freed in this txn */
     rp_pgvec   reuse;                /* reusable now, sorted descending       */
+    uint64_t   hot_next, hot_end;    /* the run hot pages come from (ALLOCATION
+                                        in txn.c): [hot_next, hot_end)        */
+    size_t     hot_skip;             /* low reuse entries with no long run    */
+    uint64_t   hot_count;            /* hot pages allocated                   */
+    int        catalog_flush;        /* writing the catalog: its pages are hot */
+    int        hot_frozen;           /* writing the free list: no new hot run */
     rp_freerec *pending;             /* free-list records still pinned        */
     size_t     npending;
     uint64_t   oldest;               /* oldest pinned version at begin        */
