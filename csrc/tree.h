@@ -97,11 +97,18 @@ struct rp_txn {
     size_t     hot_skip;             /* low reuse entries with no long run    */
     uint64_t   hot_count;            /* hot pages allocated                   */
     int        catalog_flush;        /* writing the catalog: its pages are hot */
-    int        hot_frozen;           /* writing the free list: no new hot run */
+    int        fl_saving;            /* writing the free list: no new hot run,
+                                        no more of the old list              */
+    uint64_t   fl_pgno, fl_txnid;    /* the old free list's first page not
+                                        read yet (0: none; txn.c, THE FREE
+                                        LIST IN A WRITE TXN)                 */
+    uint64_t   fl_left;              /* its stream bytes from there on        */
+    uint64_t   fl_hops;              /* its pages read                        */
+    uint8_t   *fl_carry;             /* bytes read of a record not complete   */
+    size_t     fl_carry_len, fl_carry_cap;
     rp_freerec *pending;             /* free-list records still pinned        */
     size_t     npending;
     uint64_t   oldest;               /* oldest pinned version at begin        */
-    uint64_t   free_pages_at_begin;  /* for stats                             */
 };
 
 struct rp_cursor {

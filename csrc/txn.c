@@ -163,6 +163,8 @@ const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
     return p;
 }
 
+static int freelist_more(rp_txn *txn);
+
 /* Move the entries [lo, lo + n) out of reuse. */
 static void reuse_cut(rp_pgvec *reuse, size_t lo, size_t n) {
     memmove(&reuse->v[lo], &reuse->v[lo + n], (reuse->n - (lo + n)) * sizeof(uint32_t));
@@ -191,7 +193,7 @@ static int pick_hot_run(rp_txn *txn, uint64_t want) {
         }
         found = found || best_len >= want;
     }
-    if (!found && r->n < 2 * want) {
+    if (!found && r->n < 2 * want && !txn->fl_pgno) {
         uint64_t pgno = txn->roots.pages_used;
         if (pgno + want <= UINT32_MAX && (pgno + want) * RP_PAGE_SIZE <= txn->env->map_size) {
             txn->roots.pages_used += want;
@@ -232,23 +234,31 @@ static int alloc_pgno(rp_txn *txn, uint32_t npages, int hot, uint64_t *out) {
         if (txn->loose.n) { *out = txn->loose.v[--txn->loose.n]; return RP_OK; }
         if (hot) {
             txn->hot_count++;
-            if (txn->hot_next == txn->hot_end && !txn->hot_frozen) {
+            if (txn->hot_next == txn->hot_end && !txn->fl_saving) {
                 uint64_t want = txn->env->hot_pages;
                 (void)pick_hot_run(txn, want > 2 ? want : 2);
             }
             if (txn->hot_next < txn->hot_end) { *out = txn->hot_next++; return RP_OK; }
         }
+        int rc = RP_OK;
+        while (!txn->reuse.n && !txn->fl_saving && (rc = freelist_more(txn)) == RP_OK) {}
+        if (rc != RP_OK && rc != RP_NOTFOUND) return rc;
         if (txn->reuse.n) { *out = txn->reuse.v[--txn->reuse.n]; return RP_OK; }
-    } else if (txn->reuse.n >= npages) {
-        /* Scan from the low end for a run of npages. */
-        size_t run = 1;
-        for (size_t i = txn->reuse.n - 1; i > 0; i--) {
-            run = (txn->reuse.v[i - 1] == txn->reuse.v[i] + 1) ? run + 1 : 1;
-            if (run == npages) {
-                *out = txn->reuse.v[i - 1 + npages - 1];   /* the run's lowest page */
-                reuse_cut(&txn->reuse, i - 1, npages);
-                return RP_OK;
+    } else {
+        for (int rc = RP_OK;; ) {
+            /* Scan from the low end for a run of npages, reading more of
+             * the free list until there is one or the list ends. */
+            size_t run = 1;
+            for (size_t i = txn->reuse.n ? txn->reuse.n - 1 : 0; i > 0; i--) {
+                run = (txn->reuse.v[i - 1] == txn->reuse.v[i] + 1) ? run + 1 : 1;
+                if (run == npages) {
+                    *out = txn->reuse.v[i - 1 + npages - 1];   /* the run's lowest page */
+                    reuse_cut(&txn->reuse, i - 1, npages);
+                    return RP_OK;
+                }
             }
+            if (txn->fl_saving || (rc = freelist_more(txn)) == RP_NOTFOUND) break;
+            if (rc) return rc;
         }
     }
     uint64_t pgno = txn->roots.pages_used;
@@ -474,11 +484,6 @@ int rp_freelist_walk(rp_txn *txn, const rp_roots *roots, rp_chain_fn chain,
     return rc;
 }
 
-static int load_chain(void *ctx, uint64_t pgno, uint64_t txnid, const uint8_t *page) {
-    (void)page;
-    return rp_page_free_pg(ctx, pgno, txnid, 1);
-}
-
 static int load_page(void *ctx, uint64_t rec_txnid, uint32_t pgno) {
     rp_txn *txn = ctx;
     if (rec_txnid <= txn->oldest) return rp_pgvec_push(&txn->reuse, pgno);
@@ -494,15 +499,110 @@ static int load_page(void *ctx, uint64_t rec_txnid, uint32_t pgno) {
     return rp_pgvec_push(&last->pages, pgno);
 }
 
-/* Read the free list of the base version: pages reusable now (record txnid
- * <= oldest pinned version) go to txn->reuse, the rest stay pending.  The
- * chain pages are freed: the commit rewrites the list. */
-static int freelist_load(rp_txn *txn) {
-    int rc = rp_freelist_walk(txn, &txn->roots, load_chain, load_page, txn);
-    if (!rc && txn->reuse.n > 1)
-        qsort(txn->reuse.v, txn->reuse.n, sizeof(uint32_t), cmp_desc);
-    txn->free_pages_at_begin = txn->reuse.n;
+/* THE FREE LIST IN A WRITE TXN
+ * The list is read lazily, a chain page at a time from its head, and only
+ * the pages read are rewritten: the commit writes a new head -- the
+ * reusable pages left over, the records still pinned, its own freed pages,
+ * and the start of a record the last page read left unfinished -- whose
+ * last page points at the first page not read, so the rest of the chain
+ * (and of the stream) stays as it is.  A commit therefore reads and writes
+ * about as much of the list as it changes, however long the list is.  New
+ * records go to the head and reusable pages are taken from the head, so
+ * the pages freed most recently are reused first. */
+
+/* Take the page numbers read so far out of the records in txn->fl_carry.
+ * A record the pages read so far hold only the start of (one page of the
+ * list holds about a thousand page numbers; one commit's record can fill
+ * many) is taken in part: its header stays in the carry, with n reduced by
+ * the page numbers taken, so that the head the commit writes, ending with
+ * that header, runs on into the rest of the record in the pages not read. */
+static int carry_parse(rp_txn *txn) {
+    uint8_t *b = txn->fl_carry;
+    size_t len = txn->fl_carry_len, off = 0;
+    int rc = RP_OK;
+    while (!rc && len - off >= 12) {
+        uint64_t rt = rp_rd64(b + off);
+        uint32_t n = rp_rd32(b + off + 8);
+        if ((uint64_t)n * 4 > len - off - 12 + txn->fl_left || rt >= txn->txnid)
+            return rp_corruptf("free list: bad record (length or version)");
+        size_t have = (len - off - 12) / 4, take = have < n ? have : n;
+        for (size_t i = 0; i < take && !rc; i++) {
+            uint32_t v = rp_rd32(b + off + 12 + 4 * i);
+            if (v < RP_FIRST_DATA_PAGE || v >= txn->base_pages)
+                rc = rp_corruptf("free list: lists page %u, not a data page", v);
+            else rc = load_page(txn, rt, v);
+        }
+        if (take < n) {
+            /* The header, counting what is left, then the bytes of a page
+             * number cut by the page end (if any). */
+            size_t rest = len - off - 12 - 4 * take;
+            rp_wr32(b + off + 8, (uint32_t)(n - take));
+            memmove(b + off + 12, b + off + 12 + 4 * take, rest);
+            len = off + 12 + rest;
+            break;
+        }
+        off += 12 + (size_t)n * 4;
+    }
+    memmove(b, b + off, len - off);
+    txn->fl_carry_len = len - off;
     return rc;
+}
+
+/* Read the next page of the base version's chain: its reusable pages go to
+ * txn->reuse (kept sorted descending), pinned records to txn->pending, and
+ * the page itself is freed (the commit writes what it held into the new
+ * head).  RP_NOTFOUND at the end of the chain. */
+static int freelist_more(rp_txn *txn) {
+    if (!txn->fl_pgno) return RP_NOTFOUND;
+    if (++txn->fl_hops > txn->base_pages) return rp_corrupt(txn->fl_pgno, "free-list chain loops");
+    int rc = RP_OK;
+    const uint8_t *p = rp_page_read(txn, txn->fl_pgno, txn->fl_txnid, P_FREELIST, &rc);
+    if (!p) return rc;
+    uint32_t used = rp_rd32(p + RP_PAGE_HEADER + 16);
+    if (used > RP_FREELIST_CAP || used > txn->fl_left)
+        return rp_corrupt(txn->fl_pgno, "free-list page holds more bytes than the list");
+    if (txn->fl_carry_len + used > txn->fl_carry_cap) {
+        size_t cap = txn->fl_carry_len + used + RP_FREELIST_CAP;
+        uint8_t *nb = realloc(txn->fl_carry, cap);
+        if (!nb) return ENOMEM;
+        txn->fl_carry = nb;
+        txn->fl_carry_cap = cap;
+    }
+    memcpy(txn->fl_carry + txn->fl_carry_len, p + RP_FREELIST_HDR, used);
+    txn->fl_carry_len += used;
+    txn->fl_left -= used;
+    rc = rp_page_free_pg(txn, txn->fl_pgno, txn->fl_txnid, 1);
+    if (rc) return rc;
+    txn->fl_pgno = rp_rd64(p + RP_PAGE_HEADER);
+    txn->fl_txnid = rp_rd64(p + RP_PAGE_HEADER + 8);
+    if (!txn->fl_pgno && txn->fl_left)
+        return rp_corruptf("free list: chain shorter than its length");
+    size_t had = txn->reuse.n;
+    rc = carry_parse(txn);
+    if (!rc && !txn->fl_pgno && txn->fl_carry_len) rc = rp_corruptf("free list: truncated record");
+    if (!rc && txn->reuse.n > 1 && txn->reuse.n != had)
+        qsort(txn->reuse.v, txn->reuse.n, sizeof(uint32_t), cmp_desc);
+    return rc;
+}
+
+/* Reusable pages read ahead at begin: enough to find a run of hot pages
+ * in (pick_hot_run) without reading the whole list. */
+#define RP_FREELIST_AHEAD 64
+
+/* Start reading the base version's free list (above). */
+static int freelist_begin(rp_txn *txn) {
+    const rp_roots *r = &txn->roots;
+    if (!r->free_pgno && r->free_len)
+        return rp_corruptf("free list: empty, but %llu bytes long", (unsigned long long)r->free_len);
+    if (r->free_len > r->pages_used * 16 + RP_PAGE_SIZE)
+        return rp_corruptf("free list: %llu bytes long, more than the file can need",
+                           (unsigned long long)r->free_len);
+    txn->fl_pgno = r->free_pgno;
+    txn->fl_txnid = r->free_txnid;
+    txn->fl_left = r->free_len;
+    int rc = RP_OK;
+    while (!rc && txn->reuse.n < RP_FREELIST_AHEAD) rc = freelist_more(txn);
+    return rc == RP_NOTFOUND ? RP_OK : rc;
 }
 
 static size_t rec_bytes(size_t n) { return n ? 12 + 4 * n : 0; }
@@ -515,19 +615,26 @@ static uint8_t *put_rec(uint8_t *o, uint64_t txnid, const uint32_t *v, size_t n)
     return o + 12 + 4 * n;
 }
 
-/* Write the free list of the new version: [reusable now + loose] as txnid 0,
- * the still-pinned records, and this commit's freed pages. */
+/* The new head's bytes, for reusable pages counted by nreuse. */
+static size_t head_bytes(const rp_txn *txn, size_t nreuse) {
+    size_t len = rec_bytes(nreuse) + rec_bytes(txn->freed.n) + txn->fl_carry_len;
+    for (size_t i = 0; i < txn->npending; i++) len += rec_bytes(txn->pending[i].pages.n);
+    return len;
+}
+
+/* Write the new head of the free list (above): [reusable now + loose] as
+ * txnid 0, the still-pinned records, this commit's freed pages, the
+ * unfinished record's start; then the chain pages not read. */
 static int freelist_save(rp_txn *txn) {
     size_t left = (size_t)(txn->hot_end - txn->hot_next);   /* of the hot run */
-    size_t len = rec_bytes(txn->reuse.n + txn->loose.n + left) + rec_bytes(txn->freed.n);
-    for (size_t i = 0; i < txn->npending; i++) len += rec_bytes(txn->pending[i].pages.n);
+    size_t len = head_bytes(txn, txn->reuse.n + txn->loose.n + left);
     size_t npages = (len + RP_FREELIST_CAP - 1) / RP_FREELIST_CAP;
     /* Allocating the chain may take pages from the reusable set (the hot
      * run first), which only shortens the stream, so npages pages are
-     * always enough (trailing ones may stay empty). */
-    /* No new hot run now: growing the file for one would add free pages
-     * that len does not count. */
-    txn->hot_frozen = 1;
+     * always enough (trailing ones may stay empty).  No new hot run and no
+     * more of the old list now: either would add pages that len does not
+     * count. */
+    txn->fl_saving = 1;
     uint8_t **pages = calloc(npages ? npages : 1, sizeof *pages);
     uint64_t *pgnos = calloc(npages ? npages : 1, sizeof *pgnos);
     int rc = (pages && pgnos) ? RP_OK : ENOMEM;
@@ -542,8 +649,7 @@ static int freelist_save(rp_txn *txn) {
         txn->loose.n = 0;
     }
     if (!rc) {
-        len = rec_bytes(txn->reuse.n) + rec_bytes(txn->freed.n);
-        for (size_t i = 0; i < txn->npending; i++) len += rec_bytes(txn->pending[i].pages.n);
+        len = head_bytes(txn, txn->reuse.n);
         assert(len <= npages * RP_FREELIST_CAP);
         stream = malloc(len ? len : 1);
         if (!stream) rc = ENOMEM;
@@ -554,20 +660,23 @@ static int freelist_save(rp_txn *txn) {
             o = put_rec(o, txn->pending[i].txnid, txn->pending[i].pages.v,
                         txn->pending[i].pages.n);
         o = put_rec(o, txn->txnid, txn->freed.v, txn->freed.n);
+        if (txn->fl_carry_len) memcpy(o, txn->fl_carry, txn->fl_carry_len);
+        o += txn->fl_carry_len;
         assert((size_t)(o - stream) == len);
         size_t off = 0;
         for (size_t i = 0; i < npages; i++) {
             uint8_t *p = pages[i];
             size_t used = len - off < RP_FREELIST_CAP ? len - off : RP_FREELIST_CAP;
-            rp_wr64(p + RP_PAGE_HEADER, i + 1 < npages ? pgnos[i + 1] : 0);
-            rp_wr64(p + RP_PAGE_HEADER + 8, i + 1 < npages ? txn->txnid : 0);
+            int last = i + 1 == npages;
+            rp_wr64(p + RP_PAGE_HEADER, last ? txn->fl_pgno : pgnos[i + 1]);
+            rp_wr64(p + RP_PAGE_HEADER + 8, last ? txn->fl_txnid : txn->txnid);
             rp_wr32(p + RP_PAGE_HEADER + 16, (uint32_t)used);
             memcpy(p + RP_FREELIST_HDR, stream + off, used);
             off += used;
         }
-        txn->roots.free_pgno = npages ? pgnos[0] : 0;
-        txn->roots.free_txnid = npages ? txn->txnid : 0;
-        txn->roots.free_len = len;
+        txn->roots.free_pgno = npages ? pgnos[0] : txn->fl_pgno;
+        txn->roots.free_txnid = npages ? txn->txnid : txn->fl_txnid;
+        txn->roots.free_len = len + txn->fl_left;
     }
     free(stream);
     free(pages);
@@ -586,6 +695,7 @@ static void txn_free(rp_txn *txn) {
     rp_pgvec_free(&txn->freed);
     rp_pgvec_free(&txn->loose);
     rp_pgvec_free(&txn->reuse);
+    free(txn->fl_carry);
     for (size_t i = 0; i < txn->npending; i++) rp_pgvec_free(&txn->pending[i].pages);
     free(txn->pending);
     free(txn);
@@ -708,7 +818,7 @@ static int write_begin(rp_env *env, rp_txn *txn, int64_t timeout_ms) {
     if (env->max_active && active > env->max_active) return RP_VERSION_LIMIT;
     txn->txnid = latest + 1;
     txn->base_pages = txn->roots.pages_used;
-    return freelist_load(txn);
+    return freelist_begin(txn);
 }
 
 /* Begin a snapshot in slot: a dead writer's commit is resolved first, so
