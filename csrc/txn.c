@@ -45,11 +45,12 @@
  *   so they are written together, and two commits later they are free
  *   together again: a run for the next hot pages.  Leaves and overflow runs
  *   take the lowest free pages (compact files).  A small commit then writes
- *   its leaf and one run of hot pages: 2.5 pwritev calls a commit instead
- *   of 4.4 (bench/storage_layout.py, 10k keys).  When no free run is long
- *   enough and the reusable pages are few, the hot run is taken at the end
- *   of the file (that is how a scattered free list turns into runs); at
- *   most twice a commit's hot pages are added that way beyond need.
+ *   its leaf and one run of hot pages: 2.2 pwritev calls a commit instead
+ *   of 4.4 (bench/storage_layout.py, 10k keys; at 1M keys, where the
+ *   branch pages on a path vary more, 5.3 instead of 5.5).  When no free
+ *   run is long enough, the reusable pages are few and the file has
+ *   pre-grown room, the hot run is taken past the used pages (that is how
+ *   a scattered free list turns into runs; the file never grows for it).
  */
 #include "tree.h"
 
@@ -172,9 +173,9 @@ static void reuse_cut(rp_pgvec *reuse, size_t lo, size_t n) {
 }
 
 /* Pick the run hot pages come from next (ALLOCATION): the lowest run of at
- * least `want` free pages; else, while the reusable pages are few (the file
- * would grow soon anyway), `want` pages at the end of the file; else the
- * longest run.  reuse is sorted descending, so a run p..p+n-1 is n adjacent
+ * least `want` free pages; else, while the reusable pages are few and the
+ * file's pre-grown zeros have room, `want` pages at the end of the used
+ * pages (the file does not grow for it); else the longest run.  reuse is sorted descending, so a run p..p+n-1 is n adjacent
  * entries counting down.  Entries at its low end already searched in vain
  * (hot_skip of them) are not searched again: one pass a txn at most. */
 static int pick_hot_run(rp_txn *txn, uint64_t want) {
@@ -195,7 +196,7 @@ static int pick_hot_run(rp_txn *txn, uint64_t want) {
     }
     if (!found && r->n < 2 * want && !txn->fl_pgno) {
         uint64_t pgno = txn->roots.pages_used;
-        if (pgno + want <= UINT32_MAX && (pgno + want) * RP_PAGE_SIZE <= txn->env->map_size) {
+        if ((pgno + want) * RP_PAGE_SIZE <= txn->env->file_size) {
             txn->roots.pages_used += want;
             txn->hot_next = pgno;
             txn->hot_end = pgno + want;
