@@ -544,7 +544,7 @@ static int carry_parse(rp_txn *txn) {
         }
         off += 12 + (size_t)n * 4;
     }
-    memmove(b, b + off, len - off);
+    if (off && len > off) memmove(b, b + off, len - off);
     txn->fl_carry_len = len - off;
     return rc;
 }
@@ -569,7 +569,7 @@ static int freelist_more(rp_txn *txn) {
         txn->fl_carry = nb;
         txn->fl_carry_cap = cap;
     }
-    memcpy(txn->fl_carry + txn->fl_carry_len, p + RP_FREELIST_HDR, used);
+    if (used) memcpy(txn->fl_carry + txn->fl_carry_len, p + RP_FREELIST_HDR, used);
     txn->fl_carry_len += used;
     txn->fl_left -= used;
     rc = rp_page_free_pg(txn, txn->fl_pgno, txn->fl_txnid, 1);
