@@ -46,6 +46,7 @@ import copy
 import functools
 import operator
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -979,6 +980,11 @@ class Realm(RealmState, Listenable):
         self.close()
 
     def __del__(self) -> None:
+        if sys.is_finalizing():
+            # CPython has stopped the daemon threads (the notifier's) where
+            # they stood, maybe holding a lock close() takes: leave the
+            # realm to the process's exit, which releases all it holds.
+            return
         try:
             if not self._closed and (threading.get_ident() == self._owner or self._any_thread):
                 self.close()
