@@ -35,10 +35,13 @@
  *    calls txn._observe(table, keys) first (the history hook).
  *
  * THE GIL is held across these engine calls except commit: they read and
- * write mapped memory and never wait for another thread (the write lock is
- * taken by storage.py's write(), through cffi, with the GIL released).
- * Holding it also means Environment.close() cannot run in the middle of
- * one.  Commit releases it (fdatasync).
+ * write mapped memory and never wait for a Python thread (the write lock is
+ * taken by storage.py's write(), through cffi, with the GIL released; a
+ * snapshot begun after a writer died mid-commit waits only for the repair
+ * that the next writer does inside rp_txn_begin, in C).  Holding it also
+ * means Environment.close() cannot run in the middle of one, so these calls
+ * need no in-flight registration.  Commit releases it (fdatasync); the
+ * committing transaction is live, which keeps the handle allocated.
  */
 
 #include "native.h"
