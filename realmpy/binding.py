@@ -4,17 +4,19 @@ The engine (``csrc/``) is compiled once, into the cffi module
 ``realmpy._engine``.  Two bindings call it:
 
 * **the native storage types** (``realmpy._native``: ``EnvCore``,
-  ``ReadTxn``, ``WriteTxn``, ``csrc/py/storage.c``) for the calls made per
-  key or per snapshot -- ``read()``, ``get``, ``put``, ``delete``, ending and
-  committing.  Each is one C call from Python into the engine: through cffi
-  the call plus ``ffi.unpack`` alone cost more than py-lmdb's whole ``get``.
-  :func:`bind` hands them the addresses of the engine functions they call,
-  taken from ``_engine``, so there is one engine per process (one copy of
-  its fork detection, thread ids and fault injection), not one per binding;
-* **cffi** for everything else (opening, scans, batches, statistics,
-  checks, compaction): those calls are per batch or per environment, the
-  cffi declarations are read from ``csrc/realmpy.h`` itself, and rewriting
-  them in C would buy nothing measurable.
+  ``ReadTxn``, ``WriteTxn``, ``ScanIter``, ``csrc/py/storage.c``) for the
+  calls made per key or per snapshot -- ``read()``, ``get``, ``put``,
+  ``delete``, the steps of a scan, ending and committing.  Each is one C
+  call from Python into the engine: through cffi the call plus
+  ``ffi.unpack`` alone cost more than py-lmdb's whole ``get``.  The
+  ``bind_engine`` call at the end of this module hands them the addresses
+  of the engine functions they call, taken from ``_engine``, so there is
+  one engine per process (one copy of its fork detection, thread ids and
+  fault injection), not one per binding;
+* **cffi** for everything else (opening, filtered scans, joins, batched
+  lookups, statistics, checks, compaction): those calls are per batch or
+  per environment, the cffi declarations are read from ``csrc/realmpy.h``
+  itself, and rewriting them in C would buy nothing measurable.
 
 This module also holds what both :mod:`realmpy.storage` and
 :mod:`realmpy.storagereads` need: the typed error for an engine code, the
@@ -191,6 +193,10 @@ _HOT_CALLS = (
     "rp_get",
     "rp_put",
     "rp_del",
+    "rp_cursor_open",
+    "rp_cursor_close",
+    "rp_cursor_seek",
+    "rp_cursor_batch",
 )
 
 

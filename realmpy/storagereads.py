@@ -10,13 +10,14 @@ caller's thread and that the transaction is open (the native base raises
 :class:`~realmpy.errors.TransactionError`).
 
 Scans hold no engine cursor between items: each batch opens a cursor, seeks,
-copies a batch of records into the thread's buffer and closes it, so an
-abandoned iterator pins nothing and can be collected in any thread.
+copies a batch of records and closes it, so an abandoned iterator pins
+nothing and can be collected in any thread.  The scan iterator is native
+(``ScanIter``): its steps cross into the engine once per batch, and hand
+out the items of a batch with no Python code in between.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -37,10 +38,8 @@ __all__ = ["PairDecoder", "ReadMethods"]
 # its [(key, value), ...].
 PairDecoder = Callable[[bytes], list[tuple[bytes, Any]]]
 
-# Scan batches start small (a scan that stops early copies little) and grow.
-_FIRST_BATCH_ITEMS: Final = 16
+# rp_cursor_filter / rp_cursor_join copy at most this many records per call.
 _MAX_BATCH_ITEMS: Final = 1 << 16
-_chain_batches = itertools.chain.from_iterable
 _buffers = _b.buffers
 
 
@@ -56,6 +55,15 @@ class ReadMethods:
         _state: str
 
         def _handle(self) -> Any: ...
+        def _scan_iter(
+            self,
+            table: str,
+            name: bytes,
+            start: bytes | None,
+            stop: bytes | None,
+            reverse: bool,
+            decode: Any,
+        ) -> Iterator[tuple[bytes, Any]]: ...
 
     def _fail(self, rc: int, what: str, table: object = None) -> NoReturn:
         if table is not None:
@@ -209,128 +217,9 @@ class ReadMethods:
             start = None  # every key is >= b""
         if stop is not None and (stop == b"" or (start is not None and start >= stop)):
             return iter(())
-        # Items flow through C-level code only (msgpack builds each batch's
-        # bytes objects, chain + zip pair them): no Python code runs per item.
-        return _chain_batches(self._batches(table, name, start, stop, reverse, decode))
-
-    def _batches(
-        self,
-        table: str,
-        name: bytes,
-        start: bytes | None,
-        stop: bytes | None,
-        reverse: bool,
-        decode: Any,
-    ) -> Iterator[Iterator[tuple[bytes, Any]]]:
-        last: bytes | None = None  # last key yielded
-        max_items = _FIRST_BATCH_ITEMS
-        while True:
-            flat = self._batch(table, name, start, stop, reverse, last, max_items, decode)
-            if not flat:
-                return
-            it = iter(flat)  # [k0, v0, k1, v1, ...]
-            yield zip(it, it)
-            last = flat[-2]
-            if max_items < _MAX_BATCH_ITEMS:
-                max_items *= 8
-
-    def _batch(
-        self,
-        table: str,
-        name: bytes,
-        start: bytes | None,
-        stop: bytes | None,
-        reverse: bool,
-        last: bytes | None,
-        max_items: int,
-        decode: Any = None,
-    ) -> list[Any]:
-        """Read the next batch of records after ``last`` (None: from the start).
-
-        Opens a cursor, positions it, copies one batch into the thread's
-        buffer (a msgpack array, see ``rp_cursor_batch``), closes the cursor,
-        and returns ``[k0, v0, k1, v1, ...]`` (empty at the end).  With a
-        ``decode`` (from :func:`binding.decoder`) values come embedded and decoded.
-        """
-        txn = self._handle()
-        sb = outs = _buffers
-        kp, kl, vp, vl = outs.kp, outs.kl, outs.vp, outs.vl
-        curp = sb.cur
-        rc = lib.rp_cursor_open(txn, name, len(name), curp)
-        if rc != _b.OK:
-            if rc == _b.NOTFOUND:
-                return []
-            self._fail(rc, "scan failed", table)
-        cur = curp[0]
-        try:
-            seek = lib.rp_cursor_seek
-            flags = _b.BATCH_CURRENT | (_b.BATCH_RAW if decode is not None else 0)
-            if not reverse:
-                # Seek to `key` (GE); `exclusive` skips an entry equal to it.
-                # A start bound longer than any key (MAX_KEY) is exclusive
-                # at its MAX_KEY prefix: k >= start <=> k > start[:MAX_KEY].
-                key: bytes | None
-                exclusive: bool
-                if last is not None:
-                    key, exclusive = last, True
-                elif start is not None and len(start) > _b.MAX_KEY:
-                    key, exclusive = start[: _b.MAX_KEY], True
-                else:
-                    key, exclusive = start, False
-                if key is None:
-                    rc = seek(cur, _b.SEEK_FIRST, _b.NULL, 0, kp, kl, vp, vl)
-                else:
-                    rc = seek(cur, _b.SEEK_GE, key, len(key), kp, kl, vp, vl)
-                    if exclusive and rc == _b.OK and ffi.unpack(outs.kpc[0], kl[0]) == key:
-                        flags &= ~_b.BATCH_CURRENT
-                bound = stop
-                direction = 1
-            else:
-                edge = last if last is not None else stop
-                if edge is None:
-                    rc = seek(cur, _b.SEEK_LAST, _b.NULL, 0, kp, kl, vp, vl)
-                elif len(edge) <= _b.MAX_KEY:
-                    rc = seek(cur, _b.SEEK_LT, edge, len(edge), kp, kl, vp, vl)
-                else:
-                    # k < edge <=> k <= edge[:MAX_KEY] for keys of <= MAX_KEY.
-                    cut = edge[: _b.MAX_KEY]
-                    rc = seek(cur, _b.SEEK_GE, cut, len(cut), kp, kl, vp, vl)
-                    if rc != _b.OK or ffi.unpack(outs.kpc[0], kl[0]) != cut:
-                        rc = seek(cur, _b.SEEK_LT, cut, len(cut), kp, kl, vp, vl)
-                bound = start
-                direction = -1
-            if rc == _b.NOTFOUND:
-                return []
-            if rc != _b.OK:
-                self._fail(rc, "scan failed", table)
-            bound_p = _b.NULL if bound is None else bound
-            bound_len = 0 if bound is None else len(bound)
-            n, used = outs.n, outs.used
-            while True:
-                rc = lib.rp_cursor_batch(
-                    cur,
-                    direction,
-                    flags,
-                    bound_p,
-                    bound_len,
-                    sb.buf,
-                    sb.size,
-                    max_items,
-                    n,
-                    used,
-                )
-                if rc == _b.NOTFOUND:
-                    return []
-                if rc != _b.OK:
-                    self._fail(rc, "scan failed", table)
-                count = int(n[0])
-                if count:
-                    return (decode or _b.unpackb)(ffi.buffer(sb.buf, used[0]))  # type: ignore[no-any-return]
-                if int(used[0]) <= sb.size:  # pragma: no cover - engine contract
-                    return []
-                sb.grow(int(used[0]))
-        finally:
-            lib.rp_cursor_close(cur)
+        # The native iterator (csrc/py/storage.c: ScanIter) reads a batch per
+        # refill, with no cursor held between: no Python code runs per item.
+        return self._scan_iter(table, name, start, stop, reverse, decode)
 
     def scan_filter(self, table: str, program: BytesLike) -> list[tuple[bytes, bytes]]:
         """``(key, value)`` pairs of ``table`` in key order whose value a

@@ -32,9 +32,10 @@
  *   iter_objects / make_object / manage
  *                 build managed objects: cls.__new__(cls) with ModelBase's
  *                 fields set.
- *   EnvCore, TxnBase, ReadTxn, WriteTxn, bind_engine
+ *   EnvCore, TxnBase, ReadTxn, WriteTxn, ScanIter, bind_engine
  *                 the storage layer's hot paths (storage.c): read(), get,
- *                 put, delete, end and commit cross into the engine once.
+ *                 put, delete, scan steps, end and commit cross into the
+ *                 engine once.
  *
  * The code is split by concept into objects.c, record.c, modelinit.c and
  * bulk.c (csrc/py/native.h says what each holds and what they share); this
@@ -162,6 +163,7 @@ PyMODINIT_FUNC PyInit__native(void) {
         || add_type(m, &TxnBase_Type, &txnbase_spec, "TxnBase")
         || add_sub(m, &ReadTxn_Type, &readtxn_spec, TxnBase_Type, "ReadTxn")
         || add_sub(m, &WriteTxn_Type, &writetxn_spec, TxnBase_Type, "WriteTxn")
+        || add_type(m, &ScanIter_Type, &scaniter_spec, "ScanIter")
         || storage_init())
         goto fail;
     PyObject *types = PyImport_ImportModule("types");

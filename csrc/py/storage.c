@@ -13,6 +13,11 @@
  *   ReadTxn    base of storage.Snapshot: end() (also __exit__), __enter__,
  *              latest_version().
  *   WriteTxn   base of storage.WriteTransaction: put(), delete(), _commit().
+ *   ScanIter   the iterator of scan()/scan_msgpack(): each refill opens a
+ *              cursor, seeks past the last key it yielded, copies a batch
+ *              (rp_cursor_batch) and closes it, so an abandoned iterator
+ *              pins nothing; the items of a batch are handed out one per
+ *              next() with no Python code in between.
  *
  * ONE ENGINE PER PROCESS.  The engine (csrc, the *.c files) is compiled into
  * realmpy._engine (cffi) only.  This module does not link it: storage.py
@@ -46,6 +51,7 @@
 
 #include "native.h"
 
+#include "msgpack.h"
 #include "realmpy.h"
 
 /* ---- the engine functions, bound at run time -------------------------------------------- */
@@ -63,7 +69,13 @@
                     size_t *))                                                          \
     X(rp_put, int, (rp_txn *, const char *, size_t, const void *, size_t, const void *,  \
                     size_t))                                                            \
-    X(rp_del, int, (rp_txn *, const char *, size_t, const void *, size_t))
+    X(rp_del, int, (rp_txn *, const char *, size_t, const void *, size_t))                \
+    X(rp_cursor_open, int, (rp_txn *, const char *, size_t, rp_cursor **))               \
+    X(rp_cursor_close, void, (rp_cursor *))                                              \
+    X(rp_cursor_seek, int, (rp_cursor *, int, const void *, size_t, const void **,       \
+                            size_t *, const void **, size_t *))                          \
+    X(rp_cursor_batch, int, (rp_cursor *, int, unsigned, const void *, size_t, void *,   \
+                             size_t, size_t, size_t *, size_t *))
 
 #define FIELD(name, ret, params) ret(*name) params;
 static struct {
@@ -127,7 +139,7 @@ typedef struct {
     PyObject *pointer;  /* cached cffi pointer (make_pointer), or NULL      */
 } Txn;
 
-PyObject *EnvCore_Type, *TxnBase_Type, *ReadTxn_Type, *WriteTxn_Type;
+PyObject *EnvCore_Type, *TxnBase_Type, *ReadTxn_Type, *WriteTxn_Type, *ScanIter_Type;
 
 /* ---- errors ------------------------------------------------------------------------------ */
 
@@ -591,6 +603,8 @@ static PyGetSetDef txn_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+static PyObject *txn_scan_iter(PyObject *self_, PyObject *const *args, Py_ssize_t nargs);
+
 static PyMethodDef txn_methods[] = {
     {"get", (PyCFunction)(void (*)(void))txn_get, METH_FASTCALL,
      "get(table, key): the value stored under key in table, or None."},
@@ -599,6 +613,7 @@ static PyMethodDef txn_methods[] = {
     {"_end", txn_end_as, METH_O, NULL},
     {"_handle", txn_handle, METH_NOARGS, NULL},
     {"_set_shared", txn_set_shared, METH_NOARGS, NULL},
+    {"_scan_iter", (PyCFunction)(void (*)(void))txn_scan_iter, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -621,6 +636,280 @@ PyType_Spec txnbase_spec = {
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     txn_slots,
 };
+
+/* ---- ScanIter ------------------------------------------------------------------------------ */
+
+#define FIRST_BATCH_ITEMS 16       /* a scan that stops early copies little */
+#define MAX_BATCH_ITEMS (1 << 16)  /* batches grow 8x up to this            */
+#define FIRST_BATCH_BYTES (16 << 10)
+#define MAX_BATCH_BYTES (1 << 20)
+
+typedef struct {
+    PyObject_HEAD
+    Txn *txn;
+    PyObject *table;  /* as given (for errors)                             */
+    PyObject *name;   /* encoded table name                                */
+    PyObject *start;  /* bytes or NULL: keys >= start                      */
+    PyObject *stop;   /* bytes or NULL: keys < stop                        */
+    PyObject *decode; /* NULL: values as bytes; else decode(batch) -> flat */
+    PyObject *last;   /* the last key handed out, or NULL                  */
+    PyObject *items;  /* [k0, v0, k1, v1, ...] of the current batch        */
+    Py_ssize_t pos;
+    Py_ssize_t max_items;
+    int reverse, done;
+    char *buf;
+    size_t size;
+} ScanIter;
+
+/* A batch of plain values as [k0, v0, ...]: the engine's msgpack array of
+ * bin strings, read here (no msgpack library call, no buffer object). */
+static PyObject *bins_to_list(const uint8_t *p, const uint8_t *e) {
+    uint64_t count;
+    p = rp_mp_array(p, e, &count);
+    if (p == NULL || count > (uint64_t)(e - p)) goto bad;
+    PyObject *list = PyList_New((Py_ssize_t)count);
+    if (list == NULL) return NULL;
+    for (uint64_t i = 0; i < count; i++) {
+        unsigned tag = p < e ? *p : 0;
+        if (tag < RP_MP_BIN8 || tag > RP_MP_BIN32) break;
+        unsigned w = rp_mp_after_tag(tag);
+        if ((size_t)(e - p) < 1 + w) break;
+        uint64_t len = rp_mp_be(p + 1, w);
+        p += 1 + w;
+        if (len > (uint64_t)(e - p)) break;
+        PyObject *b = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)len);
+        if (b == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SetItem(list, (Py_ssize_t)i, b);
+        p += len;
+        if (i + 1 == count) return list;
+    }
+    Py_DECREF(list);
+bad:
+    PyErr_SetString(PyExc_SystemError, "rp_cursor_batch: malformed batch");
+    return NULL;
+}
+
+/* Position cur where the next batch starts (the logic of storage.py's
+ * scan bounds: keys are 1..RP_MAX_KEY bytes, so a bound longer than that
+ * is replaced by its prefix with the right strictness).  *flags loses
+ * RP_BATCH_CURRENT when the entry found must be skipped. */
+static int scan_seek(ScanIter *it, rp_cursor *cur, unsigned *flags) {
+    const void *k, *v;
+    size_t kl, vl;
+    char *p;
+    Py_ssize_t n;
+    if (!it->reverse) {
+        PyObject *key = it->last != NULL ? it->last : it->start;
+        int exclusive = it->last != NULL;
+        if (key == NULL) return E.rp_cursor_seek(cur, RP_SEEK_FIRST, NULL, 0, &k, &kl, &v, &vl);
+        if (PyBytes_AsStringAndSize(key, &p, &n)) return -1000;
+        if (n > RP_MAX_KEY) { /* k >= start <=> k > start[:MAX_KEY] */
+            n = RP_MAX_KEY;
+            exclusive = 1;
+        }
+        int rc = E.rp_cursor_seek(cur, RP_SEEK_GE, p, (size_t)n, &k, &kl, &v, &vl);
+        if (exclusive && rc == 0 && kl == (size_t)n && memcmp(k, p, kl) == 0)
+            *flags &= ~(unsigned)RP_BATCH_CURRENT;
+        return rc;
+    }
+    PyObject *edge = it->last != NULL ? it->last : it->stop;
+    if (edge == NULL) return E.rp_cursor_seek(cur, RP_SEEK_LAST, NULL, 0, &k, &kl, &v, &vl);
+    if (PyBytes_AsStringAndSize(edge, &p, &n)) return -1000;
+    if (n <= RP_MAX_KEY) return E.rp_cursor_seek(cur, RP_SEEK_LT, p, (size_t)n, &k, &kl, &v, &vl);
+    /* k < edge <=> k <= edge[:MAX_KEY] for keys of <= MAX_KEY bytes */
+    int rc = E.rp_cursor_seek(cur, RP_SEEK_GE, p, RP_MAX_KEY, &k, &kl, &v, &vl);
+    if (rc == 0 && kl == RP_MAX_KEY && memcmp(k, p, kl) == 0) return rc;
+    return E.rp_cursor_seek(cur, RP_SEEK_LT, p, RP_MAX_KEY, &k, &kl, &v, &vl);
+}
+
+/* Read the next batch into it->items; 0 (items may be empty: the end), or
+ * -1 with an exception. */
+static int scan_refill(ScanIter *it) {
+    Txn *t = it->txn;
+    CHECK_OWNER(t, -1);
+    char *np;
+    Py_ssize_t nn;
+    if (PyBytes_AsStringAndSize(it->name, &np, &nn)) return -1;
+    rp_cursor *cur;
+    int rc = E.rp_cursor_open(t->txn, np, (size_t)nn, &cur);
+    if (rc == RP_NOTFOUND) return 0;
+    if (rc != 0) goto fail;
+    unsigned flags = RP_BATCH_CURRENT | (it->decode != NULL ? RP_BATCH_RAW_VALUES : 0);
+    rc = scan_seek(it, cur, &flags);
+    if (rc == -1000) {
+        E.rp_cursor_close(cur);
+        return -1;
+    }
+    PyObject *bound = it->reverse ? it->start : it->stop;
+    char *bp = NULL;
+    Py_ssize_t bn = 0;
+    if (rc == 0 && bound != NULL && PyBytes_AsStringAndSize(bound, &bp, &bn)) {
+        E.rp_cursor_close(cur);
+        return -1;
+    }
+    size_t n = 0, used = 0;
+    while (rc == 0) {
+        if (it->buf == NULL) {
+            it->buf = PyMem_Malloc(it->size);
+            if (it->buf == NULL) {
+                E.rp_cursor_close(cur);
+                PyErr_NoMemory();
+                return -1;
+            }
+        }
+        rc = E.rp_cursor_batch(cur, it->reverse ? -1 : 1, flags, bp, (size_t)bn, it->buf,
+                               it->size, (size_t)it->max_items, &n, &used);
+        if (rc != 0 || n > 0 || used <= it->size) break;
+        PyMem_Free(it->buf); /* the next record needs more room */
+        it->buf = NULL;
+        it->size = used;
+    }
+    E.rp_cursor_close(cur);
+    if (rc == RP_NOTFOUND || (rc == 0 && n == 0)) return 0;
+    if (rc != 0) goto fail;
+    PyObject *items;
+    if (it->decode == NULL) {
+        items = bins_to_list((const uint8_t *)it->buf, (const uint8_t *)it->buf + used);
+    } else {
+        PyObject *batch = PyBytes_FromStringAndSize(it->buf, (Py_ssize_t)used);
+        if (batch == NULL) return -1;
+        items = PyObject_CallFunctionObjArgs(it->decode, batch, NULL);
+        Py_DECREF(batch);
+        if (items != NULL && (!PyList_Check(items) || PyList_Size(items) % 2)) {
+            Py_DECREF(items);
+            PyErr_SetString(PyExc_TypeError, "scan: the decoder must return a flat list of pairs");
+            items = NULL;
+        }
+    }
+    if (items == NULL) return -1;
+    XSETREF(it->items, items);
+    it->pos = 0;
+    Py_ssize_t len = PyList_Size(items);
+    if (len >= 2) {
+        PyObject *last = PyList_GetItem(items, len - 2);
+        Py_INCREF(last);
+        XSETREF(it->last, last);
+    }
+    if (it->max_items < MAX_BATCH_ITEMS) {
+        it->max_items *= 8;
+        if (it->size < MAX_BATCH_BYTES) { /* room for the bigger batches */
+            PyMem_Free(it->buf);
+            it->buf = NULL;
+            it->size = it->size * 8 < MAX_BATCH_BYTES ? it->size * 8 : MAX_BATCH_BYTES;
+        }
+    }
+    return 0;
+fail:
+    engine_error(rc, "scan failed", it->table, t->env->path);
+    return -1;
+}
+
+static PyObject *scan_next(PyObject *self_) {
+    ScanIter *it = (ScanIter *)self_;
+    if (it->items == NULL || it->pos >= PyList_Size(it->items)) {
+        if (it->done) return NULL;
+        Py_CLEAR(it->items);
+        if (scan_refill(it)) return NULL;
+        if (it->items == NULL || PyList_Size(it->items) == 0) {
+            it->done = 1;
+            Py_CLEAR(it->items);
+            return NULL;
+        }
+    }
+    PyObject *pair = PyTuple_Pack(2, PyList_GetItem(it->items, it->pos),
+                                  PyList_GetItem(it->items, it->pos + 1));
+    if (pair != NULL) it->pos += 2;
+    return pair;
+}
+
+static int scan_traverse(PyObject *self_, visitproc visit, void *arg) {
+    ScanIter *it = (ScanIter *)self_;
+    Py_VISIT(it->txn);
+    Py_VISIT(it->decode);
+    Py_VISIT(it->items);
+    Py_VISIT(Py_TYPE(self_));
+    return 0;
+}
+
+static int scan_clear(PyObject *self_) {
+    ScanIter *it = (ScanIter *)self_;
+    Py_CLEAR(it->txn);
+    Py_CLEAR(it->table);
+    Py_CLEAR(it->name);
+    Py_CLEAR(it->start);
+    Py_CLEAR(it->stop);
+    Py_CLEAR(it->decode);
+    Py_CLEAR(it->last);
+    Py_CLEAR(it->items);
+    return 0;
+}
+
+static void scan_dealloc(PyObject *self_) {
+    ScanIter *it = (ScanIter *)self_;
+    PyMem_Free(it->buf);
+    it->buf = NULL;
+    gc_dealloc(self_, scan_clear);
+}
+
+static PyType_Slot scan_slots[] = {
+    {Py_tp_doc, "The iterator of scan() / scan_msgpack() (csrc/py/storage.c)."},
+    {Py_tp_new, txn_new},
+    {Py_tp_dealloc, scan_dealloc},
+    {Py_tp_traverse, scan_traverse},
+    {Py_tp_clear, scan_clear},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, scan_next},
+    {0, NULL},
+};
+
+PyType_Spec scaniter_spec = {
+    "realmpy._native.ScanIter",
+    sizeof(ScanIter),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    scan_slots,
+};
+
+static PyObject *optional_bytes(PyObject *o) {
+    if (o == Py_None) return NULL;
+    Py_INCREF(o);
+    return o;
+}
+
+/* _scan_iter(table, name, start, stop, reverse, decode): the records of
+ * [start, stop) (None: unbounded), read lazily; storage.py checked the
+ * arguments (bytes or None; reverse a bool; decode None or callable). */
+static PyObject *txn_scan_iter(PyObject *self_, PyObject *const *args, Py_ssize_t nargs) {
+    Txn *t = (Txn *)self_;
+    CHECK_OWNER(t, NULL);
+    if (nargs_is(nargs, 6, "_scan_iter")) return NULL;
+    if (!PyBytes_Check(args[1]) || (args[2] != Py_None && !PyBytes_Check(args[2]))
+        || (args[3] != Py_None && !PyBytes_Check(args[3]))) {
+        PyErr_SetString(PyExc_TypeError, "_scan_iter: name, start and stop must be bytes");
+        return NULL;
+    }
+    int reverse = PyObject_IsTrue(args[4]);
+    if (reverse < 0) return NULL;
+    allocfunc alloc = (allocfunc)PyType_GetSlot((PyTypeObject *)ScanIter_Type, Py_tp_alloc);
+    ScanIter *it = (ScanIter *)alloc((PyTypeObject *)ScanIter_Type, 0);
+    if (it == NULL) return NULL;
+    Py_INCREF(t);
+    it->txn = t;
+    Py_INCREF(args[0]);
+    it->table = args[0];
+    Py_INCREF(args[1]);
+    it->name = args[1];
+    it->start = optional_bytes(args[2]);
+    it->stop = optional_bytes(args[3]);
+    it->decode = optional_bytes(args[5]);
+    it->reverse = reverse;
+    it->max_items = FIRST_BATCH_ITEMS;
+    it->size = FIRST_BATCH_BYTES;
+    return (PyObject *)it;
+}
 
 /* ---- ReadTxn ------------------------------------------------------------------------------- */
 
