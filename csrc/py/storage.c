@@ -766,6 +766,10 @@ static int scan_refill(ScanIter *it) {
         PyMem_Free(it->buf); /* the next record needs more room */
         it->buf = NULL;
         it->size = used;
+        /* The cursor was left on that record: the retry starts with it
+         * (without this an exclusive resume skipped every record that
+         * needed a bigger buffer). */
+        flags |= RP_BATCH_CURRENT;
     }
     E.rp_cursor_close(cur);
     if (rc == RP_NOTFOUND || (rc == 0 && n == 0)) return 0;
