@@ -117,19 +117,9 @@ static struct PyModuleDef sp_module = {
     NULL,
 };
 
-static int add_type(PyObject *m, PyObject **slot, PyType_Spec *spec, const char *name) {
-    *slot = PyType_FromSpec(spec);
-    if (*slot == NULL) return -1;
-    Py_INCREF(*slot);
-    if (PyModule_AddObject(m, name, *slot) < 0) {
-        Py_DECREF(*slot);
-        return -1;
-    }
-    return 0;
-}
-
-static int add_sub(PyObject *m, PyObject **slot, PyType_Spec *spec, PyObject *base,
-                   const char *name) {
+/* Make spec into a type (subclassing base, unless NULL) and export it. */
+static int add_type(PyObject *m, PyObject **slot, PyType_Spec *spec, PyObject *base,
+                    const char *name) {
     *slot = PyType_FromSpecWithBases(spec, base);
     if (*slot == NULL) return -1;
     Py_INCREF(*slot);
@@ -153,17 +143,17 @@ PyMODINIT_FUNC PyInit__native(void) {
         goto fail;
     empty_tuple = PyTuple_New(0);
     if (empty_tuple == NULL) goto fail;
-    if (add_type(m, &RealmState_Type, &rs_spec, "RealmState")
-        || add_type(m, &ModelBase_Type, &mb_spec, "ModelBase")
-        || add_type(m, &PropertyBase_Type, &pb_spec, "PropertyBase")
-        || add_type(m, &ObjectIter_Type, &oi_spec, "ObjectIter")
-        || add_type(m, &ModelInit_Type, &mi_spec, "ModelInit")
-        || add_type(m, &Record_Type, &rec_spec, "Record")
-        || add_type(m, &EnvCore_Type, &envcore_spec, "EnvCore")
-        || add_type(m, &TxnBase_Type, &txnbase_spec, "TxnBase")
-        || add_sub(m, &ReadTxn_Type, &readtxn_spec, TxnBase_Type, "ReadTxn")
-        || add_sub(m, &WriteTxn_Type, &writetxn_spec, TxnBase_Type, "WriteTxn")
-        || add_type(m, &ScanIter_Type, &scaniter_spec, "ScanIter")
+    if (add_type(m, &RealmState_Type, &rs_spec, NULL, "RealmState")
+        || add_type(m, &ModelBase_Type, &mb_spec, NULL, "ModelBase")
+        || add_type(m, &PropertyBase_Type, &pb_spec, NULL, "PropertyBase")
+        || add_type(m, &ObjectIter_Type, &oi_spec, NULL, "ObjectIter")
+        || add_type(m, &ModelInit_Type, &mi_spec, NULL, "ModelInit")
+        || add_type(m, &Record_Type, &rec_spec, NULL, "Record")
+        || add_type(m, &EnvCore_Type, &envcore_spec, NULL, "EnvCore")
+        || add_type(m, &TxnBase_Type, &txnbase_spec, NULL, "TxnBase")
+        || add_type(m, &ReadTxn_Type, &readtxn_spec, TxnBase_Type, "ReadTxn")
+        || add_type(m, &WriteTxn_Type, &writetxn_spec, TxnBase_Type, "WriteTxn")
+        || add_type(m, &ScanIter_Type, &scaniter_spec, NULL, "ScanIter")
         || storage_init())
         goto fail;
     PyObject *types = PyImport_ImportModule("types");

@@ -219,6 +219,41 @@ static int view(PyObject *bytes, char **p, Py_ssize_t *n) {
     return PyBytes_AsStringAndSize(bytes, p, n);
 }
 
+/* The arguments of a per-key call (get, put, delete), checked: the
+ * table's engine name and the key as bytes, held until key_call_done. */
+typedef struct {
+    PyObject *name, *key;
+    char *np, *kp;
+    Py_ssize_t nn, kn;
+} KeyCall;
+
+static int observe(Txn *t, PyObject *table, PyObject *key);
+
+static void key_call_done(KeyCall *c) {
+    Py_XDECREF(c->name);
+    Py_XDECREF(c->key);
+}
+
+/* Check a call fn(table, key, ...) of want arguments: the owner thread,
+ * the table name, the key; a write (observed) first tells the history
+ * observer.  0, or -1 with an exception (and nothing held). */
+static int key_call(Txn *t, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+                    const char *fn, int observed, KeyCall *c) {
+    c->name = c->key = NULL;
+    CHECK_OWNER(t, -1);
+    if (nargs_is(nargs, want, fn)) return -1;
+    c->name = table_name(t->env, args[0]);
+    if (c->name == NULL) return -1;
+    c->key = bytes_arg(args[1], "key");
+    if (c->key == NULL || view(c->name, &c->np, &c->nn) || view(c->key, &c->kp, &c->kn))
+        goto fail;
+    if (observed && observe(t, args[0], c->key)) goto fail;
+    return 0;
+fail:
+    key_call_done(c);
+    return -1;
+}
+
 /* ---- EnvCore ------------------------------------------------------------------------------- */
 
 static PyObject *closed_error(EnvCore *env, const char *what) {
@@ -449,27 +484,19 @@ static void park_or_abort(EnvCore *env, rp_txn *txn) {
 
 static PyObject *txn_get(PyObject *self_, PyObject *const *args, Py_ssize_t nargs) {
     Txn *t = (Txn *)self_;
-    CHECK_OWNER(t, NULL);
-    if (nargs_is(nargs, 2, "get")) return NULL;
-    PyObject *name = table_name(t->env, args[0]);
-    if (name == NULL) return NULL;
-    PyObject *key = bytes_arg(args[1], "key");
-    PyObject *result = NULL;
-    char *np, *kp;
-    Py_ssize_t nn, kn;
-    if (key == NULL || view(name, &np, &nn) || view(key, &kp, &kn)) goto done;
+    KeyCall c;
+    if (key_call(t, args, nargs, 2, "get", 0, &c)) return NULL;
     const void *val;
     size_t vlen;
-    int rc = E.rp_get(t->txn, np, (size_t)nn, kp, (size_t)kn, &val, &vlen);
+    PyObject *result = NULL;
+    int rc = E.rp_get(t->txn, c.np, (size_t)c.nn, c.kp, (size_t)c.kn, &val, &vlen);
     if (rc == 0)
         result = PyBytes_FromStringAndSize(val, (Py_ssize_t)vlen);
     else if (rc == RP_NOTFOUND)
         result = Py_NewRef(Py_None);
     else
         engine_error(rc, "get failed", args[0], t->env->path);
-done:
-    Py_DECREF(name);
-    Py_XDECREF(key);
+    key_call_done(&c);
     return result;
 }
 
@@ -974,15 +1001,22 @@ PyType_Spec readtxn_spec = {
 
 /* ---- WriteTxn ------------------------------------------------------------------------------ */
 
-/* Tell the history observer (if any) that table's key is about to change. */
+/* Tell the history observer (if any) that table's key is about to change.
+ * 0, or -1 with an exception (the observer's, or the transaction ended
+ * under it). */
 static int observe(Txn *t, PyObject *table, PyObject *key) {
     if (t->observer == Py_None) return 0;
     PyObject *keys = PyTuple_Pack(1, key);
     if (keys == NULL) return -1;
     PyObject *r = PyObject_CallMethodObjArgs((PyObject *)t, s_observe, table, keys, NULL);
     Py_DECREF(keys);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    if (t->txn == NULL) { /* the observer ended it */
+        t->mode = ENDED;
+        return not_owner(t);
+    }
+    return 0;
 }
 
 static int is_history_key(const char *np, Py_ssize_t nn, const char *kp, Py_ssize_t kn) {
@@ -991,64 +1025,37 @@ static int is_history_key(const char *np, Py_ssize_t nn, const char *kp, Py_ssiz
 
 static PyObject *wtxn_put(PyObject *self_, PyObject *const *args, Py_ssize_t nargs) {
     Txn *t = (Txn *)self_;
-    CHECK_OWNER(t, NULL);
-    if (nargs_is(nargs, 3, "put")) return NULL;
-    PyObject *name = table_name(t->env, args[0]);
-    if (name == NULL) return NULL;
-    PyObject *key = bytes_arg(args[1], "key");
-    PyObject *value = key == NULL ? NULL : bytes_arg(args[2], "value");
+    KeyCall c;
+    if (key_call(t, args, nargs, 3, "put", 0, &c)) return NULL;
     PyObject *result = NULL;
-    char *np, *kp, *vp;
-    Py_ssize_t nn, kn, vn;
-    if (value == NULL || observe(t, args[0], key)) goto done;
-    if (t->txn == NULL) { /* the observer ended it */
-        t->mode = ENDED;
-        not_owner(t);
-        goto done;
-    }
-    if (view(name, &np, &nn) || view(key, &kp, &kn) || view(value, &vp, &vn)) goto done;
-    int rc = E.rp_put(t->txn, np, (size_t)nn, kp, (size_t)kn, vp, (size_t)vn);
-    if (rc != 0) {
+    PyObject *value = bytes_arg(args[2], "value");
+    char *vp;
+    Py_ssize_t vn;
+    if (value == NULL || view(value, &vp, &vn) || observe(t, args[0], c.key)) goto done;
+    int rc = E.rp_put(t->txn, c.np, (size_t)c.nn, c.kp, (size_t)c.kn, vp, (size_t)vn);
+    if (rc != 0)
         engine_error(rc, "put failed", args[0], t->env->path);
-        goto done;
-    }
-    if (is_history_key(np, nn, kp, kn)) {
+    else if (is_history_key(c.np, c.nn, c.kp, c.kn))
         result = PyObject_CallMethodObjArgs(self_, s_history_written, NULL);
-        goto done;
-    }
-    result = Py_NewRef(Py_None);
+    else
+        result = Py_NewRef(Py_None);
 done:
-    Py_DECREF(name);
-    Py_XDECREF(key);
     Py_XDECREF(value);
+    key_call_done(&c);
     return result;
 }
 
 static PyObject *wtxn_delete(PyObject *self_, PyObject *const *args, Py_ssize_t nargs) {
     Txn *t = (Txn *)self_;
-    CHECK_OWNER(t, NULL);
-    if (nargs_is(nargs, 2, "delete")) return NULL;
-    PyObject *name = table_name(t->env, args[0]);
-    if (name == NULL) return NULL;
-    PyObject *key = bytes_arg(args[1], "key");
+    KeyCall c;
+    if (key_call(t, args, nargs, 2, "delete", 1, &c)) return NULL;
     PyObject *result = NULL;
-    char *np, *kp;
-    Py_ssize_t nn, kn;
-    if (key == NULL || observe(t, args[0], key)) goto done;
-    if (t->txn == NULL) {
-        t->mode = ENDED;
-        not_owner(t);
-        goto done;
-    }
-    if (view(name, &np, &nn) || view(key, &kp, &kn)) goto done;
-    int rc = E.rp_del(t->txn, np, (size_t)nn, kp, (size_t)kn);
+    int rc = E.rp_del(t->txn, c.np, (size_t)c.nn, c.kp, (size_t)c.kn);
     if (rc == 0 || rc == RP_NOTFOUND)
         result = PyBool_FromLong(rc == 0);
     else
         engine_error(rc, "delete failed", args[0], t->env->path);
-done:
-    Py_DECREF(name);
-    Py_XDECREF(key);
+    key_call_done(&c);
     return result;
 }
 

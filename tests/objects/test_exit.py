@@ -9,15 +9,14 @@ timeout only bounds the test (a hang fails it).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.exiting import exit_code
+
 ROOT = Path(__file__).resolve().parents[2]
-HANG_GUARD_S = 120
 
 CHILD = """
 import sys
@@ -49,10 +48,5 @@ def test_exit_with_a_listener_open(tmp_path: Path, ending: str) -> None:
     child = textwrap.dedent(CHILD).format(
         root=str(ROOT), path=str(tmp_path / "exit.realm"), end=end
     )
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", child], capture_output=True, text=True, timeout=HANG_GUARD_S
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the process hung at exit ({ending})")
-    assert done.returncode == code, done.stderr
+    status, stderr = exit_code(child, ending)
+    assert status == code, stderr

@@ -15,8 +15,6 @@ hang fails it), it asserts nothing about speed.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 import threading
 from pathlib import Path
@@ -25,9 +23,9 @@ import pytest
 
 from realmpy.errors import ClosedError
 from realmpy.storage import Environment
+from tests.exiting import HANG_GUARD_S, exit_code
 
 ROOT = Path(__file__).resolve().parents[2]
-HANG_GUARD_S = 120
 
 # A watcher thread (daemon) blocked in wait_for_change, as the notifier's
 # is; an object whose __del__ closes the environment, kept alive by the
@@ -79,13 +77,8 @@ def test_exit_with_a_thread_waiting_in_the_engine(tmp_path: Path, ending: str) -
     path = str(tmp_path / "exit.db")
     Environment(path).close()  # the file exists before the child opens it
     child = textwrap.dedent(CHILD).format(root=str(ROOT), path=path, end=end)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", child], capture_output=True, text=True, timeout=HANG_GUARD_S
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the process hung at exit ({ending})")
-    assert done.returncode == code, done.stderr
+    status, stderr = exit_code(child, ending)
+    assert status == code, stderr
     # The file is fine afterwards, and nobody is left registered on it.
     with Environment(path) as env, env.read() as snap:
         assert snap.tables() == []
