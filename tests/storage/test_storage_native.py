@@ -6,6 +6,7 @@ outlives the last reference to its environment."""
 from __future__ import annotations
 
 import gc
+import multiprocessing as mp
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]
@@ -88,3 +89,41 @@ def test_snapshot_outlives_the_last_reference_to_its_environment(db_path: str) -
     snap._env.close()  # this thread's snapshot ends with it
     with pytest.raises(TransactionError, match="closed with its environment"):
         snap.get("t", b"k")
+
+
+def _use_inherited_transactions(snap: Any, txn: Any, conn: Any) -> None:
+    """In a forked child: every native call on the parent's transactions."""
+    calls = {
+        "get": lambda: snap.get("t", b"k"),
+        "scan": lambda: list(snap.scan("t")),
+        "put": lambda: txn.put("t", b"k", b"child"),
+        "delete": lambda: txn.delete("t", b"k"),
+        "commit": txn.commit,
+    }
+    seen = {}
+    for name, call in calls.items():
+        try:
+            call()
+            seen[name] = "no error"
+        except BaseException as exc:
+            seen[name] = type(exc).__name__
+    conn.send(seen)
+
+
+def test_forked_child_cannot_use_inherited_transactions(db_path: str) -> None:
+    ctx = mp.get_context("fork")
+    with Environment(db_path) as env:
+        with env.write() as txn:
+            txn.put("t", b"k", b"v")
+        snap, txn = env.read(), env.write()
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=_use_inherited_transactions, args=(snap, txn, child))
+        p.start()
+        assert parent.poll(120)
+        assert set(parent.recv().values()) == {"ForkedError"}
+        p.join(120)
+        assert p.exitcode == 0
+        txn.put("t", b"k", b"parent")  # the parent's handles are unaffected
+        txn.commit()
+        assert snap.get("t", b"k") == b"v"
+        snap.end()
