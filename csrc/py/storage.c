@@ -20,9 +20,9 @@
  *              next() with no Python code in between.
  *
  * ONE ENGINE PER PROCESS.  The engine (csrc, the *.c files) is compiled into
- * realmpy._engine (cffi) only.  This module does not link it: storage.py
- * hands it the addresses of the few engine functions it calls
- * (bind_engine), taken from _engine with ffi.addressof, so both bindings
+ * realmpy._engine (cffi) only.  This module does not link it:
+ * realmpy/binding.py hands it the addresses of the few engine functions it
+ * calls (bind_engine), taken from _engine with ffi.addressof, so both bindings
  * call the same code with the same process-wide state (fork detection,
  * thread ids, fault injection).  A second copy of the engine here would
  * have its own.  The table type-checks every address against realmpy.h's
