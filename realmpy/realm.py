@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -593,6 +594,11 @@ class Realm(RealmState, Listenable):
         self.close()
 
     def __del__(self) -> None:
+        if sys.is_finalizing():
+            # CPython has stopped the daemon threads (the notifier's) where
+            # they stood, maybe holding a lock close() takes: leave the
+            # realm to the process's exit, which releases all it holds.
+            return
         try:
             if not self._closed and (threading.get_ident() == self._owner or self._any_thread):
                 self.close()

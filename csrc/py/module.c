@@ -32,6 +32,10 @@
  *   iter_objects / make_object / manage
  *                 build managed objects: cls.__new__(cls) with ModelBase's
  *                 fields set.
+ *   EnvCore, TxnBase, ReadTxn, WriteTxn, ScanIter, bind_engine
+ *                 the storage layer's hot paths (storage.c): read(), get,
+ *                 put, delete, scan steps, end and commit cross into the
+ *                 engine once.
  *
  * The code is split by concept into objects.c, record.c, modelinit.c and
  * bulk.c (csrc/py/native.h says what each holds and what they share); this
@@ -93,6 +97,9 @@ static PyMethodDef sp_methods[] = {
      "record(data, n, fill, decode, error): a Record of one stored record."},
     {"record_pairs", (PyCFunction)(void (*)(void))sp_record_pairs, METH_FASTCALL,
      "record_pairs(data, n, fill, decode, error): [(key, Record), ...] of a raw batch."},
+    {"bind_engine", (PyCFunction)(void (*)(void))sp_bind_engine, METH_FASTCALL,
+     "bind_engine(addresses, raise_error, as_bytes, make_pointer, TransactionError, "
+     "WrongThreadError): the engine functions storage.c calls (see storage.c)."},
     {"pack_keys", sp_pack_keys, METH_O,
      "pack_keys(keys): the keys as [u32 little-endian length][bytes]..."},
     {NULL, NULL, 0, NULL},
@@ -110,8 +117,10 @@ static struct PyModuleDef sp_module = {
     NULL,
 };
 
-static int add_type(PyObject *m, PyObject **slot, PyType_Spec *spec, const char *name) {
-    *slot = PyType_FromSpec(spec);
+/* Make spec into a type (subclassing base, unless NULL) and export it. */
+static int add_type(PyObject *m, PyObject **slot, PyType_Spec *spec, PyObject *base,
+                    const char *name) {
+    *slot = PyType_FromSpecWithBases(spec, base);
     if (*slot == NULL) return -1;
     Py_INCREF(*slot);
     if (PyModule_AddObject(m, name, *slot) < 0) {
@@ -134,12 +143,18 @@ PyMODINIT_FUNC PyInit__native(void) {
         goto fail;
     empty_tuple = PyTuple_New(0);
     if (empty_tuple == NULL) goto fail;
-    if (add_type(m, &RealmState_Type, &rs_spec, "RealmState")
-        || add_type(m, &ModelBase_Type, &mb_spec, "ModelBase")
-        || add_type(m, &PropertyBase_Type, &pb_spec, "PropertyBase")
-        || add_type(m, &ObjectIter_Type, &oi_spec, "ObjectIter")
-        || add_type(m, &ModelInit_Type, &mi_spec, "ModelInit")
-        || add_type(m, &Record_Type, &rec_spec, "Record"))
+    if (add_type(m, &RealmState_Type, &rs_spec, NULL, "RealmState")
+        || add_type(m, &ModelBase_Type, &mb_spec, NULL, "ModelBase")
+        || add_type(m, &PropertyBase_Type, &pb_spec, NULL, "PropertyBase")
+        || add_type(m, &ObjectIter_Type, &oi_spec, NULL, "ObjectIter")
+        || add_type(m, &ModelInit_Type, &mi_spec, NULL, "ModelInit")
+        || add_type(m, &Record_Type, &rec_spec, NULL, "Record")
+        || add_type(m, &EnvCore_Type, &envcore_spec, NULL, "EnvCore")
+        || add_type(m, &TxnBase_Type, &txnbase_spec, NULL, "TxnBase")
+        || add_type(m, &ReadTxn_Type, &readtxn_spec, TxnBase_Type, "ReadTxn")
+        || add_type(m, &WriteTxn_Type, &writetxn_spec, TxnBase_Type, "WriteTxn")
+        || add_type(m, &ScanIter_Type, &scaniter_spec, NULL, "ScanIter")
+        || storage_init())
         goto fail;
     PyObject *types = PyImport_ImportModule("types");
     if (types == NULL) goto fail;

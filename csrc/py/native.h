@@ -8,6 +8,9 @@
  *   modelinit.c  ModelInit: a model's generated __init__
  *   bulk.c       the bulk paths: key suffixes, rp_put_many/rp_get_many
  *                buffers, key encoders (keytags.h), rows packed to msgpack
+ *   storage.c    the storage layer's hot paths: EnvCore, TxnBase, ReadTxn,
+ *                WriteTxn (bases of storage.Environment, Snapshot and
+ *                WriteTransaction), ScanIter, calling the engine directly
  *
  * Everything runs with the GIL held (see module.c for the lifetime rules).
  */
@@ -25,12 +28,14 @@
 
 extern PyObject *RealmState_Type, *ModelBase_Type, *PropertyBase_Type, *ObjectIter_Type;
 extern PyObject *Record_Type, *ModelInit_Type;
+extern PyObject *EnvCore_Type, *TxnBase_Type, *ReadTxn_Type, *WriteTxn_Type, *ScanIter_Type;
 extern PyObject *method_type;               /* types.MethodType */
 extern PyObject *s_read_plain, *s_slow_get; /* interned method names */
 extern PyObject *empty_tuple;
 
 /* The types' specs, made into types by module.c. */
 extern PyType_Spec rs_spec, mb_spec, oi_spec, pb_spec, rec_spec, mi_spec;
+extern PyType_Spec envcore_spec, txnbase_spec, readtxn_spec, writetxn_spec, scaniter_spec;
 
 /* ---- ModelBase (objects.c) ------------------------------------------------------ */
 
@@ -156,5 +161,8 @@ PyObject *sp_unmanaged_dicts(PyObject *module, PyObject *objs);
 PyObject *sp_columns_ok(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *sp_rows_full(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *sp_pack_keys(PyObject *module, PyObject *keys);
+/* storage.c */
+PyObject *sp_bind_engine(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+int storage_init(void); /* its interned names: 0, or -1 with an exception */
 
 #endif
