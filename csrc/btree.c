@@ -1050,7 +1050,9 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
     if (!*n) return RP_NOTFOUND;
     rp_mp_put_array32(o, (uint32_t)(2 * *n));
     *used = pos;
-    return RP_OK;
+    /* The copies above may have read zeros the SIGBUS guard put in place of
+     * a truncated file's pages (sigbus.c). */
+    return rp_guard_faulted(c->txn->env) ? rp_guard_error(c->txn->env) : RP_OK;
 }
 
 int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,

@@ -49,7 +49,7 @@ const char *rp_strerror(int err) {
     case RP_CLOSED: return "the environment is closing";
     case RP_EXISTS: return "the target file already exists";
     case RP_TIMEOUT: return "timed out waiting for the write lock (another writer holds it)";
-    case RP_LOCK_CHANGED: return "the lock file was deleted, replaced or truncated while the database was open";
+    case RP_LOCK_CHANGED: return "the lock file was deleted, replaced, truncated or damaged while the database was open";
     default: break;
     }
     if (err > 0) return strerror(err);
@@ -184,7 +184,7 @@ static int recover(rp_env *env, rp_roots *roots) {
 }
 
 static void env_free(rp_env *env) {
-    if (env->map) munmap((void *)env->map, env->map_size);
+    if (env->map) rp_guard_unmap(env, (void *)env->map, env->map_size, RP_FAULT_DATA);
     rp_verified_free(env);
     if (env->fd >= 0) close(env->fd);
     rp_io_recorder_clear(env);
@@ -228,7 +228,10 @@ int rp_env_open(const char *path, unsigned flags, uint64_t max_size,
     void *m = mmap(NULL, env->map_size, PROT_READ, MAP_SHARED, env->fd, 0);
     if (m == MAP_FAILED) { int e = errno; env_free(env); return e; }
     env->map = m;
-    int rc = rp_verified_init(env);
+    /* Another program may truncate the file under us (sigbus.c). */
+    int rc = rp_guard_add(env, m, env->map_size, PROT_READ, RP_FAULT_DATA);
+    if (rc) { env_free(env); return rc; }
+    rc = rp_verified_init(env);
     if (rc) { env_free(env); return rc; }
 
     int first = 0;
@@ -265,7 +268,7 @@ int rp_env_close(rp_env *env) {
     if (env->fork_gen != atomic_load(&rp_fork_generation)) {
         /* A fork child: the shared state belongs to the parent.  Drop only
          * this process's mappings and descriptors. */
-        if (env->lk) munmap(env->lk, env->lk_size);
+        rp_guard_unmap(env, env->lk, env->lk_size, RP_FAULT_LOCK);
         if (env->lock_fd >= 0) close(env->lock_fd);
         free(env->pool);
         env_free(env);

@@ -276,6 +276,11 @@ static int lock_init(rp_env *env, int fd, unsigned max_readers) {
         if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)size) != 0) return lock_err(errno);
         m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (m == MAP_FAILED) return lock_err(errno);
+        int rc = rp_guard_add(env, m, size, PROT_READ | PROT_WRITE, RP_FAULT_LOCK);
+        if (rc != RP_OK) {
+            munmap(m, size);
+            return rc;
+        }
     }
     rp_lock_hdr *lk = m;
     memset(m, 0, size);
@@ -293,7 +298,7 @@ static int lock_init(rp_env *env, int fd, unsigned max_readers) {
     if (rc == 0) rc = pthread_mutex_init(&lk->wmutex.m, &ma);
     pthread_mutexattr_destroy(&ma);
     if (rc != 0) {
-        munmap(m, size);
+        rp_guard_unmap(env, m, size, RP_FAULT_LOCK);
         return rc;
     }
     atomic_store_explicit(&lk->version, 0, memory_order_relaxed);
@@ -457,6 +462,12 @@ int rp_lock_open(rp_env *env, unsigned max_readers, int *first) {
                     close(fd);
                     goto fail;
                 }
+                rc = rp_guard_add(env, m, size, PROT_READ | PROT_WRITE, RP_FAULT_LOCK);
+                if (rc != RP_OK) {
+                    munmap(m, size);
+                    close(fd);
+                    goto fail;
+                }
                 max_readers = mr;
                 env->lk = m;
                 env->lk_size = size;
@@ -504,7 +515,7 @@ int rp_lock_open(rp_env *env, unsigned max_readers, int *first) {
     env->pool = calloc(max_readers, sizeof *env->pool);
     if (env->pool == NULL) {
         rc = ENOMEM;
-        munmap(env->lk, env->lk_size);
+        rp_guard_unmap(env, env->lk, env->lk_size, RP_FAULT_LOCK);
         if (env->lock_fd >= 0) close(env->lock_fd);
         env->lk = NULL;
         env->slots = NULL;
@@ -560,7 +571,7 @@ void rp_lock_close(rp_env *env) {
         env->pool_len = 0;
         pthread_mutex_unlock(&env->local);
     }
-    munmap(env->lk, env->lk_size);
+    rp_guard_unmap(env, env->lk, env->lk_size, RP_FAULT_LOCK);
     if (env->lock_fd >= 0) close(env->lock_fd);   /* drops the OFD lock */
     env->lk = NULL;
     env->slots = NULL;
@@ -773,11 +784,29 @@ static int abandon(rp_env *env) {
     if ((uint64_t)a.st_size < env->lk_size &&
         ftruncate(env->lock_fd, (off_t)env->lk_size) != 0)
         return RP_LOCK_CHANGED;
+    if (atomic_load_explicit(&env->faulted, memory_order_seq_cst) & RP_FAULT_LOCK) {
+        /* Our header page is private zeros now (sigbus.c): the other
+         * processes and the next opener read the mark from the file. */
+        uint32_t mark = RP_LOCK_ABANDONED;
+        (void)!pwrite(env->lock_fd, &mark, sizeof mark, offsetof(rp_lock_hdr, ready));
+        return RP_LOCK_CHANGED;
+    }
     atomic_store_explicit(&env->lk->ready, RP_LOCK_ABANDONED, memory_order_seq_cst);
     return RP_LOCK_CHANGED;
 }
 
+int rp_lock_damaged(rp_env *env) {
+    int rc = rp_lock_check(env, 0);
+    if (rc != RP_OK || env->immutable) return rc != RP_OK ? rc : RP_LOCK_CHANGED;
+    return abandon(env);
+}
+
 int rp_lock_check(rp_env *env, int identity) {
+    /* A mapping lost pages to a truncation (sigbus.c): the lock file one is
+     * abandoned like a truncated file; the data file one is reported. */
+    unsigned faulted = atomic_load_explicit(&env->faulted, memory_order_seq_cst);
+    if (faulted & RP_FAULT_LOCK) return abandon(env);
+    if (faulted) return rp_guard_error(env);
     if (env->immutable) return RP_OK;
     struct stat a;
     if (identity) {
@@ -1018,10 +1047,10 @@ int rp_snapshot_begin(rp_env *env, rp_slot *slot, rp_roots *out) {
         if (atomic_load_explicit(&lk->version, memory_order_seq_cst) == v) break;
     }
     atomic_store_explicit(&slot->version, 0, memory_order_release);
-    /* Version 0 after ready: the lock file was truncated and extended back
-     * (rp_lock_check), not a damaged data file. */
-    return atomic_load_explicit(&lk->ready, memory_order_acquire) != 1 ? RP_LOCK_CHANGED
-                                                                       : RP_CORRUPT;
+    /* No version, or the ring does not hold the published one: the lock
+     * file's shared state is damaged (truncated, extended back, written
+     * over), never the data file's. */
+    return rp_lock_damaged(env);
 }
 
 void rp_snapshot_end(rp_slot *slot) {

@@ -333,6 +333,29 @@ def lock_truncated_in_use(ctx: LockCtx) -> Verdict:
             return ctx.use(env2, "b")
 
 
+def data_truncated_in_use(ctx: LockCtx) -> Verdict:
+    """The data file is truncated by another program while this process has
+    it mapped, with a snapshot open: the lost pages must give typed errors
+    (the SIGBUS guard, csrc/sigbus.c), never a crash or zeros as data."""
+    ctx.stage("open")
+    with Environment(ctx.path) as env:
+        verdict = ctx.use(env, "a")
+        if verdict[0] != INTACT:
+            return verdict
+        size = os.path.getsize(ctx.path)
+        pages = size // 4096
+        cut = ctx.rng.choice([0, 4096, 2 * 4096, pages // 2 * 4096, (pages - 1) * 4096])
+        with env.read() as snap:
+            os.truncate(ctx.path, cut)
+            ctx.after(f"data file truncated to {cut} of {size} bytes under a snapshot")
+            got = {t: dict(snap.scan(t)) for t in snap.tables()}
+            want = dict(ctx.base.expected)
+            want[LOCK_TABLE] = {k: b"v" for k in ctx.written}
+            if got != want:
+                return WRONG, "a snapshot read other data than the file held, without an error"
+        return ctx.use(env, "a")
+
+
 def second_then_first(ctx: LockCtx, env: Environment) -> Verdict:
     """After damage to a lock file in use: a second opener works or is
     refused with a typed error; either way the first handle goes on."""
@@ -451,6 +474,7 @@ LOCK_SCENARIOS: dict[str, tuple[str, LockScenario]] = {
     "lock.header-in-use": ("storage", lock_header_in_use),
     "lock.deleted-in-use": ("storage", lock_deleted_in_use),
     "lock.shared-state-in-use": ("storage", lock_shared_state_in_use),
+    "lock.data-truncated-in-use": ("storage", data_truncated_in_use),
 }
 
 
