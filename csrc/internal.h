@@ -154,6 +154,9 @@ struct rp_env {
                                         (sigbus.c); never cleared             */
     pthread_t        writer;         /* thread holding the write txn          */
     _Atomic int      has_writer;
+    pthread_mutex_t  wmutex_held;    /* the writer mutex's bytes as glibc left
+                                        them when we locked it (lock.c:
+                                        wmutex_repair); writer only           */
 
     /* integrity (verify.c, meta.c) */
     _Atomic uint64_t *verified;      /* per pgno: txnid whose checksum this

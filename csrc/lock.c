@@ -651,6 +651,7 @@ static void wlock_owner_check(rp_env *env, uint32_t *suspect) {
  * wlock_owner_check and rp_commit_in_doubt). */
 static void wlock_record(rp_env *env) {
     rp_lock_hdr *lk = env->lk;
+    memcpy(&env->wmutex_held, (const void *)&lk->wmutex.m, sizeof env->wmutex_held);
     atomic_store_explicit(&lk->writer_pid, (uint32_t)env->pid, memory_order_relaxed);
     atomic_store_explicit(&lk->writer_start, env->start_time, memory_order_relaxed);
     atomic_store_explicit(&lk->writer_tid, my_tid(), memory_order_release);
@@ -734,6 +735,49 @@ int rp_wlock_try(rp_env *env, int *owner_died) {
 void rp_wlock_consistent(rp_env *env) {
     assert(env != NULL && env->lk != NULL);
     pthread_mutex_consistent(&env->lk->wmutex.m);
+    /* It rewrote the owner field: that is the state to unlock from. */
+    memcpy(&env->wmutex_held, (const void *)&env->lk->wmutex.m, sizeof env->wmutex_held);
+}
+
+/* 1 if the lock file is known damaged: abandoned (rp_lock_check extends a
+ * truncated file back before marking it), no longer covering its mapping,
+ * or pages of it replaced by the SIGBUS guard. */
+static int lock_file_damaged(rp_env *env) {
+    if (atomic_load_explicit(&env->faulted, memory_order_seq_cst) & RP_FAULT_LOCK) return 1;
+    if (atomic_load_explicit(&env->lk->ready, memory_order_seq_cst) != 1) return 1;
+    struct stat a;
+    return !env->immutable && fstat(env->lock_fd, &a) == 0 && (uint64_t)a.st_size < env->lk_size;
+}
+
+/* glibc keeps this thread's robust-list links inside the robust mutex, in
+ * the lock file.  If another program changed the mutex's bytes while we
+ * held it (truncated the file: zeros once it is extended back or replaced
+ * by the SIGBUS guard; or wrote over it), pthread_mutex_unlock would follow
+ * garbage links (SIGSEGV) or, seeing no robust mutex, leave the thread's
+ * robust list pointing into memory that close unmaps (a SIGSEGV at this
+ * thread's next robust lock).  So before unlocking, put back the bytes
+ * glibc left at lock time (wlock_record, rp_wlock_consistent), with the
+ * waiters bit set so that any waiter is woken.  The links also change
+ * legitimately while we hold it if this thread locks and unlocks another
+ * robust mutex out of order (two environments written in one thread):
+ * links that differ alone are therefore restored only when the lock file
+ * is known to be damaged. */
+static void wmutex_repair(rp_env *env) {
+    pthread_mutex_t *m = &env->lk->wmutex.m;
+    const pthread_mutex_t *h = &env->wmutex_held;
+    pthread_mutex_t cur;
+    memcpy(&cur, (const void *)m, sizeof cur);
+    int fields = (cur.__data.__lock & ~FUTEX_WAITERS) != (h->__data.__lock & ~FUTEX_WAITERS)
+                 || cur.__data.__count != h->__data.__count
+                 || cur.__data.__owner != h->__data.__owner
+                 || cur.__data.__nusers != h->__data.__nusers
+                 || cur.__data.__kind != h->__data.__kind;
+    int links = cur.__data.__list.__prev != h->__data.__list.__prev
+                || cur.__data.__list.__next != h->__data.__list.__next;
+    if (!fields && !(links && lock_file_damaged(env))) return;
+    pthread_mutex_t fixed = *h;
+    fixed.__data.__lock = h->__data.__lock | (int)FUTEX_WAITERS;
+    memcpy((void *)m, &fixed, sizeof fixed);
 }
 
 void rp_wunlock(rp_env *env) {
@@ -742,6 +786,7 @@ void rp_wunlock(rp_env *env) {
     atomic_store_explicit(&lk->writer_tid, 0, memory_order_relaxed);
     atomic_store_explicit(&lk->writer_pid, 0, memory_order_relaxed);
     atomic_store_explicit(&lk->writer_start, 0, memory_order_relaxed);
+    wmutex_repair(env);
     pthread_mutex_unlock(&lk->wmutex.m);
 }
 

@@ -78,10 +78,12 @@
  *     or opened, so a fault can never race with the removal of its range.
  *
  * Lock file mappings that faulted are not unmapped at close (rp_guard_unmap):
- * if a thread held the robust writer mutex when its page was replaced,
- * glibc's per-thread robust list still points into that page, and a later
- * robust lock would write through the pointer.  Such a mapping (the size of
- * the lock file, once per broken environment) stays allocated.
+ * glibc's per-thread robust list may point into the writer mutex's page (a
+ * thread held it when the page was replaced; lock.c's wmutex_repair puts the
+ * links back before unlocking, but cannot know of every robust mutex a
+ * thread holds), and a later robust lock would write through the pointer.
+ * Such a mapping (the size of the lock file, once per broken environment)
+ * stays allocated as private memory.
  *
  * Under AddressSanitizer: ASan installs its own SIGBUS handler before main
  * (handle_sigbus=1); ours replaces it and chains to it for faults outside
@@ -275,8 +277,15 @@ void rp_guard_remove(const void *addr) {
 void rp_guard_unmap(rp_env *env, void *addr, size_t len, unsigned bit) {
     if (addr == NULL) return;
     rp_guard_remove(addr);
-    /* A faulted lock mapping stays: see "Lock file mappings" above. */
-    if ((bit & RP_FAULT_LOCK) && (atomic_load(&env->faulted) & RP_FAULT_LOCK)) return;
+    /* A faulted lock mapping stays, as private memory: see "Lock file
+     * mappings" above.  Its pages before the fault still map the file;
+     * replacing them drops the mapping's reference to the open file, which
+     * would otherwise keep this process's OFD lock (lock.c) after close and
+     * stop the next first opener from rebuilding the lock file. */
+    if ((bit & RP_FAULT_LOCK) && (atomic_load(&env->faulted) & RP_FAULT_LOCK) &&
+        mmap(addr, len, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) != MAP_FAILED)
+        return;
     munmap(addr, len);
 }
 
