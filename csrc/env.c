@@ -263,6 +263,23 @@ int rp_env_open(const char *path, unsigned flags, uint64_t max_size,
     return RP_OK;
 }
 
+/* Durability "none" (RP_NOSYNC): its commits are never synced, so none
+ * carries the acknowledged mark, and damage to the newest one falls back
+ * silently (docs/integrity.md).  A clean close narrows that window to the
+ * commits made since the last clean close: one sync, then the newest
+ * version is marked acknowledged (rp_meta_settle), and damage to it is
+ * reported from then on like damage to a durable commit.  Done in a write
+ * transaction, so that a dead writer is settled first and no commit races
+ * the mark; skipped when another writer holds the lock (its own commit or
+ * close comes later) or the env cannot write. */
+static void settle_nosync(rp_env *env) {
+    if (!(env->flags & RP_NOSYNC) || (env->flags & RP_RDONLY) || env->immutable) return;
+    rp_txn *txn = NULL;
+    if (rp_txn_begin_timed(env, RP_TXN_WRITE, 0, &txn) != RP_OK) return;
+    (void)rp_meta_settle(env, &txn->roots);
+    rp_txn_abort(txn);
+}
+
 int rp_env_close(rp_env *env) {
     if (!env) return RP_INVALID;
     if (env->fork_gen != atomic_load(&rp_fork_generation)) {
@@ -278,6 +295,7 @@ int rp_env_close(rp_env *env) {
     unsigned open_txns = env->ntxns;
     pthread_mutex_unlock(&env->local);
     if (open_txns) return RP_BUSY;
+    settle_nosync(env);
     rp_lock_interrupt(env);
     while (atomic_load(&env->nwaiting)) sched_yield();   /* waiters return at once */
     rp_lock_close(env);

@@ -384,5 +384,10 @@ int rp_meta_check(rp_env *env);
 /* Write, sync and acknowledge roots as a new durable version (creation,
  * salvage). */
 int rp_meta_commit(rp_env *env, const rp_roots *roots);
+/* Durability "none" at a clean close: unless both copies of latest's
+ * record already carry ACKED, sync the file and rewrite them with
+ * SYNCED|ACKED.  Under the writer mutex, latest being the newest published
+ * version. */
+int rp_meta_settle(rp_env *env, const rp_roots *latest);
 
 #endif /* REALMPY_TREE_H */
