@@ -414,6 +414,20 @@ static void meta_damage(void) {
     E(rp_env_close(env));
 }
 
+/* Commit t's even keys as in generation 0 again (a commit whose pages
+ * include leaves of t). */
+static void rewrite_even_keys(rp_env *env) {
+    rp_txn *w;
+    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+    static unsigned char v[256];
+    for (int i = 0; i < NKEYS; i += 2) {
+        char k[16];
+        size_t kl = keyof(i, k);
+        E(rp_put(w, "t", 1, k, kl, v, valof(i, 0, v)));
+    }
+    E(rp_txn_commit(w));
+}
+
 static void newest_commit_damaged(void) {
     char path[256];
     path_of(path, "newest");
@@ -423,15 +437,7 @@ static void newest_commit_damaged(void) {
      * rebuild with t's rewrite last. */
     rp_env *env;
     E(rp_env_open(path, 0, 0, 0, 0, &env));
-    rp_txn *w;
-    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
-    static unsigned char v[256];
-    for (int i = 0; i < NKEYS; i += 2) {
-        char k[16];
-        size_t kl = keyof(i, k);
-        E(rp_put(w, "t", 1, k, kl, v, valof(i, 0, v)));
-    }
-    E(rp_txn_commit(w));   /* version 5: t as in generation 1 again */
+    rewrite_even_keys(env);   /* version 5 */
     E(rp_env_close(env));
     uint64_t pg;
     size_t off;
@@ -460,15 +466,7 @@ static void nosync_newest_damaged(const char *path, int clean) {
     if (pid == 0) {
         rp_env *env;
         E(rp_env_open(path, RP_NOSYNC, 0, 0, 0, &env));
-        rp_txn *w;
-        E(rp_txn_begin(env, RP_TXN_WRITE, &w));
-        static unsigned char v[256];
-        for (int i = 0; i < NKEYS; i += 2) {
-            char k[16];
-            size_t kl = keyof(i, k);
-            E(rp_put(w, "t", 1, k, kl, v, valof(i, 0, v)));
-        }
-        E(rp_txn_commit(w));
+        rewrite_even_keys(env);
         if (clean) E(rp_env_close(env));
         _exit(0);
     }

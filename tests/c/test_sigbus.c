@@ -21,6 +21,7 @@
  */
 #include "internal.h"   /* first: it defines _GNU_SOURCE */
 #include "check.h"
+#include "child.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,12 +36,6 @@
 #include <unistd.h>
 
 static char dir[256];
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void path_of(char *buf, size_t len, const char *name, const char *suffix) {
     snprintf(buf, len, "%s/%s%s", dir, name, suffix);
@@ -99,27 +94,6 @@ static uint32_t lock_ready_in_file(const char *name) {
     CHECK(pread(fd, &ready, 4, offsetof(rp_lock_hdr, ready)) == 4, "lock file extended back");
     close(fd);
     return ready;
-}
-
-/* Exit status of a child (128 + signal if killed); killed after 20 s. */
-static int reap(pid_t pid) {
-    int st;
-    uint64_t deadline = now_ns() + 20000000000ull;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) break;
-        CHECK(r == 0 || errno == EINTR, "waitpid");
-        if (now_ns() > deadline) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return 255;
-        }
-        struct timespec ts = { 0, 2000000 };
-        nanosleep(&ts, NULL);
-    }
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-    return -1;
 }
 
 /* ---- the lock file ---------------------------------------------------------- */
@@ -319,7 +293,7 @@ static void test_other_process(const char *suffix, int want) {
     CHECK(read(up[0], &c, 1) == 1, "child ready");
     cut(name, suffix, *suffix ? 0 : 2 * RP_PAGE_SIZE);
     CHECK(write(go[1], &c, 1) == 1, "go");
-    int st = reap(pid);
+    int st = test_reap(pid);
     if (st != 0) fprintf(stderr, "child status %d\n", st);
     CHECK(st == 0, "the child got typed errors, no crash, no wrong data");
     close(up[0]); close(up[1]); close(go[0]); close(go[1]);
@@ -396,7 +370,7 @@ int main(void) {
             if (strcmp(only, tests[i].name) == 0) tests[i].fn();
             continue;
         }
-        uint64_t t0 = now_ns();
+        uint64_t t0 = test_now_ns();
         fflush(stdout);
         pid_t pid = fork();
         CHECK(pid >= 0, "fork");
@@ -405,9 +379,9 @@ int main(void) {
             fflush(stdout);
             _exit(0);
         }
-        int st = reap(pid);
+        int st = test_reap(pid);
         printf("%-16s %s (%.1f ms)\n", tests[i].name, st == 0 ? "ok" : "FAILED",
-               (double)(now_ns() - t0) / 1e6);
+               (double)(test_now_ns() - t0) / 1e6);
         if (st != 0) {
             fprintf(stderr, "%s: child exit status %d\n", tests[i].name, st);
             failed = 1;
