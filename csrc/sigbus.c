@@ -25,8 +25,10 @@
  * transaction call (rp_env_usable), after a snapshot is pinned (read_begin:
  * a pin written into private memory protects nothing), before a commit
  * writes (rp_lock_check), whenever a page fails its header or checksum
- * check (so the error names the cause, not "checksum mismatch"), and after
- * the batch copies of values (rp_get_many, rp_cursor_batch/filter/join).
+ * check (so the error names the cause, not "checksum mismatch"), when an
+ * overflow run is read (rp_overflow_read touches its last page first), and
+ * after the batch copies of values (rp_get_many, rp_cursor_batch/filter/
+ * join).
  * What is left: a value handed out by pointer (rp_get, rp_cursor_step and
  * _seek) is copied by the caller after the call returned; a truncation
  * landing between the engine's checks of that page and the caller's copy

@@ -8,8 +8,8 @@
  *   - lock file truncated through the writer mutex while it is held: the
  *     unlock does not follow the cut robust-list links;
  *   - data file truncated under a snapshot and under a write transaction:
- *     RP_CORRUPT naming the cause, never zeros handed out as data, no
- *     commit;
+ *     RP_CORRUPT naming the cause, never zeros handed out as data (also
+ *     inside an overflow run verified before), no commit;
  *   - the same with the truncation done by another process while a child
  *     holds the file open;
  *   - a SIGBUS outside our mappings (or sent with kill) still reaches the
@@ -234,6 +234,37 @@ static void test_data_read(void) {
     CHECK(strstr(rp_corrupt_detail(), "truncated") != NULL, "and says so");
 }
 
+/* Truncated inside an overflow run that this process verified already (so
+ * it is not hashed again): the lost tail must be an error, not zeros for
+ * the caller's copy. */
+static void test_data_overflow(void) {
+    rp_env *a = open_env("dov");
+    fill(a, 100);
+    static char big[30000];
+    memset(big, 'b', sizeof big);
+    rp_txn *w;
+    E(rp_txn_begin(a, RP_TXN_WRITE, &w));
+    E(rp_put(w, "t", 1, "big", 3, big, sizeof big));
+    E(rp_txn_commit(w));
+    /* Copy the leaf holding "big" again: it moves to a page freed earlier,
+     * below the run, so a cut inside the run leaves the path to it. */
+    E(rp_txn_begin(a, RP_TXN_WRITE, &w));
+    E(rp_put(w, "t", 1, "a", 1, "x", 1));
+    E(rp_txn_commit(w));
+    rp_txn *r;
+    E(rp_txn_begin(a, 0, &r));
+    const void *v;
+    size_t vl;
+    E(rp_get(r, "t", 1, "big", 3, &v, &vl));          /* verified and cached */
+    CHECK(vl == sizeof big && memcmp(v, big, vl) == 0, "the value");
+    uint64_t first = (uint64_t)((const uint8_t *)v - a->map) / RP_PAGE_SIZE;
+    cut("dov", "", (off_t)((first + 2) * RP_PAGE_SIZE));
+    int rc = rp_get(r, "t", 1, "big", 3, &v, &vl);
+    CHECK(rc == RP_CORRUPT && mentions_truncation(), "the lost tail is reported");
+    rp_txn_abort(r);
+    E(rp_env_close(a));
+}
+
 /* Truncated under a write transaction that copies a lost page: no commit. */
 static void test_data_write(void) {
     rp_env *a = open_env("dw");
@@ -358,6 +389,7 @@ int main(void) {
         { "lock_snapshot", test_lock_live_snapshot },
         { "lock_writer", test_lock_writer },
         { "data_read", test_data_read },
+        { "data_overflow", test_data_overflow },
         { "data_write", test_data_write },
         { "process_lock", test_other_process_lock },
         { "process_data", test_other_process_data },
