@@ -49,6 +49,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,9 @@ _Atomic unsigned rp_fork_generation;
  * rp_wlock): an owner recorded nowhere, or dead without the kernel saying
  * so, is recovered instead of waited on forever. */
 #define RP_WLOCK_CHECK_NS 500000000ull
+/* A snapshot that finds the published version missing from the ring
+ * retries this often (yielding) before calling the lock file damaged. */
+#define RP_RING_STUCK_TRIES 1000
 /* rp_lock_wait sleeps at most this long between checks of the lock file
  * and of a dead writer's commit (rp_commit_in_doubt). */
 #define RP_WAIT_CHECK_NS 500000000ull
@@ -1077,7 +1081,7 @@ void rp_slot_put(rp_env *env, rp_slot *slot) {
 int rp_snapshot_begin(rp_env *env, rp_slot *slot, rp_roots *out) {
     assert(env != NULL && env->lk != NULL && slot != NULL && out != NULL);
     rp_lock_hdr *lk = env->lk;
-    for (;;) {
+    for (unsigned stuck = 0;;) {
         uint64_t v = atomic_load_explicit(&lk->version, memory_order_seq_cst);
         if (v == 0) break;             /* never published: not ready */
         /* Pin, then re-read (seq_cst store + load): a writer that scans the
@@ -1088,8 +1092,14 @@ int rp_snapshot_begin(rp_env *env, rp_slot *slot, rp_roots *out) {
         if (rp_ring_read(env, v, out) == RP_OK) return RP_OK;
         /* Entry v was overwritten: only a newer commit (>= v + RP_RING - 1
          * already published) does that.  If the version has not moved, the
-         * shared memory is inconsistent. */
-        if (atomic_load_explicit(&lk->version, memory_order_seq_cst) == v) break;
+         * shared memory is inconsistent -- unless the entry is being
+         * rewritten with the same roots right now (repair republishes the
+         * latest version after a writer died): give that writer a moment
+         * before declaring the lock file damaged. */
+        if (atomic_load_explicit(&lk->version, memory_order_seq_cst) == v) {
+            if (++stuck > RP_RING_STUCK_TRIES) break;
+            sched_yield();
+        }
     }
     atomic_store_explicit(&slot->version, 0, memory_order_release);
     /* No version, or the ring does not hold the published one: the lock
