@@ -40,6 +40,7 @@ import msgpack  # type: ignore[import-untyped,unused-ignore]
 
 import realmpy.query as _q
 from realmpy._engine import lib
+from realmpy.query.evaluate import _compare
 
 __all__ = ["MAX_FIELDS", "compile_filter"]
 
@@ -185,7 +186,7 @@ class _Compiler:
         # decide that here, with the Python evaluator's own comparison.
         missing = _UNKNOWN
         if slot < len(self.defaults) and type(self.defaults[slot]) in _PLAIN:
-            hit = _q._compare(op, self.defaults[slot], value, False, False)
+            hit = _compare(op, self.defaults[slot], value, False, False)
             missing = _TRUE if hit else _FALSE
         self._op(_CMP, 1)
         self.out += _cmp_header(_OPCODE[op], missing, slot)

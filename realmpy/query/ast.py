@@ -1,0 +1,262 @@
+"""The query language's syntax tree and vocabulary: nodes that render back
+to canonical query text with ``str()``, the aggregates, the size limits and
+the default resolver."""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final
+
+from realmpy.objectid import ObjectId
+
+Resolver = Callable[[Any, str], Any]
+"""``(value, name) -> next value`` along a key path; ``None`` if absent."""
+
+AGGREGATES: Final = frozenset(
+    {"@count", "@size", "@sum", "@avg", "@min", "@max", "@keys", "@values"}
+)
+_COLLECTION_AGGS: Final = frozenset({"@sum", "@avg", "@min", "@max"})
+
+_STRING_OPS: Final = frozenset({"BEGINSWITH", "ENDSWITH", "CONTAINS", "LIKE"})
+
+# Limits on what one query may ask for, so that parsing, compiling and
+# evaluating it take bounded time and stack whoever wrote it (a sync
+# subscription is written by a remote user).  Beyond them ``parse`` raises
+# QuerySyntaxError.  Nesting is counted in parentheses and NOT/! prefixes;
+# 64 keeps every recursive walk of the tree (evaluation, row-filter source,
+# the engine's filter program, str()) far from Python's recursion limit.
+MAX_QUERY_CHARS: Final = 65_536
+"""Longest query text, in characters."""
+MAX_QUERY_DEPTH: Final = 64
+"""Deepest nesting of parentheses and NOT."""
+MAX_QUERY_TERMS: Final = 1_000
+"""Most comparisons (and BETWEEN, TRUEPREDICATE, FALSEPREDICATE) in one query."""
+
+
+def default_resolver(value: Any, name: str) -> Any:
+    """Read ``name`` from a mapping (``None`` if absent) or an attribute."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
+class Node:
+    """Base of the syntax tree; ``str(node)`` is canonical query text."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Const(Node):
+    """A literal value."""
+
+    value: Any
+
+    def __str__(self) -> str:
+        return _render_value(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Arg(Node):
+    """``$index``: a positional argument supplied at evaluation."""
+
+    index: int
+
+    def __str__(self) -> str:
+        return f"${self.index}"
+
+
+@dataclass(frozen=True, slots=True)
+class Var(Node):
+    """``%name``: a named variable (e.g. ``%user.id``) supplied at evaluation."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"%{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPath(Node):
+    """``a.b.@count``: property names and aggregates from the record."""
+
+    parts: tuple[str, ...]
+
+    def __str__(self) -> str:
+        out = []
+        for i, p in enumerate(self.parts):
+            if _IDENT_RE.fullmatch(p) or p in AGGREGATES:
+                out.append(("." if i else "") + p)
+            else:
+                out.append(f"[{_render_value(p)}]")
+        return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class ListExpr(Node):
+    """``{a, b, c}``: a list literal (for ``IN``)."""
+
+    items: tuple[Node, ...]
+
+    def __str__(self) -> str:
+        return "{" + ", ".join(str(i) for i in self.items) + "}"
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison(Node):
+    """``[quantifier] left op[modifiers] right``."""
+
+    left: Node
+    op: str  # "==", "!=", "<", "<=", ">", ">=", "IN", or a string op
+    right: Node
+    quantifier: str | None = None  # "ANY", "ALL", "NONE" or None
+    case_insensitive: bool = False
+    diacritic_insensitive: bool = False
+
+    def __str__(self) -> str:
+        mods = ("c" if self.case_insensitive else "") + ("d" if self.diacritic_insensitive else "")
+        q = f"{self.quantifier} " if self.quantifier else ""
+        m = f"[{mods}]" if mods else ""
+        return f"{q}{self.left} {self.op}{m} {self.right}"
+
+
+@dataclass(frozen=True, slots=True)
+class Between(Node):
+    """``value BETWEEN {low, high}``, inclusive."""
+
+    value: Node
+    low: Node
+    high: Node
+    quantifier: str | None = None
+
+    def __str__(self) -> str:
+        q = f"{self.quantifier} " if self.quantifier else ""
+        return f"{q}{self.value} BETWEEN {{{self.low}, {self.high}}}"
+
+
+@dataclass(frozen=True, slots=True)
+class And(Node):
+    """All of ``items``."""
+
+    items: tuple[Node, ...]
+
+    def __str__(self) -> str:
+        return " AND ".join(_paren(i, (Or,)) for i in self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Or(Node):
+    """Any of ``items``."""
+
+    items: tuple[Node, ...]
+
+    def __str__(self) -> str:
+        return " OR ".join(str(i) for i in self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Not(Node):
+    """Negation."""
+
+    item: Node
+
+    def __str__(self) -> str:
+        return "NOT " + _paren(self.item, (And, Or, Not))
+
+
+@dataclass(frozen=True, slots=True)
+class TruePredicate(Node):
+    """``TRUEPREDICATE`` (``value=True``) or ``FALSEPREDICATE``."""
+
+    value: bool
+
+    def __str__(self) -> str:
+        return "TRUEPREDICATE" if self.value else "FALSEPREDICATE"
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """``SORT(path ASC, …)``: ``keys`` are (path, ascending) pairs."""
+
+    keys: tuple[tuple[KeyPath, bool], ...]
+
+    def __str__(self) -> str:
+        inner = ", ".join(f"{p} {'ASC' if a else 'DESC'}" for p, a in self.keys)
+        return f"SORT({inner})"
+
+
+@dataclass(frozen=True, slots=True)
+class Distinct:
+    """``DISTINCT(path, …)``: keep the first record of each value tuple."""
+
+    paths: tuple[KeyPath, ...]
+
+    def __str__(self) -> str:
+        return "DISTINCT(" + ", ".join(str(p) for p in self.paths) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """``LIMIT(n)``: keep the first n records."""
+
+    count: int
+
+    def __str__(self) -> str:
+        return f"LIMIT({self.count})"
+
+
+Descriptor = Sort | Distinct | Limit
+
+
+def _paren(node: Node, kinds: tuple[type, ...]) -> str:
+    return f"({node})" if isinstance(node, kinds) else str(node)
+
+
+_IDENT_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _render_value(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)  # inf and nan have no literal: pass them as $n
+    if isinstance(v, str):
+        return (
+            '"'
+            + v.replace("\\", "\\\\")
+            .replace('"', '\\"')
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+            .replace("\t", "\\t")
+            + '"'
+        )
+    if isinstance(v, bytes):
+        return 'B64"' + base64.b64encode(v).decode("ascii") + '"'
+    if isinstance(v, ObjectId):
+        return f"oid({v})"
+    if isinstance(v, uuid.UUID):
+        return f"uuid({v})"
+    if isinstance(v, Decimal):
+        return f"decimal128({v})"
+    if isinstance(v, _dt.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=_dt.timezone.utc)
+        delta = v - _EPOCH
+        seconds = delta.days * 86400 + delta.seconds
+        return f"T{seconds}:{delta.microseconds * 1000}"
+    raise TypeError(f"cannot render {type(v).__name__} as a query literal")
+
+
+_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)

@@ -1,0 +1,174 @@
+"""The tokenizer: query text to tokens, literals already converted to values."""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import re
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from realmpy.errors import QuerySyntaxError
+from realmpy.objectid import ObjectId
+from realmpy.query.ast import _EPOCH, AGGREGATES
+
+_UNSUPPORTED: Final = frozenset({"subquery", "geowithin"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    kind: str  # op, punct, ident, agg, str, num, lit, arg, var, mod, eof
+    value: Any
+    pos: int
+
+
+_TOKEN_RE: Final = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<date>\d{4}-\d{2}-\d{2}[@T]\d{2}:\d{2}:\d{2}(?::\d+)?)
+  | (?P<ts>T-?\d+:-?\d+)
+  | (?P<oid>oid\(\s*(?P<oidv>[0-9A-Fa-f]{24})\s*\))
+  | (?P<uuid>uuid\(\s*(?P<uuidv>[0-9A-Fa-f-]{32,36})\s*\))
+  | (?P<dec>decimal128\(\s*(?P<decv>[^)\s]*)\s*\))
+  | (?P<b64>B64"(?P<b64v>[A-Za-z0-9+/=]*)")
+  | (?P<num>-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
+  | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+  | (?P<arg>\$\d+)
+  | (?P<var>%[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_@][A-Za-z0-9_]*)*)
+  | (?P<mod>\[(?:c|d|cd|dc)\])
+  | (?P<op>==|!=|<>|<=|=<|>=|=>|&&|\|\||[=<>!])
+  | (?P<agg>@[A-Za-z]+)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<punct>[(){},.\[\]])
+    """,
+    re.VERBOSE,
+)
+
+_ESCAPES: Final = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "0": "\0",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+}
+
+
+def _unescape(body: str, pos: int, text: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        nxt = body[i + 1]
+        if nxt in _ESCAPES:
+            out.append(_ESCAPES[nxt])
+            i += 2
+        elif nxt == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", body[i + 2 : i + 6]):
+            out.append(chr(int(body[i + 2 : i + 6], 16)))
+            i += 6
+        else:
+            raise QuerySyntaxError(f"unknown escape '\\{nxt}'", text, pos + i + 1)
+    return "".join(out)
+
+
+def _tokenize(text: str) -> list[_Tok]:
+    toks: list[_Tok] = []
+    pos = 0
+    n = len(text)
+    while pos < n:
+        m = _TOKEN_RE.match(text, pos)
+        if m is None:
+            raise QuerySyntaxError(f"unexpected character {text[pos]!r}", text, pos)
+        kind = m.lastgroup
+        assert kind is not None
+        start = pos
+        pos = m.end()
+        if kind == "ws":
+            continue
+        raw = m.group(0)
+        value: Any
+        if kind == "num":
+            if re.fullmatch(r"-?\d+", raw):
+                try:
+                    value = int(raw)
+                except ValueError:  # more digits than int() converts
+                    raise QuerySyntaxError("integer literal too long", text, start) from None
+            else:
+                value = float(raw)
+            toks.append(_Tok("lit", value, start))
+        elif kind == "str":
+            toks.append(_Tok("lit", _unescape(raw[1:-1], start + 1, text), start))
+        elif kind == "date":
+            toks.append(_Tok("lit", _parse_date(raw, start, text), start))
+        elif kind == "ts":
+            secs, nanos = raw[1:].split(":")
+            value = _EPOCH + _dt.timedelta(seconds=int(secs), microseconds=int(nanos) // 1000)
+            toks.append(_Tok("lit", value, start))
+        elif kind == "oid":
+            toks.append(_Tok("lit", ObjectId(m.group("oidv")), start))
+        elif kind == "uuid":
+            try:
+                value = uuid.UUID(m.group("uuidv"))
+            except ValueError:
+                raise QuerySyntaxError("malformed uuid(...)", text, start) from None
+            toks.append(_Tok("lit", value, start))
+        elif kind == "dec":
+            try:
+                value = Decimal(m.group("decv"))
+            except InvalidOperation:
+                raise QuerySyntaxError("malformed decimal128(...)", text, start) from None
+            toks.append(_Tok("lit", value, start))
+        elif kind == "b64":
+            try:
+                value = base64.b64decode(m.group("b64v"), validate=True)
+            except ValueError:
+                raise QuerySyntaxError('malformed B64"..."', text, start) from None
+            toks.append(_Tok("lit", value, start))
+        elif kind == "arg":
+            toks.append(_Tok("arg", int(raw[1:]), start))
+        elif kind == "var":
+            toks.append(_Tok("var", raw[1:], start))
+        elif kind == "mod":
+            toks.append(_Tok("mod", raw[1:-1], start))
+        elif kind == "agg":
+            low = raw.lower()
+            if low not in AGGREGATES:
+                raise QuerySyntaxError(
+                    f"unknown aggregate {raw!r} (supported: " + ", ".join(sorted(AGGREGATES)) + ")",
+                    text,
+                    start,
+                )
+            toks.append(_Tok("agg", low, start))
+        else:
+            if kind == "ident" and raw.lower() in _UNSUPPORTED:
+                raise QuerySyntaxError(f"{raw.upper()} is not supported by realmpy", text, start)
+            toks.append(_Tok(kind, raw, start))
+    toks.append(_Tok("eof", None, n))
+    return toks
+
+
+def _parse_date(raw: str, pos: int, text: str) -> _dt.datetime:
+    date, _, clock = raw.replace("T", "@", 1).partition("@")
+    parts = clock.split(":")
+    nanos = int(parts[3]) if len(parts) == 4 else 0
+    try:
+        y, mo, d = (int(x) for x in date.split("-"))
+        when = _dt.datetime(
+            y,
+            mo,
+            d,
+            int(parts[0]),
+            int(parts[1]),
+            int(parts[2]),
+            tzinfo=_dt.timezone.utc,
+        )
+    except ValueError as exc:
+        raise QuerySyntaxError(f"invalid timestamp: {exc}", text, pos) from None
+    return when + _dt.timedelta(microseconds=nanos // 1000)
