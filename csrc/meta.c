@@ -107,6 +107,23 @@ static int slot_parse(const uint8_t *rec, unsigned parity, meta_rec *out) {
     return SLOT_VALID;
 }
 
+/* ---- roots from the lock file, checked against the data file -------------- */
+
+int rp_meta_disowns(rp_env *env, const rp_roots *r) {
+    /* pread, not the map: a truncated file must not fault here. */
+    uint64_t off[2];
+    copy_offsets(r->txnid, off);
+    for (int i = 0; i < 2; i++) {
+        uint8_t rec[RP_META_SIZE];
+        meta_rec m;
+        if (pread(env->fd, rec, sizeof rec, (off_t)off[i]) == (ssize_t)sizeof rec
+            && slot_parse(rec, (unsigned)(r->txnid % 2), &m) == SLOT_VALID
+            && m.r.txnid == r->txnid)
+            return memcmp(&m.r, r, sizeof *r) != 0;
+    }
+    return 0;   /* no record of that version left: cannot tell */
+}
+
 /* ---- durability "none": acknowledged at a clean close ---------------------- */
 
 int rp_meta_settle(rp_env *env, const rp_roots *latest) {

@@ -101,9 +101,15 @@ static int dirty_put(rp_txn *txn, uint64_t pgno, uint8_t *page, uint32_t npages)
 /* ---- page access ------------------------------------------------------------ */
 
 /* A committed page failed a check.  If the SIGBUS guard replaced pages of
- * the mapping meanwhile (sigbus.c), zeros are why: report that instead. */
-static int page_bad(const rp_env *env, uint64_t pgno, const char *what) {
-    return rp_guard_faulted(env) ? rp_guard_error(env) : rp_corrupt(pgno, what);
+ * the mapping meanwhile (sigbus.c), zeros are why; if a reader's roots,
+ * which come from the lock file's ring, disagree with the data file's own
+ * record of that version, the lock file is what is damaged.  Report that
+ * instead of blaming the data file. */
+static int page_bad(const rp_txn *txn, uint64_t pgno, const char *what) {
+    if (rp_guard_faulted(txn->env)) return rp_guard_error(txn->env);
+    if (!(txn->flags & RP_TXN_WRITE) && rp_meta_disowns(txn->env, &txn->roots))
+        return rp_lock_damaged(txn->env);
+    return rp_corrupt(pgno, what);
 }
 
 const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
@@ -121,13 +127,13 @@ const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
     uint64_t limit = (txn->flags & RP_TXN_WRITE) ? txn->txnid : txn->txnid + 1;
     if (pgno < RP_FIRST_DATA_PAGE || pgno >= txn->base_pages || txnid >= limit
         || txnid == 0) {
-        *err = page_bad(env, pgno, "reference out of range (page number or version)");
+        *err = page_bad(txn, pgno, "reference out of range (page number or version)");
         return NULL;
     }
     const uint8_t *p = env->map + pgno * RP_PAGE_SIZE;
     const rp_page_hdr *h = rp_hdr(p);
     if (h->pgno != pgno || h->txnid != txnid || !(h->flags & kinds)) {
-        *err = page_bad(env, pgno, h->pgno != pgno   ? "header names another page number"
+        *err = page_bad(txn, pgno, h->pgno != pgno   ? "header names another page number"
                                 : h->txnid != txnid ? "header names another version than its parent"
                                                     : "unexpected page type");
         return NULL;
@@ -135,16 +141,16 @@ const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
     if (h->flags & (P_BRANCH | P_LEAF)) {
         if (h->lower != RP_PAGE_HEADER + RP_SLOT_SIZE * (size_t)h->nkeys || h->upper < h->lower
             || h->upper > RP_PAGE_SIZE || (h->flags & P_BRANCH && !h->nkeys) || h->npages != 1) {
-            *err = page_bad(env, pgno, "bad page header (nkeys, lower, upper or npages)");
+            *err = page_bad(txn, pgno, "bad page header (nkeys, lower, upper or npages)");
             return NULL;
         }
     } else if (h->flags & P_OVERFLOW) {
         if (h->npages == 0 || h->npages > txn->base_pages - pgno) {
-            *err = page_bad(env, pgno, "overflow run beyond the used pages (npages)");
+            *err = page_bad(txn, pgno, "overflow run beyond the used pages (npages)");
             return NULL;
         }
     } else if (h->npages != 1) {
-        *err = page_bad(env, pgno, "bad page header (npages)");
+        *err = page_bad(txn, pgno, "bad page header (npages)");
         return NULL;
     }
     if (txn->verify != RP_VERIFY_OFF
@@ -642,6 +648,13 @@ static int read_begin(rp_env *env, rp_slot *slot, rp_roots *roots) {
     else if (rp_commit_marked(env) && rp_commit_in_doubt(env))
         rc = rp_resolve_commit(env);
     if (rc == RP_OK) rc = rp_snapshot_begin(env, slot, roots);
+    /* More pages than this env maps: another process grew the file beyond
+     * max_size (RP_MAP_FULL, below) -- or the ring's roots are garbage. */
+    if (rc == RP_OK && roots->pages_used * RP_PAGE_SIZE > env->map_size
+        && rp_meta_disowns(env, roots)) {
+        rp_snapshot_end(slot);
+        rc = rp_lock_damaged(env);
+    }
     /* Another program truncated the lock file (or the data file) and the
      * SIGBUS guard replaced lost pages with zeros (sigbus.c): the pin may
      * sit in private memory, protecting nothing, and the roots may be

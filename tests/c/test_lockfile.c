@@ -4,6 +4,8 @@
  *
  *   - a symlink or a hard link planted at <path>.lock is refused, its target
  *     untouched;
+ *   - garbage in the published version's ring entry: a lock-file error,
+ *     not a data-file one;
  *   - a bad max_readers field, a truncated, deleted or replaced lock file:
  *     typed errors, never SIGSEGV/SIGBUS, never two writers under two locks;
  *   - a forged owner in the writer mutex's word (dead thread, live foreign
@@ -163,6 +165,40 @@ static void test_bad_max_readers(void) {
         CHECK(rp_env_open(a->path, 0, 0, 0, 0, &b) == RP_INCOMPATIBLE_LOCK, "garbage refused");
     }
     refused_then_rebuilt(a, "mr", RP_INCOMPATIBLE_LOCK, "k2");
+}
+
+/* Garbage in the roots of the published version's ring entry, the data
+ * file intact: a lock-file error (abandoned, rebuilt by the next open),
+ * never RP_CORRUPT or RP_MAP_FULL blaming the data file. */
+static void test_ring_garbage(void) {
+    const struct { unsigned field; uint64_t value; } cases[] = {
+        { 1, 1ull << 40 },   /* pages_used: beyond the map */
+        { 1, 3 },            /* pages_used: too few for the catalog */
+        { 2, 12345 },        /* cat_pgno */
+        { 3, 999 },          /* cat_txnid */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rp_env *a = open_env("ring");
+        put_str(a, "k", "v");
+        uint64_t v = rp_env_version(a);
+        off_t off = (off_t)(offsetof(rp_lock_hdr, ring) + sizeof(rp_ring_entry) * (v % RP_RING)
+                            + offsetof(rp_ring_entry, f) + 8 * cases[i].field);
+        char p[512];
+        snprintf(p, sizeof p, "%s/ring.lock", dir);
+        int fd = open(p, O_RDWR);
+        CHECK(fd >= 0 && pwrite(fd, &cases[i].value, 8, off) == 8, "poke the ring");
+        close(fd);
+        rp_txn *t;
+        int rc = rp_txn_begin(a, 0, &t);
+        if (rc == RP_OK) {
+            const void *val;
+            size_t vl;
+            rc = rp_get(t, "t", 1, "k", 1, &val, &vl);
+            rp_txn_abort(t);
+        }
+        CHECK(rc == RP_LOCK_CHANGED, "a lock-file error");
+        refused_then_rebuilt(a, "ring", RP_LOCK_CHANGED, "k");
+    }
 }
 
 static void test_truncated(void) {
@@ -416,6 +452,7 @@ int main(void) {
         { "hardlink", test_hardlink },
         { "bad_max_readers", test_bad_max_readers },
         { "truncated", test_truncated },
+        { "ring_garbage", test_ring_garbage },
         { "forged_owner", test_forged_owner },
         { "read_only_dir", test_read_only_dir },
         { "dead_writer", test_dead_writer },
