@@ -634,7 +634,11 @@ static int write_begin(rp_env *env, rp_txn *txn, int64_t timeout_ms) {
     if (env->max_active && active > env->max_active) return RP_VERSION_LIMIT;
     txn->txnid = latest + 1;
     txn->base_pages = txn->roots.pages_used;
-    return freelist_load(txn);
+    rc = freelist_load(txn);
+    /* The roots come from the lock file's ring: if the data file's own
+     * record of that version says otherwise, the lock file is damaged. */
+    if (rc == RP_CORRUPT && rp_meta_disowns(env, &txn->roots)) rc = rp_lock_damaged(env);
+    return rc;
 }
 
 /* Begin a snapshot in slot: a dead writer's commit is resolved first, so

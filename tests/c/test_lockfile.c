@@ -176,6 +176,8 @@ static void test_ring_garbage(void) {
         { 1, 3 },            /* pages_used: too few for the catalog */
         { 2, 12345 },        /* cat_pgno */
         { 3, 999 },          /* cat_txnid */
+        { 4, 1ull << 40 },   /* free_pgno: the writer's free list */
+        { 6, 1 },            /* free_len */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rp_env *a = open_env("ring");
@@ -195,6 +197,10 @@ static void test_ring_garbage(void) {
             size_t vl;
             rc = rp_get(t, "t", 1, "k", 1, &val, &vl);
             rp_txn_abort(t);
+        }
+        if (rc == RP_OK) {   /* the reader's roots do not include the free list */
+            rc = rp_txn_begin(a, RP_TXN_WRITE, &t);
+            if (rc == RP_OK) rp_txn_abort(t);
         }
         CHECK(rc == RP_LOCK_CHANGED, "a lock-file error");
         refused_then_rebuilt(a, "ring", RP_LOCK_CHANGED, "k");
