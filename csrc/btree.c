@@ -63,6 +63,19 @@ const uint8_t *rp_overflow_read(rp_txn *txn, const uint8_t *e, int *err) {
         *err = rp_corrupt(pg, "overflow run of another length than its value needs");
         return NULL;
     }
+    if (ov && rp_hdr(ov)->npages > 1) {
+        /* A run verified earlier is not hashed again, so nothing here has
+         * touched its continuation pages; if another program truncated the
+         * file inside the run, the caller's copy would fault on them and
+         * the SIGBUS guard would hand it zeros.  Touch the last page (the
+         * file ends at one offset: if it is there, so are the others) and
+         * report a lost one now (sigbus.c). */
+        (void)*(volatile const uint8_t *)(ov + (size_t)rp_hdr(ov)->npages * RP_PAGE_SIZE - 1);
+        if (rp_guard_faulted(txn->env)) {
+            *err = rp_guard_error(txn->env);
+            return NULL;
+        }
+    }
     return ov;
 }
 
@@ -1078,7 +1091,9 @@ static int cursor_copy(rp_cursor *c, int dir, unsigned flags, const void *stop,
     if (!*n) return RP_NOTFOUND;
     rp_mp_put_array32(o, (uint32_t)(2 * *n));
     *used = pos;
-    return RP_OK;
+    /* The copies above may have read zeros the SIGBUS guard put in place of
+     * a truncated file's pages (sigbus.c). */
+    return rp_guard_faulted(c->txn->env) ? rp_guard_error(c->txn->env) : RP_OK;
 }
 
 int rp_cursor_batch(rp_cursor *c, int dir, unsigned flags, const void *stop,

@@ -49,7 +49,7 @@ const char *rp_strerror(int err) {
     case RP_CLOSED: return "the environment is closing";
     case RP_EXISTS: return "the target file already exists";
     case RP_TIMEOUT: return "timed out waiting for the write lock (another writer holds it)";
-    case RP_LOCK_CHANGED: return "the lock file was deleted, replaced or truncated while the database was open";
+    case RP_LOCK_CHANGED: return "the lock file was deleted, replaced, truncated or damaged while the database was open";
     default: break;
     }
     if (err > 0) return strerror(err);
@@ -184,7 +184,7 @@ static int recover(rp_env *env, rp_roots *roots) {
 }
 
 static void env_free(rp_env *env) {
-    if (env->map) munmap((void *)env->map, env->map_size);
+    if (env->map) rp_guard_unmap(env, (void *)env->map, env->map_size, RP_FAULT_DATA);
     rp_verified_free(env);
     if (env->fd >= 0) close(env->fd);
     rp_io_recorder_clear(env);
@@ -228,7 +228,10 @@ int rp_env_open(const char *path, unsigned flags, uint64_t max_size,
     void *m = mmap(NULL, env->map_size, PROT_READ, MAP_SHARED, env->fd, 0);
     if (m == MAP_FAILED) { int e = errno; env_free(env); return e; }
     env->map = m;
-    int rc = rp_verified_init(env);
+    /* Another program may truncate the file under us (sigbus.c). */
+    int rc = rp_guard_add(env, m, env->map_size, PROT_READ, RP_FAULT_DATA);
+    if (rc) { env_free(env); return rc; }
+    rc = rp_verified_init(env);
     if (rc) { env_free(env); return rc; }
 
     int first = 0;
@@ -260,12 +263,29 @@ int rp_env_open(const char *path, unsigned flags, uint64_t max_size,
     return RP_OK;
 }
 
+/* Durability "none" (RP_NOSYNC): its commits are never synced, so none
+ * carries the acknowledged mark, and damage to the newest one falls back
+ * silently (docs/integrity.md).  A clean close narrows that window to the
+ * commits made since the last clean close: one sync, then the newest
+ * version is marked acknowledged (rp_meta_settle), and damage to it is
+ * reported from then on like damage to a durable commit.  Done in a write
+ * transaction, so that a dead writer is settled first and no commit races
+ * the mark; skipped when another writer holds the lock (its own commit or
+ * close comes later) or the env cannot write. */
+static void settle_nosync(rp_env *env) {
+    if (!(env->flags & RP_NOSYNC) || (env->flags & RP_RDONLY) || env->immutable) return;
+    rp_txn *txn = NULL;
+    if (rp_txn_begin_timed(env, RP_TXN_WRITE, 0, &txn) != RP_OK) return;
+    (void)rp_meta_settle(env, &txn->roots);
+    rp_txn_abort(txn);
+}
+
 int rp_env_close(rp_env *env) {
     if (!env) return RP_INVALID;
     if (env->fork_gen != atomic_load(&rp_fork_generation)) {
         /* A fork child: the shared state belongs to the parent.  Drop only
          * this process's mappings and descriptors. */
-        if (env->lk) munmap(env->lk, env->lk_size);
+        rp_guard_unmap(env, env->lk, env->lk_size, RP_FAULT_LOCK);
         if (env->lock_fd >= 0) close(env->lock_fd);
         free(env->pool);
         env_free(env);
@@ -275,6 +295,7 @@ int rp_env_close(rp_env *env) {
     unsigned open_txns = env->ntxns;
     pthread_mutex_unlock(&env->local);
     if (open_txns) return RP_BUSY;
+    settle_nosync(env);
     rp_lock_interrupt(env);
     while (atomic_load(&env->nwaiting)) sched_yield();   /* waiters return at once */
     rp_lock_close(env);

@@ -18,6 +18,8 @@
  *            the per-thread detail of RP_CORRUPT
  *   filter.c filter programs on msgpack records (rp_filter_eval and the
  *            record test of rp_cursor_filter)
+ *   sigbus.c the SIGBUS guard: a mapping truncated by another program
+ *            breaks the environment instead of killing the process
  */
 #ifndef REALMPY_INTERNAL_H
 #define REALMPY_INTERNAL_H
@@ -162,8 +164,13 @@ struct rp_env {
     _Atomic int      interrupted;    /* rp_env_interrupt called               */
     _Atomic int      nwaiting;       /* threads inside rp_env_wait (env.c)    */
     _Atomic int      panic;          /* set after a failed rollback           */
+    _Atomic unsigned faulted;        /* RP_FAULT_*: a mapping lost pages
+                                        (sigbus.c); never cleared             */
     pthread_t        writer;         /* thread holding the write txn          */
     _Atomic int      has_writer;
+    pthread_mutex_t  wmutex_held;    /* the writer mutex's bytes as glibc left
+                                        them when we locked it (lock.c:
+                                        wmutex_repair); writer only           */
 
     /* integrity (verify.c, meta.c) */
     _Atomic uint64_t *verified;      /* per pgno: txnid whose checksum this
@@ -178,6 +185,32 @@ struct rp_env {
     size_t           rec_len, rec_cap;
 };
 
+/* ---- sigbus.c: mappings another program can truncate ----------------------
+ * Touching a page of a MAP_SHARED mapping beyond the end of its file raises
+ * SIGBUS.  The guard (design and thread rules: sigbus.c) replaces the lost
+ * pages with zeros and sets a bit in env->faulted; the engine turns that
+ * into an error at its safe points (rp_env_usable, read_begin,
+ * rp_lock_check, failed page checks, batch copies). */
+#define RP_FAULT_LOCK 1u             /* the lock file mapping (env->lk)       */
+#define RP_FAULT_DATA 2u             /* the data file mapping (env->map)      */
+/* Guard [addr, addr + len): a fault there sets bit in env->faulted and
+ * leaves pages of protection prot.  Installs the handler on first use.
+ * RP_OK, EMFILE if the registry is full, or sigaction's errno. */
+int  rp_guard_add(rp_env *env, const void *addr, size_t len, int prot, unsigned bit);
+/* Forget the range starting at addr (before unmapping it). */
+void rp_guard_remove(const void *addr);
+/* rp_guard_remove, then munmap -- except a lock mapping that faulted,
+ * which stays mapped (glibc's robust list may point into it). */
+void rp_guard_unmap(rp_env *env, void *addr, size_t len, unsigned bit);
+/* The error for a faulted env: RP_LOCK_CHANGED, or RP_CORRUPT with a
+ * detail naming the data file. */
+int  rp_guard_error(const rp_env *env);
+/* Faults this process has survived (tests). */
+uint64_t rp_guard_fault_count(void);
+static inline int rp_guard_faulted(const rp_env *env) {
+    return atomic_load_explicit(&env->faulted, memory_order_seq_cst) != 0;
+}
+
 /* Generation counter bumped in every fork child (pthread_atfork, lock.c). */
 extern _Atomic unsigned rp_fork_generation;
 
@@ -189,6 +222,8 @@ static inline int rp_env_usable(const rp_env *env) {
         return RP_FORKED;
     if (atomic_load_explicit(&env->panic, memory_order_relaxed))
         return RP_PANIC;
+    if (__builtin_expect(atomic_load_explicit(&env->faulted, memory_order_relaxed) != 0, 0))
+        return rp_guard_error(env);
     return RP_OK;
 }
 
@@ -274,6 +309,11 @@ static inline int rp_commit_marked(const rp_env *env) {
  * refuses reads and writes.  One syscall: fstat of the descriptor, or with
  * identity stat of the path.  RP_OK for an immutable env. */
 int  rp_lock_check(rp_env *env, int identity);
+/* The lock file's shared state is inconsistent (no published version, or
+ * the ring lost it): damage to the lock file, not to the data file.  Marks
+ * it abandoned like rp_lock_check (the next first opener rebuilds it from
+ * the data file) and returns RP_LOCK_CHANGED. */
+int  rp_lock_damaged(rp_env *env);
 
 /* Version counter and meta ring. */
 uint64_t rp_version_load(const rp_env *env);

@@ -49,6 +49,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,9 @@ _Atomic unsigned rp_fork_generation;
  * rp_wlock): an owner recorded nowhere, or dead without the kernel saying
  * so, is recovered instead of waited on forever. */
 #define RP_WLOCK_CHECK_NS 500000000ull
+/* A snapshot that finds the published version missing from the ring
+ * retries this often (yielding) before calling the lock file damaged. */
+#define RP_RING_STUCK_TRIES 1000
 /* rp_lock_wait sleeps at most this long between checks of the lock file
  * and of a dead writer's commit (rp_commit_in_doubt). */
 #define RP_WAIT_CHECK_NS 500000000ull
@@ -276,6 +280,11 @@ static int lock_init(rp_env *env, int fd, unsigned max_readers) {
         if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)size) != 0) return lock_err(errno);
         m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (m == MAP_FAILED) return lock_err(errno);
+        int rc = rp_guard_add(env, m, size, PROT_READ | PROT_WRITE, RP_FAULT_LOCK);
+        if (rc != RP_OK) {
+            munmap(m, size);
+            return rc;
+        }
     }
     rp_lock_hdr *lk = m;
     memset(m, 0, size);
@@ -293,7 +302,7 @@ static int lock_init(rp_env *env, int fd, unsigned max_readers) {
     if (rc == 0) rc = pthread_mutex_init(&lk->wmutex.m, &ma);
     pthread_mutexattr_destroy(&ma);
     if (rc != 0) {
-        munmap(m, size);
+        rp_guard_unmap(env, m, size, RP_FAULT_LOCK);
         return rc;
     }
     atomic_store_explicit(&lk->version, 0, memory_order_relaxed);
@@ -457,6 +466,12 @@ int rp_lock_open(rp_env *env, unsigned max_readers, int *first) {
                     close(fd);
                     goto fail;
                 }
+                rc = rp_guard_add(env, m, size, PROT_READ | PROT_WRITE, RP_FAULT_LOCK);
+                if (rc != RP_OK) {
+                    munmap(m, size);
+                    close(fd);
+                    goto fail;
+                }
                 max_readers = mr;
                 env->lk = m;
                 env->lk_size = size;
@@ -504,7 +519,7 @@ int rp_lock_open(rp_env *env, unsigned max_readers, int *first) {
     env->pool = calloc(max_readers, sizeof *env->pool);
     if (env->pool == NULL) {
         rc = ENOMEM;
-        munmap(env->lk, env->lk_size);
+        rp_guard_unmap(env, env->lk, env->lk_size, RP_FAULT_LOCK);
         if (env->lock_fd >= 0) close(env->lock_fd);
         env->lk = NULL;
         env->slots = NULL;
@@ -560,7 +575,7 @@ void rp_lock_close(rp_env *env) {
         env->pool_len = 0;
         pthread_mutex_unlock(&env->local);
     }
-    munmap(env->lk, env->lk_size);
+    rp_guard_unmap(env, env->lk, env->lk_size, RP_FAULT_LOCK);
     if (env->lock_fd >= 0) close(env->lock_fd);   /* drops the OFD lock */
     env->lk = NULL;
     env->slots = NULL;
@@ -640,6 +655,7 @@ static void wlock_owner_check(rp_env *env, uint32_t *suspect) {
  * wlock_owner_check and rp_commit_in_doubt). */
 static void wlock_record(rp_env *env) {
     rp_lock_hdr *lk = env->lk;
+    memcpy(&env->wmutex_held, (const void *)&lk->wmutex.m, sizeof env->wmutex_held);
     atomic_store_explicit(&lk->writer_pid, (uint32_t)env->pid, memory_order_relaxed);
     atomic_store_explicit(&lk->writer_start, env->start_time, memory_order_relaxed);
     atomic_store_explicit(&lk->writer_tid, my_tid(), memory_order_release);
@@ -723,6 +739,49 @@ int rp_wlock_try(rp_env *env, int *owner_died) {
 void rp_wlock_consistent(rp_env *env) {
     assert(env != NULL && env->lk != NULL);
     pthread_mutex_consistent(&env->lk->wmutex.m);
+    /* It rewrote the owner field: that is the state to unlock from. */
+    memcpy(&env->wmutex_held, (const void *)&env->lk->wmutex.m, sizeof env->wmutex_held);
+}
+
+/* 1 if the lock file is known damaged: abandoned (rp_lock_check extends a
+ * truncated file back before marking it), no longer covering its mapping,
+ * or pages of it replaced by the SIGBUS guard. */
+static int lock_file_damaged(rp_env *env) {
+    if (atomic_load_explicit(&env->faulted, memory_order_seq_cst) & RP_FAULT_LOCK) return 1;
+    if (atomic_load_explicit(&env->lk->ready, memory_order_seq_cst) != 1) return 1;
+    struct stat a;
+    return !env->immutable && fstat(env->lock_fd, &a) == 0 && (uint64_t)a.st_size < env->lk_size;
+}
+
+/* glibc keeps this thread's robust-list links inside the robust mutex, in
+ * the lock file.  If another program changed the mutex's bytes while we
+ * held it (truncated the file: zeros once it is extended back or replaced
+ * by the SIGBUS guard; or wrote over it), pthread_mutex_unlock would follow
+ * garbage links (SIGSEGV) or, seeing no robust mutex, leave the thread's
+ * robust list pointing into memory that close unmaps (a SIGSEGV at this
+ * thread's next robust lock).  So before unlocking, put back the bytes
+ * glibc left at lock time (wlock_record, rp_wlock_consistent), with the
+ * waiters bit set so that any waiter is woken.  The links also change
+ * legitimately while we hold it if this thread locks and unlocks another
+ * robust mutex out of order (two environments written in one thread):
+ * links that differ alone are therefore restored only when the lock file
+ * is known to be damaged. */
+static void wmutex_repair(rp_env *env) {
+    pthread_mutex_t *m = &env->lk->wmutex.m;
+    const pthread_mutex_t *h = &env->wmutex_held;
+    pthread_mutex_t cur;
+    memcpy(&cur, (const void *)m, sizeof cur);
+    int fields = (cur.__data.__lock & ~FUTEX_WAITERS) != (h->__data.__lock & ~FUTEX_WAITERS)
+                 || cur.__data.__count != h->__data.__count
+                 || cur.__data.__owner != h->__data.__owner
+                 || cur.__data.__nusers != h->__data.__nusers
+                 || cur.__data.__kind != h->__data.__kind;
+    int links = cur.__data.__list.__prev != h->__data.__list.__prev
+                || cur.__data.__list.__next != h->__data.__list.__next;
+    if (!fields && !(links && lock_file_damaged(env))) return;
+    pthread_mutex_t fixed = *h;
+    fixed.__data.__lock = h->__data.__lock | (int)FUTEX_WAITERS;
+    memcpy((void *)m, &fixed, sizeof fixed);
 }
 
 void rp_wunlock(rp_env *env) {
@@ -731,6 +790,7 @@ void rp_wunlock(rp_env *env) {
     atomic_store_explicit(&lk->writer_tid, 0, memory_order_relaxed);
     atomic_store_explicit(&lk->writer_pid, 0, memory_order_relaxed);
     atomic_store_explicit(&lk->writer_start, 0, memory_order_relaxed);
+    wmutex_repair(env);
     pthread_mutex_unlock(&lk->wmutex.m);
 }
 
@@ -773,11 +833,29 @@ static int abandon(rp_env *env) {
     if ((uint64_t)a.st_size < env->lk_size &&
         ftruncate(env->lock_fd, (off_t)env->lk_size) != 0)
         return RP_LOCK_CHANGED;
+    if (atomic_load_explicit(&env->faulted, memory_order_seq_cst) & RP_FAULT_LOCK) {
+        /* Our header page is private zeros now (sigbus.c): the other
+         * processes and the next opener read the mark from the file. */
+        uint32_t mark = RP_LOCK_ABANDONED;
+        (void)!pwrite(env->lock_fd, &mark, sizeof mark, offsetof(rp_lock_hdr, ready));
+        return RP_LOCK_CHANGED;
+    }
     atomic_store_explicit(&env->lk->ready, RP_LOCK_ABANDONED, memory_order_seq_cst);
     return RP_LOCK_CHANGED;
 }
 
+int rp_lock_damaged(rp_env *env) {
+    int rc = rp_lock_check(env, 0);
+    if (rc != RP_OK || env->immutable) return rc != RP_OK ? rc : RP_LOCK_CHANGED;
+    return abandon(env);
+}
+
 int rp_lock_check(rp_env *env, int identity) {
+    /* A mapping lost pages to a truncation (sigbus.c): the lock file one is
+     * abandoned like a truncated file; the data file one is reported. */
+    unsigned faulted = atomic_load_explicit(&env->faulted, memory_order_seq_cst);
+    if (faulted & RP_FAULT_LOCK) return abandon(env);
+    if (faulted) return rp_guard_error(env);
     if (env->immutable) return RP_OK;
     struct stat a;
     if (identity) {
@@ -1003,7 +1081,7 @@ void rp_slot_put(rp_env *env, rp_slot *slot) {
 int rp_snapshot_begin(rp_env *env, rp_slot *slot, rp_roots *out) {
     assert(env != NULL && env->lk != NULL && slot != NULL && out != NULL);
     rp_lock_hdr *lk = env->lk;
-    for (;;) {
+    for (unsigned stuck = 0;;) {
         uint64_t v = atomic_load_explicit(&lk->version, memory_order_seq_cst);
         if (v == 0) break;             /* never published: not ready */
         /* Pin, then re-read (seq_cst store + load): a writer that scans the
@@ -1014,14 +1092,20 @@ int rp_snapshot_begin(rp_env *env, rp_slot *slot, rp_roots *out) {
         if (rp_ring_read(env, v, out) == RP_OK) return RP_OK;
         /* Entry v was overwritten: only a newer commit (>= v + RP_RING - 1
          * already published) does that.  If the version has not moved, the
-         * shared memory is inconsistent. */
-        if (atomic_load_explicit(&lk->version, memory_order_seq_cst) == v) break;
+         * shared memory is inconsistent -- unless the entry is being
+         * rewritten with the same roots right now (repair republishes the
+         * latest version after a writer died): give that writer a moment
+         * before declaring the lock file damaged. */
+        if (atomic_load_explicit(&lk->version, memory_order_seq_cst) == v) {
+            if (++stuck > RP_RING_STUCK_TRIES) break;
+            sched_yield();
+        }
     }
     atomic_store_explicit(&slot->version, 0, memory_order_release);
-    /* Version 0 after ready: the lock file was truncated and extended back
-     * (rp_lock_check), not a damaged data file. */
-    return atomic_load_explicit(&lk->ready, memory_order_acquire) != 1 ? RP_LOCK_CHANGED
-                                                                       : RP_CORRUPT;
+    /* No version, or the ring does not hold the published one: the lock
+     * file's shared state is damaged (truncated, extended back, written
+     * over), never the data file's. */
+    return rp_lock_damaged(env);
 }
 
 void rp_snapshot_end(rp_slot *slot) {

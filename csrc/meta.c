@@ -107,6 +107,46 @@ static int slot_parse(const uint8_t *rec, unsigned parity, meta_rec *out) {
     return SLOT_VALID;
 }
 
+/* ---- roots from the lock file, checked against the data file -------------- */
+
+int rp_meta_disowns(rp_env *env, const rp_roots *r) {
+    /* pread, not the map: a truncated file must not fault here. */
+    uint64_t off[2];
+    copy_offsets(r->txnid, off);
+    for (int i = 0; i < 2; i++) {
+        uint8_t rec[RP_META_SIZE];
+        meta_rec m;
+        if (pread(env->fd, rec, sizeof rec, (off_t)off[i]) == (ssize_t)sizeof rec
+            && slot_parse(rec, (unsigned)(r->txnid % 2), &m) == SLOT_VALID
+            && m.r.txnid == r->txnid)
+            return memcmp(&m.r, r, sizeof *r) != 0;
+    }
+    return 0;   /* no record of that version left: cannot tell */
+}
+
+/* ---- durability "none": acknowledged at a clean close ---------------------- */
+
+int rp_meta_settle(rp_env *env, const rp_roots *latest) {
+    /* Both copies already carry the mark: nothing to do (the common case
+     * for durable commits, and for a second close). */
+    uint64_t off[2];
+    copy_offsets(latest->txnid, off);
+    int acked = 1;
+    for (int i = 0; i < 2 && acked; i++) {
+        uint8_t rec[RP_META_SIZE];
+        meta_rec m;
+        acked = pread(env->fd, rec, sizeof rec, (off_t)off[i]) == (ssize_t)sizeof rec
+                && slot_parse(rec, (unsigned)(latest->txnid % 2), &m) == SLOT_VALID
+                && m.r.txnid == latest->txnid && (m.flags & RP_META_ACKED);
+    }
+    if (acked) return RP_OK;
+    /* One sync makes every earlier write of every process durable, this
+     * version's pages and record included: it is acknowledged from now on. */
+    int rc = rp_io_sync(env);
+    if (!rc) rc = rp_meta_write(env, latest, RP_META_SYNCED | RP_META_ACKED, NULL);
+    return rc;
+}
+
 /* ---- choosing the version to open ------------------------------------------ */
 
 typedef struct meta_scan {

@@ -412,5 +412,15 @@ int rp_meta_check(rp_env *env);
 /* Write, sync and acknowledge roots as a new durable version (creation,
  * salvage). */
 int rp_meta_commit(rp_env *env, const rp_roots *roots);
+/* 1 if the data file holds an intact record of version r->txnid with
+ * other roots than r: roots read from the lock file's ring are then
+ * damaged there, not in the data file.  0 if they agree or no record of
+ * that version is left. */
+int rp_meta_disowns(rp_env *env, const rp_roots *r);
+/* Durability "none" at a clean close: unless both copies of latest's
+ * record already carry ACKED, sync the file and rewrite them with
+ * SYNCED|ACKED.  Under the writer mutex, latest being the newest published
+ * version. */
+int rp_meta_settle(rp_env *env, const rp_roots *latest);
 
 #endif /* REALMPY_TREE_H */

@@ -115,6 +115,18 @@ static int dirty_put(rp_txn *txn, uint64_t pgno, uint8_t *page, uint32_t npages)
 
 /* ---- page access ------------------------------------------------------------ */
 
+/* A committed page failed a check.  If the SIGBUS guard replaced pages of
+ * the mapping meanwhile (sigbus.c), zeros are why; if a reader's roots,
+ * which come from the lock file's ring, disagree with the data file's own
+ * record of that version, the lock file is what is damaged.  Report that
+ * instead of blaming the data file. */
+static int page_bad(const rp_txn *txn, uint64_t pgno, const char *what) {
+    if (rp_guard_faulted(txn->env)) return rp_guard_error(txn->env);
+    if (!(txn->flags & RP_TXN_WRITE) && rp_meta_disowns(txn->env, &txn->roots))
+        return rp_lock_damaged(txn->env);
+    return rp_corrupt(pgno, what);
+}
+
 const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
                             unsigned kinds, int *err) {
     RP_ASSERT(txn && err && kinds);
@@ -130,13 +142,13 @@ const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
     uint64_t limit = (txn->flags & RP_TXN_WRITE) ? txn->txnid : txn->txnid + 1;
     if (pgno < RP_FIRST_DATA_PAGE || pgno >= txn->base_pages || txnid >= limit
         || txnid == 0) {
-        *err = rp_corrupt(pgno, "reference out of range (page number or version)");
+        *err = page_bad(txn, pgno, "reference out of range (page number or version)");
         return NULL;
     }
     const uint8_t *p = env->map + pgno * RP_PAGE_SIZE;
     const rp_page_hdr *h = rp_hdr(p);
     if (h->pgno != pgno || h->txnid != txnid || !(h->flags & kinds)) {
-        *err = rp_corrupt(pgno, h->pgno != pgno   ? "header names another page number"
+        *err = page_bad(txn, pgno, h->pgno != pgno   ? "header names another page number"
                                 : h->txnid != txnid ? "header names another version than its parent"
                                                     : "unexpected page type");
         return NULL;
@@ -144,16 +156,16 @@ const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
     if (h->flags & (P_BRANCH | P_LEAF)) {
         if (h->lower != RP_PAGE_HEADER + RP_SLOT_SIZE * (size_t)h->nkeys || h->upper < h->lower
             || h->upper > RP_PAGE_SIZE || (h->flags & P_BRANCH && !h->nkeys) || h->npages != 1) {
-            *err = rp_corrupt(pgno, "bad page header (nkeys, lower, upper or npages)");
+            *err = page_bad(txn, pgno, "bad page header (nkeys, lower, upper or npages)");
             return NULL;
         }
     } else if (h->flags & P_OVERFLOW) {
         if (h->npages == 0 || h->npages > txn->base_pages - pgno) {
-            *err = rp_corrupt(pgno, "overflow run beyond the used pages (npages)");
+            *err = page_bad(txn, pgno, "overflow run beyond the used pages (npages)");
             return NULL;
         }
     } else if (h->npages != 1) {
-        *err = rp_corrupt(pgno, "bad page header (npages)");
+        *err = page_bad(txn, pgno, "bad page header (npages)");
         return NULL;
     }
     if (txn->verify != RP_VERIFY_OFF
@@ -735,9 +747,11 @@ static int repair(rp_env *env) {
     if (rc) return rc;
     uint64_t latest = rp_version_load(env);
     if (r.txnid < latest)
-        return rp_corruptf("the newest intact version (%llu) is older than the latest "
-                           "published one (%llu)", (unsigned long long)r.txnid,
-                           (unsigned long long)latest);
+        return rp_corruptf("the lock file %s publishes version %llu, but the newest intact "
+                           "version of the data file is %llu: either the lock file's shared "
+                           "state is damaged (close every handle and open again to rebuild "
+                           "it) or the data file lost that commit", env->lock_path,
+                           (unsigned long long)latest, (unsigned long long)r.txnid);
     if (!(env->flags & RP_NOSYNC)) {
         rc = rp_io_sync(env);
         if (rc) return rc;
@@ -810,8 +824,7 @@ static int write_begin(rp_env *env, rp_txn *txn, int64_t timeout_ms) {
         if (rc) return rc;
         latest = rp_version_load(env);
         if (rp_ring_read(env, latest, &txn->roots) != RP_OK)
-            return rp_corruptf("lock file: the roots of version %llu are missing",
-                               (unsigned long long)latest);
+            return rp_lock_damaged(env);   /* the lock file's ring, not the data file */
     }
     rp_reap(env, 0, NULL);
     unsigned active = 0;
@@ -819,21 +832,40 @@ static int write_begin(rp_env *env, rp_txn *txn, int64_t timeout_ms) {
     if (env->max_active && active > env->max_active) return RP_VERSION_LIMIT;
     txn->txnid = latest + 1;
     txn->base_pages = txn->roots.pages_used;
-    return freelist_begin(txn);
+    rc = freelist_begin(txn);
+    /* The roots come from the lock file's ring: if the data file's own
+     * record of that version says otherwise, the lock file is damaged. */
+    if (rc == RP_CORRUPT && rp_meta_disowns(env, &txn->roots)) rc = rp_lock_damaged(env);
+    return rc;
 }
 
 /* Begin a snapshot in slot: a dead writer's commit is resolved first, so
  * that this reader sees what the next writer will (rp_commit_in_doubt). */
 static int read_begin(rp_env *env, rp_slot *slot, rp_roots *roots) {
+    int rc = RP_OK;
     /* An abandoned lock file (rp_lock_check): writers under a new one do
      * not see this reader's pin. */
     if (atomic_load_explicit(&env->lk->ready, memory_order_relaxed) != 1)
-        return RP_LOCK_CHANGED;
-    if (rp_commit_marked(env) && rp_commit_in_doubt(env)) {
-        int rc = rp_resolve_commit(env);
-        if (rc) return rc;
+        rc = RP_LOCK_CHANGED;
+    else if (rp_commit_marked(env) && rp_commit_in_doubt(env))
+        rc = rp_resolve_commit(env);
+    if (rc == RP_OK) rc = rp_snapshot_begin(env, slot, roots);
+    /* More pages than this env maps: another process grew the file beyond
+     * max_size (RP_MAP_FULL, below) -- or the ring's roots are garbage. */
+    if (rc == RP_OK && roots->pages_used * RP_PAGE_SIZE > env->map_size
+        && rp_meta_disowns(env, roots)) {
+        rp_snapshot_end(slot);
+        rc = rp_lock_damaged(env);
     }
-    return rp_snapshot_begin(env, slot, roots);
+    /* Another program truncated the lock file (or the data file) and the
+     * SIGBUS guard replaced lost pages with zeros (sigbus.c): the pin may
+     * sit in private memory, protecting nothing, and the roots may be
+     * zeros. */
+    if (rp_guard_faulted(env)) {
+        if (rc == RP_OK) rp_snapshot_end(slot);
+        rc = rp_lock_check(env, 0);
+    }
+    return rc;
 }
 
 int rp_txn_begin(rp_env *env, unsigned flags, rp_txn **out) {
@@ -1201,7 +1233,9 @@ static int get_many(rp_txn *txn, const char *table, size_t tlen, const void *key
     }
     if (*done) rp_mp_put_array32(o, (uint32_t)*done);
     *used = *done ? pos : 0;
-    return RP_OK;
+    /* The copies above may have read zeros the SIGBUS guard put in place of
+     * a truncated file's pages (sigbus.c). */
+    return rp_guard_faulted(txn->env) ? rp_guard_error(txn->env) : RP_OK;
 }
 
 int rp_get_many(rp_txn *txn, const char *table, size_t tlen, const void *keys,

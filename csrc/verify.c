@@ -89,6 +89,9 @@ uint32_t rp_page_sum(const uint8_t *page) {
 
 int rp_page_verify(rp_txn *txn, const uint8_t *page, uint64_t pgno, uint64_t txnid) {
     if (rp_hdr(page)->checksum != rp_page_sum(page)) {
+        /* Zeros the SIGBUS guard put in place of a truncated file's pages
+         * (sigbus.c) are not damage: say what happened. */
+        if (rp_guard_faulted(txn->env)) return rp_guard_error(txn->env);
         return rp_hdr(page)->flags & P_OVERFLOW
                    ? rp_corrupt(pgno, "checksum mismatch (overflow run)")
                    : rp_corrupt(pgno, "checksum mismatch");

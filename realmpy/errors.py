@@ -106,8 +106,8 @@ class IncompatibleLockError(StorageError):
 
 
 class LockFileChangedError(StorageError):
-    """RP_LOCK_CHANGED: ``<path>.lock`` was deleted, replaced or truncated
-    while the database was open.  The environment refuses to write (another
+    """RP_LOCK_CHANGED: ``<path>.lock`` was deleted, replaced, truncated or
+    damaged while the database was open.  The environment refuses to write (another
     process may be writing under another lock); close it and open again."""
 
 
@@ -319,9 +319,10 @@ _CODES: dict[int, tuple[type[StorageError], str]] = {
     ),
     RP_LOCK_CHANGED: (
         LockFileChangedError,
-        "never delete or replace the .lock file while the database is open; "
-        "this handle refuses to write so that two processes never write under "
-        "different locks: close every handle on the database and open it again",
+        "never delete, replace or edit the .lock file while the database is open; "
+        "this handle refuses to read and write so that two processes never write under "
+        "different locks: close every handle on the database and open it again "
+        "(the next open rebuilds the lock file from the data file)",
     ),
 }
 
@@ -419,6 +420,9 @@ def error_for_code(
             exc = StorageError(f"{what}: {engine_message} (error {code}){where}")
         else:
             cls2, hint = known
+            if code == RP_LOCK_CHANGED and path:
+                # The problem is the side file: name it (the data file is fine).
+                hint = f"{path}.lock: {hint}"
             exc = cls2(f"{what}: {engine_message} ({hint}){where}")
     exc.code = code
     exc.path = path

@@ -269,11 +269,12 @@ class Realm(RealmState, Listenable):
 
     @staticmethod
     def delete_realm(path: str | os.PathLike[str]) -> None:
-        """Delete a realm's files; refuses while this process has it open."""
+        """Delete a realm's files (the data file and its ``.lock``, ``.session``
+        and ``.sync`` side files); refuses while this process has it open."""
         p = os.path.abspath(os.fspath(path))
         if p in SharedFile.registry:
             raise ConfigurationError(f"cannot delete {p}: it is open in this process")
-        for suffix in ("", ".lock", ".session"):
+        for suffix in ("", ".lock", ".session", ".sync"):
             try:
                 os.unlink(p + suffix)
             except FileNotFoundError:

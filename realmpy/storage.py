@@ -136,7 +136,9 @@ class Environment(EnvCore):
         path: the data file; its lock file is ``<path>.lock``.
         durability: ``"full"`` (a commit that returned survives power loss;
             one fdatasync per commit) or ``"none"`` (survives a crash of the
-            process, not of the OS).
+            process, not of the OS; a clean :meth:`close` syncs once, so
+            the state at close survives an OS crash too, and damage to it
+            is reported rather than silently rolled back: docs/integrity.md).
         max_size: largest size in bytes the file may reach (address space is
             reserved, not memory); ``None`` for the engine default (64 GiB).
         max_readers: reader slots when the lock file is built; ``None`` for

@@ -15,6 +15,8 @@
  *     the previous version, says so, and makes the salvage durable;
  *   - a damaged page of the newest (acknowledged) commit: RP_CORRUPT;
  *     RP_RECOVER rolls back;
+ *   - durability "none": after a clean close, a damaged page of the newest
+ *     commit is RP_CORRUPT; without one (a crash), open falls back;
  *   - the file truncated to 16, 64 and 128 KiB: RP_CORRUPT "truncated";
  *   - a format 1 file (one copy per record, no flags) still opens, and a
  *     writable open rewrites its records as format 2;
@@ -412,6 +414,20 @@ static void meta_damage(void) {
     E(rp_env_close(env));
 }
 
+/* Commit t's even keys as in generation 0 again (a commit whose pages
+ * include leaves of t). */
+static void rewrite_even_keys(rp_env *env) {
+    rp_txn *w;
+    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+    static unsigned char v[256];
+    for (int i = 0; i < NKEYS; i += 2) {
+        char k[16];
+        size_t kl = keyof(i, k);
+        E(rp_put(w, "t", 1, k, kl, v, valof(i, 0, v)));
+    }
+    E(rp_txn_commit(w));
+}
+
 static void newest_commit_damaged(void) {
     char path[256];
     path_of(path, "newest");
@@ -421,15 +437,7 @@ static void newest_commit_damaged(void) {
      * rebuild with t's rewrite last. */
     rp_env *env;
     E(rp_env_open(path, 0, 0, 0, 0, &env));
-    rp_txn *w;
-    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
-    static unsigned char v[256];
-    for (int i = 0; i < NKEYS; i += 2) {
-        char k[16];
-        size_t kl = keyof(i, k);
-        E(rp_put(w, "t", 1, k, kl, v, valof(i, 0, v)));
-    }
-    E(rp_txn_commit(w));   /* version 5: t as in generation 1 again */
+    rewrite_even_keys(env);   /* version 5 */
     E(rp_env_close(env));
     uint64_t pg;
     size_t off;
@@ -445,6 +453,44 @@ static void newest_commit_damaged(void) {
     E(rp_env_close(env));
     E(rp_env_open(path, 0, 0, 0, 0, &env));
     CHECK(t_matches(env, 2), "the salvage is durable");
+    E(rp_env_close(env));
+}
+
+/* Version 5 rewrites t's even keys with durability "none"; clean is
+ * whether its process closes the env (else it exits without closing, as a
+ * crash would).  Then a leaf of version 5 is damaged. */
+static void nosync_newest_damaged(const char *path, int clean) {
+    build(path);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        rp_env *env;
+        E(rp_env_open(path, RP_NOSYNC, 0, 0, 0, &env));
+        rewrite_even_keys(env);
+        if (clean) E(rp_env_close(env));
+        _exit(0);
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child");
+    uint64_t pg;
+    size_t off;
+    locate(path, "t", "key00200", &pg, &off);
+    CHECK(page_txnid(path, pg) == 5, "a page of the newest commit");
+    xor_byte(path, (off_t)(pg * 4096 + off), 0x01);
+}
+
+/* Durability "none": a clean close marks the newest version acknowledged,
+ * so damage to it is reported; without one it falls back, as documented
+ * (indistinguishable from an OS crash that lost the unsynced commit). */
+static void nosync_close_acknowledges(void) {
+    char path[256];
+    path_of(path, "nosync");
+    nosync_newest_damaged(path, 1);
+    expect_open_corrupt(path, 0, "version 5, an acknowledged commit, is damaged");
+    nosync_newest_damaged(path, 0);
+    rp_env *env;
+    E(rp_env_open(path, 0, 0, 0, 0, &env));
+    CHECK(t_matches(env, 2), "fell back to version 4");
     E(rp_env_close(env));
 }
 
@@ -580,6 +626,7 @@ int main(void) {
     bad_npages();
     meta_damage();
     newest_commit_damaged();
+    nosync_close_acknowledges();
     truncated();
     format1();
     compacted_copy();

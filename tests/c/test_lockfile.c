@@ -4,6 +4,8 @@
  *
  *   - a symlink or a hard link planted at <path>.lock is refused, its target
  *     untouched;
+ *   - garbage in the published version's ring entry: a lock-file error,
+ *     not a data-file one;
  *   - a bad max_readers field, a truncated, deleted or replaced lock file:
  *     typed errors, never SIGSEGV/SIGBUS, never two writers under two locks;
  *   - a forged owner in the writer mutex's word (dead thread, live foreign
@@ -16,6 +18,7 @@
  */
 #include "internal.h"   /* first: it defines _GNU_SOURCE */
 #include "check.h"
+#include "child.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,12 +32,6 @@
 #include <unistd.h>
 
 static char dir[256];
-
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void path_of(char *buf, size_t len, const char *name) {
     snprintf(buf, len, "%s/%s", dir, name);
@@ -91,28 +88,6 @@ static void poke32(const char *name, off_t off, uint32_t v) {
     CHECK(fd >= 0, "open lock file");
     CHECK(pwrite(fd, &v, 4, off) == 4, "poke");
     close(fd);
-}
-
-/* Exit status of a child (128 + signal if killed); killed after 20 s. */
-static int reap(pid_t pid) {
-    int st;
-    uint64_t deadline = now_ns() + 20000000000ull;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) break;
-        CHECK(r == 0 || errno == EINTR, "waitpid");
-        if (now_ns() > deadline) {
-            fprintf(stderr, "child %d hangs: killed\n", (int)pid);
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return 255;
-        }
-        struct timespec ts = { 0, 2000000 };
-        nanosleep(&ts, NULL);
-    }
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-    return -1;
 }
 
 /* ---- planted links ------------------------------------------------------ */
@@ -192,6 +167,46 @@ static void test_bad_max_readers(void) {
     refused_then_rebuilt(a, "mr", RP_INCOMPATIBLE_LOCK, "k2");
 }
 
+/* Garbage in the roots of the published version's ring entry, the data
+ * file intact: a lock-file error (abandoned, rebuilt by the next open),
+ * never RP_CORRUPT or RP_MAP_FULL blaming the data file. */
+static void test_ring_garbage(void) {
+    const struct { unsigned field; uint64_t value; } cases[] = {
+        { 1, 1ull << 40 },   /* pages_used: beyond the map */
+        { 1, 3 },            /* pages_used: too few for the catalog */
+        { 2, 12345 },        /* cat_pgno */
+        { 3, 999 },          /* cat_txnid */
+        { 4, 1ull << 40 },   /* free_pgno: the writer's free list */
+        { 6, 1 },            /* free_len */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rp_env *a = open_env("ring");
+        put_str(a, "k", "v");
+        uint64_t v = rp_env_version(a);
+        off_t off = (off_t)(offsetof(rp_lock_hdr, ring) + sizeof(rp_ring_entry) * (v % RP_RING)
+                            + offsetof(rp_ring_entry, f) + 8 * cases[i].field);
+        char p[512];
+        snprintf(p, sizeof p, "%s/ring.lock", dir);
+        int fd = open(p, O_RDWR);
+        CHECK(fd >= 0 && pwrite(fd, &cases[i].value, 8, off) == 8, "poke the ring");
+        close(fd);
+        rp_txn *t;
+        int rc = rp_txn_begin(a, 0, &t);
+        if (rc == RP_OK) {
+            const void *val;
+            size_t vl;
+            rc = rp_get(t, "t", 1, "k", 1, &val, &vl);
+            rp_txn_abort(t);
+        }
+        if (rc == RP_OK) {   /* the reader's roots do not include the free list */
+            rc = rp_txn_begin(a, RP_TXN_WRITE, &t);
+            if (rc == RP_OK) rp_txn_abort(t);
+        }
+        CHECK(rc == RP_LOCK_CHANGED, "a lock-file error");
+        refused_then_rebuilt(a, "ring", RP_LOCK_CHANGED, "k");
+    }
+}
+
 static void test_truncated(void) {
     rp_env *a = open_env("trunc");
     put_str(a, "k", "v");
@@ -238,7 +253,7 @@ static void test_deleted(int replace) {
         rp_env_close(c);
         _exit(0);
     }
-    CHECK(reap(pid) == 0, "new opener writes");
+    CHECK(test_reap(pid) == 0, "new opener writes");
     CHECK(rp_txn_commit(late) == RP_LOCK_CHANGED, "in-flight commit refused");
     rp_txn *t;
     CHECK(rp_txn_begin(a, RP_TXN_WRITE, &t) == RP_LOCK_CHANGED, "old handle refuses to write");
@@ -265,7 +280,7 @@ static void forged(uint32_t tid, const char *label) {
         rp_env_close(c);
         _exit(0);
     }
-    CHECK(reap(pid) == 0, "writer recovered the forged mutex");
+    CHECK(test_reap(pid) == 0, "writer recovered the forged mutex");
     CHECK(has_key(a, label), "its commit is visible");
     put_str(a, "after", "x");                      /* and the mutex works on */
     E(rp_env_close(a));
@@ -275,7 +290,7 @@ static void test_forged_owner(void) {
     /* A dead thread: a child that exited. */
     pid_t dead = fork();
     if (dead == 0) _exit(0);
-    CHECK(reap(dead) == 0, "child");
+    CHECK(test_reap(dead) == 0, "child");
     forged((uint32_t)dead, "dead");
     /* A live thread of a process that never locked it. */
     pid_t live = fork();
@@ -285,7 +300,7 @@ static void test_forged_owner(void) {
     }
     forged((uint32_t)live, "live");
     kill(live, SIGKILL);
-    reap(live);
+    test_reap(live);
     /* This very thread: a writer here gets EDEADLK from the mutex. */
     rp_env *a = open_env("forge");
     poke32("forge", (off_t)offsetof(rp_lock_hdr, wmutex), (uint32_t)syscall(SYS_gettid));
@@ -342,7 +357,7 @@ static void test_read_only_dir(void) {
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0) _exit(read_only_child(db, round == 2));
-        int st = reap(pid);
+        int st = test_reap(pid);
         if (st != 0) {
             fprintf(stderr, "read-only round %d: child step %d\n", round, st);
             exit(1);
@@ -392,7 +407,7 @@ static void dead_writer(int step, int look) {
         rp_txn_commit(t);
         _exit(6);                                  /* should have died */
     }
-    CHECK(reap(pid) == 128 + SIGKILL, "writer killed mid-commit");
+    CHECK(test_reap(pid) == 128 + SIGKILL, "writer killed mid-commit");
     rp_env *seen_by = a;
     if (look == LOOK_WAIT) {
         uint64_t v;
@@ -443,20 +458,21 @@ int main(void) {
         { "hardlink", test_hardlink },
         { "bad_max_readers", test_bad_max_readers },
         { "truncated", test_truncated },
+        { "ring_garbage", test_ring_garbage },
         { "forged_owner", test_forged_owner },
         { "read_only_dir", test_read_only_dir },
         { "dead_writer", test_dead_writer },
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = test_now_ns();
         tests[i].fn();
-        printf("%-16s ok (%.1f ms)\n", tests[i].name, (double)(now_ns() - t0) / 1e6);
+        printf("%-16s ok (%.1f ms)\n", tests[i].name, (double)(test_now_ns() - t0) / 1e6);
         fflush(stdout);
     }
-    uint64_t t0 = now_ns();
+    uint64_t t0 = test_now_ns();
     test_deleted(0);
     test_deleted(1);
-    printf("%-16s ok (%.1f ms)\n", "deleted_replaced", (double)(now_ns() - t0) / 1e6);
+    printf("%-16s ok (%.1f ms)\n", "deleted_replaced", (double)(test_now_ns() - t0) / 1e6);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) return 1;

@@ -513,8 +513,11 @@ def test_compact_delete_and_read_only(tmp_path: Path) -> None:
         assert len(r.all(Dog)) == 1
         with pytest.raises(TransactionStateError, match="read-only"):
             r.begin_write()
+    sync_state = tmp_path / "c.realm.sync"  # as a sync agent leaves it
+    sync_state.write_bytes(b"")
     Realm.delete_realm(path)
     assert not path.exists()
+    assert not any(p.name.startswith("c.realm") for p in tmp_path.iterdir())
 
 
 def test_configuration_validation(tmp_path: Path) -> None:

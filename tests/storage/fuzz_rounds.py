@@ -333,6 +333,59 @@ def lock_truncated_in_use(ctx: LockCtx) -> Verdict:
             return ctx.use(env2, "b")
 
 
+def lock_truncated_in_write(ctx: LockCtx) -> Verdict:
+    """The lock file is truncated while this process is inside a write
+    transaction: it holds the writer mutex, whose bytes in the lock file
+    also hold glibc's robust-list links for this thread.  The commit must be
+    refused, and this thread's later writes (through a rebuilt lock file)
+    must work."""
+    ctx.stage("open")
+    with Environment(ctx.path) as env:
+        verdict = ctx.use(env, "a")
+        if verdict[0] != INTACT:
+            return verdict
+        size = ctx.rng.choice([0, 64, 80, 90, 96, 100, 104, 128, 200, LOCK_SLOTS])
+        try:
+            with env.write() as txn:
+                txn.put(LOCK_TABLE, b"refused", b"v")
+                os.truncate(ctx.lock, size)
+                ctx.after(f"lock file truncated to {size} inside a write transaction")
+        except StorageError:
+            pass  # refused: right
+        else:
+            ctx.written.append(b"refused")
+    ctx.stage("reopen")
+    for name in ("b", "c"):
+        with Environment(ctx.path) as env2:
+            verdict = ctx.use(env2, name)
+            if verdict[0] != INTACT:
+                return verdict
+    return INTACT, ""
+
+
+def data_truncated_in_use(ctx: LockCtx) -> Verdict:
+    """The data file is truncated by another program while this process has
+    it mapped, with a snapshot open: the lost pages must give typed errors
+    (the SIGBUS guard, csrc/sigbus.c), never a crash or zeros as data."""
+    ctx.stage("open")
+    with Environment(ctx.path) as env:
+        verdict = ctx.use(env, "a")
+        if verdict[0] != INTACT:
+            return verdict
+        size = os.path.getsize(ctx.path)
+        pages = size // 4096
+        cut = ctx.rng.choice([0, 4096, 2 * 4096, pages // 2 * 4096, (pages - 1) * 4096])
+        with env.read() as snap:
+            os.truncate(ctx.path, cut)
+            ctx.after(f"data file truncated to {cut} of {size} bytes under a snapshot")
+            got = {t: dict(snap.scan(t)) for t in snap.tables()}
+            want = dict(ctx.base.expected)
+            want[LOCK_TABLE] = {k: b"v" for k in ctx.written}
+            if got != want:
+                return WRONG, "a snapshot read other data than the file held, without an error"
+        return ctx.use(env, "a")
+
+
 def second_then_first(ctx: LockCtx, env: Environment) -> Verdict:
     """After damage to a lock file in use: a second opener works or is
     refused with a typed error; either way the first handle goes on."""
@@ -451,6 +504,8 @@ LOCK_SCENARIOS: dict[str, tuple[str, LockScenario]] = {
     "lock.header-in-use": ("storage", lock_header_in_use),
     "lock.deleted-in-use": ("storage", lock_deleted_in_use),
     "lock.shared-state-in-use": ("storage", lock_shared_state_in_use),
+    "lock.truncated-in-write": ("storage", lock_truncated_in_write),
+    "lock.data-truncated-in-use": ("storage", data_truncated_in_use),
 }
 
 
