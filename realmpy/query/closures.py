@@ -143,7 +143,7 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
         if op in _ORDER_OPS:
             opfn = _ORDER_OPS[op]
             if rv is None:
-                return lambda r: False
+                return slow  # only null <= null and null >= null hold
             rv_bool = isinstance(rv, bool)
 
             def ordered(r: Any) -> bool:
