@@ -105,6 +105,8 @@ from realmpy.layout import (
 )
 from realmpy.managed import ManagedDict, ManagedList, ManagedSet
 from realmpy.notifier import Listenable
+from realmpy.query.bind import Binding as _Binding
+from realmpy.query.bind import bind as _bind
 from realmpy.schema import (
     MAX_EMBEDDED_DEPTH,
     Counter,
@@ -436,8 +438,9 @@ class Realm(RealmState, Listenable):
 
     def _set_schema(self, schema: Schema) -> None:
         self._schema = schema
-        # (class, query text) pairs that passed _validate_query against it.
-        self._valid_queries: set[tuple[str, str]] = set()
+        # (class, query text) -> the query bound to that class (checked; its
+        # arguments' checks, run on every call).
+        self._valid_queries: dict[tuple[str, str], _Binding] = {}
         models = {object_schema(m).name: m for m in self._config.schema}
         self._models = models
         self._info = {c.name: _ClassInfo(c, models.get(c.name)) for c in schema.classes}
@@ -1118,63 +1121,19 @@ class Realm(RealmState, Listenable):
         schema = self._class_schema(cls)
         self._check()
         q = _query.parse(text)
-        valid = self._valid_queries
-        if (schema.name, text) not in valid:
-            self._validate_query(schema, q)
-            if len(valid) < _VALID_QUERIES_MAX:
-                valid.add((schema.name, text))
+        bound = self._valid_queries
+        binding = bound.get((schema.name, text))
+        if binding is None:
+            binding = _bind(self._schema.__getitem__, schema, q)
+            if len(bound) < _VALID_QUERIES_MAX:
+                bound[(schema.name, text)] = binding
+        binding.check_args(args)
         if len(args) < q.arg_count:
             raise _query.QueryArgumentError(
                 f"the query uses ${q.arg_count - 1} but {len(args)} argument(s) "
                 f"were given: {text!r}"
             )
         return _results.Results(self, cls, q, args)
-
-    def _validate_query(self, schema: ObjectSchema, q: _query.Query) -> None:
-        paths: list[_query.KeyPath] = []
-
-        def collect(node: Any) -> None:
-            if isinstance(node, _query.KeyPath):
-                paths.append(node)
-            elif isinstance(node, (_query.And, _query.Or)):
-                for i in node.items:
-                    collect(i)
-            elif isinstance(node, _query.Not):
-                collect(node.item)
-            elif isinstance(node, _query.Comparison):
-                collect(node.left)
-                collect(node.right)
-            elif isinstance(node, _query.Between):
-                collect(node.value)
-                collect(node.low)
-                collect(node.high)
-            elif isinstance(node, _query.ListExpr):
-                for i in node.items:
-                    collect(i)
-
-        collect(q.predicate)
-        for d in q.descriptors:
-            if isinstance(d, _query.Sort):
-                paths.extend(p for p, _ in d.keys)
-            elif isinstance(d, _query.Distinct):
-                paths.extend(d.paths)
-        for path in paths:
-            current: ObjectSchema | None = schema
-            for part in path.parts:
-                if part in _query.AGGREGATES:
-                    continue
-                if current is None:
-                    continue  # a dictionary key
-                prop = current.get(part)
-                if prop is None:
-                    raise _query.QueryArgumentError(
-                        f"{current.name} has no property {part!r} (in {str(path)!r}); "
-                        f"its properties are {', '.join(p.name for p in current.properties)}"
-                    )
-                if prop.target is not None:
-                    current = self._schema[prop.target]
-                else:
-                    current = None
 
     # -- evaluation (used by Results and the notifier) -------------------------------
 

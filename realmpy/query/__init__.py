@@ -71,7 +71,13 @@ import-linter contract in pyproject.toml keeps it so):
 
 from __future__ import annotations
 
-from realmpy.errors import QueryArgumentError, QuerySyntaxError, QueryTooComplexError
+from realmpy.errors import (
+    QueryArgumentError,
+    QuerySyntaxError,
+    QueryTooComplexError,
+    QueryTypeError,
+    QueryUnsupportedError,
+)
 from realmpy.query.api import Query, parse
 from realmpy.query.ast import (
     AGGREGATES,
@@ -80,6 +86,8 @@ from realmpy.query.ast import (
     MAX_QUERY_TERMS,
     And,
     Arg,
+    ArgKey,
+    Arith,
     Between,
     Comparison,
     Const,
@@ -87,11 +95,13 @@ from realmpy.query.ast import (
     KeyPath,
     Limit,
     ListExpr,
+    ListIndex,
     Node,
     Not,
     Or,
     Resolver,
     Sort,
+    Subquery,
     TruePredicate,
     Var,
     default_resolver,
@@ -105,6 +115,8 @@ __all__ = [
     "MAX_QUERY_TERMS",
     "And",
     "Arg",
+    "ArgKey",
+    "Arith",
     "Between",
     "Comparison",
     "Const",
@@ -112,6 +124,7 @@ __all__ = [
     "KeyPath",
     "Limit",
     "ListExpr",
+    "ListIndex",
     "Node",
     "Not",
     "Or",
@@ -119,8 +132,11 @@ __all__ = [
     "QueryArgumentError",
     "QuerySyntaxError",
     "QueryTooComplexError",
+    "QueryTypeError",
+    "QueryUnsupportedError",
     "Resolver",
     "Sort",
+    "Subquery",
     "TruePredicate",
     "Var",
     "default_resolver",
