@@ -95,6 +95,7 @@ def _candidates(
         elif (
             isinstance(node, _query.Comparison)
             and node.quantifier is None
+            and node.list_quantifier is None
             and not node.case_insensitive
             and not node.diacritic_insensitive
             and node.op in ("==", "IN", *_RANGE)
@@ -169,6 +170,7 @@ def _exact(node: _query.Node, prop: Property, args: tuple[Any, ...]) -> bool:
         isinstance(node, _query.Comparison)
         and node.op in ("==", "IN")
         and node.quantifier is None
+        and node.list_quantifier is None
         and not node.case_insensitive
         and not node.diacritic_insensitive
     ):

@@ -119,8 +119,10 @@ class KeyPath(Node):
         for i, p in enumerate(self.parts):
             if type(p) is ListIndex or type(p) is ArgKey:
                 out.append(f"[{p}]")
-            elif _IDENT_RE.fullmatch(p) or p in AGGREGATES or (i == 0 and p.startswith("$")):
+            elif _IDENT_RE.fullmatch(p) or p in AGGREGATES:
                 out.append(("." if i else "") + p)
+            elif i == 0 and p and not p[0].isdigit():
+                out.append(re.sub(r"([^\w$-])", r"\\\1", p))  # ``true\ love``
             else:
                 out.append(f"[{_render_value(p)}]")
         return "".join(out)
@@ -276,7 +278,7 @@ def _paren(node: Node, kinds: tuple[type, ...]) -> str:
     return f"({node})" if isinstance(node, kinds) else str(node)
 
 
-_IDENT_RE: Final = re.compile(r"[^\W\d]\w*")
+_IDENT_RE: Final = re.compile(r"(?:[^\W\d]|\$)[\w$-]*")
 
 
 def _render_value(v: Any) -> str:

@@ -48,7 +48,6 @@ from realmpy.query.ast import (
     Const,
     Distinct,
     KeyPath,
-    ListExpr,
     ListIndex,
     Node,
     Not,
@@ -154,10 +153,10 @@ class Binding:
             if c.index >= len(args):
                 continue  # the caller reports missing arguments
             v = args[c.index]
-            values = v if isinstance(v, (list, tuple, Set)) else (v,)
-            for x in values:
-                if not _value_fits(c.type, x):
-                    raise _mismatch(c.path, c.type, x, f"${c.index}")
+            if isinstance(v, (list, tuple, Set)):
+                continue  # as Realm: a list's elements of other types never match
+            if not _value_fits(c.type, v):
+                raise _mismatch(c.path, c.type, v, f"${c.index}")
 
 
 def _mismatch(path: str, t: _Type, v: Any, where: str = "") -> QueryTypeError:
@@ -184,8 +183,8 @@ class _Binder:
     def path_type(self, path: KeyPath) -> _Type:
         parts = path.parts
         cur: _Type
-        if parts[0].startswith("$"):
-            cur = self.vars.get(parts[0], _ANY)
+        if parts[0] in self.vars:  # a SUBQUERY variable
+            cur = self.vars[parts[0]]
             parts = parts[1:]
         else:
             cur = _Type("object", optional=False, target=self.root)
@@ -325,9 +324,7 @@ class _Binder:
                 raise _mismatch(path, t, node.value)
         elif isinstance(node, Arg):
             self.checks.append(_ArgCheck(node.index, path, t))
-        elif isinstance(node, ListExpr):
-            for item in node.items:
-                self.values(item, t, path)
+        # As Realm: a list's elements of other types simply never match.
 
     def comparison(self, node: Comparison) -> None:
         lt, rt = self.operand(node.left), self.operand(node.right)
@@ -401,7 +398,17 @@ class _Binder:
             if t is None:
                 return
             text = str(node.value)
-            if t.collection is not None:
+            if node.quantifier is not None and not (t.many or t.collection):
+                raise QueryTypeError(
+                    f"{node.quantifier} needs a key path through a list, but {text!r} "
+                    f"is {t.describe()}",
+                    text,
+                    t.describe(),
+                    node.quantifier,
+                )
+            # As Realm: ALL list BETWEEN {…} holds when every element is
+            # within; ANY, NONE and no quantifier are refused on a list.
+            if t.collection is not None and node.quantifier != "ALL":
                 raise QueryTypeError(
                     f"BETWEEN needs a single value, but {text!r} is {t.describe()} "
                     f"(write ANY {text} BETWEEN … through a link, or compare {text}[FIRST])",

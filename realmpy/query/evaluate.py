@@ -166,7 +166,7 @@ def _aggregate(agg: str, coll: Any) -> Any:
         try:
             return len(coll)
         except TypeError:
-            return None
+            return 1  # a to-one link: one object (and 0 when null, above)
     if agg == "@keys":
         return _Multi(coll.keys()) if isinstance(coll, Mapping) else _Multi()
     if agg == "@values":
@@ -284,8 +284,8 @@ _NUMBERS: Final = (int, float, Decimal)
 
 
 def _arith(op: str, a: Any, b: Any) -> Any:
-    """``a op b`` on numbers (None when either is not a number, or an
-    integer division by zero); a list operand applies it to each element."""
+    """``a op b`` on numbers (None when either is not a number); a list
+    operand applies it to each element."""
     if isinstance(a, _Multi):
         return _Multi(_arith(op, x, b) for x in a)
     if isinstance(b, _Multi):
@@ -305,12 +305,12 @@ def _arith(op: str, a: Any, b: Any) -> Any:
             return a - b
         if op == "*":
             return a * b
-        if isinstance(a, int) and isinstance(b, int):
-            return None if b == 0 else a / b
-        if b == 0 and isinstance(b, float):
-            return (
-                math.nan if a == 0 or a != a else math.copysign(math.inf, a) * math.copysign(1.0, b)
-            )
+        if b == 0:
+            # As Realm: x / 0 is an infinity of x's sign (NaN for 0 / 0), for
+            # ints and Decimals as for floats.
+            sign = math.copysign(1.0, b) if isinstance(b, float) else 1.0
+            inf = math.nan if a == 0 or a != a else math.copysign(math.inf, a) * sign
+            return Decimal(inf) if isinstance(a, Decimal) else inf
         return a / b
     except (ArithmeticError, InvalidOperation):
         return None
@@ -331,7 +331,7 @@ def _operand(node: Node, record: Any, ctx: _Ctx) -> Any:
         return node.value
     if isinstance(node, KeyPath):
         parts = node.parts
-        if parts[0].startswith("$"):  # a SUBQUERY variable
+        if parts[0] in ctx.bindings:  # a SUBQUERY variable
             return (
                 _walk([ctx.bindings[parts[0]]], parts[1:], ctx, False)
                 if len(parts) > 1
@@ -410,10 +410,14 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
             options = _as_list(right)
             if ci or di:
                 options = [_fold(o, ci, di) for o in options]
+            lq = node.list_quantifier  # ``x IN ALL list``: x equals every element
+            member = all if lq == "ALL" else any
             return _quantify(
                 node.quantifier,
                 left,
-                lambda x: any(_values_equal(_fold(x, ci, di), o) for o in options),
+                lambda x: (
+                    member(_values_equal(_fold(x, ci, di), o) for o in options) != (lq == "NONE")
+                ),
             )
         if left is None and op in _NULL_HAYSTACK_OPS and type(node.left) is Const:
             return False  # as Realm: the constant NULL contains nothing, not even NULL

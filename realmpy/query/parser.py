@@ -51,9 +51,6 @@ _OPS: Final = {
     "like": "LIKE",
 }
 
-# ``a op b`` is ``b flipped-op a``.
-_FLIPPED: Final = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
-
 
 class _Parser:
     def __init__(self, text: str) -> None:
@@ -70,7 +67,6 @@ class _Parser:
         self.max_arg = -1
         self.depth = 0
         self.terms = 0
-        self.subvars: list[str] = []  # variables of the enclosing SUBQUERYs
 
     # -- helpers
     def peek(self, k: int = 0) -> _Tok:
@@ -176,7 +172,12 @@ class _Parser:
                 self.expect_punct(")")
                 self.depth -= 1
                 after = self.peek()
-                if after.kind not in ("op", "arith", "mod") and not self.is_kw("between"):
+                operator_follows = (
+                    after.kind in ("arith", "mod")
+                    or (after.kind == "op" and after.value in _OPS)
+                    or (after.kind == "ident" and after.value.lower() in (*_OPS, "in", "between"))
+                )
+                if not operator_follows:
                     return inner
             except QueryUnsupportedError:
                 raise
@@ -251,11 +252,6 @@ class _Parser:
         right = self.parse_operand()
         if list_quant is not None and not isinstance(right, (ListExpr, Arg, KeyPath)):
             raise self.error(f"{list_quant} needs a list after it")
-        if quant is not None and isinstance(left, (ListExpr, Arg)) and list_quant is None:
-            # ``ANY {1, 2} == prop`` is ``prop == ANY {1, 2}``.
-            if op not in _FLIPPED:
-                raise self.error(f"{quant} {{…}} {op} needs a property on the right")
-            return Comparison(right, _FLIPPED[op], left, None, ci, di, quant)
         return Comparison(left, op, right, quant, ci, di, list_quant)
 
     def _is_operator_after_ident(self) -> bool:
@@ -293,8 +289,8 @@ class _Parser:
             self.next()
             return Var(t.value)
         if t.kind == "subvar":
-            if t.value not in self.subvars:
-                raise self.error(f"{t.value} is not the variable of an enclosing SUBQUERY")
+            # ``$x.name`` inside SUBQUERY(…, $x, …); elsewhere a property
+            # whose name starts with ``$`` (Realm allows it).
             return self.parse_keypath()
         if t.kind == "punct" and t.value == "(":
             self.next()
@@ -349,11 +345,9 @@ class _Parser:
         if var.kind != "subvar":
             raise self.error("SUBQUERY needs a variable such as $x second", var)
         self.expect_punct(",")
-        self.subvars.append(var.value)
         self.enter()
         pred = self.parse_or()
         self.depth -= 1
-        self.subvars.pop()
         self.expect_punct(")")
         self.expect_punct(".")
         agg = self.next()
@@ -454,7 +448,13 @@ class _Parser:
         self.next()
         self.expect_punct("(")
         t = self.next()
-        if t.kind != "lit" or type(t.value) is not int or t.value < 0:
+        if (
+            t.kind != "lit"
+            or type(t.value) is not int
+            or t.value < 0
+            or not self.text[t.pos : t.pos + 1].isdigit()
+            or self.text[t.pos : t.pos + 2].lower() == "0x"
+        ):
             raise self.error("LIMIT needs a non-negative integer", t)
         self.expect_punct(")")
         return Limit(t.value)
