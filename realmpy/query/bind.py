@@ -105,7 +105,7 @@ def _value_fits(t: _Type, v: Any) -> bool:
     if ty == "str":
         return isinstance(v, str)
     if ty == "bytes":
-        return isinstance(v, (bytes, str))
+        return isinstance(v, bytes)
     if ty == "datetime":
         return isinstance(v, _dt.datetime) and v.tzinfo is not None
     if ty == "objectid":

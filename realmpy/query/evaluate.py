@@ -82,7 +82,7 @@ def _strip_diacritics(s: str) -> str:
 
 def _fold(s: Any, ci: bool, di: bool) -> Any:
     if not isinstance(s, str):
-        return s
+        return s.lower() if ci and isinstance(s, bytes) else s  # bytes: ASCII letters
     if di:
         s = _strip_diacritics(s)
     if ci:
@@ -135,7 +135,9 @@ def _string_op(op: str, a: Any, b: Any, ci: bool, di: bool) -> bool:
             return like(a, b)
     elif not (isinstance(a, bytes) and isinstance(b, bytes)):
         return False
-    elif op == "LIKE":
+    else:
+        a, b = _fold(a, ci, di), _fold(b, ci, di)
+    if op == "LIKE":
         # Bytes match byte for byte: latin-1 maps each byte to one character.
         return like(a.decode("latin-1"), b.decode("latin-1"))
     if op == "BEGINSWITH":

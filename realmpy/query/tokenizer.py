@@ -36,6 +36,7 @@ _TOKEN_RE: Final = re.compile(
   | (?P<uuid>uuid\(\s*(?P<uuidv>[0-9A-Fa-f-]{32,36})\s*\))
   | (?P<dec>decimal128\(\s*(?P<decv>[^)\s]*)\s*\))
   | (?P<b64>B64"(?P<b64v>[A-Za-z0-9+/=]*)")
+  | (?P<bin>bin\(\s*(?P<binv>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\s*\))
   | (?P<hex>[-+]?0[xX][0-9A-Fa-f]+(?![\w.]))
   | (?P<num>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?!\.))
   | (?P<special>[-+]?(?i:infinity|inf|nan)(?!\w))
@@ -156,6 +157,10 @@ def _tokenize(text: str) -> list[_Tok]:
                 value = base64.b64decode(m.group("b64v"), validate=True)
             except ValueError:
                 raise QuerySyntaxError('malformed B64"..."', text, start) from None
+            toks.append(_Tok("lit", value, start))
+        elif kind == "bin":
+            body = m.group("binv")
+            value = _unescape(body[1:-1], m.start("binv") + 1, text).encode("utf-8")
             toks.append(_Tok("lit", value, start))
         elif kind == "arg":
             toks.append(_Tok("arg", int(raw[1:]), start))
