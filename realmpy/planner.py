@@ -133,8 +133,8 @@ def _candidates(
         if v is None:
             return None
         return (3 if prop.primary_key else 4, prop, op, [v])
-    except (ValueError, TypeError, IndexError, CodecError):
-        return None
+    except (ValueError, TypeError, IndexError, OverflowError, CodecError):
+        return None  # no index read fits (inf for an int property: OverflowError)
 
 
 def _bounds(op: str, values: list[Any]) -> tuple[bytes, bytes]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from realmpy.errors import QueryArgumentError
+from realmpy.errors import QueryArgumentError, QueryTypeError
 from realmpy.objectid import ObjectId
 from realmpy.query.ast import (
     _COLLECTION_AGGS,
@@ -182,19 +182,24 @@ def _aggregate(agg: str, coll: Any) -> Any:
     else:
         items = [coll]
     nums = [x for x in items if x is not None and not isinstance(x, bool)]
-    if agg == "@sum":
-        return sum(nums, 0)
+    if agg in ("@sum", "@avg"):
+        odd = next((x for x in nums if not isinstance(x, (int, float, Decimal))), None)
+        if odd is not None:
+            # Bound queries never get here (QueryTypeError at bind time);
+            # schema-less records may hold anything.
+            raise QueryTypeError(
+                f"{agg} needs numbers, got {type(odd).__name__} {odd!r:.40}", agg, "", odd
+            )
     if not nums:
-        return None
+        return 0 if agg == "@sum" else None
     try:
+        if agg == "@sum":
+            return sum(nums, 0)
         if agg == "@avg":
-            total = sum(nums, 0)
-            if isinstance(total, Decimal):
-                return total / len(nums)
-            return total / len(nums)
+            return sum(nums, 0) / len(nums)
         return min(nums) if agg == "@min" else max(nums)
-    except TypeError:
-        return None
+    except (TypeError, ArithmeticError, InvalidOperation):
+        return None  # mixed Decimals and floats, or values with no order
 
 
 def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> Any:
