@@ -291,6 +291,14 @@ class _Binder:
             return t
         if isinstance(node, Subquery):
             coll = self.path_type(node.collection)
+            if coll.type not in ("link", "embedded", "any"):
+                raise QueryTypeError(
+                    f"SUBQUERY needs a list of objects, but {str(node.collection)!r} is "
+                    f"{coll.describe()}: compare its values with ANY/ALL/NONE instead",
+                    str(node.collection),
+                    coll.describe(),
+                    "SUBQUERY",
+                )
             if coll.collection is None and not coll.many:
                 raise QueryTypeError(
                     f"SUBQUERY needs a list, but {str(node.collection)!r} is {coll.describe()}",
@@ -364,6 +372,20 @@ class _Binder:
                     t.describe(),
                     None,
                 )
+        if (
+            lt is not None
+            and rt is not None
+            and lt.collection is not None
+            and rt.collection is not None
+            and lt.type not in ("link", "embedded")
+        ):
+            raise QueryTypeError(
+                f"comparing two lists of values ({str(node.left)!r} and {str(node.right)!r}) "
+                "is not supported, as in Realm: compare one with ANY/ALL/NONE of a constant list",
+                str(node.left),
+                lt.describe(),
+                str(node.right),
+            )
         if lt is not None and rt is not None and not _types_compare(lt, rt):
             raise QueryTypeError(
                 f"cannot compare {str(node.left)!r} ({lt.describe()}) with "

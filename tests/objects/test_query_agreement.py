@@ -38,6 +38,7 @@ class HRow(Object):
     s: str | None = None
     ints: list[int] = field(default_factory=list)
     link: HLink | None = None
+    links: list[HLink] = field(default_factory=list)
 
 
 small_ints = st.integers(-3, 3)
@@ -46,7 +47,12 @@ floats = st.none() | st.sampled_from([-1.5, 0.0, 0.5, 2.0, float("inf")])
 texts = st.none() | st.sampled_from(["", "a", "ab", "B", "ba", "é"])
 rows = st.lists(
     st.tuples(
-        opt_ints, floats, texts, st.lists(small_ints, max_size=3), st.none() | st.integers(0, 2)
+        opt_ints,
+        floats,
+        texts,
+        st.lists(small_ints, max_size=3),
+        st.none() | st.integers(0, 2),
+        st.lists(st.integers(0, 2), max_size=3),
     ),
     min_size=1,
     max_size=8,
@@ -99,7 +105,10 @@ def queries(draw: st.DrawFn) -> tuple[str, list[Any]]:
         if kind == 10:
             return f"link.a {op} {num()}"
         if kind == 11:
-            return f"SUBQUERY(ints, $x, $x {op} {num()}).@count > 0"
+            q = draw(st.sampled_from(["", "ALL ", "NONE "]))
+            if draw(st.booleans()):
+                return f"{q}links.a {op} {num()}"
+            return f"SUBQUERY(links, $x, $x.a {op} {num()}).@count > 0"
         if kind == 12:
             return f"a IN {arg(draw(st.lists(opt_ints, max_size=3)))}"
         return f"ints.@sum {op} {num()}"
@@ -125,7 +134,7 @@ def realm(tmp_path_factory: pytest.TempPathFactory, module_realm_kind: str) -> I
 
 
 def as_dict(k: int, row: tuple[Any, ...]) -> dict[str, Any]:
-    a, b, s, ints, link = row
+    a, b, s, ints, link, links = row
     return {
         "k": k,
         "a": a,
@@ -133,6 +142,7 @@ def as_dict(k: int, row: tuple[Any, ...]) -> dict[str, Any]:
         "s": s,
         "ints": ints,
         "link": None if link is None else {"k": link, "a": LINKS[link]},
+        "links": [{"k": k, "a": LINKS[k]} for k in links],
     }
 
 
@@ -151,7 +161,7 @@ def test_interpreter_closures_row_filter_and_realm_agree(
     match = q.matcher(args)
     assert [r["k"] for r in records if match(r)] == expected, "closures"
 
-    names = ("k", "a", "b", "s", "ints", "link")
+    names = ("k", "a", "b", "s", "ints", "link", "links")
     positional = [[r[n] for n in names] for r in records]
 
     def direct(name: str) -> tuple[Any] | None:
@@ -163,9 +173,13 @@ def test_interpreter_closures_row_filter_and_realm_agree(
     keep = q.row_filter(args, direct=direct, wrap=wrap)
     assert [rec[0] for _, rec in keep([(None, p) for p in positional])] == expected, "row filter"
 
+    targets = {o.k: o for o in realm.all(HLink)}
     with realm.write():
         realm.delete_all(HRow)
         for r in records:
-            link = None if r["link"] is None else realm.find(HLink, r["link"]["k"])
-            realm.add(HRow(k=r["k"], a=r["a"], b=r["b"], s=r["s"], ints=r["ints"], link=link))
+            link = None if r["link"] is None else targets[r["link"]["k"]]
+            links = [targets[x["k"]] for x in r["links"]]
+            realm.add(
+                HRow(k=r["k"], a=r["a"], b=r["b"], s=r["s"], ints=r["ints"], link=link, links=links)
+            )
     assert [o.k for o in realm.query(HRow, text, *args)] == expected, "realm"

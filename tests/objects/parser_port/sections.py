@@ -1309,3 +1309,142 @@ for q, n in [
     ),
 ]:
     s.add(q, n)
+
+
+# ---------------------------------------------------------------------------
+# Parser_list_of_primitive_ints
+
+
+class LpiT(Object):
+    k: int = field(primary_key=True)
+    integers: list[int] = field(default_factory=list)
+    single_int: int = 0
+    integers_nullable: list[int | None] = field(default_factory=list)
+    single_int_nullable: int | None = None
+
+
+class LpiT2(Object):
+    k: int = field(primary_key=True)
+    link: LpiT | None = None
+    list: list[LpiT] = field(default_factory=list)
+
+
+def _fill_primitive_ints(r: Realm) -> None:
+    objs = r.add_all(
+        [
+            LpiT(k=i, integers=[i], single_int=i, integers_nullable=[i], single_int_nullable=i)
+            for i in range(10)
+        ]
+    )
+    r.add(LpiT2(k=0, link=objs[1], list=[objs[1]]))
+    r.add(LpiT2(k=1, link=objs[2], list=list(objs)))
+    r.add(LpiT2(k=2))
+    r.add(LpiT(k=10))
+    r.add(LpiT(k=11, integers_nullable=[None]))
+
+
+s = section("Parser_list_of_primitive_ints", "lists of primitives", [LpiT, LpiT2], LpiT)
+s.fill = _fill_primitive_ints
+N = 10  # objects with one value; the fill adds two more (defaults, a null in a list)
+for i in range(N):
+    # in a realm with the two extra objects: NONE/!/ALL of their empty lists hold
+    for q, n in [
+        (f"integers == {i}", 1),
+        (f"integers.@min == {i}", 1),
+        (f"integers.@max == {i}", 1),
+        (f"integers.@avg == {i}", 1),
+        (f"integers.@sum == {i}", 1 + (2 if i == 0 else 0)),
+        (f"ANY integers == {i}", 1),
+        (f"SOME integers == {i}", 1),
+        (f"ALL integers == {i}", 1 + 2),
+        (f"NONE integers == {i}", N - 1 + 2),
+        (f"!(ANY integers == {i})", N - 1 + 2),
+        (f"!(SOME integers == {i})", N - 1 + 2),
+        (f"!(ALL integers == {i})", N - 1),
+        (f"!(NONE integers == {i})", 1),
+        (f"ANY integers != {i}", N - 1),
+        (f"SOME integers != {i}", N - 1),
+        (f"ALL integers != {i}", N - 1 + 2),
+        (f"NONE integers != {i}", 1 + 2),
+        (f"{i} IN integers", 1),
+    ]:
+        s.add(q, n)
+M = N + 2
+for q, n in [
+    ("integers.@count == 0", 2),
+    ("integers.@size == 0", 2),
+    ("integers.@count == 1", N),
+    ("integers.@size == 1", N),
+    ("integers == NULL", 0),
+    ("ALL integers == NULL", 2),
+    ("NONE integers == NULL", M),
+    ("integers_nullable.@count == 0", 1),
+    ("integers_nullable == NULL", 1),
+    ("ALL integers_nullable == NULL", 2),
+    ("NONE integers_nullable == NULL", M - 1),
+    ("integers == single_int", M - 2),
+    ("integers_nullable == single_int", M - 2),
+    ("integers == single_int_nullable", M - 2),
+    ("integers_nullable == single_int_nullable", M - 1),
+    ("integers.@min == single_int", M - 2),
+    ("integers.@min == single_int_nullable", M),
+    ("integers_nullable.@min == single_int", M - 2),
+    ("integers_nullable.@min == single_int_nullable", M),
+    ("integers.@max == single_int", M - 2),
+    ("integers.@max == single_int_nullable", M),
+    ("integers_nullable.@max == single_int", M - 2),
+    ("integers_nullable.@max == single_int_nullable", M),
+    ("integers.@sum == single_int", M),
+    ("integers.@sum == single_int_nullable", M - 2),
+    ("integers_nullable.@sum == single_int", M),
+    ("integers_nullable.@sum == single_int_nullable", M - 2),
+    ("integers.@avg == single_int", M - 2),
+    ("integers.@avg == single_int_nullable", M),
+    ("integers_nullable.@avg == single_int", M - 2),
+    ("integers_nullable.@avg == single_int_nullable", M),
+    ("integers.@count == single_int", 3),
+    ("integers.@count == single_int_nullable", 1),
+    ("integers_nullable.@count == single_int", 2),
+    ("integers_nullable.@count == single_int_nullable", 1),
+    ("LpiT2: link.integers == 0 || link.integers == 3", 0),
+    ("LpiT2: link.integers == 1", 1),
+    ("LpiT2: link.integers == 2", 1),
+    ("LpiT2: link.integers == NULL", 0),
+    ("LpiT2: link.integers_nullable == NULL", 0),
+    ("LpiT2: link.integers.@count == 1", 2),
+    ("LpiT2: link.integers.@count == 0", 1),
+    ("LpiT2: link.integers.@min == 1", 1),
+    ("LpiT2: link.integers.@max == 1", 1),
+    ("LpiT2: link.integers.@sum == 1", 1),
+    ("LpiT2: link.integers.@avg == 1", 1),
+    ("LpiT2: list.integers == 1", 2),
+    ("LpiT2: list.integers == 2", 1),
+    ("LpiT2: list.integers == NULL", 0),
+    ("LpiT2: list.integers.@count == 1", 2),
+    ("LpiT2: list.integers.@min == 1", 2),
+    ("LpiT2: list.integers.@max == 1", 2),
+    ("LpiT2: list.integers.@avg == 1", 2),
+    ("LpiT2: list.integers.@sum == 1", 2),
+    ("LpiT2: ALL list.integers == 1", 3),
+    ("LpiT2: NONE list.integers == 1", 2),
+]:
+    s.add(q, n)
+s.add("integers == $0", 1, 1)
+for q in [
+    "integers.@min.no_property == 0",
+    "SUBQUERY(integers, $x, $x == 1).@count > 0",
+    "integers == integers",
+    "integers != integers",
+    "integers > integers",
+    "integers < integers",
+    "integers contains integers",
+    "integers beginswith integers",
+    "integers endswith integers",
+    "integers like integers",
+    "integers like 0",
+    "integers contains[c] 0",
+    "integers beginswith 0",
+    "integers ENDSWITH 0",
+    "integers == 'string'",
+]:
+    s.throws(q, Exception)
