@@ -1128,6 +1128,7 @@ class Realm(RealmState, Listenable):
             if len(bound) < _VALID_QUERIES_MAX:
                 bound[(schema.name, text)] = binding
         binding.check_args(args)
+        q = binding.query
         if len(args) < q.arg_count:
             raise _query.QueryArgumentError(
                 f"the query uses ${q.arg_count - 1} but {len(args)} argument(s) "

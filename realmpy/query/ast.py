@@ -78,6 +78,14 @@ class ListIndex(str):
     __slots__ = ()
 
 
+class Length(str):
+    """The key path part ``length`` known (from the schema) to read a
+    string's or bytes' length: a null one has length 0, as in Realm.  The
+    parser makes plain ``"length"`` parts; binding to a class makes these."""
+
+    __slots__ = ()
+
+
 class ArgKey(str):
     """A key path part ``[$n]``: the dictionary key given as argument ``n``."""
 

@@ -27,6 +27,7 @@ call's arguments (a walk of a few tuples).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import uuid
 from collections.abc import Callable, Sequence, Set
@@ -48,6 +49,7 @@ from realmpy.query.ast import (
     Const,
     Distinct,
     KeyPath,
+    Length,
     ListIndex,
     Node,
     Not,
@@ -139,11 +141,14 @@ class _ArgCheck:
 
 
 class Binding:
-    """A query bound to a class: the ``$argument`` checks left for each call."""
+    """A query bound to a class: ``query``, the query to evaluate (key paths
+    made exact where the schema tells more than the text), and the
+    ``$argument`` checks left for each call."""
 
-    __slots__ = ("_checks",)
+    __slots__ = ("_checks", "query")
 
-    def __init__(self, checks: Sequence[_ArgCheck]) -> None:
+    def __init__(self, query: Query, checks: Sequence[_ArgCheck]) -> None:
+        self.query = query
         self._checks = tuple(checks)
 
     def check_args(self, args: Sequence[Any]) -> None:
@@ -178,6 +183,7 @@ class _Binder:
         self.root = root
         self.checks: list[_ArgCheck] = []
         self.vars: dict[str, _Type] = {}  # SUBQUERY variables
+        self.lengths: set[int] = set()  # ids of the key paths ending in a string's length
 
     # -- key paths
     def path_type(self, path: KeyPath) -> _Type:
@@ -221,6 +227,7 @@ class _Binder:
         if cur.collection is not None:
             cur = _Type(cur.type, None, cur.optional, True, cur.target)
         if part == "length" and cur.type in _STRINGY:
+            self.lengths.add(id(path))  # read as Length: a null string has length 0
             return _Type("int", optional=False, many=cur.many)
         schema = cur.target
         if schema is None:
@@ -466,4 +473,24 @@ def bind(schema_of: Callable[[str], ObjectSchema], root: ObjectSchema, q: Query)
         elif isinstance(d, Distinct):
             for path in d.paths:
                 b.path_type(path)
-    return Binding(b.checks)
+    if b.lengths:
+        q = dataclasses.replace(q, predicate=_rewrite(q.predicate, b.lengths))
+    return Binding(q, b.checks)
+
+
+def _rewrite(node: Any, lengths: set[int]) -> Any:
+    """``node`` with the key paths in ``lengths`` ending in :class:`Length`."""
+    if isinstance(node, KeyPath):
+        if id(node) in lengths:
+            return KeyPath((*node.parts[:-1], Length(node.parts[-1])))
+        return node
+    if not isinstance(node, Node):
+        return node
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(node):  # type: ignore[arg-type]
+        v = getattr(node, f.name)
+        if isinstance(v, Node):
+            changes[f.name] = _rewrite(v, lengths)
+        elif isinstance(v, tuple) and v and isinstance(v[0], Node):
+            changes[f.name] = tuple(_rewrite(x, lengths) for x in v)
+    return dataclasses.replace(node, **changes) if changes else node  # type: ignore[type-var]

@@ -28,6 +28,7 @@ from realmpy.query.ast import (
     Comparison,
     Const,
     KeyPath,
+    Length,
     ListExpr,
     ListIndex,
     Node,
@@ -241,6 +242,8 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
             r: Any
             if part == "length" and isinstance(v, (str, bytes)):
                 r = len(v)  # ``name.length``: a string's or bytes' length
+            elif kind is Length:
+                r = 0 if v is None else len(v)
             else:
                 r = ctx.resolve(v, part)
             if not nxt_is_agg and _is_collection(r):

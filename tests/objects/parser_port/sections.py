@@ -1448,3 +1448,149 @@ for q in [
     "integers == 'string'",
 ]:
     s.throws(q, Exception)
+
+
+# ---------------------------------------------------------------------------
+# Parser_list_of_primitive_strings (realm-core runs it with and without a
+# search index on the list; realmpy does not index lists: one section)
+
+
+class LpsT(Object):
+    k: int = field(primary_key=True)
+    strings: list[str | None] = field(default_factory=list)
+
+
+def _fill_primitive_strings(r: Realm) -> None:
+    r.add_all([LpsT(k=i, strings=[f"string_{i}"]) for i in range(10)])
+    r.add_all([LpsT(k=10), LpsT(k=11, strings=[None]), LpsT(k=12, strings=[""])])
+
+
+s = section("Parser_list_of_primitive_strings", "lists of primitives", [LpsT], LpsT)
+s.fill = _fill_primitive_strings
+POP, TOTAL = 10, 13
+for i in range(POP):
+    si = f"string_{i}"
+    for q, n in [
+        (f"strings == '{si}'", 1),
+        (f"ANY strings == '{si}'", 1),
+        (f"SOME strings == '{si}'", 1),
+        (f"ALL strings == '{si}'", 2),
+        (f"NONE strings == '{si}'", TOTAL - 1),
+        (f"!(ANY strings == '{si}')", TOTAL - 1),
+        (f"!(SOME strings == '{si}')", TOTAL - 1),
+        (f"!(ALL strings == '{si}')", TOTAL - 2),
+        (f"!(NONE strings == '{si}')", 1),
+        (f"ANY strings != '{si}'", TOTAL - 2),
+        (f"SOME strings != '{si}'", TOTAL - 2),
+        (f"ALL strings != '{si}'", TOTAL - 1),
+        (f"NONE strings != '{si}'", 2),
+        (f"'{si}' IN strings", 1),
+        (f"strings CONTAINS[c] '{si}'", 1),
+        (f"strings BEGINSWITH[c] '{si}'", 1),
+        (f"strings ENDSWITH[c] '{si}'", 1),
+        (f"strings LIKE[c] '{si}'", 1),
+    ]:
+        s.add(q, n)
+for q, n in [
+    ("strings CONTAINS[c] 'STR'", POP),
+    ("strings BEGINSWITH[c] 'STR'", POP),
+    ("strings ENDSWITH[c] 'G_1'", 1),
+    ("strings LIKE[c] 'StRiNg_*'", POP),
+    ("ALL strings CONTAINS[c] 'STR'", POP + 1),
+    ("ALL strings BEGINSWITH[c] 'STR'", POP + 1),
+    ("ALL strings ENDSWITH[c] 'G_1'", 2),
+    ("ALL strings LIKE[c] 'StRiNg_*'", POP + 1),
+    ("NONE strings CONTAINS[c] 'STR'", 3),
+    ("NONE strings BEGINSWITH[c] 'STR'", 3),
+    ("NONE strings ENDSWITH[c] 'G_1'", POP - 1 + 3),
+    ("NONE strings LIKE[c] 'StRiNg_*'", 3),
+    ("strings.@count == 0", 1),
+    ("strings.@size == 0", 1),
+    ("strings.@count == 1", TOTAL - 1),
+    ("strings.@size == 1", TOTAL - 1),
+    ("strings.length == 0", 2),
+    ("strings.length == 8", POP),
+]:
+    s.add(q, n)
+for q in ["strings.@min == 2", "strings.@max == 2", "strings.@sum == 2", "strings.@avg == 2"]:
+    s.throws(q)
+
+
+# ---------------------------------------------------------------------------
+# Parser_list_of_primitive_element_lengths (TEST_TYPES str, bytes)
+
+
+class LelStr(Object):
+    k: int = field(primary_key=True)
+    values: list[str | None] = field(default_factory=list)
+    length: int = 0
+    link: LelStr | None = None
+
+
+class LelBytes(Object):
+    k: int = field(primary_key=True)
+    values: list[bytes | None] = field(default_factory=list)
+    length: int = 0
+    link: LelBytes | None = None
+
+
+def _element_lengths(model: type, conv: Callable[[str], Any]) -> None:
+    s = section(
+        f"Parser_list_of_primitive_element_lengths<{model.__name__}>",
+        "lists of primitives",
+        [model],
+        model,
+    )
+
+    def fill(r: Realm) -> None:
+        v1, v2 = conv("value1"), conv("value2")
+        objs = r.add_all(
+            [
+                model(k=0),
+                model(k=1, values=[None]),
+                model(k=2, values=[conv("")]),
+                model(k=3, values=[v1]),
+                model(k=4, values=[v2]),
+                model(k=5, values=[v1, v2]),
+            ]
+        )
+        for o in objs:
+            o.link = o
+
+    s.fill = fill
+    for path in ["", "link.", "link.link."]:
+        for q, n in [
+            (f"{path}values.@count == 0", 1),
+            (f"{path}values.@size == 0", 1),
+            (f"{path}values.@count == 1", 4),
+            (f"{path}values.@size == 1", 4),
+            (f"{path}values.@count == 2", 1),
+            (f"{path}values.@size == 2", 1),
+            (f"{path}length == 0", 6),
+            (f"{path}link == null", 0),
+            (f"{path}values == null", 1),
+        ]:
+            s.add(q, n)
+        for prefix in ["", "ANY", "SOME", "any", "some"]:
+            for q, n in [
+                (f"0 IN {prefix} {path}values.length", 2),
+                (f"{prefix} {path}values.length == 0", 2),
+                (f"{prefix} {path}values.length > 0", 3),
+                (f"{prefix} {path}values.length == 6", 3),
+                (f"{prefix} {path}values.length == length", 2),
+            ]:
+                s.add(q, n)
+        for q, n in [
+            (f"ALL {path}values.length == 0", 3),
+            (f"ALL {path}values.length == length", 3),
+            (f"ALL {path}values.length == 6", 4),
+            (f"NONE {path}values.length == 0", 4),
+            (f"NONE {path}values.length == length", 4),
+            (f"NONE {path}values.length == 6", 3),
+        ]:
+            s.add(q, n)
+    s.throws("values.len == 2")
+
+
+_element_lengths(LelStr, str)
+_element_lengths(LelBytes, lambda v: v.encode())
