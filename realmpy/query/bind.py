@@ -313,6 +313,14 @@ class _Binder:
                     coll.describe(),
                     "SUBQUERY",
                 )
+            if node.variable in self.vars:
+                raise QueryTypeError(
+                    f"SUBQUERY variable {node.variable} is already the variable of an "
+                    "enclosing SUBQUERY: give the inner one another name",
+                    str(node.collection),
+                    coll.describe(),
+                    node.variable,
+                )
             saved = dict(self.vars)
             self.vars[node.variable] = _Type(coll.type, None, coll.optional, False, coll.target)
             self.predicate(node.predicate)

@@ -327,7 +327,7 @@ def _arith(op: str, a: Any, b: Any) -> Any:
 
 
 def _subquery(node: Subquery, record: Any, ctx: _Ctx) -> int:
-    elements = _walk([record], node.collection.parts, ctx, False)
+    elements = _operand(node.collection, record, ctx)  # may start at an outer $x
     count = 0
     for e in _as_list(elements):
         inner = dataclasses.replace(ctx, bindings={**ctx.bindings, node.variable: e})

@@ -337,7 +337,7 @@ class _Parser:
     def parse_subquery(self) -> Node:
         self.next()
         self.expect_punct("(")
-        if self.peek().kind != "ident":
+        if self.peek().kind not in ("ident", "subvar"):
             raise self.error("SUBQUERY needs a list key path first")
         coll = self.parse_keypath()
         self.expect_punct(",")

@@ -42,7 +42,7 @@ _TOKEN_RE: Final = re.compile(
   | (?P<special>[-+]?(?i:infinity|inf|nan)(?!\w))
   | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
   | (?P<arg>\$\d+)
-  | (?P<subvar>\$[^\W\d]\w*)
+  | (?P<subvar>\$[^\W\d][\w-]*)
   | (?P<var>%[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_@][A-Za-z0-9_]*)*)
   | (?P<mod>\[(?:c|d|cd|dc)\])
   | (?P<op>==|!=|<>|<=|=<|>=|=>|&&|\|\||[=<>!])

@@ -1594,3 +1594,126 @@ def _element_lengths(model: type, conv: Callable[[str], Any]) -> None:
 
 _element_lengths(LelStr, str)
 _element_lengths(LelBytes, lambda v: v.encode())
+
+
+# ---------------------------------------------------------------------------
+# Parser_Subquery
+
+
+class SqDiscount(Object):
+    k: int = field(primary_key=True)
+    promotion: str | None = None
+    reduced_by: float = 0.0
+    active: bool = False
+
+
+class SqAllergen(Object):
+    k: int = field(primary_key=True)
+    name: str = ""
+    population_affected: float = 0.0
+
+
+class SqItem(Object):
+    k: int = field(primary_key=True)
+    name: str = ""
+    price: float = 0.0
+    discount: SqDiscount | None = None
+    allergens: list[SqAllergen] = field(default_factory=list)
+
+
+class SqPerson(Object):
+    k: int = field(primary_key=True)
+    customer_id: int = 0
+    account_balance: float = 0.0
+    items: list[SqItem] = field(default_factory=list)
+    fav_item: SqItem | None = None
+
+
+def _fill_subquery(r: Realm) -> None:
+    promos = ["back to school", "pizza lunch special", "manager's special", None]
+    discounts = r.add_all(
+        [
+            SqDiscount(k=i, promotion=promos[i], reduced_by=a, active=b)
+            for i, (a, b) in enumerate([(3.0, False), (2.5, True), (0.5, True), (1.5, True)])
+        ]
+    )
+    al = r.add_all(
+        [
+            SqAllergen(k=i, name=n, population_affected=p)
+            for i, (n, p) in enumerate(
+                [("dairy", 0.75), ("nuts", 0.01), ("wheat", 0.01), ("soy", 0.005)]
+            )
+        ]
+    )
+    items = r.add_all(
+        [
+            SqItem(k=i, name=n, price=p)
+            for i, (n, p) in enumerate(
+                [("milk", 5.5), ("oranges", 4.0), ("pizza", 9.5), ("cereal", 6.5)]
+            )
+        ]
+    )
+    items[0].discount, items[2].discount, items[3].discount = (
+        discounts[2],
+        discounts[1],
+        discounts[0],
+    )
+    items[0].allergens.append(al[0])
+    items[2].allergens.extend([al[0], al[2], al[3]])
+    items[3].allergens.extend([al[0], al[1], al[2]])
+    lists = [items[:4], [items[0]] * 10, [items[2], items[2], items[3]]]
+    for i in range(3):
+        r.add(
+            SqPerson(
+                k=i,
+                customer_id=i,
+                account_balance=(i + 1) * 10.0,
+                fav_item=items[i],
+                items=lists[i],
+            )
+        )
+
+
+s = section("Parser_Subquery", "subquery", [SqDiscount, SqAllergen, SqItem, SqPerson], SqPerson)
+s.fill = _fill_subquery
+for q, n in [
+    (
+        "SUBQUERY(items, $x, $x.name CONTAINS 'a' && $x.price > 5.0 && $x.discount.reduced_by > 0.5 "
+        "&& $x.allergens.@count > 1).@count > 1",
+        2,
+    ),
+    ("SUBQUERY(items, $x, TRUEPREDICATE).@count > 0", 3),
+    ("!SUBQUERY(items, $x, TRUEPREDICATE).@count > 0", 0),
+    ("SUBQUERY(items, $x, !TRUEPREDICATE).@count > 0", 0),
+    ("SUBQUERY(items, $x, FALSEPREDICATE).@count == 0", 3),
+    ("!SUBQUERY(items, $x, FALSEPREDICATE).@count == 0", 0),
+    ("SUBQUERY(items, $x, !FALSEPREDICATE).@count == 0", 0),
+    ("SUBQUERY(items, $x, 5.5 == $x.price ).@count > 0", 2),
+    ("SUBQUERY(items, $x, $x.name CONTAINS[c] 'MILK').@count >= 1", 2),
+    ("SUBQUERY(items, $x, $x.name CONTAINS[c] 'MILK' && $x.price == 5.5).@count >= 1", 2),
+    ("SUBQUERY(items, $x, $x.name CONTAINS[c] 'MILK' || $x.price >= 5.5).@count >= 1", 3),
+    ("SUBQUERY(items, $anyNAME_-0123456789, 5.5 == $anyNAME_-0123456789.price ).@count > 0", 2),
+    ("SUBQUERY(items, $x, $x.name.@size == 4).@count > 0", 2),
+    ("SUBQUERY(items, $x, $x.allergens.@count > 1).@count > 0", 2),
+    ("SUBQUERY(items, $x, $x.allergens.@min.population_affected < 0.10).@count > 0", 2),
+    ("SUBQUERY(items, $x, $x.allergens.@max.population_affected > 0.50).@count > 0", 3),
+    ("SUBQUERY(items, $x, $x.allergens.@sum.population_affected > 0.75).@count > 0", 2),
+    ("SUBQUERY(items, $x, $x.allergens.@avg.population_affected > 0.50).@count > 0", 2),
+    ("SUBQUERY(items, $x, $x.discount.promotion CONTAINS[c] $x.name).@count > 0", 2),
+    ("SUBQUERY(items, $x, $x.discount.promotion CONTAINS[c] $x.name).@count < account_balance", 3),
+    ("SUBQUERY(fav_item.allergens, $x, $x.name CONTAINS[c] 'dairy').@count > 0", 2),
+    (
+        "SUBQUERY(items, $x, SUBQUERY($x.allergens, $allergy, $allergy.name CONTAINS[c] "
+        "'dairy').@count > 0).@count > 0",
+        3,
+    ),
+]:
+    s.add(q, n)
+for q in [
+    "SUBQUERY(items, $x.y, 5.5 == $x.y.price ).@count > 0",
+    "SUBQUERY(items, x, 5.5 == x.y.price ).@count > 0",
+    "SUBQUERY(items, $x, SUBQUERY($x.discount.@links.Items.discount, $x, $x.price > 5).@count > 0).@count > 0",
+    "SUBQUERY(account_balance, $x, TRUEPREDICATE).@count > 0",
+    "SUBQUERY(fav_item, $x, TRUEPREDICATE).@count > 0",
+]:
+    s.throws(q, Exception)
