@@ -121,6 +121,22 @@ def _value_fits(t: _Type, v: Any) -> bool:
     return True
 
 
+def _quoted_number(t: _Type, v: Any) -> Const | None:
+    """A string literal spelling a number, compared with a number property:
+    the number (Realm reads ``intCol == '5'`` as ``intCol == 5``)."""
+    if not isinstance(v, str) or t.type not in _NUMERIC:
+        return None
+    try:
+        if t.type in ("int", "counter"):
+            return Const(int(v.strip(), 10))
+        exact = Decimal(v.strip())
+    except (ValueError, ArithmeticError):
+        return None
+    if not exact.is_finite() and v.strip().lower() not in ("inf", "-inf", "+inf", "nan"):
+        return None
+    return Const(exact) if t.type == "decimal" else Const(float(exact), exact)
+
+
 def _types_compare(a: _Type, b: _Type) -> bool:
     if "any" in (a.type, b.type):
         return True
@@ -183,7 +199,9 @@ class _Binder:
         self.root = root
         self.checks: list[_ArgCheck] = []
         self.vars: dict[str, _Type] = {}  # SUBQUERY variables
-        self.lengths: set[int] = set()  # ids of the key paths ending in a string's length
+        # Nodes the schema reads more exactly than the text, by id: a key
+        # path ending in a string's length, a quoted number for a number.
+        self.replace: dict[int, Node] = {}
 
     # -- key paths
     def path_type(self, path: KeyPath) -> _Type:
@@ -227,7 +245,8 @@ class _Binder:
         if cur.collection is not None:
             cur = _Type(cur.type, None, cur.optional, True, cur.target)
         if part == "length" and cur.type in _STRINGY:
-            self.lengths.add(id(path))  # read as Length: a null string has length 0
+            # read as Length: a null string has length 0
+            self.replace[id(path)] = KeyPath((*path.parts[:-1], Length(path.parts[-1])))
             return _Type("int", optional=False, many=cur.many)
         schema = cur.target
         if schema is None:
@@ -343,7 +362,10 @@ class _Binder:
     def values(self, node: Node, t: _Type, path: str) -> None:
         """Check the literals of ``node`` against ``t``; note its arguments."""
         if isinstance(node, Const):
-            if not _value_fits(t, node.value):
+            number = _quoted_number(t, node.value)
+            if number is not None:
+                self.replace[id(node)] = number  # as Realm: intCol == '5' is intCol == 5
+            elif not _value_fits(t, node.value):
                 raise _mismatch(path, t, node.value)
         elif isinstance(node, Arg):
             self.checks.append(_ArgCheck(node.index, path, t))
@@ -481,24 +503,22 @@ def bind(schema_of: Callable[[str], ObjectSchema], root: ObjectSchema, q: Query)
         elif isinstance(d, Distinct):
             for path in d.paths:
                 b.path_type(path)
-    if b.lengths:
-        q = dataclasses.replace(q, predicate=_rewrite(q.predicate, b.lengths))
+    if b.replace:
+        q = dataclasses.replace(q, predicate=_rewrite(q.predicate, b.replace))
     return Binding(q, b.checks)
 
 
-def _rewrite(node: Any, lengths: set[int]) -> Any:
-    """``node`` with the key paths in ``lengths`` ending in :class:`Length`."""
-    if isinstance(node, KeyPath):
-        if id(node) in lengths:
-            return KeyPath((*node.parts[:-1], Length(node.parts[-1])))
-        return node
-    if not isinstance(node, Node):
+def _rewrite(node: Any, replace: dict[int, Node]) -> Any:
+    """``node`` with the nodes in ``replace`` (by id) replaced."""
+    if id(node) in replace:
+        return replace[id(node)]
+    if not isinstance(node, Node) or isinstance(node, (KeyPath, Const)):
         return node
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(node):  # type: ignore[arg-type]
         v = getattr(node, f.name)
         if isinstance(v, Node):
-            changes[f.name] = _rewrite(v, lengths)
+            changes[f.name] = _rewrite(v, replace)
         elif isinstance(v, tuple) and v and isinstance(v[0], Node):
-            changes[f.name] = tuple(_rewrite(x, lengths) for x in v)
+            changes[f.name] = tuple(_rewrite(x, replace) for x in v)
     return dataclasses.replace(node, **changes) if changes else node  # type: ignore[type-var]

@@ -16,6 +16,7 @@ out of the rows and said here: realm-core's implicit object keys become an
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -1717,3 +1718,272 @@ for q in [
     "SUBQUERY(fav_item, $x, TRUEPREDICATE).@count > 0",
 ]:
     s.throws(q, Exception)
+
+
+# ---------------------------------------------------------------------------
+# Parser_UUID
+
+
+class UuidT(Object):
+    id: uuid.UUID = field(primary_key=True)
+    nid: uuid.UUID | None = None
+
+
+U1 = uuid.UUID("3b241101-e2bb-4255-8caf-4136c566a961")
+U2 = uuid.UUID("3b241101-e2bb-4255-8caf-294299afdce2")
+U3 = uuid.UUID("3b241101-e2bb-4255-8caf-000000000003")
+UGEN = uuid.UUID("3b241101-0000-0000-0000-4136c566a964")
+
+
+def _fill_uuids(r: Realm) -> None:
+    r.add_all([UuidT(id=u, nid=u) for u in (U1, U2, U3)])
+    r.add(UuidT(id=UGEN))
+
+
+s = section("Parser_UUID", "uuid", [UuidT], UuidT)
+s.fill = _fill_uuids
+ROWS = 4
+s.add(f"id == uuid({UGEN})", 1)
+s.add(f"nid == uuid({UGEN})", 0)
+s.add("id == NULL", 0)
+s.add("nid == NULL", 1)
+s.add("id != NULL", ROWS)
+s.add("nid != NULL", ROWS - 1)
+for u in (U1, U2, U3):
+    s.add(f"id == uuid({u})", 1)
+    s.add(f"nid == uuid({u})", 1)
+    s.add(f"id != uuid({u})", ROWS - 1)
+    s.add(f"nid != uuid({u})", ROWS - 1)
+    for op in ("BEGINSWITH", "ENDSWITH", "CONTAINS", "LIKE"):
+        s.throws(f"nid {op} uuid({u})", Exception)
+UMIN, UMAX = uuid.UUID(int=0), uuid.UUID("ffffffff-ffff-ffff-ffff-ffffffffffff")
+for prop in ("id", "nid"):
+    valid = ROWS - 1 if prop == "nid" else ROWS
+    for q, n in [
+        (f"{prop} > uuid({UMIN})", valid),
+        (f"{prop} >= uuid({UMIN})", valid),
+        (f"{prop} < uuid({UMIN})", 0),
+        (f"{prop} <= uuid({UMIN})", 0),
+        (f"{prop} > uuid({UMAX})", 0),
+        (f"{prop} >= uuid({UMAX})", 0),
+        (f"{prop} < uuid({UMAX})", valid),
+        (f"{prop} <= uuid({UMAX})", valid),
+    ]:
+        s.add(q, n)
+UUID_ARGS = (U1, U2, U3, None)
+for q, n in [
+    ("id == $0", 1),
+    ("id == $1", 1),
+    ("id == $2", 1),
+    ("id == $3", 0),
+    ("id > $3", 0),
+    ("id < $3", 0),
+    ("id >= $3", 0),
+    ("id <= $3", 0),
+    ("nid == $0", 1),
+    ("nid == $1", 1),
+    ("nid == $2", 1),
+    ("nid == $3", 1),
+    ("nid > $3", 0),
+    ("nid < $3", 0),
+    ("nid >= $3", 1),
+    ("nid <= $3", 1),
+]:
+    s.add(q, n, *UUID_ARGS)
+
+
+# ---------------------------------------------------------------------------
+# Parser_RecursiveLogial (its two queries of 54,000 comparisons exceed
+# realmpy's MAX_QUERY_TERMS: excluded)
+
+
+class RecT(Object):
+    id: ObjectId = field(primary_key=True)
+
+
+ZERO_OID = ObjectId("0" * 24)
+REC_ARGS = (ZERO_OID, ObjectId("5f" * 12), ObjectId("6a" * 12))
+s = section("Parser_RecursiveLogial", "basics", [RecT], RecT)
+s.fill = lambda r: r.add(RecT(id=ZERO_OID))
+for q, n in [
+    ("TRUEPREDICATE AND (id == $1 OR id == $2 OR id == $0) AND TRUEPREDICATE", 1),
+    (
+        "(id == $1 OR id == $2 OR id == $0) AND (TRUEPREDICATE AND id == $0 AND id == $0) AND TRUEPREDICATE",
+        1,
+    ),
+    (
+        "(id == $1 OR id == $2 OR id == $0) AND (FALSEPREDICATE AND id == $0 AND id == $0) AND TRUEPREDICATE",
+        0,
+    ),
+    (
+        "(id == $1 OR id == $2 OR FALSEPREDICATE) AND (TRUEPREDICATE AND id == $0 AND id == $0) AND "
+        "TRUEPREDICATE",
+        0,
+    ),
+    (
+        "(id == $1 OR id == $2 OR id == $0) AND (TRUEPREDICATE AND id == $0 AND id == $0) AND FALSEPREDICATE",
+        0,
+    ),
+]:
+    s.add(q, n, *REC_ARGS)
+
+
+# ---------------------------------------------------------------------------
+# Parser_issue6831
+
+
+class I6831Plant(Object):
+    id: int = field(primary_key=True)
+    Family: str = ""
+
+
+class I6831Inventory(Object):
+    id: str = field(primary_key=True)
+    Plants: dict[str, I6831Plant | None] = field(default_factory=dict)
+
+
+def _fill_6831(r: Realm) -> None:
+    potato, petunia, rose = r.add_all(
+        [
+            I6831Plant(id=0, Family="Solanaceae"),
+            I6831Plant(id=1, Family="Solanaceae"),
+            I6831Plant(id=2, Family="Rosaceae"),
+        ]
+    )
+    r.add(I6831Inventory(id="Inv", Plants={"Potato": potato, "Petunia": petunia, "Rose": rose}))
+
+
+s = section("Parser_issue6831", "dictionaries", [I6831Plant, I6831Inventory], I6831Inventory)
+s.fill = _fill_6831
+s.add("Plants.@keys == 'Petunia'", 1)
+s.add("Plants.Rose.Family == 'Rosaceae'", 1)
+
+
+# ---------------------------------------------------------------------------
+# Parser_ChainedStringEqualQueries, Parser_ChainedIntEqualQueries (realm-core
+# shuffles the 100 values with its Random; the order of an OR does not
+# change the count, so they stay in order here)
+
+
+class ChStr(Object):
+    a: str = ""
+    b: str | None = None
+    c: str = field(default="", indexed=True)
+    d: str | None = field(default=None, indexed=True)
+
+
+s = section("Parser_ChainedStringEqualQueries", "basics", [ChStr], ChStr)
+s.fill = lambda r: r.add_all(
+    [ChStr(a=str(i), b=str(i), c=str(i), d=str(i)) for i in range(100)] + [ChStr()]
+)
+for q, n in [
+    ("a == '0' or a == '1' or a == '2'", 3),
+    ("a == '0' or b == '2' or a == '3' or b == '4'", 4),
+    (
+        "(a == '0' or b == '2' or a == '3' or b == '4') and (c == '0' or d == '2' or c == '3' or d == '4')",
+        4,
+    ),
+    ("a == '' or a == null", 1),
+    ("b == '' or b == null", 1),
+    ("c == '' or c == null", 1),
+    ("d == '' or d == null", 1),
+    (
+        "(a == null or a == '') and (b == null or b == '') and (c == null or c == '') and (d == null or d == '')",
+        1,
+    ),
+    (" or ".join(f"{'abcd'[i % 4]} == '{i}'" for i in range(100)), 100),
+]:
+    s.add(q, n)
+
+
+class ChInt(Object):
+    k: int = field(primary_key=True)
+    a: int = 0
+    b: int | None = None
+    c: int = field(default=0, indexed=True)
+    d: int | None = field(default=None, indexed=True)
+
+
+s = section("Parser_ChainedIntEqualQueries", "basics", [ChInt], ChInt)
+s.fill = lambda r: r.add_all([ChInt(k=i, a=i, b=i, c=i, d=i) for i in range(100)] + [ChInt(k=100)])
+for q, n in [
+    ("a == NULL", 0),
+    ("a == 0 or a == 1 or a == 2", 4),
+    ("a == 1 or b == 2 or a == 3 or b == 4", 4),
+    ("(a == 0 or b == 2 or a == 3 or b == 4) and (c == 0 or d == 2 or c == 3 or d == 4)", 5),
+    ("a == 0 or a == null", 2),
+    ("b == 0 or b == null", 2),
+    ("c == 0 or c == null", 2),
+    ("d == 0 or d == null", 2),
+    (
+        "(a == null or a == 0) and (b == null or b == 0) and (c == null or c == 0) and (d == null or d == 0)",
+        2,
+    ),
+    # realm-core removes the default object first; here it matches a == '0' too
+    (" or ".join(f"{'abcd'[i % 4]} == '{i}'" for i in range(100)), 101),
+]:
+    s.add(q, n)
+
+
+# ---------------------------------------------------------------------------
+# Parser_Limit (the counts; realm-core also checks which objects, in order)
+
+
+class LimPerson(Object):
+    name: str = ""
+    age: int = 0
+
+
+s = section("Parser_Limit", "sort, distinct, limit", [LimPerson], LimPerson)
+s.fill = lambda r: r.add_all(
+    [LimPerson(name="Adam", age=28), LimPerson(name="Frank", age=30), LimPerson(name="Ben", age=28)]
+)
+for q, n in [
+    ("TRUEPREDICATE LIMIT(0)", 0),
+    ("TRUEPREDICATE LIMIT(1)", 1),
+    ("TRUEPREDICATE LIMIT(2)", 2),
+    ("TRUEPREDICATE LIMIT(3)", 3),
+    ("TRUEPREDICATE LIMIT(4)", 3),
+    ("TRUEPREDICATE SORT(name ASC) LIMIT(0)", 0),
+    ("TRUEPREDICATE SORT(name ASC) LIMIT(1)", 1),
+    ("TRUEPREDICATE SORT(name ASC) LIMIT(2)", 2),
+    ("TRUEPREDICATE SORT(name ASC) LIMIT(3)", 3),
+    ("TRUEPREDICATE SORT(name ASC) LIMIT(4)", 3),
+    ("TRUEPREDICATE SORT(name ASC) DISTINCT(age) LIMIT(0)", 0),
+    ("TRUEPREDICATE SORT(name ASC) DISTINCT(age) LIMIT(1)", 1),
+]:
+    s.add(q, n)
+for q, n in [
+    ("TRUEPREDICATE SORT(name ASC) DISTINCT(age) LIMIT(2)", 2),
+    ("TRUEPREDICATE SORT(name ASC) DISTINCT(age) LIMIT(3)", 2),
+    ("TRUEPREDICATE SORT(name ASC) DISTINCT(age) LIMIT(4)", 2),
+    ("age < 30 SORT(name ASC) DISTINCT(age) LIMIT(0)", 0),
+    ("age < 30 SORT(name ASC) DISTINCT(age) LIMIT(1)", 1),
+    ("age < 30 SORT(name ASC) DISTINCT(age) LIMIT(2)", 1),
+    ("age < 30 SORT(name ASC) DISTINCT(age) LIMIT(3)", 1),
+    ("age < 30 SORT(name ASC) DISTINCT(age) LIMIT(4)", 1),
+    ("age < 30 && name == 'Adam' LIMIT(0)", 0),
+    ("age < 30 && name == 'Adam' LIMIT(1)", 1),
+    ("TRUEPREDICATE LIMIT(2) LIMIT(1)", 1),
+    ("TRUEPREDICATE LIMIT(3) LIMIT(2) LIMIT(1) LIMIT(10)", 1),
+    ("age > 0 SORT(name ASC) LIMIT(2)", 2),
+    ("age > 0 LIMIT(2) SORT(name ASC)", 2),
+    ("age > 0 SORT(name ASC) LIMIT(2) DISTINCT(age)", 1),
+    ("age > 0 SORT(name DESC) LIMIT(2) SORT(age ASC) LIMIT(1)", 1),
+    ("age == 30", 1),
+    ("age == 30 LIMIT(0)", 0),
+    ("age == 1000", 0),
+    ("age == 1000 LIMIT(0)", 0),
+    ("age == 1000 SORT(name ASC)", 0),
+    ("age == 1000 SORT(name ASC) LIMIT(0)", 0),
+    ("age == 28 SORT(name ASC)", 2),
+    ("age == 28 SORT(name ASC) LIMIT(1)", 1),
+    ("age == 28 DISTINCT(age)", 1),
+    ("age == 28 DISTINCT(age) LIMIT(0)", 0),
+    ("age == 28 SORT(name ASC) DISTINCT(age)", 1),
+    ("age == 28 SORT(name ASC) DISTINCT(age) LIMIT(0)", 0),
+    ("FALSEPREDICATE", 0),
+    ("FALSEPREDICATE LIMIT(0)", 0),
+    ("FALSEPREDICATE LIMIT(1)", 0),
+]:
+    s.add(q, n)
