@@ -321,9 +321,10 @@ def _render_value(v: Any) -> str:
     if isinstance(v, _dt.datetime):
         if v.tzinfo is None:
             v = v.replace(tzinfo=_dt.timezone.utc)
-        delta = v - _EPOCH
-        seconds = delta.days * 86400 + delta.seconds
-        return f"T{seconds}:{delta.microseconds * 1000}"
+        micros = (v - _EPOCH) // _dt.timedelta(microseconds=1)
+        # As Realm's Tseconds:nanoseconds: both parts carry the sign.
+        seconds = abs(micros) // 1_000_000 * (1 if micros >= 0 else -1)
+        return f"T{seconds}:{(micros - seconds * 1_000_000) * 1000}"
     raise TypeError(f"cannot render {type(v).__name__} as a query literal")
 
 

@@ -131,8 +131,13 @@ def _tokenize(text: str) -> list[_Tok]:
             toks.append(_Tok("lit", _parse_date(raw, start, text), start))
         elif kind == "ts":
             secs, nanos = raw[1:].split(":")
+            if (int(secs) < 0 < int(nanos)) or (int(nanos) < 0 < int(secs)):
+                raise QuerySyntaxError(
+                    "a timestamp's seconds and nanoseconds must have the same sign", text, start
+                )
             try:
-                value = _EPOCH + _dt.timedelta(seconds=int(secs), microseconds=int(nanos) // 1000)
+                micros = abs(int(nanos)) // 1000 * (1 if int(nanos) >= 0 else -1)  # toward 0
+                value = _EPOCH + _dt.timedelta(seconds=int(secs), microseconds=micros)
             except OverflowError:
                 raise QuerySyntaxError(
                     "timestamp out of range (years 1 to 9999)", text, start
