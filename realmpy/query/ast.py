@@ -86,6 +86,15 @@ class Length(str):
     __slots__ = ()
 
 
+class Collection(str):
+    """A key path part known (from the schema) to name a list, set or
+    dictionary: read through a null link it is empty, not null, as in Realm
+    (``link.tags == NULL`` does not match a null ``link``).  Binding to a
+    class makes these."""
+
+    __slots__ = ()
+
+
 class ArgKey(str):
     """A key path part ``[$n]``: the dictionary key given as argument ``n``."""
 

@@ -45,6 +45,7 @@ from realmpy.query.ast import (
     ArgKey,
     Arith,
     Between,
+    Collection,
     Comparison,
     Const,
     Distinct,
@@ -212,8 +213,19 @@ class _Binder:
             parts = parts[1:]
         else:
             cur = _Type("object", optional=False, target=self.root)
-        for part in parts:
+        skip = len(path.parts) - len(parts)
+        exact = list(path.parts)  # the parts as the schema reads them
+        for i, part in enumerate(parts, skip):
+            before = cur
             cur = self.step(cur, part, path)
+            if part == "length" and before.type in _STRINGY:
+                exact[i] = Length(part)  # a null string has length 0
+            elif cur.collection is not None and before.type == "link" and not before.collection:
+                exact[i] = Collection(part)  # through a null link: an empty collection
+        if exact != list(path.parts) or any(
+            type(a) is not type(b) for a, b in zip(exact, path.parts)
+        ):
+            self.replace[id(path)] = KeyPath(tuple(exact))
         return cur
 
     def step(self, cur: _Type, part: str, path: KeyPath) -> _Type:
@@ -245,8 +257,6 @@ class _Binder:
         if cur.collection is not None:
             cur = _Type(cur.type, None, cur.optional, True, cur.target)
         if part == "length" and cur.type in _STRINGY:
-            # read as Length: a null string has length 0
-            self.replace[id(path)] = KeyPath((*path.parts[:-1], Length(path.parts[-1])))
             return _Type("int", optional=False, many=cur.many)
         schema = cur.target
         if schema is None:

@@ -25,6 +25,7 @@ from realmpy.query.ast import (
     ArgKey,
     Arith,
     Between,
+    Collection,
     Comparison,
     Const,
     KeyPath,
@@ -244,6 +245,8 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
                 r = len(v)  # ``name.length``: a string's or bytes' length
             elif kind is Length:
                 r = 0 if v is None else len(v)
+            elif v is None and kind is Collection:
+                r = ()  # a collection through a null link: empty
             else:
                 r = ctx.resolve(v, part)
             if not nxt_is_agg and _is_collection(r):

@@ -378,7 +378,11 @@ def basic(op: str, v: Any, c: Any) -> bool:
     if op == "!=":
         return bool(v != c)
     if v is None or c is None:
-        return False
+        # Realm: null is not ordered against a value but equals null; a null
+        # pattern is the empty string every string (and null) has.
+        if op in ("<=", ">="):
+            return v is None and c is None
+        return c is None and op in ("BEGINSWITH", "ENDSWITH", "CONTAINS")
     if op == "<":
         return bool(v < c)
     if op == "<=":

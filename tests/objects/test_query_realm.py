@@ -142,6 +142,13 @@ def test_count_of_a_to_one_link(rows: Realm) -> None:
     assert keys(rows, "best.@count == 0") == [2]
 
 
+def test_a_list_through_a_null_link_is_empty_not_null(rows: Realm) -> None:
+    assert keys(rows, "best == NULL") == [2]
+    assert keys(rows, "best.tags == NULL") == []  # Realm: an empty list, not null
+    assert keys(rows, "best.tags.@count == 0") == [2]
+    assert keys(rows, "ALL best.tags == 'a'") == [2]
+
+
 def test_dictionary_compared_without_a_key(rows: Realm) -> None:
     assert keys(rows, "attrs > 50") == [0]
     assert keys(rows, "all_tags.scores > 50") == [0]
