@@ -10,10 +10,10 @@ Why it looks the way it does:
 * ``setup.py`` names this file in ``cffi_modules``; setuptools then builds
   the extension for ``pip install``, ``pip wheel`` and ``python -m build``.
 * ``python build.py`` compiles the extension in place (for quick hacking),
-  and with it ``realmpy._speedups`` (``csrc/py/*.c``, a plain
+  and with it ``realmpy._native`` (``csrc/py/*.c``, a plain
   CPython extension on the limited API: the object layer's per-object hot
   paths, which cffi cannot express).  ``setup.py`` builds the same
-  :func:`speedups_extension` for wheels.
+  :func:`native_extension` for wheels.
 * A ``build.py`` at the repository root shadows PyPA's ``build`` package, so
   ``python -m build`` would run *this* file.  When we detect that, we hand
   over to the real PyPA ``build`` with the repository root removed from
@@ -109,39 +109,39 @@ def make_ffibuilder(root: str = "") -> FFI:
 
 ffibuilder = make_ffibuilder()
 
-# realmpy._speedups: the limited API of CPython 3.10 (PyObject_GenericGetDict,
+# realmpy._native: the limited API of CPython 3.10 (PyObject_GenericGetDict,
 # PyType_GetSlot on any type, METH_FASTCALL), so one abi3 wheel serves 3.10+.
-SPEEDUPS_LIMITED_API = "0x030A0000"
+NATIVE_LIMITED_API = "0x030A0000"
 
 
 # Its C files (csrc/py/native.h says which concept each holds); it shares
 # the header-only msgpack.h and keytags.h with the engine.
-SPEEDUPS_SOURCES = ("module.c", "objects.c", "record.c", "modelinit.c", "bulk.c")
+NATIVE_SOURCES = ("module.c", "objects.c", "record.c", "modelinit.c", "bulk.c")
 
 
-def speedups_extension(root: str = "") -> Any:
-    """The setuptools ``Extension`` of ``realmpy._speedups``."""
+def native_extension(root: str = "") -> Any:
+    """The setuptools ``Extension`` of ``realmpy._native``."""
     from setuptools import Extension
 
     return Extension(
-        "realmpy._speedups",
-        sources=[os.path.join(root, "csrc", "py", n) for n in SPEEDUPS_SOURCES],
+        "realmpy._native",
+        sources=[os.path.join(root, "csrc", "py", n) for n in NATIVE_SOURCES],
         include_dirs=[os.path.join(root, "csrc")],
-        define_macros=[("Py_LIMITED_API", SPEEDUPS_LIMITED_API)],
+        define_macros=[("Py_LIMITED_API", NATIVE_LIMITED_API)],
         py_limited_api=True,
         extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2"],
     )
 
 
-def _build_speedups_in_place(scratch: str) -> str:
-    """Compile ``realmpy/_speedups.abi3.so`` in the tree (CFLAGS/LDFLAGS from
+def _build_native_in_place(scratch: str) -> str:
+    """Compile ``realmpy/_native.abi3.so`` in the tree (CFLAGS/LDFLAGS from
     the environment apply, as for the engine)."""
     from setuptools import Distribution
 
-    dist = Distribution({"ext_modules": [speedups_extension(_HERE)]})
+    dist = Distribution({"ext_modules": [native_extension(_HERE)]})
     cmd: Any = dist.get_command_obj("build_ext")
-    cmd.build_temp = os.path.join(scratch, "speedups")
-    cmd.build_lib = os.path.join(scratch, "speedups-lib")
+    cmd.build_temp = os.path.join(scratch, "native")
+    cmd.build_lib = os.path.join(scratch, "native-lib")
     cmd.ensure_finalized()
     cmd.run()
     (out,) = cmd.get_outputs()
@@ -166,10 +166,10 @@ def _compile_in_place() -> None:
     dest = os.path.join(_HERE, "realmpy", "_engine.abi3.so")
     shutil.copyfile(out, dest)
     print(f"built {dest}")
-    out = _build_speedups_in_place(scratch)
-    for old in glob.glob(os.path.join(_HERE, "realmpy", "_speedups*.so")):
+    out = _build_native_in_place(scratch)
+    for old in glob.glob(os.path.join(_HERE, "realmpy", "_native*.so")):
         os.remove(old)
-    dest = os.path.join(_HERE, "realmpy", "_speedups.abi3.so")
+    dest = os.path.join(_HERE, "realmpy", "_native.abi3.so")
     shutil.copyfile(out, dest)
     print(f"built {dest}")
 

@@ -97,8 +97,8 @@ from typing import Any, Final
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
 import realmpy.exttypes as exttypes
-from realmpy._speedups import encode_key_list as _fast_key_list
-from realmpy._speedups import int_key as _fast_int_key
+from realmpy._native import encode_key_list as _fast_key_list
+from realmpy._native import int_key as _fast_int_key
 from realmpy.errors import CodecError
 from realmpy.objectid import ObjectId
 
@@ -582,7 +582,7 @@ def pack_plain_rows(rows: Iterable[Sequence[Any]]) -> list[bytes]:
 def decode_value(data: bytes) -> Any:
     """One msgpack-encoded stored value (a field of a record), decoded as
     :func:`unpack_row` decodes it inside the record; damage raises
-    CodecError.  The lazy records of ``realmpy._speedups`` call it for the
+    CodecError.  The lazy records of ``realmpy._native`` call it for the
     fields they do not decode themselves."""
     try:
         return _unpackb(data, ext_hook=_ext_hook, strict_map_key=False)

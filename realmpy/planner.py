@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import realmpy.codec as codec
 import realmpy.query as _query
-from realmpy._speedups import key_suffixes as _key_suffixes
+from realmpy._native import key_suffixes as _key_suffixes
 from realmpy.errors import CodecError, ObjectTypeError
 from realmpy.layout import index_name, table_name
 from realmpy.objectid import ObjectId

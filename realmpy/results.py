@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import realmpy.query as _query
-from realmpy._speedups import iter_objects as _iter_objects
+from realmpy._native import iter_objects as _iter_objects
 from realmpy.hooks import add_listener
 from realmpy.schema import Object
 

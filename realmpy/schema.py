@@ -39,7 +39,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - CPython 3.10 takes it from the backport (setup.cfg)
     from typing_extensions import dataclass_transform
 
-from realmpy._speedups import ModelBase, ModelInit, PropertyBase
+from realmpy._native import ModelBase, ModelInit, PropertyBase
 from realmpy.errors import ObjectTypeError, SchemaError
 from realmpy.hooks import add_listener
 from realmpy.objectid import ObjectId
@@ -446,7 +446,7 @@ _SCHEMAS: dict[type[_Model], ObjectSchema] = {}
 class _PropertyDescriptor(PropertyBase):
     """Routes attribute access to memory (unmanaged) or the realm (managed).
 
-    ``__get__`` is C (:class:`realmpy._speedups.PropertyBase`): for a
+    ``__get__`` is C (:class:`realmpy._native.PropertyBase`): for a
     managed object of a :class:`~realmpy.realm.Realm` and a plain property it
     checks the owner thread and the shared version counter, then returns the
     value from the object's cached record if its stamp is the realm's; an
@@ -537,7 +537,7 @@ class _Model(ModelBase):
     """Common base of Object and EmbeddedObject (not a model itself).
 
     A managed object's state is in the C fields of
-    :class:`realmpy._speedups.ModelBase`, not in its instance dict:
+    :class:`realmpy._native.ModelBase`, not in its instance dict:
     ``_rp_store`` (its realm, None while unmanaged), ``_rp_key`` (its
     primary-key bytes) and ``_rp_cache`` (``(stamp, record, positions)``:
     its record, read at the realm stamp, by position; None: read it on
@@ -746,7 +746,7 @@ _EXACT: Final[dict[str, type]] = {
 
 def _compile_init(cls: type[_Model]) -> Callable[..., None]:
     """A model's ``__init__(self, *, prop=..., ...)`` in C
-    (:class:`realmpy._speedups.ModelInit`): the same checks, in the same
+    (:class:`realmpy._native.ModelInit`): the same checks, in the same
     order and with the same errors, as the Python one that
     :func:`_compile_init_py` generates (the reference; tests compare them)."""
     plan = _INIT_PLANS.get(cls) or _init_plan(cls)

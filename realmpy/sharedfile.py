@@ -5,7 +5,8 @@ Every :class:`~realmpy.realm.Realm` on a path in this process shares one
 lock on ``<path>.session`` that says "this process has the file open" (what
 compaction and in-memory deletion ask), and the notifier thread.  The sync
 client (``realmpy.sync.agent``) takes a reference too, so the file stays
-open while it syncs.
+open while it syncs.  Both are found through a
+:class:`~realmpy.perpath.PathRegistry`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import ClassVar
 from realmpy.config import Configuration
 from realmpy.errors import ConfigurationError
 from realmpy.notifier import Notifier
+from realmpy.perpath import PathRegistry
 from realmpy.sidefiles import check_directory, lock_side_file, open_side_file
 from realmpy.storage import Environment
 
@@ -55,8 +57,8 @@ def wants_compaction(env: Environment, should_compact: Callable[[int, int], bool
 class SharedFile:
     """One Environment, session lock and notifier per file and process."""
 
-    _registry: ClassVar[dict[str, SharedFile]] = {}
-    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+    registry: ClassVar[PathRegistry[SharedFile]] = PathRegistry()
+    """The open files of this process, by path (``path in SharedFile.registry``)."""
 
     def __init__(self, config: Configuration) -> None:
         self.path = config.path
@@ -123,19 +125,13 @@ class SharedFile:
 
     @classmethod
     def acquire(cls, config: Configuration) -> SharedFile:
-        with cls._registry_lock:
-            shared = cls._registry.get(config.path)
-            if shared is not None and shared.pid != os.getpid():
-                shared = None  # inherited across fork(): open our own
-            if shared is None:
-                shared = cls(config)
-                cls._registry[config.path] = shared
-            elif shared.kind != config.kind and "in_memory" in (shared.kind, config.kind):
+        def check(shared: SharedFile) -> None:
+            if shared.kind != config.kind and "in_memory" in (shared.kind, config.kind):
                 raise ConfigurationError(
                     f"{config.path} is open here as {shared.kind}, not {config.kind}"
                 )
-            shared.refs += 1
-            return shared
+
+        return cls.registry.acquire(config.path, lambda: cls(config), check=check)
 
     def get_notifier(self) -> Notifier:
         with self.lock:
@@ -144,12 +140,8 @@ class SharedFile:
             return self.notifier
 
     def release(self) -> None:
-        with SharedFile._registry_lock:
-            self.refs -= 1
-            if self.refs > 0:
-                return
-            if SharedFile._registry.get(self.path) is self:
-                del SharedFile._registry[self.path]
+        if not SharedFile.registry.release(self):
+            return
         if self.notifier is not None:
             self.notifier.stop()
         last = self._try_exclusive()

@@ -57,9 +57,9 @@ import msgpack  # type: ignore[import-untyped,unused-ignore]
 import realmpy.errors as _e
 
 from ._engine import ffi, lib
-from ._speedups import columns_ok as _columns_ok
-from ._speedups import pack_keys as _pack_keys
-from ._speedups import pack_records as _pack_records
+from ._native import columns_ok as _columns_ok
+from ._native import pack_keys as _pack_keys
+from ._native import pack_records as _pack_records
 
 __all__ = [
     "FILTER_FALSE",
@@ -1679,7 +1679,7 @@ class WriteTransaction(_Transaction):
 
         A fast path for bulk loads (the object layer's ``add_all`` and
         index entries): the engine buffer is built in C
-        (``realmpy._speedups.pack_records``) rather than by a Python loop
+        (``realmpy._native.pack_records``) rather than by a Python loop
         per pair.  Keys and values must be exactly ``bytes``.
         """
         if self._owner != _get_ident():

@@ -321,7 +321,7 @@ static PyType_Slot mi_slots[] = {
 };
 
 PyType_Spec mi_spec = {
-    "realmpy._speedups.ModelInit",
+    "realmpy._native.ModelInit",
     sizeof(ModelInit),
     0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_METHOD_DESCRIPTOR,

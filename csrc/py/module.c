@@ -1,4 +1,5 @@
-/* module.c -- realmpy._speedups: the object layer's per-object hot paths in C.
+/* module.c -- realmpy._native: realmpy's native half (not an optional
+ * accelerator: every model's base class and the realm's hot state live here).
  *
  * cffi (realmpy._engine) binds the storage engine but cannot define Python
  * types, so the few things that run once per object or per attribute read
@@ -99,8 +100,8 @@ static PyMethodDef sp_methods[] = {
 
 static struct PyModuleDef sp_module = {
     PyModuleDef_HEAD_INIT,
-    "realmpy._speedups",
-    "The object layer's per-object hot paths in C (see csrc/py/module.c).",
+    "realmpy._native",
+    "realmpy's native half: model and realm base types, lazy records, bulk encoders (csrc/py/module.c).",
     -1,
     sp_methods,
     NULL,
@@ -125,7 +126,7 @@ static int intern(PyObject **slot, const char *s) {
     return *slot == NULL ? -1 : 0;
 }
 
-PyMODINIT_FUNC PyInit__speedups(void) {
+PyMODINIT_FUNC PyInit__native(void) {
     PyObject *m = PyModule_Create(&sp_module);
     if (m == NULL) return NULL;
     if (intern(&s_read_plain, "read_plain")

@@ -1,4 +1,4 @@
-/* native.h -- what the files of the native module (realmpy._speedups)
+/* native.h -- what the files of the native module (realmpy._native)
  * share.  Internal to the module: Python sees only what module.c exports.
  *
  *   module.c     the module: its functions table, init, the globals below

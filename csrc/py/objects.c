@@ -175,7 +175,7 @@ static PyType_Slot rs_slots[] = {
 };
 
 PyType_Spec rs_spec = {
-    "realmpy._speedups.RealmState",
+    "realmpy._native.RealmState",
     sizeof(RealmState),
     0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
@@ -336,7 +336,7 @@ static PyType_Slot mb_slots[] = {
 };
 
 PyType_Spec mb_spec = {
-    "realmpy._speedups.ModelBase",
+    "realmpy._native.ModelBase",
     sizeof(ModelBase),
     0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
@@ -569,7 +569,7 @@ static PyType_Slot oi_slots[] = {
 };
 
 PyType_Spec oi_spec = {
-    "realmpy._speedups.ObjectIter",
+    "realmpy._native.ObjectIter",
     sizeof(ObjectIter),
     0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
@@ -729,7 +729,7 @@ static PyType_Slot pb_slots[] = {
 };
 
 PyType_Spec pb_spec = {
-    "realmpy._speedups.PropertyBase",
+    "realmpy._native.PropertyBase",
     sizeof(PropertyBase),
     0,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,

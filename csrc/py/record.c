@@ -217,7 +217,7 @@ static PyType_Slot rec_slots[] = {
 };
 
 PyType_Spec rec_spec = {
-    "realmpy._speedups.Record",
+    "realmpy._native.Record",
     sizeof(Record),
     1,
     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,

@@ -51,6 +51,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from realmpy.perpath import PathRegistry
 from realmpy.sharedfile import SharedFile
 from realmpy.sidefiles import open_side_file
 from realmpy.storage import Environment, WriteTransaction
@@ -138,8 +139,8 @@ class _Ahead:
 class SyncClient:
     """The per-process, per-file sync machinery behind every ``flexible_sync`` realm of that file."""
 
-    _registry: ClassVar[dict[str, SyncClient]] = {}
-    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+    registry: ClassVar[PathRegistry[SyncClient]] = PathRegistry()
+    """The sync clients of this process, by path."""
 
     def __init__(self, config: Configuration, options: FlexibleSyncOptions) -> None:
         self.path = config.path
@@ -227,29 +228,24 @@ class SyncClient:
     @classmethod
     def acquire(cls, config: Configuration, options: FlexibleSyncOptions) -> SyncClient:
         """The process's client for ``config.path`` (created on first use)."""
-        with cls._registry_lock:
-            client = cls._registry.get(config.path)
-            if client is not None and (client.pid != os.getpid() or client._stop.is_set()):
-                client = None
-            if client is None:
-                client = cls(config, options)
-                cls._registry[config.path] = client
-            elif client.user.id != options.user.id:
+
+        def check(client: SyncClient) -> None:
+            if client.user.id != options.user.id:
                 raise SyncConfigurationError(
                     f"{config.path} is already being synced here for user {client.user.id}; "
                     f"open it for user {options.user.id} in another file (a synced file belongs to one user)"
                 )
-            client.refs += 1
-            return client
+
+        return cls.registry.acquire(
+            config.path,
+            lambda: cls(config, options),
+            check=check,
+            usable=lambda client: not client._stop.is_set(),
+        )
 
     def release(self) -> None:
-        with SyncClient._registry_lock:
-            self.refs -= 1
-            if self.refs > 0:
-                return
-            if SyncClient._registry.get(self.path) is self:
-                del SyncClient._registry[self.path]
-        self.stop()
+        if SyncClient.registry.release(self):
+            self.stop()
 
     def _check_owner(self) -> None:
         with self.env.read() as snap:

@@ -3,7 +3,7 @@
 Why the agent syncs the *file's* schema rather than its own models: any
 process may open a synced file with newer models (a ``disconnected_sync``
 secondary that adds a class or a property); opening stores the union of the
-stored schema and its models (additive changes only, ``Realm._open_schema``),
+stored schema and its models (additive changes only, ``realmpy.migration.open_schema``),
 and that secondary's changesets use the new parts at once.  The agent
 process may still run the old models, so it pushes the stored schema, and
 pushes it again whenever a commit changed it (it looks before every upload

@@ -109,14 +109,18 @@ def compacting(path: Path, asked: Asked) -> Configuration:
 def test_compacts_when_alone(tmp_path: Path) -> None:
     path = tmp_path / "c.realm"
     grow(path)
-    before = os.stat(path)
-    asked = Asked()
-    with Realm(compacting(path, asked)) as realm:
-        assert len(asked.calls) == 1
-        total, used = asked.calls[0]
-        assert used < total
-        assert [d.name for d in realm.all(Dog)] == ["kept"]
-    after = os.stat(path)
+    # Held open so that its inode number cannot be reused: the file is
+    # compacted on open and again at the last close, and the second copy
+    # could otherwise get the first file's freed inode back.
+    with open(path, "rb") as old:
+        before = os.fstat(old.fileno())
+        asked = Asked()
+        with Realm(compacting(path, asked)) as realm:
+            assert len(asked.calls) == 1
+            total, used = asked.calls[0]
+            assert used < total
+            assert [d.name for d in realm.all(Dog)] == ["kept"]
+        after = os.stat(path)
     assert after.st_ino != before.st_ino and after.st_size < before.st_size
 
 
@@ -155,14 +159,15 @@ def test_a_killed_process_does_not_block_compaction(tmp_path: Path) -> None:
     assert child.proc.stdin is not None and child.proc.stdout is not None
     child.proc.stdin.close()
     child.proc.stdout.close()
-    before = os.stat(path).st_ino
-    asked = Asked()
-    with Realm(compacting(path, asked)) as realm:
-        assert len(asked.calls) == 1  # the kernel dropped the dead one's lock
-        assert [d.name for d in realm.all(Dog)] == ["kept"]
-        with realm.write():
-            realm.add(Dog(id=5, name="after"))
-    assert os.stat(path).st_ino != before
+    with open(path, "rb") as old:  # its inode number cannot be reused (see above)
+        before = os.fstat(old.fileno()).st_ino
+        asked = Asked()
+        with Realm(compacting(path, asked)) as realm:
+            assert len(asked.calls) == 1  # the kernel dropped the dead one's lock
+            assert [d.name for d in realm.all(Dog)] == ["kept"]
+            with realm.write():
+                realm.add(Dog(id=5, name="after"))
+        assert os.stat(path).st_ino != before
     other = Child(path)  # and the compacted file opens in another process
     try:
         assert other.read() == "open"

@@ -1,4 +1,4 @@
-"""realmpy._speedups.Record: a stored record decoded field by field as it
+"""realmpy._native.Record: a stored record decoded field by field as it
 is read must read exactly as the padded list codec.unpack_row + fill gives."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from realmpy import Configuration, Object, Realm, codec, field
-from realmpy._speedups import Record, record, record_pairs
+from realmpy._native import Record, record, record_pairs
 from realmpy.objectid import ObjectId
 
 DEC = codec.decode_value

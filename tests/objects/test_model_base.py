@@ -1,4 +1,4 @@
-"""realmpy._speedups.ModelBase: a managed object's state in C fields.
+"""realmpy._native.ModelBase: a managed object's state in C fields.
 
 Every model derives from it.  These tests pin down what moved out of the
 instance dict: the three fields as Python sees them, their checks, that the
@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from realmpy import _speedups
+from realmpy import _native
 from realmpy.config import Configuration
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
@@ -36,8 +36,8 @@ def models() -> list[type]:
 
 
 def test_every_model_is_a_model_base() -> None:
-    assert issubclass(Dog, _speedups.ModelBase)
-    assert issubclass(Person, _speedups.ModelBase)
+    assert issubclass(Dog, _native.ModelBase)
+    assert issubclass(Person, _native.ModelBase)
 
 
 def test_unmanaged_fields() -> None:

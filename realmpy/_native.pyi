@@ -1,4 +1,4 @@
-# Type stub for realmpy._speedups (csrc/py/*.c, built by build.py
+# Type stub for realmpy._native (csrc/py/*.c, built by build.py
 # and setup.py): the object layer's per-object hot paths in C.
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence

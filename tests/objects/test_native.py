@@ -1,4 +1,4 @@
-"""The C fast paths of realmpy._speedups against their Python reference
+"""The C fast paths of realmpy._native against their Python reference
 semantics: the property descriptor's checks (owner thread, closed realm,
 deleted object, another process's commit), what falls back to Python,
 object construction, the model ``__init__``, the bulk-add encoders, and
@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from realmpy import _speedups, codec
+from realmpy import _native, codec
 from realmpy.config import Configuration
 from realmpy.errors import (
     ClosedRealmError,
@@ -55,7 +55,7 @@ def test_class_access_returns_the_descriptor() -> None:
     d = Dog.__dict__["name"]
     assert Dog.name is d
     assert isinstance(d, _PropertyDescriptor)
-    assert isinstance(d, _speedups.PropertyBase)
+    assert isinstance(d, _native.PropertyBase)
     assert d.name == "name"
     assert Person.__dict__["age"].__get__(None, Person) is Person.__dict__["age"]
 
@@ -244,13 +244,13 @@ def test_results_iteration_and_make_object(realm: Realm) -> None:
     with realm.write():
         realm.add_all([Dog(id=i, name=f"d{i}", age=i % 3) for i in range(50)])
     it = iter(realm.query(Dog, "age == 1"))
-    assert isinstance(it, _speedups.ObjectIter)
+    assert isinstance(it, _native.ObjectIter)
     dogs = list(it)
     assert [d.id for d in dogs] == [i for i in range(50) if i % 3 == 1]
     assert next(it, None) is None  # exhausted stays exhausted
     assert all(d.age == 1 and d.is_managed for d in dogs)
     with pytest.raises(TypeError):
-        _speedups.ObjectIter()
+        _native.ObjectIter()
 
 
 def test_objects_made_during_a_write_see_later_changes(realm: Realm) -> None:
@@ -271,48 +271,48 @@ def test_garbage_input_raises_and_never_crashes(realm: Realm) -> None:
     calls: list[tuple[Any, tuple[Any, ...]]] = []
     for g in GARBAGE:
         calls += [
-            (_speedups.make_object, (g, realm, b"k", None, 1, pos)),
-            (_speedups.make_object, (Dog, g, b"k", None, 1, pos)),
-            (_speedups.make_object, (Dog, realm, g, None, 1, pos)),
-            (_speedups.make_object, (Dog, realm, b"k", None, g, pos)),
-            (_speedups.make_object, (Dog, realm, b"k", [1], 1, g)),
-            (_speedups.iter_objects, (g, realm, [], 1, pos)),
-            (_speedups.iter_objects, (Dog, realm, g, 1, pos)),
-            (_speedups.manage, (g, realm, [], [], 1, pos)),
-            (_speedups.manage, ([Dog(id=1, name="x")], realm, [g], [g], 1, pos)),
-            (_speedups.pack_keys, (g,)),
-            (_speedups.pack_keys, ([g],)),
-            (_speedups.key_suffixes, (g, 1)),
-            (_speedups.key_suffixes, ([g], 1)),
-            (_speedups.key_suffixes, ([(b"ab", b"")], g)),
-            (_speedups.all_full, (g, 1)),
-            (_speedups.all_full, ([], g)),
-            (_speedups.found_rows, (g, [])),
-            (_speedups.found_rows, ([b"k"], g)),
-            (_speedups.pack_records, (g, None, 0, 10)),
-            (_speedups.pack_records, ([g], None, 0, 10)),
-            (_speedups.pack_records, ([b"k"], [g], 0, 10)),
-            (_speedups.pack_records, ([b"k"], None, g, 10)),
-            (_speedups.encode_key_list, (g, 10)),
-            (_speedups.pack_rows, (g, ("a",))),
-            (_speedups.pack_rows, ([g], ("a",))),
-            (_speedups.pack_rows, ([{}], g)),
-            (_speedups.column_keys, (g, "a", None, 10)),
-            (_speedups.column_keys, ([g], "a", None, 10)),
-            (_speedups.column_keys, ([{"a": 1}], "a", [g], 10)),
-            (_speedups.strictly_increasing, (g,)),
-            (_speedups.unmanaged_dicts, (g,)),
-            (_speedups.rows_full, (g, 1)),
-            (_speedups.rows_full, ([g], 1)),
-            (_speedups.rows_full, ([(b"k", [1])], g)),
-            (_speedups.columns_ok, (g, None, 10)),
-            (_speedups.columns_ok, ([g], [g], 10)),
-            (_speedups.columns_ok, ([b"k"], g, 10)),
-            (_speedups.unmanaged_dicts, ([g],)),
-            (_speedups.strictly_increasing, ([b"a", g],)),
-            (_speedups.ModelInit, (g, (), print, print, print, "x")),
-            (_speedups.ModelInit, (Dog, (g,), print, print, print, "x")),
-            (_speedups.ModelInit, (Dog, (("a", 0, 0, None, print, g),), g, print, print, "x")),
+            (_native.make_object, (g, realm, b"k", None, 1, pos)),
+            (_native.make_object, (Dog, g, b"k", None, 1, pos)),
+            (_native.make_object, (Dog, realm, g, None, 1, pos)),
+            (_native.make_object, (Dog, realm, b"k", None, g, pos)),
+            (_native.make_object, (Dog, realm, b"k", [1], 1, g)),
+            (_native.iter_objects, (g, realm, [], 1, pos)),
+            (_native.iter_objects, (Dog, realm, g, 1, pos)),
+            (_native.manage, (g, realm, [], [], 1, pos)),
+            (_native.manage, ([Dog(id=1, name="x")], realm, [g], [g], 1, pos)),
+            (_native.pack_keys, (g,)),
+            (_native.pack_keys, ([g],)),
+            (_native.key_suffixes, (g, 1)),
+            (_native.key_suffixes, ([g], 1)),
+            (_native.key_suffixes, ([(b"ab", b"")], g)),
+            (_native.all_full, (g, 1)),
+            (_native.all_full, ([], g)),
+            (_native.found_rows, (g, [])),
+            (_native.found_rows, ([b"k"], g)),
+            (_native.pack_records, (g, None, 0, 10)),
+            (_native.pack_records, ([g], None, 0, 10)),
+            (_native.pack_records, ([b"k"], [g], 0, 10)),
+            (_native.pack_records, ([b"k"], None, g, 10)),
+            (_native.encode_key_list, (g, 10)),
+            (_native.pack_rows, (g, ("a",))),
+            (_native.pack_rows, ([g], ("a",))),
+            (_native.pack_rows, ([{}], g)),
+            (_native.column_keys, (g, "a", None, 10)),
+            (_native.column_keys, ([g], "a", None, 10)),
+            (_native.column_keys, ([{"a": 1}], "a", [g], 10)),
+            (_native.strictly_increasing, (g,)),
+            (_native.unmanaged_dicts, (g,)),
+            (_native.rows_full, (g, 1)),
+            (_native.rows_full, ([g], 1)),
+            (_native.rows_full, ([(b"k", [1])], g)),
+            (_native.columns_ok, (g, None, 10)),
+            (_native.columns_ok, ([g], [g], 10)),
+            (_native.columns_ok, ([b"k"], g, 10)),
+            (_native.unmanaged_dicts, ([g],)),
+            (_native.strictly_increasing, ([b"a", g],)),
+            (_native.ModelInit, (g, (), print, print, print, "x")),
+            (_native.ModelInit, (Dog, (g,), print, print, print, "x")),
+            (_native.ModelInit, (Dog, (("a", 0, 0, None, print, g),), g, print, print, "x")),
         ]
     for fn, args in calls:
         try:
@@ -320,23 +320,23 @@ def test_garbage_input_raises_and_never_crashes(realm: Realm) -> None:
         except (TypeError, ValueError, OverflowError):
             continue
         # A call that accepted the value must still give a sane answer.
-        if fn is _speedups.iter_objects:
+        if fn is _native.iter_objects:
             try:
                 assert all(isinstance(o, Dog) for o in out)
             except (TypeError, ValueError):
                 pass
         else:
             assert out is None or isinstance(
-                out, (bool, bytes, list, tuple, Object, _speedups.ModelInit)
+                out, (bool, bytes, list, tuple, Object, _native.ModelInit)
             )
-    untyped: list[Any] = [_speedups.make_object, _speedups.iter_objects, _speedups.pack_rows]
+    untyped: list[Any] = [_native.make_object, _native.iter_objects, _native.pack_rows]
     for fn in untyped:
         with pytest.raises(TypeError):
             fn()
     rows: list[Any] = [(b"k", None, 1)]
     with pytest.raises(ValueError):
-        list(_speedups.iter_objects(Dog, realm, rows, 1, pos))
-    made: Any = _speedups.make_object(Dog, realm, b"k", None, 1, pos)
+        list(_native.iter_objects(Dog, realm, rows, 1, pos))
+    made: Any = _native.make_object(Dog, realm, b"k", None, 1, pos)
     with pytest.raises(TypeError):
         made.__class__(1)
 
@@ -401,7 +401,7 @@ def test_pack_rows_is_byte_for_byte_msgpack(rows: list[list[Any]]) -> None:
     width = min(map(len, rows))
     names = tuple(f"p{i}" for i in range(width))
     dicts = [dict(zip(names, r)) for r in rows]
-    out = _speedups.pack_rows(dicts, names)
+    out = _native.pack_rows(dicts, names)
     tuples = [tuple(r[:width]) for r in rows]
     try:
         ref = codec.pack_plain_rows(tuples)
@@ -414,9 +414,9 @@ def test_pack_rows_is_byte_for_byte_msgpack(rows: list[list[Any]]) -> None:
 
 def test_pack_rows_leaves_other_values_to_msgpack() -> None:
     for v in [Decimal(1), [1], {"a": 1}, 2**64, dt.datetime.now(), "\udc80", 1.5j]:
-        assert _speedups.pack_rows([{"a": v}], ("a",)) is None
-    assert _speedups.pack_rows([{}], ("a",)) is None
-    assert _speedups.pack_rows([{"a": math.nan}], ("a",)) is not None
+        assert _native.pack_rows([{"a": v}], ("a",)) is None
+    assert _native.pack_rows([{}], ("a",)) is None
+    assert _native.pack_rows([{"a": math.nan}], ("a",)) is not None
 
 
 @settings(max_examples=200)
@@ -431,14 +431,14 @@ def test_column_keys_match_encode_key(values: list[Any]) -> None:
     expect = (
         [codec.encode_key(v) for v in values] if all("\x00" not in str(v) for v in values) else None
     )
-    assert _speedups.column_keys(dicts, "v", None, codec.MAX_KEY) == expect
+    assert _native.column_keys(dicts, "v", None, codec.MAX_KEY) == expect
     assert codec.encode_key_list(values) == [codec.encode_key(v) for v in values]
     sfx = [b"pk%d" % i for i in range(len(values))]
-    got = _speedups.column_keys(dicts, "v", sfx, codec.MAX_KEY)
+    got = _native.column_keys(dicts, "v", sfx, codec.MAX_KEY)
     if expect is not None:
         assert got == [e + s for e, s in zip(expect, sfx)]
     keys = [codec.encode_key(v) for v in values]
-    assert _speedups.strictly_increasing(keys) == all(a < b for a, b in zip(keys, keys[1:]))
+    assert _native.strictly_increasing(keys) == all(a < b for a, b in zip(keys, keys[1:]))
 
 
 INT_BOUNDARIES = [
@@ -479,26 +479,26 @@ def test_c_int_keys_are_the_codec_keys(values: list[int]) -> None:
     and without suffixes) gives codec.encode_key's bytes, in particular at
     the length boundaries of the variable-length encoding."""
     expect = [codec.encode_key(v) for v in values]
-    assert [_speedups.int_key(v) for v in values] == expect
+    assert [_native.int_key(v) for v in values] == expect
     assert [codec._int_key(v) for v in values] == expect  # the Python fallback
-    assert _speedups.encode_key_list(values, codec.MAX_KEY) == expect
+    assert _native.encode_key_list(values, codec.MAX_KEY) == expect
     assert codec.encode_key_list(values) == expect
     dicts = [{"v": v} for v in values]
-    assert _speedups.column_keys(dicts, "v", None, codec.MAX_KEY) == expect
+    assert _native.column_keys(dicts, "v", None, codec.MAX_KEY) == expect
     sfx = [codec.encode_key(-i) for i in range(len(values))]
-    got = _speedups.column_keys(dicts, "v", sfx, codec.MAX_KEY)
+    got = _native.column_keys(dicts, "v", sfx, codec.MAX_KEY)
     assert got == [codec.encode_keys(v, -i) for i, v in enumerate(values)]
     assert [codec.decode_key(k) for k in got] == [(v, -i) for i, v in enumerate(values)]
 
 
 def test_c_int_key_takes_exact_ints_only() -> None:
     for other in (True, 1.0, "1", None, b"\x01", [1]):
-        assert _speedups.int_key(other) is None
+        assert _native.int_key(other) is None
     assert codec.encode_key(True) == b"\x10\x01"
 
 
 def test_c_int_keys_at_the_boundaries() -> None:
-    keys = _speedups.encode_key_list(INT_BOUNDARIES, codec.MAX_KEY)
+    keys = _native.encode_key_list(INT_BOUNDARIES, codec.MAX_KEY)
     assert keys == [codec.encode_key(v) for v in INT_BOUNDARIES]
     assert keys is not None and sorted(keys) == [
         codec.encode_key(v) for v in sorted(INT_BOUNDARIES)
@@ -508,27 +508,27 @@ def test_c_int_keys_at_the_boundaries() -> None:
 @pytest.mark.parametrize("big", [1 << 63, -(1 << 63) - 1, 1 << 64, -(1 << 100)])
 def test_c_int_keys_leave_big_ints_to_the_codec_error(big: int) -> None:
     # The C paths decline (None); the Python path then names the value.
-    assert _speedups.int_key(big) is None
-    assert _speedups.encode_key_list([1, big], codec.MAX_KEY) is None
-    assert _speedups.column_keys([{"v": 1}, {"v": big}], "v", None, codec.MAX_KEY) is None
+    assert _native.int_key(big) is None
+    assert _native.encode_key_list([1, big], codec.MAX_KEY) is None
+    assert _native.column_keys([{"v": 1}, {"v": big}], "v", None, codec.MAX_KEY) is None
     with pytest.raises(CodecError, match="64 bits"):
         codec.encode_key_list([1, big])
 
 
 def test_pack_records_is_the_put_many_layout() -> None:
     keys, vals = [b"a", b"bc", b"def"], [b"", b"x", b"yz"]
-    buf, stop = _speedups.pack_records(keys, vals, 0, 1 << 20)
+    buf, stop = _native.pack_records(keys, vals, 0, 1 << 20)
     assert stop == 3
     expect = b"".join(
         len(k).to_bytes(4, "little") + len(v).to_bytes(4, "little") + k + v
         for k, v in zip(keys, vals)
     )
     assert buf == expect
-    buf, stop = _speedups.pack_records(keys, None, 1, 2)
+    buf, stop = _native.pack_records(keys, None, 1, 2)
     assert stop == 2 and buf == b"\x02\x00\x00\x00\x00\x00\x00\x00bc"
     with pytest.raises(ValueError):
-        _speedups.pack_records(keys, None, 3, 10)
-    assert _speedups.pack_keys([b"ab", b""]) == b"\x02\x00\x00\x00ab\x00\x00\x00\x00"
+        _native.pack_records(keys, None, 3, 10)
+    assert _native.pack_keys([b"ab", b""]) == b"\x02\x00\x00\x00ab\x00\x00\x00\x00"
 
 
 # ---------------------------------------------------------------------------
@@ -581,7 +581,7 @@ def test_model_init_matches_the_python_reference(kwargs: dict[str, Any]) -> None
 
 def test_model_init_is_a_method() -> None:
     init = Plain.__dict__["__init__"]
-    assert isinstance(init, _speedups.ModelInit)
+    assert isinstance(init, _native.ModelInit)
     assert init.__model__ is Plain and init.__qualname__.endswith("Plain.__init__")
     assert init.__name__ == "__init__"  # type: ignore[attr-defined]
     sig = inspect.signature(Plain)
