@@ -2084,3 +2084,170 @@ for q in [
     "birthday == 1970-1-10:0:0:0:0",
 ]:
     s.throws(q, SYNTAX)
+
+
+# ---------------------------------------------------------------------------
+# Parser_AggregateShortcuts (TEST_TYPES: with and without indexes)
+
+
+class AsAllergen(Object):
+    k: int = field(primary_key=True)
+    name: str = ""
+    population_affected: float = 0.0
+
+
+class AsItem(Object):
+    k: int = field(primary_key=True)
+    name: str = ""
+    price: float = 0.0
+    allergens: list[AsAllergen] = field(default_factory=list)
+
+
+class AsPerson(Object):
+    k: int = field(primary_key=True)
+    customer_id: int = 0
+    account_balance: float = 0.0
+    items: list[AsItem] = field(default_factory=list)
+    fav_item: AsItem | None = None
+
+
+class AsAllergenIdx(Object):
+    k: int = field(primary_key=True)
+    name: str = field(default="", indexed=True)
+    population_affected: float = 0.0
+
+
+class AsItemIdx(Object):
+    k: int = field(primary_key=True)
+    name: str = field(default="", indexed=True)
+    price: float = 0.0
+    allergens: list[AsAllergenIdx] = field(default_factory=list)
+
+
+class AsPersonIdx(Object):
+    k: int = field(primary_key=True)
+    customer_id: int = field(default=0, indexed=True)
+    account_balance: float = 0.0
+    items: list[AsItemIdx] = field(default_factory=list)
+    fav_item: AsItemIdx | None = None
+
+
+def _aggregate_shortcuts(allergen: type, item: type, person: type) -> None:
+    s = section(
+        f"Parser_AggregateShortcuts<{person.__name__}>",
+        "aggregates",
+        [allergen, item, person],
+        person,
+    )
+
+    def fill(r: Realm) -> None:
+        al = r.add_all(
+            [
+                allergen(k=i, name=n, population_affected=p)
+                for i, (n, p) in enumerate(
+                    [("dairy", 0.75), ("nuts", 0.01), ("wheat", 0.01), ("soy", 0.005)]
+                )
+            ]
+        )
+        items = r.add_all(
+            [
+                item(k=i, name=n, price=p)
+                for i, (n, p) in enumerate(
+                    [("milk", 5.5), ("oranges", 4.0), ("pizza", 9.5), ("cereal", 6.5)]
+                )
+            ]
+        )
+        items[0].allergens.append(al[0])
+        items[2].allergens.extend([al[0], al[2], al[3]])
+        items[3].allergens.extend([al[0], al[1], al[2]])
+        lists = [
+            [items[0], items[1], items[3], items[2]],
+            [items[0]] * 10,
+            [items[2], items[2], items[3]],
+        ]
+        for i in range(3):
+            r.add(
+                person(
+                    k=i,
+                    customer_id=i,
+                    account_balance=(i + 1) * 10.0,
+                    fav_item=items[i],
+                    items=lists[i],
+                )
+            )
+
+    s.fill = fill
+    it = item.__name__
+    for q, n in [
+        ("items[FIRST].name == 'milk'", 2),
+        ("items[LAST].name == 'cereal'", 1),
+        ("items[1].name == 'oranges'", 1),
+        ("items.price == 5.5", 2),
+        ("ANY items.price == 5.5", 2),
+        ("SOME items.price == 5.5", 2),
+        ("ALL items.price == 5.5", 1),
+        ("NONE items.price == 5.5", 1),
+        ("ANY items.name == 'milk'", 2),
+        ("SOME items.name == 'milk'", 2),
+        ("ALL items.name == 'milk'", 1),
+        ("NONE items.name == 'milk'", 1),
+        ("customer_id > 0 and ANY items.price == 5.5", 1),
+        ("customer_id > 0 and SOME items.price == 5.5", 1),
+        ("customer_id > 0 and ALL items.price == 5.5", 1),
+        ("customer_id > 0 and NONE items.price == 5.5", 1),
+        ("customer_id > 1 or ANY items.price == 5.5", 3),
+        ("customer_id > 1 or SOME items.price == 5.5", 3),
+        ("customer_id > 1 or ALL items.price == 5.5", 2),
+        ("customer_id > 1 or NONE items.price == 5.5", 1),
+        ("!(ANY items.price == 5.5)", 1),
+        ("!(SOME items.price == 5.5)", 1),
+        ("!(ALL items.price == 5.5)", 2),
+        ("!(NONE items.price == 5.5)", 2),
+        ("SUBQUERY(items, $x, $x.allergens.name CONTAINS[c] 'WHEAT').@count > 0", 2),
+        ("SUBQUERY(items, $x, ANY $x.allergens.name CONTAINS[c] 'WHEAT').@count > 0", 2),
+        ("SUBQUERY(items, $x, SOME $x.allergens.name CONTAINS[c] 'WHEAT').@count > 0", 2),
+        ("SUBQUERY(items, $x, ALL $x.allergens.name CONTAINS[c] 'WHEAT').@count > 0", 1),
+        ("SUBQUERY(items, $x, NONE $x.allergens.name CONTAINS[c] 'WHEAT').@count > 0", 2),
+        (f"{it}: ANY @links.Person.items.account_balance > 15", 3),
+        (f"{it}: SOME @links.Person.items.account_balance > 15", 3),
+        (f"{it}: ALL @links.Person.items.account_balance > 15", 0),
+        (f"{it}: NONE @links.Person.items.account_balance > 15", 1),
+        ("ANY fav_item.allergens.name CONTAINS 'dairy'", 2),
+        ("SOME fav_item.allergens.name CONTAINS 'dairy'", 2),
+        ("ALL fav_item.allergens.name CONTAINS 'dairy'", 2),
+        ("NONE fav_item.allergens.name CONTAINS 'dairy'", 1),
+        (f"{it}: ANY @links.Person.items.fav_item.name CONTAINS 'milk'", 4),
+        (f"{it}: SOME @links.Person.items.fav_item.name CONTAINS 'milk'", 4),
+        (f"{it}: ALL @links.Person.items.fav_item.name CONTAINS 'milk'", 1),
+        (f"{it}: NONE @links.Person.items.fav_item.name CONTAINS 'milk'", 0),
+        ("ANY items.name == fav_item.name", 2),
+        ("SOME items.name == fav_item.name", 2),
+        ("ANY items.price == items.@max.price", 3),
+        ("SOME items.price == items.@max.price", 3),
+        ("ANY items.price == items.@min.price", 3),
+        ("SOME items.price == items.@min.price", 3),
+        ("ANY items.price > items.@avg.price", 2),
+        ("SOME items.price > items.@avg.price", 2),
+        ("ALL items.name == fav_item.name", 0),
+        ("NONE items.name == fav_item.name", 1),
+        ("ANY items.allergens.name == 'dairy'", 3),
+        ("SOME items.allergens.name == 'dairy'", 3),
+        ("ALL items.allergens.name == 'dairy'", 1),
+        ("NONE items.allergens.name == 'dairy'", 0),
+    ]:
+        s.add(q, n)
+    for q in [
+        "ANY fav_item.name == 'milk'",
+        "SOME fav_item.name == 'milk'",
+        "ALL fav_item.name == 'milk'",
+        "NONE fav_item.name == 'milk'",
+        "ANY 'milk' == fav_item.name",
+        "SOME 'milk' == fav_item.name",
+        "ALL 'milk' == fav_item.name",
+        "NONE 'milk' == fav_item.name",
+    ]:
+        s.throws(q, Exception)
+
+
+_aggregate_shortcuts(AsAllergen, AsItem, AsPerson)
+_aggregate_shortcuts(AsAllergenIdx, AsItemIdx, AsPersonIdx)
