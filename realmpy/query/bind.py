@@ -233,7 +233,9 @@ class _Binder:
         if cur.type == "any":
             return cur
         if type(part) is ListIndex:
-            if cur.collection not in ("list", "set", "dict"):
+            if cur.collection not in ("list", "set", "dict") or (
+                cur.collection == "dict" and part not in ("*", "SIZE")
+            ):
                 raise QueryTypeError(
                     f"[{part}] needs a list, but {text!r} reaches {cur.describe()}",
                     text,
