@@ -397,6 +397,17 @@ class _Binder:
                 raise QueryTypeError(
                     f"{op} needs a string, but {text!r} is {t.describe()}", text, t.describe(), op
                 )
+            if (node.case_insensitive or node.diacritic_insensitive) and t.type not in (
+                *_STRINGY,
+                "any",
+            ):
+                mods = "[c]" if node.case_insensitive else "[d]"
+                raise QueryTypeError(
+                    f"{mods} applies to strings, but {text!r} is {t.describe()}",
+                    text,
+                    t.describe(),
+                    mods,
+                )
             if op in ("<", "<=", ">", ">=") and t.type in ("link", "embedded", "bool"):
                 raise QueryTypeError(
                     f"{op} does not order {t.describe()} ({text!r})", text, t.describe(), op

@@ -221,6 +221,8 @@ def test_oversized_literals_are_syntax_errors() -> None:
         ("when == $0", (dt.datetime(2020, 1, 1),)),  # naive: refused as when stored
         ("attrs.@keys == 1", ()),
         ("ints[FIRST] == 'x'", ()),
+        ("age ==[c] 30", ()),
+        ("attrs[FIRST] == 1", ()),
     ],
 )
 def test_type_errors_are_raised_when_the_query_is_built(
@@ -270,7 +272,6 @@ def test_argument_types_are_checked_on_every_call(rows: Realm) -> None:
         ("age == ANY {30, 50}", (), [0, 2]),
         ("age == NONE {30, 50}", (), [1]),
         ("ANY {30, 50} == age", (), [0, 2]),
-        ("age IN[c] {30}", (), [0]),
         ("name IN[c] {'ANNE', 'bob'}", (), [0, 1]),
         ("ANY {3, 1} == ALL ints", (), [1, 2]),  # ALL of an empty list holds
         ("(age + 10) * 2 == 80", (), [0]),

@@ -2345,3 +2345,123 @@ for q, n, args in [
     s.add(q, n, *args)
 s.throws("dict[FIRST] > 50", Exception)
 s.throws("dict[LAST] > 50", Exception)
+
+
+# ---------------------------------------------------------------------------
+# Parser_Set (TEST_TYPES over the element types, each plain and nullable;
+# realmpy has no 32-bit float, so the Float variants are excluded as a
+# whole).  realm-core's TestValueGenerator makes a value of each type from
+# an int; the counts only need distinct values for distinct ints and, for
+# strings, "String 100" being 10 characters long.
+
+
+def _oid_of(i: int) -> ObjectId:
+    return ObjectId(f"{i:024x}")
+
+
+SET_TYPES: list[tuple[str, type, Callable[[int], Any], bool]] = [
+    ("Int", int, int, True),
+    ("Double", float, float, True),
+    ("Decimal128", Decimal, Decimal, True),
+    ("ObjectId", ObjectId, _oid_of, False),
+    ("Timestamp", dt.datetime, _ts, False),
+    ("String", str, lambda i: f"String {i}", False),
+    ("BinaryData", bytes, lambda i: f"String {i}".encode(), False),
+    ("UUID", uuid.UUID, lambda i: uuid.UUID(int=i), False),
+]
+
+
+def _set_section(
+    label: str, py: type, conv: Callable[[int], Any], numeric: bool, nullable: bool
+) -> None:
+    elem: Any = py | None if nullable else py
+    name = f"Set{label}{'Null' if nullable else ''}"
+    model: Any = type(
+        name,
+        (Object,),
+        {
+            "__annotations__": {"k": int, "set": set[elem], "value": elem},
+            "k": field(primary_key=True),
+            "set": field(default_factory=set),
+            "value": conv(0) if not nullable else None,
+            "__module__": __name__,
+            "__qualname__": name,
+        },
+    )
+    globals()[name] = model
+    kind = f"Nullable<{label}>" if nullable else f"Prop<{label}>"
+    s = section(f"Parser_Set<{kind}>", "sets", [model], model)
+    three = conv(3)
+
+    def fill(r: Realm) -> None:
+        contents = [[0, 1], [2, 3, 4, 5], [6, 7, 100, 8, 9], [3], []]
+        r.add_all(
+            [model(k=i, set={conv(x) for x in c}, value=three) for i, c in enumerate(contents)]
+        )
+
+    s.fill = fill
+    for q, n in [("set.@count == 0", 1), ("set.@size >= 1", 4), ("set.@size == 4", 1)]:
+        s.add(q, n)
+    for q, n in [("set == $0", 2), ("$0 IN set", 2), ("ALL set == $0", 2), ("NONE set == $0", 3)]:
+        s.add(q, n, three)
+    for q, n in [
+        ("set == value", 2),
+        ("ANY set == value", 2),
+        ("ALL set == value", 2),
+        ("NONE set == value", 3),
+    ]:
+        s.add(q, n)
+    if numeric:
+        for q, n in [
+            ("set == 3", 2),
+            ("set.@max == 100", 1),
+            ("set.@min == 0", 1),
+            ("set.@avg == 3", 1),
+            ("set.@avg >= 3", 3),
+            ("set.@sum == 1", 1),
+            ("set.@sum == 0", 1),
+            ("set.@sum > 100", 1),
+            ("set.@max == value", 1),
+            ("set.@min == value", 1),
+            ("set.@avg == value", 1),
+            ("set.@sum == value", 1),
+        ]:
+            s.add(q, n)
+        s.throws("set[1] == 3", Exception)
+    else:
+        for q in ["set.@min > 100", "set.@max > 100", "set.@sum > 100", "set.@avg > 100"]:
+            s.throws(q, Exception)
+    if py in (str, bytes):
+        for q, n in [
+            ("set ==[c] $0", 2),
+            ("set LIKE $0", 2),
+            ("set BEGINSWITH $0", 2),
+            ("set ENDSWITH $0", 2),
+            ("set CONTAINS $0", 2),
+            ("ALL set LIKE $0", 2),
+            ("ALL set BEGINSWITH $0", 2),
+            ("ALL set ENDSWITH $0", 2),
+            ("ALL set CONTAINS $0", 2),
+            ("NONE set LIKE $0", 3),
+            ("NONE set BEGINSWITH $0", 3),
+            ("NONE set ENDSWITH $0", 3),
+            ("NONE set CONTAINS $0", 3),
+        ]:
+            s.add(q, n, three)
+        s.add("set.length == 10", 1)
+        s.add("set.length == 0", 0)
+        s.add("set.length > 0", 4)
+    else:
+        for q in [
+            "set ==[c] $0",
+            "set LIKE $0",
+            "set BEGINSWITH $0",
+            "set ENDSWITH $0",
+            "set CONTAINS $0",
+        ]:
+            s.throws(q, Exception, three)
+
+
+for _label, _py, _conv, _numeric in SET_TYPES:
+    for _nullable in (False, True):
+        _set_section(_label, _py, _conv, _numeric, _nullable)
