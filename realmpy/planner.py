@@ -18,6 +18,7 @@ interpreter).
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,7 @@ def _coerce(prop: Property, v: Any) -> Any:
             raise ValueError
         if isinstance(v, int):
             return v
-        if isinstance(v, (float, Decimal)) and v == int(v):
+        if isinstance(v, (float, Decimal)) and math.isfinite(v) and v == int(v):
             return int(v)
         raise ValueError
     if t == "float":
@@ -133,8 +134,8 @@ def _candidates(
         if v is None:
             return None
         return (3 if prop.primary_key else 4, prop, op, [v])
-    except (ValueError, TypeError, IndexError, OverflowError, CodecError):
-        return None  # no index read fits (inf for an int property: OverflowError)
+    except (ValueError, TypeError, IndexError, CodecError):
+        return None
 
 
 def _bounds(op: str, values: list[Any]) -> tuple[bytes, bytes]:

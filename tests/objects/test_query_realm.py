@@ -186,6 +186,7 @@ def test_infinite_argument_against_an_indexed_int(rows: Realm) -> None:
     assert keys(rows, "idx == $0", math.inf) == []
     assert keys(rows, "idx < $0", math.inf) == [0, 1, 2]
     assert keys(rows, "k > $0", -math.inf) == [0, 1, 2]
+    assert keys(rows, "idx IN $0", [math.inf, 2, math.nan]) == [1]
 
 
 def test_oversized_literals_are_syntax_errors() -> None:
