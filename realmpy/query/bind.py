@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 import uuid
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
@@ -101,6 +102,8 @@ def _value_fits(t: _Type, v: Any) -> bool:
     if v is None or t.type == "any":
         return True
     ty = t.type
+    if ty in ("int", "counter") and isinstance(v, (float, Decimal)) and not math.isfinite(v):
+        return False  # as Realm: "Infinity/NaN not supported for int"
     if ty in _NUMERIC:
         return isinstance(v, (int, float, Decimal)) and not isinstance(v, bool)
     if ty == "bool":

@@ -281,6 +281,8 @@ def refused(name: str, op: str, value: Any) -> bool:
         return True  # bools are not ordered
     if value is None:
         return False
+    if name == "i" and isinstance(value, float) and not math.isfinite(value):
+        return True  # Realm: "Infinity/NaN not supported for int"
     if name in ("i", "f"):
         return isinstance(value, bool) or not isinstance(value, (int, float))
     return not isinstance(value, str if name == "s" else bool)

@@ -16,6 +16,7 @@ out of the rows and said here: realm-core's implicit object keys become an
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -2540,3 +2541,94 @@ def _list_types_section(label: str, py: type, conv: Callable[[int], Any], nullab
 for _label, _py, _conv, _numeric in LIST_TYPES:
     for _nullable in (False, True):
         _list_types_section(_label, _py, _conv, _nullable)
+
+
+# ---------------------------------------------------------------------------
+# Parser_NegativeAgg (``price_float`` is a 32-bit float in realm-core, a
+# float here: its values are exact in both)
+
+
+class NaItem(Object):
+    k: int = field(primary_key=True)
+    name: str = ""
+    price: float = 0.0
+    price_float: float = 0.0
+    price_decimal: Decimal = Decimal(0)
+
+
+class NaPerson(Object):
+    customer_id: int = 0
+    account_balance: float = 0.0
+    items: list[NaItem] = field(default_factory=list)
+
+
+def _fill_negative(r: Realm) -> None:
+    items = r.add_all(
+        [
+            NaItem(k=i, name=n, price=p, price_float=p, price_decimal=Decimal(p))
+            for i, (n, p) in enumerate(
+                [("milk", -5.5), ("oranges", -4.0), ("pizza", -9.5), ("cereal", -6.5)]
+            )
+        ]
+    )
+    lists = [items[:4], [items[0]] * 10, [items[2], items[2], items[3]]]
+    r.add_all(
+        [NaPerson(customer_id=i, account_balance=10.0 * (i + 1), items=lists[i]) for i in range(3)]
+    )
+
+
+s = section("Parser_NegativeAgg", "aggregates", [NaItem, NaPerson], NaPerson)
+s.fill = _fill_negative
+for col in ("price", "price_float", "price_decimal"):
+    s.add(f"items.@min.{col} == -9.5", 2)
+    s.add(f"items.@max.{col} == -4.0", 1)
+    s.add(f"items.@sum.{col} == -25.5", 2)
+    s.add(f"items.@avg.{col} == -6.375", 1)
+
+
+# ---------------------------------------------------------------------------
+# Parser_OrOfIn, Parser_7642 (TEST_TYPES: with and without indexes)
+
+
+class OrInPerson(Object):
+    name: str | None = None
+
+
+s = section("Parser_OrOfIn", "IN and lists", [OrInPerson], OrInPerson)
+s.fill = lambda r: r.add_all([OrInPerson(name=n) for n in ["Ani", "Teddy", "Poly", "", None]])
+s.add("name IN {'Ani', 'Teddy'} OR name IN {'Poly', 'Teddy'}", 3)
+s.add("name IN {'Ani', 'Teddy'} OR name IN {'Poly', 'Teddy'} OR name IN {null}", 4)
+s.add("name IN {'Ani', 'Teddy'} OR name IN {'Poly', 'Teddy'} OR name IN {null} OR name IN {''}", 5)
+
+
+class Car7642(Object):
+    make: str = ""
+    value: int = 0
+
+
+class Car7642Idx(Object):
+    make: str = field(default="", indexed=True)
+    value: int = field(default=0, indexed=True)
+
+
+for _car in (Car7642, Car7642Idx):
+    s = section(f"Parser_7642<{_car.__name__}>", "IN and lists", [_car], _car)
+    s.fill = lambda r, car=_car: r.add_all(
+        [
+            car(make=m, value=v)
+            for m, v in [("Tesla", 123), ("Ford", 456), ("Audi", 789), ("Chevy", 1000)]
+        ]
+    )
+    s.add("make IN $0", 2, ["Tesla", "Audi"])
+    s.add("value IN $0", 3, [456, 789.0, 123.0, 789.10, 1000.1])
+    args7642 = (456, 789.0, 123.0, 789.10, 1000.1, math.inf, math.nan)
+    for q, n in [
+        ("value == $0", 1),
+        ("value == $1", 1),
+        ("value == $2", 1),
+        ("value == $3", 0),
+        ("value == $4", 0),
+    ]:
+        s.add(q, n, *args7642)
+    s.throws("value == $5", INVALID, *args7642)
+    s.throws("value == $6", INVALID, *args7642)
