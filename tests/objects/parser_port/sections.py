@@ -2632,3 +2632,76 @@ for _car in (Car7642, Car7642Idx):
         s.add(q, n, *args7642)
     s.throws("value == $5", INVALID, *args7642)
     s.throws("value == $6", INVALID, *args7642)
+
+
+# ---------------------------------------------------------------------------
+# Parser_SetLinks, Parser_CollectionLinks
+
+
+class SlBar(Object):
+    k: int = field(primary_key=True)
+    val: int = 0
+
+
+class SlFoo(Object):
+    k: int = field(primary_key=True)
+    set: set[SlBar] = field(default_factory=set)
+
+
+class SlOrigin(Object):
+    link: SlFoo | None = None
+
+
+def _fill_set_links(r: Realm) -> None:
+    bars = r.add_all([SlBar(k=i, val=i) for i in range(10)])
+    f1 = r.add(SlFoo(k=0, set=set(bars[0:6])))
+    f2 = r.add(SlFoo(k=1, set=set(bars[4:10])))
+    r.add_all([SlOrigin(link=f1), SlOrigin(link=f2)])
+
+
+s = section("Parser_SetLinks", "links", [SlBar, SlFoo, SlOrigin], SlFoo)
+s.fill = _fill_set_links
+s.add("set.@count == 6", 2)
+s.add("SlOrigin: link.set.val == 3", 1)
+s.add("SlOrigin: link.set.val == 5", 2)
+
+
+class ClPerson(Object):
+    name: str = field(primary_key=True)
+    relations: dict[str, ClPerson | None] = field(default_factory=dict)
+    children: list[ClPerson] = field(default_factory=list)
+    scores: list[int] = field(default_factory=list)
+    spouse: ClPerson | None = None
+
+
+def _fill_collection_links(r: Realm) -> None:
+    names = ["adam", "bernie", "charlie", "david", "elisabeth", "felix", "gary", "hutch"]
+    p = dict(zip(names, r.add_all([ClPerson(name=n) for n in names])))
+    p["adam"].relations.update({"partner": p["bernie"], "colleague": p["charlie"]})
+    p["bernie"].relations.update({"partner": p["charlie"], "colleague": p["charlie"]})
+    p["bernie"].scores.extend([1, 2, 3])
+    p["charlie"].relations.update(
+        {"partner": p["adam"], "colleague": p["bernie"], "uncle": p["gary"]}
+    )
+    p["charlie"].scores.extend([3, 4, 5])
+    p["adam"].children.append(p["david"])
+    p["david"].children.extend([p["gary"], p["hutch"]])
+    p["bernie"].children.extend([p["gary"], p["david"]])
+
+
+s = section("Parser_CollectionLinks", "links", [ClPerson], ClPerson)
+s.fill = _fill_collection_links
+for q, n in [
+    ("relations.partner.name == 'bernie'", 1),
+    ("relations[SIZE] == 3", 1),
+    ("relations.partner.relations.partner.name == 'bernie'", 1),
+    ("relations.colleague.name == 'charlie'", 2),
+    ("relations.colleague.scores[FIRST] == 1", 1),
+    ("relations.colleague.scores[LAST] > 2", 3),
+    ("children[FIRST].name == 'david'", 1),
+    ("children[*].name == 'david'", 2),
+    ("children[SIZE] == 2", 2),
+    ("children[FIRST].children[LAST].name == 'hutch'", 1),
+]:
+    s.add(q, n)
+s.throws("spouse[5].name == 'elisabeth'", Exception)
