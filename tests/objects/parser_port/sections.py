@@ -2705,3 +2705,105 @@ for q, n in [
 ]:
     s.add(q, n)
 s.throws("spouse[5].name == 'elisabeth'", Exception)
+
+
+# ---------------------------------------------------------------------------
+# Parser_DictionaryAggregates (TEST_TYPES double, Decimal; realmpy has no
+# 32-bit float: that variant is excluded), Parser_DictionaryObjects
+
+
+class DaDouble(Object):
+    k: int = field(primary_key=True)
+    dict: dict[str, float] = field(default_factory=dict)
+
+
+class DaDoubleLink(Object):
+    link: DaDouble | None = None
+
+
+class DaDecimal(Object):
+    k: int = field(primary_key=True)
+    dict: dict[str, Decimal] = field(default_factory=dict)
+
+
+class DaDecimalLink(Object):
+    link: DaDecimal | None = None
+
+
+def _dictionary_aggregates(model: type, link_model: type, values: list[Any], zero: Any) -> None:
+    s = section(
+        f"Parser_DictionaryAggregates<{model.__name__}>", "dictionaries", [model, link_model], model
+    )
+
+    def fill(r: Realm) -> None:
+        full = r.add(model(k=0, dict={"1": values[0], "2": values[1], "3": values[2]}))
+        empty = r.add(model(k=1))
+        r.add_all([link_model(link=full), link_model(link=empty), link_model()])
+
+    s.fill = fill
+    lk = link_model.__name__
+    total = values[0] + values[1] + values[2]
+    for q, n, arg in [
+        ("dict.@min == $0", 1, values[0]),
+        (f"{lk}: link.dict.@min == $0", 1, values[0]),
+        ("dict.@max == $0", 1, values[2]),
+        (f"{lk}: link.dict.@max == $0", 1, values[2]),
+        ("dict.@sum == $0", 1, total),
+        (f"{lk}: link.dict.@sum == $0", 1, total),
+        ("dict.@avg == $0", 1, total / 3),
+        (f"{lk}: link.dict.@avg == $0", 1, total / 3),
+        ("dict.@min == $0", 1, None),
+        (f"{lk}: link.dict.@min == $0", 2, None),
+        ("dict.@max == $0", 1, None),
+        (f"{lk}: link.dict.@max == $0", 2, None),
+        ("dict.@sum == $0", 0, None),
+        (f"{lk}: link.dict.@sum == $0", 0, None),
+        ("dict.@avg == $0", 1, None),
+        (f"{lk}: link.dict.@avg == $0", 2, None),
+        ("dict.@sum == $0", 1, zero),
+        (f"{lk}: link.dict.@sum == $0", 2, zero),
+    ]:
+        if not any(c.query == q and c.args == (arg,) for c in s.cases):
+            s.add(q, n, arg)
+
+
+_dictionary_aggregates(DaDouble, DaDoubleLink, [5.55444333, 6.55444333, 7.55444333], 0.0)
+_dictionary_aggregates(
+    DaDecimal,
+    DaDecimalLink,
+    [Decimal("5.55444333"), Decimal("6.55444333"), Decimal("7.55444333")],
+    Decimal(0),
+)
+
+
+class DoDog(Object):
+    name: str = field(primary_key=True)
+    age: int = 0
+
+
+class DoPerson(Object):
+    name: str = field(primary_key=True)
+    pets: dict[str, DoDog | None] = field(default_factory=dict)
+    friend: DoPerson | None = None
+
+
+def _fill_dictionary_objects(r: Realm) -> None:
+    adam, bernie, charlie = r.add_all([DoPerson(name=n) for n in ("adam", "bernie", "charlie")])
+    astro, pluto, lady, snoopy = r.add_all(
+        [DoDog(name=n, age=a) for n, a in [("astro", 4), ("pluto", 5), ("lady", 5), ("snoopy", 3)]]
+    )
+    adam.pets.update({"dog1": pluto, "dog2": lady, "none": None})
+    bernie.pets.update({"dog1": astro, "dog2": snoopy})
+    charlie.pets["dog1"] = pluto
+    adam.friend, bernie.friend = bernie, adam
+
+
+s = section("Parser_DictionaryObjects", "dictionaries", [DoDog, DoPerson], DoPerson)
+s.fill = _fill_dictionary_objects
+s.add("pets.@values.age > 4", 2)
+s.add("friend.pets.@values.age > 4", 1)  # realm-core builds this one with its C++ query API
+s.add("pets.@values == obj('dog', 'pluto')", 2)
+s.add("pets.@values == obj('dog', $0)", 2, "pluto")
+s.add("pets.@values != obj('dog', 'pluto')", 2)
+s.add("pets.@values == ANY { obj('dog', 'lady'), obj('dog', 'astro') }", 2)
+s.add("pets.@values == ANY { obj('dog', 'astro'), NULL }", 2)
