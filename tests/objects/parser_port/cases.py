@@ -70,3 +70,47 @@ def section(
 def ts(seconds: int) -> dt.datetime:
     """``seconds`` after the epoch, as realm-core's ``Timestamp{seconds, 0}``."""
     return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=seconds)
+
+
+def fill_grocery(
+    r: Realm,
+    allergen: type,
+    item: type,
+    person: type,
+    first_list: Sequence[int] = (0, 1, 2, 3),
+) -> list[Any]:
+    """The shop realm-core's OperatorIN, Subquery and AggregateShortcuts tests
+    build: four allergens, four items (milk, oranges, pizza, cereal) and
+    three customers; ``first_list`` is the first customer's items in order.
+    Returns the items."""
+    al = r.add_all(
+        [
+            allergen(k=i, name=n, population_affected=p)
+            for i, (n, p) in enumerate(
+                [("dairy", 0.75), ("nuts", 0.01), ("wheat", 0.01), ("soy", 0.005)]
+            )
+        ]
+    )
+    items = r.add_all(
+        [
+            item(k=i, name=n, price=p)
+            for i, (n, p) in enumerate(
+                [("milk", 5.5), ("oranges", 4.0), ("pizza", 9.5), ("cereal", 6.5)]
+            )
+        ]
+    )
+    items[0].allergens.append(al[0])
+    items[2].allergens.extend([al[0], al[2], al[3]])
+    items[3].allergens.extend([al[0], al[1], al[2]])
+    lists = [[items[i] for i in first_list], [items[0]] * 10, [items[2], items[2], items[3]]]
+    for i in range(3):
+        r.add(
+            person(
+                k=i,
+                customer_id=i,
+                account_balance=(i + 1) * 10.0,
+                fav_item=items[i],
+                items=lists[i],
+            )
+        )
+    return items

@@ -13,7 +13,7 @@ from typing import Any
 from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
-from tests.objects.parser_port.cases import INVALID, section, ts
+from tests.objects.parser_port.cases import INVALID, fill_grocery, section, ts
 
 # ---------------------------------------------------------------------------
 # Parser_AggregateShortcuts (TEST_TYPES: with and without indexes)
@@ -70,40 +70,7 @@ def _aggregate_shortcuts(allergen: type, item: type, person: type) -> None:
     )
 
     def fill(r: Realm) -> None:
-        al = r.add_all(
-            [
-                allergen(k=i, name=n, population_affected=p)
-                for i, (n, p) in enumerate(
-                    [("dairy", 0.75), ("nuts", 0.01), ("wheat", 0.01), ("soy", 0.005)]
-                )
-            ]
-        )
-        items = r.add_all(
-            [
-                item(k=i, name=n, price=p)
-                for i, (n, p) in enumerate(
-                    [("milk", 5.5), ("oranges", 4.0), ("pizza", 9.5), ("cereal", 6.5)]
-                )
-            ]
-        )
-        items[0].allergens.append(al[0])
-        items[2].allergens.extend([al[0], al[2], al[3]])
-        items[3].allergens.extend([al[0], al[1], al[2]])
-        lists = [
-            [items[0], items[1], items[3], items[2]],
-            [items[0]] * 10,
-            [items[2], items[2], items[3]],
-        ]
-        for i in range(3):
-            r.add(
-                person(
-                    k=i,
-                    customer_id=i,
-                    account_balance=(i + 1) * 10.0,
-                    fav_item=items[i],
-                    items=lists[i],
-                )
-            )
+        fill_grocery(r, allergen, item, person, first_list=(0, 1, 3, 2))
 
     s.fill = fill
     it = item.__name__

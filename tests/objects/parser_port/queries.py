@@ -9,7 +9,7 @@ import uuid
 from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
-from tests.objects.parser_port.cases import SYNTAX, section, ts
+from tests.objects.parser_port.cases import SYNTAX, fill_grocery, section, ts
 
 # ---------------------------------------------------------------------------
 # Parser_Subquery
@@ -52,41 +52,12 @@ def _fill_subquery(r: Realm) -> None:
             for i, (a, b) in enumerate([(3.0, False), (2.5, True), (0.5, True), (1.5, True)])
         ]
     )
-    al = r.add_all(
-        [
-            SqAllergen(k=i, name=n, population_affected=p)
-            for i, (n, p) in enumerate(
-                [("dairy", 0.75), ("nuts", 0.01), ("wheat", 0.01), ("soy", 0.005)]
-            )
-        ]
-    )
-    items = r.add_all(
-        [
-            SqItem(k=i, name=n, price=p)
-            for i, (n, p) in enumerate(
-                [("milk", 5.5), ("oranges", 4.0), ("pizza", 9.5), ("cereal", 6.5)]
-            )
-        ]
-    )
+    items = fill_grocery(r, SqAllergen, SqItem, SqPerson)
     items[0].discount, items[2].discount, items[3].discount = (
         discounts[2],
         discounts[1],
         discounts[0],
     )
-    items[0].allergens.append(al[0])
-    items[2].allergens.extend([al[0], al[2], al[3]])
-    items[3].allergens.extend([al[0], al[1], al[2]])
-    lists = [items[:4], [items[0]] * 10, [items[2], items[2], items[3]]]
-    for i in range(3):
-        r.add(
-            SqPerson(
-                k=i,
-                customer_id=i,
-                account_balance=(i + 1) * 10.0,
-                fav_item=items[i],
-                items=lists[i],
-            )
-        )
 
 
 s = section("Parser_Subquery", "subquery", [SqDiscount, SqAllergen, SqItem, SqPerson], SqPerson)

@@ -10,7 +10,7 @@ from typing import Any
 from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
-from tests.objects.parser_port.cases import SYNTAX, Case, section, ts
+from tests.objects.parser_port.cases import SYNTAX, Case, fill_grocery, section, ts
 
 # ---------------------------------------------------------------------------
 # Parser_empty_input
@@ -367,34 +367,7 @@ class InPerson(Object):
 
 
 def _fill_in(r: Realm) -> None:
-    al = [
-        InAllergen(k=i, name=n, population_affected=p)
-        for i, (n, p) in enumerate(
-            [("dairy", 0.75), ("nuts", 0.01), ("wheat", 0.01), ("soy", 0.005)]
-        )
-    ]
-    r.add_all(al)
-    items = [
-        InItem(k=i, name=n, price=p)
-        for i, (n, p) in enumerate(
-            [("milk", 5.5), ("oranges", 4.0), ("pizza", 9.5), ("cereal", 6.5)]
-        )
-    ]
-    r.add_all(items)
-    items[0].allergens.append(al[0])
-    items[2].allergens.extend([al[0], al[2], al[3]])
-    items[3].allergens.extend([al[0], al[1], al[2]])
-    lists = [items[:4], [items[0]] * 10, [items[2], items[2], items[3]]]
-    for i in range(3):
-        r.add(
-            InPerson(
-                k=i,
-                customer_id=i,
-                account_balance=(i + 1) * 10.0,
-                fav_item=items[i],
-                items=lists[i],
-            )
-        )
+    fill_grocery(r, InAllergen, InItem, InPerson)
 
 
 s = section("Parser_OperatorIN", "IN and lists", [InAllergen, InItem, InPerson], InPerson)
