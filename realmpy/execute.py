@@ -113,7 +113,7 @@ def resolve(realm: Realm, value: Any, name: str) -> Any:
             info = realm._info[value.cls]
             i = info.pos.get(name)
             if i is None:
-                return None
+                return resolve_backlinks(realm, info, value, name)
             prop = info.props[name]
             stored = rec[i]
         else:  # an embedded record: a map
@@ -135,6 +135,21 @@ def resolve(realm: Realm, value: Any, name: str) -> Any:
             return None if stored is None else Bound(target, b"", stored)
         return stored
     return _query.default_resolver(value, name)
+
+
+def resolve_backlinks(realm: Realm, info: ClassInfo, value: Bound, name: str) -> Any:
+    """The objects a declared backlinks property lists, as Bounds (None if
+    ``name`` is none).  A record being filtered is bound without its key:
+    it is the encoded primary key (the query binder (realmpy.query.bind) refuses backlinks of a
+    class without one)."""
+    key = value.key
+    if not key and info.pk is not None:
+        key = codec.encode_key(value.rec[info.pos[info.pk]])
+    found = realm._backlink_rows(info.name, name, key) if key else None
+    if found is None:
+        return None
+    origin, rows = found
+    return [Bound(origin, k, rec) for k, rec in rows]
 
 
 def bind_links(realm: Realm, prop: Property, stored: Any) -> Any:

@@ -270,6 +270,15 @@ class _Binder:
                 "(only links and embedded objects do)"
             )
         prop = schema.get(part)
+        backlink = schema.backlink(part) if prop is None else None
+        if backlink is not None:
+            # A declared backlinks property: the objects of ``origin`` linking here.
+            if schema.primary_key is None:
+                raise QueryArgumentError(
+                    f"{schema.name}.{part}: querying backlinks needs {schema.name} "
+                    "to have a primary key"
+                )
+            return _Type("link", "list", True, cur.many, self.schema_of(backlink.origin))
         if prop is None:
             raise QueryArgumentError(
                 f"{schema.name} has no property {part!r} (in {text!r}); "
