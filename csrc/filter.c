@@ -187,7 +187,8 @@ static int bytes_cmp(const rp_fval *x, const rp_fval *c) {
 }
 
 /* x op c for a scalar x (not RP_FV_OTHER), with the query language's rules:
- * null equals only null and is not ordered; a bool equals and orders only
+ * null equals only null and is not ordered against a value (so null <= null
+ * and null >= null hold, as in Realm, and null < 5 does not); a bool equals and orders only
  * against bools (true is not 1); ints and floats compare exactly; strings
  * and byte strings compare only with their own kind; other mixes are
  * unequal and unordered. */
@@ -196,7 +197,6 @@ static int compare(int op, const rp_fval *x, const rp_fval *c) {
     int r;   /* -1, 0, 1; 2: unordered or incomparable */
     if (x->cls == RP_FV_NIL || c->cls == RP_FV_NIL) {
         r = x->cls == c->cls ? 0 : 2;
-        if (op != RP_FOP_EQ && op != RP_FOP_NE) return 0;
     } else if (x->cls == RP_FV_BOOL || c->cls == RP_FV_BOOL) {
         r = x->cls != c->cls ? 2 : int_cmp(0, x->mag, 0, c->mag);
     } else if (is_num(x) && is_num(c)) {

@@ -662,8 +662,9 @@ int rp_cursor_batch(rp_cursor *cur, int dir, unsigned flags,
  *   and a stack of at most 64.  Logic is Kleene's: FALSE AND UNKNOWN is
  *   FALSE, TRUE OR UNKNOWN is TRUE, NOT UNKNOWN is UNKNOWN.
  *
- *   Comparisons follow realmpy's query language exactly (realmpy/query.py):
- *     - nil equals only nil; an ordering with nil is FALSE;
+ *   Comparisons follow realmpy's query language exactly (realmpy/query/):
+ *     - nil equals only nil; an ordering of nil and a non-nil value is
+ *       FALSE, and nil <= nil, nil >= nil are TRUE (as Realm);
  *     - a bool equals and orders only against bools (true is not 1);
  *     - ints and floats compare exactly, as Python does (2^53 + 1 is
  *       greater than 2.0^53: no rounding to double); NaN equals nothing

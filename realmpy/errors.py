@@ -538,6 +538,33 @@ class QueryArgumentError(QueryError, ValueError):
     the query does not fit the model (unknown property)."""
 
 
+class QueryTypeError(QueryArgumentError, TypeError):
+    """The query compares a property with a value of a type it can never
+    hold, or applies an operator or aggregate its type does not have (``age
+    > 'x'``, ``name.@sum``, ``items == NULL`` for a list), as Realm rejects
+    it when the query is built: raised when the query is bound to a class,
+    so that a typo never looks like "no results".  ``key_path`` is the key
+    path, ``prop_type`` its type as the schema describes it, ``value`` the
+    offending value (or the operator/aggregate)."""
+
+    def __init__(
+        self, message: str, key_path: str = "", prop_type: str = "", value: object = None
+    ) -> None:
+        super().__init__(message)
+        self.key_path = key_path
+        self.prop_type = prop_type
+        self.value = value
+
+    def __reduce__(self) -> tuple[type[QueryTypeError], tuple[str, str, str, object]]:
+        return (type(self), (str(self), self.key_path, self.prop_type, self.value))
+
+
+class QueryUnsupportedError(QuerySyntaxError):
+    """The query uses Realm query syntax that realmpy parses but does not
+    evaluate yet (backlinks ``@links``, mixed ``@type``, full-text ``TEXT``,
+    ``geoWithin``)."""
+
+
 __all__ += [
     "ClosedRealmError",
     "CodecError",
@@ -552,6 +579,8 @@ __all__ += [
     "QueryError",
     "QuerySyntaxError",
     "QueryTooComplexError",
+    "QueryTypeError",
+    "QueryUnsupportedError",
     "RealmError",
     "RealmThreadError",
     "SchemaError",

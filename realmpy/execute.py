@@ -31,7 +31,7 @@ from realmpy.storage import Snapshot, WriteTransaction
 if TYPE_CHECKING:
     from realmpy.realm import Realm
 
-__all__ = ["Bound", "evaluate", "evaluate_raw", "resolve", "validate_query"]
+__all__ = ["Bound", "evaluate", "evaluate_raw", "resolve"]
 
 _OPTS = codec.RECORD_OPTIONS
 
@@ -106,62 +106,6 @@ def _compile_filter(
 _filter_program_cached = functools.lru_cache(maxsize=256)(_compile_filter)
 
 
-def validate_query(realm: Realm, schema: ObjectSchema, q: _query.Query) -> None:
-    paths: list[_query.KeyPath] = []
-
-    def collect(node: Any) -> None:
-        if isinstance(node, _query.KeyPath):
-            paths.append(node)
-        elif isinstance(node, (_query.And, _query.Or)):
-            for i in node.items:
-                collect(i)
-        elif isinstance(node, _query.Not):
-            collect(node.item)
-        elif isinstance(node, _query.Comparison):
-            collect(node.left)
-            collect(node.right)
-        elif isinstance(node, _query.Between):
-            collect(node.value)
-            collect(node.low)
-            collect(node.high)
-        elif isinstance(node, _query.ListExpr):
-            for i in node.items:
-                collect(i)
-
-    collect(q.predicate)
-    for d in q.descriptors:
-        if isinstance(d, _query.Sort):
-            paths.extend(p for p, _ in d.keys)
-        elif isinstance(d, _query.Distinct):
-            paths.extend(d.paths)
-    for path in paths:
-        current: ObjectSchema | None = schema
-        for part in path.parts:
-            if part in _query.AGGREGATES:
-                continue
-            if current is None:
-                continue  # a dictionary key
-            prop = current.get(part)
-            backlink = current.backlink(part) if prop is None else None
-            if backlink is not None:
-                if current.primary_key is None:
-                    raise _query.QueryArgumentError(
-                        f"{current.name}.{part}: querying backlinks needs {current.name} "
-                        "to have a primary key"
-                    )
-                current = realm._schema[backlink.origin]
-                continue
-            if prop is None:
-                raise _query.QueryArgumentError(
-                    f"{current.name} has no property {part!r} (in {str(path)!r}); "
-                    f"its properties are {', '.join(p.name for p in current.properties)}"
-                )
-            if prop.target is not None:
-                current = realm._schema[prop.target]
-            else:
-                current = None
-
-
 def resolve(realm: Realm, value: Any, name: str) -> Any:
     if type(value) is Bound:
         rec = value.rec
@@ -196,7 +140,7 @@ def resolve(realm: Realm, value: Any, name: str) -> Any:
 def resolve_backlinks(realm: Realm, info: ClassInfo, value: Bound, name: str) -> Any:
     """The objects a declared backlinks property lists, as Bounds (None if
     ``name`` is none).  A record being filtered is bound without its key:
-    it is the encoded primary key (validate_query refuses backlinks of a
+    it is the encoded primary key (the query binder (realmpy.query.bind) refuses backlinks of a
     class without one)."""
     key = value.key
     if not key and info.pk is not None:

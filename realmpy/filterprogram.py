@@ -230,6 +230,7 @@ class _Compiler:
         if not (
             isinstance(node, _q.Comparison)
             and node.quantifier is None
+            and node.list_quantifier is None
             and not node.case_insensitive
             and not node.diacritic_insensitive
         ):

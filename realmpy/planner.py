@@ -18,6 +18,7 @@ interpreter).
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,7 @@ def _coerce(prop: Property, v: Any) -> Any:
             raise ValueError
         if isinstance(v, int):
             return v
-        if isinstance(v, (float, Decimal)) and v == int(v):
+        if isinstance(v, (float, Decimal)) and math.isfinite(v) and v == int(v):
             return int(v)
         raise ValueError
     if t == "float":
@@ -95,6 +96,7 @@ def _candidates(
         elif (
             isinstance(node, _query.Comparison)
             and node.quantifier is None
+            and node.list_quantifier is None
             and not node.case_insensitive
             and not node.diacritic_insensitive
             and node.op in ("==", "IN", *_RANGE)
@@ -169,6 +171,7 @@ def _exact(node: _query.Node, prop: Property, args: tuple[Any, ...]) -> bool:
         isinstance(node, _query.Comparison)
         and node.op in ("==", "IN")
         and node.quantifier is None
+        and node.list_quantifier is None
         and not node.case_insensitive
         and not node.diacritic_insensitive
     ):

@@ -81,6 +81,8 @@ from realmpy.layout import (
 )
 from realmpy.managed import ManagedDict, ManagedList, ManagedSet
 from realmpy.notifier import Listenable
+from realmpy.query.bind import Binding as _Binding
+from realmpy.query.bind import bind as _bind
 from realmpy.schema import (
     MAX_EMBEDDED_DEPTH,
     Counter,
@@ -233,8 +235,9 @@ class Realm(RealmState, Listenable):
 
     def _set_schema(self, schema: Schema) -> None:
         self._schema = schema
-        # (class, query text) pairs that passed _validate_query against it.
-        self._valid_queries: set[tuple[str, str]] = set()
+        # (class, query text) -> the query bound to that class (checked; its
+        # arguments' checks, run on every call).
+        self._valid_queries: dict[tuple[str, str], _Binding] = {}
         models = {object_schema(m).name: m for m in self._config.schema}
         self._models = models
         self._info = {c.name: ClassInfo(c, models.get(c.name)) for c in schema.classes}
@@ -741,11 +744,14 @@ class Realm(RealmState, Listenable):
         schema = self._class_schema(cls)
         self._check()
         q = _query.parse(text)
-        valid = self._valid_queries
-        if (schema.name, text) not in valid:
-            _execute.validate_query(self, schema, q)
-            if len(valid) < _VALID_QUERIES_MAX:
-                valid.add((schema.name, text))
+        bound = self._valid_queries
+        binding = bound.get((schema.name, text))
+        if binding is None:
+            binding = _bind(self._schema.__getitem__, schema, q)
+            if len(bound) < _VALID_QUERIES_MAX:
+                bound[(schema.name, text)] = binding
+        binding.check_args(args)
+        q = binding.query
         if len(args) < q.arg_count:
             raise _query.QueryArgumentError(
                 f"the query uses ${q.arg_count - 1} but {len(args)} argument(s) "

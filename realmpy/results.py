@@ -220,6 +220,13 @@ def _shift_args(node: _query.Node, shift: int) -> _query.Node:
 
     if isinstance(node, _query.Arg):
         return _query.Arg(node.index + shift)
+    if isinstance(node, _query.KeyPath):  # ``dict[$0]``
+        return _query.KeyPath(
+            tuple(
+                _query.ArgKey(f"${p.arg_index + shift}") if isinstance(p, _query.ArgKey) else p
+                for p in node.parts
+            )
+        )
     data: Any = node  # every Node subclass is a frozen dataclass
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(data):

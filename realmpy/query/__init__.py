@@ -1,4 +1,4 @@
-"""Realm Query Language (a documented subset): parse once, evaluate anywhere.
+r"""Realm Query Language: parse once, evaluate anywhere.
 
 Why a module of its own, free of any realm: the same predicates filter live
 ``Results`` in a realm, decide sync subscriptions, and express the server's
@@ -26,35 +26,65 @@ Pass ``resolver=`` to follow links stored as keys (the realm does this).
 
 Supported syntax
 ================
+Realm's query language (RQL) as realm-core's parser reads it; realm-core's
+own parser tests are ported in tests/objects/test_parser_port.py, with what
+does not pass listed in tests/objects/parser_port/exclusions.txt.
+
 - comparisons ``== = != <> < <= > >=`` between key paths, literals,
-  ``$0 $1 …`` arguments and ``%var`` variables, on either side;
+  ``$0 $1 …`` arguments, ``%var`` variables and arithmetic (``+ - * /``
+  with the usual precedence and parentheses), on either side;
 - string operators ``BEGINSWITH ENDSWITH CONTAINS LIKE`` (``*`` any run,
   ``?`` one character) and ``==``/``!=``, each with ``[c]`` (case
-  insensitive), ``[d]`` (diacritic insensitive) or ``[cd]``;
-- ``x BETWEEN {low, high}`` (inclusive), ``x IN {a, b, …}`` or ``x IN $0``
-  (any iterable argument) or ``'v' IN list_property``;
+  insensitive), ``[d]`` (diacritic insensitive) or ``[cd]``; on strings and
+  on bytes (``bin('…')``);
+- ``x BETWEEN {low, high}`` (inclusive), ``x IN {a, b, …}``, ``x IN $0``,
+  ``x IN[c] …``, ``'v' IN list_property``;
+- constant lists ``{…}`` with every operator, on either side, with
+  ``ANY``/``ALL``/``NONE`` before them (``age == ALL {1, 2}``); a list
+  argument means any of its values for every operator (``age > $0`` with
+  ``[1, 2]``);
 - ``AND OR NOT`` (any case) and ``&& || !``, parentheses,
   ``TRUEPREDICATE FALSEPREDICATE``;
-- literals: integers, floats, ``'strings'`` / ``"strings"`` with backslash
-  escapes, ``true false null nil``, ``oid(<24 hex>)``, ``uuid(<uuid>)``,
-  ``decimal128(<number>)``, ``B64"<base64>"``, timestamps ``T<sec>:<nanos>``
-  and ``YYYY-MM-DD@HH:MM:SS[:nanos]`` (UTC);
-- key paths through links and dictionaries: ``owner.name``,
-  ``settings['theme']``, ``settings.@keys``, ``settings.@values``;
+- literals: integers (also ``0x1F`` and ``+5``), numbers with a fraction or
+  an exponent (exact when compared with a Decimal: ``dec == 0.1``),
+  ``inf -inf infinity nan``, ``'strings'`` / ``"strings"`` with the escapes
+  ``\" \' \\ \/ \b \f \n \r \t \0 \uXXXX``, ``true false null nil``,
+  ``oid(<24 hex>)``, ``uuid(<uuid>)``, ``decimal128(<number>)``,
+  ``B64"<base64>"``, ``bin('<text>')``, timestamps ``T<sec>:<nanos>`` and
+  ``Y-M-D@h:m:s[:nanos]`` or ``Y-M-DTh:m:s[:nanos]`` (UTC);
+- key paths through links, lists and dictionaries: ``owner.name``,
+  ``settings['theme']``, ``settings[$0]``, ``settings.@keys``,
+  ``settings.@values``, list elements ``list[0]``, ``list[FIRST]``,
+  ``list[LAST]``, ``list[*]``, sizes ``list[SIZE]``, ``list.@size``,
+  ``list.@count``, a string's or bytes' ``name.length``; property names in
+  any script (``løbenummer``) or with backslash-escaped characters
+  (``first\ name``);
 - collection aggregates ``@count @size @sum @avg @min @max``, as
   ``tags.@count`` or ``dogs.@avg.age``;
+- ``SUBQUERY(list, $x, predicate).@count`` (nested too);
 - quantifiers ``ANY SOME ALL NONE`` before a comparison whose left side goes
-  through a collection; without one, a collection means ``ANY``;
+  through a collection (or is a constant list); without one, a collection
+  means ``ANY``;
 - trailing ``SORT(path ASC|DESC, …)``, ``DISTINCT(path, …)``, ``LIMIT(n)``,
-  applied in the order written.
+  applied in the order written (realmpy also accepts ``SORT(path)``,
+  ascending).
 
-Semantics: ``null`` equals only ``null``; ordering comparisons with ``null``,
-or between values of unrelated types (a string and a number), are false
-rather than errors; ``true`` never equals ``1``.  Sorting puts ``null`` first
-when ascending.  Not supported (a ``QuerySyntaxError`` says so):
-``SUBQUERY``, ``GEOWITHIN``; ``@type`` and full-text ``TEXT`` are not
-recognised.
-"
+Semantics (Realm's): ``null`` equals only ``null``; an ordering of ``null``
+and a value is false, but ``null <= null`` and ``null >= null`` hold;
+``true`` never equals ``1``; a null pattern is the empty string for
+``BEGINSWITH``/``ENDSWITH``/``CONTAINS`` (so every string has it) and
+``LIKE null`` matches only null; ``x / 0`` is an infinity of x's sign.
+Sorting puts ``null`` first when ascending.  Over schema-less records,
+comparisons of unrelated types are simply false; a query bound to a class of
+a realm (``bind``) is type-checked instead: comparing a property with a
+value it can never hold, a string operator on a number, ``@sum`` of strings,
+``ANY`` on a to-one path… raise :class:`QueryTypeError` when the query is
+built, naming the key path, its type and the value.  A string spelling a
+number compared with a number property is that number (``age == '5'``).
+
+Not supported yet, each a :class:`QueryUnsupportedError` when parsed:
+backlinks (``@links``), mixed values' ``@type``, full-text ``TEXT``,
+``geoWithin`` and object literals (``obj('Class', pk)``).
 
 Layout of the package (each module imports only those above it; an
 import-linter contract in pyproject.toml keeps it so):
@@ -66,12 +96,19 @@ import-linter contract in pyproject.toml keeps it so):
 - ``evaluate``: the interpreter, the reference semantics;
 - ``closures``: the closure compiler (arguments bound once, fast paths);
 - ``codegen``: the generated row filter;
-- ``api``: :class:`Query` and :func:`parse`.
+- ``api``: :class:`Query` and :func:`parse`;
+- ``bind``: binding to a class of a schema (the type checks).
 """
 
 from __future__ import annotations
 
-from realmpy.errors import QueryArgumentError, QuerySyntaxError, QueryTooComplexError
+from realmpy.errors import (
+    QueryArgumentError,
+    QuerySyntaxError,
+    QueryTooComplexError,
+    QueryTypeError,
+    QueryUnsupportedError,
+)
 from realmpy.query.api import Query, parse
 from realmpy.query.ast import (
     AGGREGATES,
@@ -80,6 +117,8 @@ from realmpy.query.ast import (
     MAX_QUERY_TERMS,
     And,
     Arg,
+    ArgKey,
+    Arith,
     Between,
     Comparison,
     Const,
@@ -87,11 +126,13 @@ from realmpy.query.ast import (
     KeyPath,
     Limit,
     ListExpr,
+    ListIndex,
     Node,
     Not,
     Or,
     Resolver,
     Sort,
+    Subquery,
     TruePredicate,
     Var,
     default_resolver,
@@ -105,6 +146,8 @@ __all__ = [
     "MAX_QUERY_TERMS",
     "And",
     "Arg",
+    "ArgKey",
+    "Arith",
     "Between",
     "Comparison",
     "Const",
@@ -112,6 +155,7 @@ __all__ = [
     "KeyPath",
     "Limit",
     "ListExpr",
+    "ListIndex",
     "Node",
     "Not",
     "Or",
@@ -119,8 +163,11 @@ __all__ = [
     "QueryArgumentError",
     "QuerySyntaxError",
     "QueryTooComplexError",
+    "QueryTypeError",
+    "QueryUnsupportedError",
     "Resolver",
     "Sort",
+    "Subquery",
     "TruePredicate",
     "Var",
     "default_resolver",

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
@@ -56,12 +57,52 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Const(Node):
-    """A literal value."""
+    """A literal value.  A number written with a fraction or an exponent is
+    a float in ``value`` and, in ``exact``, the Decimal it spells: compared
+    with a Decimal property it is exact (``dec == 0.1``), as Realm's are."""
 
     value: Any
+    exact: Decimal | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
+        if self.exact is not None and self.exact.is_finite():
+            return str(self.exact)
         return _render_value(self.value)
+
+
+class ListIndex(str):
+    """A key path part ``[0]``, ``[FIRST]``, ``[LAST]``, ``[SIZE]`` or ``[*]``:
+    an element of a list, its size, or all its elements.  The text is the
+    part as written between the brackets (``"0"``, ``"FIRST"`` …)."""
+
+    __slots__ = ()
+
+
+class Length(str):
+    """The key path part ``length`` known (from the schema) to read a
+    string's or bytes' length: a null one has length 0, as in Realm.  The
+    parser makes plain ``"length"`` parts; binding to a class makes these."""
+
+    __slots__ = ()
+
+
+class Collection(str):
+    """A key path part known (from the schema) to name a list, set or
+    dictionary: read through a null link it is empty, not null, as in Realm
+    (``link.tags == NULL`` does not match a null ``link``).  Binding to a
+    class makes these."""
+
+    __slots__ = ()
+
+
+class ArgKey(str):
+    """A key path part ``[$n]``: the dictionary key given as argument ``n``."""
+
+    __slots__ = ()
+
+    @property
+    def arg_index(self) -> int:
+        return int(self[1:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +134,41 @@ class KeyPath(Node):
     def __str__(self) -> str:
         out = []
         for i, p in enumerate(self.parts):
-            if _IDENT_RE.fullmatch(p) or p in AGGREGATES:
+            if type(p) is ListIndex or type(p) is ArgKey:
+                out.append(f"[{p}]")
+            elif _IDENT_RE.fullmatch(p) or p in AGGREGATES:
                 out.append(("." if i else "") + p)
+            elif i == 0 and p and not p[0].isdigit():
+                out.append(re.sub(r"([^\w$-])", r"\\\1", p))  # ``true\ love``
             else:
                 out.append(f"[{_render_value(p)}]")
         return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Arith(Node):
+    """``left op right`` for ``+ - * /`` on numbers."""
+
+    op: str
+    left: Node
+    right: Node
+
+    def __str__(self) -> str:
+        return f"({self.left} {self.op} {self.right})"
+
+
+@dataclass(frozen=True, slots=True)
+class Subquery(Node):
+    """``SUBQUERY(collection, $x, predicate).@count``: how many elements of
+    ``collection`` match ``predicate``, in which key paths starting with
+    ``variable`` (``$x``) are read from the element."""
+
+    collection: KeyPath
+    variable: str
+    predicate: Node
+
+    def __str__(self) -> str:
+        return f"SUBQUERY({self.collection}, {self.variable}, {self.predicate}).@count"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +191,16 @@ class Comparison(Node):
     quantifier: str | None = None  # "ANY", "ALL", "NONE" or None
     case_insensitive: bool = False
     diacritic_insensitive: bool = False
+    # ``prop == ALL {1, 2}``: how ``prop`` must compare with the elements of
+    # the list on the right ("ANY", "ALL", "NONE"; None: ANY).
+    list_quantifier: str | None = None
 
     def __str__(self) -> str:
         mods = ("c" if self.case_insensitive else "") + ("d" if self.diacritic_insensitive else "")
         q = f"{self.quantifier} " if self.quantifier else ""
         m = f"[{mods}]" if mods else ""
-        return f"{q}{self.left} {self.op}{m} {self.right}"
+        lq = f"{self.list_quantifier} " if self.list_quantifier else ""
+        return f"{q}{self.left} {self.op}{m} {lq}{self.right}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +295,7 @@ def _paren(node: Node, kinds: tuple[type, ...]) -> str:
     return f"({node})" if isinstance(node, kinds) else str(node)
 
 
-_IDENT_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IDENT_RE: Final = re.compile(r"(?:[^\W\d]|\$)[\w$-]*")
 
 
 def _render_value(v: Any) -> str:
@@ -229,9 +304,11 @@ def _render_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
-        return str(v)
+        return str(v) if -(10**4000) < v < 10**4000 else hex(v)  # str() refuses 4,300+ digits
     if isinstance(v, float):
-        return repr(v)  # inf and nan have no literal: pass them as $n
+        if math.isnan(v):
+            return "nan"
+        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf")
     if isinstance(v, str):
         return (
             '"'
@@ -253,9 +330,10 @@ def _render_value(v: Any) -> str:
     if isinstance(v, _dt.datetime):
         if v.tzinfo is None:
             v = v.replace(tzinfo=_dt.timezone.utc)
-        delta = v - _EPOCH
-        seconds = delta.days * 86400 + delta.seconds
-        return f"T{seconds}:{delta.microseconds * 1000}"
+        micros = (v - _EPOCH) // _dt.timedelta(microseconds=1)
+        # As Realm's Tseconds:nanoseconds: both parts carry the sign.
+        seconds = abs(micros) // 1_000_000 * (1 if micros >= 0 else -1)
+        return f"T{seconds}:{(micros - seconds * 1_000_000) * 1000}"
     raise TypeError(f"cannot render {type(v).__name__} as a query literal")
 
 

@@ -31,6 +31,7 @@ from realmpy.query.evaluate import (
     _as_list,
     _Ctx,
     _eval,
+    _exact,
     _operand,
     _quantify,
     _values_equal,
@@ -99,6 +100,7 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
     if (
         isinstance(node, Comparison)
         and node.op == "IN"
+        and node.list_quantifier is None
         and not (node.case_insensitive or node.diacritic_insensitive)
         and isinstance(node.left, KeyPath)
         and _is_fixed(node.right)
@@ -107,6 +109,7 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
     if (
         isinstance(node, Comparison)
         and node.quantifier is None
+        and node.list_quantifier is None
         and isinstance(node.left, KeyPath)
         and len(node.left.parts) == 1
         and node.left.parts[0] not in AGGREGATES
@@ -120,6 +123,9 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
         slow = general(node)
         if type(rv) not in _SCALARS and not isinstance(rv, (ObjectId, uuid.UUID, _dt.datetime)):
             return slow
+        # A literal written with a fraction meets a Decimal exactly: the
+        # interpreter compares those (``dec == 0.1``).
+        scalars = _SCALARS - {Decimal} if _exact(node.right) is not None else _SCALARS
         spec = ctx.direct(name) if ctx.direct is not None else None
         get: Callable[[Any], Any]
         if spec is not None:
@@ -143,12 +149,12 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
         if op in _ORDER_OPS:
             opfn = _ORDER_OPS[op]
             if rv is None:
-                return lambda r: False
+                return slow  # only null <= null and null >= null hold
             rv_bool = isinstance(rv, bool)
 
             def ordered(r: Any) -> bool:
                 x = get(r)
-                if type(x) in _SCALARS or isinstance(x, (ObjectId, uuid.UUID, _dt.datetime)):
+                if type(x) in scalars or isinstance(x, (ObjectId, uuid.UUID, _dt.datetime)):
                     if x is None or isinstance(x, bool) != rv_bool:
                         return False
                     try:
@@ -175,7 +181,7 @@ def _compile(node: Node, ctx: _Ctx) -> Callable[[Any], bool]:
 
             def equal(r: Any) -> bool:
                 x = get(r)
-                if type(x) in _SCALARS or isinstance(x, (ObjectId, uuid.UUID, _dt.datetime)):
+                if type(x) in scalars or isinstance(x, (ObjectId, uuid.UUID, _dt.datetime)):
                     return _values_equal(x, rv) != negate
                 return slow(r)
 
@@ -262,6 +268,7 @@ def _numeric_bounds(node: And, ctx: _Ctx) -> tuple[Any, Any, Any, Any, Any] | No
         if not (
             isinstance(item, Comparison)
             and item.quantifier is None
+            and item.list_quantifier is None
             and item.op in _ORDER_OPS
             and isinstance(item.left, KeyPath)
             and len(item.left.parts) == 1

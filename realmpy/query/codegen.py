@@ -56,6 +56,7 @@ class _RowFilterSource:
             isinstance(n, Comparison)
             and ctx.direct is not None
             and n.quantifier is None
+            and n.list_quantifier is None
             and not n.case_insensitive
             and not n.diacritic_insensitive
             and isinstance(n.left, KeyPath)

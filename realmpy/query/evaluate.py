@@ -4,6 +4,7 @@ compiler and the generated row filter must agree with."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import math
 import unicodedata
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from realmpy.errors import QueryArgumentError
+from realmpy.errors import QueryArgumentError, QueryTypeError
 from realmpy.objectid import ObjectId
 from realmpy.query.ast import (
     _COLLECTION_AGGS,
@@ -21,15 +22,21 @@ from realmpy.query.ast import (
     AGGREGATES,
     And,
     Arg,
+    ArgKey,
+    Arith,
     Between,
+    Collection,
     Comparison,
     Const,
     KeyPath,
+    Length,
     ListExpr,
+    ListIndex,
     Node,
     Not,
     Or,
     Resolver,
+    Subquery,
     TruePredicate,
     Var,
 )
@@ -55,8 +62,11 @@ class _Ctx:
     # Turns the record a compiled matcher receives into the one the resolver
     # walks (the realm matches raw records and resolves links on a wrapper).
     wrap: Callable[[Any], Any] | None = None
+    # SUBQUERY variables (``$x``) bound to the element being tested.
+    bindings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
+_NULL_HAYSTACK_OPS: Final = frozenset({"BEGINSWITH", "ENDSWITH", "CONTAINS"})
 _SCALARS: Final = frozenset({int, str, float, bool, bytes, type(None), Decimal})
 
 
@@ -74,7 +84,7 @@ def _strip_diacritics(s: str) -> str:
 
 def _fold(s: Any, ci: bool, di: bool) -> Any:
     if not isinstance(s, str):
-        return s
+        return s.lower() if ci and isinstance(s, bytes) else s  # bytes: ASCII letters
     if di:
         s = _strip_diacritics(s)
     if ci:
@@ -97,7 +107,10 @@ def _values_equal(a: Any, b: Any) -> bool:
 
 def _order(a: Any, b: Any, op: str) -> bool:
     if a is None or b is None:
-        return False
+        # As Realm: null is not ordered against a value, but it equals null,
+        # so ``null <= null`` and ``null >= null`` hold (``nid >= $0`` with a
+        # null argument finds the null ``nid``s).
+        return a is None and b is None and op in ("<=", ">=")
     if isinstance(a, bool) != isinstance(b, bool):
         return False
     try:
@@ -113,12 +126,22 @@ def _order(a: Any, b: Any, op: str) -> bool:
 
 
 def _string_op(op: str, a: Any, b: Any, ci: bool, di: bool) -> bool:
+    if b is None:
+        # As Realm: a null pattern is the empty string for BEGINSWITH,
+        # ENDSWITH and CONTAINS (every string, null included, has it), and
+        # LIKE null matches only null.
+        return a is None if op == "LIKE" else (a is None or isinstance(a, (str, bytes)))
     if isinstance(a, str) and isinstance(b, str):
         a, b = _fold(a, ci, di), _fold(b, ci, di)
         if op == "LIKE":
             return like(a, b)
-    elif not (isinstance(a, bytes) and isinstance(b, bytes)) or op == "LIKE":
+    elif not (isinstance(a, bytes) and isinstance(b, bytes)):
         return False
+    else:
+        a, b = _fold(a, ci, di), _fold(b, ci, di)
+    if op == "LIKE":
+        # Bytes match byte for byte: latin-1 maps each byte to one character.
+        return like(a.decode("latin-1"), b.decode("latin-1"))
     if op == "BEGINSWITH":
         return a.startswith(b)  # type: ignore[no-any-return]
     if op == "ENDSWITH":
@@ -147,7 +170,7 @@ def _aggregate(agg: str, coll: Any) -> Any:
         try:
             return len(coll)
         except TypeError:
-            return None
+            return 1  # a to-one link: one object (and 0 when null, above)
     if agg == "@keys":
         return _Multi(coll.keys()) if isinstance(coll, Mapping) else _Multi()
     if agg == "@values":
@@ -161,19 +184,24 @@ def _aggregate(agg: str, coll: Any) -> Any:
     else:
         items = [coll]
     nums = [x for x in items if x is not None and not isinstance(x, bool)]
-    if agg == "@sum":
-        return sum(nums, 0)
+    if agg in ("@sum", "@avg"):
+        odd = next((x for x in nums if not isinstance(x, (int, float, Decimal))), None)
+        if odd is not None:
+            # Bound queries never get here (QueryTypeError at bind time);
+            # schema-less records may hold anything.
+            raise QueryTypeError(
+                f"{agg} needs numbers, got {type(odd).__name__} {odd!r:.40}", agg, "", odd
+            )
     if not nums:
-        return None
+        return 0 if agg == "@sum" else None
     try:
+        if agg == "@sum":
+            return sum(nums, 0)
         if agg == "@avg":
-            total = sum(nums, 0)
-            if isinstance(total, Decimal):
-                return total / len(nums)
-            return total / len(nums)
+            return sum(nums, 0) / len(nums)
         return min(nums) if agg == "@min" else max(nums)
-    except TypeError:
-        return None
+    except (TypeError, ArithmeticError, InvalidOperation):
+        return None  # mixed Decimals and floats, or values with no order
 
 
 def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> Any:
@@ -202,10 +230,25 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
                 multi = True
             i += 1
             continue
-        nxt_is_agg = i + 1 < n and parts[i + 1] in AGGREGATES
+        kind = type(part)
+        if kind is ListIndex:
+            values, multi = _index(values, part, multi)
+            i += 1
+            continue
+        if isinstance(part, ArgKey):
+            part = _arg(ctx, part.arg_index)
+        nxt_is_agg = i + 1 < n and (parts[i + 1] in AGGREGATES or type(parts[i + 1]) is ListIndex)
         nxt: list[Any] = []
         for v in values:
-            r = ctx.resolve(v, part)
+            r: Any
+            if part == "length" and isinstance(v, (str, bytes)):
+                r = len(v)  # ``name.length``: a string's or bytes' length
+            elif kind is Length:
+                r = 0 if v is None else len(v)
+            elif v is None and kind is Collection:
+                r = ()  # a collection through a null link: empty
+            else:
+                r = ctx.resolve(v, part)
             if not nxt_is_agg and _is_collection(r):
                 nxt.extend(r)
                 multi = True
@@ -218,17 +261,105 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
     return values[0]
 
 
+def _index(values: list[Any], part: str, multi: bool) -> tuple[list[Any], bool]:
+    """Apply the list index ``part`` (``0``, ``FIRST``, ``LAST``, ``SIZE``,
+    ``*``) to each list in ``values``; an index past the end yields nothing."""
+    out: list[Any] = []
+    for v in values:
+        if v is None:
+            continue
+        seq = list(v.values()) if isinstance(v, Mapping) else v
+        if not _is_collection(seq):
+            continue
+        if part == "SIZE":
+            out.append(len(seq))
+        elif part == "*":
+            out.extend(seq)
+            multi = True
+        elif len(seq):
+            i = 0 if part == "FIRST" else -1 if part == "LAST" else int(part)
+            if i < len(seq):
+                out.append(seq[i])
+        if part not in ("SIZE", "*") and not len(out):
+            multi = True  # no such element: nothing to compare
+    return out, multi or len(out) != 1
+
+
+def _arg(ctx: _Ctx, index: int) -> Any:
+    if index >= len(ctx.args):
+        raise QueryArgumentError(
+            f"the query uses ${index} but only {len(ctx.args)} argument(s) were given"
+        )
+    return ctx.args[index]
+
+
+_NUMBERS: Final = (int, float, Decimal)
+
+
+def _arith(op: str, a: Any, b: Any) -> Any:
+    """``a op b`` on numbers (None when either is not a number); a list
+    operand applies it to each element."""
+    if isinstance(a, _Multi):
+        return _Multi(_arith(op, x, b) for x in a)
+    if isinstance(b, _Multi):
+        return _Multi(_arith(op, a, y) for y in b)
+    if (
+        not (isinstance(a, _NUMBERS) and isinstance(b, _NUMBERS))
+        or isinstance(a, bool)
+        or isinstance(b, bool)
+    ):
+        return None
+    if isinstance(a, Decimal) != isinstance(b, Decimal):
+        a, b = (Decimal(repr(x)) if isinstance(x, float) else Decimal(x) for x in (a, b))
+    try:
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        if b == 0:
+            # As Realm: x / 0 is an infinity of x's sign (NaN for 0 / 0), for
+            # ints and Decimals as for floats.
+            sign = math.copysign(1.0, b) if isinstance(b, float) else 1.0
+            inf = math.nan if a == 0 or a != a else math.copysign(math.inf, a) * sign
+            return Decimal(inf) if isinstance(a, Decimal) else inf
+        return a / b
+    except (ArithmeticError, InvalidOperation):
+        return None
+
+
+def _subquery(node: Subquery, record: Any, ctx: _Ctx) -> int:
+    elements = _operand(node.collection, record, ctx)  # may start at an outer $x
+    count = 0
+    for e in _as_list(elements):
+        inner = dataclasses.replace(ctx, bindings={**ctx.bindings, node.variable: e})
+        if _eval(node.predicate, record, inner):
+            count += 1
+    return count
+
+
 def _operand(node: Node, record: Any, ctx: _Ctx) -> Any:
     if isinstance(node, Const):
         return node.value
     if isinstance(node, KeyPath):
-        return _walk([record], node.parts, ctx, False)
-    if isinstance(node, Arg):
-        if node.index >= len(ctx.args):
-            raise QueryArgumentError(
-                f"the query uses ${node.index} but only {len(ctx.args)} argument(s) were given"
+        parts = node.parts
+        if parts[0] in ctx.bindings:  # a SUBQUERY variable
+            return (
+                _walk([ctx.bindings[parts[0]]], parts[1:], ctx, False)
+                if len(parts) > 1
+                else ctx.bindings[parts[0]]
             )
-        return ctx.args[node.index]
+        return _walk([record], parts, ctx, False)
+    if isinstance(node, Arg):
+        v = _arg(ctx, node.index)
+        if isinstance(v, (list, tuple, Set)):
+            return _Multi(v)  # as Realm: a list argument means any of its values
+        return v
+    if isinstance(node, Arith):
+        return _arith(node.op, _operand(node.left, record, ctx), _operand(node.right, record, ctx))
+    if isinstance(node, Subquery):
+        return _subquery(node, record, ctx)
     if isinstance(node, Var):
         if node.name in ctx.variables:
             return ctx.variables[node.name]
@@ -268,6 +399,21 @@ def _as_list(v: Any) -> list[Any]:
     return [v]
 
 
+def _exact(node: Node) -> Decimal | None:
+    """The Decimal a literal number spells (compared exactly with Decimals)."""
+    return node.exact if type(node) is Const else None
+
+
+def _dict_values(v: Any) -> Any:
+    """A dictionary, or dictionaries reached through a list, compared with a
+    value without a key: their values."""
+    if isinstance(v, Mapping):
+        return _Multi(v.values())
+    if isinstance(v, _Multi) and any(isinstance(x, Mapping) for x in v):
+        return _Multi(y for x in v for y in (x.values() if isinstance(x, Mapping) else (x,)))
+    return v
+
+
 def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
     if isinstance(node, Comparison):
         left = _operand(node.left, record, ctx)
@@ -277,20 +423,43 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
             options = _as_list(right)
             if ci or di:
                 options = [_fold(o, ci, di) for o in options]
+            lq = node.list_quantifier  # ``x IN ALL list``: x equals every element
+            member = all if lq == "ALL" else any
             return _quantify(
                 node.quantifier,
                 left,
-                lambda x: any(_values_equal(_fold(x, ci, di), o) for o in options),
+                lambda x: (
+                    member(_values_equal(_fold(x, ci, di), o) for o in options) != (lq == "NONE")
+                ),
             )
-        if isinstance(left, Mapping) and not isinstance(right, Mapping) and right is not None:
-            left = _Multi(left.values())  # a dictionary compared to a value
+        if left is None and op in _NULL_HAYSTACK_OPS and type(node.left) is Const:
+            return False  # as Realm: the constant NULL contains nothing, not even NULL
+        if not isinstance(right, Mapping) and right is not None:
+            left = _dict_values(left)
+        lexact, rexact = _exact(node.left), _exact(node.right)
+        if lexact is not None or rexact is not None:
+            # Decimals meet a literal written with a fraction exactly.
+            def cmp(x: Any, r: Any) -> bool:
+                if rexact is not None and type(x) is Decimal:
+                    r = rexact
+                if lexact is not None and type(r) is Decimal:
+                    x = lexact
+                return _compare(op, x, r, ci, di)
+        else:
+
+            def cmp(x: Any, r: Any) -> bool:
+                return _compare(op, x, r, ci, di)
+
         if isinstance(right, _Multi):
-            return _quantify(
-                node.quantifier,
-                left,
-                lambda x: any(_compare(op, x, r, ci, di) for r in right),
-            )
-        return _quantify(node.quantifier, left, lambda x: _compare(op, x, right, ci, di))
+            lq = node.list_quantifier
+            if lq == "ALL":
+                return _quantify(node.quantifier, left, lambda x: all(cmp(x, r) for r in right))
+            if lq == "NONE":
+                return _quantify(node.quantifier, left, lambda x: not any(cmp(x, r) for r in right))
+            return _quantify(node.quantifier, left, lambda x: any(cmp(x, r) for r in right))
+        if node.list_quantifier == "NONE":
+            return _quantify(node.quantifier, left, lambda x: not cmp(x, right))
+        return _quantify(node.quantifier, left, lambda x: cmp(x, right))
     if isinstance(node, And):
         return all(_eval(i, record, ctx) for i in node.items)
     if isinstance(node, Or):

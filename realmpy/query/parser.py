@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from realmpy.errors import QuerySyntaxError, QueryTooComplexError
+from realmpy.errors import QuerySyntaxError, QueryTooComplexError, QueryUnsupportedError
 from realmpy.query.ast import (
     _COLLECTION_AGGS,
     AGGREGATES,
@@ -13,6 +13,8 @@ from realmpy.query.ast import (
     MAX_QUERY_TERMS,
     And,
     Arg,
+    ArgKey,
+    Arith,
     Between,
     Comparison,
     Const,
@@ -21,10 +23,12 @@ from realmpy.query.ast import (
     KeyPath,
     Limit,
     ListExpr,
+    ListIndex,
     Node,
     Not,
     Or,
     Sort,
+    Subquery,
     TruePredicate,
     Var,
 )
@@ -156,12 +160,38 @@ class _Parser:
     def parse_atom(self) -> Node:
         t = self.peek()
         if t.kind == "punct" and t.value == "(":
-            self.next()
-            self.enter()
-            inner = self.parse_or()
-            self.expect_punct(")")
-            self.depth -= 1
-            return inner
+            # A parenthesised predicate, or an arithmetic operand such as
+            # ``(age + 1) * 2 > 10``: try the predicate first, and read a
+            # comparison instead if that fails or an operator follows.
+            state = (self.i, self.depth, self.terms, self.max_arg)
+            first: QuerySyntaxError | None = None
+            try:
+                self.next()
+                self.enter()
+                inner = self.parse_or()
+                self.expect_punct(")")
+                self.depth -= 1
+                after = self.peek()
+                operator_follows = (
+                    after.kind in ("arith", "mod")
+                    or (after.kind == "op" and after.value in _OPS)
+                    or (after.kind == "ident" and after.value.lower() in (*_OPS, "in", "between"))
+                )
+                if not operator_follows:
+                    return inner
+            except QueryUnsupportedError:
+                raise
+            except QuerySyntaxError as exc:
+                first = exc
+            self.i, self.depth, self.terms, self.max_arg = state
+            try:
+                self.term()
+                return self.parse_comparison()
+            except QuerySyntaxError as exc:
+                # Report the reading that got further.
+                if first is not None and first.position >= exc.position:
+                    raise first from None
+                raise
         self.term()
         if self.is_kw("truepredicate"):
             self.next()
@@ -171,16 +201,19 @@ class _Parser:
             return TruePredicate(False)
         return self.parse_comparison()
 
-    def parse_comparison(self) -> Node:
-        quant: str | None = None
+    def quantifier(self) -> str | None:
+        """``ANY``/``SOME``/``ALL``/``NONE`` before an operand, if there is one."""
         for word in ("any", "some", "all", "none"):
             if self.is_kw(word) and not self._is_operator_after_ident():
                 self.next()
-                quant = "ANY" if word == "some" else word.upper()
-                break
+                return "ANY" if word == "some" else word.upper()
+        return None
+
+    def parse_comparison(self) -> Node:
+        quant = self.quantifier()
         left = self.parse_operand()
-        if quant is not None and not isinstance(left, KeyPath):
-            raise self.error(f"{quant} needs a key path after it")
+        if quant is not None and not isinstance(left, (KeyPath, ListExpr, Arg)):
+            raise self.error(f"{quant} needs a key path or a list after it")
         t = self.peek()
         if self.is_kw("between"):
             self.next()
@@ -190,12 +223,15 @@ class _Parser:
             high = self.parse_operand()
             self.expect_punct("}")
             return Between(left, low, high, quant)
-        if self.is_kw("in"):
-            self.next()
-            right = self.parse_operand(allow_list=True)
-            return Comparison(left, "IN", right, quant)
+        if self.is_kw("text"):
+            raise self.error(
+                "full-text search (TEXT) is not supported by realmpy yet",
+                kind=QueryUnsupportedError,
+            )
         op: str | None = None
-        if t.kind == "op" and t.value in _OPS:
+        if self.is_kw("in"):
+            op = "IN"
+        elif t.kind == "op" and t.value in _OPS:
             op = _OPS[t.value]
         elif t.kind == "ident" and t.value.lower() in _OPS:
             op = _OPS[t.value.lower()]
@@ -212,21 +248,39 @@ class _Parser:
             di = "d" in mod.value
             if op in ("<", "<=", ">", ">="):
                 raise self.error(f"[{mod.value}] does not apply to {op}", mod)
+        list_quant = self.quantifier()
         right = self.parse_operand()
-        return Comparison(left, op, right, quant, ci, di)
+        if list_quant is not None and not isinstance(right, (ListExpr, Arg, KeyPath)):
+            raise self.error(f"{list_quant} needs a list after it")
+        return Comparison(left, op, right, quant, ci, di, list_quant)
 
     def _is_operator_after_ident(self) -> bool:
         """``any == 3``: a property named like a quantifier."""
         nxt = self.peek(1)
-        return nxt.kind in ("op", "mod", "eof") or (
+        return nxt.kind in ("op", "mod", "eof", "arith") or (
             nxt.kind == "punct" and nxt.value in (".", "[", ")")
         )
 
-    def parse_operand(self, allow_list: bool = False) -> Node:
+    def parse_operand(self) -> Node:
+        """An operand: a sum of products of primaries (``+ - * /``)."""
+        left = self.parse_product()
+        while self.peek().kind == "arith" and self.peek().value in "+-":
+            op = self.next().value
+            left = Arith(op, left, self.parse_product())
+        return left
+
+    def parse_product(self) -> Node:
+        left = self.parse_primary()
+        while self.peek().kind == "arith" and self.peek().value in "*/":
+            op = self.next().value
+            left = Arith(op, left, self.parse_primary())
+        return left
+
+    def parse_primary(self) -> Node:
         t = self.peek()
         if t.kind == "lit":
             self.next()
-            return Const(t.value)
+            return Const(t.value, t.exact)
         if t.kind == "arg":
             self.next()
             self.max_arg = max(self.max_arg, t.value)
@@ -234,16 +288,25 @@ class _Parser:
         if t.kind == "var":
             self.next()
             return Var(t.value)
+        if t.kind == "subvar":
+            # ``$x.name`` inside SUBQUERY(…, $x, …); elsewhere a property
+            # whose name starts with ``$`` (Realm allows it).
+            return self.parse_keypath()
+        if t.kind == "punct" and t.value == "(":
+            self.next()
+            self.enter()
+            inner = self.parse_operand()
+            self.expect_punct(")")
+            self.depth -= 1
+            return inner
         if t.kind == "punct" and t.value == "{":
-            if not allow_list:
-                raise self.error("a list {…} is only allowed after IN")
             self.next()
             items: list[Node] = []
             if not (self.peek().kind == "punct" and self.peek().value == "}"):
-                items.append(self.parse_operand())
+                items.append(self.parse_list_item())
                 while self.peek().kind == "punct" and self.peek().value == ",":
                     self.next()
-                    items.append(self.parse_operand())
+                    items.append(self.parse_list_item())
             self.expect_punct("}")
             return ListExpr(tuple(items))
         if t.kind == "ident":
@@ -254,8 +317,43 @@ class _Parser:
             if low in ("null", "nil"):
                 self.next()
                 return Const(None)
+            if low == "subquery" and self.peek(1).kind == "punct" and self.peek(1).value == "(":
+                return self.parse_subquery()
+            if low in ("obj", "o0") and self.peek(1).kind == "punct":
+                raise self.error(
+                    "object literals (obj(...)) are not supported by realmpy: "
+                    "compare a link's primary key instead",
+                    kind=QueryUnsupportedError,
+                )
             return self.parse_keypath()
         raise self.error("expected a key path, literal, $argument or %variable")
+
+    def parse_list_item(self) -> Node:
+        item = self.parse_operand()
+        if not isinstance(item, (Const, Arg, Var)):
+            raise self.error("a list {…} holds literals, $arguments and %variables only")
+        return item
+
+    def parse_subquery(self) -> Node:
+        self.next()
+        self.expect_punct("(")
+        if self.peek().kind not in ("ident", "subvar"):
+            raise self.error("SUBQUERY needs a list key path first")
+        coll = self.parse_keypath()
+        self.expect_punct(",")
+        var = self.next()
+        if var.kind != "subvar":
+            raise self.error("SUBQUERY needs a variable such as $x second", var)
+        self.expect_punct(",")
+        self.enter()
+        pred = self.parse_or()
+        self.depth -= 1
+        self.expect_punct(")")
+        self.expect_punct(".")
+        agg = self.next()
+        if agg.kind != "agg" or agg.value not in ("@count", "@size"):
+            raise self.error("SUBQUERY(...) must be followed by .@count or .@size", agg)
+        return Subquery(coll, var.value, pred)
 
     def parse_keypath(self) -> KeyPath:
         first = self.next()
@@ -269,20 +367,33 @@ class _Parser:
                     raise self.error("expected a property name or @aggregate after '.'", nt)
                 parts.append(nt.value)
             elif t.kind == "agg":
-                # "tags.@count" tokenizes as ident, punct '.', agg; allow
-                # "tags@count" too? No: RQL requires the dot.
                 raise self.error("expected '.' before an @aggregate")
             elif t.kind == "punct" and t.value == "[":
                 self.next()
-                key = self.next()
-                if key.kind != "lit" or not isinstance(key.value, str):
-                    raise self.error("expected a string key inside [...]", key)
+                parts.append(self.parse_subscript())
                 self.expect_punct("]")
-                parts.append(key.value)
             else:
                 break
         self._check_aggregates(parts, first)
         return KeyPath(tuple(parts))
+
+    def parse_subscript(self) -> str:
+        """Inside ``[…]``: a dictionary key (a string or ``$n``) or a list index."""
+        key = self.next()
+        if key.kind == "lit" and isinstance(key.value, str):
+            return str(key.value)
+        if key.kind == "lit" and type(key.value) is int and key.value >= 0:
+            return ListIndex(str(key.value))
+        if key.kind == "arg":
+            self.max_arg = max(self.max_arg, key.value)
+            return ArgKey(f"${key.value}")
+        if key.kind == "ident" and key.value.upper() in ("FIRST", "LAST", "SIZE"):
+            return ListIndex(key.value.upper())
+        if key.kind == "arith" and key.value == "*":
+            return ListIndex("*")
+        raise self.error(
+            "expected a string key, $argument, index, FIRST, LAST, SIZE or * inside [...]", key
+        )
 
     def _check_aggregates(self, parts: list[str], tok: _Tok) -> None:
         for i, p in enumerate(parts):
@@ -337,7 +448,13 @@ class _Parser:
         self.next()
         self.expect_punct("(")
         t = self.next()
-        if t.kind != "lit" or type(t.value) is not int or t.value < 0:
+        if (
+            t.kind != "lit"
+            or type(t.value) is not int
+            or t.value < 0
+            or not self.text[t.pos : t.pos + 1].isdigit()
+            or self.text[t.pos : t.pos + 2].lower() == "0x"
+        ):
             raise self.error("LIMIT needs a non-negative integer", t)
         self.expect_punct(")")
         return Limit(t.value)

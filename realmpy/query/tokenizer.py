@@ -10,37 +10,45 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from realmpy.errors import QuerySyntaxError
+from realmpy.errors import QuerySyntaxError, QueryUnsupportedError
 from realmpy.objectid import ObjectId
 from realmpy.query.ast import _EPOCH, AGGREGATES
 
-_UNSUPPORTED: Final = frozenset({"subquery", "geowithin"})
+# Realm syntax that parses but that realmpy does not evaluate (yet).
+_UNSUPPORTED: Final = frozenset({"geowithin"})
+_UNSUPPORTED_AGGREGATES: Final = frozenset({"@links", "@type"})
 
 
 @dataclass(frozen=True, slots=True)
 class _Tok:
-    kind: str  # op, punct, ident, agg, str, num, lit, arg, var, mod, eof
+    kind: str  # op, arith, punct, ident, agg, lit, arg, subvar, var, mod, eof
     value: Any
     pos: int
+    exact: Decimal | None = None  # a literal number with a fraction: what it spells
 
 
 _TOKEN_RE: Final = re.compile(
     r"""
     (?P<ws>\s+)
-  | (?P<date>\d{4}-\d{2}-\d{2}[@T]\d{2}:\d{2}:\d{2}(?::\d+)?)
-  | (?P<ts>T-?\d+:-?\d+)
+  | (?P<date>-?\d{1,4}-\d{1,2}-\d{1,2}[@T]\d{1,2}:\d{1,2}:\d{1,2}(?::\d+)?(?![\w.]))
+  | (?P<ts>T-?\d+:-?\d+(?![\w.]))
   | (?P<oid>oid\(\s*(?P<oidv>[0-9A-Fa-f]{24})\s*\))
   | (?P<uuid>uuid\(\s*(?P<uuidv>[0-9A-Fa-f-]{32,36})\s*\))
   | (?P<dec>decimal128\(\s*(?P<decv>[^)\s]*)\s*\))
   | (?P<b64>B64"(?P<b64v>[A-Za-z0-9+/=]*)")
-  | (?P<num>-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
+  | (?P<bin>bin\(\s*(?P<binv>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\s*\))
+  | (?P<hex>[-+]?0[xX][0-9A-Fa-f]+(?![\w.]))
+  | (?P<num>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?!\.))
+  | (?P<special>[-+]?(?i:infinity|inf|nan)(?!\w))
   | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
   | (?P<arg>\$\d+)
+  | (?P<subvar>\$[^\W\d][\w-]*)
   | (?P<var>%[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_@][A-Za-z0-9_]*)*)
   | (?P<mod>\[(?:c|d|cd|dc)\])
   | (?P<op>==|!=|<>|<=|=<|>=|=>|&&|\|\||[=<>!])
+  | (?P<arith>[-+*/])
   | (?P<agg>@[A-Za-z]+)
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<ident>(?:[^\W\d]|\$|\\\W)(?:[\w$-]|\\\W)*)
   | (?P<punct>[(){},.\[\]])
     """,
     re.VERBOSE,
@@ -54,7 +62,12 @@ _ESCAPES: Final = {
     "\\": "\\",
     "'": "'",
     '"': '"',
+    "/": "/",
+    "b": "\b",
+    "f": "\f",
 }
+# Longest integer literal: Python's int() refuses more than 4,300 digits.
+_MAX_INT_DIGITS: Final = 4_000
 
 
 def _unescape(body: str, pos: int, text: str) -> str:
@@ -95,21 +108,40 @@ def _tokenize(text: str) -> list[_Tok]:
         raw = m.group(0)
         value: Any
         if kind == "num":
-            if re.fullmatch(r"-?\d+", raw):
-                try:
-                    value = int(raw)
-                except ValueError:  # more digits than int() converts
-                    raise QuerySyntaxError("integer literal too long", text, start) from None
+            digits = raw.lstrip("+-")
+            if digits.isdigit():
+                if len(digits) > _MAX_INT_DIGITS:
+                    raise QuerySyntaxError(
+                        f"integer literal too long: {len(digits)} digits, at most {_MAX_INT_DIGITS}",
+                        text,
+                        start,
+                    )
+                toks.append(_Tok("lit", int(raw), start))
             else:
-                value = float(raw)
-            toks.append(_Tok("lit", value, start))
+                toks.append(_Tok("lit", float(raw), start, Decimal(raw)))
+        elif kind == "hex":
+            if len(raw) > _MAX_INT_DIGITS:
+                raise QuerySyntaxError("integer literal too long (hexadecimal)", text, start)
+            toks.append(_Tok("lit", int(raw, 16), start))
+        elif kind == "special":
+            toks.append(_Tok("lit", float(raw), start, Decimal(raw)))
         elif kind == "str":
             toks.append(_Tok("lit", _unescape(raw[1:-1], start + 1, text), start))
         elif kind == "date":
             toks.append(_Tok("lit", _parse_date(raw, start, text), start))
         elif kind == "ts":
             secs, nanos = raw[1:].split(":")
-            value = _EPOCH + _dt.timedelta(seconds=int(secs), microseconds=int(nanos) // 1000)
+            if (int(secs) < 0 < int(nanos)) or (int(nanos) < 0 < int(secs)):
+                raise QuerySyntaxError(
+                    "a timestamp's seconds and nanoseconds must have the same sign", text, start
+                )
+            try:
+                micros = abs(int(nanos)) // 1000 * (1 if int(nanos) >= 0 else -1)  # toward 0
+                value = _EPOCH + _dt.timedelta(seconds=int(secs), microseconds=micros)
+            except OverflowError:
+                raise QuerySyntaxError(
+                    "timestamp out of range (years 1 to 9999)", text, start
+                ) from None
             toks.append(_Tok("lit", value, start))
         elif kind == "oid":
             toks.append(_Tok("lit", ObjectId(m.group("oidv")), start))
@@ -131,14 +163,25 @@ def _tokenize(text: str) -> list[_Tok]:
             except ValueError:
                 raise QuerySyntaxError('malformed B64"..."', text, start) from None
             toks.append(_Tok("lit", value, start))
+        elif kind == "bin":
+            body = m.group("binv")
+            value = _unescape(body[1:-1], m.start("binv") + 1, text).encode("utf-8")
+            toks.append(_Tok("lit", value, start))
         elif kind == "arg":
             toks.append(_Tok("arg", int(raw[1:]), start))
+        elif kind == "subvar":
+            toks.append(_Tok("subvar", raw, start))
         elif kind == "var":
             toks.append(_Tok("var", raw[1:], start))
         elif kind == "mod":
             toks.append(_Tok("mod", raw[1:-1], start))
         elif kind == "agg":
             low = raw.lower()
+            if low in _UNSUPPORTED_AGGREGATES:
+                what = "backlinks (@links)" if low == "@links" else "mixed values' @type"
+                raise QueryUnsupportedError(f"{what} are not supported by realmpy yet", text, start)
+            if low == "@length":
+                raise QuerySyntaxError("write .length, not .@length", text, start)
             if low not in AGGREGATES:
                 raise QuerySyntaxError(
                     f"unknown aggregate {raw!r} (supported: " + ", ".join(sorted(AGGREGATES)) + ")",
@@ -147,8 +190,13 @@ def _tokenize(text: str) -> list[_Tok]:
                 )
             toks.append(_Tok("agg", low, start))
         else:
-            if kind == "ident" and raw.lower() in _UNSUPPORTED:
-                raise QuerySyntaxError(f"{raw.upper()} is not supported by realmpy", text, start)
+            if kind == "ident":
+                if raw.lower() in _UNSUPPORTED:
+                    raise QueryUnsupportedError(
+                        f"{raw.upper()} is not supported by realmpy", text, start
+                    )
+                if "\\" in raw:  # a backslash-escaped character in a property name
+                    raw = re.sub(r"\\(.)", r"\1", raw)
             toks.append(_Tok(kind, raw, start))
     toks.append(_Tok("eof", None, n))
     return toks

@@ -48,7 +48,9 @@ static void test_rules(void) {
     CHECK(verdict(p, cmp_prog(p, RP_FOP_LT, 0, 1, i5, 1), rec, sizeof rec) == 0, "str < int");
     CHECK(verdict(p, cmp_prog(p, RP_FOP_NE, 0, 1, i5, 1), rec, sizeof rec) == 1, "str != int");
     CHECK(verdict(p, cmp_prog(p, RP_FOP_EQ, 0, 2, nil, 1), rec, sizeof rec) == 1, "nil == nil");
-    CHECK(verdict(p, cmp_prog(p, RP_FOP_LE, 0, 2, nil, 1), rec, sizeof rec) == 0, "nil <= nil");
+    CHECK(verdict(p, cmp_prog(p, RP_FOP_LE, 0, 2, nil, 1), rec, sizeof rec) == 1, "nil <= nil");
+    CHECK(verdict(p, cmp_prog(p, RP_FOP_LT, 0, 2, nil, 1), rec, sizeof rec) == 0, "nil < nil");
+    CHECK(verdict(p, cmp_prog(p, RP_FOP_GE, 0, 0, nil, 1), rec, sizeof rec) == 0, "5 >= nil");
     CHECK(verdict(p, cmp_prog(p, RP_FOP_EQ, 0, 3, i1, 1), rec, sizeof rec) == 0, "true != 1");
     CHECK(verdict(p, cmp_prog(p, RP_FOP_GE, 0, 3, i1, 1), rec, sizeof rec) == 0, "true >= 1");
     CHECK(verdict(p, cmp_prog(p, RP_FOP_EQ, 0, 3, tru, 1), rec, sizeof rec) == 1, "true");

@@ -1,0 +1,12 @@
+"""realm-core's ``test/test_parser.cpp``, rebuilt with realmpy models: every
+``TEST`` a :class:`~tests.objects.parser_port.cases.Section` (see cases.py for
+how), registered in ``SECTIONS`` in the order of these modules."""
+
+from __future__ import annotations
+
+from tests.objects.parser_port import aggregates, containers, queries, scalars
+from tests.objects.parser_port.aggregates import FIRST_PERSON, SubPerson
+from tests.objects.parser_port.cases import SECTIONS, Case, Section
+
+__all__ = ["FIRST_PERSON", "SECTIONS", "Case", "Section", "SubPerson"]
+_MODULES = (scalars, aggregates, queries, containers)  # imported for their sections
