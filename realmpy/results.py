@@ -65,11 +65,24 @@ class Results(Generic[T]):
         obj: T = self._realm._make(self._name, row[0], row[1], stamp)
         return obj
 
+    def _count(self) -> int | None:
+        """The number of results without evaluating them, where the engine
+        knows it: every object of the class is the table's key count, O(1)."""
+        if self._query is not None:
+            return None
+        cache = self._cache
+        txn = self._realm._read()
+        if cache is not None and cache[0] == self._realm._stamp:
+            return len(cache[1])
+        return txn.count(self._realm._info[self._name].table)
+
     def __len__(self) -> int:
-        return len(self._rows())
+        n = self._count()
+        return len(self._rows()) if n is None else n
 
     def __bool__(self) -> bool:
-        return bool(self._rows())
+        n = self._count()
+        return bool(self._rows()) if n is None else n > 0
 
     def __iter__(self) -> Iterator[T]:
         rows = self._rows()  # fixed for the whole iteration
