@@ -45,8 +45,8 @@ signal, so an initial call needs no commit and no polling.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -63,6 +63,8 @@ from realmpy.storage import Environment
 log = logging.getLogger("realmpy.notifier")
 
 if TYPE_CHECKING:
+    import asyncio
+
     from realmpy.realm import Realm
     from realmpy.schema import Object
 
@@ -655,8 +657,14 @@ class Listenable:
 
 
 def _loop() -> asyncio.AbstractEventLoop | None:
+    # No loop runs in a process that never imported asyncio (and importing
+    # it here would cost every process that registers a listener ~20 ms).
+    aio = sys.modules.get("asyncio")
+    if aio is None:
+        return None
     try:
-        return asyncio.get_running_loop()
+        loop: asyncio.AbstractEventLoop = aio.get_running_loop()
+        return loop
     except RuntimeError:
         return None
 

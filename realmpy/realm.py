@@ -36,7 +36,6 @@ immutable and usable from any thread (:mod:`realmpy.sharedsnapshot`).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import weakref
@@ -45,9 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
 import realmpy.bulkadd as _bulkadd
 import realmpy.codec as codec
-import realmpy.execute as _execute
 import realmpy.migration as _migration
-import realmpy.query as _query
 import realmpy.results as _results
 import realmpy.waiting as _waiting
 from realmpy._native import RealmState
@@ -95,6 +92,9 @@ from realmpy.sharedfile import SharedFile
 from realmpy.storage import Snapshot, WriteTransaction
 
 if TYPE_CHECKING:
+    import asyncio  # at run time only where a coroutine runs: see refresh_async
+
+    import realmpy.query as _query
     from realmpy.results import Results
     from realmpy.sync.session import SyncSession  # types only: no run-time import of the sync layer
     from realmpy.sync.subscriptions import SubscriptionSet
@@ -431,6 +431,8 @@ class Realm(RealmState, Listenable):
             return False
         notifier = self._shared.notifier
         if notifier is not None and self._tokens:
+            import asyncio  # loaded already: this is a coroutine
+
             await notifier.wait_processed(target, asyncio.get_running_loop())
         self.refresh()
         return True
@@ -725,6 +727,11 @@ class Realm(RealmState, Listenable):
         """Live results of the objects of ``cls`` matching ``text`` (RQL)."""
         schema = self._class_schema(cls)
         self._check()
+        # The query compiler and executor load at the first query, not with
+        # realmpy (a realm that only adds, finds and counts never needs them).
+        import realmpy.execute as _execute
+        import realmpy.query as _query
+
         q = _query.parse(text)
         valid = self._valid_queries
         if (schema.name, text) not in valid:
@@ -743,11 +750,15 @@ class Realm(RealmState, Listenable):
     def _evaluate(
         self, name: str, q: _query.Query | None, args: tuple[Any, ...]
     ) -> list[tuple[bytes, list[Any] | None]]:
+        import realmpy.execute as _execute  # loaded at the first query (see query)
+
         return _execute.evaluate(self, name, q, args)
 
     def _evaluate_raw(
         self, name: str, q: _query.Query | None, args: tuple[Any, ...]
     ) -> list[tuple[bytes, bytes]]:
+        import realmpy.execute as _execute  # loaded at the first query (see query)
+
         return _execute.evaluate_raw(self, name, q, args)
 
     # -- ObjectStore (managed objects) ------------------------------------------------

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-import realmpy.query as _query
 from realmpy._native import iter_objects as _iter_objects
 from realmpy.hooks import add_listener
 from realmpy.schema import Object
 
 if TYPE_CHECKING:
+    import realmpy.query as _query
     from realmpy.notifier import ListenerToken, ResultsChange
     from realmpy.realm import Realm
 
@@ -133,6 +133,8 @@ class Results(Generic[T]):
         """Narrow these results with another query (``AND``-ed)."""
         if self._query is None:
             return self._realm.query(self._cls, text, *args)
+        import realmpy.query as _query  # loaded already: self._query is one
+
         inner = _query.parse(text)
         shift = len(self._args)
         shifted = _shift_args(inner.predicate, shift)
@@ -176,6 +178,8 @@ class Results(Generic[T]):
 def _shift_args(node: _query.Node, shift: int) -> _query.Node:
     """Renumber ``$n`` so two queries' arguments can be concatenated."""
     import dataclasses
+
+    import realmpy.query as _query
 
     if isinstance(node, _query.Arg):
         return _query.Arg(node.index + shift)

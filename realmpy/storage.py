@@ -41,6 +41,7 @@ transaction, table names are encoded once and cached, and classes use
 from __future__ import annotations
 
 import functools
+import importlib
 import itertools
 import os
 import struct
@@ -860,6 +861,10 @@ class WriteObserver(Protocol):
 
 
 _HISTORY_OBSERVERS: dict[bytes, Callable[[], WriteObserver]] = {}
+# The history kinds realmpy provides, by the module that registers each: it is
+# imported at the first write to such a file (so that ``import realmpy`` does
+# not load the sync client, yet every writer of a synced file records).
+_HISTORY_MODULES: Final[dict[bytes, str]] = {b"sync": "realmpy.sync.history"}
 _UNRESOLVED: Final[Any] = object()  # not looked up yet: at the first change
 
 
@@ -1580,6 +1585,9 @@ class WriteTransaction(_Transaction):
         if kind is None or kind == b"local":
             return None
         factory = _HISTORY_OBSERVERS.get(kind)
+        if factory is None and kind in _HISTORY_MODULES:
+            importlib.import_module(_HISTORY_MODULES[kind])  # registers it
+            factory = _HISTORY_OBSERVERS.get(kind)
         if factory is None:
             raise _e.TransactionError(
                 f"this file keeps {kind.decode(errors='replace')!r} history and nothing "
