@@ -130,3 +130,12 @@ def record(
 def record_pairs(
     data: bytes, n: int, fill: list[Any], decode: Callable[[bytes], Any], error: type[Exception], /
 ) -> list[tuple[bytes, Record]]: ...
+def set_engine(rp_get: int, rp_put: int, /) -> None: ...
+def add_new(
+    txn: int,
+    plan: tuple[bytes, tuple[str, ...], str, tuple[tuple[str, bytes], ...], int, dict[str, int]],
+    obj: Any,
+    realm: Any,
+    stamp: int,
+    /,
+) -> int | None: ...

@@ -48,6 +48,7 @@ import realmpy.migration as _migration
 import realmpy.results as _results
 import realmpy.waiting as _waiting
 from realmpy._native import RealmState
+from realmpy._native import add_new as _add_new
 from realmpy._native import make_object as _make_object
 from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
 from realmpy.codec import Link
@@ -193,6 +194,8 @@ class Realm(RealmState, Listenable):
         self._guard = None
         self._wtxn: WriteTransaction | None = None
         self._wtxn_owner: Transaction | None = None
+        # (write transaction, its direct handle or None): see add()
+        self._direct: tuple[WriteTransaction, int | None] | None = None
         self._snap: Snapshot | None = None
         # The address of the shared version counter that tells whether a
         # newer version exists, while a live snapshot is open (None: no
@@ -525,6 +528,7 @@ class Realm(RealmState, Listenable):
         txn = self._require_write()
         self._flush_links()
         self._wtxn = None
+        self._direct = None
         self._wtxn_owner = None
         self._stamp += 1
         base = txn.version
@@ -537,6 +541,7 @@ class Realm(RealmState, Listenable):
         txn = self._require_write()
         self._dead = {}
         self._wtxn = None
+        self._direct = None
         self._wtxn_owner = None
         self._stamp += 1
         txn.abort()
@@ -575,6 +580,7 @@ class Realm(RealmState, Listenable):
         except Exception:  # another thread's or a closed env's handle
             pass
         self._wtxn = None
+        self._direct = None
         self._snap = None
         self._vh = None
         if not self._frozen and self._config.sync is not None:  # sync hook (issue 5)
@@ -946,14 +952,38 @@ class Realm(RealmState, Listenable):
         """Add an unmanaged object (and the unmanaged objects it links to);
         with ``update=True`` replace an existing object with the same
         primary key.  Returns the object, now managed by this realm."""
-        self._check()
-        self._require_write()
-        info = self._add_info(obj)
+        # _check() and _require_write() inlined: a loop of add is a hot path.
+        if self._closed or _get_ident() != self._owner:
+            self._check()
+        txn = self._wtxn
+        if txn is None:
+            txn = self._require_write()  # raises the reason
+        info = self._by_cls.get(type(obj)) or self._add_info(obj)
         store = obj._rp_store
         if store is self:
             return obj
         if store is not None:
             raise WrongRealmError(f"this {type(obj).__name__} is already managed by another realm")
+        plan = info.add_plan
+        if plan is not None and not update and info.name not in self._dead:
+            # The common case in one native call (realmpy._native.add_new:
+            # encode, check the key is free, write, manage); None: not
+            # written, the general path below decides.  The transaction's
+            # direct handle is looked up once per transaction (a realm's
+            # transaction never starts recording history midway: files
+            # become synced when opened).
+            direct = self._direct
+            if direct is None or direct[0] is not txn:
+                direct = self._direct = (txn, txn.direct_handle())
+            handle = direct[1]
+            if handle is not None:
+                stamp = self._stamp + 1
+                rc = _add_new(handle, plan, obj, self, stamp)
+                if rc is not None:
+                    if rc:
+                        txn.raise_error(rc, "put failed", info.table)
+                    self._stamp = stamp
+                    return obj
         if info.simple:
             _bulkadd.add_simple(self, info, [obj], update)
         else:

@@ -868,6 +868,14 @@ _HISTORY_MODULES: Final[dict[bytes, str]] = {b"sync": "realmpy.sync.history"}
 _UNRESOLVED: Final[Any] = object()  # not looked up yet: at the first change
 
 
+@functools.cache
+def _native_engine() -> None:
+    """Hand realmpy._native the engine functions its one-call writes use."""
+    from ._native import set_engine
+
+    set_engine(*(int(ffi.cast("uintptr_t", ffi.addressof(lib, f))) for f in ("rp_get", "rp_put")))
+
+
 def register_history(kind: str, factory: Callable[[], WriteObserver]) -> None:
     """Make every write transaction on a file with ``kind`` history call
     ``factory()``'s observer (one per transaction)."""
@@ -1602,6 +1610,27 @@ class WriteTransaction(_Transaction):
         its changes from the write that made it synced)."""
         if self._observer is None:
             self._observer = _UNRESOLVED
+
+    def raise_error(self, rc: int, what: str, table: str) -> NoReturn:
+        """Raise the error of engine result ``rc`` (of a direct write, see
+        :meth:`direct_handle`) as this transaction's methods would."""
+        self._fail(rc, what, table)
+
+    def direct_handle(self) -> int | None:
+        """The engine address of this transaction for realmpy._native's
+        one-call writes (``add_new``), or None where every change must go
+        through this object's methods: a history to record (the observer
+        sees every change), another thread, or a transaction that ended.
+        Valid until the transaction ends; the caller writes only plain
+        records and index entries (never the history table)."""
+        if self._owner != _get_ident() or self._state != "open":
+            return None
+        if self._observer is _UNRESOLVED:
+            self._observer = self._history_observer()
+        if self._observer is not None:
+            return None
+        _native_engine()
+        return int(ffi.cast("uintptr_t", self._txn))
 
     # ---- writes ----------------------------------------------------------------
 

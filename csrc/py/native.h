@@ -8,6 +8,7 @@
  *   modelinit.c  ModelInit: a model's generated __init__
  *   bulk.c       the bulk paths: key suffixes, rp_put_many/rp_get_many
  *                buffers, key encoders (keytags.h), rows packed to msgpack
+ *   add.c        Realm.add of one new object in one call (engine via set_engine)
  *
  * Everything runs with the GIL held (see module.c for the lifetime rules).
  */
@@ -156,5 +157,8 @@ PyObject *sp_unmanaged_dicts(PyObject *module, PyObject *objs);
 PyObject *sp_columns_ok(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *sp_rows_full(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *sp_pack_keys(PyObject *module, PyObject *keys);
+/* add.c */
+PyObject *sp_set_engine(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_add_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

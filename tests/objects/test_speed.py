@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
+from realmpy.codec import CodecError, encode_key
+from realmpy.errors import DuplicatePrimaryKeyError
+from realmpy.layout import table_name
 from realmpy.realm import Realm
+from realmpy.schema import Object, field
+from realmpy.storage import WriteTransaction
+from tests.objects.conftest import make_config
 from tests.objects_models import Dog, Note
 
 
@@ -77,3 +83,76 @@ def test_sync_names_and_configurations_load_on_first_use(tmp_path: Path) -> None
         "print(c.kind, realmpy.App.__module__)\n"
     )
     assert kinds == "disconnected_sync realmpy.sync.app"
+
+
+class Car(Object):
+    """A simple class (no links): realm.add takes the native path."""
+
+    id: int = field(primary_key=True)
+    make: str = field(default="", indexed=True)
+    miles: int = 0
+    price: float = 0.0
+
+
+def _contents(realm: Realm) -> dict[str, list[tuple[bytes, bytes]]]:
+    txn = realm._reader()
+    return {t: list(txn.scan(t)) for t in txn.tables() if not t.startswith("__")}
+
+
+def _cars(n: int) -> list[Car]:
+    return [Car(id=i, make=f"m{i % 7}", miles=i * 3, price=i / 2) for i in range(n)]
+
+
+def test_a_loop_of_add_is_one_native_call_each_and_writes_what_add_all_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with Realm(make_config("file", [Car], tmp_path / "a")) as bulk:
+        with bulk.write():
+            bulk.add_all(_cars(50))
+        expected = _contents(bulk)
+    with Realm(make_config("file", [Car], tmp_path / "b")) as realm:
+        calls: list[str] = []
+        for name in ("put", "put_many", "put_columns", "get", "get_many", "count"):
+            method = getattr(WriteTransaction, name)
+
+            def counted(*args: Any, _m: Any = method, _n: str = name) -> Any:
+                calls.append(_n)
+                return _m(*args)
+
+            monkeypatch.setattr(WriteTransaction, name, counted)
+        with realm.write():
+            added = [realm.add(c) for c in _cars(50)]
+            # No storage wrapper per object (one add_new call each); the
+            # transaction looks its history kind up once.
+            assert calls in ([], ["get"])
+            assert [c.miles for c in added] == [i * 3 for i in range(50)]  # managed
+            with pytest.raises(DuplicatePrimaryKeyError):
+                realm.add(Car(id=3, make="again"))
+            realm.add(Car(id=3, make="m1", miles=9), update=True)
+        monkeypatch.undo()
+        got = _contents(realm)
+        assert realm.find(Car, 3).make == "m1"  # type: ignore[union-attr]
+        assert len(realm.query(Car, "make == 'm1'")) == 8
+        assert len(realm.query(Car, "make == 'm3'")) == 6
+    expected[table_name("Car")] = [
+        (k, got[table_name("Car")][3][1] if k == encode_key(3) else v)
+        for k, v in expected[table_name("Car")]
+    ]
+    assert got.keys() == expected.keys()
+    for t in got:
+        if "make" not in t:
+            assert got[t] == expected[t]
+
+
+def test_values_the_native_add_declines_take_the_general_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Realm(make_config("memory", [Car], tmp_path)) as realm:
+        with realm.write():
+            with pytest.raises(CodecError, match="byte limit"):
+                realm.add(Car(id=1, make="x" * 5000))  # an index entry over the limit
+            assert realm.find(Car, 1) is None  # nothing of it was written
+            realm.add(Car(id=1, make="x"))
+        assert [c.id for c in realm.query(Car, "make == 'x'")] == [1]
