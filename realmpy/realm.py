@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
 import realmpy.bulkadd as _bulkadd
+import realmpy.changelog as _changelog
 import realmpy.codec as codec
 import realmpy.migration as _migration
 import realmpy.results as _results
@@ -195,7 +196,9 @@ class Realm(RealmState, Listenable):
         self._wtxn: WriteTransaction | None = None
         self._wtxn_owner: Transaction | None = None
         # (write transaction, its direct handle or None): see add()
-        self._direct: tuple[WriteTransaction, int | None] | None = None
+        self._direct: tuple[WriteTransaction, int | None, dict[str, set[bytes] | None]] | None = (
+            None
+        )
         self._snap: Snapshot | None = None
         # The address of the shared version counter that tells whether a
         # newer version exists, while a live snapshot is open (None: no
@@ -527,6 +530,8 @@ class Realm(RealmState, Listenable):
     def _commit(self) -> None:
         txn = self._require_write()
         self._flush_links()
+        # What this commit changed, for listeners (realmpy.changelog).
+        _changelog.record(txn)
         self._wtxn = None
         self._direct = None
         self._wtxn_owner = None
@@ -974,15 +979,23 @@ class Realm(RealmState, Listenable):
             # become synced when opened).
             direct = self._direct
             if direct is None or direct[0] is not txn:
-                direct = self._direct = (txn, txn.direct_handle())
+                direct = self._direct = (txn, txn.direct_handle(), txn.changed())
             handle = direct[1]
             if handle is not None:
                 stamp = self._stamp + 1
-                rc = _add_new(handle, plan, obj, self, stamp)
-                if rc is not None:
-                    if rc:
-                        txn.raise_error(rc, "put failed", info.table)
+                key = _add_new(handle, plan, obj, self, stamp)
+                if key is not None:
+                    if isinstance(key, int):
+                        txn.raise_error(key, "put failed", info.table)
                     self._stamp = stamp
+                    # The transaction's change record (txn.changed()): the
+                    # index tables change with the class table.
+                    changed = direct[2]
+                    keys = changed.get(info.table)
+                    if keys is not None:
+                        keys.add(key)
+                    elif info.table not in changed:
+                        changed[info.table] = {key}
                     return obj
         if info.simple:
             _bulkadd.add_simple(self, info, [obj], update)

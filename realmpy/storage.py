@@ -48,7 +48,7 @@ import struct
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal, NoReturn, Protocol, Union
@@ -567,6 +567,7 @@ class Environment:
                 ms = min(int(timeout * 1000), 2**62)
         txn: WriteTransaction = self._begin(WriteTransaction, 1, ms)  # type: ignore[assignment]
         txn._observer = _UNRESOLVED if record_history else None
+        txn._changed = {}
         return txn
 
     def _begin(self, cls: type[_Transaction], flags: int, timeout_ms: int = -1) -> _Transaction:
@@ -866,6 +867,9 @@ _HISTORY_OBSERVERS: dict[bytes, Callable[[], WriteObserver]] = {}
 # not load the sync client, yet every writer of a synced file records).
 _HISTORY_MODULES: Final[dict[bytes, str]] = {b"sync": "realmpy.sync.history"}
 _UNRESOLVED: Final[Any] = object()  # not looked up yet: at the first change
+_NEW: Final[Any] = object()  # WriteTransaction._note: a table not changed yet
+# Beyond this many keys a transaction records a table as changed as a whole.
+CHANGED_KEYS_MAX: Final = 1024
 
 
 @functools.cache
@@ -1572,8 +1576,13 @@ class WriteTransaction(_Transaction):
     raises.  :meth:`commit` and :meth:`abort` end it explicitly.
     """
 
-    __slots__ = ("_observer",)
+    __slots__ = ("_changed", "_observer")
     _kind = "write transaction"
+    # What this transaction changed, per table: the keys written or deleted,
+    # or None for "any key" (a dropped table, or more than CHANGED_KEYS_MAX
+    # keys).  Kept in memory only; the object layer stores it with each of
+    # its commits so listeners re-read only what a commit changed.
+    _changed: dict[str, set[bytes] | None]
     # None: no history; _UNRESOLVED until the first change looks the kind up.
     _observer: WriteObserver | None
 
@@ -1610,6 +1619,24 @@ class WriteTransaction(_Transaction):
         its changes from the write that made it synced)."""
         if self._observer is None:
             self._observer = _UNRESOLVED
+
+    def _note(self, table: str, keys: Collection[bytes]) -> None:
+        changed = self._changed
+        seen = changed.get(table, _NEW)
+        if seen is _NEW:
+            seen = changed[table] = set()
+        if seen is not None:
+            if len(seen) + len(keys) > CHANGED_KEYS_MAX:
+                changed[table] = None
+            else:
+                seen.update(keys)
+
+    def changed(self) -> dict[str, set[bytes] | None]:
+        """What this transaction changed so far: per table, the keys written
+        or deleted, or None for any key of it.  The live record: a direct
+        writer (:meth:`direct_handle`) adds the keys it writes to the
+        table's set, if it has one (None stays None)."""
+        return self._changed
 
     def raise_error(self, rc: int, what: str, table: str) -> NoReturn:
         """Raise the error of engine result ``rc`` (of a direct write, see
@@ -1648,6 +1675,7 @@ class WriteTransaction(_Transaction):
             value = _as_bytes(value, "value")
         if self._observer is not None:
             self._observe(table, (key,))
+        self._note(table, (key,))
         rc = _rp_put(self._txn, name, len(name), key, len(key), value, len(value))
         if rc != _OK:
             self._fail(rc, "put failed", table)
@@ -1667,7 +1695,7 @@ class WriteTransaction(_Transaction):
         append = parts.append
         pack = _pack_hdr
         size = n = total = 0
-        keys: list[bytes] | None = [] if self._observer is not None else None
+        keys: list[bytes] = []
         for pair in items:
             try:
                 key, value = pair
@@ -1683,8 +1711,7 @@ class WriteTransaction(_Transaction):
             append(pack(kl, vl))
             append(key)
             append(value)
-            if keys is not None:
-                keys.append(key)
+            keys.append(key)
             n += 1
             size += 8 + kl + vl
             if size >= _PUT_MANY_CHUNK:
@@ -1698,10 +1725,12 @@ class WriteTransaction(_Transaction):
         return total
 
     def _put_packed(
-        self, table: str, name: bytes, parts: list[bytes], n: int, keys: list[bytes] | None
+        self, table: str, name: bytes, parts: list[bytes], n: int, keys: list[bytes]
     ) -> None:
         if keys:  # the observer sees each chunk's keys before they change
-            self._observe(table, keys)
+            if self._observer is not None:
+                self._observe(table, keys)
+            self._note(table, keys)
             keys.clear()
         buf = b"".join(parts)
         rc = lib.rp_put_many(self._txn, name, len(name), buf, len(buf), n)
@@ -1743,6 +1772,7 @@ class WriteTransaction(_Transaction):
                 raise _type_error("each value", "bytes", bad)
         if self._observer is not None:
             self._observe(table, keyl)
+        self._note(table, keyl)
         # Chunks of about _PUT_MANY_CHUNK bytes, as put_many does, each
         # packed as [u32 klen][u32 vlen][key][value]... in C.
         start = 0
@@ -1766,6 +1796,7 @@ class WriteTransaction(_Transaction):
             key = _as_bytes(key, "key")
         if self._observer is not None:
             self._observe(table, (key,))
+        self._note(table, (key,))
         rc = _rp_del(self._txn, name, len(name), key, len(key))
         if rc == _OK:
             return True
@@ -1783,6 +1814,7 @@ class WriteTransaction(_Transaction):
             obs = self._observer = self._history_observer()
         if obs is not None:
             obs.before_drop(self, table)
+        self._changed[table] = None
         rc = lib.rp_drop_table(self._txn, name, len(name))
         if rc == _OK:
             return True

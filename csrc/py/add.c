@@ -163,7 +163,7 @@ PyObject *sp_add_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
     Py_DECREF(margs);
     if (m == NULL) goto done;
     Py_DECREF(m);
-    result = PyLong_FromLong(RP_OK);
+    result = Py_NewRef(key);
     goto done;
 fallback:
     result = Py_NewRef(Py_None);

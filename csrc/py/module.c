@@ -99,7 +99,8 @@ static PyMethodDef sp_methods[] = {
      "set_engine(rp_get, rp_put): the engine functions add_new calls, by address."},
     {"add_new", (PyCFunction)(void (*)(void))sp_add_new, METH_FASTCALL,
      "add_new(txn, plan, obj, realm, stamp): write a new object of a simple class and "
-     "make it managed; 0, an engine error code, or None (not written: use the general path)."},
+     "make it managed; its key, an engine error code (int), or None (not written: use the "
+     "general path)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -7,21 +7,26 @@ that it agrees with the slow path it replaces.
 
 from __future__ import annotations
 
+import queue
+import random
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from realmpy import query
 from realmpy.codec import CodecError, encode_key
 from realmpy.errors import DuplicatePrimaryKeyError
 from realmpy.layout import table_name
+from realmpy.notifier import ResultsChange, diff_rows
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
-from realmpy.storage import WriteTransaction
+from realmpy.storage import Environment, WriteTransaction
 from tests.objects.conftest import make_config
-from tests.objects_models import Dog, Note
+from tests.objects_models import MODELS, Dog, Note, Person
 
 
 def _no_evaluation(realm: Realm, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,3 +161,130 @@ def test_values_the_native_add_declines_take_the_general_path(
             assert realm.find(Car, 1) is None  # nothing of it was written
             realm.add(Car(id=1, make="x"))
         assert [c.id for c in realm.query(Car, "make == 'x'")] == [1]
+
+
+# -- listeners cost what a commit changed ------------------------------------------
+
+
+class _Seen:
+    """A results listener's calls, and how often the notifier re-ran a query."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.changes: queue.Queue[tuple[list[int], ResultsChange]] = queue.Queue()
+        self.reruns = 0
+        full = Realm._evaluate_raw
+
+        def counted(realm: Realm, *args: Any) -> Any:
+            if threading.current_thread().name.startswith("realmpy-notifier"):
+                self.reruns += 1
+            return full(realm, *args)
+
+        monkeypatch.setattr(Realm, "_evaluate_raw", counted)
+
+    def __call__(self, results: Any, change: ResultsChange) -> None:
+        self.changes.put(([c.id for c in results], change))
+
+    def next(self) -> tuple[list[int], ResultsChange]:
+        return self.changes.get(timeout=60)
+
+
+def _expected(realm: Realm, text: str, before: list[tuple[bytes, bytes]]) -> Any:
+    after = realm._evaluate_raw("Car", query.parse(text), ())
+    return after, diff_rows(before, after)
+
+
+@pytest.mark.parametrize("text", ["miles < 300", "make == 'm2' OR price >= 40.0", None])
+def test_a_local_query_is_patched_with_the_change_sets_of_a_full_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str | None
+) -> None:
+    rng = random.Random(15)
+    seen = _Seen(monkeypatch)
+    with Realm(make_config("file", [Car, Note], tmp_path)) as realm:
+        with realm.write():
+            realm.add_all(_cars(200))
+        results = realm.all(Car) if text is None else realm.query(Car, text)
+        q = "TRUEPREDICATE" if text is None else text
+        state = realm._evaluate_raw("Car", query.parse(q), ())
+        token = results.add_listener(seen, initial=False)
+        for step in range(40):
+            with realm.write():
+                for _ in range(rng.randrange(1, 6)):
+                    i = rng.randrange(260)
+                    car = realm.find(Car, i)
+                    what = rng.randrange(4)
+                    if car is None:
+                        realm.add(Car(id=i, make=f"m{i % 7}", miles=rng.randrange(600)))
+                    elif what == 0:
+                        realm.delete(car)
+                    elif what == 1:
+                        car.miles = rng.randrange(600)
+                    elif what == 2:
+                        car.price = rng.randrange(80) / 2
+                    else:
+                        realm.add(Car(id=i, make="m2", miles=step), update=True)
+                if step % 5 == 0:
+                    realm.add(Note(text=f"other class {step}"))
+            state, expected = _expected(realm, q, state)
+            if not expected.is_empty:
+                ids, got = seen.next()
+                assert got == expected
+                assert ids == [c.id for c in results]
+        token.remove()
+    assert seen.reruns == 0  # every commit was patched or skipped
+
+
+def test_commits_to_other_classes_do_not_reach_a_listener(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _Seen(monkeypatch)
+    with Realm(make_config("file", [Car, Note], tmp_path)) as realm:
+        with realm.write():
+            realm.add_all(_cars(10))
+        token = realm.query(Car, "miles > 3").add_listener(seen, initial=False)
+        for i in range(5):
+            with realm.write():
+                realm.add(Note(text=str(i)))
+            with realm.write():
+                pass  # an empty commit changes nothing either
+        with realm.write():
+            realm.find(Car, 1).miles = 100  # type: ignore[union-attr]
+        ids, change = seen.next()  # the first call is this commit's
+        assert change == ResultsChange(inserted=(0,))
+        assert ids == list(range(1, 10))
+        token.remove()
+    assert seen.reruns == 0
+
+
+def test_commits_without_a_change_record_re_run_the_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain storage write (or another writer) leaves no change record:
+    the listener re-runs its query, as before."""
+    seen = _Seen(monkeypatch)
+    with Realm(make_config("file", [Car], tmp_path)) as realm:
+        with realm.write():
+            realm.add_all(_cars(10))
+        token = realm.query(Car, "miles > 3").add_listener(seen, initial=False)
+        with Environment(str(tmp_path / "t.realm"), durability="none") as env, env.write() as txn:
+            txn.delete(table_name("Car"), encode_key(5))
+        ids, change = seen.next()
+        assert change == ResultsChange(deleted=(3,))
+        assert 5 not in ids
+        token.remove()
+    assert seen.reruns == 1
+
+
+def test_a_query_through_links_is_re_run_when_any_class_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _Seen(monkeypatch)
+    with Realm(make_config("file", MODELS, tmp_path)) as realm:
+        with realm.write():
+            rex = realm.add(Dog(id=1, name="rex"))
+        token = realm.query(Dog, "owner.name == 'ann'").add_listener(seen, initial=False)
+        with realm.write():
+            rex.owner = Person(name="ann")
+        ids, change = seen.next()
+        assert (ids, change) == ([1], ResultsChange(inserted=(0,)))
+        token.remove()
+    assert seen.reruns == 1
