@@ -1,64 +1,52 @@
-"""The per-commit change record: which objects each commit of a realm changed.
+"""Reading the per-commit change records: which objects each commit changed.
 
 Why: a listener's results change only where a commit changed something, so
-the notifier (:mod:`realmpy.notifier`) asks this record what a version
-changed instead of re-running every query on every commit.  The storage
-layer keeps what a write transaction changed in memory
-(``WriteTransaction.changed()``); a realm's commit stores it here, in the
-same transaction, so it is exactly what that commit did.
+the notifier (:mod:`realmpy.notifier`) asks what the versions since a
+listener's last call changed instead of re-running every query on every
+commit.  The storage layer keeps what a write transaction changed
+(``WriteTransaction.changed()``) and stores it with the commit, in the same
+transaction, as that version's change record: every commit to a file that
+has the table does (whoever makes it: a realm, the sync client applying the
+server's changes, a plain storage transaction), and a realm's commit
+creates the table (``WriteTransaction.record_changes``).  So a record under
+version V is always what commit V did, also after a compaction restarted
+the version numbers.
 
-Layout (docs/format.md, "change records"): table ``_changes``, key the
-8-byte big-endian version the commit creates, value a msgpack map from each
-object table the commit wrote (``o:<class>``) to the array of the keys it
-wrote or deleted (bin), or nil for "any key" (a dropped table, or more keys
-than ``CHANGED_KEYS_MAX``).  Index tables are not listed: they change with
-their class's table.  The last ``KEEP`` versions are kept.
+Layout (docs/format.md, "change records"): table ``_changes``
+(``storage.CHANGES_TABLE``), key the 8-byte big-endian version the commit
+created, value a msgpack map from each table the commit wrote to the array
+of the keys it wrote or deleted (bin, ascending), or nil for "any key" (a
+dropped table, or more than ``storage.CHANGED_KEYS_MAX`` keys).  The last
+``storage.CHANGES_KEEP`` versions are kept.
 
-A version without a record (written by plain storage transactions, the sync
-client applying the server's changes, or a record already pruned) is
-"unknown": the reader answers None and the notifier re-runs in full, as it
-did before this record existed.
+A version without a record (before the file had the table, a pruned or a
+damaged record) is "unknown": :func:`read` answers None and the notifier
+re-runs in full, as it did before change records existed.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Final
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
-from realmpy.layout import TABLE_PREFIX
-from realmpy.storage import CHANGED_KEYS_MAX, Snapshot, WriteTransaction
+from realmpy.storage import CHANGES_KEEP, CHANGES_TABLE, Snapshot
 
-__all__ = ["CHANGES", "KEEP", "read", "record"]
+__all__ = ["Changes", "read"]
 
-CHANGES: Final = "_changes"
-KEEP: Final = 1000  # versions whose records are kept
 _version_key = struct.Struct(">Q").pack
 
 Changes = dict[str, set[bytes] | None]
 
 
-def record(txn: WriteTransaction) -> None:
-    """Store what ``txn`` changed as the record of the version it commits next."""
-    out: dict[str, list[bytes] | None] = {}
-    for table, keys in txn.changed().items():
-        if table.startswith(TABLE_PREFIX):
-            out[table] = None if keys is None or len(keys) > CHANGED_KEYS_MAX else sorted(keys)
-    version = txn.version + 1
-    txn.put(CHANGES, _version_key(version), msgpack.packb(out, use_bin_type=True))
-    if version > KEEP:
-        txn.delete(CHANGES, _version_key(version - KEEP))
-
-
 def read(snap: Snapshot, since: int, version: int) -> Changes | None:
     """What the versions after ``since`` up to ``version`` changed, merged;
     None if any of them has no record (unknown: re-read everything)."""
-    if version - since > KEEP:
+    if version - since > CHANGES_KEEP:
         return None
     merged: Changes = {}
     for v in range(since + 1, version + 1):
-        raw = snap.get(CHANGES, _version_key(v))
+        raw = snap.get(CHANGES_TABLE, _version_key(v))
         if raw is None:
             return None
         try:

@@ -57,7 +57,7 @@ import realmpy.changelog as _changelog
 import realmpy.codec as codec
 from realmpy.errors import ClosedError, StorageError
 from realmpy.hooks import register_listeners
-from realmpy.layout import table_name
+from realmpy.layout import TABLE_PREFIX, table_name
 from realmpy.results import Results
 from realmpy.storage import Environment
 
@@ -579,7 +579,7 @@ def _untouched(realm: Realm, lis: _Listener, changed: _changelog.Changes) -> boo
         lis.local = _local(realm, lis)
     if lis.local:
         return table_name(lis.cls_name) not in changed
-    return not changed
+    return not any(t.startswith(TABLE_PREFIX) for t in changed)
 
 
 def _patch(

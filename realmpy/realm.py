@@ -43,7 +43,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
 import realmpy.bulkadd as _bulkadd
-import realmpy.changelog as _changelog
 import realmpy.codec as codec
 import realmpy.migration as _migration
 import realmpy.results as _results
@@ -531,7 +530,7 @@ class Realm(RealmState, Listenable):
         txn = self._require_write()
         self._flush_links()
         # What this commit changed, for listeners (realmpy.changelog).
-        _changelog.record(txn)
+        txn.record_changes()
         self._wtxn = None
         self._direct = None
         self._wtxn_owner = None

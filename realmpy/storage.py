@@ -568,6 +568,7 @@ class Environment:
         txn: WriteTransaction = self._begin(WriteTransaction, 1, ms)  # type: ignore[assignment]
         txn._observer = _UNRESOLVED if record_history else None
         txn._changed = {}
+        txn._record = False
         return txn
 
     def _begin(self, cls: type[_Transaction], flags: int, timeout_ms: int = -1) -> _Transaction:
@@ -870,6 +871,12 @@ _UNRESOLVED: Final[Any] = object()  # not looked up yet: at the first change
 _NEW: Final[Any] = object()  # WriteTransaction._note: a table not changed yet
 # Beyond this many keys a transaction records a table as changed as a whole.
 CHANGED_KEYS_MAX: Final = 1024
+# Change records (docs/format.md): the table, how many versions are kept (at
+# least), and how many are pruned at once (most commits touch one leaf).
+CHANGES_TABLE: Final = "_changes"
+CHANGES_KEEP: Final = 1000
+_CHANGES_PRUNE: Final = 64
+_version_key = struct.Struct(">Q").pack
 
 
 @functools.cache
@@ -1576,7 +1583,7 @@ class WriteTransaction(_Transaction):
     raises.  :meth:`commit` and :meth:`abort` end it explicitly.
     """
 
-    __slots__ = ("_changed", "_observer")
+    __slots__ = ("_changed", "_observer", "_record")
     _kind = "write transaction"
     # What this transaction changed, per table: the keys written or deleted,
     # or None for "any key" (a dropped table, or more than CHANGED_KEYS_MAX
@@ -1630,6 +1637,28 @@ class WriteTransaction(_Transaction):
                 changed[table] = None
             else:
                 seen.update(keys)
+
+    def record_changes(self) -> None:
+        """Store what this transaction changed as its version's change
+        record (table ``CHANGES_TABLE``, created here if the file has none).
+        Every later commit to a file that has the table stores its record
+        too, whoever makes it, so each version's record is that commit's."""
+        self._record = True
+
+    def _write_changes(self) -> None:
+        if not self._record and self.count(CHANGES_TABLE) == 0:
+            return  # a file without change records
+        out: dict[str, list[bytes] | None] = {}
+        for table, keys in self._changed.items():
+            if table != CHANGES_TABLE:
+                out[table] = None if keys is None or len(keys) > CHANGED_KEYS_MAX else sorted(keys)
+        version = self.version + 1
+        self.put(CHANGES_TABLE, _version_key(version), msgpack.packb(out, use_bin_type=True))
+        if version % _CHANGES_PRUNE == 0 and version > CHANGES_KEEP:
+            for old in range(
+                max(1, version - CHANGES_KEEP - _CHANGES_PRUNE + 1), version - CHANGES_KEEP + 1
+            ):
+                self.delete(CHANGES_TABLE, _version_key(old))
 
     def changed(self) -> dict[str, set[bytes] | None]:
         """What this transaction changed so far: per table, the keys written
@@ -1836,6 +1865,12 @@ class WriteTransaction(_Transaction):
             self._observer = None  # its own writes (the changeset) are not observed
             if obs is not _UNRESOLVED:
                 obs.before_commit(self)
+        if self._state == "open":
+            try:
+                self._write_changes()
+            except BaseException:
+                self.abort()  # a commit that fails is rolled back and ended
+                raise
         out = self._outs.u64
         version = 0
 

@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from realmpy import query
+from realmpy import changelog, query
 from realmpy.codec import CodecError, encode_key
 from realmpy.errors import DuplicatePrimaryKeyError
 from realmpy.layout import table_name
 from realmpy.notifier import ResultsChange, diff_rows
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
-from realmpy.storage import Environment, WriteTransaction
+from realmpy.storage import CHANGES_TABLE, Environment, WriteTransaction
 from tests.objects.conftest import make_config
 from tests.objects_models import MODELS, Dog, Note, Person
 
@@ -101,7 +101,7 @@ class Car(Object):
 
 def _contents(realm: Realm) -> dict[str, list[tuple[bytes, bytes]]]:
     txn = realm._reader()
-    return {t: list(txn.scan(t)) for t in txn.tables() if not t.startswith("__")}
+    return {t: list(txn.scan(t)) for t in txn.tables() if t != CHANGES_TABLE}
 
 
 def _cars(n: int) -> list[Car]:
@@ -255,23 +255,38 @@ def test_commits_to_other_classes_do_not_reach_a_listener(
     assert seen.reruns == 0
 
 
-def test_commits_without_a_change_record_re_run_the_query(
+def test_every_commit_to_a_realm_file_records_its_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A plain storage write (or another writer) leaves no change record:
-    the listener re-runs its query, as before."""
+    """Also a plain storage write (another writer, the sync client): its
+    record is that commit's, so the listener is patched, not re-run."""
     seen = _Seen(monkeypatch)
     with Realm(make_config("file", [Car], tmp_path)) as realm:
         with realm.write():
             realm.add_all(_cars(10))
         token = realm.query(Car, "miles > 3").add_listener(seen, initial=False)
-        with Environment(str(tmp_path / "t.realm"), durability="none") as env, env.write() as txn:
-            txn.delete(table_name("Car"), encode_key(5))
+        with Environment(str(tmp_path / "t.realm"), durability="none") as env:
+            with env.write() as txn:
+                txn.delete(table_name("Car"), encode_key(5))
+            version = env.version
+            with env.read() as snap:
+                assert changelog.read(snap, version - 1, version) == {
+                    table_name("Car"): {encode_key(5)}
+                }
+                assert changelog.read(snap, 0, version) is None  # before the records began
         ids, change = seen.next()
         assert change == ResultsChange(deleted=(3,))
         assert 5 not in ids
         token.remove()
-    assert seen.reruns == 1
+    assert seen.reruns == 0
+
+
+def test_storage_files_keep_no_change_records(tmp_path: Path) -> None:
+    with Environment(str(tmp_path / "s.db"), durability="none") as env:
+        with env.write() as txn:
+            txn.put("t", b"k", b"v")
+        with env.read() as snap:
+            assert snap.tables() == ["t"]
 
 
 def test_a_query_through_links_is_re_run_when_any_class_changes(
