@@ -41,13 +41,37 @@ if TYPE_CHECKING:
     from realmpy.sync.app import User
     from realmpy.sync.configuration import ClientResetHandler, SyncErrorHandler
 
-__all__ = ["Configuration", "default_should_compact", "in_memory_path", "register_kind"]
+__all__ = [
+    "Configuration",
+    "default_should_compact",
+    "in_memory_path",
+    "model_tuple",
+    "register_kind",
+]
 
 Kind = Literal["local", "in_memory", "flexible_sync", "disconnected_sync"]
 Durability = Literal["full", "none"]
 MigrationCallback = Callable[[Any, "Realm"], None]
 CompactCallback = Callable[[int, int], bool]
 InitialDataCallback = Callable[["Realm"], None]
+
+
+def model_tuple(schema: object, kind: str = "local") -> tuple[type, ...]:
+    """The model classes of a configuration, as a tuple.
+
+    Why a check of its own: ``Configuration.local(Person)`` (a class where a
+    list of classes belongs) would otherwise fail deep inside with "'type'
+    object is not iterable", which does not say what to write instead."""
+    wanted = f"Configuration.{kind}() takes a list of model classes"
+    if isinstance(schema, type):
+        name = schema.__name__
+        raise ConfigurationError(f"{wanted}, not the class {name}: write {kind}([{name}])")
+    if isinstance(schema, (str, bytes)) or schema is None:
+        raise ConfigurationError(f"{wanted}, not {schema!r}")
+    try:
+        return tuple(schema)  # type: ignore[arg-type]
+    except TypeError:
+        raise ConfigurationError(f"{wanted}, not {type(schema).__name__}") from None
 
 
 def default_should_compact(total_bytes: int, used_bytes: int) -> bool:
@@ -163,8 +187,9 @@ class Configuration:
             path = os.path.join(cls.default_storage_path, "default.realm")
         if not isinstance(path, (str, os.PathLike)):
             raise ConfigurationError(f"path must be a str or PathLike, not {path!r}")
+        models = model_tuple(schema, "local")
         return cls(
-            tuple(schema),
+            models,
             os.path.abspath(os.fspath(path)),
             "local",
             "local",
@@ -263,7 +288,7 @@ class Configuration:
         if not isinstance(identifier, str) or not identifier:
             raise ConfigurationError("in_memory needs a non-empty identifier")
         return cls(
-            tuple(schema),
+            model_tuple(schema, "in_memory"),
             in_memory_path(identifier),
             "in_memory",
             "local",

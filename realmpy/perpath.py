@@ -79,6 +79,11 @@ class PathRegistry(Generic[T]):
                 del self._objects[obj.path]
             return True
 
+    def live(self) -> list[T]:
+        """This process's registered objects, as a list taken under the lock."""
+        with self.lock:
+            return [obj for obj in self._objects.values() if obj.pid == os.getpid()]
+
     def __contains__(self, path: object) -> bool:
         """Whether this process has an object registered for ``path``."""
         with self.lock:

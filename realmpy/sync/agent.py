@@ -43,6 +43,7 @@ every retry.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -749,3 +750,18 @@ class SyncClient:
             cb(*args)
         except Exception:
             log.exception("client reset callback raised")
+
+
+@atexit.register
+def _stop_clients_at_exit() -> None:
+    """Stop this process's sync clients while the interpreter can still run threads.
+
+    Why: a program may end without closing its synced realm (the README's
+    main process does).  Its agent and download threads are daemons, and at
+    interpreter shutdown a daemon thread stops dead inside whatever call it
+    was in; the realm's ``__del__`` then closes the file, which waits for
+    those calls to return, forever.  Stopping the clients first (atexit runs
+    before that) ends their calls and hands the file to a standby at once.
+    """
+    for client in SyncClient.registry.live():
+        client.stop()

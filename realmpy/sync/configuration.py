@@ -228,6 +228,7 @@ def flexible_sync(
 ) -> Configuration:
     """The configuration of the main process: syncs the file (or stands by to) for ``user``."""
     from realmpy.config import Configuration as _C
+    from realmpy.config import model_tuple
     from realmpy.sync.app import User as _User
     from realmpy.sync.wirevalues import check_syncable
 
@@ -241,7 +242,7 @@ def flexible_sync(
         os.path.abspath(os.fspath(path)) if path is not None else user.app.default_realm_path(user)
     )
     config = _C(
-        tuple(schema),
+        model_tuple(schema, "flexible_sync"),
         full,
         kind="flexible_sync",
         history="sync",
@@ -271,6 +272,7 @@ def disconnected_sync(
 ) -> Configuration:
     """The configuration of a secondary process: reads and writes the synced file; the main process syncs it."""
     from realmpy.config import Configuration as _C
+    from realmpy.config import model_tuple
     from realmpy.sync.wirevalues import check_syncable
 
     if path is None or not isinstance(path, (str, os.PathLike)):
@@ -278,7 +280,7 @@ def disconnected_sync(
             "disconnected_sync needs the path of the main process's synced file"
         )
     config = _C(
-        tuple(schema),
+        model_tuple(schema, "disconnected_sync"),
         os.path.abspath(os.fspath(path)),
         kind="disconnected_sync",
         history="sync",

@@ -310,12 +310,22 @@ def _start_server(data: str, port: int, logdir: str) -> subprocess.Popen[bytes]:
         time.sleep(0.05)  # a subprocess's readiness has no event to wait on
 
 
+def _help_text(doc: str) -> str:
+    """The module docstring as ``--help`` shows it: its reST markup (literals,
+    the ``::`` before the diagram) as plain text, without the last paragraph
+    (which is for readers of the source)."""
+    paragraphs = doc.strip().split("\n\n")[:-1]
+    return "\n\n".join(paragraphs).replace("``", "").replace("::", ":")
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the demo; returns the exit status (0 when every object arrived everywhere)."""
     import argparse
 
     p = argparse.ArgumentParser(
-        prog="realmpy demo", description=__doc__.split("\n\n")[0] if __doc__ else None
+        prog="realmpy demo",
+        description=_help_text(__doc__ or ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--secondaries", type=int, default=2, help="secondary processes writing (default 2)"
