@@ -5,9 +5,12 @@ process bumps the counter in shared memory and wakes the futex, so one
 ``env.wait_for_change`` call per file and process hears every commit, local
 or remote, at no CPU cost while idle; nothing polls.
 
-For each new version the notifier opens one read snapshot, re-evaluates each
-listener's query (or object) once, diffs it against what that listener saw
-last, and delivers a change set:
+For each new version the notifier opens one read snapshot, brings each
+listener's query (or object) up to it, diffs it against what that listener
+saw last, and delivers a change set.  A results listener costs what the
+commits changed, not what its table holds, where the commits' change records
+say what that was (:mod:`realmpy.changelog`, "Results listeners that cost
+what a commit changed" below); otherwise its query is re-run.  Delivery:
 
 - a listener registered while an asyncio loop was running in the calling
   thread is called *on that loop*, with the live ``Results`` (or object) of

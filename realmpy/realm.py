@@ -969,10 +969,12 @@ class Realm(RealmState, Listenable):
         if store is not None:
             raise WrongRealmError(f"this {type(obj).__name__} is already managed by another realm")
         plan = info.add_plan
-        if plan is not None and not update and info.name not in self._dead:
+        if plan is not None and info.name not in self._dead:
             # The common case in one native call (realmpy._native.add_new:
-            # encode, check the key is free, write, manage); None: not
-            # written, the general path below decides.  The transaction's
+            # encode, check the key is free, write, manage), also for an
+            # upsert of a new key; None: not written (the key exists, or a
+            # value the native encoders do not take), the general path
+            # below decides.  The transaction's
             # direct handle is looked up once per transaction (a realm's
             # transaction never starts recording history midway: files
             # become synced when opened).

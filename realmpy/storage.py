@@ -1615,8 +1615,8 @@ class WriteTransaction(_Transaction):
         if factory is None:
             raise _e.TransactionError(
                 f"this file keeps {kind.decode(errors='replace')!r} history and nothing "
-                "in this process records it: import realmpy (the package registers the "
-                f"sync history) before writing to it [{self._path}]"
+                "in this process records it: import the module that registers it "
+                f"(realmpy.storage.register_history) before writing to it [{self._path}]"
             )
         return factory()
 

@@ -128,7 +128,7 @@ def test_a_loop_of_add_is_one_native_call_each_and_writes_what_add_all_does(
 
             monkeypatch.setattr(WriteTransaction, name, counted)
         with realm.write():
-            added = [realm.add(c) for c in _cars(50)]
+            added = [realm.add(c, update=c.id % 2 == 0) for c in _cars(50)]
             # No storage wrapper per object (one add_new call each); the
             # transaction looks its history kind up once.
             assert calls in ([], ["get"])
