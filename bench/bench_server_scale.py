@@ -13,7 +13,15 @@ schema, then measures:
   to a table nobody writes; one commit to another table: the server's CPU
   time (``/proc/<pid>/stat``) and how many polls answered within 2 s.
 
+With ``--reconnect N``, instead: N realmpy sync devices (real clients, with
+their backoff) connected to one server process; the process is SIGKILLed,
+each device commits one object during the ``--outage`` seconds, the server
+is restarted on the same port and database; reported: for each device, the
+time from the server answering ``/health`` again to its object being
+acknowledged (its upload loop reconnected), p50 and max.
+
     python bench/bench_server_scale.py --processes 1 --devices 12 --batch 1
+    python bench/bench_server_scale.py --reconnect 30 --outage 2
     python bench/bench_server.py --scale ...   (the same)
 """
 
@@ -27,6 +35,7 @@ import multiprocessing
 import os
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -40,8 +49,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_server import CAR, Client, P, pct
 
+from realmpy.schema import Object, field
 from realmpy.server.testing import (
     drop_pg_schema,
+    free_port,
     pg_schema_url,
     postgres_available,
     run_server,
@@ -152,8 +163,11 @@ def _health(base: str, stop: threading.Event, out: list[float]) -> None:
             out.append(time.perf_counter() - t0)
 
 
-def uploads(bases: list[str], args: argparse.Namespace) -> tuple[float, list[float], list[float]]:
-    """(changesets/s, commit→other-device latencies, /health latencies)."""
+def uploads(
+    bases: list[str], pids: list[int], args: argparse.Namespace
+) -> tuple[float, float, list[float], list[float]]:
+    """(changesets/s, server CPU seconds while uploading, commit→other-device latencies,
+    /health latencies)."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 3.0  # devices log in and ident first
@@ -164,6 +178,17 @@ def uploads(bases: list[str], args: argparse.Namespace) -> tuple[float, list[flo
     ]
     for p in procs:
         p.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu0 = sum(map(_cpu, pids))
+    spy = None
+    if args.profile:
+        spy = subprocess.Popen(
+            [
+                *("py-spy", "record", "-p", str(pids[0]), "-d", str(int(args.seconds))),
+                *("-f", "raw", "-o", args.profile, "--threads"),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
     lat: list[float] = []
     stop = threading.Event()
     health: list[float] = []
@@ -173,14 +198,18 @@ def uploads(bases: list[str], args: argparse.Namespace) -> tuple[float, list[flo
     ]
     for t in probers:
         t.start()
+    time.sleep(max(0.0, stop_at - time.time()))
+    cpu = sum(map(_cpu, pids)) - cpu0
     total = sum(out.get() for _ in range(args.devices))
+    if spy is not None:
+        spy.wait()
     stop.set()
     for t in probers:
         t.join()
     for p in procs:
         p.join()
     # devices started uploading at start_at at the latest (after setup)
-    return total / (stop_at - start_at), lat, health
+    return total / (stop_at - start_at), cpu / max(total, 1), lat, health
 
 
 def _cpu(pid: int) -> float:
@@ -262,12 +291,13 @@ async def _fan_out(base: str, polls: int, pid: int) -> tuple[Phase, Phase]:
 
             tasks = [asyncio.create_task(one()) for _ in range(polls)]
             await _settled(pid)  # every poll parked: the server went idle
-            cpu0, t0 = _cpu(pid), time.perf_counter()
+            cpu0, t0, own0 = _cpu(pid), time.perf_counter(), time.process_time()
             await asyncio.to_thread(commit, table, key)
             end = t0 + window
             while len(answered) < polls and time.perf_counter() < end:
                 await asyncio.sleep(0.01)
             cpu = _cpu(pid) - cpu0
+            print(f"  (load generator CPU meanwhile: {time.process_time() - own0:.2f} s)")
             last = max(answered) - t0 if answered else float("nan")
             quick = len(answered)
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -276,6 +306,52 @@ async def _fan_out(base: str, polls: int, pid: int) -> tuple[Phase, Phase]:
     none = await phase("Car", 1, 2.0)
     everyone = await phase("Other", 1, 10.0)
     return none, everyone
+
+
+class Item(Object):
+    id: int = field(primary_key=True)
+    device: int = 0
+
+
+def reconnect(url: str, devices: int, outage: float) -> list[float]:
+    """Seconds from the restarted server's first healthy answer to each device's upload
+    acknowledged (module docstring)."""
+    from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
+
+    with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
+        port = free_port()
+        (Path(d) / "server").mkdir()
+        base, proc = stack.enter_context(run_server(Path(d) / "server", database=url, port=port))
+        realms: list[Any] = []
+        for i in range(devices):
+            app = App(AppConfiguration("default", base, base_file_path=Path(d) / f"app{i}"))
+            user = app.log_in(Credentials.anonymous())
+            realm = Realm(Configuration.flexible_sync(user, [Item], path=Path(d) / f"{i}.realm"))
+            stack.callback(realm.close)
+            with realm.subscriptions.update() as subs:
+                subs.add(realm.query(Item, "device == $0", i), name="mine")
+            realm.subscriptions.wait_for_synchronization(timeout=120)
+            realms.append(realm)
+        proc.kill()  # SIGKILL: no graceful shutdown, connections reset
+        proc.wait()
+        for i, realm in enumerate(realms):
+            with realm.write():
+                realm.add(Item(id=i, device=i))
+        time.sleep(outage)  # the outage: devices retry meanwhile, backing off
+        acked: list[float] = [float("nan")] * devices
+
+        def wait(i: int) -> None:
+            realms[i].sync_session.wait_for_upload(timeout=120)
+            acked[i] = time.perf_counter()
+
+        threads = [threading.Thread(target=wait, args=(i,)) for i in range(devices)]
+        with run_server(Path(d) / "server", database=url, port=port):
+            healthy = time.perf_counter()  # run_server returns once /health answered (50 ms polls)
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        return sorted(a - healthy for a in acked)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -288,12 +364,29 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=1, help="changesets per upload")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--polls", type=int, default=1000, help="parked polls (0: skip)")
+    ap.add_argument("--reconnect", type=int, default=0, help="devices (item 6; see above)")
+    ap.add_argument("--outage", type=float, default=2.0, help="seconds the server stays down")
+    ap.add_argument(
+        "--profile", help="py-spy the first server process while uploading: raw stacks to this file"
+    )
     args = ap.parse_args(argv)
     reason = postgres_available()
     if reason:
         sys.exit(f"needs PostgreSQL: {reason}")
     schema = f"s_{secrets.token_hex(6)}"
     url = pg_schema_url(schema)
+    if args.reconnect:
+        try:
+            t = reconnect(url, args.reconnect, args.outage)
+        finally:
+            drop_pg_schema(schema)
+        print(
+            f"{args.reconnect} devices, server SIGKILLed and restarted after {args.outage:g} s: "
+            f"healthy -> device reconnected (upload acknowledged) p50 "
+            f"{statistics.median(t):.2f} s, max {max(t):.2f} s; "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
+        return
     try:
         with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
             servers = []
@@ -303,16 +396,14 @@ def main(argv: list[str] | None = None) -> None:
             bases = [b for b, _ in servers]
             Client(bases[0]).setup()  # the schema, once
             pids = [p.pid for _, p in servers]
-            cpu0 = sum(map(_cpu, pids))
-            wall0 = time.perf_counter()
-            rate, lat, health = uploads(bases, args)
-            busy = (sum(map(_cpu, pids)) - cpu0) / (time.perf_counter() - wall0)
+            rate, cpu, lat, health = uploads(bases, pids, args)
             print(
                 f"{args.processes} process(es), {args.devices} devices x {args.batch} changeset(s)"
                 f"/upload: {rate:.0f} changesets/s; commit->other device p50 "
                 f"{statistics.median(lat) * 1000:.1f} ms p99 {pct(lat, 99) * 1000:.1f} ms "
                 f"({len(lat)} samples); /health p99 {pct(health, 99) * 1000:.1f} ms; "
-                f"server processes busy {busy:.2f} cores"
+                f"server CPU {cpu * 1000:.2f} ms per changeset, busy {rate * cpu:.2f} cores; "
+                f"load average {os.getloadavg()[0]:.1f}"
             )
             if args.polls:
                 phases = asyncio.run(_fan_out(bases[0], args.polls, servers[0][1].pid))

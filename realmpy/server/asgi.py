@@ -36,7 +36,7 @@ from starlette.routing import Match, Route
 
 from realmpy.server.auth import AuthService, Principal
 from realmpy.server.config import ServerConfig
-from realmpy.server.limits import CONTROL, MSGPACK, BodyLimit, read_body
+from realmpy.server.limits import CONTROL, MSGPACK, BodyLimit, decode, read_body, read_raw
 from realmpy.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from realmpy.server.ratelimit import HashPool, RateLimited, RateLimiter, check
 from realmpy.server.store import Commit, Store
@@ -68,6 +68,9 @@ SEND_CHUNK_BYTES = 256 * 1024
 """Answers larger than this are written to the socket in pieces of this size."""
 SWITCH_INTERVAL_S = 0.0005
 """The GIL switch interval while the server runs (see ``ServerApp._lifespan``)."""
+PACK_INLINE_ENTRIES = 16
+"""Download answers of at most this many entries are encoded on the event loop (tens of
+microseconds); larger ones in a worker thread."""
 GC_THRESHOLDS = (50_000, 20, 20)
 """``gc.set_threshold`` while the server runs (see ``ServerApp._lifespan``)."""
 
@@ -328,7 +331,11 @@ class ServerApp:
         return token.strip()
 
     async def _principal(self, request: Request) -> Principal:
-        return await run_in_threadpool(self.auth.authenticate, self._bearer(request))
+        token = self._bearer(request)
+        cached = self.auth.authenticate_cached(token)  # on the loop: no store read needed
+        if cached is not None:
+            return cached
+        return await run_in_threadpool(self.auth.authenticate, token)
 
     def _check_app(self, request: Request) -> None:
         if request.path_params.get("app_id") != self.config.app_id:
@@ -517,11 +524,13 @@ class ServerApp:
     async def upload(self, request: Request) -> Response:
         async def go() -> Any:
             p = await self._principal(request)
-            body = await self._body(request, self.config.limits.bulk)
+            limit = self.config.limits.bulk
+            raw = await read_raw(request, limit, self.config.limits.body_timeout)
 
             def integrate() -> tuple[UploadRequest, UploadResponse]:
-                # decoding, integrating and encoding a large upload is CPU work: off the loop
-                msg = UploadRequest.from_wire(body)
+                # Decoding, integrating and encoding a large upload is CPU work: off the loop.
+                # The decoded body is garbage once it is a message (see sync_service on memory).
+                msg = UploadRequest.from_wire(decode(raw, limit))
                 return msg, self.sync.upload(p, msg)
 
             msg, res = await run_in_threadpool(integrate)
@@ -576,6 +585,8 @@ class ServerApp:
                 else self.metrics.bootstrap_objects
             )
             sent.inc(len(res.entries))
+            if len(res.entries) <= PACK_INLINE_ENTRIES:
+                return res.pack()  # a few entries: cheaper here than a worker-thread hop
             # a bootstrap batch is up to max_bytes of entries: encode it off the loop
             return await run_in_threadpool(res.pack)
 

@@ -11,6 +11,11 @@ acquisition, one transaction, one commit), hands each caller its own result
 or exception, and lets the next leader go.  Callers arriving meanwhile wait
 for the next batch, which then holds everyone who queued during this one:
 the busier the server, the larger the batches.
+
+A batch is also bounded by the items' total ``weight`` (an upload's ops):
+the work of one batch is held in memory until its commit, so many large
+items are not taken together, and an item heavier than ``max_weight`` on its
+own runs alone (its ``run`` may then work through it in slices).
 """
 
 from __future__ import annotations
@@ -42,10 +47,17 @@ class GroupCommit(Generic[T, R]):
     """
 
     def __init__(
-        self, run: Callable[[list[T]], Sequence[R | BaseException]], *, max_batch: int = 64
+        self,
+        run: Callable[[list[T]], Sequence[R | BaseException]],
+        *,
+        max_batch: int = 64,
+        weight: Callable[[T], int] = lambda _: 1,
+        max_weight: int | None = None,
     ) -> None:
         self._run = run
         self._max_batch = max_batch
+        self._weight = weight
+        self._max_weight = max_weight
         self._cond = threading.Condition()
         self._queue: list[_Slot[T, R]] = []
         self._leading = False
@@ -62,12 +74,23 @@ class GroupCommit(Generic[T, R]):
                 if slot.done:
                     break
                 self._leading = True
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
+                batch = self._take()
             self._lead(batch)
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[return-value]
+
+    def _take(self) -> list[_Slot[T, R]]:
+        """The next batch: the oldest items within ``max_batch`` and ``max_weight`` (at least one)."""
+        n, total = 0, 0
+        for slot in self._queue[: self._max_batch]:
+            total += self._weight(slot.item)
+            if n and self._max_weight is not None and total > self._max_weight:
+                break
+            n += 1
+        batch = self._queue[:n]
+        del self._queue[:n]
+        return batch
 
     def _lead(self, batch: list[_Slot[T, R]]) -> None:
         try:

@@ -35,7 +35,9 @@ __all__ = [
     "Limits",
     "RequestTimeout",
     "UnsupportedMediaType",
+    "decode",
     "read_body",
+    "read_raw",
     "require_positive",
 ]
 
@@ -114,6 +116,22 @@ CONTROL = BodyLimit(64 * 1024, 8192, "")
 
 async def read_body(request: Request, limit: BodyLimit, timeout: float) -> Any:
     """The decoded msgpack body, or the ``ProtocolError`` that says why not."""
+    raw = await read_raw(request, limit, timeout)
+    if len(raw) <= _DECODE_INLINE_BYTES:
+        return decode(raw, limit)
+    # Large bodies decode in a worker thread: the value budget's hooks run Python code
+    # between containers, so the event loop gets the GIL back while megabytes decode.
+    return await run_in_threadpool(decode, raw, limit)
+
+
+def decode(raw: bytes | bytearray, limit: BodyLimit) -> Any:
+    """A body read by ``read_raw``, decoded within ``limit``'s value budget."""
+    return unpack(raw, max_bytes=limit.max_bytes, max_items=limit.max_values)
+
+
+async def read_raw(request: Request, limit: BodyLimit, timeout: float) -> bytearray:
+    """The body's bytes (for a handler that decodes it where it uses it, so the decoded
+    form lives no longer than needed), with ``read_body``'s checks."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != MSGPACK:
         raise UnsupportedMediaType(
@@ -126,18 +144,11 @@ async def read_body(request: Request, limit: BodyLimit, timeout: float) -> Any:
         if int(declared) > limit.max_bytes:
             raise _too_large(limit)
     try:
-        raw = await _read_within(request, limit, timeout)
+        return await _read_within(request, limit, timeout)
     except asyncio.TimeoutError:
         raise RequestTimeout(
             f"the request body did not arrive within {timeout:g} s", timeout=timeout
         ) from None
-    if len(raw) <= _DECODE_INLINE_BYTES:
-        return unpack(raw, max_bytes=limit.max_bytes, max_items=limit.max_values)
-    # Large bodies decode in a worker thread: the value budget's hooks run Python code
-    # between containers, so the event loop gets the GIL back while megabytes decode.
-    return await run_in_threadpool(
-        unpack, raw, max_bytes=limit.max_bytes, max_items=limit.max_values
-    )
 
 
 _DECODE_INLINE_BYTES = 64 * 1024

@@ -32,7 +32,7 @@ import json
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -226,6 +226,21 @@ class Tx:
         """The newest committed server version visible to this transaction."""
         row = self._one("SELECT sv FROM server_state WHERE id = 1")
         return int(row[0])
+
+    def versions(self) -> tuple[int, int]:
+        """(``latest_server_version``, ``horizon``) in one statement."""
+        row = self._one(
+            "SELECT s.sv, COALESCE((SELECT h.sv FROM history_horizon h WHERE h.id = 1), 0) "
+            "FROM server_state s WHERE s.id = 1"
+        )
+        return int(row[0]), int(row[1])
+
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """Statements whose results nobody reads inside the block, sent together (PostgreSQL's
+        pipeline mode: one round trip instead of one each); an error surfaces at its end."""
+        with self._store._pipeline(self._conn):
+            yield
 
     def lock_versions(self) -> None:
         """Take the store-wide version lock now (before reading rows an upload depends on).
@@ -754,6 +769,10 @@ class Store(abc.ABC):
     def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         conn.executemany(sql, [tuple(r) for r in rows])
 
+    def _pipeline(self, conn: Any) -> AbstractContextManager[Any]:
+        """See ``Tx.pipeline``; a no-op where round trips cost nothing (SQLite is in-process)."""
+        return contextlib.nullcontext()
+
     def _publish(self, conn: Any, commit: Commit) -> None:  # noqa: B027 - optional hook
         """Inside a committing write: tell other processes (PostgreSQL NOTIFY)."""
 
@@ -846,9 +865,10 @@ class Store(abc.ABC):
             try:
                 yield tx
                 commit = tx.commit_note()
-                if commit is not None:
-                    self._publish(conn, commit)
-                conn.commit()
+                with self._pipeline(conn):  # the notification and the commit: one round trip
+                    if commit is not None:
+                        self._publish(conn, commit)
+                    conn.commit()
             except BaseException:
                 try:
                     conn.rollback()

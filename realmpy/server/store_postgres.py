@@ -75,6 +75,9 @@ class PostgresStore(Store):
         with conn.cursor() as cur:
             cur.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
 
+    def _pipeline(self, conn: Any) -> Any:
+        return conn.pipeline()
+
     def _begin(self, conn: Any, write: bool) -> None:
         """psycopg opens a READ COMMITTED transaction implicitly at the first statement."""
 

@@ -15,6 +15,17 @@ with a 4xx and stores nothing of it), skip
 changesets at or below the client's integrated version (acknowledged again),
 merge, check write rules on each object's before and after images, record
 refused writes for a compensating ``reset``, advance the client's cursor.
+
+Memory and pauses per upload are bounded by slicing, not by refusing large
+uploads (one local transaction is one changeset, however many objects it
+writes): a group holds at most ``UPLOAD_SLICE_OPS`` ops of small uploads,
+and an upload larger than that is integrated alone, ``UPLOAD_SLICE_OPS``
+objects at a time, each slice read, merged, checked and written before the
+next (its one transaction still makes it all-or-nothing).  What stays in
+memory is then the decoded request and one slice's states, not a merged
+state per object of the upload: an 80,000-op upload kept ~480,000 objects
+alive for the garbage collector to walk (160-190 ms pauses of every thread,
+``/health`` included) and grew the process by ~120 MiB.
 """
 
 from __future__ import annotations
@@ -97,6 +108,11 @@ class _Upload:
     req: UploadRequest
     schema: dict[str, TableSpec]
     variables: dict[str, Any]
+    ops: int = field(init=False)
+    """Its size (``GroupCommit``'s weight)."""
+
+    def __post_init__(self) -> None:
+        self.ops = sum(len(cs.ops) for cs in self.req.changesets)
 
 
 @dataclass
@@ -116,23 +132,51 @@ class _Group:
     changesets: list[tuple[int, int, int, int, int, bytes]] = field(default_factory=list)
     refusals: list[tuple[int, int, str, bytes, int, str]] = field(default_factory=list)
     views: list[tuple[int, str, bytes, bool, int]] = field(default_factory=list)
+    slice: int | None = None
+    """Objects per slice when the group (one large upload) is written as it goes; None: at its end."""
+    tables: set[str] = field(default_factory=set)
+    """Tables of the objects written already (slices)."""
+
+    def prefetch(self, keys: list[tuple[str, bytes]]) -> None:
+        """Read a slice's objects in one query per 256."""
+        missing = [k for k in keys if k not in self.read]
+        self.objects.update(self.tx.objects_many(missing))
+        self.read.update(missing)
+
+    def write_slice(self, fi: int, pending: dict[tuple[str, bytes], _Pending]) -> None:
+        """Write a slice of one upload's merged objects now and forget them (and every
+        object read for the slice): the transaction holds them, and later reads see them."""
+        self.tx.put_objects(
+            [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in pending.items()]
+        )
+        self.tx.views_put([(fi, t, pkb, True, p.sv) for (t, pkb), p in pending.items()])
+        self.tables.update(t for t, _ in pending)
+        pending.clear()
+        self.objects.clear()
+        self.read.clear()
 
     def write(self) -> None:
         """Everything the group's kept uploads did: one batched statement per table."""
         tx = self.tx
-        if self.changesets:
-            tx.advance_server_version(self.sv)
-            tx.changed = Commit(
-                self.sv, frozenset(t for t, _ in self.pending), frozenset(self.cursors)
-            )
-        tx.add_changesets(self.changesets)
-        tx.add_rejections(self.refusals)
-        tx.put_objects(
-            [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in self.pending.items()]
-        )
-        tx.views_put(self.views)
-        tx.update_upload_cursors([(fi, *c) for fi, c in self.cursors.items()])
+        objects = [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in self.pending.items()]
+        with tx.pipeline():  # nothing here reads a result: one round trip on PostgreSQL
+            if self.changesets:
+                tx.advance_server_version(self.sv)
+                tx.changed = Commit(
+                    self.sv,
+                    frozenset(self.tables.union(t for t, _ in self.pending)),
+                    frozenset(self.cursors),
+                )
+            tx.add_changesets(self.changesets)
+            tx.add_rejections(self.refusals)
+            tx.put_objects(objects)
+            tx.views_put(self.views)
+            tx.update_upload_cursors([(fi, *c) for fi, c in self.cursors.items()])
 
+
+UPLOAD_SLICE_OPS = 4096
+"""Ops of small uploads integrated together in memory; larger uploads go alone, in slices of
+this many objects (module docstring).  A slice costs a few MiB and a young-generation pause."""
 
 MAX_OBJECTS_PER_BATCH = 10_000
 """Objects one download request looks at, at most (beyond the rest of one server
@@ -144,6 +188,7 @@ class SyncService:
     """Stateless request handlers over a ``Store`` (safe to call from many threads)."""
 
     max_objects_per_batch = MAX_OBJECTS_PER_BATCH
+    upload_slice_ops = UPLOAD_SLICE_OPS
 
     def __init__(
         self,
@@ -160,7 +205,9 @@ class SyncService:
         self._schema: dict[str, TableSpec] = dict(config.schema or {})
         self._subs_cache: dict[tuple[int, int], Subscriptions] = {}
         self._interest: dict[int, frozenset[str]] = {}
-        self._uploads: GroupCommit[_Upload, UploadResponse] = GroupCommit(self._integrate_group)
+        self._uploads: GroupCommit[_Upload, UploadResponse] = GroupCommit(
+            self._integrate_group, weight=lambda u: u.ops, max_weight=self.upload_slice_ops
+        )
         with store.transaction(write=False) as tx:
             _, self.server_salt, _, stored = tx.server_state()
         if config.schema is None and stored is not None:
@@ -279,30 +326,40 @@ class SyncService:
     def _integrate_group(self, uploads: list[_Upload]) -> list[UploadResponse | BaseException]:
         """One transaction for a group of uploads: the version lock, one read of their clients
         and objects, each upload merged in turn (one refused upload leaves the others alone),
-        then one batched write per table and one commit."""
+        then one batched write per table and one commit.  A group over ``upload_slice_ops``
+        is one large upload (``GroupCommit``'s weight bound): it is read and written a slice
+        at a time, and an error rolls the whole transaction back."""
         results: list[UploadResponse | BaseException] = []
+        sliced = sum(u.ops for u in uploads) > self.upload_slice_ops
         with self.store.transaction(write=True, allocates=True) as tx:
             tx.lock_versions()
-            latest = tx.latest_server_version()
-            keys = {
-                (op.table, pk_key(op.pk))
-                for u in uploads
-                for cs in u.req.changesets
-                for op in cs.ops
-            }
+            latest, horizon = tx.versions()
+            keys: set[tuple[str, bytes]] = set()
+            if not sliced:
+                keys = {
+                    (op.table, pk_key(op.pk))
+                    for u in uploads
+                    for cs in u.req.changesets
+                    for op in cs.ops
+                }
             group = _Group(
                 tx,
                 latest,
-                tx.horizon(),
+                horizon,
                 tx.clients_many([u.req.file_ident for u in uploads]),
                 tx.objects_many(sorted(keys)),
                 read=keys,
+                slice=self.upload_slice_ops if sliced else None,
             )
             for u in uploads:
                 try:
                     results.append(self._integrate(group, u))
-                except Exception as exc:  # this upload's alone (a database error fails the
-                    results.append(exc)  # group's write below, and so every upload of it)
+                except Exception as exc:
+                    if sliced:
+                        raise  # its written slices go with the transaction
+                    # this upload's alone (a database error fails the group's write
+                    # below, and so every upload of it)
+                    results.append(exc)
             group.write()
         return results
 
@@ -366,33 +423,42 @@ class SyncService:
             groups: dict[tuple[str, bytes], list[tuple[int, Op]]] = {}
             for i, op in enumerate(cs.ops):
                 groups.setdefault((op.table, pk_key(op.pk)), []).append((i, op))
-            for key, items in groups.items():
-                table, pkb = key
-                pk = items[0][1].pk
-                found = current(key)
-                state = ObjectState() if found is None else found
-                pk_field = schema[table].primary_key
-                new = state.copy()
-                for i, op in items:
-                    new.apply(
-                        op,
-                        Stamp(cs.timestamp, fi, cs.client_version, i),
-                        cs.base_server_version,
-                        sv,
-                    )
-                reason = None
-                if not self.perms.allows_everything:
-                    links = LinkResolver(schema, load, self.perms, u.variables)
-                    pre = links.wrap(table, state.materialize(pk_field, pk))
-                    post = links.wrap(table, new.materialize(pk_field, pk))
-                    reason = self.perms.check_write(table, pre, post, u.variables, links)
-                if reason is not None:
-                    refusals.append((fi, sv, table, pkb, cs.client_version, reason))
-                    rejected.append(RejectedWrite(cs.client_version, table, pk, reason, sv))
-                    continue
-                pending[key] = _Pending(new, sv)
-                for i, op in items:
-                    accepted[i] = op.to_wire()
+            objects = list(groups.items())
+            del groups
+            step = group.slice or len(objects) or 1
+            for start in range(0, len(objects), step):
+                chunk = objects[start : start + step]
+                if group.slice is not None:
+                    group.prefetch([k for k, _ in chunk])
+                for key, items in chunk:
+                    table, pkb = key
+                    pk = items[0][1].pk
+                    found = current(key)
+                    state = ObjectState() if found is None else found
+                    pk_field = schema[table].primary_key
+                    new = state.copy()
+                    for i, op in items:
+                        new.apply(
+                            op,
+                            Stamp(cs.timestamp, fi, cs.client_version, i),
+                            cs.base_server_version,
+                            sv,
+                        )
+                    reason = None
+                    if not self.perms.allows_everything:
+                        links = LinkResolver(schema, load, self.perms, u.variables)
+                        pre = links.wrap(table, state.materialize(pk_field, pk))
+                        post = links.wrap(table, new.materialize(pk_field, pk))
+                        reason = self.perms.check_write(table, pre, post, u.variables, links)
+                    if reason is not None:
+                        refusals.append((fi, sv, table, pkb, cs.client_version, reason))
+                        rejected.append(RejectedWrite(cs.client_version, table, pk, reason, sv))
+                        continue
+                    pending[key] = _Pending(new, sv)
+                    for i, op in items:
+                        accepted[i] = op.to_wire()
+                if group.slice is not None:
+                    group.write_slice(fi, pending)
             changesets.append(
                 (sv, fi, cs.client_version, cs.timestamp, cs.base_server_version, pack(accepted))
             )
@@ -463,7 +529,7 @@ class SyncService:
         with self.store.transaction(write=True) as tx:
             client = self._client(tx, principal, req.file_ident, req.salt)
             fi = client.file_ident
-            latest = tx.latest_server_version()
+            latest, horizon = tx.versions()
             after = req.after_server_version
             if after > latest:
                 raise ClientResetRequired(
@@ -471,7 +537,6 @@ class SyncService:
                     reason="cursor_ahead",
                     latest_server_version=latest,
                 )
-            horizon = tx.horizon()
             self._check_horizon(client, after, horizon)
             tx.view_gc(fi, after)
             subs = self._subscriptions(client)
@@ -562,12 +627,14 @@ class SyncService:
         size = looked = 0
         done = False
         while size < req.max_bytes and looked < self.max_objects_per_batch:
-            rows = ctx.tx.objects_scan(pos, 256)
+            rows = ctx.tx.objects_scan(pos, _PAGE)
             if not rows:
                 done = True
                 break
             ctx.prefetch(rows)
+            consumed = 0
             for row in rows:
+                consumed += 1
                 pos = (row.table, row.pk)
                 scanned += 1
                 looked += 1
@@ -577,6 +644,9 @@ class SyncService:
                     size += len(pack(e.to_wire()))
                 if size >= req.max_bytes or looked >= self.max_objects_per_batch:
                     break
+            if consumed == len(rows) < _PAGE:  # a short page is the last: no query to say so
+                done = True
+                break
         if not done and not ctx.tx.objects_scan(pos, 1):
             done = True
         if done:
@@ -597,7 +667,7 @@ class SyncService:
         boundary: int | None = None
         more = False
         while True:
-            rows = ctx.tx.objects_changed(after, latest, pos, 256)
+            rows = ctx.tx.objects_changed(after, latest, pos, _PAGE)
             if not rows:
                 break
             ctx.prefetch(rows)
@@ -616,7 +686,7 @@ class SyncService:
                     size >= req.max_bytes or looked >= self.max_objects_per_batch
                 ):
                     boundary = row.last_sv  # finish this version: the cursor moves whole versions
-            if stop:
+            if stop or len(rows) < _PAGE:  # a short page is the last: no query to say so
                 break
         cursor = boundary if more and boundary is not None else latest
         entries.extend(ctx.resets(after, cursor))
@@ -654,6 +724,10 @@ class SyncService:
             tuple(entries),
             token,
         )
+
+
+_PAGE = 256
+"""Objects a download reads per query."""
 
 
 def _decode_token(

@@ -83,12 +83,21 @@ if TYPE_CHECKING:
     from realmpy.sync.configuration import FlexibleSyncOptions
     from realmpy.sync.session import SyncSession
 
-__all__ = ["Backoff", "SyncClient"]
+__all__ = ["RECONNECT_CAP_S", "Backoff", "SyncClient"]
 
 log = logging.getLogger("realmpy.sync")
 
 _IDLE_WAIT_S: Final = 1.0
 """Longest a blocked agent thread goes without checking for stop/pause (not a poll: it waits on the counter)."""
+
+
+RECONNECT_CAP_S: Final = 2.0
+"""Longest wait between attempts to reach a server that cannot be reached (refused, reset).
+
+Such attempts cost the server nothing while it is down, and when it is back each device
+tries again within this bound (its jitter spreads them over the second half of it): a
+restarted server has its devices back within about 2 s, where the general cap (10 s, for
+servers that answer with an error) kept them away for up to 10 s (issue 18, item 6)."""
 
 
 class Backoff:
@@ -102,8 +111,10 @@ class Backoff:
     def reset(self) -> None:
         self.attempt = 0
 
-    def next(self) -> float:
-        delay = min(self.cap, self.first * (2**self.attempt))
+    def next(self, *, unreachable: bool = False) -> float:
+        """The next wait; ``unreachable``: the server could not be reached (``RECONNECT_CAP_S``)."""
+        cap = min(self.cap, RECONNECT_CAP_S) if unreachable else self.cap
+        delay = min(cap, self.first * (2**self.attempt))
         self.attempt = min(self.attempt + 1, 30)
         return random.uniform(delay / 2, delay)
 
@@ -680,7 +691,7 @@ class SyncClient:
             if exc.code not in self._reported and exc.code != "retry":
                 self._reported.add(exc.code)  # once until the next successful exchange
                 self._report(exc)
-        self._wait(backoff.next())
+        self._wait(backoff.next(unreachable=isinstance(exc, ConnectionFailedError)))
         return False
 
     def _stop_for(self, err: SyncError) -> None:

@@ -45,6 +45,7 @@ from realmpy.sync.errors import (
     SyncError,
     UserLoggedOutError,
 )
+from realmpy.sync.wirevalues import check_nesting
 from realmpy.wire import protocol as P
 from realmpy.wire.error_codes import ERRORS, Family
 
@@ -195,6 +196,8 @@ class _Transport:
         if "msgpack" in ctype:
             try:
                 payload = P.unpack(resp.content)
+                if isinstance(payload, (list, dict)):
+                    check_nesting(payload, f"{method} {path}")
             except P.ProtocolError:
                 raise ServerResponseError(
                     f"{method} {path}: the server sent an undecodable msgpack body",

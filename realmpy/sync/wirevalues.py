@@ -22,12 +22,14 @@ from typing import Any, Final
 
 import realmpy.codec as codec
 from realmpy.layout import zero_value
-from realmpy.schema import ObjectSchema, Property, Schema
-from realmpy.sync.errors import SyncConfigurationError
+from realmpy.schema import MAX_EMBEDDED_DEPTH, ObjectSchema, Property, Schema
+from realmpy.sync.errors import ServerResponseError, SyncConfigurationError
 from realmpy.wire import merge as M
 from realmpy.wire import protocol as P
 
 __all__ = [
+    "MAX_RESPONSE_NESTING",
+    "check_nesting",
     "embedded_from_wire",
     "embedded_to_wire",
     "from_wire_value",
@@ -50,6 +52,35 @@ _TYPE_NAMES: Final[Mapping[str, str]] = {
     "link": "link",
     "embedded": "embedded",
 }
+
+
+MAX_RESPONSE_NESTING: Final = 2 * MAX_EMBEDDED_DEPTH + 16
+"""Arrays and maps one server answer may nest: an embedded object at the deepest level the
+server accepts is a map (or a list or dictionary of them) per level, inside a few levels of
+message, entry and merge state.  Deeper is a broken or hostile server."""
+
+
+def check_nesting(value: Any, what: str, limit: int = MAX_RESPONSE_NESTING) -> None:
+    """``ServerResponseError`` if ``value`` nests arrays and maps deeper than ``limit``.
+
+    Checked on every decoded answer before anything converts it: the conversions (merge
+    states, embedded objects) recurse once per level, and a ~1,000-deep value from the
+    server would otherwise end in ``RecursionError`` in the middle of applying a download.
+    Iterative, so the check itself cannot overflow.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        items = v.values() if isinstance(v, dict) else v
+        for x in items:
+            if isinstance(x, (list, dict)):
+                if depth >= limit:
+                    raise ServerResponseError(
+                        f"{what}: the server's answer nests values deeper than {limit} levels "
+                        "(realmpy.sync.wirevalues.MAX_RESPONSE_NESTING); nothing of it was applied",
+                        code="bad_response",
+                    )
+                stack.append((x, depth + 1))
 
 
 def check_syncable(schema: Schema) -> None:
@@ -148,41 +179,66 @@ def to_wire_value(prop: Property, stored: Any, schema: Schema | None = None) -> 
     return {str(k): _elem_to_wire(prop, v, schema) for k, v in (stored or {}).items()}
 
 
-def _elem_from_wire(prop: Property, v: Any, schema: Schema | None) -> Any:
+def _elem_from_wire(prop: Property, v: Any, schema: Schema | None, depth: int) -> Any:
     if v is None:
         return None
     t = prop.type
     if t == "link":
         return codec.Link(codec.encode_key(v))
     if t == "embedded":
-        return embedded_from_wire(_target(schema, prop), v, schema) if isinstance(v, dict) else None
+        if not isinstance(v, dict):
+            return None
+        return embedded_from_wire(_target(schema, prop), v, schema, depth + 1)
     if t == "float" and isinstance(v, int) and not isinstance(v, bool):
         return float(v)
     return v
 
 
 def embedded_from_wire(
-    cls: ObjectSchema, value: Mapping[str, Any], schema: Schema | None
+    cls: ObjectSchema, value: Mapping[str, Any], schema: Schema | None, depth: int = 1
 ) -> dict[str, Any]:
-    """A protocol map as the object layer stores an embedded object (absent fields take defaults)."""
+    """A protocol map as the object layer stores an embedded object (absent fields take defaults).
+
+    ``depth``: the embedded objects ``value`` is (1: a top-level object's field).  A value
+    nested deeper than ``MAX_EMBEDDED_DEPTH`` (which no client can write and the server
+    refuses) is a broken or hostile server's answer: ``ServerResponseError``, never a
+    ``RecursionError``.
+    """
+    if depth > MAX_EMBEDDED_DEPTH:
+        raise ServerResponseError(
+            f"the server sent {cls.name} objects nested deeper than {MAX_EMBEDDED_DEPTH} "
+            "(realmpy.schema.MAX_EMBEDDED_DEPTH); nothing of that answer was applied",
+            code="bad_response",
+        )
     return record_from_state_values(
-        cls, value, {p.name: zero_value(p, None) for p in cls.properties}, schema
+        cls, value, {p.name: zero_value(p, None) for p in cls.properties}, schema, depth
     )
 
 
-def from_wire_value(prop: Property, value: Any, schema: Schema | None = None) -> Any:
-    """A protocol value (a field's merged value) as the object layer stores it."""
+def from_wire_value(
+    prop: Property, value: Any, schema: Schema | None = None, depth: int = 0
+) -> Any:
+    """A protocol value (a field's merged value) as the object layer stores it (``depth``:
+    the embedded objects the field is inside)."""
     coll = prop.collection
     if coll is None:
-        return _elem_from_wire(prop, value, schema)
+        return _elem_from_wire(prop, value, schema, depth)
     link = prop.type == "link"
     if coll == "list":
-        return [_elem_from_wire(prop, v, schema) for v in (value or []) if not (link and v is None)]
+        return [
+            _elem_from_wire(prop, v, schema, depth)
+            for v in (value or [])
+            if not (link and v is None)
+        ]
     if coll == "set":
-        return {_elem_from_wire(prop, v, schema) for v in (value or []) if not (link and v is None)}
+        return {
+            _elem_from_wire(prop, v, schema, depth)
+            for v in (value or [])
+            if not (link and v is None)
+        }
     if not isinstance(value, dict):
         return {}
-    return {str(k): _elem_from_wire(prop, v, schema) for k, v in value.items()}
+    return {str(k): _elem_from_wire(prop, v, schema, depth) for k, v in value.items()}
 
 
 def record_from_state_values(
@@ -190,12 +246,14 @@ def record_from_state_values(
     values: Mapping[str, Any],
     defaults: Mapping[str, Any],
     schema: Schema | None = None,
+    depth: int = 0,
 ) -> dict[str, Any]:
-    """A full stored record for ``cls`` from merged wire values; absent fields get ``defaults``."""
+    """A full stored record for ``cls`` from merged wire values; absent fields get ``defaults``
+    (``depth``: the embedded objects the record is, see ``embedded_from_wire``)."""
     rec: dict[str, Any] = {}
     for p in cls.properties:
         if p.name in values:
-            v = from_wire_value(p, values[p.name], schema)
+            v = from_wire_value(p, values[p.name], schema, depth)
             if (
                 v is None
                 and not p.optional

@@ -7,7 +7,7 @@ bodies (408) and slow headers (connection closed), the connection cap, login
 and registration rate limits (429 with ``Retry-After``, and the client's
 ``RateLimitedError``), another user's file ident answering like an unknown
 one, and a client hanging up mid-body logged as a disconnect.  The
-limits are configured small so each attack is cheap; ``bench/attack_server.py``
+limits are configured small so each attack is cheap; ``bench/bench_server_attacks.py``
 runs them at full size and measures memory and ``/health``.
 """
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,13 @@ from realmpy.server.store import Commit
 from realmpy.server.store_postgres import PostgresStore
 from realmpy.server.sync_service import ClientResetRequired, _Upload
 from realmpy.server.testing import drop_pg_schema, pg_schema_url, pg_url
-from realmpy.wire.protocol import DownloadRequest, UploadRequest, UploadResponse, pk_key
+from realmpy.wire.protocol import (
+    AuthError,
+    DownloadRequest,
+    UploadRequest,
+    UploadResponse,
+    pk_key,
+)
 from tests.server.http_api import Api, make_api, setup_file, upload_body
 from tests.stores import require_postgresql
 
@@ -191,7 +197,15 @@ def test_tenants_in_separate_schemas_have_their_own_lock_and_channel() -> None:
 # --------------------------------------------------------------------------- group commit
 
 
-def test_group_commit_batches_what_queued_while_a_batch_ran() -> None:
+def batches_of(
+    first: int,
+    queued: Sequence[int],
+    outcome: Callable[[int], int | BaseException],
+    **options: Any,
+) -> tuple[list[list[int]], dict[int, object]]:
+    """Submit ``first`` to a ``GroupCommit(**options)``; while its batch runs, queue the
+    ``queued`` items one after another; then let everything run.  The batches ``run`` saw,
+    and each item's result or exception."""
     batches: list[list[int]] = []
     release = threading.Event()
 
@@ -199,32 +213,42 @@ def test_group_commit_batches_what_queued_while_a_batch_ran() -> None:
         batches.append(items)
         if len(batches) == 1:
             release.wait(30)  # the first batch runs until the others have queued
-        return [ValueError(i) if i == 3 else i * 10 for i in items]
+        return [outcome(i) for i in items]
 
-    gc: GroupCommit[int, int] = GroupCommit(run)
+    group: GroupCommit[int, int] = GroupCommit(run, **options)
     results: dict[int, object] = {}
 
     def submit(i: int) -> None:
         try:
-            results[i] = gc.submit(i)
+            results[i] = group.submit(i)
         except ValueError as exc:
             results[i] = exc
 
-    first = threading.Thread(target=submit, args=(0,))
-    first.start()
+    threads = [threading.Thread(target=submit, args=(first,))]
+    threads[0].start()
     while not batches:  # the first caller leads, alone
         threading.Event().wait(0.001)
-    others = [threading.Thread(target=submit, args=(i,)) for i in (1, 2, 3, 4)]
-    for t in others:
-        t.start()
-    while len(gc._queue) < 4:  # all four queued behind the running batch
-        threading.Event().wait(0.001)
+    for n, i in enumerate(queued, 1):  # queued in this order behind the running batch
+        threads.append(threading.Thread(target=submit, args=(i,)))
+        threads[-1].start()
+        while len(group._queue) < n:
+            threading.Event().wait(0.001)
     release.set()
-    for t in [first, *others]:
+    for t in threads:
         t.join()
+    return batches, results
+
+
+def test_group_commit_batches_what_queued_while_a_batch_ran() -> None:
+    batches, results = batches_of(0, [1, 2, 3, 4], lambda i: ValueError(i) if i == 3 else i * 10)
     assert batches == [[0], [1, 2, 3, 4]]
     assert results[0] == 0 and results[1] == 10 and results[4] == 40
     assert isinstance(results[3], ValueError)  # one item's exception is its own
+
+
+def test_a_batch_is_bounded_by_weight_and_a_heavy_item_runs_alone() -> None:
+    batches, _ = batches_of(1, [3, 2, 10, 1, 1], lambda i: i, weight=lambda i: i, max_weight=6)
+    assert batches == [[1], [3, 2], [10], [1, 1]]
 
 
 def test_a_group_of_uploads_integrates_each_in_turn(api: Api) -> None:
@@ -307,3 +331,24 @@ def test_commit_notes_survive_notify() -> None:
     assert Commit.from_payload("12") == Commit(12)  # an older server's bare version
     huge = Commit(1, frozenset(f"T{i:05}" for i in range(2_000)))
     assert Commit.from_payload(huge.to_payload()) == Commit(1)  # too long: "anything changed"
+
+
+def test_a_session_found_live_is_authenticated_without_the_store(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What lets the app authenticate on the event loop, without a worker thread."""
+    tok, _ = setup_file(api)
+    auth = api.server.auth
+    auth._live.clear()
+    assert auth.authenticate_cached(tok) is None  # not checked yet: the store must be asked
+    principal = auth.authenticate(tok)
+
+    def unreachable(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("database unreachable")
+
+    monkeypatch.setattr(api.server.store, "_conn", unreachable)
+    assert auth.authenticate_cached(tok) == principal
+    api.clock.t += SESSION_RECHECK_SECONDS
+    assert auth.authenticate_cached(tok) is None  # the bound passed: ask the store again
+    with pytest.raises(AuthError):
+        auth.authenticate_cached(tok + "x")  # a bad token is refused, not deferred
