@@ -48,7 +48,6 @@ signal, so an initial call needs no commit and no polling.
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 import weakref
@@ -63,8 +62,6 @@ from realmpy.hooks import register_listeners
 from realmpy.layout import TABLE_PREFIX, table_name
 from realmpy.results import Results
 from realmpy.storage import Environment
-
-log = logging.getLogger("realmpy.notifier")
 
 if TYPE_CHECKING:
     import asyncio
@@ -362,7 +359,11 @@ class Notifier:
                 # The lock file was deleted, replaced or truncated, or a dead
                 # writer's commit cannot be settled: no notification can be
                 # trusted any more (reads and writes raise the same error).
-                log.warning("change notifications stopped for %s: %s", self._env.path, e)
+                import logging  # here: importing it costs every process ~3 ms
+
+                logging.getLogger("realmpy.notifier").warning(
+                    "change notifications stopped for %s: %s", self._env.path, e
+                )
                 break
             if current == last:
                 continue
