@@ -19,7 +19,7 @@ from .config import Configuration  # object layer: pure Python, engine names laz
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .objectid import ObjectId
-from .schema import Counter, EmbeddedObject, Object, field
+from .schema import Backlinks, Counter, EmbeddedObject, Object, backlinks, field
 
 # Nothing else is imported here: a local realm needs only the modules above and,
 # at the first Realm, realmpy.realm.  The sync client, the server, asyncio and
@@ -50,11 +50,13 @@ __all__ = [
     "__version__",
     *_errors_all,
     *_STORAGE_NAMES,
+    "Backlinks",
     "Configuration",
     "Counter",
     "EmbeddedObject",
     "Object",
     "ObjectId",
+    "backlinks",
     "field",
     *_OBJECT_NAMES,
 ]

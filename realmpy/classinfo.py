@@ -52,6 +52,7 @@ class ClassInfo:
         "fill",
         "indexed",
         "kinds",
+        "links",
         "model",
         "n",
         "name",
@@ -98,7 +99,11 @@ class ClassInfo:
         if self.pk is not None and model is not None:
             self.pk_check = validator(model, self.props[self.pk])
         self.indexed = tuple(
-            (p.name, index_name(schema.name, p.name)) for p in schema.properties if p.has_index
+            (p.name, index_name(schema.name, p.file_name)) for p in schema.properties if p.has_index
+        )
+        # Link properties with a backlink table (realmpy.backlinkindex).
+        self.links = (
+            tuple(p for p in schema.properties if p.type == "link") if not schema.embedded else ()
         )
         # No links or embedded objects: the validated values are the record.
         self.simple = not schema.embedded and all(

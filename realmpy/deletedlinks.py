@@ -1,20 +1,22 @@
 """Links to deleted objects: which classes can link to which (also through
 embedded objects), and clearing the stored links to objects deleted in a
-write.  There is no backlink index, so each class that can link to a dead
-class is scanned once when the write's deletions are flushed."""
+write.  The objects linking to a dead object directly are found in the
+backlink index (:mod:`realmpy.backlinkindex`); only classes that can hold a
+link to a dead class inside embedded objects are scanned, once per write."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import realmpy.backlinkindex as backlinkindex
 import realmpy.codec as codec
-from realmpy.layout import table_name
+from realmpy.layout import backlink_name, table_name
 from realmpy.schema import ObjectSchema, Schema
 
 if TYPE_CHECKING:
     from realmpy.realm import Realm
 
-__all__ = ["clear_links", "link_reach", "strip_links"]
+__all__ = ["clear_links", "embedded_reach", "link_reach", "strip_links"]
 
 
 def link_reach(schema: Schema) -> dict[str, set[str]]:
@@ -38,6 +40,20 @@ def link_reach(schema: Schema) -> dict[str, set[str]]:
             stack.extend(embeds.get(n, set()))
         reach[c.name] = out
     return reach
+
+
+def embedded_reach(schema: Schema) -> dict[str, set[str]]:
+    """Class name -> classes its objects can link to from inside their
+    embedded objects (links the backlink index does not hold)."""
+    inner = link_reach(schema)
+    out: dict[str, set[str]] = {}
+    for c in schema.classes:
+        found: set[str] = set()
+        for p in c.properties:
+            if p.type == "embedded" and p.target:
+                found |= inner.get(p.target, set())
+        out[c.name] = found
+    return out
 
 
 def strip_links(
@@ -97,22 +113,47 @@ def strip_links(
 
 def clear_links(realm: Realm, dead: dict[str, set[bytes] | None]) -> None:
     """Remove links to deleted objects (``dead``: class -> keys, None =
-    all) from every object that can hold one, in the open write.
-
-    There is no backlink index: each class that can link to a dead
-    class (directly or through embedded objects) is scanned once."""
+    all) from every object that holds one, in the open write."""
     txn = realm._require_write()
+    schema = realm._schema
+    # Objects linking directly: from the backlink index (candidates).
+    holders: dict[str, set[bytes]] = {}
+    for target, keys in dead.items():
+        for c, p in backlinkindex.linked_from(schema, target):
+            found = holders.setdefault(c.name, set())
+            if keys is None:
+                # Every target is dead: every entry's origin (its second key).
+                table = backlink_name(c.name, p.file_name)
+                found.update(codec.encode_key(codec.decode_key(k)[1]) for k, _ in txn.scan(table))
+            else:
+                for k in keys:
+                    found.update(backlinkindex.origins(txn, c, p, k))
+    for name, keys in holders.items():
+        info = realm._info[name]
+        for key in sorted(keys):
+            raw = txn.get(info.table, key)
+            if raw is not None:
+                _rewrite(realm, info.schema, key, raw, dead)
+    # Links inside embedded objects: scan the classes that can hold them.
     targets = set(dead)
-    for c in realm._schema.classes:
-        if c.embedded or not (realm._reach.get(c.name, set()) & targets):
+    for c in schema.classes:
+        if c.embedded or not (realm._embedded_reach.get(c.name, set()) & targets):
             continue
-        table = table_name(c.name)
-        names = realm._info[c.name].names
-        changed: list[tuple[bytes, bytes]] = []
-        for key, raw in txn.scan(table):
-            rec = strip_links(realm._schema, c, codec.record_to_dict(raw, names), dead)
-            if rec is not None:
-                changed.append((key, codec.record_from_dict(rec, names)))
-        if changed:
-            txn.put_many(table, changed)
-            realm._stamp += 1
+        for key, raw in list(txn.scan(table_name(c.name))):
+            _rewrite(realm, c, bytes(key), raw, dead)
+
+
+def _rewrite(
+    realm: Realm, cls: ObjectSchema, key: bytes, raw: bytes, dead: dict[str, set[bytes] | None]
+) -> None:
+    """Store object ``key`` of ``cls`` (record ``raw``) without its links
+    to dead objects, if it has any."""
+    info = realm._info[cls.name]
+    old = codec.record_to_dict(raw, info.names)
+    new = strip_links(realm._schema, cls, old, dead)
+    if new is None:
+        return
+    txn = realm._require_write()
+    backlinkindex.update(txn, cls, info.links, key, old, new)
+    txn.put(info.table, key, codec.record_from_dict(new, info.names))
+    realm._stamp += 1

@@ -142,6 +142,15 @@ def validate_query(realm: Realm, schema: ObjectSchema, q: _query.Query) -> None:
             if current is None:
                 continue  # a dictionary key
             prop = current.get(part)
+            backlink = current.backlink(part) if prop is None else None
+            if backlink is not None:
+                if current.primary_key is None:
+                    raise _query.QueryArgumentError(
+                        f"{current.name}.{part}: querying backlinks needs {current.name} "
+                        "to have a primary key"
+                    )
+                current = realm._schema[backlink.origin]
+                continue
             if prop is None:
                 raise _query.QueryArgumentError(
                     f"{current.name} has no property {part!r} (in {str(path)!r}); "
@@ -160,7 +169,7 @@ def resolve(realm: Realm, value: Any, name: str) -> Any:
             info = realm._info[value.cls]
             i = info.pos.get(name)
             if i is None:
-                return None
+                return resolve_backlinks(realm, info, value, name)
             prop = info.props[name]
             stored = rec[i]
         else:  # an embedded record: a map
@@ -182,6 +191,21 @@ def resolve(realm: Realm, value: Any, name: str) -> Any:
             return None if stored is None else Bound(target, b"", stored)
         return stored
     return _query.default_resolver(value, name)
+
+
+def resolve_backlinks(realm: Realm, info: ClassInfo, value: Bound, name: str) -> Any:
+    """The objects a declared backlinks property lists, as Bounds (None if
+    ``name`` is none).  A record being filtered is bound without its key:
+    it is the encoded primary key (validate_query refuses backlinks of a
+    class without one)."""
+    key = value.key
+    if not key and info.pk is not None:
+        key = codec.encode_key(value.rec[info.pos[info.pk]])
+    found = realm._backlink_rows(info.name, name, key) if key else None
+    if found is None:
+        return None
+    origin, rows = found
+    return [Bound(origin, k, rec) for k, rec in rows]
 
 
 def bind_links(realm: Realm, prop: Property, stored: Any) -> Any:

@@ -19,6 +19,8 @@ from realmpy.schema import MISSING, Property
 from realmpy.storage import HISTORY_KEY, HISTORY_TABLE
 
 __all__ = [
+    "BACKLINKS_KEY",
+    "BACKLINK_PREFIX",
     "HISTORY_KEY",
     "INDEX_PREFIX",
     "KEY_FORMAT_KEY",
@@ -28,6 +30,7 @@ __all__ = [
     "SCHEMA_KEY",
     "TABLE_PREFIX",
     "VERSION_KEY",
+    "backlink_name",
     "index_name",
     "table_name",
     "zero_value",
@@ -35,6 +38,8 @@ __all__ = [
 
 TABLE_PREFIX: Final = "o:"  # one table per top-level class: primary key -> record
 INDEX_PREFIX: Final = "i:"  # one table per indexed property: value key + primary key -> b""
+# one table per link property of a top-level class: target key + origin key -> b""
+BACKLINK_PREFIX: Final = "b:"
 OLD_PREFIX = "_old:"  # a migration's copy of records whose layout changed
 
 # The meta table holds the schema and format keys; the storage layer reads the
@@ -44,6 +49,8 @@ SCHEMA_KEY = b"schema"
 VERSION_KEY = b"schema_version"
 KEY_FORMAT_KEY = b"key_format"
 KEY_FORMAT_VALUE = str(codec.KEY_FORMAT).encode()
+# Present (b"1") once every link property of the file has its backlink table.
+BACKLINKS_KEY = b"backlinks"
 
 
 def table_name(cls_name: str) -> str:
@@ -52,6 +59,11 @@ def table_name(cls_name: str) -> str:
 
 def index_name(cls_name: str, prop: str) -> str:
     return f"{INDEX_PREFIX}{cls_name}:{prop}"
+
+
+def backlink_name(cls_name: str, prop: str) -> str:
+    """The backlink table of link property ``prop`` (its file name) of ``cls_name``."""
+    return f"{BACKLINK_PREFIX}{cls_name}:{prop}"
 
 
 def zero_value(prop: Property, model: type | None) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import realmpy.backlinkindex as backlinkindex
 import realmpy.codec as codec
 from realmpy.config import Configuration
 from realmpy.dynamic import DynamicObject
@@ -22,6 +23,7 @@ from realmpy.errors import (
     SchemaError,
 )
 from realmpy.layout import (
+    BACKLINKS_KEY,
     HISTORY_KEY,
     KEY_FORMAT_KEY,
     KEY_FORMAT_VALUE,
@@ -87,6 +89,7 @@ def open_schema(realm: Realm) -> None:
         raw_version = snap.get(META, VERSION_KEY)
         raw_history = snap.get(META, HISTORY_KEY)
         raw_key_format = snap.get(META, KEY_FORMAT_KEY)
+        raw_backlinks = snap.get(META, BACKLINKS_KEY)
     if raw_history is not None and raw_history.decode() != config.history:
         raise ConfigurationError(
             f"{config.path} has {raw_history.decode()} history but was opened "
@@ -121,7 +124,9 @@ def open_schema(realm: Realm) -> None:
             "that wrote the file and add them to a new one, or open it with "
             "delete_if_migration_needed=True to discard its data"
         )
-    stored = Schema.from_dict(codec.unpack_record(raw_schema))
+    # The file names properties by their file names (map_to); compare,
+    # merge and migrate under the models' names.
+    stored = wanted.named_like(Schema.from_dict(codec.unpack_record(raw_schema)))
     stored_version = int(raw_version or b"0")
     diff = wanted.diff(stored)
     merged = wanted.merged_with(stored)
@@ -143,9 +148,13 @@ def open_schema(realm: Realm) -> None:
             "delete_if_migration_needed=True"
         )
     realm._set_schema(merged)
-    if diff.is_empty and config.schema_version == stored_version:
+    if diff.is_empty and config.schema_version == stored_version and raw_backlinks is not None:
         return
     if config.read_only:
+        if raw_backlinks is None and diff.is_empty:
+            # A file of an older realmpy: readers fall back to scanning.
+            realm._backlinks_indexed = False
+            return
         raise MigrationRequiredError(
             f"{config.path} needs a schema update ({'; '.join(diff.additive)}) "
             "but the realm is read-only"
@@ -158,7 +167,13 @@ def open_schema(realm: Realm) -> None:
         if config.schema_version > stored_version and config.migration is not None:
             old = OldRealm(realm, stored, moved)
             config.migration(old, realm)
+        realm._flush_links()
         txn = realm._require_write()
+        if raw_backlinks is None or diff.breaking:
+            # Built from the records once (an older file), and again after a
+            # migration, which may have retargeted or removed link properties.
+            backlinkindex.build(txn, merged)
+            put_meta(realm, BACKLINKS_KEY, b"1")
         for name in moved:
             txn.drop(OLD_PREFIX + name)
 
@@ -176,7 +191,9 @@ def reset(realm: Realm, schema: Schema) -> None:
 
 
 def store_schema(realm: Realm, schema: Schema, version: int) -> None:
+    """Store the schema of a file whose backlink tables match its records."""
     put_meta(realm, SCHEMA_KEY, codec.pack_record(schema.to_dict()))
+    put_meta(realm, BACKLINKS_KEY, b"1")
     put_meta(realm, VERSION_KEY, str(version).encode())
     put_meta(realm, KEY_FORMAT_KEY, KEY_FORMAT_VALUE)
 
@@ -225,9 +242,9 @@ def rebuild_indexes(realm: Realm, stored: Schema, new: Schema) -> None:
                 for key, raw in txn.scan(table_name(c.name)):
                     value = info.decode(raw)[i]
                     pk = codec.decode_key(key)[0]
-                    txn.put(index_name(c.name, p.name), codec.encode_keys(value, pk), b"")
+                    txn.put(index_name(c.name, p.file_name), codec.encode_keys(value, pk), b"")
             elif had and not p.has_index:
-                txn.drop(index_name(c.name, p.name))
+                txn.drop(index_name(c.name, p.file_name))
 
 
 def compact_in_place(shared: SharedFile, config: Configuration) -> Environment:

@@ -255,7 +255,7 @@ def index_prefix(schema: ObjectSchema, chosen: Chosen | None) -> tuple[str, byte
     if prop.primary_key or op != "IN" or len(values) != 1:
         return None
     try:
-        return index_name(schema.name, prop.name), codec.encode_key(values[0]), exact
+        return index_name(schema.name, prop.file_name), codec.encode_key(values[0]), exact
     except (CodecError, ObjectTypeError):
         return None
 
@@ -277,7 +277,7 @@ def plan(
                 return sorted({enc(v) for v in values}), exact
             start, stop = _bounds(op, values)
             return [k for k, _ in txn.scan(table_name(schema.name), start, stop)], False
-        iname = index_name(schema.name, prop.name)
+        iname = index_name(schema.name, prop.file_name)
         if op == "IN" and len(values) == 1:
             # One value: the index range is already in primary-key order.
             prefix = enc(values[0])

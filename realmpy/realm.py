@@ -42,6 +42,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
+import realmpy.backlinkindex as _backlinkindex
 import realmpy.bulkadd as _bulkadd
 import realmpy.codec as codec
 import realmpy.migration as _migration
@@ -53,7 +54,7 @@ from realmpy._native import make_object as _make_object
 from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
 from realmpy.codec import Link
 from realmpy.config import Configuration
-from realmpy.deletedlinks import clear_links, link_reach
+from realmpy.deletedlinks import clear_links, embedded_reach, link_reach
 from realmpy.embeddedstore import EmbeddedStore
 from realmpy.errors import (
     ClosedRealmError,
@@ -71,6 +72,7 @@ from realmpy.errors import (
 )
 from realmpy.layout import (
     META,
+    backlink_name,
     index_name,
     table_name,
 )
@@ -213,6 +215,9 @@ class Realm(RealmState, Listenable):
         # Objects deleted in the open write whose incoming links are not
         # cleared yet: class -> keys (None: all).  See _flush_links.
         self._dead: dict[str, set[bytes] | None] = {}
+        # False for a read-only file of an older realmpy without backlink
+        # tables (realmpy.backlinkindex): backlinks are then found by a scan.
+        self._backlinks_indexed = True
         self._models: dict[str, type[_Model]] = {}
         self._shared = SharedFile.acquire(config)
         self._env = self._shared.env
@@ -245,6 +250,7 @@ class Realm(RealmState, Listenable):
         self._defaults: dict[str, dict[str, Any]] = {n: i.defaults for n, i in self._info.items()}
         self._props: dict[str, dict[str, Property]] = {n: i.props for n, i in self._info.items()}
         self._reach = link_reach(schema)
+        self._embedded_reach = embedded_reach(schema)
 
     # -- static operations --------------------------------------------------
 
@@ -657,6 +663,8 @@ class Realm(RealmState, Listenable):
         r._info = source._info
         r._by_cls = source._by_cls
         r._reach = source._reach
+        r._embedded_reach = source._embedded_reach
+        r._backlinks_indexed = source._backlinks_indexed
         r._valid_queries = source._valid_queries
         return r
 
@@ -818,14 +826,82 @@ class Realm(RealmState, Listenable):
         i = info.pos[name]
         old = rec[i]
         rec[i] = stored
+        if prop.type == "link" and info.links:
+            _backlinkindex.update(
+                txn, info.schema, (prop,), obj._rp_key, {name: old}, {name: stored}
+            )
         if prop.has_index and old != stored:
             pk = codec.decode_key(obj._rp_key)[0]
-            iname = index_name(cls_name, name)
+            iname = index_name(cls_name, prop.file_name)
             txn.delete(iname, codec.encode_keys(old, pk))
             txn.put(iname, codec.encode_keys(stored, pk), b"")
         txn.put(info.table, obj._rp_key, _pack(rec))
         self._stamp += 1
         object.__setattr__(obj, "_rp_cache", (self._stamp, rec, info.pos))
+
+    def read_backlinks(self, obj: _Model, name: str) -> list[Any]:
+        """The objects listed by the declared backlinks property ``name`` of
+        ``obj``, in key order (see :meth:`_backlink_rows`)."""
+        self._record(obj)  # checks the thread and that obj still exists
+        found = self._backlink_rows(type(obj).__realm_name__, name, obj._rp_key)
+        if found is None:
+            return []
+        origin, rows = found
+        return [self._make(origin, k, rec) for k, rec in rows]
+
+    def backlinks_results(self, obj: _Model, name: str) -> Any:
+        """Live results of the objects that the backlinks property ``name``
+        of ``obj`` lists: a query on their class that matches what
+        :meth:`read_backlinks` reads from the index."""
+        self._record(obj)
+        found = self._backlink_origin(type(obj).__realm_name__, name)
+        model = self._models.get(found[0].name) if found is not None else None
+        if found is None or model is None or not issubclass(model, Object):
+            raise SchemaError(f"{type(obj).__name__}.{name} has no origin class in this realm")
+        prop = found[1]
+        if prop.collection is None:
+            text = f"{prop.name} == $0"
+        elif prop.collection == "dict":
+            text = f"ANY {prop.name}.@values == $0"
+        else:
+            text = f"ANY {prop.name} == $0"
+        return self.query(model, text, obj)
+
+    def _backlink_origin(self, cls_name: str, name: str) -> tuple[ClassInfo, Property] | None:
+        """The origin class and link property of backlinks property ``name``
+        of ``cls_name``; None if there is none (or it is no link any more)."""
+        decl = self._info[cls_name].schema.backlink(name)
+        origin = self._info.get(decl.origin) if decl is not None else None
+        prop = origin.schema.by_file_name(decl.property) if origin and decl else None
+        if origin is None or prop is None or prop.type != "link":
+            return None
+        return origin, prop
+
+    def _backlink_rows(
+        self, cls_name: str, name: str, key: bytes
+    ) -> tuple[str, list[tuple[bytes, list[Any]]]] | None:
+        """The origin class and ``(key, record)`` of each object that the
+        backlinks property ``name`` of object ``key`` of ``cls_name`` lists:
+        the backlink index's candidates whose link property still links to
+        it (see :mod:`realmpy.backlinkindex`); None if it has no such property."""
+        found = self._backlink_origin(cls_name, name)
+        if found is None:
+            return None
+        origin, prop = found
+        txn = self._reader()
+        if self._backlinks_indexed:
+            candidates = _backlinkindex.origins(txn, origin.schema, prop, key)
+        else:
+            candidates = [bytes(k) for k, _ in txn.scan(origin.table)]
+        i = origin.pos[prop.name]
+        rows = []
+        for k in candidates:
+            raw = txn.get(origin.table, k)
+            if raw is not None:
+                rec = origin.decode(raw)
+                if key in _backlinkindex.targets(prop, rec[i]):
+                    rows.append((k, rec))
+        return origin.name, rows
 
     def read_plain(self, obj: _Model, name: str) -> Any:
         # The reference for the C descriptor's fast path (realmpy._native),
@@ -1098,10 +1174,13 @@ class Realm(RealmState, Listenable):
         for p in schema.properties:
             if not p.has_index:
                 continue
-            iname = index_name(name, p.name)
+            iname = index_name(name, p.file_name)
             if old is not None:
                 txn.delete(iname, codec.encode_keys(old[info.pos[p.name]], pk))
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
+        if info.links:
+            before = dict(zip(info.names, old, strict=True)) if old is not None else None
+            _backlinkindex.update(txn, info.schema, info.links, key, before, rec)
         row = info.row(rec)
         txn.put(table, key, _pack(row))
         self._stamp += 1
@@ -1154,6 +1233,9 @@ class Realm(RealmState, Listenable):
             for key, rec in items.items():
                 for pname, iname in info.indexed:
                     txn.delete(iname, _encode_key(rec[info.pos[pname]]) + key)
+                if info.links:
+                    old = dict(zip(info.names, rec, strict=True))
+                    _backlinkindex.update(txn, info.schema, info.links, key, old, None)
                 txn.delete(info.table, key)
                 count += 1
         self._stamp += 1
@@ -1177,7 +1259,9 @@ class Realm(RealmState, Listenable):
             txn.drop(table_name(name))
             for p in self._schema[name].properties:
                 if p.has_index:
-                    txn.drop(index_name(name, p.name))
+                    txn.drop(index_name(name, p.file_name))
+                if p.type == "link":
+                    txn.drop(backlink_name(name, p.file_name))
         self._stamp += 1
         if cls is None:
             self._dead = {}  # nothing is left to link to anything

@@ -144,6 +144,38 @@ class Results(Generic[T]):
             self._cls, f"{combined_text} {descriptors}".strip(), *self._args, *args
         )
 
+    def filter(self, text: str, *args: Any) -> Results[T]:
+        """Realm's ``Results.query()`` / ``filtered()``: these results narrowed
+        by another query (``AND``-ed), a new live Results; same as
+        :meth:`query`."""
+        return self.query(text, *args)
+
+    def sort(self, key_path: str, descending: bool = False) -> Results[T]:
+        """A new live Results sorted by ``key_path`` (``"name"``,
+        ``"owner.age"``).  The new sort takes precedence: sorting by ``age``
+        and then by ``name`` orders by name, ages breaking ties (as
+        ``SORT(age) SORT(name)`` does)."""
+        if not isinstance(descending, bool):
+            raise TypeError(f"descending is a bool, not {type(descending).__name__}")
+        (path,) = _key_paths("sort", (key_path,))
+        return self._then(f"SORT({path} {'DESC' if descending else 'ASC'})")
+
+    def distinct(self, *key_paths: str) -> Results[T]:
+        """A new live Results keeping the first object of each distinct
+        value (tuple) of ``key_paths``, in the current order."""
+        if not key_paths:
+            raise TypeError("distinct() needs at least one key path")
+        return self._then(f"DISTINCT({', '.join(_key_paths('distinct', key_paths))})")
+
+    def _then(self, descriptor: str) -> Results[T]:
+        """These results with one more descriptor, applied after theirs."""
+        if self._query is None:
+            return self._realm.query(self._cls, f"TRUEPREDICATE {descriptor}")
+        done = " ".join(str(d) for d in self._query.descriptors)
+        return self._realm.query(
+            self._cls, f"({self._query.predicate}) {done} {descriptor}", *self._args
+        )
+
     @property
     def realm(self) -> Realm:
         return self._realm
@@ -173,6 +205,28 @@ class Results(Generic[T]):
     def __repr__(self) -> str:
         q = f" {self._query}" if self._query is not None else ""
         return f"<Results {self._name}{q}>"
+
+
+def _key_paths(method: str, key_paths: tuple[str, ...]) -> list[str]:
+    """Each of ``key_paths`` checked to be one key path (not a fragment of
+    query text) and rendered as the parser reads it."""
+    out = []
+    for text in key_paths:
+        if not isinstance(text, str):
+            raise TypeError(f"{method}() takes key paths as str, not {type(text).__name__}")
+        try:
+            (d,) = _query.parse(f"TRUEPREDICATE DISTINCT({text})").descriptors
+        except (_query.QuerySyntaxError, ValueError):
+            d = None
+        if not isinstance(d, _query.Distinct) or len(d.paths) != 1:
+            raise _query.QuerySyntaxError(
+                f"{method}(): {text!r} is not a key path (write a property name or "
+                "a dotted path such as 'owner.name')",
+                text,
+                0,
+            )
+        out.append(str(d.paths[0]))
+    return out
 
 
 def _shift_args(node: _query.Node, shift: int) -> _query.Node:

@@ -23,16 +23,17 @@ module never imports the realm.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import inspect
 import sys
 import types
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Generic, Literal, Protocol, TypeVar, overload
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -48,6 +49,8 @@ __all__ = [
     "MAX_EMBEDDED_DEPTH",
     "PRIMARY_KEY_TYPES",
     "SCALAR_TYPES",
+    "Backlink",
+    "Backlinks",
     "Counter",
     "EmbeddedObject",
     "Field",
@@ -57,6 +60,7 @@ __all__ = [
     "Property",
     "Schema",
     "SchemaDiff",
+    "backlinks",
     "field",
     "object_schema",
 ]
@@ -138,6 +142,7 @@ class Field:
     default_factory: Callable[[], Any] | _Missing = MISSING
     primary_key: bool = False
     indexed: bool = False
+    map_to: str | None = None
 
     def has_default(self) -> bool:
         return self.default is not MISSING or self.default_factory is not MISSING
@@ -154,13 +159,19 @@ def field(
     default_factory: Callable[[], Any] | _Missing = MISSING,
     primary_key: bool = False,
     indexed: bool = False,
+    map_to: str | None = None,
 ) -> Any:
     """Options of one property: a default, primary key, or secondary index.
 
     ``id: ObjectId = field(primary_key=True, default_factory=ObjectId)``.
     A primary key is always indexed; ``indexed=True`` keeps a separate
     ordered index so equality and range queries on it need no scan.
+    ``map_to="name_in_file"`` (Realm's ``@MapTo``) stores the property
+    under another name in the file and its sync schema, while Python code
+    and queries use the attribute's name.
     """
+    if map_to is not None and (not isinstance(map_to, str) or not map_to):
+        raise SchemaError(f"map_to is a non-empty str, not {map_to!r}")
     if default is not MISSING and default_factory is not MISSING:
         raise SchemaError("field() takes default or default_factory, not both")
     if isinstance(default, (list, dict, set)):
@@ -168,7 +179,122 @@ def field(
             "a mutable default would be shared by every object: "
             "use default_factory=list (or dict, set)"
         )
-    return Field(default, default_factory, primary_key, indexed)
+    return Field(default, default_factory, primary_key, indexed, map_to)
+
+
+@dataclass(frozen=True, slots=True)
+class _BacklinkSpec:
+    """What :func:`backlinks` returns: the origin's link property."""
+
+    origin_property: str
+
+
+def backlinks(origin_property: str, *, init: Literal[False] = False) -> Any:
+    """Declare an inverse relationship (Realm's ``LinkingObjects`` /
+    ``@Backlink``): ``owners: Backlinks["Person"] = backlinks("dogs")``
+    on ``Dog`` is every ``Person`` whose ``dogs`` (a to-one, list, set or
+    dictionary link property to ``Dog``) links to the dog.  Read-only and
+    live, read from the backlink index (:mod:`realmpy.backlinkindex`); stored
+    in the schema but not in records, and never synced (it is derived).
+    ``init`` only tells type checkers it is no ``__init__`` parameter."""
+    if not isinstance(origin_property, str) or not origin_property:
+        raise SchemaError(f"backlinks() takes the origin property's name, not {origin_property!r}")
+    return _BacklinkSpec(origin_property)
+
+
+_O = TypeVar("_O", bound="Object")
+
+
+class Backlinks(Sequence[_O], Generic[_O]):
+    """The objects linking to an object through one link property, as
+    declared with :func:`backlinks`: a read-only, live sequence (read again
+    on each access, so it follows writes and auto-refresh).  Empty for an
+    unmanaged object."""
+
+    __slots__ = ("_name", "_owner")
+
+    def __init__(self, owner: _Model, name: str) -> None:
+        self._owner = owner
+        self._name = name
+
+    def _items(self) -> list[_O]:
+        store: Any = self._owner._rp_store
+        if store is None:
+            return []
+        items: list[_O] = store.read_backlinks(self._owner, self._name)
+        return items
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    @overload
+    def __getitem__(self, i: int) -> _O: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[_O]: ...
+
+    def __getitem__(self, i: int | slice) -> _O | list[_O]:
+        return self._items()[i]
+
+    def __iter__(self) -> Iterator[_O]:
+        return iter(self._items())
+
+    def __contains__(self, obj: object) -> bool:
+        return obj in self._items()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, Backlinks)):
+            return self._items() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Backlinks({self._items()!r})"
+
+    def results(self) -> Any:
+        """The same objects as live :class:`~realmpy.results.Results` of the
+        origin class (Realm's ``LinkingObjects`` is a results collection):
+        to refine with ``filter``/``sort``/``distinct``, or to listen to.
+        Evaluated as a query over the origin class (``dogs == $0``), like
+        any results."""
+        store: Any = self._owner._rp_store
+        if store is None:
+            raise ObjectTypeError(
+                "backlinks of an unmanaged object have no results: add the object to a realm"
+            )
+        return store.backlinks_results(self._owner, self._name)
+
+    def add_listener(self, callback: Callable[[Any, Any], None], *, initial: bool = True) -> Any:
+        """Realm's listener on linking objects: ``callback(results,
+        changes)`` with a :class:`~realmpy.notifier.ResultsChange` whenever
+        the set of linking objects (or one of them) changes; see
+        :meth:`realmpy.results.Results.add_listener`."""
+        return self.results().add_listener(callback, initial=initial)
+
+
+class _BacklinksDescriptor:
+    """The class attribute of a declared backlinks property."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: _Model | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return Backlinks(obj, self.name)
+
+    def __set__(self, obj: _Model, value: Any) -> None:
+        raise _read_only(type(obj), self.name)
+
+
+def _read_only(cls: type, name: str) -> AttributeError:
+    return AttributeError(
+        f"{cls.__name__}.{name} is backlinks (read-only): change the link "
+        "property of the objects that link here instead"
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -183,6 +309,10 @@ class Property:
     ``"link"`` (to ``target``) or ``"embedded"`` (of ``target``);
     ``collection`` is ``None``, ``"list"``, ``"set"`` or ``"dict"``;
     ``optional`` applies to the value (or each element of a collection).
+    ``name`` is the name Python code and queries use; ``map_to`` the name
+    in the file when it differs (``field(map_to=...)``).  The file stores
+    only :attr:`file_name`: a schema read from a file names every property
+    by it, and :meth:`Schema.named_like` gives them their model names.
     """
 
     name: str
@@ -192,6 +322,12 @@ class Property:
     target: str | None = None
     primary_key: bool = False
     indexed: bool = False
+    map_to: str | None = None
+
+    @property
+    def file_name(self) -> str:
+        """The property's name in the file, its index and its sync schema."""
+        return self.map_to or self.name
 
     @property
     def is_link(self) -> bool:
@@ -217,7 +353,7 @@ class Property:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name,
+            "name": self.file_name,
             "type": self.type,
             "collection": self.collection,
             "optional": self.optional,
@@ -244,12 +380,28 @@ class Property:
 
 
 @dataclass(frozen=True, slots=True)
+class Backlink:
+    """A declared backlinks property (:func:`backlinks`): ``name`` on this
+    class lists the objects of class ``origin`` whose link property
+    ``property`` (its file name) links here.  Computed: no record holds it."""
+
+    name: str
+    origin: str
+    property: str
+
+    def to_list(self) -> list[str]:
+        return [self.name, self.origin, self.property]
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectSchema:
-    """One model: its table name, properties, primary key and kind."""
+    """One model: its table name, properties, primary key and kind, and its
+    declared backlinks (computed: not part of the records)."""
 
     name: str
     properties: tuple[Property, ...]
     embedded: bool = False
+    backlinks: tuple[Backlink, ...] = ()
 
     @property
     def primary_key(self) -> str | None:
@@ -270,12 +422,27 @@ class ObjectSchema:
                 return p
         return None
 
+    def by_file_name(self, file_name: str) -> Property | None:
+        for p in self.properties:
+            if p.file_name == file_name:
+                return p
+        return None
+
+    def backlink(self, name: str) -> Backlink | None:
+        for b in self.backlinks:
+            if b.name == name:
+                return b
+        return None
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "embedded": self.embedded,
             "properties": [p.to_dict() for p in self.properties],
         }
+        if self.backlinks:  # absent otherwise: the schema of older files, unchanged
+            out["backlinks"] = [b.to_list() for b in self.backlinks]
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ObjectSchema:
@@ -283,6 +450,7 @@ class ObjectSchema:
             str(d["name"]),
             tuple(Property.from_dict(p) for p in d["properties"]),
             bool(d.get("embedded", False)),
+            tuple(Backlink(str(a), str(b), str(c)) for a, b, c in d.get("backlinks", ())),
         )
 
 
@@ -358,13 +526,41 @@ class Schema:
         schema = cls(tuple(out))
         by_name = {c.name for c in schema.classes}
         for c in schema.classes:
-            for p in c.properties:
-                if p.target is not None and p.target not in by_name:
+            refs = [(p.name, p.target) for p in c.properties if p.target is not None]
+            refs += [(b.name, b.origin) for b in c.backlinks]
+            for name, target in refs:
+                if target not in by_name:
                     raise SchemaError(
-                        f"{c.name}.{p.name} refers to {p.target}, which is not in "
+                        f"{c.name}.{name} refers to {target}, which is not in "
                         "the schema: add it to the configuration's model list"
                     )
         return schema
+
+    def named_like(self, stored: Schema) -> Schema:
+        """``stored`` (a schema read from a file, every property under its
+        file name) with this schema's names: a stored property whose file
+        name a model property maps to is renamed to that model property's
+        name (and keeps its ``map_to``), so :meth:`diff`,
+        :meth:`merged_with` and a migration compare properties by what they
+        are in the file.  A stored property that no model property maps to
+        but whose name a model property uses for something else is named
+        ``"<name> (in the file)"`` (it reads as removed)."""
+        classes = []
+        for old in stored.classes:
+            new = self[old.name] if old.name in self else None
+            if new is None or all(p.map_to is None for p in new.properties):
+                classes.append(old)
+                continue
+            props = []
+            for q in old.properties:
+                p = new.by_file_name(q.name)
+                if p is not None:
+                    q = dataclasses.replace(q, name=p.name, map_to=p.map_to)
+                elif new.get(q.name) is not None:
+                    q = dataclasses.replace(q, name=f"{q.name} (in the file)")
+                props.append(q)
+            classes.append(ObjectSchema(old.name, tuple(props), old.embedded, old.backlinks))
+        return Schema(tuple(classes))
 
     def merged_with(self, stored: Schema) -> Schema:
         """This schema plus stored classes it does not mention (kept as is).
@@ -380,7 +576,7 @@ class Schema:
             old = stored[c.name]
             kept = [p for p in (c.get(q.name) for q in old.properties) if p is not None]
             added = [p for p in c.properties if old.get(p.name) is None]
-            classes.append(ObjectSchema(c.name, tuple(kept + added), c.embedded))
+            classes.append(ObjectSchema(c.name, tuple(kept + added), c.embedded, c.backlinks))
         extra = tuple(c for c in stored.classes if c.name not in self)
         return Schema(tuple(classes) + extra)
 
@@ -414,6 +610,8 @@ class Schema:
             for q in old.properties:
                 if new.get(q.name) is None:
                     breaking.append(f"{new.name}.{q.name} removed")
+            if old.backlinks != new.backlinks:  # computed: nothing to migrate
+                additive.append(f"{new.name} backlinks changed")
         return SchemaDiff(tuple(additive), tuple(breaking))
 
 
@@ -434,6 +632,14 @@ class ObjectStore(Protocol):
     def write_property(self, obj: _Model, name: str, value: Any) -> None: ...
 
     def increment_property(self, obj: _Model, name: str, delta: int) -> None: ...
+
+    def read_backlinks(self, obj: _Model, name: str) -> list[Any]:
+        """The objects the declared backlinks property ``name`` lists."""
+        ...
+
+    def backlinks_results(self, obj: _Model, name: str) -> Any:
+        """Those objects as live results of their class."""
+        ...
 
 
 _REGISTRY: dict[str, type[_Model]] = {}
@@ -532,7 +738,7 @@ def _restore_unmanaged(cls: type[_M], values: dict[str, Any]) -> _M:
     return obj
 
 
-@dataclass_transform(kw_only_default=True, field_specifiers=(field, Field))
+@dataclass_transform(kw_only_default=True, field_specifiers=(field, Field, backlinks))
 class _Model(ModelBase):
     """Common base of Object and EmbeddedObject (not a model itself).
 
@@ -546,6 +752,8 @@ class _Model(ModelBase):
     __realm_name__: ClassVar[str]
     _rp_store: ObjectStore | None
     _rp_fields: ClassVar[dict[str, Field]]
+    # Declared backlinks: attribute -> the origin's link property (its name).
+    _rp_backlinks: ClassVar[dict[str, str]] = {}
 
     @property
     def _rp_values(self) -> dict[str, Any]:
@@ -556,18 +764,34 @@ class _Model(ModelBase):
         over it for attribute access, so only they read these entries."""
         return self.__dict__
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, name: str | None = None, **kwargs: Any) -> None:
+        """``class Person(Object, name="people")`` (Realm's class-level
+        ``@MapTo``) names the class ``people`` in the file, its sync schema
+        and a dynamic realm; Python code keeps using ``Person``."""
         super().__init_subclass__(**kwargs)
         if cls.__module__ == __name__:
             return
+        if name is not None and (not isinstance(name, str) or not name):
+            raise SchemaError(f"{cls.__name__}: name= is a non-empty str, not {name!r}")
         fields: dict[str, Field] = {}
+        inverse: dict[str, str] = {}
         for base in reversed(cls.__mro__[1:]):
             fields.update(getattr(base, "_rp_fields", {}))
+            inverse.update(getattr(base, "_rp_backlinks", {}))
         annotations = inspect.get_annotations(cls)
-        for name in annotations:
-            if name.startswith("_"):
+        for attr in annotations:
+            if _is_classvar(annotations[attr]):
+                fields.pop(attr, None)
                 continue
-            raw = cls.__dict__.get(name, MISSING)
+            _check_property_name(cls, attr)
+            raw = cls.__dict__.get(attr, MISSING)
+            if isinstance(raw, _BacklinkSpec):
+                if issubclass(cls, EmbeddedObject):
+                    raise SchemaError(
+                        f"{cls.__name__}.{attr}: an embedded object cannot have backlinks"
+                    )
+                inverse[attr] = raw.origin_property
+                continue
             if isinstance(raw, Field):
                 f = raw
             elif raw is MISSING:
@@ -575,18 +799,18 @@ class _Model(ModelBase):
             else:
                 if isinstance(raw, (list, dict, set)):
                     raise SchemaError(
-                        f"{cls.__name__}.{name}: a mutable default would be shared "
+                        f"{cls.__name__}.{attr}: a mutable default would be shared "
                         "by every object: use field(default_factory=...)"
                     )
                 f = Field(default=raw)
-            fields[name] = f
-        for name in list(fields):
-            if name in annotations and _is_classvar(annotations[name]):
-                del fields[name]
+            fields[attr] = f
         cls._rp_fields = fields
-        for name in fields:
-            setattr(cls, name, _PropertyDescriptor(name))
-        cls.__realm_name__ = cls.__dict__.get("__realm_name__", cls.__name__)
+        cls._rp_backlinks = inverse
+        for attr in fields:
+            setattr(cls, attr, _PropertyDescriptor(attr))
+        for attr in inverse:
+            setattr(cls, attr, _BacklinksDescriptor(attr))
+        cls.__realm_name__ = name or cls.__dict__.get("__realm_name__", cls.__name__)
         _REGISTRY[cls.__realm_name__] = cls
         _SCHEMAS.pop(cls, None)
         _INIT_PLANS.pop(cls, None)
@@ -596,7 +820,7 @@ class _Model(ModelBase):
             type.__setattr__(cls, "__init__", _lazy_init(cls))
         _prime_instance_keys(cls, fields)
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, /, **kwargs: Any) -> None:
         cls = type(self)
         plan = _INIT_PLANS.get(cls)
         if plan is None:
@@ -631,6 +855,8 @@ class _Model(ModelBase):
         if name.startswith("_rp_") or name in type(self)._rp_fields:
             object.__setattr__(self, name, value)
             return
+        if name in type(self)._rp_backlinks:
+            raise _read_only(type(self), name)
         raise AttributeError(
             f"{type(self).__name__} has no property {name!r} "
             "(models only store their annotated properties)"
@@ -680,6 +906,35 @@ class _Model(ModelBase):
         return f"{type(self).__name__}({inner})"
 
 
+def _check_property_name(cls: type, name: str) -> None:
+    """Refuse an annotated name that cannot be a property.
+
+    The rule (docs/objects.md): every annotated attribute that is not a
+    ``ClassVar`` is a property, ``_id`` and other names with one leading
+    underscore included, except names that start with two underscores
+    (Python mangles them, and dunders are Python's), names that start with
+    ``_rp_`` (realmpy's own state on every model) and the attributes that
+    ``Object`` and ``EmbeddedObject`` themselves define (``is_valid``,
+    ``add_listener``, ...), which a property would hide."""
+    why = ""
+    if name.startswith("__"):
+        why = "names starting with two underscores are Python's"
+    elif name.startswith("_rp_"):
+        why = "names starting with _rp_ are realmpy's own"
+    else:
+        for klass in cls.__mro__[1:]:
+            if klass.__module__ in (__name__, ModelBase.__module__, "builtins") and (
+                name in vars(klass)
+            ):
+                why = f"every model has an attribute {name!r}"
+                break
+    if why:
+        raise SchemaError(
+            f"{cls.__name__}.{name} cannot be a property ({why}): rename it, "
+            "or annotate it ClassVar[...] if it is not stored"
+        )
+
+
 _COUNTERS: dict[tuple[type, str], bool] = {}
 
 # How __init__ fills each property: (name, validator, kind, default).
@@ -710,7 +965,7 @@ def _init_plan(cls: type[_Model]) -> tuple[tuple[str, Callable[[Any], Any], int,
 
 
 def _lazy_init(cls: type[_Model]) -> Callable[..., None]:
-    def __init__(self: _Model, **kwargs: Any) -> None:
+    def __init__(self: _Model, /, **kwargs: Any) -> None:
         if type(self) is not cls:  # pragma: no cover - subclasses have their own
             _Model.__init__(self, **kwargs)
             return
@@ -790,49 +1045,51 @@ def _compile_init_py(cls: type[_Model]) -> Callable[..., None]:
     plan = _INIT_PLANS.get(cls) or _init_plan(cls)
     schema = object_schema(cls)
     ns: dict[str, Any] = {
-        "_M": MISSING,
-        "_cls": cls,
-        "_missing": _missing_field,
-        "_unknown": _unknown_fields,
+        "_rp_M": MISSING,
+        "_rp_cls": cls,
+        "_rp_missing": _missing_field,
+        "_rp_unknown": _unknown_fields,
+        "_rp_type": type,
+        "_rp_int": int,
     }
     params: list[str] = []
     body: list[str] = []
     for i, (name, _check, kind, default) in enumerate(plan):
         prop = schema.property(name)
-        ns[f"_c{i}"] = _check
+        ns[f"_rp_c{i}"] = _check
         if prop.collection is None and prop.type in ("int", "counter"):
             check = (
-                f"if type({name}) is not int or not "
-                f"{_INT_MIN} <= {name} <= {_INT_MAX}: {name} = _c{i}({name})"
+                f"if _rp_type({name}) is not _rp_int or not "
+                f"{_INT_MIN} <= {name} <= {_INT_MAX}: {name} = _rp_c{i}({name})"
             )
         elif prop.collection is None and prop.type in _EXACT:
-            ns[f"_t{i}"] = _EXACT[prop.type]
-            check = f"if type({name}) is not _t{i}: {name} = _c{i}({name})"
+            ns[f"_rp_t{i}"] = _EXACT[prop.type]
+            check = f"if _rp_type({name}) is not _rp_t{i}: {name} = _rp_c{i}({name})"
         else:
-            check = f"{name} = _c{i}({name})"
+            check = f"{name} = _rp_c{i}({name})"
         if kind == _PLAIN_DEFAULT:
-            ns[f"_d{i}"] = default
-            params.append(f"{name}=_d{i}")
-            body.append(f"    if {name} is not _d{i}:")
+            ns[f"_rp_d{i}"] = default
+            params.append(f"{name}=_rp_d{i}")
+            body.append(f"    if {name} is not _rp_d{i}:")
             body.append(f"        {check}")
             continue
-        params.append(f"{name}=_M")
+        params.append(f"{name}=_rp_M")
         if kind == _REQUIRED:
-            body.append(f"    if {name} is _M: _missing(_cls, {name!r})")
+            body.append(f"    if {name} is _rp_M: _rp_missing(_rp_cls, {name!r})")
         elif kind == _FACTORY:
-            ns[f"_f{i}"] = default
-            body.append(f"    if {name} is _M: {name} = _f{i}()")
+            ns[f"_rp_f{i}"] = default
+            body.append(f"    if {name} is _rp_M: {name} = _rp_f{i}()")
         else:  # _COPIED_DEFAULT
-            ns[f"_d{i}"] = default
-            body.append(f"    if {name} is _M: {name} = _d{i}")
+            ns[f"_rp_d{i}"] = default
+            body.append(f"    if {name} is _rp_M: {name} = _rp_d{i}")
         body.append(f"    {check}")
     star = "*, " if params else ""
     src = (
-        f"def __init__(_rp_self_, {star}{', '.join(params)}{', ' if params else ''}**_extra):\n"
+        f"def __init__(_rp_self_, {star}{', '.join(params)}{', ' if params else ''}**_rp_extra):\n"
         + "".join(line + "\n" for line in body)
-        + "    if _extra: _unknown(_cls, _extra)\n"
-        + "    _d_ = _rp_self_.__dict__\n"
-        + "".join(f"    _d_[{n!r}] = {n}\n" for n, _, _, _ in plan)
+        + "    if _rp_extra: _rp_unknown(_rp_cls, _rp_extra)\n"
+        + "    _rp_d_ = _rp_self_.__dict__\n"
+        + "".join(f"    _rp_d_[{n!r}] = {n}\n" for n, _, _, _ in plan)
     )
     exec(src, ns)  # generated from identifiers of the model's own annotations
     fn: Callable[..., None] = ns["__init__"]
@@ -949,7 +1206,7 @@ def _build_schema(cls: type[_Model]) -> ObjectSchema:
     for klass in reversed(cls.__mro__):
         ann = inspect.get_annotations(klass)
         for name, raw in ann.items():
-            if name not in cls._rp_fields:
+            if name not in cls._rp_fields and name not in cls._rp_backlinks:
                 continue
             hints[name] = _resolve_refs(raw, localns, cls, name)
     embedded = issubclass(cls, EmbeddedObject)
@@ -958,11 +1215,71 @@ def _build_schema(cls: type[_Model]) -> ObjectSchema:
         p = _property(cls, name, hints[name], f)
         if embedded and p.primary_key:
             raise SchemaError(f"embedded object {cls.__name__} cannot have a primary key")
+        if embedded and p.map_to is not None:
+            # Embedded records are maps by property name inside their
+            # parent's record; mapping those names is not supported yet.
+            raise SchemaError(
+                f"{cls.__name__}.{name}: map_to is not supported on embedded objects yet"
+            )
         props.append(p)
+    if not props:
+        raise SchemaError(
+            f"{cls.__name__} has no properties: annotate at least one (e.g. "
+            "'_id: ObjectId = field(primary_key=True, default_factory=ObjectId)')"
+        )
+    _check_file_names(cls, props)
     pks = [p.name for p in props if p.primary_key]
     if len(pks) > 1:
         raise SchemaError(f"{cls.__name__} has several primary keys: {pks}")
-    return ObjectSchema(cls.__realm_name__, tuple(props), embedded)
+    inverse = tuple(
+        _backlink(cls, name, hints[name], origin_prop)
+        for name, origin_prop in cls._rp_backlinks.items()
+    )
+    return ObjectSchema(cls.__realm_name__, tuple(props), embedded, inverse)
+
+
+def _backlink(cls: type[_Model], name: str, tp: Any, origin_prop: str) -> Backlink:
+    """The :class:`Backlink` of ``name: Backlinks[Origin] = backlinks(origin_prop)``."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is not Backlinks or len(args) != 1:
+        raise SchemaError(
+            f"{cls.__name__}.{name}: backlinks() needs the annotation "
+            f"Backlinks[OriginModel], not {tp!r}"
+        )
+    origin = args[0]
+    if not (isinstance(origin, type) and issubclass(origin, Object)):
+        raise SchemaError(
+            f"{cls.__name__}.{name}: Backlinks[...] takes a model class, not {origin!r}"
+        )
+    prop = object_schema(origin).get(origin_prop)
+    if prop is None or prop.type != "link" or prop.target != cls.__realm_name__:
+        raise SchemaError(
+            f"{cls.__name__}.{name}: {origin.__name__}.{origin_prop} is not a link "
+            f"property to {cls.__name__} (to-one, list, set or dict of {cls.__name__})"
+        )
+    return Backlink(name, origin.__realm_name__, prop.file_name)
+
+
+def _check_file_names(cls: type, props: list[Property]) -> None:
+    """Each property's file name is unique in its class, and no property's
+    Python name is another's file name (which would make a file written
+    with one naming read as the other)."""
+    seen: dict[str, str] = {}
+    for p in props:
+        other = seen.get(p.file_name)
+        if other is not None:
+            raise SchemaError(
+                f"{cls.__name__}.{p.name} and {cls.__name__}.{other} are both stored "
+                f"as {p.file_name!r}: give them different map_to names"
+            )
+        seen[p.file_name] = p.name
+    for p in props:
+        owner = seen.get(p.name)
+        if owner is not None and owner != p.name:
+            raise SchemaError(
+                f"{cls.__name__}.{p.name} has the file name of {cls.__name__}.{owner} "
+                f"(map_to={p.name!r}): rename one of them"
+            )
 
 
 def _resolve_refs(tp: Any, localns: dict[str, Any], cls: type, name: str) -> Any:
@@ -991,6 +1308,8 @@ def _resolve_refs(tp: Any, localns: dict[str, Any], cls: type, name: str) -> Any
         return typing.Union[resolved]
     if origin in (list, set, dict):
         return origin[resolved]
+    if origin is Backlinks:
+        return typing.cast(Any, Backlinks)[resolved]
     return tp
 
 
@@ -1074,6 +1393,7 @@ def _property(cls: type, name: str, tp: Any, f: Field) -> Property:
         target,
         f.primary_key,
         f.indexed or f.primary_key,
+        f.map_to if f.map_to != name else None,
     )
 
 

@@ -65,6 +65,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, Union
 
+import realmpy.backlinkindex as backlinkindex
 import realmpy.codec as codec
 from realmpy.layout import (
     META,
@@ -265,7 +266,8 @@ def apply_record(
 
     Used for server-originated changes only (the raw transaction bypasses the
     recorder).  Mirrors ``Realm._add``/``Realm.delete``: ``o:<Class>`` keyed
-    by the encoded primary key, one ``i:<Class>:<prop>`` entry per index.
+    by the encoded primary key, one ``i:<Class>:<prop>`` entry per index,
+    ``b:<Class>:<prop>`` entries per link (:mod:`realmpy.backlinkindex`).
     """
     key = codec.encode_key(pk)
     table = table_name(cls.name)
@@ -274,11 +276,12 @@ def apply_record(
     for p in cls.properties:
         if not p.has_index:
             continue
-        iname = index_name(cls.name, p.name)
+        iname = index_name(cls.name, p.file_name)
         if old is not None:
             txn.delete(iname, codec.encode_keys(old.get(p.name, zero_value(p, None)), pk))
         if rec is not None:
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
+    backlinkindex.update(txn, cls, backlinkindex.link_properties(cls), key, old, rec)
     if rec is None:
         if old_raw is not None:
             txn.delete(table, key)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import realmpy.waiting as waiting
 from realmpy.errors import ConfigurationError
+from realmpy.mapnames import in_file_names
 from realmpy.storage import Environment, Snapshot, WriteTransaction
 from realmpy.sync.errors import SubscriptionError, SyncTimeoutError
 from realmpy.sync.history import SUBS, cv_key, key_cv
@@ -308,7 +309,14 @@ class SubscriptionSet:
 
 def _describe(results: Results[Any]) -> tuple[str, str, tuple[Any, ...]]:
     q = results._query
-    text = q.text if q is not None else "TRUEPREDICATE"
+    # The server knows properties by their file names (field(map_to=...)).
+    realm = getattr(results, "_realm", None)
+    if q is None:
+        text = "TRUEPREDICATE"
+    elif realm is None:
+        text = q.text
+    else:
+        text = in_file_names(realm._schema, results._name, q)
     args = tuple(results._args)
     try:
         P.pack(list(args))

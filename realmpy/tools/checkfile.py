@@ -9,7 +9,9 @@ Three layers, each naming the place it found a problem:
    key it is stored under, and each link points at an object that exists
    (deleting an object clears the links to it, so a dangling one is damage);
 3. every secondary index holds exactly one entry per object, each naming a
-   stored object.
+   stored object;
+4. every backlink table (``b:<Class>:<prop>``, see realmpy/backlinkindex.py)
+   holds exactly the (target, origin) entries the records' links call for.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from realmpy import codec
+from realmpy.backlinkindex import link_properties, targets
 from realmpy.errors import CodecError, CorruptError
-from realmpy.layout import index_name, table_name
+from realmpy.layout import BACKLINKS_KEY, META, backlink_name, index_name, table_name
 from realmpy.schema import ObjectSchema, Property
 from realmpy.storage import Snapshot
 from realmpy.tools.storedfile import stored_env
@@ -99,6 +102,30 @@ def _check_index(
         found.add(f"index {table}: {entries} entries for {len(keys)} {oschema.name} objects")
 
 
+def _check_backlinks(snap: Snapshot, oschema: ObjectSchema, found: _Problems) -> int:
+    """Compare each backlink table of ``oschema`` with its records; returns
+    how many tables were checked."""
+    links = [(i, p) for i, p in enumerate(oschema.properties) if p in link_properties(oschema)]
+    wanted: dict[str, set[bytes]] = {backlink_name(oschema.name, p.name): set() for _, p in links}
+    for key, raw in snap.scan(table_name(oschema.name)):
+        try:
+            row = codec.unpack_row(raw)
+        except CodecError:
+            continue  # reported by _check_class
+        for i, p in links:
+            if i < len(row):
+                wanted[backlink_name(oschema.name, p.name)].update(
+                    t + bytes(key) for t in targets(p, row[i])
+                )
+    for table, entries in wanted.items():
+        stored = {bytes(k) for k, _ in snap.scan(table)}
+        for entry in sorted(stored - entries)[:3]:
+            found.add(f"backlinks {table}: entry {codec.decode_key(entry)!r} has no link")
+        for entry in sorted(entries - stored)[:3]:
+            found.add(f"backlinks {table}: missing entry {codec.decode_key(entry)!r}")
+    return len(wanted)
+
+
 def check_file(path: str) -> str:
     """A one-line summary if the file is sound; raises CorruptError listing what is not."""
     with stored_env(path) as (env, stored):
@@ -107,6 +134,8 @@ def check_file(path: str) -> str:
         objects = indexes = 0
         try:
             with env.read() as snap:
+                # Files of older realmpy versions have no backlink tables.
+                has_backlinks = snap.get(META, BACKLINKS_KEY) is not None
                 for oschema in stored.schema.classes:
                     if oschema.embedded:
                         continue
@@ -116,6 +145,8 @@ def check_file(path: str) -> str:
                         if prop.has_index:
                             _check_index(snap, oschema, prop, keys, found)
                             indexes += 1
+                    if has_backlinks:
+                        indexes += _check_backlinks(snap, oschema, found)
         except _Enough:
             pass
         if found:

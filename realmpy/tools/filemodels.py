@@ -130,7 +130,10 @@ def model_source(schema: Schema, origin: str = "", schema_version: int = 0) -> s
         if names[c.name] != c.name:
             lines.append(f"    __realm_name__ = {c.name!r}")
         for p in c.properties:
-            if not p.name.isidentifier() or keyword.iskeyword(p.name) or p.name.startswith("_"):
+            # _id and other single-underscore names are properties; the
+            # reserved names (docs/objects.md) are not.
+            reserved = p.name.startswith(("__", "_rp_")) or hasattr(Object, p.name)
+            if not p.name.isidentifier() or keyword.iskeyword(p.name) or reserved:
                 raise SchemaError(
                     f"{c.name}.{p.name}: this property name cannot be a Python model attribute"
                 )

@@ -1,0 +1,111 @@
+"""The backlink index: which objects link to an object, without a scan.
+
+Every link property of a top-level class (to-one, list, set or dictionary
+of links) has a table ``b:<Class>:<prop>`` (:func:`~realmpy.layout.
+backlink_name`) holding one empty-valued entry per (target, origin) pair:
+the target's primary-key bytes followed by the origin's.  Since both are
+self-delimiting encoded keys, the objects linking to a target through one
+property are one prefix scan.  Entries are written in the same write
+transaction as the records (:func:`update`, called wherever a record of a
+class with links changes: ``Realm._add``, property and collection writes,
+deletions, the clearing of links to deleted objects, and the sync client's
+``apply_record``).
+
+Readers treat an entry as a candidate and check the origin's record, so
+an entry left behind (a property removed or retargeted by a migration)
+can never make a wrong answer, only a wasted read.  Links held inside
+embedded objects are not indexed: clearing links to a deleted object
+still scans the classes that can reach it through embedded objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import realmpy.codec as codec
+from realmpy.errors import CodecError
+from realmpy.layout import BACKLINK_PREFIX, backlink_name, table_name
+from realmpy.schema import ObjectSchema, Property, Schema
+from realmpy.storage import Snapshot, WriteTransaction
+
+__all__ = ["build", "link_properties", "linked_from", "origins", "targets", "update"]
+
+
+def link_properties(cls: ObjectSchema) -> tuple[Property, ...]:
+    """The indexed link properties of ``cls`` (none for an embedded class)."""
+    if cls.embedded:
+        return ()
+    return tuple(p for p in cls.properties if p.type == "link")
+
+
+def linked_from(schema: Schema, target: str) -> list[tuple[ObjectSchema, Property]]:
+    """The (class, link property) pairs that can link to class ``target``."""
+    return [(c, p) for c in schema.classes for p in link_properties(c) if p.target == target]
+
+
+def targets(prop: Property, value: Any) -> set[bytes]:
+    """The target keys a stored value of link property ``prop`` holds."""
+    if value is None:
+        return set()
+    if prop.collection is None:
+        return {bytes(value)}
+    items = value.values() if prop.collection == "dict" else value
+    return {bytes(x) for x in items if x is not None}
+
+
+def update(
+    txn: WriteTransaction,
+    cls: ObjectSchema,
+    links: Iterable[Property],
+    key: bytes,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any] | None,
+) -> None:
+    """Bring the entries of object ``key`` of ``cls`` from its ``old``
+    record (None: it did not exist) to its ``new`` one (None: deleted).
+    Records are mappings by property name; ``links`` are
+    :func:`link_properties` of ``cls``."""
+    for p in links:
+        before = targets(p, old.get(p.name)) if old is not None else set()
+        after = targets(p, new.get(p.name)) if new is not None else set()
+        if before == after:
+            continue
+        table = backlink_name(cls.name, p.file_name)
+        for t in before - after:
+            txn.delete(table, t + key)
+        for t in after - before:
+            entry = t + key
+            if len(entry) > codec.MAX_KEY:
+                raise CodecError(
+                    f"{cls.name}.{p.name}: backlink entry of {len(entry)} bytes, over the "
+                    f"{codec.MAX_KEY}-byte key limit (the two objects' primary keys are too long)"
+                )
+            txn.put(table, entry, b"")
+
+
+def origins(
+    txn: Snapshot | WriteTransaction, cls: ObjectSchema, prop: Property, target: bytes
+) -> list[bytes]:
+    """Keys of the objects of ``cls`` whose ``prop`` may link to ``target``
+    (candidates: check their records), in key order."""
+    n = len(target)
+    return [
+        bytes(k)[n:]
+        for k, _ in txn.scan(backlink_name(cls.name, prop.file_name), target, target + b"\xff")
+    ]
+
+
+def build(txn: WriteTransaction, schema: Schema) -> None:
+    """Write the backlink tables of every link property of ``schema`` from
+    the records (in ``schema``'s property order), and drop the tables of
+    link properties it no longer has."""
+    for name in txn.tables():
+        if name.startswith(BACKLINK_PREFIX):
+            txn.drop(name)
+    for c in schema.classes:
+        links = link_properties(c)
+        if not links:
+            continue
+        for key, raw in txn.scan(table_name(c.name)):
+            update(txn, c, links, bytes(key), None, codec.record_to_dict(raw, c))
