@@ -463,7 +463,7 @@ class Notifier:
         if lis.kind == "results":
             patched = None
             if changed is not None and not initial and lis.local:
-                patched = _patch(frozen, lis, changed.get(table_name(lis.cls_name)))
+                patched = _patch(frozen, lis, changed.get(frozen._info[lis.cls_name].table))
             if patched is not None:
                 state, change = patched
             else:
@@ -582,7 +582,7 @@ def _untouched(realm: Realm, lis: _Listener, changed: _changelog.Changes) -> boo
     if lis.local is None:
         lis.local = _local(realm, lis)
     if lis.local:
-        return table_name(lis.cls_name) not in changed
+        return realm._info[lis.cls_name].table not in changed
     return not any(t.startswith(TABLE_PREFIX) for t in changed)
 
 

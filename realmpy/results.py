@@ -210,6 +210,8 @@ class Results(Generic[T]):
 def _key_paths(method: str, key_paths: tuple[str, ...]) -> list[str]:
     """Each of ``key_paths`` checked to be one key path (not a fragment of
     query text) and rendered as the parser reads it."""
+    import realmpy.query as _query  # the query compiler loads at the first query
+
     out = []
     for text in key_paths:
         if not isinstance(text, str):
