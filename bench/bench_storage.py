@@ -32,6 +32,8 @@ Method (as in research/storage.md section 1):
 - "raw-cffi" rows make realmpy's get / put / snapshot engine calls through
   cffi with no wrapper, interleaved with the wrapper in the same reps: the
   difference is realmpy/storage.py's own overhead.
+- "size" and "syscalls" (bench/storage_layout.py): file sizes against the
+  payload and sqlite3, and write/sync system calls per commit under strace.
 - "other load" = cores kept busy by other processes during a row (from
   /proc/stat minus this process tree's CPU time).
 """
@@ -60,6 +62,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # sibling modules; bench/ is not a package
+import storage_layout
 from harness import Timer, Workdir, percentile
 
 try:
@@ -820,7 +823,8 @@ BENCHES = [
         latency=True,
     ),
 ]
-BENCH_NAMES = [b.name for b in BENCHES] + ["wakeup"]
+LAYOUT_NAMES = ["size", "syscalls"]  # storage_layout.py: file sizes, strace counts
+BENCH_NAMES = [b.name for b in BENCHES] + ["wakeup", *LAYOUT_NAMES]
 
 
 @dataclass
@@ -1107,6 +1111,11 @@ def main(argv: list[str] | None = None) -> int:
                 wakeups = run_wakeups(work, cfg, set(adapters))
             loads["wakeup"] = cpu.other_cores
     print_tables(results, wakeups, loads)
+    layout: dict[str, Any] = {}
+    if set(LAYOUT_NAMES) & set(only):
+        print()
+        with workdir(base) as work:
+            layout = storage_layout.run(work.new("layout"), args.quick, set(only))
     print()
     print(
         "'other load' = average number of cores busy with other processes during"
@@ -1134,6 +1143,7 @@ def main(argv: list[str] | None = None) -> int:
                 for r in rows
             ],
             "wakeup": wakeups,
+            "layout": layout,
             "other_load_cores": loads,
         }
         Path(args.json).write_text(json.dumps(doc, indent=1))

@@ -7,6 +7,18 @@
  * underfull page into a sibling when both fit in one page (no rotation:
  * simpler, and a quarter-full page costs only space, which compact()
  * recovers).  Values too large for a quarter page live in overflow runs.
+ *
+ * Splits follow ascending runs: a page remembers where its last insert
+ * went (in memory: RP_DIRTY_TRAILER while dirty, then the env's hints
+ * until the next write txn copies it), and an insert right after it splits
+ * the page at the insertion point (split_insert).  Measured on 100k objects
+ * of bench_objects (an index on a 100-value field): 98.5 -> 80.0 bytes an
+ * object in one transaction, 99.2 -> 80.8 in transactions of 10.  Runs
+ * shorter than about two pages end with a part-filled page each, which a
+ * half-and-half split would have shared: an index whose values have only
+ * a page of keys each can take more space than before (a model of 1000
+ * runs of 200 keys: 41 -> 59 bytes a key); an index's runs grow with its
+ * table.
  */
 #include "tree.h"
 
@@ -171,15 +183,27 @@ static int split_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
         else { ptr[j] = rp_entry(tmp, k); sz[j] = rp_entry_size(tmp, ptr[j]); k++; }
         sum += sz[j] + RP_SLOT_SIZE;
     }
-    /* Split point s: entries [0, s) stay left.  An append at the right edge
-     * leaves the old page full (sequential loads fill pages completely);
-     * otherwise split by bytes. */
-    unsigned s;
-    if (idx == n && n >= 1 && rightmost(path, lvl)) {
+    /* Split point s: entries [0, s) stay left.  An insert right after the
+     * page's previous one continues an ascending run (an index's keys
+     * (value, primary key) arrive as one run per value, interleaved): the
+     * split is made at the insertion point, so the run's next keys fill
+     * the left page (or a page of their own, when the run is at the page's
+     * end) while the keys after the run keep a page that stays full.  The
+     * same holds for an append at the tree's right edge (sequential loads).
+     * Anything else splits by bytes, half and half (as InnoDB does with its
+     * page's last-insert position; SQLite's balance_quick and LMDB's
+     * MDB_APPEND cover only the right edge). */
+    unsigned s = 0;
+    int run = idx >= 1 && rp_last_insert(P) == idx;
+    if (idx == n && n >= 1 && (run || rightmost(path, lvl))) {
         s = n;
-    } else {
+    } else if (run) {
+        size_t left = 0;
+        for (unsigned j = 0; j <= idx; j++) left += sz[j] + RP_SLOT_SIZE;
+        if (left <= PAGE_CAP) s = idx + 1;
+    }
+    if (s == 0) {
         size_t acc = 0;
-        s = 0;
         while (s < total - 1 && acc + (sz[s] + RP_SLOT_SIZE) <= sum / 2)
             acc += sz[s++] + RP_SLOT_SIZE;
         if (s == 0) s = 1;
@@ -204,6 +228,8 @@ static int split_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
             rp_page_insert(R, j - s, ptr[j], sz[j]);
         }
     }
+    rp_set_last_insert(P, idx < s ? idx + 1 : 0);
+    rp_set_last_insert(R, idx < s ? 0 : idx - s + 1);
     uint8_t bent[RP_BRANCH_ENTRY_HDR + RP_MAX_KEY];
     size_t blen = build_branch(bent, sep, seplen, rpg, txn->txnid);
     if (lvl == 0) {
@@ -235,6 +261,7 @@ static int insert_at(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
     uint8_t *P = path[lvl].page;
     if (size + RP_SLOT_SIZE <= rp_page_free(P)) {
         rp_page_insert(P, idx, ent, size);
+        rp_set_last_insert(P, idx + 1);
         return RP_OK;
     }
     return split_insert(txn, t, path, lvl, idx, ent, size);
@@ -289,6 +316,7 @@ int rp_bt_put(rp_txn *txn, rp_table *t, const void *key, size_t klen,
             const uint8_t *last = rp_entry(L, n - 1);
             if (rp_keycmp(key, klen, rp_leaf_key(last), rp_leaf_klen(last)) > 0) {
                 rp_page_insert(L, n, ent, size);
+                rp_set_last_insert(L, n + 1);
                 t->entries++;
                 t->modcount++;
                 t->dirty = 1;

@@ -172,7 +172,17 @@
  *   A record lists pages freed by the commit of version T: live in T-1, not
  *   in T.  They may be reused by a writer once no live snapshot is older
  *   than T.  Records whose pages are reusable by everyone are stored with
- *   T = 0.  The whole list is rewritten by each commit that changes it.
+ *   T = 0; the same T may have several records.  The stream is the pages'
+ *   used bytes in chain order, so a record may run across pages, header
+ *   included, and a page may hold fewer than RP_FREELIST_CAP bytes (or
+ *   none).  A commit rewrites only the head of the chain, the pages it read
+ *   (txn.c, THE FREE LIST IN A WRITE TXN): the new head's last page points
+ *   (next pgno, next txnid) at the first old page not read, so the pages of
+ *   one chain may carry different txnids, each named by its predecessor.
+ *   The head may end with the header of a record whose page numbers follow
+ *   in the old pages, its n counting only those.  Every realmpy that reads
+ *   format 2 reads such a chain (the layout is unchanged; only which pages
+ *   a commit rewrites changed, so the format version stays 2).
  *
  * =========================================================================
  * THE LOCK FILE  (<path>.lock, mapped MAP_SHARED: shared memory)

@@ -117,6 +117,17 @@ typedef struct rp_undo {
 
 /* ---- environment ----------------------------------------------------------- */
 
+/* Where the last insert into a page went (btree.c's split rule), kept from
+ * the commit that wrote the page to the next write txn that copies it.
+ * Direct-mapped by page number; a hint whose (pgno, txnid) does not match
+ * is no hint.  Only the writer (under the writer mutex) uses them. */
+#define RP_SPLIT_HINTS 512
+typedef struct rp_split_hint {
+    uint64_t txnid;
+    uint32_t pgno;
+    uint32_t last;                   /* 1 + entry index; 0 = none             */
+} rp_split_hint;
+
 struct rp_env {
     char            *path;           /* data file path (owned)                */
     char            *lock_path;      /* <path>.lock (owned)                   */
@@ -127,6 +138,9 @@ struct rp_env {
     uint64_t         map_size;       /* bytes reserved for the data map       */
     const uint8_t   *map;            /* data file, PROT_READ, MAP_SHARED      */
     uint64_t         file_size;      /* bytes known allocated on disk         */
+    rp_split_hint    hints[RP_SPLIT_HINTS];
+    uint64_t         hot_pages;      /* hot pages the last commit allocated
+                                        (writer only; txn.c, ALLOCATION)     */
     rp_lock_hdr     *lk;             /* lock file mapping (or private memory
                                         when immutable)                        */
     size_t           lk_size;

@@ -37,6 +37,21 @@ typedef struct rp_dirty {
     uint32_t npages;                 /* >1 for an overflow run                */
 } rp_dirty;
 
+/* A dirty page's buffer has RP_DIRTY_TRAILER bytes after its npages pages,
+ * never written to the file: 1 + the index of the entry last inserted into
+ * the page (0: none yet).  The split rule (btree.c) reads it as the sign of
+ * an ascending run; it is a hint, never trusted for anything else. */
+#define RP_DIRTY_TRAILER 8
+static inline unsigned rp_last_insert(const uint8_t *page) {
+    uint16_t v;
+    memcpy(&v, page + RP_PAGE_SIZE, 2);
+    return v;
+}
+static inline void rp_set_last_insert(uint8_t *page, unsigned idx_plus_1) {
+    uint16_t v = (uint16_t)idx_plus_1;
+    memcpy(page + RP_PAGE_SIZE, &v, 2);
+}
+
 /* ---- a table as a transaction sees it ------------------------------------- */
 typedef struct rp_table {
     uint64_t root, root_txnid;       /* root page, version that wrote it      */
@@ -77,10 +92,23 @@ struct rp_txn {
     rp_pgvec   freed;                /* pages of older versions freed now     */
     rp_pgvec   loose;                /* pages allocated and freed in this txn */
     rp_pgvec   reuse;                /* reusable now, sorted descending       */
+    uint64_t   hot_next, hot_end;    /* the run hot pages come from (ALLOCATION
+                                        in txn.c): [hot_next, hot_end)        */
+    size_t     hot_skip;             /* low reuse entries with no long run    */
+    uint64_t   hot_count;            /* hot pages allocated                   */
+    int        catalog_flush;        /* writing the catalog: its pages are hot */
+    int        fl_saving;            /* writing the free list: no new hot run,
+                                        no more of the old list              */
+    uint64_t   fl_pgno, fl_txnid;    /* the old free list's first page not
+                                        read yet (0: none; txn.c, THE FREE
+                                        LIST IN A WRITE TXN)                 */
+    uint64_t   fl_left;              /* its stream bytes from there on        */
+    uint64_t   fl_hops;              /* its pages read                        */
+    uint8_t   *fl_carry;             /* bytes read of a record not complete   */
+    size_t     fl_carry_len, fl_carry_cap;
     rp_freerec *pending;             /* free-list records still pinned        */
     size_t     npending;
     uint64_t   oldest;               /* oldest pinned version at begin        */
-    uint64_t   free_pages_at_begin;  /* for stats                             */
 };
 
 struct rp_cursor {

@@ -7,7 +7,8 @@
  *   2. Grow the file if the new pages need it (in chunks, zero-filled).
  *   3. Check that <path>.lock is still the lock file held (rp_lock_check),
  *      then pwrite every dirty page, each stamped with this version and its
- *      checksum, sorted and coalesced into runs.
+ *      checksum, sorted and coalesced into runs (one pwritev a run; see
+ *      ALLOCATION for how the runs are made long).
  *   4. Mark version N in doubt in the lock file (rp_commit_mark), then
  *      pwrite both copies of meta record N (format.h: slots of version N-2).
  *   5. fdatasync (durability "full").  Pages and meta reach the disk in any
@@ -36,6 +37,20 @@
  *   by the latest commit are never overwritten while version N-1 is the
  *   recovery fallback.  Pages allocated and freed inside one transaction
  *   ("loose") were never visible to anyone and are reused at once.
+ *
+ *   Where a page goes decides how many writes a commit costs (write_pages
+ *   writes each run of adjacent pages with one pwritev).  Hot pages --
+ *   branch pages, the catalog's pages and the free list's, which nearly
+ *   every commit rewrites -- come from one run of free pages (pick_hot_run),
+ *   so they are written together, and two commits later they are free
+ *   together again: a run for the next hot pages.  Leaves and overflow runs
+ *   take the lowest free pages (compact files).  A small commit then writes
+ *   its leaf and one run of hot pages: 2.2 pwritev calls a commit instead
+ *   of 4.4 (bench/storage_layout.py, 10k keys; at 1M keys, where the
+ *   branch pages on a path vary more, 5.3 instead of 5.5).  When no free
+ *   run is long enough, the reusable pages are few and the file has
+ *   pre-grown room, the hot run is taken past the used pages (that is how
+ *   a scattered free list turns into runs; the file never grows for it).
  */
 #include "tree.h"
 
@@ -149,28 +164,102 @@ const uint8_t *rp_page_read(rp_txn *txn, uint64_t pgno, uint64_t txnid,
     return p;
 }
 
-/* Take a page number: loose pages first (never visible to anyone), then
- * reusable free pages (lowest first, to keep the file compact), then the end
- * of the file. */
-static int alloc_pgno(rp_txn *txn, uint32_t npages, uint64_t *out) {
+static int freelist_more(rp_txn *txn);
+
+/* Move the entries [lo, lo + n) out of reuse. */
+static void reuse_cut(rp_pgvec *reuse, size_t lo, size_t n) {
+    memmove(&reuse->v[lo], &reuse->v[lo + n], (reuse->n - (lo + n)) * sizeof(uint32_t));
+    reuse->n -= n;
+}
+
+/* Pick the run hot pages come from next (ALLOCATION): the lowest run of at
+ * least `want` free pages; else, while the reusable pages are few and the
+ * file's pre-grown zeros have room, `want` pages at the end of the used
+ * pages (the file does not grow for it); else the longest run.  reuse is sorted descending, so a run p..p+n-1 is n adjacent
+ * entries counting down.  Entries at its low end already searched in vain
+ * (hot_skip of them) are not searched again: one pass a txn at most. */
+static int pick_hot_run(rp_txn *txn, uint64_t want) {
+    rp_pgvec *r = &txn->reuse;
+    size_t best_lo = 0, best_len = 0;   /* a run: entries [lo, lo + len) */
+    int found = 0;
+    if (txn->hot_skip < r->n) {
+        size_t top = r->n - txn->hot_skip, len = 1;
+        best_lo = top - 1;
+        best_len = 1;
+        for (size_t i = top - 1; i > 0 && !found; i--) {
+            len = r->v[i - 1] == r->v[i] + 1 ? len + 1 : 1;
+            /* the run whose top entry is i - 1 has len pages so far */
+            if (len > best_len) { best_len = len; best_lo = i - 1; }
+            found = len >= want && (i == 1 || r->v[i - 2] != r->v[i - 1] + 1);
+        }
+        found = found || best_len >= want;
+    }
+    if (!found && r->n < 2 * want && !txn->fl_pgno) {
+        uint64_t pgno = txn->roots.pages_used;
+        if ((pgno + want) * RP_PAGE_SIZE <= txn->env->file_size) {
+            txn->roots.pages_used += want;
+            txn->hot_next = pgno;
+            txn->hot_end = pgno + want;
+            txn->hot_skip = r->n;
+            return RP_OK;
+        }
+    }
+    if (best_len == 0) return RP_NOTFOUND;
+    /* Cap the run so that a huge one is not moved out and back. */
+    size_t take = best_len < 1024 ? best_len : 1024;
+    uint64_t low = r->v[best_lo + best_len - 1];
+    txn->hot_next = low;
+    txn->hot_end = low + take;
+    txn->hot_skip = found ? r->n - (best_lo + best_len) : r->n - take;
+    reuse_cut(r, best_lo + best_len - take, take);
+    return RP_OK;
+}
+
+/* Give the unused rest of the hot run back to reuse (at commit: the free
+ * list lists it; the order of reuse no longer matters then). */
+static int hot_run_return(rp_txn *txn) {
+    for (; txn->hot_next < txn->hot_end; txn->hot_next++) {
+        int rc = rp_pgvec_push(&txn->reuse, txn->hot_next);
+        if (rc) return rc;
+    }
+    return RP_OK;
+}
+
+/* Take a page number: loose pages first (never visible to anyone); then,
+ * for a hot page, the hot run; then reusable free pages (lowest first, to
+ * keep the file compact), then the end of the file. */
+static int alloc_pgno(rp_txn *txn, uint32_t npages, int hot, uint64_t *out) {
     RP_ASSERT(txn->flags & RP_TXN_WRITE);
     RP_ASSERT(npages >= 1 && out);
     if (npages == 1) {
         if (txn->loose.n) { *out = txn->loose.v[--txn->loose.n]; return RP_OK; }
-        if (txn->reuse.n) { *out = txn->reuse.v[--txn->reuse.n]; return RP_OK; }
-    } else if (txn->reuse.n >= npages) {
-        /* reuse is sorted descending: a run p..p+n-1 appears as n adjacent
-         * entries counting down.  Scan from the low end. */
-        size_t run = 1;
-        for (size_t i = txn->reuse.n - 1; i > 0; i--) {
-            run = (txn->reuse.v[i - 1] == txn->reuse.v[i] + 1) ? run + 1 : 1;
-            if (run == npages) {
-                *out = txn->reuse.v[i - 1 + npages - 1];   /* the run's lowest page */
-                memmove(&txn->reuse.v[i - 1], &txn->reuse.v[i - 1 + npages],
-                        (txn->reuse.n - (i - 1 + npages)) * sizeof(uint32_t));
-                txn->reuse.n -= npages;
-                return RP_OK;
+        if (hot) {
+            txn->hot_count++;
+            if (txn->hot_next == txn->hot_end && !txn->fl_saving) {
+                uint64_t want = txn->env->hot_pages;
+                (void)pick_hot_run(txn, want > 2 ? want : 2);
             }
+            if (txn->hot_next < txn->hot_end) { *out = txn->hot_next++; return RP_OK; }
+        }
+        int rc = RP_OK;
+        while (!txn->reuse.n && !txn->fl_saving && (rc = freelist_more(txn)) == RP_OK) {}
+        if (rc != RP_OK && rc != RP_NOTFOUND) return rc;
+        if (txn->reuse.n) { *out = txn->reuse.v[--txn->reuse.n]; return RP_OK; }
+    } else {
+        for (int rc = RP_OK;; ) {
+            /* Scan from the low end for a run of npages, reading more of
+             * the free list until there is one or the list ends. */
+            size_t run = 1;
+            for (size_t i = txn->reuse.n ? txn->reuse.n - 1 : 0; i > 0; i--) {
+                run = (txn->reuse.v[i - 1] == txn->reuse.v[i] + 1) ? run + 1 : 1;
+                if (run == npages) {
+                    *out = txn->reuse.v[i - 1 + npages - 1];   /* the run's lowest page */
+                    reuse_cut(&txn->reuse, i - 1, npages);
+                    return RP_OK;
+                }
+            }
+            if (txn->fl_saving || (rc = freelist_more(txn)) == RP_NOTFOUND) break;
+            if (rc) return rc;
         }
     }
     uint64_t pgno = txn->roots.pages_used;
@@ -185,9 +274,11 @@ static int alloc_pgno(rp_txn *txn, uint32_t npages, uint64_t *out) {
 uint8_t *rp_page_new(rp_txn *txn, uint16_t flags, uint32_t npages,
                      uint64_t *pgno, int *err) {
     RP_ASSERT(npages == 1 || flags == P_OVERFLOW);   /* only overflow runs span pages */
-    int rc = alloc_pgno(txn, npages, pgno);
+    /* Hot: rewritten by nearly every commit (ALLOCATION). */
+    int hot = (flags & (P_BRANCH | P_FREELIST)) || txn->catalog_flush;
+    int rc = alloc_pgno(txn, npages, hot, pgno);
     if (rc) { *err = rc; return NULL; }
-    uint8_t *page = calloc(npages, RP_PAGE_SIZE);
+    uint8_t *page = calloc(1, (size_t)npages * RP_PAGE_SIZE + RP_DIRTY_TRAILER);
     if (!page) { *err = ENOMEM; return NULL; }
     rc = dirty_put(txn, *pgno, page, npages);
     if (rc) { free(page); *err = rc; return NULL; }
@@ -238,6 +329,8 @@ uint8_t *rp_page_touch(rp_txn *txn, uint64_t pgno, uint64_t txnid,
     memcpy(dst, src, RP_PAGE_SIZE);
     rp_hdrw(dst)->pgno = *newpgno;
     rp_hdrw(dst)->txnid = txn->txnid;
+    const rp_split_hint *hint = &txn->env->hints[pgno % RP_SPLIT_HINTS];
+    if (hint->pgno == pgno && hint->txnid == txnid) rp_set_last_insert(dst, hint->last);
     int rc = rp_page_free_pg(txn, pgno, txnid, 1);
     if (rc) { *err = rc; return NULL; }
     return dst;
@@ -392,11 +485,6 @@ int rp_freelist_walk(rp_txn *txn, const rp_roots *roots, rp_chain_fn chain,
     return rc;
 }
 
-static int load_chain(void *ctx, uint64_t pgno, uint64_t txnid, const uint8_t *page) {
-    (void)page;
-    return rp_page_free_pg(ctx, pgno, txnid, 1);
-}
-
 static int load_page(void *ctx, uint64_t rec_txnid, uint32_t pgno) {
     rp_txn *txn = ctx;
     if (rec_txnid <= txn->oldest) return rp_pgvec_push(&txn->reuse, pgno);
@@ -412,15 +500,110 @@ static int load_page(void *ctx, uint64_t rec_txnid, uint32_t pgno) {
     return rp_pgvec_push(&last->pages, pgno);
 }
 
-/* Read the free list of the base version: pages reusable now (record txnid
- * <= oldest pinned version) go to txn->reuse, the rest stay pending.  The
- * chain pages are freed: the commit rewrites the list. */
-static int freelist_load(rp_txn *txn) {
-    int rc = rp_freelist_walk(txn, &txn->roots, load_chain, load_page, txn);
-    if (!rc && txn->reuse.n > 1)
-        qsort(txn->reuse.v, txn->reuse.n, sizeof(uint32_t), cmp_desc);
-    txn->free_pages_at_begin = txn->reuse.n;
+/* THE FREE LIST IN A WRITE TXN
+ * The list is read lazily, a chain page at a time from its head, and only
+ * the pages read are rewritten: the commit writes a new head -- the
+ * reusable pages left over, the records still pinned, its own freed pages,
+ * and the start of a record the last page read left unfinished -- whose
+ * last page points at the first page not read, so the rest of the chain
+ * (and of the stream) stays as it is.  A commit therefore reads and writes
+ * about as much of the list as it changes, however long the list is.  New
+ * records go to the head and reusable pages are taken from the head, so
+ * the pages freed most recently are reused first. */
+
+/* Take the page numbers read so far out of the records in txn->fl_carry.
+ * A record the pages read so far hold only the start of (one page of the
+ * list holds about a thousand page numbers; one commit's record can fill
+ * many) is taken in part: its header stays in the carry, with n reduced by
+ * the page numbers taken, so that the head the commit writes, ending with
+ * that header, runs on into the rest of the record in the pages not read. */
+static int carry_parse(rp_txn *txn) {
+    uint8_t *b = txn->fl_carry;
+    size_t len = txn->fl_carry_len, off = 0;
+    int rc = RP_OK;
+    while (!rc && len - off >= 12) {
+        uint64_t rt = rp_rd64(b + off);
+        uint32_t n = rp_rd32(b + off + 8);
+        if ((uint64_t)n * 4 > len - off - 12 + txn->fl_left || rt >= txn->txnid)
+            return rp_corruptf("free list: bad record (length or version)");
+        size_t have = (len - off - 12) / 4, take = have < n ? have : n;
+        for (size_t i = 0; i < take && !rc; i++) {
+            uint32_t v = rp_rd32(b + off + 12 + 4 * i);
+            if (v < RP_FIRST_DATA_PAGE || v >= txn->base_pages)
+                rc = rp_corruptf("free list: lists page %u, not a data page", v);
+            else rc = load_page(txn, rt, v);
+        }
+        if (take < n) {
+            /* The header, counting what is left, then the bytes of a page
+             * number cut by the page end (if any). */
+            size_t rest = len - off - 12 - 4 * take;
+            rp_wr32(b + off + 8, (uint32_t)(n - take));
+            memmove(b + off + 12, b + off + 12 + 4 * take, rest);
+            len = off + 12 + rest;
+            break;
+        }
+        off += 12 + (size_t)n * 4;
+    }
+    if (off && len > off) memmove(b, b + off, len - off);
+    txn->fl_carry_len = len - off;
     return rc;
+}
+
+/* Read the next page of the base version's chain: its reusable pages go to
+ * txn->reuse (kept sorted descending), pinned records to txn->pending, and
+ * the page itself is freed (the commit writes what it held into the new
+ * head).  RP_NOTFOUND at the end of the chain. */
+static int freelist_more(rp_txn *txn) {
+    if (!txn->fl_pgno) return RP_NOTFOUND;
+    if (++txn->fl_hops > txn->base_pages) return rp_corrupt(txn->fl_pgno, "free-list chain loops");
+    int rc = RP_OK;
+    const uint8_t *p = rp_page_read(txn, txn->fl_pgno, txn->fl_txnid, P_FREELIST, &rc);
+    if (!p) return rc;
+    uint32_t used = rp_rd32(p + RP_PAGE_HEADER + 16);
+    if (used > RP_FREELIST_CAP || used > txn->fl_left)
+        return rp_corrupt(txn->fl_pgno, "free-list page holds more bytes than the list");
+    if (txn->fl_carry_len + used > txn->fl_carry_cap) {
+        size_t cap = txn->fl_carry_len + used + RP_FREELIST_CAP;
+        uint8_t *nb = realloc(txn->fl_carry, cap);
+        if (!nb) return ENOMEM;
+        txn->fl_carry = nb;
+        txn->fl_carry_cap = cap;
+    }
+    if (used) memcpy(txn->fl_carry + txn->fl_carry_len, p + RP_FREELIST_HDR, used);
+    txn->fl_carry_len += used;
+    txn->fl_left -= used;
+    rc = rp_page_free_pg(txn, txn->fl_pgno, txn->fl_txnid, 1);
+    if (rc) return rc;
+    txn->fl_pgno = rp_rd64(p + RP_PAGE_HEADER);
+    txn->fl_txnid = rp_rd64(p + RP_PAGE_HEADER + 8);
+    if (!txn->fl_pgno && txn->fl_left)
+        return rp_corruptf("free list: chain shorter than its length");
+    size_t had = txn->reuse.n;
+    rc = carry_parse(txn);
+    if (!rc && !txn->fl_pgno && txn->fl_carry_len) rc = rp_corruptf("free list: truncated record");
+    if (!rc && txn->reuse.n > 1 && txn->reuse.n != had)
+        qsort(txn->reuse.v, txn->reuse.n, sizeof(uint32_t), cmp_desc);
+    return rc;
+}
+
+/* Reusable pages read ahead at begin: enough to find a run of hot pages
+ * in (pick_hot_run) without reading the whole list. */
+#define RP_FREELIST_AHEAD 64
+
+/* Start reading the base version's free list (above). */
+static int freelist_begin(rp_txn *txn) {
+    const rp_roots *r = &txn->roots;
+    if (!r->free_pgno && r->free_len)
+        return rp_corruptf("free list: empty, but %llu bytes long", (unsigned long long)r->free_len);
+    if (r->free_len > r->pages_used * 16 + RP_PAGE_SIZE)
+        return rp_corruptf("free list: %llu bytes long, more than the file can need",
+                           (unsigned long long)r->free_len);
+    txn->fl_pgno = r->free_pgno;
+    txn->fl_txnid = r->free_txnid;
+    txn->fl_left = r->free_len;
+    int rc = RP_OK;
+    while (!rc && txn->reuse.n < RP_FREELIST_AHEAD) rc = freelist_more(txn);
+    return rc == RP_NOTFOUND ? RP_OK : rc;
 }
 
 static size_t rec_bytes(size_t n) { return n ? 12 + 4 * n : 0; }
@@ -433,15 +616,26 @@ static uint8_t *put_rec(uint8_t *o, uint64_t txnid, const uint32_t *v, size_t n)
     return o + 12 + 4 * n;
 }
 
-/* Write the free list of the new version: [reusable now + loose] as txnid 0,
- * the still-pinned records, and this commit's freed pages. */
-static int freelist_save(rp_txn *txn) {
-    size_t len = rec_bytes(txn->reuse.n + txn->loose.n) + rec_bytes(txn->freed.n);
+/* The new head's bytes, for reusable pages counted by nreuse. */
+static size_t head_bytes(const rp_txn *txn, size_t nreuse) {
+    size_t len = rec_bytes(nreuse) + rec_bytes(txn->freed.n) + txn->fl_carry_len;
     for (size_t i = 0; i < txn->npending; i++) len += rec_bytes(txn->pending[i].pages.n);
+    return len;
+}
+
+/* Write the new head of the free list (above): [reusable now + loose] as
+ * txnid 0, the still-pinned records, this commit's freed pages, the
+ * unfinished record's start; then the chain pages not read. */
+static int freelist_save(rp_txn *txn) {
+    size_t left = (size_t)(txn->hot_end - txn->hot_next);   /* of the hot run */
+    size_t len = head_bytes(txn, txn->reuse.n + txn->loose.n + left);
     size_t npages = (len + RP_FREELIST_CAP - 1) / RP_FREELIST_CAP;
-    /* Allocating the chain may take pages from the reusable set, which only
-     * shortens the stream, so npages pages are always enough (trailing ones
-     * may stay empty). */
+    /* Allocating the chain may take pages from the reusable set (the hot
+     * run first), which only shortens the stream, so npages pages are
+     * always enough (trailing ones may stay empty).  No new hot run and no
+     * more of the old list now: either would add pages that len does not
+     * count. */
+    txn->fl_saving = 1;
     uint8_t **pages = calloc(npages ? npages : 1, sizeof *pages);
     uint64_t *pgnos = calloc(npages ? npages : 1, sizeof *pgnos);
     int rc = (pages && pgnos) ? RP_OK : ENOMEM;
@@ -450,13 +644,13 @@ static int freelist_save(rp_txn *txn) {
         if (!pages[i]) break;
     }
     uint8_t *stream = NULL;
+    if (!rc) rc = hot_run_return(txn);
     if (!rc) {
         rc = pgvec_append(&txn->reuse, txn->loose.v, txn->loose.n);
         txn->loose.n = 0;
     }
     if (!rc) {
-        len = rec_bytes(txn->reuse.n) + rec_bytes(txn->freed.n);
-        for (size_t i = 0; i < txn->npending; i++) len += rec_bytes(txn->pending[i].pages.n);
+        len = head_bytes(txn, txn->reuse.n);
         assert(len <= npages * RP_FREELIST_CAP);
         stream = malloc(len ? len : 1);
         if (!stream) rc = ENOMEM;
@@ -467,20 +661,23 @@ static int freelist_save(rp_txn *txn) {
             o = put_rec(o, txn->pending[i].txnid, txn->pending[i].pages.v,
                         txn->pending[i].pages.n);
         o = put_rec(o, txn->txnid, txn->freed.v, txn->freed.n);
+        if (txn->fl_carry_len) memcpy(o, txn->fl_carry, txn->fl_carry_len);
+        o += txn->fl_carry_len;
         assert((size_t)(o - stream) == len);
         size_t off = 0;
         for (size_t i = 0; i < npages; i++) {
             uint8_t *p = pages[i];
             size_t used = len - off < RP_FREELIST_CAP ? len - off : RP_FREELIST_CAP;
-            rp_wr64(p + RP_PAGE_HEADER, i + 1 < npages ? pgnos[i + 1] : 0);
-            rp_wr64(p + RP_PAGE_HEADER + 8, i + 1 < npages ? txn->txnid : 0);
+            int last = i + 1 == npages;
+            rp_wr64(p + RP_PAGE_HEADER, last ? txn->fl_pgno : pgnos[i + 1]);
+            rp_wr64(p + RP_PAGE_HEADER + 8, last ? txn->fl_txnid : txn->txnid);
             rp_wr32(p + RP_PAGE_HEADER + 16, (uint32_t)used);
             memcpy(p + RP_FREELIST_HDR, stream + off, used);
             off += used;
         }
-        txn->roots.free_pgno = npages ? pgnos[0] : 0;
-        txn->roots.free_txnid = npages ? txn->txnid : 0;
-        txn->roots.free_len = len;
+        txn->roots.free_pgno = npages ? pgnos[0] : txn->fl_pgno;
+        txn->roots.free_txnid = npages ? txn->txnid : txn->fl_txnid;
+        txn->roots.free_len = len + txn->fl_left;
     }
     free(stream);
     free(pages);
@@ -499,6 +696,7 @@ static void txn_free(rp_txn *txn) {
     rp_pgvec_free(&txn->freed);
     rp_pgvec_free(&txn->loose);
     rp_pgvec_free(&txn->reuse);
+    free(txn->fl_carry);
     for (size_t i = 0; i < txn->npending; i++) rp_pgvec_free(&txn->pending[i].pages);
     free(txn->pending);
     free(txn);
@@ -621,7 +819,7 @@ static int write_begin(rp_env *env, rp_txn *txn, int64_t timeout_ms) {
     if (env->max_active && active > env->max_active) return RP_VERSION_LIMIT;
     txn->txnid = latest + 1;
     txn->base_pages = txn->roots.pages_used;
-    return freelist_load(txn);
+    return freelist_begin(txn);
 }
 
 /* Begin a snapshot in slot: a dead writer's commit is resolved first, so
@@ -813,6 +1011,10 @@ static int write_pages(rp_txn *txn) {
             rp_page_hdr *h = rp_hdrw(d->page);
             h->txnid = txn->txnid;
             h->checksum = rp_page_checksum(d->page, bytes);
+            if (h->flags & (P_BRANCH | P_LEAF) && rp_last_insert(d->page))
+                env->hints[d->pgno % RP_SPLIT_HINTS] = (rp_split_hint){
+                    .txnid = txn->txnid, .pgno = (uint32_t)d->pgno,
+                    .last = rp_last_insert(d->page)};
             iov[cnt].iov_base = d->page;
             iov[cnt].iov_len = bytes;
             cnt++;
@@ -827,6 +1029,7 @@ static int write_pages(rp_txn *txn) {
 
 int rp_txn_flush_catalog(rp_txn *txn) {
     int rc = RP_OK;
+    txn->catalog_flush = 1;
     for (size_t i = 0; i < txn->ntables && !rc; i++) {
         rp_table *t = txn->tables[i];
         if (!t->dirty) continue;
@@ -841,6 +1044,7 @@ int rp_txn_flush_catalog(rp_txn *txn) {
         }
         if (!rc) t->dirty = 0;
     }
+    txn->catalog_flush = 0;
     if (rc) txn->failed = 1;   /* the catalog may be half-updated */
     return rc;
 }
@@ -867,6 +1071,7 @@ static int commit_write(rp_txn *txn) {
     if (!rc) rc = write_pages(txn);
     if (rc) return rc;
     rp_fault_step(RP_STEP_PAGES);
+    env->hot_pages = txn->hot_count;
     /* 4. both copies of the meta record, keeping the images they replace.
      * Mark the commit in doubt until published (or rolled back): if this
      * process dies in between, the next reader resolves it at once

@@ -311,6 +311,132 @@ static void test_handles(const char *path) {
     E(rp_env_close(env));
 }
 
+/* Keys arriving as interleaved ascending runs (an index's (value, primary
+ * key) pairs, 10 values) fill their leaves, whether they come in one
+ * transaction or a few per transaction: the split at the insertion point
+ * leaves the pages behind each run full, where a half-and-half split left
+ * them half empty (435 pages here before, 244 after, 228 if full). */
+static void test_split_runs(const char *path, unsigned per_txn) {
+    enum { N = 40000, RUNS = 10 };
+    rp_env *env;
+    E(rp_env_open(path, RP_NOSYNC, 0, 0, 0, &env));
+    rp_txn *w = NULL;
+    for (uint32_t i = 0; i < N; i++) {
+        if (!w) E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+        unsigned char k[7];
+        k[0] = 'g';
+        k[1] = (unsigned char)('0' + i % RUNS);
+        k[2] = '-';
+        for (int b = 0; b < 4; b++) k[3 + b] = (unsigned char)(i >> (24 - 8 * b));
+        E(rp_put(w, "runs", 4, k, sizeof k, "", 0));
+        if ((i + 1) % per_txn == 0 || i + 1 == N) {
+            E(rp_txn_commit(w));
+            w = NULL;
+        }
+    }
+    rp_stat st;
+    E(rp_env_stat(env, &st));
+    /* 23 bytes an entry (8 slot, 8 header, 7 key): 176 a page. */
+    size_t full = (N + 175) / 176;
+    CHECK(st.entries == N, "all keys stored");
+    CHECK(st.tree_pages <= full + full / 4, "interleaved ascending runs fill their pages");
+    char msg[256];
+    E(rp_env_check(env, msg, sizeof msg));
+    E(rp_env_close(env));
+}
+
+/* A counter of /proc/self/io ("syscw: " write calls, "wchar: " bytes
+ * written), or -1. */
+static long long proc_io(const char *field) {
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f) return -1;
+    char line[128];
+    long long n = -1;
+    size_t fl = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, fl) == 0 && sscanf(line + fl, "%lld", &n) == 1) break;
+    fclose(f);
+    return n;
+}
+static long long write_calls(void) { return proc_io("syscw: "); }
+
+/* A long free list is not rewritten by every commit (txn.c, THE FREE LIST
+ * IN A WRITE TXN): after 12,000 pages were freed (a list of 12 pages), a
+ * one-put commit writes about 6 pages, where it rewrote the whole list. */
+static void test_long_free_list(const char *path) {
+    enum { N = 12000, K = 50 };
+    rp_env *env;
+    E(rp_env_open(path, RP_NOSYNC, 0, 0, 0, &env));
+    static unsigned char v[4000];
+    unsigned char k[4];
+    rp_txn *w;
+    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+    for (uint32_t i = 0; i < N; i++) {
+        memcpy(k, &i, 4);
+        E(rp_put(w, "big", 3, k, 4, v, sizeof v));   /* one overflow page each */
+    }
+    E(rp_put(w, "small", 5, "a", 1, "b", 1));
+    E(rp_txn_commit(w));
+    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+    E(rp_drop_table(w, "big", 3));
+    E(rp_txn_commit(w));
+    rp_stat st;
+    E(rp_env_stat(env, &st));
+    CHECK(st.free_pages + st.pending_pages >= N, "the pages are free");
+    long long before = proc_io("wchar: ");
+    for (int c = 0; c < K; c++) {
+        E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+        E(rp_put(w, "small", 5, "a", 1, v, (size_t)c));
+        E(rp_txn_commit(w));
+    }
+    long long after = proc_io("wchar: ");
+    if (before >= 0 && after >= 0)
+        CHECK(after - before <= 8LL * 4096 * K, "a commit writes a few pages, not the free list");
+    char msg[256];
+    E(rp_env_check(env, msg, sizeof msg));
+    E(rp_env_close(env));
+    /* Reopened, the list (new head, old tail) reads back whole. */
+    E(rp_env_open(path, 0, 0, 0, 0, &env));
+    E(rp_env_check(env, msg, sizeof msg));
+    E(rp_env_stat(env, &st));
+    CHECK(st.free_pages + st.pending_pages >= N, "the free pages are still listed");
+    E(rp_env_close(env));
+}
+
+/* A small commit writes its hot pages (branches, catalog, free list) as
+ * one run (txn.c, ALLOCATION): with the leaf and the two meta copies, 4 to
+ * 5 write calls a commit, where scattered pages took more than 6. */
+static void test_commit_writes(const char *path) {
+    enum { N = 10000, CHURN = 200, K = 200 };
+    rp_env *env;
+    E(rp_env_open(path, RP_NOSYNC, 0, 0, 0, &env));
+    rp_txn *w;
+    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+    unsigned char k[8], v[100] = {0};
+    for (uint32_t i = 0; i < N; i++) {
+        for (int b = 0; b < 8; b++) k[b] = (unsigned char)((uint64_t)i * 2654435761u >> (56 - 8 * b));
+        E(rp_put(w, "t", 1, k, sizeof k, v, sizeof v));
+    }
+    E(rp_txn_commit(w));
+    uint64_t r = 7;
+    long long before = 0;
+    for (int c = 0; c < CHURN + K; c++) {
+        if (c == CHURN) before = write_calls();
+        E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+        uint32_t i = (uint32_t)(xorshift64(&r) % N);
+        for (int b = 0; b < 8; b++) k[b] = (unsigned char)((uint64_t)i * 2654435761u >> (56 - 8 * b));
+        v[0] = (unsigned char)c;
+        E(rp_put(w, "t", 1, k, sizeof k, v, sizeof v));
+        E(rp_txn_commit(w));
+    }
+    long long after = write_calls();
+    if (before >= 0 && after >= 0)
+        CHECK((after - before) * 10 <= 50LL * K, "a small commit makes at most 5 write calls");
+    char msg[256];
+    E(rp_env_check(env, msg, sizeof msg));
+    E(rp_env_close(env));
+}
+
 int main(void) {
     char dir[] = "/tmp/rp_test_engineXXXXXX";
     CHECK(mkdtemp(dir), "mkdtemp");
@@ -394,6 +520,14 @@ int main(void) {
     CHECK(rp_txn_begin(env, RP_TXN_WRITE, &w) == RP_READ_ONLY, "write on read-only env");
     E(rp_env_close(env));
     test_handles(hpath);
+    snprintf(hpath, sizeof hpath, "%s/runs", dir);
+    test_split_runs(hpath, 40000);
+    snprintf(hpath, sizeof hpath, "%s/runs-small-txns", dir);
+    test_split_runs(hpath, 8);
+    snprintf(hpath, sizeof hpath, "%s/commit-writes", dir);
+    test_commit_writes(hpath);
+    snprintf(hpath, sizeof hpath, "%s/long-free-list", dir);
+    test_long_free_list(hpath);
     for (int t = 0; t < NTABLES; t++)
         for (int i = 0; i < NKEYS; i++) { free(model[t][i].val); free(saved[t][i].val); }
     free(big);
