@@ -21,13 +21,16 @@ still scans the classes that can reach it through embedded objects.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import realmpy.codec as codec
 from realmpy.errors import CodecError
 from realmpy.layout import BACKLINK_PREFIX, backlink_name, table_name
 from realmpy.schema import ObjectSchema, Property, Schema
 from realmpy.storage import Snapshot, WriteTransaction
+
+if TYPE_CHECKING:
+    from realmpy.classinfo import ClassInfo
 
 __all__ = ["build", "link_properties", "linked_from", "origins", "targets", "update"]
 
@@ -109,3 +112,51 @@ def build(txn: WriteTransaction, schema: Schema) -> None:
             continue
         for key, raw in txn.scan(table_name(c.name)):
             update(txn, c, links, bytes(key), None, codec.record_to_dict(raw, c))
+
+
+# ---- reading a declared backlinks property ----------------------------------------
+
+
+def origin_of(
+    infos: Mapping[str, ClassInfo], cls_name: str, name: str
+) -> tuple[ClassInfo, Property] | None:
+    """The origin class and link property of backlinks property ``name``
+    of ``cls_name``; None if there is none (or it is no link any more)."""
+    decl = infos[cls_name].schema.backlink(name)
+    origin = infos.get(decl.origin) if decl is not None else None
+    prop = origin.schema.by_file_name(decl.property) if origin and decl else None
+    if origin is None or prop is None or prop.type != "link":
+        return None
+    return origin, prop
+
+
+def linking_rows(
+    infos: Mapping[str, ClassInfo],
+    txn: Snapshot | WriteTransaction,
+    indexed: bool,
+    cls_name: str,
+    name: str,
+    key: bytes,
+) -> tuple[str, list[tuple[bytes, list[Any]]]] | None:
+    """The origin class and ``(key, record)`` of each object that the
+    backlinks property ``name`` of object ``key`` of ``cls_name`` lists:
+    the index's candidates (every origin object when the file has no
+    backlink tables: ``indexed`` false) whose link property still links to
+    it; None if it has no such property."""
+    found = origin_of(infos, cls_name, name)
+    if found is None:
+        return None
+    origin, prop = found
+    if indexed:
+        candidates = origins(txn, origin.schema, prop, key)
+    else:
+        candidates = [bytes(k) for k, _ in txn.scan(origin.table)]
+    i = origin.pos[prop.name]
+    rows = []
+    for k in candidates:
+        raw = txn.get(origin.table, k)
+        if raw is not None:
+            rec = origin.decode(raw)
+            if key in targets(prop, rec[i]):
+                rows.append((k, rec))
+    return origin.name, rows

@@ -867,7 +867,7 @@ class Realm(RealmState, Listenable):
         of ``obj`` lists: a query on their class that matches what
         :meth:`read_backlinks` reads from the index."""
         self._record(obj)
-        found = self._backlink_origin(type(obj).__realm_name__, name)
+        found = _backlinkindex.origin_of(self._info, type(obj).__realm_name__, name)
         model = self._models.get(found[0].name) if found is not None else None
         if found is None or model is None or not issubclass(model, Object):
             raise SchemaError(f"{type(obj).__name__}.{name} has no origin class in this realm")
@@ -880,41 +880,14 @@ class Realm(RealmState, Listenable):
             text = f"ANY {prop.name} == $0"
         return self.query(model, text, obj)
 
-    def _backlink_origin(self, cls_name: str, name: str) -> tuple[ClassInfo, Property] | None:
-        """The origin class and link property of backlinks property ``name``
-        of ``cls_name``; None if there is none (or it is no link any more)."""
-        decl = self._info[cls_name].schema.backlink(name)
-        origin = self._info.get(decl.origin) if decl is not None else None
-        prop = origin.schema.by_file_name(decl.property) if origin and decl else None
-        if origin is None or prop is None or prop.type != "link":
-            return None
-        return origin, prop
-
     def _backlink_rows(
         self, cls_name: str, name: str, key: bytes
     ) -> tuple[str, list[tuple[bytes, list[Any]]]] | None:
-        """The origin class and ``(key, record)`` of each object that the
-        backlinks property ``name`` of object ``key`` of ``cls_name`` lists:
-        the backlink index's candidates whose link property still links to
-        it (see :mod:`realmpy.backlinkindex`); None if it has no such property."""
-        found = self._backlink_origin(cls_name, name)
-        if found is None:
-            return None
-        origin, prop = found
+        """:func:`realmpy.backlinkindex.linking_rows` in this realm's view."""
         txn = self._reader()
-        if self._backlinks_indexed:
-            candidates = _backlinkindex.origins(txn, origin.schema, prop, key)
-        else:
-            candidates = [bytes(k) for k, _ in txn.scan(origin.table)]
-        i = origin.pos[prop.name]
-        rows = []
-        for k in candidates:
-            raw = txn.get(origin.table, k)
-            if raw is not None:
-                rec = origin.decode(raw)
-                if key in _backlinkindex.targets(prop, rec[i]):
-                    rows.append((k, rec))
-        return origin.name, rows
+        return _backlinkindex.linking_rows(
+            self._info, txn, self._backlinks_indexed, cls_name, name, key
+        )
 
     def read_plain(self, obj: _Model, name: str) -> Any:
         # The reference for the C descriptor's fast path (realmpy._native),
