@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from realmpy._native import ModelBase
 from realmpy.errors import SchemaError
 
 
@@ -223,7 +224,7 @@ class Schema:
         return cls(tuple(ObjectSchema.from_dict(c) for c in d["classes"]))
 
     @classmethod
-    def from_models(cls, models: Iterable[type]) -> Schema:
+    def from_models(cls, models: Iterable[type[ModelBase]]) -> Schema:
         """Build and check the schema of a list of model classes.
 
         Every link or embedded target must be in the list, so a realm never

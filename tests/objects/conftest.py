@@ -9,6 +9,7 @@ open their own file realm by path instead; a module with more classes overrides
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,9 +30,12 @@ KINDS = ["file", "memory"]
 
 
 def make_config(kind: str, models: list[type], directory: Path) -> Configuration:
-    """A realm on ``directory/t.realm`` or in memory (named after ``directory``, so unique)."""
+    """A realm on ``directory/t.realm`` or in memory (named after the whole
+    ``directory`` path: unique also when two test runs share the machine,
+    whose tmp_path names repeat)."""
     if kind == "memory":
-        return Configuration.in_memory(models, identifier=f"t-{directory.name}")
+        digest = hashlib.sha1(str(directory).encode()).hexdigest()[:16]
+        return Configuration.in_memory(models, identifier=f"t-{directory.name}-{digest}")
     return Configuration.local(models, path=directory / "t.realm", durability="none")
 
 

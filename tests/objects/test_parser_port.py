@@ -11,6 +11,7 @@ leave the exclusions file.  The cases and their tables are in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,11 @@ def realms() -> Iterator[dict[str, Realm]]:
 def _realm(realms: dict[str, Realm], s: Section) -> Realm:
     r = realms.get(s.name)
     if r is None:
-        config = Configuration.in_memory(s.models, identifier=f"parser-port-{s.name}")
+        # Unique per process: in-memory realms of one identifier are shared
+        # between processes, and two test runs at once must not meet.
+        config = Configuration.in_memory(
+            s.models, identifier=f"parser-port-{s.name}-{os.getpid()}-{id(realms)}"
+        )
         r = realms[s.name] = Realm(config)
         if s.fill is not None:
             with r.write():

@@ -533,7 +533,7 @@ def test_configuration_validation(tmp_path: Path) -> None:
 
 
 def test_in_memory_is_shared_and_vanishes(tmp_path: Path) -> None:
-    config = Configuration.in_memory(MODELS, identifier=f"v-{tmp_path.name}")
+    config = Configuration.in_memory(MODELS, identifier=f"v-{uuid.uuid4()}")
     with Realm(config) as a, Realm(config) as b:
         with a.write():
             a.add(Dog(id=1, name="Rex"))
