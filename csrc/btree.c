@@ -37,7 +37,7 @@ int rp_bt_value(rp_txn *txn, const uint8_t *page, const uint8_t *e,
     RP_ASSERT(txn && page && e && val && vlen);
     uint32_t vl = rp_leaf_vlen(e);
     if (!rp_leaf_big(e)) {
-        if ((size_t)(e - page) + rp_leaf_size(e) > RP_PAGE_SIZE)
+        if (!rp_leaf_extent(page, e))
             return rp_corrupt(rp_hdr(page)->pgno, "value out of bounds");
         *val = rp_leaf_val(e);
         *vlen = vl;
@@ -219,7 +219,14 @@ static int split_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
         size_t acc = 0;
         while (s < total - 1 && acc + (sz[s] + RP_SLOT_SIZE) <= sum / 2)
             acc += sz[s++] + RP_SLOT_SIZE;
-        if (s == 0) s = 1;
+        if (s == 0) acc += sz[s++] + RP_SLOT_SIZE;
+        /* Entries of up to half a page (RP_MAX_INLINE_ENTRY) can leave the
+         * right side over a page after the halfway cut: move the cut right
+         * until it fits.  Some cut fits both sides: the first one whose
+         * right side fits leaves on the left less than a page (the right
+         * side one entry earlier was over a page, and an entry is at most
+         * half of one). */
+        while (sum - acc > PAGE_CAP) acc += sz[s++] + RP_SLOT_SIZE;
     }
     /* The separator: first key of the right page. */
     const uint8_t *se = ptr[s];
@@ -295,15 +302,17 @@ int rp_bt_put(rp_txn *txn, rp_table *t, const void *key, size_t klen,
               const void *val, size_t vlen) {
     RP_ASSERT(txn->flags & RP_TXN_WRITE);
     RP_ASSERT(t && key && (val || !vlen));   /* lengths: checked by put_one, or read from a page */
-    uint8_t ent[RP_MAX_INLINE_ENTRY + RP_BIG_REF + RP_MAX_KEY];
-    size_t size = RP_LEAF_ENTRY_HDR + klen + vlen;
+    /* An overflow entry's head and ref (at most 2 + RP_MAX_KEY + 5 + 16
+     * bytes) fit too. */
+    uint8_t ent[RP_MAX_INLINE_ENTRY];
+    _Static_assert(2 + RP_MAX_KEY + RP_VARINT_MAX + RP_BIG_REF <= RP_MAX_INLINE_ENTRY,
+                   "an overflow entry fits the entry buffer");
+    size_t size;
     int rc, err = RP_OK;
-    memset(ent, 0, RP_LEAF_ENTRY_HDR);
-    rp_wr16(ent, (uint16_t)klen);
-    rp_wr32(ent + 4, (uint32_t)vlen);
-    memcpy(ent + RP_LEAF_ENTRY_HDR, key, klen);
-    if (size <= RP_MAX_INLINE_ENTRY) {
-        if (vlen) memcpy(ent + RP_LEAF_ENTRY_HDR + klen, val, vlen);
+    if (rp_leaf_inline(klen, vlen)) {
+        size = rp_leaf_put_head(ent, key, klen, vlen, 0);
+        if (vlen) memcpy(ent + size, val, vlen);
+        size += vlen;
     } else {
         /* The value goes to an overflow run, written before any page of the
          * tree changes (val may point into a page this put will free). */
@@ -313,10 +322,10 @@ int rp_bt_put(rp_txn *txn, rp_table *t, const void *key, size_t klen,
         if (!ov) return err;
         memcpy(ov + RP_PAGE_HEADER, val, vlen);
         t->pages += np;
-        ent[2] = E_BIG;
-        rp_wr64(ent + RP_LEAF_ENTRY_HDR + klen, opg);
-        rp_wr64(ent + RP_LEAF_ENTRY_HDR + klen + 8, txn->txnid);
-        size = RP_LEAF_ENTRY_HDR + klen + RP_BIG_REF;
+        size = rp_leaf_put_head(ent, key, klen, vlen, 1);
+        rp_wr64(ent + size, opg);
+        rp_wr64(ent + size + 8, txn->txnid);
+        size += RP_BIG_REF;
     }
     /* Ascending loads: a key after the last one of the rightmost leaf goes
      * at its end, and that leaf (already copied in this txn) is known from
@@ -815,8 +824,8 @@ static int branch_holds(const uint8_t *p, unsigned i, const void *k, size_t klen
     unsigned n = rp_nkeys(p);
     int err = RP_OK;
     if (i >= n) return 0;
-    if (i > 0 && rp_slot_cmp(p, i, RP_BRANCH_ENTRY_HDR, k, klen, kh, &err) > 0) return 0;
-    if (i + 1 < n && rp_slot_cmp(p, i + 1, RP_BRANCH_ENTRY_HDR, k, klen, kh, &err) <= 0)
+    if (i > 0 && rp_slot_cmp(p, i, 0, k, klen, kh, &err) > 0) return 0;
+    if (i + 1 < n && rp_slot_cmp(p, i + 1, 0, k, klen, kh, &err) <= 0)
         return 0;
     return !err;
 }
@@ -899,7 +908,7 @@ static void ahead_search_one(rp_ahead *a, rp_ahead_slot *s) {
     a->slot_lines = lines < RP_PAGE_SIZE / 64 ? lines : RP_PAGE_SIZE / 64;
     if (exact) {
         size_t off = rp_slot_off(p, s->eidx);
-        if (off + RP_LEAF_ENTRY_HDR <= RP_PAGE_SIZE) {
+        if (off < RP_PAGE_SIZE) {
             /* Both lines of an entry of up to 64 bytes that straddles two
              * (a bigger one's value is copied sequentially anyway). */
             size_t last = off + 63 < RP_PAGE_SIZE ? off + 63 : RP_PAGE_SIZE - 1;

@@ -271,15 +271,16 @@
 
 #include <stdint.h>
 
-#define RP_FORMAT_VERSION_NUMBER 2
-#define RP_FORMAT_VERSION_OLDEST 1   /* oldest format still opened         */
+#define RP_FORMAT_VERSION_NUMBER 3
+#define RP_FORMAT_VERSION_OLDEST 3   /* oldest format opened; older: see
+                                        FORMAT VERSIONS above                 */
 #define RP_META_MAGIC      "realmpy\0"
 #define RP_LOCK_MAGIC      "rplock\0\0"
 #define RP_LOCK_LAYOUT     2
 #define RP_LOCK_ABANDONED  2   /* ready: deleted, replaced or truncated in use */
 
 #define RP_PAGE_HEADER     32
-#define RP_SLOT_SIZE       8
+#define RP_SLOT_SIZE       6
 #define RP_META_SIZE       128
 #define RP_META_MIRROR_OFF 2048      /* the mirror slot's offset in a page  */
 #define RP_META_SYNCED     0x1       /* meta record flags (above)           */
@@ -300,11 +301,12 @@
 /* leaf entry flags */
 #define E_BIG      0x01
 
-#define RP_LEAF_ENTRY_HDR    8
+#define RP_VARINT_MAX        5   /* bytes of a leaf entry's vtag (33 bits)  */
 #define RP_BRANCH_ENTRY_HDR 24
 #define RP_BIG_REF          16   /* overflow pgno + txnid in a leaf entry */
-/* Largest leaf entry kept inline: a quarter page keeps >= 4 entries a leaf. */
-#define RP_MAX_INLINE_ENTRY ((RP_PAGE_SIZE - RP_PAGE_HEADER) / 4 - RP_SLOT_SIZE)
+/* Largest leaf entry kept inline: half a page keeps >= 2 entries a leaf
+ * (btree.c: measured, values up to about 2 KB inline). */
+#define RP_MAX_INLINE_ENTRY ((RP_PAGE_SIZE - RP_PAGE_HEADER) / 2 - RP_SLOT_SIZE)
 #define RP_TABLE_DESC_SIZE  40
 #define RP_FREELIST_HDR     (RP_PAGE_HEADER + 24)
 #define RP_FREELIST_CAP     (RP_PAGE_SIZE - RP_FREELIST_HDR)

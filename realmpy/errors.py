@@ -32,6 +32,7 @@ __all__ = [
     "DiskFullError",
     "ExistsError",
     "ForkedError",
+    "FormatTooOldError",
     "FormatVersionError",
     "IncompatibleLockError",
     "InvalidArgumentError",
@@ -99,6 +100,13 @@ class NotADatabaseError(StorageError):
 
 class FormatVersionError(StorageError):
     """RP_FORMAT_VERSION: the data file has an unsupported format version."""
+
+
+class FormatTooOldError(FormatVersionError):
+    """RP_FORMAT_OLD: the data file is in an older format (1 or 2, written
+    by an earlier realmpy), whose pages this realmpy no longer reads.
+    Convert it to a new file with ``realmpy convert OLD NEW``
+    (:func:`realmpy.formatconvert.convert`)."""
 
 
 class IncompatibleLockError(StorageError):
@@ -233,6 +241,7 @@ RP_BAD_TABLE = -30818
 RP_CLOSED = -30819
 RP_EXISTS = -30820
 RP_TIMEOUT = -30821
+RP_FORMAT_OLD = -30822
 RP_LOCK_CHANGED = -30830
 RP_LOCK_ERRNO = -31000  # RP_LOCK_ERRNO - errno: that errno, about <path>.lock
 
@@ -252,6 +261,12 @@ _CODES: dict[int, tuple[type[StorageError], str]] = {
     RP_FORMAT_VERSION: (
         FormatVersionError,
         "the file was written by an incompatible realmpy version; open it with a matching version",
+    ),
+    RP_FORMAT_OLD: (
+        FormatTooOldError,
+        "the file is in an older realmpy file format (1 or 2) that this version "
+        "no longer opens; convert it into a new file with `realmpy convert OLD NEW` "
+        "(the old file is only read), then open the new one",
     ),
     RP_INCOMPATIBLE_LOCK: (
         IncompatibleLockError,
