@@ -6,7 +6,7 @@
  * copy; splits then propagate upward along that path.  Deletes merge an
  * underfull page into a sibling when both fit in one page (no rotation:
  * simpler, and a quarter-full page costs only space, which compact()
- * recovers).  Values too large for a quarter page live in overflow runs.
+ * recovers).  Values too large for half a page live in overflow runs.
  *
  * Splits follow ascending runs: a page remembers where its last insert
  * went (in memory: RP_DIRTY_TRAILER while dirty, then the env's hints
@@ -294,7 +294,8 @@ static int set_separator(rp_txn *txn, uint8_t *parent, unsigned i, const uint8_t
  * sibling's end) and moving the separator between them.  Without this,
  * leaves of entries near the inline limit (two or three a page) split
  * into pages a third empty and stay so under random inserts: measured on
- * 20,000 values of 1,000 bytes, 1.90x the payload -> see docs/format.md.
+ * 20,000 values of 1,000 bytes, 1.90x -> 1.63x the payload in pages used
+ * (docs/format.md).
  * 1 when done, 0 when no sibling could take an entry (the caller splits). */
 static int shift_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl, unsigned idx,
                         const uint8_t *ent, size_t size, int *err) {

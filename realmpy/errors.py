@@ -104,9 +104,10 @@ class FormatVersionError(StorageError):
 
 class FormatTooOldError(FormatVersionError):
     """RP_FORMAT_OLD: the data file is in an older format (1 or 2, written
-    by an earlier realmpy), whose pages this realmpy no longer reads.
-    Convert it to a new file with ``realmpy convert OLD NEW``
-    (:func:`realmpy.formatconvert.convert`)."""
+    by a realmpy before format 3), whose pages this realmpy no longer reads
+    (docs/format.md, "Format versions").  Convert a realm through JSON:
+    ``realmpy dump`` with the realmpy that wrote it, ``realmpy load`` with
+    this one, into a new file."""
 
 
 class IncompatibleLockError(StorageError):
@@ -265,8 +266,8 @@ _CODES: dict[int, tuple[type[StorageError], str]] = {
     RP_FORMAT_OLD: (
         FormatTooOldError,
         "the file is in an older realmpy file format (1 or 2) that this version "
-        "no longer opens; convert it into a new file with `realmpy convert OLD NEW` "
-        "(the old file is only read), then open the new one",
+        "no longer opens; convert it: `realmpy dump FILE > dump.jsonl` with the "
+        "realmpy that wrote it, then `realmpy load NEWFILE dump.jsonl` with this one",
     ),
     RP_INCOMPATIBLE_LOCK: (
         IncompatibleLockError,
