@@ -177,6 +177,15 @@ static int rightmost(const path_ent *path, int lvl) {
     return 1;
 }
 
+/* An insert at idx continues an ascending run: it lands right after the
+ * page's previous insert.  On a page of a few large entries that happens
+ * by chance to a quarter of random inserts, whose splits would then leave
+ * a page of one entry: runs count only on pages of RP_RUN_MIN entries. */
+#define RP_RUN_MIN 8
+static int in_run(const uint8_t *P, unsigned idx) {
+    return idx >= 1 && rp_last_insert(P) == idx && rp_nkeys(P) >= RP_RUN_MIN;
+}
+
 static int split_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
                         unsigned idx, const uint8_t *ent, size_t size) {
     RP_ASSERT(lvl >= 0 && lvl < RP_MAX_DEPTH && idx <= rp_nkeys(path[lvl].page));
@@ -207,7 +216,7 @@ static int split_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
      * page's last-insert position; SQLite's balance_quick and LMDB's
      * MDB_APPEND cover only the right edge). */
     unsigned s = 0;
-    int run = idx >= 1 && rp_last_insert(P) == idx;
+    int run = in_run(P, idx);
     if (idx == n && n >= 1 && (run || rightmost(path, lvl))) {
         s = n;
     } else if (run) {
@@ -274,81 +283,145 @@ out:
     return rc;
 }
 
+/* ---- sibling hand-off -----------------------------------------------------------
+ *
+ * A full leaf first makes room by handing entries to its siblings under the
+ * same parent: the nearest one (within RP_SHIFT_HOPS) with room takes the
+ * last (first) entry of its neighbour towards the full leaf, that neighbour
+ * the one of its own, and so on back to the full leaf; each move puts the
+ * new first key of the right page of the pair into the parent as their
+ * separator.  Without it, leaves of entries near the inline limit (two or
+ * three a page) split into pages a third empty and stay so under random
+ * inserts.  Measured on 20,000 values of 1,000 bytes under random keys,
+ * pages in use over the payload: 1.90x splitting at once, 1.63x with one
+ * hop, then (runs counted only on pages of RP_RUN_MIN entries) 1.55x, and
+ * 1.49x with 3 hops, 1.46x with 5 (docs/format.md).  A page of fewer than
+ * RP_RUN_MIN entries looks up to RP_SHIFT_HOPS siblings away; a page of
+ * many small entries, whose split wastes little, only at its neighbours:
+ * a chain dirties a page per hop.  Every move is a valid tree by itself,
+ * so a chain stopped half way (no room in the parent for a longer
+ * separator) needs no undo: the caller splits. */
+#define RP_SHIFT_HOPS 5
+
 /* Give branch entry i of parent the key of leaf page's first entry (and
- * child (child, this txn)), if the parent has room for the new key. */
-static int set_separator(rp_txn *txn, uint8_t *parent, unsigned i, const uint8_t *leaf,
+ * child (child, this txn)); the caller checked the room (separator_fits). */
+static void set_separator(rp_txn *txn, uint8_t *parent, unsigned i, const uint8_t *leaf,
                          uint64_t child) {
     const uint8_t *first = rp_entry(leaf, 0);
-    size_t klen = rp_leaf_klen(first), old = rp_entry_size(parent, rp_entry(parent, i));
-    if (RP_BRANCH_ENTRY_HDR + klen > rp_page_free(parent) + old) return 0;
+    size_t klen = rp_leaf_klen(first);
     uint8_t bent[RP_BRANCH_ENTRY_HDR + RP_MAX_KEY];
     size_t blen = build_branch(bent, rp_leaf_key(first), klen, child, txn->txnid);
     rp_page_remove(parent, i);
     rp_page_insert(parent, i, bent, blen);
+}
+
+/* Room in parent for key klen in place of entry i's key. */
+static int separator_fits(const uint8_t *parent, unsigned i, size_t klen) {
+    return RP_BRANCH_ENTRY_HDR + klen <= rp_page_free(parent) + rp_entry_size(parent, rp_entry(parent, i));
+}
+
+/* Child i of parent, writable (the parent then points at the copy). */
+static uint8_t *child_w(rp_txn *txn, uint8_t *parent, unsigned i, int *err) {
+    uint8_t *pe = rp_entry_w(parent, i);
+    uint64_t pg = rp_br_child(pe), tx = rp_br_child_txnid(pe), np;
+    uint8_t *c = rp_page_touch(txn, pg, tx, &np, err);
+    if (!c) return NULL;
+    if (!(rp_hdr(c)->flags & P_LEAF)) { *err = rp_corrupt(np, "sibling of another level"); return NULL; }
+    rp_wr64(pe + 8, np);
+    rp_wr64(pe + 16, txn->txnid);
+    return c;
+}
+
+/* Move the boundary entry of child `from` to its neighbour `to` (= from +
+ * 1: its last to to's front; from - 1: its first to to's end).  1 when
+ * moved; 0 when to has no room or the parent none for the separator. */
+static int move_entry(rp_txn *txn, uint8_t *parent, unsigned from, unsigned to, int *err) {
+    int right = to > from;
+    const uint8_t *fe = rp_entry(parent, from), *te = rp_entry(parent, to);
+    int e2 = RP_OK;
+    const uint8_t *F = rp_page_read(txn, rp_br_child(fe), rp_br_child_txnid(fe), P_LEAF, &e2);
+    const uint8_t *T = F ? rp_page_read(txn, rp_br_child(te), rp_br_child_txnid(te), P_LEAF, &e2) : NULL;
+    if (!T) { *err = e2; return 0; }
+    unsigned n = rp_nkeys(F);
+    if (n < 2) return 0;
+    const uint8_t *m = rp_entry(F, right ? n - 1 : 0);
+    size_t msize = rp_entry_size(F, m);
+    if (msize + RP_SLOT_SIZE > rp_page_free(T)) return 0;
+    /* The new separator: the moved key (right), or F's second key (left). */
+    const uint8_t *nf = right ? m : rp_entry(F, 1);
+    if (!separator_fits(parent, right ? to : from, rp_leaf_klen(nf))) return 0;
+    uint8_t *Fw = child_w(txn, parent, from, err);
+    uint8_t *Tw = Fw ? child_w(txn, parent, to, err) : NULL;
+    if (!Tw) return 0;
+    uint8_t moved[RP_MAX_INLINE_ENTRY];
+    unsigned mi = right ? rp_nkeys(Fw) - 1 : 0;
+    memcpy(moved, rp_entry(Fw, mi), msize);
+    rp_page_remove(Fw, mi);
+    rp_page_insert(Tw, right ? 0 : rp_nkeys(Tw), moved, msize);
+    unsigned ri = right ? to : from;
+    set_separator(txn, parent, ri, right ? Tw : Fw, rp_br_child(rp_entry(parent, ri)));
     return 1;
 }
 
-/* Leaf P (path[lvl]) has no room for ent at idx: make room by moving one
- * entry of P-plus-ent to a sibling under the same parent that has room
- * (its last to the right sibling's front, or its first to the left
- * sibling's end) and moving the separator between them.  Without this,
- * leaves of entries near the inline limit (two or three a page) split
- * into pages a third empty and stay so under random inserts: measured on
- * 20,000 values of 1,000 bytes, 1.90x -> 1.63x the payload in pages used
- * (docs/format.md).
- * 1 when done, 0 when no sibling could take an entry (the caller splits). */
+/* Leaf P (path[lvl]) has no room for ent at idx: hand entries to siblings
+ * (above).  1 when ent is in place, 0 when the caller must split. */
 static int shift_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl, unsigned idx,
                         const uint8_t *ent, size_t size, int *err) {
     uint8_t *P = path[lvl].page, *parent = path[lvl - 1].page;
     unsigned n = rp_nkeys(P), pidx = path[lvl - 1].idx, pn = rp_nkeys(parent);
     for (int right = 1; right >= 0; right--) {
-        if (right ? pidx + 1 >= pn : pidx == 0 || n == 0) continue;
-        /* The entry that moves: the last (first) of P with ent in place. */
-        int moves_ent = right ? idx == n : idx == 0;
-        unsigned mi = right ? n - 1 : 0;
-        size_t msize = moves_ent ? size : rp_entry_size(P, rp_entry(P, mi));
-        if (!moves_ent && size > rp_page_free(P) + msize) continue;   /* ent still will not fit */
-        unsigned si = right ? pidx + 1 : pidx - 1;
-        uint8_t *sent = rp_entry_w(parent, si);
-        uint64_t spg = rp_br_child(sent), stx = rp_br_child_txnid(sent);
-        const uint8_t *S = rp_page_read(txn, spg, stx, P_LEAF | P_BRANCH, err);
-        if (!S) return 0;
-        if (!(rp_hdr(S)->flags & P_LEAF)) { *err = rp_corrupt(spg, "sibling of another level"); return 0; }
-        if (msize + RP_SLOT_SIZE > rp_page_free(S)) continue;
-        uint64_t np;
-        uint8_t *W = rp_page_touch(txn, spg, stx, &np, err);
-        if (!W) return 0;
-        rp_wr64(sent + 8, np);
-        rp_wr64(sent + 16, txn->txnid);
-        /* The moved entry is copied out first: removing it from P moves
-         * P's heap. */
-        uint8_t moved[RP_MAX_INLINE_ENTRY];
-        memcpy(moved, moves_ent ? ent : rp_entry(P, mi), msize);
-        unsigned wi = right ? 0 : rp_nkeys(W);
-        if (!moves_ent) rp_page_remove(P, mi);
-        rp_page_insert(W, wi, moved, msize);
-        if (!moves_ent) {
-            unsigned at = right ? idx : idx - 1;
-            rp_page_insert(P, at, ent, size);
-            rp_set_last_insert(P, at + 1);
-        } else {
-            rp_set_last_insert(W, wi + 1);
+        /* The nearest sibling with room for what its neighbour hands on. */
+        unsigned hops = 0, reach = n < RP_RUN_MIN ? RP_SHIFT_HOPS : 1;
+        for (unsigned d = 1; d <= reach; d++) {
+            if (right ? pidx + d >= pn : pidx < d) break;
+            const uint8_t *se = rp_entry(parent, right ? pidx + d : pidx - d);
+            const uint8_t *S = rp_page_read(txn, rp_br_child(se), rp_br_child_txnid(se), P_LEAF, err);
+            if (!S) return 0;
+            if (rp_page_free(S) >= size + RP_SLOT_SIZE) { hops = d; break; }
         }
-        /* The right page of the pair starts with another key now. */
-        unsigned ri = right ? si : pidx;
-        const uint8_t *R = right ? W : P;
-        uint64_t rpg = rp_br_child(rp_entry(parent, ri));
-        if (!set_separator(txn, parent, ri, R, rpg)) {
-            /* Not enough room for the longer key: undo (the pages stay
-             * copied, which costs nothing but the copy) and split. */
-            if (!moves_ent) {
-                rp_page_remove(P, right ? idx : idx - 1);
-                rp_page_insert(P, mi, moved, msize);
-            }
-            rp_page_remove(W, wi);
-            return 0;
-        }
+        if (!hops) continue;
+        /* Make room one hop from P, far end first. */
+        unsigned d = hops;
+        while (d > 1 && move_entry(txn, parent, right ? pidx + d - 1 : pidx - d + 1,
+                                   right ? pidx + d : pidx - d, err))
+            d--;
+        if (*err) return 0;
+        if (d > 1) continue;
         t->modcount++;
+        int boundary = right ? idx == n : idx == 0;
+        unsigned si = right ? pidx + 1 : pidx - 1;
+        if (boundary) {
+            /* ent itself goes to the neighbour: the front of the right one
+             * (its new first key) or the end of the left one (P's first key
+             * becomes P's separator, above ent). */
+            const uint8_t *se = rp_entry(parent, si);
+            const uint8_t *S = rp_page_read(txn, rp_br_child(se), rp_br_child_txnid(se), P_LEAF, err);
+            if (!S) return 0;
+            if (size + RP_SLOT_SIZE > rp_page_free(S)) continue;
+            if (!separator_fits(parent, right ? si : pidx,
+                                right ? rp_leaf_klen(ent) : rp_leaf_klen(rp_entry(P, 0))))
+                continue;
+            uint8_t *Sw = child_w(txn, parent, si, err);
+            if (!Sw) return 0;
+            unsigned at = right ? 0 : rp_nkeys(Sw);
+            rp_page_insert(Sw, at, ent, size);
+            rp_set_last_insert(Sw, at + 1);
+            unsigned ri = right ? si : pidx;
+            set_separator(txn, parent, ri, right ? Sw : P, rp_br_child(rp_entry(parent, ri)));
+            return 1;
+        }
+        /* P hands its boundary entry on, then takes ent -- except where ent
+         * would become P's first key (idx 1, leftwards), above which the
+         * new separator would then lie. */
+        size_t msize = rp_entry_size(P, rp_entry(P, right ? n - 1 : 0));
+        if (size > rp_page_free(P) + msize || (!right && idx == 1)) continue;
+        if (!move_entry(txn, parent, pidx, si, err)) {
+            if (*err) return 0;
+            continue;
+        }
+        unsigned at = right ? idx : idx - 1;
+        rp_page_insert(P, at, ent, size);
+        rp_set_last_insert(P, at + 1);
         return 1;
     }
     return 0;
@@ -366,7 +439,7 @@ static int insert_at(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
     }
     /* An ascending run (split_insert) fills pages by splitting; elsewhere
      * a leaf first tries its siblings. */
-    int run = idx >= 1 && rp_last_insert(P) == idx;
+    int run = in_run(P, idx);
     int append = idx == rp_nkeys(P) && rightmost(path, lvl);
     if (lvl > 0 && (rp_hdr(P)->flags & P_LEAF) && !run && !append) {
         int err = RP_OK;
