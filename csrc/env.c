@@ -139,7 +139,7 @@ int rp_verify_commit(rp_env *env, const rp_roots *roots) {
 
 /* ---- open / close ------------------------------------------------------------ */
 
-static int fsync_dir(const char *path) {
+int rp_fsync_dir(const char *path) {
     char *copy = strdup(path);
     if (!copy) return ENOMEM;
     int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -156,7 +156,7 @@ static int create_file(rp_env *env) {
     if (rc) return rc;
     rp_roots r = {.txnid = 1, .pages_used = RP_FIRST_DATA_PAGE};
     rc = rp_meta_commit(env, &r);
-    if (!rc) rc = fsync_dir(env->path);
+    if (!rc) rc = rp_fsync_dir(env->path);
     return rc;
 }
 
@@ -574,6 +574,21 @@ int rp_env_check(rp_env *env, char *msg, size_t msglen) {
 
 /* ---- compaction ------------------------------------------------------------------ */
 
+int rp_env_seal_copy(rp_env *dst, const char *dest) {
+    int rc = fdatasync(dst->fd) ? errno : RP_OK;
+    if (!rc) {
+        /* Its commits were made without a sync (RP_NOSYNC, for speed), so
+         * its record carries no acknowledged mark: add it now that it is
+         * durable, or damage to the copy would quietly open as empty. */
+        rp_roots r;
+        rc = rp_ring_read(dst, rp_version_load(dst), &r);
+        if (!rc) rc = rp_meta_write(dst, &r, RP_META_SYNCED | RP_META_ACKED, NULL);
+        if (!rc) rc = rp_io_sync(dst);
+    }
+    if (!rc) rc = rp_fsync_dir(dest);
+    return rc;
+}
+
 int rp_env_compact(rp_env *env, const char *dest) {
     int rc = rp_env_usable(env);
     if (rc) return rc;
@@ -614,17 +629,7 @@ int rp_env_compact(rp_env *env, const char *dest) {
     if (step != RP_NOTFOUND) rc = step;
     if (!rc) { rc = rp_txn_commit(w); w = NULL; }
     else if (w) rp_txn_abort(w);
-    if (!rc) rc = fdatasync(dst->fd) ? errno : RP_OK;
-    if (!rc) {
-        /* Its commit was made without a sync (RP_NOSYNC, for speed), so its
-         * record carries no acknowledged mark: add it now that it is
-         * durable, or damage to the copy would quietly open as empty. */
-        rp_roots r;
-        rc = rp_ring_read(dst, rp_version_load(dst), &r);
-        if (!rc) rc = rp_meta_write(dst, &r, RP_META_SYNCED | RP_META_ACKED, NULL);
-        if (!rc) rc = rp_io_sync(dst);
-    }
-    if (!rc) rc = fsync_dir(dest);
+    if (!rc) rc = rp_env_seal_copy(dst, dest);
     if (src) rp_txn_abort(src);
     rp_env_close(dst);
     if (rc) {
