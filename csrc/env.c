@@ -31,7 +31,7 @@ const char *rp_strerror(int err) {
     case RP_CORRUPT: return "the database file is corrupt (a page or meta page failed validation)";
     case RP_NOT_A_DB: return "not a realmpy database file";
     case RP_FORMAT_VERSION: return "unsupported database file format version";
-    case RP_FORMAT_OLD: return "the database file is in an older format (1 or 2); convert it (realmpy dump with the realmpy that wrote it, then realmpy load)";
+    case RP_FORMAT_OLD: return "the database file is in an older format (1 or 2); convert it (rp_env_upgrade, realmpy upgrade)";
     case RP_INCOMPATIBLE_LOCK: return "the lock file is in use with an incompatible layout (another realmpy version or ABI)";
     case RP_MAP_FULL: return "the database reached its maximum size (max_size)";
     case RP_VERSION_LIMIT: return "too many versions are pinned by live snapshots (max_active_versions)";

@@ -84,17 +84,23 @@
  *      (u16 klen, u8 flags, u8 zero, u32 vlen) and 8-byte slots (head, offset,
  *      a copy of klen); values over a quarter page in overflow runs.
  *   2  format 1 plus the mirrored meta records and their flags.
- *   3  (this one) compact leaf entries and 6-byte slots (below); values up
- *      to half a page inline.  Branch pages, overflow runs, the catalog and
- *      the free list are as in format 2.
- *   Formats 1 and 2 are refused (RP_FORMAT_OLD, read-only or not, the file
- *   untouched): an intact record of an older format is an old file, not
- *   damage.  Converting a file in place would mean rewriting every leaf
- *   (as large a write as a copy, with no old copy left if it fails), and
- *   reading both layouts would keep two sets of leaf accessors on every
- *   read path; a realm is converted through JSON instead, `realmpy dump`
- *   with the realmpy that wrote it and `realmpy load` with this one
- *   (docs/format.md).  A newer format than this one: RP_FORMAT_VERSION.
+ *   3  (this one) compact leaf entries and 6-byte slots on leaf and branch
+ *      pages (below); values up to half a page inline.  Branch entries,
+ *      overflow runs, the catalog and the free list are as in format 2.
+ *   (The free lists of formats 1 and 2 differ -- format 1 rewrote the whole
+ *   chain at each commit, format 2 only its head -- in which pages a commit
+ *   writes, not in their layout.)
+ *   The engine opens only format 3: formats 1 and 2 are RP_FORMAT_OLD
+ *   (read-only or not, the file untouched; an intact record of an older
+ *   format is an old file, not damage).  rp_env_upgrade (legacy.c) converts
+ *   them: a reader of the old leaf and branch layout, isolated from every
+ *   read path, copies each table of the newest intact version into a new
+ *   file <path>.upgrade (O_EXCL|O_NOFOLLOW, the old file's mode), which is
+ *   made durable and renamed over the old one; the directory is synced.  A
+ *   crash leaves the old file whole or the new one complete.  realmpy runs
+ *   it on the first writable open while no other process has the file
+ *   open, and in `realmpy upgrade` (docs/format.md).  A newer format than
+ *   this one: RP_FORMAT_VERSION.
  *
  * WHAT AN OPEN CONCLUDES FROM THE RECORDS (more in docs/integrity.md)
  *   - Torn commit or damage?  Commit N writes its record with SYNCED, then

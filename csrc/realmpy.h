@@ -160,7 +160,7 @@ extern "C" {
 #define RP_NOT_A_DB         -30802  /* not a realmpy data file (bad magic)    */
 #define RP_FORMAT_VERSION   -30803  /* data file of an unsupported version    */
 #define RP_FORMAT_OLD       -30822  /* data file of an older format (1 or 2):
-                                       convert it (docs/format.md)           */
+                                       convert it (rp_env_upgrade)           */
 #define RP_INCOMPATIBLE_LOCK -30804 /* lock file of another layout or ABI in
                                        use by another process                */
 #define RP_MAP_FULL         -30805  /* the file would exceed max_size         */

@@ -104,10 +104,12 @@ class FormatVersionError(StorageError):
 
 class FormatTooOldError(FormatVersionError):
     """RP_FORMAT_OLD: the data file is in an older format (1 or 2, written
-    by a realmpy before format 3), whose pages this realmpy no longer reads
-    (docs/format.md, "Format versions").  Convert a realm through JSON:
-    ``realmpy dump`` with the realmpy that wrote it, ``realmpy load`` with
-    this one, into a new file."""
+    by a realmpy before format 3).  A realm converts it on its first
+    writable open while no other process has the file open; a read-only
+    open, an open while another process has it open, or the storage layer
+    alone (:class:`~realmpy.storage.Environment`) raise this instead.
+    ``realmpy upgrade PATH`` converts it (docs/format.md, "Format
+    versions")."""
 
 
 class IncompatibleLockError(StorageError):
@@ -265,9 +267,10 @@ _CODES: dict[int, tuple[type[StorageError], str]] = {
     ),
     RP_FORMAT_OLD: (
         FormatTooOldError,
-        "the file is in an older realmpy file format (1 or 2) that this version "
-        "no longer opens; convert it: `realmpy dump FILE > dump.jsonl` with the "
-        "realmpy that wrote it, then `realmpy load NEWFILE dump.jsonl` with this one",
+        "the file is in an older realmpy file format (1 or 2); convert it in place: "
+        "open it once as a writable Realm while no other process has it open, or "
+        "run `realmpy upgrade FILE` (the file is kept whole until its converted "
+        "copy is complete)",
     ),
     RP_INCOMPATIBLE_LOCK: (
         IncompatibleLockError,
