@@ -12,7 +12,6 @@ in tests/c/test_legacy.c.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -32,7 +31,7 @@ from realmpy.sidefiles import lock_side_file, open_side_file
 from realmpy.storage import Environment, upgrade_file
 from realmpy.tools.checkfile import check_file
 from realmpy.tools.commands import COMMANDS
-from tests.storage.fixtures.make_fixtures import Car, Dog, Person
+from tests.storage.fixtures.make_fixtures import Car, Dog, Person, table_digests
 
 FIXTURES = Path(__file__).parent / "fixtures"
 _PAGE = 4096
@@ -42,20 +41,6 @@ def _copy(name: str, tmp_path: Path) -> str:
     path = tmp_path / name
     shutil.copyfile(FIXTURES / name, path)
     return str(path)
-
-
-def _tables(path: str) -> dict[str, list[object]]:
-    """Each table's entry count and digest, as make_fixtures.digest_tables."""
-    out: dict[str, list[object]] = {}
-    with Environment(path, read_only=True) as env, env.read() as snap:
-        for table in snap.tables():
-            h = hashlib.sha256()
-            n = 0
-            for k, v in snap.scan(table):
-                h.update(len(k).to_bytes(4, "little") + k + len(v).to_bytes(8, "little") + v)
-                n += 1
-            out[table] = [n, h.hexdigest()]
-    return out
 
 
 def _expected(name: str) -> dict[str, list[object]]:
@@ -84,7 +69,7 @@ def test_upgrade_keeps_every_table(tmp_path: Path, name: str) -> None:
     assert _format_of(path) == ({1} if name.startswith("format1") else {2})
     assert "converted" in _run("upgrade", path)
     assert _format_of(path) == {3}
-    assert _tables(path) == _expected(name)
+    assert table_digests(path) == _expected(name)
     with Environment(path) as env:
         env.check()
     assert "already in the current file format" in _run("upgrade", path)
@@ -119,7 +104,7 @@ def test_writable_open_converts_an_object_file(
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
     # The sync tables (history of the unsynced local changes, subscriptions,
     # state) and the object, index and schema tables, byte for byte.
-    assert _tables(path) == _expected(name)
+    assert table_digests(path) == _expected(name)
     assert _run("dump", path) == (FIXTURES / (name + ".dump.jsonl")).read_text()
     assert "sound" in check_file(path)
 
@@ -158,7 +143,7 @@ def test_compact_converts_first(tmp_path: Path) -> None:
     path = _copy("format2-objects.realm", tmp_path)
     out = _run("compact", path)
     assert "converted" in out and "compacted" in out
-    assert _tables(path) == _expected("format2-objects.realm")
+    assert table_digests(path) == _expected("format2-objects.realm")
 
 
 def test_a_stopped_conversion_is_started_again(tmp_path: Path) -> None:
@@ -169,7 +154,7 @@ def test_a_stopped_conversion_is_started_again(tmp_path: Path) -> None:
     Path(path + ".upgrade.lock").write_bytes(b"x")
     assert upgrade_file(path)
     assert not os.path.exists(path + ".upgrade") and not os.path.exists(path + ".upgrade.lock")
-    assert _tables(path) == _expected("format2-raw.realm")
+    assert table_digests(path) == _expected("format2-raw.realm")
 
 
 def _leaf_pages(path: str) -> list[int]:
