@@ -18,7 +18,8 @@
  * half-and-half split would have shared: an index whose values have only
  * a page of keys each can take more space than before (a model of 1000
  * runs of 200 keys: 41 -> 59 bytes a key); an index's runs grow with its
- * table.
+ * table.  Leaves of a few large entries hand entries to their siblings
+ * before they split (shift_insert, "sibling hand-off" below).
  */
 #include "tree.h"
 
