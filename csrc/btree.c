@@ -18,7 +18,8 @@
  * half-and-half split would have shared: an index whose values have only
  * a page of keys each can take more space than before (a model of 1000
  * runs of 200 keys: 41 -> 59 bytes a key); an index's runs grow with its
- * table.
+ * table.  Leaves of a few large entries hand entries to their siblings
+ * before they split (shift_insert, "sibling hand-off" below).
  */
 #include "tree.h"
 
@@ -295,10 +296,12 @@ out:
  * inserts.  Measured on 20,000 values of 1,000 bytes under random keys,
  * pages in use over the payload: 1.90x splitting at once, 1.63x with one
  * hop, then (runs counted only on pages of RP_RUN_MIN entries) 1.55x, and
- * 1.49x with 3 hops, 1.46x with 5 (docs/format.md).  A page of fewer than
- * RP_RUN_MIN entries looks up to RP_SHIFT_HOPS siblings away; a page of
- * many small entries, whose split wastes little, only at its neighbours:
- * a chain dirties a page per hop.  Every move is a valid tree by itself,
+ * 1.49x with 3 hops, 1.46x with 5 (docs/format.md).  Only pages of fewer
+ * than RP_RUN_MIN entries hand off (up to RP_SHIFT_HOPS siblings away; a
+ * chain dirties a page per hop): on pages of many small entries a split
+ * wastes less, and a hand-off would follow nearly every insert into a full
+ * page (200,000 random puts of 100 bytes, one hop: 11% fewer pages, 12-15%
+ * more CPU time a put).  Every move is a valid tree by itself,
  * so a chain stopped half way (no room in the parent for a longer
  * separator) needs no undo: the caller splits. */
 #define RP_SHIFT_HOPS 5
@@ -371,8 +374,8 @@ static int shift_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl, unsig
     unsigned n = rp_nkeys(P), pidx = path[lvl - 1].idx, pn = rp_nkeys(parent);
     for (int right = 1; right >= 0; right--) {
         /* The nearest sibling with room for what its neighbour hands on. */
-        unsigned hops = 0, reach = n < RP_RUN_MIN ? RP_SHIFT_HOPS : 1;
-        for (unsigned d = 1; d <= reach; d++) {
+        unsigned hops = 0;
+        for (unsigned d = 1; d <= RP_SHIFT_HOPS; d++) {
             if (right ? pidx + d >= pn : pidx < d) break;
             const uint8_t *se = rp_entry(parent, right ? pidx + d : pidx - d);
             const uint8_t *S = rp_page_read(txn, rp_br_child(se), rp_br_child_txnid(se), P_LEAF, err);
@@ -437,11 +440,11 @@ static int insert_at(rp_txn *txn, rp_table *t, path_ent *path, int lvl,
         rp_set_last_insert(P, idx + 1);
         return RP_OK;
     }
-    /* An ascending run (split_insert) fills pages by splitting; elsewhere
-     * a leaf first tries its siblings. */
-    int run = in_run(P, idx);
+    /* A leaf of a few large entries first hands entries to its siblings
+     * (unless appending at the tree's right edge, where splits fill
+     * pages); others split, following ascending runs (split_insert). */
     int append = idx == rp_nkeys(P) && rightmost(path, lvl);
-    if (lvl > 0 && (rp_hdr(P)->flags & P_LEAF) && !run && !append) {
+    if (lvl > 0 && (rp_hdr(P)->flags & P_LEAF) && rp_nkeys(P) < RP_RUN_MIN && !append) {
         int err = RP_OK;
         if (shift_insert(txn, t, path, lvl, idx, ent, size, &err)) return RP_OK;
         if (err) return err;

@@ -166,7 +166,6 @@ static int create_file(rp_env *env) {
 static int recover(rp_env *env, rp_roots *roots) {
     uint64_t from = 0, next = 0;
     int rc = rp_recover_roots_ex(env, (env->flags & RP_RECOVER) != 0, roots, &from, &next);
-    if (!rc && !(env->flags & RP_RDONLY)) rc = rp_meta_upgrade(env);
     if (rc || !from) return rc;
     env->recovered_from = from;
     snprintf(env->recovery_note, sizeof env->recovery_note,

@@ -136,7 +136,7 @@
  *     zeros is damaged, like one whose slots fail their checksum.
  *
  * BRANCH AND LEAF PAGES (B+tree nodes; slotted pages)
- *   After the header, a slot array of nkeys 8-byte slots (sorted by key)
+ *   After the header, a slot array of nkeys 6-byte slots (sorted by key)
  *   grows up from offset 32 to `lower`; entries are packed from the end of
  *   the page down to `upper`.  Free space is [lower, upper).
  *
@@ -203,8 +203,8 @@
  *   one chain may carry different txnids, each named by its predecessor.
  *   The head may end with the header of a record whose page numbers follow
  *   in the old pages, its n counting only those.  Every realmpy that reads
- *   format 2 or 3 reads such a chain (the layout is unchanged; only which pages
- *   a commit rewrites changed, so the format version stays 2).
+ *   format 2 or 3 reads such a chain (the layout is that of format 2; only
+ *   which pages a commit rewrites changed).
  *
  * =========================================================================
  * THE LOCK FILE  (<path>.lock, mapped MAP_SHARED: shared memory)

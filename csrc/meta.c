@@ -277,18 +277,6 @@ int rp_recover_roots_ex(rp_env *env, int salvage, rp_roots *out, uint64_t *rolle
     return rp_corruptf("no intact version: %s", d);
 }
 
-int rp_meta_upgrade(rp_env *env) {
-    meta_scan s;
-    meta_scan_file(env, &s);
-    int old = 0;
-    for (int i = 0; i < s.n; i++) old |= s.cand[i].format < RP_FORMAT_VERSION_NUMBER;
-    if (!old) return RP_OK;
-    int rc = RP_OK;
-    for (int i = 0; i < s.n && !rc; i++) rc = rp_meta_write(env, &s.cand[i].r, s.cand[i].flags, NULL);
-    if (!rc) rc = rp_io_sync(env);
-    return rc;
-}
-
 int rp_meta_check(rp_env *env) {
     for (unsigned parity = 0; parity < 2; parity++) {
         uint64_t off[2];

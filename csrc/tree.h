@@ -486,10 +486,6 @@ int rp_recover_roots(rp_env *env, rp_roots *out);
  * rp_meta_restore after a failed commit. */
 int rp_meta_write(rp_env *env, const rp_roots *roots, uint32_t flags, uint8_t *old);
 int rp_meta_restore(rp_env *env, uint64_t txnid, const uint8_t *old);
-/* Rewrite format 1 records as format 2 (same roots, same flags: none), and
- * sync, so that a realmpy knowing only format 1 refuses the file instead of
- * opening its older record.  Writable first opener only. */
-int rp_meta_upgrade(rp_env *env);
 /* rp_env_check's part: RP_CORRUPT (with detail) if any copy of a record is
  * damaged, even one that open survived. */
 int rp_meta_check(rp_env *env);
