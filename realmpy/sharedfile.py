@@ -58,16 +58,21 @@ def upgrade_alone(path: str) -> bool:
     raises :class:`~realmpy.errors.FormatTooOldError` saying so when another
     process holds it."""
     if path in SharedFile.registry:
-        raise ConfigurationError(f"cannot convert {path}: it is open in this process")
+        return False  # open in this process: converted when it was opened
     check_directory(path, "cannot convert realm")
     fd = open_side_file(path, ".session", read_only=False, what="cannot convert realm")
     assert fd is not None  # read_only=False: created or an error raised
     try:
-        if not lock_side_file(fd, exclusive=True, block=False):
-            raise _old_format_in_use(path)
-        return upgrade_file(path)
+        if lock_side_file(fd, exclusive=True, block=False):
+            return upgrade_file(path)
     finally:
         os.close(fd)
+    # Another process has it open: only an old file is an error here.
+    try:
+        Environment(path, read_only=True).close()
+    except FormatTooOldError:
+        raise _old_format_in_use(path) from None
+    return False
 
 
 def _old_format_in_use(path: str) -> FormatTooOldError:

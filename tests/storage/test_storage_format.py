@@ -137,6 +137,13 @@ def test_open_while_another_process_has_it_is_refused(tmp_path: Path) -> None:
         os.close(fd)
     assert Path(path).read_bytes() == before
     assert "converted" in _run("upgrade", path)  # alone now
+    fd = open_side_file(path, ".session", read_only=False, what="test")
+    assert fd is not None
+    try:  # in use but current: nothing to do, not an error
+        lock_side_file(fd, exclusive=False, block=True)
+        assert "already in the current file format" in _run("upgrade", path)
+    finally:
+        os.close(fd)
 
 
 def test_compact_converts_first(tmp_path: Path) -> None:
