@@ -573,14 +573,24 @@ int rp_env_check(rp_env *env, char *msg, size_t msglen) {
 
 /* ---- compaction ------------------------------------------------------------------ */
 
-int rp_env_seal_copy(rp_env *dst, const char *dest) {
+int rp_env_seal_copy(rp_env *dst, const char *dest, uint64_t version) {
     int rc = fdatasync(dst->fd) ? errno : RP_OK;
     if (!rc) {
         /* Its commits were made without a sync (RP_NOSYNC, for speed), so
          * its record carries no acknowledged mark: add it now that it is
-         * durable, or damage to the copy would quietly open as empty. */
+         * durable, or damage to the copy would quietly open as empty.  A
+         * record may name a version above its pages' (none is then written
+         * by it): that keeps a converted file's version number. */
         rp_roots r;
         rc = rp_ring_read(dst, rp_version_load(dst), &r);
+        if (!rc && version > r.txnid) {
+            /* The copy is open in no other process: publish the renumbered
+             * version, or the close would mark the old number acknowledged
+             * again (settle_nosync) over this record. */
+            r.txnid = version;
+            rp_ring_publish(dst, &r);
+            rp_version_publish(dst, version);
+        }
         if (!rc) rc = rp_meta_write(dst, &r, RP_META_SYNCED | RP_META_ACKED, NULL);
         if (!rc) rc = rp_io_sync(dst);
     }
@@ -628,7 +638,7 @@ int rp_env_compact(rp_env *env, const char *dest) {
     if (step != RP_NOTFOUND) rc = step;
     if (!rc) { rc = rp_txn_commit(w); w = NULL; }
     else if (w) rp_txn_abort(w);
-    if (!rc) rc = rp_env_seal_copy(dst, dest);
+    if (!rc) rc = rp_env_seal_copy(dst, dest, 0);
     if (src) rp_txn_abort(src);
     rp_env_close(dst);
     if (rc) {

@@ -361,8 +361,10 @@ int  rp_corruptf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * fsync the directory holding path (a created or renamed file's entry). */
 int  rp_fsync_dir(const char *path);
 /* Make a copy written with RP_NOSYNC commits durable: fdatasync, mark its
- * newest record acknowledged, sync, fsync its directory. */
-int  rp_env_seal_copy(rp_env *dst, const char *dest);
+ * newest record acknowledged (numbered `version` if that is higher: a
+ * conversion keeps the old file's version number; 0 keeps the copy's),
+ * sync, fsync its directory. */
+int  rp_env_seal_copy(rp_env *dst, const char *dest, uint64_t version);
 
 /* ---- legacy.c: conversion of format 1 and 2 files --------------------------
  * Test hook (NULL in use): called at steps of rp_env_upgrade -- 1 before a

@@ -391,7 +391,7 @@ static int convert(legacy *lg, const scan *s, const char *tmp, const char *tmp_l
         }
     }
     if (!rc && chosen < 0) rc = rp_corruptf("no intact version of the old file");
-    if (!rc) rc = rp_env_seal_copy(dst, tmp);
+    if (!rc) rc = rp_env_seal_copy(dst, tmp, s->c[chosen].txnid);
     if (dst) rp_env_close(dst);
     unlink_quiet(tmp_lock);
     return rc;

@@ -425,7 +425,8 @@ int rp_env_compact(rp_env *env, const char *dest_path);
  * rp_env_open), to the current format: a new file "<path>.upgrade" created
  * with O_EXCL|O_NOFOLLOW and the old file's permission bits receives every
  * table (same names, keys and values) of the old file's newest intact
- * version, is made durable, renamed over path, and the directory synced;
+ * version, under that version's number (rp_env_version), is made durable,
+ * renamed over path, and the directory synced;
  * the old lock file is removed.  A crash at any point leaves the old file
  * intact or the new one complete (a stale "<path>.upgrade" is removed by
  * the next call).  The caller must make sure no other process has the

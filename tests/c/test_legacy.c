@@ -90,6 +90,17 @@ static uint64_t digest(const char *path, uint64_t *entries) {
     return h;
 }
 
+/* The newest version a file's meta records name (offset 8 of each). */
+static uint64_t newest_version(const uint8_t *file) {
+    static const size_t off[] = {0, RP_PAGE_SIZE, 2048, RP_PAGE_SIZE + 2048};
+    uint64_t newest = 0, v;
+    for (int i = 0; i < 4; i++) {
+        memcpy(&v, file + off[i] + 8, 8);
+        if (memcmp(file + off[i] + 32, RP_META_MAGIC, 8) == 0 && v > newest) newest = v;
+    }
+    return newest;
+}
+
 static void test_fixtures_convert(void) {
     /* Formats 1 and 2 of the same tables convert to the same content. */
     uint64_t d[2], n[2];
@@ -101,17 +112,27 @@ static void test_fixtures_convert(void) {
         uint8_t *b = slurp(src, &len);
         remove_all("fx.realm");
         spit("fx.realm", b, len);
+        uint64_t version = newest_version(b);
         free(b);
         rp_env *env;
         CHECK(rp_env_open("fx.realm", 0, 0, 0, 0, &env) == RP_FORMAT_OLD, "old file refused");
         int converted = 0;
         E(rp_env_upgrade("fx.realm", &converted));
         CHECK(converted == 1, "converted");
+        /* The version number goes on from the old file's, and commits too. */
+        E(rp_env_open("fx.realm", 0, 0, 0, 0, &env));
+        CHECK(version >= 4 && rp_env_version(env) == version, "the old version number kept");
+        rp_txn *w;
+        E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+        E(rp_put(w, "later", 5, "k", 1, "v", 1));
+        E(rp_txn_commit(w));
+        CHECK(rp_env_version(env) == version + 1, "the next commit follows it");
+        E(rp_env_close(env));
         d[i] = digest("fx.realm", &n[i]);
         E(rp_env_upgrade("fx.realm", &converted));
         CHECK(converted == 0, "a current file is left alone");
     }
-    CHECK(n[0] == 2000 + 9 + 26 + 1 && n[0] == n[1] && d[0] == d[1], "the same tables");
+    CHECK(n[0] == 2000 + 9 + 26 + 2 && n[0] == n[1] && d[0] == d[1], "the same tables");
     remove_all("fx.realm");
 }
 

@@ -63,15 +63,24 @@ def _format_of(path: str) -> set[int]:
     }
 
 
+def _newest_version(path: str) -> int:
+    with open(path, "rb") as f:
+        meta = f.read(2 * _PAGE)
+    offsets = (0, _PAGE, 2048, _PAGE + 2048)
+    return max(int.from_bytes(meta[o + 8 : o + 16], "little") for o in offsets)
+
+
 @pytest.mark.parametrize("name", ["format1-raw.realm", "format2-raw.realm"])
 def test_upgrade_keeps_every_table(tmp_path: Path, name: str) -> None:
     path = _copy(name, tmp_path)
     assert _format_of(path) == ({1} if name.startswith("format1") else {2})
+    version = _newest_version(path)
     assert "converted" in _run("upgrade", path)
     assert _format_of(path) == {3}
     assert table_digests(path) == _expected(name)
     with Environment(path) as env:
         env.check()
+        assert env.version == version  # the version number goes on
     assert "already in the current file format" in _run("upgrade", path)
     assert not os.path.exists(path + ".upgrade")
 
@@ -88,6 +97,7 @@ def test_writable_open_converts_an_object_file(
 ) -> None:
     path = _copy(name, tmp_path)
     os.chmod(path, 0o640)
+    version = _newest_version(path)
     with Realm(config(path)) as realm:
         if name == "format2-objects.realm":
             two = realm.find(Person, ObjectId(b"%012d" % 2))
@@ -101,6 +111,7 @@ def test_writable_open_converts_an_object_file(
             local = realm.find(Car, ObjectId(b"local%07d" % 1))
             assert local is not None and local.make == "offline"
     assert _format_of(path) == {3}
+    assert _newest_version(path) >= version  # numbers go on from the old file's
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
     # The sync tables (history of the unsynced local changes, subscriptions,
     # state) and the object, index and schema tables, byte for byte.
