@@ -47,7 +47,6 @@ whatever the caller does:
 
 from __future__ import annotations
 
-import functools
 import importlib
 import os
 import struct
@@ -670,14 +669,6 @@ _CHANGES_PRUNE: Final = 64
 _version_key = struct.Struct(">Q").pack
 
 
-@functools.cache
-def _native_engine() -> None:
-    """Hand realmpy._native the engine functions its one-call writes use."""
-    from ._native import set_engine
-
-    set_engine(*(int(ffi.cast("uintptr_t", ffi.addressof(lib, f))) for f in ("rp_get", "rp_put")))
-
-
 def register_history(kind: str, factory: Callable[[], WriteObserver]) -> None:
     """Make every write transaction on a file with ``kind`` history call
     ``factory()``'s observer (one per transaction)."""
@@ -876,7 +867,7 @@ class WriteTransaction(ReadMethods, WriteTxn):
         """What this transaction changed so far (starting :meth:`track_changes`
         if nobody had): per table, the keys written or deleted, or None for
         any key of it.  The live record: a direct writer
-        (:meth:`direct_handle`) adds the keys it writes to the table's set,
+        (:meth:`allows_direct`) adds the keys it writes to the table's set,
         if it has one (None stays None)."""
         self.track_changes()
         assert self._changed is not None
@@ -884,26 +875,23 @@ class WriteTransaction(ReadMethods, WriteTxn):
 
     def raise_error(self, rc: int, what: str, table: str) -> NoReturn:
         """Raise the error of engine result ``rc`` (of a direct write, see
-        :meth:`direct_handle`) as this transaction's methods would."""
+        :meth:`allows_direct`) as this transaction's methods would."""
         self._fail(rc, what, table)
 
-    def direct_handle(self) -> int | None:
-        """The engine address of this transaction for realmpy._native's
-        one-call writes (``add_new``), or None where every change must go
-        through this object's methods: a history to record (the observer
-        sees every change), another thread, or a transaction that ended.
-        Valid until the transaction ends; the caller writes only plain
-        records and index entries (never the history table)."""
+    def allows_direct(self) -> bool:
+        """Whether realmpy's native one-call writes (``RealmState.add``,
+        csrc/py/add.c) may write in this transaction without these methods:
+        False where every change must go through them (a history observer
+        sees every change) or the transaction is not usable here (another
+        thread, ended).  They write only plain records and index entries
+        (never the history table) and add the keys to :meth:`changed`."""
         if not self.active:
-            return None
+            return False
         try:
-            handle = self._handle()  # checks the owner thread
+            self._handle()  # checks the owner thread
         except _e.RealmpyError:
-            return None  # the general path raises the typed error
-        if self._resolved_observer() is not None:
-            return None
-        _native_engine()
-        return int(ffi.cast("uintptr_t", handle))
+            return False  # the general path raises the typed error
+        return self._resolved_observer() is None
 
     # ---- writes ----------------------------------------------------------------
 

@@ -189,6 +189,29 @@ static int not_owner(Txn *t) {
 #define CHECK_OWNER(t, fail) \
     if ((t)->owner != PyThread_get_thread_ident() && not_owner(t)) return fail
 
+/* ---- for add.c: one-call writes that bypass the Python wrappers ---------------------------- */
+
+/* See native.h.  The caller (RealmState.add) decided once per transaction
+ * that no history observer needs to see its writes. */
+void *owned_write_txn(PyObject *wtxn) {
+    if (!bound || !PyObject_TypeCheck(wtxn, (PyTypeObject *)WriteTxn_Type)) return NULL;
+    Txn *t = (Txn *)wtxn;
+    if (t->txn == NULL || !t->write || t->mode != OWNED
+        || t->owner != PyThread_get_thread_ident())
+        return NULL;
+    return t->txn;
+}
+
+int engine_get(void *txn, const char *table, size_t tlen, const void *key, size_t klen,
+               const void **val, size_t *vlen) {
+    return E.rp_get((rp_txn *)txn, table, tlen, key, klen, val, vlen);
+}
+
+int engine_put(void *txn, const char *table, size_t tlen, const void *key, size_t klen,
+               const void *val, size_t vlen) {
+    return E.rp_put((rp_txn *)txn, table, tlen, key, klen, val, vlen);
+}
+
 /* ---- arguments ----------------------------------------------------------------------------- */
 
 /* The engine name of table (new reference): the environment's cache, else

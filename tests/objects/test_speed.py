@@ -19,7 +19,7 @@ import pytest
 
 from realmpy import changelog, query
 from realmpy.codec import CodecError, encode_key
-from realmpy.errors import DuplicatePrimaryKeyError
+from realmpy.errors import DuplicatePrimaryKeyError, RealmThreadError
 from realmpy.layout import table_name
 from realmpy.notifier import ResultsChange, diff_rows
 from realmpy.realm import Realm
@@ -161,6 +161,56 @@ def test_values_the_native_add_declines_take_the_general_path(
             assert realm.find(Car, 1) is None  # nothing of it was written
             realm.add(Car(id=1, make="x"))
         assert [c.id for c in realm.query(Car, "make == 'x'")] == [1]
+
+
+class Tag(Object):
+    """A simple class that another class links to."""
+
+    id: int = field(primary_key=True)
+    name: str = ""
+
+
+class Post(Object):
+    id: int = field(primary_key=True)
+    tag: Tag | None = None
+
+
+def test_the_native_add_declines_what_only_the_general_path_does_right(tmp_path: Path) -> None:
+    with Realm(make_config("file", [Car, Tag, Post], tmp_path)) as realm:
+        with realm.write():
+            realm.add(Post(id=1, tag=Tag(id=1, name="old")))
+        with realm.write():
+            realm.add(Car(id=1))  # the native path is on in this transaction
+            realm.delete(realm.find(Tag, 1))  # type: ignore[arg-type]
+            # The deleted key comes back: the links to the deleted object are
+            # cleared first, as the general path does (not moved to the new
+            # one), and a link made to the new one afterwards stays.
+            new = realm.add(Tag(id=1, name="new"))
+            realm.add(Post(id=2, tag=new))
+            realm.add(Car(id=2))
+        assert realm.find(Post, 1).tag is None  # type: ignore[union-attr]
+        assert realm.find(Post, 2).tag.name == "new"  # type: ignore[union-attr]
+        assert [t.name for t in realm.all(Tag)] == ["new"]
+        assert [c.id for c in realm.all(Car)] == [1, 2]
+        with realm.write():
+            realm.add(Car(id=3))
+            with pytest.raises(TypeError, match="unexpected keyword"):
+                realm.add(Car(id=4), replace=True)  # type: ignore[call-arg]
+            errors: list[BaseException] = []
+
+            def other_thread() -> None:
+                try:
+                    realm.add(Car(id=5))
+                except BaseException as exc:  # recorded for the assertion
+                    errors.append(exc)
+
+            t = threading.Thread(target=other_thread)
+            t.start()
+            t.join()
+            assert [type(e) for e in errors] == [RealmThreadError]
+            car = realm.add(Car(id=6))
+            assert realm.add(car) is car  # already managed here: returned as is
+        assert [c.id for c in realm.all(Car)] == [1, 2, 3, 6]
 
 
 # -- listeners cost what a commit changed ------------------------------------------
