@@ -70,6 +70,7 @@ from realmpy.errors import (
     WriteLockTimeoutError,
     WrongRealmError,
 )
+from realmpy.hooks import Listenable
 from realmpy.layout import (
     META,
     backlink_name,
@@ -77,7 +78,6 @@ from realmpy.layout import (
     table_name,
 )
 from realmpy.managed import ManagedDict, ManagedList, ManagedSet
-from realmpy.notifier import Listenable
 from realmpy.schema import (
     MAX_EMBEDDED_DEPTH,
     Counter,

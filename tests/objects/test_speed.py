@@ -61,8 +61,9 @@ def _run(script: str) -> str:
 
 
 def test_import_realmpy_loads_only_the_local_realm(tmp_path: Path) -> None:
-    """The sync client, the server, asyncio and the query compiler load on
-    first use, also after a realm is opened, counted and written."""
+    """The sync client, the server, asyncio, the query compiler and the
+    notifier load on first use, also after a realm is opened, counted and
+    written."""
     loaded = _run(
         "import sys\n"
         "import realmpy\n"
@@ -72,7 +73,8 @@ def test_import_realmpy_loads_only_the_local_realm(tmp_path: Path) -> None:
         "    r.add(Dog(id=1, name='a'))\n"
         "assert len(r.all(Dog)) == 1 and r.find(Dog, 1).name == 'a'\n"
         "r.close()\n"
-        "heavy = ('realmpy.sync', 'realmpy.server', 'realmpy.query', 'realmpy.execute', 'asyncio')\n"
+        "heavy = ('realmpy.sync', 'realmpy.server', 'realmpy.query', 'realmpy.execute',\n"
+        "         'realmpy.notifier', 'asyncio')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
     )
     assert loaded == "[]"
