@@ -5,6 +5,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, final, overload
 
 _T = TypeVar("_T")
+
+# Beyond this many keys a write transaction's change record says "any key" of a table.
+CHANGED_KEYS_MAX: int
 _P = TypeVar("_P", bound=PropertyBase)
 
 class RealmState:

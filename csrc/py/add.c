@@ -48,21 +48,6 @@ static int bytes_of(PyObject *b, const char **p, size_t *n) {
     return 0;
 }
 
-/* The key written also goes into the change record: changed[table] is a
- * set of keys, None (any key: nothing to add) or missing (a new set). */
-static int note_change(PyObject *changed, PyObject *table, PyObject *key) {
-    PyObject *seen = PyDict_GetItemWithError(changed, table);
-    if (seen == NULL) {
-        if (PyErr_Occurred()) return -1;
-        PyObject *one = PySet_New(NULL);
-        if (one == NULL) return -1;
-        int rc = PySet_Add(one, key) < 0 ? -1 : PyDict_SetItem(changed, table, one);
-        Py_DECREF(one);
-        return rc;
-    }
-    return seen == Py_None ? 0 : PySet_Add(seen, key);
-}
-
 /* Encode obj's index entries (each: the indexed value's key, then the
  * object's key) into ib, their ends in ends[]: 0, 1 (fall back), -1. */
 static int index_entries(PyObject *d, PyObject *indexes, Py_ssize_t nidx, const Buf *kb,
@@ -156,7 +141,7 @@ static int add_one(RealmState *r, void *txn, PyObject *plan, PyObject *obj) {
     /* Managed, caching the record it was written with (a tuple, as add_all's). */
     if (set_managed(obj, (PyObject *)r, key, row, r->stamp + 1, pos) < 0) goto done;
     r->stamp += 1;
-    result = note_change(r->adder_changed, name, key);
+    result = note_changed(r->adder_changed, name, key);
 done:
     if (ends != few) PyMem_Free(ends);
     PyMem_Free(kb.p);

@@ -156,7 +156,8 @@ PyMODINIT_FUNC PyInit__native(void) {
         || add_type(m, &ReadTxn_Type, &readtxn_spec, TxnBase_Type, "ReadTxn")
         || add_type(m, &WriteTxn_Type, &writetxn_spec, TxnBase_Type, "WriteTxn")
         || add_type(m, &ScanIter_Type, &scaniter_spec, NULL, "ScanIter")
-        || storage_init())
+        || storage_init()
+        || PyModule_AddIntConstant(m, "CHANGED_KEYS_MAX", CHANGED_KEYS_MAX) < 0)
         goto fail;
     PyObject *types = PyImport_ImportModule("types");
     if (types == NULL) goto fail;

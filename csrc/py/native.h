@@ -120,6 +120,15 @@ int pack_record(PyObject *d, PyObject *names, Py_ssize_t m, Buf *b, PyObject **r
 
 /* ---- the engine, for add.c (storage.c) ------------------------------------------- */
 
+/* Beyond this many keys a transaction records a table as changed as a
+ * whole (None): realmpy.storage.CHANGED_KEYS_MAX is this constant. */
+#define CHANGED_KEYS_MAX 1024
+
+/* Note key (bytes) as written or deleted in table (str) in changed, a
+ * write transaction's change record (dict: table -> set of keys, or None
+ * for any key): 0, or -1 with an exception. */
+int note_changed(PyObject *changed, PyObject *table, PyObject *key);
+
 /* The engine transaction of wtxn (a WriteTransaction) if it is open and
  * owned by the calling thread, else NULL (no exception set). */
 void *owned_write_txn(PyObject *wtxn);

@@ -24,7 +24,7 @@ from realmpy.layout import table_name
 from realmpy.notifier import ResultsChange, diff_rows
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
-from realmpy.storage import CHANGES_TABLE, Environment, WriteTransaction
+from realmpy.storage import CHANGED_KEYS_MAX, CHANGES_TABLE, Environment, WriteTransaction
 from tests.objects.conftest import make_config
 from tests.objects_models import MODELS, Dog, Note, Person
 
@@ -331,6 +331,24 @@ def test_every_commit_to_a_realm_file_records_its_changes(
         assert 5 not in ids
         token.remove()
     assert seen.reruns == 0
+
+
+def test_the_native_writes_note_each_key_and_any_key_past_the_limit(tmp_path: Path) -> None:
+    with Realm(make_config("file", [Car], tmp_path)) as realm:
+        with realm.write():
+            realm.add(Car(id=1))  # the file keeps change records from here on
+    with Environment(str(tmp_path / "t.realm"), durability="none") as env:
+        with env.write() as txn:
+            keys = [i.to_bytes(4, "big") for i in range(CHANGED_KEYS_MAX)]
+            for k in keys:
+                txn.put("t", k, b"")
+            txn.delete("u", b"gone")
+            assert txn.changed() == {"t": set(keys), "u": {b"gone"}}
+            txn.put("t", b"one more", b"")
+            assert txn.changed() == {"t": None, "u": {b"gone"}}
+        version = env.version
+        with env.read() as snap:
+            assert changelog.read(snap, version - 1, version) == {"t": None, "u": {b"gone"}}
 
 
 def test_storage_files_keep_no_change_records(tmp_path: Path) -> None:
