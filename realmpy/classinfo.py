@@ -19,8 +19,11 @@ from realmpy.schema import ObjectSchema, Property, _Model, validator
 __all__ = ["K_COLLECTION", "K_COUNTER", "K_EMBEDDED", "K_LINK", "K_PLAIN", "ClassInfo", "kind"]
 
 _unpack_row = codec.unpack_row
-# (table, names, primary key, ((property, index table), ...), key limit, positions)
-AddPlan = tuple[bytes, tuple[str, ...], str, tuple[tuple[str, bytes], ...], int, dict[str, int]]
+# (table, names, primary key, ((property, index table), ...), key limit, positions,
+# table name): what RealmState.add (csrc/py/add.c) reads.
+AddPlan = tuple[
+    bytes, tuple[str, ...], str, tuple[tuple[str, bytes], ...], int, dict[str, int], str
+]
 _decode_value = codec.decode_value
 
 # How a property's stored value becomes what a read returns.
@@ -109,7 +112,7 @@ class ClassInfo:
         self.simple = not schema.embedded and all(
             p.type not in ("link", "embedded") for p in schema.properties
         )
-        # What realmpy._native.add_new needs to add one new object in one
+        # What RealmState.add needs to add one new object in one native
         # call (a simple class with a primary key; None: the general path).
         self.add_plan: AddPlan | None = None
         if self.simple and self.pk is not None:
@@ -120,6 +123,7 @@ class ClassInfo:
                 tuple((p, i.encode()) for p, i in self.indexed),
                 codec.MAX_KEY,
                 self.pos,
+                self.table,
             )
 
     def full(self, rec: list[Any]) -> list[Any]:
