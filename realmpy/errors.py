@@ -471,6 +471,14 @@ class ObjectTypeError(RealmError, TypeError):
     field, unknown field name, naive datetime, out-of-range int."""
 
 
+class MixedValueError(ObjectTypeError):
+    """A value a ``Mixed`` property cannot hold (Realm's ``RealmValue``): a
+    set, an embedded object, an arbitrary Python object, a naive datetime,
+    an int beyond 64 bits, a dictionary key that is not a str, or nesting
+    deeper than :data:`realmpy.mixed.MAX_MIXED_DEPTH`.  The message names
+    the property and the offending value."""
+
+
 class DuplicatePrimaryKeyError(RealmError, ValueError):
     """``add`` without ``update=True`` of an object whose primary key exists."""
 
@@ -574,6 +582,7 @@ __all__ += [
     "InvalidObjectError",
     "KeyFormatError",
     "MigrationRequiredError",
+    "MixedValueError",
     "ObjectTypeError",
     "QueryArgumentError",
     "QueryError",

@@ -20,7 +20,7 @@ Resolver = Callable[[Any, str], Any]
 """``(value, name) -> next value`` along a key path; ``None`` if absent."""
 
 AGGREGATES: Final = frozenset(
-    {"@count", "@size", "@sum", "@avg", "@min", "@max", "@keys", "@values"}
+    {"@count", "@size", "@sum", "@avg", "@min", "@max", "@keys", "@values", "@type"}
 )
 _COLLECTION_AGGS: Final = frozenset({"@sum", "@avg", "@min", "@max"})
 

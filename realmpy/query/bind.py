@@ -60,6 +60,7 @@ from realmpy.query.ast import (
     Subquery,
     Var,
 )
+from realmpy.query.typeof import TYPE_NAMES, TYPE_OF, ElementTypes, is_type_name
 from realmpy.schema import ObjectSchema, Property
 
 __all__ = ["Binding", "bind"]
@@ -94,6 +95,8 @@ class _Type:
 
 
 _INT: Final = _Type("int", optional=False)
+# What ``path.@type`` reads: a type name (realmpy.query.typeof).
+_TYPEOF: Final = "typeof"
 _ANY: Final = _Type("any")
 
 
@@ -122,6 +125,8 @@ def _value_fits(t: _Type, v: Any) -> bool:
         return not isinstance(
             v, (int, float, Decimal, str, bytes, _dt.datetime, ObjectId, uuid.UUID)
         )
+    if ty == _TYPEOF:
+        return is_type_name(v)
     return True
 
 
@@ -189,6 +194,10 @@ def _mismatch(path: str, t: _Type, v: Any, where: str = "") -> QueryTypeError:
     if isinstance(v, _dt.datetime) and v.tzinfo is None and t.type == "datetime":
         hint = ": a naive datetime is ambiguous, give it a tzinfo (e.g. datetime.timezone.utc)"
     at = f" ({where})" if where else ""
+    if t.type == _TYPEOF:
+        hint = ": @type compares with Realm's type names, case-insensitive: " + ", ".join(
+            TYPE_NAMES
+        )
     return QueryTypeError(
         f"cannot compare {path!r} ({t.describe()}) with {type(v).__name__} {v!r:.60}{at}{hint}",
         path,
@@ -223,6 +232,8 @@ class _Binder:
             cur = self.step(cur, part, path)
             if part == "length" and before.type in _STRINGY:
                 exact[i] = Length(part)  # a null string has length 0
+            elif part == TYPE_OF and before.collection is not None:
+                exact[i] = ElementTypes(part)  # the type of each element
             elif cur.collection is not None and before.type == "link" and not before.collection:
                 exact[i] = Collection(part)  # through a null link: an empty collection
         if exact != list(path.parts) or any(
@@ -233,6 +244,8 @@ class _Binder:
 
     def step(self, cur: _Type, part: str, path: KeyPath) -> _Type:
         text = str(path)
+        if part == TYPE_OF:  # of a value (any value: mixed ones vary) or of each element
+            return _Type(_TYPEOF, optional=False, many=cur.many or cur.collection is not None)
         if cur.type == "any":
             return cur
         if type(part) is ListIndex:
@@ -420,7 +433,7 @@ class _Binder:
                     t.describe(),
                     mods,
                 )
-            if op in ("<", "<=", ">", ">=") and t.type in ("link", "embedded", "bool"):
+            if op in ("<", "<=", ">", ">=") and t.type in ("link", "embedded", "bool", _TYPEOF):
                 raise QueryTypeError(
                     f"{op} does not order {t.describe()} ({text!r})", text, t.describe(), op
                 )

@@ -41,6 +41,7 @@ from realmpy.query.ast import (
     Var,
 )
 from realmpy.query.like import like
+from realmpy.query.typeof import TYPE_OF, ElementTypes, TypeOf
 
 
 class _Multi(list[Any]):
@@ -98,6 +99,8 @@ def _values_equal(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, str) != isinstance(b, str):
+        if type(a) is TypeOf or type(b) is TypeOf:  # ``prop.@type == 'int'``
+            return a == b
         return False
     try:
         return bool(a == b)
@@ -164,6 +167,8 @@ def _compare(op: str, a: Any, b: Any, ci: bool, di: bool) -> bool:
 
 
 def _aggregate(agg: str, coll: Any) -> Any:
+    if agg == TYPE_OF:
+        return TypeOf(coll)
     if agg in ("@count", "@size"):
         if coll is None:
             return 0
@@ -204,6 +209,13 @@ def _aggregate(agg: str, coll: Any) -> Any:
         return None  # mixed Decimals and floats, or values with no order
 
 
+def _elements(coll: Any) -> list[Any]:
+    """The elements of a list or set, or the values of a dictionary."""
+    if isinstance(coll, Mapping):
+        return list(coll.values())
+    return list(coll) if _is_collection(coll) else []
+
+
 def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> Any:
     """Follow ``parts`` from ``values``; return a scalar or a ``_Multi``."""
     n = len(parts)
@@ -224,6 +236,11 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
                     out.append(_aggregate(part, leaf))
                 values = out
                 break
+            if type(part) is ElementTypes:  # the @type of each element
+                values = [TypeOf(x) for v in values for x in _elements(v)]
+                multi = True
+                i += 1
+                continue
             values = [_aggregate(part, v) for v in values]
             if part in ("@keys", "@values"):
                 values = [x for v in values for x in v]
