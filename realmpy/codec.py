@@ -95,6 +95,7 @@ property name (sync, migrations), :func:`record_to_dict` /
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import math
 import struct
@@ -102,7 +103,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
@@ -493,10 +494,12 @@ class Link(bytes):
         return f"Link({bytes(self)!r})"
 
 
-class MixedLink(NamedTuple):
+@dataclasses.dataclass(frozen=True, slots=True)
+class MixedLink:
     """A stored link of a ``Mixed`` property: the target's class name (as
     stored: its file name) and encoded primary key.  A ``Mixed`` value may
-    link to an object of any class, so the class travels with the key."""
+    link to an object of any class, so the class travels with the key.
+    (Not a tuple: msgpack would pack a tuple as an array.)"""
 
     cls: str
     key: bytes
