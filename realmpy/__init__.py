@@ -19,7 +19,7 @@ from .config import Configuration  # object layer: pure Python, engine names laz
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .objectid import ObjectId
-from .schema import Backlinks, Counter, EmbeddedObject, Object, backlinks, field
+from .schema import Backlinks, Counter, EmbeddedObject, Mixed, Object, backlinks, field
 
 # The sync layer registers its configuration kinds (Configuration.flexible_sync):
 # the package is the façade above every layer, so it is the one that loads it.
@@ -52,6 +52,7 @@ __all__ = [
     "Configuration",
     "Counter",
     "EmbeddedObject",
+    "Mixed",
     "Object",
     "ObjectId",
     "backlinks",
