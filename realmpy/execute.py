@@ -27,6 +27,7 @@ from realmpy._native import rows_full as _rows_full
 from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
 from realmpy.codec import MixedLink
 from realmpy.errors import CorruptError, InvalidArgumentError
+from realmpy.query.ast import NestedList
 from realmpy.schema import Object, ObjectSchema, Property
 from realmpy.storage import Snapshot, WriteTransaction
 
@@ -127,7 +128,7 @@ def resolve(realm: Realm, value: Any, name: str) -> Any:
         if prop.type == "link":
             return bind_links(realm, prop, stored)
         if prop.type == "mixed":
-            return bind_mixed(realm, stored)
+            return bind_mixed(realm, stored, top=prop.collection is not None)
         if prop.type == "embedded":
             target = prop.target or ""
             if prop.collection == "list":
@@ -177,11 +178,13 @@ def bind_links(realm: Realm, prop: Property, stored: Any) -> Any:
     return load(stored)
 
 
-def bind_mixed(realm: Realm, stored: Any) -> Any:
+def bind_mixed(realm: Realm, stored: Any, top: bool = False) -> Any:
     """A stored mixed value (or collection of them) as queries see it: each
     link a :class:`Bound` of its target, or None if the target is gone."""
     if type(stored) not in _MIXED_CONTAINERS:
         return stored
+    if type(stored) is dict and top:  # a dict[str, Mixed] property
+        return {k: bind_mixed(realm, v) for k, v in stored.items()}
     txn = realm._reader()
 
     def follow(link: MixedLink) -> Bound | None:
@@ -190,8 +193,10 @@ def bind_mixed(realm: Realm, stored: Any) -> Any:
         return None if info is None or raw is None else Bound(link.cls, link.key, info.record(raw))
 
     if type(stored) is set:
-        return [_mixed.from_stored(v, follow) for v in stored]
-    return _mixed.from_stored(stored, follow)
+        return [_mixed.from_stored(v, follow, NestedList) for v in stored]
+    if type(stored) is list and top:  # a list[Mixed] property: its elements are quantified
+        return [_mixed.from_stored(v, follow, NestedList) for v in stored]
+    return _mixed.from_stored(stored, follow, NestedList)
 
 
 _MIXED_CONTAINERS = (MixedLink, list, dict, set)

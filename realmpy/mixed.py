@@ -56,6 +56,7 @@ walks over a value recurse once per level)."""
 _INT_MIN: Final = -(1 << 63)
 _INT_MAX: Final = (1 << 63) - 1
 
+
 def validate(owner: str, value: Any, *, nested: bool = True, depth: int = 0) -> Any:
     """``value`` as a mixed property of ``owner`` (``"Class.prop"``, for
     messages) stores it: bytes-like as bytes, Counters as ints, tuples as
@@ -64,7 +65,7 @@ def validate(owner: str, value: Any, *, nested: bool = True, depth: int = 0) -> 
     t = type(value)
     if t in (str, float, bool, ObjectId, uuid.UUID, Decimal) or value is None:
         return value
-    if t is int or isinstance(value, int) and not isinstance(value, bool):
+    if t is int or (isinstance(value, int) and not isinstance(value, bool)):
         if not _INT_MIN <= value <= _INT_MAX:
             raise _bad(owner, value, "an int beyond 64 bits")
         return int(value)
@@ -95,7 +96,9 @@ def validate(owner: str, value: Any, *, nested: bool = True, depth: int = 0) -> 
             return out
         return [validate(owner, v, depth=depth + 1) for v in value]
     if isinstance(value, (set, frozenset)):
-        raise _bad(owner, value, "a set cannot be a mixed value: use a list, or a set[Mixed] property")
+        raise _bad(
+            owner, value, "a set cannot be a mixed value: use a list, or a set[Mixed] property"
+        )
     raise _bad(owner, value)
 
 
@@ -134,15 +137,17 @@ def has_links(stored: Any) -> bool:
     return False
 
 
-def from_stored(stored: Any, follow: Callable[[MixedLink], Any]) -> Any:
+def from_stored(
+    stored: Any, follow: Callable[[MixedLink], Any], as_list: Callable[[list[Any]], Any] = list
+) -> Any:
     """A stored mixed value as a read returns it: each link is
-    ``follow(link)`` (the object, or None if it was deleted); lists and
-    dictionaries are fresh copies."""
+    ``follow(link)`` (the object, or None if it was deleted); lists (made
+    by ``as_list``) and dictionaries are fresh copies."""
     t = type(stored)
     if t is MixedLink:
         return follow(stored)
     if t is list:
-        return [from_stored(v, follow) for v in stored]
+        return as_list([from_stored(v, follow, as_list) for v in stored])
     if t is dict:
-        return {k: from_stored(v, follow) for k, v in stored.items()}
+        return {k: from_stored(v, follow, as_list) for k, v in stored.items()}
     return stored

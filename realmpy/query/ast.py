@@ -95,6 +95,16 @@ class Collection(str):
     __slots__ = ()
 
 
+class NestedList(list[Any]):
+    """A list held in a mixed value (Realm's nested collections): compared
+    as one value, not quantified over as a list property is (``mixed ==
+    1`` does not look inside it, as in Realm); ``mixed[*]``, ``mixed[0]``
+    and ``mixed.@size`` reach its elements.  The realm's query reads make
+    these; plain lists of schema-less records stay lists."""
+
+    __slots__ = ()
+
+
 class ArgKey(str):
     """A key path part ``[$n]``: the dictionary key given as argument ``n``."""
 

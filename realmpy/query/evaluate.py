@@ -32,6 +32,7 @@ from realmpy.query.ast import (
     Length,
     ListExpr,
     ListIndex,
+    NestedList,
     Node,
     Not,
     Or,
@@ -100,7 +101,7 @@ def _values_equal(a: Any, b: Any) -> bool:
         return type(a) is type(b) and a == b
     if isinstance(a, str) != isinstance(b, str):
         if type(a) is TypeOf or type(b) is TypeOf:  # ``prop.@type == 'int'``
-            return a == b
+            return bool(a == b)
         return False
     try:
         return bool(a == b)
@@ -266,7 +267,7 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
                 r = ()  # a collection through a null link: empty
             else:
                 r = ctx.resolve(v, part)
-            if not nxt_is_agg and _is_collection(r):
+            if not nxt_is_agg and _is_collection(r) and type(r) is not NestedList:
                 nxt.extend(r)
                 multi = True
             else:

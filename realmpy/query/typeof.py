@@ -93,24 +93,6 @@ def _kind(value: Any) -> int:
     k = _KIND_OF_TYPE.get(type(value))
     if k is not None:
         return k
-    if isinstance(value, bool):
-        return _BOOL
-    if isinstance(value, int):
-        return _INT
-    for t, kind in _KIND_OF_TYPE.items():
-        if isinstance(value, t):
-            return kind
-    if isinstance(value, Mapping):
-        return _OBJECT
-    if isinstance(value, (list, tuple)):
-        return _ARRAY
-    return _LINK  # an object (or a query's bound record of one)
-
-
-def _kind(value: Any) -> int:
-    k = _KIND_OF_TYPE.get(type(value))
-    if k is not None:
-        return k
     for t, kind in _KIND_OF_TYPE.items():
         if t is not type(None) and isinstance(value, t):
             return kind

@@ -150,7 +150,9 @@ def encode_mixed(value: Any, link: LinkWriter) -> Any:
     if value is None:
         return None
     if isinstance(value, float):
-        return {"$float": value if math.isfinite(value) else encode_scalar("float", value)["$float"]}
+        return {
+            "$float": value if math.isfinite(value) else encode_scalar("float", value)["$float"]
+        }
     if isinstance(value, list):
         return [encode_mixed(v, link) for v in value]
     if isinstance(value, dict):

@@ -15,7 +15,6 @@ from typing import Any, Final
 
 from realmpy.objectid import ObjectId
 from realmpy.schema import MAX_EMBEDDED_DEPTH
-from realmpy.wire.values import MixedLink
 from realmpy.wire.errors import (
     InvalidOpError,
     MalformedMessage,
@@ -24,6 +23,7 @@ from realmpy.wire.errors import (
     WrongTypeError,
 )
 from realmpy.wire.shapes import _field_name, _get, _map, _name, _str
+from realmpy.wire.values import MixedLink
 
 FIELD_TYPES: Final = frozenset(
     {
@@ -259,7 +259,9 @@ def check_mixed(
         return
     if isinstance(value, (list, dict)):
         if not nested:
-            raise WrongTypeError(f"{where}: a set of mixed values holds no collections", where=where)
+            raise WrongTypeError(
+                f"{where}: a set of mixed values holds no collections", where=where
+            )
         if depth >= MAX_EMBEDDED_DEPTH:
             raise WrongTypeError(
                 f"{where}: mixed values nested deeper than {MAX_EMBEDDED_DEPTH}",
@@ -278,9 +280,7 @@ def check_mixed(
         if isinstance(value, _PY_TYPES[typ]) and (typ == "bool") == isinstance(value, bool):
             _check_scalar(typ, value, False, where)
             return
-    raise WrongTypeError(
-        f"{where}: a mixed value cannot be a {type(value).__name__}", where=where
-    )
+    raise WrongTypeError(f"{where}: a mixed value cannot be a {type(value).__name__}", where=where)
 
 
 # The scalar types a mixed value may hold, in the order their Python types are tried.

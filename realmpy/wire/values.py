@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid
-from decimal import Decimal, InvalidOperation
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from enum import IntEnum
 from typing import Any, Final, Union
 

@@ -54,7 +54,9 @@ VALUES: list[Any] = [
 def _realm(tmp: Path, base: str, name: str) -> Realm:
     app = App(AppConfiguration("demo", base, base_file_path=str(tmp / name), long_poll_seconds=2))
     user = app.log_in(Credentials.anonymous())
-    realm = Realm(Configuration.flexible_sync(user, [MxBox, MxTag], path=str(tmp / f"{name}.realm")))
+    realm = Realm(
+        Configuration.flexible_sync(user, [MxBox, MxTag], path=str(tmp / f"{name}.realm"))
+    )
     with realm.subscriptions.update() as subs:
         subs.add(realm.query(MxBox, "_id >= 0"), name="boxes")
         subs.add(realm.query(MxTag, "_id >= 0"), name="tags")
@@ -90,7 +92,7 @@ def test_mixed_values_sync_between_two_devices(tmp_path: Path, base: str) -> Non
         box = two.find(MxBox, 100)
         assert box is not None
         assert isinstance(box.value, MxTag) and box.value.label == "t"
-        assert list(box.items)[0] == 1 and list(box.items)[1] == box.value
+        assert box.items[0] == 1 and box.items[1] == box.value
         assert dict(box.named)["n"] == 2.5
         assert [b._id for b in two.query(MxBox, "value.@type == 'link'")] == [100]
         assert sorted(b._id for b in two.query(MxBox, "value == 5")) == [2, 3]
