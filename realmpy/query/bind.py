@@ -52,6 +52,7 @@ from realmpy.query.ast import (
     Distinct,
     KeyPath,
     Length,
+    ListExpr,
     ListIndex,
     Node,
     Not,
@@ -421,6 +422,9 @@ class _Binder:
                 raise _mismatch(path, t, node.value)
         elif isinstance(node, Arg):
             self.checks.append(_ArgCheck(node.index, path, t))
+        elif isinstance(node, ListExpr) and t.type in _TYPES_OF:
+            for item in node.items:  # every name of ``@type IN {...}`` must be one
+                self.values(item, t, path)
         # As Realm: a list's elements of other types simply never match.
 
     def comparison(self, node: Comparison) -> None:

@@ -1,0 +1,241 @@
+"""realm-core's tests of mixed values: ``Parser_Mixed`` and
+``Parser_TypeOfValue`` (a ``type_Mixed`` column is a ``Mixed`` property).
+
+realm-core's objects are numbered 0..99 in creation order, so the ``k``
+primary keys are those numbers; its ``ObjLink`` arguments are the objects
+themselves.  Both tests fill the same kind of table (an int in each object,
+a string in every fourth, then a few objects changed to null, a double, a
+binary, a Decimal...), built by :func:`_foo_values`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from realmpy.objectid import ObjectId
+from realmpy.realm import Realm
+from realmpy.schema import Mixed, Object, field
+from tests.objects.parser_port.cases import INVALID, section
+
+
+class MxFoo(Object):
+    k: int = field(primary_key=True)
+    mixed: Mixed = None
+    int: int = 0
+    list: list[Mixed] = field(default_factory=list)
+
+
+class MxOrigin(Object):
+    k: int = field(primary_key=True)
+    link: MxFoo | None = None
+    mixed: Mixed = None
+    links: list[MxFoo] = field(default_factory=list)
+
+
+OID = ObjectId(b"mixedportoid")
+
+
+def _foo_values() -> list[Any]:
+    """``mixed`` of realm-core's 100 objects before the per-test changes."""
+    return [i if i % 4 else f"String{i}" for i in range(100)]
+
+
+def _origins(r: Realm, foos: list[MxFoo], with_mixed: bool) -> None:
+    for i in range(10):
+        r.add(
+            MxOrigin(
+                k=i,
+                link=foos[i * 10],
+                mixed=foos[i * 10] if with_mixed else None,
+                links=foos[i * 10 : i * 10 + 10],
+            )
+        )
+
+
+# ---------------------------------------------------------------------------
+# Parser_Mixed
+
+_MIXED_VALUES = _foo_values()
+_MIXED_VALUES[15] = None
+_MIXED_VALUES[75] = 75.0
+_MIXED_VALUES[28] = b"String2Binary"
+_MIXED_VALUES[25] = 3.0
+_MIXED_VALUES[35] = Decimal("3")
+_MIXED_VALUES[37] = OID
+INT_OVER_50 = sum(1 for i in range(100) if i % 4 and i > 50)
+NB_STRINGS = sum(1 for i in range(100) if i % 4 == 0)
+
+
+def _fill_mixed(r: Realm) -> None:
+    foos = r.add_all([MxFoo(k=i, mixed=v, int=i) for i, v in enumerate(_MIXED_VALUES)])
+    _origins(r, foos, with_mixed=True)
+    r.add(MxOrigin(k=10))  # one with null links
+
+
+s = section("Parser_Mixed", "mixed values", [MxFoo, MxOrigin], MxFoo)
+s.fill = _fill_mixed
+for q, n in [
+    ("mixed > 50", INT_OVER_50),
+    ("mixed >= 50", INT_OVER_50 + 1),
+    ("mixed <= 50", 100 - INT_OVER_50 - NB_STRINGS - 2),
+    ("mixed < 50", 100 - INT_OVER_50 - NB_STRINGS - 3),
+    ("mixed < 50 || mixed > 50", 100 - NB_STRINGS - 3),
+    ("mixed != 50", 99),
+    ("mixed == null", 1),
+    ("mixed != null", 99),
+    ("mixed beginswith 'String2'", 2),
+    ("mixed beginswith bin('String2')", 1),
+    ('mixed beginswith B64"U3RyaW5nMg=="', 2),
+    ('mixed beginswith bin(B64"U3RyaW5nMg==")', 1),
+    ('mixed contains "trin"', 24),
+    ('mixed contains bin("trin")', 1),
+    ('mixed like "Strin*"', 24),
+    ('mixed like bin("Strin*")', 1),
+    ('mixed endswith "4"', 5),
+    ('mixed endswith bin("4")', 0),
+    ('mixed endswith bin("Binary")', 1),
+    ("mixed.@size > 7", 22),
+    (f"mixed == oid({OID})", 1),
+    ('mixed == "String2Binary"', 0),
+    ('mixed == "String4"', 1),
+    ('mixed == bin("String2Binary")', 1),
+    ('mixed ==[c] "string2binary"', 0),
+    ('mixed ==[c] "string4"', 1),
+    ('mixed ==[c] binary("string2binary")', 1),
+    ('mixed !=[c] "string2binary"', 100),
+    ('mixed !=[c] "string4"', 99),
+    ('mixed !=[c] bin("string2binary")', 99),
+    ('mixed == "String48"', 1),
+    ("mixed == 3.0", 3),
+    ("mixed == NULL", 1),
+    ("MxOrigin: links.mixed > 50", 5),
+    ('MxOrigin: links.mixed beginswith[c] "string"', 10),
+    ('MxOrigin: links.mixed beginswith[c] bin("string")', 1),
+    ("MxOrigin: link.mixed > 50", 2),
+    ('MxOrigin: link.mixed beginswith[c] "string"', 5),
+    ('MxOrigin: link.mixed beginswith[c] bin("string")', 0),
+    ("MxOrigin: link == NULL", 1),
+    ("MxOrigin: link.mixed == NULL", 1),
+    ("MxOrigin: links.mixed == NULL", 1),
+    ("mixed == int", 71),
+]:
+    s.add(q, n)
+
+
+# realm-core's arguments: $0 binary "4", $1..$3 ObjLinks ($1, $2 to objects
+# of the realm: the cases using them need the filled realm, not ported; $3
+# the null link), $4 null, $5 the string "4".
+ARGS = (b"4", None, None, None, None, "4")
+for q, n in [
+    ("mixed endswith $0", 0),
+    ("mixed endswith $5", 5),
+    ("MxOrigin: link == $3", 1),
+    ("MxOrigin: link == $4", 1),
+]:
+    s.add(q, n, *ARGS)
+
+
+# ---------------------------------------------------------------------------
+# Parser_TypeOfValue
+
+_TYPE_VALUES = _foo_values()
+_TYPE_VALUES[15] = None
+_TYPE_VALUES[17] = {}  # set_collection(Dictionary): an empty dictionary
+_TYPE_VALUES[75] = 75.0
+_TYPE_VALUES[28] = b"String2Binary"
+_TYPE_VALUES[25] = 3.0
+_TYPE_VALUES[35] = Decimal("3")
+TYPE_STRINGS = NB_STRINGS - 1
+NB_INTS = 69
+NB_NUMERICS = NB_INTS + 3
+
+
+def _fill_type_of_value(r: Realm) -> None:
+    foos = r.add_all([MxFoo(k=i, mixed=v, int=i) for i, v in enumerate(_TYPE_VALUES)])
+    foos[19].mixed = foos[0]  # a link to the first object
+    foos[0].list = [1, Decimal(10), 100.0]
+    foos[1].list = ["hello", 1000]
+    _origins(r, foos, with_mixed=False)
+
+
+s = section("Parser_TypeOfValue", "mixed values", [MxFoo, MxOrigin], MxFoo)
+s.fill = _fill_type_of_value
+for q, n, args in [
+    ("mixed.@type == 'string'", TYPE_STRINGS, ()),
+    ("mixed.@type == 'double'", 2, ()),
+    ("mixed.@type == 'float'", 0, ()),
+    ("mixed.@type == 'Decimal'", 1, ()),
+    ("mixed.@type == 'decimal128'", 1, ()),
+    ("mixed.@type == 'binary'", 1, ()),
+    ("mixed.@type == 'bytearray'", 1, ()),
+    ("mixed.@type == 'byte[]'", 1, ()),
+    ("mixed.@type == 'uuid'", 0, ()),
+    ("mixed.@type == 'guid'", 0, ()),
+    ("mixed.@type == 'bool'", 0, ()),
+    ("mixed.@type == 'boolean'", 0, ()),
+    ("mixed.@type == 'int'", NB_INTS, ()),
+    ("mixed.@type == 'integer'", NB_INTS, ()),
+    ("mixed.@type == 'int16'", NB_INTS, ()),
+    ("mixed.@type == 'int32'", NB_INTS, ()),
+    ("mixed.@type == 'int64'", NB_INTS, ()),
+    ("mixed.@type == 'short'", NB_INTS, ()),
+    ("mixed.@type == 'long'", NB_INTS, ()),
+    ("mixed.@type == 'byte'", NB_INTS, ()),
+    ("mixed.@type == 'char'", NB_INTS, ()),
+    ("mixed.@type == 'timestamp'", 0, ()),
+    ("mixed.@type == 'datetimeoffset'", 0, ()),
+    ("mixed.@type == 'objectlink'", 1, ()),
+    ("mixed.@type == 'object'", 1, ()),
+    ("mixed.@type == $0", 1, ("object",)),
+    ("mixed.@type == 'binary' || mixed.@type == 'DECIMAL' || mixed.@type == 'Double'", 4, ()),
+    ("mixed.@type == 'null'", 1, ()),
+    ("mixed.@type == 'numeric'", NB_NUMERICS, ()),
+    (
+        "mixed.@type == 'numeric' || mixed.@type == 'string' || mixed.@type == 'objectlink' "
+        "|| mixed.@type == 'binary' || mixed.@type == 'object' || mixed.@type == 'null'",
+        100,
+        (),
+    ),
+    ("mixed.@type == mixed.@type", 100, ()),
+    ("MxOrigin: link.mixed.@type == 'numeric' || link.mixed.@type == 'string'", 10, ()),
+    ("MxOrigin: links.mixed.@type == 'numeric' || links.mixed.@type == 'string'", 10, ()),
+    ("MxOrigin: ANY links.mixed.@type IN ANY {'numeric', 'string'}", 10, ()),
+    ("mixed.@type == int.@type", NB_INTS, ()),
+    ("MxOrigin: link.@type == link.mixed.@type", 0, ()),
+    ("MxOrigin: links.@type == links.mixed.@type", 1, ()),
+    ("mixed > 50", INT_OVER_50, ()),
+    ("mixed > 50 && mixed.@type == 'double'", 1, ()),
+    ("mixed > 50 && mixed.@type != 'double'", INT_OVER_50 - 1, ()),
+    ("mixed > 50 && mixed.@type == 'int'", INT_OVER_50 - 1, ()),
+    ("list.@type == 'numeric'", 2, ()),
+    ("list.@type == 'numeric' AND list >= 10 ", 2, ()),
+    ("list.@type == mixed.@type", 1, ()),
+    ("NONE list.@type == mixed.@type && list.@size > 0", 1, ()),
+    ("ALL list.@type == mixed.@type && list.@size > 0", 0, ()),
+    ("ALL list.@type == 'numeric' && list.@size > 0", 1, ()),
+    ("NONE list.@type == 'binary' && list.@size > 0", 2, ()),
+    ("NONE list.@type == 'string' && list.@size > 0", 1, ()),
+    ("MxOrigin: links.mixed > 0", 10, ()),
+    ("MxOrigin: links.mixed.@type == 'double'", 2, ()),
+    ("MxOrigin: links.mixed > 0 && links.mixed.@type == 'double'", 2, ()),
+    (
+        "MxOrigin: SUBQUERY(links, $x, $x.mixed.@type == 'double' && $x.mixed == $x.int).@count > 0",
+        1,
+        (),
+    ),
+]:
+    s.add(q, n, *args)
+for q in [
+    "mixed.@type == 'asdf'",
+    "MxOrigin: links.mixed.@type IN {'numeric', 'asdf'}",
+    "mixed.@type == ''",
+    "mixed.@type == 'string|double|'",
+    "mixed.@type == '|'",
+    "mixed.@type == 23",
+    "mixed.@type == 2.5",
+    "mixed.@type == int",
+    "int.@type == 'int'",
+    "MxOrigin: link.@type == 'objectlink'",
+    "mixed.@type =[c] 'string'",
+]:
+    s.throws(q, INVALID)
