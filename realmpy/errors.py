@@ -569,8 +569,7 @@ class QueryTypeError(QueryArgumentError, TypeError):
 
 class QueryUnsupportedError(QuerySyntaxError):
     """The query uses Realm query syntax that realmpy parses but does not
-    evaluate yet (backlinks ``@links``, mixed ``@type``, full-text ``TEXT``,
-    ``geoWithin``)."""
+    evaluate yet (backlinks ``@links``, full-text ``TEXT``, ``geoWithin``)."""
 
 
 __all__ += [
