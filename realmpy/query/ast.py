@@ -105,6 +105,15 @@ class NestedList(list[Any]):
     __slots__ = ()
 
 
+class NumbersOf(str):
+    """The key path part ``@sum``, ``@avg``, ``@min`` or ``@max`` known (from
+    the schema) to aggregate mixed values: it takes the numbers among them
+    and skips the rest, as Realm does (over schema-less records a value that
+    is not a number is an error).  Binding to a class makes these."""
+
+    __slots__ = ()
+
+
 class ArgKey(str):
     """A key path part ``[$n]``: the dictionary key given as argument ``n``."""
 

@@ -56,6 +56,7 @@ from realmpy.query.ast import (
     ListIndex,
     Node,
     Not,
+    NumbersOf,
     Or,
     Sort,
     Subquery,
@@ -102,6 +103,7 @@ _INT: Final = _Type("int", optional=False)
 _TYPEOF: Final = "typeof"
 _TYPEOF_FIXED: Final = "typeof (fixed)"
 _TYPES_OF: Final = frozenset({_TYPEOF, _TYPEOF_FIXED})
+_NUMBER_AGGREGATES: Final = frozenset({"@sum", "@avg", "@min", "@max"})
 _ANY: Final = _Type("any")
 
 
@@ -241,6 +243,8 @@ class _Binder:
                 exact[i] = Length(part)  # a null string has length 0
             elif part == TYPE_OF and before.collection is not None:
                 exact[i] = ElementTypes(part)  # the type of each element
+            elif part in _NUMBER_AGGREGATES and before.type == "any":
+                exact[i] = NumbersOf(part)  # mixed values: the numbers among them
             elif cur.collection is not None and before.type == "link" and not before.collection:
                 exact[i] = Collection(part)  # through a null link: an empty collection
         if exact != list(path.parts) or any(
@@ -259,6 +263,8 @@ class _Binder:
                 many=cur.many or cur.collection is not None,
             )
         if cur.type == "any" and cur.collection is None:
+            if part == "*" and type(part) is ListIndex:  # a nested list's elements
+                return _Type("any", optional=True, many=True)
             return cur  # a mixed value (or unknown): anything may follow
         if type(part) is ListIndex:
             if cur.collection not in ("list", "set", "dict") or (

@@ -35,6 +35,7 @@ from realmpy.query.ast import (
     NestedList,
     Node,
     Not,
+    NumbersOf,
     Or,
     Resolver,
     Subquery,
@@ -190,6 +191,10 @@ def _aggregate(agg: str, coll: Any) -> Any:
     else:
         items = [coll]
     nums = [x for x in items if x is not None and not isinstance(x, bool)]
+    if type(agg) is NumbersOf:  # mixed values: the numbers among them, as Realm
+        nums = [x for x in nums if isinstance(x, (int, float, Decimal))]
+        if any(isinstance(x, Decimal) for x in nums):  # Decimals and floats: in Decimal
+            nums = [Decimal(repr(x)) if isinstance(x, float) else x for x in nums]
     if agg in ("@sum", "@avg"):
         odd = next((x for x in nums if not isinstance(x, (int, float, Decimal))), None)
         if odd is not None:

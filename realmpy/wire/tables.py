@@ -283,18 +283,9 @@ def check_mixed(
     raise WrongTypeError(f"{where}: a mixed value cannot be a {type(value).__name__}", where=where)
 
 
-# The scalar types a mixed value may hold, in the order their Python types are tried.
-_MIXED_SCALARS: Final = (
-    "bool",
-    "int",
-    "float",
-    "string",
-    "binary",
-    "timestamp",
-    "decimal",
-    "objectid",
-    "uuid",
-)
+# The scalar types a mixed value may hold, in the order their Python types
+# are tried (bool before int; a counter is a field type, not a value's).
+_MIXED_SCALARS: Final = tuple(t for t in _PY_TYPES if t != "counter")
 
 
 def check_whole(

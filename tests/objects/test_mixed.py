@@ -425,3 +425,22 @@ def test_mixed_queries_agree_with_the_interpreter(
         for i, v in enumerate(values):
             shared.add(MxBox(id=i, value=v, indexed=v))
     assert sorted(b.id for b in shared.query(MxBox, text, *args)) == expected
+
+
+def test_aggregates_take_the_numbers_and_nested_lists_are_reached_with_indexes(
+    config: Configuration,
+) -> None:
+    with Realm(config) as realm:
+        with realm.write():
+            realm.add(MxBox(id=1, items=[1, "a", 2.5, None, Decimal("0.5")], value=[1, [2]]))
+            realm.add(MxBox(id=2, items=["x"], value={"k": [3]}))
+        assert ids(realm, "items.@sum == 4") == [1]  # 1 + 2.5 + 0.5: the string is skipped
+        assert ids(realm, "items.@max == 2.5 AND items.@min == 0.5") == [1]
+        assert ids(realm, "items.@avg < 2") == [1]
+        assert ids(realm, "items.@sum == 0") == [2]
+        assert ids(realm, "value == 1") == []  # a nested list is one value
+        assert ids(realm, "value[*] == 1") == [1]
+        assert ids(realm, "ANY value[*] == 1") == [1]
+        assert ids(realm, "value[1][0] == 2") == [1]
+        assert ids(realm, "value.k[0] == 3") == [2]
+        assert ids(realm, "value.@size == 2") == [1]

@@ -106,3 +106,42 @@ def test_mixed_values_sync_between_two_devices(tmp_path: Path, base: str) -> Non
     finally:
         one.close()
         two.close()
+
+
+def test_wire_checks_and_decodes_mixed_values_strictly() -> None:
+    """The server's check of a mixed field and the decoding of a mixed link
+    refuse what no client writes, with the protocol's typed errors."""
+    from realmpy.wire.errors import MalformedMessage, UnknownTableError, WrongTypeError
+    from realmpy.wire.tables import FieldSpec, TableSpec, check_value
+    from realmpy.wire.values import MixedLink, pack, unpack
+
+    tables = {
+        "Tag": TableSpec("_id", {"_id": FieldSpec("int")}),
+        "Box": TableSpec("_id", {"_id": FieldSpec("int"), "v": FieldSpec("mixed", True)}),
+    }
+    spec = tables["Box"].fields["v"]
+    good: list[Any] = [None, True, 5, 5.0, "s", b"b", [1, {"k": MixedLink("Tag", 1)}], {}]
+    for v in good:
+        check_value(tables, spec, v, "Box.v")
+        assert _same(unpack(pack(v)), v)
+    for bad, error in [
+        (MixedLink("Nope", 1), UnknownTableError),
+        (MixedLink("Tag", "not an int key"), WrongTypeError),
+        ({1: "non-str key"}, WrongTypeError),
+        (2**64, WrongTypeError),
+        (object(), WrongTypeError),
+    ]:
+        with pytest.raises(error):
+            check_value(tables, spec, bad, "Box.v")
+    deep: Any = 1
+    for _ in range(150):
+        deep = [deep]
+    with pytest.raises(WrongTypeError, match="nested deeper"):
+        check_value(tables, spec, deep, "Box.v")
+    with pytest.raises(WrongTypeError, match="set of mixed values"):
+        check_value(tables, FieldSpec("mixed", True, "set"), [1, [2]], "Box.s")
+    import msgpack  # type: ignore[import-untyped,unused-ignore]
+
+    for payload in (b"\xc1", msgpack.packb([1, 2]), msgpack.packb(["Tag", 1.5])):
+        with pytest.raises(MalformedMessage):
+            unpack(msgpack.packb(msgpack.ExtType(4, payload)))
