@@ -105,11 +105,13 @@ class NestedList(list[Any]):
     __slots__ = ()
 
 
-class NumbersOf(str):
+class OfMixed(str):
     """The key path part ``@sum``, ``@avg``, ``@min`` or ``@max`` known (from
-    the schema) to aggregate mixed values: it takes the numbers among them
-    and skips the rest, as Realm does (over schema-less records a value that
-    is not a number is an error).  Binding to a class makes these."""
+    the schema) to aggregate mixed values, as Realm does: ``@sum`` and
+    ``@avg`` take the numbers among them and skip the rest (over schema-less
+    records a value that is not a number is an error), ``@min`` and ``@max``
+    order every value by kind first (bool < numbers < strings < bytes <
+    dates < ObjectIds < UUIDs).  Binding to a class makes these."""
 
     __slots__ = ()
 

@@ -56,7 +56,7 @@ from realmpy.query.ast import (
     ListIndex,
     Node,
     Not,
-    NumbersOf,
+    OfMixed,
     Or,
     Sort,
     Subquery,
@@ -244,7 +244,7 @@ class _Binder:
             elif part == TYPE_OF and before.collection is not None:
                 exact[i] = ElementTypes(part)  # the type of each element
             elif part in _NUMBER_AGGREGATES and before.type == "any":
-                exact[i] = NumbersOf(part)  # mixed values: the numbers among them
+                exact[i] = OfMixed(part)  # mixed values: the numbers among them
             elif cur.collection is not None and before.type == "link" and not before.collection:
                 exact[i] = Collection(part)  # through a null link: an empty collection
         if exact != list(path.parts) or any(

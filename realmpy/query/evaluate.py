@@ -35,7 +35,7 @@ from realmpy.query.ast import (
     NestedList,
     Node,
     Not,
-    NumbersOf,
+    OfMixed,
     Or,
     Resolver,
     Subquery,
@@ -190,11 +190,9 @@ def _aggregate(agg: str, coll: Any) -> Any:
         items = list(coll)
     else:
         items = [coll]
+    if type(agg) is OfMixed:
+        return _mixed_aggregate(agg, items)
     nums = [x for x in items if x is not None and not isinstance(x, bool)]
-    if type(agg) is NumbersOf:  # mixed values: the numbers among them, as Realm
-        nums = [x for x in nums if isinstance(x, (int, float, Decimal))]
-        if any(isinstance(x, Decimal) for x in nums):  # Decimals and floats: in Decimal
-            nums = [Decimal(repr(x)) if isinstance(x, float) else x for x in nums]
     if agg in ("@sum", "@avg"):
         odd = next((x for x in nums if not isinstance(x, (int, float, Decimal))), None)
         if odd is not None:
@@ -213,6 +211,26 @@ def _aggregate(agg: str, coll: Any) -> Any:
         return min(nums) if agg == "@min" else max(nums)
     except (TypeError, ArithmeticError, InvalidOperation):
         return None  # mixed Decimals and floats, or values with no order
+
+
+def _mixed_aggregate(agg: str, items: list[Any]) -> Any:
+    """``@sum``/``@avg``/``@min``/``@max`` of mixed values, as Realm (see
+    :class:`OfMixed`): nulls and NaNs are skipped."""
+    values = [x for x in items if x is not None and x == x]
+    if agg in ("@min", "@max"):
+        if not values:
+            return None
+        try:
+            return (min if agg == "@min" else max)(values, key=_sort_rank)
+        except (TypeError, ArithmeticError):
+            return None
+    nums = [x for x in values if isinstance(x, _NUMBERS) and not isinstance(x, bool)]
+    if any(isinstance(x, Decimal) for x in nums):  # Decimals and floats: in Decimal
+        nums = [Decimal(repr(x)) if isinstance(x, float) else x for x in nums]
+    if not nums:
+        return 0 if agg == "@sum" else None
+    total = sum(nums, 0)
+    return total if agg == "@sum" else total / len(nums)
 
 
 def _elements(coll: Any) -> list[Any]:

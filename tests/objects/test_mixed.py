@@ -427,7 +427,7 @@ def test_mixed_queries_agree_with_the_interpreter(
     assert sorted(b.id for b in shared.query(MxBox, text, *args)) == expected
 
 
-def test_aggregates_take_the_numbers_and_nested_lists_are_reached_with_indexes(
+def test_mixed_aggregates_and_nested_lists_reached_with_indexes(
     config: Configuration,
 ) -> None:
     with Realm(config) as realm:
@@ -435,7 +435,8 @@ def test_aggregates_take_the_numbers_and_nested_lists_are_reached_with_indexes(
             realm.add(MxBox(id=1, items=[1, "a", 2.5, None, Decimal("0.5")], value=[1, [2]]))
             realm.add(MxBox(id=2, items=["x"], value={"k": [3]}))
         assert ids(realm, "items.@sum == 4") == [1]  # 1 + 2.5 + 0.5: the string is skipped
-        assert ids(realm, "items.@max == 2.5 AND items.@min == 0.5") == [1]
+        # @min/@max order by kind first, as Realm: numbers < strings
+        assert ids(realm, "items.@max == 'a' AND items.@min == 0.5") == [1]
         assert ids(realm, "items.@avg < 2") == [1]
         assert ids(realm, "items.@sum == 0") == [2]
         assert ids(realm, "value == 1") == []  # a nested list is one value

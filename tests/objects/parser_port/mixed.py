@@ -9,13 +9,14 @@ binary, a Decimal...), built by :func:`_foo_values`."""
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
 from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
 from realmpy.schema import Mixed, Object, field
-from tests.objects.parser_port.cases import INVALID, section
+from tests.objects.parser_port.cases import INVALID, section, ts
 
 
 class MxFoo(Object):
@@ -239,3 +240,152 @@ for q in [
     "mixed.@type =[c] 'string'",
 ]:
     s.throws(q, INVALID)
+
+
+# ---------------------------------------------------------------------------
+# Parser_list_of_primitive_mixed (realm-core's float 3.3f / 3.7f are doubles
+# here: realmpy has no 32-bit float; its "null float" and "null Decimal"
+# values are nulls, its Decimal128 of an empty string a NaN)
+
+
+class MxValues(Object):
+    k: int = field(primary_key=True)
+    values: list[Mixed] = field(default_factory=list)
+
+
+def _fill_values(r: Realm) -> None:
+    lists: list[list[Any]] = [
+        [],
+        [None],
+        [""],
+        [0, 1, 2],
+        [1, Decimal("2.2"), 3.3, 4.4],
+        ["one", "two", "three", "", None],
+        [
+            "foo",
+            1,
+            ts(1),
+            Decimal("2.5"),
+            3.7,
+            OID,
+            uuid.UUID(int=0),
+            None,
+            False,
+            True,
+            None,
+            None,
+            None,
+            Decimal("NaN"),
+        ],
+    ]
+    r.add_all([MxValues(k=i, values=v) for i, v in enumerate(lists)])
+
+
+s = section("Parser_list_of_primitive_mixed", "mixed values", [MxValues], MxValues)
+s.fill = _fill_values
+for q, n in [
+    ("values.@count == 0", 1),
+    ("values.@size == 1", 2),
+    ("ANY values == NULL", 3),
+    ("ALL values == NULL", 2),
+    ("ALL values == NULL && values.@size > 0", 1),
+    ("NONE values == NULL", 4),
+    ("NONE values == NULL && values.@size > 0", 3),
+    ("ANY values == 'one'", 1),
+    ("ANY values CONTAINS[c] 'O'", 2),
+    ("values.length == 3", 2),
+    ("ANY values == false", 1),
+    ("ANY values == true", 1),
+    ("values.@type == 'string'", 3),
+    ("values == T1:0", 1),
+    ("values.@sum > 0", 3),
+    ("values.@sum == 0", 4),
+    ("values.@sum == 3", 1),
+    ("values.@sum == 10.9", 1),
+    ("values.@sum == 7.2", 1),
+    ("values.@avg == 1", 1),
+    ("values.@avg == 2.725", 1),
+    ("values.@avg == 2.4", 1),
+    ("values.@min == false", 1),
+    ("values.@min == 1", 1),
+    ("values.@max == 2", 1),
+    ("values.@max == 4.4", 1),
+    ("values.@max == uuid(00000000-0000-0000-0000-000000000000)", 1),
+    ("ANY values == {'one', 'two'}", 1),
+    ("values == {'one', 'two', 'three', '', null}", 1),
+    ("values == {}", 1),
+    ("NONE values == ANY {null, ''}", 3),
+]:
+    s.add(q, n)
+
+
+# ---------------------------------------------------------------------------
+# Parser_SetMixed (3.5f and 4.4f are doubles here)
+
+
+class MxSet(Object):
+    k: int = field(primary_key=True)
+    set: set[Mixed] = field(default_factory=set)
+    value: Mixed = None
+
+
+def _fill_set(r: Realm) -> None:
+    sets: list[set[Any]] = [
+        {3, "hello", 300},
+        {3.5, "world", b"foo", OID, uuid.UUID(int=0), None},
+        {300},
+        set(),
+        {-1, Decimal("NaN"), 4.4, 7.6, 0, None},
+    ]
+    r.add_all([MxSet(k=i, set=v, value=300) for i, v in enumerate(sets)])
+
+
+s = section("Parser_SetMixed", "mixed values", [MxSet], MxSet)
+s.fill = _fill_set
+for q, n in [
+    ("set.@min == 3", 1),
+    ("set.@min == 3.5", 1),
+    ("set.@min == 300", 1),
+    ("set.@min == NULL", 1),
+    ("set.@min == -1", 1),
+    ("set.@max == 'hello'", 1),
+    ("set.@max == uuid(00000000-0000-0000-0000-000000000000)", 1),
+    ("set.@max == 7.6", 1),
+    ("set.@max == 300", 1),
+    ("set.@max == NULL", 1),
+    ("set.@sum == 303", 1),
+    ("set.@sum == 3.5", 1),
+    ("set.@sum == 300", 1),
+    ("set.@sum == 0", 1),
+    ("set.@sum == 11", 1),
+    ("set.@avg == 151.5", 1),
+    ("set.@avg == 3.5", 1),
+    ("set.@avg == 300", 1),
+    ("set.@avg == NULL", 1),
+    ("set.@avg == 2.75", 1),
+    ("set.@count == 0", 1),
+    ("set.@size >= 1", 4),
+    ("set.@size == 6", 2),
+    ("3.5 IN set", 1),
+    ("'WorLD' IN[c] set", 1),
+    ("set == value", 2),
+    ("set < value", 3),
+    ("ALL set < value", 1),
+    ("ALL set < value && set.@size > 0", 0),
+    ("ALL set == value", 2),
+    ("NONE set == value", 3),
+    ("set == {}", 1),
+    ("ANY set == {300}", 2),
+    ("ALL set == ALL {300} && set.@size > 0", 1),
+    ("set == {300}", 1),
+    ("set == {300, 3, 'hello'}", 0),
+    ("set == {3, 300, 'hello'}", 1),
+    ("set == NULL", 2),
+    ("set beginswith[c] 'HE'", 1),
+    ("set endswith[c] 'D'", 1),
+    ("set LIKE[c] '*O*'", 2),
+    ("set CONTAINS 'r'", 1),
+    ("set.length == 5", 2),
+    ("set.length == 3", 1),
+]:
+    s.add(q, n)
