@@ -27,7 +27,7 @@ from realmpy._native import rows_full as _rows_full
 from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
 from realmpy.codec import MixedLink
 from realmpy.errors import CorruptError, InvalidArgumentError
-from realmpy.query.ast import NestedList
+from realmpy.query.ast import NestedDict, NestedList
 from realmpy.schema import Object, ObjectSchema, Property
 from realmpy.storage import Snapshot, WriteTransaction
 
@@ -193,10 +193,10 @@ def bind_mixed(realm: Realm, stored: Any, top: bool = False) -> Any:
         return None if info is None or raw is None else Bound(link.cls, link.key, info.record(raw))
 
     if type(stored) is set:
-        return [_mixed.from_stored(v, follow, NestedList) for v in stored]
+        return [_mixed.from_stored(v, follow, NestedList, NestedDict) for v in stored]
     if type(stored) is list and top:  # a list[Mixed] property: its elements are quantified
-        return [_mixed.from_stored(v, follow, NestedList) for v in stored]
-    return _mixed.from_stored(stored, follow, NestedList)
+        return [_mixed.from_stored(v, follow, NestedList, NestedDict) for v in stored]
+    return _mixed.from_stored(stored, follow, NestedList, NestedDict)
 
 
 _MIXED_CONTAINERS = (MixedLink, list, dict, set)

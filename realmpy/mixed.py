@@ -138,16 +138,19 @@ def has_links(stored: Any) -> bool:
 
 
 def from_stored(
-    stored: Any, follow: Callable[[MixedLink], Any], as_list: Callable[[list[Any]], Any] = list
+    stored: Any,
+    follow: Callable[[MixedLink], Any],
+    as_list: Callable[[list[Any]], Any] = list,
+    as_dict: Callable[[dict[str, Any]], Any] = dict,
 ) -> Any:
     """A stored mixed value as a read returns it: each link is
-    ``follow(link)`` (the object, or None if it was deleted); lists (made
-    by ``as_list``) and dictionaries are fresh copies."""
+    ``follow(link)`` (the object, or None if it was deleted); lists and
+    dictionaries are fresh copies, made by ``as_list`` / ``as_dict``."""
     t = type(stored)
     if t is MixedLink:
         return follow(stored)
     if t is list:
-        return as_list([from_stored(v, follow, as_list) for v in stored])
+        return as_list([from_stored(v, follow, as_list, as_dict) for v in stored])
     if t is dict:
-        return {k: from_stored(v, follow, as_list) for k, v in stored.items()}
+        return as_dict({k: from_stored(v, follow, as_list, as_dict) for k, v in stored.items()})
     return stored

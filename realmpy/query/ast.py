@@ -105,6 +105,16 @@ class NestedList(list[Any]):
     __slots__ = ()
 
 
+class NestedDict(dict[str, Any]):
+    """A dictionary held in a mixed value: compared as one value, not as its
+    values the way a dictionary property compared without a key is (Realm:
+    ``mixed == 1`` never matches ``{"one": 1}``); ``mixed.key``,
+    ``mixed['key']``, ``mixed[*]`` and ``mixed.@keys`` reach inside.  The
+    realm's query reads make these."""
+
+    __slots__ = ()
+
+
 class OfMixed(str):
     """The key path part ``@sum``, ``@avg``, ``@min`` or ``@max`` known (from
     the schema) to aggregate mixed values, as Realm does: ``@sum`` and

@@ -32,6 +32,7 @@ from realmpy.query.ast import (
     Length,
     ListExpr,
     ListIndex,
+    NestedDict,
     NestedList,
     Node,
     Not,
@@ -309,6 +310,8 @@ def _index(values: list[Any], part: str, multi: bool) -> tuple[list[Any], bool]:
     for v in values:
         if v is None:
             continue
+        if isinstance(v, Mapping) and part not in ("*", "SIZE"):
+            continue  # as Realm: a dictionary has no order, so no element by position
         seq = list(v.values()) if isinstance(v, Mapping) else v
         if not _is_collection(seq):
             continue
@@ -449,10 +452,15 @@ def _dict_values(v: Any) -> Any:
     """A dictionary, or dictionaries reached through a list, compared with a
     value without a key: their values."""
     if isinstance(v, Mapping):
-        return _Multi(v.values())
-    if isinstance(v, _Multi) and any(isinstance(x, Mapping) for x in v):
-        return _Multi(y for x in v for y in (x.values() if isinstance(x, Mapping) else (x,)))
+        return v if type(v) is NestedDict else _Multi(v.values())
+    if isinstance(v, _Multi) and any(_is_dict_property(x) for x in v):
+        return _Multi(y for x in v for y in (x.values() if _is_dict_property(x) else (x,)))
     return v
+
+
+def _is_dict_property(v: Any) -> bool:
+    """A dictionary property's value (not one held in a mixed value)."""
+    return isinstance(v, Mapping) and type(v) is not NestedDict
 
 
 def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:

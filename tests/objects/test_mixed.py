@@ -21,7 +21,7 @@ import realmpy.planner as planner
 from realmpy import EmbeddedObject, Mixed, Object, ObjectId, Realm, field, query
 from realmpy.config import Configuration
 from realmpy.errors import MixedValueError, ObjectTypeError, QueryTypeError, SchemaError
-from realmpy.query.ast import NestedList
+from realmpy.query.ast import NestedDict, NestedList
 from realmpy.schema import object_schema
 from tests.objects.conftest import make_config
 
@@ -400,12 +400,13 @@ def mixed_queries(draw: st.DrawFn) -> tuple[str, list[Any]]:
 
 
 def nested(v: Any) -> Any:
-    """``v`` as the realm's query reads give a mixed value: its lists are
-    one value each (``NestedList``), not lists to quantify over."""
+    """``v`` as the realm's query reads give a mixed value: its lists and
+    dictionaries are one value each (``NestedList``, ``NestedDict``), not
+    collections to quantify over."""
     if isinstance(v, list):
         return NestedList(nested(x) for x in v)
     if isinstance(v, dict):
-        return {k: nested(x) for k, x in v.items()}
+        return NestedDict({k: nested(x) for k, x in v.items()})
     return v
 
 

@@ -389,3 +389,144 @@ for q, n in [
     ("set.length == 3", 1),
 ]:
     s.add(q, n)
+
+
+# ---------------------------------------------------------------------------
+# Parser_NestedMixedDictionaryList (a mixed property holding nested lists and
+# dictionaries)
+
+
+class MxPerson(Object):
+    name: str = field(primary_key=True)
+    properties: Mixed = None
+    self: MxPerson | None = None
+
+
+_NESTED: dict[str, Any] = {
+    "Paul": {
+        "instruments": [
+            {"brand": "høfner", "strings": 4, "electric": True},
+            {"brand": "gibson", "strings": 6, "electric": True},
+            {"brand": "martin", "strings": 12, "electric": False},
+        ],
+        "pets": [{"name": "pipper", "legs": 2, "age": 4}, {"name": "fido", "legs": 4, "age": 8}],
+    },
+    "John": {
+        "tickets": [],
+        "instruments": [
+            {"brand": "fender", "strings": 6, "electric": True},
+            {"brand": "gibson", "color": "red", "strings": 6, "electric": True},
+        ],
+        "pets": [{"name": "Lady", "legs": 4, "age": 6}, {"name": "carl", "legs": 0, "age": 20}],
+    },
+    "George": [1, 2, 3],
+    "Ringo": {"Foo": "Bar"},
+}
+
+
+def _fill_nested(r: Realm) -> None:
+    for name, props in _NESTED.items():
+        p = r.add(MxPerson(name=name, properties=props))
+        p.self = p
+
+
+s = section("Parser_NestedMixedDictionaryList", "mixed values", [MxPerson], MxPerson)
+s.fill = _fill_nested
+for q, n in [
+    ("properties.instruments[0].strings == 6", 1),
+    ("properties.instruments[0].strings > 5", 1),
+    ("properties.instruments[*].strings == 6", 2),
+    ("properties.instruments[LAST].strings == 6", 1),
+    ("properties.instruments[*].@keys  == 'color'", 1),
+    ("properties.instruments[*].brand  BEGINSWITH 'gi'", 2),
+    ("properties[*][0].legs  == 2", 1),
+    ("properties[*][0].legs  == 4", 1),
+    ("properties[*][*].legs  == 0", 1),
+    ("properties[*][*][*] > 10", 2),
+    ("properties[*] == {3, 2, 1}", 0),
+    ("properties[*] == {1, 2, 3}", 1),
+    ("ANY properties[*] == 2", 1),
+    ("NONE properties[*] == 2", 3),
+    ("properties.@keys == 'instruments'", 2),
+    ("properties.@keys == 'pets'", 2),
+    ("properties.@keys == 'tickets'", 1),
+    ("properties.@size == 3", 2),
+    ("properties.instruments.@size == 2", 1),
+    ("properties.@type == 'object'", 3),
+    ("properties.@type == 'array'", 1),
+    ("properties.@type == 'collection'", 4),
+    ("properties.Foo == 'Bar'", 1),
+]:
+    s.add(q, n)
+
+
+# ---------------------------------------------------------------------------
+# Parser_NestedDictionaryList, Parser_NestedListDictionary: collections of
+# mixed values holding nested collections
+
+
+class MxNestedDict(Object):
+    name: str = field(primary_key=True)
+    properties: dict[str, Mixed] = field(default_factory=dict)
+
+
+s = section("Parser_NestedDictionaryList", "mixed values", [MxNestedDict], MxNestedDict)
+s.fill = lambda r: r.add_all(
+    [
+        MxNestedDict(name="Paul", properties={"tickets": [0, 1, 4]}),
+        MxNestedDict(name="John", properties={"tickets": [2, 3, 4]}),
+    ]
+)
+s.add("properties.tickets[0] == 0", 1)
+s.add("properties.tickets[last] == 4", 2)
+
+
+class MxNestedList(Object):
+    name: str = field(primary_key=True)
+    properties: list[Mixed] = field(default_factory=list)
+
+
+s = section("Parser_NestedListDictionary", "mixed values", [MxNestedList], MxNestedList)
+s.fill = lambda r: r.add_all(
+    [
+        MxNestedList(name="Paul", properties=[{"one": 1, "two": 2, "foo": 5, "three": 3}]),
+        MxNestedList(name="John", properties=[{"two": 2, "bar": 5, "four": 4}]),
+    ]
+)
+for q, n in [
+    ("properties[0].one == 1", 1),
+    ("properties[*].one == 1", 1),
+    ("properties[first].two == 2", 2),
+    ("properties[0][*] == 5", 2),
+]:
+    s.add(q, n)
+
+
+# ---------------------------------------------------------------------------
+# Parser_NestedDictionaryDeep (its check that nesting 100 levels deeper is
+# refused is realmpy's MixedValueError, tested in tests/objects/test_mixed.py)
+
+
+def _fill_deep(r: Realm) -> None:
+    john = r.add(MxPerson(name="John"))
+    paul = r.add(
+        MxPerson(
+            name="Paul",
+            properties={"one": 1, "two": [5, 6], "three": [5, {"Hello": 5, "friend": john}]},
+        )
+    )
+    paul.self = paul
+
+
+s = section("Parser_NestedDictionaryDeep", "mixed values", [MxPerson], MxPerson)
+s.fill = _fill_deep
+for q, n in [
+    ("self.properties == 1", 0),
+    ("properties[0] == 1", 0),
+    ("properties['one'] == 1", 1),
+    ("properties.two[1].Hello == 5", 0),
+    ("properties.three[0].Hello == 5", 0),
+    ("properties.three[1].Hello == 5", 1),
+    ("properties.three[1].friend.name == 'John'", 1),
+]:
+    s.add(q, n)
