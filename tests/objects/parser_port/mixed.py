@@ -530,3 +530,66 @@ for q, n in [
     ("properties.three[1].friend.name == 'John'", 1),
 ]:
     s.add(q, n)
+
+
+# ---------------------------------------------------------------------------
+# Parser_NestedDictionaryMultipleLinks: every link is followed before the
+# path descends into the mixed dictionaries
+
+
+class MxFriend(Object):
+    name: str = field(primary_key=True)
+    properties: Mixed = None
+    friends: list[MxFriend] = field(default_factory=list)
+
+
+def _fill_friends(r: Realm) -> None:
+    plays = {"Paul": "bass", "John": "guitar", "George": "guitar", "Ringo": "drums"}
+    people = {n: r.add(MxFriend(name=n, properties={"plays": p})) for n, p in plays.items()}
+    people["Paul"].friends.append(people["John"])
+    r.add(MxFriend(name="Eric", friends=list(people.values())))
+
+
+s = section("Parser_NestedDictionaryMultipleLinks", "mixed values", [MxFriend], MxFriend)
+s.fill = _fill_friends
+s.add("friends.properties.plays == 'bass'", 1)
+s.add("friends.properties.plays == 'guitar'", 2)
+
+
+# ---------------------------------------------------------------------------
+# Parser_CollectionsConsistency: a set, a list and a dictionary of mixed
+# values holding the same values aggregate alike (3.5f and 4.4f are doubles)
+
+
+class MxColls(Object):
+    k: int = field(primary_key=True)
+    set: set[Mixed] = field(default_factory=set)
+    list: list[Mixed] = field(default_factory=list)
+    dict: dict[str, Mixed] = field(default_factory=dict)
+
+
+_CONSISTENCY: list[tuple[list[Any], tuple[Any, Any, Any, Any]]] = [
+    ([3, "hello", 300], (3, "hello", 303, 151.5)),
+    ([3.5, "world", b"foo", OID, uuid.UUID(int=0), None], (3.5, uuid.UUID(int=0), 3.5, 3.5)),
+    ([300], (300, 300, 300, 300)),
+    ([], (None, None, 0, None)),
+    ([-1, Decimal("NaN"), 4.4, 7.6, 0, None], (-1, 7.6, 11, 2.75)),
+]
+
+
+def _fill_consistency(r: Realm) -> None:
+    n = 0
+    for k, (values, _) in enumerate(_CONSISTENCY):
+        d = {}
+        for v in values:
+            d[f"key_{n}"] = v
+            n += 1
+        r.add(MxColls(k=k, set=set(values), list=values, dict=d))
+
+
+s = section("Parser_CollectionsConsistency", "mixed values", [MxColls], MxColls)
+s.fill = _fill_consistency
+for _values, expected in _CONSISTENCY:
+    for i, agg in enumerate(("@min", "@max", "@sum", "@avg")):
+        for coll in ("set", "list", "dict"):
+            s.add(f"{coll}.{agg} == ${i}", 1, *expected)
