@@ -446,3 +446,19 @@ def test_mixed_aggregates_and_nested_lists_reached_with_indexes(
         assert ids(realm, "value[1][0] == 2") == [1]
         assert ids(realm, "value.k[0] == 3") == [2]
         assert ids(realm, "value.@size == 2") == [1]
+
+
+def test_classes_with_mixed_values_take_the_python_add_path(config: Configuration) -> None:
+    """The native ``realm.add`` encodes records of classes without links; a
+    mixed value may be a link, so such a class has no add plan, and adding
+    one next to a class that has one keeps both right."""
+    with Realm(config) as realm:
+        assert realm._info["MxBox"].add_plan is None
+        assert realm._info["MxCat"].add_plan is not None
+        with realm.write():
+            cat = realm.add(MxCat(id="tom"))
+            realm.add(MxBox(id=1, value=cat, items=[MxCat(id="kit")]))
+            realm.add(MxCat(id="zed"))
+        box = realm.find(MxBox, 1)
+        assert box is not None and box.value == cat
+        assert [c.id for c in realm.all(MxCat)] == ["kit", "tom", "zed"]
