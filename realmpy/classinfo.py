@@ -16,7 +16,16 @@ from realmpy._native import record_pairs as _record_pairs
 from realmpy.layout import index_name, table_name, zero_value
 from realmpy.schema import ObjectSchema, Property, _Model, validator
 
-__all__ = ["K_COLLECTION", "K_COUNTER", "K_EMBEDDED", "K_LINK", "K_PLAIN", "ClassInfo", "kind"]
+__all__ = [
+    "K_COLLECTION",
+    "K_COUNTER",
+    "K_EMBEDDED",
+    "K_LINK",
+    "K_MIXED",
+    "K_PLAIN",
+    "ClassInfo",
+    "kind",
+]
 
 _unpack_row = codec.unpack_row
 # (table, names, primary key, ((property, index table), ...), key limit, positions,
@@ -32,6 +41,7 @@ K_COUNTER = 1  # an int bound to its object as a Counter
 K_COLLECTION = 2  # a live ManagedList / ManagedSet / ManagedDict view
 K_LINK = 3  # a to-one link: the target object or None
 K_EMBEDDED = 4  # a to-one embedded object or None
+K_MIXED = 5  # a mixed value: its links resolved, nested lists/dicts copied
 
 
 def kind(prop: Property) -> int:
@@ -43,6 +53,8 @@ def kind(prop: Property) -> int:
         return K_EMBEDDED
     if prop.type == "counter":
         return K_COUNTER
+    if prop.type == "mixed":
+        return K_MIXED
     return K_PLAIN
 
 
@@ -108,9 +120,10 @@ class ClassInfo:
         self.links = (
             tuple(p for p in schema.properties if p.type == "link") if not schema.embedded else ()
         )
-        # No links or embedded objects: the validated values are the record.
+        # No links or embedded objects (nor mixed values, which may hold
+        # links): the validated values are the record.
         self.simple = not schema.embedded and all(
-            p.type not in ("link", "embedded") for p in schema.properties
+            p.type not in ("link", "embedded", "mixed") for p in schema.properties
         )
         # What RealmState.add needs to add one new object in one native
         # call (a simple class with a primary key; None: the general path).

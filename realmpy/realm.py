@@ -47,12 +47,13 @@ import realmpy.backlinkindex as _backlinkindex
 import realmpy.bulkadd as _bulkadd
 import realmpy.codec as codec
 import realmpy.migration as _migration
+import realmpy.mixed as _mixed
 import realmpy.results as _results
 import realmpy.waiting as _waiting
 from realmpy._native import RealmState
 from realmpy._native import make_object as _make_object
 from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
-from realmpy.codec import Link
+from realmpy.codec import Link, MixedLink
 from realmpy.config import Configuration
 from realmpy.deletedlinks import clear_links, embedded_reach, link_reach
 from realmpy.embeddedstore import EmbeddedStore
@@ -114,6 +115,8 @@ _unpack_row = codec.unpack_row
 _decode_value = codec.decode_value
 _pack = codec.pack_row
 _OPTS = codec.RECORD_OPTIONS
+# Stored mixed values that a read converts (the others are their value).
+_MIXED_CONTAINERS: Final = (MixedLink, list, dict)
 # How many validated (class, query text) pairs a realm remembers.
 _VALID_QUERIES_MAX: Final = 1024
 
@@ -953,7 +956,30 @@ class Realm(RealmState, Listenable):
             object.__setattr__(emb, "_rp_store", EmbeddedStore(self, owner, prop.name, slot))
             object.__setattr__(emb, "_rp_key", b"")
             return emb
+        if prop.type == "mixed" and type(stored) in _MIXED_CONTAINERS:
+            return _mixed.from_stored(stored, self._follow_mixed)
         return stored
+
+    def _follow_mixed(self, link: MixedLink) -> Any:
+        """The object a mixed value links to, or None if it was deleted (as
+        Realm nulls such links) or its class is not in this realm."""
+        info = self._info.get(link.cls)
+        if info is None or info.schema.embedded:
+            return None
+        raw = self._reader().get(info.table, link.key)
+        if raw is None:
+            return None
+        return self._make(link.cls, link.key, info.record(raw))
+
+    def _mixed_link(self, target: Any) -> MixedLink:
+        """The stored link of a mixed value to ``target`` (added if unmanaged)."""
+        name = type(target).__realm_name__
+        if name not in self._info:
+            raise SchemaError(
+                f"a mixed value links to a {type(target).__name__}, which is not in "
+                "this realm's schema: add it to the configuration's model list"
+            )
+        return MixedLink(name, self._link_key(target))
 
     def _to_stored(self, prop: Property, py: Any, depth: int = 0) -> Any:
         if prop.collection == "list":
@@ -974,6 +1000,8 @@ class Realm(RealmState, Listenable):
             return self._embedded_record(v, depth + 1)
         if prop.type == "counter":
             return int(v)
+        if prop.type == "mixed":
+            return _mixed.to_stored(v, self._mixed_link)
         return v
 
     def _embedded_record(self, emb: _Model, depth: int = 1) -> dict[str, Any]:
