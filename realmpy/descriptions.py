@@ -26,7 +26,9 @@ class Property:
     """One property as stored in the file.
 
     ``type`` is a scalar name (``"int"``, ``"str"``, …, ``"counter"``),
-    ``"link"`` (to ``target``) or ``"embedded"`` (of ``target``);
+    ``"mixed"`` (:mod:`realmpy.mixed`: any of them, a link to any class or
+    a nested list/dict; always optional), ``"link"`` (to ``target``) or
+    ``"embedded"`` (of ``target``);
     ``collection`` is ``None``, ``"list"``, ``"set"`` or ``"dict"``;
     ``optional`` applies to the value (or each element of a collection).
     ``name`` is the name Python code and queries use; ``map_to`` the name
@@ -61,7 +63,9 @@ class Property:
     def describe(self) -> str:
         """Type as a user would write it, for messages."""
         base = self.target if self.target else self.type
-        if self.optional:
+        if self.type == "mixed":
+            base = "Mixed"  # holds None among its values
+        elif self.optional:
             base += " | None"
         if self.collection == "list":
             return f"list[{base}]"

@@ -10,7 +10,8 @@ schema of the next opener (:meth:`Schema.diff`).
 
 Property types: ``bool``, ``int`` (64-bit), ``float``, ``str``, ``bytes``,
 ``datetime`` (timezone-aware), ``Decimal``, ``ObjectId``, ``UUID``,
-:class:`Counter`, ``T | None``, ``list[T]``, ``set[T]``, ``dict[str, T]``,
+:class:`Counter`, :data:`Mixed` (any of those, a link, or a nested
+list/dict: :mod:`realmpy.mixed`), ``T | None``, ``list[T]``, ``set[T]``, ``dict[str, T]``,
 links to other models (to-one links must be ``Model | None``), and embedded
 objects (subclasses of :class:`EmbeddedObject`, stored inside their parent).
 
@@ -43,6 +44,8 @@ from realmpy._native import ModelBase, ModelInit, PropertyBase
 from realmpy.descriptions import Backlink, ObjectSchema, Property, Schema, SchemaDiff
 from realmpy.errors import ObjectTypeError, SchemaError
 from realmpy.hooks import add_listener
+from realmpy.mixed import Mixed
+from realmpy.mixed import validate as _validate_mixed
 from realmpy.objectid import ObjectId
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "Counter",
     "EmbeddedObject",
     "Field",
+    "Mixed",
     "Object",
     "ObjectSchema",
     "ObjectStore",
@@ -83,7 +87,7 @@ MISSING: Final = _Missing()
 SCALAR_TYPES: Final[dict[type, str]] = {}  # filled below (Counter first)
 PRIMARY_KEY_TYPES: Final = frozenset({"int", "str", "objectid", "uuid"})
 INDEXABLE_TYPES: Final = frozenset(
-    {"bool", "int", "str", "objectid", "uuid", "datetime", "decimal", "float"}
+    {"bool", "int", "str", "objectid", "uuid", "datetime", "decimal", "float", "mixed"}
 )
 
 
@@ -363,6 +367,7 @@ class _PropertyDescriptor(PropertyBase):
                     "link",
                     "embedded",
                     "counter",
+                    "mixed",  # may hold links, resolved when read
                 )
             return store.read_property(obj, self.name)
         try:
@@ -1020,6 +1025,8 @@ def _element(cls: type, name: str, tp: Any) -> tuple[str, str | None, bool]:
         raise SchemaError(f"{cls.__name__}.{name}: unresolved forward reference {inner}")
     if inner in SCALAR_TYPES:
         return SCALAR_TYPES[inner], None, optional
+    if inner is Mixed:  # realmpy.Mixed is typing.Any; a mixed value may be None
+        return "mixed", None, True
     if isinstance(inner, type) and issubclass(inner, EmbeddedObject):
         _TARGETS[(cls, name)] = inner
         return "embedded", inner.__realm_name__, optional
@@ -1028,8 +1035,8 @@ def _element(cls: type, name: str, tp: Any) -> tuple[str, str | None, bool]:
         return "link", inner.__realm_name__, optional
     raise SchemaError(
         f"{cls.__name__}.{name}: unsupported type {tp!r}; use bool, int, float, "
-        "str, bytes, datetime, Decimal, ObjectId, UUID, Counter, a model class, "
-        "or list/set/dict of those"
+        "str, bytes, datetime, Decimal, ObjectId, UUID, Counter, Mixed, a model "
+        "class, or list/set/dict of those"
     )
 
 
@@ -1104,6 +1111,10 @@ def _bad(cls: type, prop: Property, value: Any, why: str = "") -> ObjectTypeErro
 
 def validate_scalar(cls: type, prop: Property, value: Any) -> Any:
     """Check and normalise one non-collection value for ``prop``."""
+    if prop.type == "mixed":
+        return _validate_mixed(
+            f"{cls.__name__}.{prop.name}", value, nested=prop.collection != "set"
+        )
     if value is None:
         if prop.optional:
             return None

@@ -15,14 +15,16 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from realmpy.config import Configuration
 from realmpy.errors import ConfigurationError, FormatTooOldError
-from realmpy.notifier import Notifier
 from realmpy.perpath import PathRegistry
 from realmpy.sidefiles import check_directory, lock_side_file, open_side_file
 from realmpy.storage import Environment, upgrade_file
+
+if TYPE_CHECKING:
+    from realmpy.notifier import Notifier
 
 __all__ = ["SharedFile", "compact_file", "upgrade_alone", "wants_compaction"]
 
@@ -198,6 +200,8 @@ class SharedFile:
     def get_notifier(self) -> Notifier:
         with self.lock:
             if self.notifier is None:
+                from realmpy.notifier import Notifier  # loaded at the first listener
+
                 self.notifier = Notifier(self.env)
             return self.notifier
 

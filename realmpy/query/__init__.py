@@ -60,7 +60,7 @@ does not pass listed in tests/objects/parser_port/exclusions.txt.
   any script (``løbenummer``) or with backslash-escaped characters
   (``first\ name``);
 - collection aggregates ``@count @size @sum @avg @min @max``, as
-  ``tags.@count`` or ``dogs.@avg.age``;
+  ``tags.@count`` or ``dogs.@avg.age``; a value's type ``@type``;
 - ``SUBQUERY(list, $x, predicate).@count`` (nested too);
 - quantifiers ``ANY SOME ALL NONE`` before a comparison whose left side goes
   through a collection (or is a constant list); without one, a collection
@@ -82,15 +82,21 @@ value it can never hold, a string operator on a number, ``@sum`` of strings,
 built, naming the key path, its type and the value.  A string spelling a
 number compared with a number property is that number (``age == '5'``).
 
+Mixed values (a ``Mixed`` property): numbers compare across int, float and
+Decimal; ``prop.@type == 'int'`` (``IN {...}``) tests a value's type by
+Realm's names (:mod:`realmpy.query.typeof`; after a list or dictionary, of
+each element); a list held in a mixed value is one value, reached inside
+with ``[*]`` / ``[n]``.
+
 Not supported yet, each a :class:`QueryUnsupportedError` when parsed:
-backlinks (``@links``), mixed values' ``@type``, full-text ``TEXT``,
-``geoWithin`` and object literals (``obj('Class', pk)``).
+backlinks (``@links``), full-text ``TEXT``, ``geoWithin`` and object
+literals (``obj('Class', pk)``).
 
 Layout of the package (each module imports only those above it; an
 import-linter contract in pyproject.toml keeps it so):
 
 - ``ast``: the syntax tree, the aggregates, the size limits, the default
-  resolver;
+  resolver; ``typeof``: ``@type`` (Realm's type names of values);
 - ``tokenizer`` and ``parser``: text to tree;
 - ``like``: ``LIKE`` matching;
 - ``evaluate``: the interpreter, the reference semantics;

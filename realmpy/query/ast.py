@@ -20,7 +20,7 @@ Resolver = Callable[[Any, str], Any]
 """``(value, name) -> next value`` along a key path; ``None`` if absent."""
 
 AGGREGATES: Final = frozenset(
-    {"@count", "@size", "@sum", "@avg", "@min", "@max", "@keys", "@values"}
+    {"@count", "@size", "@sum", "@avg", "@min", "@max", "@keys", "@values", "@type"}
 )
 _COLLECTION_AGGS: Final = frozenset({"@sum", "@avg", "@min", "@max"})
 
@@ -91,6 +91,37 @@ class Collection(str):
     dictionary: read through a null link it is empty, not null, as in Realm
     (``link.tags == NULL`` does not match a null ``link``).  Binding to a
     class makes these."""
+
+    __slots__ = ()
+
+
+class NestedList(list[Any]):
+    """A list held in a mixed value (Realm's nested collections): compared
+    as one value, not quantified over as a list property is (``mixed ==
+    1`` does not look inside it, as in Realm); ``mixed[*]``, ``mixed[0]``
+    and ``mixed.@size`` reach its elements.  The realm's query reads make
+    these; plain lists of schema-less records stay lists."""
+
+    __slots__ = ()
+
+
+class NestedDict(dict[str, Any]):
+    """A dictionary held in a mixed value: compared as one value, not as its
+    values the way a dictionary property compared without a key is (Realm:
+    ``mixed == 1`` never matches ``{"one": 1}``); ``mixed.key``,
+    ``mixed['key']``, ``mixed[*]`` and ``mixed.@keys`` reach inside.  The
+    realm's query reads make these."""
+
+    __slots__ = ()
+
+
+class OfMixed(str):
+    """The key path part ``@sum``, ``@avg``, ``@min`` or ``@max`` known (from
+    the schema) to aggregate mixed values, as Realm does: ``@sum`` and
+    ``@avg`` take the numbers among them and skip the rest (over schema-less
+    records a value that is not a number is an error), ``@min`` and ``@max``
+    order every value by kind first (bool < numbers < strings < bytes <
+    dates < ObjectIds < UUIDs).  Binding to a class makes these."""
 
     __slots__ = ()
 

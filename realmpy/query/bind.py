@@ -52,14 +52,17 @@ from realmpy.query.ast import (
     Distinct,
     KeyPath,
     Length,
+    ListExpr,
     ListIndex,
     Node,
     Not,
+    OfMixed,
     Or,
     Sort,
     Subquery,
     Var,
 )
+from realmpy.query.typeof import TYPE_NAMES, TYPE_OF, ElementTypes, is_type_name
 from realmpy.schema import ObjectSchema, Property
 
 __all__ = ["Binding", "bind"]
@@ -94,6 +97,13 @@ class _Type:
 
 
 _INT: Final = _Type("int", optional=False)
+# What ``path.@type`` reads: a type name (realmpy.query.typeof), of a mixed
+# value (varies) or of a typed property (fixed by the schema: comparing it
+# with a literal is comparing two constants, which Realm refuses).
+_TYPEOF: Final = "typeof"
+_TYPEOF_FIXED: Final = "typeof (fixed)"
+_TYPES_OF: Final = frozenset({_TYPEOF, _TYPEOF_FIXED})
+_NUMBER_AGGREGATES: Final = frozenset({"@sum", "@avg", "@min", "@max"})
 _ANY: Final = _Type("any")
 
 
@@ -122,6 +132,8 @@ def _value_fits(t: _Type, v: Any) -> bool:
         return not isinstance(
             v, (int, float, Decimal, str, bytes, _dt.datetime, ObjectId, uuid.UUID)
         )
+    if ty in _TYPES_OF:
+        return is_type_name(v)
     return True
 
 
@@ -143,6 +155,8 @@ def _quoted_number(t: _Type, v: Any) -> Const | None:
 
 def _types_compare(a: _Type, b: _Type) -> bool:
     if "any" in (a.type, b.type):
+        return True
+    if a.type in _TYPES_OF and b.type in _TYPES_OF:
         return True
     if a.type in _NUMERIC and b.type in _NUMERIC:
         return True
@@ -189,6 +203,10 @@ def _mismatch(path: str, t: _Type, v: Any, where: str = "") -> QueryTypeError:
     if isinstance(v, _dt.datetime) and v.tzinfo is None and t.type == "datetime":
         hint = ": a naive datetime is ambiguous, give it a tzinfo (e.g. datetime.timezone.utc)"
     at = f" ({where})" if where else ""
+    if t.type in _TYPES_OF:
+        hint = ": @type compares with Realm's type names, case-insensitive: " + ", ".join(
+            TYPE_NAMES
+        )
     return QueryTypeError(
         f"cannot compare {path!r} ({t.describe()}) with {type(v).__name__} {v!r:.60}{at}{hint}",
         path,
@@ -223,6 +241,10 @@ class _Binder:
             cur = self.step(cur, part, path)
             if part == "length" and before.type in _STRINGY:
                 exact[i] = Length(part)  # a null string has length 0
+            elif part == TYPE_OF and before.collection is not None:
+                exact[i] = ElementTypes(part)  # the type of each element
+            elif part in _NUMBER_AGGREGATES and before.type == "any":
+                exact[i] = OfMixed(part)  # mixed values: the numbers among them
             elif cur.collection is not None and before.type == "link" and not before.collection:
                 exact[i] = Collection(part)  # through a null link: an empty collection
         if exact != list(path.parts) or any(
@@ -233,8 +255,17 @@ class _Binder:
 
     def step(self, cur: _Type, part: str, path: KeyPath) -> _Type:
         text = str(path)
-        if cur.type == "any":
-            return cur
+        if part == TYPE_OF:  # of a value (any value: mixed ones vary) or of each element
+            fixed = cur.type not in ("any", *_TYPES_OF)
+            return _Type(
+                _TYPEOF_FIXED if fixed else _TYPEOF,
+                optional=False,
+                many=cur.many or cur.collection is not None,
+            )
+        if cur.type == "any" and cur.collection is None:
+            if part == "*" and type(part) is ListIndex:  # a nested list's elements
+                return _Type("any", optional=True, many=True)
+            return cur  # a mixed value (or unknown): anything may follow
         if type(part) is ListIndex:
             if cur.collection not in ("list", "set", "dict") or (
                 cur.collection == "dict" and part not in ("*", "SIZE")
@@ -261,6 +292,8 @@ class _Binder:
             return _Type(cur.type, None, True, cur.many, cur.target)
         if cur.collection is not None:
             cur = _Type(cur.type, None, cur.optional, True, cur.target)
+            if cur.type == "any":
+                return cur  # the elements of a list or set of mixed values
         if part == "length" and cur.type in _STRINGY:
             return _Type("int", optional=False, many=cur.many)
         schema = cur.target
@@ -313,6 +346,8 @@ class _Binder:
             # ``items.@sum.price``: checked on the property that follows.
             return _Type(cur.type, None, cur.optional, cur.many, cur.target)
         allowed = _SUMMABLE if agg in ("@sum", "@avg") else _ORDERABLE
+        if cur.type == "any":  # mixed values: the numbers among them, as Realm
+            return _Type("any", optional=True, many=cur.many)
         if cur.type not in allowed:
             raise refuse("needs numbers" + (" or dates" if agg in ("@min", "@max") else ""))
         result = "float" if agg == "@avg" and cur.type != "decimal" else cur.type
@@ -393,6 +428,9 @@ class _Binder:
                 raise _mismatch(path, t, node.value)
         elif isinstance(node, Arg):
             self.checks.append(_ArgCheck(node.index, path, t))
+        elif isinstance(node, ListExpr) and t.type in _TYPES_OF:
+            for item in node.items:  # every name of ``@type IN {...}`` must be one
+                self.values(item, t, path)
         # As Realm: a list's elements of other types simply never match.
 
     def comparison(self, node: Comparison) -> None:
@@ -420,9 +458,18 @@ class _Binder:
                     t.describe(),
                     mods,
                 )
-            if op in ("<", "<=", ">", ">=") and t.type in ("link", "embedded", "bool"):
+            if op in ("<", "<=", ">", ">=") and t.type in ("link", "embedded", "bool", *_TYPES_OF):
                 raise QueryTypeError(
                     f"{op} does not order {t.describe()} ({text!r})", text, t.describe(), op
+                )
+            other = node.right if side is node.left else node.left
+            if t.type == _TYPEOF_FIXED and not isinstance(other, (KeyPath, Subquery, Arith)):
+                raise QueryTypeError(
+                    f"{text!r} is the @type of a property the schema types: it never varies "
+                    "(Realm refuses comparing two constants); @type tells mixed values apart",
+                    text,
+                    t.describe(),
+                    op,
                 )
             if op == "IN" and side is node.right:
                 if t.collection is None and not t.many:
@@ -430,7 +477,6 @@ class _Binder:
                         f"IN needs a list, but {text!r} is {t.describe()}", text, t.describe(), op
                     )
                 continue
-            other = node.right if side is node.left else node.left
             if (
                 (t.collection is not None or t.many)
                 and t.type == "link"

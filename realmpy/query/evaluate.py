@@ -32,8 +32,11 @@ from realmpy.query.ast import (
     Length,
     ListExpr,
     ListIndex,
+    NestedDict,
+    NestedList,
     Node,
     Not,
+    OfMixed,
     Or,
     Resolver,
     Subquery,
@@ -41,6 +44,7 @@ from realmpy.query.ast import (
     Var,
 )
 from realmpy.query.like import like
+from realmpy.query.typeof import TYPE_OF, ElementTypes, TypeOf
 
 
 class _Multi(list[Any]):
@@ -98,6 +102,8 @@ def _values_equal(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, str) != isinstance(b, str):
+        if type(a) is TypeOf or type(b) is TypeOf:  # ``prop.@type == 'int'``
+            return bool(a == b)
         return False
     try:
         return bool(a == b)
@@ -164,6 +170,8 @@ def _compare(op: str, a: Any, b: Any, ci: bool, di: bool) -> bool:
 
 
 def _aggregate(agg: str, coll: Any) -> Any:
+    if agg == TYPE_OF:
+        return TypeOf(coll)
     if agg in ("@count", "@size"):
         if coll is None:
             return 0
@@ -183,6 +191,8 @@ def _aggregate(agg: str, coll: Any) -> Any:
         items = list(coll)
     else:
         items = [coll]
+    if type(agg) is OfMixed:
+        return _mixed_aggregate(agg, items)
     nums = [x for x in items if x is not None and not isinstance(x, bool)]
     if agg in ("@sum", "@avg"):
         odd = next((x for x in nums if not isinstance(x, (int, float, Decimal))), None)
@@ -202,6 +212,33 @@ def _aggregate(agg: str, coll: Any) -> Any:
         return min(nums) if agg == "@min" else max(nums)
     except (TypeError, ArithmeticError, InvalidOperation):
         return None  # mixed Decimals and floats, or values with no order
+
+
+def _mixed_aggregate(agg: str, items: list[Any]) -> Any:
+    """``@sum``/``@avg``/``@min``/``@max`` of mixed values, as Realm (see
+    :class:`OfMixed`): nulls and NaNs are skipped."""
+    values = [x for x in items if x is not None and x == x]
+    if agg in ("@min", "@max"):
+        if not values:
+            return None
+        try:
+            return (min if agg == "@min" else max)(values, key=_sort_rank)
+        except (TypeError, ArithmeticError):
+            return None
+    nums = [x for x in values if isinstance(x, _NUMBERS) and not isinstance(x, bool)]
+    if any(isinstance(x, Decimal) for x in nums):  # Decimals and floats: in Decimal
+        nums = [Decimal(repr(x)) if isinstance(x, float) else x for x in nums]
+    if not nums:
+        return 0 if agg == "@sum" else None
+    total = sum(nums, 0)
+    return total if agg == "@sum" else total / len(nums)
+
+
+def _elements(coll: Any) -> list[Any]:
+    """The elements of a list or set, or the values of a dictionary."""
+    if isinstance(coll, Mapping):
+        return list(coll.values())
+    return list(coll) if _is_collection(coll) else []
 
 
 def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> Any:
@@ -224,6 +261,11 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
                     out.append(_aggregate(part, leaf))
                 values = out
                 break
+            if type(part) is ElementTypes:  # the @type of each element
+                values = [TypeOf(x) for v in values for x in _elements(v)]
+                multi = True
+                i += 1
+                continue
             values = [_aggregate(part, v) for v in values]
             if part in ("@keys", "@values"):
                 values = [x for v in values for x in v]
@@ -249,7 +291,7 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
                 r = ()  # a collection through a null link: empty
             else:
                 r = ctx.resolve(v, part)
-            if not nxt_is_agg and _is_collection(r):
+            if not nxt_is_agg and _is_collection(r) and type(r) is not NestedList:
                 nxt.extend(r)
                 multi = True
             else:
@@ -268,6 +310,8 @@ def _index(values: list[Any], part: str, multi: bool) -> tuple[list[Any], bool]:
     for v in values:
         if v is None:
             continue
+        if isinstance(v, Mapping) and part not in ("*", "SIZE"):
+            continue  # as Realm: a dictionary has no order, so no element by position
         seq = list(v.values()) if isinstance(v, Mapping) else v
         if not _is_collection(seq):
             continue
@@ -408,10 +452,15 @@ def _dict_values(v: Any) -> Any:
     """A dictionary, or dictionaries reached through a list, compared with a
     value without a key: their values."""
     if isinstance(v, Mapping):
-        return _Multi(v.values())
-    if isinstance(v, _Multi) and any(isinstance(x, Mapping) for x in v):
-        return _Multi(y for x in v for y in (x.values() if isinstance(x, Mapping) else (x,)))
+        return v if type(v) is NestedDict else _Multi(v.values())
+    if isinstance(v, _Multi) and any(_is_dict_property(x) for x in v):
+        return _Multi(y for x in v for y in (x.values() if _is_dict_property(x) else (x,)))
     return v
+
+
+def _is_dict_property(v: Any) -> bool:
+    """A dictionary property's value (not one held in a mixed value)."""
+    return isinstance(v, Mapping) and type(v) is not NestedDict
 
 
 def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:

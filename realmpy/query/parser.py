@@ -402,7 +402,7 @@ class _Parser:
             if i == 0:
                 raise self.error(f"{p} needs a collection before it", tok)
             rest = parts[i + 1 :]
-            if p in ("@count", "@size") and rest:
+            if p in ("@count", "@size", "@type") and rest:
                 raise self.error(f"{p} must end the key path", tok)
             if p in _COLLECTION_AGGS and any(r in AGGREGATES for r in rest):
                 raise self.error(f"nothing may follow {p} but property names", tok)

@@ -16,7 +16,7 @@ from realmpy.query.ast import _EPOCH, AGGREGATES
 
 # Realm syntax that parses but that realmpy does not evaluate (yet).
 _UNSUPPORTED: Final = frozenset({"geowithin"})
-_UNSUPPORTED_AGGREGATES: Final = frozenset({"@links", "@type"})
+_UNSUPPORTED_AGGREGATES: Final = frozenset({"@links"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +178,9 @@ def _tokenize(text: str) -> list[_Tok]:
         elif kind == "agg":
             low = raw.lower()
             if low in _UNSUPPORTED_AGGREGATES:
-                what = "backlinks (@links)" if low == "@links" else "mixed values' @type"
-                raise QueryUnsupportedError(f"{what} are not supported by realmpy yet", text, start)
+                raise QueryUnsupportedError(
+                    "backlinks (@links) are not supported by realmpy yet", text, start
+                )
             if low == "@length":
                 raise QuerySyntaxError("write .length, not .@length", text, start)
             if low not in AGGREGATES:

@@ -184,6 +184,14 @@ static void test_page_fuzz(void) {
     free(page);
 }
 
+/* The next 16-byte random key of sequence *r. */
+static void random_key(uint64_t *r, uint8_t key[16]) {
+    for (int b = 0; b < 16; b += 8) {
+        uint64_t x = xorshift64(r);
+        memcpy(key + b, &x, 8);
+    }
+}
+
 /* Random inserts of values near a third of a page: leaves hand entries to
  * their siblings instead of splitting into pages a third empty. */
 static void test_sibling_shift(const char *path) {
@@ -195,10 +203,7 @@ static void test_sibling_shift(const char *path) {
     uint64_t r = 12345;
     uint8_t key[16], val[VLEN];
     for (unsigned i = 0; i < N; i++) {
-        for (int b = 0; b < 16; b += 8) {
-            uint64_t x = xorshift64(&r);
-            memcpy(key + b, &x, 8);
-        }
+        random_key(&r, key);
         memset(val, (int)i, sizeof val);
         E(rp_put(w, "kv", 2, key, sizeof key, val, sizeof val));
         if (i % 500 == 499) {
@@ -221,10 +226,7 @@ static void test_sibling_shift(const char *path) {
     E(rp_txn_begin(env, RP_TXN_WRITE, &w));
     r = 12345;
     for (unsigned i = 0; i < N; i++) {
-        for (int b = 0; b < 16; b += 8) {
-            uint64_t x = xorshift64(&r);
-            memcpy(key + b, &x, 8);
-        }
+        random_key(&r, key);
         const void *got;
         size_t gl;
         E(rp_get(w, "kv", 2, key, sizeof key, &got, &gl));

@@ -9,7 +9,7 @@ from typing import Any
 
 from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
-from realmpy.schema import Object, field
+from realmpy.schema import Mixed, Object, field
 from tests.objects.parser_port.cases import SYNTAX, Case, fill_grocery, section, ts
 
 # ---------------------------------------------------------------------------
@@ -595,6 +595,7 @@ class ArInt(Object):
     name: str = field(primary_key=True)
     age: int = 0
     number: int = 0
+    tag: Mixed = None
     spouse: ArInt | None = None
 
 
@@ -602,6 +603,7 @@ class ArDouble(Object):
     name: str = field(primary_key=True)
     age: int = 0
     number: float = 0.0
+    tag: Mixed = None
     spouse: ArDouble | None = None
 
 
@@ -609,6 +611,7 @@ class ArDecimal(Object):
     name: str = field(primary_key=True)
     age: int = 0
     number: Decimal = Decimal(0)
+    tag: Mixed = None
     spouse: ArDecimal | None = None
 
 
@@ -617,9 +620,9 @@ def _arithmetic(model: type, one: Any, two: Any) -> None:
 
     def fill(r: Realm) -> None:
         per = r.add(model(name="Per", age=42, number=one))
-        poul = r.add(model(name="Poul", age=25))
-        anne = r.add(model(name="Anne", age=40, number=two))
-        andrea = r.add(model(name="Andrea", age=27))
+        poul = r.add(model(name="Poul", age=25, tag=2))
+        anne = r.add(model(name="Anne", age=40, number=two, tag="Cool"))
+        andrea = r.add(model(name="Andrea", age=27, tag=2))
         per.spouse, poul.spouse, anne.spouse, andrea.spouse = anne, andrea, per, poul
 
     s.fill = fill
