@@ -47,6 +47,7 @@ class ClassInfo:
     __slots__ = (
         "defaults",
         "fill",
+        "fulltext",
         "indexed",
         "kinds",
         "links",
@@ -102,9 +103,16 @@ class ClassInfo:
         self.links = (
             tuple(p for p in schema.properties if p.type == "link") if not schema.embedded else ()
         )
-        # No links or embedded objects: the validated values are the record.
-        self.simple = not schema.embedded and all(
-            p.type not in ("link", "embedded") for p in schema.properties
+        # Str properties with a full-text table (realmpy.fulltextindex).
+        self.fulltext = (
+            tuple(p for p in schema.properties if p.fulltext) if not schema.embedded else ()
+        )
+        # No links, embedded objects or full-text indexes: the validated
+        # values are the record and nothing else is written.
+        self.simple = (
+            not schema.embedded
+            and not self.fulltext
+            and all(p.type not in ("link", "embedded") for p in schema.properties)
         )
 
     def full(self, rec: list[Any]) -> list[Any]:

@@ -204,6 +204,18 @@ class Comparison(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class FullText(Node):
+    """``path TEXT pattern``: full-text search (realmpy.query.fulltext);
+    ``pattern`` is a string literal or an argument."""
+
+    path: KeyPath
+    pattern: Node
+
+    def __str__(self) -> str:
+        return f"{self.path} TEXT {self.pattern}"
+
+
+@dataclass(frozen=True, slots=True)
 class Between(Node):
     """``value BETWEEN {low, high}``, inclusive."""
 

@@ -50,6 +50,7 @@ from realmpy.query.ast import (
     Comparison,
     Const,
     Distinct,
+    FullText,
     KeyPath,
     Length,
     ListIndex,
@@ -479,6 +480,34 @@ class _Binder:
         elif rt is not None and lt is None:
             self.values(node.left, rt, str(node.right))
 
+    def fulltext(self, node: FullText) -> None:
+        """``path TEXT …`` needs a str property with a full-text index (as
+        Realm: the search reads the index)."""
+        path = node.path
+        text = str(path)
+        t = self.path_type(path)
+        if t.type == "any":
+            return
+        owner = self.path_type(KeyPath(path.parts[:-1])) if len(path.parts) > 1 else None
+        schema = owner.target if owner is not None else self.root
+        prop = schema.get(path.parts[-1]) if schema is not None else None
+        if prop is None or prop.type != "str" or prop.collection is not None:
+            raise QueryTypeError(
+                f"TEXT needs a string property, but {text!r} is {t.describe()}",
+                text,
+                t.describe(),
+                "TEXT",
+            )
+        if not prop.fulltext:
+            assert schema is not None
+            raise QueryTypeError(
+                f"{text!r} has no full-text index: declare {schema.name}.{prop.name} "
+                'with field(indexed="fulltext") to search it with TEXT',
+                text,
+                t.describe(),
+                "TEXT",
+            )
+
     def predicate(self, node: Node) -> None:
         if isinstance(node, (And, Or)):
             for i in node.items:
@@ -487,6 +516,8 @@ class _Binder:
             self.predicate(node.item)
         elif isinstance(node, Comparison):
             self.comparison(node)
+        elif isinstance(node, FullText):
+            self.fulltext(node)
         elif isinstance(node, Between):
             t = self.operand(node.value)
             if t is None:

@@ -28,6 +28,7 @@ from realmpy.query.ast import (
     Collection,
     Comparison,
     Const,
+    FullText,
     KeyPath,
     Length,
     ListExpr,
@@ -40,6 +41,8 @@ from realmpy.query.ast import (
     TruePredicate,
     Var,
 )
+from realmpy.query.fulltext import SearchTerms, pattern_terms
+from realmpy.query.fulltext import matches as _text_matches
 from realmpy.query.like import like
 
 
@@ -414,6 +417,12 @@ def _dict_values(v: Any) -> Any:
     return v
 
 
+def _text_terms(node: FullText, ctx: _Ctx) -> SearchTerms:
+    """The parsed terms of a ``TEXT`` pattern (a literal was checked when
+    parsed; an argument is checked here)."""
+    return pattern_terms(_operand(node.pattern, None, ctx), str(node))
+
+
 def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
     if isinstance(node, Comparison):
         left = _operand(node.left, record, ctx)
@@ -468,6 +477,9 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
         return not _eval(node.item, record, ctx)
     if isinstance(node, TruePredicate):
         return node.value
+    if isinstance(node, FullText):
+        terms = _text_terms(node, ctx)
+        return _quantify(None, _operand(node.path, record, ctx), lambda x: _text_matches(x, terms))
     if isinstance(node, Between):
         value = _operand(node.value, record, ctx)
         low = _operand(node.low, record, ctx)

@@ -20,6 +20,7 @@ from realmpy.query.ast import (
     Const,
     Descriptor,
     Distinct,
+    FullText,
     KeyPath,
     Limit,
     ListExpr,
@@ -32,6 +33,7 @@ from realmpy.query.ast import (
     TruePredicate,
     Var,
 )
+from realmpy.query.fulltext import search_terms
 from realmpy.query.tokenizer import _Tok, _tokenize
 
 _OPS: Final = {
@@ -224,10 +226,7 @@ class _Parser:
             self.expect_punct("}")
             return Between(left, low, high, quant)
         if self.is_kw("text"):
-            raise self.error(
-                "full-text search (TEXT) is not supported by realmpy yet",
-                kind=QueryUnsupportedError,
-            )
+            return self.parse_fulltext(quant, left)
         op: str | None = None
         if self.is_kw("in"):
             op = "IN"
@@ -253,6 +252,22 @@ class _Parser:
         if list_quant is not None and not isinstance(right, (ListExpr, Arg, KeyPath)):
             raise self.error(f"{list_quant} needs a list after it")
         return Comparison(left, op, right, quant, ci, di, list_quant)
+
+    def parse_fulltext(self, quant: str | None, left: Node) -> Node:
+        """``path TEXT 'terms'`` (or ``TEXT $n``), after the path."""
+        if quant is not None or not isinstance(left, KeyPath):
+            raise self.error("TEXT needs a string property's key path on its left (no quantifier)")
+        self.next()
+        t = self.peek()
+        right = self.parse_primary()
+        if isinstance(right, Const) and isinstance(right.value, str):
+            try:
+                search_terms(right.value)
+            except ValueError as exc:
+                raise self.error(f"TEXT {right}: {exc}", t) from None
+        elif not isinstance(right, Arg):
+            raise self.error("TEXT needs a string literal or a $argument on its right", t)
+        return FullText(left, right)
 
     def _is_operator_after_ident(self) -> bool:
         """``any == 3``: a property named like a quantifier."""
