@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import realmpy.backlinkindex as backlinkindex
-import realmpy.fulltextindex as fulltextindex
 import realmpy.codec as codec
+import realmpy.fulltextindex as fulltextindex
 from realmpy.config import Configuration
 from realmpy.dynamic import DynamicObject
 from realmpy.errors import (

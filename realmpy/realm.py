@@ -45,10 +45,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
 import realmpy.backlinkindex as _backlinkindex
-import realmpy.fulltextindex as _fulltextindex
 import realmpy.bulkadd as _bulkadd
 import realmpy.codec as codec
 import realmpy.execute as _execute
+import realmpy.fulltextindex as _fulltextindex
 import realmpy.migration as _migration
 import realmpy.query as _query
 import realmpy.results as _results

@@ -6,7 +6,7 @@ realmpy/fulltextindex.py, must agree with).
 Tokens (realm-core's ``DefaultTokenizer``): runs of ASCII letters and
 digits and Latin-1 letters (U+00C0 to U+00FE), lower-cased, with
 diacritics removed (``é`` → ``e``; ``å æ ð ø þ ß`` are kept as such;
-``×`` and ``÷`` belong to a word but are dropped from it); every other
+U+00D7 and U+00F7 (multiplication and division signs) belong to a word but are dropped from it); every other
 character separates words (so text in other scripts is not indexed), and a
 token is cut after 64 UTF-8 bytes.  Search terms are separated by white
 space; ``-word`` excludes the objects holding ``word``, ``word*`` matches

@@ -66,8 +66,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Final, Union
 
 import realmpy.backlinkindex as backlinkindex
-import realmpy.fulltextindex as fulltextindex
 import realmpy.codec as codec
+import realmpy.fulltextindex as fulltextindex
 from realmpy.layout import (
     META,
     SCHEMA_KEY,

@@ -22,9 +22,9 @@ from typing import Any
 
 from realmpy import codec
 from realmpy.backlinkindex import link_properties, targets
+from realmpy.errors import CodecError, CorruptError
 from realmpy.fulltextindex import entries as fulltext_entries
 from realmpy.fulltextindex import fulltext_properties
-from realmpy.errors import CodecError, CorruptError
 from realmpy.layout import (
     BACKLINKS_KEY,
     META,
