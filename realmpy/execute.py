@@ -15,6 +15,7 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import realmpy.backlinkindex as _backlinkindex
 import realmpy.codec as codec
 import realmpy.filterprogram as _pushdown
 import realmpy.planner as _planner
@@ -145,6 +146,13 @@ def resolve_backlinks(realm: Realm, info: ClassInfo, value: Bound, name: str) ->
     key = value.key
     if not key and info.pk is not None:
         key = codec.encode_key(value.rec[info.pos[info.pk]])
+    if name.startswith("@links"):  # @links.Class.property, @links: undeclared
+        if not key:
+            return None
+        rows = _backlinkindex.incoming(
+            realm._info, realm._reader(), realm._backlinks_indexed, info.name, name, key
+        )
+        return [Bound(origin, k, rec) for origin, k, rec in rows]
     found = realm._backlink_rows(info.name, name, key) if key else None
     if found is None:
         return None

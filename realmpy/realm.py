@@ -749,7 +749,7 @@ class Realm(RealmState, Listenable):
         bound = self._valid_queries
         binding = bound.get((schema.name, text))
         if binding is None:
-            binding = _bind(self._schema.__getitem__, schema, q)
+            binding = _bind(self._schema.__getitem__, schema, q, self._schema.classes)
             if len(bound) < _VALID_QUERIES_MAX:
                 bound[(schema.name, text)] = binding
         binding.check_args(args)

@@ -82,9 +82,16 @@ value it can never hold, a string operator on a number, ``@sum`` of strings,
 built, naming the key path, its type and the value.  A string spelling a
 number compared with a number property is that number (``age == '5'``).
 
+- backlinks: ``@links.Class.property`` (the objects of ``Class`` linking
+  here through ``property``, once per link: ``@links.Person.dogs.@count``,
+  ``ANY @links.Person.dogs.name == 'x'``) and ``@links.@count`` (every
+  incoming link, from any class), read from the backlink index in a realm;
+- full-text search ``prop TEXT 'word -excluded prefix*'`` on a property
+  declared ``field(indexed="fulltext")`` (:mod:`realmpy.query.fulltext`).
+
 Not supported yet, each a :class:`QueryUnsupportedError` when parsed:
-backlinks (``@links``), mixed values' ``@type``, full-text ``TEXT``,
-``geoWithin`` and object literals (``obj('Class', pk)``).
+mixed values' ``@type``, ``geoWithin`` and object literals
+(``obj('Class', pk)``).
 
 Layout of the package (each module imports only those above it; an
 import-linter contract in pyproject.toml keeps it so):
@@ -126,6 +133,7 @@ from realmpy.query.ast import (
     FullText,
     KeyPath,
     Limit,
+    LinksPart,
     ListExpr,
     ListIndex,
     Node,
@@ -156,6 +164,7 @@ __all__ = [
     "FullText",
     "KeyPath",
     "Limit",
+    "LinksPart",
     "ListExpr",
     "ListIndex",
     "Node",

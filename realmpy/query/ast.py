@@ -95,6 +95,23 @@ class Collection(str):
     __slots__ = ()
 
 
+class LinksPart(str):
+    """A key path part reading the objects that link to the current one:
+    ``@links.Class.property`` (the objects of ``Class`` whose link property
+    ``property`` links here, once per link) or bare ``@links`` (every
+    incoming link, only before ``.@count`` / ``.@size``).  A resolver
+    gets the part's whole text as the name to read."""
+
+    __slots__ = ()
+
+    @property
+    def origin(self) -> tuple[str, str] | None:
+        """(class, property) of ``@links.Class.property``; None for bare ``@links``."""
+        _, _, rest = self.partition(".")
+        cls, _, prop = rest.partition(".")
+        return (cls, prop) if rest else None
+
+
 class ArgKey(str):
     """A key path part ``[$n]``: the dictionary key given as argument ``n``."""
 
@@ -136,10 +153,14 @@ class KeyPath(Node):
         for i, p in enumerate(self.parts):
             if type(p) is ListIndex or type(p) is ArgKey:
                 out.append(f"[{p}]")
+            elif type(p) is LinksPart:
+                names = p.origin
+                text = "@links" + "".join("." + _escape_name(n) for n in names or ())
+                out.append(("." if i else "") + text)
             elif _IDENT_RE.fullmatch(p) or p in AGGREGATES:
                 out.append(("." if i else "") + p)
             elif i == 0 and p and not p[0].isdigit():
-                out.append(re.sub(r"([^\w$-])", r"\\\1", p))  # ``true\ love``
+                out.append(_escape_name(p))  # ``true\ love``
             else:
                 out.append(f"[{_render_value(p)}]")
         return "".join(out)
@@ -301,6 +322,11 @@ class Limit:
 
 
 Descriptor = Sort | Distinct | Limit
+
+
+def _escape_name(name: str) -> str:
+    """A property or class name as query text: ``true\\ love``."""
+    return re.sub(r"([^\w$-])", r"\\\1", name)
 
 
 def _paren(node: Node, kinds: tuple[type, ...]) -> str:

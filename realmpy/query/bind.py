@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-from realmpy.errors import QueryArgumentError, QueryTypeError
+from realmpy.errors import QueryArgumentError, QueryTypeError, QueryUnsupportedError
 from realmpy.objectid import ObjectId
 from realmpy.query.api import Query
 from realmpy.query.ast import (
@@ -53,6 +53,7 @@ from realmpy.query.ast import (
     FullText,
     KeyPath,
     Length,
+    LinksPart,
     ListIndex,
     Node,
     Not,
@@ -199,8 +200,14 @@ def _mismatch(path: str, t: _Type, v: Any, where: str = "") -> QueryTypeError:
 
 
 class _Binder:
-    def __init__(self, schema_of: Callable[[str], ObjectSchema], root: ObjectSchema) -> None:
+    def __init__(
+        self,
+        schema_of: Callable[[str], ObjectSchema],
+        root: ObjectSchema,
+        classes: Sequence[ObjectSchema] = (),
+    ) -> None:
         self.schema_of = schema_of
+        self.classes = classes
         self.root = root
         self.checks: list[_ArgCheck] = []
         self.vars: dict[str, _Type] = {}  # SUBQUERY variables
@@ -221,6 +228,9 @@ class _Binder:
         exact = list(path.parts)  # the parts as the schema reads them
         for i, part in enumerate(parts, skip):
             before = cur
+            renamed = self.by_file_name(cur, part)
+            if renamed is not None:
+                part = exact[i] = renamed
             cur = self.step(cur, part, path)
             if part == "length" and before.type in _STRINGY:
                 exact[i] = Length(part)  # a null string has length 0
@@ -231,6 +241,17 @@ class _Binder:
         ):
             self.replace[id(path)] = KeyPath(tuple(exact))
         return cur
+
+    @staticmethod
+    def by_file_name(cur: _Type, part: str) -> str | None:
+        """The property name of ``part`` when it names a property of
+        ``cur``'s class by its name in the file (``field(map_to=…)``, as
+        queries written for other Realm SDKs do); None otherwise."""
+        schema = cur.target
+        if schema is None or type(part) is not str or schema.get(part) is not None:
+            return None
+        prop = schema.by_file_name(part)
+        return prop.name if prop is not None else None
 
     def step(self, cur: _Type, part: str, path: KeyPath) -> _Type:
         text = str(path)
@@ -264,6 +285,8 @@ class _Binder:
             cur = _Type(cur.type, None, cur.optional, True, cur.target)
         if part == "length" and cur.type in _STRINGY:
             return _Type("int", optional=False, many=cur.many)
+        if type(part) is LinksPart:
+            return self.links(cur, part, text)
         schema = cur.target
         if schema is None:
             raise QueryArgumentError(
@@ -286,6 +309,59 @@ class _Binder:
                 f"its properties are {', '.join(p.name for p in schema.properties)}"
             )
         return self.prop_type(prop, cur.many)
+
+    def links(self, cur: _Type, part: LinksPart, text: str) -> _Type:
+        """``@links.Class.property`` / ``@links``: the objects linking to
+        ``cur``'s objects, as a list of links (of ``Class``)."""
+        schema = cur.target
+        if schema is None or cur.type not in ("link", "object"):
+            raise QueryTypeError(
+                f"@links needs an object, but {text!r} reaches {cur.describe()}",
+                text,
+                cur.describe(),
+                "@links",
+            )
+        if schema.primary_key is None:
+            raise QueryArgumentError(
+                f"{text!r}: querying the links to {schema.name} needs {schema.name} "
+                "to have a primary key"
+            )
+        origin = part.origin
+        if origin is None:
+            embedded = self.embedded_linking(schema.name)
+            if embedded:
+                raise QueryUnsupportedError(
+                    f"{text!r}: links to {schema.name} held in embedded objects "
+                    f"({embedded}) have no backlink index, so @links.@count cannot "
+                    "count them; count the links of each class instead "
+                    "(@links.Class.property.@count)"
+                )
+            return _Type("link", "list", True, cur.many, None)
+        cls_name, prop_name = origin
+        try:
+            cls = self.schema_of(cls_name)
+        except (KeyError, LookupError):
+            raise QueryArgumentError(
+                f"{text!r}: no class {cls_name!r} in this realm's schema"
+            ) from None
+        prop = cls.get(prop_name) or cls.by_file_name(prop_name)
+        if prop is None or prop.type != "link" or prop.target != schema.name:
+            raise QueryArgumentError(
+                f"{text!r}: {cls_name} has no link property {prop_name!r} to {schema.name}"
+            )
+        if cls.embedded:
+            raise QueryUnsupportedError(
+                f"{text!r}: {cls_name} is embedded: its links have no backlink index"
+            )
+        return _Type("link", "list", True, cur.many, cls)
+
+    def embedded_linking(self, target: str) -> str:
+        """The embedded classes' link properties to class ``target``, as text."""
+        out = []
+        for cls in self.classes:
+            if cls.embedded:
+                out += [f"{cls.name}.{p.name}" for p in cls.properties if p.target == target]
+        return ", ".join(out)
 
     def prop_type(self, prop: Property, many: bool) -> _Type:
         target = self.schema_of(prop.target) if prop.target else None
@@ -554,13 +630,19 @@ class _Binder:
             pass
 
 
-def bind(schema_of: Callable[[str], ObjectSchema], root: ObjectSchema, q: Query) -> Binding:
+def bind(
+    schema_of: Callable[[str], ObjectSchema],
+    root: ObjectSchema,
+    q: Query,
+    classes: Sequence[ObjectSchema] = (),
+) -> Binding:
     """Check ``q`` against class ``root`` (``schema_of(name)`` gives the other
-    classes); return the checks its arguments need on each call.
+    classes, ``classes`` all of them, for ``@links.@count``); return the
+    checks its arguments need on each call.
 
     Raises :class:`QueryArgumentError` for an unknown property and
     :class:`QueryTypeError` for a comparison Realm would refuse."""
-    b = _Binder(schema_of, root)
+    b = _Binder(schema_of, root, classes)
     b.predicate(q.predicate)
     for d in q.descriptors:
         if isinstance(d, Sort):

@@ -31,6 +31,7 @@ from realmpy.query.ast import (
     FullText,
     KeyPath,
     Length,
+    LinksPart,
     ListExpr,
     ListIndex,
     Node,
@@ -228,6 +229,10 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
                 values = out
                 break
             values = [_aggregate(part, v) for v in values]
+            if multi and part in ("@count", "@size") and type(parts[i - 1]) is LinksPart:
+                # As Realm: the links to objects reached through a list
+                # are counted together (``items.@links.@count``).
+                values, multi = [sum(values)], False
             if part in ("@keys", "@values"):
                 values = [x for v in values for x in v]
                 multi = True

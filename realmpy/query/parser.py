@@ -23,6 +23,7 @@ from realmpy.query.ast import (
     FullText,
     KeyPath,
     Limit,
+    LinksPart,
     ListExpr,
     ListIndex,
     Node,
@@ -303,9 +304,10 @@ class _Parser:
         if t.kind == "var":
             self.next()
             return Var(t.value)
-        if t.kind == "subvar":
+        if t.kind in ("subvar", "links"):
             # ``$x.name`` inside SUBQUERY(…, $x, …); elsewhere a property
-            # whose name starts with ``$`` (Realm allows it).
+            # whose name starts with ``$`` (Realm allows it).  ``@links…``:
+            # the objects linking to this one.
             return self.parse_keypath()
         if t.kind == "punct" and t.value == "(":
             self.next()
@@ -352,7 +354,7 @@ class _Parser:
     def parse_subquery(self) -> Node:
         self.next()
         self.expect_punct("(")
-        if self.peek().kind not in ("ident", "subvar"):
+        if self.peek().kind not in ("ident", "subvar", "links"):
             raise self.error("SUBQUERY needs a list key path first")
         coll = self.parse_keypath()
         self.expect_punct(",")
@@ -372,12 +374,15 @@ class _Parser:
 
     def parse_keypath(self) -> KeyPath:
         first = self.next()
-        parts = [first.value]
+        parts = [self.parse_links() if first.kind == "links" else first.value]
         while True:
             t = self.peek()
             if t.kind == "punct" and t.value == ".":
                 self.next()
                 nt = self.next()
+                if nt.kind == "links":
+                    parts.append(self.parse_links())
+                    continue
                 if nt.kind not in ("ident", "agg"):
                     raise self.error("expected a property name or @aggregate after '.'", nt)
                 parts.append(nt.value)
@@ -391,6 +396,24 @@ class _Parser:
                 break
         self._check_aggregates(parts, first)
         return KeyPath(tuple(parts))
+
+    def parse_links(self) -> LinksPart:
+        """After ``@links``: ``.Class.property``, or nothing before ``.@count``."""
+        if self.peek().kind == "punct" and self.peek().value == ".":
+            if self.peek(1).kind == "agg" and self.peek(1).value in ("@count", "@size"):
+                return LinksPart("@links")
+            self.next()
+            cls = self.next()
+            if cls.kind != "ident" or not (
+                self.peek().kind == "punct" and self.peek().value == "."
+            ):
+                raise self.error("expected @links.Class.property or @links.@count", cls)
+            self.next()
+            prop = self.next()
+            if prop.kind != "ident":
+                raise self.error("expected @links.Class.property or @links.@count", prop)
+            return LinksPart(f"@links.{cls.value}.{prop.value}")
+        raise self.error("expected @links.Class.property or @links.@count")
 
     def parse_subscript(self) -> str:
         """Inside ``[…]``: a dictionary key (a string or ``$n``) or a list index."""

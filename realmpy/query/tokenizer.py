@@ -16,12 +16,12 @@ from realmpy.query.ast import _EPOCH, AGGREGATES
 
 # Realm syntax that parses but that realmpy does not evaluate (yet).
 _UNSUPPORTED: Final = frozenset({"geowithin"})
-_UNSUPPORTED_AGGREGATES: Final = frozenset({"@links", "@type"})
+_UNSUPPORTED_AGGREGATES: Final = frozenset({"@type"})
 
 
 @dataclass(frozen=True, slots=True)
 class _Tok:
-    kind: str  # op, arith, punct, ident, agg, lit, arg, subvar, var, mod, eof
+    kind: str  # op, arith, punct, ident, agg, links, lit, arg, subvar, var, mod, eof
     value: Any
     pos: int
     exact: Decimal | None = None  # a literal number with a fraction: what it spells
@@ -180,6 +180,9 @@ def _tokenize(text: str) -> list[_Tok]:
             if low in _UNSUPPORTED_AGGREGATES:
                 what = "backlinks (@links)" if low == "@links" else "mixed values' @type"
                 raise QueryUnsupportedError(f"{what} are not supported by realmpy yet", text, start)
+            if low == "@links":
+                toks.append(_Tok("links", raw, start))
+                continue
             if low == "@length":
                 raise QuerySyntaxError("write .length, not .@length", text, start)
             if low not in AGGREGATES:
