@@ -62,9 +62,7 @@ def _fill_backlinks(r: Realm) -> None:
     r.add(BlThings(k=2, pascal_case=3, with_underscores=two))
 
 
-s = section(
-    "Parser_Backlinks", "backlinks (@links)", [BlItems, BlPerson, BlThings], BlItems
-)
+s = section("Parser_Backlinks", "backlinks (@links)", [BlItems, BlPerson, BlThings], BlItems)
 s.fill = _fill_backlinks
 s.add("@links.Person.fav\\ item.account_balance > 20", 1)
 s.add("@links.Person.items.account_balance > 20", 2)
