@@ -53,6 +53,13 @@ class Bound:
             return self.cls == other.cls and self.key == other.key
         if isinstance(other, Object) and other._rp_store is not None:
             return type(other).__realm_name__ == self.cls and other._rp_key == self.key
+        if isinstance(other, _query.ObjectRef):  # obj('Class', pk) in a query
+            if other.cls != self.cls:
+                return False
+            try:
+                return codec.encode_key(other.pk) == self.key
+            except (codec.CodecError, TypeError, ValueError):
+                return False
         return False
 
     def __hash__(self) -> int:

@@ -89,9 +89,13 @@ number compared with a number property is that number (``age == '5'``).
 - full-text search ``prop TEXT 'word -excluded prefix*'`` on a property
   declared ``field(indexed="fulltext")`` (:mod:`realmpy.query.fulltext`).
 
+- object literals ``obj('Class', primary key)`` (the primary key a literal
+  or ``$n``) compared with links: ``owner == obj('Person', 5)``; a managed
+  object as an argument does the same (``owner == $0``).
+
 Not supported yet, each a :class:`QueryUnsupportedError` when parsed:
-mixed values' ``@type``, ``geoWithin`` and object literals
-(``obj('Class', pk)``).
+mixed values' ``@type``, ``geoWithin`` and realm-core's object keys
+(``O0``).
 
 Layout of the package (each module imports only those above it; an
 import-linter contract in pyproject.toml keeps it so):
@@ -138,6 +142,8 @@ from realmpy.query.ast import (
     ListIndex,
     Node,
     Not,
+    ObjectRef,
+    ObjLit,
     Or,
     Resolver,
     Sort,
@@ -169,6 +175,8 @@ __all__ = [
     "ListIndex",
     "Node",
     "Not",
+    "ObjLit",
+    "ObjectRef",
     "Or",
     "Query",
     "QueryArgumentError",

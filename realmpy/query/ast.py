@@ -225,6 +225,27 @@ class Comparison(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """The object of class ``cls`` (its name in the realm) with primary key
+    ``pk``: what ``obj('Class', pk)`` evaluates to.  Schema-less records
+    never equal it; a realm's link values do when they name that object."""
+
+    cls: str
+    pk: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ObjLit(Node):
+    """``obj('Class', pk)``: an object literal (``pk`` a literal or ``$n``)."""
+
+    cls: str
+    pk: Node
+
+    def __str__(self) -> str:
+        return f"obj({_render_value(self.cls)}, {self.pk})"
+
+
+@dataclass(frozen=True, slots=True)
 class FullText(Node):
     """``path TEXT pattern``: full-text search (realmpy.query.fulltext);
     ``pattern`` is a string literal or an argument."""

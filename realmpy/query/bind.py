@@ -54,9 +54,11 @@ from realmpy.query.ast import (
     KeyPath,
     Length,
     LinksPart,
+    ListExpr,
     ListIndex,
     Node,
     Not,
+    ObjLit,
     Or,
     Sort,
     Subquery,
@@ -314,7 +316,7 @@ class _Binder:
         """``@links.Class.property`` / ``@links``: the objects linking to
         ``cur``'s objects, as a list of links (of ``Class``)."""
         schema = cur.target
-        if schema is None or cur.type not in ("link", "object"):
+        if schema is None or cur.type not in ("link", "object", "embedded"):
             raise QueryTypeError(
                 f"@links needs an object, but {text!r} reaches {cur.describe()}",
                 text,
@@ -334,7 +336,9 @@ class _Binder:
                     f"{text!r}: links to {schema.name} held in embedded objects "
                     f"({embedded}) have no backlink index, so @links.@count cannot "
                     "count them; count the links of each class instead "
-                    "(@links.Class.property.@count)"
+                    "(@links.Class.property.@count)",
+                    text,
+                    0,
                 )
             return _Type("link", "list", True, cur.many, None)
         cls_name, prop_name = origin
@@ -351,7 +355,9 @@ class _Binder:
             )
         if cls.embedded:
             raise QueryUnsupportedError(
-                f"{text!r}: {cls_name} is embedded: its links have no backlink index"
+                f"{text!r}: {cls_name} is embedded: its links have no backlink index",
+                text,
+                0,
             )
         return _Type("link", "list", True, cur.many, cls)
 
@@ -470,7 +476,25 @@ class _Binder:
                 raise _mismatch(path, t, node.value)
         elif isinstance(node, Arg):
             self.checks.append(_ArgCheck(node.index, path, t))
+        elif isinstance(node, ObjLit):
+            self.object_literal(node, t, path)
+        elif isinstance(node, ListExpr):
+            for item in node.items:
+                if isinstance(item, ObjLit):
+                    self.object_literal(item, t, path)
         # As Realm: a list's elements of other types simply never match.
+
+    def object_literal(self, node: ObjLit, t: _Type, path: str) -> None:
+        """``obj('Class', pk)`` compares with links to that class only."""
+        target = t.target.name if t.target is not None and t.type == "link" else None
+        if target != node.cls:
+            raise QueryTypeError(
+                f"cannot compare {path!r} ({t.describe()}) with {node}: "
+                + (f"it links to {target}" if target else "it is no link"),
+                path,
+                t.describe(),
+                str(node),
+            )
 
     def comparison(self, node: Comparison) -> None:
         lt, rt = self.operand(node.left), self.operand(node.right)

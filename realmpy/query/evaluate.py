@@ -36,6 +36,8 @@ from realmpy.query.ast import (
     ListIndex,
     Node,
     Not,
+    ObjectRef,
+    ObjLit,
     Or,
     Resolver,
     Subquery,
@@ -382,6 +384,8 @@ def _operand(node: Node, record: Any, ctx: _Ctx) -> Any:
         return value
     if isinstance(node, ListExpr):
         return _Multi(_operand(i, record, ctx) for i in node.items)
+    if isinstance(node, ObjLit):
+        return ObjectRef(node.cls, _operand(node.pk, record, ctx))
     raise TypeError(f"not an operand: {node!r}")
 
 

@@ -28,6 +28,7 @@ from realmpy.query.ast import (
     ListIndex,
     Node,
     Not,
+    ObjLit,
     Or,
     Sort,
     Subquery,
@@ -336,18 +337,40 @@ class _Parser:
                 return Const(None)
             if low == "subquery" and self.peek(1).kind == "punct" and self.peek(1).value == "(":
                 return self.parse_subquery()
-            if low in ("obj", "o0") and self.peek(1).kind == "punct":
+            if low == "obj" and self.peek(1).kind == "punct" and self.peek(1).value == "(":
+                return self.parse_object_literal()
+            after = self.peek(1)
+            if (
+                low[0] == "o"
+                and low[1:].isdigit()
+                and not (after.kind == "punct" and after.value in (".", "["))
+            ):
                 raise self.error(
-                    "object literals (obj(...)) are not supported by realmpy: "
-                    "compare a link's primary key instead",
+                    "realm-core's object keys (O0) are not supported by realmpy (it has none): "
+                    "write obj('Class', primary_key)",
                     kind=QueryUnsupportedError,
                 )
             return self.parse_keypath()
         raise self.error("expected a key path, literal, $argument or %variable")
 
+    def parse_object_literal(self) -> ObjLit:
+        """``obj('Class', primary key)``: the primary key a literal or ``$n``."""
+        self.next()
+        self.expect_punct("(")
+        cls = self.next()
+        if cls.kind != "lit" or not isinstance(cls.value, str):
+            raise self.error("obj(...) needs a class name string first", cls)
+        self.expect_punct(",")
+        t = self.peek()
+        pk = self.parse_primary()
+        if not isinstance(pk, (Const, Arg)):
+            raise self.error("obj(...) needs a primary key literal or $argument second", t)
+        self.expect_punct(")")
+        return ObjLit(cls.value, pk)
+
     def parse_list_item(self) -> Node:
         item = self.parse_operand()
-        if not isinstance(item, (Const, Arg, Var)):
+        if not isinstance(item, (Const, Arg, Var, ObjLit)):
             raise self.error("a list {…} holds literals, $arguments and %variables only")
         return item
 

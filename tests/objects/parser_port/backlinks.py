@@ -1,9 +1,10 @@
-"""realm-core's parser tests on undeclared backlinks: ``@links.Class.prop``
+"""realm-core's parser tests on undeclared backlinks, ``@links.Class.prop``
 and ``@links.@count`` (Parser_Backlinks, Parser_BacklinkCount,
-Parser_BacklinksIndex).  Classes carry realm-core's table names
-(``name="Person"``) since the queries spell them; realm-core's implicit
-object keys are an ``int`` primary key ``k``; its ``fav item`` column (a
-space in its name) is ``fav_item`` with ``map_to="fav item"``."""
+Parser_BacklinksIndex), and on links compared with objects (Parser_Object).
+Classes carry realm-core's table names (``name="Person"``) since the queries
+spell them; realm-core's implicit object keys are an ``int`` primary key
+``k``; its ``fav item`` column (a space in its name) is ``fav_item`` with
+``map_to="fav item"``."""
 
 from __future__ import annotations
 
@@ -228,3 +229,27 @@ s.fill = _fill_backlinks_index
 s.add("@links.person.owns.age == 48", 2)
 s.add("@links.person.wish.age == 48", 2)
 s.add("@links.person.borrowed.age == 25", 1)
+
+
+# ---------------------------------------------------------------------------
+# Parser_Object (realm-core's object keys ``O1`` have no realmpy counterpart;
+# realmpy's ``obj('table', 1)`` is the same object)
+
+
+class ObTable(Object, name="table"):
+    k: int = field(primary_key=True)
+    link: ObTable | None = None
+    linkx: ObTable | None = None
+
+
+def _fill_object(r: Realm) -> None:
+    objs = r.add_all([ObTable(k=i) for i in range(3)])
+    objs[0].link = objs[0].linkx = objs[1]
+    objs[1].link = objs[1]
+
+
+s = section("Parser_Object", "links", [ObTable], ObTable)
+s.fill = _fill_object
+s.add("link == NULL", 1)
+s.add("link == O1", 2)
+s.add("link == linkx", 2)

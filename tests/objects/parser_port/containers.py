@@ -671,7 +671,7 @@ _dictionary_aggregates(
 )
 
 
-class DoDog(Object):
+class DoDog(Object, name="dog"):
     name: str = field(primary_key=True)
     age: int = 0
 

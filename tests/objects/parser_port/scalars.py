@@ -161,7 +161,7 @@ class LdtDiscount(Object):
     active: bool = False
 
 
-class LdtItem(Object):
+class LdtItem(Object, name="Items"):
     name: str = field(primary_key=True)
     price: float = 0.0
     discount: LdtDiscount | None = None
