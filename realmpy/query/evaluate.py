@@ -169,6 +169,13 @@ def _compare(op: str, a: Any, b: Any, ci: bool, di: bool) -> bool:
     return _order(a, b, op)
 
 
+def _sorted_keys(d: Mapping[Any, Any]) -> list[Any]:
+    try:
+        return sorted(d)
+    except TypeError:  # schema-less keys of several types
+        return list(d)
+
+
 def _aggregate(agg: str, coll: Any) -> Any:
     if agg in ("@count", "@size"):
         if coll is None:
@@ -177,10 +184,14 @@ def _aggregate(agg: str, coll: Any) -> Any:
             return len(coll)
         except TypeError:
             return 1  # a to-one link: one object (and 0 when null, above)
+    # In key order, as Realm's dictionaries keep them (a collection compared
+    # element by element sees that order).
     if agg == "@keys":
-        return _Multi(coll.keys()) if isinstance(coll, Mapping) else _Multi()
+        return _Multi(_sorted_keys(coll)) if isinstance(coll, Mapping) else _Multi()
     if agg == "@values":
-        return _Multi(coll.values()) if isinstance(coll, Mapping) else _Multi()
+        return (
+            _Multi(coll[k] for k in _sorted_keys(coll)) if isinstance(coll, Mapping) else _Multi()
+        )
     if coll is None:
         items: list[Any] = []
     elif isinstance(coll, Mapping):
@@ -432,6 +443,17 @@ def _text_terms(node: FullText, ctx: _Ctx) -> SearchTerms:
     return pattern_terms(_operand(node.pattern, None, ctx), str(node))
 
 
+def _elementwise(
+    op: str, left: list[Any], right: list[Any], cmp: Callable[[Any, Any], bool]
+) -> bool:
+    """Two collections (or constant lists) compared without a quantifier,
+    as realm-core does: whole against whole, element by element in order;
+    lists of different sizes are ``!=`` and nothing else."""
+    if len(left) != len(right):
+        return op == "!="
+    return all(cmp(x, y) for x, y in zip(left, right, strict=True))
+
+
 def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
     if isinstance(node, Comparison):
         left = _operand(node.left, record, ctx)
@@ -468,6 +490,15 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
             def cmp(x: Any, r: Any) -> bool:
                 return _compare(op, x, r, ci, di)
 
+        if (
+            isinstance(right, _Multi)
+            and isinstance(left, _Multi)
+            and node.quantifier is None
+            and node.list_quantifier is None
+            and isinstance(node.left, (KeyPath, ListExpr))
+            and isinstance(node.right, (KeyPath, ListExpr))
+        ):
+            return _elementwise(op, left, right, cmp)
         if isinstance(right, _Multi):
             lq = node.list_quantifier
             if lq == "ALL":

@@ -57,7 +57,7 @@ def test_parse_is_cached() -> None:
         ("age < [c] 3", 6, "does not apply"),
         ("", 0, "empty query"),
         ("age > 3 LIMIT(-1)", 14, "non-negative integer"),
-        ("dogs.@links.Person.dogs.@count > 0", 5, "not supported"),
+        ("dogs.@links.Person.@count > 0", 19, "expected @links.Class.property"),
         ("name == 'abc", 8, "unexpected character"),
         ("age IN 3 4", 9, "expected AND, OR"),
     ],
