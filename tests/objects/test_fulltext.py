@@ -382,3 +382,24 @@ def test_the_sync_clients_apply_keeps_the_index(realm: Realm) -> None:
         apply_record(txn, schema, 1, None)
     assert ids(realm.query(Doc, "text TEXT 'words'")) == [2]
     assert stored(realm) == expected(realm)
+
+
+def test_tools_show_and_regenerate_the_index(tmp_path: Path) -> None:
+    """``realmpy schema`` names the index; the models generated from a file
+    declare it, and a realm opened with them queries it."""
+    import io
+
+    from realmpy.tools.commands import cmd_schema
+    from realmpy.tools.filemodels import model_classes, model_source
+
+    path = tmp_path / "t.realm"
+    with Realm(Configuration.local(MODELS, path=path)) as realm, realm.write():
+        realm.add(Doc(id=1, text="generated models search too"))
+    out = io.StringIO()
+    assert cmd_schema([str(path)], out) == 0
+    assert "text: str | None full-text indexed" in out.getvalue()
+    schema = Configuration.local(MODELS, path=path).model_schema
+    assert 'indexed="fulltext"' in model_source(schema)
+    classes = model_classes(schema)
+    with Realm(Configuration.local(list(classes.values()), path=path)) as realm:
+        assert len(realm.query(classes["Doc"], "text TEXT 'search'")) == 1
