@@ -93,9 +93,14 @@ number compared with a number property is that number (``age == '5'``).
   or ``$n``) compared with links: ``owner == obj('Person', 5)``; a managed
   object as an argument does the same (``owner == $0``).
 
+- geospatial ``point geoWithin geoBox([lng, lat], [lng, lat])``,
+  ``geoCircle([lng, lat], radians)``, ``geoPolygon({[lng, lat], …}, {hole})``
+  or ``$n`` (a :class:`GeoBox`, :class:`GeoCircle`, :class:`GeoPolygon` or
+  its text), where the point is an object shaped as GeoJSON's (``type ==
+  "Point"``, ``coordinates == [lng, lat]``); see :mod:`realmpy.query.geo`.
+
 Not supported yet, each a :class:`QueryUnsupportedError` when parsed:
-mixed values' ``@type``, ``geoWithin`` and realm-core's object keys
-(``O0``).
+mixed values' ``@type`` and realm-core's object keys (``O0``).
 
 Layout of the package (each module imports only those above it; an
 import-linter contract in pyproject.toml keeps it so):
@@ -103,6 +108,7 @@ import-linter contract in pyproject.toml keeps it so):
 - ``ast``: the syntax tree, the aggregates, the size limits, the default
   resolver;
 - ``tokenizer`` and ``parser``: text to tree;
+- ``fulltext`` and ``geo``: full-text terms and geospatial shapes;
 - ``like``: ``LIKE`` matching;
 - ``evaluate``: the interpreter, the reference semantics;
 - ``closures``: the closure compiler (arguments bound once, fast paths);
@@ -135,6 +141,8 @@ from realmpy.query.ast import (
     Const,
     Distinct,
     FullText,
+    GeoShape,
+    GeoWithin,
     KeyPath,
     Limit,
     LinksPart,
@@ -152,6 +160,7 @@ from realmpy.query.ast import (
     Var,
     default_resolver,
 )
+from realmpy.query.geo import GeoBox, GeoCircle, GeoPoint, GeoPolygon
 from realmpy.query.like import like
 
 __all__ = [
@@ -168,6 +177,12 @@ __all__ = [
     "Const",
     "Distinct",
     "FullText",
+    "GeoBox",
+    "GeoCircle",
+    "GeoPoint",
+    "GeoPolygon",
+    "GeoShape",
+    "GeoWithin",
     "KeyPath",
     "Limit",
     "LinksPart",

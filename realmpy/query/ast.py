@@ -245,6 +245,49 @@ class ObjLit(Node):
         return f"obj({_render_value(self.cls)}, {self.pk})"
 
 
+GeoCoords = tuple[Node, ...]
+"""A point as written: ``[longitude, latitude(, altitude)]``, literals or ``$n``."""
+
+
+@dataclass(frozen=True, slots=True)
+class GeoShape(Node):
+    """``geoBox(p, p)``, ``geoCircle(p, radius)`` or ``geoPolygon({p, …}, …)``
+    as written (evaluated to a :mod:`realmpy.query.geo` shape with the
+    arguments): ``points`` are a box's corners, a circle's centre, or a
+    polygon's rings one after the other (``ring_sizes`` says where each
+    ends); ``radius`` is a circle's."""
+
+    kind: str  # "geoBox", "geoCircle", "geoPolygon"
+    points: tuple[GeoCoords, ...]
+    radius: Node | None = None
+    ring_sizes: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        pts = ["[" + ", ".join(str(c) for c in p) + "]" for p in self.points]
+        if self.kind == "geoCircle":
+            return f"geoCircle({pts[0]}, {self.radius})"
+        if self.kind == "geoBox":
+            return f"geoBox({pts[0]}, {pts[1]})"
+        rings, i = [], 0
+        for n in self.ring_sizes:
+            rings.append("{" + ", ".join(pts[i : i + n]) + "}")
+            i += n
+        return f"geoPolygon({', '.join(rings)})"
+
+
+@dataclass(frozen=True, slots=True)
+class GeoWithin(Node):
+    """``[quantifier] path geoWithin shape`` (a :class:`GeoShape` or ``$n``)."""
+
+    path: KeyPath
+    shape: Node
+    quantifier: str | None = None
+
+    def __str__(self) -> str:
+        q = f"{self.quantifier} " if self.quantifier else ""
+        return f"{q}{self.path} GEOWITHIN {self.shape}"
+
+
 @dataclass(frozen=True, slots=True)
 class FullText(Node):
     """``path TEXT pattern``: full-text search (realmpy.query.fulltext);

@@ -51,6 +51,7 @@ from realmpy.query.ast import (
     Const,
     Distinct,
     FullText,
+    GeoWithin,
     KeyPath,
     Length,
     LinksPart,
@@ -608,6 +609,41 @@ class _Binder:
                 "TEXT",
             )
 
+    def geowithin(self, node: GeoWithin) -> None:
+        """``path geoWithin …`` needs points: objects shaped as GeoJSON's
+        (``type: str``, ``coordinates: list[float]``), as Realm's."""
+        text = str(node.path)
+        t = self.path_type(node.path)
+        if t.type == "any":
+            return
+        target = t.target
+        kind = target.get("type") if target is not None else None
+        coords = target.get("coordinates") if target is not None else None
+        if not (
+            t.type in ("embedded", "link")
+            and kind is not None
+            and kind.type == "str"
+            and kind.collection is None
+            and coords is not None
+            and coords.type in ("float", "int")
+            and coords.collection == "list"
+        ):
+            raise QueryTypeError(
+                f"geoWithin needs points: objects with 'type' (str) and 'coordinates' "
+                f"(list[float]), as GeoJSON's; {text!r} is {t.describe()}",
+                text,
+                t.describe(),
+                "geoWithin",
+            )
+        if node.quantifier is not None and not (t.many or t.collection):
+            raise QueryTypeError(
+                f"{node.quantifier} needs a key path through a list, but {text!r} "
+                f"is {t.describe()}",
+                text,
+                t.describe(),
+                node.quantifier,
+            )
+
     def predicate(self, node: Node) -> None:
         if isinstance(node, (And, Or)):
             for i in node.items:
@@ -618,6 +654,8 @@ class _Binder:
             self.comparison(node)
         elif isinstance(node, FullText):
             self.fulltext(node)
+        elif isinstance(node, GeoWithin):
+            self.geowithin(node)
         elif isinstance(node, Between):
             t = self.operand(node.value)
             if t is None:

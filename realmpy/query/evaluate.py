@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from realmpy.errors import QueryArgumentError, QueryTypeError
+from realmpy.errors import QueryArgumentError, QuerySyntaxError, QueryTypeError
 from realmpy.objectid import ObjectId
+from realmpy.query import geo
 from realmpy.query.ast import (
     _COLLECTION_AGGS,
     _STRING_OPS,
@@ -29,6 +30,8 @@ from realmpy.query.ast import (
     Comparison,
     Const,
     FullText,
+    GeoShape,
+    GeoWithin,
     KeyPath,
     Length,
     LinksPart,
@@ -47,6 +50,7 @@ from realmpy.query.ast import (
 from realmpy.query.fulltext import SearchTerms, pattern_terms
 from realmpy.query.fulltext import matches as _text_matches
 from realmpy.query.like import like
+from realmpy.query.parser import _Parser
 
 
 class _Multi(list[Any]):
@@ -437,6 +441,59 @@ def _dict_values(v: Any) -> Any:
     return v
 
 
+_SHAPES: Final = (geo.GeoBox, geo.GeoCircle, geo.GeoPolygon)
+
+
+def _geo_shape(node: GeoWithin, ctx: _Ctx) -> geo.Shape:
+    """The shape of ``geoWithin``: written in the query (its ``$n``
+    coordinates filled in), or an argument (a shape, or its text)."""
+    s = node.shape
+    if isinstance(s, Arg):
+        v = _arg(ctx, s.index)
+        if isinstance(v, _SHAPES):
+            return v
+        if isinstance(v, str):
+            try:
+                shape = _Parser(f"x geoWithin {v}").parse()[0]
+            except QuerySyntaxError as exc:
+                raise QueryArgumentError(
+                    f"{node}: ${s.index} is no geoBox, geoPolygon or geoCircle: {exc.args[0]}"
+                ) from None
+            if isinstance(shape, GeoWithin) and isinstance(shape.shape, GeoShape):
+                return _build_shape(node, shape.shape, ctx)
+        raise QueryArgumentError(
+            f"{node}: ${s.index} must be a geospatial value (realmpy.query.GeoBox, GeoCircle "
+            f"or GeoPolygon, or its text), not {type(v).__name__}"
+        )
+    assert isinstance(s, GeoShape)
+    return _build_shape(node, s, ctx)
+
+
+def _build_shape(node: GeoWithin, s: GeoShape, ctx: _Ctx) -> geo.Shape:
+    def number(c: Node) -> float:
+        v = _operand(c, None, ctx)
+        if isinstance(v, bool) or not isinstance(v, (int, float, Decimal)):
+            raise QueryArgumentError(
+                f"{node}: a coordinate or radius is a number, but {c} is {type(v).__name__}"
+            )
+        return float(v)
+
+    try:
+        pts = [geo.GeoPoint(number(p[0]), number(p[1])) for p in s.points]
+        if s.kind == "geoBox":
+            return geo.GeoBox(pts[0], pts[1])
+        if s.kind == "geoCircle":
+            assert s.radius is not None
+            return geo.GeoCircle(pts[0], number(s.radius))
+        rings, i = [], 0
+        for n in s.ring_sizes:
+            rings.append(tuple(pts[i : i + n]))
+            i += n
+        return geo.GeoPolygon(tuple(rings))
+    except ValueError as exc:
+        raise QueryArgumentError(f"{node}: {exc}") from None
+
+
 def _text_terms(node: FullText, ctx: _Ctx) -> SearchTerms:
     """The parsed terms of a ``TEXT`` pattern (a literal was checked when
     parsed; an argument is checked here)."""
@@ -517,6 +574,20 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
         return not _eval(node.item, record, ctx)
     if isinstance(node, TruePredicate):
         return node.value
+    if isinstance(node, GeoWithin):
+        shape = _geo_shape(node, ctx)
+        resolve = ctx.resolve
+
+        def within(x: Any) -> bool:
+            if x is None:
+                return False
+            p = geo.point_of(resolve(x, "type"), resolve(x, "coordinates"))
+            return p is not None and geo.contains(shape, p)
+
+        points = _operand(node.path, record, ctx)
+        if node.quantifier == "ALL" and isinstance(points, _Multi) and not points:
+            return False  # as realm-core: no point is within nothing
+        return _quantify(node.quantifier, points, within)
     if isinstance(node, FullText):
         terms = _text_terms(node, ctx)
         return _quantify(None, _operand(node.path, record, ctx), lambda x: _text_matches(x, terms))

@@ -21,6 +21,9 @@ from realmpy.query.ast import (
     Descriptor,
     Distinct,
     FullText,
+    GeoCoords,
+    GeoShape,
+    GeoWithin,
     KeyPath,
     Limit,
     LinksPart,
@@ -229,6 +232,8 @@ class _Parser:
             return Between(left, low, high, quant)
         if self.is_kw("text"):
             return self.parse_fulltext(quant, left)
+        if self.is_kw("geowithin"):
+            return self.parse_geowithin(quant, left)
         op: str | None = None
         if self.is_kw("in"):
             op = "IN"
@@ -270,6 +275,74 @@ class _Parser:
         elif not isinstance(right, Arg):
             raise self.error("TEXT needs a string literal or a $argument on its right", t)
         return FullText(left, right)
+
+    def parse_geowithin(self, quant: str | None, left: Node) -> Node:
+        """``path geoWithin geoBox(…) | geoCircle(…) | geoPolygon(…) | $n``."""
+        if not isinstance(left, KeyPath):
+            raise self.error("geoWithin needs a key path on its left")
+        self.next()
+        t = self.peek()
+        if t.kind == "arg":
+            self.next()
+            self.max_arg = max(self.max_arg, t.value)
+            return GeoWithin(left, Arg(t.value), quant)
+        return GeoWithin(left, self.parse_geo_shape(), quant)
+
+    def parse_geo_shape(self) -> GeoShape:
+        t = self.next()
+        kind = {"geobox": "geoBox", "geocircle": "geoCircle", "geopolygon": "geoPolygon"}.get(
+            str(t.value).lower() if t.kind == "ident" else ""
+        )
+        if kind is None:
+            raise self.error("expected geoBox, geoPolygon, geoCircle or a $argument", t)
+        self.expect_punct("(")
+        if kind == "geoPolygon":
+            points: list[GeoCoords] = []
+            sizes = []
+            while True:
+                self.expect_punct("{")
+                ring = [self.parse_geo_point()]
+                while self.peek().kind == "punct" and self.peek().value == ",":
+                    self.next()
+                    ring.append(self.parse_geo_point())
+                self.expect_punct("}")
+                points += ring
+                sizes.append(len(ring))
+                if not (self.peek().kind == "punct" and self.peek().value == ","):
+                    break
+                self.next()
+            self.expect_punct(")")
+            return GeoShape(kind, tuple(points), ring_sizes=tuple(sizes))
+        first = self.parse_geo_point()
+        self.expect_punct(",")
+        if kind == "geoBox":
+            second = self.parse_geo_point()
+            self.expect_punct(")")
+            return GeoShape(kind, (first, second))
+        radius = self.parse_geo_number()
+        self.expect_punct(")")
+        return GeoShape(kind, (first,), radius)
+
+    def parse_geo_point(self) -> GeoCoords:
+        """``[longitude, latitude]`` or ``[longitude, latitude, altitude]``."""
+        self.expect_punct("[")
+        coords = [self.parse_geo_number()]
+        while self.peek().kind == "punct" and self.peek().value == ",":
+            self.next()
+            coords.append(self.parse_geo_number())
+        self.expect_punct("]")
+        if len(coords) not in (2, 3):
+            raise self.error("a point is [longitude, latitude] or [longitude, latitude, altitude]")
+        return tuple(coords)
+
+    def parse_geo_number(self) -> Node:
+        t = self.next()
+        if t.kind == "arg":
+            self.max_arg = max(self.max_arg, t.value)
+            return Arg(t.value)
+        if t.kind == "lit" and type(t.value) in (int, float):
+            return Const(t.value)
+        raise self.error("expected a number or a $argument", t)
 
     def _is_operator_after_ident(self) -> bool:
         """``any == 3``: a property named like a quantifier."""

@@ -15,7 +15,7 @@ from realmpy.objectid import ObjectId
 from realmpy.query.ast import _EPOCH, AGGREGATES
 
 # Realm syntax that parses but that realmpy does not evaluate (yet).
-_UNSUPPORTED: Final = frozenset({"geowithin"})
+_UNSUPPORTED: Final = frozenset[str]()
 _UNSUPPORTED_AGGREGATES: Final = frozenset({"@type"})
 
 

@@ -320,7 +320,6 @@ def test_nan_literal_matches_nothing_but_nan_stays_nan() -> None:
     "text",
     [
         "value.@type == 'int'",
-        "location geoWithin geoCircle([0, 0], 1)",
         "items == O0",
     ],
 )

@@ -1,6 +1,7 @@
 """realm-core's parser tests on undeclared backlinks, ``@links.Class.prop``
 and ``@links.@count`` (Parser_Backlinks, Parser_BacklinkCount,
-Parser_BacklinksIndex), and on links compared with objects (Parser_Object).
+Parser_BacklinksIndex), on links compared with objects (Parser_Object) and
+geospatial queries (Parser_Geospatial).
 Classes carry realm-core's table names (``name="Person"``) since the queries
 spell them; realm-core's implicit object keys are an ``int`` primary key
 ``k``; its ``fav item`` column (a space in its name) is ``fav_item`` with
@@ -8,9 +9,11 @@ spell them; realm-core's implicit object keys are an ``int`` primary key
 
 from __future__ import annotations
 
+from realmpy.objectid import ObjectId
+from realmpy.query import GeoBox, GeoCircle, GeoPoint, GeoPolygon
 from realmpy.realm import Realm
-from realmpy.schema import Object, field
-from tests.objects.parser_port.cases import SYNTAX, section
+from realmpy.schema import EmbeddedObject, Object, field
+from tests.objects.parser_port.cases import INVALID, SYNTAX, section
 
 # ---------------------------------------------------------------------------
 # Parser_Backlinks
@@ -253,3 +256,106 @@ s.fill = _fill_object
 s.add("link == NULL", 1)
 s.add("link == O1", 2)
 s.add("link == linkx", 2)
+
+
+# ---------------------------------------------------------------------------
+# Parser_Geospatial (realm-core built with REALM_ENABLE_GEOSPATIAL)
+
+
+class GeoPosition(EmbeddedObject, name="Position"):
+    type: str = "Point"
+    coordinates: list[float] = field(default_factory=list)
+
+
+class GeoRestaurant(Object, name="Restaurant"):
+    _id: ObjectId = field(primary_key=True, default_factory=ObjectId)
+    self_link: GeoRestaurant | None = None
+    partners: list[GeoRestaurant] = field(default_factory=list)
+    name: str | None = None
+    location: GeoPosition | None = None
+
+
+def _fill_geospatial(r: Realm) -> None:
+    places = [
+        ("one", 0, 0),
+        ("two", 0.5, 0.5),
+        ("three", 1, 1),
+        ("four", 2, 2),
+        ("Red Fish Blue Fish", -123.37039, 48.42437),
+        ("Foo", -123.36253, 48.42566),
+        ("Superbaba", -123.3615, 48.4267),
+        ("Sen Zushi", -123.3579, 48.42398),
+    ]
+    added: list[GeoRestaurant] = []
+    for name, lng, lat in places:
+        # Each partners every restaurant added before it (realm-core's loop).
+        obj = r.add(
+            GeoRestaurant(
+                name=name,
+                location=GeoPosition(coordinates=[lng, lat]),
+                partners=list(added),
+            )
+        )
+        obj.self_link = obj
+        added.append(obj)
+    r.add(GeoRestaurant(name="empty"))
+
+
+BOX = GeoBox(GeoPoint(0.2, 0.2), GeoPoint(0.7, 0.7))
+CIRCLE = GeoCircle(GeoPoint(0.3, 0.3), 1)
+SQUARE = (GeoPoint(0, 0), GeoPoint(1, 0), GeoPoint(1, 1), GeoPoint(0, 1), GeoPoint(0, 0))
+POLYGON = GeoPolygon((SQUARE,))
+# realm-core's arguments; $3, its invalid (empty) Geospatial, has no realmpy
+# counterpart: None stands for it (refused as realm-core refuses it).
+GEO_ARGS = (
+    BOX,
+    CIRCLE,
+    POLYGON,
+    None,
+    None,
+    1.2,
+    1000,
+    "string value",
+    str(BOX),
+    str(CIRCLE),
+    str(POLYGON),
+    "GeoPoint([0, 0])",
+)
+AREA = "geoCircle([-123.36197, 48.42626], 0.000021950110534)"  # Superbaba and Foo
+
+s = section("Parser_Geospatial", "geospatial", [GeoPosition, GeoRestaurant], GeoRestaurant)
+s.fill = _fill_geospatial
+s.add("location geoWithin geoBox([0.2, 0.2], [0.7, 0.7])", 1)
+s.add("location geoWithin geoBox([0.2, 0.2, 0.2], [0.7, 0.7, 0.7])", 1)
+s.add("location geoWithin geoCircle([0.3, 0.3], 1)", 4)
+s.add("location geoWithin geoCircle([0.3, 0.3, 0.3], 1)", 4)
+s.add("location geoWithin geoPolygon({[0.0, 0.0], [1.0, 0.0], [1, 1], [0, 1], [0.0, 0.0]})", 1)
+s.add(
+    "location geoWithin geoPolygon({[0.0, 0.0], [1.0, 0.0], [1, 1], [0, 1], [0.0, 0.0]}, "
+    "{[0.25, 0.25], [0.75, 0.25], [0.75, 0.75], [0.25, 0.75], [0.25, 0.25]})",
+    0,
+)
+s.add("location == NULL", 1)
+s.add(f"ANY partners.location GEOWITHIN {AREA}", 2)
+s.add(f"ALL partners.location GEOWITHIN {AREA}", 0)
+s.add(f"NONE partners.location GEOWITHIN {AREA}", 7)
+for _i, _n in [(0, 1), (1, 4), (2, 1), (8, 1), (9, 4), (10, 1)]:
+    s.add(f"location GEOWITHIN ${_i}", _n, *GEO_ARGS)
+s.add("location GEOWITHIN geoCircle([$0, $1], $2)", 4, 0.3, 0.3, 1.0)
+s.add(
+    "location GEOWITHIN geoPolygon({[$0, $1], [$2, $3], [$4, $5], [$6, $7], [$8, $9]})",
+    1,
+    *(c for p in SQUARE for c in (p.longitude, p.latitude)),
+)
+s.add("location GEOWITHIN geoBox([$0, $1], [$2, $3])", 1, 0.2, 0.2, 0.7, 0.7)
+s.throws("_id geoWithin geoBox([0.2, 0.2], [0.7, 0.7])")
+s.throws("location geoWithin _id", SYNTAX)
+s.throws("location geoWithin location", SYNTAX)
+s.throws("self_link geoWithin geoBox([0.2, 0.2], [0.7, 0.7])")
+s.throws("location geoWithin NULL", SYNTAX)
+s.throws("location geoWithin 1.2", SYNTAX)
+s.throws("location geoWithin 'test string'", SYNTAX)
+for _i in (4, 5, 6, 7, 11, 3):
+    s.throws(f"location GEOWITHIN ${_i}", INVALID, *GEO_ARGS)
+for _q in ("geoCircle([$1, $2], $3)", "geoCircle([$4, $4], $4)", "geoCircle([$7, $7], $7)"):
+    s.throws(f"location GEOWITHIN {_q}", INVALID, *GEO_ARGS)
