@@ -156,10 +156,10 @@ def resolve_backlinks(realm: Realm, info: ClassInfo, value: Bound, name: str) ->
     if name.startswith("@links"):  # @links.Class.property, @links: undeclared
         if not key:
             return None
-        rows = _backlinkindex.incoming(
+        incoming = _backlinkindex.incoming(
             realm._info, realm._reader(), realm._backlinks_indexed, info.name, name, key
         )
-        return [Bound(origin, k, rec) for origin, k, rec in rows]
+        return [Bound(origin, k, rec) for origin, k, rec in incoming]
     found = realm._backlink_rows(info.name, name, key) if key else None
     if found is None:
         return None
