@@ -390,7 +390,8 @@ Descriptor = Sort | Distinct | Limit
 
 def _escape_name(name: str) -> str:
     """A property or class name as query text: ``true\\ love``."""
-    return re.sub(r"([^\w$-])", r"\\\1", name)
+    name = re.sub(r"([^\w$-])", r"\\\1", name)
+    return name.replace("\t", "t").replace("\n", "n").replace("\r", "r")  # ``\t`` …
 
 
 def _paren(node: Node, kinds: tuple[type, ...]) -> str:

@@ -48,7 +48,7 @@ _TOKEN_RE: Final = re.compile(
   | (?P<op>==|!=|<>|<=|=<|>=|=>|&&|\|\||[=<>!])
   | (?P<arith>[-+*/])
   | (?P<agg>@[A-Za-z]+)
-  | (?P<ident>(?:[^\W\d]|\$|\\\W)(?:[\w$-]|\\\W)*)
+  | (?P<ident>(?:[^\W\d]|\$|\\\W|\\[ntr])(?:[\w$-]|\\\W|\\[ntr])*)
   | (?P<punct>[(){},.\[\]])
     """,
     re.VERBOSE,
@@ -68,6 +68,15 @@ _ESCAPES: Final = {
 }
 # Longest integer literal: Python's int() refuses more than 4,300 digits.
 _MAX_INT_DIGITS: Final = 4_000
+
+
+# In a property name, as realm-core's lexer: ``\t`` ``\n`` ``\r`` are white
+# space characters; a backslash before any other non-word character is it.
+_NAME_ESCAPES: Final = {"t": "\t", "n": "\n", "r": "\r"}
+
+
+def _name_escape(m: re.Match[str]) -> str:
+    return _NAME_ESCAPES.get(m.group(1), m.group(1))
 
 
 def _unescape(body: str, pos: int, text: str) -> str:
@@ -199,7 +208,7 @@ def _tokenize(text: str) -> list[_Tok]:
                         f"{raw.upper()} is not supported by realmpy", text, start
                     )
                 if "\\" in raw:  # a backslash-escaped character in a property name
-                    raw = re.sub(r"\\(.)", r"\1", raw)
+                    raw = re.sub(r"\\(.)", _name_escape, raw)
             toks.append(_Tok(kind, raw, start))
     toks.append(_Tok("eof", None, n))
     return toks
