@@ -4,7 +4,7 @@ Every ``field(indexed="fulltext")`` property of a top-level class has a
 table ``f:<Class>:<prop>`` (:func:`~realmpy.layout.fulltext_name`) holding
 one empty-valued entry per (token, object) pair: the token's UTF-8 bytes,
 a 0x00 byte, then the object's encoded primary key.  Tokens are those of
-:func:`realmpy.query.fulltext.tokens` (letters and digits only, so never a
+:func:`realmpy.textsearch.tokens` (letters and digits only, so never a
 0x00 byte): the objects holding a word are one prefix scan of
 ``word 0x00``, those holding a word starting with ``pre`` one scan of
 ``pre``.  Entries are written in the same write transaction as the records
@@ -25,9 +25,9 @@ from typing import Any
 import realmpy.codec as codec
 from realmpy.errors import CodecError
 from realmpy.layout import FULLTEXT_PREFIX, fulltext_name, table_name
-from realmpy.query.fulltext import SearchTerms, tokens
 from realmpy.schema import ObjectSchema, Property, Schema
 from realmpy.storage import Snapshot, WriteTransaction
+from realmpy.textsearch import SearchTerms, tokens
 
 __all__ = ["build", "entries", "fulltext_properties", "search", "update"]
 

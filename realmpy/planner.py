@@ -30,8 +30,8 @@ from realmpy._native import key_suffixes as _key_suffixes
 from realmpy.errors import CodecError, ObjectTypeError
 from realmpy.layout import index_name, table_name
 from realmpy.objectid import ObjectId
-from realmpy.query.fulltext import pattern_terms
 from realmpy.schema import ObjectSchema, Property
+from realmpy.textsearch import pattern_terms
 
 if TYPE_CHECKING:
     from realmpy.realm import Realm

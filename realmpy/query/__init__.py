@@ -87,7 +87,7 @@ number compared with a number property is that number (``age == '5'``).
   ``ANY @links.Person.dogs.name == 'x'``) and ``@links.@count`` (every
   incoming link, from any class), read from the backlink index in a realm;
 - full-text search ``prop TEXT 'word -excluded prefix*'`` on a property
-  declared ``field(indexed="fulltext")`` (:mod:`realmpy.query.fulltext`).
+  declared ``field(indexed="fulltext")`` (:mod:`realmpy.textsearch`).
 
 - object literals ``obj('Class', primary key)`` (the primary key a literal
   or ``$n``) compared with links: ``owner == obj('Person', 5)``; a managed
@@ -108,7 +108,8 @@ import-linter contract in pyproject.toml keeps it so):
 - ``ast``: the syntax tree, the aggregates, the size limits, the default
   resolver;
 - ``tokenizer`` and ``parser``: text to tree;
-- ``fulltext`` and ``geo``: full-text terms and geospatial shapes;
+- ``geo``: geospatial shapes (full-text terms are realmpy.textsearch's,
+  shared with the full-text index);
 - ``like``: ``LIKE`` matching;
 - ``evaluate``: the interpreter, the reference semantics;
 - ``closures``: the closure compiler (arguments bound once, fast paths);

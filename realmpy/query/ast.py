@@ -290,7 +290,7 @@ class GeoWithin(Node):
 
 @dataclass(frozen=True, slots=True)
 class FullText(Node):
-    """``path TEXT pattern``: full-text search (realmpy.query.fulltext);
+    """``path TEXT pattern``: full-text search (realmpy.textsearch);
     ``pattern`` is a string literal or an argument."""
 
     path: KeyPath

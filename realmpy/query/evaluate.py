@@ -47,10 +47,10 @@ from realmpy.query.ast import (
     TruePredicate,
     Var,
 )
-from realmpy.query.fulltext import SearchTerms, pattern_terms
-from realmpy.query.fulltext import matches as _text_matches
 from realmpy.query.like import like
 from realmpy.query.parser import _Parser
+from realmpy.textsearch import SearchTerms, pattern_terms
+from realmpy.textsearch import matches as _text_matches
 
 
 class _Multi(list[Any]):

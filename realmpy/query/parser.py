@@ -38,8 +38,8 @@ from realmpy.query.ast import (
     TruePredicate,
     Var,
 )
-from realmpy.query.fulltext import search_terms
 from realmpy.query.tokenizer import _Tok, _tokenize
+from realmpy.textsearch import search_terms
 
 _OPS: Final = {
     "==": "==",

@@ -22,10 +22,10 @@ from realmpy.errors import (
     SchemaError,
 )
 from realmpy.layout import fulltext_name
-from realmpy.query.fulltext import search_terms, tokens
 from realmpy.realm import Realm
 from realmpy.schema import Object, field, object_schema
 from realmpy.sync.history import apply_record
+from realmpy.textsearch import search_terms, tokens
 
 
 class Doc(Object):

@@ -1,14 +1,16 @@
 """Full-text search as Realm's: the tokenizer of indexed text and of
 ``prop TEXT 'words -excluded prefix*'`` search terms, and the matching of
-one text against parsed terms (the reference the full-text index, in
-realmpy/fulltextindex.py, must agree with).
+one text against parsed terms.  Shared by the query interpreter
+(realmpy.query) and the full-text index (realmpy/fulltextindex.py, which
+must agree with it), and free of both, so that writing an indexed object
+does not load the query compiler.
 
 Tokens (realm-core's ``DefaultTokenizer``): runs of ASCII letters and
 digits and Latin-1 letters (U+00C0 to U+00FE), lower-cased, with
 diacritics removed (``é`` → ``e``; ``å æ ð ø þ ß`` are kept as such;
-U+00D7 and U+00F7 (multiplication and division signs) belong to a word but are dropped from it); every other
-character separates words (so text in other scripts is not indexed), and a
-token is cut after 64 UTF-8 bytes.  Search terms are separated by white
+U+00D7 and U+00F7, the multiplication and division signs, belong to a word
+but are dropped from it); every other character separates words (so text
+in other scripts is not indexed), and a token is cut after 64 UTF-8 bytes.  Search terms are separated by white
 space; ``-word`` excludes the objects holding ``word``, ``word*`` matches
 every token starting with ``word``, and an object matches when it holds
 every other term.
