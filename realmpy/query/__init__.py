@@ -64,7 +64,11 @@ does not pass listed in tests/objects/parser_port/exclusions.txt.
 - ``SUBQUERY(list, $x, predicate).@count`` (nested too);
 - quantifiers ``ANY SOME ALL NONE`` before a comparison whose left side goes
   through a collection (or is a constant list); without one, a collection
-  means ``ANY``;
+  means ``ANY``, except against another collection or a constant list,
+  compared whole, element by element (``ints == {1, 2}``), as realm-core;
+  ``ALL objects.values == x`` (``values`` a list of scalars of objects
+  reached through a list of links) holds when some object's values all
+  equal x (or there is no object), as realm-core;
 - trailing ``SORT(path ASC|DESC, …)``, ``DISTINCT(path, …)``, ``LIMIT(n)``,
   applied in the order written (realmpy also accepts ``SORT(path)``,
   ascending).

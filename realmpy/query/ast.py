@@ -301,6 +301,33 @@ class FullText(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Each(Node):
+    """``ALL objects.values == x`` / ``NONE …`` where ``values`` is a list of
+    scalars of each object reached through ``objects`` (a collection of
+    links), as realm-core reads it: ``item`` (the comparison from
+    ``values`` on) holds for some object of ``outer``; with no object at
+    all, ALL and NONE hold.  Binding to a class makes these; ``str()`` is
+    the comparison as written."""
+
+    outer: KeyPath
+    item: Comparison
+
+    def __str__(self) -> str:
+        c = self.item
+        assert isinstance(c.left, KeyPath)
+        whole = Comparison(
+            KeyPath(self.outer.parts + c.left.parts),
+            c.op,
+            c.right,
+            c.quantifier,
+            c.case_insensitive,
+            c.diacritic_insensitive,
+            c.list_quantifier,
+        )
+        return str(whole)
+
+
+@dataclass(frozen=True, slots=True)
 class Between(Node):
     """``value BETWEEN {low, high}``, inclusive."""
 

@@ -50,6 +50,7 @@ from realmpy.query.ast import (
     Comparison,
     Const,
     Distinct,
+    Each,
     FullText,
     GeoWithin,
     KeyPath,
@@ -497,7 +498,36 @@ class _Binder:
                 str(node),
             )
 
+    def each(self, node: Comparison) -> None:
+        """``ALL objects.values == x`` (``NONE``), ``values`` a list of scalars
+        of objects reached through a collection: as realm-core, the
+        quantifier applies to each object's list (an :class:`Each`)."""
+        path = node.left
+        if (
+            node.quantifier not in ("ALL", "NONE")
+            or not isinstance(path, KeyPath)
+            or len(path.parts) < 2
+            or path.parts[0] in self.vars
+            or not isinstance(node.right, (Const, Arg, Var, ListExpr))
+        ):
+            return
+        outer = KeyPath(path.parts[:-1])
+        try:
+            before = self.path_type(outer)
+        except (QueryArgumentError, QueryTypeError):
+            return  # reported by the whole path's check
+        last = self.step(before, path.parts[-1], path)
+        if (
+            (before.many or before.collection is not None)
+            and before.type == "link"
+            and last.collection in ("list", "set")
+            and last.type not in ("link", "embedded")
+        ):
+            inner = dataclasses.replace(node, left=KeyPath(path.parts[-1:]))
+            self.replace[id(node)] = Each(self.replace.get(id(outer), outer), inner)  # type: ignore[arg-type]
+
     def comparison(self, node: Comparison) -> None:
+        self.each(node)
         lt, rt = self.operand(node.left), self.operand(node.right)
         op = node.op
         for side, t in ((node.left, lt), (node.right, rt)):

@@ -29,6 +29,7 @@ from realmpy.query.ast import (
     Collection,
     Comparison,
     Const,
+    Each,
     FullText,
     GeoShape,
     GeoWithin,
@@ -574,6 +575,11 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
         return not _eval(node.item, record, ctx)
     if isinstance(node, TruePredicate):
         return node.value
+    if isinstance(node, Each):
+        objects = _as_list(_operand(node.outer, record, ctx))
+        if not objects:
+            return node.item.quantifier in ("ALL", "NONE")
+        return any(_eval(node.item, o, ctx) for o in objects if o is not None)
     if isinstance(node, GeoWithin):
         shape = _geo_shape(node, ctx)
         resolve = ctx.resolve
