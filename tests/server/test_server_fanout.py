@@ -55,7 +55,7 @@ def own_download(sync: SyncService, p: Principal, req: DownloadRequest) -> Downl
         answers.append(answer(*args))
         raise _Rollback
 
-    sync._answer = capture  # type: ignore[method-assign]
+    sync._answer = capture  # type: ignore[method-assign,assignment]
     try:
         with pytest.raises(_Rollback):
             sync.download(p, req)
@@ -87,8 +87,10 @@ def test_a_shared_batch_answers_each_poll_as_its_own_download(api: Api) -> None:
     # erase (a tombstone for both of A's devices), B's refused edit (B's reset).
     api.post("/sync/upload", upload_body(a1, 2, [[2, "Task", 1, "title", "gone"]], base=1), ta)
     api.post("/sync/upload", upload_body(a1, 3, [[1, "Task", 2]], base=1), ta)
-    res = api.post("/sync/upload", upload_body(b1, 1, [[2, "Task", 3, "title", "x"]], base=1), tb)
-    assert [r["pk"] for r in res[1]["rejected"]] == [3]
+    _, refused = api.post(
+        "/sync/upload", upload_body(b1, 1, [[2, "Task", 3, "title", "x"]], base=1), tb
+    )
+    assert [r["pk"] for r in refused["rejected"]] == [3]
     polls: list[tuple[Principal, DownloadRequest]] = [
         (pa, request(a1, cursor[a1["file_ident"]])),
         (pa, request(a2, cursor[a2["file_ident"]])),
