@@ -197,6 +197,11 @@ class Tx:
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self._x(sql, params).fetchall())
 
+    def _later(self, sql: str, params: Sequence[Any] = ()) -> Callable[[], list[Any]]:
+        """Send a query now, read its rows when called: queries sent inside ``pipeline``
+        then share one round trip (the first read waits for all of them)."""
+        return self._store._execute_later(self._conn, sql, params)
+
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement for many parameter rows (a single round trip where the driver can)."""
         if rows:
@@ -229,11 +234,15 @@ class Tx:
 
     def versions(self) -> tuple[int, int]:
         """(``latest_server_version``, ``horizon``) in one statement."""
-        row = self._one(
+        return self.versions_later()()
+
+    def versions_later(self) -> Callable[[], tuple[int, int]]:
+        """``versions``, read when called (``_later``)."""
+        rows = self._later(
             "SELECT s.sv, COALESCE((SELECT h.sv FROM history_horizon h WHERE h.id = 1), 0) "
             "FROM server_state s WHERE s.id = 1"
         )
-        return int(row[0]), int(row[1])
+        return lambda: (int(rows()[0][0]), int(rows()[0][1]))
 
     @contextmanager
     def pipeline(self) -> Iterator[None]:
@@ -408,19 +417,32 @@ class Tx:
         )
 
     def clients_many(self, file_idents: Sequence[int]) -> dict[int, ClientRow]:
-        """``get_client`` for many files in one query."""
-        out: dict[int, ClientRow] = {}
+        """``get_client`` for many files in one query per 256."""
+        return self.clients_many_later(file_idents)()
+
+    def clients_many_later(self, file_idents: Sequence[int]) -> Callable[[], dict[int, ClientRow]]:
+        """``clients_many``, read when called (``_later``)."""
         idents = sorted(set(file_idents))
+        parts = []
         for i in range(0, len(idents), 256):
             chunk = idents[i : i + 256]
             marks = ", ".join(["?"] * len(chunk))
-            for r in self._all(
-                f"SELECT {self._CLIENT_COLS} FROM clients WHERE file_ident IN ({marks})", chunk
-            ):
-                row = self._client(r)
-                assert row is not None
-                out[row.file_ident] = row
-        return out
+            parts.append(
+                self._later(
+                    f"SELECT {self._CLIENT_COLS} FROM clients WHERE file_ident IN ({marks})", chunk
+                )
+            )
+
+        def read() -> dict[int, ClientRow]:
+            out: dict[int, ClientRow] = {}
+            for part in parts:
+                for r in part():
+                    row = self._client(r)
+                    assert row is not None
+                    out[row.file_ident] = row
+            return out
+
+        return read
 
     def update_upload_cursors(self, rows: Sequence[tuple[int, int, int, int]]) -> None:
         """``update_upload_cursor`` for many files, rows of (file, cv, base sv, ts): one statement."""
@@ -488,19 +510,35 @@ class Tx:
 
     def objects_many(self, keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes], ObjectRow]:
         """``get_object`` for many objects in one query per 256: (table, pk) → row."""
-        out: dict[tuple[str, bytes], ObjectRow] = {}
+        return self.objects_many_later(keys)()
+
+    def objects_many_later(
+        self, keys: Sequence[tuple[str, bytes]]
+    ) -> Callable[[], dict[tuple[str, bytes], ObjectRow]]:
+        """``objects_many``, read when called (``_later``)."""
+        parts = []
         for i in range(0, len(keys), 256):
             chunk = keys[i : i + 256]
             values = ", ".join(["(?, ?)"] * len(chunk))
             params: list[Any] = []
             for t, pk in chunk:
                 params += [t, pk]
-            for r in self._all(
-                f"SELECT tbl, pk, state, last_sv FROM objects WHERE (tbl, pk) IN (VALUES {values})",
-                params,
-            ):
-                out[(r[0], bytes(r[1]))] = ObjectRow(r[0], bytes(r[1]), bytes(r[2]), int(r[3]))
-        return out
+            parts.append(
+                self._later(
+                    "SELECT tbl, pk, state, last_sv FROM objects "
+                    f"WHERE (tbl, pk) IN (VALUES {values})",
+                    params,
+                )
+            )
+
+        def read() -> dict[tuple[str, bytes], ObjectRow]:
+            out: dict[tuple[str, bytes], ObjectRow] = {}
+            for part in parts:
+                for r in part():
+                    out[(r[0], bytes(r[1]))] = ObjectRow(r[0], bytes(r[1]), bytes(r[2]), int(r[3]))
+            return out
+
+        return read
 
     def put_object(self, table: str, pk: bytes, state: bytes, sv: int) -> None:
         """Insert or replace an object's state, changed at ``sv``."""
@@ -645,6 +683,29 @@ class Tx:
             (file_ident, confirmed_sv),
         )
 
+    def views_gc_many(self, rows: Sequence[tuple[int, int]]) -> None:
+        """``view_gc`` for many (file, confirmed sv): one batched statement."""
+        self._many(
+            "DELETE FROM views WHERE file_ident = ? AND in_view = 0 AND changed_sv <= ?", rows
+        )
+
+    def views_of(
+        self, keys: Sequence[tuple[int, str, bytes]]
+    ) -> dict[tuple[int, str, bytes], tuple[bool, int]]:
+        """``view_get`` for many (file, table, pk), any files: one query per 256 keys."""
+        out: dict[tuple[int, str, bytes], tuple[bool, int]] = {}
+        for i in range(0, len(keys), 256):
+            chunk = keys[i : i + 256]
+            values = ", ".join(["(?, ?, ?)"] * len(chunk))
+            params = [x for key in chunk for x in key]
+            for r in self._all(
+                "SELECT file_ident, tbl, pk, in_view, changed_sv FROM views "
+                f"WHERE (file_ident, tbl, pk) IN (VALUES {values})",
+                params,
+            ):
+                out[(int(r[0]), r[1], bytes(r[2]))] = (bool(r[3]), int(r[4]))
+        return out
+
     def add_rejection(
         self, file_ident: int, sv: int, table: str, pk: bytes, cv: int, reason: str
     ) -> None:
@@ -730,6 +791,26 @@ class Tx:
         )
         return [(int(r[0]), r[1], bytes(r[2]), int(r[3]), r[4]) for r in rows]
 
+    def rejections_of(
+        self, file_idents: Sequence[int], after_sv: int, upto_sv: int
+    ) -> dict[int, list[tuple[int, str, bytes, int, str]]]:
+        """``rejections`` of many files in one range: one query per 256 files."""
+        out: dict[int, list[tuple[int, str, bytes, int, str]]] = {}
+        idents = sorted(set(file_idents))
+        for i in range(0, len(idents), 256):
+            chunk = idents[i : i + 256]
+            marks = ", ".join(["?"] * len(chunk))
+            for r in self._all(
+                "SELECT file_ident, sv, tbl, pk, client_version, reason FROM rejections "
+                f"WHERE file_ident IN ({marks}) AND sv > ? AND sv <= ? "
+                "ORDER BY file_ident, sv, tbl, pk",
+                [*chunk, after_sv, upto_sv],
+            ):
+                out.setdefault(int(r[0]), []).append(
+                    (int(r[1]), r[2], bytes(r[3]), int(r[4]), r[5])
+                )
+        return out
+
 
 class Store(abc.ABC):
     """A connection pool plus transactions; subclasses supply the engine specifics."""
@@ -768,6 +849,11 @@ class Store(abc.ABC):
 
     def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         conn.executemany(sql, [tuple(r) for r in rows])
+
+    def _execute_later(self, conn: Any, sql: str, params: Sequence[Any]) -> Callable[[], list[Any]]:
+        """See ``Tx._later``; read at once where round trips cost nothing."""
+        rows = list(self._execute(conn, sql, params).fetchall())
+        return lambda: rows
 
     def _pipeline(self, conn: Any) -> AbstractContextManager[Any]:
         """See ``Tx.pipeline``; a no-op where round trips cost nothing (SQLite is in-process)."""
