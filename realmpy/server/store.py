@@ -197,11 +197,6 @@ class Tx:
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self._x(sql, params).fetchall())
 
-    def _later(self, sql: str, params: Sequence[Any] = ()) -> Callable[[], list[Any]]:
-        """Send a query now, read its rows when called: queries sent inside ``pipeline``
-        then share one round trip (the first read waits for all of them)."""
-        return self._store._execute_later(self._conn, sql, params)
-
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement for many parameter rows (a single round trip where the driver can)."""
         if rows:
@@ -234,15 +229,11 @@ class Tx:
 
     def versions(self) -> tuple[int, int]:
         """(``latest_server_version``, ``horizon``) in one statement."""
-        return self.versions_later()()
-
-    def versions_later(self) -> Callable[[], tuple[int, int]]:
-        """``versions``, read when called (``_later``)."""
-        rows = self._later(
+        row = self._one(
             "SELECT s.sv, COALESCE((SELECT h.sv FROM history_horizon h WHERE h.id = 1), 0) "
             "FROM server_state s WHERE s.id = 1"
         )
-        return lambda: (int(rows()[0][0]), int(rows()[0][1]))
+        return int(row[0]), int(row[1])
 
     @contextmanager
     def pipeline(self) -> Iterator[None]:
@@ -417,32 +408,19 @@ class Tx:
         )
 
     def clients_many(self, file_idents: Sequence[int]) -> dict[int, ClientRow]:
-        """``get_client`` for many files in one query per 256."""
-        return self.clients_many_later(file_idents)()
-
-    def clients_many_later(self, file_idents: Sequence[int]) -> Callable[[], dict[int, ClientRow]]:
-        """``clients_many``, read when called (``_later``)."""
+        """``get_client`` for many files in one query."""
+        out: dict[int, ClientRow] = {}
         idents = sorted(set(file_idents))
-        parts = []
         for i in range(0, len(idents), 256):
             chunk = idents[i : i + 256]
             marks = ", ".join(["?"] * len(chunk))
-            parts.append(
-                self._later(
-                    f"SELECT {self._CLIENT_COLS} FROM clients WHERE file_ident IN ({marks})", chunk
-                )
-            )
-
-        def read() -> dict[int, ClientRow]:
-            out: dict[int, ClientRow] = {}
-            for part in parts:
-                for r in part():
-                    row = self._client(r)
-                    assert row is not None
-                    out[row.file_ident] = row
-            return out
-
-        return read
+            for r in self._all(
+                f"SELECT {self._CLIENT_COLS} FROM clients WHERE file_ident IN ({marks})", chunk
+            ):
+                row = self._client(r)
+                assert row is not None
+                out[row.file_ident] = row
+        return out
 
     def update_upload_cursors(self, rows: Sequence[tuple[int, int, int, int]]) -> None:
         """``update_upload_cursor`` for many files, rows of (file, cv, base sv, ts): one statement."""
@@ -510,35 +488,19 @@ class Tx:
 
     def objects_many(self, keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes], ObjectRow]:
         """``get_object`` for many objects in one query per 256: (table, pk) → row."""
-        return self.objects_many_later(keys)()
-
-    def objects_many_later(
-        self, keys: Sequence[tuple[str, bytes]]
-    ) -> Callable[[], dict[tuple[str, bytes], ObjectRow]]:
-        """``objects_many``, read when called (``_later``)."""
-        parts = []
+        out: dict[tuple[str, bytes], ObjectRow] = {}
         for i in range(0, len(keys), 256):
             chunk = keys[i : i + 256]
             values = ", ".join(["(?, ?)"] * len(chunk))
             params: list[Any] = []
             for t, pk in chunk:
                 params += [t, pk]
-            parts.append(
-                self._later(
-                    "SELECT tbl, pk, state, last_sv FROM objects "
-                    f"WHERE (tbl, pk) IN (VALUES {values})",
-                    params,
-                )
-            )
-
-        def read() -> dict[tuple[str, bytes], ObjectRow]:
-            out: dict[tuple[str, bytes], ObjectRow] = {}
-            for part in parts:
-                for r in part():
-                    out[(r[0], bytes(r[1]))] = ObjectRow(r[0], bytes(r[1]), bytes(r[2]), int(r[3]))
-            return out
-
-        return read
+            for r in self._all(
+                f"SELECT tbl, pk, state, last_sv FROM objects WHERE (tbl, pk) IN (VALUES {values})",
+                params,
+            ):
+                out[(r[0], bytes(r[1]))] = ObjectRow(r[0], bytes(r[1]), bytes(r[2]), int(r[3]))
+        return out
 
     def put_object(self, table: str, pk: bytes, state: bytes, sv: int) -> None:
         """Insert or replace an object's state, changed at ``sv``."""
@@ -849,11 +811,6 @@ class Store(abc.ABC):
 
     def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         conn.executemany(sql, [tuple(r) for r in rows])
-
-    def _execute_later(self, conn: Any, sql: str, params: Sequence[Any]) -> Callable[[], list[Any]]:
-        """See ``Tx._later``; read at once where round trips cost nothing."""
-        rows = list(self._execute(conn, sql, params).fetchall())
-        return lambda: rows
 
     def _pipeline(self, conn: Any) -> AbstractContextManager[Any]:
         """See ``Tx.pipeline``; a no-op where round trips cost nothing (SQLite is in-process)."""

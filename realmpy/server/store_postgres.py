@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import psycopg
@@ -74,17 +74,6 @@ class PostgresStore(Store):
         """psycopg 3 pipelines ``executemany``: one network round trip for the batch."""
         with conn.cursor() as cur:
             cur.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
-
-    def _execute_later(self, conn: Any, sql: str, params: Sequence[Any]) -> Callable[[], list[Any]]:
-        cur = self._execute(conn, sql, params)  # in a pipeline: sent, its result read later
-        rows: list[list[Any]] = []
-
-        def read() -> list[Any]:
-            if not rows:
-                rows.append(list(cur.fetchall()))
-            return rows[0]
-
-        return read
 
     def _pipeline(self, conn: Any) -> Any:
         return conn.pipeline()

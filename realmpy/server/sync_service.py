@@ -332,27 +332,23 @@ class SyncService:
         at a time, and an error rolls the whole transaction back."""
         results: list[UploadResponse | BaseException] = []
         sliced = sum(u.ops for u in uploads) > self.upload_slice_ops
-        keys: set[tuple[str, bytes]] = set()
-        if not sliced:
-            keys = {
-                (op.table, pk_key(op.pk))
-                for u in uploads
-                for cs in u.req.changesets
-                for op in cs.ops
-            }
         with self.store.transaction(write=True, allocates=True) as tx:
-            with tx.pipeline():  # the lock and the group's reads: one round trip on PostgreSQL
-                tx.lock_versions()
-                versions = tx.versions_later()
-                clients = tx.clients_many_later([u.req.file_ident for u in uploads])
-                objects = tx.objects_many_later(sorted(keys))
-            latest, horizon = versions()
+            tx.lock_versions()
+            latest, horizon = tx.versions()
+            keys: set[tuple[str, bytes]] = set()
+            if not sliced:
+                keys = {
+                    (op.table, pk_key(op.pk))
+                    for u in uploads
+                    for cs in u.req.changesets
+                    for op in cs.ops
+                }
             group = _Group(
                 tx,
                 latest,
                 horizon,
-                clients(),
-                objects(),
+                tx.clients_many([u.req.file_ident for u in uploads]),
+                tx.objects_many(sorted(keys)),
                 read=keys,
                 slice=self.upload_slice_ops if sliced else None,
             )
