@@ -65,6 +65,7 @@ class ClassInfo:
         "add_plan",
         "defaults",
         "fill",
+        "fulltext",
         "indexed",
         "kinds",
         "links",
@@ -120,10 +121,17 @@ class ClassInfo:
         self.links = (
             tuple(p for p in schema.properties if p.type == "link") if not schema.embedded else ()
         )
-        # No links or embedded objects (nor mixed values, which may hold
-        # links): the validated values are the record.
-        self.simple = not schema.embedded and all(
-            p.type not in ("link", "embedded", "mixed") for p in schema.properties
+        # Str properties with a full-text table (realmpy.fulltextindex).
+        self.fulltext = (
+            tuple(p for p in schema.properties if p.fulltext) if not schema.embedded else ()
+        )
+        # No links, embedded objects, mixed values (which may hold links) or
+        # full-text indexes: the validated values are the record and nothing
+        # else is written.
+        self.simple = (
+            not schema.embedded
+            and not self.fulltext
+            and all(p.type not in ("link", "embedded", "mixed") for p in schema.properties)
         )
         # What RealmState.add needs to add one new object in one native
         # call (a simple class with a primary key; None: the general path).

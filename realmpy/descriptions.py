@@ -45,6 +45,9 @@ class Property:
     primary_key: bool = False
     indexed: bool = False
     map_to: str | None = None
+    # ``field(indexed="fulltext")``: a str property with a full-text index
+    # (realmpy.fulltextindex) instead of an ordered one.
+    fulltext: bool = False
 
     @property
     def file_name(self) -> str:
@@ -76,7 +79,7 @@ class Property:
         return base
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "name": self.file_name,
             "type": self.type,
             "collection": self.collection,
@@ -85,6 +88,9 @@ class Property:
             "primary_key": self.primary_key,
             "indexed": self.indexed,
         }
+        if self.fulltext:  # absent otherwise: schemas without one read as before
+            d["fulltext"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Property:
@@ -96,6 +102,7 @@ class Property:
             d.get("target"),
             bool(d.get("primary_key", False)),
             bool(d.get("indexed", False)),
+            fulltext=bool(d.get("fulltext", False)),
         )
 
     def shape(self) -> tuple[Any, ...]:
@@ -329,6 +336,11 @@ class Schema:
                 elif q.indexed != p.indexed:
                     additive.append(
                         f"{new.name}.{p.name} index " + ("added" if p.indexed else "removed")
+                    )
+                elif q.fulltext != p.fulltext:
+                    additive.append(
+                        f"{new.name}.{p.name} full-text index "
+                        + ("added" if p.fulltext else "removed")
                     )
             for q in old.properties:
                 if new.get(q.name) is None:

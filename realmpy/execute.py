@@ -15,6 +15,7 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import realmpy.backlinkindex as _backlinkindex
 import realmpy.codec as codec
 import realmpy.filterprogram as _pushdown
 import realmpy.mixed as _mixed
@@ -55,6 +56,13 @@ class Bound:
             return self.cls == other.cls and self.key == other.key
         if isinstance(other, Object) and other._rp_store is not None:
             return type(other).__realm_name__ == self.cls and other._rp_key == self.key
+        if isinstance(other, _query.ObjectRef):  # obj('Class', pk) in a query
+            if other.cls != self.cls:
+                return False
+            try:
+                return codec.encode_key(other.pk) == self.key
+            except (codec.CodecError, TypeError, ValueError):
+                return False
         return False
 
     def __hash__(self) -> int:
@@ -150,6 +158,13 @@ def resolve_backlinks(realm: Realm, info: ClassInfo, value: Bound, name: str) ->
     key = value.key
     if not key and info.pk is not None:
         key = codec.encode_key(value.rec[info.pos[info.pk]])
+    if name.startswith("@links"):  # @links.Class.property, @links: undeclared
+        if not key:
+            return None
+        incoming = _backlinkindex.incoming(
+            realm._info, realm._reader(), realm._backlinks_indexed, info.name, name, key
+        )
+        return [Bound(origin, k, rec) for origin, k, rec in incoming]
     found = realm._backlink_rows(info.name, name, key) if key else None
     if found is None:
         return None

@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import realmpy.codec as codec
+import realmpy.fulltextindex as fulltextindex
 import realmpy.query as _query
 from realmpy._native import key_suffixes as _key_suffixes
 from realmpy.codec import MixedLink
@@ -31,6 +32,7 @@ from realmpy.errors import CodecError, ObjectTypeError
 from realmpy.layout import index_name, table_name
 from realmpy.objectid import ObjectId
 from realmpy.schema import Object, ObjectSchema, Property
+from realmpy.textsearch import pattern_terms
 
 if TYPE_CHECKING:
     from realmpy.realm import Realm
@@ -91,6 +93,8 @@ def _candidates(
     schema: ObjectSchema, node: _query.Node, args: tuple[Any, ...]
 ) -> tuple[int, Property, str, list[Any]] | None:
     """(rank, prop, op, values) if ``node`` can use an index; lower rank wins."""
+    if isinstance(node, _query.FullText):
+        return _fulltext_candidate(schema, node, args)
     try:
         if isinstance(node, _query.Between) and node.quantifier is None:
             path, ops = node.value, [(">=", node.low), ("<=", node.high)]
@@ -186,6 +190,23 @@ def _numbers_equal_to(v: float | Decimal) -> list[Any]:
     return out
 
 
+def _fulltext_candidate(
+    schema: ObjectSchema, node: _query.FullText, args: tuple[Any, ...]
+) -> tuple[int, Property, str, list[Any]] | None:
+    """``prop TEXT pattern`` on a full-text indexed property of the class:
+    op ``TEXT`` with the parsed terms, which the index decides exactly."""
+    if len(node.path.parts) != 1:
+        return None
+    prop = schema.get(node.path.parts[0])
+    if prop is None or not prop.fulltext:
+        return None
+    try:
+        pattern = _value(node.pattern, args)
+    except (ValueError, IndexError):
+        return None  # the evaluator reports a missing argument
+    return (1, prop, "TEXT", [pattern_terms(pattern, str(node))])
+
+
 def _bounds(op: str, values: list[Any]) -> tuple[bytes, bytes]:
     """Key range [start, stop) holding every value satisfying ``op``
     (``BOUNDS``: ``values`` are that range already)."""
@@ -215,6 +236,8 @@ _EXACT_TYPES = {"str": str, "int": int, "objectid": ObjectId, "uuid": uuid.UUID,
 
 def _exact(node: _query.Node, prop: Property, args: tuple[Any, ...]) -> bool:
     """True if looking ``node`` up in ``prop``'s index decides it exactly."""
+    if isinstance(node, _query.FullText):
+        return True  # the full-text index holds every token of every text
     if not (
         isinstance(node, _query.Comparison)
         and node.op in ("==", "IN")
@@ -323,6 +346,8 @@ def plan(
     txn = realm._reader()
     enc = codec.encode_key
     try:
+        if op == "TEXT":
+            return fulltextindex.search(txn, schema, prop, values[0]), exact
         if prop.primary_key:
             if op == "IN":
                 return sorted({enc(v) for v in values}), exact

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 import realmpy.backlinkindex as _backlinkindex
 import realmpy.bulkadd as _bulkadd
 import realmpy.codec as codec
+import realmpy.fulltextindex as _fulltextindex
 import realmpy.migration as _migration
 import realmpy.mixed as _mixed
 import realmpy.results as _results
@@ -75,6 +76,7 @@ from realmpy.hooks import Listenable
 from realmpy.layout import (
     META,
     backlink_name,
+    fulltext_name,
     index_name,
     table_name,
 )
@@ -765,7 +767,7 @@ class Realm(RealmState, Listenable):
         bound = self._valid_queries
         binding = bound.get((schema.name, text))
         if binding is None:
-            binding = bind(self._schema.__getitem__, schema, q)
+            binding = bind(self._schema.__getitem__, schema, q, self._schema.classes)
             if len(bound) < _VALID_QUERIES_MAX:
                 bound[(schema.name, text)] = binding
         binding.check_args(args)
@@ -842,6 +844,10 @@ class Realm(RealmState, Listenable):
         rec[i] = stored
         if prop.type == "link" and info.links:
             _backlinkindex.update(
+                txn, info.schema, (prop,), obj._rp_key, {name: old}, {name: stored}
+            )
+        if prop.fulltext and info.fulltext:
+            _fulltextindex.update(
                 txn, info.schema, (prop,), obj._rp_key, {name: old}, {name: stored}
             )
         if prop.has_index and old != stored:
@@ -1198,9 +1204,10 @@ class Realm(RealmState, Listenable):
             if old is not None:
                 txn.delete(iname, codec.encode_keys(old[info.pos[p.name]], pk))
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
-        if info.links:
+        if info.links or info.fulltext:
             before = dict(zip(info.names, old, strict=True)) if old is not None else None
             _backlinkindex.update(txn, info.schema, info.links, key, before, rec)
+            _fulltextindex.update(txn, info.schema, info.fulltext, key, before, rec)
         row = info.row(rec)
         txn.put(table, key, _pack(row))
         self._stamp += 1
@@ -1253,9 +1260,10 @@ class Realm(RealmState, Listenable):
             for key, rec in items.items():
                 for pname, iname in info.indexed:
                     txn.delete(iname, _encode_key(rec[info.pos[pname]]) + key)
-                if info.links:
+                if info.links or info.fulltext:
                     old = dict(zip(info.names, rec, strict=True))
                     _backlinkindex.update(txn, info.schema, info.links, key, old, None)
+                    _fulltextindex.update(txn, info.schema, info.fulltext, key, old, None)
                 txn.delete(info.table, key)
                 count += 1
         self._stamp += 1
@@ -1283,6 +1291,8 @@ class Realm(RealmState, Listenable):
                     txn.drop(index_name(name, p.file_name))
                 if p.type == "link":
                     txn.drop(backlink_name(name, p.file_name))
+                if p.fulltext:
+                    txn.drop(fulltext_name(name, p.file_name))
         self._stamp += 1
         if cls is None:
             self._dead = {}  # nothing is left to link to anything

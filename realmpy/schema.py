@@ -145,7 +145,7 @@ class Field:
     default: Any = MISSING
     default_factory: Callable[[], Any] | _Missing = MISSING
     primary_key: bool = False
-    indexed: bool = False
+    indexed: bool | str = False
     map_to: str | None = None
 
     def has_default(self) -> bool:
@@ -162,18 +162,22 @@ def field(
     default: Any = MISSING,
     default_factory: Callable[[], Any] | _Missing = MISSING,
     primary_key: bool = False,
-    indexed: bool = False,
+    indexed: bool | str = False,
     map_to: str | None = None,
 ) -> Any:
     """Options of one property: a default, primary key, or secondary index.
 
     ``id: ObjectId = field(primary_key=True, default_factory=ObjectId)``.
     A primary key is always indexed; ``indexed=True`` keeps a separate
-    ordered index so equality and range queries on it need no scan.
+    ordered index so equality and range queries on it need no scan;
+    ``indexed="fulltext"`` (a ``str`` property) keeps a full-text index
+    instead, for ``prop TEXT 'words -excluded prefix*'`` queries.
     ``map_to="name_in_file"`` (Realm's ``@MapTo``) stores the property
     under another name in the file and its sync schema, while Python code
     and queries use the attribute's name.
     """
+    if not isinstance(indexed, bool) and indexed != "fulltext":
+        raise SchemaError(f'indexed is True, False or "fulltext", not {indexed!r}')
     if map_to is not None and (not isinstance(map_to, str) or not map_to):
         raise SchemaError(f"map_to is a non-empty str, not {map_to!r}")
     if default is not MISSING and default_factory is not MISSING:
@@ -1076,7 +1080,13 @@ def _property(cls: type, name: str, tp: Any, f: Field) -> Property:
                 f"{cls.__name__}.{name}: a primary key must be int, str, ObjectId "
                 f"or UUID, not {tp!r}"
             )
-    if f.indexed and (collection or type_name not in INDEXABLE_TYPES):
+    fulltext = f.indexed == "fulltext"
+    if fulltext and (collection or type_name != "str" or f.primary_key):
+        raise SchemaError(
+            f'{cls.__name__}.{name}: indexed="fulltext" needs a str property '
+            f"(not a primary key), not {tp!r}"
+        )
+    if f.indexed is True and (collection or type_name not in INDEXABLE_TYPES):
         raise SchemaError(
             f"{cls.__name__}.{name}: cannot index {tp!r} (indexable: "
             + ", ".join(sorted(INDEXABLE_TYPES))
@@ -1089,8 +1099,9 @@ def _property(cls: type, name: str, tp: Any, f: Field) -> Property:
         optional,
         target,
         f.primary_key,
-        f.indexed or f.primary_key,
+        f.indexed is True or f.primary_key,
         f.map_to if f.map_to != name else None,
+        fulltext,
     )
 
 

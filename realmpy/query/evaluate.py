@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from realmpy.errors import QueryArgumentError, QueryTypeError
+from realmpy.errors import QueryArgumentError, QuerySyntaxError, QueryTypeError
 from realmpy.objectid import ObjectId
+from realmpy.query import geo
 from realmpy.query.ast import (
     _COLLECTION_AGGS,
     _STRING_OPS,
@@ -28,14 +29,21 @@ from realmpy.query.ast import (
     Collection,
     Comparison,
     Const,
+    Each,
+    FullText,
+    GeoShape,
+    GeoWithin,
     KeyPath,
     Length,
+    LinksPart,
     ListExpr,
     ListIndex,
     NestedDict,
     NestedList,
     Node,
     Not,
+    ObjectRef,
+    ObjLit,
     OfMixed,
     Or,
     Resolver,
@@ -44,7 +52,10 @@ from realmpy.query.ast import (
     Var,
 )
 from realmpy.query.like import like
+from realmpy.query.parser import _Parser
 from realmpy.query.typeof import TYPE_OF, ElementTypes, TypeOf
+from realmpy.textsearch import SearchTerms, pattern_terms
+from realmpy.textsearch import matches as _text_matches
 
 
 class _Multi(list[Any]):
@@ -169,6 +180,13 @@ def _compare(op: str, a: Any, b: Any, ci: bool, di: bool) -> bool:
     return _order(a, b, op)
 
 
+def _sorted_keys(d: Mapping[Any, Any]) -> list[Any]:
+    try:
+        return sorted(d)
+    except TypeError:  # schema-less keys of several types
+        return list(d)
+
+
 def _aggregate(agg: str, coll: Any) -> Any:
     if agg == TYPE_OF:
         return TypeOf(coll)
@@ -179,10 +197,14 @@ def _aggregate(agg: str, coll: Any) -> Any:
             return len(coll)
         except TypeError:
             return 1  # a to-one link: one object (and 0 when null, above)
+    # In key order, as Realm's dictionaries keep them (a collection compared
+    # element by element sees that order).
     if agg == "@keys":
-        return _Multi(coll.keys()) if isinstance(coll, Mapping) else _Multi()
+        return _Multi(_sorted_keys(coll)) if isinstance(coll, Mapping) else _Multi()
     if agg == "@values":
-        return _Multi(coll.values()) if isinstance(coll, Mapping) else _Multi()
+        return (
+            _Multi(coll[k] for k in _sorted_keys(coll)) if isinstance(coll, Mapping) else _Multi()
+        )
     if coll is None:
         items: list[Any] = []
     elif isinstance(coll, Mapping):
@@ -267,6 +289,10 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
                 i += 1
                 continue
             values = [_aggregate(part, v) for v in values]
+            if multi and part in ("@count", "@size") and type(parts[i - 1]) is LinksPart:
+                # As Realm: the links to objects reached through a list
+                # are counted together (``items.@links.@count``).
+                values, multi = [sum(values)], False
             if part in ("@keys", "@values"):
                 values = [x for v in values for x in v]
                 multi = True
@@ -418,6 +444,8 @@ def _operand(node: Node, record: Any, ctx: _Ctx) -> Any:
         return value
     if isinstance(node, ListExpr):
         return _Multi(_operand(i, record, ctx) for i in node.items)
+    if isinstance(node, ObjLit):
+        return ObjectRef(node.cls, _operand(node.pk, record, ctx))
     raise TypeError(f"not an operand: {node!r}")
 
 
@@ -463,6 +491,84 @@ def _is_dict_property(v: Any) -> bool:
     return isinstance(v, Mapping) and type(v) is not NestedDict
 
 
+_SHAPES: Final = (geo.GeoBox, geo.GeoCircle, geo.GeoPolygon)
+
+
+def _geo_shape(node: GeoWithin, ctx: _Ctx) -> geo.Shape:
+    """The shape of ``geoWithin``: written in the query (its ``$n``
+    coordinates filled in), or an argument (a shape, or its text)."""
+    s = node.shape
+    if isinstance(s, Arg):
+        v = _arg(ctx, s.index)
+        if isinstance(v, _SHAPES):
+            return v
+        if isinstance(v, str):
+            try:
+                shape = _Parser(f"x geoWithin {v}").parse()[0]
+            except QuerySyntaxError as exc:
+                raise QueryArgumentError(
+                    f"{node}: ${s.index} is no geoBox, geoPolygon or geoCircle: {exc.args[0]}"
+                ) from None
+            if isinstance(shape, GeoWithin) and isinstance(shape.shape, GeoShape):
+                return _build_shape(node, shape.shape, ctx)
+        raise QueryArgumentError(
+            f"{node}: ${s.index} must be a geospatial value (realmpy.query.GeoBox, GeoCircle "
+            f"or GeoPolygon, or its text), not {type(v).__name__}"
+        )
+    assert isinstance(s, GeoShape)
+    return _build_shape(node, s, ctx)
+
+
+def _build_shape(node: GeoWithin, s: GeoShape, ctx: _Ctx) -> geo.Shape:
+    def number(c: Node) -> float:
+        v = _operand(c, None, ctx)
+        if isinstance(v, bool) or not isinstance(v, (int, float, Decimal)):
+            raise QueryArgumentError(
+                f"{node}: a coordinate or radius is a number, but {c} is {type(v).__name__}"
+            )
+        return float(v)
+
+    try:
+        pts = [geo.GeoPoint(number(p[0]), number(p[1])) for p in s.points]
+        if s.kind == "geoBox":
+            return geo.GeoBox(pts[0], pts[1])
+        if s.kind == "geoCircle":
+            assert s.radius is not None
+            return geo.GeoCircle(pts[0], number(s.radius))
+        rings, i = [], 0
+        for n in s.ring_sizes:
+            rings.append(tuple(pts[i : i + n]))
+            i += n
+        return geo.GeoPolygon(tuple(rings))
+    except ValueError as exc:
+        raise QueryArgumentError(f"{node}: {exc}") from None
+
+
+def _text_terms(node: FullText, ctx: _Ctx) -> SearchTerms:
+    """The parsed terms of a ``TEXT`` pattern (a literal was checked when
+    parsed; an argument is checked here)."""
+    return pattern_terms(_operand(node.pattern, None, ctx), str(node))
+
+
+def _types_of(side: Node) -> bool:
+    """``path.@type``: the types of values gathered along a path are compared
+    ANY against ANY, never whole against whole (realm-core's
+    ``links.@type == links.mixed.@type`` matches an object where some pair
+    agrees)."""
+    return isinstance(side, KeyPath) and TYPE_OF in side.parts
+
+
+def _elementwise(
+    op: str, left: list[Any], right: list[Any], cmp: Callable[[Any, Any], bool]
+) -> bool:
+    """Two collections (or constant lists) compared without a quantifier,
+    as realm-core does: whole against whole, element by element in order;
+    lists of different sizes are ``!=`` and nothing else."""
+    if len(left) != len(right):
+        return op == "!="
+    return all(cmp(x, y) for x, y in zip(left, right, strict=True))
+
+
 def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
     if isinstance(node, Comparison):
         left = _operand(node.left, record, ctx)
@@ -499,6 +605,16 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
             def cmp(x: Any, r: Any) -> bool:
                 return _compare(op, x, r, ci, di)
 
+        if (
+            isinstance(right, _Multi)
+            and isinstance(left, _Multi)
+            and node.quantifier is None
+            and node.list_quantifier is None
+            and isinstance(node.left, (KeyPath, ListExpr))
+            and isinstance(node.right, (KeyPath, ListExpr))
+            and not (_types_of(node.left) or _types_of(node.right))
+        ):
+            return _elementwise(op, left, right, cmp)
         if isinstance(right, _Multi):
             lq = node.list_quantifier
             if lq == "ALL":
@@ -517,6 +633,28 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
         return not _eval(node.item, record, ctx)
     if isinstance(node, TruePredicate):
         return node.value
+    if isinstance(node, Each):
+        objects = _as_list(_operand(node.outer, record, ctx))
+        if not objects:
+            return node.item.quantifier in ("ALL", "NONE")
+        return any(_eval(node.item, o, ctx) for o in objects if o is not None)
+    if isinstance(node, GeoWithin):
+        shape = _geo_shape(node, ctx)
+        resolve = ctx.resolve
+
+        def within(x: Any) -> bool:
+            if x is None:
+                return False
+            p = geo.point_of(resolve(x, "type"), resolve(x, "coordinates"))
+            return p is not None and geo.contains(shape, p)
+
+        points = _operand(node.path, record, ctx)
+        if node.quantifier == "ALL" and isinstance(points, _Multi) and not points:
+            return False  # as realm-core: no point is within nothing
+        return _quantify(node.quantifier, points, within)
+    if isinstance(node, FullText):
+        terms = _text_terms(node, ctx)
+        return _quantify(None, _operand(node.path, record, ctx), lambda x: _text_matches(x, terms))
     if isinstance(node, Between):
         value = _operand(node.value, record, ctx)
         low = _operand(node.low, record, ctx)

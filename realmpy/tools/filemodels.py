@@ -103,6 +103,8 @@ def _default(prop: Property) -> str:
         opts.append("primary_key=True")
     elif prop.indexed:
         opts.append("indexed=True")
+    elif prop.fulltext:
+        opts.append('indexed="fulltext"')
     if prop.collection is not None:
         opts.append(f"default_factory={prop.collection}")
     elif prop.optional:

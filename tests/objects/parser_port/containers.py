@@ -16,7 +16,8 @@ from realmpy.schema import Mixed, Object, field
 from tests.objects.parser_port.cases import INVALID, fill_grocery, section, ts
 
 # ---------------------------------------------------------------------------
-# Parser_AggregateShortcuts (TEST_TYPES: with and without indexes)
+# Parser_AggregateShortcuts (TEST_TYPES: with and without indexes; the
+# person classes carry realm-core's name, Person, which @links cases spell)
 
 
 class AsAllergen(Object):
@@ -32,7 +33,7 @@ class AsItem(Object):
     allergens: list[AsAllergen] = field(default_factory=list)
 
 
-class AsPerson(Object):
+class AsPerson(Object, name="Person"):
     k: int = field(primary_key=True)
     customer_id: int = 0
     account_balance: float = 0.0
@@ -53,7 +54,7 @@ class AsItemIdx(Object):
     allergens: list[AsAllergenIdx] = field(default_factory=list)
 
 
-class AsPersonIdx(Object):
+class AsPersonIdx(Object, name="Person"):
     k: int = field(primary_key=True)
     customer_id: int = field(default=0, indexed=True)
     account_balance: float = 0.0
@@ -670,7 +671,7 @@ _dictionary_aggregates(
 )
 
 
-class DoDog(Object):
+class DoDog(Object, name="dog"):
     name: str = field(primary_key=True)
     age: int = 0
 

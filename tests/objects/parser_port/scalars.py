@@ -161,7 +161,7 @@ class LdtDiscount(Object):
     active: bool = False
 
 
-class LdtItem(Object):
+class LdtItem(Object, name="Items"):
     name: str = field(primary_key=True)
     price: float = 0.0
     discount: LdtDiscount | None = None
@@ -519,13 +519,16 @@ for q, n in [
 class OddNames(Object):
     age: int | None = None
     between: int | None = None
-    # ``in`` and ``desc`` are Python keywords or clash with nothing; realmpy
-    # models cannot declare ``in`` (a keyword): those cases are excluded.
+    # ``in`` is a Python keyword: the property is ``in_``, named ``in`` in
+    # the file (queries may use either name).
+    in_: int | None = field(default=None, map_to="in")
     desc: str | None = None
 
 
 s = section("Parser_OddColumnNames", "basics", [OddNames], OddNames)
-s.fill = lambda r: r.add_all([OddNames(age=i + 24, between=i, desc="Empty") for i in range(3)])
+s.fill = lambda r: r.add_all(
+    [OddNames(age=i + 24, between=i, in_=100 + i, desc="Empty") for i in range(3)]
+)
 for q, n in [
     ("between == 0", 1),
     ("between > 0", 2),
