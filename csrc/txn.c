@@ -1104,11 +1104,12 @@ static int commit_write(rp_txn *txn) {
     if (rc) return rc;
     rp_fault_step(RP_STEP_PAGES);
     env->hot_pages = txn->hot_count;
-    /* 4. both copies of the meta record, keeping the images they replace.
-     * Mark the commit in doubt until published (or rolled back): if this
+    /* 4. both copies of the meta record, in one write of the two meta
+     * pages (meta.c, THE META WRITE), keeping the image it replaces.  Mark
+     * the commit in doubt until published (or rolled back): if this
      * process dies in between, the next reader resolves it at once
      * (rp_resolve_commit) instead of waiting for the next writer. */
-    uint8_t old[2 * RP_META_SIZE];
+    uint8_t old[2 * RP_PAGE_SIZE];
     uint32_t mflags = (env->flags & RP_NOSYNC) ? 0 : RP_META_SYNCED;
     rp_commit_mark(env, txn->txnid);
     rp_fault_step(RP_STEP_MARKED);
@@ -1117,14 +1118,19 @@ static int commit_write(rp_txn *txn) {
     /* 5. one flush for pages and meta together */
     if (!rc && !(env->flags & RP_NOSYNC)) rc = rp_io_sync(env);
     if (rc) {
-        if (rp_meta_restore(env, txn->txnid, old) != RP_OK)
+        /* Put the old image back -- unless the map lost pages (then old
+         * may hold the guard's zeros, not the file's records). */
+        if (rp_guard_faulted(env) || rp_meta_restore(env, old) != RP_OK)
             atomic_store(&env->panic, 1);
         rp_commit_mark(env, 0);
         return rc;
     }
     rp_fault_step(RP_STEP_SYNCED);
     /* 5b. mark it acknowledged, without a sync (format.h: torn commit or
-     * damage?).  A failure here loses only the mark. */
+     * damage?).  A failure here loses only the mark.  This is the one
+     * write a durable commit makes after its sync: the mark must not wait
+     * for a later commit or a close, since neither may come (a file
+     * truncated or damaged in between would then roll back silently). */
     if (mflags) (void)rp_meta_write(env, &txn->roots, mflags | RP_META_ACKED, NULL);
     /* 6. publish */
     rp_ring_publish(env, &txn->roots);
