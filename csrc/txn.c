@@ -283,11 +283,10 @@ static int alloc_pgno(rp_txn *txn, uint32_t npages, int hot, uint64_t *out) {
     return RP_OK;
 }
 
-uint8_t *rp_page_new(rp_txn *txn, uint16_t flags, uint32_t npages,
-                     uint64_t *pgno, int *err) {
+/* A new page's number; hot: rewritten by nearly every commit (ALLOCATION). */
+static uint8_t *page_new(rp_txn *txn, uint16_t flags, uint32_t npages, int hot,
+                         uint64_t *pgno, int *err) {
     RP_ASSERT(npages == 1 || flags == P_OVERFLOW);   /* only overflow runs span pages */
-    /* Hot: rewritten by nearly every commit (ALLOCATION). */
-    int hot = (flags & (P_BRANCH | P_FREELIST)) || txn->catalog_flush;
     int rc = alloc_pgno(txn, npages, hot, pgno);
     if (rc) { *err = rc; return NULL; }
     uint8_t *page = calloc(1, (size_t)npages * RP_PAGE_SIZE + RP_DIRTY_TRAILER);
@@ -297,6 +296,14 @@ uint8_t *rp_page_new(rp_txn *txn, uint16_t flags, uint32_t npages,
     rp_page_init(page, *pgno, txn->txnid, flags);
     rp_hdrw(page)->npages = npages;
     return page;
+}
+
+uint8_t *rp_page_new(rp_txn *txn, uint16_t flags, uint32_t npages,
+                     uint64_t *pgno, int *err) {
+    /* The free list's and the catalog's pages are rewritten by every
+     * commit that changes anything; a new tree page may live long. */
+    int hot = (flags & P_FREELIST) || txn->catalog_flush;
+    return page_new(txn, flags, npages, hot, pgno, err);
 }
 
 int rp_page_free_pg(rp_txn *txn, uint64_t pgno, uint64_t txnid, uint32_t npages) {
@@ -336,7 +343,13 @@ uint8_t *rp_page_touch(rp_txn *txn, uint64_t pgno, uint64_t txnid,
      * trusts slot offsets, so corruption must stop here. */
     const char *why = rp_page_validate(src);
     if (why) { *err = rp_corrupt(pgno, why); return NULL; }
-    uint8_t *dst = rp_page_new(txn, rp_hdr(src)->flags, 1, newpgno, err);
+    /* A page the previous commit wrote too (a root, the right edge of an
+     * ascending run of keys, a catalog page) will most likely be written
+     * by the next commit as well: hot.  A page reached at random (a leaf
+     * or lower branch of a big tree) lives on after this commit: were it
+     * in the hot run, the run would not come back free as a whole. */
+    int hot = txnid + 1 == txn->txnid || txn->catalog_flush;
+    uint8_t *dst = page_new(txn, rp_hdr(src)->flags, 1, hot, newpgno, err);
     if (!dst) return NULL;
     memcpy(dst, src, RP_PAGE_SIZE);
     rp_hdrw(dst)->pgno = *newpgno;
@@ -1021,6 +1034,20 @@ static int ensure_size(rp_env *env, uint64_t pages) {
     return rp_io_grow(env, target);
 }
 
+/* After a commit stands (its sync returned, or none was asked for): its
+ * pages are verified versions for this process (verify.c) -- their
+ * checksums were computed from the very bytes written -- so the next
+ * transaction does not hash them again when it reads them (the root, the
+ * catalog and the free list's head: about three 4 KiB hashes a commit). */
+static void remember_written(rp_txn *txn) {
+    _Atomic uint64_t *verified = txn->env->verified;
+    for (size_t i = 0; i < txn->dcap; i++) {
+        const rp_dirty *d = &txn->dirty[i];
+        if (d->pgno != UINT64_MAX && d->page)
+            atomic_store_explicit(&verified[d->pgno], txn->txnid, memory_order_relaxed);
+    }
+}
+
 static int write_pages(rp_txn *txn) {
     RP_ASSERT(txn->flags & RP_TXN_WRITE);
     RP_ASSERT(txn->locked);   /* under the writer mutex */
@@ -1132,6 +1159,7 @@ static int commit_write(rp_txn *txn) {
      * for a later commit or a close, since neither may come (a file
      * truncated or damaged in between would then roll back silently). */
     if (mflags) (void)rp_meta_write(env, &txn->roots, mflags | RP_META_ACKED, NULL);
+    remember_written(txn);
     /* 6. publish */
     rp_ring_publish(env, &txn->roots);
     rp_fault_step(RP_STEP_RING);
