@@ -1015,9 +1015,17 @@ static int cmp_dirty(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Grow the file so that the new version's pages fit, in chunks of 1/8 of the
- * file (at least 1 MiB, at most 256 MiB): growth costs an extra metadata
- * flush, so it should be rare. */
+/* Grow the file so that the new version's pages fit, in zero-written chunks
+ * of 1/32 of the file (at least 1 MiB, at most 64 MiB), so the file runs at
+ * most ~3% (or 64 MiB) above the pages in use.  Zeros, not a hole or an
+ * fallocate'd (unwritten) extent: a commit's write into those would make
+ * its fdatasync also commit the block allocation or the extent conversion
+ * to the journal (format.h: like an append, about twice an overwrite).
+ * Measured against 1/8 (at most 256 MiB), the rule before, on a loaded
+ * machine: 1M random keys in commits of 1,000 (durability "none")
+ * 22-27 s at 1/32, 23-27 s at 1/8, the file 206 MB against 227 MB; 300k
+ * keys durable 12.7-13.8 s against 15.8-16.1 s.  A chunk is written inside
+ * one commit, so a small one also keeps that commit's latency down. */
 static int ensure_size(rp_env *env, uint64_t pages) {
     uint64_t need = pages * RP_PAGE_SIZE;
     if (need <= env->file_size) return RP_OK;
@@ -1025,9 +1033,9 @@ static int ensure_size(rp_env *env, uint64_t pages) {
     if (fstat(env->fd, &st)) return errno;
     env->file_size = (uint64_t)st.st_size;   /* another process may have grown it */
     if (need <= env->file_size) return RP_OK;
-    uint64_t chunk = env->file_size / 8;
+    uint64_t chunk = env->file_size / 32;
     if (chunk < (1u << 20)) chunk = 1u << 20;
-    if (chunk > (256u << 20)) chunk = 256u << 20;
+    if (chunk > (64u << 20)) chunk = 64u << 20;
     uint64_t target = (need + chunk - 1) / chunk * chunk;
     if (target > env->map_size) target = env->map_size;
     if (target < need) return RP_MAP_FULL;
