@@ -201,8 +201,8 @@ def strace_available() -> bool:
 
 def syscalls_per_commit(work: Path, engine: str, durable: bool, n: int, k: int) -> dict[str, float]:
     """Write/sync calls per commit, by system call name."""
-    trace = work / f"trace-{engine}-{durable}"
-    target = work / f"db-{engine}-{durable}"
+    trace = work / f"trace-{engine}-{durable}-{n}"
+    target = work / f"db-{engine}-{durable}-{n}"
     if engine == "lmdb":
         target.mkdir()
     cmd = [
