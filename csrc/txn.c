@@ -582,6 +582,37 @@ static int carry_parse(rp_txn *txn) {
     return rc;
 }
 
+/* Merge the sorted (descending) ranges v[0, mid) and v[mid, n). */
+static int merge_desc(uint32_t *v, size_t mid, size_t n) {
+    if (mid == 0 || mid == n || v[mid - 1] > v[mid]) return RP_OK;   /* in order */
+    uint32_t *m = malloc(n * sizeof *m);
+    if (!m) return ENOMEM;
+    size_t a = 0, b = mid, o = 0;
+    while (a < mid && b < n) m[o++] = v[a] > v[b] ? v[a++] : v[b++];
+    while (a < mid) m[o++] = v[a++];
+    while (b < n) m[o++] = v[b++];
+    memcpy(v, m, n * sizeof *m);
+    free(m);
+    return RP_OK;
+}
+
+/* Keep reuse sorted descending after pages were appended from `had` on.
+ * What a chain page adds is mostly the record of reusable pages a commit
+ * wrote sorted (freelist_save), then a few pages of records that became
+ * reusable: so the sorted start of the new pages is found in one pass,
+ * only the rest is sorted, and the parts are merged in linear passes.
+ * Sorting the whole set every time cost a commit on a long free list most
+ * of its time (qsort of the ~1,000 entries a chain page holds). */
+static int reuse_sort(rp_pgvec *r, size_t had) {
+    uint32_t *v = r->v;
+    size_t n = r->n, i = had + 1;
+    if (n <= had + 1) return merge_desc(v, had, n);
+    while (i < n && v[i - 1] > v[i]) i++;
+    if (i < n) qsort(v + i, n - i, sizeof(uint32_t), cmp_desc);
+    int rc = merge_desc(v + had, i - had, n - had);
+    return rc ? rc : merge_desc(v, had, n);
+}
+
 /* Read the next page of the base version's chain: its reusable pages go to
  * txn->reuse (kept sorted descending), pinned records to txn->pending, and
  * the page itself is freed (the commit writes what it held into the new
@@ -614,8 +645,7 @@ static int freelist_more(rp_txn *txn) {
     size_t had = txn->reuse.n;
     rc = carry_parse(txn);
     if (!rc && !txn->fl_pgno && txn->fl_carry_len) rc = rp_corruptf("free list: truncated record");
-    if (!rc && txn->reuse.n > 1 && txn->reuse.n != had)
-        qsort(txn->reuse.v, txn->reuse.n, sizeof(uint32_t), cmp_desc);
+    if (!rc) rc = reuse_sort(&txn->reuse, had);
     return rc;
 }
 
@@ -677,11 +707,14 @@ static int freelist_save(rp_txn *txn) {
         if (!pages[i]) break;
     }
     uint8_t *stream = NULL;
+    size_t sorted = txn->reuse.n;
     if (!rc) rc = hot_run_return(txn);
     if (!rc) {
         rc = pgvec_append(&txn->reuse, txn->loose.v, txn->loose.n);
         txn->loose.n = 0;
     }
+    /* Written sorted, so that the next writer reads it sorted (reuse_sort). */
+    if (!rc) rc = reuse_sort(&txn->reuse, sorted);
     if (!rc) {
         len = head_bytes(txn, txn->reuse.n);
         assert(len <= npages * RP_FREELIST_CAP);
