@@ -52,7 +52,8 @@
  *   a whole.  A small commit then writes its hot run plus one page per
  *   level below the root (bench/storage_layout.py, one-put commits:
  *   2.8 pwritev at 10k keys, 3.0 at 100k, 3.9 at 1M; with every branch
- *   page hot, as before, 2.5, 4.7 and 5.1).  When no free run is long
+ *   page hot, as before, 2.2, 4.0 and 5.3: a small tree's few branches
+ *   fitted the run, a big tree's many did not).  When no free run is long
  *   enough, the reusable pages are few and the file has pre-grown room,
  *   the hot run is taken past the used pages (that is how a scattered free
  *   list turns into runs; the file never grows for it).  The pages left
