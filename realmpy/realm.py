@@ -36,7 +36,6 @@ immutable and usable from any thread (:mod:`realmpy.sharedsnapshot`).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import threading
@@ -47,15 +46,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 import realmpy.backlinkindex as _backlinkindex
 import realmpy.bulkadd as _bulkadd
 import realmpy.codec as codec
-import realmpy.execute as _execute
+import realmpy.fulltextindex as _fulltextindex
 import realmpy.migration as _migration
-import realmpy.query as _query
+import realmpy.mixed as _mixed
 import realmpy.results as _results
 import realmpy.waiting as _waiting
 from realmpy._native import RealmState
 from realmpy._native import make_object as _make_object
 from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
-from realmpy.codec import Link
+from realmpy.codec import Link, MixedLink
 from realmpy.config import Configuration
 from realmpy.deletedlinks import clear_links, embedded_reach, link_reach
 from realmpy.embeddedstore import EmbeddedStore
@@ -73,16 +72,15 @@ from realmpy.errors import (
     WriteLockTimeoutError,
     WrongRealmError,
 )
+from realmpy.hooks import Listenable
 from realmpy.layout import (
     META,
     backlink_name,
+    fulltext_name,
     index_name,
     table_name,
 )
 from realmpy.managed import ManagedDict, ManagedList, ManagedSet
-from realmpy.notifier import Listenable
-from realmpy.query.bind import Binding as _Binding
-from realmpy.query.bind import bind as _bind
 from realmpy.schema import (
     MAX_EMBEDDED_DEPTH,
     Counter,
@@ -100,6 +98,10 @@ from realmpy.sharedfile import SharedFile
 from realmpy.storage import Snapshot, WriteTransaction
 
 if TYPE_CHECKING:
+    import asyncio  # at run time only where a coroutine runs: see refresh_async
+
+    import realmpy.query as _query
+    from realmpy.query.bind import Binding
     from realmpy.results import Results
     from realmpy.sync.session import SyncSession  # types only: no run-time import of the sync layer
     from realmpy.sync.subscriptions import SubscriptionSet
@@ -115,6 +117,8 @@ _unpack_row = codec.unpack_row
 _decode_value = codec.decode_value
 _pack = codec.pack_row
 _OPTS = codec.RECORD_OPTIONS
+# Stored mixed values that a read converts (the others are their value).
+_MIXED_CONTAINERS: Final = (MixedLink, list, dict)
 # How many validated (class, query text) pairs a realm remembers.
 _VALID_QUERIES_MAX: Final = 1024
 
@@ -198,6 +202,9 @@ class Realm(RealmState, Listenable):
         self._guard = None
         self._wtxn: WriteTransaction | None = None
         self._wtxn_owner: Transaction | None = None
+        # The write transaction whose one-call adds were decided (see
+        # _add_slow): None until the first add of each transaction.
+        self._direct: WriteTransaction | None = None
         self._snap: Snapshot | None = None
         # The address of the shared version counter that tells whether a
         # newer version exists, while a live snapshot is open (None: no
@@ -237,7 +244,7 @@ class Realm(RealmState, Listenable):
         self._schema = schema
         # (class, query text) -> the query bound to that class (checked; its
         # arguments' checks, run on every call).
-        self._valid_queries: dict[tuple[str, str], _Binding] = {}
+        self._valid_queries: dict[tuple[str, str], Binding] = {}
         models = {object_schema(m).name: m for m in self._config.schema}
         self._models = models
         self._info = {c.name: ClassInfo(c, models.get(c.name)) for c in schema.classes}
@@ -442,6 +449,8 @@ class Realm(RealmState, Listenable):
             return False
         notifier = self._shared.notifier
         if notifier is not None and self._tokens:
+            import asyncio  # loaded already: this is a coroutine
+
             await notifier.wait_processed(target, asyncio.get_running_loop())
         self.refresh()
         return True
@@ -482,6 +491,7 @@ class Realm(RealmState, Listenable):
             )
         self._drop_snapshot()
         self._wtxn = self._env.write(timeout)
+        self._wtxn.track_changes()  # for the commit's change record (realmpy.changelog)
         self._dead = {}
         self._version = self._wtxn.version
         self._stamp += 1
@@ -533,7 +543,10 @@ class Realm(RealmState, Listenable):
     def _commit(self) -> None:
         txn = self._require_write()
         self._flush_links()
+        # What this commit changed, for listeners (realmpy.changelog).
+        txn.record_changes()
         self._wtxn = None
+        self._drop_adder()
         self._wtxn_owner = None
         self._stamp += 1
         base = txn.version
@@ -546,6 +559,7 @@ class Realm(RealmState, Listenable):
         txn = self._require_write()
         self._dead = {}
         self._wtxn = None
+        self._drop_adder()
         self._wtxn_owner = None
         self._stamp += 1
         txn.abort()
@@ -584,6 +598,7 @@ class Realm(RealmState, Listenable):
         except Exception:  # another thread's or a closed env's handle
             pass
         self._wtxn = None
+        self._drop_adder()
         self._snap = None
         self._vh = None
         if not self._frozen and self._config.sync is not None:  # sync hook (issue 5)
@@ -743,11 +758,16 @@ class Realm(RealmState, Listenable):
         """Live results of the objects of ``cls`` matching ``text`` (RQL)."""
         schema = self._class_schema(cls)
         self._check()
+        # The query compiler and executor load at the first query, not with
+        # realmpy (a realm that only adds, finds and counts never needs them).
+        import realmpy.query as _query
+        from realmpy.query.bind import bind
+
         q = _query.parse(text)
         bound = self._valid_queries
         binding = bound.get((schema.name, text))
         if binding is None:
-            binding = _bind(self._schema.__getitem__, schema, q)
+            binding = bind(self._schema.__getitem__, schema, q, self._schema.classes)
             if len(bound) < _VALID_QUERIES_MAX:
                 bound[(schema.name, text)] = binding
         binding.check_args(args)
@@ -764,11 +784,15 @@ class Realm(RealmState, Listenable):
     def _evaluate(
         self, name: str, q: _query.Query | None, args: tuple[Any, ...]
     ) -> list[tuple[bytes, list[Any] | None]]:
+        import realmpy.execute as _execute  # loaded at the first query (see query)
+
         return _execute.evaluate(self, name, q, args)
 
     def _evaluate_raw(
         self, name: str, q: _query.Query | None, args: tuple[Any, ...]
     ) -> list[tuple[bytes, bytes]]:
+        import realmpy.execute as _execute  # loaded at the first query (see query)
+
         return _execute.evaluate_raw(self, name, q, args)
 
     # -- ObjectStore (managed objects) ------------------------------------------------
@@ -820,6 +844,10 @@ class Realm(RealmState, Listenable):
         rec[i] = stored
         if prop.type == "link" and info.links:
             _backlinkindex.update(
+                txn, info.schema, (prop,), obj._rp_key, {name: old}, {name: stored}
+            )
+        if prop.fulltext and info.fulltext:
+            _fulltextindex.update(
                 txn, info.schema, (prop,), obj._rp_key, {name: old}, {name: stored}
             )
         if prop.has_index and old != stored:
@@ -934,7 +962,30 @@ class Realm(RealmState, Listenable):
             object.__setattr__(emb, "_rp_store", EmbeddedStore(self, owner, prop.name, slot))
             object.__setattr__(emb, "_rp_key", b"")
             return emb
+        if prop.type == "mixed" and type(stored) in _MIXED_CONTAINERS:
+            return _mixed.from_stored(stored, self._follow_mixed)
         return stored
+
+    def _follow_mixed(self, link: MixedLink) -> Any:
+        """The object a mixed value links to, or None if it was deleted (as
+        Realm nulls such links) or its class is not in this realm."""
+        info = self._info.get(link.cls)
+        if info is None or info.schema.embedded:
+            return None
+        raw = self._reader().get(info.table, link.key)
+        if raw is None:
+            return None
+        return self._make(link.cls, link.key, info.record(raw))
+
+    def _mixed_link(self, target: Any) -> MixedLink:
+        """The stored link of a mixed value to ``target`` (added if unmanaged)."""
+        name = type(target).__realm_name__
+        if name not in self._info:
+            raise SchemaError(
+                f"a mixed value links to a {type(target).__name__}, which is not in "
+                "this realm's schema: add it to the configuration's model list"
+            )
+        return MixedLink(name, self._link_key(target))
 
     def _to_stored(self, prop: Property, py: Any, depth: int = 0) -> Any:
         if prop.collection == "list":
@@ -955,6 +1006,8 @@ class Realm(RealmState, Listenable):
             return self._embedded_record(v, depth + 1)
         if prop.type == "counter":
             return int(v)
+        if prop.type == "mixed":
+            return _mixed.to_stored(v, self._mixed_link)
         return v
 
     def _embedded_record(self, emb: _Model, depth: int = 1) -> dict[str, Any]:
@@ -993,23 +1046,65 @@ class Realm(RealmState, Listenable):
 
     # -- writes --------------------------------------------------------------------------
 
-    def add(self, obj: T, update: bool = False) -> T:
-        """Add an unmanaged object (and the unmanaged objects it links to);
-        with ``update=True`` replace an existing object with the same
-        primary key.  Returns the object, now managed by this realm."""
-        self._check()
-        self._require_write()
-        info = self._add_info(obj)
+    if TYPE_CHECKING:
+        # At run time add is RealmState.add (csrc/py/add.c): a new object of
+        # a class without links, in a transaction whose writes no history
+        # observer needs to see, is written in one native call; everything
+        # else goes to _add_slow.
+        def add(self, obj: T, update: bool = False) -> T:
+            """Add an unmanaged object (and the unmanaged objects it links to);
+            with ``update=True`` replace an existing object with the same
+            primary key.  Returns the object, now managed by this realm."""
+            ...
+
+    def _add_slow(self, obj: T, update: bool = False) -> T:
+        """:meth:`add` beyond the native fast path (its reference)."""
+        if self._closed or _get_ident() != self._owner:
+            self._check()
+        txn = self._wtxn
+        if txn is None:
+            txn = self._require_write()  # raises the reason
+        info = self._by_cls.get(type(obj)) or self._add_info(obj)
         store = obj._rp_store
         if store is self:
             return obj
         if store is not None:
             raise WrongRealmError(f"this {type(obj).__name__} is already managed by another realm")
+        if self._direct is not txn:
+            # The first add of this transaction: allow the native path if
+            # its writes may bypass the storage wrappers.  Then add again,
+            # natively (this time, whatever it declines comes back here and
+            # takes the general path).
+            self._direct = txn
+            if self._start_adder(txn):
+                return self.add(obj, update)
         if info.simple:
             _bulkadd.add_simple(self, info, [obj], update)
         else:
             self._add(obj, update=update, cascade=False)
         return obj
+
+    def _start_adder(self, txn: WriteTransaction) -> bool:
+        """Set ``_adder`` for ``txn`` if some class can take the native add
+        path in it: no history observer to call (a synced file's every
+        change is observed), and classes with a plan that were not deleted
+        from in this transaction (an add there must clear links first)."""
+        if not txn.allows_direct():
+            return False
+        plans = {
+            cls: info.add_plan
+            for cls, info in self._by_cls.items()
+            if info.add_plan is not None and info.name not in self._dead
+        }
+        if plans:
+            self._adder = (txn, txn.changed(), plans)
+        return bool(plans)
+
+    def _drop_adder(self) -> None:
+        """End the native add path (the transaction ended, or a class's
+        objects were deleted): the next add decides again."""
+        self._adder = None
+        self._direct = None
 
     def _add_info(self, obj: object) -> ClassInfo:
         info = self._by_cls.get(type(obj))
@@ -1109,9 +1204,10 @@ class Realm(RealmState, Listenable):
             if old is not None:
                 txn.delete(iname, codec.encode_keys(old[info.pos[p.name]], pk))
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
-        if info.links:
+        if info.links or info.fulltext:
             before = dict(zip(info.names, old, strict=True)) if old is not None else None
             _backlinkindex.update(txn, info.schema, info.links, key, before, rec)
+            _fulltextindex.update(txn, info.schema, info.fulltext, key, before, rec)
         row = info.row(rec)
         txn.put(table, key, _pack(row))
         self._stamp += 1
@@ -1164,9 +1260,10 @@ class Realm(RealmState, Listenable):
             for key, rec in items.items():
                 for pname, iname in info.indexed:
                     txn.delete(iname, _encode_key(rec[info.pos[pname]]) + key)
-                if info.links:
+                if info.links or info.fulltext:
                     old = dict(zip(info.names, rec, strict=True))
                     _backlinkindex.update(txn, info.schema, info.links, key, old, None)
+                    _fulltextindex.update(txn, info.schema, info.fulltext, key, old, None)
                 txn.delete(info.table, key)
                 count += 1
         self._stamp += 1
@@ -1178,6 +1275,7 @@ class Realm(RealmState, Listenable):
                     pending.update(items)
             elif self._linked(name):
                 dead[name] = set(items)
+                self._drop_adder()  # adds of this class must clear links first
         return count
 
     def delete_all(self, cls: type[Object] | None = None) -> None:
@@ -1193,11 +1291,14 @@ class Realm(RealmState, Listenable):
                     txn.drop(index_name(name, p.file_name))
                 if p.type == "link":
                     txn.drop(backlink_name(name, p.file_name))
+                if p.fulltext:
+                    txn.drop(fulltext_name(name, p.file_name))
         self._stamp += 1
         if cls is None:
             self._dead = {}  # nothing is left to link to anything
         elif self._linked(names[0]):
             self._dead[names[0]] = None
+            self._drop_adder()  # adds of this class must clear links first
 
     def _linked(self, name: str) -> bool:
         """Whether objects of some class can link to objects of ``name``."""
