@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import os
 import pickle
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -503,3 +506,32 @@ def test_nested_values_are_read_only_copies(config: Configuration) -> None:
         assert pickle.loads(pickle.dumps(box.value)) == [1, {"a": [2]}, 3]
         plain.append(4)  # copies out of it are ordinary values
         assert list(box.value) == [1, {"a": [2]}, 3]
+
+
+def test_a_set_compared_whole_does_not_depend_on_the_hash_seed() -> None:
+    """``set == {…}`` compares in Realm's set order (by kind, then value),
+    the same in every process whatever PYTHONHASHSEED is."""
+    code = (
+        "from realmpy import Mixed, Object, Realm, field\n"
+        "from realmpy.config import Configuration\n"
+        "class SetBox(Object):\n"
+        "    id: int = field(primary_key=True)\n"
+        "    bag: set[Mixed] = field(default_factory=set)\n"
+        "with Realm(Configuration.in_memory([SetBox], identifier='seed')) as r:\n"
+        "    with r.write():\n"
+        "        r.add(SetBox(id=1, bag={'hello', 300, 3, 'a', 2.5}))\n"
+        "    print(len(r.query(SetBox, \"bag == {2.5, 3, 300, 'a', 'hello'}\")),\n"
+        "          len(r.query(SetBox, \"bag == {'hello', 300, 3, 'a', 2.5}\")))\n"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        for seed in range(6)
+    }
+    assert seen == {"1 0"}
