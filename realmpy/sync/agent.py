@@ -545,7 +545,7 @@ class SyncClient:
                     f"({css[-1].client_version})",
                     code="bad_response",
                 )
-            integrate.record_ack(self.env, fi, resp.acked_client_version)
+            integrate.record_ack(self.env, fi, resp.acked_client_version, resp.server_version)
             sent += len(css)
             if resp.acked_client_version < css[-1].client_version:
                 raise ServerResponseError(

@@ -23,6 +23,7 @@ from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
 from realmpy.objectid import ObjectId
 from realmpy.schema import Object, field
 from realmpy.server.testing import free_port, run_server
+from realmpy.sync import history, integrate
 from realmpy.sync import status as ST
 from realmpy.sync import subscriptions as S
 from realmpy.sync.errors import SyncTimeoutError
@@ -150,3 +151,43 @@ def test_download_progress_counts_objects_and_never_goes_down(tmp_path: Path) ->
         estimates = [p.progress_estimate for p in reports]
         assert estimates == sorted(estimates) and estimates[-1] == 1.0, reports
         assert reports[-1].transferred == reports[-1].transferable == 13  # objects, not batches
+
+
+def test_upload_progress_counts_objects_and_bytes_and_never_goes_down(tmp_path: Path) -> None:
+    # A secondary's view reports what the agent records: acknowledged object changes and bytes.
+    with Realm(Configuration.disconnected_sync([Item], path=str(tmp_path / "u.realm"))) as realm:
+        env = realm._env
+        with env.write(record_history=False) as txn:
+            Meta(txn).set_ident((7, 1, 1, "user"))  # what the agent stores before any upload
+        ids = [ObjectId() for _ in range(4)]
+        with realm.write():
+            realm.add(Item(id=ids[0], name="a"))
+        with realm.write():
+            realm.add(Item(id=ids[1], name="b" * 100))
+            realm.add(Item(id=ids[2], name="c"))
+        with realm.write():
+            realm.find(Item, ids[0]).name = "a2"  # type: ignore[union-attr]
+        with env.read() as snap:
+            sizes = [history.changeset_size(raw) for _k, raw in snap.scan(history.HISTORY)]
+        assert [o for o, _ in sizes] == [1, 2, 1]  # objects per changeset, not changesets
+        total_bytes = sum(b for _, b in sizes)
+        session = realm.sync_session
+        reports: list[SyncProgress] = []
+        done = threading.Event()
+
+        def on_progress(p: SyncProgress) -> None:
+            reports.append(p)
+            if p.progress_estimate >= 1.0:
+                done.set()
+
+        session.add_progress_listener("upload", "for_currently_outstanding_work", on_progress)
+        assert reports[0] == SyncProgress(0, 4, 0.0, 0, total_bytes)
+        for cv in (1, 2, 3):  # the agent records each acknowledgement
+            integrate.record_ack(env, 7, cv, 10 + cv)
+        assert done.wait(T)
+        assert [p.transferred for p in reports] == sorted(p.transferred for p in reports)
+        estimates = [p.progress_estimate for p in reports]
+        assert estimates == sorted(estimates) and estimates[-1] == 1.0, reports
+        assert reports[-1] == SyncProgress(4, 4, 1.0, total_bytes, total_bytes)
+        # The bytes are the changesets' operations as uploaded (the big name weighs in).
+        assert sizes[1][1] > 100 > sizes[0][1]
