@@ -49,6 +49,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -503,56 +504,88 @@ class SyncClient:
         """Upload every recorded changeset, in batches.  Behind a full batch (a backlog) the
         next one is read from the file while this one is in flight, so the history scan
         overlaps the server's work; otherwise it is read after the acknowledgement, so it
-        also carries what was committed meanwhile (a burst's latency)."""
+        also carries what was committed meanwhile (a burst's latency).
+
+        Each acknowledgement is recorded (a local write transaction, which waits for the
+        file's write lock behind every writing process) while the next batch is already on
+        its way: the server has integrated the acknowledged changesets, and re-sending them
+        after a crash before the record is harmless (the server acknowledges them again).
+        Acknowledgements are recorded in order, and all of them before this returns."""
         sent = 0
-        batch = integrate.upload_changesets(self.env)
-        while not self._stop.is_set() and self._resume.is_set():
-            fi, _acked, css, full = batch
-            if not css:
-                Q.settle(self.env)
-                return sent
-            ident = self.ensure_ident()
-            if ident[0] != fi:
-                batch = integrate.upload_changesets(self.env)
-                continue  # identity changed under us (reset): rescan
-            fresh = self._push_schema()  # read after ``css``: the union covers every one of them
-            if self._quarantine(css):
-                batch = integrate.upload_changesets(self.env)
-                continue
-            req = P.UploadRequest(fi, ident[1], tuple(css))
-            ahead = (
-                _Ahead(integrate.upload_changesets, self.env, after=css[-1].client_version)
-                if full
-                else None
-            )
-            try:
-                raw = self._call("POST", "/sync/upload", req.to_wire())
-            except SyncError as exc:
-                if fresh or handling(exc.code, exc.status) is not Handling.SCHEMA:
-                    raise
-                self._schema = Q.SchemaPush()  # the server's schema changed: push again, retry
-                batch = integrate.upload_changesets(self.env)
-                continue
-            try:
-                resp = P.UploadResponse.from_wire(raw)
-            except P.ProtocolError as exc:
-                raise ServerResponseError(
-                    f"bad upload response: {exc}", code="bad_response"
-                ) from None
-            if resp.acked_client_version > css[-1].client_version:
-                raise ServerResponseError(
-                    f"server acknowledged client version {resp.acked_client_version}, beyond what was sent "
-                    f"({css[-1].client_version})",
-                    code="bad_response",
+        recording: _Ahead | None = None
+
+        def recorded() -> None:
+            nonlocal recording
+            if recording is not None:
+                done, recording = recording, None
+                done.result()
+
+        def rescan() -> integrate.UploadBatch:
+            recorded()  # reads from the recorded acknowledgement
+            return integrate.upload_changesets(self.env)
+
+        try:
+            batch = integrate.upload_changesets(self.env)
+            while not self._stop.is_set() and self._resume.is_set():
+                fi, _acked, css, full = batch
+                if not css:
+                    recorded()
+                    Q.settle(self.env)
+                    return sent
+                ident = self.ensure_ident()
+                if ident[0] != fi:
+                    batch = rescan()
+                    continue  # identity changed under us (reset): rescan
+                fresh = self._push_schema()  # read after ``css``: the union covers every one
+                if self._quarantine(css):
+                    batch = rescan()
+                    continue
+                req = P.UploadRequest(fi, ident[1], tuple(css))
+                last = css[-1].client_version
+                ahead = _Ahead(integrate.upload_changesets, self.env, after=last) if full else None
+                t0 = time.monotonic()
+                try:
+                    raw = self._call("POST", "/sync/upload", req.to_wire())
+                except SyncError as exc:
+                    if fresh or handling(exc.code, exc.status) is not Handling.SCHEMA:
+                        raise
+                    self._schema = Q.SchemaPush()  # the server's schema changed: push, retry
+                    batch = rescan()
+                    continue
+                try:
+                    resp = P.UploadResponse.from_wire(raw)
+                except P.ProtocolError as exc:
+                    raise ServerResponseError(
+                        f"bad upload response: {exc}", code="bad_response"
+                    ) from None
+                acked = resp.acked_client_version
+                if acked > last:
+                    raise ServerResponseError(
+                        f"server acknowledged client version {acked}, beyond what was sent "
+                        f"({last})",
+                        code="bad_response",
+                    )
+                recorded()
+                recording = _Ahead(integrate.record_ack, self.env, fi, acked, resp.server_version)
+                if acked < last:
+                    raise ServerResponseError(
+                        "server did not acknowledge the whole upload", code="bad_response"
+                    )
+                log.debug(
+                    "uploaded %d changesets in %.1f ms", len(css), (time.monotonic() - t0) * 1000
                 )
-            integrate.record_ack(self.env, fi, resp.acked_client_version, resp.server_version)
-            sent += len(css)
-            if resp.acked_client_version < css[-1].client_version:
-                raise ServerResponseError(
-                    "server did not acknowledge the whole upload", code="bad_response"
+                sent += len(css)
+                batch = (
+                    integrate.upload_changesets(self.env, after=last)
+                    if ahead is None
+                    else ahead.result()
                 )
-            batch = integrate.upload_changesets(self.env) if ahead is None else ahead.result()
-        return sent
+            recorded()
+            return sent
+        except BaseException:
+            with contextlib.suppress(Exception):
+                recorded()  # what the server acknowledged stays acknowledged
+            raise
 
     def _quarantine(self, css: list[P.Changeset]) -> bool:
         """Quarantine the pending changesets that use refused schema parts; True if any were."""
@@ -629,6 +662,7 @@ class SyncClient:
                         )
                     if self._stop.is_set():
                         return
+                    t0 = time.monotonic()
                     res = integrate.apply_download(
                         self.env,
                         resp,
@@ -637,6 +671,11 @@ class SyncClient:
                         server_salt,
                         on_subscription=_on_download,
                         is_current=lambda: not self._stop.is_set(),
+                    )
+                    log.debug(
+                        "applied a download of %d objects in %.1f ms",
+                        len(resp.entries),
+                        (time.monotonic() - t0) * 1000,
                     )
                     if res.reset_needed:
                         self._client_reset(fi, res.reset_needed)

@@ -310,6 +310,9 @@ def apply_record(
     key = codec.encode_key(pk)
     table = table_name(cls.name)
     old_raw = txn.get(table, key)
+    new_raw = None if rec is None else codec.record_from_dict(rec, cls)
+    if new_raw == old_raw:
+        return  # unchanged (a device's own changes coming back): no page rewritten
     old = codec.record_to_dict(old_raw, cls) if old_raw is not None else None
     for p in cls.properties:
         if not p.has_index:
@@ -320,11 +323,10 @@ def apply_record(
         if rec is not None:
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
     backlinkindex.update(txn, cls, backlinkindex.link_properties(cls), key, old, rec)
-    if rec is None:
-        if old_raw is not None:
-            txn.delete(table, key)
+    if new_raw is None:
+        txn.delete(table, key)
     else:
-        txn.put(table, key, codec.record_from_dict(rec, cls))
+        txn.put(table, key, new_raw)
 
 
 # ----------------------------------------------------------------------------- diffs → ops
