@@ -127,7 +127,8 @@ def _on_download(txn: WriteTransaction, resp: P.DownloadResponse) -> None:
 
 
 class _Ahead:
-    """A call run in a helper thread meanwhile (reading the next upload batch); ``result()`` joins it."""
+    """A call run in a helper thread meanwhile (reading the next upload batch, recording an
+    acknowledgement); ``result()`` joins it."""
 
     def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         self._out: list[Any] = []
@@ -174,6 +175,8 @@ class SyncClient:
         self._ident_lock = threading.Lock()
         self._logged_out = False
         self._schema = Q.SchemaPush()
+        self._acking: _Ahead | None = None  # an acknowledgement being recorded (uploader's)
+        self._acked_sent = (0, 0)  # (file ident, client version) the server acknowledged last
         self._refusals_reported: set[Q.Refused] = set()
         # Codes of transient errors reported since the last successful request (report once).
         self._reported: set[str] = set()
@@ -375,6 +378,8 @@ class SyncClient:
                 log.exception("sync agent of %s failed", self.path)
                 self._report(SyncError(f"sync agent failed: {exc!r}", code="internal_error"))
         finally:
+            with contextlib.suppress(Exception):
+                self._recorded()
             self.options.app._transport.close_thread_session()
 
     # ---- shared steps -----------------------------------------------------------------------
@@ -507,29 +512,22 @@ class SyncClient:
         also carries what was committed meanwhile (a burst's latency).
 
         Each acknowledgement is recorded (a local write transaction, which waits for the
-        file's write lock behind every writing process) while the next batch is already on
-        its way: the server has integrated the acknowledged changesets, and re-sending them
-        after a crash before the record is harmless (the server acknowledges them again).
-        Acknowledgements are recorded in order, and all of them before this returns."""
+        file's write lock behind every writing process) in a helper thread while this one
+        goes on: the next batch starts after what the server acknowledged, recorded or not.
+        The server has integrated those changesets, and re-sending them after a crash before
+        the record is harmless (it acknowledges them again).  Acknowledgements are recorded
+        in order; every step that reads the recorded one waits for it (``_recorded``)."""
         sent = 0
-        recording: _Ahead | None = None
-
-        def recorded() -> None:
-            nonlocal recording
-            if recording is not None:
-                done, recording = recording, None
-                done.result()
 
         def rescan() -> integrate.UploadBatch:
-            recorded()  # reads from the recorded acknowledgement
+            self._recorded()  # reads from the recorded acknowledgement
             return integrate.upload_changesets(self.env)
 
         try:
-            batch = integrate.upload_changesets(self.env)
+            batch = self._next_batch()
             while not self._stop.is_set() and self._resume.is_set():
                 fi, _acked, css, full = batch
                 if not css:
-                    recorded()
                     Q.settle(self.env)
                     return sent
                 ident = self.ensure_ident()
@@ -565,27 +563,44 @@ class SyncClient:
                         f"({last})",
                         code="bad_response",
                     )
-                recorded()
-                recording = _Ahead(integrate.record_ack, self.env, fi, acked, resp.server_version)
+                self._recorded()
+                self._acking = _Ahead(
+                    integrate.record_ack, self.env, fi, acked, resp.server_version
+                )
+                self._acked_sent = (fi, acked)
+                log.debug(
+                    "uploaded %d changesets in %.1f ms", len(css), (time.monotonic() - t0) * 1000
+                )
                 if acked < last:
                     raise ServerResponseError(
                         "server did not acknowledge the whole upload", code="bad_response"
                     )
-                log.debug(
-                    "uploaded %d changesets in %.1f ms", len(css), (time.monotonic() - t0) * 1000
-                )
                 sent += len(css)
                 batch = (
                     integrate.upload_changesets(self.env, after=last)
                     if ahead is None
                     else ahead.result()
                 )
-            recorded()
             return sent
         except BaseException:
             with contextlib.suppress(Exception):
-                recorded()  # what the server acknowledged stays acknowledged
+                self._recorded()  # what the server acknowledged stays acknowledged
             raise
+
+    def _next_batch(self) -> integrate.UploadBatch:
+        """The changesets after the last acknowledgement, recorded in the file or not yet."""
+        fi, upto = self._acked_sent
+        batch = integrate.upload_changesets(self.env, after=upto)
+        if batch.file_ident != fi:  # another identity (a reset): only the file knows
+            self._recorded()
+            batch = integrate.upload_changesets(self.env)
+        return batch
+
+    def _recorded(self) -> None:
+        """Wait until the last acknowledgement is recorded in the file."""
+        if self._acking is not None:
+            acking, self._acking = self._acking, None
+            acking.result()
 
     def _quarantine(self, css: list[P.Changeset]) -> bool:
         """Quarantine the pending changesets that use refused schema parts; True if any were."""

@@ -532,3 +532,43 @@ def test_second_opener_in_another_thread_shares_the_agent(tmp_path: Path, base: 
     t.join(T)
     assert out["same"] and main.sync_session.is_agent
     main.close()
+
+
+def test_uploads_go_on_while_an_acknowledgement_waits_to_be_recorded(
+    tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording an acknowledgement waits for the file's write lock behind every writer; the
+    next upload must not wait for it (issue 12, item 6: burst latency)."""
+    from realmpy.sync import integrate
+
+    real = integrate.record_ack
+    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
+
+    def held(*args: Any) -> bool:
+        if not release.is_set():
+            entered.set()
+            release.wait(T)  # as if every writer were ahead of it for the write lock
+            returned.set()
+        return real(*args)
+
+    a = _open(_app(tmp_path, base, "app-a"), tmp_path / "a.realm")
+    b = _open(_app(tmp_path, base, "app-b"), tmp_path / "b.realm")
+    try:
+        _subscribe(a)
+        _subscribe(b)
+        monkeypatch.setattr(integrate, "record_ack", held)
+        with a.write():
+            a.add(Item(name="first"))
+        assert entered.wait(T)
+        with a.write():
+            a.add(Item(name="second"))
+        _until(b, lambda: {i.name for i in b.all(Item)} == {"first", "second"})
+        assert not returned.is_set()  # the first acknowledgement's record is still waiting
+        release.set()
+        a.sync_session.wait_for_upload(timeout=T)
+        with a._env.read() as snap:
+            assert Meta(snap).acked() == Meta(snap).cv() and snap.count(HISTORY) == 0
+    finally:
+        release.set()
+        a.close()
+        b.close()
