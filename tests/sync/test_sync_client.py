@@ -557,12 +557,15 @@ def test_uploads_go_on_while_an_acknowledgement_waits_to_be_recorded(
         _subscribe(a)
         _subscribe(b)
         monkeypatch.setattr(integrate, "record_ack", held)
+        first, second = Item(name="first"), Item(name="second")
         with a.write():
-            a.add(Item(name="first"))
+            a.add(first)
         assert entered.wait(T)
         with a.write():
-            a.add(Item(name="second"))
-        _until(b, lambda: {i.name for i in b.all(Item)} == {"first", "second"})
+            a.add(second)
+        _until(
+            b, lambda: b.find(Item, first.id) is not None and b.find(Item, second.id) is not None
+        )
         assert not returned.is_set()  # the first acknowledgement's record is still waiting
         release.set()
         a.sync_session.wait_for_upload(timeout=T)
