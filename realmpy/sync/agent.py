@@ -58,6 +58,7 @@ from realmpy.sharedfile import SharedFile
 from realmpy.sidefiles import open_side_file
 from realmpy.storage import Environment, WriteTransaction
 from realmpy.sync import integrate
+from realmpy.sync import localstate as L
 from realmpy.sync import quarantine as Q
 from realmpy.sync import status as ST
 from realmpy.sync import subscriptions as S
@@ -360,10 +361,11 @@ class SyncClient:
                 self._become_agent()
             if self._stop.is_set():
                 return
-            with self.env.write(
-                record_history=False
-            ) as txn:  # a new agent tries again: the last one's final error goes
-                if not ST.clear_error(txn):
+            with self.env.write(record_history=False) as txn:
+                # A new agent tries again: the last one's final error goes.  An older file's
+                # merge states shrink, before any download answer can be in flight (localstate).
+                cleared = ST.clear_error(txn)
+                if L.upgrade(txn) is None and not cleared:
                     txn.abort()
             log.info("process %d is the sync agent of %s", os.getpid(), self.path)
             self._downloader = threading.Thread(

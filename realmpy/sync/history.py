@@ -27,7 +27,8 @@ Tables (all in the realm's own storage environment, next to ``o:<Class>``):
     ``status``), ``dl_objects`` ``[objects received, objects expected,
     objects of the bootstrap in progress]`` (download progress; ``status``),
     ``up`` ``[objects recorded, bytes recorded, objects acknowledged, bytes
-    acknowledged]`` (upload progress; ``Meta.upload_totals``).
+    acknowledged]`` (upload progress; ``Meta.upload_totals``), ``states``
+    (the encoding of ``_sync.state`` the file was upgraded to; absent: 1).
 ``_sync.history``
     8-byte big-endian client version → ``[base_server_version, timestamp,
     [ops]]``: changesets not yet acknowledged (acknowledged ones are removed
@@ -249,6 +250,13 @@ class Meta:
             objects, nbytes = objects + o, nbytes + b
         if objects or nbytes:
             self.count_upload(acked=(objects, nbytes))
+
+    def states_format(self) -> int:
+        """The encoding of ``_sync.state`` the file was upgraded to (``localstate.upgrade``)."""
+        return int(self._get("states") or 1)
+
+    def set_states_format(self, version: int) -> None:
+        self._put("states", version)
 
     def stale_pending(self) -> bool:
         return bool(self._get("stale"))

@@ -36,8 +36,8 @@ what that step does to whole states.
 Encoding of a ``_sync.state`` value (``table NUL pk`` key):
 
 - a msgpack array: the whole state, ``merge.ObjectState.to_wire`` (the only
-  form before; such values are read as they are, so older files need no
-  conversion and keep syncing);
+  form before; such values are read as they are, so older files keep
+  syncing, and the agent shrinks them once, ``upgrade``);
 - ``0xC1`` (a byte msgpack never uses) then msgpack ``[covered, file ident,
   [client versions], whole state or nil]``: a covered and/or derived state.
 """
@@ -59,7 +59,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DERIVE_MAX_OPS",
     "DERIVE_MAX_VERSIONS",
+    "QUARANTINE",
     "STATE",
+    "STATES_FORMAT",
     "Local",
     "covered_by_ack",
     "covered_by_download",
@@ -68,6 +70,7 @@ __all__ = [
     "save",
     "save_whole",
     "state_key",
+    "upgrade",
 ]
 
 STATE: Final = "_sync.state"
@@ -227,3 +230,32 @@ def _no_reset_pending(txn: WriteTransaction) -> bool:
     from realmpy.sync.history import Meta
 
     return not Meta(txn).stale_pending()
+
+
+STATES_FORMAT: Final = 2
+"""``_sync.meta`` ``states``: the encoding of ``_sync.state`` this file was upgraded to."""
+
+
+def upgrade(txn: WriteTransaction) -> int | None:
+    """Store an older file's whole states as little as the rules allow (once per file).
+
+    Run by the agent before its download loop starts, so no download answer read before
+    now can arrive after: a state the server holds (``covered_by_ack``) becomes the covered
+    flag at server version 0.  Returns how many states shrank (None: upgraded before)."""
+    from realmpy.sync.history import Meta, split_state_key
+
+    meta = Meta(txn)
+    if meta.states_format() >= STATES_FORMAT:
+        return None
+    fi, acked = meta.file_ident(), meta.acked()
+    shrunk = 0
+    for k, raw in list(txn.scan(STATE)):
+        if raw.startswith(_TAG):
+            continue
+        loc = Local(M.ObjectState.from_wire(P.unpack(raw)))
+        if covered_by_ack(txn, loc, file_ident=fi, acked=acked):
+            table, pk = split_state_key(k)
+            save(txn, table, pk, None, covered_at=0)
+            shrunk += 1
+    meta.set_states_format(STATES_FORMAT)
+    return shrunk

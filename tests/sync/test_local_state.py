@@ -204,3 +204,26 @@ def test_a_state_in_the_older_encoding_is_read(tmp_path: Path) -> None:
         assert [(o.code, o.field) for o in _last_ops(realm)] == [(P.OpCode.SET, "name")]
         with realm._env.read() as snap:
             assert snap.count(HISTORY) == 2
+
+
+def test_an_older_file_s_states_shrink_once_when_the_agent_starts(tmp_path: Path) -> None:
+    with _open(tmp_path) as realm:
+        x, y = Item(name="x"), Item(name="y")
+        with realm.write():
+            realm.add(x)
+            realm.add(y)
+        with realm.write():
+            y.name = "pending"
+        with realm._env.write(record_history=False) as txn:  # as an older realmpy left it
+            Meta(txn).set_acked(1)
+            for item in (x, y):
+                whole = _replayed(realm, "Item", item.id, FI)
+                txn.put(L.STATE, L.state_key("Item", item.id), P.pack(whole.to_wire()))
+        with realm._env.write(record_history=False) as txn:
+            assert L.upgrade(txn) == 1
+            assert Meta(txn).states_format() == L.STATES_FORMAT
+        assert _load(realm, "Item", x.id) == L.Local(M.ObjectState(), covered_at=0)
+        y_state = _load(realm, "Item", y.id)  # its pending change keeps it whole
+        assert not y_state.covered and y_state.state == _replayed(realm, "Item", y.id, FI)
+        with realm._env.write(record_history=False) as txn:
+            assert L.upgrade(txn) is None
