@@ -137,7 +137,7 @@ def apply_download(
                     old = loc.state
                     st = incoming if old is None else M.join(old, incoming)
                     _store_settled(
-                        txn, e.table, e.pk, st, incoming, fi=fi, acked=acked, cursor=new_cursor
+                        txn, e.table, e.pk, st, incoming, loc, fi=fi, acked=acked, cursor=new_cursor
                     )
                     _write_object(txn, schema, e.table, e.pk, st)
                     txn.delete(STALE, state_key(e.table, e.pk))
@@ -199,6 +199,7 @@ def _store_settled(
     pk: Any,
     st: M.ObjectState,
     incoming: M.ObjectState,
+    old: L.Local,
     *,
     fi: int,
     acked: int,
@@ -210,7 +211,9 @@ def _store_settled(
     if collectable(st, file_ident=fi, acked=acked, cursor=cursor):
         L.save(txn, table, pk, None)
     elif L.covered_by_download(txn, st, incoming):
-        L.save(txn, table, pk, None, covered_at=cursor)
+        if not (old.covered and not old.derived and old.state == M.ObjectState()):
+            # (A flag already alone stays: every later answer is at or past this one.)
+            L.save(txn, table, pk, None, covered_at=cursor)
     else:
         L.save(txn, table, pk, st)
 

@@ -158,6 +158,9 @@ def test_a_download_that_shows_everything_leaves_one_flag(tmp_path: Path) -> Non
         server.apply(P.Op(P.OpCode.SET, "Item", pk, "name", "n"), P.Stamp(5, 9, 1, 1), 0, 4)
         _download(realm, 4, [P.DownloadEntry("state", "Item", pk, server.to_wire())])
         assert _load(realm, "Item", pk).covered_at == 4
+        # The same state again (a device's own changes coming back): the flag is not rewritten.
+        _download(realm, 6, [P.DownloadEntry("state", "Item", pk, server.to_wire())])
+        assert _load(realm, "Item", pk).covered_at == 4
         found = realm.find(Item, pk)
         assert found is not None and found.name == "n"
         with realm.write():
