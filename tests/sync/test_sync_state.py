@@ -126,6 +126,19 @@ def _batch(env: Any, n: int, batch: str, progress: float, cursor: int) -> None:
         Meta(txn).set_download(cursor, 10, 1.0 if batch != "more" else min(progress, 0.99))
 
 
+def _listener() -> tuple[list[SyncProgress], threading.Event, Callable[[SyncProgress], None]]:
+    """A progress callback: the reports it got, and an event set at the first 1.0."""
+    reports: list[SyncProgress] = []
+    done = threading.Event()
+
+    def on_progress(p: SyncProgress) -> None:
+        reports.append(p)
+        if p.progress_estimate >= 1.0:
+            done.set()
+
+    return reports, done, on_progress
+
+
 def test_download_progress_counts_objects_and_never_goes_down(tmp_path: Path) -> None:
     # A secondary's view reports the progress the agent records in the file.
     with Realm(Configuration.disconnected_sync([Item], path=str(tmp_path / "p.realm"))) as realm:
@@ -133,13 +146,7 @@ def test_download_progress_counts_objects_and_never_goes_down(tmp_path: Path) ->
         _batch(env, 0, "steady", 1.0, 0)
         session = realm.sync_session
         assert session is not None and session.role == "secondary"
-        reports: list[SyncProgress] = []
-        done = threading.Event()
-
-        def on_progress(p: SyncProgress) -> None:
-            reports.append(p)
-            if p.progress_estimate >= 1.0:
-                done.set()
+        reports, done, on_progress = _listener()
 
         with env.write() as txn:
             Meta(txn).set_download(0, 10, 0.0)  # a bootstrap is outstanding
@@ -172,13 +179,7 @@ def test_upload_progress_counts_objects_and_bytes_and_never_goes_down(tmp_path: 
         assert [o for o, _ in sizes] == [1, 2, 1]  # objects per changeset, not changesets
         total_bytes = sum(b for _, b in sizes)
         session = realm.sync_session
-        reports: list[SyncProgress] = []
-        done = threading.Event()
-
-        def on_progress(p: SyncProgress) -> None:
-            reports.append(p)
-            if p.progress_estimate >= 1.0:
-                done.set()
+        reports, done, on_progress = _listener()
 
         session.add_progress_listener("upload", "for_currently_outstanding_work", on_progress)
         assert reports[0] == SyncProgress(0, 4, 0.0, 0, total_bytes)
