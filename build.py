@@ -116,7 +116,15 @@ NATIVE_LIMITED_API = "0x030A0000"
 
 # Its C files (csrc/py/native.h says which concept each holds); it shares
 # the header-only msgpack.h and keytags.h with the engine.
-NATIVE_SOURCES = ("module.c", "objects.c", "record.c", "modelinit.c", "bulk.c", "storage.c")
+NATIVE_SOURCES = (
+    "module.c",
+    "objects.c",
+    "record.c",
+    "modelinit.c",
+    "bulk.c",
+    "storage.c",
+    "add.c",
+)
 
 
 def native_extension(root: str = "") -> Any:

@@ -21,9 +21,11 @@ from .errors import __all__ as _errors_all
 from .objectid import ObjectId
 from .schema import Backlinks, Counter, EmbeddedObject, Object, backlinks, field
 
-# The sync layer registers its configuration kinds (Configuration.flexible_sync):
-# the package is the façade above every layer, so it is the one that loads it.
-from .sync import configuration as _sync_configuration  # noqa: F401
+# Nothing else is imported here: a local realm needs only the modules above and,
+# at the first Realm, realmpy.realm.  The sync client, the server, asyncio and
+# the query compiler load on first use: the names below through __getattr__
+# (PEP 562), the sync configuration kinds and history through the registries
+# that name their modules (realmpy.config, realmpy.storage).
 
 _STORAGE_NAMES = ("Environment", "ReaderInfo", "Snapshot", "Stats", "WriteTransaction")
 

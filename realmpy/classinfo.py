@@ -19,6 +19,8 @@ from realmpy.schema import ObjectSchema, Property, _Model, validator
 __all__ = ["K_COLLECTION", "K_COUNTER", "K_EMBEDDED", "K_LINK", "K_PLAIN", "ClassInfo", "kind"]
 
 _unpack_row = codec.unpack_row
+# (table, names, primary key, ((property, index table), ...), key limit, positions)
+AddPlan = tuple[bytes, tuple[str, ...], str, tuple[tuple[str, bytes], ...], int, dict[str, int]]
 _decode_value = codec.decode_value
 
 # How a property's stored value becomes what a read returns.
@@ -45,6 +47,7 @@ class ClassInfo:
     """Everything the hot paths need about one class, computed once per schema."""
 
     __slots__ = (
+        "add_plan",
         "defaults",
         "fill",
         "indexed",
@@ -106,6 +109,18 @@ class ClassInfo:
         self.simple = not schema.embedded and all(
             p.type not in ("link", "embedded") for p in schema.properties
         )
+        # What realmpy._native.add_new needs to add one new object in one
+        # call (a simple class with a primary key; None: the general path).
+        self.add_plan: AddPlan | None = None
+        if self.simple and self.pk is not None:
+            self.add_plan = (
+                self.table.encode(),
+                self.names,
+                self.pk,
+                tuple((p, i.encode()) for p, i in self.indexed),
+                codec.MAX_KEY,
+                self.pos,
+            )
 
     def full(self, rec: list[Any]) -> list[Any]:
         """``rec`` (a decoded record) padded with the defaults of properties

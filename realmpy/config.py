@@ -26,6 +26,7 @@ Callbacks:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -309,10 +310,16 @@ class Configuration:
 # The object layer must not import the sync client (layers import downwards
 # only, docs/architecture.md), yet ``Configuration.flexible_sync`` is where a
 # user looks for it.  So the sync layer registers its builders here when it is
-# imported (``realmpy/__init__.py`` imports it, so they are always there).
+# imported, and ``import realmpy`` must not load the sync client (a local realm
+# does not need it): a kind nobody registered yet names the module that does,
+# imported at its first use.
 
 KindBuilder = Callable[..., "Configuration"]
 _KIND_BUILDERS: dict[str, KindBuilder] = {}
+_KIND_MODULES: dict[str, str] = {
+    "flexible_sync": "realmpy.sync.configuration",
+    "disconnected_sync": "realmpy.sync.configuration",
+}
 
 
 def register_kind(kind: str, builder: KindBuilder) -> None:
@@ -322,6 +329,9 @@ def register_kind(kind: str, builder: KindBuilder) -> None:
 
 def _kind_builder(kind: str) -> KindBuilder:
     builder = _KIND_BUILDERS.get(kind)
+    if builder is None and kind in _KIND_MODULES:
+        importlib.import_module(_KIND_MODULES[kind])  # registers its builders
+        builder = _KIND_BUILDERS.get(kind)
     if builder is None:
         raise ConfigurationError(
             f"no {kind} configurations: import realmpy.sync.configuration to register them"

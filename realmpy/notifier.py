@@ -5,9 +5,12 @@ process bumps the counter in shared memory and wakes the futex, so one
 ``env.wait_for_change`` call per file and process hears every commit, local
 or remote, at no CPU cost while idle; nothing polls.
 
-For each new version the notifier opens one read snapshot, re-evaluates each
-listener's query (or object) once, diffs it against what that listener saw
-last, and delivers a change set:
+For each new version the notifier opens one read snapshot, brings each
+listener's query (or object) up to it, diffs it against what that listener
+saw last, and delivers a change set.  A results listener costs what the
+commits changed, not what its table holds, where the commits' change records
+say what that was (:mod:`realmpy.changelog`, "Results listeners that cost
+what a commit changed" below); otherwise its query is re-run.  Delivery:
 
 - a listener registered while an asyncio loop was running in the calling
   thread is called *on that loop*, with the live ``Results`` (or object) of
@@ -45,24 +48,24 @@ signal, so an initial call needs no commit and no polling.
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import sys
 import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+import realmpy.changelog as _changelog
 import realmpy.codec as codec
 from realmpy.errors import ClosedError, StorageError
 from realmpy.hooks import register_listeners
-from realmpy.layout import table_name
+from realmpy.layout import TABLE_PREFIX, table_name
 from realmpy.results import Results
 from realmpy.storage import Environment
 
-log = logging.getLogger("realmpy.notifier")
-
 if TYPE_CHECKING:
+    import asyncio
+
     from realmpy.realm import Realm
     from realmpy.schema import Object
 
@@ -264,6 +267,9 @@ class _Listener:
     collection: str = ""  # its kind: "list", "set" or "dict"
     # The notifier thread still owes this listener its initial call.
     initial: bool = False
+    # A results listener whose query reads only its objects' own plain
+    # properties (see _local); None until computed.
+    local: bool | None = None
 
 
 @dataclass(eq=False)
@@ -353,7 +359,11 @@ class Notifier:
                 # The lock file was deleted, replaced or truncated, or a dead
                 # writer's commit cannot be settled: no notification can be
                 # trusted any more (reads and writes raise the same error).
-                log.warning("change notifications stopped for %s: %s", self._env.path, e)
+                import logging  # here: importing it costs every process ~3 ms
+
+                logging.getLogger("realmpy.notifier").warning(
+                    "change notifications stopped for %s: %s", self._env.path, e
+                )
                 break
             if current == last:
                 continue
@@ -409,6 +419,9 @@ class Notifier:
         # (realms of one file may open it with different model lists), all
         # on the one snapshot of this version.
         frozens: dict[int, Realm] = {}
+        # What the versions after each listener's changed (realmpy.changelog),
+        # by the version the listener is at; None: unknown.
+        changes: dict[int, _changelog.Changes | None] = {}
         try:
             for lis in listeners:
                 realm = lis.realm_ref()
@@ -416,11 +429,19 @@ class Notifier:
                     continue
                 if not lis.initial and version <= lis.version:
                     continue
+                changed = None
+                if lis.kind == "results" and not lis.initial:
+                    if lis.version not in changes:
+                        changes[lis.version] = _changelog.read(snap, lis.version, version)
+                    changed = changes[lis.version]
+                    if changed is not None and _untouched(realm, lis, changed):
+                        lis.version = version  # the commits changed nothing it reads
+                        continue
                 frozen = frozens.get(id(realm._info))
                 if frozen is None:
                     frozen = frozens[id(realm._info)] = type(realm)._frozen_at(realm, snap)
                 initial, lis.initial = lis.initial, False
-                self._deliver(frozen, lis, version, initial)
+                self._deliver(frozen, lis, version, initial, changed)
         finally:
             for frozen in frozens.values():
                 frozen.close()  # frozen results are valid during the callback
@@ -428,12 +449,26 @@ class Notifier:
         self._processed = version
         self._release_waiters()
 
-    def _deliver(self, frozen: Realm, lis: _Listener, version: int, initial: bool) -> None:
+    def _deliver(
+        self,
+        frozen: Realm,
+        lis: _Listener,
+        version: int,
+        initial: bool,
+        changed: _changelog.Changes | None = None,
+    ) -> None:
         """Compute ``lis``'s change at ``version`` (or its initial state)
-        and call it, or post the call to its loop."""
+        and call it, or post the call to its loop.  ``changed``: what the
+        versions since the listener's changed, if known."""
         if lis.kind == "results":
-            state = frozen._evaluate_raw(lis.cls_name, lis.query, lis.args)
-            change = ResultsChange(is_initial=True) if initial else diff_rows(lis.state, state)
+            patched = None
+            if changed is not None and not initial and lis.local:
+                patched = _patch(frozen, lis, changed.get(frozen._info[lis.cls_name].table))
+            if patched is not None:
+                state, change = patched
+            else:
+                state = frozen._evaluate_raw(lis.cls_name, lis.query, lis.args)
+                change = ResultsChange(is_initial=True) if initial else diff_rows(lis.state, state)
             lis.state = state
             lis.version = version
             if change.is_empty and not initial:
@@ -487,6 +522,135 @@ class Notifier:
                 deliver()
 
         realm._post(guarded, lis.loop)
+
+
+# ----------------------------------------------------------------------------
+# Results listeners that cost what a commit changed
+#
+# A results listener's state is its matching objects' (key, raw record) in
+# table order (unsorted results are in primary-key order, with or without
+# an index: realmpy.planner).  When its query reads only its objects' own
+# plain properties ("local"), an object's match depends on its own record
+# alone, so after commits that changed the keys K of its class the new
+# state is the old one with the objects of K re-read and re-matched, and
+# the change set follows from where they were and are; a commit that did
+# not change its class changes nothing.  Anything else (links, collections,
+# sorting, a change record that is missing or says "any key") re-runs the
+# query, as every commit used to.
+
+_LOCAL_NODES = frozenset(
+    {"Const", "Arg", "KeyPath", "ListExpr", "Comparison", "Between", "And", "Or", "Not"}
+    | {"TruePredicate"}
+)
+
+
+def _local(realm: Realm, lis: _Listener) -> bool:
+    """Whether ``lis``'s query reads only its objects' own plain properties,
+    unsorted (only node kinds known to do so; anything else is not)."""
+    import dataclasses
+
+    from realmpy.classinfo import K_COUNTER, K_PLAIN
+
+    q = lis.query
+    if q is None:
+        return True
+    if q.descriptors:
+        return False
+    kinds = realm._info[lis.cls_name].kinds
+    todo = [q.predicate]
+    while todo:
+        node = todo.pop()
+        name = type(node).__name__
+        if name not in _LOCAL_NODES or not dataclasses.is_dataclass(node):
+            return False
+        if name == "KeyPath":
+            parts: tuple[str, ...] = getattr(node, "parts", ())
+            if len(parts) != 1 or kinds.get(parts[0]) not in (K_PLAIN, K_COUNTER):
+                return False
+            continue
+        for f in dataclasses.fields(node):
+            v = getattr(node, f.name)
+            items = v if isinstance(v, tuple) else (v,)
+            todo.extend(x for x in items if dataclasses.is_dataclass(x))
+    return True
+
+
+def _untouched(realm: Realm, lis: _Listener, changed: _changelog.Changes) -> bool:
+    """Whether commits that changed ``changed`` leave ``lis``'s results as
+    they were: nothing of its class changed (local queries) or no object
+    at all (the others: they may read other classes)."""
+    if lis.local is None:
+        lis.local = _local(realm, lis)
+    if lis.local:
+        return realm._info[lis.cls_name].table not in changed
+    return not any(t.startswith(TABLE_PREFIX) for t in changed)
+
+
+def _patch(
+    frozen: Realm, lis: _Listener, keys: set[bytes] | None
+) -> tuple[list[tuple[bytes, bytes]], ResultsChange] | None:
+    """``lis``'s new state and change after commits that changed ``keys`` of
+    its (local) query's class; None where a full re-run must decide."""
+    import bisect
+
+    from realmpy import execute
+
+    if keys is None:
+        return None
+    old: list[tuple[bytes, bytes]] = lis.state
+    try:
+        info = frozen._info[lis.cls_name]
+        ks = sorted(keys)
+        raws = frozen._reader().get_many(info.table, ks)
+        match = None if lis.query is None else execute.matcher(frozen, info, lis.query, lis.args)
+        inserted: list[int] = []
+        deleted: list[int] = []
+        modified: list[int] = []
+        new_modified: list[int] = []
+        ops: list[tuple[int, bytes, bytes | None, bool]] = []  # (old index, key, raw, was)
+        shift = 0  # objects inserted minus deleted before the current key
+        for k, raw in zip(ks, raws, strict=True):
+            i = bisect.bisect_left(old, k, key=_first)
+            was = i < len(old) and old[i][0] == k
+            now = raw is not None and (match is None or match(info.decode(raw)))
+            if was and now:
+                if old[i][1] != raw:
+                    modified.append(i)
+                    new_modified.append(i + shift)
+                ops.append((i, k, raw, was))
+            elif was:
+                deleted.append(i)
+                shift -= 1
+                ops.append((i, k, None, was))
+            elif now:
+                inserted.append(i + shift)
+                shift += 1
+                ops.append((i, k, raw, was))
+    except Exception:  # a damaged record: the full re-run reports it
+        return None
+    new = list(old)
+    for i, k, raw, was in reversed(ops):  # from the end: indices before stay valid
+        if raw is None:
+            del new[i]
+        elif was:
+            new[i] = (k, raw)
+        else:
+            new.insert(i, (k, raw))
+    if not (inserted or deleted or modified):
+        return new, _UNCHANGED
+    change = ResultsChange(
+        tuple(inserted),
+        tuple(deleted),
+        tuple(modified),
+        tuple(new_modified),
+        (),
+        bool(old) and not new,
+    )
+    return new, change
+
+
+def _first(row: tuple[bytes, bytes]) -> bytes:
+    return row[0]
 
 
 # ----------------------------------------------------------------------------
@@ -655,8 +819,14 @@ class Listenable:
 
 
 def _loop() -> asyncio.AbstractEventLoop | None:
+    # No loop runs in a process that never imported asyncio (and importing
+    # it here would cost every process that registers a listener ~20 ms).
+    aio = sys.modules.get("asyncio")
+    if aio is None:
+        return None
     try:
-        return asyncio.get_running_loop()
+        loop: asyncio.AbstractEventLoop = aio.get_running_loop()
+        return loop
     except RuntimeError:
         return None
 

@@ -36,7 +36,6 @@ immutable and usable from any thread (:mod:`realmpy.sharedsnapshot`).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import threading
@@ -47,12 +46,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 import realmpy.backlinkindex as _backlinkindex
 import realmpy.bulkadd as _bulkadd
 import realmpy.codec as codec
-import realmpy.execute as _execute
 import realmpy.migration as _migration
-import realmpy.query as _query
 import realmpy.results as _results
 import realmpy.waiting as _waiting
 from realmpy._native import RealmState
+from realmpy._native import add_new as _add_new
 from realmpy._native import make_object as _make_object
 from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
 from realmpy.codec import Link
@@ -81,8 +79,6 @@ from realmpy.layout import (
 )
 from realmpy.managed import ManagedDict, ManagedList, ManagedSet
 from realmpy.notifier import Listenable
-from realmpy.query.bind import Binding as _Binding
-from realmpy.query.bind import bind as _bind
 from realmpy.schema import (
     MAX_EMBEDDED_DEPTH,
     Counter,
@@ -100,6 +96,10 @@ from realmpy.sharedfile import SharedFile
 from realmpy.storage import Snapshot, WriteTransaction
 
 if TYPE_CHECKING:
+    import asyncio  # at run time only where a coroutine runs: see refresh_async
+
+    import realmpy.query as _query
+    from realmpy.query.bind import Binding
     from realmpy.results import Results
     from realmpy.sync.session import SyncSession  # types only: no run-time import of the sync layer
     from realmpy.sync.subscriptions import SubscriptionSet
@@ -198,6 +198,10 @@ class Realm(RealmState, Listenable):
         self._guard = None
         self._wtxn: WriteTransaction | None = None
         self._wtxn_owner: Transaction | None = None
+        # (write transaction, its direct handle or None): see add()
+        self._direct: tuple[WriteTransaction, int | None, dict[str, set[bytes] | None]] | None = (
+            None
+        )
         self._snap: Snapshot | None = None
         # The address of the shared version counter that tells whether a
         # newer version exists, while a live snapshot is open (None: no
@@ -237,7 +241,7 @@ class Realm(RealmState, Listenable):
         self._schema = schema
         # (class, query text) -> the query bound to that class (checked; its
         # arguments' checks, run on every call).
-        self._valid_queries: dict[tuple[str, str], _Binding] = {}
+        self._valid_queries: dict[tuple[str, str], Binding] = {}
         models = {object_schema(m).name: m for m in self._config.schema}
         self._models = models
         self._info = {c.name: ClassInfo(c, models.get(c.name)) for c in schema.classes}
@@ -442,6 +446,8 @@ class Realm(RealmState, Listenable):
             return False
         notifier = self._shared.notifier
         if notifier is not None and self._tokens:
+            import asyncio  # loaded already: this is a coroutine
+
             await notifier.wait_processed(target, asyncio.get_running_loop())
         self.refresh()
         return True
@@ -482,6 +488,7 @@ class Realm(RealmState, Listenable):
             )
         self._drop_snapshot()
         self._wtxn = self._env.write(timeout)
+        self._wtxn.track_changes()  # for the commit's change record (realmpy.changelog)
         self._dead = {}
         self._version = self._wtxn.version
         self._stamp += 1
@@ -533,7 +540,10 @@ class Realm(RealmState, Listenable):
     def _commit(self) -> None:
         txn = self._require_write()
         self._flush_links()
+        # What this commit changed, for listeners (realmpy.changelog).
+        txn.record_changes()
         self._wtxn = None
+        self._direct = None
         self._wtxn_owner = None
         self._stamp += 1
         base = txn.version
@@ -546,6 +556,7 @@ class Realm(RealmState, Listenable):
         txn = self._require_write()
         self._dead = {}
         self._wtxn = None
+        self._direct = None
         self._wtxn_owner = None
         self._stamp += 1
         txn.abort()
@@ -584,6 +595,7 @@ class Realm(RealmState, Listenable):
         except Exception:  # another thread's or a closed env's handle
             pass
         self._wtxn = None
+        self._direct = None
         self._snap = None
         self._vh = None
         if not self._frozen and self._config.sync is not None:  # sync hook (issue 5)
@@ -743,11 +755,16 @@ class Realm(RealmState, Listenable):
         """Live results of the objects of ``cls`` matching ``text`` (RQL)."""
         schema = self._class_schema(cls)
         self._check()
+        # The query compiler and executor load at the first query, not with
+        # realmpy (a realm that only adds, finds and counts never needs them).
+        import realmpy.query as _query
+        from realmpy.query.bind import bind
+
         q = _query.parse(text)
         bound = self._valid_queries
         binding = bound.get((schema.name, text))
         if binding is None:
-            binding = _bind(self._schema.__getitem__, schema, q)
+            binding = bind(self._schema.__getitem__, schema, q)
             if len(bound) < _VALID_QUERIES_MAX:
                 bound[(schema.name, text)] = binding
         binding.check_args(args)
@@ -764,11 +781,15 @@ class Realm(RealmState, Listenable):
     def _evaluate(
         self, name: str, q: _query.Query | None, args: tuple[Any, ...]
     ) -> list[tuple[bytes, list[Any] | None]]:
+        import realmpy.execute as _execute  # loaded at the first query (see query)
+
         return _execute.evaluate(self, name, q, args)
 
     def _evaluate_raw(
         self, name: str, q: _query.Query | None, args: tuple[Any, ...]
     ) -> list[tuple[bytes, bytes]]:
+        import realmpy.execute as _execute  # loaded at the first query (see query)
+
         return _execute.evaluate_raw(self, name, q, args)
 
     # -- ObjectStore (managed objects) ------------------------------------------------
@@ -997,14 +1018,48 @@ class Realm(RealmState, Listenable):
         """Add an unmanaged object (and the unmanaged objects it links to);
         with ``update=True`` replace an existing object with the same
         primary key.  Returns the object, now managed by this realm."""
-        self._check()
-        self._require_write()
-        info = self._add_info(obj)
+        # _check() and _require_write() inlined: a loop of add is a hot path.
+        if self._closed or _get_ident() != self._owner:
+            self._check()
+        txn = self._wtxn
+        if txn is None:
+            txn = self._require_write()  # raises the reason
+        info = self._by_cls.get(type(obj)) or self._add_info(obj)
         store = obj._rp_store
         if store is self:
             return obj
         if store is not None:
             raise WrongRealmError(f"this {type(obj).__name__} is already managed by another realm")
+        plan = info.add_plan
+        if plan is not None and info.name not in self._dead:
+            # The common case in one native call (realmpy._native.add_new:
+            # encode, check the key is free, write, manage), also for an
+            # upsert of a new key; None: not written (the key exists, or a
+            # value the native encoders do not take), the general path
+            # below decides.  The transaction's
+            # direct handle is looked up once per transaction (a realm's
+            # transaction never starts recording history midway: files
+            # become synced when opened).
+            direct = self._direct
+            if direct is None or direct[0] is not txn:
+                direct = self._direct = (txn, txn.direct_handle(), txn.changed())
+            handle = direct[1]
+            if handle is not None:
+                stamp = self._stamp + 1
+                key = _add_new(handle, plan, obj, self, stamp)
+                if key is not None:
+                    if isinstance(key, int):
+                        txn.raise_error(key, "put failed", info.table)
+                    self._stamp = stamp
+                    # The transaction's change record (txn.changed()): the
+                    # index tables change with the class table.
+                    changed = direct[2]
+                    keys = changed.get(info.table)
+                    if keys is not None:
+                        keys.add(key)
+                    elif info.table not in changed:
+                        changed[info.table] = {key}
+                    return obj
         if info.simple:
             _bulkadd.add_simple(self, info, [obj], update)
         else:

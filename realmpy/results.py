@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-import realmpy.query as _query
 from realmpy._native import iter_objects as _iter_objects
 from realmpy.hooks import add_listener
 from realmpy.schema import Object
 
 if TYPE_CHECKING:
+    import realmpy.query as _query
     from realmpy.notifier import ListenerToken, ResultsChange
     from realmpy.realm import Realm
 
@@ -65,11 +65,24 @@ class Results(Generic[T]):
         obj: T = self._realm._make(self._name, row[0], row[1], stamp)
         return obj
 
+    def _count(self) -> int | None:
+        """The number of results without evaluating them, where the engine
+        knows it: every object of the class is the table's key count, O(1)."""
+        if self._query is not None:
+            return None
+        cache = self._cache
+        txn = self._realm._read()
+        if cache is not None and cache[0] == self._realm._stamp:
+            return len(cache[1])
+        return txn.count(self._realm._info[self._name].table)
+
     def __len__(self) -> int:
-        return len(self._rows())
+        n = self._count()
+        return len(self._rows()) if n is None else n
 
     def __bool__(self) -> bool:
-        return bool(self._rows())
+        n = self._count()
+        return bool(self._rows()) if n is None else n > 0
 
     def __iter__(self) -> Iterator[T]:
         rows = self._rows()  # fixed for the whole iteration
@@ -120,6 +133,8 @@ class Results(Generic[T]):
         """Narrow these results with another query (``AND``-ed)."""
         if self._query is None:
             return self._realm.query(self._cls, text, *args)
+        import realmpy.query as _query  # loaded already: self._query is one
+
         inner = _query.parse(text)
         shift = len(self._args)
         shifted = _shift_args(inner.predicate, shift)
@@ -195,6 +210,8 @@ class Results(Generic[T]):
 def _key_paths(method: str, key_paths: tuple[str, ...]) -> list[str]:
     """Each of ``key_paths`` checked to be one key path (not a fragment of
     query text) and rendered as the parser reads it."""
+    import realmpy.query as _query  # the query compiler loads at the first query
+
     out = []
     for text in key_paths:
         if not isinstance(text, str):
@@ -217,6 +234,8 @@ def _key_paths(method: str, key_paths: tuple[str, ...]) -> list[str]:
 def _shift_args(node: _query.Node, shift: int) -> _query.Node:
     """Renumber ``$n`` so two queries' arguments can be concatenated."""
     import dataclasses
+
+    import realmpy.query as _query
 
     if isinstance(node, _query.Arg):
         return _query.Arg(node.index + shift)

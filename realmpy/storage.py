@@ -47,15 +47,19 @@ whatever the caller does:
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 import struct
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Union
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, Protocol, Union
+
+import msgpack  # type: ignore[import-untyped,unused-ignore]
 
 import realmpy.binding as _b
 import realmpy.errors as _e
@@ -404,7 +408,9 @@ class Environment(EnvCore):
         if self._closing:  # close() ran while we waited for the writer mutex
             txn._end("closed with its environment")
             raise self._closed_error("begin a transaction")
-        txn._observer = _UNRESOLVED if record_history else None
+        txn._observer = _UNRESOLVED if record_history else _CHANGES_UNRESOLVED
+        txn._changed = None
+        txn._record = False
         return txn
 
     # ---- waiting for other processes -------------------------------------
@@ -645,7 +651,31 @@ class WriteObserver(Protocol):
 
 
 _HISTORY_OBSERVERS: dict[bytes, Callable[[], WriteObserver]] = {}
+# The history kinds realmpy provides, by the module that registers each: it is
+# imported at the first write to such a file (so that ``import realmpy`` does
+# not load the sync client, yet every writer of a synced file records).
+_HISTORY_MODULES: Final[dict[bytes, str]] = {b"sync": "realmpy.sync.history"}
 _UNRESOLVED: Final[Any] = object()  # not looked up yet: at the first change
+_CHANGES_UNRESOLVED: Final[Any] = object()  # no history; change records not looked up yet
+_TRACKING: Final[Any] = object()  # no history, but the changed keys are kept
+_UNKNOWN_CHANGES: Final = b"\xc0"  # msgpack nil: a change record that says "unknown"
+_NEW: Final[Any] = object()  # WriteTransaction._note: a table not changed yet
+# Beyond this many keys a transaction records a table as changed as a whole.
+CHANGED_KEYS_MAX: Final = 1024
+# Change records (docs/format.md): the table, how many versions are kept (at
+# least), and how many are pruned at once (most commits touch one leaf).
+CHANGES_TABLE: Final = "_changes"
+CHANGES_KEEP: Final = 1000
+_CHANGES_PRUNE: Final = 64
+_version_key = struct.Struct(">Q").pack
+
+
+@functools.cache
+def _native_engine() -> None:
+    """Hand realmpy._native the engine functions its one-call writes use."""
+    from ._native import set_engine
+
+    set_engine(*(int(ffi.cast("uintptr_t", ffi.addressof(lib, f))) for f in ("rp_get", "rp_put")))
 
 
 def register_history(kind: str, factory: Callable[[], WriteObserver]) -> None:
@@ -725,16 +755,46 @@ class WriteTransaction(ReadMethods, WriteTxn):
     observer first (:meth:`_observe`) when the file keeps a history.
     """
 
-    __slots__ = ()
+    __slots__ = ("_changed", "_record")
+    # What this transaction changed, per table: the keys written or deleted,
+    # or None for "any key" (a dropped table, or more than CHANGED_KEYS_MAX
+    # keys); None when nobody asked (track_changes).  Kept in memory only;
+    # the object layer stores it with each of its commits so listeners
+    # re-read only what a commit changed.
+    _changed: dict[str, set[bytes] | None] | None
+    _record: bool
 
     # ---- the history observer ------------------------------------------------
 
+    # The native put/delete call _observe only while _observer is not None:
+    # it holds the history observer, _UNRESOLVED until the first change
+    # looks the file's history kind up (_CHANGES_UNRESOLVED: a transaction
+    # that records no history still looks up whether the file keeps change
+    # records), or _TRACKING when there is no history but the keys changed
+    # are kept (track_changes).
+
     def _observe(self, table: str, keys: Sequence[bytes]) -> None:
-        obs = self._observer
-        if obs is _UNRESOLVED:
-            obs = self._observer = self._history_observer()
+        obs = self._resolved_observer()
+        if self._changed is not None:
+            self._note(table, keys)
         if obs is not None:
             obs.before_change(self, table, keys)
+
+    def _resolved_observer(self) -> WriteObserver | None:
+        """The history observer (looked up at the first change), or None."""
+        obs = self._observer
+        if obs is _UNRESOLVED or obs is _CHANGES_UNRESOLVED:
+            # A file with change records gets this commit's record whoever
+            # writes (a realm, the sync client, a plain transaction), so
+            # that each version's record is that commit's.
+            if self._changed is None and self.count(CHANGES_TABLE):
+                self._changed = {}
+            obs = self._history_observer() if obs is _UNRESOLVED else None
+            self._observer = obs if obs is not None else self._no_history()
+        return None if obs is _TRACKING else obs
+
+    def _no_history(self) -> Any:
+        return None if self._changed is None else _TRACKING
 
     def _history_observer(self) -> WriteObserver | None:
         """The observer this file's history kind asks for (read in this
@@ -743,11 +803,14 @@ class WriteTransaction(ReadMethods, WriteTxn):
         if kind is None or kind == b"local":
             return None
         factory = _HISTORY_OBSERVERS.get(kind)
+        if factory is None and kind in _HISTORY_MODULES:
+            importlib.import_module(_HISTORY_MODULES[kind])  # registers it
+            factory = _HISTORY_OBSERVERS.get(kind)
         if factory is None:
             raise _e.TransactionError(
                 f"this file keeps {kind.decode(errors='replace')!r} history and nothing "
-                "in this process records it: import realmpy (the package registers the "
-                f"sync history) before writing to it [{self._env._path}]"
+                "in this process records it: import the module that registers it "
+                f"(realmpy.storage.register_history) before writing to it [{self._env._path}]"
             )
         return factory()
 
@@ -755,8 +818,92 @@ class WriteTransaction(ReadMethods, WriteTxn):
         """The history kind was just written: if no observer is attached yet,
         look the kind up again at the next change (a new synced file records
         its changes from the write that made it synced)."""
-        if self._observer is None:
+        if self._observer in (None, _TRACKING, _CHANGES_UNRESOLVED):
             self._observer = _UNRESOLVED
+
+    def track_changes(self) -> None:
+        """Keep the keys this transaction writes and deletes (:meth:`changed`)
+        from now on; the object layer asks right after it begins."""
+        if self._changed is None:
+            self._changed = {}
+            if self._observer is None:
+                self._observer = _TRACKING
+
+    def _note(self, table: str, keys: Collection[bytes]) -> None:
+        changed = self._changed
+        assert changed is not None
+        seen = changed.get(table, _NEW)
+        if seen is _NEW:
+            seen = changed[table] = set()
+        if seen is not None:
+            if len(seen) + len(keys) > CHANGED_KEYS_MAX:
+                changed[table] = None
+            else:
+                seen.update(keys)
+
+    def record_changes(self) -> None:
+        """Store what this transaction changed as its version's change
+        record (table ``CHANGES_TABLE``, created here if the file has none).
+        Every later commit to a file that has the table stores its record
+        too, whoever makes it, so each version's record is that commit's."""
+        self._record = True
+
+    def _write_changes(self) -> None:
+        if not self._record and self.count(CHANGES_TABLE) == 0:
+            return  # a file without change records
+        version = self.version + 1
+        if self._changed is None:
+            # Nobody tracked this commit's keys (a plain storage or sync
+            # transaction): its record says "unknown" (nil, not a map), which
+            # readers answer with a full re-run, and replaces any older
+            # record under this version number.
+            self.put(CHANGES_TABLE, _version_key(version), _UNKNOWN_CHANGES)
+        else:
+            out: dict[str, list[bytes] | None] = {}
+            for table, keys in self._changed.items():
+                if table != CHANGES_TABLE:
+                    out[table] = (
+                        None if keys is None or len(keys) > CHANGED_KEYS_MAX else sorted(keys)
+                    )
+            self.put(CHANGES_TABLE, _version_key(version), msgpack.packb(out, use_bin_type=True))
+        if version % _CHANGES_PRUNE == 0 and version > CHANGES_KEEP:
+            for old in range(
+                max(1, version - CHANGES_KEEP - _CHANGES_PRUNE + 1), version - CHANGES_KEEP + 1
+            ):
+                self.delete(CHANGES_TABLE, _version_key(old))
+
+    def changed(self) -> dict[str, set[bytes] | None]:
+        """What this transaction changed so far (starting :meth:`track_changes`
+        if nobody had): per table, the keys written or deleted, or None for
+        any key of it.  The live record: a direct writer
+        (:meth:`direct_handle`) adds the keys it writes to the table's set,
+        if it has one (None stays None)."""
+        self.track_changes()
+        assert self._changed is not None
+        return self._changed
+
+    def raise_error(self, rc: int, what: str, table: str) -> NoReturn:
+        """Raise the error of engine result ``rc`` (of a direct write, see
+        :meth:`direct_handle`) as this transaction's methods would."""
+        self._fail(rc, what, table)
+
+    def direct_handle(self) -> int | None:
+        """The engine address of this transaction for realmpy._native's
+        one-call writes (``add_new``), or None where every change must go
+        through this object's methods: a history to record (the observer
+        sees every change), another thread, or a transaction that ended.
+        Valid until the transaction ends; the caller writes only plain
+        records and index entries (never the history table)."""
+        if not self.active:
+            return None
+        try:
+            handle = self._handle()  # checks the owner thread
+        except _e.RealmpyError:
+            return None  # the general path raises the typed error
+        if self._resolved_observer() is not None:
+            return None
+        _native_engine()
+        return int(ffi.cast("uintptr_t", handle))
 
     # ---- writes ----------------------------------------------------------------
 
@@ -862,11 +1009,11 @@ class WriteTransaction(ReadMethods, WriteTxn):
         """Remove ``table`` and all its keys; return whether it existed."""
         txn = self._handle()
         name = self._name(table)
-        obs = self._observer
-        if obs is _UNRESOLVED:
-            obs = self._observer = self._history_observer()
+        obs = self._resolved_observer()
         if obs is not None:
             obs.before_drop(self, table)
+        if self._changed is not None:
+            self._changed[table] = None
         rc = lib.rp_drop_table(txn, name, len(name))
         if rc == _b.OK:
             return True
@@ -885,8 +1032,14 @@ class WriteTransaction(ReadMethods, WriteTxn):
         obs = self._observer
         if obs is not None:
             self._observer = None  # its own writes (the changeset) are not observed
-            if obs is not _UNRESOLVED:
+            if obs not in (_UNRESOLVED, _CHANGES_UNRESOLVED, _TRACKING):
                 obs.before_commit(self)
+        if self._state == "open":
+            try:
+                self._write_changes()
+            except BaseException:
+                self.abort()  # a commit that fails is rolled back and ended
+                raise
         return self._commit()
 
     def __enter__(self) -> WriteTransaction:

@@ -23,13 +23,14 @@ session stopped in memory) is noticed anyway.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Final
 
 if TYPE_CHECKING:
+    import asyncio  # loaded where a coroutine waits (not by `import realmpy`)
+
     from realmpy.storage import Environment
 
 __all__ = ["wait_until", "wait_until_async"]
@@ -107,6 +108,8 @@ async def wait_until_async(
 ) -> None:
     """:func:`wait_until` for a coroutine: the event loop keeps running while it waits."""
     w = _Wait(ready, timeout, give_up, timed_out, slice_s)
+    import asyncio  # loaded already: this is a coroutine
+
     loop = asyncio.get_running_loop()
     while True:
         seen = env.version
@@ -132,6 +135,8 @@ class _Watcher:
         cls, env: Environment, seen: int, timeout: float, loop: asyncio.AbstractEventLoop
     ) -> None:
         """Complete when the version differs from ``seen``, or after ``timeout`` seconds."""
+        import asyncio  # loaded already: this is a coroutine
+
         fut: asyncio.Future[None] = loop.create_future()
         with cls._all_lock:
             w = cls._all.get(id(env))

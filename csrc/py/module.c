@@ -102,6 +102,12 @@ static PyMethodDef sp_methods[] = {
      "WrongThreadError): the engine functions storage.c calls (see storage.c)."},
     {"pack_keys", sp_pack_keys, METH_O,
      "pack_keys(keys): the keys as [u32 little-endian length][bytes]..."},
+    {"set_engine", (PyCFunction)(void (*)(void))sp_set_engine, METH_FASTCALL,
+     "set_engine(rp_get, rp_put): the engine functions add_new calls, by address."},
+    {"add_new", (PyCFunction)(void (*)(void))sp_add_new, METH_FASTCALL,
+     "add_new(txn, plan, obj, realm, stamp): write a new object of a simple class and "
+     "make it managed; its key, an engine error code (int), or None (not written: use the "
+     "general path)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,6 +11,7 @@
  *   storage.c    the storage layer's hot paths: EnvCore, TxnBase, ReadTxn,
  *                WriteTxn (bases of storage.Environment, Snapshot and
  *                WriteTransaction), ScanIter, calling the engine directly
+ *   add.c        Realm.add of one new object in one call (engine via set_engine)
  *
  * Everything runs with the GIL held (see module.c for the lifetime rules).
  */
@@ -164,5 +165,8 @@ PyObject *sp_pack_keys(PyObject *module, PyObject *keys);
 /* storage.c */
 PyObject *sp_bind_engine(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 int storage_init(void); /* its interned names: 0, or -1 with an exception */
+/* add.c */
+PyObject *sp_set_engine(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_add_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

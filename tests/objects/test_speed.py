@@ -1,0 +1,305 @@
+"""The everyday fast paths (issue 15) give the same answers as the general ones.
+
+Speed itself is measured in bench/bench_objects.py, never asserted here; these
+tests pin down that a fast path is taken (counted engine or Python calls) and
+that it agrees with the slow path it replaces.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from realmpy import changelog, query
+from realmpy.codec import CodecError, encode_key
+from realmpy.errors import DuplicatePrimaryKeyError
+from realmpy.layout import table_name
+from realmpy.notifier import ResultsChange, diff_rows
+from realmpy.realm import Realm
+from realmpy.schema import Object, field
+from realmpy.storage import CHANGES_TABLE, Environment, WriteTransaction
+from tests.objects.conftest import make_config
+from tests.objects_models import MODELS, Dog, Note, Person
+
+
+def _no_evaluation(realm: Realm, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any) -> Any:
+        raise AssertionError("the results were evaluated")
+
+    monkeypatch.setattr(realm, "_evaluate", refuse)
+
+
+def test_len_of_all_is_the_table_count(realm: Realm, monkeypatch: pytest.MonkeyPatch) -> None:
+    with realm.write():
+        realm.add_all([Dog(id=i, name=f"d{i}") for i in range(10)])
+        realm.add(Note(text="n"))
+    dogs, notes = realm.all(Dog), realm.all(Note)
+    _no_evaluation(realm, monkeypatch)
+    assert (len(dogs), bool(dogs), len(notes)) == (10, True, 1)
+    with realm.write():
+        realm.delete(realm.find(Dog, 3))  # type: ignore[arg-type]
+        assert len(dogs) == 9  # the write transaction's own count
+        realm.delete_all(Dog)
+        assert (len(dogs), bool(dogs)) == (0, False)
+    assert len(realm.all(Dog)) == 0
+    monkeypatch.undo()
+    assert len(realm.query(Note, "n == 0")) == 1  # a filtered count evaluates
+
+
+def _run(script: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, timeout=60, capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+def test_import_realmpy_loads_only_the_local_realm(tmp_path: Path) -> None:
+    """The sync client, the server, asyncio and the query compiler load on
+    first use, also after a realm is opened, counted and written."""
+    loaded = _run(
+        "import sys\n"
+        "import realmpy\n"
+        "from tests.objects_models import MODELS, Dog\n"
+        f"r = realmpy.Realm(realmpy.Configuration.local(MODELS, path={str(tmp_path / 'x.realm')!r}))\n"
+        "with r.write():\n"
+        "    r.add(Dog(id=1, name='a'))\n"
+        "assert len(r.all(Dog)) == 1 and r.find(Dog, 1).name == 'a'\n"
+        "r.close()\n"
+        "heavy = ('realmpy.sync', 'realmpy.server', 'realmpy.query', 'realmpy.execute', 'asyncio')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    assert loaded == "[]"
+
+
+def test_sync_names_and_configurations_load_on_first_use(tmp_path: Path) -> None:
+    kinds = _run(
+        "import sys, realmpy\n"
+        "class Pet(realmpy.Object):\n"
+        "    id: int = realmpy.field(primary_key=True)\n"
+        "assert 'realmpy.sync' not in sys.modules\n"
+        f"c = realmpy.Configuration.disconnected_sync([Pet], path={str(tmp_path / 's.realm')!r})\n"
+        "print(c.kind, realmpy.App.__module__)\n"
+    )
+    assert kinds == "disconnected_sync realmpy.sync.app"
+
+
+class Car(Object):
+    """A simple class (no links): realm.add takes the native path."""
+
+    id: int = field(primary_key=True)
+    make: str = field(default="", indexed=True)
+    miles: int = 0
+    price: float = 0.0
+
+
+def _contents(realm: Realm) -> dict[str, list[tuple[bytes, bytes]]]:
+    txn = realm._reader()
+    return {t: list(txn.scan(t)) for t in txn.tables() if t != CHANGES_TABLE}
+
+
+def _cars(n: int) -> list[Car]:
+    return [Car(id=i, make=f"m{i % 7}", miles=i * 3, price=i / 2) for i in range(n)]
+
+
+def test_a_loop_of_add_is_one_native_call_each_and_writes_what_add_all_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with Realm(make_config("file", [Car], tmp_path / "a")) as bulk:
+        with bulk.write():
+            bulk.add_all(_cars(50))
+        expected = _contents(bulk)
+    with Realm(make_config("file", [Car], tmp_path / "b")) as realm:
+        calls: list[str] = []
+        for name in ("put", "put_many", "put_columns", "get", "get_many", "count"):
+            method = getattr(WriteTransaction, name)
+
+            def counted(*args: Any, _m: Any = method, _n: str = name) -> Any:
+                calls.append(_n)
+                return _m(*args)
+
+            monkeypatch.setattr(WriteTransaction, name, counted)
+        with realm.write():
+            added = [realm.add(c, update=c.id % 2 == 0) for c in _cars(50)]
+            # No storage wrapper per object (one add_new call each); the
+            # transaction looks its history kind up once.
+            assert calls in ([], ["get"])
+            assert [c.miles for c in added] == [i * 3 for i in range(50)]  # managed
+            with pytest.raises(DuplicatePrimaryKeyError):
+                realm.add(Car(id=3, make="again"))
+            realm.add(Car(id=3, make="m1", miles=9), update=True)
+        monkeypatch.undo()
+        got = _contents(realm)
+        assert realm.find(Car, 3).make == "m1"  # type: ignore[union-attr]
+        assert len(realm.query(Car, "make == 'm1'")) == 8
+        assert len(realm.query(Car, "make == 'm3'")) == 6
+    expected[table_name("Car")] = [
+        (k, got[table_name("Car")][3][1] if k == encode_key(3) else v)
+        for k, v in expected[table_name("Car")]
+    ]
+    assert got.keys() == expected.keys()
+    for t in got:
+        if "make" not in t:
+            assert got[t] == expected[t]
+
+
+def test_values_the_native_add_declines_take_the_general_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Realm(make_config("memory", [Car], tmp_path)) as realm:
+        with realm.write():
+            with pytest.raises(CodecError, match="byte limit"):
+                realm.add(Car(id=1, make="x" * 5000))  # an index entry over the limit
+            assert realm.find(Car, 1) is None  # nothing of it was written
+            realm.add(Car(id=1, make="x"))
+        assert [c.id for c in realm.query(Car, "make == 'x'")] == [1]
+
+
+# -- listeners cost what a commit changed ------------------------------------------
+
+
+class _Seen:
+    """A results listener's calls, and how often the notifier re-ran a query."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.changes: queue.Queue[tuple[list[int], ResultsChange]] = queue.Queue()
+        self.reruns = 0
+        full = Realm._evaluate_raw
+
+        def counted(realm: Realm, *args: Any) -> Any:
+            if threading.current_thread().name.startswith("realmpy-notifier"):
+                self.reruns += 1
+            return full(realm, *args)
+
+        monkeypatch.setattr(Realm, "_evaluate_raw", counted)
+
+    def __call__(self, results: Any, change: ResultsChange) -> None:
+        self.changes.put(([c.id for c in results], change))
+
+    def next(self) -> tuple[list[int], ResultsChange]:
+        return self.changes.get(timeout=60)
+
+
+def _expected(realm: Realm, text: str, before: list[tuple[bytes, bytes]]) -> Any:
+    after = realm._evaluate_raw("Car", query.parse(text), ())
+    return after, diff_rows(before, after)
+
+
+@pytest.mark.parametrize("text", ["miles < 300", "make == 'm2' OR price >= 40.0", None])
+def test_a_local_query_is_patched_with_the_change_sets_of_a_full_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str | None
+) -> None:
+    rng = random.Random(15)
+    seen = _Seen(monkeypatch)
+    with Realm(make_config("file", [Car, Note], tmp_path)) as realm:
+        with realm.write():
+            realm.add_all(_cars(200))
+        results = realm.all(Car) if text is None else realm.query(Car, text)
+        q = "TRUEPREDICATE" if text is None else text
+        state = realm._evaluate_raw("Car", query.parse(q), ())
+        token = results.add_listener(seen, initial=False)
+        for step in range(40):
+            with realm.write():
+                for _ in range(rng.randrange(1, 6)):
+                    i = rng.randrange(260)
+                    car = realm.find(Car, i)
+                    what = rng.randrange(4)
+                    if car is None:
+                        realm.add(Car(id=i, make=f"m{i % 7}", miles=rng.randrange(600)))
+                    elif what == 0:
+                        realm.delete(car)
+                    elif what == 1:
+                        car.miles = rng.randrange(600)
+                    elif what == 2:
+                        car.price = rng.randrange(80) / 2
+                    else:
+                        realm.add(Car(id=i, make="m2", miles=step), update=True)
+                if step % 5 == 0:
+                    realm.add(Note(text=f"other class {step}"))
+            state, expected = _expected(realm, q, state)
+            if not expected.is_empty:
+                ids, got = seen.next()
+                assert got == expected
+                assert ids == [c.id for c in results]
+        token.remove()
+    assert seen.reruns == 0  # every commit was patched or skipped
+
+
+def test_commits_to_other_classes_do_not_reach_a_listener(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _Seen(monkeypatch)
+    with Realm(make_config("file", [Car, Note], tmp_path)) as realm:
+        with realm.write():
+            realm.add_all(_cars(10))
+        token = realm.query(Car, "miles > 3").add_listener(seen, initial=False)
+        for i in range(5):
+            with realm.write():
+                realm.add(Note(text=str(i)))
+            with realm.write():
+                pass  # an empty commit changes nothing either
+        with realm.write():
+            realm.find(Car, 1).miles = 100  # type: ignore[union-attr]
+        ids, change = seen.next()  # the first call is this commit's
+        assert change == ResultsChange(inserted=(0,))
+        assert ids == list(range(1, 10))
+        token.remove()
+    assert seen.reruns == 0
+
+
+def test_every_commit_to_a_realm_file_records_its_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also a plain storage write (another writer, the sync client): its
+    record is that commit's, so the listener is patched, not re-run."""
+    seen = _Seen(monkeypatch)
+    with Realm(make_config("file", [Car], tmp_path)) as realm:
+        with realm.write():
+            realm.add_all(_cars(10))
+        token = realm.query(Car, "miles > 3").add_listener(seen, initial=False)
+        with Environment(str(tmp_path / "t.realm"), durability="none") as env:
+            with env.write() as txn:
+                txn.delete(table_name("Car"), encode_key(5))
+            version = env.version
+            with env.read() as snap:
+                assert changelog.read(snap, version - 1, version) == {
+                    table_name("Car"): {encode_key(5)}
+                }
+                assert changelog.read(snap, 0, version) is None  # before the records began
+        ids, change = seen.next()
+        assert change == ResultsChange(deleted=(3,))
+        assert 5 not in ids
+        token.remove()
+    assert seen.reruns == 0
+
+
+def test_storage_files_keep_no_change_records(tmp_path: Path) -> None:
+    with Environment(str(tmp_path / "s.db"), durability="none") as env:
+        with env.write() as txn:
+            txn.put("t", b"k", b"v")
+        with env.read() as snap:
+            assert snap.tables() == ["t"]
+
+
+def test_a_query_through_links_is_re_run_when_any_class_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _Seen(monkeypatch)
+    with Realm(make_config("file", MODELS, tmp_path)) as realm:
+        with realm.write():
+            rex = realm.add(Dog(id=1, name="rex"))
+        token = realm.query(Dog, "owner.name == 'ann'").add_listener(seen, initial=False)
+        with realm.write():
+            rex.owner = Person(name="ann")
+        ids, change = seen.next()
+        assert (ids, change) == ([1], ResultsChange(inserted=(0,)))
+        token.remove()
+    assert seen.reruns == 1
