@@ -32,6 +32,11 @@ Method:
   ``fetchall()`` of ``SELECT name, age``).
 - unindexed range: ``age >= $0 AND age < $1`` over all N objects (1% match),
   materialised the same way.
+- add_kinds: ``realm.add`` in a loop of N/5 objects in one write
+  (durability none, the commit outside the timer), CPU µs per object, for
+  each case of the add path: a new object (the native path), an upsert of
+  a new and of an existing key, an object linking to a managed one, one with
+  a list, one with an embedded object.
 - listener: a child process (spawned) registers a listener; the parent
   commits a one-field change with random 2-5 ms gaps; the callback (on the
   child's notifier thread) takes ``perf_counter_ns()`` (CLOCK_MONOTONIC,
@@ -43,6 +48,7 @@ Method:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -66,7 +72,7 @@ import machine  # sibling modules; bench/ is not a package
 from harness import Timer, Workdir, percentile
 
 import realmpy
-from realmpy import Configuration, Object, Realm, field
+from realmpy import Configuration, EmbeddedObject, Object, Realm, field
 
 perf_counter_ns = time.perf_counter_ns
 N_GROUPS = 100
@@ -79,6 +85,21 @@ class Item(Object):
     grp: str = field(default="", indexed=True)
     age: int = 0
     score: float = 0.0
+
+
+class Place(EmbeddedObject):
+    city: str = ""
+    zip: int = 0
+
+
+class Owner(Object):
+    """``add_kinds``: the add path's other cases (a link, a list, an embedded object)."""
+
+    id: int = field(primary_key=True)
+    name: str = ""
+    item: Item | None = None
+    tags: list[str] = field(default_factory=list)
+    place: Place | None = None
 
 
 SQL_CREATE = (
@@ -608,6 +629,22 @@ def everyday(
                     f"-X importtime: {_import_time('realmpy')}",
                 )
             )
+    if want("add_kinds"):
+        for kind, title in _ADD_KINDS.items():
+            a = [_add_kind(work, rows[: len(rows) // 5], kind) for _ in range(reps)]
+            emit(
+                Result(
+                    "add_kinds",
+                    f"  realm.add, µs CPU: {title}",
+                    "µs",
+                    statistics.median(a),
+                    None,
+                    "",
+                    None,
+                    a,
+                    [],
+                )
+            )
     for durability in ("full", "none"):
         name = f"commit_{durability}"
         if not want(name):
@@ -715,6 +752,56 @@ def _add_loop(realm: Realm, rows: list[Row]) -> float:
                 add(Item(id=a, name=b, grp=c, age=d, score=e))
     assert len(realm.all(Item)) == len(rows)
     return t.ns / 1e9
+
+
+_ADD_KINDS = {
+    "new": "new object (native path)",
+    "upsert_new": "update=True, new key",
+    "upsert_existing": "update=True, existing key",
+    "link": "linking to a managed object",
+    "list": "with a 3-item list",
+    "embedded": "with an embedded object",
+}
+
+
+def _add_kind(work: Workdir, rows: list[Row], kind: str) -> float:
+    """CPU µs per ``realm.add`` of one kind, objects built inside the timer,
+    all in one write (the commit outside the timer)."""
+    realm = Realm(
+        Configuration.local(
+            [Item, Owner, Place],
+            path=work.new("kinds") / "k.realm",
+            durability="none",
+        )
+    )
+    add = realm.add
+    try:
+        with realm.write():
+            if kind in ("upsert_existing", "link"):
+                realm.add_all([Item(id=a, name=b) for a, b, _, _, _ in rows])
+            items = {i.id: i for i in realm.all(Item)} if kind == "link" else {}
+            gc_was = gc.isenabled()
+            gc.disable()
+            t0 = time.process_time()
+            if kind in ("new", "upsert_new", "upsert_existing"):
+                update = kind != "new"
+                for a, b, c, d, e in rows:
+                    add(Item(id=a, name=b, grp=c, age=d, score=e), update)
+            elif kind == "link":
+                for a, b, _, _, _ in rows:
+                    add(Owner(id=a, name=b, item=items[a]))
+            elif kind == "list":
+                for a, b, c, _, _ in rows:
+                    add(Owner(id=a, name=b, tags=[c, b, "x"]))
+            else:
+                for a, b, c, d, _ in rows:
+                    add(Owner(id=a, name=b, place=Place(city=c, zip=d)))
+            cpu = time.process_time() - t0
+            if gc_was:
+                gc.enable()
+    finally:
+        realm.close()
+    return cpu / len(rows) * 1e6
 
 
 def _add_all(realm: Realm, rows: list[Row]) -> float:

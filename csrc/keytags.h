@@ -33,6 +33,12 @@
 #define RP_KEY_T_DATETIME 0x50
 #define RP_KEY_T_OBJECTID 0x60
 #define RP_KEY_T_UUID     0x70
+/* Index keys of mixed values only (the native module never writes them):
+ * a link (class name and encoded key, each escaped like a str body), and
+ * the kind of a nested list / dictionary alone. */
+#define RP_KEY_T_MIXED_LINK 0x80
+#define RP_KEY_T_MIXED_LIST 0x90
+#define RP_KEY_T_MIXED_DICT 0x91
 
 #define RP_KEY_END        0x00   /* ends a str or bytes body */
 

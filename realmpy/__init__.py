@@ -19,7 +19,7 @@ from .config import Configuration  # object layer: pure Python, engine names laz
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .objectid import ObjectId
-from .schema import Backlinks, Counter, EmbeddedObject, Object, backlinks, field
+from .schema import Backlinks, Counter, EmbeddedObject, Mixed, Object, backlinks, field
 
 # Nothing else is imported here: a local realm needs only the modules above and,
 # at the first Realm, realmpy.realm.  The sync client, the server, asyncio and
@@ -54,6 +54,7 @@ __all__ = [
     "Configuration",
     "Counter",
     "EmbeddedObject",
+    "Mixed",
     "Object",
     "ObjectId",
     "backlinks",

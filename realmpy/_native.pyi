@@ -5,6 +5,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, final, overload
 
 _T = TypeVar("_T")
+
+# Beyond this many keys a write transaction's change record says "any key" of a table.
+CHANGED_KEYS_MAX: int
 _P = TypeVar("_P", bound=PropertyBase)
 
 class RealmState:
@@ -16,6 +19,9 @@ class RealmState:
     # Address of the shared version counter (Environment.version_address)
     # while a live snapshot is open; None: nothing to check.
     _vh: int | None
+    # (write transaction, its change record, {model class: add plan}) while
+    # add() writes new objects in one native call (csrc/py/add.c), or None.
+    _adder: tuple[Any, dict[str, set[bytes] | None], dict[type, Any]] | None
     def _moved(self) -> bool: ...
     def _owned(self) -> bool: ...
 
@@ -202,13 +208,3 @@ class WriteTxn(TxnBase):
     ) -> None: ...
     def delete(self, table: str, key: bytes | bytearray | memoryview, /) -> bool: ...
     def _commit(self) -> int: ...
-
-def set_engine(rp_get: int, rp_put: int, /) -> None: ...
-def add_new(
-    txn: int,
-    plan: tuple[bytes, tuple[str, ...], str, tuple[tuple[str, bytes], ...], int, dict[str, int]],
-    obj: Any,
-    realm: Any,
-    stamp: int,
-    /,
-) -> bytes | int | None: ...

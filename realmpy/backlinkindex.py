@@ -147,6 +147,16 @@ def linking_rows(
     if found is None:
         return None
     origin, prop = found
+    return origin.name, [(k, rec) for k, rec, _ in _linking(origin, prop, txn, indexed, key)]
+
+
+def _linking(
+    origin: ClassInfo, prop: Property, txn: Snapshot | WriteTransaction, indexed: bool, key: bytes
+) -> list[tuple[bytes, list[Any], int]]:
+    """``(key, record, links)`` of each object of ``origin`` whose link
+    property ``prop`` links to ``key``, ``links`` times (a list may hold
+    it twice), in key order: the index's candidates (every object when the
+    file has no backlink tables: ``indexed`` false), checked on the record."""
     if indexed:
         candidates = origins(txn, origin.schema, prop, key)
     else:
@@ -157,6 +167,53 @@ def linking_rows(
         raw = txn.get(origin.table, k)
         if raw is not None:
             rec = origin.decode(raw)
-            if key in targets(prop, rec[i]):
-                rows.append((k, rec))
-    return origin.name, rows
+            times = _times(prop, rec[i], key)
+            if times:
+                rows.append((k, rec, times))
+    return rows
+
+
+def _times(prop: Property, value: Any, key: bytes) -> int:
+    """How many times the stored value of link property ``prop`` links to ``key``."""
+    if value is None:
+        return 0
+    if prop.collection is None:
+        return int(bytes(value) == key)
+    items = value.values() if prop.collection == "dict" else value
+    return sum(1 for x in items if x is not None and bytes(x) == key)
+
+
+# ---- @links in queries --------------------------------------------------------------
+
+
+def incoming(
+    infos: Mapping[str, ClassInfo],
+    txn: Snapshot | WriteTransaction,
+    indexed: bool,
+    cls_name: str,
+    part: str,
+    key: bytes,
+) -> list[tuple[str, bytes, list[Any]]]:
+    """``(class, key, record)`` of the objects linking to object ``key`` of
+    ``cls_name``, once per link, for the query key path part ``part``:
+    ``@links.Class.property`` (through that property) or ``@links`` (through
+    every link property of a top-level class that can link to it; the query
+    binder refuses it where embedded objects could hold such links)."""
+    _, _, rest = part.partition(".")
+    pairs: list[tuple[ClassInfo, Property]] = []
+    if rest:
+        origin_name, _, prop_name = rest.partition(".")
+        origin = infos.get(origin_name)
+        prop = origin.schema.get(prop_name) if origin is not None else None
+        if origin is not None and prop is None:
+            prop = origin.schema.by_file_name(prop_name)
+        if origin is not None and prop is not None and prop.target == cls_name:
+            pairs.append((origin, prop))
+    else:
+        for info in infos.values():
+            pairs += [(info, p) for p in link_properties(info.schema) if p.target == cls_name]
+    out = []
+    for origin, prop in pairs:
+        for k, rec, times in _linking(origin, prop, txn, indexed, key):
+            out += [(origin.name, k, rec)] * times
+    return out

@@ -16,11 +16,23 @@ from realmpy._native import record_pairs as _record_pairs
 from realmpy.layout import index_name, table_name, zero_value
 from realmpy.schema import ObjectSchema, Property, _Model, validator
 
-__all__ = ["K_COLLECTION", "K_COUNTER", "K_EMBEDDED", "K_LINK", "K_PLAIN", "ClassInfo", "kind"]
+__all__ = [
+    "K_COLLECTION",
+    "K_COUNTER",
+    "K_EMBEDDED",
+    "K_LINK",
+    "K_MIXED",
+    "K_PLAIN",
+    "ClassInfo",
+    "kind",
+]
 
 _unpack_row = codec.unpack_row
-# (table, names, primary key, ((property, index table), ...), key limit, positions)
-AddPlan = tuple[bytes, tuple[str, ...], str, tuple[tuple[str, bytes], ...], int, dict[str, int]]
+# (table, names, primary key, ((property, index table), ...), key limit, positions,
+# table name): what RealmState.add (csrc/py/add.c) reads.
+AddPlan = tuple[
+    bytes, tuple[str, ...], str, tuple[tuple[str, bytes], ...], int, dict[str, int], str
+]
 _decode_value = codec.decode_value
 
 # How a property's stored value becomes what a read returns.
@@ -29,6 +41,7 @@ K_COUNTER = 1  # an int bound to its object as a Counter
 K_COLLECTION = 2  # a live ManagedList / ManagedSet / ManagedDict view
 K_LINK = 3  # a to-one link: the target object or None
 K_EMBEDDED = 4  # a to-one embedded object or None
+K_MIXED = 5  # a mixed value: its links resolved, nested lists/dicts copied
 
 
 def kind(prop: Property) -> int:
@@ -40,6 +53,8 @@ def kind(prop: Property) -> int:
         return K_EMBEDDED
     if prop.type == "counter":
         return K_COUNTER
+    if prop.type == "mixed":
+        return K_MIXED
     return K_PLAIN
 
 
@@ -50,6 +65,7 @@ class ClassInfo:
         "add_plan",
         "defaults",
         "fill",
+        "fulltext",
         "indexed",
         "kinds",
         "links",
@@ -105,11 +121,19 @@ class ClassInfo:
         self.links = (
             tuple(p for p in schema.properties if p.type == "link") if not schema.embedded else ()
         )
-        # No links or embedded objects: the validated values are the record.
-        self.simple = not schema.embedded and all(
-            p.type not in ("link", "embedded") for p in schema.properties
+        # Str properties with a full-text table (realmpy.fulltextindex).
+        self.fulltext = (
+            tuple(p for p in schema.properties if p.fulltext) if not schema.embedded else ()
         )
-        # What realmpy._native.add_new needs to add one new object in one
+        # No links, embedded objects, mixed values (which may hold links) or
+        # full-text indexes: the validated values are the record and nothing
+        # else is written.
+        self.simple = (
+            not schema.embedded
+            and not self.fulltext
+            and all(p.type not in ("link", "embedded", "mixed") for p in schema.properties)
+        )
+        # What RealmState.add needs to add one new object in one native
         # call (a simple class with a primary key; None: the general path).
         self.add_plan: AddPlan | None = None
         if self.simple and self.pk is not None:
@@ -120,6 +144,7 @@ class ClassInfo:
                 tuple((p, i.encode()) for p, i in self.indexed),
                 codec.MAX_KEY,
                 self.pos,
+                self.table,
             )
 
     def full(self, rec: list[Any]) -> list[Any]:

@@ -30,6 +30,12 @@ datetime (aware)      tag 0x50, microseconds since the epoch as 8 bytes
                       datetimes are rarely near the epoch, so a short form
                       would save nothing, and records reuse the body)
 ObjectId / UUID       tag 0x60 / 0x70, the 12 / 16 raw bytes
+mixed link            tag 0x80, the target class name and the target's
+                      encoded primary key, each escaped as str bodies
+                      (index keys of ``Mixed`` properties only)
+mixed list / dict     tag 0x90 / 0x91 alone: an index of a ``Mixed``
+                      property records only that the value is a nested
+                      list or dictionary (equality never looks them up)
 ====================  =========================================================
 
 Ints (the FoundationDB tuple layer's scheme).  Let ``Z = 0x1C``; for an int
@@ -71,8 +77,12 @@ property order (the order of the schema kept in the file; properties added
 later are appended, so a record shorter than the schema lacks only the
 newest properties, which read as their defaults).  Values use extension
 types for datetime (int64 microseconds, UTC), Decimal (its string),
-ObjectId, UUID, sets (a packed array) and links (the target's encoded
-primary key); embedded objects are nested maps ``{property name: value}``.
+ObjectId, UUID, sets (a packed array), links (the target's encoded
+primary key) and the links of ``Mixed`` properties (:class:`MixedLink`:
+class name, 0x00, encoded key); embedded objects are nested maps
+``{property name: value}``.  A ``Mixed`` value is stored as the value of
+its own type would be (msgpack keeps int, float, bool, str and bytes
+apart), a nested list as an array and a nested dictionary as a map.
 Arrays decode about three times faster than maps and skip the names.
 
 Helpers: :func:`pack_row` / :func:`unpack_row` (positional lists),
@@ -85,6 +95,7 @@ property name (sync, migrations), :func:`record_to_dict` /
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import math
 import struct
@@ -107,6 +118,7 @@ __all__ = [
     "RECORD_OPTIONS",
     "CodecError",
     "Link",
+    "MixedLink",
     "decode_key",
     "encode_key",
     "encode_key_list",
@@ -142,6 +154,9 @@ T_BYTES: Final = 0x40
 T_DATETIME: Final = 0x50
 T_OBJECTID: Final = 0x60
 T_UUID: Final = 0x70
+T_MIXED_LINK: Final = 0x80
+T_MIXED_LIST: Final = 0x90
+T_MIXED_DICT: Final = 0x91
 
 _I64: Final = struct.Struct(">Q")
 _F64: Final = struct.Struct(">d")
@@ -245,6 +260,12 @@ def _encode_one(v: Any, out: list[bytes]) -> None:
         out.append(b"\x60" + v.binary)
     elif isinstance(v, uuid.UUID):
         out.append(b"\x70" + v.bytes)
+    elif type(v) is MixedLink:
+        out.append(b"\x80" + _escape(v.cls.encode("utf-8")) + _escape(v.key))
+    elif type(v) is list:
+        out.append(b"\x90")
+    elif type(v) is dict:
+        out.append(b"\x91")
     else:
         raise CodecError(f"a {type(v).__name__} cannot be a key or index value")
 
@@ -429,6 +450,14 @@ def decode_key(raw: bytes) -> tuple[Any, ...]:
             elif tag == T_UUID:
                 out.append(uuid.UUID(bytes=raw[pos : pos + 16]))
                 pos += 16
+            elif tag == T_MIXED_LINK:
+                cls, pos = _unescape(raw, pos)
+                target, pos = _unescape(raw, pos)
+                out.append(MixedLink(cls.decode("utf-8"), target))
+            elif tag == T_MIXED_LIST:
+                out.append([])
+            elif tag == T_MIXED_DICT:
+                out.append({})
             else:
                 raise CodecError(f"unknown key tag 0x{tag:02x} at byte {pos - 1}")
     except (IndexError, struct.error, ValueError, OverflowError) as exc:
@@ -450,6 +479,7 @@ EXT_OBJECTID: Final = exttypes.RECORD_OBJECTID
 EXT_UUID: Final = exttypes.RECORD_UUID
 EXT_SET: Final = exttypes.RECORD_SET
 EXT_LINK: Final = exttypes.RECORD_LINK
+EXT_MIXED_LINK: Final = exttypes.RECORD_MIXED_LINK
 
 
 class Link(bytes):
@@ -464,9 +494,22 @@ class Link(bytes):
         return f"Link({bytes(self)!r})"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class MixedLink:
+    """A stored link of a ``Mixed`` property: the target's class name (as
+    stored: its file name) and encoded primary key.  A ``Mixed`` value may
+    link to an object of any class, so the class travels with the key.
+    (Not a tuple: msgpack would pack a tuple as an array.)"""
+
+    cls: str
+    key: bytes
+
+
 def _default(v: Any) -> Any:
     if isinstance(v, Link):
         return msgpack.ExtType(EXT_LINK, bytes(v))
+    if type(v) is MixedLink:
+        return msgpack.ExtType(EXT_MIXED_LINK, v.cls.encode("utf-8") + b"\x00" + v.key)
     if isinstance(v, _dt.datetime):
         return msgpack.ExtType(EXT_DATETIME, _datetime_body(v))
     if isinstance(v, Decimal):
@@ -502,6 +545,11 @@ def _ext_hook(code: int, data: bytes) -> Any:
         return uuid.UUID(bytes=data)
     if code == EXT_SET:
         return set(_unpack(data))
+    if code == EXT_MIXED_LINK:
+        cls, sep, key = data.partition(b"\x00")
+        if not sep:
+            raise CodecError("corrupt mixed link: no class name terminator")
+        return MixedLink(cls.decode("utf-8"), key)
     raise CodecError(f"unknown record extension type {code}")
 
 

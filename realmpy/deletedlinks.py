@@ -2,7 +2,9 @@
 embedded objects), and clearing the stored links to objects deleted in a
 write.  The objects linking to a dead object directly are found in the
 backlink index (:mod:`realmpy.backlinkindex`); only classes that can hold a
-link to a dead class inside embedded objects are scanned, once per write."""
+link to a dead class inside embedded objects, or in a mixed value (which
+may link to any class and is not in the index), are scanned, once per
+write."""
 
 from __future__ import annotations
 
@@ -23,8 +25,11 @@ def link_reach(schema: Schema) -> dict[str, set[str]]:
     """Class name -> classes its objects can link to, also through embedded objects."""
     direct: dict[str, set[str]] = {}
     embeds: dict[str, set[str]] = {}
+    anything = {c.name for c in schema.classes if not c.embedded}
     for c in schema.classes:
         direct[c.name] = {p.target for p in c.properties if p.type == "link" and p.target}
+        if any(p.type == "mixed" for p in c.properties):
+            direct[c.name] |= anything  # a mixed value links to any class
         embeds[c.name] = {p.target for p in c.properties if p.type == "embedded" and p.target}
     reach: dict[str, set[str]] = {}
     for c in schema.classes:
@@ -44,11 +49,15 @@ def link_reach(schema: Schema) -> dict[str, set[str]]:
 
 def embedded_reach(schema: Schema) -> dict[str, set[str]]:
     """Class name -> classes its objects can link to from inside their
-    embedded objects (links the backlink index does not hold)."""
+    embedded objects or from their mixed values (links the backlink index
+    does not hold)."""
     inner = link_reach(schema)
+    anything = {c.name for c in schema.classes if not c.embedded}
     out: dict[str, set[str]] = {}
     for c in schema.classes:
         found: set[str] = set()
+        if any(p.type == "mixed" for p in c.properties):
+            found |= anything
         for p in c.properties:
             if p.type == "embedded" and p.target:
                 found |= inner.get(p.target, set())
@@ -63,10 +72,16 @@ def strip_links(
     out: dict[str, Any] | None = None
     for p in cls.properties:
         value = rec.get(p.name)
-        if value is None or p.target is None:
+        if value is None:
             continue
         new: Any = value
-        if p.type == "link":
+        if p.type == "mixed":
+            new = _strip_mixed(value, dead)
+            if new is value:
+                continue
+        elif p.target is None:
+            continue
+        elif p.type == "link":
             if p.target not in dead:
                 continue
             keys = dead[p.target]
@@ -109,6 +124,24 @@ def strip_links(
             out = dict(rec)
         out[p.name] = new
     return out
+
+
+def _strip_mixed(value: Any, dead: dict[str, set[bytes] | None]) -> Any:
+    """A stored mixed value (or collection of them) with its links to dead
+    objects nulled, as Realm does; ``value`` itself if it has none."""
+    t = type(value)
+    if t is codec.MixedLink:
+        keys = dead.get(value.cls, set())
+        return None if keys is None or value.key in keys else value
+    if t is list or t is set:
+        items = [_strip_mixed(x, dead) for x in value]
+        if all(a is b for a, b in zip(items, value)):
+            return value
+        return items if t is list else set(items)
+    if t is dict:
+        entries = {k: _strip_mixed(x, dead) for k, x in value.items()}
+        return value if all(entries[k] is x for k, x in value.items()) else entries
+    return value
 
 
 def clear_links(realm: Realm, dead: dict[str, set[bytes] | None]) -> None:
@@ -155,5 +188,10 @@ def _rewrite(
         return
     txn = realm._require_write()
     backlinkindex.update(txn, cls, info.links, key, old, new)
+    for pname, iname in info.indexed:  # an indexed mixed value may have been a link
+        if old.get(pname) is not new.get(pname) and pname in old:
+            pk = codec.decode_key(key)[0]
+            txn.delete(iname, codec.encode_keys(old[pname], pk))
+            txn.put(iname, codec.encode_keys(new[pname], pk), b"")
     txn.put(info.table, key, codec.record_from_dict(new, info.names))
     realm._stamp += 1

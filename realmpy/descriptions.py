@@ -26,7 +26,9 @@ class Property:
     """One property as stored in the file.
 
     ``type`` is a scalar name (``"int"``, ``"str"``, …, ``"counter"``),
-    ``"link"`` (to ``target``) or ``"embedded"`` (of ``target``);
+    ``"mixed"`` (:mod:`realmpy.mixed`: any of them, a link to any class or
+    a nested list/dict; always optional), ``"link"`` (to ``target``) or
+    ``"embedded"`` (of ``target``);
     ``collection`` is ``None``, ``"list"``, ``"set"`` or ``"dict"``;
     ``optional`` applies to the value (or each element of a collection).
     ``name`` is the name Python code and queries use; ``map_to`` the name
@@ -43,6 +45,9 @@ class Property:
     primary_key: bool = False
     indexed: bool = False
     map_to: str | None = None
+    # ``field(indexed="fulltext")``: a str property with a full-text index
+    # (realmpy.fulltextindex) instead of an ordered one.
+    fulltext: bool = False
 
     @property
     def file_name(self) -> str:
@@ -61,7 +66,9 @@ class Property:
     def describe(self) -> str:
         """Type as a user would write it, for messages."""
         base = self.target if self.target else self.type
-        if self.optional:
+        if self.type == "mixed":
+            base = "Mixed"  # holds None among its values
+        elif self.optional:
             base += " | None"
         if self.collection == "list":
             return f"list[{base}]"
@@ -72,7 +79,7 @@ class Property:
         return base
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "name": self.file_name,
             "type": self.type,
             "collection": self.collection,
@@ -81,6 +88,9 @@ class Property:
             "primary_key": self.primary_key,
             "indexed": self.indexed,
         }
+        if self.fulltext:  # absent otherwise: schemas without one read as before
+            d["fulltext"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Property:
@@ -92,6 +102,7 @@ class Property:
             d.get("target"),
             bool(d.get("primary_key", False)),
             bool(d.get("indexed", False)),
+            fulltext=bool(d.get("fulltext", False)),
         )
 
     def shape(self) -> tuple[Any, ...]:
@@ -325,6 +336,11 @@ class Schema:
                 elif q.indexed != p.indexed:
                     additive.append(
                         f"{new.name}.{p.name} index " + ("added" if p.indexed else "removed")
+                    )
+                elif q.fulltext != p.fulltext:
+                    additive.append(
+                        f"{new.name}.{p.name} full-text index "
+                        + ("added" if p.fulltext else "removed")
                     )
             for q in old.properties:
                 if new.get(q.name) is None:

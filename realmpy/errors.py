@@ -471,6 +471,14 @@ class ObjectTypeError(RealmError, TypeError):
     field, unknown field name, naive datetime, out-of-range int."""
 
 
+class MixedValueError(ObjectTypeError):
+    """A value a ``Mixed`` property cannot hold (Realm's ``RealmValue``): a
+    set, an embedded object, an arbitrary Python object, a naive datetime,
+    an int beyond 64 bits, a dictionary key that is not a str, or nesting
+    deeper than :data:`realmpy.mixed.MAX_MIXED_DEPTH`.  The message names
+    the property and the offending value."""
+
+
 class DuplicatePrimaryKeyError(RealmError, ValueError):
     """``add`` without ``update=True`` of an object whose primary key exists."""
 
@@ -561,8 +569,7 @@ class QueryTypeError(QueryArgumentError, TypeError):
 
 class QueryUnsupportedError(QuerySyntaxError):
     """The query uses Realm query syntax that realmpy parses but does not
-    evaluate yet (backlinks ``@links``, mixed ``@type``, full-text ``TEXT``,
-    ``geoWithin``)."""
+    evaluate yet (backlinks ``@links``, full-text ``TEXT``, ``geoWithin``)."""
 
 
 __all__ += [
@@ -574,6 +581,7 @@ __all__ += [
     "InvalidObjectError",
     "KeyFormatError",
     "MigrationRequiredError",
+    "MixedValueError",
     "ObjectTypeError",
     "QueryArgumentError",
     "QueryError",

@@ -15,8 +15,10 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import realmpy.backlinkindex as _backlinkindex
 import realmpy.codec as codec
 import realmpy.filterprogram as _pushdown
+import realmpy.mixed as _mixed
 import realmpy.planner as _planner
 import realmpy.query as _query
 from realmpy._native import Record as _Record
@@ -24,7 +26,9 @@ from realmpy._native import all_full as _all_full
 from realmpy._native import found_rows as _found_rows
 from realmpy._native import rows_full as _rows_full
 from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
+from realmpy.codec import MixedLink
 from realmpy.errors import CorruptError, InvalidArgumentError
+from realmpy.query.ast import NestedDict, NestedList
 from realmpy.schema import Object, ObjectSchema, Property
 from realmpy.storage import Snapshot, WriteTransaction
 
@@ -52,6 +56,13 @@ class Bound:
             return self.cls == other.cls and self.key == other.key
         if isinstance(other, Object) and other._rp_store is not None:
             return type(other).__realm_name__ == self.cls and other._rp_key == self.key
+        if isinstance(other, _query.ObjectRef):  # obj('Class', pk) in a query
+            if other.cls != self.cls:
+                return False
+            try:
+                return codec.encode_key(other.pk) == self.key
+            except (codec.CodecError, TypeError, ValueError):
+                return False
         return False
 
     def __hash__(self) -> int:
@@ -124,6 +135,8 @@ def resolve(realm: Realm, value: Any, name: str) -> Any:
             stored = rec.get(name, realm._defaults[value.cls][name])
         if prop.type == "link":
             return bind_links(realm, prop, stored)
+        if prop.type == "mixed":
+            return bind_mixed(realm, stored, top=prop.collection is not None)
         if prop.type == "embedded":
             target = prop.target or ""
             if prop.collection == "list":
@@ -145,6 +158,13 @@ def resolve_backlinks(realm: Realm, info: ClassInfo, value: Bound, name: str) ->
     key = value.key
     if not key and info.pk is not None:
         key = codec.encode_key(value.rec[info.pos[info.pk]])
+    if name.startswith("@links"):  # @links.Class.property, @links: undeclared
+        if not key:
+            return None
+        incoming = _backlinkindex.incoming(
+            realm._info, realm._reader(), realm._backlinks_indexed, info.name, name, key
+        )
+        return [Bound(origin, k, rec) for origin, k, rec in incoming]
     found = realm._backlink_rows(info.name, name, key) if key else None
     if found is None:
         return None
@@ -171,6 +191,30 @@ def bind_links(realm: Realm, prop: Property, stored: Any) -> Any:
     if prop.collection == "dict":
         return {k: load(v) for k, v in stored.items()}
     return load(stored)
+
+
+def bind_mixed(realm: Realm, stored: Any, top: bool = False) -> Any:
+    """A stored mixed value (or collection of them) as queries see it: each
+    link a :class:`Bound` of its target, or None if the target is gone."""
+    if type(stored) not in _MIXED_CONTAINERS:
+        return stored
+    if type(stored) is dict and top:  # a dict[str, Mixed] property
+        return {k: bind_mixed(realm, v) for k, v in stored.items()}
+    txn = realm._reader()
+
+    def follow(link: MixedLink) -> Bound | None:
+        info = realm._info.get(link.cls)
+        raw = None if info is None else txn.get(info.table, link.key)
+        return None if info is None or raw is None else Bound(link.cls, link.key, info.record(raw))
+
+    if type(stored) is set:
+        return [_mixed.from_stored(v, follow, NestedList, NestedDict) for v in stored]
+    if type(stored) is list and top:  # a list[Mixed] property: its elements are quantified
+        return [_mixed.from_stored(v, follow, NestedList, NestedDict) for v in stored]
+    return _mixed.from_stored(stored, follow, NestedList, NestedDict)
+
+
+_MIXED_CONTAINERS = (MixedLink, list, dict, set)
 
 
 def get_records(

@@ -21,6 +21,7 @@ from realmpy.storage import HISTORY_KEY, HISTORY_TABLE
 __all__ = [
     "BACKLINKS_KEY",
     "BACKLINK_PREFIX",
+    "FULLTEXT_PREFIX",
     "HISTORY_KEY",
     "INDEX_PREFIX",
     "KEY_FORMAT_KEY",
@@ -31,6 +32,7 @@ __all__ = [
     "TABLE_PREFIX",
     "VERSION_KEY",
     "backlink_name",
+    "fulltext_name",
     "index_name",
     "table_name",
     "zero_value",
@@ -40,6 +42,8 @@ TABLE_PREFIX: Final = "o:"  # one table per top-level class: primary key -> reco
 INDEX_PREFIX: Final = "i:"  # one table per indexed property: value key + primary key -> b""
 # one table per link property of a top-level class: target key + origin key -> b""
 BACKLINK_PREFIX: Final = "b:"
+# one table per full-text indexed str property: token + 0x00 + primary key -> b""
+FULLTEXT_PREFIX: Final = "f:"
 OLD_PREFIX = "_old:"  # a migration's copy of records whose layout changed
 
 # The meta table holds the schema and format keys; the storage layer reads the
@@ -64,6 +68,11 @@ def index_name(cls_name: str, prop: str) -> str:
 def backlink_name(cls_name: str, prop: str) -> str:
     """The backlink table of link property ``prop`` (its file name) of ``cls_name``."""
     return f"{BACKLINK_PREFIX}{cls_name}:{prop}"
+
+
+def fulltext_name(cls_name: str, prop: str) -> str:
+    """The full-text index of str property ``prop`` (its file name) of ``cls_name``."""
+    return f"{FULLTEXT_PREFIX}{cls_name}:{prop}"
 
 
 def zero_value(prop: Property, model: type | None) -> Any:

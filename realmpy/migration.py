@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import realmpy.backlinkindex as backlinkindex
 import realmpy.codec as codec
+import realmpy.fulltextindex as fulltextindex
 from realmpy.config import Configuration
 from realmpy.dynamic import DynamicObject
 from realmpy.errors import (
@@ -174,6 +175,9 @@ def open_schema(realm: Realm) -> None:
             # migration, which may have retargeted or removed link properties.
             backlinkindex.build(txn, merged)
             put_meta(realm, BACKLINKS_KEY, b"1")
+        # Full-text tables of properties that gained the index (or all of
+        # them after a migration, which may have rewritten the texts).
+        fulltextindex.build(txn, merged, None if diff.breaking else gained_fulltext(stored, merged))
         for name in moved:
             txn.drop(OLD_PREFIX + name)
 
@@ -227,6 +231,18 @@ def relayout(realm: Realm, stored: Schema) -> set[str]:
             rows.append((key, _pack(row)))
         txn.put_many(info.table, rows)
     return moved
+
+
+def gained_fulltext(stored: Schema, new: Schema) -> set[tuple[str, str]]:
+    """The (class, property) pairs full-text indexed in ``new`` but not in ``stored``."""
+    out = set()
+    for c in new.classes:
+        old = stored[c.name] if c.name in stored else None
+        for p in fulltextindex.fulltext_properties(c):
+            was = old.get(p.name) if old is not None else None
+            if was is None or not was.fulltext:
+                out.add((c.name, p.name))
+    return out
 
 
 def rebuild_indexes(realm: Realm, stored: Schema, new: Schema) -> None:

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, cast
 import realmpy.changelog as _changelog
 import realmpy.codec as codec
 from realmpy.errors import ClosedError, StorageError
-from realmpy.hooks import register_listeners
+from realmpy.hooks import Listenable, register_listeners
 from realmpy.layout import TABLE_PREFIX, table_name
 from realmpy.results import Results
 from realmpy.storage import Environment
@@ -809,13 +809,6 @@ def _live_collection(lis: _Listener, change: ListChange | SetChange | DictChange
 
 # ----------------------------------------------------------------------------
 # Registration
-
-
-class Listenable:
-    """A store whose commits the notifier follows: :class:`realmpy.realm.Realm`
-    derives from it (an embedded object's store, or an unmanaged object's, does not)."""
-
-    __slots__ = ()
 
 
 def _loop() -> asyncio.AbstractEventLoop | None:

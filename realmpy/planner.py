@@ -24,12 +24,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import realmpy.codec as codec
+import realmpy.fulltextindex as fulltextindex
 import realmpy.query as _query
 from realmpy._native import key_suffixes as _key_suffixes
+from realmpy.codec import MixedLink
 from realmpy.errors import CodecError, ObjectTypeError
 from realmpy.layout import index_name, table_name
 from realmpy.objectid import ObjectId
-from realmpy.schema import ObjectSchema, Property
+from realmpy.schema import Object, ObjectSchema, Property
+from realmpy.textsearch import pattern_terms
 
 if TYPE_CHECKING:
     from realmpy.realm import Realm
@@ -90,6 +93,8 @@ def _candidates(
     schema: ObjectSchema, node: _query.Node, args: tuple[Any, ...]
 ) -> tuple[int, Property, str, list[Any]] | None:
     """(rank, prop, op, values) if ``node`` can use an index; lower rank wins."""
+    if isinstance(node, _query.FullText):
+        return _fulltext_candidate(schema, node, args)
     try:
         if isinstance(node, _query.Between) and node.quantifier is None:
             path, ops = node.value, [(">=", node.low), ("<=", node.high)]
@@ -109,6 +114,8 @@ def _candidates(
         prop = schema.get(path.parts[0])
         if prop is None or not prop.indexed or prop.collection is not None:
             return None
+        if prop.type == "mixed":
+            return _mixed_candidates(prop, ops[0], args) if len(ops) == 1 else None
         if isinstance(node, _query.Between):
             lo = _coerce(prop, _value(node.low, args))
             hi = _coerce(prop, _value(node.high, args))
@@ -136,6 +143,68 @@ def _candidates(
         return (3 if prop.primary_key else 4, prop, op, [v])
     except (ValueError, TypeError, IndexError, CodecError):
         return None
+
+
+def _mixed_candidates(
+    prop: Property, op_rhs: tuple[str, _query.Node], args: tuple[Any, ...]
+) -> tuple[int, Property, str, list[Any]] | None:
+    """The index read of ``mixed == v`` / ``mixed IN {...}``: every stored
+    value that can equal ``v`` (a number equals the int, float and Decimal
+    of its value, as in Realm); ranges are not read from a mixed index
+    (its values of different types do not order as numbers)."""
+    op, rhs = op_rhs
+    if op == "==":
+        raw = [_value(rhs, args)]
+    elif op == "IN" and isinstance(rhs, _query.ListExpr):
+        raw = [_value(i, args) for i in rhs.items]
+    else:
+        return None
+    vals: list[Any] = []
+    for v in raw:
+        if isinstance(v, Object):
+            if v._rp_store is None:
+                continue  # an unmanaged object equals no stored link
+            vals.append(MixedLink(type(v).__realm_name__, v._rp_key))
+        elif isinstance(v, (int, float, Decimal)) and not isinstance(v, bool):
+            if v != v:
+                return None  # NaN: leave it to the scan
+            vals.extend(_numbers_equal_to(v))
+        elif isinstance(v, (list, tuple, dict, set)):
+            return None
+        else:
+            vals.append(v)
+    return (2, prop, "IN", vals)
+
+
+def _numbers_equal_to(v: float | Decimal) -> list[Any]:
+    """The int, float and Decimal a mixed property may hold equal to ``v``
+    (a superset: the predicate is checked on each candidate)."""
+    out: list[Any] = []
+    if math.isfinite(v) and v == int(v) and -(1 << 63) <= int(v) < (1 << 63):
+        out.append(int(v))
+    try:
+        out.append(float(v))
+    except OverflowError:
+        pass
+    out.append(Decimal(v))
+    return out
+
+
+def _fulltext_candidate(
+    schema: ObjectSchema, node: _query.FullText, args: tuple[Any, ...]
+) -> tuple[int, Property, str, list[Any]] | None:
+    """``prop TEXT pattern`` on a full-text indexed property of the class:
+    op ``TEXT`` with the parsed terms, which the index decides exactly."""
+    if len(node.path.parts) != 1:
+        return None
+    prop = schema.get(node.path.parts[0])
+    if prop is None or not prop.fulltext:
+        return None
+    try:
+        pattern = _value(node.pattern, args)
+    except (ValueError, IndexError):
+        return None  # the evaluator reports a missing argument
+    return (1, prop, "TEXT", [pattern_terms(pattern, str(node))])
 
 
 def _bounds(op: str, values: list[Any]) -> tuple[bytes, bytes]:
@@ -167,6 +236,8 @@ _EXACT_TYPES = {"str": str, "int": int, "objectid": ObjectId, "uuid": uuid.UUID,
 
 def _exact(node: _query.Node, prop: Property, args: tuple[Any, ...]) -> bool:
     """True if looking ``node`` up in ``prop``'s index decides it exactly."""
+    if isinstance(node, _query.FullText):
+        return True  # the full-text index holds every token of every text
     if not (
         isinstance(node, _query.Comparison)
         and node.op in ("==", "IN")
@@ -275,6 +346,8 @@ def plan(
     txn = realm._reader()
     enc = codec.encode_key
     try:
+        if op == "TEXT":
+            return fulltextindex.search(txn, schema, prop, values[0]), exact
         if prop.primary_key:
             if op == "IN":
                 return sorted({enc(v) for v in values}), exact

@@ -46,14 +46,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 import realmpy.backlinkindex as _backlinkindex
 import realmpy.bulkadd as _bulkadd
 import realmpy.codec as codec
+import realmpy.fulltextindex as _fulltextindex
 import realmpy.migration as _migration
+import realmpy.mixed as _mixed
 import realmpy.results as _results
 import realmpy.waiting as _waiting
 from realmpy._native import RealmState
-from realmpy._native import add_new as _add_new
 from realmpy._native import make_object as _make_object
 from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
-from realmpy.codec import Link
+from realmpy.codec import Link, MixedLink
 from realmpy.config import Configuration
 from realmpy.deletedlinks import clear_links, embedded_reach, link_reach
 from realmpy.embeddedstore import EmbeddedStore
@@ -71,14 +72,15 @@ from realmpy.errors import (
     WriteLockTimeoutError,
     WrongRealmError,
 )
+from realmpy.hooks import Listenable
 from realmpy.layout import (
     META,
     backlink_name,
+    fulltext_name,
     index_name,
     table_name,
 )
 from realmpy.managed import ManagedDict, ManagedList, ManagedSet
-from realmpy.notifier import Listenable
 from realmpy.schema import (
     MAX_EMBEDDED_DEPTH,
     Counter,
@@ -115,6 +117,8 @@ _unpack_row = codec.unpack_row
 _decode_value = codec.decode_value
 _pack = codec.pack_row
 _OPTS = codec.RECORD_OPTIONS
+# Stored mixed values that a read converts (the others are their value).
+_MIXED_CONTAINERS: Final = (MixedLink, list, dict)
 # How many validated (class, query text) pairs a realm remembers.
 _VALID_QUERIES_MAX: Final = 1024
 
@@ -198,10 +202,9 @@ class Realm(RealmState, Listenable):
         self._guard = None
         self._wtxn: WriteTransaction | None = None
         self._wtxn_owner: Transaction | None = None
-        # (write transaction, its direct handle or None): see add()
-        self._direct: tuple[WriteTransaction, int | None, dict[str, set[bytes] | None]] | None = (
-            None
-        )
+        # The write transaction whose one-call adds were decided (see
+        # _add_slow): None until the first add of each transaction.
+        self._direct: WriteTransaction | None = None
         self._snap: Snapshot | None = None
         # The address of the shared version counter that tells whether a
         # newer version exists, while a live snapshot is open (None: no
@@ -543,7 +546,7 @@ class Realm(RealmState, Listenable):
         # What this commit changed, for listeners (realmpy.changelog).
         txn.record_changes()
         self._wtxn = None
-        self._direct = None
+        self._drop_adder()
         self._wtxn_owner = None
         self._stamp += 1
         base = txn.version
@@ -556,7 +559,7 @@ class Realm(RealmState, Listenable):
         txn = self._require_write()
         self._dead = {}
         self._wtxn = None
-        self._direct = None
+        self._drop_adder()
         self._wtxn_owner = None
         self._stamp += 1
         txn.abort()
@@ -595,7 +598,7 @@ class Realm(RealmState, Listenable):
         except Exception:  # another thread's or a closed env's handle
             pass
         self._wtxn = None
-        self._direct = None
+        self._drop_adder()
         self._snap = None
         self._vh = None
         if not self._frozen and self._config.sync is not None:  # sync hook (issue 5)
@@ -764,7 +767,7 @@ class Realm(RealmState, Listenable):
         bound = self._valid_queries
         binding = bound.get((schema.name, text))
         if binding is None:
-            binding = bind(self._schema.__getitem__, schema, q)
+            binding = bind(self._schema.__getitem__, schema, q, self._schema.classes)
             if len(bound) < _VALID_QUERIES_MAX:
                 bound[(schema.name, text)] = binding
         binding.check_args(args)
@@ -841,6 +844,10 @@ class Realm(RealmState, Listenable):
         rec[i] = stored
         if prop.type == "link" and info.links:
             _backlinkindex.update(
+                txn, info.schema, (prop,), obj._rp_key, {name: old}, {name: stored}
+            )
+        if prop.fulltext and info.fulltext:
+            _fulltextindex.update(
                 txn, info.schema, (prop,), obj._rp_key, {name: old}, {name: stored}
             )
         if prop.has_index and old != stored:
@@ -955,7 +962,30 @@ class Realm(RealmState, Listenable):
             object.__setattr__(emb, "_rp_store", EmbeddedStore(self, owner, prop.name, slot))
             object.__setattr__(emb, "_rp_key", b"")
             return emb
+        if prop.type == "mixed" and type(stored) in _MIXED_CONTAINERS:
+            return _mixed.from_stored(stored, self._follow_mixed)
         return stored
+
+    def _follow_mixed(self, link: MixedLink) -> Any:
+        """The object a mixed value links to, or None if it was deleted (as
+        Realm nulls such links) or its class is not in this realm."""
+        info = self._info.get(link.cls)
+        if info is None or info.schema.embedded:
+            return None
+        raw = self._reader().get(info.table, link.key)
+        if raw is None:
+            return None
+        return self._make(link.cls, link.key, info.record(raw))
+
+    def _mixed_link(self, target: Any) -> MixedLink:
+        """The stored link of a mixed value to ``target`` (added if unmanaged)."""
+        name = type(target).__realm_name__
+        if name not in self._info:
+            raise SchemaError(
+                f"a mixed value links to a {type(target).__name__}, which is not in "
+                "this realm's schema: add it to the configuration's model list"
+            )
+        return MixedLink(name, self._link_key(target))
 
     def _to_stored(self, prop: Property, py: Any, depth: int = 0) -> Any:
         if prop.collection == "list":
@@ -976,6 +1006,8 @@ class Realm(RealmState, Listenable):
             return self._embedded_record(v, depth + 1)
         if prop.type == "counter":
             return int(v)
+        if prop.type == "mixed":
+            return _mixed.to_stored(v, self._mixed_link)
         return v
 
     def _embedded_record(self, emb: _Model, depth: int = 1) -> dict[str, Any]:
@@ -1014,11 +1046,19 @@ class Realm(RealmState, Listenable):
 
     # -- writes --------------------------------------------------------------------------
 
-    def add(self, obj: T, update: bool = False) -> T:
-        """Add an unmanaged object (and the unmanaged objects it links to);
-        with ``update=True`` replace an existing object with the same
-        primary key.  Returns the object, now managed by this realm."""
-        # _check() and _require_write() inlined: a loop of add is a hot path.
+    if TYPE_CHECKING:
+        # At run time add is RealmState.add (csrc/py/add.c): a new object of
+        # a class without links, in a transaction whose writes no history
+        # observer needs to see, is written in one native call; everything
+        # else goes to _add_slow.
+        def add(self, obj: T, update: bool = False) -> T:
+            """Add an unmanaged object (and the unmanaged objects it links to);
+            with ``update=True`` replace an existing object with the same
+            primary key.  Returns the object, now managed by this realm."""
+            ...
+
+    def _add_slow(self, obj: T, update: bool = False) -> T:
+        """:meth:`add` beyond the native fast path (its reference)."""
         if self._closed or _get_ident() != self._owner:
             self._check()
         txn = self._wtxn
@@ -1030,41 +1070,41 @@ class Realm(RealmState, Listenable):
             return obj
         if store is not None:
             raise WrongRealmError(f"this {type(obj).__name__} is already managed by another realm")
-        plan = info.add_plan
-        if plan is not None and info.name not in self._dead:
-            # The common case in one native call (realmpy._native.add_new:
-            # encode, check the key is free, write, manage), also for an
-            # upsert of a new key; None: not written (the key exists, or a
-            # value the native encoders do not take), the general path
-            # below decides.  The transaction's
-            # direct handle is looked up once per transaction (a realm's
-            # transaction never starts recording history midway: files
-            # become synced when opened).
-            direct = self._direct
-            if direct is None or direct[0] is not txn:
-                direct = self._direct = (txn, txn.direct_handle(), txn.changed())
-            handle = direct[1]
-            if handle is not None:
-                stamp = self._stamp + 1
-                key = _add_new(handle, plan, obj, self, stamp)
-                if key is not None:
-                    if isinstance(key, int):
-                        txn.raise_error(key, "put failed", info.table)
-                    self._stamp = stamp
-                    # The transaction's change record (txn.changed()): the
-                    # index tables change with the class table.
-                    changed = direct[2]
-                    keys = changed.get(info.table)
-                    if keys is not None:
-                        keys.add(key)
-                    elif info.table not in changed:
-                        changed[info.table] = {key}
-                    return obj
+        if self._direct is not txn:
+            # The first add of this transaction: allow the native path if
+            # its writes may bypass the storage wrappers.  Then add again,
+            # natively (this time, whatever it declines comes back here and
+            # takes the general path).
+            self._direct = txn
+            if self._start_adder(txn):
+                return self.add(obj, update)
         if info.simple:
             _bulkadd.add_simple(self, info, [obj], update)
         else:
             self._add(obj, update=update, cascade=False)
         return obj
+
+    def _start_adder(self, txn: WriteTransaction) -> bool:
+        """Set ``_adder`` for ``txn`` if some class can take the native add
+        path in it: no history observer to call (a synced file's every
+        change is observed), and classes with a plan that were not deleted
+        from in this transaction (an add there must clear links first)."""
+        if not txn.allows_direct():
+            return False
+        plans = {
+            cls: info.add_plan
+            for cls, info in self._by_cls.items()
+            if info.add_plan is not None and info.name not in self._dead
+        }
+        if plans:
+            self._adder = (txn, txn.changed(), plans)
+        return bool(plans)
+
+    def _drop_adder(self) -> None:
+        """End the native add path (the transaction ended, or a class's
+        objects were deleted): the next add decides again."""
+        self._adder = None
+        self._direct = None
 
     def _add_info(self, obj: object) -> ClassInfo:
         info = self._by_cls.get(type(obj))
@@ -1164,9 +1204,10 @@ class Realm(RealmState, Listenable):
             if old is not None:
                 txn.delete(iname, codec.encode_keys(old[info.pos[p.name]], pk))
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
-        if info.links:
+        if info.links or info.fulltext:
             before = dict(zip(info.names, old, strict=True)) if old is not None else None
             _backlinkindex.update(txn, info.schema, info.links, key, before, rec)
+            _fulltextindex.update(txn, info.schema, info.fulltext, key, before, rec)
         row = info.row(rec)
         txn.put(table, key, _pack(row))
         self._stamp += 1
@@ -1219,9 +1260,10 @@ class Realm(RealmState, Listenable):
             for key, rec in items.items():
                 for pname, iname in info.indexed:
                     txn.delete(iname, _encode_key(rec[info.pos[pname]]) + key)
-                if info.links:
+                if info.links or info.fulltext:
                     old = dict(zip(info.names, rec, strict=True))
                     _backlinkindex.update(txn, info.schema, info.links, key, old, None)
+                    _fulltextindex.update(txn, info.schema, info.fulltext, key, old, None)
                 txn.delete(info.table, key)
                 count += 1
         self._stamp += 1
@@ -1233,6 +1275,7 @@ class Realm(RealmState, Listenable):
                     pending.update(items)
             elif self._linked(name):
                 dead[name] = set(items)
+                self._drop_adder()  # adds of this class must clear links first
         return count
 
     def delete_all(self, cls: type[Object] | None = None) -> None:
@@ -1248,11 +1291,14 @@ class Realm(RealmState, Listenable):
                     txn.drop(index_name(name, p.file_name))
                 if p.type == "link":
                     txn.drop(backlink_name(name, p.file_name))
+                if p.fulltext:
+                    txn.drop(fulltext_name(name, p.file_name))
         self._stamp += 1
         if cls is None:
             self._dead = {}  # nothing is left to link to anything
         elif self._linked(names[0]):
             self._dead[names[0]] = None
+            self._drop_adder()  # adds of this class must clear links first
 
     def _linked(self, name: str) -> bool:
         """Whether objects of some class can link to objects of ``name``."""

@@ -10,7 +10,8 @@ schema of the next opener (:meth:`Schema.diff`).
 
 Property types: ``bool``, ``int`` (64-bit), ``float``, ``str``, ``bytes``,
 ``datetime`` (timezone-aware), ``Decimal``, ``ObjectId``, ``UUID``,
-:class:`Counter`, ``T | None``, ``list[T]``, ``set[T]``, ``dict[str, T]``,
+:class:`Counter`, :data:`Mixed` (any of those, a link, or a nested
+list/dict: :mod:`realmpy.mixed`), ``T | None``, ``list[T]``, ``set[T]``, ``dict[str, T]``,
 links to other models (to-one links must be ``Model | None``), and embedded
 objects (subclasses of :class:`EmbeddedObject`, stored inside their parent).
 
@@ -43,6 +44,8 @@ from realmpy._native import ModelBase, ModelInit, PropertyBase
 from realmpy.descriptions import Backlink, ObjectSchema, Property, Schema, SchemaDiff
 from realmpy.errors import ObjectTypeError, SchemaError
 from realmpy.hooks import add_listener
+from realmpy.mixed import Mixed
+from realmpy.mixed import validate as _validate_mixed
 from realmpy.objectid import ObjectId
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "Counter",
     "EmbeddedObject",
     "Field",
+    "Mixed",
     "Object",
     "ObjectSchema",
     "ObjectStore",
@@ -83,7 +87,7 @@ MISSING: Final = _Missing()
 SCALAR_TYPES: Final[dict[type, str]] = {}  # filled below (Counter first)
 PRIMARY_KEY_TYPES: Final = frozenset({"int", "str", "objectid", "uuid"})
 INDEXABLE_TYPES: Final = frozenset(
-    {"bool", "int", "str", "objectid", "uuid", "datetime", "decimal", "float"}
+    {"bool", "int", "str", "objectid", "uuid", "datetime", "decimal", "float", "mixed"}
 )
 
 
@@ -141,7 +145,7 @@ class Field:
     default: Any = MISSING
     default_factory: Callable[[], Any] | _Missing = MISSING
     primary_key: bool = False
-    indexed: bool = False
+    indexed: bool | str = False
     map_to: str | None = None
 
     def has_default(self) -> bool:
@@ -158,18 +162,22 @@ def field(
     default: Any = MISSING,
     default_factory: Callable[[], Any] | _Missing = MISSING,
     primary_key: bool = False,
-    indexed: bool = False,
+    indexed: bool | str = False,
     map_to: str | None = None,
 ) -> Any:
     """Options of one property: a default, primary key, or secondary index.
 
     ``id: ObjectId = field(primary_key=True, default_factory=ObjectId)``.
     A primary key is always indexed; ``indexed=True`` keeps a separate
-    ordered index so equality and range queries on it need no scan.
+    ordered index so equality and range queries on it need no scan;
+    ``indexed="fulltext"`` (a ``str`` property) keeps a full-text index
+    instead, for ``prop TEXT 'words -excluded prefix*'`` queries.
     ``map_to="name_in_file"`` (Realm's ``@MapTo``) stores the property
     under another name in the file and its sync schema, while Python code
     and queries use the attribute's name.
     """
+    if not isinstance(indexed, bool) and indexed != "fulltext":
+        raise SchemaError(f'indexed is True, False or "fulltext", not {indexed!r}')
     if map_to is not None and (not isinstance(map_to, str) or not map_to):
         raise SchemaError(f"map_to is a non-empty str, not {map_to!r}")
     if default is not MISSING and default_factory is not MISSING:
@@ -363,6 +371,7 @@ class _PropertyDescriptor(PropertyBase):
                     "link",
                     "embedded",
                     "counter",
+                    "mixed",  # may hold links, resolved when read
                 )
             return store.read_property(obj, self.name)
         try:
@@ -1020,6 +1029,8 @@ def _element(cls: type, name: str, tp: Any) -> tuple[str, str | None, bool]:
         raise SchemaError(f"{cls.__name__}.{name}: unresolved forward reference {inner}")
     if inner in SCALAR_TYPES:
         return SCALAR_TYPES[inner], None, optional
+    if inner is Mixed:  # realmpy.Mixed is typing.Any; a mixed value may be None
+        return "mixed", None, True
     if isinstance(inner, type) and issubclass(inner, EmbeddedObject):
         _TARGETS[(cls, name)] = inner
         return "embedded", inner.__realm_name__, optional
@@ -1028,8 +1039,8 @@ def _element(cls: type, name: str, tp: Any) -> tuple[str, str | None, bool]:
         return "link", inner.__realm_name__, optional
     raise SchemaError(
         f"{cls.__name__}.{name}: unsupported type {tp!r}; use bool, int, float, "
-        "str, bytes, datetime, Decimal, ObjectId, UUID, Counter, a model class, "
-        "or list/set/dict of those"
+        "str, bytes, datetime, Decimal, ObjectId, UUID, Counter, Mixed, a model "
+        "class, or list/set/dict of those"
     )
 
 
@@ -1069,7 +1080,13 @@ def _property(cls: type, name: str, tp: Any, f: Field) -> Property:
                 f"{cls.__name__}.{name}: a primary key must be int, str, ObjectId "
                 f"or UUID, not {tp!r}"
             )
-    if f.indexed and (collection or type_name not in INDEXABLE_TYPES):
+    fulltext = f.indexed == "fulltext"
+    if fulltext and (collection or type_name != "str" or f.primary_key):
+        raise SchemaError(
+            f'{cls.__name__}.{name}: indexed="fulltext" needs a str property '
+            f"(not a primary key), not {tp!r}"
+        )
+    if f.indexed is True and (collection or type_name not in INDEXABLE_TYPES):
         raise SchemaError(
             f"{cls.__name__}.{name}: cannot index {tp!r} (indexable: "
             + ", ".join(sorted(INDEXABLE_TYPES))
@@ -1082,8 +1099,9 @@ def _property(cls: type, name: str, tp: Any, f: Field) -> Property:
         optional,
         target,
         f.primary_key,
-        f.indexed or f.primary_key,
+        f.indexed is True or f.primary_key,
         f.map_to if f.map_to != name else None,
+        fulltext,
     )
 
 
@@ -1104,6 +1122,10 @@ def _bad(cls: type, prop: Property, value: Any, why: str = "") -> ObjectTypeErro
 
 def validate_scalar(cls: type, prop: Property, value: Any) -> Any:
     """Check and normalise one non-collection value for ``prop``."""
+    if prop.type == "mixed":
+        return _validate_mixed(
+            f"{cls.__name__}.{prop.name}", value, nested=prop.collection != "set"
+        )
     if value is None:
         if prop.optional:
             return None

@@ -15,14 +15,16 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from realmpy.config import Configuration
 from realmpy.errors import ConfigurationError
-from realmpy.notifier import Notifier
 from realmpy.perpath import PathRegistry
 from realmpy.sidefiles import check_directory, lock_side_file, open_side_file
 from realmpy.storage import Environment
+
+if TYPE_CHECKING:
+    from realmpy.notifier import Notifier
 
 __all__ = ["SharedFile", "compact_file", "wants_compaction"]
 
@@ -136,6 +138,8 @@ class SharedFile:
     def get_notifier(self) -> Notifier:
         with self.lock:
             if self.notifier is None:
+                from realmpy.notifier import Notifier  # loaded at the first listener
+
                 self.notifier = Notifier(self.env)
             return self.notifier
 

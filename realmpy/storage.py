@@ -47,7 +47,6 @@ whatever the caller does:
 
 from __future__ import annotations
 
-import functools
 import importlib
 import os
 import struct
@@ -65,6 +64,7 @@ import realmpy.binding as _b
 import realmpy.errors as _e
 
 from ._engine import ffi, lib
+from ._native import CHANGED_KEYS_MAX as _NATIVE_CHANGED_KEYS_MAX
 from ._native import EnvCore, ReadTxn, WriteTxn
 from ._native import columns_ok as _columns_ok
 from ._native import pack_records as _pack_records
@@ -657,25 +657,17 @@ _HISTORY_OBSERVERS: dict[bytes, Callable[[], WriteObserver]] = {}
 _HISTORY_MODULES: Final[dict[bytes, str]] = {b"sync": "realmpy.sync.history"}
 _UNRESOLVED: Final[Any] = object()  # not looked up yet: at the first change
 _CHANGES_UNRESOLVED: Final[Any] = object()  # no history; change records not looked up yet
-_TRACKING: Final[Any] = object()  # no history, but the changed keys are kept
 _UNKNOWN_CHANGES: Final = b"\xc0"  # msgpack nil: a change record that says "unknown"
 _NEW: Final[Any] = object()  # WriteTransaction._note: a table not changed yet
-# Beyond this many keys a transaction records a table as changed as a whole.
-CHANGED_KEYS_MAX: Final = 1024
+# Beyond this many keys a transaction records a table as changed as a whole
+# (the native put/delete note keys too: the constant is theirs).
+CHANGED_KEYS_MAX: Final = _NATIVE_CHANGED_KEYS_MAX
 # Change records (docs/format.md): the table, how many versions are kept (at
 # least), and how many are pruned at once (most commits touch one leaf).
 CHANGES_TABLE: Final = "_changes"
 CHANGES_KEEP: Final = 1000
 _CHANGES_PRUNE: Final = 64
 _version_key = struct.Struct(">Q").pack
-
-
-@functools.cache
-def _native_engine() -> None:
-    """Hand realmpy._native the engine functions its one-call writes use."""
-    from ._native import set_engine
-
-    set_engine(*(int(ffi.cast("uintptr_t", ffi.addressof(lib, f))) for f in ("rp_get", "rp_put")))
 
 
 def register_history(kind: str, factory: Callable[[], WriteObserver]) -> None:
@@ -770,8 +762,10 @@ class WriteTransaction(ReadMethods, WriteTxn):
     # it holds the history observer, _UNRESOLVED until the first change
     # looks the file's history kind up (_CHANGES_UNRESOLVED: a transaction
     # that records no history still looks up whether the file keeps change
-    # records), or _TRACKING when there is no history but the keys changed
-    # are kept (track_changes).
+    # records), or, when there is no history but the keys changed are kept
+    # (track_changes), the change record itself (the dict _changed): the
+    # native put/delete then note the key in it without calling Python
+    # (csrc/py/storage.c, note_changed).
 
     def _observe(self, table: str, keys: Sequence[bytes]) -> None:
         obs = self._resolved_observer()
@@ -791,10 +785,10 @@ class WriteTransaction(ReadMethods, WriteTxn):
                 self._changed = {}
             obs = self._history_observer() if obs is _UNRESOLVED else None
             self._observer = obs if obs is not None else self._no_history()
-        return None if obs is _TRACKING else obs
+        return None if type(obs) is dict else obs
 
     def _no_history(self) -> Any:
-        return None if self._changed is None else _TRACKING
+        return self._changed  # the change record, if kept (see above), else None
 
     def _history_observer(self) -> WriteObserver | None:
         """The observer this file's history kind asks for (read in this
@@ -818,7 +812,8 @@ class WriteTransaction(ReadMethods, WriteTxn):
         """The history kind was just written: if no observer is attached yet,
         look the kind up again at the next change (a new synced file records
         its changes from the write that made it synced)."""
-        if self._observer in (None, _TRACKING, _CHANGES_UNRESOLVED):
+        obs = self._observer
+        if obs is None or obs is _CHANGES_UNRESOLVED or type(obs) is dict:
             self._observer = _UNRESOLVED
 
     def track_changes(self) -> None:
@@ -827,7 +822,7 @@ class WriteTransaction(ReadMethods, WriteTxn):
         if self._changed is None:
             self._changed = {}
             if self._observer is None:
-                self._observer = _TRACKING
+                self._observer = self._changed
 
     def _note(self, table: str, keys: Collection[bytes]) -> None:
         changed = self._changed
@@ -876,7 +871,7 @@ class WriteTransaction(ReadMethods, WriteTxn):
         """What this transaction changed so far (starting :meth:`track_changes`
         if nobody had): per table, the keys written or deleted, or None for
         any key of it.  The live record: a direct writer
-        (:meth:`direct_handle`) adds the keys it writes to the table's set,
+        (:meth:`allows_direct`) adds the keys it writes to the table's set,
         if it has one (None stays None)."""
         self.track_changes()
         assert self._changed is not None
@@ -884,26 +879,23 @@ class WriteTransaction(ReadMethods, WriteTxn):
 
     def raise_error(self, rc: int, what: str, table: str) -> NoReturn:
         """Raise the error of engine result ``rc`` (of a direct write, see
-        :meth:`direct_handle`) as this transaction's methods would."""
+        :meth:`allows_direct`) as this transaction's methods would."""
         self._fail(rc, what, table)
 
-    def direct_handle(self) -> int | None:
-        """The engine address of this transaction for realmpy._native's
-        one-call writes (``add_new``), or None where every change must go
-        through this object's methods: a history to record (the observer
-        sees every change), another thread, or a transaction that ended.
-        Valid until the transaction ends; the caller writes only plain
-        records and index entries (never the history table)."""
+    def allows_direct(self) -> bool:
+        """Whether realmpy's native one-call writes (``RealmState.add``,
+        csrc/py/add.c) may write in this transaction without these methods:
+        False where every change must go through them (a history observer
+        sees every change) or the transaction is not usable here (another
+        thread, ended).  They write only plain records and index entries
+        (never the history table) and add the keys to :meth:`changed`."""
         if not self.active:
-            return None
+            return False
         try:
-            handle = self._handle()  # checks the owner thread
+            self._handle()  # checks the owner thread
         except _e.RealmpyError:
-            return None  # the general path raises the typed error
-        if self._resolved_observer() is not None:
-            return None
-        _native_engine()
-        return int(ffi.cast("uintptr_t", handle))
+            return False  # the general path raises the typed error
+        return self._resolved_observer() is None
 
     # ---- writes ----------------------------------------------------------------
 
@@ -1032,7 +1024,7 @@ class WriteTransaction(ReadMethods, WriteTxn):
         obs = self._observer
         if obs is not None:
             self._observer = None  # its own writes (the changeset) are not observed
-            if obs not in (_UNRESOLVED, _CHANGES_UNRESOLVED, _TRACKING):
+            if obs is not _UNRESOLVED and obs is not _CHANGES_UNRESOLVED and type(obs) is not dict:
                 obs.before_commit(self)
         if self._state == "open":
             try:

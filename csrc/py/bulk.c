@@ -459,13 +459,9 @@ fail:
 
 /* ---- bulk add: rows, msgpack records and keys ------------------------------------ */
 
-/* A growable byte buffer. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-} Buf;
+/* The growable byte buffer Buf (native.h). */
 
-static int buf_reserve(Buf *b, size_t more) {
+int buf_reserve(Buf *b, size_t more) {
     if (b->len + more <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + more) cap *= 2;
@@ -480,7 +476,7 @@ static int buf_reserve(Buf *b, size_t more) {
 }
 
 
-static int buf_head(Buf *b, unsigned char tag, uint64_t v, int nbytes) {
+int buf_head(Buf *b, unsigned char tag, uint64_t v, int nbytes) {
     if (buf_reserve(b, 1 + (size_t)nbytes)) return -1;
     b->p[b->len] = (char)tag;
     rp_mp_put_be((uint8_t *)b->p + b->len + 1, v, (unsigned)nbytes);
@@ -488,7 +484,7 @@ static int buf_head(Buf *b, unsigned char tag, uint64_t v, int nbytes) {
     return 0;
 }
 
-static int buf_bytes(Buf *b, const char *src, size_t n) {
+int buf_bytes(Buf *b, const char *src, size_t n) {
     if (buf_reserve(b, n)) return -1;
     memcpy(b->p + b->len, src, n);
     b->len += n;
@@ -618,44 +614,44 @@ fail:
 /* One record of pack_rows into rows[i] and packed[i]: 0, 1 (fall back), -1. */
 static int pack_row(PyObject *d, PyObject *names, Py_ssize_t m, PyObject *rows,
                     PyObject *packed, Py_ssize_t i, Buf *bp) {
-    Buf b = *bp;
-    int result = -1;
-    {
-        PyObject *row = PyTuple_New(m);
-        if (row == NULL) goto done;
-        if (PyList_SetItem(rows, i, row) < 0) goto done; /* steals; filled below */
-        b.len = 0;
-        int rc = m < 16 ? buf_head(&b, (unsigned char)(RP_MP_FIXARRAY | m), 0, 0)
-                 : m < 65536 ? buf_head(&b, RP_MP_ARRAY16, (uint64_t)m, 2)
-                             : buf_head(&b, RP_MP_ARRAY32, (uint64_t)m, 4);
-        if (rc) goto done;
-        for (Py_ssize_t j = 0; j < m; j++) {
-            PyObject *v = PyDict_GetItemWithError(d, PyTuple_GetItem(names, j));
-            if (v == NULL) {
-                if (!PyErr_Occurred()) result = 1;
-                goto done;
-            }
-            Py_INCREF(v);
-            PyTuple_SetItem(row, j, v); /* steals */
-            rc = mp_value(&b, v);
-            if (rc != 0) {
-                result = rc;
-                goto done;
-            }
+    PyObject *row = NULL;
+    bp->len = 0;
+    int rc = pack_record(d, names, m, bp, &row);
+    if (rc != 0) return rc;
+    if (PyList_SetItem(rows, i, row) < 0) return -1; /* steals */
+    PyObject *raw = PyBytes_FromStringAndSize(bp->p, (Py_ssize_t)bp->len);
+    if (raw == NULL) return -1;
+    return PyList_SetItem(packed, i, raw);
+}
+
+/* See native.h. */
+int pack_record(PyObject *d, PyObject *names, Py_ssize_t m, Buf *b, PyObject **row) {
+    PyObject *r = PyTuple_New(m);
+    if (r == NULL) return -1;
+    int rc = m < 16 ? buf_head(b, (unsigned char)(RP_MP_FIXARRAY | m), 0, 0)
+             : m < 65536 ? buf_head(b, RP_MP_ARRAY16, (uint64_t)m, 2)
+                         : buf_head(b, RP_MP_ARRAY32, (uint64_t)m, 4);
+    for (Py_ssize_t j = 0; rc == 0 && j < m; j++) {
+        PyObject *v = PyDict_GetItemWithError(d, PyTuple_GetItem(names, j));
+        if (v == NULL) {
+            rc = PyErr_Occurred() ? -1 : 1;
+            break;
         }
-        PyObject *raw = PyBytes_FromStringAndSize(b.p, (Py_ssize_t)b.len);
-        if (raw == NULL) goto done;
-        PyList_SetItem(packed, i, raw);
-        result = 0;
+        Py_INCREF(v);
+        PyTuple_SetItem(r, j, v); /* steals */
+        rc = mp_value(b, v);
     }
-done:
-    *bp = b;
-    return result;
+    if (rc != 0) {
+        Py_DECREF(r);
+        return rc;
+    }
+    *row = r;
+    return 0;
 }
 
 /* One codec key (int or str fast path) into b; 1 if v needs the general
  * encoder. */
-static int key_value(Buf *b, PyObject *v) {
+int key_value(Buf *b, PyObject *v) {
     if (PyLong_CheckExact(v)) {
         int overflow = 0;
         long long x = PyLong_AsLongLongAndOverflow(v, &overflow);

@@ -32,6 +32,8 @@
  *   iter_objects / make_object / manage
  *                 build managed objects: cls.__new__(cls) with ModelBase's
  *                 fields set.
+ *   RealmState.add  Realm.add: a new object of a class without links in
+ *                 one call (add.c).
  *   EnvCore, TxnBase, ReadTxn, WriteTxn, ScanIter, bind_engine
  *                 the storage layer's hot paths (storage.c): read(), get,
  *                 put, delete, scan steps, end and commit cross into the
@@ -102,12 +104,6 @@ static PyMethodDef sp_methods[] = {
      "WrongThreadError): the engine functions storage.c calls (see storage.c)."},
     {"pack_keys", sp_pack_keys, METH_O,
      "pack_keys(keys): the keys as [u32 little-endian length][bytes]..."},
-    {"set_engine", (PyCFunction)(void (*)(void))sp_set_engine, METH_FASTCALL,
-     "set_engine(rp_get, rp_put): the engine functions add_new calls, by address."},
-    {"add_new", (PyCFunction)(void (*)(void))sp_add_new, METH_FASTCALL,
-     "add_new(txn, plan, obj, realm, stamp): write a new object of a simple class and "
-     "make it managed; its key, an engine error code (int), or None (not written: use the "
-     "general path)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -160,7 +156,8 @@ PyMODINIT_FUNC PyInit__native(void) {
         || add_type(m, &ReadTxn_Type, &readtxn_spec, TxnBase_Type, "ReadTxn")
         || add_type(m, &WriteTxn_Type, &writetxn_spec, TxnBase_Type, "WriteTxn")
         || add_type(m, &ScanIter_Type, &scaniter_spec, NULL, "ScanIter")
-        || storage_init())
+        || storage_init()
+        || PyModule_AddIntConstant(m, "CHANGED_KEYS_MAX", CHANGED_KEYS_MAX) < 0)
         goto fail;
     PyObject *types = PyImport_ImportModule("types");
     if (types == NULL) goto fail;

@@ -11,7 +11,7 @@
  *   storage.c    the storage layer's hot paths: EnvCore, TxnBase, ReadTxn,
  *                WriteTxn (bases of storage.Environment, Snapshot and
  *                WriteTransaction), ScanIter, calling the engine directly
- *   add.c        Realm.add of one new object in one call (engine via set_engine)
+ *   add.c        RealmState.add: Realm.add of one new object in one call
  *
  * Everything runs with the GIL held (see module.c for the lifetime rules).
  */
@@ -38,6 +38,24 @@ extern PyObject *empty_tuple;
 extern PyType_Spec rs_spec, mb_spec, oi_spec, pb_spec, rec_spec, mi_spec;
 extern PyType_Spec envcore_spec, txnbase_spec, readtxn_spec, writetxn_spec, scaniter_spec;
 
+/* ---- RealmState (objects.c) ----------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    long long stamp;          /* _stamp: bumped whenever what is read changes */
+    unsigned long long version; /* _version: the version this realm reads    */
+    unsigned long guard;      /* _guard: owner thread id, if has_guard         */
+    int has_guard;            /* 0: _guard is None (closed, or not yet open)  */
+    uintptr_t vaddr;          /* _vh: the shared counter's address, or 0      */
+    /* _adder (add.c), all NULL or all set: the write transaction whose new
+     * objects add() writes in one call, its change record (dict table ->
+     * set of keys or None) and {model class: plan}. */
+    PyObject *adder_txn, *adder_changed, *adder_plans;
+} RealmState;
+
+/* RealmState.add (add.c). */
+PyObject *rs_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+
 /* ---- ModelBase (objects.c) ------------------------------------------------------ */
 
 /* A managed object's state (see objects.c). */
@@ -53,6 +71,11 @@ typedef struct {
 static inline int is_model(PyObject *o) {
     return PyObject_TypeCheck(o, (PyTypeObject *)ModelBase_Type);
 }
+
+/* Make obj (a model) managed by realm under key, caching rec (NULL or
+ * None: nothing) read at stamp with positions pos. */
+int set_managed(PyObject *obj, PyObject *realm, PyObject *key, PyObject *rec, long long stamp,
+                PyObject *pos);
 
 /* obj's instance dict (new reference); TypeError if it has none. */
 PyObject *instance_dict(PyObject *obj);
@@ -75,6 +98,44 @@ typedef struct {
 
 /* self[i] for 0 <= i < len: decoded on first read, then kept. */
 PyObject *rec_item(PyObject *self_, Py_ssize_t i);
+
+/* ---- byte buffers and encoders (bulk.c) ------------------------------------------ */
+
+/* A growable byte buffer (PyMem; free p when done). */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} Buf;
+
+int buf_reserve(Buf *b, size_t more);
+int buf_head(Buf *b, unsigned char tag, uint64_t v, int nbytes);
+int buf_bytes(Buf *b, const char *src, size_t n);
+/* codec.encode_key(v) appended to b for an int of 64 bits or a str without
+ * NUL: 0; 1 if v needs the general encoder; -1 on error. */
+int key_value(Buf *b, PyObject *v);
+/* The values of d at names (m of them) as a new tuple in *row and packed
+ * into b (from its start) as codec.pack_plain_rows packs a record: 0; 1
+ * if a name is missing or a value is not a plain scalar; -1 on error. */
+int pack_record(PyObject *d, PyObject *names, Py_ssize_t m, Buf *b, PyObject **row);
+
+/* ---- the engine, for add.c (storage.c) ------------------------------------------- */
+
+/* Beyond this many keys a transaction records a table as changed as a
+ * whole (None): realmpy.storage.CHANGED_KEYS_MAX is this constant. */
+#define CHANGED_KEYS_MAX 1024
+
+/* Note key (bytes) as written or deleted in table (str) in changed, a
+ * write transaction's change record (dict: table -> set of keys, or None
+ * for any key): 0, or -1 with an exception. */
+int note_changed(PyObject *changed, PyObject *table, PyObject *key);
+
+/* The engine transaction of wtxn (a WriteTransaction) if it is open and
+ * owned by the calling thread, else NULL (no exception set). */
+void *owned_write_txn(PyObject *wtxn);
+int engine_get(void *txn, const char *table, size_t tlen, const void *key, size_t klen,
+               const void **val, size_t *vlen);
+int engine_put(void *txn, const char *table, size_t tlen, const void *key, size_t klen,
+               const void *val, size_t vlen);
 
 /* ---- argument checks and GC helpers ------------------------------------------- */
 
@@ -165,8 +226,5 @@ PyObject *sp_pack_keys(PyObject *module, PyObject *keys);
 /* storage.c */
 PyObject *sp_bind_engine(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 int storage_init(void); /* its interned names: 0, or -1 with an exception */
-/* add.c */
-PyObject *sp_set_engine(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
-PyObject *sp_add_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

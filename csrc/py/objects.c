@@ -13,14 +13,6 @@
 
 /* ---- RealmState ------------------------------------------------------------- */
 
-typedef struct {
-    PyObject_HEAD
-    long long stamp;          /* _stamp: bumped whenever what is read changes */
-    unsigned long long version; /* _version: the version this realm reads    */
-    unsigned long guard;      /* _guard: owner thread id, if has_guard         */
-    int has_guard;            /* 0: _guard is None (closed, or not yet open)  */
-    uintptr_t vaddr;          /* _vh: the shared counter's address, or 0      */
-} RealmState;
 
 static inline unsigned long long load_version(uintptr_t addr) {
     /* Acquire, as the engine's rp_version_load: pairs with the committer's
@@ -122,6 +114,44 @@ static int rs_set_vh(PyObject *self, PyObject *value, void *closure) {
     return 0;
 }
 
+static int rs_clear(PyObject *self) {
+    RealmState *r = (RealmState *)self;
+    Py_CLEAR(r->adder_txn);
+    Py_CLEAR(r->adder_changed);
+    Py_CLEAR(r->adder_plans);
+    return 0;
+}
+
+/* _adder: (write transaction, its change record, plans) while realm.add may
+ * write new objects in one native call (add.c), else None. */
+static PyObject *rs_get_adder(PyObject *self, void *closure) {
+    (void)closure;
+    RealmState *r = (RealmState *)self;
+    if (r->adder_txn == NULL) Py_RETURN_NONE;
+    return Py_BuildValue("(OOO)", r->adder_txn, r->adder_changed, r->adder_plans);
+}
+
+static int rs_set_adder(PyObject *self, PyObject *value, void *closure) {
+    (void)closure;
+    RealmState *r = (RealmState *)self;
+    if (no_delete(value, "_adder")) return -1;
+    if (value == Py_None) return rs_clear(self);
+    PyObject *txn, *changed, *plans;
+    if (!PyArg_ParseTuple(value, "OO!O!:_adder", &txn, &PyDict_Type, &changed, &PyDict_Type,
+                          &plans))
+        return -1;
+    if (!PyObject_TypeCheck(txn, (PyTypeObject *)WriteTxn_Type)) {
+        PyErr_Format(PyExc_TypeError, "_adder: not a write transaction: %R",
+                     (PyObject *)Py_TYPE(txn));
+        return -1;
+    }
+    rs_clear(self);
+    r->adder_txn = Py_NewRef(txn);
+    r->adder_changed = Py_NewRef(changed);
+    r->adder_plans = Py_NewRef(plans);
+    return 0;
+}
+
 static PyObject *rs_moved(PyObject *self, PyObject *unused) {
     (void)unused;
     return PyBool_FromLong(realm_moved((RealmState *)self));
@@ -144,6 +174,9 @@ static PyGetSetDef rs_getset[] = {
     {"_vh", rs_get_vh, rs_set_vh,
      "Address of the shared version counter while a live snapshot is open "
      "(None: nothing to check).", NULL},
+    {"_adder", rs_get_adder, rs_set_adder,
+     "(write transaction, its change record, {model class: add plan}) while "
+     "add() writes new objects in one native call, else None.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -153,22 +186,32 @@ static PyMethodDef rs_methods[] = {
      "(one atomic load; False when nothing is watched)."},
     {"_owned", rs_owned, METH_NOARGS,
      "True if the calling thread is the owner of this open realm."},
+    {"add", (PyCFunction)(void (*)(void))rs_add, METH_FASTCALL | METH_KEYWORDS,
+     "add(obj, update=False): add an unmanaged object (and the unmanaged objects it "
+     "links to); with update=True replace an existing object with the same primary "
+     "key.  Returns the object, now managed by this realm.  A new object of a class "
+     "without links is written in one native call; everything else goes to _add_slow."},
     {NULL, NULL, 0, NULL},
 };
 
 static int rs_traverse(PyObject *self, visitproc visit, void *arg) {
+    RealmState *r = (RealmState *)self;
     Py_VISIT(Py_TYPE(self));
+    Py_VISIT(r->adder_txn);
+    Py_VISIT(r->adder_changed);
+    Py_VISIT(r->adder_plans);
     return 0;
 }
 
+static void rs_dealloc(PyObject *self) { gc_dealloc(self, rs_clear); }
 
-static void rs_dealloc(PyObject *self) { gc_dealloc(self, NULL); }
 
 static PyType_Slot rs_slots[] = {
     {Py_tp_doc, "Hot state of a Realm, read by the C property descriptor."},
     {Py_tp_getset, rs_getset},
     {Py_tp_methods, rs_methods},
     {Py_tp_traverse, rs_traverse},
+    {Py_tp_clear, rs_clear},
     {Py_tp_dealloc, rs_dealloc},
     {Py_tp_new, PyType_GenericNew},
     {0, NULL},
@@ -385,8 +428,8 @@ PyObject *instance_dict(PyObject *obj) {
 
 /* Make obj (a model) managed by realm under key, caching rec (NULL or
  * None: nothing) read at stamp with positions pos. */
-static int set_managed(PyObject *obj, PyObject *realm, PyObject *key, PyObject *rec,
-                       long long stamp, PyObject *pos) {
+int set_managed(PyObject *obj, PyObject *realm, PyObject *key, PyObject *rec, long long stamp,
+                PyObject *pos) {
     if (!is_model(obj)) {
         PyErr_Format(PyExc_TypeError, "%R is not a model class", (PyObject *)Py_TYPE(obj));
         return -1;

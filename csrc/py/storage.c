@@ -37,7 +37,9 @@
  *  - read() on a closed environment raises ClosedError;
  *  - after fork() the engine answers RP_FORKED, raised as ForkedError;
  *  - every put/delete of a write transaction whose observer is not None
- *    calls txn._observe(table, keys) first (the history hook).
+ *    calls txn._observe(table, keys) first (the history hook), except
+ *    that an observer that is a dict is the transaction's change record:
+ *    the key is noted in it here (note_changed).
  *
  * THE GIL is held across these engine calls except commit: they read and
  * write mapped memory and never wait for a Python thread (the write lock is
@@ -188,6 +190,29 @@ static int not_owner(Txn *t) {
 
 #define CHECK_OWNER(t, fail) \
     if ((t)->owner != PyThread_get_thread_ident() && not_owner(t)) return fail
+
+/* ---- for add.c: one-call writes that bypass the Python wrappers ---------------------------- */
+
+/* See native.h.  The caller (RealmState.add) decided once per transaction
+ * that no history observer needs to see its writes. */
+void *owned_write_txn(PyObject *wtxn) {
+    if (!bound || !PyObject_TypeCheck(wtxn, (PyTypeObject *)WriteTxn_Type)) return NULL;
+    Txn *t = (Txn *)wtxn;
+    if (t->txn == NULL || !t->write || t->mode != OWNED
+        || t->owner != PyThread_get_thread_ident())
+        return NULL;
+    return t->txn;
+}
+
+int engine_get(void *txn, const char *table, size_t tlen, const void *key, size_t klen,
+               const void **val, size_t *vlen) {
+    return E.rp_get((rp_txn *)txn, table, tlen, key, klen, val, vlen);
+}
+
+int engine_put(void *txn, const char *table, size_t tlen, const void *key, size_t klen,
+               const void *val, size_t vlen) {
+    return E.rp_put((rp_txn *)txn, table, tlen, key, klen, val, vlen);
+}
 
 /* ---- arguments ----------------------------------------------------------------------------- */
 
@@ -1004,8 +1029,28 @@ PyType_Spec readtxn_spec = {
 /* Tell the history observer (if any) that table's key is about to change.
  * 0, or -1 with an exception (the observer's, or the transaction ended
  * under it). */
+/* See native.h. */
+int note_changed(PyObject *changed, PyObject *table, PyObject *key) {
+    PyObject *seen = PyDict_GetItemWithError(changed, table);
+    if (seen == NULL) {
+        if (PyErr_Occurred()) return -1;
+        PyObject *one = PySet_New(NULL);
+        if (one == NULL) return -1;
+        int rc = PySet_Add(one, key) < 0 ? -1 : PyDict_SetItem(changed, table, one);
+        Py_DECREF(one);
+        return rc;
+    }
+    if (seen == Py_None) return 0;
+    if (PySet_Size(seen) >= CHANGED_KEYS_MAX) return PyDict_SetItem(changed, table, Py_None);
+    return PySet_Add(seen, key);
+}
+
+/* Before a put or delete: a transaction that only keeps its change record
+ * (observer is that dict, storage.WriteTransaction.track_changes) notes the
+ * key here; a history observer (or one not looked up yet) is called. */
 static int observe(Txn *t, PyObject *table, PyObject *key) {
     if (t->observer == Py_None) return 0;
+    if (PyDict_CheckExact(t->observer)) return note_changed(t->observer, table, key);
     PyObject *keys = PyTuple_Pack(1, key);
     if (keys == NULL) return -1;
     PyObject *r = PyObject_CallMethodObjArgs((PyObject *)t, s_observe, table, keys, NULL);

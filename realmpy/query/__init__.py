@@ -60,11 +60,15 @@ does not pass listed in tests/objects/parser_port/exclusions.txt.
   any script (``løbenummer``) or with backslash-escaped characters
   (``first\ name``);
 - collection aggregates ``@count @size @sum @avg @min @max``, as
-  ``tags.@count`` or ``dogs.@avg.age``;
+  ``tags.@count`` or ``dogs.@avg.age``; a value's type ``@type``;
 - ``SUBQUERY(list, $x, predicate).@count`` (nested too);
 - quantifiers ``ANY SOME ALL NONE`` before a comparison whose left side goes
   through a collection (or is a constant list); without one, a collection
-  means ``ANY``;
+  means ``ANY``, except against another collection or a constant list,
+  compared whole, element by element (``ints == {1, 2}``), as realm-core;
+  ``ALL objects.values == x`` (``values`` a list of scalars of objects
+  reached through a list of links) holds when some object's values all
+  equal x (or there is no object), as realm-core;
 - trailing ``SORT(path ASC|DESC, …)``, ``DISTINCT(path, …)``, ``LIMIT(n)``,
   applied in the order written (realmpy also accepts ``SORT(path)``,
   ascending).
@@ -82,16 +86,40 @@ value it can never hold, a string operator on a number, ``@sum`` of strings,
 built, naming the key path, its type and the value.  A string spelling a
 number compared with a number property is that number (``age == '5'``).
 
-Not supported yet, each a :class:`QueryUnsupportedError` when parsed:
-backlinks (``@links``), mixed values' ``@type``, full-text ``TEXT``,
-``geoWithin`` and object literals (``obj('Class', pk)``).
+Mixed values (a ``Mixed`` property): numbers compare across int, float and
+Decimal; ``prop.@type == 'int'`` (``IN {...}``) tests a value's type by
+Realm's names (:mod:`realmpy.query.typeof`; after a list or dictionary, of
+each element); a list held in a mixed value is one value, reached inside
+with ``[*]`` / ``[n]``.
+
+Also in the language:
+
+- backlinks: ``@links.Class.property`` (the objects of ``Class`` linking
+  here through ``property``, once per link: ``@links.Person.dogs.@count``,
+  ``ANY @links.Person.dogs.name == 'x'``) and ``@links.@count`` (every
+  incoming link, from any class), read from the backlink index in a realm;
+- full-text search ``prop TEXT 'word -excluded prefix*'`` on a property
+  declared ``field(indexed="fulltext")`` (:mod:`realmpy.textsearch`);
+- object literals ``obj('Class', primary key)`` (the primary key a literal
+  or ``$n``) compared with links: ``owner == obj('Person', 5)``; a managed
+  object as an argument does the same (``owner == $0``);
+- geospatial ``point geoWithin geoBox([lng, lat], [lng, lat])``,
+  ``geoCircle([lng, lat], radians)``, ``geoPolygon({[lng, lat], …}, {hole})``
+  or ``$n`` (a :class:`GeoBox`, :class:`GeoCircle`, :class:`GeoPolygon` or
+  its text), where the point is an object shaped as GeoJSON's (``type ==
+  "Point"``, ``coordinates == [lng, lat]``); see :mod:`realmpy.query.geo`.
+
+Not supported: realm-core's internal object keys (``O0``), a
+:class:`QueryUnsupportedError` when parsed (write ``obj('Class', pk)``).
 
 Layout of the package (each module imports only those above it; an
 import-linter contract in pyproject.toml keeps it so):
 
 - ``ast``: the syntax tree, the aggregates, the size limits, the default
-  resolver;
+  resolver; ``typeof``: ``@type`` (Realm's type names of values);
 - ``tokenizer`` and ``parser``: text to tree;
+- ``geo``: geospatial shapes (full-text terms are realmpy.textsearch's,
+  shared with the full-text index);
 - ``like``: ``LIKE`` matching;
 - ``evaluate``: the interpreter, the reference semantics;
 - ``closures``: the closure compiler (arguments bound once, fast paths);
@@ -123,12 +151,18 @@ from realmpy.query.ast import (
     Comparison,
     Const,
     Distinct,
+    FullText,
+    GeoShape,
+    GeoWithin,
     KeyPath,
     Limit,
+    LinksPart,
     ListExpr,
     ListIndex,
     Node,
     Not,
+    ObjectRef,
+    ObjLit,
     Or,
     Resolver,
     Sort,
@@ -137,6 +171,7 @@ from realmpy.query.ast import (
     Var,
     default_resolver,
 )
+from realmpy.query.geo import GeoBox, GeoCircle, GeoPoint, GeoPolygon
 from realmpy.query.like import like
 
 __all__ = [
@@ -152,12 +187,22 @@ __all__ = [
     "Comparison",
     "Const",
     "Distinct",
+    "FullText",
+    "GeoBox",
+    "GeoCircle",
+    "GeoPoint",
+    "GeoPolygon",
+    "GeoShape",
+    "GeoWithin",
     "KeyPath",
     "Limit",
+    "LinksPart",
     "ListExpr",
     "ListIndex",
     "Node",
     "Not",
+    "ObjLit",
+    "ObjectRef",
     "Or",
     "Query",
     "QueryArgumentError",

@@ -20,7 +20,7 @@ Resolver = Callable[[Any, str], Any]
 """``(value, name) -> next value`` along a key path; ``None`` if absent."""
 
 AGGREGATES: Final = frozenset(
-    {"@count", "@size", "@sum", "@avg", "@min", "@max", "@keys", "@values"}
+    {"@count", "@size", "@sum", "@avg", "@min", "@max", "@keys", "@values", "@type"}
 )
 _COLLECTION_AGGS: Final = frozenset({"@sum", "@avg", "@min", "@max"})
 
@@ -95,6 +95,54 @@ class Collection(str):
     __slots__ = ()
 
 
+class NestedList(list[Any]):
+    """A list held in a mixed value (Realm's nested collections): compared
+    as one value, not quantified over as a list property is (``mixed ==
+    1`` does not look inside it, as in Realm); ``mixed[*]``, ``mixed[0]``
+    and ``mixed.@size`` reach its elements.  The realm's query reads make
+    these; plain lists of schema-less records stay lists."""
+
+    __slots__ = ()
+
+
+class NestedDict(dict[str, Any]):
+    """A dictionary held in a mixed value: compared as one value, not as its
+    values the way a dictionary property compared without a key is (Realm:
+    ``mixed == 1`` never matches ``{"one": 1}``); ``mixed.key``,
+    ``mixed['key']``, ``mixed[*]`` and ``mixed.@keys`` reach inside.  The
+    realm's query reads make these."""
+
+    __slots__ = ()
+
+
+class OfMixed(str):
+    """The key path part ``@sum``, ``@avg``, ``@min`` or ``@max`` known (from
+    the schema) to aggregate mixed values, as Realm does: ``@sum`` and
+    ``@avg`` take the numbers among them and skip the rest (over schema-less
+    records a value that is not a number is an error), ``@min`` and ``@max``
+    order every value by kind first (bool < numbers < strings < bytes <
+    dates < ObjectIds < UUIDs).  Binding to a class makes these."""
+
+    __slots__ = ()
+
+
+class LinksPart(str):
+    """A key path part reading the objects that link to the current one:
+    ``@links.Class.property`` (the objects of ``Class`` whose link property
+    ``property`` links here, once per link) or bare ``@links`` (every
+    incoming link, only before ``.@count`` / ``.@size``).  A resolver
+    gets the part's whole text as the name to read."""
+
+    __slots__ = ()
+
+    @property
+    def origin(self) -> tuple[str, str] | None:
+        """(class, property) of ``@links.Class.property``; None for bare ``@links``."""
+        _, _, rest = self.partition(".")
+        cls, _, prop = rest.partition(".")
+        return (cls, prop) if rest else None
+
+
 class ArgKey(str):
     """A key path part ``[$n]``: the dictionary key given as argument ``n``."""
 
@@ -136,10 +184,14 @@ class KeyPath(Node):
         for i, p in enumerate(self.parts):
             if type(p) is ListIndex or type(p) is ArgKey:
                 out.append(f"[{p}]")
+            elif type(p) is LinksPart:
+                names = p.origin
+                text = "@links" + "".join("." + _escape_name(n) for n in names or ())
+                out.append(("." if i else "") + text)
             elif _IDENT_RE.fullmatch(p) or p in AGGREGATES:
                 out.append(("." if i else "") + p)
             elif i == 0 and p and not p[0].isdigit():
-                out.append(re.sub(r"([^\w$-])", r"\\\1", p))  # ``true\ love``
+                out.append(_escape_name(p))  # ``true\ love``
             else:
                 out.append(f"[{_render_value(p)}]")
         return "".join(out)
@@ -201,6 +253,109 @@ class Comparison(Node):
         m = f"[{mods}]" if mods else ""
         lq = f"{self.list_quantifier} " if self.list_quantifier else ""
         return f"{q}{self.left} {self.op}{m} {lq}{self.right}"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """The object of class ``cls`` (its name in the realm) with primary key
+    ``pk``: what ``obj('Class', pk)`` evaluates to.  Schema-less records
+    never equal it; a realm's link values do when they name that object."""
+
+    cls: str
+    pk: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ObjLit(Node):
+    """``obj('Class', pk)``: an object literal (``pk`` a literal or ``$n``)."""
+
+    cls: str
+    pk: Node
+
+    def __str__(self) -> str:
+        return f"obj({_render_value(self.cls)}, {self.pk})"
+
+
+GeoCoords = tuple[Node, ...]
+"""A point as written: ``[longitude, latitude(, altitude)]``, literals or ``$n``."""
+
+
+@dataclass(frozen=True, slots=True)
+class GeoShape(Node):
+    """``geoBox(p, p)``, ``geoCircle(p, radius)`` or ``geoPolygon({p, …}, …)``
+    as written (evaluated to a :mod:`realmpy.query.geo` shape with the
+    arguments): ``points`` are a box's corners, a circle's centre, or a
+    polygon's rings one after the other (``ring_sizes`` says where each
+    ends); ``radius`` is a circle's."""
+
+    kind: str  # "geoBox", "geoCircle", "geoPolygon"
+    points: tuple[GeoCoords, ...]
+    radius: Node | None = None
+    ring_sizes: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        pts = ["[" + ", ".join(str(c) for c in p) + "]" for p in self.points]
+        if self.kind == "geoCircle":
+            return f"geoCircle({pts[0]}, {self.radius})"
+        if self.kind == "geoBox":
+            return f"geoBox({pts[0]}, {pts[1]})"
+        rings, i = [], 0
+        for n in self.ring_sizes:
+            rings.append("{" + ", ".join(pts[i : i + n]) + "}")
+            i += n
+        return f"geoPolygon({', '.join(rings)})"
+
+
+@dataclass(frozen=True, slots=True)
+class GeoWithin(Node):
+    """``[quantifier] path geoWithin shape`` (a :class:`GeoShape` or ``$n``)."""
+
+    path: KeyPath
+    shape: Node
+    quantifier: str | None = None
+
+    def __str__(self) -> str:
+        q = f"{self.quantifier} " if self.quantifier else ""
+        return f"{q}{self.path} GEOWITHIN {self.shape}"
+
+
+@dataclass(frozen=True, slots=True)
+class FullText(Node):
+    """``path TEXT pattern``: full-text search (realmpy.textsearch);
+    ``pattern`` is a string literal or an argument."""
+
+    path: KeyPath
+    pattern: Node
+
+    def __str__(self) -> str:
+        return f"{self.path} TEXT {self.pattern}"
+
+
+@dataclass(frozen=True, slots=True)
+class Each(Node):
+    """``ALL objects.values == x`` / ``NONE …`` where ``values`` is a list of
+    scalars of each object reached through ``objects`` (a collection of
+    links), as realm-core reads it: ``item`` (the comparison from
+    ``values`` on) holds for some object of ``outer``; with no object at
+    all, ALL and NONE hold.  Binding to a class makes these; ``str()`` is
+    the comparison as written."""
+
+    outer: KeyPath
+    item: Comparison
+
+    def __str__(self) -> str:
+        c = self.item
+        assert isinstance(c.left, KeyPath)
+        whole = Comparison(
+            KeyPath(self.outer.parts + c.left.parts),
+            c.op,
+            c.right,
+            c.quantifier,
+            c.case_insensitive,
+            c.diacritic_insensitive,
+            c.list_quantifier,
+        )
+        return str(whole)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +444,12 @@ class Limit:
 
 
 Descriptor = Sort | Distinct | Limit
+
+
+def _escape_name(name: str) -> str:
+    """A property or class name as query text: ``true\\ love``."""
+    name = re.sub(r"([^\w$-])", r"\\\1", name)
+    return name.replace("\t", "t").replace("\n", "n").replace("\r", "r")  # ``\t`` …
 
 
 def _paren(node: Node, kinds: tuple[type, ...]) -> str:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-from realmpy.errors import QueryArgumentError, QueryTypeError
+from realmpy.errors import QueryArgumentError, QueryTypeError, QueryUnsupportedError
 from realmpy.objectid import ObjectId
 from realmpy.query.api import Query
 from realmpy.query.ast import (
@@ -50,16 +50,24 @@ from realmpy.query.ast import (
     Comparison,
     Const,
     Distinct,
+    Each,
+    FullText,
+    GeoWithin,
     KeyPath,
     Length,
+    LinksPart,
+    ListExpr,
     ListIndex,
     Node,
     Not,
+    ObjLit,
+    OfMixed,
     Or,
     Sort,
     Subquery,
     Var,
 )
+from realmpy.query.typeof import TYPE_NAMES, TYPE_OF, ElementTypes, is_type_name
 from realmpy.schema import ObjectSchema, Property
 
 __all__ = ["Binding", "bind"]
@@ -94,6 +102,13 @@ class _Type:
 
 
 _INT: Final = _Type("int", optional=False)
+# What ``path.@type`` reads: a type name (realmpy.query.typeof), of a mixed
+# value (varies) or of a typed property (fixed by the schema: comparing it
+# with a literal is comparing two constants, which Realm refuses).
+_TYPEOF: Final = "typeof"
+_TYPEOF_FIXED: Final = "typeof (fixed)"
+_TYPES_OF: Final = frozenset({_TYPEOF, _TYPEOF_FIXED})
+_NUMBER_AGGREGATES: Final = frozenset({"@sum", "@avg", "@min", "@max"})
 _ANY: Final = _Type("any")
 
 
@@ -122,6 +137,8 @@ def _value_fits(t: _Type, v: Any) -> bool:
         return not isinstance(
             v, (int, float, Decimal, str, bytes, _dt.datetime, ObjectId, uuid.UUID)
         )
+    if ty in _TYPES_OF:
+        return is_type_name(v)
     return True
 
 
@@ -143,6 +160,8 @@ def _quoted_number(t: _Type, v: Any) -> Const | None:
 
 def _types_compare(a: _Type, b: _Type) -> bool:
     if "any" in (a.type, b.type):
+        return True
+    if a.type in _TYPES_OF and b.type in _TYPES_OF:
         return True
     if a.type in _NUMERIC and b.type in _NUMERIC:
         return True
@@ -189,6 +208,10 @@ def _mismatch(path: str, t: _Type, v: Any, where: str = "") -> QueryTypeError:
     if isinstance(v, _dt.datetime) and v.tzinfo is None and t.type == "datetime":
         hint = ": a naive datetime is ambiguous, give it a tzinfo (e.g. datetime.timezone.utc)"
     at = f" ({where})" if where else ""
+    if t.type in _TYPES_OF:
+        hint = ": @type compares with Realm's type names, case-insensitive: " + ", ".join(
+            TYPE_NAMES
+        )
     return QueryTypeError(
         f"cannot compare {path!r} ({t.describe()}) with {type(v).__name__} {v!r:.60}{at}{hint}",
         path,
@@ -198,8 +221,14 @@ def _mismatch(path: str, t: _Type, v: Any, where: str = "") -> QueryTypeError:
 
 
 class _Binder:
-    def __init__(self, schema_of: Callable[[str], ObjectSchema], root: ObjectSchema) -> None:
+    def __init__(
+        self,
+        schema_of: Callable[[str], ObjectSchema],
+        root: ObjectSchema,
+        classes: Sequence[ObjectSchema] = (),
+    ) -> None:
         self.schema_of = schema_of
+        self.classes = classes
         self.root = root
         self.checks: list[_ArgCheck] = []
         self.vars: dict[str, _Type] = {}  # SUBQUERY variables
@@ -220,9 +249,16 @@ class _Binder:
         exact = list(path.parts)  # the parts as the schema reads them
         for i, part in enumerate(parts, skip):
             before = cur
+            renamed = self.by_file_name(cur, part)
+            if renamed is not None:
+                part = exact[i] = renamed
             cur = self.step(cur, part, path)
             if part == "length" and before.type in _STRINGY:
                 exact[i] = Length(part)  # a null string has length 0
+            elif part == TYPE_OF and before.collection is not None:
+                exact[i] = ElementTypes(part)  # the type of each element
+            elif part in _NUMBER_AGGREGATES and before.type == "any":
+                exact[i] = OfMixed(part)  # mixed values: the numbers among them
             elif cur.collection is not None and before.type == "link" and not before.collection:
                 exact[i] = Collection(part)  # through a null link: an empty collection
         if exact != list(path.parts) or any(
@@ -231,10 +267,30 @@ class _Binder:
             self.replace[id(path)] = KeyPath(tuple(exact))
         return cur
 
+    @staticmethod
+    def by_file_name(cur: _Type, part: str) -> str | None:
+        """The property name of ``part`` when it names a property of
+        ``cur``'s class by its name in the file (``field(map_to=…)``, as
+        queries written for other Realm SDKs do); None otherwise."""
+        schema = cur.target
+        if schema is None or type(part) is not str or schema.get(part) is not None:
+            return None
+        prop = schema.by_file_name(part)
+        return prop.name if prop is not None else None
+
     def step(self, cur: _Type, part: str, path: KeyPath) -> _Type:
         text = str(path)
-        if cur.type == "any":
-            return cur
+        if part == TYPE_OF:  # of a value (any value: mixed ones vary) or of each element
+            fixed = cur.type not in ("any", *_TYPES_OF)
+            return _Type(
+                _TYPEOF_FIXED if fixed else _TYPEOF,
+                optional=False,
+                many=cur.many or cur.collection is not None,
+            )
+        if cur.type == "any" and cur.collection is None:
+            if part == "*" and type(part) is ListIndex:  # a nested list's elements
+                return _Type("any", optional=True, many=True)
+            return cur  # a mixed value (or unknown): anything may follow
         if type(part) is ListIndex:
             if cur.collection not in ("list", "set", "dict") or (
                 cur.collection == "dict" and part not in ("*", "SIZE")
@@ -261,8 +317,12 @@ class _Binder:
             return _Type(cur.type, None, True, cur.many, cur.target)
         if cur.collection is not None:
             cur = _Type(cur.type, None, cur.optional, True, cur.target)
+            if cur.type == "any":
+                return cur  # the elements of a list or set of mixed values
         if part == "length" and cur.type in _STRINGY:
             return _Type("int", optional=False, many=cur.many)
+        if type(part) is LinksPart:
+            return self.links(cur, part, text)
         schema = cur.target
         if schema is None:
             raise QueryArgumentError(
@@ -285,6 +345,63 @@ class _Binder:
                 f"its properties are {', '.join(p.name for p in schema.properties)}"
             )
         return self.prop_type(prop, cur.many)
+
+    def links(self, cur: _Type, part: LinksPart, text: str) -> _Type:
+        """``@links.Class.property`` / ``@links``: the objects linking to
+        ``cur``'s objects, as a list of links (of ``Class``)."""
+        schema = cur.target
+        if schema is None or cur.type not in ("link", "object", "embedded"):
+            raise QueryTypeError(
+                f"@links needs an object, but {text!r} reaches {cur.describe()}",
+                text,
+                cur.describe(),
+                "@links",
+            )
+        if schema.primary_key is None:
+            raise QueryArgumentError(
+                f"{text!r}: querying the links to {schema.name} needs {schema.name} "
+                "to have a primary key"
+            )
+        origin = part.origin
+        if origin is None:
+            embedded = self.embedded_linking(schema.name)
+            if embedded:
+                raise QueryUnsupportedError(
+                    f"{text!r}: links to {schema.name} held in embedded objects "
+                    f"({embedded}) have no backlink index, so @links.@count cannot "
+                    "count them; count the links of each class instead "
+                    "(@links.Class.property.@count)",
+                    text,
+                    0,
+                )
+            return _Type("link", "list", True, cur.many, None)
+        cls_name, prop_name = origin
+        try:
+            cls = self.schema_of(cls_name)
+        except (KeyError, LookupError):
+            raise QueryArgumentError(
+                f"{text!r}: no class {cls_name!r} in this realm's schema"
+            ) from None
+        prop = cls.get(prop_name) or cls.by_file_name(prop_name)
+        if prop is None or prop.type != "link" or prop.target != schema.name:
+            raise QueryArgumentError(
+                f"{text!r}: {cls_name} has no link property {prop_name!r} to {schema.name}"
+            )
+        if cls.embedded:
+            raise QueryUnsupportedError(
+                f"{text!r}: {cls_name} is embedded: its links have no backlink index",
+                text,
+                0,
+            )
+        return _Type("link", "list", True, cur.many, cls)
+
+    def embedded_linking(self, target: str) -> str:
+        """The embedded classes' link properties to class ``target``, as text."""
+        out = []
+        for cls in self.classes:
+            if cls.embedded:
+                out += [f"{cls.name}.{p.name}" for p in cls.properties if p.target == target]
+        return ", ".join(out)
 
     def prop_type(self, prop: Property, many: bool) -> _Type:
         target = self.schema_of(prop.target) if prop.target else None
@@ -313,6 +430,8 @@ class _Binder:
             # ``items.@sum.price``: checked on the property that follows.
             return _Type(cur.type, None, cur.optional, cur.many, cur.target)
         allowed = _SUMMABLE if agg in ("@sum", "@avg") else _ORDERABLE
+        if cur.type == "any":  # mixed values: the numbers among them, as Realm
+            return _Type("any", optional=True, many=cur.many)
         if cur.type not in allowed:
             raise refuse("needs numbers" + (" or dates" if agg in ("@min", "@max") else ""))
         result = "float" if agg == "@avg" and cur.type != "decimal" else cur.type
@@ -393,9 +512,59 @@ class _Binder:
                 raise _mismatch(path, t, node.value)
         elif isinstance(node, Arg):
             self.checks.append(_ArgCheck(node.index, path, t))
+        elif isinstance(node, ListExpr) and t.type in _TYPES_OF:
+            for item in node.items:  # every name of ``@type IN {...}`` must be one
+                self.values(item, t, path)
+        elif isinstance(node, ObjLit):
+            self.object_literal(node, t, path)
+        elif isinstance(node, ListExpr):
+            for item in node.items:
+                if isinstance(item, ObjLit):
+                    self.object_literal(item, t, path)
         # As Realm: a list's elements of other types simply never match.
 
+    def object_literal(self, node: ObjLit, t: _Type, path: str) -> None:
+        """``obj('Class', pk)`` compares with links to that class only."""
+        target = t.target.name if t.target is not None and t.type == "link" else None
+        if target != node.cls:
+            raise QueryTypeError(
+                f"cannot compare {path!r} ({t.describe()}) with {node}: "
+                + (f"it links to {target}" if target else "it is no link"),
+                path,
+                t.describe(),
+                str(node),
+            )
+
+    def each(self, node: Comparison) -> None:
+        """``ALL objects.values == x`` (``NONE``), ``values`` a list of scalars
+        of objects reached through a collection: as realm-core, the
+        quantifier applies to each object's list (an :class:`Each`)."""
+        path = node.left
+        if (
+            node.quantifier not in ("ALL", "NONE")
+            or not isinstance(path, KeyPath)
+            or len(path.parts) < 2
+            or path.parts[0] in self.vars
+            or not isinstance(node.right, (Const, Arg, Var, ListExpr))
+        ):
+            return
+        outer = KeyPath(path.parts[:-1])
+        try:
+            before = self.path_type(outer)
+        except (QueryArgumentError, QueryTypeError):
+            return  # reported by the whole path's check
+        last = self.step(before, path.parts[-1], path)
+        if (
+            (before.many or before.collection is not None)
+            and before.type == "link"
+            and last.collection in ("list", "set")
+            and last.type not in ("link", "embedded")
+        ):
+            inner = dataclasses.replace(node, left=KeyPath(path.parts[-1:]))
+            self.replace[id(node)] = Each(self.replace.get(id(outer), outer), inner)  # type: ignore[arg-type]
+
     def comparison(self, node: Comparison) -> None:
+        self.each(node)
         lt, rt = self.operand(node.left), self.operand(node.right)
         op = node.op
         for side, t in ((node.left, lt), (node.right, rt)):
@@ -420,9 +589,18 @@ class _Binder:
                     t.describe(),
                     mods,
                 )
-            if op in ("<", "<=", ">", ">=") and t.type in ("link", "embedded", "bool"):
+            if op in ("<", "<=", ">", ">=") and t.type in ("link", "embedded", "bool", *_TYPES_OF):
                 raise QueryTypeError(
                     f"{op} does not order {t.describe()} ({text!r})", text, t.describe(), op
+                )
+            other = node.right if side is node.left else node.left
+            if t.type == _TYPEOF_FIXED and not isinstance(other, (KeyPath, Subquery, Arith)):
+                raise QueryTypeError(
+                    f"{text!r} is the @type of a property the schema types: it never varies "
+                    "(Realm refuses comparing two constants); @type tells mixed values apart",
+                    text,
+                    t.describe(),
+                    op,
                 )
             if op == "IN" and side is node.right:
                 if t.collection is None and not t.many:
@@ -430,7 +608,6 @@ class _Binder:
                         f"IN needs a list, but {text!r} is {t.describe()}", text, t.describe(), op
                     )
                 continue
-            other = node.right if side is node.left else node.left
             if (
                 (t.collection is not None or t.many)
                 and t.type == "link"
@@ -479,6 +656,69 @@ class _Binder:
         elif rt is not None and lt is None:
             self.values(node.left, rt, str(node.right))
 
+    def fulltext(self, node: FullText) -> None:
+        """``path TEXT …`` needs a str property with a full-text index (as
+        Realm: the search reads the index)."""
+        path = node.path
+        text = str(path)
+        t = self.path_type(path)
+        if t.type == "any":
+            return
+        owner = self.path_type(KeyPath(path.parts[:-1])) if len(path.parts) > 1 else None
+        schema = owner.target if owner is not None else self.root
+        prop = schema.get(path.parts[-1]) if schema is not None else None
+        if prop is None or prop.type != "str" or prop.collection is not None:
+            raise QueryTypeError(
+                f"TEXT needs a string property, but {text!r} is {t.describe()}",
+                text,
+                t.describe(),
+                "TEXT",
+            )
+        if not prop.fulltext:
+            assert schema is not None
+            raise QueryTypeError(
+                f"{text!r} has no full-text index: declare {schema.name}.{prop.name} "
+                'with field(indexed="fulltext") to search it with TEXT',
+                text,
+                t.describe(),
+                "TEXT",
+            )
+
+    def geowithin(self, node: GeoWithin) -> None:
+        """``path geoWithin …`` needs points: objects shaped as GeoJSON's
+        (``type: str``, ``coordinates: list[float]``), as Realm's."""
+        text = str(node.path)
+        t = self.path_type(node.path)
+        if t.type == "any":
+            return
+        target = t.target
+        kind = target.get("type") if target is not None else None
+        coords = target.get("coordinates") if target is not None else None
+        if not (
+            t.type in ("embedded", "link")
+            and kind is not None
+            and kind.type == "str"
+            and kind.collection is None
+            and coords is not None
+            and coords.type in ("float", "int")
+            and coords.collection == "list"
+        ):
+            raise QueryTypeError(
+                f"geoWithin needs points: objects with 'type' (str) and 'coordinates' "
+                f"(list[float]), as GeoJSON's; {text!r} is {t.describe()}",
+                text,
+                t.describe(),
+                "geoWithin",
+            )
+        if node.quantifier is not None and not (t.many or t.collection):
+            raise QueryTypeError(
+                f"{node.quantifier} needs a key path through a list, but {text!r} "
+                f"is {t.describe()}",
+                text,
+                t.describe(),
+                node.quantifier,
+            )
+
     def predicate(self, node: Node) -> None:
         if isinstance(node, (And, Or)):
             for i in node.items:
@@ -487,6 +727,10 @@ class _Binder:
             self.predicate(node.item)
         elif isinstance(node, Comparison):
             self.comparison(node)
+        elif isinstance(node, FullText):
+            self.fulltext(node)
+        elif isinstance(node, GeoWithin):
+            self.geowithin(node)
         elif isinstance(node, Between):
             t = self.operand(node.value)
             if t is None:
@@ -523,13 +767,19 @@ class _Binder:
             pass
 
 
-def bind(schema_of: Callable[[str], ObjectSchema], root: ObjectSchema, q: Query) -> Binding:
+def bind(
+    schema_of: Callable[[str], ObjectSchema],
+    root: ObjectSchema,
+    q: Query,
+    classes: Sequence[ObjectSchema] = (),
+) -> Binding:
     """Check ``q`` against class ``root`` (``schema_of(name)`` gives the other
-    classes); return the checks its arguments need on each call.
+    classes, ``classes`` all of them, for ``@links.@count``); return the
+    checks its arguments need on each call.
 
     Raises :class:`QueryArgumentError` for an unknown property and
     :class:`QueryTypeError` for a comparison Realm would refuse."""
-    b = _Binder(schema_of, root)
+    b = _Binder(schema_of, root, classes)
     b.predicate(q.predicate)
     for d in q.descriptors:
         if isinstance(d, Sort):

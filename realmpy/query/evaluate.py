@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from realmpy.errors import QueryArgumentError, QueryTypeError
+from realmpy.errors import QueryArgumentError, QuerySyntaxError, QueryTypeError
 from realmpy.objectid import ObjectId
+from realmpy.query import geo
 from realmpy.query.ast import (
     _COLLECTION_AGGS,
     _STRING_OPS,
@@ -28,12 +29,22 @@ from realmpy.query.ast import (
     Collection,
     Comparison,
     Const,
+    Each,
+    FullText,
+    GeoShape,
+    GeoWithin,
     KeyPath,
     Length,
+    LinksPart,
     ListExpr,
     ListIndex,
+    NestedDict,
+    NestedList,
     Node,
     Not,
+    ObjectRef,
+    ObjLit,
+    OfMixed,
     Or,
     Resolver,
     Subquery,
@@ -41,6 +52,10 @@ from realmpy.query.ast import (
     Var,
 )
 from realmpy.query.like import like
+from realmpy.query.parser import _Parser
+from realmpy.query.typeof import TYPE_OF, ElementTypes, TypeOf
+from realmpy.textsearch import SearchTerms, pattern_terms
+from realmpy.textsearch import matches as _text_matches
 
 
 class _Multi(list[Any]):
@@ -98,6 +113,8 @@ def _values_equal(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, str) != isinstance(b, str):
+        if type(a) is TypeOf or type(b) is TypeOf:  # ``prop.@type == 'int'``
+            return bool(a == b)
         return False
     try:
         return bool(a == b)
@@ -163,7 +180,16 @@ def _compare(op: str, a: Any, b: Any, ci: bool, di: bool) -> bool:
     return _order(a, b, op)
 
 
+def _sorted_keys(d: Mapping[Any, Any]) -> list[Any]:
+    try:
+        return sorted(d)
+    except TypeError:  # schema-less keys of several types
+        return list(d)
+
+
 def _aggregate(agg: str, coll: Any) -> Any:
+    if agg == TYPE_OF:
+        return TypeOf(coll)
     if agg in ("@count", "@size"):
         if coll is None:
             return 0
@@ -171,10 +197,14 @@ def _aggregate(agg: str, coll: Any) -> Any:
             return len(coll)
         except TypeError:
             return 1  # a to-one link: one object (and 0 when null, above)
+    # In key order, as Realm's dictionaries keep them (a collection compared
+    # element by element sees that order).
     if agg == "@keys":
-        return _Multi(coll.keys()) if isinstance(coll, Mapping) else _Multi()
+        return _Multi(_sorted_keys(coll)) if isinstance(coll, Mapping) else _Multi()
     if agg == "@values":
-        return _Multi(coll.values()) if isinstance(coll, Mapping) else _Multi()
+        return (
+            _Multi(coll[k] for k in _sorted_keys(coll)) if isinstance(coll, Mapping) else _Multi()
+        )
     if coll is None:
         items: list[Any] = []
     elif isinstance(coll, Mapping):
@@ -183,6 +213,8 @@ def _aggregate(agg: str, coll: Any) -> Any:
         items = list(coll)
     else:
         items = [coll]
+    if type(agg) is OfMixed:
+        return _mixed_aggregate(agg, items)
     nums = [x for x in items if x is not None and not isinstance(x, bool)]
     if agg in ("@sum", "@avg"):
         odd = next((x for x in nums if not isinstance(x, (int, float, Decimal))), None)
@@ -202,6 +234,33 @@ def _aggregate(agg: str, coll: Any) -> Any:
         return min(nums) if agg == "@min" else max(nums)
     except (TypeError, ArithmeticError, InvalidOperation):
         return None  # mixed Decimals and floats, or values with no order
+
+
+def _mixed_aggregate(agg: str, items: list[Any]) -> Any:
+    """``@sum``/``@avg``/``@min``/``@max`` of mixed values, as Realm (see
+    :class:`OfMixed`): nulls and NaNs are skipped."""
+    values = [x for x in items if x is not None and x == x]
+    if agg in ("@min", "@max"):
+        if not values:
+            return None
+        try:
+            return (min if agg == "@min" else max)(values, key=_sort_rank)
+        except (TypeError, ArithmeticError):
+            return None
+    nums = [x for x in values if isinstance(x, _NUMBERS) and not isinstance(x, bool)]
+    if any(isinstance(x, Decimal) for x in nums):  # Decimals and floats: in Decimal
+        nums = [Decimal(repr(x)) if isinstance(x, float) else x for x in nums]
+    if not nums:
+        return 0 if agg == "@sum" else None
+    total = sum(nums, 0)
+    return total if agg == "@sum" else total / len(nums)
+
+
+def _elements(coll: Any) -> list[Any]:
+    """The elements of a list or set, or the values of a dictionary."""
+    if isinstance(coll, Mapping):
+        return list(coll.values())
+    return list(coll) if _is_collection(coll) else []
 
 
 def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> Any:
@@ -224,7 +283,16 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
                     out.append(_aggregate(part, leaf))
                 values = out
                 break
+            if type(part) is ElementTypes:  # the @type of each element
+                values = [TypeOf(x) for v in values for x in _elements(v)]
+                multi = True
+                i += 1
+                continue
             values = [_aggregate(part, v) for v in values]
+            if multi and part in ("@count", "@size") and type(parts[i - 1]) is LinksPart:
+                # As Realm: the links to objects reached through a list
+                # are counted together (``items.@links.@count``).
+                values, multi = [sum(values)], False
             if part in ("@keys", "@values"):
                 values = [x for v in values for x in v]
                 multi = True
@@ -249,7 +317,7 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
                 r = ()  # a collection through a null link: empty
             else:
                 r = ctx.resolve(v, part)
-            if not nxt_is_agg and _is_collection(r):
+            if not nxt_is_agg and _is_collection(r) and type(r) is not NestedList:
                 nxt.extend(r)
                 multi = True
             else:
@@ -268,6 +336,8 @@ def _index(values: list[Any], part: str, multi: bool) -> tuple[list[Any], bool]:
     for v in values:
         if v is None:
             continue
+        if isinstance(v, Mapping) and part not in ("*", "SIZE"):
+            continue  # as Realm: a dictionary has no order, so no element by position
         seq = list(v.values()) if isinstance(v, Mapping) else v
         if not _is_collection(seq):
             continue
@@ -374,6 +444,8 @@ def _operand(node: Node, record: Any, ctx: _Ctx) -> Any:
         return value
     if isinstance(node, ListExpr):
         return _Multi(_operand(i, record, ctx) for i in node.items)
+    if isinstance(node, ObjLit):
+        return ObjectRef(node.cls, _operand(node.pk, record, ctx))
     raise TypeError(f"not an operand: {node!r}")
 
 
@@ -408,10 +480,93 @@ def _dict_values(v: Any) -> Any:
     """A dictionary, or dictionaries reached through a list, compared with a
     value without a key: their values."""
     if isinstance(v, Mapping):
-        return _Multi(v.values())
-    if isinstance(v, _Multi) and any(isinstance(x, Mapping) for x in v):
-        return _Multi(y for x in v for y in (x.values() if isinstance(x, Mapping) else (x,)))
+        return v if type(v) is NestedDict else _Multi(v.values())
+    if isinstance(v, _Multi) and any(_is_dict_property(x) for x in v):
+        return _Multi(y for x in v for y in (x.values() if _is_dict_property(x) else (x,)))
     return v
+
+
+def _is_dict_property(v: Any) -> bool:
+    """A dictionary property's value (not one held in a mixed value)."""
+    return isinstance(v, Mapping) and type(v) is not NestedDict
+
+
+_SHAPES: Final = (geo.GeoBox, geo.GeoCircle, geo.GeoPolygon)
+
+
+def _geo_shape(node: GeoWithin, ctx: _Ctx) -> geo.Shape:
+    """The shape of ``geoWithin``: written in the query (its ``$n``
+    coordinates filled in), or an argument (a shape, or its text)."""
+    s = node.shape
+    if isinstance(s, Arg):
+        v = _arg(ctx, s.index)
+        if isinstance(v, _SHAPES):
+            return v
+        if isinstance(v, str):
+            try:
+                shape = _Parser(f"x geoWithin {v}").parse()[0]
+            except QuerySyntaxError as exc:
+                raise QueryArgumentError(
+                    f"{node}: ${s.index} is no geoBox, geoPolygon or geoCircle: {exc.args[0]}"
+                ) from None
+            if isinstance(shape, GeoWithin) and isinstance(shape.shape, GeoShape):
+                return _build_shape(node, shape.shape, ctx)
+        raise QueryArgumentError(
+            f"{node}: ${s.index} must be a geospatial value (realmpy.query.GeoBox, GeoCircle "
+            f"or GeoPolygon, or its text), not {type(v).__name__}"
+        )
+    assert isinstance(s, GeoShape)
+    return _build_shape(node, s, ctx)
+
+
+def _build_shape(node: GeoWithin, s: GeoShape, ctx: _Ctx) -> geo.Shape:
+    def number(c: Node) -> float:
+        v = _operand(c, None, ctx)
+        if isinstance(v, bool) or not isinstance(v, (int, float, Decimal)):
+            raise QueryArgumentError(
+                f"{node}: a coordinate or radius is a number, but {c} is {type(v).__name__}"
+            )
+        return float(v)
+
+    try:
+        pts = [geo.GeoPoint(number(p[0]), number(p[1])) for p in s.points]
+        if s.kind == "geoBox":
+            return geo.GeoBox(pts[0], pts[1])
+        if s.kind == "geoCircle":
+            assert s.radius is not None
+            return geo.GeoCircle(pts[0], number(s.radius))
+        rings, i = [], 0
+        for n in s.ring_sizes:
+            rings.append(tuple(pts[i : i + n]))
+            i += n
+        return geo.GeoPolygon(tuple(rings))
+    except ValueError as exc:
+        raise QueryArgumentError(f"{node}: {exc}") from None
+
+
+def _text_terms(node: FullText, ctx: _Ctx) -> SearchTerms:
+    """The parsed terms of a ``TEXT`` pattern (a literal was checked when
+    parsed; an argument is checked here)."""
+    return pattern_terms(_operand(node.pattern, None, ctx), str(node))
+
+
+def _types_of(side: Node) -> bool:
+    """``path.@type``: the types of values gathered along a path are compared
+    ANY against ANY, never whole against whole (realm-core's
+    ``links.@type == links.mixed.@type`` matches an object where some pair
+    agrees)."""
+    return isinstance(side, KeyPath) and TYPE_OF in side.parts
+
+
+def _elementwise(
+    op: str, left: list[Any], right: list[Any], cmp: Callable[[Any, Any], bool]
+) -> bool:
+    """Two collections (or constant lists) compared without a quantifier,
+    as realm-core does: whole against whole, element by element in order;
+    lists of different sizes are ``!=`` and nothing else."""
+    if len(left) != len(right):
+        return op == "!="
+    return all(cmp(x, y) for x, y in zip(left, right, strict=True))
 
 
 def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
@@ -450,6 +605,16 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
             def cmp(x: Any, r: Any) -> bool:
                 return _compare(op, x, r, ci, di)
 
+        if (
+            isinstance(right, _Multi)
+            and isinstance(left, _Multi)
+            and node.quantifier is None
+            and node.list_quantifier is None
+            and isinstance(node.left, (KeyPath, ListExpr))
+            and isinstance(node.right, (KeyPath, ListExpr))
+            and not (_types_of(node.left) or _types_of(node.right))
+        ):
+            return _elementwise(op, left, right, cmp)
         if isinstance(right, _Multi):
             lq = node.list_quantifier
             if lq == "ALL":
@@ -468,6 +633,28 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
         return not _eval(node.item, record, ctx)
     if isinstance(node, TruePredicate):
         return node.value
+    if isinstance(node, Each):
+        objects = _as_list(_operand(node.outer, record, ctx))
+        if not objects:
+            return node.item.quantifier in ("ALL", "NONE")
+        return any(_eval(node.item, o, ctx) for o in objects if o is not None)
+    if isinstance(node, GeoWithin):
+        shape = _geo_shape(node, ctx)
+        resolve = ctx.resolve
+
+        def within(x: Any) -> bool:
+            if x is None:
+                return False
+            p = geo.point_of(resolve(x, "type"), resolve(x, "coordinates"))
+            return p is not None and geo.contains(shape, p)
+
+        points = _operand(node.path, record, ctx)
+        if node.quantifier == "ALL" and isinstance(points, _Multi) and not points:
+            return False  # as realm-core: no point is within nothing
+        return _quantify(node.quantifier, points, within)
+    if isinstance(node, FullText):
+        terms = _text_terms(node, ctx)
+        return _quantify(None, _operand(node.path, record, ctx), lambda x: _text_matches(x, terms))
     if isinstance(node, Between):
         value = _operand(node.value, record, ctx)
         low = _operand(node.low, record, ctx)

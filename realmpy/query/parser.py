@@ -20,12 +20,18 @@ from realmpy.query.ast import (
     Const,
     Descriptor,
     Distinct,
+    FullText,
+    GeoCoords,
+    GeoShape,
+    GeoWithin,
     KeyPath,
     Limit,
+    LinksPart,
     ListExpr,
     ListIndex,
     Node,
     Not,
+    ObjLit,
     Or,
     Sort,
     Subquery,
@@ -33,6 +39,7 @@ from realmpy.query.ast import (
     Var,
 )
 from realmpy.query.tokenizer import _Tok, _tokenize
+from realmpy.textsearch import search_terms
 
 _OPS: Final = {
     "==": "==",
@@ -224,10 +231,9 @@ class _Parser:
             self.expect_punct("}")
             return Between(left, low, high, quant)
         if self.is_kw("text"):
-            raise self.error(
-                "full-text search (TEXT) is not supported by realmpy yet",
-                kind=QueryUnsupportedError,
-            )
+            return self.parse_fulltext(quant, left)
+        if self.is_kw("geowithin"):
+            return self.parse_geowithin(quant, left)
         op: str | None = None
         if self.is_kw("in"):
             op = "IN"
@@ -253,6 +259,90 @@ class _Parser:
         if list_quant is not None and not isinstance(right, (ListExpr, Arg, KeyPath)):
             raise self.error(f"{list_quant} needs a list after it")
         return Comparison(left, op, right, quant, ci, di, list_quant)
+
+    def parse_fulltext(self, quant: str | None, left: Node) -> Node:
+        """``path TEXT 'terms'`` (or ``TEXT $n``), after the path."""
+        if quant is not None or not isinstance(left, KeyPath):
+            raise self.error("TEXT needs a string property's key path on its left (no quantifier)")
+        self.next()
+        t = self.peek()
+        right = self.parse_primary()
+        if isinstance(right, Const) and isinstance(right.value, str):
+            try:
+                search_terms(right.value)
+            except ValueError as exc:
+                raise self.error(f"TEXT {right}: {exc}", t) from None
+        elif not isinstance(right, Arg):
+            raise self.error("TEXT needs a string literal or a $argument on its right", t)
+        return FullText(left, right)
+
+    def parse_geowithin(self, quant: str | None, left: Node) -> Node:
+        """``path geoWithin geoBox(…) | geoCircle(…) | geoPolygon(…) | $n``."""
+        if not isinstance(left, KeyPath):
+            raise self.error("geoWithin needs a key path on its left")
+        self.next()
+        t = self.peek()
+        if t.kind == "arg":
+            self.next()
+            self.max_arg = max(self.max_arg, t.value)
+            return GeoWithin(left, Arg(t.value), quant)
+        return GeoWithin(left, self.parse_geo_shape(), quant)
+
+    def parse_geo_shape(self) -> GeoShape:
+        t = self.next()
+        kind = {"geobox": "geoBox", "geocircle": "geoCircle", "geopolygon": "geoPolygon"}.get(
+            str(t.value).lower() if t.kind == "ident" else ""
+        )
+        if kind is None:
+            raise self.error("expected geoBox, geoPolygon, geoCircle or a $argument", t)
+        self.expect_punct("(")
+        if kind == "geoPolygon":
+            points: list[GeoCoords] = []
+            sizes = []
+            while True:
+                self.expect_punct("{")
+                ring = [self.parse_geo_point()]
+                while self.peek().kind == "punct" and self.peek().value == ",":
+                    self.next()
+                    ring.append(self.parse_geo_point())
+                self.expect_punct("}")
+                points += ring
+                sizes.append(len(ring))
+                if not (self.peek().kind == "punct" and self.peek().value == ","):
+                    break
+                self.next()
+            self.expect_punct(")")
+            return GeoShape(kind, tuple(points), ring_sizes=tuple(sizes))
+        first = self.parse_geo_point()
+        self.expect_punct(",")
+        if kind == "geoBox":
+            second = self.parse_geo_point()
+            self.expect_punct(")")
+            return GeoShape(kind, (first, second))
+        radius = self.parse_geo_number()
+        self.expect_punct(")")
+        return GeoShape(kind, (first,), radius)
+
+    def parse_geo_point(self) -> GeoCoords:
+        """``[longitude, latitude]`` or ``[longitude, latitude, altitude]``."""
+        self.expect_punct("[")
+        coords = [self.parse_geo_number()]
+        while self.peek().kind == "punct" and self.peek().value == ",":
+            self.next()
+            coords.append(self.parse_geo_number())
+        self.expect_punct("]")
+        if len(coords) not in (2, 3):
+            raise self.error("a point is [longitude, latitude] or [longitude, latitude, altitude]")
+        return tuple(coords)
+
+    def parse_geo_number(self) -> Node:
+        t = self.next()
+        if t.kind == "arg":
+            self.max_arg = max(self.max_arg, t.value)
+            return Arg(t.value)
+        if t.kind == "lit" and type(t.value) in (int, float):
+            return Const(t.value)
+        raise self.error("expected a number or a $argument", t)
 
     def _is_operator_after_ident(self) -> bool:
         """``any == 3``: a property named like a quantifier."""
@@ -288,9 +378,10 @@ class _Parser:
         if t.kind == "var":
             self.next()
             return Var(t.value)
-        if t.kind == "subvar":
+        if t.kind in ("subvar", "links"):
             # ``$x.name`` inside SUBQUERY(…, $x, …); elsewhere a property
-            # whose name starts with ``$`` (Realm allows it).
+            # whose name starts with ``$`` (Realm allows it).  ``@links…``:
+            # the objects linking to this one.
             return self.parse_keypath()
         if t.kind == "punct" and t.value == "(":
             self.next()
@@ -319,25 +410,47 @@ class _Parser:
                 return Const(None)
             if low == "subquery" and self.peek(1).kind == "punct" and self.peek(1).value == "(":
                 return self.parse_subquery()
-            if low in ("obj", "o0") and self.peek(1).kind == "punct":
+            if low == "obj" and self.peek(1).kind == "punct" and self.peek(1).value == "(":
+                return self.parse_object_literal()
+            after = self.peek(1)
+            if (
+                low[0] == "o"
+                and low[1:].isdigit()
+                and not (after.kind == "punct" and after.value in (".", "["))
+            ):
                 raise self.error(
-                    "object literals (obj(...)) are not supported by realmpy: "
-                    "compare a link's primary key instead",
+                    "realm-core's object keys (O0) are not supported by realmpy (it has none): "
+                    "write obj('Class', primary_key)",
                     kind=QueryUnsupportedError,
                 )
             return self.parse_keypath()
         raise self.error("expected a key path, literal, $argument or %variable")
 
+    def parse_object_literal(self) -> ObjLit:
+        """``obj('Class', primary key)``: the primary key a literal or ``$n``."""
+        self.next()
+        self.expect_punct("(")
+        cls = self.next()
+        if cls.kind != "lit" or not isinstance(cls.value, str):
+            raise self.error("obj(...) needs a class name string first", cls)
+        self.expect_punct(",")
+        t = self.peek()
+        pk = self.parse_primary()
+        if not isinstance(pk, (Const, Arg)):
+            raise self.error("obj(...) needs a primary key literal or $argument second", t)
+        self.expect_punct(")")
+        return ObjLit(cls.value, pk)
+
     def parse_list_item(self) -> Node:
         item = self.parse_operand()
-        if not isinstance(item, (Const, Arg, Var)):
+        if not isinstance(item, (Const, Arg, Var, ObjLit)):
             raise self.error("a list {…} holds literals, $arguments and %variables only")
         return item
 
     def parse_subquery(self) -> Node:
         self.next()
         self.expect_punct("(")
-        if self.peek().kind not in ("ident", "subvar"):
+        if self.peek().kind not in ("ident", "subvar", "links"):
             raise self.error("SUBQUERY needs a list key path first")
         coll = self.parse_keypath()
         self.expect_punct(",")
@@ -357,12 +470,15 @@ class _Parser:
 
     def parse_keypath(self) -> KeyPath:
         first = self.next()
-        parts = [first.value]
+        parts = [self.parse_links() if first.kind == "links" else first.value]
         while True:
             t = self.peek()
             if t.kind == "punct" and t.value == ".":
                 self.next()
                 nt = self.next()
+                if nt.kind == "links":
+                    parts.append(self.parse_links())
+                    continue
                 if nt.kind not in ("ident", "agg"):
                     raise self.error("expected a property name or @aggregate after '.'", nt)
                 parts.append(nt.value)
@@ -376,6 +492,24 @@ class _Parser:
                 break
         self._check_aggregates(parts, first)
         return KeyPath(tuple(parts))
+
+    def parse_links(self) -> LinksPart:
+        """After ``@links``: ``.Class.property``, or nothing before ``.@count``."""
+        if self.peek().kind == "punct" and self.peek().value == ".":
+            if self.peek(1).kind == "agg" and self.peek(1).value in ("@count", "@size"):
+                return LinksPart("@links")
+            self.next()
+            cls = self.next()
+            if cls.kind != "ident" or not (
+                self.peek().kind == "punct" and self.peek().value == "."
+            ):
+                raise self.error("expected @links.Class.property or @links.@count", cls)
+            self.next()
+            prop = self.next()
+            if prop.kind != "ident":
+                raise self.error("expected @links.Class.property or @links.@count", prop)
+            return LinksPart(f"@links.{cls.value}.{prop.value}")
+        raise self.error("expected @links.Class.property or @links.@count")
 
     def parse_subscript(self) -> str:
         """Inside ``[…]``: a dictionary key (a string or ``$n``) or a list index."""
@@ -402,7 +536,7 @@ class _Parser:
             if i == 0:
                 raise self.error(f"{p} needs a collection before it", tok)
             rest = parts[i + 1 :]
-            if p in ("@count", "@size") and rest:
+            if p in ("@count", "@size", "@type") and rest:
                 raise self.error(f"{p} must end the key path", tok)
             if p in _COLLECTION_AGGS and any(r in AGGREGATES for r in rest):
                 raise self.error(f"nothing may follow {p} but property names", tok)

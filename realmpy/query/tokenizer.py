@@ -10,18 +10,14 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from realmpy.errors import QuerySyntaxError, QueryUnsupportedError
+from realmpy.errors import QuerySyntaxError
 from realmpy.objectid import ObjectId
 from realmpy.query.ast import _EPOCH, AGGREGATES
-
-# Realm syntax that parses but that realmpy does not evaluate (yet).
-_UNSUPPORTED: Final = frozenset({"geowithin"})
-_UNSUPPORTED_AGGREGATES: Final = frozenset({"@links", "@type"})
 
 
 @dataclass(frozen=True, slots=True)
 class _Tok:
-    kind: str  # op, arith, punct, ident, agg, lit, arg, subvar, var, mod, eof
+    kind: str  # op, arith, punct, ident, agg, links, lit, arg, subvar, var, mod, eof
     value: Any
     pos: int
     exact: Decimal | None = None  # a literal number with a fraction: what it spells
@@ -48,7 +44,7 @@ _TOKEN_RE: Final = re.compile(
   | (?P<op>==|!=|<>|<=|=<|>=|=>|&&|\|\||[=<>!])
   | (?P<arith>[-+*/])
   | (?P<agg>@[A-Za-z]+)
-  | (?P<ident>(?:[^\W\d]|\$|\\\W)(?:[\w$-]|\\\W)*)
+  | (?P<ident>(?:[^\W\d]|\$|\\\W|\\[ntr])(?:[\w$-]|\\\W|\\[ntr])*)
   | (?P<punct>[(){},.\[\]])
     """,
     re.VERBOSE,
@@ -68,6 +64,15 @@ _ESCAPES: Final = {
 }
 # Longest integer literal: Python's int() refuses more than 4,300 digits.
 _MAX_INT_DIGITS: Final = 4_000
+
+
+# In a property name, as realm-core's lexer: ``\t`` ``\n`` ``\r`` are white
+# space characters; a backslash before any other non-word character is it.
+_NAME_ESCAPES: Final = {"t": "\t", "n": "\n", "r": "\r"}
+
+
+def _name_escape(m: re.Match[str]) -> str:
+    return _NAME_ESCAPES.get(m.group(1), m.group(1))
 
 
 def _unescape(body: str, pos: int, text: str) -> str:
@@ -177,9 +182,9 @@ def _tokenize(text: str) -> list[_Tok]:
             toks.append(_Tok("mod", raw[1:-1], start))
         elif kind == "agg":
             low = raw.lower()
-            if low in _UNSUPPORTED_AGGREGATES:
-                what = "backlinks (@links)" if low == "@links" else "mixed values' @type"
-                raise QueryUnsupportedError(f"{what} are not supported by realmpy yet", text, start)
+            if low == "@links":
+                toks.append(_Tok("links", raw, start))
+                continue
             if low == "@length":
                 raise QuerySyntaxError("write .length, not .@length", text, start)
             if low not in AGGREGATES:
@@ -191,12 +196,8 @@ def _tokenize(text: str) -> list[_Tok]:
             toks.append(_Tok("agg", low, start))
         else:
             if kind == "ident":
-                if raw.lower() in _UNSUPPORTED:
-                    raise QueryUnsupportedError(
-                        f"{raw.upper()} is not supported by realmpy", text, start
-                    )
                 if "\\" in raw:  # a backslash-escaped character in a property name
-                    raw = re.sub(r"\\(.)", r"\1", raw)
+                    raw = re.sub(r"\\(.)", _name_escape, raw)
             toks.append(_Tok(kind, raw, start))
     toks.append(_Tok("eof", None, n))
     return toks

@@ -41,6 +41,7 @@ from realmpy.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from realmpy.server.ratelimit import HashPool, RateLimited, RateLimiter, check
 from realmpy.server.store import Commit, Store
 from realmpy.server.sync_service import SyncService
+from realmpy.server.woken_polls import WokenPolls
 from realmpy.wire.protocol import (
     PROTOCOL_VERSION,
     ApiKeyRequest,
@@ -217,6 +218,7 @@ class ServerApp:
         self.watcher.latest = latest
         self.auth = AuthService(store, config.auth, app_id=config.app_id, secret=secret, now=now)
         self.sync = SyncService(store, config, on_change=self.watcher.notify_threadsafe)
+        self._woken = WokenPolls(self.sync.download_many)
         store.add_listener(self.watcher.notify_threadsafe)
         prefix = f"/api/v{PROTOCOL_VERSION}/app/{{app_id}}"
         routes = [
@@ -562,9 +564,16 @@ class ServerApp:
             self.metrics.long_polls.inc()
             try:
                 with self.watcher.watch(msg.file_ident) as poll:
+                    woken = False
                     while True:
                         poll.event.clear()  # before reading: a commit meanwhile sets it again
-                        res = await run_in_threadpool(self.sync.download, p, msg)
+                        # Polls a commit woke download together (woken_polls); None: bootstrap.
+                        got = await self._woken.download(p, msg) if woken else None
+                        if got is None:
+                            res = await run_in_threadpool(self.sync.download, p, msg)
+                        else:
+                            res = got
+                        woken = True
                         poll.tables = self.sync.interest(msg.file_ident)
                         remaining = deadline - time.monotonic()
                         if (

@@ -645,6 +645,29 @@ class Tx:
             (file_ident, confirmed_sv),
         )
 
+    def views_gc_many(self, rows: Sequence[tuple[int, int]]) -> None:
+        """``view_gc`` for many (file, confirmed sv): one batched statement."""
+        self._many(
+            "DELETE FROM views WHERE file_ident = ? AND in_view = 0 AND changed_sv <= ?", rows
+        )
+
+    def views_of(
+        self, keys: Sequence[tuple[int, str, bytes]]
+    ) -> dict[tuple[int, str, bytes], tuple[bool, int]]:
+        """``view_get`` for many (file, table, pk), any files: one query per 256 keys."""
+        out: dict[tuple[int, str, bytes], tuple[bool, int]] = {}
+        for i in range(0, len(keys), 256):
+            chunk = keys[i : i + 256]
+            values = ", ".join(["(?, ?, ?)"] * len(chunk))
+            params = [x for key in chunk for x in key]
+            for r in self._all(
+                "SELECT file_ident, tbl, pk, in_view, changed_sv FROM views "
+                f"WHERE (file_ident, tbl, pk) IN (VALUES {values})",
+                params,
+            ):
+                out[(int(r[0]), r[1], bytes(r[2]))] = (bool(r[3]), int(r[4]))
+        return out
+
     def add_rejection(
         self, file_ident: int, sv: int, table: str, pk: bytes, cv: int, reason: str
     ) -> None:
@@ -729,6 +752,26 @@ class Tx:
             (file_ident, after_sv, upto_sv),
         )
         return [(int(r[0]), r[1], bytes(r[2]), int(r[3]), r[4]) for r in rows]
+
+    def rejections_of(
+        self, file_idents: Sequence[int], after_sv: int, upto_sv: int
+    ) -> dict[int, list[tuple[int, str, bytes, int, str]]]:
+        """``rejections`` of many files in one range: one query per 256 files."""
+        out: dict[int, list[tuple[int, str, bytes, int, str]]] = {}
+        idents = sorted(set(file_idents))
+        for i in range(0, len(idents), 256):
+            chunk = idents[i : i + 256]
+            marks = ", ".join(["?"] * len(chunk))
+            for r in self._all(
+                "SELECT file_ident, sv, tbl, pk, client_version, reason FROM rejections "
+                f"WHERE file_ident IN ({marks}) AND sv > ? AND sv <= ? "
+                "ORDER BY file_ident, sv, tbl, pk",
+                [*chunk, after_sv, upto_sv],
+            ):
+                out.setdefault(int(r[0]), []).append(
+                    (int(r[1]), r[2], bytes(r[3]), int(r[4]), r[5])
+                )
+        return out
 
 
 class Store(abc.ABC):

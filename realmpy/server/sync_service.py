@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,7 @@ from realmpy.server.permissions import (
     check_key_paths,
     compile_query,
 )
+from realmpy.server.shared_reads import SharedReads
 from realmpy.server.store import ClientRow, Commit, ObjectRow, Store, Tx
 from realmpy.wire import merge
 from realmpy.wire.merge import ObjectState, now_ms
@@ -522,49 +523,111 @@ class SyncService:
 
     def download(self, principal: Principal, req: DownloadRequest) -> DownloadResponse:
         """One download batch (no waiting; the app's long-poll loop calls this again)."""
-        variables = principal.variables()
-        schema = self.schema()
         # write=True: the batch records what entered or left the client's view.  It takes
         # SQLite's write lock but not the version lock, so on PostgreSQL downloads run in parallel.
         with self.store.transaction(write=True) as tx:
             client = self._client(tx, principal, req.file_ident, req.salt)
-            fi = client.file_ident
             latest, horizon = tx.versions()
-            after = req.after_server_version
-            if after > latest:
-                raise ClientResetRequired(
-                    f"client cursor {after} is ahead of the server's history ({latest}); reset the client",
-                    reason="cursor_ahead",
-                    latest_server_version=latest,
-                )
-            self._check_horizon(client, after, horizon)
-            tx.view_gc(fi, after)
-            subs = self._subscriptions(client)
-            if len(self._interest) > 100_000:
-                self._interest.clear()
-            self._interest[fi] = frozenset(subs.tables)
-            if any(t not in schema for t in subs.tables):
-                schema = self.schema(reload=True)
-            ctx = _DownloadCtx(tx, fi, subs, self.perms, variables, schema)
-            needs_bootstrap = (
-                client.bootstrapped_qv != client.query_version
-                or client.bootstrapped_rules != self.perms.fingerprint
-                or req.bootstrap_token is not None
-                # The answer that finished the bootstrap is recorded here when it is sent; a
-                # client that says it did not apply it (its answer was lost) gets it again.
-                or (req.query_version is not None and req.query_version != client.bootstrapped_qv)
-            )
-            if needs_bootstrap:
-                res = self._bootstrap(ctx, client, req, latest)
-            else:
-                res = self._incremental(ctx, client, req, latest)
-            ctx.flush()
+            self._check_cursor(client, req.after_server_version, latest, horizon)
+            tx.view_gc(client.file_ident, req.after_server_version)
+            res = self._answer(tx, principal, client, req, latest)
             # PostgreSQL reads each statement at READ COMMITTED: a trim that committed while
             # this batch was being read may have dropped objects it needed.  Check again.
             now_horizon = tx.horizon()
             if now_horizon != horizon:
-                self._check_horizon(client, after, now_horizon)
+                self._check_horizon(client, req.after_server_version, now_horizon)
             return res
+
+    def download_many(
+        self, items: Sequence[tuple[Principal, DownloadRequest]]
+    ) -> list[DownloadResponse | ProtocolError | None]:
+        """The downloads of many long-polls woken together (at most one per file), in one
+        transaction with shared reads (``shared_reads``): each answer, or the error, is
+        what ``download`` would give it.  None: the poll needs a bootstrap (call
+        ``download`` for it: a bootstrap batch is too large to hold the others up)."""
+        out: list[DownloadResponse | ProtocolError | None] = [None] * len(items)
+        assert len({req.file_ident for _, req in items}) == len(items), "one poll per file"
+        with self.store.transaction(write=True) as tx:
+            clients = tx.clients_many([req.file_ident for _, req in items])
+            latest, horizon = tx.versions()
+            live: list[tuple[int, ClientRow]] = []
+            for i, (principal, req) in enumerate(items):
+                try:
+                    client = self._check_client(
+                        clients.get(req.file_ident), principal, req.file_ident, req.salt
+                    )
+                    self._check_cursor(client, req.after_server_version, latest, horizon)
+                except ProtocolError as exc:
+                    out[i] = exc
+                    continue
+                if not self._needs_bootstrap(client, req):
+                    live.append((i, client))
+            if not live:
+                return out
+            shared = SharedReads(
+                tx,
+                [(c.file_ident, items[i][1].after_server_version) for i, c in live],
+                latest,
+                _PAGE,
+            )
+            for i, client in live:
+                try:
+                    out[i] = self._answer(shared, items[i][0], client, items[i][1], latest)
+                except ProtocolError as exc:  # its view changes are not flushed: as a rollback
+                    out[i] = exc
+            shared.flush()
+            now_horizon = tx.horizon()
+            if now_horizon != horizon:
+                for i, client in live:
+                    try:
+                        self._check_horizon(client, items[i][1].after_server_version, now_horizon)
+                    except ProtocolError as exc:
+                        out[i] = exc
+        return out
+
+    def _check_cursor(self, client: ClientRow, after: int, latest: int, horizon: int) -> None:
+        if after > latest:
+            raise ClientResetRequired(
+                f"client cursor {after} is ahead of the server's history ({latest}); reset the client",
+                reason="cursor_ahead",
+                latest_server_version=latest,
+            )
+        self._check_horizon(client, after, horizon)
+
+    def _needs_bootstrap(self, client: ClientRow, req: DownloadRequest) -> bool:
+        return (
+            client.bootstrapped_qv != client.query_version
+            or client.bootstrapped_rules != self.perms.fingerprint
+            or req.bootstrap_token is not None
+            # The answer that finished the bootstrap is recorded here when it is sent; a
+            # client that says it did not apply it (its answer was lost) gets it again.
+            or (req.query_version is not None and req.query_version != client.bootstrapped_qv)
+        )
+
+    def _answer(
+        self,
+        tx: Tx,
+        principal: Principal,
+        client: ClientRow,
+        req: DownloadRequest,
+        latest: int,
+    ) -> DownloadResponse:
+        """The batch for a checked client whose confirmed view rows are collected."""
+        fi = client.file_ident
+        schema = self.schema()
+        subs = self._subscriptions(client)
+        if len(self._interest) > 100_000:
+            self._interest.clear()
+        self._interest[fi] = frozenset(subs.tables)
+        if any(t not in schema for t in subs.tables):
+            schema = self.schema(reload=True)
+        ctx = _DownloadCtx(tx, fi, subs, self.perms, principal.variables(), schema)
+        if self._needs_bootstrap(client, req):
+            res = self._bootstrap(ctx, client, req, latest)
+        else:
+            res = self._incremental(ctx, client, req, latest)
+        ctx.flush()
+        return res
 
     def interest(self, file_ident: int) -> frozenset[str] | None:
         """The tables a file's last download here subscribed to (None: no download yet)."""

@@ -72,6 +72,7 @@ from typing import Any, Final, Union
 
 import realmpy.backlinkindex as backlinkindex
 import realmpy.codec as codec
+import realmpy.fulltextindex as fulltextindex
 from realmpy.layout import (
     META,
     SCHEMA_KEY,
@@ -313,7 +314,8 @@ def apply_record(
     Used for server-originated changes only (the raw transaction bypasses the
     recorder).  Mirrors ``Realm._add``/``Realm.delete``: ``o:<Class>`` keyed
     by the encoded primary key, one ``i:<Class>:<prop>`` entry per index,
-    ``b:<Class>:<prop>`` entries per link (:mod:`realmpy.backlinkindex`).
+    ``b:<Class>:<prop>`` entries per link (:mod:`realmpy.backlinkindex`),
+    ``f:<Class>:<prop>`` entries per word (:mod:`realmpy.fulltextindex`).
     """
     key = codec.encode_key(pk)
     table = table_name(cls.name)
@@ -331,6 +333,7 @@ def apply_record(
         if rec is not None:
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
     backlinkindex.update(txn, cls, backlinkindex.link_properties(cls), key, old, rec)
+    fulltextindex.update(txn, cls, fulltextindex.fulltext_properties(cls), key, old, rec)
     if new_raw is None:
         txn.delete(table, key)
     else:

@@ -7,6 +7,11 @@ Why a module of its own: the object layer stores links as the target's
 primary key.  Both directions live here, next to each other, so they stay
 inverse; everything else in the client works on one side or the other.
 
+A mixed value travels as its value (msgpack keeps its type), nested lists
+and dictionaries as arrays and maps, and a link as a wire ``MixedLink``
+(target table and primary key): last writer wins per field, as for any
+other value.
+
 Every type the object layer supports syncs: top-level models need a
 primary key (objects are identified across devices by it); embedded objects
 (no key) travel as maps inside their parent's operations; sets and
@@ -26,6 +31,7 @@ from realmpy.schema import MAX_EMBEDDED_DEPTH, ObjectSchema, Property, Schema
 from realmpy.sync.errors import ServerResponseError, SyncConfigurationError
 from realmpy.wire import merge as M
 from realmpy.wire import protocol as P
+from realmpy.wire.values import MixedLink as WireLink
 
 __all__ = [
     "MAX_RESPONSE_NESTING",
@@ -51,6 +57,7 @@ _TYPE_NAMES: Final[Mapping[str, str]] = {
     "counter": "counter",
     "link": "link",
     "embedded": "embedded",
+    "mixed": "mixed",
 }
 
 
@@ -148,6 +155,31 @@ def _elem_to_wire(prop: Property, v: Any, schema: Schema | None) -> Any:
         return embedded_to_wire(_target(schema, prop), v, schema)
     if t == "counter":
         return int(v)
+    if t == "mixed":
+        return _mixed_to_wire(v)
+    return v
+
+
+def _mixed_to_wire(v: Any) -> Any:
+    """A stored mixed value as the protocol sends it: each link as the
+    target's table and primary key (a wire ``MixedLink``)."""
+    if type(v) is codec.MixedLink:
+        return WireLink(v.cls, codec.decode_key(v.key)[0])
+    if type(v) is list:
+        return [_mixed_to_wire(x) for x in v]
+    if type(v) is dict:
+        return {k: _mixed_to_wire(x) for k, x in v.items()}
+    return v
+
+
+def _mixed_from_wire(v: Any) -> Any:
+    """Inverse of :func:`_mixed_to_wire` (the value was checked by the server)."""
+    if type(v) is WireLink:
+        return codec.MixedLink(v.table, codec.encode_key(v.pk))
+    if type(v) is list:
+        return [_mixed_from_wire(x) for x in v]
+    if type(v) is dict:
+        return {str(k): _mixed_from_wire(x) for k, x in v.items()}
     return v
 
 
@@ -191,6 +223,8 @@ def _elem_from_wire(prop: Property, v: Any, schema: Schema | None, depth: int) -
         return embedded_from_wire(_target(schema, prop), v, schema, depth + 1)
     if t == "float" and isinstance(v, int) and not isinstance(v, bool):
         return float(v)
+    if t == "mixed":
+        return _mixed_from_wire(v)
     return v
 
 

@@ -11,7 +11,9 @@ Three layers, each naming the place it found a problem:
 3. every secondary index holds exactly one entry per object, each naming a
    stored object;
 4. every backlink table (``b:<Class>:<prop>``, see realmpy/backlinkindex.py)
-   holds exactly the (target, origin) entries the records' links call for.
+   holds exactly the (target, origin) entries the records' links call for;
+5. every full-text table (``f:<Class>:<prop>``, see realmpy/fulltextindex.py)
+   holds exactly the (token, object) entries the records' texts call for.
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from typing import Any
 from realmpy import codec
 from realmpy.backlinkindex import link_properties, targets
 from realmpy.errors import CodecError, CorruptError
-from realmpy.layout import BACKLINKS_KEY, META, backlink_name, index_name, table_name
+from realmpy.fulltextindex import entries as fulltext_entries
+from realmpy.fulltextindex import fulltext_properties
+from realmpy.layout import (
+    BACKLINKS_KEY,
+    META,
+    backlink_name,
+    fulltext_name,
+    index_name,
+    table_name,
+)
 from realmpy.schema import ObjectSchema, Property
 from realmpy.storage import Snapshot
 from realmpy.tools.storedfile import stored_env
@@ -126,6 +137,44 @@ def _check_backlinks(snap: Snapshot, oschema: ObjectSchema, found: _Problems) ->
     return len(wanted)
 
 
+def _check_fulltext(snap: Snapshot, oschema: ObjectSchema, found: _Problems) -> int:
+    """Compare each full-text table of ``oschema`` with its records' texts;
+    returns how many tables were checked."""
+    props = [(i, p) for i, p in enumerate(oschema.properties) if p in fulltext_properties(oschema)]
+    wanted: dict[str, set[bytes]] = {fulltext_name(oschema.name, p.name): set() for _, p in props}
+    for key, raw in snap.scan(table_name(oschema.name)):
+        try:
+            row = codec.unpack_row(raw)
+        except CodecError:
+            continue  # reported by _check_class
+        for i, p in props:
+            if i < len(row):
+                wanted[fulltext_name(oschema.name, p.name)].update(
+                    fulltext_entries(oschema, p, bytes(key), row[i])
+                )
+    for table, want in wanted.items():
+        stored = {bytes(k) for k, _ in snap.scan(table)}
+        for entry in sorted(stored - want)[:3]:
+            word, _, key = entry.partition(b"\x00")
+            found.add(
+                f"full-text index {table}: entry {word.decode(errors='replace')!r} of "
+                f"{_key_text(key)} has no such word in the text"
+            )
+        for entry in sorted(want - stored)[:3]:
+            word, _, key = entry.partition(b"\x00")
+            found.add(
+                f"full-text index {table}: missing entry {word.decode()!r} of {_key_text(key)}"
+            )
+    return len(wanted)
+
+
+def _key_text(key: bytes) -> str:
+    try:
+        return repr(codec.decode_key(key)[0])
+    except CodecError:
+        return key.hex()
+
+
 def check_file(path: str) -> str:
     """A one-line summary if the file is sound; raises CorruptError listing what is not."""
     with stored_env(path) as (env, stored):
@@ -147,6 +196,7 @@ def check_file(path: str) -> str:
                             indexes += 1
                     if has_backlinks:
                         indexes += _check_backlinks(snap, oschema, found)
+                    indexes += _check_fulltext(snap, oschema, found)
         except _Enough:
             pass
         if found:

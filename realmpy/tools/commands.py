@@ -181,6 +181,7 @@ def cmd_schema(argv: Sequence[str], out: TextIO) -> int:
         out.write(f"\n{c.name}{kind}\n")
         for prop in c.properties:
             flags = " primary key" if prop.primary_key else (" indexed" if prop.indexed else "")
+            flags += " full-text indexed" if prop.fulltext else ""
             out.write(f"  {prop.name}: {prop.describe()}{flags}\n")
     return 0
 

@@ -137,6 +137,8 @@ def csv_cell(prop: Property, value: Any) -> str:
     """One CSV cell: plain text for scalars JSON writes as themselves, else the JSON."""
     if value is None:
         return ""
+    if prop.type == "mixed":  # "5" and 5 differ: the JSON says which
+        return json_line(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float, str)):
@@ -172,7 +174,7 @@ def dump_csv(opened: OpenedRealm, name: str, out: TextIO, links: DumpLinks) -> i
 
 def holds_links(schema: Schema, prop: Property, seen: frozenset[str] = frozenset()) -> bool:
     """Does a value of ``prop`` contain links (itself, or inside embedded objects)?"""
-    if prop.type == "link":
+    if prop.type in ("link", "mixed"):  # a mixed value may link
         return True
     if prop.type != "embedded" or prop.target is None or prop.target in seen:
         return False
@@ -269,6 +271,8 @@ class Loader:
 
     def target(self, class_name: str, ident: Any) -> Any:
         """A link's target from its JSON id."""
+        if class_name not in self.schema:  # a mixed value's link names its class
+            raise CodecError(f"a link to {class_name!r}, which is not a class of the dump")
         oschema = self.schema[class_name]
         pk = oschema.primary_key
         if pk is not None:

@@ -55,7 +55,17 @@ ANNOTATIONS = {
 # Names the generated module imports: a stored class with one of these
 # names gets another Python name (and keeps its stored name via __realm_name__).
 _IMPORTED = frozenset(
-    {"datetime", "Decimal", "UUID", "Counter", "EmbeddedObject", "Object", "ObjectId", "field"}
+    {
+        "datetime",
+        "Decimal",
+        "UUID",
+        "Counter",
+        "EmbeddedObject",
+        "Mixed",
+        "Object",
+        "ObjectId",
+        "field",
+    }
 )
 
 
@@ -79,6 +89,8 @@ def _annotation(prop: Property, names: dict[str, str]) -> str:
     """The property's annotation: what ``describe`` writes, with Python names."""
     if prop.target is not None:
         return replace(prop, target=names[prop.target]).describe()
+    if prop.type == "mixed":
+        return prop.describe()  # Mixed, list[Mixed]...
     python = ANNOTATIONS.get(prop.type)
     if python is None:
         raise SchemaError(f"{prop.name}: the stored type {prop.type!r} is unknown to this realmpy")
@@ -91,6 +103,8 @@ def _default(prop: Property) -> str:
         opts.append("primary_key=True")
     elif prop.indexed:
         opts.append("indexed=True")
+    elif prop.fulltext:
+        opts.append('indexed="fulltext"')
     if prop.collection is not None:
         opts.append(f"default_factory={prop.collection}")
     elif prop.optional:
@@ -122,7 +136,7 @@ def model_source(schema: Schema, origin: str = "", schema_version: int = 0) -> s
         std.append("from uuid import UUID")
     if std:
         lines += [*std, ""]
-    lines.append("from realmpy import Counter, EmbeddedObject, Object, ObjectId, field")
+    lines.append("from realmpy import Counter, EmbeddedObject, Mixed, Object, ObjectId, field")
     for c in schema.classes:
         lines += ["", ""]
         base = "EmbeddedObject" if c.embedded else "Object"

@@ -18,6 +18,13 @@ link                       ``{"$link": <target id>}``: its primary key, encoded
 embedded object            ``{"prop": value, ...}``
 list / set / dict          ``[...]`` / ``{"$set": [...]}`` / ``{"$dict": {...}}``
 None                       ``null``
+Mixed                      the encoding of its value's own type, except:
+                           a float is always ``{"$float": 5.0}`` (so JSON
+                           readers that make ``5.0`` an int keep it a
+                           float), a link is ``{"$link": ["Class", <id>]}``
+                           (a mixed value may link to any class), a nested
+                           list ``[...]`` and a nested dictionary
+                           ``{"$dict": {...}}``
 =========================  ==============================================
 
 Decoding is directed by the property's stored type, so it checks each value
@@ -120,7 +127,41 @@ def _element(schema: Schema, prop: Property, value: Any, link: LinkWriter) -> An
     if prop.type == "embedded":
         assert prop.target is not None
         return encode_embedded(schema, schema[prop.target], value, link)
+    if prop.type == "mixed":
+        return encode_mixed(value, link)
     return encode_scalar(prop.type, value)
+
+
+# A mixed value's Python type -> its scalar encoding (bool before int: a bool is an int).
+_MIXED_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "bool"),
+    (int, "int"),
+    (str, "str"),
+    (bytes, "bytes"),
+    (_dt.datetime, "datetime"),
+    (Decimal, "decimal"),
+    (ObjectId, "objectid"),
+    (uuid.UUID, "uuid"),
+)
+
+
+def encode_mixed(value: Any, link: LinkWriter) -> Any:
+    """A mixed value (as read from an object) as JSON (the table above)."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return {
+            "$float": value if math.isfinite(value) else encode_scalar("float", value)["$float"]
+        }
+    if isinstance(value, list):
+        return [encode_mixed(v, link) for v in value]
+    if isinstance(value, dict):
+        return {"$dict": {k: encode_mixed(v, link) for k, v in value.items()}}
+    for t, kind in _MIXED_KINDS:
+        if isinstance(value, t):
+            return encode_scalar(kind, value)
+    name = type(value).__realm_name__  # an object: its class is part of the link
+    return {"$link": [name, link(name, value)]}
 
 
 def encode_embedded(schema: Schema, oschema: ObjectSchema, obj: Any, link: LinkWriter) -> Any:
@@ -267,7 +308,39 @@ def _decode_element(
     if prop.type == "embedded":
         assert prop.target is not None
         return decode_embedded(schema, prop.target, value, link, embedded, where)
+    if prop.type == "mixed":
+        return decode_mixed(value, link, where)
     return decode_scalar(prop.type, value, where)
+
+
+# The tags of a mixed value's scalars -> their types.
+_MIXED_TAGS = {"$float": "float", "$bytes": "bytes", **{t: k for k, t in _TAGS.items()}}
+
+
+def decode_mixed(value: Any, link: LinkReader, where: str) -> Any:
+    """JSON -> a mixed value (inverse of :func:`encode_mixed`); a link is
+    resolved by ``link(class name, id)``."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value  # written by hand: a JSON number with a fraction
+    if isinstance(value, list):
+        return [decode_mixed(v, link, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and len(value) == 1:
+        ((tag, payload),) = value.items()
+        if tag == "$dict" and isinstance(payload, dict):
+            return {str(k): decode_mixed(v, link, f"{where}[{k!r}]") for k, v in payload.items()}
+        if tag == "$link" and isinstance(payload, list) and len(payload) == 2:
+            if isinstance(payload[0], str):
+                return link(payload[0], payload[1])
+        if tag in _MIXED_TAGS:
+            return decode_scalar(_MIXED_TAGS[tag], value, where)
+    raise _bad(
+        where,
+        'a mixed value: null, true/false, a number, a string, [...], {"$dict": {...}}, '
+        '{"$link": ["Class", <id>]} or a tagged scalar ({"$float": ...}, {"$bytes": ...}...)',
+        value,
+    )
 
 
 def decode_embedded(

@@ -23,6 +23,7 @@ from realmpy.wire.errors import (
     WrongTypeError,
 )
 from realmpy.wire.shapes import _field_name, _get, _map, _name, _str
+from realmpy.wire.values import MixedLink
 
 FIELD_TYPES: Final = frozenset(
     {
@@ -38,6 +39,7 @@ FIELD_TYPES: Final = frozenset(
         "counter",
         "link",
         "embedded",
+        "mixed",
     }
 )
 COLLECTIONS: Final = frozenset({"list", "set", "dict"})
@@ -200,6 +202,9 @@ def check_value(
         nullable = spec.optional or spec.collection in (None, "dict")
         _check_scalar(pk_spec.type, value, nullable, where)
         return
+    if spec.type == "mixed":
+        check_mixed(tables, value, where, nested=spec.collection != "set", depth=depth)
+        return
     if spec.type == "embedded":
         assert spec.target is not None
         target = tables.get(spec.target)
@@ -231,6 +236,56 @@ def check_value(
             check_whole(tables, fs, v, f"{where}.{k}", depth + 1)
         return
     _check_scalar(spec.type, value, spec.optional, where)
+
+
+def check_mixed(
+    tables: Mapping[str, TableSpec], value: object, where: str, *, nested: bool, depth: int = 0
+) -> None:
+    """Raise ``WrongTypeError`` unless ``value`` is a mixed value: null, a
+    scalar of any field type, a :class:`~realmpy.wire.values.MixedLink` to an
+    object of a top-level table (its primary key of that table's key type),
+    or (when ``nested``: not in a set) an array or a string-keyed map of
+    mixed values, nested at most ``MAX_EMBEDDED_DEPTH`` deep."""
+    if value is None:
+        return
+    if isinstance(value, MixedLink):
+        target = tables.get(value.table)
+        if target is None or target.embedded:
+            raise UnknownTableError(
+                f"{where}: a mixed link to {value.table!r}, which is no top-level table",
+                table=value.table,
+            )
+        _check_scalar(target.fields[target.primary_key].type, value.pk, False, where)
+        return
+    if isinstance(value, (list, dict)):
+        if not nested:
+            raise WrongTypeError(
+                f"{where}: a set of mixed values holds no collections", where=where
+            )
+        if depth >= MAX_EMBEDDED_DEPTH:
+            raise WrongTypeError(
+                f"{where}: mixed values nested deeper than {MAX_EMBEDDED_DEPTH}",
+                where=where[:200],
+                limit=MAX_EMBEDDED_DEPTH,
+            )
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                check_mixed(tables, v, f"{where}[{i}]", nested=True, depth=depth + 1)
+        else:
+            for k, v in value.items():
+                _dict_key(k, where)
+                check_mixed(tables, v, f"{where}[{k!r}]", nested=True, depth=depth + 1)
+        return
+    for typ in _MIXED_SCALARS:
+        if isinstance(value, _PY_TYPES[typ]) and (typ == "bool") == isinstance(value, bool):
+            _check_scalar(typ, value, False, where)
+            return
+    raise WrongTypeError(f"{where}: a mixed value cannot be a {type(value).__name__}", where=where)
+
+
+# The scalar types a mixed value may hold, in the order their Python types
+# are tried (bool before int; a counter is a field type, not a value's).
+_MIXED_SCALARS: Final = tuple(t for t in _PY_TYPES if t != "counter")
 
 
 def check_whole(

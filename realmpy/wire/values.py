@@ -1,12 +1,19 @@
 """Wire values: msgpack's own types (nil, bool, int, float, str, bin) plus
-three extension types (``ObjectId`` = 1, ``UUID`` = 2, ``Decimal`` = 3, see
-:class:`ExtCode`) and msgpack's timestamp extension (-1) for aware
-datetimes; :func:`pack` and the bounded, untrusted-input :func:`unpack`."""
+four extension types (``ObjectId`` = 1, ``UUID`` = 2, ``Decimal`` = 3, the
+link of a mixed value = 4, see :class:`ExtCode`) and msgpack's timestamp
+extension (-1) for aware datetimes; :func:`pack` and the bounded,
+untrusted-input :func:`unpack`.
+
+A mixed field's value (``"mixed"`` in the schema) is any of these, an
+array or a map of them (nested lists and dictionaries), or a
+:class:`MixedLink`: a link to an object of any table, sent as extension 4
+holding the msgpack array ``[table, primary key]``."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import IntEnum
 from typing import Any, Final, Union
@@ -33,6 +40,20 @@ class ExtCode(IntEnum):
     OBJECT_ID = exttypes.WIRE_OBJECT_ID
     UUID = exttypes.WIRE_UUID
     DECIMAL = exttypes.WIRE_DECIMAL
+    MIXED_LINK = exttypes.WIRE_MIXED_LINK
+
+
+MAX_MIXED_LINK_BYTES: Final = 4096
+"""The largest mixed-link extension (a table name and a primary key, both
+bounded far below this by the schema and key limits)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MixedLink:
+    """A mixed field's link on the wire: the target's table and primary key."""
+
+    table: str
+    pk: Any
 
 
 def _default(obj: object) -> object:
@@ -42,6 +63,8 @@ def _default(obj: object) -> object:
         return msgpack.ExtType(ExtCode.UUID, obj.bytes)
     if isinstance(obj, Decimal):
         return msgpack.ExtType(ExtCode.DECIMAL, str(obj).encode("ascii"))
+    if isinstance(obj, MixedLink):
+        return msgpack.ExtType(ExtCode.MIXED_LINK, pack([obj.table, obj.pk]))
     if isinstance(obj, (tuple, frozenset)):
         return list(obj)
     raise TypeError(f"cannot encode {type(obj).__name__} for sync")
@@ -63,7 +86,26 @@ def _ext_hook(code: int, data: bytes) -> object:
             return Decimal(data.decode("ascii"))
         except (UnicodeDecodeError, InvalidOperation):
             raise MalformedMessage("a Decimal extension carries an ASCII number") from None
+    if code == ExtCode.MIXED_LINK:
+        return _mixed_link(data)
     raise MalformedMessage(f"unknown msgpack extension type {code}")
+
+
+def _mixed_link(data: bytes) -> MixedLink:
+    if len(data) > MAX_MIXED_LINK_BYTES:
+        raise MalformedMessage(f"a mixed link carries at most {MAX_MIXED_LINK_BYTES} bytes")
+    try:
+        inner = msgpack.unpackb(data, raw=False, ext_hook=_ext_hook, max_ext_len=64)
+    except ProtocolError:
+        raise
+    except Exception:  # msgpack raises several unrelated types
+        raise MalformedMessage("a mixed link carries a msgpack [table, primary key]") from None
+    if not (type(inner) is list and len(inner) == 2 and type(inner[0]) is str):
+        raise MalformedMessage("a mixed link carries a msgpack [table, primary key]")
+    pk = inner[1]
+    if not isinstance(pk, (int, str, ObjectId, uuid.UUID)) or isinstance(pk, bool):
+        raise MalformedMessage("a mixed link's primary key is an int, string, ObjectId or UUID")
+    return MixedLink(inner[0], pk)
 
 
 def pack(obj: object) -> bytes:
@@ -121,7 +163,7 @@ def unpack(
             max_bin_len=MAX_STRING_BYTES,
             max_array_len=limit,
             max_map_len=limit,
-            max_ext_len=64,
+            max_ext_len=MAX_MIXED_LINK_BYTES,
             **hooks,
         )
     except ProtocolError:

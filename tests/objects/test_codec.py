@@ -248,13 +248,24 @@ def test_decimal_equal_values_encode_equal() -> None:
     [
         (1 << 63, "64 bits"),
         (dt.datetime(2024, 1, 1), "naive"),
-        ([1], "cannot be a key"),
+        ({1}, "cannot be a key"),  # (lists and dicts have index keys: mixed values)
+        ((1,), "cannot be a key"),
         ("x" * 2000, "limit"),
     ],
 )
 def test_bad_keys(value: Any, fragment: str) -> None:
     with pytest.raises(CodecError, match=fragment):
         codec.encode_key(value)
+
+
+def test_mixed_index_keys() -> None:
+    """A mixed property's index holds links as (class, key) and records
+    only the kind of a nested list or dictionary."""
+    link = codec.MixedLink("Dog", codec.encode_key(7))
+    assert codec.decode_key(codec.encode_keys(link, 1)) == (link, 1)
+    assert codec.encode_key(link) < codec.encode_key([1, 2]) == codec.encode_key([])
+    assert codec.decode_key(codec.encode_keys({"a": 1}, "pk")) == ({}, "pk")
+    assert codec.encode_key("zzz") < codec.encode_key(link)
 
 
 def test_corrupt_keys() -> None:

@@ -57,7 +57,7 @@ def test_parse_is_cached() -> None:
         ("age < [c] 3", 6, "does not apply"),
         ("", 0, "empty query"),
         ("age > 3 LIMIT(-1)", 14, "non-negative integer"),
-        ("dogs.@links.Person.dogs.@count > 0", 5, "not supported"),
+        ("dogs.@links.Person.@count > 0", 19, "expected @links.Class.property"),
         ("name == 'abc", 8, "unexpected character"),
         ("age IN 3 4", 9, "expected AND, OR"),
     ],
@@ -489,3 +489,11 @@ def test_row_filter_matches_the_matcher_on_positional_records(
         assert q.row_filter(args, resolver=resolve, direct=direct)(iter(pairs)) == expected, text
         as_maps = [k for k, r in pairs if q.matches(dict(zip("ab", r)), args)]
         assert [k for k, _ in expected] == as_maps, text
+
+
+def test_property_names_escape_white_space_as_realm_core() -> None:
+    """``\\t`` ``\\n`` ``\\r`` in a property name are those characters (realm-core's
+    lexer), ``\\ `` a space; ``str()`` writes them back so."""
+    q = query.parse("nullable\\tdata == 1 AND fav\\ item == 2 AND a\\nb\\rc == 3")
+    assert q.matches({"nullable\tdata": 1, "fav item": 2, "a\nb\rc": 3})
+    assert str(q) == "nullable\\tdata == 1 AND fav\\ item == 2 AND a\\nb\\rc == 3"

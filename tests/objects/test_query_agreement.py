@@ -5,7 +5,10 @@ The interpreter (``Query.matches``) is the reference; the closure compiler
 realm (index planner, engine filter program, row filter) must select exactly
 the records it selects, for queries using the language's newer parts too:
 list quantifiers, list indexes and sizes, arithmetic, list arguments, null
-in ordering, string operators with ``[c]``, links, SUBQUERY.
+in ordering, string operators with ``[c]``, links, SUBQUERY, collections
+compared whole with constant lists, full-text ``TEXT`` (the realm reads its
+index) and ``@links`` (the realm reads the backlink index; the plain records
+carry what it should find).
 """
 
 from __future__ import annotations
@@ -39,12 +42,14 @@ class HRow(Object):
     ints: list[int] = field(default_factory=list)
     link: HLink | None = None
     links: list[HLink] = field(default_factory=list)
+    t: str | None = field(default=None, indexed="fulltext")
 
 
 small_ints = st.integers(-3, 3)
 opt_ints = st.none() | small_ints
 floats = st.none() | st.sampled_from([-1.5, 0.0, 0.5, 2.0, float("inf")])
 texts = st.none() | st.sampled_from(["", "a", "ab", "B", "ba", "é"])
+documents = st.none() | st.sampled_from(["", "red apple", "Red pie", "apples", "é pie", "pie, Pie"])
 rows = st.lists(
     st.tuples(
         opt_ints,
@@ -53,6 +58,7 @@ rows = st.lists(
         st.lists(small_ints, max_size=3),
         st.none() | st.integers(0, 2),
         st.lists(st.integers(0, 2), max_size=3),
+        documents,
     ),
     min_size=1,
     max_size=8,
@@ -73,7 +79,7 @@ def queries(draw: st.DrawFn) -> tuple[str, list[Any]]:
 
     def leaf() -> str:
         op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">="]))
-        kind = draw(st.integers(0, 13))
+        kind = draw(st.integers(0, 16))
         if kind == 0:
             return f"a {op} {arg(draw(opt_ints))}"
         if kind == 1:
@@ -111,6 +117,16 @@ def queries(draw: st.DrawFn) -> tuple[str, list[Any]]:
             return f"SUBQUERY(links, $x, $x.a {op} {num()}).@count > 0"
         if kind == 12:
             return f"a IN {arg(draw(st.lists(opt_ints, max_size=3)))}"
+        if kind == 13:
+            terms = ["red", "apple*", "-red", "pie -red", "app* pie", "RED Pie", "e"]
+            return f"t TEXT {arg(draw(st.sampled_from(terms)))}"
+        if kind == 14:
+            via = draw(st.sampled_from(["link", "links"]))
+            links = draw(st.sampled_from(["@links.HRow.link", "@links.HRow.links", "@links"]))
+            return f"{via}.{links}.@count {op} {draw(st.integers(0, 4))}"
+        if kind == 15:
+            items = ", ".join(num() for _ in range(draw(st.integers(0, 3))))
+            return f"ints {op} {{{items}}}"  # whole against whole
         return f"ints.@sum {op} {num()}"
 
     def node(depth: int) -> str:
@@ -133,17 +149,43 @@ def realm(tmp_path_factory: pytest.TempPathFactory, module_realm_kind: str) -> I
         yield r
 
 
-def as_dict(k: int, row: tuple[Any, ...]) -> dict[str, Any]:
-    a, b, s, ints, link, links = row
-    return {
-        "k": k,
-        "a": a,
-        "b": b,
-        "s": s,
-        "ints": ints,
-        "link": None if link is None else {"k": link, "a": LINKS[link]},
-        "links": [{"k": k, "a": LINKS[k]} for k in links],
-    }
+def as_dicts(data: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The rows as plain records; each linked HLink carries the rows that
+    link to it under its ``@links…`` names (what a realm's index finds),
+    once per link."""
+    by_link: dict[str, dict[int, list[int]]] = {"link": {}, "links": {}}
+    for k, row in enumerate(data):
+        if row[4] is not None:
+            by_link["link"].setdefault(row[4], []).append(k)
+        for x in row[5]:
+            by_link["links"].setdefault(x, []).append(k)
+
+    def target(x: int) -> dict[str, Any]:
+        via_link = by_link["link"].get(x, [])
+        via_links = by_link["links"].get(x, [])
+        return {
+            "k": x,
+            "a": LINKS[x],
+            "@links.HRow.link": via_link,
+            "@links.HRow.links": via_links,
+            "@links": via_link + via_links,
+        }
+
+    out = []
+    for k, (a, b, s, ints, link, links, t) in enumerate(data):
+        out.append(
+            {
+                "k": k,
+                "a": a,
+                "b": b,
+                "s": s,
+                "ints": ints,
+                "link": None if link is None else target(link),
+                "links": [target(x) for x in links],
+                "t": t,
+            }
+        )
+    return out
 
 
 @settings(
@@ -155,13 +197,13 @@ def test_interpreter_closures_row_filter_and_realm_agree(
 ) -> None:
     text, args = q_args
     q = query.parse(text)
-    records = [as_dict(k, row) for k, row in enumerate(data)]
+    records = as_dicts(data)
     expected = [r["k"] for r in records if q.matches(r, args)]
 
     match = q.matcher(args)
     assert [r["k"] for r in records if match(r)] == expected, "closures"
 
-    names = ("k", "a", "b", "s", "ints", "link", "links")
+    names = ("k", "a", "b", "s", "ints", "link", "links", "t")
     positional = [[r[n] for n in names] for r in records]
 
     def direct(name: str) -> tuple[Any] | None:
@@ -180,6 +222,15 @@ def test_interpreter_closures_row_filter_and_realm_agree(
             link = None if r["link"] is None else targets[r["link"]["k"]]
             links = [targets[x["k"]] for x in r["links"]]
             realm.add(
-                HRow(k=r["k"], a=r["a"], b=r["b"], s=r["s"], ints=r["ints"], link=link, links=links)
+                HRow(
+                    k=r["k"],
+                    a=r["a"],
+                    b=r["b"],
+                    s=r["s"],
+                    ints=r["ints"],
+                    link=link,
+                    links=links,
+                    t=r["t"],
+                )
             )
     assert [o.k for o in realm.query(HRow, text, *args)] == expected, "realm"

@@ -19,12 +19,12 @@ import pytest
 
 from realmpy import changelog, query
 from realmpy.codec import CodecError, encode_key
-from realmpy.errors import DuplicatePrimaryKeyError
+from realmpy.errors import DuplicatePrimaryKeyError, RealmThreadError
 from realmpy.layout import table_name
 from realmpy.notifier import ResultsChange, diff_rows
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
-from realmpy.storage import CHANGES_TABLE, Environment, WriteTransaction
+from realmpy.storage import CHANGED_KEYS_MAX, CHANGES_TABLE, Environment, WriteTransaction
 from tests.objects.conftest import make_config
 from tests.objects_models import MODELS, Dog, Note, Person
 
@@ -61,8 +61,9 @@ def _run(script: str) -> str:
 
 
 def test_import_realmpy_loads_only_the_local_realm(tmp_path: Path) -> None:
-    """The sync client, the server, asyncio and the query compiler load on
-    first use, also after a realm is opened, counted and written."""
+    """The sync client, the server, asyncio, the query compiler and the
+    notifier load on first use, also after a realm is opened, counted and
+    written."""
     loaded = _run(
         "import sys\n"
         "import realmpy\n"
@@ -72,7 +73,8 @@ def test_import_realmpy_loads_only_the_local_realm(tmp_path: Path) -> None:
         "    r.add(Dog(id=1, name='a'))\n"
         "assert len(r.all(Dog)) == 1 and r.find(Dog, 1).name == 'a'\n"
         "r.close()\n"
-        "heavy = ('realmpy.sync', 'realmpy.server', 'realmpy.query', 'realmpy.execute', 'asyncio')\n"
+        "heavy = ('realmpy.sync', 'realmpy.server', 'realmpy.query', 'realmpy.execute',\n"
+        "         'realmpy.notifier', 'asyncio')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
     )
     assert loaded == "[]"
@@ -161,6 +163,56 @@ def test_values_the_native_add_declines_take_the_general_path(
             assert realm.find(Car, 1) is None  # nothing of it was written
             realm.add(Car(id=1, make="x"))
         assert [c.id for c in realm.query(Car, "make == 'x'")] == [1]
+
+
+class Tag(Object):
+    """A simple class that another class links to."""
+
+    id: int = field(primary_key=True)
+    name: str = ""
+
+
+class Post(Object):
+    id: int = field(primary_key=True)
+    tag: Tag | None = None
+
+
+def test_the_native_add_declines_what_only_the_general_path_does_right(tmp_path: Path) -> None:
+    with Realm(make_config("file", [Car, Tag, Post], tmp_path)) as realm:
+        with realm.write():
+            realm.add(Post(id=1, tag=Tag(id=1, name="old")))
+        with realm.write():
+            realm.add(Car(id=1))  # the native path is on in this transaction
+            realm.delete(realm.find(Tag, 1))  # type: ignore[arg-type]
+            # The deleted key comes back: the links to the deleted object are
+            # cleared first, as the general path does (not moved to the new
+            # one), and a link made to the new one afterwards stays.
+            new = realm.add(Tag(id=1, name="new"))
+            realm.add(Post(id=2, tag=new))
+            realm.add(Car(id=2))
+        assert realm.find(Post, 1).tag is None  # type: ignore[union-attr]
+        assert realm.find(Post, 2).tag.name == "new"  # type: ignore[union-attr]
+        assert [t.name for t in realm.all(Tag)] == ["new"]
+        assert [c.id for c in realm.all(Car)] == [1, 2]
+        with realm.write():
+            realm.add(Car(id=3))
+            with pytest.raises(TypeError, match="unexpected keyword"):
+                realm.add(Car(id=4), replace=True)  # type: ignore[call-arg]
+            errors: list[BaseException] = []
+
+            def other_thread() -> None:
+                try:
+                    realm.add(Car(id=5))
+                except BaseException as exc:  # recorded for the assertion
+                    errors.append(exc)
+
+            t = threading.Thread(target=other_thread)
+            t.start()
+            t.join()
+            assert [type(e) for e in errors] == [RealmThreadError]
+            car = realm.add(Car(id=6))
+            assert realm.add(car) is car  # already managed here: returned as is
+        assert [c.id for c in realm.all(Car)] == [1, 2, 3, 6]
 
 
 # -- listeners cost what a commit changed ------------------------------------------
@@ -279,6 +331,24 @@ def test_every_commit_to_a_realm_file_records_its_changes(
         assert 5 not in ids
         token.remove()
     assert seen.reruns == 0
+
+
+def test_the_native_writes_note_each_key_and_any_key_past_the_limit(tmp_path: Path) -> None:
+    with Realm(make_config("file", [Car], tmp_path)) as realm:
+        with realm.write():
+            realm.add(Car(id=1))  # the file keeps change records from here on
+    with Environment(str(tmp_path / "t.realm"), durability="none") as env:
+        with env.write() as txn:
+            keys = [i.to_bytes(4, "big") for i in range(CHANGED_KEYS_MAX)]
+            for k in keys:
+                txn.put("t", k, b"")
+            txn.delete("u", b"gone")
+            assert txn.changed() == {"t": set(keys), "u": {b"gone"}}
+            txn.put("t", b"one more", b"")
+            assert txn.changed() == {"t": None, "u": {b"gone"}}
+        version = env.version
+        with env.read() as snap:
+            assert changelog.read(snap, version - 1, version) == {"t": None, "u": {b"gone"}}
 
 
 def test_storage_files_keep_no_change_records(tmp_path: Path) -> None:

@@ -125,7 +125,7 @@ def test_every_write_method_calls_the_observer(tmp_path: Path) -> None:
             txn.delete("t", b"k1")
             txn.drop("t")
             # Writes that bypass these methods are refused where a history records.
-            assert txn.direct_handle() is None
+            assert not txn.allows_direct()
     assert _Seen.log == [
         ("change", "t", (b"k1",)),
         ("change", "t", (b"k2", b"k3")),
@@ -134,7 +134,7 @@ def test_every_write_method_calls_the_observer(tmp_path: Path) -> None:
         ("drop", "t", ()),
         ("commit", "", ()),
     ]
-    exercised = {"put", "put_many", "put_columns", "delete", "drop", "commit", "direct_handle"}
+    exercised = {"put", "put_many", "put_columns", "delete", "drop", "commit", "allows_direct"}
     not_writes = {n for n, _ in inspect.getmembers(Snapshot) if not n.startswith("_")}
     # an engine error; what it changed, keeping and storing that (no object change)
     not_writes |= {"raise_error", "changed", "record_changes", "track_changes"}

@@ -19,7 +19,7 @@ import sys
 import uuid
 from decimal import Decimal
 
-from realmpy import Configuration, Counter, EmbeddedObject, Object, ObjectId, Realm, field
+from realmpy import Configuration, Counter, EmbeddedObject, Mixed, Object, ObjectId, Realm, field
 
 
 class Stop(EmbeddedObject):
@@ -58,6 +58,7 @@ class Car(Object):
     make: str = field(indexed=True)
     miles: int = 0
     owner: Person | None = None
+    extra: Mixed = None  # a mixed value: a float, a nested dict, a link...
 
 
 MODELS = [Person, Car, Place, Stop]
@@ -112,7 +113,8 @@ def make(path: str, people: int = 3) -> None:
             assert first is not None
             first.friend = prev  # a cycle
             for n, make_ in enumerate(["Saab", "Volvo", "Tesla", "Fiat"]):
-                car = realm.add(Car(make=make_, miles=100 * n, owner=first))
+                extra = [{"d": [b"x", Decimal("1.5"), None], "f": 5.0}, None, first, "5"][n]
+                car = realm.add(Car(make=make_, miles=100 * n, owner=first, extra=extra))
                 first.cars.append(car)
                 first.keyring[make_.lower()] = car
             first.keyring["lost"] = None

@@ -138,8 +138,9 @@ def test_load_reads_stdin_and_refuses_a_realm_that_holds_objects(
 def test_dump_csv_flattens_one_class(app_file: str) -> None:
     done = realmpy("dump", app_file, "--class", "Car", "--format", "csv")
     lines = done.stdout.splitlines()
-    assert lines[0] == "$id,make,miles,owner"
+    assert lines[0] == "$id,make,miles,owner,extra"
     assert lines[1].startswith("1,Saab,0,")
+    assert lines[3].endswith(',"""5"""')  # a mixed value's cell is its JSON: a str
     assert len(lines) == 4
 
 

@@ -241,9 +241,10 @@ def test_add_validate_delete_and_export_through_the_api(tmp_path: pathlib.Path) 
         with pytest.raises(urllib.error.HTTPError) as err:  # the file stores no defaults
             served.api("/api/add", {"class": "Car", "values": {"make": "Lada"}})
         assert "missing required field 'miles'" in json.loads(err.value.read())["error"]
-        values = {"make": "Lada", "miles": 0, "owner": {"$link": ann}}
+        extra = {"$dict": {"to": {"$link": ["Person", ann]}, "n": [1, {"$float": 2.0}]}}
+        values = {"make": "Lada", "miles": 0, "owner": {"$link": ann}, "extra": extra}
         car = served.api("/api/add", {"class": "Car", "values": values})
-        assert car["values"] == values
+        assert car["values"] == values  # a mixed value (links to any class) round-trips
         with pytest.raises(urllib.error.HTTPError) as err:
             served.api(
                 "/api/update", {"class": "Person", "id": ann, "property": "age", "value": "x"}
@@ -262,8 +263,9 @@ def test_add_validate_delete_and_export_through_the_api(tmp_path: pathlib.Path) 
         )
         with urllib.request.urlopen(req, timeout=WAIT) as resp:
             assert resp.read().decode().splitlines() == [
-                "make,miles,owner",
-                'Tesla,200,"{""$link"":{""$oid"":""000000000000000000000001""}}"',
-                'Fiat,300,"{""$link"":{""$oid"":""000000000000000000000001""}}"',
+                "make,miles,owner,extra",
+                'Tesla,200,"{""$link"":{""$oid"":""000000000000000000000001""}}",'
+                '"{""$link"":[""Person"",{""$oid"":""000000000000000000000001""}]}"',
+                'Fiat,300,"{""$link"":{""$oid"":""000000000000000000000001""}}","""5"""',
             ]
     assert json.loads(run_app("show", path))[0]["age"] == "20"  # the refused edit changed nothing

@@ -277,13 +277,14 @@ for q in [
 
 
 # ---------------------------------------------------------------------------
-# Parser_NullableBinaries (a realmpy model cannot declare realm-core's
-# ``nullable\tdata``: a name with a tab; those cases are excluded)
+# Parser_NullableBinaries (realm-core's ``nullable<TAB>data`` column is
+# ``nullable_data`` named so in the file; queries write ``nullable\tdata``)
 
 
 class NbItem(Object):
     k: int = field(primary_key=True)
     data: bytes = b""
+    nullable_data: bytes | None = field(default=None, map_to="nullable\tdata")
 
 
 class NbPerson(Object):
@@ -292,7 +293,10 @@ class NbPerson(Object):
 
 def _fill_binaries(r: Realm) -> None:
     items = r.add_all(
-        [NbItem(k=i, data=d) for i, d in enumerate([b"knife", b"plate", b"fork", b"", b""])]
+        [
+            NbItem(k=i, data=d, nullable_data=d or None)
+            for i, d in enumerate([b"knife", b"plate", b"fork", b"", b""])
+        ]
     )
     r.add_all([NbPerson(fav_item=i) for i in items])
 

@@ -378,13 +378,15 @@ for q, n in [
 # Parser_Timestamps (realmpy datetimes hold microseconds, realm-core's
 # Timestamps nanoseconds: a value realm-core sets with nanoseconds is stored
 # here at the nearest microsecond, and cases that tell nanoseconds apart are
-# excluded; its column ``T2017-12-04`` is not a Python identifier)
+# excluded; its column ``T2017-12-04``, not a Python identifier, is
+# ``t2017_12_04`` named ``T2017-12-04`` in the file)
 
 
 class TsPerson(Object):
     k: int = field(primary_key=True)
     birthday: dt.datetime = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     T399: dt.datetime | None = None
+    t2017_12_04: dt.datetime | None = field(default=None, map_to="T2017-12-04")
     linked: TsPerson | None = None
 
 
@@ -397,6 +399,8 @@ def _fill_timestamps(r: Realm) -> None:
     people[2].T399 = ts(1512130073)  # realm-core: + 505 ns
     people[3].T399 = ts(1)  # realm-core: + 2 ns
     people[4].T399 = ts(0)
+    people[0].t2017_12_04 = ts(1512130073)
+    people[1].t2017_12_04 = ts(1512130073)  # realm-core: + 505 ns
     people[0].linked = people[1]
     people[2].linked = people[0]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
-from realmpy.schema import Object, field
+from realmpy.schema import Mixed, Object, field
 from tests.objects.parser_port.cases import SYNTAX, Case, fill_grocery, section, ts
 
 # ---------------------------------------------------------------------------
@@ -161,7 +161,7 @@ class LdtDiscount(Object):
     active: bool = False
 
 
-class LdtItem(Object):
+class LdtItem(Object, name="Items"):
     name: str = field(primary_key=True)
     price: float = 0.0
     discount: LdtDiscount | None = None
@@ -519,13 +519,16 @@ for q, n in [
 class OddNames(Object):
     age: int | None = None
     between: int | None = None
-    # ``in`` and ``desc`` are Python keywords or clash with nothing; realmpy
-    # models cannot declare ``in`` (a keyword): those cases are excluded.
+    # ``in`` is a Python keyword: the property is ``in_``, named ``in`` in
+    # the file (queries may use either name).
+    in_: int | None = field(default=None, map_to="in")
     desc: str | None = None
 
 
 s = section("Parser_OddColumnNames", "basics", [OddNames], OddNames)
-s.fill = lambda r: r.add_all([OddNames(age=i + 24, between=i, desc="Empty") for i in range(3)])
+s.fill = lambda r: r.add_all(
+    [OddNames(age=i + 24, between=i, in_=100 + i, desc="Empty") for i in range(3)]
+)
 for q, n in [
     ("between == 0", 1),
     ("between > 0", 2),
@@ -595,6 +598,7 @@ class ArInt(Object):
     name: str = field(primary_key=True)
     age: int = 0
     number: int = 0
+    tag: Mixed = None
     spouse: ArInt | None = None
 
 
@@ -602,6 +606,7 @@ class ArDouble(Object):
     name: str = field(primary_key=True)
     age: int = 0
     number: float = 0.0
+    tag: Mixed = None
     spouse: ArDouble | None = None
 
 
@@ -609,6 +614,7 @@ class ArDecimal(Object):
     name: str = field(primary_key=True)
     age: int = 0
     number: Decimal = Decimal(0)
+    tag: Mixed = None
     spouse: ArDecimal | None = None
 
 
@@ -617,9 +623,9 @@ def _arithmetic(model: type, one: Any, two: Any) -> None:
 
     def fill(r: Realm) -> None:
         per = r.add(model(name="Per", age=42, number=one))
-        poul = r.add(model(name="Poul", age=25))
-        anne = r.add(model(name="Anne", age=40, number=two))
-        andrea = r.add(model(name="Andrea", age=27))
+        poul = r.add(model(name="Poul", age=25, tag=2))
+        anne = r.add(model(name="Anne", age=40, number=two, tag="Cool"))
+        andrea = r.add(model(name="Andrea", age=27, tag=2))
         per.spouse, poul.spouse, anne.spouse, andrea.spouse = anne, andrea, per, poul
 
     s.fill = fill

@@ -4,9 +4,16 @@ how), registered in ``SECTIONS`` in the order of these modules."""
 
 from __future__ import annotations
 
-from tests.objects.parser_port import aggregates, containers, queries, scalars
+from tests.objects.parser_port import aggregates, backlinks, containers, mixed, queries, scalars
 from tests.objects.parser_port.aggregates import FIRST_PERSON, SubPerson
 from tests.objects.parser_port.cases import SECTIONS, Case, Section
 
 __all__ = ["FIRST_PERSON", "SECTIONS", "Case", "Section", "SubPerson"]
-_MODULES = (scalars, aggregates, queries, containers)  # imported for their sections
+_MODULES = (
+    scalars,
+    aggregates,
+    queries,
+    containers,
+    mixed,
+    backlinks,
+)  # imported for their sections

@@ -40,7 +40,7 @@ async function api(path, params = {}, body = undefined) {
 function classInfo(name) { return state.info.classes.find((c) => c.name === name); }
 function describe(p) {
   let t = p.target || p.type;
-  if (p.optional) t += "?";
+  if (p.optional && p.type !== "mixed") t += "?"; // mixed holds null among its values
   if (p.collection === "list") return `list[${t}]`;
   if (p.collection === "set") return `set[${t}]`;
   if (p.collection === "dict") return `dict[${t}]`;
@@ -80,6 +80,7 @@ function renderValue(p, v, full = false) {
     span.append(p.collection === "dict" ? "}" : "]");
     return span;
   }
+  if (p.type === "mixed") return renderMixed(v, full);
   if (p.type === "link") {
     const id = v.$link;
     return el("span", { class: "link", "data-target": p.target, onclick: (e) => { e.stopPropagation(); openDetail(p.target, id); } },
@@ -98,6 +99,35 @@ function renderValue(p, v, full = false) {
   if (typeof v === "object") return el("span", { class: "tag" }, tagText(v));
   if (Object.is(v, -0)) return el("span", {}, "-0.0");
   return el("span", {}, typeof v === "string" ? v : JSON.stringify(v));
+}
+
+// A mixed value (realmpy/tools/jsonformat.py): any scalar, a nested list
+// or {"$dict": {...}}, or {"$link": ["Class", id]} to an object of any class.
+function renderMixed(v, full) {
+  if (v === null || v === undefined) return el("span", { class: "null" }, "null");
+  const nested = Array.isArray(v) ? v.map((x, i) => [i, x])
+    : v && typeof v === "object" && v.$dict && Object.keys(v).length === 1 ? Object.entries(v.$dict) : null;
+  if (nested) {
+    const isList = Array.isArray(v);
+    const span = el("span", {}, isList ? "[" : "{");
+    const shown = full ? nested : nested.slice(0, 5);
+    shown.forEach(([k, x], i) => {
+      if (i) span.append(", ");
+      if (!isList) span.append(`${k}: `);
+      span.append(renderMixed(x, full));
+    });
+    if (shown.length < nested.length) span.append(`, … ${nested.length - shown.length} more`);
+    span.append(isList ? "]" : "}");
+    return span;
+  }
+  if (v && typeof v === "object" && Array.isArray(v.$link) && Object.keys(v).length === 1) {
+    const [cls, id] = v.$link;
+    return el("span", { class: "link", "data-target": cls, onclick: (e) => { e.stopPropagation(); openDetail(cls, id); } },
+      `${cls} ${idText(id, cls)}`);
+  }
+  if (typeof v === "object") return el("span", { class: "tag" }, tagText(v));
+  // JSON text, so that the string "5" and the number 5 look different
+  return el("span", {}, JSON.stringify(v));
 }
 
 // Text in an editor -> the JSON value the API decodes for property p.
