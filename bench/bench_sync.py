@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import secrets
 import statistics
@@ -100,6 +101,10 @@ def emit(event: str, **kw: Any) -> None:
 
 def role_main(path: str, appdir: str, base: str) -> None:
     """Device main process: flexible_sync, subscribe to every Ping; runs until stdin closes."""
+    if os.environ.get("BENCH_SYNC_LOG"):
+        logging.basicConfig(
+            level=logging.DEBUG, format="%(relativeCreated)d %(threadName)s %(message)s"
+        )
     app = App(AppConfiguration(APP_ID, base, base_file_path=appdir))
     user = app.current_user or app.log_in(Credentials.anonymous())  # the same user on a restart
     realm = Realm(Configuration.flexible_sync(user, [Ping], path=path))

@@ -18,7 +18,8 @@ Method:
   ``kv(k BLOB PRIMARY KEY, v BLOB)``: a rowid table, whose rows keep 1 KB
   inline, and the key's index; WITHOUT ROWID would move each value to an
   overflow page); reported as the file size over the payload (20 MB).
-- syscalls: a child process under ``strace -f`` loads N keys, makes 200
+- syscalls: at 10k and 100k keys (``--syscall-keys`` for others, e.g.
+  1000000), a child process under ``strace -f`` loads N keys, makes 200
   single-put commits (so the free list holds freed pages), then K more
   between two marker writes to stderr; the write and sync calls between
   the markers (``pwrite64``, ``pwritev``, ``pwritev2``, ``write``,
@@ -200,8 +201,8 @@ def strace_available() -> bool:
 
 def syscalls_per_commit(work: Path, engine: str, durable: bool, n: int, k: int) -> dict[str, float]:
     """Write/sync calls per commit, by system call name."""
-    trace = work / f"trace-{engine}-{durable}"
-    target = work / f"db-{engine}-{durable}"
+    trace = work / f"trace-{engine}-{durable}-{n}"
+    target = work / f"db-{engine}-{durable}-{n}"
     if engine == "lmdb":
         target.mkdir()
     cmd = [
@@ -240,8 +241,12 @@ def _calls(c: dict[str, float] | None) -> str:
     return f"{writes:.2f} writes, {syncs:.2f} syncs ({detail})"
 
 
-def run(work: Path, quick: bool, which: set[str]) -> dict[str, Any]:
-    n_obj, n_keys, k = (10_000, 10_000, 50) if quick else (100_000, 100_000, 500)
+def run(
+    work: Path, quick: bool, which: set[str], syscall_keys: tuple[int, ...] | None = None
+) -> dict[str, Any]:
+    n_obj, k = (10_000, 50) if quick else (100_000, 500)
+    if syscall_keys is None:
+        syscall_keys = (10_000,) if quick else (10_000, 100_000)
     out: dict[str, Any] = {}
     if "size" in which:
         print(f"{'file size':<44} {'realmpy':>22} {'py-lmdb':>10} {'sqlite3':>10} {'rp/sqlite':>9}")
@@ -269,15 +274,19 @@ def run(work: Path, quick: bool, which: set[str]) -> dict[str, Any]:
         if not strace_available():
             print("write/sync calls per commit: strace not available, skipped")
             return out
-        print(f"write/sync calls per single-put commit ({n_keys // 1000}k keys loaded, strace)")
         engines = ["realmpy", "sqlite"]
         if lmdb is not None:
             engines.insert(1, "lmdb")
-        for durable in (True, False):
-            for engine in engines:
-                c = syscalls_per_commit(work, engine, durable, n_keys, k)
-                out[f"syscalls_{engine}_{'durable' if durable else 'nosync'}"] = c
-                print(f"  {'durable' if durable else 'not durable':<12} {engine:<8} {_calls(c)}")
+        for n_keys in syscall_keys:
+            print(f"write/sync calls per single-put commit ({n_keys // 1000}k keys loaded, strace)")
+            for durable in (True, False):
+                mode = "durable" if durable else "nosync"
+                for engine in engines:
+                    c = syscalls_per_commit(work, engine, durable, n_keys, k)
+                    out[f"syscalls_{n_keys // 1000}k_{engine}_{mode}"] = c
+                    print(
+                        f"  {'durable' if durable else 'not durable':<12} {engine:<8} {_calls(c)}"
+                    )
     return out
 
 
@@ -286,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="10k objects/keys, 50 commits")
     ap.add_argument("--only", default="size,syscalls", help="size, syscalls or both")
     ap.add_argument("--json", help="write the numbers to this file")
+    ap.add_argument(
+        "--syscall-keys",
+        help="comma-separated key counts to count system calls at (default 10000,100000; quick 10000)",
+    )
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -296,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(machine.format_description(machine.describe(base)))
         print()
-        out = run(base, args.quick, set(args.only.split(",")))
+        keys = tuple(int(x) for x in args.syscall_keys.split(",")) if args.syscall_keys else None
+        out = run(base, args.quick, set(args.only.split(",")), keys)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(f"\nload average after: {machine.load_average()}.")

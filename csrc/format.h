@@ -17,7 +17,9 @@
  *
  * The file is grown in chunks (zero-filled) so that a commit overwrites
  * allocated blocks instead of appending: an append + fdatasync costs about
- * twice an overwrite + fdatasync on ext4.
+ * twice an overwrite + fdatasync on ext4.  A chunk is 1/32 of the file's
+ * size (at least 1 MiB, at most 64 MiB; txn.c, ensure_size), so the file
+ * runs at most about 3% above pages_used.
  *
  * Every page begins with the same 32-byte header:
  *
@@ -53,7 +55,12 @@
  * Commit N writes both copies of record N (its primary in page N % 2, its
  * mirror in the other page) before its single fdatasync, so every version
  * exists twice, in two sectors of two different pages; records N and N-1
- * live side by side and commit N never touches N-1's copies.
+ * live side by side and commit N never changes N-1's copies.  The two
+ * copies go out in one pwrite of both meta pages (bytes 0 to 8191), whose
+ * other bytes -- N-1's copies, the zeros -- are rewritten as the file
+ * holds them (meta.c, THE META WRITE): a sector rewritten with its own
+ * bytes is the same whether or not the write reached it, and the kernel
+ * writes both pages back as whole 4 KiB blocks at every commit anyway.
  *
  * META RECORD (128 bytes, identical in both copies)
  *   OFFSET SIZE DESCRIPTION
@@ -104,9 +111,9 @@
  *
  * WHAT AN OPEN CONCLUDES FROM THE RECORDS (more in docs/integrity.md)
  *   - Torn commit or damage?  Commit N writes its record with SYNCED, then
- *     fdatasyncs, then rewrites both copies with SYNCED|ACKED (no further
- *     sync: the next commit's fdatasync, or the kernel's writeback, carries
- *     it to the disk).  A record is KNOWN ACKNOWLEDGED when it has ACKED, or
+ *     fdatasyncs, then rewrites both copies with SYNCED|ACKED (the same
+ *     one pwrite of both meta pages; no further sync: the next commit's
+ *     fdatasync, or the kernel's writeback, carries it to the disk).  A record is KNOWN ACKNOWLEDGED when it has ACKED, or
  *     when it has SYNCED and a newer valid record exists (commit N+1 began
  *     only after commit N returned).  If the newest record's commit fails
  *     verification and it is not known acknowledged, its fdatasync never

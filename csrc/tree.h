@@ -481,11 +481,12 @@ int rp_verify_commit(rp_env *env, const rp_roots *roots);
 int rp_recover_roots_ex(rp_env *env, int salvage, rp_roots *out, uint64_t *rolled_from,
                         uint64_t *next_free);
 int rp_recover_roots(rp_env *env, rp_roots *out);
-/* Write both copies of roots' meta record with flags (RP_META_*).  old, if
- * not NULL, receives the 2 * RP_META_SIZE bytes replaced, for
- * rp_meta_restore after a failed commit. */
+/* Write both copies of roots' meta record with flags (RP_META_*), in one
+ * pwrite of both meta pages (meta.c, THE META WRITE).  old, if not NULL,
+ * receives the 2 * RP_PAGE_SIZE bytes replaced, for rp_meta_restore after
+ * a failed commit.  The guard's error if the map lost pages (sigbus.c). */
 int rp_meta_write(rp_env *env, const rp_roots *roots, uint32_t flags, uint8_t *old);
-int rp_meta_restore(rp_env *env, uint64_t txnid, const uint8_t *old);
+int rp_meta_restore(rp_env *env, const uint8_t *old);
 /* rp_env_check's part: RP_CORRUPT (with detail) if any copy of a record is
  * damaged, even one that open survived. */
 int rp_meta_check(rp_env *env);

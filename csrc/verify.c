@@ -17,9 +17,11 @@
  *   threads may both hash a page, and either store is right.  A stale entry
  *   is harmless: a reused page number carries a newer txnid, which misses.
  *
- *   Only snapshots of published versions fill it.  Dirty pages of a write
- *   transaction are its own buffers (checksummed when written), and the
- *   walks of recovery verify without filling: a commit they reject was
+ *   Only snapshots of published versions fill it, and a writer whose
+ *   commit stands, for the pages it wrote (their checksums were computed
+ *   from the bytes written; txn.c, remember_written).  Dirty pages of a
+ *   write transaction are its own buffers (checksummed when written), and
+ *   the walks of recovery verify without filling: a commit they reject was
  *   never published, and a later commit may write other bytes under the
  *   same (pgno, txnid).
  *

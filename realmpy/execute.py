@@ -29,6 +29,7 @@ from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
 from realmpy.codec import MixedLink
 from realmpy.errors import CorruptError, InvalidArgumentError
 from realmpy.query.ast import NestedDict, NestedList
+from realmpy.query.evaluate import in_set_order
 from realmpy.schema import Object, ObjectSchema, Property
 from realmpy.storage import Snapshot, WriteTransaction
 
@@ -207,8 +208,8 @@ def bind_mixed(realm: Realm, stored: Any, top: bool = False) -> Any:
         raw = None if info is None else txn.get(info.table, link.key)
         return None if info is None or raw is None else Bound(link.cls, link.key, info.record(raw))
 
-    if type(stored) is set:
-        return [_mixed.from_stored(v, follow, NestedList, NestedDict) for v in stored]
+    if type(stored) is set:  # in Realm's set order, as a whole comparison needs it
+        return [_mixed.from_stored(v, follow, NestedList, NestedDict) for v in in_set_order(stored)]
     if type(stored) is list and top:  # a list[Mixed] property: its elements are quantified
         return [_mixed.from_stored(v, follow, NestedList, NestedDict) for v in stored]
     return _mixed.from_stored(stored, follow, NestedList, NestedDict)

@@ -18,8 +18,11 @@ and UUID apart, so a value reads back with its Python type; a link is a
 :class:`~realmpy.codec.MixedLink` (class name and encoded key).  A link
 whose target was deleted reads as ``None`` (as Realm nulls it): reads
 resolve links when they happen, so no write has to find mixed links.
-Nested lists and dictionaries read back as plain ``list`` / ``dict``
-copies: to change one, assign the property again.
+Nested lists and dictionaries read from a managed object are copies
+(:class:`NestedValueList` / :class:`NestedValueDict`) that refuse to be
+changed in place: Realm's nested collections are live, realmpy's are
+values, so ``note.value.append(1)`` raising is what keeps it from silently
+changing nothing.  Change one by assigning the property again.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from realmpy.objectid import ObjectId
 __all__ = [
     "MAX_MIXED_DEPTH",
     "Mixed",
+    "NestedValueDict",
+    "NestedValueList",
     "from_stored",
     "has_links",
     "to_stored",
@@ -55,6 +60,41 @@ walks over a value recurse once per level)."""
 
 _INT_MIN: Final = -(1 << 63)
 _INT_MAX: Final = (1 << 63) - 1
+
+
+_IN_PLACE_HINT: Final = (
+    "a list or dictionary held in a mixed property is a copy of the stored value "
+    "and cannot be changed in place: build the new value and assign the property "
+    "again (obj.prop = new_value) inside a write"
+)
+
+
+def _refuse(*_: Any, **__: Any) -> Any:
+    raise MixedValueError(_IN_PLACE_HINT)
+
+
+class NestedValueList(list[Any]):
+    """A list read from a mixed property: a read-only copy (see the module).
+    Copy it (``list(v)``) to build a changed value."""
+
+    __slots__ = ()
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy, deepcopy, pickle: a plain list
+        return (list, (list(self),))
+
+
+class NestedValueDict(dict[str, Any]):
+    """A dictionary read from a mixed property: a read-only copy (see the
+    module).  Copy it (``dict(v)``) to build a changed value."""
+
+    __slots__ = ()
+    pop = popitem = clear = update = setdefault = _refuse
+    __setitem__ = __delitem__ = __ior__ = _refuse
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy, deepcopy, pickle: a plain dict
+        return (dict, (dict(self),))
 
 
 def validate(owner: str, value: Any, *, nested: bool = True, depth: int = 0) -> Any:

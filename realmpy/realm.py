@@ -963,7 +963,9 @@ class Realm(RealmState, Listenable):
             object.__setattr__(emb, "_rp_key", b"")
             return emb
         if prop.type == "mixed" and type(stored) in _MIXED_CONTAINERS:
-            return _mixed.from_stored(stored, self._follow_mixed)
+            return _mixed.from_stored(
+                stored, self._follow_mixed, _mixed.NestedValueList, _mixed.NestedValueDict
+            )
         return stored
 
     def _follow_mixed(self, link: MixedLink) -> Any:

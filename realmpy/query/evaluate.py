@@ -260,7 +260,14 @@ def _elements(coll: Any) -> list[Any]:
     """The elements of a list or set, or the values of a dictionary."""
     if isinstance(coll, Mapping):
         return list(coll.values())
-    return list(coll) if _is_collection(coll) else []
+    return list(in_set_order(coll)) if _is_collection(coll) else []
+
+
+def in_set_order(coll: Any) -> Any:
+    """A collection's elements in a fixed order: a set's in the order Realm
+    stores a set (by kind, then value: :func:`_sort_rank`), so that
+    comparing it whole with a list does not depend on Python's hash seed."""
+    return sorted(coll, key=_sort_rank) if isinstance(coll, Set) else coll
 
 
 def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> Any:
@@ -318,7 +325,7 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
             else:
                 r = ctx.resolve(v, part)
             if not nxt_is_agg and _is_collection(r) and type(r) is not NestedList:
-                nxt.extend(r)
+                nxt.extend(in_set_order(r))
                 multi = True
             else:
                 nxt.append(r)
@@ -463,7 +470,7 @@ def _quantify(quant: str | None, left: Any, test: Callable[[Any], bool]) -> bool
 
 def _as_list(v: Any) -> list[Any]:
     if isinstance(v, (_Multi, list, tuple, Set)):
-        return list(v)
+        return list(in_set_order(v))
     if isinstance(v, Mapping):
         return list(v.values())
     if _is_collection(v):
@@ -674,8 +681,8 @@ def _sort_rank(v: Any) -> tuple[int, Any]:
     if isinstance(v, bool):
         return (1, v)
     if isinstance(v, (int, float, Decimal)):
-        if isinstance(v, float) and math.isnan(v):
-            return (2, -math.inf)
+        if v.is_nan() if isinstance(v, Decimal) else v != v:  # NaN first (an
+            return (2, -math.inf)  # ordered Decimal NaN would raise)
         return (2, v)
     if isinstance(v, str):
         return (3, v)

@@ -487,19 +487,24 @@ class Tx:
         return None if row is None else ObjectRow(table, pk, bytes(row[0]), int(row[1]))
 
     def objects_many(self, keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes], ObjectRow]:
-        """``get_object`` for many objects in one query per 256: (table, pk) → row."""
+        """``get_object`` for many objects: one query per table and 256 keys,
+        (table, pk) → row.  ``tbl = ? AND pk IN (…)`` and not ``(tbl, pk) IN
+        (VALUES …)``: SQLite plans the row-value form as a scan of the whole
+        table (5,000 keys over 10k rows: 0.21 s against 0.033 s)."""
+        by_table: dict[str, list[bytes]] = {}
+        for t, pk in keys:
+            by_table.setdefault(t, []).append(pk)
         out: dict[tuple[str, bytes], ObjectRow] = {}
-        for i in range(0, len(keys), 256):
-            chunk = keys[i : i + 256]
-            values = ", ".join(["(?, ?)"] * len(chunk))
-            params: list[Any] = []
-            for t, pk in chunk:
-                params += [t, pk]
-            for r in self._all(
-                f"SELECT tbl, pk, state, last_sv FROM objects WHERE (tbl, pk) IN (VALUES {values})",
-                params,
-            ):
-                out[(r[0], bytes(r[1]))] = ObjectRow(r[0], bytes(r[1]), bytes(r[2]), int(r[3]))
+        for table, pks in by_table.items():
+            for i in range(0, len(pks), 256):
+                chunk = pks[i : i + 256]
+                marks = ", ".join(["?"] * len(chunk))
+                for r in self._all(
+                    f"SELECT pk, state, last_sv FROM objects WHERE tbl = ? AND pk IN ({marks})",
+                    [table, *chunk],
+                ):
+                    pk = bytes(r[0])
+                    out[(table, pk)] = ObjectRow(table, pk, bytes(r[1]), int(r[2]))
         return out
 
     def put_object(self, table: str, pk: bytes, state: bytes, sv: int) -> None:

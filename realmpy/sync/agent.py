@@ -49,6 +49,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -57,6 +58,7 @@ from realmpy.sharedfile import SharedFile
 from realmpy.sidefiles import open_side_file
 from realmpy.storage import Environment, WriteTransaction
 from realmpy.sync import integrate
+from realmpy.sync import localstate as L
 from realmpy.sync import quarantine as Q
 from realmpy.sync import status as ST
 from realmpy.sync import subscriptions as S
@@ -126,7 +128,8 @@ def _on_download(txn: WriteTransaction, resp: P.DownloadResponse) -> None:
 
 
 class _Ahead:
-    """A call run in a helper thread meanwhile (reading the next upload batch); ``result()`` joins it."""
+    """A call run in a helper thread meanwhile (reading the next upload batch, recording an
+    acknowledgement); ``result()`` joins it."""
 
     def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         self._out: list[Any] = []
@@ -173,6 +176,8 @@ class SyncClient:
         self._ident_lock = threading.Lock()
         self._logged_out = False
         self._schema = Q.SchemaPush()
+        self._acking: _Ahead | None = None  # an acknowledgement being recorded (uploader's)
+        self._acked_sent = (0, 0)  # (file ident, client version) the server acknowledged last
         self._refusals_reported: set[Q.Refused] = set()
         # Codes of transient errors reported since the last successful request (report once).
         self._reported: set[str] = set()
@@ -356,10 +361,11 @@ class SyncClient:
                 self._become_agent()
             if self._stop.is_set():
                 return
-            with self.env.write(
-                record_history=False
-            ) as txn:  # a new agent tries again: the last one's final error goes
-                if not ST.clear_error(txn):
+            with self.env.write(record_history=False) as txn:
+                # A new agent tries again: the last one's final error goes.  An older file's
+                # merge states shrink, before any download answer can be in flight (localstate).
+                cleared = ST.clear_error(txn)
+                if L.upgrade(txn) is None and not cleared:
                     txn.abort()
             log.info("process %d is the sync agent of %s", os.getpid(), self.path)
             self._downloader = threading.Thread(
@@ -374,6 +380,8 @@ class SyncClient:
                 log.exception("sync agent of %s failed", self.path)
                 self._report(SyncError(f"sync agent failed: {exc!r}", code="internal_error"))
         finally:
+            with contextlib.suppress(Exception):
+                self._recorded()
             self.options.app._transport.close_thread_session()
 
     # ---- shared steps -----------------------------------------------------------------------
@@ -503,56 +511,98 @@ class SyncClient:
         """Upload every recorded changeset, in batches.  Behind a full batch (a backlog) the
         next one is read from the file while this one is in flight, so the history scan
         overlaps the server's work; otherwise it is read after the acknowledgement, so it
-        also carries what was committed meanwhile (a burst's latency)."""
+        also carries what was committed meanwhile (a burst's latency).
+
+        Each acknowledgement is recorded (a local write transaction, which waits for the
+        file's write lock behind every writing process) in a helper thread while this one
+        goes on: the next batch starts after what the server acknowledged, recorded or not.
+        The server has integrated those changesets, and re-sending them after a crash before
+        the record is harmless (it acknowledges them again).  Acknowledgements are recorded
+        in order; every step that reads the recorded one waits for it (``_recorded``)."""
         sent = 0
-        batch = integrate.upload_changesets(self.env)
-        while not self._stop.is_set() and self._resume.is_set():
-            fi, _acked, css, full = batch
-            if not css:
-                Q.settle(self.env)
-                return sent
-            ident = self.ensure_ident()
-            if ident[0] != fi:
-                batch = integrate.upload_changesets(self.env)
-                continue  # identity changed under us (reset): rescan
-            fresh = self._push_schema()  # read after ``css``: the union covers every one of them
-            if self._quarantine(css):
-                batch = integrate.upload_changesets(self.env)
-                continue
-            req = P.UploadRequest(fi, ident[1], tuple(css))
-            ahead = (
-                _Ahead(integrate.upload_changesets, self.env, after=css[-1].client_version)
-                if full
-                else None
-            )
-            try:
-                raw = self._call("POST", "/sync/upload", req.to_wire())
-            except SyncError as exc:
-                if fresh or handling(exc.code, exc.status) is not Handling.SCHEMA:
-                    raise
-                self._schema = Q.SchemaPush()  # the server's schema changed: push again, retry
-                batch = integrate.upload_changesets(self.env)
-                continue
-            try:
-                resp = P.UploadResponse.from_wire(raw)
-            except P.ProtocolError as exc:
-                raise ServerResponseError(
-                    f"bad upload response: {exc}", code="bad_response"
-                ) from None
-            if resp.acked_client_version > css[-1].client_version:
-                raise ServerResponseError(
-                    f"server acknowledged client version {resp.acked_client_version}, beyond what was sent "
-                    f"({css[-1].client_version})",
-                    code="bad_response",
+
+        def rescan() -> integrate.UploadBatch:
+            self._recorded()  # reads from the recorded acknowledgement
+            return integrate.upload_changesets(self.env)
+
+        try:
+            batch = self._next_batch()
+            while not self._stop.is_set() and self._resume.is_set():
+                fi, _acked, css, full = batch
+                if not css:
+                    Q.settle(self.env)
+                    return sent
+                ident = self.ensure_ident()
+                if ident[0] != fi:
+                    batch = rescan()
+                    continue  # identity changed under us (reset): rescan
+                fresh = self._push_schema()  # read after ``css``: the union covers every one
+                if self._quarantine(css):
+                    batch = rescan()
+                    continue
+                req = P.UploadRequest(fi, ident[1], tuple(css))
+                last = css[-1].client_version
+                ahead = _Ahead(integrate.upload_changesets, self.env, after=last) if full else None
+                t0 = time.monotonic()
+                try:
+                    raw = self._call("POST", "/sync/upload", req.to_wire())
+                except SyncError as exc:
+                    if fresh or handling(exc.code, exc.status) is not Handling.SCHEMA:
+                        raise
+                    self._schema = Q.SchemaPush()  # the server's schema changed: push, retry
+                    batch = rescan()
+                    continue
+                try:
+                    resp = P.UploadResponse.from_wire(raw)
+                except P.ProtocolError as exc:
+                    raise ServerResponseError(
+                        f"bad upload response: {exc}", code="bad_response"
+                    ) from None
+                acked = resp.acked_client_version
+                if acked > last:
+                    raise ServerResponseError(
+                        f"server acknowledged client version {acked}, beyond what was sent "
+                        f"({last})",
+                        code="bad_response",
+                    )
+                self._recorded()
+                self._acking = _Ahead(
+                    integrate.record_ack, self.env, fi, acked, resp.server_version
                 )
-            integrate.record_ack(self.env, fi, resp.acked_client_version)
-            sent += len(css)
-            if resp.acked_client_version < css[-1].client_version:
-                raise ServerResponseError(
-                    "server did not acknowledge the whole upload", code="bad_response"
+                self._acked_sent = (fi, acked)
+                log.debug(
+                    "uploaded %d changesets in %.1f ms", len(css), (time.monotonic() - t0) * 1000
                 )
-            batch = integrate.upload_changesets(self.env) if ahead is None else ahead.result()
-        return sent
+                if acked < last:
+                    raise ServerResponseError(
+                        "server did not acknowledge the whole upload", code="bad_response"
+                    )
+                sent += len(css)
+                batch = (
+                    integrate.upload_changesets(self.env, after=last)
+                    if ahead is None
+                    else ahead.result()
+                )
+            return sent
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._recorded()  # what the server acknowledged stays acknowledged
+            raise
+
+    def _next_batch(self) -> integrate.UploadBatch:
+        """The changesets after the last acknowledgement, recorded in the file or not yet."""
+        fi, upto = self._acked_sent
+        batch = integrate.upload_changesets(self.env, after=upto)
+        if batch.file_ident != fi:  # another identity (a reset): only the file knows
+            self._recorded()
+            batch = integrate.upload_changesets(self.env)
+        return batch
+
+    def _recorded(self) -> None:
+        """Wait until the last acknowledgement is recorded in the file."""
+        if self._acking is not None:
+            acking, self._acking = self._acking, None
+            acking.result()
 
     def _quarantine(self, css: list[P.Changeset]) -> bool:
         """Quarantine the pending changesets that use refused schema parts; True if any were."""
@@ -629,6 +679,7 @@ class SyncClient:
                         )
                     if self._stop.is_set():
                         return
+                    t0 = time.monotonic()
                     res = integrate.apply_download(
                         self.env,
                         resp,
@@ -637,6 +688,11 @@ class SyncClient:
                         server_salt,
                         on_subscription=_on_download,
                         is_current=lambda: not self._stop.is_set(),
+                    )
+                    log.debug(
+                        "applied a download of %d objects in %.1f ms",
+                        len(resp.entries),
+                        (time.monotonic() - t0) * 1000,
                     )
                     if res.reset_needed:
                         self._client_reset(fi, res.reset_needed)

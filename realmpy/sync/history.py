@@ -25,14 +25,19 @@ Tables (all in the realm's own storage environment, next to ``o:<Class>``):
     reset is waiting for its bootstrap to finish), ``error`` ``[class name,
     code, status, message]`` (the final error the last agent stopped for;
     ``status``), ``dl_objects`` ``[objects received, objects expected,
-    objects of the bootstrap in progress]`` (download progress; ``status``).
+    objects of the bootstrap in progress]`` (download progress; ``status``),
+    ``up`` ``[objects recorded, bytes recorded, objects acknowledged, bytes
+    acknowledged]`` (upload progress; ``Meta.upload_totals``), ``states``
+    (the encoding of ``_sync.state`` the file was upgraded to; absent: 1).
 ``_sync.history``
     8-byte big-endian client version → ``[base_server_version, timestamp,
     [ops]]``: changesets not yet acknowledged (acknowledged ones are removed
     in the transaction that records the acknowledgement).
 ``_sync.state``
     ``table NUL pk`` → the object's merge state (``merge.ObjectState``): the
-    server's state joined with every local operation.  Local operations are
+    server's state joined with every local operation, stored as little as
+    the server allows (``localstate``: covered by the server's state,
+    replayed from small changesets, or whole).  Local operations are
     stamped exactly as the server will stamp them (timestamp, file ident,
     client version, op index), so joining a downloaded state is idempotent.
 ``_sync.subs``
@@ -78,6 +83,8 @@ from realmpy.layout import (
 )
 from realmpy.schema import ObjectSchema, Property, Schema
 from realmpy.storage import Snapshot, WriteTransaction, register_history
+from realmpy.sync import localstate as L
+from realmpy.sync.localstate import STATE, state_key
 from realmpy.sync.wirevalues import to_wire_value
 from realmpy.wire import merge as M
 from realmpy.wire import protocol as P
@@ -97,7 +104,6 @@ __all__ = [
 
 META_TABLE: Final = "_sync.meta"
 HISTORY: Final = "_sync.history"
-STATE: Final = "_sync.state"
 SUBS: Final = "_sync.subs"
 STALE: Final = "_sync.stale"
 
@@ -113,11 +119,6 @@ def cv_key(cv: int) -> bytes:
 
 def key_cv(key: bytes) -> int:
     return int(_BE64.unpack(key)[0])
-
-
-def state_key(table: str, pk: Any) -> bytes:
-    """The key of an object's merge state (and of its stale mark)."""
-    return table.encode("utf-8") + b"\0" + P.pk_key(pk)
 
 
 def split_state_key(key: bytes) -> tuple[str, Any]:
@@ -218,6 +219,46 @@ class Meta:
         else:
             self._put("bootstrapped", qv)
 
+    # upload progress: objects and bytes of changesets recorded / acknowledged (or settled)
+    def upload_totals(self) -> tuple[int, int, int, int]:
+        """``(objects recorded, bytes recorded, objects acknowledged, bytes acknowledged)`` over
+        the file's life.  An object counts once per changeset that changes it; bytes are the
+        changeset's encoded operations.  A quarantined or discarded changeset counts as
+        acknowledged (settled: it will never be uploaded).  Callers count before they change
+        the history: a file from before these counters starts from its pending changesets."""
+        v = self._get("up")
+        if v is None:  # a file from before these counters: count what is pending once
+            objs = nbytes = 0
+            for _k, raw in self.txn.scan(HISTORY):
+                o, b = changeset_size(raw)
+                objs, nbytes = objs + o, nbytes + b
+            return objs, nbytes, 0, 0
+        return int(v[0]), int(v[1]), int(v[2]), int(v[3])
+
+    def count_upload(
+        self, *, recorded: tuple[int, int] = (0, 0), acked: tuple[int, int] = (0, 0)
+    ) -> None:
+        ro, rb, ao, ab = self.upload_totals()
+        ro, rb, ao, ab = ro + recorded[0], rb + recorded[1], ao + acked[0], ab + acked[1]
+        self._put("up", [ro, rb, min(ao, ro), min(ab, rb)])
+
+    def count_settled(self, records: Sequence[bytes]) -> None:
+        """Count history records that leave the history (acknowledged, quarantined, or
+        discarded by a client reset) as uploaded."""
+        objects = nbytes = 0
+        for raw in records:
+            o, b = changeset_size(raw)
+            objects, nbytes = objects + o, nbytes + b
+        if objects or nbytes:
+            self.count_upload(acked=(objects, nbytes))
+
+    def states_format(self) -> int:
+        """The encoding of ``_sync.state`` the file was upgraded to (``localstate.upgrade``)."""
+        return int(self._get("states") or 1)
+
+    def set_states_format(self, version: int) -> None:
+        self._put("states", version)
+
     def stale_pending(self) -> bool:
         return bool(self._get("stale"))
 
@@ -226,15 +267,20 @@ class Meta:
 
 
 def load_state(txn: Txn, table: str, pk: Any) -> M.ObjectState | None:
-    raw = txn.get(STATE, state_key(table, pk))
-    return None if raw is None else M.ObjectState.from_wire(P.unpack(raw))
+    """An object's merge state, whole (for steps that never meet a covered one: ``localstate``)."""
+    return L.load(txn, table, pk).state
 
 
 def save_state(txn: WriteTransaction, table: str, pk: Any, state: M.ObjectState | None) -> None:
-    if state is None:
-        txn.delete(STATE, state_key(table, pk))
-    else:
-        txn.put(STATE, state_key(table, pk), P.pack(state.to_wire()))
+    L.save(txn, table, pk, state)
+
+
+def changeset_size(raw: bytes) -> tuple[int, int]:
+    """``(objects changed, bytes of its operations)`` of a ``_sync.history`` record (the
+    operations' bytes do not change when a reset rewrites the record's base)."""
+    base, ts, ops = P.unpack(raw)
+    objects = len({(w[1], P.pk_key(w[2])) for w in ops})
+    return objects, len(raw) - 1 - len(P.pack(base)) - len(P.pack(ts))
 
 
 def pending_changesets(txn: Txn, after_cv: int) -> Iterator[tuple[int, int, int, list[P.Op]]]:
@@ -274,6 +320,9 @@ def apply_record(
     key = codec.encode_key(pk)
     table = table_name(cls.name)
     old_raw = txn.get(table, key)
+    new_raw = None if rec is None else codec.record_from_dict(rec, cls)
+    if new_raw == old_raw:
+        return  # unchanged (a device's own changes coming back): no page rewritten
     old = codec.record_to_dict(old_raw, cls) if old_raw is not None else None
     for p in cls.properties:
         if not p.has_index:
@@ -285,11 +334,10 @@ def apply_record(
             txn.put(iname, codec.encode_keys(rec[p.name], pk), b"")
     backlinkindex.update(txn, cls, backlinkindex.link_properties(cls), key, old, rec)
     fulltextindex.update(txn, cls, fulltextindex.fulltext_properties(cls), key, old, rec)
-    if rec is None:
-        if old_raw is not None:
-            txn.delete(table, key)
+    if new_raw is None:
+        txn.delete(table, key)
     else:
-        txn.put(table, key, codec.record_from_dict(rec, cls))
+        txn.put(table, key, new_raw)
 
 
 # ----------------------------------------------------------------------------- diffs → ops
@@ -427,16 +475,19 @@ def diff_ops(
     first_index: int,
     stamp_of: Any,
     schema: Schema | None = None,
+    covered: bool = False,
 ) -> list[P.Op]:
     """The operations that turn stored record ``before`` into ``after`` (None = absent).
 
     ``schema`` (the file's) is needed when ``cls`` holds embedded objects.
+    ``covered``: ``state`` is partial, the object exists in the server's state
+    (``localstate``): a change to it is an update.
     """
     table = cls.name
     if after is None:
         return [] if before is None else [P.Op(P.OpCode.ERASE, table, pk)]
     ops: list[P.Op] = []
-    created = before is None or state is None or not state.alive
+    created = before is None or (not covered and (state is None or not state.alive))
     if created:
         ops.append(P.Op(P.OpCode.CREATE, table, pk))
     for prop in cls.properties:
@@ -542,7 +593,7 @@ def record_changeset(txn: WriteTransaction, before: dict[tuple[str, bytes], byte
         return P.Stamp(ts, fi, cv, i)
 
     ops: list[P.Op] = []
-    touched: list[tuple[str, Any, M.ObjectState | None, int]] = []
+    touched: list[tuple[str, Any, L.Local, int]] = []
     for (table, key), old_raw in sorted(before.items()):
         name = table[2:]
         if name not in schema:
@@ -554,24 +605,52 @@ def record_changeset(txn: WriteTransaction, before: dict[tuple[str, bytes], byte
         pk = codec.decode_key(key)[0]
         old = codec.record_to_dict(old_raw, cls) if old_raw is not None else None
         new = codec.record_to_dict(new_raw, cls) if new_raw is not None else None
-        state = load_state(txn, name, pk)
+        loc = L.load(txn, name, pk)
         start = len(ops)
-        ops.extend(diff_ops(cls, pk, old, new, state, start, stamp_of, schema))
+        ops.extend(
+            diff_ops(cls, pk, old, new, loc.state, start, stamp_of, schema, covered=loc.covered)
+        )
         if len(ops) > start:
-            touched.append((name, pk, state, start))
+            touched.append((name, pk, loc, start))
     if not ops:
         return 0
-    # Update merge states (local ops are stamped as the server will stamp them).
+    # Update merge states (local ops are stamped as the server will stamp them).  A state that
+    # is nothing yet or already a replay of small changesets stays a replay (``localstate``).
+    small = len(ops) <= L.DERIVE_MAX_OPS
     ends = [t[3] for t in touched[1:]] + [len(ops)]
-    for (name, pk, state, start), end in zip(touched, ends):
-        st = state if state is not None else M.ObjectState()
+    for (name, pk, loc, start), end in zip(touched, ends):
+        st = loc.state if loc.state is not None else M.ObjectState()
         for i in range(start, end):
             st.apply(ops[i], stamp_of(i), base, None)
-        save_state(txn, name, pk, st)
-    txn.put(HISTORY, cv_key(cv), P.pack([base, ts, [o.to_wire() for o in ops]]))
+        derivable = (
+            loc.state is None
+            or (loc.covered and not loc.derived and _only_version(st, fi, cv))
+            or (loc.derived and loc.file_ident == fi)
+        )
+        if small and derivable and len(loc.derived) < L.DERIVE_MAX_VERSIONS:
+            L.save(
+                txn,
+                name,
+                pk,
+                st,
+                covered_at=loc.covered_at,
+                derived=(*loc.derived, cv),
+                file_ident=fi,
+            )
+        else:
+            L.save(txn, name, pk, st, covered_at=loc.covered_at)
+    ops_raw = P.pack([o.to_wire() for o in ops])
+    meta.count_upload(recorded=(len(touched), len(ops_raw)))  # before the put: see upload_totals
+    # ``[base, ts, ops]``: a msgpack array of 3 (0x93) written piecewise to reuse ``ops_raw``.
+    txn.put(HISTORY, cv_key(cv), b"\x93" + P.pack(base) + P.pack(ts) + ops_raw)
     meta.set_cv(cv)
     meta.set_ts(ts)
     return cv
+
+
+def _only_version(state: M.ObjectState, fi: int, cv: int) -> bool:
+    """True if every entry of ``state`` is an operation of changeset ``cv`` of this file."""
+    return all(s.file_ident == fi and s.client_version == cv for s in state.stamps())
 
 
 register_history("sync", HistoryRecorder)

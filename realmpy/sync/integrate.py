@@ -23,6 +23,7 @@ import realmpy.codec as codec
 from realmpy.layout import table_name, zero_value
 from realmpy.schema import ObjectSchema, Schema
 from realmpy.storage import Environment, WriteTransaction
+from realmpy.sync import localstate as L
 from realmpy.sync.history import (
     HISTORY,
     STALE,
@@ -128,10 +129,16 @@ def apply_download(
             try:
                 if e.kind == "state":
                     incoming = M.ObjectState.from_wire(e.state)
-                    old = load_state(txn, e.table, e.pk)
+                    loc = L.load(txn, e.table, e.pk)  # partial if covered: the join restores it
+                    if loc.covered_at is not None and resp.server_version < loc.covered_at:
+                        # Read before the server integrated what this file forgot: this object
+                        # comes again in a later answer (it changed after this cursor).
+                        continue
+                    old = loc.state
                     st = incoming if old is None else M.join(old, incoming)
-                    gone = collectable(st, file_ident=fi, acked=acked, cursor=new_cursor)
-                    save_state(txn, e.table, e.pk, None if gone else st)
+                    _store_settled(
+                        txn, e.table, e.pk, st, incoming, loc, fi=fi, acked=acked, cursor=new_cursor
+                    )
                     _write_object(txn, schema, e.table, e.pk, st)
                     txn.delete(STALE, state_key(e.table, e.pk))
                     result.objects += 1
@@ -160,7 +167,7 @@ def apply_download(
             meta.set_bootstrapped(resp.query_version)
         if acked > meta.acked():
             meta.set_acked(acked)
-            _trim_history(txn, acked)
+            _trim_history(txn, acked, new_cursor)
         if (
             resp.batch in ("last", "steady")
             and meta.stale_pending()
@@ -186,25 +193,67 @@ def _served_query_version(txn: WriteTransaction) -> int:
     return 0 if rec["state"] == "error" else qv
 
 
-def _trim_history(txn: WriteTransaction, acked: int) -> None:
-    """Drop the acknowledged changesets, and the merge states of the objects they erased
-    once nothing can need them any more (``tombstones``)."""
+def _store_settled(
+    txn: WriteTransaction,
+    table: str,
+    pk: Any,
+    st: M.ObjectState,
+    incoming: M.ObjectState,
+    old: L.Local,
+    *,
+    fi: int,
+    acked: int,
+    cursor: int,
+) -> None:
+    """Store a downloaded state joined into the local one as little as the server lets us:
+    nothing for a collectable tombstone (``tombstones``), the covered flag alone when the
+    server's answer holds every entry (``localstate``), else whole."""
+    if collectable(st, file_ident=fi, acked=acked, cursor=cursor):
+        L.save(txn, table, pk, None)
+    elif L.covered_by_download(txn, st, incoming):
+        if not (old.covered and not old.derived and old.state == M.ObjectState()):
+            # (A flag already alone stays: every later answer is at or past this one.)
+            L.save(txn, table, pk, None, covered_at=cursor)
+    else:
+        L.save(txn, table, pk, st)
+
+
+def _trim_history(txn: WriteTransaction, acked: int, server_version: int) -> None:
+    """Drop the acknowledged changesets (integrated by ``server_version``) and settle the
+    states of the objects they touched (``localstate``): the covered flag alone once the
+    server holds every entry, whole if derived from a dropped changeset; those of the
+    objects they erased are dropped once nothing can need them any more (``tombstones``)."""
     meta = Meta(txn)
     fi, cursor = meta.file_ident(), meta.download()[0]
-    erased: dict[bytes, tuple[str, Any]] = {}
-    for k, raw in list(txn.scan(HISTORY, None, cv_key(acked + 1))):
-        for w in P.unpack(raw)[2]:
-            if w[0] == P.OpCode.ERASE:  # [1, table, pk]: our own history, decoded cheaply
-                erased[state_key(w[1], w[2])] = (w[1], w[2])
+    touched: dict[bytes, tuple[str, Any]] = {}
+    erased: list[tuple[str, Any]] = []
+    trimmed = list(txn.scan(HISTORY, None, cv_key(acked + 1)))
+    meta.count_settled([raw for _k, raw in trimmed])
+    for _k, raw in trimmed:
+        for w in P.unpack(raw)[2]:  # [code, table, pk, ...]: our own history, decoded cheaply
+            k = state_key(w[1], w[2])
+            if k not in touched:
+                touched[k] = (w[1], w[2])
+            if w[0] == P.OpCode.ERASE:
+                erased.append((w[1], w[2]))
+    for table, pk in touched.values():
+        loc = L.load(txn, table, pk)
+        if L.covered_by_ack(txn, loc, file_ident=fi, acked=acked):
+            at = max(server_version, loc.covered_at or 0)
+            L.save(txn, table, pk, None, covered_at=at)
+        elif loc.derived:
+            L.save(txn, table, pk, loc.state, covered_at=loc.covered_at)
+    for k, _raw in trimmed:
         txn.delete(HISTORY, k)
-    for table, pk in erased.values():
+    for table, pk in erased:
         st = load_state(txn, table, pk)
         if st is not None and collectable(st, file_ident=fi, acked=acked, cursor=cursor):
             save_state(txn, table, pk, None)
 
 
-def record_ack(env: Environment, fi: int, acked: int) -> bool:
-    """Persist an upload acknowledgement and drop the acknowledged history (one transaction)."""
+def record_ack(env: Environment, fi: int, acked: int, server_version: int) -> bool:
+    """Persist an upload acknowledgement (integrated by ``server_version``) and drop the
+    acknowledged history (one transaction)."""
     with env.write(record_history=False) as txn:
         meta = Meta(txn)
         ident = meta.ident()
@@ -215,7 +264,7 @@ def record_ack(env: Environment, fi: int, acked: int) -> bool:
             txn.abort()
             return True
         meta.set_acked(acked)
-        _trim_history(txn, acked)
+        _trim_history(txn, acked, server_version)
     return True
 
 
@@ -358,6 +407,7 @@ def client_reset(env: Environment, *, recover: bool) -> int:
         kept: list[tuple[int, int, int, list[P.Op]]] = (
             list(pending_changesets(txn, meta.acked())) if recover else []
         )
+        meta.count_upload()  # progress counters from the history as it is (``upload_totals``)
         for k, _ in list(txn.scan(STATE)):
             txn.put(STALE, k, b"")
             txn.delete(STATE, k)
@@ -367,8 +417,12 @@ def client_reset(env: Environment, *, recover: bool) -> int:
                     continue
                 for key, _ in txn.scan(table_name(cls.name)):
                     txn.put(STALE, state_key(cls.name, codec.decode_key(key)[0]), b"")
-        for k, _ in list(txn.scan(HISTORY)):
+        gone = list(txn.scan(HISTORY))
+        for k, _ in gone:
             txn.delete(HISTORY, k)
+        # Progress: what is not kept is settled; the kept changesets are uploaded again.
+        keep = {cv_key(cv) for cv, *_ in kept}
+        meta.count_settled([raw for k, raw in gone if k not in keep])
         for cv, _base, ts, ops in kept:
             txn.put(HISTORY, cv_key(cv), P.pack([0, ts, [o.to_wire() for o in ops]]))
             for i, op in enumerate(ops):

@@ -42,8 +42,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from realmpy.sync import localstate as L
 from realmpy.sync.errors import SyncError
-from realmpy.sync.history import HISTORY, Meta, cv_key, key_cv, stored_schema
+from realmpy.sync.history import (
+    HISTORY,
+    Meta,
+    cv_key,
+    key_cv,
+    stored_schema,
+)
 from realmpy.sync.wirevalues import wire_tables
 from realmpy.wire import protocol as P
 
@@ -65,7 +72,7 @@ __all__ = [
     "without",
 ]
 
-QUARANTINE: Final = "_sync.quarantine"
+QUARANTINE: Final = L.QUARANTINE
 
 Refused = frozenset[tuple[str, str | None]]
 """Parts of a schema the server refuses: ``(table, None)`` for a whole table, else ``(table, field)``."""
@@ -176,20 +183,26 @@ def quarantine(env: Environment, refused: Refused, reason: str) -> list[int]:
     from realmpy.sync.history import pending_changesets
 
     moved: list[int] = []
+    records: list[bytes] = []
     with env.write(record_history=False) as txn:
         meta = Meta(txn)
+        meta.count_upload()  # progress counters from the history as it is (``upload_totals``)
         for cv, _base, _ts, ops in list(pending_changesets(txn, meta.acked())):
             hit = touches(ops, refused)
             if not hit:
                 continue
             raw = txn.get(HISTORY, cv_key(cv))
             assert raw is not None
+            for op in ops:  # states replayed from it are stored whole before it leaves
+                L.save_whole(txn, op.table, op.pk)
+            records.append(raw)
             txn.put(QUARANTINE, cv_key(cv), P.pack([P.unpack(raw), sorted(hit), reason]))
             txn.delete(HISTORY, cv_key(cv))
             moved.append(cv)
         if not moved:
             txn.abort()
             return moved
+        meta.count_settled(records)
         _settle(txn)
     return moved
 

@@ -91,16 +91,21 @@ class ProgressMode(str, Enum):
 class SyncProgress:
     """One progress report.
 
-    Upload: ``transferred``/``transferable`` count changesets (acknowledged /
-    recorded).  Download: they count objects (received / expected, the
-    expected number of a bootstrap estimated from the server's progress);
-    ``progress_estimate`` is in [0, 1] and never goes down for one listener
-    within one unit of work.
+    ``transferred``/``transferable`` count objects.  Upload: object changes
+    acknowledged / recorded (an object counts once per changeset that changes
+    it; a quarantined changeset counts as done, it is never sent), with the
+    bytes of those changesets' operations in ``transferred_bytes`` /
+    ``transferable_bytes``, and ``progress_estimate`` their ratio.  Download:
+    objects received / expected (the expected number of a bootstrap estimated
+    from the server's progress; bytes are None).  ``progress_estimate`` is in
+    [0, 1] and never goes down for one listener within one unit of work.
     """
 
     transferred: int
     transferable: int
     progress_estimate: float
+    transferred_bytes: int | None = None
+    transferable_bytes: int | None = None
 
 
 class _Listener:
@@ -114,8 +119,9 @@ class _Listener:
         self.direction = direction
         self.mode = mode
         self.callback = callback
-        self.start = start
+        self.start = start  # downloads: (cursor, latest server version) when added
         self.objects_base = 0  # downloads: objects received before this listener was added
+        self.upload_start = (0, 0, 0, 0)  # uploads: totals when added (``Meta.upload_totals``)
         self.last: SyncProgress | None = None
         self.done = False
 
@@ -386,10 +392,10 @@ class SyncSession:
         """
         d = ProgressDirection(direction)
         m = ProgressMode(mode)
-        cv, acked, cursor, latest, _ = self._meta()
-        start = (acked, cv) if d is ProgressDirection.UPLOAD else (cursor, latest)
-        listener = _Listener(d, m, callback, start)
+        _cv, _acked, cursor, latest, _ = self._meta()
+        listener = _Listener(d, m, callback, (cursor, latest))
         listener.objects_base = self._objects()[0]
+        listener.upload_start = self._upload_totals()
         with self._lock:
             self._listeners.append(listener)
             if self._thread is None:
@@ -409,16 +415,24 @@ class SyncSession:
         with self._env.read() as snap:
             return download_objects(snap)
 
+    def _upload_totals(self) -> tuple[int, int, int, int]:
+        with self._env.read() as snap:
+            return Meta(snap).upload_totals()
+
     def _measure(self, ls: _Listener, meta: tuple[int, int, int, int, float]) -> SyncProgress:
         """The listener's progress now, before the never-goes-down rule."""
-        cv, acked, cursor, latest, dl_progress = meta
-        base, target = ls.start
+        _cv, _acked, cursor, latest, dl_progress = meta
+        target = ls.start[1]
         if ls.direction is ProgressDirection.UPLOAD:
-            if ls.mode is ProgressMode.REPORT_INDEFINITELY:
-                target = cv
-            total = max(0, target - base)
-            done = min(max(0, acked - base), total)
-            return SyncProgress(done, total, 1.0 if done >= total else done / total)
+            rec_o, rec_b, ack_o, ack_b = self._upload_totals()
+            start_rec_o, start_rec_b, start_ack_o, start_ack_b = ls.upload_start
+            if ls.mode is ProgressMode.FOR_CURRENTLY_OUTSTANDING_WORK:
+                rec_o, rec_b = start_rec_o, start_rec_b  # what was outstanding when added
+            total_o, total_b = max(0, rec_o - start_ack_o), max(0, rec_b - start_ack_b)
+            done_o = min(max(0, ack_o - start_ack_o), total_o)
+            done_b = min(max(0, ack_b - start_ack_b), total_b)
+            est = 1.0 if done_b >= total_b else done_b / total_b
+            return SyncProgress(done_o, total_o, est, done_b, total_b)
         if ls.mode is ProgressMode.REPORT_INDEFINITELY:
             target = latest
         received, expected = self._objects()

@@ -231,6 +231,28 @@ class ObjectState:
     def _survives(self, c: Causal) -> bool:
         return all(c.saw(t) for t in self.tombs.values())
 
+    def stamps(self) -> Iterator[Stamp]:
+        """The stamp of every operation the state holds (list element anchors included)."""
+        yield from (t.stamp for t in self.tombs.values())
+        yield from (c.stamp for c in self.creates.values())
+        for regs in self.regs.values():
+            yield from (c.stamp for c, _ in regs.values())
+        for adds in self.adds.values():
+            yield from adds
+        for nodes in self.lists.values():
+            yield from nodes
+        for er in self.erased.values():
+            yield from er
+        for els in self.sadds.values():
+            for by in els.values():
+                yield from (a.causal.stamp for a, _ in by.values())
+        for rels in self.srems.values():
+            for rby in rels.values():
+                yield from (r.stamp for r in rby.values())
+        for keys in self.dicts.values():
+            for dby in keys.values():
+                yield from (d.causal.stamp for d in dby.values())
+
     def copy(self) -> ObjectState:
         """A deep enough copy: mutating the copy never changes ``self``."""
         return ObjectState(

@@ -21,7 +21,10 @@
  *   - a format 1 file (one copy per record, no flags) still opens, and a
  *     writable open rewrites its records as format 2;
  *   - a compacted copy's newest commit counts as acknowledged, and so does
- *     a dead writer's durable commit once another process settled it.
+ *     a dead writer's durable commit once another process settled it;
+ *   - the meta write (one pwrite of both meta pages) torn at every sector
+ *     boundary: the new version or the previous one opens, never an error,
+ *     and the previous version's copies are never disturbed.
  */
 #define _GNU_SOURCE 1
 #include <fcntl.h>
@@ -604,6 +607,96 @@ static void settled_commit_is_acknowledged(void) {
     expect_open_corrupt(path, 0, "version 5, an acknowledged commit, is damaged");
 }
 
+/* ---- the meta write torn ------------------------------------------------------ */
+
+#define META_SECTORS (2 * 4096 / 512)
+
+static void pages01(const char *path, unsigned char *img, int write) {
+    int fd = fd_of(path);
+    ssize_t n = write ? pwrite(fd, img, 8192, 0) : pread(fd, img, 8192, 0);
+    CHECK(n == 8192, "the two meta pages");
+    close(fd);
+}
+
+/* Open after a power cut that left the meta pages as `img`: the version
+ * opened, or 0 if open failed.  The lock file is gone, as after a reboot. */
+static uint64_t open_version(const char *path, const unsigned char *img) {
+    char lock[300];
+    snprintf(lock, sizeof lock, "%s.lock", path);
+    remove(lock);
+    pages01(path, (unsigned char *)img, 1);
+    rp_env *env;
+    if (rp_env_open(path, 0, 0, 0, 0, &env) != RP_OK) return 0;
+    check_ok(env);
+    uint64_t v = rp_env_version(env);
+    CHECK(t_matches(env, 2), "the data of version 4 in both");
+    E(rp_env_close(env));
+    return v;
+}
+
+/* A commit's meta write is one pwrite of both meta pages (meta.c, THE META
+ * WRITE): version 5's two copies plus every other byte of the two pages
+ * rewritten as it was.  A writer killed after that write and before its
+ * fdatasync, then a power cut that tears the write at any sector: each
+ * sector holds the old or the new bytes, and open finds version 5 when a
+ * sector of one of its copies arrived (its pages are in the file), else
+ * version 4 -- never an error, version 4's copies never disturbed.  With
+ * a page of version 5 lost too, open falls back to version 4, silently:
+ * version 5 was never acknowledged. */
+static void torn_meta_write(void) {
+    char path[256];
+    path_of(path, "torn-meta");
+    build(path);
+    static unsigned char before[8192], after[8192], img[8192];
+    pages01(path, before, 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        rp_env *c;
+        rp_txn *w;
+        if (rp_env_open(path, 0, 0, 0, 0, &c) || rp_txn_begin(c, RP_TXN_WRITE, &w)
+            || rp_put(w, "other", 5, "k2", 2, "v5", 2))
+            _exit(2);
+        rp_fault_set(RP_FAULT_CRASH, RP_STEP_META);
+        rp_txn_commit(w);
+        _exit(3);   /* not reached: killed at RP_STEP_META */
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFSIGNALED(st), "the writer was killed");
+    pages01(path, after, 0);
+    /* Only version 5's two slots changed: the odd primary (page 1, offset
+     * 0) and the odd mirror (page 0, offset 2048). */
+    for (int i = 0; i < 8192; i++) {
+        int slot = (i >= 4096 && i < 4096 + 128) || (i >= 2048 && i < 2048 + 128);
+        CHECK(slot || before[i] == after[i], "no other byte of the meta pages changed");
+    }
+    CHECK(memcmp(before + 4096, after + 4096, 128) != 0, "version 5's primary written");
+    for (int k = 0; k <= META_SECTORS; k++) {
+        /* The first k sectors arrived (a tail lost), then the last
+         * META_SECTORS - k (a head lost). */
+        for (int tail = 0; tail < 2; tail++) {
+            for (int s = 0; s < META_SECTORS; s++) {
+                int arrived = tail ? s >= k : s < k;
+                memcpy(img + s * 512, (arrived ? after : before) + s * 512, 512);
+            }
+            int v5 = (tail ? 4 >= k : 4 < k) || (tail ? 8 >= k : 8 < k);
+            CHECK(open_version(path, img) == (v5 ? 5 : 4), "version 5 iff a copy arrived");
+        }
+    }
+    /* Version 5's leaf of "other" lost as well: version 4, silently. */
+    uint64_t pg;
+    size_t off;
+    pages01(path, after, 1);
+    locate(path, "other", "k2", &pg, &off);
+    CHECK(page_txnid(path, pg) == 5, "a page of version 5");
+    xor_byte(path, (off_t)(pg * 4096 + off), 0x01);
+    for (int k = 0; k <= META_SECTORS; k += 4) {
+        for (int s = 0; s < META_SECTORS; s++)
+            memcpy(img + s * 512, (s < k ? after : before) + s * 512, 512);
+        CHECK(open_version(path, img) == 4, "a torn commit falls back");
+    }
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/rp_test_integrityXXXXXX");
     CHECK(mkdtemp(dir), "mkdtemp");
@@ -617,6 +710,7 @@ int main(void) {
     format1();
     compacted_copy();
     settled_commit_is_acknowledged();
+    torn_meta_write();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0, "cleanup");

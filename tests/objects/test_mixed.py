@@ -6,9 +6,14 @@ indexed equality), agreeing with the query interpreter on random data."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import os
+import pickle
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -81,10 +86,15 @@ SAMPLES: list[Any] = [
 ]
 
 
+def _kind(v: Any) -> type:
+    return list if isinstance(v, list) else dict if isinstance(v, dict) else type(v)
+
+
 def same(a: Any, b: Any) -> bool:
     """Equal, with the same types all the way down (``5 == 5.0`` is not
-    enough), NaN equal to NaN."""
-    if type(a) is not type(b):
+    enough), NaN equal to NaN; a managed object's read-only nested list or
+    dictionary counts as a list or dictionary."""
+    if _kind(a) is not _kind(b):
         return False
     if isinstance(a, list):
         return len(a) == len(b) and all(map(same, a, b))
@@ -462,3 +472,66 @@ def test_classes_with_mixed_values_take_the_python_add_path(config: Configuratio
         box = realm.find(MxBox, 1)
         assert box is not None and box.value == cat
         assert [c.id for c in realm.all(MxCat)] == ["kit", "tom", "zed"]
+
+
+def test_nested_values_are_read_only_copies(config: Configuration) -> None:
+    """A list or dictionary read from a mixed property refuses in-place
+    changes (they would change a copy, silently, since realmpy's nested
+    collections are values); assigning the property again changes it."""
+    with Realm(config) as realm:
+        with realm.write():
+            box = realm.add(MxBox(id=1, value=[1, {"a": [2]}]))
+        with realm.write():
+            nested = box.value
+            inner = nested[1]
+            changes: list[Callable[[], object]] = [
+                lambda: nested.append(3),
+                lambda: nested.extend([3]),
+                lambda: nested.__setitem__(0, 9),
+                lambda: nested.__delitem__(0),
+                lambda: nested.pop(),
+                lambda: nested.sort(),
+                lambda: inner.__setitem__("b", 1),
+                lambda: inner.update(b=1),
+                lambda: inner.pop("a"),
+                lambda: inner["a"].append(3),
+            ]
+            for change in changes:
+                with pytest.raises(MixedValueError, match="assign the property again"):
+                    change()
+            box.value = [*nested, 3]
+        assert box.value == [1, {"a": [2]}, 3]
+        plain = copy.deepcopy(box.value)
+        assert type(plain) is list and type(plain[1]) is dict
+        assert pickle.loads(pickle.dumps(box.value)) == [1, {"a": [2]}, 3]
+        plain.append(4)  # copies out of it are ordinary values
+        assert list(box.value) == [1, {"a": [2]}, 3]
+
+
+def test_a_set_compared_whole_does_not_depend_on_the_hash_seed() -> None:
+    """``set == {…}`` compares in Realm's set order (by kind, then value),
+    the same in every process whatever PYTHONHASHSEED is."""
+    code = (
+        "from realmpy import Mixed, Object, Realm, field\n"
+        "from realmpy.config import Configuration\n"
+        "class SetBox(Object):\n"
+        "    id: int = field(primary_key=True)\n"
+        "    bag: set[Mixed] = field(default_factory=set)\n"
+        "with Realm(Configuration.in_memory([SetBox], identifier='seed')) as r:\n"
+        "    with r.write():\n"
+        "        r.add(SetBox(id=1, bag={'hello', 300, 3, 'a', 2.5}))\n"
+        "    print(len(r.query(SetBox, \"bag == {2.5, 3, 300, 'a', 'hello'}\")),\n"
+        "          len(r.query(SetBox, \"bag == {'hello', 300, 3, 'a', 2.5}\")))\n"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        for seed in range(6)
+    }
+    assert seen == {"1 0"}

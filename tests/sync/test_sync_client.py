@@ -283,7 +283,9 @@ def test_pause_resume_and_progress(tmp_path: Path, base: str) -> None:
     session.resume()
     session.wait_for_upload(timeout=T)
     assert done.wait(T)
-    assert reports[-1].transferred == reports[-1].transferable == 1
+    last = reports[-1]
+    assert last.transferred == last.transferable == 5  # objects (in one changeset)
+    assert last.transferred_bytes == last.transferable_bytes > 5 * len("p0")
     realm.close()
 
 
@@ -530,3 +532,46 @@ def test_second_opener_in_another_thread_shares_the_agent(tmp_path: Path, base: 
     t.join(T)
     assert out["same"] and main.sync_session.is_agent
     main.close()
+
+
+def test_uploads_go_on_while_an_acknowledgement_waits_to_be_recorded(
+    tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording an acknowledgement waits for the file's write lock behind every writer; the
+    next upload must not wait for it (issue 12, item 6: burst latency)."""
+    from realmpy.sync import integrate
+
+    real = integrate.record_ack
+    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
+
+    def held(*args: Any) -> bool:
+        if not release.is_set():
+            entered.set()
+            release.wait(T)  # as if every writer were ahead of it for the write lock
+            returned.set()
+        return real(*args)
+
+    a = _open(_app(tmp_path, base, "app-a"), tmp_path / "a.realm")
+    b = _open(_app(tmp_path, base, "app-b"), tmp_path / "b.realm")
+    try:
+        _subscribe(a)
+        _subscribe(b)
+        monkeypatch.setattr(integrate, "record_ack", held)
+        first, second = Item(name="first"), Item(name="second")
+        with a.write():
+            a.add(first)
+        assert entered.wait(T)
+        with a.write():
+            a.add(second)
+        _until(
+            b, lambda: b.find(Item, first.id) is not None and b.find(Item, second.id) is not None
+        )
+        assert not returned.is_set()  # the first acknowledgement's record is still waiting
+        release.set()
+        a.sync_session.wait_for_upload(timeout=T)
+        with a._env.read() as snap:
+            assert Meta(snap).acked() == Meta(snap).cv() and snap.count(HISTORY) == 0
+    finally:
+        release.set()
+        a.close()
+        b.close()

@@ -65,8 +65,12 @@ def _realm(tmp: Path, base: str, name: str) -> Realm:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equal with the same types all the way down (5 is not 5.0 here)."""
-    if type(a) is not type(b):
+    """Equal with the same types all the way down (5 is not 5.0 here); a
+    managed object's read-only nested list or dictionary is a list or dict."""
+    kind = [
+        list if isinstance(v, list) else dict if isinstance(v, dict) else type(v) for v in (a, b)
+    ]
+    if kind[0] is not kind[1]:
         return False
     if isinstance(a, list):
         return len(a) == len(b) and all(map(_same, a, b))

@@ -23,6 +23,7 @@ from realmpy import App, AppConfiguration, Configuration, Credentials, Realm
 from realmpy.objectid import ObjectId
 from realmpy.schema import Object, field
 from realmpy.server.testing import free_port, run_server
+from realmpy.sync import history, integrate
 from realmpy.sync import status as ST
 from realmpy.sync import subscriptions as S
 from realmpy.sync.errors import SyncTimeoutError
@@ -125,6 +126,19 @@ def _batch(env: Any, n: int, batch: str, progress: float, cursor: int) -> None:
         Meta(txn).set_download(cursor, 10, 1.0 if batch != "more" else min(progress, 0.99))
 
 
+def _listener() -> tuple[list[SyncProgress], threading.Event, Callable[[SyncProgress], None]]:
+    """A progress callback: the reports it got, and an event set at the first 1.0."""
+    reports: list[SyncProgress] = []
+    done = threading.Event()
+
+    def on_progress(p: SyncProgress) -> None:
+        reports.append(p)
+        if p.progress_estimate >= 1.0:
+            done.set()
+
+    return reports, done, on_progress
+
+
 def test_download_progress_counts_objects_and_never_goes_down(tmp_path: Path) -> None:
     # A secondary's view reports the progress the agent records in the file.
     with Realm(Configuration.disconnected_sync([Item], path=str(tmp_path / "p.realm"))) as realm:
@@ -132,13 +146,7 @@ def test_download_progress_counts_objects_and_never_goes_down(tmp_path: Path) ->
         _batch(env, 0, "steady", 1.0, 0)
         session = realm.sync_session
         assert session is not None and session.role == "secondary"
-        reports: list[SyncProgress] = []
-        done = threading.Event()
-
-        def on_progress(p: SyncProgress) -> None:
-            reports.append(p)
-            if p.progress_estimate >= 1.0:
-                done.set()
+        reports, done, on_progress = _listener()
 
         with env.write() as txn:
             Meta(txn).set_download(0, 10, 0.0)  # a bootstrap is outstanding
@@ -150,3 +158,37 @@ def test_download_progress_counts_objects_and_never_goes_down(tmp_path: Path) ->
         estimates = [p.progress_estimate for p in reports]
         assert estimates == sorted(estimates) and estimates[-1] == 1.0, reports
         assert reports[-1].transferred == reports[-1].transferable == 13  # objects, not batches
+
+
+def test_upload_progress_counts_objects_and_bytes_and_never_goes_down(tmp_path: Path) -> None:
+    # A secondary's view reports what the agent records: acknowledged object changes and bytes.
+    with Realm(Configuration.disconnected_sync([Item], path=str(tmp_path / "u.realm"))) as realm:
+        env = realm._env
+        with env.write(record_history=False) as txn:
+            Meta(txn).set_ident((7, 1, 1, "user"))  # what the agent stores before any upload
+        ids = [ObjectId() for _ in range(4)]
+        with realm.write():
+            realm.add(Item(id=ids[0], name="a"))
+        with realm.write():
+            realm.add(Item(id=ids[1], name="b" * 100))
+            realm.add(Item(id=ids[2], name="c"))
+        with realm.write():
+            realm.find(Item, ids[0]).name = "a2"  # type: ignore[union-attr]
+        with env.read() as snap:
+            sizes = [history.changeset_size(raw) for _k, raw in snap.scan(history.HISTORY)]
+        assert [o for o, _ in sizes] == [1, 2, 1]  # objects per changeset, not changesets
+        total_bytes = sum(b for _, b in sizes)
+        session = realm.sync_session
+        reports, done, on_progress = _listener()
+
+        session.add_progress_listener("upload", "for_currently_outstanding_work", on_progress)
+        assert reports[0] == SyncProgress(0, 4, 0.0, 0, total_bytes)
+        for cv in (1, 2, 3):  # the agent records each acknowledgement
+            integrate.record_ack(env, 7, cv, 10 + cv)
+        assert done.wait(T)
+        assert [p.transferred for p in reports] == sorted(p.transferred for p in reports)
+        estimates = [p.progress_estimate for p in reports]
+        assert estimates == sorted(estimates) and estimates[-1] == 1.0, reports
+        assert reports[-1] == SyncProgress(4, 4, 1.0, total_bytes, total_bytes)
+        # The bytes are the changesets' operations as uploaded (the big name weighs in).
+        assert sizes[1][1] > 100 > sizes[0][1]
