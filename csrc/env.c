@@ -31,6 +31,7 @@ const char *rp_strerror(int err) {
     case RP_CORRUPT: return "the database file is corrupt (a page or meta page failed validation)";
     case RP_NOT_A_DB: return "not a realmpy database file";
     case RP_FORMAT_VERSION: return "unsupported database file format version";
+    case RP_FORMAT_OLD: return "the database file is in an older format (1 or 2); convert it (rp_env_upgrade, realmpy upgrade)";
     case RP_INCOMPATIBLE_LOCK: return "the lock file is in use with an incompatible layout (another realmpy version or ABI)";
     case RP_MAP_FULL: return "the database reached its maximum size (max_size)";
     case RP_VERSION_LIMIT: return "too many versions are pinned by live snapshots (max_active_versions)";
@@ -138,7 +139,7 @@ int rp_verify_commit(rp_env *env, const rp_roots *roots) {
 
 /* ---- open / close ------------------------------------------------------------ */
 
-static int fsync_dir(const char *path) {
+int rp_fsync_dir(const char *path) {
     char *copy = strdup(path);
     if (!copy) return ENOMEM;
     int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -155,7 +156,7 @@ static int create_file(rp_env *env) {
     if (rc) return rc;
     rp_roots r = {.txnid = 1, .pages_used = RP_FIRST_DATA_PAGE};
     rc = rp_meta_commit(env, &r);
-    if (!rc) rc = fsync_dir(env->path);
+    if (!rc) rc = rp_fsync_dir(env->path);
     return rc;
 }
 
@@ -165,7 +166,6 @@ static int create_file(rp_env *env) {
 static int recover(rp_env *env, rp_roots *roots) {
     uint64_t from = 0, next = 0;
     int rc = rp_recover_roots_ex(env, (env->flags & RP_RECOVER) != 0, roots, &from, &next);
-    if (!rc && !(env->flags & RP_RDONLY)) rc = rp_meta_upgrade(env);
     if (rc || !from) return rc;
     env->recovered_from = from;
     snprintf(env->recovery_note, sizeof env->recovery_note,
@@ -573,6 +573,31 @@ int rp_env_check(rp_env *env, char *msg, size_t msglen) {
 
 /* ---- compaction ------------------------------------------------------------------ */
 
+int rp_env_seal_copy(rp_env *dst, const char *dest, uint64_t version) {
+    int rc = fdatasync(dst->fd) ? errno : RP_OK;
+    if (!rc) {
+        /* Its commits were made without a sync (RP_NOSYNC, for speed), so
+         * its record carries no acknowledged mark: add it now that it is
+         * durable, or damage to the copy would quietly open as empty.  A
+         * record may name a version above its pages' (none is then written
+         * by it): that keeps a converted file's version number. */
+        rp_roots r;
+        rc = rp_ring_read(dst, rp_version_load(dst), &r);
+        if (!rc && version > r.txnid) {
+            /* The copy is open in no other process: publish the renumbered
+             * version, or the close would mark the old number acknowledged
+             * again (settle_nosync) over this record. */
+            r.txnid = version;
+            rp_ring_publish(dst, &r);
+            rp_version_publish(dst, version);
+        }
+        if (!rc) rc = rp_meta_write(dst, &r, RP_META_SYNCED | RP_META_ACKED, NULL);
+        if (!rc) rc = rp_io_sync(dst);
+    }
+    if (!rc) rc = rp_fsync_dir(dest);
+    return rc;
+}
+
 int rp_env_compact(rp_env *env, const char *dest) {
     int rc = rp_env_usable(env);
     if (rc) return rc;
@@ -613,17 +638,7 @@ int rp_env_compact(rp_env *env, const char *dest) {
     if (step != RP_NOTFOUND) rc = step;
     if (!rc) { rc = rp_txn_commit(w); w = NULL; }
     else if (w) rp_txn_abort(w);
-    if (!rc) rc = fdatasync(dst->fd) ? errno : RP_OK;
-    if (!rc) {
-        /* Its commit was made without a sync (RP_NOSYNC, for speed), so its
-         * record carries no acknowledged mark: add it now that it is
-         * durable, or damage to the copy would quietly open as empty. */
-        rp_roots r;
-        rc = rp_ring_read(dst, rp_version_load(dst), &r);
-        if (!rc) rc = rp_meta_write(dst, &r, RP_META_SYNCED | RP_META_ACKED, NULL);
-        if (!rc) rc = rp_io_sync(dst);
-    }
-    if (!rc) rc = fsync_dir(dest);
+    if (!rc) rc = rp_env_seal_copy(dst, dest, 0);
     if (src) rp_txn_abort(src);
     rp_env_close(dst);
     if (rc) {

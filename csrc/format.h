@@ -76,7 +76,7 @@
  *     72     8  free-list head pgno (0 = empty free list)
  *     80     8  free-list head txnid
  *     88     8  free-list length in bytes (serialised stream, below)
- *     96     4  record flags (format 2; zero in format 1):
+ *     96     4  record flags (since format 2):
  *                 RP_META_SYNCED  0x1  the commit is made durable by an
  *                                      fdatasync (durability "full")
  *                 RP_META_ACKED   0x2  that fdatasync returned: the commit
@@ -84,11 +84,30 @@
  *    100    28  reserved, zero
  *   The rest of each 2048-byte half is zero.  A record is valid when magic,
  *   version, page size, checksum, and txnid parity against its slot are
- *   right.  Format 1 files have only the primary copies (no mirrors, flags
- *   zero); format 2 opens them, and the first writable open rewrites their
- *   records as format 2 (both copies, same roots, no flags) and syncs, so
- *   that a realmpy knowing only format 1 refuses the file
- *   (RP_FORMAT_VERSION) instead of opening the older of its two records.
+ *   right.
+ *
+ * FORMAT VERSIONS (meta record offset 40)
+ *   1  records without mirrors or flags; leaf entries with an 8-byte header
+ *      (u16 klen, u8 flags, u8 zero, u32 vlen) and 8-byte slots (head, offset,
+ *      a copy of klen); values over a quarter page in overflow runs.
+ *   2  format 1 plus the mirrored meta records and their flags.
+ *   3  (this one) compact leaf entries and 6-byte slots on leaf and branch
+ *      pages (below); values up to half a page inline.  Branch entries,
+ *      overflow runs, the catalog and the free list are as in format 2.
+ *   (The free lists of formats 1 and 2 differ -- format 1 rewrote the whole
+ *   chain at each commit, format 2 only its head -- in which pages a commit
+ *   writes, not in their layout.)
+ *   The engine opens only format 3: formats 1 and 2 are RP_FORMAT_OLD
+ *   (read-only or not, the file untouched; an intact record of an older
+ *   format is an old file, not damage).  rp_env_upgrade (legacy.c) converts
+ *   them: a reader of the old leaf and branch layout, isolated from every
+ *   read path, copies each table of the newest intact version into a new
+ *   file <path>.upgrade (O_EXCL|O_NOFOLLOW, the old file's mode), which is
+ *   made durable and renamed over the old one; the directory is synced.  A
+ *   crash leaves the old file whole or the new one complete.  realmpy runs
+ *   it on the first writable open while no other process has the file
+ *   open, and in `realmpy upgrade` (docs/format.md).  A newer format than
+ *   this one: RP_FORMAT_VERSION.
  *
  * WHAT AN OPEN CONCLUDES FROM THE RECORDS (more in docs/integrity.md)
  *   - Torn commit or damage?  Commit N writes its record with SYNCED, then
@@ -124,11 +143,11 @@
  *     zeros is damaged, like one whose slots fail their checksum.
  *
  * BRANCH AND LEAF PAGES (B+tree nodes; slotted pages)
- *   After the header, a slot array of nkeys 8-byte slots (sorted by key)
+ *   After the header, a slot array of nkeys 6-byte slots (sorted by key)
  *   grows up from offset 32 to `lower`; entries are packed from the end of
  *   the page down to `upper`.  Free space is [lower, upper).
  *
- *   Slot:
+ *   Slot (RP_SLOT_SIZE = 6 bytes):
  *      0     4  head: the key's first 4 bytes, zero-padded (0 for a branch
  *               page's first entry).  Compared as a big-endian integer,
  *               unequal heads order two keys exactly, so a binary search
@@ -136,19 +155,22 @@
  *               when heads tie: one or two cache lines a page instead of
  *               one per probe.
  *      4     2  offset of the entry in the page
- *      6     2  klen (a copy of the entry's, to break ties between keys of
- *               at most 4 bytes without reading the entry)
  *
- *   Leaf entry:
- *      0     2  klen
- *      2     1  flags: E_BIG (value in an overflow run)
- *      3     1  reserved, zero
- *      4     4  vlen (the value's full length)
- *      8  klen  key
+ *   Leaf entry (format 3; variable-length header, 3 bytes for a key under
+ *   128 bytes and a value under 64):
+ *      0   1|2  klen: one byte 0..127, or two bytes big-endian with bit 15
+ *               set (128..RP_MAX_KEY); never two for a klen under 128
+ *         klen  key
+ *        1..5   vtag: LEB128 varint (7 bits a byte, low first, bit 7 =
+ *               more; minimal: no trailing zero byte) of vlen * 2 + E_BIG.
+ *               vlen (the value's full length) <= RP_MAX_VALUE
  *         ...   value (vlen bytes), or for E_BIG: u64 overflow pgno,
- *               u64 overflow txnid
- *   A value is stored inline when the entry would be at most
- *   RP_MAX_INLINE_ENTRY bytes, else in an overflow run.
+ *               u64 overflow txnid (RP_BIG_REF bytes)
+ *   A value is stored inline exactly when its entry (klen bytes, key,
+ *   vtag, value) is at most RP_MAX_INLINE_ENTRY bytes: half a page less a
+ *   slot, so a leaf always holds two (rp_leaf_inline; an E_BIG entry whose
+ *   value would fit inline is damage).  Every byte of an entry lies inside
+ *   its page; readers check that before they use it (rp_leaf_extent).
  *
  *   Branch entry:
  *      0     2  klen (0 for the first entry: its key is "minus infinity")
@@ -188,8 +210,8 @@
  *   one chain may carry different txnids, each named by its predecessor.
  *   The head may end with the header of a record whose page numbers follow
  *   in the old pages, its n counting only those.  Every realmpy that reads
- *   format 2 reads such a chain (the layout is unchanged; only which pages
- *   a commit rewrites changed, so the format version stays 2).
+ *   format 2 or 3 reads such a chain (the layout is that of format 2; only
+ *   which pages a commit rewrites changed).
  *
  * =========================================================================
  * THE LOCK FILE  (<path>.lock, mapped MAP_SHARED: shared memory)
@@ -278,15 +300,16 @@
 
 #include <stdint.h>
 
-#define RP_FORMAT_VERSION_NUMBER 2
-#define RP_FORMAT_VERSION_OLDEST 1   /* oldest format still opened         */
+#define RP_FORMAT_VERSION_NUMBER 3
+#define RP_FORMAT_VERSION_OLDEST 3   /* oldest format opened; older: see
+                                        FORMAT VERSIONS above                 */
 #define RP_META_MAGIC      "realmpy\0"
 #define RP_LOCK_MAGIC      "rplock\0\0"
 #define RP_LOCK_LAYOUT     2
 #define RP_LOCK_ABANDONED  2   /* ready: deleted, replaced or truncated in use */
 
 #define RP_PAGE_HEADER     32
-#define RP_SLOT_SIZE       8
+#define RP_SLOT_SIZE       6
 #define RP_META_SIZE       128
 #define RP_META_MIRROR_OFF 2048      /* the mirror slot's offset in a page  */
 #define RP_META_SYNCED     0x1       /* meta record flags (above)           */
@@ -307,11 +330,12 @@
 /* leaf entry flags */
 #define E_BIG      0x01
 
-#define RP_LEAF_ENTRY_HDR    8
+#define RP_VARINT_MAX        5   /* bytes of a leaf entry's vtag (33 bits)  */
 #define RP_BRANCH_ENTRY_HDR 24
 #define RP_BIG_REF          16   /* overflow pgno + txnid in a leaf entry */
-/* Largest leaf entry kept inline: a quarter page keeps >= 4 entries a leaf. */
-#define RP_MAX_INLINE_ENTRY ((RP_PAGE_SIZE - RP_PAGE_HEADER) / 4 - RP_SLOT_SIZE)
+/* Largest leaf entry kept inline: half a page keeps >= 2 entries a leaf
+ * (btree.c: measured, values up to about 2 KB inline). */
+#define RP_MAX_INLINE_ENTRY ((RP_PAGE_SIZE - RP_PAGE_HEADER) / 2 - RP_SLOT_SIZE)
 #define RP_TABLE_DESC_SIZE  40
 #define RP_FREELIST_HDR     (RP_PAGE_HEADER + 24)
 #define RP_FREELIST_CAP     (RP_PAGE_SIZE - RP_FREELIST_HDR)

@@ -357,6 +357,22 @@ uint64_t rp_proc_start_time(pid_t pid);
 int  rp_corrupt(uint64_t pgno, const char *what);
 int  rp_corruptf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- env.c: shared by compaction and conversion ----------------------------
+ * fsync the directory holding path (a created or renamed file's entry). */
+int  rp_fsync_dir(const char *path);
+/* Make a copy written with RP_NOSYNC commits durable: fdatasync, mark its
+ * newest record acknowledged (numbered `version` if that is higher: a
+ * conversion keeps the old file's version number; 0 keeps the copy's),
+ * sync, fsync its directory. */
+int  rp_env_seal_copy(rp_env *dst, const char *dest, uint64_t version);
+
+/* ---- legacy.c: conversion of format 1 and 2 files --------------------------
+ * Test hook (NULL in use): called at steps of rp_env_upgrade -- 1 before a
+ * version is copied into the new file, 2 after the new file is durable and
+ * before the rename, 3 after the rename -- so tests can kill the process
+ * there. */
+extern void (*rp_upgrade_hook)(int step);
+
 /* ---- page.c --------------------------------------------------------------- */
 uint32_t rp_hash32(const void *data, size_t len, uint32_t seed);
 

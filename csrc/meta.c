@@ -47,7 +47,7 @@ static void copy_offsets(uint64_t v, uint64_t off[2]) {
 }
 
 /* What one 128-byte slot holds. */
-enum { SLOT_EMPTY, SLOT_VALID, SLOT_DAMAGED, SLOT_FOREIGN, SLOT_FUTURE };
+enum { SLOT_EMPTY, SLOT_VALID, SLOT_DAMAGED, SLOT_FOREIGN, SLOT_FUTURE, SLOT_PAST };
 
 typedef struct meta_rec {
     rp_roots r;
@@ -64,6 +64,9 @@ static int slot_parse(const uint8_t *rec, unsigned parity, meta_rec *out) {
     if (memcmp(b.magic, RP_META_MAGIC, 8) != 0) return SLOT_FOREIGN;
     if (h->checksum != rp_page_checksum(rec, RP_META_SIZE)) return SLOT_DAMAGED;
     if (b.format_version > RP_FORMAT_VERSION_NUMBER) return SLOT_FUTURE;
+    /* Formats 1 and 2 lay out leaf pages differently (format.h, FORMAT
+     * VERSIONS): an intact record of one is an old file, not damage. */
+    if (b.format_version < RP_FORMAT_VERSION_OLDEST && b.format_version >= 1) return SLOT_PAST;
     if (b.format_version < RP_FORMAT_VERSION_OLDEST || h->flags != P_META || h->txnid == 0
         || h->txnid % 2 != parity || h->pgno != parity || b.page_size != RP_PAGE_SIZE
         || b.pages_used < RP_FIRST_DATA_PAGE || b.cat_pgno >= b.pages_used
@@ -161,7 +164,7 @@ typedef struct meta_scan {
     meta_rec cand[4];                /* distinct versions, newest first       */
     int      n;
     int      lost;                   /* a parity with no valid copy, damaged  */
-    int      ours, future;
+    int      ours, future, past;
 } meta_scan;
 
 static void scan_add(meta_scan *s, const meta_rec *m) {
@@ -192,6 +195,7 @@ static void meta_scan_file(rp_env *env, meta_scan *s) {
             int st = slot_parse(env->map + off[c], parity, &m);
             if (st != SLOT_EMPTY && st != SLOT_FOREIGN) s->ours = 1;
             if (st == SLOT_FUTURE) s->future = 1;
+            if (st == SLOT_PAST) s->past = 1;
             if (st == SLOT_VALID) { valid = 1; scan_add(s, &m); }
             if (st == SLOT_DAMAGED || st == SLOT_FOREIGN) damaged = 1;
         }
@@ -241,6 +245,7 @@ int rp_recover_roots_ex(rp_env *env, int salvage, rp_roots *out, uint64_t *rolle
     meta_scan s;
     meta_scan_file(env, &s);
     if (s.future) return RP_FORMAT_VERSION;
+    if (s.past) return RP_FORMAT_OLD;
     if (!s.ours) return RP_NOT_A_DB;
     if (s.n == 0) return rp_corruptf("meta pages 0 and 1: no valid meta record");
     uint64_t newest = s.cand[0].r.txnid;
@@ -280,18 +285,6 @@ int rp_recover_roots_ex(rp_env *env, int salvage, rp_roots *out, uint64_t *rolle
     return rp_corruptf("no intact version: %s", d);
 }
 
-int rp_meta_upgrade(rp_env *env) {
-    meta_scan s;
-    meta_scan_file(env, &s);
-    int old = 0;
-    for (int i = 0; i < s.n; i++) old |= s.cand[i].format < RP_FORMAT_VERSION_NUMBER;
-    if (!old) return RP_OK;
-    int rc = RP_OK;
-    for (int i = 0; i < s.n && !rc; i++) rc = rp_meta_write(env, &s.cand[i].r, s.cand[i].flags, NULL);
-    if (!rc) rc = rp_io_sync(env);
-    return rc;
-}
-
 int rp_meta_check(rp_env *env) {
     for (unsigned parity = 0; parity < 2; parity++) {
         uint64_t off[2];
@@ -299,7 +292,7 @@ int rp_meta_check(rp_env *env) {
         for (int c = 0; c < 2; c++) {
             meta_rec m;
             int st = slot_parse(env->map + off[c], parity, &m);
-            if (st == SLOT_DAMAGED || st == SLOT_FOREIGN || st == SLOT_FUTURE)
+            if (st == SLOT_DAMAGED || st == SLOT_FOREIGN || st == SLOT_FUTURE || st == SLOT_PAST)
                 return rp_corruptf("meta page %llu offset %llu: damaged copy of the record of "
                                    "the newest %s version", (unsigned long long)(off[c] / RP_PAGE_SIZE),
                                    (unsigned long long)(off[c] % RP_PAGE_SIZE),

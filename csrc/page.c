@@ -82,14 +82,11 @@ void rp_page_insert(uint8_t *page, unsigned i, const uint8_t *entry, size_t len)
     uint8_t *slots = page + RP_PAGE_HEADER;
     memmove(slots + RP_SLOT_SIZE * (i + 1), slots + RP_SLOT_SIZE * i,
             RP_SLOT_SIZE * (size_t)(h->nkeys - i));
-    /* Leaf and branch entries both start with u16 klen; keys sit after
-     * their headers. */
-    uint16_t klen = rp_rd16(entry);
-    const uint8_t *key = entry + ((h->flags & P_LEAF) ? RP_LEAF_ENTRY_HDR : RP_BRANCH_ENTRY_HDR);
+    size_t klen;
+    const uint8_t *key = rp_entry_key(entry, (h->flags & P_LEAF) != 0, &klen);
     uint8_t *s = slots + RP_SLOT_SIZE * i;
     rp_wr32(s, __builtin_bswap32(rp_key_head(key, klen)));
     rp_wr16(s + 4, h->upper);
-    rp_wr16(s + 6, klen);
     h->nkeys++;
     h->lower = (uint16_t)(h->lower + RP_SLOT_SIZE);
 }
@@ -124,20 +121,25 @@ const char *rp_page_validate(const uint8_t *page) {
     size_t used = 0;
     for (unsigned i = 0; i < h->nkeys; i++) {
         size_t off = rp_slot_off(page, i);
-        size_t hdr = h->flags == P_LEAF ? RP_LEAF_ENTRY_HDR : RP_BRANCH_ENTRY_HDR;
-        if (off < h->upper || off + hdr > RP_PAGE_SIZE) return "slot offset outside the heap";
-        const uint8_t *e = page + off;
-        size_t klen = rp_rd16(e), sz;
-        if (klen > RP_MAX_KEY || off + hdr + klen > RP_PAGE_SIZE) return "key length out of range";
-        /* The slot's copies of head and klen must agree with the entry:
-         * searches trust them for ordering. */
-        if (rp_rd16(rp_slot_at(page, i) + 6) != klen
-            || rp_slot_head(page, i) != rp_key_head(e + hdr, klen))
-            return "slot's key head or length disagrees with its entry";
-        if (h->flags == P_LEAF) {
+        int leaf = h->flags == P_LEAF;
+        if (off < h->upper || off >= RP_PAGE_SIZE) return "slot offset outside the heap";
+        const uint8_t *e = rp_entry_checked(page, i, leaf);
+        if (!e) return "key length out of range";
+        size_t klen, sz;
+        const uint8_t *key = rp_entry_key(e, leaf, &klen);
+        if (klen > RP_MAX_KEY) return "key length out of range";
+        /* The slot's copy of the head must agree with the entry: searches
+         * trust it for ordering. */
+        if (rp_slot_head(page, i) != rp_key_head(key, klen))
+            return "slot's key head disagrees with its entry";
+        if (leaf) {
             if (klen == 0) return "leaf entry with an empty key";
-            sz = rp_leaf_size(e);
+            if (klen < 0x80 && (e[0] & 0x80)) return "leaf key length not in its shortest form";
+            sz = rp_leaf_extent(page, e);
+            if (!sz) return "leaf entry's value length (vtag) malformed or past the page";
             if (!rp_leaf_big(e) && sz > RP_MAX_INLINE_ENTRY) return "inline value over the limit";
+            if (rp_leaf_big(e) && rp_leaf_inline(klen, rp_leaf_vlen(e)))
+                return "overflow value small enough to be inline";
         } else {
             if ((i == 0) != (klen == 0)) return "branch key empty other than first";
             sz = rp_br_size(e);
@@ -160,7 +162,7 @@ int rp_page_search(const uint8_t *page, const void *k, size_t klen,
         unsigned lo = 0, hi = n;
         while (lo < hi) {
             unsigned mid = (lo + hi) / 2;
-            int c = rp_slot_cmp(page, mid, RP_LEAF_ENTRY_HDR, k, klen, kh, &err);
+            int c = rp_slot_cmp(page, mid, 1, k, klen, kh, &err);
             if (err) return rp_corrupt(rp_hdr(page)->pgno, "entry out of bounds");
             if (c < 0) lo = mid + 1;
             else {
@@ -176,12 +178,12 @@ int rp_page_search(const uint8_t *page, const void *k, size_t klen,
     unsigned lo = 1, hi = n;
     while (lo < hi) {
         unsigned mid = (lo + hi) / 2;
-        int c = rp_slot_cmp(page, mid, RP_BRANCH_ENTRY_HDR, k, klen, kh, &err);
+        int c = rp_slot_cmp(page, mid, 0, k, klen, kh, &err);
         if (err) return rp_corrupt(rp_hdr(page)->pgno, "entry out of bounds");
         if (c <= 0) lo = mid + 1;
         else hi = mid;
     }
-    if (!rp_entry_checked(page, lo - 1, RP_BRANCH_ENTRY_HDR))
+    if (!rp_entry_checked(page, lo - 1, 0))
         return rp_corrupt(rp_hdr(page)->pgno, "entry out of bounds");
     *idx = lo - 1;
     return RP_OK;
@@ -190,8 +192,8 @@ int rp_page_search(const uint8_t *page, const void *k, size_t klen,
 int rp_page_entry(const uint8_t *page, unsigned i, const uint8_t **e) {
     int leaf = (rp_hdr(page)->flags & P_LEAF) != 0;
     if (i >= rp_nkeys(page)) return rp_corrupt(rp_hdr(page)->pgno, "entry index beyond nkeys");
-    *e = rp_entry_checked(page, i, leaf ? RP_LEAF_ENTRY_HDR : RP_BRANCH_ENTRY_HDR);
-    if (!*e || (leaf && (size_t)(*e - page) + rp_leaf_size(*e) > RP_PAGE_SIZE))
+    *e = rp_entry_checked(page, i, leaf);
+    if (!*e || (leaf && !rp_leaf_extent(page, *e)))
         return rp_corrupt(rp_hdr(page)->pgno, "entry out of bounds");
     return RP_OK;
 }

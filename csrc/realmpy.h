@@ -159,6 +159,8 @@ extern "C" {
 #define RP_CORRUPT          -30801  /* a page or meta page fails validation  */
 #define RP_NOT_A_DB         -30802  /* not a realmpy data file (bad magic)    */
 #define RP_FORMAT_VERSION   -30803  /* data file of an unsupported version    */
+#define RP_FORMAT_OLD       -30822  /* data file of an older format (1 or 2):
+                                       convert it (rp_env_upgrade)           */
 #define RP_INCOMPATIBLE_LOCK -30804 /* lock file of another layout or ABI in
                                        use by another process                */
 #define RP_MAP_FULL         -30805  /* the file would exceed max_size         */
@@ -418,6 +420,24 @@ int rp_env_check(rp_env *env, char *msg, size_t msglen);
  *         of rp_txn_begin, read errors (the source), RP_MAP_FULL (the copy
  *         exceeds the source's max_size), errno (writing or syncing the copy). */
 int rp_env_compact(rp_env *env, const char *dest_path);
+
+/* Convert the data file at path, of format 1 or 2 (RP_FORMAT_OLD from
+ * rp_env_open), to the current format: a new file "<path>.upgrade" created
+ * with O_EXCL|O_NOFOLLOW and the old file's permission bits receives every
+ * table (same names, keys and values) of the old file's newest intact
+ * version, under that version's number (rp_env_version), is made durable,
+ * renamed over path, and the directory synced;
+ * the old lock file is removed.  A crash at any point leaves the old file
+ * intact or the new one complete (a stale "<path>.upgrade" is removed by
+ * the next call).  The caller must make sure no other process has the
+ * file open (realmpy: the session file held exclusively).  *converted = 1
+ * when it converted, 0 when the file is not of an old format (nothing
+ * done).  The old file is read without mapping it and checked page by page.
+ * Errors: RP_INVALID, RP_NOT_A_DB, RP_CORRUPT (the old file is damaged:
+ *         rp_corrupt_detail says where; nothing replaced), errno (opening,
+ *         writing, syncing or renaming; nothing replaced before the rename),
+ *         those of rp_env_open for the new file. */
+int rp_env_upgrade(const char *path, int *converted);
 
 /* Path of the data file (for messages).  Never fails ("" for a NULL env). */
 const char *rp_env_path(rp_env *env);

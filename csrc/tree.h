@@ -176,17 +176,75 @@ static inline size_t rp_page_free(const uint8_t *page) {
     return (size_t)rp_hdr(page)->upper - rp_hdr(page)->lower;
 }
 
-/* Leaf entry accessors. */
-static inline uint16_t rp_leaf_klen(const uint8_t *e) { return rp_rd16(e); }
-static inline const uint8_t *rp_leaf_key(const uint8_t *e) { return e + RP_LEAF_ENTRY_HDR; }
-static inline int rp_leaf_big(const uint8_t *e) { return (e[2] & E_BIG) != 0; }
-static inline uint32_t rp_leaf_vlen(const uint8_t *e) { return rp_rd32(e + 4); }
+/* Leaf entry accessors (format.h, "Leaf entry": klen in 1 or 2 bytes, key,
+ * a varint vtag = vlen * 2 + big, then the value or the overflow ref).
+ * Unchecked: for entries rp_page_entry or rp_page_validate accepted, or
+ * that this transaction built. */
+static inline size_t rp_leaf_klen_size(const uint8_t *e) { return (e[0] & 0x80) ? 2 : 1; }
+static inline uint16_t rp_leaf_klen(const uint8_t *e) {
+    return (e[0] & 0x80) ? (uint16_t)(((e[0] & 0x7f) << 8) | e[1]) : e[0];
+}
+static inline const uint8_t *rp_leaf_key(const uint8_t *e) { return e + rp_leaf_klen_size(e); }
+static inline const uint8_t *rp_leaf_vtag(const uint8_t *e) {
+    return rp_leaf_key(e) + rp_leaf_klen(e);
+}
+/* LEB128 varint of at most RP_VARINT_MAX bytes at p: its length (0 when
+ * it runs past end or beyond RP_VARINT_MAX bytes, or is not minimal). */
+static inline size_t rp_varint_get(const uint8_t *p, const uint8_t *end, uint64_t *v) {
+    uint64_t x = 0;
+    for (size_t i = 0; i < RP_VARINT_MAX && p + i < end; i++) {
+        x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80)) {
+            if (i > 0 && p[i] == 0) return 0;   /* not minimal */
+            *v = x;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+static inline size_t rp_varint_put(uint8_t *p, uint64_t v) {
+    size_t n = 0;
+    while (v >= 0x80) { p[n++] = (uint8_t)(v | 0x80); v >>= 7; }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+static inline size_t rp_varint_size(uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80) { n++; v >>= 7; }
+    return n;
+}
+static inline int rp_leaf_big(const uint8_t *e) { return (rp_leaf_vtag(e)[0] & E_BIG) != 0; }
+static inline uint32_t rp_leaf_vlen(const uint8_t *e) {
+    uint64_t tag = 0;
+    const uint8_t *p = rp_leaf_vtag(e);
+    rp_varint_get(p, p + RP_VARINT_MAX, &tag);
+    return (uint32_t)(tag >> 1);
+}
 static inline const uint8_t *rp_leaf_val(const uint8_t *e) {
-    return e + RP_LEAF_ENTRY_HDR + rp_leaf_klen(e);
+    const uint8_t *p = rp_leaf_vtag(e);
+    uint64_t tag;
+    return p + rp_varint_get(p, p + RP_VARINT_MAX, &tag);
 }
 static inline size_t rp_leaf_size(const uint8_t *e) {
-    return RP_LEAF_ENTRY_HDR + rp_leaf_klen(e)
-           + (rp_leaf_big(e) ? RP_BIG_REF : rp_leaf_vlen(e));
+    return (size_t)(rp_leaf_val(e) - e) + (rp_leaf_big(e) ? RP_BIG_REF : rp_leaf_vlen(e));
+}
+/* Write a leaf entry's header and key at out (the value or ref follows at
+ * the returned offset). */
+static inline size_t rp_leaf_put_head(uint8_t *out, const void *key, size_t klen, size_t vlen,
+                                      int big) {
+    size_t n = 0;
+    if (klen < 0x80) out[n++] = (uint8_t)klen;
+    else { out[n++] = (uint8_t)(0x80 | (klen >> 8)); out[n++] = (uint8_t)klen; }
+    memcpy(out + n, key, klen);
+    n += klen;
+    return n + rp_varint_put(out + n, (uint64_t)vlen * 2 + (big ? E_BIG : 0));
+}
+static inline size_t rp_leaf_head_size(size_t klen, size_t vlen) {
+    return (klen < 0x80 ? 1 : 2) + klen + rp_varint_size((uint64_t)vlen * 2 + 1);
+}
+/* The rule that keeps a value inline (else it goes to an overflow run). */
+static inline int rp_leaf_inline(size_t klen, size_t vlen) {
+    return rp_leaf_head_size(klen, vlen) + vlen <= RP_MAX_INLINE_ENTRY;
 }
 /* Branch entry accessors. */
 static inline uint16_t rp_br_klen(const uint8_t *e) { return rp_rd16(e); }
@@ -208,30 +266,56 @@ static inline int rp_keycmp(const void *a, size_t alen, const void *b, size_t bl
     return alen < blen ? -1 : alen > blen;
 }
 
+/* Key of an entry of a leaf (leaf != 0) or branch page. */
+static inline const uint8_t *rp_entry_key(const uint8_t *e, int leaf, size_t *klen) {
+    if (leaf) { *klen = rp_leaf_klen(e); return rp_leaf_key(e); }
+    *klen = rp_br_klen(e);
+    return rp_br_key(e);
+}
+
 /* Bounds of entry i: its header and key lie inside the page.  The read path
  * checks each entry it touches instead of validating whole pages, so a
  * corrupt page costs an error, never a wild read, and a lookup stays
  * O(log n). */
-static inline const uint8_t *rp_entry_checked(const uint8_t *page, unsigned i, size_t hdr) {
+static inline const uint8_t *rp_entry_checked(const uint8_t *page, unsigned i, int leaf) {
     size_t off = rp_slot_off(page, i);
-    if (off < rp_hdr(page)->upper || off + hdr > RP_PAGE_SIZE) return NULL;
-    if (off + hdr + rp_rd16(page + off) > RP_PAGE_SIZE) return NULL;
-    return page + off;
+    if (off < rp_hdr(page)->upper || off >= RP_PAGE_SIZE) return NULL;
+    const uint8_t *e = page + off;
+    size_t head = leaf ? rp_leaf_klen_size(e) : RP_BRANCH_ENTRY_HDR;
+    if (off + head > RP_PAGE_SIZE) return NULL;
+    size_t klen = leaf ? rp_leaf_klen(e) : rp_br_klen(e);
+    if (off + head + klen > RP_PAGE_SIZE) return NULL;
+    return e;
 }
 
-/* Order of entry i (header size hdr) against key k (head kh): the slot's
- * head decides unless it ties; then the slot's klen decides two keys of at
- * most 4 bytes; only then is the entry read.  *err set on a corrupt entry.
- * (Here rather than in page.c so that btree.c's lookahead inlines it.) */
-static inline int rp_slot_cmp(const uint8_t *page, unsigned i, size_t hdr, const void *k,
+/* Size of leaf entry e of page, every byte checked to lie in the page
+ * (key, vtag, value or ref) and vlen <= RP_MAX_VALUE; 0 if not. */
+static inline size_t rp_leaf_extent(const uint8_t *page, const uint8_t *e) {
+    const uint8_t *end = page + RP_PAGE_SIZE;
+    size_t ks = rp_leaf_klen_size(e);
+    if (e + ks > end || e + ks + rp_leaf_klen(e) >= end) return 0;
+    const uint8_t *p = rp_leaf_vtag(e);
+    uint64_t tag;
+    size_t n = rp_varint_get(p, end, &tag);
+    if (!n || (tag >> 1) > RP_MAX_VALUE) return 0;
+    size_t body = (tag & E_BIG) ? RP_BIG_REF : (size_t)(tag >> 1);
+    if ((size_t)(end - (p + n)) < body) return 0;
+    return (size_t)(p + n - e) + body;
+}
+
+/* Order of entry i of a leaf (leaf != 0) or branch page against key k
+ * (head kh): the slot's head decides unless it ties; only then is the
+ * entry read.  *err set on a corrupt entry.  (Here rather than in page.c
+ * so that btree.c's lookahead inlines it.) */
+static inline int rp_slot_cmp(const uint8_t *page, unsigned i, int leaf, const void *k,
                               size_t klen, uint32_t kh, int *err) {
     uint32_t sh = rp_slot_head(page, i);
     if (sh != kh) return sh < kh ? -1 : 1;
-    size_t sl = rp_rd16(rp_slot_at(page, i) + 6);
-    if (sl <= 4 && klen <= 4) return (sl > klen) - (sl < klen);
-    const uint8_t *e = rp_entry_checked(page, i, hdr);
+    const uint8_t *e = rp_entry_checked(page, i, leaf);
     if (!e) { *err = RP_CORRUPT; return 0; }
-    return rp_keycmp(e + hdr, rp_rd16(e), k, klen);
+    size_t el;
+    const uint8_t *ek = rp_entry_key(e, leaf, &el);
+    return rp_keycmp(ek, el, k, klen);
 }
 
 void rp_page_init(uint8_t *page, uint64_t pgno, uint64_t txnid, uint16_t flags);
@@ -403,10 +487,6 @@ int rp_recover_roots(rp_env *env, rp_roots *out);
  * a failed commit.  The guard's error if the map lost pages (sigbus.c). */
 int rp_meta_write(rp_env *env, const rp_roots *roots, uint32_t flags, uint8_t *old);
 int rp_meta_restore(rp_env *env, const uint8_t *old);
-/* Rewrite format 1 records as format 2 (same roots, same flags: none), and
- * sync, so that a realmpy knowing only format 1 refuses the file instead of
- * opening its older record.  Writable first opener only. */
-int rp_meta_upgrade(rp_env *env);
 /* rp_env_check's part: RP_CORRUPT (with detail) if any copy of a record is
  * damaged, even one that open survived. */
 int rp_meta_check(rp_env *env);

@@ -2,7 +2,8 @@
 
 Subcommands (``realmpy COMMAND --help`` for each one's options; docs/tools.md):
 
-- ``info``, ``schema``, ``query``, ``dump``, ``load``, ``check``, ``compact``:
+- ``info``, ``schema``, ``query``, ``dump``, ``load``, ``check``, ``compact``,
+  ``upgrade``:
   inspect and move the objects of any realm file, reading the schema stored
   in it (:mod:`realmpy.tools.commands`);
 - ``studio``: the same in a browser, live (:mod:`realmpy.tools.studio`);

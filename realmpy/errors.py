@@ -32,6 +32,7 @@ __all__ = [
     "DiskFullError",
     "ExistsError",
     "ForkedError",
+    "FormatTooOldError",
     "FormatVersionError",
     "IncompatibleLockError",
     "InvalidArgumentError",
@@ -99,6 +100,16 @@ class NotADatabaseError(StorageError):
 
 class FormatVersionError(StorageError):
     """RP_FORMAT_VERSION: the data file has an unsupported format version."""
+
+
+class FormatTooOldError(FormatVersionError):
+    """RP_FORMAT_OLD: the data file is in an older format (1 or 2, written
+    by a realmpy before format 3).  A realm converts it on its first
+    writable open while no other process has the file open; a read-only
+    open, an open while another process has it open, or the storage layer
+    alone (:class:`~realmpy.storage.Environment`) raise this instead.
+    ``realmpy upgrade PATH`` converts it (docs/format.md, "Format
+    versions")."""
 
 
 class IncompatibleLockError(StorageError):
@@ -233,6 +244,7 @@ RP_BAD_TABLE = -30818
 RP_CLOSED = -30819
 RP_EXISTS = -30820
 RP_TIMEOUT = -30821
+RP_FORMAT_OLD = -30822
 RP_LOCK_CHANGED = -30830
 RP_LOCK_ERRNO = -31000  # RP_LOCK_ERRNO - errno: that errno, about <path>.lock
 
@@ -252,6 +264,13 @@ _CODES: dict[int, tuple[type[StorageError], str]] = {
     RP_FORMAT_VERSION: (
         FormatVersionError,
         "the file was written by an incompatible realmpy version; open it with a matching version",
+    ),
+    RP_FORMAT_OLD: (
+        FormatTooOldError,
+        "the file is in an older realmpy file format (1 or 2); convert it in place: "
+        "open it once as a writable Realm while no other process has it open, or "
+        "run `realmpy upgrade FILE` (the file is kept whole until its converted "
+        "copy is complete)",
     ),
     RP_INCOMPATIBLE_LOCK: (
         IncompatibleLockError,

@@ -18,15 +18,15 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 from realmpy.config import Configuration
-from realmpy.errors import ConfigurationError
+from realmpy.errors import ConfigurationError, FormatTooOldError
 from realmpy.perpath import PathRegistry
 from realmpy.sidefiles import check_directory, lock_side_file, open_side_file
-from realmpy.storage import Environment
+from realmpy.storage import Environment, upgrade_file
 
 if TYPE_CHECKING:
     from realmpy.notifier import Notifier
 
-__all__ = ["SharedFile", "compact_file", "wants_compaction"]
+__all__ = ["SharedFile", "compact_file", "upgrade_alone", "wants_compaction"]
 
 
 def compact_file(env: Environment, path: str) -> None:
@@ -49,6 +49,41 @@ def compact_file(env: Environment, path: str) -> None:
             os.unlink(stale)
         except FileNotFoundError:
             pass
+
+
+def upgrade_alone(path: str) -> bool:
+    """Convert the file at ``path`` from format 1 or 2 (``realmpy upgrade``);
+    False if it is already of the current format.
+
+    Only while no process has the file open: this takes its session file
+    exclusively for the conversion (so no opener can start meanwhile), and
+    raises :class:`~realmpy.errors.FormatTooOldError` saying so when another
+    process holds it."""
+    if path in SharedFile.registry:
+        return False  # open in this process: converted when it was opened
+    check_directory(path, "cannot convert realm")
+    fd = open_side_file(path, ".session", read_only=False, what="cannot convert realm")
+    assert fd is not None  # read_only=False: created or an error raised
+    try:
+        if lock_side_file(fd, exclusive=True, block=False):
+            return upgrade_file(path)
+    finally:
+        os.close(fd)
+    # Another process has it open: only an old file is an error here.
+    try:
+        Environment(path, read_only=True).close()
+    except FormatTooOldError:
+        raise _old_format_in_use(path) from None
+    return False
+
+
+def _old_format_in_use(path: str) -> FormatTooOldError:
+    return FormatTooOldError(
+        f"{path} is in an older realmpy file format (1 or 2) and another process has it "
+        "open, so it cannot be converted now: close it there (or stop that older "
+        "realmpy), then open it once as a writable Realm or run `realmpy upgrade "
+        f"{path}`"
+    )
 
 
 def wants_compaction(env: Environment, should_compact: Callable[[int, int], bool]) -> bool:
@@ -83,13 +118,11 @@ class SharedFile:
         if self._session_fd is not None:
             lock_side_file(self._session_fd, exclusive=False, block=True)
         try:
-            self.env = Environment(
-                config.path,
-                durability=config.durability,
-                max_active_versions=config.max_active_versions,
-                read_only=config.read_only,
-                recover=config.recover,
-            )
+            try:
+                self.env = self._open_env(config)
+            except FormatTooOldError:
+                self._upgrade(config)
+                self.env = self._open_env(config)
         except BaseException:
             if self._session_fd is not None:
                 os.close(self._session_fd)
@@ -98,6 +131,35 @@ class SharedFile:
         self.notifier: Notifier | None = None
         self.should_compact = None if config.read_only else config.should_compact
         """Asked again when the last realm of the file in this process closes (see ``release``)."""
+
+    @staticmethod
+    def _open_env(config: Configuration) -> Environment:
+        return Environment(
+            config.path,
+            durability=config.durability,
+            max_active_versions=config.max_active_versions,
+            read_only=config.read_only,
+            recover=config.recover,
+        )
+
+    def _upgrade(self, config: Configuration) -> None:
+        """A file of format 1 or 2: convert it now if this is a writable open
+        and no other process has the file open (the session file taken
+        exclusively for the conversion, as compaction does), else say what
+        to do."""
+        if config.read_only:
+            raise FormatTooOldError(
+                f"{config.path} is in an older realmpy file format (1 or 2), which a "
+                "read-only open cannot convert: open it once as a writable Realm while "
+                f"no other process has it open, or run `realmpy upgrade {config.path}`"
+            )
+        if not self._try_exclusive():
+            raise _old_format_in_use(config.path)
+        try:
+            upgrade_file(config.path)
+        finally:
+            assert self._session_fd is not None  # _try_exclusive succeeded
+            lock_side_file(self._session_fd, exclusive=False, block=True)  # downgrade
 
     def _try_exclusive(self) -> bool:
         if self._session_fd is None:

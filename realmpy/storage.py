@@ -83,6 +83,7 @@ __all__ = [
     "Stats",
     "WriteTransaction",
     "filter_verdict",
+    "upgrade_file",
 ]
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -668,6 +669,25 @@ CHANGES_TABLE: Final = "_changes"
 CHANGES_KEEP: Final = 1000
 _CHANGES_PRUNE: Final = 64
 _version_key = struct.Struct(">Q").pack
+
+
+def upgrade_file(path: StrPath) -> bool:
+    """Convert the data file at ``path`` from format 1 or 2 to the current
+    format in place (csrc/legacy.c, docs/format.md); False if it is not of an
+    old format (nothing done).
+
+    Safe against a crash at any point (the old file stays whole until a
+    complete, durable copy is renamed over it), but only when no other
+    process has the file open: callers hold its session file exclusively
+    (``realmpy.sharedfile.upgrade_alone``).  A damaged old file raises
+    :class:`~realmpy.errors.CorruptError` and is left as it was.
+    """
+    fspath = os.fspath(path)
+    converted = ffi.new("int *")
+    rc = lib.rp_env_upgrade(os.fsencode(fspath), converted)
+    if rc != _b.OK:
+        raise _b.error(rc, "cannot convert the database from format 1 or 2", fspath)
+    return bool(converted[0])
 
 
 def register_history(kind: str, factory: Callable[[], WriteObserver]) -> None:

@@ -1,5 +1,5 @@
 """The ``realmpy`` subcommands that inspect a realm file: info, schema,
-query, dump, load, check, compact (studio lives in :mod:`realmpy.tools.studio`).
+query, dump, load, check, compact, upgrade (studio lives in :mod:`realmpy.tools.studio`).
 
 Each works on a file whose models it has never seen (the schema stored in
 the file, :mod:`realmpy.tools.storedfile`).  Errors are one line on stderr,
@@ -309,6 +309,7 @@ def cmd_check(argv: Sequence[str], out: TextIO) -> int:
 
 def cmd_compact(argv: Sequence[str], out: TextIO) -> int:
     from realmpy.realm import Realm
+    from realmpy.sharedfile import upgrade_alone
     from realmpy.tools.filemodels import model_classes, realm_configuration
     from realmpy.tools.storedfile import read_stored
 
@@ -319,6 +320,8 @@ def cmd_compact(argv: Sequence[str], out: TextIO) -> int:
     _path_arg(p)
     args = p.parse_args(argv)
     path = os.path.abspath(args.path)
+    if os.path.exists(path) and upgrade_alone(path):
+        out.write(f"converted {path} to the current file format\n")
     stored = read_stored(path)
     before = os.path.getsize(path)
     config = realm_configuration(path, stored, model_classes(stored.schema, path), False)
@@ -337,6 +340,27 @@ def cmd_compact(argv: Sequence[str], out: TextIO) -> int:
     return 0
 
 
+def cmd_upgrade(argv: Sequence[str], out: TextIO) -> int:
+    from realmpy.sharedfile import upgrade_alone
+
+    p = Parser(
+        prog="realmpy upgrade",
+        description="Convert a realm file written in file format 1 or 2 (realmpy before "
+        "format 3) to the current format, in place, when no other process has it open. "
+        "The old file stays whole until the converted copy is complete and durable.",
+    )
+    _path_arg(p)
+    args = p.parse_args(argv)
+    path = os.path.abspath(args.path)
+    if not os.path.exists(path):
+        raise ConfigurationError(f"{path}: no such file")
+    if upgrade_alone(path):
+        out.write(f"converted {path} to the current file format\n")
+    else:
+        out.write(f"{path} is already in the current file format: nothing to do\n")
+    return 0
+
+
 def cmd_studio(argv: Sequence[str], out: TextIO) -> int:
     from realmpy.tools.studio.server import main as studio_main
 
@@ -351,6 +375,10 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str], TextIO], int], str]] = {
     "load": (cmd_load, "load a dump into a new or empty realm"),
     "check": (cmd_check, "verify pages, records and indexes (exit 1 if damaged)"),
     "compact": (cmd_compact, "compact in place when no other process has it open"),
+    "upgrade": (
+        cmd_upgrade,
+        "convert a file of format 1 or 2 in place (when no process has it open)",
+    ),
     "studio": (cmd_studio, "browse, query, edit and watch the file in a browser"),
 }
 

@@ -31,6 +31,24 @@ HEADER = struct.Struct("<IHHQQHHI")  # format.h: the 32-byte page header
 META_BODY = struct.Struct("<8sIIQQQQQQ")  # format.h: meta page body after the header
 P_BRANCH, P_LEAF, P_OVERFLOW, P_FREELIST, P_META = 0x01, 0x02, 0x04, 0x08, 0x10
 E_BIG = 0x01
+SLOT = 6  # format.h: a slot is a 4-byte key head and a 2-byte entry offset
+
+
+def leaf_entry(data: bytes, e: int) -> tuple[bytes, int, int]:
+    """(key, vtag, offset of the value or overflow ref) of the leaf entry at
+    e (format.h, "Leaf entry": klen in 1 or 2 bytes, key, varint vtag)."""
+    if data[e] & 0x80:
+        klen, e = ((data[e] & 0x7F) << 8) | data[e + 1], e + 2
+    else:
+        klen, e = data[e], e + 1
+    key, e = data[e : e + klen], e + klen
+    vtag = shift = 0
+    while True:
+        vtag |= (data[e] & 0x7F) << shift
+        shift += 7
+        e += 1
+        if not data[e - 1] & 0x80:
+            return key, vtag, e
 
 
 TYPED = "typed error"
@@ -335,17 +353,15 @@ class PageMap:
         leaf = bool(flags & P_LEAF)
         self.mark(data, pg, "catalog" if catalog else ("leaf" if leaf else "branch"), table)
         for i in range(nkeys):
-            off = struct.unpack_from("<H", data, base + 32 + 8 * i + 4)[0]
+            off = struct.unpack_from("<H", data, base + 32 + SLOT * i + 4)[0]
             e = base + off
-            klen = struct.unpack_from("<H", data, e)[0]
             if not leaf:
                 child = struct.unpack_from("<Q", data, e + 8)[0]
                 self.walk(data, child, table, catalog)
                 continue
-            eflags, vlen = data[e + 2], struct.unpack_from("<I", data, e + 4)[0]
-            key = data[e + 8 : e + 8 + klen]
-            val = e + 8 + klen
-            if eflags & E_BIG:
+            key, vtag, val = leaf_entry(data, e)
+            vlen = vtag >> 1
+            if vtag & E_BIG:
                 ov = struct.unpack_from("<Q", data, val)[0]
                 run = HEADER.unpack_from(data, ov * PAGE)[7]
                 self.mark(data, ov, "overflow_head", table)

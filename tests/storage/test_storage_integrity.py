@@ -44,15 +44,26 @@ def _flip(path: str, offset: int, mask: int = 0x01) -> None:
         f.write(bytes([b ^ mask]))
 
 
+def _entry_bytes(key: bytes, value: bytes) -> bytes:
+    """key, the value's length (a varint), the value: how an inline value
+    follows its key in a leaf entry (format.h)."""
+    tag, vtag = len(value) * 2, b""
+    while tag >= 0x80:
+        vtag, tag = vtag + bytes([tag & 0x7F | 0x80]), tag >> 7
+    return key + vtag + bytes([tag]) + value
+
+
 def _damage_value_of(path: str, key: bytes, value: bytes) -> int:
     """Flip a byte of key's value in every page copy of it; returns the page
     number of one of them."""
     data = Path(path).read_bytes()
-    pos, pages = data.find(key + value), []
+    # format.h: the key, its value's length (a varint), the value.
+    entry = _entry_bytes(key, value)
+    pos, pages = data.find(entry), []
     while pos >= 0:
         _flip(path, pos + len(key) + 5)
         pages.append(pos // 4096)
-        pos = data.find(key + value, pos + 1)
+        pos = data.find(entry, pos + 1)
     assert pages
     return pages[0]
 
@@ -90,7 +101,7 @@ def test_damaged_acknowledged_commit_is_refused_then_recovered(db_path: str) -> 
             txn.put("t", b"k00200", b"newest")
         newest = env.version
     data = Path(db_path).read_bytes()
-    _flip(db_path, data.rindex(b"k00200newest") + 8)
+    _flip(db_path, data.rindex(_entry_bytes(b"k00200", b"newest")) + 9)
     with pytest.raises(CorruptError) as info:
         Environment(db_path)
     message = str(info.value)
