@@ -1063,15 +1063,27 @@ static void ahead_search_one(rp_ahead *a, rp_ahead_slot *s) {
     int err = RP_OK;
     const uint8_t *p = rp_page_read(a->txn, s->pg, s->tx, P_LEAF, &err);
     if (!p) { s->pg = 0; return; }
-    int exact;
-    if (rp_page_search(p, s->key, s->klen, &s->eidx, &exact)) { s->pg = 0; return; }
+    /* Only the slots' key heads here (stage 1 prefetched them): the first
+     * slot whose head is not below the key's.  Reading the entry there now
+     * to confirm the match would wait for its cache line (short keys, such
+     * as encoded int primary keys, tie on the head exactly when they match,
+     * and format 3's slots hold no key length to settle it); the take
+     * confirms it with the real search once the prefetch below has landed. */
+    uint32_t kh = rp_key_head(s->key, s->klen);
+    unsigned lo = 0, hi = rp_nkeys(p);
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+        if (rp_slot_head(p, mid) < kh) lo = mid + 1;
+        else hi = mid;
+    }
+    s->eidx = lo;
     s->leaf = p;
-    s->found = exact;
+    s->found = -1;
     /* Learn how much of a leaf to prefetch in stage 1: this table's leaves
      * hold similar numbers of entries. */
     unsigned lines = (unsigned)((RP_PAGE_HEADER + RP_SLOT_SIZE * (size_t)rp_nkeys(p) + 63) / 64);
     a->slot_lines = lines < RP_PAGE_SIZE / 64 ? lines : RP_PAGE_SIZE / 64;
-    if (exact) {
+    if (lo < rp_nkeys(p)) {
         size_t off = rp_slot_off(p, s->eidx);
         if (off < RP_PAGE_SIZE) {
             /* Both lines of an entry of up to 64 bytes that straddles two
@@ -1113,9 +1125,17 @@ const rp_ahead_slot *rp_ahead_take(rp_ahead *a, const void *tag, size_t idx) {
 static inline int ahead_get(rp_ahead *a, const rp_ahead_slot *s, const void *k, size_t kl,
                             const void **v, size_t *vl) {
     if (s && s->leaf) {
-        if (!s->found) return RP_NOTFOUND;
+        unsigned idx = s->eidx;
+        if (s->found < 0) {  /* stage 2 only placed it: search the leaf now */
+            int exact;
+            int rc = rp_page_search(s->leaf, k, kl, &idx, &exact);
+            if (rc) return rc;
+            if (!exact) return RP_NOTFOUND;
+        } else if (!s->found) {
+            return RP_NOTFOUND;
+        }
         const uint8_t *e;
-        int rc = rp_page_entry(s->leaf, s->eidx, &e);
+        int rc = rp_page_entry(s->leaf, idx, &e);
         if (rc) return rc;
         return rp_bt_value(a->txn, s->leaf, e, v, vl);
     }

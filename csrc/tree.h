@@ -425,7 +425,8 @@ typedef struct rp_ahead_slot {
     uint64_t pg, tx;       /* stage 1: the key's leaf; pg 0: unknown       */
     const uint8_t *leaf;   /* stage 2: that leaf, read and searched        */
     unsigned eidx;         /* stage 2: the entry's index in leaf           */
-    int found;             /* stage 2: 1 entry eidx is the key, 0 absent   */
+    int found;             /* stage 2: 1 entry eidx is the key, 0 absent,
+                              -1 eidx is where it would be: confirm on take */
 } rp_ahead_slot;
 
 typedef struct rp_ahead {
