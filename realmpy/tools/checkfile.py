@@ -18,7 +18,9 @@ Three layers, each naming the place it found a problem:
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 from realmpy import codec
 from realmpy.backlinkindex import link_properties, targets
@@ -113,59 +115,75 @@ def _check_index(
         found.add(f"index {table}: {entries} entries for {len(keys)} {oschema.name} objects")
 
 
-def _check_backlinks(snap: Snapshot, oschema: ObjectSchema, found: _Problems) -> int:
-    """Compare each backlink table of ``oschema`` with its records; returns
-    how many tables were checked."""
-    links = [(i, p) for i, p in enumerate(oschema.properties) if p in link_properties(oschema)]
-    wanted: dict[str, set[bytes]] = {backlink_name(oschema.name, p.name): set() for _, p in links}
+def _check_derived(
+    snap: Snapshot, oschema: ObjectSchema, with_backlinks: bool, found: _Problems
+) -> int:
+    """Compare the tables derived from ``oschema``'s records (backlink
+    tables, full-text tables) with what the records say they must hold, in
+    one scan of the class; returns how many tables were checked."""
+    derived: list[_Derived] = []
+    for i, p in enumerate(oschema.properties):
+        if with_backlinks and p in link_properties(oschema):
+            derived.append(
+                _Derived(
+                    i,
+                    backlink_name(oschema.name, p.name),
+                    functools.partial(_backlink_entries, p),
+                    "backlinks",
+                    lambda entry: f"entry {codec.decode_key(entry)!r}",
+                    "has no link",
+                )
+            )
+        if p in fulltext_properties(oschema):
+            derived.append(
+                _Derived(
+                    i,
+                    fulltext_name(oschema.name, p.name),
+                    functools.partial(fulltext_entries, oschema, p),
+                    "full-text index",
+                    _word_entry_text,
+                    "has no such word in the text",
+                )
+            )
+    if not derived:
+        return 0
+    wanted: dict[str, set[bytes]] = {d.table: set() for d in derived}
     for key, raw in snap.scan(table_name(oschema.name)):
         try:
             row = codec.unpack_row(raw)
         except CodecError:
             continue  # reported by _check_class
-        for i, p in links:
-            if i < len(row):
-                wanted[backlink_name(oschema.name, p.name)].update(
-                    t + bytes(key) for t in targets(p, row[i])
-                )
-    for table, entries in wanted.items():
-        stored = {bytes(k) for k, _ in snap.scan(table)}
-        for entry in sorted(stored - entries)[:3]:
-            found.add(f"backlinks {table}: entry {codec.decode_key(entry)!r} has no link")
-        for entry in sorted(entries - stored)[:3]:
-            found.add(f"backlinks {table}: missing entry {codec.decode_key(entry)!r}")
-    return len(wanted)
+        for d in derived:
+            if d.prop < len(row):
+                wanted[d.table].update(d.entries_of(bytes(key), row[d.prop]))
+    for d in derived:
+        stored = {bytes(k) for k, _ in snap.scan(d.table)}
+        for entry in sorted(stored - wanted[d.table])[:3]:
+            found.add(f"{d.kind} {d.table}: {d.describe(entry)} {d.extra_why}")
+        for entry in sorted(wanted[d.table] - stored)[:3]:
+            found.add(f"{d.kind} {d.table}: missing {d.describe(entry)}")
+    return len(derived)
 
 
-def _check_fulltext(snap: Snapshot, oschema: ObjectSchema, found: _Problems) -> int:
-    """Compare each full-text table of ``oschema`` with its records' texts;
-    returns how many tables were checked."""
-    props = [(i, p) for i, p in enumerate(oschema.properties) if p in fulltext_properties(oschema)]
-    wanted: dict[str, set[bytes]] = {fulltext_name(oschema.name, p.name): set() for _, p in props}
-    for key, raw in snap.scan(table_name(oschema.name)):
-        try:
-            row = codec.unpack_row(raw)
-        except CodecError:
-            continue  # reported by _check_class
-        for i, p in props:
-            if i < len(row):
-                wanted[fulltext_name(oschema.name, p.name)].update(
-                    fulltext_entries(oschema, p, bytes(key), row[i])
-                )
-    for table, want in wanted.items():
-        stored = {bytes(k) for k, _ in snap.scan(table)}
-        for entry in sorted(stored - want)[:3]:
-            word, _, key = entry.partition(b"\x00")
-            found.add(
-                f"full-text index {table}: entry {word.decode(errors='replace')!r} of "
-                f"{_key_text(key)} has no such word in the text"
-            )
-        for entry in sorted(want - stored)[:3]:
-            word, _, key = entry.partition(b"\x00")
-            found.add(
-                f"full-text index {table}: missing entry {word.decode()!r} of {_key_text(key)}"
-            )
-    return len(wanted)
+class _Derived(NamedTuple):
+    """A table derived from one property of a class's records."""
+
+    prop: int  # the property's index in a record
+    table: str
+    entries_of: Callable[[bytes, Any], Iterable[bytes]]  # (object key, value) -> entries
+    kind: str  # how messages name the table's kind
+    describe: Callable[[bytes], str]  # an entry, as a message shows it
+    extra_why: str  # why an entry no record implies is wrong
+
+
+def _backlink_entries(prop: Property, key: bytes, value: Any) -> Iterable[bytes]:
+    """The backlink entries a record's link ``value`` implies (target + key)."""
+    return (t + key for t in targets(prop, value))
+
+
+def _word_entry_text(entry: bytes) -> str:
+    word, _, key = entry.partition(b"\x00")
+    return f"entry {word.decode(errors='replace')!r} of {_key_text(key)}"
 
 
 def _key_text(key: bytes) -> str:
@@ -194,9 +212,7 @@ def check_file(path: str) -> str:
                         if prop.has_index:
                             _check_index(snap, oschema, prop, keys, found)
                             indexes += 1
-                    if has_backlinks:
-                        indexes += _check_backlinks(snap, oschema, found)
-                    indexes += _check_fulltext(snap, oschema, found)
+                    indexes += _check_derived(snap, oschema, has_backlinks, found)
         except _Enough:
             pass
         if found:
