@@ -568,6 +568,26 @@ static void compacted_copy(void) {
     expect_open_corrupt(copy, 0, "an acknowledged commit, is damaged");
 }
 
+/* A writer in a child process that puts (table, key, val) and is killed at
+ * commit step `step` (fault injection); checks that it died by the signal. */
+static void commit_killed_at(const char *path, const char *table, const char *key,
+                             const char *val, int step) {
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        rp_env *c;
+        rp_txn *w;
+        if (rp_env_open(path, 0, 0, 0, 0, &c) || rp_txn_begin(c, RP_TXN_WRITE, &w)
+            || rp_put(w, table, strlen(table), key, strlen(key), val, strlen(val)))
+            _exit(2);
+        rp_fault_set(RP_FAULT_CRASH, step);
+        rp_txn_commit(w);
+        _exit(3);   /* not reached: killed at step */
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFSIGNALED(st), "the writer was killed");
+}
+
 /* A writer killed after its commit's fdatasync, before it marked the
  * record acknowledged: the process that settles the commit (here a reader
  * holding the file open) marks it, so damage to it is reported later. */
@@ -577,20 +597,7 @@ static void settled_commit_is_acknowledged(void) {
     build(path);
     rp_env *keep;
     E(rp_env_open(path, 0, 0, 0, 0, &keep));
-    pid_t pid = fork();
-    CHECK(pid >= 0, "fork");
-    if (pid == 0) {
-        rp_env *c;
-        rp_txn *w;
-        if (rp_env_open(path, 0, 0, 0, 0, &c) || rp_txn_begin(c, RP_TXN_WRITE, &w)
-            || rp_put(w, "t", 1, "key00200", 8, "dead", 4))
-            _exit(2);
-        rp_fault_set(RP_FAULT_CRASH, RP_STEP_SYNCED);
-        rp_txn_commit(w);
-        _exit(3);   /* not reached: killed at RP_STEP_SYNCED */
-    }
-    int st;
-    CHECK(waitpid(pid, &st, 0) == pid && WIFSIGNALED(st), "the writer was killed");
+    commit_killed_at(path, "t", "key00200", "dead", RP_STEP_SYNCED);
     rp_txn *r;
     E(rp_txn_begin(keep, 0, &r));   /* settles the commit in doubt */
     const void *v;
@@ -649,20 +656,7 @@ static void torn_meta_write(void) {
     build(path);
     static unsigned char before[8192], after[8192], img[8192];
     pages01(path, before, 0);
-    pid_t pid = fork();
-    CHECK(pid >= 0, "fork");
-    if (pid == 0) {
-        rp_env *c;
-        rp_txn *w;
-        if (rp_env_open(path, 0, 0, 0, 0, &c) || rp_txn_begin(c, RP_TXN_WRITE, &w)
-            || rp_put(w, "other", 5, "k2", 2, "v5", 2))
-            _exit(2);
-        rp_fault_set(RP_FAULT_CRASH, RP_STEP_META);
-        rp_txn_commit(w);
-        _exit(3);   /* not reached: killed at RP_STEP_META */
-    }
-    int st;
-    CHECK(waitpid(pid, &st, 0) == pid && WIFSIGNALED(st), "the writer was killed");
+    commit_killed_at(path, "other", "k2", "v5", RP_STEP_META);
     pages01(path, after, 0);
     /* Only version 5's two slots changed: the odd primary (page 1, offset
      * 0) and the odd mirror (page 0, offset 2048). */
