@@ -5,6 +5,7 @@ the default resolver."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as _dt
 import math
 import re
@@ -346,16 +347,7 @@ class Each(Node):
     def __str__(self) -> str:
         c = self.item
         assert isinstance(c.left, KeyPath)
-        whole = Comparison(
-            KeyPath(self.outer.parts + c.left.parts),
-            c.op,
-            c.right,
-            c.quantifier,
-            c.case_insensitive,
-            c.diacritic_insensitive,
-            c.list_quantifier,
-        )
-        return str(whole)
+        return str(dataclasses.replace(c, left=KeyPath(self.outer.parts + c.left.parts)))
 
 
 @dataclass(frozen=True, slots=True)
