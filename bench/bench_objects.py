@@ -1060,10 +1060,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--only", default=None, help="comma-separated bench names")
     ap.add_argument("--json", default=None, help="write the results to this file")
+    ap.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated object counts for len() and listener_query (e.g. 5000000)",
+    )
     ns = ap.parse_args(argv)
     cfg = Config.quick() if ns.quick else Config()
     if ns.reps:
         cfg = Config(**{**cfg.__dict__, "reps": ns.reps})
+    if ns.sizes:
+        sizes = tuple(int(x) for x in ns.sizes.split(","))
+        cfg = Config(**{**cfg.__dict__, "sizes": sizes})
     only = set(ns.only.split(",")) if ns.only else None
     info = machine.describe(_bench_dir())
     print(machine.format_description(info))

@@ -7,14 +7,14 @@ schema and shared by the realm's hot paths, the query executor
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import realmpy.codec as codec
 from realmpy._native import record as _make_record
 from realmpy._native import record_pairs as _record_pairs
-from realmpy.layout import index_name, table_name, zero_value
-from realmpy.schema import ObjectSchema, Property, _Model, validator
+from realmpy.layout import backlink_name, index_name, table_name, zero_value
+from realmpy.schema import ObjectSchema, Property, _Model, object_schema, validator
 
 __all__ = [
     "K_COLLECTION",
@@ -29,10 +29,32 @@ __all__ = [
 
 _unpack_row = codec.unpack_row
 # (table, names, primary key, ((property, index table), ...), key limit, positions,
-# table name): what RealmState.add (csrc/py/add.c) reads.
+# table name, kinds, extras): what RealmState.add (csrc/py/add.c) reads.
+# kinds is None for a simple class (every value a plain scalar: its record is
+# cached as a tuple, and an upsert of an existing key is written natively
+# too), else one ADD_* byte per property, with extras[i] the backlink table
+# (bytes) of a link property or the EmbeddedPlan of an embedded one.
 AddPlan = tuple[
-    bytes, tuple[str, ...], str, tuple[tuple[str, bytes], ...], int, dict[str, int], str
+    bytes,
+    tuple[str, ...],
+    str,
+    tuple[tuple[str, bytes], ...],
+    int,
+    dict[str, int],
+    str,
+    bytes | None,
+    tuple[Any, ...] | None,
 ]
+# (model class, property names in its schema's order, kinds): an embedded
+# object's record, a map as Realm._embedded_record builds it.
+EmbeddedPlan = tuple[type, tuple[str, ...], bytes]
+
+# RealmState.add's property encodings (csrc/py/add.c, enum add_kind).
+ADD_PLAIN = ord("p")  # a plain scalar, as stored
+ADD_LIST = ord("l")  # a list of plain scalars
+ADD_LINK = ord("k")  # a to-one link: nil or the target's key (EXT_LINK)
+ADD_LINK_LIST = ord("K")  # a list of links
+ADD_EMBEDDED = ord("e")  # a to-one embedded object (its EmbeddedPlan)
 _decode_value = codec.decode_value
 
 # How a property's stored value becomes what a read returns.
@@ -42,6 +64,17 @@ K_COLLECTION = 2  # a live ManagedList / ManagedSet / ManagedDict view
 K_LINK = 3  # a to-one link: the target object or None
 K_EMBEDDED = 4  # a to-one embedded object or None
 K_MIXED = 5  # a mixed value: its links resolved, nested lists/dicts copied
+
+
+def _add_kind(prop: Property) -> int | None:
+    """How RealmState.add encodes ``prop`` (an ADD_* code), or None: not natively."""
+    if prop.type == "mixed" or prop.collection not in (None, "list"):
+        return None
+    if prop.type == "link":
+        return ADD_LINK if prop.collection is None else ADD_LINK_LIST
+    if prop.type == "embedded":
+        return ADD_EMBEDDED if prop.collection is None else None
+    return ADD_PLAIN if prop.collection is None else ADD_LIST
 
 
 def kind(prop: Property) -> int:
@@ -145,7 +178,49 @@ class ClassInfo:
                 codec.MAX_KEY,
                 self.pos,
                 self.table,
+                None,
+                None,
             )
+
+    def plan_linked(self, models: Mapping[str, type[_Model]]) -> None:
+        """Set :attr:`add_plan` of a class with a primary key whose
+        properties are plain scalars, lists of them, to-one links, lists of
+        links or embedded objects of such plain properties (no mixed
+        values, sets, dictionaries or full-text indexes): RealmState.add
+        writes a new object of it in one call, with its backlink entries."""
+        if self.add_plan is not None or self.pk is None or self.schema.embedded or self.fulltext:
+            return
+        kinds = bytearray()
+        extras: list[Any] = []
+        for p in self.schema.properties:
+            k = _add_kind(p)
+            extra: Any = None
+            if k == ADD_LINK or k == ADD_LINK_LIST:
+                extra = backlink_name(self.name, p.file_name).encode()
+            elif k == ADD_EMBEDDED:
+                model = models.get(p.target or "")
+                if not isinstance(model, type):
+                    return
+                props = object_schema(model).properties
+                sub = [_add_kind(q) for q in props]
+                if any(c != ADD_PLAIN and c != ADD_LIST for c in sub):
+                    return  # links or embedded objects inside: the general path
+                extra = (model, tuple(q.name for q in props), bytes(sub))  # type: ignore[arg-type]
+            elif k is None or (p.has_index and k != ADD_PLAIN):
+                return
+            kinds.append(k)
+            extras.append(extra)
+        self.add_plan = (
+            self.table.encode(),
+            self.names,
+            self.pk,
+            tuple((p, i.encode()) for p, i in self.indexed),
+            codec.MAX_KEY,
+            self.pos,
+            self.table,
+            bytes(kinds),
+            tuple(extras),
+        )
 
     def full(self, rec: list[Any]) -> list[Any]:
         """``rec`` (a decoded record) padded with the defaults of properties

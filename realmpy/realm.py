@@ -248,6 +248,8 @@ class Realm(RealmState, Listenable):
         models = {object_schema(m).name: m for m in self._config.schema}
         self._models = models
         self._info = {c.name: ClassInfo(c, models.get(c.name)) for c in schema.classes}
+        for info in self._info.values():
+            info.plan_linked(models)
         self._by_cls: dict[type, ClassInfo] = {
             m: self._info[n]
             for n, m in models.items()

@@ -491,10 +491,8 @@ int buf_bytes(Buf *b, const char *src, size_t n) {
     return 0;
 }
 
-/* Pack one value exactly as msgpack-python's Packer(use_bin_type=True)
- * does; 1 if the value is not one of the plain types packed here (the
- * caller then falls back to msgpack), -1 on error. */
-static int mp_value(Buf *b, PyObject *v) {
+/* See native.h. */
+int mp_value(Buf *b, PyObject *v) {
     if (v == Py_None) return buf_head(b, RP_MP_NIL, 0, 0);
     if (v == Py_True) return buf_head(b, RP_MP_TRUE, 0, 0);
     if (v == Py_False) return buf_head(b, RP_MP_FALSE, 0, 0);

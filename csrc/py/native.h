@@ -98,6 +98,10 @@ typedef struct {
 
 /* self[i] for 0 <= i < len: decoded on first read, then kept. */
 PyObject *rec_item(PyObject *self_, Py_ssize_t i);
+/* The plain scalar (nil, bool, int, float, str, bin) at [p, e), one whole
+ * msgpack object, or NULL without an exception if it is not one Record
+ * decodes itself (NULL with one on failure). */
+PyObject *mp_scalar(const unsigned char *p, const unsigned char *e);
 
 /* ---- byte buffers and encoders (bulk.c) ------------------------------------------ */
 
@@ -110,6 +114,11 @@ typedef struct {
 int buf_reserve(Buf *b, size_t more);
 int buf_head(Buf *b, unsigned char tag, uint64_t v, int nbytes);
 int buf_bytes(Buf *b, const char *src, size_t n);
+/* Pack one value exactly as msgpack-python's Packer(use_bin_type=True)
+ * does: 0; 1 if the value is not one of the plain scalars packed here
+ * (None, bool, int of 64 bits, float, str, bytes: the caller then falls
+ * back to msgpack), -1 on error. */
+int mp_value(Buf *b, PyObject *v);
 /* codec.encode_key(v) appended to b for an int of 64 bits or a str without
  * NUL: 0; 1 if v needs the general encoder; -1 on error. */
 int key_value(Buf *b, PyObject *v);
@@ -136,6 +145,7 @@ int engine_get(void *txn, const char *table, size_t tlen, const void *key, size_
                const void **val, size_t *vlen);
 int engine_put(void *txn, const char *table, size_t tlen, const void *key, size_t klen,
                const void *val, size_t vlen);
+int engine_del(void *txn, const char *table, size_t tlen, const void *key, size_t klen);
 
 /* ---- argument checks and GC helpers ------------------------------------------- */
 

@@ -25,9 +25,8 @@
 
 
 
-/* The plain scalar at [p, e) (one whole object), or NULL without an
- * exception if it is not one this decodes (NULL with one on failure). */
-static PyObject *mp_scalar(const unsigned char *p, const unsigned char *e) {
+/* See native.h. */
+PyObject *mp_scalar(const unsigned char *p, const unsigned char *e) {
     unsigned c = *p;
     Py_ssize_t n = e - p;
     if (c <= 0x7f) return PyLong_FromLong((long)c);

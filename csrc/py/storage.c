@@ -214,6 +214,10 @@ int engine_put(void *txn, const char *table, size_t tlen, const void *key, size_
     return E.rp_put((rp_txn *)txn, table, tlen, key, klen, val, vlen);
 }
 
+int engine_del(void *txn, const char *table, size_t tlen, const void *key, size_t klen) {
+    return E.rp_del((rp_txn *)txn, table, tlen, key, klen);
+}
+
 /* ---- arguments ----------------------------------------------------------------------------- */
 
 /* The engine name of table (new reference): the environment's cache, else

@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from realmpy.errors import DuplicatePrimaryKeyError, RealmThreadError
 from realmpy.layout import table_name
 from realmpy.notifier import ResultsChange, diff_rows
 from realmpy.realm import Realm
-from realmpy.schema import Object, field
+from realmpy.schema import EmbeddedObject, Object, field
 from realmpy.storage import CHANGED_KEYS_MAX, CHANGES_TABLE, Environment, WriteTransaction
 from tests.objects.conftest import make_config
 from tests.objects_models import MODELS, Dog, Note, Person
@@ -213,6 +214,94 @@ def test_the_native_add_declines_what_only_the_general_path_does_right(tmp_path:
             car = realm.add(Car(id=6))
             assert realm.add(car) is car  # already managed here: returned as is
         assert [c.id for c in realm.all(Car)] == [1, 2, 3, 6]
+
+
+class Spot(EmbeddedObject):
+    city: str = ""
+    zips: list[int] = field(default_factory=list)
+
+
+class Owner(Object):
+    """Links, lists and an embedded object: realm.add takes the native path too."""
+
+    id: int = field(primary_key=True)
+    name: str = field(default="", indexed=True)
+    car: Car | None = None
+    cars: list[Car] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    spot: Spot | None = None
+
+
+def _fill_owners(realm: Realm, add: Callable[[Object, bool], object]) -> None:
+    """Cars, owners linking to them, upserts of existing keys (native
+    cases), then what only the general path writes: an upsert of a class
+    with links (its old backlink entries), a link to an unmanaged object
+    (added with it)."""
+    with realm.write():
+        cars = _cars(6)
+        for c in cars:
+            add(c, False)
+        for i in range(6):
+            spot = Spot(city=f"c{i}", zips=[i, -i, 2**40]) if i % 2 else None
+            car = cars[i] if i % 3 else None
+            owner = Owner(id=i, name=f"o{i % 2}", car=car, cars=cars[:i], tags=["t"] * i, spot=spot)
+            add(owner, False)
+        for c in _cars(6):
+            c.make = "m0" if c.id % 2 else c.make  # some index entries change, some stay
+            c.miles += 1
+            add(c, True)
+        add(Owner(id=1, name="o1", car=None, cars=cars[3:]), True)
+        add(Owner(id=9, car=Car(id=99, make="new")), False)
+
+
+def test_links_lists_embedded_objects_and_upserts_are_native_and_write_what_the_general_path_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models: list[type] = [Car, Owner, Spot]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with Realm(make_config("file", models, tmp_path / "a")) as ref:
+        _fill_owners(ref, lambda o, update: ref._add(o, update=update, cascade=False))
+        expected = _contents(ref)
+    with Realm(make_config("file", models, tmp_path / "b")) as realm:
+        slow: list[tuple[object, bool]] = []
+        general = realm._add_slow
+
+        def spy(obj: Object, update: bool = False) -> Object:
+            slow.append((obj, update))
+            return general(obj, update)
+
+        monkeypatch.setattr(realm, "_add_slow", spy)
+        _fill_owners(realm, realm.add)
+        # The first add decides the transaction's path, then only the last
+        # two (with links, an existing key; a link to an unmanaged object)
+        # leave the native one.
+        assert [(type(o).__name__, o.id, u) for o, u in slow] == [  # type: ignore[attr-defined]
+            ("Car", 0, False),
+            ("Owner", 1, True),
+            ("Owner", 9, False),
+        ]
+        assert _contents(realm) == expected
+        three = realm.find(Owner, 3)
+        assert three is not None and three.spot is not None
+        assert (three.spot.city, list(three.spot.zips), list(three.tags)) == (
+            "c3",
+            [3, -3, 2**40],
+            ["t"] * 3,
+        )
+        assert [c.id for c in three.cars] == [0, 1, 2] and three.car is None
+        four = realm.find(Owner, 4)
+        assert four is not None and four.car is not None and four.spot is None
+        assert (four.car.id, four.car.make, four.car.miles) == (4, "m4", 13)
+        linked = realm.query(Car, "@links.Owner.car.@count > 0")
+        assert sorted(c.id for c in linked) == [2, 4, 5, 99]
+        assert sorted(c.id for c in realm.query(Car, "make == 'm0'")) == [0, 1, 3, 5]
+        version = realm._env.version
+        with realm._env.read() as snap:
+            changes = changelog.read(snap, version - 1, version)
+        assert changes is not None
+        assert changes[table_name("Owner")] == {encode_key(i) for i in (0, 1, 2, 3, 4, 5, 9)}
+        assert changes[table_name("Car")] == {encode_key(i) for i in (0, 1, 2, 3, 4, 5, 99)}
 
 
 # -- listeners cost what a commit changed ------------------------------------------
