@@ -152,12 +152,14 @@ class Transaction:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if not self.is_open:
+        # commit() / rollback() inlined: this runs once per write() block.
+        realm = self._realm
+        if realm._wtxn_owner is not self:
             return
         if exc_type is None:
-            self.commit()
+            realm._commit()
         else:
-            self.rollback()
+            realm._rollback()
 
 
 # ----------------------------------------------------------------------------
@@ -482,7 +484,8 @@ class Realm(RealmState, Listenable):
         """Begin the write transaction at the newest version (waits for
         writers in other processes and threads; at most ``timeout`` seconds
         if given, then :class:`~realmpy.errors.WriteLockTimeoutError`)."""
-        self._check()
+        if self._closed or _get_ident() != self._owner:
+            self._check()
         if self._frozen:
             raise FrozenRealmError("a frozen realm cannot be written")
         if self._config.read_only:
@@ -491,7 +494,10 @@ class Realm(RealmState, Listenable):
             raise TransactionStateError(
                 "a write transaction is already open in this realm: nested writes are not supported"
             )
-        self._drop_snapshot()
+        if self._snap is not None:
+            self._drop_snapshot()
+        else:
+            self._vh = None
         self._wtxn = self._env.write(timeout)
         self._wtxn.track_changes()  # for the commit's change record (realmpy.changelog)
         self._dead = {}
@@ -543,12 +549,16 @@ class Realm(RealmState, Listenable):
             return fn()
 
     def _commit(self) -> None:
-        txn = self._require_write()
-        self._flush_links()
+        txn = self._wtxn
+        if txn is None:
+            txn = self._require_write()  # raises the reason
+        if self._dead:
+            self._flush_links()
         # What this commit changed, for listeners (realmpy.changelog).
         txn.record_changes()
         self._wtxn = None
-        self._drop_adder()
+        self._adder = None  # _drop_adder, inlined (once per commit)
+        self._direct = None
         self._wtxn_owner = None
         self._stamp += 1
         base = txn.version

@@ -58,8 +58,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, Protocol, Union
 
-import msgpack  # type: ignore[import-untyped,unused-ignore]
-
 import realmpy.binding as _b
 import realmpy.errors as _e
 
@@ -67,6 +65,7 @@ from ._engine import ffi, lib
 from ._native import CHANGED_KEYS_MAX as _NATIVE_CHANGED_KEYS_MAX
 from ._native import EnvCore, ReadTxn, WriteTxn
 from ._native import columns_ok as _columns_ok
+from ._native import pack_changes as _pack_changes
 from ._native import pack_records as _pack_records
 from .binding import FILTER_FALSE, FILTER_TRUE, FILTER_UNKNOWN, BytesLike, filter_verdict
 from .storagereads import PairDecoder, ReadMethods
@@ -874,13 +873,10 @@ class WriteTransaction(ReadMethods, WriteTxn):
             # record under this version number.
             self.put(CHANGES_TABLE, _version_key(version), _UNKNOWN_CHANGES)
         else:
-            out: dict[str, list[bytes] | None] = {}
-            for table, keys in self._changed.items():
-                if table != CHANGES_TABLE:
-                    out[table] = (
-                        None if keys is None or len(keys) > CHANGED_KEYS_MAX else sorted(keys)
-                    )
-            self.put(CHANGES_TABLE, _version_key(version), msgpack.packb(out, use_bin_type=True))
+            # {table: sorted keys, or None past CHANGED_KEYS_MAX} packed in C.
+            self.put(
+                CHANGES_TABLE, _version_key(version), _pack_changes(self._changed, CHANGES_TABLE)
+            )
         if version % _CHANGES_PRUNE == 0 and version > CHANGES_KEEP:
             for old in range(
                 max(1, version - CHANGES_KEEP - _CHANGES_PRUNE + 1), version - CHANGES_KEEP + 1

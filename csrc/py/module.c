@@ -102,6 +102,8 @@ static PyMethodDef sp_methods[] = {
     {"bind_engine", (PyCFunction)(void (*)(void))sp_bind_engine, METH_FASTCALL,
      "bind_engine(addresses, raise_error, as_bytes, make_pointer, TransactionError, "
      "WrongThreadError): the engine functions storage.c calls (see storage.c)."},
+    {"pack_changes", (PyCFunction)(void (*)(void))sp_pack_changes, METH_FASTCALL,
+     "pack_changes(changed, skip): a transaction's change record as stored (storage.c)."},
     {"pack_keys", sp_pack_keys, METH_O,
      "pack_keys(keys): the keys as [u32 little-endian length][bytes]..."},
     {NULL, NULL, 0, NULL},

@@ -226,6 +226,7 @@ PyObject *sp_pack_records(PyObject *module, PyObject *const *args, Py_ssize_t na
 PyObject *sp_int_key(PyObject *module, PyObject *v);
 PyObject *sp_encode_key_list(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *sp_pack_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_pack_changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *sp_column_keys(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *sp_strictly_increasing(PyObject *module, PyObject *keys);
 PyObject *sp_found_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs);

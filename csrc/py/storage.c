@@ -1049,6 +1049,71 @@ int note_changed(PyObject *changed, PyObject *table, PyObject *key) {
     return PySet_Add(seen, key);
 }
 
+/* pack_changes(changed, skip) -> bytes: a transaction's change record
+ * (dict: table -> set of keys, or None for any key) as stored
+ * (realmpy.changelog, docs/format.md "change records"): a msgpack map from
+ * each table but skip to the array of its keys (bin, ascending), or nil
+ * for any key or more than CHANGED_KEYS_MAX of them; the bytes
+ * msgpack.packb(..., use_bin_type=True) makes of that map, without building
+ * it or a Packer per commit. */
+PyObject *sp_pack_changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs_is(nargs, 2, "pack_changes")) return NULL;
+    PyObject *changed = args[0], *skip = args[1];
+    if (!PyDict_CheckExact(changed) || !PyUnicode_Check(skip)) {
+        PyErr_SetString(PyExc_TypeError, "pack_changes(changed: dict, skip: str)");
+        return NULL;
+    }
+    PyObject *items = PyDict_Items(changed); /* a snapshot: sorting may run code */
+    if (items == NULL) return NULL;
+    Buf b = {NULL, 0, 0};
+    PyObject *out = NULL;
+    Py_ssize_t n = PyList_Size(items), m = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int eq = PyUnicode_Compare(PyTuple_GetItem(PyList_GetItem(items, i), 0), skip);
+        if (eq == -1 && PyErr_Occurred()) goto done;
+        m += eq != 0;
+    }
+    int rc = m < 16 ? buf_head(&b, (unsigned char)(0x80 | m), 0, 0)
+             : m < 65536 ? buf_head(&b, 0xde, (uint64_t)m, 2)
+                         : buf_head(&b, 0xdf, (uint64_t)m, 4);
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+        PyObject *pair = PyList_GetItem(items, i);
+        PyObject *table = PyTuple_GetItem(pair, 0), *keys = PyTuple_GetItem(pair, 1);
+        if (PyUnicode_Compare(table, skip) == 0) continue;
+        rc = mp_value(&b, table);
+        if (rc != 0) break;
+        if (keys == Py_None || !PyAnySet_Check(keys) || PySet_Size(keys) > CHANGED_KEYS_MAX) {
+            if (keys != Py_None && !PyAnySet_Check(keys)) {
+                PyErr_SetString(PyExc_TypeError, "pack_changes: keys must be a set or None");
+                goto done;
+            }
+            rc = buf_head(&b, RP_MP_NIL, 0, 0);
+            continue;
+        }
+        PyObject *sorted = PySequence_List(keys);
+        if (sorted == NULL || PyList_Sort(sorted) < 0) {
+            Py_XDECREF(sorted);
+            goto done;
+        }
+        Py_ssize_t k = PyList_Size(sorted);
+        rc = k < 16 ? buf_head(&b, (unsigned char)(RP_MP_FIXARRAY | k), 0, 0)
+                    : buf_head(&b, RP_MP_ARRAY16, (uint64_t)k, 2); /* k <= CHANGED_KEYS_MAX */
+        for (Py_ssize_t j = 0; rc == 0 && j < k; j++) {
+            PyObject *key = PyBytes_FromObject(PyList_GetItem(sorted, j)); /* bin, as packb */
+            rc = key == NULL ? -1 : mp_value(&b, key);
+            Py_XDECREF(key);
+        }
+        Py_DECREF(sorted);
+    }
+    if (rc > 0) PyErr_SetString(PyExc_TypeError, "pack_changes: tables must be strs");
+    if (rc == 0) out = PyBytes_FromStringAndSize(b.p, (Py_ssize_t)b.len);
+done:
+    PyMem_Free(b.p);
+    Py_DECREF(items);
+    return out;
+}
+
 /* Before a put or delete: a transaction that only keeps its change record
  * (observer is that dict, storage.WriteTransaction.track_changes) notes the
  * key here; a history observer (or one not looked up yet) is called. */

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
 from realmpy import changelog, query
+from realmpy._native import pack_changes
 from realmpy.codec import CodecError, encode_key
 from realmpy.errors import DuplicatePrimaryKeyError, RealmThreadError
 from realmpy.layout import table_name
@@ -438,6 +440,25 @@ def test_the_native_writes_note_each_key_and_any_key_past_the_limit(tmp_path: Pa
         version = env.version
         with env.read() as snap:
             assert changelog.read(snap, version - 1, version) == {"t": None, "u": {b"gone"}}
+
+
+def test_change_records_are_packed_as_msgpack_packs_them() -> None:
+    """The native encoder of a commit's change record (storage.c
+    pack_changes) writes the bytes the record's documented form packs to."""
+    rng = random.Random(15)
+    for _ in range(200):
+        changed: dict[str, set[bytes] | None] = {}
+        for t in range(rng.randrange(20)):
+            n = rng.choice([0, 1, 15, 16, 300, CHANGED_KEYS_MAX, CHANGED_KEYS_MAX + 1])
+            keys = {rng.randbytes(rng.randrange(1, 12)) for _ in range(n)}
+            changed[f"t{t}" + "é" * (t % 3)] = None if rng.random() < 0.2 else keys
+        changed[CHANGES_TABLE] = {b"never listed"}
+        form = {
+            t: None if k is None or len(k) > CHANGED_KEYS_MAX else sorted(k)
+            for t, k in changed.items()
+            if t != CHANGES_TABLE
+        }
+        assert pack_changes(changed, CHANGES_TABLE) == msgpack.packb(form, use_bin_type=True)
 
 
 def test_storage_files_keep_no_change_records(tmp_path: Path) -> None:
