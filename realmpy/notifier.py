@@ -771,10 +771,28 @@ def _call(callback: Callable[..., None], *args: Any) -> None:
 
 
 def _frozen_results(frozen: Realm, lis: _Listener, state: list[tuple[bytes, bytes]]) -> Any:
-    results: Results[Any] = Results(frozen, lis.cls, lis.query, lis.args)
-    # objects decode their record on first read
-    results._cache = (frozen._stamp, [(k, None) for k, _ in state])
-    return results
+    return _StateResults(frozen, lis, state)
+
+
+class _StateResults(Results[Any]):
+    """The frozen results a results listener's callback receives: the
+    listener's state, its rows listed (objects decode their record on first
+    read) only when the callback reads them, and its length without them;
+    so a callback that looks only at the change set costs nothing per
+    result (listing 50,000 rows took ~5 ms of every commit at 5M objects)."""
+
+    def __init__(self, frozen: Realm, lis: _Listener, state: list[tuple[bytes, bytes]]) -> None:
+        super().__init__(frozen, lis.cls, lis.query, lis.args)
+        self._state = state
+
+    def _rows(self) -> list[tuple[bytes, list[Any] | None]]:
+        if self._cache is None:
+            self._cache = (self._realm._stamp, [(k, None) for k, _ in self._state])
+        return super()._rows()
+
+    def _count(self) -> int | None:
+        self._realm._read()  # the checks (closed, thread)
+        return len(self._state)
 
 
 def _live_results(lis: _Listener, change: ResultsChange) -> None:

@@ -315,6 +315,7 @@ class _Seen:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.changes: queue.Queue[tuple[list[int], ResultsChange]] = queue.Queue()
         self.reruns = 0
+        self.lengths: list[int] = []  # len(results) - the objects listed, per call
         full = Realm._evaluate_raw
 
         def counted(realm: Realm, *args: Any) -> Any:
@@ -325,7 +326,11 @@ class _Seen:
         monkeypatch.setattr(Realm, "_evaluate_raw", counted)
 
     def __call__(self, results: Any, change: ResultsChange) -> None:
-        self.changes.put(([c.id for c in results], change))
+        # The length first: the results answer it before listing their rows.
+        self.lengths.append(len(results))
+        ids = [c.id for c in results]
+        self.lengths[-1] -= len(ids)  # 0 when it was right
+        self.changes.put((ids, change))
 
     def next(self) -> tuple[list[int], ResultsChange]:
         return self.changes.get(timeout=60)
@@ -374,6 +379,7 @@ def test_a_local_query_is_patched_with_the_change_sets_of_a_full_rerun(
                 assert ids == [c.id for c in results]
         token.remove()
     assert seen.reruns == 0  # every commit was patched or skipped
+    assert seen.lengths and not any(seen.lengths)
 
 
 def test_commits_to_other_classes_do_not_reach_a_listener(
