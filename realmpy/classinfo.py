@@ -170,17 +170,20 @@ class ClassInfo:
         # call (a simple class with a primary key; None: the general path).
         self.add_plan: AddPlan | None = None
         if self.simple and self.pk is not None:
-            self.add_plan = (
-                self.table.encode(),
-                self.names,
-                self.pk,
-                tuple((p, i.encode()) for p, i in self.indexed),
-                codec.MAX_KEY,
-                self.pos,
-                self.table,
-                None,
-                None,
-            )
+            self.add_plan = self._plan(self.pk, None, None)
+
+    def _plan(self, pk: str, kinds: bytes | None, extras: tuple[Any, ...] | None) -> AddPlan:
+        return (
+            self.table.encode(),
+            self.names,
+            pk,
+            tuple((p, i.encode()) for p, i in self.indexed),
+            codec.MAX_KEY,
+            self.pos,
+            self.table,
+            kinds,
+            extras,
+        )
 
     def plan_linked(self, models: Mapping[str, type[_Model]]) -> None:
         """Set :attr:`add_plan` of a class with a primary key whose
@@ -210,17 +213,7 @@ class ClassInfo:
                 return
             kinds.append(k)
             extras.append(extra)
-        self.add_plan = (
-            self.table.encode(),
-            self.names,
-            self.pk,
-            tuple((p, i.encode()) for p, i in self.indexed),
-            codec.MAX_KEY,
-            self.pos,
-            self.table,
-            bytes(kinds),
-            tuple(extras),
-        )
+        self.add_plan = self._plan(self.pk, bytes(kinds), tuple(extras))
 
     def full(self, rec: list[Any]) -> list[Any]:
         """``rec`` (a decoded record) padded with the defaults of properties

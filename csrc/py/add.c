@@ -102,14 +102,6 @@ static const char *ent_next(const Buf *b, size_t *off, size_t *n, uint32_t *tag)
 
 /* ---- msgpack forms beyond bulk.c's scalars (as msgpack-python packs them) ---- */
 
-/* The header of an array (fix, t16, t32: the array tags) or a map of n items. */
-static int mp_count(Buf *b, unsigned char fix, unsigned char t16, unsigned char t32, size_t n) {
-    if (n < 16) return buf_head(b, (unsigned char)(fix | n), 0, 0);
-    if (n < 65536) return buf_head(b, t16, n, 2);
-    if (n <= UINT32_MAX) return buf_head(b, t32, n, 4);
-    return 1;
-}
-
 /* The header of an ExtType of n data bytes. */
 static int mp_ext(Buf *b, unsigned char type, size_t n) {
     int rc;
@@ -134,7 +126,7 @@ static int pack_list(Buf *b, PyObject *v) {
     PyObject *t = PyList_AsTuple(v); /* a snapshot: packing may run the GC */
     if (t == NULL) return -1;
     Py_ssize_t n = PyTuple_Size(t);
-    int rc = mp_count(b, RP_MP_FIXARRAY, RP_MP_ARRAY16, RP_MP_ARRAY32, (size_t)n);
+    int rc = mp_count(b, MP_ARRAY, (size_t)n);
     for (Py_ssize_t i = 0; rc == 0 && i < n; i++) rc = mp_value(b, PyTuple_GetItem(t, i));
     Py_DECREF(t);
     return rc;
@@ -162,7 +154,7 @@ static int pack_links(RealmState *r, PyObject *v, Buf *b, Buf *eb, uint32_t j, c
     PyObject *t = PyList_AsTuple(v);
     if (t == NULL) return -1;
     Py_ssize_t n = PyTuple_Size(t);
-    int rc = mp_count(b, RP_MP_FIXARRAY, RP_MP_ARRAY16, RP_MP_ARRAY32, (size_t)n);
+    int rc = mp_count(b, MP_ARRAY, (size_t)n);
     for (Py_ssize_t i = 0; rc == 0 && i < n; i++)
         rc = pack_link(r, PyTuple_GetItem(t, i), b, eb, j, kb, max_key);
     Py_DECREF(t);
@@ -186,7 +178,7 @@ static int pack_embedded(PyObject *v, PyObject *eplan, Buf *b) {
     if (d == NULL) return -1;
     Py_ssize_t m = PyTuple_Size(names);
     const char *k = PyBytes_AsString(kinds);
-    int rc = mp_count(b, RP_MP_FIXMAP, 0xde, 0xdf, (size_t)m);
+    int rc = mp_count(b, MP_MAP, (size_t)m);
     for (Py_ssize_t j = 0; rc == 0 && j < m; j++) {
         PyObject *name = PyTuple_GetItem(names, j);
         PyObject *x = PyDict_GetItemWithError(d, name);
@@ -215,7 +207,7 @@ static int pack_linked(RealmState *r, PyObject *d, PyObject *plan, const Buf *kb
         || PyTuple_Size(extras) != m)
         return bad_plan();
     const char *k = PyBytes_AsString(kinds);
-    int rc = mp_count(b, RP_MP_FIXARRAY, RP_MP_ARRAY16, RP_MP_ARRAY32, (size_t)m);
+    int rc = mp_count(b, MP_ARRAY, (size_t)m);
     for (Py_ssize_t j = 0; rc == 0 && j < m; j++) {
         PyObject *v = PyDict_GetItemWithError(d, PyTuple_GetItem(names, j));
         if (v == NULL) return PyErr_Occurred() ? -1 : 1;

@@ -492,6 +492,14 @@ int buf_bytes(Buf *b, const char *src, size_t n) {
 }
 
 /* See native.h. */
+int mp_count(Buf *b, int map, size_t n) {
+    if (n < 16) return buf_head(b, (unsigned char)((map ? RP_MP_FIXMAP : RP_MP_FIXARRAY) | n), 0, 0);
+    if (n < 65536) return buf_head(b, map ? 0xde : RP_MP_ARRAY16, n, 2);
+    if (n <= UINT32_MAX) return buf_head(b, map ? 0xdf : RP_MP_ARRAY32, n, 4);
+    return 1;
+}
+
+/* See native.h. */
 int mp_value(Buf *b, PyObject *v) {
     if (v == Py_None) return buf_head(b, RP_MP_NIL, 0, 0);
     if (v == Py_True) return buf_head(b, RP_MP_TRUE, 0, 0);
@@ -626,9 +634,7 @@ static int pack_row(PyObject *d, PyObject *names, Py_ssize_t m, PyObject *rows,
 int pack_record(PyObject *d, PyObject *names, Py_ssize_t m, Buf *b, PyObject **row) {
     PyObject *r = PyTuple_New(m);
     if (r == NULL) return -1;
-    int rc = m < 16 ? buf_head(b, (unsigned char)(RP_MP_FIXARRAY | m), 0, 0)
-             : m < 65536 ? buf_head(b, RP_MP_ARRAY16, (uint64_t)m, 2)
-                         : buf_head(b, RP_MP_ARRAY32, (uint64_t)m, 4);
+    int rc = mp_count(b, MP_ARRAY, (size_t)m);
     for (Py_ssize_t j = 0; rc == 0 && j < m; j++) {
         PyObject *v = PyDict_GetItemWithError(d, PyTuple_GetItem(names, j));
         if (v == NULL) {

@@ -119,6 +119,10 @@ int buf_bytes(Buf *b, const char *src, size_t n);
  * (None, bool, int of 64 bits, float, str, bytes: the caller then falls
  * back to msgpack), -1 on error. */
 int mp_value(Buf *b, PyObject *v);
+/* The msgpack header of an array (MP_ARRAY) or a map (MP_MAP) of n items,
+ * as msgpack-python packs it: 0; 1 if n is too large for msgpack. */
+enum { MP_ARRAY = 0, MP_MAP = 1 };
+int mp_count(Buf *b, int map, size_t n);
 /* codec.encode_key(v) appended to b for an int of 64 bits or a str without
  * NUL: 0; 1 if v needs the general encoder; -1 on error. */
 int key_value(Buf *b, PyObject *v);

@@ -1074,9 +1074,7 @@ PyObject *sp_pack_changes(PyObject *module, PyObject *const *args, Py_ssize_t na
         if (eq == -1 && PyErr_Occurred()) goto done;
         m += eq != 0;
     }
-    int rc = m < 16 ? buf_head(&b, (unsigned char)(0x80 | m), 0, 0)
-             : m < 65536 ? buf_head(&b, 0xde, (uint64_t)m, 2)
-                         : buf_head(&b, 0xdf, (uint64_t)m, 4);
+    int rc = mp_count(&b, MP_MAP, (size_t)m);
     for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
         PyObject *pair = PyList_GetItem(items, i);
         PyObject *table = PyTuple_GetItem(pair, 0), *keys = PyTuple_GetItem(pair, 1);
@@ -1097,8 +1095,7 @@ PyObject *sp_pack_changes(PyObject *module, PyObject *const *args, Py_ssize_t na
             goto done;
         }
         Py_ssize_t k = PyList_Size(sorted);
-        rc = k < 16 ? buf_head(&b, (unsigned char)(RP_MP_FIXARRAY | k), 0, 0)
-                    : buf_head(&b, RP_MP_ARRAY16, (uint64_t)k, 2); /* k <= CHANGED_KEYS_MAX */
+        rc = mp_count(&b, MP_ARRAY, (size_t)k);
         for (Py_ssize_t j = 0; rc == 0 && j < k; j++) {
             PyObject *key = PyBytes_FromObject(PyList_GetItem(sorted, j)); /* bin, as packb */
             rc = key == NULL ? -1 : mp_value(&b, key);
