@@ -31,9 +31,9 @@ _unpack_row = codec.unpack_row
 # (table, names, primary key, ((property, index table), ...), key limit, positions,
 # table name, kinds, extras): what RealmState.add (csrc/py/add.c) reads.
 # kinds is None for a simple class (every value a plain scalar: its record is
-# cached as a tuple, and an upsert of an existing key is written natively
-# too), else one ADD_* byte per property, with extras[i] the backlink table
-# (bytes) of a link property or the EmbeddedPlan of an embedded one.
+# cached as a tuple), else one ADD_* byte per property, with extras[i] the
+# backlink table (bytes) of a link property or the EmbeddedPlan of an
+# embedded one.
 AddPlan = tuple[
     bytes,
     tuple[str, ...],

@@ -16,9 +16,10 @@
  *    to objects this realm manages (with their backlink entries,
  *    realmpy.backlinkindex) and embedded objects of plain properties
  *    (a map, as Realm._embedded_record builds it);
- *  - add(obj, update=True) of a simple class whose key exists: the old
- *    record's index entries that change are deleted, the new ones written
- *    and the record replaced, as bulkadd.add_simple_each does.
+ *  - add(obj, update=True) of such a class whose key exists: the old
+ *    record's index and backlink entries that change are deleted, the new
+ *    ones written and the record replaced, as Realm._add (and, for simple
+ *    classes, bulkadd.add_simple_each) does.
  *
  * It encodes the key, the record and the index (and backlink) entries,
  * checks in the engine whether the key exists, writes, makes the object
@@ -32,8 +33,8 @@
  * thread, an object already managed, a class without a plan, a value the C
  * encoders do not take (a link to an unmanaged object, which the general
  * path adds too, or to another realm instance's object), an existing key
- * without update=True (DuplicatePrimaryKeyError) or of a class with links
- * (its old backlink entries), an old record this does not decode.
+ * without update=True (DuplicatePrimaryKeyError), an old record this does
+ * not decode.
  * _add_slow sets _adder at the first add of a transaction where the fast
  * path is allowed, and clears it when the transaction ends.
  */
@@ -248,26 +249,35 @@ static int index_entries(PyObject *d, PyObject *indexes, const Buf *kb, Py_ssize
     return 0;
 }
 
-/* The index entries of the stored record [raw, raw + n) of key kb, as
- * index_entries makes them, into ob: 1 (the general path decides) if a
- * field is missing (an older record: decode pads it) or not an int or str. */
-static int old_index_entries(const unsigned char *raw, size_t n, PyObject *indexes,
-                             PyObject *pos, const Buf *kb, Py_ssize_t max_key, Buf *ob) {
-    const unsigned char *e = raw + n;
+/* ---- an existing record (add with update=True) ----------------------------------
+ * Its index and backlink entries are what an upsert replaces; read before
+ * any write moves the record's bytes.  Anything this does not decode (a
+ * damaged record, a field missing from an older one, an indexed value that
+ * is not an int or str) is the general path's. */
+
+/* Field `at` of the stored record [raw, e) as [*p, *q): 0, or 1. */
+static int field_at(const unsigned char *raw, const unsigned char *e, Py_ssize_t at,
+                    const unsigned char **p, const unsigned char **q) {
     uint64_t count;
-    const unsigned char *first = rp_mp_array(raw, e, &count);
-    if (first == NULL) return 1; /* damaged: the general path raises CodecError */
+    const unsigned char *f = rp_mp_array(raw, e, &count);
+    if (f == NULL || at < 0 || (uint64_t)at >= count) return 1;
+    for (Py_ssize_t i = 0; f != NULL && i < at; i++) f = rp_mp_skip(f, e);
+    *p = f;
+    *q = f == NULL ? NULL : rp_mp_skip(f, e);
+    return *q == NULL;
+}
+
+/* The old record's index entries, as index_entries makes them, into ob. */
+static int old_index_entries(const unsigned char *raw, const unsigned char *e, PyObject *indexes,
+                             PyObject *pos, const Buf *kb, Py_ssize_t max_key, Buf *ob) {
     for (Py_ssize_t i = 0; i < PyTuple_Size(indexes); i++) {
         PyObject *ix = PyTuple_GetItem(indexes, i); /* checked by index_entries */
         PyObject *at_o = PyDict_GetItemWithError(pos, PyTuple_GetItem(ix, 0));
         if (at_o == NULL) return PyErr_Occurred() ? -1 : bad_plan();
         Py_ssize_t at = PyLong_AsSsize_t(at_o);
         if (at == -1 && PyErr_Occurred()) return -1;
-        if (at < 0 || (uint64_t)at >= count) return 1;
-        const unsigned char *p = first;
-        for (Py_ssize_t f = 0; p != NULL && f < at; f++) p = rp_mp_skip(p, e);
-        const unsigned char *q = p == NULL ? NULL : rp_mp_skip(p, e);
-        if (q == NULL) return 1;
+        const unsigned char *p, *q;
+        if (field_at(raw, e, at, &p, &q)) return 1;
         PyObject *v = mp_scalar(p, q);
         if (v == NULL) return PyErr_Occurred() ? -1 : 1;
         size_t start;
@@ -277,6 +287,70 @@ static int old_index_entries(const unsigned char *raw, size_t n, PyObject *index
         if (buf_bytes(ob, kb->p, kb->len)) return -1;
         if (ent_end(ob, start, max_key)) return 1;
     }
+    return 0;
+}
+
+/* The old backlink entry of the stored link [p, q) (nil, or EXT_LINK of
+ * the target's key, as mp_ext packs it), tagged j, into ob. */
+static int old_link(const unsigned char *p, const unsigned char *q, uint32_t j, const Buf *kb,
+                    Buf *ob) {
+    if (*p == RP_MP_NIL && q == p + 1) return 0;
+    size_t len, h;
+    switch (*p) {
+    case 0xd4: len = 1, h = 2; break;
+    case 0xd5: len = 2, h = 2; break;
+    case 0xd6: len = 4, h = 2; break;
+    case 0xd7: len = 8, h = 2; break;
+    case 0xd8: len = 16, h = 2; break;
+    case 0xc7: len = q - p >= 3 ? p[1] : 0, h = 3; break;
+    case 0xc8: len = q - p >= 4 ? rp_mp_be16(p + 1) : 0, h = 4; break;
+    case 0xc9: len = q - p >= 6 ? rp_mp_be32(p + 1) : 0, h = 6; break;
+    default: return 1;
+    }
+    if ((size_t)(q - p) != h + len || p[h - 1] != EXT_LINK) return 1;
+    size_t at;
+    if (ent_begin(ob, j, &at) || buf_bytes(ob, (const char *)p + h, len)
+        || buf_bytes(ob, kb->p, kb->len))
+        return -1;
+    ent_end(ob, at, PY_SSIZE_T_MAX); /* stored once: within the limit */
+    return 0;
+}
+
+/* The old record's backlink entries (its to-one links and lists of links)
+ * into ob, tagged with the property's position as pack_linked tags them. */
+static int old_link_entries(const unsigned char *raw, const unsigned char *e, PyObject *plan,
+                            const Buf *kb, Buf *ob) {
+    PyObject *kinds = PyTuple_GetItem(plan, P_KINDS); /* checked by pack_linked */
+    const char *k = PyBytes_AsString(kinds);
+    for (Py_ssize_t j = 0; j < PyBytes_Size(kinds); j++) {
+        if (k[j] != K_LINK && k[j] != K_LINK_LIST) continue;
+        const unsigned char *p, *q;
+        if (field_at(raw, e, j, &p, &q)) return 1;
+        if (k[j] == K_LINK) {
+            int rc = old_link(p, q, (uint32_t)j, kb, ob);
+            if (rc != 0) return rc;
+            continue;
+        }
+        uint64_t count;
+        const unsigned char *x = rp_mp_array(p, q, &count);
+        if (x == NULL) return 1;
+        for (uint64_t i = 0; i < count; i++) {
+            const unsigned char *y = rp_mp_skip(x, q);
+            int rc = y == NULL ? 1 : old_link(x, y, (uint32_t)j, kb, ob);
+            if (rc != 0) return rc;
+            x = y;
+        }
+    }
+    return 0;
+}
+
+/* Whether entries `a` holds the entry [p, p + n) tagged tag. */
+static int ent_has(const Buf *a, const char *p, size_t n, uint32_t tag) {
+    size_t off = 0, m;
+    uint32_t t;
+    const char *x;
+    while ((x = ent_next(a, &off, &m, &t)) != NULL)
+        if (t == tag && m == n && memcmp(x, p, n) == 0) return 1;
     return 0;
 }
 
@@ -294,10 +368,10 @@ static int add_one(RealmState *r, void *txn, PyObject *plan, PyObject *obj, int 
     if (!PyTuple_Check(names) || !PyTuple_Check(indexes) || !PyDict_Check(pos)) return bad_plan();
     Py_ssize_t max_key = PyLong_AsSsize_t(PyTuple_GetItem(plan, P_MAX_KEY));
     if (max_key == -1 && PyErr_Occurred()) return -1;
-    /* kb: the key; rb: the record; ib, ob, eb: new and old index entries,
-     * backlink entries. */
+    /* kb: the key; rb: the record; ib, ob: new and old index entries; eb,
+     * lb: new and old backlink entries. */
     Buf kb = {NULL, 0, 0}, rb = {NULL, 0, 0}, ib = {NULL, 0, 0}, ob = {NULL, 0, 0};
-    Buf eb = {NULL, 0, 0};
+    Buf eb = {NULL, 0, 0}, lb = {NULL, 0, 0};
     PyObject *row = NULL, *key = NULL;
     int result = -1;
     PyObject *d = instance_dict(obj);
@@ -333,8 +407,12 @@ static int add_one(RealmState *r, void *txn, PyObject *plan, PyObject *obj, int 
     int rc = engine_get(txn, tp, tn, kb.p, kb.len, &val, &vlen);
     int exists = rc == RP_OK;
     if (exists) {
-        result = update && simple ? old_index_entries(val, vlen, indexes, pos, &kb, max_key, &ob)
-                                  : 1;
+        const unsigned char *raw = val, *e = raw + vlen;
+        result = !update ? 1 : old_index_entries(raw, e, indexes, pos, &kb, max_key, &ob);
+        if (result == 0 && !simple) result = old_link_entries(raw, e, plan, &kb, &lb);
+        /* Old and new backlink entries are matched pairwise (ent_has):
+         * huge lists of links are the general path's (its sets). */
+        if (result == 0 && lb.len / 16 * (eb.len / 16) > 65536) result = 1;
         if (result != 0) goto done;
         result = -1;
         rc = RP_NOTFOUND;
@@ -356,10 +434,22 @@ static int add_one(RealmState *r, void *txn, PyObject *plan, PyObject *obj, int 
         rc = engine_put(txn, xp, xn, ip, in, "", 0);
         if (rc == RP_OK) rc = RP_NOTFOUND;
     }
+    /* Backlink entries: the old record's that the new one lacks go, the
+     * new ones it lacked come (an entry may repeat: a list links twice). */
+    PyObject *extras = PyTuple_GetItem(plan, P_EXTRAS); /* checked by pack_linked */
+    size_t lo = 0;
+    while (rc == RP_NOTFOUND && (op = ent_next(&lb, &lo, &on, &tag)) != NULL) {
+        const char *xp;
+        size_t xn;
+        if (ent_has(&eb, op, on, tag)) continue;
+        if (bytes_of(PyTuple_GetItem(extras, tag), &xp, &xn)) goto done;
+        rc = engine_del(txn, xp, xn, op, on);
+        if (rc == RP_OK) rc = RP_NOTFOUND;
+    }
     while (rc == RP_NOTFOUND && (ip = ent_next(&eb, &eo, &in, &tag)) != NULL) {
         const char *xp;
         size_t xn;
-        PyObject *extras = PyTuple_GetItem(plan, P_EXTRAS); /* checked by pack_linked */
+        if (ent_has(&lb, ip, in, tag)) continue;
         if (bytes_of(PyTuple_GetItem(extras, tag), &xp, &xn)) goto done;
         rc = engine_put(txn, xp, xn, ip, in, "", 0);
         if (rc == RP_OK) rc = RP_NOTFOUND;
@@ -385,6 +475,7 @@ done:
     PyMem_Free(ib.p);
     PyMem_Free(ob.p);
     PyMem_Free(eb.p);
+    PyMem_Free(lb.p);
     Py_XDECREF(d);
     Py_XDECREF(row);
     Py_XDECREF(key);

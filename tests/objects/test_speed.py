@@ -235,10 +235,9 @@ class Owner(Object):
 
 
 def _fill_owners(realm: Realm, add: Callable[[Object, bool], object]) -> None:
-    """Cars, owners linking to them, upserts of existing keys (native
-    cases), then what only the general path writes: an upsert of a class
-    with links (its old backlink entries), a link to an unmanaged object
-    (added with it)."""
+    """Cars, owners linking to them, upserts of existing keys (their old
+    index and backlink entries go), then what only the general path
+    writes: a link to an unmanaged object (added with it)."""
     with realm.write():
         cars = _cars(6)
         for c in cars:
@@ -253,6 +252,9 @@ def _fill_owners(realm: Realm, add: Callable[[Object, bool], object]) -> None:
             c.miles += 1
             add(c, True)
         add(Owner(id=1, name="o1", car=None, cars=cars[3:]), True)
+        add(Owner(id=5, name="o0", car=cars[0], cars=[cars[1], cars[5], cars[1]]), True)
+        add(Owner(id=4, name="o0", car=cars[4], cars=[cars[5], cars[5]]), True)
+        add(Owner(id=4, name="o0", car=cars[4], cars=[cars[3]]), True)  # old: a link twice
         add(Owner(id=9, car=Car(id=99, make="new")), False)
 
 
@@ -276,11 +278,9 @@ def test_links_lists_embedded_objects_and_upserts_are_native_and_write_what_the_
         monkeypatch.setattr(realm, "_add_slow", spy)
         _fill_owners(realm, realm.add)
         # The first add decides the transaction's path, then only the last
-        # two (with links, an existing key; a link to an unmanaged object)
-        # leave the native one.
+        # (a link to an unmanaged object) leaves the native one.
         assert [(type(o).__name__, o.id, u) for o, u in slow] == [  # type: ignore[attr-defined]
             ("Car", 0, False),
-            ("Owner", 1, True),
             ("Owner", 9, False),
         ]
         assert _contents(realm) == expected
@@ -296,7 +296,13 @@ def test_links_lists_embedded_objects_and_upserts_are_native_and_write_what_the_
         assert four is not None and four.car is not None and four.spot is None
         assert (four.car.id, four.car.make, four.car.miles) == (4, "m4", 13)
         linked = realm.query(Car, "@links.Owner.car.@count > 0")
-        assert sorted(c.id for c in linked) == [2, 4, 5, 99]
+        assert sorted(c.id for c in linked) == [0, 2, 4, 99]
+        in_lists = realm.query(Car, "@links.Owner.cars.@count > 0")
+        assert sorted(c.id for c in in_lists) == [0, 1, 2, 3, 4, 5]
+        four_cars = realm.find(Owner, 4)
+        assert four_cars is not None and [c.id for c in four_cars.cars] == [3]
+        five = realm.find(Owner, 5)
+        assert five is not None and [c.id for c in five.cars] == [1, 5, 1]
         assert sorted(c.id for c in realm.query(Car, "make == 'm0'")) == [0, 1, 3, 5]
         version = realm._env.version
         with realm._env.read() as snap:
