@@ -35,8 +35,9 @@ Method:
 - add_kinds: ``realm.add`` in a loop of N/5 objects in one write
   (durability none, the commit outside the timer), CPU µs per object, for
   each case of the add path: a new object (the native path), an upsert of
-  a new and of an existing key, an object linking to a managed one, one with
-  a list, one with an embedded object.
+  a new and of an existing key, of an existing key whose link moves to
+  another object, an object linking to a managed one, one with a list,
+  one with an embedded object.
 - listener: a child process (spawned) registers a listener; the parent
   commits a one-field change with random 2-5 ms gaps; the callback (on the
   child's notifier thread) takes ``perf_counter_ns()`` (CLOCK_MONOTONIC,
@@ -758,6 +759,7 @@ _ADD_KINDS = {
     "new": "new object (native path)",
     "upsert_new": "update=True, new key",
     "upsert_existing": "update=True, existing key",
+    "upsert_link": "update=True, its link moved",
     "link": "linking to a managed object",
     "list": "with a 3-item list",
     "embedded": "with an embedded object",
@@ -777,9 +779,13 @@ def _add_kind(work: Workdir, rows: list[Row], kind: str) -> float:
     add = realm.add
     try:
         with realm.write():
-            if kind in ("upsert_existing", "link"):
+            if kind in ("upsert_existing", "link", "upsert_link"):
                 realm.add_all([Item(id=a, name=b) for a, b, _, _, _ in rows])
-            items = {i.id: i for i in realm.all(Item)} if kind == "link" else {}
+            linking = kind in ("link", "upsert_link")
+            items = {i.id: i for i in realm.all(Item)} if linking else {}
+            if kind == "upsert_link":
+                for a, b, _, _, _ in rows:
+                    add(Owner(id=a, name=b, item=items[a], tags=["x"]))
             gc_was = gc.isenabled()
             gc.disable()
             t0 = time.process_time()
@@ -790,6 +796,10 @@ def _add_kind(work: Workdir, rows: list[Row], kind: str) -> float:
             elif kind == "link":
                 for a, b, _, _, _ in rows:
                     add(Owner(id=a, name=b, item=items[a]))
+            elif kind == "upsert_link":
+                n = len(rows)
+                for a, b, c, _, _ in rows:
+                    add(Owner(id=a, name=c, item=items[rows[(a + 1) % n][0]], tags=[b]), True)
             elif kind == "list":
                 for a, b, c, _, _ in rows:
                     add(Owner(id=a, name=b, tags=[c, b, "x"]))
