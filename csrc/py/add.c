@@ -396,9 +396,9 @@ static int add_one(RealmState *r, void *txn, PyObject *plan, PyObject *obj, int 
     result = -1;
 
     /* Whether the key exists, in the engine: without update=True that is
-     * the general path's DuplicatePrimaryKeyError; with it, a simple
-     * class's old index entries go (read before any write moves the
-     * record's bytes). */
+     * the general path's DuplicatePrimaryKeyError; with it, the old
+     * record's index and backlink entries are read (before any write moves
+     * its bytes) to replace them. */
     const char *tp;
     size_t tn;
     if (bytes_of(table, &tp, &tn)) goto done;
