@@ -50,7 +50,9 @@ does not pass listed in tests/objects/parser_port/exclusions.txt.
   ``inf -inf infinity nan``, ``'strings'`` / ``"strings"`` with the escapes
   ``\" \' \\ \/ \b \f \n \r \t \0 \uXXXX``, ``true false null nil``,
   ``oid(<24 hex>)``, ``uuid(<uuid>)``, ``decimal128(<number>)``,
-  ``B64"<base64>"``, ``bin('<text>')``, timestamps ``T<sec>:<nanos>`` and
+  ``B64"<base64>"`` (a string spelled in base64, as realm-core's; descriptions
+  write strings with control characters so), bytes ``bin('<text>')``,
+  ``bin(B64"<base64>")`` (``binary(…)``, any case, too), timestamps ``T<sec>:<nanos>`` and
   ``Y-M-D@h:m:s[:nanos]`` or ``Y-M-DTh:m:s[:nanos]`` (UTC);
 - key paths through links, lists and dictionaries: ``owner.name``,
   ``settings['theme']``, ``settings[$0]``, ``settings.@keys``,

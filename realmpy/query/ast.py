@@ -5,6 +5,7 @@ the default resolver."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as _dt
 import math
@@ -463,6 +464,11 @@ def _render_value(v: Any) -> str:
             return "nan"
         return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf")
     if isinstance(v, str):
+        if not v.replace("\n", "").replace("\r", "").replace("\t", "").isprintable():
+            # Control characters as realm-core writes them, not raw in the
+            # text (a lone surrogate, from a "\ud800" escape, stays raw).
+            with contextlib.suppress(UnicodeEncodeError):
+                return 'B64"' + base64.b64encode(v.encode("utf-8")).decode("ascii") + '"'
         return (
             '"'
             + v.replace("\\", "\\\\")
@@ -473,7 +479,7 @@ def _render_value(v: Any) -> str:
             + '"'
         )
     if isinstance(v, bytes):
-        return 'B64"' + base64.b64encode(v).decode("ascii") + '"'
+        return 'bin(B64"' + base64.b64encode(v).decode("ascii") + '")'  # B64"…" alone is a str
     if isinstance(v, ObjectId):
         return f"oid({v})"
     if isinstance(v, uuid.UUID):

@@ -207,6 +207,10 @@ def _mismatch(path: str, t: _Type, v: Any, where: str = "") -> QueryTypeError:
     hint = ""
     if isinstance(v, _dt.datetime) and v.tzinfo is None and t.type == "datetime":
         hint = ": a naive datetime is ambiguous, give it a tzinfo (e.g. datetime.timezone.utc)"
+    if t.type == "bytes" and isinstance(v, str):
+        hint = (
+            ': bytes literals are bin("…") or bin(B64"…") (B64"…" alone is a string, as in Realm)'
+        )
     at = f" ({where})" if where else ""
     if t.type in _TYPES_OF:
         hint = ": @type compares with Realm's type names, case-insensitive: " + ", ".join(

@@ -226,6 +226,7 @@ def test_oversized_literals_are_syntax_errors() -> None:
         ("ints[FIRST] == 'x'", ()),
         ("age ==[c] 30", ()),
         ("attrs[FIRST] == 1", ()),
+        ('blob == B64"Zm9yaw=="', ()),  # a string, as in Realm
     ],
 )
 def test_type_errors_are_raised_when_the_query_is_built(
@@ -292,7 +293,9 @@ def test_argument_types_are_checked_on_every_call(rows: Realm) -> None:
         ("attrs.@values > 50", (), [0]),
         ("name ==[d] 'Ánne'", (), [0]),
         ("name BEGINSWITH[cd] 'ÁN'", (), [0]),
-        ('blob == B64"Zm9yaw=="', (), [1]),
+        ('blob == bin(B64"Zm9yaw==")', (), [1]),
+        ('blob == binary("fork")', (), [1]),
+        ('name == B64"QW5uZQ=="', (), [0]),
     ],
 )
 def test_realm_syntax(rows: Realm, text: str, args: tuple[Any, ...], expected: list[int]) -> None:
