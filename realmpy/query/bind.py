@@ -399,6 +399,19 @@ class _Binder:
             )
         return _Type("link", "list", True, cur.many, cls)
 
+    def class_name(self, name: str) -> str:
+        """The class ``obj(name, …)`` names.  As realm-core, ``name`` may be
+        its table name, ``class_`` and the class name (its descriptions write
+        that), unless a class is called so."""
+        if name.startswith("class_"):
+            for candidate in (name, name[len("class_") :]):
+                try:
+                    self.schema_of(candidate)
+                except (KeyError, LookupError):
+                    continue
+                return candidate
+        return name
+
     def embedded_linking(self, target: str) -> str:
         """The embedded classes' link properties to class ``target``, as text."""
         out = []
@@ -528,9 +541,21 @@ class _Binder:
         # As Realm: a list's elements of other types simply never match.
 
     def object_literal(self, node: ObjLit, t: _Type, path: str) -> None:
-        """``obj('Class', pk)`` compares with links to that class only."""
+        """``obj('Class', pk)`` compares with links to that class only (and
+        with mixed values, which may hold one)."""
+        cls = self.class_name(node.cls)
+        if cls != node.cls:
+            self.replace[id(node)] = ObjLit(cls, node.pk)
+        if t.type == "any":
+            try:
+                self.schema_of(cls)
+            except (KeyError, LookupError):
+                raise QueryArgumentError(
+                    f"{path!r} is compared with {node}: no class {cls!r} in this realm's schema"
+                ) from None
+            return
         target = t.target.name if t.target is not None and t.type == "link" else None
-        if target != node.cls:
+        if target != cls:
             raise QueryTypeError(
                 f"cannot compare {path!r} ({t.describe()}) with {node}: "
                 + (f"it links to {target}" if target else "it is no link"),

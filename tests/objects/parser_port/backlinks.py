@@ -1,7 +1,7 @@
 """realm-core's parser tests on undeclared backlinks, ``@links.Class.prop``
 and ``@links.@count`` (Parser_Backlinks, Parser_BacklinkCount,
-Parser_BacklinksIndex), on links compared with objects (Parser_Object) and
-geospatial queries (Parser_Geospatial).
+Parser_BacklinksIndex), on links compared with objects (Parser_Object,
+Parser_PrimaryKey) and geospatial queries (Parser_Geospatial).
 Classes carry realm-core's table names (``name="Person"``) since the queries
 spell them; realm-core's implicit object keys are an ``int`` primary key
 ``k``; its ``fav item`` column (a space in its name) is ``fav_item`` with
@@ -9,10 +9,12 @@ spell them; realm-core's implicit object keys are an ``int`` primary key
 
 from __future__ import annotations
 
+import uuid
+
 from realmpy.objectid import ObjectId
 from realmpy.query import GeoBox, GeoCircle, GeoPoint, GeoPolygon
 from realmpy.realm import Realm
-from realmpy.schema import EmbeddedObject, Object, field
+from realmpy.schema import EmbeddedObject, Mixed, Object, field
 from tests.objects.parser_port.cases import INVALID, SYNTAX, section
 
 # ---------------------------------------------------------------------------
@@ -359,3 +361,69 @@ for _i in (4, 5, 6, 7, 11, 3):
     s.throws(f"location GEOWITHIN ${_i}", INVALID, *GEO_ARGS)
 for _q in ("geoCircle([$1, $2], $3)", "geoCircle([$4, $4], $4)", "geoCircle([$7, $7], $7)"):
     s.throws(f"location GEOWITHIN {_q}", INVALID, *GEO_ARGS)
+
+
+# ---------------------------------------------------------------------------
+# Parser_PrimaryKey (realm-core's descriptions name the classes by their
+# table names, ``obj("class_Int", 1)``; realm-core also checks that the
+# description is the query text, realmpy formats its own: the count of the
+# re-parsed description is checked instead)
+
+
+class PkInt(Object, name="Int"):
+    _id: int = field(primary_key=True)
+
+
+class PkString(Object, name="String"):
+    _id: str = field(primary_key=True)
+
+
+class PkOid(Object, name="Oid"):
+    _id: ObjectId = field(primary_key=True)
+
+
+class PkUuid(Object, name="Uuid"):
+    _id: uuid.UUID = field(primary_key=True)
+
+
+class PkOrigin(Object, name="origin"):
+    int: PkInt | None = None
+    string: PkString | None = None
+    oid: PkOid | None = None
+    uuid: PkUuid | None = None
+    mixed: Mixed = None
+
+
+class PkLinking(Object, name="linking"):
+    link: PkOrigin | None = None
+
+
+PK_OID = ObjectId(b"primarykey12")
+PK_UUID = uuid.UUID("3b241101-e2bb-4255-8caf-4136c566a961")
+
+
+def _fill_primary_key(r: Realm) -> None:
+    targets = [PkInt(_id=1), PkString(_id="first"), PkOid(_id=PK_OID), PkUuid(_id=PK_UUID)]
+    for prop, target in zip(("int", "string", "oid", "uuid"), r.add_all(targets), strict=True):
+        origin = r.add(PkOrigin(**{prop: target, "mixed": target}))
+        r.add(PkLinking(link=origin))
+
+
+s = section(
+    "Parser_PrimaryKey", "links", [PkInt, PkString, PkOid, PkUuid, PkOrigin, PkLinking], PkOrigin
+)
+s.fill = _fill_primary_key
+for q in [
+    'int == obj("class_Int",1)',
+    'obj("class_Int",1) == int',
+    'mixed == obj("class_Int",1)',
+    'string == obj("class_String","first")',
+    f'oid == obj("class_Oid",oid({PK_OID}))',
+    f'uuid == obj("class_Uuid",uuid({PK_UUID}))',
+    'PkLinking: link.int == obj("class_Int",1)',
+    'PkLinking: link.mixed == obj("class_Int",1)',
+    'PkLinking: link.string == obj("class_String","first")',
+    f'PkLinking: link.oid == obj("class_Oid",oid({PK_OID}))',
+    f'PkLinking: link.uuid == obj("class_Uuid",uuid({PK_UUID}))',
+]:
+    s.add(q, 1)
