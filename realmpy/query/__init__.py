@@ -70,7 +70,11 @@ does not pass listed in tests/objects/parser_port/exclusions.txt.
   compared whole, element by element (``ints == {1, 2}``), as realm-core;
   ``ALL objects.values == x`` (``values`` a list of scalars of objects
   reached through a list of links) holds when some object's values all
-  equal x (or there is no object), as realm-core;
+  equal x (or there is no object), as realm-core; likewise, where a key
+  path reaches several collections (``links.tags``, ``links.dict.key``,
+  ``value[*][*]``), each is compared on its own, whole or under its
+  quantifier, and the object matches when one of them does
+  (``links.tags == {1, 2}``: some linked object's tags are 1, 2);
 - trailing ``SORT(path ASC|DESC, …)``, ``DISTINCT(path, …)``, ``LIMIT(n)``,
   applied in the order written (realmpy also accepts ``SORT(path)``,
   ascending).

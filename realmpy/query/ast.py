@@ -200,6 +200,16 @@ class KeyPath(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class PerCollection(KeyPath):
+    """A key path whose last part reads into collections reached through
+    more than one value (``links.tags``, ``value[*][*]``, ``links.dict.key``):
+    as realm-core, each of those collections is compared on its own (a list
+    whole against a constant list, a quantifier over its elements) and the
+    record matches when one of them does.  Binding to a class makes these;
+    a plain :class:`KeyPath` gathers all the values into one."""
+
+
+@dataclass(frozen=True, slots=True)
 class Arith(Node):
     """``left op right`` for ``+ - * /`` on numbers."""
 

@@ -63,6 +63,7 @@ from realmpy.query.ast import (
     ObjLit,
     OfMixed,
     Or,
+    PerCollection,
     Sort,
     Subquery,
     Var,
@@ -179,6 +180,25 @@ class _ArgCheck:
     type: _Type
 
 
+def _per_collection(before: _Type, last: str, after: _Type) -> bool:
+    """Whether a key path's last part, read from ``before``, reads into
+    collections, several of them (``before.many``): realm-core then compares
+    each on its own (:class:`PerCollection`)."""
+    if type(last) is LinksPart:
+        return False
+    objects = before.type == "link" and before.collection in ("list", "set")
+    if not (before.many or (objects and type(last) is not ListIndex)):
+        return False
+    if last in AGGREGATES:
+        return last in ("@keys", "@values")
+    return (
+        (type(last) is ListIndex and last != "SIZE")
+        or before.collection == "dict"  # a dictionary's key
+        or (before.type == "any" and before.collection is None)  # a key in a mixed value
+        or after.collection is not None  # a list, set or dictionary property
+    )
+
+
 class Binding:
     """A query bound to a class: ``query``, the query to evaluate (key paths
     made exact where the schema tells more than the text), and the
@@ -251,6 +271,7 @@ class _Binder:
             cur = _Type("object", optional=False, target=self.root)
         skip = len(path.parts) - len(parts)
         exact = list(path.parts)  # the parts as the schema reads them
+        before = cur
         for i, part in enumerate(parts, skip):
             before = cur
             renamed = self.by_file_name(cur, part)
@@ -265,10 +286,13 @@ class _Binder:
                 exact[i] = OfMixed(part)  # mixed values: the numbers among them
             elif cur.collection is not None and before.type == "link" and not before.collection:
                 exact[i] = Collection(part)  # through a null link: an empty collection
-        if exact != list(path.parts) or any(
-            type(a) is not type(b) for a, b in zip(exact, path.parts)
+        grouped = bool(parts) and _per_collection(before, exact[-1], cur)
+        if (
+            grouped
+            or exact != list(path.parts)
+            or any(type(a) is not type(b) for a, b in zip(exact, path.parts))
         ):
-            self.replace[id(path)] = KeyPath(tuple(exact))
+            self.replace[id(path)] = (PerCollection if grouped else KeyPath)(tuple(exact))
         return cur
 
     @staticmethod
