@@ -46,7 +46,8 @@ does not pass listed in tests/objects/parser_port/exclusions.txt.
 - ``AND OR NOT`` (any case) and ``&& || !``, parentheses,
   ``TRUEPREDICATE FALSEPREDICATE``;
 - literals: integers (also ``0x1F`` and ``+5``), numbers with a fraction or
-  an exponent (exact when compared with a Decimal: ``dec == 0.1``),
+  an exponent (exact when compared with a Decimal: ``dec == 0.1``), with
+  realm-core's ``f`` suffix a 32-bit float (``1.1f`` is 1.100000023841858),
   ``inf -inf infinity nan``, ``'strings'`` / ``"strings"`` with the escapes
   ``\" \' \\ \/ \b \f \n \r \t \0 \uXXXX``, ``true false null nil``,
   ``oid(<24 hex>)``, ``uuid(<uuid>)``, ``decimal128(<number>)``,
@@ -55,7 +56,8 @@ does not pass listed in tests/objects/parser_port/exclusions.txt.
   ``bin(B64"<base64>")`` (``binary(…)``, any case, too), timestamps ``T<sec>:<nanos>`` and
   ``Y-M-D@h:m:s[:nanos]`` or ``Y-M-DTh:m:s[:nanos]`` (UTC);
 - key paths through links, lists and dictionaries: ``owner.name``,
-  ``settings['theme']``, ``settings[$0]``, ``settings.@keys``,
+  ``settings['theme']``, ``settings[$0]`` (``list[$0]`` with an int: an
+  index), ``settings.@keys``,
   ``settings.@values``, list elements ``list[0]``, ``list[FIRST]``,
   ``list[LAST]``, ``list[*]``, sizes ``list[SIZE]``, ``list.@size``,
   ``list.@count``, a string's or bytes' ``name.length``; property names in

@@ -146,7 +146,8 @@ class LinksPart(str):
 
 
 class ArgKey(str):
-    """A key path part ``[$n]``: the dictionary key given as argument ``n``."""
+    """A key path part ``[$n]``: the dictionary key given as argument ``n``
+    (a str), or the list index (an int; as realm-core, -1 is the last)."""
 
     __slots__ = ()
 

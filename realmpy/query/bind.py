@@ -334,10 +334,12 @@ class _Binder:
             return _Type(cur.type, None, cur.optional, cur.many or part == "*", cur.target)
         if part in AGGREGATES:
             return self.aggregate(cur, part, text)
+        if cur.collection == "list" and isinstance(part, ArgKey):  # an index given as $n
+            return _Type(cur.type, None, cur.optional, cur.many, cur.target)
         if cur.collection == "dict" or isinstance(part, ArgKey):
             if cur.collection != "dict":
                 raise QueryTypeError(
-                    f"[{part}] needs a dictionary, but {text!r} reaches {cur.describe()}",
+                    f"[{part}] needs a dictionary or a list, but {text!r} reaches {cur.describe()}",
                     text,
                     cur.describe(),
                     part,

@@ -316,9 +316,16 @@ def _walk(
             i += 1
             continue
         if isinstance(part, ArgKey):
-            part = _arg(ctx, part.arg_index)
+            part = _path_arg(ctx, part)
+            if type(part) is int:  # a list index
+                index = ListIndex("LAST" if part == -1 else str(part))
+                values, multi = _index(values, index, multi) if part >= -1 else ([], True)
+                i += 1
+                continue
         after = parts[i + 1] if i + 1 < n else then
-        nxt_is_agg = after is not None and (after in AGGREGATES or type(after) is ListIndex)
+        nxt_is_agg = after is not None and (
+            after in AGGREGATES or type(after) is ListIndex or type(after) is ArgKey
+        )
         nxt: list[Any] = []
         for v in values:
             r: Any
@@ -374,6 +381,17 @@ def _arg(ctx: _Ctx, index: int) -> Any:
             f"the query uses ${index} but only {len(ctx.args)} argument(s) were given"
         )
     return ctx.args[index]
+
+
+def _path_arg(ctx: _Ctx, part: ArgKey) -> Any:
+    """The dictionary key (a str) or list index (an int) ``[$n]`` names."""
+    key = _arg(ctx, part.arg_index)
+    if type(key) is not str and type(key) is not int:
+        raise QueryArgumentError(
+            f"[{part}] takes a dictionary key (a str) or a list index (an int), "
+            f"not {type(key).__name__} {key!r:.40}"
+        )
+    return key
 
 
 _NUMBERS: Final = (int, float, Decimal)

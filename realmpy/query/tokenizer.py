@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import math
 import re
+import struct
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -35,7 +37,7 @@ _TOKEN_RE: Final = re.compile(
   | (?P<bin>(?i:binary|bin)\(\s*(?:B64"(?P<binb64>[A-Za-z0-9+/=]*)"
         |(?P<binv>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"))\s*\))
   | (?P<hex>[-+]?0[xX][0-9A-Fa-f]+(?![\w.]))
-  | (?P<num>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?!\.))
+  | (?P<num>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?!\.)(?P<f32>f(?!\w))?)
   | (?P<special>[-+]?(?i:infinity|inf|nan)(?!\w))
   | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
   | (?P<arg>\$\d+)
@@ -113,7 +115,15 @@ def _tokenize(text: str) -> list[_Tok]:
             continue
         raw = m.group(0)
         value: Any
-        if kind == "num":
+        if kind == "num" and m.group("f32"):
+            # As realm-core: ``1.1f`` is a 32-bit float (1.100000023841858).
+            value = float(raw[:-1])
+            try:
+                value = struct.unpack("<f", struct.pack("<f", value))[0]
+            except OverflowError:  # beyond a 32-bit float: its infinity, as strtof
+                value = math.copysign(math.inf, value)
+            toks.append(_Tok("lit", value, start))
+        elif kind == "num":
             digits = raw.lstrip("+-")
             if digits.isdigit():
                 if len(digits) > _MAX_INT_DIGITS:

@@ -223,6 +223,15 @@ def test_diacritic_insensitive() -> None:
     assert not m("name BEGINSWITH[c] 'elo'", rec)
 
 
+def test_a_float_suffix_makes_a_32_bit_float() -> None:
+    # As realm-core: ``1.1f`` is the 32-bit float nearest 1.1, not 1.1.
+    assert m("x == 1.5f AND y == 2f", {"x": 1.5, "y": 2})
+    assert not m("x == 1.1f", {"x": 1.1})
+    assert m("x == 1.1f", {"x": 1.100000023841858})
+    assert m("x < 1e39f AND x > -1e39f", {"x": 1e38})  # beyond a float: its infinity
+    assert str(query.parse("x == 1.1f")) == "x == 1.100000023841858"
+
+
 def test_bytes_string_operators() -> None:
     rec = {"data": b"hello"}
     assert m('data BEGINSWITH bin(B64"aGU=")', rec)

@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from realmpy import query
-from realmpy.errors import QueryError, QuerySyntaxError, QueryTypeError, QueryUnsupportedError
+from realmpy.errors import (
+    QueryArgumentError,
+    QueryError,
+    QuerySyntaxError,
+    QueryTypeError,
+    QueryUnsupportedError,
+)
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
 
@@ -240,6 +246,14 @@ def test_type_errors_are_raised_when_the_query_is_built(
     assert err.prop_type in str(err)
 
 
+def test_a_path_argument_is_a_key_or_an_index(rows: Realm) -> None:
+    for bad in (None, 1.0, [1]):
+        with pytest.raises(QueryArgumentError, match=r"a dictionary key .* or a list index"):
+            keys(rows, "ints[$0] == 5", bad)
+    with pytest.raises(QueryTypeError, match="needs a dictionary or a list"):
+        keys(rows, "name[$0] == 5", 1)
+
+
 def test_quoted_numbers_compare_as_numbers(rows: Realm) -> None:
     # As Realm: a number property compared with a string spelling a number.
     assert keys(rows, "age == '30'") == [0]
@@ -294,6 +308,14 @@ def test_argument_types_are_checked_on_every_call(rows: Realm) -> None:
         ("name ==[d] 'Ánne'", (), [0]),
         ("name BEGINSWITH[cd] 'ÁN'", (), [0]),
         ('blob == bin(B64"Zm9yaw==")', (), [1]),
+        # [$n]: a dictionary key (str) or, as realm-core, a list index (int;
+        # -1 the last element, any other negative none)
+        ("ints[$0] == 5", (1,), [0]),
+        ("ints[$0] == 8", (-1,), [0]),
+        ("ints[$0] == 3", (-3,), []),
+        ("ints[$0] == 3", ("a",), []),
+        ("all_tags.tags[$0] == 'b'", (1,), [0]),
+        ("age == 1.5f * 20", (), [0]),  # a 32-bit float: 1.5 exactly
         ('blob == binary("fork")', (), [1]),
         ('name == B64"QW5uZQ=="', (), [0]),
     ],
