@@ -49,6 +49,7 @@ from realmpy.query.ast import (
     Collection,
     Comparison,
     Const,
+    Descriptor,
     Distinct,
     Each,
     FullText,
@@ -844,8 +845,27 @@ def bind(
             for path in d.paths:
                 b.path_type(path)
     if b.replace:
-        q = dataclasses.replace(q, predicate=_rewrite(q.predicate, b.replace))
+        q = dataclasses.replace(
+            q,
+            predicate=_rewrite(q.predicate, b.replace),
+            descriptors=tuple(_rewrite_descriptor(d, b.replace) for d in q.descriptors),
+        )
     return Binding(q, b.checks)
+
+
+def _rewrite_descriptor(d: Descriptor, replace: dict[int, Node]) -> Descriptor:
+    """``d`` with its key paths as the schema reads them (a property named
+    by its name in the file, ``field(map_to=…)``, read by its name)."""
+
+    def path(p: KeyPath) -> KeyPath:
+        new = replace.get(id(p), p)
+        return KeyPath(new.parts) if isinstance(new, KeyPath) else p
+
+    if isinstance(d, Sort):
+        return Sort(tuple((path(p), ascending) for p, ascending in d.keys))
+    if isinstance(d, Distinct):
+        return Distinct(tuple(path(p) for p in d.paths))
+    return d
 
 
 def _rewrite(node: Any, replace: dict[int, Node]) -> Any:

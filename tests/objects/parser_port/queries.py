@@ -477,8 +477,12 @@ for q in [
 
 # ---------------------------------------------------------------------------
 # Parser_SortAndDistinct (realm-core checks the sorted views' objects in
-# order: ``Section.ordered``; its KeyPathMapping twins of each query, which
-# spell the properties by aliases, are excluded)
+# order: ``Section.ordered``).  Each query runs twice in realm-core, the
+# second time spelling the properties by the aliases of a KeyPathMapping
+# (sol_rotations for age...): that is what an SDK's mapped property names
+# are, realmpy's ``field(map_to=…)``.  So the aliased queries run on a twin
+# class whose properties are the aliases, each mapped to realm-core's column
+# name in the file; queries may use either name.
 
 
 class SdAccount(Object, name="account"):
@@ -494,24 +498,55 @@ class SdPerson(Object, name="person"):
     account: SdAccount | None = None
 
 
+class SdAliasAccount(Object, name="alias_account"):
+    k: int = field(primary_key=True)
+    funds: float = field(default=0.0, map_to="balance")
+    sum_of_actions: int = field(default=0, map_to="num_transactions")
+
+
+class SdAliasPerson(Object, name="alias_person"):
+    k: int = field(primary_key=True)
+    nominal_identifier: str = field(default="", map_to="name")
+    sol_rotations: int = field(default=0, map_to="age")
+    holdings: SdAliasAccount | None = field(default=None, map_to="account")
+
+
+_SD_ACCOUNTS = [(50.55, 2), (50.55, 73), (98.92, 17)]
+_SD_PEOPLE = [("Adam", 28), ("Frank", 30), ("Ben", 28)]
+# The aliased class's attributes for the paths the checks read.
+_ALIASES = {
+    "age": "sol_rotations",
+    "name": "nominal_identifier",
+    "account.balance": "holdings.funds",
+}
+
+
 def _fill_sort_and_distinct(r: Realm) -> None:
     accounts = r.add_all(
-        [
-            SdAccount(k=i, balance=b, num_transactions=n)
-            for i, (b, n) in enumerate([(50.55, 2), (50.55, 73), (98.92, 17)])
-        ]
+        [SdAccount(k=i, balance=b, num_transactions=n) for i, (b, n) in enumerate(_SD_ACCOUNTS)]
+    )
+    r.add_all(
+        [SdPerson(k=i, name=n, age=a, account=accounts[i]) for i, (n, a) in enumerate(_SD_PEOPLE)]
+    )
+    aliased = r.add_all(
+        [SdAliasAccount(k=i, funds=b, sum_of_actions=n) for i, (b, n) in enumerate(_SD_ACCOUNTS)]
     )
     r.add_all(
         [
-            SdPerson(k=i, name=n, age=a, account=accounts[i])
-            for i, (n, a) in enumerate([("Adam", 28), ("Frank", 30), ("Ben", 28)])
+            SdAliasPerson(k=i, nominal_identifier=n, sol_rotations=a, holdings=aliased[i])
+            for i, (n, a) in enumerate(_SD_PEOPLE)
         ]
     )
 
 
-s = section("Parser_SortAndDistinct", "sort, distinct, limit", [SdAccount, SdPerson], SdPerson)
+s = section(
+    "Parser_SortAndDistinct",
+    "sort, distinct, limit",
+    [SdAccount, SdPerson, SdAliasAccount, SdAliasPerson],
+    SdPerson,
+)
 s.fill = _fill_sort_and_distinct
-for q, mapped, path, values in [
+for q, aliased, path, values in [
     ("age > 0 SORT(age ASC)", "sol_rotations > 0 SORT(sol_rotations ASC)", "age", [28, 28, 30]),
     ("age > 0 SORT(age DESC)", "sol_rotations > 0 SORT(sol_rotations DESC)", "age", [30, 28, 28]),
     (
@@ -566,13 +601,13 @@ for q, mapped, path, values in [
     ),
 ]:
     s.ordered(q, path, values)
-    s.ordered(mapped, path, values)
-# realm-core's mixed spellings: a mapped name and the property's own one
+    s.ordered(f"SdAliasPerson: {aliased}", _ALIASES.get(path, path), values)
+# realm-core's mixed spellings: an alias and a column name in one key path
 for q in [
     "TRUEPREDICATE SORT(account.funds ascending)",
     "TRUEPREDICATE SORT(holdings.balance ascending)",
 ]:
-    s.ordered(q, "account.balance", [50.55, 50.55, 98.92])
+    s.ordered(f"SdAliasPerson: {q}", "holdings.funds", [50.55, 50.55, 98.92])
 s.throws("TRUEPREDICATE DISTINCT(balance)")
 s.throws("TRUEPREDICATE sort(account.name ASC)")
 
