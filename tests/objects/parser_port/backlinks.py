@@ -14,25 +14,35 @@ import uuid
 from realmpy.objectid import ObjectId
 from realmpy.query import GeoBox, GeoCircle, GeoPoint, GeoPolygon
 from realmpy.realm import Realm
-from realmpy.schema import EmbeddedObject, Mixed, Object, field
+from realmpy.schema import Backlinks, EmbeddedObject, Mixed, Object, backlinks, field
 from tests.objects.parser_port.cases import INVALID, SYNTAX, section
 
 # ---------------------------------------------------------------------------
 # Parser_Backlinks
 
 
+# realm-core also runs queries through a KeyPathMapping: aliases of
+# properties (``money`` for account_balance, ``things`` for items) and of
+# backlinks (``purchasers`` for @links.Person.items).  Those are what an
+# SDK's mapped names and declared backlinks are: here ``field(map_to=…)``
+# (the Python name is the alias, the name in the file realm-core's column;
+# queries may use either) and ``backlinks(…)``.  Its aliases of class names,
+# and of an alias, have no realmpy counterpart (see the exclusions).
+
+
 class BlItems(Object, name="Items"):
     k: int = field(primary_key=True)
     name: str | None = None
     price: float = 0.0
+    purchasers: Backlinks[BlPerson] = backlinks("things")
 
 
 class BlPerson(Object, name="Person"):
     k: int = field(primary_key=True)
     customer_id: int = 0
     name: str | None = None
-    account_balance: float = 0.0
-    items: list[BlItems] = field(default_factory=list)
+    money: float = field(default=0.0, map_to="account_balance")
+    things: list[BlItems] = field(default_factory=list, map_to="items")
     fav_item: BlItems | None = field(default=None, map_to="fav item")
 
 
@@ -40,6 +50,7 @@ class BlThings(Object, name="class_with_policy"):
     k: int = field(primary_key=True)
     pascal_case: int = 0
     with_underscores: BlThings | None = None
+    parents: Backlinks[BlThings] = backlinks("with_underscores")
 
 
 def _fill_backlinks(r: Realm) -> None:
@@ -58,8 +69,8 @@ def _fill_backlinks(r: Realm) -> None:
                 k=i,
                 customer_id=i,
                 name=name,
-                account_balance=(i + 1) * 10.0,
-                items=[items[j] for j in lists[i]],
+                money=(i + 1) * 10.0,
+                things=[items[j] for j in lists[i]],
                 fav_item=items[i],
             )
         )
@@ -86,7 +97,7 @@ s.add("BlPerson: fav\\ item.@links.Person.items.@count > 1 ", 2)
 s.throws("@links.Person.items == NULL")
 s.throws("@links.Person.fav\\ item == NULL")
 s.throws("@links.attr. > 0", SYNTAX)
-# With realm-core's KeyPathMapping (aliases), which realmpy does not have.
+# With realm-core's KeyPathMapping (aliases): see the classes above.
 s.add("purchasers.@count > 2", 2)
 s.add("purchasers.@max.money >= 20", 3)
 s.add("@links.my-custom-class-name.items.@count > 2", 2)
