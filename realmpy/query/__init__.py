@@ -117,8 +117,15 @@ Also in the language:
   its text), where the point is an object shaped as GeoJSON's (``type ==
   "Point"``, ``coordinates == [lng, lat]``); see :mod:`realmpy.query.geo`.
 
+In a realm (``realm.query``, ``results.filter``), ``$K0`` is a key path
+given as argument 0 (``"owner.name"``), as realm-core's: the query is checked
+as if the path were written there.
+
 Not supported: realm-core's internal object keys (``O0``), a
 :class:`QueryUnsupportedError` when parsed (write ``obj('Class', pk)``).
+One known difference: realmpy reads the escapes of a string literal
+(``'a\nb'`` holds a newline); realm-core's lexer uses them only to find
+the closing quote and keeps the backslashes in the value.
 
 Layout of the package (each module imports only those above it; an
 import-linter contract in pyproject.toml keeps it so):
@@ -145,7 +152,7 @@ from realmpy.errors import (
     QueryTypeError,
     QueryUnsupportedError,
 )
-from realmpy.query.api import Query, parse
+from realmpy.query.api import Query, parse, with_key_path_args
 from realmpy.query.ast import (
     AGGREGATES,
     MAX_QUERY_CHARS,
@@ -226,4 +233,5 @@ __all__ = [
     "default_resolver",
     "like",
     "parse",
+    "with_key_path_args",
 ]

@@ -254,6 +254,23 @@ def test_a_path_argument_is_a_key_or_an_index(rows: Realm) -> None:
         keys(rows, "name[$0] == 5", 1)
 
 
+def test_key_path_arguments(rows: Realm) -> None:
+    # realm-core's $K<n>: argument n names a key path, checked as if written.
+    assert keys(rows, "$K0 > $1", "age", 35) == [1, 2]
+    assert keys(rows, "$K0 == 'red'", "best.label") == [0]
+    assert keys(rows, "$K1 == $0 SORT($K2 DESC)", 60, "best.weight", "age") == [0]
+    assert [r.k for r in rows.all(Row).filter("$K0 >= 40", "age")] == [1, 2]
+    with pytest.raises(QuerySyntaxError, match="whole key path"):
+        keys(rows, "$K0.label == 'red'", "best")
+    for bad in (None, 3, "best..label", ""):
+        with pytest.raises(QueryArgumentError, match="takes a key path"):
+            keys(rows, "$K0 == 1", bad)
+    with pytest.raises(QueryArgumentError, match="no property"):
+        keys(rows, "$K0 == 1", "weight")
+    with pytest.raises(QueryArgumentError, match="1 argument"):
+        keys(rows, "$K1 == 1", "age")
+
+
 def test_quoted_numbers_compare_as_numbers(rows: Realm) -> None:
     # As Realm: a number property compared with a string spelling a number.
     assert keys(rows, "age == '30'") == [0]

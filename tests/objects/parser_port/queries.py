@@ -9,7 +9,7 @@ import uuid
 from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
-from tests.objects.parser_port.cases import SYNTAX, fill_grocery, section, ts
+from tests.objects.parser_port.cases import INVALID, SYNTAX, fill_grocery, section, ts
 
 # ---------------------------------------------------------------------------
 # Parser_Subquery
@@ -640,3 +640,41 @@ s.ordered(
 s.ordered(
     """TRUEPREDICATE SORT(meta["age"] DESC) DISTINCT(meta['age'])""", "meta[age]", [7, 6, 5, 4]
 )
+
+
+# ---------------------------------------------------------------------------
+# Parser_KeyPathSubstitution (``$K<n>``: argument n is a key path)
+
+
+class KpsAnimal(Object, name="Animal"):
+    name: str = field(primary_key=True)
+    Legs: int = 0
+
+
+class KpsPerson(Object, name="Person"):
+    name: str = field(primary_key=True)
+    Pet: KpsAnimal | None = None
+
+
+def _fill_key_path_substitution(r: Realm) -> None:
+    pets = r.add_all(
+        [
+            KpsAnimal(name=n, Legs=g)
+            for n, g in [("Wanda", 0), ("Kaa", 0), ("Zazu", 2), ("Pluto", 4)]
+        ]
+    )
+    r.add_all(
+        [KpsPerson(name=n, Pet=p) for n, p in zip(["Adam", "Brian", "Charlie", "David"], pets)]
+    )
+    r.add(KpsPerson(name="Eric"))
+
+
+s = section("Parser_KeyPathSubstitution", "arguments", [KpsAnimal, KpsPerson], KpsPerson)
+s.fill = _fill_key_path_substitution
+_KPS_ARGS = ("Pet", "Pet.Legs", 25, None, "Pet.Weight")
+s.add("$K0 != null", 4, *_KPS_ARGS)
+s.add("$K0 == null", 1, *_KPS_ARGS)
+s.add("$K1 = 0", 2, *_KPS_ARGS)
+s.add("$K1 > 0", 2, *_KPS_ARGS)
+for q in ("$K2 = 0", "$K3 = 0", "$K4 = 0", "$K5 = 0"):
+    s.throws(q, INVALID, *_KPS_ARGS)
