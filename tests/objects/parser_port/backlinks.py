@@ -416,7 +416,8 @@ PK_UUID = uuid.UUID("3b241101-e2bb-4255-8caf-4136c566a961")
 def _fill_primary_key(r: Realm) -> None:
     targets = [PkInt(_id=1), PkString(_id="first"), PkOid(_id=PK_OID), PkUuid(_id=PK_UUID)]
     for prop, target in zip(("int", "string", "oid", "uuid"), r.add_all(targets), strict=True):
-        origin = r.add(PkOrigin(**{prop: target, "mixed": target}))
+        origin = r.add(PkOrigin(mixed=target))
+        setattr(origin, prop, target)
         r.add(PkLinking(link=origin))
 
 

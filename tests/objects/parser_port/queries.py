@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from realmpy.objectid import ObjectId
 from realmpy.realm import Realm
@@ -546,7 +547,7 @@ s = section(
     SdPerson,
 )
 s.fill = _fill_sort_and_distinct
-for q, aliased, path, values in [
+_SD_CASES: list[tuple[str, str, str, list[Any]]] = [
     ("age > 0 SORT(age ASC)", "sol_rotations > 0 SORT(sol_rotations ASC)", "age", [28, 28, 30]),
     ("age > 0 SORT(age DESC)", "sol_rotations > 0 SORT(sol_rotations DESC)", "age", [30, 28, 28]),
     (
@@ -599,7 +600,8 @@ for q, aliased, path, values in [
         "name",
         ["Ben", "Frank"],
     ),
-]:
+]
+for q, aliased, path, values in _SD_CASES:
     s.ordered(q, path, values)
     s.ordered(f"SdAliasPerson: {aliased}", _ALIASES.get(path, path), values)
 # realm-core's mixed spellings: an alias and a column name in one key path
