@@ -95,7 +95,6 @@ property name (sync, migrations), :func:`record_to_dict` /
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import math
 import struct
@@ -112,6 +111,7 @@ from realmpy._native import encode_key_list as _fast_key_list
 from realmpy._native import int_key as _fast_int_key
 from realmpy.errors import CodecError
 from realmpy.objectid import ObjectId
+from realmpy.valueclass import ValueClass
 
 __all__ = [
     "MAX_KEY",
@@ -494,8 +494,7 @@ class Link(bytes):
         return f"Link({bytes(self)!r})"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class MixedLink:
+class MixedLink(ValueClass):
     """A stored link of a ``Mixed`` property: the target's class name (as
     stored: its file name) and encoded primary key.  A ``Mixed`` value may
     link to an object of any class, so the class travels with the key.
@@ -655,7 +654,7 @@ def unpack_row(data: bytes) -> list[Any]:
 
 
 # id(class schema) -> (that schema, its names): keyed by identity, since
-# hashing a schema (a frozen dataclass) costs more than listing its names.
+# hashing a schema (a frozen value) costs more than listing its names.
 _NAMES: dict[int, tuple[Any, tuple[str, ...]]] = {}
 
 

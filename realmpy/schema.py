@@ -25,13 +25,11 @@ module never imports the realm.
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import sys
 import types
 import typing
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, Final, Generic, Literal, Protocol, TypeVar, overload
 
@@ -47,6 +45,7 @@ from realmpy.hooks import add_listener
 from realmpy.mixed import Mixed
 from realmpy.mixed import validate as _validate_mixed
 from realmpy.objectid import ObjectId
+from realmpy.valueclass import ValueClass
 
 __all__ = [
     "MAX_EMBEDDED_DEPTH",
@@ -138,8 +137,7 @@ SCALAR_TYPES.update(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
+class Field(ValueClass):
     """What :func:`field` returns: per-property options."""
 
     default: Any = MISSING
@@ -190,8 +188,7 @@ def field(
     return Field(default, default_factory, primary_key, indexed, map_to)
 
 
-@dataclass(frozen=True, slots=True)
-class _BacklinkSpec:
+class _BacklinkSpec(ValueClass):
     """What :func:`backlinks` returns: the origin's link property."""
 
     origin_property: str
@@ -477,7 +474,7 @@ class _Model(ModelBase):
         for base in reversed(cls.__mro__[1:]):
             fields.update(getattr(base, "_rp_fields", {}))
             inverse.update(getattr(base, "_rp_backlinks", {}))
-        annotations = inspect.get_annotations(cls)
+        annotations = _own_annotations(cls)
         for attr in annotations:
             if _is_classvar(annotations[attr]):
                 fields.pop(attr, None)
@@ -723,6 +720,8 @@ def _compile_init(cls: type[_Model]) -> Callable[..., None]:
         f"{cls.__qualname__}.__init__",
     )
     # What inspect.signature() shows: the parameters of the Python reference.
+    import inspect  # here, not at import: a local realm's import path has no use for it
+
     init.__signature__ = inspect.signature(_compile_init_py(cls))  # type: ignore[attr-defined]
     return init
 
@@ -810,6 +809,22 @@ def _is_counter(cls: type[_Model], name: str) -> bool:
     if hit is None:
         hit = _COUNTERS[key] = object_schema(cls).property(name).type == "counter"
     return hit
+
+
+def _own_annotations(cls: type) -> dict[str, Any]:
+    """The annotations a class body declares (not inherited):
+    ``inspect.get_annotations(cls)`` without importing ``inspect``, which
+    a local realm's import path has no other use for."""
+    if sys.version_info >= (3, 14):  # pragma: no cover - annotations are made on demand
+        import annotationlib
+
+        return dict(annotationlib.get_annotations(cls))
+    ann = cls.__dict__.get("__annotations__")  # noqa: RUF063 (3.14+ above)
+    if ann is None or isinstance(ann, types.GetSetDescriptorType):
+        return {}
+    if not isinstance(ann, dict):
+        raise ValueError(f"{cls!r}.__annotations__ is neither a dict nor None")
+    return dict(ann)
 
 
 def _is_classvar(annotation: Any) -> bool:
@@ -903,7 +918,7 @@ def _build_schema(cls: type[_Model]) -> ObjectSchema:
         localns.update(vars(module))
     hints: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
-        ann = inspect.get_annotations(klass)
+        ann = _own_annotations(klass)
         for name, raw in ann.items():
             if name not in cls._rp_fields and name not in cls._rp_backlinks:
                 continue
