@@ -733,11 +733,17 @@ def _compile_init(cls: type[_Model]) -> Callable[..., None]:
         _Model.__init__,
         f"{cls.__qualname__}.__init__",
     )
-    # What inspect.signature() shows: the parameters of the Python reference.
-    import inspect  # here, not at import: a local realm's import path has no use for it
-
-    init.__signature__ = inspect.signature(_compile_init_py(cls))  # type: ignore[attr-defined]
+    # What inspect.signature() shows: the parameters of the Python
+    # reference, made at the first look (inspect loads then: a program
+    # that only makes objects never needs it).
+    init._rp_signature_of = lambda: _reference_signature(cls)  # type: ignore[attr-defined]
     return init
+
+
+def _reference_signature(cls: type[_Model]) -> Any:
+    import inspect
+
+    return inspect.signature(_compile_init_py(cls))
 
 
 # How ModelInit checks a value before calling its validator: never (always
