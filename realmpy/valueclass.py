@@ -176,3 +176,5 @@ class ValueClass(metaclass=_ValueClassMeta):
     def _replace(self, **changes: Any) -> Any:
         """A copy with ``changes`` (``dataclasses.replace`` without importing it)."""
         return type(self)(**{**dict(zip(self._rp_fields, _values(self))), **changes})
+
+    __replace__ = _replace  # copy.replace (Python 3.13), as a dataclass has it

@@ -97,6 +97,7 @@ def test_dataclasses_functions_see_a_dataclass() -> None:
     assert dataclasses.asdict(p) == {"x": 1, "y": 0, "label": "a"}
     assert dataclasses.replace(p, y=5) == Point(1, 5, "a")
     assert p._replace(y=5) == Point(1, 5, "a")
+    assert p.__replace__(y=6) == Point(1, 6, "a")  # copy.replace on Python 3.13
     assert dataclasses.is_dataclass(p)  # (last: it narrows the names' types)
     assert dataclasses.is_dataclass(Point) and not dataclasses.is_dataclass(ValueClass)
 
