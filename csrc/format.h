@@ -18,8 +18,9 @@
  * The file is grown in chunks (zero-filled) so that a commit overwrites
  * allocated blocks instead of appending: an append + fdatasync costs about
  * twice an overwrite + fdatasync on ext4.  A chunk is 1/32 of the file's
- * size (at least 1 MiB, at most 64 MiB; txn.c, ensure_size), so the file
- * runs at most about 3% above pages_used.
+ * size (at least 256 KiB, at most 64 MiB; txn.c, ensure_size), so the
+ * file runs at most about 3% (or 256 KiB) above pages_used; a new file
+ * starts at 1 MiB (env.c, create_file).
  *
  * Every page begins with the same 32-byte header:
  *
