@@ -33,22 +33,18 @@ typedef struct path_ent {
 
 /* ---- values ------------------------------------------------------------------ */
 
-int rp_bt_value(rp_txn *txn, const uint8_t *page, const uint8_t *e,
-                const void **val, size_t *vlen) {
-    RP_ASSERT(txn && page && e && val && vlen);
-    uint32_t vl = rp_leaf_vlen(e);
-    if (!rp_leaf_big(e)) {
-        if (!rp_leaf_extent(page, e))
-            return rp_corrupt(rp_hdr(page)->pgno, "value out of bounds");
-        *val = rp_leaf_val(e);
-        *vlen = vl;
+int rp_bt_value(rp_txn *txn, const rp_leaf_ent *d, const void **val, size_t *vlen) {
+    RP_ASSERT(txn && d && val && vlen);
+    if (!d->big) {
+        *val = d->val;
+        *vlen = d->vlen;
         return RP_OK;
     }
     int err = RP_OK;
-    const uint8_t *ov = rp_overflow_read(txn, e, &err);
+    const uint8_t *ov = rp_overflow_read(txn, d->e, &err);
     if (!ov) return err;
     *val = ov + RP_PAGE_HEADER;
-    *vlen = vl;
+    *vlen = d->vlen;
     return RP_OK;
 }
 
@@ -98,10 +94,10 @@ int rp_bt_get(rp_txn *txn, rp_table *t, const void *key, size_t klen,
             if (!exact) return RP_NOTFOUND;
             /* Checked: a search decides keys of up to 4 bytes from the
              * slots alone, so it may not have read this entry. */
-            const uint8_t *e;
-            rc = rp_page_entry(p, idx, &e);
+            rp_leaf_ent d;
+            rc = rp_page_leaf_entry(p, idx, &d);
             if (rc) return rc;
-            return rp_bt_value(txn, p, e, val, vlen);
+            return rp_bt_value(txn, &d, val, vlen);
         }
         const uint8_t *e = rp_entry(p, idx);
         pg = rp_br_child(e);
@@ -888,19 +884,19 @@ static int cur_move(rp_cursor *c, int dir, int from_gap) {
 /* Current entry's key and value; saves the key for re-seeking in write txns. */
 static int cur_entry(rp_cursor *c, const void **k, size_t *kl, const void **v, size_t *vl) {
     RP_ASSERT(c->depth > 0 && c->depth <= RP_MAX_DEPTH);
-    const uint8_t *leaf = c->stack[c->depth - 1].page, *e;
-    int rc = rp_page_entry(leaf, c->stack[c->depth - 1].idx, &e);
+    rp_leaf_ent d;
+    int rc = rp_page_leaf_entry(c->stack[c->depth - 1].page, c->stack[c->depth - 1].idx, &d);
     if (rc) return rc;
     c->valid = 1;
-    const void *kp = rp_leaf_key(e);
-    size_t klen = rp_leaf_klen(e);
+    const void *kp = d.key;
+    size_t klen = d.klen;
     if (c->table == &c->txn->catalog) {
         if (v) *v = NULL;
         if (vl) *vl = 0;
     } else if (v || vl) {
         const void *vp;
         size_t vlen;
-        rc = rp_bt_value(c->txn, leaf, e, &vp, &vlen);
+        rc = rp_bt_value(c->txn, &d, &vp, &vlen);
         if (rc) return rc;
         if (v) *v = vp;
         if (vl) *vl = vlen;
@@ -1235,10 +1231,10 @@ static inline int ahead_get(rp_ahead *a, const rp_ahead_slot *s, const void *k, 
         } else if (!s->found) {
             return RP_NOTFOUND;
         }
-        const uint8_t *e;
-        int rc = rp_page_entry(s->leaf, idx, &e);
+        rp_leaf_ent d;
+        int rc = rp_page_leaf_entry(s->leaf, idx, &d);
         if (rc) return rc;
-        return rp_bt_value(a->txn, s->leaf, e, v, vl);
+        return rp_bt_value(a->txn, &d, v, vl);
     }
     if (!a->t->exists || !a->t->root) return RP_NOTFOUND;
     return rp_bt_get(a->txn, a->t, k, kl, v, vl);

@@ -163,7 +163,17 @@ static void test_page_fuzz(void) {
             int rc = rp_page_entry(page, i, &e);
             CHECK(rc == RP_OK || rc == RP_CORRUPT, "entry: ok or corrupt");
             CHECK(!valid || rc == RP_OK, "a valid page's entries are readable");
-            if (rc || !(h->flags & P_LEAF)) continue;
+            if (!(h->flags & P_LEAF)) continue;
+            /* The one-pass decoder of the read paths accepts exactly what
+             * rp_page_entry accepts, and reads the same fields. */
+            rp_leaf_ent d;
+            int drc = rp_page_leaf_entry(page, i, &d);
+            CHECK(drc == rc, "decoder and rp_page_entry agree");
+            if (rc) continue;
+            CHECK(d.e == e && d.key == rp_leaf_key(e) && d.klen == rp_leaf_klen(e) &&
+                      d.val == rp_leaf_val(e) && d.vlen == rp_leaf_vlen(e) &&
+                      d.big == rp_leaf_big(e),
+                  "decoded fields as the entry's accessors read them");
             size_t sz = rp_leaf_size(e);
             CHECK((size_t)(e - page) + sz <= RP_PAGE_SIZE, "an accepted entry lies in the page");
             volatile uint8_t sink = 0;
