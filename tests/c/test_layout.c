@@ -326,6 +326,41 @@ static void test_interleaved_runs(const char *path) {
     E(rp_env_close(env));
 }
 
+/* A run that reaches the end of a full leaf goes on in its right sibling
+ * when that has room, instead of opening a leaf: 40 "b" keys, then 160
+ * ascending "a" keys before them (6,600 bytes) take two leaves, not three. */
+static void test_run_into_sibling(const char *path) {
+    rp_env *env;
+    E(rp_env_open(path, RP_NOSYNC, 0, 0, 0, &env));
+    rp_txn *w;
+    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+    char key[8], val[20];
+    memset(val, 'v', sizeof val);
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < (pass ? 160 : 40); i++) {
+            snprintf(key, sizeof key, "%c%04d", pass ? 'a' : 'b', i);
+            E(rp_put(w, "t", 1, key, 5, val, sizeof val));
+        }
+    E(rp_txn_commit(w));
+    rp_stat st;
+    E(rp_env_stat(env, &st));
+    CHECK(st.entries == 200, "all stored");
+    CHECK(st.tree_pages == 3, "two leaves and their parent");
+    char msg[256];
+    E(rp_env_check(env, msg, sizeof msg));
+    E(rp_txn_begin(env, 0, &w));
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < (pass ? 160 : 40); i++) {
+            snprintf(key, sizeof key, "%c%04d", pass ? 'a' : 'b', i);
+            const void *v;
+            size_t vl;
+            E(rp_get(w, "t", 1, key, 5, &v, &vl));
+            CHECK(vl == sizeof val, "value reads back");
+        }
+    rp_txn_abort(w);
+    E(rp_env_close(env));
+}
+
 /* A file of format 2 (an intact meta record of version 2) is refused with
  * RP_FORMAT_OLD, not reported as damage. */
 static void test_old_format_refused(const char *path) {
@@ -360,11 +395,12 @@ static void test_old_format_refused(const char *path) {
 int main(void) {
     char dir[] = "/tmp/rp_test_layoutXXXXXX";
     CHECK(mkdtemp(dir), "mkdtemp");
-    char p1[256], p2[256], p3[256], p4[256];
+    char p1[256], p2[256], p3[256], p4[256], p5[256];
     snprintf(p1, sizeof p1, "%s/shift", dir);
     snprintf(p2, sizeof p2, "%s/mix", dir);
     snprintf(p3, sizeof p3, "%s/old", dir);
     snprintf(p4, sizeof p4, "%s/runs", dir);
+    snprintf(p5, sizeof p5, "%s/run2", dir);
     test_entry_encoding();
     test_inline_limit();
     test_bad_entries();
@@ -372,6 +408,7 @@ int main(void) {
     test_sibling_shift(p1);
     test_half_page_splits(p2);
     test_interleaved_runs(p4);
+    test_run_into_sibling(p5);
     test_old_format_refused(p3);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
