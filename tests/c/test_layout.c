@@ -334,7 +334,7 @@ static void test_run_into_sibling(const char *path) {
     E(rp_env_open(path, RP_NOSYNC, 0, 0, 0, &env));
     rp_txn *w;
     E(rp_txn_begin(env, RP_TXN_WRITE, &w));
-    char key[8], val[20];
+    char key[16], val[20];
     memset(val, 'v', sizeof val);
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < (pass ? 160 : 40); i++) {
