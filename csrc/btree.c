@@ -362,6 +362,31 @@ static int move_entry(rp_txn *txn, uint8_t *parent, unsigned from, unsigned to, 
     return 1;
 }
 
+/* Put ent, which belongs at an end of leaf P (path[lvl]), into P's
+ * neighbour instead: the front of the right one (its new first key) or the
+ * end of the left one (P's first key becomes P's separator, above ent).
+ * 1 when placed; 0 when the neighbour has no room or the parent none for
+ * the separator. */
+static int place_in_sibling(rp_txn *txn, path_ent *path, int lvl, int right,
+                            const uint8_t *ent, size_t size, int *err) {
+    uint8_t *P = path[lvl].page, *parent = path[lvl - 1].page;
+    unsigned pidx = path[lvl - 1].idx, si = right ? pidx + 1 : pidx - 1;
+    const uint8_t *se = rp_entry(parent, si);
+    const uint8_t *S = rp_page_read(txn, rp_br_child(se), rp_br_child_txnid(se), P_LEAF, err);
+    if (!S || size + RP_SLOT_SIZE > rp_page_free(S)) return 0;
+    if (!separator_fits(parent, right ? si : pidx,
+                        right ? rp_leaf_klen(ent) : rp_leaf_klen(rp_entry(P, 0))))
+        return 0;
+    uint8_t *Sw = child_w(txn, parent, si, err);
+    if (!Sw) return 0;
+    unsigned at = right ? 0 : rp_nkeys(Sw);
+    rp_page_insert(Sw, at, ent, size);
+    rp_set_last_insert(Sw, at + 1);
+    unsigned ri = right ? si : pidx;
+    set_separator(txn, parent, ri, right ? Sw : P, rp_br_child(rp_entry(parent, ri)));
+    return 1;
+}
+
 /* Leaf P (path[lvl]) has no room for ent at idx: hand entries to siblings
  * (above).  1 when ent is in place, 0 when the caller must split. */
 static int shift_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl, unsigned idx,
@@ -390,24 +415,9 @@ static int shift_insert(rp_txn *txn, rp_table *t, path_ent *path, int lvl, unsig
         int boundary = right ? idx == n : idx == 0;
         unsigned si = right ? pidx + 1 : pidx - 1;
         if (boundary) {
-            /* ent itself goes to the neighbour: the front of the right one
-             * (its new first key) or the end of the left one (P's first key
-             * becomes P's separator, above ent). */
-            const uint8_t *se = rp_entry(parent, si);
-            const uint8_t *S = rp_page_read(txn, rp_br_child(se), rp_br_child_txnid(se), P_LEAF, err);
-            if (!S) return 0;
-            if (size + RP_SLOT_SIZE > rp_page_free(S)) continue;
-            if (!separator_fits(parent, right ? si : pidx,
-                                right ? rp_leaf_klen(ent) : rp_leaf_klen(rp_entry(P, 0))))
-                continue;
-            uint8_t *Sw = child_w(txn, parent, si, err);
-            if (!Sw) return 0;
-            unsigned at = right ? 0 : rp_nkeys(Sw);
-            rp_page_insert(Sw, at, ent, size);
-            rp_set_last_insert(Sw, at + 1);
-            unsigned ri = right ? si : pidx;
-            set_separator(txn, parent, ri, right ? Sw : P, rp_br_child(rp_entry(parent, ri)));
-            return 1;
+            if (place_in_sibling(txn, path, lvl, right, ent, size, err)) return 1;
+            if (*err) return 0;
+            continue;
         }
         /* P hands its boundary entry on, then takes ent -- except where ent
          * would become P's first key (idx 1, leftwards), above which the
@@ -498,19 +508,10 @@ static int move_entries(rp_txn *txn, rp_table *t, path_ent *path, int lvl, int r
  * placed), instead of opening a page of its own. */
 static int run_to_right(rp_txn *txn, rp_table *t, path_ent *path, int lvl, unsigned idx,
                         const uint8_t *ent, size_t size, int *err) {
-    uint8_t *parent = path[lvl - 1].page;
-    unsigned si = path[lvl - 1].idx + 1;
-    if (!in_run(path[lvl].page, idx) || idx != rp_nkeys(path[lvl].page) || si >= rp_nkeys(parent))
+    const uint8_t *P = path[lvl].page;
+    if (!in_run(P, idx) || idx != rp_nkeys(P) || path[lvl - 1].idx + 1 >= rp_nkeys(path[lvl - 1].page))
         return 0;
-    const uint8_t *se = rp_entry(parent, si);
-    const uint8_t *S = rp_page_read(txn, rp_br_child(se), rp_br_child_txnid(se), P_LEAF, err);
-    if (!S || size + RP_SLOT_SIZE > rp_page_free(S) || !separator_fits(parent, si, rp_leaf_klen(ent)))
-        return 0;
-    uint8_t *Sw = child_w(txn, parent, si, err);
-    if (!Sw) return 0;
-    rp_page_insert(Sw, 0, ent, size);
-    rp_set_last_insert(Sw, 1);
-    set_separator(txn, parent, si, Sw, rp_br_child(rp_entry(parent, si)));
+    if (!place_in_sibling(txn, path, lvl, 1, ent, size, err)) return 0;
     t->modcount++;
     return 1;
 }
