@@ -171,7 +171,8 @@
  *   vtag, value) is at most RP_MAX_INLINE_ENTRY bytes: half a page less a
  *   slot, so a leaf always holds two (rp_leaf_inline; an E_BIG entry whose
  *   value would fit inline is damage).  Every byte of an entry lies inside
- *   its page; readers check that before they use it (rp_leaf_extent).
+ *   its page; readers check that before they use it (rp_leaf_extent,
+ *   rp_leaf_decode).
  *
  *   Branch entry:
  *      0     2  klen (0 for the first entry: its key is "minus infinity")
