@@ -186,8 +186,18 @@ def uploads(
     if args.profile:
         spy = subprocess.Popen(
             [
-                *("py-spy", "record", "-p", str(pids[0]), "-d", str(int(args.seconds))),
-                *("-f", "raw", "-o", args.profile, "--threads"),
+                *(
+                    "py-spy",
+                    "record",
+                    "--nonblocking",
+                    "-r",
+                    "250",
+                    "-p",
+                    str(pids[0]),
+                    "-d",
+                    str(int(args.seconds)),
+                ),
+                *("-f", "raw", "-o", args.profile, "--threads", "--gil"),
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -409,7 +419,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reconnect", type=int, default=0, help="devices (item 6; see above)")
     ap.add_argument("--outage", type=float, default=2.0, help="seconds the server stays down")
     ap.add_argument(
-        "--profile", help="py-spy the first server process while uploading: raw stacks to this file"
+        "--profile",
+        help="py-spy the first server process while uploading: raw stacks of the thread holding "
+        "the GIL (where its CPU goes) to this file",
     )
     args = ap.parse_args(argv)
     reason = postgres_available()
