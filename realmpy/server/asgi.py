@@ -40,7 +40,7 @@ from realmpy.server.limits import CONTROL, MSGPACK, BodyLimit, decode, read_body
 from realmpy.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from realmpy.server.ratelimit import HashPool, RateLimited, RateLimiter, check
 from realmpy.server.store import Commit, Store
-from realmpy.server.sync_service import SyncService
+from realmpy.server.sync_service import PreparedUpload, SyncService
 from realmpy.server.woken_polls import WokenPolls
 from realmpy.wire.protocol import (
     PROTOCOL_VERSION,
@@ -56,8 +56,9 @@ from realmpy.wire.protocol import (
     RegisterRequest,
     SchemaRequest,
     SubscriptionRequest,
+    UnknownFieldError,
+    UnknownTableError,
     UploadRequest,
-    UploadResponse,
     pack,
     tables_to_wire,
 )
@@ -72,6 +73,8 @@ SWITCH_INTERVAL_S = 0.0005
 PACK_INLINE_ENTRIES = 16
 """Download answers of at most this many entries are encoded on the event loop (tens of
 microseconds); larger ones in a worker thread."""
+INLINE_UPLOAD_BYTES = 16 * 1024
+"""Upload bodies of at most this size are decoded and validated on the event loop."""
 GC_THRESHOLDS = (50_000, 20, 20)
 """``gc.set_threshold`` while the server runs (see ``ServerApp._lifespan``)."""
 
@@ -529,15 +532,25 @@ class ServerApp:
             limit = self.config.limits.bulk
             raw = await read_raw(request, limit, self.config.limits.body_timeout)
 
-            def integrate() -> tuple[UploadRequest, UploadResponse]:
-                # Decoding, integrating and encoding a large upload is CPU work: off the loop.
+            def prepare(reload: bool = True) -> tuple[UploadRequest, PreparedUpload]:
                 # The decoded body is garbage once it is a message (see sync_service on memory).
                 msg = UploadRequest.from_wire(decode(raw, limit))
-                return msg, self.sync.upload(p, msg)
+                return msg, self.sync.prepare_upload(p, msg, reload=reload)
 
-            msg, res = await run_in_threadpool(integrate)
+            # A small upload is decoded and checked here (tens of microseconds: less than a
+            # worker-thread hop); a large one, or one naming a table this process has not
+            # loaded yet (a store read), off the loop.  Either way it then waits for its group
+            # without a thread of its own (group_commit).
+            prepared = None
+            if len(raw) <= INLINE_UPLOAD_BYTES:
+                with contextlib.suppress(UnknownTableError, UnknownFieldError):
+                    prepared = prepare(reload=False)
+            if prepared is None:
+                prepared = await run_in_threadpool(prepare)
+            msg, job = prepared
+            res = await self.sync.integrate(job)
             self.metrics.changesets_in.inc(len(msg.changesets))
-            self.metrics.ops_in.inc(sum(len(c.ops) for c in msg.changesets))
+            self.metrics.ops_in.inc(job.ops)
             self.metrics.compensating_writes.inc(len(res.rejected))
             return res.to_wire()
 

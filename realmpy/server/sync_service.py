@@ -81,7 +81,7 @@ from realmpy.wire.protocol import (
     unpack,
 )
 
-__all__ = ["MAX_OBJECTS_PER_BATCH", "ClientResetRequired", "SyncService"]
+__all__ = ["MAX_OBJECTS_PER_BATCH", "ClientResetRequired", "PreparedUpload", "SyncService"]
 
 log = logging.getLogger("realmpy.server.sync")
 
@@ -102,7 +102,7 @@ class _Pending:
 
 
 @dataclass
-class _Upload:
+class PreparedUpload:
     """One upload waiting for its group (validated, clocks checked)."""
 
     principal: Principal
@@ -206,7 +206,7 @@ class SyncService:
         self._schema: dict[str, TableSpec] = dict(config.schema or {})
         self._subs_cache: dict[tuple[int, int], Subscriptions] = {}
         self._interest: dict[int, frozenset[str]] = {}
-        self._uploads: GroupCommit[_Upload, UploadResponse] = GroupCommit(
+        self._uploads: GroupCommit[PreparedUpload, UploadResponse] = GroupCommit(
             self._integrate_group, weight=lambda u: u.ops, max_weight=self.upload_slice_ops
         )
         with store.transaction(write=False) as tx:
@@ -302,29 +302,48 @@ class SyncService:
 
     # ----------------------------------------------------------------- upload
 
-    def _validate(self, changesets: tuple[Changeset, ...]) -> dict[str, TableSpec]:
+    def _validate(
+        self, changesets: tuple[Changeset, ...], *, reload: bool = True
+    ) -> dict[str, TableSpec]:
         schema = self.schema()
         try:
             for cs in changesets:
                 for i, op in enumerate(cs.ops):
                     op.validate(schema, f"changeset {cs.client_version} op {i}")
         except (UnknownTableError, UnknownFieldError):
+            if not reload:
+                raise
             schema = self.schema(reload=True)
             for cs in changesets:
                 for i, op in enumerate(cs.ops):
                     op.validate(schema, f"changeset {cs.client_version} op {i}")
         return schema
 
-    def upload(self, principal: Principal, req: UploadRequest) -> UploadResponse:
-        """Integrate changesets atomically; see the module docstring.  Concurrent uploads in
-        this process are integrated together (``group_commit``)."""
-        schema = self._validate(req.changesets)
+    def prepare_upload(
+        self, principal: Principal, req: UploadRequest, *, reload: bool = True
+    ) -> PreparedUpload:
+        """An upload checked against the schema and the clock, ready for its group.
+        ``reload=False``: no store read (on the event loop); an unknown table or field is
+        then raised as is, and the caller prepares again off the loop, reloading the schema
+        (another process may have grown it)."""
+        schema = self._validate(req.changesets, reload=reload)
         now = now_ms()
         for cs in req.changesets:
             merge.check_clock(cs.timestamp, now=now, max_skew_ms=self.config.max_clock_skew_ms)
-        return self._uploads.submit(_Upload(principal, req, schema, principal.variables()))
+        return PreparedUpload(principal, req, schema, principal.variables())
 
-    def _integrate_group(self, uploads: list[_Upload]) -> list[UploadResponse | BaseException]:
+    def upload(self, principal: Principal, req: UploadRequest) -> UploadResponse:
+        """Integrate changesets atomically; see the module docstring.  Concurrent uploads in
+        this process are integrated together (``group_commit``)."""
+        return self._uploads.submit(self.prepare_upload(principal, req))
+
+    async def integrate(self, upload: PreparedUpload) -> UploadResponse:
+        """``upload`` for a prepared upload, awaited on the event loop (no thread of its own)."""
+        return await self._uploads.submit_async(upload)
+
+    def _integrate_group(
+        self, uploads: list[PreparedUpload]
+    ) -> list[UploadResponse | BaseException]:
         """One transaction for a group of uploads: the version lock, one read of their clients
         and objects, each upload merged in turn (one refused upload leaves the others alone),
         then one batched write per table and one commit.  A group over ``upload_slice_ops``
@@ -364,7 +383,7 @@ class SyncService:
             group.write()
         return results
 
-    def _integrate(self, group: _Group, u: _Upload) -> UploadResponse:
+    def _integrate(self, group: _Group, u: PreparedUpload) -> UploadResponse:
         """Merge one upload into the group; nothing of it is kept if it raises."""
         principal, req, schema = u.principal, u.req, u.schema
         client = self._check_client(

@@ -19,7 +19,7 @@ from realmpy.server.config import ConfigError, ServerConfig, load_config
 from realmpy.server.group_commit import GroupCommit
 from realmpy.server.store import Commit
 from realmpy.server.store_postgres import PostgresStore
-from realmpy.server.sync_service import ClientResetRequired, _Upload
+from realmpy.server.sync_service import ClientResetRequired, PreparedUpload
 from realmpy.server.testing import drop_pg_schema, pg_schema_url, pg_url
 from realmpy.wire.protocol import (
     AuthError,
@@ -260,9 +260,9 @@ def test_a_group_of_uploads_integrates_each_in_turn(api: Api) -> None:
     sync = api.server.sync
     schema = sync.schema()
 
-    def job(file: dict[str, Any], cv: int, ops: list[Any], **kw: Any) -> _Upload:
+    def job(file: dict[str, Any], cv: int, ops: list[Any], **kw: Any) -> PreparedUpload:
         req = UploadRequest.from_wire(upload_body(file, cv, ops, **kw))
-        return _Upload(p, req, schema, p.variables())
+        return PreparedUpload(p, req, schema, p.variables())
 
     bad = dict(f, salt=f["salt"] ^ 1)
     results = sync._integrate_group(
