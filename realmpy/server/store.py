@@ -183,6 +183,7 @@ class Tx:
         self._store = store
         self._conn = conn
         self._after_commit: list[Callable[[], None]] = []
+        self._before_commit: list[Callable[[], None]] = []
         self.new_server_version: int | None = None
         self.changed: Commit | None = None
         """What the commit changes (tables, files), when the writer knows; else every poll wakes."""
@@ -210,6 +211,12 @@ class Tx:
             return Commit(self.new_server_version)
         return Commit(self.new_server_version, self.changed.tables, self.changed.files)
 
+    def before_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` at the end of the transaction, in the commit's pipeline: writes whose
+        results nobody reads, sent with the notification and the commit in one round trip
+        (an error in them rolls the transaction back)."""
+        self._before_commit.append(fn)
+
     def on_commit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` after this transaction commits (never if it rolls back)."""
         self._after_commit.append(fn)
@@ -229,11 +236,13 @@ class Tx:
 
     def versions(self) -> tuple[int, int]:
         """(``latest_server_version``, ``horizon``) in one statement."""
-        row = self._one(
-            "SELECT s.sv, COALESCE((SELECT h.sv FROM history_horizon h WHERE h.id = 1), 0) "
-            "FROM server_state s WHERE s.id = 1"
-        )
+        row = self._one(self._VERSIONS)
         return int(row[0]), int(row[1])
+
+    _VERSIONS: Final = (
+        "SELECT s.sv, COALESCE((SELECT h.sv FROM history_horizon h WHERE h.id = 1), 0) "
+        "FROM server_state s WHERE s.id = 1"
+    )
 
     @contextmanager
     def pipeline(self) -> Iterator[None]:
@@ -410,17 +419,49 @@ class Tx:
     def clients_many(self, file_idents: Sequence[int]) -> dict[int, ClientRow]:
         """``get_client`` for many files in one query."""
         out: dict[int, ClientRow] = {}
+        for sql, params in self._clients_queries(file_idents):
+            self._add_clients(out, self._all(sql, params))
+        return out
+
+    def _clients_queries(self, file_idents: Sequence[int]) -> list[tuple[str, list[Any]]]:
         idents = sorted(set(file_idents))
+        out: list[tuple[str, list[Any]]] = []
         for i in range(0, len(idents), 256):
             chunk = idents[i : i + 256]
             marks = ", ".join(["?"] * len(chunk))
-            for r in self._all(
-                f"SELECT {self._CLIENT_COLS} FROM clients WHERE file_ident IN ({marks})", chunk
-            ):
-                row = self._client(r)
-                assert row is not None
-                out[row.file_ident] = row
+            out.append(
+                (f"SELECT {self._CLIENT_COLS} FROM clients WHERE file_ident IN ({marks})", chunk)
+            )
         return out
+
+    def _add_clients(self, out: dict[int, ClientRow], rows: Sequence[Any]) -> None:
+        for r in rows:
+            row = self._client(r)
+            assert row is not None
+            out[row.file_ident] = row
+
+    def begin_upload_group(
+        self, file_idents: Sequence[int], keys: Sequence[tuple[str, bytes]]
+    ) -> tuple[int, int, dict[int, ClientRow], dict[tuple[str, bytes], ObjectRow]]:
+        """The version lock, then ``versions()``, ``clients_many(file_idents)`` and
+        ``objects_many(keys)``: what a group of uploads reads first, in one round trip on
+        PostgreSQL (a pipeline: the statements run in order, so the reads see everything
+        committed before the lock was granted)."""
+        clients: dict[int, ClientRow] = {}
+        objects: dict[tuple[str, bytes], ObjectRow] = {}
+        with self.pipeline():
+            self.lock_versions()
+            versions = self._x(self._VERSIONS)
+            client_cursors = [self._x(sql, p) for sql, p in self._clients_queries(file_idents)]
+            object_cursors = [
+                (table, self._x(sql, p)) for table, sql, p in self._objects_queries(keys)
+            ]
+            latest, horizon = versions.fetchone()  # sends the lot, waits for all the results
+            for cur in client_cursors:
+                self._add_clients(clients, cur.fetchall())
+            for table, cur in object_cursors:
+                self._add_objects(objects, table, cur.fetchall())
+        return int(latest), int(horizon), clients, objects
 
     def update_upload_cursors(self, rows: Sequence[tuple[int, int, int, int]]) -> None:
         """``update_upload_cursor`` for many files, rows of (file, cv, base sv, ts): one statement."""
@@ -491,21 +532,32 @@ class Tx:
         (table, pk) → row.  ``tbl = ? AND pk IN (…)`` and not ``(tbl, pk) IN
         (VALUES …)``: SQLite plans the row-value form as a scan of the whole
         table (5,000 keys over 10k rows: 0.21 s against 0.033 s)."""
+        out: dict[tuple[str, bytes], ObjectRow] = {}
+        for table, sql, params in self._objects_queries(keys):
+            self._add_objects(out, table, self._all(sql, params))
+        return out
+
+    @staticmethod
+    def _objects_queries(keys: Sequence[tuple[str, bytes]]) -> list[tuple[str, str, list[Any]]]:
         by_table: dict[str, list[bytes]] = {}
         for t, pk in keys:
             by_table.setdefault(t, []).append(pk)
-        out: dict[tuple[str, bytes], ObjectRow] = {}
+        out: list[tuple[str, str, list[Any]]] = []
         for table, pks in by_table.items():
             for i in range(0, len(pks), 256):
                 chunk = pks[i : i + 256]
                 marks = ", ".join(["?"] * len(chunk))
-                for r in self._all(
-                    f"SELECT pk, state, last_sv FROM objects WHERE tbl = ? AND pk IN ({marks})",
-                    [table, *chunk],
-                ):
-                    pk = bytes(r[0])
-                    out[(table, pk)] = ObjectRow(table, pk, bytes(r[1]), int(r[2]))
+                sql = f"SELECT pk, state, last_sv FROM objects WHERE tbl = ? AND pk IN ({marks})"
+                out.append((table, sql, [table, *chunk]))
         return out
+
+    @staticmethod
+    def _add_objects(
+        out: dict[tuple[str, bytes], ObjectRow], table: str, rows: Sequence[Any]
+    ) -> None:
+        for r in rows:
+            pk = bytes(r[0])
+            out[(table, pk)] = ObjectRow(table, pk, bytes(r[1]), int(r[2]))
 
     def put_object(self, table: str, pk: bytes, state: bytes, sv: int) -> None:
         """Insert or replace an object's state, changed at ``sv``."""
@@ -912,8 +964,11 @@ class Store(abc.ABC):
             tx = Tx(self, conn)
             try:
                 yield tx
-                commit = tx.commit_note()
-                with self._pipeline(conn):  # the notification and the commit: one round trip
+                # the last writes, the notification and the commit: one round trip
+                with self._pipeline(conn):
+                    for fn in tx._before_commit:
+                        fn()
+                    commit = tx.commit_note()
                     if commit is not None:
                         self._publish(conn, commit)
                     conn.commit()

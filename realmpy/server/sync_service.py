@@ -157,10 +157,11 @@ class _Group:
         self.read.clear()
 
     def write(self) -> None:
-        """Everything the group's kept uploads did: one batched statement per table."""
+        """Everything the group's kept uploads did: one batched statement per table
+        (``Tx.before_commit``: in the commit's round trip)."""
         tx = self.tx
         objects = [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in self.pending.items()]
-        with tx.pipeline():  # nothing here reads a result: one round trip on PostgreSQL
+        with tx.pipeline():  # nothing here reads a result: sent together on PostgreSQL
             if self.changesets:
                 tx.advance_server_version(self.sv)
                 tx.changed = Commit(
@@ -352,8 +353,6 @@ class SyncService:
         results: list[UploadResponse | BaseException] = []
         sliced = sum(u.ops for u in uploads) > self.upload_slice_ops
         with self.store.transaction(write=True, allocates=True) as tx:
-            tx.lock_versions()
-            latest, horizon = tx.versions()
             keys: set[tuple[str, bytes]] = set()
             if not sliced:
                 keys = {
@@ -362,12 +361,15 @@ class SyncService:
                     for cs in u.req.changesets
                     for op in cs.ops
                 }
+            latest, horizon, clients, objects = tx.begin_upload_group(
+                [u.req.file_ident for u in uploads], sorted(keys)
+            )
             group = _Group(
                 tx,
                 latest,
                 horizon,
-                tx.clients_many([u.req.file_ident for u in uploads]),
-                tx.objects_many(sorted(keys)),
+                clients,
+                objects,
                 read=keys,
                 slice=self.upload_slice_ops if sliced else None,
             )
@@ -380,7 +382,7 @@ class SyncService:
                     # this upload's alone (a database error fails the group's write
                     # below, and so every upload of it)
                     results.append(exc)
-            group.write()
+            tx.before_commit(group.write)  # sent with the commit: one round trip
         return results
 
     def _integrate(self, group: _Group, u: PreparedUpload) -> UploadResponse:
