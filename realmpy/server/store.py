@@ -32,7 +32,7 @@ import json
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -184,12 +184,17 @@ class Tx:
         self._conn = conn
         self._after_commit: list[Callable[[], None]] = []
         self._before_commit: list[Callable[[], None]] = []
+        self._deferred: list[tuple[str, Sequence[Any]]] | None = None
+        """While ``before_commit`` functions run: their statements, sent with the commit."""
         self.new_server_version: int | None = None
         self.changed: Commit | None = None
         """What the commit changes (tables, files), when the writer knows; else every poll wakes."""
         self._versions_locked = False
 
     def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if self._deferred is not None:
+            self._deferred.append((sql, params))
+            return None
         return self._store._execute(self._conn, sql, params)
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -200,7 +205,9 @@ class Tx:
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement for many parameter rows (a single round trip where the driver can)."""
-        if rows:
+        if self._deferred is not None:
+            self._deferred += [(sql, r) for r in rows]
+        elif rows:
             self._store._executemany(self._conn, sql, rows)
 
     def commit_note(self) -> Commit | None:
@@ -212,9 +219,9 @@ class Tx:
         return Commit(self.new_server_version, self.changed.tables, self.changed.files)
 
     def before_commit(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` at the end of the transaction, in the commit's pipeline: writes whose
-        results nobody reads, sent with the notification and the commit in one round trip
-        (an error in them rolls the transaction back)."""
+        """Run ``fn`` at the end of the transaction: its statements (writes: nothing reads
+        their results) are sent with the notification and the commit, in one round trip on
+        PostgreSQL; an error in them rolls the transaction back."""
         self._before_commit.append(fn)
 
     def on_commit(self, fn: Callable[[], None]) -> None:
@@ -243,13 +250,6 @@ class Tx:
         "SELECT s.sv, COALESCE((SELECT h.sv FROM history_horizon h WHERE h.id = 1), 0) "
         "FROM server_state s WHERE s.id = 1"
     )
-
-    @contextmanager
-    def pipeline(self) -> Iterator[None]:
-        """Statements whose results nobody reads inside the block, sent together (PostgreSQL's
-        pipeline mode: one round trip instead of one each); an error surfaces at its end."""
-        with self._store._pipeline(self._conn):
-            yield
 
     def lock_versions(self) -> None:
         """Take the store-wide version lock now (before reading rows an upload depends on).
@@ -445,22 +445,28 @@ class Tx:
     ) -> tuple[int, int, dict[int, ClientRow], dict[tuple[str, bytes], ObjectRow]]:
         """The version lock, then ``versions()``, ``clients_many(file_idents)`` and
         ``objects_many(keys)``: what a group of uploads reads first, in one round trip on
-        PostgreSQL (a pipeline: the statements run in order, so the reads see everything
-        committed before the lock was granted)."""
+        PostgreSQL (``Store._script``: the statements run in order, so the reads see
+        everything committed before the lock was granted)."""
+        client_queries = self._clients_queries(file_idents)
+        object_queries = self._objects_queries(keys)
+        lock = [] if self._versions_locked else self._store._lock_statements(self._conn)
+        results = self._store._script(
+            self._conn,
+            [
+                *lock,
+                (self._VERSIONS, ()),
+                *client_queries,
+                *((sql, params) for _, sql, params in object_queries),
+            ],
+        )[len(lock) :]
+        self._versions_locked = True
+        latest, horizon = results[0][0]
         clients: dict[int, ClientRow] = {}
+        for rows in results[1 : 1 + len(client_queries)]:
+            self._add_clients(clients, rows)
         objects: dict[tuple[str, bytes], ObjectRow] = {}
-        with self.pipeline():
-            self.lock_versions()
-            versions = self._x(self._VERSIONS)
-            client_cursors = [self._x(sql, p) for sql, p in self._clients_queries(file_idents)]
-            object_cursors = [
-                (table, self._x(sql, p)) for table, sql, p in self._objects_queries(keys)
-            ]
-            latest, horizon = versions.fetchone()  # sends the lot, waits for all the results
-            for cur in client_cursors:
-                self._add_clients(clients, cur.fetchall())
-            for table, cur in object_cursors:
-                self._add_objects(objects, table, cur.fetchall())
+        for (table, _, _), rows in zip(object_queries, results[1 + len(client_queries) :]):
+            self._add_objects(objects, table, rows)
         return int(latest), int(horizon), clients, objects
 
     def update_upload_cursors(self, rows: Sequence[tuple[int, int, int, int]]) -> None:
@@ -860,8 +866,14 @@ class Store(abc.ABC):
     def _begin(self, conn: Any, write: bool) -> None:
         """Start a transaction; a write transaction takes the store-wide write lock."""
 
-    def _lock_versions(self, conn: Any) -> None:  # noqa: B027 - optional hook
-        """Serialise version allocation until commit (SQLite's IMMEDIATE lock already does)."""
+    def _lock_statements(self, conn: Any) -> list[tuple[str, Sequence[Any]]]:
+        """The statement that takes the store-wide version lock until commit (none where
+        ``_begin(write=True)`` already serialises writers: SQLite's IMMEDIATE lock)."""
+        return []
+
+    def _lock_versions(self, conn: Any) -> None:
+        for sql, params in self._lock_statements(conn):
+            self._execute(conn, sql, params)
 
     def _execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
         return conn.execute(sql, tuple(params))
@@ -869,12 +881,26 @@ class Store(abc.ABC):
     def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         conn.executemany(sql, [tuple(r) for r in rows])
 
-    def _pipeline(self, conn: Any) -> AbstractContextManager[Any]:
-        """See ``Tx.pipeline``; a no-op where round trips cost nothing (SQLite is in-process)."""
-        return contextlib.nullcontext()
+    def _script(
+        self, conn: Any, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[Any]]:
+        """Run ``statements`` in order; each one's rows (none for a write).  PostgreSQL sends
+        them together (one round trip); here, one at a time (SQLite is in-process)."""
+        out: list[list[Any]] = []
+        for sql, params in statements:
+            cur = self._execute(conn, sql, params)
+            out.append(list(cur.fetchall()) if cur.description else [])
+        return out
 
-    def _publish(self, conn: Any, commit: Commit) -> None:  # noqa: B027 - optional hook
-        """Inside a committing write: tell other processes (PostgreSQL NOTIFY)."""
+    def _notify_statements(self, conn: Any, commit: Commit) -> list[tuple[str, Sequence[Any]]]:
+        """Inside a committing write: the statements that tell other processes (PostgreSQL
+        NOTIFY); none by default."""
+        return []
+
+    def _commit(self, conn: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run a transaction's last ``statements`` (writes) and commit."""
+        self._script(conn, statements)
+        conn.commit()
 
     def start_listening(self) -> None:  # noqa: B027 - optional hook
         """Start receiving other processes' commits (PostgreSQL LISTEN); no-op by default."""
@@ -965,13 +991,14 @@ class Store(abc.ABC):
             try:
                 yield tx
                 # the last writes, the notification and the commit: one round trip
-                with self._pipeline(conn):
-                    for fn in tx._before_commit:
-                        fn()
-                    commit = tx.commit_note()
-                    if commit is not None:
-                        self._publish(conn, commit)
-                    conn.commit()
+                tx._deferred = []
+                for fn in tx._before_commit:
+                    fn()
+                commit = tx.commit_note()
+                last, tx._deferred = tx._deferred, None
+                if commit is not None:
+                    last += self._notify_statements(conn, commit)
+                self._commit(conn, last)
             except BaseException:
                 try:
                     conn.rollback()

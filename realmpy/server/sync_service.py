@@ -161,19 +161,18 @@ class _Group:
         (``Tx.before_commit``: in the commit's round trip)."""
         tx = self.tx
         objects = [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in self.pending.items()]
-        with tx.pipeline():  # nothing here reads a result: sent together on PostgreSQL
-            if self.changesets:
-                tx.advance_server_version(self.sv)
-                tx.changed = Commit(
-                    self.sv,
-                    frozenset(self.tables.union(t for t, _ in self.pending)),
-                    frozenset(self.cursors),
-                )
-            tx.add_changesets(self.changesets)
-            tx.add_rejections(self.refusals)
-            tx.put_objects(objects)
-            tx.views_put(self.views)
-            tx.update_upload_cursors([(fi, *c) for fi, c in self.cursors.items()])
+        if self.changesets:
+            tx.advance_server_version(self.sv)
+            tx.changed = Commit(
+                self.sv,
+                frozenset(self.tables.union(t for t, _ in self.pending)),
+                frozenset(self.cursors),
+            )
+        tx.add_changesets(self.changesets)
+        tx.add_rejections(self.refusals)
+        tx.put_objects(objects)
+        tx.views_put(self.views)
+        tx.update_upload_cursors([(fi, *c) for fi, c in self.cursors.items()])
 
 
 UPLOAD_SLICE_OPS = 4096

@@ -159,21 +159,26 @@ def test_tenants_in_separate_schemas_have_their_own_lock_and_channel() -> None:
     schemas = ("tenant_a_scale", "tenant_b_scale")
     # lock_timeout: were the locks shared, b would fail instead of waiting for a forever
     stores = [PostgresStore(pg_schema_url(s) + "%20-clock_timeout%3D10000") for s in schemas]
+    stores.append(PostgresStore(pg_schema_url(schemas[1])))  # another process of tenant b
     try:
         for s in stores:
             s.initialise(secret=b"x" * 32, salt=1)
-        a, b = stores
+        a, b, b2 = stores
         assert a.tenant() != b.tenant()
         assert PostgresStore(pg_url()).tenant() == (0x5265616C6D7079, "realmpy_sv")  # public
-        heard: list[int] = []
+        heard: dict[PostgresStore, list[int]] = {b: [], b2: []}
         got = threading.Event()
 
-        def hear(commit: Commit) -> None:
-            heard.append(commit.sv)
-            got.set()
+        def listen(store: PostgresStore) -> None:
+            def hear(commit: Commit) -> None:
+                heard[store].append(commit.sv)
+                got.set()
 
-        b.add_listener(hear)
-        b.start_listening()
+            store.add_listener(hear)
+            store.start_listening()
+
+        listen(b)
+        listen(b2)
         with a.transaction(write=True, allocates=True) as tx:
             for _ in range(3):
                 tx.next_server_version()  # a holds its lock (and will notify 3)...
@@ -181,12 +186,15 @@ def test_tenants_in_separate_schemas_have_their_own_lock_and_channel() -> None:
                 assert tb.next_server_version() == 1  # ...and b is not blocked by it
         with b.transaction(write=True, allocates=True) as tb:
             assert tb.next_server_version() == 2
-        # b hears each of its commits twice: at once in-process, then its own NOTIFY.  When the
-        # NOTIFY of 2 is in, one of a's (3, committed between b's) would have come before it.
-        while heard.count(2) < 2:
+        with b2.transaction(write=True, allocates=True) as tb:
+            assert tb.next_server_version() == 3
+        # Notifications arrive in commit order: once b has heard b2's 3, a's (committed
+        # between b's 1 and 2) and b's own echoes of 1 and 2 would have come before it.
+        # b heard its own commits once (at commit, not again from its NOTIFY), b2 all of b's.
+        while 3 not in heard[b] or 2 not in heard[b2]:
             assert got.wait(30)
             got.clear()
-        assert sorted(set(heard)) == [1, 2]
+        assert heard == {b: [1, 2, 3], b2: [1, 2, 3]}
     finally:
         for s in stores:
             s.close()
