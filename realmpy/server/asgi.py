@@ -41,6 +41,7 @@ from realmpy.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from realmpy.server.ratelimit import HashPool, RateLimited, RateLimiter, check
 from realmpy.server.store import Commit, Store
 from realmpy.server.sync_service import PreparedUpload, SyncService
+from realmpy.server.wake_filter import ChangedRecords, WakeFilter
 from realmpy.server.woken_polls import WokenPolls
 from realmpy.wire.protocol import (
     PROTOCOL_VERSION,
@@ -122,29 +123,30 @@ class ShuttingDown(ProtocolError):
 class _Poll:
     """One parked long-poll: what it is waiting for, and the event that wakes it."""
 
-    __slots__ = ("event", "file_ident", "tables")
+    __slots__ = ("event", "file_ident", "filter")
 
     def __init__(self, file_ident: int) -> None:
         self.file_ident = file_ident
-        self.tables: frozenset[str] | None = None
-        """Its file's subscribed tables (None until its first download: any change wakes it)."""
+        self.filter: WakeFilter | None = None
+        """Its file's subscriptions and read rules (None until its first download: any
+        change wakes it)."""
         self.event = asyncio.Event()
 
-    def concerned(self, commit: Commit | None) -> bool:
-        if commit is None or commit.tables is None or self.tables is None:
+    def concerned(self, commit: Commit | None, changed: ChangedRecords | None) -> bool:
+        if self.filter is None:
             return True
-        return self.file_ident in commit.files or not self.tables.isdisjoint(commit.tables)
+        return self.filter.concerned(commit, changed)
 
 
 class ChangeWatcher:
     """Wakes the long-polls a commit concerns (here or, via the store, in another process).
 
     A poll registers before it reads the store and is woken by any commit after that
-    whose tables it subscribes to, or that names its file (its own upload's refusals
-    and views, its new subscriptions): a commit in between is never missed, and one
-    that concerns no poll wakes none.  Tables are the granularity: a commit to a
-    subscribed table that the poll's queries or read rules then exclude still wakes it,
-    and that poll goes back to waiting after a download with nothing to send.
+    which changed an object its queries and read rules see (before or after), or that
+    names its file (its own upload's refusals and views, its new subscriptions): a
+    commit in between is never missed, and one that concerns no poll wakes none.
+    Where matching objects is not cheap it is by table (``wake_filter``): such a poll
+    goes back to waiting after a download with nothing to send.
     """
 
     def __init__(self, latest: int = 0) -> None:
@@ -168,8 +170,11 @@ class ChangeWatcher:
                 loop.call_soon_threadsafe(self._wake, commit)
 
     def _wake(self, commit: Commit | None) -> None:
+        changed = None
+        if commit is not None and commit.objects is not None:
+            changed = ChangedRecords(commit.objects)
         for poll in self._polls:
-            if poll.concerned(commit):
+            if not poll.event.is_set() and poll.concerned(commit, changed):
                 poll.event.set()
 
     def stop(self) -> None:
@@ -587,7 +592,7 @@ class ServerApp:
                         else:
                             res = got
                         woken = True
-                        poll.tables = self.sync.interest(msg.file_ident)
+                        poll.filter = self.sync.interest(msg.file_ident)
                         remaining = deadline - time.monotonic()
                         if (
                             res.entries

@@ -33,10 +33,15 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from realmpy.wire.merge import ObjectState
+    from realmpy.wire.protocol import PrimaryKey
 
 __all__ = [
+    "ChangedObject",
     "ClientRow",
     "Commit",
     "ConflictError",
@@ -52,6 +57,10 @@ DEFAULT_POOL_SIZE: Final = 8
 """Database connections per server process (``--pool-size``, ``[database] pool_size``)."""
 
 
+ChangedObject = tuple[str, "PrimaryKey", "ObjectState | None", "ObjectState"]
+"""(table, primary key, state before, state after) of an object a commit changed."""
+
+
 @dataclass(frozen=True)
 class Commit:
     """What a committed write changed, for waking long-polls (``Store.add_listener``)."""
@@ -62,6 +71,9 @@ class Commit:
     """Tables whose objects changed; None: not known (wake every poll)."""
     files: frozenset[int] = frozenset()
     """Files with news of their own (their uploads' refusals and views, new subscriptions)."""
+    objects: tuple[ChangedObject, ...] | None = field(default=None, compare=False)
+    """The changed objects, in the process that committed (never in a NOTIFY), when few
+    enough to match against each poll's queries (``wake_filter``); None: not known."""
 
     def to_payload(self) -> str:
         """NOTIFY text (PostgreSQL's limit is 8,000 bytes: past it, say "unknown")."""
@@ -216,7 +228,9 @@ class Tx:
             return None
         if self.changed is None:
             return Commit(self.new_server_version)
-        return Commit(self.new_server_version, self.changed.tables, self.changed.files)
+        return Commit(
+            self.new_server_version, self.changed.tables, self.changed.files, self.changed.objects
+        )
 
     def before_commit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` at the end of the transaction: its statements (writes: nothing reads

@@ -49,6 +49,7 @@ from realmpy.server.permissions import (
 )
 from realmpy.server.shared_reads import SharedReads
 from realmpy.server.store import ClientRow, Commit, ObjectRow, Store, Tx
+from realmpy.server.wake_filter import WakeFilter
 from realmpy.wire import merge
 from realmpy.wire.merge import ObjectState, now_ms
 from realmpy.wire.protocol import (
@@ -137,6 +138,10 @@ class _Group:
     """Objects per slice when the group (one large upload) is written as it goes; None: at its end."""
     tables: set[str] = field(default_factory=set)
     """Tables of the objects written already (slices)."""
+    befores: dict[tuple[str, bytes], tuple[PrimaryKey, ObjectState | None]] = field(
+        default_factory=dict
+    )
+    """Each changed object's key and state before the group (for ``Commit.objects``)."""
 
     def prefetch(self, keys: list[tuple[str, bytes]]) -> None:
         """Read a slice's objects in one query per 256."""
@@ -163,10 +168,16 @@ class _Group:
         objects = [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in self.pending.items()]
         if self.changesets:
             tx.advance_server_version(self.sv)
+            changed = None
+            if self.slice is None and len(self.pending) <= WAKE_MATCH_OBJECTS:
+                changed = tuple(
+                    (t, *self.befores[(t, pkb)], p.state) for (t, pkb), p in self.pending.items()
+                )
             tx.changed = Commit(
                 self.sv,
                 frozenset(self.tables.union(t for t, _ in self.pending)),
                 frozenset(self.cursors),
+                changed,
             )
         tx.add_changesets(self.changesets)
         tx.add_rejections(self.refusals)
@@ -174,6 +185,10 @@ class _Group:
         tx.views_put(self.views)
         tx.update_upload_cursors([(fi, *c) for fi, c in self.cursors.items()])
 
+
+WAKE_MATCH_OBJECTS = 256
+"""A commit of at most this many objects carries them to this process's polls, which match
+them against their queries (``wake_filter``); a larger one wakes by table."""
 
 UPLOAD_SLICE_OPS = 4096
 """Ops of small uploads integrated together in memory; larger uploads go alone, in slices of
@@ -205,7 +220,7 @@ class SyncService:
         self._schema_lock = threading.Lock()
         self._schema: dict[str, TableSpec] = dict(config.schema or {})
         self._subs_cache: dict[tuple[int, int], Subscriptions] = {}
-        self._interest: dict[int, frozenset[str]] = {}
+        self._interest: dict[int, WakeFilter] = {}
         self._uploads: GroupCommit[PreparedUpload, UploadResponse] = GroupCommit(
             self._integrate_group, weight=lambda u: u.ops, max_weight=self.upload_slice_ops
         )
@@ -396,6 +411,7 @@ class SyncService:
         )
         horizon, sv = group.horizon, group.sv
         pending: dict[tuple[str, bytes], _Pending] = {}
+        befores: dict[tuple[str, bytes], tuple[PrimaryKey, ObjectState | None]] = {}
         changesets: list[tuple[int, int, int, int, int, bytes]] = []
         refusals: list[tuple[int, int, str, bytes, int, str]] = []
         rejected: list[RejectedWrite] = []
@@ -476,6 +492,8 @@ class SyncService:
                         rejected.append(RejectedWrite(cs.client_version, table, pk, reason, sv))
                         continue
                     pending[key] = _Pending(new, sv)
+                    if key not in befores and key not in group.befores:
+                        befores[key] = (pk, found)
                     for i, op in items:
                         accepted[i] = op.to_wire()
                 if group.slice is not None:
@@ -487,6 +505,7 @@ class SyncService:
         # Kept: the group takes this upload's versions, changes and cursor.
         group.sv = sv
         group.pending.update(pending)
+        group.befores.update(befores)
         group.changesets += changesets
         group.refusals += refusals
         # The client holds what it wrote, so the object is in its view: if the
@@ -636,12 +655,13 @@ class SyncService:
         fi = client.file_ident
         schema = self.schema()
         subs = self._subscriptions(client)
-        if len(self._interest) > 100_000:
-            self._interest.clear()
-        self._interest[fi] = frozenset(subs.tables)
         if any(t not in schema for t in subs.tables):
             schema = self.schema(reload=True)
-        ctx = _DownloadCtx(tx, fi, subs, self.perms, principal.variables(), schema)
+        variables = principal.variables()
+        if len(self._interest) > 100_000:
+            self._interest.clear()
+        self._interest[fi] = WakeFilter(fi, subs, self.perms, variables, schema)
+        ctx = _DownloadCtx(tx, fi, subs, self.perms, variables, schema)
         if self._needs_bootstrap(client, req):
             res = self._bootstrap(ctx, client, req, latest)
         else:
@@ -649,8 +669,9 @@ class SyncService:
         ctx.flush()
         return res
 
-    def interest(self, file_ident: int) -> frozenset[str] | None:
-        """The tables a file's last download here subscribed to (None: no download yet)."""
+    def interest(self, file_ident: int) -> WakeFilter | None:
+        """What a file's last download here subscribed to and could read (None: no download
+        yet): which commits concern its polls."""
         return self._interest.get(file_ident)
 
     @staticmethod

@@ -17,13 +17,21 @@ from realmpy.server.asgi import ChangeWatcher
 from realmpy.server.auth import SESSION_RECHECK_SECONDS
 from realmpy.server.config import ConfigError, ServerConfig, load_config
 from realmpy.server.group_commit import GroupCommit
+from realmpy.server.permissions import Permissions, Subscriptions
 from realmpy.server.store import Commit
 from realmpy.server.store_postgres import PostgresStore
 from realmpy.server.sync_service import ClientResetRequired, PreparedUpload
 from realmpy.server.testing import drop_pg_schema, pg_schema_url, pg_url
+from realmpy.server.wake_filter import ChangedRecords, WakeFilter
+from realmpy.wire.merge import ObjectState
 from realmpy.wire.protocol import (
     AuthError,
     DownloadRequest,
+    FieldSpec,
+    Op,
+    OpCode,
+    Stamp,
+    TableSpec,
     UploadRequest,
     UploadResponse,
     pk_key,
@@ -303,6 +311,25 @@ def test_a_group_of_uploads_integrates_each_in_turn(api: Api) -> None:
 # --------------------------------------------------------------------------- long-poll wake-ups
 
 
+SCHEMA = {
+    "Car": TableSpec("id", {"id": FieldSpec("int"), "make": FieldSpec("string")}),
+    "Task": TableSpec("id", {"id": FieldSpec("int"), "owner_id": FieldSpec("string")}),
+    "Pet": TableSpec(
+        "id", {"id": FieldSpec("int"), "owner": FieldSpec("link", optional=True, target="Task")}
+    ),
+}
+
+
+def wake_filter(
+    fi: int,
+    queries: dict[str, str],
+    perms: Permissions | None = None,
+    variables: dict[str, Any] | None = None,
+) -> WakeFilter:
+    subs = Subscriptions({t: ((q, ()),) for t, q in queries.items()}, SCHEMA)
+    return WakeFilter(fi, subs, perms or Permissions(), variables or {}, SCHEMA)
+
+
 def test_a_commit_wakes_only_the_polls_it_concerns() -> None:
     async def run() -> list[bool]:
         watcher = ChangeWatcher()
@@ -313,11 +340,9 @@ def test_a_commit_wakes_only_the_polls_it_concerns() -> None:
             watcher.watch(3) as fresh,
             watcher.watch(4) as mine,
         ):
-            cars.tables, tasks.tables, mine.tables = (
-                frozenset({"Car"}),
-                frozenset({"Task"}),
-                frozenset(),
-            )
+            cars.filter = wake_filter(1, {"Car": "TRUEPREDICATE"})
+            tasks.filter = wake_filter(2, {"Task": "TRUEPREDICATE"})
+            mine.filter = wake_filter(4, {})
             # fresh: no download yet, so it does not know its tables: any commit wakes it
             watcher.notify_threadsafe(Commit(7, frozenset({"Car"}), frozenset({4})))
             await asyncio.sleep(0)  # the wake-up is scheduled on the loop: let it run
@@ -331,6 +356,73 @@ def test_a_commit_wakes_only_the_polls_it_concerns() -> None:
 
     # the second: a subscription change wakes its own file (and the poll that knows no tables)
     assert asyncio.run(run()) == [True, False, True, True, False, True, True, False]
+
+
+def car(make: str | None, pk: int = 1, table: str = "Car") -> ObjectState | None:
+    """A Car's (or Task's) state with ``make`` set; None: no object."""
+    if make is None:
+        return None
+    state = ObjectState()
+    for i, op in enumerate([Op(OpCode.CREATE, table, pk), Op(OpCode.SET, table, pk, "make", make)]):
+        state.apply(op, Stamp(1, 1, 1, i), 0, 1)
+    return state
+
+
+def commit_of(*changes: tuple[str | None, str | None], table: str = "Car") -> Commit:
+    """A commit of Cars changing from one make to another (None: created)."""
+    objects = []
+    for pk, (before, after) in enumerate(changes, 1):
+        state = car(after, pk, table)
+        assert state is not None
+        objects.append((table, pk, car(before, pk, table), state))
+    return Commit(9, frozenset({table}), frozenset({99}), tuple(objects))
+
+
+def concerns(f: WakeFilter, c: Commit) -> bool:
+    return f.concerned(c, ChangedRecords(c.objects or ()))
+
+
+def test_a_commit_carrying_its_objects_wakes_only_polls_whose_queries_see_them() -> None:
+    vw = wake_filter(1, {"Car": "make == 'VW'"})
+    assert not concerns(vw, commit_of((None, "Audi"), ("Audi", "BMW")))
+    for change in ((None, "VW"), ("VW", "VW"), ("VW", "Audi")):  # enters, changes in, leaves
+        assert concerns(vw, commit_of(("Audi", "BMW"), change)), change
+    # without the objects (another process's NOTIFY, a large commit): by table
+    assert vw.concerned(Commit(9, frozenset({"Car"})), None)
+    assert not vw.concerned(Commit(9, frozenset({"Task"})), None)
+    # the commit's own file: its refusals and views, whatever the objects
+    assert wake_filter(99, {"Car": "make == 'VW'"}).concerned(commit_of((None, "Audi")), None)
+
+
+def test_read_rules_and_links_in_wake_matching() -> None:
+    own = Permissions({"Car": ("make == %user.make", None)})
+    mine = wake_filter(1, {"Car": "TRUEPREDICATE"}, own, {"user": {"make": "VW"}})
+    assert not concerns(mine, commit_of((None, "Audi")))  # not readable: sleeps on
+    assert concerns(mine, commit_of((None, "VW")))
+    # a table with links: a query may follow one (a store read): by table, whatever changed
+    pets = wake_filter(1, {"Pet": "owner.owner_id == 'me'"})
+    assert concerns(pets, commit_of((None, "x"), table="Pet"))
+
+
+def test_an_upload_commit_carries_its_objects_before_and_after(api: Api) -> None:
+    tok, f = setup_file(api)
+    heard: list[Commit] = []
+    api.server.store.add_listener(heard.append)
+    body = upload_body(f, 1, [[0, "Car", 1], [2, "Car", 1, "make", "VW"]])
+    assert api.post("/sync/upload", body, tok)[0] == 200
+    body = upload_body(f, 2, [[2, "Car", 1, "make", "Audi"]], base=1)
+    assert api.post("/sync/upload", body, tok)[0] == 200
+    makes = [
+        [
+            (t, pk, b and b.materialize("id", pk), a.materialize("id", pk))
+            for t, pk, b, a in c.objects or ()
+        ]
+        for c in heard
+    ]
+    assert makes == [
+        [("Car", 1, None, {"id": 1, "make": "VW"})],
+        [("Car", 1, {"id": 1, "make": "VW"}, {"id": 1, "make": "Audi"})],
+    ]
 
 
 def test_commit_notes_survive_notify() -> None:
