@@ -267,6 +267,36 @@ def test_a_batch_is_bounded_by_weight_and_a_heavy_item_runs_alone() -> None:
     assert batches == [[1], [3, 2], [10], [1, 1]]
 
 
+def test_coroutines_await_their_batch_on_the_loop() -> None:
+    batches: list[list[int]] = []
+    release = threading.Event()
+
+    def run(items: list[int]) -> list[int | BaseException]:
+        batches.append(items)
+        if len(batches) == 1:
+            release.wait(30)  # the first batch runs until the others have queued
+        return [ValueError(i) if i == 3 else i * 10 for i in items]
+
+    group: GroupCommit[int, int] = GroupCommit(run)
+
+    async def main() -> list[object]:
+        first = asyncio.ensure_future(group.submit_async(0))
+        while not batches:
+            await asyncio.sleep(0.001)
+        threads = threading.active_count()
+        rest = [asyncio.ensure_future(group.submit_async(i)) for i in (1, 2, 3)]
+        while len(group._queue) < 3:
+            await asyncio.sleep(0.001)
+        assert threading.active_count() <= threads  # queued without a thread each
+        release.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert batches == [[0], [1, 2, 3]]
+    assert results[:3] == [0, 10, 20] and isinstance(results[3], ValueError)
+    assert group.submit(5) == 50  # a blocking caller shares the same committer
+
+
 def test_a_group_of_uploads_integrates_each_in_turn(api: Api) -> None:
     """Three uploads in one group: two files writing the same object merge in order on one
     version sequence; a third with a wrong salt is refused alone."""
