@@ -230,6 +230,9 @@ class ServerApp:
         store.add_listener(self.watcher.notify_threadsafe)
         prefix = f"/api/v{PROTOCOL_VERSION}/app/{{app_id}}"
         routes = [
+            # Starlette tries routes in order (a regex each): the hot ones first.
+            Route(f"{prefix}/sync/upload", self.upload, methods=["POST"]),
+            Route(f"{prefix}/sync/download", self.download, methods=["POST"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/ready", self.ready, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -242,8 +245,6 @@ class ServerApp:
             Route(f"{prefix}/auth/api-keys/{{key_id}}", self.api_key_delete, methods=["DELETE"]),
             Route(f"{prefix}/sync/ident", self.ident, methods=["POST"]),
             Route(f"{prefix}/sync/schema", self.schema, methods=["GET", "POST"]),
-            Route(f"{prefix}/sync/upload", self.upload, methods=["POST"]),
-            Route(f"{prefix}/sync/download", self.download, methods=["POST"]),
             Route(f"{prefix}/sync/subscriptions", self.subscriptions, methods=["POST"]),
             Route(
                 "/api/{version}/{rest:path}",
