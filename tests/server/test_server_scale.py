@@ -141,8 +141,10 @@ def test_queued_uploads_leave_connections_for_downloads(pg_api: Api) -> None:
                 t.start()
             waiting = 0
             while waiting == 0:  # until an upload waits for the lock (no sleep)
-                row = watch.execute(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                row = watch.execute(  # this store's lock only: the database is shared
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND (classid::bigint << 32 | objid::bigint) = %s",
+                    (key,),
                 ).fetchone()
                 waiting = 0 if row is None else int(row[0])
             assert waiting == 1  # one upload per process waits on the database
