@@ -206,16 +206,12 @@ int rp_page_entry(const uint8_t *page, unsigned i, const uint8_t **e) {
 
 /* ---- page-number vectors ------------------------------------------------------ */
 
-int rp_pgvec_push(rp_pgvec *pv, uint64_t pgno) {
-    if (pgno > UINT32_MAX) return RP_MAP_FULL;
-    if (pv->n == pv->cap) {
-        size_t cap = pv->cap ? pv->cap * 2 : 64;
-        uint32_t *v = realloc(pv->v, cap * sizeof *v);
-        if (!v) return ENOMEM;
-        pv->v = v;
-        pv->cap = cap;
-    }
-    pv->v[pv->n++] = (uint32_t)pgno;
+int rp_pgvec_grow(rp_pgvec *pv) {
+    size_t cap = pv->cap ? pv->cap * 2 : 64;
+    uint32_t *v = realloc(pv->v, cap * sizeof *v);
+    if (!v) return ENOMEM;
+    pv->v = v;
+    pv->cap = cap;
     return RP_OK;
 }
 

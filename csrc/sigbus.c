@@ -59,8 +59,8 @@
  *   - fstat the descriptor before each access and compare the size: racy
  *     (the file can be truncated right after the check) and a system call
  *     per snapshot or page read, where a read snapshot costs ~0.2 us.  The
- *     write path does fstat/stat anyway (rp_lock_check) to detect a deleted
- *     or replaced lock file, which no signal reports.
+ *     write path does one stat a commit anyway (rp_lock_check) to detect a
+ *     deleted or replaced lock file, which no signal reports.
  *   - sigsetjmp/siglongjmp around every access: a jump buffer on every
  *     read path, and jumping out of code that holds a mutex, a slot or half
  *     of a copy leaves state that cannot be repaired.

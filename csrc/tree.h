@@ -21,8 +21,21 @@ typedef struct rp_pgvec {
     size_t    n, cap;
 } rp_pgvec;
 
-int  rp_pgvec_push(rp_pgvec *pv, uint64_t pgno);
+int  rp_pgvec_grow(rp_pgvec *pv);
 void rp_pgvec_free(rp_pgvec *pv);
+
+/* Inline: a commit on a long free list pushes each page number of the
+ * chain page it reads (about a thousand), and the call alone was ~4% of a
+ * non-durable commit at 1M keys (perf). */
+static inline int rp_pgvec_push(rp_pgvec *pv, uint64_t pgno) {
+    if (pgno > UINT32_MAX) return RP_MAP_FULL;
+    if (pv->n == pv->cap) {
+        int rc = rp_pgvec_grow(pv);
+        if (rc) return rc;
+    }
+    pv->v[pv->n++] = (uint32_t)pgno;
+    return RP_OK;
+}
 
 /* A free-list record: pages freed by the commit of version txnid. */
 typedef struct rp_freerec {

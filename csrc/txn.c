@@ -797,8 +797,12 @@ static void txn_end(rp_txn *txn) {
  * commit verifies, make it durable, publish it and clear the mark.  Runs
  * with the writer mutex held. */
 static int repair(rp_env *env) {
+    /* Rare, and it may write (sync, ACKED, the ring): make sure the lock
+     * file is still there whole first (write_begin does not stat it). */
+    int rc = rp_lock_check(env, 0);
+    if (rc) return rc;
     rp_roots r;
-    int rc = rp_recover_roots(env, &r);
+    rc = rp_recover_roots(env, &r);
     if (rc) return rc;
     uint64_t latest = rp_version_load(env);
     if (r.txnid < latest)
@@ -852,11 +856,20 @@ static int write_begin(rp_env *env, rp_txn *txn, int64_t timeout_ms) {
     int mine = atomic_load(&env->has_writer) && pthread_equal(env->writer, pthread_self());
     pthread_mutex_unlock(&env->local);
     if (mine) return RP_TXN_ACTIVE;
-    /* Truncated or deleted lock file: refuse before touching it (SIGBUS). */
-    int rc = rp_lock_check(env, 0);
-    if (rc) return rc;
+    /* The lock file is looked at with system calls once per commit, before
+     * its first write (rp_lock_check, commit step 3: still ours by name,
+     * not truncated); an fstat here as well cost ~8% of a small commit.
+     * Here: a file another process found deleted, replaced or truncated
+     * (abandoned) is refused; a truncation faults at the first touch of a
+     * lost page, and the SIGBUS guard (sigbus.c) puts zeros there and sets
+     * `faulted`, which is looked at once everything this begin takes from
+     * the lock file was read; a truncation inside the last page kept reads
+     * zeros without a fault, which lose the ring's entry (repair, below,
+     * checks the file before it writes anything). */
+    if (atomic_load_explicit(&env->lk->ready, memory_order_acquire) != 1)
+        return rp_guard_faulted(env) ? rp_lock_check(env, 0) : RP_LOCK_CHANGED;
     int died = 0;
-    rc = rp_wlock_timed(env, timeout_ms, &died);
+    int rc = rp_wlock_timed(env, timeout_ms, &died);
     if (rc) return rc;
     txn->locked = 1;
     pthread_mutex_lock(&env->local);
@@ -884,6 +897,7 @@ static int write_begin(rp_env *env, rp_txn *txn, int64_t timeout_ms) {
     rp_reap(env, 0, NULL);
     unsigned active = 0;
     txn->oldest = rp_oldest_reader(env, latest, &active);
+    if (rp_guard_faulted(env)) return rp_lock_check(env, 0);
     if (env->max_active && active > env->max_active) return RP_VERSION_LIMIT;
     txn->txnid = latest + 1;
     txn->base_pages = txn->roots.pages_used;
