@@ -658,8 +658,11 @@ class SyncClient:
                         meta = Meta(snap)
                         after, bootstrapped = meta.download()[0], meta.bootstrapped()
                     wait_ms = 0 if token else int(self.options.app.config.long_poll_seconds * 1000)
+                    # skip_own: this file holds every operation it wrote, so the server's echo
+                    # of them would change nothing here, yet apply it under the write lock that
+                    # the secondaries and the recording of acknowledgements wait for.
                     req = P.DownloadRequest(
-                        fi, salt, after, token, wait_ms, query_version=bootstrapped
+                        fi, salt, after, token, wait_ms, query_version=bootstrapped, skip_own=True
                     )
                     timeout = self.options.app.config.request_timeout + wait_ms / 1000
                     raw = self._call("POST", "/sync/download", req.to_wire(), timeout=timeout)

@@ -132,7 +132,9 @@ def apply_download(
                     loc = L.load(txn, e.table, e.pk)  # partial if covered: the join restores it
                     if loc.covered_at is not None and resp.server_version < loc.covered_at:
                         # Read before the server integrated what this file forgot: this object
-                        # comes again in a later answer (it changed after this cursor).
+                        # comes again in a later answer (it changed after this cursor), unless
+                        # its state there holds only this file's operations (``skip_own``),
+                        # which this file never forgets.
                         continue
                     old = loc.state
                     st = incoming if old is None else M.join(old, incoming)
