@@ -38,7 +38,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-__all__ = ["AbortableAdapter", "RequestCancelled", "abort", "cancellable"]
+__all__ = ["AbortableAdapter", "RequestCancelled", "abort", "cancellable", "forget_thread"]
 
 
 class RequestCancelled(Exception):
@@ -107,6 +107,12 @@ def cancellable(cancelled: Callable[[], bool] | None) -> Iterator[None]:
         yield
     finally:
         _current.cancelled = old
+
+
+def forget_thread() -> None:
+    """Drop this thread's registry entry (it closed its connections: ``close_thread_session``)."""
+    with _lock:
+        _connections.pop(threading.get_ident(), None)
 
 
 def abort(thread: threading.Thread) -> None:

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Final, Literal
 
 import requests
 
+from realmpy.sync import abortable
 from realmpy.sync.abortable import AbortableAdapter, cancellable
 from realmpy.sync.errors import (
     AppError,
@@ -151,6 +152,7 @@ class _Transport:
         if s is not None:
             s.close()
             self._local.session = None
+            abortable.forget_thread()
 
     def request(
         self,
