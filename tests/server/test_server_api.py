@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -399,9 +401,28 @@ def test_bootstrap_comes_in_batches_with_progress(api: Api) -> None:
     assert progress == sorted(progress) and progress[-1] == 1.0 and progress[0] < 1.0
 
 
-def test_long_poll_wakes_on_upload(api: Api) -> None:
-    import threading
+def _held_poll_answer(
+    api: Api, body: dict[str, Any], tok: str, meanwhile: Callable[[], object]
+) -> dict[str, Any]:
+    """Park a long poll (``body``), run ``meanwhile`` while it is held, return its answer."""
+    result: dict[str, Any] = {}
 
+    def poll() -> None:
+        result["dl"] = api.post("/sync/download", body, tok)[1]
+
+    waiting = api.server.metrics
+    t = threading.Thread(target=poll)
+    t.start()
+    deadline = time.monotonic() + 30
+    while waiting.value("realmpy_long_polls") < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # waiting for the poll to park; there is no event to observe from outside
+    meanwhile()
+    t.join(timeout=30)  # (shorter than the polls' own wait)
+    assert not t.is_alive()
+    return result["dl"]  # type: ignore[no-any-return]
+
+
+def test_long_poll_wakes_on_upload(api: Api) -> None:
     tok, f = setup_file(api)
     tok2 = api.anon()["access_token"]
     f2 = api.file(tok2)
@@ -420,58 +441,33 @@ def test_long_poll_wakes_on_upload(api: Api) -> None:
         {"file_ident": f2["file_ident"], "salt": f2["salt"], "after_server_version": 0},
         tok2,
     )
-    result: dict[str, Any] = {}
-
-    def poll() -> None:
-        result["dl"] = api.post(
-            "/sync/download",
-            {
-                "file_ident": f2["file_ident"],
-                "salt": f2["salt"],
-                "after_server_version": 0,
-                "wait_ms": 30_000,
-            },
-            tok2,
-        )[1]
-
-    waiting = api.server.metrics
-    t = threading.Thread(target=poll)
-    t.start()
-    deadline = time.monotonic() + 30
-    while waiting.value("realmpy_long_polls") < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)  # waiting for the poll to park; there is no event to observe from outside
-    api.post("/sync/upload", upload_body(f, 1, [[0, "Car", 7]]), tok)
-    t.join(timeout=30)
-    assert not t.is_alive()
-    assert [e[:3] for e in result["dl"]["entries"]] == [["state", "Car", 7]]
+    body = {
+        "file_ident": f2["file_ident"],
+        "salt": f2["salt"],
+        "after_server_version": 0,
+        "wait_ms": 60_000,
+    }
+    dl = _held_poll_answer(
+        api, body, tok2, lambda: api.post("/sync/upload", upload_body(f, 1, [[0, "Car", 7]]), tok)
+    )
+    assert [e[:3] for e in dl["entries"]] == [["state", "Car", 7]]
 
 
 def test_a_skip_own_long_poll_answers_when_its_own_upload_lands(api: Api) -> None:
     """With nothing to send but the caller's own upload left out, a held poll still answers at
     once with the moved cursor: the client's ``wait_for_download`` waits for that cursor, and
     would otherwise wait for the whole poll."""
-    import threading
-
     tok, f = setup_file(api)
     sub = {"file_ident": f["file_ident"], "salt": f["salt"], "query_version": 1}
     api.post("/sync/subscriptions", dict(sub, queries={"Car": [["TRUEPREDICATE", []]]}), tok)
     api.post("/sync/download", dict(sub, after_server_version=0), tok)  # the bootstrap
-    result: dict[str, Any] = {}
+    body = dict(sub, after_server_version=0, wait_ms=60_000, skip_own=True)
 
-    def poll() -> None:
-        body = dict(sub, after_server_version=0, wait_ms=60_000, skip_own=True)
-        result["dl"] = api.post("/sync/download", body, tok)[1]
+    def upload() -> None:
+        assert api.post("/sync/upload", upload_body(f, 1, [[0, "Car", 7]]), tok)[0] == 200
 
-    waiting = api.server.metrics
-    t = threading.Thread(target=poll)
-    t.start()
-    deadline = time.monotonic() + 30
-    while waiting.value("realmpy_long_polls") < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)  # waiting for the poll to park; there is no event to observe from outside
-    assert api.post("/sync/upload", upload_body(f, 1, [[0, "Car", 7]]), tok)[0] == 200
-    t.join(timeout=30)  # (the poll itself would wait 60 s)
-    assert not t.is_alive()
-    assert result["dl"]["entries"] == [] and result["dl"]["server_version"] == 1
+    dl = _held_poll_answer(api, body, tok, upload)
+    assert dl["entries"] == [] and dl["server_version"] == 1
 
 
 # --------------------------------------------------------------------------- bad input
