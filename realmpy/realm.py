@@ -763,6 +763,7 @@ class Realm(RealmState, Listenable):
         import realmpy.query as _query
         from realmpy.query.bind import bind
 
+        text = _query.with_key_path_args(text, args)  # ``$K0``: a key path given as argument
         q = _query.parse(text)
         bound = self._valid_queries
         binding = bound.get((schema.name, text))

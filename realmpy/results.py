@@ -135,7 +135,7 @@ class Results(Generic[T]):
             return self._realm.query(self._cls, text, *args)
         import realmpy.query as _query  # loaded already: self._query is one
 
-        inner = _query.parse(text)
+        inner = _query.parse(_query.with_key_path_args(text, args))
         shift = len(self._args)
         shifted = _shift_args(inner.predicate, shift)
         combined_text = f"({self._query.predicate}) AND ({shifted})"

@@ -930,11 +930,22 @@ def _build_schema(cls: type[_Model]) -> ObjectSchema:
     pks = [p.name for p in props if p.primary_key]
     if len(pks) > 1:
         raise SchemaError(f"{cls.__name__} has several primary keys: {pks}")
-    inverse = tuple(
-        _backlink(cls, name, hints[name], origin_prop)
-        for name, origin_prop in cls._rp_backlinks.items()
-    )
+    _BUILDING[cls] = tuple(props)  # for backlinks to cls declared on cls or on a class it links
+    try:
+        inverse = tuple(
+            _backlink(cls, name, hints[name], origin_prop)
+            for name, origin_prop in cls._rp_backlinks.items()
+        )
+    finally:
+        del _BUILDING[cls]
     return ObjectSchema(cls.__realm_name__, tuple(props), embedded, inverse)
+
+
+# The properties of the classes whose schema is being built: a backlink
+# declared on a class needs its origin's properties only, and the origin may
+# be that class itself (``parent``/``children``) or be building it (classes
+# declaring backlinks to each other), before any schema is cached.
+_BUILDING: dict[type, tuple[Property, ...]] = {}
 
 
 def _backlink(cls: type[_Model], name: str, tp: Any, origin_prop: str) -> Backlink:
@@ -950,7 +961,12 @@ def _backlink(cls: type[_Model], name: str, tp: Any, origin_prop: str) -> Backli
         raise SchemaError(
             f"{cls.__name__}.{name}: Backlinks[...] takes a model class, not {origin!r}"
         )
-    prop = object_schema(origin).get(origin_prop)
+    building = _BUILDING.get(origin)
+    prop = (
+        next((p for p in building if p.name == origin_prop), None)
+        if building is not None
+        else object_schema(origin).get(origin_prop)
+    )
     if prop is None or prop.type != "link" or prop.target != cls.__realm_name__:
         raise SchemaError(
             f"{cls.__name__}.{name}: {origin.__name__}.{origin_prop} is not a link "

@@ -46,14 +46,18 @@ does not pass listed in tests/objects/parser_port/exclusions.txt.
 - ``AND OR NOT`` (any case) and ``&& || !``, parentheses,
   ``TRUEPREDICATE FALSEPREDICATE``;
 - literals: integers (also ``0x1F`` and ``+5``), numbers with a fraction or
-  an exponent (exact when compared with a Decimal: ``dec == 0.1``),
+  an exponent (exact when compared with a Decimal: ``dec == 0.1``), with
+  realm-core's ``f`` suffix a 32-bit float (``1.1f`` is 1.100000023841858),
   ``inf -inf infinity nan``, ``'strings'`` / ``"strings"`` with the escapes
   ``\" \' \\ \/ \b \f \n \r \t \0 \uXXXX``, ``true false null nil``,
   ``oid(<24 hex>)``, ``uuid(<uuid>)``, ``decimal128(<number>)``,
-  ``B64"<base64>"``, ``bin('<text>')``, timestamps ``T<sec>:<nanos>`` and
+  ``B64"<base64>"`` (a string spelled in base64, as realm-core's; descriptions
+  write strings with control characters so), bytes ``bin('<text>')``,
+  ``bin(B64"<base64>")`` (``binary(…)``, any case, too), timestamps ``T<sec>:<nanos>`` and
   ``Y-M-D@h:m:s[:nanos]`` or ``Y-M-DTh:m:s[:nanos]`` (UTC);
 - key paths through links, lists and dictionaries: ``owner.name``,
-  ``settings['theme']``, ``settings[$0]``, ``settings.@keys``,
+  ``settings['theme']``, ``settings[$0]`` (``list[$0]`` with an int: an
+  index), ``settings.@keys``,
   ``settings.@values``, list elements ``list[0]``, ``list[FIRST]``,
   ``list[LAST]``, ``list[*]``, sizes ``list[SIZE]``, ``list.@size``,
   ``list.@count``, a string's or bytes' ``name.length``; property names in
@@ -68,7 +72,11 @@ does not pass listed in tests/objects/parser_port/exclusions.txt.
   compared whole, element by element (``ints == {1, 2}``), as realm-core;
   ``ALL objects.values == x`` (``values`` a list of scalars of objects
   reached through a list of links) holds when some object's values all
-  equal x (or there is no object), as realm-core;
+  equal x (or there is no object), as realm-core; likewise, where a key
+  path reaches several collections (``links.tags``, ``links.dict.key``,
+  ``value[*][*]``), each is compared on its own, whole or under its
+  quantifier, and the object matches when one of them does
+  (``links.tags == {1, 2}``: some linked object's tags are 1, 2);
 - trailing ``SORT(path ASC|DESC, …)``, ``DISTINCT(path, …)``, ``LIMIT(n)``,
   applied in the order written (realmpy also accepts ``SORT(path)``,
   ascending).
@@ -109,8 +117,15 @@ Also in the language:
   its text), where the point is an object shaped as GeoJSON's (``type ==
   "Point"``, ``coordinates == [lng, lat]``); see :mod:`realmpy.query.geo`.
 
+In a realm (``realm.query``, ``results.filter``), ``$K0`` is a key path
+given as argument 0 (``"owner.name"``), as realm-core's: the query is checked
+as if the path were written there.
+
 Not supported: realm-core's internal object keys (``O0``), a
 :class:`QueryUnsupportedError` when parsed (write ``obj('Class', pk)``).
+One known difference: realmpy reads the escapes of a string literal
+(``'a\nb'`` holds a newline); realm-core's lexer uses them only to find
+the closing quote and keeps the backslashes in the value.
 
 Layout of the package (each module imports only those above it; an
 import-linter contract in pyproject.toml keeps it so):
@@ -137,7 +152,7 @@ from realmpy.errors import (
     QueryTypeError,
     QueryUnsupportedError,
 )
-from realmpy.query.api import Query, parse
+from realmpy.query.api import Query, parse, with_key_path_args
 from realmpy.query.ast import (
     AGGREGATES,
     MAX_QUERY_CHARS,
@@ -218,4 +233,5 @@ __all__ = [
     "default_resolver",
     "like",
     "parse",
+    "with_key_path_args",
 ]

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
-from realmpy.errors import QueryArgumentError
+from realmpy.errors import QueryArgumentError, QuerySyntaxError
 from realmpy.query.ast import (
     Descriptor,
     Distinct,
     Node,
     Resolver,
     Sort,
+    _escape_name,
     default_resolver,
 )
 from realmpy.query.closures import _compile
 from realmpy.query.codegen import _row_filter
 from realmpy.query.evaluate import Direct, _Ctx, _eval, _hashable, _sort_rank, _walk
 from realmpy.query.parser import _Parser
+from realmpy.query.tokenizer import _tokenize
 
 T = TypeVar("T")
 
@@ -154,3 +157,43 @@ def _parse_cached(text: str) -> Query:
     p = _Parser(text)
     predicate, descriptors = p.parse()
     return Query(text, predicate, descriptors, p.max_arg + 1, p.terms)
+
+
+_KEY_PATH_ARG: Final = re.compile(r"\$K(\d+)")
+
+
+def with_key_path_args(text: str, args: Sequence[Any]) -> str:
+    """``text`` with each ``$K<n>`` (realm-core's key path argument) replaced
+    by the key path argument ``n`` names: a str of property names joined by
+    dots (``"owner.name"``).  The query is then parsed and type-checked as if
+    written so.  A ``$K<n>`` can be a whole key path only, as in realm-core."""
+    if "$K" not in text:
+        return text
+    out: list[str] = []
+    done = 0
+    toks = _tokenize(text)
+    for i, tok in enumerate(toks):
+        m = _KEY_PATH_ARG.fullmatch(tok.value) if tok.kind == "subvar" else None
+        if m is None:
+            continue
+        nxt = toks[i + 1]
+        if nxt.kind == "punct" and nxt.value in ".[" and nxt.pos == tok.pos + len(tok.value):
+            raise QuerySyntaxError(
+                f"{tok.value} is a whole key path: it cannot be followed by {nxt.value!r}",
+                text,
+                nxt.pos,
+            )
+        index = int(m.group(1))
+        if index >= len(args):
+            raise QueryArgumentError(
+                f"the query uses {tok.value} but only {len(args)} argument(s) were given"
+            )
+        path = args[index]
+        if not isinstance(path, str) or not all(path.split(".")):
+            raise QueryArgumentError(
+                f"{tok.value} takes a key path, a str of property names joined by dots "
+                f"(such as 'owner.name'), not {type(path).__name__} {path!r:.40}"
+            )
+        out += [text[done : tok.pos], ".".join(_escape_name(n) for n in path.split("."))]
+        done = tok.pos + len(tok.value)
+    return "".join(out) + text[done:]

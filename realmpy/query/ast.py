@@ -5,6 +5,7 @@ the default resolver."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as _dt
 import math
@@ -145,7 +146,8 @@ class LinksPart(str):
 
 
 class ArgKey(str):
-    """A key path part ``[$n]``: the dictionary key given as argument ``n``."""
+    """A key path part ``[$n]``: the dictionary key given as argument ``n``
+    (a str), or the list index (an int; as realm-core, -1 is the last)."""
 
     __slots__ = ()
 
@@ -196,6 +198,16 @@ class KeyPath(Node):
             else:
                 out.append(f"[{_render_value(p)}]")
         return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class PerCollection(KeyPath):
+    """A key path whose last part reads into collections reached through
+    more than one value (``links.tags``, ``value[*][*]``, ``links.dict.key``):
+    as realm-core, each of those collections is compared on its own (a list
+    whole against a constant list, a quantifier over its elements) and the
+    record matches when one of them does.  Binding to a class makes these;
+    a plain :class:`KeyPath` gathers all the values into one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,6 +475,11 @@ def _render_value(v: Any) -> str:
             return "nan"
         return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf")
     if isinstance(v, str):
+        if not v.replace("\n", "").replace("\r", "").replace("\t", "").isprintable():
+            # Control characters as realm-core writes them, not raw in the
+            # text (a lone surrogate, from a "\ud800" escape, stays raw).
+            with contextlib.suppress(UnicodeEncodeError):
+                return 'B64"' + base64.b64encode(v.encode("utf-8")).decode("ascii") + '"'
         return (
             '"'
             + v.replace("\\", "\\\\")
@@ -473,7 +490,7 @@ def _render_value(v: Any) -> str:
             + '"'
         )
     if isinstance(v, bytes):
-        return 'B64"' + base64.b64encode(v).decode("ascii") + '"'
+        return 'bin(B64"' + base64.b64encode(v).decode("ascii") + '")'  # B64"…" alone is a str
     if isinstance(v, ObjectId):
         return f"oid({v})"
     if isinstance(v, uuid.UUID):

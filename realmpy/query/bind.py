@@ -49,6 +49,7 @@ from realmpy.query.ast import (
     Collection,
     Comparison,
     Const,
+    Descriptor,
     Distinct,
     Each,
     FullText,
@@ -63,6 +64,7 @@ from realmpy.query.ast import (
     ObjLit,
     OfMixed,
     Or,
+    PerCollection,
     Sort,
     Subquery,
     Var,
@@ -179,6 +181,25 @@ class _ArgCheck:
     type: _Type
 
 
+def _per_collection(before: _Type, last: str, after: _Type) -> bool:
+    """Whether a key path's last part, read from ``before``, reads into
+    collections, several of them (``before.many``): realm-core then compares
+    each on its own (:class:`PerCollection`)."""
+    if type(last) is LinksPart:
+        return False
+    objects = before.type == "link" and before.collection in ("list", "set")
+    if not (before.many or (objects and type(last) is not ListIndex)):
+        return False
+    if last in AGGREGATES:
+        return last in ("@keys", "@values")
+    return (
+        (type(last) is ListIndex and last != "SIZE")
+        or before.collection == "dict"  # a dictionary's key
+        or (before.type == "any" and before.collection is None)  # a key in a mixed value
+        or after.collection is not None  # a list, set or dictionary property
+    )
+
+
 class Binding:
     """A query bound to a class: ``query``, the query to evaluate (key paths
     made exact where the schema tells more than the text), and the
@@ -207,6 +228,10 @@ def _mismatch(path: str, t: _Type, v: Any, where: str = "") -> QueryTypeError:
     hint = ""
     if isinstance(v, _dt.datetime) and v.tzinfo is None and t.type == "datetime":
         hint = ": a naive datetime is ambiguous, give it a tzinfo (e.g. datetime.timezone.utc)"
+    if t.type == "bytes" and isinstance(v, str):
+        hint = (
+            ': bytes literals are bin("…") or bin(B64"…") (B64"…" alone is a string, as in Realm)'
+        )
     at = f" ({where})" if where else ""
     if t.type in _TYPES_OF:
         hint = ": @type compares with Realm's type names, case-insensitive: " + ", ".join(
@@ -247,6 +272,7 @@ class _Binder:
             cur = _Type("object", optional=False, target=self.root)
         skip = len(path.parts) - len(parts)
         exact = list(path.parts)  # the parts as the schema reads them
+        before = cur
         for i, part in enumerate(parts, skip):
             before = cur
             renamed = self.by_file_name(cur, part)
@@ -261,10 +287,13 @@ class _Binder:
                 exact[i] = OfMixed(part)  # mixed values: the numbers among them
             elif cur.collection is not None and before.type == "link" and not before.collection:
                 exact[i] = Collection(part)  # through a null link: an empty collection
-        if exact != list(path.parts) or any(
-            type(a) is not type(b) for a, b in zip(exact, path.parts)
+        grouped = bool(parts) and _per_collection(before, exact[-1], cur)
+        if (
+            grouped
+            or exact != list(path.parts)
+            or any(type(a) is not type(b) for a, b in zip(exact, path.parts))
         ):
-            self.replace[id(path)] = KeyPath(tuple(exact))
+            self.replace[id(path)] = (PerCollection if grouped else KeyPath)(tuple(exact))
         return cur
 
     @staticmethod
@@ -306,10 +335,12 @@ class _Binder:
             return _Type(cur.type, None, cur.optional, cur.many or part == "*", cur.target)
         if part in AGGREGATES:
             return self.aggregate(cur, part, text)
+        if cur.collection == "list" and isinstance(part, ArgKey):  # an index given as $n
+            return _Type(cur.type, None, cur.optional, cur.many, cur.target)
         if cur.collection == "dict" or isinstance(part, ArgKey):
             if cur.collection != "dict":
                 raise QueryTypeError(
-                    f"[{part}] needs a dictionary, but {text!r} reaches {cur.describe()}",
+                    f"[{part}] needs a dictionary or a list, but {text!r} reaches {cur.describe()}",
                     text,
                     cur.describe(),
                     part,
@@ -394,6 +425,19 @@ class _Binder:
                 0,
             )
         return _Type("link", "list", True, cur.many, cls)
+
+    def class_name(self, name: str) -> str:
+        """The class ``obj(name, …)`` names.  As realm-core, ``name`` may be
+        its table name, ``class_`` and the class name (its descriptions write
+        that), unless a class is called so."""
+        if name.startswith("class_"):
+            for candidate in (name, name[len("class_") :]):
+                try:
+                    self.schema_of(candidate)
+                except (KeyError, LookupError):
+                    continue
+                return candidate
+        return name
 
     def embedded_linking(self, target: str) -> str:
         """The embedded classes' link properties to class ``target``, as text."""
@@ -524,9 +568,21 @@ class _Binder:
         # As Realm: a list's elements of other types simply never match.
 
     def object_literal(self, node: ObjLit, t: _Type, path: str) -> None:
-        """``obj('Class', pk)`` compares with links to that class only."""
+        """``obj('Class', pk)`` compares with links to that class only (and
+        with mixed values, which may hold one)."""
+        cls = self.class_name(node.cls)
+        if cls != node.cls:
+            self.replace[id(node)] = ObjLit(cls, node.pk)
+        if t.type == "any":
+            try:
+                self.schema_of(cls)
+            except (KeyError, LookupError):
+                raise QueryArgumentError(
+                    f"{path!r} is compared with {node}: no class {cls!r} in this realm's schema"
+                ) from None
+            return
         target = t.target.name if t.target is not None and t.type == "link" else None
-        if target != node.cls:
+        if target != cls:
             raise QueryTypeError(
                 f"cannot compare {path!r} ({t.describe()}) with {node}: "
                 + (f"it links to {target}" if target else "it is no link"),
@@ -789,8 +845,27 @@ def bind(
             for path in d.paths:
                 b.path_type(path)
     if b.replace:
-        q = dataclasses.replace(q, predicate=_rewrite(q.predicate, b.replace))
+        q = dataclasses.replace(
+            q,
+            predicate=_rewrite(q.predicate, b.replace),
+            descriptors=tuple(_rewrite_descriptor(d, b.replace) for d in q.descriptors),
+        )
     return Binding(q, b.checks)
+
+
+def _rewrite_descriptor(d: Descriptor, replace: dict[int, Node]) -> Descriptor:
+    """``d`` with its key paths as the schema reads them (a property named
+    by its name in the file, ``field(map_to=…)``, read by its name)."""
+
+    def path(p: KeyPath) -> KeyPath:
+        new = replace.get(id(p), p)
+        return KeyPath(new.parts) if isinstance(new, KeyPath) else p
+
+    if isinstance(d, Sort):
+        return Sort(tuple((path(p), ascending) for p, ascending in d.keys))
+    if isinstance(d, Distinct):
+        return Distinct(tuple(path(p) for p in d.paths))
+    return d
 
 
 def _rewrite(node: Any, replace: dict[int, Node]) -> Any:

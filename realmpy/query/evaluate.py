@@ -46,6 +46,7 @@ from realmpy.query.ast import (
     ObjLit,
     OfMixed,
     Or,
+    PerCollection,
     Resolver,
     Subquery,
     TruePredicate,
@@ -270,8 +271,12 @@ def in_set_order(coll: Any) -> Any:
     return sorted(coll, key=_sort_rank) if isinstance(coll, Set) else coll
 
 
-def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> Any:
-    """Follow ``parts`` from ``values``; return a scalar or a ``_Multi``."""
+def _walk(
+    values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool, then: str | None = None
+) -> Any:
+    """Follow ``parts`` from ``values``; return a scalar or a ``_Multi``.
+    ``then`` is the part the caller reads next, if any (a list it indexes is
+    not spread into its elements)."""
     n = len(parts)
     i = 0
     while i < n:
@@ -311,8 +316,16 @@ def _walk(values: list[Any], parts: tuple[str, ...], ctx: _Ctx, multi: bool) -> 
             i += 1
             continue
         if isinstance(part, ArgKey):
-            part = _arg(ctx, part.arg_index)
-        nxt_is_agg = i + 1 < n and (parts[i + 1] in AGGREGATES or type(parts[i + 1]) is ListIndex)
+            part = _path_arg(ctx, part)
+            if type(part) is int:  # a list index
+                index = ListIndex("LAST" if part == -1 else str(part))
+                values, multi = _index(values, index, multi) if part >= -1 else ([], True)
+                i += 1
+                continue
+        after = parts[i + 1] if i + 1 < n else then
+        nxt_is_agg = after is not None and (
+            after in AGGREGATES or type(after) is ListIndex or type(after) is ArgKey
+        )
         nxt: list[Any] = []
         for v in values:
             r: Any
@@ -368,6 +381,17 @@ def _arg(ctx: _Ctx, index: int) -> Any:
             f"the query uses ${index} but only {len(ctx.args)} argument(s) were given"
         )
     return ctx.args[index]
+
+
+def _path_arg(ctx: _Ctx, part: ArgKey) -> Any:
+    """The dictionary key (a str) or list index (an int) ``[$n]`` names."""
+    key = _arg(ctx, part.arg_index)
+    if type(key) is not str and type(key) is not int:
+        raise QueryArgumentError(
+            f"[{part}] takes a dictionary key (a str) or a list index (an int), "
+            f"not {type(key).__name__} {key!r:.40}"
+        )
+    return key
 
 
 _NUMBERS: Final = (int, float, Decimal)
@@ -576,62 +600,37 @@ def _elementwise(
     return all(cmp(x, y) for x, y in zip(left, right, strict=True))
 
 
+def _collections(node: PerCollection, record: Any, ctx: _Ctx) -> list[_Multi]:
+    """Each collection a :class:`PerCollection` path reaches, on its own
+    (as realm-core: one per value its path reaches before the last part;
+    none reached is one empty collection)."""
+    parts = node.parts
+    if parts[0] in ctx.bindings:  # a SUBQUERY variable
+        start, parts = ctx.bindings[parts[0]], parts[1:]
+    else:
+        start = record
+    before = _walk([start], parts[:-1], ctx, False, parts[-1]) if len(parts) > 1 else start
+    owners = before if isinstance(before, _Multi) else [before]
+    return [_walk([o], parts[-1:], ctx, True) for o in owners] or [_Multi()]
+
+
 def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
     if isinstance(node, Comparison):
-        left = _operand(node.left, record, ctx)
-        right = _operand(node.right, record, ctx)
-        op, ci, di = node.op, node.case_insensitive, node.diacritic_insensitive
-        if op == "IN":
-            options = _as_list(right)
-            if ci or di:
-                options = [_fold(o, ci, di) for o in options]
-            lq = node.list_quantifier  # ``x IN ALL list``: x equals every element
-            member = all if lq == "ALL" else any
-            return _quantify(
-                node.quantifier,
-                left,
-                lambda x: (
-                    member(_values_equal(_fold(x, ci, di), o) for o in options) != (lq == "NONE")
-                ),
+        if type(node.left) is PerCollection or type(node.right) is PerCollection:
+            lefts = (
+                _collections(node.left, record, ctx)
+                if type(node.left) is PerCollection
+                else [_operand(node.left, record, ctx)]
             )
-        if left is None and op in _NULL_HAYSTACK_OPS and type(node.left) is Const:
-            return False  # as Realm: the constant NULL contains nothing, not even NULL
-        if not isinstance(right, Mapping) and right is not None:
-            left = _dict_values(left)
-        lexact, rexact = _exact(node.left), _exact(node.right)
-        if lexact is not None or rexact is not None:
-            # Decimals meet a literal written with a fraction exactly.
-            def cmp(x: Any, r: Any) -> bool:
-                if rexact is not None and type(x) is Decimal:
-                    r = rexact
-                if lexact is not None and type(r) is Decimal:
-                    x = lexact
-                return _compare(op, x, r, ci, di)
-        else:
-
-            def cmp(x: Any, r: Any) -> bool:
-                return _compare(op, x, r, ci, di)
-
-        if (
-            isinstance(right, _Multi)
-            and isinstance(left, _Multi)
-            and node.quantifier is None
-            and node.list_quantifier is None
-            and isinstance(node.left, (KeyPath, ListExpr))
-            and isinstance(node.right, (KeyPath, ListExpr))
-            and not (_types_of(node.left) or _types_of(node.right))
-        ):
-            return _elementwise(op, left, right, cmp)
-        if isinstance(right, _Multi):
-            lq = node.list_quantifier
-            if lq == "ALL":
-                return _quantify(node.quantifier, left, lambda x: all(cmp(x, r) for r in right))
-            if lq == "NONE":
-                return _quantify(node.quantifier, left, lambda x: not any(cmp(x, r) for r in right))
-            return _quantify(node.quantifier, left, lambda x: any(cmp(x, r) for r in right))
-        if node.list_quantifier == "NONE":
-            return _quantify(node.quantifier, left, lambda x: not cmp(x, right))
-        return _quantify(node.quantifier, left, lambda x: cmp(x, right))
+            rights = (
+                _collections(node.right, record, ctx)
+                if type(node.right) is PerCollection
+                else [_operand(node.right, record, ctx)]
+            )
+            return any(_compare_sides(node, lv, rv) for lv in lefts for rv in rights)
+        return _compare_sides(
+            node, _operand(node.left, record, ctx), _operand(node.right, record, ctx)
+        )
     if isinstance(node, And):
         return all(_eval(i, record, ctx) for i in node.items)
     if isinstance(node, Or):
@@ -672,6 +671,60 @@ def _eval(node: Node, record: Any, ctx: _Ctx) -> bool:
             lambda x: _order(x, low, ">=") and _order(x, high, "<="),
         )
     raise TypeError(f"not a predicate: {node!r}")
+
+
+def _compare_sides(node: Comparison, left: Any, right: Any) -> bool:
+    """A comparison of the values of its two sides."""
+    op, ci, di = node.op, node.case_insensitive, node.diacritic_insensitive
+    if op == "IN":
+        options = _as_list(right)
+        if ci or di:
+            options = [_fold(o, ci, di) for o in options]
+        lq = node.list_quantifier  # ``x IN ALL list``: x equals every element
+        member = all if lq == "ALL" else any
+        return _quantify(
+            node.quantifier,
+            left,
+            lambda x: member(_values_equal(_fold(x, ci, di), o) for o in options) != (lq == "NONE"),
+        )
+    if left is None and op in _NULL_HAYSTACK_OPS and type(node.left) is Const:
+        return False  # as Realm: the constant NULL contains nothing, not even NULL
+    if not isinstance(right, Mapping) and right is not None:
+        left = _dict_values(left)
+    lexact, rexact = _exact(node.left), _exact(node.right)
+    if lexact is not None or rexact is not None:
+        # Decimals meet a literal written with a fraction exactly.
+        def cmp(x: Any, r: Any) -> bool:
+            if rexact is not None and type(x) is Decimal:
+                r = rexact
+            if lexact is not None and type(r) is Decimal:
+                x = lexact
+            return _compare(op, x, r, ci, di)
+    else:
+
+        def cmp(x: Any, r: Any) -> bool:
+            return _compare(op, x, r, ci, di)
+
+    if (
+        isinstance(right, _Multi)
+        and isinstance(left, _Multi)
+        and node.quantifier is None
+        and node.list_quantifier is None
+        and isinstance(node.left, (KeyPath, ListExpr))
+        and isinstance(node.right, (KeyPath, ListExpr))
+        and not (_types_of(node.left) or _types_of(node.right))
+    ):
+        return _elementwise(op, left, right, cmp)
+    if isinstance(right, _Multi):
+        lq = node.list_quantifier
+        if lq == "ALL":
+            return _quantify(node.quantifier, left, lambda x: all(cmp(x, r) for r in right))
+        if lq == "NONE":
+            return _quantify(node.quantifier, left, lambda x: not any(cmp(x, r) for r in right))
+        return _quantify(node.quantifier, left, lambda x: any(cmp(x, r) for r in right))
+    if node.list_quantifier == "NONE":
+        return _quantify(node.quantifier, left, lambda x: not cmp(x, right))
+    return _quantify(node.quantifier, left, lambda x: cmp(x, right))
 
 
 # Sorting ranks values by kind first so a mixed column sorts without error.

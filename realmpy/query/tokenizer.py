@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import math
 import re
+import struct
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -32,9 +34,10 @@ _TOKEN_RE: Final = re.compile(
   | (?P<uuid>uuid\(\s*(?P<uuidv>[0-9A-Fa-f-]{32,36})\s*\))
   | (?P<dec>decimal128\(\s*(?P<decv>[^)\s]*)\s*\))
   | (?P<b64>B64"(?P<b64v>[A-Za-z0-9+/=]*)")
-  | (?P<bin>bin\(\s*(?P<binv>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\s*\))
+  | (?P<bin>(?i:binary|bin)\(\s*(?:B64"(?P<binb64>[A-Za-z0-9+/=]*)"
+        |(?P<binv>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"))\s*\))
   | (?P<hex>[-+]?0[xX][0-9A-Fa-f]+(?![\w.]))
-  | (?P<num>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?!\.))
+  | (?P<num>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?!\.)(?P<f32>f(?!\w))?)
   | (?P<special>[-+]?(?i:infinity|inf|nan)(?!\w))
   | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
   | (?P<arg>\$\d+)
@@ -112,7 +115,15 @@ def _tokenize(text: str) -> list[_Tok]:
             continue
         raw = m.group(0)
         value: Any
-        if kind == "num":
+        if kind == "num" and m.group("f32"):
+            # As realm-core: ``1.1f`` is a 32-bit float (1.100000023841858).
+            value = float(raw[:-1])
+            try:
+                value = struct.unpack("<f", struct.pack("<f", value))[0]
+            except OverflowError:  # beyond a 32-bit float: its infinity, as strtof
+                value = math.copysign(math.inf, value)
+            toks.append(_Tok("lit", value, start))
+        elif kind == "num":
             digits = raw.lstrip("+-")
             if digits.isdigit():
                 if len(digits) > _MAX_INT_DIGITS:
@@ -163,14 +174,24 @@ def _tokenize(text: str) -> list[_Tok]:
                 raise QuerySyntaxError("malformed decimal128(...)", text, start) from None
             toks.append(_Tok("lit", value, start))
         elif kind == "b64":
+            # As realm-core: a B64"…" literal is a string (spelled in base64
+            # so that any character can be written); bytes are bin(B64"…").
             try:
-                value = base64.b64decode(m.group("b64v"), validate=True)
-            except ValueError:
-                raise QuerySyntaxError('malformed B64"..."', text, start) from None
+                value = _b64decode(m.group("b64v"), start, text).decode("utf-8")
+            except UnicodeDecodeError:
+                raise QuerySyntaxError(
+                    'B64"..." is a string literal and its bytes are not UTF-8; '
+                    'write bin(B64"...") for bytes',
+                    text,
+                    start,
+                ) from None
             toks.append(_Tok("lit", value, start))
-        elif kind == "bin":
-            body = m.group("binv")
-            value = _unescape(body[1:-1], m.start("binv") + 1, text).encode("utf-8")
+        elif kind == "bin":  # bin('text'), bin(B64"…"), binary(…), any case
+            if m.group("binb64") is not None:
+                value = _b64decode(m.group("binb64"), start, text)
+            else:
+                body = m.group("binv")
+                value = _unescape(body[1:-1], m.start("binv") + 1, text).encode("utf-8")
             toks.append(_Tok("lit", value, start))
         elif kind == "arg":
             toks.append(_Tok("arg", int(raw[1:]), start))
@@ -201,6 +222,13 @@ def _tokenize(text: str) -> list[_Tok]:
             toks.append(_Tok(kind, raw, start))
     toks.append(_Tok("eof", None, n))
     return toks
+
+
+def _b64decode(digits: str, pos: int, text: str) -> bytes:
+    try:
+        return base64.b64decode(digits, validate=True)
+    except ValueError:
+        raise QuerySyntaxError('malformed B64"..."', text, pos) from None
 
 
 def _parse_date(raw: str, pos: int, text: str) -> _dt.datetime:

@@ -371,3 +371,38 @@ def test_realmpy_check_verifies_the_backlink_tables(tmp_path: Path) -> None:
         check_file(str(path))
     assert "backlinks b:Person:best: missing entry (1, 1)" in str(err.value)
     assert "backlinks b:Person:dogs: entry (7, 1) has no link" in str(err.value)
+
+
+class Node(Object):
+    """A tree: the backlinks' origin is the class itself."""
+
+    _id: int = field(primary_key=True)
+    parent: Node | None = None
+    children: Backlinks[Node] = backlinks("parent")
+
+
+class Husband(Object):
+    _id: int = field(primary_key=True)
+    wife: Wife | None = None
+    husbands: Backlinks[Wife] = backlinks("husband")
+
+
+class Wife(Object):
+    """Declares backlinks to Husband, who declares backlinks to Wife."""
+
+    _id: int = field(primary_key=True)
+    husband: Husband | None = None
+    wives: Backlinks[Husband] = backlinks("wife")
+
+
+def test_backlinks_declared_on_their_origin_or_on_each_other(tmp_path: Path) -> None:
+    # Building these schemas used to recurse without end.
+    assert [b.name for b in object_schema(Node).backlinks] == ["children"]
+    assert [b.name for b in object_schema(Wife).backlinks] == ["wives"]
+    assert [b.name for b in object_schema(Husband).backlinks] == ["husbands"]
+    with Realm(Configuration.local([Node], path=tmp_path / "t.realm")) as realm:
+        with realm.write():
+            root = realm.add(Node(_id=0))
+            realm.add_all([Node(_id=1, parent=root), Node(_id=2, parent=root)])
+        assert ids(root.children) == [1, 2]
+        assert ids(realm.query(Node, "children.@count == 2")) == [0]

@@ -137,6 +137,11 @@ def test_mapped_names_in_the_file_python_names_in_code(tmp_path: Path) -> None:
             bob.full_name = "Rob"
         assert [m._id for m in realm.query(Mapped, "full_name == 'Rob' AND age < 25")] == [2]
         assert [m.full_name for m in realm.all(Mapped).sort("age")] == ["Rob", "Ann"]
+        # Queries written for other SDKs name the properties as the file
+        # does, in SORT and DISTINCT too.
+        assert [m._id for m in realm.query(Mapped, "years > 0 SORT(years DESC)")] == [1, 2]
+        assert [m._id for m in realm.all(Mapped).sort("years")] == [2, 1]
+        assert len(realm.query(Mapped, "TRUEPREDICATE DISTINCT(years)")) == 2
     # A file another SDK wrote with the file names reads the same data,
     # with no migration (and the same index).
     with _open(tmp_path, Plain) as realm:

@@ -22,6 +22,7 @@ from realmpy import query
 from realmpy.config import Configuration
 from realmpy.errors import QuerySyntaxError
 from realmpy.realm import Realm
+from realmpy.results import Results
 from tests.objects.parser_port.sections import FIRST_PERSON, SECTIONS, Case, Section, SubPerson
 from tests.objects.parser_port.syntax import INVALID_QUERIES, VALID_QUERIES
 
@@ -114,7 +115,7 @@ def _realm(realms: dict[str, Realm], s: Section) -> Realm:
     return r
 
 
-def _count(r: Realm, s: Section, text: str, args: tuple[Any, ...]) -> int:
+def _results(r: Realm, s: Section, text: str, args: tuple[Any, ...]) -> Results[Any]:
     root = s.root
     head, sep, rest = text.partition(": ")
     if sep and head in {m.__name__ for m in s.models}:
@@ -123,7 +124,26 @@ def _count(r: Realm, s: Section, text: str, args: tuple[Any, ...]) -> int:
     assert root is not None
     # The managed object a case's arguments stand for (realm-core's ObjKey).
     args = tuple(r.find(SubPerson, 0) if a is FIRST_PERSON else a for a in args)
-    return len(r.query(root, text, *args))
+    return r.query(root, text, *args)
+
+
+def _check(r: Realm, s: Section, case: Case, text: str) -> None:
+    results = _results(r, s, text, case.args)
+    assert len(results) == case.count
+    if case.order is not None:
+        path, values = case.order
+        assert tuple(_follow(o, path) for o in results) == values
+
+
+def _follow(obj: Any, path: str) -> Any:
+    """The value at a dotted key path of an object: ``account.balance``,
+    ``meta[age]`` (a dictionary's key)."""
+    for name in path.split("."):
+        name, _, key = name.rstrip("]").partition("[")
+        obj = getattr(obj, name)
+        if key:
+            obj = obj[key]
+    return obj
 
 
 @pytest.mark.parametrize(("section", "case"), list(_params()))
@@ -141,12 +161,12 @@ def test_realm_core_parser_case(
     r = _realm(realms, section)
     if case.error is not None:
         with pytest.raises(case.error):
-            _count(r, section, case.query, case.args)
+            len(_results(r, section, case.query, case.args))
         return
-    assert _count(r, section, case.query, case.args) == case.count
+    _check(r, section, case, case.query)
     # realm-core's verify_query re-runs the query's description.
     head, sep, rest = case.query.partition(": ")
     text = rest if sep and head in {m.__name__ for m in section.models} else case.query
     description = str(query.parse(text))
     again = f"{head}: {description}" if text is not case.query else description
-    assert _count(r, section, again, case.args) == case.count
+    _check(r, section, case, again)

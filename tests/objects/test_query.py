@@ -60,6 +60,8 @@ def test_parse_is_cached() -> None:
         ("dogs.@links.Person.@count > 0", 19, "expected @links.Class.property"),
         ("name == 'abc", 8, "unexpected character"),
         ("age IN 3 4", 9, "expected AND, OR"),
+        ('b == B64"/w=="', 5, 'write bin(B64"...") for bytes'),
+        ('b == bin(B64"AAE")', 5, 'malformed B64"..."'),
     ],
 )
 def test_syntax_errors_name_the_position(text: str, position: int, fragment: str) -> None:
@@ -118,14 +120,18 @@ def test_literals() -> None:
     assert m(f"o == oid({oid})", rec)
     assert m(f"u == uuid({u})", rec)
     assert m("d == decimal128(1.25)", rec)
-    assert m('b == B64"AAE="', rec)
+    assert m('b == bin(B64"AAE=")', rec)
+    assert m('b == BINARY("\\0\u0001")', rec)
+    # As realm-core: B64"…" alone is a string literal, spelled in base64.
+    assert not m('b == B64"AAE="', rec)
+    assert m('s == B64"aXQncyAicSIK"', rec)
     assert m("t == 2024-05-01@12:00:00", rec)
     assert m("t == T1714564800:0", rec)
     assert m("t > 2024-05-01@11:59:59:999999999", rec)
     assert m(r"s == 'it\'s \"q\"\n'", rec)
     for node in query.parse(
         f"o == oid({oid}) AND u == uuid({u}) AND d == decimal128(1.25) AND b == "
-        'B64"AAE=" AND t == T1714564800:0'
+        'bin(B64"AAE=") AND t == T1714564800:0 AND s == B64"AAE=" AND s == "a\\nb"'
     ).predicate.items:  # type: ignore[attr-defined]
         assert query.parse(str(node)).predicate == node
 
@@ -217,9 +223,19 @@ def test_diacritic_insensitive() -> None:
     assert not m("name BEGINSWITH[c] 'elo'", rec)
 
 
+def test_a_float_suffix_makes_a_32_bit_float() -> None:
+    # As realm-core: ``1.1f`` is the 32-bit float nearest 1.1, not 1.1.
+    assert m("x == 1.5f AND y == 2f", {"x": 1.5, "y": 2})
+    assert not m("x == 1.1f", {"x": 1.1})
+    assert m("x == 1.1f", {"x": 1.100000023841858})
+    assert m("x < 1e39f AND x > -1e39f", {"x": 1e38})  # beyond a float: its infinity
+    assert str(query.parse("x == 1.1f")) == "x == 1.100000023841858"
+
+
 def test_bytes_string_operators() -> None:
     rec = {"data": b"hello"}
-    assert m('data BEGINSWITH B64"aGU="', rec)
+    assert m('data BEGINSWITH bin(B64"aGU=")', rec)
+    assert not m('data BEGINSWITH B64"aGU="', rec)  # a string
     assert not m("data BEGINSWITH 'he'", rec)
 
 

@@ -4,6 +4,7 @@ cases of realm-core's parser tests (tests/objects/parser_port/backlinks.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from realmpy.config import Configuration
 from realmpy.errors import QueryArgumentError, QueryTypeError, QueryUnsupportedError
 from realmpy.layout import BACKLINKS_KEY, META
 from realmpy.realm import Realm
-from realmpy.schema import EmbeddedObject, Object, field
+from realmpy.schema import EmbeddedObject, Mixed, Object, field
 
 
 class Dog(Object):
@@ -130,3 +131,33 @@ def test_object_literals_name_an_object(realm: Realm) -> None:
         realm.query(Person, "best == obj('Person', 1)")
     with pytest.raises(QueryTypeError, match="no link"):
         realm.query(Person, "name == obj('Dog', 'a')")
+
+
+class Pet(Object, name="Pet"):
+    name: str = field(primary_key=True)
+
+
+class Keeper(Object):
+    id: int = field(primary_key=True)
+    pet: Pet | None = None
+    anything: Mixed = None
+
+
+def test_object_literals_match_mixed_links_and_table_names() -> None:
+    # As realm-core: a mixed value holding a link equals obj() of its object,
+    # and obj() may name the class by its table name (realm-core's
+    # descriptions write obj("class_Pet", …)).
+    config = Configuration.in_memory([Pet, Keeper], identifier=f"objlit-{os.getpid()}")
+    with Realm(config) as realm:
+        with realm.write():
+            rex, tom = realm.add(Pet(name="rex")), realm.add(Pet(name="tom"))
+            realm.add_all([Keeper(id=1, pet=rex, anything=rex), Keeper(id=2, anything="rex")])
+            realm.add(Keeper(id=3, pet=tom, anything=tom))
+        for text in ("anything == obj('Pet', 'rex')", "anything == obj('class_Pet', 'rex')"):
+            assert [k.id for k in realm.query(Keeper, text)] == [1]
+        assert [k.id for k in realm.query(Keeper, "pet == obj(\"class_Pet\", 'tom')")] == [3]
+        assert [k.id for k in realm.query(Keeper, "anything != obj('Pet', 'rex')")] == [2, 3]
+        with pytest.raises(QueryArgumentError, match="no class 'Cat'"):
+            realm.query(Keeper, "anything == obj('Cat', 'rex')")
+        with pytest.raises(QueryTypeError, match="links to Pet"):
+            realm.query(Keeper, "pet == obj('class_Keeper', 1)")

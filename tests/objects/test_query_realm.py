@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from realmpy import query
-from realmpy.errors import QueryError, QuerySyntaxError, QueryTypeError, QueryUnsupportedError
+from realmpy.errors import (
+    QueryArgumentError,
+    QueryError,
+    QuerySyntaxError,
+    QueryTypeError,
+    QueryUnsupportedError,
+)
 from realmpy.realm import Realm
 from realmpy.schema import Object, field
 
@@ -226,6 +232,7 @@ def test_oversized_literals_are_syntax_errors() -> None:
         ("ints[FIRST] == 'x'", ()),
         ("age ==[c] 30", ()),
         ("attrs[FIRST] == 1", ()),
+        ('blob == B64"Zm9yaw=="', ()),  # a string, as in Realm
     ],
 )
 def test_type_errors_are_raised_when_the_query_is_built(
@@ -237,6 +244,31 @@ def test_type_errors_are_raised_when_the_query_is_built(
     assert isinstance(err, QueryError)
     assert err.key_path and err.key_path in str(err)  # names the property and its type
     assert err.prop_type in str(err)
+
+
+def test_a_path_argument_is_a_key_or_an_index(rows: Realm) -> None:
+    for bad in (None, 1.0, [1]):
+        with pytest.raises(QueryArgumentError, match=r"a dictionary key .* or a list index"):
+            keys(rows, "ints[$0] == 5", bad)
+    with pytest.raises(QueryTypeError, match="needs a dictionary or a list"):
+        keys(rows, "name[$0] == 5", 1)
+
+
+def test_key_path_arguments(rows: Realm) -> None:
+    # realm-core's $K<n>: argument n names a key path, checked as if written.
+    assert keys(rows, "$K0 > $1", "age", 35) == [1, 2]
+    assert keys(rows, "$K0 == 'red'", "best.label") == [0]
+    assert keys(rows, "$K1 == $0 SORT($K2 DESC)", 60, "best.weight", "age") == [0]
+    assert [r.k for r in rows.all(Row).filter("$K0 >= 40", "age")] == [1, 2]
+    with pytest.raises(QuerySyntaxError, match="whole key path"):
+        keys(rows, "$K0.label == 'red'", "best")
+    for bad in (None, 3, "best..label", ""):
+        with pytest.raises(QueryArgumentError, match="takes a key path"):
+            keys(rows, "$K0 == 1", bad)
+    with pytest.raises(QueryArgumentError, match="no property"):
+        keys(rows, "$K0 == 1", "weight")
+    with pytest.raises(QueryArgumentError, match="1 argument"):
+        keys(rows, "$K1 == 1", "age")
 
 
 def test_quoted_numbers_compare_as_numbers(rows: Realm) -> None:
@@ -292,7 +324,17 @@ def test_argument_types_are_checked_on_every_call(rows: Realm) -> None:
         ("attrs.@values > 50", (), [0]),
         ("name ==[d] 'Ánne'", (), [0]),
         ("name BEGINSWITH[cd] 'ÁN'", (), [0]),
-        ('blob == B64"Zm9yaw=="', (), [1]),
+        ('blob == bin(B64"Zm9yaw==")', (), [1]),
+        # [$n]: a dictionary key (str) or, as realm-core, a list index (int;
+        # -1 the last element, any other negative none)
+        ("ints[$0] == 5", (1,), [0]),
+        ("ints[$0] == 8", (-1,), [0]),
+        ("ints[$0] == 3", (-3,), []),
+        ("ints[$0] == 3", ("a",), []),
+        ("all_tags.tags[$0] == 'b'", (1,), [0]),
+        ("age == 1.5f * 20", (), [0]),  # a 32-bit float: 1.5 exactly
+        ('blob == binary("fork")', (), [1]),
+        ('name == B64"QW5uZQ=="', (), [0]),
     ],
 )
 def test_realm_syntax(rows: Realm, text: str, args: tuple[Any, ...], expected: list[int]) -> None:

@@ -1,15 +1,16 @@
-"""realm-core's parser tests on arguments, collection aggregates, bytes and
-lists of values."""
+"""realm-core's parser tests on arguments, collection aggregates (also compared
+with other properties), bytes and lists of values."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from realmpy.errors import QueryArgumentError
 from realmpy.realm import Realm
-from realmpy.schema import Object, field
+from realmpy.schema import Mixed, Object, field
 from tests.objects.parser_port.cases import INVALID, section, ts
 
 # ---------------------------------------------------------------------------
@@ -650,3 +651,145 @@ def _element_lengths(model: type, conv: Callable[[str], Any]) -> None:
 
 _element_lengths(LelStr, str)
 _element_lengths(LelBytes, lambda v: v.encode())
+
+
+# ---------------------------------------------------------------------------
+# Parser_TwoColumnAggregates.  realm-core pairs each price and balance with
+# a 32-bit float twin (``price_float``); realmpy has no 32-bit floats, so the
+# twins are floats (64 bits) holding the same values, which 32 bits hold
+# exactly (5.5, 4.0, ... 30.0): the comparisons are the same.
+
+
+class TcDiscount(Object, name="Discounts"):
+    k: int = field(primary_key=True)
+    promotion: str | None = None
+    reduced_by: float = 0.0
+    active: bool = False
+
+
+class TcItem(Object, name="Items"):
+    k: int = field(primary_key=True)
+    name: str = ""
+    price: float = 0.0
+    price_float: float = 0.0
+    price_decimal: Decimal = Decimal(0)
+    price_mixed: Mixed = None
+    discount: TcDiscount | None = None
+    creation_date: dt.datetime | None = None
+
+
+class TcPerson(Object, name="Person"):
+    k: int = field(primary_key=True)
+    customer_id: int = 0
+    account_balance: float = 0.0
+    items: list[TcItem] = field(default_factory=list)
+    account_balance_float: float = 0.0
+    account_balance_decimal: Decimal = Decimal(0)
+    account_balance_mixed: Mixed = None
+    account_creation_date: dt.datetime | None = None
+
+
+def _fill_two_columns(r: Realm) -> None:
+    promos = ["back to school", "pizza lunch special", "manager's special", None]
+    discounts = r.add_all(
+        [
+            TcDiscount(k=i, promotion=promos[i], reduced_by=off, active=on)
+            for i, (off, on) in enumerate([(3.0, False), (2.5, True), (0.5, True), (1.5, True)])
+        ]
+    )
+    items = r.add_all(
+        [
+            TcItem(
+                k=i,
+                name=name,
+                price=price,
+                price_float=price,
+                price_decimal=Decimal(str(price)),
+                price_mixed=price,
+                creation_date=ts(int(price * 10)),
+            )
+            for i, (name, price) in enumerate(
+                [("milk", 5.5), ("oranges", 4.0), ("pizza", 9.5), ("cereal", 6.5)]
+            )
+        ]
+    )
+    items[0].discount, items[2].discount, items[3].discount = (
+        discounts[2],
+        discounts[1],
+        discounts[0],
+    )
+    lists = [items, [items[0]] * 10, [items[2], items[2], items[3]]]
+    for i in range(3):
+        balance = (i + 1) * 10.0
+        r.add(
+            TcPerson(
+                k=i,
+                customer_id=i,
+                account_balance=balance,
+                items=lists[i],
+                account_balance_float=balance,
+                account_balance_decimal=Decimal(str(balance)),
+                account_balance_mixed=balance,
+                account_creation_date=ts(30 + 20 * i),
+            )
+        )
+
+
+s = section("Parser_TwoColumnAggregates", "aggregates", [TcDiscount, TcItem, TcPerson], TcPerson)
+s.fill = _fill_two_columns
+for q, n in [
+    ("customer_id < items.@count", 3),
+    ("customer_id < items.@size", 3),
+    ("items.@min.price > items.@count", 1),
+    ("items.@min.price > items.@size", 1),
+    ("TcItem: name.@count > price", 1),  # len("oranges") > 4.0
+    ("TcItem: price < name.@size", 1),
+]:
+    s.add(q, n)
+for suffix in ("", "_float", "_decimal", "_mixed"):
+    price, balance = f"price{suffix}", f"account_balance{suffix}"
+    for q, n in [
+        (f"items.@sum.{price} == 25.5", 2),
+        (f"items.@min.{price} == 4.0", 1),
+        (f"items.@max.{price} == 9.5", 2),
+        (f"items.@avg.{price} == 6.375", 1),
+        (f"items.@sum.{price} > {balance}", 2),
+        (f"items.@min.{price} > {balance}", 0),
+        (f"items.@max.{price} > {balance}", 0),
+        (f"items.@avg.{price} > {balance}", 0),
+    ]:
+        s.add(q, n)
+for q, n in [
+    ("items.@min.creation_date == T40:0", 1),
+    ("items.@max.creation_date == T95:0", 2),
+    ("items.@min.creation_date > account_creation_date", 2),
+    ("items.@max.creation_date > account_creation_date", 3),
+]:
+    s.add(q, n)
+for agg in ("@min", "@max", "@sum", "@avg"):
+    s.throws(f"items.{agg}.name > account_balance")  # not of strings
+for agg in ("@min", "@max", "@sum", "@avg"):
+    s.throws(f"items.{agg}.discount > account_balance")  # nor of links
+s.throws("items.@sum.creation_date > account_creation_date")  # no sum or average of dates
+s.throws("items.@avg.creation_date > account_creation_date")
+for q, n in [
+    ("items.@count < account_balance", 3),
+    ("items.@count > 3", 2),
+    ("items.@count == 3.0", 1),
+    ("items.@count == 3.1", 0),  # no integer promotion
+    ("TcItem: discount.promotion.@count > name.@count", 3),  # string lengths
+    ("TcItem: discount.@count < name.@count", 4),
+    ("TcItem: discount.promotion == name", 0),
+    ("TcItem: discount.promotion != name", 4),
+    ("TcItem: discount.promotion CONTAINS name", 1),
+    ("TcItem: discount.promotion BEGINSWITH name", 1),
+    ("TcItem: discount.promotion ENDSWITH name", 0),
+    ("TcItem: discount.promotion LIKE name", 0),
+    ("TcItem: discount.promotion ==[c] name", 0),
+    ("TcItem: discount.promotion !=[c] name", 4),
+    ("TcItem: discount.promotion CONTAINS[c] name", 1),
+    ("TcItem: discount.promotion BEGINSWITH[c] name", 1),
+    ("TcItem: discount.promotion ENDSWITH[c] name", 0),
+    ("TcItem: discount.promotion LIKE[c] name", 0),
+]:
+    s.add(q, n)

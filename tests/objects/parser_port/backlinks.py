@@ -1,7 +1,7 @@
 """realm-core's parser tests on undeclared backlinks, ``@links.Class.prop``
 and ``@links.@count`` (Parser_Backlinks, Parser_BacklinkCount,
-Parser_BacklinksIndex), on links compared with objects (Parser_Object) and
-geospatial queries (Parser_Geospatial).
+Parser_BacklinksIndex), on links compared with objects (Parser_Object,
+Parser_PrimaryKey) and geospatial queries (Parser_Geospatial).
 Classes carry realm-core's table names (``name="Person"``) since the queries
 spell them; realm-core's implicit object keys are an ``int`` primary key
 ``k``; its ``fav item`` column (a space in its name) is ``fav_item`` with
@@ -9,28 +9,40 @@ spell them; realm-core's implicit object keys are an ``int`` primary key
 
 from __future__ import annotations
 
+import uuid
+
 from realmpy.objectid import ObjectId
 from realmpy.query import GeoBox, GeoCircle, GeoPoint, GeoPolygon
 from realmpy.realm import Realm
-from realmpy.schema import EmbeddedObject, Object, field
+from realmpy.schema import Backlinks, EmbeddedObject, Mixed, Object, backlinks, field
 from tests.objects.parser_port.cases import INVALID, SYNTAX, section
 
 # ---------------------------------------------------------------------------
 # Parser_Backlinks
 
 
+# realm-core also runs queries through a KeyPathMapping: aliases of
+# properties (``money`` for account_balance, ``things`` for items) and of
+# backlinks (``purchasers`` for @links.Person.items).  Those are what an
+# SDK's mapped names and declared backlinks are: here ``field(map_to=…)``
+# (the Python name is the alias, the name in the file realm-core's column;
+# queries may use either) and ``backlinks(…)``.  Its aliases of class names,
+# and of an alias, have no realmpy counterpart (see the exclusions).
+
+
 class BlItems(Object, name="Items"):
     k: int = field(primary_key=True)
     name: str | None = None
     price: float = 0.0
+    purchasers: Backlinks[BlPerson] = backlinks("things")
 
 
 class BlPerson(Object, name="Person"):
     k: int = field(primary_key=True)
     customer_id: int = 0
     name: str | None = None
-    account_balance: float = 0.0
-    items: list[BlItems] = field(default_factory=list)
+    money: float = field(default=0.0, map_to="account_balance")
+    things: list[BlItems] = field(default_factory=list, map_to="items")
     fav_item: BlItems | None = field(default=None, map_to="fav item")
 
 
@@ -38,6 +50,7 @@ class BlThings(Object, name="class_with_policy"):
     k: int = field(primary_key=True)
     pascal_case: int = 0
     with_underscores: BlThings | None = None
+    parents: Backlinks[BlThings] = backlinks("with_underscores")
 
 
 def _fill_backlinks(r: Realm) -> None:
@@ -56,8 +69,8 @@ def _fill_backlinks(r: Realm) -> None:
                 k=i,
                 customer_id=i,
                 name=name,
-                account_balance=(i + 1) * 10.0,
-                items=[items[j] for j in lists[i]],
+                money=(i + 1) * 10.0,
+                things=[items[j] for j in lists[i]],
                 fav_item=items[i],
             )
         )
@@ -84,7 +97,7 @@ s.add("BlPerson: fav\\ item.@links.Person.items.@count > 1 ", 2)
 s.throws("@links.Person.items == NULL")
 s.throws("@links.Person.fav\\ item == NULL")
 s.throws("@links.attr. > 0", SYNTAX)
-# With realm-core's KeyPathMapping (aliases), which realmpy does not have.
+# With realm-core's KeyPathMapping (aliases): see the classes above.
 s.add("purchasers.@count > 2", 2)
 s.add("purchasers.@max.money >= 20", 3)
 s.add("@links.my-custom-class-name.items.@count > 2", 2)
@@ -359,3 +372,70 @@ for _i in (4, 5, 6, 7, 11, 3):
     s.throws(f"location GEOWITHIN ${_i}", INVALID, *GEO_ARGS)
 for _q in ("geoCircle([$1, $2], $3)", "geoCircle([$4, $4], $4)", "geoCircle([$7, $7], $7)"):
     s.throws(f"location GEOWITHIN {_q}", INVALID, *GEO_ARGS)
+
+
+# ---------------------------------------------------------------------------
+# Parser_PrimaryKey (realm-core's descriptions name the classes by their
+# table names, ``obj("class_Int", 1)``; realm-core also checks that the
+# description is the query text, realmpy formats its own: the count of the
+# re-parsed description is checked instead)
+
+
+class PkInt(Object, name="Int"):
+    _id: int = field(primary_key=True)
+
+
+class PkString(Object, name="String"):
+    _id: str = field(primary_key=True)
+
+
+class PkOid(Object, name="Oid"):
+    _id: ObjectId = field(primary_key=True)
+
+
+class PkUuid(Object, name="Uuid"):
+    _id: uuid.UUID = field(primary_key=True)
+
+
+class PkOrigin(Object, name="origin"):
+    int: PkInt | None = None
+    string: PkString | None = None
+    oid: PkOid | None = None
+    uuid: PkUuid | None = None
+    mixed: Mixed = None
+
+
+class PkLinking(Object, name="linking"):
+    link: PkOrigin | None = None
+
+
+PK_OID = ObjectId(b"primarykey12")
+PK_UUID = uuid.UUID("3b241101-e2bb-4255-8caf-4136c566a961")
+
+
+def _fill_primary_key(r: Realm) -> None:
+    targets = [PkInt(_id=1), PkString(_id="first"), PkOid(_id=PK_OID), PkUuid(_id=PK_UUID)]
+    for prop, target in zip(("int", "string", "oid", "uuid"), r.add_all(targets), strict=True):
+        origin = r.add(PkOrigin(mixed=target))
+        setattr(origin, prop, target)
+        r.add(PkLinking(link=origin))
+
+
+s = section(
+    "Parser_PrimaryKey", "links", [PkInt, PkString, PkOid, PkUuid, PkOrigin, PkLinking], PkOrigin
+)
+s.fill = _fill_primary_key
+for q in [
+    'int == obj("class_Int",1)',
+    'obj("class_Int",1) == int',
+    'mixed == obj("class_Int",1)',
+    'string == obj("class_String","first")',
+    f'oid == obj("class_Oid",oid({PK_OID}))',
+    f'uuid == obj("class_Uuid",uuid({PK_UUID}))',
+    'PkLinking: link.int == obj("class_Int",1)',
+    'PkLinking: link.mixed == obj("class_Int",1)',
+    'PkLinking: link.string == obj("class_String","first")',
+    f'PkLinking: link.oid == obj("class_Oid",oid({PK_OID}))',
+    f'PkLinking: link.uuid == obj("class_Uuid",uuid({PK_UUID}))',
+]:
+    s.add(q, 1)

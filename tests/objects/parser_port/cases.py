@@ -30,12 +30,15 @@ SYNTAX = QuerySyntaxError  # realm-core's SyntaxError
 
 @dataclass(frozen=True)
 class Case:
-    """``verify_query(table, query, args, count)``, or a query that raises ``error``."""
+    """``verify_query(table, query, args, count)``, or a query that raises
+    ``error``; for a test that checks the objects in order (a sorted view),
+    ``order`` is a key path and its values in the results, in order."""
 
     query: str
     count: int | None = None
     args: tuple[Any, ...] = ()
     error: type[Exception] | None = None
+    order: tuple[str, tuple[Any, ...]] | None = None
 
 
 @dataclass
@@ -54,6 +57,10 @@ class Section:
 
     def throws(self, query: str, error: type[Exception] = INVALID, *args: Any) -> None:
         self.cases.append(Case(query, None, tuple(args), error))
+
+    def ordered(self, query: str, path: str, values: Sequence[Any]) -> None:
+        """``query``'s results, in order, have these values at ``path``."""
+        self.cases.append(Case(query, len(values), order=(path, tuple(values))))
 
 
 SECTIONS: list[Section] = []

@@ -358,15 +358,20 @@ def _set_section(
             s.throws(q, Exception, three)
 
 
-for _label, _py, _conv, _numeric in SET_TYPES:
+# realm-core's Float variants: its value generator makes an int i the 32-bit
+# float i, exact in a (64-bit) float as well, so those run on floats.
+FLOAT_TYPE: tuple[str, type, Callable[[int], Any], bool] = ("Float", float, float, True)
+
+for _label, _py, _conv, _numeric in [*SET_TYPES, FLOAT_TYPE]:
     for _nullable in (False, True):
         _set_section(_label, _py, _conv, _numeric, _nullable)
 
 
 # ---------------------------------------------------------------------------
-# Parser_list_of_primitive_types (TEST_TYPES; realmpy has no 32-bit float,
-# and realm-core's value generator's mapping of ints to bools is not in the
-# test's text: the Float and Bool variants are excluded as a whole)
+# Parser_list_of_primitive_types (TEST_TYPES; realmpy has no 32-bit float:
+# the Float variants are excluded as a whole; realm-core's value generator
+# makes an int i the bool ``i % 2 == 0``, and a non-nullable bool list's
+# default element is false)
 
 LIST_TYPES = [t for t in SET_TYPES if t[0] not in ("String", "BinaryData")]
 
@@ -387,7 +392,8 @@ def _list_types_section(label: str, py: type, conv: Callable[[int], Any], nullab
     kind = f"Nullable<{label}>" if nullable else f"Prop<{label}>"
     s = section(f"Parser_list_of_primitive_types<{kind}>", "lists of primitives", [model], model)
     one = conv(1)
-    default = None if nullable else conv(0)
+    # realm-core's default value: its 0 (conv(0)), but false for a bool
+    default = None if nullable else (False if py is bool else conv(0))
 
     def fill(r: Realm) -> None:
         objs = r.add_all(
@@ -414,26 +420,32 @@ def _list_types_section(label: str, py: type, conv: Callable[[int], Any], nullab
             (f"{path}values == NULL", 1 if nullable else 0),
         ]:
             s.add(q, n)
+        # Bools reuse values: the default element (false) is conv(1) too.
+        more = 1 if py is bool and not nullable else 0
         for q, n in [
             (f"{path}values[first] == $1", 1),
             (f"{path}values[4] == $2", 1),
             (f"{path}values[last] == $3", 1),
-            (f"{path}values[*] == $0", 3),
-            (f"{path}values == $0", 3),
-            (f"{path}values != $0", 2),
-            (f"ANY {path}values == $0", 3),
-            (f"ANY {path}values != $0", 2),
-            (f"ALL {path}values == $0", 3),
-            (f"ALL {path}values != $0", 2),
-            (f"NONE {path}values == $0", 2),
-            (f"NONE {path}values != $0", 3),
+            (f"{path}values[*] == $0", 3 + more),
+            (f"{path}values == $0", 3 + more),
+            (f"{path}values != $0", 2 - more),
+            (f"ANY {path}values == $0", 3 + more),
+            (f"ANY {path}values != $0", 2 - more),
+            (f"ALL {path}values == $0", 3 + more),
+            (f"ALL {path}values != $0", 2 - more),
+            (f"NONE {path}values == $0", 2 - more),
+            (f"NONE {path}values != $0", 3 + more),
         ]:
             s.add(q, n, *args)
     s.throws("missing.length == 2")
     s.throws("values.length == 2")
 
 
-for _label, _py, _conv, _numeric in LIST_TYPES:
+for _label, _py, _conv, _numeric in [
+    *LIST_TYPES,
+    FLOAT_TYPE,
+    ("Bool", bool, lambda i: i % 2 == 0, False),
+]:
     for _nullable in (False, True):
         _list_types_section(_label, _py, _conv, _nullable)
 

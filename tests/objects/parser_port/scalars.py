@@ -4,6 +4,7 @@ lists of values compared with lists, arithmetic, BETWEEN, Decimal, ObjectId."""
 from __future__ import annotations
 
 import datetime as dt
+import struct
 from decimal import Decimal
 from typing import Any
 
@@ -875,3 +876,150 @@ for q, n in [
     ("nid <= $3", 1),
 ]:
     s.add(q, n, *OID_ARGS)
+
+
+# ---------------------------------------------------------------------------
+# Parser_basic_serialisation (realm-core re-runs each query's description,
+# as every verify_query; its ``float fees`` column is a 32-bit float: here a
+# float holding the same 32-bit values, ``float_fees`` named ``float fees``
+# in the file)
+
+
+class BsPerson(Object, name="person"):
+    k: int = field(primary_key=True)
+    age: int = field(default=0, indexed=True)
+    name: str = ""
+    fees: float | None = None
+    float_fees: float | None = field(default=None, map_to="float fees")
+    licensed: bool | None = None
+    buddy: BsPerson | None = None
+    time: dt.datetime | None = None
+
+
+def _float32(x: float) -> float:
+    return float(struct.unpack("<f", struct.pack("<f", x))[0])
+
+
+def _fill_basic_serialisation(r: Realm) -> None:
+    fees = [2.0, 2.23, 2.22, 2.25, 3.73]
+    people = r.add_all(
+        [
+            BsPerson(k=i, age=i, name=n, fees=f, float_fees=_float32(f), licensed=i % 2 == 0)
+            for i, (n, f) in enumerate(zip(["Billy", "Bob", "Joe", "Jane", "Joel"], fees))
+        ]
+    )
+    # realm-core's (1512130073 s, 505 ns) is 1512130073 s here (microseconds)
+    for p, t in zip(people[1:], [ts(1512130073), ts(1512130073), ts(1), ts(0)]):
+        p.time = t
+    people[0].buddy = people[1]
+
+
+s = section("Parser_basic_serialisation", "basics", [BsPerson], BsPerson)
+s.fill = _fill_basic_serialisation
+for q, n in [
+    ("time == NULL", 1),
+    ("time == NIL", 1),
+    ("time != NULL", 4),
+    ("time > T0:0", 3),
+    ("time == T1:2", 1),
+    ("time > 2017-12-1@12:07:53", 1),
+    ("time == 2017-12-01@12:07:53:505", 1),
+    ("buddy == NULL", 4),
+    ("buddy == nil", 4),
+    ("buddy != NULL", 1),
+    ("buddy <> NULL", 1),
+    ("buddy.name == NULL", 4),  # null links
+    ("buddy.age == NULL", 4),
+    ("age > 2", 2),
+    ("!(age >= 2)", 2),
+    ("!(age => 2)", 2),
+    ("3 <= age", 2),
+    ("3 =< age", 2),
+    ("age > 2 and age < 4", 1),
+    ("age = 1 || age == 3", 2),
+    ("fees = 1.2 || fees = 2.23", 1),
+    ("fees = 2 || fees = 3", 1),
+    ("fees BETWEEN {2, 3}", 4),
+    ("fees BETWEEN {2.20, 2.25}", 3),
+    ("fees = 2 || fees = 3 || fees = 4", 1),
+    ("fees = 0 || fees = 1", 0),
+]:
+    s.add(q, n)
+for q, n, args in [
+    ("time == $0", 1, (None,)),
+    ("time != $0", 4, (None,)),
+    ("age > $0", 2, (2,)),
+    ("!(age >= $0)", 2, (2,)),
+    ("!(age => $0)", 2, (2,)),
+    ("$0 <= age", 2, (3,)),
+    ("$0 =< age", 2, (3,)),
+    ("age > $0 and age < $1", 1, (2, 4)),
+    ("age = $0 || age == $1", 2, (1, 3)),
+    ("fees = $0 || fees = $1", 1, (1.2, 2.23)),
+    ("fees = $0 || fees = $1", 1, (2, 3)),
+    ("fees BETWEEN {$0, $1}", 4, (2, 3)),
+    ("fees BETWEEN {$0, $1}", 3, (2.2, 2.25)),
+    ("fees = $0 || fees = $1 || fees = $2", 1, (2, 3, 4)),
+    ("fees = $0 || fees = $1", 0, (0, 1)),
+]:
+    s.add(q, n, *args)
+for q, n in [
+    ("fees != 2.22 && fees > 2.2", 3),
+    ("fees > 2.0E0", 4),
+    ("fees > 200e-2", 4),
+    ("fees > 0.002e3", 4),
+    ("fees < inf", 5),
+    ("fees < +inf", 5),
+    ("fees > -iNf", 5),
+    ("fees < Infinity", 5),
+    ("fees < +inFINITY", 5),
+    ("fees > -INFinity", 5),
+    ("fees == NaN", 0),
+    ("fees != Nan", 5),
+    ("fees == -naN", 0),
+    ("fees != -nAn", 5),
+    ("float\\ fees > 2.0E0", 4),
+    ("float\\ fees > 200e-2", 4),
+    ("float\\ fees > 0.002E3", 4),
+    ("float\\ fees < INF", 5),
+    ("float\\ fees < +InF", 5),
+    ("float\\ fees > -inf", 5),
+    ("float\\ fees < InFiNiTy", 5),
+    ("float\\ fees < +iNfInItY", 5),
+    ("float\\ fees > -infinity", 5),
+    ("float\\ fees == NAN", 0),
+    ("float\\ fees != nan", 5),
+    ("float\\ fees == -NaN", 0),
+    ("float\\ fees != -NAn", 5),
+    ("(age > 1 || fees >= 2.25) && age == 4", 1),
+    ("licensed == true", 3),
+    ("licensed == false", 2),
+    ("licensed = true || licensed = true", 3),
+    ("licensed = true || licensed = false", 5),
+    ("licensed == true || licensed == false", 5),
+    ("licensed == true || buddy.licensed == true", 3),
+    ("buddy.licensed == true", 0),
+    ("buddy.licensed == false", 1),
+    ("licensed == false || buddy.licensed == false", 3),
+    ("licensed == true or licensed = true || licensed = TRUE", 3),
+    ('name = "Joe"', 1),
+    ("buddy.age > 0", 1),
+    ('name BEGINSWITH "J"', 3),
+    ('name ENDSWITH "E"', 0),
+    ('name ENDSWITH[c] "E"', 2),
+    ('name CONTAINS "OE"', 0),
+    ('name CONTAINS[c] "OE"', 2),
+    ('name LIKE "b*"', 0),
+    ('name LIKE[c] "b*"', 2),
+    ("TRUEPREDICATE", 5),
+    ("FALSEPREDICATE", 0),
+    ("age > 2 and TRUEPREDICATE", 2),
+    ("age > 2 && FALSEPREDICATE", 0),
+    ("age > 2 or TRUEPREDICATE", 5),
+    ("age > 2 || FALSEPREDICATE", 2),
+    ("age > 2 AND !FALSEPREDICATE", 2),
+    ("age > 2 AND !TRUEPREDICATE", 0),
+]:
+    s.add(q, n)
+for q in ["buddy.age > $0", "age == infinity", "name == infinity", "missing_property > 2"]:
+    s.throws(q)
