@@ -466,24 +466,30 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _new_process(code: str, reps: int) -> tuple[float, float]:
-    """Median wall and CPU (user + system) ms of ``python -c code`` over
-    ``reps`` new interpreters, after one untimed warm-up run."""
+def _new_processes(codes: dict[str, str], reps: int) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU (user + system) ms of ``python -c code`` for each
+    named code over ``reps`` new interpreters, after one untimed warm-up run
+    each.  The codes take turns (one run of each per round), so that a
+    change of the machine's load during the measurement reaches all of them
+    alike (on a shared machine, back-to-back series of each drifted apart
+    by more than the differences measured)."""
     env = _child_env()
-    argv = [sys.executable, "-c", code]
-    warm = subprocess.run(argv, env=env, capture_output=True, text=True)
-    if warm.returncode:
-        raise RuntimeError(f"{code!r} failed: {warm.stderr[-2000:]}")
-    walls: list[float] = []
-    cpus: list[float] = []
+    argvs = {name: [sys.executable, "-c", code] for name, code in codes.items()}
+    for name, argv in argvs.items():
+        warm = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if warm.returncode:
+            raise RuntimeError(f"{name} {codes[name]!r} failed: {warm.stderr[-2000:]}")
+    walls: dict[str, list[float]] = {name: [] for name in codes}
+    cpus: dict[str, list[float]] = {name: [] for name in codes}
     for _ in range(reps):
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = perf_counter_ns()
-        subprocess.run(argv, check=True, env=env, capture_output=True)
-        walls.append((perf_counter_ns() - t0) / 1e6)
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) * 1e3)
-    return statistics.median(walls), statistics.median(cpus)
+        for name, argv in argvs.items():
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = perf_counter_ns()
+            subprocess.run(argv, check=True, env=env, capture_output=True)
+            walls[name].append((perf_counter_ns() - t0) / 1e6)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus[name].append((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) * 1e3)
+    return {name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name in codes}
 
 
 def _import_time(module: str) -> str:
@@ -572,27 +578,31 @@ def everyday(
                     chunk = rows[i : i + 10_000]
                     box.put([obx["Item"](name=b, grp=c, age=d, score=e) for _, b, c, d, e in chunk])
             store.close()
-        n = 4 * reps
-        base_wall, base_cpu = _new_process("pass", n)
+        codes = {"pass": "pass"}
         if want("cold_start"):
-            rp = _new_process(
+            codes["cold realmpy"] = (
                 _MODEL_SRC
                 + f"r = realmpy.Realm(realmpy.Configuration.local([Item], path={rpath!r}))\n"
-                f"assert len(r.all(Item)) == {len(rows)}\n",
-                n,
+                f"assert len(r.all(Item)) == {len(rows)}\n"
             )
-            sq_ = _new_process(
+            codes["cold sqlite3"] = (
                 f"import sqlite3\nc = sqlite3.connect({spath!r})\n"
-                f"assert c.execute('SELECT count(*) FROM items').fetchone()[0] == {len(rows)}\n",
-                n,
+                f"assert c.execute('SELECT count(*) FROM items').fetchone()[0] == {len(rows)}\n"
             )
-            ob_ = (
-                _new_process(
-                    _OBX_SRC + f"assert obx_open({opath!r}).box(Item).count() == {len(rows)}\n", n
+            if opath is not None:
+                codes["cold objectbox"] = (
+                    _OBX_SRC + f"assert obx_open({opath!r}).box(Item).count() == {len(rows)}\n"
                 )
-                if opath is not None
-                else None
-            )
+        if want("import"):
+            codes["import realmpy"] = "import realmpy"
+            codes["import sqlite3"] = "import sqlite3"
+            if obx is not None:
+                codes["import objectbox"] = "import objectbox"
+        times = _new_processes(codes, 4 * reps)
+        base_wall, base_cpu = times["pass"]
+        if want("cold_start"):
+            rp, sq_ = times["cold realmpy"], times["cold sqlite3"]
+            ob_ = times.get("cold objectbox")
             emit(
                 Result(
                     "cold_start",
@@ -610,9 +620,8 @@ def everyday(
                 )
             )
         if want("import"):
-            rp = _new_process("import realmpy", n)
-            sq_ = _new_process("import sqlite3", n)
-            ob_ = _new_process("import objectbox", n) if obx is not None else None
+            rp, sq_ = times["import realmpy"], times["import sqlite3"]
+            ob_ = times.get("import objectbox")
             emit(
                 Result(
                     "import",

@@ -18,8 +18,9 @@
  * The file is grown in chunks (zero-filled) so that a commit overwrites
  * allocated blocks instead of appending: an append + fdatasync costs about
  * twice an overwrite + fdatasync on ext4.  A chunk is 1/32 of the file's
- * size (at least 1 MiB, at most 64 MiB; txn.c, ensure_size), so the file
- * runs at most about 3% above pages_used.
+ * size (at least 256 KiB, at most 64 MiB; txn.c, ensure_size), so the
+ * file runs at most about 3% (or 256 KiB) above pages_used; a new file
+ * starts at 1 MiB (env.c, create_file).
  *
  * Every page begins with the same 32-byte header:
  *
@@ -170,7 +171,8 @@
  *   vtag, value) is at most RP_MAX_INLINE_ENTRY bytes: half a page less a
  *   slot, so a leaf always holds two (rp_leaf_inline; an E_BIG entry whose
  *   value would fit inline is damage).  Every byte of an entry lies inside
- *   its page; readers check that before they use it (rp_leaf_extent).
+ *   its page; readers check that before they use it (rp_leaf_extent,
+ *   rp_leaf_decode).
  *
  *   Branch entry:
  *      0     2  klen (0 for the first entry: its key is "minus infinity")

@@ -189,6 +189,12 @@ int rp_page_search(const uint8_t *page, const void *k, size_t klen,
     return RP_OK;
 }
 
+int rp_page_leaf_entry(const uint8_t *page, unsigned i, rp_leaf_ent *d) {
+    if (i >= rp_nkeys(page)) return rp_corrupt(rp_hdr(page)->pgno, "entry index beyond nkeys");
+    if (rp_leaf_decode(page, i, d)) return rp_corrupt(rp_hdr(page)->pgno, "entry out of bounds");
+    return RP_OK;
+}
+
 int rp_page_entry(const uint8_t *page, unsigned i, const uint8_t **e) {
     int leaf = (rp_hdr(page)->flags & P_LEAF) != 0;
     if (i >= rp_nkeys(page)) return rp_corrupt(rp_hdr(page)->pgno, "entry index beyond nkeys");

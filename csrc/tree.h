@@ -336,6 +336,42 @@ int rp_page_search(const uint8_t *page, const void *k, size_t klen,
                    unsigned *idx, int *exact);
 /* Entry i with its bounds checked (a leaf entry's whole extent). */
 int rp_page_entry(const uint8_t *page, unsigned i, const uint8_t **e);
+/* A leaf entry decoded in one pass over its bytes, every one checked to
+ * lie in its page as rp_page_entry checks them: what a read needs of it
+ * (key, value or overflow ref, lengths) without decoding the klen and the
+ * vtag varint again for each field -- a scan reads every entry once. */
+typedef struct rp_leaf_ent {
+    const uint8_t *e;                /* the entry                              */
+    const uint8_t *key, *val;        /* val: the value, or the overflow ref    */
+    size_t klen, vlen;               /* vlen: the value's full length          */
+    int big;                         /* E_BIG: the value is in an overflow run */
+} rp_leaf_ent;
+static inline int rp_leaf_decode(const uint8_t *page, unsigned i, rp_leaf_ent *d) {
+    size_t off = rp_slot_off(page, i);
+    if (off < rp_hdr(page)->upper || off >= RP_PAGE_SIZE) return -1;
+    const uint8_t *e = page + off, *end = page + RP_PAGE_SIZE;
+    size_t ks = rp_leaf_klen_size(e);
+    if (e + ks > end) return -1;
+    size_t klen = rp_leaf_klen(e);
+    const uint8_t *p = e + ks + klen;
+    if (p >= end) return -1;
+    uint64_t tag;
+    size_t n = 1;
+    if (p[0] < 0x80) tag = p[0];     /* a value under 64 bytes: one byte */
+    else if (!(n = rp_varint_get(p, end, &tag))) return -1;
+    if ((tag >> 1) > RP_MAX_VALUE) return -1;
+    size_t body = (tag & E_BIG) ? RP_BIG_REF : (size_t)(tag >> 1);
+    if ((size_t)(end - (p + n)) < body) return -1;
+    d->e = e;
+    d->key = e + ks;
+    d->klen = klen;
+    d->val = p + n;
+    d->vlen = (size_t)(tag >> 1);
+    d->big = (int)(tag & E_BIG);
+    return 0;
+}
+/* Leaf entry i decoded (rp_leaf_decode), or RP_CORRUPT as rp_page_entry. */
+int rp_page_leaf_entry(const uint8_t *page, unsigned i, rp_leaf_ent *d);
 
 /* ---- txn.c ------------------------------------------------------------------ */
 /* Page of (pgno, txnid) for reading: a dirty buffer when txnid is this write
@@ -398,9 +434,8 @@ int rp_bt_put(rp_txn *txn, rp_table *t, const void *key, size_t klen,
 int rp_bt_del(rp_txn *txn, rp_table *t, const void *key, size_t klen);
 /* Free every page of a table's tree. */
 int rp_bt_drop(rp_txn *txn, rp_table *t);
-/* Value of leaf entry e of page (inline or overflow), bounds-checked. */
-int rp_bt_value(rp_txn *txn, const uint8_t *page, const uint8_t *e,
-                const void **val, size_t *vlen);
+/* Value of a decoded leaf entry (inline, or its overflow run checked). */
+int rp_bt_value(rp_txn *txn, const rp_leaf_ent *d, const void **val, size_t *vlen);
 /* The overflow run of big leaf entry e, read (rp_page_read: bounds,
  * checksum) and of exactly the length its value needs; NULL with *err. */
 const uint8_t *rp_overflow_read(rp_txn *txn, const uint8_t *e, int *err);

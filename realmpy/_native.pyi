@@ -53,6 +53,8 @@ class ModelInit:
     __qualname__: str
     __model__: type
     __signature__: inspect.Signature | None
+    # Called at the first read of __signature__ (inspect loads then).
+    _rp_signature_of: Callable[[], inspect.Signature] | None
     def __new__(
         cls,
         model: type,

@@ -95,15 +95,12 @@ property name (sync, migrations), :func:`record_to_dict` /
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as _dt
+import functools
 import math
 import struct
 import threading
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]
 
@@ -112,6 +109,14 @@ from realmpy._native import encode_key_list as _fast_key_list
 from realmpy._native import int_key as _fast_int_key
 from realmpy.errors import CodecError
 from realmpy.objectid import ObjectId
+from realmpy.stdtypes import is_datetime, is_decimal, is_uuid
+from realmpy.valueclass import ValueClass
+
+if TYPE_CHECKING:
+    # datetime, decimal and uuid load with the first value of their type
+    # (realmpy.stdtypes), not with the codec.
+    import datetime as _dt
+    from decimal import Decimal
 
 __all__ = [
     "MAX_KEY",
@@ -164,7 +169,20 @@ _U32: Final = struct.Struct(">I")
 _SIGN: Final = 1 << 63
 _INT_MIN: Final = -(1 << 63)
 _INT_MAX: Final = (1 << 63) - 1
-_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+@functools.cache
+def _epoch() -> _dt.datetime:
+    """1970-01-01 UTC, the origin of stored datetimes (made at the first one)."""
+    import datetime
+
+    return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def _from_micros(micros: int) -> _dt.datetime:
+    import datetime
+
+    return _epoch() + datetime.timedelta(microseconds=micros)
 
 
 def _escape(raw: bytes) -> bytes:
@@ -234,7 +252,7 @@ def _decimal_body(v: Decimal) -> bytes:
 def _datetime_body(v: _dt.datetime) -> bytes:
     if v.tzinfo is None or v.utcoffset() is None:
         raise CodecError(f"datetime {v!r} is naive: use an aware one, e.g. tzinfo=timezone.utc")
-    delta = v - _EPOCH
+    delta = v - _epoch()
     micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
     return _int64_body(micros)
 
@@ -248,24 +266,25 @@ def _encode_one(v: Any, out: list[bytes]) -> None:
         out.append(_int_key(v))
     elif isinstance(v, float):
         out.append(b"\x28" + _float_body(v))
-    elif isinstance(v, Decimal):
-        out.append(b"\x29" + _decimal_body(v))
     elif isinstance(v, str):
         out.append(b"\x30" + _escape(v.encode("utf-8", "surrogatepass")))
     elif isinstance(v, (bytes, bytearray, memoryview)):
         out.append(b"\x40" + _escape(bytes(v)))
-    elif isinstance(v, _dt.datetime):
-        out.append(b"\x50" + _datetime_body(v))
     elif isinstance(v, ObjectId):
         out.append(b"\x60" + v.binary)
-    elif isinstance(v, uuid.UUID):
-        out.append(b"\x70" + v.bytes)
     elif type(v) is MixedLink:
         out.append(b"\x80" + _escape(v.cls.encode("utf-8")) + _escape(v.key))
     elif type(v) is list:
         out.append(b"\x90")
     elif type(v) is dict:
         out.append(b"\x91")
+    # Types of modules loaded on demand, last (no other type is their subclass).
+    elif is_decimal(v):
+        out.append(b"\x29" + _decimal_body(v))
+    elif is_datetime(v):
+        out.append(b"\x50" + _datetime_body(v))
+    elif is_uuid(v):
+        out.append(b"\x70" + v.bytes)
     else:
         raise CodecError(f"a {type(v).__name__} cannot be a key or index value")
 
@@ -385,6 +404,8 @@ def _decode_int64(raw: bytes, pos: int) -> int:
 
 
 def _decode_decimal(raw: bytes, pos: int) -> tuple[Decimal, int]:
+    from decimal import Decimal
+
     cls = raw[pos]
     pos += 1
     if cls == 0x00:
@@ -442,13 +463,13 @@ def decode_key(raw: bytes) -> tuple[Any, ...]:
                 out.append(b)
             elif tag == T_DATETIME:
                 micros = _decode_int64(raw, pos)
-                out.append(_EPOCH + _dt.timedelta(microseconds=micros))
+                out.append(_from_micros(micros))
                 pos += 8
             elif tag == T_OBJECTID:
                 out.append(ObjectId(raw[pos : pos + 12]))
                 pos += 12
             elif tag == T_UUID:
-                out.append(uuid.UUID(bytes=raw[pos : pos + 16]))
+                out.append(_uuid(raw[pos : pos + 16]))
                 pos += 16
             elif tag == T_MIXED_LINK:
                 cls, pos = _unescape(raw, pos)
@@ -494,8 +515,7 @@ class Link(bytes):
         return f"Link({bytes(self)!r})"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class MixedLink:
+class MixedLink(ValueClass):
     """A stored link of a ``Mixed`` property: the target's class name (as
     stored: its file name) and encoded primary key.  A ``Mixed`` value may
     link to an object of any class, so the class travels with the key.
@@ -505,21 +525,28 @@ class MixedLink:
     key: bytes
 
 
+def _uuid(raw: bytes) -> Any:
+    import uuid
+
+    return uuid.UUID(bytes=raw)
+
+
 def _default(v: Any) -> Any:
     if isinstance(v, Link):
         return msgpack.ExtType(EXT_LINK, bytes(v))
     if type(v) is MixedLink:
         return msgpack.ExtType(EXT_MIXED_LINK, v.cls.encode("utf-8") + b"\x00" + v.key)
-    if isinstance(v, _dt.datetime):
-        return msgpack.ExtType(EXT_DATETIME, _datetime_body(v))
-    if isinstance(v, Decimal):
-        return msgpack.ExtType(EXT_DECIMAL, str(v).encode("ascii"))
     if isinstance(v, ObjectId):
         return msgpack.ExtType(EXT_OBJECTID, v.binary)
-    if isinstance(v, uuid.UUID):
-        return msgpack.ExtType(EXT_UUID, v.bytes)
     if isinstance(v, (set, frozenset)):
         return msgpack.ExtType(EXT_SET, _packer_bytes(list(v)))
+    # Types of modules loaded on demand, last (no other type is their subclass).
+    if is_datetime(v):
+        return msgpack.ExtType(EXT_DATETIME, _datetime_body(v))
+    if is_decimal(v):
+        return msgpack.ExtType(EXT_DECIMAL, str(v).encode("ascii"))
+    if is_uuid(v):
+        return msgpack.ExtType(EXT_UUID, v.bytes)
     raise CodecError(f"cannot store a {type(v).__name__} in a record")
 
 
@@ -536,13 +563,15 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code == EXT_LINK:
         return Link(data)
     if code == EXT_DATETIME:
-        return _EPOCH + _dt.timedelta(microseconds=_decode_int64(data, 0))
+        return _from_micros(_decode_int64(data, 0))
     if code == EXT_DECIMAL:
+        from decimal import Decimal
+
         return Decimal(data.decode("ascii"))
     if code == EXT_OBJECTID:
         return ObjectId(data)
     if code == EXT_UUID:
-        return uuid.UUID(bytes=data)
+        return _uuid(data)
     if code == EXT_SET:
         return set(_unpack(data))
     if code == EXT_MIXED_LINK:
@@ -655,7 +684,7 @@ def unpack_row(data: bytes) -> list[Any]:
 
 
 # id(class schema) -> (that schema, its names): keyed by identity, since
-# hashing a schema (a frozen dataclass) costs more than listing its names.
+# hashing a schema (a frozen value) costs more than listing its names.
 _NAMES: dict[int, tuple[Any, tuple[str, ...]]] = {}
 
 

@@ -25,7 +25,6 @@ Callbacks:
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
 import tempfile
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from realmpy.errors import ConfigurationError
 from realmpy.schema import Schema
+from realmpy.valueclass import ValueClass
 
 if TYPE_CHECKING:
     # Types only (the object layer never imports the sync client at run time).
@@ -98,8 +98,7 @@ def in_memory_path(identifier: str) -> str:
     return os.path.join(base, f"realmpy-{os.getuid()}-{safe}.realm")
 
 
-@dataclasses.dataclass(frozen=True)
-class Configuration:
+class Configuration(ValueClass, slots=False):
     """How to open a realm; build one with :meth:`local` or :meth:`in_memory`."""
 
     schema: tuple[type, ...]

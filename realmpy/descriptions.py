@@ -2,8 +2,8 @@
 
 Why a module of its own: these are plain, serialisable, frozen values
 (:class:`Property`, :class:`Backlink`, :class:`ObjectSchema`,
-:class:`Schema`, :class:`SchemaDiff`) that the file stores, the sync schema
-is built from and the next opener compares with (:meth:`Schema.diff`).  The
+:class:`Schema`, :class:`SchemaDiff`: :class:`~realmpy.valueclass.ValueClass`
+classes) that the file stores, the sync schema is built from and the next opener compares with (:meth:`Schema.diff`).  The
 model machinery that produces them from annotated classes is
 :mod:`realmpy.schema`; this module knows models only through the one hook
 every model class has, ``_rp_describe()`` (its :class:`ObjectSchema`), so
@@ -12,17 +12,15 @@ descriptions never import models.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from realmpy._native import ModelBase
 from realmpy.errors import SchemaError
+from realmpy.valueclass import ValueClass
 
 
-@dataclass(frozen=True, slots=True)
-class Property:
+class Property(ValueClass):
     """One property as stored in the file.
 
     ``type`` is a scalar name (``"int"``, ``"str"``, …, ``"counter"``),
@@ -110,8 +108,7 @@ class Property:
         return (self.type, self.collection, self.optional, self.target)
 
 
-@dataclass(frozen=True, slots=True)
-class Backlink:
+class Backlink(ValueClass):
     """A declared backlinks property (:func:`backlinks`): ``name`` on this
     class lists the objects of class ``origin`` whose link property
     ``property`` (its file name) links here.  Computed: no record holds it."""
@@ -124,8 +121,7 @@ class Backlink:
         return [self.name, self.origin, self.property]
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectSchema:
+class ObjectSchema(ValueClass):
     """One model: its table name, properties, primary key and kind, and its
     declared backlinks (computed: not part of the records)."""
 
@@ -185,8 +181,7 @@ class ObjectSchema:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class SchemaDiff:
+class SchemaDiff(ValueClass):
     """Differences between a stored and a configured schema.
 
     ``additive`` changes (new class, new property, index added or dropped)
@@ -203,8 +198,7 @@ class SchemaDiff:
         return not self.additive and not self.breaking
 
 
-@dataclass(frozen=True, slots=True)
-class Schema:
+class Schema(ValueClass):
     """A set of object schemas, by name."""
 
     classes: tuple[ObjectSchema, ...]
@@ -285,9 +279,9 @@ class Schema:
             for q in old.properties:
                 p = new.by_file_name(q.name)
                 if p is not None:
-                    q = dataclasses.replace(q, name=p.name, map_to=p.map_to)
+                    q = q._replace(name=p.name, map_to=p.map_to)
                 elif new.get(q.name) is not None:
-                    q = dataclasses.replace(q, name=f"{q.name} (in the file)")
+                    q = q._replace(name=f"{q.name} (in the file)")
                 props.append(q)
             classes.append(ObjectSchema(old.name, tuple(props), old.embedded, old.backlinks))
         return Schema(tuple(classes))

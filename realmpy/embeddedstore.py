@@ -4,7 +4,6 @@ slot), and its values convert through the realm that holds the parent."""
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any, cast
 
 from realmpy.errors import InvalidObjectError
@@ -52,6 +51,8 @@ class EmbeddedStore:
         return zero_value(prop, type(obj))
 
     def raw_set(self, obj: _Model, name: str, stored: Any) -> None:
+        import copy  # here: the first write of an embedded object (issue 15)
+
         store = self.parent._rp_store
         container = copy.deepcopy(store.raw_get(self.parent, self.prop))  # type: ignore[union-attr]
         node = self._node(container)

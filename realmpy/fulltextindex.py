@@ -20,14 +20,16 @@ A ``TEXT`` query on such a property reads its candidates here
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import realmpy.codec as codec
 from realmpy.errors import CodecError
 from realmpy.layout import FULLTEXT_PREFIX, fulltext_name, table_name
 from realmpy.schema import ObjectSchema, Property, Schema
 from realmpy.storage import Snapshot, WriteTransaction
-from realmpy.textsearch import SearchTerms, tokens
+
+if TYPE_CHECKING:
+    from realmpy.textsearch import SearchTerms
 
 __all__ = ["build", "entries", "fulltext_properties", "search", "update"]
 
@@ -43,6 +45,8 @@ def fulltext_properties(cls: ObjectSchema) -> tuple[Property, ...]:
 
 def entries(cls: ObjectSchema, prop: Property, key: bytes, value: Any) -> set[bytes]:
     """The index keys of object ``key`` whose ``prop`` holds ``value``."""
+    from realmpy.textsearch import tokens  # loaded by a class with a full-text index
+
     out = set()
     for t in tokens(value if isinstance(value, str) else None):
         entry = t.encode("utf-8") + _SEP + key

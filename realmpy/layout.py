@@ -8,10 +8,7 @@ private names.
 
 from __future__ import annotations
 
-import datetime
-import decimal
 from typing import Any, Final
-from uuid import UUID
 
 import realmpy.codec as codec
 from realmpy.objectid import ObjectId
@@ -90,6 +87,20 @@ def zero_value(prop: Property, model: type | None) -> Any:
         return {}
     if prop.optional or prop.type in ("link", "embedded"):
         return None
+    # datetime, decimal and uuid are imported only for a property of theirs
+    # (realmpy.stdtypes).
+    if prop.type == "decimal":
+        import decimal
+
+        return decimal.Decimal(0)
+    if prop.type == "uuid":
+        import uuid
+
+        return uuid.UUID(int=0)
+    if prop.type == "datetime":
+        import datetime
+
+        return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
     return {
         "int": 0,
         "counter": 0,
@@ -97,8 +108,5 @@ def zero_value(prop: Property, model: type | None) -> Any:
         "float": 0.0,
         "str": "",
         "bytes": b"",
-        "decimal": decimal.Decimal(0),
         "objectid": ObjectId(bytes(12)),
-        "uuid": UUID(int=0),
-        "datetime": datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc),
     }[prop.type]

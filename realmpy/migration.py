@@ -16,7 +16,6 @@ import realmpy.backlinkindex as backlinkindex
 import realmpy.codec as codec
 import realmpy.fulltextindex as fulltextindex
 from realmpy.config import Configuration
-from realmpy.dynamic import DynamicObject
 from realmpy.errors import (
     ConfigurationError,
     KeyFormatError,
@@ -42,6 +41,7 @@ from realmpy.storage import Environment
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from realmpy.dynamic import DynamicObject
     from realmpy.realm import Realm
 
 __all__ = ["OldRealm", "compact_in_place", "open_file"]
@@ -310,6 +310,8 @@ class OldRealm:
 
     def _object(self, class_name: str, raw: bytes, names: tuple[str, ...]) -> DynamicObject:
         values = codec.record_to_dict(raw, names)
+        from realmpy.dynamic import DynamicObject  # only a migration reads old objects
+
         return DynamicObject(values, class_name, self.schema, self._load)
 
     def _load(self, class_name: str, key: bytes) -> DynamicObject | None:

@@ -27,16 +27,14 @@ changing nothing.  Change one by assigning the property again.
 
 from __future__ import annotations
 
-import datetime as _dt
-import uuid
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Any, Final, TypeAlias
 
 from realmpy._native import ModelBase
 from realmpy.codec import MixedLink
 from realmpy.errors import MixedValueError
 from realmpy.objectid import ObjectId
+from realmpy.stdtypes import is_datetime, is_decimal, is_uuid
 
 __all__ = [
     "MAX_MIXED_DEPTH",
@@ -103,7 +101,7 @@ def validate(owner: str, value: Any, *, nested: bool = True, depth: int = 0) -> 
     lists, mappings as dicts.  ``nested=False`` (a set's elements): no
     lists or dictionaries.  Raises :class:`MixedValueError`."""
     t = type(value)
-    if t in (str, float, bool, ObjectId, uuid.UUID, Decimal) or value is None:
+    if t in (str, float, bool, ObjectId) or value is None:
         return value
     if t is int or (isinstance(value, int) and not isinstance(value, bool)):
         if not _INT_MIN <= value <= _INT_MAX:
@@ -111,11 +109,11 @@ def validate(owner: str, value: Any, *, nested: bool = True, depth: int = 0) -> 
         return int(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    if isinstance(value, _dt.datetime):
+    if is_datetime(value):
         if value.tzinfo is None or value.utcoffset() is None:
             raise _bad(owner, value, "a naive datetime: give it a tzinfo")
         return value
-    if isinstance(value, (str, float, Decimal, ObjectId, uuid.UUID)):
+    if isinstance(value, (str, float, ObjectId)) or is_decimal(value) or is_uuid(value):
         return value
     if isinstance(value, ModelBase):
         described = type(value)._rp_describe()  # type: ignore[attr-defined]

@@ -13,11 +13,13 @@ child draws new randomness, so parent and child never produce the same id.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import threading
 import time
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    import datetime as _dt  # imported by generation_time (realmpy.stdtypes)
 
 __all__ = ["ObjectId"]
 
@@ -98,8 +100,10 @@ class ObjectId:
     @property
     def generation_time(self) -> _dt.datetime:
         """The creation second, as an aware UTC datetime."""
+        import datetime
+
         seconds = int.from_bytes(self._bytes[:4], "big")
-        return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc)
+        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("ObjectId is immutable")

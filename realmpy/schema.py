@@ -24,15 +24,10 @@ module never imports the realm.
 
 from __future__ import annotations
 
-import datetime as _dt
-import inspect
 import sys
 import types
 import typing
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, ClassVar, Final, Generic, Literal, Protocol, TypeVar, overload
 
 if sys.version_info >= (3, 11):
@@ -47,6 +42,8 @@ from realmpy.hooks import add_listener
 from realmpy.mixed import Mixed
 from realmpy.mixed import validate as _validate_mixed
 from realmpy.objectid import ObjectId
+from realmpy.stdtypes import lazy_scalar
+from realmpy.valueclass import ValueClass
 
 __all__ = [
     "MAX_EMBEDDED_DEPTH",
@@ -84,7 +81,9 @@ class _Missing:
 
 MISSING: Final = _Missing()
 
-SCALAR_TYPES: Final[dict[type, str]] = {}  # filled below (Counter first)
+# Filled below (Counter first); datetime, Decimal and UUID join when a model
+# first names them (their modules load on demand: realmpy.stdtypes).
+SCALAR_TYPES: Final[dict[type, str]] = {}
 PRIMARY_KEY_TYPES: Final = frozenset({"int", "str", "objectid", "uuid"})
 INDEXABLE_TYPES: Final = frozenset(
     {"bool", "int", "str", "objectid", "uuid", "datetime", "decimal", "float", "mixed"}
@@ -130,16 +129,25 @@ SCALAR_TYPES.update(
         float: "float",
         str: "str",
         bytes: "bytes",
-        _dt.datetime: "datetime",
-        Decimal: "decimal",
         ObjectId: "objectid",
-        uuid.UUID: "uuid",
     }
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
+def _scalar_name(tp: Any) -> str | None:
+    """The property type name of a scalar annotation, or None."""
+    try:
+        name = SCALAR_TYPES.get(tp)
+    except TypeError:  # an unhashable annotation is no scalar type
+        return None
+    if name is None:
+        name = lazy_scalar(tp)
+        if name is not None:
+            SCALAR_TYPES[tp] = name
+    return name
+
+
+class Field(ValueClass):
     """What :func:`field` returns: per-property options."""
 
     default: Any = MISSING
@@ -190,8 +198,7 @@ def field(
     return Field(default, default_factory, primary_key, indexed, map_to)
 
 
-@dataclass(frozen=True, slots=True)
-class _BacklinkSpec:
+class _BacklinkSpec(ValueClass):
     """What :func:`backlinks` returns: the origin's link property."""
 
     origin_property: str
@@ -477,7 +484,7 @@ class _Model(ModelBase):
         for base in reversed(cls.__mro__[1:]):
             fields.update(getattr(base, "_rp_fields", {}))
             inverse.update(getattr(base, "_rp_backlinks", {}))
-        annotations = inspect.get_annotations(cls)
+        annotations = _own_annotations(cls)
         for attr in annotations:
             if _is_classvar(annotations[attr]):
                 fields.pop(attr, None)
@@ -689,13 +696,17 @@ def _unknown_fields(cls: type[_Model], extra: dict[str, Any]) -> None:
     )
 
 
-_EXACT: Final[dict[str, type]] = {
-    "str": str,
-    "float": float,
-    "bool": bool,
-    "objectid": ObjectId,
-    "uuid": uuid.UUID,
-}
+def _exact_type(type_name: str) -> type | None:
+    """The class whose exact instances a property of ``type_name`` stores
+    unchanged (the fast paths of ``__init__`` and :func:`validator`)."""
+    if type_name == "uuid":
+        import uuid  # a model with a UUID property: its module is loaded
+
+        return uuid.UUID
+    return _EXACT.get(type_name)
+
+
+_EXACT: Final[dict[str, type]] = {"str": str, "float": float, "bool": bool, "objectid": ObjectId}
 
 
 def _compile_init(cls: type[_Model]) -> Callable[..., None]:
@@ -711,8 +722,8 @@ def _compile_init(cls: type[_Model]) -> Callable[..., None]:
         fast, exact = _F_NONE, None
         if prop.collection is None and prop.type in ("int", "counter"):
             fast = _F_INT64
-        elif prop.collection is None and prop.type in _EXACT:
-            fast, exact = _F_EXACT, _EXACT[prop.type]
+        elif prop.collection is None and _exact_type(prop.type) is not None:
+            fast, exact = _F_EXACT, _exact_type(prop.type)
         fields.append((name, kind, fast, exact, check, default))
     init: Callable[..., None] = ModelInit(
         cls,
@@ -722,9 +733,17 @@ def _compile_init(cls: type[_Model]) -> Callable[..., None]:
         _Model.__init__,
         f"{cls.__qualname__}.__init__",
     )
-    # What inspect.signature() shows: the parameters of the Python reference.
-    init.__signature__ = inspect.signature(_compile_init_py(cls))  # type: ignore[attr-defined]
+    # What inspect.signature() shows: the parameters of the Python
+    # reference, made at the first look (inspect loads then: a program
+    # that only makes objects never needs it).
+    init._rp_signature_of = lambda: _reference_signature(cls)  # type: ignore[attr-defined]
     return init
+
+
+def _reference_signature(cls: type[_Model]) -> Any:
+    import inspect
+
+    return inspect.signature(_compile_init_py(cls))
 
 
 # How ModelInit checks a value before calling its validator: never (always
@@ -761,8 +780,8 @@ def _compile_init_py(cls: type[_Model]) -> Callable[..., None]:
                 f"if _rp_type({name}) is not _rp_int or not "
                 f"{_INT_MIN} <= {name} <= {_INT_MAX}: {name} = _rp_c{i}({name})"
             )
-        elif prop.collection is None and prop.type in _EXACT:
-            ns[f"_rp_t{i}"] = _EXACT[prop.type]
+        elif prop.collection is None and _exact_type(prop.type) is not None:
+            ns[f"_rp_t{i}"] = _exact_type(prop.type)
             check = f"if _rp_type({name}) is not _rp_t{i}: {name} = _rp_c{i}({name})"
         else:
             check = f"{name} = _rp_c{i}({name})"
@@ -810,6 +829,22 @@ def _is_counter(cls: type[_Model], name: str) -> bool:
     if hit is None:
         hit = _COUNTERS[key] = object_schema(cls).property(name).type == "counter"
     return hit
+
+
+def _own_annotations(cls: type) -> dict[str, Any]:
+    """The annotations a class body declares (not inherited):
+    ``inspect.get_annotations(cls)`` without importing ``inspect``, which
+    a local realm's import path has no other use for."""
+    if sys.version_info >= (3, 14):  # pragma: no cover - annotations are made on demand
+        import annotationlib
+
+        return dict(annotationlib.get_annotations(cls))
+    ann = cls.__dict__.get("__annotations__")  # noqa: RUF063 (3.14+ above)
+    if ann is None or isinstance(ann, types.GetSetDescriptorType):
+        return {}
+    if not isinstance(ann, dict):
+        raise ValueError(f"{cls!r}.__annotations__ is neither a dict nor None")
+    return dict(ann)
 
 
 def _is_classvar(annotation: Any) -> bool:
@@ -903,7 +938,7 @@ def _build_schema(cls: type[_Model]) -> ObjectSchema:
         localns.update(vars(module))
     hints: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
-        ann = inspect.get_annotations(klass)
+        ann = _own_annotations(klass)
         for name, raw in ann.items():
             if name not in cls._rp_fields and name not in cls._rp_backlinks:
                 continue
@@ -1043,8 +1078,9 @@ def _element(cls: type, name: str, tp: Any) -> tuple[str, str | None, bool]:
     inner, optional = _split_optional(tp)
     if isinstance(inner, typing.ForwardRef):
         raise SchemaError(f"{cls.__name__}.{name}: unresolved forward reference {inner}")
-    if inner in SCALAR_TYPES:
-        return SCALAR_TYPES[inner], None, optional
+    scalar = _scalar_name(inner)
+    if scalar is not None:
+        return scalar, None, optional
     if inner is Mixed:  # realmpy.Mixed is typing.Any; a mixed value may be None
         return "mixed", None, True
     if isinstance(inner, type) and issubclass(inner, EmbeddedObject):
@@ -1170,12 +1206,16 @@ def validate_scalar(cls: type, prop: Property, value: Any) -> Any:
             raise _bad(cls, prop, value)
         return bytes(value)
     if t == "datetime":
-        if not isinstance(value, _dt.datetime):
+        import datetime  # loaded: a model names it
+
+        if not isinstance(value, datetime.datetime):
             raise _bad(cls, prop, value)
         if value.tzinfo is None or value.utcoffset() is None:
             raise _bad(cls, prop, value, "naive datetime: give it a tzinfo")
         return value
     if t == "decimal":
+        from decimal import Decimal  # loaded: a model names it
+
         if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
             raise _bad(cls, prop, value)
         return Decimal(value)
@@ -1184,6 +1224,8 @@ def validate_scalar(cls: type, prop: Property, value: Any) -> Any:
             raise _bad(cls, prop, value)
         return value
     if t == "uuid":
+        import uuid  # loaded: a model names it
+
         if not isinstance(value, uuid.UUID):
             raise _bad(cls, prop, value)
         return value
@@ -1223,15 +1265,7 @@ def validator(cls: type, prop: Property) -> Callable[[Any], Any]:
     """A one-argument :func:`validate_value` for ``prop``, with a fast path
     for values of exactly the stored type (the common case)."""
     if prop.collection is None:
-        exact = {
-            "int": int,
-            "counter": int,
-            "str": str,
-            "float": float,
-            "bool": bool,
-            "objectid": ObjectId,
-            "uuid": uuid.UUID,
-        }.get(prop.type)
+        exact = int if prop.type in ("int", "counter") else _exact_type(prop.type)
         if exact is int:
 
             def check_int(value: Any) -> Any:

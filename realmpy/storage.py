@@ -54,7 +54,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, Protocol, Union
 
@@ -62,6 +61,7 @@ import msgpack  # type: ignore[import-untyped,unused-ignore]
 
 import realmpy.binding as _b
 import realmpy.errors as _e
+from realmpy.valueclass import ValueClass
 
 from ._engine import ffi, lib
 from ._native import CHANGED_KEYS_MAX as _NATIVE_CHANGED_KEYS_MAX
@@ -104,8 +104,7 @@ _PUT_MANY_CHUNK: Final = 1 << 20
 _NAME_CACHE_MAX: Final = 4096
 
 
-@dataclass(frozen=True)
-class Stats:
+class Stats(ValueClass, slots=False):
     """Statistics of the latest committed version (see ``rp_stat``)."""
 
     version: int
@@ -124,8 +123,7 @@ class Stats:
     active_versions: int
 
 
-@dataclass(frozen=True)
-class ReaderInfo:
+class ReaderInfo(ValueClass, slots=False):
     """One claimed reader slot: who pins which version (0 = idle slot)."""
 
     pid: int

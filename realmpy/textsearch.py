@@ -19,10 +19,10 @@ every other term.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Final
 
 from realmpy.errors import QueryArgumentError
+from realmpy.valueclass import ValueClass
 
 __all__ = ["SearchTerms", "matches", "pattern_terms", "search_terms", "tokens"]
 
@@ -73,8 +73,7 @@ def tokens(text: str | None) -> frozenset[str]:
     return frozenset(_words(text)) if text else frozenset()
 
 
-@dataclass(frozen=True, slots=True)
-class SearchTerms:
+class SearchTerms(ValueClass):
     """Parsed ``TEXT`` terms: every token of ``words`` and a token starting
     with each of ``prefixes`` must be present, none of ``excluded``."""
 

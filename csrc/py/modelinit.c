@@ -27,6 +27,8 @@ typedef struct {
                             instance of another class (a subclass)           */
     PyObject *qualname;
     PyObject *signature; /* __signature__ (inspect), set by schema.py       */
+    PyObject *signature_of; /* () -> __signature__, called at its first read
+                            (inspect loads then, not with the first object) */
     Py_ssize_t n;
     InitField *f;
 } ModelInit;
@@ -41,6 +43,7 @@ static int mi_traverse(PyObject *self_, visitproc visit, void *arg) {
     Py_VISIT(self->fallback);
     Py_VISIT(self->qualname);
     Py_VISIT(self->signature);
+    Py_VISIT(self->signature_of);
     for (Py_ssize_t i = 0; i < self->n; i++) {
         Py_VISIT(self->f[i].name);
         Py_VISIT(self->f[i].type);
@@ -58,6 +61,7 @@ static int mi_clear(PyObject *self_) {
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->qualname);
     Py_CLEAR(self->signature);
+    Py_CLEAR(self->signature_of);
     for (Py_ssize_t i = 0; i < self->n; i++) {
         Py_CLEAR(self->f[i].name);
         Py_CLEAR(self->f[i].type);
@@ -290,8 +294,8 @@ static PyObject *mi_descr_get(PyObject *self, PyObject *obj, PyObject *owner) {
 static PyMemberDef mi_members[] = {
     {"__qualname__", T_OBJECT, offsetof(ModelInit, qualname), READONLY, NULL},
     {"__model__", T_OBJECT, offsetof(ModelInit, cls), READONLY, "The model class."},
-    {"__signature__", T_OBJECT, offsetof(ModelInit, signature), 0,
-     "The inspect.Signature of the generated Python __init__ (None: unknown)."},
+    {"_rp_signature_of", T_OBJECT, offsetof(ModelInit, signature_of), 0,
+     "Called without arguments at the first read of __signature__ (None: unknown)."},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -301,8 +305,32 @@ static PyObject *mi_get_name(PyObject *self, void *closure) {
     return PyUnicode_FromString("__init__");
 }
 
+static PyObject *mi_get_signature(PyObject *self_, void *closure) {
+    ModelInit *self = (ModelInit *)self_;
+    (void)closure;
+    if (self->signature == NULL && self->signature_of != NULL && self->signature_of != Py_None) {
+        PyObject *sig = PyObject_CallNoArgs(self->signature_of);
+        if (sig == NULL) return NULL;
+        self->signature = sig;
+        Py_CLEAR(self->signature_of);
+    }
+    return Py_NewRef(self->signature != NULL ? self->signature : Py_None);
+}
+
+static int mi_set_signature(PyObject *self_, PyObject *value, void *closure) {
+    ModelInit *self = (ModelInit *)self_;
+    (void)closure;
+    PyObject *old = self->signature;
+    self->signature = Py_XNewRef(value);
+    Py_XDECREF(old);
+    Py_CLEAR(self->signature_of);
+    return 0;
+}
+
 static PyGetSetDef mi_getset[] = {
     {"__name__", mi_get_name, NULL, NULL, NULL},
+    {"__signature__", mi_get_signature, mi_set_signature,
+     "The inspect.Signature of the generated Python __init__ (None: unknown).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -40,7 +40,8 @@ from realmpy.server.limits import CONTROL, MSGPACK, BodyLimit, decode, read_body
 from realmpy.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from realmpy.server.ratelimit import HashPool, RateLimited, RateLimiter, check
 from realmpy.server.store import Commit, Store
-from realmpy.server.sync_service import SyncService
+from realmpy.server.sync_service import PreparedUpload, SyncService
+from realmpy.server.wake_filter import ChangedRecords, WakeFilter
 from realmpy.server.woken_polls import WokenPolls
 from realmpy.wire.protocol import (
     PROTOCOL_VERSION,
@@ -56,8 +57,9 @@ from realmpy.wire.protocol import (
     RegisterRequest,
     SchemaRequest,
     SubscriptionRequest,
+    UnknownFieldError,
+    UnknownTableError,
     UploadRequest,
-    UploadResponse,
     pack,
     tables_to_wire,
 )
@@ -72,6 +74,8 @@ SWITCH_INTERVAL_S = 0.0005
 PACK_INLINE_ENTRIES = 16
 """Download answers of at most this many entries are encoded on the event loop (tens of
 microseconds); larger ones in a worker thread."""
+INLINE_UPLOAD_BYTES = 16 * 1024
+"""Upload bodies of at most this size are decoded and validated on the event loop."""
 GC_THRESHOLDS = (50_000, 20, 20)
 """``gc.set_threshold`` while the server runs (see ``ServerApp._lifespan``)."""
 
@@ -119,29 +123,30 @@ class ShuttingDown(ProtocolError):
 class _Poll:
     """One parked long-poll: what it is waiting for, and the event that wakes it."""
 
-    __slots__ = ("event", "file_ident", "tables")
+    __slots__ = ("event", "file_ident", "filter")
 
     def __init__(self, file_ident: int) -> None:
         self.file_ident = file_ident
-        self.tables: frozenset[str] | None = None
-        """Its file's subscribed tables (None until its first download: any change wakes it)."""
+        self.filter: WakeFilter | None = None
+        """Its file's subscriptions and read rules (None until its first download: any
+        change wakes it)."""
         self.event = asyncio.Event()
 
-    def concerned(self, commit: Commit | None) -> bool:
-        if commit is None or commit.tables is None or self.tables is None:
+    def concerned(self, commit: Commit | None, changed: ChangedRecords | None) -> bool:
+        if self.filter is None:
             return True
-        return self.file_ident in commit.files or not self.tables.isdisjoint(commit.tables)
+        return self.filter.concerned(commit, changed)
 
 
 class ChangeWatcher:
     """Wakes the long-polls a commit concerns (here or, via the store, in another process).
 
     A poll registers before it reads the store and is woken by any commit after that
-    whose tables it subscribes to, or that names its file (its own upload's refusals
-    and views, its new subscriptions): a commit in between is never missed, and one
-    that concerns no poll wakes none.  Tables are the granularity: a commit to a
-    subscribed table that the poll's queries or read rules then exclude still wakes it,
-    and that poll goes back to waiting after a download with nothing to send.
+    which changed an object its queries and read rules see (before or after), or that
+    names its file (its own upload's refusals and views, its new subscriptions): a
+    commit in between is never missed, and one that concerns no poll wakes none.
+    Where matching objects is not cheap it is by table (``wake_filter``): such a poll
+    goes back to waiting after a download with nothing to send.
     """
 
     def __init__(self, latest: int = 0) -> None:
@@ -165,8 +170,11 @@ class ChangeWatcher:
                 loop.call_soon_threadsafe(self._wake, commit)
 
     def _wake(self, commit: Commit | None) -> None:
+        changed = None
+        if commit is not None and commit.objects is not None:
+            changed = ChangedRecords(commit.objects)
         for poll in self._polls:
-            if poll.concerned(commit):
+            if not poll.event.is_set() and poll.concerned(commit, changed):
                 poll.event.set()
 
     def stop(self) -> None:
@@ -222,6 +230,9 @@ class ServerApp:
         store.add_listener(self.watcher.notify_threadsafe)
         prefix = f"/api/v{PROTOCOL_VERSION}/app/{{app_id}}"
         routes = [
+            # Starlette tries routes in order (a regex each): the hot ones first.
+            Route(f"{prefix}/sync/upload", self.upload, methods=["POST"]),
+            Route(f"{prefix}/sync/download", self.download, methods=["POST"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/ready", self.ready, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -234,8 +245,6 @@ class ServerApp:
             Route(f"{prefix}/auth/api-keys/{{key_id}}", self.api_key_delete, methods=["DELETE"]),
             Route(f"{prefix}/sync/ident", self.ident, methods=["POST"]),
             Route(f"{prefix}/sync/schema", self.schema, methods=["GET", "POST"]),
-            Route(f"{prefix}/sync/upload", self.upload, methods=["POST"]),
-            Route(f"{prefix}/sync/download", self.download, methods=["POST"]),
             Route(f"{prefix}/sync/subscriptions", self.subscriptions, methods=["POST"]),
             Route(
                 "/api/{version}/{rest:path}",
@@ -529,15 +538,25 @@ class ServerApp:
             limit = self.config.limits.bulk
             raw = await read_raw(request, limit, self.config.limits.body_timeout)
 
-            def integrate() -> tuple[UploadRequest, UploadResponse]:
-                # Decoding, integrating and encoding a large upload is CPU work: off the loop.
+            def prepare(reload: bool = True) -> tuple[UploadRequest, PreparedUpload]:
                 # The decoded body is garbage once it is a message (see sync_service on memory).
                 msg = UploadRequest.from_wire(decode(raw, limit))
-                return msg, self.sync.upload(p, msg)
+                return msg, self.sync.prepare_upload(p, msg, reload=reload)
 
-            msg, res = await run_in_threadpool(integrate)
+            # A small upload is decoded and checked here (tens of microseconds: less than a
+            # worker-thread hop); a large one, or one naming a table this process has not
+            # loaded yet (a store read), off the loop.  Either way it then waits for its group
+            # without a thread of its own (group_commit).
+            prepared = None
+            if len(raw) <= INLINE_UPLOAD_BYTES:
+                with contextlib.suppress(UnknownTableError, UnknownFieldError):
+                    prepared = prepare(reload=False)
+            if prepared is None:
+                prepared = await run_in_threadpool(prepare)
+            msg, job = prepared
+            res = await self.sync.integrate(job)
             self.metrics.changesets_in.inc(len(msg.changesets))
-            self.metrics.ops_in.inc(sum(len(c.ops) for c in msg.changesets))
+            self.metrics.ops_in.inc(job.ops)
             self.metrics.compensating_writes.inc(len(res.rejected))
             return res.to_wire()
 
@@ -574,7 +593,7 @@ class ServerApp:
                         else:
                             res = got
                         woken = True
-                        poll.tables = self.sync.interest(msg.file_ident)
+                        poll.filter = self.sync.interest(msg.file_ident)
                         remaining = deadline - time.monotonic()
                         if (
                             res.entries

@@ -32,11 +32,16 @@ import json
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
-from typing import Any, Final
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from realmpy.wire.merge import ObjectState
+    from realmpy.wire.protocol import PrimaryKey
 
 __all__ = [
+    "ChangedObject",
     "ClientRow",
     "Commit",
     "ConflictError",
@@ -52,6 +57,10 @@ DEFAULT_POOL_SIZE: Final = 8
 """Database connections per server process (``--pool-size``, ``[database] pool_size``)."""
 
 
+ChangedObject = tuple[str, "PrimaryKey", "ObjectState | None", "ObjectState"]
+"""(table, primary key, state before, state after) of an object a commit changed."""
+
+
 @dataclass(frozen=True)
 class Commit:
     """What a committed write changed, for waking long-polls (``Store.add_listener``)."""
@@ -62,6 +71,9 @@ class Commit:
     """Tables whose objects changed; None: not known (wake every poll)."""
     files: frozenset[int] = frozenset()
     """Files with news of their own (their uploads' refusals and views, new subscriptions)."""
+    objects: tuple[ChangedObject, ...] | None = field(default=None, compare=False)
+    """The changed objects, in the process that committed (never in a NOTIFY), when few
+    enough to match against each poll's queries (``wake_filter``); None: not known."""
 
     def to_payload(self) -> str:
         """NOTIFY text (PostgreSQL's limit is 8,000 bytes: past it, say "unknown")."""
@@ -183,12 +195,18 @@ class Tx:
         self._store = store
         self._conn = conn
         self._after_commit: list[Callable[[], None]] = []
+        self._before_commit: list[Callable[[], None]] = []
+        self._deferred: list[tuple[str, Sequence[Any]]] | None = None
+        """While ``before_commit`` functions run: their statements, sent with the commit."""
         self.new_server_version: int | None = None
         self.changed: Commit | None = None
         """What the commit changes (tables, files), when the writer knows; else every poll wakes."""
         self._versions_locked = False
 
     def _x(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if self._deferred is not None:
+            self._deferred.append((sql, params))
+            return None
         return self._store._execute(self._conn, sql, params)
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -199,7 +217,9 @@ class Tx:
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement for many parameter rows (a single round trip where the driver can)."""
-        if rows:
+        if self._deferred is not None:
+            self._deferred += [(sql, r) for r in rows]
+        elif rows:
             self._store._executemany(self._conn, sql, rows)
 
     def commit_note(self) -> Commit | None:
@@ -208,7 +228,15 @@ class Tx:
             return None
         if self.changed is None:
             return Commit(self.new_server_version)
-        return Commit(self.new_server_version, self.changed.tables, self.changed.files)
+        return Commit(
+            self.new_server_version, self.changed.tables, self.changed.files, self.changed.objects
+        )
+
+    def before_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` at the end of the transaction: its statements (writes: nothing reads
+        their results) are sent with the notification and the commit, in one round trip on
+        PostgreSQL; an error in them rolls the transaction back."""
+        self._before_commit.append(fn)
 
     def on_commit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` after this transaction commits (never if it rolls back)."""
@@ -229,18 +257,13 @@ class Tx:
 
     def versions(self) -> tuple[int, int]:
         """(``latest_server_version``, ``horizon``) in one statement."""
-        row = self._one(
-            "SELECT s.sv, COALESCE((SELECT h.sv FROM history_horizon h WHERE h.id = 1), 0) "
-            "FROM server_state s WHERE s.id = 1"
-        )
+        row = self._one(self._VERSIONS)
         return int(row[0]), int(row[1])
 
-    @contextmanager
-    def pipeline(self) -> Iterator[None]:
-        """Statements whose results nobody reads inside the block, sent together (PostgreSQL's
-        pipeline mode: one round trip instead of one each); an error surfaces at its end."""
-        with self._store._pipeline(self._conn):
-            yield
+    _VERSIONS: Final = (
+        "SELECT s.sv, COALESCE((SELECT h.sv FROM history_horizon h WHERE h.id = 1), 0) "
+        "FROM server_state s WHERE s.id = 1"
+    )
 
     def lock_versions(self) -> None:
         """Take the store-wide version lock now (before reading rows an upload depends on).
@@ -410,17 +433,55 @@ class Tx:
     def clients_many(self, file_idents: Sequence[int]) -> dict[int, ClientRow]:
         """``get_client`` for many files in one query."""
         out: dict[int, ClientRow] = {}
+        for sql, params in self._clients_queries(file_idents):
+            self._add_clients(out, self._all(sql, params))
+        return out
+
+    def _clients_queries(self, file_idents: Sequence[int]) -> list[tuple[str, list[Any]]]:
         idents = sorted(set(file_idents))
+        out: list[tuple[str, list[Any]]] = []
         for i in range(0, len(idents), 256):
             chunk = idents[i : i + 256]
             marks = ", ".join(["?"] * len(chunk))
-            for r in self._all(
-                f"SELECT {self._CLIENT_COLS} FROM clients WHERE file_ident IN ({marks})", chunk
-            ):
-                row = self._client(r)
-                assert row is not None
-                out[row.file_ident] = row
+            out.append(
+                (f"SELECT {self._CLIENT_COLS} FROM clients WHERE file_ident IN ({marks})", chunk)
+            )
         return out
+
+    def _add_clients(self, out: dict[int, ClientRow], rows: Sequence[Any]) -> None:
+        for r in rows:
+            row = self._client(r)
+            assert row is not None
+            out[row.file_ident] = row
+
+    def begin_upload_group(
+        self, file_idents: Sequence[int], keys: Sequence[tuple[str, bytes]]
+    ) -> tuple[int, int, dict[int, ClientRow], dict[tuple[str, bytes], ObjectRow]]:
+        """The version lock, then ``versions()``, ``clients_many(file_idents)`` and
+        ``objects_many(keys)``: what a group of uploads reads first, in one round trip on
+        PostgreSQL (``Store._script``: the statements run in order, so the reads see
+        everything committed before the lock was granted)."""
+        client_queries = self._clients_queries(file_idents)
+        object_queries = self._objects_queries(keys)
+        lock = [] if self._versions_locked else self._store._lock_statements(self._conn)
+        results = self._store._script(
+            self._conn,
+            [
+                *lock,
+                (self._VERSIONS, ()),
+                *client_queries,
+                *((sql, params) for _, sql, params in object_queries),
+            ],
+        )[len(lock) :]
+        self._versions_locked = True
+        latest, horizon = results[0][0]
+        clients: dict[int, ClientRow] = {}
+        for rows in results[1 : 1 + len(client_queries)]:
+            self._add_clients(clients, rows)
+        objects: dict[tuple[str, bytes], ObjectRow] = {}
+        for (table, _, _), rows in zip(object_queries, results[1 + len(client_queries) :]):
+            self._add_objects(objects, table, rows)
+        return int(latest), int(horizon), clients, objects
 
     def update_upload_cursors(self, rows: Sequence[tuple[int, int, int, int]]) -> None:
         """``update_upload_cursor`` for many files, rows of (file, cv, base sv, ts): one statement."""
@@ -491,21 +552,32 @@ class Tx:
         (table, pk) → row.  ``tbl = ? AND pk IN (…)`` and not ``(tbl, pk) IN
         (VALUES …)``: SQLite plans the row-value form as a scan of the whole
         table (5,000 keys over 10k rows: 0.21 s against 0.033 s)."""
+        out: dict[tuple[str, bytes], ObjectRow] = {}
+        for table, sql, params in self._objects_queries(keys):
+            self._add_objects(out, table, self._all(sql, params))
+        return out
+
+    @staticmethod
+    def _objects_queries(keys: Sequence[tuple[str, bytes]]) -> list[tuple[str, str, list[Any]]]:
         by_table: dict[str, list[bytes]] = {}
         for t, pk in keys:
             by_table.setdefault(t, []).append(pk)
-        out: dict[tuple[str, bytes], ObjectRow] = {}
+        out: list[tuple[str, str, list[Any]]] = []
         for table, pks in by_table.items():
             for i in range(0, len(pks), 256):
                 chunk = pks[i : i + 256]
                 marks = ", ".join(["?"] * len(chunk))
-                for r in self._all(
-                    f"SELECT pk, state, last_sv FROM objects WHERE tbl = ? AND pk IN ({marks})",
-                    [table, *chunk],
-                ):
-                    pk = bytes(r[0])
-                    out[(table, pk)] = ObjectRow(table, pk, bytes(r[1]), int(r[2]))
+                sql = f"SELECT pk, state, last_sv FROM objects WHERE tbl = ? AND pk IN ({marks})"
+                out.append((table, sql, [table, *chunk]))
         return out
+
+    @staticmethod
+    def _add_objects(
+        out: dict[tuple[str, bytes], ObjectRow], table: str, rows: Sequence[Any]
+    ) -> None:
+        for r in rows:
+            pk = bytes(r[0])
+            out[(table, pk)] = ObjectRow(table, pk, bytes(r[1]), int(r[2]))
 
     def put_object(self, table: str, pk: bytes, state: bytes, sv: int) -> None:
         """Insert or replace an object's state, changed at ``sv``."""
@@ -808,8 +880,14 @@ class Store(abc.ABC):
     def _begin(self, conn: Any, write: bool) -> None:
         """Start a transaction; a write transaction takes the store-wide write lock."""
 
-    def _lock_versions(self, conn: Any) -> None:  # noqa: B027 - optional hook
-        """Serialise version allocation until commit (SQLite's IMMEDIATE lock already does)."""
+    def _lock_statements(self, conn: Any) -> list[tuple[str, Sequence[Any]]]:
+        """The statement that takes the store-wide version lock until commit (none where
+        ``_begin(write=True)`` already serialises writers: SQLite's IMMEDIATE lock)."""
+        return []
+
+    def _lock_versions(self, conn: Any) -> None:
+        for sql, params in self._lock_statements(conn):
+            self._execute(conn, sql, params)
 
     def _execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
         return conn.execute(sql, tuple(params))
@@ -817,12 +895,26 @@ class Store(abc.ABC):
     def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         conn.executemany(sql, [tuple(r) for r in rows])
 
-    def _pipeline(self, conn: Any) -> AbstractContextManager[Any]:
-        """See ``Tx.pipeline``; a no-op where round trips cost nothing (SQLite is in-process)."""
-        return contextlib.nullcontext()
+    def _script(
+        self, conn: Any, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[Any]]:
+        """Run ``statements`` in order; each one's rows (none for a write).  PostgreSQL sends
+        them together (one round trip); here, one at a time (SQLite is in-process)."""
+        out: list[list[Any]] = []
+        for sql, params in statements:
+            cur = self._execute(conn, sql, params)
+            out.append(list(cur.fetchall()) if cur.description else [])
+        return out
 
-    def _publish(self, conn: Any, commit: Commit) -> None:  # noqa: B027 - optional hook
-        """Inside a committing write: tell other processes (PostgreSQL NOTIFY)."""
+    def _notify_statements(self, conn: Any, commit: Commit) -> list[tuple[str, Sequence[Any]]]:
+        """Inside a committing write: the statements that tell other processes (PostgreSQL
+        NOTIFY); none by default."""
+        return []
+
+    def _commit(self, conn: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run a transaction's last ``statements`` (writes) and commit."""
+        self._script(conn, statements)
+        conn.commit()
 
     def start_listening(self) -> None:  # noqa: B027 - optional hook
         """Start receiving other processes' commits (PostgreSQL LISTEN); no-op by default."""
@@ -912,11 +1004,15 @@ class Store(abc.ABC):
             tx = Tx(self, conn)
             try:
                 yield tx
+                # the last writes, the notification and the commit: one round trip
+                tx._deferred = []
+                for fn in tx._before_commit:
+                    fn()
                 commit = tx.commit_note()
-                with self._pipeline(conn):  # the notification and the commit: one round trip
-                    if commit is not None:
-                        self._publish(conn, commit)
-                    conn.commit()
+                last, tx._deferred = tx._deferred, None
+                if commit is not None:
+                    last += self._notify_statements(conn, commit)
+                self._commit(conn, last)
             except BaseException:
                 try:
                     conn.rollback()

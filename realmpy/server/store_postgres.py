@@ -9,7 +9,9 @@ visible, so every snapshot sees a gap-free prefix of versions.
 Why LISTEN/NOTIFY: a change uploaded to one server process must wake the
 long-polls waiting in every other process.  ``NOTIFY`` is sent inside the
 committing transaction (PostgreSQL delivers it only on commit); one listener
-thread per process turns notifications into ``Store`` listener calls.  A lost
+thread per process turns notifications into ``Store`` listener calls, except
+the process's own (sent by one of its pooled connections: it fired them at
+commit already), which cost a second wake-up per commit.  A lost
 notification can only delay a long-poll until its timeout: each poll re-reads
 the database before waiting.
 
@@ -63,9 +65,23 @@ class PostgresStore(Store):
         self._listen_thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._listen_conn: psycopg.Connection[Any] | None = None
+        self._own_backends: dict[int, int] = {}
+        self._own_pids: frozenset[int] = frozenset()
+        """Backend pids of the pooled connections: this process's own notifications were
+        heard at commit (``Store._fire``) and are skipped when they come back."""
 
     def _connect(self) -> Any:
-        return psycopg.connect(self.url, autocommit=False)
+        conn = psycopg.connect(self.url, autocommit=False)
+        with self._lock:
+            self._own_backends[id(conn)] = conn.info.backend_pid
+            self._own_pids = frozenset(self._own_backends.values())
+        return conn
+
+    def _discard(self, conn: Any) -> None:
+        with self._lock:  # its pid may be another process's later
+            self._own_backends.pop(id(conn), None)
+            self._own_pids = frozenset(self._own_backends.values())
+        super()._discard(conn)
 
     def _execute(self, conn: Any, sql: str, params: Sequence[Any]) -> Any:
         return conn.execute(sql.replace("?", "%s"), tuple(params))
@@ -75,8 +91,30 @@ class PostgresStore(Store):
         with conn.cursor() as cur:
             cur.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
 
-    def _pipeline(self, conn: Any) -> Any:
-        return conn.pipeline()
+    def _script(
+        self, conn: Any, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[Any]]:
+        """One simple-protocol query of every statement, the parameters bound client-side:
+        one round trip and a few system calls.  (psycopg's pipeline mode also sends many
+        statements at once, but syncs again on leaving the block — two round trips — and
+        polls the socket around each message: ~20 polls, each a GIL hand-off, per group.)"""
+        if not statements:
+            return []
+        with psycopg.ClientCursor(conn) as cur:
+            cur.execute(
+                ";\n".join(cur.mogrify(sql.replace("?", "%s"), tuple(p)) for sql, p in statements)
+            )
+            out: list[list[Any]] = []
+            while True:
+                out.append(list(cur.fetchall()) if cur.description else [])
+                if not cur.nextset():
+                    break
+        return out
+
+    def _commit(self, conn: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        if statements:  # the writes and the commit in one round trip
+            self._script(conn, [*statements, ("COMMIT", ())])
+        conn.commit()  # (a no-op once the script committed)
 
     def _begin(self, conn: Any, write: bool) -> None:
         """psycopg opens a READ COMMITTED transaction implicitly at the first statement."""
@@ -94,12 +132,11 @@ class PostgresStore(Store):
             self._tenant = tenant_identity(schema)
         return self._tenant
 
-    def _lock_versions(self, conn: Any) -> None:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.tenant(conn)[0],))
+    def _lock_statements(self, conn: Any) -> list[tuple[str, Sequence[Any]]]:
+        return [("SELECT pg_advisory_xact_lock(?)", (self.tenant(conn)[0],))]
 
-    def _publish(self, conn: Any, commit: Commit) -> None:
-        channel = self.tenant(conn)[1]
-        conn.execute("SELECT pg_notify(%s, %s)", (channel, commit.to_payload()))
+    def _notify_statements(self, conn: Any, commit: Commit) -> list[tuple[str, Sequence[Any]]]:
+        return [("SELECT pg_notify(?, ?)", (self.tenant(conn)[1], commit.to_payload()))]
 
     def start_listening(self) -> None:
         """Start the LISTEN thread (idempotent)."""
@@ -120,6 +157,8 @@ class PostgresStore(Store):
         while not self._stop.is_set():
             try:
                 for note in conn.notifies(timeout=0.5):
+                    if note.pid in self._own_pids:
+                        continue
                     try:
                         commit = Commit.from_payload(note.payload)
                     except (ValueError, TypeError, IndexError):

@@ -49,6 +49,7 @@ from realmpy.server.permissions import (
 )
 from realmpy.server.shared_reads import SharedReads
 from realmpy.server.store import ClientRow, Commit, ObjectRow, Store, Tx
+from realmpy.server.wake_filter import WakeFilter
 from realmpy.wire import merge
 from realmpy.wire.merge import ObjectState, now_ms
 from realmpy.wire.protocol import (
@@ -81,7 +82,7 @@ from realmpy.wire.protocol import (
     unpack,
 )
 
-__all__ = ["MAX_OBJECTS_PER_BATCH", "ClientResetRequired", "SyncService"]
+__all__ = ["MAX_OBJECTS_PER_BATCH", "ClientResetRequired", "PreparedUpload", "SyncService"]
 
 log = logging.getLogger("realmpy.server.sync")
 
@@ -102,7 +103,7 @@ class _Pending:
 
 
 @dataclass
-class _Upload:
+class PreparedUpload:
     """One upload waiting for its group (validated, clocks checked)."""
 
     principal: Principal
@@ -137,6 +138,10 @@ class _Group:
     """Objects per slice when the group (one large upload) is written as it goes; None: at its end."""
     tables: set[str] = field(default_factory=set)
     """Tables of the objects written already (slices)."""
+    befores: dict[tuple[str, bytes], tuple[PrimaryKey, ObjectState | None]] = field(
+        default_factory=dict
+    )
+    """Each changed object's key and state before the group (for ``Commit.objects``)."""
 
     def prefetch(self, keys: list[tuple[str, bytes]]) -> None:
         """Read a slice's objects in one query per 256."""
@@ -157,23 +162,33 @@ class _Group:
         self.read.clear()
 
     def write(self) -> None:
-        """Everything the group's kept uploads did: one batched statement per table."""
+        """Everything the group's kept uploads did: one batched statement per table
+        (``Tx.before_commit``: in the commit's round trip)."""
         tx = self.tx
         objects = [(t, pkb, pack(p.state.to_wire()), p.sv) for (t, pkb), p in self.pending.items()]
-        with tx.pipeline():  # nothing here reads a result: one round trip on PostgreSQL
-            if self.changesets:
-                tx.advance_server_version(self.sv)
-                tx.changed = Commit(
-                    self.sv,
-                    frozenset(self.tables.union(t for t, _ in self.pending)),
-                    frozenset(self.cursors),
+        if self.changesets:
+            tx.advance_server_version(self.sv)
+            changed = None
+            if self.slice is None and len(self.pending) <= WAKE_MATCH_OBJECTS:
+                changed = tuple(
+                    (t, *self.befores[(t, pkb)], p.state) for (t, pkb), p in self.pending.items()
                 )
-            tx.add_changesets(self.changesets)
-            tx.add_rejections(self.refusals)
-            tx.put_objects(objects)
-            tx.views_put(self.views)
-            tx.update_upload_cursors([(fi, *c) for fi, c in self.cursors.items()])
+            tx.changed = Commit(
+                self.sv,
+                frozenset(self.tables.union(t for t, _ in self.pending)),
+                frozenset(self.cursors),
+                changed,
+            )
+        tx.add_changesets(self.changesets)
+        tx.add_rejections(self.refusals)
+        tx.put_objects(objects)
+        tx.views_put(self.views)
+        tx.update_upload_cursors([(fi, *c) for fi, c in self.cursors.items()])
 
+
+WAKE_MATCH_OBJECTS = 256
+"""A commit of at most this many objects carries them to this process's polls, which match
+them against their queries (``wake_filter``); a larger one wakes by table."""
 
 UPLOAD_SLICE_OPS = 4096
 """Ops of small uploads integrated together in memory; larger uploads go alone, in slices of
@@ -205,8 +220,8 @@ class SyncService:
         self._schema_lock = threading.Lock()
         self._schema: dict[str, TableSpec] = dict(config.schema or {})
         self._subs_cache: dict[tuple[int, int], Subscriptions] = {}
-        self._interest: dict[int, frozenset[str]] = {}
-        self._uploads: GroupCommit[_Upload, UploadResponse] = GroupCommit(
+        self._interest: dict[int, WakeFilter] = {}
+        self._uploads: GroupCommit[PreparedUpload, UploadResponse] = GroupCommit(
             self._integrate_group, weight=lambda u: u.ops, max_weight=self.upload_slice_ops
         )
         with store.transaction(write=False) as tx:
@@ -302,29 +317,48 @@ class SyncService:
 
     # ----------------------------------------------------------------- upload
 
-    def _validate(self, changesets: tuple[Changeset, ...]) -> dict[str, TableSpec]:
+    def _validate(
+        self, changesets: tuple[Changeset, ...], *, reload: bool = True
+    ) -> dict[str, TableSpec]:
         schema = self.schema()
         try:
             for cs in changesets:
                 for i, op in enumerate(cs.ops):
                     op.validate(schema, f"changeset {cs.client_version} op {i}")
         except (UnknownTableError, UnknownFieldError):
+            if not reload:
+                raise
             schema = self.schema(reload=True)
             for cs in changesets:
                 for i, op in enumerate(cs.ops):
                     op.validate(schema, f"changeset {cs.client_version} op {i}")
         return schema
 
-    def upload(self, principal: Principal, req: UploadRequest) -> UploadResponse:
-        """Integrate changesets atomically; see the module docstring.  Concurrent uploads in
-        this process are integrated together (``group_commit``)."""
-        schema = self._validate(req.changesets)
+    def prepare_upload(
+        self, principal: Principal, req: UploadRequest, *, reload: bool = True
+    ) -> PreparedUpload:
+        """An upload checked against the schema and the clock, ready for its group.
+        ``reload=False``: no store read (on the event loop); an unknown table or field is
+        then raised as is, and the caller prepares again off the loop, reloading the schema
+        (another process may have grown it)."""
+        schema = self._validate(req.changesets, reload=reload)
         now = now_ms()
         for cs in req.changesets:
             merge.check_clock(cs.timestamp, now=now, max_skew_ms=self.config.max_clock_skew_ms)
-        return self._uploads.submit(_Upload(principal, req, schema, principal.variables()))
+        return PreparedUpload(principal, req, schema, principal.variables())
 
-    def _integrate_group(self, uploads: list[_Upload]) -> list[UploadResponse | BaseException]:
+    def upload(self, principal: Principal, req: UploadRequest) -> UploadResponse:
+        """Integrate changesets atomically; see the module docstring.  Concurrent uploads in
+        this process are integrated together (``group_commit``)."""
+        return self._uploads.submit(self.prepare_upload(principal, req))
+
+    async def integrate(self, upload: PreparedUpload) -> UploadResponse:
+        """``upload`` for a prepared upload, awaited on the event loop (no thread of its own)."""
+        return await self._uploads.submit_async(upload)
+
+    def _integrate_group(
+        self, uploads: list[PreparedUpload]
+    ) -> list[UploadResponse | BaseException]:
         """One transaction for a group of uploads: the version lock, one read of their clients
         and objects, each upload merged in turn (one refused upload leaves the others alone),
         then one batched write per table and one commit.  A group over ``upload_slice_ops``
@@ -333,8 +367,6 @@ class SyncService:
         results: list[UploadResponse | BaseException] = []
         sliced = sum(u.ops for u in uploads) > self.upload_slice_ops
         with self.store.transaction(write=True, allocates=True) as tx:
-            tx.lock_versions()
-            latest, horizon = tx.versions()
             keys: set[tuple[str, bytes]] = set()
             if not sliced:
                 keys = {
@@ -343,12 +375,15 @@ class SyncService:
                     for cs in u.req.changesets
                     for op in cs.ops
                 }
+            latest, horizon, clients, objects = tx.begin_upload_group(
+                [u.req.file_ident for u in uploads], sorted(keys)
+            )
             group = _Group(
                 tx,
                 latest,
                 horizon,
-                tx.clients_many([u.req.file_ident for u in uploads]),
-                tx.objects_many(sorted(keys)),
+                clients,
+                objects,
                 read=keys,
                 slice=self.upload_slice_ops if sliced else None,
             )
@@ -361,10 +396,10 @@ class SyncService:
                     # this upload's alone (a database error fails the group's write
                     # below, and so every upload of it)
                     results.append(exc)
-            group.write()
+            tx.before_commit(group.write)  # sent with the commit: one round trip
         return results
 
-    def _integrate(self, group: _Group, u: _Upload) -> UploadResponse:
+    def _integrate(self, group: _Group, u: PreparedUpload) -> UploadResponse:
         """Merge one upload into the group; nothing of it is kept if it raises."""
         principal, req, schema = u.principal, u.req, u.schema
         client = self._check_client(
@@ -376,6 +411,7 @@ class SyncService:
         )
         horizon, sv = group.horizon, group.sv
         pending: dict[tuple[str, bytes], _Pending] = {}
+        befores: dict[tuple[str, bytes], tuple[PrimaryKey, ObjectState | None]] = {}
         changesets: list[tuple[int, int, int, int, int, bytes]] = []
         refusals: list[tuple[int, int, str, bytes, int, str]] = []
         rejected: list[RejectedWrite] = []
@@ -456,6 +492,8 @@ class SyncService:
                         rejected.append(RejectedWrite(cs.client_version, table, pk, reason, sv))
                         continue
                     pending[key] = _Pending(new, sv)
+                    if key not in befores and key not in group.befores:
+                        befores[key] = (pk, found)
                     for i, op in items:
                         accepted[i] = op.to_wire()
                 if group.slice is not None:
@@ -467,6 +505,7 @@ class SyncService:
         # Kept: the group takes this upload's versions, changes and cursor.
         group.sv = sv
         group.pending.update(pending)
+        group.befores.update(befores)
         group.changesets += changesets
         group.refusals += refusals
         # The client holds what it wrote, so the object is in its view: if the
@@ -616,12 +655,13 @@ class SyncService:
         fi = client.file_ident
         schema = self.schema()
         subs = self._subscriptions(client)
-        if len(self._interest) > 100_000:
-            self._interest.clear()
-        self._interest[fi] = frozenset(subs.tables)
         if any(t not in schema for t in subs.tables):
             schema = self.schema(reload=True)
-        ctx = _DownloadCtx(tx, fi, subs, self.perms, principal.variables(), schema)
+        variables = principal.variables()
+        if len(self._interest) > 100_000:
+            self._interest.clear()
+        self._interest[fi] = WakeFilter(fi, subs, self.perms, variables, schema)
+        ctx = _DownloadCtx(tx, fi, subs, self.perms, variables, schema)
         if self._needs_bootstrap(client, req):
             res = self._bootstrap(ctx, client, req, latest)
         else:
@@ -629,8 +669,9 @@ class SyncService:
         ctx.flush()
         return res
 
-    def interest(self, file_ident: int) -> frozenset[str] | None:
-        """The tables a file's last download here subscribed to (None: no download yet)."""
+    def interest(self, file_ident: int) -> WakeFilter | None:
+        """What a file's last download here subscribed to and could read (None: no download
+        yet): which commits concern its polls."""
         return self._interest.get(file_ident)
 
     @staticmethod

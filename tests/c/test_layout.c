@@ -2,7 +2,8 @@
  * test_layout.c -- the rules of format 3's leaf pages (format.h): leaf
  * entries (1- or 2-byte klen, varint vtag), their bounds checks, which
  * values stay inline, validation of pages that break a rule, the sibling
- * shift that fills leaves of large entries, and the refusal of format 1
+ * shift that fills leaves of large entries, leaves of interleaved
+ * ascending runs, and the refusal of format 1
  * and 2 files (RP_FORMAT_OLD).
  */
 #define _GNU_SOURCE 1
@@ -162,7 +163,17 @@ static void test_page_fuzz(void) {
             int rc = rp_page_entry(page, i, &e);
             CHECK(rc == RP_OK || rc == RP_CORRUPT, "entry: ok or corrupt");
             CHECK(!valid || rc == RP_OK, "a valid page's entries are readable");
-            if (rc || !(h->flags & P_LEAF)) continue;
+            if (!(h->flags & P_LEAF)) continue;
+            /* The one-pass decoder of the read paths accepts exactly what
+             * rp_page_entry accepts, and reads the same fields. */
+            rp_leaf_ent d;
+            int drc = rp_page_leaf_entry(page, i, &d);
+            CHECK(drc == rc, "decoder and rp_page_entry agree");
+            if (rc) continue;
+            CHECK(d.e == e && d.key == rp_leaf_key(e) && d.klen == rp_leaf_klen(e) &&
+                      d.val == rp_leaf_val(e) && d.vlen == rp_leaf_vlen(e) &&
+                      d.big == rp_leaf_big(e),
+                  "decoded fields as the entry's accessors read them");
             size_t sz = rp_leaf_size(e);
             CHECK((size_t)(e - page) + sz <= RP_PAGE_SIZE, "an accepted entry lies in the page");
             volatile uint8_t sink = 0;
@@ -261,6 +272,95 @@ static void test_half_page_splits(const char *path) {
     E(rp_env_close(env));
 }
 
+/* Ascending runs interleaved, as an index's keys (value, primary key)
+ * arrive: the start of each run is not left alone in a nearly empty leaf
+ * (btree.c, make_room).  Splitting at the insertion point alone left one
+ * such leaf a run (R more leaves than the entries need); committing every
+ * 1,000 inserts, as the object layer does, changes nothing. */
+static void test_interleaved_runs(const char *path) {
+    enum { R = 40, K = 1500 };
+    rp_env *env;
+    E(rp_env_open(path, RP_NOSYNC, 0, 0, 0, &env));
+    rp_txn *w;
+    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+    uint8_t key[7];
+    for (unsigned i = 0; i < R * K; i++) {
+        snprintf((char *)key, 4, "r%02u", i % R);
+        uint32_t be = __builtin_bswap32(i);
+        memcpy(key + 3, &be, 4);
+        E(rp_put(w, "runs", 4, key, sizeof key, "", 0));
+        if (i % 1000 == 999) {
+            E(rp_txn_commit(w));
+            E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+        }
+    }
+    E(rp_txn_commit(w));
+    rp_stat st;
+    E(rp_env_stat(env, &st));
+    /* An entry: 1 + 7 + 1 bytes and a slot.  The leaves the entries need,
+     * plus a partly filled last one a run and the branch pages. */
+    uint64_t need = (uint64_t)R * K * (9 + RP_SLOT_SIZE) / (RP_PAGE_SIZE - RP_PAGE_HEADER) + 1;
+    CHECK(st.entries == R * K, "all stored");
+    CHECK(st.tree_pages <= need + R + 3, "no run start left alone in a leaf");
+    char msg[256];
+    E(rp_env_check(env, msg, sizeof msg));
+    /* Every key reads back, in order. */
+    rp_txn *rd;
+    E(rp_txn_begin(env, 0, &rd));
+    rp_cursor *c;
+    E(rp_cursor_open(rd, "runs", 4, &c));
+    const void *k, *v;
+    size_t kl, vl;
+    unsigned seen = 0;
+    uint8_t prev[7] = {0};
+    int rc = rp_cursor_seek(c, RP_SEEK_FIRST, NULL, 0, &k, &kl, &v, &vl);
+    while (rc == RP_OK) {
+        CHECK(kl == 7 && memcmp(prev, k, 7) < 0, "ascending keys");
+        memcpy(prev, k, 7);
+        seen++;
+        rc = rp_cursor_step(c, 1, &k, &kl, &v, &vl);
+    }
+    CHECK(rc == RP_NOTFOUND && seen == R * K, "every key once");
+    rp_cursor_close(c);
+    rp_txn_abort(rd);
+    E(rp_env_close(env));
+}
+
+/* A run that reaches the end of a full leaf goes on in its right sibling
+ * when that has room, instead of opening a leaf: 40 "b" keys, then 160
+ * ascending "a" keys before them (6,600 bytes) take two leaves, not three. */
+static void test_run_into_sibling(const char *path) {
+    rp_env *env;
+    E(rp_env_open(path, RP_NOSYNC, 0, 0, 0, &env));
+    rp_txn *w;
+    E(rp_txn_begin(env, RP_TXN_WRITE, &w));
+    char key[16], val[20];
+    memset(val, 'v', sizeof val);
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < (pass ? 160 : 40); i++) {
+            snprintf(key, sizeof key, "%c%04d", pass ? 'a' : 'b', i);
+            E(rp_put(w, "t", 1, key, 5, val, sizeof val));
+        }
+    E(rp_txn_commit(w));
+    rp_stat st;
+    E(rp_env_stat(env, &st));
+    CHECK(st.entries == 200, "all stored");
+    CHECK(st.tree_pages == 3, "two leaves and their parent");
+    char msg[256];
+    E(rp_env_check(env, msg, sizeof msg));
+    E(rp_txn_begin(env, 0, &w));
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < (pass ? 160 : 40); i++) {
+            snprintf(key, sizeof key, "%c%04d", pass ? 'a' : 'b', i);
+            const void *v;
+            size_t vl;
+            E(rp_get(w, "t", 1, key, 5, &v, &vl));
+            CHECK(vl == sizeof val, "value reads back");
+        }
+    rp_txn_abort(w);
+    E(rp_env_close(env));
+}
+
 /* A file of format 2 (an intact meta record of version 2) is refused with
  * RP_FORMAT_OLD, not reported as damage. */
 static void test_old_format_refused(const char *path) {
@@ -295,16 +395,20 @@ static void test_old_format_refused(const char *path) {
 int main(void) {
     char dir[] = "/tmp/rp_test_layoutXXXXXX";
     CHECK(mkdtemp(dir), "mkdtemp");
-    char p1[256], p2[256], p3[256];
+    char p1[256], p2[256], p3[256], p4[256], p5[256];
     snprintf(p1, sizeof p1, "%s/shift", dir);
     snprintf(p2, sizeof p2, "%s/mix", dir);
     snprintf(p3, sizeof p3, "%s/old", dir);
+    snprintf(p4, sizeof p4, "%s/runs", dir);
+    snprintf(p5, sizeof p5, "%s/run2", dir);
     test_entry_encoding();
     test_inline_limit();
     test_bad_entries();
     test_page_fuzz();
     test_sibling_shift(p1);
     test_half_page_splits(p2);
+    test_interleaved_runs(p4);
+    test_run_into_sibling(p5);
     test_old_format_refused(p3);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -80,6 +80,72 @@ def test_import_realmpy_loads_only_the_local_realm(tmp_path: Path) -> None:
     assert loaded == "[]"
 
 
+_LOCAL_MODEL = (
+    "import sys\n"
+    "import realmpy\n"
+    "class Car(realmpy.Object):\n"
+    "    id: int = realmpy.field(primary_key=True)\n"
+    "    make: str = realmpy.field(default='', indexed=True)\n"
+    "    extra: realmpy.Mixed = None\n"
+)
+
+
+def test_a_cold_start_loads_no_module_it_does_not_use(tmp_path: Path) -> None:
+    """``import realmpy``, open, ``len``, a first object written: neither
+    dataclasses nor inspect (realmpy.valueclass replaces them; a model's
+    ``__signature__`` is made when asked for), nor uuid, decimal
+    (realmpy.stdtypes) or platform load; nor do the modules a realm needs
+    only for other kinds of work (a migration's old objects, full-text
+    indexing, copying an embedded object)."""
+    path = str(tmp_path / "c.realm")
+    _run(
+        _LOCAL_MODEL + f"r = realmpy.Realm(realmpy.Configuration.local([Car], path={path!r}))\n"
+        "with r.write():\n"
+        "    r.add(Car(id=1, make='a', extra=2))\n"
+    )
+    loaded = _run(
+        _LOCAL_MODEL + "never = ('dataclasses', 'inspect', 'uuid', 'decimal', 'platform',\n"
+        "         'copy', 'realmpy.dynamic', 'realmpy.textsearch')\n"
+        "at_import = sorted(m for m in sys.modules if m in never)\n"
+        f"r = realmpy.Realm(realmpy.Configuration.local([Car], path={path!r}))\n"
+        "assert len(r.all(Car)) == 1\n"
+        "at_open = sorted(m for m in sys.modules if m in never)\n"
+        "with r.write():\n"
+        "    r.add(Car(id=2, make='b'))\n"
+        "print(at_import, at_open, sorted(m for m in sys.modules if m in never))\n"
+    )
+    assert loaded == "[] [] []"
+
+
+def test_values_of_lazily_imported_types_read_back_in_a_new_process(tmp_path: Path) -> None:
+    """A process that never imported datetime's, Decimal's or UUID's module
+    reads them from a mixed property (the codec imports them to decode)."""
+    path = str(tmp_path / "v.realm")
+    _run(
+        "import datetime, decimal, uuid\n"
+        + _LOCAL_MODEL
+        + f"r = realmpy.Realm(realmpy.Configuration.local([Car], path={path!r}))\n"
+        "with r.write():\n"
+        "    r.add(Car(id=1, extra=uuid.UUID(int=7)))\n"
+        "    r.add(Car(id=2, extra=decimal.Decimal('1.5')))\n"
+        "    r.add(Car(id=3, extra=datetime.datetime(2020, 1, 2, tzinfo=datetime.timezone.utc)))\n"
+        "    r.add(Car(id=4, extra=[uuid.UUID(int=8), {'d': decimal.Decimal('-2')}]))\n"
+    )
+    read = _run(
+        _LOCAL_MODEL + f"r = realmpy.Realm(realmpy.Configuration.local([Car], path={path!r}))\n"
+        "assert 'uuid' not in sys.modules and 'decimal' not in sys.modules\n"
+        "print([repr(r.find(Car, i).extra) for i in range(1, 5)])\n"
+    )
+    assert read == repr(
+        [
+            "UUID('00000000-0000-0000-0000-000000000007')",
+            "Decimal('1.5')",
+            "datetime.datetime(2020, 1, 2, 0, 0, tzinfo=datetime.timezone.utc)",
+            "[UUID('00000000-0000-0000-0000-000000000008'), {'d': Decimal('-2')}]",
+        ]
+    )
+
+
 def test_sync_names_and_configurations_load_on_first_use(tmp_path: Path) -> None:
     kinds = _run(
         "import sys, realmpy\n"

@@ -19,7 +19,7 @@ import pytest
 from realmpy.server.auth import AuthConfig
 from realmpy.server.config import ServerConfig
 from realmpy.server.store import Commit, Tx
-from realmpy.server.sync_service import _Upload
+from realmpy.server.sync_service import PreparedUpload
 from realmpy.wire.merge import ObjectState
 from realmpy.wire.protocol import UploadRequest, UploadResponse, pack, pk_key, unpack
 from tests.server.http_api import Api, config_from_toml, setup_file
@@ -80,7 +80,7 @@ def test_a_large_upload_is_integrated_a_slice_at_a_time_as_if_whole(
     sync = api.server.sync
     body = large_upload(f)
     p = api.server.auth.authenticate(tok)
-    job = _Upload(p, UploadRequest.from_wire(body), sync.schema(), p.variables())
+    job = PreparedUpload(p, UploadRequest.from_wire(body), sync.schema(), p.variables())
 
     alive: list[int] = []
     put_objects = Tx.put_objects

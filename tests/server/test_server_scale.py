@@ -17,13 +17,21 @@ from realmpy.server.asgi import ChangeWatcher
 from realmpy.server.auth import SESSION_RECHECK_SECONDS
 from realmpy.server.config import ConfigError, ServerConfig, load_config
 from realmpy.server.group_commit import GroupCommit
+from realmpy.server.permissions import Permissions, Subscriptions
 from realmpy.server.store import Commit
 from realmpy.server.store_postgres import PostgresStore
-from realmpy.server.sync_service import ClientResetRequired, _Upload
+from realmpy.server.sync_service import ClientResetRequired, PreparedUpload
 from realmpy.server.testing import drop_pg_schema, pg_schema_url, pg_url
+from realmpy.server.wake_filter import ChangedRecords, WakeFilter
+from realmpy.wire.merge import ObjectState
 from realmpy.wire.protocol import (
     AuthError,
     DownloadRequest,
+    FieldSpec,
+    Op,
+    OpCode,
+    Stamp,
+    TableSpec,
     UploadRequest,
     UploadResponse,
     pk_key,
@@ -133,8 +141,10 @@ def test_queued_uploads_leave_connections_for_downloads(pg_api: Api) -> None:
                 t.start()
             waiting = 0
             while waiting == 0:  # until an upload waits for the lock (no sleep)
-                row = watch.execute(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                row = watch.execute(  # this store's lock only: the database is shared
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND (classid::bigint << 32 | objid::bigint) = %s",
+                    (key,),
                 ).fetchone()
                 waiting = 0 if row is None else int(row[0])
             assert waiting == 1  # one upload per process waits on the database
@@ -159,21 +169,26 @@ def test_tenants_in_separate_schemas_have_their_own_lock_and_channel() -> None:
     schemas = ("tenant_a_scale", "tenant_b_scale")
     # lock_timeout: were the locks shared, b would fail instead of waiting for a forever
     stores = [PostgresStore(pg_schema_url(s) + "%20-clock_timeout%3D10000") for s in schemas]
+    stores.append(PostgresStore(pg_schema_url(schemas[1])))  # another process of tenant b
     try:
         for s in stores:
             s.initialise(secret=b"x" * 32, salt=1)
-        a, b = stores
+        a, b, b2 = stores
         assert a.tenant() != b.tenant()
         assert PostgresStore(pg_url()).tenant() == (0x5265616C6D7079, "realmpy_sv")  # public
-        heard: list[int] = []
+        heard: dict[PostgresStore, list[int]] = {b: [], b2: []}
         got = threading.Event()
 
-        def hear(commit: Commit) -> None:
-            heard.append(commit.sv)
-            got.set()
+        def listen(store: PostgresStore) -> None:
+            def hear(commit: Commit) -> None:
+                heard[store].append(commit.sv)
+                got.set()
 
-        b.add_listener(hear)
-        b.start_listening()
+            store.add_listener(hear)
+            store.start_listening()
+
+        listen(b)
+        listen(b2)
         with a.transaction(write=True, allocates=True) as tx:
             for _ in range(3):
                 tx.next_server_version()  # a holds its lock (and will notify 3)...
@@ -181,12 +196,15 @@ def test_tenants_in_separate_schemas_have_their_own_lock_and_channel() -> None:
                 assert tb.next_server_version() == 1  # ...and b is not blocked by it
         with b.transaction(write=True, allocates=True) as tb:
             assert tb.next_server_version() == 2
-        # b hears each of its commits twice: at once in-process, then its own NOTIFY.  When the
-        # NOTIFY of 2 is in, one of a's (3, committed between b's) would have come before it.
-        while heard.count(2) < 2:
+        with b2.transaction(write=True, allocates=True) as tb:
+            assert tb.next_server_version() == 3
+        # Notifications arrive in commit order: once b has heard b2's 3, a's (committed
+        # between b's 1 and 2) and b's own echoes of 1 and 2 would have come before it.
+        # b heard its own commits once (at commit, not again from its NOTIFY), b2 all of b's.
+        while 3 not in heard[b] or 2 not in heard[b2]:
             assert got.wait(30)
             got.clear()
-        assert sorted(set(heard)) == [1, 2]
+        assert heard == {b: [1, 2, 3], b2: [1, 2, 3]}
     finally:
         for s in stores:
             s.close()
@@ -251,6 +269,36 @@ def test_a_batch_is_bounded_by_weight_and_a_heavy_item_runs_alone() -> None:
     assert batches == [[1], [3, 2], [10], [1, 1]]
 
 
+def test_coroutines_await_their_batch_on_the_loop() -> None:
+    batches: list[list[int]] = []
+    release = threading.Event()
+
+    def run(items: list[int]) -> list[int | BaseException]:
+        batches.append(items)
+        if len(batches) == 1:
+            release.wait(30)  # the first batch runs until the others have queued
+        return [ValueError(i) if i == 3 else i * 10 for i in items]
+
+    group: GroupCommit[int, int] = GroupCommit(run)
+
+    async def main() -> list[object]:
+        first = asyncio.ensure_future(group.submit_async(0))
+        while not batches:
+            await asyncio.sleep(0.001)
+        threads = threading.active_count()
+        rest = [asyncio.ensure_future(group.submit_async(i)) for i in (1, 2, 3)]
+        while len(group._queue) < 3:
+            await asyncio.sleep(0.001)
+        assert threading.active_count() <= threads  # queued without a thread each
+        release.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert batches == [[0], [1, 2, 3]]
+    assert results[:3] == [0, 10, 20] and isinstance(results[3], ValueError)
+    assert group.submit(5) == 50  # a blocking caller shares the same committer
+
+
 def test_a_group_of_uploads_integrates_each_in_turn(api: Api) -> None:
     """Three uploads in one group: two files writing the same object merge in order on one
     version sequence; a third with a wrong salt is refused alone."""
@@ -260,9 +308,9 @@ def test_a_group_of_uploads_integrates_each_in_turn(api: Api) -> None:
     sync = api.server.sync
     schema = sync.schema()
 
-    def job(file: dict[str, Any], cv: int, ops: list[Any], **kw: Any) -> _Upload:
+    def job(file: dict[str, Any], cv: int, ops: list[Any], **kw: Any) -> PreparedUpload:
         req = UploadRequest.from_wire(upload_body(file, cv, ops, **kw))
-        return _Upload(p, req, schema, p.variables())
+        return PreparedUpload(p, req, schema, p.variables())
 
     bad = dict(f, salt=f["salt"] ^ 1)
     results = sync._integrate_group(
@@ -295,6 +343,25 @@ def test_a_group_of_uploads_integrates_each_in_turn(api: Api) -> None:
 # --------------------------------------------------------------------------- long-poll wake-ups
 
 
+SCHEMA = {
+    "Car": TableSpec("id", {"id": FieldSpec("int"), "make": FieldSpec("string")}),
+    "Task": TableSpec("id", {"id": FieldSpec("int"), "owner_id": FieldSpec("string")}),
+    "Pet": TableSpec(
+        "id", {"id": FieldSpec("int"), "owner": FieldSpec("link", optional=True, target="Task")}
+    ),
+}
+
+
+def wake_filter(
+    fi: int,
+    queries: dict[str, str],
+    perms: Permissions | None = None,
+    variables: dict[str, Any] | None = None,
+) -> WakeFilter:
+    subs = Subscriptions({t: ((q, ()),) for t, q in queries.items()}, SCHEMA)
+    return WakeFilter(fi, subs, perms or Permissions(), variables or {}, SCHEMA)
+
+
 def test_a_commit_wakes_only_the_polls_it_concerns() -> None:
     async def run() -> list[bool]:
         watcher = ChangeWatcher()
@@ -305,11 +372,9 @@ def test_a_commit_wakes_only_the_polls_it_concerns() -> None:
             watcher.watch(3) as fresh,
             watcher.watch(4) as mine,
         ):
-            cars.tables, tasks.tables, mine.tables = (
-                frozenset({"Car"}),
-                frozenset({"Task"}),
-                frozenset(),
-            )
+            cars.filter = wake_filter(1, {"Car": "TRUEPREDICATE"})
+            tasks.filter = wake_filter(2, {"Task": "TRUEPREDICATE"})
+            mine.filter = wake_filter(4, {})
             # fresh: no download yet, so it does not know its tables: any commit wakes it
             watcher.notify_threadsafe(Commit(7, frozenset({"Car"}), frozenset({4})))
             await asyncio.sleep(0)  # the wake-up is scheduled on the loop: let it run
@@ -323,6 +388,73 @@ def test_a_commit_wakes_only_the_polls_it_concerns() -> None:
 
     # the second: a subscription change wakes its own file (and the poll that knows no tables)
     assert asyncio.run(run()) == [True, False, True, True, False, True, True, False]
+
+
+def car(make: str | None, pk: int = 1, table: str = "Car") -> ObjectState | None:
+    """A Car's (or Task's) state with ``make`` set; None: no object."""
+    if make is None:
+        return None
+    state = ObjectState()
+    for i, op in enumerate([Op(OpCode.CREATE, table, pk), Op(OpCode.SET, table, pk, "make", make)]):
+        state.apply(op, Stamp(1, 1, 1, i), 0, 1)
+    return state
+
+
+def commit_of(*changes: tuple[str | None, str | None], table: str = "Car") -> Commit:
+    """A commit of Cars changing from one make to another (None: created)."""
+    objects = []
+    for pk, (before, after) in enumerate(changes, 1):
+        state = car(after, pk, table)
+        assert state is not None
+        objects.append((table, pk, car(before, pk, table), state))
+    return Commit(9, frozenset({table}), frozenset({99}), tuple(objects))
+
+
+def concerns(f: WakeFilter, c: Commit) -> bool:
+    return f.concerned(c, ChangedRecords(c.objects or ()))
+
+
+def test_a_commit_carrying_its_objects_wakes_only_polls_whose_queries_see_them() -> None:
+    vw = wake_filter(1, {"Car": "make == 'VW'"})
+    assert not concerns(vw, commit_of((None, "Audi"), ("Audi", "BMW")))
+    for change in ((None, "VW"), ("VW", "VW"), ("VW", "Audi")):  # enters, changes in, leaves
+        assert concerns(vw, commit_of(("Audi", "BMW"), change)), change
+    # without the objects (another process's NOTIFY, a large commit): by table
+    assert vw.concerned(Commit(9, frozenset({"Car"})), None)
+    assert not vw.concerned(Commit(9, frozenset({"Task"})), None)
+    # the commit's own file: its refusals and views, whatever the objects
+    assert wake_filter(99, {"Car": "make == 'VW'"}).concerned(commit_of((None, "Audi")), None)
+
+
+def test_read_rules_and_links_in_wake_matching() -> None:
+    own = Permissions({"Car": ("make == %user.make", None)})
+    mine = wake_filter(1, {"Car": "TRUEPREDICATE"}, own, {"user": {"make": "VW"}})
+    assert not concerns(mine, commit_of((None, "Audi")))  # not readable: sleeps on
+    assert concerns(mine, commit_of((None, "VW")))
+    # a table with links: a query may follow one (a store read): by table, whatever changed
+    pets = wake_filter(1, {"Pet": "owner.owner_id == 'me'"})
+    assert concerns(pets, commit_of((None, "x"), table="Pet"))
+
+
+def test_an_upload_commit_carries_its_objects_before_and_after(api: Api) -> None:
+    tok, f = setup_file(api)
+    heard: list[Commit] = []
+    api.server.store.add_listener(heard.append)
+    body = upload_body(f, 1, [[0, "Car", 1], [2, "Car", 1, "make", "VW"]])
+    assert api.post("/sync/upload", body, tok)[0] == 200
+    body = upload_body(f, 2, [[2, "Car", 1, "make", "Audi"]], base=1)
+    assert api.post("/sync/upload", body, tok)[0] == 200
+    makes = [
+        [
+            (t, pk, b and b.materialize("id", pk), a.materialize("id", pk))
+            for t, pk, b, a in c.objects or ()
+        ]
+        for c in heard
+    ]
+    assert makes == [
+        [("Car", 1, None, {"id": 1, "make": "VW"})],
+        [("Car", 1, {"id": 1, "make": "VW"}, {"id": 1, "make": "Audi"})],
+    ]
 
 
 def test_commit_notes_survive_notify() -> None:
