@@ -525,8 +525,9 @@ int rp_verify_commit(rp_env *env, const rp_roots *roots);
  * a known-acknowledged one is damaged (format.h, WHAT AN OPEN CONCLUDES).
  * RP_NOT_A_DB, RP_FORMAT_VERSION, RP_CORRUPT (with detail).  With salvage,
  * damaged versions are skipped instead: *rolled_from (may be NULL) is then
- * the newest version skipped for damage (0 if none), and *next_free a
- * version number above every version the file may hold. */
+ * the newest version skipped for damage (0 if none).  *next_free is a
+ * version number above every version the file may hold (env.c renumbers a
+ * salvage, and a silent fallback past a torn commit, to it). */
 int rp_recover_roots_ex(rp_env *env, int salvage, rp_roots *out, uint64_t *rolled_from,
                         uint64_t *next_free);
 int rp_recover_roots(rp_env *env, rp_roots *out);
