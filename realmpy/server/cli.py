@@ -54,6 +54,13 @@ def serve_parser() -> argparse.ArgumentParser:
         default=None,
         help="database connections (default: [database] pool_size in the config, else 8)",
     )
+    p.add_argument(
+        "--http",
+        choices=("auto", "h11"),
+        default="auto",
+        help="HTTP parser: auto (httptools when installed, else h11) or h11; both enforce the "
+        "[limits] on heads and connections",
+    )
     p.add_argument("--log-level", default="info")
     p.add_argument("--log-format", choices=("json", "text"), default="json")
     return p

@@ -51,8 +51,11 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def uvicorn_config(server_app: ServerApp, host: str, port: int, **extra: Any) -> uvicorn.Config:
-    """uvicorn's configuration for ``server_app``, with its ``[limits]`` on the transport."""
+def uvicorn_config(
+    server_app: ServerApp, host: str, port: int, *, fast_http: bool = True, **extra: Any
+) -> uvicorn.Config:
+    """uvicorn's configuration for ``server_app``, with its ``[limits]`` on the transport
+    (httptools' protocol when installed and ``fast_http``, else h11's)."""
     limits = server_app.config.limits
     metrics = server_app.metrics
     return uvicorn.Config(
@@ -60,7 +63,7 @@ def uvicorn_config(server_app: ServerApp, host: str, port: int, **extra: Any) ->
         host=host,
         port=port,
         http=guarded_protocol(
-            limits, lambda reason: metrics.refused_connections.labels(reason).inc()
+            limits, lambda reason: metrics.refused_connections.labels(reason).inc(), fast=fast_http
         ),
         timeout_keep_alive=limits.keep_alive_timeout,
         h11_max_incomplete_event_size=limits.max_header_bytes,
@@ -103,7 +106,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.tls_cert:
         tls = {"ssl_certfile": args.tls_cert, "ssl_keyfile": args.tls_key}
     try:
-        run(create_app(config, store), args.host, args.port, **tls)
+        run(create_app(config, store), args.host, args.port, fast_http=args.http == "auto", **tls)
     except OSError as exc:  # an unreadable certificate or key, mostly (ssl.SSLError is one)
         print(f"realmpy-server: cannot serve: {exc}", file=sys.stderr)
         return 2

@@ -74,6 +74,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         yield base, d
 
 
+@pytest.fixture(scope="module", params=["auto", "h11"])
+def transport_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """The server once per HTTP parser (``--http``): httptools' guarded protocol and the h11
+    fallback each enforce the head deadline, the head size and the connection cap."""
+    d = tmp_path_factory.mktemp(f"transport-{request.param}")
+    (d / "server.toml").write_text(CONFIG)
+    extra = ["--http", request.param]
+    with run_server(d, config=d / "server.toml", log_level="info", extra_args=extra) as (base, _):
+        yield base, d
+
+
 @pytest.fixture
 def http(server: tuple[str, Path]) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server[0], timeout=T) as c:
@@ -233,9 +246,9 @@ def test_bodies_must_be_msgpack(http: httpx.Client) -> None:
     assert r.status_code == 200
 
 
-def test_a_slow_body_times_out(server: tuple[str, Path]) -> None:
+def test_a_slow_body_times_out(transport_server: tuple[str, Path]) -> None:
     s = raw_request(
-        server[0],
+        transport_server[0],
         f"POST {P}/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/msgpack\r\n"
         "Content-Length: 100\r\nConnection: close\r\n\r\n\x81".encode(),
     )
@@ -245,30 +258,35 @@ def test_a_slow_body_times_out(server: tuple[str, Path]) -> None:
     assert unpack(answer.split(b"\r\n\r\n", 1)[1])["error"] == "request_timeout"
 
 
-def test_slow_headers_are_cut_off(server: tuple[str, Path], http: httpx.Client) -> None:
-    before = metric(http, 'realmpy_refused_connections_total{reason="header_timeout"}')
-    s = raw_request(server[0], b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: a")
-    with s:
-        assert read_all(s) == b""  # closed by the server, without an answer
-    after = metric(http, 'realmpy_refused_connections_total{reason="header_timeout"}')
-    assert after == before + 1
+def test_slow_headers_are_cut_off(transport_server: tuple[str, Path]) -> None:
+    refused = 'realmpy_refused_connections_total{reason="header_timeout"}'
+    with httpx.Client(base_url=transport_server[0], timeout=T) as http:
+        before = metric(http, refused)
+        s = raw_request(transport_server[0], b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+        with s:
+            assert read_all(s) == b""  # closed by the server, without an answer
+        assert metric(http, refused) == before + 1
 
 
-def test_a_request_head_over_max_header_bytes_is_refused(server: tuple[str, Path]) -> None:
+def test_a_request_head_over_max_header_bytes_is_refused(
+    transport_server: tuple[str, Path],
+) -> None:
     # 40 complete header lines of 500 bytes (20 KB > 16 KiB) and no end of the head yet:
     # refused as soon as they are in (h11 by its buffer, httptools by counting), not kept.
     head = f"GET {P}/auth/profile HTTP/1.1\r\nHost: x\r\n".encode()
     head += b"".join(b"X-Pad-%02d: %s\r\n" % (i, b"p" * 486) for i in range(40))
-    with raw_request(server[0], head) as s:
+    with raw_request(transport_server[0], head) as s:
         answer = read_all(s)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
 
 
-def test_connections_beyond_the_cap_are_closed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parser", ["auto", "h11"])
+def test_connections_beyond_the_cap_are_closed(tmp_path: Path, parser: str) -> None:
     (tmp_path / "cap.toml").write_text(
         '[limits]\nmax_connections = 3\n[rules]\nread = "TRUEPREDICATE"\n'
     )
-    with run_server(tmp_path, config=tmp_path / "cap.toml") as (base, _proc):
+    extra = ["--http", parser]
+    with run_server(tmp_path, config=tmp_path / "cap.toml", extra_args=extra) as (base, _proc):
         # Three connections held open (no request yet), then three more: the kernel hands
         # them over in order, so the later three are the ones beyond the cap, closed at once.
         held = [raw_request(base, b"") for _ in range(3)]
