@@ -42,7 +42,8 @@ Method:
   commits a one-field change with random 2-5 ms gaps; the callback (on the
   child's notifier thread) takes ``perf_counter_ns()`` (CLOCK_MONOTONIC,
   system-wide) and the latency is that minus the time the parent's commit
-  returned.  ``listener_object`` is an object listener;
+  began (its ``write()``; until stop 12 the time it returned, which gave
+  negative latencies when the listener ran first).  ``listener_object`` is an object listener;
   ``listener_results`` a results listener on an indexed query (1% of N).
 """
 
@@ -391,12 +392,16 @@ def listener_rep(
             returned: dict[int, int] = {}
             for i in range(1, n + 1):
                 time.sleep(rng.uniform(0.002, 0.005))
+                # Timed from the commit's start: the listener may run before
+                # the committing process is scheduled again, so a time taken
+                # after the commit returned gave negative latencies.
+                started = perf_counter_ns()
                 with realm.write():
                     if kind == "query":
                         obj.score = float(i)  # identifies the commit
                     else:
                         obj.age = AGE_RANGE + i  # a value no row had: identifies the commit
-                returned[i if kind == "query" else AGE_RANGE + i] = perf_counter_ns()
+                returned[i if kind == "query" else AGE_RANGE + i] = started
             time.sleep(0.5)  # let the last notifications arrive
             stop.set()
             if not recv.poll(60):

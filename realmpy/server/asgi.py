@@ -597,6 +597,7 @@ class ServerApp:
                         remaining = deadline - time.monotonic()
                         if (
                             res.entries
+                            or res.skipped_own  # the cursor passed the caller's own upload
                             or res.batch != "steady"
                             or remaining <= 0
                             or self.watcher.stopping

@@ -782,7 +782,9 @@ class SyncService:
                     break
                 pos = (row.last_sv, row.table, row.pk)
                 looked += 1
-                e = ctx.consider(row, after, forget_sv=row.last_sv, bootstrap=False)
+                e = ctx.consider(
+                    row, after, forget_sv=row.last_sv, bootstrap=False, skip_own=req.skip_own
+                )
                 if e is not None:
                     entries.append(e)
                     size += len(pack(e.to_wire()))
@@ -804,6 +806,7 @@ class SyncService:
             progress,
             entries,
             None,
+            skipped_own=ctx.skipped_own,
         )
 
     def _response(
@@ -816,6 +819,8 @@ class SyncService:
         progress: float,
         entries: list[DownloadEntry],
         token: bytes | None,
+        *,
+        skipped_own: int = 0,
     ) -> DownloadResponse:
         return DownloadResponse(
             cursor,
@@ -827,6 +832,7 @@ class SyncService:
             progress,
             tuple(entries),
             token,
+            skipped_own,
         )
 
 
@@ -878,6 +884,8 @@ class _DownloadCtx:
         self._matchers: dict[str, Callable[[Mapping[str, Any]], bool]] = {}
         self._views: dict[tuple[str, bytes], tuple[bool, int] | None] = {}
         self._puts: dict[tuple[str, bytes], tuple[bool, int]] = {}
+        self.skipped_own = 0
+        """States ``consider`` left out because the client wrote all of them (``skip_own``)."""
 
     def prefetch(self, rows: list[ObjectRow]) -> None:
         """Load this client's view rows for a page of objects in one query."""
@@ -931,9 +939,20 @@ class _DownloadCtx:
         )
 
     def consider(
-        self, row: ObjectRow, after: int, *, forget_sv: int, bootstrap: bool
+        self,
+        row: ObjectRow,
+        after: int,
+        *,
+        forget_sv: int,
+        bootstrap: bool,
+        skip_own: bool = False,
     ) -> DownloadEntry | None:
-        """``state``, ``forget`` or nothing for one changed (or scanned) object."""
+        """``state``, ``forget`` or nothing for one changed (or scanned) object.
+
+        ``skip_own`` (the client asked, ``DownloadRequest.skip_own``): a ``state`` whose every
+        operation is this client's own is not sent — the client wrote all of it, so joining it
+        would change nothing — but the view records it as sent.  Only incremental batches skip:
+        a bootstrap sends every visible object (a lost answer's objects come again)."""
         view = self._view_get(row.table, row.pk)
         if view is None and row.table not in self.subs.tables:
             return None  # fast path: never subscribed, never seen
@@ -941,14 +960,21 @@ class _DownloadCtx:
         pk = unpack(row.pk)
         record = self._record(row.table, pk, state)
         in_view = view is not None and view[0]
+        own = skip_own and all(s.file_ident == self.fi for s in state.stamps())
         if self._visible(row.table, record):
             # Sent even if the view says the client has it: the view records what was sent,
             # and the answer that sent it may have been lost (a bootstrap redone after it).
             self._view_put(row.table, row.pk, True, row.last_sv)
+            if own:
+                self.skipped_own += 1
+                return None
             return DownloadEntry("state", row.table, pk, state.for_reader().to_wire())
         if in_view:
             self._view_put(row.table, row.pk, False, forget_sv)
             if record is None:
+                if own:
+                    self.skipped_own += 1
+                    return None
                 return DownloadEntry(
                     "state", row.table, pk, state.for_reader().to_wire()
                 )  # erased: let the tombstone merge

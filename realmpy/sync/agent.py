@@ -57,7 +57,7 @@ from realmpy.perpath import PathRegistry
 from realmpy.sharedfile import SharedFile
 from realmpy.sidefiles import open_side_file
 from realmpy.storage import Environment, WriteTransaction
-from realmpy.sync import integrate
+from realmpy.sync import abortable, integrate
 from realmpy.sync import localstate as L
 from realmpy.sync import quarantine as Q
 from realmpy.sync import status as ST
@@ -173,6 +173,9 @@ class SyncClient:
         self._stop = threading.Event()
         self._resume = threading.Event()
         self._resume.set()
+        # Bumped to abort the requests in flight (``_interrupt``): each request is made under
+        # the generation it started in.
+        self._generation = 0
         self._ident_lock = threading.Lock()
         self._logged_out = False
         self._schema = Q.SchemaPush()
@@ -222,23 +225,45 @@ class SyncClient:
         return ST.parse_line(self._lock_fd)
 
     def _call(self, method: str, path: str, body: Any, *, timeout: float | None = None) -> Any:
-        """One request to the server; the connection state follows its outcome (module docstring)."""
+        """One request to the server; the connection state follows its outcome (module docstring).
+        Raises ``_Interrupted`` if ``_interrupt`` aborted it (its outcome is then not one)."""
         if self._conn == "disconnected" and self._resume.is_set():
             self.connection_state = "connecting"
+        gen = self._generation
+
+        def cancelled() -> bool:
+            return self._generation != gen
+
         try:
-            result = self.user.request(method, path, body, timeout=timeout)
-        except (ConnectionFailedError, ServerResponseError):
-            self.connection_state = "disconnected"  # unreachable, or not a realmpy server answering
-            raise
-        except SyncError as exc:
-            if exc.status is not None and exc.status >= 500:
-                self.connection_state = "disconnected"
-            elif exc.status is not None:
-                self._set_connected()  # the server answered, with a typed refusal
+            result = self.user.request(method, path, body, timeout=timeout, cancelled=cancelled)
+        except (SyncError, abortable.RequestCancelled) as exc:
+            if cancelled():
+                raise _Interrupted(method, path) from None
+            if isinstance(exc, abortable.RequestCancelled):
+                raise  # (cannot happen: cancelled only when the generation moved)
+            self._failed(exc)
             raise
         self._set_connected()
         self._reported.clear()
         return result
+
+    def _failed(self, exc: SyncError) -> None:
+        """The connection state after a failed request."""
+        if isinstance(exc, (ConnectionFailedError, ServerResponseError)):
+            self.connection_state = "disconnected"  # unreachable, or not a realmpy server answering
+        elif exc.status is not None and exc.status >= 500:
+            self.connection_state = "disconnected"
+        elif exc.status is not None:
+            self._set_connected()  # the server answered, with a typed refusal
+
+    def _interrupt(self) -> None:
+        """Abort the loops' requests in flight (pause, stop, a client reset): their answers
+        would be worth nothing, and a held long poll would otherwise wait out its whole time."""
+        self._generation += 1
+        me = threading.current_thread()
+        for t in (getattr(self, "_thread", None), self._downloader):
+            if t is not None and t is not me:
+                abortable.abort(t)
 
     # ---- registry -------------------------------------------------------------------
 
@@ -282,6 +307,7 @@ class SyncClient:
         if self._stop.is_set():
             return
         self._stop.set()
+        self._interrupt()
         self._resume.set()
         self._elected.set()
         self._remove_logout()
@@ -306,6 +332,7 @@ class SyncClient:
 
     def pause(self) -> None:
         self._resume.clear()
+        self._interrupt()  # nothing in flight finishes after the pause
         self.state = "inactive"
         self.connection_state = "disconnected"
 
@@ -636,6 +663,8 @@ class SyncClient:
                 self._post_subscriptions(ident[0], ident[1])
                 self._upload_pending()
                 backoff.reset()
+            except _Interrupted:
+                continue  # paused, stopped or reset: start over
             except Exception as exc:
                 if self._handle(exc, backoff, fi):
                     return
@@ -658,8 +687,11 @@ class SyncClient:
                         meta = Meta(snap)
                         after, bootstrapped = meta.download()[0], meta.bootstrapped()
                     wait_ms = 0 if token else int(self.options.app.config.long_poll_seconds * 1000)
+                    # skip_own: this file holds every operation it wrote, so the server's echo
+                    # of them would change nothing here, yet apply it under the write lock that
+                    # the secondaries and the recording of acknowledgements wait for.
                     req = P.DownloadRequest(
-                        fi, salt, after, token, wait_ms, query_version=bootstrapped
+                        fi, salt, after, token, wait_ms, query_version=bootstrapped, skip_own=True
                     )
                     timeout = self.options.app.config.request_timeout + wait_ms / 1000
                     raw = self._call("POST", "/sync/download", req.to_wire(), timeout=timeout)
@@ -709,6 +741,8 @@ class SyncClient:
                                 writes,
                             )
                         )
+                except _Interrupted:
+                    token = None  # paused, stopped or reset: start over
                 except Exception as exc:
                     token = None
                     if self._handle(exc, backoff, fi):
@@ -806,6 +840,7 @@ class SyncClient:
                 log.exception("recovery failed; discarding unsynced changes of %s", self.path)
                 kept = integrate.client_reset(self.env, recover=False)
             self._schema = Q.SchemaPush()
+            self._interrupt()  # the other loop's held long poll is the old identity's
             log.warning("client reset of %s done: %d unsynced changeset(s) kept", self.path, kept)
             self._callback(handler.on_after_reset, session)
 
@@ -817,6 +852,11 @@ class SyncClient:
             cb(*args)
         except Exception:
             log.exception("client reset callback raised")
+
+
+class _Interrupted(Exception):
+    """A request ``SyncClient._interrupt`` aborted: the loop that made it starts over (no
+    backoff, no error: a pause, a stop or a client reset asked for it)."""
 
 
 @atexit.register

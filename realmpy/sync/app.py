@@ -36,6 +36,8 @@ from typing import Any, ClassVar, Final, Literal
 
 import requests
 
+from realmpy.sync import abortable
+from realmpy.sync.abortable import AbortableAdapter, cancellable
 from realmpy.sync.errors import (
     AppError,
     AuthenticationError,
@@ -139,6 +141,8 @@ class _Transport:
             s.verify = self.config.verify
             s.headers["Content-Type"] = "application/msgpack"
             s.headers["Accept"] = "application/msgpack"
+            for prefix in ("http://", "https://"):
+                s.mount(prefix, AbortableAdapter())  # an agent's requests can be aborted
             self._local.session = s
         return s
 
@@ -148,6 +152,7 @@ class _Transport:
         if s is not None:
             s.close()
             self._local.session = None
+            abortable.forget_thread()
 
     def request(
         self,
@@ -157,23 +162,27 @@ class _Transport:
         *,
         token: str | None = None,
         timeout: float | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> Any:
-        """Send one request; return the decoded msgpack answer or raise a typed error."""
+        """Send one request; return the decoded msgpack answer or raise a typed error.
+        ``cancelled``: the condition under which ``abortable.abort`` may end it early (it then
+        raises ``RequestCancelled`` or a ``ConnectionFailedError``; the caller asks ``cancelled``)."""
         url = self.prefix + path if path.startswith("/") else path
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         data = None if body is None else P.pack(body)
         try:
-            resp = self._session().request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                timeout=timeout or self.config.request_timeout,
-                # Per request, not only on the session: requests lets REQUESTS_CA_BUNDLE /
-                # CURL_CA_BUNDLE override ``Session.verify`` (psf/requests#3829), which would
-                # silently ignore ``AppConfiguration(verify=<CA bundle>)`` and ``verify=False``.
-                verify=self.config.verify,
-            )
+            with cancellable(cancelled):
+                resp = self._session().request(
+                    method,
+                    url,
+                    data=data,
+                    headers=headers,
+                    timeout=timeout or self.config.request_timeout,
+                    # Per request, not only on the session: requests lets REQUESTS_CA_BUNDLE /
+                    # CURL_CA_BUNDLE override ``Session.verify`` (psf/requests#3829), which would
+                    # silently ignore ``AppConfiguration(verify=<CA bundle>)`` and ``verify=False``.
+                    verify=self.config.verify,
+                )
         except requests.exceptions.SSLError as exc:
             raise ConnectionFailedError(
                 f"TLS verification with {self.config.base_url} failed: {exc}", code="tls_error"
@@ -411,19 +420,31 @@ class User:
             return tok.access_token
 
     def request(
-        self, method: str, path: str, body: Any = None, *, timeout: float | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        timeout: float | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> Any:
-        """An authenticated request; refreshes the access token once if the server says it expired."""
+        """An authenticated request; refreshes the access token once if the server says it expired.
+        ``cancelled``: see ``_Transport.request``."""
+        transport = self._app._transport
         token = self.access_token()
         try:
-            return self._app._transport.request(method, path, body, token=token, timeout=timeout)
+            return transport.request(
+                method, path, body, token=token, timeout=timeout, cancelled=cancelled
+            )
         except AuthenticationError as exc:
             if exc.code not in ("token_expired", "invalid_token"):
                 raise
             # A revoked session is found out by the refresh below: the server refuses its
             # refresh token too, and ``access_token`` turns that into ``UserLoggedOutError``.
         token = self.access_token(force_refresh=True)
-        return self._app._transport.request(method, path, body, token=token, timeout=timeout)
+        return transport.request(
+            method, path, body, token=token, timeout=timeout, cancelled=cancelled
+        )
 
     # ---- lifecycle ----------------------------------------------------------------
 

@@ -242,12 +242,15 @@ class Meta:
         ro, rb, ao, ab = ro + recorded[0], rb + recorded[1], ao + acked[0], ab + acked[1]
         self._put("up", [ro, rb, min(ao, ro), min(ab, rb)])
 
-    def count_settled(self, records: Sequence[bytes]) -> None:
+    def count_settled(
+        self, records: Sequence[bytes], decoded: Sequence[list[Any]] | None = None
+    ) -> None:
         """Count history records that leave the history (acknowledged, quarantined, or
-        discarded by a client reset) as uploaded."""
+        discarded by a client reset) as uploaded (``decoded``: the records unpacked, if the
+        caller has them)."""
         objects = nbytes = 0
-        for raw in records:
-            o, b = changeset_size(raw)
+        for i, raw in enumerate(records):
+            o, b = changeset_size(raw, None if decoded is None else decoded[i])
             objects, nbytes = objects + o, nbytes + b
         if objects or nbytes:
             self.count_upload(acked=(objects, nbytes))
@@ -275,10 +278,11 @@ def save_state(txn: WriteTransaction, table: str, pk: Any, state: M.ObjectState 
     L.save(txn, table, pk, state)
 
 
-def changeset_size(raw: bytes) -> tuple[int, int]:
+def changeset_size(raw: bytes, decoded: list[Any] | None = None) -> tuple[int, int]:
     """``(objects changed, bytes of its operations)`` of a ``_sync.history`` record (the
-    operations' bytes do not change when a reset rewrites the record's base)."""
-    base, ts, ops = P.unpack(raw)
+    operations' bytes do not change when a reset rewrites the record's base); ``decoded``:
+    ``raw`` unpacked, if the caller has it."""
+    base, ts, ops = P.unpack(raw) if decoded is None else decoded
     objects = len({(w[1], P.pk_key(w[2])) for w in ops})
     return objects, len(raw) - 1 - len(P.pack(base)) - len(P.pack(ts))
 

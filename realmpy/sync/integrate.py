@@ -31,6 +31,7 @@ from realmpy.sync.history import (
     Meta,
     apply_record,
     cv_key,
+    key_cv,
     load_state,
     pending_changesets,
     save_state,
@@ -132,7 +133,9 @@ def apply_download(
                     loc = L.load(txn, e.table, e.pk)  # partial if covered: the join restores it
                     if loc.covered_at is not None and resp.server_version < loc.covered_at:
                         # Read before the server integrated what this file forgot: this object
-                        # comes again in a later answer (it changed after this cursor).
+                        # comes again in a later answer (it changed after this cursor), unless
+                        # its state there holds only this file's operations (``skip_own``),
+                        # which this file never forgets.
                         continue
                     old = loc.state
                     st = incoming if old is None else M.join(old, incoming)
@@ -226,17 +229,35 @@ def _trim_history(txn: WriteTransaction, acked: int, server_version: int) -> Non
     meta = Meta(txn)
     fi, cursor = meta.file_ident(), meta.download()[0]
     touched: dict[bytes, tuple[str, Any]] = {}
+    codes: dict[bytes, dict[int, set[int]]] = {}  # state key -> client version -> op codes
     erased: list[tuple[str, Any]] = []
     trimmed = list(txn.scan(HISTORY, None, cv_key(acked + 1)))
-    meta.count_settled([raw for _k, raw in trimmed])
-    for _k, raw in trimmed:
-        for w in P.unpack(raw)[2]:  # [code, table, pk, ...]: our own history, decoded cheaply
-            k = state_key(w[1], w[2])
-            if k not in touched:
-                touched[k] = (w[1], w[2])
+    decoded = [P.unpack(raw) for _k, raw in trimmed]  # [base, ts, ops]: decoded once
+    meta.count_settled([raw for _k, raw in trimmed], decoded)
+    for (k_cv, _raw), (_base, _ts, ops) in zip(trimmed, decoded):
+        cv = key_cv(k_cv)
+        prev: tuple[str, Any] | None = None
+        k = b""
+        for w in ops:  # [code, table, pk, ...]: our own history, decoded cheaply
+            if (
+                prev is None
+                or prev[0] != w[1]
+                or prev[1] != w[2]
+                or type(prev[1]) is not type(w[2])
+            ):
+                prev = (w[1], w[2])  # (a changeset's ops on one object are usually adjacent)
+                k = state_key(w[1], w[2])
+                if k not in touched:
+                    touched[k] = prev
+            codes.setdefault(k, {}).setdefault(cv, set()).add(w[0])
             if w[0] == P.OpCode.ERASE:
                 erased.append((w[1], w[2]))
-    for table, pk in touched.values():
+    reset_pending = meta.stale_pending()
+    for k, (table, pk) in touched.items():
+        if not reset_pending and L.cover_derived(
+            txn, k, codes[k], file_ident=fi, acked=acked, server_version=server_version
+        ):
+            continue  # (the common case, decided without replaying the changesets)
         loc = L.load(txn, table, pk)
         if L.covered_by_ack(txn, loc, file_ident=fi, acked=acked):
             at = max(server_version, loc.covered_at or 0)

@@ -63,6 +63,7 @@ __all__ = [
     "STATE",
     "STATES_FORMAT",
     "Local",
+    "cover_derived",
     "covered_by_ack",
     "covered_by_download",
     "is_derived",
@@ -223,6 +224,44 @@ def covered_by_ack(txn: WriteTransaction, loc: Local, *, file_ident: int, acked:
     if any(txn.get(QUARANTINE, cv_key(cv)) is not None for cv in own):
         return False
     return _no_reset_pending(txn)
+
+
+_UNCOVERABLE_OPS: Final = frozenset({P.OpCode.ERASE, P.OpCode.LIST_INSERT, P.OpCode.LIST_ERASE})
+"""Operations after which a state may not be coverable (a tombstone, list state)."""
+
+
+def cover_derived(
+    txn: WriteTransaction,
+    key: bytes,
+    codes: dict[int, set[int]],
+    *,
+    file_ident: int,
+    acked: int,
+    server_version: int,
+) -> bool:
+    """``covered_by_ack`` for a derived state, decided from the codes of its changesets'
+    operations on the object (``codes``: client version -> codes, for every acknowledged
+    changeset that touched it) instead of a replay; stores the covered flag and returns True,
+    or returns False (undecided: the caller loads the state).  A state derived from this file's
+    acknowledged changesets holds only their operations, none quarantined (a quarantined
+    changeset left the history, and its derived states were stored whole first); it is
+    coverable if none of them erases or writes a list, and it is alive (a create) or was
+    covered.  The caller checks that no client reset is pending."""
+    raw = txn.get(STATE, key)
+    if raw is None or not raw.startswith(_TAG):
+        return False
+    covered_at, fi, cvs, whole = P.unpack(raw[1:])
+    if whole is not None or not cvs or fi != file_ident or file_ident == 0:
+        return False
+    if max(cvs) > acked or any(cv not in codes for cv in cvs):
+        return False
+    ops: set[int] = set().union(*(codes[cv] for cv in cvs))
+    if not ops.isdisjoint(_UNCOVERABLE_OPS):
+        return False
+    if P.OpCode.CREATE not in ops and covered_at is None:
+        return False
+    txn.put(STATE, key, _TAG + P.pack([max(server_version, covered_at or 0), 0, [], None]))
+    return True
 
 
 def _no_reset_pending(txn: WriteTransaction) -> bool:

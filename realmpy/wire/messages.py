@@ -350,6 +350,9 @@ class DownloadRequest(_FileMsg):
     max_bytes: int = 1 << 20
     query_version: int | None = None
     """The query version whose bootstrap the client applied (None: not said)."""
+    skip_own: bool = False
+    """The client holds every operation it wrote: an incremental batch may leave out objects
+    whose server state holds only this file's operations (the cursor still moves past them)."""
 
     @classmethod
     def from_wire(cls, obj: object) -> DownloadRequest:
@@ -364,7 +367,8 @@ class DownloadRequest(_FileMsg):
         qv = _get(m, "query_version", int, "download", optional=True)
         if qv is not None and not 0 <= qv < 2**63:
             raise MalformedMessage("download: 'query_version' out of range")
-        return cls(fi, salt, after, token, wait, max(mb, 1024), qv)
+        skip_own = _get(m, "skip_own", bool, "download", optional=True, default=False)
+        return cls(fi, salt, after, token, wait, max(mb, 1024), qv, skip_own)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -375,6 +379,7 @@ class DownloadRequest(_FileMsg):
             "wait_ms": self.wait_ms,
             "max_bytes": self.max_bytes,
             "query_version": self.query_version,
+            "skip_own": self.skip_own,
         }
 
 
@@ -438,6 +443,10 @@ class DownloadResponse:
     progress: float
     entries: tuple[DownloadEntry, ...]
     bootstrap_token: bytes | None = None
+    skipped_own: int = 0
+    """Not on the wire (the server's own bookkeeping): how many states ``skip_own`` left out.
+    A long poll answers such a batch at once, although it has no entries, so that the
+    client's cursor (and ``wait_for_download``) follows its own uploads."""
 
     def to_wire(self) -> dict[str, Any]:
         return {

@@ -512,12 +512,13 @@ def test_a_set_compared_whole_does_not_depend_on_the_hash_seed() -> None:
     """``set == {…}`` compares in Realm's set order (by kind, then value),
     the same in every process whatever PYTHONHASHSEED is."""
     code = (
+        "import os\n"
         "from realmpy import Mixed, Object, Realm, field\n"
         "from realmpy.config import Configuration\n"
         "class SetBox(Object):\n"
         "    id: int = field(primary_key=True)\n"
         "    bag: set[Mixed] = field(default_factory=set)\n"
-        "with Realm(Configuration.in_memory([SetBox], identifier='seed')) as r:\n"
+        "with Realm(Configuration.in_memory([SetBox], identifier=f'seed-{os.getpid()}')) as r:\n"
         "    with r.write():\n"
         "        r.add(SetBox(id=1, bag={'hello', 300, 3, 'a', 2.5}))\n"
         "    print(len(r.query(SetBox, \"bag == {2.5, 3, 300, 'a', 'hello'}\")),\n"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from realmpy.server.auth import AuthConfig
 from realmpy.server.config import ServerConfig
@@ -315,6 +319,52 @@ def test_objects_leaving_the_subscription_are_forgotten(api: Api) -> None:
     assert dl3["query_version"] == 2 and [e[0] for e in dl3["entries"]] == ["state"]
 
 
+@pytest.mark.parametrize("skip_own", [True, False])
+def test_skip_own_leaves_out_objects_only_the_caller_wrote(api: Api, skip_own: bool) -> None:
+    """``skip_own``: an incremental batch omits states made only of the caller's operations
+    (also an erase of one it holds) and still moves the cursor past them; an object another
+    file also wrote comes whole.  Without the flag (older clients) everything comes back."""
+    tok, f = setup_file(api)
+    tok2 = api.anon()["access_token"]
+    f2 = api.file(tok2, nonce="device-0002")
+    api.post(
+        "/sync/subscriptions",
+        {
+            "file_ident": f["file_ident"],
+            "salt": f["salt"],
+            "query_version": 1,
+            "queries": {"Car": [["TRUEPREDICATE", []]]},
+        },
+        tok,
+    )
+    req = {"file_ident": f["file_ident"], "salt": f["salt"], "query_version": 1}
+
+    def download(after: int) -> tuple[int, list[list[Any]]]:
+        body = dict(req, after_server_version=after, skip_own=skip_own)
+        status, dl = api.post("/sync/download", body, tok)
+        assert status == 200, dl
+        return dl["server_version"], [e[:3] for e in dl["entries"]]
+
+    assert download(0) == (0, [])  # the (empty) bootstrap
+    own = [[0, "Car", 1], [2, "Car", 1, "make", "VW"], [0, "Car", 3]]
+    assert api.post("/sync/upload", upload_body(f, 1, own), tok)[0] == 200
+    assert api.post("/sync/upload", upload_body(f2, 1, [[0, "Car", 2]]), tok2)[0] == 200
+    cursor, entries = download(0)
+    assert cursor == 2
+    if skip_own:
+        assert entries == [["state", "Car", 2]]
+    else:
+        assert entries == [["state", "Car", 1], ["state", "Car", 3], ["state", "Car", 2]]
+    api.post("/sync/upload", upload_body(f, 2, [[1, "Car", 3]], base=2), tok)
+    api.post("/sync/upload", upload_body(f2, 2, [[2, "Car", 1, "make", "Audi"]], base=2), tok2)
+    cursor, entries = download(2)
+    assert cursor == 4
+    if skip_own:
+        assert entries == [["state", "Car", 1]]
+    else:
+        assert entries == [["state", "Car", 3], ["state", "Car", 1]]
+
+
 def test_bootstrap_comes_in_batches_with_progress(api: Api) -> None:
     tok, f = setup_file(api)
     ops = [op for pk in range(1, 41) for op in ([0, "Car", pk], [2, "Car", pk, "make", "x" * 100])]
@@ -351,9 +401,28 @@ def test_bootstrap_comes_in_batches_with_progress(api: Api) -> None:
     assert progress == sorted(progress) and progress[-1] == 1.0 and progress[0] < 1.0
 
 
-def test_long_poll_wakes_on_upload(api: Api) -> None:
-    import threading
+def _held_poll_answer(
+    api: Api, body: dict[str, Any], tok: str, meanwhile: Callable[[], object]
+) -> dict[str, Any]:
+    """Park a long poll (``body``), run ``meanwhile`` while it is held, return its answer."""
+    result: dict[str, Any] = {}
 
+    def poll() -> None:
+        result["dl"] = api.post("/sync/download", body, tok)[1]
+
+    waiting = api.server.metrics
+    t = threading.Thread(target=poll)
+    t.start()
+    deadline = time.monotonic() + 30
+    while waiting.value("realmpy_long_polls") < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)  # waiting for the poll to park; there is no event to observe from outside
+    meanwhile()
+    t.join(timeout=30)  # (shorter than the polls' own wait)
+    assert not t.is_alive()
+    return result["dl"]  # type: ignore[no-any-return]
+
+
+def test_long_poll_wakes_on_upload(api: Api) -> None:
     tok, f = setup_file(api)
     tok2 = api.anon()["access_token"]
     f2 = api.file(tok2)
@@ -372,30 +441,33 @@ def test_long_poll_wakes_on_upload(api: Api) -> None:
         {"file_ident": f2["file_ident"], "salt": f2["salt"], "after_server_version": 0},
         tok2,
     )
-    result: dict[str, Any] = {}
+    body = {
+        "file_ident": f2["file_ident"],
+        "salt": f2["salt"],
+        "after_server_version": 0,
+        "wait_ms": 60_000,
+    }
+    dl = _held_poll_answer(
+        api, body, tok2, lambda: api.post("/sync/upload", upload_body(f, 1, [[0, "Car", 7]]), tok)
+    )
+    assert [e[:3] for e in dl["entries"]] == [["state", "Car", 7]]
 
-    def poll() -> None:
-        result["dl"] = api.post(
-            "/sync/download",
-            {
-                "file_ident": f2["file_ident"],
-                "salt": f2["salt"],
-                "after_server_version": 0,
-                "wait_ms": 30_000,
-            },
-            tok2,
-        )[1]
 
-    waiting = api.server.metrics
-    t = threading.Thread(target=poll)
-    t.start()
-    deadline = time.monotonic() + 30
-    while waiting.value("realmpy_long_polls") < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)  # waiting for the poll to park; there is no event to observe from outside
-    api.post("/sync/upload", upload_body(f, 1, [[0, "Car", 7]]), tok)
-    t.join(timeout=30)
-    assert not t.is_alive()
-    assert [e[:3] for e in result["dl"]["entries"]] == [["state", "Car", 7]]
+def test_a_skip_own_long_poll_answers_when_its_own_upload_lands(api: Api) -> None:
+    """With nothing to send but the caller's own upload left out, a held poll still answers at
+    once with the moved cursor: the client's ``wait_for_download`` waits for that cursor, and
+    would otherwise wait for the whole poll."""
+    tok, f = setup_file(api)
+    sub = {"file_ident": f["file_ident"], "salt": f["salt"], "query_version": 1}
+    api.post("/sync/subscriptions", dict(sub, queries={"Car": [["TRUEPREDICATE", []]]}), tok)
+    api.post("/sync/download", dict(sub, after_server_version=0), tok)  # the bootstrap
+    body = dict(sub, after_server_version=0, wait_ms=60_000, skip_own=True)
+
+    def upload() -> None:
+        assert api.post("/sync/upload", upload_body(f, 1, [[0, "Car", 7]]), tok)[0] == 200
+
+    dl = _held_poll_answer(api, body, tok, upload)
+    assert dl["entries"] == [] and dl["server_version"] == 1
 
 
 # --------------------------------------------------------------------------- bad input

@@ -230,3 +230,53 @@ def test_an_older_file_s_states_shrink_once_when_the_agent_starts(tmp_path: Path
         assert not y_state.covered and y_state.state == _replayed(realm, "Item", y.id, FI)
         with realm._env.write(record_history=False) as txn:
             assert L.upgrade(txn) is None
+
+
+def test_settling_an_acknowledgement_without_replaying_stores_what_the_replay_would(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """``localstate.cover_derived`` (the fast path of ``_trim_history``) decides from the
+    operations' codes; every state must come out byte for byte as the full check stores it:
+    created, updated, erased, list-written, written again after the acknowledged version."""
+    import shutil
+
+    realm = _open(tmp_path)
+    a, b, c = Item(name="a"), Item(name="b"), Item(name="c")
+    t = Tagged(tags=["x"])
+    with realm.write():
+        realm.add(a)
+    with realm.write():
+        realm.add(b)
+        realm.add(t)
+    with realm.write():
+        a.name = "a2"
+        realm.add(c)
+    with realm.write():
+        realm.delete(c)
+    with realm.write():
+        b.name = "b-later"  # past the acknowledged version: stays derived (stored whole)
+    realm.close()
+    acked = 4
+    results = []
+    real = L.cover_derived
+    decided: list[bool] = []
+
+    def counted(*args: Any, **kw: Any) -> bool:
+        decided.append(real(*args, **kw))
+        return decided[-1]
+
+    for fast in (True, False):
+        copy = tmp_path / f"copy-{fast}"
+        copy.mkdir()
+        for f in tmp_path.glob("s.realm*"):
+            shutil.copy(f, copy / f.name)
+        with monkeypatch.context() as m:
+            m.setattr(L, "cover_derived", counted if fast else lambda *a, **k: False)
+            r = Realm(Configuration.disconnected_sync([Item, Tagged], path=str(copy / "s.realm")))
+            assert integrate.record_ack(r._env, FI, acked, 40)
+            with r._env.read() as snap:
+                results.append(list(snap.scan(L.STATE)))
+            r.close()
+    assert results[0] == results[1]
+    assert True in decided and False in decided  # both paths were taken
+    assert any(raw.startswith(b"\xc1") and P.unpack(raw[1:])[0] == 40 for _k, raw in results[0])

@@ -183,7 +183,14 @@ def download(
         if not until_steady and rnd.random() < 0.2:
             after = rnd.randint(0, c.cursor)  # re-download from an older cursor (duplicates)
         req = DownloadRequest(
-            c.file_ident, c.salt, after, c.token, 0, rnd.choice([150, 400, 1 << 20])
+            c.file_ident,
+            c.salt,
+            after,
+            c.token,
+            0,
+            rnd.choice([150, 400, 1 << 20]),
+            # the client holds its own operations: it may ask not to get them back
+            skip_own=rnd.random() < 0.5,
         )
         res = svc.download(c.principal, req)
         if not until_steady and rnd.random() < 0.15:

@@ -575,3 +575,56 @@ def test_uploads_go_on_while_an_acknowledgement_waits_to_be_recorded(
         release.set()
         a.close()
         b.close()
+
+
+def test_the_server_does_not_send_a_device_its_own_changes_back(
+    tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent downloads with ``skip_own``: an object only this device wrote never comes
+    back (its echo would take the file's write lock for nothing, issue 12 item 6), while one
+    another device also wrote does, and both devices converge."""
+    app_a = _app(tmp_path, base, "app-a")
+    a = _open(app_a, tmp_path / "a.realm")
+    b = _open(_app(tmp_path, base, "app-b"), tmp_path / "b.realm")
+    user = app_a.current_user
+    assert user is not None
+    real = user.request
+    came_back: list[Any] = []
+
+    def spy(method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        res = real(method, path, body, **kw)
+        if path == "/sync/download":
+            came_back.extend(e[2] for e in res["entries"] if e[0] == "state")
+        return res
+
+    monkeypatch.setattr(user, "request", spy)
+    try:
+        _subscribe(a)
+        _subscribe(b)
+        mine, theirs = Item(name="mine"), Item(name="theirs")
+        with a.write():
+            a.add(mine)
+        with b.write():
+            b.add(theirs)
+        for r in (a, b):
+            r.sync_session.wait_for_upload(timeout=T)
+        _until(a, lambda: a.find(Item, theirs.id) is not None)
+        _until(b, lambda: b.find(Item, mine.id) is not None)
+        with a.write():
+            mine.name = "mine again"
+        a.sync_session.wait_for_upload(timeout=T)
+        a.sync_session.wait_for_download(timeout=T)
+        assert mine.id not in came_back and theirs.id in came_back
+        b_mine = b.find(Item, mine.id)
+        assert b_mine is not None
+        with b.write():
+            b_mine.miles = 7  # now both devices wrote it: it comes to A whole
+        b.sync_session.wait_for_upload(timeout=T)
+        _until(a, lambda: mine.miles == 7)
+        assert mine.id in came_back
+        _until(b, lambda: b_mine.name == "mine again")
+        assert (mine.name, mine.miles) == (b_mine.name, b_mine.miles) == ("mine again", 7)
+    finally:
+        monkeypatch.undo()
+        a.close()
+        b.close()
