@@ -8,9 +8,10 @@
  * exactly the pages that commit wrote (those whose parent records the
  * meta's version), checking each one's checksum, number, version and
  * structure.  If anything is missing and the commit was never acknowledged,
- * the previous version is used; damage to an acknowledged commit is
- * reported (meta.c).  The same walk repairs the state after a writer died
- * holding the writer mutex.
+ * the previous version is used.  A known acknowledged commit is not walked
+ * (outside a salvage): it cannot be torn, and damage to it is reported by
+ * the read of the damaged page, check() or a salvage (meta.c).  The same
+ * choice repairs the state after a writer died holding the writer mutex.
  */
 #include "tree.h"
 

@@ -119,10 +119,11 @@
  *     only after commit N returned).  If the newest record's commit fails
  *     verification and it is not known acknowledged, its fdatasync never
  *     returned (power cut mid-commit): falling back to the previous version
- *     is right, and silent.  A known-acknowledged commit that fails
- *     verification, or that claims pages beyond the end of the file (a
- *     truncated file), is damage: open fails with RP_CORRUPT naming the
- *     version, the page and what was wrong.
+ *     is right, and silent.  A known-acknowledged commit cannot be torn, so
+ *     open does not verify its pages (outside a salvage): damage to them is
+ *     RP_CORRUPT at the read of the damaged page and in check(); one that
+ *     claims pages beyond the end of the file (a truncated file) fails open
+ *     with RP_CORRUPT naming the version (docs/integrity.md).
  *   - A damaged copy of a record (bad checksum) is survived: the other copy
  *     is in another sector of the other page.  If both copies of one parity
  *     are damaged the lost record may have been the newest acknowledged

@@ -216,8 +216,18 @@ static int known_acked(const meta_scan *s, int i) {
 }
 
 /* Why version c cannot be opened, or RP_OK: beyond the end of the file
- * (truncated), or a page of its commit fails verification. */
-static int check_candidate(rp_env *env, const meta_rec *c, uint64_t file_size) {
+ * (truncated), or, when walk, a page of its commit fails verification.
+ *
+ * The walk only decides between opening c and falling back past it, so it
+ * is skipped for a known acknowledged version outside a salvage: such a
+ * commit cannot be torn (its fdatasync returned before the ACKED mark, or
+ * before a newer commit began), a failure would be an error in any case,
+ * never a fallback, and every read checks a page version's checksum the
+ * first time a process reads it (verify.c), so damage is reported at the
+ * read of that page, by check(), or by a salvage -- as damage to any older
+ * page always was.  That saves the first open the cost of hashing every
+ * page of the newest commit (docs/integrity.md). */
+static int check_candidate(rp_env *env, const meta_rec *c, uint64_t file_size, int walk) {
     uint64_t need = c->r.pages_used * RP_PAGE_SIZE;
     if (need > file_size)
         return rp_corruptf("the file was truncated: version %llu needs %llu bytes, the file "
@@ -226,7 +236,7 @@ static int check_candidate(rp_env *env, const meta_rec *c, uint64_t file_size) {
     if (need > env->map_size)
         return rp_corruptf("version %llu needs %llu bytes, beyond the mapping",
                            (unsigned long long)c->r.txnid, (unsigned long long)need);
-    return rp_verify_commit(env, &c->r);
+    return walk ? rp_verify_commit(env, &c->r) : RP_OK;
 }
 
 int rp_recover_roots_ex(rp_env *env, int salvage, rp_roots *out, uint64_t *rolled_from,
@@ -262,7 +272,8 @@ int rp_recover_roots_ex(rp_env *env, int salvage, rp_roots *out, uint64_t *rolle
         snprintf(why, sizeof why, "%s", rp_corrupt_detail());
     }
     for (int i = 0; i < s.n; i++) {
-        if (check_candidate(env, &s.cand[i], size) == RP_OK) {
+        int walk = salvage || !known_acked(&s, i);
+        if (check_candidate(env, &s.cand[i], size, walk) == RP_OK) {
             *out = s.cand[i].r;
             if (rolled_from) *rolled_from = gave_up;
             if (gave_up) rp_corruptf("%s", why);   /* the detail of the rollback */

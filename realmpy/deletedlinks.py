@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import realmpy.backlinkindex as backlinkindex
 import realmpy.codec as codec
 from realmpy.layout import backlink_name, table_name
+from realmpy.ondemand import on_first_use
 from realmpy.schema import ObjectSchema, Schema
 
 if TYPE_CHECKING:
+    import realmpy.backlinkindex as backlinkindex
     from realmpy.realm import Realm
+else:  # only a delete needs it (realmpy.ondemand)
+    backlinkindex = on_first_use("realmpy.backlinkindex", "backlinkindex", globals())
 
 __all__ = ["clear_links", "embedded_reach", "link_reach", "strip_links"]
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import realmpy.backlinkindex as backlinkindex
 import realmpy.codec as codec
-import realmpy.fulltextindex as fulltextindex
 from realmpy.config import Configuration
 from realmpy.errors import (
     ConfigurationError,
@@ -34,9 +32,17 @@ from realmpy.layout import (
     index_name,
     table_name,
 )
+from realmpy.ondemand import on_first_use
 from realmpy.schema import Schema, _Model
 from realmpy.sharedfile import SharedFile, compact_file, wants_compaction
 from realmpy.storage import Environment
+
+if TYPE_CHECKING:
+    import realmpy.backlinkindex as backlinkindex
+    import realmpy.fulltextindex as fulltextindex
+else:  # only a schema change needs them (realmpy.ondemand)
+    backlinkindex = on_first_use("realmpy.backlinkindex", "backlinkindex", globals())
+    fulltextindex = on_first_use("realmpy.fulltextindex", "fulltextindex", globals())
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

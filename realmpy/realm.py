@@ -43,21 +43,16 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
-import realmpy.backlinkindex as _backlinkindex
-import realmpy.bulkadd as _bulkadd
 import realmpy.codec as codec
-import realmpy.fulltextindex as _fulltextindex
 import realmpy.migration as _migration
 import realmpy.mixed as _mixed
 import realmpy.results as _results
-import realmpy.waiting as _waiting
 from realmpy._native import RealmState
 from realmpy._native import make_object as _make_object
 from realmpy.classinfo import K_COUNTER, K_PLAIN, ClassInfo
 from realmpy.codec import Link, MixedLink
 from realmpy.config import Configuration
 from realmpy.deletedlinks import clear_links, embedded_reach, link_reach
-from realmpy.embeddedstore import EmbeddedStore
 from realmpy.errors import (
     ClosedRealmError,
     CodecError,
@@ -80,7 +75,7 @@ from realmpy.layout import (
     index_name,
     table_name,
 )
-from realmpy.managed import ManagedDict, ManagedList, ManagedSet
+from realmpy.ondemand import on_first_use
 from realmpy.schema import (
     MAX_EMBEDDED_DEPTH,
     Counter,
@@ -96,6 +91,23 @@ from realmpy.schema import (
 )
 from realmpy.sharedfile import SharedFile
 from realmpy.storage import Snapshot, WriteTransaction
+
+# The write path's modules and the waits: imported where first used, so that
+# a new process that opens and reads does not load them (realmpy.ondemand).
+if TYPE_CHECKING:
+    import realmpy.backlinkindex as _backlinkindex
+    import realmpy.bulkadd as _bulkadd
+    import realmpy.embeddedstore as _embeddedstore
+    import realmpy.fulltextindex as _fulltextindex
+    import realmpy.managed as _managed
+    import realmpy.waiting as _waiting
+else:
+    _backlinkindex = on_first_use("realmpy.backlinkindex", "_backlinkindex", globals())
+    _bulkadd = on_first_use("realmpy.bulkadd", "_bulkadd", globals())
+    _embeddedstore = on_first_use("realmpy.embeddedstore", "_embeddedstore", globals())
+    _fulltextindex = on_first_use("realmpy.fulltextindex", "_fulltextindex", globals())
+    _managed = on_first_use("realmpy.managed", "_managed", globals())
+    _waiting = on_first_use("realmpy.waiting", "_waiting", globals())
 
 if TYPE_CHECKING:
     import asyncio  # at run time only where a coroutine runs: see refresh_async
@@ -952,11 +964,11 @@ class Realm(RealmState, Listenable):
 
     def _to_py(self, owner: _Model, prop: Property, stored: Any) -> Any:
         if prop.collection == "list":
-            return ManagedList(self, owner, prop)
+            return _managed.ManagedList(self, owner, prop)
         if prop.collection == "set":
-            return ManagedSet(self, owner, prop)
+            return _managed.ManagedSet(self, owner, prop)
         if prop.collection == "dict":
-            return ManagedDict(self, owner, prop)
+            return _managed.ManagedDict(self, owner, prop)
         return self._elem_to_py(owner, prop, stored, None)
 
     def _elem_to_py(self, owner: _Model, prop: Property, stored: Any, slot: Any) -> Any:
@@ -972,7 +984,9 @@ class Realm(RealmState, Listenable):
         if prop.type == "embedded":
             cls = self._models[prop.target or ""]
             emb = cls.__new__(cls)
-            object.__setattr__(emb, "_rp_store", EmbeddedStore(self, owner, prop.name, slot))
+            object.__setattr__(
+                emb, "_rp_store", _embeddedstore.EmbeddedStore(self, owner, prop.name, slot)
+            )
             object.__setattr__(emb, "_rp_key", b"")
             return emb
         if prop.type == "mixed" and type(stored) in _MIXED_CONTAINERS:

@@ -13,10 +13,11 @@
  *   - one flipped bit in the newest meta record: survived (the mirror copy);
  *   - both copies of the newest record damaged: RP_CORRUPT; RP_RECOVER opens
  *     the previous version, says so, and makes the salvage durable;
- *   - a damaged page of the newest (acknowledged) commit: RP_CORRUPT;
- *     RP_RECOVER rolls back;
+ *   - a damaged page of the newest (acknowledged) commit: open works (it
+ *     does not walk an acknowledged commit), the read of the page and
+ *     check() are RP_CORRUPT naming it; RP_RECOVER walks and rolls back;
  *   - durability "none": after a clean close, a damaged page of the newest
- *     commit is RP_CORRUPT; without one (a crash), open falls back;
+ *     commit is reported so too; without one (a crash), open falls back;
  *   - the file truncated to 16, 64 and 128 KiB: RP_CORRUPT "truncated";
  *   - a format 1 file (one copy per record, no flags) still opens, and a
  *     writable open rewrites its records as format 2;
@@ -205,6 +206,36 @@ static void expect_check_corrupt(rp_env *env, const char *says) {
     }
 }
 
+/* Damage to a page of version, a known acknowledged version: open neither
+ * walks that commit nor falls back past it (meta.c), and the first read
+ * of key of table and check() report what says. */
+static void expect_read_corrupt(const char *path, uint64_t version, const char *table,
+                                const char *key, const char *says) {
+    rp_env *env;
+    E(rp_env_open(path, 0, 0, 0, 0, &env));
+    CHECK(rp_env_version(env) == version && rp_env_recovered_from(env) == 0,
+          "opened at the acknowledged version, nothing rolled back");
+    rp_txn *r;
+    E(rp_txn_begin(env, 0, &r));
+    const void *v;
+    size_t vl;
+    CHECK(rp_get(r, table, strlen(table), key, strlen(key), &v, &vl) == RP_CORRUPT, "get");
+    if (!strstr(rp_corrupt_detail(), says)) {
+        fprintf(stderr, "get: %s, expected \"%s\"\n", rp_corrupt_detail(), says);
+        exit(1);
+    }
+    rp_txn_abort(r);
+    expect_check_corrupt(env, says);
+    E(rp_env_close(env));
+}
+
+/* "page P: checksum mismatch", as a read of damaged page P says. */
+static const char *checksum_of(uint64_t pg) {
+    static char buf[64];
+    snprintf(buf, sizeof buf, "page %llu: checksum mismatch", (unsigned long long)pg);
+    return buf;
+}
+
 #define check_ok(env) check_ok_at(env, __LINE__)
 static void check_ok_at(rp_env *env, int line) {
     char msg[256];
@@ -321,17 +352,7 @@ static void bad_npages_older(const char *path, const char *table, const char *ke
     locate(path, table, key, &pg, &off);
     CHECK(page_txnid(path, pg) < 4, "a page older than the newest commit");
     set_npages(path, pg, 0x10000);
-    rp_env *env;
-    E(rp_env_open(path, 0, 0, 0, 0, &env));
-    rp_txn *r;
-    E(rp_txn_begin(env, 0, &r));
-    const void *v;
-    size_t vl;
-    CHECK(rp_get(r, table, strlen(table), key, strlen(key), &v, &vl) == RP_CORRUPT, "get");
-    CHECK(strstr(rp_corrupt_detail(), says), "the detail says what");
-    rp_txn_abort(r);
-    expect_check_corrupt(env, says);
-    E(rp_env_close(env));
+    expect_read_corrupt(path, 4, table, key, says);
 }
 
 static void bad_npages(void) {
@@ -342,14 +363,14 @@ static void bad_npages(void) {
     uint64_t pg;
     size_t off;
     rp_env *env;
-    /* On a page of the newest commit (the root of "other", version 4):
-     * open reports the acknowledged commit as damaged. */
+    /* On a page of the newest commit (the root of "other", version 4,
+     * acknowledged): the same, and a salvage, which does walk the newest
+     * commit, rolls back past it. */
     build(path);
     locate(path, "other", "k", &pg, &off);
     CHECK(page_txnid(path, pg) == 4, "a page of the newest commit");
     set_npages(path, pg, 0x10000);
-    expect_open_corrupt(path, 0, "npages");
-    expect_open_corrupt(path, 0, "version 4, an acknowledged commit, is damaged");
+    expect_read_corrupt(path, 4, "other", "k", "npages");
     E(rp_env_open(path, RP_RECOVER, 0, 0, 0, &env));
     CHECK(rp_env_recovered_from(env) == 4, "recovered from version 4");
     check_ok(env);
@@ -447,8 +468,9 @@ static void newest_commit_damaged(void) {
     locate(path, "t", "key00200", &pg, &off);
     CHECK(page_txnid(path, pg) == 5, "a page of the newest commit");
     xor_byte(path, (off_t)(pg * 4096 + off), 0x01);
-    expect_open_corrupt(path, 0, "version 5, an acknowledged commit, is damaged");
-    expect_open_corrupt(path, 0, "checksum mismatch");
+    /* Acknowledged: never a fallback; open leaves the damage to the read
+     * (it does not walk the commit), a salvage walks it and rolls back. */
+    expect_read_corrupt(path, 5, "t", "key00200", checksum_of(pg));
     E(rp_env_open(path, RP_RECOVER, 0, 0, 0, &env));
     CHECK(rp_env_recovered_from(env) == 5, "rolled back from version 5");
     CHECK(t_matches(env, 2), "version 4's data");
@@ -489,7 +511,7 @@ static void nosync_close_acknowledges(void) {
     char path[256];
     path_of(path, "nosync");
     nosync_newest_damaged(path, 1);
-    expect_open_corrupt(path, 0, "version 5, an acknowledged commit, is damaged");
+    expect_read_corrupt(path, 5, "t", "key00200", "checksum mismatch");
     nosync_newest_damaged(path, 0);
     rp_env *env;
     E(rp_env_open(path, 0, 0, 0, 0, &env));
@@ -561,11 +583,14 @@ static void compacted_copy(void) {
     E(rp_env_open(path, 0, 0, 0, 0, &env));
     E(rp_env_compact(env, copy));
     E(rp_env_close(env));
+    E(rp_env_open(copy, 0, 0, 0, 0, &env));
+    uint64_t version = rp_env_version(env);
+    E(rp_env_close(env));
     uint64_t pg;
     size_t off;
     locate(copy, "t", "key00010", &pg, &off);
     xor_byte(copy, (off_t)(pg * 4096 + off), 0x01);
-    expect_open_corrupt(copy, 0, "an acknowledged commit, is damaged");
+    expect_read_corrupt(copy, version, "t", "key00010", checksum_of(pg));
 }
 
 /* A writer in a child process that puts (table, key, val) and is killed at
@@ -611,7 +636,7 @@ static void settled_commit_is_acknowledged(void) {
     locate(path, "t", "key00200", &pg, &off);
     CHECK(page_txnid(path, pg) == 5, "a page of the settled commit");
     xor_byte(path, (off_t)(pg * 4096 + off), 0x01);
-    expect_open_corrupt(path, 0, "version 5, an acknowledged commit, is damaged");
+    expect_read_corrupt(path, 5, "t", "key00200", checksum_of(pg));
 }
 
 /* ---- the meta write torn ------------------------------------------------------ */

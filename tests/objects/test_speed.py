@@ -25,6 +25,7 @@ from realmpy.codec import CodecError, encode_key
 from realmpy.errors import DuplicatePrimaryKeyError, RealmThreadError
 from realmpy.layout import table_name
 from realmpy.notifier import ResultsChange, diff_rows
+from realmpy.ondemand import on_first_use
 from realmpy.realm import Realm
 from realmpy.schema import EmbeddedObject, Object, field
 from realmpy.storage import CHANGED_KEYS_MAX, CHANGES_TABLE, Environment, WriteTransaction
@@ -118,6 +119,41 @@ def test_a_cold_start_loads_no_module_it_does_not_use(tmp_path: Path) -> None:
         "print(at_import, at_open, sorted(m for m in sys.modules if m in never))\n"
     )
     assert loaded == "[] [] []"
+
+
+def test_an_open_and_count_loads_no_write_path_module(tmp_path: Path) -> None:
+    """A new process that opens a realm and counts loads none of the write
+    path's modules (realmpy.ondemand binds them where first used); a write
+    after it works (the rest of the suite uses every one of them)."""
+    path = str(tmp_path / "w.realm")
+    _run(
+        _LOCAL_MODEL + f"r = realmpy.Realm(realmpy.Configuration.local([Car], path={path!r}))\n"
+        "with r.write():\n"
+        "    r.add(Car(id=1, make='a', extra=2))\n"
+    )
+    loaded = _run(
+        _LOCAL_MODEL + "write_path = ('realmpy.bulkadd', 'realmpy.backlinkindex',\n"
+        "    'realmpy.fulltextindex', 'realmpy.managed', 'realmpy.embeddedstore',\n"
+        "    'realmpy.waiting')\n"
+        f"r = realmpy.Realm(realmpy.Configuration.local([Car], path={path!r}))\n"
+        "assert len(r.all(Car)) == 1 and r.find(Car, 1).make == 'a'\n"
+        "at_read = sorted(m for m in sys.modules if m in write_path)\n"
+        "with r.write():\n"
+        "    r.add(Car(id=2, make='b'))\n"
+        "assert len(r.all(Car)) == 2\n"
+        "print(at_read)\n"
+    )
+    assert loaded == "[]"
+
+
+def test_a_module_bound_on_first_use_replaces_its_stand_in() -> None:
+    """The first attribute access imports the module and rebinds the alias,
+    so later uses are plain global lookups (no stand-in on the add path)."""
+    namespace: dict[str, Any] = {}
+    namespace["lay"] = on_first_use("realmpy.layout", "lay", namespace)
+    assert "imported on first use" in repr(namespace["lay"])
+    assert namespace["lay"].table_name("C") == table_name("C")
+    assert namespace["lay"] is sys.modules["realmpy.layout"]
 
 
 def test_values_of_lazily_imported_types_read_back_in_a_new_process(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 The C reproducers (tests/c/test_integrity.c) cover every read path and each
 kind of damage; these check what Python sees: :class:`CorruptError` whose
 message names the page, the table and the check that failed; an
-acknowledged commit that is damaged or a truncated file refused on open;
+acknowledged commit that is damaged reported by the read of the damaged
+page (never rolled back), a truncated file refused on open;
 ``recover=True`` (``Environment`` and ``Configuration.local``) rolling back
 with :class:`RecoveryWarning` and ``recovered_from``; ``verify=False``
 skipping checksums.
@@ -94,19 +95,28 @@ def test_verify_false_skips_checksums(db_path: str) -> None:
     assert got is not None and got != _VALUE + b"00123" and len(got) == len(_VALUE) + 5
 
 
-def test_damaged_acknowledged_commit_is_refused_then_recovered(db_path: str) -> None:
+def test_damaged_acknowledged_commit_is_reported_then_recovered(db_path: str) -> None:
+    """Open does not walk an acknowledged commit (docs/integrity.md): it
+    opens that version, never an older one, and the first read of the
+    damaged page raises; a salvage walks it and rolls back."""
     _build(db_path)
     with Environment(db_path) as env:
         with env.write() as txn:
             txn.put("t", b"k00200", b"newest")
         newest = env.version
     data = Path(db_path).read_bytes()
-    _flip(db_path, data.rindex(_entry_bytes(b"k00200", b"newest")) + 9)
-    with pytest.raises(CorruptError) as info:
-        Environment(db_path)
-    message = str(info.value)
-    assert f"version {newest}, an acknowledged commit, is damaged" in message
-    assert "checksum mismatch" in message and "recover=True" in message
+    pos = data.rindex(_entry_bytes(b"k00200", b"newest"))
+    _flip(db_path, pos + 9)
+    with Environment(db_path) as env:
+        assert env.version == newest and env.recovered_from is None
+        with env.read() as snap:
+            with pytest.raises(CorruptError) as info:
+                snap.get("t", b"k00200")
+        message = str(info.value)
+        assert f"page {pos // 4096}: checksum mismatch (table t)" in message
+        assert "recover=True" in message
+        with pytest.raises(CorruptError, match=f"page {pos // 4096}: checksum mismatch"):
+            env.check()
     with pytest.warns(RecoveryWarning, match=f"version {newest - 1}"):
         env = Environment(db_path, recover=True)
     with env:
