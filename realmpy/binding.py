@@ -28,14 +28,19 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Mapping
-from typing import Any, Final, Union
-
-import msgpack  # type: ignore[import-untyped,unused-ignore]
+from typing import TYPE_CHECKING, Any, Final, Union
 
 import realmpy.errors as _e
 
 from ._engine import ffi, lib
 from ._native import bind_engine
+from .ondemand import on_first_use
+
+if TYPE_CHECKING:
+    import msgpack  # type: ignore[import-untyped,unused-ignore]
+else:
+    # Loaded by the first batch decoded: an open and a count decode none.
+    msgpack = on_first_use("msgpack", "msgpack", globals())
 
 __all__ = ["FILTER_FALSE", "FILTER_TRUE", "FILTER_UNKNOWN", "filter_verdict"]
 
@@ -127,9 +132,12 @@ def filter_verdict(program: BytesLike, record: BytesLike) -> int:
 
 # ---- msgpack batches -------------------------------------------------------------
 
+
 # A scan batch is one msgpack array of bin strings (rp_cursor_batch); the
 # max_*_len limits are raised from their defaults to the engine's limits.
-unpackb = functools.partial(msgpack.unpackb, max_bin_len=2**31, max_array_len=2**32 - 1)
+def unpackb(batch: bytes) -> Any:
+    """``msgpack.unpackb`` of one batch with the engine's limits."""
+    return msgpack.unpackb(batch, max_bin_len=2**31, max_array_len=2**32 - 1)
 
 
 def decoder(options: Mapping[str, Any] | None) -> Any:

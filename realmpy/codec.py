@@ -99,16 +99,15 @@ import functools
 import math
 import struct
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
-
-import msgpack  # type: ignore[import-untyped,unused-ignore]
 
 import realmpy.exttypes as exttypes
 from realmpy._native import encode_key_list as _fast_key_list
 from realmpy._native import int_key as _fast_int_key
 from realmpy.errors import CodecError
 from realmpy.objectid import ObjectId
+from realmpy.ondemand import on_first_use
 from realmpy.stdtypes import is_datetime, is_decimal, is_uuid
 from realmpy.valueclass import ValueClass
 
@@ -117,6 +116,14 @@ if TYPE_CHECKING:
     # (realmpy.stdtypes), not with the codec.
     import datetime as _dt
     from decimal import Decimal
+
+    import msgpack  # type: ignore[import-untyped,unused-ignore]
+else:
+    # msgpack (and the datetime it imports) loads with the first record
+    # packed or decoded, not with ``import realmpy``: opening a realm and
+    # counting its objects needs neither (the stored schema is read by
+    # :func:`unpack_schema`) -- issue 15's cold start.
+    msgpack = on_first_use("msgpack", "msgpack", globals())
 
 __all__ = [
     "MAX_KEY",
@@ -582,7 +589,15 @@ def _ext_hook(code: int, data: bytes) -> Any:
     raise CodecError(f"unknown record extension type {code}")
 
 
-_unpackb = msgpack.unpackb
+def _first_unpackb(data: bytes, **options: Any) -> Any:
+    """``msgpack.unpackb`` at the first decode, which rebinds ``_unpackb``
+    to it (msgpack loads on first use)."""
+    global _unpackb
+    _unpackb = msgpack.unpackb
+    return _unpackb(data, **options)
+
+
+_unpackb: Callable[..., Any] = _first_unpackb
 
 
 def _unpack(data: bytes) -> Any:
@@ -592,12 +607,20 @@ def _unpack(data: bytes) -> Any:
 class _Packers(threading.local):
     """One reusable msgpack Packer per thread (``packb`` builds one per call,
     which costs more than packing a small record).  Never used re-entrantly:
-    ``_default`` packs nested values with ``packb``."""
+    ``_default`` packs nested values with ``packb``.  A thread's packers
+    are built at its first pack (``__getattr__`` runs only while they are
+    missing), so msgpack loads with the first record packed."""
 
-    def __init__(self) -> None:
+    pack: Callable[[Any], bytes]
+    pack_plain: Callable[[Any], bytes]
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in ("pack", "pack_plain"):
+            raise AttributeError(name)
         self.pack = msgpack.Packer(default=_default, use_bin_type=True, strict_types=True).pack
         # Tuples as arrays (no Link can occur): records of classes without links.
         self.pack_plain = msgpack.Packer(default=_default, use_bin_type=True).pack
+        return getattr(self, name)
 
 
 _packers = _Packers()
@@ -606,7 +629,7 @@ _packers = _Packers()
 def pack_record(record: dict[str, Any]) -> bytes:
     """Serialise an object's property values (already validated) to bytes."""
     try:
-        return _packers.pack(record)  # type: ignore[no-any-return]
+        return _packers.pack(record)
     except (OverflowError, ValueError) as exc:
         if isinstance(exc, CodecError):
             raise
@@ -626,6 +649,60 @@ def unpack_record(data: bytes) -> dict[str, Any]:
     return rec
 
 
+class _NotPlain(Exception):
+    """A value :func:`unpack_schema`'s small decoder does not read."""
+
+
+def _plain(data: bytes, pos: int) -> tuple[Any, int]:
+    """The msgpack value at ``data[pos]`` and the position after it, for
+    the subset a stored schema uses: maps, arrays, str, bool, nil and
+    small non-negative ints.  Anything else raises :class:`_NotPlain`."""
+    b = data[pos]
+    pos += 1
+    if b <= 0x7F:
+        return b, pos
+    if 0xA0 <= b <= 0xBF or b == 0xD9:
+        if b == 0xD9:
+            n = data[pos]
+            pos += 1
+        else:
+            n = b & 0x1F
+        if pos + n > len(data):
+            raise _NotPlain
+        return data[pos : pos + n].decode("utf-8"), pos + n
+    if 0x80 <= b <= 0x8F or 0x90 <= b <= 0x9F:
+        if b <= 0x8F:
+            out: dict[Any, Any] = {}
+            for _ in range(b & 0x0F):
+                key, pos = _plain(data, pos)
+                out[key], pos = _plain(data, pos)
+            return out, pos
+        items = []
+        for _ in range(b & 0x0F):
+            item, pos = _plain(data, pos)
+            items.append(item)
+        return items, pos
+    if b == 0xC0:
+        return None, pos
+    if b == 0xC2 or b == 0xC3:
+        return b == 0xC3, pos
+    raise _NotPlain
+
+
+def unpack_schema(data: bytes) -> dict[str, Any]:
+    """:func:`unpack_record` for the stored schema (a map of names, flags and
+    lists of them).  A small decoder reads it without loading msgpack, which
+    opening a realm needs for nothing else (issue 15's cold start); a schema
+    it does not read (a big map, a damaged one) goes to msgpack."""
+    try:
+        rec, end = _plain(data, 0)
+    except (_NotPlain, IndexError, UnicodeDecodeError, TypeError):
+        return unpack_record(data)
+    if end != len(data) or type(rec) is not dict:
+        return unpack_record(data)
+    return rec
+
+
 # ----------------------------------------------------------------------------
 # Positional records (the ``o:<Class>`` tables)
 
@@ -638,7 +715,7 @@ def pack_row(values: Sequence[Any]) -> bytes:
     """Serialise a record given as its property values in stored order
     (a list; already validated)."""
     try:
-        return _packers.pack(values)  # type: ignore[no-any-return]
+        return _packers.pack(values)
     except (OverflowError, ValueError) as exc:
         if isinstance(exc, CodecError):
             raise

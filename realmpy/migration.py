@@ -133,7 +133,7 @@ def open_schema(realm: Realm) -> None:
         )
     # The file names properties by their file names (map_to); compare,
     # merge and migrate under the models' names.
-    stored = wanted.named_like(Schema.from_dict(codec.unpack_record(raw_schema)))
+    stored = wanted.named_like(Schema.from_dict(codec.unpack_schema(raw_schema)))
     stored_version = int(raw_version or b"0")
     diff = wanted.diff(stored)
     merged = wanted.merged_with(stored)

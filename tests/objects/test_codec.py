@@ -15,7 +15,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+import realmpy
 from realmpy import codec
+from realmpy.descriptions import Schema
 from realmpy.errors import CodecError
 from realmpy.objectid import ObjectId
 
@@ -349,3 +351,62 @@ def test_key_tags_in_the_c_header_match_the_codec() -> None:
     # The end of a str/bytes body: what the codec writes after the text.
     assert codec.encode_key("") == bytes([c_tags["T_STR"], c_tags["END"]])
     assert codec.encode_key(b"") == bytes([c_tags["T_BYTES"], c_tags["END"]])
+
+
+# The stored schema's subset of msgpack, and values just outside it (big
+# ints, floats, bytes, long strings, big maps) that the small decoder hands
+# to msgpack.
+_SCHEMA_LIKE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**40), max_value=2**40)
+    | st.floats(allow_nan=False)
+    | st.binary(max_size=4)
+    | st.text(max_size=300),
+    lambda inner: (
+        st.lists(inner, max_size=20) | st.dictionaries(st.text(max_size=40), inner, max_size=20)
+    ),
+    max_leaves=60,
+)
+
+
+@given(st.dictionaries(st.text(max_size=40), _SCHEMA_LIKE, max_size=20))
+def test_unpack_schema_reads_what_unpack_record_reads(value: dict[str, Any]) -> None:
+    data = codec.pack_record(value)
+    assert codec.unpack_schema(data) == codec.unpack_record(data) == value
+
+
+@given(st.binary(max_size=64))
+@example(b"\x81\xa1a")  # a map cut short
+@example(b"\x80\x00")  # a map, then a byte more
+@example(b"\x81\xa2\xff\xfe\xc0")  # a key that is not UTF-8
+@example(b"\x81\x91\xc0\xc0")  # a list as a key
+@example(b"\x90")  # an array, not a map
+def test_unpack_schema_of_damaged_bytes_is_unpack_records_answer(data: bytes) -> None:
+    """Whatever the small decoder does not read whole, msgpack decides:
+    the same value or the same typed error as :func:`codec.unpack_record`."""
+    try:
+        want: Any = codec.unpack_record(data)
+    except CodecError as exc:
+        want = CodecError
+        with pytest.raises(CodecError, match=re.escape(str(exc))):
+            codec.unpack_schema(data)
+    else:
+        assert codec.unpack_schema(data) == want
+
+
+def test_unpack_schema_reads_a_stored_schema_without_msgpack() -> None:
+    """The schema a realm stores decodes through the small decoder alone
+    (msgpack is not asked), so opening a realm need not load it."""
+
+    class Owner(realmpy.Object):
+        id: int = realmpy.field(primary_key=True)
+        name: str = realmpy.field(default="", indexed=True)
+        note: str | None = None
+        tags: list[str] = realmpy.field(default_factory=list)
+
+    schema = Schema.from_models([Owner])
+    data = codec.pack_record(schema.to_dict())
+    end = codec._plain(data, 0)[1]
+    assert end == len(data)
+    assert Schema.from_dict(codec.unpack_schema(data)) == schema

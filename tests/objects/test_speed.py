@@ -146,6 +146,33 @@ def test_an_open_and_count_loads_no_write_path_module(tmp_path: Path) -> None:
     assert loaded == "[]"
 
 
+def test_an_open_and_count_loads_no_msgpack(tmp_path: Path) -> None:
+    """Neither ``import realmpy`` nor an open and a count load msgpack (or
+    the datetime it imports): the stored schema is read by the codec's small
+    decoder and the count is the engine's.  The first record read loads it
+    (the codec's packers and decoder bind it where first used)."""
+    path = str(tmp_path / "m.realm")
+    _run(
+        _LOCAL_MODEL + f"r = realmpy.Realm(realmpy.Configuration.local([Car], path={path!r}))\n"
+        "with r.write():\n"
+        "    r.add(Car(id=1, make='a', extra=2))\n"
+    )
+    loaded = _run(
+        _LOCAL_MODEL + "lazy = ('msgpack', 'datetime')\n"
+        "at_import = sorted(m for m in sys.modules if m in lazy)\n"
+        f"r = realmpy.Realm(realmpy.Configuration.local([Car], path={path!r}))\n"
+        "assert len(r.all(Car)) == 1\n"
+        "at_open = sorted(m for m in sys.modules if m in lazy)\n"
+        "car = r.find(Car, 1)\n"
+        "assert (car.make, car.extra) == ('a', 2)\n"
+        "with r.write():\n"
+        "    r.add(Car(id=2, make='b'))\n"
+        "assert [c.make for c in r.all(Car)] == ['a', 'b']\n"
+        "print(at_import, at_open, 'msgpack' in sys.modules)\n"
+    )
+    assert loaded == "[] [] True"
+
+
 def test_a_module_bound_on_first_use_replaces_its_stand_in() -> None:
     """The first attribute access imports the module and rebinds the alias,
     so later uses are plain global lookups (no stand-in on the add path)."""
