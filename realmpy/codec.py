@@ -90,7 +90,8 @@ Helpers: :func:`pack_row` / :func:`unpack_row` (positional lists),
 ``scan_msgpack`` / ``get_many_msgpack``), and, for code that works by
 property name (sync, migrations), :func:`record_to_dict` /
 :func:`record_from_dict` given the class schema.  :func:`pack_record` /
-:func:`unpack_record` remain for msgpack maps (the stored schema).
+:func:`unpack_record` remain for msgpack maps (the stored schema, which an
+open reads with :func:`unpack_schema` so that it need not load msgpack).
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ __all__ = [
     "record_to_dict",
     "unpack_record",
     "unpack_row",
+    "unpack_schema",
 ]
 
 MAX_KEY: Final = 1024
