@@ -181,6 +181,17 @@ class _ArgCheck:
     type: _Type
 
 
+def _check_quantifier(quantifier: str | None, t: _Type, text: str) -> None:
+    """ANY/ALL/NONE only on a key path through a list (``text`` names the path)."""
+    if quantifier is not None and not (t.many or t.collection):
+        raise QueryTypeError(
+            f"{quantifier} needs a key path through a list, but {text!r} is {t.describe()}",
+            text,
+            t.describe(),
+            quantifier,
+        )
+
+
 def _per_collection(before: _Type, last: str, after: _Type) -> bool:
     """Whether a key path's last part, read from ``before``, reads into
     collections, several of them (``before.many``): realm-core then compares
@@ -699,14 +710,8 @@ class _Binder:
                 lt.describe(),
                 str(node.right),
             )
-        if node.quantifier is not None and lt is not None and not (lt.many or lt.collection):
-            raise QueryTypeError(
-                f"{node.quantifier} needs a key path through a list, but {str(node.left)!r} "
-                f"is {lt.describe()}",
-                str(node.left),
-                lt.describe(),
-                node.quantifier,
-            )
+        if lt is not None:
+            _check_quantifier(node.quantifier, lt, str(node.left))
         if lt is not None and rt is None:
             self.values(node.right, lt, str(node.left))
         elif rt is not None and lt is None:
@@ -766,14 +771,7 @@ class _Binder:
                 t.describe(),
                 "geoWithin",
             )
-        if node.quantifier is not None and not (t.many or t.collection):
-            raise QueryTypeError(
-                f"{node.quantifier} needs a key path through a list, but {text!r} "
-                f"is {t.describe()}",
-                text,
-                t.describe(),
-                node.quantifier,
-            )
+        _check_quantifier(node.quantifier, t, text)
 
     def predicate(self, node: Node) -> None:
         if isinstance(node, (And, Or)):
@@ -792,14 +790,7 @@ class _Binder:
             if t is None:
                 return
             text = str(node.value)
-            if node.quantifier is not None and not (t.many or t.collection):
-                raise QueryTypeError(
-                    f"{node.quantifier} needs a key path through a list, but {text!r} "
-                    f"is {t.describe()}",
-                    text,
-                    t.describe(),
-                    node.quantifier,
-                )
+            _check_quantifier(node.quantifier, t, text)
             # As Realm: ALL list BETWEEN {…} holds when every element is
             # within; ANY, NONE and no quantifier are refused on a list.
             if t.collection is not None and node.quantifier != "ALL":
