@@ -224,6 +224,7 @@ def test_oversized_literals_are_syntax_errors() -> None:
         ("age.@size > 1", ()),
         ("ANY age > 1", ()),
         ("ANY best.weight > 1", ()),
+        ("ANY age BETWEEN {1, 2}", ()),
         ("all_tags == NULL", ()),
         ("ints BETWEEN {5, 9}", ()),
         ("name == age", ()),
